@@ -1,0 +1,109 @@
+"""The admission error tree.
+
+Every error a department admin, a reviewer or (through the gateway) a village user may see carries a stable
+``code`` and a message in Simplified Chinese first and English. Messages name systems and offices but never
+contain secrets, contact details or personal data.
+"""
+
+from __future__ import annotations
+
+
+class AdmissionError(Exception):
+    """Base class: ``code`` is stable and machine-readable; the messages are for people."""
+
+    code: str = "admission_error"
+
+    def __init__(self, message_zh: str, message_en: str, *, code: str | None = None) -> None:
+        super().__init__(f"{message_zh} / {message_en}")
+        self.message_zh = message_zh
+        self.message_en = message_en
+        if code is not None:
+            self.code = code
+
+
+class IllegalTransition(AdmissionError):
+    """The registration's state machine has no edge for ``(status, action)``."""
+
+    code = "illegal_transition"
+
+    def __init__(
+        self,
+        status: str,
+        action: str,
+        *,
+        system_id: str | None = None,
+        status_zh: str | None = None,
+        action_zh: str | None = None,
+    ) -> None:
+        who_zh = f"系统 {system_id} " if system_id else ""
+        who_en = f"system {system_id} " if system_id else ""
+        super().__init__(
+            f"{who_zh}当前状态为「{status_zh or status}」，不能执行「{action_zh or action}」操作。",
+            f"Cannot {action} {who_en}while it is {status}.",
+        )
+        self.status = status
+        self.action = action
+        self.system_id = system_id
+
+
+class RegistrationNotFound(AdmissionError):
+    code = "system_not_found"
+
+    def __init__(self, system_id: str) -> None:
+        super().__init__(
+            f"准入登记册中没有系统 {system_id}。",
+            f"No system {system_id} in the admission registry.",
+        )
+        self.system_id = system_id
+
+
+class RegistrationExists(AdmissionError):
+    code = "system_exists"
+
+    def __init__(self, system_id: str) -> None:
+        super().__init__(
+            f"系统 {system_id} 已登记，请修改原登记而不是重复登记。",
+            f"System {system_id} is already registered; update it instead of registering again.",
+        )
+        self.system_id = system_id
+
+
+class InvalidRegistration(AdmissionError):
+    """A registration field is missing or malformed; ``field`` names it."""
+
+    code = "invalid_registration"
+
+    def __init__(self, field: str, message_zh: str, message_en: str) -> None:
+        super().__init__(f"{field}：{message_zh}", f"{field}: {message_en}")
+        self.field = field
+
+
+class SeparationOfDuties(AdmissionError):
+    """A reviewer may not judge their own department's system, nor sit for two offices in one round."""
+
+    code = "separation_of_duties"
+
+
+class UnknownOffice(AdmissionError):
+    code = "unknown_office"
+
+    def __init__(self, office: str) -> None:
+        super().__init__(
+            f"「{office}」不是已配置的联审单位。",
+            f"{office!r} is not a configured reviewing office.",
+        )
+        self.office = office
+
+
+class AlreadyVoted(AdmissionError):
+    code = "already_voted"
+
+
+class CredentialError(AdmissionError):
+    """Credentials cannot be issued, rotated or registered in the system's present state."""
+
+    code = "credential_error"
+
+
+class ConfigurationError(AdmissionError):
+    code = "admission_configuration"

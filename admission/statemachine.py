@@ -1,0 +1,99 @@
+"""The registration lifecycle as an explicit table of (state, action) -> next state.
+
+Anything not in the table is refused. The service adds guards the table cannot express (every required
+office approved, a renewal round open, the approval period elapsed); the table alone decides which edges
+exist, so it is tested exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+from admission.errors import IllegalTransition as IllegalTransition
+from admission.model import STATUS_LABELS_ZH, SystemStatus
+
+
+class Action(StrEnum):
+    SUBMIT = "submit"
+    WITHDRAW = "withdraw"
+    REVISE = "revise"
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+    SUSPEND = "suspend"
+    REINSTATE = "reinstate"
+    REVOKE = "revoke"
+    RECERTIFY = "recertify"
+    LAPSE = "lapse"
+
+
+ACTION_LABELS_ZH: Mapping[Action, str] = MappingProxyType(
+    {
+        Action.SUBMIT: "提交联审",
+        Action.WITHDRAW: "撤回",
+        Action.REVISE: "重新修改",
+        Action.APPROVE: "通过",
+        Action.REJECT: "不予通过",
+        Action.REQUEST_CHANGES: "退回修改",
+        Action.SUSPEND: "暂停",
+        Action.REINSTATE: "恢复",
+        Action.REVOKE: "撤销",
+        Action.RECERTIFY: "重新审核",
+        Action.LAPSE: "到期失效",
+    }
+)
+
+_S = SystemStatus
+_A = Action
+
+TRANSITIONS: Mapping[tuple[SystemStatus, Action], SystemStatus] = MappingProxyType(
+    {
+        # Filing and joint review (联审). Resubmission after a rejection is allowed.
+        (_S.DRAFT, _A.SUBMIT): _S.SUBMITTED,
+        (_S.CHANGES_REQUESTED, _A.SUBMIT): _S.SUBMITTED,
+        (_S.REJECTED, _A.SUBMIT): _S.SUBMITTED,
+        (_S.SUBMITTED, _A.WITHDRAW): _S.DRAFT,
+        (_S.REJECTED, _A.REVISE): _S.DRAFT,
+        (_S.SUBMITTED, _A.APPROVE): _S.APPROVED,
+        (_S.SUBMITTED, _A.REJECT): _S.REJECTED,
+        (_S.SUBMITTED, _A.REQUEST_CHANGES): _S.CHANGES_REQUESTED,
+        # Re-certification of a live system: the review round runs while the system keeps routing; its
+        # outcome renews the approval, or ends it.
+        (_S.APPROVED, _A.RECERTIFY): _S.APPROVED,
+        (_S.APPROVED, _A.APPROVE): _S.APPROVED,
+        (_S.APPROVED, _A.REJECT): _S.REJECTED,
+        (_S.APPROVED, _A.REQUEST_CHANGES): _S.CHANGES_REQUESTED,
+        # A lapsed system is blocked until it has been fully re-reviewed.
+        (_S.LAPSED, _A.RECERTIFY): _S.SUBMITTED,
+        # Supervision.
+        (_S.APPROVED, _A.SUSPEND): _S.SUSPENDED,
+        (_S.SUSPENDED, _A.REINSTATE): _S.APPROVED,
+        (_S.APPROVED, _A.LAPSE): _S.LAPSED,
+        (_S.SUSPENDED, _A.LAPSE): _S.LAPSED,
+        (_S.APPROVED, _A.REVOKE): _S.REVOKED,
+        (_S.SUSPENDED, _A.REVOKE): _S.REVOKED,
+        (_S.LAPSED, _A.REVOKE): _S.REVOKED,
+    }
+)
+
+TERMINAL: frozenset[SystemStatus] = frozenset(
+    s for s in SystemStatus if not any(state is s for state, _ in TRANSITIONS)
+)
+
+
+def allowed_actions(status: SystemStatus) -> tuple[Action, ...]:
+    return tuple(a for a in Action if (status, a) in TRANSITIONS)
+
+
+def transition(status: SystemStatus, action: Action, *, system_id: str | None = None) -> SystemStatus:
+    """The next state, or ``IllegalTransition`` (with zh/en messages) when the edge does not exist."""
+    try:
+        return TRANSITIONS[(SystemStatus(status), Action(action))]
+    except (KeyError, ValueError):
+        status_zh = STATUS_LABELS_ZH.get(status) if status in set(SystemStatus) else None
+        action_zh = ACTION_LABELS_ZH.get(action) if action in set(Action) else None
+        raise IllegalTransition(
+            str(status), str(action), system_id=system_id, status_zh=status_zh, action_zh=action_zh
+        ) from None

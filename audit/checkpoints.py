@@ -1,0 +1,328 @@
+"""Signed checkpoints: (tree size, Merkle root, time) signed with Ed25519, kept outside the database.
+
+The hash chain alone cannot stop someone who rewrites the whole table and recomputes every hash, or who
+restores an older copy of the database. A checkpoint — the RFC 6962 §3.5 "signed tree head" idea — pins
+the Merkle root of the first ``tree_size`` events under a key the database administrator does not hold,
+in a place they cannot rewrite (a directory on another host, a WORM bucket). Verification then checks the
+log still contains exactly that prefix (:func:`audit.verify.verify_log`), and RFC 9162 consistency proofs
+show one checkpoint extends another.
+
+Files are append-only: a new checkpoint gets a new name (size and time), is written to a temporary file,
+fsynced and hard-linked into place — ``link`` fails rather than replace an existing file.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit import merkle
+from audit.canonical import canonical_json
+from audit.events import format_timestamp, parse_timestamp
+from audit.log import AuditIntegrityError, AuditUnavailable, iter_leaf_hashes
+from audit.tables import audit_events
+
+ORIGIN: Final = "grassroots-audit-log"
+FORMAT_VERSION: Final = 1
+_NAME = re.compile(r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}\.json")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be written, read or trusted (bad signature, unknown key, rewritten history)."""
+
+
+def key_id_for(public_key: Ed25519PublicKey) -> str:
+    """A short, stable id for a public key: ``ed25519:`` + first 16 hex of SHA-256 of the raw key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement: "the first ``tree_size`` events have Merkle root ``root_hash``"."""
+
+    tree_size: int
+    root_hash: bytes
+    timestamp: datetime
+    key_id: str
+    signature: bytes
+
+    def signed_payload(self) -> bytes:
+        """The bytes the signature covers: RFC 8785 canonical JSON with an origin for domain separation."""
+        return signed_payload(self.tree_size, self.root_hash, self.timestamp, self.key_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": ORIGIN,
+            "v": FORMAT_VERSION,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "timestamp": format_timestamp(self.timestamp),
+            "key_id": self.key_id,
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Checkpoint:
+        try:
+            if data["origin"] != ORIGIN or data["v"] != FORMAT_VERSION:
+                raise CheckpointError("not a grassroots audit checkpoint")
+            tree_size = data["tree_size"]
+            if isinstance(tree_size, bool) or not isinstance(tree_size, int) or tree_size < 0:
+                raise CheckpointError("checkpoint tree_size is invalid")
+            return cls(
+                tree_size=tree_size,
+                root_hash=bytes.fromhex(data["root_hash"]),
+                timestamp=parse_timestamp(data["timestamp"]),
+                key_id=str(data["key_id"]),
+                signature=base64.b64decode(data["signature"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint is malformed ({type(exc).__name__})") from None
+
+
+def signed_payload(tree_size: int, root_hash: bytes, timestamp: datetime, key_id: str) -> bytes:
+    return canonical_json(
+        {
+            "origin": ORIGIN,
+            "v": FORMAT_VERSION,
+            "tree_size": tree_size,
+            "root_hash": root_hash.hex(),
+            "timestamp": format_timestamp(timestamp),
+            "key_id": key_id,
+        }
+    )
+
+
+def verify_checkpoint(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` is signed by ``public_key``."""
+    expected_id = key_id_for(public_key)
+    if checkpoint.key_id != expected_id:
+        raise CheckpointError(f"checkpoint signed by key {checkpoint.key_id}, expected {expected_id}")
+    if len(checkpoint.root_hash) != merkle.HASH_SIZE:
+        raise CheckpointError("checkpoint root hash must be 32 bytes")
+    try:
+        public_key.verify(checkpoint.signature, checkpoint.signed_payload())
+    except InvalidSignature:
+        raise CheckpointError(
+            f"checkpoint signature does not verify (tree size {checkpoint.tree_size})"
+        ) from None
+
+
+class CheckpointSigner:
+    """Ed25519 (RFC 8032) signing key for checkpoints, loaded from a file outside the database.
+
+    The key never appears in ``repr`` and the object refuses to be pickled.
+    """
+
+    __slots__ = ("_key_id", "_private_key")
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private_key = private_key
+        self._key_id = key_id_for(private_key.public_key())
+
+    @classmethod
+    def generate(cls) -> CheckpointSigner:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> CheckpointSigner:
+        """Load the PKCS#8 PEM key at ``path``, creating it (mode 0600) if it does not exist.
+
+        Refuses a key file that group or others can read or write: whoever can read it can forge
+        checkpoints, whoever can write it can swap it.
+        """
+        path = Path(path)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            _write_new_file(tmp, pem, mode=0o600)
+            try:
+                os.link(tmp, path)  # never replaces a key another process created meanwhile
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return cls._load(path)
+
+    @classmethod
+    def _load(cls, path: Path) -> CheckpointSigner:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise CheckpointError(f"checkpoint key file mode is {mode:o}; restrict it to 600 (chmod 600)")
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except ValueError:
+            raise CheckpointError("checkpoint key file is not a PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise CheckpointError("checkpoint key must be an Ed25519 key")
+        return cls(key)
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._private_key.public_key()
+
+    def public_key_pem(self) -> bytes:
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, tree_size: int, root_hash: bytes, timestamp: datetime | None = None) -> Checkpoint:
+        if tree_size < 0 or len(root_hash) != merkle.HASH_SIZE:
+            raise ValueError("checkpoint needs a non-negative size and a 32-byte root")
+        when = (timestamp or datetime.now(UTC)).astimezone(UTC)
+        # Round-trip the timestamp through its text form so the object equals what gets parsed back.
+        when = parse_timestamp(format_timestamp(when))
+        payload = signed_payload(tree_size, root_hash, when, self._key_id)
+        return Checkpoint(tree_size, root_hash, when, self._key_id, self._private_key.sign(payload))
+
+    def __repr__(self) -> str:
+        return f"CheckpointSigner(key_id={self._key_id!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("CheckpointSigner holds a private key and cannot be pickled")
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """Load an Ed25519 public key from a PEM file (SubjectPublicKeyInfo)."""
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise CheckpointError("checkpoint public key must be an Ed25519 key")
+    return key
+
+
+def _write_new_file(path: Path, data: bytes, *, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform lets a directory be opened for fsync
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:
+    if not directory.is_dir():
+        raise CheckpointError("checkpoint directory does not exist")
+    found = []
+    for entry in directory.iterdir():
+        match = _NAME.fullmatch(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return found
+
+
+def _read_checkpoint(path: Path, tree_size: int, public_key: Ed25519PublicKey) -> Checkpoint:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        raise CheckpointError(f"checkpoint {path.name} is unreadable") from None
+    checkpoint = Checkpoint.from_json(data)
+    if checkpoint.tree_size != tree_size:
+        raise CheckpointError(f"checkpoint {path.name} content does not match its name")
+    verify_checkpoint(checkpoint, public_key)
+    return checkpoint
+
+
+def latest_checkpoint(directory: Path, public_key: Ed25519PublicKey) -> Checkpoint | None:
+    """The checkpoint with the largest tree size (latest time on ties), signature verified.
+
+    ``None`` when the directory holds no checkpoint yet. Raises :class:`CheckpointError` when the
+    directory is missing or the latest file does not verify — never silently falls back to an older one.
+    """
+    files = _checkpoint_files(Path(directory))
+    if not files:
+        return None
+    tree_size, _, path = files[-1]
+    return _read_checkpoint(path, tree_size, public_key)
+
+
+def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Checkpoint]:
+    """Every checkpoint in the directory, oldest first, each signature verified."""
+    return [_read_checkpoint(path, size, public_key) for size, _, path in _checkpoint_files(Path(directory))]
+
+
+def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) -> Checkpoint:
+    """Sign the Merkle root over every event now in the log and store it as a new file in ``directory``.
+
+    Refuses (:class:`CheckpointError`) to sign a log that no longer contains the previous checkpoint's
+    prefix — signing it would launder a rewrite. Roots are computed from the stored leaf hashes; a full
+    :func:`audit.verify.verify_log` also re-derives each leaf from its body.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    previous = latest_checkpoint(directory, signer.public_key)
+    try:
+        with engine.connect() as conn:
+            size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+        if previous is not None and size < previous.tree_size:
+            raise CheckpointError(
+                f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign"
+            )
+        acc = merkle.MerkleAccumulator()
+        for leaf in iter_leaf_hashes(engine, 1, size):
+            acc.append(leaf)
+            if previous is not None and acc.size == previous.tree_size and acc.root() != previous.root_hash:
+                raise CheckpointError(
+                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign"
+                )
+        if previous is not None and previous.tree_size == 0 and previous.root_hash != merkle.EMPTY_ROOT:
+            raise CheckpointError("previous empty checkpoint has a non-empty root")
+    except AuditIntegrityError as exc:
+        raise CheckpointError(f"log is not contiguous: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
+    checkpoint = signer.sign(size, acc.root())
+    stamp = checkpoint.timestamp.strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"checkpoint-{size:012d}-{stamp}-{uuid.uuid4().hex[:8]}.json"
+    tmp = directory / f".{name}.tmp"
+    _write_new_file(tmp, canonical_json(checkpoint.to_json()) + b"\n", mode=0o644)
+    try:
+        os.link(tmp, directory / name)
+    except FileExistsError:
+        raise CheckpointError("checkpoint file already exists; not overwriting") from None
+    finally:
+        tmp.unlink()
+    _fsync_directory(directory)
+    return checkpoint
+
+
+def checkpoint_roots_consistent(older: Checkpoint, newer: Checkpoint, proof: Sequence[bytes]) -> None:
+    """RFC 9162 §2.1.4.2: raise :class:`audit.merkle.InvalidProofError` unless ``newer`` extends ``older``."""
+    merkle.verify_consistency(older.tree_size, newer.tree_size, proof, older.root_hash, newer.root_hash)

@@ -1,0 +1,234 @@
+"""The audit event: one data access (allowed or refused) or one administrative act.
+
+An event is the processing record PIPL Art. 56 asks for (and GB/T 35273-2020 §10.3 "记录对个人信息的处理"):
+who acted, for which organisation and scenario, on which dataset and fields, how many records, touching
+which residents, with what outcome and reason, and when. Residents and records appear only as keyed HMAC
+refs (see :mod:`audit.pseudonym`); an event carrying something that looks like a plain resident ID number
+(GB 11643) or mobile number is refused outright rather than written into a log that cannot be edited.
+
+The body (:meth:`AuditEvent.to_body`) is what gets hashed, in RFC 8785 canonical form.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final
+
+from audit.pseudonym import is_ref
+
+BODY_VERSION: Final = 1
+
+_KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
+_MAX_TEXT = 256
+
+# Plain personal data tripwires. Bounded by non-alphanumerics so hex digests, UUIDs and refs never match.
+# GB 11643-1999: 17 digits + check character; mainland mobile numbers: 11 digits starting 13-19.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[0-9Xx](?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d{9}(?![0-9A-Za-z])")
+_GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_GB11643_CHECK: Final = "10X98765432"
+
+
+class Outcome(StrEnum):
+    """What happened: a decision (``allowed``/``refused``) or the result of an act (``ok``/``error``)."""
+
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+    OK = "ok"
+    ERROR = "error"
+
+
+def _is_gb11643(candidate: str) -> bool:
+    total = sum(int(d) * w for d, w in zip(candidate[:17], _GB11643_WEIGHTS, strict=True))
+    return _GB11643_CHECK[total % 11] == candidate[17].upper()
+
+
+def looks_like_personal_data(text: str) -> bool:
+    """True when ``text`` holds what looks like a resident ID number (valid GB 11643 check) or a mobile."""
+    if _MOBILE.search(text):
+        return True
+    return any(_is_gb11643(m.group(0)) for m in _ID_NUMBER.finditer(text))
+
+
+def _checked_text(
+    name: str, value: object, *, optional: bool, pattern: re.Pattern[str] | None = None
+) -> None:
+    if value is None:
+        if optional:
+            return
+        raise ValueError(f"{name} is required")
+    if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
+        raise ValueError(f"{name} must be a non-empty string of at most {_MAX_TEXT} characters")
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise ValueError(f"{name} has an invalid format")
+    if looks_like_personal_data(value):
+        raise ValueError(f"{name} looks like plain personal data; pass a Pseudonymizer ref instead")
+
+
+def _frozen_json(value: object, path: str, depth: int = 0) -> Any:
+    """A deep, read-only copy of a JSON value; refuses what RFC 8785 cannot encode and plain PII."""
+    if depth > 16:
+        raise ValueError(f"details nested too deeply at {path}")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # RFC 8785 §3.2.2.3 / RFC 7493 §2.2: integers must be exact as IEEE 754 doubles.
+        if abs(value) > 2**53 - 1:
+            raise ValueError(f"details integer out of the I-JSON range at {path}")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"details number not finite at {path}")
+        return value
+    if isinstance(value, str):
+        if looks_like_personal_data(value):
+            raise ValueError(f"details value at {path} looks like plain personal data; use a ref")
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"details keys must be strings at {path}")
+            if looks_like_personal_data(key):
+                raise ValueError(f"details key at {path} looks like plain personal data")
+            out[key] = _frozen_json(item, f"{path}.{key}", depth + 1)
+        return MappingProxyType(out)
+    if isinstance(value, list | tuple):
+        return tuple(_frozen_json(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+    raise ValueError(f"details value of type {type(value).__name__} is not JSON at {path}")
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``: one spelling per instant, so the hash is stable."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One processing record (PIPL Art. 56). Immutable; validated on construction.
+
+    ``subject_refs`` and ``record_refs`` must already be :class:`audit.pseudonym.Pseudonymizer` refs;
+    ``details`` is free JSON for the act (e.g. a grant id, a policy version) and must not carry personal
+    data — strings that look like an ID number or a mobile number are refused.
+    """
+
+    kind: str
+    outcome: Outcome
+    actor: str
+    actor_org: str | None = None
+    actor_roles: tuple[str, ...] = ()
+    scenario: str | None = None
+    dataset: str | None = None
+    fields: tuple[str, ...] = ()
+    record_count: int = 0
+    subject_refs: tuple[str, ...] = ()
+    record_refs: tuple[str, ...] = ()
+    reason: str | None = None
+    trace_id: str | None = None
+    request_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        _checked_text("kind", self.kind, optional=False, pattern=_KIND)
+        try:
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
+        except ValueError:
+            raise ValueError("outcome must be one of allowed, refused, ok, error") from None
+        _checked_text("actor", self.actor, optional=False)
+        _checked_text("actor_org", self.actor_org, optional=True, pattern=_TOKEN)
+        _checked_text("scenario", self.scenario, optional=True, pattern=_TOKEN)
+        _checked_text("dataset", self.dataset, optional=True, pattern=_TOKEN)
+        _checked_text("reason", self.reason, optional=True, pattern=_TOKEN)
+        _checked_text("trace_id", self.trace_id, optional=True, pattern=_TOKEN)
+        _checked_text("request_id", self.request_id, optional=True, pattern=_TOKEN)
+        for name in ("actor_roles", "fields", "subject_refs", "record_refs"):
+            items = getattr(self, name)
+            if isinstance(items, str) or not isinstance(items, Sequence):
+                raise ValueError(f"{name} must be a sequence of strings")
+            object.__setattr__(self, name, tuple(items))
+        for role in self.actor_roles:
+            _checked_text("actor_roles[]", role, optional=False, pattern=_TOKEN)
+        for name in self.fields:
+            _checked_text("fields[]", name, optional=False, pattern=_TOKEN)
+        for ref in (*self.subject_refs, *self.record_refs):
+            if not isinstance(ref, str) or not is_ref(ref):
+                raise ValueError("subject_refs and record_refs must be Pseudonymizer refs (<key_id>:<hex>)")
+        if isinstance(self.record_count, bool) or not isinstance(self.record_count, int):
+            raise ValueError("record_count must be an integer")
+        if not 0 <= self.record_count <= 2**53 - 1:
+            raise ValueError("record_count must be non-negative")
+        if not isinstance(self.occurred_at, datetime) or self.occurred_at.utcoffset() is None:
+            raise ValueError("occurred_at must be a timezone-aware datetime")
+        object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))
+        if not isinstance(self.details, Mapping):
+            raise ValueError("details must be a mapping")
+        object.__setattr__(self, "details", _frozen_json(self.details, "details"))
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON object that is canonicalised (RFC 8785) and hashed into the chain and Merkle tree."""
+        return {
+            "v": BODY_VERSION,
+            "kind": self.kind,
+            "outcome": self.outcome.value,
+            "actor": self.actor,
+            "actor_org": self.actor_org,
+            "actor_roles": list(self.actor_roles),
+            "scenario": self.scenario,
+            "dataset": self.dataset,
+            "fields": list(self.fields),
+            "record_count": self.record_count,
+            "subject_refs": list(self.subject_refs),
+            "record_refs": list(self.record_refs),
+            "reason": self.reason,
+            "trace_id": self.trace_id,
+            "request_id": self.request_id,
+            "details": _thawed(self.details),
+            "occurred_at": format_timestamp(self.occurred_at),
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> AuditEvent:
+        """Rebuild an event from a stored body (inverse of :meth:`to_body`)."""
+        if body.get("v") != BODY_VERSION:
+            raise ValueError("unsupported audit body version")
+        return cls(
+            kind=body["kind"],
+            outcome=Outcome(body["outcome"]),
+            actor=body["actor"],
+            actor_org=body["actor_org"],
+            actor_roles=tuple(body["actor_roles"]),
+            scenario=body["scenario"],
+            dataset=body["dataset"],
+            fields=tuple(body["fields"]),
+            record_count=body["record_count"],
+            subject_refs=tuple(body["subject_refs"]),
+            record_refs=tuple(body["record_refs"]),
+            reason=body["reason"],
+            trace_id=body["trace_id"],
+            request_id=body["request_id"],
+            details=body["details"],
+            occurred_at=parse_timestamp(body["occurred_at"]),
+        )

@@ -1,0 +1,172 @@
+"""Audit tables and the database-side guards that make them append-only.
+
+``audit_events`` holds one row per event: the RFC 8785 body (authoritative), its hash-chain link
+(``prev_hash`` → ``entry_hash``) and its RFC 6962 leaf hash. The other columns are copies of body fields
+kept for supervisor queries; verification checks them against the body, so editing a copy is detected
+like editing the body. ``audit_subject_refs`` indexes resident refs so that answering a complaint
+(PIPL Art. 45/50: "who read my data?") is one indexed lookup, not a scan. ``audit_head`` is the single
+row every appender locks to assign the next gapless sequence number.
+
+PIPL Art. 56 wants processing records kept (3 years) and trustworthy: the database refuses UPDATE,
+DELETE and TRUNCATE on the event tables (:func:`install_immutability_sql`) and, on PostgreSQL, the
+application may run as a role that can only INSERT and SELECT them (:func:`postgres_writer_role_sql`).
+These guards stop mistakes and casual edits; the hash chain, Merkle tree and signed checkpoints catch
+whoever gets past them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+WRITER_ROLE: Final = "grassroots_audit_writer"
+HEAD_ID: Final = 1
+
+
+class AuditBase(DeclarativeBase):
+    pass
+
+
+class AuditEventRow(AuditBase):
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(256))
+    actor_org: Mapped[str | None] = mapped_column(String(128))
+    scenario: Mapped[str | None] = mapped_column(String(128))
+    dataset: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        # Supervisor queries filter by one of these and then by time; seq keeps results in log order.
+        Index("ix_audit_events_actor_org_time", "actor_org", "occurred_at"),
+        Index("ix_audit_events_actor_time", "actor", "occurred_at"),
+        Index("ix_audit_events_scenario_time", "scenario", "occurred_at"),
+        Index("ix_audit_events_dataset_time", "dataset", "occurred_at"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_outcome_time", "outcome", "occurred_at"),
+    )
+
+
+class AuditSubjectRefRow(AuditBase):
+    __tablename__ = "audit_subject_refs"
+
+    # The primary key (subject_ref, seq) is the complaint-lookup index: all events touching one resident.
+    subject_ref: Mapped[str] = mapped_column(String(96), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_events.seq"), primary_key=True)
+
+    __table_args__ = (Index("ix_audit_subject_refs_seq", "seq"),)
+
+
+class AuditHeadRow(AuditBase):
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (CheckConstraint(f"id = {HEAD_ID}", name="ck_audit_head_single_row"),)
+
+
+metadata = AuditBase.metadata
+audit_events = cast(Table, AuditEventRow.__table__)
+audit_subject_refs = cast(Table, AuditSubjectRefRow.__table__)
+audit_head = cast(Table, AuditHeadRow.__table__)
+
+_PROTECTED: Final = ("audit_events", "audit_subject_refs")
+
+
+def install_immutability_sql(dialect_name: str) -> list[str]:
+    """DDL making the event tables refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+
+    Safe to run on a fresh database after the tables exist, and safe to run again (``IF NOT EXISTS`` /
+    ``CREATE OR REPLACE`` / ``DROP ... IF EXISTS``). Returns one statement per list item, for Alembic's
+    ``op.execute`` or ``Connection.exec_driver_sql`` (no ``%`` or ``:name`` that either would rewrite).
+    """
+    if dialect_name == "sqlite":
+        statements = []
+        for table in _PROTECTED:
+            for action in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only (PIPL Art. 56 processing record)'); "
+                    "END"
+                )
+        return statements
+    if dialect_name == "postgresql":
+        statements = [
+            "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            # No '%' placeholders: the statement must pass unchanged through exec_driver_sql and text().
+            "BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || "
+            "' is append-only (PIPL Art. 56 processing record)', ERRCODE = 'insufficient_privilege'; END $$"
+        ]
+        for table in _PROTECTED:
+            statements += [
+                f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}",
+                f"CREATE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+                f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+            ]
+        return statements
+    raise ValueError(f"no immutability triggers for dialect {dialect_name!r}")
+
+
+def drop_immutability_sql(dialect_name: str) -> list[str]:
+    """The inverse of :func:`install_immutability_sql`, for an Alembic downgrade."""
+    if dialect_name == "sqlite":
+        return [
+            f"DROP TRIGGER IF EXISTS {table}_no_{action}"
+            for table in _PROTECTED
+            for action in ("update", "delete")
+        ]
+    if dialect_name == "postgresql":
+        statements = [
+            f"DROP TRIGGER IF EXISTS {table}_{name} ON {table}"
+            for table in _PROTECTED
+            for name in ("no_update_delete", "no_truncate")
+        ]
+        return [*statements, "DROP FUNCTION IF EXISTS audit_refuse_change()"]
+    raise ValueError(f"no immutability triggers for dialect {dialect_name!r}")
+
+
+def postgres_writer_role_sql(role: str = WRITER_ROLE) -> list[str]:
+    """A PostgreSQL role that may only INSERT and SELECT audit events (and move the head row).
+
+    The gateway connects as (or ``SET ROLE``s to) this role for appending, so even a bug or an injected
+    statement in the application cannot rewrite history. Roles are cluster-wide: creation tolerates a
+    concurrent creator. ``NOLOGIN``: grant it to the login role the gateway uses.
+    """
+    if not role.replace("_", "").isalnum():
+        raise ValueError("role name must be alphanumeric with underscores")
+    return [
+        "DO $$ BEGIN "  # noqa: S608 -- role is validated above; DDL cannot take bind parameters
+        f"IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} NOLOGIN; "
+        "END IF; "
+        "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        f"REVOKE ALL ON audit_events, audit_subject_refs, audit_head FROM {role}",
+        f"GRANT SELECT, INSERT ON audit_events, audit_subject_refs TO {role}",
+        # The head row is a lock and a counter, not a record: the writer moves it forward.
+        f"GRANT SELECT, INSERT, UPDATE ON audit_head TO {role}",
+    ]

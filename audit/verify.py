@@ -1,0 +1,295 @@
+"""Whole-log verification: chain, leaves, index copies, head and the latest signed checkpoint.
+
+Walks the log in sequence order in bounded chunks and stops at the first problem, reporting what was
+expected and what was found (sigstore style). What each check catches:
+
+* a gap in ``seq`` — a deleted event (``missing_event``);
+* ``prev_hash`` not the previous ``entry_hash`` — reordered or inserted events (``prev_hash_mismatch``);
+* ``entry_hash``/``leaf_hash`` not derived from the body — an edited body or hash
+  (``entry_hash_mismatch``, ``leaf_hash_mismatch``; RFC 6962 §2.1 leaf hashing);
+* a query column or the subject-ref index disagreeing with the body — an edited copy that would hide an
+  access from a supervisor or a complaint lookup (``column_mismatch``, ``subject_refs_mismatch``);
+* the head row disagreeing with the last event — a silently truncated or extended tail (``head_mismatch``,
+  ``event_beyond_head``);
+* the Merkle root of the first ``tree_size`` events differing from the signed checkpoint, or fewer events
+  than it covers — a rewritten history, a truncated tail, or a database restored from an older snapshot
+  (``checkpoint_root_mismatch``, ``log_shorter_than_checkpoint``).
+
+It refuses to pass on nothing: an empty log passes only when no checkpoint says it had events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, Row, String, func, select, type_coerce
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit import merkle
+from audit.checkpoints import Checkpoint, CheckpointError, latest_checkpoint
+from audit.events import parse_timestamp
+from audit.log import GENESIS_HASH, AuditUnavailable, chain_hash
+from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
+
+DEFAULT_CHUNK: Final = 5_000
+_SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+_TEXT_COLUMNS: Final = ("kind", "outcome", "actor", "actor_org", "scenario", "dataset")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """Outcome of :func:`verify_log`. ``problem`` is a stable code; ``expected``/``found`` say why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    expected: str | None = None
+    found: str | None = None
+    checkpoint: Checkpoint | None = None
+
+    def describe(self) -> str:
+        """One line for a terminal: what passed, or the first bad entry and why."""
+        covered = f"; checkpoint covers {self.checkpoint.tree_size}" if self.checkpoint else "; no checkpoint"
+        if self.ok:
+            return f"audit log intact: {self.checked} events verified{covered}"
+        where = f"event {self.first_bad_seq}" if self.first_bad_seq is not None else "log"
+        return (
+            f"audit log FAILED at {where}: {self.problem} (expected {self.expected}, found {self.found}); "
+            f"{self.checked} events verified before it{covered}"
+        )
+
+
+class _VerificationFailedError(Exception):
+    def __init__(self, seq: int | None, problem: str, expected: object, found: object) -> None:
+        super().__init__(problem)
+        self.seq = seq
+        self.problem = problem
+        self.expected = None if expected is None else str(expected)
+        self.found = None if found is None else str(found)
+
+
+def _stored_time_matches(stored: object, when: datetime) -> bool:
+    if isinstance(stored, str):
+        # SQLite: the exact text SQLAlchemy writes for a UTC instant. Compared as text, not parsed:
+        # fromisoformat would accept e.g. any separator, letting a changed byte pass.
+        return stored == when.astimezone(UTC).strftime(_SQLITE_DATETIME)
+    if isinstance(stored, datetime) and stored.tzinfo is not None:
+        return stored == when
+    return False
+
+
+def _hexed(value: object) -> str:
+    return value.hex() if isinstance(value, bytes | bytearray | memoryview) else repr(type(value).__name__)
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError("hash column is not binary")
+
+
+class _Walker:
+    def __init__(self, checkpoint: Checkpoint | None) -> None:
+        self.checkpoint = checkpoint
+        self.prev = GENESIS_HASH
+        self.acc = merkle.MerkleAccumulator()
+        self.checked = 0
+
+    def check_row(self, row: Row[Any], refs: set[str]) -> None:
+        seq = self.checked + 1
+        if row.seq != seq:
+            raise _VerificationFailedError(seq, "missing_event", f"seq {seq}", f"seq {row.seq}")
+        try:
+            self._check_contents(seq, row, refs)
+        except _VerificationFailedError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, UnicodeError) as exc:
+            raise _VerificationFailedError(
+                seq, "row_malformed", "a well-formed row", type(exc).__name__
+            ) from None
+        self.checked = seq
+
+    def _check_contents(self, seq: int, row: Row[Any], refs: set[str]) -> None:
+        if not isinstance(row.body, str):
+            raise TypeError("body is not text")
+        body = row.body.encode("utf-8")
+        prev_hash = _as_bytes(row.prev_hash)
+        if prev_hash != self.prev:
+            raise _VerificationFailedError(seq, "prev_hash_mismatch", self.prev.hex(), prev_hash.hex())
+        entry = chain_hash(self.prev, body)
+        if entry != row.entry_hash:
+            raise _VerificationFailedError(seq, "entry_hash_mismatch", entry.hex(), _hexed(row.entry_hash))
+        leaf = merkle.leaf_hash(body)
+        if leaf != row.leaf_hash:
+            raise _VerificationFailedError(seq, "leaf_hash_mismatch", leaf.hex(), _hexed(row.leaf_hash))
+        doc = json.loads(body)
+        for column in _TEXT_COLUMNS:
+            stored = getattr(row, column)
+            if stored != doc[column]:
+                raise _VerificationFailedError(
+                    seq, "column_mismatch", f"{column}={doc[column]!r}", f"{column}={stored!r}"
+                )
+        when = parse_timestamp(doc["occurred_at"])
+        if not _stored_time_matches(row.occurred_at, when):
+            raise _VerificationFailedError(
+                seq, "column_mismatch", f"occurred_at={when.isoformat()}", f"occurred_at={row.occurred_at}"
+            )
+        wanted = set(doc["subject_refs"])
+        if refs != wanted:
+            raise _VerificationFailedError(
+                seq, "subject_refs_mismatch", f"{len(wanted)} subject refs", f"{len(refs)} indexed"
+            )
+        self.acc.append(leaf)
+        self.prev = entry
+        checkpoint = self.checkpoint
+        if checkpoint is not None and self.acc.size == checkpoint.tree_size:
+            root = self.acc.root()
+            if root != checkpoint.root_hash:
+                raise _VerificationFailedError(
+                    seq, "checkpoint_root_mismatch", checkpoint.root_hash.hex(), root.hex()
+                )
+
+
+def _event_columns() -> list[Any]:
+    c = audit_events.c
+    return [
+        c.seq,
+        # Raw stored text on SQLite so a corrupted timestamp is reported, not raised by the type.
+        type_coerce(c.occurred_at, String).label("occurred_at"),
+        *[getattr(c, name) for name in _TEXT_COLUMNS],
+        c.body,
+        c.prev_hash,
+        c.entry_hash,
+        c.leaf_hash,
+    ]
+
+
+def _fetch_chunk(engine: Engine, low: int, high: int) -> tuple[list[Row[Any]], dict[int, set[str]]]:
+    events = (
+        select(*_event_columns()).where(audit_events.c.seq.between(low, high)).order_by(audit_events.c.seq)
+    )
+    refs = select(audit_subject_refs.c.seq, audit_subject_refs.c.subject_ref).where(
+        audit_subject_refs.c.seq.between(low, high)
+    )
+    with engine.connect() as conn:
+        rows = list(conn.execute(events).all())
+        by_seq: dict[int, set[str]] = {}
+        for seq, ref in conn.execute(refs):
+            by_seq.setdefault(int(seq), set()).add(ref)
+    return rows, by_seq
+
+
+def _first_unreadable(engine: Engine, low: int, high: int) -> int:
+    """Find the row a driver could not decode (e.g. invalid UTF-8 written behind our back)."""
+    for seq in range(low, high + 1):
+        try:
+            _fetch_chunk(engine, seq, seq)
+        except SQLAlchemyError:
+            return seq
+    return low
+
+
+def verify_log(
+    engine: Engine,
+    checkpoint_dir: Path | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+) -> VerificationReport:
+    """Verify the whole log (and, given ``checkpoint_dir`` + ``public_key``, the latest checkpoint).
+
+    ``progress(checked, total)`` is called after every chunk. Raises :class:`AuditUnavailable` when the
+    database cannot be read at all (that is not evidence of tampering); every integrity problem is
+    reported in the returned :class:`VerificationReport`, never raised.
+    """
+    if (checkpoint_dir is None) != (public_key is None):
+        raise ValueError("checkpoint_dir and public_key go together")
+    checkpoint: Checkpoint | None = None
+    if checkpoint_dir is not None and public_key is not None:
+        try:
+            checkpoint = latest_checkpoint(checkpoint_dir, public_key)
+        except CheckpointError as exc:
+            return VerificationReport(
+                False, 0, None, "checkpoint_invalid", "a verifiable checkpoint", str(exc)
+            )
+
+    try:
+        with engine.connect() as conn:
+            # max(seq) first, head second: an append in between can only make the head larger.
+            max_seq = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+            head = conn.execute(
+                select(audit_head.c.seq, audit_head.c.entry_hash).where(audit_head.c.id == HEAD_ID)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+    head_seq = int(head.seq) if head is not None else 0
+    head_hash = bytes(head.entry_hash) if head is not None else GENESIS_HASH
+
+    walker = _Walker(checkpoint)
+    # Walk every stored event, even past the head, so the earliest problem is the one reported.
+    total = max(max_seq, head_seq)
+    try:
+        low = 1
+        while low <= total:
+            high = min(total, low + chunk - 1)
+            try:
+                rows, refs = _fetch_chunk(engine, low, high)
+            except SQLAlchemyError:
+                bad = _first_unreadable(engine, low, high)
+                raise _VerificationFailedError(
+                    bad, "row_malformed", "a readable row", "undecodable stored value"
+                ) from None
+            for row in rows:
+                walker.check_row(row, refs.get(int(row.seq), set()))
+            if walker.checked < high:
+                raise _VerificationFailedError(
+                    walker.checked + 1, "missing_event", f"seq {walker.checked + 1}", "no row"
+                )
+            if progress is not None:
+                progress(walker.checked, total)
+            low = high + 1
+        if head_seq < walker.checked:
+            raise _VerificationFailedError(
+                head_seq + 1, "event_beyond_head", f"last event {head_seq}", f"event {walker.checked}"
+            )
+        if walker.prev != head_hash:
+            raise _VerificationFailedError(
+                head_seq or None, "head_mismatch", walker.prev.hex(), head_hash.hex()
+            )
+        if checkpoint is not None:
+            if checkpoint.tree_size > head_seq:
+                raise _VerificationFailedError(
+                    head_seq + 1,
+                    "log_shorter_than_checkpoint",
+                    f"at least {checkpoint.tree_size} events",
+                    f"{head_seq} events",
+                )
+            if checkpoint.tree_size == 0 and checkpoint.root_hash != merkle.EMPTY_ROOT:
+                raise _VerificationFailedError(
+                    None, "checkpoint_root_mismatch", merkle.EMPTY_ROOT.hex(), checkpoint.root_hash.hex()
+                )
+        with engine.connect() as conn:
+            orphans = conn.execute(
+                select(func.count())
+                .select_from(audit_subject_refs)
+                .where(audit_subject_refs.c.seq > head_seq)
+            ).scalar_one()
+        if orphans:
+            raise _VerificationFailedError(
+                head_seq + 1, "subject_refs_mismatch", "no refs beyond the last event", f"{orphans}"
+            )
+    except _VerificationFailedError as failure:
+        return VerificationReport(
+            False, walker.checked, failure.seq, failure.problem, failure.expected, failure.found, checkpoint
+        )
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+    return VerificationReport(True, walker.checked, checkpoint=checkpoint)

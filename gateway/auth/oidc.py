@@ -1,0 +1,623 @@
+"""OIDC resource server: verify bearer access tokens from any standards-compliant identity provider.
+
+The gateway never issues the tokens it accepts (the embedded development provider in
+:mod:`gateway.auth.devidp` is just another issuer reached over HTTP). Keys are found by OpenID Connect
+Discovery 1.0 and the provider's JWKS (RFC 7517); signatures are checked by joserfc, never by hand.
+
+Rules implemented here, by source:
+
+* RFC 8725 §3.1/§3.2 (JWT BCP): the algorithm comes from an explicit allowlist of asymmetric
+  algorithms; ``none`` and every HMAC algorithm are refused, and a key is used only with algorithms of
+  its own key type, which closes the HS/RS confusion hole.
+* RFC 8725 §3.8/§3.9 and RFC 7519 §4.1: ``iss`` and ``aud`` are checked exactly; ``exp``, ``nbf`` and
+  ``iat`` with a small leeway for clock skew.
+* RFC 9068 §4: the ``typ`` header is checked (``at+jwt``; a configurable list so that providers issuing
+  plain ``JWT`` access tokens still work).
+* OpenID Connect Discovery 1.0 §4.3: the discovered ``issuer`` must equal the configured issuer.
+* RFC 6750 §3: errors carry what a ``WWW-Authenticate`` challenge needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import httpx
+from joserfc import jws
+from joserfc.errors import (
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidKeyCurveError,
+    InvalidKeyTypeError,
+    JoseError,
+    KeyParameterError,
+    MissingClaimError,
+    SecurityWarning,
+)
+from joserfc.jwk import JWKRegistry, Key
+from joserfc.jwt import JWTClaimsRegistry
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "AuthError",
+    "AuthErrorCode",
+    "ClaimMapping",
+    "OIDCVerifier",
+    "Principal",
+]
+
+_log = logging.getLogger(__name__)
+
+AuthErrorCode = Literal[
+    "invalid_token",
+    "expired_token",
+    "token_not_yet_valid",
+    "wrong_audience",
+    "wrong_issuer",
+    "unsupported_algorithm",
+    "unknown_key",
+    "malformed_token",
+    "insufficient_claims",
+    "idp_unavailable",
+]
+
+# RFC 8725 §3.1: the only algorithms this resource server will ever consider, whatever it is configured
+# with. All are public-key signatures, so knowing the verification key never lets anyone sign.
+_KEY_TYPE_OF_ALGORITHM: Mapping[str, str] = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "ES512": "EC",
+    "EdDSA": "OKP",
+    "Ed25519": "OKP",
+    "Ed448": "OKP",
+}
+ASYMMETRIC_ALGORITHMS: frozenset[str] = frozenset(_KEY_TYPE_OF_ALGORITHM)
+
+_MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
+    "invalid_token": (
+        "登录凭证无效，请重新登录。",
+        "The access token is not valid. Please sign in again.",
+    ),
+    "expired_token": (
+        "登录已过期，请重新登录。",
+        "The access token has expired. Please sign in again.",
+    ),
+    "token_not_yet_valid": (
+        "登录凭证尚未生效，请检查设备时间后重试。",
+        "The access token is not valid yet. Check the device clock and try again.",
+    ),
+    "wrong_audience": (
+        "该登录凭证不是签发给本平台的，请通过本平台重新登录。",
+        "The access token was not issued for this service. Please sign in to this service again.",
+    ),
+    "wrong_issuer": (
+        "该登录凭证不是由本平台认可的统一身份认证服务签发的。",
+        "The access token was not issued by the trusted identity provider.",
+    ),
+    "unsupported_algorithm": (
+        "登录凭证的签名方式不被接受，请重新登录。",
+        "The access token is signed in a way this service does not accept. Please sign in again.",
+    ),
+    "unknown_key": (
+        "无法识别登录凭证的签名密钥，请重新登录。",
+        "The access token was signed with a key this service does not know. Please sign in again.",
+    ),
+    "malformed_token": (
+        "登录凭证格式错误，请重新登录。",
+        "The access token is malformed. Please sign in again.",
+    ),
+    "insufficient_claims": (
+        "登录凭证缺少所属组织或角色信息，请联系平台管理员。",
+        "The access token lacks organisation or role information. Contact the platform administrator.",
+    ),
+    "idp_unavailable": (
+        "统一身份认证服务暂时无法连接，请稍后重试。",
+        "The identity provider cannot be reached right now. Please try again later.",
+    ),
+}
+assert set(_MESSAGES) == set(get_args(AuthErrorCode))
+
+# Compact JWS larger than this is refused before any parsing; real access tokens are a few KiB.
+_MAX_TOKEN_CHARS = 16 * 1024
+# Discovery documents and key sets are small; a bigger answer is a misbehaving or hostile endpoint.
+_MAX_DOCUMENT_BYTES = 512 * 1024
+# 统计用区划代码: twelve ASCII digits (re.ASCII so that other scripts' digits do not pass).
+_DIVISION_CODE = re.compile(r"[0-9]{12}", re.ASCII)
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.=]+", re.ASCII)
+
+
+class AuthError(Exception):
+    """A bearer token was refused, or the identity provider could not be consulted.
+
+    The message is fixed per ``code`` and never includes the token, a claim value or a key: callers may
+    log ``str(error)`` and show ``message_zh`` / ``message_en`` to the user as they are.
+    """
+
+    code: AuthErrorCode
+    message_zh: str
+    message_en: str
+
+    def __init__(self, code: AuthErrorCode) -> None:
+        self.code = code
+        self.message_zh, self.message_en = _MESSAGES[code]
+        super().__init__(f"{code}: {self.message_en}")
+
+    def __repr__(self) -> str:
+        return f"AuthError(code={self.code!r})"
+
+    @property
+    def http_status(self) -> int:
+        """401 for a refused token (RFC 6750 §3.1); 503 when the provider could not be consulted."""
+        return 503 if self.code == "idp_unavailable" else 401
+
+    def www_authenticate(self, realm: str = "grassroots") -> str | None:
+        """The RFC 6750 §3 challenge for a 401 answer, or ``None`` for a 503.
+
+        RFC 6750 §3.1 defines a single ``error`` value for every refused token (``invalid_token``); the
+        specific code travels in the JSON body. ``error_description`` must be ASCII, so it is English.
+        """
+        if self.http_status != 401:
+            return None
+        return f'Bearer realm="{realm}", error="invalid_token", error_description="{self.message_en}"'
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as the token's issuer describes them (docs/architecture.md)."""
+
+    user_id: str
+    username: str = field(repr=False)
+    org: str
+    roles: tuple[str, ...]
+    department: str | None
+    office: str | None
+    token_id: str | None
+
+
+@dataclass(frozen=True)
+class ClaimMapping:
+    """Which token claim carries each Principal attribute.
+
+    A name is first looked up as a top-level claim (so namespaced claims such as
+    ``https://example.org/roles`` work), then as a dotted path into nested objects (Keycloak's
+    ``realm_access.roles``).
+    """
+
+    org: str = "org_code"
+    roles: str = "roles"
+    department: str = "department"
+    office: str = "office"
+    username: str = "preferred_username"
+
+
+def _normalise_type(value: str) -> str:
+    # RFC 7515 §4.1.9: media types compare case-insensitively and "application/" may be omitted.
+    lowered = value.strip().lower()
+    return lowered.removeprefix("application/")
+
+
+class OIDCVerifier:
+    """Verify access tokens issued by one OpenID Connect provider for one audience.
+
+    Keys come from the provider's discovery document and JWKS. They are cached; a token naming an unknown
+    ``kid`` triggers at most one refetch per ``jwks_refresh_min_interval_s`` (concurrent requests share a
+    single fetch), so a flood of forged ``kid`` values cannot turn the gateway against the provider.
+    The key set is also refreshed once it is older than ``discovery_ttl_s`` so that a key the provider
+    withdrew stops being trusted.
+
+    ``clock`` (wall time, for ``exp``/``nbf``/``iat``) and ``monotonic`` (for cache ages) exist for
+    tests; production code leaves them alone.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        algorithms: Sequence[str] = ("RS256", "PS256", "ES256", "EdDSA"),
+        leeway_s: int = 30,
+        accepted_types: Sequence[str] = ("at+jwt", "JWT"),
+        claims: ClaimMapping = ClaimMapping(),
+        jwks_refresh_min_interval_s: float = 30.0,
+        http_timeout_s: float = 5.0,
+        discovery_ttl_s: float = 3600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not issuer:
+            raise ValueError("issuer must not be empty")
+        if not audience:
+            raise ValueError("audience must not be empty")
+        refused = sorted(set(algorithms) - ASYMMETRIC_ALGORITHMS)
+        if refused:
+            # RFC 8725 §3.1/§3.2: symmetric and "none" algorithms are never acceptable here.
+            raise ValueError(f"algorithms not allowed for access tokens: {refused}")
+        if not algorithms:
+            raise ValueError("at least one algorithm must be allowed")
+        if not accepted_types:
+            raise ValueError("at least one token type must be accepted")
+        if leeway_s < 0:
+            raise ValueError("leeway_s must not be negative")
+
+        self.issuer = issuer
+        self.audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._leeway_s = leeway_s
+        self._accepted_types = frozenset(_normalise_type(t) for t in accepted_types)
+        self._claims = claims
+        self._refresh_interval_s = jwks_refresh_min_interval_s
+        self._discovery_ttl_s = discovery_ttl_s
+        self._clock = clock
+        self._monotonic = monotonic
+        # strict_check_header=False: providers add unregistered header parameters (for example
+        # Azure's "nonce"); "crit" is refused separately below, so no extension is silently ignored.
+        self._registry = jws.JWSRegistry(algorithms=sorted(self._algorithms), strict_check_header=False)
+        # joserfc's 512-byte header default refuses standard headers carrying a certificate thumbprint
+        # or chain ("x5t", "x5c"); the whole token stays capped by _MAX_TOKEN_CHARS.
+        self._registry.max_header_length = 4096
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=http_timeout_s,
+            follow_redirects=False,
+            headers={"Accept": "application/json"},
+        )
+        # OpenID Connect Discovery 1.0 §4: a trailing "/" on the issuer is dropped before the suffix.
+        self._discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+        self._lock = asyncio.Lock()
+        self._jwks_uri: str | None = None
+        self._discovered_at: float | None = None
+        self._keys: list[Key] | None = None
+        self._keys_fetched_at: float | None = None
+        self._last_attempt_at: float | None = None
+        # Bumped after every fetch attempt; lets a request that waited on the lock see that another
+        # request already fetched for it.
+        self._generation = 0
+
+    def __repr__(self) -> str:
+        return f"OIDCVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    async def __aenter__(self) -> OIDCVerifier:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def verify(self, token: str) -> Principal:
+        """Verify ``token`` (the bare compact JWS, without "Bearer ") and map its claims.
+
+        :raises AuthError: with the code naming the first check that failed.
+        """
+        signed, header = self._parse(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise AuthError("unsupported_algorithm")
+        self._check_type(header)
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError("malformed_token")
+
+        key = await self._find_key(kid, alg)
+        self._check_signature(signed, key)
+        claims = self._payload(signed)
+        self._check_claims(claims)
+        return self._principal(claims)
+
+    # -- token structure -------------------------------------------------------------------------
+
+    def _parse(self, token: str) -> tuple[jws.CompactSignature, dict[str, Any]]:
+        if (
+            not isinstance(token, str)
+            or len(token) > _MAX_TOKEN_CHARS
+            or token.count(".") != 2
+            or _TOKEN_CHARS.fullmatch(token) is None
+        ):
+            raise AuthError("malformed_token")
+        try:
+            signed = jws.extract_compact(token.encode("ascii"), registry=self._registry)
+        except JoseError as error:
+            raise AuthError("malformed_token") from error
+        header = signed.headers()
+        if not isinstance(header, dict):
+            raise AuthError("malformed_token")
+        # RFC 7515 §4.1.11: this verifier understands no header extension, so any "crit" means the
+        # token must be refused rather than half-understood (this also refuses RFC 7797 "b64").
+        if "crit" in header or "b64" in header:
+            raise AuthError("malformed_token")
+        return signed, header
+
+    def _check_type(self, header: Mapping[str, Any]) -> None:
+        typ = header.get("typ")
+        if typ is None:
+            # RFC 7519 §5.1: "typ" is optional and a JWT without it is a plain "JWT".
+            typ = "JWT"
+        if not isinstance(typ, str) or _normalise_type(typ) not in self._accepted_types:
+            raise AuthError("invalid_token")
+
+    def _check_signature(self, signed: jws.CompactSignature, key: Key) -> None:
+        try:
+            with warnings.catch_warnings():
+                # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; providers still use it
+                # and it is in the allowlist on purpose.
+                warnings.simplefilter("ignore", SecurityWarning)
+                valid = jws.validate_compact(signed, key, registry=self._registry)
+        except (KeyParameterError, InvalidKeyTypeError, InvalidKeyCurveError) as error:
+            # RFC 8725 §3.1: the key's type, curve, "use" or "alg" does not fit the token's algorithm.
+            raise AuthError("unsupported_algorithm") from error
+        except JoseError as error:
+            raise AuthError("invalid_token") from error
+        if not valid:
+            raise AuthError("invalid_token")
+
+    @staticmethod
+    def _payload(signed: jws.CompactSignature) -> dict[str, Any]:
+        try:
+            claims = json.loads(signed.payload)
+        except (TypeError, ValueError) as error:
+            raise AuthError("malformed_token") from error
+        if not isinstance(claims, dict):
+            raise AuthError("malformed_token")
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        # RFC 9068 §2.2 requires iss, exp, aud, sub and iat in an access token; jti and client_id are
+        # left optional so that providers issuing plain "JWT" access tokens still work.
+        registry = JWTClaimsRegistry(
+            now=lambda: int(self._clock()),
+            leeway=self._leeway_s,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            sub={"essential": True},
+            exp={"essential": True},
+            iat={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError as error:
+            raise AuthError("expired_token") from error
+        except MissingClaimError as error:
+            raise AuthError("invalid_token") from error
+        except InvalidClaimError as error:
+            raise AuthError(_invalid_claim_code(error.claim, claims)) from error
+        except JoseError as error:
+            raise AuthError("invalid_token") from error
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        mapping = self._claims
+        subject = claims["sub"]
+
+        org = _lookup(claims, mapping.org)
+        if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None:
+            raise AuthError("insufficient_claims")
+
+        roles = _lookup(claims, mapping.roles)
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            raise AuthError("insufficient_claims")
+
+        username = _lookup(claims, mapping.username)
+        if username is None:
+            username = subject
+        elif not isinstance(username, str) or not username:
+            raise AuthError("insufficient_claims")
+
+        jti = claims.get("jti")
+        return Principal(
+            user_id=subject,
+            username=username,
+            org=org,
+            roles=tuple(roles),
+            department=_optional_str(claims, mapping.department),
+            office=_optional_str(claims, mapping.office),
+            token_id=jti if isinstance(jti, str) else None,
+        )
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    async def _find_key(self, kid: str | None, alg: str) -> Key:
+        await self._ensure_keys()
+        generation = self._generation
+        key = self._select_key(kid, alg)
+        if key is None:
+            await self._refresh_for_unknown_key(generation)
+            key = self._select_key(kid, alg)
+        if key is None:
+            raise AuthError("unknown_key")
+        return key
+
+    def _select_key(self, kid: str | None, alg: str) -> Key | None:
+        keys = self._keys or []
+        if kid is not None:
+            return next((k for k in keys if k.kid == kid), None)
+        # A provider with a single signing key may omit "kid" (RFC 7515 §4.1.4 makes it optional);
+        # only then is the one key of the algorithm's type unambiguous.
+        candidates = [k for k in keys if k.key_type == _KEY_TYPE_OF_ALGORITHM[alg]]
+        return candidates[0] if len(candidates) == 1 else None
+
+    async def _ensure_keys(self) -> None:
+        if self._keys is not None and not self._keys_stale():
+            return
+        generation = self._generation
+        async with self._lock:
+            if self._generation != generation:
+                # Another request fetched while this one waited: use its result, good or bad.
+                if self._keys is None:
+                    raise AuthError("idp_unavailable")
+                return
+            if self._keys is not None and self._last_attempt_failed() and not self._attempt_allowed():
+                # After a failed refresh, retry only as often as unknown kids may (the rate limit).
+                return
+            try:
+                await self._fetch_keys()
+            except AuthError:
+                if self._keys is None:
+                    raise
+                # A stale key set beats refusing everyone while the provider is briefly down.
+                _log.warning("identity provider %s: key set refresh failed; keeping cached keys", self.issuer)
+
+    async def _refresh_for_unknown_key(self, generation: int) -> None:
+        async with self._lock:
+            if self._generation != generation:
+                return
+            if not self._attempt_allowed():
+                return
+            await self._fetch_keys()
+
+    def _keys_stale(self) -> bool:
+        fetched = self._keys_fetched_at
+        return fetched is None or self._monotonic() - fetched >= self._discovery_ttl_s
+
+    def _last_attempt_failed(self) -> bool:
+        return self._last_attempt_at != self._keys_fetched_at
+
+    def _attempt_allowed(self) -> bool:
+        last = self._last_attempt_at
+        return last is None or self._monotonic() - last >= self._refresh_interval_s
+
+    async def _fetch_keys(self) -> None:
+        """Fetch the key set (discovering its location first if needed). Call with the lock held."""
+        attempted_at = self._monotonic()
+        try:
+            jwks_uri = await self._discover()
+            document = await self._get_json(jwks_uri)
+            keys = _import_signing_keys(document)
+            if keys is None:
+                _log.warning("identity provider %s: key set at %s is not a JWKS", self.issuer, jwks_uri)
+                raise AuthError("idp_unavailable")
+            self._keys = keys
+            self._keys_fetched_at = attempted_at
+        finally:
+            self._last_attempt_at = attempted_at
+            self._generation += 1
+
+    async def _discover(self) -> str:
+        if (
+            self._jwks_uri is not None
+            and self._discovered_at is not None
+            and self._monotonic() - self._discovered_at < self._discovery_ttl_s
+        ):
+            return self._jwks_uri
+        try:
+            document = await self._get_json(self._discovery_url)
+        except AuthError:
+            if self._jwks_uri is not None:
+                return self._jwks_uri
+            raise
+        issuer = document.get("issuer")
+        jwks_uri = document.get("jwks_uri")
+        if issuer != self.issuer:
+            # OpenID Connect Discovery 1.0 §4.3: a mismatch means the document is not this issuer's.
+            _log.error(
+                "identity provider %s: discovery document names a different issuer; refusing it",
+                self.issuer,
+            )
+            raise AuthError("idp_unavailable")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            _log.error("identity provider %s: discovery document has no usable jwks_uri", self.issuer)
+            raise AuthError("idp_unavailable")
+        self._jwks_uri = jwks_uri
+        self._discovered_at = self._monotonic()
+        return jwks_uri
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            async with self._client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    _log.warning(
+                        "identity provider %s: GET %s answered %d", self.issuer, url, response.status_code
+                    )
+                    raise AuthError("idp_unavailable")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_DOCUMENT_BYTES:
+                        _log.warning("identity provider %s: GET %s answered too much", self.issuer, url)
+                        raise AuthError("idp_unavailable")
+        except httpx.HTTPError as error:
+            _log.warning("identity provider %s: GET %s failed (%s)", self.issuer, url, type(error).__name__)
+            raise AuthError("idp_unavailable") from error
+        try:
+            document = json.loads(bytes(body))
+        except ValueError as error:
+            _log.warning("identity provider %s: GET %s did not answer JSON", self.issuer, url)
+            raise AuthError("idp_unavailable") from error
+        if not isinstance(document, dict):
+            _log.warning("identity provider %s: GET %s did not answer a JSON object", self.issuer, url)
+            raise AuthError("idp_unavailable")
+        return document
+
+
+def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        return None
+    keys: list[Key] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        # RFC 7517 §4.2: a key marked for encryption is not a signing key. Symmetric ("oct") keys are
+        # never published for verification and must never verify anything here (RFC 8725 §3.2).
+        if entry.get("use", "sig") != "sig" or entry.get("kty") not in {"RSA", "EC", "OKP"}:
+            continue
+        try:
+            key = JWKRegistry.import_key(entry)
+        except (JoseError, ValueError, TypeError):
+            # RFC 7517 §5: skip a key that cannot be understood instead of dropping the whole set.
+            continue
+        if key.is_private:
+            # A provider that publishes private material is misconfigured; use the public half only.
+            key = JWKRegistry.import_key(key.as_dict(private=False))
+        keys.append(key)
+    return keys
+
+
+def _lookup(claims: Mapping[str, Any], name: str) -> Any:
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
+    value = _lookup(claims, name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AuthError("insufficient_claims")
+    return value or None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _invalid_claim_code(claim: str, claims: Mapping[str, Any]) -> AuthErrorCode:
+    if claim == "iss":
+        return "wrong_issuer" if isinstance(claims.get("iss"), str) else "invalid_token"
+    if claim == "aud":
+        aud = claims.get("aud")
+        return "wrong_audience" if isinstance(aud, str | list) else "invalid_token"
+    if claim in {"nbf", "iat"} and _is_number(claims.get(claim)):
+        # A numeric nbf/iat refused by the registry is in the future beyond the leeway.
+        return "token_not_yet_valid"
+    return "invalid_token"

@@ -1,0 +1,316 @@
+"""The ``grassroots`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.settings import ConfigurationError, Settings
+
+app = typer.Typer(
+    help="Grassroots Data Gateway · 基层数据网关",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never print locals (they may hold keys or tokens)
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="Masking data keys (envelope keys under the KEK).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except (ConfigurationError, ValueError) as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database (GRASSROOTS_DATABASE_URL) to the current schema."""
+    from gateway.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    typer.echo("database is at the current schema")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of the code."""
+    from gateway.db import current_revision, head_revision, make_engine
+
+    engine = make_engine(_settings().effective_database_url)
+    typer.echo(f"database: {current_revision(engine) or 'none'}  code: {head_revision()}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Run the gateway (refuses to start on an unmigrated database)."""
+    import uvicorn
+
+    from gateway.db import DatabaseNotMigrated, ensure_migrated, make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        ensure_migrated(engine)
+    except DatabaseNotMigrated as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command("dev-users")
+def dev_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The demo identities (username, role, organisation code)."""
+    from gateway.wiring import dev_users as load
+
+    users = load()
+    if as_json:
+        typer.echo(json.dumps(users, ensure_ascii=False, indent=2))
+        return
+    for user in users:
+        typer.echo(f"{user['username']:<18} {user['role']:<20} {user['org']}  {user['display_name']}")
+
+
+@app.command("dev-token")
+def dev_token(
+    username: str,
+    audience: Annotated[str | None, typer.Option(help="token audience")] = None,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+) -> None:
+    """Print an access token for a demo user from the embedded development identity provider."""
+    from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
+    from gateway.wiring import dev_identity_provider
+
+    settings = _settings()
+    if not settings.dev_idp_enabled:
+        settings = settings.model_copy(update={"dev_idp_enabled": True})
+    try:
+        idp = dev_identity_provider(settings)
+        typer.echo(idp.mint(username, audience or settings.oidc_audience, ttl_s=ttl))
+    except DevIdentityProviderForbiddenError:
+        typer.echo("the development identity provider is never available in production mode", err=True)
+        raise typer.Exit(2) from None
+    except UnknownDevUserError:
+        typer.echo(f"no demo user named {username!r}; see `grassroots dev-users`", err=True)
+        raise typer.Exit(2) from None
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoints: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+) -> None:
+    """Verify the whole audit log (hash chain, Merkle root, latest signed checkpoint). Exit 1 when broken."""
+    from audit import load_public_key, verify_log
+    from gateway.db import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    directory = checkpoints or settings.effective_checkpoint_dir
+    key_path = settings.effective_checkpoint_key_path
+    public_key = load_public_key(key_path) if key_path.exists() else None
+    progress_state = {"last": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        if quiet or not sys.stderr.isatty():
+            return
+        now = time.monotonic()
+        if done == total or now - progress_state["last"] > 0.1:
+            progress_state["last"] = now
+            width = 30
+            filled = int(width * done / total) if total else width
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            sys.stderr.flush()
+
+    use_checkpoints = public_key is not None and directory.exists() and any(directory.iterdir())
+    report = verify_log(
+        engine,
+        checkpoint_dir=directory if use_checkpoints else None,
+        public_key=public_key if use_checkpoints else None,
+        progress=progress,
+    )
+    if not quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    if report.ok:
+        typer.echo(f"audit log intact: {report.checked} events verified")
+        return
+    typer.echo(f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}", err=True)
+    if report.expected is not None or report.found is not None:
+        typer.echo(f"  expected: {report.expected}\n  found:    {report.found}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Write a signed checkpoint (tree size, Merkle root, time) to the checkpoint directory."""
+    from audit import CheckpointSigner, write_checkpoint
+    from gateway.db import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
+    cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
+    typer.echo(f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    actor: Annotated[str, typer.Option(help="who rotates (recorded in the audit log)")] = "platform_admin",
+) -> None:
+    """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up."""
+    from audit import AuditLog
+    from gateway.changes import change_event
+    from gateway.db import make_engine
+    from gateway.keys import load_masking_keyring, save_masking_keyring
+
+    settings = _settings()
+    ring = load_masking_keyring(settings)
+    before = ring.active_key_id
+    new_id = ring.rotate()
+    # Record first: a rotation nobody can account for must not happen (fail closed).
+    AuditLog(make_engine(settings.effective_database_url)).append(
+        change_event({"kind": "keys.rotated", "actor": actor, "before": before, "after": new_id})
+    )
+    save_masking_keyring(settings, ring)
+    typer.echo(f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only)")
+
+
+@app.command("seed-demo")
+def seed_demo_cmd(
+    upstream_url: Annotated[str, typer.Option(help="civil-affairs registry URL")] = "http://127.0.0.1:8101",
+) -> None:
+    """Register the demo departmental systems and grants (idempotent)."""
+    from gateway.db import make_engine
+    from gateway.seed import seed_demo
+
+    engine = make_engine(_settings().effective_database_url)
+    for line in seed_demo(engine, upstream_url=upstream_url) or ["already seeded"]:
+        typer.echo(line)
+
+
+def _wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback URL we built)
+                if resp.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="gateway port")] = 8000,
+    upstream_port: Annotated[int, typer.Option(help="civil-affairs registry port")] = 8101,
+) -> None:
+    """Set up and run the whole demo on loopback: migrate, seed, start the registry and the gateway."""
+    from gateway.db import make_engine, upgrade
+    from gateway.seed import seed_demo
+    from gateway.upstream import load_or_create_ed25519, public_pem
+
+    os.environ.setdefault("GRASSROOTS_DEV_IDP_ENABLED", "true")
+    os.environ.setdefault("GRASSROOTS_PORT", str(port))
+    settings = _settings()
+    if settings.mode.value != "development":
+        typer.echo("`grassroots demo` runs only in development mode", err=True)
+        raise typer.Exit(2)
+    url = settings.effective_database_url
+    upgrade(url)
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    for line in seed_demo(make_engine(url), upstream_url=upstream_url):
+        typer.echo(f"  seeded {line}")
+
+    key = load_or_create_ed25519(settings.effective_service_key_path)
+    pub_path = settings.keys_dir / "gateway-service-ed25519.pub.pem"
+    pub_path.write_bytes(public_pem(key))
+    registry_db = settings.data_dir / "civil-affairs-registry.db"
+    upstream = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [
+            sys.executable,
+            "-m",
+            "demoworld.civil_affairs",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(upstream_port),
+            "--db",
+            str(registry_db),
+            "--gateway-public-key",
+            str(pub_path),
+        ]
+    )
+    try:
+        if not _wait_healthy(f"{upstream_url}/healthz"):
+            typer.echo("the civil-affairs registry did not start; see its output above", err=True)
+            raise typer.Exit(1)
+        _print_next_steps(settings.effective_public_url)
+        import uvicorn
+
+        uvicorn.run(
+            "gateway.app:create_app", factory=True, host=settings.host, port=port, log_level="warning"
+        )
+    finally:
+        upstream.send_signal(signal.SIGTERM)
+        try:
+            upstream.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            upstream.kill()
+
+
+def _print_next_steps(base: str) -> None:
+    typer.echo(
+        f"""
+基层数据网关演示已启动 · Grassroots Data Gateway demo is running
+  gateway            {base}   (API docs: {base}/docs)
+  civil-affairs registry (departmental system) on 127.0.0.1, reached only through the gateway
+
+Try, in another terminal:
+  TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+    "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
+  .venv/bin/grassroots dev-users          # every demo identity
+  .venv/bin/grassroots audit verify       # check the tamper-evident log
+
+Press Ctrl+C to stop.
+"""
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

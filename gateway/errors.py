@@ -1,0 +1,113 @@
+"""One error base class carrying an HTTP status, and one JSON shape for every error.
+
+Shape: ``{"error": code, "message": <zh>, "message_en": <en>, "request_id": ...}``. Messages are written
+for the person who reads them (a village cadre first), never carry a stack trace, a token, a key or
+personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+    message_zh: str = "系统内部错误，请稍后重试；如持续出现，请联系平台管理员。"
+    message_en: str = "Internal error. Please retry later; contact the platform administrator if it persists."
+
+    def __init__(
+        self,
+        message_zh: str | None = None,
+        message_en: str | None = None,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if message_zh is not None:
+            self.message_zh = message_zh
+        if message_en is not None:
+            self.message_en = message_en
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.code)
+
+    def body(self, request_id: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "error": self.code,
+            "message": self.message_zh,
+            "message_en": self.message_en,
+            "request_id": request_id,
+        }
+        body.update(self.extra)
+        return body
+
+
+class Unauthenticated(GatewayError):
+    status_code = 401
+    code = "invalid_token"
+    message_zh = "登录凭证无效或已过期，请重新登录。"
+    message_en = "Your sign-in token is invalid or has expired. Please sign in again."
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    code = "forbidden"
+    message_zh = "您没有执行此操作的权限。"
+    message_en = "You are not allowed to do this."
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    code = "not_found"
+    message_zh = "未找到该记录，或该记录不在您的管辖范围内。"
+    message_en = "Not found, or not within your jurisdiction."
+
+
+class InvalidRequest(GatewayError):
+    status_code = 422
+    code = "invalid_request"
+    message_zh = "请求参数有误。"
+    message_en = "The request is not valid."
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    code = "upstream_bad_response"
+    message_zh = "部门业务系统返回了无法识别的数据，本次未返回任何数据，请稍后重试。"
+    message_en = "The departmental system returned an unusable answer; no data was returned. Retry later."
+
+
+class UpstreamUnavailable(GatewayError):
+    status_code = 503
+    code = "upstream_unavailable"
+    message_zh = "部门业务系统暂时无法连接，本次未返回任何数据，请稍后重试。"
+    message_en = "The departmental system cannot be reached; no data was returned. Retry later."
+
+
+class UpstreamTimeout(GatewayError):
+    status_code = 504
+    code = "upstream_timeout"
+    message_zh = "部门业务系统响应超时，本次未返回任何数据，请稍后重试。"
+    message_en = "The departmental system did not answer in time; no data was returned. Retry later."
+
+
+class AuditLogUnavailable(GatewayError):
+    status_code = 503
+    code = "audit_unavailable"
+    message_zh = "访问记录暂时无法写入，为保证每次访问可追溯，本次请求已拒绝，请稍后重试。"
+    message_en = "The access log cannot be written right now, so the request was refused. Retry later."
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    code = "service_unavailable"
+    message_zh = "服务暂时不可用，请稍后重试。"
+    message_en = "The service is temporarily unavailable. Retry later."

@@ -1,0 +1,471 @@
+"""The data path, one readable pipeline (house style §1):
+
+    authenticate -> authorize (Decision + obligations) -> fetch upstream (scope pushed down)
+      -> re-check scope -> project fields -> mask -> audit (durable) -> respond
+
+Each stage is a plain function that can be tested alone. ``run_data_request`` strings them together and
+guarantees the two invariants the issue names: every request, allowed or refused, leaves exactly one audit
+event; and no data leaves before its event is durably committed (if the log cannot be written the answer
+is 503 and no data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from audit import AuditEvent, AuditUnavailable, Outcome
+from gateway.auth.oidc import AuthError, Principal
+from gateway.errors import (
+    AuditLogUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from gateway.runtime import Runtime
+from gateway.upstream import UpstreamTarget
+from masking import MaskingPlan, mask_record
+from policies import AccessRequest, Decision, Obligations, Subject, covers
+
+_log = logging.getLogger("gateway.pipeline")
+
+#: Record ids are opaque registry ids; anything else cannot exist (and needs no escaping upstream).
+RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+#: Policy reasons that mean "this does not exist" rather than "you may not".
+_NOT_FOUND_REASONS = {"unknown_scenario"}
+
+
+#: Dataset and scenario codes are short identifiers; anything else is recorded as "invalid".
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What the caller asked for, already parsed from the URL."""
+
+    dataset: str
+    scenario: str
+    page: int = 1
+    page_size: int = 20
+    record_id: str | None = None
+    request_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "data.read" if self.record_id is not None else "data.list"
+
+
+def parse_data_request(
+    dataset: str,
+    scenario: str | None,
+    page: str | None,
+    page_size: str | None,
+    record_id: str | None = None,
+    request_id: str | None = None,
+) -> DataRequest:
+    """Stage 0: turn raw query strings into a DataRequest, or a 422 that says what to fix.
+
+    Parsing happens inside the pipeline (not in the web framework) so a malformed request is audited too.
+    """
+    safe_dataset = dataset if CODE_PATTERN.fullmatch(dataset) else "invalid"
+    safe_scenario = scenario if scenario and CODE_PATTERN.fullmatch(scenario) else ""
+    base = DataRequest(safe_dataset, safe_scenario, record_id=record_id, request_id=request_id)
+    if not scenario:
+        raise _Unparsable(
+            base,
+            InvalidRequest(
+                "请在查询参数 scenario 中指明使用场景（例如 scenario=DIBAO_REVIEW）。",
+                "Name the scenario in the query parameter scenario (for example scenario=DIBAO_REVIEW).",
+                code="missing_scenario",
+            ),
+        )
+    values: dict[str, int] = {}
+    for name, raw, default in (("page", page, 1), ("page_size", page_size, 20)):
+        if raw is None or raw == "":
+            values[name] = default
+            continue
+        try:
+            values[name] = int(raw)
+        except ValueError:
+            raise _Unparsable(
+                base,
+                InvalidRequest(
+                    f"参数 {name} 必须是正整数。",
+                    f"{name} must be a positive whole number.",
+                    code=f"invalid_{name}",
+                ),
+            ) from None
+    return DataRequest(
+        safe_dataset,
+        safe_scenario,
+        page=values["page"],
+        page_size=values["page_size"],
+        record_id=record_id,
+        request_id=request_id,
+    )
+
+
+class _Unparsable(Exception):
+    def __init__(self, partial: DataRequest, error: GatewayError) -> None:
+        super().__init__(error.code)
+        self.partial = partial
+        self.error = error
+
+
+@dataclass
+class AuditFacts:
+    """What the stages learned, gathered for the one audit event of this request."""
+
+    principal: Principal | None = None
+    decision: Decision | None = None
+    fields: tuple[str, ...] = ()
+    subject_refs: list[str] = field(default_factory=list)
+    record_refs: list[str] = field(default_factory=list)
+    record_count: int = 0
+    alerts: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
+    """Stage 1: the bearer token, validated against the issuer's keys (discovery + JWKS)."""
+    if not authorization:
+        raise Unauthenticated(
+            "缺少登录凭证，请先通过统一身份认证登录。",
+            "No sign-in token. Please sign in through single sign-on first.",
+            code="missing_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots"'},
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+        )
+    try:
+        return await runtime.verifier.verify(token.strip())
+    except AuthError as exc:
+        if exc.code == "idp_unavailable":
+            raise ServiceUnavailable(exc.message_zh, exc.message_en, code=exc.code) from None
+        raise Unauthenticated(
+            exc.message_zh,
+            exc.message_en,
+            code=exc.code,
+            headers={"WWW-Authenticate": exc.www_authenticate() or 'Bearer realm="grassroots"'},
+        ) from None
+
+
+def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
+    """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
+    subject = Subject(
+        user_id=principal.user_id, org=principal.org, roles=principal.roles, department=principal.department
+    )
+    access = AccessRequest(
+        subject=subject,
+        action="read",
+        dataset=request.dataset,
+        scenario=request.scenario,
+        fields=None,
+        now=now,
+    )
+    return runtime.policy().decide(access)
+
+
+def check_page_size(request: DataRequest, obligations: Obligations, max_page_size: int) -> None:
+    """Page size above the platform limit or the scenario's per-request cap is refused, not truncated."""
+    limit = min(max_page_size, obligations.max_records)
+    if request.page < 1:
+        raise InvalidRequest("页码必须从 1 开始。", "page must be 1 or greater.", code="invalid_page")
+    if request.page_size < 1 or request.page_size > limit:
+        raise InvalidRequest(
+            f"每页条数必须在 1 到 {limit} 之间（本场景单次最多可查看 {obligations.max_records} 条）。",
+            f"page_size must be between 1 and {limit} "
+            f"(this scenario allows {obligations.max_records} per request).",
+            code="page_size_over_limit",
+            extra={"max_page_size": limit},
+        )
+
+
+async def fetch_upstream(
+    runtime: Runtime, target: UpstreamTarget, request: DataRequest, obligations: Obligations
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Stage 3: call the admitted system with the jurisdiction pushed down as a filter."""
+    client = runtime.upstream
+    if request.record_id is not None:
+        record = await client.get_record(target, request.record_id, org_prefixes=obligations.row_scope)
+        return ([record] if record is not None else []), None
+    page = await client.list_records(
+        target, org_prefixes=obligations.row_scope, page=request.page, page_size=request.page_size
+    )
+    return page.items, page.next_page
+
+
+def recheck_scope(
+    records: Iterable[Mapping[str, Any]], row_scope: Sequence[str], org_field: str
+) -> tuple[list[Mapping[str, Any]], int]:
+    """Stage 4: never trust the upstream's filter. A row outside every scope is dropped and counted."""
+    kept: list[Mapping[str, Any]] = []
+    dropped = 0
+    for record in records:
+        org = record.get(org_field)
+        if isinstance(org, str) and any(_covers_safely(scope, org) for scope in row_scope):
+            kept.append(record)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _covers_safely(scope: str, org: str) -> bool:
+    try:
+        return covers(scope, org)
+    except ValueError:
+        return False
+
+
+def project_fields(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Stage 5: keep only the grant's whitelisted fields (others are dropped, not masked); ``id`` always."""
+    wanted = ("id", *(f for f in fields if f != "id"))
+    return [{name: record[name] for name in wanted if name in record} for record in records]
+
+
+def mask(records: Iterable[Mapping[str, Any]], plan: MaskingPlan) -> list[dict[str, Any]]:
+    """Stage 6: desensitise every value by its classification (masking rules, fail closed)."""
+    return [mask_record(record, plan) for record in records]
+
+
+async def record_audit(runtime: Runtime, event: AuditEvent) -> None:
+    """Stage 7: append the event and wait until it is durably committed; fail closed with 503."""
+    started = time.perf_counter()
+    try:
+        await runtime.appender.append(event)
+    except AuditUnavailable:
+        _log.error("audit append failed; refusing the request", extra={"kind": event.kind})
+        raise AuditLogUnavailable() from None
+    except Exception:
+        _log.exception("audit append failed unexpectedly; refusing the request")
+        raise AuditLogUnavailable() from None
+    finally:
+        runtime.telemetry.audit_latency_ms.record((time.perf_counter() - started) * 1000.0)
+
+
+# ------------------------------------------------------------------------------------------ composition
+
+
+async def run_data_request(
+    runtime: Runtime,
+    authorization: str | None,
+    dataset: str,
+    query: Mapping[str, str | None],
+    *,
+    record_id: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it)."""
+    with runtime.telemetry.tracer.start_as_current_span("data_request") as root:
+        ctx = root.get_span_context()
+        trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+        return await _run(runtime, authorization, dataset, query, record_id, request_id, trace_id)
+
+
+async def _run(
+    runtime: Runtime,
+    authorization: str | None,
+    dataset: str,
+    query: Mapping[str, str | None],
+    record_id: str | None,
+    request_id: str | None,
+    trace_id: str | None,
+) -> dict[str, Any]:
+    tracer = runtime.telemetry.tracer
+    facts = AuditFacts()
+    now = datetime.now(UTC)
+    body: dict[str, Any] | None = None
+    failure: GatewayError | None = None
+    raw_scenario = query.get("scenario") or ""
+    request = DataRequest(
+        dataset if CODE_PATTERN.fullmatch(dataset) else "invalid",
+        raw_scenario if CODE_PATTERN.fullmatch(raw_scenario) else "",
+        record_id=record_id,
+        request_id=request_id,
+    )
+    try:
+        with tracer.start_as_current_span("authenticate"):
+            facts.principal = await authenticate(runtime, authorization)
+        try:
+            request = parse_data_request(
+                dataset,
+                query.get("scenario"),
+                query.get("page"),
+                query.get("page_size"),
+                record_id,
+                request_id,
+            )
+        except _Unparsable as bad:
+            request = bad.partial
+            raise bad.error from None
+        body = await _authorized_path(runtime, request, facts, now)
+    except GatewayError as exc:
+        failure = exc
+    except Exception:
+        _log.exception("unexpected error in the data path")
+        failure = GatewayError()
+
+    with tracer.start_as_current_span("audit") as span:
+        event = _build_event(runtime, request, facts, failure, trace_id, now)
+        span.set_attribute("grassroots.audit.outcome", event.outcome.value)
+        await record_audit(runtime, event)
+    outcome = "allowed" if failure is None else failure.code
+    runtime.telemetry.requests.add(1, {"dataset": request.dataset, "outcome": outcome})
+    if failure is not None:
+        raise failure
+    assert body is not None
+    if facts.principal is not None and facts.decision is not None and facts.decision.obligations is not None:
+        await asyncio.to_thread(
+            runtime.consume_quota, facts.principal.user_id, request.scenario, facts.record_count, now
+        )
+    return body
+
+
+async def _authorized_path(
+    runtime: Runtime, request: DataRequest, facts: AuditFacts, now: datetime
+) -> dict[str, Any]:
+    tracer = runtime.telemetry.tracer
+    principal = facts.principal
+    assert principal is not None
+    dataset = runtime.dataset(request.dataset)
+    if dataset is None:
+        raise NotFound(
+            f"数据集“{request.dataset}”不存在，请检查链接或联系数据管理员。",
+            f"There is no dataset '{request.dataset}'. Check the link or ask the data steward.",
+            code="unknown_dataset",
+        )
+    if request.record_id is not None and not RECORD_ID_PATTERN.fullmatch(request.record_id):
+        raise NotFound()
+
+    with tracer.start_as_current_span("authorize") as span:
+        decision = authorize(runtime, principal, request, now)
+        facts.decision = decision
+        span.set_attribute("grassroots.decision", decision.code)
+    if not decision.allowed or decision.obligations is None:
+        reason = decision.reasons[0] if decision.reasons else None
+        status = 404 if decision.code in _NOT_FOUND_REASONS else 403
+        raise Forbidden(
+            reason.message_zh if reason else None,
+            reason.message_en if reason else None,
+            code=decision.code,
+            status_code=status,
+        )
+    obligations = decision.obligations
+    if request.record_id is None:
+        check_page_size(request, obligations, runtime.settings.max_page_size)
+
+    target = runtime.route(request.dataset, now)  # raises if the providing system is not admitted
+
+    with tracer.start_as_current_span("fetch_upstream") as span:
+        span.set_attribute("grassroots.system", target.system_id)
+        raw, next_page = await fetch_upstream(runtime, target, request, obligations)
+
+    with tracer.start_as_current_span("recheck_scope") as span:
+        kept, dropped = recheck_scope(raw, obligations.row_scope, dataset.org_field)
+        span.set_attribute("grassroots.scope_violations", dropped)
+    if dropped:
+        facts.alerts.append("upstream_scope_violation")
+        facts.details["scope_violations"] = dropped
+        runtime.telemetry.scope_violations.add(dropped, {"system": target.system_id})
+        _log.warning(
+            "upstream returned records outside the pushed-down scope; dropped",
+            extra={"system": target.system_id, "dropped": dropped},
+        )
+    if request.record_id is not None and not kept:
+        # Outside the jurisdiction answers exactly like "does not exist" (no existence leak).
+        raise NotFound()
+    if len(kept) > obligations.max_records:
+        kept = kept[: obligations.max_records]
+
+    facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in dataset.subject_values(kept)]
+    facts.record_refs = [runtime.pseudonymizer.ref(str(r["id"])) for r in kept]
+    facts.record_count = len(kept)
+
+    with tracer.start_as_current_span("project_fields"):
+        projected = project_fields(kept, obligations.fields)
+    facts.fields = tuple(dict.fromkeys(("id", *obligations.fields)))
+
+    with tracer.start_as_current_span("mask"):
+        plan = runtime.masking_plan(
+            dataset=request.dataset,
+            fields=facts.fields,
+            role=_primary_role(principal.roles),
+            scenario=request.scenario,
+            profile=obligations.masking_profile,
+        )
+        masked = mask(projected, plan)
+        masked, drift = runtime.scan_free_text(request.dataset, masked)
+    if drift:
+        facts.alerts.append("catalog_drift")
+        facts.details["catalog_drift"] = drift
+    facts.details["grant_id"] = obligations.grant_id
+    facts.details["masking_profile"] = obligations.masking_profile
+
+    if request.record_id is not None:
+        return masked[0]
+    return {"items": masked, "next_page": next_page}
+
+
+def _primary_role(roles: Sequence[str]) -> str:
+    return roles[0] if roles else ""
+
+
+def _build_event(
+    runtime: Runtime,
+    request: DataRequest,
+    facts: AuditFacts,
+    failure: GatewayError | None,
+    trace_id: str | None,
+    now: datetime,
+) -> AuditEvent:
+    principal = facts.principal
+    if failure is None:
+        outcome, reason = Outcome.ALLOWED, "allowed"
+    elif failure.status_code >= 500:
+        outcome, reason = Outcome.ERROR, failure.code
+    else:
+        outcome, reason = Outcome.REFUSED, failure.code
+    details: dict[str, Any] = dict(facts.details)
+    if facts.alerts:
+        details["alerts"] = sorted(set(facts.alerts))
+    if request.record_id is not None and failure is not None:
+        # The id the caller asked for is recorded only as a keyed HMAC.
+        details["requested_record_ref"] = runtime.pseudonymizer.ref(request.record_id)
+    if request.record_id is None:
+        details["page"] = request.page
+        details["page_size"] = request.page_size
+    return AuditEvent(
+        kind=request.kind,
+        outcome=outcome,
+        actor=principal.user_id if principal else "anonymous",
+        actor_org=principal.org if principal else None,
+        actor_roles=tuple(principal.roles) if principal else (),
+        scenario=request.scenario or None,
+        dataset=request.dataset,
+        fields=facts.fields if failure is None else (),
+        record_count=facts.record_count if failure is None else 0,
+        subject_refs=tuple(dict.fromkeys(facts.subject_refs)) if failure is None else (),
+        record_refs=tuple(facts.record_refs) if failure is None else (),
+        reason=reason,
+        trace_id=trace_id,
+        request_id=request.request_id,
+        details=details,
+        occurred_at=now,
+    )

@@ -1,0 +1,256 @@
+"""Seed the gateway's own state for the demo world, through the same services users go through.
+
+* Admission: the civil-affairs residents registry is registered by the department's system admin,
+  reviewed by every required office and approved (it gets a filing number); a health-commission app is
+  left pending; a check-in app that forces daily check-ins is rejected.
+* Grants: the township officer requests scenario grants for the township (covering villages A and B);
+  the civil-affairs steward approves, and a second steward approves the sensitive fields.
+
+Every change goes to the audit log. Idempotent: running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from admission import (
+    AdmissionService,
+    BurdenChecklist,
+    ProvidedDataset,
+    SystemRegistration,
+    SystemStatus,
+)
+from audit import AuditEvent, AuditLog
+from gateway.changes import change_event
+from policies import GrantRepository, GrantService, GrantStatus, Subject
+from policies.permissions import load_permissions
+from policies.scenarios import load_scenarios
+
+CIVIL_AFFAIRS_SYSTEM = "civil-affairs-registry"
+PENDING_SYSTEM = "health-followup-app"
+REJECTED_SYSTEM = "village-checkin-app"
+
+
+def _identities() -> dict[str, Mapping[str, Any]]:
+    from gateway.wiring import dev_users
+
+    return {user["username"]: user for user in dev_users()}
+
+
+def _subject(user: Mapping[str, Any]) -> Subject:
+    return Subject(
+        user_id=str(user["user_id"]),
+        org=str(user["org"]),
+        roles=(str(user["role"]),),
+        department=user.get("department"),
+    )
+
+
+def seed_demo(engine: Engine, *, upstream_url: str, now: datetime | None = None) -> list[str]:
+    """Seed admission and grants; return a line per thing created (empty when already seeded)."""
+    now = now or datetime.now(UTC)
+    users = _identities()
+    log = AuditLog(engine)
+    created: list[str] = []
+    events: list[AuditEvent] = []
+
+    def record(change: Mapping[str, Any], user: Mapping[str, Any]) -> None:
+        events.append(change_event(change, actor_org=str(user["org"]), actor_roles=(str(user["role"]),)))
+
+    with Session(engine) as session:
+        created += _seed_admission(session, users, upstream_url, now, record)
+        created += _seed_grants(session, users, now, record)
+        session.commit()
+    if events:
+        log.append_many(events)
+    return created
+
+
+def _registration(
+    system_id: str,
+    name: str,
+    department: str,
+    purpose: str,
+    *,
+    created_by: str,
+    collects: tuple[str, ...],
+    provides: tuple[ProvidedDataset, ...] = (),
+    checklist: BurdenChecklist,
+) -> SystemRegistration:
+    return SystemRegistration(
+        system_id=system_id,
+        name=name,
+        department=department,
+        purpose=purpose,
+        reaches=("310151000000",),
+        reaches_villages=True,
+        collects_fields=collects,
+        provides=provides,
+        security_level=3,
+        contact="区大数据中心值班室",
+        checklist=checklist,
+        created_by=created_by,
+    )
+
+
+def _seed_admission(
+    session: Session,
+    users: Mapping[str, Mapping[str, Any]],
+    upstream_url: str,
+    now: datetime,
+    record: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
+) -> list[str]:
+    service = AdmissionService(session, clock=lambda: now)
+    created: list[str] = []
+    reviewers = [u for u in users.values() if u["role"] == "admission_reviewer"]
+    ca_admin = users["ca_sysadmin"]
+    hb_admin = users["hb_sysadmin"]
+    good = BurdenChecklist(
+        duplicates_platform_function=False,
+        can_embed_in_platform=True,
+        forces_checkins=False,
+        forces_points_or_rankings=False,
+        offers_complaint_entry=True,
+    )
+    plans: list[tuple[SystemRegistration, Mapping[str, Any], str]] = [
+        (
+            _registration(
+                CIVIL_AFFAIRS_SYSTEM,
+                "区民政局居民信息登记系统",
+                "civil_affairs",
+                "向村（居）委会回流辖区居民基础信息与低保状态，支撑低保复核、高龄走访等场景。",
+                created_by=str(ca_admin["user_id"]),
+                collects=(),
+                provides=(
+                    ProvidedDataset(
+                        dataset="residents",
+                        base_url=upstream_url,
+                        endpoints=("/residents",),
+                        fields=(
+                            "id",
+                            "name",
+                            "id_number",
+                            "mobile",
+                            "address",
+                            "birth_date",
+                            "household_no",
+                            "dibao_status",
+                            "village_code",
+                            "remark",
+                        ),
+                    ),
+                ),
+                checklist=good,
+            ),
+            ca_admin,
+            "approve",
+        ),
+        (
+            _registration(
+                PENDING_SYSTEM,
+                "区卫健委慢病随访小程序",
+                "health",
+                "村医与网格员登记慢病患者随访情况。",
+                created_by=str(hb_admin["user_id"]),
+                collects=("residents.name", "residents.id_number", "residents.mobile", "residents.address"),
+                checklist=good,
+            ),
+            hb_admin,
+            "pending",
+        ),
+        (
+            _registration(
+                REJECTED_SYSTEM,
+                "村干部每日打卡应用",
+                "health",
+                "要求村干部每日定位打卡并上报工作照片。",
+                created_by=str(hb_admin["user_id"]),
+                collects=("residents.name", "residents.mobile"),
+                checklist=BurdenChecklist(
+                    duplicates_platform_function=True,
+                    can_embed_in_platform=True,
+                    forces_checkins=True,
+                    forces_points_or_rankings=True,
+                    offers_complaint_entry=False,
+                ),
+            ),
+            hb_admin,
+            "reject",
+        ),
+    ]
+    for registration, admin, outcome in plans:
+        if service.repo.exists(registration.system_id):
+            continue
+        record(service.register(registration), admin)
+        record(service.submit(registration.system_id, str(admin["user_id"])), admin)
+        if outcome == "pending":
+            created.append(f"admission: {registration.system_id} submitted, awaiting joint review")
+            continue
+        for reviewer in reviewers:
+            if service.get(registration.system_id).status is not SystemStatus.SUBMITTED:
+                break
+            if reviewer.get("department") == registration.department:
+                continue  # recused: a reviewer may not belong to the applying department
+            if outcome == "reject":
+                change = service.review(
+                    registration.system_id,
+                    str(reviewer["office"]),
+                    str(reviewer["user_id"]),
+                    str(reviewer.get("department") or ""),
+                    "reject",
+                    "强制村干部每日打卡，违反《关于进一步为居村组织减负的若干措施》，且与社区云功能重复。",
+                )
+            else:
+                change = service.review(
+                    registration.system_id,
+                    str(reviewer["office"]),
+                    str(reviewer["user_id"]),
+                    str(reviewer.get("department") or ""),
+                    "approve",
+                    "同意接入。",
+                )
+            record(change, reviewer)
+        status = service.get(registration.system_id).status
+        created.append(f"admission: {registration.system_id} {status.value}")
+    return created
+
+
+def _seed_grants(
+    session: Session,
+    users: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+    record: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
+) -> list[str]:
+    repository = GrantRepository(session)
+    if repository.list_grants():
+        return []
+    service = GrantService(repository, load_scenarios(), load_permissions())
+    officer = users["town_officer"]
+    stewards = [users["ca_steward"], users["ca_steward2"]]
+    created: list[str] = []
+    township = str(officer["org"])
+    for scenario, days in (("DIBAO_REVIEW", 90), ("ELDERLY_VISIT", 180)):
+        grant, change = service.request(
+            _subject(officer), scenario, township, None, f"{scenario} 年度工作（演示）", now
+        )
+        record(change, officer)
+        for steward in stewards:
+            grant, change = service.approve(
+                grant.grant_id,
+                _subject(steward),
+                now,
+                valid_from=now - timedelta(minutes=1),
+                valid_until=now + timedelta(days=days),
+            )
+            record(change, steward)
+            if grant.status is GrantStatus.APPROVED:
+                break
+        created.append(
+            f"grant: {scenario} for {township} {grant.status.value} until {grant.valid_until:%Y-%m-%d}"
+        )
+    return created

@@ -1,0 +1,96 @@
+"""Build and tear down the Runtime from Settings (the composition root)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from audit import AuditLog, GroupCommitAppender, Pseudonymizer
+from gateway.auth.devidp import DevIdentityProvider
+from gateway.auth.oidc import OIDCVerifier
+from gateway.db import ensure_migrated, make_engine
+from gateway.keys import audit_hmac_key, load_masking_keyring
+from gateway.runtime import Runtime
+from gateway.settings import RunMode, Settings
+from gateway.telemetry import setup_telemetry
+from gateway.upstream import ServiceTokenSigner, UpstreamClient, load_or_create_ed25519
+from masking import load_catalog, load_rules
+from masking.dlp import scan_response
+from masking.freetext import FreeTextScanner
+from policies.permissions import load_permissions
+from policies.scenarios import load_scenarios
+
+_log = logging.getLogger("gateway.wiring")
+
+
+def dev_users() -> list[dict[str, Any]]:
+    """The demo identities (only ever used by the development IdP)."""
+    from demoworld.world import build_identities
+
+    return [asdict(identity) for identity in build_identities()]
+
+
+def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
+    return DevIdentityProvider(
+        settings.effective_oidc_issuer,
+        settings.keys_dir / "dev-idp-signing.pem",
+        dev_users(),
+        production=settings.mode is RunMode.production,
+    )
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings.effective_database_url)
+    ensure_migrated(engine)
+    telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint)
+    appender = GroupCommitAppender(AuditLog(engine))
+    appender.start()
+    catalog = load_catalog()
+    scanner = FreeTextScanner()
+
+    def free_text(
+        dataset: str, records: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        masked, alerts = scan_response(catalog, dataset, records, scanner)
+        if alerts:
+            for alert in alerts:
+                telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})
+        return masked, [
+            {"dataset": a.dataset, "field": a.field, "entity_type": a.entity_type, "count": a.count}
+            for a in alerts
+        ]
+
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        verifier=OIDCVerifier(
+            settings.effective_oidc_issuer,
+            settings.oidc_audience,
+            algorithms=tuple(settings.oidc_algorithms),
+            leeway_s=settings.oidc_leeway_s,
+        ),
+        upstream=UpstreamClient(
+            ServiceTokenSigner(load_or_create_ed25519(settings.effective_service_key_path)),
+            timeout_s=settings.upstream_timeout_s,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+        ),
+        appender=appender,
+        pseudonymizer=Pseudonymizer(audit_hmac_key(settings), settings.audit_hmac_key_id),
+        telemetry=telemetry,
+        catalog=catalog,
+        rules=load_rules(),
+        permissions=load_permissions(),
+        scenarios=load_scenarios(),
+        keys=load_masking_keyring(settings),
+        scanner=scanner,
+        free_text=free_text,
+    )
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.stop()
+    runtime.appender.close()
+    await runtime.verifier.aclose()
+    runtime.telemetry.shutdown()
+    runtime.engine.dispose()

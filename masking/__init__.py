@@ -1,0 +1,83 @@
+"""What a permitted reader may see: field catalog and classification, masking rules and plans,
+Chinese-native operators, keys, free-text PII detection (presidio) and response DLP.
+
+A library: plain data in and out; imports no other package of the project.
+presidio/spaCy are imported only when a `FreeTextScanner` is created.
+"""
+
+from masking.catalog import Catalog, DatasetSpec, FieldSpec, Level, SemanticType, load_catalog
+from masking.dlp import DriftAlert, scan_response
+from masking.errors import (
+    CatalogError,
+    KeyRingError,
+    MaskingError,
+    OperatorError,
+    RulesError,
+    UnknownDatasetError,
+    UnknownProfileError,
+    UnmaskError,
+)
+from masking.ff1 import FF1
+from masking.freetext import Finding, FreeTextScanner
+from masking.kanon import KAnonymityResult, enforce_k_anonymity, smallest_class
+from masking.keys import KeyRing, parse_kek, read_kek
+from masking.operators import (
+    OPERATORS,
+    REDACTED,
+    BindContext,
+    Operator,
+    Param,
+    get_operator,
+    mask_value,
+    register_operator,
+)
+from masking.plan import FieldDecision, MaskingPlan, mask_record, plan_masking, response_level
+from masking.reversible import Unmask, decrypt_envelope, ff1_id_reveal
+from masking.rules import MaskingRule, RuleSet, load_rules
+
+__all__ = [
+    "FF1",
+    "OPERATORS",
+    "REDACTED",
+    "BindContext",
+    "Catalog",
+    "CatalogError",
+    "DatasetSpec",
+    "DriftAlert",
+    "FieldDecision",
+    "FieldSpec",
+    "Finding",
+    "FreeTextScanner",
+    "KAnonymityResult",
+    "KeyRing",
+    "KeyRingError",
+    "Level",
+    "MaskingError",
+    "MaskingPlan",
+    "MaskingRule",
+    "Operator",
+    "OperatorError",
+    "Param",
+    "RuleSet",
+    "RulesError",
+    "SemanticType",
+    "UnknownDatasetError",
+    "UnknownProfileError",
+    "Unmask",
+    "UnmaskError",
+    "decrypt_envelope",
+    "enforce_k_anonymity",
+    "ff1_id_reveal",
+    "get_operator",
+    "load_catalog",
+    "load_rules",
+    "mask_record",
+    "mask_value",
+    "parse_kek",
+    "plan_masking",
+    "read_kek",
+    "register_operator",
+    "response_level",
+    "scan_response",
+    "smallest_class",
+]

@@ -1,0 +1,221 @@
+"""Presidio recognizers for Chinese personal data, and the blank-pipeline NLP engine.
+
+Imported lazily by `masking.freetext` (presidio and spaCy take about a second to import). Each
+recognizer is a small `PatternRecognizer` subclass with class-level patterns and a `validate_result`
+hook that asks python-stdnum (or Luhn) for the verdict, as presidio's own recognizers do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import spacy
+from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+from masking.detectors import (
+    COMPOUND_SURNAMES,
+    SINGLE_SURNAMES,
+    id_checksum_ok,
+    is_valid_bank_card,
+    is_valid_credit_code,
+    is_valid_id_number,
+    is_valid_landline,
+    is_valid_mobile,
+)
+
+LANGUAGE = "zh"
+# No IGNORECASE: ID check characters, credit codes and plates are upper-case by standard.
+FLAGS = re.DOTALL | re.MULTILINE
+
+CN_ID_NUMBER = "CN_ID_NUMBER"
+CN_MOBILE = "CN_MOBILE"
+CN_LANDLINE = "CN_LANDLINE"
+BANK_CARD = "BANK_CARD"
+CN_CREDIT_CODE = "CN_CREDIT_CODE"
+EMAIL_ADDRESS = "EMAIL_ADDRESS"
+CN_LICENCE_PLATE = "CN_LICENCE_PLATE"
+PERSON = "PERSON"
+
+
+class _ChinesePatternRecognizer(PatternRecognizer):
+    ENTITY: str = ""
+    PATTERNS: tuple[Pattern, ...] = ()
+    CONTEXT: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity=self.ENTITY,
+            name=type(self).__name__,
+            supported_language=LANGUAGE,
+            patterns=[Pattern(p.name, p.regex, p.score) for p in self.PATTERNS],
+            context=list(self.CONTEXT),
+            global_regex_flags=FLAGS,
+        )
+
+
+class CnIdNumberRecognizer(_ChinesePatternRecognizer):
+    """GB 11643-1999 resident ID numbers; the verdict is python-stdnum's `cn.ric.is_valid`."""
+
+    ENTITY = CN_ID_NUMBER
+    PATTERNS = (Pattern("cn_id_18", r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])", 0.3),)
+    CONTEXT = ("身份证", "身份号码", "证件号", "公民身份")
+
+    def __init__(self, *, checksum_only: bool = False) -> None:
+        # checksum_only accepts numbers whose check character is right even when stdnum does not know
+        # the county code (e.g. synthetic data); the default agrees with python-stdnum exactly.
+        self._checksum_only = checksum_only
+        super().__init__()
+
+    def validate_result(self, pattern_text: str) -> bool:
+        if self._checksum_only:
+            return id_checksum_ok(pattern_text)
+        return is_valid_id_number(pattern_text)
+
+
+class CnMobileRecognizer(_ChinesePatternRecognizer):
+    ENTITY = CN_MOBILE
+    PATTERNS = (
+        Pattern("cn_mobile", r"(?<![0-9])(?:(?:\+|00)?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?![0-9])", 0.5),
+    )
+    CONTEXT = ("手机", "电话", "联系方式", "联系电话")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return is_valid_mobile(pattern_text)
+
+
+class CnLandlineRecognizer(_ChinesePatternRecognizer):
+    ENTITY = CN_LANDLINE
+    PATTERNS = (
+        Pattern("cn_landline", r"(?<![0-9])(?:[(（]0\d{2,3}[)）][-\s]?|0\d{2,3}-)\d{7,8}(?![0-9])", 0.6),
+        Pattern("cn_landline_compact", r"(?<![0-9])0\d{10,11}(?![0-9])", 0.3),
+    )
+    CONTEXT = ("电话", "座机", "固话")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return is_valid_landline(pattern_text)
+
+
+class BankCardRecognizer(_ChinesePatternRecognizer):
+    ENTITY = BANK_CARD
+    PATTERNS = (Pattern("bank_card", r"(?<![0-9A-Za-z])[1-9](?:[-\s]?\d){12,18}(?![0-9A-Za-z])", 0.3),)
+    CONTEXT = ("银行卡", "卡号", "账号", "账户")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return is_valid_bank_card(pattern_text)
+
+
+class CnCreditCodeRecognizer(_ChinesePatternRecognizer):
+    """GB 32100-2015 unified social credit codes; verdict from python-stdnum `cn.uscc.is_valid`."""
+
+    ENTITY = CN_CREDIT_CODE
+    PATTERNS = (
+        Pattern(
+            "cn_uscc",
+            r"(?<![0-9A-Za-z])[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}(?![0-9A-Za-z])",
+            0.3,
+        ),
+    )
+    CONTEXT = ("统一社会信用代码", "信用代码")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return is_valid_credit_code(pattern_text)
+
+
+class EmailRecognizer(_ChinesePatternRecognizer):
+    ENTITY = EMAIL_ADDRESS
+    PATTERNS = (
+        Pattern(
+            "email",
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            0.85,
+        ),
+    )
+    CONTEXT = ("邮箱", "电子邮件", "email")
+
+
+_PROVINCE_ABBR = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+
+
+class CnLicencePlateRecognizer(_ChinesePatternRecognizer):
+    """GA 36-2018 plates: province abbreviation, issuing-office letter, 5 characters (6 for new energy)."""
+
+    ENTITY = CN_LICENCE_PLATE
+    PATTERNS = (
+        Pattern(
+            "cn_plate",
+            rf"[{_PROVINCE_ABBR}][A-HJ-NP-Z][·\-\s]?"
+            r"(?:[DF][A-HJ-NP-Z0-9]{5}|\d{5}[DF]|[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警港澳])(?![A-Za-z0-9])",
+            0.7,
+        ),
+    )
+    CONTEXT = ("车牌", "车辆", "牌照")
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        return True if any(c.isdigit() for c in pattern_text) else None
+
+
+_SURNAME = "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
+# Characters that end a clause or are function words never start or continue a given name.
+_GIVEN = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此])[\u4e00-\u9fff])"
+_LEFT_CUES = (
+    "户主|姓名|联系人|申请人|村民|居民|本人|家属|配偶|丈夫|妻子|父亲|母亲|儿子|女儿|孙子|孙女|老人|监护人|"
+    "经办人|患者|租户|亲属|邻居|低保户|困难户|代理人|负责人|网格员"
+)
+_RIGHT_CUES = r"[，。、；：:,;.\s（()）]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+
+
+class ChineseNameRecognizer(_ChinesePatternRecognizer):
+    """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人…)
+    before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
+
+    ENTITY = PERSON
+    PATTERNS = (
+        Pattern(
+            "cn_name_left_cue",
+            rf"(?<=(?:{_LEFT_CUES})(?:[:：是为\s]|\s*[:：]\s*)?){_SURNAME}{_GIVEN}{{1,2}}(?={_RIGHT_CUES})",
+            0.85,
+        ),
+        Pattern(
+            "cn_name_honorific",
+            rf"(?<![\u4e00-\u9fff]){_SURNAME}{_GIVEN}{{1,2}}(?=同志|先生|女士|老人家|大爷|大妈|阿姨)",
+            0.7,
+        ),
+    )
+    CONTEXT = ("姓名", "户主", "联系人")
+
+
+def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecognizer]:
+    return [
+        CnIdNumberRecognizer(checksum_only=checksum_only_ids),
+        CnCreditCodeRecognizer(),
+        BankCardRecognizer(),
+        CnMobileRecognizer(),
+        CnLandlineRecognizer(),
+        EmailRecognizer(),
+        CnLicencePlateRecognizer(),
+        ChineseNameRecognizer(),
+    ]
+
+
+class BlankChineseNlpEngine(SpacyNlpEngine):
+    """presidio's spaCy engine around `spacy.blank("zh")`: character segmentation, no model download,
+    no NER (all detection is done by the recognizers above)."""
+
+    def __init__(self) -> None:
+        super().__init__(models=[{"lang_code": LANGUAGE, "model_name": "blank:zh"}])
+
+    def load(self) -> None:
+        # presidio declares `nlp` as None until loaded; this is its loaded shape.
+        self.nlp = {LANGUAGE: spacy.blank(LANGUAGE)}  # type: ignore[assignment]
+
+
+def build_analyzer(recognizers: list[PatternRecognizer]) -> Any:
+    """A stock presidio `AnalyzerEngine` over the blank Chinese pipeline with exactly these recognizers."""
+    engine = BlankChineseNlpEngine()
+    engine.load()
+    registry = RecognizerRegistry(
+        recognizers=list(recognizers), supported_languages=[LANGUAGE], global_regex_flags=FLAGS
+    )
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])

@@ -1,0 +1,231 @@
+"""Envelope keys for the keyed operators (HMAC pseudonym, FF1 pseudonym, AES-GCM envelope).
+
+A key-encryption key (KEK, 32 bytes, from configuration or a file) wraps data keys with AES key wrap
+(RFC 3394). Only wrapped keys are ever serialised (`to_json`), so the stored key ring is safe at rest.
+`rotate()` adds a new active data key; earlier keys become decrypt-only: they still open old envelopes
+and FF1 pseudonyms but never produce new ones. Each operator uses its own subkey derived by HKDF-SHA256
+(RFC 5869) with the purpose as `info`, so one data key never serves two algorithms.
+
+Key material never appears in a repr, an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from masking.errors import KeyRingError
+
+__all__ = ["KeyPurpose", "KeyRing", "parse_kek", "read_kek"]
+
+KeyPurpose = Literal["hmac-pseudonym", "ff1-id", "aes-gcm"]
+_PURPOSES: tuple[KeyPurpose, ...] = ("hmac-pseudonym", "ff1-id", "aes-gcm")
+_KEK_BYTES = 32
+_FORMAT = "grassroots-masking-keyring/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class _DataKey:
+    key_id: str
+    created_at: str
+    status: Literal["active", "decrypt_only"]
+    wrapped: bytes
+
+
+def parse_kek(text: str | bytes) -> bytes:
+    """A KEK from configuration: 32 raw bytes, or 64 hex digits, or base64 of 32 bytes."""
+    if isinstance(text, bytes) and len(text) == _KEK_BYTES:
+        return text
+    raw = (text.decode("ascii", "replace") if isinstance(text, bytes) else text).strip()
+    candidates: list[bytes] = []
+    for decode in (bytes.fromhex, _b64, _b64url):
+        try:
+            candidates.append(decode(raw))
+        except (binascii.Error, ValueError):
+            continue
+    for candidate in candidates:
+        if len(candidate) == _KEK_BYTES:
+            return candidate
+    raise KeyRingError(
+        "密钥加密密钥格式无效：需要 32 字节（64 位十六进制或 base64）",
+        "key-encryption key must be 32 bytes (64 hex digits or base64)",
+    )
+
+
+def _b64(raw: str) -> bytes:
+    return base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+
+
+def _b64url(raw: str) -> bytes:
+    return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+
+
+def read_kek(path: Path) -> bytes:
+    """Read a KEK file (raw 32 bytes, hex or base64 text)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise KeyRingError(
+            f"无法读取密钥文件 {path}", f"cannot read KEK file {path} ({exc.strerror})"
+        ) from None
+    return parse_kek(data if len(data) == _KEK_BYTES else data.strip())
+
+
+class KeyRing:
+    """Data keys wrapped by a KEK; one active key, older keys decrypt-only."""
+
+    __slots__ = ("_cache", "_kek", "_keys")
+
+    def __init__(self, kek: bytes, keys: list[_DataKey] | None = None) -> None:
+        if len(kek) != _KEK_BYTES:
+            raise KeyRingError("密钥加密密钥必须为 32 字节", "key-encryption key must be 32 bytes")
+        self._kek = kek
+        self._keys: dict[str, _DataKey] = {}
+        self._cache: dict[tuple[str, str], bytes] = {}
+        for key in keys or []:
+            self._keys[key.key_id] = key
+        if keys:
+            actives = [k for k in keys if k.status == "active"]
+            if len(actives) != 1:
+                raise KeyRingError(
+                    "密钥环必须恰有一个启用的密钥", "a key ring must have exactly one active key"
+                )
+            for key in keys:
+                self._unwrap(key)  # fail now, not at first use, when the KEK does not match
+
+    @classmethod
+    def generate(cls, kek: bytes, *, now: datetime | None = None) -> KeyRing:
+        """A new ring with one fresh active data key."""
+        ring = cls(kek)
+        ring.rotate(now=now)
+        return ring
+
+    @classmethod
+    def from_json(cls, kek: bytes, text: str) -> KeyRing:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != _FORMAT:
+                raise ValueError("format")
+            keys = [
+                _DataKey(
+                    key_id=str(k["key_id"]),
+                    created_at=str(k["created_at"]),
+                    status="active" if k["status"] == "active" else "decrypt_only",
+                    wrapped=base64.b64decode(k["wrapped"], validate=True),
+                )
+                for k in doc["keys"]
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            raise KeyRingError("密钥环文件格式无效", "key ring document is malformed") from None
+        return cls(kek, keys)
+
+    def to_json(self) -> str:
+        """The ring with data keys wrapped under the KEK; safe to store, never contains clear key bytes."""
+        return json.dumps(
+            {
+                "format": _FORMAT,
+                "keys": [
+                    {
+                        "key_id": k.key_id,
+                        "created_at": k.created_at,
+                        "status": k.status,
+                        "wrapped": base64.b64encode(k.wrapped).decode("ascii"),
+                    }
+                    for k in self._keys.values()
+                ],
+            },
+            indent=2,
+        )
+
+    def rotate(self, *, now: datetime | None = None) -> str:
+        """Add a new active data key and make the previous one decrypt-only; returns the new key id."""
+        stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
+        new_id = f"k{len(self._keys) + 1}"
+        while new_id in self._keys:
+            new_id += "x"
+        for key_id, key in list(self._keys.items()):
+            if key.status == "active":
+                self._keys[key_id] = _DataKey(key.key_id, key.created_at, "decrypt_only", key.wrapped)
+        self._keys[new_id] = _DataKey(new_id, stamp, "active", aes_key_wrap(self._kek, os.urandom(32)))
+        return new_id
+
+    def rewrap(self, new_kek: bytes) -> KeyRing:
+        """The same data keys wrapped under a new KEK (KEK rotation)."""
+        keys = [
+            _DataKey(k.key_id, k.created_at, k.status, aes_key_wrap(new_kek, self._unwrap(k)))
+            for k in self._keys.values()
+        ]
+        return KeyRing(new_kek, keys)
+
+    @property
+    def active_key_id(self) -> str:
+        for key in self._keys.values():
+            if key.status == "active":
+                return key.key_id
+        raise KeyRingError("密钥环为空，请先生成密钥", "the key ring is empty; generate a key first")
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def status(self, key_id: str) -> str:
+        return self._get(key_id).status
+
+    def derive(
+        self, purpose: KeyPurpose, key_id: str | None = None, *, for_encryption: bool
+    ) -> tuple[str, bytes]:
+        """(key id, subkey) for `purpose`. Encryption uses the active key unless a key id is named, and a
+        decrypt-only key is refused for encryption."""
+        if purpose not in _PURPOSES:
+            raise KeyRingError("未知的密钥用途", f"unknown key purpose {purpose!r}")
+        kid = key_id or self.active_key_id
+        key = self._get(kid)
+        if for_encryption and key.status != "active":
+            raise KeyRingError(
+                f"密钥 {kid} 已轮换，只能用于解密", f"key {kid} is retired and may only decrypt"
+            )
+        cached = self._cache.get((kid, purpose))
+        if cached is None:
+            cached = HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=b"grassroots-masking/v1/" + purpose.encode(),
+            ).derive(self._unwrap(key))
+            self._cache[(kid, purpose)] = cached
+        return kid, cached
+
+    def _get(self, key_id: str) -> _DataKey:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise KeyRingError(f"密钥 {key_id} 不存在", f"unknown key id {key_id!r}") from None
+
+    def _unwrap(self, key: _DataKey) -> bytes:
+        try:
+            return aes_key_unwrap(self._kek, key.wrapped)
+        except InvalidUnwrap:
+            raise KeyRingError(
+                f"无法解开密钥 {key.key_id}：密钥加密密钥不匹配",
+                f"cannot unwrap key {key.key_id}: the key-encryption key does not match",
+            ) from None
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{k.key_id}:{k.status}" for k in self._keys.values())
+        return f"KeyRing(keys=[{keys}])"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # Refuse pickling: a pickle would carry the KEK in clear.
+        raise TypeError("KeyRing cannot be pickled; store to_json() and the KEK separately")

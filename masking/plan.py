@@ -1,0 +1,174 @@
+"""Masking plans: which operator masks each returned field, decided once per request.
+
+The gateway projects a record onto the scenario grant's whitelisted fields first, then asks for a plan
+for exactly those fields. The plan is precomputed (field -> bound operator), so `mask_record` is a
+tight loop with no rule lookups. Fail closed everywhere: a field not in the catalog, a level 3+ field
+no rule covers, or an operator that cannot be bound here (no key ring, no scanner) is redacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from masking.catalog import Catalog, Level, max_level
+from masking.errors import OperatorError, UnknownProfileError
+from masking.keys import KeyRing
+from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, TextMasker, get_operator
+from masking.rules import RuleSet
+
+__all__ = ["FieldDecision", "MaskingPlan", "mask_record", "plan_masking", "response_level"]
+
+
+def _redact(_value: object) -> object:
+    return REDACTED
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDecision:
+    """Why a field is masked the way it is (for dry-runs, the audit record and the steward's UI)."""
+
+    field: str
+    level: Level | None  # None: not catalogued
+    semantic_type: str | None
+    operator: str
+    params: Mapping[str, ParamValue]
+    source: str  # "rule:<id>", "exemption", "default:keep", "fail-closed:<reason>"
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingPlan:
+    dataset: str
+    profile: str
+    role: str
+    scenario: str
+    level: Level
+    decisions: tuple[FieldDecision, ...]
+    _ops: tuple[tuple[str, MaskFn], ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self._ops)
+
+    def decision(self, field: str) -> FieldDecision:
+        for d in self.decisions:
+            if d.field == field:
+                return d
+        raise KeyError(field)
+
+    def explain(self) -> list[dict[str, object]]:
+        """The plan as plain data: a dry-run answer a steward can read."""
+        return [
+            {
+                "field": d.field,
+                "level": None if d.level is None else int(d.level),
+                "semantic_type": d.semantic_type,
+                "operator": d.operator,
+                "params": dict(d.params),
+                "source": d.source,
+            }
+            for d in self.decisions
+        ]
+
+
+def plan_masking(
+    catalog: Catalog,
+    rules: RuleSet,
+    *,
+    dataset: str,
+    fields: Sequence[str],
+    role: str,
+    scenario: str,
+    profile: str,
+    exemptions: Mapping[str, str] | None = None,
+    keys: KeyRing | None = None,
+    scanner: TextMasker | None = None,
+    as_of: dt.date | None = None,
+) -> MaskingPlan:
+    """Decide the operator for each of `fields` (already whitelisted by the grant).
+
+    `exemptions` maps a field to an operator name, granted per scenario through the policy's
+    obligations; it never applies to an uncatalogued field. Raises `UnknownDatasetError` for a dataset
+    without a catalog entry and `UnknownProfileError` for a profile the rules do not define.
+    """
+    spec = catalog.dataset(dataset)
+    if profile not in rules.profiles:
+        raise UnknownProfileError(profile)
+    exemptions = exemptions or {}
+    for op_name in exemptions.values():
+        get_operator(op_name)  # an unknown operator in an obligation is a configuration error: raise
+    as_of = as_of or dt.date.today()
+    decisions: list[FieldDecision] = []
+    ops: list[tuple[str, MaskFn]] = []
+    seen: set[str] = set()
+    for name in fields:
+        if name in seen:
+            continue
+        seen.add(name)
+        fspec = spec.fields.get(name)
+        if fspec is None:
+            decisions.append(FieldDecision(name, None, None, "redact", {}, "fail-closed:not-catalogued"))
+            ops.append((name, _redact))
+            continue
+        if name in exemptions:
+            op_name, params, source = exemptions[name], {}, "exemption"
+        else:
+            rule = rules.match(
+                profile=profile,
+                level=fspec.level,
+                semantic_type=fspec.semantic_type,
+                role=role,
+                scenario=scenario,
+            )
+            if rule is not None:
+                op_name, params, source = rule.operator, dict(rule.params), f"rule:{rule.id}"
+            elif fspec.level >= Level.L3:
+                op_name, params, source = "redact", {}, "fail-closed:no-rule"
+            else:
+                op_name, params, source = "keep", {}, "default:keep"
+        ctx = BindContext(dataset=dataset, field=name, keys=keys, scanner=scanner, as_of=as_of)
+        try:
+            op = get_operator(op_name)
+            resolved = op.resolve_params(params)
+            fn = op.bind(resolved, ctx)
+        except OperatorError:
+            # Only keyed/scanner operators can fail here (parameters were checked at load):
+            # without their dependency the value is hidden rather than shown.
+            decisions.append(
+                FieldDecision(
+                    name,
+                    fspec.level,
+                    fspec.semantic_type.value,
+                    "redact",
+                    {},
+                    f"fail-closed:{op_name}-unavailable",
+                )
+            )
+            ops.append((name, _redact))
+            continue
+        decisions.append(
+            FieldDecision(name, fspec.level, fspec.semantic_type.value, op_name, resolved, source)
+        )
+        ops.append((name, fn))
+    level = max_level(catalog.level_of(dataset, n) for n in seen)
+    return MaskingPlan(
+        dataset=dataset,
+        profile=profile,
+        role=role,
+        scenario=scenario,
+        level=level,
+        decisions=tuple(decisions),
+        _ops=tuple(ops),
+    )
+
+
+def mask_record(record: Mapping[str, object], plan: MaskingPlan) -> dict[str, object]:
+    """The record masked by `plan`; fields not in the plan are dropped. Pure."""
+    return {name: fn(record[name]) for name, fn in plan._ops if name in record}
+
+
+def response_level(catalog: Catalog, dataset: str, fields: Sequence[str]) -> Level:
+    """就高从严 (GB/T 43697-2024): the highest level among the returned fields; an uncatalogued field
+    counts as level 4."""
+    return max_level(catalog.level_of(dataset, name) for name in fields)

@@ -1,0 +1,130 @@
+"""Administrative division codes (统计用区划代码) and the jurisdiction relation on them.
+
+A code is twelve digits ``PP CC DD TTT VVV``: province, city, county, township, village/community.
+The national root ``000000000000`` stands for the ministry level. Shorter forms (``31``, ``3101``,
+``310151``, ``310151101``) are the same code with the trailing segments left off.
+
+Jurisdiction is a prefix relation on the *significant* part of a code, cut at segment boundaries.
+Cutting at boundaries matters: stripping trailing zeros character by character would make
+``310110`` (one county) look like the parent of ``310115...`` (a sibling county), and the township
+``310151100`` look like the parent of villages of township ``310151101``.
+
+A middle segment may legitimately be ``00``: prefecture-level cities without counties (东莞 4419,
+中山 4420, 儋州 4604, 嘉峪关 6202) have townships directly below the city, e.g. ``441900003000``.
+The level of a code is therefore the level of its *last* non-zero segment.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from functools import lru_cache
+
+__all__ = [
+    "ROOT",
+    "DivisionLevel",
+    "ancestors",
+    "covers",
+    "is_valid",
+    "level_of",
+    "normalize",
+    "parent_of",
+    "significant",
+]
+
+ROOT = "000000000000"
+
+# Segment end offsets: province, city, county, township, village.
+_BOUNDARIES: tuple[int, ...] = (2, 4, 6, 9, 12)
+_ACCEPTED_LENGTHS = frozenset(_BOUNDARIES)
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class DivisionLevel(enum.IntEnum):
+    """The six levels of the organisation hierarchy, root first."""
+
+    NATIONAL = 0
+    PROVINCE = 1
+    CITY = 2
+    COUNTY = 3
+    TOWNSHIP = 4
+    VILLAGE = 5
+
+
+@lru_cache(maxsize=65536)
+def _parse(code: str) -> tuple[str, int]:
+    """Return (12-digit form, level) or raise ValueError. Cached: codes repeat on every request."""
+    if not isinstance(code, str):
+        raise ValueError("division code must be a string of digits")
+    if len(code) not in _ACCEPTED_LENGTHS or _DIGITS.fullmatch(code) is None:
+        raise ValueError(
+            "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码); "
+            f"got {len(code)} characters"
+        )
+    full = code.ljust(12, "0")
+    if full == ROOT:
+        return ROOT, int(DivisionLevel.NATIONAL)
+    if full[:2] == "00":
+        raise ValueError("division code has province segment 00 but is not the national root")
+    level = 0
+    start = 0
+    for i, end in enumerate(_BOUNDARIES, start=1):
+        if full[start:end].strip("0"):
+            level = i
+        start = end
+    return full, level
+
+
+def normalize(code: str) -> str:
+    """Return the 12-digit form of ``code``; raise ValueError when it is malformed."""
+    return _parse(code)[0]
+
+
+def is_valid(code: str) -> bool:
+    try:
+        _parse(code)
+    except ValueError:
+        return False
+    return True
+
+
+def level_of(code: str) -> DivisionLevel:
+    return DivisionLevel(_parse(code)[1])
+
+
+def significant(code: str) -> str:
+    """The significant part: the code cut after its last non-zero segment (``""`` for the root)."""
+    full, level = _parse(code)
+    return full[: _BOUNDARIES[level - 1]] if level else ""
+
+
+def covers(scope: str, target: str) -> bool:
+    """True when ``target`` lies within the jurisdiction of ``scope`` (reflexive).
+
+    Raises ValueError when either code is malformed: a malformed scope must never silently
+    match nothing or everything.
+    """
+    return significant(target).startswith(significant(scope))
+
+
+def parent_of(code: str) -> str | None:
+    """The 12-digit code one level up (skipping absent middle segments); None for the root."""
+    full, level = _parse(code)
+    if level == 0:
+        return None
+    for lv in range(level - 1, 0, -1):
+        start = _BOUNDARIES[lv - 2] if lv > 1 else 0
+        if full[start : _BOUNDARIES[lv - 1]].strip("0"):
+            return full[: _BOUNDARIES[lv - 1]].ljust(12, "0")
+    return ROOT
+
+
+@lru_cache(maxsize=65536)
+def ancestors(code: str) -> tuple[str, ...]:
+    """Every code covering ``code``, root first, ``code`` itself last (at most six)."""
+    chain: list[str] = []
+    current: str | None = normalize(code)
+    while current is not None:
+        chain.append(current)
+        current = parent_of(current)
+    return tuple(reversed(chain))

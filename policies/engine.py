@@ -1,0 +1,303 @@
+"""The policy facade: one request in, one Decision (with obligations) out.
+
+Checks, in order, the first failure deciding the reason (``reasons.DENIAL_ORDER``):
+
+1. function-level permission (casbin): a role of the caller may ``read`` ``dataset:<name>``;
+2. the scenario exists, 3. is work one of the caller's roles does, 4. needs this dataset,
+5. the local time is within its hours;
+6. a grant for this scenario and dataset whose org scope covers the caller's organisation is active now
+   (else: revoked / expired / none);
+7. the requested fields are within that grant (PIPL art. 6, GB/T 35273-2020 §5.2 minimum necessary);
+8. per-request cap and daily quota.
+
+An allowed decision's obligations restrict rows to the caller's own organisation (which the matching
+grant covers, so it is the intersection of the two) and fields to the grant's whitelist.
+Any unexpected error yields a refusal with reason ``internal_error``: the engine fails closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from policies import divisions
+from policies.errors import PolicyRefused
+from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGrant
+from policies.model import AccessRequest, Check, Decision, Obligations, Reason
+from policies.permissions import PermissionModel
+from policies.quotas import QuotaCounter, quota_day
+from policies.reasons import reason
+from policies.scenarios import ScenarioCatalog
+
+__all__ = ["INTERNAL_ERROR", "PolicyEngine"]
+
+_log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = Decision(allowed=False, reasons=(reason("internal_error"),), obligations=None)
+
+
+def _grant_order(grant: ScenarioGrant) -> tuple[int, float, str]:
+    """Most specific scope first, then the one lasting longest, then by id (deterministic)."""
+    until = grant.valid_until.timestamp() if grant.valid_until is not None else 0.0
+    return (-int(divisions.level_of(grant.org_scope)), -until, grant.grant_id)
+
+
+class _Trail:
+    """Collects checks for ``explain``; for ``decide`` it stops at the first failure."""
+
+    __slots__ = ("checks", "first_failure")
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.first_failure: Reason | None = None
+
+    def passed(self, code: str, zh: str, en: str, **detail: str) -> None:
+        self.checks.append(Check(code=code, passed=True, message_zh=zh, message_en=en, detail=detail))
+
+    def failed(self, code: str, why: Reason, **detail: str) -> None:
+        self.checks.append(
+            Check(
+                code=code,
+                passed=False,
+                message_zh=why.message_zh,
+                message_en=why.message_en,
+                detail={"reason": why.code, **detail},
+            )
+        )
+        if self.first_failure is None:
+            self.first_failure = why
+
+
+class PolicyEngine:
+    def __init__(
+        self,
+        permissions: PermissionModel,
+        scenarios: ScenarioCatalog,
+        grants: GrantIndex,
+        quotas: QuotaCounter | None = None,
+    ) -> None:
+        self.permissions = permissions
+        self.scenarios = scenarios
+        # Replaced wholesale by refresh_grants; a decision reads the reference once.
+        self.grants = grants
+        self.quotas = quotas
+        self._allowed_reasons: dict[tuple[int, str, str], Reason] = {}
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def decide(self, request: AccessRequest) -> Decision:
+        """Never raises: an internal error is a refusal with reason ``internal_error``."""
+        try:
+            return self._evaluate(request, None)
+        except Exception as exc:
+            # Type only: the exception text could echo request values.
+            _log.error("policy decision failed closed: %s", type(exc).__name__)
+            return INTERNAL_ERROR
+
+    def is_allowed(self, request: AccessRequest) -> bool:
+        return self.decide(request).allowed
+
+    def authorize(self, request: AccessRequest) -> Obligations:
+        """The obligations of an allowed decision; raises PolicyRefused(decision) otherwise."""
+        decision = self.decide(request)
+        if not decision.allowed or decision.obligations is None:
+            raise PolicyRefused(decision)
+        return decision.obligations
+
+    def explain(self, request: AccessRequest) -> list[Check]:
+        """Every condition checked, pass or fail, in words a cadre understands. Evaluation continues
+        past a failure wherever the later conditions can still be judged; the first failed check
+        is the reason ``decide`` gives."""
+        trail = _Trail()
+        try:
+            self._evaluate(request, trail)
+        except Exception as exc:
+            _log.error("policy explanation failed closed: %s", type(exc).__name__)
+            why = INTERNAL_ERROR.reasons[0]
+            trail.failed("internal", why)
+        return trail.checks
+
+    def what_if(
+        self,
+        *,
+        grants: GrantIndex | None = None,
+        permissions: PermissionModel | None = None,
+        scenarios: ScenarioCatalog | None = None,
+    ) -> PolicyEngine:
+        """A copy with some policy state replaced and no quota counter, for dry runs and replay."""
+        return PolicyEngine(
+            permissions if permissions is not None else self.permissions,
+            scenarios if scenarios is not None else self.scenarios,
+            grants if grants is not None else self.grants,
+            quotas=None,
+        )
+
+    def refresh_grants(self, repository: GrantRepository, now: datetime) -> bool:
+        """Swap in a rebuilt index when the ``policy_versions`` row moved; True when it did."""
+        current = self.grants
+        fresh = current.refreshed(repository, now)
+        if fresh is current:
+            return False
+        self.grants = fresh
+        return True
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate(self, req: AccessRequest, trail: _Trail | None) -> Decision:
+        if req.now.tzinfo is None:
+            # A naive time would be read as the host's local time and shift the hours window.
+            raise ValueError("AccessRequest.now must be timezone-aware")
+        subject = req.subject
+        info = self.scenarios.dataset(req.dataset)
+        dataset_label = info.name_zh if info is not None else req.dataset
+        scenario = self.scenarios.get(req.scenario)
+        scenario_label = scenario.name_zh if scenario is not None else req.scenario
+
+        def refuse(check: str, why: Reason) -> Decision | None:
+            if trail is None:
+                return Decision(allowed=False, reasons=(why,), obligations=None)
+            trail.failed(check, why)
+            return None
+
+        # 1. Function-level permission (casbin).
+        if self.permissions.is_allowed(subject.roles, f"dataset:{req.dataset}", req.action):
+            if trail is not None:
+                trail.passed(
+                    "permission", f"岗位可以查看「{dataset_label}」。", f"Role may read {req.dataset}."
+                )
+        elif (d := refuse("permission", reason("no_permission", dataset=dataset_label))) is not None:
+            return d
+
+        # 2-5. The scenario.
+        if scenario is None:
+            d = refuse("scenario", reason("unknown_scenario", scenario=req.scenario))
+            return d if d is not None else self._finish_trail(trail)
+        if trail is not None:
+            trail.passed(
+                "scenario", f"使用场景「{scenario.name_zh}」存在。", f"Scenario {scenario.code} exists."
+            )
+        if set(subject.roles).isdisjoint(scenario.roles_allowed):
+            if (
+                d := refuse("scenario_role", reason("scenario_not_for_role", scenario=scenario_label))
+            ) is not None:
+                return d
+        elif trail is not None:
+            trail.passed("scenario_role", "您的岗位办理这项工作。", "Your role does this work.")
+        if req.dataset not in scenario.datasets:
+            why = reason("scenario_not_for_dataset", scenario=scenario_label, dataset=dataset_label)
+            d = refuse("scenario_dataset", why)
+            return d if d is not None else self._finish_trail(trail)
+        if trail is not None:
+            trail.passed("scenario_dataset", "这项工作需要该数据。", "The scenario needs this dataset.")
+        if not scenario.within_hours(req.now):
+            start, end = scenario.hours_allowed
+            why = reason("outside_hours", scenario=scenario_label, start=start, end=end)
+            if (d := refuse("hours", why)) is not None:
+                return d
+        elif trail is not None:
+            trail.passed("hours", "当前在允许查看的时间内。", "Within the allowed hours.")
+
+        # 6. An active grant covering the caller's organisation for this dataset.
+        org = divisions.normalize(subject.org)
+        candidates = [g for g in self.grants.lookup(org, scenario.code) if req.dataset in g.datasets]
+        active = [g for g in candidates if g.is_active(req.now)]
+        if len(active) > 1:
+            active.sort(key=_grant_order)
+        if not active:
+            if any(g.status is GrantStatus.REVOKED for g in candidates):
+                why = reason("grant_revoked", scenario=scenario_label)
+            elif any(g.has_lapsed(req.now) for g in candidates):
+                why = reason("grant_expired", scenario=scenario_label)
+            else:
+                why = reason("no_active_grant", scenario=scenario_label, dataset=dataset_label)
+            d = refuse("grant", why)
+            return d if d is not None else self._finish_trail(trail)
+
+        # 7. Fields within the grant.
+        chosen: ScenarioGrant | None
+        if req.fields is None:
+            chosen = active[0]
+            fields = chosen.datasets[req.dataset]
+        else:
+            fields = tuple(dict.fromkeys(req.fields))
+            wanted = set(fields)
+            chosen = next((g for g in active if wanted.issubset(g.datasets[req.dataset])), None)
+        if trail is not None:
+            best = chosen or active[0]
+            trail.passed(
+                "grant",
+                f"本单位有「{scenario_label}」的有效授权。",
+                f"An active grant covers your organisation ({best.grant_id}).",
+                grant_id=best.grant_id,
+            )
+        if chosen is None:
+            outside = [f for f in fields if f not in active[0].datasets[req.dataset]]
+            why = reason("field_not_granted", scenario=scenario_label, fields="、".join(outside))
+            if (d := refuse("fields", why)) is not None:
+                return d
+            chosen = active[0]
+        elif trail is not None:
+            trail.passed("fields", "所查信息都在授权范围内。", "All requested fields are granted.")
+
+        # 8. Per-request cap and daily quota.
+        max_records = scenario.max_records_per_request
+        quota_left: int | None = None
+        hint = req.record_count_hint
+        quota_ok = True
+        if hint is not None and hint > max_records:
+            quota_ok = False
+            why = reason(
+                "quota_exceeded", wording="too_many_records", scenario=scenario_label, limit=max_records
+            )
+            if (d := refuse("quota", why)) is not None:
+                return d
+        if self.quotas is not None:
+            used = self.quotas.used(subject.user_id, scenario.code, quota_day(req.now))
+            quota_left = max(0, scenario.daily_quota_per_user - used)
+            if quota_ok and (quota_left <= 0 or (hint is not None and hint > quota_left)):
+                quota_ok = False
+                why = reason("quota_exceeded", scenario=scenario_label, quota=scenario.daily_quota_per_user)
+                if (d := refuse("quota", why)) is not None:
+                    return d
+            max_records = min(max_records, quota_left)
+        if quota_ok and trail is not None:
+            trail.passed(
+                "quota",
+                "未超过查看数量限制。",
+                "Within the record limits.",
+                quota_left="" if quota_left is None else str(quota_left),
+            )
+        if trail is not None and trail.first_failure is not None:
+            return Decision(allowed=False, reasons=(trail.first_failure,), obligations=None)
+
+        obligations = Obligations(
+            row_scope=(org,),
+            fields=fields,
+            masking_profile=scenario.masking_profile,
+            max_records=max_records,
+            quota_left=quota_left,
+            grant_id=chosen.grant_id,
+        )
+        return Decision(
+            allowed=True, reasons=(self._allowed_reason(scenario.code, req.dataset),), obligations=obligations
+        )
+
+    def _allowed_reason(self, scenario_code: str, dataset: str) -> Reason:
+        key = (self.scenarios.version, scenario_code, dataset)
+        cached = self._allowed_reasons.get(key)
+        if cached is None:
+            scenario = self.scenarios.get(scenario_code)
+            info = self.scenarios.dataset(dataset)
+            cached = reason(
+                "allowed",
+                scenario=scenario.name_zh if scenario is not None else scenario_code,
+                dataset=info.name_zh if info is not None else dataset,
+            )
+            if len(self._allowed_reasons) < 10_000:
+                self._allowed_reasons[key] = cached
+        return cached
+
+    @staticmethod
+    def _finish_trail(trail: _Trail | None) -> Decision:
+        assert trail is not None and trail.first_failure is not None
+        return Decision(allowed=False, reasons=(trail.first_failure,), obligations=None)

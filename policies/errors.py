@@ -1,0 +1,70 @@
+"""The exception tree of the policy library.
+
+PolicyError
+├── PolicyFileError        a reviewed data file (model.conf, permissions.csv, scenarios.toml) is wrong
+├── PolicyRefused          ``PolicyEngine.authorize`` refused; carries the Decision
+└── GrantError             a grant transition is not allowed (message_zh / message_en for the user)
+    ├── GrantNotFoundError
+    ├── InvalidTransitionError
+    └── SeparationOfDutiesError
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from policies.model import Decision
+
+__all__ = [
+    "GrantError",
+    "GrantNotFoundError",
+    "InvalidTransitionError",
+    "PolicyError",
+    "PolicyFileError",
+    "PolicyRefused",
+    "SeparationOfDutiesError",
+]
+
+
+class PolicyError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class PolicyFileError(PolicyError):
+    """A policy data file failed validation. ``line`` is 1-based; 0 when the whole file is at fault."""
+
+    def __init__(self, path: str | Path, line: int, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(f"{self.path}:{line}: {message}")
+
+
+class PolicyRefused(PolicyError):
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        code = decision.reasons[0].code if decision.reasons else "refused"
+        super().__init__(f"access refused: {code}")
+
+
+class GrantError(PolicyError):
+    code = "grant_error"
+
+    def __init__(self, message_zh: str, message_en: str) -> None:
+        self.message_zh = message_zh
+        self.message_en = message_en
+        super().__init__(f"{self.code}: {message_en}")
+
+
+class GrantNotFoundError(GrantError):
+    code = "grant_not_found"
+
+
+class InvalidTransitionError(GrantError):
+    code = "invalid_transition"
+
+
+class SeparationOfDutiesError(GrantError):
+    code = "separation_of_duties"

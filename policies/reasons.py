@@ -1,0 +1,101 @@
+"""Reason codes (stable, machine-readable) and the words a village cadre reads for each.
+
+Codes are part of the gateway contract; the wording may improve freely. Messages never carry personal
+data: only dataset and scenario names, hours and counts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from policies.model import Reason
+
+__all__ = ["CODES", "DENIAL_ORDER", "reason"]
+
+# The order in which PolicyEngine.decide checks; the first failure is the decision's reason.
+DENIAL_ORDER: Final[tuple[str, ...]] = (
+    "no_permission",
+    "unknown_scenario",
+    "scenario_not_for_role",
+    "scenario_not_for_dataset",
+    "outside_hours",
+    "grant_revoked",
+    "grant_expired",
+    "no_active_grant",
+    "field_not_granted",
+    "quota_exceeded",
+)
+
+_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "allowed": (
+        "可以查看：{dataset}，用途「{scenario}」。",
+        "Allowed: {dataset} for \u201c{scenario}\u201d.",
+    ),
+    "no_permission": (
+        "您的岗位没有查看「{dataset}」的权限。如工作确需，请联系上级管理员。",
+        "Your role is not allowed to read \u201c{dataset}\u201d. "
+        "Ask your administrator if your work needs it.",
+    ),
+    "unknown_scenario": (
+        "没有找到使用场景「{scenario}」。请从系统列出的场景中选择。",
+        "There is no usage scenario \u201c{scenario}\u201d. Choose one of the listed scenarios.",
+    ),
+    "scenario_not_for_role": (
+        "「{scenario}」这项工作不由您的岗位办理，不能以此用途查看数据。",
+        "\u201c{scenario}\u201d is not work your role does, so you cannot read data for it.",
+    ),
+    "scenario_not_for_dataset": (
+        "「{scenario}」这项工作用不到「{dataset}」。",
+        "\u201c{scenario}\u201d does not need \u201c{dataset}\u201d.",
+    ),
+    "outside_hours": (
+        "「{scenario}」只能在每天 {start}:00 至 {end}:00（北京时间）查看数据。",
+        "\u201c{scenario}\u201d data can be read only between {start}:00 and {end}:00 (Beijing time).",
+    ),
+    "grant_revoked": (
+        "本单位「{scenario}」的数据授权已被撤销。如仍需要，请重新申请。",
+        "Your organisation's grant for \u201c{scenario}\u201d has been revoked. Apply again if still needed.",
+    ),
+    "grant_expired": (
+        "本单位「{scenario}」的数据授权已到期。请联系数据管理部门续期。",
+        "Your organisation's grant for \u201c{scenario}\u201d has expired. "
+        "Ask the data department to renew it.",
+    ),
+    "no_active_grant": (
+        "本单位还没有「{scenario}」查看「{dataset}」的有效授权。请先提出申请。",
+        "Your organisation has no current grant to read \u201c{dataset}\u201d for \u201c{scenario}\u201d. "
+        "Apply for one first.",
+    ),
+    "field_not_granted": (
+        "您要查看的部分信息不在「{scenario}」的授权范围内：{fields}。",
+        "Some of the information you asked for is outside the grant for \u201c{scenario}\u201d: {fields}.",
+    ),
+    "quota_exceeded": (
+        "今天「{scenario}」的查看数量已达上限（每天 {quota} 条）。请明天再查。",
+        "Today's limit for \u201c{scenario}\u201d ({quota} records a day) is used up. Try again tomorrow.",
+    ),
+    "too_many_records": (
+        "「{scenario}」每次最多查看 {limit} 条，请分页查看。",
+        "\u201c{scenario}\u201d allows at most {limit} records per request; read page by page.",
+    ),
+    "internal_error": (
+        "系统暂时无法判断您的权限，为安全起见本次不予查看。请稍后再试或联系管理员。",
+        "The system could not check your permission, so for safety this read is refused. "
+        "Try again later or contact your administrator.",
+    ),
+}
+
+CODES: Final[frozenset[str]] = frozenset(_TEXT) - {"too_many_records"}
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def reason(code: str, *, wording: str | None = None, **context: object) -> Reason:
+    """Build the Reason for ``code``; ``wording`` picks a more specific text under the same code
+    (e.g. ``too_many_records`` under ``quota_exceeded``); missing placeholders render empty."""
+    zh, en = _TEXT[wording or code]
+    values = _Blank({k: str(v) for k, v in context.items()})
+    return Reason(code=code, message_zh=zh.format_map(values), message_en=en.format_map(values))

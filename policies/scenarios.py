@@ -1,0 +1,313 @@
+"""The scenario catalog: each purpose of processing, the exact fields it needs, who may use it, how much
+and when (PIPL art. 6; GB/T 35273-2020 §5.2 minimum necessary). Loaded from ``scenarios.toml``
+(reviewed data), validated with file and line, reloadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from policies.errors import PolicyFileError
+from policies.model import ROLES
+
+__all__ = [
+    "CHINA_STANDARD_TIME",
+    "DEFAULT_SCENARIOS_PATH",
+    "DatasetInfo",
+    "Scenario",
+    "ScenarioCatalog",
+    "load_scenarios",
+]
+
+DEFAULT_SCENARIOS_PATH = Path(__file__).resolve().parent / "scenarios.toml"
+# China has a single time zone and no daylight saving time, so a fixed offset is exact and needs no
+# tz database on the host.
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    name: str
+    name_zh: str
+    name_en: str
+    owner_department: str
+    provider_system: str
+    fields: tuple[str, ...]
+    second_approval_fields: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    code: str
+    name_zh: str
+    name_en: str
+    purpose: str
+    legal_basis: str
+    datasets: Mapping[str, tuple[str, ...]]
+    masking_profile: str
+    roles_allowed: tuple[str, ...]
+    max_records_per_request: int
+    daily_quota_per_user: int
+    hours_allowed: tuple[int, int]
+    default_validity_days: int
+
+    def within_hours(self, now: datetime) -> bool:
+        """``hours_allowed = (start, end)`` is the local (UTC+8) window ``start:00 <= t < end:00``."""
+        hour = now.astimezone(CHINA_STANDARD_TIME).hour
+        start, end = self.hours_allowed
+        return start <= hour < end
+
+
+@dataclass(frozen=True, slots=True)
+class _CatalogState:
+    scenarios: Mapping[str, Scenario]
+    datasets: Mapping[str, DatasetInfo]
+    digest: str
+
+
+def _line_of(text: str, header: str, key: str | None = None) -> int:
+    """Best line for an error: the ``key =`` line within ``[header]``, else the header, else 0."""
+    lines = text.splitlines()
+    start = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped == f"[{header}]":
+            start = i
+            break
+    if start is None:
+        return 0
+    if key is None:
+        return start + 1
+    for j in range(start + 1, len(lines)):
+        stripped = lines[j].strip()
+        if stripped.startswith("[") and not stripped.startswith(f"[{header}."):
+            break
+        if re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return j + 1
+    # The key may live in a sub-table, e.g. [scenarios.X.datasets].
+    sub = _line_of(text, f"{header}.{key}") if "." not in key else 0
+    return sub or start + 1
+
+
+def _parse(path: Path) -> _CatalogState:
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyFileError(path, 0, f"cannot read scenario catalog: {type(exc).__name__}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        raise PolicyFileError(path, int(found.group(1)) if found else 0, f"TOML syntax: {exc}") from exc
+
+    def fail(header: str, key: str | None, message: str) -> PolicyFileError:
+        return PolicyFileError(path, _line_of(text, header, key), message)
+
+    unknown_top = set(doc) - {"datasets", "scenarios"}
+    if unknown_top:
+        raise PolicyFileError(path, 0, f"unknown top-level table(s) {sorted(unknown_top)}")
+    datasets: dict[str, DatasetInfo] = {}
+    for name, table in _table(path, doc, "datasets").items():
+        header = f"datasets.{name}"
+        if _NAME.match(name) is None or not isinstance(table, dict):
+            raise fail(header, None, f"bad dataset name {name!r}")
+        _expect_keys(
+            fail,
+            header,
+            table,
+            {"name_zh", "name_en", "owner_department", "provider_system", "fields", "second_approval_fields"},
+        )
+        fields = _str_tuple(fail, header, table, "fields")
+        if len(set(fields)) != len(fields):
+            raise fail(header, "fields", "a field is listed twice")
+        sensitive = _str_tuple(fail, header, table, "second_approval_fields")
+        extra = set(sensitive) - set(fields)
+        if extra:
+            raise fail(header, "second_approval_fields", f"not fields of {name}: {sorted(extra)}")
+        datasets[name] = DatasetInfo(
+            name=name,
+            name_zh=_str(fail, header, table, "name_zh"),
+            name_en=_str(fail, header, table, "name_en"),
+            owner_department=_str(fail, header, table, "owner_department"),
+            provider_system=_str(fail, header, table, "provider_system"),
+            fields=fields,
+            second_approval_fields=frozenset(sensitive),
+        )
+    scenarios: dict[str, Scenario] = {}
+    for code, table in _table(path, doc, "scenarios").items():
+        header = f"scenarios.{code}"
+        if _CODE.match(code) is None or not isinstance(table, dict):
+            raise fail(header, None, f"bad scenario code {code!r} (UPPER_SNAKE_CASE)")
+        _expect_keys(
+            fail,
+            header,
+            table,
+            {
+                "name_zh",
+                "name_en",
+                "purpose",
+                "legal_basis",
+                "datasets",
+                "masking_profile",
+                "roles_allowed",
+                "max_records_per_request",
+                "daily_quota_per_user",
+                "hours_allowed",
+                "default_validity_days",
+            },
+        )
+        ds_table = table["datasets"]
+        if not isinstance(ds_table, dict) or not ds_table:
+            raise fail(header, "datasets", "datasets must name at least one dataset")
+        ds: dict[str, tuple[str, ...]] = {}
+        for ds_name in ds_table:
+            info = datasets.get(ds_name)
+            if info is None:
+                raise fail(f"{header}.datasets", ds_name, f"unknown dataset {ds_name!r}")
+            wanted = _str_tuple(fail, f"{header}.datasets", ds_table, ds_name)
+            if not wanted or len(set(wanted)) != len(wanted):
+                raise fail(f"{header}.datasets", ds_name, "fields must be non-empty and distinct")
+            unknown = [f for f in wanted if f not in info.fields]
+            if unknown:
+                raise fail(f"{header}.datasets", ds_name, f"{ds_name} has no field(s) {unknown}")
+            ds[ds_name] = wanted
+        roles = _str_tuple(fail, header, table, "roles_allowed")
+        bad_roles = [r for r in roles if r not in ROLES]
+        if bad_roles or not roles:
+            raise fail(header, "roles_allowed", f"unknown role(s) {bad_roles}" if bad_roles else "no roles")
+        hours = table["hours_allowed"]
+        if (
+            not isinstance(hours, list)
+            or len(hours) != 2
+            or not all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
+            or not 0 <= hours[0] < hours[1] <= 24
+        ):
+            raise fail(
+                header, "hours_allowed", "hours_allowed must be [start, end] with 0 <= start < end <= 24"
+            )
+        scenarios[code] = Scenario(
+            code=code,
+            name_zh=_str(fail, header, table, "name_zh"),
+            name_en=_str(fail, header, table, "name_en"),
+            purpose=_str(fail, header, table, "purpose"),
+            legal_basis=_str(fail, header, table, "legal_basis"),
+            datasets=MappingProxyType(ds),
+            masking_profile=_str(fail, header, table, "masking_profile"),
+            roles_allowed=roles,
+            max_records_per_request=_positive(fail, header, table, "max_records_per_request"),
+            daily_quota_per_user=_positive(fail, header, table, "daily_quota_per_user"),
+            hours_allowed=(hours[0], hours[1]),
+            default_validity_days=_positive(fail, header, table, "default_validity_days"),
+        )
+    if not scenarios:
+        raise PolicyFileError(path, 0, "no scenarios defined")
+    return _CatalogState(
+        scenarios=MappingProxyType(scenarios),
+        datasets=MappingProxyType(datasets),
+        digest=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _table(path: Path, doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise PolicyFileError(path, 0, f"{key} must be a table")
+    return value
+
+
+def _expect_keys(fail: Any, header: str, table: dict[str, Any], required: set[str]) -> None:
+    unknown = sorted(set(table) - required)
+    if unknown:
+        raise fail(header, unknown[0], f"unknown key {unknown[0]!r} in [{header}]")
+    missing = sorted(required - set(table))
+    if missing:
+        raise fail(header, None, f"[{header}] is missing {missing}")
+
+
+def _str(fail: Any, header: str, table: dict[str, Any], key: str) -> str:
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise fail(header, key, f"{key} must be a non-empty string")
+    return value
+
+
+def _str_tuple(fail: Any, header: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = table[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise fail(header, key, f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def _positive(fail: Any, header: str, table: dict[str, Any], key: str) -> int:
+    value = table[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise fail(header, key, f"{key} must be a positive integer")
+    return value
+
+
+class ScenarioCatalog:
+    """All scenarios and datasets, swapped as one immutable state on reload."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_SCENARIOS_PATH
+        self._state = _parse(self.path)
+        self._lock = threading.Lock()
+        self.version = 1
+
+    @property
+    def digest(self) -> str:
+        return self._state.digest
+
+    def get(self, code: str) -> Scenario | None:
+        return self._state.scenarios.get(code)
+
+    def __getitem__(self, code: str) -> Scenario:
+        return self._state.scenarios[code]
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._state.scenarios
+
+    def __iter__(self) -> Iterator[Scenario]:
+        return iter(self._state.scenarios.values())
+
+    def __len__(self) -> int:
+        return len(self._state.scenarios)
+
+    def dataset(self, name: str) -> DatasetInfo | None:
+        return self._state.datasets.get(name)
+
+    @property
+    def datasets(self) -> Mapping[str, DatasetInfo]:
+        return self._state.datasets
+
+    def reload(self, actor: str = "system") -> dict[str, Any]:
+        """Re-read the file; swap on success and return a change event; keep the old state on error."""
+        new = _parse(self.path)
+        with self._lock:
+            old, self._state = self._state, new
+            self.version += 1
+        return {
+            "kind": "policy.scenarios_reloaded",
+            "actor": actor,
+            "grant_id": None,
+            "before": {"digest": old.digest, "scenarios": sorted(old.scenarios)},
+            "after": {"digest": new.digest, "scenarios": sorted(new.scenarios), "version": self.version},
+        }
+
+
+def load_scenarios(path: str | Path | None = None) -> ScenarioCatalog:
+    """Load and validate the scenario catalog (default: the ``scenarios.toml`` shipped here)."""
+    return ScenarioCatalog(path)

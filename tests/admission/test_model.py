@@ -1,0 +1,186 @@
+"""Registration validation, the burden checklist, API payload parsing and the packaged configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admission import (
+    BurdenChecklist,
+    ConfigurationError,
+    InvalidRegistration,
+    ProvidedDataset,
+    SystemStatus,
+    load_admission_config,
+    registration_from_mapping,
+)
+
+from .conftest import make_registration
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        ("system_id", {"system_id": "Bad_ID"}),
+        ("system_id", {"system_id": "x"}),
+        ("name", {"name": "  "}),
+        ("department", {"department": "Health Dept"}),
+        ("purpose", {"purpose": ""}),
+        ("reaches", {"reaches": ()}),
+        ("reaches", {"reaches": ("31015x",)}),
+        ("reaches", {"reaches": "310151"}),
+        ("reaches_villages", {"reaches": ("310151101001",), "reaches_villages": False}),
+        ("collects_fields", {"collects_fields": ("residents mobile",)}),
+        ("security_level", {"security_level": 0}),
+        ("security_level", {"security_level": 6}),
+        ("contact", {"contact": " "}),
+    ],
+)
+def test_invalid_registrations(field: str, overrides: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRegistration) as info:
+        make_registration(**overrides)
+    assert info.value.field == field
+    assert info.value.message_zh.startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "endpoints"),
+    [
+        ("ftp://x.test", ()),
+        ("https://", ()),
+        ("https://user:pw@x.test", ()),
+        ("https://x.test", ("residents",)),
+    ],
+)
+def test_invalid_provided_datasets(base_url: str, endpoints: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidRegistration) as info:
+        ProvidedDataset("residents", base_url, endpoints)
+    assert "pw" not in str(info.value)
+
+
+def test_normalisation() -> None:
+    reg = make_registration(
+        reaches=("310151101", "310151101000", "31"), collects_fields=(" residents.name", "residents.name")
+    )
+    assert reg.reaches == ("310151101000", "310000000000")
+    assert reg.collects_fields == ("residents.name",)
+
+
+def test_contact_is_kept_out_of_repr_and_default_dict() -> None:
+    reg = make_registration()
+    assert "13800000000" not in repr(reg)
+    assert "contact" not in reg.as_dict()
+    assert reg.as_dict(include_contact=True)["contact"] == "13800000000"
+
+
+@pytest.mark.parametrize(
+    ("answers", "concerns"),
+    [
+        ({}, ()),
+        ({"duplicates_platform_function": True}, ("duplicates_platform",)),
+        ({"can_embed_in_platform": True}, ("embeddable",)),
+        ({"forces_checkins": True}, ("forced_checkins",)),
+        ({"forces_points_or_rankings": True}, ("points_rankings",)),
+        ({"offers_complaint_entry": False}, ("no_complaint_entry",)),
+    ],
+)
+def test_checklist_concerns(answers: dict[str, bool], concerns: tuple[str, ...]) -> None:
+    base = {
+        "duplicates_platform_function": False,
+        "can_embed_in_platform": False,
+        "forces_checkins": False,
+        "forces_points_or_rankings": False,
+        "offers_complaint_entry": True,
+    }
+    checklist = BurdenChecklist.from_mapping({**base, **answers})
+    assert tuple(c.code for c in checklist.concerns()) == concerns
+    assert checklist.unanswered() == ()
+
+
+def test_unanswered_checklist() -> None:
+    assert BurdenChecklist(forces_checkins=False).unanswered() == (
+        "duplicates_platform_function",
+        "can_embed_in_platform",
+        "forces_points_or_rankings",
+        "offers_complaint_entry",
+    )
+
+
+PAYLOAD: dict[str, Any] = {
+    "system_id": "elderly-care",
+    "name": "养老服务",
+    "department": "civil_affairs",
+    "purpose": "老年人走访",
+    "reaches": ["310151101"],
+    "reaches_villages": True,
+    "collects_fields": ["residents.name"],
+    "provides": [
+        {"dataset": "visits", "base_url": "https://care.test", "endpoints": ["/v"], "fields": ["id"]}
+    ],
+    "security_level": 2,
+    "contact": "care@example.test",
+    "checklist": {"forces_checkins": False},
+    "status": "approved",
+    "filing_number": "forged",
+}
+
+
+def test_payload_parsing_ignores_status_and_filing() -> None:
+    reg = registration_from_mapping(PAYLOAD, created_by="u-1")
+    assert (reg.status, reg.filing_number, reg.created_by) == (SystemStatus.DRAFT, None, "u-1")
+    assert reg.provides[0].endpoints == ("/v",)
+    assert reg.checklist.forces_checkins is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reaches": "310151101"}, "reaches"),
+        ({"security_level": True}, "security_level"),
+        ({"security_level": "2"}, "security_level"),
+        ({"reaches_villages": "yes"}, "reaches_villages"),
+        ({"provides": [{"dataset": "v"}]}, "provides"),
+        ({"checklist": {"forces_checkins": "no"}}, "checklist.forces_checkins"),
+        ({"name": None}, "name"),
+    ],
+)
+def test_payload_errors_name_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping({**PAYLOAD, **change}, created_by="u-1")
+    assert info.value.field == field
+
+
+def test_default_offices_follow_the_district_plan() -> None:
+    config = load_admission_config()
+    assert [o.name_zh for o in config.offices] == [
+        "区政府办公室",
+        "区政务服务办",
+        "区民政局",
+        "区科委",
+        "区城运中心",
+        "区大数据中心",
+    ]
+    assert all(o.required for o in config.offices)
+    assert config.approval_period.days == 365
+    assert config.reminder_days_before == (60, 30, 7)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "offices = []",
+        'approval_period_days = 0\n[[offices]]\ncode="a"\nname_zh="甲"\nname_en="A"\ndepartment="a"',
+        '[[offices]]\ncode="a"\nname_zh="甲"\nname_en="A"\ndepartment="a"\n'
+        '[[offices]]\ncode="a"\nname_zh="乙"\nname_en="B"\ndepartment="b"',
+        '[[offices]]\ncode="a"\nname_zh="甲"\nname_en="A"\ndepartment="a"\nrequired=false',
+        '[[offices]]\ncode="a"\nname_zh="甲"',
+        "not toml ===",
+    ],
+)
+def test_bad_configuration(tmp_path: Path, toml: str) -> None:
+    path = tmp_path / "offices.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigurationError):
+        load_admission_config(path)

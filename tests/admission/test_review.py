@@ -1,0 +1,296 @@
+"""Registration and joint review through the service: every required office, recusal, separation of
+duties, rejection reasons, changes and resubmission, and the change events handed to audit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from admission import (
+    AdmissionConfig,
+    AdmissionService,
+    AlreadyVoted,
+    BurdenChecklist,
+    ConfigurationError,
+    IllegalTransition,
+    InvalidRegistration,
+    RegistrationExists,
+    RegistrationNotFound,
+    ReviewOffice,
+    SeparationOfDuties,
+    SystemStatus,
+    UnknownOffice,
+    registry_version,
+)
+
+from .conftest import REVIEWERS, T0, FakeClock, Flow, make_registration
+
+DEFAULT_OFFICES = list(REVIEWERS)
+
+
+def vote(
+    service: AdmissionService, system_id: str, office: str, v: str, comment: str = ""
+) -> dict[str, object]:
+    reviewer, department = REVIEWERS[office]
+    return service.review(system_id, office, reviewer, department, v, comment)
+
+
+def test_register_creates_a_draft_and_an_event(service: AdmissionService) -> None:
+    event = service.register(make_registration(status=SystemStatus.APPROVED, filing_number="forged"))
+    reg = service.get("health-visits")
+    assert reg.status is SystemStatus.DRAFT
+    assert reg.filing_number is None
+    assert event["kind"] == "admission.registered"
+    assert (event["actor"], event["system_id"], event["before"], event["after"]) == (
+        "u-health-admin",
+        "health-visits",
+        None,
+        "draft",
+    )
+
+
+def test_register_twice_is_refused(service: AdmissionService) -> None:
+    service.register(make_registration())
+    with pytest.raises(RegistrationExists):
+        service.register(make_registration())
+
+
+def test_unknown_system(service: AdmissionService) -> None:
+    with pytest.raises(RegistrationNotFound) as info:
+        service.submit("nope-system", "u")
+    assert "nope-system" in info.value.message_zh
+
+
+def test_incomplete_checklist_cannot_be_submitted(service: AdmissionService) -> None:
+    service.register(make_registration(checklist=BurdenChecklist(forces_checkins=False)))
+    with pytest.raises(InvalidRegistration) as info:
+        service.submit("health-visits", "u-health-admin")
+    assert info.value.field == "checklist"
+    assert service.get("health-visits").status is SystemStatus.DRAFT
+
+
+def test_approval_needs_every_required_office(service: AdmissionService, clock: FakeClock) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    for office in DEFAULT_OFFICES[:-1]:
+        event = vote(service, "health-visits", office, "approve")
+        assert event["kind"] == "admission.review_vote"
+        assert service.get("health-visits").status is SystemStatus.SUBMITTED
+    assert service.review_progress("health-visits").pending == (DEFAULT_OFFICES[-1],)
+    clock.advance(timedelta(hours=1))
+    event = vote(service, "health-visits", DEFAULT_OFFICES[-1], "approve")
+    reg = service.get("health-visits")
+    assert reg.status is SystemStatus.APPROVED
+    assert reg.filing_number == "CJZR-2025-0001"
+    assert reg.approved_until == T0 + timedelta(hours=1, days=365)
+    assert event["kind"] == "admission.approved"
+    assert (event["before"], event["after"], event["filing_number"]) == (
+        "submitted",
+        "approved",
+        "CJZR-2025-0001",
+    )
+
+
+def test_filing_numbers_are_sequential(flow: Flow, service: AdmissionService) -> None:
+    flow.admit(make_registration("sys-one"))
+    flow.admit(make_registration("sys-two"))
+    assert [service.get(s).filing_number for s in ("sys-one", "sys-two")] == [
+        "CJZR-2025-0001",
+        "CJZR-2025-0002",
+    ]
+
+
+def test_office_of_the_applying_department_is_recused(service: AdmissionService) -> None:
+    """The civil affairs bureau does not review (and is not required for) a civil-affairs system."""
+    service.register(make_registration("civil-affairs-registry", department="civil_affairs"))
+    service.submit("civil-affairs-registry", "u-health-admin")
+    progress = service.review_progress("civil-affairs-registry")
+    assert "civil_affairs_bureau" not in progress.required_offices
+    assert progress.recused_offices == ("civil_affairs_bureau",)
+    with pytest.raises(SeparationOfDuties):
+        vote(service, "civil-affairs-registry", "civil_affairs_bureau", "approve")
+    for office in progress.required_offices:
+        vote(service, "civil-affairs-registry", office, "approve")
+    assert service.get("civil-affairs-registry").status is SystemStatus.APPROVED
+
+
+@pytest.mark.parametrize(
+    ("case", "office", "reviewer_id", "reviewer_department", "error"),
+    [
+        ("reviewer from the applying department", "big_data_centre", "u-h-9", "health", SeparationOfDuties),
+        (
+            "the registering admin reviews",
+            "big_data_centre",
+            "u-health-admin",
+            "big_data",
+            SeparationOfDuties,
+        ),
+        (
+            "one person, second office",
+            "city_operations_centre",
+            "u-bd-1",
+            "city_operations",
+            SeparationOfDuties,
+        ),
+        ("office votes twice", "big_data_centre", "u-bd-2", "big_data", AlreadyVoted),
+        ("unknown office", "district_police", "u-p-1", "police", UnknownOffice),
+    ],
+)
+def test_separation_of_duties(
+    service: AdmissionService,
+    case: str,
+    office: str,
+    reviewer_id: str,
+    reviewer_department: str,
+    error: type[Exception],
+) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "approve")
+    with pytest.raises(error):
+        service.review("health-visits", office, reviewer_id, reviewer_department, "approve", "")
+    assert len(service.reviews("health-visits")) == 1
+
+
+def test_rejection_returns_reasons_and_resubmission_opens_a_new_round(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "government_services_office", "approve")
+    event = vote(service, "health-visits", "big_data_centre", "reject", "与社区云随访模块重复")
+    assert event["kind"] == "admission.rejected"
+    assert event["reasons"] == ["与社区云随访模块重复"]
+    assert service.get("health-visits").status is SystemStatus.REJECTED
+    with pytest.raises(IllegalTransition):
+        vote(service, "health-visits", "city_operations_centre", "approve")
+
+    service.submit("health-visits", "u-health-admin")
+    progress = service.review_progress("health-visits")
+    assert (progress.round, progress.approved_by, progress.pending) == (2, (), tuple(DEFAULT_OFFICES))
+    for office in DEFAULT_OFFICES:
+        vote(service, "health-visits", office, "approve")
+    assert service.get("health-visits").status is SystemStatus.APPROVED
+
+
+def test_rejected_registration_can_be_revised_then_resubmitted(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "reject", "重复采集手机号")
+    with pytest.raises(IllegalTransition):
+        service.update(make_registration(collects_fields=("residents.name",)), "u-health-admin")
+    service.revise("health-visits", "u-health-admin")
+    service.update(make_registration(collects_fields=("residents.name",)), "u-health-admin")
+    service.submit("health-visits", "u-health-admin")
+    assert service.get("health-visits").collects_fields == ("residents.name",)
+
+
+@pytest.mark.parametrize("negative", ["reject", "request_changes"])
+def test_negative_votes_need_a_reason(service: AdmissionService, negative: str) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    with pytest.raises(InvalidRegistration):
+        vote(service, "health-visits", "big_data_centre", negative, "   ")
+    assert service.get("health-visits").status is SystemStatus.SUBMITTED
+
+
+def test_changes_requested_then_updated_and_resubmitted(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    event = vote(
+        service, "health-visits", "civil_affairs_bureau", "request_changes", "手机号可用回流数据预填"
+    )
+    assert (event["kind"], event["after"], event["reasons"]) == (
+        "admission.changes_requested",
+        "changes_requested",
+        ["手机号可用回流数据预填"],
+    )
+    event = service.update(make_registration(collects_fields=("residents.name",)), "u-health-admin")
+    assert event["changed_fields"] == ["collects_fields"]
+    service.submit("health-visits", "u-health-admin")
+    assert service.get("health-visits").status is SystemStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("status", ["submitted", "approved"])
+def test_update_outside_draft_or_changes_requested_is_refused(
+    flow: Flow, service: AdmissionService, status: str
+) -> None:
+    flow.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    if status == "approved":
+        flow.approve_all("health-visits")
+    with pytest.raises(IllegalTransition) as info:
+        service.update(make_registration(name="改名"), "u-health-admin")
+    assert "修改登记" in info.value.message_zh
+
+
+def test_update_cannot_move_the_system_to_another_department(service: AdmissionService) -> None:
+    service.register(make_registration())
+    with pytest.raises(InvalidRegistration):
+        service.update(make_registration(department="civil_affairs"), "u-health-admin")
+
+
+def test_withdraw_returns_to_draft_and_keeps_votes_of_the_old_round(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "approve")
+    service.withdraw("health-visits", "u-health-admin")
+    service.submit("health-visits", "u-health-admin")
+    progress = service.review_progress("health-visits")
+    assert progress.round == 2
+    assert "big_data_centre" in progress.pending
+    assert [r.round for r in service.reviews("health-visits")] == [1]
+
+
+def test_configurable_offices(session: Session, clock: FakeClock) -> None:
+    config = AdmissionConfig(
+        offices=(
+            ReviewOffice("a", "甲", "A", "dept_a"),
+            ReviewOffice("b", "乙", "B", "dept_b", required=False),
+        )
+    )
+    service = AdmissionService(session, config, clock)
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    service.review("health-visits", "a", "u-a", "dept_a", "approve")
+    assert service.get("health-visits").status is SystemStatus.APPROVED
+
+
+def test_submit_refused_when_every_required_office_is_recused(session: Session, clock: FakeClock) -> None:
+    config = AdmissionConfig(offices=(ReviewOffice("h", "卫健委", "Health", "health"),))
+    service = AdmissionService(session, config, clock)
+    service.register(make_registration())
+    with pytest.raises(ConfigurationError):
+        service.submit("health-visits", "u-health-admin")
+
+
+def test_every_status_change_bumps_the_registry_version(
+    flow: Flow, service: AdmissionService, session: Session
+) -> None:
+    assert registry_version(session) == 0
+    flow.register(make_registration())
+    assert registry_version(session) == 0
+    service.submit("health-visits", "u-health-admin")
+    assert registry_version(session) == 1
+    vote(service, "health-visits", "big_data_centre", "approve")
+    assert registry_version(session) == 1
+    flow.approve_all("health-visits")
+    assert registry_version(session) == 2
+    service.suspend("health-visits", "u-sup", "投诉核查中")
+    assert registry_version(session) == 3
+
+
+def test_events_are_plain_json_ready_dicts(flow: Flow) -> None:
+    flow.admit(make_registration())
+    import json
+
+    for event in flow.events:
+        json.dumps(event)
+        assert {"kind", "actor", "system_id", "before", "after", "at"} <= event.keys()
+        assert "13800000000" not in json.dumps(event)
+
+
+def test_replace_keeps_validation() -> None:
+    with pytest.raises(InvalidRegistration):
+        replace(make_registration(), security_level=6)

@@ -1,0 +1,205 @@
+"""Blocking: the routing verdict for every status, lapse by time at the approved_until boundary,
+re-certification, reminders, and the status snapshot each gateway process polls."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.orm import Session
+
+from admission import (
+    AdmissionService,
+    IllegalTransition,
+    SystemStatus,
+    load_status_snapshot,
+    registry_version,
+    routing_verdict,
+)
+
+from .conftest import REVIEWERS, T0, FakeClock, Flow, make_registration
+
+LATER = T0 + timedelta(days=30)
+
+EXPECTED = [
+    # status, approved_until, allowed, code, words the Chinese message must contain
+    ("approved", LATER, True, "ok", "已准入"),
+    ("approved", T0, False, "system_lapsed", "已到期"),
+    ("approved", None, False, "system_lapsed", "已到期"),
+    ("draft", None, False, "system_not_approved", "草稿"),
+    ("submitted", None, False, "system_not_approved", "联审中"),
+    ("changes_requested", None, False, "system_not_approved", "待修改"),
+    ("rejected", None, False, "system_not_approved", "未通过"),
+    ("suspended", LATER, False, "system_suspended", "暂停"),
+    ("revoked", LATER, False, "system_revoked", "撤销"),
+    ("lapsed", LATER, False, "system_lapsed", "到期"),
+]
+
+
+@pytest.mark.parametrize(("status", "until", "allowed", "code", "zh"), EXPECTED)
+def test_verdict_for_every_status(
+    status: str, until: datetime | None, allowed: bool, code: str, zh: str
+) -> None:
+    reg = make_registration("street-lamps", status=SystemStatus(status), approved_until=until)
+    verdict = routing_verdict(reg, T0)
+    assert (verdict.allowed, verdict.code, verdict.system_id) == (allowed, code, "street-lamps")
+    assert zh in verdict.message_zh
+    if not allowed:
+        assert "street-lamps" in verdict.message_zh
+        assert "street-lamps" in verdict.message_en
+
+
+def test_every_status_is_covered_by_the_table() -> None:
+    assert {s for s, *_ in EXPECTED} == {s.value for s in SystemStatus}
+
+
+def test_unregistered_system_is_refused_by_name() -> None:
+    verdict = routing_verdict(None, T0, system_id="ghost-system")
+    assert (verdict.allowed, verdict.code) == (False, "system_not_registered")
+    assert "ghost-system" in verdict.message_zh and "ghost-system" in verdict.message_en
+
+
+@given(
+    status=st.sampled_from(list(SystemStatus)),
+    offset=st.integers(min_value=-(10**6), max_value=10**6),
+)
+def test_allowed_iff_approved_and_before_approved_until(status: SystemStatus, offset: int) -> None:
+    until = T0 + timedelta(seconds=offset)
+    reg = make_registration(status=status, approved_until=until)
+    assert routing_verdict(reg, T0).allowed == (status is SystemStatus.APPROVED and until > T0)
+
+
+def test_lapse_by_time_at_the_boundary(flow: Flow, service: AdmissionService, clock: FakeClock) -> None:
+    flow.admit(make_registration())
+    until = service.get("health-visits").approved_until
+    assert until is not None
+    one_before = until - timedelta(microseconds=1)
+    assert routing_verdict(service.get("health-visits"), one_before).allowed
+    assert service.lapse_due(one_before) == []
+    assert not routing_verdict(service.get("health-visits"), until).allowed
+    events = service.lapse_due(until)
+    assert [(e["kind"], e["system_id"], e["after"]) for e in events] == [
+        ("admission.lapsed", "health-visits", "lapsed")
+    ]
+    assert service.get("health-visits").status is SystemStatus.LAPSED
+    assert service.lapse_due(until + timedelta(days=1)) == []
+
+
+def test_suspended_system_also_lapses(flow: Flow, service: AdmissionService) -> None:
+    flow.admit(make_registration())
+    service.suspend("health-visits", "u-sup", "投诉核查")
+    until = service.get("health-visits").approved_until
+    assert until is not None
+    assert [e["before"] for e in service.lapse_due(until)] == ["suspended"]
+
+
+def test_lapsed_system_is_blocked_until_fully_re_reviewed(
+    flow: Flow, service: AdmissionService, clock: FakeClock
+) -> None:
+    flow.admit(make_registration())
+    clock.advance(timedelta(days=400))
+    service.lapse_due()
+    event = service.recertify("health-visits", "u-health-admin")
+    assert (event["before"], event["after"], event["renewal"]) == ("lapsed", "submitted", False)
+    assert not routing_verdict(service.get("health-visits"), clock.now).allowed
+    flow.approve_all("health-visits")
+    reg = service.get("health-visits")
+    assert reg.status is SystemStatus.APPROVED
+    assert reg.filing_number == "CJZR-2025-0001"  # the 备案号 stays with the system
+    assert reg.approved_until == clock.now + timedelta(days=365)
+
+
+def test_early_recertification_keeps_the_system_routing(
+    flow: Flow, service: AdmissionService, clock: FakeClock
+) -> None:
+    flow.admit(make_registration())
+    clock.advance(timedelta(days=340))
+    event = service.recertify("health-visits", "u-health-admin")
+    assert (event["after"], event["renewal"]) == ("approved", True)
+    assert routing_verdict(service.get("health-visits"), clock.now).allowed
+    with pytest.raises(Exception, match="already under way"):
+        service.recertify("health-visits", "u-health-admin")
+    last = flow.approve_all("health-visits")
+    assert last["kind"] == "admission.recertified"
+    reg = service.get("health-visits")
+    assert (reg.status, reg.renewal_open, reg.approved_until) == (
+        SystemStatus.APPROVED,
+        False,
+        clock.now + timedelta(days=365),
+    )
+
+
+def test_recertification_can_end_in_rejection(flow: Flow, service: AdmissionService) -> None:
+    flow.admit(make_registration())
+    service.recertify("health-visits", "u-health-admin")
+    reviewer, department = REVIEWERS["big_data_centre"]
+    event = service.review("health-visits", "big_data_centre", reviewer, department, "reject", "长期无人使用")
+    assert (event["before"], event["after"], event["reasons"]) == ("approved", "rejected", ["长期无人使用"])
+
+
+def test_no_review_of_an_approved_system_without_an_open_round(flow: Flow, service: AdmissionService) -> None:
+    flow.admit(make_registration())
+    reviewer, department = REVIEWERS["big_data_centre"]
+    with pytest.raises(IllegalTransition):
+        service.review("health-visits", "big_data_centre", reviewer, department, "reject", "想撤就撤")
+
+
+def test_suspend_reinstate_revoke(flow: Flow, service: AdmissionService, clock: FakeClock) -> None:
+    flow.admit(make_registration())
+    service.suspend("health-visits", "u-sup", "数据泄露核查")
+    assert routing_verdict(service.get("health-visits"), clock.now).code == "system_suspended"
+    service.reinstate("health-visits", "u-sup", "核查完毕")
+    assert routing_verdict(service.get("health-visits"), clock.now).allowed
+    event = service.revoke("health-visits", "u-sup", "违规下沉")
+    assert (event["after"], event["reason"]) == ("revoked", "违规下沉")
+    for action in (service.reinstate, service.suspend, service.revoke):
+        with pytest.raises(IllegalTransition):
+            action("health-visits", "u-sup", "再试")
+    with pytest.raises(IllegalTransition):
+        service.recertify("health-visits", "u-health-admin")
+
+
+def test_supervision_needs_a_reason(flow: Flow, service: AdmissionService) -> None:
+    flow.admit(make_registration())
+    with pytest.raises(Exception, match="reason"):
+        service.suspend("health-visits", "u-sup", " ")
+    assert service.get("health-visits").status is SystemStatus.APPROVED
+
+
+def test_reminders_before_lapse(flow: Flow, service: AdmissionService, clock: FakeClock) -> None:
+    flow.admit(make_registration())
+    until = service.get("health-visits").approved_until
+    assert until is not None
+    cases = [(61, None), (60, 60), (45, 60), (30, 30), (8, 30), (7, 7), (1, 7)]
+    for days_left, threshold in cases:
+        reminders = service.reminders_due(until - timedelta(days=days_left))
+        assert [r.threshold_days for r in reminders] == ([threshold] if threshold else []), days_left
+    assert service.reminders_due(until) == []
+
+
+def test_snapshot_follows_status_changes(flow: Flow, service: AdmissionService, session: Session) -> None:
+    flow.admit(make_registration())
+    flow.register(make_registration("pending-one"))
+    snapshot = load_status_snapshot(session)
+    assert snapshot.version == registry_version(session)
+    assert set(snapshot) == {"health-visits", "pending-one"}
+    assert snapshot["health-visits"].status is SystemStatus.APPROVED
+    assert snapshot.verdict("health-visits", T0).allowed
+    assert snapshot.verdict("pending-one", T0).code == "system_not_approved"
+    assert snapshot.verdict("ghost", T0).code == "system_not_registered"
+    until = snapshot["health-visits"].approved_until
+    assert until is not None and not snapshot.verdict("health-visits", until).allowed
+
+    service.suspend("health-visits", "u-sup", "核查")
+    assert registry_version(session) > snapshot.version
+    fresh = load_status_snapshot(session)
+    assert fresh.verdict("health-visits", T0).code == "system_suspended"
+    assert "13800000000" not in repr(fresh)
+
+
+def test_clock_must_be_timezone_aware(session: Session) -> None:
+    service = AdmissionService(session, clock=lambda: datetime(2025, 1, 1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        service.register(make_registration())

@@ -1,0 +1,96 @@
+"""The lifecycle table, checked for every (state, action) pair against an independently written spec."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from admission import TRANSITIONS, SystemStatus, transition
+from admission.statemachine import TERMINAL, Action, IllegalTransition, allowed_actions
+
+# state -> {action: next state}; every pair not listed must be refused.
+SPEC: dict[str, dict[str, str]] = {
+    "draft": {"submit": "submitted"},
+    "submitted": {
+        "withdraw": "draft",
+        "approve": "approved",
+        "reject": "rejected",
+        "request_changes": "changes_requested",
+    },
+    "changes_requested": {"submit": "submitted"},
+    "rejected": {"submit": "submitted", "revise": "draft"},
+    "approved": {
+        "recertify": "approved",
+        "approve": "approved",
+        "reject": "rejected",
+        "request_changes": "changes_requested",
+        "suspend": "suspended",
+        "lapse": "lapsed",
+        "revoke": "revoked",
+    },
+    "suspended": {"reinstate": "approved", "lapse": "lapsed", "revoke": "revoked"},
+    "lapsed": {"recertify": "submitted", "revoke": "revoked"},
+    "revoked": {},
+}
+
+ALL_PAIRS = list(itertools.product(SystemStatus, Action))
+
+
+def test_spec_names_every_state() -> None:
+    assert set(SPEC) == {s.value for s in SystemStatus}
+
+
+@pytest.mark.parametrize(("state", "action"), ALL_PAIRS, ids=[f"{s}-{a}" for s, a in ALL_PAIRS])
+def test_every_pair(state: SystemStatus, action: Action) -> None:
+    expected = SPEC[state.value].get(action.value)
+    if expected is None:
+        with pytest.raises(IllegalTransition) as info:
+            transition(state, action, system_id="some-system")
+        assert info.value.status == state.value
+        assert info.value.action == action.value
+        assert "some-system" in info.value.message_zh
+        assert "some-system" in info.value.message_en
+    else:
+        assert transition(state, action) is SystemStatus(expected)
+
+
+def test_table_has_no_edges_beyond_the_spec() -> None:
+    spec_edges = {(s, a): n for s, actions in SPEC.items() for a, n in actions.items()}
+    assert {(s.value, a.value): n.value for (s, a), n in TRANSITIONS.items()} == spec_edges
+
+
+def test_revoked_is_the_only_terminal_state() -> None:
+    assert frozenset({SystemStatus.REVOKED}) == TERMINAL
+    assert allowed_actions(SystemStatus.REVOKED) == ()
+
+
+def test_message_is_chinese_first_with_labels() -> None:
+    with pytest.raises(IllegalTransition) as info:
+        transition(SystemStatus.REVOKED, Action.REINSTATE, system_id="x-sys")
+    assert info.value.message_zh == "系统 x-sys 当前状态为「已撤销」，不能执行「恢复」操作。"
+    assert info.value.message_en == "Cannot reinstate system x-sys while it is revoked."
+    assert str(info.value).startswith(info.value.message_zh)
+
+
+def test_unknown_action_is_refused_not_crashing() -> None:
+    with pytest.raises(IllegalTransition):
+        transition(SystemStatus.DRAFT, "fly")  # type: ignore[arg-type]
+
+
+@given(st.lists(st.sampled_from(list(Action)), max_size=30))
+def test_only_the_review_can_reach_approved_from_outside(actions: list[Action]) -> None:
+    """Law: entering `approved` from any other state takes an `approve` or a `reinstate` (of a system that
+    was approved before) — never a submission, lapse or recertification."""
+    state = SystemStatus.DRAFT
+    for action in actions:
+        try:
+            nxt = transition(state, action)
+        except IllegalTransition:
+            continue
+        if nxt is SystemStatus.APPROVED and state is not SystemStatus.APPROVED:
+            assert action in (Action.APPROVE, Action.REINSTATE)
+            assert state in (SystemStatus.SUBMITTED, SystemStatus.SUSPENDED)
+        state = nxt

@@ -1,0 +1,120 @@
+"""GroupCommitAppender: many callers, few durable transactions, every future honest."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from audit import AppendReceipt, AuditLog, AuditUnavailable, GroupCommitAppender, verify_log
+from audit.log import PreparedEvent
+from tests.audit.conftest import Store
+from tests.audit.helpers import make_event
+
+
+class RecordingLog(AuditLog):
+    """A real log that remembers batch sizes and can be told to fail the next batch."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.engine)
+        self.batches: list[int] = []
+        self.fail_next = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def append_prepared(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+        self.gate.wait(5)
+        self.batches.append(len(prepared))
+        if self.fail_next.is_set():
+            self.fail_next.clear()
+            raise AuditUnavailable("injected failure")
+        return super().append_prepared(prepared)
+
+
+def test_concurrent_submitters_get_their_own_gapless_receipts(sqlite: Store) -> None:
+    log = RecordingLog(sqlite)
+    log.gate.clear()  # hold the first commit so that submissions pile up into batches
+    results: dict[int, AppendReceipt] = {}
+    with GroupCommitAppender(log, max_batch=16, max_wait_ms=1.0) as appender:
+
+        def worker(start: int) -> None:
+            futures = [(i, appender.submit(make_event(i))) for i in range(start, start + 50)]
+            for i, future in futures:
+                results[i] = future.result(timeout=30)
+
+        threads = [threading.Thread(target=worker, args=(n * 50,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        log.gate.set()
+        for t in threads:
+            t.join()
+    assert sorted(r.seq for r in results.values()) == list(range(1, 201))
+    assert max(log.batches) <= 16 and len(log.batches) < 200
+    for i, receipt in results.items():  # each caller's receipt is the row holding its own event
+        assert log.read(receipt.seq)[0] == make_event(i)
+    assert verify_log(sqlite.engine).ok
+
+
+async def test_async_append_returns_after_commit(sqlite: Store) -> None:
+    log = AuditLog(sqlite.engine)
+    with GroupCommitAppender(log) as appender:
+        receipts = await asyncio.gather(*(appender.append(make_event(i)) for i in range(20)))
+        assert sorted(r.seq for r in receipts) == list(range(1, 21))
+        assert log.size() == 20  # committed before the awaits returned
+
+
+def test_a_failed_batch_fails_every_future_in_it(sqlite: Store) -> None:
+    log = RecordingLog(sqlite)
+    log.gate.clear()
+    log.fail_next.set()
+    with GroupCommitAppender(log, max_batch=64, max_wait_ms=200) as appender:
+        futures = [appender.submit(make_event(i)) for i in range(10)]
+        log.gate.set()
+        errors = [f.exception(timeout=10) for f in futures]
+    failed = log.batches[0]  # the linger makes this all 10 in practice; the law holds for any split
+    assert failed >= 1
+    assert all(isinstance(e, AuditUnavailable) for e in errors[:failed])
+    assert all(e is None for e in errors[failed:])
+    assert log.size() == 10 - failed
+
+
+def test_store_failure_reaches_async_callers_as_audit_unavailable(sqlite: Store) -> None:
+    log = AuditLog(sqlite.engine)
+    with sqlite.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE audit_subject_refs")
+        conn.exec_driver_sql("DROP TABLE audit_events")
+
+    async def call() -> None:
+        with GroupCommitAppender(log) as appender:
+            await appender.append(make_event(1))
+
+    with pytest.raises(AuditUnavailable):
+        asyncio.run(call())
+
+
+def test_close_drains_what_was_submitted(sqlite: Store) -> None:
+    log = AuditLog(sqlite.engine)
+    appender = GroupCommitAppender(log, max_batch=8, max_wait_ms=50)
+    futures = [appender.submit(make_event(i)) for i in range(30)]  # submit starts the thread
+    appender.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert log.size() == 30
+    with pytest.raises(AuditUnavailable):
+        appender.submit(make_event(31))
+
+
+def test_bad_event_is_refused_at_submit_not_in_the_batch(sqlite: Store) -> None:
+    log = AuditLog(sqlite.engine)
+    with GroupCommitAppender(log) as appender:
+        good = appender.submit(make_event(1))
+        with pytest.raises(TypeError):
+            appender.submit("not an event")  # type: ignore[arg-type]
+        assert good.result(timeout=10).seq == 1
+
+
+@pytest.mark.parametrize(("max_batch", "max_wait_ms"), [(0, 1.0), (1, -1.0)])
+def test_invalid_settings_are_refused(sqlite: Store, max_batch: int, max_wait_ms: float) -> None:
+    with pytest.raises(ValueError):
+        GroupCommitAppender(AuditLog(sqlite.engine), max_batch=max_batch, max_wait_ms=max_wait_ms)

@@ -1,0 +1,67 @@
+"""PostgreSQL specifics: concurrent appending processes, and the insert-and-select-only writer role."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from audit import AuditLog, postgres_writer_role_sql, verify_log
+from audit.tables import WRITER_ROLE
+from tests.audit.conftest import Store, postgres_engine
+from tests.audit.helpers import drop_triggers, make_event
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
+PER_PROCESS = 220
+
+
+def test_two_processes_appending_concurrently_leave_one_chain(postgres_store: Store) -> None:
+    assert postgres_store.schema is not None
+    command = [sys.executable, "-m", "tests.audit._writer", postgres_store.url, postgres_store.schema]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([*command, str(PER_PROCESS)], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    acked = [int(line.split()[0]) for out in outputs for line in out.splitlines()]
+    assert sorted(acked) == list(range(1, len(acked) + 1))  # gapless, no seq handed out twice
+    assert len(acked) >= 2 * PER_PROCESS
+    report = verify_log(postgres_store.engine)
+    assert report.ok and report.checked == len(acked), report.describe()
+
+
+def test_writer_role_can_append_but_never_rewrite(postgres_store: Store) -> None:
+    engine, schema = postgres_store.engine, postgres_store.schema
+    with engine.begin() as conn:
+        for statement in postgres_writer_role_sql():
+            conn.exec_driver_sql(statement)
+        for statement in postgres_writer_role_sql():  # rerunnable
+            conn.execute(sa.text(statement))
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {WRITER_ROLE}")
+    drop_triggers(engine)  # the role alone must hold the line
+
+    writer = sa.create_engine(
+        postgres_store.url, connect_args={"options": f"-c search_path={schema} -c role={WRITER_ROLE}"}
+    )
+    try:
+        log = AuditLog(writer)
+        assert [r.seq for r in log.append_many([make_event(i) for i in range(3)])] == [1, 2, 3]
+        assert log.append(make_event(3)).seq == 4
+        for statement in (
+            "UPDATE audit_events SET actor = 'x'",
+            "DELETE FROM audit_events",
+            "DELETE FROM audit_subject_refs",
+            "TRUNCATE audit_events CASCADE",
+        ):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), writer.begin() as conn:
+                conn.exec_driver_sql(statement)
+    finally:
+        writer.dispose()
+    assert verify_log(postgres_engine(postgres_store.url, schema or "public")).ok

@@ -1,0 +1,718 @@
+"""The OIDC resource server, against tokens minted by PyJWT and keys served by a separate process.
+
+Specification, by source: RFC 8725 §3.1/§3.2 (algorithm allowlist, no "none", no HMAC, key type must
+fit the algorithm), RFC 7519 §4.1 (iss, aud, exp, nbf, iat with leeway), RFC 9068 §4 (typ at+jwt),
+OpenID Connect Discovery 1.0 §4.3 (discovered issuer must match), RFC 6750 §3 (challenge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.auth.oidc import AuthError, AuthErrorCode, ClaimMapping, OIDCVerifier, Principal
+from tests.gateway.auth.conftest import (
+    AUDIENCE,
+    VILLAGE,
+    FakeClock,
+    Keys,
+    SigningKey,
+    Tenant,
+    VerifierFactory,
+    claims_for,
+    mint,
+)
+
+NOW = 1_700_000_000.0
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}.{_b64(signature)}"
+
+
+def _hs256(secret: bytes, header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """An HMAC token built by hand, as an attacker would (PyJWT refuses PEM keys as HMAC secrets)."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _rsa_public_pem(key: SigningKey) -> bytes:
+    return key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _claims(issuer: str, **overrides: Any) -> dict[str, Any]:
+    return claims_for(issuer, now=NOW, **overrides)
+
+
+def _tampered(keys: Keys, issuer: str) -> str:
+    header, _, signature = mint(keys.rsa, _claims(issuer)).split(".")
+    forged = _b64(json.dumps(_claims(issuer, roles=["platform_admin"])).encode())
+    return f"{header}.{forged}.{signature}"
+
+
+def _signed_non_json(keys: Keys, issuer: str) -> str:
+    return jwt.api_jws.PyJWS().encode(
+        b"this is not json", keys.rsa.private, algorithm="RS256", headers={"kid": "rsa-1", "typ": "at+jwt"}
+    )
+
+
+def _alg_none(keys: Keys, issuer: str) -> str:
+    unsigned_key: Any = None
+    return jwt.encode(
+        _claims(issuer), unsigned_key, algorithm="none", headers={"typ": "at+jwt", "kid": "rsa-1"}
+    )
+
+
+def _embedded_attacker_key(keys: Keys, issuer: str) -> str:
+    # RFC 8725 §3.10 spirit: a key carried in the token itself must never be trusted.
+    attacker = SigningKey("attacker-1", "RS256", keys.attacker.private)
+    return mint(attacker, _claims(issuer), jwk=attacker.jwk())
+
+
+@dataclass(frozen=True)
+class BadToken:
+    name: str
+    build: Callable[[Keys, str], str]
+    code: AuthErrorCode
+
+
+BAD_TOKENS = [
+    # structure
+    BadToken("garbage", lambda k, i: "not-a-token", "malformed_token"),
+    BadToken("empty", lambda k, i: "", "malformed_token"),
+    BadToken("two segments", lambda k, i: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0", "malformed_token"),
+    BadToken("five segments (JWE)", lambda k, i: "a.b.c.d.e", "malformed_token"),
+    BadToken("bad base64", lambda k, i: "eyJ@@@.###.$$$", "malformed_token"),
+    BadToken("bad base64 length", lambda k, i: "e.e.e", "malformed_token"),
+    BadToken("header not JSON", lambda k, i: f"{_b64(b'not json')}.{_b64(b'{}')}.sig", "malformed_token"),
+    BadToken(
+        "header without alg", lambda k, i: _unsigned({"typ": "at+jwt"}, _claims(i), b"x"), "malformed_token"
+    ),
+    BadToken("non-ASCII", lambda k, i: "éé.éé.éé", "malformed_token"),
+    BadToken("oversized", lambda k, i: "a" * 20_000 + ".b.c", "malformed_token"),
+    BadToken("signed payload not JSON", _signed_non_json, "malformed_token"),
+    BadToken(
+        "unknown critical header",
+        lambda k, i: mint(k.rsa, _claims(i), crit=["exp-ext"], **{"exp-ext": 1}),
+        "malformed_token",
+    ),
+    # time (RFC 7519 §4.1.4, §4.1.5, §4.1.6)
+    BadToken("expired", lambda k, i: mint(k.rsa, _claims(i, exp=int(NOW) - 3600)), "expired_token"),
+    BadToken(
+        "nbf in future", lambda k, i: mint(k.rsa, _claims(i, nbf=int(NOW) + 3600)), "token_not_yet_valid"
+    ),
+    BadToken(
+        "iat in future", lambda k, i: mint(k.rsa, _claims(i, iat=int(NOW) + 3600)), "token_not_yet_valid"
+    ),
+    BadToken("exp missing", lambda k, i: mint(k.rsa, _claims(i, exp=None)), "invalid_token"),
+    BadToken("iat missing", lambda k, i: mint(k.rsa, _claims(i, iat=None)), "invalid_token"),
+    BadToken("exp not a number", lambda k, i: mint(k.rsa, _claims(i, exp="tomorrow")), "invalid_token"),
+    # audience and issuer (RFC 7519 §4.1.1, §4.1.3)
+    BadToken("wrong audience", lambda k, i: mint(k.rsa, _claims(i, aud="another-api")), "wrong_audience"),
+    BadToken(
+        "audience list without us", lambda k, i: mint(k.rsa, _claims(i, aud=["a", "b"])), "wrong_audience"
+    ),
+    BadToken("audience missing", lambda k, i: mint(k.rsa, _claims(i, aud=None)), "invalid_token"),
+    BadToken(
+        "wrong issuer", lambda k, i: mint(k.rsa, _claims(i, iss="https://idp.example.org")), "wrong_issuer"
+    ),
+    BadToken("issuer with trailing slash", lambda k, i: mint(k.rsa, _claims(i, iss=i + "/")), "wrong_issuer"),
+    BadToken("issuer missing", lambda k, i: mint(k.rsa, _claims(i, iss=None)), "invalid_token"),
+    BadToken("subject missing", lambda k, i: mint(k.rsa, _claims(i, sub=None)), "invalid_token"),
+    # algorithms (RFC 8725 §3.1, §3.2)
+    BadToken(
+        "alg none",
+        _alg_none,
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "alg None (case variant)",
+        lambda k, i: _unsigned({"alg": "None", "typ": "at+jwt", "kid": "rsa-1"}, _claims(i)),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "HS256 with a plain secret",
+        lambda k, i: jwt.encode(
+            _claims(i), "0123456789abcdef0123456789abcdef", algorithm="HS256", headers={"typ": "at+jwt"}
+        ),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "HS256 keyed with the RSA public key (HS/RS confusion)",
+        lambda k, i: _hs256(
+            _rsa_public_pem(k.rsa), {"alg": "HS256", "typ": "at+jwt", "kid": "rsa-1"}, _claims(i)
+        ),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "ES256 header naming the RSA key",
+        lambda k, i: mint(SigningKey("rsa-1", "ES256", k.ec.private), _claims(i)),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "RS256 header naming the EC key",
+        lambda k, i: mint(SigningKey("ec-1", "RS256", k.rsa.private), _claims(i)),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "PS256 header naming a key published for RS256",
+        lambda k, i: mint(SigningKey("rsa-alg-pinned", "PS256", k.rsa.private), _claims(i)),
+        "unsupported_algorithm",
+    ),
+    BadToken(
+        "RS512 (not in the allowlist)",
+        lambda k, i: mint(SigningKey("rsa-1", "RS512", k.rsa.private), _claims(i)),
+        "unsupported_algorithm",
+    ),
+    # signatures and keys
+    BadToken("tampered payload", _tampered, "invalid_token"),
+    BadToken(
+        "signed by another key under a known kid", lambda k, i: mint(k.attacker, _claims(i)), "invalid_token"
+    ),
+    BadToken(
+        "unknown kid",
+        lambda k, i: mint(SigningKey("nobody", "RS256", k.rsa.private), _claims(i)),
+        "unknown_key",
+    ),
+    BadToken("key embedded in the header", _embedded_attacker_key, "unknown_key"),
+    BadToken("no kid and several RSA keys", lambda k, i: mint(k.rsa, _claims(i), kid=None), "unknown_key"),
+    # token type (RFC 9068 §4)
+    BadToken("wrong typ", lambda k, i: mint(k.rsa, _claims(i), typ="dpop+jwt"), "invalid_token"),
+    BadToken("typ not a string", lambda k, i: mint(k.rsa, _claims(i), typ=7), "invalid_token"),
+    # claims the gateway needs
+    BadToken("org missing", lambda k, i: mint(k.rsa, _claims(i, org_code=None)), "insufficient_claims"),
+    BadToken("org too short", lambda k, i: mint(k.rsa, _claims(i, org_code="3101")), "insufficient_claims"),
+    BadToken(
+        "org a number", lambda k, i: mint(k.rsa, _claims(i, org_code=310151101001)), "insufficient_claims"
+    ),
+    BadToken(
+        "org in non-ASCII digits",
+        lambda k, i: mint(k.rsa, _claims(i, org_code="٣١٠١٥١١٠١٠٠١")),
+        "insufficient_claims",
+    ),
+    BadToken("roles missing", lambda k, i: mint(k.rsa, _claims(i, roles=None)), "insufficient_claims"),
+    BadToken(
+        "roles a string", lambda k, i: mint(k.rsa, _claims(i, roles="village_cadre")), "insufficient_claims"
+    ),
+    BadToken(
+        "roles with a number", lambda k, i: mint(k.rsa, _claims(i, roles=["a", 1])), "insufficient_claims"
+    ),
+    BadToken(
+        "department not text", lambda k, i: mint(k.rsa, _claims(i, department=["x"])), "insufficient_claims"
+    ),
+]
+
+
+def _publish_standard(tenant: Tenant, keys: Keys) -> None:
+    pinned = SigningKey("rsa-alg-pinned", "RS256", keys.rsa.private)
+    tenant.publish_keys(*keys.published, pinned.jwk(alg="RS256"))
+
+
+@pytest.mark.parametrize("case", BAD_TOKENS, ids=lambda c: c.name)
+async def test_bad_token_is_refused_with_its_code(
+    case: BadToken, tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    _publish_standard(tenant, keys)
+    verifier = make_verifier(clock=lambda: NOW)
+    token = case.build(keys, tenant.issuer)
+
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+
+    assert caught.value.code == case.code
+    error = caught.value
+    secrets = [part for part in (token, *token.split(".")) if len(part) >= 8]
+    for text in (str(error), repr(error), error.message_zh, error.message_en, error.www_authenticate() or ""):
+        assert not any(secret in text for secret in secrets)
+
+
+@dataclass(frozen=True)
+class GoodToken:
+    name: str
+    key: Callable[[Keys], SigningKey]
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+GOOD_TOKENS = [
+    GoodToken("RS256", lambda k: k.rsa, {}, {}),
+    GoodToken("PS256", lambda k: k.rsa_pss, {}, {}),
+    GoodToken("ES256", lambda k: k.ec, {}, {}),
+    GoodToken("EdDSA (Ed25519)", lambda k: k.ed, {}, {}),
+    GoodToken("typ application/at+jwt", lambda k: k.rsa, {"typ": "application/at+jwt"}, {}),
+    GoodToken("typ AT+JWT (case-insensitive)", lambda k: k.rsa, {"typ": "AT+JWT"}, {}),
+    GoodToken("typ JWT", lambda k: k.rsa, {"typ": "JWT"}, {}),
+    GoodToken("typ absent", lambda k: k.rsa, {"typ": None}, {}),
+    GoodToken("audience in a list", lambda k: k.ec, {}, {"aud": ["other-api", AUDIENCE]}),
+    GoodToken("no nbf", lambda k: k.ec, {}, {"nbf": None}),
+    GoodToken("no kid, the only EC key", lambda k: k.ec, {"kid": None}, {}),
+    GoodToken("unregistered header parameter", lambda k: k.rsa, {"x-trace": "abc"}, {}),
+]
+
+
+@pytest.mark.parametrize("case", GOOD_TOKENS, ids=lambda c: c.name)
+async def test_good_token_maps_to_principal(
+    case: GoodToken, tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW)
+    token = mint(case.key(keys), claims_for(tenant.issuer, now=NOW, **case.claims), **case.header)
+
+    principal = await verifier.verify(token)
+
+    assert principal == Principal(
+        user_id="user-0001",
+        username="cadre_wang",
+        org=VILLAGE,
+        roles=("village_cadre",),
+        department="civil_affairs",
+        office="township_office",
+        token_id="jti-0001",
+    )
+    assert token not in repr(principal)
+    assert "cadre_wang" not in repr(principal)
+
+
+async def test_minimal_token_maps_absent_optional_claims(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    claims = claims_for(
+        tenant.issuer, now=NOW, preferred_username=None, department=None, office=None, jti=None, nbf=None
+    )
+    principal = await make_verifier(clock=lambda: NOW).verify(mint(keys.ec, claims))
+
+    assert (principal.username, principal.department, principal.office, principal.token_id) == (
+        "user-0001",
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mapping", "extra_claims", "expected_org", "expected_roles", "expected_username"),
+    [
+        (
+            ClaimMapping(org="org", roles="realm_access.roles", username="email"),
+            {
+                "org": "310151101002",
+                "realm_access": {"roles": ["township_officer"]},
+                "email": "li@example.org",
+            },
+            "310151101002",
+            ("township_officer",),
+            "li@example.org",
+        ),
+        (
+            ClaimMapping(org="https://grassroots.example/org", roles="https://grassroots.example/roles"),
+            {
+                "https://grassroots.example/org": "310151000000",
+                "https://grassroots.example/roles": ["supervisor"],
+            },
+            "310151000000",
+            ("supervisor",),
+            "cadre_wang",
+        ),
+    ],
+    ids=["keycloak-style nested", "namespaced URI claims"],
+)
+async def test_claim_mapping_is_configurable(
+    mapping: ClaimMapping,
+    extra_claims: dict[str, Any],
+    expected_org: str,
+    expected_roles: tuple[str, ...],
+    expected_username: str,
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+) -> None:
+    claims = {**claims_for(tenant.issuer, now=NOW, org_code=None, roles=None), **extra_claims}
+    principal = await make_verifier(clock=lambda: NOW, claims=mapping).verify(mint(keys.rsa, claims))
+
+    assert (principal.org, principal.roles, principal.username) == (
+        expected_org,
+        expected_roles,
+        expected_username,
+    )
+
+
+async def test_accepted_types_can_demand_rfc9068_tokens_only(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW, accepted_types=("at+jwt",))
+    claims = claims_for(tenant.issuer, now=NOW)
+
+    assert (await verifier.verify(mint(keys.rsa, claims))).user_id == "user-0001"
+    for typ in ("JWT", None):
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(mint(keys.rsa, claims, typ=typ))
+        assert caught.value.code == "invalid_token"
+
+
+async def test_algorithm_outside_a_narrowed_allowlist_is_refused(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW, algorithms=("ES256",))
+
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(mint(keys.rsa, claims_for(tenant.issuer, now=NOW)))
+
+    assert caught.value.code == "unsupported_algorithm"
+
+
+@pytest.mark.parametrize(
+    "algorithms",
+    [("HS256",), ("RS256", "HS256"), ("none",), ("RS256", "none"), ("HS512",), ()],
+    ids=str,
+)
+def test_verifier_cannot_be_configured_with_symmetric_or_no_algorithms(algorithms: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError):
+        OIDCVerifier("https://idp.example.org", AUDIENCE, algorithms=algorithms)
+
+
+# -- leeway (RFC 7519 §4.1.4/§4.1.5: "a small leeway ... to account for clock skew") ---------------
+
+LEEWAY_CASES = [
+    # claim, offset from now (s), leeway, expected code or None for accepted
+    ("exp", -31, 30, "expired_token"),
+    ("exp", -30, 30, "expired_token"),
+    ("exp", -29, 30, None),
+    ("exp", 0, 0, "expired_token"),
+    ("exp", 1, 0, None),
+    ("nbf", 30, 30, None),
+    ("nbf", 31, 30, "token_not_yet_valid"),
+    ("nbf", 0, 0, None),
+    ("nbf", 1, 0, "token_not_yet_valid"),
+    ("iat", 30, 30, None),
+    ("iat", 31, 30, "token_not_yet_valid"),
+    ("iat", 1, 0, "token_not_yet_valid"),
+]
+
+
+@pytest.mark.parametrize(("claim", "offset", "leeway", "expected"), LEEWAY_CASES)
+async def test_leeway_boundaries(
+    claim: str,
+    offset: int,
+    leeway: int,
+    expected: str | None,
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW, leeway_s=leeway)
+    token = mint(keys.ec, claims_for(tenant.issuer, now=NOW, **{claim: int(NOW) + offset}))
+
+    if expected is None:
+        assert (await verifier.verify(token)).org == VILLAGE
+    else:
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(token)
+        assert caught.value.code == expected
+
+
+def _in_process_provider(issuer: str, jwks: dict[str, Any]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(200, json={"issuer": issuer, "jwks_uri": f"{issuer}/jwks.json"})
+        return httpx.Response(200, json=jwks)
+
+    return httpx.MockTransport(answer)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(exp_offset=st.integers(-400, 400), nbf_offset=st.integers(-400, 400), leeway=st.integers(0, 120))
+async def test_law_a_token_is_accepted_exactly_inside_its_window_widened_by_leeway(
+    exp_offset: int, nbf_offset: int, leeway: int, keys: Keys
+) -> None:
+    issuer = "https://idp.example.org"
+    claims = claims_for(issuer, now=NOW, exp=int(NOW) + exp_offset, nbf=int(NOW) + nbf_offset)
+    inside = exp_offset > -leeway and nbf_offset <= leeway
+    async with OIDCVerifier(
+        issuer,
+        AUDIENCE,
+        leeway_s=leeway,
+        clock=lambda: NOW,
+        transport=_in_process_provider(issuer, {"keys": [keys.ec.jwk()]}),
+    ) as verifier:
+        try:
+            await verifier.verify(mint(keys.ec, claims))
+            accepted = True
+        except AuthError as error:
+            assert error.code in {"expired_token", "token_not_yet_valid"}
+            accepted = False
+    assert accepted == inside
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    token=st.builds(
+        lambda head, rest: "eyJ" + head + rest,
+        st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=5, max_size=60),
+        st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!é ", max_size=300),
+    )
+)
+async def test_law_no_error_ever_repeats_the_token(token: str) -> None:
+    issuer = "https://idp.example.org"
+    async with OIDCVerifier(
+        issuer, AUDIENCE, transport=_in_process_provider(issuer, {"keys": []})
+    ) as verifier:
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(token)
+    error = caught.value
+    for text in (str(error), repr(error), error.message_zh, error.message_en, error.www_authenticate() or ""):
+        assert token not in text
+        assert "eyJ" not in text
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "alg": st.sampled_from(["RS256", "ES256", "EdDSA", "HS256", "none", "None", ""]) | _json,
+        "kid": st.sampled_from(["ec-1", "rsa-1", ""]) | _json,
+        "typ": st.sampled_from(["at+jwt", "JWT"]) | _json,
+        "crit": _json,
+        "jwk": _json,
+        "b64": _json,
+    },
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=_headers | _json, payload=_json, signature=st.binary(max_size=80))
+async def test_law_any_token_not_signed_by_a_published_key_is_refused_with_an_auth_error(
+    header: Any, payload: Any, signature: bytes, keys: Keys
+) -> None:
+    issuer = "https://idp.example.org"
+    token = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}.{_b64(signature)}"
+    async with OIDCVerifier(
+        issuer, AUDIENCE, transport=_in_process_provider(issuer, {"keys": [keys.ec.jwk(), keys.rsa.jwk()]})
+    ) as verifier:
+        with pytest.raises(AuthError):
+            await verifier.verify(token)
+
+
+# -- discovery and keys, over loopback to the stand-in provider process ---------------------------
+
+
+async def test_rotated_key_is_found_by_refetching_the_key_set(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(jwks_refresh_min_interval_s=0)
+    old = mint(keys.rsa, claims_for(tenant.issuer))
+    new = mint(keys.rsa_next, claims_for(tenant.issuer))
+    assert (await verifier.verify(old)).user_id == "user-0001"
+
+    tenant.publish_keys(keys.rsa_next)
+    assert (await verifier.verify(new)).user_id == "user-0001"
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(old)
+
+    assert caught.value.code == "unknown_key"
+    assert tenant.requests(tenant.jwks_path) == 3
+    assert tenant.requests(tenant.discovery_path) == 1
+
+
+async def test_unknown_kid_refetches_at_most_once_per_interval(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    monotonic = FakeClock(1000.0)
+    verifier = make_verifier(jwks_refresh_min_interval_s=30, monotonic=monotonic)
+    assert (await verifier.verify(mint(keys.rsa, claims_for(tenant.issuer)))).org == VILLAGE
+    tenant.publish_keys(*keys.published, keys.rsa_next)
+    rotated = mint(keys.rsa_next, claims_for(tenant.issuer))
+
+    monotonic.advance(5)
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(rotated)
+    assert caught.value.code == "unknown_key"
+    for n in range(20):
+        with pytest.raises(AuthError):
+            await verifier.verify(
+                mint(SigningKey(f"forged-{n}", "RS256", keys.rsa.private), claims_for(tenant.issuer))
+            )
+    assert tenant.requests(tenant.jwks_path) == 1
+
+    monotonic.advance(25)
+    assert (await verifier.verify(rotated)).org == VILLAGE
+    assert tenant.requests(tenant.jwks_path) == 2
+
+
+async def test_concurrent_unknown_kids_share_one_fetch(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(jwks_refresh_min_interval_s=0)
+    await verifier.verify(mint(keys.rsa, claims_for(tenant.issuer)))
+    tenant.publish_keys(*keys.published, keys.rsa_next)
+    tenant.set_delay(tenant.jwks_path, 0.3)
+    rotated = mint(keys.rsa_next, claims_for(tenant.issuer))
+
+    principals = await asyncio.gather(*(verifier.verify(rotated) for _ in range(10)))
+
+    assert {p.user_id for p in principals} == {"user-0001"}
+    assert tenant.requests(tenant.jwks_path) == 2
+
+
+async def test_key_set_older_than_its_ttl_is_refreshed_and_withdrawn_keys_stop_working(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    monotonic = FakeClock(1000.0)
+    verifier = make_verifier(discovery_ttl_s=600, jwks_refresh_min_interval_s=3600, monotonic=monotonic)
+    token = mint(keys.rsa, claims_for(tenant.issuer))
+    await verifier.verify(token)
+    tenant.publish_keys(keys.ec)
+
+    monotonic.advance(599)
+    assert (await verifier.verify(token)).org == VILLAGE
+    monotonic.advance(1)
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+
+    assert caught.value.code == "unknown_key"
+    assert tenant.requests(tenant.discovery_path) == 2
+
+
+async def test_cached_keys_keep_working_while_the_provider_is_down(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(jwks_refresh_min_interval_s=0)
+    token = mint(keys.rsa, claims_for(tenant.issuer))
+    await verifier.verify(token)
+    tenant.set_status(tenant.jwks_path, 503)
+
+    assert (await verifier.verify(token)).org == VILLAGE
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(mint(keys.rsa_next, claims_for(tenant.issuer)))
+    assert caught.value.code == "idp_unavailable"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Outage:
+    name: str
+    arrange: Callable[[Tenant], None]
+
+
+OUTAGES = [
+    Outage(
+        "discovery names another issuer", lambda t: t.publish_discovery(issuer="https://evil.example.org")
+    ),
+    Outage(
+        "discovery issuer differs by a trailing slash", lambda t: t.publish_discovery(issuer=t.issuer + "/")
+    ),
+    Outage("discovery without jwks_uri", lambda t: t.publish_discovery(jwks_uri=None)),
+    Outage("discovery answers 500", lambda t: t.set_status(t.discovery_path, 500)),
+    Outage("discovery not JSON", lambda t: t.publish_raw(t.discovery_path, b"<html>sign in</html>")),
+    Outage("discovery a JSON list", lambda t: t.publish_raw(t.discovery_path, b"[]")),
+    Outage("key set answers 404", lambda t: t.set_status(t.jwks_path, 404)),
+    Outage("key set not JSON", lambda t: t.publish_raw(t.jwks_path, b"\x00\x01garbage")),
+    Outage("key set without keys", lambda t: t.publish_raw(t.jwks_path, b'{"kty": "RSA"}')),
+    Outage("key set too slow", lambda t: t.set_delay(t.jwks_path, 1.5)),
+    Outage("discovery too slow", lambda t: t.set_delay(t.discovery_path, 1.5)),
+]
+
+
+@pytest.mark.parametrize("outage", OUTAGES, ids=lambda o: o.name)
+async def test_unusable_provider_answers_idp_unavailable(
+    outage: Outage, tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    outage.arrange(tenant)
+    verifier = make_verifier(http_timeout_s=0.3)
+
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(mint(keys.rsa, claims_for(tenant.issuer)))
+
+    assert caught.value.code == "idp_unavailable"
+    assert caught.value.http_status == 503
+    assert caught.value.www_authenticate() is None
+
+
+async def test_unreachable_provider_answers_idp_unavailable_and_recovers(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    issuer = f"http://127.0.0.1:{_closed_port()}/nobody"
+    down = make_verifier(issuer=issuer, http_timeout_s=0.5)
+    with pytest.raises(AuthError) as caught:
+        await down.verify(mint(keys.rsa, claims_for(issuer)))
+    assert caught.value.code == "idp_unavailable"
+
+    tenant.set_status(tenant.discovery_path, 503)
+    verifier = make_verifier()
+    token = mint(keys.rsa, claims_for(tenant.issuer))
+    with pytest.raises(AuthError):
+        await verifier.verify(token)
+    tenant.set_status(tenant.discovery_path, None)
+    assert (await verifier.verify(token)).org == VILLAGE
+
+
+async def test_keys_unusable_for_signing_are_ignored(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    tenant.publish_keys(
+        {"kty": "oct", "kid": "rsa-1", "k": _b64(b"0123456789abcdef0123456789abcdef")},
+        keys.rsa.jwk(use="enc"),
+        {"kty": "RSA", "kid": "broken", "n": "AQAB"},
+        {"kty": "PQC", "kid": "future"},
+        keys.ec,
+    )
+    verifier = make_verifier()
+
+    assert (await verifier.verify(mint(keys.ec, claims_for(tenant.issuer)))).org == VILLAGE
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(mint(keys.rsa, claims_for(tenant.issuer)))
+    assert caught.value.code == "unknown_key"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "challenged"),
+    [
+        ("invalid_token", 401, True),
+        ("expired_token", 401, True),
+        ("unknown_key", 401, True),
+        ("insufficient_claims", 401, True),
+        ("idp_unavailable", 503, False),
+    ],
+)
+def test_error_maps_to_http_status_and_rfc6750_challenge(
+    code: AuthErrorCode, status: int, challenged: bool
+) -> None:
+    error = AuthError(code)
+
+    assert error.http_status == status
+    challenge = error.www_authenticate(realm="grassroots")
+    if challenged:
+        assert challenge is not None
+        assert challenge.startswith('Bearer realm="grassroots", error="invalid_token", error_description="')
+        assert challenge.isascii()
+    else:
+        assert challenge is None
+    assert error.message_zh and error.message_en

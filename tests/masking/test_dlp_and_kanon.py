@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from masking import Catalog, DriftAlert, FreeTextScanner, enforce_k_anonymity, scan_response, smallest_class
+from masking.catalog import parse_catalog
+
+CATALOG = """
+schema_version = 1
+[datasets.d]
+owner_department = "x"
+provider_system = "s"
+record_id_field = "id"
+[datasets.d.fields.id]
+level = 1
+semantic_type = "record_id"
+[datasets.d.fields.note]
+level = 2
+semantic_type = "other"
+[datasets.d.fields.mobile]
+level = 3
+semantic_type = "mobile"
+"""
+
+
+def test_personal_data_in_unclassified_fields_is_masked_and_raised(scanner: FreeTextScanner) -> None:
+    catalog: Catalog = parse_catalog(CATALOG)
+    records: list[dict[str, object]] = [
+        {
+            "id": "r1",
+            "note": "请联系13812345678",
+            "mobile": "138****5678",
+            "extra": ["身份证110102199101010078"],
+        },
+        {"id": "r2", "note": "电话13987654321或13700001111", "mobile": "13812345678"},
+        {"id": "r3", "note": "无", "mobile": None},
+    ]
+    masked, alerts = scan_response(catalog, "d", records, scanner)
+    assert masked[0]["note"] == "请联系138****5678"
+    assert masked[0]["extra"] == ["身份证110102************"]
+    assert masked[1]["mobile"] == "13812345678"  # level 3: its rule already decided; not rescanned
+    assert masked[2] == records[2]
+    assert alerts == [
+        DriftAlert("d", "extra", "CN_ID_NUMBER", 1),
+        DriftAlert("d", "note", "CN_MOBILE", 3),
+    ]
+    assert "13812345678" not in repr(alerts)
+
+
+QI = ["age", "village"]
+RECORDS = [
+    {"age": 31, "village": "001", "v": 1},
+    {"age": 34, "village": "001", "v": 2},
+    {"age": 38, "village": "002", "v": 3},
+    {"age": 52, "village": "002", "v": 4},
+]
+LADDERS = {"age": [lambda a: f"{int(a) // 10 * 10}s", lambda a: "adult"]}
+
+
+@pytest.mark.parametrize(
+    ("k", "min_records", "ok", "steps"),
+    [
+        (1, 0, True, {"age": 0, "village": 0}),
+        (2, 0, True, {"age": 2, "village": 0}),
+        (3, 0, True, {"age": 2, "village": 1}),
+        (5, 0, False, {"age": 3, "village": 1}),
+        (5, 10, True, {"age": 0, "village": 0}),
+    ],
+)
+def test_k_anonymity_generalises_then_refuses(
+    k: int, min_records: int, ok: bool, steps: dict[str, int]
+) -> None:
+    result = enforce_k_anonymity(RECORDS, QI, k=k, min_records=min_records, ladders=LADDERS)
+    assert (result.ok, dict(result.steps)) == (ok, steps)
+    if ok and min_records <= len(RECORDS):
+        assert smallest_class(result.records, QI) >= k
+        assert [r["v"] for r in result.records] == [1, 2, 3, 4]
+    if not ok:
+        assert result.records == [] and result.reason_zh and result.reason_en

@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from masking import (
+    REDACTED,
+    Catalog,
+    KeyRing,
+    Level,
+    RulesError,
+    RuleSet,
+    UnknownDatasetError,
+    UnknownProfileError,
+    load_rules,
+    mask_record,
+    plan_masking,
+    response_level,
+)
+from masking.catalog import parse_catalog
+from masking.rules import parse_rules
+from tests.masking.conftest import AS_OF
+
+ALL_FIELDS = [
+    "id",
+    "name",
+    "id_number",
+    "mobile",
+    "address",
+    "birth_date",
+    "household_no",
+    "dibao_status",
+    "village_code",
+    "remark",
+]
+RESIDENT = {
+    "id": "r-0001",
+    "name": "欧阳娜娜",
+    "id_number": "44011320141005001X",
+    "mobile": "13812345678",
+    "address": "浙江省湖州市安吉县天荒坪镇余村3组12号",
+    "birth_date": "2014-10-05",
+    "household_no": "H3305230042",
+    "dibao_status": "在保",
+    "village_code": "330523101001",
+    "remark": "联系人王建国，电话13987654321",
+}
+
+# profile -> the record a reader of that profile sees (no key ring, no scanner: keyed/free-text fail closed)
+EXPECTED = {
+    "standard": {
+        "id": "r-0001",
+        "name": "欧阳**",
+        "id_number": "440113************",
+        "mobile": "138****5678",
+        "address": "浙江省湖州市安吉县天荒坪镇余村",
+        "birth_date": "2014",
+        "household_no": "*******0042",
+        "dibao_status": "在保",
+        "village_code": "330523101001",
+        "remark": REDACTED,
+    },
+    "strict": {
+        "id": "r-0001",
+        "name": "欧阳**",
+        "id_number": REDACTED,
+        "mobile": REDACTED,
+        "address": "浙江省湖州市安吉县天荒坪镇",
+        "birth_date": "10-19",
+        "household_no": REDACTED,
+        "dibao_status": REDACTED,
+        "village_code": "330523101001",
+        "remark": REDACTED,
+    },
+}
+
+
+@pytest.mark.parametrize("profile", sorted(EXPECTED))
+def test_profiles_on_the_demo_resident(catalog: Catalog, rules: RuleSet, profile: str) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=ALL_FIELDS, role="village_cadre", scenario="s",
+        profile=profile, as_of=AS_OF,
+    )  # fmt: skip
+    assert mask_record(RESIDENT, plan) == EXPECTED[profile]
+
+
+def test_standard_profile_masks_free_text_with_the_scanner(
+    catalog: Catalog, rules: RuleSet, scanner: object
+) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["remark"], role="village_cadre", scenario="s",
+        profile="standard", scanner=scanner,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert mask_record(RESIDENT, plan) == {"remark": "联系人王**，电话139****4321"}
+
+
+def test_pseudonymised_profile_uses_the_key_ring(catalog: Catalog, rules: RuleSet, keys: KeyRing) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["id_number", "household_no"], role="analyst",
+        scenario="s", profile="pseudonymised", keys=keys,
+    )  # fmt: skip
+    out = mask_record(RESIDENT, plan)
+    assert str(out["id_number"]).startswith(f"ps:{keys.active_key_id}:")
+    assert out["id_number"] != out["household_no"]
+    without_keys = plan_masking(
+        catalog, rules, dataset="residents", fields=["id_number"], role="analyst", scenario="s",
+        profile="pseudonymised",
+    )  # fmt: skip
+    assert mask_record(RESIDENT, without_keys) == {"id_number": REDACTED}
+    assert without_keys.decision("id_number").source == "fail-closed:hmac_pseudonym-unavailable"
+
+
+def test_unknown_field_is_redacted_and_absent_fields_are_dropped(catalog: Catalog, rules: RuleSet) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["id", "salary"], role="village_cadre", scenario="s",
+        profile="standard",
+    )  # fmt: skip
+    record = {"id": "r1", "salary": 4200, "mobile": "13812345678"}
+    assert mask_record(record, plan) == {"id": "r1", "salary": REDACTED}
+    assert plan.decision("salary").source == "fail-closed:not-catalogued"
+    assert mask_record({"id": "r2"}, plan) == {"id": "r2"}
+    assert record == {"id": "r1", "salary": 4200, "mobile": "13812345678"}  # input untouched
+
+
+CATALOG_WITH_UNRULED = """
+schema_version = 1
+[datasets.d]
+owner_department = "x"
+provider_system = "s"
+record_id_field = "id"
+[datasets.d.fields.id]
+level = 1
+semantic_type = "record_id"
+[datasets.d.fields.note]
+level = 2
+semantic_type = "other"
+[datasets.d.fields.secret3]
+level = 3
+semantic_type = "other"
+[datasets.d.fields.secret4]
+level = 4
+semantic_type = "other"
+[datasets.d.fields.vital]
+level = "important"
+semantic_type = "other"
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "shown", "source"),
+    [
+        ("id", "v", "default:keep"),
+        ("note", "v", "default:keep"),
+        ("secret3", REDACTED, "fail-closed:no-rule"),
+        ("secret4", REDACTED, "fail-closed:no-rule"),
+        ("vital", REDACTED, "fail-closed:no-rule"),
+    ],
+)
+def test_a_field_at_level_3_or_above_with_no_rule_is_redacted(
+    rules: RuleSet, field: str, shown: str, source: str
+) -> None:
+    catalog = parse_catalog(CATALOG_WITH_UNRULED)
+    plan = plan_masking(
+        catalog, rules, dataset="d", fields=[field], role="r", scenario="s", profile="standard"
+    )
+    assert mask_record({field: "v"}, plan) == {field: shown}
+    assert plan.decision(field).source == source
+
+
+def test_exemption_from_the_policy_overrides_the_rule_for_that_field_only(
+    catalog: Catalog, rules: RuleSet
+) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["mobile", "id_number", "salary"], role="village_cadre",
+        scenario="elderly_visit", profile="standard", exemptions={"mobile": "keep", "salary": "keep"},
+    )  # fmt: skip
+    out = mask_record({**RESIDENT, "salary": 1}, plan)
+    assert out == {"mobile": "13812345678", "id_number": "440113************", "salary": REDACTED}
+    assert plan.decision("mobile").source == "exemption"
+
+
+def test_plan_refuses_unknown_profile_dataset_and_exemption_operator(
+    catalog: Catalog, rules: RuleSet
+) -> None:
+    args = {"fields": ["id"], "role": "r", "scenario": "s"}
+    with pytest.raises(UnknownProfileError):
+        plan_masking(catalog, rules, dataset="residents", profile="lenient", **args)  # type: ignore[arg-type]
+    with pytest.raises(UnknownDatasetError):
+        plan_masking(catalog, rules, dataset="taxes", profile="standard", **args)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="unknown operator"):
+        plan_masking(
+            catalog, rules, dataset="residents", profile="standard", exemptions={"id": "show_all"},
+            **args,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "level"),
+    [
+        ([], Level.L1),
+        (["id", "village_code"], Level.L1),
+        (["id", "name"], Level.L3),
+        (["id", "name", "id_number"], Level.L4),
+        (["id", "not_catalogued"], Level.L4),
+    ],
+)
+def test_response_level_is_the_highest_field_level(catalog: Catalog, fields: list[str], level: Level) -> None:
+    assert response_level(catalog, "residents", fields) is level
+    if fields:
+        plan = plan_masking(
+            catalog,
+            load_rules(),
+            dataset="residents",
+            fields=fields,
+            role="r",
+            scenario="s",
+            profile="strict",
+        )
+        assert plan.level is level
+
+
+RULES_HEAD = """
+schema_version = 1
+[profiles.p]
+"""
+RULE = """
+[[rules]]
+id = "r1"
+profile = "p"
+semantic_types = ["mobile"]
+roles = ["village_cadre"]
+operator = "mobile"
+params = { keep_first = 3 }
+"""
+
+RULE_ERRORS = [
+    ('operator = "mobile"', 'operator = "mobil"', "rules[0] (r1)", "unknown operator"),
+    ("keep_first = 3", "keep_first = 9", "rules[0] (r1)", "keep_first"),
+    ("keep_first = 3", "keep_frist = 3", "rules[0] (r1)", "keep_frist"),
+    ('profile = "p"', 'profile = "q"', "rules[0] (r1)", "profile"),
+    ('semantic_types = ["mobile"]', 'semantic_types = ["phone"]', "rules[0] (r1)", "semantic type"),
+    ('roles = ["village_cadre"]', "roles = []", "rules[0] (r1)", "roles"),
+    ('roles = ["village_cadre"]', 'roles = ["*", "x"]', "rules[0] (r1)", "roles"),
+    ('roles = ["village_cadre"]', "levels = [9]", "rules[0] (r1)", "level"),
+    ('id = "r1"', 'id = ""', "rules[0]", "id"),
+]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("old", "new", "entry", "mentions"), RULE_ERRORS)
+def test_rule_validation_errors_name_file_and_rule(
+    tmp_path: Path, old: str, new: str, entry: str, mentions: str
+) -> None:
+    assert old in RULE
+    path = _write(tmp_path, RULES_HEAD + RULE.replace(old, new, 1))
+    with pytest.raises(RulesError) as exc:
+        load_rules(path)
+    assert exc.value.path == str(path)
+    assert exc.value.entry == entry
+    assert mentions in exc.value.message_en
+    assert exc.value.message_zh
+
+
+def test_duplicate_rule_ids_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="duplicate"):
+        load_rules(_write(tmp_path, RULES_HEAD + RULE + RULE))
+
+
+def test_first_matching_rule_wins_and_selectors_filter() -> None:
+    rules = parse_rules(
+        RULES_HEAD
+        + RULE
+        + '[[rules]]\nid = "r2"\nprofile = "p"\nsemantic_types = ["mobile"]\noperator = "redact"\n'
+    )
+    kw = {"profile": "p", "level": Level.L3, "scenario": "s"}
+    from masking import SemanticType
+
+    cadre = rules.match(semantic_type=SemanticType.MOBILE, role="village_cadre", **kw)  # type: ignore[arg-type]
+    other = rules.match(semantic_type=SemanticType.MOBILE, role="township_officer", **kw)  # type: ignore[arg-type]
+    none = rules.match(semantic_type=SemanticType.PERSON_NAME, role="village_cadre", **kw)  # type: ignore[arg-type]
+    assert (cadre and cadre.id, other and other.id, none) == ("r1", "r2", None)
+
+
+def test_packaged_rules_declare_standard_and_strict(rules: RuleSet) -> None:
+    assert {"standard", "strict"} <= rules.profiles

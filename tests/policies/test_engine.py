@@ -1,0 +1,410 @@
+"""PolicyEngine.decide as a specification table: who, where, what, scenario -> expected reason code;
+then obligations, expiry boundaries, quotas, explain, and failing closed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from policies import (
+    AccessRequest,
+    GrantIndex,
+    GrantStatus,
+    InMemoryQuotaCounter,
+    PermissionModel,
+    PolicyEngine,
+    PolicyRefused,
+    ScenarioCatalog,
+    ScenarioGrant,
+    Subject,
+    load_permissions,
+    load_scenarios,
+)
+from policies.permissions import DEFAULT_MODEL_PATH, DEFAULT_POLICY_PATH
+from policies.reasons import CODES
+from policies.scenarios import DEFAULT_SCENARIOS_PATH
+
+from .conftest import (
+    CADRE_A1,
+    CADRE_A2,
+    CADRE_B1,
+    COUNTY_OFFICER,
+    DIBAO_FIELDS,
+    GRID_A1,
+    SUPERVISOR,
+    T0,
+    TOWNSHIP_A,
+    TOWNSHIP_B,
+    TOWNSHIP_OFFICER_A,
+    VILLAGE_A1,
+    VILLAGE_A2,
+    VILLAGE_B1,
+    make_grant,
+)
+
+EngineFactory = Callable[..., PolicyEngine]
+
+ELDERLY_NO_MOBILE = ("id", "name", "birth_date", "address", "village_code")
+
+GRANTS = (
+    make_grant("g-dibao-a1", "DIBAO_REVIEW", VILLAGE_A1, DIBAO_FIELDS),
+    make_grant("g-dibao-town-a", "DIBAO_REVIEW", TOWNSHIP_A, DIBAO_FIELDS),
+    make_grant("g-dibao-town-b", "DIBAO_REVIEW", TOWNSHIP_B, DIBAO_FIELDS, status=GrantStatus.REVOKED),
+    make_grant("g-elderly-a1", "ELDERLY_VISIT", VILLAGE_A1, ELDERLY_NO_MOBILE),
+    make_grant(
+        "g-elderly-b1",
+        "ELDERLY_VISIT",
+        VILLAGE_B1,
+        ELDERLY_NO_MOBILE,
+        valid_from=T0 - timedelta(days=90),
+        valid_until=T0 - timedelta(days=1),
+    ),
+)
+
+GRID_A2 = Subject(user_id="u-grid-a2", org=VILLAGE_A2, roles=("grid_worker",))
+NIGHT = T0 + timedelta(hours=12)  # 22:00 Beijing time
+
+
+def req(
+    who: Subject,
+    scenario: str,
+    *,
+    dataset: str = "residents",
+    fields: tuple[str, ...] | None = None,
+    now: datetime = T0,
+    action: str = "read",
+    hint: int | None = None,
+) -> AccessRequest:
+    return AccessRequest(
+        subject=who,
+        action=action,
+        dataset=dataset,
+        scenario=scenario,
+        fields=fields,
+        now=now,
+        record_count_hint=hint,
+    )
+
+
+# (case, request, expected reason code, expected grant_id for allowed decisions)
+TABLE = [
+    ("cadre reads own village for dibao", req(CADRE_A1, "DIBAO_REVIEW"), "allowed", "g-dibao-a1"),
+    ("neighbour village via township grant", req(CADRE_A2, "DIBAO_REVIEW"), "allowed", "g-dibao-town-a"),
+    (
+        "township officer via township grant",
+        req(TOWNSHIP_OFFICER_A, "DIBAO_REVIEW"),
+        "allowed",
+        "g-dibao-town-a",
+    ),
+    ("other township's grant was revoked", req(CADRE_B1, "DIBAO_REVIEW"), "grant_revoked", None),
+    ("supervisor does not read residents", req(SUPERVISOR, "DIBAO_REVIEW"), "no_permission", None),
+    (
+        "unknown role string",
+        req(dataclasses.replace(CADRE_A1, roles=("root",)), "DIBAO_REVIEW"),
+        "no_permission",
+        None,
+    ),
+    ("no roles at all", req(dataclasses.replace(CADRE_A1, roles=()), "DIBAO_REVIEW"), "no_permission", None),
+    (
+        "dataset the role cannot read",
+        req(CADRE_A1, "DIBAO_REVIEW", dataset="households"),
+        "no_permission",
+        None,
+    ),
+    ("action other than read", req(CADRE_A1, "DIBAO_REVIEW", action="write"), "no_permission", None),
+    ("unknown scenario", req(CADRE_A1, "NO_SUCH"), "unknown_scenario", None),
+    ("grid worker is not a dibao role", req(GRID_A1, "DIBAO_REVIEW"), "scenario_not_for_role", None),
+    (
+        "county officer does no home visits",
+        req(COUNTY_OFFICER, "ELDERLY_VISIT"),
+        "scenario_not_for_role",
+        None,
+    ),
+    ("late at night", req(CADRE_A1, "DIBAO_REVIEW", now=NIGHT), "outside_hours", None),
+    ("grant lapsed yesterday", req(CADRE_B1, "ELDERLY_VISIT"), "grant_expired", None),
+    ("no grant at all", req(GRID_A2, "ELDERLY_VISIT"), "no_active_grant", None),
+    (
+        "field outside the grant",
+        req(CADRE_A1, "ELDERLY_VISIT", fields=("name", "mobile")),
+        "field_not_granted",
+        None,
+    ),
+    (
+        "field outside the scenario",
+        req(CADRE_A1, "DIBAO_REVIEW", fields=("name", "birth_date")),
+        "field_not_granted",
+        None,
+    ),
+    (
+        "field that does not exist",
+        req(CADRE_A1, "DIBAO_REVIEW", fields=("salary",)),
+        "field_not_granted",
+        None,
+    ),
+    (
+        "fields within the grant",
+        req(CADRE_A1, "ELDERLY_VISIT", fields=("name", "birth_date")),
+        "allowed",
+        "g-elderly-a1",
+    ),
+    (
+        "more records than a request may carry",
+        req(CADRE_A1, "DIBAO_REVIEW", hint=201),
+        "quota_exceeded",
+        None,
+    ),
+    ("exactly the per-request cap", req(CADRE_A1, "DIBAO_REVIEW", hint=200), "allowed", "g-dibao-a1"),
+    (
+        "village grant does not reach the township",
+        req(dataclasses.replace(TOWNSHIP_OFFICER_A, org=TOWNSHIP_B), "DIBAO_REVIEW"),
+        "grant_revoked",
+        None,
+    ),
+    (
+        "malformed org code fails closed",
+        req(dataclasses.replace(CADRE_A1, org="3101511"), "DIBAO_REVIEW"),
+        "internal_error",
+        None,
+    ),
+    (
+        "permission is checked before the scenario",
+        req(SUPERVISOR, "NO_SUCH", now=NIGHT),
+        "no_permission",
+        None,
+    ),
+    ("hours are checked before grants", req(CADRE_B1, "DIBAO_REVIEW", now=NIGHT), "outside_hours", None),
+]
+
+
+@pytest.mark.parametrize(("case", "request_", "code", "grant_id"), TABLE, ids=[t[0] for t in TABLE])
+def test_decision_table(
+    engine_for: EngineFactory, case: str, request_: AccessRequest, code: str, grant_id: str | None
+) -> None:
+    decision = engine_for(*GRANTS).decide(request_)
+    assert decision.code == code
+    assert decision.allowed is (code == "allowed")
+    assert (decision.obligations is not None) is decision.allowed
+    if decision.obligations is not None:
+        assert decision.obligations.grant_id == grant_id
+    assert decision.reasons and all(r.message_zh and r.message_en for r in decision.reasons)
+    assert decision.code in CODES
+
+
+@pytest.mark.parametrize(("case", "request_", "code", "grant_id"), TABLE, ids=[t[0] for t in TABLE])
+def test_explain_names_the_failing_condition_first(
+    engine_for: EngineFactory, case: str, request_: AccessRequest, code: str, grant_id: str | None
+) -> None:
+    checks = engine_for(*GRANTS).explain(request_)
+    failed = [c for c in checks if not c.passed]
+    if code == "allowed":
+        assert checks and not failed
+    else:
+        assert failed[0].detail["reason"] == code
+        assert failed[0].message_zh and failed[0].message_en
+
+
+def test_explain_lists_every_failed_condition_it_can_judge(engine_for: EngineFactory) -> None:
+    checks = engine_for(*GRANTS).explain(
+        req(CADRE_A1, "ELDERLY_VISIT", fields=("mobile",), now=NIGHT, hint=500)
+    )
+    assert [(c.code, c.passed) for c in checks] == [
+        ("permission", True),
+        ("scenario", True),
+        ("scenario_role", True),
+        ("scenario_dataset", True),
+        ("hours", False),
+        ("grant", True),
+        ("fields", False),
+        ("quota", False),
+    ]
+
+
+def test_obligations_of_an_allowed_decision(engine_for: EngineFactory) -> None:
+    decision = engine_for(*GRANTS).decide(req(CADRE_A1, "DIBAO_REVIEW", fields=("name", "mobile", "name")))
+    assert decision.obligations is not None
+    ob = decision.obligations
+    assert ob.row_scope == (VILLAGE_A1,)
+    assert ob.fields == ("name", "mobile")
+    assert ob.masking_profile == "standard"
+    assert ob.max_records == 200
+    assert ob.quota_left is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ob.max_records = 10  # type: ignore[misc]
+
+
+def test_all_fields_when_none_requested_are_the_grants(engine_for: EngineFactory) -> None:
+    ob = engine_for(*GRANTS).authorize(req(CADRE_A1, "ELDERLY_VISIT"))
+    assert ob.fields == ELDERLY_NO_MOBILE
+
+
+def test_row_scope_is_the_callers_org_not_the_grants(engine_for: EngineFactory) -> None:
+    assert engine_for(*GRANTS).authorize(req(CADRE_A2, "DIBAO_REVIEW")).row_scope == (VILLAGE_A2,)
+    assert engine_for(*GRANTS).authorize(req(TOWNSHIP_OFFICER_A, "DIBAO_REVIEW")).row_scope == (TOWNSHIP_A,)
+
+
+def test_a_broader_grant_serves_fields_the_specific_one_lacks(engine_for: EngineFactory) -> None:
+    town = make_grant("g-elderly-town-a", "ELDERLY_VISIT", TOWNSHIP_A, ("id", "name", "mobile"))
+    engine = engine_for(*GRANTS, town)
+    assert engine.authorize(req(CADRE_A1, "ELDERLY_VISIT", fields=("mobile",))).grant_id == "g-elderly-town-a"
+    assert engine.authorize(req(CADRE_A1, "ELDERLY_VISIT")).grant_id == "g-elderly-a1"
+
+
+def test_authorize_raises_with_the_decision(engine_for: EngineFactory) -> None:
+    with pytest.raises(PolicyRefused) as info:
+        engine_for(*GRANTS).authorize(req(CADRE_B1, "DIBAO_REVIEW"))
+    assert info.value.decision.code == "grant_revoked"
+
+
+# -- expiry boundaries: active iff valid_from <= now < valid_until --------------------------------
+
+START = T0 - timedelta(hours=1)
+END = T0 + timedelta(hours=1)
+TICK = timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("now", "code"),
+    [
+        (START - TICK, "no_active_grant"),
+        (START, "allowed"),
+        (END - TICK, "allowed"),
+        (END, "grant_expired"),
+        (END + TICK, "grant_expired"),
+    ],
+)
+def test_grant_window_is_half_open(engine_for: EngineFactory, now: datetime, code: str) -> None:
+    grant = make_grant("g", "DIBAO_REVIEW", VILLAGE_A1, DIBAO_FIELDS, valid_from=START, valid_until=END)
+    assert engine_for(grant).decide(req(CADRE_A1, "DIBAO_REVIEW", now=now)).code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (GrantStatus.APPROVED, "allowed"),
+        (GrantStatus.REVOKED, "grant_revoked"),
+        (GrantStatus.EXPIRED, "grant_expired"),
+        (GrantStatus.REQUESTED, "no_active_grant"),
+        (GrantStatus.AWAITING_SECOND_APPROVAL, "no_active_grant"),
+        (GrantStatus.REJECTED, "no_active_grant"),
+        (GrantStatus.RENEWED, "no_active_grant"),
+    ],
+)
+def test_only_approved_grants_are_active(engine_for: EngineFactory, status: GrantStatus, code: str) -> None:
+    grant = make_grant("g", "DIBAO_REVIEW", VILLAGE_A1, DIBAO_FIELDS, status=status)
+    assert engine_for(grant).decide(req(CADRE_A1, "DIBAO_REVIEW")).code == code
+
+
+def test_an_active_grant_wins_over_a_revoked_one(engine_for: EngineFactory) -> None:
+    revoked = make_grant("g-old", "DIBAO_REVIEW", VILLAGE_A1, DIBAO_FIELDS, status=GrantStatus.REVOKED)
+    active = make_grant("g-new", "DIBAO_REVIEW", TOWNSHIP_A, DIBAO_FIELDS)
+    assert engine_for(revoked, active).authorize(req(CADRE_A1, "DIBAO_REVIEW")).grant_id == "g-new"
+
+
+def test_a_grant_for_another_dataset_does_not_cover(engine_for: EngineFactory) -> None:
+    other = make_grant("g", "DIBAO_REVIEW", VILLAGE_A1, ("id",), dataset="households")
+    assert engine_for(other).decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "no_active_grant"
+
+
+# -- quotas ---------------------------------------------------------------------------------------
+
+
+def test_daily_quota_counts_down_and_resets_on_the_beijing_day(
+    permissions: PermissionModel, scenarios: ScenarioCatalog
+) -> None:
+    quotas = InMemoryQuotaCounter()
+    engine = PolicyEngine(permissions, scenarios, GrantIndex(GRANTS), quotas=quotas)
+    day = "2025-03-03"
+    quotas.consume(CADRE_A1.user_id, "DIBAO_REVIEW", day, 1990)
+    ob = engine.authorize(req(CADRE_A1, "DIBAO_REVIEW"))
+    assert (ob.quota_left, ob.max_records) == (10, 10)
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW", hint=11)).code == "quota_exceeded"
+    quotas.consume(CADRE_A1.user_id, "DIBAO_REVIEW", day, 10)
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "quota_exceeded"
+    # Another scenario and another user are counted apart.
+    assert engine.decide(req(CADRE_A1, "ELDERLY_VISIT")).allowed
+    assert engine.decide(req(CADRE_A2, "DIBAO_REVIEW")).allowed
+    # 2025-03-03 23:30 UTC is still the 3rd in UTC but 07:30 on the 4th in Beijing: a new quota day.
+    tomorrow = datetime(2025, 3, 3, 23, 30, tzinfo=UTC)
+    assert engine.authorize(req(CADRE_A1, "DIBAO_REVIEW", now=tomorrow)).quota_left == 2000
+
+
+# -- a dataset the role may read but the scenario does not need -----------------------------------
+
+
+def test_scenario_not_for_dataset(tmp_path: Path) -> None:
+    policy = tmp_path / "permissions.csv"
+    policy.write_text(
+        DEFAULT_POLICY_PATH.read_text(encoding="utf-8") + "p, village_cadre, dataset:households, read\n",
+        encoding="utf-8",
+    )
+    catalog = tmp_path / "scenarios.toml"
+    catalog.write_text(
+        DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8")
+        + '\n[datasets.households]\nname_zh = "房屋信息"\nname_en = "households"\n'
+        'owner_department = "public_security"\nprovider_system = "person-house-registry"\n'
+        'fields = ["id", "address"]\nsecond_approval_fields = []\n',
+        encoding="utf-8",
+    )
+    engine = PolicyEngine(
+        load_permissions(DEFAULT_MODEL_PATH, policy), load_scenarios(catalog), GrantIndex(GRANTS)
+    )
+    decision = engine.decide(req(CADRE_A1, "DIBAO_REVIEW", dataset="households"))
+    assert decision.code == "scenario_not_for_dataset"
+    assert "房屋信息" in decision.reasons[0].message_zh
+
+
+# -- failing closed -------------------------------------------------------------------------------
+
+
+class _BrokenIndex(GrantIndex):
+    def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
+        raise RuntimeError("index corrupted: 110101199003071234")
+
+
+class _BrokenPermissions(PermissionModel):
+    def is_allowed(self, roles: object, resource: str, action: str) -> bool:
+        raise KeyError("casbin state lost")
+
+
+def test_an_internal_error_is_a_refusal(
+    permissions: PermissionModel, scenarios: ScenarioCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = PolicyEngine(permissions, scenarios, _BrokenIndex(GRANTS))
+    decision = engine.decide(req(CADRE_A1, "DIBAO_REVIEW"))
+    assert (decision.allowed, decision.code, decision.obligations) == (False, "internal_error", None)
+    with pytest.raises(PolicyRefused):
+        engine.authorize(req(CADRE_A1, "DIBAO_REVIEW"))
+    assert [
+        c.detail.get("reason") for c in engine.explain(req(CADRE_A1, "DIBAO_REVIEW")) if not c.passed
+    ] == ["internal_error"]
+    # The exception text (which could echo personal data) never reaches the log.
+    assert "110101199003071234" not in caplog.text
+    assert "RuntimeError" in caplog.text
+
+
+def test_a_broken_permission_model_is_a_refusal(scenarios: ScenarioCatalog) -> None:
+    broken = _BrokenPermissions()
+    engine = PolicyEngine(broken, scenarios, GrantIndex(GRANTS))
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "internal_error"
+
+
+def test_an_empty_index_refuses_everyone(engine_for: EngineFactory) -> None:
+    engine = engine_for()
+    for who in (CADRE_A1, CADRE_A2, TOWNSHIP_OFFICER_A):
+        assert engine.decide(req(who, "DIBAO_REVIEW")).code == "no_active_grant"
+
+
+def test_a_naive_time_fails_closed(engine_for: EngineFactory) -> None:
+    naive = T0.replace(tzinfo=None)
+    assert engine_for(*GRANTS).decide(req(CADRE_A1, "DIBAO_REVIEW", now=naive)).code == "internal_error"
+
+
+def test_a_grant_with_a_malformed_scope_grants_nothing_and_spares_the_rest(engine_for: EngineFactory) -> None:
+    bad = make_grant("g-bad", "DIBAO_REVIEW", "3101511", DIBAO_FIELDS)
+    engine = engine_for(bad, *GRANTS)
+    assert len(engine.grants) == len(GRANTS)
+    assert engine.authorize(req(CADRE_A1, "DIBAO_REVIEW")).grant_id == "g-dibao-a1"
