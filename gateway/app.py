@@ -105,7 +105,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing connects until the lifespan starts."""
-    from gateway.routes import admin, data, health
+    from gateway.routes import (
+        admin,
+        admission_api,
+        data,
+        grants,
+        health,
+        masking_admin,
+        policy,
+        supervision,
+    )
     from gateway.wiring import build_runtime, close_runtime, dev_identity_provider
 
     settings = settings or Settings()
@@ -131,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(data.router)
     app.include_router(admin.router)
+    for area in (grants, policy, masking_admin, supervision, admission_api):
+        app.include_router(area.router)
     if settings.dev_idp_enabled:
         from gateway.auth.devidp import router as dev_idp_router
 

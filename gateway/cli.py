@@ -30,6 +30,19 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 
 
+def _add_area_commands() -> None:
+    from gateway.commands import admission, grants, masking, policy, supervision
+
+    app.add_typer(grants.app, name="grants", help="Scenario grants: request, approve, revoke, renew.")
+    app.add_typer(policy.app, name="policy", help="Policy files, decisions, explanations, replay.")
+    app.add_typer(masking.app, name="masking", help="Field catalog, tags, masking rules.")
+    app.add_typer(supervision.app, name="supervise", help="Audit queries, reports, complaints, incidents.")
+    app.add_typer(admission.app, name="admission", help="System registration and joint review.")
+
+
+_add_area_commands()
+
+
 def _settings() -> Settings:
     try:
         return Settings()

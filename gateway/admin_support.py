@@ -1,0 +1,156 @@
+"""What every administrative endpoint needs: who calls and may they, a unit of work, the audit record.
+
+The pattern (used by grants, policy, masking, supervision and admission routes):
+
+    principal = await require(runtime, authorization, "grants", "approve")
+    async with unit_of_work(runtime, principal, request_id) as uow:
+        grant, change = GrantService(GrantRepository(uow.session), ...).approve(...)
+        uow.record(change)
+    return ...
+
+``unit_of_work`` runs the library calls, then appends every recorded change to the audit log (durably), and
+only then commits. If the log cannot be written the transaction is rolled back and the caller gets 503: an
+administrative change nobody can account for never happens (fail closed). Library errors become the one
+JSON error shape with a fitting status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from admission.errors import (
+    AdmissionError,
+    AlreadyVoted,
+    IllegalTransition,
+    RegistrationExists,
+    RegistrationNotFound,
+    SeparationOfDuties,
+)
+from audit import AuditEvent
+from gateway.auth.oidc import Principal
+from gateway.changes import change_event
+from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError
+from gateway.pipeline import authenticate, record_audit
+from gateway.runtime import Runtime
+from masking.errors import MaskingError, UnknownDatasetError
+from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
+
+_log = logging.getLogger("gateway.admin")
+T = TypeVar("T")
+
+
+async def require(runtime: Runtime, authorization: str | None, resource: str, action: str) -> Principal:
+    """Authenticate, then the casbin function-level check (role -> resource -> action). 401 or 403."""
+    principal = await authenticate(runtime, authorization)
+    if not runtime.policy().permissions.is_allowed(principal.roles, resource, action):
+        raise Forbidden(
+            "您的岗位没有办理此项业务的权限。",
+            f"Your role may not {action} {resource}.",
+            code="no_permission",
+        )
+    return principal
+
+
+def library_error(exc: Exception) -> GatewayError | None:
+    """Map a library's domain error to the gateway's error shape (None: not a domain error)."""
+    if isinstance(exc, GrantNotFoundError | RegistrationNotFound | UnknownDatasetError):
+        status = 404
+    elif isinstance(exc, SeparationOfDutiesError | SeparationOfDuties):
+        status = 403
+    elif isinstance(exc, InvalidTransitionError | IllegalTransition | RegistrationExists | AlreadyVoted):
+        status = 409
+    elif isinstance(exc, GrantError | AdmissionError | MaskingError):
+        status = 422
+    else:
+        return None
+    code = getattr(exc, "code", None) or type(exc).__name__
+    return GatewayError(
+        str(getattr(exc, "message_zh", "")) or "请求无法办理。",
+        str(getattr(exc, "message_en", "")) or "The request cannot be carried out.",
+        code=str(code),
+        status_code=status,
+    )
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except GatewayError:
+        raise
+    except Exception as exc:
+        mapped = library_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+@dataclass
+class UnitOfWork:
+    session: Session
+    principal: Principal | None
+    request_id: str | None
+    changes: list[Mapping[str, Any]] = field(default_factory=list)
+    events: list[AuditEvent] = field(default_factory=list)
+
+    def record(self, change: Mapping[str, Any]) -> None:
+        """Queue a library change event; it becomes one audit event before the commit."""
+        self.changes.append(change)
+
+    def record_event(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run blocking library/database work off the event loop, mapping domain errors."""
+        with domain_errors():
+            return await asyncio.to_thread(fn, self.session)
+
+
+@asynccontextmanager
+async def unit_of_work(
+    runtime: Runtime, principal: Principal | None, request_id: str | None = None
+) -> AsyncIterator[UnitOfWork]:
+    session = runtime.sessions()
+    uow = UnitOfWork(session=session, principal=principal, request_id=request_id)
+    try:
+        with domain_errors():
+            yield uow
+        events = [
+            change_event(
+                change,
+                actor_org=principal.org if principal else None,
+                actor_roles=principal.roles if principal else (),
+                request_id=request_id,
+            )
+            for change in uow.changes
+        ] + uow.events
+        for event in events:
+            await record_audit(runtime, event)
+        try:
+            await asyncio.to_thread(session.commit)
+        except Exception:
+            # The log already says the change happened; say it did not, then refuse.
+            _log.error("commit failed after the change was audited; recording the rollback")
+            await record_audit(
+                runtime,
+                change_event({"kind": "admin.rolled_back", "actor": "system", "request_id": request_id}),
+            )
+            raise
+    except AuditLogUnavailable:
+        await asyncio.to_thread(session.rollback)
+        raise
+    except BaseException:
+        await asyncio.to_thread(session.rollback)
+        raise
+    finally:
+        await asyncio.to_thread(session.close)
+    # Changes other processes must see (grants, registry status) moved their version rows in this
+    # transaction; refresh this process at once rather than at the next poll.
+    await asyncio.to_thread(runtime.refresh)
