@@ -20,7 +20,7 @@ from demoworld.world import build_world
 from policies import GrantRepository, GrantService, GrantStatus, Subject
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
-from tests.e2e.conftest import Stack
+from tests.stack import Stack
 
 WORLD = build_world()
 VILLAGE_A = WORLD.village_a

@@ -1,4 +1,4 @@
-"""A whole stack on loopback: the gateway and the civil-affairs registry, each its own process.
+"""Test support: a whole stack on loopback (fixture ``stack`` in tests/conftest.py): the gateway and the civil-affairs registry, each its own process.
 
 The gateway runs as ``python -m gateway.cli serve`` on a migrated, seeded database (SQLite file, or a
 throwaway PostgreSQL database when GRASSROOTS_TEST_POSTGRES_URL is set; required in CI). Tokens come from
@@ -212,8 +212,7 @@ def postgres_base_url() -> str | None:
     return base
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from gateway.upstream import load_or_create_ed25519, public_pem
 
     backend: str = request.param
