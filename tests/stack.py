@@ -1,4 +1,4 @@
-"""Test support: a whole stack on loopback (fixture ``stack`` in tests/conftest.py): the gateway and the civil-affairs registry, each its own process.
+"""Test support: the whole stack on loopback (fixture `stack`, see tests/conftest.py).
 
 The gateway runs as ``python -m gateway.cli serve`` on a migrated, seeded database (SQLite file, or a
 throwaway PostgreSQL database when GRASSROOTS_TEST_POSTGRES_URL is set; required in CI). Tokens come from
@@ -212,7 +212,9 @@ def postgres_base_url() -> str | None:
     return base
 
 
-def stack_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     from gateway.upstream import load_or_create_ed25519, public_pem
 
     backend: str = request.param
