@@ -46,7 +46,9 @@ _NOT_FOUND_REASONS = {"unknown_scenario"}
 
 
 #: Dataset and scenario codes are short identifiers; anything else is recorded as "invalid".
-CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: Letters first, so no number (a phone, an ID) can pass as a code and reach the log.
+DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+SCENARIO_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ def parse_data_request(
 
     Parsing happens inside the pipeline (not in the web framework) so a malformed request is audited too.
     """
-    safe_dataset = dataset if CODE_PATTERN.fullmatch(dataset) else "invalid"
-    safe_scenario = scenario if scenario and CODE_PATTERN.fullmatch(scenario) else ""
+    safe_dataset = dataset if DATASET_PATTERN.fullmatch(dataset) else "invalid"
+    safe_scenario = scenario if scenario and SCENARIO_PATTERN.fullmatch(scenario) else ""
     base = DataRequest(safe_dataset, safe_scenario, record_id=record_id, request_id=request_id)
     if not scenario:
         raise _Unparsable(
@@ -87,6 +89,15 @@ def parse_data_request(
                 "请在查询参数 scenario 中指明使用场景（例如 scenario=DIBAO_REVIEW）。",
                 "Name the scenario in the query parameter scenario (for example scenario=DIBAO_REVIEW).",
                 code="missing_scenario",
+            ),
+        )
+    if not safe_scenario:
+        raise _Unparsable(
+            base,
+            InvalidRequest(
+                "场景代码格式不正确：应为大写字母、数字和下划线（例如 DIBAO_REVIEW）。",
+                "Malformed scenario code: use capital letters, digits and underscores (e.g. DIBAO_REVIEW).",
+                code="invalid_scenario",
             ),
         )
     values: dict[str, int] = {}
@@ -295,8 +306,8 @@ async def _run(
     failure: GatewayError | None = None
     raw_scenario = query.get("scenario") or ""
     request = DataRequest(
-        dataset if CODE_PATTERN.fullmatch(dataset) else "invalid",
-        raw_scenario if CODE_PATTERN.fullmatch(raw_scenario) else "",
+        dataset if DATASET_PATTERN.fullmatch(dataset) else "invalid",
+        raw_scenario if SCENARIO_PATTERN.fullmatch(raw_scenario) else "",
         record_id=record_id,
         request_id=request_id,
     )

@@ -15,4 +15,4 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     Module-scoped: tests in one module share the stack, so a test that changes shared state restores it.
     """
-    yield from stack_fixture(request, tmp_path_factory)
+    yield from stack_fixture(request.param, tmp_path_factory)

@@ -157,12 +157,17 @@ class Stack:
         stop(self.upstream)
         self.upstream = None
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, output: Path | None = None) -> None:
+        """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry)."""
+        sink = output.open("ab") if output is not None else None
         self.gateway = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.gateway_port)],
             env=self.env,
             cwd=self.data_dir.parent,
+            stdout=sink,
         )
+        if sink is not None:
+            sink.close()
         wait_healthy(f"{self.base_url}/healthz", self.gateway)
 
     def audit_count(self) -> int:
@@ -213,11 +218,13 @@ def postgres_base_url() -> str | None:
 
 
 def stack_fixture(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: dict[str, str] | None = None,
+    gateway_output: Path | None = None,
 ) -> Iterator[Stack]:
     from gateway.upstream import load_or_create_ed25519, public_pem
 
-    backend: str = request.param
     admin: sa.Engine | None = None
     pg_name = ""
     if backend == "postgres":
@@ -241,6 +248,7 @@ def stack_fixture(
         "GRASSROOTS_UPSTREAM_TIMEOUT_S": "2",
         "GRASSROOTS_POLICY_REFRESH_INTERVAL_S": "0.2",
         "GRASSROOTS_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     stack = Stack(backend, data_dir, database_url, env, gateway_port, upstream_port)
     try:
@@ -249,7 +257,7 @@ def stack_fixture(
         key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
         (data_dir / "gateway.pub.pem").write_bytes(public_pem(key))
         stack.start_upstream()
-        stack.start_gateway()
+        stack.start_gateway(gateway_output)
         yield stack
     finally:
         stop(stack.gateway)

@@ -1,0 +1,110 @@
+"""The pipeline's pure stages, each alone (house style: every stage testable by itself)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import InvalidRequest
+from gateway.pipeline import (
+    DataRequest,
+    _Unparsable,
+    check_page_size,
+    parse_data_request,
+    project_fields,
+    recheck_scope,
+)
+from policies import Obligations
+
+A = "310151101201"
+B = "310151101202"
+TOWN = "310151101000"
+OTHER_TOWN_VILLAGE = "310151102201"
+
+
+@pytest.mark.parametrize(
+    ("scope", "org", "kept"),
+    [
+        ((A,), A, True),
+        ((A,), B, False),
+        ((TOWN,), A, True),
+        ((TOWN,), OTHER_TOWN_VILLAGE, False),
+        ((A, B), B, True),
+        (("000000000000",), A, True),
+        ((A,), "3101511012", False),  # malformed: dropped, never trusted
+        ((A,), None, False),  # missing org field: dropped
+        ((A,), 310151101201, False),  # wrong type: dropped
+    ],
+)
+def test_recheck_scope(scope: tuple[str, ...], org: object, kept: bool) -> None:
+    records = [{"id": "R1", "village_code": org}]
+    result, dropped = recheck_scope(records, scope, "village_code")
+    assert (len(result) == 1) is kept
+    assert dropped == (0 if kept else 1)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["id", "name", "mobile", "x", "remark"]), st.text())))
+def test_projection_never_returns_a_field_outside_the_whitelist(records: list[dict[str, str]]) -> None:
+    allowed = ("name", "remark")
+    for record in project_fields(records, allowed):
+        assert set(record) <= {"id", *allowed}
+
+
+def _obligations(max_records: int) -> Obligations:
+    return Obligations(
+        row_scope=(A,),
+        fields=("name",),
+        masking_profile="standard",
+        max_records=max_records,
+        quota_left=None,
+        grant_id="g",
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "page_size", "max_records", "platform_max", "ok"),
+    [
+        (1, 20, 200, 100, True),
+        (1, 100, 200, 100, True),
+        (1, 101, 200, 100, False),
+        (1, 51, 50, 100, False),  # the scenario's cap is tighter than the platform's
+        (1, 0, 200, 100, False),
+        (0, 20, 200, 100, False),
+    ],
+)
+def test_page_size_limits(page: int, page_size: int, max_records: int, platform_max: int, ok: bool) -> None:
+    request = DataRequest("residents", "S", page=page, page_size=page_size)
+    if ok:
+        check_page_size(request, _obligations(max_records), platform_max)
+    else:
+        with pytest.raises(InvalidRequest):
+            check_page_size(request, _obligations(max_records), platform_max)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "page", "page_size", "code"),
+    [
+        (None, None, None, "missing_scenario"),
+        ("S", "two", None, "invalid_page"),
+        ("S", None, "1e3", "invalid_page_size"),
+    ],
+)
+def test_unparsable_requests_name_the_parameter(
+    scenario: str | None, page: str | None, page_size: str | None, code: str
+) -> None:
+    with pytest.raises(_Unparsable) as caught:
+        parse_data_request("residents", scenario, page, page_size)
+    assert caught.value.error.code == code
+
+
+@pytest.mark.parametrize(
+    ("dataset", "scenario"),
+    [("residents<script>", "13912345678"), ("13912345678", "310151199001011234"), ("../etc", "x y")],
+)
+def test_hostile_codes_are_not_recorded_verbatim(dataset: str, scenario: str) -> None:
+    with pytest.raises(_Unparsable) as caught:
+        parse_data_request(dataset, scenario, "1", "20")
+    assert caught.value.error.code == "invalid_scenario"
+    assert caught.value.partial.dataset == "invalid"
+    assert caught.value.partial.scenario == ""

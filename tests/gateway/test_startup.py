@@ -1,0 +1,162 @@
+"""Configuration guards, the migration gate and the development commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
+
+from gateway.db import make_engine, upgrade
+from gateway.schema import all_metadata
+from gateway.settings import ConfigurationError, Settings
+from tests.stack import REPO, postgres_base_url
+
+STRONG = "x" * 40
+
+
+def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"dev_idp_enabled": True, "oidc_issuer": "https://idp.example"}, "DEV_IDP_ENABLED"),
+        ({"oidc_issuer": None}, "OIDC_ISSUER"),
+        ({"oidc_issuer": "https://idp.example", "audit_hmac_key": "changeme"}, "AUDIT_HMAC_KEY"),
+        ({"oidc_issuer": "https://idp.example", "audit_hmac_key": "short"}, "AUDIT_HMAC_KEY"),
+        ({"oidc_issuer": "https://idp.example", "masking_kek": None}, "MASKING_KEK"),
+    ],
+)
+def test_production_mode_refuses_unsafe_settings(overrides: dict[str, object], complaint: str) -> None:
+    values: dict[str, object] = {
+        "mode": "production",
+        "audit_hmac_key": STRONG,
+        "masking_kek": STRONG,
+        "service_key_path": "/keys/service.pem",
+        "checkpoint_key_path": "/keys/checkpoint.pem",
+        "checkpoint_dir": "/checkpoints",
+        **overrides,
+    }
+    with pytest.raises((ConfigurationError, ValidationError), match=complaint):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_production_settings_with_real_secrets_are_accepted_and_hidden() -> None:
+    settings = Settings(
+        mode="production",  # type: ignore[arg-type]
+        oidc_issuer="https://idp.example",
+        audit_hmac_key=STRONG,  # type: ignore[arg-type]
+        masking_kek=STRONG,  # type: ignore[arg-type]
+        service_key_path=Path("/keys/service.pem"),
+        checkpoint_key_path=Path("/keys/checkpoint.pem"),
+        checkpoint_dir=Path("/checkpoints"),
+    )
+    assert STRONG not in repr(settings)
+    assert settings.effective_oidc_issuer == "https://idp.example"
+
+
+def test_serve_refuses_an_unmigrated_database_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    result = _run("serve", "--port", "1", env={"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "grassroots db upgrade" in result.stderr
+
+
+def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False}), all_metadata()
+        )
+    assert diff == [], diff
+    with engine.connect() as conn:
+        triggers = {
+            r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='trigger'"))
+        }
+    assert {"audit_events_no_update", "audit_events_no_delete"} <= triggers
+
+
+@pytest.mark.postgres
+def test_migrations_run_on_postgresql() -> None:
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
+    parsed = make_url(base).set(drivername="postgresql+psycopg")
+    name = f"gr_mig_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = parsed.set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": False}), all_metadata()
+            )
+            roles = conn.execute(
+                sa.text("SELECT 1 FROM pg_roles WHERE rolname='grassroots_audit_writer'")
+            ).all()
+        engine.dispose()
+        assert diff == [], diff
+        assert roles
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_dev_users_json_lists_the_demo_identities(tmp_path: Path) -> None:
+    result = _run("dev-users", "--json", env={"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    users = json.loads(result.stdout)
+    by_name = {u["username"]: u for u in users}
+    assert {"cadre_a", "cadre_b", "town_officer", "ca_steward", "supervisor"} <= set(by_name)
+    assert by_name["cadre_a"]["org"][:9] == by_name["cadre_b"]["org"][:9]  # same township
+    assert all({"username", "role", "org"} <= set(u) for u in users)
+
+
+def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> None:
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}
+    assert _run("dev-token", "nobody", env=env, cwd=tmp_path).returncode == 2
+    ok = _run("dev-token", "cadre_a", env=env, cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.count(".") == 2
+    prod = _run(
+        "dev-token",
+        "cadre_a",
+        env={
+            **env,
+            "GRASSROOTS_MODE": "production",
+            "GRASSROOTS_OIDC_ISSUER": "https://idp.example",
+            "GRASSROOTS_AUDIT_HMAC_KEY": STRONG,
+            "GRASSROOTS_MASKING_KEK": STRONG,
+            "GRASSROOTS_SERVICE_KEY_PATH": "/k/s.pem",
+            "GRASSROOTS_CHECKPOINT_KEY_PATH": "/k/c.pem",
+            "GRASSROOTS_CHECKPOINT_DIR": "/k/cp",
+        },
+        cwd=tmp_path,
+    )
+    assert prod.returncode == 2
+    assert prod.stdout == ""

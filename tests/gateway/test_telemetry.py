@@ -1,0 +1,75 @@
+"""Spans for every pipeline stage, and no personal data, token or key in any exported attribute."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demoworld.world import build_world
+from tests.stack import Stack, stack_fixture, stop
+
+STAGES = {
+    "data_request",
+    "authenticate",
+    "authorize",
+    "fetch_upstream",
+    "recheck_scope",
+    "project_fields",
+    "mask",
+    "audit",
+}
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
+    output = tmp_path_factory.mktemp("otel") / "gateway-stdout.jsonl"
+    gen = stack_fixture("sqlite", tmp_path_factory, {"GRASSROOTS_OTEL_EXPORTER": "console"}, output)
+    stack = next(gen)
+    try:
+        yield stack, output
+    finally:
+        gen.close()
+
+
+def _spans(text: str) -> list[dict[str, object]]:
+    """The console exporter prints one pretty JSON object per span; pick out the span objects."""
+    spans: list[dict[str, object]] = []
+    decoder = json.JSONDecoder()
+    index = 0
+    while (start := text.find("{", index)) != -1:
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except ValueError:
+            index = start + 1
+            continue
+        if isinstance(obj, dict) and "context" in obj and "name" in obj:
+            spans.append(obj)
+        index = end
+    return spans
+
+
+def test_each_stage_is_a_span_and_no_attribute_carries_personal_data(traced: tuple[Stack, Path]) -> None:
+    stack, output = traced
+    token = stack.token("cadre_a")
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=20)
+    assert resp.status_code == 200
+    refused = stack.get(stack.records_url, "cadre_c", scenario="DIBAO_REVIEW")
+    assert refused.status_code == 403
+    stop(stack.gateway)  # shutdown flushes the batch span processor
+    text = output.read_text()
+    spans = _spans(text)
+    names = {str(span["name"]) for span in spans}
+    assert names >= STAGES, names
+    world = build_world()
+    for resident in world.residents:
+        assert resident.id_number not in text
+        assert resident.mobile not in text
+    assert token not in text
+    assert not re.search(r"\b1[3-9]\d{9}\b", text)
+    # The trace id recorded in the audit log is the trace the spans belong to.
+    event = json.loads(stack.last_events(2)[0]["body"])
+    assert any(str(span["context"]["trace_id"]).endswith(event["trace_id"]) for span in spans)  # type: ignore[index]
