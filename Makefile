@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test check lint types imports unit bench bench-quick clean
+.PHONY: setup demo test check lint types imports unit bench bench-quick clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: setup
 
 ## Everything CI runs: static checks, then the whole test suite (PostgreSQL tests need
 ## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI).
-test: setup check
+test: setup check browser
 	$(BIN)/pytest
+
+## Headless Chromium and a Chinese font for the report page tests (Debian's packages; idempotent).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
+	  || echo "warning: chromium not installed; browser tests will skip outside CI"; }
 
 check: lint types imports
 
@@ -38,6 +44,18 @@ imports: setup
 
 unit: setup
 	$(BIN)/pytest -m "not slow"
+
+## Benchmarks side by side with their peers (direct, nginx, other clients): writes BENCHMARKS.md and
+## bench/results.json. Installs what only they need (bench/requirements.txt; nginx from Debian if missing).
+bench: setup
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -c 'from bench.stack import ensure_nginx; ensure_nginx()'
+	$(BIN)/python -m bench
+
+bench-quick: setup
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -c 'from bench.stack import ensure_nginx; ensure_nginx()'
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,7 @@ from admission.registry import (
     AdmissionRepository,
     AdmissionService,
     ChangeEvent,
+    ClientState,
     Clock,
     IssuedClientSecret,
     RecertificationReminder,
@@ -57,8 +58,21 @@ from admission.registry import (
 )
 from admission.statemachine import TRANSITIONS, Action, transition
 from admission.tables import metadata
+from admission.tokens import (
+    CLIENT_ASSERTION_TYPE,
+    SYSTEM_AUDIENCE,
+    IssuedAccessToken,
+    ReplayCache,
+    SystemTokenClaims,
+    SystemTokenIssuer,
+    TokenError,
+    assertion_client_id,
+    verify_client_assertion,
+)
 
 __all__ = [
+    "CLIENT_ASSERTION_TYPE",
+    "SYSTEM_AUDIENCE",
     "TRANSITIONS",
     "Action",
     "AdmissionConfig",
@@ -68,6 +82,7 @@ __all__ = [
     "AlreadyVoted",
     "BurdenChecklist",
     "ChangeEvent",
+    "ClientState",
     "Clock",
     "Concern",
     "ConfigurationError",
@@ -77,12 +92,14 @@ __all__ = [
     "FieldOverlap",
     "IllegalTransition",
     "InvalidRegistration",
+    "IssuedAccessToken",
     "IssuedClientSecret",
     "ProvidedDataset",
     "RecertificationReminder",
     "RegisteredPublicKey",
     "RegistrationExists",
     "RegistrationNotFound",
+    "ReplayCache",
     "ReviewOffice",
     "ReviewProgress",
     "ReviewRecord",
@@ -93,8 +110,12 @@ __all__ = [
     "StatusSnapshot",
     "SystemRegistration",
     "SystemStatus",
+    "SystemTokenClaims",
+    "SystemTokenIssuer",
+    "TokenError",
     "UnknownOffice",
     "VillageBurden",
+    "assertion_client_id",
     "district_report",
     "field_overlap",
     "load_admission_config",
@@ -105,5 +126,6 @@ __all__ = [
     "registry_version",
     "routing_verdict",
     "transition",
+    "verify_client_assertion",
     "village_burden",
 ]

@@ -2,7 +2,7 @@
 
 Secrets are 256-bit random values shown once and stored only as scrypt hashes (RFC 7914) with a per-secret
 salt, compared in constant time. Public keys are checked to be public (never a private key pasted by
-mistake) and stored as given; verifying the signed client assertions (RFC 7523) is the gateway's job.
+mistake) and stored as given; signed client assertions (RFC 7523) are verified in ``admission.tokens``.
 """
 
 from __future__ import annotations

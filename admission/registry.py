@@ -42,6 +42,7 @@ from admission.model import (
 )
 from admission.statemachine import Action, transition
 from admission.tables import ClientRow, RegistryVersionRow, ReviewRow, SystemRow
+from admission.tokens import credential_generation
 
 Clock = Callable[[], datetime]
 ChangeEvent = dict[str, Any]
@@ -420,6 +421,17 @@ class RecertificationReminder:
     approved_until: datetime
     days_left: int
     threshold_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientState:
+    client_id: str
+    system_id: str
+    secret_generation: str | None
+    key_generation: str | None
+
+    def accepts(self, generation: str) -> bool:
+        return generation in (self.secret_generation, self.key_generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -887,6 +899,21 @@ class AdmissionService:
         if not creds.verify_secret(secret, stored) or row is None:
             return None
         return row.system_id
+
+    def client_state(self, client_id: str) -> ClientState | None:
+        """What a token endpoint and a system call need to know of a client: its system and the
+        fingerprints of its current credentials (see ``admission.tokens.credential_generation``)."""
+        row = self.repo.client(client_id) if len(client_id) <= 64 else None
+        if row is None:
+            return None
+        return ClientState(
+            client_id=row.client_id,
+            system_id=row.system_id,
+            secret_generation=credential_generation(row.secret_hash, None, "secret"),
+            key_generation=credential_generation(None, row.public_key_kid, "key")
+            if row.public_key is not None
+            else None,
+        )
 
     def client_id_for(self, system_id: str) -> str | None:
         row = self.repo.client_for_system(system_id)

@@ -201,6 +201,17 @@ class CheckpointSigner:
         payload = signed_payload(tree_size, root_hash, when, self._key_id)
         return Checkpoint(tree_size, root_hash, when, self._key_id, self._private_key.sign(payload))
 
+    def sign_payload(self, payload: bytes) -> bytes:
+        """Ed25519 signature over ``payload`` — an RFC 8785 document whose ``origin`` field says what it
+        is (e.g. an archive manifest), so it can never be mistaken for a checkpoint."""
+        if (
+            not payload.startswith(b"{")
+            or b'"origin":' not in payload
+            or b'"origin":"' + ORIGIN.encode() in payload
+        ):
+            raise ValueError("sign_payload signs canonical JSON documents with their own origin")
+        return self._private_key.sign(payload)
+
     def __repr__(self) -> str:
         return f"CheckpointSigner(key_id={self._key_id!r})"
 
@@ -211,8 +222,22 @@ class CheckpointSigner:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    """Load an Ed25519 public key from a PEM file (SubjectPublicKeyInfo)."""
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    """Load an Ed25519 public key from a PEM file (SubjectPublicKeyInfo).
+
+    Given the signing key's own file (PKCS#8), returns its public half: ``grassroots audit verify``
+    on the host that signs passes the configured key path.
+    """
+    data = Path(path).read_bytes()
+    key: object
+    if b"PRIVATE KEY" in data:
+        try:
+            private = serialization.load_pem_private_key(data, password=None)
+        except ValueError:
+            raise CheckpointError("checkpoint key file is not a PEM key") from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise CheckpointError("checkpoint key must be an Ed25519 key")
+        return private.public_key()
+    key = serialization.load_pem_public_key(data)
     if not isinstance(key, Ed25519PublicKey):
         raise CheckpointError("checkpoint public key must be an Ed25519 key")
     return key

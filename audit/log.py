@@ -172,6 +172,23 @@ class AuditLog:
         except OSError as exc:
             raise _database_failure(exc) from None
 
+    def append_within(self, conn: Connection, events: Iterable[AuditEvent]) -> list[AppendReceipt]:
+        """Append in the caller's open transaction; the caller commits (or rolls back) both together.
+
+        For administrative changes: the change and its processing record (PIPL Art. 56) become durable in
+        one commit, or neither does. On SQLite the caller's transaction should hold the write lock from the
+        start (``BEGIN IMMEDIATE``), so that it never has to upgrade a read lock under contention.
+        """
+        prepared = [prepare(e) for e in events]
+        if not prepared:
+            return []
+        head_insert = sqlite_insert(audit_head) if self._sqlite else pg_insert(audit_head)
+        try:
+            head_seq, head_hash = self._locked_head(conn, head_insert)
+            return self._insert(conn, prepared, head_seq, head_hash)
+        except SQLAlchemyError as exc:
+            raise _database_failure(exc) from None
+
     def _append_sqlite(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
         with self._engine.connect() as raw:
             # Driver-level autocommit so that our explicit BEGIN IMMEDIATE is the transaction: it takes
@@ -213,38 +230,16 @@ class AuditLog:
     def _insert(
         conn: Connection, prepared: Sequence[PreparedEvent], head_seq: int, head_hash: bytes
     ) -> list[AppendReceipt]:
-        rows: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
-        receipts: list[AppendReceipt] = []
-        prev = head_hash
-        seq = head_seq
-        for item in prepared:
-            seq += 1
-            entry = chain_hash(prev, item.body)
-            ev = item.event
-            rows.append(
-                {
-                    "seq": seq,
-                    "occurred_at": ev.occurred_at,
-                    "kind": ev.kind,
-                    "outcome": ev.outcome.value,
-                    "actor": ev.actor,
-                    "actor_org": ev.actor_org,
-                    "scenario": ev.scenario,
-                    "dataset": ev.dataset,
-                    "body": item.body.decode("utf-8"),
-                    "prev_hash": prev,
-                    "entry_hash": entry,
-                    "leaf_hash": item.leaf_hash,
-                }
-            )
-            refs.extend({"subject_ref": ref, "seq": seq} for ref in dict.fromkeys(ev.subject_refs))
-            receipts.append(AppendReceipt(seq=seq, entry_hash=entry))
-            prev = entry
+        rows, refs, receipts = event_rows(prepared, head_seq, head_hash)
         conn.execute(audit_events.insert(), rows)
         if refs:
             conn.execute(audit_subject_refs.insert(), refs)
-        conn.execute(audit_head.update().where(audit_head.c.id == HEAD_ID).values(seq=seq, entry_hash=prev))
+        prev = receipts[-1].entry_hash
+        conn.execute(
+            audit_head.update()
+            .where(audit_head.c.id == HEAD_ID)
+            .values(seq=receipts[-1].seq, entry_hash=prev)
+        )
         return receipts
 
     # -- reading --------------------------------------------------------------------------------------
@@ -314,6 +309,45 @@ class AuditLog:
         if row is None:
             raise KeyError(seq)
         return AuditEvent.from_body(json.loads(row.body)), bytes(row.entry_hash), bytes(row.leaf_hash)
+
+
+def event_rows(
+    prepared: Sequence[PreparedEvent], head_seq: int = 0, head_hash: bytes = GENESIS_HASH
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[AppendReceipt]]:
+    """The ``audit_events`` and ``audit_subject_refs`` rows for events appended after ``head_seq``.
+
+    What :class:`AuditLog` inserts, exposed so a benchmark can insert exactly the same rows raw (its
+    peer: no head lock, no chain bookkeeping) at the same durability setting.
+    """
+    rows: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    receipts: list[AppendReceipt] = []
+    prev = head_hash
+    seq = head_seq
+    for item in prepared:
+        seq += 1
+        entry = chain_hash(prev, item.body)
+        ev = item.event
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": ev.occurred_at,
+                "kind": ev.kind,
+                "outcome": ev.outcome.value,
+                "actor": ev.actor,
+                "actor_org": ev.actor_org,
+                "scenario": ev.scenario,
+                "dataset": ev.dataset,
+                "body": item.body.decode("utf-8"),
+                "prev_hash": prev,
+                "entry_hash": entry,
+                "leaf_hash": item.leaf_hash,
+            }
+        )
+        refs.extend({"subject_ref": ref, "seq": seq} for ref in dict.fromkeys(ev.subject_refs))
+        receipts.append(AppendReceipt(seq=seq, entry_hash=entry))
+        prev = entry
+    return rows, refs, receipts
 
 
 def iter_leaf_hashes(engine: Engine, first_seq: int, last_seq: int, chunk: int = 10_000) -> Iterator[bytes]:

@@ -88,10 +88,93 @@ class AuditHeadRow(AuditBase):
     __table_args__ = (CheckConstraint(f"id = {HEAD_ID}", name="ck_audit_head_single_row"),)
 
 
+# -- supervision: complaints, incidents, archives -----------------------------------------------------
+# Ordinary (mutable) case-management tables: an incident moves through its states, and every move is
+# also an audit event, so the history is in the append-only log even though these rows change. No
+# column holds plain personal data: the complainant is present only as a keyed ref (``subject_ref``), and
+# free text is refused when it looks like an ID or mobile number (PIPL Art. 51; see audit.complaints).
+
+
+class ComplaintRow(AuditBase):
+    __tablename__ = "audit_complaints"
+
+    complaint_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    subject_ref: Mapped[str] = mapped_column(String(96), index=True)
+    ticket: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    received_by: Mapped[str] = mapped_column(String(256))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    incident_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class IncidentRow(AuditBase):
+    __tablename__ = "audit_incidents"
+
+    incident_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    complaint_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    opened_by: Mapped[str] = mapped_column(String(256))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(256))
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    closed_by: Mapped[str | None] = mapped_column(String(256))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The Merkle tree the attached inclusion proofs are against (RFC 9162 §2.1.3).
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+
+
+class IncidentEvidenceRow(AuditBase):
+    __tablename__ = "audit_incident_evidence"
+
+    incident_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("audit_incidents.incident_id"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+    proof: Mapped[str] = mapped_column(Text)  # JSON list of hex sibling hashes, bottom-up
+
+
+class IncidentStepRow(AuditBase):
+    __tablename__ = "audit_incident_steps"
+
+    step_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("audit_incidents.incident_id"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(256))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ArchiveRow(AuditBase):
+    __tablename__ = "audit_archives"
+
+    archive_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    range_root: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(256))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 metadata = AuditBase.metadata
 audit_events = cast(Table, AuditEventRow.__table__)
 audit_subject_refs = cast(Table, AuditSubjectRefRow.__table__)
 audit_head = cast(Table, AuditHeadRow.__table__)
+audit_complaints = cast(Table, ComplaintRow.__table__)
+audit_incidents = cast(Table, IncidentRow.__table__)
+audit_incident_evidence = cast(Table, IncidentEvidenceRow.__table__)
+audit_incident_steps = cast(Table, IncidentStepRow.__table__)
+audit_archives = cast(Table, ArchiveRow.__table__)
 
 _PROTECTED: Final = ("audit_events", "audit_subject_refs")
 

@@ -452,6 +452,7 @@ _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
     ("rv_big_data", "曹阳（区大数据中心）", "admission_reviewer", _COUNTY[0], "big_data", "big_data_centre"),
     ("supervisor", "郑红（区纪委监委）", "supervisor", _COUNTY[0], None, None),
     ("auditor", "钱伟（区审计局）", "auditor", _COUNTY[0], None, None),
+    ("platform_admin", "马骏（区大数据中心平台管理员）", "platform_admin", _COUNTY[0], None, None),
 )
 
 

@@ -8,9 +8,10 @@ The pattern (used by grants, policy, masking, supervision and admission routes):
         uow.record(change)
     return ...
 
-``unit_of_work`` runs the library calls, then appends every recorded change to the audit log (durably), and
-only then commits. If the log cannot be written the transaction is rolled back and the caller gets 503: an
-administrative change nobody can account for never happens (fail closed). Library errors become the one
+``unit_of_work`` runs the library calls, then appends every recorded change to the audit log IN THE SAME
+transaction, and commits both: the change and its record are durable together or not at all. If the log
+cannot be written everything is rolled back and the caller gets 503: an administrative change nobody can
+account for never happens (fail closed). Library errors become the one
 JSON error shape with a fitting status.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,11 +34,11 @@ from admission.errors import (
     RegistrationNotFound,
     SeparationOfDuties,
 )
-from audit import AuditEvent
+from audit import AuditEvent, AuditLog, AuditUnavailable
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
 from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError
-from gateway.pipeline import authenticate, record_audit
+from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from masking.errors import MaskingError, UnknownDatasetError
 from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
@@ -113,6 +114,25 @@ class UnitOfWork:
             return await asyncio.to_thread(fn, self.session)
 
 
+def _append_in_session(session: Session, events: Sequence[AuditEvent]) -> None:
+    """Write the audit events in the session's own transaction: the change and its record (PIPL Art. 56)
+    commit together or not at all. (A separate appender transaction would also deadlock on SQLite, whose
+    single write lock this session already holds.)"""
+    if not events:
+        return
+    try:
+        AuditLog(session.get_bind().engine).append_within(session.connection(), events)
+    except AuditUnavailable:
+        _log.error("audit append in the unit of work failed; refusing the change")
+        raise AuditLogUnavailable() from None
+
+
+def _begin(session: Session) -> None:
+    if session.get_bind().dialect.name == "sqlite":
+        # Hold the write lock from the start: never upgrade a read lock under contention (SQLITE_BUSY).
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 @asynccontextmanager
 async def unit_of_work(
     runtime: Runtime, principal: Principal | None, request_id: str | None = None
@@ -120,6 +140,7 @@ async def unit_of_work(
     session = runtime.sessions()
     uow = UnitOfWork(session=session, principal=principal, request_id=request_id)
     try:
+        await asyncio.to_thread(_begin, session)
         with domain_errors():
             yield uow
         events = [
@@ -131,18 +152,8 @@ async def unit_of_work(
             )
             for change in uow.changes
         ] + uow.events
-        for event in events:
-            await record_audit(runtime, event)
-        try:
-            await asyncio.to_thread(session.commit)
-        except Exception:
-            # The log already says the change happened; say it did not, then refuse.
-            _log.error("commit failed after the change was audited; recording the rollback")
-            await record_audit(
-                runtime,
-                change_event({"kind": "admin.rolled_back", "actor": "system", "request_id": request_id}),
-            )
-            raise
+        await asyncio.to_thread(_append_in_session, session, events)
+        await asyncio.to_thread(session.commit)
     except AuditLogUnavailable:
         await asyncio.to_thread(session.rollback)
         raise

@@ -74,7 +74,7 @@ def db_current() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    workers: Annotated[int, typer.Option(help="worker processes (each polls the shared state)", min=1)] = 1,
 ) -> None:
     """Run the gateway (refuses to start on an unmigrated database)."""
     import uvicorn
@@ -90,6 +90,14 @@ def serve(
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
+    # Each worker process builds its own Settings (and runtime) from the environment, so the address given
+    # here must reach it that way: the development IdP's issuer URL is derived from it.
+    if host:
+        os.environ["GRASSROOTS_HOST"] = host
+    if port:
+        os.environ["GRASSROOTS_PORT"] = str(port)
+    if workers > 1:
+        _create_keys_once(settings)
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -99,6 +107,22 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+def _create_keys_once(settings: Settings) -> None:
+    """Create missing development key files before the workers start, so they never race to create them."""
+    from audit import CheckpointSigner
+    from gateway.keys import audit_hmac_key, load_masking_keyring
+    from gateway.upstream import load_or_create_ed25519
+
+    audit_hmac_key(settings)
+    load_masking_keyring(settings)
+    load_or_create_ed25519(settings.effective_service_key_path)
+    CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
+    if settings.dev_idp_enabled:
+        from gateway.wiring import dev_identity_provider
+
+        dev_identity_provider(settings).jwks()
 
 
 @app.command("dev-users")

@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.runtime import Runtime
 from gateway.upstream import UpstreamTarget
-from masking import MaskingPlan, mask_record
+from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
 
 _log = logging.getLogger("gateway.pipeline")
@@ -256,6 +256,28 @@ def mask(records: Iterable[Mapping[str, Any]], plan: MaskingPlan) -> list[dict[s
     return [mask_record(record, plan) for record in records]
 
 
+def guard_reidentification(
+    result: KAnonymityResult, facts: AuditFacts, min_records: int
+) -> list[dict[str, Any]]:
+    """Stage 6, last step: a large list must stay k-anonymous over the catalog's quasi-identifiers
+    after masking (GB/T 37964-2019 §A.2); it is generalised further, or refused with a reason."""
+    generalised = {name: step for name, step in result.steps.items() if step}
+    if generalised:
+        facts.details["reidentification_guard"] = {"k": result.k, "generalised": generalised}
+    if not result.ok:
+        facts.alerts.append("reidentification_risk")
+        facts.details["reidentification_guard"] = {"k": result.k, "smallest_class": result.smallest_class}
+        raise Forbidden(
+            f"{result.reason_zh}。请把每页条数减少到 {min_records - 1} 条以内后重试；"
+            "确需成批数据的，请联系数据管理员。",
+            f"{result.reason_en}. Ask for at most {min_records - 1} records per page, "
+            "or contact the data steward for bulk data.",
+            code="reidentification_risk",
+            extra={"k": result.k, "max_page_size": min_records - 1},
+        )
+    return result.records
+
+
 async def record_audit(runtime: Runtime, event: AuditEvent) -> None:
     """Stage 7: append the event and wait until it is durably committed; fail closed with 503."""
     started = time.perf_counter()
@@ -422,10 +444,16 @@ async def _authorized_path(
             profile=obligations.masking_profile,
         )
         masked = mask(projected, plan)
-        masked, drift = runtime.scan_free_text(request.dataset, masked)
-    if drift:
-        facts.alerts.append("catalog_drift")
-        facts.details["catalog_drift"] = drift
+        masked, drift = runtime.scan_free_text(request.dataset, masked, plan)
+        if drift:
+            facts.alerts.append("catalog_drift")
+            facts.details["catalog_drift"] = drift
+        if request.record_id is None:
+            masked = guard_reidentification(
+                runtime.reidentification_guard(request.dataset, masked),
+                facts,
+                runtime.settings.kanon_min_records,
+            )
     facts.details["grant_id"] = obligations.grant_id
     facts.details["masking_profile"] = obligations.masking_profile
 

@@ -3,7 +3,8 @@
 The gateway is the only package that knows all four libraries; this is where it wires them: the policy
 engine over the grant index, the admission status snapshot over the registry, the masking catalog and
 rules, the audit appender, the upstream client. Shared state that other processes can change (grants,
-system status) is re-read when its version row moves, polled every ``policy_refresh_interval_s``.
+system status, the masking catalog and rules) is re-read when its version row moves, polled every
+``policy_refresh_interval_s``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from admission import AdmissionRepository, StatusSnapshot, load_status_snapshot, registry_version
+from admission import (
+    AdmissionRepository,
+    RoutingVerdict,
+    StatusSnapshot,
+    load_status_snapshot,
+    registry_version,
+)
 from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
@@ -30,12 +37,18 @@ from gateway.telemetry import Telemetry
 from gateway.upstream import UpstreamClient, UpstreamTarget
 from masking import Catalog, FreeTextScanner, KeyRing, MaskingPlan, RuleSet, SemanticType, plan_masking
 from masking.catalog import DatasetSpec
-from policies import GrantIndex, GrantRepository, PolicyEngine
+from masking.dlp import scan_response
+from masking.kanon import KAnonymityResult, guard_release
+from masking.stewardship import EffectiveMasking, MaskingDocuments, load_effective, masking_version
+from policies import GrantIndex, GrantRepository, PolicyEngine, PolicyFileError
 from policies.permissions import PermissionModel
 from policies.quotas import SqlQuotaCounter, quota_day
 from policies.scenarios import ScenarioCatalog
 
 _log = logging.getLogger("gateway.runtime")
+
+#: The version row a policy-file reload bumps; every process polls it and re-reads its files.
+POLICY_FILES_VERSION = "policy_files"
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,16 @@ def dataset_view(spec: DatasetSpec) -> DatasetView | None:
 
 
 @dataclass(frozen=True)
+class _MaskingState:
+    """The effective catalog and rules (baseline + approved changes) and everything derived from them;
+    swapped as one object when the ``masking_versions`` row moves, so a request sees one state."""
+
+    effective: EffectiveMasking
+    datasets: Mapping[str, DatasetView | None]
+    plans: dict[tuple[str, tuple[str, ...], str, str, str], MaskingPlan]
+
+
+@dataclass(frozen=True)
 class _Routes:
     snapshot: StatusSnapshot
     targets: Mapping[str, UpstreamTarget]
@@ -92,8 +115,6 @@ class Runtime:
         scenarios: ScenarioCatalog,
         keys: KeyRing | None = None,
         scanner: FreeTextScanner | None = None,
-        free_text: Callable[[str, list[dict[str, Any]]], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
-        | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -103,19 +124,18 @@ class Runtime:
         self.appender = appender
         self.pseudonymizer = pseudonymizer
         self.telemetry = telemetry
-        self.catalog = catalog
-        self.rules = rules
+        # The catalog and rules given are the baseline; stewards' approved changes apply on top.
+        self.masking_baseline = MaskingDocuments.of(catalog, rules)
         self.quotas = SqlQuotaCounter(self.sessions)
-        self._datasets = {name: dataset_view(spec) for name, spec in catalog.datasets.items()}
         self.keys = keys
         self.scanner = scanner
-        self._free_text = free_text
-        self._plans: dict[tuple[str, tuple[str, ...], str, str, str], MaskingPlan] = {}
         self._lock = threading.Lock()
         now = datetime.now(UTC)
         with self.sessions() as session:
             grants = GrantIndex.from_repository(GrantRepository(session), now)
             self._routes = self._load_routes(session)
+            self._masking = self._load_masking(session)
+            self._files_version = GrantRepository(session).policy_version(POLICY_FILES_VERSION)
         self._policy = PolicyEngine(permissions, scenarios, grants, quotas=self.quotas)
         self._refresher: asyncio.Task[None] | None = None
         self.last_refresh = time.monotonic()
@@ -125,20 +145,47 @@ class Runtime:
     def policy(self) -> PolicyEngine:
         return self._policy
 
+    def reload_policy(self, actor: str = "system") -> dict[str, Any]:
+        """Re-read model.conf, permissions.csv and scenarios.toml and swap the engine without a restart.
+
+        All three validate or nothing changes (``PolicyFileError`` names file and line); a request in
+        flight keeps the engine it started with. Returns the change event (before/after digests)."""
+        with self._lock:
+            fresh, change = self._policy.reloaded(actor)
+            self._policy = fresh
+        return change
+
     def refresh(self) -> None:
         """Re-read grants and system status if their version rows moved (cheap when nothing changed)."""
         now = datetime.now(UTC)
         with self.sessions() as session:
-            self._policy.refresh_grants(GrantRepository(session), now)
+            repository = GrantRepository(session)
+            files_version = repository.policy_version(POLICY_FILES_VERSION)
+            if files_version != self._files_version:
+                # Another process (or this one) reloaded the policy files: pick them up here too.
+                self._files_version = files_version
+                try:
+                    self.reload_policy()
+                except PolicyFileError as exc:
+                    _log.error("policy files changed but do not validate; old policy kept: %s", exc)
+            self._policy.refresh_grants(repository, now)
             if registry_version(session) != self._routes.snapshot.version:
                 self._routes = self._load_routes(session)
+            if masking_version(session) != self._masking.effective.version:
+                self._masking = self._load_masking(session)
         self.last_refresh = time.monotonic()
 
     async def start(self) -> None:
         await self.upstream.start()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="policy-refresh")
+        from gateway.supervision_tasks import start_supervision_tasks
+
+        self._supervision = start_supervision_tasks(self)
 
     async def stop(self) -> None:
+        from gateway.supervision_tasks import stop_supervision_tasks
+
+        await stop_supervision_tasks(getattr(self, "_supervision", None))
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,10 +224,34 @@ class Runtime:
                 )
         return _Routes(snapshot=snapshot, targets=targets)
 
+    # -- masking state: catalog and rules as managed data --------------------------------------
+
+    def _load_masking(self, session: Session) -> _MaskingState:
+        effective = load_effective(session, self.masking_baseline)
+        if effective.skipped:
+            _log.error(
+                "approved masking changes no longer apply to the packaged catalog/rules: %s",
+                ", ".join(effective.skipped),
+            )
+        datasets = {name: dataset_view(spec) for name, spec in effective.catalog.datasets.items()}
+        return _MaskingState(effective=effective, datasets=datasets, plans={})
+
+    @property
+    def masking(self) -> EffectiveMasking:
+        return self._masking.effective
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._masking.effective.catalog
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._masking.effective.rules
+
     # -- what the pipeline asks -----------------------------------------------------------------
 
     def dataset(self, name: str) -> DatasetView | None:
-        return self._datasets.get(name)
+        return self._masking.datasets.get(name)
 
     def route(self, dataset: str, now: datetime) -> UpstreamTarget:
         """The admitted system that provides ``dataset``; refuses (naming the system) when not admitted."""
@@ -203,16 +274,24 @@ class Runtime:
             )
         return target
 
+    def system_verdict(self, system_id: str, now: datetime) -> RoutingVerdict:
+        """May this admitted system be served right now (its own calls to the gateway)? The same live
+        snapshot as ``route``, so a suspension reaches every process within one poll interval."""
+        self._check_fresh()
+        return self._routes.snapshot.verdict(system_id, now)
+
     def masking_plan(
         self, *, dataset: str, fields: tuple[str, ...], role: str, scenario: str, profile: str
     ) -> MaskingPlan:
-        """Plans are pure functions of their inputs, so each distinct one is built once per process."""
+        """Plans are pure functions of their inputs, so each distinct one is built once per masking state
+        (the cache lives in the state object, so a catalog or rules change empties it)."""
+        state = self._masking
         key = (dataset, fields, role, scenario, profile)
-        plan = self._plans.get(key)
+        plan = state.plans.get(key)
         if plan is None:
             plan = plan_masking(
-                self.catalog,
-                self.rules,
+                state.effective.catalog,
+                state.effective.rules,
                 dataset=dataset,
                 fields=fields,
                 role=role,
@@ -221,16 +300,41 @@ class Runtime:
                 keys=self.keys,
                 scanner=self.scanner,
             )
-            if len(self._plans) < 4096:
-                self._plans[key] = plan
+            if len(state.plans) < 4096:
+                state.plans[key] = plan
         return plan
 
     def scan_free_text(
-        self, dataset: str, records: list[dict[str, Any]]
+        self, dataset: str, records: list[dict[str, Any]], plan: MaskingPlan | None = None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        if self._free_text is None:
+        """Response DLP: scan what is not masked by classification; count each drift alert in a metric
+        naming dataset and field (never a value) so the steward can classify the field."""
+        if self.scanner is None:
             return records, []
-        return self._free_text(dataset, records)
+        masked, alerts = scan_response(
+            self.catalog,
+            dataset,
+            records,
+            self.scanner,
+            protected=plan.protected_fields if plan is not None else None,
+        )
+        for alert in alerts:
+            self.telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})
+        return masked, [
+            {"dataset": a.dataset, "field": a.field, "entity_type": a.entity_type, "count": a.count}
+            for a in alerts
+        ]
+
+    def reidentification_guard(self, dataset: str, records: list[dict[str, Any]]) -> KAnonymityResult:
+        """k-anonymity over the catalog's quasi-identifiers, for list responses of at least
+        ``kanon_min_records`` records (GB/T 37964-2019 §A.2)."""
+        return guard_release(
+            self.catalog,
+            dataset,
+            records,
+            k=self.settings.kanon_k,
+            min_records=self.settings.kanon_min_records,
+        )
 
     def consume_quota(self, user_id: str, scenario: str, count: int, now: datetime) -> None:
         if count > 0:

@@ -8,6 +8,12 @@ from sqlalchemy import MetaData
 def all_metadata() -> list[MetaData]:
     import admission.tables
     import audit.tables
+    import masking.tables
     import policies.tables
 
-    return [policies.tables.metadata, audit.tables.metadata, admission.tables.metadata]
+    return [
+        policies.tables.metadata,
+        audit.tables.metadata,
+        admission.tables.metadata,
+        masking.tables.metadata,
+    ]

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     policy_refresh_interval_s: float = Field(
         0.5, description="how often a process re-reads the policy and registry versions"
     )
+    # Policy-as-code files (reviewed data). Default: the files shipped in policies/.
+    policy_model_path: Path | None = Field(None, description="casbin model (model.conf)")
+    permissions_path: Path | None = Field(None, description="role permissions (permissions.csv)")
+    scenarios_path: Path | None = Field(None, description="scenario catalog (scenarios.toml)")
+    # Re-identification guard (issue 4): list responses of at least kanon_min_records records must be
+    # kanon_k-anonymous over the catalog's quasi-identifiers after masking. k = 3 caps the chance of
+    # singling a resident out at 1/3 for readers who are already access-controlled officials.
+    kanon_k: int = Field(3, ge=2, le=50, description="k of the k-anonymity guard")
+    kanon_min_records: int = Field(50, ge=2, description="list responses this large are k-checked")
 
     # Telemetry.
     otel_exporter: Literal["none", "otlp", "console"] = "none"

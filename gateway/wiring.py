@@ -16,7 +16,6 @@ from gateway.settings import RunMode, Settings
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import ServiceTokenSigner, UpstreamClient, load_or_create_ed25519
 from masking import load_catalog, load_rules
-from masking.dlp import scan_response
 from masking.freetext import FreeTextScanner
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
@@ -49,18 +48,6 @@ def build_runtime(settings: Settings) -> Runtime:
     catalog = load_catalog()
     scanner = FreeTextScanner()
 
-    def free_text(
-        dataset: str, records: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        masked, alerts = scan_response(catalog, dataset, records, scanner)
-        if alerts:
-            for alert in alerts:
-                telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})
-        return masked, [
-            {"dataset": a.dataset, "field": a.field, "entity_type": a.entity_type, "count": a.count}
-            for a in alerts
-        ]
-
     return Runtime(
         settings=settings,
         engine=engine,
@@ -80,11 +67,10 @@ def build_runtime(settings: Settings) -> Runtime:
         telemetry=telemetry,
         catalog=catalog,
         rules=load_rules(),
-        permissions=load_permissions(),
-        scenarios=load_scenarios(),
+        permissions=load_permissions(settings.policy_model_path, settings.permissions_path),
+        scenarios=load_scenarios(settings.scenarios_path),
         keys=load_masking_keyring(settings),
         scanner=scanner,
-        free_text=free_text,
     )
 
 

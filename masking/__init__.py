@@ -3,6 +3,18 @@ Chinese-native operators, keys, free-text PII detection (presidio) and response 
 
 A library: plain data in and out; imports no other package of the project.
 presidio/spaCy are imported only when a `FreeTextScanner` is created.
+
+Modules beyond the re-exports below:
+
+* `masking.stewardship` — the catalog, tags and rules as managed data: `StewardshipService.propose /
+  approve / reject` (four-eyes; department and platform-admin checks), `load_effective(session,
+  baseline)` (packaged files + approved changes), `masking_version(session)` (the polled version row).
+  Tables in `masking.tables` (`metadata`).
+* `masking.kanon` — `guard_release(catalog, dataset, records, k=, min_records=)`: the re-identification
+  guard on masked values, with generalisation ladders per semantic type (`ladder_for`).
+* `masking.corpus` — `labelled_corpus(n, seed)` and `score(scan, corpus)`: the generated labelled
+  corpus on which `FreeTextScanner.scan` and a stock presidio `AnalyzerEngine`
+  (`FreeTextScanner.scan_with_engine`) are measured side by side.
 """
 
 from masking.catalog import Catalog, DatasetSpec, FieldSpec, Level, SemanticType, load_catalog
@@ -19,7 +31,7 @@ from masking.errors import (
 )
 from masking.ff1 import FF1
 from masking.freetext import Finding, FreeTextScanner
-from masking.kanon import KAnonymityResult, enforce_k_anonymity, smallest_class
+from masking.kanon import KAnonymityResult, enforce_k_anonymity, guard_release, ladder_for, smallest_class
 from masking.keys import KeyRing, parse_kek, read_kek
 from masking.operators import (
     OPERATORS,
@@ -69,6 +81,8 @@ __all__ = [
     "enforce_k_anonymity",
     "ff1_id_reveal",
     "get_operator",
+    "guard_release",
+    "ladder_for",
     "load_catalog",
     "load_rules",
     "mask_record",

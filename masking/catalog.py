@@ -27,8 +27,11 @@ __all__ = [
     "FieldSpec",
     "Level",
     "SemanticType",
+    "catalog_document",
+    "catalog_from_document",
     "load_catalog",
     "max_level",
+    "packaged_catalog_document",
 ]
 
 
@@ -45,6 +48,13 @@ class Level(enum.IntEnum):
     @property
     def label_zh(self) -> str:
         return _LEVEL_LABELS_ZH[self]
+
+    @property
+    def document_value(self) -> int | str:
+        """How the level is written in a catalog or rules document: 1–4, "important" or "core"."""
+        if self <= Level.L4:
+            return int(self)
+        return "important" if self is Level.IMPORTANT else "core"
 
     @classmethod
     def parse(cls, raw: object) -> Level:
@@ -193,6 +203,50 @@ def parse_catalog(text: str, *, source: str = "<memory>") -> Catalog:
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(source, "<toml>", "TOML 语法错误", f"TOML syntax error: {exc}") from None
     return _Builder(source).build(doc)
+
+
+def packaged_catalog_document() -> dict[str, Any]:
+    """The packaged catalog as a plain document (the baseline stewards' approved changes apply to)."""
+    text = resources.files("masking").joinpath("data/catalog.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def catalog_from_document(doc: Mapping[str, Any], *, source: str = "<document>") -> Catalog:
+    """Validate a catalog document (the TOML file's shape, e.g. after approved changes) into a Catalog."""
+    return _Builder(source).build(doc)
+
+
+def catalog_document(catalog: Catalog) -> dict[str, Any]:
+    """The inverse of `catalog_from_document`: a JSON- and TOML-ready document of `catalog`."""
+    return {
+        "schema_version": 1,
+        "tags": {"base": sorted(catalog.base_tags), "dynamic": sorted(catalog.dynamic_tags)},
+        "datasets": {
+            name: {
+                "title": spec.title,
+                "owner_department": spec.owner_department,
+                "provider_system": spec.provider_system,
+                "record_id_field": spec.record_id_field,
+                "tags": sorted(spec.tags),
+                "fields": {fname: _field_document(f) for fname, f in spec.fields.items()},
+            }
+            for name, spec in catalog.datasets.items()
+        },
+    }
+
+
+def _field_document(spec: FieldSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "title": spec.title,
+        "level": spec.level.document_value,
+        "semantic_type": spec.semantic_type.value,
+        "tags": sorted(spec.tags),
+    }
+    if spec.allowed_values:
+        doc["allowed_values"] = list(spec.allowed_values)
+    if spec.quasi_identifier:
+        doc["quasi_identifier"] = True
+    return doc
 
 
 class _Builder:

@@ -9,7 +9,7 @@ Fields at level 3+ were already masked by their rule and are not scanned again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,13 +44,17 @@ def scan_response(
     dataset: str,
     records: Iterable[Mapping[str, object]],
     scanner: Scanner,
+    *,
+    protected: Collection[str] | None = None,
 ) -> tuple[list[dict[str, object]], list[DriftAlert]]:
     """Scan and mask `records` (already masked by their plan); returns the records and drift alerts.
 
     Strings nested in lists or dicts are scanned too and reported under the top-level field name.
+    `protected` (e.g. `MaskingPlan.protected_fields`) overrides the catalog's level-3+ fields.
     """
     spec = catalog.dataset(dataset)
-    protected = {name for name, f in spec.fields.items() if f.level >= Level.L3}
+    if protected is None:
+        protected = {name for name, f in spec.fields.items() if f.level >= Level.L3}
     counts: Counter[tuple[str, str]] = Counter()
     out: list[dict[str, object]] = []
     for record in records:

@@ -83,3 +83,31 @@ class UnmaskError(MaskingError):
     """Decryption was refused or failed (tampered envelope, wrong context, missing capability)."""
 
     code = "unmask_refused"
+
+
+class StewardshipError(MaskingError):
+    """A proposed catalog, tag or rule change cannot be made (invalid, or not allowed as asked)."""
+
+    code = "masking_change_invalid"
+
+
+class ProposalNotFoundError(StewardshipError):
+    code = "masking_proposal_not_found"
+
+    def __init__(self, proposal_id: str) -> None:
+        super().__init__(
+            f"变更申请“{proposal_id}”不存在", f"there is no masking change proposal {proposal_id!r}"
+        )
+        self.proposal_id = proposal_id
+
+
+class StewardshipForbiddenError(StewardshipError):
+    """The person may not propose or decide this change (wrong department, self-approval, base tag)."""
+
+    code = "masking_change_forbidden"
+
+
+class ProposalConflictError(StewardshipError):
+    """The proposal is no longer pending, or what it changes was changed by another approval since."""
+
+    code = "masking_change_conflict"

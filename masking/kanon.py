@@ -7,11 +7,22 @@ is refused with a reason.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Generaliser", "KAnonymityResult", "enforce_k_anonymity", "smallest_class"]
+from masking.catalog import Catalog, SemanticType
+from masking.operators import generalise_address
+
+__all__ = [
+    "Generaliser",
+    "KAnonymityResult",
+    "enforce_k_anonymity",
+    "guard_release",
+    "ladder_for",
+    "smallest_class",
+]
 
 Generaliser = Callable[[object], object]
 
@@ -42,13 +53,16 @@ def enforce_k_anonymity(
     k: int,
     min_records: int = 0,
     ladders: Mapping[str, Sequence[Generaliser]] | None = None,
+    allow_suppression: bool = True,
 ) -> KAnonymityResult:
     """Generalise until k-anonymous, or refuse.
 
     Responses with fewer than `min_records` records are returned unchanged (a cadre reading one
     household is not a release). `ladders[q]` lists increasingly coarse generalisers for
     quasi-identifier `q`; step i applies `ladders[q][i-1]` to the original value. A quasi-identifier
-    with no ladder can only be suppressed as a whole, which is its final step.
+    with no ladder can only be suppressed as a whole, which is its final step — unless
+    `allow_suppression` is False, when the top of its ladder is the last step and a response still
+    not k-anonymous there is refused.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
@@ -57,7 +71,8 @@ def enforce_k_anonymity(
     steps = {q: 0 for q in quasi_identifiers}
     if len(base) < min_records or not quasi_identifiers:
         return KAnonymityResult(base, True, k, smallest_class(base, quasi_identifiers), steps)
-    tops = {q: len(ladders.get(q, ())) + 1 for q in quasi_identifiers}  # +1: suppression
+    extra = 1 if allow_suppression else 0  # the final step: suppression
+    tops = {q: len(ladders.get(q, ())) + extra for q in quasi_identifiers}
 
     def apply() -> list[dict[str, object]]:
         out = []
@@ -82,10 +97,111 @@ def enforce_k_anonymity(
                 k,
                 smallest_class(current, quasi_identifiers),
                 dict(steps),
-                reason_zh=f"结果集无法满足 {k}-匿名要求，存在重新识别个人的风险，已拒绝返回",
-                reason_en=f"the result cannot be made {k}-anonymous; refused to prevent re-identification",
+                reason_zh=(
+                    f"本次查询结果中，有的居民按出生年代、住址等信息组合后少于 {k} 人，"
+                    "可能被单独认出，为保护居民隐私已拒绝返回"
+                ),
+                reason_en=(
+                    f"some residents in this result share their birth period, address and similar details "
+                    f"with fewer than {k} others and could be singled out; refused to protect their privacy"
+                ),
             )
         q = max(open_qs, key=lambda name: len({repr(r.get(name)) for r in current}))
         steps[q] += 1
         current = apply()
     return KAnonymityResult(current, True, k, smallest_class(current, quasi_identifiers), dict(steps))
+
+
+# --- ladders on already-masked values ---------------------------------------------------------------
+#
+# The guard runs after masking (issue 4), so its inputs are what the operators produced: a date as
+# "1957-03-02", "1957-03" or "1957"; an age bucket "60-69" or "80+"; an address cut at some level; a
+# 12-digit division code. Each ladder coarsens one step further than the mask did (GB/T 37964-2019
+# §A.2.2 generalisation); a value a step cannot read is kept as it is (it was already coarse or redacted).
+
+_DATE = re.compile(r"(\d{4})(?:-\d{2}(?:-\d{2})?)?", re.ASCII)
+_BUCKET = re.compile(r"(\d{1,3})-(\d{1,3})", re.ASCII)
+_CODE = re.compile(r"\d{12}", re.ASCII)
+
+
+def _year(value: object) -> object:
+    if isinstance(value, str) and (m := _DATE.fullmatch(value)):
+        return m.group(1)
+    return value
+
+
+def _period(width: int) -> Generaliser:
+    def generalise(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if m := _DATE.fullmatch(value):
+            low = int(m.group(1)) - int(m.group(1)) % width
+            return f"{low}-{low + width - 1}"
+        if m := _BUCKET.fullmatch(value):
+            low = int(m.group(1)) - int(m.group(1)) % width
+            return f"{low}-{low + width - 1}"
+        return value
+
+    return generalise
+
+
+def _address(level: str) -> Generaliser:
+    def generalise(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return generalise_address(value, level) or value
+
+    return generalise
+
+
+def _division(significant: int) -> Generaliser:
+    def generalise(value: object) -> object:
+        if isinstance(value, str) and _CODE.fullmatch(value):
+            return value[:significant] + "0" * (12 - significant)
+        return value
+
+    return generalise
+
+
+_LADDERS: dict[SemanticType, tuple[Generaliser, ...]] = {
+    SemanticType.BIRTH_DATE: (_year, _period(10), _period(20)),
+    SemanticType.DATE: (_year, _period(10), _period(20)),
+    SemanticType.AGE: (_period(10), _period(20)),
+    SemanticType.ADDRESS: (_address("township"), _address("county")),
+    SemanticType.DIVISION_CODE: (_division(9), _division(6)),
+}
+
+
+def ladder_for(semantic_type: SemanticType) -> tuple[Generaliser, ...]:
+    """The generalisation steps for values of this semantic type (empty: suppression only)."""
+    return _LADDERS.get(semantic_type, ())
+
+
+def guard_release(
+    catalog: Catalog,
+    dataset: str,
+    records: Sequence[Mapping[str, object]],
+    *,
+    k: int,
+    min_records: int,
+    allow_suppression: bool = False,
+) -> KAnonymityResult:
+    """The re-identification guard for one response: k-anonymity over the catalog's declared
+    quasi-identifiers that the response carries, generalising along `ladder_for` each one's type.
+
+    Suppression is off by default: the scenario grant lists a field because the purpose needs it, so
+    silently blanking it would hand the reader something other than what was approved; refusing tells
+    them to narrow the request instead.
+    """
+    spec = catalog.dataset(dataset)
+    present = {name for record in records for name in record}
+    quasi = [q for q in spec.quasi_identifiers if q in present]
+    ladders = {q: ladder_for(spec.fields[q].semantic_type) for q in quasi}
+    return enforce_k_anonymity(
+        records,
+        quasi,
+        k=k,
+        min_records=min_records,
+        ladders=ladders,
+        allow_suppression=allow_suppression,
+    )

@@ -229,3 +229,31 @@ class KeyRing:
     def __reduce__(self) -> str | tuple[Any, ...]:
         # Refuse pickling: a pickle would carry the KEK in clear.
         raise TypeError("KeyRing cannot be pickled; store to_json() and the KEK separately")
+
+    def for_dry_run(self) -> KeyRing:
+        """A ring for dry-runs: the deterministic operators (HMAC and FF1 pseudonyms) get a throwaway key.
+
+        A dry-run masks whatever sample the steward types in; with the real keys it would be an oracle
+        that turns any guessed ID number into its production pseudonym and so re-identifies
+        pseudonymised data (GB/T 37964-2019 §5: the linking key must stay with its custodian). AES-GCM
+        envelopes use random nonces and reveal nothing, so they use the real key (and can be unmasked
+        with permission, purpose and an audit event, like any other envelope).
+        """
+        return _DryRunKeyRing(self)
+
+
+class _DryRunKeyRing(KeyRing):
+    __slots__ = ("_real",)
+
+    def __init__(self, real: KeyRing) -> None:
+        kek = os.urandom(_KEK_BYTES)
+        stamp = datetime.now(UTC).isoformat()
+        super().__init__(kek, [_DataKey("dryrun", stamp, "active", aes_key_wrap(kek, os.urandom(32)))])
+        self._real = real
+
+    def derive(
+        self, purpose: KeyPurpose, key_id: str | None = None, *, for_encryption: bool
+    ) -> tuple[str, bytes]:
+        if purpose == "aes-gcm":
+            return self._real.derive(purpose, key_id, for_encryption=for_encryption)
+        return super().derive(purpose, None, for_encryption=for_encryption)

@@ -51,6 +51,13 @@ class MaskingPlan:
     def fields(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self._ops)
 
+    @property
+    def protected_fields(self) -> frozenset[str]:
+        """Fields masked by their classification (level 3+) or redacted as uncatalogued; response DLP
+        scans every other string (issue 4). Taken from the plan so DLP and masking agree even when
+        the catalog is swapped between the two."""
+        return frozenset(d.field for d in self.decisions if d.level is None or d.level >= Level.L3)
+
     def decision(self, field: str) -> FieldDecision:
         for d in self.decisions:
             if d.field == field:

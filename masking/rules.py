@@ -19,7 +19,17 @@ from masking.catalog import Level, SemanticType
 from masking.errors import OperatorError, RulesError
 from masking.operators import ParamValue, get_operator
 
-__all__ = ["ANY", "MaskingRule", "RuleSet", "load_rules", "parse_rules"]
+__all__ = [
+    "ANY",
+    "MaskingRule",
+    "RuleSet",
+    "load_rules",
+    "packaged_rules_document",
+    "parse_rules",
+    "rule_document",
+    "rules_document",
+    "rules_from_document",
+]
 
 ANY = "*"
 
@@ -53,6 +63,7 @@ class RuleSet:
     rules: tuple[MaskingRule, ...]
     profiles: frozenset[str]
     source: str = "<memory>"
+    profile_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def match(
         self, *, profile: str, level: Level, semantic_type: SemanticType, role: str, scenario: str
@@ -97,6 +108,17 @@ def parse_rules(text: str, *, source: str = "<memory>") -> RuleSet:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(source, "<toml>", "TOML 语法错误", f"TOML syntax error: {exc}") from None
+    return rules_from_document(doc, source=source)
+
+
+def packaged_rules_document() -> dict[str, Any]:
+    """The packaged rules as a plain document (the baseline approved rule changes apply to)."""
+    text = resources.files("masking").joinpath("data/rules.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def rules_from_document(doc: Mapping[str, Any], *, source: str = "<document>") -> RuleSet:
+    """Validate a rules document (the TOML file's shape) into a RuleSet; raises `RulesError`."""
     if doc.get("schema_version") != 1:
         raise RulesError(
             source, "schema_version", "只支持 schema_version = 1", "only schema_version = 1 is supported"
@@ -110,6 +132,10 @@ def parse_rules(text: str, *, source: str = "<memory>") -> RuleSet:
             source, "profiles", "至少需要定义一个脱敏方案", "at least one profile must be declared"
         )
     profiles = frozenset(profiles_doc)
+    descriptions = {
+        name: str(spec.get("description", "")) if isinstance(spec, dict) else ""
+        for name, spec in profiles_doc.items()
+    }
     raw_rules = doc.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise RulesError(source, "rules", "至少需要一条规则", "at least one [[rules]] entry is required")
@@ -121,7 +147,36 @@ def parse_rules(text: str, *, source: str = "<memory>") -> RuleSet:
             raise RulesError(source, f"rules[{index}] ({rule.id})", "规则标识重复", "duplicate rule id")
         seen.add(rule.id)
         rules.append(rule)
-    return RuleSet(rules=tuple(rules), profiles=profiles, source=source)
+    return RuleSet(rules=tuple(rules), profiles=profiles, source=source, profile_descriptions=descriptions)
+
+
+def rule_document(rule: MaskingRule) -> dict[str, Any]:
+    """One rule in the document shape `rules_from_document` reads (selectors left out match anything)."""
+    doc: dict[str, Any] = {"id": rule.id, "profile": rule.profile, "operator": rule.operator}
+    if rule.params:
+        doc["params"] = dict(rule.params)
+    if rule.levels != frozenset(Level):
+        doc["levels"] = [level.document_value for level in sorted(rule.levels)]
+    if rule.semantic_types is not None:
+        doc["semantic_types"] = sorted(t.value for t in rule.semantic_types)
+    if rule.roles is not None:
+        doc["roles"] = sorted(rule.roles)
+    if rule.scenarios is not None:
+        doc["scenarios"] = sorted(rule.scenarios)
+    if rule.description:
+        doc["description"] = rule.description
+    return doc
+
+
+def rules_document(rules: RuleSet) -> dict[str, Any]:
+    """The inverse of `rules_from_document`, in rule order."""
+    return {
+        "schema_version": 1,
+        "profiles": {
+            name: {"description": rules.profile_descriptions.get(name, "")} for name in sorted(rules.profiles)
+        },
+        "rules": [rule_document(rule) for rule in rules.rules],
+    }
 
 
 def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> MaskingRule:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import re
-from functools import lru_cache
 
 __all__ = [
     "ROOT",
@@ -33,6 +32,7 @@ __all__ = [
 ]
 
 ROOT = "000000000000"
+_ZEROS = ROOT
 
 # Segment end offsets: province, city, county, township, village.
 _BOUNDARIES: tuple[int, ...] = (2, 4, 6, 9, 12)
@@ -51,28 +51,37 @@ class DivisionLevel(enum.IntEnum):
     VILLAGE = 5
 
 
-@lru_cache(maxsize=65536)
 def _parse(code: str) -> tuple[str, int]:
-    """Return (12-digit form, level) or raise ValueError. Cached: codes repeat on every request."""
-    if not isinstance(code, str):
-        raise ValueError("division code must be a string of digits")
-    if len(code) not in _ACCEPTED_LENGTHS or _DIGITS.fullmatch(code) is None:
-        raise ValueError(
-            "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码); "
-            f"got {len(code)} characters"
-        )
-    full = code.ljust(12, "0")
-    if full == ROOT:
-        return ROOT, int(DivisionLevel.NATIONAL)
+    """Return (12-digit form, level) or raise ValueError.
+
+    Not cached: a national deployment has ~620,000 organisations, so a bounded cache thrashes on a
+    uniform stream of callers and a full one costs hundreds of MB; slicing a 12-character string is
+    cheaper than a cache miss (bench/bench_policy.py measures both worlds)."""
+    if type(code) is str and len(code) == 12 and code.isascii() and code.isdigit():
+        full = code
+    else:
+        if not isinstance(code, str):
+            raise ValueError("division code must be a string of digits")
+        if len(code) not in _ACCEPTED_LENGTHS or _DIGITS.fullmatch(code) is None:
+            raise ValueError(
+                "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码); "
+                f"got {len(code)} characters"
+            )
+        full = code.ljust(12, "0")
     if full[:2] == "00":
+        if full == ROOT:
+            return ROOT, 0
         raise ValueError("division code has province segment 00 but is not the national root")
-    level = 0
-    start = 0
-    for i, end in enumerate(_BOUNDARIES, start=1):
-        if full[start:end].strip("0"):
-            level = i
-        start = end
-    return full, level
+    # The level of the last non-zero segment (see the module docstring on 东莞-style codes).
+    if full[9:] != "000":
+        return full, 5
+    if full[6:9] != "000":
+        return full, 4
+    if full[4:6] != "00":
+        return full, 3
+    if full[2:4] != "00":
+        return full, 2
+    return full, 1
 
 
 def normalize(code: str) -> str:
@@ -119,12 +128,18 @@ def parent_of(code: str) -> str | None:
     return ROOT
 
 
-@lru_cache(maxsize=65536)
 def ancestors(code: str) -> tuple[str, ...]:
-    """Every code covering ``code``, root first, ``code`` itself last (at most six)."""
-    chain: list[str] = []
-    current: str | None = normalize(code)
-    while current is not None:
-        chain.append(current)
-        current = parent_of(current)
-    return tuple(reversed(chain))
+    """Every code covering ``code``, root first, ``code`` itself last (at most six).
+
+    Each non-zero segment ends one ancestor: ``441900003000`` gives the root, ``440000000000``,
+    ``441900000000`` and itself, skipping the absent county exactly as :func:`parent_of` does."""
+    full, level = _parse(code)
+    if level == 0:
+        return (ROOT,)
+    chain = [ROOT]
+    start = 0
+    for end in _BOUNDARIES:
+        if full[start:end] != _ZEROS[start:end]:
+            chain.append(full[:end] + _ZEROS[end:])
+        start = end
+    return tuple(chain)

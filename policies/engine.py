@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from policies import divisions
 from policies.errors import PolicyRefused
@@ -26,20 +28,20 @@ from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGr
 from policies.model import AccessRequest, Check, Decision, Obligations, Reason
 from policies.permissions import PermissionModel
 from policies.quotas import QuotaCounter, quota_day
-from policies.reasons import reason
+from policies.reasons import reason as _render_reason
+from policies.reload import PolicyFiles, policy_change
 from policies.scenarios import ScenarioCatalog
 
 __all__ = ["INTERNAL_ERROR", "PolicyEngine"]
 
+# A refusal's wording depends only on its code and labels: render each combination once (a quarter of
+# a refusal's cost otherwise). Reasons are frozen values, so sharing one is safe; bounded, because the
+# unknown-scenario label echoes what the caller sent.
+reason = lru_cache(maxsize=4096)(_render_reason)
+
 _log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Decision(allowed=False, reasons=(reason("internal_error"),), obligations=None)
-
-
-def _grant_order(grant: ScenarioGrant) -> tuple[int, float, str]:
-    """Most specific scope first, then the one lasting longest, then by id (deterministic)."""
-    until = grant.valid_until.timestamp() if grant.valid_until is not None else 0.0
-    return (-int(divisions.level_of(grant.org_scope)), -until, grant.grant_id)
 
 
 class _Trail:
@@ -132,6 +134,22 @@ class PolicyEngine:
             quotas=None,
         )
 
+    def reloaded(self, actor: str = "system") -> tuple[PolicyEngine, dict[str, Any]]:
+        """A new engine over the policy files re-read from the same paths, sharing this engine's grants
+        and quota counter, plus the change event describing the reload.
+
+        Raises ``PolicyFileError`` (file and line) when any file is invalid; nothing is swapped here:
+        the caller replaces its reference, so a request in flight sees the old or the new policy whole.
+        """
+        files = PolicyFiles(self.permissions.model_path, self.permissions.policy_path, self.scenarios.path)
+        change = policy_change(self.permissions, self.scenarios, files, actor)
+        return PolicyEngine(files.permissions, files.scenarios, self.grants, self.quotas), change
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """Digests of the policy files this engine decides by (names the policy version)."""
+        return {"permissions": self.permissions.digest, "scenarios": self.scenarios.digest}
+
     def refresh_grants(self, repository: GrantRepository, now: datetime) -> bool:
         """Swap in a rebuilt index when the ``policy_versions`` row moved; True when it did."""
         current = self.grants
@@ -200,9 +218,8 @@ class PolicyEngine:
         # 6. An active grant covering the caller's organisation for this dataset.
         org = divisions.normalize(subject.org)
         candidates = [g for g in self.grants.lookup(org, scenario.code) if req.dataset in g.datasets]
+        # Already ranked by GrantIndex.lookup: most specific scope, then longest lasting, then id.
         active = [g for g in candidates if g.is_active(req.now)]
-        if len(active) > 1:
-            active.sort(key=_grant_order)
         if not active:
             if any(g.status is GrantStatus.REVOKED for g in candidates):
                 why = reason("grant_revoked", scenario=scenario_label)

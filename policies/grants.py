@@ -19,16 +19,19 @@ at most six ancestor codes, so a lookup costs the same at 600,000 organisations 
 from __future__ import annotations
 
 import enum
+import gc
 import hashlib
+import json
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -56,6 +59,9 @@ _log = logging.getLogger(__name__)
 BREAK_GLASS_MAX_HOURS = 4
 GRANTS_VERSION = "grants"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_AUDITOR = "auditor"
+_READ_ACTIONS = frozenset({"read"})
+_JURISDICTION_ROLES = frozenset({"village_cadre", "grid_worker", "township_officer", "county_officer"})
 
 
 class GrantStatus(enum.StrEnum):
@@ -156,12 +162,13 @@ def _freeze(datasets: Mapping[str, Iterable[str]]) -> Mapping[str, tuple[str, ..
     return MappingProxyType({k: tuple(v) for k, v in datasets.items()})
 
 
-def _from_row(row: GrantRow) -> ScenarioGrant:
+def _from_row(row: Any, datasets: Mapping[str, tuple[str, ...]] | None = None) -> ScenarioGrant:
+    """``row``: a ``GrantRow`` or a plain result row with the same column names."""
     return ScenarioGrant(
         grant_id=row.grant_id,
         scenario=row.scenario,
         org_scope=row.org_scope,
-        datasets=_freeze(row.datasets),
+        datasets=datasets if datasets is not None else _freeze(row.datasets),
         valid_from=row.valid_from,
         valid_until=row.valid_until,
         status=GrantStatus(row.status),
@@ -232,13 +239,29 @@ class GrantRepository:
         """Grants the index needs: approved ones, plus recently ended ones (so a refusal can say
         "expired" or "revoked" rather than "no grant")."""
         horizon = now - timedelta(days=keep_days)
-        stmt = select(GrantRow).where(
+        # Plain rows, not ORM instances: a national reload reads ~100,000 grants, and building and
+        # tracking mapped objects for them would triple the time of a reload (bench/bench_policy.py).
+        columns = [c for c in GrantRow.__table__.columns if c.name != "datasets"]
+        stmt = select(*columns, type_coerce(GrantRow.datasets, Text).label("datasets")).where(
             GrantRow.status.in_(
                 [GrantStatus.APPROVED.value, GrantStatus.REVOKED.value, GrantStatus.EXPIRED.value]
             ),
             GrantRow.valid_until > horizon,
         )
-        return [_from_row(r) for r in self.session.scalars(stmt)]
+        # Grants citing one scenario share a handful of distinct field lists: decode each JSON text
+        # once and share the frozen mapping (immutable, so sharing is safe; it also saves memory).
+        shared: dict[str, Mapping[str, tuple[str, ...]]] = {}
+        grants: list[ScenarioGrant] = []
+        for row in self.session.execute(stmt):
+            raw = row.datasets
+            if isinstance(raw, str):
+                datasets = shared.get(raw)
+                if datasets is None:
+                    datasets = shared[raw] = _freeze(json.loads(raw))
+            else:  # PostgreSQL: the driver has already decoded the json column
+                datasets = _freeze(raw)
+            grants.append(_from_row(row, datasets))
+        return grants
 
     def due_to_expire(self, now: datetime) -> list[ScenarioGrant]:
         stmt = select(GrantRow).where(
@@ -296,6 +319,15 @@ class GrantRepository:
     def get_review(self, review_id: str) -> BreakGlassReview | None:
         row = self.session.get(BreakGlassReviewRow, review_id)
         return _review_from_row(row) if row is not None else None
+
+    def reviews(self, status: str | None = None) -> list[BreakGlassReview]:
+        """Break-glass reviews, newest first (``status``: ``open`` or ``closed``; None: all)."""
+        stmt = select(BreakGlassReviewRow).order_by(
+            BreakGlassReviewRow.opened_at.desc(), BreakGlassReviewRow.review_id
+        )
+        if status is not None:
+            stmt = stmt.where(BreakGlassReviewRow.status == status)
+        return [_review_from_row(r) for r in self.session.scalars(stmt)]
 
     def open_reviews(self) -> list[BreakGlassReview]:
         stmt = (
@@ -368,6 +400,7 @@ class GrantService:
         self.repository = repository
         self.scenarios = scenarios
         self.permissions = permissions
+        self._pending_events: list[dict[str, Any]] = []
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -376,6 +409,35 @@ class GrantService:
             raise SeparationOfDutiesError(
                 "您的岗位不能办理此项授权操作。", f"your role may not {action} {resource}"
             )
+        if action not in _READ_ACTIONS and _AUDITOR in actor.roles:
+            # Whoever audits the grants never takes part in them (GB/T 35273-2020 §11.1: an independent
+            # audit function), even when the same person also holds an operational role.
+            raise SeparationOfDutiesError(
+                "审计人员不能申请、审批或撤销授权。", "an auditor takes no part in the grants they audit"
+            )
+
+    def visible_to(self, actor: Subject, grant: ScenarioGrant) -> bool:
+        """Whether ``actor`` may see ``grant``: supervisors and auditors see all; a steward those over
+        their department's data; an officer or cadre those inside their jurisdiction and those that
+        cover their own organisation. Anyone sees what they requested."""
+        if actor.user_id == grant.requested_by or {"supervisor", _AUDITOR, "platform_admin"} & set(
+            actor.roles
+        ):
+            return True
+        if "data_steward" in actor.roles and actor.department is not None:
+            try:
+                if actor.department in self._owner_departments(grant):
+                    return True
+            except GrantError:
+                return False
+        if not _JURISDICTION_ROLES.intersection(actor.roles):
+            return False
+        try:
+            return divisions.covers(actor.org, grant.org_scope) or divisions.covers(
+                grant.org_scope, actor.org
+            )
+        except ValueError:
+            return False
 
     def _load(self, grant_id: str) -> ScenarioGrant:
         grant = self.repository.get(grant_id)
@@ -446,6 +508,12 @@ class GrantService:
         if not wanted:
             raise GrantError("申请至少要包含一个数据集。", "a request names at least one dataset")
         for name, fields in wanted.items():
+            if not self.permissions.is_allowed(actor.roles, f"dataset:{name}", "read"):
+                # A request delegates access to the organisations below; never more than one holds.
+                raise SeparationOfDutiesError(
+                    "不能为他人申请自己岗位都无权查看的数据。",
+                    f"you may not delegate access to {name!r}, which your own role cannot read",
+                )
             allowed = spec.datasets.get(name)
             if allowed is None:
                 raise GrantError("该场景不包含这个数据集。", f"scenario does not cover dataset {name!r}")
@@ -514,6 +582,8 @@ class GrantService:
                 )
             after = replace(grant, status=GrantStatus.APPROVED, second_approver=actor.user_id, updated_at=now)
             kind = "grant.approved"
+            if grant.renewed_from is not None:
+                self._close_predecessor(grant.renewed_from, actor, now)
         else:
             raise InvalidTransitionError(
                 "该授权当前状态不能审批。", f"cannot approve a {grant.status.value} grant"
@@ -531,6 +601,8 @@ class GrantService:
             raise InvalidTransitionError(
                 "该授权当前状态不能驳回。", f"cannot reject a {grant.status.value} grant"
             )
+        if not reason.strip():
+            raise GrantError("驳回申请必须写明理由。", "a reason is required to reject")
         after = replace(grant, status=GrantStatus.REJECTED, reason=reason or grant.reason, updated_at=now)
         return after, self._finish("grant.rejected", actor, grant, after, now)
 
@@ -550,6 +622,20 @@ class GrantService:
             grant, status=GrantStatus.REVOKED, revoked_by=actor.user_id, reason=reason, updated_at=now
         )
         return after, self._finish("grant.revoked", actor, grant, after, now)
+
+    def _close_predecessor(self, grant_id: str, actor: Subject, now: datetime) -> None:
+        """A renewal that waited for its second approver is now in force: its predecessor is renewed."""
+        old = self.repository.get(grant_id)
+        if old is None or old.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
+            return
+        closed = replace(old, status=GrantStatus.RENEWED, updated_at=now)
+        self.repository.save(closed)
+        self._pending_events.append(_event("grant.renewed", actor.user_id, old.grant_id, old, closed, now))
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """Change events produced as side effects of the last transition (e.g. a predecessor renewed)."""
+        events, self._pending_events = self._pending_events, []
+        return events
 
     def expire_due(self, now: datetime, actor: str = "system") -> list[dict[str, Any]]:
         """Mark approved grants past ``valid_until`` as expired. Decisions never depend on this sweep
@@ -572,10 +658,17 @@ class GrantService:
         second: Subject | None = None,
         validity_days: int | None = None,
         stagger_window_days: int = 14,
+        defer_second_approval: bool = False,
     ) -> tuple[list[ScenarioGrant], list[dict[str, Any]]]:
         """Renew many grants at once. Each old grant becomes ``renewed``; a successor starts now and runs
         the scenario's validity plus a deterministic stagger so the batch does not lapse on one day.
-        All-or-nothing: any refusal raises before anything is written."""
+        All-or-nothing: any refusal raises before anything is written.
+
+        A grant with the most sensitive fields needs a second steward. With ``second`` given, both act
+        at once; with ``defer_second_approval`` the successor waits in ``awaiting_second_approval`` (the
+        old grant stays in force meanwhile) until a second, different steward approves it."""
+        if validity_days is not None and validity_days <= 0:
+            raise GrantError("续期天数必须是正数。", "validity_days must be positive")
         plan: list[tuple[ScenarioGrant, ScenarioGrant]] = []
         for grant_id in grant_ids:
             grant = self._load(grant_id)
@@ -590,7 +683,10 @@ class GrantService:
             if spec is None:
                 raise GrantError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
             second_id: str | None = None
-            if self.needs_second_approval(grant):
+            status = GrantStatus.APPROVED
+            if self.needs_second_approval(grant) and second is None and defer_second_approval:
+                status = GrantStatus.AWAITING_SECOND_APPROVAL
+            elif self.needs_second_approval(grant):
                 if second is None:
                     raise SeparationOfDutiesError(
                         "涉及敏感字段的授权续期需要第二位数据管理员审批。",
@@ -608,7 +704,7 @@ class GrantService:
             successor = replace(
                 grant,
                 grant_id=new_id,
-                status=GrantStatus.APPROVED,
+                status=status,
                 valid_from=start,
                 valid_until=start + timedelta(days=days),
                 approved_by=actor.user_id,
@@ -622,10 +718,15 @@ class GrantService:
         renewed: list[ScenarioGrant] = []
         events: list[dict[str, Any]] = []
         for old, successor in plan:
-            closed = replace(old, status=GrantStatus.RENEWED, updated_at=now)
-            self.repository.save(closed)
             self.repository.add(successor)
             renewed.append(successor)
+            if successor.status is GrantStatus.AWAITING_SECOND_APPROVAL:
+                events.append(
+                    _event("grant.first_approval", actor.user_id, successor.grant_id, None, successor, now)
+                )
+                continue
+            closed = replace(old, status=GrantStatus.RENEWED, updated_at=now)
+            self.repository.save(closed)
             events.append(_event("grant.renewed", actor.user_id, old.grant_id, old, closed, now))
             events.append(_event("grant.approved", actor.user_id, successor.grant_id, None, successor, now))
         if plan:
@@ -759,6 +860,27 @@ class GrantService:
 # -- the in-memory index -------------------------------------------------------------------------
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while an index is built. A national rebuild allocates about a
+    million objects, which triggers full collections that walk the whole heap (the live index
+    included) again and again: measured, that doubles a reload (bench/bench_policy.py). Nothing built
+    here is cyclic, and reference counting still frees everything else meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _rank_in_scope(grant: ScenarioGrant) -> tuple[float, str]:
+    """Within one scope: the grant lasting longest first, then by id (deterministic)."""
+    until = grant.valid_until.timestamp() if grant.valid_until is not None else 0.0
+    return (-until, grant.grant_id)
+
+
 class GrantIndex:
     """Grants keyed by (normalised org scope, scenario). Immutable once built: a refresh builds a new
     index and the engine swaps the reference, so readers never see a half-built index.
@@ -785,7 +907,8 @@ class GrantIndex:
             by_scope.setdefault(scope, {}).setdefault(grant.scenario, []).append(grant)
             count += 1
         self._by_scope: dict[str, dict[str, tuple[ScenarioGrant, ...]]] = {
-            scope: {sc: tuple(gs) for sc, gs in per.items()} for scope, per in by_scope.items()
+            scope: {sc: tuple(sorted(gs, key=_rank_in_scope)) for sc, gs in per.items()}
+            for scope, per in by_scope.items()
         }
         self._count = count
         self.version = version
@@ -794,7 +917,9 @@ class GrantIndex:
         return self._count
 
     def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
-        """Grants for ``scenario`` whose scope covers ``org``, most specific scope first.
+        """Grants for ``scenario`` whose scope covers ``org``, ranked: most specific scope first, then
+        the one lasting longest, then by id. Ancestors have distinct levels, so walking them from
+        ``org`` up and keeping each scope's grants pre-sorted gives that order with no sort per call.
 
         Walks at most six ancestor codes: cost is independent of how many grants exist."""
         found: list[ScenarioGrant] = []
@@ -813,7 +938,8 @@ class GrantIndex:
     @classmethod
     def from_repository(cls, repository: GrantRepository, now: datetime, keep_days: int = 30) -> GrantIndex:
         version = repository.policy_version()
-        return cls(repository.for_index(now, keep_days), version=version)
+        with _gc_paused():
+            return cls(repository.for_index(now, keep_days), version=version)
 
     def refreshed(self, repository: GrantRepository, now: datetime) -> GrantIndex:
         """This index if still current, else a fresh one built from the repository."""

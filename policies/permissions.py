@@ -37,7 +37,9 @@ _HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL_PATH = _HERE / "model.conf"
 DEFAULT_POLICY_PATH = _HERE / "permissions.csv"
 
-RESOURCE_KINDS = frozenset({"dataset", "grants", "break_glass", "audit", "policies", "admission"})
+RESOURCE_KINDS = frozenset(
+    {"dataset", "grants", "break_glass", "audit", "policies", "admission", "masking", "unmask"}
+)
 ACTIONS = frozenset(
     {
         "read",
@@ -55,6 +57,9 @@ ACTIONS = frozenset(
         "replay",
         "register",
         "review",
+        "expire",
+        "propose",
+        "dry_run",
     }
 )
 

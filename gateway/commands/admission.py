@@ -1,7 +1,446 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""``grassroots admission ...``: registration, joint review, supervision, credentials and the burden view
+of departmental systems (准入联审), as a thin client of the API (the same permission checks and audit trail
+as any other caller). ``token`` and ``me`` act as the system itself, with its client credentials."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
 import typer
 
+from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+
 app = typer.Typer(no_args_is_help=True)
+
+_BASE = "/api/v1/admission"
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
+SystemArg = Annotated[str, typer.Argument(help="system id, e.g. health-visits")]
+_YES = {"yes", "y", "true", "1", "是"}
+_NO = {"no", "n", "false", "0", "否"}
+
+
+def _checklist(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    answers: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            typer.echo(f"--checklist takes QUESTION=yes|no (got {item!r})", err=True)
+            raise typer.Exit(2)
+        if key.strip() == "notes":
+            answers["notes"] = value
+        elif value.strip().lower() in _YES | _NO:
+            answers[key.strip()] = value.strip().lower() in _YES
+        else:
+            typer.echo(f"--checklist {key}: answer yes or no", err=True)
+            raise typer.Exit(2)
+    return answers
+
+
+def _registration_body(
+    file: Path | None,
+    system_id: str | None,
+    name: str | None,
+    purpose: str | None,
+    reaches: list[str] | None,
+    reaches_villages: bool | None,
+    collects: list[str] | None,
+    provides: list[str] | None,
+    security_level: int | None,
+    contact: str | None,
+    checklist: list[str] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if file is not None:
+        loaded = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            typer.echo(f"{file} must hold a JSON object", err=True)
+            raise typer.Exit(2)
+        body.update(loaded)
+    provided = None
+    if provides:
+        provided = []
+        for item in provides:
+            dataset, sep, base_url = item.partition("=")
+            if not sep:
+                typer.echo("--provides takes DATASET=BASE_URL", err=True)
+                raise typer.Exit(2)
+            provided.append({"dataset": dataset, "base_url": base_url})
+    options = {
+        "system_id": system_id,
+        "name": name,
+        "purpose": purpose,
+        "reaches": reaches or None,
+        "reaches_villages": reaches_villages,
+        "collects_fields": collects or None,
+        "provides": provided,
+        "security_level": security_level,
+        "contact": contact,
+    }
+    body.update({k: v for k, v in options.items() if v is not None})
+    answers = _checklist(checklist)
+    if answers is not None:
+        body["checklist"] = {**body.get("checklist", {}), **answers}
+    return body
+
+
+FileOption = Annotated[Path | None, typer.Option("--file", help="registration as a JSON object")]
+NameOption = Annotated[str | None, typer.Option(help="system name")]
+PurposeOption = Annotated[str | None, typer.Option(help="what the system is for")]
+ReachesOption = Annotated[
+    list[str] | None, typer.Option("--reaches", help="division code it reaches (repeat)")
+]
+VillagesOption = Annotated[
+    bool | None, typer.Option("--reaches-villages/--no-villages", help="extends down to villages")
+]
+CollectsOption = Annotated[
+    list[str] | None,
+    typer.Option("--collects", help="catalog field or tag it collects from villages (repeat)"),
+]
+ProvidesOption = Annotated[
+    list[str] | None, typer.Option("--provides", help="DATASET=BASE_URL it serves as an upstream (repeat)")
+]
+LevelOption = Annotated[int | None, typer.Option("--security-level", help="等保 level 1-5")]
+ContactOption = Annotated[str | None, typer.Option(help="contact (office or person)")]
+ChecklistOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--checklist",
+        help="burden checklist answer QUESTION=yes|no (duplicates_platform_function, can_embed_in_platform, "
+        "forces_checkins, forces_points_or_rankings, offers_complaint_entry) (repeat)",
+    ),
+]
+
+
+@app.command("offices")
+def offices(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """The reviewing offices of the joint review and the re-certification period."""
+    show(call("GET", f"{_BASE}/offices", url=url, token=token, as_user=as_user))
+
+
+@app.command("register")
+def register(
+    system_id: Annotated[str | None, typer.Option("--system-id", help="slug, e.g. health-visits")] = None,
+    name: NameOption = None,
+    purpose: PurposeOption = None,
+    reaches: ReachesOption = None,
+    reaches_villages: VillagesOption = None,
+    collects: CollectsOption = None,
+    provides: ProvidesOption = None,
+    security_level: LevelOption = None,
+    contact: ContactOption = None,
+    checklist: ChecklistOption = None,
+    file: FileOption = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """File a registration (as a draft) for your own department's system."""
+    body = _registration_body(
+        file,
+        system_id,
+        name,
+        purpose,
+        reaches,
+        reaches_villages,
+        collects,
+        provides,
+        security_level,
+        contact,
+        checklist,
+    )
+    show(call("POST", f"{_BASE}/systems", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("update")
+def update(
+    system_id: SystemArg,
+    name: NameOption = None,
+    purpose: PurposeOption = None,
+    reaches: ReachesOption = None,
+    reaches_villages: VillagesOption = None,
+    collects: CollectsOption = None,
+    provides: ProvidesOption = None,
+    security_level: LevelOption = None,
+    contact: ContactOption = None,
+    checklist: ChecklistOption = None,
+    file: FileOption = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Change a draft, or a registration sent back for changes (only the given fields change)."""
+    body = _registration_body(
+        file,
+        None,
+        name,
+        purpose,
+        reaches,
+        reaches_villages,
+        collects,
+        provides,
+        security_level,
+        contact,
+        checklist,
+    )
+    show(call("PATCH", f"{_BASE}/systems/{system_id}", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("list")
+def list_systems(
+    status: Annotated[list[str] | None, typer.Option(help="draft, submitted, approved, ... (repeat)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Registrations you may see (a system admin: your department's)."""
+    show(call("GET", f"{_BASE}/systems", url=url, token=token, as_user=as_user, params={"status": status}))
+
+
+@app.command("show")
+def show_system(
+    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
+) -> None:
+    """One registration, with its field mapping and credential state (never a secret)."""
+    show(call("GET", f"{_BASE}/systems/{system_id}", url=url, token=token, as_user=as_user))
+
+
+def _lifecycle_command(action: str, doc: str) -> None:
+    def command(
+        system_id: SystemArg,
+        url: UrlOption = DEFAULT_URL,
+        token: TokenOption = None,
+        as_user: AsOption = None,
+    ) -> None:
+        show(call("POST", f"{_BASE}/systems/{system_id}/{action}", url=url, token=token, as_user=as_user))
+
+    command.__doc__ = doc
+    app.command(action)(command)
+
+
+_lifecycle_command("submit", "Send to joint review (also resubmission after changes or a rejection).")
+_lifecycle_command("withdraw", "Take a submitted registration back to draft.")
+_lifecycle_command("revise", "Reopen a rejected registration as a draft to edit it.")
+_lifecycle_command(
+    "recertify", "Open a re-certification round (a lapsed system stays blocked until approved)."
+)
+
+
+@app.command("review")
+def review(
+    system_id: SystemArg,
+    vote: Annotated[str, typer.Option(help="approve, reject or request_changes")],
+    comment: Annotated[str, typer.Option(help="comment (required to reject or ask for changes)")] = "",
+    office: Annotated[str | None, typer.Option(help="your office (default: from your token)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Sign off for your office: approve, reject, or ask for changes."""
+    body = {"vote": vote, "comment": comment, "office": office}
+    show(
+        call("POST", f"{_BASE}/systems/{system_id}/reviews", url=url, token=token, as_user=as_user, body=body)
+    )
+
+
+@app.command("progress")
+def progress(
+    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
+) -> None:
+    """Which offices signed, which are pending, which are recused."""
+    show(call("GET", f"{_BASE}/systems/{system_id}/progress", url=url, token=token, as_user=as_user))
+
+
+@app.command("overlaps")
+def overlaps(
+    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
+) -> None:
+    """Fields already collected by admitted systems or backflowed: reuse or prefill instead."""
+    show(call("GET", f"{_BASE}/systems/{system_id}/overlaps", url=url, token=token, as_user=as_user))
+
+
+def _supervision_command(action: str, doc: str) -> None:
+    def command(
+        system_id: SystemArg,
+        reason: ReasonOption,
+        url: UrlOption = DEFAULT_URL,
+        token: TokenOption = None,
+        as_user: AsOption = None,
+    ) -> None:
+        body = {"reason": reason}
+        show(
+            call(
+                "POST",
+                f"{_BASE}/systems/{system_id}/{action}",
+                url=url,
+                token=token,
+                as_user=as_user,
+                body=body,
+            )
+        )
+
+    command.__doc__ = doc
+    app.command(action)(command)
+
+
+_supervision_command("suspend", "Suspend an admitted system (blocked in every gateway process within 1 s).")
+_supervision_command("reinstate", "Reinstate a suspended system.")
+_supervision_command("revoke", "Revoke a system for good (its credentials are deleted).")
+
+
+@app.command("reminders")
+def reminders(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """Approvals about to lapse, with who must act."""
+    show(call("GET", f"{_BASE}/reminders", url=url, token=token, as_user=as_user))
+
+
+@app.command("lapse-due")
+def lapse_due(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """The lapse job: mark every approval past its end as lapsed (run it daily)."""
+    show(call("POST", f"{_BASE}/lapse-due", url=url, token=token, as_user=as_user))
+
+
+@app.command("client-secret")
+def client_secret(
+    system_id: SystemArg,
+    rotate: Annotated[bool, typer.Option("--rotate", help="replace the current secret")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Issue (or rotate) the system's OAuth client secret; it is printed this once only."""
+    show(
+        call(
+            "POST",
+            f"{_BASE}/systems/{system_id}/credentials/client-secret",
+            url=url,
+            token=token,
+            as_user=as_user,
+            params={"rotate": "true" if rotate else None},
+        )
+    )
+
+
+@app.command("public-key")
+def public_key(
+    system_id: SystemArg,
+    key_file: Annotated[Path, typer.Option("--file", help="PEM public key or public JWK")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Register the public key for signed client assertions (RFC 7523 private_key_jwt)."""
+    body = {"public_key": key_file.read_text(encoding="utf-8")}
+    show(
+        call(
+            "PUT",
+            f"{_BASE}/systems/{system_id}/credentials/public-key",
+            url=url,
+            token=token,
+            as_user=as_user,
+            body=body,
+        )
+    )
+
+
+@app.command("outbound-credential")
+def outbound_credential(
+    system_id: SystemArg,
+    credential: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            envvar="GRASSROOTS_OUTBOUND_CREDENTIAL",
+            help="the credential the gateway presents to this system (prompted, never echoed)",
+        ),
+    ],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Store (encrypted, write-only) the credential the gateway uses to call this system."""
+    call(
+        "PUT",
+        f"{_BASE}/systems/{system_id}/outbound-credential",
+        url=url,
+        token=token,
+        as_user=as_user,
+        body={"credential": credential},
+    )
+    typer.echo("outbound credential stored (encrypted; it cannot be read back)")
+
+
+@app.command("burden")
+def burden(
+    village: Annotated[str, typer.Argument(help="12-digit village or community code")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Admitted systems reaching one village and the fields they demand of it."""
+    show(call("GET", f"{_BASE}/burden/villages/{village}", url=url, token=token, as_user=as_user))
+
+
+@app.command("report")
+def report(
+    village: Annotated[list[str] | None, typer.Option(help="limit to these villages (repeat)")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """District burden report: systems per village and fields demanded more than once."""
+    params = {"village": village, "format": "csv" if as_csv else "json"}
+    data = call(
+        "GET", f"{_BASE}/burden/report", url=url, token=token, as_user=as_user, params=params, raw=as_csv
+    )
+    if as_csv:
+        typer.echo(data.decode("utf-8"), nl=False)
+    else:
+        show(data)
+
+
+# -- acting as the system ----------------------------------------------------------------------------
+
+
+@app.command("token")
+def system_token(
+    client_id: Annotated[str, typer.Option("--client-id", envvar="GRASSROOTS_CLIENT_ID")],
+    secret: Annotated[
+        str, typer.Option("--client-secret", envvar="GRASSROOTS_CLIENT_SECRET", prompt=True, hide_input=True)
+    ],
+    url: UrlOption = DEFAULT_URL,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the access token")] = False,
+) -> None:
+    """As the system: obtain an access token (OAuth 2 client credentials, client_secret_basic)."""
+    try:
+        resp = httpx.post(
+            url.rstrip("/") + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+            timeout=30.0,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the gateway at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(3) from None
+    body = resp.json()
+    if resp.status_code != 200:
+        typer.echo(f"{body.get('error')}: {body.get('message')}\n{body.get('message_en')}", err=True)
+        raise typer.Exit(1)
+    typer.echo(body["access_token"] if quiet else json.dumps(body, indent=2))
+
+
+@app.command("me")
+def system_me(
+    system_token: Annotated[str, typer.Option("--system-token", envvar="GRASSROOTS_SYSTEM_TOKEN")],
+    burden_view: Annotated[bool, typer.Option("--burden", help="the villages it reaches")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """As the system: its own admission status and filing number (or, with --burden, its burden view)."""
+    path = "/api/v1/systems/me/burden" if burden_view else "/api/v1/systems/me"
+    show(call("GET", path, url=url, token=system_token, as_user=None))

@@ -1,7 +1,256 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""``grassroots masking ...``: the field catalog, tags and masking rules, through the gateway's API.
+
+A thin client (see ``gateway.commands._client``): the same permission checks, four-eyes approvals and audit
+events as the API. Examples (development, against ``grassroots demo``):
+
+    grassroots masking catalog --as ca_steward
+    grassroots masking propose-field residents remark --level 4 --reason "备注常含证件号" --as ca_steward
+    grassroots masking approve mp-... --as ca_steward2
+    grassroots masking dry-run --role village_cadre --scenario DIBAO_REVIEW --as ca_steward \\
+        --sample '{"id_number": "110102199003071234", "mobile": "13812345678"}'
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+
+app = typer.Typer(no_args_is_help=True, help="Field catalog, tags and masking rules (with approvals).")
+
+_URL = DEFAULT_URL
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
+
+
+def _json_option(raw: str | None, name: str) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        typer.echo(f"{name} must be JSON", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("catalog")
+def catalog(
+    dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Datasets and fields with level, semantic type and tags; base and dynamic tags."""
+    show(
+        call(
+            "GET",
+            "/api/v1/masking/catalog",
+            url=url,
+            token=token,
+            as_user=as_user,
+            params={"dataset": dataset},
+        )
+    )
+
+
+@app.command("rules")
+def rules(url: UrlOption = _URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """The masking rules in force (first match wins), profiles and operators."""
+    show(call("GET", "/api/v1/masking/rules", url=url, token=token, as_user=as_user))
+
+
+@app.command("proposals")
+def proposals(
+    status: Annotated[str | None, typer.Option(help="pending | approved | rejected | withdrawn")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Change proposals, newest first."""
+    show(
+        call(
+            "GET",
+            "/api/v1/masking/proposals",
+            url=url,
+            token=token,
+            as_user=as_user,
+            params={"status": status},
+        )
+    )
+
+
+def _propose(
+    kind: str, payload: dict[str, Any], reason: str, url: str, token: str | None, as_user: str | None
+) -> None:
+    body = {"kind": kind, "payload": payload, "reason": reason}
+    show(call("POST", "/api/v1/masking/proposals", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("propose-field")
+def propose_field(
+    dataset: str,
+    field: str,
+    reason: ReasonOption,
+    level: Annotated[str | None, typer.Option(help="1-4, important or core")] = None,
+    semantic_type: Annotated[str | None, typer.Option(help="e.g. free_text, mobile, id_number")] = None,
+    tags: Annotated[str | None, typer.Option(help="comma-separated tags (replaces the field's tags)")] = None,
+    quasi_identifier: Annotated[
+        bool | None, typer.Option("--quasi-identifier/--not-quasi-identifier", help="k-anonymity guard")
+    ] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Propose a field's classification change (a steward of the owning department approves)."""
+    payload: dict[str, Any] = {"dataset": dataset, "field": field}
+    if level is not None:
+        payload["level"] = int(level) if level.isdigit() else level
+    if semantic_type is not None:
+        payload["semantic_type"] = semantic_type
+    if tags is not None:
+        payload["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
+    if quasi_identifier is not None:
+        payload["quasi_identifier"] = quasi_identifier
+    _propose("field_classification", payload, reason, url, token, as_user)
+
+
+@app.command("propose-tag")
+def propose_tag(
+    action: Annotated[str, typer.Argument(help="add | delete")],
+    tag: str,
+    reason: ReasonOption,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Propose adding or deleting a dynamic tag (base tags are a fixed set)."""
+    if action not in ("add", "delete"):
+        typer.echo("action must be add or delete", err=True)
+        raise typer.Exit(2)
+    _propose(f"tag_{action}", {"tag": tag}, reason, url, token, as_user)
+
+
+@app.command("propose-rule")
+def propose_rule(
+    rule: Annotated[str, typer.Option(help="the rule as JSON, or @file.json")],
+    reason: ReasonOption,
+    before: Annotated[str | None, typer.Option(help="insert before this rule id")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Propose adding or replacing a rule (a platform administrator approves). Test it first with
+    ``dry-run --proposal``."""
+    raw = Path(rule[1:]).read_text(encoding="utf-8") if rule.startswith("@") else rule
+    payload: dict[str, Any] = {"rule": _json_option(raw, "--rule")}
+    if before is not None:
+        payload["before"] = before
+    _propose("rule_upsert", payload, reason, url, token, as_user)
+
+
+@app.command("propose-rule-delete")
+def propose_rule_delete(
+    rule_id: str,
+    reason: ReasonOption,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Propose deleting a rule (a platform administrator approves)."""
+    _propose("rule_delete", {"rule_id": rule_id}, reason, url, token, as_user)
+
+
+@app.command("approve")
+def approve(
+    proposal_id: str,
+    note: Annotated[str | None, typer.Option(help="approval note")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Approve a proposal (not your own): it takes effect in every gateway process."""
+    path = f"/api/v1/masking/proposals/{proposal_id}/approve"
+    show(call("POST", path, url=url, token=token, as_user=as_user, body={"note": note}))
+
+
+@app.command("reject")
+def reject(
+    proposal_id: str,
+    note: Annotated[str | None, typer.Option(help="why (required unless withdrawing your own)")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Reject a proposal, or withdraw your own."""
+    path = f"/api/v1/masking/proposals/{proposal_id}/reject"
+    show(call("POST", path, url=url, token=token, as_user=as_user, body={"note": note}))
+
+
+@app.command("dry-run")
+def dry_run(
+    role: Annotated[str, typer.Option(help="reader's role, e.g. village_cadre")],
+    scenario: Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")],
+    dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
+    profile: Annotated[str, typer.Option(help="masking profile")] = "standard",
+    fields: Annotated[str | None, typer.Option(help="comma-separated fields (default: all)")] = None,
+    sample: Annotated[str | None, typer.Option(help="a sample record as JSON")] = None,
+    exempt: Annotated[list[str] | None, typer.Option(help="FIELD=OPERATOR exemption (repeatable)")] = None,
+    proposal: Annotated[
+        str | None, typer.Option(help="dry-run as if this pending proposal were approved")
+    ] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Show the plan (field → operator and why) and the masked sample."""
+    exemptions: dict[str, str] = {}
+    for item in exempt or []:
+        name, sep, op = item.partition("=")
+        if not sep:
+            typer.echo("--exempt takes FIELD=OPERATOR", err=True)
+            raise typer.Exit(2)
+        exemptions[name] = op
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "role": role,
+        "scenario": scenario,
+        "profile": profile,
+        "exemptions": exemptions,
+        "sample": _json_option(sample, "--sample"),
+        "proposal_id": proposal,
+    }
+    if fields is not None:
+        body["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
+    show(call("POST", "/api/v1/masking/dry-run", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("unmask")
+def unmask(
+    value: str,
+    purpose: Annotated[str, typer.Option(help="why the clear value is needed (audited)")],
+    field: Annotated[str, typer.Option(help="the field the value came from")],
+    dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
+    key_id: Annotated[str | None, typer.Option(help="key id (FF1 pseudonyms)")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Reverse an AES-GCM envelope (enc:v1:...) or an FF1 ID pseudonym; audited before it answers."""
+    body = {"value": value, "dataset": dataset, "field": field, "purpose": purpose, "key_id": key_id}
+    show(call("POST", "/api/v1/masking/unmask", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("drift")
+def drift(
+    days: Annotated[int, typer.Option(help="look back this many days")] = 30,
+    dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
+    url: UrlOption = _URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Catalog-drift alerts: personal data found in fields not classified as personal."""
+    params = {"days": days, "dataset": dataset}
+    show(call("GET", "/api/v1/masking/drift", url=url, token=token, as_user=as_user, params=params))

@@ -1,7 +1,168 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""``grassroots policy ...``: validate the policy files offline; reload, decide, explain and replay through
+the API."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+
 app = typer.Typer(no_args_is_help=True)
+
+_KINDS = {".conf": "model", ".csv": "permissions", ".toml": "scenarios"}
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="model.conf, permissions.csv and/or scenarios.toml (default: the configured ones)"
+        ),
+    ] = None,
+) -> None:
+    """Check the policy files offline; print file:line for each error and exit 1 when any is invalid."""
+    from gateway.settings import Settings
+    from policies.reload import validate_policy_files
+
+    settings = Settings()
+    chosen: dict[str, Path | None] = {
+        "model": settings.policy_model_path,
+        "permissions": settings.permissions_path,
+        "scenarios": settings.scenarios_path,
+    }
+    for path in files or ():
+        kind = _KINDS.get(path.suffix)
+        if kind is None:
+            typer.echo(f"{path}: not a policy file (expected .conf, .csv or .toml)", err=True)
+            raise typer.Exit(2)
+        chosen[kind] = path
+    errors = validate_policy_files(chosen["model"], chosen["permissions"], chosen["scenarios"])
+    for error in errors:
+        typer.echo(f"{error.path}:{error.line}: {error.message}", err=True)
+    if errors:
+        raise typer.Exit(1)
+    typer.echo("policy files valid")
+
+
+@app.command("show")
+def show_policy(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """The policy the gateway decides by: file digests and grants version."""
+    show(call("GET", "/api/v1/policy", url=url, token=token, as_user=as_user))
+
+
+@app.command("reload")
+def reload(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+    """Re-read and validate the policy files in every gateway process (platform admin); 422 keeps the old."""
+    show(call("POST", "/api/v1/policy/reload", url=url, token=token, as_user=as_user))
+
+
+def _access_body(
+    org: str,
+    roles: list[str],
+    dataset: str,
+    scenario: str,
+    user_id: str | None,
+    fields: str | None,
+    at: str | None,
+    department: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"org": org, "roles": roles, "dataset": dataset, "scenario": scenario}
+    if user_id:
+        body["user_id"] = user_id
+    if fields:
+        body["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
+    if at:
+        body["at"] = at
+    if department:
+        body["department"] = department
+    return body
+
+
+DatasetOption = Annotated[str, typer.Option(help="dataset, e.g. residents")]
+ScenarioOption = Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")]
+RoleOption = Annotated[list[str] | None, typer.Option("--role", help="a role of the person (repeatable)")]
+FieldsOption = Annotated[str | None, typer.Option(help="comma-separated fields (default: all granted)")]
+AtOption = Annotated[str | None, typer.Option(help="ISO 8601 time with offset (default: now)")]
+
+
+@app.command("decide")
+def decide(
+    org: Annotated[str, typer.Option(help="division code of the organisation")],
+    dataset: DatasetOption,
+    scenario: ScenarioOption,
+    role: RoleOption = None,
+    user_id: Annotated[str | None, typer.Option(help="whose quota to read")] = None,
+    fields: FieldsOption = None,
+    at: AtOption = None,
+    department: Annotated[str | None, typer.Option(help="department claim")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
+    body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department)
+    show(call("POST", "/api/v1/policy/decide", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command("explain")
+def explain(
+    dataset: DatasetOption,
+    scenario: ScenarioOption,
+    org: Annotated[str | None, typer.Option(help="explain for this organisation (admins)")] = None,
+    role: RoleOption = None,
+    user_id: Annotated[str | None, typer.Option(help="whose quota to read (admins)")] = None,
+    fields: FieldsOption = None,
+    at: AtOption = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Which condition fails and why. Without --org: your own request, now."""
+    if org is None and not role:
+        params = {"dataset": dataset, "scenario": scenario, "fields": fields}
+        show(call("GET", "/api/v1/policy/explain", url=url, token=token, as_user=as_user, params=params))
+        return
+    if org is None or not role:
+        typer.echo("explaining for someone else needs both --org and --role", err=True)
+        raise typer.Exit(2)
+    body = _access_body(org, role, dataset, scenario, user_id, fields, at, None)
+    show(call("POST", "/api/v1/policy/explain", url=url, token=token, as_user=as_user, body=body))
+
+
+def _read(path: Path | None) -> str | None:
+    return path.read_text(encoding="utf-8") if path is not None else None
+
+
+@app.command("replay")
+def replay(
+    days: Annotated[int, typer.Option(help="replay the recorded requests of the last N days")] = 7,
+    grant_id: Annotated[str | None, typer.Option(help="a requested grant, as if approved")] = None,
+    scenario: Annotated[str | None, typer.Option(help="a proposed grant's scenario (with --org)")] = None,
+    org: Annotated[str | None, typer.Option(help="a proposed grant's organisation scope")] = None,
+    revoke: Annotated[list[str] | None, typer.Option(help="a grant id to revoke (repeatable)")] = None,
+    model: Annotated[Path | None, typer.Option(help="proposed model.conf")] = None,
+    permissions: Annotated[Path | None, typer.Option(help="proposed permissions.csv")] = None,
+    scenarios: Annotated[Path | None, typer.Option(help="proposed scenarios.toml")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """What-if: who would gain or lose access to what under the proposed change."""
+    body: dict[str, Any] = {
+        "days": days,
+        "grant_id": grant_id,
+        "revoke_grant_ids": revoke or [],
+        "model": _read(model),
+        "permissions": _read(permissions),
+        "scenarios": _read(scenarios),
+    }
+    if scenario is not None or org is not None:
+        if scenario is None or org is None:
+            typer.echo("a proposed grant needs both --scenario and --org", err=True)
+            raise typer.Exit(2)
+        body["grant"] = {"scenario": scenario, "org_scope": org}
+    show(call("POST", "/api/v1/policy/replay", url=url, token=token, as_user=as_user, body=body))

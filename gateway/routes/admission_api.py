@@ -1,7 +1,1387 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""Admission registry API (准入联审): registration, joint review, supervision, credentials, burden view,
+and the OAuth 2 token endpoint and system-facing routes for admitted departmental systems.
+
+People (SSO tokens, casbin function-level permissions on resource ``admission``):
+
+* a department's ``system_admin`` registers, edits, submits, withdraws and resubmits their own department's
+  systems (the department comes from the token), sets their credentials and re-certifies them;
+* an ``admission_reviewer`` votes for the office named in their token (claim ``office``), never for a
+  system of their own department;
+* a ``supervisor`` (or ``platform_admin``) suspends, reinstates and revokes systems and runs the lapse job.
+
+Systems (OAuth 2 client credentials, RFC 6749 §4.4): ``POST /oauth/token`` with the client secret
+(``client_secret_basic`` / ``client_secret_post``) or a signed assertion (RFC 7523 ``private_key_jwt``)
+returns a short-lived RFC 9068 access token signed with the gateway's own Ed25519 key. Every system call
+checks the system's admission status live (the process's status snapshot, reloaded whenever the registry
+version moves): suspended, revoked, lapsed or never approved systems are refused, naming the system.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import base64
+import binascii
+import csv
+import io
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qsl, unquote
 
-router = APIRouter(prefix="/api/v1")
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.orm import Session
+
+from admission import (
+    CLIENT_ASSERTION_TYPE,
+    AdmissionConfig,
+    AdmissionService,
+    IssuedAccessToken,
+    ReplayCache,
+    SystemRegistration,
+    SystemStatus,
+    SystemTokenIssuer,
+    TokenError,
+    assertion_client_id,
+    district_report,
+    load_admission_config,
+    registration_from_mapping,
+    routing_verdict,
+    verify_client_assertion,
+    village_burden,
+)
+from admission.model import STATUS_LABELS_ZH
+from audit import AuditEvent, Outcome
+from gateway.admin_support import domain_errors, require, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from gateway.pipeline import record_audit
+from gateway.runtime import Runtime
+from gateway.settings import RunMode
+from gateway.upstream import load_or_create_ed25519
+from masking import Catalog, KeyRing, SemanticType
+from policies import divisions
+
+router = APIRouter(tags=["admission"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthHeader = Annotated[str | None, Header()]
+T = TypeVar("T")
+
+_PREFIX = "/api/v1/admission"
+#: Roles that see every registration; a system admin sees only their own department's.
+_REGISTRY_WIDE_ROLES = frozenset({"admission_reviewer", "supervisor", "auditor", "platform_admin"})
+
+
+class AdmissionSettings(BaseSettings):
+    """Admission-specific configuration (environment prefix ``GRASSROOTS_ADMISSION_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_ADMISSION_", extra="ignore")
+
+    config_path: Path | None = Field(None, description="reviewing offices and periods (offices.toml)")
+    token_ttl_s: int = Field(300, ge=30, le=3600, description="lifetime of system access tokens")
+    token_key_path: Path | None = Field(
+        None, description="Ed25519 key signing system access tokens (default <data_dir>/keys/...)"
+    )
+    villages_file: Path | None = Field(
+        None, description="village/community codes of the district, one per line (burden report)"
+    )
+
+
+@lru_cache(maxsize=1)
+def admission_settings() -> AdmissionSettings:
+    return AdmissionSettings()
+
+
+@lru_cache(maxsize=1)
+def admission_config() -> AdmissionConfig:
+    return load_admission_config(admission_settings().config_path)
+
+
+def _service(session: Session) -> AdmissionService:
+    return AdmissionService(session, admission_config())
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _is_registry_wide(principal: Principal) -> bool:
+    return bool(_REGISTRY_WIDE_ROLES & set(principal.roles))
+
+
+def _is_department_admin(principal: Principal, reg: SystemRegistration) -> bool:
+    return "system_admin" in principal.roles and principal.department == reg.department
+
+
+def _visible(principal: Principal, reg: SystemRegistration) -> bool:
+    return _is_registry_wide(principal) or _is_department_admin(principal, reg)
+
+
+def _not_found(system_id: str) -> NotFound:
+    # The same answer as a missing system: a system admin learns nothing about other departments'.
+    return NotFound(
+        f"准入登记册中没有系统 {system_id}。",
+        f"No system {system_id} in the admission registry.",
+        code="system_not_found",
+    )
+
+
+def _load_visible(service: AdmissionService, principal: Principal, system_id: str) -> SystemRegistration:
+    reg = service.repo.get(system_id)
+    if reg is None or not _visible(principal, reg):
+        raise _not_found(system_id)
+    return reg
+
+
+def _load_own(service: AdmissionService, principal: Principal, system_id: str) -> SystemRegistration:
+    """A registration the caller administers as their department's system admin (else 404)."""
+    reg = service.repo.get(system_id, for_update=True)
+    if reg is None or not _is_department_admin(principal, reg):
+        raise _not_found(system_id)
+    return reg
+
+
+def _department_of(principal: Principal) -> str:
+    if not principal.department:
+        raise Forbidden(
+            "您的账号未标明所属部门，不能登记部门系统。",
+            "Your account carries no department, so it cannot register a departmental system.",
+            code="no_department",
+        )
+    return principal.department
+
+
+async def _act(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    fn: Callable[[AdmissionService], tuple[T, Sequence[Mapping[str, Any]]]],
+) -> T:
+    """Run ``fn`` in one unit of work; each change it returns is audited in the same commit."""
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        result, changes = await uow.run(lambda session: fn(_service(session)))
+        for change in changes:
+            uow.record(change)
+    return result
+
+
+async def _read(runtime: Runtime, fn: Callable[[AdmissionService], T]) -> T:
+    def work() -> T:
+        with runtime.sessions() as session, domain_errors():
+            return fn(_service(session))
+
+    return await asyncio.to_thread(work)
+
+
+def _backflow_fields(catalog: Catalog) -> list[str]:
+    """Fields villages already get back as backflowed data (数据回流): every catalogued dataset field."""
+    return [
+        f"{name}.{field}"
+        for name, spec in catalog.datasets.items()
+        for field in spec.fields
+        if field != spec.record_id_field
+    ]
+
+
+_ALIAS_TYPES = frozenset(SemanticType) - {
+    SemanticType.RECORD_ID,
+    SemanticType.DIVISION_CODE,
+    SemanticType.FREE_TEXT,
+    SemanticType.CATEGORY,
+    SemanticType.OTHER,
+}
+
+
+def _equivalents(catalog: Catalog) -> dict[str, str]:
+    """A registration may name a field by its semantic type (``mobile``); it then matches the catalogued
+    field of that type (``residents.mobile``) in the overlap and burden views."""
+    mapping: dict[str, str] = {}
+    for name, spec in catalog.datasets.items():
+        for field, fspec in spec.fields.items():
+            if fspec.semantic_type in _ALIAS_TYPES:
+                mapping.setdefault(fspec.semantic_type.value, f"{name}.{field}")
+    return mapping
+
+
+def _field_mapping(catalog: Catalog, fields: Sequence[str]) -> dict[str, Any]:
+    """How each declared field maps to the catalog (level, tags), or ``None`` when it is not catalogued."""
+    aliases = _equivalents(catalog)
+    out: dict[str, Any] = {}
+    for ref in fields:
+        target = aliases.get(ref, ref)
+        dataset, _, name = target.partition(".")
+        spec = catalog.datasets.get(dataset)
+        fspec = spec.fields.get(name) if spec is not None else None
+        if fspec is not None:
+            out[ref] = {
+                "catalog_field": target,
+                "level": str(fspec.level.value),
+                "tags": sorted(fspec.tags),
+            }
+        elif ref in catalog.tags:
+            out[ref] = {"catalog_tag": ref}
+        else:
+            out[ref] = None
+    return out
+
+
+def _check_against_catalog(
+    catalog: Catalog, reg: SystemRegistration, others: list[SystemRegistration]
+) -> None:
+    """A collected field ref into a catalogued dataset must name a catalogued field, and a system may
+    provide a catalogued dataset only if the catalog names it as that dataset's provider; no dataset is
+    provided by two systems (otherwise one registration could divert another's traffic)."""
+    for ref in reg.collects_fields:
+        dataset, dot, name = ref.partition(".")
+        spec = catalog.datasets.get(dataset)
+        if dot and spec is not None and name not in spec.fields:
+            raise InvalidRequest(
+                f"collects_fields：目录中数据集 {dataset} 没有字段 {name}。",
+                f"collects_fields: the catalog's dataset {dataset} has no field {name}.",
+                code="invalid_registration",
+            )
+    for provided in reg.provides:
+        spec = catalog.datasets.get(provided.dataset)
+        if spec is not None and spec.provider_system != reg.system_id:
+            raise Forbidden(
+                f"数据集 {provided.dataset} 在数据目录中由 {spec.provider_system} 提供，"
+                f"不能由 {reg.system_id} 提供。",
+                f"Dataset {provided.dataset} is provided by {spec.provider_system} in the catalog, "
+                f"not by {reg.system_id}.",
+                code="dataset_provider_mismatch",
+            )
+        taken = next(
+            (
+                o.system_id
+                for o in others
+                if o.system_id != reg.system_id and provided.dataset in {p.dataset for p in o.provides}
+            ),
+            None,
+        )
+        if taken is not None:
+            raise GatewayError(
+                f"数据集 {provided.dataset} 已由系统 {taken} 登记提供。",
+                f"Dataset {provided.dataset} is already provided by system {taken}.",
+                code="dataset_already_provided",
+                status_code=409,
+            )
+
+
+def _progress_view(service: AdmissionService, system_id: str) -> dict[str, Any]:
+    progress = service.review_progress(system_id)
+    offices = {o.code: o for o in service.config.offices}
+
+    def office(code: str) -> dict[str, Any]:
+        o = offices.get(code)
+        return {"code": code, "name_zh": o.name_zh if o else code, "name_en": o.name_en if o else code}
+
+    return {
+        "system_id": progress.system_id,
+        "status": progress.status.value,
+        "status_zh": STATUS_LABELS_ZH[progress.status],
+        "round": progress.round,
+        "renewal": progress.renewal,
+        "required_offices": [office(c) for c in progress.required_offices],
+        "signed": [office(c) for c in progress.approved_by],
+        "pending": [office(c) for c in progress.pending],
+        "recused": [office(c) for c in progress.recused_offices],
+        "votes": [
+            {
+                "office": v.office,
+                "reviewer_id": v.reviewer_id,
+                "vote": v.vote.value,
+                "comment": v.comment,
+                "round": v.round,
+                "at": v.at.isoformat(),
+            }
+            for v in progress.votes
+        ],
+        "concerns": [
+            {"code": c.code, "message_zh": c.message_zh, "message_en": c.message_en}
+            for c in progress.concerns
+        ],
+    }
+
+
+def _registration_view(
+    service: AdmissionService, catalog: Catalog, reg: SystemRegistration, principal: Principal
+) -> dict[str, Any]:
+    include_contact = _is_department_admin(principal, reg) or "admission_reviewer" in principal.roles
+    view = reg.as_dict(include_contact=include_contact)
+    view["status_zh"] = STATUS_LABELS_ZH[reg.status]
+    view["field_mapping"] = _field_mapping(catalog, reg.collects_fields)
+    client_id = service.client_id_for(reg.system_id)
+    state = service.client_state(client_id) if client_id else None
+    view["credentials"] = {
+        "client_id": client_id,
+        "client_secret_issued": bool(state and state.secret_generation),
+        "public_key_registered": bool(state and state.key_generation),
+        # Write-only: whether one is stored, never the value.
+        "outbound_credential_set": service.outbound_credential(reg.system_id) is not None,
+    }
+    return view
+
+
+# ------------------------------------------------------------------------------ outbound credentials
+
+_OUTBOUND_VERSION = b"gwoc1"
+_OUTBOUND_INFO = b"grassroots-gateway/v1/admission-outbound-credential"
+
+
+def _outbound_key(ring: KeyRing, key_id: str | None, *, for_encryption: bool) -> tuple[str, bytes]:
+    # A subkey of its own (HKDF, RFC 5869) so the masking AES-GCM key never encrypts anything else.
+    kid, base = ring.derive("aes-gcm", key_id, for_encryption=for_encryption)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_OUTBOUND_INFO).derive(base)
+    return kid, key
+
+
+def _aad(system_id: str) -> bytes:
+    # The system id is bound as associated data: a ciphertext copied to another system fails to open.
+    return b"admission-outbound|" + system_id.encode("utf-8")
+
+
+def seal_outbound_credential(ring: KeyRing, system_id: str, credential: str) -> bytes:
+    """AES-256-GCM envelope ``gwoc1 | len(kid) | kid | nonce | ciphertext+tag`` (NIST SP 800-38D)."""
+    kid, key = _outbound_key(ring, None, for_encryption=True)
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key).encrypt(nonce, credential.encode("utf-8"), _aad(system_id))
+    kid_bytes = kid.encode("ascii")
+    return _OUTBOUND_VERSION + bytes([len(kid_bytes)]) + kid_bytes + nonce + sealed
+
+
+def open_outbound_credential(ring: KeyRing, system_id: str, blob: bytes) -> str:
+    """The clear credential, for the upstream client only; never logged or returned by the API."""
+    if not blob.startswith(_OUTBOUND_VERSION):
+        raise ValueError("unknown outbound-credential envelope version")
+    rest = blob[len(_OUTBOUND_VERSION) :]
+    kid = rest[1 : 1 + rest[0]].decode("ascii")
+    nonce, sealed = rest[1 + rest[0] : 13 + rest[0]], rest[13 + rest[0] :]
+    _, key = _outbound_key(ring, kid, for_encryption=False)
+    return AESGCM(key).decrypt(nonce, sealed, _aad(system_id)).decode("utf-8")
+
+
+# ------------------------------------------------------------------------------------ request bodies
+
+
+class ReasonBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class VoteBody(BaseModel):
+    vote: Literal["approve", "reject", "request_changes"]
+    comment: str = Field("", max_length=4000)
+    office: str | None = Field(None, description="defaults to the office in the reviewer's token")
+
+
+class PublicKeyBody(BaseModel):
+    public_key: str = Field(min_length=1, max_length=16000, description="PEM SubjectPublicKeyInfo or JWK")
+
+
+class OutboundCredentialBody(BaseModel):
+    credential: SecretStr = Field(description="write-only: stored encrypted, never returned")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise InvalidRequest("请求体须为 JSON 对象。", "The request body must be a JSON object.")
+    return data
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+
+@router.get(f"{_PREFIX}/offices")
+async def list_offices(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """The reviewing offices of the joint review (configuration) and the re-certification period."""
+    await require(runtime, authorization, "admission", "read")
+    config = admission_config()
+    return {
+        "offices": [
+            {
+                "code": o.code,
+                "name_zh": o.name_zh,
+                "name_en": o.name_en,
+                "department": o.department,
+                "required": o.required,
+            }
+            for o in config.offices
+        ],
+        "approval_period_days": config.approval_period.days,
+        "reminder_days_before": list(config.reminder_days_before),
+    }
+
+
+@router.post(f"{_PREFIX}/systems", status_code=201)
+async def register_system(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """File a registration as a draft. The department is the caller's own (from the token)."""
+    principal = await require(runtime, authorization, "admission", "register")
+    department = _department_of(principal)
+    body = await _json_object(request)
+    if body.setdefault("department", department) != department:
+        raise Forbidden(
+            f"系统管理员只能为本部门（{department}）登记系统。",
+            f"A system admin registers systems only for their own department ({department}).",
+            code="separation_of_duties",
+        )
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        reg = registration_from_mapping(body, created_by=principal.user_id)
+        _check_against_catalog(runtime.catalog, reg, service.list_systems())
+        change = service.register(reg)
+        return _registration_view(service, runtime.catalog, service.get(reg.system_id), principal), [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.get(f"{_PREFIX}/systems")
+async def list_systems(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    status: Annotated[list[SystemStatus] | None, Query()] = None,
+) -> dict[str, Any]:
+    """Registrations the caller may see (a system admin: their department's), optionally by status."""
+    principal = await require(runtime, authorization, "admission", "read")
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        regs = [r for r in service.list_systems(status) if _visible(principal, r)]
+        return {
+            "systems": [
+                {
+                    "system_id": r.system_id,
+                    "name": r.name,
+                    "department": r.department,
+                    "status": r.status.value,
+                    "status_zh": STATUS_LABELS_ZH[r.status],
+                    "filing_number": r.filing_number,
+                    "approved_until": r.approved_until.isoformat() if r.approved_until else None,
+                    "renewal_open": r.renewal_open,
+                }
+                for r in regs
+            ]
+        }
+
+    return await _read(runtime, work)
+
+
+@router.get(f"{_PREFIX}/systems/{{system_id}}")
+async def get_system(system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "admission", "read")
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        reg = _load_visible(service, principal, system_id)
+        return _registration_view(service, runtime.catalog, reg, principal)
+
+    return await _read(runtime, work)
+
+
+@router.patch(f"{_PREFIX}/systems/{{system_id}}")
+async def update_system(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
+    principal = await require(runtime, authorization, "admission", "register")
+    body = await _json_object(request)
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        current = _load_own(service, principal, system_id)
+        merged = {**current.as_dict(include_contact=True), **body, "system_id": system_id}
+        reg = registration_from_mapping(merged, created_by=current.created_by)
+        _check_against_catalog(runtime.catalog, reg, service.list_systems())
+        change = service.update(reg, principal.user_id)
+        return _registration_view(service, runtime.catalog, service.get(system_id), principal), [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+def _lifecycle(name: str) -> Callable[[AdmissionService, str, str], Mapping[str, Any]]:
+    actions: dict[str, Callable[[AdmissionService, str, str], Mapping[str, Any]]] = {
+        "submit": lambda s, sid, actor: s.submit(sid, actor),
+        "withdraw": lambda s, sid, actor: s.withdraw(sid, actor),
+        "revise": lambda s, sid, actor: s.revise(sid, actor),
+    }
+    return actions[name]
+
+
+async def _department_action(
+    name: str, system_id: str, request: Request, runtime: Runtime, authorization: str | None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "admission", "register")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        _load_own(service, principal, system_id)
+        change = _lifecycle(name)(service, system_id, principal.user_id)
+        return _progress_view(service, system_id), [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/submit")
+async def submit_system(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Send to joint review; also resubmission after changes were requested or after a rejection."""
+    return await _department_action("submit", system_id, request, runtime, authorization)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/withdraw")
+async def withdraw_system(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Take a submitted registration back to draft."""
+    return await _department_action("withdraw", system_id, request, runtime, authorization)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/revise")
+async def revise_system(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Reopen a rejected registration as a draft, to edit it before resubmitting."""
+    return await _department_action("revise", system_id, request, runtime, authorization)
+
+
+# -------------------------------------------------------------------------------------- joint review
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/reviews", status_code=201)
+async def review_system(
+    system_id: str, body: VoteBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """One office's vote. The reviewer votes only for the office in their token, never on a system of
+    their own department; a rejection or a request for changes ends the round with the comment as reason."""
+    principal = await require(runtime, authorization, "admission", "review")
+    office = body.office or principal.office
+    if not principal.office or office != principal.office:
+        raise Forbidden(
+            f"审核人只能代表本单位（{principal.office or '未标明'}）表决。",
+            f"A reviewer votes only for their own office ({principal.office or 'none in the token'}).",
+            code="separation_of_duties",
+        )
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        change = service.review(
+            system_id,
+            office,
+            principal.user_id,
+            principal.department or "",
+            body.vote,
+            body.comment,
+        )
+        view = _progress_view(service, system_id)
+        view["outcome"] = str(change["kind"]).removeprefix("admission.")
+        if "reasons" in change:
+            view["reasons"] = change["reasons"]
+        if change.get("filing_number"):
+            view["filing_number"] = change["filing_number"]
+            view["approved_until"] = change.get("approved_until")
+        return view, [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.get(f"{_PREFIX}/systems/{{system_id}}/progress")
+async def review_progress(
+    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Which offices signed, which are pending, which are recused, with every vote of the round."""
+    principal = await require(runtime, authorization, "admission", "read")
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        _load_visible(service, principal, system_id)
+        return _progress_view(service, system_id)
+
+    return await _read(runtime, work)
+
+
+@router.get(f"{_PREFIX}/systems/{{system_id}}/reviews")
+async def review_history(
+    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Every vote of every round (rejection reasons included)."""
+    principal = await require(runtime, authorization, "admission", "read")
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        _load_visible(service, principal, system_id)
+        return {
+            "system_id": system_id,
+            "votes": [
+                {
+                    "round": v.round,
+                    "office": v.office,
+                    "reviewer_id": v.reviewer_id,
+                    "vote": v.vote.value,
+                    "comment": v.comment,
+                    "at": v.at.isoformat(),
+                }
+                for v in service.reviews(system_id)
+            ],
+        }
+
+    return await _read(runtime, work)
+
+
+@router.get(f"{_PREFIX}/systems/{{system_id}}/overlaps")
+async def system_overlaps(
+    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Fields this registration would collect that admitted systems already collect in the same villages,
+    or that villages get back as backflowed data: reuse or prefill instead (智能合并, 数据预填)."""
+    principal = await require(runtime, authorization, "admission", "read")
+    catalog = runtime.catalog
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        reg = _load_visible(service, principal, system_id)
+        equivalents = _equivalents(catalog)
+        overlaps = service.overlaps(system_id, _backflow_fields(catalog), equivalents=equivalents)
+        overlapping = {o.field for o in overlaps}
+        return {
+            "system_id": system_id,
+            "status": reg.status.value,
+            "collects_fields": list(reg.collects_fields),
+            "overlaps": [o.as_dict() for o in overlaps],
+            "new_fields": [f for f in reg.collects_fields if equivalents.get(f, f) not in overlapping],
+        }
+
+    return await _read(runtime, work)
+
+
+# ------------------------------------------------------------------------------------- supervision
+
+
+async def _supervise(
+    action: Literal["suspend", "reinstate", "revoke"],
+    system_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: Runtime,
+    authorization: str | None,
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "admission", "revoke")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        method = {"suspend": service.suspend, "reinstate": service.reinstate, "revoke": service.revoke}[
+            action
+        ]
+        change = method(system_id, principal.user_id, body.reason)
+        reg = service.get(system_id)
+        return {
+            "system_id": system_id,
+            "status": reg.status.value,
+            "status_zh": STATUS_LABELS_ZH[reg.status],
+        }, [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/suspend")
+async def suspend_system(
+    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Suspend an admitted system: every gateway process refuses it within one poll interval."""
+    return await _supervise("suspend", system_id, body, request, runtime, authorization)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/reinstate")
+async def reinstate_system(
+    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    return await _supervise("reinstate", system_id, body, request, runtime, authorization)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/revoke")
+async def revoke_system(
+    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Revoke for good; the system's client credentials and outbound credential are deleted."""
+    return await _supervise("revoke", system_id, body, request, runtime, authorization)
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/recertify")
+async def recertify_system(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Open a re-certification round: an approved system keeps working while re-reviewed; a lapsed one
+    goes back to full review and stays blocked until every required office approves again."""
+    principal = await require(runtime, authorization, "admission", "renew")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        reg = service.repo.get(system_id, for_update=True)
+        if reg is None or not (_is_department_admin(principal, reg) or _is_registry_wide(principal)):
+            raise _not_found(system_id)
+        change = service.recertify(system_id, principal.user_id)
+        return _progress_view(service, system_id), [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.get(f"{_PREFIX}/reminders")
+async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """Approvals that lapse within the largest reminder window, with who must act next."""
+    principal = await require(runtime, authorization, "admission", "read")
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        out: list[dict[str, Any]] = []
+        for reminder in service.reminders_due():
+            reg = service.get(reminder.system_id)
+            if not _visible(principal, reg):
+                continue
+            if reg.renewal_open:
+                pending = service.review_progress(reg.system_id).pending
+                must_act = [
+                    {"role": "admission_reviewer", "office": office, "action": "review"} for office in pending
+                ]
+            else:
+                must_act = [{"role": "system_admin", "department": reg.department, "action": "recertify"}]
+            out.append(
+                {
+                    "system_id": reminder.system_id,
+                    "department": reg.department,
+                    "approved_until": reminder.approved_until.isoformat(),
+                    "days_left": reminder.days_left,
+                    "threshold_days": reminder.threshold_days,
+                    "renewal_open": reg.renewal_open,
+                    "must_act": must_act,
+                    "message_zh": f"系统 {reg.system_id} 的准入将于 "
+                    f"{reminder.approved_until:%Y-%m-%d} 到期，请及时重新审核。",
+                    "message_en": f"The admission of {reg.system_id} lapses on "
+                    f"{reminder.approved_until:%Y-%m-%d}; re-certify it in time.",
+                }
+            )
+        return {"reminders": out}
+
+    return await _read(runtime, work)
+
+
+@router.post(f"{_PREFIX}/lapse-due")
+async def lapse_due(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """The lapse job: every approval past its end becomes ``lapsed`` (routing already refuses it by time)."""
+    principal = await require(runtime, authorization, "admission", "revoke")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        events = service.lapse_due()
+        return {"lapsed": [str(e["system_id"]) for e in events]}, list(events)
+
+    return await _act(runtime, principal, request, work)
+
+
+# ------------------------------------------------------------------------------------- credentials
+
+
+@router.post(f"{_PREFIX}/systems/{{system_id}}/credentials/client-secret", status_code=201)
+async def issue_client_secret(
+    system_id: str,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    rotate: bool = False,
+) -> dict[str, Any]:
+    """Issue (or with ``?rotate=true`` replace) the client secret. It is shown in this answer only and
+    stored as a salted scrypt hash; after a rotation the old secret and its tokens stop working."""
+    principal = await require(runtime, authorization, "admission", "register")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        _load_own(service, principal, system_id)
+        issued = (service.rotate_client_secret if rotate else service.issue_client_secret)(
+            system_id, principal.user_id
+        )
+        reg = service.get(system_id)
+        return {
+            "system_id": system_id,
+            "filing_number": reg.filing_number,
+            "client_id": issued.client_id,
+            "client_secret": issued.secret,
+            "token_endpoint": _token_endpoint(runtime),
+            "notice_zh": "客户端密钥只显示这一次，请立即妥善保存。",
+            "notice_en": "The client secret is shown only this once; store it safely now.",
+        }, [issued.event]
+
+    result = await _act(runtime, principal, request, work)
+    response.headers["Cache-Control"] = "no-store"
+    return result
+
+
+@router.put(f"{_PREFIX}/systems/{{system_id}}/credentials/public-key")
+async def register_public_key(
+    system_id: str,
+    body: PublicKeyBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Register (or replace) the public key for signed client assertions (RFC 7523 private_key_jwt)."""
+    principal = await require(runtime, authorization, "admission", "register")
+
+    def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        _load_own(service, principal, system_id)
+        change = service.register_public_key(system_id, body.public_key, principal.user_id)
+        return {
+            "system_id": system_id,
+            "client_id": change["client_id"],
+            "kid": change["kid"],
+            "token_endpoint": _token_endpoint(runtime),
+            "assertion_audience": _token_endpoint(runtime),
+        }, [change]
+
+    return await _act(runtime, principal, request, work)
+
+
+@router.put(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
+async def set_outbound_credential(
+    system_id: str,
+    body: OutboundCredentialBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> Response:
+    """Store the credential the gateway presents when it calls this system. Write-only: encrypted with
+    AES-GCM under a key derived from the masking key ring, never returned."""
+    principal = await require(runtime, authorization, "admission", "register")
+    ring = runtime.keys
+    if ring is None:
+        raise ServiceUnavailable(
+            "密钥环未配置，无法加密保存凭证。", "No key ring is configured; the credential cannot be stored."
+        )
+    value = body.credential.get_secret_value()
+    if not value.strip() or len(value) > 8192:
+        raise InvalidRequest(
+            "凭证不能为空，且不超过 8192 字符。", "The credential must be 1 to 8192 characters."
+        )
+    sealed = seal_outbound_credential(ring, system_id, value)
+
+    def work(service: AdmissionService) -> tuple[None, list[Mapping[str, Any]]]:
+        _load_own(service, principal, system_id)
+        return None, [service.set_outbound_credential(system_id, sealed, principal.user_id)]
+
+    await _act(runtime, principal, request, work)
+    return Response(status_code=204)
+
+
+@router.delete(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
+async def clear_outbound_credential(
+    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> Response:
+    principal = await require(runtime, authorization, "admission", "register")
+
+    def work(service: AdmissionService) -> tuple[None, list[Mapping[str, Any]]]:
+        _load_own(service, principal, system_id)
+        return None, [service.set_outbound_credential(system_id, None, principal.user_id)]
+
+    await _act(runtime, principal, request, work)
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------------------------ burden (减负)
+
+
+@lru_cache(maxsize=1)
+def _demo_villages() -> tuple[str, ...]:
+    from demoworld.world import build_world
+
+    return tuple(d.code for d in build_world().divisions if d.level == "village")
+
+
+def _district_villages(runtime: Runtime, regs: Sequence[SystemRegistration]) -> list[str]:
+    """The villages a report covers: the configured list (``GRASSROOTS_ADMISSION_VILLAGES_FILE``), in
+    development the demo world's, and any village a registration names explicitly."""
+    codes: set[str] = set()
+    path = admission_settings().villages_file
+    if path is not None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            code = line.split(",")[0].strip()
+            if code and not code.startswith("#"):
+                codes.add(divisions.normalize(code))
+    elif runtime.settings.mode is RunMode.development:
+        codes.update(_demo_villages())
+    for reg in regs:
+        codes.update(c for c in reg.reaches if divisions.level_of(c) is divisions.DivisionLevel.VILLAGE)
+    return sorted(codes)
+
+
+def _village_code(code: str) -> str:
+    try:
+        if divisions.level_of(code) is divisions.DivisionLevel.VILLAGE:
+            return divisions.normalize(code)
+    except ValueError:
+        pass
+    raise InvalidRequest(
+        "须为村（居）委会的 12 位统计用区划代码。",
+        "Must be the 12-digit division code of a village or community.",
+        code="invalid_village",
+    )
+
+
+@router.get(f"{_PREFIX}/burden/villages/{{village_code}}")
+async def burden_of_village(
+    village_code: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """How many admitted systems reach this village and which fields they demand of it."""
+    await require(runtime, authorization, "admission", "read")
+    code = _village_code(village_code)
+    catalog = runtime.catalog
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        burden = village_burden(
+            service.list_systems([SystemStatus.APPROVED]), code, equivalents=_equivalents(catalog)
+        )
+        view = burden.as_dict()
+        view["fields_demanded_more_than_once"] = list(burden.fields_demanded_more_than_once)
+        return view
+
+    return await _read(runtime, work)
+
+
+@router.get(f"{_PREFIX}/burden/report", response_model=None)
+async def burden_report(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    village: Annotated[list[str] | None, Query()] = None,
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | Response:
+    """District report: systems per village and fields demanded more than once (JSON or CSV)."""
+    await require(runtime, authorization, "admission", "read")
+    requested = [_village_code(v) for v in village or []]
+    catalog = runtime.catalog
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        regs = service.list_systems([SystemStatus.APPROVED])
+        villages = requested or _district_villages(runtime, regs)
+        report = district_report(regs, villages, equivalents=_equivalents(catalog))
+        return report.as_dict()
+
+    data = await _read(runtime, work)
+    if format == "json":
+        return data
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["village_code", "n_systems", "systems", "fields_demanded", "fields_demanded_more_than_once"]
+    )
+    for v in data["villages"]:
+        repeated = [f for f, systems in v["demand"].items() if len(systems) > 1]
+        writer.writerow(
+            [
+                v["village_code"],
+                v["n_systems"],
+                ";".join(v["systems"]),
+                ";".join(v["fields_demanded"]),
+                ";".join(repeated),
+            ]
+        )
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="burden-report.csv"'},
+    )
+
+
+# ---------------------------------------------------------------------- OAuth 2 for admitted systems
+
+_ISSUERS: dict[tuple[str, str, int], SystemTokenIssuer] = {}
+_REPLAY = ReplayCache()
+
+
+def _create_key_once(path: Path) -> Ed25519PrivateKey:
+    """Create the token-signing key without a race between gateway workers starting together: write a
+    private temporary file, then link it into place (atomic; the loser reads the winner's key)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        load_or_create_ed25519(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return load_or_create_ed25519(path)
+
+
+def token_issuer(runtime: Runtime) -> SystemTokenIssuer:
+    """The gateway's issuer of system access tokens: a dedicated Ed25519 key (not the upstream service
+    key, so a service token the gateway sends a system can never pass as that system's access token)."""
+    settings = admission_settings()
+    path = settings.token_key_path or runtime.settings.keys_dir / "system-token-ed25519.pem"
+    issuer_id = runtime.settings.effective_public_url
+    cache_key = (str(path), issuer_id, settings.token_ttl_s)
+    issuer = _ISSUERS.get(cache_key)
+    if issuer is None:
+        issuer = SystemTokenIssuer(_create_key_once(path), issuer_id, ttl_s=settings.token_ttl_s)
+        _ISSUERS[cache_key] = issuer
+    return issuer
+
+
+def _token_endpoint(runtime: Runtime) -> str:
+    return runtime.settings.effective_public_url.rstrip("/") + "/oauth/token"
+
+
+class OAuthError(GatewayError):
+    """RFC 6749 §5.2 error response, in the gateway's one error shape (``error`` is the OAuth code)."""
+
+    status_code = 400
+
+    def __init__(self, code: str, zh: str, en: str, *, status_code: int = 400, **extra: Any) -> None:
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if status_code == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="grassroots-gateway", charset="UTF-8"'
+        super().__init__(
+            zh,
+            en,
+            code=code,
+            status_code=status_code,
+            headers=headers,
+            extra={"error_description": en, **extra},
+        )
+
+
+def _invalid_client(zh: str = "客户端认证失败。", en: str = "Client authentication failed.") -> OAuthError:
+    return OAuthError("invalid_client", zh, en, status_code=401)
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise OAuthError(
+            "invalid_request",
+            "令牌端点只接受 Basic 认证头。",
+            "The token endpoint accepts only Basic authentication.",
+        )
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _invalid_client() from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise _invalid_client()
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError(
+            "invalid_request",
+            "请求须为 application/x-www-form-urlencoded 表单。",
+            "The request must be an application/x-www-form-urlencoded form.",
+        )
+    body = await request.body()
+    if len(body) > 16384:
+        raise OAuthError("invalid_request", "请求过大。", "The request is too large.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "表单编码错误。", "The form is not valid UTF-8.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            # RFC 6749 §3.2: request parameters must not be included more than once.
+            raise OAuthError("invalid_request", f"参数 {name} 重复。", f"Parameter {name} is repeated.")
+        form[name] = value
+    return form
+
+
+async def _audit_system(
+    runtime: Runtime,
+    kind: str,
+    outcome: Outcome,
+    system_id: str | None,
+    reason: str,
+    request: Request,
+    **details: Any,
+) -> None:
+    await record_audit(
+        runtime,
+        AuditEvent(
+            kind=kind,
+            outcome=outcome,
+            actor=f"system:{system_id}" if system_id else "anonymous",
+            reason=reason,
+            request_id=request_id_of(request),
+            details={"route": request.url.path, **details},
+        ),
+    )
+
+
+def _blocked(system_id: str, verdict_code: str, zh: str, en: str, *, status_code: int) -> GatewayError:
+    return GatewayError(zh, en, code=verdict_code, status_code=status_code, extra={"system": system_id})
+
+
+@router.post("/oauth/token")
+async def oauth_token(request: Request, runtime: RuntimeDep, authorization: AuthHeader = None) -> Response:
+    """OAuth 2 token endpoint for admitted systems (RFC 6749 §4.4 client credentials).
+
+    Client authentication (exactly one, RFC 6749 §2.3): ``client_secret_basic``, ``client_secret_post``,
+    or ``private_key_jwt`` (RFC 7523 §2.2: ``client_assertion_type`` = jwt-bearer, ``client_assertion``
+    signed by the system's registered key, ``aud`` = this endpoint's URL). Only an approved system whose
+    approval has not lapsed gets a token."""
+    system_id: str | None = None
+    try:
+        form = await _form(request)
+        if form.get("grant_type") != "client_credentials":
+            raise OAuthError(
+                "unsupported_grant_type",
+                "只支持 client_credentials 授权方式。",
+                "Only the client_credentials grant is supported.",
+            )
+        basic = _basic_credentials(authorization)
+        assertion = form.get("client_assertion")
+        methods = [basic is not None, "client_secret" in form, assertion is not None]
+        if sum(methods) != 1:
+            raise OAuthError(
+                "invalid_request",
+                "须且只能使用一种客户端认证方式。",
+                "Use exactly one client authentication method.",
+            )
+        issued, system_id = await asyncio.to_thread(_authenticate_client, runtime, form, basic, assertion)
+    except GatewayError as exc:
+        await _audit_system(runtime, "system.token", Outcome.REFUSED, system_id, exc.code, request)
+        raise
+    await _audit_system(runtime, "system.token", Outcome.OK, system_id, "issued", request)
+    return Response(
+        content=_json(issued.as_response()),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _authenticate_client(
+    runtime: Runtime, form: Mapping[str, str], basic: tuple[str, str] | None, assertion: str | None
+) -> tuple[IssuedAccessToken, str]:
+    with runtime.sessions() as session:
+        service = _service(session)
+        if assertion is not None:
+            if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+                raise OAuthError(
+                    "invalid_request",
+                    "client_assertion_type 须为 jwt-bearer。",
+                    f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}.",
+                )
+            try:
+                client_id = assertion_client_id(assertion)
+                registered = service.client_public_key(client_id)
+                if registered is None:
+                    raise _invalid_client()
+                if form.get("client_id", client_id) != client_id:
+                    raise _invalid_client()
+                verify_client_assertion(
+                    assertion,
+                    registered,
+                    audiences=(_token_endpoint(runtime), runtime.settings.effective_public_url),
+                    replay=_REPLAY,
+                )
+            except TokenError as exc:
+                raise _invalid_client(exc.message_zh, exc.message_en) from None
+            method = "key"
+        else:
+            if basic is not None:
+                client_id, secret = basic
+            else:
+                client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+            if not client_id or not secret:
+                raise _invalid_client()
+            if service.verify_client_secret(client_id, secret) is None:
+                raise _invalid_client()
+            method = "secret"
+        state = service.client_state(client_id)
+        if state is None:
+            raise _invalid_client()
+        generation = state.key_generation if method == "key" else state.secret_generation
+        if generation is None:
+            raise _invalid_client()
+        # The token endpoint reads the registry itself (not the snapshot): a system is never handed a
+        # token in the instant after its suspension was committed.
+        reg = service.repo.get(state.system_id)
+        verdict = routing_verdict(reg, datetime.now(UTC), system_id=state.system_id)
+        if not verdict.allowed:
+            raise OAuthError(
+                "unauthorized_client",
+                verdict.message_zh,
+                verdict.message_en,
+                system=state.system_id,
+                admission_status=verdict.code,
+            )
+        issued = token_issuer(runtime).issue(
+            client_id=client_id, system_id=state.system_id, credential=generation
+        )
+        return issued, state.system_id
+
+
+@router.get("/oauth/jwks")
+async def oauth_jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """The public key that signs system access tokens (RFC 7517)."""
+    return token_issuer(runtime).jwks()
+
+
+@router.get("/.well-known/oauth-authorization-server")
+async def oauth_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+    """Authorization server metadata for systems (RFC 8414)."""
+    base = runtime.settings.effective_public_url.rstrip("/")
+    return {
+        "issuer": runtime.settings.effective_public_url,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/oauth/jwks",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "ES384", "RS256", "PS256"],
+    }
+
+
+# ------------------------------------------------------------------------------- system-facing API
+
+
+class SystemCaller:
+    def __init__(self, system_id: str, client_id: str) -> None:
+        self.system_id = system_id
+        self.client_id = client_id
+
+
+async def authenticate_system(runtime: Runtime, authorization: str | None, request: Request) -> SystemCaller:
+    """Every system call: the gateway's own token, then the system's admission status live (suspended,
+    revoked, lapsed or never approved: refused, naming the system), then the credential it was obtained
+    with must still be current (rotation or revocation ends earlier tokens at once)."""
+    system_id: str | None = None
+    try:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "缺少系统访问令牌，请先向 /oauth/token 申请。",
+                "No system access token; obtain one from /oauth/token first.",
+                code="missing_token",
+                headers={"WWW-Authenticate": 'Bearer realm="grassroots-systems"'},
+            )
+        try:
+            claims = token_issuer(runtime).verify(token.strip())
+        except TokenError as exc:
+            raise Unauthenticated(
+                exc.message_zh,
+                exc.message_en,
+                code="invalid_token",
+                headers={"WWW-Authenticate": 'Bearer realm="grassroots-systems", error="invalid_token"'},
+            ) from None
+        system_id = claims.system_id
+        verdict = runtime.system_verdict(system_id, datetime.now(UTC))
+        if not verdict.allowed:
+            raise _blocked(system_id, verdict.code, verdict.message_zh, verdict.message_en, status_code=403)
+
+        def current() -> bool:
+            with runtime.sessions() as session:
+                state = _service(session).client_state(claims.client_id)
+            return (
+                state is not None and state.system_id == claims.system_id and state.accepts(claims.credential)
+            )
+
+        if not await asyncio.to_thread(current):
+            raise Unauthenticated(
+                f"系统 {system_id} 的凭证已轮换或撤销，请用新凭证重新申请令牌。",
+                f"The credentials of system {system_id} were rotated or revoked; obtain a new token.",
+                code="credential_rotated",
+                headers={"WWW-Authenticate": 'Bearer realm="grassroots-systems", error="invalid_token"'},
+            )
+    except GatewayError as exc:
+        await _audit_system(runtime, "system.call", Outcome.REFUSED, system_id, exc.code, request)
+        raise
+    await _audit_system(runtime, "system.call", Outcome.ALLOWED, system_id, "allowed", request)
+    return SystemCaller(system_id, claims.client_id)
+
+
+@router.get("/api/v1/systems/me", tags=["systems"])
+async def system_me(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """The calling system's admission status, filing number (备案号) and approval period."""
+    caller = await authenticate_system(runtime, authorization, request)
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        reg = service.get(caller.system_id)
+        return {
+            "system_id": reg.system_id,
+            "name": reg.name,
+            "department": reg.department,
+            "status": reg.status.value,
+            "status_zh": STATUS_LABELS_ZH[reg.status],
+            "filing_number": reg.filing_number,
+            "approved_until": reg.approved_until.isoformat() if reg.approved_until else None,
+            "renewal_open": reg.renewal_open,
+            "client_id": caller.client_id,
+        }
+
+    return await _read(runtime, work)
+
+
+@router.get("/api/v1/systems/me/burden", tags=["systems"])
+async def system_burden(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """The villages the calling system reaches, how many admitted systems each carries, and which of this
+    system's fields villages already supply elsewhere or get back as backflowed data (prefill them)."""
+    caller = await authenticate_system(runtime, authorization, request)
+    catalog = runtime.catalog
+
+    def work(service: AdmissionService) -> dict[str, Any]:
+        reg = service.get(caller.system_id)
+        admitted = service.list_systems([SystemStatus.APPROVED])
+        equivalents = _equivalents(catalog)
+        villages = (
+            [
+                v
+                for v in _district_villages(runtime, admitted)
+                if any(divisions.covers(r, v) for r in reg.reaches)
+            ]
+            if reg.reaches_villages
+            else []
+        )
+        overlaps = service.overlaps(reg.system_id, _backflow_fields(catalog), equivalents=equivalents)
+        return {
+            "system_id": reg.system_id,
+            "reaches_villages": reg.reaches_villages,
+            "villages": [village_burden(admitted, v, equivalents=equivalents).as_dict() for v in villages],
+            "reuse_or_prefill": [o.as_dict() for o in overlaps],
+        }
+
+    return await _read(runtime, work)
+
+
+__all__ = [
+    "AdmissionSettings",
+    "authenticate_system",
+    "open_outbound_credential",
+    "router",
+    "seal_outbound_credential",
+    "token_issuer",
+]

@@ -1,7 +1,564 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""Scenario grants over HTTP: the catalog a cadre requests from, the grant lifecycle, break-glass.
+
+Every transition goes through ``policies.GrantService`` inside a unit of work, so it is one audit event
+(``grant.*``, ``break_glass.*``) durably written before the commit; the commit moves the grants version
+row, and every gateway process picks the change up on its next poll (this one at once).
+
+Visibility (404 rather than 403 where a 403 would reveal that a grant exists): a steward sees grants
+over their department's data, an officer or cadre the grants of their own jurisdiction, supervisors and
+auditors every grant.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy.orm import Session
+
+from audit import looks_like_personal_data
+from gateway.admin_support import domain_errors, require, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.errors import InvalidRequest, NotFound
+from gateway.pipeline import authenticate
+from gateway.runtime import Runtime
+from policies import (
+    BreakGlassReview,
+    GrantRepository,
+    GrantService,
+    GrantStatus,
+    RenewalReminder,
+    Scenario,
+    ScenarioCatalog,
+    ScenarioGrant,
+    Subject,
+    covers,
+    normalize,
+)
+from policies.grants import BREAK_GLASS_MAX_HOURS
+
+router = APIRouter(prefix="/api/v1", tags=["grants"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthHeader = Annotated[str | None, Header()]
+
+_REASON_MAX = 500
+T = TypeVar("T")
+
+
+# -- helpers used by the policy routes too ----------------------------------------------------------
+
+
+def subject_of(principal: Principal) -> Subject:
+    return Subject(
+        user_id=principal.user_id,
+        org=principal.org,
+        roles=principal.roles,
+        department=principal.department,
+    )
+
+
+def checked_org(code: str, name: str = "org_scope") -> str:
+    """A division code in its 12-digit form, or a 422 that says what a code looks like."""
+    try:
+        return normalize(code)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} 必须是 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
+            f"{name} must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
+            code="invalid_org",
+        ) from None
+
+
+def checked_reason(text: str, *, required: bool = True, name: str = "reason") -> str:
+    """Reasons go into the audit log: never personal data there (PIPL art. 51 security measures)."""
+    text = text.strip()
+    if required and not text:
+        raise InvalidRequest(
+            f"请填写{_ZH_NAMES.get(name, name)}。", f"{name} is required.", code="missing_reason"
+        )
+    if len(text) > _REASON_MAX:
+        raise InvalidRequest(
+            f"{_ZH_NAMES.get(name, name)}最多 {_REASON_MAX} 个字。",
+            f"{name} is at most {_REASON_MAX} characters.",
+            code="reason_too_long",
+        )
+    if looks_like_personal_data(text):
+        raise InvalidRequest(
+            "理由中请不要写身份证号或手机号等个人信息。",
+            f"Do not put ID or mobile numbers in the {name}.",
+            code="personal_data_in_reason",
+        )
+    return text
+
+
+_ZH_NAMES = {"reason": "理由", "note": "复核意见"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[str] = ()) -> dict[str, Any]:
+    sensitive = sorted(
+        {
+            f"{name}.{f}"
+            for name, fields in scenario.datasets.items()
+            if (info := catalog.dataset(name)) is not None
+            for f in fields
+            if f in info.second_approval_fields
+        }
+    )
+    return {
+        "code": scenario.code,
+        "name_zh": scenario.name_zh,
+        "name_en": scenario.name_en,
+        "purpose": scenario.purpose,
+        "legal_basis": scenario.legal_basis,
+        "datasets": {name: list(fields) for name, fields in scenario.datasets.items()},
+        "owner_departments": sorted(
+            {info.owner_department for name in scenario.datasets if (info := catalog.dataset(name))}
+        ),
+        "masking_profile": scenario.masking_profile,
+        "roles_allowed": list(scenario.roles_allowed),
+        "max_records_per_request": scenario.max_records_per_request,
+        "daily_quota_per_user": scenario.daily_quota_per_user,
+        "hours_allowed": list(scenario.hours_allowed),
+        "default_validity_days": scenario.default_validity_days,
+        "second_approval_fields": sensitive,
+        "usable_by_me": bool(set(roles).intersection(scenario.roles_allowed)),
+    }
+
+
+def grant_json(grant: ScenarioGrant, now: datetime | None = None) -> dict[str, Any]:
+    body = grant.to_dict()
+    body["created_at"] = _iso(grant.created_at)
+    body["updated_at"] = _iso(grant.updated_at)
+    body["active"] = grant.is_active(now or datetime.now(UTC))
+    return body
+
+
+def _reminder_json(reminder: RenewalReminder) -> dict[str, Any]:
+    return {
+        "grant_id": reminder.grant_id,
+        "scenario": reminder.scenario,
+        "org_scope": reminder.org_scope,
+        "valid_until": reminder.valid_until.isoformat(),
+        "days_left": reminder.days_left,
+        "must_act": {"role": reminder.must_act_role, "department": reminder.must_act_department},
+        "requested_by": reminder.requested_by,
+    }
+
+
+def _review_json(review: BreakGlassReview, grant: ScenarioGrant | None) -> dict[str, Any]:
+    return {
+        "review_id": review.review_id,
+        "grant_id": review.grant_id,
+        "invoked_by": review.invoked_by,
+        "notify_org": review.notify_org,
+        "reason": review.reason,
+        "status": review.status,
+        "opened_at": review.opened_at.isoformat(),
+        "closed_by": review.closed_by,
+        "closed_at": _iso(review.closed_at),
+        "review_note": review.review_note,
+        "scenario": grant.scenario if grant else None,
+        "org_scope": grant.org_scope if grant else None,
+        "valid_until": _iso(grant.valid_until) if grant else None,
+    }
+
+
+async def read_only(runtime: Runtime, fn: Callable[[Session], T]) -> T:
+    """Run a query in its own session off the event loop; library errors map to the error shape."""
+
+    def run() -> T:
+        with runtime.sessions() as session:
+            return fn(session)
+
+    with domain_errors():
+        return await asyncio.to_thread(run)
+
+
+def _service(runtime: Runtime, session: Session) -> GrantService:
+    engine = runtime.policy()
+    return GrantService(GrantRepository(session), engine.scenarios, engine.permissions)
+
+
+def _visible_or_404(service: GrantService, subject: Subject, grant_id: str) -> ScenarioGrant:
+    grant = service.repository.get(grant_id)
+    if grant is None or not service.visible_to(subject, grant):
+        raise NotFound(
+            "找不到该授权，或它不在您的管辖范围内。",
+            "No such grant within your reach.",
+            code="grant_not_found",
+        )
+    return grant
+
+
+# -- scenario catalog --------------------------------------------------------------------------------
+
+
+@router.get("/scenarios")
+async def list_scenarios(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """The scenario catalog: purpose, legal basis, exact fields, limits, who may use each."""
+    principal = await authenticate(runtime, authorization)
+    catalog = runtime.policy().scenarios
+    return {"items": [scenario_json(s, catalog, principal.roles) for s in catalog]}
+
+
+@router.get("/scenarios/{code}")
+async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    principal = await authenticate(runtime, authorization)
+    catalog = runtime.policy().scenarios
+    scenario = catalog.get(code)
+    if scenario is None:
+        raise NotFound("没有这个使用场景。", f"There is no scenario {code!r}.", code="unknown_scenario")
+    return scenario_json(scenario, catalog, principal.roles)
+
+
+# -- grant lifecycle -----------------------------------------------------------------------------------
+
+
+class GrantRequestBody(BaseModel):
+    scenario: str = Field(max_length=64)
+    org_scope: str | None = Field(None, description="division code; default: the caller's organisation")
+    datasets: dict[str, list[str]] | None = Field(
+        None, description="narrow the scenario's fields: {dataset: [field, ...]}; default all it lists"
+    )
+    reason: str = Field(max_length=2000)
+
+
+class ApproveBody(BaseModel):
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class ReasonBody(BaseModel):
+    reason: str = Field(max_length=2000)
+
+
+class RenewBody(BaseModel):
+    grant_ids: list[str] = Field(min_length=1, max_length=1000)
+    validity_days: int | None = Field(None, gt=0, le=3650)
+    stagger_window_days: int = Field(14, ge=0, le=90)
+
+
+@router.post("/grants", status_code=201)
+async def request_grant(
+    body: GrantRequestBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """A township or village officer asks for a grant for an organisation of their jurisdiction."""
+    principal = await require(runtime, authorization, "grants", "request")
+    scope = checked_org(body.org_scope or principal.org)
+    reason = checked_reason(body.reason)
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        grant, change = await uow.run(
+            lambda s: _service(runtime, s).request(
+                subject_of(principal), body.scenario, scope, body.datasets, reason, now
+            )
+        )
+        uow.record(change)
+    return grant_json(grant, now)
+
+
+@router.get("/grants")
+async def list_grants(
+    runtime: RuntimeDep,
+    status: Annotated[str | None, Query()] = None,
+    scenario: Annotated[str | None, Query(max_length=64)] = None,
+    org: Annotated[str | None, Query(description="grants that apply to or lie within this code")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "grants", "read")
+    wanted_status: GrantStatus | None = None
+    if status:
+        try:
+            wanted_status = GrantStatus(status)
+        except ValueError:
+            raise InvalidRequest(
+                "status 取值有误。",
+                f"status must be one of {', '.join(s.value for s in GrantStatus)}.",
+                code="invalid_status",
+            ) from None
+    org_code = checked_org(org, "org") if org else None
+    subject = subject_of(principal)
+    now = datetime.now(UTC)
+
+    def query(session: Session) -> list[ScenarioGrant]:
+        service = _service(runtime, session)
+        found = []
+        for grant in service.repository.list_grants(status=wanted_status, scenario=scenario):
+            if not service.visible_to(subject, grant):
+                continue
+            if org_code is not None and not (
+                covers(org_code, grant.org_scope) or covers(grant.org_scope, org_code)
+            ):
+                continue
+            found.append(grant)
+        return found
+
+    grants = await read_only(runtime, query)
+    return {"items": [grant_json(g, now) for g in grants[-limit:]], "total": len(grants)}
+
+
+@router.get("/grants/reminders")
+async def renewal_reminders(
+    runtime: RuntimeDep,
+    within_days: Annotated[int, Query(ge=1, le=365)] = 14,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Grants lapsing within ``within_days``, each naming who must act (the owning department's steward)."""
+    principal = await require(runtime, authorization, "grants", "read")
+    subject = subject_of(principal)
+    now = datetime.now(UTC)
+
+    def query(session: Session) -> list[RenewalReminder]:
+        service = _service(runtime, session)
+        out = []
+        for reminder in service.reminders(now, within_days):
+            grant = service.repository.get(reminder.grant_id)
+            if grant is not None and service.visible_to(subject, grant):
+                out.append(reminder)
+        return out
+
+    reminders = await read_only(runtime, query)
+    return {"items": [_reminder_json(r) for r in reminders], "within_days": within_days}
+
+
+@router.post("/grants/renew")
+async def renew_grants(
+    body: RenewBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Renew many grants at once, expiry staggered over ``stagger_window_days``. Grants with the most
+    sensitive fields wait for a second steward (``POST /grants/{id}/approve``); the old one stays in force."""
+    principal = await require(runtime, authorization, "grants", "renew")
+    now = datetime.now(UTC)
+    ids = list(dict.fromkeys(body.grant_ids))
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+
+        def renew(session: Session) -> tuple[list[ScenarioGrant], list[dict[str, Any]]]:
+            service = _service(runtime, session)
+            for grant_id in ids:
+                _visible_or_404(service, subject_of(principal), grant_id)
+            return service.renew(
+                ids,
+                subject_of(principal),
+                now,
+                validity_days=body.validity_days,
+                stagger_window_days=body.stagger_window_days,
+                defer_second_approval=True,
+            )
+
+        renewed, changes = await uow.run(renew)
+        for change in changes:
+            uow.record(change)
+    return {
+        "renewed": [grant_json(g, now) for g in renewed if g.status is GrantStatus.APPROVED],
+        "awaiting_second_approval": [
+            grant_json(g, now) for g in renewed if g.status is GrantStatus.AWAITING_SECOND_APPROVAL
+        ],
+    }
+
+
+@router.post("/grants/expire-due")
+async def expire_due(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """The expiry sweep (a platform job). Decisions never wait for it: a lapsed grant is refused by time."""
+    principal = await require(runtime, authorization, "grants", "expire")
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        changes = await uow.run(lambda s: _service(runtime, s).expire_due(now, principal.user_id))
+        for change in changes:
+            uow.record(change)
+    return {"expired": [c["grant_id"] for c in changes]}
+
+
+@router.get("/grants/{grant_id}")
+async def get_grant(grant_id: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "grants", "read")
+    grant = await read_only(
+        runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
+    )
+    return grant_json(grant)
+
+
+async def _transition(
+    runtime: Runtime,
+    request: Request,
+    principal: Principal,
+    grant_id: str,
+    act: Any,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+
+        def run(session: Session) -> tuple[ScenarioGrant, list[Mapping[str, Any]]]:
+            service = _service(runtime, session)
+            _visible_or_404(service, subject_of(principal), grant_id)
+            grant, change = act(service, now)
+            return grant, [change, *service.take_events()]
+
+        grant, changes = await uow.run(run)
+        for change in changes:
+            uow.record(change)
+    return grant_json(grant, now)
+
+
+@router.post("/grants/{grant_id}/approve")
+async def approve_grant(
+    grant_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    body: ApproveBody | None = None,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """First approval by a steward of the owning department; a grant with the most sensitive fields then
+    awaits a second, different steward's approval. Nobody approves their own request."""
+    principal = await require(runtime, authorization, "grants", "approve")
+    window = body or ApproveBody()
+    return await _transition(
+        runtime,
+        request,
+        principal,
+        grant_id,
+        lambda service, now: service.approve(
+            grant_id,
+            subject_of(principal),
+            now,
+            valid_from=window.valid_from,
+            valid_until=window.valid_until,
+        ),
+    )
+
+
+@router.post("/grants/{grant_id}/reject")
+async def reject_grant(
+    grant_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, "grants", "reject")
+    reason = checked_reason(body.reason)
+    return await _transition(
+        runtime,
+        request,
+        principal,
+        grant_id,
+        lambda service, now: service.reject(grant_id, subject_of(principal), reason, now),
+    )
+
+
+@router.post("/grants/{grant_id}/revoke")
+async def revoke_grant(
+    grant_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Effective on the next request in every process: the commit moves the grants version row."""
+    principal = await require(runtime, authorization, "grants", "revoke")
+    reason = checked_reason(body.reason)
+    return await _transition(
+        runtime,
+        request,
+        principal,
+        grant_id,
+        lambda service, now: service.revoke(grant_id, subject_of(principal), reason, now),
+    )
+
+
+# -- break-glass ---------------------------------------------------------------------------------------
+
+
+class BreakGlassBody(BaseModel):
+    scenario: str = Field(max_length=64)
+    reason: str = Field(max_length=2000)
+    hours: int = Field(2, description=f"hard limit, at most {BREAK_GLASS_MAX_HOURS}")
+    org_scope: str | None = None
+
+
+class CloseReviewBody(BaseModel):
+    note: str = Field(max_length=2000)
+
+
+@router.post("/break-glass", status_code=201)
+async def break_glass(
+    body: BreakGlassBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Emergency access: effective at once, hard limit in hours, notice to the level above, and a
+    post-review item a supervisor must close."""
+    principal = await require(runtime, authorization, "break_glass", "invoke")
+    reason = checked_reason(body.reason)
+    scope = checked_org(body.org_scope) if body.org_scope else None
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        grant, review, changes = await uow.run(
+            lambda s: _service(runtime, s).break_glass(
+                subject_of(principal), body.scenario, reason, now, hours=body.hours, org_scope=scope
+            )
+        )
+        for change in changes:
+            uow.record(change)
+    return {"grant": grant_json(grant, now), "review": _review_json(review, grant)}
+
+
+async def _reviews(
+    runtime: Runtime, principal: Principal, status: str | None, keep: Any
+) -> list[dict[str, Any]]:
+    def query(session: Session) -> list[dict[str, Any]]:
+        repository = GrantRepository(session)
+        return [
+            _review_json(review, repository.get(review.grant_id))
+            for review in repository.reviews(status)
+            if keep(review)
+        ]
+
+    return await read_only(runtime, query)
+
+
+@router.get("/break-glass/notices")
+async def break_glass_notices(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """Notices of emergency access for the level above: every break-glass whose notice went to an
+    organisation within the caller's jurisdiction (supervisors see all)."""
+    principal = await require(runtime, authorization, "break_glass", "read")
+    everyone = "supervisor" in principal.roles
+    items = await _reviews(
+        runtime, principal, None, lambda r: everyone or covers(principal.org, r.notify_org)
+    )
+    return {"items": items}
+
+
+@router.get("/break-glass/reviews")
+async def break_glass_reviews(
+    runtime: RuntimeDep,
+    status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Post-review items a supervisor must close (default: the open ones)."""
+    principal = await require(runtime, authorization, "break_glass", "close_review")
+    items = await _reviews(runtime, principal, None if status == "all" else status, lambda r: True)
+    return {"items": items}
+
+
+@router.post("/break-glass/reviews/{review_id}/close")
+async def close_break_glass_review(
+    review_id: str,
+    body: CloseReviewBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """A supervisor, never the person who broke the glass, closes the post-review with a note."""
+    principal = await require(runtime, authorization, "break_glass", "close_review")
+    note = checked_reason(body.note, name="note")
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        review, change = await uow.run(
+            lambda s: _service(runtime, s).close_review(review_id, subject_of(principal), note, now)
+        )
+        uow.record(change)
+        grant = await uow.run(lambda s: GrantRepository(s).get(review.grant_id))
+    return _review_json(review, grant)

@@ -1,7 +1,616 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""Desensitisation administration over HTTP: the field catalog, tags and rules as managed data.
+
+* ``GET /masking/catalog``, ``GET /masking/rules``: what is in force (packaged baseline + approved changes).
+* ``POST /masking/proposals`` → ``.../approve`` | ``.../reject``: a classification, tag or rule change
+  needs a second person (``masking.stewardship`` checks department and four-eyes); each step is one
+  audit event written before the commit, and approval moves the ``masking_versions`` row every gateway
+  process polls, so the data path uses the new catalog and rules within one poll interval.
+* ``POST /masking/dry-run``: the plan (field → operator) and a masked sample, against what is in force
+  or against a pending proposal, so a rule can be tested before anyone approves it.
+* ``POST /masking/unmask``: reverse an AES-GCM envelope or an FF1 pseudonym. Needs the ``unmask``
+  permission and a purpose; the audit event is appended first and its sequence number is the
+  ``Unmask`` capability the library requires. The clear value is returned once, never logged.
+* ``GET /masking/drift``: catalog-drift alerts (personal data found by response DLP in fields not
+  classified as personal), from the data path's audit events, for the steward to classify.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from audit import AuditEvent, AuditUnavailable, Outcome, looks_like_personal_data
+from audit.tables import AuditEventRow
+from gateway.admin_support import require, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.errors import (
+    AuditLogUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+)
+from gateway.pipeline import authenticate
+from gateway.runtime import Runtime
+from masking import (
+    OPERATORS,
+    Catalog,
+    Level,
+    RuleSet,
+    SemanticType,
+    Unmask,
+    decrypt_envelope,
+    ff1_id_reveal,
+    mask_record,
+    plan_masking,
+)
+from masking.catalog import catalog_document
+from masking.dlp import scan_response
+from masking.errors import (
+    MaskingError,
+    ProposalConflictError,
+    ProposalNotFoundError,
+    StewardshipForbiddenError,
+    UnknownDatasetError,
+    UnknownProfileError,
+)
+from masking.rules import rules_document
+from masking.stewardship import (
+    MaskingRepository,
+    ProposalKind,
+    ProposalStatus,
+    Steward,
+    StewardshipService,
+)
+
+router = APIRouter(prefix="/api/v1/masking", tags=["masking"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthHeader = Annotated[str | None, Header()]
+T = TypeVar("T")
+
+_DRIFT_SCAN_LIMIT = 5000
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _status_of(exc: MaskingError) -> int:
+    if isinstance(exc, ProposalNotFoundError | UnknownDatasetError):
+        return 404
+    if isinstance(exc, StewardshipForbiddenError):
+        return 403
+    if isinstance(exc, ProposalConflictError):
+        return 409
+    return 422
+
+
+@contextmanager
+def _masking_errors() -> Iterator[None]:
+    """The library's errors as the one JSON error shape, with the status each deserves."""
+    try:
+        yield
+    except MaskingError as exc:
+        raise GatewayError(
+            exc.message_zh, exc.message_en, code=exc.code, status_code=_status_of(exc)
+        ) from None
+
+
+def _mapped(fn: Callable[[], T]) -> T:
+    with _masking_errors():
+        return fn()
+
+
+async def _read(runtime: Runtime, fn: Callable[[MaskingRepository], T]) -> T:
+    def work() -> T:
+        with runtime.sessions() as session, _masking_errors():
+            return fn(MaskingRepository(session))
+
+    return await asyncio.to_thread(work)
+
+
+def _steward(principal: Principal) -> Steward:
+    return Steward(user_id=principal.user_id, roles=tuple(principal.roles), department=principal.department)
+
+
+def _service(runtime: Runtime, repository: MaskingRepository) -> StewardshipService:
+    return StewardshipService(repository, runtime.masking_baseline)
+
+
+def _checked_text(text: str | None, name_zh: str, name_en: str, *, required: bool) -> str:
+    """Reasons, notes and purposes go into the audit log: never personal data there (PIPL art. 51)."""
+    value = (text or "").strip()
+    if required and not value:
+        raise InvalidRequest(f"请填写{name_zh}。", f"{name_en} is required.", code=f"missing_{name_en}")
+    if len(value) > 500:
+        raise InvalidRequest(
+            f"{name_zh}最多 500 个字。", f"{name_en} is at most 500 characters.", code=f"{name_en}_too_long"
+        )
+    if looks_like_personal_data(value):
+        raise InvalidRequest(
+            f"{name_zh}中请不要写身份证号或手机号等个人信息。",
+            f"Do not put ID or mobile numbers in the {name_en}.",
+            code=f"personal_data_in_{name_en}",
+        )
+    return value
+
+
+# -- what is in force ------------------------------------------------------------------------------
+
+
+def _levels() -> list[dict[str, Any]]:
+    return [
+        {"value": level.document_value, "rank": int(level), "label_zh": level.label_zh} for level in Level
+    ]
+
+
+def _operators() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": op.name,
+            "summary_zh": op.summary_zh,
+            "params": {
+                name: {
+                    "type": spec.kind.__name__,
+                    "default": spec.default,
+                    **({"choices": list(spec.choices)} if spec.choices else {}),
+                }
+                for name, spec in op.params.items()
+            },
+        }
+        for op in OPERATORS.values()
+    ]
+
+
+@router.get("/catalog")
+async def get_catalog(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    dataset: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Datasets, fields (level, semantic type, tags, quasi-identifier), base and dynamic tags, levels."""
+    await require(runtime, authorization, "masking", "read")
+    effective = runtime.masking
+    doc = catalog_document(effective.catalog)
+    if dataset is not None:
+        if dataset not in doc["datasets"]:
+            raise NotFound(
+                f"数据集“{dataset}”未编目。",
+                f"Dataset '{dataset}' is not catalogued.",
+                code="unknown_dataset",
+            )
+        doc["datasets"] = {dataset: doc["datasets"][dataset]}
+    return {
+        "version": effective.version,
+        "levels": _levels(),
+        "semantic_types": [t.value for t in SemanticType],
+        "base_tags": doc["tags"]["base"],
+        "dynamic_tags": doc["tags"]["dynamic"],
+        "datasets": doc["datasets"],
+        "skipped_changes": list(effective.skipped),
+    }
+
+
+@router.get("/rules")
+async def get_rules(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """The ordered rules (first match wins), the profiles and the operators they may name."""
+    await require(runtime, authorization, "masking", "read")
+    effective = runtime.masking
+    doc = rules_document(effective.rules)
+    return {
+        "version": effective.version,
+        "profiles": doc["profiles"],
+        "rules": doc["rules"],
+        "operators": _operators(),
+    }
+
+
+# -- proposals -------------------------------------------------------------------------------------
+
+
+class ProposalBody(BaseModel):
+    kind: ProposalKind
+    payload: dict[str, Any]
+    reason: str = Field(max_length=2000)
+
+
+class DecisionBody(BaseModel):
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.get("/proposals")
+async def list_proposals(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    status: ProposalStatus | None = None,
+    kind: ProposalKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    await require(runtime, authorization, "masking", "read")
+    items = await _read(runtime, lambda repo: repo.find(status=status, kind=kind, limit=limit))
+    return {"items": [p.as_dict() for p in items]}
+
+
+@router.get("/proposals/{proposal_id}")
+async def get_proposal(
+    proposal_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    await require(runtime, authorization, "masking", "read")
+    proposal = await _read(runtime, lambda repo: repo.get(proposal_id))
+    return proposal.as_dict()
+
+
+@router.post("/proposals", status_code=201)
+async def propose(
+    body: ProposalBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Propose a change; it takes effect only when another authorised person approves it."""
+    principal = await require(runtime, authorization, "masking", "propose")
+    reason = _checked_text(body.reason, "变更理由", "reason", required=True)
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        proposal, change = await uow.run(
+            lambda s: _mapped(
+                lambda: _service(runtime, MaskingRepository(s)).propose(
+                    _steward(principal), body.kind.value, body.payload, reason, now
+                )
+            )
+        )
+        uow.record(change)
+    return proposal.as_dict()
+
+
+@router.post("/proposals/{proposal_id}/approve")
+async def approve(
+    proposal_id: str,
+    body: DecisionBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Approve: the change becomes part of the effective catalog or rules in every gateway process."""
+    principal = await require(runtime, authorization, "masking", "approve")
+    note = _checked_text(body.note, "审批意见", "note", required=False)
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        proposal, change = await uow.run(
+            lambda s: _mapped(
+                lambda: _service(runtime, MaskingRepository(s)).approve(
+                    proposal_id, _steward(principal), note, now
+                )
+            )
+        )
+        uow.record(change)
+    return proposal.as_dict()
+
+
+@router.post("/proposals/{proposal_id}/reject")
+async def reject(
+    proposal_id: str,
+    body: DecisionBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Reject with a reason (or, by the proposer, withdraw)."""
+    principal = await require(runtime, authorization, "masking", "reject")
+    note = _checked_text(body.note, "驳回理由", "note", required=False)
+    now = datetime.now(UTC)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        proposal, change = await uow.run(
+            lambda s: _mapped(
+                lambda: _service(runtime, MaskingRepository(s)).reject(
+                    proposal_id, _steward(principal), note, now
+                )
+            )
+        )
+        uow.record(change)
+    return proposal.as_dict()
+
+
+# -- dry-run ---------------------------------------------------------------------------------------
+
+
+class DryRunBody(BaseModel):
+    dataset: str = Field(max_length=64)
+    role: str = Field(max_length=64)
+    scenario: str = Field(max_length=64)
+    profile: str = Field(max_length=64)
+    fields: list[str] | None = Field(None, max_length=200)
+    sample: dict[str, Any] | None = None
+    exemptions: dict[str, str] = Field(default_factory=dict)
+    proposal_id: str | None = Field(None, max_length=40)
+
+
+@router.post("/dry-run")
+async def dry_run(body: DryRunBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> JSONResponse:
+    """The plan (field → operator, and why) and the masked sample, for what is in force or for a
+    pending proposal. Keyed pseudonyms use a throwaway key here (no re-identification oracle)."""
+    await require(runtime, authorization, "masking", "dry_run")
+    if body.proposal_id is not None:
+        proposal_id = body.proposal_id
+        catalog, rules = await _read(runtime, lambda repo: _service(runtime, repo).preview(proposal_id))
+        based_on = f"proposal:{proposal_id}"
+    else:
+        catalog, rules = runtime.catalog, runtime.rules
+        based_on = f"effective:{runtime.masking.version}"
+    result = _mapped(lambda: _dry_run(runtime, catalog, rules, body))
+    result["based_on"] = based_on
+    # The sample may be real personal data typed in by the steward: never cached anywhere.
+    return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+
+def _dry_run(runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody) -> dict[str, Any]:
+    spec = catalog.dataset(body.dataset)
+    fields = tuple(body.fields) if body.fields is not None else tuple(spec.fields)
+    try:
+        plan = plan_masking(
+            catalog,
+            rules,
+            dataset=body.dataset,
+            fields=fields,
+            role=body.role,
+            scenario=body.scenario,
+            profile=body.profile,
+            exemptions=body.exemptions,
+            keys=runtime.keys.for_dry_run() if runtime.keys is not None else None,
+            scanner=runtime.scanner,
+        )
+    except UnknownProfileError as exc:
+        raise InvalidRequest(exc.message_zh, exc.message_en, code=exc.code) from None
+    result: dict[str, Any] = {
+        "dataset": body.dataset,
+        "role": body.role,
+        "scenario": body.scenario,
+        "profile": body.profile,
+        "level": plan.level.document_value,
+        "level_label_zh": plan.level.label_zh,
+        "plan": plan.explain(),
+    }
+    if body.sample is not None:
+        masked = [mask_record(body.sample, plan)]
+        drift: list[dict[str, Any]] = []
+        if runtime.scanner is not None:
+            masked, alerts = scan_response(
+                catalog, body.dataset, masked, runtime.scanner, protected=plan.protected_fields
+            )
+            drift = [{"field": a.field, "entity_type": a.entity_type, "count": a.count} for a in alerts]
+        result["masked"] = masked[0]
+        result["drift"] = drift
+    return result
+
+
+# -- unmask ----------------------------------------------------------------------------------------
+
+
+class UnmaskBody(BaseModel):
+    value: str = Field(max_length=1024)
+    dataset: str = Field(max_length=64)
+    field: str = Field(max_length=64)
+    purpose: str | None = Field(None, max_length=2000)
+    method: Literal["aes_gcm", "ff1_id"] | None = None
+    key_id: str | None = Field(None, max_length=32)
+    context: str | None = Field(None, max_length=128)
+
+
+def _unmask_event(
+    runtime: Runtime,
+    principal: Principal,
+    body: UnmaskBody,
+    *,
+    kind: str,
+    outcome: Outcome,
+    reason: str,
+    request_id: str | None,
+    details: dict[str, Any],
+) -> AuditEvent:
+    catalogued = body.field if runtime.catalog.datasets.get(body.dataset) is not None else None
+    return AuditEvent(
+        kind=kind,
+        outcome=outcome,
+        actor=principal.user_id,
+        actor_org=principal.org,
+        actor_roles=tuple(principal.roles),
+        dataset=body.dataset if catalogued else None,
+        fields=(body.field,) if catalogued and runtime.catalog.field(body.dataset, body.field) else (),
+        reason=reason,
+        request_id=request_id,
+        # The value itself is not recorded, only a keyed ref of it (so "which value?" can be answered
+        # by someone who holds it, PIPL art. 56), never the clear text.
+        details={"value_ref": runtime.pseudonymizer.ref(body.value), **details},
+    )
+
+
+async def _append(runtime: Runtime, event: AuditEvent) -> int:
+    try:
+        receipt = await runtime.appender.append(event)
+    except AuditUnavailable:
+        raise AuditLogUnavailable() from None
+    return receipt.seq
+
+
+@router.post("/unmask")
+async def unmask(
+    body: UnmaskBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> JSONResponse:
+    """Reverse a reversible mask. Refusals are audited too; the clear value is returned only after its
+    audit event is durably written (issue 4)."""
+    principal = await authenticate(runtime, authorization)
+    request_id = request_id_of(request)
+
+    async def refuse(error: GatewayError) -> NoReturn:
+        event = _unmask_event(
+            runtime,
+            principal,
+            body,
+            kind="masking.unmask",
+            outcome=Outcome.REFUSED,
+            reason=error.code,
+            request_id=request_id,
+            details={},
+        )
+        await _append(runtime, event)
+        raise error
+
+    if not runtime.policy().permissions.is_allowed(principal.roles, "unmask", "invoke"):
+        await refuse(
+            Forbidden(
+                "您的岗位没有还原脱敏数据的权限。",
+                "Your role may not reverse masked values (unmask).",
+                code="no_permission",
+            )
+        )
+    try:
+        purpose = _checked_text(body.purpose, "还原用途", "purpose", required=True)
+    except InvalidRequest as exc:
+        await refuse(exc)
+    if runtime.catalog.datasets.get(body.dataset) is None or not runtime.catalog.field(
+        body.dataset, body.field
+    ):
+        await refuse(
+            NotFound(
+                "数据集或字段未编目，无法还原。",
+                "The dataset or field is not catalogued; nothing to unmask.",
+                code="unknown_field",
+            )
+        )
+    keys = runtime.keys
+    if keys is None:
+        raise ServiceUnavailable("密钥环未配置，无法还原。", "No key ring is configured.", code="no_key_ring")
+    method = body.method or ("aes_gcm" if body.value.startswith("enc:") else "ff1_id")
+    if method == "ff1_id" and not body.key_id:
+        await refuse(
+            InvalidRequest(
+                "还原身份证号假名须指明生成它的密钥编号 key_id。",
+                "Name the key id (key_id) the FF1 pseudonym was made with.",
+                code="missing_key_id",
+            )
+        )
+    if method == "ff1_id":
+        key_id = body.key_id or ""
+    else:
+        # enc:v1:<key id>:<body> (masking.reversible); a malformed envelope fails in decrypt_envelope.
+        parts = body.value.split(":")
+        key_id = parts[2] if len(parts) == 4 else ""
+    seq = await _append(
+        runtime,
+        _unmask_event(
+            runtime,
+            principal,
+            body,
+            kind="masking.unmask",
+            outcome=Outcome.ALLOWED,
+            reason="unmask",
+            request_id=request_id,
+            details={"purpose": purpose, "method": method, "key_id": key_id},
+        ),
+    )
+    capability = Unmask(actor=principal.user_id, purpose=purpose, audit_event_id=str(seq))
+    try:
+        if method == "aes_gcm":
+            clear = decrypt_envelope(
+                body.value,
+                keys,
+                context=body.context or f"{body.dataset}.{body.field}",
+                unmask=capability,
+            )
+        else:
+            clear = ff1_id_reveal(body.value, keys, key_id=key_id, unmask=capability)
+    except MaskingError as exc:
+        # Say in the log that the authorised unmask produced nothing (the event above says "allowed").
+        await _append(
+            runtime,
+            _unmask_event(
+                runtime,
+                principal,
+                body,
+                kind="masking.unmask_failed",
+                outcome=Outcome.ERROR,
+                reason=exc.code,
+                request_id=request_id,
+                details={"authorised_by_event": seq},
+            ),
+        )
+        raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=422) from None
+    return JSONResponse(
+        {"value": clear, "method": method, "key_id": key_id, "audit_event_seq": seq},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# -- drift -----------------------------------------------------------------------------------------
+
+
+@router.get("/drift")
+async def drift(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+    dataset: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Catalog-drift alerts of the last ``days``: per dataset, field and entity type, how often
+    undeclared personal data was found, when, and how the field is classified now."""
+    await require(runtime, authorization, "masking", "read")
+    since = datetime.now(UTC) - timedelta(days=days)
+
+    def work() -> list[tuple[int, datetime, str | None, str]]:
+        stmt = (
+            select(AuditEventRow.seq, AuditEventRow.occurred_at, AuditEventRow.dataset, AuditEventRow.body)
+            .where(
+                AuditEventRow.kind.in_(("data.list", "data.read")),
+                AuditEventRow.occurred_at >= since,
+                AuditEventRow.body.contains('"catalog_drift"'),
+            )
+            .order_by(AuditEventRow.seq.desc())
+            .limit(_DRIFT_SCAN_LIMIT)
+        )
+        if dataset is not None:
+            stmt = stmt.where(AuditEventRow.dataset == dataset)
+        with runtime.sessions() as session:
+            return [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
+
+    rows = await asyncio.to_thread(work)
+    catalog = runtime.catalog
+    alerts: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for seq, stored_at, _dataset, raw in rows:
+        occurred_at = stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=UTC)  # SQLite: naive UTC
+        details = json.loads(raw).get("details", {})
+        for item in details.get("catalog_drift", []):
+            key = (str(item.get("dataset")), str(item.get("field")), str(item.get("entity_type")))
+            entry = alerts.get(key)
+            if entry is None:
+                spec = catalog.datasets.get(key[0])
+                fspec = spec.fields.get(key[1]) if spec is not None else None
+                entry = alerts[key] = {
+                    "dataset": key[0],
+                    "field": key[1],
+                    "entity_type": key[2],
+                    "findings": 0,
+                    "responses": 0,
+                    "first_seen": occurred_at.isoformat(),
+                    "last_seen": occurred_at.isoformat(),
+                    "last_event_seq": seq,
+                    "level_now": None if fspec is None else fspec.level.document_value,
+                    "semantic_type_now": None if fspec is None else fspec.semantic_type.value,
+                    # Classified at level 3+ since: the rules mask it now and DLP no longer needs to.
+                    "status": "classified" if fspec is not None and fspec.level >= Level.L3 else "open",
+                }
+            entry["findings"] += int(item.get("count", 0))
+            entry["responses"] += 1
+            entry["first_seen"] = occurred_at.isoformat()  # rows come newest first
+    return {
+        "since": since.isoformat(),
+        "items": sorted(alerts.values(), key=lambda a: (a["status"] != "open", -a["last_event_seq"])),
+        "truncated": len(rows) >= _DRIFT_SCAN_LIMIT,
+    }

@@ -1,7 +1,420 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""Policy over HTTP: dry-run decisions, explanations, policy-as-code reload, and replay (what-if).
+
+* ``POST /policy/decide`` and ``POST /policy/explain``: administrators ask "what would the gateway decide
+  for this person, here, for this data and scenario" without anyone reading data.
+* ``GET /policy/explain``: a cadre asks why *her own* request is refused, in words she understands.
+* ``POST /policy/reload``: re-read model.conf, permissions.csv and scenarios.toml; all validate or the old
+  policy stays (422 naming file and line); the reload is an audit event and moves the ``policy_files``
+  version row, so every gateway process re-reads its files on its next poll.
+* ``POST /policy/replay``: the recorded data requests of the last N days (from the audit log) decided
+  under the current and a proposed policy (a grant, revocations, or new file contents); who would gain or
+  lose access to what.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit.tables import AuditEventRow
+from gateway.admin_support import require, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.errors import InvalidRequest
+from gateway.pipeline import authenticate
+from gateway.routes.grants import checked_org, read_only, subject_of
+from gateway.runtime import POLICY_FILES_VERSION, Runtime
+from policies import (
+    AccessRequest,
+    Check,
+    Decision,
+    GrantRepository,
+    GrantStatus,
+    PermissionModel,
+    PolicyEngine,
+    PolicyFileError,
+    ReplayChange,
+    ScenarioCatalog,
+    ScenarioGrant,
+    Subject,
+    as_if_active,
+    replay,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["policy"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthHeader = Annotated[str | None, Header()]
+
+#: Data requests the replay re-decides (what the data path records).
+_DATA_KINDS = ("data.list", "data.read")
+_TEXT_MAX = 1_000_000
+
+
+# -- JSON forms ----------------------------------------------------------------------------------------
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    obligations = decision.obligations
+    return {
+        "allowed": decision.allowed,
+        "code": decision.code,
+        "reasons": [
+            {"code": r.code, "message_zh": r.message_zh, "message_en": r.message_en} for r in decision.reasons
+        ],
+        "obligations": None
+        if obligations is None
+        else {
+            "row_scope": list(obligations.row_scope),
+            "fields": list(obligations.fields),
+            "masking_profile": obligations.masking_profile,
+            "max_records": obligations.max_records,
+            "quota_left": obligations.quota_left,
+            "grant_id": obligations.grant_id,
+        },
+    }
+
+
+def explanation_json(checks: list[Check]) -> dict[str, Any]:
+    failed = [c for c in checks if not c.passed]
+    first = failed[0] if failed else None
+    return {
+        "allowed": first is None,
+        "failed": None
+        if first is None
+        else {
+            "check": first.code,
+            "code": first.detail.get("reason", first.code),
+            "message_zh": first.message_zh,
+            "message_en": first.message_en,
+        },
+        "checks": [
+            {
+                "check": c.code,
+                "passed": c.passed,
+                "message_zh": c.message_zh,
+                "message_en": c.message_en,
+                "detail": dict(c.detail),
+            }
+            for c in checks
+        ],
+    }
+
+
+def _policy_state(engine: PolicyEngine) -> dict[str, Any]:
+    return {"digests": engine.digests, "grants_version": engine.grants.version, "grants": len(engine.grants)}
+
+
+# -- current policy --------------------------------------------------------------------------------
+
+
+@router.get("/policy")
+async def policy_state(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """The policy this process decides by: file digests and the grants version."""
+    await require(runtime, authorization, "policies", "explain")
+    engine = runtime.policy()
+    return {
+        **_policy_state(engine),
+        "files": {
+            "model": str(engine.permissions.model_path),
+            "permissions": str(engine.permissions.policy_path),
+            "scenarios": str(engine.scenarios.path),
+        },
+    }
+
+
+# -- decide / explain ----------------------------------------------------------------------------------
+
+
+class DecideBody(BaseModel):
+    user_id: str = Field("dry-run", max_length=128, description="whose daily quota to read")
+    org: str = Field(description="division code of the organisation asking")
+    roles: list[str] = Field(min_length=1, max_length=10)
+    department: str | None = None
+    dataset: str = Field(max_length=64)
+    scenario: str = Field(max_length=64)
+    fields: list[str] | None = None
+    at: AwareDatetime | None = Field(None, description="decide as of this time (default: now)")
+    record_count_hint: int | None = Field(None, ge=0)
+
+
+def _access(body: DecideBody) -> AccessRequest:
+    return AccessRequest(
+        subject=Subject(
+            user_id=body.user_id,
+            org=checked_org(body.org, "org"),
+            roles=tuple(body.roles),
+            department=body.department,
+        ),
+        action="read",
+        dataset=body.dataset,
+        scenario=body.scenario,
+        fields=tuple(body.fields) if body.fields is not None else None,
+        now=body.at or datetime.now(UTC),
+        record_count_hint=body.record_count_hint,
+    )
+
+
+@router.post("/policy/decide")
+async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """Dry run: the Decision (with obligations) the data path would take for who/where/what/scenario.
+    Nothing is read, nothing is counted against a quota."""
+    await require(runtime, authorization, "policies", "decide")
+    engine = runtime.policy()
+    decision = await asyncio.to_thread(engine.decide, _access(body))
+    return {**decision_json(decision), "policy": _policy_state(engine)}
+
+
+@router.post("/policy/explain")
+async def explain(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    """Every condition checked, pass or fail, and the first that failed, in words a cadre understands."""
+    await require(runtime, authorization, "policies", "explain")
+    checks = await asyncio.to_thread(runtime.policy().explain, _access(body))
+    return explanation_json(checks)
+
+
+@router.get("/policy/explain")
+async def explain_mine(
+    runtime: RuntimeDep,
+    dataset: Annotated[str, Query(max_length=64)],
+    scenario: Annotated[str, Query(max_length=64)],
+    fields: Annotated[str | None, Query(description="comma-separated field names")] = None,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    """Why is *my* request refused (or allowed)? The caller's own identity, now."""
+    principal = await authenticate(runtime, authorization)
+    wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
+    access = AccessRequest(
+        subject=subject_of(principal),
+        action="read",
+        dataset=dataset,
+        scenario=scenario,
+        fields=wanted,
+        now=datetime.now(UTC),
+    )
+    checks = await asyncio.to_thread(runtime.policy().explain, access)
+    return explanation_json(checks)
+
+
+# -- reload --------------------------------------------------------------------------------------------
+
+
+def _file_error(exc: PolicyFileError, what: str = "策略文件") -> InvalidRequest:
+    name = Path(exc.path).name
+    where = f"{name}:{exc.line}" if exc.line else name
+    return InvalidRequest(
+        f"{what} {where} 有误，原策略继续生效：{exc.message}",
+        f"{where}: {exc.message} (the current policy stays in force)",
+        code="policy_file_invalid",
+        extra={"file": name, "line": exc.line, "detail": exc.message},
+    )
+
+
+@router.post("/policy/reload")
+async def reload_policy(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Re-read and validate the policy files; swap without restart in every process, or keep the old
+    policy whole and answer 422 naming file and line. Recorded (who, before/after digests, what changed)."""
+    principal = await require(runtime, authorization, "policies", "reload")
+    now = datetime.now(UTC)
+    try:
+        _, change = await asyncio.to_thread(runtime.policy().reloaded, principal.user_id)
+    except PolicyFileError as exc:
+        refused = _file_error(exc)
+        async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+            uow.record(
+                {
+                    "kind": "policy.reload_refused",
+                    "actor": principal.user_id,
+                    "before": {"digests": runtime.policy().digests},
+                    "after": None,
+                    "file": refused.extra["file"],
+                    "line": exc.line,
+                }
+            )
+        raise refused from None
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        version = await uow.run(lambda s: GrantRepository(s).bump_policy_version(now, POLICY_FILES_VERSION))
+        uow.record({**change, "policy_files_version": version})
+    # The unit of work refreshed this process after the commit: it now decides by the new files.
+    return {**change, "policy_files_version": version, "policy": _policy_state(runtime.policy())}
+
+
+# -- replay (what-if) ----------------------------------------------------------------------------------
+
+
+class ProposedGrant(BaseModel):
+    scenario: str = Field(max_length=64)
+    org_scope: str
+    datasets: dict[str, list[str]] | None = None
+
+
+class ReplayBody(BaseModel):
+    days: int = Field(7, ge=1, le=90)
+    grant_id: str | None = Field(None, description="a requested grant, previewed as if approved")
+    grant: ProposedGrant | None = Field(None, description="a grant not yet requested, previewed")
+    revoke_grant_ids: list[str] = Field(default_factory=list, max_length=1000)
+    model: str | None = Field(None, max_length=_TEXT_MAX, description="proposed model.conf content")
+    permissions: str | None = Field(None, max_length=_TEXT_MAX, description="proposed permissions.csv")
+    scenarios: str | None = Field(None, max_length=_TEXT_MAX, description="proposed scenarios.toml")
+    limit: int = Field(50_000, ge=1, le=200_000, description="most recent requests replayed at most")
+
+
+def recorded_requests(session: Session, since: datetime, limit: int) -> Iterator[AccessRequest]:
+    """The data requests the audit log recorded since ``since`` (newest first), as AccessRequests."""
+    stmt = (
+        select(AuditEventRow.body)
+        .where(AuditEventRow.kind.in_(_DATA_KINDS))
+        .order_by(AuditEventRow.seq.desc())
+        .limit(limit)
+    )
+    for raw in session.scalars(stmt):
+        body = json.loads(raw)
+        occurred = datetime.fromisoformat(body["occurred_at"])
+        if occurred < since:
+            break
+        org, scenario, dataset = body.get("actor_org"), body.get("scenario"), body.get("dataset")
+        if not org or not scenario or not dataset or body.get("actor") in (None, "anonymous"):
+            continue
+        try:
+            checked = checked_org(org)
+        except InvalidRequest:
+            continue
+        yield AccessRequest(
+            subject=Subject(user_id=body["actor"], org=checked, roles=tuple(body.get("actor_roles") or ())),
+            action="read",
+            dataset=dataset,
+            scenario=scenario,
+            fields=None,
+            now=occurred,
+        )
+
+
+def _proposed_files(
+    current: PolicyEngine, body: ReplayBody, workdir: Path
+) -> tuple[PermissionModel | None, ScenarioCatalog | None]:
+    permissions: PermissionModel | None = None
+    scenarios: ScenarioCatalog | None = None
+    try:
+        if body.model is not None or body.permissions is not None:
+            model_path = current.permissions.model_path
+            policy_path = current.permissions.policy_path
+            if body.model is not None:
+                model_path = workdir / "model.conf"
+                model_path.write_text(body.model, encoding="utf-8")
+            if body.permissions is not None:
+                policy_path = workdir / "permissions.csv"
+                policy_path.write_text(body.permissions, encoding="utf-8")
+            permissions = PermissionModel(model_path, policy_path)
+        if body.scenarios is not None:
+            path = workdir / "scenarios.toml"
+            path.write_text(body.scenarios, encoding="utf-8")
+            scenarios = ScenarioCatalog(path)
+    except PolicyFileError as exc:
+        raise _file_error(exc, "提议的策略文件") from None
+    return permissions, scenarios
+
+
+def _proposed_grant(
+    body: ReplayBody, session: Session, catalog: ScenarioCatalog, principal: Principal
+) -> ScenarioGrant | None:
+    if body.grant_id is not None:
+        existing = GrantRepository(session).get(body.grant_id)
+        if existing is None or existing.status not in (
+            GrantStatus.REQUESTED,
+            GrantStatus.AWAITING_SECOND_APPROVAL,
+        ):
+            raise InvalidRequest(
+                "只能预演尚未生效的授权申请。",
+                "Only a grant still awaiting approval can be previewed.",
+                code="grant_not_previewable",
+            )
+        return existing
+    if body.grant is None:
+        return None
+    spec = catalog.get(body.grant.scenario)
+    if spec is None:
+        raise InvalidRequest("没有这个使用场景。", "There is no such scenario.", code="unknown_scenario")
+    datasets = dict(spec.datasets) if body.grant.datasets is None else body.grant.datasets
+    return ScenarioGrant(
+        grant_id="proposed",
+        scenario=spec.code,
+        org_scope=checked_org(body.grant.org_scope),
+        datasets={k: tuple(v) for k, v in datasets.items()},
+        valid_from=None,
+        valid_until=None,
+        status=GrantStatus.REQUESTED,
+        requested_by=principal.user_id,
+    )
+
+
+def _change_json(change: ReplayChange) -> dict[str, Any]:
+    return {
+        "user_id": change.user_id,
+        "org": change.org,
+        "dataset": change.dataset,
+        "scenario": change.scenario,
+        "before": change.before,
+        "after": change.after,
+        "fields_before": list(change.fields_before),
+        "fields_after": list(change.fields_after),
+        "requests": change.requests,
+    }
+
+
+@router.post("/policy/replay")
+async def replay_policy(
+    body: ReplayBody, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Replay the last ``days`` of recorded data requests under the current and the proposed policy."""
+    principal = await require(runtime, authorization, "policies", "replay")
+    if (
+        body.grant_id is None
+        and body.grant is None
+        and not body.revoke_grant_ids
+        and body.model is None
+        and body.permissions is None
+        and body.scenarios is None
+    ):
+        raise InvalidRequest(
+            "请给出要预演的变更：授权、撤销或新的策略文件。",
+            "Name a proposed change: a grant, revocations or new policy file contents.",
+            code="nothing_proposed",
+        )
+    now = datetime.now(UTC)
+    since = now - timedelta(days=body.days)
+    current = runtime.policy().what_if()
+
+    def run(session: Session) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="grassroots-replay-") as tmp:
+            permissions, scenarios = _proposed_files(current, body, Path(tmp))
+        catalog = scenarios if scenarios is not None else current.scenarios
+        grant = _proposed_grant(body, session, catalog, principal)
+        add = [as_if_active(grant, since, now + timedelta(days=1))] if grant is not None else []
+        grants = current.grants.with_changes(add=add, remove=body.revoke_grant_ids)
+        proposed = current.what_if(grants=grants, permissions=permissions, scenarios=scenarios)
+        report = replay(recorded_requests(session, since, body.limit), current, proposed)
+        return {
+            "days": body.days,
+            "since": since.isoformat(),
+            "total": report.total,
+            "unchanged": report.unchanged,
+            "gained": [_change_json(c) for c in report.gained],
+            "lost": [_change_json(c) for c in report.lost],
+            "fields_changed": [_change_json(c) for c in report.changes if c.direction == "fields_changed"],
+            "current": _policy_state(current),
+            "proposed": {"digests": proposed.digests},
+        }
+
+    return await read_only(runtime, run)

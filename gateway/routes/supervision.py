@@ -1,7 +1,870 @@
-"""(placeholder: filled in by the issue that owns this area)"""
+"""Supervision over HTTP: audit queries, reports, anomalies, the monthly report, complaints -> incidents,
+resident transparency, proofs and checkpoints, retention and archives.
+
+Who: roles ``supervisor`` and ``auditor`` (casbin resource ``audit``: ``read`` to look, ``register`` to
+take a complaint, ``review`` to handle an incident, ``verify`` for checkpoints and archives). A
+supervisor sees the events of their own organisation subtree (division-code prefix); complaint and
+transparency lookups follow the person, wherever the reader sat.
+
+Nothing here returns plain personal data: a resident's ID number arrives in a request body, is turned
+into the keyed HMAC ref at once (``runtime.pseudonymizer`` over ``audit.normalise_id_number``), and is
+never stored, logged or echoed. Every supervisory act is itself an audit event.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import AwareDatetime, BaseModel, Field
+from stdnum.cn import ric
+
+import audit
+from audit import (
+    AnomalyContext,
+    AnomalyRules,
+    AnomalyRulesError,
+    ArchiveError,
+    AuditEvent,
+    CheckpointError,
+    Deadlines,
+    EventQuery,
+    GrantWindow,
+    InvalidProofError,
+    Outcome,
+    SupervisionError,
+    normalise_id_number,
+    org_prefix,
+)
+from audit.complaints import log_size
+from audit.monthly import ROLE_LABELS_ZH
+from gateway.admin_support import require, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.pipeline import record_audit
+from gateway.runtime import Runtime
+from gateway.supervision_tasks import SupervisionSettings, signer_for
+from policies import GrantRepository
+
+router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthHeader = Annotated[str | None, Header()]
+RESOURCE = "audit"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _settings() -> SupervisionSettings:
+    return SupervisionSettings()
+
+
+@contextlib.contextmanager
+def supervision_errors() -> Iterator[None]:
+    """Library errors of the supervision area -> the one JSON error shape."""
+    try:
+        yield
+    except SupervisionError as exc:
+        status = {"not_found": 404, "conflict": 409}.get(exc.kind, 422)
+        raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=status) from None
+    except AnomalyRulesError as exc:
+        raise InvalidRequest(
+            "异常规则参数有误。", f"Invalid anomaly rule setting: {exc}", code="bad_rule"
+        ) from None
+    except ArchiveError as exc:
+        raise GatewayError(
+            "无法归档。", f"Cannot archive: {exc}", code="archive_refused", status_code=409
+        ) from None
+    except CheckpointError as exc:
+        raise GatewayError(
+            "无法签发检查点：日志与上一个签名检查点不一致，请立即运行 grassroots audit verify。",
+            f"Checkpoint refused: {exc}",
+            code="checkpoint_refused",
+            status_code=409,
+        ) from None
+
+
+def _scope(principal: Principal, org: str | None) -> str:
+    """The organisation subtree to show: the caller's own, or a part of it (404 outside it)."""
+    try:
+        own = org_prefix(principal.org)
+        wanted = org_prefix(org) if org else own
+    except ValueError:
+        raise InvalidRequest(
+            "org 必须是 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
+            "org must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
+            code="invalid_org",
+        ) from None
+    if not wanted.startswith(own):
+        raise NotFound("不在您的监督范围内。", "Outside your supervisory scope.", code="outside_scope")
+    return (wanted or "0").ljust(12, "0") if wanted else "000000000000"
+
+
+def _org_arg(scope: str) -> str | None:
+    return None if scope == "000000000000" else scope
+
+
+async def _audit(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    kind: str,
+    details: Mapping[str, Any],
+    outcome: Outcome = Outcome.OK,
+) -> None:
+    """Looking at the log is recorded in the log (GB/T 35273-2020 §11.2: audit the auditors)."""
+    await record_audit(
+        runtime,
+        AuditEvent(
+            kind=kind,
+            outcome=outcome,
+            actor=principal.user_id,
+            actor_org=principal.org,
+            actor_roles=tuple(principal.roles),
+            request_id=request_id_of(request),
+            details={k: v for k, v in details.items() if v is not None},
+        ),
+    )
+
+
+def _subject_ref(runtime: Runtime, id_number: str) -> str:
+    """The resident's keyed ref; the number itself is dropped here and never echoed (not even in errors)."""
+    normalised = normalise_id_number(id_number)
+    if not ric.is_valid(normalised):
+        raise InvalidRequest(
+            "身份证号码格式或校验位不正确，请核对后重新输入。",
+            "The ID number is not valid (GB 11643 format or check character). Check and re-enter it.",
+            code="invalid_id_number",
+        )
+    return runtime.pseudonymizer.ref(normalised)
+
+
+def _scenario_context(runtime: Runtime) -> tuple[dict[str, tuple[int, int]], dict[str, str], dict[str, str]]:
+    scenarios = runtime.policy().scenarios
+    hours = {s.code: (int(s.hours_allowed[0]), int(s.hours_allowed[1])) for s in scenarios}
+    names = {s.code: s.name_zh for s in scenarios}
+    departments = {name: info.owner_department for name, info in scenarios.datasets.items()}
+    return hours, names, departments
+
+
+def _grant_windows(runtime: Runtime) -> dict[str, GrantWindow]:
+    with runtime.sessions() as session:
+        grants = GrantRepository(session).list_grants()
+    windows: dict[str, GrantWindow] = {}
+    for g in grants:
+        until = g.valid_until
+        if g.status.value == "revoked" and g.updated_at is not None:
+            until = min(until, g.updated_at) if until is not None else g.updated_at
+        windows[g.grant_id] = GrantWindow(g.valid_from or g.created_at, until, break_glass=g.break_glass)
+    return windows
+
+
+def _anomaly_inputs(runtime: Runtime, overrides: Mapping[str, Any]) -> tuple[AnomalyRules, AnomalyContext]:
+    with supervision_errors():
+        rules = audit.load_anomaly_rules(_settings().anomaly_rules_path).with_overrides(overrides)
+    hours, _, _ = _scenario_context(runtime)
+    return rules, AnomalyContext(scenario_hours=hours, grants=_grant_windows(runtime))
+
+
+def _overrides(params: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidRequest(
+                "规则参数写作 rule.key=value（例如 bulk_reading.min_records=200）。",
+                "Rule settings look like rule.key=value (for example bulk_reading.min_records=200).",
+                code="bad_rule",
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _deadlines() -> Deadlines:
+    s = _settings()
+    return Deadlines(complaint_days=s.complaint_due_days, incident_days=s.incident_due_days)
+
+
+def _archive_dir(runtime: Runtime) -> Path:
+    return _settings().audit_archive_dir or runtime.settings.data_dir / "archives"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- queries and reports ---------------------------------------------------------------------------
+
+
+@router.get("/events")
+async def list_events(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    org: str | None = None,
+    actor: str | None = None,
+    scenario: str | None = None,
+    dataset: str | None = None,
+    outcome: Literal["allowed", "refused", "ok", "error"] | None = None,
+    kind: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Events of the caller's organisation subtree, newest first; ``next_before`` pages on."""
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = _scope(principal, org)
+    query = EventQuery(
+        org=_org_arg(scope),
+        actor=actor,
+        scenario=scenario,
+        dataset=dataset,
+        outcome=outcome,
+        kind=kind,
+        since=since,
+        until=until,
+        before=before,
+        limit=limit,
+    )
+    page = await asyncio.to_thread(audit.query_events, runtime.engine, query)
+    await _audit(
+        runtime, principal, request, "supervision.events_queried", {"org": scope, "results": len(page.items)}
+    )
+    return {"items": [e.to_json() for e in page.items], "next_before": page.next_before, "org": scope}
+
+
+@router.get("/reports")
+async def report(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    group_by: Literal["org", "department", "scenario"] = "org",
+    org: str | None = None,
+    org_level: Annotated[int, Query(description="significant digits: 2,4,6,9,12")] = 12,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> dict[str, Any]:
+    """Counts per organisation, data-owning department or scenario: allowed, refused, records, users."""
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = _scope(principal, org)
+    if org_level not in (2, 4, 6, 9, 12):
+        raise InvalidRequest("org_level 只能是 2、4、6、9 或 12。", "org_level must be 2, 4, 6, 9 or 12.")
+    _, _, departments = _scenario_context(runtime)
+    body = await asyncio.to_thread(
+        audit.access_report,
+        runtime.engine,
+        group_by,
+        since=since,
+        until=until,
+        org=_org_arg(scope),
+        org_digits=org_level,
+        dataset_departments=departments,
+    )
+    await _audit(
+        runtime, principal, request, "supervision.report_viewed", {"group_by": group_by, "org": scope}
+    )
+    return {**body, "org": scope}
+
+
+@router.get("/anomalies")
+async def anomalies(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    org: str | None = None,
+    rule: Annotated[list[str] | None, Query()] = None,
+    setting: Annotated[
+        list[str] | None, Query(description="override, e.g. bulk_reading.min_records=200")
+    ] = None,
+) -> dict[str, Any]:
+    """Findings of the anomaly rules, each with the seqs of the events behind it."""
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = _scope(principal, org)
+    rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, _overrides(setting or []))
+    with supervision_errors():
+        findings = await asyncio.to_thread(
+            audit.detect_anomalies,
+            runtime.engine,
+            rules,
+            context,
+            since=since,
+            until=until,
+            org=_org_arg(scope),
+            only=rule,
+        )
+    await _audit(
+        runtime, principal, request, "supervision.anomalies_viewed", {"org": scope, "findings": len(findings)}
+    )
+    return {"findings": [f.to_json() for f in findings], "rules": rules.to_json(), "org": scope}
+
+
+@router.get("/reports/monthly", response_model=None)
+async def monthly_report(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = "",
+    org: str | None = None,
+    format: Literal["html", "csv", "pdf", "json"] = "html",
+) -> Response | dict[str, Any]:
+    """定期通报: the month's figures as a printable HTML page (inline SVG charts), CSV, PDF or JSON."""
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = _scope(principal, org)
+    label = month or datetime.now(audit.CHINA_STANDARD_TIME).strftime("%Y-%m")
+    rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, {})
+    _, names, departments = _scenario_context(runtime)
+    integrity = await asyncio.to_thread(_integrity, runtime)
+    report_data = await asyncio.to_thread(
+        audit.build_monthly_report,
+        runtime.engine,
+        label,
+        rules,
+        context,
+        org=_org_arg(scope),
+        dataset_departments=departments,
+        scenario_names=names,
+        integrity=integrity,
+    )
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.monthly_report",
+        {"month": label, "format": format, "org": scope},
+    )
+    filename = f"audit-report-{label}"
+    if format == "json":
+        return report_data.to_json()
+    if format == "csv":
+        return Response(
+            audit.render_csv(report_data).encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    page = audit.render_html(report_data)
+    if format == "html":
+        return HTMLResponse(page)
+    pdf = await html_to_pdf(page)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'},
+    )
+
+
+def _integrity(runtime: Runtime) -> dict[str, Any]:
+    directory = runtime.settings.effective_checkpoint_dir
+    key_path = runtime.settings.effective_checkpoint_key_path
+    if not key_path.exists() or not directory.is_dir():
+        return {}
+    cp = audit.latest_checkpoint(directory, signer_for(runtime).public_key)
+    if cp is None:
+        return {}
+    return {
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash.hex(),
+        "timestamp": cp.to_json()["timestamp"],
+    }
+
+
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+async def html_to_pdf(page: str) -> bytes:
+    """Print the page with headless Chromium (Debian's ``chromium``); 503 when it is not installed."""
+    binary = chromium_binary()
+    if binary is None:
+        raise ServiceUnavailable(
+            "服务器未安装 Chromium，暂不能导出 PDF；请下载 HTML 版本后用浏览器“打印为 PDF”。",
+            "Chromium is not installed on the server, so no PDF; download the HTML and print it to PDF.",
+            code="pdf_unavailable",
+        )
+    with tempfile.TemporaryDirectory(prefix="grassroots-pdf-") as tmp:
+        html_path = Path(tmp) / "report.html"
+        pdf_path = Path(tmp) / "report.pdf"
+        html_path.write_text(page, encoding="utf-8")
+        args = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={tmp}/profile",
+            f"--print-to-pdf={pdf_path}",
+            html_path.as_uri(),
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HOME": tmp}
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=90)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if not pdf_path.exists() or pdf_path.stat().st_size == 0:
+            raise ServiceUnavailable(
+                "PDF 生成失败，请稍后重试或下载 HTML 版本。",
+                "The PDF could not be produced; retry later or download the HTML.",
+                code="pdf_failed",
+            )
+        return pdf_path.read_bytes()
+
+
+# -- complaints and incidents ----------------------------------------------------------------------
+
+
+class ComplaintIn(BaseModel):
+    source: Literal["hotline_12345", "burden_monitoring", "walk_in"]
+    id_number: str = Field(min_length=15, max_length=24, repr=False, description="complainant's ID number")
+    summary: str = Field("", max_length=1000)
+    ticket: str | None = Field(None, max_length=64, description="e.g. the 12345 work-order number")
+
+
+@router.post("/complaints", status_code=201)
+async def register_complaint(
+    body: ComplaintIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Register a complaint and open its incident: every access to the person, each with its proof."""
+    principal = await require(runtime, authorization, RESOURCE, "register")
+    ref = _subject_ref(runtime, body.id_number)
+    signer = await asyncio.to_thread(signer_for, runtime)
+    with supervision_errors():
+        checkpoint = await asyncio.to_thread(
+            audit.write_checkpoint, runtime.engine, signer, runtime.settings.effective_checkpoint_dir
+        )
+    now = _now()
+    deadlines = _deadlines()
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        with supervision_errors():
+            complaint, registered = await uow.run(
+                lambda s: audit.register_complaint(
+                    s,
+                    subject_ref=ref,
+                    source=body.source,
+                    summary=body.summary,
+                    ticket=body.ticket,
+                    actor=principal.user_id,
+                    now=now,
+                    deadlines=deadlines,
+                )
+            )
+            incident, opened = await uow.run(
+                lambda s: audit.open_incident(
+                    s,
+                    runtime.engine,
+                    complaint_id=complaint["complaint_id"],
+                    actor=principal.user_id,
+                    now=now,
+                    tree_size=checkpoint.tree_size,
+                    deadlines=deadlines,
+                )
+            )
+        uow.record(registered)
+        uow.record(opened)
+    complaint["incident_id"] = incident["incident_id"]
+    return {"complaint": complaint, "incident": incident, "evidence_events": opened["evidence_events"]}
+
+
+@router.get("/complaints")
+async def list_complaints(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session:
+        items = await asyncio.to_thread(audit.list_complaints, session)
+    return {"items": items}
+
+
+@router.get("/complaints/{complaint_id}")
+async def get_complaint(
+    complaint_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session, supervision_errors():
+        return await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+
+
+@router.get("/incidents")
+async def list_incidents(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    status: Literal["open", "investigating", "closed"] | None = None,
+    overdue: bool = False,
+) -> dict[str, Any]:
+    """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed."""
+    await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session:
+        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
+    return {"items": items}
+
+
+@router.get("/incidents/overdue")
+async def overdue_incidents(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    return await list_incidents(runtime, authorization, None, True)
+
+
+@router.get("/incidents/{incident_id}")
+async def get_incident(
+    incident_id: str, runtime: RuntimeDep, authorization: AuthHeader = None, events: bool = True
+) -> dict[str, Any]:
+    """The case file: steps, evidence events (refs only) and their inclusion proofs, re-verified now."""
+    await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session, supervision_errors():
+        incident = await asyncio.to_thread(audit.get_incident, session, incident_id, _now())
+    seqs = [e["seq"] for e in incident["evidence"]]
+    leaves = await asyncio.to_thread(_leaves, runtime, seqs)
+    try:
+        audit.verify_incident_evidence(incident, leaves)
+        incident["evidence_verified"] = True
+    except InvalidProofError as exc:
+        incident["evidence_verified"] = False
+        incident["evidence_problem"] = str(exc)
+    if events:
+        summaries = await asyncio.to_thread(audit.query.events_by_seq, runtime.engine, seqs)
+        incident["events"] = [e.to_json() for e in summaries]
+    return incident
+
+
+def _leaves(runtime: Runtime, seqs: list[int]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for seq in seqs:
+        with contextlib.suppress(Exception):
+            out[seq] = next(audit.log.iter_leaf_hashes(runtime.engine, seq, seq))
+    return out
+
+
+class AssignIn(BaseModel):
+    assignee: str = Field(min_length=1, max_length=256)
+    due_at: AwareDatetime | None = None
+
+
+class NoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=1000)
+
+
+class DispositionIn(BaseModel):
+    disposition: Literal["substantiated", "unsubstantiated", "referred"]
+    note: str = Field(min_length=1, max_length=1000)
+
+
+async def _case_step(runtime: Runtime, principal: Principal, request: Request, fn: Any) -> dict[str, Any]:
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        with supervision_errors():
+            incident, change = await uow.run(fn)
+        uow.record(change)
+    result: dict[str, Any] = incident
+    return result
+
+
+@router.post("/incidents/{incident_id}/assign")
+async def assign_incident(
+    incident_id: str, body: AssignIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "review")
+    now = _now()
+    return await _case_step(
+        runtime,
+        principal,
+        request,
+        lambda s: audit.assign_incident(
+            s,
+            incident_id=incident_id,
+            assignee=body.assignee,
+            actor=principal.user_id,
+            now=now,
+            due_at=body.due_at,
+        ),
+    )
+
+
+@router.post("/incidents/{incident_id}/notes")
+async def add_note(
+    incident_id: str, body: NoteIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "review")
+    now = _now()
+    return await _case_step(
+        runtime,
+        principal,
+        request,
+        lambda s: audit.add_note(
+            s, incident_id=incident_id, note=body.note, actor=principal.user_id, now=now
+        ),
+    )
+
+
+@router.post("/incidents/{incident_id}/disposition")
+async def dispose_incident(
+    incident_id: str,
+    body: DispositionIn,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "review")
+    now = _now()
+    return await _case_step(
+        runtime,
+        principal,
+        request,
+        lambda s: audit.dispose_incident(
+            s,
+            incident_id=incident_id,
+            disposition=body.disposition,
+            note=body.note,
+            actor=principal.user_id,
+            now=now,
+        ),
+    )
+
+
+# -- resident transparency -------------------------------------------------------------------------
+
+
+class PersonIn(BaseModel):
+    id_number: str = Field(min_length=15, max_length=24, repr=False)
+
+
+@router.post("/transparency")
+async def who_read_my_data(
+    body: PersonIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """For one person: which organisation and role read their data, when, for which scenario (PIPL Art. 45).
+
+    Reader names and user ids are left out; organisation code and role are what a resident is told.
+    """
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    ref = _subject_ref(runtime, body.id_number)
+    entries = await asyncio.to_thread(audit.accesses_for_subjects, runtime.engine, [ref])
+    _, names, _ = _scenario_context(runtime)
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.transparency_lookup",
+        {"subject_ref": ref, "accesses": len(entries)},
+    )
+    return {
+        "accesses": [
+            {
+                **e.to_json(),
+                "role_labels": [ROLE_LABELS_ZH.get(r, r) for r in e.roles],
+                "scenario_name": names.get(e.scenario or ""),
+            }
+            for e in entries
+        ],
+        "count": len(entries),
+    }
+
+
+# -- proofs and checkpoints ------------------------------------------------------------------------
+
+
+def _public_key(runtime: Runtime) -> Any:
+    return signer_for(runtime).public_key
+
+
+def _checkpoints(runtime: Runtime) -> list[audit.Checkpoint]:
+    directory = runtime.settings.effective_checkpoint_dir
+    if not directory.is_dir():
+        return []
+    return audit.list_checkpoints(directory, _public_key(runtime))
+
+
+@router.get("/checkpoints")
+async def list_checkpoints(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    await require(runtime, authorization, RESOURCE, "read")
+    with supervision_errors():
+        items = await asyncio.to_thread(_checkpoints, runtime)
+    return {"items": [c.to_json() for c in items[-100:]], "count": len(items)}
+
+
+@router.post("/checkpoints", status_code=201)
+async def write_checkpoint(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Sign the Merkle root of the whole log now and store it in the external checkpoint directory."""
+    principal = await require(runtime, authorization, RESOURCE, "verify")
+    signer = await asyncio.to_thread(signer_for, runtime)
+    with supervision_errors():
+        cp = await asyncio.to_thread(
+            audit.write_checkpoint, runtime.engine, signer, runtime.settings.effective_checkpoint_dir
+        )
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "audit.checkpoint_written",
+        {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "key_id": cp.key_id},
+    )
+    return cp.to_json()
+
+
+@router.get("/proofs/inclusion")
+async def inclusion_proof(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    seq: Annotated[int, Query(ge=1)] = 1,
+    tree_size: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of event ``seq``; by default against the latest signed checkpoint."""
+    await require(runtime, authorization, RESOURCE, "read")
+    with supervision_errors():
+        checkpoints = await asyncio.to_thread(_checkpoints, runtime)
+    size = await asyncio.to_thread(log_size, runtime.engine)
+    checkpoint = None
+    if tree_size is None:
+        covering = [c for c in checkpoints if c.tree_size >= seq]
+        checkpoint = covering[-1] if covering else None
+        tree_size = checkpoint.tree_size if checkpoint else size
+    else:
+        checkpoint = next((c for c in reversed(checkpoints) if c.tree_size == tree_size), None)
+    if not seq <= tree_size <= size:
+        raise NotFound(
+            "该事件不在所给的日志范围内。",
+            "That event is not within the given tree size.",
+            code="no_such_event",
+        )
+    root, proofs = await asyncio.to_thread(audit.inclusion_proofs, runtime.engine, [seq], tree_size)
+    leaf, proof = proofs[seq]
+    audit.verify_inclusion(leaf, seq - 1, tree_size, proof, root)
+    if checkpoint is not None and checkpoint.root_hash != root:
+        raise GatewayError(
+            "日志与签名检查点不一致，请立即运行 grassroots audit verify。",
+            "The log disagrees with the signed checkpoint; run grassroots audit verify now.",
+            code="checkpoint_mismatch",
+            status_code=409,
+        )
+    return {
+        "seq": seq,
+        "leaf_index": seq - 1,
+        "tree_size": tree_size,
+        "leaf_hash": leaf.hex(),
+        "proof": [p.hex() for p in proof],
+        "root_hash": root.hex(),
+        "checkpoint": checkpoint.to_json() if checkpoint else None,
+    }
+
+
+@router.get("/proofs/consistency")
+async def consistency_proof(
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    old: Annotated[int | None, Query(ge=1)] = None,
+    new: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof between two tree sizes; by default the two latest checkpoints."""
+    await require(runtime, authorization, RESOURCE, "read")
+    with supervision_errors():
+        checkpoints = await asyncio.to_thread(_checkpoints, runtime)
+    sizes = sorted({c.tree_size for c in checkpoints if c.tree_size > 0})
+    if old is None or new is None:
+        if len(sizes) < 2:
+            raise NotFound(
+                "至少需要两个签名检查点；请先签发检查点。",
+                "Two signed checkpoints are needed; write a checkpoint first.",
+                code="not_enough_checkpoints",
+            )
+        old, new = old or sizes[-2], new or sizes[-1]
+    size = await asyncio.to_thread(log_size, runtime.engine)
+    if not 0 < old <= new <= size:
+        raise InvalidRequest(
+            "需要 0 < old ≤ new ≤ 日志长度。", "Need 0 < old <= new <= log size.", code="bad_sizes"
+        )
+    old_root, new_root, proof = await asyncio.to_thread(audit.consistency, runtime.engine, old, new)
+    audit.verify_consistency(old, new, proof, old_root, new_root)
+    by_size = {c.tree_size: c for c in checkpoints}
+    for n, root in ((old, old_root), (new, new_root)):
+        signed = by_size.get(n)
+        if signed is not None and signed.root_hash != root:
+            raise GatewayError(
+                "日志与签名检查点不一致，请立即运行 grassroots audit verify。",
+                "The log disagrees with the signed checkpoint; run grassroots audit verify now.",
+                code="checkpoint_mismatch",
+                status_code=409,
+            )
+    return {
+        "old_size": old,
+        "new_size": new,
+        "old_root": old_root.hex(),
+        "new_root": new_root.hex(),
+        "proof": [p.hex() for p in proof],
+        "old_checkpoint": by_size[old].to_json() if old in by_size else None,
+        "new_checkpoint": by_size[new].to_json() if new in by_size else None,
+    }
+
+
+# -- retention and archives ------------------------------------------------------------------------
+
+
+@router.get("/retention")
+async def retention(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    await require(runtime, authorization, RESOURCE, "read")
+    years = _settings().audit_retention_years
+    with runtime.sessions() as session:
+        return await asyncio.to_thread(audit.retention_status, runtime.engine, session, _now(), years)
+
+
+class ArchiveIn(BaseModel):
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+@router.post("/archives", status_code=201)
+async def archive(
+    body: ArchiveIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Write the month's signed archive (events + Merkle root + signature); events stay in the log."""
+    principal = await require(runtime, authorization, RESOURCE, "verify")
+    signer = await asyncio.to_thread(signer_for, runtime)
+    directory = _archive_dir(runtime)
+    with supervision_errors():
+        result = await asyncio.to_thread(audit.archive_month, runtime.engine, signer, directory, body.month)
+    now = _now()
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        change = await uow.run(lambda s: audit.record_archive(s, result, principal.user_id, now))
+        uow.record(change)
+    return result.to_json()
+
+
+@router.get("/archives")
+async def archives(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session:
+        return {"items": await asyncio.to_thread(audit.list_archives, session)}
+
+
+@router.get("/archives/{archive_id}/verify")
+async def verify_archive(
+    archive_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Verify an archive's files (signature, digest, every link and leaf) and against the live log."""
+    await require(runtime, authorization, RESOURCE, "verify")
+    with runtime.sessions() as session:
+        known = {a["archive_id"] for a in await asyncio.to_thread(audit.list_archives, session)}
+    if archive_id not in known:
+        raise NotFound("没有这个归档。", "No such archive.", code="no_such_archive")
+    manifest = _archive_dir(runtime) / f"{archive_id}.manifest.json"
+    key = await asyncio.to_thread(_public_key, runtime)
+    verdict = await asyncio.to_thread(audit.verify_archive, manifest, key, runtime.engine)
+    return {"archive_id": archive_id, **verdict.to_json()}

@@ -1,0 +1,456 @@
+"""Anomaly rules over data-access events; each finding names the event seqs that support it.
+
+Six rules, each parameterised (defaults in ``audit/data/anomaly_rules.toml``): refusal spikes, off-hours
+reading, bulk reading, attempts outside jurisdiction, one resident read by many users, reading with no
+active grant. They are deliberately simple, explainable counts over fixed windows — a supervisor must be
+able to check a finding by hand against the listed events (GB/T 35273-2020 §11.2 security audit: detect
+and record abnormal access; GB/T 37964 on re-identification risk from aggregated reads).
+
+The library knows nothing of scenarios or grants: the caller passes the scenario hours and the grant
+windows it has (:class:`AnomalyContext`), as plain data.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine
+
+from audit.events import Outcome, format_timestamp
+from audit.query import (
+    ACCESS_KIND_PREFIX,
+    CHINA_STANDARD_TIME,
+    EventQuery,
+    EventSummary,
+    iter_events,
+)
+
+RULES: Final = (
+    "refusal_spike",
+    "off_hours",
+    "bulk_reading",
+    "outside_jurisdiction",
+    "one_resident_many_users",
+    "no_active_grant",
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=CHINA_STANDARD_TIME)
+
+
+class AnomalyRulesError(ValueError):
+    """The rules file or an override is not valid (names the rule and key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantWindow:
+    """When a grant was usable: ``valid_from`` (None: from creation) to ``valid_until``/revocation."""
+
+    valid_from: datetime | None
+    valid_until: datetime | None
+    break_glass: bool = False
+
+    def active_at(self, when: datetime) -> bool:
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return self.valid_until is None or when < self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyContext:
+    """What the caller knows that the log does not: scenario hours and grant validity windows.
+
+    ``grants`` None means "not known": the no-active-grant rule then only flags reads with no grant id.
+    """
+
+    scenario_hours: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    grants: Mapping[str, GrantWindow] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    severity: str
+    summary_zh: str
+    summary_en: str
+    seqs: tuple[int, ...]
+    actor: str | None = None
+    subject_ref: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    metrics: Mapping[str, int | float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "summary_zh": self.summary_zh,
+            "summary_en": self.summary_en,
+            "seqs": list(self.seqs),
+            "actor": self.actor,
+            "subject_ref": self.subject_ref,
+            "window_start": format_timestamp(self.window_start) if self.window_start else None,
+            "window_end": format_timestamp(self.window_end) if self.window_end else None,
+            "metrics": dict(self.metrics),
+        }
+
+
+# -- rules file -------------------------------------------------------------------------------------
+
+_KEYS: Final[dict[str, dict[str, type]]] = {
+    "refusal_spike": {"enabled": bool, "window_minutes": int, "min_refusals": int, "min_ratio": float},
+    "off_hours": {
+        "enabled": bool,
+        "night_start_hour": int,
+        "night_end_hour": int,
+        "include_refused": bool,
+    },
+    "bulk_reading": {"enabled": bool, "window_minutes": int, "min_records": int},
+    "outside_jurisdiction": {
+        "enabled": bool,
+        "reasons": list,
+        "window_minutes": int,
+        "min_attempts": int,
+        "count_scope_violation_alerts": bool,
+    },
+    "one_resident_many_users": {"enabled": bool, "window_days": int, "min_users": int},
+    "no_active_grant": {"enabled": bool, "flag_break_glass": bool},
+}
+
+
+def _coerce(rule: str, key: str, value: Any) -> Any:
+    expected = _KEYS[rule].get(key)
+    if expected is None:
+        raise AnomalyRulesError(f"[{rule}] has no setting {key!r}")
+    if expected is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise AnomalyRulesError(f"[{rule}] {key} must be true or false")
+        return value
+    if expected is int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise AnomalyRulesError(f"[{rule}] {key} must be a whole number") from None
+        if isinstance(value, bool) or number < 0 or (key.endswith("hour") and number > 24):
+            raise AnomalyRulesError(f"[{rule}] {key} is out of range")
+        if key.startswith(("window", "min_")) and number < 1:
+            raise AnomalyRulesError(f"[{rule}] {key} must be at least 1")
+        return number
+    if expected is float:
+        try:
+            ratio = float(value)
+        except (TypeError, ValueError):
+            raise AnomalyRulesError(f"[{rule}] {key} must be a number") from None
+        if not 0.0 <= ratio <= 1.0:
+            raise AnomalyRulesError(f"[{rule}] {key} must be between 0 and 1")
+        return ratio
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise AnomalyRulesError(f"[{rule}] {key} must be a list of codes")
+    return tuple(items)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRules:
+    """Validated rule settings: ``settings[rule][key]``."""
+
+    settings: Mapping[str, Mapping[str, Any]]
+
+    def __getitem__(self, rule: str) -> Mapping[str, Any]:
+        return self.settings[rule]
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> AnomalyRules:
+        """Override keys given as ``{"rule.key": value}`` (e.g. from query parameters)."""
+        merged = {rule: dict(values) for rule, values in self.settings.items()}
+        for dotted, value in overrides.items():
+            rule, _, key = dotted.partition(".")
+            if rule not in merged or not key:
+                raise AnomalyRulesError(f"unknown rule setting {dotted!r}")
+            merged[rule][key] = _coerce(rule, key, value)
+        return AnomalyRules(merged)
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        return {
+            rule: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for rule, values in self.settings.items()
+        }
+
+
+def load_anomaly_rules(path: Path | None = None) -> AnomalyRules:
+    """Load and validate the rules file (the packaged defaults when ``path`` is None)."""
+    if path is None:
+        text = resources.files("audit").joinpath("data/anomaly_rules.toml").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AnomalyRulesError(f"anomaly rules file is not valid TOML: {exc}") from None
+    unknown = set(doc) - set(RULES)
+    if unknown:
+        raise AnomalyRulesError(f"unknown anomaly rules: {sorted(unknown)}")
+    settings: dict[str, dict[str, Any]] = {}
+    for rule in RULES:
+        table = doc.get(rule)
+        if not isinstance(table, dict):
+            raise AnomalyRulesError(f"anomaly rule [{rule}] is missing")
+        missing = set(_KEYS[rule]) - set(table)
+        if missing:
+            raise AnomalyRulesError(f"[{rule}] is missing {sorted(missing)}")
+        settings[rule] = {key: _coerce(rule, key, value) for key, value in table.items()}
+    return AnomalyRules(settings)
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+
+
+def _bucket(when: datetime, minutes: int) -> tuple[datetime, datetime]:
+    span = timedelta(minutes=minutes)
+    index = (when - _EPOCH) // span
+    start = _EPOCH + index * span
+    return start.astimezone(UTC), (start + span).astimezone(UTC)
+
+
+def _local_hour(when: datetime) -> int:
+    return when.astimezone(CHINA_STANDARD_TIME).hour
+
+
+def _in_window(hour: int, start: int, end: int) -> bool:
+    """``start <= hour < end``, wrapping past midnight when ``start > end``."""
+    if start <= end:
+        return start <= hour < end
+    return hour >= start or hour < end
+
+
+def refusal_spikes(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
+    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    for e in events:
+        groups[(e.actor, *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
+    findings = []
+    for (actor, start, end), group in sorted(groups.items(), key=lambda item: item[0][1:]):
+        refused = [e.seq for e in group if e.outcome == Outcome.REFUSED.value]
+        ratio = len(refused) / len(group)
+        if len(refused) >= s["min_refusals"] and ratio >= s["min_ratio"]:
+            findings.append(
+                Finding(
+                    "refusal_spike",
+                    "high",
+                    f"同一用户在 {s['window_minutes']} 分钟内被拒绝 {len(refused)} 次（占 {ratio:.0%}）",
+                    f"{len(refused)} refusals for one user within {s['window_minutes']} min ({ratio:.0%})",
+                    tuple(refused),
+                    actor=actor,
+                    window_start=start,
+                    window_end=end,
+                    metrics={"refusals": len(refused), "accesses": len(group), "ratio": round(ratio, 3)},
+                )
+            )
+    return findings
+
+
+def off_hours(
+    events: Sequence[EventSummary], s: Mapping[str, Any], scenario_hours: Mapping[str, tuple[int, int]]
+) -> list[Finding]:
+    by_actor: dict[str, list[EventSummary]] = defaultdict(list)
+    for e in events:
+        if e.outcome != Outcome.ALLOWED.value and not (
+            s["include_refused"] and e.outcome == Outcome.REFUSED.value
+        ):
+            continue
+        hour = _local_hour(e.occurred_at)
+        night = _in_window(hour, s["night_start_hour"], s["night_end_hour"])
+        hours = scenario_hours.get(e.scenario or "")
+        outside = hours is not None and not _in_window(hour, hours[0], hours[1])
+        if night or outside:
+            by_actor[e.actor].append(e)
+    return [
+        Finding(
+            "off_hours",
+            "medium",
+            f"在场景允许时段外或夜间（北京时间 {s['night_start_hour']}:00–{s['night_end_hour']}:00）"
+            f"查看数据 {len(group)} 次",
+            f"{len(group)} reads outside the scenario's hours or at night (Beijing time)",
+            tuple(e.seq for e in group),
+            actor=actor,
+            window_start=group[0].occurred_at,
+            window_end=group[-1].occurred_at,
+            metrics={"reads": len(group), "records": sum(e.record_count for e in group)},
+        )
+        for actor, group in sorted(by_actor.items())
+    ]
+
+
+def bulk_reading(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
+    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    for e in events:
+        if e.outcome == Outcome.ALLOWED.value:
+            groups[(e.actor, *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
+    findings = []
+    for (actor, start, end), group in sorted(groups.items(), key=lambda item: item[0][1:]):
+        records = sum(e.record_count for e in group)
+        if records >= s["min_records"]:
+            findings.append(
+                Finding(
+                    "bulk_reading",
+                    "high",
+                    f"同一用户在 {s['window_minutes']} 分钟内读取 {records} 条记录",
+                    f"{records} records read by one user within {s['window_minutes']} min",
+                    tuple(e.seq for e in group),
+                    actor=actor,
+                    window_start=start,
+                    window_end=end,
+                    metrics={"records": records, "reads": len(group)},
+                )
+            )
+    return findings
+
+
+def outside_jurisdiction(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
+    reasons = set(s["reasons"])
+    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    for e in events:
+        refused = e.outcome == Outcome.REFUSED.value and e.reason in reasons
+        alerts = e.details.get("alerts") if isinstance(e.details, Mapping) else None
+        scope_alert = (
+            s["count_scope_violation_alerts"]
+            and isinstance(alerts, list)
+            and "upstream_scope_violation" in alerts
+        )
+        if refused or scope_alert:
+            groups[(e.actor, *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
+    findings = []
+    for (actor, start, end), group in sorted(groups.items(), key=lambda item: item[0][1:]):
+        if len(group) >= s["min_attempts"]:
+            findings.append(
+                Finding(
+                    "outside_jurisdiction",
+                    "high",
+                    f"同一用户 {len(group)} 次尝试查看管辖范围或授权以外的数据",
+                    f"{len(group)} attempts by one user to read outside their jurisdiction or grant",
+                    tuple(e.seq for e in group),
+                    actor=actor,
+                    window_start=start,
+                    window_end=end,
+                    metrics={"attempts": len(group)},
+                )
+            )
+    return findings
+
+
+def one_resident_many_users(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
+    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    for e in events:
+        if e.outcome != Outcome.ALLOWED.value:
+            continue
+        for ref in set(e.subject_refs):
+            groups[(ref, *_bucket(e.occurred_at, s["window_days"] * 1440))].append(e)
+    findings = []
+    for (ref, start, end), group in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
+        users = {e.actor for e in group}
+        if len(users) >= s["min_users"]:
+            findings.append(
+                Finding(
+                    "one_resident_many_users",
+                    "medium",
+                    f"同一居民的信息在 {s['window_days']} 天内被 {len(users)} 名不同用户查看",
+                    f"one resident's data read by {len(users)} different users "
+                    f"within {s['window_days']} days",
+                    tuple(e.seq for e in group),
+                    subject_ref=ref,
+                    window_start=start,
+                    window_end=end,
+                    metrics={"users": len(users), "reads": len(group)},
+                )
+            )
+    return findings
+
+
+def no_active_grant(
+    events: Sequence[EventSummary], s: Mapping[str, Any], grants: Mapping[str, GrantWindow] | None
+) -> list[Finding]:
+    by_actor: dict[str, list[EventSummary]] = defaultdict(list)
+    for e in events:
+        if e.outcome != Outcome.ALLOWED.value:
+            continue
+        grant_id = e.details.get("grant_id") if isinstance(e.details, Mapping) else None
+        if not isinstance(grant_id, str) or not grant_id:
+            by_actor[e.actor].append(e)
+            continue
+        if grants is None:
+            continue
+        window = grants.get(grant_id)
+        if (
+            window is None
+            or not window.active_at(e.occurred_at)
+            or (window.break_glass and s["flag_break_glass"])
+        ):
+            by_actor[e.actor].append(e)
+    return [
+        Finding(
+            "no_active_grant",
+            "high",
+            f"在没有有效场景授权（或仅凭紧急授权）的情况下查看数据 {len(group)} 次",
+            f"{len(group)} reads with no active scenario grant (or under an emergency grant)",
+            tuple(e.seq for e in group),
+            actor=actor,
+            window_start=group[0].occurred_at,
+            window_end=group[-1].occurred_at,
+            metrics={"reads": len(group)},
+        )
+        for actor, group in sorted(by_actor.items())
+    ]
+
+
+def evaluate(
+    events: Iterable[EventSummary],
+    rules: AnomalyRules,
+    context: AnomalyContext | None = None,
+    *,
+    only: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Run the enabled rules (or just ``only``) over access events; findings grouped by rule order."""
+    ctx = context or AnomalyContext()
+    selected = set(only) if only is not None else set(RULES)
+    unknown = selected - set(RULES)
+    if unknown:
+        raise AnomalyRulesError(f"unknown anomaly rules: {sorted(unknown)}")
+    access = sorted((e for e in events if e.kind.startswith(ACCESS_KIND_PREFIX)), key=lambda e: e.seq)
+    findings: list[Finding] = []
+    for rule in RULES:
+        s = rules[rule]
+        if rule not in selected or not s["enabled"]:
+            continue
+        if rule == "refusal_spike":
+            findings += refusal_spikes(access, s)
+        elif rule == "off_hours":
+            findings += off_hours(access, s, ctx.scenario_hours)
+        elif rule == "bulk_reading":
+            findings += bulk_reading(access, s)
+        elif rule == "outside_jurisdiction":
+            findings += outside_jurisdiction(access, s)
+        elif rule == "one_resident_many_users":
+            findings += one_resident_many_users(access, s)
+        else:
+            findings += no_active_grant(access, s, ctx.grants)
+    return findings
+
+
+def detect_anomalies(
+    engine: Engine,
+    rules: AnomalyRules,
+    context: AnomalyContext | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    org: str | None = None,
+    only: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Read the access events in ``[since, until)`` (optionally one organisation subtree) and evaluate."""
+    query = EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=since, until=until)
+    return evaluate(iter_events(engine, query), rules, context, only=only)

@@ -1,0 +1,367 @@
+"""Retention and monthly archives: signed, self-verifying files of a month's events.
+
+PIPL Art. 56 asks that processing records be kept at least three years; the retention period is
+configurable (default 3 years). Months are archived as two files in an archive directory:
+
+* ``audit-<YYYY-MM>-<first>-<last>.jsonl.gz`` — one JSON line per event: seq, RFC 8785 body,
+  ``prev_hash``, ``entry_hash``, ``leaf_hash`` (hex);
+* ``….manifest.json`` — month, seq range, the chain hashes at both ends, the Merkle root of the range,
+  the log's tree size and root at archiving time, the SHA-256 of the events file, signed with the
+  checkpoint key (Ed25519; origin ``grassroots-audit-archive`` so it can never pass for a checkpoint).
+
+:func:`verify_archive` re-derives every leaf and chain link from the bodies, the range root and the
+file digest, checks the signature, and — given the live database — that the log still holds exactly
+those events. **Design choice: archived events are not deleted.** The events table is append-only
+(triggers, and a role without DELETE) and every later chain link and Merkle root covers them; pruning
+would need a verifiable cut-over (a signed "prefix archived" checkpoint that verification starts
+from) which is not built. The archive is the long-term, offline copy; the database keeps everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from audit import merkle
+from audit.canonical import canonical_json
+from audit.checkpoints import CheckpointSigner, key_id_for
+from audit.events import format_timestamp, parse_timestamp
+from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
+from audit.query import CHINA_STANDARD_TIME, month_bounds
+from audit.tables import ArchiveRow, audit_events
+
+ARCHIVE_ORIGIN: Final = "grassroots-audit-archive"
+FORMAT_VERSION: Final = 1
+DEFAULT_RETENTION_YEARS: Final = 3
+_CHUNK: Final = 5_000
+_SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+")
+
+
+class ArchiveError(Exception):
+    """An archive cannot be written, or a file does not verify (the message says what differs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveResult:
+    month: str
+    first_seq: int
+    last_seq: int
+    count: int
+    range_root: str
+    events_file: Path
+    manifest_file: Path
+    file_sha256: str
+    key_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "count": self.count,
+            "range_root": self.range_root,
+            "events_file": self.events_file.name,
+            "manifest_file": self.manifest_file.name,
+            "file_sha256": self.file_sha256,
+            "key_id": self.key_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveVerification:
+    ok: bool
+    checked: int
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "problem": self.problem}
+
+
+def month_seq_range(engine: Engine, month: str) -> tuple[int, int] | None:
+    """The contiguous seq range from the month's first event to its last (Beijing-time month).
+
+    Events are timestamped just before they are appended, so a few events of the neighbouring month can
+    sit inside the range at its edges; the archive keeps the range contiguous so the chain verifies.
+    """
+    start, end = month_bounds(month)
+    c = audit_events.c
+    with engine.connect() as conn:
+        low, high = conn.execute(
+            select(func.min(c.seq), func.max(c.seq)).where(c.occurred_at >= start, c.occurred_at < end)
+        ).one()
+    if low is None:
+        return None
+    return int(low), int(high)
+
+
+def _rows(engine: Engine, first: int, last: int) -> Iterator[Any]:
+    c = audit_events.c
+    low = first
+    while low <= last:
+        high = min(last, low + _CHUNK - 1)
+        stmt = (
+            select(c.seq, c.body, c.prev_hash, c.entry_hash, c.leaf_hash)
+            .where(c.seq.between(low, high))
+            .order_by(c.seq)
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if len(rows) != high - low + 1:
+            raise ArchiveError(f"events {low}..{high} are not contiguous; run `grassroots audit verify`")
+        yield from rows
+        low = high + 1
+
+
+def _manifest_payload(manifest: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in manifest.items() if k != "signature"})
+
+
+def archive_month(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    month: str,
+    *,
+    now: datetime | None = None,
+) -> ArchiveResult:
+    """Write the signed archive of ``month``; refuses a month with no events or one already archived."""
+    found = month_seq_range(engine, month)
+    if found is None:
+        raise ArchiveError(f"no audit events in {month}")
+    first, last = found
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"audit-{month}-{first}-{last}"
+    events_path = directory / f"{stem}.jsonl.gz"
+    manifest_path = directory / f"{stem}.manifest.json"
+    if events_path.exists() or manifest_path.exists():
+        raise ArchiveError(f"{stem} is already archived")
+    with engine.connect() as conn:
+        tree_size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+    acc = merkle.MerkleAccumulator()
+    prev_first: bytes | None = None
+    last_entry = GENESIS_HASH
+    tmp = directory / f".{stem}.jsonl.gz.tmp"
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        with open(tmp, "xb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+                for row in _rows(engine, first, last):
+                    if prev_first is None:
+                        prev_first = bytes(row.prev_hash)
+                    line = canonical_json(
+                        {
+                            "seq": int(row.seq),
+                            "body": row.body,
+                            "prev_hash": bytes(row.prev_hash).hex(),
+                            "entry_hash": bytes(row.entry_hash).hex(),
+                            "leaf_hash": bytes(row.leaf_hash).hex(),
+                        }
+                    )
+                    out.write(line + b"\n")
+                    acc.append(bytes(row.leaf_hash))
+                    last_entry = bytes(row.entry_hash)
+                    count += 1
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest.update(tmp.read_bytes())
+        os.link(tmp, events_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tree_root = merkle.merkle_root(list(iter_leaf_hashes(engine, 1, tree_size)))
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    manifest: dict[str, Any] = {
+        "origin": ARCHIVE_ORIGIN,
+        "v": FORMAT_VERSION,
+        "month": month,
+        "first_seq": first,
+        "last_seq": last,
+        "count": count,
+        "prev_hash": (prev_first or GENESIS_HASH).hex(),
+        "last_entry_hash": last_entry.hex(),
+        "range_root": acc.root().hex(),
+        "tree_size": tree_size,
+        "tree_root": tree_root.hex(),
+        "events_file": events_path.name,
+        "events_sha256": digest.hexdigest(),
+        "created_at": format_timestamp(when),
+        "key_id": signer.key_id,
+    }
+    manifest["signature"] = base64.b64encode(signer.sign_payload(_manifest_payload(manifest))).decode()
+    with open(manifest_path, "xb") as fh:
+        fh.write(canonical_json(manifest) + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return ArchiveResult(
+        month=month,
+        first_seq=first,
+        last_seq=last,
+        count=count,
+        range_root=manifest["range_root"],
+        events_file=events_path,
+        manifest_file=manifest_path,
+        file_sha256=manifest["events_sha256"],
+        key_id=signer.key_id,
+    )
+
+
+def record_archive(session: Session, result: ArchiveResult, actor: str, now: datetime) -> dict[str, Any]:
+    """Index the archive in the database; returns the change for the audit log."""
+    session.add(
+        ArchiveRow(
+            archive_id=result.manifest_file.name.removesuffix(".manifest.json"),
+            month=result.month,
+            first_seq=result.first_seq,
+            last_seq=result.last_seq,
+            range_root=result.range_root,
+            file_name=result.events_file.name,
+            file_sha256=result.file_sha256,
+            key_id=result.key_id,
+            created_by=actor,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return {"kind": "supervision.month_archived", "actor": actor, **result.to_json()}
+
+
+def list_archives(session: Session) -> list[dict[str, Any]]:
+    rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.month, ArchiveRow.first_seq))
+    return [
+        {
+            "archive_id": r.archive_id,
+            "month": r.month,
+            "first_seq": r.first_seq,
+            "last_seq": r.last_seq,
+            "range_root": r.range_root,
+            "file_name": r.file_name,
+            "file_sha256": r.file_sha256,
+            "key_id": r.key_id,
+            "created_by": r.created_by,
+        }
+        for r in rows
+    ]
+
+
+def verify_archive(
+    manifest_path: Path, public_key: Ed25519PublicKey, engine: Engine | None = None
+) -> ArchiveVerification:
+    """Verify an archive (signature, file digest, every leaf and link, range root; the live log if given).
+
+    Problems are reported, never raised, so a command can print what differs.
+    """
+    checked = 0
+    try:
+        manifest = json.loads(Path(manifest_path).read_bytes())
+        if manifest.get("origin") != ARCHIVE_ORIGIN or manifest.get("v") != FORMAT_VERSION:
+            return ArchiveVerification(False, 0, "not a grassroots audit archive manifest")
+        if manifest["key_id"] != key_id_for(public_key):
+            return ArchiveVerification(False, 0, "manifest signed by another key")
+        try:
+            public_key.verify(base64.b64decode(manifest["signature"]), _manifest_payload(manifest))
+        except InvalidSignature:
+            return ArchiveVerification(False, 0, "manifest signature does not verify")
+        events_name = str(manifest["events_file"])
+        if not _SAFE_NAME.fullmatch(events_name.removesuffix(".jsonl.gz")):
+            return ArchiveVerification(False, 0, "manifest names an unexpected events file")
+        events_path = Path(manifest_path).parent / events_name
+        data = events_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest["events_sha256"]:
+            return ArchiveVerification(False, 0, "events file digest differs from the signed manifest")
+        prev = bytes.fromhex(manifest["prev_hash"])
+        expected_seq = int(manifest["first_seq"])
+        acc = merkle.MerkleAccumulator()
+        for line in gzip.decompress(data).splitlines():
+            item = json.loads(line)
+            body = item["body"].encode("utf-8")
+            if item["seq"] != expected_seq:
+                return ArchiveVerification(
+                    False, checked, f"expected event {expected_seq}, found {item['seq']}"
+                )
+            if bytes.fromhex(item["prev_hash"]) != prev:
+                return ArchiveVerification(
+                    False, checked, f"event {expected_seq}: prev_hash breaks the chain"
+                )
+            if chain_hash(prev, body).hex() != item["entry_hash"]:
+                return ArchiveVerification(False, checked, f"event {expected_seq}: entry_hash mismatch")
+            leaf = merkle.leaf_hash(body)
+            if leaf.hex() != item["leaf_hash"]:
+                return ArchiveVerification(False, checked, f"event {expected_seq}: leaf_hash mismatch")
+            acc.append(leaf)
+            prev = bytes.fromhex(item["entry_hash"])
+            expected_seq += 1
+            checked += 1
+        if expected_seq - 1 != manifest["last_seq"] or checked != manifest["count"]:
+            return ArchiveVerification(False, checked, "archive is missing events at its end")
+        if prev.hex() != manifest["last_entry_hash"]:
+            return ArchiveVerification(False, checked, "last entry hash differs from the manifest")
+        if acc.root().hex() != manifest["range_root"]:
+            return ArchiveVerification(False, checked, "range Merkle root differs from the manifest")
+        parse_timestamp(manifest["created_at"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
+        return ArchiveVerification(False, checked, f"archive unreadable ({type(exc).__name__})")
+    if engine is not None:
+        problem = _against_log(engine, manifest)
+        if problem is not None:
+            return ArchiveVerification(False, checked, problem)
+    return ArchiveVerification(True, checked)
+
+
+def _against_log(engine: Engine, manifest: dict[str, Any]) -> str | None:
+    tree_size = int(manifest["tree_size"])
+    try:
+        leaves = list(iter_leaf_hashes(engine, 1, tree_size))
+    except Exception as exc:  # a gap or an unreadable store: report, do not raise
+        return f"live log cannot supply the archived tree ({type(exc).__name__})"
+    if merkle.merkle_root(leaves).hex() != manifest["tree_root"]:
+        return "live log no longer has the tree the archive was made from"
+    first, last = int(manifest["first_seq"]), int(manifest["last_seq"])
+    if merkle.merkle_root(leaves[first - 1 : last]).hex() != manifest["range_root"]:
+        return "live log's events differ from the archived ones"
+    return None
+
+
+def retention_status(
+    engine: Engine, session: Session, now: datetime, years: int = DEFAULT_RETENTION_YEARS
+) -> dict[str, Any]:
+    """Months whose events are older than the retention period, and whether each is archived."""
+    if years < 1:
+        raise ValueError("retention must be at least one year")
+    now_local = now.astimezone(CHINA_STANDARD_TIME)
+    try:
+        cutoff = now_local.replace(year=now_local.year - years)
+    except ValueError:  # 29 February
+        cutoff = now_local.replace(year=now_local.year - years, day=28)
+    with engine.connect() as conn:
+        oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one()
+    archived = {r["month"] for r in list_archives(session)}
+    due: list[dict[str, Any]] = []
+    if oldest is not None:
+        cursor = (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
+        year, month = cursor.year, cursor.month
+        while (year, month) < (cutoff.year, cutoff.month):
+            label = f"{year:04d}-{month:02d}"
+            due.append({"month": label, "archived": label in archived})
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return {
+        "retention_years": years,
+        "cutoff": format_timestamp(cutoff),
+        "months_past_retention": due,
+        "archived_months": sorted(archived),
+        "pruning": "none: archived events stay in the append-only log (see audit.archive)",
+    }

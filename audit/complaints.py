@@ -1,0 +1,431 @@
+"""Complaints -> incidents, a closed loop: register, find the accesses, attach proofs, assign, dispose.
+
+A resident calls the 12345 hotline, tells a burden-monitoring point, or walks in: "who looked at my
+data?" (PIPL Art. 44-45, Art. 50: individuals may ask, and handlers must answer and handle complaints).
+The complainant's ID number is turned into a keyed ref by the caller *before* anything here sees it and
+is never stored; the complaint finds every access that touched that ref (one indexed lookup), and the
+incident carries those events with RFC 9162 inclusion proofs against a stated tree size, so whoever
+reviews the case can check the evidence is in the signed log without trusting this database.
+
+Functions take the caller's ``Session`` and never commit (the gateway's unit of work does, after it has
+durably audited the returned change). Each returns the row as plain data and a change dict
+(``{"kind": "supervision.…", "actor": …}``) the caller turns into an audit event.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from audit import merkle
+from audit.events import format_timestamp, looks_like_personal_data
+from audit.proofs import inclusion_proofs
+from audit.pseudonym import is_ref
+from audit.query import access_seqs_for_subjects
+from audit.tables import (
+    ComplaintRow,
+    IncidentEvidenceRow,
+    IncidentRow,
+    IncidentStepRow,
+    audit_events,
+)
+
+MAX_TEXT: Final = 1000
+
+
+class ComplaintSource(StrEnum):
+    HOTLINE_12345 = "hotline_12345"  # 12345 政务服务便民热线
+    BURDEN_MONITORING = "burden_monitoring"  # 基层减负监测点
+    WALK_IN = "walk_in"  # 来访
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    INVESTIGATING = "investigating"
+    CLOSED = "closed"
+
+
+class Disposition(StrEnum):
+    SUBSTANTIATED = "substantiated"  # 属实，已处理
+    UNSUBSTANTIATED = "unsubstantiated"  # 不属实（每次访问都有授权与场景）
+    REFERRED = "referred"  # 移送纪检监察或公安机关
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Days to answer a complaint and to close an incident (set to the local 12345 rules)."""
+
+    complaint_days: int = 15
+    incident_days: int = 30
+
+
+class SupervisionError(Exception):
+    """A request the case workflow cannot carry out; ``kind`` is not_found, invalid or conflict."""
+
+    kind = "invalid"
+    code = "supervision_invalid"
+
+    def __init__(self, message_zh: str, message_en: str) -> None:
+        super().__init__(message_en)
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+
+class CaseNotFound(SupervisionError):
+    kind = "not_found"
+    code = "case_not_found"
+
+
+class InvalidCaseInput(SupervisionError):
+    kind = "invalid"
+    code = "invalid_case_input"
+
+
+class CaseConflict(SupervisionError):
+    kind = "conflict"
+    code = "case_conflict"
+
+
+def _checked_text(name: str, value: str | None, *, required: bool = False, limit: int = MAX_TEXT) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidCaseInput(f"请填写{name}。", f"{name} is required.")
+    if len(text) > limit:
+        raise InvalidCaseInput(f"{name}过长（最多 {limit} 字）。", f"{name} is too long (max {limit}).")
+    if looks_like_personal_data(text):
+        # The case file must not become a second copy of the resident's identity (PIPL Art. 51).
+        raise InvalidCaseInput(
+            f"{name}中不要填写身份证号或手机号，系统已单独以加密方式记录投诉人身份。",
+            f"Do not put ID or mobile numbers in {name}; "
+            "the complainant is recorded separately as a keyed ref.",
+        )
+    return text
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value is not None else None
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes for DateTime(timezone=True); every stored time is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def complaint_json(row: ComplaintRow) -> dict[str, Any]:
+    return {
+        "complaint_id": row.complaint_id,
+        "source": row.source,
+        "subject_ref": row.subject_ref,
+        "ticket": row.ticket,
+        "summary": row.summary,
+        "received_by": row.received_by,
+        "received_at": _ts(_aware(row.received_at)),
+        "due_at": _ts(_aware(row.due_at)),
+        "incident_id": row.incident_id,
+    }
+
+
+def incident_json(row: IncidentRow, now: datetime | None = None) -> dict[str, Any]:
+    due = _aware(row.due_at)
+    return {
+        "incident_id": row.incident_id,
+        "complaint_id": row.complaint_id,
+        "status": row.status,
+        "opened_by": row.opened_by,
+        "opened_at": _ts(_aware(row.opened_at)),
+        "due_at": _ts(due),
+        "overdue": row.status != IncidentStatus.CLOSED and now is not None and due < now,
+        "assignee": row.assignee,
+        "disposition": row.disposition,
+        "closed_by": row.closed_by,
+        "closed_at": _ts(_aware(row.closed_at)) if row.closed_at else None,
+        "tree_size": row.tree_size,
+        "root_hash": row.root_hash,
+    }
+
+
+def register_complaint(
+    session: Session,
+    *,
+    subject_ref: str,
+    source: str,
+    summary: str | None,
+    ticket: str | None,
+    actor: str,
+    now: datetime,
+    deadlines: Deadlines = Deadlines(),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Record a complaint about ``subject_ref`` (already an HMAC ref: the ID number never comes here)."""
+    if not is_ref(subject_ref):
+        raise InvalidCaseInput(
+            "投诉人身份必须以加密标识记录。", "The complainant must be given as a keyed ref."
+        )
+    try:
+        channel = ComplaintSource(source)
+    except ValueError:
+        raise InvalidCaseInput(
+            "投诉来源应为 hotline_12345（12345 热线）、burden_monitoring（减负监测点）或 walk_in（来访）。",
+            "source must be hotline_12345, burden_monitoring or walk_in.",
+        ) from None
+    row = ComplaintRow(
+        complaint_id=_id("C"),
+        source=channel.value,
+        subject_ref=subject_ref,
+        ticket=_checked_text("工单号", ticket, limit=64) or None,
+        summary=_checked_text("投诉摘要", summary),
+        received_by=actor,
+        received_at=now,
+        due_at=now + timedelta(days=deadlines.complaint_days),
+        incident_id=None,
+    )
+    session.add(row)
+    session.flush()
+    change = {
+        "kind": "supervision.complaint_registered",
+        "actor": actor,
+        "complaint_id": row.complaint_id,
+        "source": row.source,
+        "subject_ref": subject_ref,
+        "due_at": _ts(row.due_at),
+    }
+    return complaint_json(row), change
+
+
+def _complaint(session: Session, complaint_id: str) -> ComplaintRow:
+    row = session.get(ComplaintRow, complaint_id)
+    if row is None:
+        raise CaseNotFound("未找到该投诉。", "No such complaint.")
+    return row
+
+
+def _incident(session: Session, incident_id: str) -> IncidentRow:
+    row = session.get(IncidentRow, incident_id)
+    if row is None:
+        raise CaseNotFound("未找到该事件。", "No such incident.")
+    return row
+
+
+def _step(
+    session: Session, incident_id: str, action: str, actor: str, at: datetime, note: str | None
+) -> None:
+    session.add(IncidentStepRow(incident_id=incident_id, action=action, actor=actor, at=at, note=note))
+
+
+def log_size(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+
+
+def open_incident(
+    session: Session,
+    engine: Engine,
+    *,
+    complaint_id: str,
+    subject_refs: Sequence[str] = (),
+    actor: str,
+    now: datetime,
+    tree_size: int | None = None,
+    deadlines: Deadlines = Deadlines(),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Open the incident for a complaint with every access to the complainant and its inclusion proof.
+
+    ``subject_refs`` adds the complainant's refs under older HMAC keys still kept (key rotation); the
+    complaint's own ref is always included. ``tree_size`` is the tree the proofs are against — pass a
+    signed checkpoint's size so the evidence verifies against a signature; default: the log's size now.
+    """
+    complaint = _complaint(session, complaint_id)
+    if complaint.incident_id is not None:
+        raise CaseConflict("该投诉已立案。", "This complaint already has an incident.")
+    refs = sorted({complaint.subject_ref, *subject_refs})
+    seqs = access_seqs_for_subjects(engine, refs)
+    size = tree_size if tree_size is not None else log_size(engine)
+    seqs = [s for s in seqs if s <= size]
+    root, proofs = inclusion_proofs(engine, seqs, size) if size else (merkle.EMPTY_ROOT, {})
+    incident = IncidentRow(
+        incident_id=_id("I"),
+        complaint_id=complaint.complaint_id,
+        status=IncidentStatus.OPEN.value,
+        opened_by=actor,
+        opened_at=now,
+        due_at=now + timedelta(days=deadlines.incident_days),
+        assignee=None,
+        disposition=None,
+        closed_by=None,
+        closed_at=None,
+        tree_size=size,
+        root_hash=root.hex(),
+    )
+    session.add(incident)
+    session.flush()
+    for seq in seqs:
+        leaf, proof = proofs[seq]
+        session.add(
+            IncidentEvidenceRow(
+                incident_id=incident.incident_id,
+                seq=seq,
+                leaf_hash=leaf.hex(),
+                proof=json.dumps([p.hex() for p in proof]),
+            )
+        )
+    complaint.incident_id = incident.incident_id
+    _step(session, incident.incident_id, "opened", actor, now, None)
+    session.flush()
+    change = {
+        "kind": "supervision.incident_opened",
+        "actor": actor,
+        "incident_id": incident.incident_id,
+        "complaint_id": complaint.complaint_id,
+        "evidence_events": len(seqs),
+        "tree_size": size,
+        "root_hash": incident.root_hash,
+    }
+    return incident_json(incident, now), change
+
+
+def assign_incident(
+    session: Session,
+    *,
+    incident_id: str,
+    assignee: str,
+    actor: str,
+    now: datetime,
+    due_at: datetime | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    incident = _incident(session, incident_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise CaseConflict("事件已办结，不能再分派。", "The incident is closed; it cannot be assigned.")
+    who = _checked_text("承办人", assignee, required=True, limit=256)
+    incident.assignee = who
+    incident.status = IncidentStatus.INVESTIGATING.value
+    if due_at is not None:
+        if due_at.utcoffset() is None:
+            raise InvalidCaseInput("期限必须带时区。", "due_at must carry a time zone.")
+        incident.due_at = due_at.astimezone(UTC)
+    _step(session, incident_id, "assigned", actor, now, who)
+    session.flush()
+    change = {
+        "kind": "supervision.incident_assigned",
+        "actor": actor,
+        "incident_id": incident_id,
+        "assignee": who,
+        "due_at": _ts(_aware(incident.due_at)),
+    }
+    return incident_json(incident, now), change
+
+
+def add_note(
+    session: Session, *, incident_id: str, note: str, actor: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    incident = _incident(session, incident_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise CaseConflict("事件已办结，不能再添加调查记录。", "The incident is closed; no more notes.")
+    text = _checked_text("调查记录", note, required=True)
+    _step(session, incident_id, "note", actor, now, text)
+    session.flush()
+    change = {"kind": "supervision.incident_note", "actor": actor, "incident_id": incident_id}
+    return incident_json(incident, now), change
+
+
+def dispose_incident(
+    session: Session, *, incident_id: str, disposition: str, note: str, actor: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    incident = _incident(session, incident_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise CaseConflict("事件已办结。", "The incident is already closed.")
+    try:
+        outcome = Disposition(disposition)
+    except ValueError:
+        raise InvalidCaseInput(
+            "处理结论应为 substantiated（属实）、unsubstantiated（不属实）或 referred（移送）。",
+            "disposition must be substantiated, unsubstantiated or referred.",
+        ) from None
+    text = _checked_text("处理意见", note, required=True)
+    incident.status = IncidentStatus.CLOSED.value
+    incident.disposition = outcome.value
+    incident.closed_by = actor
+    incident.closed_at = now
+    _step(session, incident_id, "disposed", actor, now, text)
+    session.flush()
+    change = {
+        "kind": "supervision.incident_disposed",
+        "actor": actor,
+        "incident_id": incident_id,
+        "disposition": outcome.value,
+    }
+    return incident_json(incident, now), change
+
+
+def get_complaint(session: Session, complaint_id: str) -> dict[str, Any]:
+    return complaint_json(_complaint(session, complaint_id))
+
+
+def list_complaints(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
+    rows = session.scalars(select(ComplaintRow).order_by(ComplaintRow.received_at.desc()).limit(limit))
+    return [complaint_json(r) for r in rows]
+
+
+def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str, Any]:
+    """The incident with its steps and evidence (seq, leaf hash, proof) — everything to re-verify it."""
+    incident = _incident(session, incident_id)
+    steps = session.scalars(
+        select(IncidentStepRow)
+        .where(IncidentStepRow.incident_id == incident_id)
+        .order_by(IncidentStepRow.step_id)
+    )
+    evidence = session.scalars(
+        select(IncidentEvidenceRow)
+        .where(IncidentEvidenceRow.incident_id == incident_id)
+        .order_by(IncidentEvidenceRow.seq)
+    )
+    out = incident_json(incident, now)
+    out["steps"] = [
+        {"action": s.action, "actor": s.actor, "at": _ts(_aware(s.at)), "note": s.note} for s in steps
+    ]
+    out["evidence"] = [
+        {"seq": e.seq, "leaf_hash": e.leaf_hash, "proof": json.loads(e.proof)} for e in evidence
+    ]
+    return out
+
+
+def list_incidents(
+    session: Session, now: datetime, *, status: str | None = None, overdue: bool = False, limit: int = 100
+) -> list[dict[str, Any]]:
+    stmt = select(IncidentRow)
+    if status is not None:
+        stmt = stmt.where(IncidentRow.status == IncidentStatus(status).value)
+    if overdue:
+        stmt = stmt.where(IncidentRow.status != IncidentStatus.CLOSED.value, IncidentRow.due_at < now)
+    rows = session.scalars(stmt.order_by(IncidentRow.due_at).limit(limit))
+    return [incident_json(r, now) for r in rows]
+
+
+def verify_incident_evidence(incident: Mapping[str, Any], leaf_hashes: Mapping[int, bytes]) -> list[int]:
+    """Check every attached proof against the incident's root; returns the seqs checked.
+
+    ``leaf_hashes`` are the leaves as the log holds them now: a proof that still verifies and a leaf
+    that still matches show the evidence is unchanged. Raises :class:`audit.merkle.InvalidProofError`.
+    """
+    root = bytes.fromhex(incident["root_hash"])
+    size = int(incident["tree_size"])
+    checked = []
+    for item in incident["evidence"]:
+        seq = int(item["seq"])
+        leaf = bytes.fromhex(item["leaf_hash"])
+        current = leaf_hashes.get(seq)
+        if current is not None and current != leaf:
+            raise merkle.InvalidProofError(f"event {seq} changed since the incident was opened")
+        merkle.verify_inclusion(leaf, seq - 1, size, [bytes.fromhex(p) for p in item["proof"]], root)
+        checked.append(seq)
+    return checked

@@ -1,0 +1,419 @@
+"""The monthly notification report (定期通报): figures, CSV, and a printable HTML page with SVG charts.
+
+One month (Beijing time) of data accesses for an organisation subtree: totals, per organisation,
+scenario and data-owning department, a daily trend, refusal reasons, anomaly findings, complaint and
+incident handling. Charts are inline SVG drawn here — no script, no CDN — so the page prints the same
+offline and a PDF can be made from it by any browser. Only codes, counts and refs appear: the report is
+meant to be circulated (通报) and must carry no personal data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, select
+
+from audit.anomaly import RULES, AnomalyContext, AnomalyRules, evaluate
+from audit.events import Outcome, format_timestamp
+from audit.query import ACCESS_KIND_PREFIX, CHINA_STANDARD_TIME, EventQuery, iter_events, month_bounds
+from audit.reports import GroupBy, ReportRow, tabulate
+from audit.tables import audit_complaints, audit_incidents
+
+ROLE_LABELS_ZH: Final = {
+    "village_cadre": "村（居）委会干部",
+    "grid_worker": "网格员",
+    "township_officer": "乡镇（街道）工作人员",
+    "county_officer": "区县工作人员",
+    "data_steward": "数据管理员",
+    "system_admin": "系统管理员",
+    "admission_reviewer": "准入联审人员",
+    "supervisor": "监督人员",
+    "auditor": "审计人员",
+    "platform_admin": "平台管理员",
+}
+RULE_LABELS_ZH: Final = {
+    "refusal_spike": "短时间内频繁被拒",
+    "off_hours": "非工作时段查看",
+    "bulk_reading": "批量读取",
+    "outside_jurisdiction": "越权（管辖范围外）尝试",
+    "one_resident_many_users": "同一居民被多人查看",
+    "no_active_grant": "无有效授权查看",
+}
+_ALLOWED_COLOUR: Final = "#2f6fb0"
+_REFUSED_COLOUR: Final = "#d0542b"
+
+
+@dataclass
+class MonthlyReport:
+    month: str
+    org: str | None
+    generated_at: datetime
+    totals: ReportRow
+    by_org: list[ReportRow]
+    by_scenario: list[ReportRow]
+    by_department: list[ReportRow]
+    daily: list[tuple[str, int, int]]  # (YYYY-MM-DD, allowed, refused)
+    refusal_reasons: list[tuple[str, int]]
+    anomalies: dict[str, int]
+    findings: list[dict[str, Any]]
+    cases: dict[str, int]
+    scenario_names: Mapping[str, str] = field(default_factory=dict)
+    integrity: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "org": self.org,
+            "generated_at": format_timestamp(self.generated_at),
+            "totals": self.totals.to_json(),
+            "by_org": [r.to_json() for r in self.by_org],
+            "by_scenario": [r.to_json() for r in self.by_scenario],
+            "by_department": [r.to_json() for r in self.by_department],
+            "daily": [{"day": d, "allowed": a, "refused": r} for d, a, r in self.daily],
+            "refusal_reasons": [{"reason": k, "count": n} for k, n in self.refusal_reasons],
+            "anomalies": self.anomalies,
+            "findings": self.findings,
+            "cases": self.cases,
+            "integrity": dict(self.integrity),
+        }
+
+
+def _case_stats(engine: Engine, start: datetime, end: datetime, now: datetime) -> dict[str, int]:
+    c, i = audit_complaints.c, audit_incidents.c
+    with engine.connect() as conn:
+        complaints = conn.execute(
+            select(func.count()).where(c.received_at >= start, c.received_at < end)
+        ).scalar_one()
+        opened = conn.execute(
+            select(func.count()).where(i.opened_at >= start, i.opened_at < end)
+        ).scalar_one()
+        closed = conn.execute(
+            select(func.count()).where(i.closed_at >= start, i.closed_at < end, i.status == "closed")
+        ).scalar_one()
+        overdue = conn.execute(
+            select(func.count()).where(i.status != "closed", i.due_at < now.astimezone(UTC))
+        ).scalar_one()
+    return {
+        "complaints_received": int(complaints),
+        "incidents_opened": int(opened),
+        "incidents_closed": int(closed),
+        "incidents_overdue": int(overdue),
+    }
+
+
+def build_monthly_report(
+    engine: Engine,
+    month: str,
+    rules: AnomalyRules,
+    context: AnomalyContext | None = None,
+    *,
+    org: str | None = None,
+    dataset_departments: Mapping[str, str] | None = None,
+    scenario_names: Mapping[str, str] | None = None,
+    integrity: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> MonthlyReport:
+    start, end = month_bounds(month)
+    events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
+    totals = ReportRow("total")
+    days: dict[str, list[int]] = {}
+    cursor = start.astimezone(CHINA_STANDARD_TIME)
+    while cursor < end:
+        days[cursor.strftime("%Y-%m-%d")] = [0, 0]
+        cursor += timedelta(days=1)
+    reasons: Counter[str] = Counter()
+    for e in events:
+        totals.add(e)
+        day = e.occurred_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d")
+        slot = days.setdefault(day, [0, 0])
+        if e.outcome == Outcome.ALLOWED.value:
+            slot[0] += 1
+        elif e.outcome == Outcome.REFUSED.value:
+            slot[1] += 1
+            reasons[e.reason or "unknown"] += 1
+    findings = evaluate(events, rules, context)
+    per_rule = {rule: 0 for rule in RULES}
+    for f in findings:
+        per_rule[f.rule] += 1
+    return MonthlyReport(
+        month=month,
+        org=org,
+        generated_at=(now or datetime.now(UTC)).astimezone(UTC),
+        totals=totals,
+        by_org=tabulate(events, GroupBy.ORG),
+        by_scenario=tabulate(events, GroupBy.SCENARIO),
+        by_department=tabulate(events, GroupBy.DEPARTMENT, dataset_departments=dataset_departments),
+        daily=[(d, a, r) for d, (a, r) in sorted(days.items())],
+        refusal_reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
+        anomalies=per_rule,
+        findings=[f.to_json() for f in findings[:50]],
+        cases=_case_stats(engine, start, end, now or datetime.now(UTC)),
+        scenario_names=dict(scenario_names or {}),
+        integrity=dict(integrity or {}),
+    )
+
+
+# -- CSV ---------------------------------------------------------------------------------------------
+
+_CSV_HEADER: Final = ("section", "key", "allowed", "refused", "errors", "total", "records_read", "users")
+
+
+def render_csv(report: MonthlyReport) -> str:
+    """One table with a ``section`` column; UTF-8 with BOM so spreadsheet software reads the Chinese."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(_CSV_HEADER)
+
+    def row(section: str, r: ReportRow) -> None:
+        j = r.to_json()
+        writer.writerow(
+            (
+                section,
+                j["key"],
+                j["allowed"],
+                j["refused"],
+                j["errors"],
+                j["total"],
+                j["records_read"],
+                j["distinct_users"],
+            )
+        )
+
+    row("total", report.totals)
+    for section, rows in (
+        ("organisation", report.by_org),
+        ("scenario", report.by_scenario),
+        ("department", report.by_department),
+    ):
+        for r in rows:
+            row(section, r)
+    for day, allowed, refused in report.daily:
+        writer.writerow(("day", day, allowed, refused, "", allowed + refused, "", ""))
+    for reason, count in report.refusal_reasons:
+        writer.writerow(("refusal_reason", reason, "", count, "", count, "", ""))
+    for rule, count in report.anomalies.items():
+        writer.writerow(("anomaly", rule, "", "", "", count, "", ""))
+    for name, count in report.cases.items():
+        writer.writerow(("cases", name, "", "", "", count, "", ""))
+    return "\ufeff" + out.getvalue()
+
+
+# -- SVG charts --------------------------------------------------------------------------------------
+
+
+def stacked_bar_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[int], str]],
+    *,
+    title: str,
+    element_id: str,
+    width: int = 720,
+    height: int = 260,
+) -> str:
+    """A stacked vertical bar chart as inline SVG with axis, gridlines, legend and ``<title>`` tooltips."""
+    left, right, top, bottom = 48, 12, 30, 46
+    plot_w, plot_h = width - left - right, height - top - bottom
+    totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
+    peak = max([*totals, 1])
+    step = _nice_step(peak)
+    ceiling = step * -(-peak // step)
+    n = max(len(labels), 1)
+    slot = plot_w / n
+    bar = min(max(slot * 0.7, 1.0), 56.0)
+    parts = [
+        f'<svg id="{escape(element_id)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{left}" y="18" class="chart-title">{escape(title)}</text>',
+    ]
+    for tick in range(0, ceiling + 1, step):
+        y = top + plot_h - plot_h * tick / ceiling
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>')
+    every = max(1, -(-n // 16))
+    for i, label in enumerate(labels):
+        x = left + slot * i + (slot - bar) / 2
+        base = float(top + plot_h)
+        for name, values, colour in series:
+            value = values[i]
+            if value <= 0:
+                continue
+            h = plot_h * value / ceiling
+            base -= h
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{escape(label)} {escape(name)}: {value}</title></rect>"
+            )
+        if i % every == 0:
+            cx = left + slot * i + slot / 2
+            parts.append(
+                f'<text x="{cx:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">'
+                f"{escape(label)}</text>"
+            )
+    lx = left
+    for name, _, colour in series:
+        parts.append(f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{lx + 16}" y="{height - 6}" class="legend">{escape(name)}</text>')
+        lx += 24 + 14 * len(name)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice_step(peak: int) -> int:
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
+        if peak / step <= 6:
+            return step
+    return int(10 ** len(str(peak // 6)))
+
+
+# -- HTML --------------------------------------------------------------------------------------------
+
+_CSS: Final = """
+body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", sans-serif;
+       color: #1d2329; margin: 24px auto; max-width: 960px; line-height: 1.6; }
+h1 { font-size: 22px; text-align: center; margin-bottom: 4px; }
+.subtitle { text-align: center; color: #555; margin-top: 0; }
+h2 { font-size: 17px; border-left: 4px solid #2f6fb0; padding-left: 8px; margin-top: 28px; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 13px; }
+th, td { border: 1px solid #c8ced6; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #eef2f7; }
+.kpis { display: flex; gap: 12px; flex-wrap: wrap; }
+.kpi { flex: 1 1 150px; border: 1px solid #c8ced6; border-radius: 6px; padding: 8px 12px; }
+.kpi b { display: block; font-size: 22px; color: #2f6fb0; }
+figure { margin: 12px 0; page-break-inside: avoid; break-inside: avoid; }
+figcaption { font-size: 13px; color: #555; text-align: center; }
+svg .grid { stroke: #e3e7ec; stroke-width: 1; }
+svg .tick, svg .legend { font-size: 11px; fill: #444; }
+svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
+.note { font-size: 12px; color: #555; }
+@page { size: A4; margin: 16mm 14mm; }
+@media print {
+  body { margin: 0; max-width: none; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  table, .kpis { break-inside: avoid; page-break-inside: avoid; }
+  .no-print { display: none; }
+}
+"""
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    if not rows:
+        return f'<table><tr>{head}</tr><tr><td colspan="{len(headers)}">（无）</td></tr></table>'
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _report_rows(rows: Sequence[ReportRow], label: Mapping[str, str] | None = None) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        name = r.key if label is None or r.key not in label else f"{label[r.key]}（{r.key}）"
+        out.append([name, r.allowed, r.refused, r.errors, r.records_read, len(r.users)])
+    return out
+
+
+_HEAD: Final = ("", "允许", "拒绝", "错误", "读取记录数", "涉及用户数")
+
+
+def render_html(report: MonthlyReport) -> str:
+    """A self-contained printable page (A4 print CSS, inline SVG charts, no scripts)."""
+    year, mon = report.month.split("-")
+    title = f"数据访问情况定期通报（{int(year)}年{int(mon)}月）"
+    scope = f"范围：{report.org}" if report.org else "范围：全部单位"
+    t = report.totals
+    kpis = [
+        ("数据访问总次数", t.total),
+        ("允许", t.allowed),
+        ("拒绝", t.refused),
+        ("读取记录数", t.records_read),
+        ("涉及用户数", len(t.users)),
+        ("异常线索", sum(report.anomalies.values())),
+    ]
+    daily_chart = stacked_bar_chart(
+        [d[-2:] for d, _, _ in report.daily],
+        [
+            ("允许", [a for _, a, _ in report.daily], _ALLOWED_COLOUR),
+            ("拒绝", [r for _, _, r in report.daily], _REFUSED_COLOUR),
+        ],
+        title="每日数据访问次数",
+        element_id="chart-daily",
+    )
+    top_orgs = report.by_org[:12]
+    org_chart = stacked_bar_chart(
+        [r.key.rstrip("0")[-6:] or r.key for r in top_orgs],
+        [
+            ("允许", [r.allowed for r in top_orgs], _ALLOWED_COLOUR),
+            ("拒绝", [r.refused for r in top_orgs], _REFUSED_COLOUR),
+        ],
+        title="各单位数据访问次数",
+        element_id="chart-org",
+    )
+    anomaly_rows = [[RULE_LABELS_ZH.get(k, k), n] for k, n in report.anomalies.items()]
+    finding_rows = [
+        [
+            RULE_LABELS_ZH.get(f["rule"], f["rule"]),
+            f["actor"] or f["subject_ref"] or "",
+            len(f["seqs"]),
+            ", ".join(str(s) for s in f["seqs"][:8]) + (" …" if len(f["seqs"]) > 8 else ""),
+        ]
+        for f in report.findings[:20]
+    ]
+    cases = report.cases
+    generated = report.generated_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
+    integrity = report.integrity
+    integrity_text = (
+        f"最新签名检查点：共 {integrity.get('tree_size')} 条事件，"
+        f"根哈希 {str(integrity.get('root_hash', ''))[:16]}…，"
+        f"签名时间 {integrity.get('timestamp')}。"
+        if integrity
+        else "本报告生成时尚无签名检查点。"
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="zh-CN"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="subtitle">{escape(scope)} · 生成时间 {escape(generated)}（北京时间）</p>',
+        "<h2>一、总体情况</h2>",
+        '<div class="kpis">'
+        + "".join(f'<div class="kpi">{escape(k)}<b>{v}</b></div>' for k, v in kpis)
+        + "</div>",
+        f'<figure id="fig-daily">{daily_chart}'
+        "<figcaption>图1 每日数据访问次数（允许/拒绝）</figcaption></figure>",
+        "<h2>二、分单位情况</h2>",
+        f'<figure id="fig-org">{org_chart}<figcaption>图2 各单位数据访问次数（前12名）</figcaption></figure>',
+        _table(("单位代码", *_HEAD[1:]), _report_rows(report.by_org)),
+        "<h2>三、分场景情况</h2>",
+        _table(("使用场景", *_HEAD[1:]), _report_rows(report.by_scenario, report.scenario_names)),
+        "<h2>四、分部门情况</h2>",
+        _table(("数据所属部门", *_HEAD[1:]), _report_rows(report.by_department)),
+        "<h2>五、拒绝原因</h2>",
+        _table(("原因代码", "次数"), [list(x) for x in report.refusal_reasons]),
+        "<h2>六、异常线索</h2>",
+        _table(("规则", "线索数"), anomaly_rows),
+        _table(("规则", "对象", "事件数", "事件序号"), finding_rows),
+        "<h2>七、投诉与事件办理</h2>",
+        _table(
+            ("事项", "数量"),
+            [
+                ["本月受理投诉", cases.get("complaints_received", 0)],
+                ["本月立案事件", cases.get("incidents_opened", 0)],
+                ["本月办结事件", cases.get("incidents_closed", 0)],
+                ["当前逾期未办结", cases.get("incidents_overdue", 0)],
+            ],
+        ),
+        "<h2>八、日志完整性</h2>",
+        f"<p>{escape(integrity_text)}</p>",
+        '<p class="note">说明：本通报只含单位代码、岗位、场景与统计数字，不含居民个人信息；居民以不可逆的'
+        "加密标识记录（《个人信息保护法》第五十一条）。访问记录保存不少于三年（第五十六条）。</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,323 @@
+"""Supervisor queries over the audit log: filters, keyset pagination, resident transparency.
+
+Everything returned is what the log holds — user ids, organisation codes, roles, scenario and dataset
+codes, counts, and residents only as keyed refs — so a supervisor's view never carries plain personal
+data (PIPL Art. 51; GB/T 35273-2020 §9.2 access to processing records is itself limited).
+
+Organisation subtrees use the division-code prefix relation (统计用区划代码 ``PP CC DD TTT VVV``): the
+significant part of a code (its trailing all-zero levels removed) is a prefix of every code below it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit.events import Outcome, format_timestamp
+from audit.log import AuditUnavailable
+from audit.pseudonym import is_ref
+from audit.tables import audit_events, audit_subject_refs
+
+#: Beijing time: scenario hours, "night" and report months are local (UTC+8, no daylight saving).
+CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
+#: Event kinds that are data accesses (the pipeline writes ``data.read`` / ``data.list``).
+ACCESS_KIND_PREFIX: Final = "data."
+MAX_PAGE: Final = 500
+
+_DIVISION = re.compile(r"\d{2}|\d{4}|\d{6}|\d{9}|\d{12}")
+_LEVELS: Final = (2, 4, 6, 9, 12)
+_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+
+
+def org_prefix(code: str) -> str:
+    """The significant prefix of a division code: ``310151101000`` -> ``310151101``; root -> ``""``.
+
+    Accepts the short forms (``31``, ``3101``, ``310151``, ``310151101``) too. Raises ``ValueError`` for
+    anything that is not a division code.
+    """
+    if not isinstance(code, str) or _DIVISION.fullmatch(code) is None:
+        raise ValueError("organisation must be a division code of 2, 4, 6, 9 or 12 digits")
+    full = code.ljust(12, "0")
+    prefix = ""
+    for length in _LEVELS:
+        previous = len(prefix)
+        if set(full[previous:length]) != {"0"}:
+            prefix = full[:length]
+    return prefix
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM`` as a half-open UTC interval over the Beijing-time calendar month."""
+    match = _MONTH.fullmatch(month) if isinstance(month, str) else None
+    if match is None:
+        raise ValueError("month must look like 2026-11")
+    year, mon = int(match.group(1)), int(match.group(2))
+    start = datetime(year, mon, 1, tzinfo=CHINA_STANDARD_TIME)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=CHINA_STANDARD_TIME)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise ValueError("times must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters for :func:`query_events`; every one optional, all combined with AND.
+
+    ``org`` selects the actor's organisation subtree; ``kind`` matches a kind exactly, or a family when
+    it ends with ``.`` (``data.``); ``before`` is the keyset cursor (results are newest first).
+    """
+
+    org: str | None = None
+    actor: str | None = None
+    scenario: str | None = None
+    dataset: str | None = None
+    outcome: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.org is not None:
+            org_prefix(self.org)
+        if self.outcome is not None:
+            Outcome(self.outcome)
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.utcoffset() is None:
+                raise ValueError("times must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    """One event as a supervisor sees it: no bodies beyond what the log itself holds, refs only."""
+
+    seq: int
+    occurred_at: datetime
+    kind: str
+    outcome: str
+    actor: str
+    actor_org: str | None
+    actor_roles: tuple[str, ...]
+    scenario: str | None
+    dataset: str | None
+    fields: tuple[str, ...]
+    record_count: int
+    reason: str | None
+    subject_refs: tuple[str, ...]
+    request_id: str | None
+    trace_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "occurred_at": format_timestamp(self.occurred_at),
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "actor": self.actor,
+            "actor_org": self.actor_org,
+            "actor_roles": list(self.actor_roles),
+            "scenario": self.scenario,
+            "dataset": self.dataset,
+            "fields": list(self.fields),
+            "record_count": self.record_count,
+            "reason": self.reason,
+            "subject_refs": list(self.subject_refs),
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[EventSummary]
+    next_before: int | None
+
+
+def summary_of(seq: int, body_text: str) -> EventSummary:
+    body = json.loads(body_text)
+    return EventSummary(
+        seq=int(seq),
+        occurred_at=datetime.fromisoformat(body["occurred_at"]).astimezone(UTC),
+        kind=body["kind"],
+        outcome=body["outcome"],
+        actor=body["actor"],
+        actor_org=body["actor_org"],
+        actor_roles=tuple(body["actor_roles"]),
+        scenario=body["scenario"],
+        dataset=body["dataset"],
+        fields=tuple(body["fields"]),
+        record_count=int(body["record_count"]),
+        reason=body["reason"],
+        subject_refs=tuple(body["subject_refs"]),
+        request_id=body["request_id"],
+        trace_id=body["trace_id"],
+        details=body["details"],
+    )
+
+
+def _filtered(q: EventQuery, columns: Sequence[Any]) -> Select[Any]:
+    c = audit_events.c
+    stmt = select(*columns)
+    if q.org is not None:
+        prefix = org_prefix(q.org)
+        if prefix:
+            stmt = stmt.where(c.actor_org.startswith(prefix, autoescape=True))
+    for name in ("actor", "scenario", "dataset", "outcome"):
+        value = getattr(q, name)
+        if value is not None:
+            stmt = stmt.where(getattr(c, name) == value)
+    if q.kind is not None:
+        if q.kind.endswith("."):
+            stmt = stmt.where(c.kind.startswith(q.kind, autoescape=True))
+        else:
+            stmt = stmt.where(c.kind == q.kind)
+    if q.since is not None:
+        stmt = stmt.where(c.occurred_at >= _utc(q.since))
+    if q.until is not None:
+        stmt = stmt.where(c.occurred_at < _utc(q.until))
+    return stmt
+
+
+def query_events(source: Engine | Connection, q: EventQuery) -> EventPage:
+    """One page of events matching ``q``, newest first; ``next_before`` continues the listing."""
+    stmt = _filtered(q, [audit_events.c.seq, audit_events.c.body])
+    if q.before is not None:
+        stmt = stmt.where(audit_events.c.seq < q.before)
+    stmt = stmt.order_by(audit_events.c.seq.desc()).limit(q.limit + 1)
+    rows = _fetch(source, stmt)
+    items = [summary_of(seq, body) for seq, body in rows[: q.limit]]
+    more = len(rows) > q.limit
+    return EventPage(items=items, next_before=items[-1].seq if more and items else None)
+
+
+def iter_events(engine: Engine, q: EventQuery, *, chunk: int = 5_000) -> Iterator[EventSummary]:
+    """Every event matching ``q`` (``before``/``limit`` ignored), oldest first, in bounded chunks."""
+    after = 0
+    while True:
+        stmt = (
+            _filtered(q, [audit_events.c.seq, audit_events.c.body])
+            .where(audit_events.c.seq > after)
+            .order_by(audit_events.c.seq)
+            .limit(chunk)
+        )
+        rows = _fetch(engine, stmt)
+        for seq, body in rows:
+            yield summary_of(seq, body)
+        if len(rows) < chunk:
+            return
+        after = int(rows[-1][0])
+
+
+def _fetch(source: Engine | Connection, stmt: Select[Any]) -> list[Any]:
+    try:
+        if isinstance(source, Connection):
+            return list(source.execute(stmt).all())
+        with source.connect() as conn:
+            return list(conn.execute(stmt).all())
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+
+
+def events_by_seq(source: Engine | Connection, seqs: Iterable[int]) -> list[EventSummary]:
+    """The given events (oldest first); unknown seqs are skipped."""
+    wanted = sorted(set(seqs))
+    out: list[EventSummary] = []
+    for i in range(0, len(wanted), 500):
+        part = wanted[i : i + 500]
+        stmt = (
+            select(audit_events.c.seq, audit_events.c.body)
+            .where(audit_events.c.seq.in_(part))
+            .order_by(audit_events.c.seq)
+        )
+        out += [summary_of(seq, body) for seq, body in _fetch(source, stmt)]
+    return out
+
+
+def access_seqs_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[int]:
+    """Seqs of every data access (allowed or refused) that touched any of the given resident refs.
+
+    One indexed lookup on ``audit_subject_refs`` (primary key leads with the ref) joined to the events
+    for their kind: the supervisory events about a complaint are not accesses to the person's data.
+    """
+    refs = sorted(set(subject_refs))
+    if not refs:
+        return []
+    if not all(is_ref(r) for r in refs):
+        raise ValueError("subject refs must be Pseudonymizer refs")
+    stmt = (
+        select(audit_subject_refs.c.seq)
+        .join(audit_events, audit_events.c.seq == audit_subject_refs.c.seq)
+        .where(audit_subject_refs.c.subject_ref.in_(refs))
+        .where(audit_events.c.kind.startswith(ACCESS_KIND_PREFIX))
+        .distinct()
+        .order_by(audit_subject_refs.c.seq)
+    )
+    return [int(row[0]) for row in _fetch(source, stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One line of a resident's "who read my data" answer (PIPL Art. 45): organisation and role only."""
+
+    seq: int
+    occurred_at: datetime
+    org: str | None
+    roles: tuple[str, ...]
+    scenario: str | None
+    dataset: str | None
+    fields: tuple[str, ...]
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "occurred_at": format_timestamp(self.occurred_at),
+            "org": self.org,
+            "roles": list(self.roles),
+            "scenario": self.scenario,
+            "dataset": self.dataset,
+            "fields": list(self.fields),
+            "kind": self.kind,
+        }
+
+
+def accesses_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[AccessEntry]:
+    """Who read this person's data, when, for which scenario: allowed accesses only, oldest first.
+
+    The reader's user id is left out on purpose: a resident learns the organisation and the role that
+    read their data, not the name of the cadre (names masked, as the issue asks).
+    """
+    seqs = access_seqs_for_subjects(source, subject_refs)
+    return [
+        AccessEntry(
+            seq=e.seq,
+            occurred_at=e.occurred_at,
+            org=e.actor_org,
+            roles=e.actor_roles,
+            scenario=e.scenario,
+            dataset=e.dataset,
+            fields=e.fields,
+            kind=e.kind,
+        )
+        for e in events_by_seq(source, seqs)
+        if e.outcome == Outcome.ALLOWED.value
+    ]

@@ -1,0 +1,88 @@
+"""Supervision settings and the periodic signed checkpoint.
+
+The checkpoint task signs the Merkle root of the whole audit log every
+``GRASSROOTS_CHECKPOINT_INTERVAL_S`` seconds (default 300) into the external checkpoint directory — the
+RFC 6962 §3.5 "signed tree head" cadence that bounds how much history a database administrator could
+rewrite unnoticed. It skips a round when nothing was appended since the last checkpoint, and it does
+not write an audit event per round (that would make the log grow forever just to say it was signed);
+checkpoints asked for by a person (``POST /api/v1/supervision/checkpoints``) are audited.
+
+Settings live here rather than in ``gateway.settings`` so the supervision area stays self-contained;
+they read the same ``GRASSROOTS_`` environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from audit import CheckpointError, CheckpointSigner, latest_checkpoint, write_checkpoint
+from audit.complaints import log_size
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+_log = logging.getLogger("gateway.supervision")
+
+
+class SupervisionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_", extra="ignore")
+
+    checkpoint_interval_s: float = Field(
+        300.0, description="seconds between periodic signed checkpoints; 0 switches them off"
+    )
+    audit_retention_years: int = Field(3, ge=1, description="keep processing records (PIPL Art. 56)")
+    audit_archive_dir: Path | None = Field(None, description="where monthly archives are written")
+    anomaly_rules_path: Path | None = Field(None, description="anomaly rules TOML (default: packaged)")
+    complaint_due_days: int = Field(15, ge=1, description="days to answer a complaint")
+    incident_due_days: int = Field(30, ge=1, description="days to close an incident")
+
+
+def signer_for(runtime: Runtime) -> CheckpointSigner:
+    return CheckpointSigner.load_or_create(runtime.settings.effective_checkpoint_key_path)
+
+
+def checkpoint_if_grown(runtime: Runtime, signer: CheckpointSigner) -> int | None:
+    """Write a checkpoint when the log grew past the latest one; returns the new tree size or None."""
+    directory = runtime.settings.effective_checkpoint_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    latest = latest_checkpoint(directory, signer.public_key)
+    if latest is not None and log_size(runtime.engine) <= latest.tree_size:
+        return None
+    return write_checkpoint(runtime.engine, signer, directory).tree_size
+
+
+async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
+    signer = await asyncio.to_thread(signer_for, runtime)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            size = await asyncio.to_thread(checkpoint_if_grown, runtime, signer)
+            if size is not None:
+                _log.info("periodic audit checkpoint written", extra={"tree_size": size})
+        except CheckpointError as exc:
+            # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
+            _log.error("periodic audit checkpoint refused: %s", exc)
+        except Exception as exc:
+            _log.error("periodic audit checkpoint failed: %s", type(exc).__name__)
+
+
+def start_supervision_tasks(runtime: Runtime) -> asyncio.Task[None] | None:
+    interval = SupervisionSettings().checkpoint_interval_s
+    if interval <= 0:
+        return None
+    return asyncio.create_task(checkpoint_loop(runtime, interval), name="audit-checkpoints")
+
+
+async def stop_supervision_tasks(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

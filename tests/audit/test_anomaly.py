@@ -1,0 +1,197 @@
+"""Anomaly rules on prepared event sequences, on a real SQLite log: each finding names exactly its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from audit import (
+    AnomalyContext,
+    AnomalyRulesError,
+    AuditEvent,
+    AuditLog,
+    GrantWindow,
+    Outcome,
+    detect_anomalies,
+    load_anomaly_rules,
+)
+from tests.audit.conftest import Store
+from tests.audit.helpers import PSEUDONYMIZER
+
+# 2026-11-10 10:00 Beijing time = 02:00 UTC: inside DIBAO_REVIEW's 7-21 window, not at night.
+DAY = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)
+RULES = load_anomaly_rules()
+CONTEXT = AnomalyContext(
+    scenario_hours={"DIBAO_REVIEW": (7, 21)},
+    grants={
+        "g-active": GrantWindow(DAY - timedelta(days=30), DAY + timedelta(days=30)),
+        "g-expired": GrantWindow(DAY - timedelta(days=60), DAY - timedelta(days=1)),
+        "g-emergency": GrantWindow(DAY - timedelta(days=1), DAY + timedelta(days=1), break_glass=True),
+    },
+)
+
+
+def access(
+    minutes: float,
+    *,
+    actor: str = "u-normal",
+    outcome: Outcome = Outcome.ALLOWED,
+    reason: str | None = None,
+    records: int = 5,
+    subjects: tuple[str, ...] = (),
+    grant: str | None = "g-active",
+    alerts: tuple[str, ...] = (),
+) -> AuditEvent:
+    details: dict[str, Any] = {}
+    if grant is not None and outcome is Outcome.ALLOWED:
+        details["grant_id"] = grant
+    if alerts:
+        details["alerts"] = list(alerts)
+    return AuditEvent(
+        kind="data.list",
+        outcome=outcome,
+        actor=actor,
+        actor_org="310151101201",
+        actor_roles=("village_cadre",),
+        scenario="DIBAO_REVIEW",
+        dataset="residents",
+        record_count=records if outcome is Outcome.ALLOWED else 0,
+        subject_refs=tuple(PSEUDONYMIZER.ref(s) for s in subjects) if outcome is Outcome.ALLOWED else (),
+        reason=reason or ("allowed" if outcome is Outcome.ALLOWED else "field_not_granted"),
+        details=details,
+        occurred_at=DAY + timedelta(minutes=minutes),
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    rule: str
+    background: list[AuditEvent]
+    suspicious: list[AuditEvent]  # exactly the events the finding must name
+
+
+BACKGROUND = [access(i * 7) for i in range(6)]  # ordinary daytime work: no rule fires on it
+
+CASES = [
+    Case(
+        "twelve refusals in an hour",
+        "refusal_spike",
+        BACKGROUND,
+        [access(100 + i, actor="u-prober", outcome=Outcome.REFUSED) for i in range(12)],
+    ),
+    Case(
+        "reading at 23:30 Beijing time",
+        "off_hours",
+        BACKGROUND,
+        [access(13 * 60 + 30 + i, actor="u-night") for i in range(2)],
+    ),
+    Case(
+        "reading at 06:30, before the scenario's 07:00 start",
+        "off_hours",
+        BACKGROUND,
+        [access(-3 * 60 - 30, actor="u-early")],
+    ),
+    Case(
+        "600 records in one hour",
+        "bulk_reading",
+        BACKGROUND,
+        [access(120 + i, actor="u-bulk", records=200) for i in range(3)],
+    ),
+    Case(
+        "three records outside the jurisdiction",
+        "outside_jurisdiction",
+        BACKGROUND,
+        [access(200 + i, actor="u-curious", outcome=Outcome.REFUSED, reason="not_found") for i in range(3)],
+    ),
+    Case(
+        "one resident read by three users",
+        "one_resident_many_users",
+        BACKGROUND,
+        [access(300 + i, actor=f"u-{i}", subjects=("resident-7",)) for i in range(3)],
+    ),
+    Case(
+        "reads with no grant, an expired grant and an emergency grant",
+        "no_active_grant",
+        BACKGROUND,
+        [
+            access(400, actor="u-nogrant", grant=None),
+            access(401, actor="u-nogrant", grant="g-expired"),
+            access(402, actor="u-nogrant", grant="g-emergency"),
+            access(403, actor="u-nogrant", grant="g-unknown"),
+        ],
+    ),
+]
+
+
+def load(store: Store, events: list[AuditEvent]) -> list[int]:
+    return [r.seq for r in AuditLog(store.engine).append_many(events)]
+
+
+def test_background_alone_raises_nothing(sqlite: Store) -> None:
+    load(sqlite, BACKGROUND)
+    assert detect_anomalies(sqlite.engine, RULES, CONTEXT) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_each_rule_names_exactly_the_suspicious_events(sqlite: Store, case: Case) -> None:
+    load(sqlite, case.background)
+    expected = load(sqlite, case.suspicious)
+    findings = detect_anomalies(sqlite.engine, RULES, CONTEXT)
+    assert [f.rule for f in findings] == [case.rule]
+    assert list(findings[0].seqs) == expected
+    assert findings[0].summary_zh and findings[0].summary_en
+
+
+@pytest.mark.parametrize(
+    ("override", "fires"),
+    [
+        ({"refusal_spike.min_refusals": 13}, False),
+        ({"refusal_spike.min_refusals": 12}, True),
+        ({"refusal_spike.enabled": "false"}, False),
+        ({"refusal_spike.min_ratio": 1.0}, True),
+    ],
+)
+def test_thresholds_are_parameters(sqlite: Store, override: dict[str, Any], fires: bool) -> None:
+    load(sqlite, [access(100 + i, actor="u-prober", outcome=Outcome.REFUSED) for i in range(12)])
+    rules = RULES.with_overrides(override)
+    assert bool(detect_anomalies(sqlite.engine, rules, CONTEXT, only=["refusal_spike"])) is fires
+
+
+def test_the_time_window_limits_what_is_read(sqlite: Store) -> None:
+    load(sqlite, [access(100 + i, actor="u-prober", outcome=Outcome.REFUSED) for i in range(12)])
+    later = DAY + timedelta(days=1)
+    assert detect_anomalies(sqlite.engine, RULES, CONTEXT, since=later) == []
+
+
+def test_grants_unknown_means_only_missing_grant_ids_are_flagged(sqlite: Store) -> None:
+    expected = load(sqlite, [access(1, grant=None)])
+    load(sqlite, [access(2, grant="g-expired")])
+    findings = detect_anomalies(
+        sqlite.engine, RULES, AnomalyContext(scenario_hours={}), only=["no_active_grant"]
+    )
+    assert [list(f.seqs) for f in findings] == [expected]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"nope.x": 1},
+        {"bulk_reading.nope": 1},
+        {"bulk_reading.min_records": 0},
+        {"refusal_spike.min_ratio": 2},
+    ],
+)
+def test_bad_overrides_are_refused(override: dict[str, Any]) -> None:
+    with pytest.raises(AnomalyRulesError):
+        RULES.with_overrides(override)
+
+
+def test_rules_file_must_name_every_setting(tmp_path: Any) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text("[refusal_spike]\nenabled = true\n", encoding="utf-8")
+    with pytest.raises(AnomalyRulesError):
+        load_anomaly_rules(bad)

@@ -1,0 +1,92 @@
+"""The benchmarks' generated inputs are what they claim to be (no timings are asserted here).
+
+A benchmark is only as honest as its inputs: the synthetic country has the stated shape, the Rego
+policy decides exactly like the engine, the fast audit rows are the bytes the audit library writes,
+and the free-text corpus labels what it contains.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bench._audit_rows import bulk_load, check_rows, resident_refs
+from bench._corpus import corpus
+from bench._world_national import NATIONAL, SMALL, Shape, World
+from policies import GrantIndex, PolicyEngine, divisions, load_permissions, load_scenarios
+
+
+@pytest.mark.parametrize(
+    ("shape", "organisations"), [(SMALL, 115), (NATIONAL, 614_173)], ids=["small", "national"]
+)
+def test_world_has_the_stated_number_of_organisations(shape: Shape, organisations: int) -> None:
+    assert shape.organisations == organisations
+
+
+def test_small_world_organisations_are_distinct_valid_codes_on_six_levels() -> None:
+    codes = list(World(SMALL).organisations())
+    assert len(codes) == len(set(codes)) == SMALL.organisations
+    assert {int(divisions.level_of(c)) for c in codes} == {0, 1, 2, 3, 4, 5}
+
+
+def test_national_world_is_a_pure_function_of_indices() -> None:
+    a, b = World(NATIONAL), World(NATIONAL)
+    for i in (0, 1, 7_999_999, 4_321_987):
+        assert a.user(i) == b.user(i)
+        assert divisions.is_valid(a.user(i).org)
+    last_village = a.village(NATIONAL.n_villages - 1)
+    assert divisions.level_of(last_village) == divisions.DivisionLevel.VILLAGE
+    assert a.grant(99_999).to_dict() == b.grant(99_999).to_dict()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hobofan_regorus") is None, reason="hobofan-regorus not installed"
+)
+def test_rego_policy_decides_like_the_engine_on_the_small_world() -> None:
+    from bench.bench_policy import new_regorus, rego_data, rego_input, rego_summary, summary
+
+    world = World(SMALL)
+    permissions, scenarios = load_permissions(), load_scenarios()
+    index = GrantIndex(world.grants())
+    engine = PolicyEngine(permissions, scenarios, index)
+    import json
+
+    rego = new_regorus()
+    rego.add_data_json(json.dumps(rego_data(index.grants(), permissions, scenarios)))
+    requests = world.requests(400, seed=3)
+    codes = set()
+    for request in requests:
+        rego.set_input_json(rego_input(request))
+        ours = summary(engine.decide(request))
+        codes.add(ours[0])
+        assert rego_summary(rego.eval_rule("data.grassroots.policy.decision")) == ours
+    assert {"allowed", "no_active_grant", "outside_hours", "quota_exceeded"} <= codes
+
+
+def test_fast_audit_rows_are_the_bytes_the_audit_library_writes() -> None:
+    check_rows(resident_refs(50), n=300)
+
+
+def test_bulk_loaded_log_verifies(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from audit import AuditLog, verify_log
+
+    pool = resident_refs(20)
+    bulk_load(tmp_path / "a.db", 500, pool, chunk=200)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    report = verify_log(engine)
+    assert report.ok, report.describe()
+    assert report.checked == 500
+    assert AuditLog(engine).seqs_for_subjects([pool[0]])
+    engine.dispose()
+
+
+def test_corpus_labels_occur_in_their_text() -> None:
+    docs = corpus(300, seed=1)
+    assert sum(1 for _, labels in docs if not labels) > 100  # about half carry no personal data
+    for text, labels in docs:
+        for _, surface in labels:
+            assert surface in text

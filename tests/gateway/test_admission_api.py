@@ -1,0 +1,816 @@
+"""Admission registry through the real stack: registration -> joint review -> approval -> credentials ->
+token -> first system call; blocking in every non-approved status (in every gateway process, within one
+second, on the data path too); lapse by time; credential rotation; separation of duties; the burden view
+on the demo world.
+
+Systems created here use ids that no other module uses; the demo systems are restored after each test
+that changes them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from joserfc import jws
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import OKPKey
+
+from tests.stack import Stack, free_port, stop, wait_healthy
+
+API = "/api/v1/admission"
+REVIEWER_OF = {
+    "district_government_office": "rv_gov_office",
+    "government_services_office": "rv_services",
+    "civil_affairs_bureau": "rv_civil_affairs",
+    "science_technology_commission": "rv_science",
+    "city_operations_centre": "rv_operations",
+    "big_data_centre": "rv_big_data",
+}
+ANSWERED = {
+    "duplicates_platform_function": False,
+    "can_embed_in_platform": False,
+    "forces_checkins": False,
+    "forces_points_or_rankings": False,
+    "offers_complaint_entry": True,
+}
+TOWNSHIP_A = "310151101000"
+VILLAGE_A = "310151101201"
+BLOCK_DEADLINE_S = 1.0
+
+
+def call(stack: Stack, method: str, path: str, user: str | None = None, **kwargs: Any) -> httpx.Response:
+    headers = dict(kwargs.pop("headers", {}))
+    if user is not None:
+        headers["Authorization"] = f"Bearer {stack.token(user)}"
+    return httpx.request(method, stack.base_url + path, headers=headers, timeout=30.0, **kwargs)
+
+
+def ok(resp: httpx.Response, status: int = 200) -> Any:
+    assert resp.status_code == status, resp.text
+    return resp.json() if resp.content else None
+
+
+def registration(system_id: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "system_id": system_id,
+        "name": "家庭医生随访",
+        "purpose": "家庭医生签约居民随访记录",
+        "reaches": [TOWNSHIP_A],
+        "reaches_villages": True,
+        "collects_fields": ["residents.mobile", "health.blood_pressure"],
+        "provides": [],
+        "security_level": 2,
+        "contact": "区卫健委信息科",
+        "checklist": ANSWERED,
+    }
+    body.update(overrides)
+    return body
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def approve_all(stack: Stack, system_id: str) -> dict[str, Any]:
+    progress = ok(call(stack, "GET", f"{API}/systems/{system_id}/progress", "rv_gov_office"))
+    last: dict[str, Any] = {}
+    for office in progress["pending"]:
+        last = ok(
+            call(
+                stack,
+                "POST",
+                f"{API}/systems/{system_id}/reviews",
+                REVIEWER_OF[office["code"]],
+                json={"vote": "approve", "comment": "同意"},
+            ),
+            201,
+        )
+    return last
+
+
+def admit(stack: Stack, system_id: str, admin: str = "hb_sysadmin", **overrides: Any) -> dict[str, Any]:
+    ok(call(stack, "POST", f"{API}/systems", admin, json=registration(system_id, **overrides)), 201)
+    ok(call(stack, "POST", f"{API}/systems/{system_id}/submit", admin))
+    return approve_all(stack, system_id)
+
+
+def issue_secret(
+    stack: Stack, system_id: str, admin: str = "hb_sysadmin", rotate: bool = False
+) -> tuple[str, str]:
+    params = {"rotate": "true"} if rotate else {}
+    body = ok(
+        call(stack, "POST", f"{API}/systems/{system_id}/credentials/client-secret", admin, params=params), 201
+    )
+    return body["client_id"], body["client_secret"]
+
+
+def token_request(stack: Stack, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/oauth/token", timeout=30.0, **kwargs)
+
+
+def system_token(stack: Stack, client_id: str, secret: str) -> str:
+    resp = token_request(stack, data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+    body = ok(resp)
+    assert body["token_type"] == "Bearer" and resp.headers["cache-control"] == "no-store"
+    return str(body["access_token"])
+
+
+def as_system(base_url: str, token: str, path: str = "/api/v1/systems/me") -> httpx.Response:
+    return httpx.get(base_url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+
+def audit_kinds(stack: Stack, n: int = 400) -> list[tuple[str, dict[str, Any]]]:
+    return [(e["kind"], json.loads(e["body"])) for e in stack.last_events(n)]
+
+
+def reason(stack: Stack, system_id: str, action: str, user: str = "supervisor") -> dict[str, Any]:
+    return dict(
+        ok(call(stack, "POST", f"{API}/systems/{system_id}/{action}", user, json={"reason": "演示 / test"}))
+    )
+
+
+# ------------------------------------------------------------------------------- demo-world overlaps
+
+
+def test_demo_world_has_an_approved_a_pending_and_a_rejected_system(stack: Stack) -> None:
+    listed = ok(call(stack, "GET", f"{API}/systems", "supervisor"))["systems"]
+    status = {s["system_id"]: s["status"] for s in listed}
+    assert status["civil-affairs-registry"] == "approved"
+    assert status["health-followup-app"] == "submitted"
+    assert status["village-checkin-app"] == "rejected"
+    reviews = ok(call(stack, "GET", f"{API}/systems/village-checkin-app/reviews", "rv_gov_office"))["votes"]
+    assert any(v["vote"] == "reject" and "打卡" in v["comment"] for v in reviews)
+
+
+def test_overlaps_of_the_pending_demo_system_are_the_residents_backflow(stack: Stack) -> None:
+    body = ok(call(stack, "GET", f"{API}/systems/health-followup-app/overlaps", "rv_services"))
+    overlaps = {o["field"]: o for o in body["overlaps"]}
+    assert sorted(overlaps) == [
+        "residents.address",
+        "residents.id_number",
+        "residents.mobile",
+        "residents.name",
+    ]
+    for overlap in overlaps.values():
+        assert overlap["in_backflow"] is True
+        assert overlap["suggestion_en"] == "reuse or prefill instead of collecting again"
+        assert "预填" in overlap["suggestion_zh"]
+    assert body["new_fields"] == []
+    # The civil-affairs registry collects nothing from villages: village A carries one system, no fields.
+    burden = ok(call(stack, "GET", f"{API}/burden/villages/{VILLAGE_A}", "supervisor"))
+    assert "civil-affairs-registry" in burden["systems"]
+
+
+# ------------------------------------------------------------------------------------------ journey
+
+
+def test_journey_registration_to_first_system_call(stack: Stack) -> None:
+    sid = new_id("health-visits")
+    # Registration by the department's system admin; the department comes from the token.
+    created = ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    assert (created["status"], created["department"], created["filing_number"]) == ("draft", "health", None)
+    assert created["field_mapping"]["residents.mobile"]["catalog_field"] == "residents.mobile"
+    assert created["field_mapping"]["health.blood_pressure"] is None  # not catalogued: reviewers see it
+    # Update while a draft; fields not sent are kept.
+    updated = ok(call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"security_level": 3}))
+    assert updated["security_level"] == 3 and updated["purpose"] == created["purpose"]
+
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    progress = ok(call(stack, "GET", f"{API}/systems/{sid}/progress", "rv_big_data"))
+    assert len(progress["pending"]) == 6 and progress["signed"] == [] and progress["recused"] == []
+    # Reviewers see the overlap with backflowed data before they approve.
+    overlaps = ok(call(stack, "GET", f"{API}/systems/{sid}/overlaps", "rv_big_data"))
+    assert [o["field"] for o in overlaps["overlaps"]] == ["residents.mobile"]
+    assert overlaps["new_fields"] == ["health.blood_pressure"]
+
+    # Blocked before approval: no credentials can be issued.
+    early = call(stack, "POST", f"{API}/systems/{sid}/credentials/client-secret", "hb_sysadmin")
+    assert early.status_code == 422 and early.json()["error"] == "credential_error"
+
+    final = approve_all(stack, sid)
+    assert final["outcome"] == "approved" and final["filing_number"].startswith("CJZR-")
+    assert [o["code"] for o in final["pending"]] == [] and len(final["signed"]) == 6
+
+    resp = call(stack, "POST", f"{API}/systems/{sid}/credentials/client-secret", "hb_sysadmin")
+    issued = ok(resp, 201)
+    assert resp.headers["cache-control"] == "no-store" and issued["client_secret"].startswith("gss_")
+    shown = call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").text
+    assert issued["client_secret"] not in shown and '"client_secret_issued":true' in shown.replace(" ", "")
+
+    token = system_token(stack, issued["client_id"], issued["client_secret"])
+    me = ok(as_system(stack.base_url, token))
+    assert me["system_id"] == sid and me["status"] == "approved"
+    assert me["filing_number"] == final["filing_number"]
+    mine = ok(as_system(stack.base_url, token, "/api/v1/systems/me/burden"))
+    assert VILLAGE_A in [v["village_code"] for v in mine["villages"]]
+    assert all(v["village_code"].startswith("310151101") for v in mine["villages"])
+    assert [o["field"] for o in mine["reuse_or_prefill"]] == ["residents.mobile"]
+
+    # The system token is not a user token and vice versa.
+    assert (
+        call(stack, "GET", f"{API}/systems", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    )
+    assert as_system(stack.base_url, stack.token("hb_sysadmin")).status_code == 401
+
+    kinds = [k for k, body in audit_kinds(stack) if body.get("details", {}).get("system_id") == sid]
+    for expected in (
+        "admission.registered",
+        "admission.updated",
+        "admission.submitted",
+        "admission.review_vote",
+        "admission.approved",
+        "admission.credential_issued",
+    ):
+        assert expected in kinds
+    texts = [e["body"] for e in stack.last_events(200)]
+    assert not any(issued["client_secret"] in t or token in t for t in texts)
+
+
+def test_changes_requested_rejection_and_resubmission(stack: Stack) -> None:
+    sid = new_id("resubmit")
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    # Editing while under review is refused.
+    assert call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"name": "x"}).status_code == 409
+    ok(call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_gov_office", json={"vote": "approve"}), 201)
+    asked = ok(
+        call(
+            stack,
+            "POST",
+            f"{API}/systems/{sid}/reviews",
+            "rv_science",
+            json={"vote": "request_changes", "comment": "手机号请用回流数据预填"},
+        ),
+        201,
+    )
+    assert asked["status"] == "changes_requested" and asked["reasons"] == ["手机号请用回流数据预填"]
+    ok(call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"collects_fields": ["health.bp"]}))
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    no_reason = call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_operations", json={"vote": "reject"})
+    assert no_reason.status_code == 422
+    rejected = ok(
+        call(
+            stack,
+            "POST",
+            f"{API}/systems/{sid}/reviews",
+            "rv_operations",
+            json={"vote": "reject", "comment": "与社区云功能重复"},
+        ),
+        201,
+    )
+    assert rejected["status"] == "rejected" and rejected["reasons"] == ["与社区云功能重复"]
+    # Resubmission after a rejection opens a new round with nobody signed yet.
+    again = ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    assert again["status"] == "submitted" and again["round"] == 3 and again["signed"] == []
+    ok(call(stack, "POST", f"{API}/systems/{sid}/withdraw", "hb_sysadmin"))
+    assert ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))["status"] == "draft"
+
+
+# ---------------------------------------------------------------------------------- separation of duties
+
+
+@pytest.fixture(scope="module")
+def ca_system_under_review(stack: Stack) -> str:
+    sid = new_id("ca-visits")
+    ok(call(stack, "POST", f"{API}/systems", "ca_sysadmin", json=registration(sid)), 201)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "ca_sysadmin"))
+    return sid
+
+
+SEPARATION_CASES: list[tuple[str, str, str, str, dict[str, Any] | None, int, str]] = [
+    # (case, user, method, path, body, expected status, expected error)
+    (
+        "register for another department",
+        "hb_sysadmin",
+        "POST",
+        "/systems",
+        {"department": "civil_affairs"},
+        403,
+        "separation_of_duties",
+    ),
+    (
+        "edit another department's system",
+        "hb_sysadmin",
+        "PATCH",
+        "/systems/{ca}",
+        {"name": "x"},
+        404,
+        "system_not_found",
+    ),
+    (
+        "withdraw another department's system",
+        "hb_sysadmin",
+        "POST",
+        "/systems/{ca}/withdraw",
+        None,
+        404,
+        "system_not_found",
+    ),
+    (
+        "read another department's system",
+        "hb_sysadmin",
+        "GET",
+        "/systems/{ca}",
+        None,
+        404,
+        "system_not_found",
+    ),
+    (
+        "reviewer of the applying department",
+        "rv_civil_affairs",
+        "POST",
+        "/systems/{ca}/reviews",
+        {"vote": "approve"},
+        403,
+        "separation_of_duties",
+    ),
+    (
+        "vote for another office",
+        "rv_gov_office",
+        "POST",
+        "/systems/{ca}/reviews",
+        {"vote": "approve", "office": "big_data_centre"},
+        403,
+        "separation_of_duties",
+    ),
+    (
+        "system admin reviews",
+        "ca_sysadmin",
+        "POST",
+        "/systems/{ca}/reviews",
+        {"vote": "approve"},
+        403,
+        "no_permission",
+    ),
+    (
+        "reviewer suspends",
+        "rv_big_data",
+        "POST",
+        "/systems/civil-affairs-registry/suspend",
+        {"reason": "x"},
+        403,
+        "no_permission",
+    ),
+    (
+        "system admin suspends",
+        "ca_sysadmin",
+        "POST",
+        "/systems/civil-affairs-registry/suspend",
+        {"reason": "x"},
+        403,
+        "no_permission",
+    ),
+    ("supervisor registers", "supervisor", "POST", "/systems", {}, 403, "no_permission"),
+    ("village cadre reads the registry", "cadre_a", "GET", "/systems", None, 403, "no_permission"),
+    (
+        "reviewer issues credentials",
+        "rv_gov_office",
+        "POST",
+        "/systems/civil-affairs-registry/credentials/client-secret",
+        None,
+        403,
+        "no_permission",
+    ),
+    ("reviewer runs the lapse job", "rv_gov_office", "POST", "/lapse-due", None, 403, "no_permission"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "user", "method", "path", "body", "status", "error"),
+    SEPARATION_CASES,
+    ids=[c[0] for c in SEPARATION_CASES],
+)
+def test_separation_of_duties(
+    stack: Stack,
+    ca_system_under_review: str,
+    case: str,
+    user: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    status: int,
+    error: str,
+) -> None:
+    payload = None
+    if body is not None:
+        payload = registration(new_id("sod"), **body) if path == "/systems" and method == "POST" else body
+    resp = call(stack, method, API + path.format(ca=ca_system_under_review), user, json=payload)
+    assert (resp.status_code, resp.json()["error"]) == (status, error), case
+    assert resp.json()["message"] and resp.json()["message_en"]
+
+
+def test_system_admin_lists_only_their_department(stack: Stack, ca_system_under_review: str) -> None:
+    health = ok(call(stack, "GET", f"{API}/systems", "hb_sysadmin"))["systems"]
+    assert health and {s["department"] for s in health} == {"health"}
+    everything = {
+        s["system_id"] for s in ok(call(stack, "GET", f"{API}/systems", "rv_gov_office"))["systems"]
+    }
+    assert ca_system_under_review in everything and "health-followup-app" in everything
+    progress = ok(call(stack, "GET", f"{API}/systems/{ca_system_under_review}/progress", "rv_gov_office"))
+    assert [o["code"] for o in progress["recused"]] == ["civil_affairs_bureau"]
+    assert "civil_affairs_bureau" not in [o["code"] for o in progress["pending"]]
+
+
+def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
+    hijack = registration(
+        new_id("hijack"), provides=[{"dataset": "residents", "base_url": "http://127.0.0.1:9/", "fields": []}]
+    )
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=hijack)
+    assert (resp.status_code, resp.json()["error"]) == (403, "dataset_provider_mismatch")
+
+
+# ------------------------------------------------------------------------------------------ blocking
+
+
+@pytest.fixture(scope="module")
+def second_gateway(stack: Stack) -> Iterator[str]:
+    """Another gateway process on the same database: a block must reach it within one second too."""
+    port = free_port()
+    env = {**stack.env, "GRASSROOTS_PORT": str(port), "GRASSROOTS_PUBLIC_URL": stack.base_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=stack.data_dir.parent,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def _until(check: Any, deadline_s: float) -> tuple[bool, float]:
+    """Poll ``check`` until it holds or the deadline passes; (held, seconds taken)."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return True, time.monotonic() - started
+        if time.monotonic() - started > deadline_s:
+            return False, time.monotonic() - started
+        time.sleep(0.05)
+
+
+def _data_status(stack: Stack, base_url: str) -> tuple[int, str | None]:
+    resp = httpx.get(
+        f"{base_url}/api/v1/datasets/residents/records",
+        params={"scenario": "DIBAO_REVIEW", "page_size": 1},
+        headers={"Authorization": f"Bearer {stack.token('cadre_a')}"},
+        timeout=30.0,
+    )
+    return resp.status_code, resp.json().get("error") if resp.status_code != 200 else None
+
+
+issue_pair_cache: dict[str, tuple[str, str]] = {}
+
+
+def _fresh_system_with_token(stack: Stack) -> tuple[str, str]:
+    sid = new_id("blocked")
+    admit(stack, sid)
+    pair = issue_secret(stack, sid)
+    issue_pair_cache[sid] = pair
+    return sid, system_token(stack, *pair)
+
+
+def test_suspension_blocks_every_process_within_one_second(stack: Stack, second_gateway: str) -> None:
+    sid, token = _fresh_system_with_token(stack)
+    gateways = [stack.base_url, second_gateway]
+    for base in gateways:
+        assert as_system(base, token).status_code == 200
+        assert _data_status(stack, base) == (200, None)
+
+    reason(stack, sid, "suspend")
+    reason(stack, "civil-affairs-registry", "suspend")
+    try:
+        for base in gateways:
+            held, _ = _until(lambda b=base: as_system(b, token).status_code == 403, BLOCK_DEADLINE_S)
+            assert held, f"system call not blocked within {BLOCK_DEADLINE_S}s at {base}"
+            body = as_system(base, token).json()
+            assert (body["error"], body["system"]) == ("system_suspended", sid) and sid in body["message"]
+            held, _ = _until(
+                lambda b=base: _data_status(stack, b) == (403, "system_suspended"), BLOCK_DEADLINE_S
+            )
+            assert held, f"data path not blocked within {BLOCK_DEADLINE_S}s at {base}"
+        refused = token_request(stack, data={"grant_type": "client_credentials"}, auth=issue_pair_cache[sid])
+        assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client")
+        assert refused.json()["admission_status"] == "system_suspended"
+    finally:
+        reason(stack, sid, "reinstate")
+        reason(stack, "civil-affairs-registry", "reinstate")
+    for base in gateways:
+        assert _until(lambda b=base: as_system(b, token).status_code == 200, BLOCK_DEADLINE_S)[0]
+        assert _until(lambda b=base: _data_status(stack, b) == (200, None), BLOCK_DEADLINE_S)[0]
+    events = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
+    assert "admission.suspended" in events and "admission.reinstated" in events
+
+
+def _assert_blocked(stack: Stack, token: str, sid: str, code: str) -> None:
+    for path in ("/api/v1/systems/me", "/api/v1/systems/me/burden"):
+        resp = as_system(stack.base_url, token, path)
+        body = resp.json()
+        assert (resp.status_code, body["error"], body["system"]) == (403, code, sid), path
+        assert sid in body["message"] and sid in body["message_en"]
+
+
+def test_blocked_in_every_non_approved_status(stack: Stack) -> None:
+    sid, token = _fresh_system_with_token(stack)
+    steps: list[tuple[str, str, Any]] = [
+        # (status reached, expected error code, how)
+        ("suspended", "system_suspended", lambda: reason(stack, sid, "suspend")),
+        ("approved", "", lambda: reason(stack, sid, "reinstate")),
+        ("approved", "", lambda: ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))),
+        (
+            "changes_requested",
+            "system_not_approved",
+            lambda: call(
+                stack,
+                "POST",
+                f"{API}/systems/{sid}/reviews",
+                "rv_gov_office",
+                json={"vote": "request_changes", "comment": "补充材料"},
+            ),
+        ),
+        (
+            "submitted",
+            "system_not_approved",
+            lambda: call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"),
+        ),
+        (
+            "rejected",
+            "system_not_approved",
+            lambda: call(
+                stack,
+                "POST",
+                f"{API}/systems/{sid}/reviews",
+                "rv_gov_office",
+                json={"vote": "reject", "comment": "否"},
+            ),
+        ),
+        (
+            "draft",
+            "system_not_approved",
+            lambda: call(stack, "POST", f"{API}/systems/{sid}/revise", "hb_sysadmin"),
+        ),
+        (
+            "submitted",
+            "system_not_approved",
+            lambda: call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"),
+        ),
+        ("approved", "", lambda: approve_all(stack, sid)),
+        ("revoked", "system_revoked", lambda: reason(stack, sid, "revoke")),
+    ]
+    for status, code, step in steps:
+        step()
+        assert ok(call(stack, "GET", f"{API}/systems/{sid}", "supervisor"))["status"] == status
+        if not code:
+            assert as_system(stack.base_url, token).status_code == 200, status
+            continue
+        _assert_blocked(stack, token, sid, code)
+        refused = token_request(stack, data={"grant_type": "client_credentials"}, auth=issue_pair_cache[sid])
+        # Revocation deletes the credentials; any other block refuses the approved-only grant.
+        expected = "invalid_client" if status == "revoked" else "unauthorized_client"
+        assert refused.json()["error"] == expected, status
+
+
+def test_a_never_approved_system_is_blocked_even_with_a_valid_signature(stack: Stack) -> None:
+    """A token signed with the gateway's own key for the pending demo system: the live status says no."""
+    from admission import SystemTokenIssuer
+    from gateway.upstream import load_or_create_ed25519
+
+    key = load_or_create_ed25519(stack.data_dir / "keys" / "system-token-ed25519.pem")
+    forged = SystemTokenIssuer(key, stack.base_url).issue(
+        client_id="gsc_none", system_id="health-followup-app", credential="s:none"
+    )
+    _assert_blocked(stack, forged.access_token, "health-followup-app", "system_not_approved")
+
+
+def test_lapse_by_time_then_recertification(stack: Stack) -> None:
+    sid, token = _fresh_system_with_token(stack)
+    # As if the approval had been granted a year ago: it ends two seconds from now.
+    ends = datetime.now(UTC) + timedelta(seconds=2)
+    with stack.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE admission_systems SET approved_until = :t WHERE system_id = :s"),
+            {"t": ends, "s": sid},
+        )
+        conn.execute(sa.text("UPDATE admission_registry_version SET version = version + 1"))
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    assert mine["threshold_days"] == 7 and mine["must_act"] == [
+        {"role": "system_admin", "department": "health", "action": "recertify"}
+    ]
+    # Lapse by time alone: no status change is needed for routing to refuse.
+    held, _ = _until(lambda: as_system(stack.base_url, token).status_code == 403, 10.0)
+    assert held
+    _assert_blocked(stack, token, sid, "system_lapsed")
+
+    lapsed = stack.cli("admission", "lapse-due", "--as", "supervisor", "--url", stack.base_url)
+    assert sid in json.loads(lapsed.stdout)["lapsed"]
+    assert ok(call(stack, "GET", f"{API}/systems/{sid}", "supervisor"))["status"] == "lapsed"
+    _assert_blocked(stack, token, sid, "system_lapsed")
+
+    reopened = ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))
+    assert reopened["status"] == "submitted" and reopened["renewal"] is False
+    _assert_blocked(stack, token, sid, "system_not_approved")
+    final = approve_all(stack, sid)
+    assert final["outcome"] == "approved"
+    assert datetime.fromisoformat(final["approved_until"]) > datetime.now(UTC) + timedelta(days=300)
+    assert as_system(stack.base_url, token).status_code == 200
+    kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
+    assert "admission.lapsed" in kinds and "admission.recertification_opened" in kinds
+
+
+# --------------------------------------------------------------------------------------- credentials
+
+
+def test_rotation_stops_the_old_secret_and_its_tokens(stack: Stack) -> None:
+    sid, _ = _fresh_system_with_token(stack)
+    client_id, old_secret = issue_pair_cache[sid]
+    old_token = system_token(stack, client_id, old_secret)
+    again = call(stack, "POST", f"{API}/systems/{sid}/credentials/client-secret", "hb_sysadmin")
+    assert again.status_code == 422  # issue once; afterwards only rotation
+    same_client, new_secret = issue_secret(stack, sid, rotate=True)
+    assert same_client == client_id and new_secret != old_secret
+
+    stale = token_request(stack, data={"grant_type": "client_credentials"}, auth=(client_id, old_secret))
+    assert (stale.status_code, stale.json()["error"]) == (401, "invalid_client")
+    assert "Basic" in stale.headers["www-authenticate"]
+    resp = as_system(stack.base_url, old_token)
+    assert (resp.status_code, resp.json()["error"]) == (401, "credential_rotated")
+    # client_secret_post works as well as client_secret_basic.
+    post = token_request(
+        stack,
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": new_secret},
+    )
+    assert as_system(stack.base_url, ok(post)["access_token"]).status_code == 200
+    both = token_request(
+        stack,
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": new_secret},
+        auth=(client_id, new_secret),
+    )
+    assert (both.status_code, both.json()["error"]) == (400, "invalid_request")
+    wrong_grant = token_request(stack, data={"grant_type": "password"}, auth=(client_id, new_secret))
+    assert wrong_grant.json()["error"] == "unsupported_grant_type"
+    kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
+    assert "admission.credential_rotated" in kinds
+
+
+def _assertion(private: ed25519.Ed25519PrivateKey, client_id: str, audience: str) -> str:
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        return jws.serialize_compact(
+            {"alg": "EdDSA", "typ": "JWT"},
+            json.dumps(claims).encode(),
+            OKPKey.import_key(pem),
+            algorithms=["EdDSA"],
+        )
+
+
+def test_signed_client_assertion(stack: Stack) -> None:
+    sid, _ = _fresh_system_with_token(stack)
+    private = ed25519.Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    refused = call(
+        stack,
+        "PUT",
+        f"{API}/systems/{sid}/credentials/public-key",
+        "hb_sysadmin",
+        json={
+            "public_key": private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode()
+        },
+    )
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_public_key")
+    registered = ok(
+        call(
+            stack,
+            "PUT",
+            f"{API}/systems/{sid}/credentials/public-key",
+            "hb_sysadmin",
+            json={"public_key": pem.decode()},
+        )
+    )
+    assertion = _assertion(private, registered["client_id"], registered["assertion_audience"])
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    token = ok(token_request(stack, data=form))["access_token"]
+    assert ok(as_system(stack.base_url, token))["system_id"] == sid
+    replayed = token_request(stack, data=form)
+    assert (replayed.status_code, replayed.json()["error"]) == (401, "invalid_client")
+    stranger = _assertion(
+        ed25519.Ed25519PrivateKey.generate(), registered["client_id"], registered["assertion_audience"]
+    )
+    forged = token_request(stack, data={**form, "client_assertion": stranger})
+    assert forged.status_code == 401
+
+
+def test_outbound_credential_is_write_only_and_encrypted(stack: Stack) -> None:
+    from gateway.keys import load_masking_keyring
+    from gateway.routes.admission_api import open_outbound_credential
+    from gateway.settings import Settings
+
+    sid, _ = _fresh_system_with_token(stack)
+    plain = "upstream-password-" + uuid.uuid4().hex
+    resp = call(
+        stack, "PUT", f"{API}/systems/{sid}/outbound-credential", "hb_sysadmin", json={"credential": plain}
+    )
+    assert resp.status_code == 204 and resp.content == b""
+    shown = call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin")
+    assert shown.json()["credentials"]["outbound_credential_set"] is True and plain not in shown.text
+    other = call(
+        stack, "PUT", f"{API}/systems/{sid}/outbound-credential", "ca_sysadmin", json={"credential": "x"}
+    )
+    assert other.status_code == 404
+    with stack.engine.connect() as conn:
+        blob = conn.execute(
+            sa.text("SELECT outbound_credential_ciphertext FROM admission_systems WHERE system_id = :s"),
+            {"s": sid},
+        ).scalar_one()
+    assert plain.encode() not in bytes(blob)
+    ring = load_masking_keyring(Settings(data_dir=stack.data_dir))
+    assert open_outbound_credential(ring, sid, bytes(blob)) == plain
+    with pytest.raises(InvalidTag):  # bound to its system: the ciphertext opens for no other
+        open_outbound_credential(ring, "civil-affairs-registry", bytes(blob))
+    assert not any(plain in e["body"] for e in stack.last_events(50))
+    assert call(stack, "DELETE", f"{API}/systems/{sid}/outbound-credential", "hb_sysadmin").status_code == 204
+    assert (
+        ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))["credentials"][
+            "outbound_credential_set"
+        ]
+        is False
+    )
+
+
+# ---------------------------------------------------------------------------------------- burden view
+
+
+def test_district_report_counts_systems_and_repeated_fields(stack: Stack) -> None:
+    first, second = new_id("report-a"), new_id("report-b")
+    admit(stack, first, collects_fields=["residents.mobile", "health.visit_date"])
+    admit(stack, second, collects_fields=["mobile", "health.visit_date"])  # "mobile" is residents.mobile
+    village = ok(call(stack, "GET", f"{API}/burden/villages/{VILLAGE_A}", "rv_gov_office"))
+    assert {first, second, "civil-affairs-registry"} <= set(village["systems"])
+    assert village["n_systems"] == len(village["systems"])
+    assert {"residents.mobile", "health.visit_date"} <= set(village["fields_demanded_more_than_once"])
+    assert {first, second} <= set(village["demand"]["residents.mobile"])
+
+    report = ok(call(stack, "GET", f"{API}/burden/report", "supervisor"))
+    assert report["systems_per_village"][VILLAGE_A] >= 3
+    assert report["systems_per_village"]["310151102201"] < report["systems_per_village"][VILLAGE_A]
+    repeated = {d["field"]: d for d in report["fields_demanded_more_than_once"]}
+    assert VILLAGE_A in repeated["residents.mobile"]["villages"]
+    assert "310151102201" not in repeated["residents.mobile"]["villages"]  # another township
+
+    csv_resp = call(stack, "GET", f"{API}/burden/report", "supervisor", params={"format": "csv"})
+    assert csv_resp.headers["content-type"].startswith("text/csv")
+    header, *rows = csv_resp.text.splitlines()
+    assert header == "village_code,n_systems,systems,fields_demanded,fields_demanded_more_than_once"
+    row_a = next(r for r in rows if r.startswith(VILLAGE_A))
+    assert "residents.mobile" in row_a.split(",")[4]
+
+    cli = stack.cli(
+        "admission", "report", "--csv", "--village", VILLAGE_A, "--as", "supervisor", "--url", stack.base_url
+    )
+    assert cli.stdout.splitlines()[0] == header and len(cli.stdout.splitlines()) == 2
+    bad = call(stack, "GET", f"{API}/burden/villages/310151101000", "supervisor")  # a township, not a village
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_village")
+
+
+def test_the_audit_chain_stays_intact(stack: Stack) -> None:
+    """Every admission change above was audited inside its own transaction (SQLite) or before its commit
+    (PostgreSQL); either way the hash chain verifies."""
+    from audit import verify_log
+
+    report = verify_log(stack.engine)
+    assert report.ok and report.checked > 0, report.problem

@@ -1,0 +1,554 @@
+"""Scenario grants through the real stack: the catalog, the lifecycle with separation of duties, renewal,
+reminders, expiry, revocation reaching the running gateway, break-glass, and every transition audited.
+
+Tables read as (who, action, expected status, expected error code). Tokens for people the demo world does
+not have (a second township, a person holding two roles) are signed with the development IdP's own key,
+so the gateway validates them like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from policies import GrantRepository, GrantService, Subject, load_permissions, load_scenarios
+from policies.permissions import DEFAULT_MODEL_PATH, DEFAULT_POLICY_PATH
+from policies.scenarios import DEFAULT_SCENARIOS_PATH
+from tests.stack import Stack, stack_fixture
+
+TOWNSHIP_2 = "310151102000"  # cadre_c's township; the demo has no officer there
+VILLAGE_A = "310151101201"
+VILLAGE_B = "310151101202"
+NON_SENSITIVE = {"residents": ["id", "name", "village_code"]}
+
+
+# -- shared helpers (also used by test_policy_api and test_quotas_processes) ----------------------------
+
+
+def policy_files(directory: Path, *, daily_quota: int | None = None) -> dict[str, str]:
+    """Copies of the shipped policy files the gateway under test reads (hours widened to the whole day
+    so no test depends on the time it runs); returns the settings pointing at them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scenarios = DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8").replace(
+        "hours_allowed = [7, 21]", "hours_allowed = [0, 24]"
+    )
+    if daily_quota is not None:
+        scenarios = scenarios.replace("daily_quota_per_user = 2000", f"daily_quota_per_user = {daily_quota}")
+    (directory / "scenarios.toml").write_text(scenarios, encoding="utf-8")
+    (directory / "model.conf").write_text(DEFAULT_MODEL_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    (directory / "permissions.csv").write_text(
+        DEFAULT_POLICY_PATH.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return {
+        "GRASSROOTS_SCENARIOS_PATH": str(directory / "scenarios.toml"),
+        "GRASSROOTS_POLICY_MODEL_PATH": str(directory / "model.conf"),
+        "GRASSROOTS_PERMISSIONS_PATH": str(directory / "permissions.csv"),
+    }
+
+
+def token_as(stack: Stack, username: str, **claims: Any) -> str:
+    """A token for ``username`` with some claims replaced (org_code, roles, sub, department), signed by
+    the development IdP's key exactly as it signs its own."""
+    if not claims:
+        return stack.token(username)
+    import jwt
+
+    good = stack.token(username)
+    header = jwt.get_unverified_header(good)
+    body = jwt.decode(good, options={"verify_signature": False})
+    body.update(claims)
+    pem = (stack.data_dir / "keys" / "dev-idp-signing.pem").read_bytes()
+    return jwt.encode(body, pem, algorithm=header["alg"], headers={"kid": header["kid"], "typ": "at+jwt"})
+
+
+def user_id(stack: Stack, username: str) -> str:
+    import jwt
+
+    return str(jwt.decode(stack.token(username), options={"verify_signature": False})["sub"])
+
+
+def api(
+    stack: Stack,
+    method: str,
+    path: str,
+    who: str | None,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+    **claims: Any,
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token_as(stack, who, **claims)}"} if who else {}
+    return httpx.request(
+        method, f"{stack.base_url}/api/v1{path}", json=body, params=params, headers=headers, timeout=30.0
+    )
+
+
+def events(stack: Stack, kind_prefix: str, since_seq: int = 0) -> list[dict[str, Any]]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT seq, kind, actor, body FROM audit_events WHERE kind LIKE :k AND seq > :s ORDER BY seq"
+            ),
+            {"k": f"{kind_prefix}%", "s": since_seq},
+        ).mappings()
+        return [{**dict(r), "body": json.loads(r["body"])} for r in rows]
+
+
+def last_seq(stack: Stack) -> int:
+    with stack.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT coalesce(max(seq), 0) FROM audit_events")).scalar_one())
+
+
+def read_records(stack: Stack, who: str, scenario: str = "DIBAO_REVIEW", **claims: Any) -> httpx.Response:
+    return api(
+        stack,
+        "GET",
+        "/datasets/residents/records",
+        who,
+        params={"scenario": scenario, "page_size": 5},
+        **claims,
+    )
+
+
+def fresh_village() -> str:
+    """A village code of township 2 nobody else in this run uses (no grant covers it yet)."""
+    return f"310151102{uuid.uuid4().int % 700 + 300:03d}"
+
+
+# -- the stack ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = policy_files(tmp_path_factory.mktemp("grants-policy"))
+    yield from stack_fixture(request.param, tmp_path_factory, extra_env=env)
+
+
+def _request(stack: Stack, who: str, scenario: str, org: str, datasets: Any = None, **claims: Any) -> str:
+    body = {"scenario": scenario, "org_scope": org, "reason": "年度工作需要", "datasets": datasets}
+    resp = api(stack, "POST", "/grants", who, body, **claims)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["grant_id"])
+
+
+def _approved(stack: Stack, org: str, scenario: str = "DIBAO_REVIEW", **window: str) -> str:
+    grant_id = _request(stack, "cadre_c", scenario, org, NON_SENSITIVE, org_code=org)
+    resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", window or None)
+    assert resp.status_code == 200 and resp.json()["status"] == "approved", resp.text
+    return grant_id
+
+
+# -- the scenario catalog --------------------------------------------------------------------------------
+
+
+def test_a_cadre_sees_the_catalog_with_fields_limits_and_legal_basis(stack: Stack) -> None:
+    resp = api(stack, "GET", "/scenarios", "cadre_a")
+    assert resp.status_code == 200
+    by_code = {s["code"]: s for s in resp.json()["items"]}
+    dibao = by_code["DIBAO_REVIEW"]
+    assert dibao["usable_by_me"] is True and dibao["legal_basis"] and dibao["purpose"]
+    assert "birth_date" not in dibao["datasets"]["residents"]
+    assert dibao["second_approval_fields"] == ["residents.dibao_status", "residents.id_number"]
+    assert dibao["owner_departments"] == ["civil_affairs"]
+    assert {"max_records_per_request", "daily_quota_per_user", "hours_allowed"} <= dibao.keys()
+    assert api(stack, "GET", "/scenarios/ELDERLY_VISIT", "cadre_a").json()["code"] == "ELDERLY_VISIT"
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "status", "code"),
+    [
+        (None, "/scenarios", 401, "missing_token"),
+        ("cadre_a", "/scenarios/NO_SUCH", 404, "unknown_scenario"),
+        ("auditor", "/scenarios/DIBAO_REVIEW", 200, None),
+    ],
+)
+def test_catalog_access(stack: Stack, who: str | None, path: str, status: int, code: str | None) -> None:
+    resp = api(stack, "GET", path, who)
+    assert resp.status_code == status
+    if code is not None:
+        assert resp.json()["error"] == code
+
+
+# -- requesting: who may ask, for what ----------------------------------------------------------------------
+
+REQUESTS = [
+    # who, claims, scenario, org, datasets, reason, status, code
+    ("cadre_a", {}, "ELDERLY_VISIT", VILLAGE_A, None, "走访", 201, None),
+    ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_B, None, "复核", 201, None),
+    ("cadre_a", {}, "DIBAO_REVIEW", VILLAGE_B, None, "复核", 403, "separation_of_duties"),
+    ("town_officer", {}, "DIBAO_REVIEW", TOWNSHIP_2, None, "复核", 403, "separation_of_duties"),
+    ("supervisor", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
+    ("auditor", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
+    ("ca_steward", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
+    ("town_officer", {}, "NO_SUCH", VILLAGE_A, None, "复核", 422, "grant_error"),
+    ("town_officer", {}, "DIBAO_REVIEW", "31015110120", None, "复核", 422, "invalid_org"),
+    (
+        "town_officer",
+        {},
+        "DIBAO_REVIEW",
+        VILLAGE_A,
+        {"residents": ["birth_date"]},
+        "复核",
+        422,
+        "grant_error",
+    ),
+    ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "  ", 422, "missing_reason"),
+    ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "联系13812345678", 422, "personal_data_in_reason"),
+    # An officer who also audits takes no part in grants (auditor independence).
+    (
+        "town_officer",
+        {"roles": ["township_officer", "auditor"]},
+        "DIBAO_REVIEW",
+        VILLAGE_A,
+        None,
+        "复核",
+        403,
+        "separation_of_duties",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "claims", "scenario", "org", "datasets", "reason", "status", "code"), REQUESTS
+)
+def test_who_may_request_what(
+    stack: Stack,
+    who: str,
+    claims: dict[str, Any],
+    scenario: str,
+    org: str,
+    datasets: Any,
+    reason: str,
+    status: int,
+    code: str | None,
+) -> None:
+    before = last_seq(stack)
+    body = {"scenario": scenario, "org_scope": org, "datasets": datasets, "reason": reason}
+    resp = api(stack, "POST", "/grants", who, body, **claims)
+    assert resp.status_code == status, resp.text
+    requested = events(stack, "grant.requested", before)
+    if status == 201:
+        grant = resp.json()
+        assert grant["status"] == "requested" and grant["requested_by"] == user_id(stack, who)
+        assert [e["body"]["details"]["grant_id"] for e in requested] == [grant["grant_id"]]
+        assert requested[0]["actor"] == user_id(stack, who)
+    else:
+        assert resp.json()["error"] == code and resp.json()["message"] and resp.json()["message_en"]
+        assert requested == []
+
+
+# -- approving: owning department's steward, a second for sensitive fields, never one's own --------------
+
+
+def test_sensitive_grant_needs_two_different_stewards_and_each_step_is_audited(stack: Stack) -> None:
+    before = last_seq(stack)
+    grant_id = _request(stack, "town_officer", "DIBAO_REVIEW", VILLAGE_A)
+    steps = [
+        ("town_officer", {}, 403, "no_permission"),
+        ("auditor", {}, 403, "no_permission"),
+        # Another department's steward is not even told the grant exists.
+        ("ca_steward", {"department": "public_security"}, 404, "grant_not_found"),
+        ("ca_steward", {}, 200, "awaiting_second_approval"),
+        ("ca_steward", {}, 403, "separation_of_duties"),  # the second approver is someone else
+        ("ca_steward2", {}, 200, "approved"),
+        ("ca_steward2", {}, 409, "invalid_transition"),
+    ]
+    for who, claims, status, outcome in steps:
+        resp = api(stack, "POST", f"/grants/{grant_id}/approve", who, **claims)
+        assert resp.status_code == status, (who, claims, resp.text)
+        assert (resp.json()["status"] if status == 200 else resp.json()["error"]) == outcome
+    kinds = [(e["kind"], e["actor"]) for e in events(stack, "grant.", before)]
+    assert kinds == [
+        ("grant.requested", user_id(stack, "town_officer")),
+        ("grant.first_approval", user_id(stack, "ca_steward")),
+        ("grant.approved", user_id(stack, "ca_steward2")),
+    ]
+    approved = events(stack, "grant.approved", before)[0]["body"]["details"]
+    assert approved["before"]["status"] == "awaiting_second_approval"
+    assert approved["after"]["second_approver"] == user_id(stack, "ca_steward2")
+
+
+@pytest.mark.parametrize(
+    ("roles", "status", "code"),
+    [
+        # Requested by this very person (holding an officer role too): nobody approves their own.
+        (["data_steward", "county_officer"], 403, "separation_of_duties"),
+    ],
+)
+def test_nobody_approves_their_own_request(stack: Stack, roles: list[str], status: int, code: str) -> None:
+    claims = {"roles": roles}
+    grant_id = _request(stack, "ca_steward", "ELDERLY_VISIT", VILLAGE_A, **claims)
+    resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", **claims)
+    assert (resp.status_code, resp.json()["error"]) == (status, code)
+    other = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward2")
+    assert other.status_code == 200 and other.json()["approved_by"] == user_id(stack, "ca_steward2")
+
+
+def test_a_steward_who_also_audits_may_not_approve(stack: Stack) -> None:
+    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", roles=["data_steward", "auditor"])
+    assert (resp.status_code, resp.json()["error"]) == (403, "separation_of_duties")
+
+
+def test_reject_needs_a_reason_and_is_final(stack: Stack) -> None:
+    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    assert api(stack, "POST", f"/grants/{grant_id}/reject", "ca_steward", {"reason": ""}).status_code == 422
+    before = last_seq(stack)
+    resp = api(stack, "POST", f"/grants/{grant_id}/reject", "ca_steward", {"reason": "材料不全"})
+    assert resp.status_code == 200 and resp.json()["status"] == "rejected"
+    assert [e["kind"] for e in events(stack, "grant.", before)] == ["grant.rejected"]
+    again = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward2")
+    assert (again.status_code, again.json()["error"]) == (409, "invalid_transition")
+
+
+# -- who sees which grants -----------------------------------------------------------------------------------
+
+
+def test_visibility_by_department_and_jurisdiction(stack: Stack) -> None:
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, org_code=village)
+    table = [
+        ("ca_steward", {}, True),
+        ("ca_steward", {"department": "public_security"}, False),
+        ("supervisor", {}, True),
+        ("auditor", {}, True),
+        ("county_officer", {}, True),
+        ("town_officer", {}, False),  # another township
+        ("town_officer", {"org_code": TOWNSHIP_2}, True),
+        ("cadre_a", {}, False),
+    ]
+    for who, claims, visible in table:
+        one = api(stack, "GET", f"/grants/{grant_id}", who, **claims)
+        assert one.status_code == (200 if visible else 404), (who, claims)
+        listed = api(stack, "GET", "/grants", who, params={"scenario": "ELDERLY_VISIT"}, **claims)
+        assert listed.status_code == 200
+        assert (grant_id in {g["grant_id"] for g in listed.json()["items"]}) is visible, (who, claims)
+    by_org = api(stack, "GET", "/grants", "supervisor", params={"org": village, "status": "requested"})
+    assert [g["grant_id"] for g in by_org.json()["items"]] == [grant_id]
+    assert api(stack, "GET", "/grants", "supervisor", params={"status": "bogus"}).status_code == 422
+    assert api(stack, "GET", "/grants", "ca_sysadmin").status_code == 403
+
+
+# -- revocation reaches the running gateway ------------------------------------------------------------------
+
+
+def test_revocation_takes_effect_on_the_next_request(stack: Stack) -> None:
+    village = fresh_village()
+    grant_id = _approved(stack, village)
+    assert read_records(stack, "cadre_c", org_code=village).status_code == 200
+    for who, body, status, code in [
+        ("cadre_c", {"reason": "不再需要"}, 403, "no_permission"),
+        ("ca_steward", {"reason": " "}, 422, "missing_reason"),
+    ]:
+        resp = api(stack, "POST", f"/grants/{grant_id}/revoke", who, body)
+        assert (resp.status_code, resp.json()["error"]) == (status, code)
+    before = last_seq(stack)
+    resp = api(stack, "POST", f"/grants/{grant_id}/revoke", "supervisor", {"reason": "核查发现违规查询"})
+    assert resp.status_code == 200 and resp.json()["revoked_by"] == user_id(stack, "supervisor")
+    refused = read_records(stack, "cadre_c", org_code=village)
+    assert (refused.status_code, refused.json()["error"]) == (403, "grant_revoked")
+    assert "撤销" in refused.json()["message"]
+    assert [e["kind"] for e in events(stack, "grant.", before)] == ["grant.revoked"]
+
+
+def test_a_revocation_made_by_another_process_is_seen_within_a_second(stack: Stack) -> None:
+    village = fresh_village()
+    grant_id = _approved(stack, village)
+    assert read_records(stack, "cadre_c", org_code=village).status_code == 200
+    # Another process (this test) revokes through the library on the shared database.
+    steward = Subject(user_id="u-other-process", org="310151000000", roles=("supervisor",))
+    with Session(stack.engine) as session:
+        service = GrantService(GrantRepository(session), load_scenarios(), load_permissions())
+        service.revoke(grant_id, steward, "另一进程撤销", datetime.now(UTC))
+        session.commit()
+    deadline = time.monotonic() + 1.0
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        status = read_records(stack, "cadre_c", org_code=village).status_code
+    assert status == 403
+
+
+# -- renewal, reminders, expiry ----------------------------------------------------------------------
+
+
+def test_renew_many_at_once_with_staggered_expiry(stack: Stack) -> None:
+    ids = [_approved(stack, fresh_village(), "ELDERLY_VISIT") for _ in range(3)]
+    sensitive = _request(stack, "town_officer", "DIBAO_REVIEW", VILLAGE_B)
+    api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward")
+    assert api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward2").json()["status"] == "approved"
+    assert api(stack, "POST", "/grants/renew", "cadre_c", {"grant_ids": ids}).status_code == 403
+
+    before = last_seq(stack)
+    started = datetime.now(UTC)
+    resp = api(
+        stack,
+        "POST",
+        "/grants/renew",
+        "ca_steward",
+        {"grant_ids": [*ids, sensitive], "stagger_window_days": 30},
+    )
+    assert resp.status_code == 200, resp.text
+    renewed, waiting = resp.json()["renewed"], resp.json()["awaiting_second_approval"]
+    assert sorted(g["renewed_from"] for g in renewed) == sorted(ids)
+    for grant in renewed:
+        until = datetime.fromisoformat(grant["valid_until"])
+        assert started + timedelta(days=180) <= until < started + timedelta(days=180 + 30, minutes=1)
+        assert (
+            api(stack, "GET", f"/grants/{grant['renewed_from']}", "ca_steward").json()["status"] == "renewed"
+        )
+    kinds = sorted(e["kind"] for e in events(stack, "grant.", before))
+    assert kinds == ["grant.approved"] * 3 + ["grant.first_approval"] + ["grant.renewed"] * 3
+
+    # The sensitive grant's successor waits for a second steward; the old one stays in force meanwhile.
+    (successor,) = waiting
+    assert api(stack, "GET", f"/grants/{sensitive}", "ca_steward").json()["status"] == "approved"
+    done = api(stack, "POST", f"/grants/{successor['grant_id']}/approve", "ca_steward2")
+    assert done.json()["status"] == "approved"
+    assert api(stack, "GET", f"/grants/{sensitive}", "ca_steward").json()["status"] == "renewed"
+
+
+def test_reminders_name_who_must_act(stack: Stack) -> None:
+    soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    village = fresh_village()
+    grant_id = _approved(stack, village, "ELDERLY_VISIT", valid_until=soon)
+    table = [
+        ("ca_steward", {}, True),
+        ("ca_steward", {"department": "public_security"}, False),
+        ("cadre_c", {"org_code": village}, True),
+        ("cadre_a", {}, False),
+    ]
+    for who, claims, listed in table:
+        resp = api(stack, "GET", "/grants/reminders", who, params={"within_days": 7}, **claims)
+        found = {r["grant_id"]: r for r in resp.json()["items"]}
+        assert (grant_id in found) is listed, (who, claims)
+    reminder = {
+        r["grant_id"]: r
+        for r in api(stack, "GET", "/grants/reminders", "ca_steward", params={"within_days": 7}).json()[
+            "items"
+        ]
+    }[grant_id]
+    assert reminder["must_act"] == {"role": "data_steward", "department": "civil_affairs"}
+    assert reminder["days_left"] in (2, 3)
+
+
+def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) -> None:
+    village = fresh_village()
+    now = datetime.now(UTC)
+    grant_id = _approved(
+        stack,
+        village,
+        valid_from=(now - timedelta(days=2)).isoformat(),
+        valid_until=(now - timedelta(days=1)).isoformat(),
+    )
+    refused = read_records(stack, "cadre_c", org_code=village)
+    assert (refused.status_code, refused.json()["error"]) == (403, "grant_expired")
+    assert api(stack, "POST", "/grants/expire-due", "ca_steward").status_code == 403
+    before = last_seq(stack)
+    resp = api(stack, "POST", "/grants/expire-due", "platform_admin")
+    assert resp.status_code == 200 and grant_id in resp.json()["expired"]
+    assert any(e["body"]["details"]["grant_id"] == grant_id for e in events(stack, "grant.expired", before))
+    assert api(stack, "GET", f"/grants/{grant_id}", "supervisor").json()["status"] == "expired"
+
+
+# -- break-glass ---------------------------------------------------------------------------------------------
+
+
+def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -> None:
+    village = fresh_village()
+    cadre = {"org_code": village, "sub": f"u-bg-{uuid.uuid4().hex[:8]}"}
+    for body, status, code in [
+        ({"scenario": "DIBAO_REVIEW", "reason": "", "hours": 2}, 422, "missing_reason"),
+        ({"scenario": "DIBAO_REVIEW", "reason": "台风转移安置", "hours": 5}, 422, "grant_error"),
+        (
+            {"scenario": "DIBAO_REVIEW", "reason": "台风转移安置", "org_scope": VILLAGE_A},
+            403,
+            "separation_of_duties",
+        ),
+    ]:
+        resp = api(stack, "POST", "/break-glass", "cadre_c", body, **cadre)
+        assert (resp.status_code, resp.json()["error"]) == (status, code)
+    assert read_records(stack, "cadre_c", **cadre).status_code == 403
+
+    before = last_seq(stack)
+    resp = api(
+        stack,
+        "POST",
+        "/break-glass",
+        "cadre_c",
+        {"scenario": "DIBAO_REVIEW", "reason": "台风转移安置", "hours": 2},
+        **cadre,
+    )
+    assert resp.status_code == 201, resp.text
+    grant, review = resp.json()["grant"], resp.json()["review"]
+    assert grant["break_glass"] is True and review["notify_org"] == TOWNSHIP_2 and review["status"] == "open"
+    lasts = datetime.fromisoformat(grant["valid_until"]) - datetime.fromisoformat(grant["valid_from"])
+    assert lasts == timedelta(hours=2)
+    assert read_records(stack, "cadre_c", **cadre).status_code == 200
+    assert [e["kind"] for e in events(stack, "break_glass.", before)] == ["break_glass.notice"]
+    assert [e["kind"] for e in events(stack, "grant.", before)] == ["grant.break_glass"]
+
+    for who, claims, sees in [
+        ("town_officer", {"org_code": TOWNSHIP_2}, True),
+        ("county_officer", {}, True),
+        ("supervisor", {}, True),
+        ("town_officer", {}, False),
+    ]:
+        notices = api(stack, "GET", "/break-glass/notices", who, **claims)
+        assert notices.status_code == 200
+        assert (review["review_id"] in {n["review_id"] for n in notices.json()["items"]}) is sees, who
+    assert api(stack, "GET", "/break-glass/notices", "cadre_a").status_code == 403
+
+    open_items = api(stack, "GET", "/break-glass/reviews", "supervisor").json()["items"]
+    assert review["review_id"] in {r["review_id"] for r in open_items}
+    close = f"/break-glass/reviews/{review['review_id']}/close"
+    for who, body, claims, status, code in [
+        ("county_officer", {"note": "已核实"}, {}, 403, "no_permission"),
+        ("supervisor", {"note": ""}, {}, 422, "missing_reason"),
+        ("supervisor", {"note": "已核实"}, {"sub": cadre["sub"]}, 403, "separation_of_duties"),
+    ]:
+        resp = api(stack, "POST", close, who, body, **claims)
+        assert (resp.status_code, resp.json()["error"]) == (status, code), who
+    closed = api(stack, "POST", close, "supervisor", {"note": "已核实，转移安置属实"})
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert api(stack, "POST", close, "supervisor", {"note": "再次"}).status_code == 409
+    assert [e["kind"] for e in events(stack, "break_glass.review", before)] == ["break_glass.review_closed"]
+    still_open = api(stack, "GET", "/break-glass/reviews", "supervisor").json()["items"]
+    assert review["review_id"] not in {r["review_id"] for r in still_open}
+
+
+# -- the CLI is a client of the same API --------------------------------------------------------------------
+
+
+def test_cli_request_approve_and_list(stack: Stack) -> None:
+    url = ["--url", stack.base_url]
+    out = stack.cli(
+        "grants",
+        "request",
+        "--as",
+        "cadre_a",
+        *url,
+        "--scenario",
+        "ELDERLY_VISIT",
+        "--org",
+        VILLAGE_A,
+        "--reason",
+        "季度走访",
+    )
+    grant_id = json.loads(out.stdout)["grant_id"]
+    approved = stack.cli("grants", "approve", grant_id, "--as", "ca_steward", *url)
+    assert json.loads(approved.stdout)["status"] == "approved"
+    listed = stack.cli("grants", "list", "--as", "cadre_a", "--status", "approved", *url)
+    assert grant_id in {g["grant_id"] for g in json.loads(listed.stdout)["items"]}
+    refused = stack.cli("grants", "approve", grant_id, "--as", "cadre_a", *url, check=False)
+    assert refused.returncode == 1 and "no_permission" in refused.stderr
+    catalog = stack.cli("grants", "scenarios", "DIBAO_REVIEW", "--as", "cadre_a", *url)
+    assert json.loads(catalog.stdout)["code"] == "DIBAO_REVIEW"

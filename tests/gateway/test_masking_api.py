@@ -1,0 +1,579 @@
+"""Desensitisation administration through the real stack: catalog, tags and rules as managed data with
+four-eyes approvals that take effect on the data path; dry-runs; unmask with permission, purpose and an
+audit event first; key rotation.
+
+Every test that changes the catalog or rules restores them (another approved proposal) before it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.stack import REPO, Stack, stack_fixture
+
+MASKING = "/api/v1/masking"
+RULE_MOBILE = {
+    "id": "standard.mobile",
+    "profile": "standard",
+    "semantic_types": ["mobile"],
+    "operator": "mobile",
+}
+
+
+def _lift_opening_hours(root: Path) -> Path:
+    """The data path is open 07–21 local time; tests run at any hour."""
+    from policies.scenarios import DEFAULT_SCENARIOS_PATH
+
+    path = root / "scenarios-any-hour.toml"
+    text = DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"(?m)^hours_allowed = \[[^\]]*\]", "hours_allowed = [0, 24]", text), "utf-8")
+    return path
+
+
+def stack_with(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, extra: dict[str, str]
+) -> Iterator[Stack]:
+    """The shared stack, open at any hour, with extra settings for the gateway and the CLI."""
+    scenarios = _lift_opening_hours(tmp_path_factory.mktemp("scenarios"))
+    env = {"GRASSROOTS_SCENARIOS_PATH": str(scenarios), **extra}
+    yield from stack_fixture(request.param, tmp_path_factory, extra_env=env)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from stack_with(request, tmp_path_factory, {})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def token_of(stack: Stack, username: str, roles: list[str], department: str | None = None) -> str:
+    """A token for an identity the demo world does not have (platform admin, another department's
+    steward), signed by the same development IdP key the gateway trusts."""
+    from gateway.auth.devidp import DevIdentityProvider
+
+    idp = DevIdentityProvider(
+        f"{stack.base_url}/dev-idp",
+        stack.data_dir / "keys" / "dev-idp-signing.pem",
+        [
+            {
+                "username": username,
+                "user_id": f"u-{username}",
+                "roles": roles,
+                "org": "310151000000",
+                "department": department,
+            }
+        ],
+    )
+    return idp.mint(username, "grassroots-gateway")
+
+
+def api(
+    stack: Stack,
+    method: str,
+    path: str,
+    who: str,
+    *,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> httpx.Response:
+    token = who if who.count(".") == 2 else stack.token(who)
+    return httpx.request(
+        method,
+        f"{stack.base_url}{MASKING}{path}",
+        json=body,
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30.0,
+    )
+
+
+def ok(resp: httpx.Response, status: int = 200) -> Any:
+    assert resp.status_code == status, resp.text
+    return resp.json()
+
+
+def refused(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["error"] == code, body
+    assert body["message"] and body["message_en"]
+    return body
+
+
+def propose(stack: Stack, who: str, kind: str, payload: dict[str, Any], reason: str = "年度分级复核") -> str:
+    body = ok(
+        api(stack, "POST", "/proposals", who, body={"kind": kind, "payload": payload, "reason": reason}), 201
+    )
+    assert body["status"] == "pending"
+    return str(body["proposal_id"])
+
+
+def approve(stack: Stack, who: str, proposal_id: str) -> dict[str, Any]:
+    return dict(ok(api(stack, "POST", f"/proposals/{proposal_id}/approve", who, body={"note": "同意"})))
+
+
+def changed(stack: Stack, who: str, kind: str, payload: dict[str, Any], approver: str) -> None:
+    approve(stack, approver, propose(stack, who, kind, payload))
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the change did not reach the data path"
+        time.sleep(0.1)
+
+
+def records(
+    stack: Stack, who: str, scenario: str = "DIBAO_REVIEW", page_size: int = 40
+) -> list[dict[str, Any]]:
+    resp = stack.get(stack.records_url, who, scenario=scenario, page_size=page_size)
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["items"])
+
+
+def events_of(stack: Stack, kind: str) -> list[dict[str, Any]]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT seq, outcome, actor, body FROM audit_events WHERE kind = :k ORDER BY seq"),
+            {"k": kind},
+        ).mappings()
+        return [{**dict(r), "body": json.loads(r["body"])} for r in rows]
+
+
+# -- reading what is in force ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("ca_steward", 200), ("supervisor", 200), ("auditor", 200), ("cadre_a", 403), ("town_officer", 403)],
+)
+def test_catalog_and_rules_are_readable_by_stewards_and_overseers_only(
+    stack: Stack, who: str, status: int
+) -> None:
+    for path in ("/catalog", "/rules", "/proposals", "/drift"):
+        assert api(stack, "GET", path, who).status_code == status, path
+
+
+def test_catalog_lists_levels_fields_and_both_kinds_of_tags(stack: Stack) -> None:
+    body = ok(api(stack, "GET", "/catalog", "ca_steward", params={"dataset": "residents"}))
+    assert [level["value"] for level in body["levels"]] == [1, 2, 3, 4, "important", "core"]
+    fields = body["datasets"]["residents"]["fields"]
+    assert (fields["id_number"]["level"], fields["id_number"]["semantic_type"]) == (4, "id_number")
+    assert "身份信息" in body["base_tags"] and "低保对象" in body["dynamic_tags"]
+    rules = ok(api(stack, "GET", "/rules", "ca_steward"))
+    assert rules["rules"][0]["id"] == "standard.id_number"
+    assert {"cn_id", "mobile", "ff1_id", "aes_gcm", "freetext"} <= {op["name"] for op in rules["operators"]}
+
+
+# -- classification changes take effect on the data path --------------------------------------------
+
+
+def test_a_field_reclassification_needs_another_steward_and_then_changes_what_cadre_a_sees(
+    stack: Stack,
+) -> None:
+    def remarks() -> set[object]:
+        return {r["remark"] for r in records(stack, "cadre_a")}
+
+    assert remarks() != {"***"}  # free text, shown with personal data masked by the scanner
+    # A free-text field reclassified as "other" at level 3 has no standard rule: redacted (fail closed).
+    proposal_id = propose(
+        stack,
+        "ca_steward",
+        "field_classification",
+        {"dataset": "residents", "field": "remark", "semantic_type": "other"},
+    )
+    assert remarks() != {"***"}  # pending changes nothing
+    refused(
+        api(stack, "POST", f"/proposals/{proposal_id}/approve", "ca_steward", body={}),
+        403,
+        "masking_change_forbidden",
+    )
+    health = token_of(stack, "hb_steward", ["data_steward"], "health")
+    refused(
+        api(stack, "POST", f"/proposals/{proposal_id}/approve", health, body={}),
+        403,
+        "masking_change_forbidden",
+    )
+    decided = approve(stack, "ca_steward2", proposal_id)
+    assert decided["status"] == "approved" and decided["decided_by"] != decided["proposed_by"]
+    eventually(lambda: remarks() == {"***"})
+    catalog = ok(api(stack, "GET", "/catalog", "auditor"))
+    assert catalog["datasets"]["residents"]["fields"]["remark"]["semantic_type"] == "other"
+
+    changed(
+        stack,
+        "ca_steward2",
+        "field_classification",
+        {"dataset": "residents", "field": "remark", "semantic_type": "free_text"},
+        "ca_steward",
+    )
+    eventually(lambda: remarks() != {"***"})
+
+    proposed, approved = (
+        events_of(stack, "masking.change_proposed"),
+        events_of(stack, "masking.change_approved"),
+    )
+    first = next(e for e in approved if e["body"]["details"]["proposal_id"] == proposal_id)
+    assert first["body"]["details"]["before"]["semantic_type"] == "free_text"
+    assert first["body"]["details"]["after"]["semantic_type"] == "other"
+    assert any(e["body"]["details"]["proposal_id"] == proposal_id for e in proposed)
+
+
+def test_base_tags_are_fixed_and_dynamic_tags_change_only_with_approval(stack: Stack) -> None:
+    for kind, tag in (("tag_delete", "身份信息"), ("tag_add", "人口基础信息")):
+        body = refused(
+            api(
+                stack,
+                "POST",
+                "/proposals",
+                "ca_steward",
+                body={"kind": kind, "payload": {"tag": tag}, "reason": "试"},
+            ),
+            403,
+            "masking_change_forbidden",
+        )
+        assert "基础标签" in body["message"]
+    in_use = refused(
+        api(
+            stack,
+            "POST",
+            "/proposals",
+            "ca_steward",
+            body={"kind": "tag_delete", "payload": {"tag": "低保对象"}, "reason": "试"},
+        ),
+        422,
+        "masking_change_invalid",
+    )
+    assert "residents.dibao_status" in in_use["message"]
+
+    def dynamic() -> list[str]:
+        return list(ok(api(stack, "GET", "/catalog", "ca_steward"))["dynamic_tags"])
+
+    added = propose(stack, "ca_steward", "tag_add", {"tag": "独居老人"})
+    assert "独居老人" not in dynamic()
+    approve(stack, "ca_steward2", added)
+    assert "独居老人" in dynamic()
+    changed(stack, "ca_steward2", "tag_delete", {"tag": "独居老人"}, "ca_steward")
+    assert "独居老人" not in dynamic()
+    kinds = [e["body"]["details"]["proposal_kind"] for e in events_of(stack, "masking.change_approved")]
+    assert "tag_add" in kinds and "tag_delete" in kinds
+
+
+def test_a_rule_change_is_dry_run_first_and_approved_by_a_platform_admin(stack: Stack) -> None:
+    sample = {"id": "R1", "mobile": "13812345678"}
+    redact_mobile = {**RULE_MOBILE, "operator": "redact"}
+    proposal_id = propose(stack, "ca_steward", "rule_upsert", {"rule": redact_mobile})
+    dry = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW", "profile": "standard",
+           "fields": ["id", "mobile"], "sample": sample}  # fmt: skip
+    now = ok(api(stack, "POST", "/dry-run", "ca_steward", body=dry))
+    then = ok(api(stack, "POST", "/dry-run", "ca_steward", body={**dry, "proposal_id": proposal_id}))
+    assert (now["masked"]["mobile"], then["masked"]["mobile"]) == ("138****5678", "***")
+    assert then["based_on"] == f"proposal:{proposal_id}"
+
+    refused(
+        api(stack, "POST", f"/proposals/{proposal_id}/approve", "ca_steward2", body={}),
+        403,
+        "masking_change_forbidden",
+    )
+    admin = token_of(stack, "pa_admin", ["platform_admin"])
+    approve(stack, admin, proposal_id)
+    eventually(lambda: {r["mobile"] for r in records(stack, "cadre_a")} == {"***"})
+    changed(stack, "ca_steward", "rule_upsert", {"rule": RULE_MOBILE}, admin)
+    eventually(
+        lambda: all(re.fullmatch(r"1\d\d\*{4}\d{4}", str(r["mobile"])) for r in records(stack, "cadre_a"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (
+            {
+                "kind": "field_classification",
+                "payload": {"dataset": "residents", "field": "remark", "level": 9},
+                "reason": "r",
+            },
+            422,
+            "masking_change_invalid",
+        ),
+        (
+            {
+                "kind": "field_classification",
+                "payload": {"dataset": "nope", "field": "x", "level": 1},
+                "reason": "r",
+            },
+            404,
+            "dataset_not_catalogued",
+        ),
+        (
+            {
+                "kind": "field_classification",
+                "payload": {"dataset": "residents", "field": "id", "level": 4},
+                "reason": "r",
+            },
+            422,
+            "catalog_invalid",
+        ),
+        (
+            {
+                "kind": "rule_upsert",
+                "payload": {"rule": {"id": "x", "profile": "standard", "operator": "nope"}},
+                "reason": "r",
+            },
+            422,
+            "rules_invalid",
+        ),
+        (
+            {"kind": "tag_add", "payload": {"tag": "独居老人"}, "reason": "见 13812345678"},
+            422,
+            "personal_data_in_reason",
+        ),
+        ({"kind": "tag_add", "payload": {"tag": "独居老人"}, "reason": " "}, 422, "missing_reason"),
+        ({"kind": "no_such_kind", "payload": {}, "reason": "r"}, 422, "invalid_request"),
+    ],
+)
+def test_invalid_proposals_are_refused_with_a_reason(
+    stack: Stack, payload: dict[str, Any], status: int, code: str
+) -> None:
+    refused(api(stack, "POST", "/proposals", "ca_steward", body=payload), status, code)
+
+
+def test_cadres_cannot_propose_and_nobody_approves_twice(stack: Stack) -> None:
+    body = {"kind": "tag_add", "payload": {"tag": "独居老人"}, "reason": "r"}
+    refused(api(stack, "POST", "/proposals", "cadre_a", body=body), 403, "no_permission")
+    proposal_id = propose(stack, "ca_steward", "tag_add", {"tag": "临时标签"})
+    withdrawn = ok(api(stack, "POST", f"/proposals/{proposal_id}/reject", "ca_steward", body={}))
+    assert withdrawn["status"] == "withdrawn"
+    refused(
+        api(stack, "POST", f"/proposals/{proposal_id}/approve", "ca_steward2", body={}),
+        409,
+        "masking_change_conflict",
+    )
+    refused(
+        api(stack, "POST", "/proposals/mp-nope/approve", "ca_steward2", body={}),
+        404,
+        "masking_proposal_not_found",
+    )
+
+
+# -- dry-run ---------------------------------------------------------------------------------------
+
+SAMPLE = {
+    "id": "R-demo",
+    "name": "欧阳娜娜",
+    "id_number": "110102199003071234",
+    "mobile": "13812345678",
+    "address": "上海市崇明区城桥镇东风村3组12号",
+    "birth_date": "1990-03-07",
+    "household_no": "2010001",
+    "remark": "联系人电话13912345678",
+}
+
+
+def test_dry_run_returns_the_plan_and_the_masked_sample(stack: Stack) -> None:
+    body = {
+        "dataset": "residents",
+        "role": "village_cadre",
+        "scenario": "DIBAO_REVIEW",
+        "profile": "standard",
+        "sample": SAMPLE,
+    }
+    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    assert out["masked"] == {
+        "id": "R-demo",
+        "name": "欧阳**",
+        "id_number": "110102************",
+        "mobile": "138****5678",
+        "address": "上海市崇明区城桥镇东风村",
+        "birth_date": "1990",
+        "household_no": "***0001",
+        "remark": "联系人电话139****5678",
+    }
+    plan = {d["field"]: d for d in out["plan"]}
+    assert plan["id_number"]["source"] == "rule:standard.id_number" and plan["id_number"]["level"] == 4
+    assert out["level"] == 4 and resp_has_no_store(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+
+
+def resp_has_no_store(resp: httpx.Response) -> bool:
+    return resp.headers.get("cache-control") == "no-store"
+
+
+def test_dry_run_pseudonyms_use_a_throwaway_key(stack: Stack) -> None:
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "profile": "pseudonymised", "fields": ["id_number"], "sample": SAMPLE}  # fmt: skip
+    first = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["id_number"]
+    second = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["id_number"]
+    # Not the production pseudonym (no re-identification oracle) and not even stable across dry-runs.
+    assert first.startswith("ps:dryrun:") and first != second
+
+
+# -- unmask ----------------------------------------------------------------------------------------
+
+
+def _envelope(stack: Stack) -> str:
+    body = {
+        "dataset": "residents",
+        "role": "village_cadre",
+        "scenario": "DIBAO_REVIEW",
+        "profile": "standard",
+        "fields": ["id_number"],
+        "sample": SAMPLE,
+        "exemptions": {"id_number": "aes_gcm"},
+    }
+    envelope = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["id_number"]
+    assert envelope.startswith("enc:v1:")
+    return str(envelope)
+
+
+def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(stack: Stack) -> None:
+    envelope = _envelope(stack)
+    ask = {"value": envelope, "dataset": "residents", "field": "id_number"}
+    before = len(events_of(stack, "masking.unmask"))
+    refused(api(stack, "POST", "/unmask", "cadre_a", body={**ask, "purpose": "核对"}), 403, "no_permission")
+    refused(
+        api(stack, "POST", "/unmask", "supervisor", body={**ask, "purpose": "核对"}), 403, "no_permission"
+    )
+    refused(api(stack, "POST", "/unmask", "ca_steward", body=ask), 422, "missing_purpose")
+    refused(
+        api(stack, "POST", "/unmask", "ca_steward", body={**ask, "purpose": "回拨 13812345678"}),
+        422,
+        "personal_data_in_purpose",
+    )
+    events = events_of(stack, "masking.unmask")[before:]
+    assert [(e["outcome"], e["body"]["reason"]) for e in events] == [
+        ("refused", "no_permission"),
+        ("refused", "no_permission"),
+        ("refused", "missing_purpose"),
+        ("refused", "personal_data_in_purpose"),
+    ]
+
+
+def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
+    envelope = _envelope(stack)
+    ask = {
+        "value": envelope,
+        "dataset": "residents",
+        "field": "id_number",
+        "purpose": "低保复核中核实户主身份",
+    }
+    resp = api(stack, "POST", "/unmask", "ca_steward", body=ask)
+    out = ok(resp)
+    assert out["value"] == SAMPLE["id_number"] and resp_has_no_store(resp)
+    event = next(e for e in events_of(stack, "masking.unmask") if e["seq"] == out["audit_event_seq"])
+    details = event["body"]["details"]
+    assert (event["outcome"], details["purpose"], details["method"]) == ("allowed", ask["purpose"], "aes_gcm")
+    assert event["body"]["fields"] == ["id_number"]
+    with stack.engine.connect() as conn:
+        bodies = conn.execute(sa.text("SELECT body FROM audit_events")).scalars().all()
+    assert not any(SAMPLE["id_number"] in b for b in bodies)  # the clear value is never recorded
+
+    tampered = envelope[:-4] + ("AAAA" if not envelope.endswith("AAAA") else "BBBB")
+    refused(
+        api(stack, "POST", "/unmask", "ca_steward", body={**ask, "value": tampered}), 422, "unmask_refused"
+    )
+    failed = events_of(stack, "masking.unmask_failed")[-1]
+    assert (
+        failed["outcome"] == "error"
+        and failed["body"]["details"]["authorised_by_event"] > out["audit_event_seq"]
+    )
+    moved = {**ask, "field": "mobile"}  # the envelope is bound to residents.id_number
+    refused(api(stack, "POST", "/unmask", "ca_steward", body=moved), 422, "unmask_refused")
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def test_the_cli_proposes_approves_and_dry_runs_through_the_api(stack: Stack) -> None:
+    def cli(*args: str) -> Any:
+        done = stack.cli("masking", *args, "--url", stack.base_url, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    proposed = cli("propose-tag", "add", "易返贫监测户", "--reason", "区里新增监测对象", "--as", "ca_steward")
+    self_approval = stack.cli(
+        "masking",
+        "approve",
+        proposed["proposal_id"],
+        "--url",
+        stack.base_url,
+        "--as",
+        "ca_steward",
+        check=False,
+    )
+    assert self_approval.returncode == 1 and "masking_change_forbidden" in self_approval.stderr
+    assert cli("approve", proposed["proposal_id"], "--as", "ca_steward2")["status"] == "approved"
+    assert "易返贫监测户" in cli("catalog", "--as", "ca_steward")["dynamic_tags"]
+    deleted = cli("propose-tag", "delete", "易返贫监测户", "--reason", "并入低保对象", "--as", "ca_steward2")
+    cli("approve", deleted["proposal_id"], "--as", "ca_steward")
+    out = cli("dry-run", "--role", "village_cadre", "--scenario", "DIBAO_REVIEW", "--fields", "mobile",
+              "--sample", '{"mobile": "13812345678"}', "--as", "ca_steward")  # fmt: skip
+    assert out["masked"] == {"mobile": "138****5678"}
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> None:
+    from gateway.keys import load_masking_keyring
+    from gateway.settings import Settings
+    from masking import Unmask, decrypt_envelope
+    from masking.errors import KeyRingError
+    from masking.reversible import encrypt_envelope
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRASSROOTS_DATA_DIR": str(tmp_path / "var")}
+    env.pop("GRASSROOTS_DATABASE_URL", None)
+
+    def grassroots(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+
+    grassroots("db", "upgrade")
+    settings = Settings(data_dir=tmp_path / "var")
+    ring = load_masking_keyring(settings)
+    old = encrypt_envelope("110102199003071234", ring, context="residents.id_number")
+    out = grassroots("keys", "rotate", "--actor", "u-platform-admin")
+    assert re.search(r"k1 -> k2", out.stdout)
+
+    rotated = load_masking_keyring(settings)
+    assert (rotated.active_key_id, rotated.status("k1")) == ("k2", "decrypt_only")
+    unmask = Unmask(actor="u-steward", purpose="test", audit_event_id="1")
+    assert (
+        decrypt_envelope(old, rotated, context="residents.id_number", unmask=unmask) == "110102199003071234"
+    )
+    with pytest.raises(KeyRingError):
+        rotated.derive("aes-gcm", "k1", for_encryption=True)
+    assert encrypt_envelope("x", rotated, context="c").startswith("enc:v1:k2:")
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gateway.db'}")
+    with engine.connect() as conn:
+        body = json.loads(
+            conn.execute(sa.text("SELECT body FROM audit_events WHERE kind = 'keys.rotated'")).scalar_one()
+        )
+    engine.dispose()
+    assert (body["actor"], body["details"]["before"], body["details"]["after"]) == (
+        "u-platform-admin",
+        "k1",
+        "k2",
+    )
+    stored = json.loads((tmp_path / "var" / "keys" / "masking-keyring.json").read_text())
+    assert {k["status"] for k in stored["keys"]} == {"active", "decrypt_only"}
+    assert all(set(k) == {"key_id", "created_at", "status", "wrapped"} for k in stored["keys"])

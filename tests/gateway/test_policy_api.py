@@ -1,0 +1,323 @@
+"""Policy through the real stack: dry-run decide, explain (an admin's and a cadre's own), policy-as-code
+reload (a typo names file and line and keeps the old policy; a good edit takes effect without restart),
+offline validation, and replay of recorded requests under a proposed grant, revocation or file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateway.test_grants_api import (
+    VILLAGE_A,
+    api,
+    events,
+    fresh_village,
+    last_seq,
+    policy_files,
+    read_records,
+    user_id,
+)
+from tests.stack import Stack, stack_fixture
+
+VILLAGE_C = "310151102201"  # cadre_c's village: no grant in the seed
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("policy-files")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, files: Path
+) -> Iterator[Stack]:
+    env = policy_files(files / request.param)
+    yield from stack_fixture(request.param, tmp_path_factory, extra_env=env)
+
+
+def _permissions(stack: Stack) -> Path:
+    return Path(stack.env["GRASSROOTS_PERMISSIONS_PATH"])
+
+
+def _seeded_dibao_grant(stack: Stack) -> str:
+    listed = api(stack, "GET", "/grants", "supervisor", params={"scenario": "DIBAO_REVIEW", "org": VILLAGE_A})
+    (grant,) = [
+        g for g in listed.json()["items"] if g["status"] == "approved" and g["org_scope"].endswith("000")
+    ]
+    return str(grant["grant_id"])
+
+
+def _subject(org: str, role: str, **extra: Any) -> dict[str, Any]:
+    return {"org": org, "roles": [role], "dataset": "residents", **extra}
+
+
+# -- decide ----------------------------------------------------------------------------------------------
+
+DECISIONS = [
+    # subject, scenario, allowed, code
+    (_subject(VILLAGE_A, "village_cadre"), "DIBAO_REVIEW", True, "allowed"),
+    (_subject(VILLAGE_C, "village_cadre"), "DIBAO_REVIEW", False, "no_active_grant"),
+    (_subject(VILLAGE_A, "supervisor"), "DIBAO_REVIEW", False, "no_permission"),
+    (_subject(VILLAGE_A, "grid_worker"), "DIBAO_REVIEW", False, "scenario_not_for_role"),
+    (_subject(VILLAGE_A, "village_cadre"), "NO_SUCH", False, "unknown_scenario"),
+    (_subject(VILLAGE_A, "village_cadre", fields=["birth_date"]), "DIBAO_REVIEW", False, "field_not_granted"),
+    (_subject(VILLAGE_A, "village_cadre", record_count_hint=500), "DIBAO_REVIEW", False, "quota_exceeded"),
+]
+
+
+@pytest.mark.parametrize(("subject", "scenario", "allowed", "code"), DECISIONS)
+def test_decide_dry_run(
+    stack: Stack, subject: dict[str, Any], scenario: str, allowed: bool, code: str
+) -> None:
+    resp = api(stack, "POST", "/policy/decide", "platform_admin", {**subject, "scenario": scenario})
+    assert resp.status_code == 200, resp.text
+    decision = resp.json()
+    assert (decision["allowed"], decision["code"]) == (allowed, code)
+    assert decision["reasons"][0]["message_zh"] and decision["reasons"][0]["message_en"]
+    if allowed:
+        obligations = decision["obligations"]
+        assert obligations["row_scope"] == [VILLAGE_A]
+        assert "birth_date" not in obligations["fields"] and "id_number" in obligations["fields"]
+        assert obligations["masking_profile"] == "standard" and obligations["max_records"] > 0
+    else:
+        assert decision["obligations"] is None
+
+
+@pytest.mark.parametrize(("who", "status"), [("cadre_a", 403), ("supervisor", 403), (None, 401)])
+def test_only_platform_admins_dry_run(stack: Stack, who: str | None, status: int) -> None:
+    body = {**_subject(VILLAGE_A, "village_cadre"), "scenario": "DIBAO_REVIEW"}
+    assert api(stack, "POST", "/policy/decide", who, body).status_code == status
+
+
+# -- explain ---------------------------------------------------------------------------------------------
+
+
+def test_explain_names_the_failed_condition_in_words_a_cadre_understands(stack: Stack) -> None:
+    body = {**_subject(VILLAGE_C, "village_cadre"), "scenario": "DIBAO_REVIEW"}
+    for who in ("platform_admin", "supervisor"):
+        resp = api(stack, "POST", "/policy/explain", who, body)
+        assert resp.status_code == 200
+        failed = resp.json()["failed"]
+        assert (failed["check"], failed["code"]) == ("grant", "no_active_grant")
+        assert "请先提出申请" in failed["message_zh"] and "Apply" in failed["message_en"]
+        passed = [c["check"] for c in resp.json()["checks"] if c["passed"]]
+        assert passed[:3] == ["permission", "scenario", "scenario_role"]
+    assert api(stack, "POST", "/policy/explain", "cadre_a", body).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("who", "params", "allowed", "code"),
+    [
+        ("cadre_c", {"dataset": "residents", "scenario": "DIBAO_REVIEW"}, False, "no_active_grant"),
+        ("cadre_a", {"dataset": "residents", "scenario": "DIBAO_REVIEW"}, True, None),
+        (
+            "cadre_a",
+            {"dataset": "residents", "scenario": "DIBAO_REVIEW", "fields": "birth_date"},
+            False,
+            "field_not_granted",
+        ),
+        ("supervisor", {"dataset": "residents", "scenario": "DIBAO_REVIEW"}, False, "no_permission"),
+    ],
+)
+def test_a_cadre_explains_her_own_refusal(
+    stack: Stack, who: str, params: dict[str, str], allowed: bool, code: str | None
+) -> None:
+    resp = api(stack, "GET", "/policy/explain", who, params=params)
+    assert resp.status_code == 200
+    assert resp.json()["allowed"] is allowed
+    if code is not None:
+        assert resp.json()["failed"]["code"] == code
+
+
+def test_cli_explain_mine(stack: Stack) -> None:
+    out = stack.cli(
+        "policy",
+        "explain",
+        "--dataset",
+        "residents",
+        "--scenario",
+        "DIBAO_REVIEW",
+        "--as",
+        "cadre_c",
+        "--url",
+        stack.base_url,
+    )
+    assert json.loads(out.stdout)["failed"]["code"] == "no_active_grant"
+
+
+# -- reload ----------------------------------------------------------------------------------------------
+
+
+def test_reload_with_a_typo_names_file_and_line_and_keeps_the_old_policy(stack: Stack) -> None:
+    path = _permissions(stack)
+    original = path.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    line = next(i for i, text in enumerate(lines, start=1) if text.startswith("p, village_cadre, dataset"))
+    lines[line - 1] = "p, vilage_cadre, dataset:residents, read"
+    before_state = api(stack, "GET", "/policy", "platform_admin").json()
+    try:
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        offline = stack.cli("policy", "validate", str(path), check=False)
+        assert offline.returncode == 1 and f"permissions.csv:{line}:" in offline.stderr
+        assert "vilage_cadre" in offline.stderr
+
+        seq = last_seq(stack)
+        assert api(stack, "POST", "/policy/reload", "cadre_a").status_code == 403
+        resp = api(stack, "POST", "/policy/reload", "platform_admin")
+        assert resp.status_code == 422
+        body = resp.json()
+        assert (body["error"], body["file"], body["line"]) == ("policy_file_invalid", "permissions.csv", line)
+        assert f"permissions.csv:{line}" in body["message"] and "原策略继续生效" in body["message"]
+        # The old policy is still enforced, whole.
+        assert read_records(stack, "cadre_a").status_code == 200
+        assert api(stack, "GET", "/policy", "platform_admin").json()["digests"] == before_state["digests"]
+        (refused,) = events(stack, "policy.reload", seq)
+        assert refused["kind"] == "policy.reload_refused" and refused["body"]["details"]["line"] == line
+    finally:
+        path.write_text(original, encoding="utf-8")
+    assert stack.cli("policy", "validate", str(path)).returncode == 0
+
+
+def test_a_good_reload_takes_effect_without_restart_and_is_audited(stack: Stack) -> None:
+    path = _permissions(stack)
+    original = path.read_text(encoding="utf-8")
+    rule = "p, village_cadre, dataset:residents, read"
+    before = api(stack, "GET", "/policy", "platform_admin").json()["digests"]
+    seq = last_seq(stack)
+    try:
+        path.write_text(original.replace(rule + "\n", ""), encoding="utf-8")
+        out = stack.cli("policy", "reload", "--as", "platform_admin", "--url", stack.base_url)
+        change = json.loads(out.stdout)
+        assert change["rules_removed"] == [rule] and change["rules_added"] == []
+        assert change["before"]["permissions_digest"] == before["permissions"]
+        assert change["after"]["permissions_digest"] != before["permissions"]
+        refused = read_records(stack, "cadre_a")
+        assert (refused.status_code, refused.json()["error"]) == (403, "no_permission")
+        assert read_records(stack, "town_officer").status_code == 200  # other roles untouched
+        (reloaded,) = events(stack, "policy.reloaded", seq)
+        assert reloaded["actor"] == user_id(stack, "platform_admin")
+        details = reloaded["body"]["details"]
+        assert details["before"]["permissions_digest"] == before["permissions"]
+        assert details["rules_removed"] == [rule]
+    finally:
+        path.write_text(original, encoding="utf-8")
+        restored = api(stack, "POST", "/policy/reload", "platform_admin")
+    assert restored.status_code == 200 and restored.json()["rules_added"] == [rule]
+    assert read_records(stack, "cadre_a").status_code == 200
+
+
+# -- replay (what-if) ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded(stack: Stack) -> None:
+    """Requests the replay will find in the audit log: cadre_a allowed, cadre_c refused (no grant)."""
+    for who in ("cadre_a", "cadre_a", "cadre_c"):
+        read_records(stack, who)
+
+
+def _by_user(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["user_id"]: c for c in changes}
+
+
+def test_replay_a_proposed_grant_lists_who_gains(stack: Stack, recorded: None) -> None:
+    body = {"days": 1, "grant": {"scenario": "DIBAO_REVIEW", "org_scope": VILLAGE_C}}
+    resp = api(stack, "POST", "/policy/replay", "platform_admin", body)
+    assert resp.status_code == 200, resp.text
+    report = resp.json()
+    gained = _by_user(report["gained"])
+    assert gained[user_id(stack, "cadre_c")]["before"] == "no_active_grant"
+    assert gained[user_id(stack, "cadre_c")]["after"] == "allowed"
+    assert user_id(stack, "cadre_a") not in gained and report["lost"] == []
+    assert report["total"] >= 3
+
+
+def test_replay_a_requested_grant_before_it_is_approved(stack: Stack, recorded: None) -> None:
+    requested = api(
+        stack,
+        "POST",
+        "/grants",
+        "cadre_c",
+        {"scenario": "DIBAO_REVIEW", "org_scope": VILLAGE_C, "reason": "复核"},
+    ).json()
+    resp = api(stack, "POST", "/policy/replay", "ca_steward", {"days": 1, "grant_id": requested["grant_id"]})
+    assert user_id(stack, "cadre_c") in _by_user(resp.json()["gained"])
+    api(stack, "POST", f"/grants/{requested['grant_id']}/reject", "ca_steward", {"reason": "预演后驳回"})
+
+
+def test_replay_a_revocation_and_a_permissions_edit_list_who_loses(stack: Stack, recorded: None) -> None:
+    revoke = {"days": 1, "revoke_grant_ids": [_seeded_dibao_grant(stack)]}
+    lost = _by_user(api(stack, "POST", "/policy/replay", "platform_admin", revoke).json()["lost"])
+    assert lost[user_id(stack, "cadre_a")]["after"] in ("no_active_grant", "grant_revoked")
+    assert lost[user_id(stack, "cadre_a")]["requests"] >= 2
+
+    rules = (
+        _permissions(stack)
+        .read_text(encoding="utf-8")
+        .replace("p, village_cadre, dataset:residents, read\n", "")
+    )
+    report = api(stack, "POST", "/policy/replay", "platform_admin", {"days": 1, "permissions": rules}).json()
+    assert _by_user(report["lost"])[user_id(stack, "cadre_a")]["after"] == "no_permission"
+    assert report["proposed"]["digests"]["permissions"] != report["current"]["digests"]["permissions"]
+
+
+@pytest.mark.parametrize(
+    ("who", "body", "status", "code"),
+    [
+        ("platform_admin", {"days": 1}, 422, "nothing_proposed"),
+        (
+            "platform_admin",
+            {"days": 1, "permissions": "p, village_cadre, dataset:residents, reed\n"},
+            422,
+            "policy_file_invalid",
+        ),
+        (
+            "platform_admin",
+            {"days": 1, "scenarios": "[scenarios.X]\nname_zh = 1\n"},
+            422,
+            "policy_file_invalid",
+        ),
+        (
+            "platform_admin",
+            {"days": 1, "grant": {"scenario": "NO_SUCH", "org_scope": VILLAGE_C}},
+            422,
+            "unknown_scenario",
+        ),
+        (
+            "cadre_a",
+            {"days": 1, "grant": {"scenario": "DIBAO_REVIEW", "org_scope": VILLAGE_C}},
+            403,
+            "no_permission",
+        ),
+    ],
+)
+def test_replay_refusals(stack: Stack, who: str, body: dict[str, Any], status: int, code: str) -> None:
+    resp = api(stack, "POST", "/policy/replay", who, body)
+    assert (resp.status_code, resp.json()["error"]) == (status, code)
+    if code == "policy_file_invalid":
+        assert resp.json()["file"] in ("permissions.csv", "scenarios.toml") and resp.json()["line"] >= 1
+
+
+def test_cli_replay_and_decide(stack: Stack, recorded: None) -> None:
+    url = ["--url", stack.base_url, "--as", "platform_admin"]
+    village = fresh_village()
+    out = stack.cli("policy", "replay", "--days", "1", "--scenario", "DIBAO_REVIEW", "--org", VILLAGE_C, *url)
+    assert user_id(stack, "cadre_c") in _by_user(json.loads(out.stdout)["gained"])
+    decided = stack.cli(
+        "policy",
+        "decide",
+        "--org",
+        village,
+        "--role",
+        "village_cadre",
+        "--dataset",
+        "residents",
+        "--scenario",
+        "DIBAO_REVIEW",
+        *url,
+    )
+    assert json.loads(decided.stdout)["code"] == "no_active_grant"

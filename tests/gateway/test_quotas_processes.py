@@ -1,0 +1,126 @@
+"""Two gateway processes on one PostgreSQL database: the daily quota is counted consistently across them
+under concurrent load, refused alike by both once used up, and a revocation made through one process is
+seen by the other on its next poll.
+
+The scenario catalog the gateways read gives DIBAO_REVIEW a small daily quota (GRASSROOTS_SCENARIOS_PATH).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from policies import quota_day
+from tests.gateway.test_grants_api import api, fresh_village, policy_files, token_as, user_id
+from tests.stack import Stack, free_port, stack_fixture, stop, wait_healthy
+
+QUOTA = 20
+PAGE = 5
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = policy_files(tmp_path_factory.mktemp("quota-policy"), daily_quota=QUOTA)
+    yield from stack_fixture("postgres", tmp_path_factory, extra_env=env)
+
+
+@pytest.fixture(scope="module")
+def second(stack: Stack) -> Iterator[str]:
+    """A second ``grassroots serve`` on the same database; returns its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        # Same issuer as the first process (its development IdP signs every token of this test).
+        env={
+            **stack.env,
+            "GRASSROOTS_PORT": str(port),
+            "GRASSROOTS_OIDC_ISSUER": f"{stack.base_url}/dev-idp",
+        },
+        cwd=stack.data_dir.parent,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def _read(base: str, token: str) -> httpx.Response:
+    return httpx.get(
+        f"{base}/api/v1/datasets/residents/records",
+        params={"scenario": "DIBAO_REVIEW", "page_size": PAGE},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30.0,
+    )
+
+
+def _used(stack: Stack, user: str) -> int:
+    with stack.engine.connect() as conn:
+        value = conn.execute(
+            sa.text("SELECT used FROM policy_quota_usage WHERE user_id = :u AND scenario = :s AND day = :d"),
+            {"u": user, "s": "DIBAO_REVIEW", "d": quota_day(datetime.now(UTC))},
+        ).scalar_one_or_none()
+        return int(value or 0)
+
+
+def test_daily_quota_is_counted_consistently_across_two_processes(stack: Stack, second: str) -> None:
+    token = token_as(stack, "cadre_a")
+    bases = [stack.base_url, second] * 6
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda base: (base, _read(base, token)), bases))
+    served = sum(len(r.json()["items"]) for _, r in answers if r.status_code == 200)
+    statuses = {r.status_code for _, r in answers}
+    assert statuses <= {200, 403, 422}, statuses
+    # No increment lost between the processes: the counter is exactly what both served.
+    assert _used(stack, user_id(stack, "cadre_a")) == served
+    assert served >= QUOTA
+    # Once used up, both processes refuse, with the same reason.
+    for base in (stack.base_url, second):
+        refused = _read(base, token)
+        assert (refused.status_code, refused.json()["error"]) == (403, "quota_exceeded")
+        assert "上限" in refused.json()["message"]
+    # Each process served some of it (the load really was spread).
+    assert {base for base, r in answers if r.status_code == 200} == {stack.base_url, second}
+
+
+def test_a_revocation_through_one_process_is_seen_by_the_other(stack: Stack, second: str) -> None:
+    village = fresh_village()
+    claims = {"org_code": village}
+    requested = api(
+        stack,
+        "POST",
+        "/grants",
+        "cadre_c",
+        {"scenario": "ELDERLY_VISIT", "org_scope": village, "reason": "走访"},
+        **claims,
+    ).json()
+    assert api(stack, "POST", f"/grants/{requested['grant_id']}/approve", "ca_steward").status_code == 200
+    token = token_as(stack, "cadre_c", **claims)
+
+    def read_second() -> int:
+        return httpx.get(
+            f"{second}/api/v1/datasets/residents/records",
+            params={"scenario": "ELDERLY_VISIT", "page_size": 1},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+        ).status_code
+
+    deadline = time.monotonic() + 1.0
+    status = read_second()
+    while status != 200 and time.monotonic() < deadline:
+        status = read_second()
+    assert status == 200  # the approval reached the other process too
+    revoked = api(stack, "POST", f"/grants/{requested['grant_id']}/revoke", "ca_steward", {"reason": "撤销"})
+    assert revoked.status_code == 200
+    deadline = time.monotonic() + 1.0
+    while status == 200 and time.monotonic() < deadline:
+        status = read_second()
+    assert status == 403

@@ -1,0 +1,399 @@
+"""Supervision through the real stack: queries, reports, anomalies, complaint -> incident with proofs,
+resident transparency, checkpoints (on demand and periodic), proofs, archives — API and CLI.
+
+The complaint test drives real data requests as cadre_a first, then complains with the ID number of one
+resident those requests returned (from demoworld.build_world()), and checks the incident holds exactly
+the events of the requests whose answers contained that resident.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from audit import looks_like_personal_data, verify_consistency, verify_inclusion
+from demoworld.world import build_world
+from tests.stack import Stack, stack_fixture
+
+WORLD = build_world()
+BASE = "/api/v1/supervision"
+VILLAGE_A = WORLD.village_a
+SUPERVISION_TABLES = (
+    "audit_complaints",
+    "audit_incidents",
+    "audit_incident_evidence",
+    "audit_incident_steps",
+    "audit_archives",
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared stack, with periodic checkpoints every second so the test can see one being written."""
+    yield from stack_fixture(backend, tmp_path_factory, extra_env={"GRASSROOTS_CHECKPOINT_INTERVAL_S": "1"})
+
+
+def api(stack: Stack, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    return httpx.request(method, f"{stack.base_url}{BASE}{path}", headers=headers, timeout=60.0, **kwargs)
+
+
+def read_as(stack: Stack, user: str, **params: Any) -> httpx.Response:
+    return stack.get(stack.records_url, user, scenario="DIBAO_REVIEW", **params)
+
+
+def events_for_requests(stack: Stack, request_ids: set[str]) -> list[int]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT seq, body FROM audit_events ORDER BY seq")).all()
+    return [int(seq) for seq, body in rows if json.loads(body)["request_id"] in request_ids]
+
+
+@pytest.fixture(scope="module")
+def readings(stack: Stack) -> dict[str, Any]:
+    """cadre_a reads three pages and one record; returns the resident seen and the requests that saw her."""
+    seen: dict[str, set[str]] = {}
+    for page in (1, 2, 3):
+        resp = read_as(stack, "cadre_a", page=page, page_size=4)
+        assert resp.status_code == 200, resp.text
+        for item in resp.json()["items"]:
+            seen.setdefault(item["id"], set()).add(resp.headers["x-request-id"])
+    target_id = next(iter(seen))
+    single = stack.get(f"{stack.records_url}/{target_id}", "cadre_a", scenario="DIBAO_REVIEW")
+    assert single.status_code == 200
+    seen[target_id].add(single.headers["x-request-id"])
+    # A neighbour's attempt is refused (404) and touches nobody's data.
+    assert (
+        stack.get(f"{stack.records_url}/{target_id}", "cadre_b", scenario="DIBAO_REVIEW").status_code == 404
+    )
+    resident = next(r for r in WORLD.residents if r.id == target_id)
+    return {"resident": resident, "request_ids": seen[target_id]}
+
+
+@pytest.mark.parametrize(
+    ("user", "method", "path", "status"),
+    [
+        ("cadre_a", "GET", "/events", 403),
+        ("ca_steward", "GET", "/reports", 403),
+        ("auditor", "POST", "/complaints", 403),
+        ("auditor", "GET", "/events", 200),
+        ("supervisor", "GET", "/events?org=320000", 404),
+        ("supervisor", "GET", "/events?org=abc", 422),
+        (None, "GET", "/events", 401),
+    ],
+)
+def test_who_may_supervise(stack: Stack, user: str | None, method: str, path: str, status: int) -> None:
+    headers = {"Authorization": f"Bearer {stack.token(user)}"} if user else {}
+    body = {"source": "walk_in", "id_number": WORLD.residents[0].id_number} if method == "POST" else None
+    resp = httpx.request(method, f"{stack.base_url}{BASE}{path}", headers=headers, json=body, timeout=30)
+    assert resp.status_code == status, resp.text
+    if status >= 400:
+        assert {"error", "message", "message_en"} <= set(resp.json())
+
+
+def test_events_query_filters_by_subtree_and_pages(stack: Stack, readings: dict[str, Any]) -> None:
+    first = api(stack, "GET", "/events", "supervisor", params={"org": VILLAGE_A, "kind": "data.", "limit": 2})
+    assert first.status_code == 200
+    body = first.json()
+    assert len(body["items"]) == 2 and body["next_before"] is not None
+    second = api(
+        stack,
+        "GET",
+        "/events",
+        "supervisor",
+        params={"org": VILLAGE_A, "kind": "data.", "limit": 2, "before": body["next_before"]},
+    )
+    seqs = [e["seq"] for e in body["items"] + second.json()["items"]]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4
+    for item in body["items"] + second.json()["items"]:
+        assert item["actor_org"] == VILLAGE_A
+        assert not looks_like_personal_data(json.dumps(item, ensure_ascii=False))
+    refused = api(stack, "GET", "/events", "supervisor", params={"outcome": "refused", "kind": "data.read"})
+    assert refused.json()["items"] and all(e["outcome"] == "refused" for e in refused.json()["items"])
+
+
+def test_reports_per_org_department_scenario(stack: Stack, readings: dict[str, Any]) -> None:
+    by_org = api(stack, "GET", "/reports", "supervisor", params={"group_by": "org"}).json()
+    row = next(r for r in by_org["rows"] if r["key"] == VILLAGE_A)
+    assert row["allowed"] >= 4 and row["records_read"] >= 13 and row["distinct_users"] == 1
+    by_town = api(stack, "GET", "/reports", "supervisor", params={"group_by": "org", "org_level": 9}).json()
+    assert VILLAGE_A[:9] + "000" in {r["key"] for r in by_town["rows"]}
+    by_dept = api(stack, "GET", "/reports", "auditor", params={"group_by": "department"}).json()
+    assert "civil_affairs" in {r["key"] for r in by_dept["rows"]}
+    by_scenario = api(stack, "GET", "/reports", "auditor", params={"group_by": "scenario"}).json()
+    assert "DIBAO_REVIEW" in {r["key"] for r in by_scenario["rows"]}
+
+
+def test_anomaly_rules_are_parameterised_through_the_api(stack: Stack, readings: dict[str, Any]) -> None:
+    strict = api(
+        stack,
+        "GET",
+        "/anomalies",
+        "supervisor",
+        params={"rule": "bulk_reading", "setting": "bulk_reading.min_records=10"},
+    ).json()
+    cadre_a = WORLD.identity("cadre_a").user_id
+    assert any(
+        f["rule"] == "bulk_reading" and f["actor"] == cadre_a and f["seqs"] for f in strict["findings"]
+    )
+    assert strict["rules"]["bulk_reading"]["min_records"] == 10
+    default = api(stack, "GET", "/anomalies", "supervisor", params={"rule": "bulk_reading"}).json()
+    assert default["findings"] == []
+    bad = api(stack, "GET", "/anomalies", "supervisor", params={"setting": "bulk_reading.nope=1"})
+    assert bad.status_code == 422
+
+
+def test_complaint_opens_incident_with_exactly_that_persons_accesses(
+    stack: Stack, readings: dict[str, Any]
+) -> None:
+    resident = readings["resident"]
+    expected = events_for_requests(stack, readings["request_ids"])
+    assert len(expected) == len(readings["request_ids"]) >= 2
+    resp = api(
+        stack,
+        "POST",
+        "/complaints",
+        "supervisor",
+        json={
+            "source": "hotline_12345",
+            "id_number": resident.id_number.lower(),  # typed with a lower-case check character
+            "summary": "居民来电反映其低保信息被查看，要求说明",
+            "ticket": "12345-2026-11-0042",
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    assert resident.id_number not in resp.text and resident.name not in resp.text
+    incident_id = resp.json()["incident"]["incident_id"]
+    incident = api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json()
+    assert [e["seq"] for e in incident["evidence"]] == expected
+    assert incident["evidence_verified"] is True
+    root = bytes.fromhex(incident["root_hash"])
+    for item in incident["evidence"]:
+        verify_inclusion(
+            bytes.fromhex(item["leaf_hash"]),
+            item["seq"] - 1,
+            incident["tree_size"],
+            [bytes.fromhex(p) for p in item["proof"]],
+            root,
+        )
+    signed = api(stack, "GET", "/checkpoints", "auditor").json()["items"]
+    assert any(
+        c["tree_size"] == incident["tree_size"] and c["root_hash"] == incident["root_hash"] for c in signed
+    )
+
+    # The closed loop: assign, investigate, dispose; every step is an audit event.
+    assert (
+        api(
+            stack,
+            "POST",
+            f"/incidents/{incident_id}/assign",
+            "supervisor",
+            json={"assignee": "county-inspector-3"},
+        ).status_code
+        == 200
+    )
+    assert (
+        api(
+            stack,
+            "POST",
+            f"/incidents/{incident_id}/notes",
+            "supervisor",
+            json={"note": "核对场景授权与访问时间"},
+        ).status_code
+        == 200
+    )
+    with_id = api(
+        stack,
+        "POST",
+        f"/incidents/{incident_id}/notes",
+        "supervisor",
+        json={"note": f"身份证 {resident.id_number}"},
+    )
+    assert with_id.status_code == 422 and resident.id_number not in with_id.text
+    done = api(
+        stack,
+        "POST",
+        f"/incidents/{incident_id}/disposition",
+        "supervisor",
+        json={"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"},
+    )
+    assert done.json()["status"] == "closed"
+    kinds = [e["kind"] for e in stack.last_events(8)]
+    for kind in (
+        "supervision.complaint_registered",
+        "supervision.incident_opened",
+        "supervision.incident_assigned",
+        "supervision.incident_note",
+        "supervision.incident_disposed",
+    ):
+        assert kind in kinds
+    again = api(stack, "POST", f"/incidents/{incident_id}/notes", "supervisor", json={"note": "x"})
+    assert again.status_code == 409
+
+
+def test_overdue_list(stack: Stack, readings: dict[str, Any]) -> None:
+    resident = WORLD.residents_of(VILLAGE_A)[-1]
+    created = api(
+        stack,
+        "POST",
+        "/complaints",
+        "supervisor",
+        json={"source": "walk_in", "id_number": resident.id_number},
+    ).json()
+    incident_id = created["incident"]["incident_id"]
+    assert created["evidence_events"] >= 0
+    past = "2020-01-01T00:00:00+08:00"
+    api(
+        stack,
+        "POST",
+        f"/incidents/{incident_id}/assign",
+        "supervisor",
+        json={"assignee": "x", "due_at": past},
+    )
+    overdue = api(stack, "GET", "/incidents/overdue", "auditor").json()["items"]
+    assert [i["incident_id"] for i in overdue] == [incident_id]
+    assert overdue[0]["overdue"] is True
+
+
+def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readings: dict[str, Any]) -> None:
+    resident = readings["resident"]
+    resp = api(stack, "POST", "/transparency", "supervisor", json={"id_number": resident.id_number})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["count"] == len(readings["request_ids"])
+    cadre = WORLD.identity("cadre_a")
+    for entry in body["accesses"]:
+        assert entry["org"] == VILLAGE_A
+        assert entry["roles"] == ["village_cadre"] and entry["role_labels"] == ["村（居）委会干部"]
+        assert entry["scenario"] == "DIBAO_REVIEW" and entry["scenario_name"] == "低保年度复核"
+    for secret in (cadre.user_id, cadre.display_name, resident.id_number, resident.name):
+        assert secret not in resp.text
+    bad = api(stack, "POST", "/transparency", "supervisor", json={"id_number": "110105194912310029"})
+    assert bad.status_code == 422 and "110105194912310029" not in bad.text
+
+
+def test_inclusion_and_consistency_proofs(stack: Stack, readings: dict[str, Any]) -> None:
+    first = api(stack, "POST", "/checkpoints", "auditor")
+    assert first.status_code == 201
+    read_as(stack, "cadre_a", page=1, page_size=2)
+    second = api(stack, "POST", "/checkpoints", "supervisor").json()
+    proof = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 3}).json()
+    verify_inclusion(
+        bytes.fromhex(proof["leaf_hash"]),
+        2,
+        proof["tree_size"],
+        [bytes.fromhex(p) for p in proof["proof"]],
+        bytes.fromhex(proof["root_hash"]),
+    )
+    assert proof["checkpoint"] is not None
+    cons = api(
+        stack,
+        "GET",
+        "/proofs/consistency",
+        "auditor",
+        params={"old": first.json()["tree_size"], "new": second["tree_size"]},
+    ).json()
+    verify_consistency(
+        cons["old_size"],
+        cons["new_size"],
+        [bytes.fromhex(p) for p in cons["proof"]],
+        bytes.fromhex(cons["old_root"]),
+        bytes.fromhex(cons["new_root"]),
+    )
+    assert cons["new_root"] == second["root_hash"]
+    assert api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 10**9}).status_code == 404
+
+
+def test_periodic_checkpoints_are_written(stack: Stack) -> None:
+    directory = stack.data_dir / "checkpoints"
+    before = len(list(directory.glob("checkpoint-*.json"))) if directory.exists() else 0
+    read_as(stack, "cadre_a", page=1, page_size=1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len(list(directory.glob("checkpoint-*.json"))) > before:
+            break
+        time.sleep(0.2)
+    assert len(list(directory.glob("checkpoint-*.json"))) > before
+
+
+def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+    data = api(
+        stack, "GET", "/reports/monthly", "supervisor", params={"month": month, "format": "json"}
+    ).json()
+    assert data["totals"]["allowed"] >= 4 and data["cases"]["complaints_received"] >= 1
+    csv_resp = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month, "format": "csv"})
+    assert csv_resp.headers["content-type"].startswith("text/csv")
+    assert csv_resp.text.lstrip("\ufeff").startswith("section,key,allowed,refused")
+    html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
+    assert "数据访问情况定期通报" in html and "<svg" in html and "<script" not in html
+    assert api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"}).status_code == 422
+
+
+def test_archive_a_month_and_verify_it(stack: Stack, readings: dict[str, Any]) -> None:
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+    made = api(stack, "POST", "/archives", "auditor", json={"month": month})
+    assert made.status_code == 201, made.text
+    archive_id = made.json()["manifest_file"].removesuffix(".manifest.json")
+    verdict = api(stack, "GET", f"/archives/{archive_id}/verify", "auditor").json()
+    assert verdict["ok"] is True and verdict["checked"] == made.json()["count"]
+    cli = stack.cli(
+        "supervise", "archive-verify", str(stack.data_dir / "archives" / made.json()["manifest_file"])
+    )
+    assert "archive intact" in cli.stdout
+    retention = api(stack, "GET", "/retention", "auditor").json()
+    assert retention["retention_years"] == 3 and month in retention["archived_months"]
+    assert stack.audit_count() >= made.json()["last_seq"]  # archived events stay in the log
+
+
+def test_cli_is_a_client_of_the_api(stack: Stack, readings: dict[str, Any]) -> None:
+    url = ["--url", stack.base_url, "--as", "supervisor"]
+    out = stack.cli("supervise", "events", *url, "--org", VILLAGE_A, "--limit", "1")
+    assert json.loads(out.stdout)["items"][0]["actor_org"] == VILLAGE_A
+    env = {**stack.env, "GRASSROOTS_SUBJECT_ID_NUMBER": readings["resident"].id_number}
+    who = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "supervise", "who-read", *url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    via_api = api(
+        stack, "POST", "/transparency", "supervisor", json={"id_number": readings["resident"].id_number}
+    )
+    assert json.loads(who.stdout)["accesses"] == via_api.json()["accesses"]
+    denied = stack.cli("supervise", "events", "--url", stack.base_url, "--as", "cadre_a", check=False)
+    assert denied.returncode == 1 and "no_permission" in denied.stderr
+    assert stack.cli("supervise", "proof", "1", *url).returncode == 0
+
+
+def test_no_plain_personal_data_in_supervision_tables(stack: Stack, readings: dict[str, Any]) -> None:
+    dump: list[str] = []
+    with stack.engine.connect() as conn:
+        for table in (*SUPERVISION_TABLES, "audit_events"):
+            for row in conn.execute(sa.text(f"SELECT * FROM {table}")):  # noqa: S608 -- fixed names
+                dump += [
+                    bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v) for v in row
+                ]
+    haystack = "\n".join(dump)
+    assert "supervision.complaint_registered" in haystack  # the scan does see the new rows
+    for resident in WORLD.residents_of(VILLAGE_A):
+        for value in (resident.id_number, resident.mobile, resident.name):
+            assert value not in haystack
+    assert not looks_like_personal_data(haystack)
+    if stack.backend == "sqlite":
+        raw = b"".join(p.read_bytes() for p in stack.data_dir.glob("gateway.db*"))
+        assert readings["resident"].id_number.encode() not in raw

@@ -1,0 +1,152 @@
+"""The monthly report (定期通报) in a real browser: headless Chromium renders the page the running gateway
+serves; the screenshot must exist and not be blank, and the DOM must hold the headings and both charts.
+
+Chromium comes from Debian's ``chromium`` package (`make test` installs it when missing; see README).
+Outside CI the test skips with a reason when no Chromium can be found; in CI it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stack import Stack, stack_fixture
+
+HEADINGS = ("数据访问情况定期通报", "一、总体情况", "二、分单位情况", "六、异常线索", "七、投诉与事件办理")
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+    pytest.skip("chromium is not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # The page is the same on either database; one backend keeps this browser test short.
+    yield from stack_fixture("sqlite", tmp_path_factory)
+
+
+def browser(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(profile)},
+        check=False,
+    )
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """Decode an 8-bit RGB/RGBA PNG (what Chromium writes) with the standard library only."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6)
+    channels = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(idat), width * channels
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        filter_type = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up = previous[i]
+            corner = previous[i - channels] if i >= channels else 0
+            if filter_type == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif filter_type == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif filter_type == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif filter_type == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[i] = (line[i] + pred) & 0xFF
+        rows.append(line)
+        previous = line
+    pixels = [(row[x], row[x + 1], row[x + 2]) for row in rows[::4] for x in range(0, stride, channels * 4)]
+    return width, height, pixels
+
+
+def served_report(stack: Stack, tmp_path: Path) -> str:
+    """Drive some traffic, then save the page exactly as the gateway serves it (the browser cannot send a
+    bearer header, so it opens the saved response)."""
+    for page in (1, 2):
+        stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page=page, page_size=5)
+    stack.get(stack.records_url, "cadre_c", scenario="DIBAO_REVIEW")
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+    resp = httpx.get(
+        f"{stack.base_url}/api/v1/supervision/reports/monthly",
+        params={"month": month, "format": "html"},
+        headers={"Authorization": f"Bearer {stack.token('supervisor')}"},
+        timeout=60,
+    )
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = tmp_path / "report.html"
+    page.write_text(resp.text, encoding="utf-8")
+    return page.as_uri()
+
+
+def test_monthly_report_renders_in_chromium(stack: Stack, tmp_path: Path) -> None:
+    binary = chromium()
+    uri = served_report(stack, tmp_path)
+    shot = tmp_path / "report.png"
+    done = browser(binary, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1000,1400", uri)
+    assert shot.exists(), done.stderr.decode(errors="replace")[-2000:]
+    width, height, pixels = png_pixels(shot.read_bytes())
+    assert (width, height) == (1000, 1400)
+    assert len(set(pixels)) > 50  # text, bars and tables, not one flat colour
+    assert sum(1 for p in pixels if p != (255, 255, 255)) > len(pixels) // 100
+    dom = browser(binary, tmp_path / "profile2", "--dump-dom", uri).stdout.decode("utf-8")
+    for heading in HEADINGS:
+        assert heading in dom
+    assert 'id="chart-daily"' in dom and 'id="chart-org"' in dom and "<rect" in dom
+
+
+def test_monthly_report_as_pdf(stack: Stack) -> None:
+    chromium()
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+    resp = httpx.get(
+        f"{stack.base_url}/api/v1/supervision/reports/monthly",
+        params={"month": month, "format": "pdf"},
+        headers={"Authorization": f"Bearer {stack.token('auditor')}"},
+        timeout=120,
+    )
+    assert resp.status_code == 200, resp.text[:500]
+    assert resp.headers["content-type"] == "application/pdf"
+    assert resp.content.startswith(b"%PDF-") and len(resp.content) > 5000

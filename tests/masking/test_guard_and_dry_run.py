@@ -1,0 +1,154 @@
+"""The re-identification guard on masked values, DLP scope from the plan, and dry-run keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from masking import Catalog, KeyRing, RuleSet, Unmask, decrypt_envelope, mask_record, plan_masking
+from masking.catalog import SemanticType
+from masking.dlp import scan_response
+from masking.kanon import guard_release, ladder_for, smallest_class
+from masking.reversible import hmac_pseudonym
+
+# (semantic type, masked value, value after each step of its ladder)
+LADDERS = [
+    (SemanticType.BIRTH_DATE, "1957-03-02", ["1957", "1950-1959", "1940-1959"]),
+    (SemanticType.BIRTH_DATE, "1957-03", ["1957", "1950-1959", "1940-1959"]),
+    (SemanticType.BIRTH_DATE, "1957", ["1957", "1950-1959", "1940-1959"]),
+    (SemanticType.BIRTH_DATE, "60-69", ["60-69", "60-69", "60-79"]),
+    (SemanticType.BIRTH_DATE, "***", ["***", "***", "***"]),
+    (SemanticType.AGE, "35-39", ["30-39", "20-39"]),
+    (SemanticType.ADDRESS, "上海市崇明区城桥镇东风村", ["上海市崇明区城桥镇", "上海市崇明区"]),
+    (SemanticType.DIVISION_CODE, "310151101201", ["310151101000", "310151000000"]),
+    (SemanticType.DIVISION_CODE, "bad", ["bad", "bad"]),
+]
+
+
+@pytest.mark.parametrize(("semantic_type", "value", "steps"), LADDERS)
+def test_ladders_coarsen_masked_values_step_by_step(
+    semantic_type: SemanticType, value: str, steps: list[str]
+) -> None:
+    assert [step(value) for step in ladder_for(semantic_type)] == steps
+
+
+def test_types_without_a_ladder_can_only_be_suppressed() -> None:
+    assert ladder_for(SemanticType.PERSON_NAME) == ()
+
+
+def _people(*rows: tuple[str, str, str]) -> list[dict[str, object]]:
+    return [
+        {"id": f"R{i}", "birth_date": b, "address": a, "village_code": v} for i, (b, a, v) in enumerate(rows)
+    ]
+
+
+VILLAGE_A = ("上海市崇明区城桥镇东风村", "310151101201")
+VILLAGE_B = ("上海市崇明区城桥镇永乐村", "310151101202")
+
+
+def test_guard_generalises_only_as_far_as_needed(catalog: Catalog) -> None:
+    rows = _people(*[("1951", *VILLAGE_A)] * 2, ("1958", *VILLAGE_A), *[("1962", *VILLAGE_A)] * 3)
+    result = guard_release(catalog, "residents", rows, k=3, min_records=2)
+    assert result.ok and dict(result.steps) == {"address": 0, "birth_date": 2, "village_code": 0}
+    assert [r["birth_date"] for r in result.records] == ["1950-1959"] * 3 + ["1960-1969"] * 3
+    assert [r["id"] for r in result.records] == [f"R{i}" for i in range(6)]
+
+
+def test_guard_refuses_rather_than_suppress_a_field_the_grant_allows(catalog: Catalog) -> None:
+    rows = _people(("1931", *VILLAGE_A), *[("1990", *VILLAGE_A)] * 5)
+    refused = guard_release(catalog, "residents", rows, k=3, min_records=2)
+    assert not refused.ok and refused.records == [] and "保护居民隐私" in refused.reason_zh
+    suppressed = guard_release(catalog, "residents", rows, k=3, min_records=2, allow_suppression=True)
+    assert suppressed.ok and {r["birth_date"] for r in suppressed.records} == {None}
+
+
+def test_guard_leaves_small_responses_and_absent_quasi_identifiers_alone(catalog: Catalog) -> None:
+    rows = _people(("1931", *VILLAGE_A), ("1990", *VILLAGE_B))
+    assert guard_release(catalog, "residents", rows, k=3, min_records=3).records == rows
+    names_only = [{"id": "R1", "name": "王**"}, {"id": "R2", "name": "李*"}]
+    assert guard_release(catalog, "residents", names_only, k=3, min_records=1).ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1930, 2020), st.sampled_from([VILLAGE_A, VILLAGE_B])), min_size=3, max_size=40
+    ),
+    st.integers(2, 5),
+)
+def test_whatever_the_guard_releases_is_k_anonymous(
+    catalog: Catalog, people: list[tuple[int, tuple[str, str]]], k: int
+) -> None:
+    rows = _people(*[(str(year), *village) for year, village in people])
+    result = guard_release(catalog, "residents", rows, k=k, min_records=0)
+    if result.ok:
+        assert smallest_class(result.records, ["address", "birth_date", "village_code"]) >= k
+        assert len(result.records) == len(rows)
+    else:
+        assert result.records == []
+
+
+class _Finder:
+    """Marks every text as one mobile finding (enough to see which fields DLP scans)."""
+
+    class _F:
+        entity_type = "CN_MOBILE"
+
+    def scan_and_mask(self, text: str) -> tuple[str, list[_F]]:
+        return "<masked>", [self._F()]
+
+    def mask(self, text: str) -> str:
+        return text
+
+
+def test_dlp_scans_what_the_plan_did_not_mask_by_classification(catalog: Catalog, rules: RuleSet) -> None:
+    plan = plan_masking(
+        catalog,
+        rules,
+        dataset="residents",
+        fields=("id", "remark", "village_code", "not_catalogued"),
+        role="village_cadre",
+        scenario="DIBAO_REVIEW",
+        profile="standard",
+        scanner=_Finder(),
+    )
+    assert plan.protected_fields == {"remark", "not_catalogued"}
+    record = mask_record(
+        {"id": "R1", "remark": "x", "village_code": "310151101201", "not_catalogued": "y"}, plan
+    )
+    out, alerts = scan_response(catalog, "residents", [record], _Finder(), protected=plan.protected_fields)
+    assert out[0]["id"] == out[0]["village_code"] == "<masked>" and out[0]["not_catalogued"] == "***"
+    assert {(a.field, a.entity_type) for a in alerts} == {("id", "CN_MOBILE"), ("village_code", "CN_MOBILE")}
+
+
+def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
+    catalog: Catalog, rules: RuleSet, keys: KeyRing
+) -> None:
+    dry = keys.for_dry_run()
+    assert hmac_pseudonym("110102199003071234", dry) != hmac_pseudonym("110102199003071234", keys)
+    assert dry.derive("ff1-id", for_encryption=True)[1] != keys.derive("ff1-id", for_encryption=True)[1]
+    assert dry.derive("aes-gcm", for_encryption=True) == keys.derive("aes-gcm", for_encryption=True)
+    envelope = mask_record(
+        {"id_number": "110102199003071234"},
+        plan_masking(
+            catalog,
+            rules,
+            dataset="residents",
+            fields=("id_number",),
+            role="r",
+            scenario="s",
+            profile="standard",
+            exemptions={"id_number": "aes_gcm"},
+            keys=dry,
+            as_of=dt.date(2025, 6, 1),
+        ),
+    )["id_number"]
+    unmask = Unmask(actor="u", purpose="p", audit_event_id="1")
+    assert isinstance(envelope, str)
+    assert (
+        decrypt_envelope(envelope, keys, context="residents.id_number", unmask=unmask) == "110102199003071234"
+    )
+    assert "dryrun" in repr(dry) and "KeyRing" in repr(dry)
