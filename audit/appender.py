@@ -2,29 +2,52 @@
 
 A durable commit costs an fsync (SQLite ``synchronous=FULL``) or a WAL flush (PostgreSQL
 ``synchronous_commit=on``); paying it once per request would cap throughput at the disk's sync rate.
-One background thread collects whatever events are waiting (up to ``max_batch``, lingering at most
-``max_wait_ms`` after the first) and appends them in one transaction; each caller's future resolves only
-after that commit, so "respond only after the event is durable" still holds for every request.
-If the batch fails, every future in it fails with :class:`AuditUnavailable` — nothing is half-logged.
+One background thread commits whatever events are waiting (up to ``max_batch``) in one transaction, then
+at once the next lot that queued up meanwhile — classic group commit: no fixed sleep, the batch grows
+with the load. Each caller's future resolves only after that commit, so "respond only after the event is
+durable" still holds for every request. If the batch fails, every future in it fails with
+:class:`AuditUnavailable` — nothing is half-logged.
+
+The RFC 8785 encoding and leaf hash happen on the submitting thread (:func:`audit.log.prepare`): a bad
+event is refused to its caller alone, and requests arriving while a batch commits are encoded while the
+database works (sqlite3 and psycopg release the GIL in their calls). The committer resolves a batch's
+asyncio futures with one wake-up of their event loop, not one per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Final
+from typing import Any, Final
 
 from audit.events import AuditEvent
 from audit.log import AppendReceipt, AuditLog, AuditUnavailable, PreparedEvent, prepare
 
 logger = logging.getLogger(__name__)
 
-_Item = tuple[PreparedEvent, "Future[AppendReceipt]"]
+# The event, its caller's future, and the caller's event loop (None: a thread's concurrent future).
+_Item = tuple[
+    PreparedEvent, "Future[AppendReceipt] | asyncio.Future[AppendReceipt]", "asyncio.AbstractEventLoop | None"
+]
+_Outcome = AppendReceipt | BaseException
 _STOP: Final = object()
+
+
+def _settle(futures: list[asyncio.Future[AppendReceipt]], outcomes: list[_Outcome]) -> None:
+    """On the callers' event loop: hand each its receipt or error (unless its caller gave up)."""
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue  # cancelled: the event is written all the same
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class GroupCommitAppender:
@@ -32,9 +55,11 @@ class GroupCommitAppender:
 
     Use ``start()`` once (``submit`` also starts it), ``await append(event)`` from async code or
     ``submit(event).result()`` from threads, and ``close()`` on shutdown: it drains what was submitted.
+    ``max_wait_ms`` (default 0) lets a batch linger for more events after the first, up to the size of
+    the batch before it; the default commits as soon as the previous commit has finished.
     """
 
-    def __init__(self, log: AuditLog, max_batch: int = 256, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, log: AuditLog, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_wait_ms < 0:
@@ -61,6 +86,13 @@ class GroupCommitAppender:
             self._thread = threading.Thread(target=self._run, name="audit-group-commit", daemon=True)
             self._thread.start()
 
+    def _enqueue(self, item: _Item) -> None:
+        # Under the lock: close() enqueues its stop marker after every accepted event.
+        with self._lock:
+            if self._thread is None or self._closed:
+                self._start_locked()
+            self._queue.put(item)
+
     def submit(self, event: AuditEvent) -> Future[AppendReceipt]:
         """Queue ``event``; the future resolves to its receipt once durably committed.
 
@@ -69,15 +101,17 @@ class GroupCommitAppender:
         """
         prepared = prepare(event)
         future: Future[AppendReceipt] = Future()
-        with self._lock:
-            self._start_locked()
-            # Under the lock: close() enqueues its stop marker after every accepted event.
-            self._queue.put((prepared, future))
+        self._enqueue((prepared, future, None))
         return future
 
-    async def append(self, event: AuditEvent) -> AppendReceipt:
-        """Append ``event`` and return after its durable commit (awaitable form of :meth:`submit`)."""
-        return await asyncio.wrap_future(self.submit(event))
+    def append(self, event: AuditEvent) -> asyncio.Future[AppendReceipt]:
+        """``await append(event)``: the receipt, once ``event`` is durably committed (the asyncio form
+        of :meth:`submit`; call it from a coroutine). Raises like :meth:`submit`."""
+        prepared = prepare(event)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendReceipt] = loop.create_future()
+        self._enqueue((prepared, future, loop))
+        return future
 
     def close(self, timeout: float | None = None) -> None:
         """Stop accepting events, commit everything already submitted, and stop the thread."""
@@ -99,30 +133,46 @@ class GroupCommitAppender:
         self.close()
 
     def _run(self) -> None:
+        previous = 1
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
             batch: list[_Item] = [first]  # type: ignore[list-item]
-            stop = self._collect(batch)
+            stop = self._collect(batch, previous)
             self._commit(batch)
+            previous = len(batch)
             if stop:
                 return
 
-    def _collect(self, batch: list[_Item]) -> bool:
-        """Add waiting events to ``batch``; True when the stop marker was reached."""
-        deadline = time.monotonic() + self._max_wait
-        while len(batch) < self._max_batch:
+    def _collect(self, batch: list[_Item], previous: int) -> bool:
+        """Add waiting events to ``batch``; True when the stop marker was reached.
+
+        Takes what is queued now; with ``max_wait_ms`` set, also waits (at most that long) for the
+        batch to reach the previous batch's size, the callers a busy server can expect back.
+        """
+        get_nowait = self._queue.get_nowait
+        limit = self._max_batch
+        while len(batch) < limit:
             try:
-                item = self._queue.get_nowait()
+                item = get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return False
+                break
+            if item is _STOP:
+                return True
+            batch.append(item)  # type: ignore[arg-type]
+        if self._max_wait <= 0:
+            return False
+        deadline = time.monotonic() + self._max_wait
+        target = min(limit, previous)
+        while len(batch) < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return False
             if item is _STOP:
                 return True
             batch.append(item)  # type: ignore[arg-type]
@@ -131,20 +181,45 @@ class GroupCommitAppender:
     def _commit(self, batch: list[_Item]) -> None:
         # A cancelled future (e.g. the client went away) still gets its event written: the data was
         # fetched under that request, so the processing record must exist (PIPL Art. 56).
-        live = [future.set_running_or_notify_cancel() for _, future in batch]
+        for _, future, loop in batch:
+            if loop is None:
+                future.set_running_or_notify_cancel()  # type: ignore[union-attr]
+        outcomes: Sequence[_Outcome]
         try:
-            receipts = self._log.append_prepared([prepared for prepared, _ in batch])
+            outcomes = self._log.append_prepared([item[0] for item in batch])
         except AuditUnavailable as exc:
             detail = str(exc)
         except Exception as exc:  # a bug must not leave callers waiting forever
             logger.error("audit group commit failed: %s", type(exc).__name__)
             detail = f"audit append failed ({type(exc).__name__})"
         else:
-            for (_, future), receipt, running in zip(batch, receipts, live, strict=True):
-                if running:
-                    future.set_result(receipt)
+            self._resolve(batch, outcomes)
             return
-        for (_, future), running in zip(batch, live, strict=True):
-            if running:
-                # One instance per caller: a shared exception's traceback would be rewritten by each.
-                future.set_exception(AuditUnavailable(detail))
+        # One instance per caller: a shared exception's traceback would be rewritten by each.
+        self._resolve(batch, [AuditUnavailable(detail) for _ in batch])
+
+    @staticmethod
+    def _resolve(batch: list[_Item], outcomes: Sequence[_Outcome]) -> None:
+        """Answer every caller: thread futures here, asyncio futures with one call per event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[_Outcome]]] = {}
+        last_loop: asyncio.AbstractEventLoop | None = None
+        futures: list[Any] = []
+        results: list[_Outcome] = []
+        for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
+            if loop is None:
+                if future.cancelled():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+                continue
+            if loop is not last_loop:
+                futures, results = by_loop.setdefault(loop, ([], []))
+                last_loop = loop
+            futures.append(future)
+            results.append(outcome)
+        for loop, (waiting, answers) in by_loop.items():
+            # RuntimeError: that event loop is closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, waiting, answers)

@@ -27,7 +27,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
+def is_plain(value: Any, depth: int = 0) -> bool:
     """True when the fast encoder provably gives RFC 8785 bytes for ``value``."""
     if depth > 64:
         return False
@@ -39,15 +39,25 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if kind is int:
         return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
     if kind is list or kind is tuple:
-        return all(_plain(item, depth + 1) for item in value)
+        return all(is_plain(item, depth + 1) for item in value)
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and _KEY_NEEDS_UTF16_ORDER.search(key)):
                 return False
-            if not _plain(item, depth + 1):
+            if not is_plain(item, depth + 1):
                 return False
         return True
     return False  # floats, subclasses, other types: the reference encoder decides (or refuses)
+
+
+def has_surrogate(text: str) -> bool:
+    """True when ``text`` holds a UTF-16 surrogate code point (which UTF-8 and the fast path cannot carry)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def encode_plain(obj: Any) -> str:
+    """RFC 8785 text of a value the caller has established :func:`is_plain` for (or built to be so)."""
+    return _ENCODER.encode(obj)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -57,7 +67,7 @@ def canonical_json(obj: Any) -> bytes:
     beyond the IEEE 754 safe range (RFC 8785 §3.2.2.3 via I-JSON, RFC 7493 §2.2), non-string object
     keys and non-JSON types. The message names the problem, never the value (it may be personal data).
     """
-    if _plain(obj):
+    if is_plain(obj):
         return _ENCODER.encode(obj).encode("utf-8")
     try:
         return bytes(rfc8785.dumps(obj))

@@ -20,22 +20,21 @@ answers with 503 and no data (fail closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Connection, Engine, event, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import merkle
-from audit.canonical import canonical_json
-from audit.events import AuditEvent
-from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
+from audit.events import AuditEvent, canonical_text_and_time
+from audit.tables import audit_events, audit_subject_refs
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +42,8 @@ GENESIS_HASH: Final = bytes(32)
 CHAIN_DOMAIN: Final = b"grassroots-audit-chain-v1\x00"
 SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 _SQLITE_CONFIGURED: Final = "_grassroots_audit_sqlite_durability"
+_LEAF_PREFIX: Final = b"\x00"  # RFC 6962 §2.1 leaf domain (as audit.merkle.leaf_hash)
+_sha256 = hashlib.sha256
 
 
 def chain_hash(prev_hash: bytes, body: bytes) -> bytes:
@@ -71,29 +72,69 @@ class AuditIntegrityError(Exception):
     """The stored log is not what it should be (a gap, a missing head). Run ``grassroots audit verify``."""
 
 
-@dataclass(frozen=True, slots=True)
-class AppendReceipt:
-    """Proof of a durable append: the event's sequence number and chain hash."""
+class AppendReceipt(NamedTuple):
+    """Proof of a durable append: the event's sequence number and chain hash (one per event appended,
+    so a named tuple: cheaper to build than a dataclass)."""
 
     seq: int
     entry_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
-    """An event already encoded (RFC 8785) and leaf-hashed, ready for the chain."""
+_receipt = functools.partial(tuple.__new__, AppendReceipt)
+
+
+class PreparedEvent(NamedTuple):
+    """An event already encoded (RFC 8785), leaf-hashed and laid out as its row, ready for the chain.
+
+    Built by :func:`prepare` on the submitting thread, so the thread holding the database lock only
+    chains and inserts. (A named tuple: it is built for every event, and builds faster than a dataclass.)
+    """
 
     event: AuditEvent
     body: bytes
     leaf_hash: bytes
+    # kind, outcome, actor, actor_org, scenario, dataset, body text: the row between time and hashes.
+    columns: tuple[str | None, ...]
+    # The stored form of occurred_at on SQLite (SQLAlchemy's DateTime text), and the distinct refs.
+    sqlite_time: str
+    subject_refs: tuple[str, ...]
+
+
+# Built once per event: tuple.__new__ skips the named tuple's Python-level __new__ (same object).
+_prepared = functools.partial(tuple.__new__, PreparedEvent)
+
+
+def sqlite_time_text(when: datetime) -> str:
+    """How an (aware, UTC) ``occurred_at`` is stored on SQLite: SQLAlchemy's DateTime text, zero-padded."""
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def prepare(event: AuditEvent) -> PreparedEvent:
     """Canonicalise and leaf-hash ``event``; raises ``ValueError`` for an event JCS cannot encode."""
     if not isinstance(event, AuditEvent):
         raise TypeError("expected an AuditEvent")
-    body = canonical_json(event.to_body())
-    return PreparedEvent(event=event, body=body, leaf_hash=merkle.leaf_hash(body))
+    text, stamp = canonical_text_and_time(event)
+    body = text.encode("utf-8")
+    refs = event.subject_refs
+    return _prepared(
+        (
+            event,
+            body,
+            _sha256(_LEAF_PREFIX + body).digest(),
+            (
+                event.kind,
+                event.outcome._value_,
+                event.actor,
+                event.actor_org,
+                event.scenario,
+                event.dataset,
+                text,
+            ),
+            # "2025-06-02T02:00:00.000000Z" -> "2025-06-02 02:00:00.000000", as sqlite_time_text would.
+            stamp[:10] + " " + stamp[11:26] if len(stamp) == 27 else sqlite_time_text(event.occurred_at),
+            refs if len(refs) < 2 else tuple(dict.fromkeys(refs)),
+        )
+    )
 
 
 def _sqlite_durability(dbapi_connection: Any, _record: Any) -> None:
@@ -122,10 +163,51 @@ def configure_sqlite_durability(engine: Engine) -> None:
 
 def _database_failure(exc: BaseException) -> AuditUnavailable:
     # Only the class name and SQLSTATE: driver messages can quote parameters (event content).
-    orig = getattr(exc, "orig", None)
+    orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
     logger.warning("audit store failure: %s (%s)", type(exc).__name__, sqlstate or "no sqlstate")
     return AuditUnavailable(f"audit store unavailable ({type(exc).__name__})")
+
+
+EVENT_COLUMNS: Final = (
+    "seq",
+    "occurred_at",
+    "kind",
+    "outcome",
+    "actor",
+    "actor_org",
+    "scenario",
+    "dataset",
+    "body",
+    "prev_hash",
+    "entry_hash",
+    "leaf_hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The append transaction's SQL, written for sqlite3's qmark paramstyle (``HEAD_ID`` is 1)."""
+
+    head: str = "SELECT seq, entry_hash FROM audit_head WHERE id = 1"
+    head_create: str = "INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, 0, ?) ON CONFLICT DO NOTHING"
+    events: str = (
+        "INSERT INTO audit_events (seq, occurred_at, kind, outcome, actor, actor_org, scenario, dataset, "
+        "body, prev_hash, entry_hash, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    refs: str = "INSERT INTO audit_subject_refs (subject_ref, seq) VALUES (?, ?)"
+    head_move: str = "UPDATE audit_head SET seq = ?, entry_hash = ? WHERE id = 1"
+
+
+def _postgres_statements(sqlite: _Statements) -> _Statements:
+    """psycopg's format paramstyle; FOR UPDATE so that concurrent appenders (other processes) queue on
+    the head row and seqs never fork (SQLite gets the same from BEGIN IMMEDIATE)."""
+    pg = {f.name: getattr(sqlite, f.name).replace("?", "%s") for f in fields(_Statements)}
+    return _Statements(**{**pg, "head": pg["head"] + " FOR UPDATE"})
+
+
+_SQLITE_SQL: Final = _Statements()
+_POSTGRES_SQL: Final = _postgres_statements(_SQLITE_SQL)
 
 
 class AuditLog:
@@ -140,6 +222,8 @@ class AuditLog:
             raise ValueError(f"audit log supports {sorted(SUPPORTED_DIALECTS)}, not {engine.dialect.name}")
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._sql = _SQLITE_SQL if self._sqlite else _POSTGRES_SQL
+        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         configure_sqlite_durability(engine)
 
     @property
@@ -160,17 +244,47 @@ class AuditLog:
         return self.append_prepared([prepare(e) for e in events])
 
     def append_prepared(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
-        """Append already-encoded events in one transaction (used by the group-commit appender)."""
+        """Append already-encoded events in one transaction (used by the group-commit appender).
+
+        Straight on the driver connection (sqlite3 / psycopg ``executemany``): per batch this is the
+        same work a hand-written insert does, plus reading and moving the head row.
+        """
         if not prepared:
             return []
         try:
-            if self._sqlite:
-                return self._append_sqlite(prepared)
-            return self._append_postgres(prepared)
+            raw = self._engine.raw_connection()
         except SQLAlchemyError as exc:
             raise _database_failure(exc) from None
-        except OSError as exc:
+        try:
+            cursor = raw.cursor()
+            try:
+                if self._sqlite:
+                    # synchronous=FULL again per transaction: the pool may hold connections opened before
+                    # the connect hook was installed. BEGIN IMMEDIATE takes the write lock up front, so
+                    # two appenders never read the same head (no chain fork).
+                    cursor.execute("PRAGMA synchronous=FULL")
+                    cursor.execute("BEGIN IMMEDIATE")
+                else:
+                    cursor.execute("SET LOCAL synchronous_commit = on")
+                receipts = self._write(cursor, prepared)
+                if self._sqlite:
+                    cursor.execute("COMMIT")
+                else:
+                    raw.commit()
+            except BaseException:
+                try:
+                    raw.rollback()
+                except self._driver_error:
+                    logger.warning("audit rollback failed; the connection is discarded")
+                    raw.invalidate()
+                raise
+            finally:
+                cursor.close()
+        except (self._driver_error, SQLAlchemyError, OSError) as exc:
             raise _database_failure(exc) from None
+        finally:
+            raw.close()
+        return receipts
 
     def append_within(self, conn: Connection, events: Iterable[AuditEvent]) -> list[AppendReceipt]:
         """Append in the caller's open transaction; the caller commits (or rolls back) both together.
@@ -182,64 +296,29 @@ class AuditLog:
         prepared = [prepare(e) for e in events]
         if not prepared:
             return []
-        head_insert = sqlite_insert(audit_head) if self._sqlite else pg_insert(audit_head)
         try:
-            head_seq, head_hash = self._locked_head(conn, head_insert)
-            return self._insert(conn, prepared, head_seq, head_hash)
-        except SQLAlchemyError as exc:
+            # The caller's driver connection, so the rows join the caller's transaction.
+            cursor = conn.connection.cursor()
+            try:
+                return self._write(cursor, prepared)
+            finally:
+                cursor.close()
+        except (self._driver_error, SQLAlchemyError) as exc:
             raise _database_failure(exc) from None
 
-    def _append_sqlite(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
-        with self._engine.connect() as raw:
-            # Driver-level autocommit so that our explicit BEGIN IMMEDIATE is the transaction: it takes
-            # the write lock up front, so two appenders never read the same head (no chain fork).
-            conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("PRAGMA synchronous=FULL")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                head_seq, head_hash = self._locked_head(conn, sqlite_insert(audit_head))
-                receipts = self._insert(conn, prepared, head_seq, head_hash)
-                conn.exec_driver_sql("COMMIT")
-            except BaseException:
-                try:
-                    conn.exec_driver_sql("ROLLBACK")
-                except SQLAlchemyError:
-                    logger.warning("audit rollback failed; the connection is discarded")
-                    raw.invalidate()
-                raise
-            return receipts
-
-    def _append_postgres(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
-        with self._engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
-            head_seq, head_hash = self._locked_head(conn, pg_insert(audit_head))
-            return self._insert(conn, prepared, head_seq, head_hash)
-
-    @staticmethod
-    def _locked_head(conn: Connection, head_insert: Any) -> tuple[int, bytes]:
-        query = select(audit_head.c.seq, audit_head.c.entry_hash).where(audit_head.c.id == HEAD_ID)
-        row = conn.execute(query.with_for_update()).first()
+    def _write(self, cursor: Any, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+        """Lock the head, insert the chained rows and move the head, inside the cursor's transaction."""
+        sql = self._sql
+        row = _fetchone(cursor, sql.head)
         if row is None:
-            conn.execute(
-                head_insert.values(id=HEAD_ID, seq=0, entry_hash=GENESIS_HASH).on_conflict_do_nothing()
-            )
-            row = conn.execute(query.with_for_update()).one()
-        return int(row.seq), bytes(row.entry_hash)
-
-    @staticmethod
-    def _insert(
-        conn: Connection, prepared: Sequence[PreparedEvent], head_seq: int, head_hash: bytes
-    ) -> list[AppendReceipt]:
-        rows, refs, receipts = event_rows(prepared, head_seq, head_hash)
-        conn.execute(audit_events.insert(), rows)
+            cursor.execute(sql.head_create, (GENESIS_HASH,))
+            row = _fetchone(cursor, sql.head)
+        head_seq, head_hash = int(row[0]), bytes(row[1])
+        rows, refs, receipts = chained_rows(prepared, head_seq, head_hash, sqlite=self._sqlite)
+        cursor.executemany(sql.events, rows)
         if refs:
-            conn.execute(audit_subject_refs.insert(), refs)
-        prev = receipts[-1].entry_hash
-        conn.execute(
-            audit_head.update()
-            .where(audit_head.c.id == HEAD_ID)
-            .values(seq=receipts[-1].seq, entry_hash=prev)
-        )
+            cursor.executemany(sql.refs, refs)
+        cursor.execute(sql.head_move, (receipts[-1].seq, receipts[-1].entry_hash))
         return receipts
 
     # -- reading --------------------------------------------------------------------------------------
@@ -311,43 +390,39 @@ class AuditLog:
         return AuditEvent.from_body(json.loads(row.body)), bytes(row.entry_hash), bytes(row.leaf_hash)
 
 
-def event_rows(
-    prepared: Sequence[PreparedEvent], head_seq: int = 0, head_hash: bytes = GENESIS_HASH
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[AppendReceipt]]:
-    """The ``audit_events`` and ``audit_subject_refs`` rows for events appended after ``head_seq``.
-
-    What :class:`AuditLog` inserts, exposed so a benchmark can insert exactly the same rows raw (its
-    peer: no head lock, no chain bookkeeping) at the same durability setting.
-    """
-    rows: list[dict[str, Any]] = []
-    refs: list[dict[str, Any]] = []
+def chained_rows(
+    prepared: Sequence[PreparedEvent],
+    head_seq: int = 0,
+    head_hash: bytes = GENESIS_HASH,
+    *,
+    sqlite: bool = True,
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]], list[AppendReceipt]]:
+    """The ``audit_events`` rows (in :data:`EVENT_COLUMNS` order) and ``audit_subject_refs`` rows for
+    events appended after ``head_seq``, with their receipts. Only the chain is computed here: it is the
+    one sequential step, done under the head lock."""
+    rows: list[tuple[Any, ...]] = []
+    refs: list[tuple[str, int]] = []
     receipts: list[AppendReceipt] = []
     prev = head_hash
     seq = head_seq
+    sha256 = _sha256
+    domain = CHAIN_DOMAIN
+    add_row, add_ref, add_receipt = rows.append, refs.append, receipts.append
     for item in prepared:
         seq += 1
-        entry = chain_hash(prev, item.body)
-        ev = item.event
-        rows.append(
-            {
-                "seq": seq,
-                "occurred_at": ev.occurred_at,
-                "kind": ev.kind,
-                "outcome": ev.outcome.value,
-                "actor": ev.actor,
-                "actor_org": ev.actor_org,
-                "scenario": ev.scenario,
-                "dataset": ev.dataset,
-                "body": item.body.decode("utf-8"),
-                "prev_hash": prev,
-                "entry_hash": entry,
-                "leaf_hash": item.leaf_hash,
-            }
-        )
-        refs.extend({"subject_ref": ref, "seq": seq} for ref in dict.fromkeys(ev.subject_refs))
-        receipts.append(AppendReceipt(seq=seq, entry_hash=entry))
+        entry = sha256(domain + prev + item.body).digest()
+        when = item.sqlite_time if sqlite else item.event.occurred_at
+        add_row((seq, when, *item.columns, prev, entry, item.leaf_hash))
+        for ref in item.subject_refs:
+            add_ref((ref, seq))
+        add_receipt(_receipt((seq, entry)))
         prev = entry
     return rows, refs, receipts
+
+
+def _fetchone(cursor: Any, statement: str) -> Any:
+    cursor.execute(statement)
+    return cursor.fetchone()
 
 
 def iter_leaf_hashes(engine: Engine, first_seq: int, last_seq: int, chunk: int = 10_000) -> Iterator[bytes]:

@@ -20,21 +20,23 @@ It refuses to pass on nothing: an empty log passes only when no checkpoint says 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import json.scanner
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Engine, Row, String, func, select, type_coerce
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import merkle
 from audit.checkpoints import Checkpoint, CheckpointError, latest_checkpoint
 from audit.events import parse_timestamp
-from audit.log import GENESIS_HASH, AuditUnavailable, chain_hash
+from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 
 DEFAULT_CHUNK: Final = 5_000
@@ -95,6 +97,23 @@ def _as_bytes(value: object) -> bytes:
     raise TypeError("hash column is not binary")
 
 
+def _time_matches_fast(stored: object, stamp: str, from_iso: Callable[[str], datetime]) -> bool:
+    if type(stored) is str:
+        # What _stored_time_matches would accept, for the canonical stamp: "…-DDTHH:…ffffffZ" stored
+        # as "…-DD HH:…ffffff". Anything else (including a stamp fromisoformat rejects) takes the
+        # slow path, which decides.
+        return (
+            len(stamp) == 27
+            and stamp[26] == "Z"
+            and stored == stamp[:10] + " " + stamp[11:26]
+            and from_iso(stamp).year >= 1000
+        )
+    return _stored_time_matches(stored, parse_timestamp(stamp))
+
+
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
 class _Walker:
     def __init__(self, checkpoint: Checkpoint | None) -> None:
         self.checkpoint = checkpoint
@@ -102,7 +121,62 @@ class _Walker:
         self.acc = merkle.MerkleAccumulator()
         self.checked = 0
 
-    def check_row(self, row: Row[Any], refs: set[str]) -> None:
+    def check_rows(self, rows: list[Any], refs: dict[int, set[str]]) -> None:
+        """Check a chunk of stored rows in order: the common, intact case in one tight loop; any row it
+        is not sure of goes through :meth:`check_row`, which reports exactly what is wrong.
+
+        The fast path passes a row only when every check of :meth:`check_row` would: the same hashes
+        and column comparisons, and on SQLite the stored time equal to the body's canonical stamp
+        (``YYYY-MM-DDTHH:MM:SS.ffffffZ``, year 1000 or later) rewritten as SQLAlchemy stores it.
+        """
+        sha256 = hashlib.sha256
+        # The decoder's scanner straight: one JSON value filling the whole text (stricter than
+        # json.loads, which also allows surrounding whitespace; such a row takes the slow path).
+        scan = _SCAN
+        from_iso = datetime.fromisoformat
+        domain = CHAIN_DOMAIN
+        leaf_prefix = b"\x00"
+        no_refs: set[str] = set()
+        checkpoint = self.checkpoint
+        stop_at = checkpoint.tree_size if checkpoint is not None else -1
+        acc = self.acc
+        for row in rows:
+            seq, stored_at, kind, outcome, actor, org, scenario, dataset, text, prev_hash, entry, leaf = row
+            indexed = refs.get(seq, no_refs)
+            expected = self.checked + 1
+            try:
+                body = text.encode("utf-8")
+                digest = sha256(domain + prev_hash + body).digest()
+                leaf_digest = sha256(leaf_prefix + body).digest()
+                doc, end = scan(text, 0)
+                stamp = doc["occurred_at"]
+                intact = (
+                    seq == expected
+                    and end == len(text)
+                    and type(prev_hash) is bytes
+                    and prev_hash == self.prev
+                    and digest == entry
+                    and leaf_digest == leaf
+                    and doc["kind"] == kind
+                    and doc["outcome"] == outcome
+                    and doc["actor"] == actor
+                    and doc["actor_org"] == org
+                    and doc["scenario"] == scenario
+                    and doc["dataset"] == dataset
+                    and set(doc["subject_refs"]) == indexed
+                    and type(stamp) is str
+                    and _time_matches_fast(stored_at, stamp, from_iso)
+                )
+            except (TypeError, ValueError, KeyError, AttributeError, UnicodeError, StopIteration):
+                intact = False
+            if not intact or expected == stop_at:
+                self.check_row(_StoredRow(*row), indexed)
+                continue
+            acc.append(leaf_digest)
+            self.prev = digest
+            self.checked = expected
+
+    def check_row(self, row: Any, refs: set[str]) -> None:
         seq = self.checked + 1
         if row.seq != seq:
             raise _VerificationFailedError(seq, "missing_event", f"seq {seq}", f"seq {row.seq}")
@@ -116,7 +190,7 @@ class _Walker:
             ) from None
         self.checked = seq
 
-    def _check_contents(self, seq: int, row: Row[Any], refs: set[str]) -> None:
+    def _check_contents(self, seq: int, row: Any, refs: set[str]) -> None:
         if not isinstance(row.body, str):
             raise TypeError("body is not text")
         body = row.body.encode("utf-8")
@@ -157,41 +231,65 @@ class _Walker:
                 )
 
 
-def _event_columns() -> list[Any]:
-    c = audit_events.c
-    return [
-        c.seq,
-        # Raw stored text on SQLite so a corrupted timestamp is reported, not raised by the type.
-        type_coerce(c.occurred_at, String).label("occurred_at"),
-        *[getattr(c, name) for name in _TEXT_COLUMNS],
-        c.body,
-        c.prev_hash,
-        c.entry_hash,
-        c.leaf_hash,
-    ]
+class _StoredRow(NamedTuple):
+    """One ``audit_events`` row as the driver returns it (on SQLite ``occurred_at`` is the raw text, so
+    a corrupted timestamp is reported, not raised by a type converter)."""
+
+    seq: Any
+    occurred_at: Any
+    kind: Any
+    outcome: Any
+    actor: Any
+    actor_org: Any
+    scenario: Any
+    dataset: Any
+    body: Any
+    prev_hash: Any
+    entry_hash: Any
+    leaf_hash: Any
 
 
-def _fetch_chunk(engine: Engine, low: int, high: int) -> tuple[list[Row[Any]], dict[int, set[str]]]:
-    events = (
-        select(*_event_columns()).where(audit_events.c.seq.between(low, high)).order_by(audit_events.c.seq)
-    )
-    refs = select(audit_subject_refs.c.seq, audit_subject_refs.c.subject_ref).where(
-        audit_subject_refs.c.seq.between(low, high)
-    )
-    with engine.connect() as conn:
-        rows = list(conn.execute(events).all())
-        by_seq: dict[int, set[str]] = {}
-        for seq, ref in conn.execute(refs):
-            by_seq.setdefault(int(seq), set()).add(ref)
+_EVENTS_SQL: Final = (
+    "SELECT seq, occurred_at, kind, outcome, actor, actor_org, scenario, dataset, body, prev_hash, "
+    "entry_hash, leaf_hash FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq"
+)
+_REFS_SQL: Final = "SELECT seq, subject_ref FROM audit_subject_refs WHERE seq BETWEEN ? AND ?"
+
+
+def _fetch_chunk(engine: Engine, low: int, high: int) -> tuple[list[Any], dict[int, set[str]]]:
+    """Events ``low..high`` and their indexed refs, read with a plain driver cursor in one short
+    transaction (a long-lived reader would stall SQLite WAL checkpoints)."""
+    events, refs = _EVENTS_SQL, _REFS_SQL
+    if engine.dialect.name != "sqlite":
+        events, refs = events.replace("?", "%s"), refs.replace("?", "%s")
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(events, (low, high))
+            rows = list(cursor.fetchall())
+            cursor.execute(refs, (low, high))
+            by_seq: dict[int, set[str]] = {}
+            for seq, ref in cursor.fetchall():
+                found = by_seq.get(seq)
+                if found is None:
+                    by_seq[seq] = {ref}
+                else:
+                    found.add(ref)
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool, which ends the read transaction
     return rows, by_seq
 
 
 def _first_unreadable(engine: Engine, low: int, high: int) -> int:
     """Find the row a driver could not decode (e.g. invalid UTF-8 written behind our back)."""
+    errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
     for seq in range(low, high + 1):
         try:
             _fetch_chunk(engine, seq, seq)
-        except SQLAlchemyError:
+        except errors:
             return seq
     return low
 
@@ -233,6 +331,7 @@ def verify_log(
     head_seq = int(head.seq) if head is not None else 0
     head_hash = bytes(head.entry_hash) if head is not None else GENESIS_HASH
 
+    read_errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
     walker = _Walker(checkpoint)
     # Walk every stored event, even past the head, so the earliest problem is the one reported.
     total = max(max_seq, head_seq)
@@ -242,13 +341,12 @@ def verify_log(
             high = min(total, low + chunk - 1)
             try:
                 rows, refs = _fetch_chunk(engine, low, high)
-            except SQLAlchemyError:
+            except read_errors:
                 bad = _first_unreadable(engine, low, high)
                 raise _VerificationFailedError(
                     bad, "row_malformed", "a readable row", "undecodable stored value"
                 ) from None
-            for row in rows:
-                walker.check_row(row, refs.get(int(row.seq), set()))
+            walker.check_rows(rows, refs)
             if walker.checked < high:
                 raise _VerificationFailedError(
                     walker.checked + 1, "missing_event", f"seq {walker.checked + 1}", "no row"
@@ -290,6 +388,6 @@ def verify_log(
         return VerificationReport(
             False, walker.checked, failure.seq, failure.problem, failure.expected, failure.found, checkpoint
         )
-    except SQLAlchemyError as exc:
+    except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
     return VerificationReport(True, walker.checked, checkpoint=checkpoint)

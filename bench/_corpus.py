@@ -16,9 +16,11 @@ from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_2
 
 REGIONS = ("110102", "360426", "440113", "412723", "330110", "510104", "320106", "310151")
-SURNAMES = (*"王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗", "欧阳", "司马", "诸葛", "上官")
+# Common surnames, compound ones and rarer ones of the 百家姓 / census list (桂, 冼, 隋, 亓, 覃).
+SURNAMES = (*"王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗桂冼隋亓覃", "欧阳", "司马", "诸葛", "上官")
 GIVEN = "建国明华娜丽伟强秀英军平志刚桂兰玉梅海燕春"
-CUES = ("户主", "联系人", "申请人", "村民", "本人", "监护人", "家属")
+# Role cues and the kin / contact cues remarks use (其子高慧…, 紧急联系人：桂秀珍).
+CUES = ("户主", "联系人", "申请人", "村民", "本人", "监护人", "家属", "其子", "其妻", "紧急联系人", "代办人")
 PLAIN = (
     "本月走访{n}户，发放慰问物资{m}元",
     "{y}年{mo}月完成年度复核，情况属实",
@@ -62,7 +64,8 @@ def _credit_code(rng: random.Random) -> str:
 
 
 def _name(rng: random.Random) -> str:
-    return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
+    surname: str = rng.choice(SURNAMES)
+    return surname + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
 
 
 def _landline(rng: random.Random) -> str:

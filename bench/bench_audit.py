@@ -9,8 +9,10 @@
   (GRASSROOTS_TEST_POSTGRES_URL, else 127.0.0.1:5432/test), in a throwaway database.
 * Verification: ``audit.verify_log`` over a generated, valid log (quick 200k, full 2M events) against
   reading the same rows and hashing each body once (goal ≥ 2M events/min).
-* Complaint lookup: ``AuditLog.seqs_for_subjects`` for one resident on a store of 10M events (quick 1M),
-  bulk-loaded for setup (bench/_audit_rows.py); p99 over residents drawn like the reads were (goal ≤ 50 ms).
+* Complaint lookup: ``AuditLog.seqs_for_subjects`` for one resident on a store of 10M events, bulk-loaded
+  for setup (bench/_audit_rows.py: SQLite with journal and syncs off, indexes built after the load);
+  p99 over residents drawn like the reads were (goal ≤ 50 ms). Quick mode looks up in the 200k-event
+  verification store instead and does not judge the goal.
 """
 
 from __future__ import annotations
@@ -170,21 +172,30 @@ def sqlite_engine(path: Path) -> sa.Engine:
     return engine
 
 
+def _sqlite_round(tmp: Path, tag: str, events: Sequence[AuditEvent]) -> tuple[float, float, list[int]]:
+    engine = sqlite_engine(tmp / f"ours-{tag}.db")
+    rate, batches = append_ours(engine, events)
+    rows, refs = stored_rows(engine)
+    engine.dispose()
+    assert len(rows) == len(events)
+    raw_engine = sqlite_engine(tmp / f"raw-{tag}.db")
+    raw_engine.dispose()
+    raw = append_raw_sqlite(tmp / f"raw-{tag}.db", rows, refs, batches)
+    for path in tmp.glob(f"*-{tag}.db*"):
+        path.unlink()
+    return rate, raw, batches
+
+
 def append_figures_sqlite(quick: bool, tmp: Path, pool: Sequence[str]) -> Figure:
     n = 10_000 if quick else 60_000
-    rounds = 2
+    rounds = 2 if quick else 3
     events = make_events(n, pool)
+    # A discarded warm-up pair first: the first round in a process runs measurably slower on both sides.
+    _sqlite_round(tmp, "warm", events[:2_000])
     ours_best = raw_best = 0.0
     batches: list[int] = []
     for r in range(rounds):
-        engine = sqlite_engine(tmp / f"ours{r}.db")
-        rate, batches = append_ours(engine, events)
-        rows, refs = stored_rows(engine)
-        engine.dispose()
-        assert len(rows) == n
-        raw_engine = sqlite_engine(tmp / f"raw{r}.db")
-        raw_engine.dispose()
-        raw = append_raw_sqlite(tmp / f"raw{r}.db", rows, refs, batches)
+        rate, raw, batches = _sqlite_round(tmp, str(r), events)
         log(f"sqlite round {r}: ours {rate:,.0f}/s, raw {raw:,.0f}/s, {len(batches)} commits")
         ours_best, raw_best = max(ours_best, rate), max(raw_best, raw)
     mean_batch = n / len(batches)
@@ -327,11 +338,11 @@ def hash_scan(path: Path, chunk: int = 5_000) -> float:
     return n / elapsed * 60
 
 
-def verify_figure(quick: bool, tmp: Path, pool: Sequence[str]) -> Figure:
-    n = 200_000 if quick else 2_000_000
-    path = tmp / "verify.db"
-    log(f"generating a {n:,}-event log")
-    bulk_load(path, n, pool)
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1_000}k"
+
+
+def verify_figure(path: Path, n: int, load_s: float) -> Figure:
     engine = sa.create_engine(f"sqlite:///{path}")
     configure_sqlite_durability(engine)
     t0 = time.perf_counter()
@@ -340,7 +351,6 @@ def verify_figure(quick: bool, tmp: Path, pool: Sequence[str]) -> Figure:
     engine.dispose()
     ours = report.checked / elapsed * 60
     peer = hash_scan(path)
-    path.unlink()
     return Figure(
         name="whole-log verification (audit.verify_log)",
         ours=round(ours),
@@ -351,21 +361,15 @@ def verify_figure(quick: bool, tmp: Path, pool: Sequence[str]) -> Figure:
         met=report.ok and ours >= 2_000_000,
         conditions=(
             f"{n:,}-event SQLite log, {'verified intact' if report.ok else 'FAILED: ' + report.describe()}; "
-            f"{elapsed:.1f} s; chain, leaf hashes, query columns and subject-ref index checked per event"
+            f"{elapsed:.1f} s; chain, leaf hashes, query columns and subject-ref index checked per event; "
+            f"store bulk-loaded in {load_s:.0f} s (setup)"
         ),
         area="audit",
         extra={"seconds": elapsed, "checked": report.checked},
     )
 
 
-def lookup_figure(quick: bool, tmp: Path) -> Figure:
-    n = 1_000_000 if quick else 10_000_000
-    pool = resident_refs(n // 20)
-    path = tmp / "lookup.db"
-    log(f"bulk-loading {n:,} events for the complaint lookup")
-    t0 = time.perf_counter()
-    bulk_load(path, n, pool)
-    load_s = time.perf_counter() - t0
+def lookup_figure(path: Path, n: int, pool: Sequence[str], load_s: float) -> Figure:
     engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
     audit_log = AuditLog(engine)
     rng = random.Random(5)
@@ -393,28 +397,35 @@ def lookup_figure(quick: bool, tmp: Path) -> Figure:
         n_refs = conn.execute(sa.select(sa.func.count()).select_from(audit_subject_refs)).scalar_one()
     engine.dispose()
     size_gb = path.stat().st_size / 1e9
-    path.unlink()
     lat.sort()
     lat_bodies.sort()
     p99 = percentile(lat, 99)
     return Figure(
-        name=f"complaint lookup p99 ({n // 1_000_000}M events stored)",
+        name=f"complaint lookup p99 ({_count(n)} events stored)",
         ours=round(p99, 2),
         peer=None,
         unit="ms",
         peer_name="",
-        goal="≤ 50 ms p99",
-        met=p99 <= 50,
+        goal="≤ 50 ms p99 at 10M events",
+        met=p99 <= 50 if n >= 10_000_000 else None,
         higher_is_better=False,
         conditions=(
-            f"AuditLog.seqs_for_subjects for one resident, 1,000 residents ({max(found)} events for the "
-            f"most-read, median {sorted(found)[len(found) // 2]}); SQLite {size_gb:.1f} GB, {n_refs:,} "
-            f"subject refs; p50 {percentile(lat, 50):.2f} ms; with the events' bodies fetched p99 "
-            f"{percentile(lat_bodies, 99):.1f} ms; bulk load {load_s:.0f} s (setup)"
+            f"AuditLog.seqs_for_subjects for one resident, 1,000 residents of {len(pool):,} "
+            f"({max(found)} events for the most-read, median {sorted(found)[len(found) // 2]}); SQLite "
+            f"{size_gb:.2f} GB, {n_refs:,} subject refs; p50 {percentile(lat, 50):.2f} ms; with the events' "
+            f"bodies fetched p99 {percentile(lat_bodies, 99):.1f} ms; bulk load {load_s:.0f} s (setup)"
+            + ("" if n >= 10_000_000 else "; quick mode: the goal is judged at 10M (full run) only")
         ),
         area="audit",
         extra={"p50_ms": percentile(lat, 50), "p99_with_bodies_ms": percentile(lat_bodies, 99)},
     )
+
+
+def _loaded(path: Path, n: int, pool: Sequence[str]) -> float:
+    log(f"bulk-loading a {n:,}-event store (setup)")
+    t0 = time.perf_counter()
+    bulk_load(path, n, pool)
+    return time.perf_counter() - t0
 
 
 def run(quick: bool) -> list[Figure]:
@@ -429,8 +440,22 @@ def run(quick: bool) -> list[Figure]:
         pg = append_figure_postgres(quick, pool)
         if pg is not None:
             figures.append(pg)
-        figures.append(verify_figure(quick, tmp, pool))
-        figures.append(lookup_figure(quick, tmp))
+        verify_n = 200_000 if quick else 2_000_000
+        verify_path = tmp / "verify.db"
+        load_s = _loaded(verify_path, verify_n, pool)
+        figures.append(verify_figure(verify_path, verify_n, load_s))
+        if quick:
+            # Quick mode looks up in the verification store: a smoke test of the path, not the 10M goal.
+            figures.append(lookup_figure(verify_path, verify_n, pool, load_s))
+            verify_path.unlink()
+        else:
+            verify_path.unlink()
+            lookup_n = 10_000_000
+            lookup_pool = resident_refs(lookup_n // 20)
+            lookup_path = tmp / "lookup.db"
+            load_s = _loaded(lookup_path, lookup_n, lookup_pool)
+            figures.append(lookup_figure(lookup_path, lookup_n, lookup_pool, load_s))
+            lookup_path.unlink()
     return figures
 
 

@@ -117,8 +117,10 @@ class Stack:
     database_url: str
     gateway_port: int = field(default_factory=free_port)
     upstream_port: int = field(default_factory=free_port)
+    person_house_port: int = field(default_factory=free_port)
     gateway: subprocess.Popen[bytes] | None = None
     upstream: subprocess.Popen[bytes] | None = None
+    person_house: subprocess.Popen[bytes] | None = None
     _pg_name: str = ""
 
     @property
@@ -196,7 +198,11 @@ class Stack:
             upgrade(self.database_url)
             engine = make_engine(self.database_url, pool_size=1)
             try:
-                seed_demo(engine, upstream_url=self.upstream_url)
+                seed_demo(
+                    engine,
+                    upstream_url=self.upstream_url,
+                    person_house_url=f"http://127.0.0.1:{self.person_house_port}",
+                )
             finally:
                 engine.dispose()
         key = load_or_create_ed25519(self.data_dir / "keys" / "gateway-service-ed25519.pem")
@@ -219,7 +225,27 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        # The second departmental system (一标三实), as in the demo: idle unless houses are read.
+        self.person_house = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "demoworld.person_house",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.person_house_port),
+                "--db",
+                str(self.data_dir / "person_house.db"),
+                "--gateway-public-key",
+                str(self.data_dir / "gateway.pub.pem"),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_healthy(f"{self.upstream_url}/healthz", self.upstream)
+        wait_healthy(f"http://127.0.0.1:{self.person_house_port}/healthz", self.person_house)
         self.token("cadre_a")  # creates the IdP key before the workers read it
         self.gateway = subprocess.Popen(
             [
@@ -245,6 +271,7 @@ class Stack:
     def close(self) -> None:
         stop(self.gateway)
         stop(self.upstream)
+        stop(self.person_house)
         if self._pg_name:
             _drop_database(self._pg_name)
 

@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -23,6 +24,15 @@ DEFAULT_SEED = 20261122
 Level = Literal["province", "city", "county", "township", "village"]
 Kind = Literal["village", "community"]
 DibaoStatus = Literal["在保", "停保", "未申请"]
+HouseType = Literal["农村自建房", "商品房", "售后公房"]
+HouseUse = Literal["自住", "自住兼出租"]
+Relation = Literal["户主", "配偶", "子女", "租客"]
+
+#: A micro-grid (微网格) code: the 12-digit code of its village or community, ``-G`` and a two-digit
+#: number 01-99 (``310151101201-G03``). Fixed width, so no code is a string prefix of another
+#: (``-G1`` is not a code at all, and ``-G01`` never matches ``-G10``); the ``-G`` keeps it from ever
+#: being read as a division code or a number.
+GRID_CODE = re.compile(r"^([0-9]{12})-G(0[1-9]|[1-9][0-9])$", re.ASCII)
 
 # Significant lengths of a 12-digit division code, one per level (PP CC DD TTT VVV).
 _LEVEL_LENGTHS: tuple[tuple[Level, int], ...] = (
@@ -106,8 +116,83 @@ class Identity:
     org: str
     department: str | None = None
     office: str | None = None
+    #: Micro-grid codes (微网格) assigned to a grid worker; the identity provider is the source of truth
+    #: and carries them in the token's ``grids`` claim.
+    grids: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MicroGrid:
+    """A micro-grid (微网格): the households a grid worker looks after, within one village or community."""
+
+    code: str
+    name: str
+    village_code: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StandardAddress:
+    """A standard address (标准地址, the 一标 of 一标三实): one coded place a house stands at."""
+
+    code: str
+    address: str
+    village_code: str
+    grid_code: str
+
+    def __repr__(self) -> str:
+        return f"StandardAddress(code={self.code!r}, grid_code={self.grid_code!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class House:
+    """A house (实有房屋) at a standard address, as the person-house registry holds it."""
+
+    id: str
+    address_code: str
+    address: str
+    house_type: HouseType
+    house_use: HouseUse
+    owner_name: str
+    owner_id_number: str
+    owner_mobile: str
+    village_code: str
+    grid_code: str
+
+    def __repr__(self) -> str:
+        return f"House(id={self.id!r}, grid_code={self.grid_code!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Occupant:
+    """A person living in a house (实有人口). ``resident_id`` links to the civil-affairs registry's
+    resident; it is empty for a tenant registered elsewhere."""
+
+    id: str
+    house_id: str
+    resident_id: str
+    name: str
+    id_number: str
+    relation: Relation
+    mobile: str
+    village_code: str
+    grid_code: str
+
+    def __repr__(self) -> str:
+        return f"Occupant(id={self.id!r}, grid_code={self.grid_code!r})"
+
+    def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -120,6 +205,10 @@ class World:
     village_a: str
     village_b: str
     village_c: str
+    grids: tuple[MicroGrid, ...] = ()
+    addresses: tuple[StandardAddress, ...] = ()
+    houses: tuple[House, ...] = ()
+    occupants: tuple[Occupant, ...] = ()
     _by_code: dict[str, Division] = field(default_factory=dict, repr=False, compare=False)
 
     def division(self, code: str) -> Division:
@@ -144,6 +233,20 @@ class World:
     def committees(self) -> list[Division]:
         return [d for d in self.divisions if d.level == "village"]
 
+    def grids_of(self, village_code: str) -> list[MicroGrid]:
+        village = normalise_division_code(village_code)
+        return [g for g in self.grids if g.village_code == village]
+
+    def houses_in(self, grid_codes: Iterable[str]) -> list[House]:
+        """Houses of the given micro-grids."""
+        wanted = set(grid_codes)
+        return [h for h in self.houses if h.grid_code in wanted]
+
+    def occupants_in(self, grid_codes: Iterable[str]) -> list[Occupant]:
+        """Occupants of the houses of the given micro-grids."""
+        wanted = set(grid_codes)
+        return [o for o in self.occupants if o.grid_code in wanted]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "seed": self.seed,
@@ -153,6 +256,10 @@ class World:
             "divisions": [asdict(d) for d in self.divisions],
             "identities": [i.to_dict() for i in self.identities],
             "residents": [r.to_dict() for r in self.residents],
+            "grids": [g.to_dict() for g in self.grids],
+            "addresses": [a.to_dict() for a in self.addresses],
+            "houses": [h.to_dict() for h in self.houses],
+            "occupants": [o.to_dict() for o in self.occupants],
         }
 
     def to_json(self) -> str:
@@ -191,6 +298,22 @@ def level_of(code: str) -> Level | None:
         if length == level_length:
             return level
     return None
+
+
+def grid_code(village_code: str, number: int) -> str:
+    """The code of micro-grid ``number`` (1-99) of a village or community (see ``GRID_CODE``)."""
+    village = normalise_division_code(village_code)
+    if level_of(village) != "village" or not 1 <= number <= 99:
+        raise ValueError("a micro-grid is numbered 1-99 within a village or community")
+    return f"{village}-G{number:02d}"
+
+
+def village_of_grid(code: str) -> str:
+    """The village or community a micro-grid code lies in; ValueError when it is not a grid code."""
+    found = GRID_CODE.fullmatch(code)
+    if found is None or level_of(found.group(1)) != "village":
+        raise ValueError("a micro-grid code is a village code, '-G' and two digits 01-99")
+    return found.group(1)
 
 
 def gb11714_check_character(body: str) -> str:
@@ -400,6 +523,8 @@ class _ResidentFactory:
 # (username, display name, role, org, department, office). Usernames are fixed: README and tests use them.
 _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
     ("cadre_a", "李春梅（东风村村委会）", "village_cadre", _VILLAGE_A, None, None),
+    ("grid_a1", "周晓燕（东风村第1、2网格网格员）", "grid_worker", _VILLAGE_A, None, None),
+    ("grid_a2", "顾卫东（东风村第3网格网格员）", "grid_worker", _VILLAGE_A, None, None),
     ("cadre_b", "王建国（永乐村村委会）", "village_cadre", _VILLAGE_B, None, None),
     ("cadre_c", "陈海燕（星桥村村委会）", "village_cadre", _VILLAGE_C, None, None),
     ("town_officer", "张志强（城桥镇人民政府）", "township_officer", _TOWNSHIP_A, None, None),
@@ -408,6 +533,10 @@ _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
     ("ca_steward2", "陈芳（区民政局数据安全负责人）", "data_steward", _COUNTY[0], "civil_affairs", None),
     ("ca_sysadmin", "孙磊（区民政局系统管理员）", "system_admin", _COUNTY[0], "civil_affairs", None),
     ("hb_sysadmin", "黄涛（区卫健委系统管理员）", "system_admin", _COUNTY[0], "health", None),
+    # The person-house registry (一标三实) belongs to the district public-security bureau.
+    ("ps_steward", "沈俊（区公安分局数据管理员）", "data_steward", _COUNTY[0], "public_security", None),
+    ("ps_steward2", "唐悦（区公安分局数据安全负责人）", "data_steward", _COUNTY[0], "public_security", None),
+    ("ps_sysadmin", "邱峰（区公安分局系统管理员）", "system_admin", _COUNTY[0], "public_security", None),
     # One admission reviewer per office of the joint review (district plan, 准入联审).
     (
         "rv_gov_office",
@@ -456,6 +585,14 @@ _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
 )
 
 
+# Grid assignments (网格分配) of the demo grid workers. Every village and community has at least three
+# micro-grids (see ``_GRIDS_PER_COMMITTEE``), so these codes exist in every seed's world.
+_GRID_ASSIGNMENTS: dict[str, tuple[str, ...]] = {
+    "grid_a1": (f"{_VILLAGE_A}-G01", f"{_VILLAGE_A}-G02"),
+    "grid_a2": (f"{_VILLAGE_A}-G03",),
+}
+
+
 def build_identities() -> list[Identity]:
     return [
         Identity(
@@ -466,6 +603,7 @@ def build_identities() -> list[Identity]:
             org=org,
             department=department,
             office=office,
+            grids=_GRID_ASSIGNMENTS.get(username, ()),
         )
         for username, display_name, role, org, department, office in _IDENTITIES
     ]
@@ -482,6 +620,18 @@ def build_world(seed: int = DEFAULT_SEED) -> World:
             residents.extend(factory.residents_of(committee, by_code[committee.parent]))
     if len({r.id for r in residents}) != len(residents):
         raise RuntimeError("resident id collision; choose another seed")
+    # Built after every resident, from the same generators: the residents do not change with it.
+    person_house = _PersonHouseBuilder(factory)
+    for committee in divisions:
+        if committee.level == "village":
+            person_house.add_committee(committee, [r for r in residents if r.village_code == committee.code])
+    keys = (
+        [h.id for h in person_house.houses],
+        [o.id for o in person_house.occupants],
+        [a.code for a in person_house.addresses],
+    )
+    if any(len(set(k)) != len(k) for k in keys):
+        raise RuntimeError("person-house id collision; choose another seed")
     return World(
         seed=seed,
         divisions=tuple(divisions),
@@ -490,8 +640,126 @@ def build_world(seed: int = DEFAULT_SEED) -> World:
         village_a=_VILLAGE_A,
         village_b=_VILLAGE_B,
         village_c=_VILLAGE_C,
+        grids=tuple(person_house.grids),
+        addresses=tuple(person_house.addresses),
+        houses=tuple(person_house.houses),
+        occupants=tuple(person_house.occupants),
         _by_code=by_code,
     )
+
+
+# --- the person-house registry (一标三实: standard addresses, micro-grids, houses, occupants) ----------
+
+_GRIDS_PER_COMMITTEE = (3, 5)
+
+
+def _natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key reading digit runs as numbers, so 2组 comes before 10组 and 9号 before 12号."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.findall(r"\d+|\D+", text)
+    )
+
+
+class _PersonHouseBuilder:
+    """Houses, standard addresses and occupants from the households of the civil-affairs residents.
+
+    A household lives in one house at its address. Each village or community is cut into 3-5
+    micro-grids of neighbouring addresses (consecutive in 组/号 or road/lane order), as grids are
+    drawn on the map. Some houses are partly let; their tenants are occupants with no civil-affairs
+    record here (``resident_id`` empty), as people registered elsewhere (来沪人员) are.
+    """
+
+    def __init__(self, factory: _ResidentFactory) -> None:
+        self.factory = factory
+        self.rng = factory.rng
+        self.grids: list[MicroGrid] = []
+        self.addresses: list[StandardAddress] = []
+        self.houses: list[House] = []
+        self.occupants: list[Occupant] = []
+
+    def add_committee(self, committee: Division, residents: Sequence[Resident]) -> None:
+        seed = self.factory.seed
+        short = committee.name.removesuffix("村民委员会").removesuffix("居民委员会")
+        count = self.rng.randint(*_GRIDS_PER_COMMITTEE)
+        grids = [
+            MicroGrid(grid_code(committee.code, n), f"{short}第{n}网格", committee.code)
+            for n in range(1, count + 1)
+        ]
+        self.grids.extend(grids)
+        households: dict[str, list[Resident]] = {}
+        for resident in residents:
+            households.setdefault(resident.household_no, []).append(resident)
+        places = sorted({members[0].address for members in households.values()}, key=_natural_key)
+        grid_of_place: dict[str, str] = {}
+        for index, place in enumerate(places):
+            grid = grids[index * count // len(places)]
+            grid_of_place[place] = grid.code
+            self.addresses.append(
+                StandardAddress(stable_id("A", seed, committee.code, index), place, committee.code, grid.code)
+            )
+        address_code = {a.address: a.code for a in self.addresses if a.village_code == committee.code}
+        for household_no, members in households.items():
+            self._add_house(committee, household_no, members, address_code, grid_of_place)
+
+    def _add_house(
+        self,
+        committee: Division,
+        household_no: str,
+        members: Sequence[Resident],
+        address_code: dict[str, str],
+        grid_of_place: dict[str, str],
+    ) -> None:
+        seed, head = self.factory.seed, members[0]
+        grid = grid_of_place[head.address]
+        let = self.rng.random() < 0.2
+        house_type: HouseType = (
+            "农村自建房" if committee.kind == "village" else self.rng.choice(("商品房", "售后公房"))
+        )
+        house = House(
+            id=stable_id("H", seed, household_no),
+            address_code=address_code[head.address],
+            address=head.address,
+            house_type=house_type,
+            house_use="自住兼出租" if let else "自住",
+            owner_name=head.name,
+            owner_id_number=head.id_number,
+            owner_mobile=head.mobile,
+            village_code=committee.code,
+            grid_code=grid,
+        )
+        self.houses.append(house)
+        for position, member in enumerate(members):
+            # The factory lists a household as head, spouse (when two or more), then children.
+            relation: Relation = "户主" if position == 0 else "配偶" if position == 1 else "子女"
+            self.occupants.append(
+                Occupant(
+                    id=stable_id("P", seed, member.id),
+                    house_id=house.id,
+                    resident_id=member.id,
+                    name=member.name,
+                    id_number=member.id_number,
+                    relation=relation,
+                    mobile=member.mobile,
+                    village_code=committee.code,
+                    grid_code=grid,
+                )
+            )
+        for tenant in range(self.rng.randint(1, 2) if let else 0):
+            male = self.rng.random() < 0.5
+            birth = _birth_date(self.rng, 1965, 2003)
+            self.occupants.append(
+                Occupant(
+                    id=stable_id("P", seed, house.id, "tenant", tenant),
+                    house_id=house.id,
+                    resident_id="",
+                    name=self.factory.name(self.factory.fake.last_name(), male),
+                    id_number=self.factory.id_number(birth, male),
+                    relation="租客",
+                    mobile=_mobile(self.rng),
+                    village_code=committee.code,
+                    grid_code=grid,
+                )
+            )
 
 
 def matches_any_prefix(village_code: str, prefixes: Sequence[str]) -> bool:

@@ -135,7 +135,8 @@ def dev_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON")
         typer.echo(json.dumps(users, ensure_ascii=False, indent=2))
         return
     for user in users:
-        typer.echo(f"{user['username']:<18} {user['role']:<20} {user['org']}  {user['display_name']}")
+        grids = f"  grids {','.join(user['grids'])}" if user.get("grids") else ""
+        typer.echo(f"{user['username']:<18} {user['role']:<20} {user['org']}  {user['display_name']}{grids}")
 
 
 @app.command("dev-token")
@@ -245,13 +246,17 @@ def keys_rotate(
 @app.command("seed-demo")
 def seed_demo_cmd(
     upstream_url: Annotated[str, typer.Option(help="civil-affairs registry URL")] = "http://127.0.0.1:8101",
+    person_house_url: Annotated[
+        str, typer.Option(help="person-house registry (一标三实) URL")
+    ] = "http://127.0.0.1:8102",
 ) -> None:
     """Register the demo departmental systems and grants (idempotent)."""
     from gateway.db import make_engine
     from gateway.seed import seed_demo
 
     engine = make_engine(_settings().effective_database_url)
-    for line in seed_demo(engine, upstream_url=upstream_url) or ["already seeded"]:
+    seeded = seed_demo(engine, upstream_url=upstream_url, person_house_url=person_house_url)
+    for line in seeded or ["already seeded"]:
         typer.echo(line)
 
 
@@ -271,8 +276,9 @@ def _wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
 def demo(
     port: Annotated[int, typer.Option(help="gateway port")] = 8000,
     upstream_port: Annotated[int, typer.Option(help="civil-affairs registry port")] = 8101,
+    person_house_port: Annotated[int, typer.Option(help="person-house registry (一标三实) port")] = 8102,
 ) -> None:
-    """Set up and run the whole demo on loopback: migrate, seed, start the registry and the gateway."""
+    """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
     from gateway.db import make_engine, upgrade
     from gateway.seed import seed_demo
     from gateway.upstream import load_or_create_ed25519, public_pem
@@ -286,7 +292,8 @@ def demo(
     url = settings.effective_database_url
     upgrade(url)
     upstream_url = f"http://127.0.0.1:{upstream_port}"
-    for line in seed_demo(make_engine(url), upstream_url=upstream_url):
+    person_house_url = f"http://127.0.0.1:{person_house_port}"
+    for line in seed_demo(make_engine(url), upstream_url=upstream_url, person_house_url=person_house_url):
         typer.echo(f"  seeded {line}")
 
     key = load_or_create_ed25519(settings.effective_service_key_path)
@@ -308,9 +315,27 @@ def demo(
             str(pub_path),
         ]
     )
+    person_house = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [
+            sys.executable,
+            "-m",
+            "demoworld.person_house",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(person_house_port),
+            "--db",
+            str(settings.data_dir / "person-house-registry.db"),
+            "--gateway-public-key",
+            str(pub_path),
+        ]
+    )
     try:
         if not _wait_healthy(f"{upstream_url}/healthz"):
             typer.echo("the civil-affairs registry did not start; see its output above", err=True)
+            raise typer.Exit(1)
+        if not _wait_healthy(f"{person_house_url}/healthz"):
+            typer.echo("the person-house registry did not start; see its output above", err=True)
             raise typer.Exit(1)
         _print_next_steps(settings.effective_public_url)
         import uvicorn
@@ -319,11 +344,13 @@ def demo(
             "gateway.app:create_app", factory=True, host=settings.host, port=port, log_level="warning"
         )
     finally:
-        upstream.send_signal(signal.SIGTERM)
-        try:
-            upstream.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            upstream.kill()
+        for registry in (upstream, person_house):
+            registry.send_signal(signal.SIGTERM)
+        for registry in (upstream, person_house):
+            try:
+                registry.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                registry.kill()
 
 
 def _print_next_steps(base: str) -> None:
@@ -331,12 +358,17 @@ def _print_next_steps(base: str) -> None:
         f"""
 基层数据网关演示已启动 · Grassroots Data Gateway demo is running
   gateway            {base}   (API docs: {base}/docs)
-  civil-affairs registry (departmental system) on 127.0.0.1, reached only through the gateway
+  civil-affairs registry and person-house registry (一标三实), two departmental systems on
+  127.0.0.1, reached only through the gateway
 
 Try, in another terminal:
   TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
   curl -s -H "Authorization: Bearer $TOKEN" \\
     "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
+  # a grid worker sees only the houses of the micro-grids assigned to them
+  TOKEN=$(.venv/bin/grassroots dev-token grid_a1)
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+    "{base}/api/v1/datasets/houses/records?scenario=GRID_VISIT&page_size=5"
   .venv/bin/grassroots dev-users          # every demo identity
   .venv/bin/grassroots audit verify       # check the tamper-evident log
 

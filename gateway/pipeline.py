@@ -31,10 +31,12 @@ from gateway.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
-from gateway.runtime import Runtime
+from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
+from policies.divisions import grid_village, is_grid
+from policies.quotas import quota_day
 
 _log = logging.getLogger("gateway.pipeline")
 
@@ -181,7 +183,11 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
 def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
     """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
     subject = Subject(
-        user_id=principal.user_id, org=principal.org, roles=principal.roles, department=principal.department
+        user_id=principal.user_id,
+        org=principal.org,
+        roles=principal.roles,
+        department=principal.department,
+        grids=principal.grids,
     )
     access = AccessRequest(
         subject=subject,
@@ -214,24 +220,57 @@ async def fetch_upstream(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Stage 3: call the admitted system with the jurisdiction pushed down as a filter."""
     client = runtime.upstream
+    org_prefixes, grids = pushdown_scope(obligations.row_scope)
     if request.record_id is not None:
-        record = await client.get_record(target, request.record_id, org_prefixes=obligations.row_scope)
+        record = await client.get_record(target, request.record_id, org_prefixes=org_prefixes, grids=grids)
         return ([record] if record is not None else []), None
     page = await client.list_records(
-        target, org_prefixes=obligations.row_scope, page=request.page, page_size=request.page_size
+        target, org_prefixes=org_prefixes, page=request.page, page_size=request.page_size, grids=grids
     )
     return page.items, page.next_page
 
 
+def pushdown_scope(row_scope: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The row scope as upstream filters: ``org_prefix`` division codes (a micro-grid contributes its
+    village, since every registry requires one) and ``grid`` micro-grid codes."""
+    grids = tuple(code for code in row_scope if is_grid(code))
+    if not grids:
+        return tuple(row_scope), ()
+    divisions = (grid_village(code) if code in grids else code for code in row_scope)
+    return tuple(dict.fromkeys(divisions)), grids
+
+
+def check_grid_scope(dataset: DatasetView, obligations: Obligations) -> None:
+    """A grid worker's scope is micro-grids; a dataset whose rows carry no grid code cannot be cut to
+    them, so it is refused rather than widened to the village (GB/T 35273-2020 §5.2 minimum necessary)."""
+    if dataset.grid_field is None and any(is_grid(code) for code in obligations.row_scope):
+        raise Forbidden(
+            "该数据集未按微网格划分，网格员只能查看所分配网格内的数据，请改用按网格划分的数据集。",
+            "This dataset is not kept by micro-grid; a grid worker reads only the grids assigned to them.",
+            code="grid_scope_unsupported",
+        )
+
+
 def recheck_scope(
-    records: Iterable[Mapping[str, Any]], row_scope: Sequence[str], org_field: str
+    records: Iterable[Mapping[str, Any]],
+    row_scope: Sequence[str],
+    org_field: str,
+    grid_field: str | None = None,
 ) -> tuple[list[Mapping[str, Any]], int]:
-    """Stage 4: never trust the upstream's filter. A row outside every scope is dropped and counted."""
+    """Stage 4: never trust the upstream's filter. A row outside every scope is dropped and counted.
+
+    A division scope is checked against the row's division code; a micro-grid scope against the row's
+    grid code (``grid_field``), whole and exact: a grid covers only itself."""
+    grids = frozenset(code for code in row_scope if is_grid(code))
+    scopes = [code for code in row_scope if code not in grids] if grids else row_scope
     kept: list[Mapping[str, Any]] = []
     dropped = 0
     for record in records:
         org = record.get(org_field)
-        if isinstance(org, str) and any(_covers_safely(scope, org) for scope in row_scope):
+        grid = record.get(grid_field) if grids and grid_field is not None else None
+        if (isinstance(org, str) and any(_covers_safely(scope, org) for scope in scopes)) or (
+            isinstance(grid, str) and grid in grids
+        ):
             kept.append(record)
         else:
             dropped += 1
@@ -388,6 +427,7 @@ async def _authorized_path(
         raise NotFound()
 
     with tracer.start_as_current_span("authorize") as span:
+        await runtime.quotas.prefetch(principal.user_id, request.scenario, quota_day(now))
         decision = authorize(runtime, principal, request, now)
         facts.decision = decision
         span.set_attribute("grassroots.decision", decision.code)
@@ -404,6 +444,7 @@ async def _authorized_path(
     if request.record_id is None:
         check_page_size(request, obligations, runtime.settings.max_page_size)
 
+    check_grid_scope(dataset, obligations)
     target = runtime.route(request.dataset, now)  # raises if the providing system is not admitted
 
     with tracer.start_as_current_span("fetch_upstream") as span:
@@ -411,7 +452,7 @@ async def _authorized_path(
         raw, next_page = await fetch_upstream(runtime, target, request, obligations)
 
     with tracer.start_as_current_span("recheck_scope") as span:
-        kept, dropped = recheck_scope(raw, obligations.row_scope, dataset.org_field)
+        kept, dropped = recheck_scope(raw, obligations.row_scope, dataset.org_field, dataset.grid_field)
         span.set_attribute("grassroots.scope_violations", dropped)
     if dropped:
         facts.alerts.append("upstream_scope_violation")

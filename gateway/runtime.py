@@ -32,6 +32,7 @@ from admission import (
 from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.quotas import CachedQuotaCounter
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from gateway.upstream import UpstreamClient, UpstreamTarget
@@ -49,6 +50,8 @@ _log = logging.getLogger("gateway.runtime")
 
 #: The version row a policy-file reload bumps; every process polls it and re-reads its files.
 POLICY_FILES_VERSION = "policy_files"
+#: The catalog tag that, on a ``category`` field, marks the row's micro-grid code.
+GRID_FIELD_TAG = "行政区划"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class DatasetView:
     spec: DatasetSpec
     org_field: str
     subject_field: str | None
+    #: The field holding each row's micro-grid code, for datasets kept by grid (一标三实).
+    grid_field: str | None = None
 
     def subject_values(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
         """The residents a response touches, normalised so a complaint finds them by ID number."""
@@ -79,7 +84,17 @@ def dataset_view(spec: DatasetSpec) -> DatasetView | None:
         # A dataset whose rows carry no division code cannot be scope-checked: never served.
         return None
     subject = next((n for n, f in spec.fields.items() if f.semantic_type is SemanticType.ID_NUMBER), None)
-    return DatasetView(spec=spec, org_field=org_field, subject_field=subject)
+    # The masking catalog has no grid type of its own: a grid code is catalogued as a category tagged
+    # 行政区划 (masking/data/catalog.toml, person-house datasets).
+    grid = next(
+        (
+            n
+            for n, f in spec.fields.items()
+            if f.semantic_type is SemanticType.CATEGORY and GRID_FIELD_TAG in f.tags
+        ),
+        None,
+    )
+    return DatasetView(spec=spec, org_field=org_field, subject_field=subject, grid_field=grid)
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,9 @@ class Runtime:
         self.telemetry = telemetry
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
-        self.quotas = SqlQuotaCounter(self.sessions)
+        self.quotas = CachedQuotaCounter(
+            SqlQuotaCounter(self.sessions), ttl_s=settings.policy_refresh_interval_s
+        )
         self.keys = keys
         self.scanner = scanner
         self._lock = threading.Lock()

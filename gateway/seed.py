@@ -3,8 +3,11 @@
 * Admission: the civil-affairs residents registry is registered by the department's system admin,
   reviewed by every required office and approved (it gets a filing number); a health-commission app is
   left pending; a check-in app that forces daily check-ins is rejected.
+* Admission: the public-security bureau's person-house registry (一标三实) is registered and approved
+  the same way: a second department's data behind the same gateway.
 * Grants: the township officer requests scenario grants for the township (covering villages A and B);
-  the civil-affairs steward approves, and a second steward approves the sensitive fields.
+  the owning department's steward approves (civil affairs for DIBAO_REVIEW and ELDERLY_VISIT, public
+  security for GRID_VISIT), and a second steward approves the sensitive fields.
 
 Every change goes to the audit log. Idempotent: running it twice changes nothing the second time.
 """
@@ -32,6 +35,8 @@ from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
 
 CIVIL_AFFAIRS_SYSTEM = "civil-affairs-registry"
+PERSON_HOUSE_SYSTEM = "person-house-registry"
+DEFAULT_PERSON_HOUSE_URL = "http://127.0.0.1:8102"
 PENDING_SYSTEM = "health-followup-app"
 REJECTED_SYSTEM = "village-checkin-app"
 
@@ -51,8 +56,16 @@ def _subject(user: Mapping[str, Any]) -> Subject:
     )
 
 
-def seed_demo(engine: Engine, *, upstream_url: str, now: datetime | None = None) -> list[str]:
-    """Seed admission and grants; return a line per thing created (empty when already seeded)."""
+def seed_demo(
+    engine: Engine,
+    *,
+    upstream_url: str,
+    person_house_url: str = DEFAULT_PERSON_HOUSE_URL,
+    now: datetime | None = None,
+) -> list[str]:
+    """Seed admission and grants; return a line per thing created (empty when already seeded).
+
+    ``upstream_url`` is the civil-affairs registry, ``person_house_url`` the person-house registry."""
     now = now or datetime.now(UTC)
     users = _identities()
     log = AuditLog(engine)
@@ -63,12 +76,40 @@ def seed_demo(engine: Engine, *, upstream_url: str, now: datetime | None = None)
         events.append(change_event(change, actor_org=str(user["org"]), actor_roles=(str(user["role"]),)))
 
     with Session(engine) as session:
-        created += _seed_admission(session, users, upstream_url, now, record)
+        created += _seed_admission(session, users, upstream_url, now, record, person_house_url)
         created += _seed_grants(session, users, now, record)
         session.commit()
     if events:
         log.append_many(events)
     return created
+
+
+# What the person-house registry serves (demoworld.person_house HOUSE_FIELDS / OCCUPANT_FIELDS).
+_PERSON_HOUSE_FIELDS: dict[str, tuple[str, ...]] = {
+    "houses": (
+        "id",
+        "address_code",
+        "address",
+        "house_type",
+        "house_use",
+        "owner_name",
+        "owner_id_number",
+        "owner_mobile",
+        "village_code",
+        "grid_code",
+    ),
+    "occupants": (
+        "id",
+        "house_id",
+        "resident_id",
+        "name",
+        "id_number",
+        "relation",
+        "mobile",
+        "village_code",
+        "grid_code",
+    ),
+}
 
 
 def _registration(
@@ -104,6 +145,7 @@ def _seed_admission(
     upstream_url: str,
     now: datetime,
     record: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
+    person_house_url: str = DEFAULT_PERSON_HOUSE_URL,
 ) -> list[str]:
     service = AdmissionService(session, clock=lambda: now)
     created: list[str] = []
@@ -148,6 +190,25 @@ def _seed_admission(
                 checklist=good,
             ),
             ca_admin,
+            "approve",
+        ),
+        (
+            _registration(
+                PERSON_HOUSE_SYSTEM,
+                "区公安分局一标三实信息系统",
+                "public_security",
+                "向村（居）委会和网格员回流所负责微网格内的实有房屋与实有人口信息，支撑网格走访。",
+                created_by=str(users["ps_sysadmin"]["user_id"]),
+                collects=(),
+                provides=tuple(
+                    ProvidedDataset(
+                        dataset=dataset, base_url=person_house_url, endpoints=(f"/{dataset}",), fields=fields
+                    )
+                    for dataset, fields in _PERSON_HOUSE_FIELDS.items()
+                ),
+                checklist=good,
+            ),
+            users["ps_sysadmin"],
             "approve",
         ),
         (
@@ -227,14 +288,22 @@ def _seed_grants(
     record: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
 ) -> list[str]:
     repository = GrantRepository(session)
-    if repository.list_grants():
-        return []
+    # Per scenario, so a database seeded before a scenario existed gains its grant on the next run.
+    seeded = {grant.scenario for grant in repository.list_grants()}
     service = GrantService(repository, load_scenarios(), load_permissions())
     officer = users["town_officer"]
-    stewards = [users["ca_steward"], users["ca_steward2"]]
     created: list[str] = []
     township = str(officer["org"])
-    for scenario, days in (("DIBAO_REVIEW", 90), ("ELDERLY_VISIT", 180)):
+    # Each grant is approved by the stewards of the department owning its data (a second one for
+    # the most sensitive fields).
+    for scenario, days, department in (
+        ("DIBAO_REVIEW", 90, "ca"),
+        ("ELDERLY_VISIT", 180, "ca"),
+        ("GRID_VISIT", 180, "ps"),
+    ):
+        if scenario in seeded:
+            continue
+        stewards = [users[f"{department}_steward"], users[f"{department}_steward2"]]
         grant, change = service.request(
             _subject(officer), scenario, township, None, f"{scenario} 年度工作（演示）", now
         )

@@ -157,9 +157,16 @@ class UpstreamClient:
         return obj
 
     async def list_records(
-        self, target: UpstreamTarget, *, org_prefixes: Sequence[str], page: int, page_size: int
+        self,
+        target: UpstreamTarget,
+        *,
+        org_prefixes: Sequence[str],
+        page: int,
+        page_size: int,
+        grids: Sequence[str] = (),
     ) -> UpstreamPage:
         params = [("org_prefix", p) for p in org_prefixes]
+        params += [("grid", g) for g in grids]
         params += [("page", str(page)), ("page_size", str(page_size))]
         body = await self._get_json(target, target.path, params)
         if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
@@ -171,9 +178,15 @@ class UpstreamClient:
         return UpstreamPage(items=items, next_page=next_page)
 
     async def get_record(
-        self, target: UpstreamTarget, record_id: str, *, org_prefixes: Sequence[str]
+        self,
+        target: UpstreamTarget,
+        record_id: str,
+        *,
+        org_prefixes: Sequence[str],
+        grids: Sequence[str] = (),
     ) -> dict[str, Any] | None:
         params = [("org_prefix", p) for p in org_prefixes]
+        params += [("grid", g) for g in grids]
         # record_id is validated by the route (RECORD_ID_PATTERN), so it needs no escaping here.
         path = f"{target.path.rstrip('/')}/{record_id}"
         body = await self._get_json(target, path, params)

@@ -8,14 +8,14 @@ hook that asks python-stdnum (or Luhn) for the verdict, as presidio's own recogn
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import spacy
 from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
 from masking.detectors import (
-    COMPOUND_SURNAMES,
+    ALL_COMPOUND_SURNAMES,
     SINGLE_SURNAMES,
     id_checksum_ok,
     is_valid_bank_card,
@@ -43,6 +43,9 @@ class _ChinesePatternRecognizer(PatternRecognizer):
     ENTITY: str = ""
     PATTERNS: tuple[Pattern, ...] = ()
     CONTEXT: tuple[str, ...] = ()
+    # Pattern name -> (regex for the standard `re` module, group holding the entity) where presidio's
+    # pattern needs the `regex` module; the others compile under `re` as they are (group 0).
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {}
 
     def __init__(self) -> None:
         super().__init__(
@@ -156,33 +159,52 @@ class CnLicencePlateRecognizer(_ChinesePatternRecognizer):
         return True if any(c.isdigit() for c in pattern_text) else None
 
 
-_SURNAME = "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
+# Surnames that are also everyday words right after a cue (户主来电、本人和家属、联系人都…) are not taken
+# as a surname there: their false alarms would outnumber the people found.
+_NOT_A_SURNAME_HERE = frozenset("和都从家来那能但由")
+_SURNAME = (
+    "(?:"
+    + "|".join(sorted(ALL_COMPOUND_SURNAMES))
+    + "|["
+    + "".join(sorted(SINGLE_SURNAMES - _NOT_A_SURNAME_HERE))
+    + "])"
+)
 # Characters that end a clause or are function words never start or continue a given name.
 _GIVEN = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此])[\u4e00-\u9fff])"
-_LEFT_CUES = (
-    "户主|姓名|联系人|申请人|村民|居民|本人|家属|配偶|丈夫|妻子|父亲|母亲|儿子|女儿|孙子|孙女|老人|监护人|"
-    "经办人|患者|租户|亲属|邻居|低保户|困难户|代理人|负责人|网格员"
-)
+# Cue words before a name: roles in a household or a case, and kin terms as written in remarks
+# (其子高慧、其妻…, 紧急联系人：桂秀珍).
+LEFT_CUES: tuple[str, ...] = (
+    "户主", "姓名", "联系人", "申请人", "村民", "居民", "本人", "家属", "配偶", "丈夫", "妻子", "父亲",
+    "母亲", "儿子", "女儿", "孙子", "孙女", "老人", "监护人", "经办人", "代办人", "委托人", "患者",
+    "租户", "亲属", "邻居", "低保户", "困难户", "代理人", "负责人", "网格员",
+    "其子", "其女", "其妻", "其夫", "其父", "其母", "其兄", "其弟", "其姐", "其妹", "其孙", "儿媳", "女婿",
+)  # fmt: skip
+HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
+_LEFT_CUES = "|".join(LEFT_CUES)
+_SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
 _RIGHT_CUES = r"[，。、；：:,;.\s（()）]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}"
 
 
 class ChineseNameRecognizer(_ChinesePatternRecognizer):
-    """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人…)
-    before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
+    """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人、
+    其子…) before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
 
     ENTITY = PERSON
     PATTERNS = (
-        Pattern(
-            "cn_name_left_cue",
-            rf"(?<=(?:{_LEFT_CUES})(?:[:：是为\s]|\s*[:：]\s*)?){_SURNAME}{_GIVEN}{{1,2}}(?={_RIGHT_CUES})",
-            0.85,
-        ),
+        Pattern("cn_name_left_cue", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_NAME}(?={_RIGHT_CUES})", 0.85),
         Pattern(
             "cn_name_honorific",
-            rf"(?<![\u4e00-\u9fff]){_SURNAME}{_GIVEN}{{1,2}}(?=同志|先生|女士|老人家|大爷|大妈|阿姨)",
+            rf"(?<![\u4e00-\u9fff]){_NAME}(?={'|'.join(HONORIFICS)})",
             0.7,
         ),
     )
+    # The left-cue lookbehind has variable width, which presidio's `regex` engine allows and the
+    # standard `re` does not: the fast path consumes the cue instead and takes group "v". The two find
+    # the same names unless one name's characters are themselves the next name's cue (tested).
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
+        "cn_name_left_cue": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_NAME})(?={_RIGHT_CUES})", "v"),
+    }
     CONTEXT = ("姓名", "户主", "联系人")
 
 

@@ -27,9 +27,11 @@ LabelledText = tuple[str, list[tuple[str, str]]]
 
 
 REGIONS = ["110102", "360426", "440113", "412723", "330110", "510104", "320106"]
-SURNAMES = [*"王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗", "欧阳", "司马", "诸葛", "上官"]
+# Common surnames, compound ones and rarer ones of the 百家姓 / census list (桂, 冼, 隋, 亓, 覃).
+SURNAMES = [*"王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗桂冼隋亓覃", "欧阳", "司马", "诸葛", "上官"]
 GIVEN = list("建国明华娜丽伟强秀英军平志刚桂兰玉梅海燕春")
-CUES = ["户主", "联系人", "申请人", "村民", "本人", "监护人", "家属"]
+# Role cues and the kin / contact cues remarks use (其子高慧…, 紧急联系人：桂秀珍).
+CUES = ["户主", "联系人", "申请人", "村民", "本人", "监护人", "家属", "其子", "其妻", "紧急联系人", "代办人"]
 
 
 def _id(rng: random.Random) -> str:

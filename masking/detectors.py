@@ -6,13 +6,18 @@ ISO 7064 MOD 11-2), GB 32100-2015 unified social credit code (`stdnum.cn.uscc`),
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from functools import lru_cache
 
 from stdnum import luhn
 from stdnum.cn import ric, uscc
+from stdnum.exceptions import ValidationError
 from stdnum.iso7064 import mod_11_2
+from stdnum.util import isdigits
 
 __all__ = [
+    "ALL_COMPOUND_SURNAMES",
     "COMPOUND_SURNAMES",
     "SINGLE_SURNAMES",
     "id_checksum_ok",
@@ -27,13 +32,35 @@ _NOT_DIGIT = re.compile(r"[\s\-()（）+]", re.ASCII)
 
 
 def is_valid_id_number(text: str) -> bool:
-    """python-stdnum's verdict: format, birth date, birth-place county table and check character."""
+    """python-stdnum's verdict: format, birth date, birth-place county table and check character.
+
+    The steps of `stdnum.cn.ric.validate`, in its order; the county-table lookup (`get_birth_place`,
+    ~30 µs, most of the cost) is cached, keyed by region code and birth year, which is all it reads
+    and which identifies nobody. Agreement with `ric.is_valid` is tested on vectors and generated
+    numbers."""
     try:
-        return bool(ric.is_valid(text))
-    except (KeyError, IndexError, ValueError):
+        # `compact` maps Unicode look-alikes to ASCII; ASCII text needs only its upper/strip part.
+        number = text.upper().strip() if text.isascii() else ric.compact(text)
+        if len(number) != 18 or not isdigits(number[:-1]):
+            return False
+        if number[-1] != ric.calc_check_digit(number):
+            return False
+        # `get_birth_date`, without compacting a second time: a real calendar date or invalid.
+        year = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14])).year
+        return _birth_place_known(number[:6], year)
+    except (ValidationError, KeyError, IndexError, ValueError):
         # python-stdnum 2.2 raises KeyError for a region code that names a province but no county
         # (e.g. "627800..."); such a number is not a valid ID.
         return False
+
+
+@lru_cache(maxsize=16384)
+def _birth_place_known(region: str, year: int) -> bool:
+    try:
+        ric.get_birth_place(f"{region}{year:04d}01010000")
+    except (ValidationError, KeyError, IndexError, ValueError):
+        return False
+    return True
 
 
 def id_checksum_ok(text: str) -> bool:
@@ -78,19 +105,38 @@ def is_valid_landline(text: str) -> bool:
     return digits[1] in "3456789" and len(digits) in (11, 12)
 
 
-# Common single-character surnames (百家姓, the ~300 most frequent in the 2020 census) and compound ones.
+# Surnames: every single-character surname of the 百家姓 (in its order), then those of the 2020 census
+# frequency list that it lacks (付 肖 覃 …), so rarer surnames (桂, 隋, 冼, 亓 …) are recognised too.
 SINGLE_SURNAMES = frozenset(
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任卢姚沈钟"
-    "姜崔谭陆范汪廖石金韦贾夏付方邹熊白孟秦邱侯江尹薛闫段雷龙黎史陶贺毛郝顾龚邵万覃武钱戴严莫孔向常汤康易乔赖文"
-    "施洪辛柯庄凌牛古甘詹申涂左关耿伍葛鲁聂骆盛齐欧岳温景焦殷喻苗柴单阎滕卜祝胥闵包屈席鲍裴褚费蓝童缪舒艾尤"
-    "阮毕戚倪殷华邢安季俞纪章梅翟管樊游苑路蒙仇宁丰卞柏谷晏饶邝蔺全麦郁宫解房佟栾巫楚米鞠权迟滑慕廉宗祁练植"
-    "窦符封蒲池冉兰穆岑晋云阳邬揭司平查车刁巩连苟荣谈陈黎成贝"
+    "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜戚谢邹喻柏水窦章云苏潘葛奚范彭郎"
+    "鲁韦昌马苗凤花方俞任袁柳酆鲍史唐费廉岑薛雷贺倪汤滕殷罗毕郝邬安常乐于时傅皮卞齐康伍余元卜顾孟平黄"
+    "和穆萧尹姚邵湛汪祁毛禹狄米贝明臧计伏成戴谈宋茅庞熊纪舒屈项祝董梁杜阮蓝闵席季麻强贾路娄危江童颜郭"
+    "梅盛林刁钟徐邱骆高夏蔡田樊胡凌霍虞万支柯昝管卢莫经房裘缪干解应宗丁宣贲邓郁单杭洪包诸左石崔吉钮龚"
+    "程嵇邢滑裴陆荣翁荀羊於惠甄曲家封芮羿储靳汲邴糜松井段富巫乌焦巴弓牧隗山谷车侯宓蓬全郗班仰秋仲伊宫"
+    "宁仇栾暴甘钭厉戎祖武符刘景詹束龙叶幸司韶郜黎蓟薄印宿白怀蒲邰从鄂索咸籍赖卓蔺屠蒙池乔阴鬱胥能苍双"
+    "闻莘党翟谭贡劳逄姬申扶堵冉宰郦雍卻璩桑桂濮牛寿通边扈燕冀郏浦尚农温别庄晏柴瞿阎充慕连茹习宦艾鱼容"
+    "向古易慎戈廖庾终暨居衡步都耿满弘匡国文寇广禄阙东欧殳沃利蔚越夔隆师巩厍聂晁勾敖融冷訾辛阚那简饶空"
+    "曾毋沙乜养鞠须丰巢关蒯相查后荆红游竺权逯盖益桓公晋楚闫法汝鄢涂钦岳帅缑亢况郈商牟佘佴墨哈"
+    "谯笪年爱阳佟言福"
+    "付兰揭植练肖苑苟覃迟邝麦芦隋丛官南原栗谌粟冼楼盘位仝区海豆朴漆卿初门敬来普鹿邸辜阿母亓修赫鲜战玉"
+    "银宾呼但尉冶斯檀衣信展智奉尧闭由"
 )
+# Common compound surnames (复姓). The name operator keeps these two characters, so the list stays with
+# the ones in everyday use: a rare one (谷梁) would expose a given-name character of 谷 + 梁X.
 COMPOUND_SURNAMES = frozenset(
     (
         "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙",
         "宇文", "司徒", "司空", "夏侯", "轩辕", "令狐", "钟离", "端木", "独孤", "南宫",
         "西门", "百里", "呼延", "万俟", "闻人", "澹台", "公冶", "太史", "申屠", "宗政",
         "濮阳", "淳于", "单于", "赫连", "东郭", "拓跋", "段干", "左丘", "第五", "梁丘",
+    )
+)  # fmt: skip
+# Every compound surname of the 百家姓 (recognition only: a name is found either way, this lets a
+# four-character name such as 公羊子明 be taken whole).
+ALL_COMPOUND_SURNAMES = COMPOUND_SURNAMES | frozenset(
+    (
+        "公羊", "太叔", "仲孙", "鲜于", "闾丘", "亓官", "司寇", "仉督", "子车", "颛孙",
+        "巫马", "公西", "漆雕", "乐正", "壤驷", "公良", "夹谷", "宰父", "谷梁", "归海",
+        "羊舌", "微生", "东门", "南门", "伯赏", "有琴",
     )
 )  # fmt: skip

@@ -1,9 +1,15 @@
 """Response DLP: catch personal data in fields nobody classified as personal (catalog drift).
 
-Every string in a response that is not catalogued at level 3 or above is scanned; what the scanner
-finds is masked in place and reported as a `DriftAlert` naming dataset, field and entity type, so the
-gateway can append an audit event, count a metric and the steward can classify the field (issue 4).
-Fields at level 3+ were already masked by their rule and are not scanned again.
+Every string in a response that the masking plan does not already protect is scanned; what the
+scanner finds is masked in place and reported as a `DriftAlert` naming dataset, field and entity type,
+so the gateway can append an audit event, count a metric and the steward can classify the field
+(issue 4). Fields the plan protects (level 3 and above, masked by their rule — free text by the
+`freetext` operator, which already scanned it — and uncatalogued fields, redacted) are not scanned
+again: pass `protected=plan.protected_fields`.
+
+Cost: a value is scanned once per call even when it repeats (a page of one village's residents
+carries the same division code twenty times), and the scanner itself returns at once for a value
+without a digit, "@", plate prefix or name cue (`FreeTextScanner.scan`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ class DriftAlert:
     count: int
 
 
+_Memo = dict[str, tuple[str, tuple[str, ...]]]
+
+
 def scan_response(
     catalog: Catalog,
     dataset: str,
@@ -50,20 +59,27 @@ def scan_response(
     """Scan and mask `records` (already masked by their plan); returns the records and drift alerts.
 
     Strings nested in lists or dicts are scanned too and reported under the top-level field name.
-    `protected` (e.g. `MaskingPlan.protected_fields`) overrides the catalog's level-3+ fields.
+    `protected` is the set of fields not to scan; the gateway passes `MaskingPlan.protected_fields`
+    so DLP and masking agree on the plan actually applied. Without it, the catalog's level-3+ fields
+    of `dataset` are protected. Records come back as new dicts; unscanned values are the same objects.
     """
-    spec = catalog.dataset(dataset)
     if protected is None:
+        spec = catalog.dataset(dataset)
         protected = {name for name, f in spec.fields.items() if f.level >= Level.L3}
+    elif not isinstance(protected, set | frozenset):
+        protected = frozenset(protected)
     counts: Counter[tuple[str, str]] = Counter()
+    memo: _Memo = {}
     out: list[dict[str, object]] = []
     for record in records:
-        masked: dict[str, object] = {}
+        masked = dict(record)
         for name, value in record.items():
-            if name in protected:
-                masked[name] = value
-            else:
-                masked[name] = _scan_value(value, name, scanner, counts)
+            if name in protected or value is None:
+                continue
+            if type(value) is str:
+                masked[name] = _scan_text(value, name, scanner, counts, memo)
+            elif isinstance(value, str | list | tuple | dict):
+                masked[name] = _scan_value(value, name, scanner, counts, memo)
         out.append(masked)
     alerts = [
         DriftAlert(dataset=dataset, field=field, entity_type=entity, count=n)
@@ -72,14 +88,23 @@ def scan_response(
     return out, alerts
 
 
-def _scan_value(value: object, field: str, scanner: Scanner, counts: Counter[tuple[str, str]]) -> object:
+def _scan_text(text: str, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo) -> str:
+    hit = memo.get(text)
+    if hit is None:
+        masked, findings = scanner.scan_and_mask(text)
+        hit = memo[text] = (masked, tuple(f.entity_type for f in findings))
+    for entity in hit[1]:
+        counts[(field, entity)] += 1
+    return hit[0]
+
+
+def _scan_value(
+    value: object, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo
+) -> object:
     if isinstance(value, str):
-        masked, findings = scanner.scan_and_mask(value)
-        for f in findings:
-            counts[(field, f.entity_type)] += 1
-        return masked
+        return _scan_text(value, field, scanner, counts, memo)
     if isinstance(value, list | tuple):
-        return [_scan_value(v, field, scanner, counts) for v in value]
+        return [_scan_value(v, field, scanner, counts, memo) for v in value]
     if isinstance(value, dict):
-        return {k: _scan_value(v, field, scanner, counts) for k, v in value.items()}
+        return {k: _scan_value(v, field, scanner, counts, memo) for k, v in value.items()}
     return value

@@ -1,10 +1,15 @@
 """Free-text PII detection and masking on presidio with Chinese recognizers.
 
-`FreeTextScanner.scan` runs the presidio recognizers of `masking._recognizers` directly: each is asked
-only when a cheap trigger for it occurs in the text (a digit, an "@", a plate prefix, a name cue), and
-the blank zh pipeline is skipped because it contributes no entities (no NER model, issue 4). The same
-recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`, `scan_with_engine`) give
-the same findings at the default threshold; the bench compares the two.
+`FreeTextScanner.scan` applies the patterns of the presidio recognizers of `masking._recognizers`
+itself, with presidio's scoring rule (pattern score; 1.0 when `validate_result` says valid, dropped
+when it says invalid) but without presidio's per-call machinery (the `regex` module with a timeout,
+explanation objects, the blank zh pipeline that contributes no entities: no NER model, issue 4). A
+pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
+at most single separators between them: every digit-based pattern needs that), an "@", a plate
+prefix, a name cue word or an honorific; a text with none of their first characters costs one
+character-class search. The same recognizers inside a stock presidio `AnalyzerEngine`
+(`analyzer_engine()`, `scan_with_engine`) give the same findings at the default threshold (tested);
+the bench compares the two.
 
 presidio and spaCy are imported on first use, so `import masking` stays fast.
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,21 +41,19 @@ ENTITY_TYPES: tuple[str, ...] = (
 # passes the GB 32100 check one time in 31 and is still more likely a card.
 _PRIORITY = {name: len(ENTITY_TYPES) - i for i, name in enumerate(ENTITY_TYPES)}
 
-_DIGIT = re.compile(r"\d")
-_PLATE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]")
-_NAME_CUE = re.compile(
-    "户主|姓名|联系人|申请人|村民|居民|本人|家属|配偶|丈夫|妻子|父亲|母亲|儿子|女儿|孙子|孙女|老人|监护人|经办人|"
-    "患者|租户|亲属|邻居|低保户|困难户|代理人|负责人|网格员|同志|先生|女士|大爷|大妈|阿姨"
-)
-_TRIGGERS: dict[str, Callable[[str], bool]] = {
-    "CN_ID_NUMBER": lambda t: _DIGIT.search(t) is not None,
-    "CN_CREDIT_CODE": lambda t: _DIGIT.search(t) is not None,
-    "BANK_CARD": lambda t: _DIGIT.search(t) is not None,
-    "CN_MOBILE": lambda t: _DIGIT.search(t) is not None,
-    "CN_LANDLINE": lambda t: _DIGIT.search(t) is not None,
-    "EMAIL_ADDRESS": lambda t: "@" in t,
-    "CN_LICENCE_PLATE": lambda t: _PLATE.search(t) is not None,
-    "PERSON": lambda t: _NAME_CUE.search(t) is not None,
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+# Necessary conditions, one per pattern group. Every digit-based pattern (ID, credit code, card,
+# mobile, landline) contains six digits separated by at most one "-" or space each.
+_DIGIT_RUN = re.compile(r"\d(?:[-\s]?\d){5}")
+_PLATE = re.compile(f"[{_PROVINCES}][A-Z]")
+_TRIGGER_KINDS: dict[str, str] = {
+    "CN_ID_NUMBER": "digits",
+    "CN_CREDIT_CODE": "digits",
+    "BANK_CARD": "digits",
+    "CN_MOBILE": "digits",
+    "CN_LANDLINE": "digits",
+    "EMAIL_ADDRESS": "at",
+    "CN_LICENCE_PLATE": "plate",
 }
 _LANGUAGE = "zh"
 
@@ -61,6 +64,49 @@ class Finding:
     start: int
     end: int
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One presidio pattern, compiled for the standard `re` module."""
+
+    entity: str
+    trigger: str
+    regex: re.Pattern[str]
+    group: int | str
+    score: float
+    validate: Callable[[str], bool | None] | None
+
+
+def _compile_rules(recognizers: list[Any], flags: int) -> list[_Rule]:
+    from presidio_analyzer import PatternRecognizer
+
+    from masking._recognizers import PERSON
+
+    rules: list[_Rule] = []
+    for recognizer in recognizers:
+        entity = recognizer.supported_entities[0]
+        overridden = type(recognizer).validate_result is not PatternRecognizer.validate_result
+        if type(recognizer).invalidate_result is not PatternRecognizer.invalidate_result:
+            raise TypeError(f"{type(recognizer).__name__}: invalidate_result is not supported here")
+        stdlib = getattr(recognizer, "STDLIB", {})
+        for pattern in recognizer.patterns:
+            regex, group = stdlib.get(pattern.name, (pattern.regex, 0))
+            if entity == PERSON:
+                trigger = "honorific" if pattern.name == "cn_name_honorific" else "always"
+            else:
+                trigger = _TRIGGER_KINDS[entity]
+            rules.append(
+                _Rule(
+                    entity=entity,
+                    trigger=trigger,
+                    regex=re.compile(regex, flags),
+                    group=group,
+                    score=float(pattern.score),
+                    validate=recognizer.validate_result if overridden else None,
+                )
+            )
+    return rules
 
 
 def _as_text(fn: Callable[[object], object]) -> Callable[[str], str]:
@@ -104,6 +150,34 @@ class FreeTextScanner:
             if r.supported_entities[0] in wanted
         ]
         self._entities = [r.supported_entities[0] for r in self._recognizers]
+        self._rules = _compile_rules(self._recognizers, _recognizers.FLAGS)
+        kinds = {rule.trigger for rule in self._rules}
+        # First characters of every trigger: a text without any of them has nothing to find.
+        first = ""
+        if "digits" in kinds:
+            first += r"\d"
+        if "at" in kinds:
+            first += "@"
+        if "plate" in kinds:
+            first += _PROVINCES
+        if "always" in kinds:
+            first += "".join(sorted({cue[0] for cue in _recognizers.LEFT_CUES}))
+        if "honorific" in kinds:
+            first += "".join(sorted({h[0] for h in _recognizers.HONORIFICS}))
+        self._prefilter = re.compile(f"[{first}]") if first else None
+        honorific = re.compile("|".join(_recognizers.HONORIFICS))
+        triggers: dict[str, Callable[[str], object] | None] = {
+            "digits": _DIGIT_RUN.search,
+            "at": lambda text: "@" in text,
+            "plate": _PLATE.search,
+            "honorific": honorific.search,
+            "always": None,
+        }
+        # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
+        grouped: dict[str, list[_Rule]] = {}
+        for rule in self._rules:
+            grouped.setdefault(rule.trigger, []).append(rule)
+        self._groups = [(triggers[kind], tuple(rules)) for kind, rules in grouped.items()]
         self._analyzer: Any = None
         self._analyzer_lock = threading.Lock()
         ctx = BindContext()
@@ -135,14 +209,24 @@ class FreeTextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings, in text order."""
-        if not text:
+        if not text or self._prefilter is None or self._prefilter.search(text) is None:
             return []
         raw: list[Finding] = []
-        for recognizer, entity in zip(self._recognizers, self._entities, strict=True):
-            if not _TRIGGERS[entity](text):
+        for trigger, rules in self._groups:
+            if trigger is not None and not trigger(text):
                 continue
-            for r in recognizer.analyze(text, [entity], None):
-                raw.append(Finding(entity, int(r.start), int(r.end), float(r.score)))
+            for rule in rules:
+                for m in rule.regex.finditer(text):
+                    start, end = m.span(rule.group)
+                    if start == end:
+                        continue
+                    score = rule.score
+                    if rule.validate is not None:
+                        verdict = rule.validate(text[start:end])
+                        if verdict is not None:
+                            score = 1.0 if verdict else 0.0
+                    if score > 0.0:
+                        raw.append(Finding(rule.entity, start, end, score))
         return _resolve(raw, self.min_score)
 
     def mask(self, text: str) -> str:
@@ -154,6 +238,11 @@ class FreeTextScanner:
         findings = self.scan(text)
         if not findings:
             return text, findings
+        return self.mask_findings(text, findings), findings
+
+    def mask_findings(self, text: str, findings: Sequence[Finding]) -> str:
+        """`text` with the given non-overlapping, ordered findings (from `scan` or `scan_with_engine`)
+        replaced by their type's masking operator."""
         out: list[str] = []
         pos = 0
         for f in findings:
@@ -161,7 +250,7 @@ class FreeTextScanner:
             out.append(self._maskers[f.entity_type](text[f.start : f.end]))
             pos = f.end
         out.append(text[pos:])
-        return "".join(out), findings
+        return "".join(out)
 
     def analyzer_engine(self) -> Any:
         """A stock presidio `AnalyzerEngine` on `spacy.blank("zh")` with exactly these recognizers."""
@@ -188,6 +277,8 @@ class FreeTextScanner:
 
 
 def _resolve(raw: list[Finding], min_score: float) -> list[Finding]:
+    if len(raw) <= 1:  # the common case in remarks: nothing or one finding
+        return [f for f in raw if f.score >= min_score]
     candidates = sorted(
         (f for f in raw if f.score >= min_score),
         key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0), -(f.end - f.start), f.start),

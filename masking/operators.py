@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -24,9 +25,8 @@ from stdnum.cn import uscc
 
 from masking.detectors import COMPOUND_SURNAMES
 from masking.errors import OperatorError
-from masking.ff1 import FF1
 from masking.keys import KeyRing
-from masking.reversible import _hmac_with, _seal, ff1_id_pseudonym
+from masking.reversible import _hmac_with, _seal, ff1_id_cipher, ff1_id_pseudonym
 
 __all__ = [
     "ADDRESS_LEVELS",
@@ -146,6 +146,8 @@ def _textual(fn: Callable[[str], str]) -> MaskFn:
     """Lift a str -> str function: None stays None, anything not textual is redacted."""
 
     def apply(value: object) -> object:
+        if type(value) is str:  # the common case first: one type check per value
+            return fn(value)
         if value is None:
             return None
         text = _text(value)
@@ -267,12 +269,18 @@ class Mobile(Operator):
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         first, last = int(params["keep_first"]), int(params["keep_last"])
 
+        stars = "*" * (11 - first - last)
+
         def mask(text: str) -> str:
-            m = _MOBILE.fullmatch(text.translate(_SEPARATORS))
-            if m is None:
-                return REDACTED
-            d = m.group(1)
-            return d[:first] + "*" * (11 - first - last) + (d[11 - last :] if last else "")
+            # Plain 11 ASCII digits 1[3-9]... is what _MOBILE would return unchanged: skip the regex.
+            if len(text) == 11 and text.isdigit() and text.isascii() and text[0] == "1" and text[1] > "2":
+                d = text
+            else:
+                m = _MOBILE.fullmatch(text.translate(_SEPARATORS))
+                if m is None:
+                    return REDACTED
+                d = m.group(1)
+            return d[:first] + stars + (d[11 - last :] if last else "")
 
         return _textual(mask)
 
@@ -303,6 +311,7 @@ class Landline(Operator):
 
 # Compound surnames (复姓): a longer match wins, so "欧阳娜娜" keeps "欧阳".
 _NAME_SEPARATORS = "·•・."
+_NAME_SEPARATOR = re.compile("[·•・.]")
 
 
 class PersonName(Operator):
@@ -317,19 +326,15 @@ class PersonName(Operator):
             t = text.strip()
             if not t:
                 return t
+            if _NAME_SEPARATOR.search(t) is not None:
+                # Transliterated names (阿卜杜·热合曼): keep the first letter, keep the separators.
+                if preserve:
+                    return t[0] + "".join(c if c in _NAME_SEPARATORS else "*" for c in t[1:])
+                return t[0] + "**"
             cut = 2 if len(t) > 2 and t[:2] in COMPOUND_SURNAMES else 1
-            if any(sep in t for sep in _NAME_SEPARATORS) or not _is_han(t[0]):
-                cut = 1  # transliterated or Latin names: keep the first letter only
-            rest = t[cut:]
-            if preserve:
-                return t[:cut] + "".join(c if c in _NAME_SEPARATORS else "*" for c in rest)
-            return t[:cut] + "**"
+            return t[:cut] + ("*" * (len(t) - cut) if preserve else "**")
 
         return _textual(mask)
-
-
-def _is_han(ch: str) -> bool:
-    return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
 
 
 ADDRESS_LEVELS: tuple[str, ...] = ("province", "city", "county", "township", "village")
@@ -345,10 +350,23 @@ _ADDRESS = re.compile(
 )
 
 
+_FIRST_DIGIT = re.compile(r"\d")
+
+
 def generalise_address(text: str, level: str) -> str | None:
     """The address cut after the component at `level` (or the deepest present above it); None if no
     administrative component is recognised."""
-    m = _ADDRESS.match(text.strip())
+    t = text.strip()
+    # No group of _ADDRESS can contain a digit, so the match never reaches past the first one: the
+    # answer depends only on the text before it (the administrative part, without house numbers),
+    # which repeats across a village's residents and is worth caching.
+    m = _FIRST_DIGIT.search(t)
+    return _generalise_prefix(t if m is None else t[: m.start()], level)
+
+
+@lru_cache(maxsize=4096)
+def _generalise_prefix(prefix: str, level: str) -> str | None:
+    m = _ADDRESS.match(prefix)
     if m is None:
         return None
     depth = ADDRESS_LEVELS.index(level)
@@ -441,8 +459,18 @@ class DateGeneralise(Operator):
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         month = params["granularity"] == "month"
+        keep = 7 if month else 4
 
         def mask(value: object) -> object:
+            # ISO "YYYY-MM-DD" strings (what upstreams send): the C date parser validates them, and the
+            # output is then the string's own prefix.
+            if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+                try:
+                    dt.date.fromisoformat(value)
+                except ValueError:
+                    pass
+                else:
+                    return value[:keep]
             if value is None:
                 return None
             d = _parse_date(value)
@@ -505,7 +533,7 @@ class Ff1IdNumber(Operator):
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         _, key = _keys(ctx, self.name).derive("ff1-id", for_encryption=True)
-        cipher = FF1(key, 10)
+        cipher = ff1_id_cipher(key)
         return _textual(lambda t: ff1_id_pseudonym(t, cipher) or REDACTED)
 
 

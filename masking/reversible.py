@@ -16,10 +16,10 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from operator import mul
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from stdnum.iso7064 import mod_11_2
 
 from masking.errors import KeyRingError, UnmaskError
 from masking.ff1 import FF1
@@ -27,13 +27,16 @@ from masking.keys import KeyRing
 
 __all__ = [
     "ENVELOPE_PREFIX",
+    "FF1_ID_RADIX",
     "PSEUDONYM_PREFIX",
     "Unmask",
     "decrypt_envelope",
     "encrypt_envelope",
+    "ff1_id_cipher",
     "ff1_id_pseudonym",
     "ff1_id_reveal",
     "hmac_pseudonym",
+    "id_check_char",
 ]
 
 PSEUDONYM_PREFIX = "ps"
@@ -85,37 +88,58 @@ def _hmac_with(key_id: str, key: bytes, value: str, namespace: str, length: int)
 # --- FF1 pseudonym for resident ID numbers ----------------------------------------------------------
 #
 # Design (documented in README): an 18-character GB 11643 number is RRRRRR YYYYMMDD SSS C.
-# The 6-digit region is kept (it is also the tweak, so equal date+sequence in different counties
+# The 6-digit region is kept (it is also in the tweak, so equal date+sequence in different counties
 # give unrelated outputs). Birth date and sequence are packed as days-since-1900-01-01 * 1000 + seq,
-# a number below 73,049,000 (dates 1900-01-01 .. 2099-12-31), and enciphered with FF1 over 8 decimal
-# digits with cycle-walking until the result falls back into that range, so it decodes to a real
-# calendar date and a sequence. The check character is recomputed with python-stdnum (ISO 7064
-# MOD 11-2), so the result is a well-formed number. The birth date in the output is random in
-# 1900–2099 and reveals nothing about the person's age.
+# a number below 73,049,000 (dates 1900-01-01 .. 2099-12-31), and enciphered with FF1 as two numerals
+# of radix 8547 (8547**2 = 73,051,209, the smallest square above that range; SP 800-38G §5.1 permits
+# any radix up to 2**16 with radix**len >= 10**6), with cycle-walking until the result falls back into
+# the range, so it decodes to a real calendar date and a sequence. Because the FF1 domain exceeds
+# the packed range by only 2,209 values, the walk takes a second step for about 3 in 100,000 inputs.
+# The check character is recomputed (ISO 7064 MOD 11-2, GB 11643-1999; table-driven for speed and
+# equal to python-stdnum's `calc_check_digit`, which the tests check), so the result is a well-formed
+# number. The birth date in the output is random in 1900–2099 and reveals nothing about the age.
+#
+# Layout v2. The tweak is "gr-id2/" + region, 13 bytes: at most 13 bytes keeps FF1's
+# Q = T || pad || [i] || NUM(B) (NUM(B) is 2 bytes) in one AES block, so each of the ten Feistel
+# rounds costs one AES call (SP 800-38G Algorithm 7 step 6.i). Domain separation from other uses of
+# FF1 comes from the key, derived under its own label ("ff1-id"); the tag only versions the layout.
+# v1 (8 decimal digits, 27-byte tweak "grassroots/ff1-id/v1/" + region) made different pseudonyms;
+# none were stored before the change.
 
 _ID18 = re.compile(r"(\d{6})(\d{8})(\d{3})[\dXx]", re.ASCII)
 _EPOCH = dt.date(1900, 1, 1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 _DAYS = (dt.date(2099, 12, 31) - _EPOCH).days + 1
 _DOMAIN = _DAYS * 1000
-_FF1_DIGITS = 8
-_TWEAK_PREFIX = b"grassroots/ff1-id/v1/"
+FF1_ID_RADIX = 8547
+_FF1_NUMERALS = 2
+_TWEAK_PREFIX = b"gr-id2/"
+
+
+def ff1_id_cipher(key: bytes) -> FF1:
+    """The FF1 instance `ff1_id_pseudonym` expects (radix 8547 over a key derived for "ff1-id")."""
+    return FF1(key, FF1_ID_RADIX)
 
 
 def _ff1_for(keys: KeyRing, key_id: str | None, *, for_encryption: bool) -> tuple[str, FF1]:
     kid, key = keys.derive("ff1-id", key_id, for_encryption=for_encryption)
-    return kid, FF1(key, 10)
+    return kid, ff1_id_cipher(key)
 
 
 def ff1_id_pseudonym(value: str, cipher: FF1) -> str | None:
-    """The FF1 pseudonym of an 18-character ID number, or None when `value` is not one."""
+    """The FF1 pseudonym of an 18-character ID number, or None when `value` is not one.
+
+    `cipher` comes from `ff1_id_cipher`."""
+    if cipher.radix != FF1_ID_RADIX:
+        raise ValueError("ff1_id_pseudonym needs the cipher made by ff1_id_cipher")
     parts = _split_id(value)
     if parts is None:
         return None
     region, x = parts
-    tweak = _TWEAK_PREFIX + region.encode()
-    x = cipher.encrypt_int(x, _FF1_DIGITS, tweak)
+    tweak = _TWEAK_PREFIX + region.encode("ascii")
+    x = cipher.encrypt_int(x, _FF1_NUMERALS, tweak)
     while x >= _DOMAIN:  # cycle-walking keeps a permutation of [0, _DOMAIN)
-        x = cipher.encrypt_int(x, _FF1_DIGITS, tweak)
+        x = cipher.encrypt_int(x, _FF1_NUMERALS, tweak)
     return _join_id(region, x)
 
 
@@ -128,33 +152,44 @@ def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, unmask: Unmask)
     if parts is None:
         raise UnmaskError("不是有效的身份号码假名", "not a well-formed ID-number pseudonym")
     region, x = parts
-    tweak = _TWEAK_PREFIX + region.encode()
-    x = cipher.decrypt_int(x, _FF1_DIGITS, tweak)
+    tweak = _TWEAK_PREFIX + region.encode("ascii")
+    x = cipher.decrypt_int(x, _FF1_NUMERALS, tweak)
     while x >= _DOMAIN:
-        x = cipher.decrypt_int(x, _FF1_DIGITS, tweak)
+        x = cipher.decrypt_int(x, _FF1_NUMERALS, tweak)
     return _join_id(region, x)
 
 
 def _split_id(value: str) -> tuple[str, int] | None:
-    m = _ID18.fullmatch(value.strip())
-    if m is None:
+    t = value.strip()
+    if _ID18.fullmatch(t) is None:
         return None
-    region, ymd, seq = m.group(1), m.group(2), m.group(3)
     try:
-        born = dt.date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+        born = dt.date(int(t[6:10]), int(t[10:12]), int(t[12:14]))
     except ValueError:
         return None
-    days = (born - _EPOCH).days
+    days = born.toordinal() - _EPOCH_ORDINAL
     if not 0 <= days < _DAYS:
         return None
-    return region, days * 1000 + int(seq)
+    return t[:6], days * 1000 + int(t[14:17])
 
 
 def _join_id(region: str, x: int) -> str:
     days, seq = divmod(x, 1000)
-    born = _EPOCH + dt.timedelta(days=days)
-    body = f"{region}{born:%Y%m%d}{seq:03d}"
-    return body + mod_11_2.calc_check_digit(body)
+    born = dt.date.fromordinal(_EPOCH_ORDINAL + days)
+    body = f"{region}{born.year:04d}{born.month:02d}{born.day:02d}{seq:03d}"
+    return body + id_check_char(body)
+
+
+# GB 11643-1999 §5.2.4: weights 2**(17-i) mod 11 for the 17 body digits; check = (12 - sum mod 11) mod 11,
+# written "X" for 10. Computed on the ASCII codes, with 48 * sum(weights) taken out once.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_ASCII_OFFSET = 48 * sum(_ID_WEIGHTS)
+_ID_CHECK_CHARS = "10X98765432"
+
+
+def id_check_char(body: str) -> str:
+    """The check character of a 17-digit GB 11643 body (ASCII digits; callers have checked)."""
+    return _ID_CHECK_CHARS[(sum(map(mul, _ID_WEIGHTS, body.encode("ascii"))) - _ID_ASCII_OFFSET) % 11]
 
 
 # --- AES-GCM envelope ------------------------------------------------------------------------------

@@ -12,6 +12,11 @@ Cutting at boundaries matters: stripping trailing zeros character by character w
 A middle segment may legitimately be ``00``: prefecture-level cities without counties (东莞 4419,
 中山 4420, 儋州 4604, 嘉峪关 6202) have townships directly below the city, e.g. ``441900003000``.
 The level of a code is therefore the level of its *last* non-zero segment.
+
+Below the village: micro-grids (微网格). A grid code is its village's 12-digit code, ``-G`` and a
+two-digit number 01-99 (``310151101201-G03``). A village (and everything above it) covers its grids;
+a grid covers only itself, never its village nor a sibling grid. Grid codes are fixed width and
+compared whole, so ``-G01`` never matches ``-G10`` and ``-G1`` is no code at all.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ __all__ = [
     "DivisionLevel",
     "ancestors",
     "covers",
+    "grid_village",
+    "is_grid",
     "is_valid",
     "level_of",
     "normalize",
@@ -38,6 +45,8 @@ _ZEROS = ROOT
 _BOUNDARIES: tuple[int, ...] = (2, 4, 6, 9, 12)
 _ACCEPTED_LENGTHS = frozenset(_BOUNDARIES)
 _DIGITS = re.compile(r"[0-9]+")
+_GRID = re.compile(r"([0-9]{12})-G(?:0[1-9]|[1-9][0-9])", re.ASCII)
+_GRID_LENGTH = 16
 
 
 class DivisionLevel(enum.IntEnum):
@@ -110,10 +119,45 @@ def significant(code: str) -> str:
 def covers(scope: str, target: str) -> bool:
     """True when ``target`` lies within the jurisdiction of ``scope`` (reflexive).
 
-    Raises ValueError when either code is malformed: a malformed scope must never silently
-    match nothing or everything.
+    Either may be a micro-grid code: a division covers the grids of the villages it covers; a grid
+    covers only itself. Raises ValueError when either code is malformed: a malformed scope must never
+    silently match nothing or everything.
     """
+    if (type(scope) is str and len(scope) == _GRID_LENGTH) or (
+        type(target) is str and len(target) == _GRID_LENGTH
+    ):
+        return _covers_grid(scope, target)
     return significant(target).startswith(significant(scope))
+
+
+def is_grid(code: str) -> bool:
+    """True for a well-formed micro-grid code (its village part a village-level division code)."""
+    try:
+        grid_village(code)
+    except ValueError:
+        return False
+    return True
+
+
+def grid_village(code: str) -> str:
+    """The 12-digit code of the village or community a micro-grid lies in; ValueError when ``code``
+    is not a grid code."""
+    found = _GRID.fullmatch(code) if isinstance(code, str) else None
+    if found is None:
+        raise ValueError("micro-grid code must be a 12-digit village code, '-G' and two digits 01-99")
+    village = found.group(1)
+    if _parse(village)[1] != DivisionLevel.VILLAGE:
+        raise ValueError("a micro-grid lies within a village or community, not a higher division")
+    return village
+
+
+def _covers_grid(scope: str, target: str) -> bool:
+    target_is_grid = type(target) is str and len(target) == _GRID_LENGTH
+    target_village = grid_village(target) if target_is_grid else normalize(target)
+    if type(scope) is str and len(scope) == _GRID_LENGTH:
+        grid_village(scope)
+        return target_is_grid and scope == target
+    return significant(target_village).startswith(significant(scope))
 
 
 def parent_of(code: str) -> str | None:

@@ -8,10 +8,12 @@ Checks, in order, the first failure deciding the reason (``reasons.DENIAL_ORDER`
 6. a grant for this scenario and dataset whose org scope covers the caller's organisation is active now
    (else: revoked / expired / none);
 7. the requested fields are within that grant (PIPL art. 6, GB/T 35273-2020 §5.2 minimum necessary);
-8. per-request cap and daily quota.
+8. per-request cap and daily quota;
+9. a grid worker's assigned micro-grids lie within their organisation.
 
 An allowed decision's obligations restrict rows to the caller's own organisation (which the matching
-grant covers, so it is the intersection of the two) and fields to the grant's whitelist.
+grant covers, so it is the intersection of the two) or, for a grid worker, to the micro-grids assigned
+to them within it; and fields to the grant's whitelist.
 Any unexpected error yields a refusal with reason ``internal_error``: the engine fails closed.
 """
 
@@ -42,6 +44,32 @@ reason = lru_cache(maxsize=4096)(_render_reason)
 _log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Decision(allowed=False, reasons=(reason("internal_error"),), obligations=None)
+
+# Roles whose jurisdiction is their whole organisation; anyone holding one reads the whole of it, so
+# grid assignments narrow only a subject without such a role (a grid worker).
+_ORG_WIDE_READERS = frozenset({"village_cadre", "township_officer", "county_officer"})
+_GRIDS_OUTSIDE_ORG = Reason(
+    code="grid_scope_invalid",
+    message_zh="分配给您的微网格不在本单位辖区内，暂不能查看数据。请联系村（居）委会核实网格分配。",
+    message_en="The micro-grids assigned to you lie outside your organisation, so no data can be shown. "
+    "Ask your village committee to check your grid assignment.",
+)
+
+
+def _row_scope(roles: tuple[str, ...], grids: tuple[str, ...], org: str) -> tuple[str, ...]:
+    """The organisation, or for a grid worker their assigned grids within it (GB/T 35273-2020 §5.2
+    minimum necessary). Assigned grids outside the organisation are ignored; none left is empty,
+    which refuses (fail closed) rather than falling back to the whole village."""
+    if not grids or not _ORG_WIDE_READERS.isdisjoint(roles):
+        return (org,)
+    return tuple(sorted({g for g in grids if _within(org, g)}))
+
+
+def _within(org: str, grid: str) -> bool:
+    try:
+        return divisions.is_grid(grid) and divisions.covers(org, grid)
+    except ValueError:
+        return False
 
 
 class _Trail:
@@ -284,11 +312,23 @@ class PolicyEngine:
                 "Within the record limits.",
                 quota_left="" if quota_left is None else str(quota_left),
             )
+        # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
+        row_scope = _row_scope(subject.roles, subject.grids, org)
+        if not row_scope:
+            if (d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG)) is not None:
+                return d
+        elif trail is not None and row_scope[0] != org:
+            trail.passed(
+                "grid_scope",
+                "只能查看分配给您的微网格内的数据。",
+                "Only the micro-grids assigned to you.",
+                grids=",".join(row_scope),
+            )
         if trail is not None and trail.first_failure is not None:
             return Decision(allowed=False, reasons=(trail.first_failure,), obligations=None)
 
         obligations = Obligations(
-            row_scope=(org,),
+            row_scope=row_scope,
             fields=fields,
             masking_profile=scenario.masking_profile,
             max_records=max_records,

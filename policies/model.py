@@ -38,9 +38,13 @@ class Subject:
     org: str
     roles: tuple[str, ...]
     department: str | None = None
+    #: Micro-grid codes assigned to a grid worker (from the identity provider). They narrow the row
+    #: scope of a subject whose roles read no wider than a grid (see ``PolicyEngine``).
+    grids: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"Subject(user_id={self.user_id!r}, org={self.org!r}, roles={self.roles!r})"
+        grids = f", grids={self.grids!r}" if self.grids else ""
+        return f"Subject(user_id={self.user_id!r}, org={self.org!r}, roles={self.roles!r}{grids})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,8 @@ class Obligations:
     """What the gateway must enforce when a read is allowed.
 
     ``row_scope``: division codes every returned row must fall under (GB/T 35273 §5.2 minimum
-    necessary: rows of the caller's own jurisdiction only). ``fields``: the whitelist; anything else
+    necessary: rows of the caller's own jurisdiction only); for a grid worker, the micro-grid codes
+    assigned to them (``divisions.covers`` reads both). ``fields``: the whitelist; anything else
     is dropped, not masked. ``max_records``: per-request cap, already reduced to the quota left.
     """
 

@@ -66,8 +66,10 @@ class Stack:
     env: dict[str, str]
     gateway_port: int
     upstream_port: int
+    person_house_port: int = field(default_factory=free_port)
     gateway: subprocess.Popen[bytes] | None = None
     upstream: subprocess.Popen[bytes] | None = None
+    person_house: subprocess.Popen[bytes] | None = None
     _engine: sa.Engine | None = field(default=None, repr=False)
 
     @property
@@ -77,6 +79,9 @@ class Stack:
     @property
     def records_url(self) -> str:
         return f"{self.base_url}/api/v1/datasets/residents/records"
+
+    def dataset_url(self, dataset: str) -> str:
+        return f"{self.base_url}/api/v1/datasets/{dataset}/records"
 
     @property
     def engine(self) -> sa.Engine:
@@ -157,6 +162,33 @@ class Stack:
         stop(self.upstream)
         self.upstream = None
 
+    def start_person_house(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
+        """The second departmental system: the person-house registry (一标三实), its own database."""
+        stop(self.person_house)
+        self.person_house = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "demoworld.person_house",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.person_house_port),
+                "--db",
+                str(self.data_dir / "person_house.db"),
+                "--gateway-public-key",
+                str(self.data_dir / "gateway.pub.pem"),
+                "--fault",
+                fault,
+                "--slow-seconds",
+                str(slow_seconds),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_healthy(f"http://127.0.0.1:{self.person_house_port}/healthz", self.person_house)
+
     def start_gateway(self, output: Path | None = None) -> None:
         """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry)."""
         sink = output.open("ab") if output is not None else None
@@ -183,6 +215,18 @@ class Stack:
                 {"n": n},
             ).mappings()
             return [dict(r) for r in rows][::-1]
+
+
+def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: str) -> None:
+    from gateway.db import make_engine, upgrade
+    from gateway.seed import seed_demo
+
+    upgrade(database_url)
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        seed_demo(engine, upstream_url=upstream_url, person_house_url=person_house_url)
+    finally:
+        engine.dispose()
 
 
 def _public_jwk(stack: Stack) -> Any:
@@ -252,16 +296,23 @@ def stack_fixture(
     }
     stack = Stack(backend, data_dir, database_url, env, gateway_port, upstream_port)
     try:
-        stack.cli("db", "upgrade")
-        stack.cli("seed-demo", "--upstream-url", f"http://127.0.0.1:{upstream_port}")
+        # In-process (the same code `grassroots db upgrade` and `seed-demo` run): saves two interpreter
+        # start-ups per stack; the CLI commands themselves are tested in tests/gateway/test_startup.py.
+        _migrate_and_seed(
+            database_url,
+            f"http://127.0.0.1:{upstream_port}",
+            f"http://127.0.0.1:{stack.person_house_port}",
+        )
         key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
         (data_dir / "gateway.pub.pem").write_bytes(public_pem(key))
         stack.start_upstream()
+        stack.start_person_house()
         stack.start_gateway(gateway_output)
         yield stack
     finally:
         stop(stack.gateway)
         stop(stack.upstream)
+        stop(stack.person_house)
         if stack._engine is not None:
             stack._engine.dispose()
         if admin is not None:

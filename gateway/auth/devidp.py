@@ -80,6 +80,7 @@ class _DevUser:
     org: str
     department: str | None
     office: str | None
+    grids: tuple[str, ...] = ()
 
 
 def _refuse_in_production(production: bool) -> None:
@@ -113,6 +114,9 @@ def _user_from(record: Mapping[str, object], index: int) -> _DevUser:
         roles = tuple(raw_roles)
     else:
         raise ValueError(f"demo user #{index}: 'roles' must be a non-empty list of strings")
+    raw_grids = record.get("grids") or ()
+    if not isinstance(raw_grids, list | tuple) or not all(isinstance(g, str) for g in raw_grids):
+        raise ValueError(f"demo user #{index}: 'grids' must be a list of micro-grid codes")
     return _DevUser(
         username=username,
         user_id=user_id,
@@ -120,6 +124,7 @@ def _user_from(record: Mapping[str, object], index: int) -> _DevUser:
         org=org,
         department=text("department", required=False),
         office=text("office", required=False),
+        grids=tuple(raw_grids),
     )
 
 
@@ -179,6 +184,7 @@ class DevIdentityProvider:
                 "roles",
                 "department",
                 "office",
+                "grids",
             ],
         }
 
@@ -225,6 +231,9 @@ class DevIdentityProvider:
             claims["department"] = user.department
         if user.office is not None:
             claims["office"] = user.office
+        if user.grids:
+            # The grid worker's assigned micro-grids (网格分配): the IdP stays the source of truth.
+            claims["grids"] = list(user.grids)
         # RFC 9068 §2.1: the "typ" header is "at+jwt" so that an ID token cannot pass for one.
         header = {"alg": self.algorithm, "kid": key.kid, "typ": "at+jwt"}
         return jwt.encode(header, claims, key, algorithms=[self.algorithm])

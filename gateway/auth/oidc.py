@@ -20,11 +20,13 @@ Rules implemented here, by source:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -43,6 +45,8 @@ from joserfc.errors import (
 )
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jwt import JWTClaimsRegistry
+
+from policies.divisions import is_grid
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -132,6 +136,10 @@ assert set(_MESSAGES) == set(get_args(AuthErrorCode))
 
 # Compact JWS larger than this is refused before any parsing; real access tokens are a few KiB.
 _MAX_TOKEN_CHARS = 16 * 1024
+# Verified tokens are remembered briefly so a client's repeated calls skip the signature check; bounded
+# in count and age, and dropped whenever the key set changes.
+_VERIFIED_CACHE_SIZE = 10_000
+_VERIFIED_CACHE_TTL_S = 60.0
 # Discovery documents and key sets are small; a bigger answer is a misbehaving or hostile endpoint.
 _MAX_DOCUMENT_BYTES = 512 * 1024
 # 统计用区划代码: twelve ASCII digits (re.ASCII so that other scripts' digits do not pass).
@@ -185,6 +193,8 @@ class Principal:
     department: str | None
     office: str | None
     token_id: str | None
+    #: Micro-grid codes assigned to a grid worker (``grids`` claim; empty for everyone else).
+    grids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,7 @@ class ClaimMapping:
     department: str = "department"
     office: str = "office"
     username: str = "preferred_username"
+    grids: str = "grids"
 
 
 def _normalise_type(value: str) -> str:
@@ -282,11 +293,14 @@ class OIDCVerifier:
         self._jwks_uri: str | None = None
         self._discovered_at: float | None = None
         self._keys: list[Key] | None = None
+        self._keys_generation = 0
         self._keys_fetched_at: float | None = None
         self._last_attempt_at: float | None = None
         # Bumped after every fetch attempt; lets a request that waited on the lock see that another
         # request already fetched for it.
         self._generation = 0
+        # Tokens already verified: sha256(token) -> (principal, exp, key-set generation, verified at).
+        self._verified: OrderedDict[bytes, tuple[Principal, float, int, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"OIDCVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -305,6 +319,26 @@ class OIDCVerifier:
 
         :raises AuthError: with the code naming the first check that failed.
         """
+        digest = (
+            hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest() if isinstance(token, str) else b""
+        )
+        cached = self._verified.get(digest)
+        if cached is not None:
+            principal, exp, generation, verified_at = cached
+            # A hit needs the same key set (a refetch may have withdrawn the key), an unexpired token and
+            # a bounded age; everything else was checked when the token was first verified.
+            if (
+                generation == self._keys_generation
+                and not self._keys_stale()
+                and self._clock() <= exp + self._leeway_s
+                and self._monotonic() - verified_at < _VERIFIED_CACHE_TTL_S
+            ):
+                return principal
+            self._verified.pop(digest, None)
+        return await self._verify_uncached(token)
+
+    async def _verify_uncached(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         signed, header = self._parse(token)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
@@ -318,7 +352,13 @@ class OIDCVerifier:
         self._check_signature(signed, key)
         claims = self._payload(signed)
         self._check_claims(claims)
-        return self._principal(claims)
+        principal = self._principal(claims)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            self._verified[digest] = (principal, float(exp), self._keys_generation, self._monotonic())
+            while len(self._verified) > _VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
 
     # -- token structure -------------------------------------------------------------------------
 
@@ -417,6 +457,14 @@ class OIDCVerifier:
         elif not isinstance(username, str) or not username:
             raise AuthError("insufficient_claims")
 
+        # The identity provider is authoritative for grid assignments: a malformed claim refuses the
+        # token rather than being ignored (ignoring it would widen a grid worker to the whole village).
+        grids = _lookup(claims, mapping.grids)
+        if grids is None:
+            grids = []
+        elif not isinstance(grids, list) or not all(isinstance(g, str) and is_grid(g) for g in grids):
+            raise AuthError("insufficient_claims")
+
         jti = claims.get("jti")
         return Principal(
             user_id=subject,
@@ -426,6 +474,7 @@ class OIDCVerifier:
             department=_optional_str(claims, mapping.department),
             office=_optional_str(claims, mapping.office),
             token_id=jti if isinstance(jti, str) else None,
+            grids=tuple(sorted(set(grids))),
         )
 
     # -- keys ------------------------------------------------------------------------------------
@@ -501,6 +550,7 @@ class OIDCVerifier:
                 _log.warning("identity provider %s: key set at %s is not a JWKS", self.issuer, jwks_uri)
                 raise AuthError("idp_unavailable")
             self._keys = keys
+            self._keys_generation += 1
             self._keys_fetched_at = attempted_at
         finally:
             self._last_attempt_at = attempted_at

@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 
 from audit import AuditEvent, Outcome, canonical_json, looks_like_personal_data
+from audit.events import format_timestamp
+from audit.log import prepare
 from tests.audit.helpers import PSEUDONYMIZER, make_event
 
 REF = PSEUDONYMIZER.ref("resident-1")
@@ -87,3 +94,80 @@ def test_details_cannot_change_after_construction() -> None:
 
 def test_outcome_accepts_its_string_value() -> None:
     assert make_event(1, outcome="refused").outcome is Outcome.REFUSED
+
+
+_TOKENS = st.from_regex(r"[A-Za-z0-9_.:@/-]{1,12}", fullmatch=True)
+_DETAILS = st.dictionaries(
+    st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    max_size=3,
+)
+_WHEN = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes=-30))]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    actor=st.text(min_size=1, max_size=12),
+    org=st.none() | _TOKENS,
+    roles=st.lists(_TOKENS, max_size=2),
+    fields=st.lists(_TOKENS, max_size=3),
+    refs=st.lists(st.integers(0, 5), max_size=3),
+    count=st.integers(0, 2**53 - 1),
+    details=_DETAILS,
+    when=_WHEN,
+)
+def test_fast_encodings_equal_their_definitions(
+    actor: str,
+    org: str | None,
+    roles: list[str],
+    fields: list[str],
+    refs: list[int],
+    count: int,
+    details: dict[str, Any],
+    when: datetime,
+) -> None:
+    """The appender's shortcuts (body text, timestamp, SQLite time column) are the reference encodings:
+    RFC 8785 via the ``rfc8785`` package over ``to_body()``, strftime, and SQLAlchemy's DateTime text."""
+    try:
+        event = make_event(
+            1,
+            actor=actor,
+            actor_org=org,
+            actor_roles=tuple(roles),
+            fields=tuple(fields),
+            subject_refs=tuple(PSEUDONYMIZER.ref(f"r{k}") for k in refs),
+            record_count=count,
+            details=details,
+            occurred_at=when,
+        )
+    except ValueError:
+        assume(False)
+        return
+    assert event.canonical_body() == bytes(rfc8785.dumps(event.to_body()))
+    utc = event.occurred_at
+    if utc.year >= 1000:
+        assert format_timestamp(utc) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    prepared = prepare(event)
+    assert prepared.body == event.canonical_body()
+    assert prepared.sqlite_time == DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())(
+        utc
+    )  # type: ignore[misc]
+    assert prepared.subject_refs == tuple(dict.fromkeys(event.subject_refs))
+
+
+def test_actor_with_a_lone_surrogate_takes_the_reference_path() -> None:
+    event = make_event(1, actor="x\ud800")  # valid as an event; not representable as UTF-8 JSON
+    with pytest.raises(ValueError):
+        event.canonical_body()
+    with pytest.raises(ValueError):
+        prepare(event)

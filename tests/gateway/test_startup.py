@@ -160,3 +160,17 @@ def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> 
     )
     assert prod.returncode == 2
     assert prod.stdout == ""
+
+
+def test_db_upgrade_and_seed_demo_commands_are_idempotent(tmp_path: Path) -> None:
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}
+    assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    first = _run("seed-demo", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "civil-affairs-registry approved" in first.stdout
+    assert "health-followup-app submitted" in first.stdout
+    assert "village-checkin-app rejected" in first.stdout
+    again = _run("seed-demo", env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "already seeded" in again.stdout
+    verify = _run("audit", "verify", "--quiet", env=env, cwd=tmp_path)
+    assert verify.returncode == 0, verify.stderr

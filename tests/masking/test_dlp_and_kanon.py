@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from masking import Catalog, DriftAlert, FreeTextScanner, enforce_k_anonymity, scan_response, smallest_class
+from masking import (
+    Catalog,
+    DriftAlert,
+    Finding,
+    FreeTextScanner,
+    enforce_k_anonymity,
+    scan_response,
+    smallest_class,
+)
 from masking.catalog import parse_catalog
 
 CATALOG = """
@@ -45,6 +53,50 @@ def test_personal_data_in_unclassified_fields_is_masked_and_raised(scanner: Free
         DriftAlert("d", "note", "CN_MOBILE", 3),
     ]
     assert "13812345678" not in repr(alerts)
+
+
+class _RecordingScanner:
+    """Wraps the real scanner and records every text it is asked to scan."""
+
+    def __init__(self, inner: FreeTextScanner) -> None:
+        self.inner = inner
+        self.seen: list[str] = []
+
+    def scan_and_mask(self, text: str) -> tuple[str, list[Finding]]:
+        self.seen.append(text)
+        return self.inner.scan_and_mask(text)
+
+
+@pytest.mark.parametrize(
+    ("protected", "scanned"),
+    [
+        (None, {"r1", "请联系13812345678", "110102"}),  # catalog: level 3+ (mobile) protected
+        (frozenset({"note", "mobile"}), {"r1", "110102"}),  # the plan's set wins over the catalog
+        (["id", "note", "mobile", "code"], set()),
+        ((), {"r1", "请联系13812345678", "13812345678", "110102"}),
+    ],
+)
+def test_protected_fields_are_never_scanned(
+    scanner: FreeTextScanner, protected: frozenset[str] | list[str] | None, scanned: set[str]
+) -> None:
+    catalog: Catalog = parse_catalog(CATALOG)
+    record = {"id": "r1", "note": "请联系13812345678", "mobile": "13812345678", "code": "110102", "n": 3}
+    recorder = _RecordingScanner(scanner)
+    masked, _ = scan_response(catalog, "d", [record], recorder, protected=protected)
+    assert set(recorder.seen) == scanned
+    for name in record:
+        if name not in scanned and record[name] not in scanned:
+            assert masked[0][name] is record[name]
+
+
+def test_a_repeated_value_is_scanned_once_and_counted_every_time(scanner: FreeTextScanner) -> None:
+    catalog: Catalog = parse_catalog(CATALOG)
+    page = [{"id": f"r{i}", "note": "村口电话13812345678"} for i in range(20)]
+    recorder = _RecordingScanner(scanner)
+    masked, alerts = scan_response(catalog, "d", page, recorder, protected=frozenset({"id"}))
+    assert recorder.seen == ["村口电话13812345678"]
+    assert {r["note"] for r in masked} == {"村口电话138****5678"}
+    assert alerts == [DriftAlert("d", "note", "CN_MOBILE", 20)]
 
 
 QI = ["age", "village"]

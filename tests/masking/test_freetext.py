@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
+from stdnum.iso7064 import mod_11_2
 
 from masking import FreeTextScanner
 from masking.corpus import labelled_corpus, score
-from masking.detectors import id_checksum_ok, is_valid_credit_code, is_valid_id_number
+from masking.detectors import (
+    ALL_COMPOUND_SURNAMES,
+    SINGLE_SURNAMES,
+    id_checksum_ok,
+    is_valid_credit_code,
+    is_valid_id_number,
+)
 
 NUMBERS = json.loads(Path("/work/shared/vectors/cn_numbers.json").read_text(encoding="utf-8"))
 
@@ -22,6 +33,40 @@ def test_id_detector_agrees_with_stdnum(scanner: FreeTextScanner, case: dict[str
     assert id_checksum_ok(number) is case["checksum_valid"]
     found = [f for f in scanner.scan(f"身份证号{number}，") if f.entity_type == "CN_ID_NUMBER"]
     assert bool(found) is case["valid"]
+
+
+def _id_like() -> st.SearchStrategy[str]:
+    # Mostly plausible numbers (known counties, real dates, right check character), so both verdicts
+    # occur; then the ways they go wrong: unknown or province-only regions, impossible dates, wrong or
+    # lower-case check characters, separators and full-width digits.
+    region = st.one_of(
+        st.sampled_from(["110102", "310230", "440113", "360426", "330110", "510104"]),
+        st.sampled_from(["627800", "990426", "000000"]),
+        st.from_regex(r"[1-8][0-9]{5}", fullmatch=True),
+    )
+    day = st.one_of(
+        st.dates(dt.date(1900, 1, 1), dt.date(2030, 12, 31)).map(lambda d: d.strftime("%Y%m%d")),
+        st.from_regex(r"(18|19|20)[0-9]{2}(0[0-9]|1[0-3])([0-2][0-9]|3[0-2])", fullmatch=True),
+    )
+    body = st.tuples(region, day, st.from_regex(r"[0-9]{3}", fullmatch=True)).map("".join)
+    check = st.sampled_from(["right", "right", "right", "x", "0", "X", "5"])
+
+    def build(b: str, c: str) -> str:
+        right = mod_11_2.calc_check_digit(b)
+        return b + {"right": right, "x": right.lower()}.get(c, c)
+
+    plain = st.builds(build, body, check)
+    return st.one_of(plain, plain.map(lambda n: f" {n[:6]} {n[6:]} "), plain.map(lambda n: "３" + n[1:]))
+
+
+@settings(max_examples=300)
+@given(_id_like())
+def test_id_validator_agrees_with_stdnum_on_generated_numbers(number: str) -> None:
+    try:
+        expected = bool(ric.is_valid(number))
+    except (KeyError, IndexError, ValueError):
+        expected = False
+    assert is_valid_id_number(number) is expected
 
 
 @pytest.mark.parametrize("case", NUMBERS["uscc"], ids=lambda c: c["number"])
@@ -59,6 +104,84 @@ def test_fast_path_finds_what_the_stock_analyzer_engine_finds(scanner: FreeTextS
         fast = [(f.entity_type, f.start, f.end) for f in scanner.scan(text)]
         stock = [(f.entity_type, f.start, f.end) for f in scanner.scan_with_engine(text)]
         assert fast == stock, text
+
+
+# --- names after kin and contact cues, rarer surnames (demo-world remarks) --------------------------
+
+NAMES = [
+    ("其子高慧身份证号310230200001229535，在外务工", ["高慧"]),
+    ("紧急联系人：桂秀珍，14712345678", ["桂秀珍"]),
+    ("代办人石建华（身份证310230200001229535）", ["石建华"]),
+    ("其妻冼丽，电话13812345678", ["冼丽"]),
+    ("其女亓美玲，在外地", ["亓美玲"]),
+    ("联系人：覃海，", ["覃海"]),
+    ("户主欧阳娜娜，", ["欧阳娜娜"]),
+    ("紧急联系人：公羊子明，", ["公羊子明"]),
+    ("隋建国同志反映困难", ["隋建国"]),
+    # no name: function words and verbs right after a cue, or no cue at all
+    ("其子在外务工，", []),
+    ("户主来电，", []),
+    ("本人和家属均已知晓，", []),
+    ("独居老人，网格员每周走访", []),
+    ("桂花树下的桂秀珍，", []),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), NAMES)
+def test_names_after_kin_and_contact_cues(scanner: FreeTextScanner, text: str, names: list[str]) -> None:
+    found = [text[f.start : f.end] for f in scanner.scan(text) if f.entity_type == "PERSON"]
+    assert found == names
+    assert [(f.entity_type, f.start, f.end) for f in scanner.scan(text)] == [
+        (f.entity_type, f.start, f.end) for f in scanner.scan_with_engine(text)
+    ]
+
+
+def test_surname_dictionary_holds_the_baijiaxing_and_census_surnames() -> None:
+    for surname in "赵钱孙李桂隋冼亓覃仝訾乜蒯逯钭":
+        assert surname in SINGLE_SURNAMES, surname
+    for surname in ("万俟", "公羊", "漆雕", "第五", "欧阳"):
+        assert surname in ALL_COMPOUND_SURNAMES, surname
+    assert len(SINGLE_SURNAMES) >= 490
+
+
+_DEMO_NAME = re.compile(r"紧急联系人：(.+?)，|其子(.+?)身份证号|代办人(.+?)（")
+
+
+def test_names_in_demo_world_remarks_are_found(scanner: FreeTextScanner) -> None:
+    from demoworld.world import build_world
+
+    expected = found = spurious = 0
+    remarks = {r.remark for seed in (1, 2, 3, 4) for r in build_world(seed).residents}
+    for remark in remarks:
+        m = _DEMO_NAME.search(remark)
+        want = [next(g for g in m.groups() if g)] if m else []
+        got = [remark[f.start : f.end] for f in scanner.scan(remark) if f.entity_type == "PERSON"]
+        expected += len(want)
+        found += len(set(want) & set(got))
+        spurious += len(set(got) - set(want))
+    assert expected >= 100
+    assert found / expected >= 0.99
+    assert spurious == 0
+
+
+_TOKENS = [
+    *("户主", "联系人", "紧急联系人", "其子", "其女", "女儿", "孙女", "代办人", "村民", "老人"),
+    *("：", "，", "。", " ", "（", "）", "-", "@", "1", "0", "86", "X"),
+    *("王", "桂", "高", "欧阳", "秀", "珍", "慧", "建", "国", "和", "其", "来电"),
+    *("同志", "先生", "女士", "身份证", "号", "电话", "浙A12345", "zhang@example.com"),
+    *("110102199101010078", "13812345678", "138-1234-5678", "0571-87654321"),
+    *("6222021234567890128", "91110000600037341L"),
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_TOKENS), max_size=12).map("".join))
+def test_fast_path_equals_the_stock_analyzer_engine_on_any_mix(scanner: FreeTextScanner, text: str) -> None:
+    # The triggers are necessary conditions and the re-compiled patterns mean the same: nothing the
+    # stock engine finds is skipped, nothing else is found.
+    fast = [(f.entity_type, f.start, f.end, f.score) for f in scanner.scan(text)]
+    stock = [(f.entity_type, f.start, f.end, f.score) for f in scanner.scan_with_engine(text)]
+    assert fast == stock
 
 
 MASKING = [

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
@@ -14,7 +15,14 @@ from stdnum.iso7064 import mod_11_2
 
 from masking import FF1, REDACTED, BindContext, KeyRing, KeyRingError, Unmask, UnmaskError, mask_value
 from masking.keys import parse_kek, read_kek
-from masking.reversible import decrypt_envelope, ff1_id_pseudonym, ff1_id_reveal, hmac_pseudonym
+from masking.reversible import (
+    decrypt_envelope,
+    ff1_id_cipher,
+    ff1_id_pseudonym,
+    ff1_id_reveal,
+    hmac_pseudonym,
+    id_check_char,
+)
 from tests.masking.conftest import KEK
 
 VECTORS = json.loads(Path("/work/shared/vectors/ff1.json").read_text())["vectors"]
@@ -36,6 +44,75 @@ def test_ff1_round_trips(numerals: list[int], tweak: bytes) -> None:
     out = cipher.encrypt(numerals, tweak)
     assert len(out) == len(numerals) and all(0 <= d < 10 for d in out)
     assert cipher.decrypt(out, tweak) == numerals
+
+
+def _ff1_reference(key: bytes, radix: int, tweak: bytes, x: list[int]) -> list[int]:
+    """SP 800-38G Algorithm 7 transcribed step by step, no precomputation (the oracle for the fast one)."""
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update  # noqa: S305 - the spec's CIPH
+    n, t = len(x), len(tweak)
+    u = n // 2
+    v = n - u
+    a, b_half = x[:u], x[u:]
+    b = ((radix**v - 1).bit_length() + 7) // 8  # step 3: ceil(ceil(v * log2(radix)) / 8)
+    d = 4 * -(-b // 4) + 4
+    p = bytes([1, 2, 1]) + radix.to_bytes(3, "big") + bytes([10, u % 256]) + n.to_bytes(4, "big")
+    p += t.to_bytes(4, "big")
+
+    def num(xs: list[int]) -> int:
+        out = 0
+        for digit in xs:
+            out = out * radix + digit
+        return out
+
+    def stri(value: int, m: int) -> list[int]:
+        return [(value // radix ** (m - 1 - k)) % radix for k in range(m)]
+
+    for i in range(10):
+        q = tweak + bytes((-t - b - 1) % 16) + bytes([i]) + num(b_half).to_bytes(b, "big")
+        y_block = bytes(16)
+        data = p + q
+        for off in range(0, len(data), 16):
+            y_block = enc(bytes(m ^ k for m, k in zip(y_block, data[off : off + 16], strict=True)))
+        s = y_block
+        j = 1
+        while len(s) < d:
+            s += enc(bytes(m ^ k for m, k in zip(y_block, j.to_bytes(16, "big"), strict=True)))
+            j += 1
+        y = int.from_bytes(s[:d], "big")
+        m = u if i % 2 == 0 else v
+        c = (num(a) + y) % radix**m
+        a, b_half = b_half, stri(c, m)
+    return a + b_half
+
+
+@st.composite
+def _ff1_cases(draw: st.DrawFn) -> tuple[int, bytes, list[int]]:
+    radix = draw(st.sampled_from([2, 10, 36, 8547, 65536]))
+    shortest = next(n for n in range(2, 64) if radix**n >= 1_000_000)
+    n = draw(st.integers(shortest, shortest + 40))
+    return (
+        radix,
+        draw(st.binary(max_size=40)),
+        draw(st.lists(st.integers(0, radix - 1), min_size=n, max_size=n)),
+    )
+
+
+@settings(max_examples=120)
+@given(_ff1_cases(), st.sampled_from([bytes(16), bytes(range(24)), bytes(range(32))]))
+def test_ff1_equals_a_literal_transcription_of_the_standard(
+    case: tuple[int, bytes, list[int]], key: bytes
+) -> None:
+    # Covers the one-block round (short tweak), several varying blocks of Q (long NUM(B) or tweak)
+    # and d > 16 (radix 65536 with 7+ numerals per half).
+    radix, tweak, numerals = case
+    cipher = FF1(key, radix)
+    out = cipher.encrypt(numerals, tweak)
+    assert out == _ff1_reference(key, radix, tweak, numerals)
+    assert cipher.decrypt(out, tweak) == numerals
+    as_int = sum(d * radix ** (len(numerals) - 1 - k) for k, d in enumerate(numerals))
+    out_int = sum(d * radix ** (len(out) - 1 - k) for k, d in enumerate(out))
+    assert cipher.encrypt_int(as_int, len(numerals), tweak) == out_int
+    assert cipher.decrypt_int(out_int, len(numerals), tweak) == as_int
 
 
 def test_ff1_refuses_domains_below_a_million() -> None:
@@ -70,7 +147,46 @@ def test_ff1_id_is_stable_per_key_and_redacts_what_is_not_an_id(keys: KeyRing) -
     assert a != "110102199101010078"
     assert mask_value("ff1_id", "11010219911301007X", ctx) == REDACTED  # month 13
     assert mask_value("ff1_id", "abc", ctx) == REDACTED
-    assert ff1_id_pseudonym("110102", FF1(bytes(16))) is None
+    assert ff1_id_pseudonym("110102", ff1_id_cipher(bytes(16))) is None
+
+
+# Pinned: the v2 layout (radix 8547, tweak "gr-id2/" + region). A change here changes every stored
+# pseudonym, so it must be deliberate (and documented in masking/reversible.py).
+FF1_ID_KNOWN = [
+    ("110102199101010078", "110102199703117657"),
+    ("310151190001010011", "310151204302231801"),  # first day of the packed range
+    ("310151209912319991", "310151190603204650"),  # last day, last sequence
+]
+
+
+@pytest.mark.parametrize(("number", "pseudonym"), FF1_ID_KNOWN)
+def test_ff1_id_known_answers(number: str, pseudonym: str) -> None:
+    cipher = ff1_id_cipher(bytes(range(32)))
+    assert ff1_id_pseudonym(number, cipher) == pseudonym
+    assert id_check_char(pseudonym[:17]) == pseudonym[17] == mod_11_2.calc_check_digit(pseudonym[:17])
+
+
+def test_ff1_id_tweak_keeps_each_round_to_one_aes_block() -> None:
+    cipher = ff1_id_cipher(bytes(range(32)))
+    calls = 0
+    real = cipher._ecb()
+
+    def counting(block: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        return real(block)
+
+    cipher._local.enc = counting
+    cipher.encrypt_int(12_345_678, 2, b"gr-id2/110102")  # plan built: P and nothing else constant
+    calls = 0
+    cipher.encrypt_int(12_345_678, 2, b"gr-id2/110102")
+    assert calls == 10  # one block per Feistel round (SP 800-38G §5.1 step 6.i)
+
+
+@settings(max_examples=200)
+@given(st.from_regex(r"[0-9]{17}", fullmatch=True))
+def test_id_check_char_equals_python_stdnum(body: str) -> None:
+    assert id_check_char(body) == mod_11_2.calc_check_digit(body)
 
 
 @settings(max_examples=40)

@@ -19,7 +19,8 @@ from masking import (
     mask_value,
     register_operator,
 )
-from masking.operators import OPERATORS, MaskFn, ParamValue
+from masking.operators import _ADDRESS as _ADDRESS_PATTERN
+from masking.operators import ADDRESS_LEVELS, OPERATORS, MaskFn, ParamValue, generalise_address
 
 # (operator, params, input, expected)
 TABLE: list[tuple[str, dict[str, ParamValue], object, object]] = [
@@ -230,3 +231,48 @@ def test_structured_operators_never_echo_unparseable_input(text: str) -> None:
         out = mask_value(op, text)
         if out != REDACTED:
             assert out != text or text == ""
+
+
+# --- fast paths answer exactly as the general parsers do ------------------------------------------------
+
+
+def _address_by_pattern(text: str, level: str) -> str | None:
+    m = _ADDRESS_PATTERN.match(text.strip())
+    if m is None:
+        return None
+    depth = ADDRESS_LEVELS.index(level)
+    return "".join(m.group(name) or "" for name in ADDRESS_LEVELS[: depth + 1]) or None
+
+
+@given(
+    st.text(alphabet="浙江省杭州市余杭区安吉县良渚街道镇乡村社区居委会组号路弄 0123456789１２", max_size=40),
+    st.sampled_from(ADDRESS_LEVELS),
+)
+def test_address_generalisation_depends_only_on_the_text_before_the_first_digit(
+    text: str, level: str
+) -> None:
+    assert generalise_address(text, level) == _address_by_pattern(text, level)
+
+
+_ISO_LIKE = st.from_regex(r"[0-9０-９+ ]{4}-[0-9A-Z]{2}-[0-9 ]{2}", fullmatch=True)
+
+
+@given(st.one_of(_ISO_LIKE, st.dates().map(dt.date.isoformat)), st.sampled_from(["year", "month"]))
+def test_date_fast_path_agrees_with_the_general_parser(text: str, granularity: str) -> None:
+    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*)?", text.strip(), re.ASCII)
+    try:
+        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    except ValueError:
+        day = None
+    if day is None:
+        expected: object = REDACTED
+    else:
+        expected = f"{day.year:04d}-{day.month:02d}" if granularity == "month" else f"{day.year:04d}"
+    assert mask_value("date", text, granularity=granularity) == expected
+
+
+@given(st.from_regex(r"[0-9１]{11}", fullmatch=True))
+def test_mobile_fast_path_agrees_with_the_pattern(text: str) -> None:
+    m = re.fullmatch(r"(?:\+?86|0086)?(1[3-9]\d{9})", text, re.ASCII)
+    expected = REDACTED if m is None else m.group(1)[:3] + "****" + m.group(1)[7:]
+    assert mask_value("mobile", text) == expected

@@ -29,7 +29,7 @@ def test_shipped_demo_scenarios(scenarios: ScenarioCatalog) -> None:
     assert residents.second_approval_fields == {"id_number", "dibao_status"}
     assert "NO_SUCH" not in scenarios
     assert scenarios.get("NO_SUCH") is None
-    assert len(scenarios) == 2
+    assert len(scenarios) == 3  # DIBAO_REVIEW, ELDERLY_VISIT, GRID_VISIT
 
 
 # (UTC time, inside 07:00-21:00 Beijing time?)

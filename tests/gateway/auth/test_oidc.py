@@ -716,3 +716,21 @@ def test_error_maps_to_http_status_and_rfc6750_challenge(
     else:
         assert challenge is None
     assert error.message_zh and error.message_en
+
+
+async def test_a_remembered_token_still_expires_on_time(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    """The verified-token cache never outlives the token: exp (with leeway) is checked on every hit."""
+    now = [NOW]
+    verifier = make_verifier(clock=lambda: now[0], leeway_s=30)
+    token = mint(keys.rsa, claims_for(tenant.issuer, now=NOW, exp=NOW + 60))
+    assert (await verifier.verify(token)).org == VILLAGE
+    requests_before = tenant.requests(tenant.jwks_path)
+    now[0] = NOW + 60 + 30
+    assert (await verifier.verify(token)).org == VILLAGE  # inside the leeway: a cache hit
+    assert tenant.requests(tenant.jwks_path) == requests_before
+    now[0] = NOW + 60 + 31
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+    assert caught.value.code == "expired_token"

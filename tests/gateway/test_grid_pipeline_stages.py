@@ -1,0 +1,106 @@
+"""The data path's grid parts alone: the scope pushed down to a registry, the re-check of the rows it
+returns by micro-grid, and the refusal of a dataset that is not kept by grid."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import Forbidden
+from gateway.pipeline import check_grid_scope, pushdown_scope, recheck_scope
+from gateway.runtime import dataset_view
+from masking import load_catalog
+from policies import Obligations
+
+A, B = "310151101201", "310151101202"
+TOWN = "310151101000"
+A1, A2, A3, A10 = f"{A}-G01", f"{A}-G02", f"{A}-G03", f"{A}-G10"
+B1 = f"{B}-G01"
+CATALOG = load_catalog()
+
+
+@pytest.mark.parametrize(
+    ("row_scope", "org_prefixes", "grids"),
+    [
+        ((A,), (A,), ()),
+        ((TOWN,), (TOWN,), ()),
+        ((A1, A2), (A,), (A1, A2)),  # the grids' village is the jurisdiction every registry needs
+        ((A1, B1), (A, B), (A1, B1)),
+    ],
+)
+def test_pushdown_scope(
+    row_scope: tuple[str, ...], org_prefixes: tuple[str, ...], grids: tuple[str, ...]
+) -> None:
+    assert pushdown_scope(row_scope) == (org_prefixes, grids)
+
+
+@pytest.mark.parametrize(
+    ("row_scope", "village", "grid", "kept"),
+    [
+        ((A1, A2), A, A1, True),
+        ((A1, A2), A, A2, True),
+        ((A1, A2), A, A3, False),  # another grid of the same village
+        ((A1,), A, A10, False),  # G01 is no prefix of G10
+        ((A1,), B, B1, False),  # the same grid number in another village
+        ((A1,), A, None, False),  # a row without a grid code is never a grid worker's
+        ((A1,), A, ["x"], False),  # nor one whose grid code is not text
+        ((A1,), A, f"{A}-G1", False),
+        ((A,), A, A3, True),  # the village cadre: every grid of her village
+        ((TOWN,), A, A3, True),
+        ((B,), A, A1, False),
+    ],
+)
+def test_recheck_scope_by_grid(row_scope: tuple[str, ...], village: str, grid: object, kept: bool) -> None:
+    records = [{"id": "H1", "village_code": village, "grid_code": grid}]
+    result, dropped = recheck_scope(records, row_scope, "village_code", "grid_code")
+    assert (len(result), dropped) == ((1, 0) if kept else (0, 1))
+
+
+def test_a_grid_scope_on_a_dataset_without_grid_field_keeps_nothing() -> None:
+    records = [{"id": "R1", "village_code": A}]
+    assert recheck_scope(records, (A1,), "village_code", None) == ([], 1)
+
+
+grid_numbers = st.integers(min_value=1, max_value=99)
+
+
+@given(st.sets(grid_numbers, min_size=1, max_size=5), st.lists(grid_numbers, max_size=30))
+def test_recheck_keeps_exactly_the_rows_of_the_assigned_grids(assigned: set[int], rows: list[int]) -> None:
+    scope = tuple(f"{A}-G{n:02d}" for n in sorted(assigned))
+    records = [{"id": f"H{i}", "village_code": A, "grid_code": f"{A}-G{n:02d}"} for i, n in enumerate(rows)]
+    kept, dropped = recheck_scope(records, scope, "village_code", "grid_code")
+    assert [r["grid_code"] for r in kept] == [f"{A}-G{n:02d}" for n in rows if n in assigned]
+    assert dropped == sum(1 for n in rows if n not in assigned)
+
+
+def _obligations(*row_scope: str) -> Obligations:
+    return Obligations(row_scope, ("id",), "standard", 50, None, "g-1")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "row_scope", "refused"),
+    [
+        ("residents", (A1,), True),  # kept by village only: a grid worker is refused, not widened
+        ("residents", (A,), False),
+        ("houses", (A1,), False),
+        ("occupants", (A1, A2), False),
+    ],
+)
+def test_check_grid_scope(dataset: str, row_scope: tuple[str, ...], refused: bool) -> None:
+    view = dataset_view(CATALOG.dataset(dataset))
+    assert view is not None
+    if refused:
+        with pytest.raises(Forbidden) as error:
+            check_grid_scope(view, _obligations(*row_scope))
+        assert error.value.code == "grid_scope_unsupported"
+    else:
+        check_grid_scope(view, _obligations(*row_scope))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "grid_field"), [("houses", "grid_code"), ("occupants", "grid_code"), ("residents", None)]
+)
+def test_the_catalog_names_each_datasets_grid_field(dataset: str, grid_field: str | None) -> None:
+    view = dataset_view(CATALOG.dataset(dataset))
+    assert view is not None and view.grid_field == grid_field and view.org_field == "village_code"
