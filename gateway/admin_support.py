@@ -154,9 +154,6 @@ async def unit_of_work(
         ] + uow.events
         await asyncio.to_thread(_append_in_session, session, events)
         await asyncio.to_thread(session.commit)
-    except AuditLogUnavailable:
-        await asyncio.to_thread(session.rollback)
-        raise
     except BaseException:
         await asyncio.to_thread(session.rollback)
         raise

@@ -69,6 +69,18 @@ class DataRequest:
         return "data.read" if self.record_id is not None else "data.list"
 
 
+def _recordable(
+    dataset: str, scenario: str | None, record_id: str | None, request_id: str | None
+) -> DataRequest:
+    """The request as it may be written to the log: codes that fail their pattern are not recorded."""
+    return DataRequest(
+        dataset if DATASET_PATTERN.fullmatch(dataset) else "invalid",
+        scenario if scenario and SCENARIO_PATTERN.fullmatch(scenario) else "",
+        record_id=record_id,
+        request_id=request_id,
+    )
+
+
 def parse_data_request(
     dataset: str,
     scenario: str | None,
@@ -81,9 +93,8 @@ def parse_data_request(
 
     Parsing happens inside the pipeline (not in the web framework) so a malformed request is audited too.
     """
-    safe_dataset = dataset if DATASET_PATTERN.fullmatch(dataset) else "invalid"
-    safe_scenario = scenario if scenario and SCENARIO_PATTERN.fullmatch(scenario) else ""
-    base = DataRequest(safe_dataset, safe_scenario, record_id=record_id, request_id=request_id)
+    base = _recordable(dataset, scenario, record_id, request_id)
+    safe_dataset, safe_scenario = base.dataset, base.scenario
     if not scenario:
         raise _Unparsable(
             base,
@@ -365,13 +376,7 @@ async def _run(
     now = datetime.now(UTC)
     body: dict[str, Any] | None = None
     failure: GatewayError | None = None
-    raw_scenario = query.get("scenario") or ""
-    request = DataRequest(
-        dataset if DATASET_PATTERN.fullmatch(dataset) else "invalid",
-        raw_scenario if SCENARIO_PATTERN.fullmatch(raw_scenario) else "",
-        record_id=record_id,
-        request_id=request_id,
-    )
+    request = _recordable(dataset, query.get("scenario"), record_id, request_id)
     try:
         with tracer.start_as_current_span("authenticate"):
             facts.principal = await authenticate(runtime, authorization)
