@@ -13,7 +13,6 @@ ambiguous (a lookup computes the ref under every key still kept).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from typing import Final
@@ -60,7 +59,8 @@ class Pseudonymizer:
         by someone else normalise it the same way the gateway did (e.g. an ID number's check character
         ``x`` upper-cased, GB 11643-1999 §5) — see :func:`normalise_id_number`.
         """
-        mac = hmac.new(self._key, _DOMAIN + value.encode("utf-8"), hashlib.sha256).hexdigest()
+        # hmac.digest: OpenSSL's one-shot HMAC, the same MAC as hmac.new(...) at a third of the cost.
+        mac = hmac.digest(self._key, _DOMAIN + value.encode("utf-8"), "sha256").hex()
         return f"{self._key_id}:{mac}"
 
     def __repr__(self) -> str:

@@ -145,7 +145,11 @@ class World:
             role, org = "township_officer", self.township(h % s.n_townships)
         else:
             role, org = "county_officer", self.county(h % s.n_counties)
-        return Subject(user_id=f"u{i:08d}", org=org, roles=(role,))
+        grids: tuple[str, ...] = ()
+        if role == "grid_worker" and (h >> 12) % 20:  # one grid worker in 20 has no grid assigned yet
+            first = 1 + (h >> 16) % 12
+            grids = tuple(f"{org}-G{first + k:02d}" for k in range(1 + (h >> 24) % 3))
+        return Subject(user_id=f"u{i:08d}", org=org, roles=(role,), grids=grids)
 
     # -- grants ----------------------------------------------------------------------------------
 

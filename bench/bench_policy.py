@@ -107,6 +107,7 @@ def rego_input(req: AccessRequest) -> str:
                 "user_id": req.subject.user_id,
                 "org": req.subject.org,
                 "roles": list(req.subject.roles),
+                "grids": list(req.subject.grids),
             },
             "action": req.action,
             "dataset": req.dataset,
@@ -121,12 +122,16 @@ def rego_input(req: AccessRequest) -> str:
 
 def summary(decision: Decision) -> tuple[object, ...]:
     ob = decision.obligations
-    return (decision.code, ob.grant_id if ob else None, tuple(ob.fields) if ob else None)
+    if ob is None:
+        return (decision.code, None, None, None)
+    return (decision.code, ob.grant_id, tuple(ob.fields), tuple(ob.row_scope))
 
 
 def rego_summary(out: dict[str, Any]) -> tuple[object, ...]:
     ob = out.get("obligations")
-    return (out["reason"], ob["grant_id"] if ob else None, tuple(ob["fields"]) if ob else None)
+    if not ob:
+        return (out["reason"], None, None, None)
+    return (out["reason"], ob["grant_id"], tuple(ob["fields"]), tuple(ob["row_scope"]))
 
 
 def new_regorus() -> Any:

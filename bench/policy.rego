@@ -6,14 +6,16 @@
 #   4 scenario needs the dataset, 5 local hour (UTC+8, no DST) within [start, end),
 #   6 an active grant (approved, valid_from <= now < valid_until) for the scenario and dataset whose
 #     scope is the caller's organisation or one of its ancestors (else revoked / expired / none),
-#   7 requested fields within one such grant, 8 per-request record cap.
+#   7 requested fields within one such grant, 8 per-request record cap,
+#   9 a reader without an organisation-wide role (a grid worker) reads only the micro-grids assigned to
+#     them within their organisation: none assigned -> grid_scope_unassigned, none inside -> grid_scope_invalid.
 # Grants are ranked most specific scope first, then longest lasting, then by id.
 #
 # data.permissions[role][resource][action] = true
 # data.scenarios[code] = {roles_allowed, datasets: {name: [field]}, hours: [start, end], max_records,
 #                         masking_profile}
 # data.grants[scope][scenario] = [{id, level, status, valid_from, valid_until, datasets: {name: [field]}}]
-# input = {subject: {user_id, org, roles}, action, dataset, scenario, fields (null: all granted),
+# input = {subject: {user_id, org, roles, grids}, action, dataset, scenario, fields (null: all granted),
 #          now (epoch seconds), record_count_hint (or null)}
 # Times are whole epoch seconds here; the Python engine compares datetimes (microseconds).
 package grassroots.policy
@@ -106,6 +108,40 @@ too_many if {
 	input.record_count_hint > scenario.max_records
 }
 
+org_wide if {
+	some role in input.subject.roles
+	role in {"village_cadre", "township_officer", "county_officer"}
+}
+
+starts := [0, 2, 4, 6, 9]
+
+# Length of org without its trailing zero segments: a village lies within org exactly when it starts
+# with that stem (the root's stem is empty).
+stem_len := n if {
+	ends := [end | some i, end in boundaries; substring(org, starts[i], end - starts[i]) != substring(zeros, starts[i], end - starts[i])]
+	n := max(array.concat([0], ends))
+}
+
+# A grid code: a village-level code (last segment non-zero, province non-zero), "-G" and 01-99.
+grid_within_org(g) if {
+	regex.match(`^[0-9]{12}-G(0[1-9]|[1-9][0-9])$`, g)
+	substring(g, 0, 2) != "00"
+	substring(g, 9, 3) != "000"
+	startswith(g, substring(org, 0, stem_len))
+}
+
+grids_in contains g if {
+	some g in input.subject.grids
+	grid_within_org(g)
+}
+
+row_scope := [org] if org_wide
+
+row_scope := found if {
+	not org_wide
+	found := sort([g | some g in grids_in])
+}
+
 refuse(code) := {"allowed": false, "reason": code}
 
 decision := refuse("no_permission") if {
@@ -132,11 +168,17 @@ decision := refuse("no_permission") if {
 	count(fitting) == 0
 } else := refuse("quota_exceeded") if {
 	too_many
+} else := refuse("grid_scope_unassigned") if {
+	not org_wide
+	count(input.subject.grids) == 0
+} else := refuse("grid_scope_invalid") if {
+	not org_wide
+	count(grids_in) == 0
 } else := {
 	"allowed": true,
 	"reason": "allowed",
 	"obligations": {
-		"row_scope": [org],
+		"row_scope": row_scope,
 		"fields": granted_fields,
 		"masking_profile": scenario.masking_profile,
 		"max_records": scenario.max_records,

@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime

@@ -11,7 +11,6 @@ is 503 and no data).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -409,9 +408,7 @@ async def _run(
         raise failure
     assert body is not None
     if facts.principal is not None and facts.decision is not None and facts.decision.obligations is not None:
-        await asyncio.to_thread(
-            runtime.consume_quota, facts.principal.user_id, request.scenario, facts.record_count, now
-        )
+        await runtime.consume_quota(facts.principal.user_id, request.scenario, facts.record_count, now)
     return body
 
 
@@ -494,7 +491,8 @@ async def _authorized_path(
         if drift:
             facts.alerts.append("catalog_drift")
             facts.details["catalog_drift"] = drift
-        if request.record_id is None:
+        if request.record_id is None and len(masked) >= runtime.settings.kanon_min_records:
+            # Smaller pages are not a release (enforce_k_anonymity would return them unchanged).
             masked = guard_reidentification(
                 runtime.reidentification_guard(request.dataset, masked),
                 facts,
@@ -533,6 +531,9 @@ def _build_event(
     if request.record_id is not None and failure is not None:
         # The id the caller asked for is recorded only as a keyed HMAC.
         details["requested_record_ref"] = runtime.pseudonymizer.ref(request.record_id)
+    if principal is not None and principal.grids:
+        # Area codes, not personal data: replay decides a grid worker's past request with these grids.
+        details["actor_grids"] = list(principal.grids)
     if request.record_id is None:
         details["page"] = request.page
         details["page_size"] = request.page_size

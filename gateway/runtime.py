@@ -353,6 +353,16 @@ class Runtime:
             min_records=self.settings.kanon_min_records,
         )
 
-    def consume_quota(self, user_id: str, scenario: str, count: int, now: datetime) -> None:
-        if count > 0:
-            self.quotas.consume(user_id, scenario, quota_day(now), count)
+    async def consume_quota(self, user_id: str, scenario: str, count: int, now: datetime) -> None:
+        """Count served pages against the daily quota (group-committed); 503 when it cannot be counted."""
+        if count <= 0:
+            return
+        try:
+            await self.quotas.consume_async(user_id, scenario, quota_day(now), count)
+        except Exception:
+            raise ServiceUnavailable(
+                "暂时无法登记本次查看数量，为安全起见数据未返回，请稍后重试。",
+                "The records could not be counted against your daily quota, so none were returned. "
+                "Retry later.",
+                code="quota_unavailable",
+            ) from None

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Telemetry.
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     otel_endpoint: str | None = None
+    otel_sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="fraction of traces recorded when an exporter is configured"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

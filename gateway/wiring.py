@@ -42,7 +42,7 @@ def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
 def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     ensure_migrated(engine)
-    telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint)
+    telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint, settings.otel_sample_ratio)
     appender = GroupCommitAppender(AuditLog(engine))
     appender.start()
     catalog = load_catalog()
@@ -77,6 +77,7 @@ def build_runtime(settings: Settings) -> Runtime:
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.stop()
     runtime.appender.close()
+    runtime.quotas.close()
     await runtime.verifier.aclose()
     runtime.telemetry.shutdown()
     runtime.engine.dispose()

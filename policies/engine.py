@@ -9,7 +9,8 @@ Checks, in order, the first failure deciding the reason (``reasons.DENIAL_ORDER`
    (else: revoked / expired / none);
 7. the requested fields are within that grant (PIPL art. 6, GB/T 35273-2020 §5.2 minimum necessary);
 8. per-request cap and daily quota;
-9. a grid worker's assigned micro-grids lie within their organisation.
+9. a subject who reads no wider than a micro-grid (a grid worker) has grids assigned, within their
+   organisation; with none assigned they read nothing (never the whole village).
 
 An allowed decision's obligations restrict rows to the caller's own organisation (which the matching
 grant covers, so it is the intersection of the two) or, for a grid worker, to the micro-grids assigned
@@ -48,6 +49,12 @@ INTERNAL_ERROR = Decision(allowed=False, reasons=(reason("internal_error"),), ob
 # Roles whose jurisdiction is their whole organisation; anyone holding one reads the whole of it, so
 # grid assignments narrow only a subject without such a role (a grid worker).
 _ORG_WIDE_READERS = frozenset({"village_cadre", "township_officer", "county_officer"})
+_NO_GRIDS_ASSIGNED = Reason(
+    code="grid_scope_unassigned",
+    message_zh="您还没有分配微网格，暂不能查看数据。请联系村（居）委会分配网格。",
+    message_en="No micro-grid is assigned to you yet, so no data can be shown. "
+    "Ask your village committee to assign your grids.",
+)
 _GRIDS_OUTSIDE_ORG = Reason(
     code="grid_scope_invalid",
     message_zh="分配给您的微网格不在本单位辖区内，暂不能查看数据。请联系村（居）委会核实网格分配。",
@@ -57,10 +64,11 @@ _GRIDS_OUTSIDE_ORG = Reason(
 
 
 def _row_scope(roles: tuple[str, ...], grids: tuple[str, ...], org: str) -> tuple[str, ...]:
-    """The organisation, or for a grid worker their assigned grids within it (GB/T 35273-2020 §5.2
-    minimum necessary). Assigned grids outside the organisation are ignored; none left is empty,
-    which refuses (fail closed) rather than falling back to the whole village."""
-    if not grids or not _ORG_WIDE_READERS.isdisjoint(roles):
+    """The organisation for a subject holding an organisation-wide role; otherwise (a grid worker) the
+    assigned grids within it (GB/T 35273-2020 §5.2 minimum necessary). Assigned grids outside the
+    organisation are ignored; none assigned, or none left, is empty, which refuses (fail closed) rather
+    than falling back to the whole village."""
+    if not _ORG_WIDE_READERS.isdisjoint(roles):
         return (org,)
     return tuple(sorted({g for g in grids if _within(org, g)}))
 
@@ -315,7 +323,9 @@ class PolicyEngine:
         # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
         row_scope = _row_scope(subject.roles, subject.grids, org)
         if not row_scope:
-            if (d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG)) is not None:
+            if (
+                d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG if subject.grids else _NO_GRIDS_ASSIGNED)
+            ) is not None:
                 return d
         elif trail is not None and row_scope[0] != org:
             trail.passed(

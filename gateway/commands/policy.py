@@ -69,8 +69,11 @@ def _access_body(
     fields: str | None,
     at: str | None,
     department: str | None,
+    grids: list[str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"org": org, "roles": roles, "dataset": dataset, "scenario": scenario}
+    if grids:
+        body["grids"] = grids
     if user_id:
         body["user_id"] = user_id
     if fields:
@@ -87,6 +90,9 @@ ScenarioOption = Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REV
 RoleOption = Annotated[list[str] | None, typer.Option("--role", help="a role of the person (repeatable)")]
 FieldsOption = Annotated[str | None, typer.Option(help="comma-separated fields (default: all granted)")]
 AtOption = Annotated[str | None, typer.Option(help="ISO 8601 time with offset (default: now)")]
+GridOption = Annotated[
+    list[str] | None, typer.Option("--grid", help="a micro-grid assigned to the person (repeatable)")
+]
 
 
 @app.command("decide")
@@ -95,6 +101,7 @@ def decide(
     dataset: DatasetOption,
     scenario: ScenarioOption,
     role: RoleOption = None,
+    grid: GridOption = None,
     user_id: Annotated[str | None, typer.Option(help="whose quota to read")] = None,
     fields: FieldsOption = None,
     at: AtOption = None,
@@ -104,7 +111,7 @@ def decide(
     as_user: AsOption = None,
 ) -> None:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
-    body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department)
+    body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department, grid)
     show(call("POST", "/api/v1/policy/decide", url=url, token=token, as_user=as_user, body=body))
 
 
@@ -114,6 +121,7 @@ def explain(
     scenario: ScenarioOption,
     org: Annotated[str | None, typer.Option(help="explain for this organisation (admins)")] = None,
     role: RoleOption = None,
+    grid: GridOption = None,
     user_id: Annotated[str | None, typer.Option(help="whose quota to read (admins)")] = None,
     fields: FieldsOption = None,
     at: AtOption = None,
@@ -129,7 +137,7 @@ def explain(
     if org is None or not role:
         typer.echo("explaining for someone else needs both --org and --role", err=True)
         raise typer.Exit(2)
-    body = _access_body(org, role, dataset, scenario, user_id, fields, at, None)
+    body = _access_body(org, role, dataset, scenario, user_id, fields, at, None, grid)
     show(call("POST", "/api/v1/policy/explain", url=url, token=token, as_user=as_user, body=body))
 
 

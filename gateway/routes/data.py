@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
 
 from gateway.app import get_runtime, request_id_of
 from gateway.pipeline import run_data_request
@@ -20,33 +21,38 @@ def _query(request: Request) -> dict[str, str | None]:
     return {name: params.get(name) for name in ("scenario", "page", "page_size")}
 
 
-@router.get("/datasets/{dataset}/records")
+# The body is already plain JSON (strings, numbers, lists from the upstream, masked): handed to
+# JSONResponse as is, it skips FastAPI's jsonable_encoder walk over every field of every record.
+
+
+@router.get("/datasets/{dataset}/records", response_class=JSONResponse)
 async def list_records(
     dataset: str,
     request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """List records of ``dataset`` within the caller's jurisdiction, for one scenario (``?scenario=``)."""
-    return await run_data_request(
+    body = await run_data_request(
         runtime,
         authorization,
         dataset,
         _query(request),
         request_id=request_id_of(request),
     )
+    return JSONResponse(body)
 
 
-@router.get("/datasets/{dataset}/records/{record_id}")
+@router.get("/datasets/{dataset}/records/{record_id}", response_class=JSONResponse)
 async def get_record(
     dataset: str,
     record_id: str,
     request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """One record by its stable id; outside the caller's jurisdiction it answers 404 like a missing one."""
-    return await run_data_request(
+    body = await run_data_request(
         runtime,
         authorization,
         dataset,
@@ -54,3 +60,4 @@ async def get_record(
         record_id=record_id,
         request_id=request_id_of(request),
     )
+    return JSONResponse(body)

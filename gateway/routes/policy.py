@@ -140,6 +140,9 @@ class DecideBody(BaseModel):
     user_id: str = Field("dry-run", max_length=128, description="whose daily quota to read")
     org: str = Field(description="division code of the organisation asking")
     roles: list[str] = Field(min_length=1, max_length=10)
+    grids: list[str] = Field(
+        default_factory=list, max_length=99, description="micro-grids assigned (as the IdP's grids claim)"
+    )
     department: str | None = None
     dataset: str = Field(max_length=64)
     scenario: str = Field(max_length=64)
@@ -154,6 +157,7 @@ def _access(body: DecideBody) -> AccessRequest:
             user_id=body.user_id,
             org=checked_org(body.org, "org"),
             roles=tuple(body.roles),
+            grids=tuple(body.grids),
             department=body.department,
         ),
         action="read",
@@ -291,8 +295,14 @@ def recorded_requests(session: Session, since: datetime, limit: int) -> Iterator
             checked = checked_org(org)
         except InvalidRequest:
             continue
+        grids = (body.get("details") or {}).get("actor_grids") or ()
         yield AccessRequest(
-            subject=Subject(user_id=body["actor"], org=checked, roles=tuple(body.get("actor_roles") or ())),
+            subject=Subject(
+                user_id=body["actor"],
+                org=checked,
+                roles=tuple(body.get("actor_roles") or ()),
+                grids=tuple(str(g) for g in grids),
+            ),
             action="read",
             dataset=dataset,
             scenario=scenario,

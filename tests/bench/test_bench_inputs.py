@@ -62,7 +62,8 @@ def test_rego_policy_decides_like_the_engine_on_the_small_world() -> None:
         ours = summary(engine.decide(request))
         codes.add(ours[0])
         assert rego_summary(rego.eval_rule("data.grassroots.policy.decision")) == ours
-    assert {"allowed", "no_active_grant", "outside_hours", "quota_exceeded"} <= codes
+    assert {"allowed", "no_active_grant", "outside_hours", "quota_exceeded", "grid_scope_unassigned"} <= codes
+    assert any(len(r.subject.grids) > 1 for r in requests)
 
 
 def test_fast_audit_rows_are_the_bytes_the_audit_library_writes() -> None:

@@ -6,9 +6,11 @@ civil-affairs registry (its own app and database), on SQLite and, in CI, Postgre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -313,35 +315,54 @@ def test_records_outside_scope_from_upstream_are_dropped_and_raised(stack: Stack
         stack.start_upstream()
 
 
-def test_audit_store_unwritable_gives_503_and_no_data(stack: Stack) -> None:
+@contextlib.contextmanager
+def _writes_refused(stack: Stack, table: str) -> Iterator[None]:
+    """Every INSERT or UPDATE on ``table`` fails (as a full disk would), until the block is left."""
+    name = f"test_block_{table}"
     block = {
         "sqlite": [
-            "CREATE TRIGGER test_block_audit BEFORE INSERT ON audit_events "
+            f"CREATE TRIGGER {name}_{op.lower()} BEFORE {op} ON {table} "
             "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            for op in ("INSERT", "UPDATE")
         ],
         "postgres": [
-            "CREATE OR REPLACE FUNCTION test_block_audit() RETURNS trigger LANGUAGE plpgsql AS "
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
-            "CREATE TRIGGER test_block_audit BEFORE INSERT ON audit_events "
-            "FOR EACH ROW EXECUTE FUNCTION test_block_audit()",
+            f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}()",
         ],
     }[stack.backend]
     unblock = {
-        "sqlite": ["DROP TRIGGER test_block_audit"],
-        "postgres": ["DROP TRIGGER test_block_audit ON audit_events", "DROP FUNCTION test_block_audit()"],
+        "sqlite": [f"DROP TRIGGER {name}_insert", f"DROP TRIGGER {name}_update"],
+        "postgres": [f"DROP TRIGGER {name} ON {table}", f"DROP FUNCTION {name}()"],
     }[stack.backend]
     with stack.engine.begin() as conn:
         for statement in block:
             conn.exec_driver_sql(statement)
     try:
-        before = stack.audit_count()
-        resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW")
-        _assert_error(resp, 503, "audit_unavailable")
-        assert stack.audit_count() == before
+        yield
     finally:
         with stack.engine.begin() as conn:
             for statement in unblock:
                 conn.exec_driver_sql(statement)
+
+
+def test_audit_store_unwritable_gives_503_and_no_data(stack: Stack) -> None:
+    with _writes_refused(stack, "audit_events"):
+        before = stack.audit_count()
+        resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW")
+        _assert_error(resp, 503, "audit_unavailable")
+        assert stack.audit_count() == before
+    assert stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW").status_code == 200
+
+
+def test_quota_counter_unwritable_gives_503_and_no_data(stack: Stack) -> None:
+    """Pages that cannot be counted against the daily quota are not served (fail closed)."""
+    with _writes_refused(stack, "policy_quota_usage"):
+        resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW")
+        _assert_error(resp, 503, "quota_unavailable")
+        assert "items" not in resp.json()
+        assert RESIDENTS_A[0].name not in resp.text
     assert stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW").status_code == 200
 
 

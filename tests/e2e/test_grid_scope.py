@@ -98,6 +98,46 @@ def test_a_grid_worker_is_refused_a_dataset_not_kept_by_grid(stack: Stack) -> No
     assert "网格" in body["message"] or "网格" in json.dumps(body, ensure_ascii=False)
 
 
+def _grid_a1_token(grids: list[str] | None) -> Any:
+    """grid_a1's token with the ``grids`` claim replaced (a list) or left out (None), signed like the IdP."""
+    import jwt
+
+    def mint(stack: Stack) -> str:
+        good = stack.token("grid_a1")
+        header = jwt.get_unverified_header(good)
+        body = jwt.decode(good, options={"verify_signature": False})
+        body.pop("grids", None)
+        if grids is not None:
+            body["grids"] = grids
+        pem = (stack.data_dir / "keys" / "dev-idp-signing.pem").read_bytes()
+        return jwt.encode(body, pem, algorithm=header["alg"], headers={"kid": header["kid"], "typ": "at+jwt"})
+
+    return mint
+
+
+@pytest.mark.parametrize("grids", [None, []], ids=["no grids claim", "empty grids claim"])
+@pytest.mark.parametrize("dataset", ["houses", "occupants"])
+def test_a_grid_worker_with_no_grid_assigned_reads_nothing(
+    stack: Stack, dataset: str, grids: list[str] | None
+) -> None:
+    """Fail closed: a missing assignment must never widen a grid worker to the whole village."""
+    before = stack.audit_count()
+    token = _grid_a1_token(grids)(stack)
+    resp = httpx.get(
+        stack.dataset_url(dataset),
+        params={"scenario": "GRID_VISIT", "page_size": 5},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert resp.status_code == 403, resp.text
+    body = resp.json()
+    assert body["error"] == "grid_scope_unassigned" and "items" not in body
+    assert "网格" in body["message"]
+    (event,) = stack.last_events(stack.audit_count() - before)
+    recorded = json.loads(event["body"]) if isinstance(event["body"], str) else event["body"]
+    assert (recorded["outcome"], recorded["reason"]) == ("refused", "grid_scope_unassigned")
+
+
 def test_the_other_village_sees_none_of_village_as_grids(stack: Stack) -> None:
     items = _all(stack, "houses", "cadre_b")
     assert items and not {i["grid_code"] for i in items} & set(GRIDS_A)

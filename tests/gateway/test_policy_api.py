@@ -93,6 +93,38 @@ def test_only_platform_admins_dry_run(stack: Stack, who: str | None, status: int
     assert api(stack, "POST", "/policy/decide", who, body).status_code == status
 
 
+GRID_A_G01 = f"{VILLAGE_A}-G01"
+
+
+@pytest.mark.parametrize(
+    ("grids", "code", "row_scope"),
+    [
+        ([GRID_A_G01], "allowed", [GRID_A_G01]),
+        ([], "grid_scope_unassigned", None),  # no assignment never widens to the whole village
+        (["310151102201-G01"], "grid_scope_invalid", None),  # another village's grid
+    ],
+)
+def test_decide_for_a_grid_worker_takes_the_grids(
+    stack: Stack, grids: list[str], code: str, row_scope: list[str] | None
+) -> None:
+    body = {"org": VILLAGE_A, "roles": ["grid_worker"], "grids": grids, "dataset": "houses"}
+    resp = api(stack, "POST", "/policy/decide", "platform_admin", {**body, "scenario": "GRID_VISIT"})
+    assert resp.status_code == 200, resp.text
+    decision = resp.json()
+    assert decision["code"] == code and decision["reasons"][0]["message_zh"]
+    assert (decision["obligations"] or {}).get("row_scope") == row_scope
+
+
+def test_cli_explain_for_a_grid_worker(stack: Stack) -> None:
+    args = ["--org", VILLAGE_A, "--role", "grid_worker", "--dataset", "houses", "--scenario", "GRID_VISIT"]
+    url = ["--url", stack.base_url, "--as", "platform_admin"]
+    out = json.loads(stack.cli("policy", "explain", *args, "--grid", GRID_A_G01, *url).stdout)
+    (grid,) = [c for c in out["checks"] if c["check"] == "grid_scope"]
+    assert out["allowed"] and grid["passed"] and grid["detail"] == {"grids": GRID_A_G01}
+    refused = json.loads(stack.cli("policy", "explain", *args, *url).stdout)
+    assert refused["failed"]["code"] == "grid_scope_unassigned"
+
+
 # -- explain ---------------------------------------------------------------------------------------------
 
 
@@ -263,6 +295,21 @@ def test_replay_a_revocation_and_a_permissions_edit_list_who_loses(stack: Stack,
     report = api(stack, "POST", "/policy/replay", "platform_admin", {"days": 1, "permissions": rules}).json()
     assert _by_user(report["lost"])[user_id(stack, "cadre_a")]["after"] == "no_permission"
     assert report["proposed"]["digests"]["permissions"] != report["current"]["digests"]["permissions"]
+
+
+def test_replay_decides_a_grid_worker_with_the_grids_she_held(stack: Stack) -> None:
+    seq = last_seq(stack)
+    houses = api(stack, "GET", "/datasets/houses/records", "grid_a1", params={"scenario": "GRID_VISIT"})
+    assert houses.status_code == 200, houses.text
+    (read,) = events(stack, "data.list", seq)
+    assert read["body"]["details"]["actor_grids"] == [f"{VILLAGE_A}-G01", f"{VILLAGE_A}-G02"]
+    listed = api(stack, "GET", "/grants", "supervisor", params={"scenario": "GRID_VISIT", "org": VILLAGE_A})
+    grant_ids = [g["grant_id"] for g in listed.json()["items"] if g["status"] == "approved"]
+    report = api(
+        stack, "POST", "/policy/replay", "platform_admin", {"days": 1, "revoke_grant_ids": grant_ids}
+    )
+    lost = _by_user(report.json()["lost"])[user_id(stack, "grid_a1")]
+    assert (lost["before"], lost["after"]) == ("allowed", "no_active_grant")
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ VILLAGE_B1 = "310151102001"
 CADRE_A1 = Subject(user_id="u-cadre-a1", org=VILLAGE_A1, roles=("village_cadre",))
 CADRE_A2 = Subject(user_id="u-cadre-a2", org=VILLAGE_A2, roles=("village_cadre",))
 CADRE_B1 = Subject(user_id="u-cadre-b1", org=VILLAGE_B1, roles=("village_cadre",))
-GRID_A1 = Subject(user_id="u-grid-a1", org=VILLAGE_A1, roles=("grid_worker",))
+GRID_A1 = Subject(user_id="u-grid-a1", org=VILLAGE_A1, roles=("grid_worker",), grids=(f"{VILLAGE_A1}-G01",))
 TOWNSHIP_OFFICER_A = Subject(user_id="u-town-a", org=TOWNSHIP_A, roles=("township_officer",))
 COUNTY_OFFICER = Subject(user_id="u-county", org=COUNTY, roles=("county_officer",))
 STEWARD = Subject(user_id="u-steward-1", org=COUNTY, roles=("data_steward",), department="civil_affairs")

@@ -65,7 +65,7 @@ GRANTS = (
     ),
 )
 
-GRID_A2 = Subject(user_id="u-grid-a2", org=VILLAGE_A2, roles=("grid_worker",))
+GRID_A2 = Subject(user_id="u-grid-a2", org=VILLAGE_A2, roles=("grid_worker",), grids=(f"{VILLAGE_A2}-G02",))
 NIGHT = T0 + timedelta(hours=12)  # 22:00 Beijing time
 
 

@@ -2,7 +2,8 @@
 requests over random grant worlds, with times on grant boundaries (valid_from, valid_until, one
 microsecond either side), on the edges of the hours window, and org codes chosen to be prefix traps
 (sibling codes whose zero-stripped forms are prefixes of each other, short and trailing-zero forms,
-cities without counties, malformed codes).
+cities without counties, malformed codes), and micro-grid assignments (none, within the organisation,
+of a sibling village, malformed) for subjects with and without an organisation-wide role.
 
 The reference shares no code with the engine: it scans every grant, compares codes segment by segment,
 and takes roles, datasets and scenarios from literal tables written from the specification.
@@ -35,6 +36,9 @@ REQUESTS_PER_WORLD = 100
 # -- the reference model --------------------------------------------------------------------------
 
 READERS = {"village_cadre", "grid_worker", "township_officer", "county_officer"}
+# Roles that read their whole organisation; a reader with none of them (a grid worker) reads only the
+# micro-grids assigned to them, and nothing when none is assigned.
+ORG_WIDE = {"village_cadre", "township_officer", "county_officer"}
 ALL_FIELDS = (
     "id",
     "name",
@@ -110,6 +114,16 @@ def ref_covers(scope: str, target: str) -> bool:
     return ref_depth(t) >= d and s[:d] == t[:d]
 
 
+def ref_grid_within(org: str, grid: str) -> bool:
+    """``<12-digit village code>-G<01..99>``, the village inside ``org``."""
+    if len(grid) != 16 or grid[12:14] != "-G" or not all("0" <= c <= "9" for c in grid[14:]):
+        return False
+    if not 1 <= int(grid[14:]) <= 99:
+        return False
+    village = ref_segments(grid[:12])
+    return village is not None and ref_depth(village) == 5 and ref_covers(org, grid[:12])
+
+
 def ref_active(g: ScenarioGrant, now: datetime) -> bool:
     assert g.valid_from is not None and g.valid_until is not None
     return g.status == GrantStatus.APPROVED and g.valid_from <= now and now < g.valid_until
@@ -173,7 +187,12 @@ def ref_decide(
         return "quota_exceeded", None
     own = ref_segments(req.subject.org)
     assert own is not None
-    return "allowed", (("".join(own),), fields, "standard", min(sc.cap, left), left, chosen.grant_id)
+    row_scope: tuple[str, ...] = ("".join(own),)
+    if not roles & ORG_WIDE:
+        row_scope = tuple(sorted({g for g in req.subject.grids if ref_grid_within(req.subject.org, g)}))
+        if not row_scope:
+            return ("grid_scope_invalid" if req.subject.grids else "grid_scope_unassigned"), None
+    return "allowed", (row_scope, fields, "standard", min(sc.cap, left), left, chosen.grant_id)
 
 
 # -- random worlds --------------------------------------------------------------------------------
@@ -200,6 +219,19 @@ ORGS = (
 )
 SHORT_FORMS = ("31", "3101", "310151", "310151101", "310151000", "441900003")
 MALFORMED = ("3101511", "31015110100", "", "31015110100x", "001234000000")
+GRID_POOL = (
+    "310151101001-G01",
+    "310151101001-G10",
+    "310151101010-G01",
+    "310151101011-G01",
+    "310151102001-G03",
+    "441900003021-G99",
+    "310151101001-G1",  # malformed: one digit, so no prefix of G10 or G01
+    "310151101001-G00",  # numbered from 01
+    "310151101000-G01",  # a township has no grids
+    "310151101001-g01",
+    "310151101001G01",
+)
 ROLE_POOL = (
     "village_cadre",
     "grid_worker",
@@ -271,8 +303,11 @@ def random_request(
     fields: tuple[str, ...] | None = None
     if rng.random() < 0.5:
         fields = tuple(rng.sample((*ALL_FIELDS, "salary"), rng.randint(1, 4)))
+    grids: tuple[str, ...] = ()
+    if rng.random() < 0.6:
+        grids = tuple(rng.sample(GRID_POOL, rng.randint(1, 3)))
     return AccessRequest(
-        subject=Subject(user_id=rng.choice(users), org=org, roles=roles),
+        subject=Subject(user_id=rng.choice(users), org=org, roles=roles, grids=grids),
         action="read" if rng.random() < 0.95 else "write",
         dataset="residents" if rng.random() < 0.95 else "households",
         scenario=rng.choice(SCENARIO_POOL),
@@ -333,5 +368,7 @@ def test_engine_agrees_with_the_reference_model(
         "no_active_grant",
         "field_not_granted",
         "quota_exceeded",
+        "grid_scope_unassigned",
+        "grid_scope_invalid",
         "internal_error",
     }

@@ -120,7 +120,8 @@ ROW_SCOPES = [
     ("a malformed grid is ignored", _grid_worker(f"{VILLAGE_A1}-G1", G02), (G02,)),
     ("village cadre: the whole village", CADRE_A1, (VILLAGE_A1,)),
     ("a cadre who also works a grid reads her village", _grid_worker(G01, roles=BOTH), (VILLAGE_A1,)),
-    ("grid worker without assignments: the organisation", _grid_worker(), (VILLAGE_A1,)),
+    ("grid worker without assignments: refused, never the village", _grid_worker(), "grid_scope_unassigned"),
+    ("only malformed grids: refused", _grid_worker(f"{VILLAGE_A1}-G1"), "grid_scope_invalid"),
 ]  # fmt: skip
 
 
