@@ -146,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.auth.devidp import router as dev_idp_router
 
         app.include_router(dev_idp_router(dev_identity_provider(settings)), prefix="/dev-idp")
+    if settings.data_fast_lane:
+        app.add_middleware(data.DataFastLane)  # inside RequestIdMiddleware: it reads the request id
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     kanon_k: int = Field(3, ge=2, le=50, description="k of the k-anonymity guard")
     kanon_min_records: int = Field(50, ge=2, description="list responses this large are k-checked")
 
+    # The data path's plain-ASGI fast lane (gateway.routes.data.DataFastLane); off: FastAPI's routes serve it.
+    data_fast_lane: bool = True
+
     # Telemetry.
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     otel_endpoint: str | None = None

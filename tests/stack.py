@@ -7,6 +7,7 @@ the embedded development identity provider's key (discovery + JWKS are fetched b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -201,6 +202,29 @@ class Stack:
         if sink is not None:
             sink.close()
         wait_healthy(f"{self.base_url}/healthz", self.gateway)
+
+    @contextlib.contextmanager
+    def another_gateway(self, **extra_env: str) -> Iterator[str]:
+        """A second ``grassroots serve`` on the same database and data directory (its base URL).
+
+        It trusts the first gateway's development IdP (the issuer of every token the tests mint)."""
+        port = free_port()
+        env = {
+            **self.env,
+            "GRASSROOTS_PORT": str(port),
+            "GRASSROOTS_OIDC_ISSUER": f"{self.base_url}/dev-idp",
+            **extra_env,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=self.data_dir.parent,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc)
 
     def audit_count(self) -> int:
         with self.engine.connect() as conn:

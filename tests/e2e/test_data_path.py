@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -313,6 +314,46 @@ def test_records_outside_scope_from_upstream_are_dropped_and_raised(stack: Stack
         _assert_error(neighbour, 404, "not_found")
     finally:
         stack.start_upstream()
+
+
+@pytest.fixture(scope="module")
+def routed_gateway(stack: Stack) -> Iterator[str]:
+    """A second gateway process on the same database with the fast lane off (FastAPI's routes serve)."""
+    with stack.another_gateway(GRASSROOTS_DATA_FAST_LANE="false") as url:
+        yield url
+
+
+FAST_LANE_CASES = [
+    # (who, path after /api/v1/datasets/, query) -> the same answer from both doors
+    ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page_size": 5}),
+    ("cadre_a", f"residents/records/{RESIDENTS_A[0].id}", {"scenario": "DIBAO_REVIEW"}),
+    ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page_size": 5, "page": "x"}),
+    ("cadre_a", "nope/records", {"scenario": "DIBAO_REVIEW"}),
+    ("cadre_c", "residents/records", {"scenario": "DIBAO_REVIEW"}),
+    (None, "residents/records", {"scenario": "DIBAO_REVIEW"}),
+]
+
+
+@pytest.mark.parametrize(("who", "path", "query"), FAST_LANE_CASES)
+def test_the_fast_lane_answers_exactly_like_the_documented_routes(
+    stack: Stack, routed_gateway: str, who: str | None, path: str, query: dict[str, Any]
+) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {stack.token(who)}"} if who else {}
+    answers = [
+        httpx.get(f"{base}/api/v1/datasets/{path}", params=query, headers=headers, timeout=30)
+        for base in (stack.base_url, routed_gateway)
+    ]
+    fast, routed = answers
+    assert fast.status_code == routed.status_code
+    for name in ("content-type", "content-length", "www-authenticate"):
+        assert fast.headers.get(name) == routed.headers.get(name), name
+    bodies = [{k: v for k, v in a.json().items() if k != "request_id"} for a in answers]
+    assert bodies[0] == bodies[1]
+    assert fast.json().get("request_id", fast.headers["x-request-id"]) == fast.headers["x-request-id"]
+    paths = httpx.get(f"{stack.base_url}/openapi.json", timeout=30).json()["paths"]
+    assert "/api/v1/datasets/{dataset}/records/{record_id}" in paths
 
 
 @contextlib.contextmanager

@@ -7,8 +7,6 @@ The scenario catalog the gateways read gives DIBAO_REVIEW a small daily quota (G
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +18,7 @@ import sqlalchemy as sa
 
 from policies import quota_day
 from tests.gateway.test_grants_api import api, fresh_village, policy_files, token_as, user_id
-from tests.stack import Stack, free_port, stack_fixture, stop, wait_healthy
+from tests.stack import Stack, stack_fixture
 
 QUOTA = 20
 PAGE = 5
@@ -35,22 +33,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def second(stack: Stack) -> Iterator[str]:
     """A second ``grassroots serve`` on the same database; returns its base URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-        # Same issuer as the first process (its development IdP signs every token of this test).
-        env={
-            **stack.env,
-            "GRASSROOTS_PORT": str(port),
-            "GRASSROOTS_OIDC_ISSUER": f"{stack.base_url}/dev-idp",
-        },
-        cwd=stack.data_dir.parent,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+    with stack.another_gateway() as url:
+        yield url
 
 
 def _read(base: str, token: str) -> httpx.Response:
