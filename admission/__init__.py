@@ -56,6 +56,11 @@ from admission.registry import (
     registry_version,
     routing_verdict,
 )
+from admission.replay import (
+    AssertionReplayRepository,
+    DatabaseReplayGuard,
+    ReplayStoreUnavailable,
+)
 from admission.statemachine import TRANSITIONS, Action, transition
 from admission.tables import metadata
 from admission.tokens import (
@@ -63,6 +68,7 @@ from admission.tokens import (
     SYSTEM_AUDIENCE,
     IssuedAccessToken,
     ReplayCache,
+    ReplayGuard,
     SystemTokenClaims,
     SystemTokenIssuer,
     TokenError,
@@ -80,6 +86,7 @@ __all__ = [
     "AdmissionRepository",
     "AdmissionService",
     "AlreadyVoted",
+    "AssertionReplayRepository",
     "BurdenChecklist",
     "ChangeEvent",
     "ClientState",
@@ -87,6 +94,7 @@ __all__ = [
     "Concern",
     "ConfigurationError",
     "CredentialError",
+    "DatabaseReplayGuard",
     "DistrictReport",
     "DuplicateField",
     "FieldOverlap",
@@ -100,6 +108,8 @@ __all__ = [
     "RegistrationExists",
     "RegistrationNotFound",
     "ReplayCache",
+    "ReplayGuard",
+    "ReplayStoreUnavailable",
     "ReviewOffice",
     "ReviewProgress",
     "ReviewRecord",

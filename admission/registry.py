@@ -1,8 +1,9 @@
 """The admission registry: repository (all queries), service (the rules), and the routing verdict.
 
 The service never commits: the caller's unit of work does, and hands the returned change events to audit
-(admission does not import audit). Each status change bumps ``admission_registry_version`` in the same
-transaction, so every gateway process can notice a block within one poll interval.
+(admission does not import audit). Each status change, and each change of a stored outbound credential,
+bumps ``admission_registry_version`` in the same transaction, so every gateway process can notice a block
+(or pick up a rotated credential) within one poll interval.
 """
 
 from __future__ import annotations
@@ -385,6 +386,15 @@ class AdmissionRepository:
         return self.session.scalar(
             select(SystemRow.outbound_credential_ciphertext).where(SystemRow.system_id == system_id)
         )
+
+    def outbound_credentials(self) -> dict[str, bytes]:
+        """Every stored outbound-credential ciphertext, by system id."""
+        rows = self.session.execute(
+            select(SystemRow.system_id, SystemRow.outbound_credential_ciphertext).where(
+                SystemRow.outbound_credential_ciphertext.is_not(None)
+            )
+        ).all()
+        return {system_id: bytes(blob) for system_id, blob in rows if blob is not None}
 
     def set_outbound_credential(self, system_id: str, ciphertext: bytes | None, now: datetime) -> None:
         row = self._row(system_id)
@@ -955,6 +965,9 @@ class AdmissionService:
             )
         now = self._now()
         self.repo.set_outbound_credential(system_id, ciphertext, now)
+        # Every gateway process reloads its routes (and with them the credential it presents) when the
+        # version moves, so a rotated credential is used everywhere within one poll interval.
+        self.repo.bump_version(now)
         return self._event("outbound_credential_set", actor, reg, reg.status, now, cleared=ciphertext is None)
 
     def outbound_credential(self, system_id: str) -> bytes | None:

@@ -134,4 +134,16 @@ class RegistryVersionRow(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class AssertionJtiRow(Base):
+    """The ``jti`` of a client assertion some gateway process accepted, kept until the assertion expires
+    (RFC 7523 §3 item 7). The primary key is the uniqueness constraint: a second use of the same assertion
+    conflicts in the database, whichever process it reaches."""
+
+    __tablename__ = "admission_assertion_jtis"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 metadata = Base.metadata

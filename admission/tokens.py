@@ -27,7 +27,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -37,6 +37,7 @@ from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
 from admission.credentials import RegisteredPublicKey
 from admission.errors import AdmissionError
+from admission.replay import MAX_JTI_CHARS
 
 #: The audience of system access tokens: the gateway's system-facing API, never a user-facing one.
 SYSTEM_AUDIENCE = "grassroots-gateway/systems"
@@ -224,12 +225,21 @@ class SystemTokenIssuer:
         return SystemTokenClaims(system_id, client_id, cred, jti, exp)
 
 
+class ReplayGuard(Protocol):
+    """Remembers the ``jti`` of every accepted client assertion until it expires (RFC 7523 §3 item 7).
+
+    ``first_use`` records ``(client_id, jti)`` and answers False when it was recorded before; it raises
+    rather than answer True when it cannot record (fail closed). The gateway uses the database-backed
+    ``admission.replay.DatabaseReplayGuard``, which holds across processes."""
+
+    def first_use(self, client_id: str, jti: str, expires_at: float, now: float) -> bool: ...
+
+
 class ReplayCache:
     """``jti`` values of client assertions seen in this process, each kept until its assertion expires.
 
-    RFC 7523 §3 item 7 lets a server refuse replays; bounding the assertion lifetime keeps this cache small.
-    Across several gateway processes a replay within the lifetime is possible, which is why the lifetime is
-    short (a stolen assertion is also useless after ``exp``)."""
+    Only for a single process (tests, tools): it cannot see a replay sent to another gateway process. The
+    gateway itself uses ``admission.replay.DatabaseReplayGuard``."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -290,7 +300,7 @@ def verify_client_assertion(
     registered: RegisteredPublicKey,
     *,
     audiences: Collection[str],
-    replay: ReplayCache,
+    replay: ReplayGuard,
     now: float | None = None,
     leeway_s: int = 5,
 ) -> None:
@@ -330,6 +340,12 @@ def verify_client_assertion(
         raise _invalid(
             "invalid_client", "客户端断言须包含 exp 和 jti。", "The client assertion needs exp and jti."
         )
+    if len(jti) > MAX_JTI_CHARS:
+        raise _invalid(
+            "invalid_client",
+            f"客户端断言的 jti 不得超过 {MAX_JTI_CHARS} 个字符。",
+            f"The client assertion's jti may have at most {MAX_JTI_CHARS} characters.",
+        )
     if t >= exp + leeway_s:
         raise _invalid("invalid_client", "客户端断言已过期。", "The client assertion has expired.")
     if exp - t > MAX_ASSERTION_LIFETIME_S + leeway_s:
@@ -341,6 +357,7 @@ def verify_client_assertion(
     nbf = claims.get("nbf")
     if isinstance(nbf, int) and nbf > t + leeway_s:
         raise _invalid("invalid_client", "客户端断言尚未生效。", "The client assertion is not valid yet.")
+    # Last, so only an assertion that passed every other check takes a place in the replay store.
     if not replay.first_use(registered.client_id, jti, exp + leeway_s, t):
         raise _invalid(
             "invalid_client", "客户端断言已被使用过。", "The client assertion has already been used."

@@ -6,7 +6,8 @@ and their occupants, each placed in a micro-grid (微网格) of a village or com
 hand a grid worker exactly the households of the grids assigned to them.
 
 Like the civil-affairs registry it trusts nobody but the gateway (a short-lived Ed25519 JWT whose audience
-is this system's id) and serves only what the gateway pushes down: ``org_prefix`` (required) and,
+is this system's id and, when configured, the API key this system issued to it; see
+``demoworld.departmental``) and serves only what the gateway pushes down: ``org_prefix`` (required) and,
 for a grid worker, ``grid`` (the assigned micro-grid codes). Fault modes let the gateway's tests watch
 it fail, including ``out_of_grid``: the village filter honoured, the grid filter ignored.
 
@@ -14,38 +15,38 @@ Run::
 
     python -m demoworld.person_house --host 127.0.0.1 --port 8102 --db var/person_house.db \\
         --gateway-public-key var/gateway_upstream_ed25519.pub.pem \\
+        [--gateway-credentials var/person-house-registry.gateway-credentials] \\
         [--fault none|slow|garbage|error|out_of_scope|out_of_grid|drop] [--slow-seconds 10]
     python -m demoworld.person_house --seed-only --db var/person_house.db
+    python -m demoworld.person_house --gateway-credentials FILE --issue-gateway-credential
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from joserfc.errors import JoseError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import Engine, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from demoworld.civil_affairs import (
+from demoworld.departmental import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    GatewayTokenError,
+    DepartmentalSettings,
+    GatewayCredentials,
     GatewayTokenVerifier,
     ScopeError,
+    SystemProfile,
+    departmental_app,
     error_response,
-    open_database,
+    not_found,
+    page_response,
     parse_scope,
+    run_departmental,
+    scope_required,
 )
 from demoworld.world import DEFAULT_SEED, village_of_grid
 
@@ -79,6 +80,15 @@ OCCUPANT_FIELDS = (
 )
 #: The collections this registry serves, and the fields of their records.
 COLLECTIONS: Mapping[str, tuple[str, ...]] = {"houses": HOUSE_FIELDS, "occupants": OCCUPANT_FIELDS}
+PROFILE = SystemProfile(
+    audience=REGISTRY_AUDIENCE,
+    prog="python -m demoworld.person_house",
+    title="Person-house registry (demo departmental system)",
+    description="Demo person-house registry (一标三实; a departmental system the gateway calls).",
+    collections=tuple(COLLECTIONS),
+    faults=FAULTS,
+    internal_error_zh="一标三实系统内部错误。",
+)
 
 
 # --- storage: the registry's own database ----------------------------------------------------------------
@@ -274,28 +284,6 @@ class PersonHouseRegistry:
 # --- the HTTP app ----------------------------------------------------------------------------------------
 
 
-def _unauthorized(request: Request) -> JSONResponse:
-    # RFC 6750 §3: tell the client which scheme and why, without echoing the token.
-    return error_response(
-        request,
-        401,
-        "unauthorized",
-        "调用方未通过认证：需要网关签发的有效令牌。",
-        "The caller is not authenticated: a valid gateway-issued token is required.",
-        headers={"WWW-Authenticate": f'Bearer realm="{REGISTRY_AUDIENCE}", error="invalid_token"'},
-    )
-
-
-def _scope_required(request: Request) -> JSONResponse:
-    return error_response(
-        request,
-        400,
-        "scope_required",
-        "必须提供有效的辖区代码（org_prefix），本系统不提供无范围的查询。",
-        "A jurisdiction (org_prefix, a division code) is required; the registry never serves unscoped data.",
-    )
-
-
 def _grid_invalid(request: Request) -> JSONResponse:
     return error_response(
         request,
@@ -310,29 +298,12 @@ def create_app(
     registry: PersonHouseRegistry,
     verifier: GatewayTokenVerifier,
     *,
-    fault: Fault = "none",
+    credentials: GatewayCredentials | None = None,
+    fault: str = "none",
     slow_seconds: float = 10.0,
 ) -> FastAPI:
-    if fault not in FAULTS:
-        raise ValueError(f"unknown fault mode {fault!r}")
-    app = FastAPI(title="Person-house registry (demo departmental system)", docs_url=None, redoc_url=None)
-
-    async def authenticate(request: Request) -> None:
-        verifier.verify(request.headers.get("authorization"))
-
-    @app.exception_handler(GatewayTokenError)
-    async def _rejected(request: Request, _exc: GatewayTokenError) -> JSONResponse:
-        return _unauthorized(request)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, _exc: RequestValidationError) -> JSONResponse:
-        return error_response(
-            request,
-            422,
-            "invalid_request",
-            f"请求参数无效（page 从 1 开始，page_size 为 1 至 {MAX_PAGE_SIZE}）。",
-            f"Invalid query parameters (page starts at 1, page_size is 1 to {MAX_PAGE_SIZE}).",
-        )
+    base = departmental_app(PROFILE, verifier, credentials, fault=fault, slow_seconds=slow_seconds)
+    app = base.app
 
     def _scope(
         request: Request, org_prefix: list[str], grid: list[str]
@@ -340,7 +311,7 @@ def create_app(
         try:
             prefixes: tuple[str, ...] | None = parse_scope(org_prefix)
         except ScopeError:
-            return _scope_required(request)
+            return scope_required(request)
         try:
             grids = parse_grids(grid)
         except GridError:
@@ -351,23 +322,8 @@ def create_app(
             return prefixes, None
         return prefixes, grids
 
-    async def _fault_response(request: Request) -> Response | None:
-        if fault == "slow":
-            await asyncio.sleep(slow_seconds)
-        elif fault == "garbage":
-            return Response(content=b"<html>\x00\xff not json {", media_type="application/json")
-        elif fault == "error":
-            return error_response(
-                request, 500, "internal_error", "一标三实系统内部错误。", "Registry internal error."
-            )
-        return None
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     def _routes(name: str, collection: ScopedCollection) -> None:
-        @app.get(f"/{name}", dependencies=[Depends(authenticate)], name=f"list_{name}")
+        @app.get(f"/{name}", dependencies=[Depends(base.authenticate)], name=f"list_{name}")
         async def list_records(
             request: Request,
             org_prefix: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies query defaults
@@ -378,16 +334,12 @@ def create_app(
             scope = _scope(request, org_prefix, grid)
             if isinstance(scope, JSONResponse):
                 return scope
-            faulty = await _fault_response(request)
+            faulty = await base.fault_response(request)
             if faulty is not None:
                 return faulty
-            matching = collection.in_scope(*scope)
-            start = (page - 1) * page_size
-            items = matching[start : start + page_size]
-            next_page = page + 1 if start + page_size < len(matching) else None
-            return JSONResponse({"items": items, "total": len(matching), "next_page": next_page})
+            return page_response(collection.in_scope(*scope), page, page_size)
 
-        @app.get(f"/{name}/{{record_id}}", dependencies=[Depends(authenticate)], name=f"get_{name}")
+        @app.get(f"/{name}/{{record_id}}", dependencies=[Depends(base.authenticate)], name=f"get_{name}")
         async def get_record(
             request: Request,
             record_id: str,
@@ -397,13 +349,13 @@ def create_app(
             scope = _scope(request, org_prefix, grid)
             if isinstance(scope, JSONResponse):
                 return scope
-            faulty = await _fault_response(request)
+            faulty = await base.fault_response(request)
             if faulty is not None:
                 return faulty
             record = collection.get(record_id, *scope)
             if record is None:
                 # Outside the pushed-down scope (village or grid) answers exactly like absent.
-                return error_response(request, 404, "not_found", "未找到该记录。", "No such record.")
+                return not_found(request)
             return JSONResponse(record)
 
     for name, collection in registry.collections.items():
@@ -411,91 +363,28 @@ def create_app(
     return app
 
 
-class DroppingH11Protocol(H11Protocol):
-    """Fault ``drop``: close the connection on a data request without writing a byte of response
-    (see ``demoworld.civil_affairs.DroppingH11Protocol``)."""
-
-    DATA_REQUEST_LINES = tuple(f"{verb} /{name}".encode() for verb in ("GET", "HEAD") for name in COLLECTIONS)
-
-    def data_received(self, data: bytes) -> None:
-        if data.startswith(self.DATA_REQUEST_LINES):
-            self.transport.close()
-            return
-        super().data_received(data)
-
-
 # --- command line ----------------------------------------------------------------------------------------
 
 
-class RegistrySettings(BaseSettings):
+class RegistrySettings(DepartmentalSettings):
     """Environment defaults for the command line (``GRASSROOTS_PERSON_HOUSE_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="GRASSROOTS_PERSON_HOUSE_")
 
-    host: str = "127.0.0.1"
     port: int = 8102
     db: str = "var/person_house.db"
-    gateway_public_key: str | None = None
     fault: Fault = "none"
-    slow_seconds: float = 10.0
-    seed: int = DEFAULT_SEED
-
-
-def _parser(settings: RegistrySettings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m demoworld.person_house",
-        description="Demo person-house registry (一标三实; a departmental system the gateway calls).",
-    )
-    parser.add_argument("--host", default=settings.host)
-    parser.add_argument("--port", type=int, default=settings.port)
-    parser.add_argument("--db", default=settings.db, help="SQLite file of this registry (created and seeded)")
-    parser.add_argument(
-        "--gateway-public-key",
-        default=settings.gateway_public_key,
-        help="PEM file with the gateway's Ed25519 public key (verifies its service tokens)",
-    )
-    parser.add_argument("--fault", choices=FAULTS, default=settings.fault)
-    parser.add_argument("--slow-seconds", type=float, default=settings.slow_seconds)
-    parser.add_argument("--seed", type=int, default=settings.seed, help="demo world seed used when seeding")
-    parser.add_argument("--seed-only", action="store_true", help="create and seed the database, then exit")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser(RegistrySettings()).parse_args(argv)
-    engine = open_database(args.db)
-    stored = seed_database(engine, args.seed)
-    if args.seed_only:
-        print(json.dumps({"db": str(args.db), **stored}))
-        return 0
-    if not args.gateway_public_key:
-        print("error: --gateway-public-key is required to serve (PEM, Ed25519)", file=sys.stderr)
-        return 2
-    try:
-        verifier = GatewayTokenVerifier(
-            Path(args.gateway_public_key).read_bytes(), audience=REGISTRY_AUDIENCE
-        )
-    except (OSError, ValueError, JoseError):
-        print("error: cannot read an Ed25519 public key (PEM) from --gateway-public-key", file=sys.stderr)
-        return 2
-    registry = PersonHouseRegistry.from_database(engine)
-    engine.dispose()
-    app = create_app(registry, verifier, fault=args.fault, slow_seconds=args.slow_seconds)
-
-    import uvicorn
-
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        http=DroppingH11Protocol if args.fault == "drop" else "auto",
-        log_level="warning",
-        access_log=False,
-        # A stand-in system: stop promptly even while a "slow" fault request is still sleeping.
-        timeout_graceful_shutdown=1,
+    return run_departmental(
+        argv,
+        PROFILE,
+        RegistrySettings(),
+        seed=seed_database,
+        load=PersonHouseRegistry.from_database,
+        create_app=create_app,
     )
-    uvicorn.Server(config).run()
-    return 0
 
 
 if __name__ == "__main__":

@@ -280,7 +280,13 @@ def demo(
 ) -> None:
     """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
     from gateway.db import make_engine, upgrade
-    from gateway.seed import seed_demo
+    from gateway.keys import load_masking_keyring
+    from gateway.seed import (
+        CIVIL_AFFAIRS_SYSTEM,
+        PERSON_HOUSE_SYSTEM,
+        gateway_credentials_file,
+        seed_demo,
+    )
     from gateway.upstream import load_or_create_ed25519, public_pem
 
     os.environ.setdefault("GRASSROOTS_DEV_IDP_ENABLED", "true")
@@ -293,7 +299,19 @@ def demo(
     upgrade(url)
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     person_house_url = f"http://127.0.0.1:{person_house_port}"
-    for line in seed_demo(make_engine(url), upstream_url=upstream_url, person_house_url=person_house_url):
+    # Both registries require the API key their department issued to the gateway (stored by the seed as
+    # each system's outbound credential, the way the admission API stores one).
+    credential_files = {
+        system: gateway_credentials_file(settings.data_dir, system)
+        for system in (CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM)
+    }
+    for line in seed_demo(
+        make_engine(url),
+        upstream_url=upstream_url,
+        person_house_url=person_house_url,
+        keys=load_masking_keyring(settings),
+        gateway_credentials=credential_files,
+    ):
         typer.echo(f"  seeded {line}")
 
     key = load_or_create_ed25519(settings.effective_service_key_path)
@@ -313,6 +331,8 @@ def demo(
             str(registry_db),
             "--gateway-public-key",
             str(pub_path),
+            "--gateway-credentials",
+            str(credential_files[CIVIL_AFFAIRS_SYSTEM]),
         ]
     )
     person_house = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
@@ -328,6 +348,8 @@ def demo(
             str(settings.data_dir / "person-house-registry.db"),
             "--gateway-public-key",
             str(pub_path),
+            "--gateway-credentials",
+            str(credential_files[PERSON_HOUSE_SYSTEM]),
         ]
     )
     try:

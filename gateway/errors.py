@@ -85,6 +85,22 @@ class UpstreamError(GatewayError):
     message_en = "The departmental system returned an unusable answer; no data was returned. Retry later."
 
 
+class UpstreamCredentialRefused(UpstreamError):
+    """The departmental system refused the gateway itself (401/403): its service token or the stored
+    outbound credential. Someone must act, so the message says who, not "retry"."""
+
+    code = "upstream_credential_refused"
+    message_zh = (
+        "部门业务系统拒绝了网关的调用凭证，本次未返回任何数据。请联系平台管理员，"
+        "由该系统所属部门的系统管理员核对并更新网关的出站凭证。"
+    )
+    message_en = (
+        "The departmental system refused the gateway's credentials; no data was returned. Contact the "
+        "platform administrator: the system's departmental admin must check and update the gateway's "
+        "outbound credential."
+    )
+
+
 class UpstreamUnavailable(GatewayError):
     status_code = 503
     code = "upstream_unavailable"

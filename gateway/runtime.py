@@ -3,8 +3,8 @@
 The gateway is the only package that knows all four libraries; this is where it wires them: the policy
 engine over the grant index, the admission status snapshot over the registry, the masking catalog and
 rules, the audit appender, the upstream client. Shared state that other processes can change (grants,
-system status, the masking catalog and rules) is re-read when its version row moves, polled every
-``policy_refresh_interval_s``.
+system status and outbound credentials, the masking catalog and rules) is re-read when its version row
+moves, polled every ``policy_refresh_interval_s``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from admission import (
 from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
@@ -111,6 +112,8 @@ class _MaskingState:
 class _Routes:
     snapshot: StatusSnapshot
     targets: Mapping[str, UpstreamTarget]
+    #: Systems whose stored outbound credential this process cannot open: not routed (fail closed).
+    credential_unavailable: frozenset[str] = frozenset()
 
 
 class Runtime:
@@ -146,6 +149,7 @@ class Runtime:
         )
         self.keys = keys
         self.scanner = scanner
+        self._outbound = OutboundCredentialCache(keys)
         self._lock = threading.Lock()
         now = datetime.now(UTC)
         with self.sessions() as session:
@@ -229,17 +233,22 @@ class Runtime:
                 code="policy_stale",
             )
 
-    @staticmethod
-    def _load_routes(session: Session) -> _Routes:
+    def _load_routes(self, session: Session) -> _Routes:
         snapshot = load_status_snapshot(session)
+        repository = AdmissionRepository(session)
+        # Opened here, once per stored envelope, never per request (gateway/outbound.py).
+        credentials, unavailable = self._outbound.resolve(repository.outbound_credentials())
         targets: dict[str, UpstreamTarget] = {}
-        for registration in AdmissionRepository(session).list_systems():
+        for registration in repository.list_systems():
             for provided in registration.provides:
                 path = provided.endpoints[0] if provided.endpoints else f"/{provided.dataset}"
                 targets[provided.dataset] = UpstreamTarget(
-                    system_id=registration.system_id, base_url=provided.base_url, path=path
+                    system_id=registration.system_id,
+                    base_url=provided.base_url,
+                    path=path,
+                    credential=credentials.get(registration.system_id),
                 )
-        return _Routes(snapshot=snapshot, targets=targets)
+        return _Routes(snapshot=snapshot, targets=targets, credential_unavailable=unavailable)
 
     # -- masking state: catalog and rules as managed data --------------------------------------
 
@@ -287,6 +296,16 @@ class Runtime:
                 verdict.message_zh,
                 verdict.message_en,
                 code=verdict.code,
+                extra={"system": target.system_id},
+            )
+        if target.system_id in routes.credential_unavailable:
+            # Fail closed: a system whose stored credential cannot be used is not called without it.
+            raise ServiceUnavailable(
+                f"网关暂时无法取得调用部门系统 {target.system_id} 所需的凭证，本次未返回任何数据。"
+                "请联系平台管理员。",
+                f"The gateway cannot use its credential for departmental system {target.system_id}; "
+                "no data was returned. Contact the platform administrator.",
+                code="upstream_credential_unavailable",
                 extra={"system": target.system_id},
             )
         return target

@@ -8,6 +8,9 @@
 * Grants: the township officer requests scenario grants for the township (covering villages A and B);
   the owning department's steward approves (civil affairs for DIBAO_REVIEW and ELDERLY_VISIT, public
   security for GRID_VISIT), and a second steward approves the sensitive fields.
+* Outbound credentials (when asked for): each registry's department issues the gateway an API key (its
+  digest goes into the registry's accepted-keys file) and the department's system admin stores it the way
+  ``PUT /api/v1/admission/systems/{id}/outbound-credential`` does: sealed under the key ring, audited.
 
 Every change goes to the audit log. Idempotent: running it twice changes nothing the second time.
 """
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -30,15 +34,26 @@ from admission import (
 )
 from audit import AuditEvent, AuditLog
 from gateway.changes import change_event
+from gateway.outbound import seal_outbound_credential, try_open_outbound_credential
 from policies import GrantRepository, GrantService, GrantStatus, Subject
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
+
+if TYPE_CHECKING:
+    from masking import KeyRing
 
 CIVIL_AFFAIRS_SYSTEM = "civil-affairs-registry"
 PERSON_HOUSE_SYSTEM = "person-house-registry"
 DEFAULT_PERSON_HOUSE_URL = "http://127.0.0.1:8102"
 PENDING_SYSTEM = "health-followup-app"
 REJECTED_SYSTEM = "village-checkin-app"
+#: Who stores each demo registry's outbound credential: the system admin of its department.
+_SYSTEM_ADMINS = {CIVIL_AFFAIRS_SYSTEM: "ca_sysadmin", PERSON_HOUSE_SYSTEM: "ps_sysadmin"}
+
+
+def gateway_credentials_file(data_dir: Path, system_id: str) -> Path:
+    """Where a demo registry keeps the digests of the API keys it issued to the gateway."""
+    return data_dir / f"{system_id}.gateway-credentials"
 
 
 def _identities() -> dict[str, Mapping[str, Any]]:
@@ -62,10 +77,14 @@ def seed_demo(
     upstream_url: str,
     person_house_url: str = DEFAULT_PERSON_HOUSE_URL,
     now: datetime | None = None,
+    keys: KeyRing | None = None,
+    gateway_credentials: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """Seed admission and grants; return a line per thing created (empty when already seeded).
 
-    ``upstream_url`` is the civil-affairs registry, ``person_house_url`` the person-house registry."""
+    ``upstream_url`` is the civil-affairs registry, ``person_house_url`` the person-house registry.
+    ``gateway_credentials`` (system id -> accepted-keys file, with ``keys`` to seal under) makes each of
+    those registries require an API key from the gateway, and stores it as the outbound credential."""
     now = now or datetime.now(UTC)
     users = _identities()
     log = AuditLog(engine)
@@ -78,6 +97,10 @@ def seed_demo(
     with Session(engine) as session:
         created += _seed_admission(session, users, upstream_url, now, record, person_house_url)
         created += _seed_grants(session, users, now, record)
+        if gateway_credentials:
+            if keys is None:
+                raise ValueError("storing outbound credentials needs the key ring")
+            created += _seed_outbound_credentials(session, users, keys, gateway_credentials, now, record)
         session.commit()
     if events:
         log.append_many(events)
@@ -321,5 +344,35 @@ def _seed_grants(
                 break
         created.append(
             f"grant: {scenario} for {township} {grant.status.value} until {grant.valid_until:%Y-%m-%d}"
+        )
+    return created
+
+
+def _seed_outbound_credentials(
+    session: Session,
+    users: Mapping[str, Mapping[str, Any]],
+    keys: KeyRing,
+    files: Mapping[str, Path],
+    now: datetime,
+    record: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
+) -> list[str]:
+    """Each department issues the gateway an API key and its system admin stores it, sealed, as the system's
+    outbound credential. A stored credential its registry still accepts is kept (idempotent)."""
+    from demoworld.departmental import accepted_digests, credential_digest, issue_gateway_credential
+
+    service = AdmissionService(session, clock=lambda: now)
+    created: list[str] = []
+    for system_id, path in files.items():
+        stored = service.outbound_credential(system_id)
+        if stored is not None and path.exists():
+            current = try_open_outbound_credential(keys, system_id, stored)
+            if current is not None and credential_digest(current) in accepted_digests(path):
+                continue
+        admin = users[_SYSTEM_ADMINS[system_id]]
+        credential = issue_gateway_credential(path)
+        sealed = seal_outbound_credential(keys, system_id, credential)
+        record(service.set_outbound_credential(system_id, sealed, str(admin["user_id"])), admin)
+        created.append(
+            f"admission: {system_id} issued the gateway an API key; stored as its outbound credential"
         )
     return created

@@ -1,8 +1,11 @@
 """Calls to admitted departmental systems: pooled async client, timeouts, signed service tokens.
 
 The gateway authenticates itself to a departmental system with a short-lived EdDSA JWT (RFC 7519, RFC 8037)
-whose audience is the system id; the system verifies it with the gateway's public key. Every failure mode
-maps to one gateway error and no partial data (issue: upstream down/slow/garbage -> 502/503/504).
+whose audience is the system id; the system verifies it with the gateway's public key. When the department
+issued the gateway an API key (its stored outbound credential, see gateway/outbound.py), it goes along in
+``X-Api-Key``. Every failure mode maps to one gateway error and no partial data (issue: upstream
+down/slow/garbage -> 502/503/504; the system refusing the gateway's credentials -> 502
+``upstream_credential_refused``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    UpstreamCredentialRefused,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 SERVICE_ISSUER = "grassroots-gateway"
 TOKEN_TTL_S = 300
 TOKEN_REUSE_S = 240
+#: Carries the API key the department issued to the gateway (gateway/outbound.py).
+CREDENTIAL_HEADER = "X-Api-Key"
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -90,6 +100,8 @@ class UpstreamTarget:
     system_id: str
     base_url: str
     path: str
+    #: The system's outbound credential, clear and in memory only; None: the service token alone.
+    credential: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,8 @@ class UpstreamClient:
             await self.start()
         assert self._session is not None
         headers = {"Authorization": f"Bearer {self._signer.token_for(target.system_id)}"}
+        if target.credential is not None:
+            headers[CREDENTIAL_HEADER] = target.credential
         url = target.base_url.rstrip("/") + path
         try:
             async with self._session.get(url, params=list(params), headers=headers) as resp:
@@ -143,6 +157,8 @@ class UpstreamClient:
             raise UpstreamError(extra={"system": target.system_id}) from None
         if status == 404:
             return None
+        if status in (401, 403):
+            raise UpstreamCredentialRefused(extra={"system": target.system_id, "upstream_status": status})
         if status != 200:
             raise UpstreamError(extra={"system": target.system_id, "upstream_status": status})
         try:

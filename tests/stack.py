@@ -3,6 +3,8 @@
 The gateway runs as ``python -m gateway.cli serve`` on a migrated, seeded database (SQLite file, or a
 throwaway PostgreSQL database when GRASSROOTS_TEST_POSTGRES_URL is set; required in CI). Tokens come from
 the embedded development identity provider's key (discovery + JWKS are fetched by the gateway over HTTP).
+Both registries require the API key their department issued to the gateway; the seed stores it as each
+system's outbound credential, as ``grassroots demo`` does.
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ class Stack:
             self._engine = make_engine(self.database_url, pool_size=2)
         return self._engine
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "gateway.cli", *args],
-            env=self.env,
+            env={**self.env, **(env_extra or {})},
             cwd=self.data_dir.parent,
             capture_output=True,
             text=True,
@@ -133,6 +137,17 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.token(username)}"} if username else {}
         return httpx.get(url, params=params, headers=headers, timeout=30.0)
 
+    def credentials_file(self, system_id: str) -> Path:
+        """The registry's accepted gateway API keys (digests; see demoworld.departmental)."""
+        from gateway.seed import gateway_credentials_file
+
+        return gateway_credentials_file(self.data_dir, system_id)
+
+    def _credentials_args(self, system_id: str) -> list[str]:
+        # Seeded stacks require the key; a stack seeded without one (``seed-demo``) runs the registry open.
+        path = self.credentials_file(system_id)
+        return ["--gateway-credentials", str(path)] if path.exists() else []
+
     def start_upstream(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
         stop(self.upstream)
         self.upstream = subprocess.Popen(
@@ -148,6 +163,7 @@ class Stack:
                 str(self.data_dir / "registry.db"),
                 "--gateway-public-key",
                 str(self.data_dir / "gateway.pub.pem"),
+                *self._credentials_args("civil-affairs-registry"),
                 "--fault",
                 fault,
                 "--slow-seconds",
@@ -179,6 +195,7 @@ class Stack:
                 str(self.data_dir / "person_house.db"),
                 "--gateway-public-key",
                 str(self.data_dir / "gateway.pub.pem"),
+                *self._credentials_args("person-house-registry"),
                 "--fault",
                 fault,
                 "--slow-seconds",
@@ -241,14 +258,26 @@ class Stack:
             return [dict(r) for r in rows][::-1]
 
 
-def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: str) -> None:
+def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: str, data_dir: Path) -> None:
     from gateway.db import make_engine, upgrade
-    from gateway.seed import seed_demo
+    from gateway.keys import load_masking_keyring
+    from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM, gateway_credentials_file, seed_demo
+    from gateway.settings import Settings
 
     upgrade(database_url)
     engine = make_engine(database_url, pool_size=1)
     try:
-        seed_demo(engine, upstream_url=upstream_url, person_house_url=person_house_url)
+        seed_demo(
+            engine,
+            upstream_url=upstream_url,
+            person_house_url=person_house_url,
+            # The same key ring the gateway process loads from this data directory.
+            keys=load_masking_keyring(Settings(data_dir=data_dir)),
+            gateway_credentials={
+                system: gateway_credentials_file(data_dir, system)
+                for system in (CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM)
+            },
+        )
     finally:
         engine.dispose()
 
@@ -326,6 +355,7 @@ def stack_fixture(
             database_url,
             f"http://127.0.0.1:{upstream_port}",
             f"http://127.0.0.1:{stack.person_house_port}",
+            data_dir,
         )
         key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
         (data_dir / "gateway.pub.pem").write_bytes(public_pem(key))

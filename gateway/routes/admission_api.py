@@ -26,6 +26,7 @@ import io
 import json
 import os
 import secrets
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -33,10 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,8 +44,9 @@ from admission import (
     CLIENT_ASSERTION_TYPE,
     AdmissionConfig,
     AdmissionService,
+    DatabaseReplayGuard,
     IssuedAccessToken,
-    ReplayCache,
+    ReplayStoreUnavailable,
     SystemRegistration,
     SystemStatus,
     SystemTokenIssuer,
@@ -73,11 +72,12 @@ from gateway.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.upstream import load_or_create_ed25519
-from masking import Catalog, KeyRing, SemanticType
+from masking import Catalog, SemanticType
 from policies import divisions
 
 router = APIRouter(tags=["admission"])
@@ -338,44 +338,6 @@ def _registration_view(
         "outbound_credential_set": service.outbound_credential(reg.system_id) is not None,
     }
     return view
-
-
-# ------------------------------------------------------------------------------ outbound credentials
-
-_OUTBOUND_VERSION = b"gwoc1"
-_OUTBOUND_INFO = b"grassroots-gateway/v1/admission-outbound-credential"
-
-
-def _outbound_key(ring: KeyRing, key_id: str | None, *, for_encryption: bool) -> tuple[str, bytes]:
-    # A subkey of its own (HKDF, RFC 5869) so the masking AES-GCM key never encrypts anything else.
-    kid, base = ring.derive("aes-gcm", key_id, for_encryption=for_encryption)
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_OUTBOUND_INFO).derive(base)
-    return kid, key
-
-
-def _aad(system_id: str) -> bytes:
-    # The system id is bound as associated data: a ciphertext copied to another system fails to open.
-    return b"admission-outbound|" + system_id.encode("utf-8")
-
-
-def seal_outbound_credential(ring: KeyRing, system_id: str, credential: str) -> bytes:
-    """AES-256-GCM envelope ``gwoc1 | len(kid) | kid | nonce | ciphertext+tag`` (NIST SP 800-38D)."""
-    kid, key = _outbound_key(ring, None, for_encryption=True)
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(key).encrypt(nonce, credential.encode("utf-8"), _aad(system_id))
-    kid_bytes = kid.encode("ascii")
-    return _OUTBOUND_VERSION + bytes([len(kid_bytes)]) + kid_bytes + nonce + sealed
-
-
-def open_outbound_credential(ring: KeyRing, system_id: str, blob: bytes) -> str:
-    """The clear credential, for the upstream client only; never logged or returned by the API."""
-    if not blob.startswith(_OUTBOUND_VERSION):
-        raise ValueError("unknown outbound-credential envelope version")
-    rest = blob[len(_OUTBOUND_VERSION) :]
-    kid = rest[1 : 1 + rest[0]].decode("ascii")
-    nonce, sealed = rest[1 + rest[0] : 13 + rest[0]], rest[13 + rest[0] :]
-    _, key = _outbound_key(ring, kid, for_encryption=False)
-    return AESGCM(key).decrypt(nonce, sealed, _aad(system_id)).decode("utf-8")
 
 
 # ------------------------------------------------------------------------------------ request bodies
@@ -1003,7 +965,16 @@ async def burden_report(
 # ---------------------------------------------------------------------- OAuth 2 for admitted systems
 
 _ISSUERS: dict[tuple[str, str, int], SystemTokenIssuer] = {}
-_REPLAY = ReplayCache()
+_REPLAY_GUARDS: weakref.WeakKeyDictionary[Runtime, DatabaseReplayGuard] = weakref.WeakKeyDictionary()
+
+
+def replay_guard(runtime: Runtime) -> DatabaseReplayGuard:
+    """The replay check for client assertions: on the shared database, so an assertion is accepted once
+    whichever gateway process it reaches (RFC 7523 §3 item 7)."""
+    guard = _REPLAY_GUARDS.get(runtime)
+    if guard is None:
+        guard = _REPLAY_GUARDS.setdefault(runtime, DatabaseReplayGuard(runtime.sessions))
+    return guard
 
 
 def _create_key_once(path: Path) -> Ed25519PrivateKey:
@@ -1199,10 +1170,15 @@ def _authenticate_client(
                     assertion,
                     registered,
                     audiences=(_token_endpoint(runtime), runtime.settings.effective_public_url),
-                    replay=_REPLAY,
+                    replay=replay_guard(runtime),
                 )
             except TokenError as exc:
                 raise _invalid_client(exc.message_zh, exc.message_en) from None
+            except ReplayStoreUnavailable as exc:
+                # Fail closed: an assertion that could not be recorded could be replayed elsewhere.
+                raise OAuthError(
+                    "temporarily_unavailable", exc.message_zh, exc.message_en, status_code=503
+                ) from None
             method = "key"
         else:
             if basic is not None:

@@ -135,7 +135,8 @@ def test_whole_journey_and_snapshot(db: Engine) -> None:
         assert service.verify_client_secret(client_id, secret) == "health-visits"
         assert service.outbound_credential("health-visits") == b"\x00\xffcipher"
         snapshot = load_status_snapshot(s)
-        assert snapshot.version == 2
+        # submit, approval, and the outbound credential (gateway processes reload it with the routes)
+        assert snapshot.version == 3
         assert snapshot.verdict("health-visits", clock.now).allowed
 
 

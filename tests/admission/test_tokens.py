@@ -185,6 +185,7 @@ ASSERTION_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("expired", {"exp": int(T0) - 60}, "expired"),
     ("lives too long", {"exp": int(T0) + 3600}, "at most"),
     ("not yet valid", {"nbf": int(T0) + 600, "exp": int(T0) + 290}, "not valid yet"),
+    ("jti too long to store", {"jti": "j" * 257}, "at most 256 characters"),
 ]
 
 

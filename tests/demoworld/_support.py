@@ -14,7 +14,8 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
-from demoworld.civil_affairs import GATEWAY_ISSUER, REGISTRY_AUDIENCE
+from demoworld.civil_affairs import REGISTRY_AUDIENCE
+from demoworld.departmental import GATEWAY_ISSUER
 
 
 def new_gateway_key() -> OKPKey:

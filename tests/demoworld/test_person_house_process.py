@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from demoworld.civil_affairs import open_database
+from demoworld.departmental import open_database
 from demoworld.person_house import REGISTRY_AUDIENCE, seed_database
 from demoworld.world import World, build_world
 from tests.demoworld._support import bearer, mint, new_gateway_key, public_pem

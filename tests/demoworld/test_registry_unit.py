@@ -10,13 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from joserfc.jwk import OKPKey
 
-from demoworld.civil_affairs import (
-    GatewayTokenError,
-    GatewayTokenVerifier,
-    ResidentRegistry,
-    ScopeError,
-    parse_scope,
-)
+from demoworld.civil_affairs import REGISTRY_AUDIENCE, ResidentRegistry
+from demoworld.departmental import GatewayTokenError, GatewayTokenVerifier, ScopeError, parse_scope
 from demoworld.world import World, build_world, significant_prefix
 from tests.demoworld._support import hs256_with_public_key, mint, new_gateway_key, public_pem, unsigned
 
@@ -28,7 +23,7 @@ WORLD: World = build_world()
 
 @pytest.fixture(scope="module")
 def verifier() -> GatewayTokenVerifier:
-    return GatewayTokenVerifier(public_pem(GATEWAY_KEY), now=lambda: NOW)
+    return GatewayTokenVerifier(public_pem(GATEWAY_KEY), audience=REGISTRY_AUDIENCE, now=lambda: NOW)
 
 
 def test_a_fresh_gateway_token_is_accepted(verifier: GatewayTokenVerifier) -> None:
@@ -81,11 +76,12 @@ def test_a_token_within_clock_leeway_is_accepted(verifier: GatewayTokenVerifier)
 
 def test_verifier_refuses_a_non_ed25519_key() -> None:
     with pytest.raises(ValueError):
-        GatewayTokenVerifier(OKPKey.generate_key("X25519").as_pem(private=False))
+        GatewayTokenVerifier(OKPKey.generate_key("X25519").as_pem(private=False), audience=REGISTRY_AUDIENCE)
 
 
 def test_real_clock_is_the_default() -> None:
-    GatewayTokenVerifier(public_pem(GATEWAY_KEY)).verify(f"Bearer {mint(GATEWAY_KEY, now=int(time.time()))}")
+    verifier = GatewayTokenVerifier(public_pem(GATEWAY_KEY), audience=REGISTRY_AUDIENCE)
+    verifier.verify(f"Bearer {mint(GATEWAY_KEY, now=int(time.time()))}")
 
 
 @pytest.mark.parametrize(

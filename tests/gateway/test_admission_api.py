@@ -1,7 +1,8 @@
 """Admission registry through the real stack: registration -> joint review -> approval -> credentials ->
 token -> first system call; blocking in every non-approved status (in every gateway process, within one
-second, on the data path too); lapse by time; credential rotation; separation of duties; the burden view
-on the demo world.
+second, on the data path too); lapse by time; credential rotation; a client assertion accepted once across
+two gateway processes; an outbound credential rotated through one process presented by the other;
+separation of duties; the burden view on the demo world.
 
 Systems created here use ids that no other module uses; the demo systems are restored after each test
 that changes them.
@@ -16,6 +17,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,7 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
+from demoworld.departmental import issue_gateway_credential, retire_old_gateway_credentials
 from tests.stack import Stack, free_port, stop, wait_healthy
 
 API = "/api/v1/admission"
@@ -50,6 +53,7 @@ ANSWERED = {
 TOWNSHIP_A = "310151101000"
 VILLAGE_A = "310151101201"
 BLOCK_DEADLINE_S = 1.0
+REPLAY_ATTEMPTS = 12
 
 
 def call(stack: Stack, method: str, path: str, user: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -691,12 +695,29 @@ def _assertion(private: ed25519.Ed25519PrivateKey, client_id: str, audience: str
         )
 
 
-def test_signed_client_assertion(stack: Stack) -> None:
-    sid, _ = _fresh_system_with_token(stack)
-    private = ed25519.Ed25519PrivateKey.generate()
+def register_public_key(
+    stack: Stack, sid: str, private: ed25519.Ed25519PrivateKey | None = None
+) -> tuple[ed25519.Ed25519PrivateKey, dict[str, Any]]:
+    """Register the public half of ``private`` (a new key if none) for signed client assertions."""
+    private = private or ed25519.Ed25519PrivateKey.generate()
     pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    registered = ok(
+        call(
+            stack,
+            "PUT",
+            f"{API}/systems/{sid}/credentials/public-key",
+            "hb_sysadmin",
+            json={"public_key": pem.decode()},
+        )
+    )
+    return private, registered
+
+
+def test_signed_client_assertion(stack: Stack) -> None:
+    sid, _ = _fresh_system_with_token(stack)
+    private = ed25519.Ed25519PrivateKey.generate()
     refused = call(
         stack,
         "PUT",
@@ -709,15 +730,7 @@ def test_signed_client_assertion(stack: Stack) -> None:
         },
     )
     assert (refused.status_code, refused.json()["error"]) == (422, "invalid_public_key")
-    registered = ok(
-        call(
-            stack,
-            "PUT",
-            f"{API}/systems/{sid}/credentials/public-key",
-            "hb_sysadmin",
-            json={"public_key": pem.decode()},
-        )
-    )
+    private, registered = register_public_key(stack, sid, private)
     assertion = _assertion(private, registered["client_id"], registered["assertion_audience"])
     form = {
         "grant_type": "client_credentials",
@@ -737,7 +750,7 @@ def test_signed_client_assertion(stack: Stack) -> None:
 
 def test_outbound_credential_is_write_only_and_encrypted(stack: Stack) -> None:
     from gateway.keys import load_masking_keyring
-    from gateway.routes.admission_api import open_outbound_credential
+    from gateway.outbound import open_outbound_credential
     from gateway.settings import Settings
 
     sid, _ = _fresh_system_with_token(stack)
@@ -770,6 +783,115 @@ def test_outbound_credential_is_write_only_and_encrypted(stack: Stack) -> None:
         ]
         is False
     )
+
+
+# ------------------------------------------- across processes: assertion replay, outbound credential
+
+
+@pytest.fixture(scope="module")
+def signing_system(stack: Stack) -> tuple[ed25519.Ed25519PrivateKey, dict[str, Any]]:
+    """An admitted system that authenticates with signed client assertions (private_key_jwt)."""
+    sid = new_id("assertion-app")
+    admit(stack, sid)
+    return register_public_key(stack, sid)
+
+
+def _assertion_form(assertion: str) -> dict[str, str]:
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+
+
+def _post_assertion(base: str, assertion: str) -> httpx.Response:
+    return httpx.post(f"{base}/oauth/token", data=_assertion_form(assertion), timeout=30.0)
+
+
+def test_an_assertion_is_accepted_once_across_two_processes(
+    stack: Stack, second_gateway: str, signing_system: tuple[ed25519.Ed25519PrivateKey, dict[str, Any]]
+) -> None:
+    private, registered = signing_system
+    client_id, audience = registered["client_id"], registered["assertion_audience"]
+
+    # One after the other: the first process accepts, the second sees the replay.
+    assertion = _assertion(private, client_id, audience)
+    first = _post_assertion(stack.base_url, assertion)
+    assert first.status_code == 200, first.text
+    replayed = _post_assertion(second_gateway, assertion)
+    assert (replayed.status_code, replayed.json()["error"]) == (401, "invalid_client")
+    assert "已被使用过" in replayed.json()["message"]
+
+    # At once: the same fresh assertion sent to both processes from several threads is accepted once.
+    concurrent = _assertion(private, client_id, audience)
+    bases = [stack.base_url, second_gateway] * (REPLAY_ATTEMPTS // 2)
+    with ThreadPoolExecutor(max_workers=REPLAY_ATTEMPTS) as pool:
+        answers = list(pool.map(lambda base: (base, _post_assertion(base, concurrent)), bases))
+    accepted = [base for base, r in answers if r.status_code == 200]
+    refused = {(r.status_code, r.json()["error"]) for _, r in answers if r.status_code != 200}
+    assert len(accepted) == 1, [(b, r.status_code) for b, r in answers]
+    assert refused == {(401, "invalid_client")}
+
+    # A fresh assertion still works at either process (nothing else was blocked).
+    assert _post_assertion(second_gateway, _assertion(private, client_id, audience)).status_code == 200
+    with stack.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT count(*) FROM admission_assertion_jtis WHERE client_id = :c"), {"c": client_id}
+        ).scalar_one()
+    assert stored == 3
+
+
+def test_an_unwritable_replay_store_refuses_assertions(
+    stack: Stack, second_gateway: str, signing_system: tuple[ed25519.Ed25519PrivateKey, dict[str, Any]]
+) -> None:
+    private, registered = signing_system
+    assertion = _assertion(private, registered["client_id"], registered["assertion_audience"])
+    with stack.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE admission_assertion_jtis RENAME TO test_jtis_moved_away"))
+    try:
+        for base in (stack.base_url, second_gateway):
+            resp = _post_assertion(base, assertion)
+            assert (resp.status_code, resp.json()["error"]) == (503, "temporarily_unavailable"), resp.text
+            assert resp.headers["cache-control"] == "no-store"
+            assert "admission_assertion_jtis" not in resp.text
+    finally:
+        with stack.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE test_jtis_moved_away RENAME TO admission_assertion_jtis"))
+    # Refused, not recorded: once the store is back, the same assertion is accepted.
+    assert _post_assertion(second_gateway, assertion).status_code == 200
+
+
+def _read_residents(base: str, stack: Stack) -> httpx.Response:
+    return httpx.get(
+        f"{base}/api/v1/datasets/residents/records",
+        params={"scenario": "DIBAO_REVIEW", "page_size": 3},
+        headers={"Authorization": f"Bearer {stack.token('cadre_a')}"},
+        timeout=30.0,
+    )
+
+
+def test_a_credential_rotated_through_one_process_is_presented_by_the_other(
+    stack: Stack, second_gateway: str
+) -> None:
+    assert _read_residents(second_gateway, stack).status_code == 200
+    path = stack.credentials_file("civil-affairs-registry")
+    rotated = issue_gateway_credential(path)
+    retire_old_gateway_credentials(path)
+    refused = _read_residents(second_gateway, stack)
+    assert (refused.status_code, refused.json()["error"]) == (502, "upstream_credential_refused")
+
+    stored = call(
+        stack,
+        "PUT",
+        f"{API}/systems/civil-affairs-registry/outbound-credential",
+        "ca_sysadmin",
+        json={"credential": rotated},
+    )
+    assert stored.status_code == 204
+    stored_at = time.monotonic()
+    while _read_residents(second_gateway, stack).status_code != 200:
+        assert time.monotonic() - stored_at < BLOCK_DEADLINE_S, "still the old key"
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------- burden view
