@@ -11,8 +11,6 @@ that changes them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -32,7 +30,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
 from demoworld.departmental import issue_gateway_credential, retire_old_gateway_credentials
-from tests.stack import Stack, free_port, stop, wait_healthy
+from tests.stack import Stack
 
 API = "/api/v1/admission"
 REVIEWER_OF = {
@@ -443,18 +441,8 @@ def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> N
 @pytest.fixture(scope="module")
 def second_gateway(stack: Stack) -> Iterator[str]:
     """Another gateway process on the same database: a block must reach it within one second too."""
-    port = free_port()
-    env = {**stack.env, "GRASSROOTS_PORT": str(port), "GRASSROOTS_PUBLIC_URL": stack.base_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=stack.data_dir.parent,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+    with stack.another_gateway(GRASSROOTS_PUBLIC_URL=stack.base_url) as url:
+        yield url
 
 
 def _until(check: Any, deadline_s: float) -> tuple[bool, float]:
