@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -213,6 +214,17 @@ def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: st
         # The same key ring the gateway process loads from this data directory.
         keys=load_masking_keyring(Settings(data_dir=data_dir)),
     )
+
+
+def scenarios_at_any_hour(path: Path) -> Path:
+    """The shipped scenario catalog with opening hours lifted, so a test runs at any hour of the day."""
+    from policies.scenarios import DEFAULT_SCENARIOS_PATH
+
+    shipped = DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8")
+    path.write_text(
+        re.sub(r"(?m)^hours_allowed = \[[^\]]*\]", "hours_allowed = [0, 24]", shipped), encoding="utf-8"
+    )
+    return path
 
 
 def _public_jwk(stack: Stack) -> Any:

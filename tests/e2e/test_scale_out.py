@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,8 +27,8 @@ from demoworld.world import build_world
 from gateway.launch import free_port, start_gateway, stop, wait_healthy
 from policies import GrantRepository, GrantService, GrantStatus, Subject
 from policies.permissions import load_permissions
-from policies.scenarios import DEFAULT_SCENARIOS_PATH, load_scenarios
-from tests.stack import Stack, _postgres_database, postgres_base_url
+from policies.scenarios import load_scenarios
+from tests.stack import Stack, _postgres_database, postgres_base_url, scenarios_at_any_hour
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -66,8 +65,6 @@ class TwoGateways:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
-    from gateway.upstream import load_or_create_ed25519, public_pem
-
     base = postgres_base_url()
     if base is None:
         pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
@@ -75,16 +72,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     root = tmp_path_factory.mktemp("scale-out")
     data_dir = root / "var"
     port_a, port_b, upstream_port = free_port(), free_port(), free_port()
-    scenarios = root / "scenarios.toml"
     # Opening hours lifted so the test runs at any hour; quotas stay as shipped (they are under test).
-    scenarios.write_text(
-        re.sub(
-            r"(?m)^hours_allowed = \[[^\]]*\]",
-            "hours_allowed = [0, 24]",
-            DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8"),
-        ),
-        encoding="utf-8",
-    )
+    scenarios = scenarios_at_any_hour(root / "scenarios.toml")
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
@@ -104,8 +93,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     try:
         stack.cli("db", "upgrade")
         stack.cli("seed-demo", "--upstream-url", f"http://127.0.0.1:{upstream_port}")
-        key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
-        stack.gateway_public_key.write_bytes(public_pem(key))
         stack.start_upstream()
         # Both deployments start at once (start-up is mostly imports), then both must answer.
         stack.gateway, pair.second = (
