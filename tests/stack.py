@@ -250,6 +250,18 @@ def _postgres_database(base: str) -> tuple[str, sa.Engine, str]:
     return parsed.set(database=name).render_as_string(hide_password=False), admin, name
 
 
+@contextlib.contextmanager
+def throwaway_postgres(base: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server at ``base`` (its URL), dropped afterwards."""
+    url, admin, name = _postgres_database(base)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def postgres_base_url() -> str | None:
     base = os.environ.get("GRASSROOTS_TEST_POSTGRES_URL")
     if not base:
@@ -265,13 +277,12 @@ def stack_fixture(
     extra_env: dict[str, str] | None = None,
     gateway_output: Path | None = None,
 ) -> Iterator[Stack]:
-    admin: sa.Engine | None = None
-    pg_name = ""
+    cleanup = contextlib.ExitStack()
     if backend == "postgres":
         base = postgres_base_url()
         if base is None:
             pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
-        database_url, admin, pg_name = _postgres_database(base)
+        database_url = cleanup.enter_context(throwaway_postgres(base))
     root = tmp_path_factory.mktemp(f"stack-{backend}")
     data_dir = root / "var"
     if backend == "sqlite":
@@ -308,7 +319,4 @@ def stack_fixture(
         stop(stack.gateway, stack.upstream, stack.person_house)
         if stack._engine is not None:
             stack._engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            admin.dispose()
+        cleanup.close()
