@@ -5,22 +5,19 @@ numbers as look-alikes), as remark fields mostly do; the other half carry one to
 resident ID numbers (GB 11643, check character by python-stdnum), mobiles, landlines, bank cards (Luhn),
 unified social credit codes (GB 32100), e-mail addresses, licence plates and names after a cue word.
 Labels are (entity type, exact surface text).
+
+The identifier, name and card generators are masking.corpus's (the recognizer tests' corpus), called with
+this corpus's regions and without space-separated mobiles; landlines, plates and the plain notes are its own.
 """
 
 from __future__ import annotations
 
 import random
 
-from stdnum import luhn
-from stdnum.cn import ric, uscc
-from stdnum.iso7064 import mod_11_2
+from masking import corpus as corpus_values
 
-REGIONS = ("110102", "360426", "440113", "412723", "330110", "510104", "320106", "310151")
-# Common surnames, compound ones and rarer ones of the 百家姓 / census list (桂, 冼, 隋, 亓, 覃).
-SURNAMES = (*"王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗桂冼隋亓覃", "欧阳", "司马", "诸葛", "上官")
-GIVEN = "建国明华娜丽伟强秀英军平志刚桂兰玉梅海燕春"
-# Role cues and the kin / contact cues remarks use (其子高慧…, 紧急联系人：桂秀珍).
-CUES = ("户主", "联系人", "申请人", "村民", "本人", "监护人", "家属", "其子", "其妻", "紧急联系人", "代办人")
+# The recognizer corpus's regions plus the demo district's (310151); IDs and credit codes are drawn here.
+REGIONS = (*corpus_values.REGIONS, "310151")
 PLAIN = (
     "本月走访{n}户，发放慰问物资{m}元",
     "{y}年{mo}月完成年度复核，情况属实",
@@ -36,36 +33,7 @@ PLAIN = (
 
 
 def id_number(rng: random.Random) -> str:
-    while True:
-        body = (
-            f"{rng.choice(REGIONS)}{rng.randint(1940, 2015)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-        )
-        body += f"{rng.randint(0, 999):03d}"
-        number = body + mod_11_2.calc_check_digit(body)
-        if ric.is_valid(number):
-            return number
-
-
-def _mobile(rng: random.Random) -> str:
-    raw = f"1{rng.choice('3456789')}{rng.randint(0, 999_999_999):09d}"
-    return f"{raw[:3]}-{raw[3:7]}-{raw[7:]}" if rng.random() < 0.15 else raw
-
-
-def _card(rng: random.Random) -> str:
-    body = "62" + "".join(str(rng.randint(0, 9)) for _ in range(15))
-    return body + luhn.calc_check_digit(body)
-
-
-def _credit_code(rng: random.Random) -> str:
-    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-    body = rng.choice("159") + rng.choice("123") + rng.choice(REGIONS)
-    body += "".join(rng.choice(alphabet) for _ in range(9))
-    return body + uscc.calc_check_digit(body)
-
-
-def _name(rng: random.Random) -> str:
-    surname: str = rng.choice(SURNAMES)
-    return surname + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
+    return corpus_values.id_number(rng, REGIONS)
 
 
 def _landline(rng: random.Random) -> str:
@@ -104,15 +72,15 @@ def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]
                     parts.append(rng.choice(("身份证号", "证件号码：", "公民身份号码 ")) + v)
                     labels.append(("CN_ID_NUMBER", v))
                 elif kind == 1:
-                    v = _mobile(rng)
+                    v = corpus_values.mobile(rng, spaced_share=0.0)
                     parts.append(rng.choice(("电话", "手机：", "联系方式 ", "请回拨")) + v)
                     labels.append(("CN_MOBILE", v))
                 elif kind == 2:
-                    v = _name(rng)
-                    parts.append(rng.choice(CUES) + rng.choice(("", "：")) + v)
+                    v = corpus_values.person_name(rng)
+                    parts.append(rng.choice(corpus_values.CUES) + rng.choice(("", "：")) + v)
                     labels.append(("PERSON", v))
                 elif kind == 3:
-                    v = _card(rng)
+                    v = corpus_values.bank_card(rng)
                     parts.append("银行卡号" + v)
                     labels.append(("BANK_CARD", v))
                 elif kind == 4:
@@ -120,7 +88,7 @@ def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]
                     parts.append("座机" + v)
                     labels.append(("CN_LANDLINE", v))
                 elif kind == 5:
-                    v = _credit_code(rng)
+                    v = corpus_values.credit_code(rng, REGIONS)
                     parts.append("统一社会信用代码" + v)
                     labels.append(("CN_CREDIT_CODE", v))
                 elif kind == 6:

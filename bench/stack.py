@@ -9,55 +9,35 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.launch import (
+    RegistrySpec,
+    demo_registries,
+    free_port,
+    prepare_demo,
+    spawn,
+    start_gateway,
+    start_registry,
+    stop,
+    wait_healthy,
+)
+
 REPO = Path(__file__).resolve().parents[1]
+# Start-up waits longer than the tests do: several stacks start in parallel on a loaded machine.
+HEALTHY_S = 90.0
+STOP_S = 15.0
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 _SETUP_LOCK = threading.Lock()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (our loopback URL)
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy in {timeout_s}s")
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 def rss_mb(pid: int) -> float:
@@ -187,91 +167,48 @@ class Stack:
         return [pid for pid in children(self.gateway.pid) if _is_spawned_worker(pid)]
 
     def start(self) -> None:
-        from gateway.db import make_engine, upgrade
-        from gateway.seed import seed_demo
-        from gateway.upstream import load_or_create_ed25519, public_pem
+        from gateway.db import upgrade
 
         write_bench_scenarios(self.root / "scenarios.toml")
         # In this process (what `grassroots db upgrade` and `seed-demo` do), sparing two interpreter starts;
-        # one stack at a time, as Alembic's command context is process-global.
+        # one stack at a time, as Alembic's command context is process-global. No key ring: the registries
+        # run without API keys, as they always have here.
         with _SETUP_LOCK:
             upgrade(self.database_url)
-            engine = make_engine(self.database_url, pool_size=1)
-            try:
-                seed_demo(
-                    engine,
-                    upstream_url=self.upstream_url,
-                    person_house_url=f"http://127.0.0.1:{self.person_house_port}",
-                )
-            finally:
-                engine.dispose()
-        key = load_or_create_ed25519(self.data_dir / "keys" / "gateway-service-ed25519.pem")
-        (self.data_dir / "gateway.pub.pem").write_bytes(public_pem(key))
-        self.upstream = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demoworld.civil_affairs",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.upstream_port),
-                "--db",
-                str(self.data_dir / "registry.db"),
-                "--gateway-public-key",
-                str(self.data_dir / "gateway.pub.pem"),
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            prepared = prepare_demo(
+                self.database_url,
+                self.data_dir,
+                upstream_url=self.upstream_url,
+                person_house_url=f"http://127.0.0.1:{self.person_house_port}",
+                service_key_path=self.data_dir / "keys" / "gateway-service-ed25519.pem",
+            )
+        # Both registries start at once; the second departmental system (一标三实), as in the demo, is
+        # idle unless houses are read.
+        upstream, person_house = demo_registries(
+            prepared,
+            self.data_dir,
+            {"civil-affairs-registry": self.upstream_port, "person-house-registry": self.person_house_port},
         )
-        # The second departmental system (一标三实), as in the demo: idle unless houses are read.
-        self.person_house = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demoworld.person_house",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.person_house_port),
-                "--db",
-                str(self.data_dir / "person_house.db"),
-                "--gateway-public-key",
-                str(self.data_dir / "gateway.pub.pem"),
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_healthy(f"{self.upstream_url}/healthz", self.upstream)
-        wait_healthy(f"http://127.0.0.1:{self.person_house_port}/healthz", self.person_house)
+        self.upstream = start_registry(upstream, env=self.env, wait_s=None)
+        self.person_house = start_registry(person_house, env=self.env, wait_s=None)
+        wait_healthy(upstream.health_url, self.upstream, HEALTHY_S)
+        wait_healthy(person_house.health_url, self.person_house, HEALTHY_S)
         self.token("cadre_a")  # creates the IdP key before the workers read it
-        self.gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "serve",
-                "--port",
-                str(self.gateway_port),
-                "--workers",
-                str(self.workers),
-            ],
+        self.gateway = start_gateway(
+            port=self.gateway_port,
             env=self.env,
             cwd=self.root,
+            workers=self.workers,
             stdout=subprocess.DEVNULL,
+            wait_s=HEALTHY_S,
         )
-        wait_healthy(f"{self.base_url}/healthz", self.gateway)
         if self.workers > 1:
             deadline = time.monotonic() + 60
             while len(self.gateway_pids()) < self.workers and time.monotonic() < deadline:
                 time.sleep(0.2)
 
     def close(self) -> None:
-        stop(self.gateway)
-        stop(self.upstream)
-        stop(self.person_house)
+        stop(self.gateway, self.upstream, self.person_house, timeout_s=STOP_S)
         if self._pg_name:
             _drop_database(self._pg_name)
 
@@ -429,16 +366,14 @@ def running_nginx(upstream_port: int) -> Iterator[tuple[int, subprocess.Popen[by
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream_port=upstream_port))
-    proc = subprocess.Popen(
-        [binary, "-p", str(prefix), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc = spawn(
+        [binary, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout_s=30)
         yield port, proc
     finally:
-        stop(proc)
+        stop(proc, timeout_s=STOP_S)
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -467,30 +402,19 @@ def running_registry() -> Iterator[Registry]:
     key = load_or_create_ed25519(root / "gateway-service-ed25519.pem")
     (root / "gateway.pub.pem").write_bytes(public_pem(key))
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "demoworld.civil_affairs",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            str(root / "registry.db"),
-            "--gateway-public-key",
-            str(root / "gateway.pub.pem"),
-        ],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    spec = RegistrySpec(
+        "civil-affairs-registry",
+        port=port,
+        db=root / "registry.db",
+        gateway_public_key=root / "gateway.pub.pem",
     )
+    proc = start_registry(spec, env={**os.environ, "PYTHONPATH": str(REPO)}, wait_s=None)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(f"{url}/healthz", proc)
+        wait_healthy(spec.health_url, proc, HEALTHY_S)
         yield Registry(
             url=url, token=lambda: ServiceTokenSigner(key).token_for("civil-affairs-registry"), proc=proc
         )
     finally:
-        stop(proc)
+        stop(proc, timeout_s=STOP_S)
         shutil.rmtree(root, ignore_errors=True)

@@ -8,7 +8,7 @@ gateway's tests watch it fail.
 Run::
 
     python -m demoworld.civil_affairs --host 127.0.0.1 --port 8101 --db var/civil_affairs.db \\
-        --gateway-public-key var/gateway_upstream_ed25519.pub.pem \\
+        --gateway-public-key var/keys/gateway-service-ed25519.pub.pem \\
         [--gateway-credentials var/civil-affairs-registry.gateway-credentials] \\
         [--fault none|slow|garbage|error|out_of_scope|drop] [--slow-seconds 10]
     python -m demoworld.civil_affairs --seed-only --db var/civil_affairs.db

@@ -14,7 +14,7 @@ it fail, including ``out_of_grid``: the village filter honoured, the grid filter
 Run::
 
     python -m demoworld.person_house --host 127.0.0.1 --port 8102 --db var/person_house.db \\
-        --gateway-public-key var/gateway_upstream_ed25519.pub.pem \\
+        --gateway-public-key var/keys/gateway-service-ed25519.pub.pem \\
         [--gateway-credentials var/person-house-registry.gateway-credentials] \\
         [--fault none|slow|garbage|error|out_of_scope|out_of_grid|drop] [--slow-seconds 10]
     python -m demoworld.person_house --seed-only --db var/person_house.db

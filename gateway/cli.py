@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -250,26 +250,49 @@ def seed_demo_cmd(
         str, typer.Option(help="person-house registry (一标三实) URL")
     ] = "http://127.0.0.1:8102",
 ) -> None:
-    """Register the demo departmental systems and grants (idempotent)."""
-    from gateway.db import make_engine
-    from gateway.seed import seed_demo
+    """Register the demo departmental systems and grants, and store the API key each registry issues to the
+    gateway as its outbound credential (idempotent); then print how to start the registries by hand."""
+    from gateway.keys import load_masking_keyring
+    from gateway.launch import demo_registries, prepare_demo
+    from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
-    engine = make_engine(_settings().effective_database_url)
-    seeded = seed_demo(engine, upstream_url=upstream_url, person_house_url=person_house_url)
-    for line in seeded or ["already seeded"]:
+    settings = _settings()
+    # The key ring `grassroots serve` loads from the same data directory opens what is sealed here; the
+    # registries started as printed below accept exactly the keys stored (`grassroots demo` does the same).
+    prepared = prepare_demo(
+        settings.effective_database_url,
+        settings.data_dir,
+        upstream_url=upstream_url,
+        person_house_url=person_house_url,
+        service_key_path=settings.effective_service_key_path,
+        keys=load_masking_keyring(settings),
+    )
+    for line in prepared.seeded or ["already seeded"]:
         typer.echo(line)
+    ports = {CIVIL_AFFAIRS_SYSTEM: _url_port(upstream_url), PERSON_HOUSE_SYSTEM: _url_port(person_house_url)}
+    registries = demo_registries(prepared, settings.data_dir, ports)
+    commands = "\n".join(f"  {shlex.join(spec.argv())}" for spec in registries)
+    typer.echo(
+        f"""
+启动两个部门系统，再启动网关（各用一个终端）
+Start both registries, then the gateway, each in a terminal of its own:
+{commands}
+  GRASSROOTS_DEV_IDP_ENABLED=true {shlex.join([sys.executable, "-m", "gateway.cli", "serve"])}"""
+    )
 
 
-def _wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback URL we built)
-                if resp.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.2)
-    return False
+def _url_port(url: str) -> int:
+    port = urlsplit(url).port
+    if port is None:
+        typer.echo(f"{url} names no port", err=True)
+        raise typer.Exit(2)
+    return port
+
+
+_REGISTRY_NAMES = {
+    "civil-affairs-registry": "the civil-affairs registry",
+    "person-house-registry": "the person-house registry",
+}
 
 
 @app.command()
@@ -279,15 +302,10 @@ def demo(
     person_house_port: Annotated[int, typer.Option(help="person-house registry (一标三实) port")] = 8102,
 ) -> None:
     """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
-    from gateway.db import make_engine, upgrade
+    from gateway.db import upgrade
     from gateway.keys import load_masking_keyring
-    from gateway.seed import (
-        CIVIL_AFFAIRS_SYSTEM,
-        PERSON_HOUSE_SYSTEM,
-        gateway_credentials_file,
-        seed_demo,
-    )
-    from gateway.upstream import load_or_create_ed25519, public_pem
+    from gateway.launch import LaunchError, demo_registries, prepare_demo, start_registry, stop, wait_healthy
+    from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
     os.environ.setdefault("GRASSROOTS_DEV_IDP_ENABLED", "true")
     os.environ.setdefault("GRASSROOTS_PORT", str(port))
@@ -297,68 +315,39 @@ def demo(
         raise typer.Exit(2)
     url = settings.effective_database_url
     upgrade(url)
-    upstream_url = f"http://127.0.0.1:{upstream_port}"
-    person_house_url = f"http://127.0.0.1:{person_house_port}"
+    ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
     # Both registries require the API key their department issued to the gateway (stored by the seed as
     # each system's outbound credential, the way the admission API stores one).
-    credential_files = {
-        system: gateway_credentials_file(settings.data_dir, system)
-        for system in (CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM)
-    }
-    for line in seed_demo(
-        make_engine(url),
-        upstream_url=upstream_url,
-        person_house_url=person_house_url,
+    prepared = prepare_demo(
+        url,
+        settings.data_dir,
+        upstream_url=f"http://127.0.0.1:{upstream_port}",
+        person_house_url=f"http://127.0.0.1:{person_house_port}",
+        service_key_path=settings.effective_service_key_path,
         keys=load_masking_keyring(settings),
-        gateway_credentials=credential_files,
-    ):
+    )
+    for line in prepared.seeded:
         typer.echo(f"  seeded {line}")
 
-    key = load_or_create_ed25519(settings.effective_service_key_path)
-    pub_path = settings.keys_dir / "gateway-service-ed25519.pub.pem"
-    pub_path.write_bytes(public_pem(key))
-    registry_db = settings.data_dir / "civil-affairs-registry.db"
-    upstream = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [
-            sys.executable,
-            "-m",
-            "demoworld.civil_affairs",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(upstream_port),
-            "--db",
-            str(registry_db),
-            "--gateway-public-key",
-            str(pub_path),
-            "--gateway-credentials",
-            str(credential_files[CIVIL_AFFAIRS_SYSTEM]),
-        ]
-    )
-    person_house = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [
-            sys.executable,
-            "-m",
-            "demoworld.person_house",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(person_house_port),
-            "--db",
-            str(settings.data_dir / "person-house-registry.db"),
-            "--gateway-public-key",
-            str(pub_path),
-            "--gateway-credentials",
-            str(credential_files[PERSON_HOUSE_SYSTEM]),
-        ]
-    )
+    # uvicorn re-raises the SIGTERM it shut down on: end through the finally below, which stops the
+    # registries, rather than by the default action, which would skip it and leave them running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # Their output goes to this terminal, next to the gateway's; they stay in its process group, so a
+    # Ctrl+C (or a signal to the group) reaches them even if this process cannot stop them.
+    registries = {
+        spec.system_id: (
+            spec,
+            start_registry(spec, stdout=None, stderr=None, wait_s=None, own_group=False),
+        )
+        for spec in demo_registries(prepared, settings.data_dir, ports)
+    }
     try:
-        if not _wait_healthy(f"{upstream_url}/healthz"):
-            typer.echo("the civil-affairs registry did not start; see its output above", err=True)
-            raise typer.Exit(1)
-        if not _wait_healthy(f"{person_house_url}/healthz"):
-            typer.echo("the person-house registry did not start; see its output above", err=True)
-            raise typer.Exit(1)
+        for system, (spec, proc) in registries.items():
+            try:
+                wait_healthy(spec.health_url, proc)
+            except LaunchError:
+                typer.echo(f"{_REGISTRY_NAMES[system]} did not start; see its output above", err=True)
+                raise typer.Exit(1) from None
         _print_next_steps(settings.effective_public_url)
         import uvicorn
 
@@ -366,13 +355,11 @@ def demo(
             "gateway.app:create_app", factory=True, host=settings.host, port=port, log_level="warning"
         )
     finally:
-        for registry in (upstream, person_house):
-            registry.send_signal(signal.SIGTERM)
-        for registry in (upstream, person_house):
-            try:
-                registry.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                registry.kill()
+        stop(*(proc for _, proc in registries.values()))
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _print_next_steps(base: str) -> None:

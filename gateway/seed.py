@@ -33,6 +33,8 @@ from admission import (
     SystemStatus,
 )
 from audit import AuditEvent, AuditLog
+from demoworld.civil_affairs import RESIDENT_FIELDS
+from demoworld.person_house import HOUSE_FIELDS, OCCUPANT_FIELDS
 from gateway.changes import change_event
 from gateway.outbound import seal_outbound_credential, try_open_outbound_credential
 from policies import GrantRepository, GrantService, GrantStatus, Subject
@@ -107,32 +109,8 @@ def seed_demo(
     return created
 
 
-# What the person-house registry serves (demoworld.person_house HOUSE_FIELDS / OCCUPANT_FIELDS).
-_PERSON_HOUSE_FIELDS: dict[str, tuple[str, ...]] = {
-    "houses": (
-        "id",
-        "address_code",
-        "address",
-        "house_type",
-        "house_use",
-        "owner_name",
-        "owner_id_number",
-        "owner_mobile",
-        "village_code",
-        "grid_code",
-    ),
-    "occupants": (
-        "id",
-        "house_id",
-        "resident_id",
-        "name",
-        "id_number",
-        "relation",
-        "mobile",
-        "village_code",
-        "grid_code",
-    ),
-}
+# What each registry serves, as it declares it: the registrations below provide exactly these fields.
+_PERSON_HOUSE_FIELDS: dict[str, tuple[str, ...]] = {"houses": HOUSE_FIELDS, "occupants": OCCUPANT_FIELDS}
 
 
 def _registration(
@@ -196,18 +174,7 @@ def _seed_admission(
                         dataset="residents",
                         base_url=upstream_url,
                         endpoints=("/residents",),
-                        fields=(
-                            "id",
-                            "name",
-                            "id_number",
-                            "mobile",
-                            "address",
-                            "birth_date",
-                            "household_no",
-                            "dibao_status",
-                            "village_code",
-                            "remark",
-                        ),
+                        fields=RESIDENT_FIELDS,
                     ),
                 ),
                 checklist=good,

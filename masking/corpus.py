@@ -21,7 +21,18 @@ from stdnum import luhn
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_2
 
-__all__ = ["LabelledText", "Score", "labelled_corpus", "score"]
+__all__ = [
+    "CUES",
+    "LabelledText",
+    "Score",
+    "bank_card",
+    "credit_code",
+    "id_number",
+    "labelled_corpus",
+    "mobile",
+    "person_name",
+    "score",
+]
 
 LabelledText = tuple[str, list[tuple[str, str]]]
 
@@ -34,10 +45,15 @@ GIVEN = list("建国明华娜丽伟强秀英军平志刚桂兰玉梅海燕春")
 CUES = ["户主", "联系人", "申请人", "村民", "本人", "监护人", "家属", "其子", "其妻", "紧急联系人", "代办人"]
 
 
-def _id(rng: random.Random) -> str:
+# The generators below are shared with the benchmark's corpus (bench/_corpus.py), which passes its own
+# regions and mobile formats: with the same arguments, the same random stream gives the same values.
+
+
+def id_number(rng: random.Random, regions: Sequence[str] = REGIONS) -> str:
+    """A valid resident ID number (GB 11643, ISO 7064 MOD 11-2 check character) in one of ``regions``."""
     while True:
         body = (
-            f"{rng.choice(REGIONS)}{rng.randint(1940, 2015)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+            f"{rng.choice(regions)}{rng.randint(1940, 2015)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
         )
         body += f"{rng.randint(0, 999):03d}"
         number = body + mod_11_2.calc_check_digit(body)
@@ -45,29 +61,33 @@ def _id(rng: random.Random) -> str:
             return number
 
 
-def _mobile(rng: random.Random) -> str:
+def mobile(rng: random.Random, spaced_share: float = 0.10) -> str:
+    """A mobile number: 15 % written 3-4-4 with hyphens, ``spaced_share`` with spaces, the rest plain."""
     raw = f"1{rng.choice('3456789')}{rng.randint(0, 999_999_999):09d}"
     style = rng.random()
     if style < 0.15:
         return f"{raw[:3]}-{raw[3:7]}-{raw[7:]}"
-    if style < 0.25:
+    if style < 0.15 + spaced_share:
         return f"{raw[:3]} {raw[3:7]} {raw[7:]}"
     return raw
 
 
-def _card(rng: random.Random) -> str:
+def bank_card(rng: random.Random) -> str:
+    """A 62-prefixed (UnionPay) card number with a valid Luhn check digit."""
     body = "62" + "".join(str(rng.randint(0, 9)) for _ in range(15))
     return body + luhn.calc_check_digit(body)
 
 
-def _credit_code(rng: random.Random) -> str:
+def credit_code(rng: random.Random, regions: Sequence[str] = REGIONS) -> str:
+    """A unified social credit code (GB 32100, valid check character) registered in one of ``regions``."""
     alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-    body = rng.choice("159") + rng.choice("123") + rng.choice(REGIONS)
+    body = rng.choice("159") + rng.choice("123") + rng.choice(regions)
     body += "".join(rng.choice(alphabet) for _ in range(9))
     return body + uscc.calc_check_digit(body)
 
 
-def _name(rng: random.Random) -> str:
+def person_name(rng: random.Random) -> str:
+    """A surname (single or compound) and one or two given-name characters."""
     surname: str = rng.choice(SURNAMES)
     return surname + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
 
@@ -98,19 +118,19 @@ def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
         for _ in range(rng.randint(1, 4)):
             kind = rng.randrange(8)
             if kind == 0:
-                v = _id(rng)
+                v = id_number(rng)
                 parts.append(rng.choice(["身份证号", "证件号码：", "公民身份号码 ", ""]) + v)
                 labels.append(("CN_ID_NUMBER", v))
             elif kind == 1:
-                v = _mobile(rng)
+                v = mobile(rng)
                 parts.append(rng.choice(["电话", "手机：", "联系方式 ", "", "请回拨"]) + v)
                 labels.append(("CN_MOBILE", v))
             elif kind == 2:
-                v = _name(rng)
+                v = person_name(rng)
                 parts.append(rng.choice(CUES) + rng.choice(["", "：", " "]) + v)
                 labels.append(("PERSON", v))
             elif kind == 3:
-                v = _card(rng)
+                v = bank_card(rng)
                 parts.append("银行卡号" + v)
                 labels.append(("BANK_CARD", v))
             elif kind == 4:
@@ -120,7 +140,7 @@ def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
                 parts.append("座机" + v)
                 labels.append(("CN_LANDLINE", v))
             elif kind == 5:
-                v = _credit_code(rng)
+                v = credit_code(rng)
                 parts.append("统一社会信用代码" + v)
                 labels.append(("CN_CREDIT_CODE", v))
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -26,39 +26,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from gateway.launch import (
+    RegistrySpec,
+    free_port,
+    public_key_path,
+    registry_db,
+    start_gateway,
+    start_registry,
+    stop,
+)
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy in {timeout_s}s")
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 @dataclass
@@ -143,37 +121,32 @@ class Stack:
 
         return gateway_credentials_file(self.data_dir, system_id)
 
-    def _credentials_args(self, system_id: str) -> list[str]:
-        # Seeded stacks require the key; a stack seeded without one (``seed-demo``) runs the registry open.
+    @property
+    def gateway_public_key(self) -> Path:
+        """Written by the seed (``grassroots seed-demo`` writes the same file), read by the registries."""
+        return public_key_path(self.data_dir / "keys" / "gateway-service-ed25519.pem")
+
+    def _start_registry(
+        self, system_id: str, port: int, fault: str, slow_seconds: float
+    ) -> subprocess.Popen[bytes]:
         path = self.credentials_file(system_id)
-        return ["--gateway-credentials", str(path)] if path.exists() else []
+        spec = RegistrySpec(
+            system_id,
+            port=port,
+            db=registry_db(self.data_dir, system_id),
+            gateway_public_key=self.gateway_public_key,
+            # Seeded stacks require the key; a registry whose file was never written runs open.
+            gateway_credentials=path if path.exists() else None,
+            fault=fault,
+            slow_seconds=slow_seconds,
+        )
+        return start_registry(spec, env=self.env)
 
     def start_upstream(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
         stop(self.upstream)
-        self.upstream = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demoworld.civil_affairs",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.upstream_port),
-                "--db",
-                str(self.data_dir / "registry.db"),
-                "--gateway-public-key",
-                str(self.data_dir / "gateway.pub.pem"),
-                *self._credentials_args("civil-affairs-registry"),
-                "--fault",
-                fault,
-                "--slow-seconds",
-                str(slow_seconds),
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.upstream = self._start_registry(
+            "civil-affairs-registry", self.upstream_port, fault, slow_seconds
         )
-        wait_healthy(f"http://127.0.0.1:{self.upstream_port}/healthz", self.upstream)
 
     def stop_upstream(self) -> None:
         stop(self.upstream)
@@ -182,43 +155,15 @@ class Stack:
     def start_person_house(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
         """The second departmental system: the person-house registry (一标三实), its own database."""
         stop(self.person_house)
-        self.person_house = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demoworld.person_house",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.person_house_port),
-                "--db",
-                str(self.data_dir / "person_house.db"),
-                "--gateway-public-key",
-                str(self.data_dir / "gateway.pub.pem"),
-                *self._credentials_args("person-house-registry"),
-                "--fault",
-                fault,
-                "--slow-seconds",
-                str(slow_seconds),
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.person_house = self._start_registry(
+            "person-house-registry", self.person_house_port, fault, slow_seconds
         )
-        wait_healthy(f"http://127.0.0.1:{self.person_house_port}/healthz", self.person_house)
 
     def start_gateway(self, output: Path | None = None) -> None:
         """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry)."""
-        sink = output.open("ab") if output is not None else None
-        self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.gateway_port)],
-            env=self.env,
-            cwd=self.data_dir.parent,
-            stdout=sink,
+        self.gateway = start_gateway(
+            port=self.gateway_port, env=self.env, cwd=self.data_dir.parent, stdout=output
         )
-        if sink is not None:
-            sink.close()
-        wait_healthy(f"{self.base_url}/healthz", self.gateway)
 
     @contextlib.contextmanager
     def another_gateway(self, **extra_env: str) -> Iterator[str]:
@@ -232,13 +177,8 @@ class Stack:
             "GRASSROOTS_OIDC_ISSUER": f"{self.base_url}/dev-idp",
             **extra_env,
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=self.data_dir.parent,
-        )
+        proc = start_gateway(port=port, env=env, cwd=self.data_dir.parent)
         try:
-            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
             yield f"http://127.0.0.1:{port}"
         finally:
             stop(proc)
@@ -259,27 +199,32 @@ class Stack:
 
 
 def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: str, data_dir: Path) -> None:
-    from gateway.db import make_engine, upgrade
+    from gateway.db import upgrade
     from gateway.keys import load_masking_keyring
-    from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM, gateway_credentials_file, seed_demo
+    from gateway.launch import prepare_demo
     from gateway.settings import Settings
 
     upgrade(database_url)
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        seed_demo(
-            engine,
-            upstream_url=upstream_url,
-            person_house_url=person_house_url,
-            # The same key ring the gateway process loads from this data directory.
-            keys=load_masking_keyring(Settings(data_dir=data_dir)),
-            gateway_credentials={
-                system: gateway_credentials_file(data_dir, system)
-                for system in (CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM)
-            },
-        )
-    finally:
-        engine.dispose()
+    prepare_demo(
+        database_url,
+        data_dir,
+        upstream_url=upstream_url,
+        person_house_url=person_house_url,
+        service_key_path=data_dir / "keys" / "gateway-service-ed25519.pem",
+        # The same key ring the gateway process loads from this data directory.
+        keys=load_masking_keyring(Settings(data_dir=data_dir)),
+    )
+
+
+def scenarios_at_any_hour(path: Path) -> Path:
+    """The shipped scenario catalog with opening hours lifted, so a test runs at any hour of the day."""
+    from policies.scenarios import DEFAULT_SCENARIOS_PATH
+
+    shipped = DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8")
+    path.write_text(
+        re.sub(r"(?m)^hours_allowed = \[[^\]]*\]", "hours_allowed = [0, 24]", shipped), encoding="utf-8"
+    )
+    return path
 
 
 def _public_jwk(stack: Stack) -> Any:
@@ -305,6 +250,18 @@ def _postgres_database(base: str) -> tuple[str, sa.Engine, str]:
     return parsed.set(database=name).render_as_string(hide_password=False), admin, name
 
 
+@contextlib.contextmanager
+def throwaway_postgres(base: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server at ``base`` (its URL), dropped afterwards."""
+    url, admin, name = _postgres_database(base)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def postgres_base_url() -> str | None:
     base = os.environ.get("GRASSROOTS_TEST_POSTGRES_URL")
     if not base:
@@ -320,15 +277,12 @@ def stack_fixture(
     extra_env: dict[str, str] | None = None,
     gateway_output: Path | None = None,
 ) -> Iterator[Stack]:
-    from gateway.upstream import load_or_create_ed25519, public_pem
-
-    admin: sa.Engine | None = None
-    pg_name = ""
+    cleanup = contextlib.ExitStack()
     if backend == "postgres":
         base = postgres_base_url()
         if base is None:
             pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
-        database_url, admin, pg_name = _postgres_database(base)
+        database_url = cleanup.enter_context(throwaway_postgres(base))
     root = tmp_path_factory.mktemp(f"stack-{backend}")
     data_dir = root / "var"
     if backend == "sqlite":
@@ -357,19 +311,12 @@ def stack_fixture(
             f"http://127.0.0.1:{stack.person_house_port}",
             data_dir,
         )
-        key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
-        (data_dir / "gateway.pub.pem").write_bytes(public_pem(key))
         stack.start_upstream()
         stack.start_person_house()
         stack.start_gateway(gateway_output)
         yield stack
     finally:
-        stop(stack.gateway)
-        stop(stack.upstream)
-        stop(stack.person_house)
+        stop(stack.gateway, stack.upstream, stack.person_house)
         if stack._engine is not None:
             stack._engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            admin.dispose()
+        cleanup.close()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from admission import AdmissionService
 from demoworld.world import build_world
+from gateway.launch import free_port, start_gateway, stop, wait_healthy
 from policies import GrantRepository, GrantService, GrantStatus, Subject
 from policies.permissions import load_permissions
-from policies.scenarios import DEFAULT_SCENARIOS_PATH, load_scenarios
-from tests.stack import Stack, _postgres_database, free_port, postgres_base_url, stop, wait_healthy
+from policies.scenarios import load_scenarios
+from tests.stack import Stack, _postgres_database, postgres_base_url, scenarios_at_any_hour
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -66,8 +65,6 @@ class TwoGateways:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
-    from gateway.upstream import load_or_create_ed25519, public_pem
-
     base = postgres_base_url()
     if base is None:
         pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
@@ -75,16 +72,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     root = tmp_path_factory.mktemp("scale-out")
     data_dir = root / "var"
     port_a, port_b, upstream_port = free_port(), free_port(), free_port()
-    scenarios = root / "scenarios.toml"
     # Opening hours lifted so the test runs at any hour; quotas stay as shipped (they are under test).
-    scenarios.write_text(
-        re.sub(
-            r"(?m)^hours_allowed = \[[^\]]*\]",
-            "hours_allowed = [0, 24]",
-            DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8"),
-        ),
-        encoding="utf-8",
-    )
+    scenarios = scenarios_at_any_hour(root / "scenarios.toml")
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
@@ -104,24 +93,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     try:
         stack.cli("db", "upgrade")
         stack.cli("seed-demo", "--upstream-url", f"http://127.0.0.1:{upstream_port}")
-        key = load_or_create_ed25519(data_dir / "keys" / "gateway-service-ed25519.pem")
-        (data_dir / "gateway.pub.pem").write_bytes(public_pem(key))
         stack.start_upstream()
         # Both deployments start at once (start-up is mostly imports), then both must answer.
         stack.gateway, pair.second = (
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                ],
-                env={**env, "GRASSROOTS_PORT": str(port)},
-                cwd=root,
+            start_gateway(
+                port=port, env={**env, "GRASSROOTS_PORT": str(port)}, cwd=root, workers=workers, wait_s=None
             )
             for port, workers in ((port_a, 1), (port_b, 2))
         )
@@ -129,9 +105,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
         wait_healthy(f"http://127.0.0.1:{port_b}/healthz", pair.second)
         yield pair
     finally:
-        stop(pair.second)
-        stop(stack.gateway)
-        stop(stack.upstream)
+        stop(pair.second, stack.gateway, stack.upstream)
         if stack._engine is not None:
             stack._engine.dispose()
         with admin.connect() as conn:
