@@ -7,6 +7,7 @@ PIPL Art. 56 requires, with residents present only as keyed HMAC refs.
 A library: it imports neither the gateway nor any other library of this project.
 """
 
+from audit.anchor import AnchorError, PruneAnchor
 from audit.anomaly import (
     AnomalyContext,
     AnomalyRules,
@@ -69,6 +70,7 @@ from audit.log import (
 )
 from audit.merkle import (
     InvalidProofError,
+    PrunedRangeError,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -79,6 +81,15 @@ from audit.merkle import (
 )
 from audit.monthly import MonthlyReport, build_monthly_report, render_csv, render_html
 from audit.proofs import ProofBuilder, consistency, inclusion_proofs
+from audit.prune import (
+    PRUNED_KIND,
+    PrunePlan,
+    PruneRefused,
+    PruneResult,
+    archives_for_pruned,
+    plan_prune,
+    prune,
+)
 from audit.pseudonym import Pseudonymizer, is_ref, normalise_id_number
 from audit.query import (
     CHINA_STANDARD_TIME,
@@ -99,7 +110,9 @@ from audit.verify import VerificationReport, verify_log
 __all__ = [
     "CHINA_STANDARD_TIME",
     "DEFAULT_RETENTION_YEARS",
+    "PRUNED_KIND",
     "AccessEntry",
+    "AnchorError",
     "AnomalyContext",
     "AnomalyRules",
     "AnomalyRulesError",
@@ -132,6 +145,11 @@ __all__ = [
     "MonthlyReport",
     "Outcome",
     "ProofBuilder",
+    "PruneAnchor",
+    "PrunePlan",
+    "PruneRefused",
+    "PruneResult",
+    "PrunedRangeError",
     "Pseudonymizer",
     "SupervisionError",
     "VerificationReport",
@@ -140,6 +158,7 @@ __all__ = [
     "accesses_for_subjects",
     "add_note",
     "archive_month",
+    "archives_for_pruned",
     "assign_incident",
     "build_monthly_report",
     "canonical_json",
@@ -170,7 +189,9 @@ __all__ = [
     "normalise_id_number",
     "open_incident",
     "org_prefix",
+    "plan_prune",
     "postgres_writer_role_sql",
+    "prune",
     "query_events",
     "record_archive",
     "register_complaint",

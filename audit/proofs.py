@@ -15,7 +15,7 @@ from typing import Final
 from sqlalchemy import Engine
 
 from audit import merkle
-from audit.anchor import latest_anchor
+from audit.anchor import latest_anchor, pruned_through
 from audit.log import iter_leaf_hashes
 
 MAX_IN_MEMORY: Final = 4_000_000
@@ -151,6 +151,9 @@ def inclusion_proofs(
         builder = ProofBuilder.from_engine(engine, tree_size)
         return builder.root(), {s: (builder.leaf(s - 1), builder.inclusion_proof(s)) for s in wanted}
 
+    cut = pruned_through(engine)
+    if wanted and wanted[0] <= cut:
+        raise merkle.PrunedRangeError(f"event {wanted[0]} was pruned; its proof is in the archives")
     streamed = _streamed_root(engine)
     out: dict[int, tuple[bytes, list[bytes]]] = {}
     for s in wanted:

@@ -1,0 +1,356 @@
+"""Retention pruning: delete archived months past the retention period, behind a signed prefix anchor.
+
+PIPL Art. 56 asks that processing records be kept at least three years (configurable, default 3); keeping
+records derived from personal data for ever is itself against minimisation (PIPL Art. 19, GB/T 35273-2020
+§6.1). :func:`prune` removes events ``seq <= N`` (and their subject-ref index rows) only when
+
+* every such event is older than the retention period;
+* every such event is in archive files that verify, streamed, right now (signature, file digest, every
+  link and leaf, range root, and the live log's leaves for the same range);
+* ``N`` is the last seq of an archived month: whole archived months go, oldest first, never a gap.
+
+It first signs a checkpoint of the full log (so the anchor's frontier is checked against a root taken
+before anything was deleted), then writes the anchor (:mod:`audit.anchor`) to the external checkpoint
+location and, in one transaction, stores it in ``audit_prune_anchors``, deletes the rows (the delete
+triggers allow exactly ``seq <= N`` once that row exists) and appends a ``supervision.events_pruned``
+event. :func:`plan_prune` is the dry run: what would go, and why not.
+
+Incident evidence rows (``audit_incident_evidence``) keep their seq, leaf hash and proof: they are case
+files whose proofs stay valid against the incident's recorded tree; the events themselves are in the
+archives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, delete, func, insert, select
+
+from audit import merkle
+from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anchor
+from audit.archive import (
+    DEFAULT_RETENTION_YEARS,
+    manifest_sha256,
+    retention_cutoff,
+    verify_archive,
+)
+from audit.checkpoints import CheckpointSigner, key_id_for, write_checkpoint
+from audit.events import AuditEvent, Outcome, format_timestamp
+from audit.log import AuditLog, iter_leaf_hashes
+from audit.query import CHINA_STANDARD_TIME
+from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
+
+PRUNED_KIND: Final = "supervision.events_pruned"
+
+
+class PruneRefused(Exception):
+    """Nothing may be pruned (the plan says why); nothing was changed."""
+
+    def __init__(self, plan: PrunePlan) -> None:
+        super().__init__("; ".join(plan.reasons) or "nothing to prune")
+        self.plan = plan
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    """What :func:`prune` would remove now, and why it stops where it does."""
+
+    pruned_through: int  # already pruned (0: nothing yet)
+    through_seq: int | None  # would prune through this seq (None: nothing)
+    events: int
+    months: tuple[dict[str, Any], ...]  # each archived month looked at, with its verdict
+    reasons: tuple[str, ...]  # why pruning stops (or cannot start)
+    cutoff: datetime
+    retention_years: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pruned_through_seq": self.pruned_through,
+            "would_prune_through_seq": self.through_seq,
+            "events": self.events,
+            "months": list(self.months),
+            "reasons": list(self.reasons),
+            "cutoff": format_timestamp(self.cutoff),
+            "retention_years": self.retention_years,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    anchor: PruneAnchor
+    anchor_file: Path
+    events_deleted: int
+    refs_deleted: int
+    plan: PrunePlan
+    change: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.change,
+            "anchor_file": self.anchor_file.name,
+            "anchor": self.anchor.to_json(),
+        }
+
+
+def checked_anchor(engine: Engine, public_key: Ed25519PublicKey) -> PruneAnchor | None:
+    """The latest stored anchor, its signature verified (raises :class:`AnchorError`)."""
+    anchor = latest_anchor(engine)
+    if anchor is not None:
+        anchor.check_signature(public_key, key_id_for(public_key))
+    return anchor
+
+
+def _month_of(when: datetime) -> str:
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def _newest_between(engine: Engine, first: int, last: int) -> datetime | None:
+    c = audit_events.c
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(c.occurred_at)).where(c.seq.between(first, last))).scalar_one()
+    if not isinstance(newest, datetime):
+        return None
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+
+
+def plan_prune(
+    engine: Engine,
+    archive_dir: Path,
+    public_key: Ed25519PublicKey,
+    now: datetime,
+    *,
+    years: int = DEFAULT_RETENTION_YEARS,
+    through_month: str | None = None,
+    through_seq: int | None = None,
+) -> PrunePlan:
+    """The dry run: archived months after the current anchor, oldest first, each checked, up to the first
+    that may not go. ``through_month``/``through_seq`` stop earlier; a ``through_seq`` that is not the end
+    of an archived month is refused outright (pruning never cuts a month in half)."""
+    cutoff = retention_cutoff(now, years)
+    anchor = checked_anchor(engine, public_key)
+    cut = 0 if anchor is None else anchor.pruned_through
+    c = audit_archives.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.archive_id, c.month, c.first_seq, c.last_seq)
+            .where(c.last_seq > cut)
+            .order_by(c.first_seq, c.last_seq)
+        ).all()
+        oldest = conn.execute(
+            select(func.min(audit_events.c.occurred_at)).where(audit_events.c.seq == cut + 1)
+        ).scalar_one()
+    boundaries = {int(r.last_seq) for r in rows}
+    reasons: list[str] = []
+    months: list[dict[str, Any]] = []
+    covered = cut
+    if through_seq is not None and through_seq > cut and through_seq not in boundaries:
+        reasons.append(f"not_month_boundary: event {through_seq} is not the last event of an archived month")
+        rows = []
+    for row in rows:
+        archive_id, month, first, last = (
+            str(row.archive_id),
+            str(row.month),
+            int(row.first_seq),
+            int(row.last_seq),
+        )
+        if (through_month is not None and month > through_month) or (
+            through_seq is not None and covered >= through_seq
+        ):
+            break
+        entry: dict[str, Any] = {
+            "month": month,
+            "archive_id": archive_id,
+            "first_seq": first,
+            "last_seq": last,
+        }
+        months.append(entry)
+        if first > covered + 1:
+            entry["verdict"] = "not_archived"
+            reasons.append(f"not_archived: events {covered + 1}..{first - 1} are in no archive")
+            break
+        newest = _newest_between(engine, covered + 1, last)
+        if newest is None or newest >= cutoff:
+            entry["verdict"] = "not_past_retention"
+            reasons.append(
+                f"not_past_retention: {month} has events newer than {format_timestamp(cutoff)} "
+                f"(retention {years} years)"
+            )
+            break
+        manifest = Path(archive_dir) / f"{archive_id}.manifest.json"
+        verdict = verify_archive(manifest, public_key, engine)
+        if not verdict.ok:
+            entry["verdict"] = "archive_invalid"
+            reasons.append(f"archive_invalid: {archive_id}: {verdict.problem}")
+            break
+        entry["verdict"] = "prunable"
+        entry["manifest_sha256"] = manifest_sha256(manifest)
+        covered = last
+    else:
+        if not rows and not reasons:
+            reasons.append(
+                f"not_archived: the oldest remaining month ({_month_of(oldest)}) has no archive"
+                if isinstance(oldest, datetime)
+                else "nothing_to_prune: the log holds no events after the anchor"
+            )
+    if through_seq is not None and covered != max(through_seq, cut) and not reasons:
+        reasons.append(f"not_month_boundary: event {through_seq} is not where an archived month ends")
+    target = covered if covered > cut else None
+    if target is None and not reasons:
+        reasons.append(f"nothing_to_prune: the log is already pruned through event {cut}")
+    return PrunePlan(
+        pruned_through=cut,
+        through_seq=target,
+        events=covered - cut,
+        months=tuple(months),
+        reasons=tuple(reasons),
+        cutoff=cutoff,
+        retention_years=years,
+    )
+
+
+def _write_external(path: Path, data: bytes) -> None:
+    """Write a new file durably and never over an existing one (temporary file, fsync, hard link)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink()
+
+
+def prune(
+    engine: Engine,
+    signer: CheckpointSigner,
+    archive_dir: Path,
+    checkpoint_dir: Path,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    years: int = DEFAULT_RETENTION_YEARS,
+    through_month: str | None = None,
+    through_seq: int | None = None,
+    actor_org: str | None = None,
+    actor_roles: tuple[str, ...] = (),
+    request_id: str | None = None,
+) -> PruneResult:
+    """Prune what :func:`plan_prune` allows; raises :class:`PruneRefused` (nothing changed) otherwise."""
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    plan = plan_prune(
+        engine,
+        archive_dir,
+        signer.public_key,
+        when,
+        years=years,
+        through_month=through_month,
+        through_seq=through_seq,
+    )
+    if plan.through_seq is None:
+        raise PruneRefused(plan)
+    target = plan.through_seq
+    previous = checked_anchor(engine, signer.public_key)
+    # A checkpoint over the full log first: the anchor's frontier must reproduce its root later.
+    checkpoint = write_checkpoint(engine, signer, checkpoint_dir)
+    acc = merkle.MerkleAccumulator() if previous is None else previous.resume()
+    for leaf in iter_leaf_hashes(engine, acc.size + 1, target):
+        acc.append(leaf)
+    with engine.connect() as conn:
+        entry_hash = bytes(
+            conn.execute(select(audit_events.c.entry_hash).where(audit_events.c.seq == target)).scalar_one()
+        )
+    relied_on = [
+        {k: m[k] for k in ("archive_id", "month", "first_seq", "last_seq", "manifest_sha256")}
+        for m in plan.months
+        if m.get("verdict") == "prunable"
+    ]
+    unsigned = PruneAnchor(
+        pruned_through=target,
+        entry_hash=entry_hash,
+        frontier=tuple(acc.frontier()),
+        archives=(*(previous.archives if previous else ()), *relied_on),
+        # Without its origin and version: the anchor must never contain a checkpoint's signed form
+        # (CheckpointSigner.sign_payload refuses such a document); verification puts them back.
+        checkpoint={k: v for k, v in checkpoint.to_json().items() if k not in ("origin", "v")},
+        previous=None
+        if previous is None
+        else {
+            "pruned_through": previous.pruned_through,
+            "sha256": hashlib.sha256(previous.document()).hexdigest(),
+        },
+        created_at=when,
+        actor=actor,
+        key_id=signer.key_id,
+    )
+    anchor = PruneAnchor(
+        **{f: getattr(unsigned, f) for f in PruneAnchor.__dataclass_fields__ if f != "signature"},
+        signature=signer.sign_payload(unsigned.signed_payload()),
+    )
+    document = anchor.document()
+    # External copy first: a pruned database must never exist without its anchor outside it.
+    anchor_file = Path(checkpoint_dir) / anchor_file_name(target)
+    _write_external(anchor_file, document)
+    change: dict[str, Any] = {
+        "kind": PRUNED_KIND,
+        "actor": actor,
+        "pruned_through_seq": target,
+        "previous_pruned_through_seq": plan.pruned_through,
+        "events": target - plan.pruned_through,
+        "months": [m["month"] for m in relied_on],
+        "archives": [m["archive_id"] for m in relied_on],
+        "anchor_sha256": hashlib.sha256(document).hexdigest(),
+        "checkpoint_tree_size": checkpoint.tree_size,
+        "retention_years": years,
+    }
+    event = AuditEvent(
+        kind=PRUNED_KIND,
+        outcome=Outcome.OK,
+        actor=actor,
+        actor_org=actor_org,
+        actor_roles=actor_roles,
+        request_id=request_id,
+        details={k: v for k, v in change.items() if k not in ("kind", "actor")},
+        occurred_at=when,
+    )
+    with engine.begin() as conn:
+        # The anchor row first: the delete triggers let rows go only at or below an anchored seq.
+        conn.execute(
+            insert(audit_prune_anchors).values(
+                pruned_through=target, document=document.decode("utf-8"), created_at=when
+            )
+        )
+        refs = conn.execute(delete(audit_subject_refs).where(audit_subject_refs.c.seq <= target)).rowcount
+        events = conn.execute(delete(audit_events).where(audit_events.c.seq <= target)).rowcount
+        AuditLog(engine).append_within(conn, [event])
+    return PruneResult(anchor, anchor_file, int(events), int(refs), plan, change)
+
+
+def archives_for_pruned(engine: Engine) -> dict[str, Any] | None:
+    """For lookups that reach into a pruned period: how far the log is pruned and which archives hold it.
+
+    ``None`` when nothing was pruned. Complaint and transparency answers attach this instead of silently
+    returning fewer events.
+    """
+    try:
+        anchor = latest_anchor(engine)
+    except AnchorError:
+        return {"pruned_through_seq": None, "archives": [], "problem": "prune anchor unreadable"}
+    if anchor is None:
+        return None
+    return {
+        "pruned_through_seq": anchor.pruned_through,
+        "pruned_at": format_timestamp(anchor.created_at),
+        "archives": [
+            {k: a.get(k) for k in ("archive_id", "month", "first_seq", "last_seq")} for a in anchor.archives
+        ],
+    }
