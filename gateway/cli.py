@@ -38,6 +38,9 @@ def _add_area_commands() -> None:
     app.add_typer(masking.app, name="masking", help="Field catalog, tags, masking rules.")
     app.add_typer(supervision.app, name="supervise", help="Audit queries, reports, complaints, incidents.")
     app.add_typer(admission.app, name="admission", help="System registration and joint review.")
+    # Retention acts also live under `grassroots audit` (same API client, same permission checks).
+    audit_app.command("archive")(supervision.archive)
+    audit_app.command("prune")(supervision.prune)
 
 
 _add_area_commands()

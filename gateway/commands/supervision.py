@@ -1,5 +1,5 @@
 """``grassroots supervise ...``: audit queries, reports, anomalies, the monthly report, complaints and
-incidents, resident transparency, proofs, checkpoints, retention and archives.
+incidents, resident transparency, proofs, checkpoints, retention, archives and pruning.
 
 A thin client of ``/api/v1/supervision`` (same permission checks, same audit trail as the API), except
 ``archive-verify`` and ``incident --verify``, which check signatures and proofs locally so a reviewer
@@ -342,6 +342,32 @@ def archive(
 ) -> None:
     """Archive a month as signed, verifiable files (the events stay in the log)."""
     show(call("POST", f"{_BASE}/archives", url=url, token=token, as_user=as_user, body={"month": month}))
+
+
+@app.command()
+def prune(
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
+    ] = True,
+    through_month: Annotated[str | None, typer.Option(help="prune no later than this month, YYYY-MM")] = None,
+    through_seq: Annotated[
+        int | None, typer.Option(help="prune through this event (the last of an archived month)")
+    ] = None,
+) -> None:
+    """Delete archived months past the retention period behind a signed prefix anchor.
+
+    Dry run by default: lists each archived month with its verdict and why pruning stops. ``--execute``
+    prunes; then run ``grassroots audit verify``.
+    """
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if through_month is not None:
+        body["through_month"] = through_month
+    if through_seq is not None:
+        body["through_seq"] = through_seq
+    show(call("POST", f"{_BASE}/audit/prune", url=url, token=token, as_user=as_user, body=body))
 
 
 @app.command()
