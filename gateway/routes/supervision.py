@@ -579,6 +579,10 @@ async def get_incident(
     except InvalidProofError as exc:
         incident["evidence_verified"] = False
         incident["evidence_problem"] = str(exc)
+    pruned = await asyncio.to_thread(_pruned_note, runtime)
+    if pruned and any(seq <= (pruned["pruned_through_seq"] or 0) for seq in seqs):
+        # Evidence older than the retention period: the proofs still verify; the events are archived.
+        incident["archived_period"] = pruned
     if events:
         summaries = await asyncio.to_thread(audit.query.events_by_seq, runtime.engine, seqs)
         incident["events"] = [e.to_json() for e in summaries]

@@ -139,6 +139,10 @@ def test_prune_then_verify_passes_and_roots_and_proofs_are_unchanged(world: Worl
         inclusion_proofs(world.engine, [5], size)
     with pytest.raises(merkle.PrunedRangeError):
         inclusion_proofs(world.engine, [5], size, max_in_memory=0)
+    # AuditLog's streamed read-side helpers resume from the anchor as well.
+    assert world.log.root(size) == roots[size] and world.log.root(21) == roots[21]
+    assert world.log.inclusion_proof(22, size) == proofs_after[22][1]
+    assert world.log.consistency_proof(21, size) == consistency(world.engine, 21, size)[2]
     # Streaming and in-memory proofs agree on a pruned log too.
     assert inclusion_proofs(world.engine, wanted, size, max_in_memory=0) == (root, proofs_after)
 
