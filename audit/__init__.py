@@ -83,12 +83,14 @@ from audit.monthly import MonthlyReport, build_monthly_report, render_csv, rende
 from audit.proofs import ProofBuilder, consistency, inclusion_proofs
 from audit.prune import (
     PRUNED_KIND,
+    PrefixVerification,
     PrunePlan,
     PruneRefused,
     PruneResult,
     archives_for_pruned,
     plan_prune,
     prune,
+    verify_archived_prefix,
 )
 from audit.pseudonym import Pseudonymizer, is_ref, normalise_id_number
 from audit.query import (
@@ -144,6 +146,7 @@ __all__ = [
     "InvalidProofError",
     "MonthlyReport",
     "Outcome",
+    "PrefixVerification",
     "ProofBuilder",
     "PruneAnchor",
     "PrunePlan",
@@ -199,6 +202,7 @@ __all__ = [
     "render_html",
     "retention_status",
     "verify_archive",
+    "verify_archived_prefix",
     "verify_checkpoint",
     "verify_consistency",
     "verify_incident_evidence",

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,14 +276,22 @@ def list_archives(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+EventSink = Callable[[int, bytes, bytes, bytes], None]
+
+
 def verify_archive(
-    manifest_path: Path, public_key: Ed25519PublicKey, engine: Engine | None = None
+    manifest_path: Path,
+    public_key: Ed25519PublicKey,
+    engine: Engine | None = None,
+    *,
+    on_event: EventSink | None = None,
 ) -> ArchiveVerification:
     """Verify an archive (signature, file digest, every leaf and link, range root; the live log if given).
 
-    Streams the events file (bounded memory). Problems are reported, never raised, so a command can print
-    what differs. A file whose digest differs from the signed manifest is reported as such before any
-    finding about its contents.
+    Streams the events file (bounded memory); ``on_event(seq, prev_hash, entry_hash, leaf_hash)`` sees each
+    re-derived event as it passes (trust what it saw only if the result is ok). Problems are reported,
+    never raised, so a command can print what differs. A file whose digest differs from the signed
+    manifest is reported as such before any finding about its contents.
     """
     checked = 0
     try:
@@ -302,7 +310,7 @@ def verify_archive(
         with open(Path(manifest_path).parent / events_name, "rb") as raw:
             hashing = _HashingReader(raw)
             try:
-                checked, problem = _check_events(hashing, manifest)
+                checked, problem = _check_events(hashing, manifest, on_event)
             except (ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
                 problem = f"archive unreadable ({type(exc).__name__})"
             hashing.drain()
@@ -320,7 +328,9 @@ def verify_archive(
     return ArchiveVerification(True, checked)
 
 
-def _check_events(source: _HashingReader, manifest: dict[str, Any]) -> tuple[int, str | None]:
+def _check_events(
+    source: _HashingReader, manifest: dict[str, Any], on_event: EventSink | None = None
+) -> tuple[int, str | None]:
     """Re-derive every link and leaf of the (gzipped, JSON-lines) events; ``(checked, problem)``."""
     prev = bytes.fromhex(manifest["prev_hash"])
     expected_seq = int(manifest["first_seq"])
@@ -340,7 +350,10 @@ def _check_events(source: _HashingReader, manifest: dict[str, Any]) -> tuple[int
             if leaf.hex() != item["leaf_hash"]:
                 return checked, f"event {expected_seq}: leaf_hash mismatch"
             acc.append(leaf)
-            prev = bytes.fromhex(item["entry_hash"])
+            entry = bytes.fromhex(item["entry_hash"])
+            if on_event is not None:
+                on_event(expected_seq, prev, entry, leaf)
+            prev = entry
             expected_seq += 1
             checked += 1
     if expected_seq - 1 != manifest["last_seq"] or checked != manifest["count"]:

@@ -40,9 +40,15 @@ from audit.archive import (
     retention_cutoff,
     verify_archive,
 )
-from audit.checkpoints import CheckpointSigner, key_id_for, write_checkpoint
+from audit.checkpoints import (
+    CheckpointError,
+    CheckpointSigner,
+    key_id_for,
+    list_checkpoints,
+    write_checkpoint,
+)
 from audit.events import AuditEvent, Outcome, format_timestamp
-from audit.log import AuditLog, iter_leaf_hashes
+from audit.log import GENESIS_HASH, AuditLog, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME
 from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
 
@@ -354,3 +360,91 @@ def archives_for_pruned(engine: Engine) -> dict[str, Any] | None:
             {k: a.get(k) for k in ("archive_id", "month", "first_seq", "last_seq")} for a in anchor.archives
         ],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixVerification:
+    """Outcome of :func:`verify_archived_prefix`."""
+
+    ok: bool
+    pruned_through: int
+    events: int
+    checkpoints_checked: int
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "pruned_through_seq": self.pruned_through,
+            "events": self.events,
+            "checkpoints_checked": self.checkpoints_checked,
+            "problem": self.problem,
+        }
+
+
+def verify_archived_prefix(
+    engine: Engine,
+    archive_dir: Path,
+    public_key: Ed25519PublicKey,
+    checkpoint_dir: Path | None = None,
+) -> PrefixVerification:
+    """Check the pruned prefix against its archives: the deep check behind "covered by the archives".
+
+    Streams every archive the (verified) anchor relies on, in seq order: manifest digest as named by the
+    anchor, each file verified (:func:`audit.archive.verify_archive`), the events gapless and chained from
+    genesis to the anchor's chain hash, and the leaves reproducing the anchor's frontier exactly. Every
+    checkpoint in ``checkpoint_dir`` of size ``<= N`` — those :func:`audit.verify.verify_log` cannot
+    reproduce from the frontier — is checked against the root rebuilt from the archived leaves.
+    """
+    try:
+        anchor = checked_anchor(engine, public_key)
+        signed: dict[int, list[bytes]] = {}
+        if anchor is not None and checkpoint_dir is not None:
+            for cp in list_checkpoints(checkpoint_dir, public_key):
+                if 0 < cp.tree_size <= anchor.pruned_through:
+                    signed.setdefault(cp.tree_size, []).append(cp.root_hash)
+    except (AnchorError, CheckpointError) as exc:
+        return PrefixVerification(False, 0, 0, 0, str(exc))
+    if anchor is None:
+        return PrefixVerification(True, 0, 0, 0)
+    acc = merkle.MerkleAccumulator()
+    state: dict[str, Any] = {"prev": GENESIS_HASH, "problem": None, "checked": 0}
+
+    def take(seq: int, prev_hash: bytes, entry: bytes, leaf: bytes) -> None:
+        if state["problem"] is not None or seq <= acc.size or seq > anchor.pruned_through:
+            return  # months overlap at their edges; events after the cut are the live log's
+        if seq != acc.size + 1:
+            state["problem"] = f"events {acc.size + 1}..{seq - 1} are in none of the anchor's archives"
+        elif prev_hash != state["prev"]:
+            state["problem"] = f"event {seq} does not link to the archived event before it"
+        else:
+            acc.append(leaf)
+            state["prev"] = entry
+            for root in signed.get(acc.size, ()):
+                state["checked"] += 1
+                if acc.root() != root:
+                    state["problem"] = f"checkpoint of size {acc.size} disagrees with the archived events"
+
+    def failed(problem: str) -> PrefixVerification:
+        return PrefixVerification(False, anchor.pruned_through, acc.size, state["checked"], problem)
+
+    for item in sorted(anchor.archives, key=lambda a: (int(a["first_seq"]), int(a["last_seq"]))):
+        manifest = Path(archive_dir) / f"{item['archive_id']}.manifest.json"
+        try:
+            digest = manifest_sha256(manifest)
+        except OSError:
+            return failed(f"archive {item['archive_id']} is missing")
+        if digest != item["manifest_sha256"]:
+            return failed(f"archive {item['archive_id']} is not the one the anchor relies on")
+        verdict = verify_archive(manifest, public_key, on_event=take)
+        if not verdict.ok:
+            return failed(f"archive {item['archive_id']}: {verdict.problem}")
+        if state["problem"] is not None:
+            return failed(str(state["problem"]))
+    if acc.size != anchor.pruned_through:
+        return failed(f"the archives hold events 1..{acc.size}, the anchor says 1..{anchor.pruned_through}")
+    if state["prev"] != anchor.entry_hash:
+        return failed("the last archived event's chain hash differs from the anchor's")
+    if tuple(acc.frontier()) != anchor.frontier:
+        return failed("the archived leaves do not reproduce the anchor's frontier")
+    return PrefixVerification(True, anchor.pruned_through, acc.size, state["checked"])

@@ -400,3 +400,48 @@ def test_anchored_roots_and_proofs_equal_the_full_log(sizes: tuple[int, int]) ->
     if cut > 1 and cut & (cut - 1):  # a prefix that is not one perfect subtree hides its inner nodes
         with pytest.raises(merkle.PrunedRangeError):
             streamed(0, 1)
+
+
+# -- the deep check: the pruned prefix against its archives ---------------------------------------------
+
+
+def test_archived_prefix_reproduces_the_anchor_and_older_checkpoints(world: World) -> None:
+    from audit import verify_archived_prefix
+
+    world.archive("2026-01")
+    write_checkpoint(world.engine, world.signer, world.checkpoints)  # size 27; plus the one at 27 before
+    world.archive("2026-02")
+    world.prune(through_month="2026-01")
+    world.prune()
+    result = verify_archived_prefix(world.engine, world.archives, world.signer.public_key, world.checkpoints)
+    assert result.ok, result.problem
+    assert (result.pruned_through, result.events) == (21, 21)
+
+
+@pytest.mark.parametrize("tamper", ["missing", "replaced", "older_checkpoint"])
+def test_archived_prefix_detects_a_missing_or_swapped_archive(world: World, tamper: str) -> None:
+    from audit import verify_archived_prefix
+
+    jan = world.archive("2026-01")
+    world.archive("2026-02")
+    world.prune()
+    if tamper == "missing":
+        jan.unlink()
+    elif tamper == "replaced":
+        # A validly signed archive of different events under the same name: the anchor's digest differs.
+        manifest = json.loads(jan.read_bytes())
+        manifest["created_at"] = "2029-03-05T00:00:00.000000Z"
+        jan.unlink()
+        jan.write_text(json.dumps(manifest))
+    else:
+        # A (correctly signed) checkpoint of size 5 whose root is not the archived events' root.
+        from audit.canonical import canonical_json
+
+        bogus = world.signer.sign(5, bytes(32))
+        name = f"checkpoint-{5:012d}-{bogus.timestamp.strftime('%Y%m%dT%H%M%S%fZ')}-00000000.json"
+        (world.checkpoints / name).write_bytes(canonical_json(bogus.to_json()) + b"\n")
+    result = verify_archived_prefix(world.engine, world.archives, world.signer.public_key, world.checkpoints)
+    assert not result.ok
+    assert {"missing": "missing", "replaced": "not the one", "older_checkpoint": "size 5"}[tamper] in str(
+        result.problem
+    )

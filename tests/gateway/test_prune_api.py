@@ -123,6 +123,8 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
 
     verified = stack.cli("audit", "verify", "--quiet")
     assert "intact" in verified.stdout
+    deep = stack.cli("supervise", "prefix-verify")
+    assert "events 1..20 rebuilt from the archives" in deep.stdout
 
     again = api(stack, "POST", "/audit/prune", "auditor", json={"dry_run": False})
     assert again.status_code == 409 and again.json()["plan"]["reasons"][0].startswith("not_archived")
