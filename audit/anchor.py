@@ -44,8 +44,14 @@ class AnchorError(Exception):
     """An anchor is malformed, unsigned, signed by another key, or disagrees with the log."""
 
 
-def anchor_file_name(pruned_through: int) -> str:
-    return f"prune-anchor-{pruned_through:012d}.json"
+def anchor_file_name(pruned_through: int, created_at: datetime) -> str:
+    """``prune-anchor-<N>-<time>.json``: the time keeps a retry after a failed prune from colliding with
+    the file the failed attempt left behind (verification looks for the one equal to the stored anchor)."""
+    return f"prune-anchor-{pruned_through:012d}-{created_at.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+
+
+def anchor_file_glob(pruned_through: int) -> str:
+    return f"prune-anchor-{pruned_through:012d}-*.json"
 
 
 @dataclass(frozen=True, slots=True)

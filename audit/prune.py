@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -304,8 +304,13 @@ def prune(
     )
     document = anchor.document()
     # External copy first: a pruned database must never exist without its anchor outside it.
-    anchor_file = Path(checkpoint_dir) / anchor_file_name(target)
-    _write_external(anchor_file, document)
+    anchor_file = Path(checkpoint_dir) / anchor_file_name(target, when)
+    try:
+        _write_external(anchor_file, document)
+    except FileExistsError:
+        raise PruneRefused(
+            replace(plan, reasons=(f"conflict: another prune through event {target} is under way",))
+        ) from None
     change: dict[str, Any] = {
         "kind": PRUNED_KIND,
         "actor": actor,

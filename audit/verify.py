@@ -45,7 +45,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import checkpoints, merkle
-from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anchor
+from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, anchor_file_name, latest_anchor
 from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -320,6 +320,13 @@ def _first_unreadable(engine: Engine, low: int, high: int) -> int:
     return low
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def _anchor_checks(
     engine: Engine,
     checkpoint_dir: Path | None,
@@ -360,17 +367,14 @@ def _anchor_checks(
         )
     signed = [embedded]
     if checkpoint_dir is not None:
-        external = Path(checkpoint_dir) / anchor_file_name(cut)
-        try:
-            stored = external.read_bytes()
-        except OSError:
-            stored = None
-        if stored != anchor.document():
+        document = anchor.document()
+        copies = sorted(Path(checkpoint_dir).glob(anchor_file_glob(cut)))
+        if not any(_read_or_none(path) == document for path in copies):
             raise _VerificationFailedError(
                 cut + 1,
                 "anchor_not_external",
-                f"{external.name} identical to the stored anchor",
-                "missing" if stored is None else "a different file",
+                f"{anchor_file_name(cut, anchor.created_at)} identical to the stored anchor",
+                "a different file" if copies else "missing",
             )
         try:
             signed += list_checkpoints(checkpoint_dir, key)

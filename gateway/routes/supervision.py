@@ -120,6 +120,7 @@ _PRUNE_REASONS_ZH = {
     "archive_invalid": "归档文件验证未通过",
     "not_month_boundary": "只能按整月清理已归档的月份",
     "nothing_to_prune": "没有可清理的事件",
+    "conflict": "另一项清理正在进行，请稍后再试",
 }
 
 

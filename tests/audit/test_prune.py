@@ -34,7 +34,7 @@ from audit import (
     verify_log,
     write_checkpoint,
 )
-from audit.anchor import anchor_file_name, latest_anchor
+from audit.anchor import anchor_file_glob, anchor_file_name, latest_anchor
 from audit.proofs import ProofBuilder
 from audit.tables import WRITER_ROLE, audit_events, audit_prune_anchors, audit_subject_refs
 from tests.audit.conftest import Store
@@ -241,9 +241,10 @@ def _replace_anchor(world: World, document: bytes, *, external: bool = True) -> 
             )
         )
     if external:
-        path = world.checkpoints / anchor_file_name(json.loads(document)["pruned_through"])
-        path.unlink(missing_ok=True)
-        path.write_bytes(document)
+        through = json.loads(document)["pruned_through"]
+        for stale in world.checkpoints.glob(anchor_file_glob(through)):
+            stale.unlink()
+        (world.checkpoints / anchor_file_name(through, LATER)).write_bytes(document)
 
 
 def test_deleting_events_beyond_the_anchor_is_detected(pruned: World) -> None:
@@ -290,11 +291,15 @@ def test_anchor_chain_hash_must_link_to_the_first_kept_event(pruned: World) -> N
 
 
 def test_missing_external_anchor_or_removed_anchor_row_is_detected(pruned: World) -> None:
-    path = pruned.checkpoints / anchor_file_name(21)
+    (path,) = pruned.checkpoints.glob(anchor_file_glob(21))
     saved = path.read_bytes()
     path.unlink()
     assert pruned.verify().problem == "anchor_not_external"  # type: ignore[attr-defined]
-    path.write_bytes(saved)
+    path.write_bytes(saved.replace(b'"actor":"auditor"', b'"actor":"nobody!"'))  # a different copy
+    assert pruned.verify().problem == "anchor_not_external"  # type: ignore[attr-defined]
+    # A leftover from a failed attempt next to the right copy does no harm.
+    (pruned.checkpoints / anchor_file_name(21, LATER + timedelta(seconds=1))).write_bytes(saved)
+    assert pruned.verify().ok  # type: ignore[attr-defined]
     with pruned.engine.begin() as conn:
         conn.execute(sa.delete(audit_prune_anchors))
     report = pruned.verify()
