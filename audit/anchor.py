@@ -44,10 +44,11 @@ class AnchorError(Exception):
     """An anchor is malformed, unsigned, signed by another key, or disagrees with the log."""
 
 
-def anchor_file_name(pruned_through: int, created_at: datetime) -> str:
-    """``prune-anchor-<N>-<time>.json``: the time keeps a retry after a failed prune from colliding with
-    the file the failed attempt left behind (verification looks for the one equal to the stored anchor)."""
-    return f"prune-anchor-{pruned_through:012d}-{created_at.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+def anchor_file_name(pruned_through: int, created_at: datetime, nonce: str) -> str:
+    """``prune-anchor-<N>-<time>-<nonce>.json``: time and nonce keep a retry after a failed prune from
+    colliding with what the failed attempt left behind (verification looks for the copy equal to the stored
+    anchor), as checkpoint file names do."""
+    return f"prune-anchor-{pruned_through:012d}-{created_at.strftime('%Y%m%dT%H%M%S%fZ')}-{nonce}.json"
 
 
 def anchor_file_glob(pruned_through: int) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit import merkle
 from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anchor
@@ -304,7 +306,7 @@ def prune(
     )
     document = anchor.document()
     # External copy first: a pruned database must never exist without its anchor outside it.
-    anchor_file = Path(checkpoint_dir) / anchor_file_name(target, when)
+    anchor_file = Path(checkpoint_dir) / anchor_file_name(target, when, uuid.uuid4().hex[:8])
     try:
         _write_external(anchor_file, document)
     except FileExistsError:
@@ -333,16 +335,27 @@ def prune(
         details={k: v for k, v in change.items() if k not in ("kind", "actor")},
         occurred_at=when,
     )
-    with engine.begin() as conn:
-        # The anchor row first: the delete triggers let rows go only at or below an anchored seq.
-        conn.execute(
-            insert(audit_prune_anchors).values(
-                pruned_through=target, document=document.decode("utf-8"), created_at=when
+    try:
+        with engine.begin() as conn:
+            # The anchor row first: the delete triggers let rows go only at or below an anchored seq.
+            conn.execute(
+                insert(audit_prune_anchors).values(
+                    pruned_through=target, document=document.decode("utf-8"), created_at=when
+                )
             )
-        )
-        refs = conn.execute(delete(audit_subject_refs).where(audit_subject_refs.c.seq <= target)).rowcount
-        events = conn.execute(delete(audit_events).where(audit_events.c.seq <= target)).rowcount
-        AuditLog(engine).append_within(conn, [event])
+            refs = conn.execute(delete(audit_subject_refs).where(audit_subject_refs.c.seq <= target)).rowcount
+            events = conn.execute(delete(audit_events).where(audit_events.c.seq <= target)).rowcount
+            AuditLog(engine).append_within(conn, [event])
+    except IntegrityError:
+        raise PruneRefused(
+            replace(plan, reasons=(f"conflict: event {target} was anchored by another prune meanwhile",))
+        ) from None
+    except DBAPIError as exc:
+        # E.g. the insert/select writer role (PostgreSQL): pruning needs the owner connection. Only the
+        # class name: driver messages may quote parameters.
+        raise PruneRefused(
+            replace(plan, reasons=(f"database_refused: {type(exc.orig).__name__}; prune as the owner",))
+        ) from None
     return PruneResult(anchor, anchor_file, int(events), int(refs), plan, change)
 
 

@@ -45,7 +45,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import checkpoints, merkle
-from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, anchor_file_name, latest_anchor
+from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, latest_anchor
 from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -373,7 +373,7 @@ def _anchor_checks(
             raise _VerificationFailedError(
                 cut + 1,
                 "anchor_not_external",
-                f"{anchor_file_name(cut, anchor.created_at)} identical to the stored anchor",
+                f"{anchor_file_glob(cut)} identical to the stored anchor",
                 "a different file" if copies else "missing",
             )
         try:

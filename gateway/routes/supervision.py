@@ -121,6 +121,7 @@ _PRUNE_REASONS_ZH = {
     "not_month_boundary": "只能按整月清理已归档的月份",
     "nothing_to_prune": "没有可清理的事件",
     "conflict": "另一项清理正在进行，请稍后再试",
+    "database_refused": "数据库拒绝删除：清理须以数据库所有者连接执行",
 }
 
 

@@ -244,7 +244,7 @@ def _replace_anchor(world: World, document: bytes, *, external: bool = True) -> 
         through = json.loads(document)["pruned_through"]
         for stale in world.checkpoints.glob(anchor_file_glob(through)):
             stale.unlink()
-        (world.checkpoints / anchor_file_name(through, LATER)).write_bytes(document)
+        (world.checkpoints / anchor_file_name(through, LATER, "0" * 8)).write_bytes(document)
 
 
 def test_deleting_events_beyond_the_anchor_is_detected(pruned: World) -> None:
@@ -298,7 +298,7 @@ def test_missing_external_anchor_or_removed_anchor_row_is_detected(pruned: World
     path.write_bytes(saved.replace(b'"actor":"auditor"', b'"actor":"nobody!"'))  # a different copy
     assert pruned.verify().problem == "anchor_not_external"  # type: ignore[attr-defined]
     # A leftover from a failed attempt next to the right copy does no harm.
-    (pruned.checkpoints / anchor_file_name(21, LATER + timedelta(seconds=1))).write_bytes(saved)
+    (pruned.checkpoints / anchor_file_name(21, LATER, "f" * 8)).write_bytes(saved)
     assert pruned.verify().ok  # type: ignore[attr-defined]
     with pruned.engine.begin() as conn:
         conn.execute(sa.delete(audit_prune_anchors))
@@ -343,16 +343,23 @@ def test_postgres_writer_role_cannot_prune_even_an_anchored_prefix(
     w = World(postgres_store, signer, tmp_path)
     w.populate()
     w.archive("2026-01")
-    w.prune()
     engine, schema = postgres_store.engine, postgres_store.schema
     with engine.begin() as conn:
         for statement in postgres_writer_role_sql():
             conn.exec_driver_sql(statement)
         conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {WRITER_ROLE}")
+        conn.exec_driver_sql(f"GRANT SELECT ON audit_archives TO {WRITER_ROLE}")  # it may plan, not prune
     writer = sa.create_engine(
         postgres_store.url, connect_args={"options": f"-c search_path={schema} -c role={WRITER_ROLE}"}
     )
     try:
+        # Pruning through the writer role is refused by the database, and nothing changes.
+        with pytest.raises(PruneRefused) as refused:
+            prune(writer, signer, w.archives, w.checkpoints, actor="auditor", now=LATER)
+        assert refused.value.plan.reasons[0].startswith("database_refused")
+        assert w.count() == 27 and latest_anchor(engine) is None
+        w.prune()  # as the owner
+        assert w.count() == 27 - 10 + 1
         assert AuditLog(writer).append(make_event(50, occurred_at=MAR)).seq == 29
         for statement in (
             "DELETE FROM audit_events WHERE seq <= 10",
