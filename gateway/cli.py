@@ -204,6 +204,13 @@ def audit_verify(
         sys.stderr.write("\n")
     if report.ok:
         typer.echo(f"audit log intact: {report.checked} events verified")
+        if report.anchor is not None:
+            typer.echo(
+                f"  events 1..{report.anchor.pruned_through} were pruned behind a signed anchor; "
+                "`grassroots supervise prefix-verify` checks them against the archives"
+            )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
         return
     typer.echo(f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}", err=True)
     if report.expected is not None or report.found is not None:
