@@ -128,6 +128,12 @@ def _newest_between(engine: Engine, first: int, last: int) -> datetime | None:
     return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
 
 
+def _oldest_at(engine: Engine, seq: int) -> datetime | None:
+    with engine.connect() as conn:
+        when = conn.execute(select(audit_events.c.occurred_at).where(audit_events.c.seq == seq)).scalar()
+    return when if isinstance(when, datetime) else None
+
+
 def plan_prune(
     engine: Engine,
     archive_dir: Path,
@@ -151,9 +157,7 @@ def plan_prune(
             .where(c.last_seq > cut)
             .order_by(c.first_seq, c.last_seq)
         ).all()
-        oldest = conn.execute(
-            select(func.min(audit_events.c.occurred_at)).where(audit_events.c.seq == cut + 1)
-        ).scalar_one()
+    oldest = _oldest_at(engine, cut + 1)
     boundaries = {int(r.last_seq) for r in rows}
     reasons: list[str] = []
     months: list[dict[str, Any]] = []
@@ -172,6 +176,8 @@ def plan_prune(
             through_seq is not None and covered >= through_seq
         ):
             break
+        if last <= covered:
+            continue  # wholly inside the months before it (their ranges overlap at the edges)
         entry: dict[str, Any] = {
             "month": month,
             "archive_id": archive_id,
@@ -201,11 +207,13 @@ def plan_prune(
         entry["manifest_sha256"] = manifest_sha256(manifest)
         covered = last
     else:
-        if not rows and not reasons:
+        if not reasons:
+            # Every archived month was looked at: say where the archives end (the next month is not).
+            following = oldest if covered == cut else _oldest_at(engine, covered + 1)
             reasons.append(
-                f"not_archived: the oldest remaining month ({_month_of(oldest)}) has no archive"
-                if isinstance(oldest, datetime)
-                else "nothing_to_prune: the log holds no events after the anchor"
+                f"not_archived: the next month ({_month_of(following)}) has no archive"
+                if isinstance(following, datetime)
+                else "nothing_to_prune: no events after the archived months"
             )
     if through_seq is not None and covered != max(through_seq, cut) and not reasons:
         reasons.append(f"not_month_boundary: event {through_seq} is not where an archived month ends")

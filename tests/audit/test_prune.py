@@ -457,3 +457,10 @@ def test_archived_prefix_detects_a_missing_or_swapped_archive(world: World, tamp
     assert {"missing": "missing", "replaced": "not the one", "older_checkpoint": "size 5"}[tamper] in str(
         result.problem
     )
+
+
+def test_dry_run_names_the_month_where_the_archives_end(world: World) -> None:
+    world.archive("2026-01")
+    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    assert plan.through_seq == 10
+    assert plan.reasons == ("not_archived: the next month (2026-02) has no archive",)
