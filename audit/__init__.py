@@ -7,6 +7,7 @@ PIPL Art. 56 requires, with residents present only as keyed HMAC refs.
 A library: it imports neither the gateway nor any other library of this project.
 """
 
+from audit.anchor import AnchorError, PruneAnchor
 from audit.anomaly import (
     AnomalyContext,
     AnomalyRules,
@@ -69,6 +70,7 @@ from audit.log import (
 )
 from audit.merkle import (
     InvalidProofError,
+    PrunedRangeError,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -79,6 +81,17 @@ from audit.merkle import (
 )
 from audit.monthly import MonthlyReport, build_monthly_report, render_csv, render_html
 from audit.proofs import ProofBuilder, consistency, inclusion_proofs
+from audit.prune import (
+    PRUNED_KIND,
+    PrefixVerification,
+    PrunePlan,
+    PruneRefused,
+    PruneResult,
+    archives_for_pruned,
+    plan_prune,
+    prune,
+    verify_archived_prefix,
+)
 from audit.pseudonym import Pseudonymizer, is_ref, normalise_id_number
 from audit.query import (
     CHINA_STANDARD_TIME,
@@ -99,7 +112,9 @@ from audit.verify import VerificationReport, verify_log
 __all__ = [
     "CHINA_STANDARD_TIME",
     "DEFAULT_RETENTION_YEARS",
+    "PRUNED_KIND",
     "AccessEntry",
+    "AnchorError",
     "AnomalyContext",
     "AnomalyRules",
     "AnomalyRulesError",
@@ -131,7 +146,13 @@ __all__ = [
     "InvalidProofError",
     "MonthlyReport",
     "Outcome",
+    "PrefixVerification",
     "ProofBuilder",
+    "PruneAnchor",
+    "PrunePlan",
+    "PruneRefused",
+    "PruneResult",
+    "PrunedRangeError",
     "Pseudonymizer",
     "SupervisionError",
     "VerificationReport",
@@ -140,6 +161,7 @@ __all__ = [
     "accesses_for_subjects",
     "add_note",
     "archive_month",
+    "archives_for_pruned",
     "assign_incident",
     "build_monthly_report",
     "canonical_json",
@@ -170,7 +192,9 @@ __all__ = [
     "normalise_id_number",
     "open_incident",
     "org_prefix",
+    "plan_prune",
     "postgres_writer_role_sql",
+    "prune",
     "query_events",
     "record_archive",
     "register_complaint",
@@ -178,6 +202,7 @@ __all__ = [
     "render_html",
     "retention_status",
     "verify_archive",
+    "verify_archived_prefix",
     "verify_checkpoint",
     "verify_consistency",
     "verify_incident_evidence",

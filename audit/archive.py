@@ -11,10 +11,12 @@ configurable (default 3 years). Months are archived as two files in an archive d
 
 :func:`verify_archive` re-derives every leaf and chain link from the bodies, the range root and the
 file digest, checks the signature, and — given the live database — that the log still holds exactly
-those events. **Design choice: archived events are not deleted.** The events table is append-only
-(triggers, and a role without DELETE) and every later chain link and Merkle root covers them; pruning
-would need a verifiable cut-over (a signed "prefix archived" checkpoint that verification starts
-from) which is not built. The archive is the long-term, offline copy; the database keeps everything.
+those events (or, once they are pruned, that a signed prefix anchor relies on this very archive). The
+check streams the files; nothing is loaded whole.
+
+Archived months past the retention period can then be pruned from the database behind a signed prefix
+anchor (:mod:`audit.prune`, :mod:`audit.anchor`): the archive becomes the only copy of those events, so
+an archive is verified again, file by file, right before its events are deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +39,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
+from audit.anchor import AnchorError, latest_anchor, pruned_through
 from audit.canonical import canonical_json
 from audit.checkpoints import CheckpointSigner, key_id_for
 from audit.events import format_timestamp, parse_timestamp
@@ -143,6 +146,10 @@ def archive_month(
     if found is None:
         raise ArchiveError(f"no audit events in {month}")
     first, last = found
+    # A neighbouring month's archive may already hold (and pruning may have removed) the range's edge.
+    first = max(first, pruned_through(engine) + 1)
+    if first > last:
+        raise ArchiveError(f"{month} is already archived and pruned")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"audit-{month}-{first}-{last}"
@@ -183,7 +190,7 @@ def archive_month(
         os.link(tmp, events_path)
     finally:
         tmp.unlink(missing_ok=True)
-    tree_root = merkle.merkle_root(list(iter_leaf_hashes(engine, 1, tree_size)))
+    tree_root = _tree_root(engine, tree_size)
     when = (now or datetime.now(UTC)).astimezone(UTC)
     manifest: dict[str, Any] = {
         "origin": ARCHIVE_ORIGIN,
@@ -218,6 +225,17 @@ def archive_month(
         file_sha256=manifest["events_sha256"],
         key_id=signer.key_id,
     )
+
+
+def _tree_root(engine: Engine, tree_size: int) -> bytes:
+    """Root of the first ``tree_size`` events, streamed (from the prune anchor's frontier when pruned)."""
+    anchor = latest_anchor(engine)
+    acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
+    if tree_size < acc.size:
+        raise merkle.PrunedRangeError(f"tree size {tree_size} lies in the pruned prefix")
+    for leaf in iter_leaf_hashes(engine, acc.size + 1, tree_size):
+        acc.append(leaf)
+    return acc.root()
 
 
 def record_archive(session: Session, result: ArchiveResult, actor: str, now: datetime) -> dict[str, Any]:
@@ -258,12 +276,22 @@ def list_archives(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+EventSink = Callable[[int, bytes, bytes, bytes], None]
+
+
 def verify_archive(
-    manifest_path: Path, public_key: Ed25519PublicKey, engine: Engine | None = None
+    manifest_path: Path,
+    public_key: Ed25519PublicKey,
+    engine: Engine | None = None,
+    *,
+    on_event: EventSink | None = None,
 ) -> ArchiveVerification:
     """Verify an archive (signature, file digest, every leaf and link, range root; the live log if given).
 
-    Problems are reported, never raised, so a command can print what differs.
+    Streams the events file (bounded memory); ``on_event(seq, prev_hash, entry_hash, leaf_hash)`` sees each
+    re-derived event as it passes (trust what it saw only if the result is ok). Problems are reported,
+    never raised, so a command can print what differs. A file whose digest differs from the signed
+    manifest is reported as such before any finding about its contents.
     """
     checked = 0
     try:
@@ -279,74 +307,138 @@ def verify_archive(
         events_name = str(manifest["events_file"])
         if not _SAFE_NAME.fullmatch(events_name.removesuffix(".jsonl.gz")):
             return ArchiveVerification(False, 0, "manifest names an unexpected events file")
-        events_path = Path(manifest_path).parent / events_name
-        data = events_path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != manifest["events_sha256"]:
+        with open(Path(manifest_path).parent / events_name, "rb") as raw:
+            hashing = _HashingReader(raw)
+            try:
+                checked, problem = _check_events(hashing, manifest, on_event)
+            except (ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
+                problem = f"archive unreadable ({type(exc).__name__})"
+            hashing.drain()
+        if hashing.hexdigest() != manifest["events_sha256"]:
             return ArchiveVerification(False, 0, "events file digest differs from the signed manifest")
-        prev = bytes.fromhex(manifest["prev_hash"])
-        expected_seq = int(manifest["first_seq"])
-        acc = merkle.MerkleAccumulator()
-        for line in gzip.decompress(data).splitlines():
-            item = json.loads(line)
-            body = item["body"].encode("utf-8")
-            if item["seq"] != expected_seq:
-                return ArchiveVerification(
-                    False, checked, f"expected event {expected_seq}, found {item['seq']}"
-                )
-            if bytes.fromhex(item["prev_hash"]) != prev:
-                return ArchiveVerification(
-                    False, checked, f"event {expected_seq}: prev_hash breaks the chain"
-                )
-            if chain_hash(prev, body).hex() != item["entry_hash"]:
-                return ArchiveVerification(False, checked, f"event {expected_seq}: entry_hash mismatch")
-            leaf = merkle.leaf_hash(body)
-            if leaf.hex() != item["leaf_hash"]:
-                return ArchiveVerification(False, checked, f"event {expected_seq}: leaf_hash mismatch")
-            acc.append(leaf)
-            prev = bytes.fromhex(item["entry_hash"])
-            expected_seq += 1
-            checked += 1
-        if expected_seq - 1 != manifest["last_seq"] or checked != manifest["count"]:
-            return ArchiveVerification(False, checked, "archive is missing events at its end")
-        if prev.hex() != manifest["last_entry_hash"]:
-            return ArchiveVerification(False, checked, "last entry hash differs from the manifest")
-        if acc.root().hex() != manifest["range_root"]:
-            return ArchiveVerification(False, checked, "range Merkle root differs from the manifest")
+        if problem is not None:
+            return ArchiveVerification(False, checked, problem)
         parse_timestamp(manifest["created_at"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         return ArchiveVerification(False, checked, f"archive unreadable ({type(exc).__name__})")
     if engine is not None:
-        problem = _against_log(engine, manifest)
+        problem = _against_log(engine, manifest, public_key, manifest_sha256(manifest_path))
         if problem is not None:
             return ArchiveVerification(False, checked, problem)
     return ArchiveVerification(True, checked)
 
 
-def _against_log(engine: Engine, manifest: dict[str, Any]) -> str | None:
+def _check_events(
+    source: _HashingReader, manifest: dict[str, Any], on_event: EventSink | None = None
+) -> tuple[int, str | None]:
+    """Re-derive every link and leaf of the (gzipped, JSON-lines) events; ``(checked, problem)``."""
+    prev = bytes.fromhex(manifest["prev_hash"])
+    expected_seq = int(manifest["first_seq"])
+    acc = merkle.MerkleAccumulator()
+    checked = 0
+    with gzip.GzipFile(fileobj=source, mode="rb") as lines:  # type: ignore[call-overload]
+        for line in lines:
+            item = json.loads(line)
+            body = item["body"].encode("utf-8")
+            if item["seq"] != expected_seq:
+                return checked, f"expected event {expected_seq}, found {item['seq']}"
+            if bytes.fromhex(item["prev_hash"]) != prev:
+                return checked, f"event {expected_seq}: prev_hash breaks the chain"
+            if chain_hash(prev, body).hex() != item["entry_hash"]:
+                return checked, f"event {expected_seq}: entry_hash mismatch"
+            leaf = merkle.leaf_hash(body)
+            if leaf.hex() != item["leaf_hash"]:
+                return checked, f"event {expected_seq}: leaf_hash mismatch"
+            acc.append(leaf)
+            entry = bytes.fromhex(item["entry_hash"])
+            if on_event is not None:
+                on_event(expected_seq, prev, entry, leaf)
+            prev = entry
+            expected_seq += 1
+            checked += 1
+    if expected_seq - 1 != manifest["last_seq"] or checked != manifest["count"]:
+        return checked, "archive is missing events at its end"
+    if prev.hex() != manifest["last_entry_hash"]:
+        return checked, "last entry hash differs from the manifest"
+    if acc.root().hex() != manifest["range_root"]:
+        return checked, "range Merkle root differs from the manifest"
+    return checked, None
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes every byte read through it (for gzip to read from)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read(size)
+        self._digest.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 16):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def manifest_sha256(manifest_path: Path) -> str:
+    """SHA-256 of a manifest file as stored (a prune anchor names the manifests it relies on by it)."""
+    return hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest()
+
+
+def _against_log(
+    engine: Engine, manifest: dict[str, Any], public_key: Ed25519PublicKey, digest: str
+) -> str | None:
+    """Compare with the live log, streaming: the range's leaves, and the tree root at archiving time.
+
+    Once the range is pruned the live log cannot show the events: the archive must then be one that the
+    latest prefix anchor (signature checked) names with this manifest digest.
+    """
     tree_size = int(manifest["tree_size"])
+    first, last = int(manifest["first_seq"]), int(manifest["last_seq"])
     try:
-        leaves = list(iter_leaf_hashes(engine, 1, tree_size))
+        anchor = latest_anchor(engine)
+        cut = 0 if anchor is None else anchor.pruned_through
+        if anchor is not None and first <= cut:
+            anchor.check_signature(public_key, key_id_for(public_key))
+            if not any(a.get("manifest_sha256") == digest for a in anchor.archives):
+                return "events are pruned but the prune anchor does not rely on this archive"
+            if last <= cut:
+                return None
+        acc = merkle.MerkleAccumulator()
+        for leaf in iter_leaf_hashes(engine, max(first, cut + 1), last):
+            acc.append(leaf)
+        if first > cut and acc.root().hex() != manifest["range_root"]:
+            return "live log's events differ from the archived ones"
+        if tree_size >= cut and _tree_root(engine, tree_size).hex() != manifest["tree_root"]:
+            return "live log no longer has the tree the archive was made from"
+    except AnchorError as exc:
+        return f"prune anchor does not verify: {exc}"
     except Exception as exc:  # a gap or an unreadable store: report, do not raise
         return f"live log cannot supply the archived tree ({type(exc).__name__})"
-    if merkle.merkle_root(leaves).hex() != manifest["tree_root"]:
-        return "live log no longer has the tree the archive was made from"
-    first, last = int(manifest["first_seq"]), int(manifest["last_seq"])
-    if merkle.merkle_root(leaves[first - 1 : last]).hex() != manifest["range_root"]:
-        return "live log's events differ from the archived ones"
     return None
+
+
+def retention_cutoff(now: datetime, years: int = DEFAULT_RETENTION_YEARS) -> datetime:
+    """The instant (Beijing time) before which events are past the retention period (PIPL Art. 56)."""
+    if years < 1:
+        raise ValueError("retention must be at least one year")
+    now_local = now.astimezone(CHINA_STANDARD_TIME)
+    try:
+        return now_local.replace(year=now_local.year - years)
+    except ValueError:  # 29 February
+        return now_local.replace(year=now_local.year - years, day=28)
 
 
 def retention_status(
     engine: Engine, session: Session, now: datetime, years: int = DEFAULT_RETENTION_YEARS
 ) -> dict[str, Any]:
     """Months whose events are older than the retention period, and whether each is archived."""
-    if years < 1:
-        raise ValueError("retention must be at least one year")
-    now_local = now.astimezone(CHINA_STANDARD_TIME)
-    try:
-        cutoff = now_local.replace(year=now_local.year - years)
-    except ValueError:  # 29 February
-        cutoff = now_local.replace(year=now_local.year - years, day=28)
+    cutoff = retention_cutoff(now, years)
     with engine.connect() as conn:
         oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one()
     archived = {r["month"] for r in list_archives(session)}
@@ -363,5 +455,6 @@ def retention_status(
         "cutoff": format_timestamp(cutoff),
         "months_past_retention": due,
         "archived_months": sorted(archived),
-        "pruning": "none: archived events stay in the append-only log (see audit.archive)",
+        "pruned_through_seq": pruned_through(engine),
+        "pruning": "archived months past retention can be pruned behind a signed anchor (audit prune)",
     }

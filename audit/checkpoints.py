@@ -34,6 +34,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import merkle
+from audit.anchor import AnchorError, latest_anchor
 from audit.canonical import canonical_json
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import AuditIntegrityError, AuditUnavailable, iter_leaf_hashes
@@ -320,8 +321,12 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
             raise CheckpointError(
                 f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign"
             )
-        acc = merkle.MerkleAccumulator()
-        for leaf in iter_leaf_hashes(engine, 1, size):
+        # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
+        anchor = latest_anchor(engine)
+        if anchor is not None:
+            anchor.check_signature(signer.public_key, signer.key_id)
+        acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
+        for leaf in iter_leaf_hashes(engine, acc.size + 1, size):
             acc.append(leaf)
             if previous is not None and acc.size == previous.tree_size and acc.root() != previous.root_hash:
                 raise CheckpointError(
@@ -331,6 +336,8 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
             raise CheckpointError("previous empty checkpoint has a non-empty root")
     except AuditIntegrityError as exc:
         raise CheckpointError(f"log is not contiguous: {exc}") from None
+    except AnchorError as exc:
+        raise CheckpointError(f"prune anchor does not verify: {exc}") from None
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
     checkpoint = signer.sign(size, acc.root())

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import merkle
+from audit.anchor import latest_anchor
 from audit.events import AuditEvent, canonical_text_and_time
 from audit.tables import audit_events, audit_subject_refs
 
@@ -336,11 +337,20 @@ class AuditLog:
         return iter_leaf_hashes(self._engine, first_seq, last_seq, chunk)
 
     def subtree_root(self, start: int, end: int) -> bytes:
-        """Merkle root of leaves ``[start, end)`` (0-based leaf index = seq - 1), streamed."""
-        acc = merkle.MerkleAccumulator()
-        for leaf in self.iter_leaf_hashes(start + 1, end):
-            acc.append(leaf)
-        return acc.root()
+        """Merkle root of leaves ``[start, end)`` (0-based leaf index = seq - 1), streamed.
+
+        On a pruned log, ranges reaching into the pruned prefix come from the prune anchor's frontier
+        (:mod:`audit.anchor`); one it cannot answer raises :class:`audit.merkle.PrunedRangeError`.
+        """
+
+        def kept(low: int, high: int) -> bytes:
+            acc = merkle.MerkleAccumulator()
+            for leaf in self.iter_leaf_hashes(low + 1, high):
+                acc.append(leaf)
+            return acc.root()
+
+        anchor = latest_anchor(self._engine) if start < end else None
+        return kept(start, end) if anchor is None else anchor.subtree_root(kept)(start, end)
 
     def root(self, tree_size: int) -> bytes:
         """Merkle root of the first ``tree_size`` events."""

@@ -30,6 +30,14 @@ class InvalidProofError(ValueError):
     """A Merkle inclusion or consistency proof does not verify."""
 
 
+class PrunedRangeError(ValueError):
+    """A subtree root needs leaves that were pruned and is not one of the kept frontier nodes.
+
+    Raised by :func:`anchored_subtree_root`: proofs that reach into a pruned prefix must come from the
+    signed monthly archives instead.
+    """
+
+
 def leaf_hash(data: bytes) -> bytes:
     """RFC 6962 §2.1: ``MTH({d0}) = SHA-256(0x00 || d0)``."""
     return hashlib.sha256(_LEAF_PREFIX + data).digest()
@@ -74,12 +82,83 @@ class MerkleAccumulator:
             n >>= 1
 
     def root(self) -> bytes:
-        if not self._stack:
-            return EMPTY_ROOT
-        result = self._stack[-1]
-        for subtree in reversed(self._stack[:-1]):
-            result = node_hash(subtree, result)
-        return result
+        return fold_frontier(self._stack)
+
+    def frontier(self) -> list[bytes]:
+        """The perfect-subtree roots covering leaves ``[0, size)``, largest (leftmost) first.
+
+        This "compact range" is all a pruned log keeps of its prefix: with it, roots of any larger tree and
+        proofs about later leaves can still be computed (see :func:`anchored_subtree_root`).
+        """
+        return list(self._stack)
+
+    @classmethod
+    def resume(cls, size: int, frontier: Sequence[bytes]) -> MerkleAccumulator:
+        """An accumulator that continues after ``size`` leaves whose frontier is ``frontier``."""
+        if size < 0 or len(frontier) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {max(size, 0).bit_count()} frontier nodes")
+        for node in frontier:
+            if len(node) != HASH_SIZE:
+                raise ValueError(f"frontier nodes must be {HASH_SIZE} bytes")
+        acc = cls()
+        acc._stack = list(frontier)
+        acc._size = size
+        return acc
+
+
+def fold_frontier(frontier: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root of a tree given its frontier: the right fold of its perfect subtrees."""
+    if not frontier:
+        return EMPTY_ROOT
+    result = frontier[-1]
+    for subtree in reversed(frontier[:-1]):
+        result = node_hash(subtree, result)
+    return result
+
+
+def frontier_ranges(size: int) -> list[tuple[int, int]]:
+    """Leaf ranges ``[start, end)`` of the frontier nodes of a tree of ``size`` leaves, leftmost first.
+
+    One perfect, aligned subtree per set bit of ``size``, most significant first (RFC 6962 §2.1 splits at
+    the largest power of two, so these are exactly the nodes on the tree's right edge's left side).
+    """
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    for bit in reversed(range(max(size, 0).bit_length())):
+        width = 1 << bit
+        if size & width:
+            ranges.append((start, start + width))
+            start += width
+    return ranges
+
+
+def anchored_subtree_root(size: int, frontier: Sequence[bytes], kept: SubtreeRoot) -> SubtreeRoot:
+    """``subtree_root(start, end)`` for a log whose first ``size`` leaves are pruned to ``frontier``.
+
+    Ranges at or after ``size`` come from ``kept`` (the remaining leaves); a range inside the pruned prefix
+    is answered when it is a run of whole frontier nodes; a range straddling the cut is split as RFC 6962
+    §2.1 splits it. Anything else raises :class:`PrunedRangeError`. Every node an inclusion proof of a
+    leaf ``>= size``, or a consistency proof between sizes ``>= size``, asks for is answerable: a left
+    sibling lying wholly in the prefix is a maximal aligned subtree of it, i.e. a frontier node.
+    """
+    if len(frontier) != size.bit_count():
+        raise ValueError(f"a tree of {size} leaves has {size.bit_count()} frontier nodes")
+    bounds = {0: 0}
+    for i, (_, end) in enumerate(frontier_ranges(size)):
+        bounds[end] = i + 1
+
+    def subtree_root(start: int, end: int) -> bytes:
+        if start >= size:
+            return kept(start, end)
+        if end <= size:
+            first, last = bounds.get(start), bounds.get(end)
+            if first is None or last is None or first >= last:
+                raise PrunedRangeError(f"leaves [{start}, {end}) were pruned; see the archives")
+            return fold_frontier(frontier[first:last])
+        k = _split(end - start)
+        return node_hash(subtree_root(start, start + k), subtree_root(start + k, end))
+
+    return subtree_root
 
 
 def merkle_root(leaf_hashes: Sequence[bytes]) -> bytes:

@@ -166,6 +166,16 @@ class ArchiveRow(AuditBase):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PruneAnchorRow(AuditBase):
+    """Signed prefix anchors (see :mod:`audit.anchor`); insert-only like the events they stand for."""
+
+    __tablename__ = "audit_prune_anchors"
+
+    pruned_through: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    document: Mapped[str] = mapped_column(Text)  # the signed RFC 8785 anchor document
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 metadata = AuditBase.metadata
 audit_events = cast(Table, AuditEventRow.__table__)
 audit_subject_refs = cast(Table, AuditSubjectRefRow.__table__)
@@ -175,12 +185,22 @@ audit_incidents = cast(Table, IncidentRow.__table__)
 audit_incident_evidence = cast(Table, IncidentEvidenceRow.__table__)
 audit_incident_steps = cast(Table, IncidentStepRow.__table__)
 audit_archives = cast(Table, ArchiveRow.__table__)
+audit_prune_anchors = cast(Table, PruneAnchorRow.__table__)
 
 _PROTECTED: Final = ("audit_events", "audit_subject_refs")
+_ANCHORS: Final = "audit_prune_anchors"
+_REFUSAL: Final = "is append-only (PIPL Art. 56 processing record)"
+# The one way rows leave the event tables: seqs at or below an anchored prefix (audit.prune). Anchors are
+# insert-only, and inserting one needs the database owner (the writer role may only read them).
+_ANCHORED: Final = f"(SELECT COALESCE(MAX(pruned_through), 0) FROM {_ANCHORS})"  # noqa: S608 -- constants
 
 
 def install_immutability_sql(dialect_name: str) -> list[str]:
-    """DDL making the event tables refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+    """DDL making the event tables refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) except pruning.
+
+    DELETE is allowed only for rows whose ``seq`` is at or below the largest ``pruned_through`` in
+    ``audit_prune_anchors``, which itself refuses UPDATE and DELETE: pruning needs a signed anchor row first
+    (:mod:`audit.prune`), and verification needs that anchor to match the remaining log.
 
     Safe to run on a fresh database after the tables exist, and safe to run again (``IF NOT EXISTS`` /
     ``CREATE OR REPLACE`` / ``DROP ... IF EXISTS``). Returns one statement per list item, for Alembic's
@@ -189,29 +209,55 @@ def install_immutability_sql(dialect_name: str) -> list[str]:
     if dialect_name == "sqlite":
         statements = []
         for table in _PROTECTED:
-            for action in ("UPDATE", "DELETE"):
-                statements.append(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only (PIPL Art. 56 processing record)'); "
-                    "END"
-                )
+            statements += [
+                f"DROP TRIGGER IF EXISTS {table}_no_update",
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} {_REFUSAL}'); END",
+                f"DROP TRIGGER IF EXISTS {table}_no_delete",
+                f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+                f"WHEN OLD.seq > {_ANCHORED} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} {_REFUSAL}; only an anchored prefix may be pruned'); "
+                "END",
+            ]
+        for action in ("update", "delete"):
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {_ANCHORS}_no_{action} BEFORE {action.upper()} ON {_ANCHORS} "
+                f"BEGIN SELECT RAISE(ABORT, '{_ANCHORS} {_REFUSAL}'); END"
+            )
         return statements
     if dialect_name == "postgresql":
         statements = [
             "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
             # No '%' placeholders: the statement must pass unchanged through exec_driver_sql and text().
             "BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || "
-            "' is append-only (PIPL Art. 56 processing record)', ERRCODE = 'insufficient_privilege'; END $$"
+            "' is append-only (PIPL Art. 56 processing record)', ERRCODE = 'insufficient_privilege'; END $$",
+            "CREATE OR REPLACE FUNCTION audit_refuse_unanchored_delete() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $$ BEGIN IF OLD.seq <= {_ANCHORED} THEN RETURN OLD; END IF; "
+            "RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || "
+            "' is append-only (PIPL Art. 56 processing record); only an anchored prefix may be pruned', "
+            "ERRCODE = 'insufficient_privilege'; END $$",
         ]
         for table in _PROTECTED:
             statements += [
                 f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}",
-                f"CREATE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table} "
+                f"DROP TRIGGER IF EXISTS {table}_no_update ON {table}",
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+                f"DROP TRIGGER IF EXISTS {table}_no_delete ON {table}",
+                f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION audit_refuse_unanchored_delete()",
+            ]
+        for table in (*_PROTECTED, _ANCHORS):
+            statements += [
                 f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
                 f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
             ]
+        statements += [
+            f"DROP TRIGGER IF EXISTS {_ANCHORS}_no_update_delete ON {_ANCHORS}",
+            f"CREATE TRIGGER {_ANCHORS}_no_update_delete BEFORE UPDATE OR DELETE ON {_ANCHORS} "
+            "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+        ]
         return statements
     raise ValueError(f"no immutability triggers for dialect {dialect_name!r}")
 
@@ -221,16 +267,24 @@ def drop_immutability_sql(dialect_name: str) -> list[str]:
     if dialect_name == "sqlite":
         return [
             f"DROP TRIGGER IF EXISTS {table}_no_{action}"
-            for table in _PROTECTED
+            for table in (*_PROTECTED, _ANCHORS)
             for action in ("update", "delete")
         ]
     if dialect_name == "postgresql":
         statements = [
             f"DROP TRIGGER IF EXISTS {table}_{name} ON {table}"
             for table in _PROTECTED
+            for name in ("no_update", "no_delete", "no_truncate")
+        ]
+        statements += [
+            f"DROP TRIGGER IF EXISTS {_ANCHORS}_{name} ON {_ANCHORS}"
             for name in ("no_update_delete", "no_truncate")
         ]
-        return [*statements, "DROP FUNCTION IF EXISTS audit_refuse_change()"]
+        return [
+            *statements,
+            "DROP FUNCTION IF EXISTS audit_refuse_unanchored_delete()",
+            "DROP FUNCTION IF EXISTS audit_refuse_change()",
+        ]
     raise ValueError(f"no immutability triggers for dialect {dialect_name!r}")
 
 
@@ -250,6 +304,10 @@ def postgres_writer_role_sql(role: str = WRITER_ROLE) -> list[str]:
         "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
         f"REVOKE ALL ON audit_events, audit_subject_refs, audit_head FROM {role}",
         f"GRANT SELECT, INSERT ON audit_events, audit_subject_refs TO {role}",
+        # Anchors are read (verification, proofs) but only the owner writes one (audit.prune): a writer
+        # that could insert an anchor could make the delete triggers let it prune.
+        f"DO $$ BEGIN IF to_regclass('{_ANCHORS}') IS NOT NULL THEN "
+        f"REVOKE ALL ON {_ANCHORS} FROM {role}; GRANT SELECT ON {_ANCHORS} TO {role}; END IF; END $$",
         # The head row is a lock and a counter, not a record: the writer moves it forward.
         f"GRANT SELECT, INSERT, UPDATE ON audit_head TO {role}",
     ]

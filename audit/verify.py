@@ -15,6 +15,17 @@ expected and what was found (sigstore style). What each check catches:
   than it covers — a rewritten history, a truncated tail, or a database restored from an older snapshot
   (``checkpoint_root_mismatch``, ``log_shorter_than_checkpoint``).
 
+A pruned log (:mod:`audit.prune`) starts after a signed prefix anchor (:mod:`audit.anchor`). Then the
+anchor's signature is checked (``anchor_invalid``), its copy in the checkpoint directory must be present
+and identical (``anchor_not_external``), the first remaining event must link to the anchor's chain hash
+(``anchor_chain_mismatch``), and the Merkle accumulator resumes from the anchor's frontier, so every
+checkpoint of size ``>= N`` — the one signed just before pruning (embedded in the anchor) and every one in
+the directory — must be reproduced from frontier + remaining events (``checkpoint_root_mismatch``): a
+forged frontier, or events deleted after the anchor, cannot pass. A checkpoint of size ``< N`` is checked
+against the frontier when its root is a run of frontier nodes, and otherwise reported as covered by the
+archives (``notes``): those checkpoints are verified against the archive files (``audit archive-verify``),
+which hold the pruned leaves. Events missing at the start without an anchor are ``missing_event``.
+
 It refuses to pass on nothing: an empty log passes only when no checkpoint says it had events.
 """
 
@@ -33,8 +44,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit import merkle
-from audit.checkpoints import Checkpoint, CheckpointError, latest_checkpoint
+from audit import checkpoints, merkle
+from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, latest_anchor
+from audit.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    key_id_for,
+    latest_checkpoint,
+    list_checkpoints,
+    verify_checkpoint,
+)
 from audit.events import parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
@@ -55,10 +74,14 @@ class VerificationReport:
     expected: str | None = None
     found: str | None = None
     checkpoint: Checkpoint | None = None
+    anchor: PruneAnchor | None = None
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for a terminal: what passed, or the first bad entry and why."""
         covered = f"; checkpoint covers {self.checkpoint.tree_size}" if self.checkpoint else "; no checkpoint"
+        if self.anchor is not None:
+            covered += f"; events 1..{self.anchor.pruned_through} pruned behind a signed anchor"
         if self.ok:
             return f"audit log intact: {self.checked} events verified{covered}"
         where = f"event {self.first_bad_seq}" if self.first_bad_seq is not None else "log"
@@ -115,11 +138,13 @@ _SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
 
 
 class _Walker:
-    def __init__(self, checkpoint: Checkpoint | None) -> None:
-        self.checkpoint = checkpoint
-        self.prev = GENESIS_HASH
-        self.acc = merkle.MerkleAccumulator()
-        self.checked = 0
+    def __init__(self, stops: dict[int, list[bytes]], anchor: PruneAnchor | None = None) -> None:
+        # Signed roots to reproduce, by tree size (several checkpoints may share one).
+        self.stops = stops
+        self.anchor_seq = 0 if anchor is None else anchor.pruned_through
+        self.prev = GENESIS_HASH if anchor is None else anchor.entry_hash
+        self.acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
+        self.checked = self.anchor_seq
 
     def check_rows(self, rows: list[Any], refs: dict[int, set[str]]) -> None:
         """Check a chunk of stored rows in order: the common, intact case in one tight loop; any row it
@@ -137,8 +162,7 @@ class _Walker:
         domain = CHAIN_DOMAIN
         leaf_prefix = b"\x00"
         no_refs: set[str] = set()
-        checkpoint = self.checkpoint
-        stop_at = checkpoint.tree_size if checkpoint is not None else -1
+        stops = self.stops
         acc = self.acc
         for row in rows:
             seq, stored_at, kind, outcome, actor, org, scenario, dataset, text, prev_hash, entry, leaf = row
@@ -169,7 +193,7 @@ class _Walker:
                 )
             except (TypeError, ValueError, KeyError, AttributeError, UnicodeError, StopIteration):
                 intact = False
-            if not intact or expected == stop_at:
+            if not intact or expected in stops:
                 self.check_row(_StoredRow(*row), indexed)
                 continue
             acc.append(leaf_digest)
@@ -196,7 +220,8 @@ class _Walker:
         body = row.body.encode("utf-8")
         prev_hash = _as_bytes(row.prev_hash)
         if prev_hash != self.prev:
-            raise _VerificationFailedError(seq, "prev_hash_mismatch", self.prev.hex(), prev_hash.hex())
+            problem = "anchor_chain_mismatch" if seq == self.anchor_seq + 1 > 1 else "prev_hash_mismatch"
+            raise _VerificationFailedError(seq, problem, self.prev.hex(), prev_hash.hex())
         entry = chain_hash(self.prev, body)
         if entry != row.entry_hash:
             raise _VerificationFailedError(seq, "entry_hash_mismatch", entry.hex(), _hexed(row.entry_hash))
@@ -222,13 +247,14 @@ class _Walker:
             )
         self.acc.append(leaf)
         self.prev = entry
-        checkpoint = self.checkpoint
-        if checkpoint is not None and self.acc.size == checkpoint.tree_size:
+        signed = self.stops.get(self.acc.size)
+        if signed:
             root = self.acc.root()
-            if root != checkpoint.root_hash:
-                raise _VerificationFailedError(
-                    seq, "checkpoint_root_mismatch", checkpoint.root_hash.hex(), root.hex()
-                )
+            for expected_root in signed:
+                if root != expected_root:
+                    raise _VerificationFailedError(
+                        seq, "checkpoint_root_mismatch", expected_root.hex(), root.hex()
+                    )
 
 
 class _StoredRow(NamedTuple):
@@ -294,6 +320,98 @@ def _first_unreadable(engine: Engine, low: int, high: int) -> int:
     return low
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _anchor_checks(
+    engine: Engine,
+    checkpoint_dir: Path | None,
+    key: Ed25519PublicKey | None,
+    latest: Checkpoint | None,
+) -> tuple[PruneAnchor | None, dict[int, list[bytes]], list[str]]:
+    """The stored anchor (verified), the signed roots the walk must reproduce, and notes.
+
+    Raises :class:`_VerificationFailedError` for an anchor that cannot be trusted.
+    """
+    try:
+        anchor = latest_anchor(engine)
+    except AnchorError as exc:
+        raise _VerificationFailedError(
+            None, "anchor_invalid", "a well-formed prune anchor", str(exc)
+        ) from None
+    stops: dict[int, list[bytes]] = {}
+    if anchor is None:
+        if latest is not None and latest.tree_size > 0:
+            stops[latest.tree_size] = [latest.root_hash]
+        return None, stops, []
+    cut = anchor.pruned_through
+    if key is None:
+        raise _VerificationFailedError(
+            cut + 1, "anchor_invalid", "the checkpoint public key to check the anchor", "no key given"
+        )
+    try:
+        anchor.check_signature(key, key_id_for(key))
+        embedded = Checkpoint.from_json(
+            {**anchor.checkpoint, "origin": checkpoints.ORIGIN, "v": checkpoints.FORMAT_VERSION}
+        )
+        verify_checkpoint(embedded, key)
+    except (AnchorError, CheckpointError) as exc:
+        raise _VerificationFailedError(cut + 1, "anchor_invalid", "a signed prune anchor", str(exc)) from None
+    if embedded.tree_size < cut:
+        raise _VerificationFailedError(
+            cut + 1, "anchor_invalid", f"a pre-prune checkpoint of at least {cut}", embedded.tree_size
+        )
+    signed = [embedded]
+    if checkpoint_dir is not None:
+        document = anchor.document()
+        copies = sorted(Path(checkpoint_dir).glob(anchor_file_glob(cut)))
+        if not any(_read_or_none(path) == document for path in copies):
+            raise _VerificationFailedError(
+                cut + 1,
+                "anchor_not_external",
+                f"{anchor_file_glob(cut)} identical to the stored anchor",
+                "a different file" if copies else "missing",
+            )
+        try:
+            signed += list_checkpoints(checkpoint_dir, key)
+        except CheckpointError as exc:
+            raise _VerificationFailedError(
+                None, "checkpoint_invalid", "verifiable checkpoints", str(exc)
+            ) from None
+    notes: list[str] = []
+
+    def pruned_leaves(start: int, end: int) -> bytes:
+        raise merkle.PrunedRangeError(f"leaves [{start}, {end}) are pruned")
+
+    prefix_root = anchor.subtree_root(pruned_leaves)
+    covered = 0
+    for cp in signed:
+        if cp.tree_size > cut:
+            stops.setdefault(cp.tree_size, [])
+            if cp.root_hash not in stops[cp.tree_size]:
+                stops[cp.tree_size].append(cp.root_hash)
+            continue
+        try:
+            root = prefix_root(0, cp.tree_size) if cp.tree_size else merkle.EMPTY_ROOT
+        except merkle.PrunedRangeError:
+            covered += 1
+            continue
+        if root != cp.root_hash:
+            raise _VerificationFailedError(
+                cut, "checkpoint_root_mismatch", cp.root_hash.hex(), f"anchor frontier gives {root.hex()}"
+            )
+    if covered:
+        notes.append(
+            f"{covered} checkpoint(s) older than the anchor are covered by the archives "
+            "(check them with the archive files)"
+        )
+    return anchor, stops, notes
+
+
 def verify_log(
     engine: Engine,
     checkpoint_dir: Path | None = None,
@@ -301,9 +419,12 @@ def verify_log(
     progress: Callable[[int, int], None] | None = None,
     *,
     chunk: int = DEFAULT_CHUNK,
+    anchor_key: Ed25519PublicKey | None = None,
 ) -> VerificationReport:
     """Verify the whole log (and, given ``checkpoint_dir`` + ``public_key``, the latest checkpoint).
 
+    On a pruned log the prune anchor is checked with ``anchor_key`` (default: ``public_key``) and every
+    checkpoint in the directory is checked against anchor frontier + remaining events.
     ``progress(checked, total)`` is called after every chunk. Raises :class:`AuditUnavailable` when the
     database cannot be read at all (that is not evidence of tampering); every integrity problem is
     reported in the returned :class:`VerificationReport`, never raised.
@@ -326,17 +447,22 @@ def verify_log(
             head = conn.execute(
                 select(audit_head.c.seq, audit_head.c.entry_hash).where(audit_head.c.id == HEAD_ID)
             ).first()
+        anchor, stops, notes = _anchor_checks(engine, checkpoint_dir, anchor_key or public_key, checkpoint)
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+    except _VerificationFailedError as failure:
+        return VerificationReport(
+            False, 0, failure.seq, failure.problem, failure.expected, failure.found, checkpoint
+        )
     head_seq = int(head.seq) if head is not None else 0
     head_hash = bytes(head.entry_hash) if head is not None else GENESIS_HASH
 
     read_errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
-    walker = _Walker(checkpoint)
+    walker = _Walker(stops, anchor)
     # Walk every stored event, even past the head, so the earliest problem is the one reported.
     total = max(max_seq, head_seq)
     try:
-        low = 1
+        low = walker.checked + 1
         while low <= total:
             high = min(total, low + chunk - 1)
             try:
@@ -362,32 +488,42 @@ def verify_log(
             raise _VerificationFailedError(
                 head_seq or None, "head_mismatch", walker.prev.hex(), head_hash.hex()
             )
-        if checkpoint is not None:
-            if checkpoint.tree_size > head_seq:
-                raise _VerificationFailedError(
-                    head_seq + 1,
-                    "log_shorter_than_checkpoint",
-                    f"at least {checkpoint.tree_size} events",
-                    f"{head_seq} events",
-                )
-            if checkpoint.tree_size == 0 and checkpoint.root_hash != merkle.EMPTY_ROOT:
-                raise _VerificationFailedError(
-                    None, "checkpoint_root_mismatch", merkle.EMPTY_ROOT.hex(), checkpoint.root_hash.hex()
-                )
+        longest = max(stops, default=0)
+        if longest > head_seq:
+            raise _VerificationFailedError(
+                head_seq + 1,
+                "log_shorter_than_checkpoint",
+                f"at least {longest} events",
+                f"{head_seq} events",
+            )
+        if checkpoint is not None and checkpoint.tree_size == 0 and checkpoint.root_hash != merkle.EMPTY_ROOT:
+            raise _VerificationFailedError(
+                None, "checkpoint_root_mismatch", merkle.EMPTY_ROOT.hex(), checkpoint.root_hash.hex()
+            )
         with engine.connect() as conn:
             orphans = conn.execute(
                 select(func.count())
                 .select_from(audit_subject_refs)
-                .where(audit_subject_refs.c.seq > head_seq)
+                .where(
+                    (audit_subject_refs.c.seq > head_seq) | (audit_subject_refs.c.seq <= walker.anchor_seq)
+                )
             ).scalar_one()
         if orphans:
             raise _VerificationFailedError(
-                head_seq + 1, "subject_refs_mismatch", "no refs beyond the last event", f"{orphans}"
+                head_seq + 1, "subject_refs_mismatch", "no refs outside the kept events", f"{orphans}"
             )
     except _VerificationFailedError as failure:
         return VerificationReport(
-            False, walker.checked, failure.seq, failure.problem, failure.expected, failure.found, checkpoint
+            False,
+            walker.checked,
+            failure.seq,
+            failure.problem,
+            failure.expected,
+            failure.found,
+            checkpoint,
+            anchor,
+            tuple(notes),
         )
     except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
-    return VerificationReport(True, walker.checked, checkpoint=checkpoint)
+    return VerificationReport(True, walker.checked, checkpoint=checkpoint, anchor=anchor, notes=tuple(notes))

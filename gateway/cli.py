@@ -38,6 +38,9 @@ def _add_area_commands() -> None:
     app.add_typer(masking.app, name="masking", help="Field catalog, tags, masking rules.")
     app.add_typer(supervision.app, name="supervise", help="Audit queries, reports, complaints, incidents.")
     app.add_typer(admission.app, name="admission", help="System registration and joint review.")
+    # Retention acts also live under `grassroots audit` (same API client, same permission checks).
+    audit_app.command("archive")(supervision.archive)
+    audit_app.command("prune")(supervision.prune)
 
 
 _add_area_commands()
@@ -201,6 +204,13 @@ def audit_verify(
         sys.stderr.write("\n")
     if report.ok:
         typer.echo(f"audit log intact: {report.checked} events verified")
+        if report.anchor is not None:
+            typer.echo(
+                f"  events 1..{report.anchor.pruned_through} were pruned behind a signed anchor; "
+                "`grassroots supervise prefix-verify` checks them against the archives"
+            )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
         return
     typer.echo(f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}", err=True)
     if report.expected is not None or report.found is not None:

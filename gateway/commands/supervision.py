@@ -1,10 +1,11 @@
 """``grassroots supervise ...``: audit queries, reports, anomalies, the monthly report, complaints and
-incidents, resident transparency, proofs, checkpoints, retention and archives.
+incidents, resident transparency, proofs, checkpoints, retention, archives and pruning.
 
 A thin client of ``/api/v1/supervision`` (same permission checks, same audit trail as the API), except
-``archive-verify`` and ``incident --verify``, which check signatures and proofs locally so a reviewer
-need not trust the server. ID numbers are never taken on the command line (shell history, process
-lists): they are prompted for without echo, or read from ``GRASSROOTS_SUBJECT_ID_NUMBER``.
+``archive-verify``, ``prefix-verify`` and ``incident --verify``, which check signatures and proofs
+locally so a reviewer need not trust the server. ID numbers are never taken on the command line (shell
+history, process lists): they are prompted for without echo, or read from
+``GRASSROOTS_SUBJECT_ID_NUMBER``.
 """
 
 from __future__ import annotations
@@ -345,6 +346,32 @@ def archive(
 
 
 @app.command()
+def prune(
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_user: AsOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
+    ] = True,
+    through_month: Annotated[str | None, typer.Option(help="prune no later than this month, YYYY-MM")] = None,
+    through_seq: Annotated[
+        int | None, typer.Option(help="prune through this event (the last of an archived month)")
+    ] = None,
+) -> None:
+    """Delete archived months past the retention period behind a signed prefix anchor.
+
+    Dry run by default: lists each archived month with its verdict and why pruning stops. ``--execute``
+    prunes; then run ``grassroots audit verify``.
+    """
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if through_month is not None:
+        body["through_month"] = through_month
+    if through_seq is not None:
+        body["through_seq"] = through_seq
+    show(call("POST", f"{_BASE}/audit/prune", url=url, token=token, as_user=as_user, body=body))
+
+
+@app.command()
 def archives(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
     """List monthly archives."""
     show(call("GET", f"{_BASE}/archives", url=url, token=token, as_user=as_user))
@@ -382,3 +409,30 @@ def archive_verify(
         typer.echo(f"archive does NOT verify: {verdict.problem} (after {verdict.checked} events)", err=True)
         raise typer.Exit(1)
     typer.echo(f"archive intact: {verdict.checked} events verified")
+
+
+@app.command("prefix-verify")
+def prefix_verify(
+    archive_dir: Annotated[
+        Path | None, typer.Option(help="archive directory (default: GRASSROOTS_AUDIT_ARCHIVE_DIR)")
+    ] = None,
+) -> None:
+    """Check a pruned log's prefix offline: every archive its signed anchor relies on, chained from genesis
+    to the anchor, rebuilding the anchor's frontier and every older checkpoint's root."""
+    from audit import CheckpointSigner, verify_archived_prefix
+    from gateway.db import make_engine
+    from gateway.settings import Settings
+    from gateway.supervision_tasks import SupervisionSettings
+
+    settings = Settings()
+    key = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path).public_key
+    directory = archive_dir or SupervisionSettings().audit_archive_dir or settings.data_dir / "archives"
+    engine = make_engine(settings.effective_database_url)
+    result = verify_archived_prefix(engine, directory, key, settings.effective_checkpoint_dir)
+    if not result.ok:
+        typer.echo(f"pruned prefix does NOT verify: {result.problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"pruned prefix intact: events 1..{result.pruned_through} rebuilt from the archives; "
+        f"{result.checkpoints_checked} older checkpoint(s) reproduced"
+    )

@@ -1,5 +1,5 @@
 """Supervision over HTTP: audit queries, reports, anomalies, the monthly report, complaints -> incidents,
-resident transparency, proofs and checkpoints, retention and archives.
+resident transparency, proofs and checkpoints, retention, archives and pruning.
 
 Who: roles ``supervisor`` and ``auditor`` (casbin resource ``audit``: ``read`` to look, ``register`` to
 take a complaint, ``review`` to handle an incident, ``verify`` for checkpoints and archives). A
@@ -31,6 +31,7 @@ from stdnum.cn import ric
 
 import audit
 from audit import (
+    AnchorError,
     AnomalyContext,
     AnomalyRules,
     AnomalyRulesError,
@@ -42,6 +43,8 @@ from audit import (
     GrantWindow,
     InvalidProofError,
     Outcome,
+    PrunedRangeError,
+    PruneRefused,
     SupervisionError,
     normalise_id_number,
     org_prefix,
@@ -87,6 +90,21 @@ def supervision_errors() -> Iterator[None]:
         raise GatewayError(
             "无法归档。", f"Cannot archive: {exc}", code="archive_refused", status_code=409
         ) from None
+    except PruneRefused as exc:
+        raise GatewayError(
+            "无法清理：" + "；".join(_PRUNE_REASONS_ZH.get(r.split(":")[0], r) for r in exc.plan.reasons),
+            f"Prune refused: {exc}",
+            code="prune_refused",
+            status_code=409,
+            extra={"plan": exc.plan.to_json()},
+        ) from None
+    except AnchorError as exc:
+        raise GatewayError(
+            "清理锚点无法验证，请立即运行 grassroots audit verify。",
+            f"The prune anchor does not verify: {exc}",
+            code="anchor_invalid",
+            status_code=409,
+        ) from None
     except CheckpointError as exc:
         raise GatewayError(
             "无法签发检查点：日志与上一个签名检查点不一致，请立即运行 grassroots audit verify。",
@@ -94,6 +112,22 @@ def supervision_errors() -> Iterator[None]:
             code="checkpoint_refused",
             status_code=409,
         ) from None
+
+
+_PRUNE_REASONS_ZH = {
+    "not_past_retention": "该月仍在保存期内（《个人信息保护法》第五十六条，默认三年）",
+    "not_archived": "该月尚未归档",
+    "archive_invalid": "归档文件验证未通过",
+    "not_month_boundary": "只能按整月清理已归档的月份",
+    "nothing_to_prune": "没有可清理的事件",
+    "conflict": "另一项清理正在进行，请稍后再试",
+    "database_refused": "数据库拒绝删除：清理须以数据库所有者连接执行",
+}
+
+
+def _pruned_note(runtime: Runtime) -> dict[str, Any] | None:
+    """For answers that may reach into a pruned period: which archives hold the events no longer here."""
+    return audit.archives_for_pruned(runtime.engine)
 
 
 def _scope(principal: Principal, org: str | None) -> str:
@@ -485,7 +519,14 @@ async def register_complaint(
         uow.record(registered)
         uow.record(opened)
     complaint["incident_id"] = incident["incident_id"]
-    return {"complaint": complaint, "incident": incident, "evidence_events": opened["evidence_events"]}
+    # Accesses older than the retention period were pruned: say where they are rather than omit them.
+    pruned = await asyncio.to_thread(_pruned_note, runtime)
+    return {
+        "complaint": complaint,
+        "incident": incident,
+        "evidence_events": opened["evidence_events"],
+        "archived_period": pruned,
+    }
 
 
 @router.get("/complaints")
@@ -540,6 +581,10 @@ async def get_incident(
     except InvalidProofError as exc:
         incident["evidence_verified"] = False
         incident["evidence_problem"] = str(exc)
+    pruned = await asyncio.to_thread(_pruned_note, runtime)
+    if pruned and any(seq <= (pruned["pruned_through_seq"] or 0) for seq in seqs):
+        # Evidence older than the retention period: the proofs still verify; the events are archived.
+        incident["archived_period"] = pruned
     if events:
         summaries = await asyncio.to_thread(audit.query.events_by_seq, runtime.engine, seqs)
         incident["events"] = [e.to_json() for e in summaries]
@@ -675,6 +720,8 @@ async def who_read_my_data(
             for e in entries
         ],
         "count": len(entries),
+        # Reads before this point were pruned after the retention period; they are in these archives.
+        "archived_period": await asyncio.to_thread(_pruned_note, runtime),
     }
 
 
@@ -746,7 +793,23 @@ async def inclusion_proof(
             "That event is not within the given tree size.",
             code="no_such_event",
         )
-    root, proofs = await asyncio.to_thread(audit.inclusion_proofs, runtime.engine, [seq], tree_size)
+    try:
+        root, proofs = await asyncio.to_thread(audit.inclusion_proofs, runtime.engine, [seq], tree_size)
+    except PrunedRangeError:
+        pruned = await asyncio.to_thread(_pruned_note, runtime) or {}
+        holders = [
+            a["archive_id"]
+            for a in pruned.get("archives", [])
+            if a.get("first_seq", 0) <= seq <= a.get("last_seq", 0)
+        ]
+        raise GatewayError(
+            "该事件已过保存期并已清理，请使用归档文件（grassroots supervise archive-verify）。",
+            f"Event {seq} was pruned after the retention period; its proof is in archive "
+            f"{', '.join(holders) or '(see archived_period)'}.",
+            code="event_pruned",
+            status_code=410,
+            extra={"archives": holders, "archived_period": pruned},
+        ) from None
     leaf, proof = proofs[seq]
     audit.verify_inclusion(leaf, seq - 1, tree_size, proof, root)
     if checkpoint is not None and checkpoint.root_hash != root:
@@ -792,7 +855,16 @@ async def consistency_proof(
         raise InvalidRequest(
             "需要 0 < old ≤ new ≤ 日志长度。", "Need 0 < old <= new <= log size.", code="bad_sizes"
         )
-    old_root, new_root, proof = await asyncio.to_thread(audit.consistency, runtime.engine, old, new)
+    try:
+        old_root, new_root, proof = await asyncio.to_thread(audit.consistency, runtime.engine, old, new)
+    except PrunedRangeError:
+        raise GatewayError(
+            "旧检查点早于清理锚点，由归档文件覆盖；请用归档文件核验。",
+            f"Tree size {old} lies in the pruned prefix: that checkpoint is covered by the archives.",
+            code="covered_by_archive",
+            status_code=409,
+            extra={"archived_period": await asyncio.to_thread(_pruned_note, runtime)},
+        ) from None
     audit.verify_consistency(old, new, proof, old_root, new_root)
     by_size = {c.tree_size: c for c in checkpoints}
     for n, root in ((old, old_root), (new, new_root)):
@@ -868,3 +940,72 @@ async def verify_archive(
     key = await asyncio.to_thread(_public_key, runtime)
     verdict = await asyncio.to_thread(audit.verify_archive, manifest, key, runtime.engine)
     return {"archive_id": archive_id, **verdict.to_json()}
+
+
+class PruneIn(BaseModel):
+    dry_run: bool = Field(True, description="only say what would be pruned, and why not (the default)")
+    through_month: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    through_seq: int | None = Field(None, ge=1, description="must be the last event of an archived month")
+
+
+@router.post("/audit/prune")
+async def prune_audit_log(
+    body: PruneIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Prune archived months past the retention period behind a signed prefix anchor (dry run by default).
+
+    PIPL Art. 56 keeps processing records at least ``GRASSROOTS_AUDIT_RETENTION_YEARS`` (default 3)
+    years; PIPL Art. 19 / GB/T 35273-2020 §6.1 say not to keep them for ever. Only whole archived months
+    whose archives verify now go, oldest first; the anchor is written to the checkpoint directory.
+    """
+    principal = await require(runtime, authorization, RESOURCE, "verify")
+    years = _settings().audit_retention_years
+    signer = await asyncio.to_thread(signer_for, runtime)
+    directory = _archive_dir(runtime)
+    now = _now()
+    if body.dry_run:
+        with supervision_errors():
+            plan = await asyncio.to_thread(
+                audit.plan_prune,
+                runtime.engine,
+                directory,
+                signer.public_key,
+                now,
+                years=years,
+                through_month=body.through_month,
+                through_seq=body.through_seq,
+            )
+        await _audit(
+            runtime,
+            principal,
+            request,
+            "supervision.prune_planned",
+            {"would_prune_through_seq": plan.through_seq, "events": plan.events},
+        )
+        return {"dry_run": True, **plan.to_json()}
+    try:
+        with supervision_errors():
+            result = await asyncio.to_thread(
+                lambda: audit.prune(
+                    runtime.engine,
+                    signer,
+                    directory,
+                    runtime.settings.effective_checkpoint_dir,
+                    actor=principal.user_id,
+                    now=now,
+                    years=years,
+                    through_month=body.through_month,
+                    through_seq=body.through_seq,
+                    actor_org=principal.org,
+                    actor_roles=tuple(principal.roles),
+                    request_id=request_id_of(request),
+                )
+            )
+    except GatewayError as exc:
+        if exc.code == "prune_refused":
+            reasons = [str(r).split(":")[0] for r in exc.extra["plan"]["reasons"]]
+            await _audit(
+                runtime, principal, request, audit.PRUNED_KIND, {"reasons": reasons}, Outcome.REFUSED
+            )
+        raise
+    return {"dry_run": False, **result.to_json(), "plan": result.plan.to_json()}

@@ -1,0 +1,476 @@
+"""Retention pruning: delete archived months past the retention period, behind a signed prefix anchor.
+
+PIPL Art. 56 asks that processing records be kept at least three years (configurable, default 3); keeping
+records derived from personal data for ever is itself against minimisation (PIPL Art. 19, GB/T 35273-2020
+§6.1). :func:`prune` removes events ``seq <= N`` (and their subject-ref index rows) only when
+
+* every such event is older than the retention period;
+* every such event is in archive files that verify, streamed, right now (signature, file digest, every
+  link and leaf, range root, and the live log's leaves for the same range);
+* ``N`` is the last seq of an archived month: whole archived months go, oldest first, never a gap.
+
+It first signs a checkpoint of the full log (so the anchor's frontier is checked against a root taken
+before anything was deleted), then writes the anchor (:mod:`audit.anchor`) to the external checkpoint
+location and, in one transaction, stores it in ``audit_prune_anchors``, deletes the rows (the delete
+triggers allow exactly ``seq <= N`` once that row exists) and appends a ``supervision.events_pruned``
+event. :func:`plan_prune` is the dry run: what would go, and why not.
+
+Incident evidence rows (``audit_incident_evidence``) keep their seq, leaf hash and proof: they are case
+files whose proofs stay valid against the incident's recorded tree; the events themselves are in the
+archives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from audit import merkle
+from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anchor
+from audit.archive import (
+    DEFAULT_RETENTION_YEARS,
+    manifest_sha256,
+    retention_cutoff,
+    verify_archive,
+)
+from audit.checkpoints import (
+    CheckpointError,
+    CheckpointSigner,
+    key_id_for,
+    list_checkpoints,
+    write_checkpoint,
+)
+from audit.events import AuditEvent, Outcome, format_timestamp
+from audit.log import GENESIS_HASH, AuditLog, iter_leaf_hashes
+from audit.query import CHINA_STANDARD_TIME
+from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
+
+PRUNED_KIND: Final = "supervision.events_pruned"
+
+
+class PruneRefused(Exception):
+    """Nothing may be pruned (the plan says why); nothing was changed."""
+
+    def __init__(self, plan: PrunePlan) -> None:
+        super().__init__("; ".join(plan.reasons) or "nothing to prune")
+        self.plan = plan
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    """What :func:`prune` would remove now, and why it stops where it does."""
+
+    pruned_through: int  # already pruned (0: nothing yet)
+    through_seq: int | None  # would prune through this seq (None: nothing)
+    events: int
+    months: tuple[dict[str, Any], ...]  # each archived month looked at, with its verdict
+    reasons: tuple[str, ...]  # why pruning stops (or cannot start)
+    cutoff: datetime
+    retention_years: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pruned_through_seq": self.pruned_through,
+            "would_prune_through_seq": self.through_seq,
+            "events": self.events,
+            "months": list(self.months),
+            "reasons": list(self.reasons),
+            "cutoff": format_timestamp(self.cutoff),
+            "retention_years": self.retention_years,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    anchor: PruneAnchor
+    anchor_file: Path
+    events_deleted: int
+    refs_deleted: int
+    plan: PrunePlan
+    change: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.change,
+            "anchor_file": self.anchor_file.name,
+            "anchor": self.anchor.to_json(),
+        }
+
+
+def checked_anchor(engine: Engine, public_key: Ed25519PublicKey) -> PruneAnchor | None:
+    """The latest stored anchor, its signature verified (raises :class:`AnchorError`)."""
+    anchor = latest_anchor(engine)
+    if anchor is not None:
+        anchor.check_signature(public_key, key_id_for(public_key))
+    return anchor
+
+
+def _month_of(when: datetime) -> str:
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def _newest_between(engine: Engine, first: int, last: int) -> datetime | None:
+    c = audit_events.c
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(c.occurred_at)).where(c.seq.between(first, last))).scalar_one()
+    if not isinstance(newest, datetime):
+        return None
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+
+
+def _oldest_at(engine: Engine, seq: int) -> datetime | None:
+    with engine.connect() as conn:
+        when = conn.execute(select(audit_events.c.occurred_at).where(audit_events.c.seq == seq)).scalar()
+    return when if isinstance(when, datetime) else None
+
+
+def plan_prune(
+    engine: Engine,
+    archive_dir: Path,
+    public_key: Ed25519PublicKey,
+    now: datetime,
+    *,
+    years: int = DEFAULT_RETENTION_YEARS,
+    through_month: str | None = None,
+    through_seq: int | None = None,
+) -> PrunePlan:
+    """The dry run: archived months after the current anchor, oldest first, each checked, up to the first
+    that may not go. ``through_month``/``through_seq`` stop earlier; a ``through_seq`` that is not the end
+    of an archived month is refused outright (pruning never cuts a month in half)."""
+    cutoff = retention_cutoff(now, years)
+    anchor = checked_anchor(engine, public_key)
+    cut = 0 if anchor is None else anchor.pruned_through
+    c = audit_archives.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.archive_id, c.month, c.first_seq, c.last_seq)
+            .where(c.last_seq > cut)
+            .order_by(c.first_seq, c.last_seq)
+        ).all()
+    oldest = _oldest_at(engine, cut + 1)
+    boundaries = {int(r.last_seq) for r in rows}
+    reasons: list[str] = []
+    months: list[dict[str, Any]] = []
+    covered = cut
+    if through_seq is not None and through_seq > cut and through_seq not in boundaries:
+        reasons.append(f"not_month_boundary: event {through_seq} is not the last event of an archived month")
+        rows = []
+    for row in rows:
+        archive_id, month, first, last = (
+            str(row.archive_id),
+            str(row.month),
+            int(row.first_seq),
+            int(row.last_seq),
+        )
+        if (through_month is not None and month > through_month) or (
+            through_seq is not None and covered >= through_seq
+        ):
+            break
+        if last <= covered:
+            continue  # wholly inside the months before it (their ranges overlap at the edges)
+        entry: dict[str, Any] = {
+            "month": month,
+            "archive_id": archive_id,
+            "first_seq": first,
+            "last_seq": last,
+        }
+        months.append(entry)
+        if first > covered + 1:
+            entry["verdict"] = "not_archived"
+            reasons.append(f"not_archived: events {covered + 1}..{first - 1} are in no archive")
+            break
+        newest = _newest_between(engine, covered + 1, last)
+        if newest is None or newest >= cutoff:
+            entry["verdict"] = "not_past_retention"
+            reasons.append(
+                f"not_past_retention: {month} has events newer than {format_timestamp(cutoff)} "
+                f"(retention {years} years)"
+            )
+            break
+        manifest = Path(archive_dir) / f"{archive_id}.manifest.json"
+        verdict = verify_archive(manifest, public_key, engine)
+        if not verdict.ok:
+            entry["verdict"] = "archive_invalid"
+            reasons.append(f"archive_invalid: {archive_id}: {verdict.problem}")
+            break
+        entry["verdict"] = "prunable"
+        entry["manifest_sha256"] = manifest_sha256(manifest)
+        covered = last
+    else:
+        if not reasons:
+            # Every archived month was looked at: say where the archives end (the next month is not).
+            following = oldest if covered == cut else _oldest_at(engine, covered + 1)
+            reasons.append(
+                f"not_archived: the next month ({_month_of(following)}) has no archive"
+                if isinstance(following, datetime)
+                else "nothing_to_prune: no events after the archived months"
+            )
+    if through_seq is not None and covered != max(through_seq, cut) and not reasons:
+        reasons.append(f"not_month_boundary: event {through_seq} is not where an archived month ends")
+    target = covered if covered > cut else None
+    if target is None and not reasons:
+        reasons.append(f"nothing_to_prune: the log is already pruned through event {cut}")
+    return PrunePlan(
+        pruned_through=cut,
+        through_seq=target,
+        events=covered - cut,
+        months=tuple(months),
+        reasons=tuple(reasons),
+        cutoff=cutoff,
+        retention_years=years,
+    )
+
+
+def _write_external(path: Path, data: bytes) -> None:
+    """Write a new file durably and never over an existing one (temporary file, fsync, hard link)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink()
+
+
+def prune(
+    engine: Engine,
+    signer: CheckpointSigner,
+    archive_dir: Path,
+    checkpoint_dir: Path,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    years: int = DEFAULT_RETENTION_YEARS,
+    through_month: str | None = None,
+    through_seq: int | None = None,
+    actor_org: str | None = None,
+    actor_roles: tuple[str, ...] = (),
+    request_id: str | None = None,
+) -> PruneResult:
+    """Prune what :func:`plan_prune` allows; raises :class:`PruneRefused` (nothing changed) otherwise."""
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    plan = plan_prune(
+        engine,
+        archive_dir,
+        signer.public_key,
+        when,
+        years=years,
+        through_month=through_month,
+        through_seq=through_seq,
+    )
+    if plan.through_seq is None:
+        raise PruneRefused(plan)
+    target = plan.through_seq
+    previous = checked_anchor(engine, signer.public_key)
+    # A checkpoint over the full log first: the anchor's frontier must reproduce its root later.
+    checkpoint = write_checkpoint(engine, signer, checkpoint_dir)
+    acc = merkle.MerkleAccumulator() if previous is None else previous.resume()
+    for leaf in iter_leaf_hashes(engine, acc.size + 1, target):
+        acc.append(leaf)
+    with engine.connect() as conn:
+        entry_hash = bytes(
+            conn.execute(select(audit_events.c.entry_hash).where(audit_events.c.seq == target)).scalar_one()
+        )
+    relied_on = [
+        {k: m[k] for k in ("archive_id", "month", "first_seq", "last_seq", "manifest_sha256")}
+        for m in plan.months
+        if m.get("verdict") == "prunable"
+    ]
+    unsigned = PruneAnchor(
+        pruned_through=target,
+        entry_hash=entry_hash,
+        frontier=tuple(acc.frontier()),
+        archives=(*(previous.archives if previous else ()), *relied_on),
+        # Without its origin and version: the anchor must never contain a checkpoint's signed form
+        # (CheckpointSigner.sign_payload refuses such a document); verification puts them back.
+        checkpoint={k: v for k, v in checkpoint.to_json().items() if k not in ("origin", "v")},
+        previous=None
+        if previous is None
+        else {
+            "pruned_through": previous.pruned_through,
+            "sha256": hashlib.sha256(previous.document()).hexdigest(),
+        },
+        created_at=when,
+        actor=actor,
+        key_id=signer.key_id,
+    )
+    anchor = PruneAnchor(
+        **{f: getattr(unsigned, f) for f in PruneAnchor.__dataclass_fields__ if f != "signature"},
+        signature=signer.sign_payload(unsigned.signed_payload()),
+    )
+    document = anchor.document()
+    # External copy first: a pruned database must never exist without its anchor outside it.
+    anchor_file = Path(checkpoint_dir) / anchor_file_name(target, when, uuid.uuid4().hex[:8])
+    try:
+        _write_external(anchor_file, document)
+    except FileExistsError:
+        raise PruneRefused(
+            replace(plan, reasons=(f"conflict: another prune through event {target} is under way",))
+        ) from None
+    change: dict[str, Any] = {
+        "kind": PRUNED_KIND,
+        "actor": actor,
+        "pruned_through_seq": target,
+        "previous_pruned_through_seq": plan.pruned_through,
+        "events": target - plan.pruned_through,
+        "months": [m["month"] for m in relied_on],
+        "archives": [m["archive_id"] for m in relied_on],
+        "anchor_sha256": hashlib.sha256(document).hexdigest(),
+        "checkpoint_tree_size": checkpoint.tree_size,
+        "retention_years": years,
+    }
+    event = AuditEvent(
+        kind=PRUNED_KIND,
+        outcome=Outcome.OK,
+        actor=actor,
+        actor_org=actor_org,
+        actor_roles=actor_roles,
+        request_id=request_id,
+        details={k: v for k, v in change.items() if k not in ("kind", "actor")},
+        occurred_at=when,
+    )
+    try:
+        with engine.begin() as conn:
+            # The anchor row first: the delete triggers let rows go only at or below an anchored seq.
+            conn.execute(
+                insert(audit_prune_anchors).values(
+                    pruned_through=target, document=document.decode("utf-8"), created_at=when
+                )
+            )
+            refs = conn.execute(delete(audit_subject_refs).where(audit_subject_refs.c.seq <= target)).rowcount
+            events = conn.execute(delete(audit_events).where(audit_events.c.seq <= target)).rowcount
+            AuditLog(engine).append_within(conn, [event])
+    except IntegrityError:
+        raise PruneRefused(
+            replace(plan, reasons=(f"conflict: event {target} was anchored by another prune meanwhile",))
+        ) from None
+    except DBAPIError as exc:
+        # E.g. the insert/select writer role (PostgreSQL): pruning needs the owner connection. Only the
+        # class name: driver messages may quote parameters.
+        raise PruneRefused(
+            replace(plan, reasons=(f"database_refused: {type(exc.orig).__name__}; prune as the owner",))
+        ) from None
+    return PruneResult(anchor, anchor_file, int(events), int(refs), plan, change)
+
+
+def archives_for_pruned(engine: Engine) -> dict[str, Any] | None:
+    """For lookups that reach into a pruned period: how far the log is pruned and which archives hold it.
+
+    ``None`` when nothing was pruned. Complaint and transparency answers attach this instead of silently
+    returning fewer events.
+    """
+    try:
+        anchor = latest_anchor(engine)
+    except AnchorError:
+        return {"pruned_through_seq": None, "archives": [], "problem": "prune anchor unreadable"}
+    if anchor is None:
+        return None
+    return {
+        "pruned_through_seq": anchor.pruned_through,
+        "pruned_at": format_timestamp(anchor.created_at),
+        "archives": [
+            {k: a.get(k) for k in ("archive_id", "month", "first_seq", "last_seq")} for a in anchor.archives
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixVerification:
+    """Outcome of :func:`verify_archived_prefix`."""
+
+    ok: bool
+    pruned_through: int
+    events: int
+    checkpoints_checked: int
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "pruned_through_seq": self.pruned_through,
+            "events": self.events,
+            "checkpoints_checked": self.checkpoints_checked,
+            "problem": self.problem,
+        }
+
+
+def verify_archived_prefix(
+    engine: Engine,
+    archive_dir: Path,
+    public_key: Ed25519PublicKey,
+    checkpoint_dir: Path | None = None,
+) -> PrefixVerification:
+    """Check the pruned prefix against its archives: the deep check behind "covered by the archives".
+
+    Streams every archive the (verified) anchor relies on, in seq order: manifest digest as named by the
+    anchor, each file verified (:func:`audit.archive.verify_archive`), the events gapless and chained from
+    genesis to the anchor's chain hash, and the leaves reproducing the anchor's frontier exactly. Every
+    checkpoint in ``checkpoint_dir`` of size ``<= N`` — those :func:`audit.verify.verify_log` cannot
+    reproduce from the frontier — is checked against the root rebuilt from the archived leaves.
+    """
+    try:
+        anchor = checked_anchor(engine, public_key)
+        signed: dict[int, list[bytes]] = {}
+        if anchor is not None and checkpoint_dir is not None:
+            for cp in list_checkpoints(checkpoint_dir, public_key):
+                if 0 < cp.tree_size <= anchor.pruned_through:
+                    signed.setdefault(cp.tree_size, []).append(cp.root_hash)
+    except (AnchorError, CheckpointError) as exc:
+        return PrefixVerification(False, 0, 0, 0, str(exc))
+    if anchor is None:
+        return PrefixVerification(True, 0, 0, 0)
+    acc = merkle.MerkleAccumulator()
+    state: dict[str, Any] = {"prev": GENESIS_HASH, "problem": None, "checked": 0}
+
+    def take(seq: int, prev_hash: bytes, entry: bytes, leaf: bytes) -> None:
+        if state["problem"] is not None or seq <= acc.size or seq > anchor.pruned_through:
+            return  # months overlap at their edges; events after the cut are the live log's
+        if seq != acc.size + 1:
+            state["problem"] = f"events {acc.size + 1}..{seq - 1} are in none of the anchor's archives"
+        elif prev_hash != state["prev"]:
+            state["problem"] = f"event {seq} does not link to the archived event before it"
+        else:
+            acc.append(leaf)
+            state["prev"] = entry
+            for root in signed.get(acc.size, ()):
+                state["checked"] += 1
+                if acc.root() != root:
+                    state["problem"] = f"checkpoint of size {acc.size} disagrees with the archived events"
+
+    def failed(problem: str) -> PrefixVerification:
+        return PrefixVerification(False, anchor.pruned_through, acc.size, state["checked"], problem)
+
+    for item in sorted(anchor.archives, key=lambda a: (int(a["first_seq"]), int(a["last_seq"]))):
+        manifest = Path(archive_dir) / f"{item['archive_id']}.manifest.json"
+        try:
+            digest = manifest_sha256(manifest)
+        except OSError:
+            return failed(f"archive {item['archive_id']} is missing")
+        if digest != item["manifest_sha256"]:
+            return failed(f"archive {item['archive_id']} is not the one the anchor relies on")
+        verdict = verify_archive(manifest, public_key, on_event=take)
+        if not verdict.ok:
+            return failed(f"archive {item['archive_id']}: {verdict.problem}")
+        if state["problem"] is not None:
+            return failed(str(state["problem"]))
+    if acc.size != anchor.pruned_through:
+        return failed(f"the archives hold events 1..{acc.size}, the anchor says 1..{anchor.pruned_through}")
+    if state["prev"] != anchor.entry_hash:
+        return failed("the last archived event's chain hash differs from the anchor's")
+    if tuple(acc.frontier()) != anchor.frontier:
+        return failed("the archived leaves do not reproduce the anchor's frontier")
+    return PrefixVerification(True, anchor.pruned_through, acc.size, state["checked"])

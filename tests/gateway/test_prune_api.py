@@ -1,0 +1,180 @@
+"""Retention pruning through the real gateway process: API (dry run by default, roles, refusals, the
+pruned period explained) and CLI (`grassroots audit archive`, `audit prune`, `audit verify`), on SQLite
+and PostgreSQL, plus migration 0007 up and down.
+
+The log starts with events of January and February 2020 (well past three years), appended before the
+gateway starts so that they are events 1..20, then the gateway's own events follow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from audit import AuditLog
+from demoworld.world import build_world
+from gateway.db import make_engine, upgrade
+from tests.audit.helpers import make_event
+from tests.stack import REPO, Stack, free_port, postgres_base_url, stop
+
+BASE = "/api/v1/supervision"
+JAN_2020 = datetime(2020, 1, 10, 2, 0, tzinfo=UTC)
+FEB_2020 = datetime(2020, 2, 10, 2, 0, tzinfo=UTC)
+
+
+def _database(backend: str, root: Path) -> tuple[str, sa.Engine | None, str]:
+    if backend == "sqlite":
+        return f"sqlite:///{root / 'var' / 'gateway.db'}", None, ""
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
+    parsed = make_url(base).set(drivername="postgresql+psycopg")
+    name = f"gr_prune_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return parsed.set(database=name).render_as_string(hide_password=False), admin, name
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp(f"prune-{request.param}")
+    (root / "var").mkdir()
+    url, admin, name = _database(request.param, root)
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    log = AuditLog(engine)
+    log.append_many(make_event(i, occurred_at=JAN_2020 + timedelta(minutes=i)) for i in range(10))
+    log.append_many(make_event(i, occurred_at=FEB_2020 + timedelta(minutes=i)) for i in range(10, 20))
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRASSROOTS_DATA_DIR": str(root / "var"),
+        "GRASSROOTS_DATABASE_URL": url,
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_HOST": "127.0.0.1",
+        "GRASSROOTS_PORT": str(port),
+        "GRASSROOTS_LOG_LEVEL": "warning",
+    }
+    s = Stack(request.param, root / "var", url, env, port, free_port())
+    try:
+        s.start_gateway()
+        yield s
+    finally:
+        stop(s.gateway)
+        if s._engine is not None:
+            s._engine.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
+def api(stack: Stack, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    return httpx.request(method, f"{stack.base_url}{BASE}{path}", headers=headers, timeout=60.0, **kwargs)
+
+
+def cli(stack: Stack, *args: str) -> Any:
+    done = stack.cli("audit", *args, "--as", "auditor", "--url", stack.base_url)
+    return json.loads(done.stdout)
+
+
+def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
+    # Only supervisors and auditors may even ask.
+    assert api(stack, "POST", "/audit/prune", "cadre_a", json={}).status_code == 403
+
+    # Nothing archived yet: the dry run (the default) says so and changes nothing.
+    dry = api(stack, "POST", "/audit/prune", "auditor", json={})
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["dry_run"] is True and dry.json()["would_prune_through_seq"] is None
+    assert dry.json()["reasons"][0].startswith("not_archived")
+
+    cli(stack, "archive", "--month", "2020-01")
+    made = api(stack, "POST", "/archives", "auditor", json={"month": "2020-02"})
+    assert made.status_code == 201, made.text
+
+    dry = api(stack, "POST", "/audit/prune", "supervisor", json={"dry_run": True}).json()
+    assert dry["would_prune_through_seq"] == 20
+    assert [m["verdict"] for m in dry["months"]] == ["prunable", "prunable"]
+    assert stack.audit_count() > 20
+
+    # Not a month boundary: refused, bilingual error, the plan attached.
+    refused = api(stack, "POST", "/audit/prune", "auditor", json={"dry_run": False, "through_seq": 15})
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "prune_refused" and "整月" in refused.json()["message"]
+
+    done = cli(stack, "prune", "--execute")
+    assert done["dry_run"] is False and done["pruned_through_seq"] == 20
+    assert done["months"] == ["2020-01", "2020-02"]
+    assert Path(stack.data_dir / "checkpoints" / done["anchor_file"]).exists()
+
+    verified = stack.cli("audit", "verify", "--quiet")
+    assert "intact" in verified.stdout and "events 1..20 were pruned" in verified.stdout
+    deep = stack.cli("supervise", "prefix-verify")
+    assert "events 1..20 rebuilt from the archives" in deep.stdout
+
+    again = api(stack, "POST", "/audit/prune", "auditor", json={"dry_run": False})
+    assert again.status_code == 409 and again.json()["plan"]["reasons"][0].startswith("not_archived")
+
+    # The pruned period is explained, not silently missing.
+    pruned = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 5})
+    assert pruned.status_code == 410 and pruned.json()["archives"] == ["audit-2020-01-1-10"]
+    person = build_world().residents[0].id_number
+    seen = api(stack, "POST", "/transparency", "supervisor", json={"id_number": person}).json()
+    assert seen["archived_period"]["pruned_through_seq"] == 20
+    assert [a["month"] for a in seen["archived_period"]["archives"]] == ["2020-01", "2020-02"]
+    kept = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 21})
+    assert kept.status_code == 200, kept.text
+    assert api(stack, "GET", "/retention", "auditor").json()["pruned_through_seq"] == 20
+
+    kinds = [(e["kind"], e["outcome"]) for e in stack.last_events(40)]
+    assert ("supervision.events_pruned", "ok") in kinds
+    assert ("supervision.events_pruned", "refused") in kinds
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_migration_0007_up_down_and_refuses_down_once_pruned(backend: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from gateway.db import alembic_config
+
+    (tmp_path / "var").mkdir()
+    url, admin, name = _database(backend, tmp_path)
+    try:
+        upgrade(url)
+        command.downgrade(alembic_config(url), "0006")
+        engine = make_engine(url, pool_size=1)
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("audit_prune_anchors")
+        engine.dispose()
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_prune_anchors (pruned_through, document, created_at) "
+                    "VALUES (1, '{}', :t)"
+                ),
+                {"t": datetime.now(UTC)},
+            )
+        engine.dispose()
+        with pytest.raises(RuntimeError, match="pruned"):
+            command.downgrade(alembic_config(url), "0006")
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
