@@ -43,7 +43,7 @@ from audit import (
     metadata,
     verify_log,
 )
-from audit.log import PreparedEvent
+from audit.log import SQLITE_PRAGMAS, PreparedEvent
 from audit.tables import audit_events, audit_subject_refs
 from bench._audit_rows import PSEUDONYMIZER, bulk_load, check_rows, refs_of, resident_refs
 from bench._measure import log, percentile
@@ -136,8 +136,8 @@ def append_raw_sqlite(
     path: Path, rows: Sequence[tuple[Any, ...]], refs: dict[int, list[str]], sizes: Sequence[int]
 ) -> float:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
+    for pragma in SQLITE_PRAGMAS:  # the very settings of the log's connections (WAL, FULL, checkpoints)
+        con.execute(pragma)
     con.execute("INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, 0, ?)", (bytes(32),))
     batches = _batches(rows, sizes)
     insert = f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({','.join('?' * 12)})"  # noqa: S608 - constant column list
