@@ -3,8 +3,9 @@
 * Durable append on SQLite (WAL, ``synchronous=FULL``): ``GroupCommitAppender`` fed by 128 concurrent
   asyncio tasks, each awaiting its event's durable commit before sending the next, as gateway requests
   do. The peer inserts the very rows ours wrote (read back) with the stdlib ``sqlite3`` driver, same
-  pragmas, same transaction shape (events + subject refs + head row) and the same batch sizes ours
-  formed — no encoding, hashing or chaining (goal ≥ 10,000 events/s and ≥ 0.8× the peer). The same pair
+  pragmas (``audit.log.SQLITE_PRAGMAS``), same transaction shape (events + subject refs + head row) and
+  the same batch sizes ours formed — no encoding, hashing or chaining (goal ≥ 10,000 events/s and ≥ 0.8×
+  the peer). Several pairs alternate which side runs first; paired ratios are reported. The same pair
   on PostgreSQL (``synchronous_commit=on``, psycopg ``executemany`` for the peer) when one is reachable
   (GRASSROOTS_TEST_POSTGRES_URL, else 127.0.0.1:5432/test), in a throwaway database.
 * Verification: ``audit.verify_log`` over a generated, valid log (quick 200k, full 2M events) against
