@@ -11,7 +11,8 @@ durable" still holds for every request. If the batch fails, every future in it f
 The RFC 8785 encoding and leaf hash happen on the submitting thread (:func:`audit.log.prepare`): a bad
 event is refused to its caller alone, and requests arriving while a batch commits are encoded while the
 database works (sqlite3 and psycopg release the GIL in their calls). The committer resolves a batch's
-asyncio futures with one wake-up of their event loop, not one per event.
+asyncio futures with one wake-up of their event loop, not one per event, and keeps one database
+connection for all its batches.
 """
 
 from __future__ import annotations
@@ -133,17 +134,20 @@ class GroupCommitAppender:
         self.close()
 
     def _run(self) -> None:
-        previous = 1
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Item] = [first]  # type: ignore[list-item]
-            stop = self._collect(batch, previous)
-            self._commit(batch)
-            previous = len(batch)
-            if stop:
-                return
+        # One connection for every batch of this thread (AuditLog.pinned_connection): no pool checkout,
+        # reset and durability statement per batch.
+        with self._log.pinned_connection():
+            previous = 1
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_Item] = [first]  # type: ignore[list-item]
+                stop = self._collect(batch, previous)
+                self._commit(batch)
+                previous = len(batch)
+                if stop:
+                    return
 
     def _collect(self, batch: list[_Item], previous: int) -> bool:
         """Add waiting events to ``batch``; True when the stop marker was reached.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from audit import AppendReceipt, AuditLog, AuditUnavailable, GroupCommitAppender, verify_log
 from audit.log import PreparedEvent
@@ -118,3 +120,66 @@ def test_bad_event_is_refused_at_submit_not_in_the_batch(sqlite: Store) -> None:
 def test_invalid_settings_are_refused(sqlite: Store, max_batch: int, max_wait_ms: float) -> None:
     with pytest.raises(ValueError):
         GroupCommitAppender(AuditLog(sqlite.engine), max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+
+class DurabilityProbe(AuditLog):
+    """A real log that reads, inside each append transaction, the setting that makes its commit durable."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.seen: list[str] = []
+
+    def _write(self, cursor: Any, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+        cursor.execute(
+            "PRAGMA synchronous" if self.engine.dialect.name == "sqlite" else "SHOW synchronous_commit"
+        )
+        self.seen.append(str(cursor.fetchone()[0]))
+        return super()._write(cursor, prepared)
+
+
+def _careless_engine(store: Store) -> sa.Engine:
+    """An engine whose sessions start NOT durable (a misconfigured deployment): the log must still be."""
+    if store.dialect == "sqlite":
+        engine = sa.create_engine(store.url, connect_args={"check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _not_durable(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+        return engine
+    return sa.create_engine(
+        store.url, connect_args={"options": f"-c search_path={store.schema} -c synchronous_commit=off"}
+    )
+
+
+def test_every_batch_commits_durably_on_the_pinned_connection(store: Store) -> None:
+    engine = _careless_engine(store)
+    checkouts: list[object] = []
+    sa.event.listen(engine, "checkout", lambda *_args: checkouts.append(None))
+    log = DurabilityProbe(engine)
+    log.append(make_event(0))  # unpinned: durable per transaction
+    with GroupCommitAppender(log, max_batch=4) as appender:
+        for start in range(1, 25, 4):  # one batch after another, each awaited
+            futures = [appender.submit(make_event(i)) for i in range(start, start + 4)]
+            assert [f.result(timeout=10).seq for f in futures] == list(range(start + 1, start + 5))
+    engine.dispose()
+    durable = "2" if store.dialect == "sqlite" else "on"  # synchronous=FULL / synchronous_commit=on
+    assert len(log.seen) >= 7 and set(log.seen) == {durable}
+    assert len(checkouts) == 2  # the direct append's, then one for every group commit
+    assert verify_log(store.engine).ok
+
+
+@pytest.mark.postgres
+def test_a_broken_pinned_connection_fails_one_batch_then_recovers(postgres_store: Store) -> None:
+    log = AuditLog(postgres_store.engine)
+    with GroupCommitAppender(log) as appender:
+        assert appender.submit(make_event(1)).result(timeout=10).seq == 1
+        with postgres_store.engine.connect() as admin:  # the server drops the appender's session
+            admin.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        failed = appender.submit(make_event(2)).exception(timeout=10)
+        assert isinstance(failed, AuditUnavailable)  # fail closed: that batch is not acknowledged
+        assert appender.submit(make_event(3)).result(timeout=10).seq == 2  # a fresh connection
+    assert log.size() == 2 and verify_log(postgres_store.engine).ok

@@ -120,6 +120,8 @@ def test_sqlite_runs_wal_with_full_sync(sqlite: Store) -> None:
     with sqlite.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        # Checkpoints every 64 MiB of WAL, not SQLite's 4 MiB (audit.log.SQLITE_PRAGMAS).
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16384
 
 
 def test_complaint_lookup_finds_every_access_through_the_index(store: Store) -> None:
