@@ -3,12 +3,26 @@
 Every command authenticates with a bearer token (``--token`` or ``GRASSROOTS_TOKEN``; in development
 ``--as USERNAME`` mints one from the development IdP), so the CLI goes through exactly the same permission
 checks and audit trail as the API.
+
+A command says only which request it wants made; :func:`api_command` adds the connection options, makes the
+request and shows the answer::
+
+    @app.command("show")
+    @api_command
+    def show_grant(grant_id: str) -> ApiCall:
+        \"\"\"One grant.\"\"\"
+        return ApiCall("GET", f"/api/v1/grants/{grant_id}")
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
@@ -26,6 +40,7 @@ AsOption = Annotated[
     str | None,
     typer.Option("--as", help="development only: act as this demo user (token from the development IdP)"),
 ]
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -42,6 +57,18 @@ def _token(token: str | None, as_user: str | None) -> str:
         return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)
     typer.echo("a token is needed: --token, GRASSROOTS_TOKEN, or --as USERNAME in development", err=True)
     raise typer.Exit(2)
+
+
+def unreachable(url: str, exc: httpx.HTTPError) -> typer.Exit:
+    """Say the gateway cannot be reached (the exception's type only: its text may carry the URL's secrets)."""
+    typer.echo(f"cannot reach the gateway at {url}: {type(exc).__name__}", err=True)
+    return typer.Exit(3)
+
+
+def refused(error: dict[str, Any]) -> typer.Exit:
+    """Print the API's error body (code, Chinese message, then English) and give the exit for a refusal."""
+    typer.echo(f"{error.get('error')}: {error.get('message')}\n{error.get('message_en')}", err=True)
+    return typer.Exit(1)
 
 
 def call(
@@ -67,15 +94,14 @@ def call(
             timeout=60.0,
         )
     except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach the gateway at {url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(3) from None
+        raise unreachable(url, exc) from None
     if resp.status_code >= 400:
         try:
             err = resp.json()
-            typer.echo(f"{err.get('error')}: {err.get('message')}\n{err.get('message_en')}", err=True)
         except ValueError:
             typer.echo(f"HTTP {resp.status_code}", err=True)
-        raise typer.Exit(1)
+            raise typer.Exit(1) from None
+        raise refused(err)
     if raw:
         return resp.content
     return resp.json() if resp.content else None
@@ -87,3 +113,75 @@ def show(data: Any) -> None:
 
 def default_url() -> str:
     return os.environ.get("GRASSROOTS_URL", DEFAULT_URL)
+
+
+def split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: a comma-separated option, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """The request a command wants made; ``render`` shows the answer (pretty JSON unless said otherwise).
+
+    ``raw`` hands ``render`` the body's bytes instead of parsed JSON (CSV, PDF, ...)."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    body: Any = None
+    raw: bool = False
+    render: Callable[[Any], None] = show
+
+
+_CONNECTION = ("url", "token", "as_user")
+
+
+def api_command(func: Callable[..., ApiCall]) -> Callable[..., None]:
+    """Turn a function that describes an API request into a CLI command that makes it.
+
+    The command gains ``--url``, ``--token`` and ``--as`` after its own parameters (so ``--help`` lists them
+    last, as every admin command always has), authenticates, calls the API and renders the answer. Errors
+    behave as :func:`call` says: exit 1 with the API's bilingual message, 2 without a token, 3 when the
+    gateway cannot be reached. The function itself may still exit early (exit 2) on a bad argument."""
+    signature = inspect.signature(func)
+    clash = set(_CONNECTION) & set(signature.parameters)
+    if clash:
+        raise TypeError(f"{func.__name__} declares {sorted(clash)} itself; api_command adds them")
+    # Typer reads the parameters from ``__signature__`` (evaluated, so the Annotated metadata survives the
+    # module's ``from __future__ import annotations``) and the types from ``__annotations__``.
+    hints = typing.get_type_hints(func, include_extras=True)
+    own = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values()]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    connection = [
+        inspect.Parameter("url", keyword, default=DEFAULT_URL, annotation=UrlOption),
+        inspect.Parameter("token", keyword, default=None, annotation=TokenOption),
+        inspect.Parameter("as_user", keyword, default=None, annotation=AsOption),
+    ]
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        as_user: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        request = func(*args, **kwargs)
+        answer = call(
+            request.method,
+            request.path,
+            url=url,
+            token=token,
+            as_user=as_user,
+            params=request.params,
+            body=request.body,
+            raw=request.raw,
+        )
+        request.render(answer)
+
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*own, *connection], return_annotation=None
+    )
+    command.__annotations__ = {p.name: p.annotation for p in [*own, *connection]} | {"return": None}
+    return command

@@ -11,12 +11,21 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+from gateway.commands._client import (
+    DEFAULT_URL,
+    ApiCall,
+    ReasonOption,
+    UrlOption,
+    api_command,
+    call,
+    refused,
+    show,
+    unreachable,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
 _BASE = "/api/v1/admission"
-ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
 SystemArg = Annotated[str, typer.Argument(help="system id, e.g. health-visits")]
 _YES = {"yes", "y", "true", "1", "是"}
 _NO = {"no", "n", "false", "0", "否"}
@@ -117,12 +126,14 @@ ChecklistOption = Annotated[
 
 
 @app.command("offices")
-def offices(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def offices() -> ApiCall:
     """The reviewing offices of the joint review and the re-certification period."""
-    show(call("GET", f"{_BASE}/offices", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/offices")
 
 
 @app.command("register")
+@api_command
 def register(
     system_id: Annotated[str | None, typer.Option("--system-id", help="slug, e.g. health-visits")] = None,
     name: NameOption = None,
@@ -135,10 +146,7 @@ def register(
     contact: ContactOption = None,
     checklist: ChecklistOption = None,
     file: FileOption = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """File a registration (as a draft) for your own department's system."""
     body = _registration_body(
         file,
@@ -153,10 +161,11 @@ def register(
         contact,
         checklist,
     )
-    show(call("POST", f"{_BASE}/systems", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", f"{_BASE}/systems", body=body)
 
 
 @app.command("update")
+@api_command
 def update(
     system_id: SystemArg,
     name: NameOption = None,
@@ -169,10 +178,7 @@ def update(
     contact: ContactOption = None,
     checklist: ChecklistOption = None,
     file: FileOption = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Change a draft, or a registration sent back for changes (only the given fields change)."""
     body = _registration_body(
         file,
@@ -187,39 +193,33 @@ def update(
         contact,
         checklist,
     )
-    show(call("PATCH", f"{_BASE}/systems/{system_id}", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("PATCH", f"{_BASE}/systems/{system_id}", body=body)
 
 
 @app.command("list")
+@api_command
 def list_systems(
     status: Annotated[list[str] | None, typer.Option(help="draft, submitted, approved, ... (repeat)")] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Registrations you may see (a system admin: your department's)."""
-    show(call("GET", f"{_BASE}/systems", url=url, token=token, as_user=as_user, params={"status": status}))
+    return ApiCall("GET", f"{_BASE}/systems", params={"status": status})
 
 
 @app.command("show")
+@api_command
 def show_system(
-    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
-) -> None:
+    system_id: SystemArg,
+) -> ApiCall:
     """One registration, with its field mapping and credential state (never a secret)."""
-    show(call("GET", f"{_BASE}/systems/{system_id}", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/systems/{system_id}")
 
 
 def _lifecycle_command(action: str, doc: str) -> None:
-    def command(
-        system_id: SystemArg,
-        url: UrlOption = DEFAULT_URL,
-        token: TokenOption = None,
-        as_user: AsOption = None,
-    ) -> None:
-        show(call("POST", f"{_BASE}/systems/{system_id}/{action}", url=url, token=token, as_user=as_user))
+    def command(system_id: SystemArg) -> ApiCall:
+        return ApiCall("POST", f"{_BASE}/systems/{system_id}/{action}")
 
-    command.__doc__ = doc
-    app.command(action)(command)
+    command.__doc__ = doc  # before api_command copies it into the command's help
+    app.command(action)(api_command(command))
 
 
 _lifecycle_command("submit", "Send to joint review (also resubmission after changes or a rejection).")
@@ -231,60 +231,42 @@ _lifecycle_command(
 
 
 @app.command("review")
+@api_command
 def review(
     system_id: SystemArg,
     vote: Annotated[str, typer.Option(help="approve, reject or request_changes")],
     comment: Annotated[str, typer.Option(help="comment (required to reject or ask for changes)")] = "",
     office: Annotated[str | None, typer.Option(help="your office (default: from your token)")] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Sign off for your office: approve, reject, or ask for changes."""
     body = {"vote": vote, "comment": comment, "office": office}
-    show(
-        call("POST", f"{_BASE}/systems/{system_id}/reviews", url=url, token=token, as_user=as_user, body=body)
-    )
+    return ApiCall("POST", f"{_BASE}/systems/{system_id}/reviews", body=body)
 
 
 @app.command("progress")
+@api_command
 def progress(
-    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
-) -> None:
+    system_id: SystemArg,
+) -> ApiCall:
     """Which offices signed, which are pending, which are recused."""
-    show(call("GET", f"{_BASE}/systems/{system_id}/progress", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/systems/{system_id}/progress")
 
 
 @app.command("overlaps")
+@api_command
 def overlaps(
-    system_id: SystemArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None
-) -> None:
+    system_id: SystemArg,
+) -> ApiCall:
     """Fields already collected by admitted systems or backflowed: reuse or prefill instead."""
-    show(call("GET", f"{_BASE}/systems/{system_id}/overlaps", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/systems/{system_id}/overlaps")
 
 
 def _supervision_command(action: str, doc: str) -> None:
-    def command(
-        system_id: SystemArg,
-        reason: ReasonOption,
-        url: UrlOption = DEFAULT_URL,
-        token: TokenOption = None,
-        as_user: AsOption = None,
-    ) -> None:
-        body = {"reason": reason}
-        show(
-            call(
-                "POST",
-                f"{_BASE}/systems/{system_id}/{action}",
-                url=url,
-                token=token,
-                as_user=as_user,
-                body=body,
-            )
-        )
+    def command(system_id: SystemArg, reason: ReasonOption) -> ApiCall:
+        return ApiCall("POST", f"{_BASE}/systems/{system_id}/{action}", body={"reason": reason})
 
-    command.__doc__ = doc
-    app.command(action)(command)
+    command.__doc__ = doc  # before api_command copies it into the command's help
+    app.command(action)(api_command(command))
 
 
 _supervision_command("suspend", "Suspend an admitted system (blocked in every gateway process within 1 s).")
@@ -293,61 +275,46 @@ _supervision_command("revoke", "Revoke a system for good (its credentials are de
 
 
 @app.command("reminders")
-def reminders(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def reminders() -> ApiCall:
     """Approvals about to lapse, with who must act."""
-    show(call("GET", f"{_BASE}/reminders", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/reminders")
 
 
 @app.command("lapse-due")
-def lapse_due(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def lapse_due() -> ApiCall:
     """The lapse job: mark every approval past its end as lapsed (run it daily)."""
-    show(call("POST", f"{_BASE}/lapse-due", url=url, token=token, as_user=as_user))
+    return ApiCall("POST", f"{_BASE}/lapse-due")
 
 
 @app.command("client-secret")
+@api_command
 def client_secret(
     system_id: SystemArg,
     rotate: Annotated[bool, typer.Option("--rotate", help="replace the current secret")] = False,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Issue (or rotate) the system's OAuth client secret; it is printed this once only."""
-    show(
-        call(
-            "POST",
-            f"{_BASE}/systems/{system_id}/credentials/client-secret",
-            url=url,
-            token=token,
-            as_user=as_user,
-            params={"rotate": "true" if rotate else None},
-        )
+    return ApiCall(
+        "POST",
+        f"{_BASE}/systems/{system_id}/credentials/client-secret",
+        params={"rotate": "true" if rotate else None},
     )
 
 
 @app.command("public-key")
+@api_command
 def public_key(
     system_id: SystemArg,
     key_file: Annotated[Path, typer.Option("--file", help="PEM public key or public JWK")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Register the public key for signed client assertions (RFC 7523 private_key_jwt)."""
     body = {"public_key": key_file.read_text(encoding="utf-8")}
-    show(
-        call(
-            "PUT",
-            f"{_BASE}/systems/{system_id}/credentials/public-key",
-            url=url,
-            token=token,
-            as_user=as_user,
-            body=body,
-        )
-    )
+    return ApiCall("PUT", f"{_BASE}/systems/{system_id}/credentials/public-key", body=body)
 
 
 @app.command("outbound-credential")
+@api_command
 def outbound_credential(
     system_id: SystemArg,
     credential: Annotated[
@@ -359,50 +326,45 @@ def outbound_credential(
             help="the credential the gateway presents to this system (prompted, never echoed)",
         ),
     ],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Store (encrypted, write-only) the credential the gateway uses to call this system."""
-    call(
+    return ApiCall(
         "PUT",
         f"{_BASE}/systems/{system_id}/outbound-credential",
-        url=url,
-        token=token,
-        as_user=as_user,
         body={"credential": credential},
+        render=_credential_stored,
     )
+
+
+def _credential_stored(_answer: Any) -> None:
+    # The answer carries nothing worth showing (and the credential is never echoed back).
     typer.echo("outbound credential stored (encrypted; it cannot be read back)")
 
 
 @app.command("burden")
+@api_command
 def burden(
     village: Annotated[str, typer.Argument(help="12-digit village or community code")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Admitted systems reaching one village and the fields they demand of it."""
-    show(call("GET", f"{_BASE}/burden/villages/{village}", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/burden/villages/{village}")
 
 
 @app.command("report")
+@api_command
 def report(
     village: Annotated[list[str] | None, typer.Option(help="limit to these villages (repeat)")] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """District burden report: systems per village and fields demanded more than once."""
     params = {"village": village, "format": "csv" if as_csv else "json"}
-    data = call(
-        "GET", f"{_BASE}/burden/report", url=url, token=token, as_user=as_user, params=params, raw=as_csv
-    )
     if as_csv:
-        typer.echo(data.decode("utf-8"), nl=False)
-    else:
-        show(data)
+        return ApiCall("GET", f"{_BASE}/burden/report", params=params, raw=True, render=_echo_csv)
+    return ApiCall("GET", f"{_BASE}/burden/report", params=params)
+
+
+def _echo_csv(data: bytes) -> None:
+    typer.echo(data.decode("utf-8"), nl=False)
 
 
 # -- acting as the system ----------------------------------------------------------------------------
@@ -426,12 +388,10 @@ def system_token(
             timeout=30.0,
         )
     except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach the gateway at {url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(3) from None
+        raise unreachable(url, exc) from None
     body = resp.json()
     if resp.status_code != 200:
-        typer.echo(f"{body.get('error')}: {body.get('message')}\n{body.get('message_en')}", err=True)
-        raise typer.Exit(1)
+        raise refused(body)
     typer.echo(body["access_token"] if quiet else json.dumps(body, indent=2))
 
 

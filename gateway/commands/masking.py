@@ -18,12 +18,9 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+from gateway.commands._client import ApiCall, ReasonOption, api_command, split_list
 
 app = typer.Typer(no_args_is_help=True, help="Field catalog, tags and masking rules (with approvals).")
-
-_URL = DEFAULT_URL
-ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
 
 
 def _json_option(raw: str | None, name: str) -> Any:
@@ -37,59 +34,37 @@ def _json_option(raw: str | None, name: str) -> Any:
 
 
 @app.command("catalog")
+@api_command
 def catalog(
     dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Datasets and fields with level, semantic type and tags; base and dynamic tags."""
-    show(
-        call(
-            "GET",
-            "/api/v1/masking/catalog",
-            url=url,
-            token=token,
-            as_user=as_user,
-            params={"dataset": dataset},
-        )
-    )
+    return ApiCall("GET", "/api/v1/masking/catalog", params={"dataset": dataset})
 
 
 @app.command("rules")
-def rules(url: UrlOption = _URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def rules() -> ApiCall:
     """The masking rules in force (first match wins), profiles and operators."""
-    show(call("GET", "/api/v1/masking/rules", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", "/api/v1/masking/rules")
 
 
 @app.command("proposals")
+@api_command
 def proposals(
     status: Annotated[str | None, typer.Option(help="pending | approved | rejected | withdrawn")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Change proposals, newest first."""
-    show(
-        call(
-            "GET",
-            "/api/v1/masking/proposals",
-            url=url,
-            token=token,
-            as_user=as_user,
-            params={"status": status},
-        )
-    )
+    return ApiCall("GET", "/api/v1/masking/proposals", params={"status": status})
 
 
-def _propose(
-    kind: str, payload: dict[str, Any], reason: str, url: str, token: str | None, as_user: str | None
-) -> None:
+def _propose(kind: str, payload: dict[str, Any], reason: str) -> ApiCall:
     body = {"kind": kind, "payload": payload, "reason": reason}
-    show(call("POST", "/api/v1/masking/proposals", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", "/api/v1/masking/proposals", body=body)
 
 
 @app.command("propose-field")
+@api_command
 def propose_field(
     dataset: str,
     field: str,
@@ -100,10 +75,7 @@ def propose_field(
     quasi_identifier: Annotated[
         bool | None, typer.Option("--quasi-identifier/--not-quasi-identifier", help="k-anonymity guard")
     ] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Propose a field's classification change (a steward of the owning department approves)."""
     payload: dict[str, Any] = {"dataset": dataset, "field": field}
     if level is not None:
@@ -111,85 +83,76 @@ def propose_field(
     if semantic_type is not None:
         payload["semantic_type"] = semantic_type
     if tags is not None:
-        payload["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
+        payload["tags"] = split_list(tags)
     if quasi_identifier is not None:
         payload["quasi_identifier"] = quasi_identifier
-    _propose("field_classification", payload, reason, url, token, as_user)
+    return _propose("field_classification", payload, reason)
 
 
 @app.command("propose-tag")
+@api_command
 def propose_tag(
     action: Annotated[str, typer.Argument(help="add | delete")],
     tag: str,
     reason: ReasonOption,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Propose adding or deleting a dynamic tag (base tags are a fixed set)."""
     if action not in ("add", "delete"):
         typer.echo("action must be add or delete", err=True)
         raise typer.Exit(2)
-    _propose(f"tag_{action}", {"tag": tag}, reason, url, token, as_user)
+    return _propose(f"tag_{action}", {"tag": tag}, reason)
 
 
 @app.command("propose-rule")
+@api_command
 def propose_rule(
     rule: Annotated[str, typer.Option(help="the rule as JSON, or @file.json")],
     reason: ReasonOption,
     before: Annotated[str | None, typer.Option(help="insert before this rule id")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Propose adding or replacing a rule (a platform administrator approves). Test it first with
     ``dry-run --proposal``."""
     raw = Path(rule[1:]).read_text(encoding="utf-8") if rule.startswith("@") else rule
     payload: dict[str, Any] = {"rule": _json_option(raw, "--rule")}
     if before is not None:
         payload["before"] = before
-    _propose("rule_upsert", payload, reason, url, token, as_user)
+    return _propose("rule_upsert", payload, reason)
 
 
 @app.command("propose-rule-delete")
+@api_command
 def propose_rule_delete(
     rule_id: str,
     reason: ReasonOption,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Propose deleting a rule (a platform administrator approves)."""
-    _propose("rule_delete", {"rule_id": rule_id}, reason, url, token, as_user)
+    return _propose("rule_delete", {"rule_id": rule_id}, reason)
 
 
 @app.command("approve")
+@api_command
 def approve(
     proposal_id: str,
     note: Annotated[str | None, typer.Option(help="approval note")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Approve a proposal (not your own): it takes effect in every gateway process."""
     path = f"/api/v1/masking/proposals/{proposal_id}/approve"
-    show(call("POST", path, url=url, token=token, as_user=as_user, body={"note": note}))
+    return ApiCall("POST", path, body={"note": note})
 
 
 @app.command("reject")
+@api_command
 def reject(
     proposal_id: str,
     note: Annotated[str | None, typer.Option(help="why (required unless withdrawing your own)")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Reject a proposal, or withdraw your own."""
     path = f"/api/v1/masking/proposals/{proposal_id}/reject"
-    show(call("POST", path, url=url, token=token, as_user=as_user, body={"note": note}))
+    return ApiCall("POST", path, body={"note": note})
 
 
 @app.command("dry-run")
+@api_command
 def dry_run(
     role: Annotated[str, typer.Option(help="reader's role, e.g. village_cadre")],
     scenario: Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")],
@@ -201,10 +164,7 @@ def dry_run(
     proposal: Annotated[
         str | None, typer.Option(help="dry-run as if this pending proposal were approved")
     ] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Show the plan (field → operator and why) and the masked sample."""
     exemptions: dict[str, str] = {}
     for item in exempt or []:
@@ -223,34 +183,30 @@ def dry_run(
         "proposal_id": proposal,
     }
     if fields is not None:
-        body["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
-    show(call("POST", "/api/v1/masking/dry-run", url=url, token=token, as_user=as_user, body=body))
+        body["fields"] = split_list(fields)
+    return ApiCall("POST", "/api/v1/masking/dry-run", body=body)
 
 
 @app.command("unmask")
+@api_command
 def unmask(
     value: str,
     purpose: Annotated[str, typer.Option(help="why the clear value is needed (audited)")],
     field: Annotated[str, typer.Option(help="the field the value came from")],
     dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
     key_id: Annotated[str | None, typer.Option(help="key id (FF1 pseudonyms)")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Reverse an AES-GCM envelope (enc:v1:...) or an FF1 ID pseudonym; audited before it answers."""
     body = {"value": value, "dataset": dataset, "field": field, "purpose": purpose, "key_id": key_id}
-    show(call("POST", "/api/v1/masking/unmask", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", "/api/v1/masking/unmask", body=body)
 
 
 @app.command("drift")
+@api_command
 def drift(
     days: Annotated[int, typer.Option(help="look back this many days")] = 30,
     dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
-    url: UrlOption = _URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Catalog-drift alerts: personal data found in fields not classified as personal."""
     params = {"days": days, "dataset": dataset}
-    show(call("GET", "/api/v1/masking/drift", url=url, token=token, as_user=as_user, params=params))
+    return ApiCall("GET", "/api/v1/masking/drift", params=params)

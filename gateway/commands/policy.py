@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+from gateway.commands._client import ApiCall, api_command, split_list
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,15 +49,17 @@ def validate(
 
 
 @app.command("show")
-def show_policy(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def show_policy() -> ApiCall:
     """The policy the gateway decides by: file digests and grants version."""
-    show(call("GET", "/api/v1/policy", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", "/api/v1/policy")
 
 
 @app.command("reload")
-def reload(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def reload() -> ApiCall:
     """Re-read and validate the policy files in every gateway process (platform admin); 422 keeps the old."""
-    show(call("POST", "/api/v1/policy/reload", url=url, token=token, as_user=as_user))
+    return ApiCall("POST", "/api/v1/policy/reload")
 
 
 def _access_body(
@@ -77,7 +79,7 @@ def _access_body(
     if user_id:
         body["user_id"] = user_id
     if fields:
-        body["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
+        body["fields"] = split_list(fields)
     if at:
         body["at"] = at
     if department:
@@ -96,6 +98,7 @@ GridOption = Annotated[
 
 
 @app.command("decide")
+@api_command
 def decide(
     org: Annotated[str, typer.Option(help="division code of the organisation")],
     dataset: DatasetOption,
@@ -106,16 +109,14 @@ def decide(
     fields: FieldsOption = None,
     at: AtOption = None,
     department: Annotated[str | None, typer.Option(help="department claim")] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
     body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department, grid)
-    show(call("POST", "/api/v1/policy/decide", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", "/api/v1/policy/decide", body=body)
 
 
 @app.command("explain")
+@api_command
 def explain(
     dataset: DatasetOption,
     scenario: ScenarioOption,
@@ -125,20 +126,16 @@ def explain(
     user_id: Annotated[str | None, typer.Option(help="whose quota to read (admins)")] = None,
     fields: FieldsOption = None,
     at: AtOption = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Which condition fails and why. Without --org: your own request, now."""
     if org is None and not role:
         params = {"dataset": dataset, "scenario": scenario, "fields": fields}
-        show(call("GET", "/api/v1/policy/explain", url=url, token=token, as_user=as_user, params=params))
-        return
+        return ApiCall("GET", "/api/v1/policy/explain", params=params)
     if org is None or not role:
         typer.echo("explaining for someone else needs both --org and --role", err=True)
         raise typer.Exit(2)
     body = _access_body(org, role, dataset, scenario, user_id, fields, at, None, grid)
-    show(call("POST", "/api/v1/policy/explain", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", "/api/v1/policy/explain", body=body)
 
 
 def _read(path: Path | None) -> str | None:
@@ -146,6 +143,7 @@ def _read(path: Path | None) -> str | None:
 
 
 @app.command("replay")
+@api_command
 def replay(
     days: Annotated[int, typer.Option(help="replay the recorded requests of the last N days")] = 7,
     grant_id: Annotated[str | None, typer.Option(help="a requested grant, as if approved")] = None,
@@ -155,10 +153,7 @@ def replay(
     model: Annotated[Path | None, typer.Option(help="proposed model.conf")] = None,
     permissions: Annotated[Path | None, typer.Option(help="proposed permissions.csv")] = None,
     scenarios: Annotated[Path | None, typer.Option(help="proposed scenarios.toml")] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """What-if: who would gain or lose access to what under the proposed change."""
     body: dict[str, Any] = {
         "days": days,
@@ -173,4 +168,4 @@ def replay(
             typer.echo("a proposed grant needs both --scenario and --org", err=True)
             raise typer.Exit(2)
         body["grant"] = {"scenario": scenario, "org_scope": org}
-    show(call("POST", "/api/v1/policy/replay", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", "/api/v1/policy/replay", body=body)
