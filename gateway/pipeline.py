@@ -34,7 +34,7 @@ from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
-from policies.divisions import grid_village, is_grid
+from policies.divisions import grid_village, is_grid, significant
 from policies.quotas import quota_day
 
 _log = logging.getLogger("gateway.pipeline")
@@ -273,18 +273,48 @@ def recheck_scope(
     grid code (``grid_field``), whole and exact: a grid covers only itself."""
     grids = frozenset(code for code in row_scope if is_grid(code))
     scopes = [code for code in row_scope if code not in grids] if grids else row_scope
+    prefixes = _division_prefixes(scopes)
     kept: list[Mapping[str, Any]] = []
     dropped = 0
     for record in records:
         org = record.get(org_field)
         grid = record.get(grid_field) if grids and grid_field is not None else None
-        if (isinstance(org, str) and any(_covers_safely(scope, org) for scope in scopes)) or (
+        if (isinstance(org, str) and _within(org, scopes, prefixes)) or (
             isinstance(grid, str) and grid in grids
         ):
             kept.append(record)
         else:
             dropped += 1
     return kept, dropped
+
+
+#: The longest division code (统计用区划代码); longer codes (micro-grids) are left to ``covers``.
+_DIVISION_CODE_LENGTH = 12
+
+
+def _division_prefixes(scopes: Sequence[str]) -> tuple[str, ...]:
+    """Each division scope's significant prefix, computed once per page rather than once per record
+    (``covers`` parses both codes on every call). A malformed scope covers nothing, as in
+    ``_covers_safely``; a grid-shaped scope covers no division-coded row (a grid covers only itself)."""
+    prefixes: list[str] = []
+    for scope in scopes:
+        if isinstance(scope, str) and len(scope) <= _DIVISION_CODE_LENGTH:
+            try:
+                prefixes.append(significant(scope))
+            except ValueError:
+                continue
+    return tuple(prefixes)
+
+
+def _within(org: str, scopes: Sequence[str], prefixes: tuple[str, ...]) -> bool:
+    """``any(_covers_safely(scope, org) for scope in scopes)``, with the scopes' prefixes precomputed."""
+    if len(org) > _DIVISION_CODE_LENGTH:
+        return any(_covers_safely(scope, org) for scope in scopes)
+    try:
+        found = significant(org)
+    except ValueError:
+        return False
+    return any(found.startswith(prefix) for prefix in prefixes)
 
 
 def _covers_safely(scope: str, org: str) -> bool:
