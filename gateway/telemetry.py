@@ -108,7 +108,9 @@ def setup_telemetry(
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     tracer = provider.get_tracer("gateway.pipeline")
-    meter = meter_provider.get_meter("gateway")
+    # No reader, nobody can ever collect a measurement: the no-op meter skips the SDK's per-call
+    # attribute handling (about 8 us per data request for its counter and histogram).
+    meter = meter_provider.get_meter("gateway") if readers else metrics.NoOpMeter("gateway")
     return Telemetry(
         tracer=tracer,
         requests=meter.create_counter("grassroots.requests", description="data-path requests by outcome"),

@@ -93,6 +93,12 @@ def test_without_an_exporter_no_span_is_made_yet_each_request_has_its_own_trace_
                 stage.set_attribute("grassroots.decision", "allowed")  # accepted, goes nowhere
             assert trace.get_current_span() is trace.INVALID_SPAN  # nothing attached to the context
     assert len(trace_ids) == 3
+    # No reader either: the counters are the API's no-ops (accepting the same calls).
+    from opentelemetry import metrics
+
+    assert isinstance(telemetry.requests, metrics.NoOpCounter)
+    telemetry.requests.add(1, {"dataset": "residents", "outcome": "allowed"})
+    telemetry.audit_latency_ms.record(1.0)
     telemetry.shutdown()
 
 
