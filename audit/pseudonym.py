@@ -13,7 +13,7 @@ ambiguous (a lookup computes the ref under every key still kept).
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import re
 from typing import Final
 
@@ -24,6 +24,7 @@ MIN_KEY_BYTES: Final = 16
 # Domain separation: the same key must never produce the same MAC for an audit ref and for anything
 # else it might (wrongly) be reused for.
 _DOMAIN: Final = b"grassroots-audit-ref-v1\x00"
+_BLOCK: Final = 64  # SHA-256's block size in bytes (RFC 2104's B)
 
 
 def is_ref(value: str) -> bool:
@@ -38,14 +39,20 @@ class Pseudonymizer:
     into a log line or a crash dump by accident.
     """
 
-    __slots__ = ("_key", "_key_id")
+    __slots__ = ("_inner", "_key_id", "_outer")
 
     def __init__(self, key: bytes, key_id: str) -> None:
         if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
             raise ValueError(f"pseudonymization key must be at least {MIN_KEY_BYTES} bytes")
         if KEY_ID_PATTERN.fullmatch(key_id) is None:
             raise ValueError("key id must be 1-16 characters of [A-Za-z0-9_-]")
-        self._key = key
+        # RFC 2104 with the key's two padded blocks hashed once: each ref then costs two SHA-256 state
+        # copies instead of OpenSSL's per-call HMAC set-up (about 1.7 µs instead of 3.7 µs; a page of
+        # 20 residents takes 40 refs). The domain tag is part of every message, so it joins the inner
+        # state too. Keys longer than SHA-256's 64-byte block are hashed first, as RFC 2104 §2 says.
+        block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block) + _DOMAIN)
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._key_id = key_id
 
     @property
@@ -59,9 +66,11 @@ class Pseudonymizer:
         by someone else normalise it the same way the gateway did (e.g. an ID number's check character
         ``x`` upper-cased, GB 11643-1999 §5) — see :func:`normalise_id_number`.
         """
-        # hmac.digest: OpenSSL's one-shot HMAC, the same MAC as hmac.new(...) at a third of the cost.
-        mac = hmac.digest(self._key, _DOMAIN + value.encode("utf-8"), "sha256").hex()
-        return f"{self._key_id}:{mac}"
+        inner = self._inner.copy()
+        inner.update(value.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return f"{self._key_id}:{outer.hexdigest()}"
 
     def __repr__(self) -> str:
         return f"Pseudonymizer(key_id={self._key_id!r})"

@@ -34,7 +34,7 @@ from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
-from policies.divisions import grid_village, is_grid
+from policies.divisions import grid_village, is_grid, significant
 from policies.quotas import quota_day
 
 _log = logging.getLogger("gateway.pipeline")
@@ -273,18 +273,48 @@ def recheck_scope(
     grid code (``grid_field``), whole and exact: a grid covers only itself."""
     grids = frozenset(code for code in row_scope if is_grid(code))
     scopes = [code for code in row_scope if code not in grids] if grids else row_scope
+    prefixes = _division_prefixes(scopes)
     kept: list[Mapping[str, Any]] = []
     dropped = 0
     for record in records:
         org = record.get(org_field)
         grid = record.get(grid_field) if grids and grid_field is not None else None
-        if (isinstance(org, str) and any(_covers_safely(scope, org) for scope in scopes)) or (
+        if (isinstance(org, str) and _within(org, scopes, prefixes)) or (
             isinstance(grid, str) and grid in grids
         ):
             kept.append(record)
         else:
             dropped += 1
     return kept, dropped
+
+
+#: The longest division code (统计用区划代码); longer codes (micro-grids) are left to ``covers``.
+_DIVISION_CODE_LENGTH = 12
+
+
+def _division_prefixes(scopes: Sequence[str]) -> tuple[str, ...]:
+    """Each division scope's significant prefix, computed once per page rather than once per record
+    (``covers`` parses both codes on every call). A malformed scope covers nothing, as in
+    ``_covers_safely``; a grid-shaped scope covers no division-coded row (a grid covers only itself)."""
+    prefixes: list[str] = []
+    for scope in scopes:
+        if isinstance(scope, str) and len(scope) <= _DIVISION_CODE_LENGTH:
+            try:
+                prefixes.append(significant(scope))
+            except ValueError:
+                continue
+    return tuple(prefixes)
+
+
+def _within(org: str, scopes: Sequence[str], prefixes: tuple[str, ...]) -> bool:
+    """``any(_covers_safely(scope, org) for scope in scopes)``, with the scopes' prefixes precomputed."""
+    if len(org) > _DIVISION_CODE_LENGTH:
+        return any(_covers_safely(scope, org) for scope in scopes)
+    try:
+        found = significant(org)
+    except ValueError:
+        return False
+    return any(found.startswith(prefix) for prefix in prefixes)
 
 
 def _covers_safely(scope: str, org: str) -> bool:
@@ -355,7 +385,7 @@ async def run_data_request(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it)."""
-    with runtime.telemetry.tracer.start_as_current_span("data_request") as root:
+    with runtime.telemetry.request_span("data_request") as root:
         ctx = root.get_span_context()
         trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
         return await _run(runtime, authorization, dataset, query, record_id, request_id, trace_id)
@@ -370,14 +400,14 @@ async def _run(
     request_id: str | None,
     trace_id: str | None,
 ) -> dict[str, Any]:
-    tracer = runtime.telemetry.tracer
+    telemetry = runtime.telemetry
     facts = AuditFacts()
     now = datetime.now(UTC)
     body: dict[str, Any] | None = None
     failure: GatewayError | None = None
     request = _recordable(dataset, query.get("scenario"), record_id, request_id)
     try:
-        with tracer.start_as_current_span("authenticate"):
+        with telemetry.span("authenticate"):
             facts.principal = await authenticate(runtime, authorization)
         try:
             request = parse_data_request(
@@ -398,7 +428,7 @@ async def _run(
         _log.exception("unexpected error in the data path")
         failure = GatewayError()
 
-    with tracer.start_as_current_span("audit") as span:
+    with telemetry.span("audit") as span:
         event = _build_event(runtime, request, facts, failure, trace_id, now)
         span.set_attribute("grassroots.audit.outcome", event.outcome.value)
         await record_audit(runtime, event)
@@ -415,7 +445,7 @@ async def _run(
 async def _authorized_path(
     runtime: Runtime, request: DataRequest, facts: AuditFacts, now: datetime
 ) -> dict[str, Any]:
-    tracer = runtime.telemetry.tracer
+    telemetry = runtime.telemetry
     principal = facts.principal
     assert principal is not None
     dataset = runtime.dataset(request.dataset)
@@ -428,7 +458,7 @@ async def _authorized_path(
     if request.record_id is not None and not RECORD_ID_PATTERN.fullmatch(request.record_id):
         raise NotFound()
 
-    with tracer.start_as_current_span("authorize") as span:
+    with telemetry.span("authorize") as span:
         await runtime.quotas.prefetch(principal.user_id, request.scenario, quota_day(now))
         decision = authorize(runtime, principal, request, now)
         facts.decision = decision
@@ -449,11 +479,11 @@ async def _authorized_path(
     check_grid_scope(dataset, obligations)
     target = runtime.route(request.dataset, now)  # raises if the providing system is not admitted
 
-    with tracer.start_as_current_span("fetch_upstream") as span:
+    with telemetry.span("fetch_upstream") as span:
         span.set_attribute("grassroots.system", target.system_id)
         raw, next_page = await fetch_upstream(runtime, target, request, obligations)
 
-    with tracer.start_as_current_span("recheck_scope") as span:
+    with telemetry.span("recheck_scope") as span:
         kept, dropped = recheck_scope(raw, obligations.row_scope, dataset.org_field, dataset.grid_field)
         span.set_attribute("grassroots.scope_violations", dropped)
     if dropped:
@@ -474,11 +504,11 @@ async def _authorized_path(
     facts.record_refs = [runtime.pseudonymizer.ref(str(r["id"])) for r in kept]
     facts.record_count = len(kept)
 
-    with tracer.start_as_current_span("project_fields"):
+    with telemetry.span("project_fields"):
         projected = project_fields(kept, obligations.fields)
     facts.fields = tuple(dict.fromkeys(("id", *obligations.fields)))
 
-    with tracer.start_as_current_span("mask"):
+    with telemetry.span("mask"):
         plan = runtime.masking_plan(
             dataset=request.dataset,
             fields=facts.fields,

@@ -10,7 +10,6 @@ down/slow/garbage -> 502/503/504; the system refusing the gateway's credentials 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
@@ -162,8 +162,10 @@ class UpstreamClient:
         if status != 200:
             raise UpstreamError(extra={"system": target.system_id, "upstream_status": status})
         try:
-            return json.loads(raw)
-        except ValueError:
+            # orjson: a quarter of json.loads's cost on a page; it refuses NaN, Infinity and integers
+            # beyond 64 bits outright, which here means a bad answer (fail closed), not data.
+            return orjson.loads(raw)
+        except ValueError:  # orjson.JSONDecodeError is one
             raise UpstreamError(extra={"system": target.system_id}) from None
 
     @staticmethod

@@ -153,9 +153,9 @@ class FreeTextScanner:
         self._rules = _compile_rules(self._recognizers, _recognizers.FLAGS)
         kinds = {rule.trigger for rule in self._rules}
         # First characters of every trigger: a text without any of them has nothing to find.
+        # Digits are tested as the digit-run trigger itself, not a first digit: record ids, codes and
+        # dates (response DLP scans them all) have digits but rarely six in a row.
         first = ""
-        if "digits" in kinds:
-            first += r"\d"
         if "at" in kinds:
             first += "@"
         if "plate" in kinds:
@@ -164,7 +164,10 @@ class FreeTextScanner:
             first += "".join(sorted({cue[0] for cue in _recognizers.LEFT_CUES}))
         if "honorific" in kinds:
             first += "".join(sorted({h[0] for h in _recognizers.HONORIFICS}))
-        self._prefilter = re.compile(f"[{first}]") if first else None
+        alternatives = [f"[{first}]"] if first else []
+        if "digits" in kinds:
+            alternatives.append(_DIGIT_RUN.pattern)
+        self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
         honorific = re.compile("|".join(_recognizers.HONORIFICS))
         triggers: dict[str, Callable[[str], object] | None] = {
             "digits": _DIGIT_RUN.search,
@@ -212,13 +215,20 @@ class FreeTextScanner:
         if not text or self._prefilter is None or self._prefilter.search(text) is None:
             return []
         raw: list[Finding] = []
+        # Spans already found with full confidence, by the priority of their type. A later candidate
+        # on exactly such a span, of a lower-priority type, sorts after it in `_resolve` and can never
+        # be taken, so it is dropped before its (costly) check: an ID number is not also validated as
+        # a credit code and a bank card.
+        certain: dict[tuple[int, int], int] = {}
         for trigger, rules in self._groups:
             if trigger is not None and not trigger(text):
                 continue
             for rule in rules:
+                priority = _PRIORITY[rule.entity]
                 for m in rule.regex.finditer(text):
-                    start, end = m.span(rule.group)
-                    if start == end:
+                    span = m.span(rule.group)
+                    start, end = span
+                    if start == end or certain.get(span, 0) > priority:
                         continue
                     score = rule.score
                     if rule.validate is not None:
@@ -227,6 +237,8 @@ class FreeTextScanner:
                             score = 1.0 if verdict else 0.0
                     if score > 0.0:
                         raw.append(Finding(rule.entity, start, end, score))
+                        if score >= 1.0 and certain.get(span, 0) < priority:
+                            certain[span] = priority
         return _resolve(raw, self.min_score)
 
     def mask(self, text: str) -> str:

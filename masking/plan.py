@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from masking.catalog import Catalog, Level, max_level
 from masking.errors import OperatorError, UnknownProfileError
@@ -51,12 +51,19 @@ class MaskingPlan:
     def fields(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self._ops)
 
+    _protected: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Asked for on every response (DLP); a plan is immutable, so it is worked out once.
+        protected = frozenset(d.field for d in self.decisions if d.level is None or d.level >= Level.L3)
+        object.__setattr__(self, "_protected", protected)
+
     @property
     def protected_fields(self) -> frozenset[str]:
         """Fields masked by their classification (level 3+) or redacted as uncatalogued; response DLP
         scans every other string (issue 4). Taken from the plan so DLP and masking agree even when
         the catalog is swapped between the two."""
-        return frozenset(d.field for d in self.decisions if d.level is None or d.level >= Level.L3)
+        return self._protected
 
     def decision(self, field: str) -> FieldDecision:
         for d in self.decisions:

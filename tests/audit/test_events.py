@@ -40,6 +40,12 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("details with huge int", {"details": {"x": 2**60}}),
     ("details with non-string key", {"details": {1: "x"}}),
     ("details with an object", {"details": {"x": object()}}),
+    ("two refs in one item", {"subject_refs": (f"{REF}\n{REF}",)}),
+    ("a field named by a mobile", {"fields": ("name", "13912345678")}),
+    ("a role with a newline", {"actor_roles": ("village\ncadre",)}),
+    ("an empty field name", {"fields": ("name", "")}),
+    ("a scenario that is an ID number", {"scenario": "11010519491231002X"}),
+    ("a role that is not a string", {"actor_roles": ("village_cadre", 7)}),
 ]
 
 
@@ -171,3 +177,36 @@ def test_actor_with_a_lone_surrogate_takes_the_reference_path() -> None:
         event.canonical_body()
     with pytest.raises(ValueError):
         prepare(event)
+
+
+_PIECES = st.text(alphabet="0139ab_X:\n -+", max_size=14)
+
+
+@settings(max_examples=300)
+@given(
+    fields=st.lists(_PIECES, max_size=4),
+    roles=st.lists(_PIECES, max_size=3),
+    actor=_PIECES,
+    scenario=st.one_of(st.none(), _PIECES),
+    refs=st.lists(
+        st.sampled_from([REF, REF.upper(), f"{REF}\n{REF}", REF[:-1], "k1:" + "0" * 64]), max_size=3
+    ),
+)
+def test_the_one_pass_checks_agree_with_the_field_by_field_ones(
+    fields: list[str], roles: list[str], actor: str, scenario: str | None, refs: list[str]
+) -> None:
+    """AuditEvent checks whole lists in one regex pass; it must accept exactly what the field-by-field
+    checks accept (which stay the definition, and name the field at fault)."""
+    from unittest import mock
+
+    def outcome() -> str:
+        try:
+            make_event(1, fields=fields, actor_roles=roles, actor=actor, scenario=scenario, subject_refs=refs)
+        except ValueError as exc:
+            return str(exc)
+        return "ok"
+
+    fast = outcome()
+    with mock.patch.object(AuditEvent, "_valid_at_once", lambda self: False):
+        slow = outcome()
+    assert fast == slow

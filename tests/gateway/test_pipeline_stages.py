@@ -108,3 +108,40 @@ def test_hostile_codes_are_not_recorded_verbatim(dataset: str, scenario: str) ->
     assert caught.value.error.code == "invalid_scenario"
     assert caught.value.partial.dataset == "invalid"
     assert caught.value.partial.scenario == ""
+
+
+_CODES = st.sampled_from(
+    [
+        A,
+        B,
+        TOWN,
+        OTHER_TOWN_VILLAGE,
+        "000000000000",
+        "31",
+        "3101",
+        "310151",
+        "310151101",
+        "3101511012",
+        f"{A}-G01",
+        f"{A}-G02",
+        f"{B}-G01",
+        "310151101201-G00",
+        "",
+        "31015110120x",
+        "0031",
+        "abcdefghijkl",
+    ]
+)
+
+
+@given(st.lists(_CODES, max_size=4), st.one_of(_CODES, st.none(), st.integers()))
+def test_recheck_scope_keeps_exactly_what_covers_allows(scope: list[str], org: object) -> None:
+    """The page-level shortcut (scope prefixes computed once) keeps a row exactly when some scope covers
+    its division code by ``policies.covers`` (a malformed code on either side covering nothing)."""
+    from gateway.pipeline import _covers_safely
+    from policies.divisions import is_grid
+
+    divisions = [code for code in scope if not is_grid(code)]
+    expected = isinstance(org, str) and any(_covers_safely(code, org) for code in divisions)
+    kept, _ = recheck_scope([{"id": "R1", "village_code": org}], scope, "village_code")
+    assert bool(kept) is expected

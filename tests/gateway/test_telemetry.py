@@ -73,3 +73,44 @@ def test_each_stage_is_a_span_and_no_attribute_carries_personal_data(traced: tup
     # The trace id recorded in the audit log is the trace the spans belong to.
     event = json.loads(stack.last_events(2)[0]["body"])
     assert any(str(span["context"]["trace_id"]).endswith(event["trace_id"]) for span in spans)  # type: ignore[index]
+
+
+def test_without_an_exporter_no_span_is_made_yet_each_request_has_its_own_trace_id() -> None:
+    from opentelemetry import trace
+
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("none")
+    trace_ids = set()
+    for _ in range(3):
+        with telemetry.request_span("data_request") as root:
+            assert not root.is_recording()
+            context = root.get_span_context()
+            assert context.is_valid
+            trace_ids.add(context.trace_id)
+            with telemetry.span("mask") as stage:
+                assert not stage.is_recording()
+                stage.set_attribute("grassroots.decision", "allowed")  # accepted, goes nowhere
+            assert trace.get_current_span() is trace.INVALID_SPAN  # nothing attached to the context
+    assert len(trace_ids) == 3
+    # No reader either: the counters are the API's no-ops (accepting the same calls).
+    from opentelemetry import metrics
+
+    assert isinstance(telemetry.requests, metrics.NoOpCounter)
+    telemetry.requests.add(1, {"dataset": "residents", "outcome": "allowed"})
+    telemetry.audit_latency_ms.record(1.0)
+    telemetry.shutdown()
+
+
+def test_with_an_exporter_stages_are_real_spans_under_the_request() -> None:
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("console", sample_ratio=1.0)
+    try:
+        with telemetry.request_span("data_request") as root, telemetry.span("mask") as stage:
+            assert root.is_recording() and stage.is_recording()
+            assert stage.get_span_context().trace_id == root.get_span_context().trace_id
+            assert stage.get_span_context().span_id != root.get_span_context().span_id
+    finally:
+        telemetry.provider.shutdown()
+        telemetry.meter_provider.shutdown()
