@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -228,6 +229,36 @@ def test_the_follow_up_may_refuse_the_first_answer_before_a_second_request(gatew
     assert result.exit_code == 1
     assert result.stderr == "evidence does not verify\n"
     assert [r.path for r in gateway.received] == ["/api/v1/items/a1"]
+
+
+def _supervise(*args: str, url: str) -> Result:
+    env = {"GRASSROOTS_TOKEN": "", "GRASSROOTS_URL": ""}
+    return runner.invoke(grassroots, ["supervise", *args, "--url", url, "--token", "t"], env=env)
+
+
+def test_monthly_report_writes_the_answers_bytes_to_its_file(gateway: Gateway, tmp_path: Path) -> None:
+    report = "\ufeffsection,key\n区划,3\n".encode()
+    gateway.answer(200, report, content_type="text/csv")
+    target = tmp_path / "r.csv"
+    result = _supervise(
+        "monthly", "--month", "2026-11", "--format", "csv", "--out", str(target), url=gateway.url
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"written {target} ({len(report)} bytes)\n"
+    assert target.read_bytes() == report
+    assert gateway.received[0].path == "/api/v1/supervision/reports/monthly?month=2026-11&format=csv"
+
+
+def test_incident_verify_refuses_evidence_that_does_not_lead_to_the_root(gateway: Gateway) -> None:
+    leaf, root = "aa" * 32, "bb" * 32
+    gateway.answer(
+        200, {"root_hash": root, "tree_size": 1, "evidence": [{"seq": 1, "leaf_hash": leaf, "proof": []}]}
+    )
+    result = _supervise("incident", "I-1", "--verify", url=gateway.url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("evidence does NOT verify: inclusion proof leads to root")
+    # Refused before the checkpoints are even asked for.
+    assert [r.path for r in gateway.received] == ["/api/v1/supervision/incidents/I-1"]
 
 
 def test_help_lists_the_commands_own_options_then_the_connection_options() -> None:
