@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,10 +110,6 @@ def show(data: Any) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def default_url() -> str:
-    return os.environ.get("GRASSROOTS_URL", DEFAULT_URL)
-
-
 def split_list(value: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``: a comma-separated option, blanks dropped."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -124,7 +119,10 @@ def split_list(value: str) -> list[str]:
 class ApiCall:
     """The request a command wants made; ``render`` shows the answer (pretty JSON unless said otherwise).
 
-    ``raw`` hands ``render`` the body's bytes instead of parsed JSON (CSV, PDF, ...)."""
+    ``raw`` hands ``render`` the body's bytes instead of parsed JSON (CSV, PDF, ...). ``then``, when given,
+    takes the answer and returns a further request to make over the same connection (its ``render`` shows
+    the result, and this one's is not used): for a command whose second request depends on the first
+    answer, such as checking evidence locally before fetching the signed checkpoints to compare it with."""
 
     method: str
     path: str
@@ -132,6 +130,7 @@ class ApiCall:
     body: Any = None
     raw: bool = False
     render: Callable[[Any], None] = show
+    then: Callable[[Any], ApiCall] | None = None
 
 
 _CONNECTION = ("url", "token", "as_user")
@@ -168,16 +167,20 @@ def api_command(func: Callable[..., ApiCall]) -> Callable[..., None]:
         **kwargs: Any,
     ) -> None:
         request = func(*args, **kwargs)
-        answer = call(
-            request.method,
-            request.path,
-            url=url,
-            token=token,
-            as_user=as_user,
-            params=request.params,
-            body=request.body,
-            raw=request.raw,
-        )
+        while True:
+            answer = call(
+                request.method,
+                request.path,
+                url=url,
+                token=token,
+                as_user=as_user,
+                params=request.params,
+                body=request.body,
+                raw=request.raw,
+            )
+            if request.then is None:
+                break
+            request = request.then(answer)
         request.render(answer)
 
     command.__signature__ = signature.replace(  # type: ignore[attr-defined]

@@ -11,12 +11,13 @@ history, process lists): they are prompted for without echo, or read from
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import DEFAULT_URL, AsOption, TokenOption, UrlOption, call, show
+from gateway.commands._client import ApiCall, api_command, show
 
 app = typer.Typer(no_args_is_help=True, help="Audit queries, reports, complaints, incidents.")
 _BASE = "/api/v1/supervision"
@@ -32,10 +33,8 @@ def _id_number() -> str:
 
 
 @app.command()
+@api_command
 def events(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     org: Annotated[str | None, typer.Option(help="organisation subtree (division code)")] = None,
     actor: Annotated[str | None, typer.Option(help="user id")] = None,
     scenario: Annotated[str | None, typer.Option()] = None,
@@ -48,7 +47,7 @@ def events(
     until: Annotated[str | None, typer.Option()] = None,
     before: Annotated[int | None, typer.Option(help="page cursor (next_before)")] = None,
     limit: Annotated[int, typer.Option()] = 50,
-) -> None:
+) -> ApiCall:
     """Query audit events (newest first; refs only, never personal data)."""
     params = {
         "org": org,
@@ -62,30 +61,26 @@ def events(
         "before": before,
         "limit": limit,
     }
-    show(call("GET", f"{_BASE}/events", url=url, token=token, as_user=as_user, params=params))
+    return ApiCall("GET", f"{_BASE}/events", params=params)
 
 
 @app.command()
+@api_command
 def report(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     group_by: Annotated[str, typer.Option("--by", help="org | department | scenario")] = "org",
     org: Annotated[str | None, typer.Option()] = None,
     org_level: Annotated[int, typer.Option(help="roll organisations up to 2/4/6/9/12 digits")] = 12,
     since: Annotated[str | None, typer.Option()] = None,
     until: Annotated[str | None, typer.Option()] = None,
-) -> None:
+) -> ApiCall:
     """Counts allowed/refused, records read and distinct users per organisation, department or scenario."""
     params = {"group_by": group_by, "org": org, "org_level": org_level, "since": since, "until": until}
-    show(call("GET", f"{_BASE}/reports", url=url, token=token, as_user=as_user, params=params))
+    return ApiCall("GET", f"{_BASE}/reports", params=params)
 
 
 @app.command()
+@api_command
 def anomalies(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     since: Annotated[str | None, typer.Option()] = None,
     until: Annotated[str | None, typer.Option()] = None,
     org: Annotated[str | None, typer.Option()] = None,
@@ -93,88 +88,87 @@ def anomalies(
     setting: Annotated[
         list[str] | None, typer.Option("--set", help="override, e.g. bulk_reading.min_records=200")
     ] = None,
-) -> None:
+) -> ApiCall:
     """Run the anomaly rules; each finding lists the seqs of its events."""
     params: dict[str, Any] = {"since": since, "until": until, "org": org, "rule": rule, "setting": setting}
-    show(call("GET", f"{_BASE}/anomalies", url=url, token=token, as_user=as_user, params=params))
+    return ApiCall("GET", f"{_BASE}/anomalies", params=params)
 
 
 @app.command()
+@api_command
 def monthly(
     month: Annotated[str, typer.Option(help="YYYY-MM (Beijing time)")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     fmt: Annotated[str, typer.Option("--format", help="html | csv | pdf | json")] = "html",
     org: Annotated[str | None, typer.Option()] = None,
     out: Annotated[Path | None, typer.Option(help="file to write (default: audit-report-MONTH.EXT)")] = None,
-) -> None:
+) -> ApiCall:
     """The monthly notification report (定期通报) as a printable HTML page, CSV, PDF or JSON."""
     params = {"month": month, "format": fmt, "org": org}
     if fmt == "json":
-        show(call("GET", f"{_BASE}/reports/monthly", url=url, token=token, as_user=as_user, params=params))
-        return
-    data = call(
-        "GET", f"{_BASE}/reports/monthly", url=url, token=token, as_user=as_user, params=params, raw=True
-    )
+        return ApiCall("GET", f"{_BASE}/reports/monthly", params=params)
     target = out or Path(f"audit-report-{month}.{fmt}")
-    target.write_bytes(data)
-    typer.echo(f"written {target} ({len(data)} bytes)")
+    return ApiCall("GET", f"{_BASE}/reports/monthly", params=params, raw=True, render=_write_to(target))
+
+
+def _write_to(target: Path) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        target.write_bytes(data)
+        typer.echo(f"written {target} ({len(data)} bytes)")
+
+    return write
 
 
 @app.command()
+@api_command
 def complain(
     source: Annotated[str, typer.Option(help="hotline_12345 | burden_monitoring | walk_in")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     summary: Annotated[str, typer.Option(help="what the resident reports (no ID or phone numbers)")] = "",
     ticket: Annotated[str | None, typer.Option(help="e.g. the 12345 work-order number")] = None,
-) -> None:
+) -> ApiCall:
     """Register a complaint; the incident opens with every access to the person and its proof."""
     body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
-    show(call("POST", f"{_BASE}/complaints", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", f"{_BASE}/complaints", body=body)
 
 
 @app.command("who-read")
-def who_read(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def who_read() -> ApiCall:
     """Resident transparency: who (organisation, role) read this person's data, when, for what."""
-    body = {"id_number": _id_number()}
-    show(call("POST", f"{_BASE}/transparency", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", f"{_BASE}/transparency", body={"id_number": _id_number()})
 
 
 @app.command()
-def complaints(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def complaints() -> ApiCall:
     """List complaints (newest first)."""
-    show(call("GET", f"{_BASE}/complaints", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/complaints")
 
 
 @app.command()
+@api_command
 def incidents(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     status: Annotated[str | None, typer.Option(help="open | investigating | closed")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="only those past their deadline")] = False,
-) -> None:
+) -> ApiCall:
     """List incidents by deadline."""
     params: dict[str, Any] = {"status": status, "overdue": str(overdue).lower()}
-    show(call("GET", f"{_BASE}/incidents", url=url, token=token, as_user=as_user, params=params))
+    return ApiCall("GET", f"{_BASE}/incidents", params=params)
 
 
 @app.command()
+@api_command
 def incident(
     incident_id: str,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     verify: Annotated[bool, typer.Option("--verify", help="check every proof locally")] = False,
-) -> None:
+) -> ApiCall:
     """Show an incident (steps, evidence events, inclusion proofs)."""
-    data = call("GET", f"{_BASE}/incidents/{incident_id}", url=url, token=token, as_user=as_user)
-    if not verify:
-        show(data)
-        return
+    if verify:
+        return ApiCall("GET", f"{_BASE}/incidents/{incident_id}", then=_verify_evidence)
+    return ApiCall("GET", f"{_BASE}/incidents/{incident_id}")
+
+
+def _verify_evidence(data: Any) -> ApiCall:
+    """Check the incident's proofs here, then fetch the signed checkpoints to say whether one has its root."""
     from audit import InvalidProofError, verify_incident_evidence
 
     try:
@@ -182,101 +176,70 @@ def incident(
     except InvalidProofError as exc:
         typer.echo(f"evidence does NOT verify: {exc}", err=True)
         raise typer.Exit(1) from None
-    signed = call("GET", f"{_BASE}/checkpoints", url=url, token=token, as_user=as_user)["items"]
-    match = [c for c in signed if c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]]
-    typer.echo(
-        f"{len(checked)} evidence events verified against root {data['root_hash']} "
-        f"(tree size {data['tree_size']}); "
-        + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed")
-    )
+
+    def summarise(signed: Any) -> None:
+        match = [
+            c
+            for c in signed["items"]
+            if c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
+        ]
+        typer.echo(
+            f"{len(checked)} evidence events verified against root {data['root_hash']} "
+            f"(tree size {data['tree_size']}); "
+            + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed")
+        )
+
+    return ApiCall("GET", f"{_BASE}/checkpoints", render=summarise)
 
 
 @app.command()
+@api_command
 def assign(
     incident_id: str,
     to: Annotated[str, typer.Option("--to", help="who investigates")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     due: Annotated[str | None, typer.Option(help="new deadline, RFC 3339")] = None,
-) -> None:
+) -> ApiCall:
     """Assign an incident (and optionally move its deadline)."""
     body = {"assignee": to, "due_at": due}
-    show(
-        call(
-            "POST",
-            f"{_BASE}/incidents/{incident_id}/assign",
-            url=url,
-            token=token,
-            as_user=as_user,
-            body=body,
-        )
-    )
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/assign", body=body)
 
 
 @app.command()
+@api_command
 def note(
     incident_id: str,
     text: Annotated[str, typer.Option("--text", help="investigation note")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Add an investigation note."""
-    show(
-        call(
-            "POST",
-            f"{_BASE}/incidents/{incident_id}/notes",
-            url=url,
-            token=token,
-            as_user=as_user,
-            body={"note": text},
-        )
-    )
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/notes", body={"note": text})
 
 
 @app.command()
+@api_command
 def dispose(
     incident_id: str,
     disposition: Annotated[str, typer.Option(help="substantiated | unsubstantiated | referred")],
     text: Annotated[str, typer.Option("--note", help="the decision and what was done")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+) -> ApiCall:
     """Close an incident with its disposition."""
     body = {"disposition": disposition, "note": text}
-    show(
-        call(
-            "POST",
-            f"{_BASE}/incidents/{incident_id}/disposition",
-            url=url,
-            token=token,
-            as_user=as_user,
-            body=body,
-        )
-    )
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/disposition", body=body)
 
 
 @app.command()
+@api_command
 def proof(
     seq: int,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     tree_size: Annotated[int | None, typer.Option(help="default: the latest signed checkpoint")] = None,
-) -> None:
+) -> ApiCall:
     """Inclusion proof of one event (checked locally before it is printed)."""
+    params = {"seq": seq, "tree_size": tree_size}
+    return ApiCall("GET", f"{_BASE}/proofs/inclusion", params=params, render=_check_inclusion)
+
+
+def _check_inclusion(data: Any) -> None:
     from audit import verify_inclusion
 
-    data = call(
-        "GET",
-        f"{_BASE}/proofs/inclusion",
-        url=url,
-        token=token,
-        as_user=as_user,
-        params={"seq": seq, "tree_size": tree_size},
-    )
     verify_inclusion(
         bytes.fromhex(data["leaf_hash"]),
         data["leaf_index"],
@@ -288,24 +251,19 @@ def proof(
 
 
 @app.command()
+@api_command
 def consistency(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     old: Annotated[int | None, typer.Option(help="older tree size (default: previous checkpoint)")] = None,
     new: Annotated[int | None, typer.Option(help="newer tree size (default: latest checkpoint)")] = None,
-) -> None:
+) -> ApiCall:
     """Consistency proof between two tree sizes (checked locally before it is printed)."""
+    params = {"old": old, "new": new}
+    return ApiCall("GET", f"{_BASE}/proofs/consistency", params=params, render=_check_consistency)
+
+
+def _check_consistency(data: Any) -> None:
     from audit import verify_consistency
 
-    data = call(
-        "GET",
-        f"{_BASE}/proofs/consistency",
-        url=url,
-        token=token,
-        as_user=as_user,
-        params={"old": old, "new": new},
-    )
     verify_consistency(
         data["old_size"],
         data["new_size"],
@@ -317,39 +275,36 @@ def consistency(
 
 
 @app.command()
-def checkpoint(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def checkpoint() -> ApiCall:
     """Write a signed checkpoint now (through the gateway; audited)."""
-    show(call("POST", f"{_BASE}/checkpoints", url=url, token=token, as_user=as_user))
+    return ApiCall("POST", f"{_BASE}/checkpoints")
 
 
 @app.command()
-def checkpoints(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def checkpoints() -> ApiCall:
     """List signed checkpoints."""
-    show(call("GET", f"{_BASE}/checkpoints", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/checkpoints")
 
 
 @app.command()
-def retention(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def retention() -> ApiCall:
     """Retention policy and the months past it (archived or not)."""
-    show(call("GET", f"{_BASE}/retention", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/retention")
 
 
 @app.command()
-def archive(
-    month: Annotated[str, typer.Option(help="YYYY-MM")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
-) -> None:
+@api_command
+def archive(month: Annotated[str, typer.Option(help="YYYY-MM")]) -> ApiCall:
     """Archive a month as signed, verifiable files (the events stay in the log)."""
-    show(call("POST", f"{_BASE}/archives", url=url, token=token, as_user=as_user, body={"month": month}))
+    return ApiCall("POST", f"{_BASE}/archives", body={"month": month})
 
 
 @app.command()
+@api_command
 def prune(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    as_user: AsOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
     ] = True,
@@ -357,7 +312,7 @@ def prune(
     through_seq: Annotated[
         int | None, typer.Option(help="prune through this event (the last of an archived month)")
     ] = None,
-) -> None:
+) -> ApiCall:
     """Delete archived months past the retention period behind a signed prefix anchor.
 
     Dry run by default: lists each archived month with its verdict and why pruning stops. ``--execute``
@@ -368,13 +323,14 @@ def prune(
         body["through_month"] = through_month
     if through_seq is not None:
         body["through_seq"] = through_seq
-    show(call("POST", f"{_BASE}/audit/prune", url=url, token=token, as_user=as_user, body=body))
+    return ApiCall("POST", f"{_BASE}/audit/prune", body=body)
 
 
 @app.command()
-def archives(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_user: AsOption = None) -> None:
+@api_command
+def archives() -> ApiCall:
     """List monthly archives."""
-    show(call("GET", f"{_BASE}/archives", url=url, token=token, as_user=as_user))
+    return ApiCall("GET", f"{_BASE}/archives")
 
 
 @app.command("archive-verify")

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -117,6 +118,24 @@ def export() -> ApiCall:
     return ApiCall("GET", "/api/v1/export", raw=True, render=_echo_csv)
 
 
+def _compare_with_checkpoints(first: Any) -> ApiCall:
+    if first.get("broken"):
+        typer.echo("evidence does not verify", err=True)
+        raise typer.Exit(1)
+
+    def say(second: Any) -> None:
+        typer.echo(f"{first['root']} listed: {first['root'] in second['roots']}")
+
+    return ApiCall("GET", "/api/v1/checkpoints", render=say)
+
+
+@demo.command("check")
+@api_command
+def check(item: str) -> ApiCall:
+    """Fetch an item, then the checkpoints to compare it with."""
+    return ApiCall("GET", f"/api/v1/items/{item}", then=_compare_with_checkpoints)
+
+
 @demo.command("other")
 def other() -> None:
     """A second command, so Typer keeps ``fetch`` as a subcommand."""
@@ -193,6 +212,55 @@ def test_raw_answer_goes_to_the_commands_renderer(gateway: Gateway) -> None:
     assert result.stdout == "区划,人数\n110101,3\n"
 
 
+def test_a_follow_up_request_goes_over_the_same_connection_and_its_renderer_shows(gateway: Gateway) -> None:
+    gateway.answer(200, {"root": "ab", "roots": ["ab", "cd"]})
+    result = _run("check", "a1", "--url", gateway.url, "--token", "t9")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "ab listed: True\n"
+    assert gateway.received == [
+        Received("GET", "/api/v1/items/a1", "Bearer t9", None),
+        Received("GET", "/api/v1/checkpoints", "Bearer t9", None),
+    ]
+
+
+def test_the_follow_up_may_refuse_the_first_answer_before_a_second_request(gateway: Gateway) -> None:
+    gateway.answer(200, {"broken": True})
+    result = _run("check", "a1", "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 1
+    assert result.stderr == "evidence does not verify\n"
+    assert [r.path for r in gateway.received] == ["/api/v1/items/a1"]
+
+
+def _supervise(*args: str, url: str) -> Result:
+    env = {"GRASSROOTS_TOKEN": "", "GRASSROOTS_URL": ""}
+    return runner.invoke(grassroots, ["supervise", *args, "--url", url, "--token", "t"], env=env)
+
+
+def test_monthly_report_writes_the_answers_bytes_to_its_file(gateway: Gateway, tmp_path: Path) -> None:
+    report = "\ufeffsection,key\n区划,3\n".encode()
+    gateway.answer(200, report, content_type="text/csv")
+    target = tmp_path / "r.csv"
+    result = _supervise(
+        "monthly", "--month", "2026-11", "--format", "csv", "--out", str(target), url=gateway.url
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"written {target} ({len(report)} bytes)\n"
+    assert target.read_bytes() == report
+    assert gateway.received[0].path == "/api/v1/supervision/reports/monthly?month=2026-11&format=csv"
+
+
+def test_incident_verify_refuses_evidence_that_does_not_lead_to_the_root(gateway: Gateway) -> None:
+    leaf, root = "aa" * 32, "bb" * 32
+    gateway.answer(
+        200, {"root_hash": root, "tree_size": 1, "evidence": [{"seq": 1, "leaf_hash": leaf, "proof": []}]}
+    )
+    result = _supervise("incident", "I-1", "--verify", url=gateway.url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("evidence does NOT verify: inclusion proof leads to root")
+    # Refused before the checkpoints are even asked for.
+    assert [r.path for r in gateway.received] == ["/api/v1/supervision/incidents/I-1"]
+
+
 def test_help_lists_the_commands_own_options_then_the_connection_options() -> None:
     params = typer.main.get_command(demo).commands["fetch"].params  # type: ignore[attr-defined]
     assert [p.name for p in params] == ["item", "note", "flag", "url", "token", "as_user"]
@@ -214,14 +282,19 @@ def test_a_command_that_declares_a_connection_option_itself_is_refused() -> None
         api_command(clashing)
 
 
-# Commands that do not act as a person holding a bearer token: offline validation, and the two that act as
-# a departmental system with its own client credentials or system token.
-_NOT_API_COMMANDS = {("policy", "validate"), ("admission", "token"), ("admission", "me")}
+# Commands that do not act as a person holding a bearer token: offline validation and verification (a
+# reviewer need not trust the server), and the two that act as a departmental system with its own client
+# credentials or system token.
+_NOT_API_COMMANDS = {
+    ("policy", "validate"),
+    ("admission", "token"),
+    ("admission", "me"),
+    ("supervise", "archive-verify"),
+    ("supervise", "prefix-verify"),
+}
 
 
-# ``supervise`` joins once api_command is applied to it (its offline commands, such as archive-verify, belong
-# in the exceptions then).
-@pytest.mark.parametrize("group", ["grants", "policy", "masking", "admission"])
+@pytest.mark.parametrize("group", ["grants", "policy", "masking", "admission", "supervise"])
 def test_every_admin_command_takes_the_connection_options(group: str) -> None:
     commands = typer.main.get_command(grassroots).commands[group].commands  # type: ignore[attr-defined]
     assert commands
@@ -229,6 +302,8 @@ def test_every_admin_command_takes_the_connection_options(group: str) -> None:
         if (group, name) in _NOT_API_COMMANDS:
             continue
         opts = {p.name: p.opts for p in command.params}
+        # Last, as api_command places them: a command still declaring them itself would list them elsewhere.
+        assert [p.name for p in command.params][-3:] == ["url", "token", "as_user"], (group, name)
         assert opts.get("url") == ["--url"], (group, name)
         assert opts.get("token") == ["--token"], (group, name)
         assert opts.get("as_user") == ["--as"], (group, name)
