@@ -51,6 +51,7 @@ ACTIONS = frozenset(
         "invoke",
         "close_review",
         "verify",
+        "prune",
         "reload",
         "decide",
         "explain",

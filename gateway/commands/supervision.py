@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -238,16 +238,25 @@ def proof(
 
 
 def _check_inclusion(data: Any) -> None:
-    from audit import verify_inclusion
+    from audit import InvalidProofError, verify_inclusion
 
-    verify_inclusion(
-        bytes.fromhex(data["leaf_hash"]),
-        data["leaf_index"],
-        data["tree_size"],
-        [bytes.fromhex(p) for p in data["proof"]],
-        bytes.fromhex(data["root_hash"]),
-    )
+    try:
+        verify_inclusion(
+            bytes.fromhex(data["leaf_hash"]),
+            data["leaf_index"],
+            data["tree_size"],
+            [bytes.fromhex(p) for p in data["proof"]],
+            bytes.fromhex(data["root_hash"]),
+        )
+    except InvalidProofError as exc:
+        _proof_refused("inclusion", exc)
     show(data)
+
+
+def _proof_refused(kind: str, exc: Exception) -> NoReturn:
+    """A proof from the gateway that does not check out here: say so plainly, print nothing as verified."""
+    typer.echo(f"证明未通过本地校验 / the {kind} proof does NOT verify: {exc}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -262,15 +271,18 @@ def consistency(
 
 
 def _check_consistency(data: Any) -> None:
-    from audit import verify_consistency
+    from audit import InvalidProofError, verify_consistency
 
-    verify_consistency(
-        data["old_size"],
-        data["new_size"],
-        [bytes.fromhex(p) for p in data["proof"]],
-        bytes.fromhex(data["old_root"]),
-        bytes.fromhex(data["new_root"]),
-    )
+    try:
+        verify_consistency(
+            data["old_size"],
+            data["new_size"],
+            [bytes.fromhex(p) for p in data["proof"]],
+            bytes.fromhex(data["old_root"]),
+            bytes.fromhex(data["new_root"]),
+        )
+    except InvalidProofError as exc:
+        _proof_refused("consistency", exc)
     show(data)
 
 

@@ -958,7 +958,7 @@ async def prune_audit_log(
     years; PIPL Art. 19 / GB/T 35273-2020 §6.1 say not to keep them for ever. Only whole archived months
     whose archives verify now go, oldest first; the anchor is written to the checkpoint directory.
     """
-    principal = await require(runtime, authorization, RESOURCE, "verify")
+    principal = await require(runtime, authorization, RESOURCE, "prune")
     years = _settings().audit_retention_years
     signer = await asyncio.to_thread(signer_for, runtime)
     directory = _archive_dir(runtime)

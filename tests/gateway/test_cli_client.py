@@ -261,6 +261,30 @@ def test_incident_verify_refuses_evidence_that_does_not_lead_to_the_root(gateway
     assert [r.path for r in gateway.received] == ["/api/v1/supervision/incidents/I-1"]
 
 
+@pytest.mark.parametrize(
+    ("command", "payload"),
+    [
+        (
+            ["proof", "1"],
+            {"leaf_hash": "aa" * 32, "leaf_index": 0, "tree_size": 1, "proof": [], "root_hash": "bb" * 32},
+        ),
+        (
+            ["consistency"],
+            {"old_size": 1, "new_size": 2, "proof": [], "old_root": "aa" * 32, "new_root": "bb" * 32},
+        ),
+    ],
+)
+def test_a_proof_that_does_not_check_out_is_refused_plainly(
+    gateway: Gateway, command: list[str], payload: dict[str, Any]
+) -> None:
+    gateway.answer(200, payload)
+    result = _supervise(*command, url=gateway.url)
+    assert result.exit_code == 1
+    assert "does NOT verify" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout == ""  # nothing is printed as if it were a checked proof
+
+
 def test_help_lists_the_commands_own_options_then_the_connection_options() -> None:
     params = typer.main.get_command(demo).commands["fetch"].params  # type: ignore[attr-defined]
     assert [p.name for p in params] == ["item", "note", "flag", "url", "token", "as_user"]
