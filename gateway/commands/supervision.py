@@ -310,7 +310,7 @@ def retention() -> ApiCall:
 @app.command()
 @api_command
 def archive(month: Annotated[str, typer.Option(help="YYYY-MM")]) -> ApiCall:
-    """Archive a month as signed, verifiable files (the events stay in the log)."""
+    """Archive a month as signed, verifiable files (the events stay in the log until pruned)."""
     return ApiCall("POST", f"{_BASE}/archives", body={"month": month})
 
 
