@@ -63,17 +63,34 @@ _GRIDS_OUTSIDE_ORG = Reason(
 )
 
 
-def _row_scope(roles: tuple[str, ...], grids: tuple[str, ...], org: str) -> tuple[str, ...]:
+# "-G01" .. "-G99": the tail of a micro-grid code after its village's 12 digits (divisions._GRID).
+_GRID_SUFFIXES = frozenset(f"-G{n:02d}" for n in range(1, 100))
+
+
+def _row_scope(
+    roles: tuple[str, ...], grids: tuple[str, ...], org: str, org_significant: str
+) -> tuple[str, ...]:
     """The organisation for a subject holding an organisation-wide role; otherwise (a grid worker) the
     assigned grids within it (GB/T 35273-2020 §5.2 minimum necessary). Assigned grids outside the
     organisation are ignored; none assigned, or none left, is empty, which refuses (fail closed) rather
     than falling back to the whole village."""
     if not _ORG_WIDE_READERS.isdisjoint(roles):
         return (org,)
-    return tuple(sorted({g for g in grids if _within(org, g)}))
+    village = len(org_significant) == 12
+    return tuple(sorted({g for g in grids if _within(org, g, village)}))
 
 
-def _within(org: str, grid: str) -> bool:
+def _within(org: str, grid: str, org_is_village: bool) -> bool:
+    # The usual case first, exactly: within a village-level org (12 digits, valid) lie precisely the
+    # codes "<org>-Gnn" with nn in 01-99. Anything else takes the full parse.
+    if (
+        org_is_village
+        and type(grid) is str
+        and len(grid) == 16
+        and grid[12:] in _GRID_SUFFIXES
+        and grid.startswith(org)
+    ):
+        return True
     try:
         return divisions.is_grid(grid) and divisions.covers(org, grid)
     except ValueError:
@@ -252,8 +269,10 @@ class PolicyEngine:
             trail.passed("hours", "当前在允许查看的时间内。", "Within the allowed hours.")
 
         # 6. An active grant covering the caller's organisation for this dataset.
-        org = divisions.normalize(subject.org)
-        candidates = [g for g in self.grants.lookup(org, scenario.code) if req.dataset in g.datasets]
+        org, org_significant = divisions.split(subject.org)
+        candidates = [
+            g for g in self.grants.covering(org_significant, scenario.code) if req.dataset in g.datasets
+        ]
         # Already ranked by GrantIndex.lookup: most specific scope, then longest lasting, then id.
         active = [g for g in candidates if g.is_active(req.now)]
         if not active:
@@ -321,7 +340,7 @@ class PolicyEngine:
                 quota_left="" if quota_left is None else str(quota_left),
             )
         # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
-        row_scope = _row_scope(subject.roles, subject.grids, org)
+        row_scope = _row_scope(subject.roles, subject.grids, org, org_significant)
         if not row_scope:
             if (
                 d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG if subject.grids else _NO_GRIDS_ASSIGNED)

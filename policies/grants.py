@@ -1085,8 +1085,9 @@ def _rank_in_scope(grant: ScenarioGrant) -> tuple[float, str]:
 
 
 def _scope_of(grant: ScenarioGrant) -> str | None:
+    """The significant form of the grant's scope (``divisions.significant``): the index key."""
     try:
-        return divisions.normalize(grant.org_scope)
+        return divisions.significant(grant.org_scope)
     except ValueError:
         # One malformed row must not take every grant down; it simply grants nothing.
         _log.error("grant %s skipped: malformed org scope", grant.grant_id)
@@ -1122,10 +1123,25 @@ def _newest_change(grants: Iterable[ScenarioGrant], start: datetime | None = Non
     return newest
 
 
+# Per scenario: the lengths of the significant scope codes holding any of its grants, longest first
+# (a superset after incremental changes: a length left with no grant only costs a missed probe), and
+# the grants by significant scope, each list ranked by _rank_in_scope.
+_View = tuple[tuple[int, ...], dict[str, list[ScenarioGrant]]]
+
+
+def _cuts(lengths: Iterable[int]) -> tuple[int, ...]:
+    return tuple(sorted(set(lengths), reverse=True))
+
+
 class GrantIndex:
-    """Grants keyed by (normalised org scope, scenario). Immutable once built: a refresh builds a new
-    index and the engine swaps the reference (one assignment), so readers never see a half-built
-    index and every decision during a rebuild is served by the old one.
+    """Grants keyed by scenario, then by the significant form of their org scope. Immutable once
+    built: a refresh builds a new index and the engine swaps the reference (one assignment), so
+    readers never see a half-built index and every decision during a rebuild is served by the old one.
+
+    Keyed by the significant form, the scopes covering a caller are the prefixes of the caller's own
+    significant form at segment boundaries (``divisions.covers``), so a lookup slices one string
+    instead of building up to six 12-digit ancestor codes, and probes only the code lengths that hold
+    grants of that scenario (at national scale: counties, townships and villages).
 
     ``version`` is the ``policy_versions`` value the index was built from; the gateway compares it with
     ``GrantRepository.policy_version()`` on each request (one primary-key read) and refreshes when it
@@ -1133,12 +1149,13 @@ class GrantIndex:
     only the grants changed since (copy-on-write: untouched buckets are shared with the old index).
     """
 
-    __slots__ = ("_by_id", "_by_scope", "_count", "_source", "version")
+    __slots__ = ("_by_id", "_count", "_source", "_views", "version")
 
     def __init__(self, grants: Iterable[ScenarioGrant] = (), version: int = 0) -> None:
-        # scope -> scenario -> grants ranked by _rank_in_scope. The lists are never mutated once
-        # built (lists, not tuples: no second copy of ~100,000 references at national scale).
-        by_scope: dict[str, dict[str, list[ScenarioGrant]]] = {}
+        # scenario -> significant scope -> grants ranked by _rank_in_scope. The lists are never
+        # mutated once built (lists, not tuples: no second copy of ~100,000 references at national
+        # scale).
+        by_scenario: dict[str, dict[str, list[ScenarioGrant]]] = {}
         by_id: dict[str, ScenarioGrant] = {}
         count = 0
         indexed = _INDEXED
@@ -1148,21 +1165,23 @@ class GrantIndex:
             scope = _scope_of(grant)
             if scope is None:
                 continue
-            per = by_scope.get(scope)
+            per = by_scenario.get(grant.scenario)
             if per is None:
-                per = by_scope[scope] = {}
-            bucket = per.get(grant.scenario)
+                per = by_scenario[grant.scenario] = {}
+            bucket = per.get(scope)
             if bucket is None:
-                per[grant.scenario] = [grant]
+                per[scope] = [grant]
             else:
                 bucket.append(grant)
             by_id[grant.grant_id] = grant
             count += 1
-        for per in by_scope.values():
+        for per in by_scenario.values():
             for bucket in per.values():
                 if len(bucket) > 1:
                     bucket.sort(key=_rank_in_scope)
-        self._by_scope = by_scope
+        self._views: dict[str, _View] = {
+            sc: (_cuts(len(k) for k in per), per) for sc, per in by_scenario.items()
+        }
         self._by_id = by_id
         self._count = count
         self._source: _Source | None = None
@@ -1173,22 +1192,30 @@ class GrantIndex:
 
     def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
         """Grants for ``scenario`` whose scope covers ``org``, ranked: most specific scope first, then
-        the one lasting longest, then by id. Ancestors have distinct levels, so walking them from
-        ``org`` up and keeping each scope's grants pre-sorted gives that order with no sort per call.
+        the one lasting longest, then by id. Raises ValueError when ``org`` is malformed."""
+        return self.covering(divisions.significant(org), scenario)
 
-        Walks at most six ancestor codes: cost is independent of how many grants exist."""
+    def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
+        """``lookup`` for a caller already in significant form (``divisions.split``).
+
+        Scopes covering a code have distinct lengths, so probing from the longest down and keeping each
+        scope's grants pre-sorted gives the ranking with no sort per call. At most six probes: cost is
+        independent of how many grants exist."""
+        view = self._views.get(scenario)
+        if view is None:
+            return []
+        cuts, per = view
+        size = len(significant)
         found: list[ScenarioGrant] = []
-        by_scope = self._by_scope
-        for code in reversed(divisions.ancestors(org)):
-            per = by_scope.get(code)
-            if per is not None:
-                hit = per.get(scenario)
+        for cut in cuts:
+            if cut <= size:
+                hit = per.get(significant[:cut])
                 if hit:
                     found.extend(hit)
         return found
 
     def grants(self) -> list[ScenarioGrant]:
-        return [g for per in self._by_scope.values() for gs in per.values() for g in gs]
+        return [g for _, per in self._views.values() for gs in per.values() for g in gs]
 
     @classmethod
     def from_repository(cls, repository: GrantRepository, now: datetime, keep_days: int = 30) -> GrantIndex:
@@ -1231,7 +1258,7 @@ class GrantIndex:
         for grant in changed:
             old = by_id.pop(grant.grant_id, None)
             if old is not None and (scope := _scope_of(old)) is not None:
-                added.setdefault((scope, old.scenario), [])
+                added.setdefault((old.scenario, scope), [])
             if (
                 grant.status in _INDEXED
                 and grant.valid_until is not None
@@ -1239,29 +1266,33 @@ class GrantIndex:
                 and (scope := _scope_of(grant)) is not None
             ):
                 by_id[grant.grant_id] = grant
-                added.setdefault((scope, grant.scenario), []).append(grant)
+                added.setdefault((grant.scenario, scope), []).append(grant)
         count = self._count
         copied: dict[str, dict[str, list[ScenarioGrant]]] = {}
-        for (scope, scenario), grants in added.items():
-            per = copied.get(scope)
+        for (scenario, scope), grants in added.items():
+            per = copied.get(scenario)
             if per is None:
-                per = copied[scope] = dict(self._by_scope.get(scope, {}))
-            before = per.get(scenario, [])
+                view = self._views.get(scenario)
+                per = copied[scenario] = dict(view[1]) if view is not None else {}
+            before = per.get(scope, [])
             bucket = [g for g in before if g.grant_id not in ids] + grants
             count += len(bucket) - len(before)
             if bucket:
                 bucket.sort(key=_rank_in_scope)
-                per[scenario] = bucket
+                per[scope] = bucket
             else:
-                per.pop(scenario, None)
-        by_scope = dict(self._by_scope)
-        for scope, per in copied.items():
+                per.pop(scope, None)
+        views = dict(self._views)
+        for scenario, per in copied.items():
             if per:
-                by_scope[scope] = per
+                old_view = views.get(scenario)
+                # Lengths only grow here (see _View); a full rebuild recomputes them.
+                grown = (len(scope) for sc, scope in added if sc == scenario)
+                views[scenario] = (_cuts((*(old_view[0] if old_view else ()), *grown)), per)
             else:
-                by_scope.pop(scope, None)
+                views.pop(scenario, None)
         index = GrantIndex(version=version)
-        index._by_scope = by_scope
+        index._views = views
         index._by_id = by_id
         index._count = count
         index._source = replace(source, newest_change=_newest_change(changed, source.newest_change))

@@ -361,7 +361,8 @@ def test_scenario_not_for_dataset(tmp_path: Path) -> None:
 
 
 class _BrokenIndex(GrantIndex):
-    def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
+    # ``covering`` is what the engine (and ``lookup``) reads.
+    def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
         raise RuntimeError("index corrupted: 110101199003071234")
 
 
