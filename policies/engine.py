@@ -27,7 +27,7 @@ from typing import Any
 
 from policies import divisions
 from policies.errors import PolicyRefused
-from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGrant
+from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGrant, epoch_us
 from policies.model import AccessRequest, Check, Decision, Obligations, Reason
 from policies.permissions import PermissionModel
 from policies.quotas import QuotaCounter, quota_day
@@ -268,14 +268,39 @@ class PolicyEngine:
         elif trail is not None:
             trail.passed("hours", "当前在允许查看的时间内。", "Within the allowed hours.")
 
-        # 6. An active grant covering the caller's organisation for this dataset.
+        # 6. An active grant covering the caller's organisation for this dataset, and
+        # 7. the requested fields within it. Entries come ranked (most specific scope, then longest
+        # lasting, then id); one pass finds the first active grant and the first active one granting
+        # every requested field, without building candidate lists on the way.
         org, org_significant = divisions.split(subject.org)
-        candidates = [
-            g for g in self.grants.covering(org_significant, scenario.code) if req.dataset in g.datasets
-        ]
-        # Already ranked by GrantIndex.lookup: most specific scope, then longest lasting, then id.
-        active = [g for g in candidates if g.is_active(req.now)]
-        if not active:
+        entries = self.grants.entries(org_significant, scenario.code)
+        dataset = req.dataset
+        now_us = epoch_us(req.now)
+        if self.grants.unconvertible:
+            # A grant whose bounds the index could not convert fails the decision as it always did
+            # (its comparison raises), wherever it ranks.
+            for valid_from, _, grant in entries:
+                if valid_from is None and dataset in grant.datasets:
+                    grant.is_active(req.now)
+        wanted: set[str] | None = None
+        if req.fields is not None:
+            fields = tuple(dict.fromkeys(req.fields))
+            wanted = set(fields)
+        first: ScenarioGrant | None = None
+        first_fields: tuple[str, ...] = ()
+        chosen: ScenarioGrant | None = None
+        for valid_from, valid_until, grant in entries:
+            granted = grant.datasets.get(dataset)
+            if granted is None:
+                continue
+            if grant.is_active(req.now) if valid_from is None else valid_from <= now_us < valid_until:
+                if first is None:
+                    first, first_fields = grant, granted
+                if wanted is None or wanted.issubset(granted):
+                    chosen = grant
+                    break
+        if first is None:
+            candidates = [g for _, _, g in entries if dataset in g.datasets]
             if any(g.status is GrantStatus.REVOKED for g in candidates):
                 why = reason("grant_revoked", scenario=scenario_label)
             elif any(g.has_lapsed(req.now) for g in candidates):
@@ -284,18 +309,10 @@ class PolicyEngine:
                 why = reason("no_active_grant", scenario=scenario_label, dataset=dataset_label)
             d = refuse("grant", why)
             return d if d is not None else self._finish_trail(trail)
-
-        # 7. Fields within the grant.
-        chosen: ScenarioGrant | None
-        if req.fields is None:
-            chosen = active[0]
-            fields = chosen.datasets[req.dataset]
-        else:
-            fields = tuple(dict.fromkeys(req.fields))
-            wanted = set(fields)
-            chosen = next((g for g in active if wanted.issubset(g.datasets[req.dataset])), None)
+        if wanted is None:
+            fields = first_fields
         if trail is not None:
-            best = chosen or active[0]
+            best = chosen or first
             trail.passed(
                 "grant",
                 f"本单位有「{scenario_label}」的有效授权。",
@@ -303,11 +320,11 @@ class PolicyEngine:
                 grant_id=best.grant_id,
             )
         if chosen is None:
-            outside = [f for f in fields if f not in active[0].datasets[req.dataset]]
+            outside = [f for f in fields if f not in first_fields]
             why = reason("field_not_granted", scenario=scenario_label, fields="、".join(outside))
             if (d := refuse("fields", why)) is not None:
                 return d
-            chosen = active[0]
+            chosen = first
         elif trail is not None:
             trail.passed("fields", "所查信息都在授权范围内。", "All requested fields are granted.")
 

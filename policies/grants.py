@@ -46,12 +46,14 @@ from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 __all__ = [
     "BREAK_GLASS_MAX_HOURS",
     "BreakGlassReview",
+    "GrantEntry",
     "GrantIndex",
     "GrantRepository",
     "GrantService",
     "GrantStatus",
     "RenewalReminder",
     "ScenarioGrant",
+    "epoch_us",
 ]
 
 _log = logging.getLogger(__name__)
@@ -1123,14 +1125,43 @@ def _newest_change(grants: Iterable[ScenarioGrant], start: datetime | None = Non
     return newest
 
 
-# Per scenario: the lengths of the significant scope codes holding any of its grants, longest first
-# (a superset after incremental changes: a length left with no grant only costs a missed probe), and
-# the grants by significant scope, each list ranked by _rank_in_scope.
-_View = tuple[tuple[int, ...], dict[str, list[ScenarioGrant]]]
+_MICROSECOND = timedelta(microseconds=1)
+
+GrantEntry = tuple[int | None, int, ScenarioGrant]
+"""``(valid_from, valid_until, grant)``, the bounds in microseconds since the epoch (``epoch_us``), so
+the hot path compares two ints it holds instead of two datetimes scattered through memory. A grant
+that cannot be active (not approved, or a bound missing) has bounds ``(0, 0)``: ``0 <= now < 0`` never
+holds. ``None``: a bound that could not be converted (naive or out of range); the engine then asks
+``grant.is_active`` itself, which fails exactly as it always did."""
+
+# Per scenario, one dict per length of significant scope code holding grants, longest first (the
+# most specific scope first); each maps a significant scope to its grants ranked by _rank_in_scope.
+# Separate dicts per level keep the few county-level scopes in a small dict that stays in cache.
+_Levels = tuple[tuple[int, dict[str, list[GrantEntry]]], ...]
 
 
-def _cuts(lengths: Iterable[int]) -> tuple[int, ...]:
-    return tuple(sorted(set(lengths), reverse=True))
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC: exact (integer), so ``<`` on it is ``<`` on the datetimes.
+    Raises TypeError for a naive datetime."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _entry(grant: ScenarioGrant) -> GrantEntry:
+    start, end = grant.valid_from, grant.valid_until
+    if grant.status is not GrantStatus.APPROVED or start is None or end is None:
+        return (0, 0, grant)
+    try:
+        return (epoch_us(start), epoch_us(end), grant)
+    except (TypeError, OverflowError):
+        return (None, 0, grant)
+
+
+def _entry_rank(entry: GrantEntry) -> tuple[float, str]:
+    return _rank_in_scope(entry[2])
+
+
+def _levels(by_length: Mapping[int, dict[str, list[GrantEntry]]]) -> _Levels:
+    return tuple(sorted(((n, per) for n, per in by_length.items() if per), key=lambda item: -item[0]))
 
 
 class GrantIndex:
@@ -1149,15 +1180,15 @@ class GrantIndex:
     only the grants changed since (copy-on-write: untouched buckets are shared with the old index).
     """
 
-    __slots__ = ("_by_id", "_count", "_source", "_views", "version")
+    __slots__ = ("_by_id", "_count", "_source", "_views", "unconvertible", "version")
 
     def __init__(self, grants: Iterable[ScenarioGrant] = (), version: int = 0) -> None:
-        # scenario -> significant scope -> grants ranked by _rank_in_scope. The lists are never
-        # mutated once built (lists, not tuples: no second copy of ~100,000 references at national
-        # scale).
-        by_scenario: dict[str, dict[str, list[ScenarioGrant]]] = {}
+        # scenario -> scope length -> significant scope -> entries ranked by _rank_in_scope. The lists
+        # are never mutated once built.
+        by_scenario: dict[str, dict[int, dict[str, list[GrantEntry]]]] = {}
         by_id: dict[str, ScenarioGrant] = {}
         count = 0
+        unconvertible = False
         indexed = _INDEXED
         for grant in grants:
             if grant.status not in indexed:
@@ -1165,23 +1196,31 @@ class GrantIndex:
             scope = _scope_of(grant)
             if scope is None:
                 continue
-            per = by_scenario.get(grant.scenario)
+            by_length = by_scenario.get(grant.scenario)
+            if by_length is None:
+                by_length = by_scenario[grant.scenario] = {}
+            per = by_length.get(len(scope))
             if per is None:
-                per = by_scenario[grant.scenario] = {}
+                per = by_length[len(scope)] = {}
+            entry = _entry(grant)
+            if entry[0] is None:
+                unconvertible = True
             bucket = per.get(scope)
             if bucket is None:
-                per[scope] = [grant]
+                per[scope] = [entry]
             else:
-                bucket.append(grant)
+                bucket.append(entry)
             by_id[grant.grant_id] = grant
             count += 1
-        for per in by_scenario.values():
-            for bucket in per.values():
-                if len(bucket) > 1:
-                    bucket.sort(key=_rank_in_scope)
-        self._views: dict[str, _View] = {
-            sc: (_cuts(len(k) for k in per), per) for sc, per in by_scenario.items()
-        }
+        for by_length in by_scenario.values():
+            for per in by_length.values():
+                for bucket in per.values():
+                    if len(bucket) > 1:
+                        bucket.sort(key=_entry_rank)
+        self._views: dict[str, _Levels] = {sc: _levels(by_length) for sc, by_length in by_scenario.items()}
+        #: True when some entry's bounds are ``None`` (see GrantEntry); may stay True after such a
+        #: grant leaves through an incremental refresh (it only turns on a slower, exact check).
+        self.unconvertible = unconvertible
         self._by_id = by_id
         self._count = count
         self._source: _Source | None = None
@@ -1196,18 +1235,21 @@ class GrantIndex:
         return self.covering(divisions.significant(org), scenario)
 
     def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
-        """``lookup`` for a caller already in significant form (``divisions.split``).
+        """``lookup`` for a caller already in significant form (``divisions.split``)."""
+        return [entry[2] for entry in self.entries(significant, scenario)]
+
+    def entries(self, significant: str, scenario: str) -> list[GrantEntry]:
+        """The entries of ``covering``, in its order (the decision path reads the bounds from them).
 
         Scopes covering a code have distinct lengths, so probing from the longest down and keeping each
         scope's grants pre-sorted gives the ranking with no sort per call. At most six probes: cost is
         independent of how many grants exist."""
-        view = self._views.get(scenario)
-        if view is None:
+        levels = self._views.get(scenario)
+        if levels is None:
             return []
-        cuts, per = view
         size = len(significant)
-        found: list[ScenarioGrant] = []
-        for cut in cuts:
+        found: list[GrantEntry] = []
+        for cut, per in levels:
             if cut <= size:
                 hit = per.get(significant[:cut])
                 if hit:
@@ -1215,7 +1257,9 @@ class GrantIndex:
         return found
 
     def grants(self) -> list[ScenarioGrant]:
-        return [g for _, per in self._views.values() for gs in per.values() for g in gs]
+        return [
+            e[2] for levels in self._views.values() for _, per in levels for es in per.values() for e in es
+        ]
 
     @classmethod
     def from_repository(cls, repository: GrantRepository, now: datetime, keep_days: int = 30) -> GrantIndex:
@@ -1268,31 +1312,35 @@ class GrantIndex:
                 by_id[grant.grant_id] = grant
                 added.setdefault((grant.scenario, scope), []).append(grant)
         count = self._count
-        copied: dict[str, dict[str, list[ScenarioGrant]]] = {}
+        # Copy-on-write: only the (scenario, scope length) dicts a change touches are copied.
+        copied: dict[str, dict[int, dict[str, list[GrantEntry]]]] = {}
+        copied_keys: set[tuple[str, int]] = set()
         for (scenario, scope), grants in added.items():
-            per = copied.get(scenario)
-            if per is None:
-                view = self._views.get(scenario)
-                per = copied[scenario] = dict(view[1]) if view is not None else {}
+            by_length = copied.get(scenario)
+            if by_length is None:
+                by_length = copied[scenario] = dict(self._views.get(scenario, ()))
+            per = by_length.get(len(scope))
+            if per is None or (scenario, len(scope)) not in copied_keys:
+                per = by_length[len(scope)] = dict(per or {})
+                copied_keys.add((scenario, len(scope)))
             before = per.get(scope, [])
-            bucket = [g for g in before if g.grant_id not in ids] + grants
+            bucket = [e for e in before if e[2].grant_id not in ids] + [_entry(g) for g in grants]
             count += len(bucket) - len(before)
             if bucket:
-                bucket.sort(key=_rank_in_scope)
+                bucket.sort(key=_entry_rank)
                 per[scope] = bucket
             else:
                 per.pop(scope, None)
         views = dict(self._views)
-        for scenario, per in copied.items():
-            if per:
-                old_view = views.get(scenario)
-                # Lengths only grow here (see _View); a full rebuild recomputes them.
-                grown = (len(scope) for sc, scope in added if sc == scenario)
-                views[scenario] = (_cuts((*(old_view[0] if old_view else ()), *grown)), per)
+        for scenario, by_length in copied.items():
+            levels = _levels(by_length)
+            if levels:
+                views[scenario] = levels
             else:
                 views.pop(scenario, None)
         index = GrantIndex(version=version)
         index._views = views
+        index.unconvertible = self.unconvertible or any(_entry(g)[0] is None for g in changed)
         index._by_id = by_id
         index._count = count
         index._source = replace(source, newest_change=_newest_change(changed, source.newest_change))

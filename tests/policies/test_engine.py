@@ -19,11 +19,11 @@ from policies import (
     PolicyEngine,
     PolicyRefused,
     ScenarioCatalog,
-    ScenarioGrant,
     Subject,
     load_permissions,
     load_scenarios,
 )
+from policies.grants import GrantEntry
 from policies.permissions import DEFAULT_MODEL_PATH, DEFAULT_POLICY_PATH
 from policies.reasons import CODES
 from policies.scenarios import DEFAULT_SCENARIOS_PATH
@@ -361,8 +361,8 @@ def test_scenario_not_for_dataset(tmp_path: Path) -> None:
 
 
 class _BrokenIndex(GrantIndex):
-    # ``covering`` is what the engine (and ``lookup``) reads.
-    def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
+    # ``entries`` is what the engine (and ``lookup``) reads.
+    def entries(self, significant: str, scenario: str) -> list[GrantEntry]:
         raise RuntimeError("index corrupted: 110101199003071234")
 
 
@@ -402,6 +402,23 @@ def test_an_empty_index_refuses_everyone(engine_for: EngineFactory) -> None:
 def test_a_naive_time_fails_closed(engine_for: EngineFactory) -> None:
     naive = T0.replace(tzinfo=None)
     assert engine_for(*GRANTS).decide(req(CADRE_A1, "DIBAO_REVIEW", now=naive)).code == "internal_error"
+
+
+def test_a_grant_with_naive_bounds_fails_closed_and_spares_the_index(engine_for: EngineFactory) -> None:
+    # The index keeps its bounds as integers; one it cannot convert must neither break the build nor
+    # read as "no grant": the decision asks the grant itself, which cannot compare, so it refuses.
+    naive = make_grant(
+        "g-naive",
+        "DIBAO_REVIEW",
+        VILLAGE_A1,
+        DIBAO_FIELDS,
+        valid_from=(T0 - timedelta(days=1)).replace(tzinfo=None),
+        valid_until=(T0 + timedelta(days=1)).replace(tzinfo=None),
+    )
+    engine = engine_for(naive, *GRANTS)
+    assert len(engine.grants) == len(GRANTS) + 1
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "internal_error"
+    assert engine.decide(req(CADRE_A1, "ELDERLY_VISIT")).code == "allowed"
 
 
 def test_a_grant_with_a_malformed_scope_grants_nothing_and_spares_the_rest(engine_for: EngineFactory) -> None:
