@@ -273,34 +273,43 @@ class PolicyEngine:
         # lasting, then id); one pass finds the first active grant and the first active one granting
         # every requested field, without building candidate lists on the way.
         org, org_significant = divisions.split(subject.org)
-        entries = self.grants.entries(org_significant, scenario.code)
+        index = self.grants  # read once: a refresh may swap it meanwhile
+        entries = index.entries(org_significant, scenario.code)
         dataset = req.dataset
         now_us = epoch_us(req.now)
-        if self.grants.unconvertible:
+        if index.unconvertible:
             # A grant whose bounds the index could not convert fails the decision as it always did
             # (its comparison raises), wherever it ranks.
-            for valid_from, _, grant in entries:
-                if valid_from is None and dataset in grant.datasets:
-                    grant.is_active(req.now)
+            for entry in entries:
+                if entry[0] is None and dataset in entry[-1].datasets:
+                    entry[-1].is_active(req.now)
         wanted: set[str] | None = None
         if req.fields is not None:
             fields = tuple(dict.fromkeys(req.fields))
             wanted = set(fields)
         first: ScenarioGrant | None = None
         first_fields: tuple[str, ...] = ()
+        first_id = ""
         chosen: ScenarioGrant | None = None
-        for valid_from, valid_until, grant in entries:
-            granted = grant.datasets.get(dataset)
-            if granted is None:
+        chosen_id = ""
+        for valid_from, valid_until, only, only_fields, grant_id, grant in entries:
+            if only is None:
+                several = grant.datasets.get(dataset)
+                if several is None:
+                    continue
+                granted = several
+            elif only == dataset:
+                granted = only_fields
+            else:
                 continue
             if grant.is_active(req.now) if valid_from is None else valid_from <= now_us < valid_until:
                 if first is None:
-                    first, first_fields = grant, granted
+                    first, first_fields, first_id = grant, granted, grant_id
                 if wanted is None or wanted.issubset(granted):
-                    chosen = grant
+                    chosen, chosen_id = grant, grant_id
                     break
         if first is None:
-            candidates = [g for _, _, g in entries if dataset in g.datasets]
+            candidates = [e[-1] for e in entries if dataset in e[-1].datasets]
             if any(g.status is GrantStatus.REVOKED for g in candidates):
                 why = reason("grant_revoked", scenario=scenario_label)
             elif any(g.has_lapsed(req.now) for g in candidates):
@@ -324,7 +333,7 @@ class PolicyEngine:
             why = reason("field_not_granted", scenario=scenario_label, fields="、".join(outside))
             if (d := refuse("fields", why)) is not None:
                 return d
-            chosen = first
+            chosen, chosen_id = first, first_id
         elif trail is not None:
             trail.passed("fields", "所查信息都在授权范围内。", "All requested fields are granted.")
 
@@ -379,7 +388,7 @@ class PolicyEngine:
             masking_profile=scenario.masking_profile,
             max_records=max_records,
             quota_left=quota_left,
-            grant_id=chosen.grant_id,
+            grant_id=chosen_id,
         )
         return Decision(
             allowed=True, reasons=(self._allowed_reason(scenario.code, req.dataset),), obligations=obligations

@@ -1127,12 +1127,15 @@ def _newest_change(grants: Iterable[ScenarioGrant], start: datetime | None = Non
 
 _MICROSECOND = timedelta(microseconds=1)
 
-GrantEntry = tuple[int | None, int, ScenarioGrant]
-"""``(valid_from, valid_until, grant)``, the bounds in microseconds since the epoch (``epoch_us``), so
-the hot path compares two ints it holds instead of two datetimes scattered through memory. A grant
-that cannot be active (not approved, or a bound missing) has bounds ``(0, 0)``: ``0 <= now < 0`` never
-holds. ``None``: a bound that could not be converted (naive or out of range); the engine then asks
-``grant.is_active`` itself, which fails exactly as it always did."""
+GrantEntry = tuple[int | None, int, str | None, tuple[str, ...], str, ScenarioGrant]
+"""``(valid_from, valid_until, dataset, fields, grant_id, grant)``: what a decision reads of a grant,
+held in one tuple so that it does not chase the grant's datetimes and field mapping through memory
+(at national scale each is a cache miss). The bounds are microseconds since the epoch (``epoch_us``);
+a grant that cannot be active (not approved, or a bound missing) has bounds ``(0, 0)``, and
+``0 <= now < 0`` never holds. ``None`` as ``valid_from``: a bound that could not be converted (naive or
+out of range); the engine then asks ``grant.is_active``, which fails exactly as it always did.
+``dataset``/``fields``: the grant's only dataset and its fields, or ``None``/``()`` when it names
+several (then ``grant.datasets`` is read)."""
 
 # Per scenario, one dict per length of significant scope code holding grants, longest first (the
 # most specific scope first); each maps a significant scope to its grants ranked by _rank_in_scope.
@@ -1147,17 +1150,19 @@ def epoch_us(moment: datetime) -> int:
 
 
 def _entry(grant: ScenarioGrant) -> GrantEntry:
+    datasets = grant.datasets
+    dataset, fields = next(iter(datasets.items())) if len(datasets) == 1 else (None, ())
     start, end = grant.valid_from, grant.valid_until
     if grant.status is not GrantStatus.APPROVED or start is None or end is None:
-        return (0, 0, grant)
+        return (0, 0, dataset, fields, grant.grant_id, grant)
     try:
-        return (epoch_us(start), epoch_us(end), grant)
+        return (epoch_us(start), epoch_us(end), dataset, fields, grant.grant_id, grant)
     except (TypeError, OverflowError):
-        return (None, 0, grant)
+        return (None, 0, dataset, fields, grant.grant_id, grant)
 
 
 def _entry_rank(entry: GrantEntry) -> tuple[float, str]:
-    return _rank_in_scope(entry[2])
+    return _rank_in_scope(entry[-1])
 
 
 def _levels(by_length: Mapping[int, dict[str, list[GrantEntry]]]) -> _Levels:
@@ -1236,7 +1241,7 @@ class GrantIndex:
 
     def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
         """``lookup`` for a caller already in significant form (``divisions.split``)."""
-        return [entry[2] for entry in self.entries(significant, scenario)]
+        return [entry[-1] for entry in self.entries(significant, scenario)]
 
     def entries(self, significant: str, scenario: str) -> list[GrantEntry]:
         """The entries of ``covering``, in its order (the decision path reads the bounds from them).
@@ -1258,7 +1263,7 @@ class GrantIndex:
 
     def grants(self) -> list[ScenarioGrant]:
         return [
-            e[2] for levels in self._views.values() for _, per in levels for es in per.values() for e in es
+            e[-1] for levels in self._views.values() for _, per in levels for es in per.values() for e in es
         ]
 
     @classmethod
@@ -1324,7 +1329,7 @@ class GrantIndex:
                 per = by_length[len(scope)] = dict(per or {})
                 copied_keys.add((scenario, len(scope)))
             before = per.get(scope, [])
-            bucket = [e for e in before if e[2].grant_id not in ids] + [_entry(g) for g in grants]
+            bucket = [e for e in before if e[4] not in ids] + [_entry(g) for g in grants]
             count += len(bucket) - len(before)
             if bucket:
                 bucket.sort(key=_entry_rank)
