@@ -276,7 +276,12 @@ class PolicyEngine:
         index = self.grants  # read once: a refresh may swap it meanwhile
         entries = index.entries(org_significant, scenario.code)
         dataset = req.dataset
-        now_us = epoch_us(req.now)
+        now_us: int | None
+        try:
+            now_us = epoch_us(req.now)
+        except TypeError:
+            # A tzinfo whose utcoffset() is None: compare datetimes exactly as before (grant.is_active).
+            now_us = None
         if index.unconvertible:
             # A grant whose bounds the index could not convert fails the decision as it always did
             # (its comparison raises), wherever it ranks.
@@ -302,7 +307,11 @@ class PolicyEngine:
                 granted = only_fields
             else:
                 continue
-            if grant.is_active(req.now) if valid_from is None else valid_from <= now_us < valid_until:
+            if (
+                grant.is_active(req.now)
+                if valid_from is None or now_us is None
+                else valid_from <= now_us < valid_until
+            ):
                 if first is None:
                     first, first_fields, first_id = grant, granted, grant_id
                 if wanted is None or wanted.issubset(granted):

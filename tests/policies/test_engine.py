@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -402,6 +402,22 @@ def test_an_empty_index_refuses_everyone(engine_for: EngineFactory) -> None:
 def test_a_naive_time_fails_closed(engine_for: EngineFactory) -> None:
     naive = T0.replace(tzinfo=None)
     assert engine_for(*GRANTS).decide(req(CADRE_A1, "DIBAO_REVIEW", now=naive)).code == "internal_error"
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: such a time is aware by its tzinfo, naive by arithmetic."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+
+def test_a_time_without_an_offset_decides_as_the_grants_compare(engine_for: EngineFactory) -> None:
+    # The index compares integer bounds; a time it cannot convert falls back to the grant's own
+    # datetime comparison: an approved grant cannot compare (fail closed), a revoked one is not asked.
+    odd = T0.replace(tzinfo=_NoOffset())
+    engine = engine_for(*GRANTS)
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW", now=odd)).code == "internal_error"
+    assert engine.decide(req(CADRE_B1, "DIBAO_REVIEW", now=odd)).code == "grant_revoked"
 
 
 def test_a_grant_with_naive_bounds_fails_closed_and_spares_the_index(engine_for: EngineFactory) -> None:
