@@ -36,6 +36,7 @@ __all__ = [
     "normalize",
     "parent_of",
     "significant",
+    "split",
 ]
 
 ROOT = "000000000000"
@@ -112,8 +113,13 @@ def level_of(code: str) -> DivisionLevel:
 
 def significant(code: str) -> str:
     """The significant part: the code cut after its last non-zero segment (``""`` for the root)."""
+    return split(code)[1]
+
+
+def split(code: str) -> tuple[str, str]:
+    """``(normalize(code), significant(code))`` from one parse (the decision path needs both)."""
     full, level = _parse(code)
-    return full[: _BOUNDARIES[level - 1]] if level else ""
+    return full, (full[: _BOUNDARIES[level - 1]] if level else "")
 
 
 def covers(scope: str, target: str) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from policies import divisions
 from policies.errors import PolicyRefused
-from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGrant
+from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGrant, epoch_us
 from policies.model import AccessRequest, Check, Decision, Obligations, Reason
 from policies.permissions import PermissionModel
 from policies.quotas import QuotaCounter, quota_day
@@ -63,17 +63,34 @@ _GRIDS_OUTSIDE_ORG = Reason(
 )
 
 
-def _row_scope(roles: tuple[str, ...], grids: tuple[str, ...], org: str) -> tuple[str, ...]:
+# "-G01" .. "-G99": the tail of a micro-grid code after its village's 12 digits (divisions._GRID).
+_GRID_SUFFIXES = frozenset(f"-G{n:02d}" for n in range(1, 100))
+
+
+def _row_scope(
+    roles: tuple[str, ...], grids: tuple[str, ...], org: str, org_significant: str
+) -> tuple[str, ...]:
     """The organisation for a subject holding an organisation-wide role; otherwise (a grid worker) the
     assigned grids within it (GB/T 35273-2020 §5.2 minimum necessary). Assigned grids outside the
     organisation are ignored; none assigned, or none left, is empty, which refuses (fail closed) rather
     than falling back to the whole village."""
     if not _ORG_WIDE_READERS.isdisjoint(roles):
         return (org,)
-    return tuple(sorted({g for g in grids if _within(org, g)}))
+    village = len(org_significant) == 12
+    return tuple(sorted({g for g in grids if _within(org, g, village)}))
 
 
-def _within(org: str, grid: str) -> bool:
+def _within(org: str, grid: str, org_is_village: bool) -> bool:
+    # The usual case first, exactly: within a village-level org (12 digits, valid) lie precisely the
+    # codes "<org>-Gnn" with nn in 01-99. Anything else takes the full parse.
+    if (
+        org_is_village
+        and type(grid) is str
+        and len(grid) == 16
+        and grid[12:] in _GRID_SUFFIXES
+        and grid.startswith(org)
+    ):
+        return True
     try:
         return divisions.is_grid(grid) and divisions.covers(org, grid)
     except ValueError:
@@ -251,12 +268,57 @@ class PolicyEngine:
         elif trail is not None:
             trail.passed("hours", "当前在允许查看的时间内。", "Within the allowed hours.")
 
-        # 6. An active grant covering the caller's organisation for this dataset.
-        org = divisions.normalize(subject.org)
-        candidates = [g for g in self.grants.lookup(org, scenario.code) if req.dataset in g.datasets]
-        # Already ranked by GrantIndex.lookup: most specific scope, then longest lasting, then id.
-        active = [g for g in candidates if g.is_active(req.now)]
-        if not active:
+        # 6. An active grant covering the caller's organisation for this dataset, and
+        # 7. the requested fields within it. Entries come ranked (most specific scope, then longest
+        # lasting, then id); one pass finds the first active grant and the first active one granting
+        # every requested field, without building candidate lists on the way.
+        org, org_significant = divisions.split(subject.org)
+        index = self.grants  # read once: a refresh may swap it meanwhile
+        entries = index.entries(org_significant, scenario.code)
+        dataset = req.dataset
+        now_us: int | None
+        try:
+            now_us = epoch_us(req.now)
+        except TypeError:
+            # A tzinfo whose utcoffset() is None: compare datetimes exactly as before (grant.is_active).
+            now_us = None
+        if index.unconvertible:
+            # A grant whose bounds the index could not convert fails the decision as it always did
+            # (its comparison raises), wherever it ranks.
+            for entry in entries:
+                if entry[0] is None and dataset in entry[-1].datasets:
+                    entry[-1].is_active(req.now)
+        wanted: set[str] | None = None
+        if req.fields is not None:
+            fields = tuple(dict.fromkeys(req.fields))
+            wanted = set(fields)
+        first: ScenarioGrant | None = None
+        first_fields: tuple[str, ...] = ()
+        first_id = ""
+        chosen: ScenarioGrant | None = None
+        chosen_id = ""
+        for valid_from, valid_until, only, only_fields, grant_id, grant in entries:
+            if only is None:
+                several = grant.datasets.get(dataset)
+                if several is None:
+                    continue
+                granted = several
+            elif only == dataset:
+                granted = only_fields
+            else:
+                continue
+            if (
+                grant.is_active(req.now)
+                if valid_from is None or now_us is None
+                else valid_from <= now_us < valid_until
+            ):
+                if first is None:
+                    first, first_fields, first_id = grant, granted, grant_id
+                if wanted is None or wanted.issubset(granted):
+                    chosen, chosen_id = grant, grant_id
+                    break
+        if first is None:
+            candidates = [e[-1] for e in entries if dataset in e[-1].datasets]
             if any(g.status is GrantStatus.REVOKED for g in candidates):
                 why = reason("grant_revoked", scenario=scenario_label)
             elif any(g.has_lapsed(req.now) for g in candidates):
@@ -265,18 +327,10 @@ class PolicyEngine:
                 why = reason("no_active_grant", scenario=scenario_label, dataset=dataset_label)
             d = refuse("grant", why)
             return d if d is not None else self._finish_trail(trail)
-
-        # 7. Fields within the grant.
-        chosen: ScenarioGrant | None
-        if req.fields is None:
-            chosen = active[0]
-            fields = chosen.datasets[req.dataset]
-        else:
-            fields = tuple(dict.fromkeys(req.fields))
-            wanted = set(fields)
-            chosen = next((g for g in active if wanted.issubset(g.datasets[req.dataset])), None)
+        if wanted is None:
+            fields = first_fields
         if trail is not None:
-            best = chosen or active[0]
+            best = chosen or first
             trail.passed(
                 "grant",
                 f"本单位有「{scenario_label}」的有效授权。",
@@ -284,11 +338,11 @@ class PolicyEngine:
                 grant_id=best.grant_id,
             )
         if chosen is None:
-            outside = [f for f in fields if f not in active[0].datasets[req.dataset]]
+            outside = [f for f in fields if f not in first_fields]
             why = reason("field_not_granted", scenario=scenario_label, fields="、".join(outside))
             if (d := refuse("fields", why)) is not None:
                 return d
-            chosen = active[0]
+            chosen, chosen_id = first, first_id
         elif trail is not None:
             trail.passed("fields", "所查信息都在授权范围内。", "All requested fields are granted.")
 
@@ -321,7 +375,7 @@ class PolicyEngine:
                 quota_left="" if quota_left is None else str(quota_left),
             )
         # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
-        row_scope = _row_scope(subject.roles, subject.grids, org)
+        row_scope = _row_scope(subject.roles, subject.grids, org, org_significant)
         if not row_scope:
             if (
                 d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG if subject.grids else _NO_GRIDS_ASSIGNED)
@@ -343,7 +397,7 @@ class PolicyEngine:
             masking_profile=scenario.masking_profile,
             max_records=max_records,
             quota_left=quota_left,
-            grant_id=chosen.grant_id,
+            grant_id=chosen_id,
         )
         return Decision(
             allowed=True, reasons=(self._allowed_reason(scenario.code, req.dataset),), obligations=obligations

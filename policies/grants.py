@@ -46,12 +46,14 @@ from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 __all__ = [
     "BREAK_GLASS_MAX_HOURS",
     "BreakGlassReview",
+    "GrantEntry",
     "GrantIndex",
     "GrantRepository",
     "GrantService",
     "GrantStatus",
     "RenewalReminder",
     "ScenarioGrant",
+    "epoch_us",
 ]
 
 _log = logging.getLogger(__name__)
@@ -1085,8 +1087,9 @@ def _rank_in_scope(grant: ScenarioGrant) -> tuple[float, str]:
 
 
 def _scope_of(grant: ScenarioGrant) -> str | None:
+    """The significant form of the grant's scope (``divisions.significant``): the index key."""
     try:
-        return divisions.normalize(grant.org_scope)
+        return divisions.significant(grant.org_scope)
     except ValueError:
         # One malformed row must not take every grant down; it simply grants nothing.
         _log.error("grant %s skipped: malformed org scope", grant.grant_id)
@@ -1122,10 +1125,67 @@ def _newest_change(grants: Iterable[ScenarioGrant], start: datetime | None = Non
     return newest
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+GrantEntry = tuple[int | None, int, str | None, tuple[str, ...], str, ScenarioGrant]
+"""``(valid_from, valid_until, dataset, fields, grant_id, grant)``: what a decision reads of a grant,
+held in one tuple so that it does not chase the grant's datetimes and field mapping through memory
+(at national scale each is a cache miss). The bounds are microseconds since the epoch (``epoch_us``);
+a grant that cannot be active (not approved, or a bound missing) has bounds ``(0, 0)``, and
+``0 <= now < 0`` never holds. ``None`` as ``valid_from``: a bound that could not be converted (naive or
+out of range); the engine then asks ``grant.is_active``, which fails exactly as it always did.
+``dataset``/``fields``: the grant's only dataset and its fields, or ``None``/``()`` when it names
+several (then ``grant.datasets`` is read)."""
+
+# Per scenario, one dict per length of significant scope code holding grants, longest first (the
+# most specific scope first); each maps a significant scope to its grants ranked by _rank_in_scope.
+# Separate dicts per level keep the few county-level scopes in a small dict that stays in cache.
+# Buckets are tuples, not lists: a tuple holds its items inline, one memory access fewer per hit.
+_Levels = tuple[tuple[int, dict[str, tuple[GrantEntry, ...]]], ...]
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC: exact (integer), so ``<`` on it is ``<`` on the datetimes.
+    Raises TypeError for a naive datetime."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _entry(grant: ScenarioGrant) -> GrantEntry:
+    datasets = grant.datasets
+    dataset, fields = next(iter(datasets.items())) if len(datasets) == 1 else (None, ())
+    start, end = grant.valid_from, grant.valid_until
+    if grant.status is not GrantStatus.APPROVED or start is None or end is None:
+        return (0, 0, dataset, fields, grant.grant_id, grant)
+    try:
+        return (epoch_us(start), epoch_us(end), dataset, fields, grant.grant_id, grant)
+    except (TypeError, OverflowError):
+        return (None, 0, dataset, fields, grant.grant_id, grant)
+
+
+def _entry_rank(entry: GrantEntry) -> tuple[float, str]:
+    return _rank_in_scope(entry[-1])
+
+
+def _ranked(bucket: list[GrantEntry]) -> tuple[GrantEntry, ...]:
+    if len(bucket) > 1:
+        bucket.sort(key=_entry_rank)
+    return tuple(bucket)
+
+
+def _levels(by_length: Mapping[int, dict[str, tuple[GrantEntry, ...]]]) -> _Levels:
+    return tuple(sorted(((n, per) for n, per in by_length.items() if per), key=lambda item: -item[0]))
+
+
 class GrantIndex:
-    """Grants keyed by (normalised org scope, scenario). Immutable once built: a refresh builds a new
-    index and the engine swaps the reference (one assignment), so readers never see a half-built
+    """Grants keyed by scenario, then by the length and significant form of their org scope
+    (``divisions.significant``), as ``GrantEntry`` tuples. Immutable once built: a refresh builds a
+    new index and the engine swaps the reference (one assignment), so readers never see a half-built
     index and every decision during a rebuild is served by the old one.
+
+    Keyed by the significant form, the scopes covering a caller are the prefixes of the caller's own
+    significant form at segment boundaries (``divisions.covers``), so a lookup slices one string
+    instead of building up to six 12-digit ancestor codes, and probes only the code lengths that hold
+    grants of that scenario (at national scale: counties, townships and villages).
 
     ``version`` is the ``policy_versions`` value the index was built from; the gateway compares it with
     ``GrantRepository.policy_version()`` on each request (one primary-key read) and refreshes when it
@@ -1133,14 +1193,14 @@ class GrantIndex:
     only the grants changed since (copy-on-write: untouched buckets are shared with the old index).
     """
 
-    __slots__ = ("_by_id", "_by_scope", "_count", "_source", "version")
+    __slots__ = ("_by_id", "_count", "_source", "_views", "unconvertible", "version")
 
     def __init__(self, grants: Iterable[ScenarioGrant] = (), version: int = 0) -> None:
-        # scope -> scenario -> grants ranked by _rank_in_scope. The lists are never mutated once
-        # built (lists, not tuples: no second copy of ~100,000 references at national scale).
-        by_scope: dict[str, dict[str, list[ScenarioGrant]]] = {}
+        # scenario -> scope length -> significant scope -> entries (ranked by _rank_in_scope below).
+        by_scenario: dict[str, dict[int, dict[str, list[GrantEntry]]]] = {}
         by_id: dict[str, ScenarioGrant] = {}
         count = 0
+        unconvertible = False
         indexed = _INDEXED
         for grant in grants:
             if grant.status not in indexed:
@@ -1148,21 +1208,31 @@ class GrantIndex:
             scope = _scope_of(grant)
             if scope is None:
                 continue
-            per = by_scope.get(scope)
+            by_length = by_scenario.get(grant.scenario)
+            if by_length is None:
+                by_length = by_scenario[grant.scenario] = {}
+            per = by_length.get(len(scope))
             if per is None:
-                per = by_scope[scope] = {}
-            bucket = per.get(grant.scenario)
+                per = by_length[len(scope)] = {}
+            entry = _entry(grant)
+            if entry[0] is None:
+                unconvertible = True
+            bucket = per.get(scope)
             if bucket is None:
-                per[grant.scenario] = [grant]
+                per[scope] = [entry]
             else:
-                bucket.append(grant)
+                bucket.append(entry)
             by_id[grant.grant_id] = grant
             count += 1
-        for per in by_scope.values():
-            for bucket in per.values():
-                if len(bucket) > 1:
-                    bucket.sort(key=_rank_in_scope)
-        self._by_scope = by_scope
+        self._views: dict[str, _Levels] = {
+            sc: _levels(
+                {n: {scope: _ranked(bucket) for scope, bucket in per.items()} for n, per in by_length.items()}
+            )
+            for sc, by_length in by_scenario.items()
+        }
+        #: True when some entry's bounds are ``None`` (see GrantEntry); may stay True after such a
+        #: grant leaves through an incremental refresh (it only turns on a slower, exact check).
+        self.unconvertible = unconvertible
         self._by_id = by_id
         self._count = count
         self._source: _Source | None = None
@@ -1173,22 +1243,35 @@ class GrantIndex:
 
     def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
         """Grants for ``scenario`` whose scope covers ``org``, ranked: most specific scope first, then
-        the one lasting longest, then by id. Ancestors have distinct levels, so walking them from
-        ``org`` up and keeping each scope's grants pre-sorted gives that order with no sort per call.
+        the one lasting longest, then by id. Raises ValueError when ``org`` is malformed."""
+        return self.covering(divisions.significant(org), scenario)
 
-        Walks at most six ancestor codes: cost is independent of how many grants exist."""
-        found: list[ScenarioGrant] = []
-        by_scope = self._by_scope
-        for code in reversed(divisions.ancestors(org)):
-            per = by_scope.get(code)
-            if per is not None:
-                hit = per.get(scenario)
+    def covering(self, significant: str, scenario: str) -> list[ScenarioGrant]:
+        """``lookup`` for a caller already in significant form (``divisions.split``)."""
+        return [entry[-1] for entry in self.entries(significant, scenario)]
+
+    def entries(self, significant: str, scenario: str) -> list[GrantEntry]:
+        """The entries of ``covering``, in its order (the decision path reads the bounds from them).
+
+        Scopes covering a code have distinct lengths, so probing from the longest down and keeping each
+        scope's grants pre-sorted gives the ranking with no sort per call. At most six probes: cost is
+        independent of how many grants exist."""
+        levels = self._views.get(scenario)
+        if levels is None:
+            return []
+        size = len(significant)
+        found: list[GrantEntry] = []
+        for cut, per in levels:
+            if cut <= size:
+                hit = per.get(significant[:cut])
                 if hit:
                     found.extend(hit)
         return found
 
     def grants(self) -> list[ScenarioGrant]:
-        return [g for per in self._by_scope.values() for gs in per.values() for g in gs]
+        return [
+            e[-1] for levels in self._views.values() for _, per in levels for es in per.values() for e in es
+        ]
 
     @classmethod
     def from_repository(cls, repository: GrantRepository, now: datetime, keep_days: int = 30) -> GrantIndex:
@@ -1231,7 +1314,7 @@ class GrantIndex:
         for grant in changed:
             old = by_id.pop(grant.grant_id, None)
             if old is not None and (scope := _scope_of(old)) is not None:
-                added.setdefault((scope, old.scenario), [])
+                added.setdefault((old.scenario, scope), [])
             if (
                 grant.status in _INDEXED
                 and grant.valid_until is not None
@@ -1239,29 +1322,36 @@ class GrantIndex:
                 and (scope := _scope_of(grant)) is not None
             ):
                 by_id[grant.grant_id] = grant
-                added.setdefault((scope, grant.scenario), []).append(grant)
+                added.setdefault((grant.scenario, scope), []).append(grant)
         count = self._count
-        copied: dict[str, dict[str, list[ScenarioGrant]]] = {}
-        for (scope, scenario), grants in added.items():
-            per = copied.get(scope)
-            if per is None:
-                per = copied[scope] = dict(self._by_scope.get(scope, {}))
-            before = per.get(scenario, [])
-            bucket = [g for g in before if g.grant_id not in ids] + grants
+        # Copy-on-write: only the (scenario, scope length) dicts a change touches are copied.
+        copied: dict[str, dict[int, dict[str, tuple[GrantEntry, ...]]]] = {}
+        copied_keys: set[tuple[str, int]] = set()
+        for (scenario, scope), grants in added.items():
+            by_length = copied.get(scenario)
+            if by_length is None:
+                by_length = copied[scenario] = dict(self._views.get(scenario, ()))
+            per = by_length.get(len(scope))
+            if per is None or (scenario, len(scope)) not in copied_keys:
+                per = by_length[len(scope)] = dict(per or {})
+                copied_keys.add((scenario, len(scope)))
+            before = per.get(scope, ())
+            bucket = [e for e in before if e[4] not in ids] + [_entry(g) for g in grants]
             count += len(bucket) - len(before)
             if bucket:
-                bucket.sort(key=_rank_in_scope)
-                per[scenario] = bucket
+                per[scope] = _ranked(bucket)
             else:
-                per.pop(scenario, None)
-        by_scope = dict(self._by_scope)
-        for scope, per in copied.items():
-            if per:
-                by_scope[scope] = per
+                per.pop(scope, None)
+        views = dict(self._views)
+        for scenario, by_length in copied.items():
+            levels = _levels(by_length)
+            if levels:
+                views[scenario] = levels
             else:
-                by_scope.pop(scope, None)
+                views.pop(scenario, None)
         index = GrantIndex(version=version)
-        index._by_scope = by_scope
+        index._views = views
+        index.unconvertible = self.unconvertible or any(_entry(g)[0] is None for g in changed)
         index._by_id = by_id
         index._count = count
         index._source = replace(source, newest_change=_newest_change(changed, source.newest_change))

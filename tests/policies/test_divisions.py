@@ -17,6 +17,7 @@ from policies.divisions import (
     normalize,
     parent_of,
     significant,
+    split,
 )
 
 
@@ -161,6 +162,15 @@ def test_every_ancestor_covers_and_parent_is_last_proper_ancestor(code: str) -> 
 @given(codes, codes)
 def test_covers_equals_membership_in_ancestors(scope: str, target: str) -> None:
     assert covers(scope, target) == (normalize(scope) in ancestors(target))
+
+
+@given(codes, codes)
+def test_a_scope_covers_exactly_the_codes_its_significant_form_prefixes(scope: str, target: str) -> None:
+    # What GrantIndex.entries relies on: the caller's significant form cut at the scope's length.
+    full, sig = split(target)
+    assert (full, sig) == (normalize(target), significant(target))
+    key = significant(scope)
+    assert covers(scope, target) == (len(key) <= len(sig) and sig[: len(key)] == key)
 
 
 @given(codes, codes, codes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,11 @@ from policies import (
     PolicyEngine,
     PolicyRefused,
     ScenarioCatalog,
-    ScenarioGrant,
     Subject,
     load_permissions,
     load_scenarios,
 )
+from policies.grants import GrantEntry
 from policies.permissions import DEFAULT_MODEL_PATH, DEFAULT_POLICY_PATH
 from policies.reasons import CODES
 from policies.scenarios import DEFAULT_SCENARIOS_PATH
@@ -361,7 +361,8 @@ def test_scenario_not_for_dataset(tmp_path: Path) -> None:
 
 
 class _BrokenIndex(GrantIndex):
-    def lookup(self, org: str, scenario: str) -> list[ScenarioGrant]:
+    # ``entries`` is what the engine (and ``lookup``) reads.
+    def entries(self, significant: str, scenario: str) -> list[GrantEntry]:
         raise RuntimeError("index corrupted: 110101199003071234")
 
 
@@ -401,6 +402,39 @@ def test_an_empty_index_refuses_everyone(engine_for: EngineFactory) -> None:
 def test_a_naive_time_fails_closed(engine_for: EngineFactory) -> None:
     naive = T0.replace(tzinfo=None)
     assert engine_for(*GRANTS).decide(req(CADRE_A1, "DIBAO_REVIEW", now=naive)).code == "internal_error"
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: such a time is aware by its tzinfo, naive by arithmetic."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+
+def test_a_time_without_an_offset_decides_as_the_grants_compare(engine_for: EngineFactory) -> None:
+    # The index compares integer bounds; a time it cannot convert falls back to the grant's own
+    # datetime comparison: an approved grant cannot compare (fail closed), a revoked one is not asked.
+    odd = T0.replace(tzinfo=_NoOffset())
+    engine = engine_for(*GRANTS)
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW", now=odd)).code == "internal_error"
+    assert engine.decide(req(CADRE_B1, "DIBAO_REVIEW", now=odd)).code == "grant_revoked"
+
+
+def test_a_grant_with_naive_bounds_fails_closed_and_spares_the_index(engine_for: EngineFactory) -> None:
+    # The index keeps its bounds as integers; one it cannot convert must neither break the build nor
+    # read as "no grant": the decision asks the grant itself, which cannot compare, so it refuses.
+    naive = make_grant(
+        "g-naive",
+        "DIBAO_REVIEW",
+        VILLAGE_A1,
+        DIBAO_FIELDS,
+        valid_from=(T0 - timedelta(days=1)).replace(tzinfo=None),
+        valid_until=(T0 + timedelta(days=1)).replace(tzinfo=None),
+    )
+    engine = engine_for(naive, *GRANTS)
+    assert len(engine.grants) == len(GRANTS) + 1
+    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "internal_error"
+    assert engine.decide(req(CADRE_A1, "ELDERLY_VISIT")).code == "allowed"
 
 
 def test_a_grant_with_a_malformed_scope_grants_nothing_and_spares_the_rest(engine_for: EngineFactory) -> None:

@@ -267,11 +267,17 @@ def random_grant(rng: random.Random, n: int) -> ScenarioGrant:
     start = BASE + timedelta(minutes=rng.randint(-120, 60))
     end = start + timedelta(minutes=rng.randint(1, 180))
     dataset = "residents" if rng.random() < 0.9 else "households"
+    datasets = {dataset: fields}
+    if rng.random() < 0.2:
+        # A grant naming two datasets (the index keeps a one-dataset grant's fields at hand; this
+        # exercises the other path).
+        other = "households" if dataset == "residents" else "residents"
+        datasets[other] = tuple(f for f in allowed if rng.random() < 0.5) or allowed[-1:]
     return ScenarioGrant(
         grant_id=f"g{n:02d}",
         scenario=scenario,
         org_scope=rng.choice(ORGS + SHORT_FORMS),
-        datasets=MappingProxyType({dataset: fields}),
+        datasets=MappingProxyType(datasets),
         valid_from=start,
         valid_until=end,
         status=rng.choice(STATUSES),
