@@ -13,7 +13,9 @@ thread writes whatever deltas are waiting in ONE transaction (one upsert per dis
 answers every caller with its key's new total. A durable commit per request would otherwise cost an
 fsync (SQLite) or a WAL flush (PostgreSQL) each and, on SQLite, queue every request behind the single
 write lock. A request is answered only after its pages are counted; if the batch cannot be written its
-callers get the error (fail closed).
+callers get the error (fail closed). By default that commit does not also wait for the disk
+(``GRASSROOTS_QUOTA_WAIT_FOR_DISK``; see ``SqlQuotaCounter``): the audit event committed just before it
+is the durable record, and a second fsync per request would double the commit latency a reader sees.
 """
 
 from __future__ import annotations

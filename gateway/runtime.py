@@ -145,7 +145,8 @@ class Runtime:
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
         self.quotas = CachedQuotaCounter(
-            SqlQuotaCounter(self.sessions), ttl_s=settings.policy_refresh_interval_s
+            SqlQuotaCounter(self.sessions, wait_for_disk=settings.quota_wait_for_disk),
+            ttl_s=settings.policy_refresh_interval_s,
         )
         self.keys = keys
         self.scanner = scanner

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -76,10 +76,20 @@ class InMemoryQuotaCounter:
 
 class SqlQuotaCounter:
     """Counter rows in ``policy_quota_usage``. ``session_factory`` yields a Session per call;
-    ``consume`` commits its own tiny transaction so the count is visible to every process at once."""
+    ``consume`` commits its own tiny transaction so the count is visible to every process at once.
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    ``wait_for_disk=False`` commits the counting without waiting for the disk: SQLite
+    ``synchronous=NORMAL`` for that transaction (in WAL mode the commit is written but fsynced with the
+    next durable commit or checkpoint), PostgreSQL ``SET LOCAL synchronous_commit = off``. The count is
+    visible to every process at once either way and the counter can never be corrupted; a power cut can
+    lose only the last increments. A quota is a rate limit, not a record: the record of every access is
+    the audit event, which is committed durably before the pages are counted. Waiting for a second
+    fsync per request would add about as much latency as the audit commit itself.
+    """
+
+    def __init__(self, session_factory: Callable[[], Session], *, wait_for_disk: bool = True) -> None:
         self._session_factory = session_factory
+        self._wait_for_disk = wait_for_disk
 
     def used(self, user_id: str, scenario: str, day: str) -> int:
         with self._session_factory() as session:
@@ -104,19 +114,51 @@ class SqlQuotaCounter:
         if not summed:
             return totals
         with self._session_factory() as session:
-            dialect = session.get_bind().dialect.name
-            insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            for key in sorted(summed):
-                (user_id, scenario, day), count = key, summed[key]
-                stmt = (
-                    insert_fn(QuotaUsageRow)
-                    .values(user_id=user_id, scenario=scenario, day=day, used=count)
-                    .on_conflict_do_update(
-                        index_elements=[QuotaUsageRow.user_id, QuotaUsageRow.scenario, QuotaUsageRow.day],
-                        set_={"used": QuotaUsageRow.used + count},
-                    )
-                    .returning(QuotaUsageRow.used)
-                )
-                totals[key] = int(session.execute(stmt).scalar_one())
-            session.commit()
+            bound = session.get_bind()
+        bind = bound.engine if isinstance(bound, Connection) else bound
+        dialect = bind.dialect.name
+        insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        relaxed = not self._wait_for_disk and dialect in ("sqlite", "postgresql")
+        # One connection held from the first statement to the restore below, so the relaxed setting
+        # never leaves with it into the pool.
+        with bind.connect() as connection:
+            if relaxed and dialect == "sqlite":
+                # Before BEGIN: the setting applies to this connection's next commits.
+                connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                connection.commit()
+            try:
+                with connection.begin():
+                    if relaxed and dialect == "postgresql":
+                        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    for key in sorted(summed):
+                        (user_id, scenario, day), count = key, summed[key]
+                        stmt = (
+                            insert_fn(QuotaUsageRow)
+                            .values(user_id=user_id, scenario=scenario, day=day, used=count)
+                            .on_conflict_do_update(
+                                index_elements=[
+                                    QuotaUsageRow.user_id,
+                                    QuotaUsageRow.scenario,
+                                    QuotaUsageRow.day,
+                                ],
+                                set_={"used": QuotaUsageRow.used + count},
+                            )
+                            .returning(QuotaUsageRow.used)
+                        )
+                        totals[key] = int(connection.execute(stmt).scalar_one())
+            finally:
+                if relaxed and dialect == "sqlite":
+                    _restore_full_sync(connection)
         return totals
+
+
+def _restore_full_sync(connection: Connection) -> None:
+    """Put ``synchronous=FULL`` back before the connection returns to the pool; a connection that cannot
+    be restored is discarded, so no later writer (audit, grants) ever commits on it without an fsync."""
+    try:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA synchronous=FULL")
+        connection.commit()
+    except Exception:
+        connection.invalidate()
+        raise
