@@ -332,12 +332,12 @@ def _body_stamp(when: datetime) -> str:
     return f"{prefix}.{when.microsecond:06d}Z"
 
 
-def _quoted(token: str | None) -> str:
-    return "null" if token is None else '"' + token + '"'
+# Separator of the quoted tokens of a list (tokens never hold a quote or a backslash: see _TOKEN, _REFS).
+_SEP: Final = '","'
 
 
-def _quoted_list(tokens: tuple[str, ...]) -> str:
-    return '"' + '","'.join(tokens) + '"' if tokens else ""
+def _reference_text(event: AuditEvent, stamp: str) -> tuple[str, str]:
+    return canonical_json(event.to_body()).decode("utf-8"), stamp
 
 
 def canonical_text_and_time(event: AuditEvent) -> tuple[str, str]:
@@ -356,19 +356,30 @@ def canonical_text_and_time(event: AuditEvent) -> tuple[str, str]:
     actor = event.actor
     if details:
         thawed = _thawed(details)
-        details_text = encode_plain(thawed) if is_plain(thawed) else None
+        if not is_plain(thawed):
+            return _reference_text(event, stamp)
+        details_text = encode_plain(thawed)
     else:
         details_text = "{}"
-    if details_text is None or has_surrogate(actor):
-        return canonical_json(event.to_body()).decode("utf-8"), stamp
+    if not actor.isascii() and has_surrogate(actor):
+        return _reference_text(event, stamp)
+    # Quoted inline rather than through helper functions: ten calls per event were a sixth of its cost.
+    # Optional tokens: null or "token"; token lists: the inside of the brackets ("a","b" or nothing).
+    org = "null" if (x := event.actor_org) is None else f'"{x}"'
+    dataset = "null" if (x := event.dataset) is None else f'"{x}"'
+    reason = "null" if (x := event.reason) is None else f'"{x}"'
+    request_id = "null" if (x := event.request_id) is None else f'"{x}"'
+    scenario = "null" if (x := event.scenario) is None else f'"{x}"'
+    trace_id = "null" if (x := event.trace_id) is None else f'"{x}"'
+    roles = f'"{_SEP.join(t)}"' if (t := event.actor_roles) else ""
+    fields = f'"{_SEP.join(t)}"' if (t := event.fields) else ""
+    record_refs = f'"{_SEP.join(t)}"' if (t := event.record_refs) else ""
+    subject_refs = f'"{_SEP.join(t)}"' if (t := event.subject_refs) else ""
     text = (
-        f'{{"actor":{_json_string(actor)},"actor_org":{_quoted(event.actor_org)},'
-        f'"actor_roles":[{_quoted_list(event.actor_roles)}],"dataset":{_quoted(event.dataset)},'
-        f'"details":{details_text},"fields":[{_quoted_list(event.fields)}],"kind":"{event.kind}",'
-        f'"occurred_at":"{stamp}","outcome":"{event.outcome._value_}","reason":{_quoted(event.reason)},'
-        f'"record_count":{event.record_count:d},"record_refs":[{_quoted_list(event.record_refs)}],'
-        f'"request_id":{_quoted(event.request_id)},"scenario":{_quoted(event.scenario)},'
-        f'"subject_refs":[{_quoted_list(event.subject_refs)}],"trace_id":{_quoted(event.trace_id)},'
-        f'"v":{BODY_VERSION:d}}}'
+        f'{{"actor":{_json_string(actor)},"actor_org":{org},"actor_roles":[{roles}],"dataset":{dataset},'
+        f'"details":{details_text},"fields":[{fields}],"kind":"{event.kind}","occurred_at":"{stamp}",'
+        f'"outcome":"{event.outcome._value_}","reason":{reason},"record_count":{event.record_count:d},'
+        f'"record_refs":[{record_refs}],"request_id":{request_id},"scenario":{scenario},'
+        f'"subject_refs":[{subject_refs}],"trace_id":{trace_id},"v":{BODY_VERSION:d}}}'
     )
     return text, stamp
