@@ -276,12 +276,19 @@ def recheck_scope(
     prefixes = _division_prefixes(scopes)
     kept: list[Mapping[str, Any]] = []
     dropped = 0
+    # A page's rows share a handful of division codes (a village's, usually one): each distinct code is
+    # checked once per page. ``_within`` is pure, so the memo answers exactly as the check would.
+    inside: dict[str, bool] = {}
     for record in records:
         org = record.get(org_field)
         grid = record.get(grid_field) if grids and grid_field is not None else None
-        if (isinstance(org, str) and _within(org, scopes, prefixes)) or (
-            isinstance(grid, str) and grid in grids
-        ):
+        if isinstance(org, str):
+            org_inside = inside.get(org)
+            if org_inside is None:
+                org_inside = inside[org] = _within(org, scopes, prefixes)
+        else:
+            org_inside = False
+        if org_inside or (isinstance(grid, str) and grid in grids):
             kept.append(record)
         else:
             dropped += 1

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.jwk import OKPKey
+from yarl import URL
 
 from gateway.errors import (
     UpstreamCredentialRefused,
@@ -37,6 +38,8 @@ TOKEN_TTL_S = 300
 TOKEN_REUSE_S = 240
 #: Carries the API key the department issued to the gateway (gateway/outbound.py).
 CREDENTIAL_HEADER = "X-Api-Key"
+#: List URLs kept for reuse (see ``UpstreamClient._list_url``); past this the cache starts over.
+_URL_CACHE_SIZE = 1024
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -123,6 +126,7 @@ class UpstreamClient:
         self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._list_urls: dict[tuple[str, str, tuple[tuple[str, str], ...]], URL] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -136,16 +140,30 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    async def _get_json(self, target: UpstreamTarget, path: str, params: Sequence[tuple[str, str]]) -> Any:
+    def _list_url(self, target: UpstreamTarget, params: tuple[tuple[str, str], ...]) -> URL:
+        """The collection URL with its query, built as aiohttp builds it from ``params``
+        (``URL(url).extend_query(params)``) and reused: a page asked for again (same system, scope and
+        page) skips yarl's parsing and quoting, and the URL's cached parts (host, path and query) come
+        along. Only division codes, grid codes and page numbers are kept here, never a record id."""
+        key = (target.base_url, target.path, params)
+        url = self._list_urls.get(key)
+        if url is None:
+            url = URL(target.base_url.rstrip("/") + target.path)
+            url = url.extend_query(params) if params else url
+            if len(self._list_urls) >= _URL_CACHE_SIZE:
+                self._list_urls.clear()
+            self._list_urls[key] = url
+        return url
+
+    async def _get_json(self, target: UpstreamTarget, url: URL | str) -> Any:
         if self._session is None:
             await self.start()
         assert self._session is not None
         headers = {"Authorization": f"Bearer {self._signer.token_for(target.system_id)}"}
         if target.credential is not None:
             headers[CREDENTIAL_HEADER] = target.credential
-        url = target.base_url.rstrip("/") + path
         try:
-            async with self._session.get(url, params=list(params), headers=headers) as resp:
+            async with self._session.get(url, headers=headers) as resp:
                 status = resp.status
                 raw = await resp.read()
         except TimeoutError:
@@ -183,10 +201,13 @@ class UpstreamClient:
         page_size: int,
         grids: Sequence[str] = (),
     ) -> UpstreamPage:
-        params = [("org_prefix", p) for p in org_prefixes]
-        params += [("grid", g) for g in grids]
-        params += [("page", str(page)), ("page_size", str(page_size))]
-        body = await self._get_json(target, target.path, params)
+        params = (
+            *(("org_prefix", p) for p in org_prefixes),
+            *(("grid", g) for g in grids),
+            ("page", str(page)),
+            ("page_size", str(page_size)),
+        )
+        body = await self._get_json(target, self._list_url(target, params))
         if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
             raise UpstreamError(extra={"system": target.system_id})
         next_page = body.get("next_page")
@@ -207,7 +228,8 @@ class UpstreamClient:
         params += [("grid", g) for g in grids]
         # record_id is validated by the route (RECORD_ID_PATTERN), so it needs no escaping here.
         path = f"{target.path.rstrip('/')}/{record_id}"
-        body = await self._get_json(target, path, params)
+        url = URL(target.base_url.rstrip("/") + path)
+        body = await self._get_json(target, url.extend_query(params) if params else url)
         if body is None:
             return None
         return self._check_record(body, target.system_id)

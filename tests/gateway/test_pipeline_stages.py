@@ -145,3 +145,14 @@ def test_recheck_scope_keeps_exactly_what_covers_allows(scope: list[str], org: o
     expected = isinstance(org, str) and any(_covers_safely(code, org) for code in divisions)
     kept, _ = recheck_scope([{"id": "R1", "village_code": org}], scope, "village_code")
     assert bool(kept) is expected
+
+
+@given(st.lists(_CODES, max_size=4), st.lists(st.one_of(_CODES, st.none(), st.integers()), max_size=12))
+def test_recheck_scope_on_a_page_keeps_each_row_as_alone(scope: list[str], orgs: list[object]) -> None:
+    """Rows sharing a division code are decided once per page (memo): each row is kept or dropped
+    exactly as it would be on a page of its own, in order, and the drop count adds up."""
+    records = [{"id": f"R{i}", "village_code": org} for i, org in enumerate(orgs)]
+    kept, dropped = recheck_scope(records, scope, "village_code")
+    alone = [r for r in records if recheck_scope([r], scope, "village_code")[0]]
+    assert kept == alone
+    assert dropped == len(records) - len(alone)

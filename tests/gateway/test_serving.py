@@ -1,0 +1,97 @@
+"""``grassroots serve``'s HTTP protocol: the coalesced writes put the same bytes on the wire as uvicorn's
+own httptools protocol, over keep-alive, on ``Connection: close`` and for a streamed body."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.serving import CoalescingHttpToolsProtocol
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        for part in (b"one,", b"two,", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = ('{"path": "' + scope["path"] + '", "text": "数据"}').encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+REQUESTS = (
+    b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+)
+
+
+async def _exchange(protocol: type[asyncio.Protocol]) -> bytes:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol, loop="none", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUESTS)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout=10)  # until the server closes after /c
+    writer.close()
+    server.should_exit = True
+    await task
+    return re.sub(rb"date: [^\r]*\r\n", b"", data)
+
+
+async def test_same_bytes_as_uvicorns_httptools_protocol() -> None:
+    ours = await _exchange(CoalescingHttpToolsProtocol)
+    stock = await _exchange(HttpToolsProtocol)
+    assert ours.count(b"HTTP/1.1 200 OK") == 4
+    assert b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n" in ours
+    assert '"text": "数据"'.encode() in ours
+    assert ours == stock
+
+
+class _Recording(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_writes_of_one_loop_turn_go_out_as_one_and_close_flushes_first() -> None:
+    from gateway.serving import _CoalescingTransport
+
+    inner = _Recording()
+    transport = _CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"body")
+    assert inner.sent == []
+    await asyncio.sleep(0)
+    assert inner.sent == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    transport.write(b"last")
+    transport.close()
+    assert inner.sent[-1] == b"last"
+    assert inner.closed
