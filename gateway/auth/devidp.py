@@ -20,6 +20,7 @@ import stat
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from joserfc import jwt
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, RSAKey
 
 __all__ = [
@@ -236,7 +238,10 @@ class DevIdentityProvider:
             claims["grids"] = list(user.grids)
         # RFC 9068 §2.1: the "typ" header is "at+jwt" so that an ID token cannot pass for one.
         header = {"alg": self.algorithm, "kid": key.kid, "typ": "at+jwt"}
-        return jwt.encode(header, claims, key, algorithms=[self.algorithm])
+        with warnings.catch_warnings():
+            # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; relying parties still expect it.
+            warnings.simplefilter("ignore", SecurityWarning)
+            return jwt.encode(header, claims, key, algorithms=[self.algorithm])
 
     def _signing_key(self) -> ECKey | RSAKey:
         with self._key_lock:
