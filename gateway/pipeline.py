@@ -34,7 +34,7 @@ from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
-from policies.divisions import grid_village, is_grid, significant
+from policies.divisions import grid_village, is_grid
 from policies.quotas import quota_day
 
 _log = logging.getLogger("gateway.pipeline")
@@ -273,11 +273,10 @@ def recheck_scope(
     grid code (``grid_field``), whole and exact: a grid covers only itself."""
     grids = frozenset(code for code in row_scope if is_grid(code))
     scopes = [code for code in row_scope if code not in grids] if grids else row_scope
-    prefixes = _division_prefixes(scopes)
     kept: list[Mapping[str, Any]] = []
     dropped = 0
     # A page's rows share a handful of division codes (a village's, usually one): each distinct code is
-    # checked once per page. ``_within`` is pure, so the memo answers exactly as the check would.
+    # checked once per page. ``covers`` is pure, so the memo answers exactly as the check would.
     inside: dict[str, bool] = {}
     for record in records:
         org = record.get(org_field)
@@ -285,7 +284,7 @@ def recheck_scope(
         if isinstance(org, str):
             org_inside = inside.get(org)
             if org_inside is None:
-                org_inside = inside[org] = _within(org, scopes, prefixes)
+                org_inside = inside[org] = any(_covers_safely(scope, org) for scope in scopes)
         else:
             org_inside = False
         if org_inside or (isinstance(grid, str) and grid in grids):
@@ -293,35 +292,6 @@ def recheck_scope(
         else:
             dropped += 1
     return kept, dropped
-
-
-#: The longest division code (统计用区划代码); longer codes (micro-grids) are left to ``covers``.
-_DIVISION_CODE_LENGTH = 12
-
-
-def _division_prefixes(scopes: Sequence[str]) -> tuple[str, ...]:
-    """Each division scope's significant prefix, computed once per page rather than once per record
-    (``covers`` parses both codes on every call). A malformed scope covers nothing, as in
-    ``_covers_safely``; a grid-shaped scope covers no division-coded row (a grid covers only itself)."""
-    prefixes: list[str] = []
-    for scope in scopes:
-        if isinstance(scope, str) and len(scope) <= _DIVISION_CODE_LENGTH:
-            try:
-                prefixes.append(significant(scope))
-            except ValueError:
-                continue
-    return tuple(prefixes)
-
-
-def _within(org: str, scopes: Sequence[str], prefixes: tuple[str, ...]) -> bool:
-    """``any(_covers_safely(scope, org) for scope in scopes)``, with the scopes' prefixes precomputed."""
-    if len(org) > _DIVISION_CODE_LENGTH:
-        return any(_covers_safely(scope, org) for scope in scopes)
-    try:
-        found = significant(org)
-    except ValueError:
-        return False
-    return any(found.startswith(prefix) for prefix in prefixes)
 
 
 def _covers_safely(scope: str, org: str) -> bool:
