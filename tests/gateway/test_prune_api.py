@@ -8,9 +8,9 @@ gateway starts so that they are events 1..20, then the gateway's own events foll
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,67 +19,58 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from audit import AuditLog
 from demoworld.world import build_world
 from gateway.db import make_engine, upgrade
 from tests.audit.helpers import make_event
-from tests.stack import REPO, Stack, free_port, postgres_base_url, stop
+from tests.stack import REPO, Stack, free_port, postgres_base_url, stop, throwaway_postgres
 
 BASE = "/api/v1/supervision"
 JAN_2020 = datetime(2020, 1, 10, 2, 0, tzinfo=UTC)
 FEB_2020 = datetime(2020, 2, 10, 2, 0, tzinfo=UTC)
 
 
-def _database(backend: str, root: Path) -> tuple[str, sa.Engine | None, str]:
+def _database(backend: str, root: Path, cleanup: contextlib.ExitStack) -> str:
     if backend == "sqlite":
-        return f"sqlite:///{root / 'var' / 'gateway.db'}", None, ""
+        return f"sqlite:///{root / 'var' / 'gateway.db'}"
     base = postgres_base_url()
     if base is None:
         pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
-    parsed = make_url(base).set(drivername="postgresql+psycopg")
-    name = f"gr_prune_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    return parsed.set(database=name).render_as_string(hide_password=False), admin, name
+    return cleanup.enter_context(throwaway_postgres(base))
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp(f"prune-{request.param}")
     (root / "var").mkdir()
-    url, admin, name = _database(request.param, root)
-    upgrade(url)
-    engine = make_engine(url, pool_size=1)
-    log = AuditLog(engine)
-    log.append_many(make_event(i, occurred_at=JAN_2020 + timedelta(minutes=i)) for i in range(10))
-    log.append_many(make_event(i, occurred_at=FEB_2020 + timedelta(minutes=i)) for i in range(10, 20))
-    engine.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "GRASSROOTS_DATA_DIR": str(root / "var"),
-        "GRASSROOTS_DATABASE_URL": url,
-        "GRASSROOTS_DEV_IDP_ENABLED": "true",
-        "GRASSROOTS_HOST": "127.0.0.1",
-        "GRASSROOTS_PORT": str(port),
-        "GRASSROOTS_LOG_LEVEL": "warning",
-    }
-    s = Stack(request.param, root / "var", url, env, port, free_port())
-    try:
-        s.start_gateway()
-        yield s
-    finally:
-        stop(s.gateway)
-        if s._engine is not None:
-            s._engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+    with contextlib.ExitStack() as cleanup:
+        url = _database(request.param, root, cleanup)
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        log = AuditLog(engine)
+        log.append_many(make_event(i, occurred_at=JAN_2020 + timedelta(minutes=i)) for i in range(10))
+        log.append_many(make_event(i, occurred_at=FEB_2020 + timedelta(minutes=i)) for i in range(10, 20))
+        engine.dispose()
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "GRASSROOTS_DATA_DIR": str(root / "var"),
+            "GRASSROOTS_DATABASE_URL": url,
+            "GRASSROOTS_DEV_IDP_ENABLED": "true",
+            "GRASSROOTS_HOST": "127.0.0.1",
+            "GRASSROOTS_PORT": str(port),
+            "GRASSROOTS_LOG_LEVEL": "warning",
+        }
+        s = Stack(request.param, root / "var", url, env, port, free_port())
+        try:
+            s.start_gateway()
+            yield s
+        finally:
+            stop(s.gateway)
+            if s._engine is not None:
+                s._engine.dispose()
 
 
 def api(stack: Stack, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
@@ -152,8 +143,8 @@ def test_migration_0007_up_down_and_refuses_down_once_pruned(backend: str, tmp_p
     from gateway.db import alembic_config
 
     (tmp_path / "var").mkdir()
-    url, admin, name = _database(backend, tmp_path)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        url = _database(backend, tmp_path, cleanup)
         upgrade(url)
         command.downgrade(alembic_config(url), "0006")
         engine = make_engine(url, pool_size=1)
@@ -173,8 +164,3 @@ def test_migration_0007_up_down_and_refuses_down_once_pruned(backend: str, tmp_p
         engine.dispose()
         with pytest.raises(RuntimeError, match="pruned"):
             command.downgrade(alembic_config(url), "0006")
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()

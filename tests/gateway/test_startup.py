@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from gateway.db import make_engine, upgrade
 from gateway.schema import all_metadata
 from gateway.settings import ConfigurationError, Settings
-from tests.stack import REPO, postgres_base_url
+from tests.stack import REPO, postgres_base_url, throwaway_postgres
 
 STRONG = "x" * 40
 
@@ -96,20 +96,10 @@ def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_migrations_run_on_postgresql() -> None:
-    import uuid
-
-    from sqlalchemy.engine import make_url
-
     base = postgres_base_url()
     if base is None:
         pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
-    parsed = make_url(base).set(drivername="postgresql+psycopg")
-    name = f"gr_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = parsed.set(database=name).render_as_string(hide_password=False)
+    with throwaway_postgres(base) as url:
         upgrade(url)
         engine = make_engine(url)
         with engine.connect() as conn:
@@ -120,12 +110,8 @@ def test_migrations_run_on_postgresql() -> None:
                 sa.text("SELECT 1 FROM pg_roles WHERE rolname='grassroots_audit_writer'")
             ).all()
         engine.dispose()
-        assert diff == [], diff
-        assert roles
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    assert diff == [], diff
+    assert roles
 
 
 def test_dev_users_json_lists_the_demo_identities(tmp_path: Path) -> None:
