@@ -17,7 +17,7 @@ from audit.anomaly import (
     detect_anomalies,
     load_anomaly_rules,
 )
-from audit.appender import GroupCommitAppender
+from audit.appender import GroupCommitAppender, TransactionCompanion
 from audit.archive import (
     DEFAULT_RETENTION_YEARS,
     ArchiveError,
@@ -155,6 +155,7 @@ __all__ = [
     "PrunedRangeError",
     "Pseudonymizer",
     "SupervisionError",
+    "TransactionCompanion",
     "VerificationReport",
     "access_report",
     "access_seqs_for_subjects",

@@ -13,6 +13,11 @@ event is refused to its caller alone, and requests arriving while a batch commit
 database works (sqlite3 and psycopg release the GIL in their calls). The committer resolves a batch's
 asyncio futures with one wake-up of their event loop, not one per event, and keeps one database
 connection for all its batches.
+
+A :class:`TransactionCompanion` adds writes of its own to each batch's transaction: an event may carry
+a payload (``append(event, companion=...)``), and the batch's payloads are written after its events and
+before the commit. Both become durable with the one fsync, or neither does (the gateway counts the pages a
+request served against its daily quota this way, atomically with the event recording that access).
 """
 
 from __future__ import annotations
@@ -25,16 +30,20 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from audit.events import AuditEvent
 from audit.log import AppendReceipt, AuditLog, AuditUnavailable, PreparedEvent, prepare
 
 logger = logging.getLogger(__name__)
 
-# The event, its caller's future, and the caller's event loop (None: a thread's concurrent future).
+# The event, its caller's future, the caller's event loop (None: a thread's concurrent future), and the
+# companion payload (None: nothing to add).
 _Item = tuple[
-    PreparedEvent, "Future[AppendReceipt] | asyncio.Future[AppendReceipt]", "asyncio.AbstractEventLoop | None"
+    PreparedEvent,
+    "Future[AppendReceipt] | asyncio.Future[AppendReceipt]",
+    "asyncio.AbstractEventLoop | None",
+    object,
 ]
 _Outcome = AppendReceipt | BaseException
 _STOP: Final = object()
@@ -51,6 +60,20 @@ def _settle(futures: list[asyncio.Future[AppendReceipt]], outcomes: list[_Outcom
             future.set_result(outcome)
 
 
+class TransactionCompanion(Protocol):
+    """Writes that commit in the same transaction as the events whose payloads they carry."""
+
+    def write(self, cursor: Any, dialect: str, payloads: list[Any]) -> object:
+        """Write ``payloads`` (in submission order) through the batch's DB-API ``cursor``; runs after the
+        events are inserted, before the commit. Raising fails the whole batch: nothing is committed and
+        every caller of the batch gets :class:`AuditUnavailable`. The result goes to :meth:`committed`."""
+        ...
+
+    def committed(self, written: object) -> None:
+        """After the commit succeeded, with what :meth:`write` returned (e.g. to refresh a cache)."""
+        ...
+
+
 class GroupCommitAppender:
     """Batches submitted events into single transactions on a background thread.
 
@@ -60,7 +83,13 @@ class GroupCommitAppender:
     the batch before it; the default commits as soon as the previous commit has finished.
     """
 
-    def __init__(self, log: AuditLog, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        log: AuditLog,
+        max_batch: int = 512,
+        max_wait_ms: float = 0.0,
+        companion: TransactionCompanion | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_wait_ms < 0:
@@ -72,6 +101,7 @@ class GroupCommitAppender:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._companion = companion
 
     def __repr__(self) -> str:
         return f"GroupCommitAppender(max_batch={self._max_batch}, closed={self._closed})"
@@ -94,24 +124,38 @@ class GroupCommitAppender:
                 self._start_locked()
             self._queue.put(item)
 
-    def submit(self, event: AuditEvent) -> Future[AppendReceipt]:
-        """Queue ``event``; the future resolves to its receipt once durably committed.
+    def attach(self, companion: TransactionCompanion) -> None:
+        """Set the companion whose writes join every batch (once, before events carry payloads)."""
+        with self._lock:
+            if self._companion is not None and self._companion is not companion:
+                raise ValueError("this appender already has a companion")
+            self._companion = companion
+
+    def _payload(self, companion: object) -> object:
+        if companion is not None and self._companion is None:
+            raise ValueError("an event carries a companion payload but the appender has no companion")
+        return companion
+
+    def submit(self, event: AuditEvent, companion: object = None) -> Future[AppendReceipt]:
+        """Queue ``event``; the future resolves to its receipt once durably committed. ``companion``: a
+        payload for the appender's :class:`TransactionCompanion`, committed in the same transaction.
 
         Raises ``ValueError`` at once for an event that cannot be encoded (so one bad event never fails
         a whole batch) and :class:`AuditUnavailable` after ``close()``.
         """
         prepared = prepare(event)
         future: Future[AppendReceipt] = Future()
-        self._enqueue((prepared, future, None))
+        self._enqueue((prepared, future, None, self._payload(companion)))
         return future
 
-    def append(self, event: AuditEvent) -> asyncio.Future[AppendReceipt]:
+    def append(self, event: AuditEvent, companion: object = None) -> asyncio.Future[AppendReceipt]:
         """``await append(event)``: the receipt, once ``event`` is durably committed (the asyncio form
         of :meth:`submit`; call it from a coroutine). Raises like :meth:`submit`."""
         prepared = prepare(event)
+        payload = self._payload(companion)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendReceipt] = loop.create_future()
-        self._enqueue((prepared, future, loop))
+        self._enqueue((prepared, future, loop, payload))
         return future
 
     def close(self, timeout: float | None = None) -> None:
@@ -185,18 +229,36 @@ class GroupCommitAppender:
     def _commit(self, batch: list[_Item]) -> None:
         # A cancelled future (e.g. the client went away) still gets its event written: the data was
         # fetched under that request, so the processing record must exist (PIPL Art. 56).
-        for _, future, loop in batch:
+        for _, future, loop, _ in batch:
             if loop is None:
                 future.set_running_or_notify_cancel()  # type: ignore[union-attr]
         outcomes: Sequence[_Outcome]
+        companion = self._companion
+        payloads = [item[3] for item in batch if item[3] is not None] if companion is not None else []
+        written: list[object] = []
         try:
-            outcomes = self._log.append_prepared([item[0] for item in batch])
+            if payloads:
+                assert companion is not None
+                dialect = self._log.dialect
+
+                def within(cursor: Any) -> None:
+                    written.append(companion.write(cursor, dialect, payloads))
+
+                outcomes = self._log.append_prepared([item[0] for item in batch], within)
+            else:
+                outcomes = self._log.append_prepared([item[0] for item in batch])
         except AuditUnavailable as exc:
             detail = str(exc)
         except Exception as exc:  # a bug must not leave callers waiting forever
             logger.error("audit group commit failed: %s", type(exc).__name__)
             detail = f"audit append failed ({type(exc).__name__})"
         else:
+            if written:
+                assert companion is not None
+                try:
+                    companion.committed(written[0])
+                except Exception as exc:  # committed already: a cache refresh must not fail the callers
+                    logger.error("audit companion after-commit step failed: %s", type(exc).__name__)
             self._resolve(batch, outcomes)
             return
         # One instance per caller: a shared exception's traceback would be rewritten by each.
@@ -209,7 +271,7 @@ class GroupCommitAppender:
         last_loop: asyncio.AbstractEventLoop | None = None
         futures: list[Any] = []
         results: list[_Outcome] = []
-        for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
+        for (_, future, loop, _), outcome in zip(batch, outcomes, strict=True):
             if loop is None:
                 if future.cancelled():
                     continue

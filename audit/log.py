@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -286,11 +286,20 @@ class AuditLog:
             if raw is not None:
                 raw.close()
 
-    def append_prepared(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+    @property
+    def dialect(self) -> str:
+        """The database's SQLAlchemy dialect name ("sqlite" or "postgresql")."""
+        return str(self._engine.dialect.name)
+
+    def append_prepared(
+        self, prepared: Sequence[PreparedEvent], within: Callable[[Any], object] | None = None
+    ) -> list[AppendReceipt]:
         """Append already-encoded events in one transaction (used by the group-commit appender).
 
         Straight on the driver connection (sqlite3 / psycopg ``executemany``): per batch this is the
-        same work a hand-written insert does, plus reading and moving the head row.
+        same work a hand-written insert does, plus reading and moving the head row. ``within``, if given,
+        is called with the driver cursor after the events are written and before the commit: its writes
+        commit with the events or, if it raises, none of them do.
         """
         if not prepared:
             return []
@@ -318,6 +327,8 @@ class AuditLog:
                 elif not pinned:
                     cursor.execute("SET LOCAL synchronous_commit = on")
                 receipts = self._write(cursor, prepared)
+                if within is not None:
+                    within(cursor)
                 if self._sqlite:
                     cursor.execute("COMMIT")
                 else:

@@ -92,9 +92,9 @@ class _CountingLog(AuditLog):
         super().__init__(engine)
         self.batches: list[int] = []
 
-    def append_prepared(self, prepared: Sequence[PreparedEvent]) -> list[Any]:
+    def append_prepared(self, prepared: Sequence[PreparedEvent], within: Any = None) -> list[Any]:
         self.batches.append(len(prepared))
-        return super().append_prepared(prepared)
+        return super().append_prepared(prepared, within)
 
 
 async def _drive(appender: GroupCommitAppender, events: Sequence[AuditEvent]) -> None:

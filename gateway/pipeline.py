@@ -35,7 +35,7 @@ from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_record
 from policies import AccessRequest, Decision, Obligations, Subject, covers
 from policies.divisions import grid_village, is_grid
-from policies.quotas import quota_day
+from policies.quotas import QuotaKey, quota_day
 
 _log = logging.getLogger("gateway.pipeline")
 
@@ -334,11 +334,14 @@ def guard_reidentification(
     return result.records
 
 
-async def record_audit(runtime: Runtime, event: AuditEvent) -> None:
-    """Stage 7: append the event and wait until it is durably committed; fail closed with 503."""
+async def record_audit(
+    runtime: Runtime, event: AuditEvent, count: tuple[QuotaKey, int] | None = None
+) -> None:
+    """Stages 7 and 8: append the event and wait until it is durably committed, with ``count`` (the
+    records served, added to the caller's daily quota) in the same transaction; fail closed with 503."""
     started = time.perf_counter()
     try:
-        await runtime.appender.append(event)
+        await runtime.appender.append(event, count)
     except AuditUnavailable:
         _log.error("audit append failed; refusing the request", extra={"kind": event.kind})
         raise AuditLogUnavailable() from None
@@ -408,15 +411,25 @@ async def _run(
     with telemetry.span("audit") as span:
         event = _build_event(runtime, request, facts, failure, trace_id, now)
         span.set_attribute("grassroots.audit.outcome", event.outcome.value)
-        await record_audit(runtime, event)
+        await record_audit(runtime, event, _served_count(request, facts, failure, now))
     outcome = "allowed" if failure is None else failure.code
     runtime.telemetry.requests.add(1, {"dataset": request.dataset, "outcome": outcome})
     if failure is not None:
         raise failure
     assert body is not None
-    if facts.principal is not None and facts.decision is not None and facts.decision.obligations is not None:
-        await runtime.consume_quota(facts.principal.user_id, request.scenario, facts.record_count, now)
     return body
+
+
+def _served_count(
+    request: DataRequest, facts: AuditFacts, failure: GatewayError | None, now: datetime
+) -> tuple[QuotaKey, int] | None:
+    """What a served response adds to its caller's daily quota for the scenario (None: nothing)."""
+    principal, decision = facts.principal, facts.decision
+    if failure is not None or principal is None or decision is None or decision.obligations is None:
+        return None
+    if facts.record_count <= 0:
+        return None
+    return (principal.user_id, request.scenario, quota_day(now)), facts.record_count
 
 
 async def _authorized_path(

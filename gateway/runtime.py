@@ -33,7 +33,7 @@ from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.outbound import OutboundCredentialCache
-from gateway.quotas import CachedQuotaCounter
+from gateway.quotas import CachedQuotaCounter, CountedWithAudit
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from gateway.upstream import UpstreamClient, UpstreamTarget
@@ -44,7 +44,7 @@ from masking.kanon import KAnonymityResult, guard_release
 from masking.stewardship import EffectiveMasking, MaskingDocuments, load_effective, masking_version
 from policies import GrantIndex, GrantRepository, PolicyEngine, PolicyFileError
 from policies.permissions import PermissionModel
-from policies.quotas import SqlQuotaCounter, quota_day
+from policies.quotas import SqlQuotaCounter
 from policies.scenarios import ScenarioCatalog
 
 _log = logging.getLogger("gateway.runtime")
@@ -145,9 +145,10 @@ class Runtime:
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
         self.quotas = CachedQuotaCounter(
-            SqlQuotaCounter(self.sessions, wait_for_disk=settings.quota_wait_for_disk),
-            ttl_s=settings.policy_refresh_interval_s,
+            SqlQuotaCounter(self.sessions), ttl_s=settings.policy_refresh_interval_s
         )
+        # Served pages are counted in the audit transaction of the event that records them.
+        appender.attach(CountedWithAudit(self.quotas))
         self.keys = keys
         self.scanner = scanner
         self._outbound = OutboundCredentialCache(keys)
@@ -372,17 +373,3 @@ class Runtime:
             k=self.settings.kanon_k,
             min_records=self.settings.kanon_min_records,
         )
-
-    async def consume_quota(self, user_id: str, scenario: str, count: int, now: datetime) -> None:
-        """Count served pages against the daily quota (group-committed); 503 when it cannot be counted."""
-        if count <= 0:
-            return
-        try:
-            await self.quotas.consume_async(user_id, scenario, quota_day(now), count)
-        except Exception:
-            raise ServiceUnavailable(
-                "暂时无法登记本次查看数量，为安全起见数据未返回，请稍后重试。",
-                "The records could not be counted against your daily quota, so none were returned. "
-                "Retry later.",
-                code="quota_unavailable",
-            ) from None

@@ -76,11 +76,6 @@ class Settings(BaseSettings):
     # The data path's plain-ASGI fast lane (gateway.routes.data.DataFastLane); off: FastAPI's routes serve it.
     data_fast_lane: bool = True
 
-    # Daily quotas are counted before a response is sent; whether that commit also waits for the disk.
-    # Off by default: a quota is a rate limit, and the durable record of the access is its audit event,
-    # committed with an fsync just before (policies.quotas.SqlQuotaCounter explains what a power cut loses).
-    quota_wait_for_disk: bool = False
-
     # Telemetry.
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     otel_endpoint: str | None = None

@@ -137,8 +137,13 @@ class UpstreamClient:
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30)
+            # No cookie jar: one session serves every user's requests, so a cookie a departmental system
+            # set in answer to one request would go back with everyone else's.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
+                connector=connector,
+                timeout=self._timeout,
+                raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:

@@ -77,7 +77,6 @@ def build_runtime(settings: Settings) -> Runtime:
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.stop()
     runtime.appender.close()
-    runtime.quotas.close()
     await runtime.verifier.aclose()
     runtime.telemetry.shutdown()
     runtime.engine.dispose()

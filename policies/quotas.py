@@ -1,8 +1,8 @@
 """Daily per-user read volume per scenario, counted in local (UTC+8) days.
 
-The engine only reads the counter (``used``); the gateway adds what it actually returned (``consume``)
-after the response is committed. ``SqlQuotaCounter`` increments with one atomic upsert, so several
-gateway processes sharing a database count consistently.
+The engine only reads the counter (``used``); the gateway adds what it actually returned, in the same
+transaction as the audit event recording that access (:func:`add_counts`). Counting is one atomic upsert
+per key, so several gateway processes sharing a database count consistently.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policies.scenarios import CHINA_STANDARD_TIME
 from policies.tables import QuotaUsageRow
 
-__all__ = ["InMemoryQuotaCounter", "QuotaCounter", "QuotaKey", "SqlQuotaCounter", "quota_day"]
+__all__ = ["InMemoryQuotaCounter", "QuotaCounter", "QuotaKey", "SqlQuotaCounter", "add_counts", "quota_day"]
 
 
 def quota_day(now: datetime) -> str:
@@ -74,22 +73,41 @@ class InMemoryQuotaCounter:
             return {key: self._used[key] for key in summed}
 
 
-class SqlQuotaCounter:
-    """Counter rows in ``policy_quota_usage``. ``session_factory`` yields a Session per call;
-    ``consume`` commits its own tiny transaction so the count is visible to every process at once.
+# One atomic upsert per key, straight on a driver cursor, so that the gateway can run it inside the audit
+# log's own transaction (gateway.quotas.CountedWithAudit): the count and the event that records the
+# access then commit together, under one fsync. Table and columns: policies.tables.QuotaUsageRow.
+_UPSERT: Final = (
+    "INSERT INTO policy_quota_usage (user_id, scenario, day, used) VALUES ({p}, {p}, {p}, {p}) "
+    "ON CONFLICT (user_id, scenario, day) DO UPDATE SET used = policy_quota_usage.used + excluded.used "
+    "RETURNING used"
+)
+_UPSERT_BY_DIALECT: Final = {"sqlite": _UPSERT.format(p="?"), "postgresql": _UPSERT.format(p="%s")}
 
-    ``wait_for_disk=False`` commits the counting without waiting for the disk: SQLite
-    ``synchronous=NORMAL`` for that transaction (in WAL mode the commit is written but fsynced with the
-    next durable commit or checkpoint), PostgreSQL ``SET LOCAL synchronous_commit = off``. The count is
-    visible to every process at once either way and the counter can never be corrupted; a power cut can
-    lose only the last increments. A quota is a rate limit, not a record: the record of every access is
-    the audit event, which is committed durably before the pages are counted. Waiting for a second
-    fsync per request would add about as much latency as the audit commit itself.
+
+def add_counts(cursor: Any, dialect: str, deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
+    """Add the deltas (summed per key) through a DB-API ``cursor`` of ``dialect`` ("sqlite" or
+    "postgresql") in the caller's open transaction; each key's new total. Keys are written in sorted
+    order, so two transactions counting the same keys never deadlock on PostgreSQL."""
+    summed = _summed(deltas)
+    try:
+        statement = _UPSERT_BY_DIALECT[dialect]
+    except KeyError:
+        raise ValueError(f"quota counting does not support the {dialect} dialect") from None
+    totals: dict[QuotaKey, int] = {}
+    for key in sorted(summed):
+        cursor.execute(statement, (*key, summed[key]))
+        totals[key] = int(cursor.fetchone()[0])
+    return totals
+
+
+class SqlQuotaCounter:
+    """Counter rows in ``policy_quota_usage``. ``session_factory`` yields a Session per call; ``consume``
+    commits its own tiny transaction so the count is visible to every process at once. (The gateway's
+    data path counts inside the audit transaction instead: :func:`add_counts`.)
     """
 
-    def __init__(self, session_factory: Callable[[], Session], *, wait_for_disk: bool = True) -> None:
+    def __init__(self, session_factory: Callable[[], Session]) -> None:
         self._session_factory = session_factory
-        self._wait_for_disk = wait_for_disk
 
     def used(self, user_id: str, scenario: str, day: str) -> int:
         with self._session_factory() as session:
@@ -106,59 +124,17 @@ class SqlQuotaCounter:
         return self.consume_many([((user_id, scenario, day), count)])[(user_id, scenario, day)]
 
     def consume_many(self, deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
-        """Add every delta in ONE transaction (one durable commit for a whole batch of requests), one
-        atomic upsert per distinct key, in key order so concurrent batches never deadlock on PostgreSQL.
+        """Add every delta in ONE transaction, one atomic upsert per distinct key (:func:`add_counts`).
         Returns each key's new total."""
         summed = _summed(deltas)
-        totals: dict[QuotaKey, int] = {}
         if not summed:
-            return totals
+            return {}
         with self._session_factory() as session:
-            bound = session.get_bind()
-        bind = bound.engine if isinstance(bound, Connection) else bound
-        dialect = bind.dialect.name
-        insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        relaxed = not self._wait_for_disk and dialect in ("sqlite", "postgresql")
-        # One connection held from the first statement to the restore below, so the relaxed setting
-        # never leaves with it into the pool.
-        with bind.connect() as connection:
-            if relaxed and dialect == "sqlite":
-                # Before BEGIN: the setting applies to this connection's next commits.
-                connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
-                connection.commit()
+            connection = session.connection()
+            cursor = connection.connection.cursor()
             try:
-                with connection.begin():
-                    if relaxed and dialect == "postgresql":
-                        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                    for key in sorted(summed):
-                        (user_id, scenario, day), count = key, summed[key]
-                        stmt = (
-                            insert_fn(QuotaUsageRow)
-                            .values(user_id=user_id, scenario=scenario, day=day, used=count)
-                            .on_conflict_do_update(
-                                index_elements=[
-                                    QuotaUsageRow.user_id,
-                                    QuotaUsageRow.scenario,
-                                    QuotaUsageRow.day,
-                                ],
-                                set_={"used": QuotaUsageRow.used + count},
-                            )
-                            .returning(QuotaUsageRow.used)
-                        )
-                        totals[key] = int(connection.execute(stmt).scalar_one())
+                totals = add_counts(cursor, connection.dialect.name, summed.items())
             finally:
-                if relaxed and dialect == "sqlite":
-                    _restore_full_sync(connection)
+                cursor.close()
+            session.commit()
         return totals
-
-
-def _restore_full_sync(connection: Connection) -> None:
-    """Put ``synchronous=FULL`` back before the connection returns to the pool; a connection that cannot
-    be restored is discarded, so no later writer (audit, grants) ever commits on it without an fsync."""
-    try:
-        connection.rollback()
-        connection.exec_driver_sql("PRAGMA synchronous=FULL")
-        connection.commit()
-    except Exception:
-        connection.invalidate()
-        raise

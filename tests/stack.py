@@ -299,6 +299,9 @@ def stack_fixture(
         "GRASSROOTS_UPSTREAM_TIMEOUT_S": "2",
         "GRASSROOTS_POLICY_REFRESH_INTERVAL_S": "0.2",
         "GRASSROOTS_LOG_LEVEL": "warning",
+        # The shipped catalog limits reading to 7:00-21:00 Beijing time: a suite run in the evening would
+        # be refused. Tests of opening hours bring their own catalog (extra_env).
+        "GRASSROOTS_SCENARIOS_PATH": str(scenarios_at_any_hour(root / "scenarios.toml")),
         **(extra_env or {}),
     }
     stack = Stack(backend, data_dir, database_url, env, gateway_port, upstream_port)

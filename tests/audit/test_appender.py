@@ -26,13 +26,13 @@ class RecordingLog(AuditLog):
         self.gate = threading.Event()
         self.gate.set()
 
-    def append_prepared(self, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+    def append_prepared(self, prepared: Sequence[PreparedEvent], within: Any = None) -> list[AppendReceipt]:
         self.gate.wait(5)
         self.batches.append(len(prepared))
         if self.fail_next.is_set():
             self.fail_next.clear()
             raise AuditUnavailable("injected failure")
-        return super().append_prepared(prepared)
+        return super().append_prepared(prepared, within)
 
 
 def test_concurrent_submitters_get_their_own_gapless_receipts(sqlite: Store) -> None:

@@ -398,12 +398,15 @@ def test_audit_store_unwritable_gives_503_and_no_data(stack: Stack) -> None:
 
 
 def test_quota_counter_unwritable_gives_503_and_no_data(stack: Stack) -> None:
-    """Pages that cannot be counted against the daily quota are not served (fail closed)."""
+    """Pages that cannot be counted against the daily quota are not served (fail closed): the count
+    and the audit event commit in one transaction, so neither is kept."""
     with _writes_refused(stack, "policy_quota_usage"):
+        before = stack.audit_count()
         resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW")
-        _assert_error(resp, 503, "quota_unavailable")
+        _assert_error(resp, 503, "audit_unavailable")
         assert "items" not in resp.json()
         assert RESIDENTS_A[0].name not in resp.text
+        assert stack.audit_count() == before
     assert stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW").status_code == 200
 
 

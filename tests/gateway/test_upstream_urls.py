@@ -1,5 +1,5 @@
-"""The upstream client's request line: the cached list URL asks for exactly what aiohttp's ``params=``
-asked for, against a real aiohttp server on loopback."""
+"""The upstream client's requests, against a real aiohttp server on loopback: the cached list URL asks
+for exactly what aiohttp's ``params=`` asked for, and no cookie travels from one request to the next."""
 
 from __future__ import annotations
 
@@ -29,8 +29,15 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
         seen.append(request.raw_path)
         return web.json_response({"items": [{"id": "R1"}], "next_page": None})
 
+    async def record(request: web.Request) -> web.Response:
+        # Answers with a session cookie, and reports any cookie the caller sent.
+        resp = web.json_response({"id": request.match_info["rid"], "cookie": request.headers.get("Cookie")})
+        resp.set_cookie("SESSION", f"for-{request.match_info['rid']}", path="/")
+        return resp
+
     app = web.Application()
     app.router.add_get("/api/residents", records)
+    app.router.add_get("/api/residents/{rid}", record)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -60,3 +67,21 @@ async def test_list_url_is_the_request_line_aiohttp_builds_from_params(
     async with aiohttp.ClientSession() as session, session.get(url, params=params) as resp:
         assert resp.status == 200
     assert seen[0] == seen[1] == seen[2]
+
+
+async def test_a_cookie_set_for_one_request_never_goes_back_with_another(
+    server: tuple[str, list[str]],
+) -> None:
+    base_url, _ = server
+    # By host name: aiohttp's default jar ignores cookies from bare IP addresses, and a real departmental
+    # system has a name.
+    base_url = base_url.replace("127.0.0.1", "localhost")
+    target = UpstreamTarget(system_id="reg", base_url=base_url, path="/api/residents")
+    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
+    try:
+        first = await client.get_record(target, "R1", org_prefixes=("310151101201",), grids=())
+        second = await client.get_record(target, "R2", org_prefixes=("310151101202",), grids=())
+    finally:
+        await client.close()
+    assert first is not None and second is not None
+    assert first["cookie"] is None and second["cookie"] is None

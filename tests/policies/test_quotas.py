@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from policies import InMemoryQuotaCounter, SqlQuotaCounter, metadata, quota_day
+from policies.quotas import add_counts
+
+DAY = "2025-03-03"
 
 
 @pytest.mark.parametrize(
@@ -82,67 +85,28 @@ def test_two_processes_count_consistently_on_postgres(postgres_url: str) -> None
     engine.dispose()
 
 
-def _setting_at_commit(engine: Engine, query: str) -> list[str]:
-    """What ``query`` answers on the connection at the moment each transaction commits."""
-    seen: list[str] = []
-
-    def on_commit(conn: Connection) -> None:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(query)
-        seen.append(str(cursor.fetchone()[0]))
-        cursor.close()
-
-    event.listen(engine, "commit", on_commit)
-    return seen
-
-
-def _durable_sqlite(path: Path) -> Engine:
-    engine = create_engine(f"sqlite+pysqlite:///{path}", pool_size=2, max_overflow=0)
-
-    @event.listens_for(engine, "connect")
-    def full(dbapi_connection: object, _record: object) -> None:
-        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
+def test_consume_many_sums_per_key_in_one_transaction(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+pysqlite:///{tmp_path / 'q.db'}")
     metadata.create_all(engine)
-    return engine
-
-
-def test_counting_without_waiting_for_disk_on_sqlite_leaves_every_pooled_connection_durable(
-    tmp_path: Path,
-) -> None:
-    engine = _durable_sqlite(tmp_path / "q.db")
-    seen = _setting_at_commit(engine, "PRAGMA synchronous")
-    relaxed = SqlQuotaCounter(sessionmaker(engine), wait_for_disk=False)
-    assert relaxed.consume("u", "S", "2025-03-03", 4) == 4
-    assert relaxed.consume("u", "S", "2025-03-03", 3) == 7
-    # The upserts committed with synchronous=NORMAL (1); the restore committed back at FULL (2).
-    assert "1" in seen
-    assert seen[-1] == "2"
-    # Every connection the pool hands out afterwards is back at FULL.
-    conns = [engine.connect() for _ in range(2)]
-    assert [c.exec_driver_sql("PRAGMA synchronous").scalar() for c in conns] == [2, 2]
-    for c in conns:
-        c.close()
-    seen.clear()
-    assert SqlQuotaCounter(sessionmaker(engine)).consume("u", "S", "2025-03-03", 1) == 8
-    assert seen and set(seen) == {"2"}  # the default still waits for the disk
-
-
-def test_counting_without_waiting_for_disk_on_postgres_is_scoped_to_its_transaction(
-    postgres_url: str,
-) -> None:
-    engine = create_engine(postgres_url)
-    metadata.create_all(engine)
-    seen = _setting_at_commit(engine, "SHOW synchronous_commit")
-    relaxed = SqlQuotaCounter(sessionmaker(engine), wait_for_disk=False)
-    assert relaxed.consume("u", "S", "2025-03-03", 4) == 4
-    assert seen == ["off"]
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
-    seen.clear()
-    assert SqlQuotaCounter(sessionmaker(engine)).consume("u", "S", "2025-03-03", 1) == 5
-    assert seen == ["on"]
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    counter = SqlQuotaCounter(sessionmaker(engine))
+    deltas = [(("u1", "S", DAY), 5), (("u2", "S", DAY), 1), (("u1", "S", DAY), 7), (("u1", "T", DAY), 2)]
+    assert counter.consume_many(deltas) == {("u1", "S", DAY): 12, ("u2", "S", DAY): 1, ("u1", "T", DAY): 2}
+    assert len(commits) == 1
+    assert counter.consume_many([(("u1", "S", DAY), 3)]) == {("u1", "S", DAY): 15}
+    assert counter.consume_many([]) == {}
+    with pytest.raises(ValueError, match="negative"):
+        counter.consume_many([(("u1", "S", DAY), -1)])
+    assert counter.used("u1", "S", DAY) == 15
+    assert InMemoryQuotaCounter().consume_many(deltas) == {
+        ("u1", "S", DAY): 12,
+        ("u2", "S", DAY): 1,
+        ("u1", "T", DAY): 2,
+    }
     engine.dispose()
+
+
+def test_add_counts_refuses_a_dialect_it_has_no_statement_for() -> None:
+    with pytest.raises(ValueError, match="mysql"):
+        add_counts(object(), "mysql", [(("u1", "S", DAY), 1)])

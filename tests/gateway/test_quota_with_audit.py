@@ -1,0 +1,145 @@
+"""Served pages are counted inside the audit log's group commit: a request's count and the event that
+records its access become durable in one transaction, or neither does. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from audit import AppendReceipt, AuditLog, AuditUnavailable, GroupCommitAppender, verify_log
+from audit.log import PreparedEvent
+from gateway.quotas import CachedQuotaCounter, CountedWithAudit
+from policies import SqlQuotaCounter
+from policies import metadata as policy_metadata
+from tests.audit.conftest import Store, postgres_database, postgres_store, store  # noqa: F401 - fixtures
+from tests.audit.helpers import make_event
+
+DAY = "2025-03-03"
+KEY = ("cadre_a", "DIBAO_REVIEW", DAY)
+
+
+class CountingLog(AuditLog):
+    """The real log, remembering the size of each batch it committed."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.batches: list[int] = []
+
+    def append_prepared(self, prepared: Sequence[PreparedEvent], within: Any = None) -> list[AppendReceipt]:
+        receipts = super().append_prepared(prepared, within)
+        self.batches.append(len(prepared))
+        return receipts
+
+
+class NoReads(SqlQuotaCounter):
+    """Counts like the real counter but refuses to be read: what the cache answers came from a commit."""
+
+    def used(self, user_id: str, scenario: str, day: str) -> int:
+        raise AssertionError("the cache should have answered")
+
+
+@pytest.fixture
+def quota_store(store: Store) -> Iterator[Store]:  # noqa: F811 - the audit fixture, extended
+    policy_metadata.create_all(store.engine)
+    yield store
+
+
+def _counted(engine: sa.Engine) -> int:
+    return SqlQuotaCounter(sessionmaker(engine)).used(*KEY)
+
+
+async def test_counts_commit_with_their_events_in_shared_batches(quota_store: Store) -> None:
+    engine = quota_store.engine
+    cache = CachedQuotaCounter(NoReads(sessionmaker(engine)), ttl_s=60)
+    log = CountingLog(engine)
+    with GroupCommitAppender(log, companion=CountedWithAudit(cache)) as appender:
+        # 150 served requests (1 or 2 records each) and 50 refusals, which count nothing.
+        results = await asyncio.gather(
+            *(appender.append(make_event(i), (KEY, 1 + i % 2) if i % 4 else None) for i in range(200))
+        )
+    assert sorted(r.seq for r in results) == list(range(1, 201))
+    expected = sum(1 + i % 2 for i in range(200) if i % 4)
+    assert _counted(engine) == expected
+    assert cache.used(*KEY) == expected  # refreshed from the committed total, not read back
+    assert len(log.batches) < 200  # the counts rode in the events' group commits
+    assert verify_log(engine).ok
+
+
+async def test_a_count_that_cannot_be_written_keeps_neither_count_nor_event(quota_store: Store) -> None:
+    engine = quota_store.engine
+    block, unblock = {
+        "sqlite": (
+            [
+                "CREATE TRIGGER quota_refused BEFORE INSERT ON policy_quota_usage "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            ],
+            ["DROP TRIGGER quota_refused"],
+        ),
+        "postgresql": (
+            [
+                "CREATE FUNCTION quota_refused() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+                "CREATE TRIGGER quota_refused BEFORE INSERT ON policy_quota_usage "
+                "FOR EACH ROW EXECUTE FUNCTION quota_refused()",
+            ],
+            ["DROP TRIGGER quota_refused ON policy_quota_usage", "DROP FUNCTION quota_refused()"],
+        ),
+    }[quota_store.dialect]
+    with engine.begin() as conn:
+        for statement in block:
+            conn.exec_driver_sql(statement)
+    cache = CachedQuotaCounter(SqlQuotaCounter(sessionmaker(engine)), ttl_s=60)
+    log = AuditLog(engine)
+    with GroupCommitAppender(log, companion=CountedWithAudit(cache)) as appender:
+        results = await asyncio.gather(
+            *(appender.append(make_event(i), (KEY, 1)) for i in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, AuditUnavailable) for r in results), results
+        assert "disk full" not in " ".join(str(r) for r in results)  # no database text to the caller
+        assert log.size() == 0 and _counted(engine) == 0
+        with engine.begin() as conn:
+            for statement in unblock:
+                conn.exec_driver_sql(statement)
+        receipt = await appender.append(make_event(9), (KEY, 3))
+    assert receipt.seq == 1 and _counted(engine) == 3 and cache.used(*KEY) == 3
+    assert verify_log(engine).ok
+
+
+def test_threads_count_too_and_a_payload_needs_a_companion(quota_store: Store) -> None:
+    engine = quota_store.engine
+    with GroupCommitAppender(AuditLog(engine)) as bare:
+        with pytest.raises(ValueError, match="no companion"):
+            bare.submit(make_event(1), (KEY, 1))
+        assert bare.submit(make_event(2)).result(timeout=30).seq == 1  # no payload: as ever
+    cache = CachedQuotaCounter(SqlQuotaCounter(sessionmaker(engine)), ttl_s=60)
+    companion = CountedWithAudit(cache)
+    appender = GroupCommitAppender(AuditLog(engine))
+    appender.attach(companion)
+    appender.attach(companion)  # the same one again: harmless
+    with pytest.raises(ValueError, match="already"):
+        appender.attach(CountedWithAudit(cache))
+    with appender:
+        futures = [appender.submit(make_event(i), (KEY, 2)) for i in range(3, 13)]
+        assert [f.result(timeout=30).seq for f in futures] == list(range(2, 12))
+    assert _counted(engine) == 20
+
+
+async def test_an_after_commit_failure_does_not_fail_the_committed_callers(quota_store: Store) -> None:
+    class CacheFails(CountedWithAudit):
+        calls = 0
+
+        def committed(self, written: object) -> None:
+            type(self).calls += 1
+            raise RuntimeError("cache broke")
+
+    engine = quota_store.engine
+    cache = CachedQuotaCounter(SqlQuotaCounter(sessionmaker(engine)), ttl_s=60)
+    with GroupCommitAppender(AuditLog(engine), companion=CacheFails(cache)) as appender:
+        receipt = await appender.append(make_event(1), (KEY, 4))
+    assert receipt.seq == 1 and CacheFails.calls == 1
+    assert _counted(engine) == 4  # committed: the count stands
