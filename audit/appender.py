@@ -81,6 +81,13 @@ class GroupCommitAppender:
     ``submit(event).result()`` from threads, and ``close()`` on shutdown: it drains what was submitted.
     ``max_wait_ms`` (default 0) lets a batch linger for more events after the first, up to the size of
     the batch before it; the default commits as soon as the previous commit has finished.
+
+    On SQLite the thread also checkpoints the WAL (copies it into the database file) when it has just
+    answered a batch and nothing is waiting, at most every ``wal_checkpoint_s`` seconds: small PASSIVE
+    checkpoints in idle moments, instead of SQLite's automatic one, which runs inside some caller's
+    commit and grows with the WAL (9-18 ms every ~360 pages of 20 residents, measured). Under a load
+    that never leaves the queue empty, the automatic one (:data:`audit.log.SQLITE_PRAGMAS`) still takes
+    over. ``None`` leaves checkpoints to SQLite alone.
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class GroupCommitAppender:
         max_batch: int = 512,
         max_wait_ms: float = 0.0,
         companion: TransactionCompanion | None = None,
+        wal_checkpoint_s: float | None = 0.05,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -102,6 +110,9 @@ class GroupCommitAppender:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._companion = companion
+        if wal_checkpoint_s is not None and wal_checkpoint_s < 0:
+            raise ValueError("wal_checkpoint_s must not be negative")
+        self._wal_interval = wal_checkpoint_s if log.dialect == "sqlite" else None
 
     def __repr__(self) -> str:
         return f"GroupCommitAppender(max_batch={self._max_batch}, closed={self._closed})"
@@ -182,6 +193,8 @@ class GroupCommitAppender:
         # reset and durability statement per batch.
         with self._log.pinned_connection():
             previous = 1
+            checkpointed = time.monotonic()
+            warned = False
             while True:
                 first = self._queue.get()
                 if first is _STOP:
@@ -192,6 +205,18 @@ class GroupCommitAppender:
                 previous = len(batch)
                 if stop:
                     return
+                interval = self._wal_interval
+                if interval is None or not self._queue.empty():
+                    continue
+                if time.monotonic() - checkpointed >= interval:
+                    checkpointed = time.monotonic()
+                    try:
+                        self._log.checkpoint_wal()
+                        warned = False
+                    except Exception as exc:  # e.g. disk full: SQLite's automatic checkpoint remains
+                        if not warned:
+                            logger.warning("audit WAL checkpoint failed: %s", type(exc).__name__)
+                        warned = True
 
     def _collect(self, batch: list[_Item], previous: int) -> bool:
         """Add waiting events to ``batch``; True when the stop marker was reached.

@@ -149,12 +149,21 @@ SQLITE_PRAGMAS: Final = (
     "PRAGMA synchronous=FULL",
     # Concurrent appenders (other processes) queue on BEGIN IMMEDIATE instead of failing at once.
     "PRAGMA busy_timeout=10000",
-    # Checkpoint every ~64 MiB of WAL (4 KiB pages) instead of SQLite's 4 MiB: an append dirties a few
-    # scattered index pages, and each checkpoint copies them into the database file and fsyncs it inside
-    # some caller's commit. Fewer, larger checkpoints copy a page rewritten by many batches once. This
-    # moves data from the WAL into the main file; it does not change when a commit is durable.
+    # The group-commit thread checkpoints the WAL into the database file in its idle moments
+    # (GroupCommitAppender, :func:`checkpoint_wal`). This threshold is the backstop for a load that never
+    # leaves it idle: SQLite's automatic checkpoint, run inside some caller's commit, every ~64 MiB of WAL
+    # (4 KiB pages) rather than SQLite's 4 MiB, as fewer, larger checkpoints copy a page rewritten by
+    # many batches once. Checkpoints move data from the WAL into the main file; they do not change when
+    # a commit is durable.
     "PRAGMA wal_autocheckpoint=16384",
 )
+
+
+def checkpoint_wal(dbapi_connection: Any) -> tuple[int, int, int]:
+    """One PASSIVE WAL checkpoint on a sqlite3 connection: copies what it can into the database file
+    without blocking writers or readers. Returns SQLite's (busy, WAL frames, frames checkpointed)."""
+    row = dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _sqlite_durability(dbapi_connection: Any, _record: Any) -> None:
@@ -285,6 +294,20 @@ class AuditLog:
             raw, state.active, state.raw = state.raw, False, None
             if raw is not None:
                 raw.close()
+
+    def checkpoint_wal(self) -> tuple[int, int, int] | None:
+        """On SQLite, one background-safe PASSIVE checkpoint of the WAL (:func:`checkpoint_wal`);
+        None on other databases."""
+        if not self._sqlite:
+            return None
+        state = self._pinned
+        if getattr(state, "active", False) and state.raw is not None:
+            return checkpoint_wal(state.raw.driver_connection)  # this thread's own connection
+        raw = self._engine.raw_connection()
+        try:
+            return checkpoint_wal(raw.driver_connection)
+        finally:
+            raw.close()
 
     @property
     def dialect(self) -> str:

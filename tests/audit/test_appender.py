@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +188,73 @@ def test_a_broken_pinned_connection_fails_one_batch_then_recovers(postgres_store
         assert isinstance(failed, AuditUnavailable)  # fail closed: that batch is not acknowledged
         assert appender.submit(make_event(3)).result(timeout=10).seq == 2  # a fresh connection
     assert log.size() == 2 and verify_log(postgres_store.engine).ok
+
+
+class CheckpointSpy(AuditLog):
+    """The real log, counting the WAL checkpoints the appender asks for (and failing them if told)."""
+
+    def __init__(self, engine: sa.Engine, fail: bool = False) -> None:
+        super().__init__(engine)
+        self.checkpoints = 0
+        self.fail = fail
+
+    def checkpoint_wal(self) -> tuple[int, int, int] | None:
+        self.checkpoints += 1
+        if self.fail:
+            raise OSError("disk full")
+        return super().checkpoint_wal()
+
+
+def _events_in_main_file(store: Store, tmp: Path) -> int:
+    """Events readable from the database file alone, without its WAL (what a checkpoint has copied)."""
+    copy = tmp / "main-file-only.db"
+    shutil.copyfile(str(store.engine.url.database), copy)
+    with sqlite3.connect(copy) as con:
+        if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'").fetchone()[0] == 0:
+            return 0  # not even the schema has been copied yet
+        return int(con.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+
+
+@pytest.mark.parametrize("interval", [0.0, None])
+def test_idle_moments_checkpoint_the_wal_off_the_callers_path(
+    sqlite: Store, tmp_path: Path, interval: float | None
+) -> None:
+    log = CheckpointSpy(sqlite.engine)
+    with GroupCommitAppender(log, wal_checkpoint_s=interval) as appender:
+        for i in range(20):  # one at a time: the queue is empty after every batch
+            assert appender.submit(make_event(i)).result(timeout=10).seq == i + 1
+        deadline = time.monotonic() + 10
+        while interval is not None and log.checkpoints < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        in_main_file = _events_in_main_file(sqlite, tmp_path)
+    if interval is None:  # left to SQLite's own checkpoint, which 20 events do not trigger
+        assert log.checkpoints == 0 and in_main_file == 0
+    else:  # after each batch, once its callers were answered
+        assert log.checkpoints >= 19 and in_main_file >= 19
+    assert verify_log(sqlite.engine).ok
+
+
+def test_a_failing_wal_checkpoint_fails_no_append_and_warns_once(
+    sqlite: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = CheckpointSpy(sqlite.engine, fail=True)
+    with (
+        caplog.at_level(logging.WARNING, logger="audit.appender"),
+        GroupCommitAppender(log, wal_checkpoint_s=0.0) as appender,
+    ):
+        receipts = [appender.submit(make_event(i)).result(timeout=10) for i in range(5)]
+    assert [r.seq for r in receipts] == [1, 2, 3, 4, 5]
+    assert log.checkpoints >= 4
+    warnings = [r for r in caplog.records if "checkpoint" in r.getMessage()]
+    assert len(warnings) == 1 and "OSError" in warnings[0].getMessage()
+    assert "disk full" not in caplog.text
+
+
+def test_postgres_appenders_never_checkpoint_and_a_negative_interval_is_refused(store: Store) -> None:
+    log = CheckpointSpy(store.engine)
+    with pytest.raises(ValueError, match="wal_checkpoint_s"):
+        GroupCommitAppender(log, wal_checkpoint_s=-1)
+    with GroupCommitAppender(log, wal_checkpoint_s=0.0) as appender:
+        for i in range(3):
+            appender.submit(make_event(i)).result(timeout=10)
+    assert (log.checkpoints > 0) is (store.dialect == "sqlite")
