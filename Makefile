@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 ## The main job: migrate, seed and run the gateway + the civil-affairs registry on loopback.
 demo: setup
-	$(BIN)/grassroots demo
+	$(BIN)/grassroots demo $(if $(ANY_HOUR),--any-hour)
 
 ## Everything CI runs: static checks, then the whole test suite (PostgreSQL tests need
 ## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI).

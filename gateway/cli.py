@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -316,6 +317,13 @@ def demo(
     port: Annotated[int, typer.Option(help="gateway port")] = 8000,
     upstream_port: Annotated[int, typer.Option(help="civil-affairs registry port")] = 8101,
     person_house_port: Annotated[int, typer.Option(help="person-house registry (一标三实) port")] = 8102,
+    any_hour: Annotated[
+        bool,
+        typer.Option(
+            "--any-hour",
+            help="open every scenario all day (demo only; the shipped catalog: 7:00-21:00 Beijing time)",
+        ),
+    ] = False,
 ) -> None:
     """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
     from gateway.db import upgrade
@@ -329,6 +337,8 @@ def demo(
     if settings.mode.value != "development":
         typer.echo("`grassroots demo` runs only in development mode", err=True)
         raise typer.Exit(2)
+    if any_hour:
+        settings = _all_day_catalog(settings)
     url = settings.effective_database_url
     upgrade(url)
     ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
@@ -365,6 +375,7 @@ def demo(
                 typer.echo(f"{_REGISTRY_NAMES[system]} did not start; see its output above", err=True)
                 raise typer.Exit(1) from None
         _print_next_steps(settings.effective_public_url)
+        _print_opening_hours(settings, any_hour)
         import uvicorn
 
         uvicorn.run(
@@ -372,6 +383,46 @@ def demo(
         )
     finally:
         stop(*(proc for _, proc in registries.values()))
+
+
+def _all_day_catalog(settings: Settings) -> Settings:
+    """Point this process (and so the gateway it runs) at a copy of the catalog open all day."""
+    from policies.scenarios import DEFAULT_SCENARIOS_PATH, without_opening_hours
+
+    source = settings.scenarios_path or DEFAULT_SCENARIOS_PATH
+    target = settings.data_dir / "demo-scenarios-all-day.toml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(without_opening_hours(source.read_text(encoding="utf-8")), encoding="utf-8")
+    os.environ["GRASSROOTS_SCENARIOS_PATH"] = str(target)
+    return _settings()
+
+
+def _print_opening_hours(settings: Settings, any_hour: bool) -> None:
+    """Say when the walk-through's scenario refuses reads because of the hour (outside_hours)."""
+    from policies.scenarios import CHINA_STANDARD_TIME, load_scenarios
+
+    if any_hour:
+        typer.echo(
+            "演示：所有场景全天开放（随附的场景目录只允许北京时间 7:00-21:00 读取）。\n"
+            "Demo: every scenario is open all day (the shipped catalog allows reading 7:00-21:00 Beijing "
+            "time).\n"
+        )
+        return
+    scenario = load_scenarios(settings.scenarios_path).get("DIBAO_REVIEW")
+    now = datetime.now(UTC)
+    if scenario is None or scenario.within_hours(now):
+        return
+    start, end = scenario.hours_allowed
+    local = now.astimezone(CHINA_STANDARD_TIME).strftime("%H:%M")
+    typer.echo(
+        f"注意：现在是北京时间 {local}，不在场景开放时间（{start}:00-{end}:00）内，读取数据会被拒绝"
+        "（outside_hours）。如需现在试用，请停止后运行 `make demo ANY_HOUR=1`"
+        "（仅用于演示：所有场景全天开放）。\n"
+        f"Note: it is {local} in Beijing, outside the scenarios' opening hours ({start}:00-{end}:00), so "
+        "reads answer 403 outside_hours. To try the walk-through now, stop and run `make demo ANY_HOUR=1` "
+        "(demo only: every scenario open all day).\n",
+        err=True,
+    )
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

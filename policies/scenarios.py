@@ -308,6 +308,15 @@ class ScenarioCatalog:
         }
 
 
+_HOURS_LINE = re.compile(r"(?m)^hours_allowed\s*=\s*\[[^\]]*\]")
+
+
+def without_opening_hours(catalog_text: str) -> str:
+    """The catalog (TOML text) with every scenario open all day (``hours_allowed = [0, 24]``): for a
+    demonstration or a test run outside the shipped 7:00-21:00 window, never for a deployment."""
+    return _HOURS_LINE.sub("hours_allowed = [0, 24]", catalog_text)
+
+
 def load_scenarios(path: str | Path | None = None) -> ScenarioCatalog:
     """Load and validate the scenario catalog (default: the ``scenarios.toml`` shipped here)."""
     return ScenarioCatalog(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import time
@@ -218,12 +217,10 @@ def _migrate_and_seed(database_url: str, upstream_url: str, person_house_url: st
 
 def scenarios_at_any_hour(path: Path) -> Path:
     """The shipped scenario catalog with opening hours lifted, so a test runs at any hour of the day."""
-    from policies.scenarios import DEFAULT_SCENARIOS_PATH
+    from policies.scenarios import DEFAULT_SCENARIOS_PATH, without_opening_hours
 
     shipped = DEFAULT_SCENARIOS_PATH.read_text(encoding="utf-8")
-    path.write_text(
-        re.sub(r"(?m)^hours_allowed = \[[^\]]*\]", "hours_allowed = [0, 24]", shipped), encoding="utf-8"
-    )
+    path.write_text(without_opening_hours(shipped), encoding="utf-8")
     return path
 
 

@@ -1,0 +1,107 @@
+"""`grassroots demo` (what `make demo` runs), as a new user starts it: the whole demo comes up on loopback,
+a cadre reads her village through it, and the scenarios' opening hours (7:00-21:00 Beijing time) are
+either in force — refused outside them, with a start-up notice saying how to try the demo now — or,
+with ``--any-hour``, lifted for the demo and said so. SIGTERM stops both registries too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.launch import free_port, stop, wait_healthy
+from policies.scenarios import load_scenarios
+from tests.stack import REPO
+
+
+@contextmanager
+def _demo(root: Path, *flags: str) -> Iterator[tuple[str, dict[str, str], Path]]:
+    port, upstream_port, house_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRASSROOTS_DATA_DIR": str(root / "var"),
+        "GRASSROOTS_PORT": str(port),
+        "GRASSROOTS_LOG_LEVEL": "warning",
+    }
+    env.pop("GRASSROOTS_SCENARIOS_PATH", None)
+    env.pop("GRASSROOTS_DATABASE_URL", None)
+    err = root / "demo.err"
+    with err.open("wb") as err_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "demo",
+                "--port",
+                str(port),
+                "--upstream-port",
+                str(upstream_port),
+                "--person-house-port",
+                str(house_port),
+                *flags,
+            ],
+            env=env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            start_new_session=True,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout_s=120)
+            yield f"http://127.0.0.1:{port}", env, err
+        finally:
+            stop(proc, timeout_s=20)
+    assert proc.returncode is not None
+    for registry_port in (upstream_port, house_port):  # stopped with the demo, not left behind
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{registry_port}/healthz", timeout=2)
+
+
+def _read_as_cadre(base: str, env: dict[str, str]) -> httpx.Response:
+    token = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "dev-token", "cadre_a"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    return httpx.get(
+        f"{base}/api/v1/datasets/residents/records",
+        params={"scenario": "DIBAO_REVIEW", "page_size": "3"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def test_the_demo_keeps_the_shipped_opening_hours_and_says_so_outside_them(tmp_path: Path) -> None:
+    with _demo(tmp_path) as (base, env, err):
+        resp = _read_as_cadre(base, env)
+        open_now = load_scenarios().get("DIBAO_REVIEW").within_hours(datetime.now(UTC))  # type: ignore[union-attr]
+        notice = err.read_text(encoding="utf-8")
+    if open_now:
+        assert resp.status_code == 200 and len(resp.json()["items"]) == 3
+        assert "ANY_HOUR" not in notice
+    else:
+        assert resp.status_code == 403 and resp.json()["error"] == "outside_hours"
+        assert "不在场景开放时间" in notice and "make demo ANY_HOUR=1" in notice
+
+
+def test_any_hour_opens_every_scenario_all_day_for_the_demo_only(tmp_path: Path) -> None:
+    with _demo(tmp_path, "--any-hour") as (base, env, _err):
+        resp = _read_as_cadre(base, env)
+    assert resp.status_code == 200, resp.text
+    items = resp.json()["items"]
+    assert len(items) == 3 and all("*" in item["id_number"] for item in items)  # masked as ever
+    catalog = load_scenarios(tmp_path / "var" / "demo-scenarios-all-day.toml")
+    assert catalog.get("DIBAO_REVIEW").hours_allowed == (0, 24)  # type: ignore[union-attr]
+    assert load_scenarios().get("DIBAO_REVIEW").hours_allowed == (7, 21)  # type: ignore[union-attr]
