@@ -258,3 +258,26 @@ def test_postgres_appenders_never_checkpoint_and_a_negative_interval_is_refused(
         for i in range(3):
             appender.submit(make_event(i)).result(timeout=10)
     assert (log.checkpoints > 0) is (store.dialect == "sqlite")
+
+
+def test_a_heavy_load_leaves_the_checkpoint_to_sqlite(sqlite: Store) -> None:
+    class Gated(CheckpointSpy):
+        def __init__(self, engine: sa.Engine) -> None:
+            super().__init__(engine)
+            self.gate = threading.Event()
+            self.batches: list[int] = []
+
+        def append_prepared(
+            self, prepared: Sequence[PreparedEvent], within: Any = None
+        ) -> list[AppendReceipt]:
+            self.gate.wait(5)
+            self.batches.append(len(prepared))
+            return super().append_prepared(prepared, within)
+
+    log = Gated(sqlite.engine)
+    with GroupCommitAppender(log, wal_checkpoint_s=0.0) as appender:
+        futures = [appender.submit(make_event(i)) for i in range(60)]  # piled up behind the gate
+        log.gate.set()
+        assert [f.result(timeout=10).seq for f in futures] == list(range(1, 61))
+    assert max(log.batches) > 16  # a large batch: a heavy load
+    assert log.checkpoints == 0
