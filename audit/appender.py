@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, Protocol
 
@@ -265,17 +265,16 @@ class GroupCommitAppender:
         companion = self._companion
         payloads = [item[3] for item in batch if item[3] is not None] if companion is not None else []
         written: list[object] = []
+        within: Callable[[Any], None] | None = None
+        if payloads:
+            assert companion is not None
+            dialect = self._log.dialect
+
+            def within(cursor: Any) -> None:
+                written.append(companion.write(cursor, dialect, payloads))
+
         try:
-            if payloads:
-                assert companion is not None
-                dialect = self._log.dialect
-
-                def within(cursor: Any) -> None:
-                    written.append(companion.write(cursor, dialect, payloads))
-
-                outcomes = self._log.append_prepared([item[0] for item in batch], within)
-            else:
-                outcomes = self._log.append_prepared([item[0] for item in batch])
+            outcomes = self._log.append_prepared([item[0] for item in batch], within)
         except AuditUnavailable as exc:
             detail = str(exc)
         except Exception as exc:  # a bug must not leave callers waiting forever

@@ -126,14 +126,14 @@ class SqlQuotaCounter:
     def consume_many(self, deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
         """Add every delta in ONE transaction, one atomic upsert per distinct key (:func:`add_counts`).
         Returns each key's new total."""
-        summed = _summed(deltas)
-        if not summed:
+        deltas = list(deltas)
+        if not deltas:
             return {}
         with self._session_factory() as session:
             connection = session.connection()
             cursor = connection.connection.cursor()
             try:
-                totals = add_counts(cursor, connection.dialect.name, summed.items())
+                totals = add_counts(cursor, connection.dialect.name, deltas)
             finally:
                 cursor.close()
             session.commit()
