@@ -16,7 +16,8 @@ from typing import Any
 
 from bench.common import fmt_run, median_run, run_load
 from bench.figures import Figure
-from bench.stack import Stack, children, cpu_seconds, nginx_version, rss_mb, running_nginx, running_stack
+from bench.stack import Stack, cpu_seconds, nginx_version, rss_mb, running_nginx, running_stack
+from gateway.launch import children
 
 PAGE = 20
 CONCURRENCY = 16

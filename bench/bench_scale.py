@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from bench.common import fmt_run, median_run, run_load
 from bench.figures import Figure
-from bench.stack import Stack, rss_mb, running_stacks
+from bench.stack import Stack, cpu_seconds, rss_mb, running_stacks
 
 CONCURRENCY = 16
 
@@ -56,13 +56,19 @@ def run(quick: bool) -> list[Figure]:
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     with running_stacks(("postgres", 1), ("postgres", 2)) as (one_worker, two_workers):
         by_workers = {1: one_worker, 2: two_workers}
+        two = by_workers[2]
+        # How the 2-worker stack's work fell on its workers (CPU each used under the load): with one shared
+        # listening socket, one worker used to take every connection.
+        worker_cpu = dict.fromkeys(two.gateway_pids(), 0.0)
         for _ in range(rounds):
             for n, stack in by_workers.items():
                 auth = "Bearer " + stack.token("cadre_a")
+                before = {pid: cpu_seconds(pid) for pid in worker_cpu} if n == 2 else {}
                 runs[n].append(
                     run_load(_url(stack), auth, concurrency=CONCURRENCY, duration=duration, warmup=warmup)
                 )
-        two = by_workers[2]
+                for pid, start in before.items():
+                    worker_cpu[pid] += cpu_seconds(pid) - start
         rss = {pid: rss_mb(pid) for pid in two.gateway_pids()}
         rss_one = rss_mb(by_workers[1].gateway_pids()[0])
         sent = sum(r["requests"] for r in runs[2])
@@ -70,6 +76,8 @@ def run(quick: bool) -> list[Figure]:
         verify = _verify(two)
     one_run, two_run = median_run(runs[1], "rps"), median_run(runs[2], "rps")
     where = f"PostgreSQL 15 (local), {rounds} round(s) alternating, median shown"
+    busy = sum(worker_cpu.values()) or 1.0
+    split = " / ".join(f"{100 * v / busy:.0f}%" for v in sorted(worker_cpu.values(), reverse=True))
     figures = [
         Figure(
             name="gateway throughput on PostgreSQL, 2 workers vs 1 worker",
@@ -79,7 +87,8 @@ def run(quick: bool) -> list[Figure]:
             peer_name="same gateway, 1 worker",
             goal="— (reported; 2 shared cores also run the registry and the load generator)",
             met=None,
-            conditions=f"{fmt_run(two_run)}; {where}; after the load: {verify}; "
+            conditions=f"{fmt_run(two_run)}; {where}; the 2 workers' CPU under load split {split}; "
+            f"after the load: {verify}; "
             f"{state['audit_events']} audit events (measured requests {sent}, plus warm-up)",
             area="scale",
             extra={"runs_1_worker": runs[1], "runs_2_workers": runs[2]},

@@ -30,6 +30,7 @@ from gateway.launch import (
     start_registry,
     stop,
     wait_healthy,
+    worker_pids,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,31 +47,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (uvicorn's worker processes under its supervisor)."""
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is parenthesised and may hold spaces: the parent pid follows the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def _is_spawned_worker(pid: int) -> bool:
-    """A multiprocessing worker, not the resource tracker uvicorn's supervisor also starts."""
-    try:
-        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float:
@@ -164,7 +140,7 @@ class Stack:
         assert self.gateway is not None
         if self.workers == 1:
             return [self.gateway.pid]
-        return [pid for pid in children(self.gateway.pid) if _is_spawned_worker(pid)]
+        return worker_pids(self.gateway.pid)
 
     def start(self) -> None:
         from gateway.db import upgrade

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import signal
@@ -10,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -102,13 +103,13 @@ def serve(
         os.environ["GRASSROOTS_PORT"] = str(port)
     if workers > 1:
         _create_keys_once(settings)
-    from gateway.serving import CoalescingHttpToolsProtocol
+    from gateway.serving import CoalescingHttpToolsProtocol, probe_port, reuse_port_address
 
-    uvicorn.run(
-        "gateway.app:create_app",
+    bind_host, bind_port = host or settings.host, port or settings.port
+    options: dict[str, Any] = dict(
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=bind_host,
+        port=bind_port,
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
@@ -117,6 +118,37 @@ def serve(
         loop="uvloop",
         http=CoalescingHttpToolsProtocol,
     )
+    try:
+        if workers == 1:
+            probe_port(bind_host, bind_port)
+        else:
+            # Each worker listens on its own SO_REUSEPORT socket, so connections spread over the workers
+            # (see gateway.serving.ReusePortAddress); uvicorn's supervisor still starts, watches and
+            # restarts them.
+            config = uvicorn.Config("gateway.app:create_app", **options)
+            address = reuse_port_address(bind_host, bind_port, config.backlog)
+    except OSError as exc:
+        typer.echo(
+            f"无法监听 {bind_host}:{bind_port}（{exc.strerror}）：端口可能已被占用，"
+            "请换用 --port 或停止占用它的进程。\n"
+            f"Cannot listen on {bind_host}:{bind_port} ({exc.strerror}): the port may be in use; "
+            "choose another with --port or stop the process holding it.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    if workers == 1:
+        uvicorn.run("gateway.app:create_app", **options)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d with %d workers (Press CTRL+C to quit)",
+        bind_host,
+        address.getsockname()[1],
+        workers,
+    )
+    with address:
+        Multiprocess(config, sockets=[address]).run()
 
 
 def _create_keys_once(settings: Settings) -> None:

@@ -201,6 +201,36 @@ def start_gateway(
     return proc
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``, from /proc."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is parenthesised and may hold spaces: the parent pid follows the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """The worker processes of ``grassroots serve --workers N``: the supervisor's children, leaving out
+    the multiprocessing resource tracker it also starts."""
+    workers: list[int] = []
+    for pid in children(supervisor_pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+        except OSError:
+            continue
+    return workers
+
+
 def _wait_or_stop(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     # A process that never became healthy is not left running behind the error.
     try:

@@ -10,6 +10,7 @@ order, in one ``send``. A close flushes first, so nothing written is ever droppe
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -92,3 +93,75 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport, self.loop))
+
+
+class ReusePortAddress(socket.socket):
+    """The address ``serve --workers N`` listens on; each worker opens its own ``SO_REUSEPORT`` listener.
+
+    uvicorn's supervisor hands every worker the one listening socket, so all workers accept from one
+    queue, and the worker that wakes first drains it: 16 keep-alive connections opened together (a load
+    balancer's pool, a reverse proxy, the benchmark's load generator) all went to one worker while the
+    other idled. With a listener per worker, the kernel spreads new connections over them by hash.
+
+    This object is the supervisor's placeholder: bound with ``SO_REUSEPORT``, so the port is held and a
+    clash is reported before any worker starts, but never listening, so the kernel gives it no
+    connection. A worker receives it pickled (uvicorn spawns workers with their sockets as arguments),
+    and unpickling opens that worker's own listener on the same address.
+    """
+
+    __slots__ = ("backlog",)
+    backlog: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        host, port = self.getsockname()[:2]
+        return (_listener, (int(self.family), host, port, self.backlog))
+
+
+def reuse_port_address(host: str, port: int, backlog: int) -> ReusePortAddress:
+    """Hold ``host:port`` for workers that listen with ``SO_REUSEPORT``.
+
+    Raises ``OSError`` if anything listens there already, another gateway's workers included: their
+    ``SO_REUSEPORT`` listeners would accept this one's into their group and silently share the traffic, so
+    the port is first probed with a plain bind, which any listener refuses.
+    """
+    family = _family(host)
+    port = probe_port(host, port)
+    sock = ReusePortAddress(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        _share_port(sock)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.backlog = backlog
+    return sock
+
+
+def probe_port(host: str, port: int) -> int:
+    """The port (a free one for 0) if nothing listens on ``host:port``; raises ``OSError`` otherwise."""
+    with socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _listener(family: int, host: str, port: int, backlog: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        _share_port(sock)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _share_port(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
