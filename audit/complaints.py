@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
-from audit.events import format_timestamp, looks_like_personal_data
+from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
 from audit.query import access_seqs_for_subjects
@@ -37,6 +37,7 @@ from audit.tables import (
     IncidentStepRow,
     audit_events,
 )
+from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 MAX_TEXT: Final = 1000
 
@@ -100,11 +101,13 @@ def _checked_text(name: str, value: str | None, *, required: bool = False, limit
         raise InvalidCaseInput(f"请填写{name}。", f"{name} is required.")
     if len(text) > limit:
         raise InvalidCaseInput(f"{name}过长（最多 {limit} 字）。", f"{name} is too long (max {limit}).")
-    if looks_like_personal_data(text):
+    kind = personal_data_in(text)
+    if kind is not None:
         # The case file must not become a second copy of the resident's identity (PIPL Art. 51).
+        what_zh, what_en = KIND_NAMES[kind]
         raise InvalidCaseInput(
-            f"{name}中不要填写身份证号或手机号，系统已单独以加密方式记录投诉人身份。",
-            f"Do not put ID or mobile numbers in {name}; "
+            f"{name}中含有{what_zh}。请不要填写身份证号、手机号等个人信息，系统已单独以加密方式记录投诉人身份。",
+            f"{name} holds {what_en}. Leave out ID and phone numbers and other personal data; "
             "the complainant is recorded separately as a keyed ref.",
         )
     return text

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from audit.canonical import canonical_json, encode_plain, has_surrogate, is_plain
 from audit.pseudonym import is_ref
+from grassroots_common.personal_data import looks_like_identifier
 
 BODY_VERSION: Final = 1
 
@@ -32,13 +33,6 @@ _MAX_TEXT = 256
 # Newline-joined lists of tokens and of refs (see AuditEvent._valid_at_once); neither part may hold one.
 _TOKENS = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}(?:\n[A-Za-z0-9_.:@/-]{1,128})*")
 _REFS = re.compile(r"[A-Za-z0-9_-]{1,16}:[0-9a-f]{64}(?:\n[A-Za-z0-9_-]{1,16}:[0-9a-f]{64})*")
-
-# Plain personal data tripwires. Bounded by non-alphanumerics so hex digests, UUIDs and refs never match.
-# GB 11643-1999: 17 digits + check character; mainland mobile numbers: 11 digits starting 13-19.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[0-9Xx](?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d{9}(?![0-9A-Za-z])")
-_GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_GB11643_CHECK: Final = "10X98765432"
 
 
 class Outcome(StrEnum):
@@ -50,16 +44,11 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-def _is_gb11643(candidate: str) -> bool:
-    total = sum(int(d) * w for d, w in zip(candidate[:17], _GB11643_WEIGHTS, strict=True))
-    return _GB11643_CHECK[total % 11] == candidate[17].upper()
-
-
 def looks_like_personal_data(text: str) -> bool:
-    """True when ``text`` holds what looks like a resident ID number (valid GB 11643 check) or a mobile."""
-    if _MOBILE.search(text):
-        return True
-    return any(_is_gb11643(m.group(0)) for m in _ID_NUMBER.finditer(text))
+    """True when ``text`` holds what looks like a resident ID number (valid GB 11643 check) or a mobile,
+    in one piece or in its usual groups: the tripwire every event's text passes (see
+    ``grassroots_common.personal_data``; text people type is checked more broadly before it gets here)."""
+    return looks_like_identifier(text)
 
 
 def _checked_text(

@@ -3,6 +3,9 @@
 * **direct**: the caller talks to the civil-affairs registry itself (with the gateway's service token);
 * **nginx**: Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream) in front of the
   same registry;
+* **floor**: a bare Python reverse proxy on the gateway's own server and client stack (uvicorn, httptools,
+  uvloop, aiohttp; ``bench.floor_proxy``) doing nothing but forward: what the stack costs before any of the
+  gateway's work, so the gateway's figures against it show the price of the work itself;
 * **gateway**: token check, policy, upstream call (scope pushed down), re-check, projection, masking,
   free-text DLP, durable audit (SQLite, WAL, synchronous=FULL), one worker.
 
@@ -16,7 +19,15 @@ from typing import Any
 
 from bench.common import fmt_run, median_run, run_load
 from bench.figures import Figure
-from bench.stack import Stack, cpu_seconds, nginx_version, rss_mb, running_nginx, running_stack
+from bench.stack import (
+    Stack,
+    cpu_seconds,
+    nginx_version,
+    rss_mb,
+    running_floor_proxy,
+    running_nginx,
+    running_stack,
+)
 from gateway.launch import children
 
 PAGE = 20
@@ -34,6 +45,8 @@ def _measure(
     stack: Stack,
     nginx_port: int,
     nginx_pids: list[int],
+    floor_port: int,
+    floor_pid: int,
     *,
     mode: str,
     rounds: int,
@@ -45,6 +58,7 @@ def _measure(
     targets = {
         "direct": (f"{stack.upstream_url}/residents?{query}", [stack.upstream.pid if stack.upstream else 0]),
         "nginx": (f"http://127.0.0.1:{nginx_port}/residents?{query}", nginx_pids),
+        "floor": (f"http://127.0.0.1:{floor_port}/residents?{query}", [floor_pid]),
         "gateway": (
             f"{stack.base_url}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page=1&page_size={PAGE}",
             stack.gateway_pids(),
@@ -83,14 +97,13 @@ def run(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     with running_stack("sqlite", workers=1) as stack:
         assert stack.upstream is not None
-        with running_nginx(stack.upstream_port) as (nginx_port, nginx_proc):
-            nginx_pids = [nginx_proc.pid, *children(nginx_proc.pid)]
-            closed = _measure(
-                stack, nginx_port, nginx_pids, mode="closed", rounds=rounds, duration=duration, warmup=warmup
-            )
-            steady = _measure(
-                stack, nginx_port, nginx_pids, mode="rate", rounds=rounds, duration=duration, warmup=warmup
-            )
+        with (
+            running_nginx(stack.upstream_port) as (nginx_port, nginx_proc),
+            running_floor_proxy(stack.upstream_port) as (floor_port, floor_proc),
+        ):
+            peers = (nginx_port, [nginx_proc.pid, *children(nginx_proc.pid)], floor_port, floor_proc.pid)
+            closed = _measure(stack, *peers, mode="closed", rounds=rounds, duration=duration, warmup=warmup)
+            steady = _measure(stack, *peers, mode="rate", rounds=rounds, duration=duration, warmup=warmup)
         gateway_rss = rss_mb(stack.gateway_pids()[0])
 
     gw = median_run(closed["gateway"], "rps")
@@ -139,6 +152,7 @@ def run(quick: bool) -> list[Figure]:
                     extra={"gateway_runs": steady["gateway"], f"{peer_key}_runs": steady[peer_key]},
                 )
             )
+    figures += _floor_figures(closed, steady, gw, gw_steady, where)
     nginx_run = median_run(closed["nginx"], "rps")
     figures.append(
         Figure(
@@ -169,3 +183,73 @@ def run(quick: bool) -> list[Figure]:
         )
     )
     return figures
+
+
+def _floor_figures(
+    closed: dict[str, list[dict[str, Any]]],
+    steady: dict[str, list[dict[str, Any]]],
+    gw: dict[str, Any],
+    gw_steady: dict[str, Any],
+    where: str,
+) -> list[Figure]:
+    """The bare Python proxy against direct (how far the stack alone is from the goals), and the gateway
+    against it (what the gateway's own work costs)."""
+    floor, direct = median_run(closed["floor"], "rps"), median_run(closed["direct"], "rps")
+    floor_steady, direct_steady = (
+        median_run(steady["floor"], "p50_ms"),
+        median_run(steady["direct"], "p50_ms"),
+    )
+    label = "bare Python proxy (uvicorn + aiohttp, forwarding only)"
+    reference = "— (reference: the floor of the chosen stack)"
+    return [
+        Figure(
+            name="e2e throughput: the bare Python proxy vs direct",
+            ours=floor["rps"],
+            peer=direct["rps"],
+            unit="req/s",
+            peer_name="direct to the registry",
+            goal=reference,
+            met=None,
+            conditions=f"{fmt_run(floor)}; {where}; proxy {_cpu_note(floor)}; direct {_cpu_note(direct)}",
+            area="e2e",
+            extra={"floor_runs": closed["floor"]},
+        ),
+        Figure(
+            name="e2e throughput: the gateway vs the bare Python proxy",
+            ours=gw["rps"],
+            peer=floor["rps"],
+            unit="req/s",
+            peer_name=label,
+            goal="— (reference: what the gateway's own work costs)",
+            met=None,
+            conditions=f"{fmt_run(gw)}; {where}",
+            area="e2e",
+        ),
+        Figure(
+            name=f"e2e latency p50 at a steady {RATE:.0f} req/s: the bare Python proxy vs direct "
+            f"(added {floor_steady['p50_ms'] - direct_steady['p50_ms']:.2f} ms)",
+            ours=floor_steady["p50_ms"],
+            peer=direct_steady["p50_ms"],
+            unit="ms",
+            peer_name="direct to the registry",
+            goal=reference,
+            met=None,
+            higher_is_better=False,
+            conditions=f"{fmt_run(floor_steady)}; {where}",
+            area="e2e",
+            extra={"floor_runs": steady["floor"]},
+        ),
+        Figure(
+            name=f"e2e latency p50 at a steady {RATE:.0f} req/s: the gateway vs the bare Python proxy "
+            f"(added {gw_steady['p50_ms'] - floor_steady['p50_ms']:.2f} ms)",
+            ours=gw_steady["p50_ms"],
+            peer=floor_steady["p50_ms"],
+            unit="ms",
+            peer_name=label,
+            goal="— (reference: what the gateway's own work costs)",
+            met=None,
+            higher_is_better=False,
+            conditions=f"{fmt_run(gw_steady)}; {where}",
+            area="e2e",
+        ),
+    ]

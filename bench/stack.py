@@ -353,6 +353,30 @@ def running_nginx(upstream_port: int) -> Iterator[tuple[int, subprocess.Popen[by
         shutil.rmtree(prefix, ignore_errors=True)
 
 
+@contextmanager
+def running_floor_proxy(upstream_port: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The bare Python reverse proxy on the gateway's own server and client stack (bench.floor_proxy)."""
+    port = free_port()
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "bench.floor_proxy",
+            "--port",
+            str(port),
+            "--upstream",
+            f"http://127.0.0.1:{upstream_port}",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout_s=30)
+        yield port, proc
+    finally:
+        stop(proc, timeout_s=STOP_S)
+
+
 def nginx_version() -> str:
     try:
         done = subprocess.run([ensure_nginx(), "-v"], capture_output=True, text=True, timeout=10)

@@ -7,7 +7,9 @@ personal data.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -127,3 +129,17 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
     message_zh = "服务暂时不可用，请稍后重试。"
     message_en = "The service is temporarily unavailable. Retry later."
+
+
+def where_raised() -> str:
+    """For a log line in an ``except`` block: the exception's type and where it was raised, never its
+    message (a library's message may repeat the value it choked on: a phone number, an ID number)."""
+    kind, _, tb = sys.exc_info()
+    if kind is None:
+        return "no exception"
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return kind.__name__
+    code = tb.tb_frame.f_code
+    return f"{kind.__name__} at {Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"

@@ -29,6 +29,7 @@ from gateway.errors import (
     NotFound,
     ServiceUnavailable,
     Unauthenticated,
+    where_raised,
 )
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
@@ -346,7 +347,7 @@ async def record_audit(
         _log.error("audit append failed; refusing the request", extra={"kind": event.kind})
         raise AuditLogUnavailable() from None
     except Exception:
-        _log.exception("audit append failed unexpectedly; refusing the request")
+        _log.error("audit append failed unexpectedly (%s); refusing the request", where_raised())
         raise AuditLogUnavailable() from None
     finally:
         runtime.telemetry.audit_latency_ms.record((time.perf_counter() - started) * 1000.0)
@@ -405,7 +406,7 @@ async def _run(
     except GatewayError as exc:
         failure = exc
     except Exception:
-        _log.exception("unexpected error in the data path")
+        _log.error("unexpected error in the data path: %s", where_raised())
         failure = GatewayError()
 
     with telemetry.span("audit") as span:
@@ -413,7 +414,8 @@ async def _run(
         span.set_attribute("grassroots.audit.outcome", event.outcome.value)
         await record_audit(runtime, event, _served_count(request, facts, failure, now))
     outcome = "allowed" if failure is None else failure.code
-    runtime.telemetry.requests.add(1, {"dataset": request.dataset, "outcome": outcome})
+    # The event's dataset: a catalogued code or "invalid", never what was typed (bounded label values).
+    runtime.telemetry.requests.add(1, {"dataset": event.dataset or "invalid", "outcome": outcome})
     if failure is not None:
         raise failure
     assert body is not None
@@ -440,9 +442,10 @@ async def _authorized_path(
     assert principal is not None
     dataset = runtime.dataset(request.dataset)
     if dataset is None:
+        # The code is not repeated: what a caller typed into the link may be anything, personal data too.
         raise NotFound(
-            f"数据集“{request.dataset}”不存在，请检查链接或联系数据管理员。",
-            f"There is no dataset '{request.dataset}'. Check the link or ask the data steward.",
+            "没有这个数据集，请检查链接或联系数据管理员。",
+            "There is no such dataset. Check the link or ask the data steward.",
             code="unknown_dataset",
         )
     if request.record_id is not None and not RECORD_ID_PATTERN.fullmatch(request.record_id):
@@ -563,8 +566,10 @@ def _build_event(
         actor=principal.user_id if principal else "anonymous",
         actor_org=principal.org if principal else None,
         actor_roles=tuple(principal.roles) if principal else (),
-        scenario=request.scenario or None,
-        dataset=request.dataset,
+        # Only codes the gateway knows are recorded: a well-formed code that names nothing is still
+        # something a caller typed, and may be anything ("id11010519491231002x" is a valid code shape).
+        scenario=request.scenario if request.scenario in runtime.policy().scenarios else None,
+        dataset=request.dataset if runtime.dataset(request.dataset) is not None else "invalid",
         fields=facts.fields if failure is None else (),
         record_count=facts.record_count if failure is None else 0,
         subject_refs=tuple(dict.fromkeys(facts.subject_refs)) if failure is None else (),

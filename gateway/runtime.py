@@ -72,8 +72,12 @@ class DatasetView:
         values: list[str] = []
         for record in records:
             value = record.get(self.subject_field)
-            if isinstance(value, str) and value:
-                values.append(normalise_id_number(value))
+            if isinstance(value, str):
+                if value:
+                    values.append(normalise_id_number(value))
+            elif value is not None:
+                # A registry that sends the number as a JSON number still served that person: record it.
+                values.append(normalise_id_number(str(value)))
         return values
 
 

@@ -12,7 +12,8 @@ Attributes carry codes and counts only: never a name, an ID number, a phone, a t
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import Status, StatusCode
 
 SERVICE_NAME = "grassroots-gateway"
 
@@ -48,6 +50,22 @@ class _Unrecorded(AbstractContextManager[trace.Span]):
 _NO_STAGE_SPAN = _Unrecorded(trace.INVALID_SPAN)
 
 
+@contextmanager
+def _span_without_messages(tracer: trace.Tracer, name: str) -> Iterator[trace.Span]:
+    """A current span that, when an exception leaves it, records the exception's type only.
+
+    OpenTelemetry's default records the exception's message and stack trace as a span event and puts the
+    message in the status description; a message can carry what a request held (a library's ValueError
+    repeats the value it could not parse), and spans leave the machine.
+    """
+    with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+
+
 @dataclass
 class Telemetry:
     tracer: trace.Tracer
@@ -64,7 +82,7 @@ class Telemetry:
     def request_span(self, name: str) -> AbstractContextManager[trace.Span]:
         """The root span of one request; unrecorded, it still carries a fresh, valid trace id."""
         if self.recording:
-            return self.tracer.start_as_current_span(name)
+            return _span_without_messages(self.tracer, name)
         context = trace.SpanContext(
             trace_id=self.ids.generate_trace_id(), span_id=self.ids.generate_span_id(), is_remote=False
         )
@@ -73,7 +91,7 @@ class Telemetry:
     def span(self, name: str) -> AbstractContextManager[trace.Span]:
         """A stage's span under the current one (house style §1 stage names)."""
         if self.recording:
-            return self.tracer.start_as_current_span(name)
+            return _span_without_messages(self.tracer, name)
         return _NO_STAGE_SPAN
 
     def shutdown(self) -> None:

@@ -10,13 +10,13 @@ from audit import AuditLog, GroupCommitAppender, Pseudonymizer
 from gateway.auth.devidp import DevIdentityProvider
 from gateway.auth.oidc import OIDCVerifier
 from gateway.db import ensure_migrated, make_engine
+from gateway.free_text import free_text_scanner
 from gateway.keys import audit_hmac_key, load_masking_keyring
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import ServiceTokenSigner, UpstreamClient, load_or_create_ed25519
 from masking import load_catalog, load_rules
-from masking.freetext import FreeTextScanner
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
 
@@ -46,7 +46,7 @@ def build_runtime(settings: Settings) -> Runtime:
     appender = GroupCommitAppender(AuditLog(engine))
     appender.start()
     catalog = load_catalog()
-    scanner = FreeTextScanner()
+    scanner = free_text_scanner()
 
     return Runtime(
         settings=settings,

@@ -38,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from grassroots_common.personal_data import personal_data_in
 from masking.catalog import Catalog, Level, catalog_document, catalog_from_document
 from masking.errors import (
     MaskingError,
@@ -195,7 +196,7 @@ def _clean_text(value: object, what_zh: str, what_en: str, *, max_len: int, requ
     text = value.strip()
     if len(text) > max_len:
         raise _fail(f"{what_zh}不能超过 {max_len} 个字", f"{what_en} must be at most {max_len} characters")
-    if _LONG_DIGITS.search(text):
+    if _LONG_DIGITS.search(text) or personal_data_in(text) is not None:
         raise _fail(
             f"{what_zh}中不得包含身份证号、手机号等个人信息",
             f"{what_en} must not contain personal data such as ID or phone numbers",

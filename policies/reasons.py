@@ -36,9 +36,10 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Your role is not allowed to read \u201c{dataset}\u201d. "
         "Ask your administrator if your work needs it.",
     ),
+    # The unknown code is not repeated: it is whatever the caller typed.
     "unknown_scenario": (
-        "没有找到使用场景「{scenario}」。请从系统列出的场景中选择。",
-        "There is no usage scenario \u201c{scenario}\u201d. Choose one of the listed scenarios.",
+        "没有找到这个使用场景。请从系统列出的场景中选择。",
+        "There is no such usage scenario. Choose one of the listed scenarios.",
     ),
     "scenario_not_for_role": (
         "「{scenario}」这项工作不由您的岗位办理，不能以此用途查看数据。",

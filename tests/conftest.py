@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.stack import Stack, stack_fixture
+
+# Every process a test starts (the gateway, the registries, the CLI) runs the code of this checkout, not
+# whatever checkout the virtualenv's editable install last pointed at (a second worktree sharing it).
+_CHECKOUT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_CHECKOUT, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _CHECKOUT)]
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

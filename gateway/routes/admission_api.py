@@ -72,6 +72,7 @@ from gateway.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from gateway.free_text import refuse_personal_data
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.runtime import Runtime
@@ -542,6 +543,7 @@ async def review_system(
             f"A reviewer votes only for their own office ({principal.office or 'none in the token'}).",
             code="separation_of_duties",
         )
+    refuse_personal_data(body.comment, "审核意见", "comment", code="personal_data_in_comment")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         change = service.review(
@@ -642,6 +644,7 @@ async def _supervise(
     authorization: str | None,
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, "admission", "revoke")
+    refuse_personal_data(body.reason, "理由", "reason", code="personal_data_in_reason")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         method = {"suspend": service.suspend, "reinstate": service.reinstate, "revoke": service.revoke}[

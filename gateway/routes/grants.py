@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.orm import Session
 
-from audit import looks_like_personal_data
 from gateway.admin_support import domain_errors, require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
+from gateway.free_text import refuse_personal_data
 from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from policies import (
@@ -88,12 +88,7 @@ def checked_reason(text: str, *, required: bool = True, name: str = "reason") ->
             f"{name} is at most {_REASON_MAX} characters.",
             code="reason_too_long",
         )
-    if looks_like_personal_data(text):
-        raise InvalidRequest(
-            "理由中请不要写身份证号或手机号等个人信息。",
-            f"Do not put ID or mobile numbers in the {name}.",
-            code="personal_data_in_reason",
-        )
+    refuse_personal_data(text, _ZH_NAMES.get(name, name), name, code="personal_data_in_reason")
     return text
 
 

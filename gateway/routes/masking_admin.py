@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from audit import AuditEvent, AuditUnavailable, Outcome, looks_like_personal_data
+from audit import AuditEvent, AuditUnavailable, Outcome
 from audit.tables import AuditEventRow
 from gateway.admin_support import require, unit_of_work
 from gateway.app import get_runtime, request_id_of
@@ -41,6 +42,7 @@ from gateway.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from gateway.free_text import refuse_personal_data
 from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from masking import (
@@ -137,12 +139,7 @@ def _checked_text(text: str | None, name_zh: str, name_en: str, *, required: boo
         raise InvalidRequest(
             f"{name_zh}最多 500 个字。", f"{name_en} is at most 500 characters.", code=f"{name_en}_too_long"
         )
-    if looks_like_personal_data(value):
-        raise InvalidRequest(
-            f"{name_zh}中请不要写身份证号或手机号等个人信息。",
-            f"Do not put ID or mobile numbers in the {name_en}.",
-            code=f"personal_data_in_{name_en}",
-        )
+    refuse_personal_data(value, name_zh, name_en, code=f"personal_data_in_{name_en}")
     return value
 
 
@@ -404,6 +401,10 @@ class UnmaskBody(BaseModel):
     context: str | None = Field(None, max_length=128)
 
 
+#: An envelope context: a dotted name, never free text (it is written to the audit log).
+_CONTEXT = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+
 def _unmask_event(
     runtime: Runtime,
     principal: Principal,
@@ -503,6 +504,33 @@ async def unmask(
         # enc:v1:<key id>:<body> (masking.reversible); a malformed envelope fails in decrypt_envelope.
         parts = body.value.split(":")
         key_id = parts[2] if len(parts) == 4 else ""
+    if key_id not in keys.key_ids:
+        # Only a key id the ring holds is written to the log: the value submitted may hold anything.
+        await refuse(
+            InvalidRequest(
+                "密钥编号不存在，无法还原；请核对密文或 key_id。",
+                "No such key id in the key ring; check the value or key_id.",
+                code="unknown_key",
+            )
+        )
+    # The envelope is bound to a context (by default "<dataset>.<field>"). The log must say which field
+    # was opened, so a context that names another catalogued field than the one requested is refused,
+    # and the context used is recorded with the event.
+    context = body.context or f"{body.dataset}.{body.field}"
+    named = context.split(".", 1)
+    if not _CONTEXT.fullmatch(context) or (
+        len(named) == 2
+        and runtime.catalog.datasets.get(named[0]) is not None
+        and runtime.catalog.field(named[0], named[1])
+        and context != f"{body.dataset}.{body.field}"
+    ):
+        await refuse(
+            InvalidRequest(
+                "还原上下文须与所申请的数据集和字段一致。",
+                "The unmask context must match the dataset and field requested.",
+                code="context_mismatch",
+            )
+        )
     seq = await _append(
         runtime,
         _unmask_event(
@@ -513,7 +541,7 @@ async def unmask(
             outcome=Outcome.ALLOWED,
             reason="unmask",
             request_id=request_id,
-            details={"purpose": purpose, "method": method, "key_id": key_id},
+            details={"purpose": purpose, "method": method, "key_id": key_id, "context": context},
         ),
     )
     capability = Unmask(actor=principal.user_id, purpose=purpose, audit_event_id=str(seq))
@@ -522,7 +550,7 @@ async def unmask(
             clear = decrypt_envelope(
                 body.value,
                 keys,
-                context=body.context or f"{body.dataset}.{body.field}",
+                context=context,
                 unmask=capability,
             )
         else:

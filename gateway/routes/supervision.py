@@ -55,6 +55,7 @@ from gateway.admin_support import require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.free_text import refuse_personal_data
 from gateway.pipeline import record_audit
 from gateway.runtime import Runtime
 from gateway.supervision_tasks import SupervisionSettings, signer_for
@@ -483,6 +484,7 @@ async def register_complaint(
 ) -> dict[str, Any]:
     """Register a complaint and open its incident: every access to the person, each with its proof."""
     principal = await require(runtime, authorization, RESOURCE, "register")
+    refuse_personal_data(body.summary, "投诉摘要", "complaint summary", code="personal_data_in_summary")
     ref = _subject_ref(runtime, body.id_number)
     signer = await asyncio.to_thread(signer_for, runtime)
     with supervision_errors():
@@ -648,6 +650,7 @@ async def add_note(
     incident_id: str, body: NoteIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    refuse_personal_data(body.note, "调查记录", "note", code="personal_data_in_note")
     now = _now()
     return await _case_step(
         runtime,
@@ -668,6 +671,7 @@ async def dispose_incident(
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    refuse_personal_data(body.note, "处理意见", "note", code="personal_data_in_note")
     now = _now()
     return await _case_step(
         runtime,

@@ -147,6 +147,23 @@ def test_unknown_dataset_is_404(stack: Stack) -> None:
     _assert_error(resp, 404, "unknown_dataset")
 
 
+def test_codes_that_name_nothing_are_neither_repeated_nor_recorded(stack: Stack) -> None:
+    """A dataset or scenario code of a valid shape that names nothing is still what someone typed: an ID
+    number with a letter in front passes the shape. It is not echoed, logged as typed, or recorded."""
+    typed = "id11010519491231002x"
+    resp = stack.get(f"{stack.base_url}/api/v1/datasets/{typed}/records", "cadre_a", scenario="DIBAO_REVIEW")
+    _assert_error(resp, 404, "unknown_dataset")
+    assert typed not in resp.text.lower()
+    body = stack.last_events(1)[0]["body"]
+    assert json.loads(body)["dataset"] == "invalid" and typed not in body.lower()
+
+    resp = stack.get(stack.records_url, "cadre_a", scenario=typed.upper())
+    _assert_error(resp, 404, "unknown_scenario")
+    assert typed not in resp.text.lower()
+    body = stack.last_events(1)[0]["body"]
+    assert json.loads(body).get("scenario") is None and typed not in body.lower()
+
+
 @pytest.mark.parametrize(
     ("authorization", "code"),
     [

@@ -924,3 +924,26 @@ def test_the_audit_chain_stays_intact(stack: Stack) -> None:
 
     report = verify_log(stack.engine)
     assert report.ok and report.checked > 0, report.problem
+
+
+@pytest.mark.parametrize("text", ["联系人 138 1234 5678", "13812345678", "身份证110105-19491231-002X"])
+def test_personal_data_in_a_reason_or_a_comment_is_refused_and_changes_nothing(
+    stack: Stack, text: str
+) -> None:
+    """Reasons and review comments are written to the audit log: personal data in them is a 422 naming
+    the problem (it used to pass when grouped, and to fail as a 500 when whole), and nothing changes."""
+    sid = new_id("pii")
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    office = ok(call(stack, "GET", f"{API}/systems/{sid}/progress", "rv_gov_office"))["pending"][0]["code"]
+    vote = {"vote": "reject", "comment": text}
+    resp = call(stack, "POST", f"{API}/systems/{sid}/reviews", REVIEWER_OF[office], json=vote)
+    assert (resp.status_code, resp.json()["error"]) == (422, "personal_data_in_comment"), resp.text
+    assert text not in resp.text
+    approve_all(stack, sid)
+    before = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
+    resp = call(stack, "POST", f"{API}/systems/{sid}/suspend", "supervisor", json={"reason": text})
+    assert (resp.status_code, resp.json()["error"]) == (422, "personal_data_in_reason"), resp.text
+    assert text not in resp.text
+    assert ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))["status"] == "approved"
+    assert [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid] == before

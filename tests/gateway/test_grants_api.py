@@ -203,6 +203,12 @@ REQUESTS = [
     ),
     ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "  ", 422, "missing_reason"),
     ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "联系13812345678", 422, "personal_data_in_reason"),
+    # As people type them: grouped, full-width, a name after a cue word.
+    *(
+        ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, typed, 422, "personal_data_in_reason")
+        for typed in ("核查 110105 19491231 002X", "回电１３８１２３４５６７８", "户主张三，低保复核")
+    ),
+    ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "工单 12345-2026-11-0042 复核", 201, None),
     # An officer who also audits takes no part in grants (auditor independence).
     (
         "town_officer",

@@ -104,3 +104,17 @@ def test_check_grid_scope(dataset: str, row_scope: tuple[str, ...], refused: boo
 def test_the_catalog_names_each_datasets_grid_field(dataset: str, grid_field: str | None) -> None:
     view = dataset_view(CATALOG.dataset(dataset))
     assert view is not None and view.grid_field == grid_field and view.org_field == "village_code"
+
+
+def test_every_served_person_is_recorded_whatever_type_the_registry_sent_the_number_as() -> None:
+    """A subject the event leaves out is an access a complaint never finds (the transparency list too)."""
+    view = dataset_view(CATALOG.dataset("residents"))
+    assert view is not None and view.subject_field == "id_number"
+    records = [
+        {"id_number": "31023019841206996x"},
+        {"id_number": 310230198412069961},  # a JSON number
+        {"id_number": ""},
+        {"id_number": None},
+        {},
+    ]
+    assert view.subject_values(records) == ["31023019841206996X", "310230198412069961"]

@@ -491,6 +491,14 @@ def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
     )
     moved = {**ask, "field": "mobile"}  # the envelope is bound to residents.id_number
     refused(api(stack, "POST", "/unmask", "ca_steward", body=moved), 422, "unmask_refused")
+    assert details["context"] == "residents.id_number"
+    # Asking for the mobile while opening the ID number with its context would record the wrong field.
+    disguised = {**moved, "context": "residents.id_number"}
+    refused(api(stack, "POST", "/unmask", "ca_steward", body=disguised), 422, "context_mismatch")
+    # A key id the ring does not hold is refused before anything is recorded as allowed.
+    forged = {**ask, "value": ":".join([*envelope.split(":")[:2], "k13812345678", envelope.split(":")[3]])}
+    refused(api(stack, "POST", "/unmask", "ca_steward", body=forged), 422, "unknown_key")
+    assert "k13812345678" not in json.dumps(events_of(stack, "masking.unmask")[-1]["body"])
 
 
 # -- CLI -------------------------------------------------------------------------------------------

@@ -397,3 +397,37 @@ def test_no_plain_personal_data_in_supervision_tables(stack: Stack, readings: di
     if stack.backend == "sqlite":
         raw = b"".join(p.read_bytes() for p in stack.data_dir.glob("gateway.db*"))
         assert readings["resident"].id_number.encode() not in raw
+
+
+_FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+# Personal data as people type it into a summary or a note: grouped, hyphenated, full-width, a name
+# after a cue word. Each is refused with a message that names the kind and does not repeat the value.
+DISGUISED: list[tuple[str, Any]] = [
+    ("id_number", lambda r: f"身份证 {r.id_number[:6]} {r.id_number[6:14]} {r.id_number[14:]}"),
+    ("mobile", lambda r: f"回电 {r.mobile[:3]}-{r.mobile[3:7]}-{r.mobile[7:]}"),
+    ("mobile", lambda r: "回电" + r.mobile.translate(_FULL_WIDTH)),
+    ("person", lambda r: f"户主{r.name}，反映被查看"),
+]
+
+
+@pytest.mark.parametrize(("kind", "write"), DISGUISED)
+def test_personal_data_typed_into_a_summary_or_a_note_is_refused(
+    stack: Stack, readings: dict[str, Any], kind: str, write: Any
+) -> None:
+    resident = readings["resident"]
+    text = write(resident)
+    before = stack.audit_count()
+    complaint = {"source": "walk_in", "id_number": resident.id_number, "summary": text}
+    resp = api(stack, "POST", "/complaints", "supervisor", json=complaint)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == "personal_data_in_summary" and resp.json()["personal_data_kind"] == kind
+    for value in (resident.id_number, resident.mobile, resident.name, text):
+        assert value not in resp.text
+    assert stack.audit_count() == before  # nothing registered, nothing recorded
+
+    opened = api(stack, "POST", "/complaints", "supervisor", json={**complaint, "summary": "来访反映"})
+    incident_id = opened.json()["incident"]["incident_id"]
+    for path, body in (("notes", {"note": text}), ("disposition", {"disposition": "referred", "note": text})):
+        resp = api(stack, "POST", f"/incidents/{incident_id}/{path}", "supervisor", json=body)
+        assert resp.status_code == 422 and resp.json()["error"] == "personal_data_in_note", resp.text
+        assert text not in resp.text

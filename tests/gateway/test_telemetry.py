@@ -114,3 +114,39 @@ def test_with_an_exporter_stages_are_real_spans_under_the_request() -> None:
     finally:
         telemetry.provider.shutdown()
         telemetry.meter_provider.shutdown()
+
+
+def test_an_exception_leaving_a_span_records_its_type_never_its_message() -> None:
+    """OpenTelemetry's default puts the message and the stack trace into the span; a library's message
+    may repeat the value it could not parse (a phone number), and spans leave the machine."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("console", sample_ratio=1.0)
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with pytest.raises(ValueError), telemetry.request_span("data_request"), telemetry.span("mask"):
+            int("13812345678x")
+    finally:
+        telemetry.provider.shutdown()
+        telemetry.meter_provider.shutdown()
+    spans = exporter.get_finished_spans()
+    assert {s.name for s in spans} == {"data_request", "mask"}
+    for span in spans:
+        assert span.status.status_code is StatusCode.ERROR and span.status.description == "ValueError"
+        assert not span.events
+        assert "13812345678" not in span.to_json()
+
+
+def test_what_the_data_path_logs_of_an_unexpected_error_is_its_type_and_place_only() -> None:
+    from gateway.errors import where_raised
+
+    try:
+        int("13812345678x")
+    except ValueError:
+        where = where_raised()
+    assert where.startswith("ValueError at test_telemetry.py:") and "13812345678" not in where

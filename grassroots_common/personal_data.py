@@ -1,0 +1,107 @@
+"""Personal data in text people type: reasons, notes, complaint summaries, review comments.
+
+Such text goes into the audit log and into case files, where personal data must never be kept in plain text
+(PIPL Art. 51). :func:`personal_data_in` is the one check every library applies to it before storing it;
+the gateway adds the free-text scanner's findings (names after a cue word, licence plates) on top.
+
+What people type is not what a validator expects, so the text is first folded the way it would be read:
+full-width digits and letters become ASCII (NFKC), and a number written in the groups people use
+(``138 1234 5678``, ``110105-19491231-002X``) is read as one number. The shapes are then refused
+whatever their check character: a mistyped ID number is still someone's ID number.
+
+:func:`looks_like_identifier` is the narrower tripwire for text the system itself writes into an audit
+event (actor ids, codes, details): only a valid GB 11643 ID number or a mainland mobile number, written in
+one piece or in the usual groups, so that timestamps, counts and codes are never mistaken for either.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final
+
+# A number may be written in one piece or in the groups people use, with a space or a hyphen between
+# groups; only those groupings are read as one number, so a work-order number like "12345-2026-11-0042"
+# is not taken for a 15-digit ID. In typed text a number may touch letters ("ID110105...",
+# "Tel13812345678"), so the shapes that are personal data for sure are bounded by digits only; the looser
+# ones (15 digits, telephone, card) by hex digits too, so a pasted request or trace id is not taken for one.
+_S = r"[ \-]?"
+_ID_18 = re.compile(rf"(?<![0-9])[1-9]\d{{5}}{_S}\d{{4}}{_S}\d{{4}}{_S}\d{{3}}[0-9Xx](?![0-9])")
+_MOBILE = re.compile(rf"(?<![0-9])(?:\+?86{_S})?1[3-9]\d{_S}\d{{4}}{_S}\d{{4}}(?![0-9])")
+_ID_15 = re.compile(rf"(?<![0-9A-Fa-f])[1-9]\d{{5}}{_S}\d{{6}}{_S}\d{{3}}(?![0-9A-Fa-f])")
+_LANDLINE = re.compile(rf"(?<![0-9A-Fa-f])0[1-9]\d{{1,2}}{_S}[2-9]\d{{2,3}}{_S}\d{{4}}(?![0-9A-Fa-f])")
+_CARD = re.compile(rf"(?<![0-9A-Fa-f])[1-9]\d{{3}}(?:{_S}\d{{4}}){{3}}(?:{_S}?\d{{1,3}})?(?![0-9A-Fa-f])")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+# The narrow tripwire: a number in one piece or in its usual groups (3-4-4 mobile, 6-8-4 ID number),
+# bounded by letters too, so that hex digests, UUIDs and refs never match.
+_BOUNDARY_L = r"(?<![0-9A-Za-z])"
+_BOUNDARY_R = r"(?![0-9A-Za-z])"
+_ID_GROUPED = re.compile(_BOUNDARY_L + r"[1-9]\d{5}[ \-]?\d{8}[ \-]?\d{3}[0-9Xx]" + _BOUNDARY_R)
+_MOBILE_GROUPED = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d[ \-]?\d{4}[ \-]?\d{4}" + _BOUNDARY_R)
+
+_GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_GB11643_CHECK: Final = "10X98765432"
+
+#: What each kind is called, for a message that says what to take out (never the value itself).
+KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
+    "id_number": ("身份证号", "an ID number"),
+    "mobile": ("手机号", "a mobile number"),
+    "landline": ("电话号码", "a telephone number"),
+    "bank_card": ("银行卡号", "a bank card number"),
+    "email": ("电子邮箱", "an e-mail address"),
+    "person": ("姓名", "a name"),
+    "licence_plate": ("车牌号", "a licence plate"),
+}
+
+
+def fold(text: str) -> str:
+    """``text`` as it reads: NFKC turns full-width digits and letters into ASCII, and a no-break or an
+    ideographic space into a plain one."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def personal_data_in(text: str) -> str | None:
+    """The kind of personal data ``text`` holds (a key of :data:`KIND_NAMES`), or None.
+
+    For text people type. ID numbers (18 or 15 digits) are refused whatever their check character, and a
+    16-19 digit number only when it passes the Luhn check card numbers carry.
+    """
+    folded = fold(text)
+    if _ID_18.search(folded) or _ID_15.search(folded):
+        return "id_number"
+    if _MOBILE.search(folded):
+        return "mobile"
+    if any(_luhn(re.sub(r"[ \-]", "", m.group(0))) for m in _CARD.finditer(folded)):
+        return "bank_card"
+    if _LANDLINE.search(folded):
+        return "landline"
+    if _EMAIL.search(folded):
+        return "email"
+    return None
+
+
+def looks_like_identifier(text: str) -> bool:
+    """True when ``text`` holds a valid GB 11643 ID number or a mainland mobile number (see the module)."""
+    if _MOBILE_GROUPED.search(text):
+        return True
+    for match in _ID_GROUPED.finditer(text):
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        if _is_gb11643(digits):
+            return True
+    return False
+
+
+def _is_gb11643(candidate: str) -> bool:
+    total = sum(int(d) * w for d, w in zip(candidate[:17], _GB11643_WEIGHTS, strict=True))
+    return _GB11643_CHECK[total % 11] == candidate[17].upper()
+
+
+def _luhn(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0

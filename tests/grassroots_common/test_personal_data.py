@@ -1,0 +1,87 @@
+"""The personal-data check on typed text (reasons, notes, summaries) and the audit event tripwire."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grassroots_common.personal_data import looks_like_identifier, personal_data_in
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[3] / "shared" / "vectors" / "cn_numbers.json").read_text("utf-8")
+)
+# Every number of the ID shape (17 digits and a check character), valid or not: all are refused in text.
+ID_NUMBERS = [v["compact"] for v in VECTORS["resident_id"] if re.fullmatch(r"[1-9]\d{16}[\dX]", v["compact"])]
+VALID_IDS = [v["compact"] for v in VECTORS["resident_id"] if v["checksum_valid"] and len(v["compact"]) == 18]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # The ways people actually write numbers: groups, hyphens, full-width digits, glued to letters.
+        ("紧急核查 身份证 110105 19491231 002X", "id_number"),
+        ("身份证110105-19491231-002x", "id_number"),
+        ("ID110105194912310029", "id_number"),  # a wrong check character is still someone's number
+        ("旧证号 110105491231002", "id_number"),  # 15-digit first-generation card
+        ("１１０１０５１９４９１２３１００２Ｘ", "id_number"),
+        ("联系人 138 1234 5678", "mobile"),
+        ("电话138-1234-5678", "mobile"),
+        ("Tel13812345678", "mobile"),
+        ("+86 138 1234 5678", "mobile"),
+        ("１３８１２３４５６７８", "mobile"),
+        ("座机 021-62345678", "landline"),
+        ("卡号 6222 0212 3456 7890 128", "bank_card"),
+        ("邮箱 zhang.san@example.cn", "email"),
+        # Ordinary reasons are not refused.
+        ("低保年度复核，材料已齐", None),
+        ("依据民发〔2021〕57号第十三条", None),
+        ("核查 2025-06-02 至 2025-07-01 的走访记录", None),
+        ("网格 310151101201 复核 3 户", None),
+        ("请求编号 4bf92f3577b34da6a3ce929d0e0e4736", None),
+        ("圆周率 3.14159265358979", None),
+        ("卡号 6222 1212 3456 7890 123", None),  # fails Luhn: not a card number
+        ("工单 12345-2026-11-0042", None),  # a 12345 work order is not a 15-digit ID number
+        ("批次 2026-1102-0042", None),
+    ],
+)
+def test_typed_text(text: str, kind: str | None) -> None:
+    assert personal_data_in(text) == kind
+
+
+@given(
+    number=st.sampled_from(ID_NUMBERS),
+    seps=st.lists(st.sampled_from(["", " ", "-", "\u3000", "\u00a0"]), min_size=2, max_size=2),
+    before=st.text(st.characters(categories=["Lo"]), max_size=8),
+    after=st.text(st.characters(categories=["Lo"]), max_size=8),
+)
+def test_every_id_number_is_found_however_it_is_split(
+    number: str, seps: list[str], before: str, after: str
+) -> None:
+    text = before + number[:6] + seps[0] + number[6:14] + seps[1] + number[14:] + after
+    assert personal_data_in(text) == "id_number"
+
+
+@pytest.mark.parametrize("number", VALID_IDS)
+def test_the_tripwire_finds_valid_id_numbers_whole_and_grouped(number: str) -> None:
+    assert looks_like_identifier(f"x {number} y")
+    assert looks_like_identifier(f"{number[:6]} {number[6:14]} {number[14:]}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-06-02T02:00:00.000000Z",
+        "sha256:" + "0" * 64,
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "310151101201",
+        "u00001234",
+        "data.list\ncadre_a\nDIBAO_REVIEW",
+    ],
+)
+def test_the_tripwire_leaves_what_the_system_writes_alone(text: str) -> None:
+    assert not looks_like_identifier(text)
