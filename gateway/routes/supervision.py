@@ -530,47 +530,83 @@ async def register_complaint(
 
 
 @router.get("/complaints")
-async def list_complaints(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+async def list_complaints(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session:
         items = await asyncio.to_thread(audit.list_complaints, session)
+    await _audit(runtime, principal, request, "supervision.complaints_listed", {"results": len(items)})
     return {"items": items}
 
 
 @router.get("/complaints/{complaint_id}")
 async def get_complaint(
-    complaint_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    complaint_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session, supervision_errors():
-        return await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+        complaint = await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+    # The stored id, not the path text: only what the case file holds reaches the log.
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.complaint_viewed",
+        {"complaint_id": complaint["complaint_id"], "subject_ref": complaint.get("subject_ref")},
+    )
+    return complaint
+
+
+async def _incidents(
+    request: Request,
+    runtime: Runtime,
+    authorization: str | None,
+    status: Literal["open", "investigating", "closed"] | None,
+    overdue: bool,
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session:
+        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.incidents_listed",
+        {"status": status, "overdue": overdue, "results": len(items)},
+    )
+    return {"items": items}
 
 
 @router.get("/incidents")
 async def list_incidents(
+    request: Request,
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
     status: Literal["open", "investigating", "closed"] | None = None,
     overdue: bool = False,
 ) -> dict[str, Any]:
     """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed."""
-    await require(runtime, authorization, RESOURCE, "read")
-    with runtime.sessions() as session:
-        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
-    return {"items": items}
+    return await _incidents(request, runtime, authorization, status, overdue)
 
 
 @router.get("/incidents/overdue")
-async def overdue_incidents(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    return await list_incidents(runtime, authorization, None, True)
+async def overdue_incidents(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    return await _incidents(request, runtime, authorization, None, True)
 
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(
-    incident_id: str, runtime: RuntimeDep, authorization: AuthHeader = None, events: bool = True
+    incident_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    events: bool = True,
 ) -> dict[str, Any]:
     """The case file: steps, evidence events (refs only) and their inclusion proofs, re-verified now."""
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session, supervision_errors():
         incident = await asyncio.to_thread(audit.get_incident, session, incident_id, _now())
     seqs = [e["seq"] for e in incident["evidence"]]
@@ -588,6 +624,19 @@ async def get_incident(
     if events:
         summaries = await asyncio.to_thread(audit.query.events_by_seq, runtime.engine, seqs)
         incident["events"] = [e.to_json() for e in summaries]
+    # Audited before anything is returned: no event written, no case file shown (fail closed).
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.incident_viewed",
+        {
+            "incident_id": incident["incident_id"],
+            "complaint_id": incident.get("complaint_id"),
+            "evidence_events": len(seqs),
+            "events_included": events,
+        },
+    )
     return incident
 
 
