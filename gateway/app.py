@@ -1,8 +1,16 @@
-"""The FastAPI application: lifespan wiring, one error handler, request ids, routes."""
+"""The FastAPI application: lifespan wiring, one error handler, request ids, routes.
+
+No log line carries what a request sent: an unexpected exception is logged by its type alone and ends at
+the outermost layer (:class:`ContainUnhandledErrors`) instead of reaching uvicorn, which would log its
+message and traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -12,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp as StarletteASGIApp
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.runtime import Runtime
@@ -47,6 +56,56 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class ContainUnhandledErrors:
+    """Pure ASGI, outside everything (see :class:`GatewayApp`): an exception ends here, not in uvicorn.
+
+    Starlette's ServerErrorMiddleware runs the app's ``Exception`` handler (which logs the exception's type
+    and answers the usual 500) and then raises the exception again; uvicorn would log it as "Exception in
+    ASGI application" with its message and traceback, and the message can carry what the request sent.
+    Here it stops: answered already, nothing more is done; not yet answered, the same 500 is sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # Lifespan: a start-up failure must still say why (operator configuration, not request input).
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                return  # the 500 (or a part of an answer) is out; the handler logged the type
+            _log.error("unhandled error: %s", type(exc).__name__)
+            request_id = (scope.get("state") or {}).get("request_id")
+            body = json.dumps(GatewayError().body(request_id), ensure_ascii=False).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            if request_id:
+                headers.append((b"x-request-id", str(request_id).encode()))
+            with contextlib.suppress(Exception):  # the client may be gone
+                await send({"type": "http.response.start", "status": 500, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with :class:`ContainUnhandledErrors` around its whole stack (ServerErrorMiddleware included:
+    ``add_middleware`` can only place a middleware inside it)."""
+
+    def build_middleware_stack(self) -> StarletteASGIApp:
+        inner = super().build_middleware_stack()
+        return typing.cast(StarletteASGIApp, ContainUnhandledErrors(inner))
 
 
 def request_id_of(request: Request) -> str | None:
@@ -129,7 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await close_runtime(runtime)
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Grassroots Data Gateway · 基层数据网关",
         version="0.1.0",
         lifespan=lifespan,

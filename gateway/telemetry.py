@@ -7,7 +7,8 @@ about 0.1 ms per data request (id generation, sampler, context attach and detach
 anyone can read. Each request still gets a fresh, valid trace id (:meth:`Telemetry.request_span`), which
 its audit event records, so the audit log looks the same either way.
 Attributes carry codes and counts only: never a name, an ID number, a phone, a token or a record value
-(house style, habit 4).
+(house style, habit 4). An exception leaving a span marks it failed with the exception's type only: the SDK
+would record its message and traceback as a span event, and the message can carry what a request sent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import Status, StatusCode
 
 SERVICE_NAME = "grassroots-gateway"
 
@@ -48,6 +50,29 @@ class _Unrecorded(AbstractContextManager[trace.Span]):
 _NO_STAGE_SPAN = _Unrecorded(trace.INVALID_SPAN)
 
 
+class _Recorded(AbstractContextManager[trace.Span]):
+    """A recorded span whose failure names the exception's type, never its message or traceback."""
+
+    __slots__ = ("_inner", "_span")
+
+    def __init__(self, tracer: trace.Tracer, name: str) -> None:
+        self._inner = tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        )
+        self._span: trace.Span = trace.INVALID_SPAN
+
+    def __enter__(self) -> trace.Span:
+        self._span = self._inner.__enter__()
+        return self._span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if kind is not None and issubclass(kind, Exception):
+            self._span.set_status(Status(StatusCode.ERROR, kind.__name__))
+        return self._inner.__exit__(kind, exc, tb)
+
+
 @dataclass
 class Telemetry:
     tracer: trace.Tracer
@@ -64,7 +89,7 @@ class Telemetry:
     def request_span(self, name: str) -> AbstractContextManager[trace.Span]:
         """The root span of one request; unrecorded, it still carries a fresh, valid trace id."""
         if self.recording:
-            return self.tracer.start_as_current_span(name)
+            return _Recorded(self.tracer, name)
         context = trace.SpanContext(
             trace_id=self.ids.generate_trace_id(), span_id=self.ids.generate_span_id(), is_remote=False
         )
@@ -73,7 +98,7 @@ class Telemetry:
     def span(self, name: str) -> AbstractContextManager[trace.Span]:
         """A stage's span under the current one (house style §1 stage names)."""
         if self.recording:
-            return self.tracer.start_as_current_span(name)
+            return _Recorded(self.tracer, name)
         return _NO_STAGE_SPAN
 
     def shutdown(self) -> None:

@@ -2,17 +2,32 @@
 
 - Reads of complaints and incidents (the case files: evidence events, investigation notes) each write
   exactly one audit event, as the event queries and transparency lookups do.
+- An unexpected exception whose message carries an ID number answers the usual 500 and leaves neither the
+  message nor a traceback in the logs (uvicorn would otherwise log "Exception in ASGI application"), nor
+  in a span; database errors do not print bound values.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 from demoworld.world import build_world
+from gateway.app import create_app
+from gateway.db import make_engine
+from gateway.errors import GatewayError
+from gateway.launch import free_port
+from gateway.serving import CoalescingHttpToolsProtocol
+from gateway.settings import Settings
 from tests.stack import Stack
 
 WORLD = build_world()
@@ -83,3 +98,101 @@ def test_a_missing_case_file_is_404_and_echoes_nothing(stack: Stack) -> None:
     for path in (f"/complaints/{PHONE}", f"/incidents/{PHONE}"):
         resp = call(stack, "GET", "/api/v1/supervision" + path, "auditor")
         assert resp.status_code == 404 and PHONE not in resp.text
+
+
+# -- B: an unexpected exception leaves no message or traceback in the logs ----------------------------
+
+
+@pytest.fixture
+def server_with_a_failing_route(tmp_path: Path) -> Iterator[str]:
+    """The real app (its middleware and handlers) under uvicorn with the protocol `serve` uses, plus one
+    route that fails with an ID number in the exception's message. Logging goes to the root logger
+    (``log_config=None``), where caplog sees uvicorn's own records too."""
+    app = create_app(Settings(data_dir=tmp_path, dev_idp_enabled=False))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError(f"lookup failed for {FAKE_ID}")
+
+    @app.get("/boom-late")
+    async def boom_late() -> None:
+        raise ValueError(FAKE_ID) from KeyError(FAKE_ID)
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_config=None,
+        log_level="debug",
+        loop="asyncio",
+        http=CoalescingHttpToolsProtocol,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_an_unhandled_exception_answers_500_and_logs_only_its_type(
+    server_with_a_failing_route: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for path in ("/boom", "/boom-late"):
+        resp = httpx.get(server_with_a_failing_route + path, timeout=30)
+        assert resp.status_code == 500
+        request_id = resp.json()["request_id"]
+        assert request_id and resp.json() == GatewayError().body(request_id)
+        assert FAKE_ID not in resp.text
+    time.sleep(0.2)  # let the server thread finish logging
+    out, err = capfd.readouterr()
+    assert FAKE_ID not in caplog.text and FAKE_ID not in out and FAKE_ID not in err
+    assert "Traceback" not in caplog.text and "Traceback" not in err
+    assert all(r.exc_info is None and FAKE_ID not in r.getMessage() for r in caplog.records)
+    assert "unhandled error: RuntimeError" in caplog.text  # the type is still logged
+    assert "unhandled error: ValueError" in caplog.text
+
+
+def test_a_failed_span_names_the_exception_type_only() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("console", sample_ratio=1.0)
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with pytest.raises(RuntimeError), telemetry.request_span("data_request"), telemetry.span("mask"):
+            raise RuntimeError(f"bad value {FAKE_ID}")
+        spans = exporter.get_finished_spans()
+        assert sorted(s.name for s in spans) == ["data_request", "mask"]
+        for span in spans:
+            assert span.status.status_code.name == "ERROR" and span.status.description == "RuntimeError"
+            assert not span.events  # no exception event: it would carry the message and the traceback
+            assert FAKE_ID not in span.to_json()
+    finally:
+        telemetry.provider.shutdown()
+        telemetry.meter_provider.shutdown()
+
+
+def test_database_errors_do_not_print_bound_values(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (v TEXT PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": FAKE_ID})
+        with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": FAKE_ID})
+        assert FAKE_ID not in str(caught.value)
+    finally:
+        engine.dispose()
