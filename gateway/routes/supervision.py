@@ -49,6 +49,7 @@ from audit import (
     normalise_id_number,
     org_prefix,
 )
+from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
 from gateway.admin_support import require, unit_of_work
@@ -82,9 +83,15 @@ def supervision_errors() -> Iterator[None]:
     except SupervisionError as exc:
         status = {"not_found": 404, "conflict": 409}.get(exc.kind, 422)
         raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=status) from None
-    except AnomalyRulesError as exc:
+    except AnomalyRulesError:
+        # A fixed answer: the rule names and settings come from the query string and are not echoed.
         raise InvalidRequest(
-            "异常规则参数有误。", f"Invalid anomaly rule setting: {exc}", code="bad_rule"
+            f"异常规则参数有误：rule 只能是 {'、'.join(ANOMALY_RULES)}；setting 写作 规则.设置项=值"
+            "（例如 bulk_reading.min_records=200），可设置的项及当前取值见本接口返回的 rules。",
+            f"Invalid anomaly rule parameter: rule must be one of {', '.join(ANOMALY_RULES)}; a setting "
+            "looks like rule.key=value (for example bulk_reading.min_records=200), with the keys and their "
+            "current values listed under 'rules' in this endpoint's answer.",
+            code="bad_rule",
         ) from None
     except ArchiveError as exc:
         raise GatewayError(

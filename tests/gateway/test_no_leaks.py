@@ -5,10 +5,13 @@
 - An unexpected exception whose message carries an ID number answers the usual 500 and leaves neither the
   message nor a traceback in the logs (uvicorn would otherwise log "Exception in ASGI application"), nor
   in a span; database errors do not print bound values.
+- 4xx answers name what to fix without echoing the value sent: validation errors (dict keys), unknown
+  scenario, dataset, system, anomaly rule or setting, envelope version and key id.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -52,6 +55,16 @@ def new_events(stack: Stack, after: int) -> list[dict[str, Any]]:
 def last_seq(stack: Stack) -> int:
     with stack.engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT coalesce(max(seq), 0) FROM audit_events")).scalar_one())
+
+
+def assert_no_echo(resp: httpx.Response, status: int, code: str, *secrets: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["error"] == code, body
+    assert body["message"] and body["message_en"]
+    for secret in secrets:
+        assert secret not in resp.text, resp.text
+    return body
 
 
 # -- A: case-file reads are audited ------------------------------------------------------------------
@@ -196,3 +209,92 @@ def test_database_errors_do_not_print_bound_values(tmp_path: Path) -> None:
         assert FAKE_ID not in str(caught.value)
     finally:
         engine.dispose()
+
+
+# -- C: 4xx answers do not echo what was sent ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("body", "datasets", FAKE_ID), "datasets"),
+        (("body", "datasets", FAKE_ID, "[key]"), "datasets"),
+        (("body", "reason"), "reason"),
+        (("body", "items", 3, "note"), "items"),
+        (("body", 17), "body"),
+        (("query", PHONE), "query"),
+        (("body",), "body"),
+    ],
+)
+def test_validation_error_names_only_declared_fields(loc: tuple[Any, ...], expected: str) -> None:
+    from gateway.app import field_name
+
+    assert field_name(loc, frozenset({"datasets", "reason", "items", "note"})) == expected
+
+
+def test_a_dict_key_in_the_body_is_not_echoed(stack: Stack) -> None:
+    body = {"scenario": "DIBAO_REVIEW", "datasets": {FAKE_ID: 5}, "reason": "低保复核"}
+    out = assert_no_echo(
+        call(stack, "POST", "/api/v1/grants", "cadre_a", json=body), 422, "invalid_request", FAKE_ID
+    )
+    assert out["fields"] == ["datasets"]
+    listed = {"scenario": "DIBAO_REVIEW", "datasets": {"residents": [PHONE, 5]}, "reason": "低保复核"}
+    out = assert_no_echo(
+        call(stack, "POST", "/api/v1/grants", "cadre_a", json=listed), 422, "invalid_request", PHONE
+    )
+    assert out["fields"] == ["datasets"]
+
+
+def test_unknown_scenario_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", f"/api/v1/scenarios/{PHONE}", "cadre_a")
+    assert_no_echo(resp, 404, "unknown_scenario", PHONE)
+
+
+def test_unknown_dataset_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", "/api/v1/masking/catalog", "ca_steward", params={"dataset": PHONE})
+    body = assert_no_echo(resp, 404, "unknown_dataset", PHONE)
+    assert "residents" in body["datasets"]  # the valid choices instead
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rule": PHONE},
+        {"setting": f"{PHONE}.min_records=1"},
+        {"setting": f"bulk_reading.{PHONE}=1"},
+        {"setting": f"bulk_reading.min_records={PHONE}x"},
+    ],
+)
+def test_anomaly_rule_and_setting_are_not_echoed(stack: Stack, params: dict[str, str]) -> None:
+    resp = call(stack, "GET", "/api/v1/supervision/anomalies", "supervisor", params=params)
+    body = assert_no_echo(resp, 422, "bad_rule", PHONE)
+    assert "bulk_reading" in body["message_en"]  # the valid rule names instead
+
+
+def test_unknown_admission_system_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", f"/api/v1/admission/systems/{PHONE}", "ca_sysadmin")
+    assert_no_echo(resp, 404, "system_not_found", PHONE)
+
+
+@pytest.mark.parametrize(
+    ("value", "extra"),
+    [
+        ("enc:vX13812345678:k1:" + "A" * 40, {}),
+        ("enc:v1:nosuch-key-7f3a9c:" + base64.urlsafe_b64encode(bytes(40)).decode().rstrip("="), {}),
+        ("110101199003070011", {"method": "ff1_id", "key_id": "nosuch-key-7f3a9c"}),
+    ],
+)
+def test_unmask_errors_do_not_echo_the_submitted_value(
+    stack: Stack, value: str, extra: dict[str, str]
+) -> None:
+    ask = {
+        "value": value,
+        "dataset": "residents",
+        "field": "id_number",
+        "purpose": "低保复核中核实户主身份",
+        **extra,
+    }
+    resp = call(stack, "POST", "/api/v1/masking/unmask", "ca_steward", json=ask)
+    assert resp.status_code == 422, resp.text
+    for secret in ("vX13812345678", PHONE, "nosuch-key-7f3a9c"):
+        assert secret not in resp.text, resp.text
