@@ -1,17 +1,29 @@
-"""The FastAPI application: lifespan wiring, one error handler, request ids, routes."""
+"""The FastAPI application: lifespan wiring, one error handler, request ids, routes.
+
+No error answer or log line carries what a request sent: a validation error names only the declared
+parameters, and an unexpected exception is logged by its type alone and ends at the outermost layer
+(:class:`ContainUnhandledErrors`) instead of reaching uvicorn, which would log its message and traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import logging
+import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp as StarletteASGIApp
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.runtime import Runtime
@@ -49,6 +61,56 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class ContainUnhandledErrors:
+    """Pure ASGI, outside everything (see :class:`GatewayApp`): an exception ends here, not in uvicorn.
+
+    Starlette's ServerErrorMiddleware runs the app's ``Exception`` handler (which logs the exception's type
+    and answers the usual 500) and then raises the exception again; uvicorn would log it as "Exception in
+    ASGI application" with its message and traceback, and the message can carry what the request sent.
+    Here it stops: answered already, nothing more is done; not yet answered, the same 500 is sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # Lifespan: a start-up failure must still say why (operator configuration, not request input).
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                return  # the 500 (or a part of an answer) is out; the handler logged the type
+            _log.error("unhandled error: %s", type(exc).__name__)
+            request_id = (scope.get("state") or {}).get("request_id")
+            body = json.dumps(GatewayError().body(request_id), ensure_ascii=False).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            if request_id:
+                headers.append((b"x-request-id", str(request_id).encode()))
+            with contextlib.suppress(Exception):  # the client may be gone
+                await send({"type": "http.response.start", "status": 500, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with :class:`ContainUnhandledErrors` around its whole stack (ServerErrorMiddleware included:
+    ``add_middleware`` can only place a middleware inside it)."""
+
+    def build_middleware_stack(self) -> StarletteASGIApp:
+        inner = super().build_middleware_stack()
+        return typing.cast(StarletteASGIApp, ContainUnhandledErrors(inner))
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -59,6 +121,74 @@ def error_response(request: Request, error: GatewayError) -> JSONResponse:
     )
 
 
+_SOURCES = ("body", "query", "path", "header", "cookie")
+_declared_cache: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _model_names(annotation: Any, out: set[str], seen: set[Any]) -> None:
+    """Field names (and aliases) of every model reachable from ``annotation`` (lists, unions, dicts...)."""
+    if isinstance(annotation, type) and annotation not in seen:
+        if issubclass(annotation, BaseModel):
+            seen.add(annotation)
+            for name, info in annotation.model_fields.items():
+                out.add(name)
+                out.update(a for a in (info.alias, info.validation_alias) if isinstance(a, str))
+                _model_names(info.annotation, out, seen)
+            return
+        if dataclasses.is_dataclass(annotation):
+            seen.add(annotation)
+            with contextlib.suppress(Exception):
+                for name, hint in typing.get_type_hints(annotation).items():
+                    out.add(name)
+                    _model_names(hint, out, seen)
+            return
+    for arg in typing.get_args(annotation):
+        _model_names(arg, out, seen)
+
+
+def declared_names(route: Any) -> frozenset[str]:
+    """Every name an endpoint declares: its parameters, their aliases and the fields of its body models."""
+    if route is None:
+        return frozenset()
+    with contextlib.suppress(TypeError):
+        cached = _declared_cache.get(route)
+        if cached is not None:
+            return cached
+    names: set[str] = set()
+    seen: set[Any] = set()
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        for group in ("path_params", "query_params", "header_params", "cookie_params", "body_params"):
+            for param in getattr(dependant, group, ()):
+                names.update(n for n in (param.name, param.alias) if isinstance(n, str))
+                _model_names(getattr(param.field_info, "annotation", None), names, seen)
+        pending.extend(getattr(dependant, "dependencies", ()))
+    body_field = getattr(route, "body_field", None)
+    if body_field is not None:
+        _model_names(getattr(body_field.field_info, "annotation", None), names, seen)
+    result = frozenset(names)
+    with contextlib.suppress(TypeError):
+        _declared_cache[route] = result
+    return result
+
+
+def field_name(loc: Sequence[Any], declared: frozenset[str]) -> str:
+    """``loc`` up to the first part the endpoint does not declare: a list index, a dict key (which may be
+    an ID number: ``{"datasets": {"11010519491231002X": 5}}``), a union member's tag. Never a value."""
+    kept: list[str] = []
+    for part in loc[1:]:
+        if not isinstance(part, str) or part not in declared:
+            break
+        kept.append(part)
+    if kept:
+        return ".".join(kept)
+    source = loc[0] if loc else None
+    return source if isinstance(source, str) and source in _SOURCES else "request"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -66,8 +196,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        # Name the offending parameters, never echo their values (they may hold personal data).
-        names = sorted({".".join(str(p) for p in err.get("loc", ())[1:]) for err in exc.errors()})
+        # Name the offending parameters, never echo their values (they may hold personal data), nor the
+        # dict keys and list indexes inside them: only names the endpoint itself declares.
+        declared = declared_names(request.scope.get("route"))
+        names = sorted({field_name(err.get("loc", ()), declared) for err in exc.errors()})
         return error_response(
             request,
             InvalidRequest(
@@ -129,7 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await close_runtime(runtime)
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Grassroots Data Gateway · 基层数据网关",
         version="0.1.0",
         lifespan=lifespan,

@@ -36,7 +36,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Build an engine; nothing connects until first use."""
+    """Build an engine; nothing connects until first use.
+
+    ``hide_parameters``: a database error's message (logged, or carried by an exception) never shows the
+    bound values, which may be ID numbers, phone numbers or tokens.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -44,6 +48,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -55,12 +60,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(
             parsed,
+            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             connect_args={"options": "-c synchronous_commit=on -c timezone=UTC"},
         )
-    return create_engine(url, poolclass=NullPool)
+    return create_engine(url, poolclass=NullPool, hide_parameters=True)
 
 
 def alembic_config(url: str) -> Config:

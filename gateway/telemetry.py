@@ -7,13 +7,13 @@ about 0.1 ms per data request (id generation, sampler, context attach and detach
 anyone can read. Each request still gets a fresh, valid trace id (:meth:`Telemetry.request_span`), which
 its audit event records, so the audit log looks the same either way.
 Attributes carry codes and counts only: never a name, an ID number, a phone, a token or a record value
-(house style, habit 4).
+(house style, habit 4). An exception leaving a span marks it failed with the exception's type only: the SDK
+would record its message and traceback as a span event, and the message can carry what a request sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -50,20 +50,27 @@ class _Unrecorded(AbstractContextManager[trace.Span]):
 _NO_STAGE_SPAN = _Unrecorded(trace.INVALID_SPAN)
 
 
-@contextmanager
-def _span_without_messages(tracer: trace.Tracer, name: str) -> Iterator[trace.Span]:
-    """A current span that, when an exception leaves it, records the exception's type only.
+class _Recorded(AbstractContextManager[trace.Span]):
+    """A recorded span whose failure names the exception's type, never its message or traceback."""
 
-    OpenTelemetry's default records the exception's message and stack trace as a span event and puts the
-    message in the status description; a message can carry what a request held (a library's ValueError
-    repeats the value it could not parse), and spans leave the machine.
-    """
-    with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
+    __slots__ = ("_inner", "_span")
+
+    def __init__(self, tracer: trace.Tracer, name: str) -> None:
+        self._inner = tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        )
+        self._span: trace.Span = trace.INVALID_SPAN
+
+    def __enter__(self) -> trace.Span:
+        self._span = self._inner.__enter__()
+        return self._span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if kind is not None and issubclass(kind, Exception):
+            self._span.set_status(Status(StatusCode.ERROR, kind.__name__))
+        return self._inner.__exit__(kind, exc, tb)
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Telemetry:
     def request_span(self, name: str) -> AbstractContextManager[trace.Span]:
         """The root span of one request; unrecorded, it still carries a fresh, valid trace id."""
         if self.recording:
-            return _span_without_messages(self.tracer, name)
+            return _Recorded(self.tracer, name)
         context = trace.SpanContext(
             trace_id=self.ids.generate_trace_id(), span_id=self.ids.generate_span_id(), is_remote=False
         )
@@ -91,7 +98,7 @@ class Telemetry:
     def span(self, name: str) -> AbstractContextManager[trace.Span]:
         """A stage's span under the current one (house style §1 stage names)."""
         if self.recording:
-            return _span_without_messages(self.tracer, name)
+            return _Recorded(self.tracer, name)
         return _NO_STAGE_SPAN
 
     def shutdown(self) -> None:

@@ -209,7 +209,11 @@ class KeyRing:
         try:
             return self._keys[key_id]
         except KeyError:
-            raise KeyRingError(f"密钥 {key_id} 不存在", f"unknown key id {key_id!r}") from None
+            # The id may come from a request (an unmask's key_id): not echoed in the message.
+            raise KeyRingError(
+                "密钥环中没有该编号的密钥，请核对密钥编号（key_id）",
+                "no key with that id in the key ring; check the key id (key_id)",
+            ) from None
 
     def _unwrap(self, key: _DataKey) -> bytes:
         try:

@@ -224,7 +224,11 @@ def decrypt_envelope(envelope: str, keys: KeyRing, *, context: str, unmask: Unma
         raise UnmaskError("密文格式无效", "not an envelope")
     _, version, key_id, token = parts
     if version != _ENVELOPE_VERSION:
-        raise UnmaskError("不支持的密文版本", f"unsupported envelope version {version!r}")
+        # Parts of the submitted value are never echoed (it may hold anything the caller pasted).
+        raise UnmaskError(
+            f"不支持的密文版本（应为 {_ENVELOPE_VERSION}），请核对所提交的密文是否完整",
+            f"unsupported envelope version (expected {_ENVELOPE_VERSION}); check the submitted envelope",
+        )
     try:
         body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -234,7 +238,11 @@ def decrypt_envelope(envelope: str, keys: KeyRing, *, context: str, unmask: Unma
     try:
         _, key = keys.derive("aes-gcm", key_id, for_encryption=False)
     except KeyRingError:
-        raise UnmaskError("密文所用密钥不存在", f"envelope key {key_id!r} is not in the key ring") from None
+        raise UnmaskError(
+            "密文所用密钥不存在（可能已被移出密钥环），请核对所提交的密文",
+            "the envelope's key is not in the key ring (it may have been retired); "
+            "check the submitted envelope",
+        ) from None
     try:
         plain = AESGCM(key).decrypt(body[:12], body[12:], _aad(key_id, context))
     except InvalidTag:

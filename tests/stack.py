@@ -35,7 +35,7 @@ from gateway.launch import (
     stop,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the checkout (a worktree too), ahead of the editable install
 
 
 @dataclass

@@ -136,11 +136,12 @@ def _visible(principal: Principal, reg: SystemRegistration) -> bool:
     return _is_registry_wide(principal) or _is_department_admin(principal, reg)
 
 
-def _not_found(system_id: str) -> NotFound:
+def _not_found() -> NotFound:
     # The same answer as a missing system: a system admin learns nothing about other departments'.
+    # The id comes from the link: it is not echoed (a request may carry anything in its path).
     return NotFound(
-        f"准入登记册中没有系统 {system_id}。",
-        f"No system {system_id} in the admission registry.",
+        "准入登记册中没有这个系统，请核对链接中的系统标识。",
+        "No such system in the admission registry. Check the system id in the link.",
         code="system_not_found",
     )
 
@@ -148,7 +149,7 @@ def _not_found(system_id: str) -> NotFound:
 def _load_visible(service: AdmissionService, principal: Principal, system_id: str) -> SystemRegistration:
     reg = service.repo.get(system_id)
     if reg is None or not _visible(principal, reg):
-        raise _not_found(system_id)
+        raise _not_found()
     return reg
 
 
@@ -156,7 +157,7 @@ def _load_own(service: AdmissionService, principal: Principal, system_id: str) -
     """A registration the caller administers as their department's system admin (else 404)."""
     reg = service.repo.get(system_id, for_update=True)
     if reg is None or not _is_department_admin(principal, reg):
-        raise _not_found(system_id)
+        raise _not_found()
     return reg
 
 
@@ -255,8 +256,11 @@ def _check_against_catalog(
         spec = catalog.datasets.get(dataset)
         if dot and spec is not None and name not in spec.fields:
             raise InvalidRequest(
-                f"collects_fields：目录中数据集 {dataset} 没有字段 {name}。",
-                f"collects_fields: the catalog's dataset {dataset} has no field {name}.",
+                # The dataset is a catalogued one; the field name as submitted is not echoed.
+                f"collects_fields：目录中数据集 {dataset} 没有所填的字段，"
+                "请按数据目录中该数据集的字段名填写。",
+                f"collects_fields: the catalog's dataset {dataset} has no such field; use the field names "
+                "the data catalog lists for it.",
                 code="invalid_registration",
             )
     for provided in reg.provides:
@@ -695,7 +699,7 @@ async def recertify_system(
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         reg = service.repo.get(system_id, for_update=True)
         if reg is None or not (_is_department_admin(principal, reg) or _is_registry_wide(principal)):
-            raise _not_found(system_id)
+            raise _not_found()
         change = service.recertify(system_id, principal.user_id)
         return _progress_view(service, system_id), [change]
 
@@ -1077,7 +1081,9 @@ async def _form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in form:
             # RFC 6749 §3.2: request parameters must not be included more than once.
-            raise OAuthError("invalid_request", f"参数 {name} 重复。", f"Parameter {name} is repeated.")
+            raise OAuthError(
+                "invalid_request", "请求中有参数重复，每个参数只能出现一次。", "A parameter is repeated."
+            )
         form[name] = value
     return form
 

@@ -212,7 +212,13 @@ async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader
     catalog = runtime.policy().scenarios
     scenario = catalog.get(code)
     if scenario is None:
-        raise NotFound("没有这个使用场景。", f"There is no scenario {code!r}.", code="unknown_scenario")
+        # The code from the path is not echoed (it may be anything a user typed, a phone number included).
+        raise NotFound(
+            "没有这个使用场景，请核对链接中的场景代码；全部场景见 GET /api/v1/scenarios。",
+            "There is no such scenario. Check the scenario code in the link; "
+            "GET /api/v1/scenarios lists them.",
+            code="unknown_scenario",
+        )
     return scenario_json(scenario, catalog, principal.roles)
 
 

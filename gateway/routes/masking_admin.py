@@ -182,10 +182,14 @@ async def get_catalog(
     doc = catalog_document(effective.catalog)
     if dataset is not None:
         if dataset not in doc["datasets"]:
+            # Name the catalogued datasets (a short, fixed list), never the value that was asked for.
+            known = sorted(doc["datasets"])
             raise NotFound(
-                f"数据集“{dataset}”未编目。",
-                f"Dataset '{dataset}' is not catalogued.",
+                f"该数据集未编目，请核对 dataset 参数；已编目的数据集：{'、'.join(known) or '无'}。",
+                f"That dataset is not catalogued; check the dataset parameter. Catalogued datasets: "
+                f"{', '.join(known) or 'none'}.",
                 code="unknown_dataset",
+                extra={"datasets": known},
             )
         doc["datasets"] = {dataset: doc["datasets"][dataset]}
     return {

@@ -49,6 +49,7 @@ from audit import (
     normalise_id_number,
     org_prefix,
 )
+from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
 from gateway.admin_support import require, unit_of_work
@@ -83,9 +84,15 @@ def supervision_errors() -> Iterator[None]:
     except SupervisionError as exc:
         status = {"not_found": 404, "conflict": 409}.get(exc.kind, 422)
         raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=status) from None
-    except AnomalyRulesError as exc:
+    except AnomalyRulesError:
+        # A fixed answer: the rule names and settings come from the query string and are not echoed.
         raise InvalidRequest(
-            "异常规则参数有误。", f"Invalid anomaly rule setting: {exc}", code="bad_rule"
+            f"异常规则参数有误：rule 只能是 {'、'.join(ANOMALY_RULES)}；setting 写作 规则.设置项=值"
+            "（例如 bulk_reading.min_records=200），可设置的项及当前取值见本接口返回的 rules。",
+            f"Invalid anomaly rule parameter: rule must be one of {', '.join(ANOMALY_RULES)}; a setting "
+            "looks like rule.key=value (for example bulk_reading.min_records=200), with the keys and their "
+            "current values listed under 'rules' in this endpoint's answer.",
+            code="bad_rule",
         ) from None
     except ArchiveError as exc:
         raise GatewayError(
@@ -532,47 +539,83 @@ async def register_complaint(
 
 
 @router.get("/complaints")
-async def list_complaints(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+async def list_complaints(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session:
         items = await asyncio.to_thread(audit.list_complaints, session)
+    await _audit(runtime, principal, request, "supervision.complaints_listed", {"results": len(items)})
     return {"items": items}
 
 
 @router.get("/complaints/{complaint_id}")
 async def get_complaint(
-    complaint_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    complaint_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session, supervision_errors():
-        return await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+        complaint = await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+    # The stored id, not the path text: only what the case file holds reaches the log.
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.complaint_viewed",
+        {"complaint_id": complaint["complaint_id"], "subject_ref": complaint.get("subject_ref")},
+    )
+    return complaint
+
+
+async def _incidents(
+    request: Request,
+    runtime: Runtime,
+    authorization: str | None,
+    status: Literal["open", "investigating", "closed"] | None,
+    overdue: bool,
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
+    with runtime.sessions() as session:
+        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.incidents_listed",
+        {"status": status, "overdue": overdue, "results": len(items)},
+    )
+    return {"items": items}
 
 
 @router.get("/incidents")
 async def list_incidents(
+    request: Request,
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
     status: Literal["open", "investigating", "closed"] | None = None,
     overdue: bool = False,
 ) -> dict[str, Any]:
     """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed."""
-    await require(runtime, authorization, RESOURCE, "read")
-    with runtime.sessions() as session:
-        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
-    return {"items": items}
+    return await _incidents(request, runtime, authorization, status, overdue)
 
 
 @router.get("/incidents/overdue")
-async def overdue_incidents(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    return await list_incidents(runtime, authorization, None, True)
+async def overdue_incidents(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    return await _incidents(request, runtime, authorization, None, True)
 
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(
-    incident_id: str, runtime: RuntimeDep, authorization: AuthHeader = None, events: bool = True
+    incident_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    events: bool = True,
 ) -> dict[str, Any]:
     """The case file: steps, evidence events (refs only) and their inclusion proofs, re-verified now."""
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session, supervision_errors():
         incident = await asyncio.to_thread(audit.get_incident, session, incident_id, _now())
     seqs = [e["seq"] for e in incident["evidence"]]
@@ -590,6 +633,19 @@ async def get_incident(
     if events:
         summaries = await asyncio.to_thread(audit.query.events_by_seq, runtime.engine, seqs)
         incident["events"] = [e.to_json() for e in summaries]
+    # Audited before anything is returned: no event written, no case file shown (fail closed).
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.incident_viewed",
+        {
+            "incident_id": incident["incident_id"],
+            "complaint_id": incident.get("complaint_id"),
+            "evidence_events": len(seqs),
+            "events_included": events,
+        },
+    )
     return incident
 
 

@@ -1,0 +1,300 @@
+"""What a request sends stays out of answers and logs, and every look at a case file is audited.
+
+- Reads of complaints and incidents (the case files: evidence events, investigation notes) each write
+  exactly one audit event, as the event queries and transparency lookups do.
+- An unexpected exception whose message carries an ID number answers the usual 500 and leaves neither the
+  message nor a traceback in the logs (uvicorn would otherwise log "Exception in ASGI application"), nor
+  in a span; database errors do not print bound values.
+- 4xx answers name what to fix without echoing the value sent: validation errors (dict keys), unknown
+  scenario, dataset, system, anomaly rule or setting, envelope version and key id.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from demoworld.world import build_world
+from gateway.app import create_app
+from gateway.db import make_engine
+from gateway.errors import GatewayError
+from gateway.launch import free_port
+from gateway.serving import CoalescingHttpToolsProtocol
+from gateway.settings import Settings
+from tests.stack import Stack
+
+WORLD = build_world()
+FAKE_ID = "11010519491231002X"  # a valid GB 11643 check character: the audit tripwire would catch it
+PHONE = "13812345678"
+
+
+def call(stack: Stack, method: str, path: str, user: str | None, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token(user)}"} if user else {}
+    return httpx.request(method, f"{stack.base_url}{path}", headers=headers, timeout=60.0, **kwargs)
+
+
+def new_events(stack: Stack, after: int) -> list[dict[str, Any]]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT seq, kind, outcome, actor FROM audit_events WHERE seq > :s ORDER BY seq"),
+            {"s": after},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def last_seq(stack: Stack) -> int:
+    with stack.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT coalesce(max(seq), 0) FROM audit_events")).scalar_one())
+
+
+def assert_no_echo(resp: httpx.Response, status: int, code: str, *secrets: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["error"] == code, body
+    assert body["message"] and body["message_en"]
+    for secret in secrets:
+        assert secret not in resp.text, resp.text
+    return body
+
+
+# -- A: case-file reads are audited ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def case(stack: Stack) -> dict[str, str]:
+    resident = WORLD.residents_of(WORLD.village_a)[0]
+    resp = call(
+        stack,
+        "POST",
+        "/api/v1/supervision/complaints",
+        "supervisor",
+        json={"source": "walk_in", "id_number": resident.id_number},
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    return {"complaint_id": body["complaint"]["complaint_id"], "incident_id": body["incident"]["incident_id"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/complaints", "supervision.complaints_listed"),
+        ("/complaints/{complaint_id}", "supervision.complaint_viewed"),
+        ("/incidents", "supervision.incidents_listed"),
+        ("/incidents/overdue", "supervision.incidents_listed"),
+        ("/incidents/{incident_id}", "supervision.incident_viewed"),
+    ],
+)
+def test_each_case_file_read_writes_one_audit_event(
+    stack: Stack, case: dict[str, str], path: str, kind: str
+) -> None:
+    before = last_seq(stack)
+    resp = call(stack, "GET", "/api/v1/supervision" + path.format(**case), "auditor")
+    assert resp.status_code == 200, resp.text
+    events = new_events(stack, before)
+    assert [(e["kind"], e["outcome"], e["actor"]) for e in events] == [
+        (kind, "ok", WORLD.identity("auditor").user_id)
+    ]
+
+
+def test_a_missing_case_file_is_404_and_echoes_nothing(stack: Stack) -> None:
+    for path in (f"/complaints/{PHONE}", f"/incidents/{PHONE}"):
+        resp = call(stack, "GET", "/api/v1/supervision" + path, "auditor")
+        assert resp.status_code == 404 and PHONE not in resp.text
+
+
+# -- B: an unexpected exception leaves no message or traceback in the logs ----------------------------
+
+
+@pytest.fixture
+def server_with_a_failing_route(tmp_path: Path) -> Iterator[str]:
+    """The real app (its middleware and handlers) under uvicorn with the protocol `serve` uses, plus one
+    route that fails with an ID number in the exception's message. Logging goes to the root logger
+    (``log_config=None``), where caplog sees uvicorn's own records too."""
+    app = create_app(Settings(data_dir=tmp_path, dev_idp_enabled=False))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError(f"lookup failed for {FAKE_ID}")
+
+    @app.get("/boom-late")
+    async def boom_late() -> None:
+        raise ValueError(FAKE_ID) from KeyError(FAKE_ID)
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_config=None,
+        log_level="debug",
+        loop="asyncio",
+        http=CoalescingHttpToolsProtocol,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_an_unhandled_exception_answers_500_and_logs_only_its_type(
+    server_with_a_failing_route: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for path in ("/boom", "/boom-late"):
+        resp = httpx.get(server_with_a_failing_route + path, timeout=30)
+        assert resp.status_code == 500
+        request_id = resp.json()["request_id"]
+        assert request_id and resp.json() == GatewayError().body(request_id)
+        assert FAKE_ID not in resp.text
+    time.sleep(0.2)  # let the server thread finish logging
+    out, err = capfd.readouterr()
+    assert FAKE_ID not in caplog.text and FAKE_ID not in out and FAKE_ID not in err
+    assert "Traceback" not in caplog.text and "Traceback" not in err
+    assert all(r.exc_info is None and FAKE_ID not in r.getMessage() for r in caplog.records)
+    assert "unhandled error: RuntimeError" in caplog.text  # the type is still logged
+    assert "unhandled error: ValueError" in caplog.text
+
+
+def test_a_failed_span_names_the_exception_type_only() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("console", sample_ratio=1.0)
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with pytest.raises(RuntimeError), telemetry.request_span("data_request"), telemetry.span("mask"):
+            raise RuntimeError(f"bad value {FAKE_ID}")
+        spans = exporter.get_finished_spans()
+        assert sorted(s.name for s in spans) == ["data_request", "mask"]
+        for span in spans:
+            assert span.status.status_code.name == "ERROR" and span.status.description == "RuntimeError"
+            assert not span.events  # no exception event: it would carry the message and the traceback
+            assert FAKE_ID not in span.to_json()
+    finally:
+        telemetry.provider.shutdown()
+        telemetry.meter_provider.shutdown()
+
+
+def test_database_errors_do_not_print_bound_values(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (v TEXT PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": FAKE_ID})
+        with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": FAKE_ID})
+        assert FAKE_ID not in str(caught.value)
+    finally:
+        engine.dispose()
+
+
+# -- C: 4xx answers do not echo what was sent ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("body", "datasets", FAKE_ID), "datasets"),
+        (("body", "datasets", FAKE_ID, "[key]"), "datasets"),
+        (("body", "reason"), "reason"),
+        (("body", "items", 3, "note"), "items"),
+        (("body", 17), "body"),
+        (("query", PHONE), "query"),
+        (("body",), "body"),
+    ],
+)
+def test_validation_error_names_only_declared_fields(loc: tuple[Any, ...], expected: str) -> None:
+    from gateway.app import field_name
+
+    assert field_name(loc, frozenset({"datasets", "reason", "items", "note"})) == expected
+
+
+def test_a_dict_key_in_the_body_is_not_echoed(stack: Stack) -> None:
+    body = {"scenario": "DIBAO_REVIEW", "datasets": {FAKE_ID: 5}, "reason": "低保复核"}
+    out = assert_no_echo(
+        call(stack, "POST", "/api/v1/grants", "cadre_a", json=body), 422, "invalid_request", FAKE_ID
+    )
+    assert out["fields"] == ["datasets"]
+    listed = {"scenario": "DIBAO_REVIEW", "datasets": {"residents": [PHONE, 5]}, "reason": "低保复核"}
+    out = assert_no_echo(
+        call(stack, "POST", "/api/v1/grants", "cadre_a", json=listed), 422, "invalid_request", PHONE
+    )
+    assert out["fields"] == ["datasets"]
+
+
+def test_unknown_scenario_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", f"/api/v1/scenarios/{PHONE}", "cadre_a")
+    assert_no_echo(resp, 404, "unknown_scenario", PHONE)
+
+
+def test_unknown_dataset_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", "/api/v1/masking/catalog", "ca_steward", params={"dataset": PHONE})
+    body = assert_no_echo(resp, 404, "unknown_dataset", PHONE)
+    assert "residents" in body["datasets"]  # the valid choices instead
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rule": PHONE},
+        {"setting": f"{PHONE}.min_records=1"},
+        {"setting": f"bulk_reading.{PHONE}=1"},
+        {"setting": f"bulk_reading.min_records={PHONE}x"},
+    ],
+)
+def test_anomaly_rule_and_setting_are_not_echoed(stack: Stack, params: dict[str, str]) -> None:
+    resp = call(stack, "GET", "/api/v1/supervision/anomalies", "supervisor", params=params)
+    body = assert_no_echo(resp, 422, "bad_rule", PHONE)
+    assert "bulk_reading" in body["message_en"]  # the valid rule names instead
+
+
+def test_unknown_admission_system_is_not_echoed(stack: Stack) -> None:
+    resp = call(stack, "GET", f"/api/v1/admission/systems/{PHONE}", "ca_sysadmin")
+    assert_no_echo(resp, 404, "system_not_found", PHONE)
+
+
+@pytest.mark.parametrize(
+    ("value", "extra"),
+    [
+        ("enc:vX13812345678:k1:" + "A" * 40, {}),
+        ("enc:v1:nosuch-key-7f3a9c:" + base64.urlsafe_b64encode(bytes(40)).decode().rstrip("="), {}),
+        ("110101199003070011", {"method": "ff1_id", "key_id": "nosuch-key-7f3a9c"}),
+    ],
+)
+def test_unmask_errors_do_not_echo_the_submitted_value(
+    stack: Stack, value: str, extra: dict[str, str]
+) -> None:
+    ask = {
+        "value": value,
+        "dataset": "residents",
+        "field": "id_number",
+        "purpose": "低保复核中核实户主身份",
+        **extra,
+    }
+    resp = call(stack, "POST", "/api/v1/masking/unmask", "ca_steward", json=ask)
+    assert resp.status_code == 422, resp.text
+    for secret in ("vX13812345678", PHONE, "nosuch-key-7f3a9c"):
+        assert secret not in resp.text, resp.text
