@@ -270,11 +270,28 @@ def audit_checkpoint() -> None:
     typer.echo(f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}")
 
 
+def offline_actor() -> str:
+    """Who runs an offline command on the server, as the audit log records it: ``cli:<OS user>@<host>``.
+
+    Taken from the operating system (the effective user id and the host name), never from an option: an
+    operator with shell access cannot record another name. Commands that act through the API record the
+    authenticated (pseudonymous) user instead.
+    """
+    import pwd
+    import socket
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = f"uid{os.geteuid()}"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
 @keys_app.command("rotate")
-def keys_rotate(
-    actor: Annotated[str, typer.Option(help="who rotates (recorded in the audit log)")] = "platform_admin",
-) -> None:
-    """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up."""
+def keys_rotate() -> None:
+    """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
+
+    The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
     from audit import AuditLog
     from gateway.changes import change_event
     from gateway.db import make_engine
@@ -284,12 +301,20 @@ def keys_rotate(
     ring = load_masking_keyring(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
+    actor = offline_actor()
     # Record first: a rotation nobody can account for must not happen (fail closed).
     AuditLog(make_engine(settings.effective_database_url)).append(
-        change_event({"kind": "keys.rotated", "actor": actor, "before": before, "after": new_id})
+        change_event(
+            {"kind": "keys.rotated", "actor": actor, "via": "cli", "before": before, "after": new_id},
+            actor_roles=("operator",),
+        )
     )
     save_masking_keyring(settings, ring)
-    typer.echo(f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only)")
+    typer.echo(
+        f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。\n"
+        f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
+        f"recorded as {actor}"
+    )
 
 
 @app.command("seed-demo")
