@@ -373,10 +373,32 @@ def archive_verify(
 
         engine = make_engine(settings.effective_database_url)
     verdict = verify_archive(manifest, key, engine)
+    if not verdict.readable:
+        # Nothing was verified: a wrong path or a missing file, not evidence of tampering (exit 2, not 1).
+        missing = verdict.unreadable_file or str(manifest)
+        why = "文件不存在" if "no such file" in str(verdict.problem) else "无法读取"
+        typer.echo(
+            f"无法读取归档文件 {missing}（{why}），未做任何验证。"
+            "请检查路径：归档在 GRASSROOTS_AUDIT_ARCHIVE_DIR（默认 var/archives），"
+            "`grassroots supervise archives` 列出已有归档。\n"
+            f"Cannot read the archive: {verdict.problem}. Nothing was verified; check the path: archives "
+            "are in GRASSROOTS_AUDIT_ARCHIVE_DIR (default var/archives), `grassroots supervise archives` "
+            "lists them.",
+            err=True,
+        )
+        raise typer.Exit(2)
     if not verdict.ok:
-        typer.echo(f"archive does NOT verify: {verdict.problem} (after {verdict.checked} events)", err=True)
+        typer.echo(
+            f"归档验证未通过：{verdict.problem}（已核对 {verdict.checked} 个事件）。"
+            "文件或日志可能已被改动，请保留现场并报告。\n"
+            f"archive does NOT verify: {verdict.problem} (after {verdict.checked} events)",
+            err=True,
+        )
         raise typer.Exit(1)
-    typer.echo(f"archive intact: {verdict.checked} events verified")
+    typer.echo(
+        f"归档完好：已核对 {verdict.checked} 个事件{'，且与数据库中的日志一致' if against_db else ''}。\n"
+        f"archive intact: {verdict.checked} events verified{' and match the live log' if against_db else ''}"
+    )
 
 
 @app.command("prefix-verify")
@@ -398,9 +420,23 @@ def prefix_verify(
     engine = make_engine(settings.effective_database_url)
     result = verify_archived_prefix(engine, directory, key, settings.effective_checkpoint_dir)
     if not result.ok:
-        typer.echo(f"pruned prefix does NOT verify: {result.problem}", err=True)
+        typer.echo(
+            f"已清理部分验证未通过：{result.problem}。请保留现场并报告。\n"
+            f"pruned prefix does NOT verify: {result.problem}",
+            err=True,
+        )
         raise typer.Exit(1)
+    if result.pruned_through == 0:
+        typer.echo(
+            "日志从未清理过：所有事件仍在数据库中，没有需要用归档重建的部分"
+            "（`grassroots audit verify` 验证整个日志）。\n"
+            "Nothing was pruned: every event is still in the database, so there is nothing to rebuild from "
+            "the archives (`grassroots audit verify` checks the whole log)."
+        )
+        return
     typer.echo(
+        f"已清理部分完好：第 1..{result.pruned_through} 号事件已由归档重建；"
+        f"{result.checkpoints_checked} 个较早的检查点已复现。\n"
         f"pruned prefix intact: events 1..{result.pruned_through} rebuilt from the archives; "
         f"{result.checkpoints_checked} older checkpoint(s) reproduced"
     )
