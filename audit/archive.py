@@ -51,7 +51,7 @@ ARCHIVE_ORIGIN: Final = "grassroots-audit-archive"
 FORMAT_VERSION: Final = 1
 DEFAULT_RETENTION_YEARS: Final = 3
 _CHUNK: Final = 5_000
-_SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+")
+_SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+(-partial)?")
 
 
 class ArchiveError(Exception):
@@ -177,16 +177,18 @@ def archive_month(
     first = max(first, pruned_through(engine) + 1)
     if first > last:
         raise ArchiveError(f"{month} is already archived and pruned", f"{month} 已归档并已清理")
-    earlier = _archive_reaching(engine, month, last)
+    complete = month_has_ended(month, when)
+    earlier = _archive_reaching(engine, month, last, complete_only=complete)
     if earlier is not None:
         raise ArchiveError(
             f"{month} is already archived in {earlier} (events through {last}); no new events since",
             f"{month} 已归档于 {earlier}（事件截至第 {last} 号），此后没有新事件，无需再次归档",
         )
-    complete = month_has_ended(month, when)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"audit-{month}-{first}-{last}"
+    # A partial archive says so in its name too, so the complete archive of the same events (made once the
+    # month has ended) can take the plain name.
+    stem = f"audit-{month}-{first}-{last}" + ("" if complete else "-partial")
     events_path = directory / f"{stem}.jsonl.gz"
     manifest_path = directory / f"{stem}.manifest.json"
     if events_path.exists() or manifest_path.exists():
@@ -284,14 +286,19 @@ def _local_month(when: datetime) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
-def _archive_reaching(engine: Engine, month: str, last: int) -> str | None:
-    """An archive of ``month`` already holding its events through ``last``, if any."""
+def _archive_reaching(engine: Engine, month: str, last: int, *, complete_only: bool) -> str | None:
+    """An archive of ``month`` already holding its events through ``last``, if any; with ``complete_only``
+    (the month has ended) only a complete one counts: a partial archive is superseded, never final."""
     c = audit_archives.c
     with engine.connect() as conn:
-        found = conn.execute(
-            select(c.archive_id).where(c.month == month, c.last_seq >= last).order_by(c.last_seq.desc())
-        ).first()
-    return None if found is None else str(found.archive_id)
+        rows = conn.execute(
+            select(c.archive_id, c.created_at).where(c.month == month, c.last_seq >= last)
+        ).all()
+    for row in rows:
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if not complete_only or month_has_ended(month, created):
+            return str(row.archive_id)
+    return None
 
 
 def _tree_root(engine: Engine, tree_size: int) -> bytes:
@@ -323,6 +330,17 @@ def record_archive(session: Session, result: ArchiveResult, actor: str, now: dat
     )
     session.flush()
     return {"kind": "supervision.month_archived", "actor": actor, **result.to_json()}
+
+
+def _complete_months(session: Session) -> set[str]:
+    """Months with an archive made after the month ended (an earlier one is partial)."""
+    rows = session.execute(select(ArchiveRow.month, ArchiveRow.created_at)).all()
+    done = set()
+    for month, created in rows:
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        if month_has_ended(str(month), created):
+            done.add(str(month))
+    return done
 
 
 def list_archives(session: Session) -> list[dict[str, Any]]:
@@ -525,19 +543,24 @@ def retention_status(
     with engine.connect() as conn:
         oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one()
     archived = {r["month"] for r in list_archives(session)}
+    complete = _complete_months(session)
     due: list[dict[str, Any]] = []
     if oldest is not None:
         cursor = (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
         year, month = cursor.year, cursor.month
         while (year, month) < (cutoff.year, cutoff.month):
             label = f"{year:04d}-{month:02d}"
-            due.append({"month": label, "archived": label in archived})
+            due.append(
+                {"month": label, "archived": label in complete, "partial": label in archived - complete}
+            )
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return {
         "retention_years": years,
         "cutoff": format_timestamp(cutoff),
         "months_past_retention": due,
         "archived_months": sorted(archived),
+        # Archived only before the month ended: pruning will not rely on these until archived again.
+        "partially_archived_months": sorted(archived - complete),
         "pruned_through_seq": pruned_through(engine),
         "pruning": "archived months past retention can be pruned behind a signed anchor (audit prune)",
     }

@@ -523,7 +523,7 @@ def test_an_unfinished_month_is_archived_as_partial_never_pruned_and_superseded_
     partial = archive(mid)
     assert json.loads(partial.read_bytes())["complete"] is False
     assert verify_archive(partial, signer.public_key, store.engine).ok
-    with pytest.raises(ArchiveError, match="already archived in audit-2026-01-1-5"):
+    with pytest.raises(ArchiveError, match="already archived in audit-2026-01-1-5-partial"):
         archive(mid)  # nothing new since: refused, naming the archive that holds it
     log.append_many(make_event(i, occurred_at=JAN + timedelta(minutes=i)) for i in range(5, 10))
     log.append_many(make_event(i, occurred_at=FEB + timedelta(minutes=i)) for i in range(10, 13))
@@ -531,9 +531,11 @@ def test_an_unfinished_month_is_archived_as_partial_never_pruned_and_superseded_
     plan = plan_prune(store.engine, directory, signer.public_key, LATER)
     assert plan.through_seq is None
     assert [(m["archive_id"], m["verdict"]) for m in plan.months] == [
-        ("audit-2026-01-1-5", "partial_archive")
+        ("audit-2026-01-1-5-partial", "partial_archive")
     ]
-    assert plan.reasons[0].startswith("not_archived: 2026-01 has only a partial archive (audit-2026-01-1-5")
+    assert plan.reasons[0].startswith(
+        "not_archived: 2026-01 has only a partial archive (audit-2026-01-1-5-partial"
+    )
     assert "部分归档" in plan.reasons_zh[0] and "请重新归档 2026-01" in plan.reasons_zh[0]
 
     # After the month: archived again, the new archive supersedes the partial one.

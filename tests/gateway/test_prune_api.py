@@ -122,6 +122,18 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     cli(stack, "archive", "--month", "2020-01")
     made = api(stack, "POST", "/archives", "auditor", json={"month": "2020-02"})
     assert made.status_code == 201, made.text
+    assert (
+        made.json()["complete"] is True
+        and made.json()["manifest_file"] == "audit-2020-02-11-20.manifest.json"
+    )
+    both = sorted((stack.data_dir / "archives").glob("audit-2020-*.manifest.json"))  # what a shell glob gives
+    checked = stack.cli("supervise", "archive-verify", *map(str, both), "--against-db")
+    assert checked.stdout.splitlines() == [
+        "audit-2020-01-1-10.manifest.json: 归档完好：已核对 10 个事件，且与数据库中的日志一致。",
+        "audit-2020-01-1-10.manifest.json: archive intact: 10 events verified and match the live log",
+        "audit-2020-02-11-20.manifest.json: 归档完好：已核对 10 个事件，且与数据库中的日志一致。",
+        "audit-2020-02-11-20.manifest.json: archive intact: 10 events verified and match the live log",
+    ]
 
     dry = api(stack, "POST", "/audit/prune", "supervisor", json={"dry_run": True}).json()
     assert dry["would_prune_through_seq"] == 20
