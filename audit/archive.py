@@ -45,17 +45,22 @@ from audit.checkpoints import CheckpointSigner, key_id_for
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, month_bounds
-from audit.tables import ArchiveRow, audit_events
+from audit.tables import ArchiveRow, audit_archives, audit_events
 
 ARCHIVE_ORIGIN: Final = "grassroots-audit-archive"
 FORMAT_VERSION: Final = 1
 DEFAULT_RETENTION_YEARS: Final = 3
 _CHUNK: Final = 5_000
-_SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+")
+_SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+(-partial)?")
 
 
 class ArchiveError(Exception):
-    """An archive cannot be written, or a file does not verify (the message says what differs)."""
+    """An archive cannot be written (the message says why; ``message_zh`` says it in Chinese)."""
+
+    def __init__(self, message_en: str, message_zh: str | None = None) -> None:
+        super().__init__(message_en)
+        self.message_en = message_en
+        self.message_zh = message_zh or message_en
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +74,12 @@ class ArchiveResult:
     manifest_file: Path
     file_sha256: str
     key_id: str
+    complete: bool = True  # False: made before the month ended (never used for pruning)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "month": self.month,
+            "complete": self.complete,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "count": self.count,
@@ -89,9 +96,18 @@ class ArchiveVerification:
     ok: bool
     checked: int
     problem: str | None = None
+    # False: a file could not be read at all (missing, no permission): nothing was verified, which is
+    # not the same as a file that was read and does not verify.
+    readable: bool = True
+    unreadable_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "problem": self.problem}
+        return {"ok": self.ok, "checked": self.checked, "problem": self.problem, "readable": self.readable}
+
+
+def month_has_ended(month: str, now: datetime) -> bool:
+    """True once the Beijing-time month is over at ``now``."""
+    return now >= month_bounds(month)[1]
 
 
 def month_seq_range(engine: Engine, month: str) -> tuple[int, int] | None:
@@ -124,7 +140,10 @@ def _rows(engine: Engine, first: int, last: int) -> Iterator[Any]:
         with engine.connect() as conn:
             rows = conn.execute(stmt).all()
         if len(rows) != high - low + 1:
-            raise ArchiveError(f"events {low}..{high} are not contiguous; run `grassroots audit verify`")
+            raise ArchiveError(
+                f"events {low}..{high} are not contiguous; run `grassroots audit verify`",
+                f"事件 {low}..{high} 不连续，请立即运行 grassroots audit verify",
+            )
         yield from rows
         low = high + 1
 
@@ -141,22 +160,41 @@ def archive_month(
     *,
     now: datetime | None = None,
 ) -> ArchiveResult:
-    """Write the signed archive of ``month``; refuses a month with no events or one already archived."""
+    """Write the signed archive of ``month``; refuses a month with no events, or one whose events are all
+    in an archive of the month already.
+
+    A month that has not ended (Beijing time) may be archived, but the archive is marked partial
+    (``complete: false`` in the signed manifest) and pruning never relies on it. Archiving a month again
+    once it has more events writes a new archive that supersedes the earlier one: pruning uses only the
+    latest archive of a month, and only one made after the month ended that reaches its last event
+    (:func:`audit.prune.plan_prune`)."""
+    when = (now or datetime.now(UTC)).astimezone(UTC)
     found = month_seq_range(engine, month)
     if found is None:
-        raise ArchiveError(f"no audit events in {month}")
+        raise ArchiveError(*_no_events_message(engine, month))
     first, last = found
     # A neighbouring month's archive may already hold (and pruning may have removed) the range's edge.
     first = max(first, pruned_through(engine) + 1)
     if first > last:
-        raise ArchiveError(f"{month} is already archived and pruned")
+        raise ArchiveError(f"{month} is already archived and pruned", f"{month} 已归档并已清理")
+    complete = month_has_ended(month, when)
+    earlier = _archive_reaching(engine, month, last, complete_only=complete)
+    if earlier is not None:
+        raise ArchiveError(
+            f"{month} is already archived in {earlier} (events through {last}); no new events since",
+            f"{month} 已归档于 {earlier}（事件截至第 {last} 号），此后没有新事件，无需再次归档",
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"audit-{month}-{first}-{last}"
+    # A partial archive says so in its name too, so the complete archive of the same events (made once the
+    # month has ended) can take the plain name.
+    stem = f"audit-{month}-{first}-{last}" + ("" if complete else "-partial")
     events_path = directory / f"{stem}.jsonl.gz"
     manifest_path = directory / f"{stem}.manifest.json"
     if events_path.exists() or manifest_path.exists():
-        raise ArchiveError(f"{stem} is already archived")
+        raise ArchiveError(
+            f"{stem} already exists in {directory}", f"归档文件 {stem} 已存在于 {directory}，未覆盖"
+        )
     with engine.connect() as conn:
         tree_size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
     acc = merkle.MerkleAccumulator()
@@ -191,11 +229,11 @@ def archive_month(
     finally:
         tmp.unlink(missing_ok=True)
     tree_root = _tree_root(engine, tree_size)
-    when = (now or datetime.now(UTC)).astimezone(UTC)
     manifest: dict[str, Any] = {
         "origin": ARCHIVE_ORIGIN,
         "v": FORMAT_VERSION,
         "month": month,
+        "complete": complete,
         "first_seq": first,
         "last_seq": last,
         "count": count,
@@ -224,7 +262,43 @@ def archive_month(
         manifest_file=manifest_path,
         file_sha256=manifest["events_sha256"],
         key_id=signer.key_id,
+        complete=complete,
     )
+
+
+def _no_events_message(engine: Engine, month: str) -> tuple[str, str]:
+    """Why a month cannot be archived when it has no events: say which months the log does hold."""
+    c = audit_events.c
+    with engine.connect() as conn:
+        oldest, newest = conn.execute(select(func.min(c.occurred_at), func.max(c.occurred_at))).one()
+    if oldest is None:
+        return f"no audit events in {month}: the log is empty", f"{month} 没有审计事件：日志为空"
+    low, high = _local_month(oldest), _local_month(newest)
+    span = low if low == high else f"{low}..{high}"
+    return (
+        f"no audit events in {month}: the log's events are from {span} (Beijing time)",
+        f"{month} 没有审计事件：日志中的事件在 {span}（北京时间）",
+    )
+
+
+def _local_month(when: datetime) -> str:
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def _archive_reaching(engine: Engine, month: str, last: int, *, complete_only: bool) -> str | None:
+    """An archive of ``month`` already holding its events through ``last``, if any; with ``complete_only``
+    (the month has ended) only a complete one counts: a partial archive is superseded, never final."""
+    c = audit_archives.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.archive_id, c.created_at).where(c.month == month, c.last_seq >= last)
+        ).all()
+    for row in rows:
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if not complete_only or month_has_ended(month, created):
+            return str(row.archive_id)
+    return None
 
 
 def _tree_root(engine: Engine, tree_size: int) -> bytes:
@@ -256,6 +330,17 @@ def record_archive(session: Session, result: ArchiveResult, actor: str, now: dat
     )
     session.flush()
     return {"kind": "supervision.month_archived", "actor": actor, **result.to_json()}
+
+
+def _complete_months(session: Session) -> set[str]:
+    """Months with an archive made after the month ended (an earlier one is partial)."""
+    rows = session.execute(select(ArchiveRow.month, ArchiveRow.created_at)).all()
+    done = set()
+    for month, created in rows:
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        if month_has_ended(str(month), created):
+            done.add(str(month))
+    return done
 
 
 def list_archives(session: Session) -> list[dict[str, Any]]:
@@ -295,7 +380,11 @@ def verify_archive(
     """
     checked = 0
     try:
-        manifest = json.loads(Path(manifest_path).read_bytes())
+        raw_manifest = Path(manifest_path).read_bytes()
+    except OSError as exc:
+        return _unreadable(Path(manifest_path), exc)
+    try:
+        manifest = json.loads(raw_manifest)
         if manifest.get("origin") != ARCHIVE_ORIGIN or manifest.get("v") != FORMAT_VERSION:
             return ArchiveVerification(False, 0, "not a grassroots audit archive manifest")
         if manifest["key_id"] != key_id_for(public_key):
@@ -307,7 +396,12 @@ def verify_archive(
         events_name = str(manifest["events_file"])
         if not _SAFE_NAME.fullmatch(events_name.removesuffix(".jsonl.gz")):
             return ArchiveVerification(False, 0, "manifest names an unexpected events file")
-        with open(Path(manifest_path).parent / events_name, "rb") as raw:
+        events_path = Path(manifest_path).parent / events_name
+        try:
+            raw = open(events_path, "rb")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            return _unreadable(events_path, exc)
+        with raw:
             hashing = _HashingReader(raw)
             try:
                 checked, problem = _check_events(hashing, manifest, on_event)
@@ -326,6 +420,13 @@ def verify_archive(
         if problem is not None:
             return ArchiveVerification(False, checked, problem)
     return ArchiveVerification(True, checked)
+
+
+def _unreadable(path: Path, exc: OSError) -> ArchiveVerification:
+    reason = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__)
+    return ArchiveVerification(
+        False, 0, f"cannot read {path}: {reason}", readable=False, unreadable_file=str(path)
+    )
 
 
 def _check_events(
@@ -442,19 +543,24 @@ def retention_status(
     with engine.connect() as conn:
         oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one()
     archived = {r["month"] for r in list_archives(session)}
+    complete = _complete_months(session)
     due: list[dict[str, Any]] = []
     if oldest is not None:
         cursor = (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
         year, month = cursor.year, cursor.month
         while (year, month) < (cutoff.year, cutoff.month):
             label = f"{year:04d}-{month:02d}"
-            due.append({"month": label, "archived": label in archived})
+            due.append(
+                {"month": label, "archived": label in complete, "partial": label in archived - complete}
+            )
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return {
         "retention_years": years,
         "cutoff": format_timestamp(cutoff),
         "months_past_retention": due,
         "archived_months": sorted(archived),
+        # Archived only before the month ended: pruning will not rely on these until archived again.
+        "partially_archived_months": sorted(archived - complete),
         "pruned_through_seq": pruned_through(engine),
         "pruning": "archived months past retention can be pruned behind a signed anchor (audit prune)",
     }

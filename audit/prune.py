@@ -26,7 +26,7 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anch
 from audit.archive import (
     DEFAULT_RETENTION_YEARS,
     manifest_sha256,
+    month_seq_range,
     retention_cutoff,
     verify_archive,
 )
@@ -51,7 +52,7 @@ from audit.checkpoints import (
 )
 from audit.events import AuditEvent, Outcome, format_timestamp
 from audit.log import GENESIS_HASH, AuditLog, iter_leaf_hashes
-from audit.query import CHINA_STANDARD_TIME
+from audit.query import CHINA_STANDARD_TIME, month_bounds
 from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
 
 PRUNED_KIND: Final = "supervision.events_pruned"
@@ -76,6 +77,7 @@ class PrunePlan:
     reasons: tuple[str, ...]  # why pruning stops (or cannot start)
     cutoff: datetime
     retention_years: int
+    reasons_zh: tuple[str, ...] = ()  # the same reasons in Chinese, naming the month and what to do
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class PrunePlan:
             "would_prune_through_seq": self.through_seq,
             "events": self.events,
             "months": list(self.months),
+            "reasons_zh": list(self.reasons_zh),
             "reasons": list(self.reasons),
             "cutoff": format_timestamp(self.cutoff),
             "retention_years": self.retention_years,
@@ -134,6 +137,55 @@ def _oldest_at(engine: Engine, seq: int) -> datetime | None:
     return when if isinstance(when, datetime) else None
 
 
+def _chosen_archives(engine: Engine, cut: int) -> list[Any]:
+    """One archive per month, the latest (the one reaching furthest), in seq order.
+
+    Archiving a month again supersedes the earlier archive of it; older, shorter archives of a month are
+    never planned on."""
+    c = audit_archives.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.archive_id, c.month, c.first_seq, c.last_seq, c.created_at)
+            .where(c.last_seq > cut)
+            .order_by(c.month, c.last_seq, c.created_at)
+        ).all()
+    latest: dict[str, Any] = {}
+    for row in rows:
+        latest[str(row.month)] = row  # ordered: the last one of each month wins
+    return sorted(latest.values(), key=lambda r: (int(r.first_seq), int(r.last_seq)))
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def prunable_from(month: str, newest: datetime | None, years: int) -> datetime:
+    """The first instant (Beijing time) at which every event of ``month`` (and ``newest``, an event at its
+    edge that may belong to the next month) is older than the retention period."""
+    base = month_bounds(month)[1]
+    if newest is not None and _utc(newest) >= base:
+        base = _utc(newest) + timedelta(microseconds=1)
+    local = base.astimezone(CHINA_STANDARD_TIME)
+    try:
+        return local.replace(year=local.year + years)
+    except ValueError:  # 29 February
+        return local.replace(year=local.year + years, month=3, day=1)
+
+
+def _shown(when: datetime) -> str:
+    local = when.astimezone(CHINA_STANDARD_TIME)
+    return local.strftime("%Y-%m-%d" if local.time() == time(0) else "%Y-%m-%d %H:%M")
+
+
+def _retention_reason(month: str, newest: datetime | None, cutoff: datetime, years: int) -> tuple[str, str]:
+    ready = _shown(prunable_from(month, newest, years))
+    return (
+        f"not_past_retention: {month} is within the retention period ({years} years, PIPL Art. 56): it has "
+        f"events newer than {format_timestamp(cutoff)}; it can be pruned from {ready} (Beijing time)",
+        f"{month} 仍在保存期内（{years} 年，《个人信息保护法》第五十六条），最早可于 {ready}（北京时间）清理",
+    )
+
+
 def plan_prune(
     engine: Engine,
     archive_dir: Path,
@@ -146,24 +198,31 @@ def plan_prune(
 ) -> PrunePlan:
     """The dry run: archived months after the current anchor, oldest first, each checked, up to the first
     that may not go. ``through_month``/``through_seq`` stop earlier; a ``through_seq`` that is not the end
-    of an archived month is refused outright (pruning never cuts a month in half)."""
+    of an archived month is refused outright (pruning never cuts a month in half).
+
+    Each month is planned on its latest archive only, and only if that archive was made after the month
+    ended and reaches the month's last event (a partial archive is never relied on). The first blocker is
+    reported: retention before a missing archive, so a month still kept says when it may go."""
     cutoff = retention_cutoff(now, years)
     anchor = checked_anchor(engine, public_key)
     cut = 0 if anchor is None else anchor.pruned_through
-    c = audit_archives.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(c.archive_id, c.month, c.first_seq, c.last_seq)
-            .where(c.last_seq > cut)
-            .order_by(c.first_seq, c.last_seq)
-        ).all()
+    rows = _chosen_archives(engine, cut)
     oldest = _oldest_at(engine, cut + 1)
     boundaries = {int(r.last_seq) for r in rows}
     reasons: list[str] = []
+    reasons_zh: list[str] = []
+
+    def refuse(en: str, zh: str) -> None:
+        reasons.append(en)
+        reasons_zh.append(zh)
+
     months: list[dict[str, Any]] = []
     covered = cut
     if through_seq is not None and through_seq > cut and through_seq not in boundaries:
-        reasons.append(f"not_month_boundary: event {through_seq} is not the last event of an archived month")
+        refuse(
+            f"not_month_boundary: event {through_seq} is not the last event of an archived month",
+            f"第 {through_seq} 号事件不是某个已归档月份的最后一个事件，只能按整月清理",
+        )
         rows = []
     for row in rows:
         archive_id, month, first, last = (
@@ -183,43 +242,88 @@ def plan_prune(
             "archive_id": archive_id,
             "first_seq": first,
             "last_seq": last,
+            # Made before the month ended: a partial archive, never relied on (see below).
+            "complete": _utc(row.created_at) >= month_bounds(month)[1],
         }
         months.append(entry)
         if first > covered + 1:
-            entry["verdict"] = "not_archived"
-            reasons.append(f"not_archived: events {covered + 1}..{first - 1} are in no archive")
+            gap_at = _oldest_at(engine, covered + 1)
+            gap_month = _month_of(gap_at) if gap_at is not None else month
+            gap_newest = _newest_between(engine, covered + 1, first - 1)
+            if gap_newest is not None and gap_newest >= cutoff:
+                entry["verdict"] = "not_past_retention"
+                refuse(*_retention_reason(gap_month, gap_newest, cutoff, years))
+            else:
+                entry["verdict"] = "not_archived"
+                refuse(
+                    f"not_archived: events {covered + 1}..{first - 1} ({gap_month}) are in no archive; "
+                    f"archive {gap_month} first",
+                    f"第 {covered + 1}..{first - 1} 号事件（{gap_month}）不在任何归档中，"
+                    f"请先归档 {gap_month}",
+                )
             break
         newest = _newest_between(engine, covered + 1, last)
         if newest is None or newest >= cutoff:
             entry["verdict"] = "not_past_retention"
-            reasons.append(
-                f"not_past_retention: {month} has events newer than {format_timestamp(cutoff)} "
-                f"(retention {years} years)"
+            refuse(*_retention_reason(month, newest, cutoff, years))
+            break
+        month_last = month_seq_range(engine, month)
+        if not entry["complete"] or (month_last is not None and month_last[1] > last):
+            entry["verdict"] = "partial_archive"
+            refuse(
+                f"not_archived: {month} has only a partial archive ({archive_id}, made before the month "
+                f"ended or not reaching its last event); archive {month} again",
+                f"{month} 只有部分归档（{archive_id}，在该月结束前生成或未包含其最后一个事件），"
+                f"请重新归档 {month}",
             )
             break
         manifest = Path(archive_dir) / f"{archive_id}.manifest.json"
         verdict = verify_archive(manifest, public_key, engine)
         if not verdict.ok:
             entry["verdict"] = "archive_invalid"
-            reasons.append(f"archive_invalid: {archive_id}: {verdict.problem}")
+            refuse(
+                f"archive_invalid: {archive_id}: {verdict.problem}",
+                f"{month} 的归档 {archive_id} 现在验证未通过（{verdict.problem}），"
+                "请运行 grassroots supervise archive-verify 查看",
+            )
             break
         entry["verdict"] = "prunable"
         entry["manifest_sha256"] = manifest_sha256(manifest)
         covered = last
     else:
         if not reasons:
-            # Every archived month was looked at: say where the archives end (the next month is not).
+            # Every archived month was looked at: say what stops the next month (retention first).
             following = oldest if covered == cut else _oldest_at(engine, covered + 1)
-            reasons.append(
-                f"not_archived: the next month ({_month_of(following)}) has no archive"
-                if isinstance(following, datetime)
-                else "nothing_to_prune: no events after the archived months"
-            )
+            if not isinstance(following, datetime):
+                refuse(
+                    "nothing_to_prune: no events after the archived months",
+                    "已归档月份之后没有事件，没有可清理的内容",
+                )
+            elif (through_month is None or _month_of(following) <= through_month) and (
+                through_seq is None or covered < through_seq
+            ):
+                nxt = _month_of(following)
+                span = month_seq_range(engine, nxt)
+                nxt_newest = _newest_between(engine, covered + 1, span[1]) if span else following
+                if nxt_newest is not None and nxt_newest >= cutoff:
+                    # Not yet archived either, but archiving would not help before this date.
+                    refuse(*_retention_reason(nxt, nxt_newest, cutoff, years))
+                else:
+                    refuse(
+                        f"not_archived: the next month ({nxt}) has no archive; archive {nxt} first",
+                        f"下一个月份 {nxt} 尚未归档，请先归档 {nxt}",
+                    )
     if through_seq is not None and covered != max(through_seq, cut) and not reasons:
-        reasons.append(f"not_month_boundary: event {through_seq} is not where an archived month ends")
+        refuse(
+            f"not_month_boundary: event {through_seq} is not where an archived month ends",
+            f"第 {through_seq} 号事件不是某个已归档月份的结束处，只能按整月清理",
+        )
     target = covered if covered > cut else None
     if target is None and not reasons:
-        reasons.append(f"nothing_to_prune: the log is already pruned through event {cut}")
+        refuse(
+            f"nothing_to_prune: the log is already pruned through event {cut}",
+            f"日志已清理至第 {cut} 号事件，没有可清理的内容",
+        )
     return PrunePlan(
         pruned_through=cut,
         through_seq=target,
@@ -228,6 +332,7 @@ def plan_prune(
         reasons=tuple(reasons),
         cutoff=cutoff,
         retention_years=years,
+        reasons_zh=tuple(reasons_zh),
     )
 
 
@@ -319,7 +424,11 @@ def prune(
         _write_external(anchor_file, document)
     except FileExistsError:
         raise PruneRefused(
-            replace(plan, reasons=(f"conflict: another prune through event {target} is under way",))
+            replace(
+                plan,
+                reasons=(f"conflict: another prune through event {target} is under way",),
+                reasons_zh=(f"另一项清理（至第 {target} 号事件）正在进行，请稍后再试",),
+            )
         ) from None
     change: dict[str, Any] = {
         "kind": PRUNED_KIND,
@@ -356,13 +465,21 @@ def prune(
             AuditLog(engine).append_within(conn, [event])
     except IntegrityError:
         raise PruneRefused(
-            replace(plan, reasons=(f"conflict: event {target} was anchored by another prune meanwhile",))
+            replace(
+                plan,
+                reasons=(f"conflict: event {target} was anchored by another prune meanwhile",),
+                reasons_zh=(f"第 {target} 号事件已被另一项清理锚定，请重新查看清理计划",),
+            )
         ) from None
     except DBAPIError as exc:
         # E.g. the insert/select writer role (PostgreSQL): pruning needs the owner connection. Only the
         # class name: driver messages may quote parameters.
         raise PruneRefused(
-            replace(plan, reasons=(f"database_refused: {type(exc.orig).__name__}; prune as the owner",))
+            replace(
+                plan,
+                reasons=(f"database_refused: {type(exc.orig).__name__}; prune as the owner",),
+                reasons_zh=("数据库拒绝删除：清理须以数据库所有者连接执行",),
+            )
         ) from None
     return PruneResult(anchor, anchor_file, int(events), int(refs), plan, change)
 

@@ -52,7 +52,25 @@ def _settings() -> Settings:
     try:
         return Settings()
     except (ConfigurationError, ValueError) as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+        typer.echo(f"配置有误：{exc}\nconfiguration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_startup_settings(settings: Settings) -> None:
+    """What the gateway needs at start-up, checked before anything listens: a clean message, exit 2.
+
+    The application builds its identity provider from these when it starts; left to then, a missing
+    setting surfaces as a traceback from inside the server."""
+    try:
+        settings.effective_oidc_issuer  # noqa: B018 (raises when no identity provider is configured)
+    except ConfigurationError:
+        typer.echo(
+            "未配置身份提供方：请设置 GRASSROOTS_OIDC_ISSUER（本单位 OIDC 身份提供方的地址）；"
+            "仅在开发环境中可改设 GRASSROOTS_DEV_IDP_ENABLED=true，或直接运行 `make demo` 体验演示。\n"
+            "No identity provider: set GRASSROOTS_OIDC_ISSUER (your OIDC identity provider's URL); in "
+            "development only, set GRASSROOTS_DEV_IDP_ENABLED=true instead, or run `make demo` for the demo.",
+            err=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -87,6 +105,7 @@ def serve(
     from gateway.db import DatabaseNotMigrated, ensure_migrated, make_engine
 
     settings = _settings()
+    _check_startup_settings(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         ensure_migrated(engine)
@@ -270,11 +289,28 @@ def audit_checkpoint() -> None:
     typer.echo(f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}")
 
 
+def offline_actor() -> str:
+    """Who runs an offline command on the server, as the audit log records it: ``cli:<OS user>@<host>``.
+
+    Taken from the operating system (the effective user id and the host name), never from an option: an
+    operator with shell access cannot record another name. Commands that act through the API record the
+    authenticated (pseudonymous) user instead.
+    """
+    import pwd
+    import socket
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = f"uid{os.geteuid()}"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
 @keys_app.command("rotate")
-def keys_rotate(
-    actor: Annotated[str, typer.Option(help="who rotates (recorded in the audit log)")] = "platform_admin",
-) -> None:
-    """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up."""
+def keys_rotate() -> None:
+    """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
+
+    The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
     from audit import AuditLog
     from gateway.changes import change_event
     from gateway.db import make_engine
@@ -284,12 +320,20 @@ def keys_rotate(
     ring = load_masking_keyring(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
+    actor = offline_actor()
     # Record first: a rotation nobody can account for must not happen (fail closed).
     AuditLog(make_engine(settings.effective_database_url)).append(
-        change_event({"kind": "keys.rotated", "actor": actor, "before": before, "after": new_id})
+        change_event(
+            {"kind": "keys.rotated", "actor": actor, "via": "cli", "before": before, "after": new_id},
+            actor_roles=("operator",),
+        )
     )
     save_masking_keyring(settings, ring)
-    typer.echo(f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only)")
+    typer.echo(
+        f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。\n"
+        f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
+        f"recorded as {actor}"
+    )
 
 
 @app.command("seed-demo")
@@ -369,6 +413,16 @@ def demo(
     if settings.mode.value != "development":
         typer.echo("`grassroots demo` runs only in development mode", err=True)
         raise typer.Exit(2)
+    _refuse_taken_ports(
+        {
+            "网关 / the gateway (--port)": (settings.host, port),
+            "民政登记系统 / the civil-affairs registry (--upstream-port)": ("127.0.0.1", upstream_port),
+            "一标三实系统 / the person-house registry (--person-house-port)": (
+                "127.0.0.1",
+                person_house_port,
+            ),
+        }
+    )
     if any_hour:
         settings = _all_day_catalog(settings)
     url = settings.effective_database_url
@@ -415,6 +469,33 @@ def demo(
         )
     finally:
         stop(*(proc for _, proc in registries.values()))
+
+
+def _refuse_taken_ports(wanted: dict[str, tuple[str, int]]) -> None:
+    """Check every port the demo will listen on before starting anything; refuse, saying which, if taken.
+
+    A second demo would otherwise print its banner (the first demo's registries answer its health checks)
+    and then fail on each port with a raw "address already in use"."""
+    from gateway.serving import probe_port
+
+    taken = []
+    for name, (host, port) in wanted.items():
+        try:
+            probe_port(host, port)
+        except OSError as exc:
+            taken.append(f"  {name}: {host}:{port} ({exc.strerror})")
+    if not taken:
+        return
+    typer.echo(
+        "无法启动演示：以下端口已被占用，可能另一个演示（make demo）正在运行。"
+        "请先停止它（在其终端按 Ctrl+C），"
+        "或运行 .venv/bin/grassroots demo 并用 --port、--upstream-port、--person-house-port 换用空闲端口。\n"
+        "Cannot start the demo: these ports are taken, perhaps by another demo (make demo) still running. "
+        "Stop it first (Ctrl+C in its terminal), or run .venv/bin/grassroots demo with free ports: --port, "
+        "--upstream-port and --person-house-port.\n" + "\n".join(taken),
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 def _all_day_catalog(settings: Settings) -> Settings:

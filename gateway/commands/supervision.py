@@ -347,20 +347,26 @@ def archives() -> ApiCall:
 
 @app.command("archive-verify")
 def archive_verify(
-    manifest: Annotated[Path, typer.Argument(help="the archive's .manifest.json")],
+    manifests: Annotated[list[Path], typer.Argument(help="the archives' .manifest.json files (one or more)")],
     public_key: Annotated[
         Path | None, typer.Option(help="Ed25519 public key PEM (default: from the checkpoint key)")
     ] = None,
     against_db: Annotated[bool, typer.Option("--against-db", help="also compare with the live log")] = False,
 ) -> None:
-    """Verify an archive offline: signature, file digest, every chain link and leaf, the range root."""
+    """Verify archives offline: signature, file digest, every chain link and leaf, the range root.
+
+    Exit 1 if any archive does not verify, 2 if a file cannot be read (nothing verified), 0 otherwise."""
     from audit import CheckpointSigner, load_public_key, verify_archive
     from gateway.settings import Settings
 
     settings = Settings()
     key_path = settings.effective_checkpoint_key_path
     if public_key is None and not key_path.exists():
-        typer.echo("no public key: pass --public-key (the checkpoint key's public half)", err=True)
+        typer.echo(
+            f"找不到检查点公钥（{key_path}）：请用 --public-key 指定检查点密钥的公钥 PEM。\n"
+            f"no public key ({key_path} is missing): pass --public-key (the checkpoint key's public half)",
+            err=True,
+        )
         raise typer.Exit(2)
     key = (
         load_public_key(public_key)
@@ -372,11 +378,41 @@ def archive_verify(
         from gateway.db import make_engine
 
         engine = make_engine(settings.effective_database_url)
-    verdict = verify_archive(manifest, key, engine)
-    if not verdict.ok:
-        typer.echo(f"archive does NOT verify: {verdict.problem} (after {verdict.checked} events)", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"archive intact: {verdict.checked} events verified")
+    worst = 0
+    for manifest in manifests:
+        label = f"{manifest.name}: " if len(manifests) > 1 else ""
+        verdict = verify_archive(manifest, key, engine)
+        if not verdict.readable:
+            # Nothing was verified: a wrong path or a missing file, not evidence of tampering (exit 2, not 1).
+            missing = verdict.unreadable_file or str(manifest)
+            why = "文件不存在" if "no such file" in str(verdict.problem) else "无法读取"
+            typer.echo(
+                f"{label}无法读取归档文件 {missing}（{why}），未做任何验证。"
+                "请检查路径：归档在 GRASSROOTS_AUDIT_ARCHIVE_DIR（默认 var/archives），"
+                "`grassroots supervise archives` 列出已有归档。\n"
+                f"{label}Cannot read the archive: {verdict.problem}. Nothing was verified; check the path: "
+                "archives are in GRASSROOTS_AUDIT_ARCHIVE_DIR (default var/archives), "
+                "`grassroots supervise archives` lists them.",
+                err=True,
+            )
+            worst = max(worst, 2) if worst != 1 else 1
+        elif not verdict.ok:
+            typer.echo(
+                f"{label}归档验证未通过：{verdict.problem}（已核对 {verdict.checked} 个事件）。"
+                "文件或日志可能已被改动，请保留现场并报告。\n"
+                f"{label}archive does NOT verify: {verdict.problem} (after {verdict.checked} events)",
+                err=True,
+            )
+            worst = 1
+        else:
+            typer.echo(
+                f"{label}归档完好：已核对 {verdict.checked} 个事件"
+                f"{'，且与数据库中的日志一致' if against_db else ''}。\n"
+                f"{label}archive intact: {verdict.checked} events verified"
+                f"{' and match the live log' if against_db else ''}"
+            )
+    if worst:
+        raise typer.Exit(worst)
 
 
 @app.command("prefix-verify")
@@ -398,9 +434,23 @@ def prefix_verify(
     engine = make_engine(settings.effective_database_url)
     result = verify_archived_prefix(engine, directory, key, settings.effective_checkpoint_dir)
     if not result.ok:
-        typer.echo(f"pruned prefix does NOT verify: {result.problem}", err=True)
+        typer.echo(
+            f"已清理部分验证未通过：{result.problem}。请保留现场并报告。\n"
+            f"pruned prefix does NOT verify: {result.problem}",
+            err=True,
+        )
         raise typer.Exit(1)
+    if result.pruned_through == 0:
+        typer.echo(
+            "日志从未清理过：所有事件仍在数据库中，没有需要用归档重建的部分"
+            "（`grassroots audit verify` 验证整个日志）。\n"
+            "Nothing was pruned: every event is still in the database, so there is nothing to rebuild from "
+            "the archives (`grassroots audit verify` checks the whole log)."
+        )
+        return
     typer.echo(
+        f"已清理部分完好：第 1..{result.pruned_through} 号事件已由归档重建；"
+        f"{result.checkpoints_checked} 个较早的检查点已复现。\n"
         f"pruned prefix intact: events 1..{result.pruned_through} rebuilt from the archives; "
         f"{result.checkpoints_checked} older checkpoint(s) reproduced"
     )

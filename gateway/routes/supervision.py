@@ -96,11 +96,18 @@ def supervision_errors() -> Iterator[None]:
         ) from None
     except ArchiveError as exc:
         raise GatewayError(
-            "无法归档。", f"Cannot archive: {exc}", code="archive_refused", status_code=409
+            f"无法归档：{exc.message_zh}。",
+            f"Cannot archive: {exc.message_en}.",
+            code="archive_refused",
+            status_code=409,
         ) from None
     except PruneRefused as exc:
         raise GatewayError(
-            "无法清理：" + "；".join(_PRUNE_REASONS_ZH.get(r.split(":")[0], r) for r in exc.plan.reasons),
+            "无法清理："
+            + "；".join(
+                exc.plan.reasons_zh or [_PRUNE_REASONS_ZH.get(r.split(":")[0], r) for r in exc.plan.reasons]
+            )
+            + "。",
             f"Prune refused: {exc}",
             code="prune_refused",
             status_code=409,
@@ -976,7 +983,14 @@ async def archive(
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         change = await uow.run(lambda s: audit.record_archive(s, result, principal.user_id, now))
         uow.record(change)
-    return result.to_json()
+    if result.complete:
+        return result.to_json()
+    return {
+        **result.to_json(),
+        "note": f"{result.month} 尚未结束：这是部分归档，清理时不会使用；该月结束后请再次归档。",
+        "note_en": f"{result.month} has not ended: this archive is partial and pruning never relies on it; "
+        "archive the month again after it ends.",
+    }
 
 
 @router.get("/archives")

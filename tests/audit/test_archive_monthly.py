@@ -98,11 +98,21 @@ def test_retention_lists_months_past_the_period_and_never_prunes(
     later = datetime(2029, 11, 20, tzinfo=UTC)
     with Session(sqlite.engine) as session:
         status = retention_status(sqlite.engine, session, later, years=3)
-        assert status["months_past_retention"] == [{"month": "2026-10", "archived": False}]
+        assert status["months_past_retention"] == [{"month": "2026-10", "archived": False, "partial": False}]
+        # Archived before October ended: partial, so not counted as archived for pruning.
+        early = datetime(2026, 10, 20, tzinfo=UTC)
+        record_archive(
+            session, archive_month(sqlite.engine, signer, tmp_path, "2026-10", now=early), "a", early
+        )
+        session.commit()
+        status = retention_status(sqlite.engine, session, later, years=3)
+        assert status["months_past_retention"] == [{"month": "2026-10", "archived": False, "partial": True}]
+        assert status["partially_archived_months"] == ["2026-10"]
         record_archive(session, archive_month(sqlite.engine, signer, tmp_path, "2026-10"), "auditor", later)
         session.commit()
         status = retention_status(sqlite.engine, session, later, years=3)
-    assert status["months_past_retention"] == [{"month": "2026-10", "archived": True}]
+    assert status["months_past_retention"] == [{"month": "2026-10", "archived": True, "partial": False}]
+    assert status["partially_archived_months"] == []
     assert AuditLog(sqlite.engine).size() == 15
 
 

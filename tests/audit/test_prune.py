@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from audit import (
     PRUNED_KIND,
+    ArchiveError,
     AuditLog,
     CheckpointSigner,
     PruneRefused,
@@ -463,4 +464,112 @@ def test_dry_run_names_the_month_where_the_archives_end(world: World) -> None:
     world.archive("2026-01")
     plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
     assert plan.through_seq == 10
-    assert plan.reasons == ("not_archived: the next month (2026-02) has no archive",)
+    assert plan.reasons == ("not_archived: the next month (2026-02) has no archive; archive 2026-02 first",)
+    assert plan.reasons_zh == ("下一个月份 2026-02 尚未归档，请先归档 2026-02",)
+
+
+def test_retention_is_reported_before_a_missing_archive_with_the_date_the_month_may_go(world: World) -> None:
+    # At LATER, January and February 2026 are past three years, March is not (and is not archived): the
+    # blocker is retention, so the plan says so, naming the month and when it becomes prunable.
+    world.archive("2026-01")
+    world.archive("2026-02")
+    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    assert plan.through_seq == 21
+    assert len(plan.reasons) == 1 and plan.reasons[0].startswith("not_past_retention: 2026-03 is within")
+    assert "can be pruned from 2029-04-01 (Beijing time)" in plan.reasons[0]
+    assert plan.reasons_zh == (
+        "2026-03 仍在保存期内（3 年，《个人信息保护法》第五十六条），最早可于 2029-04-01（北京时间）清理",
+    )
+
+    # Archived too: still retention, with the same date; nothing at all may go a month earlier.
+    world.archive("2026-03")
+    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    assert [m["verdict"] for m in plan.months] == ["prunable", "prunable", "not_past_retention"]
+    assert "can be pruned from 2029-04-01" in plan.reasons[0] and "2029-04-01" in plan.reasons_zh[0]
+    early = plan_prune(
+        world.engine, world.archives, world.signer.public_key, datetime(2029, 1, 5, tzinfo=UTC)
+    )
+    assert (
+        early.through_seq is None and "2026-01" in early.reasons_zh[0] and "2029-02-01" in early.reasons_zh[0]
+    )
+    with pytest.raises(PruneRefused) as refused:
+        prune(
+            world.engine,
+            world.signer,
+            world.archives,
+            world.checkpoints,
+            actor="auditor",
+            now=datetime(2029, 1, 5, tzinfo=UTC),
+        )
+    assert "2026-01" in refused.value.plan.reasons_zh[0]
+
+
+def test_an_unfinished_month_is_archived_as_partial_never_pruned_and_superseded_by_a_later_archive(
+    store: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    log, directory = AuditLog(store.engine), tmp_path / "archives"
+    log.append_many(make_event(i, occurred_at=JAN + timedelta(minutes=i)) for i in range(5))
+
+    def archive(now: datetime) -> Path:
+        result = archive_month(store.engine, signer, directory, "2026-01", now=now)
+        with Session(store.engine) as session:
+            record_archive(session, result, "auditor", now)
+            session.commit()
+        assert json.loads(result.manifest_file.read_bytes())["complete"] is result.complete
+        return result.manifest_file
+
+    # Mid-January: allowed, but partial (signed in the manifest).
+    mid = datetime(2026, 1, 15, tzinfo=UTC)
+    partial = archive(mid)
+    assert json.loads(partial.read_bytes())["complete"] is False
+    assert verify_archive(partial, signer.public_key, store.engine).ok
+    with pytest.raises(ArchiveError, match="already archived in audit-2026-01-1-5-partial"):
+        archive(mid)  # nothing new since: refused, naming the archive that holds it
+    log.append_many(make_event(i, occurred_at=JAN + timedelta(minutes=i)) for i in range(5, 10))
+    log.append_many(make_event(i, occurred_at=FEB + timedelta(minutes=i)) for i in range(10, 13))
+
+    plan = plan_prune(store.engine, directory, signer.public_key, LATER)
+    assert plan.through_seq is None
+    assert [(m["archive_id"], m["verdict"]) for m in plan.months] == [
+        ("audit-2026-01-1-5-partial", "partial_archive")
+    ]
+    assert plan.reasons[0].startswith(
+        "not_archived: 2026-01 has only a partial archive (audit-2026-01-1-5-partial"
+    )
+    assert "部分归档" in plan.reasons_zh[0] and "请重新归档 2026-01" in plan.reasons_zh[0]
+
+    # After the month: archived again, the new archive supersedes the partial one.
+    after = datetime(2026, 2, 20, tzinfo=UTC)
+    complete = archive(after)
+    assert json.loads(complete.read_bytes())["complete"] is True
+    plan = plan_prune(store.engine, directory, signer.public_key, LATER)
+    assert [(m["archive_id"], m["verdict"]) for m in plan.months] == [("audit-2026-01-1-10", "prunable")]
+    assert plan.through_seq == 10
+
+    # Nothing new in the month since: a third archive is refused, naming the one that holds it.
+    with pytest.raises(ArchiveError) as again:
+        archive(after)
+    assert (
+        "audit-2026-01-1-10" in str(again.value) and "已归档于 audit-2026-01-1-10" in again.value.message_zh
+    )
+
+
+def test_archiving_a_month_without_events_says_which_months_the_log_holds(world: World) -> None:
+    with pytest.raises(ArchiveError) as refused:
+        world.archive("2023-10")
+    assert (
+        str(refused.value)
+        == "no audit events in 2023-10: the log's events are from 2026-01..2026-03 (Beijing time)"
+    )
+    assert refused.value.message_zh == "2023-10 没有审计事件：日志中的事件在 2026-01..2026-03（北京时间）"
+
+
+def test_a_missing_archive_file_is_unreadable_not_a_failed_verification(world: World, tmp_path: Path) -> None:
+    missing = tmp_path / "archives" / "audit-2023-10-*.manifest.json"
+    verdict = verify_archive(missing, world.signer.public_key, world.engine)
+    assert (verdict.ok, verdict.readable, verdict.unreadable_file) == (False, False, str(missing))
+    assert verdict.problem == f"cannot read {missing}: no such file"
+    manifest = world.archive("2026-01")
+    (manifest.parent / json.loads(manifest.read_bytes())["events_file"]).unlink()
+    verdict = verify_archive(manifest, world.signer.public_key)
+    assert not verdict.readable and str(verdict.unreadable_file).endswith(".jsonl.gz")

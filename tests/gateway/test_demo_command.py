@@ -105,3 +105,28 @@ def test_any_hour_opens_every_scenario_all_day_for_the_demo_only(tmp_path: Path)
     catalog = load_scenarios(tmp_path / "var" / "demo-scenarios-all-day.toml")
     assert catalog.get("DIBAO_REVIEW").hours_allowed == (0, 24)  # type: ignore[union-attr]
     assert load_scenarios().get("DIBAO_REVIEW").hours_allowed == (7, 21)  # type: ignore[union-attr]
+
+
+def test_a_second_demo_is_refused_before_it_starts_anything(tmp_path: Path) -> None:
+    # Another demo (here: one listener) holds the civil-affairs registry's port: the second demo checks
+    # every port first and refuses, saying which and what to do; no banner, no raw "address already in use".
+    import socket
+
+    port, upstream_port, house_port = free_port(), free_port(), free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", upstream_port))
+        holder.listen()
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GRASSROOTS_DATA_DIR": str(tmp_path / "var")}
+        env.pop("GRASSROOTS_DATABASE_URL", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "demo", "--port", str(port), "--upstream-port",
+             str(upstream_port), "--person-house-port", str(house_port)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("无法启动演示：以下端口已被占用")
+    assert f"127.0.0.1:{upstream_port}" in done.stderr and "--upstream-port" in done.stderr
+    assert "Cannot start the demo" in done.stderr and "another demo" in done.stderr
+    assert f":{port}" not in done.stderr.split("Cannot start")[1].split("\n", 2)[-1]  # free ports not named
+    assert "demo is running" not in done.stdout and "Traceback" not in done.stderr
+    assert not (tmp_path / "var" / "gateway.db").exists()  # nothing was started or migrated

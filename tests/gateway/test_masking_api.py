@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -558,8 +560,18 @@ def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> No
     settings = Settings(data_dir=tmp_path / "var")
     ring = load_masking_keyring(settings)
     old = encrypt_envelope("110102199003071234", ring, context="residents.id_number")
-    out = grassroots("keys", "rotate", "--actor", "u-platform-admin")
-    assert re.search(r"k1 -> k2", out.stdout)
+    # Who rotates is what the operating system says, not a name given on the command line.
+    refused = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "rotate", "--actor", "u-platform-admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and load_masking_keyring(settings).active_key_id == "k1"
+    out = grassroots("keys", "rotate")
+    operator = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}@{socket.gethostname()}"
+    assert re.search(r"k1 -> k2", out.stdout) and operator in out.stdout
 
     rotated = load_masking_keyring(settings)
     assert (rotated.active_key_id, rotated.status("k1")) == ("k2", "decrypt_only")
@@ -577,11 +589,8 @@ def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> No
             conn.execute(sa.text("SELECT body FROM audit_events WHERE kind = 'keys.rotated'")).scalar_one()
         )
     engine.dispose()
-    assert (body["actor"], body["details"]["before"], body["details"]["after"]) == (
-        "u-platform-admin",
-        "k1",
-        "k2",
-    )
+    assert (body["actor"], body["details"]["before"], body["details"]["after"]) == (operator, "k1", "k2")
+    assert body["actor_roles"] == ["operator"] and body["details"]["via"] == "cli"
     stored = json.loads((tmp_path / "var" / "keys" / "masking-keyring.json").read_text())
     assert {k["status"] for k in stored["keys"]} == {"active", "decrypt_only"}
     assert all(set(k) == {"key_id", "created_at", "status", "wrapped"} for k in stored["keys"])

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from audit import AuditLog
+from audit.query import CHINA_STANDARD_TIME
 from demoworld.world import build_world
 from gateway.db import make_engine, upgrade
 from tests.audit.helpers import make_event
@@ -93,9 +94,46 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     assert dry.json()["dry_run"] is True and dry.json()["would_prune_through_seq"] is None
     assert dry.json()["reasons"][0].startswith("not_archived")
 
+    # What a new user meets on the way, each message Chinese first and saying what is wrong.
+    no_month = stack.cli("audit", "archive", "--month", "2023-10", "--as", "auditor", "--url", stack.base_url,
+                         check=False)  # fmt: skip
+    assert no_month.returncode == 1
+    assert no_month.stderr.startswith(
+        "archive_refused: 无法归档：2023-10 没有审计事件：日志中的事件在 2020-01.."
+    )
+    assert (
+        "Cannot archive: no audit events in 2023-10: the log's events are from 2020-01.." in no_month.stderr
+    )
+    missing = stack.data_dir / "archives" / "audit-2023-10-*.manifest.json"
+    unread = stack.cli("supervise", "archive-verify", str(missing), "--against-db", check=False)
+    assert unread.returncode == 2
+    assert unread.stderr.startswith(f"无法读取归档文件 {missing}（文件不存在），未做任何验证")
+    assert (
+        f"Cannot read the archive: cannot read {missing}: no such file. Nothing was verified" in unread.stderr
+    )
+    assert "does NOT verify" not in unread.stderr
+    nothing = stack.cli("supervise", "prefix-verify")
+    assert nothing.stdout.startswith("日志从未清理过") and "Nothing was pruned" in nothing.stdout
+    assert "1..0" not in nothing.stdout
+    early = api(stack, "POST", "/audit/prune", "auditor", json={"dry_run": False})
+    assert early.status_code == 409
+    assert early.json()["message"] == "无法清理：下一个月份 2020-01 尚未归档，请先归档 2020-01。"
+
     cli(stack, "archive", "--month", "2020-01")
     made = api(stack, "POST", "/archives", "auditor", json={"month": "2020-02"})
     assert made.status_code == 201, made.text
+    assert (
+        made.json()["complete"] is True
+        and made.json()["manifest_file"] == "audit-2020-02-11-20.manifest.json"
+    )
+    both = sorted((stack.data_dir / "archives").glob("audit-2020-*.manifest.json"))  # what a shell glob gives
+    checked = stack.cli("supervise", "archive-verify", *map(str, both), "--against-db")
+    assert checked.stdout.splitlines() == [
+        "audit-2020-01-1-10.manifest.json: 归档完好：已核对 10 个事件，且与数据库中的日志一致。",
+        "audit-2020-01-1-10.manifest.json: archive intact: 10 events verified and match the live log",
+        "audit-2020-02-11-20.manifest.json: 归档完好：已核对 10 个事件，且与数据库中的日志一致。",
+        "audit-2020-02-11-20.manifest.json: archive intact: 10 events verified and match the live log",
+    ]
 
     dry = api(stack, "POST", "/audit/prune", "supervisor", json={"dry_run": True}).json()
     assert dry["would_prune_through_seq"] == 20
@@ -117,8 +155,21 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     deep = stack.cli("supervise", "prefix-verify")
     assert "events 1..20 rebuilt from the archives" in deep.stdout
 
+    # The rest is the gateway's own events, this month: retention is what stops pruning, and the answer
+    # says when this month may go.
+    this_month = datetime.now(UTC).astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m")
     again = api(stack, "POST", "/audit/prune", "auditor", json={"dry_run": False})
-    assert again.status_code == 409 and again.json()["plan"]["reasons"][0].startswith("not_archived")
+    assert again.status_code == 409
+    assert again.json()["plan"]["reasons"][0].startswith(f"not_past_retention: {this_month} is within")
+    assert again.json()["message"].startswith(f"无法清理：{this_month} 仍在保存期内（3 年")
+    assert "最早可于" in again.json()["message"]
+
+    # Archiving this month is allowed but partial (it has not ended): pruning never relies on it.
+    current = cli(stack, "archive", "--month", this_month)
+    assert current["complete"] is False and current["note"].startswith(f"{this_month} 尚未结束：这是部分归档")
+    plan = cli(stack, "prune")
+    assert plan["reasons"][0].startswith(f"not_past_retention: {this_month}")
+    assert plan["reasons_zh"][0].startswith(f"{this_month} 仍在保存期内")
 
     # The pruned period is explained, not silently missing.
     pruned = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 5})

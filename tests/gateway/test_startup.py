@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from gateway.db import make_engine, upgrade
 from gateway.schema import all_metadata
 from gateway.settings import ConfigurationError, Settings
-from tests.stack import REPO, postgres_base_url, throwaway_postgres
+from tests.stack import REPO, free_port, postgres_base_url, throwaway_postgres
 
 STRONG = "x" * 40
 
@@ -73,9 +73,33 @@ def test_production_settings_with_real_secrets_are_accepted_and_hidden() -> None
 
 
 def test_serve_refuses_an_unmigrated_database_and_says_how_to_fix_it(tmp_path: Path) -> None:
-    result = _run("serve", "--port", "1", env={"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path)
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "var"), "GRASSROOTS_DEV_IDP_ENABLED": "true"}
+    result = _run("serve", "--port", "1", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "grassroots db upgrade" in result.stderr
+
+
+def test_serve_without_an_identity_provider_says_what_to_set_before_starting(tmp_path: Path) -> None:
+    # A migrated database, no environment: the configuration is checked before uvicorn starts.
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}
+    assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GRASSROOTS_OIDC_ISSUER", "GRASSROOTS_DEV_IDP_ENABLED")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("未配置身份提供方：请设置 GRASSROOTS_OIDC_ISSUER")
+    assert "No identity provider: set GRASSROOTS_OIDC_ISSUER" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
 
 
 def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
