@@ -3,12 +3,15 @@ the API."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gateway.commands._client import ApiCall, api_command, split_list
+from policies.scenarios import CHINA_STANDARD_TIME
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -91,7 +94,43 @@ DatasetOption = Annotated[str, typer.Option(help="dataset, e.g. residents")]
 ScenarioOption = Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")]
 RoleOption = Annotated[list[str] | None, typer.Option("--role", help="a role of the person (repeatable)")]
 FieldsOption = Annotated[str | None, typer.Option(help="comma-separated fields (default: all granted)")]
-AtOption = Annotated[str | None, typer.Option(help="ISO 8601 time with offset (default: now)")]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        help="ISO 8601 time with offset, or a Beijing time of day HH:MM meaning its next occurrence "
+        "(default: now)"
+    ),
+]
+
+
+def resolve_at(value: str | None, now: datetime | None = None) -> str | None:
+    """``--at``: an ISO 8601 time with offset passes through; ``HH:MM`` (or ``HH:MM:SS``) is that Beijing
+    time of day at its next occurrence after ``now``.
+
+    The next occurrence, not today's: the demo's grants are valid from the moment they were seeded, so a
+    time earlier today could fall before them and answer ``no_active_grant`` instead of what was asked
+    about (the hour). Within the next 24 hours every grant active now is still active."""
+    match = _TIME_OF_DAY.fullmatch(value or "")
+    if value is None or match is None:
+        return value
+    try:
+        hour, minute, second = (int(part) for part in match.groups(default="0"))
+        of_day = time(hour, minute, second)
+    except ValueError:
+        typer.echo(
+            f"--at {value}：不是有效的时刻（HH:MM，北京时间）。\n--at {value}: not a valid time of day "
+            "(HH:MM, Beijing time).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    local_now = (now or datetime.now(UTC)).astimezone(CHINA_STANDARD_TIME)
+    moment = datetime.combine(local_now.date(), of_day, tzinfo=CHINA_STANDARD_TIME)
+    if moment <= local_now:
+        moment += timedelta(days=1)
+    return moment.isoformat()
+
+
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 GridOption = Annotated[
     list[str] | None, typer.Option("--grid", help="a micro-grid assigned to the person (repeatable)")
 ]
@@ -111,7 +150,7 @@ def decide(
     department: Annotated[str | None, typer.Option(help="department claim")] = None,
 ) -> ApiCall:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
-    body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department, grid)
+    body = _access_body(org, role or [], dataset, scenario, user_id, fields, resolve_at(at), department, grid)
     return ApiCall("POST", "/api/v1/policy/decide", body=body)
 
 
@@ -134,7 +173,7 @@ def explain(
     if org is None or not role:
         typer.echo("explaining for someone else needs both --org and --role", err=True)
         raise typer.Exit(2)
-    body = _access_body(org, role, dataset, scenario, user_id, fields, at, None, grid)
+    body = _access_body(org, role, dataset, scenario, user_id, fields, resolve_at(at), None, grid)
     return ApiCall("POST", "/api/v1/policy/explain", body=body)
 
 

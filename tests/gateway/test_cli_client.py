@@ -49,6 +49,11 @@ class Gateway:
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
+    yield from serve_gateway()
+
+
+def serve_gateway() -> Iterator[Gateway]:
+    """Run the stand-in on loopback for as long as the caller iterates (a fixture's body)."""
     state = Gateway(url="")
 
     class Handler(BaseHTTPRequestHandler):
