@@ -347,13 +347,17 @@ def archives() -> ApiCall:
 
 @app.command("archive-verify")
 def archive_verify(
-    manifest: Annotated[Path, typer.Argument(help="the archive's .manifest.json")],
+    manifests: Annotated[
+        list[Path], typer.Argument(help="the archives' .manifest.json files (one or more, e.g. a glob)")
+    ],
     public_key: Annotated[
         Path | None, typer.Option(help="Ed25519 public key PEM (default: from the checkpoint key)")
     ] = None,
     against_db: Annotated[bool, typer.Option("--against-db", help="also compare with the live log")] = False,
 ) -> None:
-    """Verify an archive offline: signature, file digest, every chain link and leaf, the range root."""
+    """Verify archives offline: signature, file digest, every chain link and leaf, the range root.
+
+    Each manifest is verified and reported on its own line; exit 1 when any of them does not verify."""
     from audit import CheckpointSigner, load_public_key, verify_archive
     from gateway.settings import Settings
 
@@ -372,11 +376,26 @@ def archive_verify(
         from gateway.db import make_engine
 
         engine = make_engine(settings.effective_database_url)
-    verdict = verify_archive(manifest, key, engine)
-    if not verdict.ok:
-        typer.echo(f"archive does NOT verify: {verdict.problem} (after {verdict.checked} events)", err=True)
+    failed: list[Path] = []
+    for manifest in manifests:
+        # Named on each line when there are several: which one failed is the point of the answer.
+        name = f"{manifest}: " if len(manifests) > 1 else ""
+        verdict = verify_archive(manifest, key, engine)
+        if not verdict.ok:
+            failed.append(manifest)
+            typer.echo(
+                f"{name}archive does NOT verify: {verdict.problem} (after {verdict.checked} events)", err=True
+            )
+            continue
+        typer.echo(f"{name}archive intact: {verdict.checked} events verified")
+    if failed and len(manifests) > 1:
+        typer.echo(
+            f"{len(manifests)} 个归档中有 {len(failed)} 个未通过校验：{'、'.join(str(m) for m in failed)}\n"
+            f"{len(failed)} of {len(manifests)} archives do NOT verify: {', '.join(str(m) for m in failed)}",
+            err=True,
+        )
+    if failed:
         raise typer.Exit(1)
-    typer.echo(f"archive intact: {verdict.checked} events verified")
 
 
 @app.command("prefix-verify")

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from audit import AuditLog, CheckpointSigner, archive_month
 from gateway.cli import app as grassroots
 from gateway.commands.policy import resolve_at
 from policies.scenarios import CHINA_STANDARD_TIME
+from tests.audit.conftest import sqlite_store
+from tests.audit.helpers import make_event
 from tests.gateway.test_cli_client import Gateway, serve_gateway
 
 runner = CliRunner()
@@ -65,3 +69,42 @@ def test_decide_refuses_an_impossible_time_of_day_before_calling(gateway: Gatewa
     assert result.exit_code == 2
     assert result.stderr.startswith("--at 25:30：不是有效的时刻")
     assert gateway.received == []
+
+
+def _two_archives(tmp_path: Path) -> tuple[list[Path], Path, str]:
+    """Two signed monthly archives of a real audit log (SQLite), the public key's file and the log's URL."""
+    store = sqlite_store(tmp_path / "audit.db")
+    signer = CheckpointSigner.generate()
+    log = AuditLog(store.engine)
+    jan, feb = datetime(2026, 1, 10, 2, tzinfo=UTC), datetime(2026, 2, 10, 2, tzinfo=UTC)
+    log.append_many(make_event(i, occurred_at=jan + timedelta(minutes=i)) for i in range(5))
+    log.append_many(make_event(i, occurred_at=feb + timedelta(minutes=i)) for i in range(5, 12))
+    manifests = [
+        archive_month(store.engine, signer, tmp_path / "archives", month).manifest_file
+        for month in ("2026-01", "2026-02")
+    ]
+    store.engine.dispose()
+    public_key = tmp_path / "checkpoint-public.pem"
+    public_key.write_bytes(signer.public_key_pem())
+    return manifests, public_key, store.url
+
+
+def test_archive_verify_takes_several_manifests_and_says_which_fails(tmp_path: Path) -> None:
+    manifests, public_key, url = _two_archives(tmp_path)
+    env = {"GRASSROOTS_DATABASE_URL": url, "GRASSROOTS_DATA_DIR": str(tmp_path)}
+    verify = ["supervise", "archive-verify", *map(str, manifests), "--public-key", str(public_key)]
+    ok = _cli(*verify, "--against-db", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.splitlines() == [
+        f"{manifests[0]}: archive intact: 5 events verified",
+        f"{manifests[1]}: archive intact: 7 events verified",
+    ]
+    # Tamper with the second archive's events: the first still verifies, the second is named, exit 1.
+    events = manifests[1].with_name(manifests[1].name.replace(".manifest.json", ".jsonl.gz"))
+    events.write_bytes(events.read_bytes()[:-8] + b"\0" * 8)
+    bad = _cli(*verify, env=env)
+    assert bad.exit_code == 1
+    assert bad.stdout == f"{manifests[0]}: archive intact: 5 events verified\n"
+    assert bad.stderr.startswith(f"{manifests[1]}: ")
+    assert f"2 个归档中有 1 个未通过校验：{manifests[1]}" in bad.stderr
+    assert f"1 of 2 archives do NOT verify: {manifests[1]}" in bad.stderr
