@@ -4,7 +4,9 @@ as any other caller). ``token`` and ``me`` act as the system itself, with its cl
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -293,12 +295,45 @@ def lapse_due() -> ApiCall:
 def client_secret(
     system_id: SystemArg,
     rotate: Annotated[bool, typer.Option("--rotate", help="replace the current secret")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="write the answer (client id and secret) to this file, readable by you only (mode 0600), "
+            "instead of printing it",
+        ),
+    ] = None,
 ) -> ApiCall:
-    """Issue (or rotate) the system's OAuth client secret; it is printed this once only."""
+    """Issue (or rotate) the system's OAuth client secret; it is shown this once only (printed, or written
+    to a private file with --output)."""
     return ApiCall(
         "POST",
         f"{_BASE}/systems/{system_id}/credentials/client-secret",
         params={"rotate": "true" if rotate else None},
+        render=show if output is None else functools.partial(_write_private, output),
+    )
+
+
+def _write_private(path: Path, answer: Any) -> None:
+    """Write ``answer`` as JSON to ``path`` with mode 0600, whatever the umask and even if it existed."""
+    data = (json.dumps(answer, ensure_ascii=False, indent=2) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        typer.echo(
+            f"无法写入 {path}（{exc.strerror}）；密钥未保存，请换一个文件并加 --rotate 重新签发。\n"
+            f"Cannot write {path} ({exc.strerror}); the secret was not saved: choose another file and "
+            "issue a new one with --rotate.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode on open: narrow it first
+        out.write(data)
+    typer.echo(
+        f"客户端密钥已写入 {path}（仅本人可读，0600），不会再次显示。\n"
+        f"Client secret written to {path} (readable by you only, 0600); it is not shown again."
     )
 
 
@@ -397,7 +432,17 @@ def system_token(
 
 @app.command("me")
 def system_me(
-    system_token: Annotated[str, typer.Option("--system-token", envvar="GRASSROOTS_SYSTEM_TOKEN")],
+    system_token: Annotated[
+        str,
+        typer.Option(
+            "--system-token",
+            envvar="GRASSROOTS_SYSTEM_TOKEN",
+            prompt=True,
+            hide_input=True,
+            help="the system's access token: set GRASSROOTS_SYSTEM_TOKEN or answer the prompt (not echoed); "
+            "on the command line it shows in the process list and shell history",
+        ),
+    ],
     burden_view: Annotated[bool, typer.Option("--burden", help="the villages it reaches")] = False,
     url: UrlOption = DEFAULT_URL,
 ) -> None:

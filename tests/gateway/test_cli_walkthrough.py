@@ -7,6 +7,8 @@ received), the offline ones against real files.
 
 from __future__ import annotations
 
+import json
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,3 +110,63 @@ def test_archive_verify_takes_several_manifests_and_says_which_fails(tmp_path: P
     assert bad.stderr.startswith(f"{manifests[1]}: ")
     assert f"2 个归档中有 1 个未通过校验：{manifests[1]}" in bad.stderr
     assert f"1 of 2 archives do NOT verify: {manifests[1]}" in bad.stderr
+
+
+def test_client_secret_output_writes_a_private_file_and_prints_no_secret(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    answer = {"client_id": "elderly-care-visits", "client_secret": "s3cr3t-value", "system_id": "x"}
+    gateway.answer(201, answer)
+    target = tmp_path / "elderly-care.json"
+    target.write_text("old")
+    target.chmod(0o644)  # an existing, world-readable file is narrowed, not kept as it was
+    result = _cli(
+        "admission", "client-secret", "elderly-care-visits", "--output", str(target),
+        "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(target.read_text()) == answer
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "s3cr3t-value" not in result.output
+    assert result.stdout.startswith(f"客户端密钥已写入 {target}（仅本人可读，0600）")
+
+
+def test_admission_me_takes_the_system_token_from_the_environment_or_a_prompt(gateway: Gateway) -> None:
+    gateway.answer(200, {"system_id": "elderly-care-visits", "status": "approved"})
+    from_env = _cli("admission", "me", "--url", gateway.url, env={"GRASSROOTS_SYSTEM_TOKEN": "sys-tok-1"})
+    assert from_env.exit_code == 0, from_env.output
+    prompted = runner.invoke(grassroots, ["admission", "me", "--url", gateway.url], input="sys-tok-2\n")
+    assert prompted.exit_code == 0, prompted.output
+    assert "sys-tok-2" not in prompted.output  # not echoed
+    assert [(r.path, r.authorization) for r in gateway.received] == [
+        ("/api/v1/systems/me", "Bearer sys-tok-1"),
+        ("/api/v1/systems/me", "Bearer sys-tok-2"),
+    ]
+
+
+_DRY_RUN = ["masking", "dry-run", "--role", "village_cadre", "--scenario", "DIBAO_REVIEW"]
+_SAMPLE = {"id_number": "110102199003071234", "mobile": "13812345678"}
+
+
+def test_dry_run_reads_the_sample_from_a_file_or_standard_input(gateway: Gateway, tmp_path: Path) -> None:
+    gateway.answer(200, {"masked": {}})
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(_SAMPLE), encoding="utf-8")
+    from_file = _cli(*_DRY_RUN, "--sample-file", str(sample), "--url", gateway.url, "--token", "t")
+    assert from_file.exit_code == 0, from_file.output
+    from_stdin = runner.invoke(
+        grassroots,
+        [*_DRY_RUN, "--sample-file", "-", "--url", gateway.url, "--token", "t"],
+        input=json.dumps(_SAMPLE),
+    )
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert [r.body["sample"] for r in gateway.received] == [_SAMPLE, _SAMPLE]
+
+
+def test_dry_run_refuses_a_sample_that_is_not_json_bilingually(gateway: Gateway, tmp_path: Path) -> None:
+    sample = tmp_path / "sample.json"
+    sample.write_text("{not json", encoding="utf-8")
+    result = _cli(*_DRY_RUN, "--sample-file", str(sample), "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2
+    assert result.stderr == "--sample-file 必须是 JSON。\n--sample-file must be JSON.\n"
+    assert gateway.received == []
