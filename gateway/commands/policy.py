@@ -40,15 +40,24 @@ def validate(
     for path in files or ():
         kind = _KINDS.get(path.suffix)
         if kind is None:
-            typer.echo(f"{path}: not a policy file (expected .conf, .csv or .toml)", err=True)
+            typer.echo(
+                f"{path}：不是策略文件（应为 .conf、.csv 或 .toml）。\n"
+                f"{path}: not a policy file (expected .conf, .csv or .toml)",
+                err=True,
+            )
             raise typer.Exit(2)
         chosen[kind] = path
     errors = validate_policy_files(chosen["model"], chosen["permissions"], chosen["scenarios"])
     for error in errors:
         typer.echo(f"{error.path}:{error.line}: {error.message}", err=True)
     if errors:
+        typer.echo(
+            f"策略文件有 {len(errors)} 处错误（见上方 文件:行号），未通过校验。\n"
+            f"{len(errors)} error(s) in the policy files (file:line above); not valid.",
+            err=True,
+        )
         raise typer.Exit(1)
-    typer.echo("policy files valid")
+    typer.echo("策略文件校验通过。\npolicy files valid")
 
 
 @app.command("show")

@@ -174,7 +174,7 @@ def _verify_evidence(data: Any) -> ApiCall:
     try:
         checked = verify_incident_evidence(data, {})
     except InvalidProofError as exc:
-        typer.echo(f"evidence does NOT verify: {exc}", err=True)
+        typer.echo(f"证据未通过本地校验：{exc}\nevidence does NOT verify: {exc}", err=True)
         raise typer.Exit(1) from None
 
     def summarise(signed: Any) -> None:
@@ -183,6 +183,11 @@ def _verify_evidence(data: Any) -> ApiCall:
             for c in signed["items"]
             if c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
         ]
+        typer.echo(
+            f"已在本地校验 {len(checked)} 条证据事件，均通向根哈希 {data['root_hash']}"
+            f"（树大小 {data['tree_size']}）；"
+            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。")
+        )
         typer.echo(
             f"{len(checked)} evidence events verified against root {data['root_hash']} "
             f"(tree size {data['tree_size']}); "

@@ -261,7 +261,9 @@ def test_incident_verify_refuses_evidence_that_does_not_lead_to_the_root(gateway
     )
     result = _supervise("incident", "I-1", "--verify", url=gateway.url)
     assert result.exit_code == 1
-    assert result.stderr.startswith("evidence does NOT verify: inclusion proof leads to root")
+    zh, en = result.stderr.splitlines()[:2]
+    assert zh.startswith("证据未通过本地校验：inclusion proof leads to root")
+    assert en.startswith("evidence does NOT verify: inclusion proof leads to root")
     # Refused before the checkpoints are even asked for.
     assert [r.path for r in gateway.received] == ["/api/v1/supervision/incidents/I-1"]
 

@@ -8,12 +8,14 @@ received), the offline ones against real files.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from audit import AuditLog, CheckpointSigner, archive_month
@@ -21,7 +23,7 @@ from gateway.cli import app as grassroots
 from gateway.commands.policy import resolve_at
 from policies.scenarios import CHINA_STANDARD_TIME
 from tests.audit.conftest import sqlite_store
-from tests.audit.helpers import make_event
+from tests.audit.helpers import drop_triggers, make_event
 from tests.gateway.test_cli_client import Gateway, serve_gateway
 
 runner = CliRunner()
@@ -170,3 +172,100 @@ def test_dry_run_refuses_a_sample_that_is_not_json_bilingually(gateway: Gateway,
     assert result.exit_code == 2
     assert result.stderr == "--sample-file 必须是 JSON。\n--sample-file must be JSON.\n"
     assert gateway.received == []
+
+
+def _offline_env(tmp_path: Path, url: str | None = None) -> dict[str, str]:
+    return {
+        "GRASSROOTS_DATA_DIR": str(tmp_path),
+        "GRASSROOTS_DATABASE_URL": url or f"sqlite:///{tmp_path / 'gateway.db'}",
+        "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
+
+
+def _chinese_then_english(text: str) -> tuple[str, str]:
+    """The first line is Chinese, the second its English."""
+    zh, en, *_ = text.splitlines()
+    assert _CJK.search(zh) and not _CJK.search(en), text
+    return zh, en
+
+
+_CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
+
+
+def test_audit_verify_and_checkpoint_speak_chinese_first(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path / "audit.db")
+    AuditLog(store.engine).append_many(make_event(i) for i in range(3))
+    store.engine.dispose()
+    env = _offline_env(tmp_path, store.url)
+    written = _cli("audit", "checkpoint", env=env)
+    assert written.exit_code == 0, written.output
+    zh, en = _chinese_then_english(written.stdout)
+    assert zh.startswith("已写入签名检查点：树大小 3，根哈希 ") and en.startswith(
+        "checkpoint written: size 3"
+    )
+    verified = _cli("audit", "verify", "--quiet", env=env)
+    assert verified.exit_code == 0, verified.output
+    assert _chinese_then_english(verified.stdout) == (
+        "审计日志完整：已校验 3 条事件。",
+        "audit log intact: 3 events verified",
+    )
+
+
+def test_audit_verify_reports_a_broken_log_chinese_first(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path / "audit.db")
+    AuditLog(store.engine).append_many(make_event(i) for i in range(3))
+    drop_triggers(store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2"))
+    store.engine.dispose()
+    broken = _cli("audit", "verify", "--quiet", env=_offline_env(tmp_path, store.url))
+    assert broken.exit_code == 1
+    zh, en = _chinese_then_english(broken.stderr)
+    assert zh.startswith("审计日志已被破坏：第 #2 条事件校验失败") and en.startswith(
+        "audit log BROKEN at event #2"
+    )
+
+
+def test_db_current_says_what_to_do_in_both_languages(tmp_path: Path) -> None:
+    result = _cli("db", "current", env=_offline_env(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("数据库结构版本：无（未迁移）  代码所需版本：")
+    assert lines[1].startswith("database: none  code: ")
+    assert lines[2:] == [
+        "请运行 `grassroots db upgrade` 迁移数据库。",
+        "Run `grassroots db upgrade` to migrate it.",
+    ]
+
+
+def test_dev_token_for_an_unknown_user_is_refused_chinese_first(tmp_path: Path) -> None:
+    result = _cli("dev-token", "nobody", env=_offline_env(tmp_path))
+    assert result.exit_code == 2
+    assert _chinese_then_english(result.stderr) == (
+        "没有名为 'nobody' 的演示用户；`grassroots dev-users` 列出全部演示用户。",
+        "no demo user named 'nobody'; see `grassroots dev-users`",
+    )
+
+
+def test_policy_validate_speaks_chinese_first(tmp_path: Path) -> None:
+    assert _chinese_then_english(_cli("policy", "validate").stdout) == (
+        "策略文件校验通过。",
+        "policy files valid",
+    )
+    proposed = tmp_path / "permissions.csv"
+    text = Path("policies/permissions.csv").read_text(encoding="utf-8")
+    proposed.write_text(text.replace("p, auditor, audit, verify\n", "p, auditor, audit, verfy\n"))
+    bad = _cli("policy", "validate", str(proposed))
+    assert bad.exit_code == 1
+    where, *summary = bad.stderr.splitlines()
+    assert where.startswith(f"{proposed}:") and "verfy" in where
+    assert summary == [
+        "策略文件有 1 处错误（见上方 文件:行号），未通过校验。",
+        "1 error(s) in the policy files (file:line above); not valid.",
+    ]
+    other = _cli("policy", "validate", str(tmp_path / "policy.txt"))
+    assert other.exit_code == 2
+    assert (
+        _chinese_then_english(other.stderr)[0]
+        == f"{tmp_path / 'policy.txt'}：不是策略文件（应为 .conf、.csv 或 .toml）。"
+    )
