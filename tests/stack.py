@@ -35,7 +35,7 @@ from gateway.launch import (
     stop,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
