@@ -100,7 +100,10 @@ def monthly(
     month: Annotated[str, typer.Option(help="YYYY-MM (Beijing time)")],
     fmt: Annotated[str, typer.Option("--format", help="html | csv | pdf | json")] = "html",
     org: Annotated[str | None, typer.Option()] = None,
-    out: Annotated[Path | None, typer.Option(help="file to write (default: audit-report-MONTH.EXT)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="file to write (default: audit-report-MONTH.EXT in the current directory)"),
+    ] = None,
 ) -> ApiCall:
     """The monthly notification report (定期通报) as a printable HTML page, CSV, PDF or JSON."""
     params = {"month": month, "format": fmt, "org": org}
@@ -113,7 +116,8 @@ def monthly(
 def _write_to(target: Path) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         target.write_bytes(data)
-        typer.echo(f"written {target} ({len(data)} bytes)")
+        where = target.resolve()  # the default lands in the current directory: say which one
+        typer.echo(f"已写入 {where}（{len(data)} 字节）\nwritten {where} ({len(data)} bytes)")
 
     return write
 

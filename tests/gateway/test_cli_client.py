@@ -249,7 +249,9 @@ def test_monthly_report_writes_the_answers_bytes_to_its_file(gateway: Gateway, t
         "monthly", "--month", "2026-11", "--format", "csv", "--out", str(target), url=gateway.url
     )
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == f"written {target} ({len(report)} bytes)\n"
+    assert result.stdout == (
+        f"已写入 {target.resolve()}（{len(report)} 字节）\nwritten {target.resolve()} ({len(report)} bytes)\n"
+    )
     assert target.read_bytes() == report
     assert gateway.received[0].path == "/api/v1/supervision/reports/monthly?month=2026-11&format=csv"
 

@@ -269,3 +269,18 @@ def test_policy_validate_speaks_chinese_first(tmp_path: Path) -> None:
         _chinese_then_english(other.stderr)[0]
         == f"{tmp_path / 'policy.txt'}：不是策略文件（应为 .conf、.csv 或 .toml）。"
     )
+
+
+def test_monthly_report_says_where_it_wrote_the_file(
+    gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway.answer(200, "\ufeffsection,key\n".encode(), content_type="text/csv")
+    monkeypatch.chdir(tmp_path)
+    result = _cli(
+        "supervise", "monthly", "--month", "2026-11", "--format", "csv", "--url", gateway.url, "--token", "t"
+    )
+    assert result.exit_code == 0, result.output
+    written = tmp_path.resolve() / "audit-report-2026-11.csv"
+    assert written.exists()
+    zh, en = _chinese_then_english(result.stdout)
+    assert zh.startswith(f"已写入 {written}（") and en.startswith(f"written {written} (")
