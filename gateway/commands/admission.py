@@ -40,14 +40,20 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            typer.echo(f"--checklist takes QUESTION=yes|no (got {item!r})", err=True)
+            typer.echo(
+                f"--checklist 的格式是 问题=yes|no（收到 {item!r}）。\n"
+                f"--checklist takes QUESTION=yes|no (got {item!r})",
+                err=True,
+            )
             raise typer.Exit(2)
         if key.strip() == "notes":
             answers["notes"] = value
         elif value.strip().lower() in _YES | _NO:
             answers[key.strip()] = value.strip().lower() in _YES
         else:
-            typer.echo(f"--checklist {key}: answer yes or no", err=True)
+            typer.echo(
+                f"--checklist {key}：请回答 yes 或 no。\n--checklist {key}: answer yes or no", err=True
+            )
             raise typer.Exit(2)
     return answers
 
@@ -69,7 +75,7 @@ def _registration_body(
     if file is not None:
         loaded = json.loads(file.read_text(encoding="utf-8"))
         if not isinstance(loaded, dict):
-            typer.echo(f"{file} must hold a JSON object", err=True)
+            typer.echo(f"{file} 必须是一个 JSON 对象。\n{file} must hold a JSON object", err=True)
             raise typer.Exit(2)
         body.update(loaded)
     provided = None
@@ -78,7 +84,9 @@ def _registration_body(
         for item in provides:
             dataset, sep, base_url = item.partition("=")
             if not sep:
-                typer.echo("--provides takes DATASET=BASE_URL", err=True)
+                typer.echo(
+                    "--provides 的格式是 数据集=BASE_URL。\n--provides takes DATASET=BASE_URL", err=True
+                )
                 raise typer.Exit(2)
             provided.append({"dataset": dataset, "base_url": base_url})
     options = {
@@ -373,7 +381,9 @@ def outbound_credential(
 
 def _credential_stored(_answer: Any) -> None:
     # The answer carries nothing worth showing (and the credential is never echoed back).
-    typer.echo("outbound credential stored (encrypted; it cannot be read back)")
+    typer.echo(
+        "出站凭证已保存（已加密，无法读回）。\noutbound credential stored (encrypted; it cannot be read back)"
+    )
 
 
 @app.command("burden")

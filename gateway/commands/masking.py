@@ -116,7 +116,7 @@ def propose_tag(
 ) -> ApiCall:
     """Propose adding or deleting a dynamic tag (base tags are a fixed set)."""
     if action not in ("add", "delete"):
-        typer.echo("action must be add or delete", err=True)
+        typer.echo("操作只能是 add（新增）或 delete（删除）。\naction must be add or delete", err=True)
         raise typer.Exit(2)
     return _propose(f"tag_{action}", {"tag": tag}, reason)
 
@@ -199,7 +199,7 @@ def dry_run(
     for item in exempt or []:
         name, sep, op = item.partition("=")
         if not sep:
-            typer.echo("--exempt takes FIELD=OPERATOR", err=True)
+            typer.echo("--exempt 的格式是 字段=脱敏算子。\n--exempt takes FIELD=OPERATOR", err=True)
             raise typer.Exit(2)
         exemptions[name] = op
     body: dict[str, Any] = {

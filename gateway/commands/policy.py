@@ -180,7 +180,11 @@ def explain(
         params = {"dataset": dataset, "scenario": scenario, "fields": fields}
         return ApiCall("GET", "/api/v1/policy/explain", params=params)
     if org is None or not role:
-        typer.echo("explaining for someone else needs both --org and --role", err=True)
+        typer.echo(
+            "为他人解释决策需要同时给出 --org 和 --role。\n"
+            "explaining for someone else needs both --org and --role",
+            err=True,
+        )
         raise typer.Exit(2)
     body = _access_body(org, role, dataset, scenario, user_id, fields, resolve_at(at), None, grid)
     return ApiCall("POST", "/api/v1/policy/explain", body=body)
@@ -213,7 +217,11 @@ def replay(
     }
     if scenario is not None or org is not None:
         if scenario is None or org is None:
-            typer.echo("a proposed grant needs both --scenario and --org", err=True)
+            typer.echo(
+                "拟议授权需要同时给出 --scenario 和 --org。\n"
+                "a proposed grant needs both --scenario and --org",
+                err=True,
+            )
             raise typer.Exit(2)
         body["grant"] = {"scenario": scenario, "org_scope": org}
     return ApiCall("POST", "/api/v1/policy/replay", body=body)

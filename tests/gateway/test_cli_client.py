@@ -200,7 +200,11 @@ def test_unreachable_gateway_exits_3_naming_only_the_error_type() -> None:
     # Nothing listens on the port any more: the connection is refused.
     result = _run("fetch", "a1", "--url", f"http://127.0.0.1:{port}", "--token", "t")
     assert result.exit_code == 3
-    assert result.stderr == f"cannot reach the gateway at http://127.0.0.1:{port}: ConnectError\n"
+    url = f"http://127.0.0.1:{port}"
+    assert result.stderr == (
+        f"无法连接网关 {url}（ConnectError）：请确认网关已启动、地址正确。\n"
+        f"cannot reach the gateway at {url}: ConnectError\n"
+    )
 
 
 def test_the_command_may_refuse_its_arguments_before_calling(gateway: Gateway) -> None:

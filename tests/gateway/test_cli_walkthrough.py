@@ -284,3 +284,56 @@ def test_monthly_report_says_where_it_wrote_the_file(
     assert written.exists()
     zh, en = _chinese_then_english(result.stdout)
     assert zh.startswith(f"已写入 {written}（") and en.startswith(f"written {written} (")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["grants", "request", "--scenario", "DIBAO_REVIEW", "--reason", "复核", "--fields", "name"],
+        ["masking", "propose-tag", "rename", "独居老人", "--reason", "改名"],
+        [
+            "masking",
+            "dry-run",
+            "--role",
+            "village_cadre",
+            "--scenario",
+            "DIBAO_REVIEW",
+            "--exempt",
+            "id_number",
+        ],
+        [
+            "policy",
+            "explain",
+            "--dataset",
+            "residents",
+            "--scenario",
+            "DIBAO_REVIEW",
+            "--org",
+            "310151101201",
+        ],
+        ["policy", "replay", "--scenario", "DIBAO_REVIEW"],
+        ["admission", "register", "--checklist", "forces_checkins=maybe"],
+    ],
+    ids=[
+        "fields-without-dataset",
+        "tag-action",
+        "exempt",
+        "explain-for-someone",
+        "replay-grant",
+        "checklist",
+    ],
+)
+def test_argument_mistakes_are_explained_chinese_first_before_any_call(
+    gateway: Gateway, args: list[str]
+) -> None:
+    result = _cli(*args, "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2, result.output
+    _chinese_then_english(result.stderr)
+    assert gateway.received == []
+
+
+def test_without_a_token_the_cli_says_so_chinese_first(gateway: Gateway) -> None:
+    no_token = _cli("grants", "list", "--url", gateway.url)
+    assert no_token.exit_code == 2
+    assert _chinese_then_english(no_token.stderr)[0].startswith("需要登录凭证")
+    assert gateway.received == []
