@@ -315,12 +315,27 @@ def client_secret(
 ) -> ApiCall:
     """Issue (or rotate) the system's OAuth client secret; it is shown this once only (printed, or written
     to a private file with --output)."""
+    if output is not None:
+        _check_writable(output)  # before the secret is issued: one that cannot be saved is lost
     return ApiCall(
         "POST",
         f"{_BASE}/systems/{system_id}/credentials/client-secret",
         params={"rotate": "true" if rotate else None},
         render=show if output is None else functools.partial(_write_private, output),
     )
+
+
+def _check_writable(path: Path) -> None:
+    """Create ``path`` (mode 0600) or check an existing one opens for writing; exit 2 saying why not."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        typer.echo(
+            f"无法写入 {path}（{exc.strerror}），未签发密钥；请换一个文件。\n"
+            f"Cannot write {path} ({exc.strerror}); no secret was issued: choose another file.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def _write_private(path: Path, answer: Any) -> None:

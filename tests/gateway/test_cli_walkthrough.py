@@ -133,6 +133,19 @@ def test_client_secret_output_writes_a_private_file_and_prints_no_secret(
     assert result.stdout.startswith(f"客户端密钥已写入 {target}（仅本人可读，0600）")
 
 
+def test_client_secret_output_that_cannot_be_written_is_refused_before_any_secret_is_issued(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-directory" / "elderly-care.json"
+    result = _cli(
+        "admission", "client-secret", "elderly-care-visits", "--output", str(target),
+        "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert _chinese_then_english(result.stderr)[0].startswith(f"无法写入 {target}")
+    assert gateway.received == []
+
+
 def test_admission_me_takes_the_system_token_from_the_environment_or_a_prompt(gateway: Gateway) -> None:
     gateway.answer(200, {"system_id": "elderly-care-visits", "status": "approved"})
     from_env = _cli("admission", "me", "--url", gateway.url, env={"GRASSROOTS_SYSTEM_TOKEN": "sys-tok-1"})
