@@ -48,6 +48,7 @@ RULE_LABELS_ZH: Final = {
 }
 _ALLOWED_COLOUR: Final = "#2f6fb0"
 _REFUSED_COLOUR: Final = "#d0542b"
+_ERROR_COLOUR: Final = "#8a8a8a"
 
 
 @dataclass
@@ -66,6 +67,9 @@ class MonthlyReport:
     cases: dict[str, int]
     scenario_names: Mapping[str, str] = field(default_factory=dict)
     integrity: Mapping[str, Any] = field(default_factory=dict)
+    # Each day's full row (errors, records read, distinct users too), keyed YYYY-MM-DD: the CSV's day rows
+    # add up to the month's total only with the errors counted.
+    daily_rows: list[ReportRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,7 +80,10 @@ class MonthlyReport:
             "by_org": [r.to_json() for r in self.by_org],
             "by_scenario": [r.to_json() for r in self.by_scenario],
             "by_department": [r.to_json() for r in self.by_department],
-            "daily": [{"day": d, "allowed": a, "refused": r} for d, a, r in self.daily],
+            "daily": [
+                {"day": d, "allowed": a, "refused": r} | _day_extras(self.daily_rows, d)
+                for d, a, r in self.daily
+            ],
             "refusal_reasons": [{"reason": k, "count": n} for k, n in self.refusal_reasons],
             "anomalies": self.anomalies,
             "findings": self.findings,
@@ -123,20 +130,18 @@ def build_monthly_report(
     start, end = month_bounds(month)
     events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
     totals = ReportRow("total")
-    days: dict[str, list[int]] = {}
+    days: dict[str, ReportRow] = {}
     cursor = start.astimezone(CHINA_STANDARD_TIME)
     while cursor < end:
-        days[cursor.strftime("%Y-%m-%d")] = [0, 0]
+        day = cursor.strftime("%Y-%m-%d")
+        days[day] = ReportRow(day)
         cursor += timedelta(days=1)
     reasons: Counter[str] = Counter()
     for e in events:
         totals.add(e)
         day = e.occurred_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d")
-        slot = days.setdefault(day, [0, 0])
-        if e.outcome == Outcome.ALLOWED.value:
-            slot[0] += 1
-        elif e.outcome == Outcome.REFUSED.value:
-            slot[1] += 1
+        days.setdefault(day, ReportRow(day)).add(e)
+        if e.outcome == Outcome.REFUSED.value:
             reasons[e.reason or "unknown"] += 1
     findings = evaluate(events, rules, context)
     per_rule = {rule: 0 for rule in RULES}
@@ -150,7 +155,8 @@ def build_monthly_report(
         by_org=tabulate(events, GroupBy.ORG),
         by_scenario=tabulate(events, GroupBy.SCENARIO),
         by_department=tabulate(events, GroupBy.DEPARTMENT, dataset_departments=dataset_departments),
-        daily=[(d, a, r) for d, (a, r) in sorted(days.items())],
+        daily=[(d, r.allowed, r.refused) for d, r in sorted(days.items())],
+        daily_rows=[r for _, r in sorted(days.items())],
         refusal_reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         anomalies=per_rule,
         findings=[f.to_json() for f in findings[:50]],
@@ -158,6 +164,18 @@ def build_monthly_report(
         scenario_names=dict(scenario_names or {}),
         integrity=dict(integrity or {}),
     )
+
+
+def _day_extras(rows: Sequence[ReportRow], day: str) -> dict[str, int]:
+    for r in rows:
+        if r.key == day:
+            j = r.to_json()
+            return {
+                "errors": j["errors"],
+                "records_read": j["records_read"],
+                "distinct_users": j["distinct_users"],
+            }
+    return {}
 
 
 # -- CSV ---------------------------------------------------------------------------------------------
@@ -194,8 +212,8 @@ def render_csv(report: MonthlyReport) -> str:
     ):
         for r in rows:
             row(section, r)
-    for day, allowed, refused in report.daily:
-        writer.writerow(("day", day, allowed, refused, "", allowed + refused, "", ""))
+    for day_row in report.daily_rows:
+        row("day", day_row)
     for reason, count in report.refusal_reasons:
         writer.writerow(("refusal_reason", reason, "", count, "", count, "", ""))
     for rule, count in report.anomalies.items():
@@ -342,6 +360,12 @@ def render_html(report: MonthlyReport) -> str:
         [
             ("允许", [a for _, a, _ in report.daily], _ALLOWED_COLOUR),
             ("拒绝", [r for _, _, r in report.daily], _REFUSED_COLOUR),
+            # Failed requests (upstream down, audit unavailable, ...) count in the month's total too.
+            *(
+                [("出错", [r.errors for r in report.daily_rows], _ERROR_COLOUR)]
+                if any(r.errors for r in report.daily_rows)
+                else []
+            ),
         ],
         title="每日数据访问次数",
         element_id="chart-daily",

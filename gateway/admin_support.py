@@ -47,10 +47,26 @@ _log = logging.getLogger("gateway.admin")
 T = TypeVar("T")
 
 
-async def require(runtime: Runtime, authorization: str | None, resource: str, action: str) -> Principal:
-    """Authenticate, then the casbin function-level check (role -> resource -> action). 401 or 403."""
+async def require(
+    runtime: Runtime,
+    authorization: str | None,
+    resource: str,
+    action: str,
+    *,
+    doing: tuple[str, str] | None = None,
+) -> Principal:
+    """Authenticate, then the casbin function-level check (role -> resource -> action). 401 or 403.
+
+    ``doing`` names what was asked (Chinese, English) when the permission checked is named after
+    something else, so the refusal says what the caller tried rather than the permission's name."""
     principal = await authenticate(runtime, authorization)
     if not runtime.policy().permissions.is_allowed(principal.roles, resource, action):
+        if doing is not None:
+            raise Forbidden(
+                f"您的岗位无权{doing[0]}。",
+                f"Your role may not {doing[1]} (permission: {action} {resource}).",
+                code="no_permission",
+            )
         raise Forbidden(
             "您的岗位没有办理此项业务的权限。",
             f"Your role may not {action} {resource}.",

@@ -81,7 +81,7 @@ def db_upgrade() -> None:
 
     settings = _settings()
     upgrade(settings.effective_database_url)
-    typer.echo("database is at the current schema")
+    typer.echo("数据库结构已是最新版本。\ndatabase is at the current schema")
 
 
 @db_app.command("current")
@@ -90,7 +90,11 @@ def db_current() -> None:
     from gateway.db import current_revision, head_revision, make_engine
 
     engine = make_engine(_settings().effective_database_url)
-    typer.echo(f"database: {current_revision(engine) or 'none'}  code: {head_revision()}")
+    current, head = current_revision(engine), head_revision()
+    typer.echo(f"数据库结构版本：{current or '无（未迁移）'}  代码所需版本：{head}")
+    typer.echo(f"database: {current or 'none'}  code: {head}")
+    if current != head:
+        typer.echo("请运行 `grassroots db upgrade` 迁移数据库。\nRun `grassroots db upgrade` to migrate it.")
 
 
 @app.command()
@@ -217,10 +221,18 @@ def dev_token(
         idp = dev_identity_provider(settings)
         typer.echo(idp.mint(username, audience or settings.oidc_audience, ttl_s=ttl))
     except DevIdentityProviderForbiddenError:
-        typer.echo("the development identity provider is never available in production mode", err=True)
+        typer.echo(
+            "生产模式下不提供开发用身份提供方。\n"
+            "the development identity provider is never available in production mode",
+            err=True,
+        )
         raise typer.Exit(2) from None
     except UnknownDevUserError:
-        typer.echo(f"no demo user named {username!r}; see `grassroots dev-users`", err=True)
+        typer.echo(
+            f"没有名为 {username!r} 的演示用户；`grassroots dev-users` 列出全部演示用户。\n"
+            f"no demo user named {username!r}; see `grassroots dev-users`",
+            err=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -261,16 +273,24 @@ def audit_verify(
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
     if report.ok:
+        typer.echo(f"审计日志完整：已校验 {report.checked} 条事件。")
         typer.echo(f"audit log intact: {report.checked} events verified")
         if report.anchor is not None:
+            pruned = report.anchor.pruned_through
             typer.echo(
-                f"  events 1..{report.anchor.pruned_through} were pruned behind a signed anchor; "
+                f"  事件 1..{pruned} 已在签名锚点之后清理；"
+                "`grassroots supervise prefix-verify` 对照归档校验它们。\n"
+                f"  events 1..{pruned} were pruned behind a signed anchor; "
                 "`grassroots supervise prefix-verify` checks them against the archives"
             )
         for note in report.notes:
-            typer.echo(f"  note: {note}")
+            typer.echo(f"  说明 / note: {note}")
         return
-    typer.echo(f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}", err=True)
+    typer.echo(
+        f"审计日志已被破坏：第 #{report.first_bad_seq} 条事件校验失败（{report.problem}）。\n"
+        f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}",
+        err=True,
+    )
     if report.expected is not None or report.found is not None:
         typer.echo(f"  expected: {report.expected}\n  found:    {report.found}", err=True)
     raise typer.Exit(1)
@@ -286,6 +306,7 @@ def audit_checkpoint() -> None:
     engine = make_engine(settings.effective_database_url)
     signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
     cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
+    typer.echo(f"已写入签名检查点：树大小 {cp.tree_size}，根哈希 {cp.root_hash.hex()}")
     typer.echo(f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}")
 
 

@@ -174,7 +174,13 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
         )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        # Not an expired or bad token: the header is not a bearer token at all (Basic, a bare token, or
+        # "Bearer" with nothing after it). Say what is expected; the header itself is never repeated.
         raise Unauthenticated(
+            "登录凭证格式不对：请在 Authorization 请求头中使用 Bearer 方式提交访问令牌"
+            "（Authorization: Bearer <访问令牌>），不接受 Basic 等其他方式。",
+            "The Authorization header must carry a bearer token (Authorization: Bearer <access token>); "
+            "other schemes such as Basic are not accepted.",
             code="invalid_token",
             headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
@@ -212,15 +218,28 @@ def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now:
 
 
 def check_page_size(request: DataRequest, obligations: Obligations, max_page_size: int) -> None:
-    """Page size above the platform limit or the scenario's per-request cap is refused, not truncated."""
+    """Page size above the platform limit or the scenario's per-request cap is refused, not truncated.
+
+    The limit stated is the one in force, the smaller of the two, with what sets it: a scenario that
+    allows 200 a request under a platform page limit of 100 can never serve more than 100."""
     limit = min(max_page_size, obligations.max_records)
     if request.page < 1:
         raise InvalidRequest("页码必须从 1 开始。", "page must be 1 or greater.", code="invalid_page")
-    if request.page_size < 1 or request.page_size > limit:
+    if request.page_size < 1:
         raise InvalidRequest(
-            f"每页条数必须在 1 到 {limit} 之间（本场景单次最多可查看 {obligations.max_records} 条）。",
-            f"page_size must be between 1 and {limit} "
-            f"(this scenario allows {obligations.max_records} per request).",
+            f"每页条数至少为 1（最多 {limit} 条）。",
+            f"page_size must be at least 1 (at most {limit}).",
+            code="invalid_page_size",
+            extra={"max_page_size": limit},
+        )
+    if request.page_size > limit:
+        if max_page_size <= obligations.max_records:
+            why_zh, why_en = "平台每页上限", "the gateway's page limit"
+        else:
+            why_zh, why_en = "本场景本次可查看的上限", "what this scenario allows you per request now"
+        raise InvalidRequest(
+            f"每页最多 {limit} 条（{why_zh}），请减少每页条数后分页查看。",
+            f"page_size may be at most {limit} ({why_en}); ask for fewer per page and read page by page.",
             code="page_size_over_limit",
             extra={"max_page_size": limit},
         )

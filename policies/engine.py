@@ -223,6 +223,13 @@ class PolicyEngine:
         dataset_label = info.name_zh if info is not None else req.dataset
         scenario = self.scenarios.get(req.scenario)
         scenario_label = scenario.name_zh if scenario is not None else req.scenario
+        # The catalog's names in each language, for the reasons' Chinese and English messages.
+        names = {
+            "dataset": dataset_label,
+            "dataset_en": info.name_en if info is not None else req.dataset,
+            "scenario": scenario_label,
+            "scenario_en": scenario.name_en if scenario is not None else req.scenario,
+        }
 
         def refuse(check: str, why: Reason) -> Decision | None:
             if trail is None:
@@ -236,7 +243,7 @@ class PolicyEngine:
                 trail.passed(
                     "permission", f"岗位可以查看「{dataset_label}」。", f"Role may read {req.dataset}."
                 )
-        elif (d := refuse("permission", reason("no_permission", dataset=dataset_label))) is not None:
+        elif (d := refuse("permission", reason("no_permission", **names))) is not None:
             return d
 
         # 2-5. The scenario.
@@ -248,21 +255,19 @@ class PolicyEngine:
                 "scenario", f"使用场景「{scenario.name_zh}」存在。", f"Scenario {scenario.code} exists."
             )
         if set(subject.roles).isdisjoint(scenario.roles_allowed):
-            if (
-                d := refuse("scenario_role", reason("scenario_not_for_role", scenario=scenario_label))
-            ) is not None:
+            if (d := refuse("scenario_role", reason("scenario_not_for_role", **names))) is not None:
                 return d
         elif trail is not None:
             trail.passed("scenario_role", "您的岗位办理这项工作。", "Your role does this work.")
         if req.dataset not in scenario.datasets:
-            why = reason("scenario_not_for_dataset", scenario=scenario_label, dataset=dataset_label)
+            why = reason("scenario_not_for_dataset", **names)
             d = refuse("scenario_dataset", why)
             return d if d is not None else self._finish_trail(trail)
         if trail is not None:
             trail.passed("scenario_dataset", "这项工作需要该数据。", "The scenario needs this dataset.")
         if not scenario.within_hours(req.now):
             start, end = scenario.hours_allowed
-            why = reason("outside_hours", scenario=scenario_label, start=start, end=end)
+            why = reason("outside_hours", **names, start=start, end=end)
             if (d := refuse("hours", why)) is not None:
                 return d
         elif trail is not None:
@@ -320,11 +325,11 @@ class PolicyEngine:
         if first is None:
             candidates = [e[-1] for e in entries if dataset in e[-1].datasets]
             if any(g.status is GrantStatus.REVOKED for g in candidates):
-                why = reason("grant_revoked", scenario=scenario_label)
+                why = reason("grant_revoked", **names)
             elif any(g.has_lapsed(req.now) for g in candidates):
-                why = reason("grant_expired", scenario=scenario_label)
+                why = reason("grant_expired", **names)
             else:
-                why = reason("no_active_grant", scenario=scenario_label, dataset=dataset_label)
+                why = reason("no_active_grant", **names)
             d = refuse("grant", why)
             return d if d is not None else self._finish_trail(trail)
         if wanted is None:
@@ -339,7 +344,9 @@ class PolicyEngine:
             )
         if chosen is None:
             outside = [f for f in fields if f not in first_fields]
-            why = reason("field_not_granted", scenario=scenario_label, fields="、".join(outside))
+            why = reason(
+                "field_not_granted", **names, fields="、".join(outside), fields_en=", ".join(outside)
+            )
             if (d := refuse("fields", why)) is not None:
                 return d
             chosen, chosen_id = first, first_id
@@ -353,9 +360,7 @@ class PolicyEngine:
         quota_ok = True
         if hint is not None and hint > max_records:
             quota_ok = False
-            why = reason(
-                "quota_exceeded", wording="too_many_records", scenario=scenario_label, limit=max_records
-            )
+            why = reason("quota_exceeded", wording="too_many_records", **names, limit=max_records)
             if (d := refuse("quota", why)) is not None:
                 return d
         if self.quotas is not None:
@@ -363,7 +368,7 @@ class PolicyEngine:
             quota_left = max(0, scenario.daily_quota_per_user - used)
             if quota_ok and (quota_left <= 0 or (hint is not None and hint > quota_left)):
                 quota_ok = False
-                why = reason("quota_exceeded", scenario=scenario_label, quota=scenario.daily_quota_per_user)
+                why = reason("quota_exceeded", **names, quota=scenario.daily_quota_per_user)
                 if (d := refuse("quota", why)) is not None:
                     return d
             max_records = min(max_records, quota_left)
@@ -412,7 +417,9 @@ class PolicyEngine:
             cached = reason(
                 "allowed",
                 scenario=scenario.name_zh if scenario is not None else scenario_code,
+                scenario_en=scenario.name_en if scenario is not None else scenario_code,
                 dataset=info.name_zh if info is not None else dataset,
+                dataset_en=info.name_en if info is not None else dataset,
             )
             if len(self._allowed_reasons) < 10_000:
                 self._allowed_reasons[key] = cached

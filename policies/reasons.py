@@ -96,7 +96,14 @@ class _Blank(dict[str, str]):
 
 def reason(code: str, *, wording: str | None = None, **context: object) -> Reason:
     """Build the Reason for ``code``; ``wording`` picks a more specific text under the same code
-    (e.g. ``too_many_records`` under ``quota_exceeded``); missing placeholders render empty."""
+    (e.g. ``too_many_records`` under ``quota_exceeded``); missing placeholders render empty.
+
+    A placeholder's English value may be given apart as ``<name>_en`` (``scenario="低保年度复核",
+    scenario_en="Subsistence-allowance annual review"``): the English message uses it, the Chinese one the
+    plain value, so neither reads a name in the other language."""
     zh, en = _TEXT[wording or code]
-    values = _Blank({k: str(v) for k, v in context.items()})
-    return Reason(code=code, message_zh=zh.format_map(values), message_en=en.format_map(values))
+    values = _Blank({k: str(v) for k, v in context.items() if not k.endswith("_en")})
+    english = _Blank(
+        values | {k.removesuffix("_en"): str(v) for k, v in context.items() if k.endswith("_en")}
+    )
+    return Reason(code=code, message_zh=zh.format_map(values), message_en=en.format_map(english))

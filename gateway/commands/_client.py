@@ -54,13 +54,21 @@ def _token(token: str | None, as_user: str | None) -> str:
         if not settings.dev_idp_enabled:
             settings = settings.model_copy(update={"dev_idp_enabled": True})
         return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)
-    typer.echo("a token is needed: --token, GRASSROOTS_TOKEN, or --as USERNAME in development", err=True)
+    typer.echo(
+        "需要登录凭证：--token、环境变量 GRASSROOTS_TOKEN，或在开发环境中用 --as 用户名。\n"
+        "a token is needed: --token, GRASSROOTS_TOKEN, or --as USERNAME in development",
+        err=True,
+    )
     raise typer.Exit(2)
 
 
 def unreachable(url: str, exc: httpx.HTTPError) -> typer.Exit:
     """Say the gateway cannot be reached (the exception's type only: its text may carry the URL's secrets)."""
-    typer.echo(f"cannot reach the gateway at {url}: {type(exc).__name__}", err=True)
+    typer.echo(
+        f"无法连接网关 {url}（{type(exc).__name__}）：请确认网关已启动、地址正确。\n"
+        f"cannot reach the gateway at {url}: {type(exc).__name__}",
+        err=True,
+    )
     return typer.Exit(3)
 
 

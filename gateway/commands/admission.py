@@ -4,7 +4,9 @@ as any other caller). ``token`` and ``me`` act as the system itself, with its cl
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,14 +40,20 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            typer.echo(f"--checklist takes QUESTION=yes|no (got {item!r})", err=True)
+            typer.echo(
+                f"--checklist 的格式是 问题=yes|no（收到 {item!r}）。\n"
+                f"--checklist takes QUESTION=yes|no (got {item!r})",
+                err=True,
+            )
             raise typer.Exit(2)
         if key.strip() == "notes":
             answers["notes"] = value
         elif value.strip().lower() in _YES | _NO:
             answers[key.strip()] = value.strip().lower() in _YES
         else:
-            typer.echo(f"--checklist {key}: answer yes or no", err=True)
+            typer.echo(
+                f"--checklist {key}：请回答 yes 或 no。\n--checklist {key}: answer yes or no", err=True
+            )
             raise typer.Exit(2)
     return answers
 
@@ -67,7 +75,7 @@ def _registration_body(
     if file is not None:
         loaded = json.loads(file.read_text(encoding="utf-8"))
         if not isinstance(loaded, dict):
-            typer.echo(f"{file} must hold a JSON object", err=True)
+            typer.echo(f"{file} 必须是一个 JSON 对象。\n{file} must hold a JSON object", err=True)
             raise typer.Exit(2)
         body.update(loaded)
     provided = None
@@ -76,7 +84,9 @@ def _registration_body(
         for item in provides:
             dataset, sep, base_url = item.partition("=")
             if not sep:
-                typer.echo("--provides takes DATASET=BASE_URL", err=True)
+                typer.echo(
+                    "--provides 的格式是 数据集=BASE_URL。\n--provides takes DATASET=BASE_URL", err=True
+                )
                 raise typer.Exit(2)
             provided.append({"dataset": dataset, "base_url": base_url})
     options = {
@@ -293,12 +303,60 @@ def lapse_due() -> ApiCall:
 def client_secret(
     system_id: SystemArg,
     rotate: Annotated[bool, typer.Option("--rotate", help="replace the current secret")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="write the answer (client id and secret) to this file, readable by you only (mode 0600), "
+            "instead of printing it",
+        ),
+    ] = None,
 ) -> ApiCall:
-    """Issue (or rotate) the system's OAuth client secret; it is printed this once only."""
+    """Issue (or rotate) the system's OAuth client secret; it is shown this once only (printed, or written
+    to a private file with --output)."""
+    if output is not None:
+        _check_writable(output)  # before the secret is issued: one that cannot be saved is lost
     return ApiCall(
         "POST",
         f"{_BASE}/systems/{system_id}/credentials/client-secret",
         params={"rotate": "true" if rotate else None},
+        render=show if output is None else functools.partial(_write_private, output),
+    )
+
+
+def _check_writable(path: Path) -> None:
+    """Create ``path`` (mode 0600) or check an existing one opens for writing; exit 2 saying why not."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        typer.echo(
+            f"无法写入 {path}（{exc.strerror}），未签发密钥；请换一个文件。\n"
+            f"Cannot write {path} ({exc.strerror}); no secret was issued: choose another file.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _write_private(path: Path, answer: Any) -> None:
+    """Write ``answer`` as JSON to ``path`` with mode 0600, whatever the umask and even if it existed."""
+    data = (json.dumps(answer, ensure_ascii=False, indent=2) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        typer.echo(
+            f"无法写入 {path}（{exc.strerror}）；密钥未保存，请换一个文件并加 --rotate 重新签发。\n"
+            f"Cannot write {path} ({exc.strerror}); the secret was not saved: choose another file and "
+            "issue a new one with --rotate.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode on open: narrow it first
+        out.write(data)
+    typer.echo(
+        f"客户端密钥已写入 {path}（仅本人可读，0600），不会再次显示。\n"
+        f"Client secret written to {path} (readable by you only, 0600); it is not shown again."
     )
 
 
@@ -338,7 +396,9 @@ def outbound_credential(
 
 def _credential_stored(_answer: Any) -> None:
     # The answer carries nothing worth showing (and the credential is never echoed back).
-    typer.echo("outbound credential stored (encrypted; it cannot be read back)")
+    typer.echo(
+        "出站凭证已保存（已加密，无法读回）。\noutbound credential stored (encrypted; it cannot be read back)"
+    )
 
 
 @app.command("burden")
@@ -397,7 +457,17 @@ def system_token(
 
 @app.command("me")
 def system_me(
-    system_token: Annotated[str, typer.Option("--system-token", envvar="GRASSROOTS_SYSTEM_TOKEN")],
+    system_token: Annotated[
+        str,
+        typer.Option(
+            "--system-token",
+            envvar="GRASSROOTS_SYSTEM_TOKEN",
+            prompt=True,
+            hide_input=True,
+            help="the system's access token: set GRASSROOTS_SYSTEM_TOKEN or answer the prompt (not echoed); "
+            "on the command line it shows in the process list and shell history",
+        ),
+    ],
     burden_view: Annotated[bool, typer.Option("--burden", help="the villages it reaches")] = False,
     url: UrlOption = DEFAULT_URL,
 ) -> None:

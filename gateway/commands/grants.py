@@ -16,7 +16,7 @@ def _fields(dataset: str | None, fields: str | None) -> dict[str, list[str]] | N
     if fields is None:
         return None
     if dataset is None:
-        typer.echo("--fields needs --dataset", err=True)
+        typer.echo("--fields 需要同时给出 --dataset。\n--fields needs --dataset", err=True)
         raise typer.Exit(2)
     return {dataset: split_list(fields)}
 

@@ -7,12 +7,13 @@ events as the API. Examples (development, against ``grassroots demo``):
     grassroots masking propose-field residents remark --level 4 --reason "备注常含证件号" --as ca_steward
     grassroots masking approve mp-... --as ca_steward2
     grassroots masking dry-run --role village_cadre --scenario DIBAO_REVIEW --as ca_steward \\
-        --sample '{"id_number": "110102199003071234", "mobile": "13812345678"}'
+        --sample-file sample.json
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +30,25 @@ def _json_option(raw: str | None, name: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        typer.echo(f"{name} must be JSON", err=True)
+        typer.echo(f"{name} 必须是 JSON。\n{name} must be JSON.", err=True)
         raise typer.Exit(2) from None
+
+
+def _sample(inline: str | None, path: Path | None) -> Any:
+    if inline is not None and path is not None:
+        typer.echo(
+            "--sample 与 --sample-file 只能选一个。\nGive either --sample or --sample-file, not both.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if path is None:
+        return _json_option(inline, "--sample")
+    try:
+        raw = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"无法读取 {path}（{exc.strerror}）。\nCannot read {path} ({exc.strerror}).", err=True)
+        raise typer.Exit(2) from None
+    return _json_option(raw, "--sample-file")
 
 
 @app.command("catalog")
@@ -98,7 +116,7 @@ def propose_tag(
 ) -> ApiCall:
     """Propose adding or deleting a dynamic tag (base tags are a fixed set)."""
     if action not in ("add", "delete"):
-        typer.echo("action must be add or delete", err=True)
+        typer.echo("操作只能是 add（新增）或 delete（删除）。\naction must be add or delete", err=True)
         raise typer.Exit(2)
     return _propose(f"tag_{action}", {"tag": tag}, reason)
 
@@ -159,7 +177,18 @@ def dry_run(
     dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
     profile: Annotated[str, typer.Option(help="masking profile")] = "standard",
     fields: Annotated[str | None, typer.Option(help="comma-separated fields (default: all)")] = None,
-    sample: Annotated[str | None, typer.Option(help="a sample record as JSON")] = None,
+    sample: Annotated[
+        str | None,
+        typer.Option(help="a sample record as JSON (for real personal data use --sample-file: not argv)"),
+    ] = None,
+    sample_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sample-file",
+            help="read the sample record (JSON) from this file, or from standard input with '-'; keeps "
+            "personal data out of the process list and shell history",
+        ),
+    ] = None,
     exempt: Annotated[list[str] | None, typer.Option(help="FIELD=OPERATOR exemption (repeatable)")] = None,
     proposal: Annotated[
         str | None, typer.Option(help="dry-run as if this pending proposal were approved")
@@ -170,7 +199,7 @@ def dry_run(
     for item in exempt or []:
         name, sep, op = item.partition("=")
         if not sep:
-            typer.echo("--exempt takes FIELD=OPERATOR", err=True)
+            typer.echo("--exempt 的格式是 字段=脱敏算子。\n--exempt takes FIELD=OPERATOR", err=True)
             raise typer.Exit(2)
         exemptions[name] = op
     body: dict[str, Any] = {
@@ -179,7 +208,7 @@ def dry_run(
         "scenario": scenario,
         "profile": profile,
         "exemptions": exemptions,
-        "sample": _json_option(sample, "--sample"),
+        "sample": _sample(sample, sample_file),
         "proposal_id": proposal,
     }
     if fields is not None:

@@ -3,12 +3,15 @@ the API."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gateway.commands._client import ApiCall, api_command, split_list
+from policies.scenarios import CHINA_STANDARD_TIME
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,15 +40,24 @@ def validate(
     for path in files or ():
         kind = _KINDS.get(path.suffix)
         if kind is None:
-            typer.echo(f"{path}: not a policy file (expected .conf, .csv or .toml)", err=True)
+            typer.echo(
+                f"{path}：不是策略文件（应为 .conf、.csv 或 .toml）。\n"
+                f"{path}: not a policy file (expected .conf, .csv or .toml)",
+                err=True,
+            )
             raise typer.Exit(2)
         chosen[kind] = path
     errors = validate_policy_files(chosen["model"], chosen["permissions"], chosen["scenarios"])
     for error in errors:
         typer.echo(f"{error.path}:{error.line}: {error.message}", err=True)
     if errors:
+        typer.echo(
+            f"策略文件有 {len(errors)} 处错误（见上方 文件:行号），未通过校验。\n"
+            f"{len(errors)} error(s) in the policy files (file:line above); not valid.",
+            err=True,
+        )
         raise typer.Exit(1)
-    typer.echo("policy files valid")
+    typer.echo("策略文件校验通过。\npolicy files valid")
 
 
 @app.command("show")
@@ -91,7 +103,43 @@ DatasetOption = Annotated[str, typer.Option(help="dataset, e.g. residents")]
 ScenarioOption = Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")]
 RoleOption = Annotated[list[str] | None, typer.Option("--role", help="a role of the person (repeatable)")]
 FieldsOption = Annotated[str | None, typer.Option(help="comma-separated fields (default: all granted)")]
-AtOption = Annotated[str | None, typer.Option(help="ISO 8601 time with offset (default: now)")]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        help="ISO 8601 time with offset, or a Beijing time of day HH:MM meaning its next occurrence "
+        "(default: now)"
+    ),
+]
+
+
+def resolve_at(value: str | None, now: datetime | None = None) -> str | None:
+    """``--at``: an ISO 8601 time with offset passes through; ``HH:MM`` (or ``HH:MM:SS``) is that Beijing
+    time of day at its next occurrence after ``now``.
+
+    The next occurrence, not today's: the demo's grants are valid from the moment they were seeded, so a
+    time earlier today could fall before them and answer ``no_active_grant`` instead of what was asked
+    about (the hour). Within the next 24 hours every grant active now is still active."""
+    match = _TIME_OF_DAY.fullmatch(value or "")
+    if value is None or match is None:
+        return value
+    try:
+        hour, minute, second = (int(part) for part in match.groups(default="0"))
+        of_day = time(hour, minute, second)
+    except ValueError:
+        typer.echo(
+            f"--at {value}：不是有效的时刻（HH:MM，北京时间）。\n--at {value}: not a valid time of day "
+            "(HH:MM, Beijing time).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    local_now = (now or datetime.now(UTC)).astimezone(CHINA_STANDARD_TIME)
+    moment = datetime.combine(local_now.date(), of_day, tzinfo=CHINA_STANDARD_TIME)
+    if moment <= local_now:
+        moment += timedelta(days=1)
+    return moment.isoformat()
+
+
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 GridOption = Annotated[
     list[str] | None, typer.Option("--grid", help="a micro-grid assigned to the person (repeatable)")
 ]
@@ -111,7 +159,7 @@ def decide(
     department: Annotated[str | None, typer.Option(help="department claim")] = None,
 ) -> ApiCall:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
-    body = _access_body(org, role or [], dataset, scenario, user_id, fields, at, department, grid)
+    body = _access_body(org, role or [], dataset, scenario, user_id, fields, resolve_at(at), department, grid)
     return ApiCall("POST", "/api/v1/policy/decide", body=body)
 
 
@@ -132,9 +180,13 @@ def explain(
         params = {"dataset": dataset, "scenario": scenario, "fields": fields}
         return ApiCall("GET", "/api/v1/policy/explain", params=params)
     if org is None or not role:
-        typer.echo("explaining for someone else needs both --org and --role", err=True)
+        typer.echo(
+            "为他人解释决策需要同时给出 --org 和 --role。\n"
+            "explaining for someone else needs both --org and --role",
+            err=True,
+        )
         raise typer.Exit(2)
-    body = _access_body(org, role, dataset, scenario, user_id, fields, at, None, grid)
+    body = _access_body(org, role, dataset, scenario, user_id, fields, resolve_at(at), None, grid)
     return ApiCall("POST", "/api/v1/policy/explain", body=body)
 
 
@@ -165,7 +217,11 @@ def replay(
     }
     if scenario is not None or org is not None:
         if scenario is None or org is None:
-            typer.echo("a proposed grant needs both --scenario and --org", err=True)
+            typer.echo(
+                "拟议授权需要同时给出 --scenario 和 --org。\n"
+                "a proposed grant needs both --scenario and --org",
+                err=True,
+            )
             raise typer.Exit(2)
         body["grant"] = {"scenario": scenario, "org_scope": org}
     return ApiCall("POST", "/api/v1/policy/replay", body=body)

@@ -100,7 +100,10 @@ def monthly(
     month: Annotated[str, typer.Option(help="YYYY-MM (Beijing time)")],
     fmt: Annotated[str, typer.Option("--format", help="html | csv | pdf | json")] = "html",
     org: Annotated[str | None, typer.Option()] = None,
-    out: Annotated[Path | None, typer.Option(help="file to write (default: audit-report-MONTH.EXT)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="file to write (default: audit-report-MONTH.EXT in the current directory)"),
+    ] = None,
 ) -> ApiCall:
     """The monthly notification report (定期通报) as a printable HTML page, CSV, PDF or JSON."""
     params = {"month": month, "format": fmt, "org": org}
@@ -113,7 +116,8 @@ def monthly(
 def _write_to(target: Path) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         target.write_bytes(data)
-        typer.echo(f"written {target} ({len(data)} bytes)")
+        where = target.resolve()  # the default lands in the current directory: say which one
+        typer.echo(f"已写入 {where}（{len(data)} 字节）\nwritten {where} ({len(data)} bytes)")
 
     return write
 
@@ -174,7 +178,7 @@ def _verify_evidence(data: Any) -> ApiCall:
     try:
         checked = verify_incident_evidence(data, {})
     except InvalidProofError as exc:
-        typer.echo(f"evidence does NOT verify: {exc}", err=True)
+        typer.echo(f"证据未通过本地校验：{exc}\nevidence does NOT verify: {exc}", err=True)
         raise typer.Exit(1) from None
 
     def summarise(signed: Any) -> None:
@@ -183,6 +187,11 @@ def _verify_evidence(data: Any) -> ApiCall:
             for c in signed["items"]
             if c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
         ]
+        typer.echo(
+            f"已在本地校验 {len(checked)} 条证据事件，均通向根哈希 {data['root_hash']}"
+            f"（树大小 {data['tree_size']}）；"
+            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。")
+        )
         typer.echo(
             f"{len(checked)} evidence events verified against root {data['root_hash']} "
             f"(tree size {data['tree_size']}); "
@@ -379,6 +388,7 @@ def archive_verify(
 
         engine = make_engine(settings.effective_database_url)
     worst = 0
+    failed: list[str] = []
     for manifest in manifests:
         label = f"{manifest.name}: " if len(manifests) > 1 else ""
         verdict = verify_archive(manifest, key, engine)
@@ -396,6 +406,7 @@ def archive_verify(
                 err=True,
             )
             worst = max(worst, 2) if worst != 1 else 1
+            failed.append(str(manifest))
         elif not verdict.ok:
             typer.echo(
                 f"{label}归档验证未通过：{verdict.problem}（已核对 {verdict.checked} 个事件）。"
@@ -404,6 +415,7 @@ def archive_verify(
                 err=True,
             )
             worst = 1
+            failed.append(str(manifest))
         else:
             typer.echo(
                 f"{label}归档完好：已核对 {verdict.checked} 个事件"
@@ -411,6 +423,12 @@ def archive_verify(
                 f"{label}archive intact: {verdict.checked} events verified"
                 f"{' and match the live log' if against_db else ''}"
             )
+    if failed and len(manifests) > 1:
+        typer.echo(
+            f"{len(manifests)} 个归档中有 {len(failed)} 个未通过校验：{'、'.join(failed)}\n"
+            f"{len(failed)} of {len(manifests)} archives do NOT verify: {', '.join(failed)}",
+            err=True,
+        )
     if worst:
         raise typer.Exit(worst)
 

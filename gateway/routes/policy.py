@@ -64,7 +64,9 @@ _TEXT_MAX = 1_000_000
 # -- JSON forms ----------------------------------------------------------------------------------------
 
 
-def decision_json(decision: Decision) -> dict[str, Any]:
+def decision_json(decision: Decision, max_page_size: int | None = None) -> dict[str, Any]:
+    """``max_page_size`` (the platform's page limit) caps ``max_records`` as the data path does, so the
+    dry run reports what one request may really return."""
     obligations = decision.obligations
     return {
         "allowed": decision.allowed,
@@ -78,7 +80,9 @@ def decision_json(decision: Decision) -> dict[str, Any]:
             "row_scope": list(obligations.row_scope),
             "fields": list(obligations.fields),
             "masking_profile": obligations.masking_profile,
-            "max_records": obligations.max_records,
+            "max_records": obligations.max_records
+            if max_page_size is None
+            else min(obligations.max_records, max_page_size),
             "quota_left": obligations.quota_left,
             "grant_id": obligations.grant_id,
         },
@@ -120,15 +124,22 @@ def _policy_state(engine: PolicyEngine) -> dict[str, Any]:
 
 @router.get("/policy")
 async def policy_state(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    """The policy this process decides by: file digests and the grants version."""
-    await require(runtime, authorization, "policies", "explain")
+    """The policy this process decides by: file digests and the grants version. Files by name only: the
+    server's directories are nobody's business over HTTP."""
+    await require(
+        runtime,
+        authorization,
+        "policies",
+        "explain",
+        doing=("查看当前生效的策略", "view the policy in force"),
+    )
     engine = runtime.policy()
     return {
         **_policy_state(engine),
         "files": {
-            "model": str(engine.permissions.model_path),
-            "permissions": str(engine.permissions.policy_path),
-            "scenarios": str(engine.scenarios.path),
+            "model": Path(engine.permissions.model_path).name,
+            "permissions": Path(engine.permissions.policy_path).name,
+            "scenarios": Path(engine.scenarios.path).name,
         },
     }
 
@@ -176,7 +187,7 @@ async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeade
     await require(runtime, authorization, "policies", "decide")
     engine = runtime.policy()
     decision = await asyncio.to_thread(engine.decide, _access(body))
-    return {**decision_json(decision), "policy": _policy_state(engine)}
+    return {**decision_json(decision, runtime.settings.max_page_size), "policy": _policy_state(engine)}
 
 
 @router.post("/policy/explain")

@@ -49,6 +49,11 @@ class Gateway:
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
+    yield from serve_gateway()
+
+
+def serve_gateway() -> Iterator[Gateway]:
+    """Run the stand-in on loopback for as long as the caller iterates (a fixture's body)."""
     state = Gateway(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -195,7 +200,11 @@ def test_unreachable_gateway_exits_3_naming_only_the_error_type() -> None:
     # Nothing listens on the port any more: the connection is refused.
     result = _run("fetch", "a1", "--url", f"http://127.0.0.1:{port}", "--token", "t")
     assert result.exit_code == 3
-    assert result.stderr == f"cannot reach the gateway at http://127.0.0.1:{port}: ConnectError\n"
+    url = f"http://127.0.0.1:{port}"
+    assert result.stderr == (
+        f"无法连接网关 {url}（ConnectError）：请确认网关已启动、地址正确。\n"
+        f"cannot reach the gateway at {url}: ConnectError\n"
+    )
 
 
 def test_the_command_may_refuse_its_arguments_before_calling(gateway: Gateway) -> None:
@@ -244,7 +253,9 @@ def test_monthly_report_writes_the_answers_bytes_to_its_file(gateway: Gateway, t
         "monthly", "--month", "2026-11", "--format", "csv", "--out", str(target), url=gateway.url
     )
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == f"written {target} ({len(report)} bytes)\n"
+    assert result.stdout == (
+        f"已写入 {target.resolve()}（{len(report)} 字节）\nwritten {target.resolve()} ({len(report)} bytes)\n"
+    )
     assert target.read_bytes() == report
     assert gateway.received[0].path == "/api/v1/supervision/reports/monthly?month=2026-11&format=csv"
 
@@ -256,7 +267,9 @@ def test_incident_verify_refuses_evidence_that_does_not_lead_to_the_root(gateway
     )
     result = _supervise("incident", "I-1", "--verify", url=gateway.url)
     assert result.exit_code == 1
-    assert result.stderr.startswith("evidence does NOT verify: inclusion proof leads to root")
+    zh, en = result.stderr.splitlines()[:2]
+    assert zh.startswith("证据未通过本地校验：inclusion proof leads to root")
+    assert en.startswith("evidence does NOT verify: inclusion proof leads to root")
     # Refused before the checkpoints are even asked for.
     assert [r.path for r in gateway.received] == ["/api/v1/supervision/incidents/I-1"]
 

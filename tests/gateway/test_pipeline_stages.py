@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, Unauthenticated
 from gateway.pipeline import (
     DataRequest,
     _Unparsable,
+    authenticate,
     check_page_size,
     parse_data_request,
     project_fields,
@@ -80,6 +84,55 @@ def test_page_size_limits(page: int, page_size: int, max_records: int, platform_
     else:
         with pytest.raises(InvalidRequest):
             check_page_size(request, _obligations(max_records), platform_max)
+
+
+@pytest.mark.parametrize(
+    ("page_size", "max_records", "platform_max", "code", "message_zh", "message_en"),
+    [
+        # Below 1 is not "over the limit".
+        (0, 200, 100, "invalid_page_size", "每页条数至少为 1（最多 100 条）。", "at least 1 (at most 100)"),
+        # The scenario allows 200 but the platform's page limit is 100: the limit in force is 100, and the
+        # message says so instead of promising 200.
+        (
+            150,
+            200,
+            100,
+            "page_size_over_limit",
+            "每页最多 100 条（平台每页上限）",
+            "at most 100 (the gateway's",
+        ),
+        (
+            51,
+            50,
+            100,
+            "page_size_over_limit",
+            "每页最多 50 条（本场景本次可查看的上限）",
+            "at most 50 (what this",
+        ),
+    ],
+)
+def test_page_size_refusals_state_the_limit_in_force(
+    page_size: int, max_records: int, platform_max: int, code: str, message_zh: str, message_en: str
+) -> None:
+    request = DataRequest("residents", "S", page=1, page_size=page_size)
+    with pytest.raises(InvalidRequest) as refused:
+        check_page_size(request, _obligations(max_records), platform_max)
+    error = refused.value
+    assert error.code == code
+    assert error.message_zh.startswith(message_zh) and message_en in error.message_en
+    assert error.extra == {"max_page_size": min(max_records, platform_max)}
+    assert "200" not in error.message_zh + error.message_en
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Bearer", "Token abc", "dXNlcjpwYXNz"])
+def test_a_header_that_is_no_bearer_token_says_bearer_is_expected(authorization: str) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(cast(Any, None), authorization))
+    error = refused.value
+    assert error.code == "invalid_token"
+    assert "Bearer" in error.message_zh and "过期" not in error.message_zh
+    assert "bearer token" in error.message_en and "expired" not in error.message_en
+    assert "dXNlcjpwYXNz" not in error.message_zh + error.message_en  # the header is never repeated
 
 
 @pytest.mark.parametrize(

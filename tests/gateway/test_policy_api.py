@@ -87,6 +87,33 @@ def test_decide_dry_run(
         assert decision["obligations"] is None
 
 
+def test_decide_reports_the_limit_a_request_really_has(stack: Stack) -> None:
+    """DIBAO_REVIEW allows 200 records a request, the platform's page limit is 100: the dry run says 100,
+    the limit the data path enforces."""
+    body = {**_subject(VILLAGE_A, "village_cadre"), "scenario": "DIBAO_REVIEW"}
+    obligations = api(stack, "POST", "/policy/decide", "platform_admin", body).json()["obligations"]
+    assert obligations["max_records"] == 100
+    records = "/datasets/residents/records"
+    over = api(stack, "GET", records, "cadre_a", params={"scenario": "DIBAO_REVIEW", "page_size": 101})
+    assert (over.status_code, over.json()["max_page_size"]) == (422, 100)
+    assert "200" not in over.json()["message"]
+    zero = api(stack, "GET", records, "cadre_a", params={"scenario": "DIBAO_REVIEW", "page_size": 0})
+    assert (zero.status_code, zero.json()["error"]) == (422, "invalid_page_size")
+
+
+def test_policy_show_names_what_was_refused_and_no_server_paths(stack: Stack) -> None:
+    refused = api(stack, "GET", "/policy", "cadre_a")
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "您的岗位无权查看当前生效的策略。"
+    assert refused.json()["message_en"].startswith("Your role may not view the policy in force")
+    shown = api(stack, "GET", "/policy", "platform_admin").json()
+    assert shown["files"] == {
+        "model": "model.conf",
+        "permissions": "permissions.csv",
+        "scenarios": "scenarios.toml",
+    }
+
+
 @pytest.mark.parametrize(("who", "status"), [("cadre_a", 403), ("supervisor", 403), (None, 401)])
 def test_only_platform_admins_dry_run(stack: Stack, who: str | None, status: int) -> None:
     body = {**_subject(VILLAGE_A, "village_cadre"), "scenario": "DIBAO_REVIEW"}

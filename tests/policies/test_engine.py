@@ -4,6 +4,7 @@ then obligations, expiry boundaries, quotas, explain, and failing closed."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -191,7 +192,21 @@ def test_decision_table(
     if decision.obligations is not None:
         assert decision.obligations.grant_id == grant_id
     assert decision.reasons and all(r.message_zh and r.message_en for r in decision.reasons)
+    # The English message names the dataset and scenario by the catalog's English names.
+    assert not any(_CJK.search(r.message_en) for r in decision.reasons), decision.reasons
     assert decision.code in CODES
+
+
+_CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
+
+
+def test_reasons_name_the_catalogs_english_names_in_english(engine_for: EngineFactory) -> None:
+    (refused,) = engine_for().decide(req(CADRE_A1, "DIBAO_REVIEW")).reasons
+    assert refused.message_zh == "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请。"
+    assert refused.message_en == (
+        "Your organisation has no current grant to read \u201cresidents\u201d for "
+        "\u201cSubsistence-allowance annual review\u201d. Apply for one first."
+    )
 
 
 @pytest.mark.parametrize(("case", "request_", "code", "grant_id"), TABLE, ids=[t[0] for t in TABLE])

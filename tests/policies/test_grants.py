@@ -27,7 +27,7 @@ from policies import (
     Subject,
     metadata,
 )
-from policies.grants import BREAK_GLASS_MAX_HOURS, stagger_days
+from policies.grants import BREAK_GLASS_MAX_HOURS, BREAK_GLASS_MIN_REASON_CHARS, stagger_days
 
 from .conftest import (
     AUDITOR,
@@ -399,6 +399,17 @@ def test_break_glass_refusals(
             hours=args["hours"],
             org_scope=args.get("org_scope"),
         )
+
+
+def test_a_too_short_break_glass_reason_is_refused_naming_the_rule(service: GrantService) -> None:
+    with pytest.raises(GrantError) as refused:
+        service.break_glass(CADRE_A1, "ELDERLY_VISIT", "测试", T0, hours=2)
+    # The reason was given; what is wrong is its length, and the message says the rule.
+    assert refused.value.message_zh.startswith(f"紧急访问的理由至少需要 {BREAK_GLASS_MIN_REASON_CHARS} 个字")
+    assert "（当前 2 个字）" in refused.value.message_zh
+    assert f"at least {BREAK_GLASS_MIN_REASON_CHARS} characters" in refused.value.message_en
+    grant, _, _ = service.break_glass(CADRE_A1, "ELDERLY_VISIT", "台风转移", T0, hours=2)
+    assert grant.break_glass
 
 
 def test_index_lookup_walks_ancestors_not_all_grants() -> None:

@@ -1,0 +1,50 @@
+"""The monthly report's CSV: each day's row carries errors, records read and distinct users like every other
+row, and the day rows add up to the month's total (a failed request is counted in both)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+from audit import AuditLog, Outcome, build_monthly_report, load_anomaly_rules, render_csv
+from tests.audit.conftest import Store
+from tests.audit.helpers import make_event
+
+DAY_1 = datetime(2026, 11, 3, 2, 0, tzinfo=UTC)  # 10:00 Beijing time
+DAY_2 = DAY_1 + timedelta(days=1)
+
+
+def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
+    log = AuditLog(sqlite.engine)
+    log.append_many(
+        [
+            make_event(1, occurred_at=DAY_1, outcome=Outcome.ALLOWED, record_count=3, actor="u-1"),
+            make_event(2, occurred_at=DAY_1, outcome=Outcome.ALLOWED, record_count=2, actor="u-2"),
+            make_event(3, occurred_at=DAY_1, outcome=Outcome.REFUSED, record_count=0, actor="u-1"),
+            # The upstream was down: neither allowed nor refused, but a request of the month all the same.
+            make_event(4, occurred_at=DAY_2, outcome=Outcome.ERROR, record_count=0, actor="u-3"),
+        ]
+    )
+    report = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=DAY_2)
+    rows = list(csv.DictReader(io.StringIO(render_csv(report).lstrip("\ufeff"))))
+    total = next(r for r in rows if r["section"] == "total")
+    days = {r["key"]: r for r in rows if r["section"] == "day"}
+    assert len(days) == 30
+    assert days["2026-11-03"] == {
+        "section": "day",
+        "key": "2026-11-03",
+        "allowed": "2",
+        "refused": "1",
+        "errors": "0",
+        "total": "3",
+        "records_read": "5",
+        "users": "2",
+    }
+    assert (days["2026-11-04"]["errors"], days["2026-11-04"]["total"]) == ("1", "1")
+    assert days["2026-11-05"]["total"] == "0" and days["2026-11-05"]["users"] == "0"
+    for column in ("allowed", "refused", "errors", "total", "records_read"):
+        assert sum(int(d[column]) for d in days.values()) == int(total[column])
+    assert total["total"] == "4"
+    daily_json = {d["day"]: d for d in report.to_json()["daily"]}
+    assert daily_json["2026-11-04"]["errors"] == 1
