@@ -99,17 +99,23 @@ def test_archive_verify_takes_several_manifests_and_says_which_fails(tmp_path: P
     verify = ["supervise", "archive-verify", *map(str, manifests), "--public-key", str(public_key)]
     ok = _cli(*verify, "--against-db", env=env)
     assert ok.exit_code == 0, ok.output
+    # Each archive on its own lines, named, Chinese first.
     assert ok.stdout.splitlines() == [
-        f"{manifests[0]}: archive intact: 5 events verified",
-        f"{manifests[1]}: archive intact: 7 events verified",
+        f"{manifests[0].name}: 归档完好：已核对 5 个事件，且与数据库中的日志一致。",
+        f"{manifests[0].name}: archive intact: 5 events verified and match the live log",
+        f"{manifests[1].name}: 归档完好：已核对 7 个事件，且与数据库中的日志一致。",
+        f"{manifests[1].name}: archive intact: 7 events verified and match the live log",
     ]
     # Tamper with the second archive's events: the first still verifies, the second is named, exit 1.
     events = manifests[1].with_name(manifests[1].name.replace(".manifest.json", ".jsonl.gz"))
     events.write_bytes(events.read_bytes()[:-8] + b"\0" * 8)
     bad = _cli(*verify, env=env)
     assert bad.exit_code == 1
-    assert bad.stdout == f"{manifests[0]}: archive intact: 5 events verified\n"
-    assert bad.stderr.startswith(f"{manifests[1]}: ")
+    assert bad.stdout.splitlines() == [
+        f"{manifests[0].name}: 归档完好：已核对 5 个事件。",
+        f"{manifests[0].name}: archive intact: 5 events verified",
+    ]
+    assert bad.stderr.startswith(f"{manifests[1].name}: 归档验证未通过")
     assert f"2 个归档中有 1 个未通过校验：{manifests[1]}" in bad.stderr
     assert f"1 of 2 archives do NOT verify: {manifests[1]}" in bad.stderr
 
