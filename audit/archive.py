@@ -44,7 +44,7 @@ from audit.canonical import canonical_json
 from audit.checkpoints import CheckpointSigner, key_id_for
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
-from audit.query import CHINA_STANDARD_TIME, month_bounds
+from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
 from audit.tables import ArchiveRow, audit_archives, audit_events
 
 ARCHIVE_ORIGIN: Final = "grassroots-audit-archive"
@@ -273,17 +273,12 @@ def _no_events_message(engine: Engine, month: str) -> tuple[str, str]:
         oldest, newest = conn.execute(select(func.min(c.occurred_at), func.max(c.occurred_at))).one()
     if oldest is None:
         return f"no audit events in {month}: the log is empty", f"{month} 没有审计事件：日志为空"
-    low, high = _local_month(oldest), _local_month(newest)
+    low, high = beijing_month(oldest), beijing_month(newest)
     span = low if low == high else f"{low}..{high}"
     return (
         f"no audit events in {month}: the log's events are from {span} (Beijing time)",
         f"{month} 没有审计事件：日志中的事件在 {span}（北京时间）",
     )
-
-
-def _local_month(when: datetime) -> str:
-    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
-    return f"{local.year:04d}-{local.month:02d}"
 
 
 def _archive_reaching(engine: Engine, month: str, last: int, *, complete_only: bool) -> str | None:
@@ -295,8 +290,7 @@ def _archive_reaching(engine: Engine, month: str, last: int, *, complete_only: b
             select(c.archive_id, c.created_at).where(c.month == month, c.last_seq >= last)
         ).all()
     for row in rows:
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-        if not complete_only or month_has_ended(month, created):
+        if not complete_only or month_has_ended(month, stored_utc(row.created_at)):
             return str(row.archive_id)
     return None
 
@@ -337,8 +331,7 @@ def _complete_months(session: Session) -> set[str]:
     rows = session.execute(select(ArchiveRow.month, ArchiveRow.created_at)).all()
     done = set()
     for month, created in rows:
-        created = created if created.tzinfo else created.replace(tzinfo=UTC)
-        if month_has_ended(str(month), created):
+        if month_has_ended(str(month), stored_utc(created)):
             done.add(str(month))
     return done
 
@@ -546,7 +539,7 @@ def retention_status(
     complete = _complete_months(session)
     due: list[dict[str, Any]] = []
     if oldest is not None:
-        cursor = (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
+        cursor = stored_utc(oldest).astimezone(CHINA_STANDARD_TIME)
         year, month = cursor.year, cursor.month
         while (year, month) < (cutoff.year, cutoff.month):
             label = f"{year:04d}-{month:02d}"

@@ -60,16 +60,20 @@ class MonthlyReport:
     by_org: list[ReportRow]
     by_scenario: list[ReportRow]
     by_department: list[ReportRow]
-    daily: list[tuple[str, int, int]]  # (YYYY-MM-DD, allowed, refused)
+    # One row per day of the month, keyed YYYY-MM-DD, with every count (errors, records read, distinct
+    # users too): the CSV's day rows add up to the month's total only with the errors counted.
+    daily_rows: list[ReportRow]
     refusal_reasons: list[tuple[str, int]]
     anomalies: dict[str, int]
     findings: list[dict[str, Any]]
     cases: dict[str, int]
     scenario_names: Mapping[str, str] = field(default_factory=dict)
     integrity: Mapping[str, Any] = field(default_factory=dict)
-    # Each day's full row (errors, records read, distinct users too), keyed YYYY-MM-DD: the CSV's day rows
-    # add up to the month's total only with the errors counted.
-    daily_rows: list[ReportRow] = field(default_factory=list)
+
+    @property
+    def daily(self) -> list[tuple[str, int, int]]:
+        """(YYYY-MM-DD, allowed, refused) per day, for the chart."""
+        return [(r.key, r.allowed, r.refused) for r in self.daily_rows]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,10 +84,7 @@ class MonthlyReport:
             "by_org": [r.to_json() for r in self.by_org],
             "by_scenario": [r.to_json() for r in self.by_scenario],
             "by_department": [r.to_json() for r in self.by_department],
-            "daily": [
-                {"day": d, "allowed": a, "refused": r} | _day_extras(self.daily_rows, d)
-                for d, a, r in self.daily
-            ],
+            "daily": [_day_json(r) for r in self.daily_rows],
             "refusal_reasons": [{"reason": k, "count": n} for k, n in self.refusal_reasons],
             "anomalies": self.anomalies,
             "findings": self.findings,
@@ -155,7 +156,6 @@ def build_monthly_report(
         by_org=tabulate(events, GroupBy.ORG),
         by_scenario=tabulate(events, GroupBy.SCENARIO),
         by_department=tabulate(events, GroupBy.DEPARTMENT, dataset_departments=dataset_departments),
-        daily=[(d, r.allowed, r.refused) for d, r in sorted(days.items())],
         daily_rows=[r for _, r in sorted(days.items())],
         refusal_reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         anomalies=per_rule,
@@ -166,16 +166,16 @@ def build_monthly_report(
     )
 
 
-def _day_extras(rows: Sequence[ReportRow], day: str) -> dict[str, int]:
-    for r in rows:
-        if r.key == day:
-            j = r.to_json()
-            return {
-                "errors": j["errors"],
-                "records_read": j["records_read"],
-                "distinct_users": j["distinct_users"],
-            }
-    return {}
+def _day_json(row: ReportRow) -> dict[str, Any]:
+    j = row.to_json()
+    return {
+        "day": row.key,
+        "allowed": row.allowed,
+        "refused": row.refused,
+        "errors": j["errors"],
+        "records_read": j["records_read"],
+        "distinct_users": j["distinct_users"],
+    }
 
 
 # -- CSV ---------------------------------------------------------------------------------------------

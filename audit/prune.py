@@ -39,6 +39,7 @@ from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anch
 from audit.archive import (
     DEFAULT_RETENTION_YEARS,
     manifest_sha256,
+    month_has_ended,
     month_seq_range,
     retention_cutoff,
     verify_archive,
@@ -52,7 +53,7 @@ from audit.checkpoints import (
 )
 from audit.events import AuditEvent, Outcome, format_timestamp
 from audit.log import GENESIS_HASH, AuditLog, iter_leaf_hashes
-from audit.query import CHINA_STANDARD_TIME, month_bounds
+from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
 from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
 
 PRUNED_KIND: Final = "supervision.events_pruned"
@@ -117,18 +118,13 @@ def checked_anchor(engine: Engine, public_key: Ed25519PublicKey) -> PruneAnchor 
     return anchor
 
 
-def _month_of(when: datetime) -> str:
-    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(CHINA_STANDARD_TIME)
-    return f"{local.year:04d}-{local.month:02d}"
-
-
 def _newest_between(engine: Engine, first: int, last: int) -> datetime | None:
     c = audit_events.c
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(c.occurred_at)).where(c.seq.between(first, last))).scalar_one()
     if not isinstance(newest, datetime):
         return None
-    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    return stored_utc(newest)
 
 
 def _oldest_at(engine: Engine, seq: int) -> datetime | None:
@@ -155,16 +151,12 @@ def _chosen_archives(engine: Engine, cut: int) -> list[Any]:
     return sorted(latest.values(), key=lambda r: (int(r.first_seq), int(r.last_seq)))
 
 
-def _utc(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def prunable_from(month: str, newest: datetime | None, years: int) -> datetime:
     """The first instant (Beijing time) at which every event of ``month`` (and ``newest``, an event at its
     edge that may belong to the next month) is older than the retention period."""
     base = month_bounds(month)[1]
-    if newest is not None and _utc(newest) >= base:
-        base = _utc(newest) + timedelta(microseconds=1)
+    if newest is not None and stored_utc(newest) >= base:
+        base = stored_utc(newest) + timedelta(microseconds=1)
     local = base.astimezone(CHINA_STANDARD_TIME)
     try:
         return local.replace(year=local.year + years)
@@ -243,12 +235,12 @@ def plan_prune(
             "first_seq": first,
             "last_seq": last,
             # Made before the month ended: a partial archive, never relied on (see below).
-            "complete": _utc(row.created_at) >= month_bounds(month)[1],
+            "complete": month_has_ended(month, stored_utc(row.created_at)),
         }
         months.append(entry)
         if first > covered + 1:
             gap_at = _oldest_at(engine, covered + 1)
-            gap_month = _month_of(gap_at) if gap_at is not None else month
+            gap_month = beijing_month(gap_at) if gap_at is not None else month
             gap_newest = _newest_between(engine, covered + 1, first - 1)
             if gap_newest is not None and gap_newest >= cutoff:
                 entry["verdict"] = "not_past_retention"
@@ -299,10 +291,10 @@ def plan_prune(
                     "nothing_to_prune: no events after the archived months",
                     "已归档月份之后没有事件，没有可清理的内容",
                 )
-            elif (through_month is None or _month_of(following) <= through_month) and (
+            elif (through_month is None or beijing_month(following) <= through_month) and (
                 through_seq is None or covered < through_seq
             ):
-                nxt = _month_of(following)
+                nxt = beijing_month(following)
                 span = month_seq_range(engine, nxt)
                 nxt_newest = _newest_between(engine, covered + 1, span[1]) if span else following
                 if nxt_newest is not None and nxt_newest >= cutoff:

@@ -64,6 +64,18 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+def stored_utc(when: datetime) -> datetime:
+    """A time read back from the database, timezone-aware: SQLite hands back naive datetimes for
+    ``DateTime(timezone=True)``, and every stored time is UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def beijing_month(when: datetime) -> str:
+    """``YYYY-MM`` of the Beijing-time calendar month ``when`` (a stored time) falls in."""
+    local = stored_utc(when).astimezone(CHINA_STANDARD_TIME)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None

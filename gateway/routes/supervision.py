@@ -103,11 +103,7 @@ def supervision_errors() -> Iterator[None]:
         ) from None
     except PruneRefused as exc:
         raise GatewayError(
-            "无法清理："
-            + "；".join(
-                exc.plan.reasons_zh or [_PRUNE_REASONS_ZH.get(r.split(":")[0], r) for r in exc.plan.reasons]
-            )
-            + "。",
+            "无法清理：" + "；".join(exc.plan.reasons_zh) + "。",
             f"Prune refused: {exc}",
             code="prune_refused",
             status_code=409,
@@ -127,17 +123,6 @@ def supervision_errors() -> Iterator[None]:
             code="checkpoint_refused",
             status_code=409,
         ) from None
-
-
-_PRUNE_REASONS_ZH = {
-    "not_past_retention": "该月仍在保存期内（《个人信息保护法》第五十六条，默认三年）",
-    "not_archived": "该月尚未归档",
-    "archive_invalid": "归档文件验证未通过",
-    "not_month_boundary": "只能按整月清理已归档的月份",
-    "nothing_to_prune": "没有可清理的事件",
-    "conflict": "另一项清理正在进行，请稍后再试",
-    "database_refused": "数据库拒绝删除：清理须以数据库所有者连接执行",
-}
 
 
 def _pruned_note(runtime: Runtime) -> dict[str, Any] | None:
