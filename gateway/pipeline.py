@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
-from masking import KAnonymityResult, MaskingPlan, mask_record
+from masking import KAnonymityResult, MaskingPlan, mask_records
 from policies import AccessRequest, Decision, Obligations, Subject, covers
 from policies.divisions import grid_village, is_grid
 from policies.quotas import QuotaKey, quota_day
@@ -329,7 +329,7 @@ def project_fields(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) 
 
 def mask(records: Iterable[Mapping[str, Any]], plan: MaskingPlan) -> list[dict[str, Any]]:
     """Stage 6: desensitise every value by its classification (masking rules, fail closed)."""
-    return [mask_record(record, plan) for record in records]
+    return mask_records(records, plan)
 
 
 def guard_reidentification(
@@ -529,7 +529,7 @@ async def _authorized_path(
             profile=obligations.masking_profile,
         )
         masked = mask(projected, plan)
-        masked, drift = runtime.scan_free_text(request.dataset, masked, plan)
+        drift = runtime.scan_free_text(request.dataset, masked, plan)
         if drift:
             facts.alerts.append("catalog_drift")
             facts.details["catalog_drift"] = drift

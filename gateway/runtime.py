@@ -39,7 +39,7 @@ from gateway.telemetry import Telemetry
 from gateway.upstream import UpstreamClient, UpstreamTarget
 from masking import Catalog, FreeTextScanner, KeyRing, MaskingPlan, RuleSet, SemanticType, plan_masking
 from masking.catalog import DatasetSpec
-from masking.dlp import scan_response
+from masking.dlp import scan_fields_in_place
 from masking.kanon import KAnonymityResult, guard_release
 from masking.stewardship import EffectiveMasking, MaskingDocuments, load_effective, masking_version
 from policies import GrantIndex, GrantRepository, PolicyEngine, PolicyFileError
@@ -347,22 +347,17 @@ class Runtime:
         return plan
 
     def scan_free_text(
-        self, dataset: str, records: list[dict[str, Any]], plan: MaskingPlan | None = None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Response DLP: scan what is not masked by classification; count each drift alert in a metric
-        naming dataset and field (never a value) so the steward can classify the field."""
+        self, dataset: str, records: list[dict[str, Any]], plan: MaskingPlan
+    ) -> list[dict[str, Any]]:
+        """Response DLP over ``records`` as ``mask_records`` returned them for ``plan`` (the caller's own
+        dicts, scanned and masked in place): the fields the plan does not protect. Each drift alert is
+        counted in a metric naming dataset and field (never a value) so the steward can classify it."""
         if self.scanner is None:
-            return records, []
-        masked, alerts = scan_response(
-            self.catalog,
-            dataset,
-            records,
-            self.scanner,
-            protected=plan.protected_fields if plan is not None else None,
-        )
+            return []
+        alerts = scan_fields_in_place(dataset, records, plan.scanned_fields, self.scanner)
         for alert in alerts:
             self.telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})
-        return masked, [
+        return [
             {"dataset": a.dataset, "field": a.field, "entity_type": a.entity_type, "count": a.count}
             for a in alerts
         ]

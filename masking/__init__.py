@@ -18,7 +18,7 @@ Modules beyond the re-exports below:
 """
 
 from masking.catalog import Catalog, DatasetSpec, FieldSpec, Level, SemanticType, load_catalog
-from masking.dlp import DriftAlert, scan_response
+from masking.dlp import DriftAlert, scan_fields_in_place, scan_response
 from masking.errors import (
     CatalogError,
     KeyRingError,
@@ -43,7 +43,14 @@ from masking.operators import (
     mask_value,
     register_operator,
 )
-from masking.plan import FieldDecision, MaskingPlan, mask_record, plan_masking, response_level
+from masking.plan import (
+    FieldDecision,
+    MaskingPlan,
+    mask_record,
+    mask_records,
+    plan_masking,
+    response_level,
+)
 from masking.reversible import Unmask, decrypt_envelope, ff1_id_reveal
 from masking.rules import MaskingRule, RuleSet, load_rules
 
@@ -86,12 +93,14 @@ __all__ = [
     "load_catalog",
     "load_rules",
     "mask_record",
+    "mask_records",
     "mask_value",
     "parse_kek",
     "plan_masking",
     "read_kek",
     "register_operator",
     "response_level",
+    "scan_fields_in_place",
     "scan_response",
     "smallest_class",
 ]

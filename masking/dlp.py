@@ -21,7 +21,7 @@ from typing import Protocol
 
 from masking.catalog import Catalog, Level
 
-__all__ = ["DriftAlert", "Scanner", "scan_response"]
+__all__ = ["DriftAlert", "Scanner", "scan_fields_in_place", "scan_response"]
 
 
 class _FindingLike(Protocol):
@@ -81,11 +81,34 @@ def scan_response(
             elif isinstance(value, str | list | tuple | dict):
                 masked[name] = _scan_value(value, name, scanner, counts, memo)
         out.append(masked)
-    alerts = [
+    return out, _alerts(dataset, counts)
+
+
+def scan_fields_in_place(
+    dataset: str, records: Sequence[dict[str, object]], fields: Sequence[str], scanner: Scanner
+) -> list[DriftAlert]:
+    """`scan_response` for records the caller owns and whose only unprotected fields are `fields`
+    (what `mask_record` returns for a plan, with `fields=plan.scanned_fields`): the same findings,
+    masks and alerts, written into the records, field by field, without copying them."""
+    counts: Counter[tuple[str, str]] = Counter()
+    memo: _Memo = {}
+    for name in fields:
+        for record in records:
+            value = record.get(name)
+            if value is None:
+                continue
+            if type(value) is str:
+                record[name] = _scan_text(value, name, scanner, counts, memo)
+            elif isinstance(value, str | list | tuple | dict):
+                record[name] = _scan_value(value, name, scanner, counts, memo)
+    return _alerts(dataset, counts)
+
+
+def _alerts(dataset: str, counts: Counter[tuple[str, str]]) -> list[DriftAlert]:
+    return [
         DriftAlert(dataset=dataset, field=field, entity_type=entity, count=n)
         for (field, entity), n in sorted(counts.items())
     ]
-    return out, alerts
 
 
 def _scan_text(text: str, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo) -> str:

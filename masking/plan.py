@@ -9,7 +9,7 @@ no rule covers, or an operator that cannot be bound here (no key ring, no scanne
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from masking.catalog import Catalog, Level, max_level
@@ -18,7 +18,12 @@ from masking.keys import KeyRing
 from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, TextMasker, get_operator
 from masking.rules import RuleSet
 
-__all__ = ["FieldDecision", "MaskingPlan", "mask_record", "plan_masking", "response_level"]
+__all__ = ["FieldDecision", "MaskingPlan", "mask_record", "mask_records", "plan_masking", "response_level"]
+
+#: Operators whose answer is a pure function of the value and costly enough to compute once per page:
+#: the free-text scan (a page of one village's residents repeats remarks such as 「退役军人」). Keyed
+#: and randomised operators are never memoised (an envelope's fresh nonce must stay fresh).
+_PAGE_MEMO_OPERATORS: frozenset[str] = frozenset({"freetext"})
 
 
 def _redact(_value: object) -> object:
@@ -52,11 +57,16 @@ class MaskingPlan:
         return tuple(name for name, _ in self._ops)
 
     _protected: frozenset[str] = field(init=False, repr=False, compare=False)
+    _scanned: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _page_memo: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Asked for on every response (DLP); a plan is immutable, so it is worked out once.
         protected = frozenset(d.field for d in self.decisions if d.level is None or d.level >= Level.L3)
         object.__setattr__(self, "_protected", protected)
+        object.__setattr__(self, "_scanned", tuple(n for n, _ in self._ops if n not in protected))
+        memo = frozenset(d.field for d in self.decisions if d.operator in _PAGE_MEMO_OPERATORS)
+        object.__setattr__(self, "_page_memo", memo)
 
     @property
     def protected_fields(self) -> frozenset[str]:
@@ -64,6 +74,12 @@ class MaskingPlan:
         scans every other string (issue 4). Taken from the plan so DLP and masking agree even when
         the catalog is swapped between the two."""
         return self._protected
+
+    @property
+    def scanned_fields(self) -> tuple[str, ...]:
+        """The plan's fields that response DLP scans (the complement of `protected_fields`), in plan
+        order: the only fields of a record from `mask_record` that can hold unmasked text."""
+        return self._scanned
 
     def decision(self, field: str) -> FieldDecision:
         for d in self.decisions:
@@ -180,6 +196,29 @@ def plan_masking(
 def mask_record(record: Mapping[str, object], plan: MaskingPlan) -> dict[str, object]:
     """The record masked by `plan`; fields not in the plan are dropped. Pure."""
     return {name: fn(record[name]) for name, fn in plan._ops if name in record}
+
+
+def mask_records(records: Iterable[Mapping[str, object]], plan: MaskingPlan) -> list[dict[str, object]]:
+    """`mask_record` over a page, the same records out. A value of a free-text field that repeats within
+    the page is scanned once (the memo lives for this call only: no value outlives the request)."""
+    ops = plan._ops
+    if plan._page_memo:
+        ops = tuple((name, _memoised(fn) if name in plan._page_memo else fn) for name, fn in ops)
+    return [{name: fn(record[name]) for name, fn in ops if name in record} for record in records]
+
+
+def _memoised(fn: MaskFn) -> MaskFn:
+    seen: dict[str, object] = {}
+
+    def apply(value: object) -> object:
+        if type(value) is not str:
+            return fn(value)
+        hit = seen.get(value, seen)
+        if hit is seen:
+            hit = seen[value] = fn(value)
+        return hit
+
+    return apply
 
 
 def response_level(catalog: Catalog, dataset: str, fields: Sequence[str]) -> Level:

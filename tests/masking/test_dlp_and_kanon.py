@@ -8,6 +8,7 @@ from masking import (
     Finding,
     FreeTextScanner,
     enforce_k_anonymity,
+    scan_fields_in_place,
     scan_response,
     smallest_class,
 )
@@ -129,3 +130,19 @@ def test_k_anonymity_generalises_then_refuses(
         assert [r["v"] for r in result.records] == [1, 2, 3, 4]
     if not ok:
         assert result.records == [] and result.reason_zh and result.reason_en
+
+
+def test_scanning_a_masked_page_in_place_agrees_with_scan_response(scanner: FreeTextScanner) -> None:
+    catalog: Catalog = parse_catalog(CATALOG)
+    page: list[dict[str, object]] = [
+        {"id": "r1", "note": "联系人：王建国，13912345678", "extra": {"k": ["邮箱a@b.cn"]}},
+        {"id": "110102199101010078", "note": "无", "mobile": "13812345678"},
+        {"id": "r3", "note": "联系人：王建国，13912345678", "mobile": None, "extra": None},
+        {"id": "r4"},
+    ]
+    expected, expected_alerts = scan_response(catalog, "d", page, scanner, protected=frozenset({"mobile"}))
+    owned = [dict(record) for record in page]
+    alerts = scan_fields_in_place("d", owned, ("id", "note", "extra"), scanner)
+    assert owned == expected
+    assert alerts == expected_alerts
+    assert owned[1]["mobile"] == "13812345678"  # a field not named is left as it is

@@ -7,6 +7,7 @@ import pytest
 from masking import (
     REDACTED,
     Catalog,
+    FreeTextScanner,
     KeyRing,
     Level,
     RulesError,
@@ -15,6 +16,7 @@ from masking import (
     UnknownProfileError,
     load_rules,
     mask_record,
+    mask_records,
     plan_masking,
     response_level,
 )
@@ -289,3 +291,49 @@ def test_first_matching_rule_wins_and_selectors_filter() -> None:
 
 def test_packaged_rules_declare_standard_and_strict(rules: RuleSet) -> None:
     assert {"standard", "strict"} <= rules.profiles
+
+
+def test_mask_records_is_mask_record_over_the_page_and_scans_repeated_free_text_once(
+    catalog: Catalog, rules: RuleSet, scanner: FreeTextScanner
+) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=ALL_FIELDS, role="village_cadre", scenario="s",
+        profile="standard", scanner=scanner, as_of=AS_OF,
+    )  # fmt: skip
+    other = {**RESIDENT, "id": "r-0002", "remark": "独居老人", "mobile": None}
+    page = [RESIDENT, other, {**RESIDENT, "id": "r-0003"}, {"id": "r-0004"}]
+    assert mask_records(page, plan) == [mask_record(record, plan) for record in page]
+
+    scanned: list[str] = []
+
+    class Counting(FreeTextScanner):
+        def mask(self, text: str) -> str:
+            scanned.append(text)
+            return super().mask(text)
+
+    counting = plan_masking(
+        catalog, rules, dataset="residents", fields=["id", "remark"], role="village_cadre", scenario="s",
+        profile="standard", scanner=Counting(), as_of=AS_OF,
+    )  # fmt: skip
+    masked = mask_records(page, counting)
+    assert [r.get("remark") for r in masked] == [
+        "联系人王**，电话139****4321",
+        "独居老人",
+        "联系人王**，电话139****4321",
+        None,
+    ]
+    assert sorted(scanned) == sorted({str(RESIDENT["remark"]), "独居老人"})  # once per distinct text
+    scanned.clear()
+    mask_records(page, counting)
+    assert len(scanned) == 2  # the memo lives for one call: nothing is kept between requests
+
+
+def test_mask_records_never_memoises_a_randomised_operator(
+    catalog: Catalog, rules: RuleSet, keys: KeyRing
+) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["id", "id_number"], role="analyst", scenario="s",
+        profile="standard", exemptions={"id_number": "aes_gcm"}, keys=keys, as_of=AS_OF,
+    )  # fmt: skip
+    first, second = mask_records([RESIDENT, {**RESIDENT, "id": "r-0002"}], plan)
+    assert first["id_number"] != second["id_number"]  # a fresh nonce per value, even for the same number
