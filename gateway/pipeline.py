@@ -218,10 +218,7 @@ def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now:
 
 
 def check_page_size(request: DataRequest, obligations: Obligations, max_page_size: int) -> None:
-    """Page size above the platform limit or the scenario's per-request cap is refused, not truncated.
-
-    The limit stated is the one in force, the smaller of the two, with what sets it: a scenario that
-    allows 200 a request under a platform page limit of 100 can never serve more than 100."""
+    """Page size above the platform limit or the scenario's per-request cap is refused, not truncated."""
     limit = min(max_page_size, obligations.max_records)
     if request.page < 1:
         raise InvalidRequest("页码必须从 1 开始。", "page must be 1 or greater.", code="invalid_page")
@@ -232,17 +229,29 @@ def check_page_size(request: DataRequest, obligations: Obligations, max_page_siz
             code="invalid_page_size",
             extra={"max_page_size": limit},
         )
-    if request.page_size > limit:
-        if max_page_size <= obligations.max_records:
-            why_zh, why_en = "平台每页上限", "the gateway's page limit"
-        else:
-            why_zh, why_en = "本场景本次可查看的上限", "what this scenario allows you per request now"
-        raise InvalidRequest(
-            f"每页最多 {limit} 条（{why_zh}），请减少每页条数后分页查看。",
-            f"page_size may be at most {limit} ({why_en}); ask for fewer per page and read page by page.",
-            code="page_size_over_limit",
-            extra={"max_page_size": limit},
-        )
+    check_within_page_limit(request.page_size, obligations, max_page_size)
+
+
+def check_within_page_limit(records: int, obligations: Obligations, max_page_size: int) -> None:
+    """More records in one request than the platform's page limit or the scenario's per-request cap allow
+    is refused (422 ``page_size_over_limit``). The data path asks it of a page size, the policy dry run of
+    a ``record_count_hint``, so a preview refuses what the data path would refuse, in the same words.
+
+    The limit stated is the one in force, the smaller of the two, with what sets it: a scenario that
+    allows 200 a request under a platform page limit of 100 can never serve more than 100."""
+    limit = min(max_page_size, obligations.max_records)
+    if records <= limit:
+        return
+    if max_page_size <= obligations.max_records:
+        why_zh, why_en = "平台每页上限", "the gateway's page limit"
+    else:
+        why_zh, why_en = "本场景本次可查看的上限", "what this scenario allows you per request now"
+    raise InvalidRequest(
+        f"每页最多 {limit} 条（{why_zh}），请减少每页条数后分页查看。",
+        f"page_size may be at most {limit} ({why_en}); ask for fewer per page and read page by page.",
+        code="page_size_over_limit",
+        extra={"max_page_size": limit},
+    )
 
 
 async def fetch_upstream(

@@ -33,11 +33,15 @@ class PolicyError(Exception):
 
 
 class PolicyFileError(PolicyError):
-    """A policy data file failed validation. ``line`` is 1-based; 0 when the whole file is at fault."""
+    """A policy data file failed validation. ``line`` is 1-based; 0 when the whole file is at fault.
 
-    def __init__(self, path: str | Path, line: int, message: str) -> None:
+    ``message_zh`` is what the official editing the file reads first (the CLI and the reload answer show
+    it before the English); ``message`` is the same in English, and ``str()`` is ``path:line: message``."""
+
+    def __init__(self, path: str | Path, line: int, message_zh: str, message: str) -> None:
         self.path = str(path)
         self.line = line
+        self.message_zh = message_zh
         self.message = message
         super().__init__(f"{self.path}:{line}: {message}")
 

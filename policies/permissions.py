@@ -119,7 +119,12 @@ def _parse_model(path: Path) -> _ModelSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError(path, 0, f"cannot read casbin model: {type(exc).__name__}") from exc
+        raise PolicyFileError(
+            path,
+            0,
+            f"无法读取 casbin 模型文件：{type(exc).__name__}",
+            f"cannot read casbin model: {type(exc).__name__}",
+        ) from exc
     section: str | None = None
     seen_sections: dict[str, int] = {}
     definitions: dict[str, tuple[int, list[str]]] = {}
@@ -130,52 +135,75 @@ def _parse_model(path: Path) -> _ModelSpec:
             continue
         if line.startswith("["):
             if not line.endswith("]"):
-                raise PolicyFileError(path, lineno, f"unterminated section header {line!r}")
+                raise PolicyFileError(
+                    path, lineno, f"节标题 {line!r} 缺少右方括号", f"unterminated section header {line!r}"
+                )
             name = line[1:-1].strip()
             if name not in _SECTIONS:
                 raise PolicyFileError(
-                    path, lineno, f"unknown section [{name}]; expected one of {sorted(_SECTIONS)}"
+                    path,
+                    lineno,
+                    f"未知的节 [{name}]；应为 {sorted(_SECTIONS)} 之一",
+                    f"unknown section [{name}]; expected one of {sorted(_SECTIONS)}",
                 )
             if name in seen_sections:
-                raise PolicyFileError(path, lineno, f"section [{name}] appears twice")
+                raise PolicyFileError(
+                    path, lineno, f"节 [{name}] 出现了两次", f"section [{name}] appears twice"
+                )
             seen_sections[name] = lineno
             section = name
             continue
         if section is None:
-            raise PolicyFileError(path, lineno, "definition outside any [section]")
+            raise PolicyFileError(path, lineno, "定义不在任何 [节] 之内", "definition outside any [section]")
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         match = _KEY.match(key)
         if not sep or match is None:
-            raise PolicyFileError(path, lineno, f"expected 'key = value', got {line!r}")
+            raise PolicyFileError(
+                path, lineno, f"应为「键 = 值」，实际为 {line!r}", f"expected 'key = value', got {line!r}"
+            )
         if match.group(1) != _SECTIONS[section]:
             raise PolicyFileError(
-                path, lineno, f"key {key!r} does not belong in [{section}] (expected {_SECTIONS[section]}…)"
+                path,
+                lineno,
+                f"键 {key!r} 不属于 [{section}]（应以 {_SECTIONS[section]} 开头）",
+                f"key {key!r} does not belong in [{section}] (expected {_SECTIONS[section]}…)",
             )
         if not value:
-            raise PolicyFileError(path, lineno, f"{key} has an empty value")
+            raise PolicyFileError(path, lineno, f"{key} 的值为空", f"{key} has an empty value")
         if key in values:
-            raise PolicyFileError(path, lineno, f"{key} is defined twice")
+            raise PolicyFileError(path, lineno, f"{key} 定义了两次", f"{key} is defined twice")
         values[key] = (lineno, value)
         if section in ("request_definition", "policy_definition", "role_definition"):
             tokens = [t.strip() for t in value.split(",")]
             for tok in tokens:
                 if section == "role_definition":
                     if tok != "_":
-                        raise PolicyFileError(path, lineno, f"role definition takes '_' only, got {tok!r}")
+                        raise PolicyFileError(
+                            path,
+                            lineno,
+                            f"角色定义只能写 '_'，实际为 {tok!r}",
+                            f"role definition takes '_' only, got {tok!r}",
+                        )
                 elif _IDENT.match(tok) is None:
-                    raise PolicyFileError(path, lineno, f"bad attribute name {tok!r}")
+                    raise PolicyFileError(
+                        path, lineno, f"属性名 {tok!r} 不合法", f"bad attribute name {tok!r}"
+                    )
             if len(set(tokens)) != len(tokens) and section != "role_definition":
-                raise PolicyFileError(path, lineno, f"{key} repeats an attribute")
+                raise PolicyFileError(path, lineno, f"{key} 中有重复的属性", f"{key} repeats an attribute")
             definitions[key] = (lineno, tokens)
         elif section == "policy_effect" and value not in _EFFECTS:
-            raise PolicyFileError(path, lineno, f"unsupported policy effect {value!r}")
+            raise PolicyFileError(
+                path, lineno, f"不支持的策略效果 {value!r}", f"unsupported policy effect {value!r}"
+            )
     for name in _REQUIRED_SECTIONS:
         if name not in seen_sections:
-            raise PolicyFileError(path, 0, f"missing section [{name}]")
+            raise PolicyFileError(path, 0, f"缺少节 [{name}]", f"missing section [{name}]")
     for key in ("r", "p", "e", "m"):
         if key not in values:
-            raise PolicyFileError(path, seen_sections[_section_of(key)], f"missing definition {key} = …")
+            raise PolicyFileError(
+                path, seen_sections[_section_of(key)], f"缺少定义 {key} = …", f"missing definition {key} = …"
+            )
     matcher_line, matcher = values["m"]
     _check_matcher(path, matcher_line, matcher, definitions)
     return _ModelSpec(text=text, definitions=definitions, matcher_line=matcher_line)
@@ -196,16 +224,33 @@ def _check_matcher(
         if attr is not None:
             owner = definitions.get(head)
             if head[0] not in "rp" or owner is None:
-                raise PolicyFileError(path, lineno, f"matcher refers to undefined {head}{attr}")
+                raise PolicyFileError(
+                    path,
+                    lineno,
+                    f"匹配器引用了未定义的 {head}{attr}",
+                    f"matcher refers to undefined {head}{attr}",
+                )
             if attr[1:] not in owner[1] and not (head[0] == "p" and attr == ".eft"):
-                raise PolicyFileError(path, lineno, f"matcher refers to undefined attribute {head}{attr}")
+                raise PolicyFileError(
+                    path,
+                    lineno,
+                    f"匹配器引用了未定义的属性 {head}{attr}",
+                    f"matcher refers to undefined attribute {head}{attr}",
+                )
         elif call is not None:
             if head not in roles and head not in _MATCHER_FUNCTIONS:
-                raise PolicyFileError(path, lineno, f"matcher calls unknown function {head}()")
+                raise PolicyFileError(
+                    path,
+                    lineno,
+                    f"匹配器调用了未知的函数 {head}()",
+                    f"matcher calls unknown function {head}()",
+                )
         elif head not in _MATCHER_WORDS:
-            raise PolicyFileError(path, lineno, f"matcher has unknown word {head!r}")
+            raise PolicyFileError(
+                path, lineno, f"匹配器中有未知的词 {head!r}", f"matcher has unknown word {head!r}"
+            )
     if matcher.count("(") != matcher.count(")"):
-        raise PolicyFileError(path, lineno, "matcher has unbalanced parentheses")
+        raise PolicyFileError(path, lineno, "匹配器的括号不配对", "matcher has unbalanced parentheses")
 
 
 def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, ...], str]:
@@ -213,7 +258,12 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
         data = path.read_bytes()
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError(path, 0, f"cannot read permissions: {type(exc).__name__}") from exc
+        raise PolicyFileError(
+            path,
+            0,
+            f"无法读取权限规则文件：{type(exc).__name__}",
+            f"cannot read permissions: {type(exc).__name__}",
+        ) from exc
     rules: list[PermissionRule] = []
     seen: dict[tuple[str, ...], int] = {}
     grouping: dict[str, set[str]] = {}
@@ -225,28 +275,45 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
         ptype, values = cells[0], tuple(cells[1:])
         definition = spec.definitions.get(ptype)
         if definition is None or ptype[0] not in "pg":
-            raise PolicyFileError(path, lineno, f"unknown rule type {ptype!r} (expected p or g)")
+            raise PolicyFileError(
+                path,
+                lineno,
+                f"未知的规则类型 {ptype!r}（应为 p 或 g）",
+                f"unknown rule type {ptype!r} (expected p or g)",
+            )
         if len(values) != len(definition[1]):
             raise PolicyFileError(
-                path, lineno, f"{ptype} rule needs {len(definition[1])} values, got {len(values)}"
+                path,
+                lineno,
+                f"{ptype} 规则需要 {len(definition[1])} 个值，实际有 {len(values)} 个",
+                f"{ptype} rule needs {len(definition[1])} values, got {len(values)}",
             )
         if any(not v for v in values):
-            raise PolicyFileError(path, lineno, "empty value")
+            raise PolicyFileError(path, lineno, "有一个值为空", "empty value")
         if ptype[0] == "p":
             role, resource, action = values[0], values[1], values[2]
             _check_role(path, lineno, role)
             rmatch = _RESOURCE.match(resource)
             if rmatch is None or rmatch.group("kind") not in RESOURCE_KINDS:
                 raise PolicyFileError(
-                    path, lineno, f"unknown resource {resource!r}; kinds are {sorted(RESOURCE_KINDS)}"
+                    path,
+                    lineno,
+                    f"未知的资源 {resource!r}；可用的资源类型有 {sorted(RESOURCE_KINDS)}",
+                    f"unknown resource {resource!r}; kinds are {sorted(RESOURCE_KINDS)}",
                 )
             if (rmatch.group("kind") == "dataset") != (rmatch.group("name") is not None):
                 raise PolicyFileError(
-                    path, lineno, f"resource {resource!r}: only dataset:<name> takes a name"
+                    path,
+                    lineno,
+                    f"资源 {resource!r}：只有 dataset:<名称> 可以带名称",
+                    f"resource {resource!r}: only dataset:<name> takes a name",
                 )
             if action not in ACTIONS:
                 raise PolicyFileError(
-                    path, lineno, f"unknown action {action!r}; actions are {sorted(ACTIONS)}"
+                    path,
+                    lineno,
+                    f"未知的操作 {action!r}；可用的操作有 {sorted(ACTIONS)}",
+                    f"unknown action {action!r}; actions are {sorted(ACTIONS)}",
                 )
         else:
             member, parent = values[0], values[1]
@@ -254,22 +321,27 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
             _check_role(path, lineno, parent)
             grouping.setdefault(member, set()).add(parent)
             if _reaches(grouping, parent, member):
-                raise PolicyFileError(path, lineno, f"role inheritance cycle through {member!r}")
+                raise PolicyFileError(
+                    path,
+                    lineno,
+                    f"岗位继承经过 {member!r} 形成了循环",
+                    f"role inheritance cycle through {member!r}",
+                )
         key = (ptype, *values)
         if key in seen:
-            raise PolicyFileError(path, lineno, f"duplicate of line {seen[key]}")
+            raise PolicyFileError(path, lineno, f"与第 {seen[key]} 行重复", f"duplicate of line {seen[key]}")
         seen[key] = lineno
         rules.append(PermissionRule(ptype=ptype, values=values, line=lineno))
     if not any(r.ptype[0] == "p" for r in rules):
         # An empty rule set would deny everything silently; treat it as a broken file.
-        raise PolicyFileError(path, 0, "no permission rules")
+        raise PolicyFileError(path, 0, "没有任何权限规则", "no permission rules")
     digest = hashlib.sha256(spec.text.encode("utf-8") + b"\x00" + data).hexdigest()
     return tuple(rules), digest
 
 
 def _check_role(path: Path, lineno: int, role: str) -> None:
     if role not in ROLES:
-        raise PolicyFileError(path, lineno, f"unknown role {role!r}")
+        raise PolicyFileError(path, lineno, f"未知的岗位 {role!r}", f"unknown role {role!r}")
 
 
 def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
@@ -299,7 +371,10 @@ def _build_state(model_path: Path, policy_path: Path) -> _State:
         enforcer.enforce(*probe)
     except Exception as exc:
         raise PolicyFileError(
-            model_path, spec.matcher_line, f"casbin rejected the model: {type(exc).__name__}"
+            model_path,
+            spec.matcher_line,
+            f"casbin 无法加载该模型：{type(exc).__name__}",
+            f"casbin rejected the model: {type(exc).__name__}",
         ) from exc
     return _State(enforcer=enforcer, rules=rules, digest=digest)
 

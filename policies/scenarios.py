@@ -9,7 +9,7 @@ import hashlib
 import re
 import threading
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +27,9 @@ __all__ = [
     "ScenarioCatalog",
     "load_scenarios",
 ]
+
+#: Builds the error for a problem under ``[header]`` (at ``key``'s line): Chinese message, then English.
+_Fail = Callable[[str, str | None, str, str], PolicyFileError]
 
 DEFAULT_SCENARIOS_PATH = Path(__file__).resolve().parent / "scenarios.toml"
 # China has a single time zone and no daylight saving time, so a fixed offset is exact and needs no
@@ -106,24 +109,35 @@ def _parse(path: Path) -> _CatalogState:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError(path, 0, f"cannot read scenario catalog: {type(exc).__name__}") from exc
+        raise PolicyFileError(
+            path,
+            0,
+            f"无法读取场景目录文件：{type(exc).__name__}",
+            f"cannot read scenario catalog: {type(exc).__name__}",
+        ) from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
-        raise PolicyFileError(path, int(found.group(1)) if found else 0, f"TOML syntax: {exc}") from exc
+        line = int(found.group(1)) if found else 0
+        raise PolicyFileError(path, line, f"TOML 语法错误：{exc}", f"TOML syntax: {exc}") from exc
 
-    def fail(header: str, key: str | None, message: str) -> PolicyFileError:
-        return PolicyFileError(path, _line_of(text, header, key), message)
+    def fail(header: str, key: str | None, message_zh: str, message: str) -> PolicyFileError:
+        return PolicyFileError(path, _line_of(text, header, key), message_zh, message)
 
     unknown_top = set(doc) - {"datasets", "scenarios"}
     if unknown_top:
-        raise PolicyFileError(path, 0, f"unknown top-level table(s) {sorted(unknown_top)}")
+        raise PolicyFileError(
+            path,
+            0,
+            f"未知的顶层表 {sorted(unknown_top)}",
+            f"unknown top-level table(s) {sorted(unknown_top)}",
+        )
     datasets: dict[str, DatasetInfo] = {}
     for name, table in _table(path, doc, "datasets").items():
         header = f"datasets.{name}"
         if _NAME.match(name) is None or not isinstance(table, dict):
-            raise fail(header, None, f"bad dataset name {name!r}")
+            raise fail(header, None, f"数据集名称 {name!r} 不合法", f"bad dataset name {name!r}")
         _expect_keys(
             fail,
             header,
@@ -132,11 +146,16 @@ def _parse(path: Path) -> _CatalogState:
         )
         fields = _str_tuple(fail, header, table, "fields")
         if len(set(fields)) != len(fields):
-            raise fail(header, "fields", "a field is listed twice")
+            raise fail(header, "fields", "有字段重复列出", "a field is listed twice")
         sensitive = _str_tuple(fail, header, table, "second_approval_fields")
         extra = set(sensitive) - set(fields)
         if extra:
-            raise fail(header, "second_approval_fields", f"not fields of {name}: {sorted(extra)}")
+            raise fail(
+                header,
+                "second_approval_fields",
+                f"不是 {name} 的字段：{sorted(extra)}",
+                f"not fields of {name}: {sorted(extra)}",
+            )
         datasets[name] = DatasetInfo(
             name=name,
             name_zh=_str(fail, header, table, "name_zh"),
@@ -150,7 +169,12 @@ def _parse(path: Path) -> _CatalogState:
     for code, table in _table(path, doc, "scenarios").items():
         header = f"scenarios.{code}"
         if _CODE.match(code) is None or not isinstance(table, dict):
-            raise fail(header, None, f"bad scenario code {code!r} (UPPER_SNAKE_CASE)")
+            raise fail(
+                header,
+                None,
+                f"场景代码 {code!r} 不合法（应为大写字母、数字和下划线，如 DIBAO_REVIEW）",
+                f"bad scenario code {code!r} (UPPER_SNAKE_CASE)",
+            )
         _expect_keys(
             fail,
             header,
@@ -171,23 +195,42 @@ def _parse(path: Path) -> _CatalogState:
         )
         ds_table = table["datasets"]
         if not isinstance(ds_table, dict) or not ds_table:
-            raise fail(header, "datasets", "datasets must name at least one dataset")
+            raise fail(
+                header, "datasets", "datasets 至少要列出一个数据集", "datasets must name at least one dataset"
+            )
         ds: dict[str, tuple[str, ...]] = {}
         for ds_name in ds_table:
             info = datasets.get(ds_name)
             if info is None:
-                raise fail(f"{header}.datasets", ds_name, f"unknown dataset {ds_name!r}")
+                raise fail(
+                    f"{header}.datasets", ds_name, f"未知的数据集 {ds_name!r}", f"unknown dataset {ds_name!r}"
+                )
             wanted = _str_tuple(fail, f"{header}.datasets", ds_table, ds_name)
             if not wanted or len(set(wanted)) != len(wanted):
-                raise fail(f"{header}.datasets", ds_name, "fields must be non-empty and distinct")
+                raise fail(
+                    f"{header}.datasets",
+                    ds_name,
+                    "字段列表不能为空，也不能重复",
+                    "fields must be non-empty and distinct",
+                )
             unknown = [f for f in wanted if f not in info.fields]
             if unknown:
-                raise fail(f"{header}.datasets", ds_name, f"{ds_name} has no field(s) {unknown}")
+                raise fail(
+                    f"{header}.datasets",
+                    ds_name,
+                    f"{ds_name} 没有字段 {unknown}",
+                    f"{ds_name} has no field(s) {unknown}",
+                )
             ds[ds_name] = wanted
         roles = _str_tuple(fail, header, table, "roles_allowed")
         bad_roles = [r for r in roles if r not in ROLES]
         if bad_roles or not roles:
-            raise fail(header, "roles_allowed", f"unknown role(s) {bad_roles}" if bad_roles else "no roles")
+            raise fail(
+                header,
+                "roles_allowed",
+                f"未知的岗位 {bad_roles}" if bad_roles else "没有列出任何岗位",
+                f"unknown role(s) {bad_roles}" if bad_roles else "no roles",
+            )
         hours = table["hours_allowed"]
         if (
             not isinstance(hours, list)
@@ -196,7 +239,10 @@ def _parse(path: Path) -> _CatalogState:
             or not 0 <= hours[0] < hours[1] <= 24
         ):
             raise fail(
-                header, "hours_allowed", "hours_allowed must be [start, end] with 0 <= start < end <= 24"
+                header,
+                "hours_allowed",
+                "hours_allowed 应为 [开始, 结束]，且 0 <= 开始 < 结束 <= 24",
+                "hours_allowed must be [start, end] with 0 <= start < end <= 24",
             )
         scenarios[code] = Scenario(
             code=code,
@@ -213,7 +259,7 @@ def _parse(path: Path) -> _CatalogState:
             default_validity_days=_positive(fail, header, table, "default_validity_days"),
         )
     if not scenarios:
-        raise PolicyFileError(path, 0, "no scenarios defined")
+        raise PolicyFileError(path, 0, "没有定义任何场景", "no scenarios defined")
     return _CatalogState(
         scenarios=MappingProxyType(scenarios),
         datasets=MappingProxyType(datasets),
@@ -224,37 +270,42 @@ def _parse(path: Path) -> _CatalogState:
 def _table(path: Path, doc: dict[str, Any], key: str) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
-        raise PolicyFileError(path, 0, f"{key} must be a table")
+        raise PolicyFileError(path, 0, f"{key} 应为表（table）", f"{key} must be a table")
     return value
 
 
-def _expect_keys(fail: Any, header: str, table: dict[str, Any], required: set[str]) -> None:
+def _expect_keys(fail: _Fail, header: str, table: dict[str, Any], required: set[str]) -> None:
     unknown = sorted(set(table) - required)
     if unknown:
-        raise fail(header, unknown[0], f"unknown key {unknown[0]!r} in [{header}]")
+        raise fail(
+            header,
+            unknown[0],
+            f"[{header}] 中有未知的键 {unknown[0]!r}",
+            f"unknown key {unknown[0]!r} in [{header}]",
+        )
     missing = sorted(required - set(table))
     if missing:
-        raise fail(header, None, f"[{header}] is missing {missing}")
+        raise fail(header, None, f"[{header}] 缺少 {missing}", f"[{header}] is missing {missing}")
 
 
-def _str(fail: Any, header: str, table: dict[str, Any], key: str) -> str:
+def _str(fail: _Fail, header: str, table: dict[str, Any], key: str) -> str:
     value = table[key]
     if not isinstance(value, str) or not value.strip():
-        raise fail(header, key, f"{key} must be a non-empty string")
+        raise fail(header, key, f"{key} 应为非空字符串", f"{key} must be a non-empty string")
     return value
 
 
-def _str_tuple(fail: Any, header: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+def _str_tuple(fail: _Fail, header: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
     value = table[key]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise fail(header, key, f"{key} must be a list of strings")
+        raise fail(header, key, f"{key} 应为字符串列表", f"{key} must be a list of strings")
     return tuple(value)
 
 
-def _positive(fail: Any, header: str, table: dict[str, Any], key: str) -> int:
+def _positive(fail: _Fail, header: str, table: dict[str, Any], key: str) -> int:
     value = table[key]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise fail(header, key, f"{key} must be a positive integer")
+        raise fail(header, key, f"{key} 应为正整数", f"{key} must be a positive integer")
     return value
 
 

@@ -49,7 +49,9 @@ def validate(
         chosen[kind] = path
     errors = validate_policy_files(chosen["model"], chosen["permissions"], chosen["scenarios"])
     for error in errors:
-        typer.echo(f"{error.path}:{error.line}: {error.message}", err=True)
+        # Each problem on two lines, both starting file:line (an editor jumps to either): Chinese, English.
+        where = f"{error.path}:{error.line}"
+        typer.echo(f"{where}: {error.message_zh}\n{where}: {error.message}", err=True)
     if errors:
         typer.echo(
             f"策略文件有 {len(errors)} 处错误（见上方 文件:行号），未通过校验。\n"
@@ -157,9 +159,15 @@ def decide(
     fields: FieldsOption = None,
     at: AtOption = None,
     department: Annotated[str | None, typer.Option(help="department claim")] = None,
+    record_count_hint: Annotated[
+        int | None,
+        typer.Option(min=0, help="records asked for in one request (checked against the page limits)"),
+    ] = None,
 ) -> ApiCall:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
     body = _access_body(org, role or [], dataset, scenario, user_id, fields, resolve_at(at), department, grid)
+    if record_count_hint is not None:
+        body["record_count_hint"] = record_count_hint
     return ApiCall("POST", "/api/v1/policy/decide", body=body)
 
 

@@ -31,7 +31,7 @@ from gateway.admin_support import require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest
-from gateway.pipeline import authenticate
+from gateway.pipeline import authenticate, check_within_page_limit
 from gateway.routes.grants import checked_org, read_only, subject_of
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from policies import (
@@ -43,6 +43,7 @@ from policies import (
     PermissionModel,
     PolicyEngine,
     PolicyFileError,
+    Reason,
     ReplayChange,
     ScenarioCatalog,
     ScenarioGrant,
@@ -180,14 +181,31 @@ def _access(body: DecideBody) -> AccessRequest:
     )
 
 
+def within_page_limit(decision: Decision, records: int | None, max_page_size: int) -> Decision:
+    """An allowed decision for ``records`` in one request, refused as the data path refuses a page that
+    large (``page_size_over_limit``, the limit in force and what sets it). The engine knows the scenario's
+    cap and the quota; the platform's page limit is the gateway's, applied here as on the data path."""
+    if records is None or decision.obligations is None:
+        return decision
+    try:
+        check_within_page_limit(records, decision.obligations, max_page_size)
+    except InvalidRequest as refused:
+        return Decision(
+            allowed=False, reasons=(Reason(refused.code, refused.message_zh, refused.message_en),)
+        )
+    return decision
+
+
 @router.post("/policy/decide")
 async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """Dry run: the Decision (with obligations) the data path would take for who/where/what/scenario.
     Nothing is read, nothing is counted against a quota."""
     await require(runtime, authorization, "policies", "decide")
     engine = runtime.policy()
+    max_page_size = runtime.settings.max_page_size
     decision = await asyncio.to_thread(engine.decide, _access(body))
-    return {**decision_json(decision, runtime.settings.max_page_size), "policy": _policy_state(engine)}
+    decision = within_page_limit(decision, body.record_count_hint, max_page_size)
+    return {**decision_json(decision, max_page_size), "policy": _policy_state(engine)}
 
 
 @router.post("/policy/explain")
@@ -228,7 +246,7 @@ def _file_error(exc: PolicyFileError, what: str = "策略文件") -> InvalidRequ
     name = Path(exc.path).name
     where = f"{name}:{exc.line}" if exc.line else name
     return InvalidRequest(
-        f"{what} {where} 有误，原策略继续生效：{exc.message}",
+        f"{what} {where} 有误，原策略继续生效：{exc.message_zh}",
         f"{where}: {exc.message} (the current policy stays in force)",
         code="policy_file_invalid",
         extra={"file": name, "line": exc.line, "detail": exc.message},

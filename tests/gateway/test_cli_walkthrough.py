@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 from audit import AuditLog, CheckpointSigner, archive_month
 from gateway.cli import app as grassroots
 from gateway.commands.policy import resolve_at
+from policies.permissions import ACTIONS
 from policies.scenarios import CHINA_STANDARD_TIME
 from tests.audit.conftest import sqlite_store
 from tests.audit.helpers import drop_triggers, make_event
@@ -55,6 +56,15 @@ def test_decide_at_a_beijing_time_of_day_sends_its_next_occurrence(gateway: Gate
     assert at.utcoffset() == timedelta(hours=8)
     assert (at.hour, at.minute) == (23, 30)
     assert before < at <= before + timedelta(days=1)
+
+
+def test_decide_sends_the_record_count_hint(gateway: Gateway) -> None:
+    gateway.answer(200, {"allowed": False, "code": "page_size_over_limit"})
+    result = _cli(*_DECIDE, "--record-count-hint", "150", "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 0, result.stderr
+    assert gateway.received[0].body["record_count_hint"] == 150
+    _cli(*_DECIDE, "--url", gateway.url, "--token", "t")
+    assert "record_count_hint" not in gateway.received[1].body
 
 
 def test_resolve_at_rolls_over_to_tomorrow_once_the_time_has_passed_today() -> None:
@@ -276,8 +286,11 @@ def test_policy_validate_speaks_chinese_first(tmp_path: Path) -> None:
     proposed.write_text(text.replace("p, auditor, audit, verify\n", "p, auditor, audit, verfy\n"))
     bad = _cli("policy", "validate", str(proposed))
     assert bad.exit_code == 1
-    where, *summary = bad.stderr.splitlines()
-    assert where.startswith(f"{proposed}:") and "verfy" in where
+    # Each problem on two lines, file:line first on both, its Chinese then its English.
+    where_zh, where_en, *summary = bad.stderr.splitlines()
+    line = next(i for i, rule in enumerate(text.splitlines(), start=1) if rule == "p, auditor, audit, verify")
+    assert where_zh == f"{proposed}:{line}: 未知的操作 'verfy'；可用的操作有 {sorted(ACTIONS)}"
+    assert where_en == f"{proposed}:{line}: unknown action 'verfy'; actions are {sorted(ACTIONS)}"
     assert summary == [
         "策略文件有 1 处错误（见上方 文件:行号），未通过校验。",
         "1 error(s) in the policy files (file:line above); not valid.",

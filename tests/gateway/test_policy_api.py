@@ -101,6 +101,42 @@ def test_decide_reports_the_limit_a_request_really_has(stack: Stack) -> None:
     assert (zero.status_code, zero.json()["error"]) == (422, "invalid_page_size")
 
 
+@pytest.mark.parametrize("hint", [100, 101, 150, 200])
+def test_decide_with_a_record_count_agrees_with_the_data_path(stack: Stack, hint: int) -> None:
+    """DIBAO_REVIEW allows 200 records a request, the platform's page limit is 100: a dry run for 101 to 200
+    records is refused as the data path refuses that page (422 page_size_over_limit), in the same words."""
+    body = {**_subject(VILLAGE_A, "village_cadre", record_count_hint=hint), "scenario": "DIBAO_REVIEW"}
+    decision = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    params = {"scenario": "DIBAO_REVIEW", "page_size": hint}
+    page = api(stack, "GET", "/datasets/residents/records", "cadre_a", params=params)
+    if hint <= 100:
+        assert (decision["allowed"], decision["code"], page.status_code) == (True, "allowed", 200)
+        return
+    assert (decision["allowed"], decision["code"], decision["obligations"]) == (
+        False,
+        "page_size_over_limit",
+        None,
+    )
+    assert (page.status_code, page.json()["error"]) == (422, "page_size_over_limit")
+    (reason,) = decision["reasons"]
+    assert (reason["message_zh"], reason["message_en"]) == (page.json()["message"], page.json()["message_en"])
+    assert "100" in reason["message_zh"] and "平台每页上限" in reason["message_zh"]
+    assert "the gateway's page limit" in reason["message_en"]
+
+
+def _cli_decide(stack: Stack, org: str, *options: str) -> dict[str, Any]:
+    """``grassroots policy decide`` by the platform admin, for a village cadre of ``org`` on residents."""
+    cadre = ["--org", org, "--role", "village_cadre", "--dataset", "residents", "--scenario", "DIBAO_REVIEW"]
+    url = ["--url", stack.base_url, "--as", "platform_admin"]
+    decided: dict[str, Any] = json.loads(stack.cli("policy", "decide", *cadre, *options, *url).stdout)
+    return decided
+
+
+def test_cli_decide_takes_a_record_count_hint(stack: Stack) -> None:
+    assert _cli_decide(stack, VILLAGE_A, "--record-count-hint", "150")["code"] == "page_size_over_limit"
+    assert _cli_decide(stack, VILLAGE_A, "--record-count-hint", "100")["code"] == "allowed"
+
+
 def test_policy_show_names_what_was_refused_and_no_server_paths(stack: Stack) -> None:
     refused = api(stack, "GET", "/policy", "cadre_a")
     assert refused.status_code == 403
@@ -231,6 +267,8 @@ def test_reload_with_a_typo_names_file_and_line_and_keeps_the_old_policy(stack: 
         body = resp.json()
         assert (body["error"], body["file"], body["line"]) == ("policy_file_invalid", "permissions.csv", line)
         assert f"permissions.csv:{line}" in body["message"] and "原策略继续生效" in body["message"]
+        assert "未知的岗位 'vilage_cadre'" in body["message"]
+        assert "unknown role 'vilage_cadre'" in body["message_en"]
         # The old policy is still enforced, whole.
         assert read_records(stack, "cadre_a").status_code == 200
         assert api(stack, "GET", "/policy", "platform_admin").json()["digests"] == before_state["digests"]
@@ -381,17 +419,4 @@ def test_cli_replay_and_decide(stack: Stack, recorded: None) -> None:
     village = fresh_village()
     out = stack.cli("policy", "replay", "--days", "1", "--scenario", "DIBAO_REVIEW", "--org", VILLAGE_C, *url)
     assert user_id(stack, "cadre_c") in _by_user(json.loads(out.stdout)["gained"])
-    decided = stack.cli(
-        "policy",
-        "decide",
-        "--org",
-        village,
-        "--role",
-        "village_cadre",
-        "--dataset",
-        "residents",
-        "--scenario",
-        "DIBAO_REVIEW",
-        *url,
-    )
-    assert json.loads(decided.stdout)["code"] == "no_active_grant"
+    assert _cli_decide(stack, village)["code"] == "no_active_grant"

@@ -4,6 +4,7 @@ the scenarios' hours, and a throwaway SQLite session with the policy tables."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,9 @@ from policies import (
     load_scenarios,
     metadata,
 )
+
+#: Chinese characters and full-width punctuation: a message meant for a Chinese reader has some.
+CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 # 10:00 Beijing time (UTC+8): inside every shipped scenario's hours.
 T0 = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)

@@ -4,7 +4,6 @@ then obligations, expiry boundaries, quotas, explain, and failing closed."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -33,6 +32,7 @@ from .conftest import (
     CADRE_A1,
     CADRE_A2,
     CADRE_B1,
+    CJK,
     COUNTY_OFFICER,
     DIBAO_FIELDS,
     GRID_A1,
@@ -193,11 +193,8 @@ def test_decision_table(
         assert decision.obligations.grant_id == grant_id
     assert decision.reasons and all(r.message_zh and r.message_en for r in decision.reasons)
     # The English message names the dataset and scenario by the catalog's English names.
-    assert not any(_CJK.search(r.message_en) for r in decision.reasons), decision.reasons
+    assert not any(CJK.search(r.message_en) for r in decision.reasons), decision.reasons
     assert decision.code in CODES
-
-
-_CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 
 def test_reasons_name_the_catalogs_english_names_in_english(engine_for: EngineFactory) -> None:

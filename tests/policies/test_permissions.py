@@ -10,6 +10,8 @@ import pytest
 from policies import PermissionModel, PolicyFileError, load_permissions
 from policies.permissions import DEFAULT_MODEL_PATH, DEFAULT_POLICY_PATH
 
+from .conftest import CJK
+
 # (roles, resource, action, expected)
 RULES = [
     (("village_cadre",), "dataset:residents", "read", True),
@@ -154,6 +156,8 @@ def test_a_typo_fails_with_file_and_line(
     assert (err.path, err.line) == (str(target), line + offset), str(err)
     assert fragment in err.message
     assert str(err).startswith(f"{target}:{line + offset}: ")
+    # The official who edits the file reads the problem in Chinese too (gateway CLI and reload answer).
+    assert CJK.search(err.message_zh) and not CJK.search(err.message), err.message_zh
 
 
 def test_missing_section_and_empty_rules_fail(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from policies import PolicyFileError, ScenarioCatalog, load_scenarios
 from policies.scenarios import DEFAULT_SCENARIOS_PATH
 
-from .conftest import DIBAO_FIELDS, ELDERLY_FIELDS
+from .conftest import CJK, DIBAO_FIELDS, ELDERLY_FIELDS
 
 
 def test_shipped_demo_scenarios(scenarios: ScenarioCatalog) -> None:
@@ -87,6 +87,7 @@ def test_a_typo_fails_with_file_and_line(
         load_scenarios(path)
     assert (info.value.path, info.value.line) == (str(path), line + offset), str(info.value)
     assert fragment in info.value.message
+    assert CJK.search(info.value.message_zh) and not CJK.search(info.value.message), info.value.message_zh
 
 
 def test_unknown_field_in_a_scenario_points_at_its_dataset_line(tmp_path: Path) -> None:
