@@ -212,7 +212,19 @@ async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeade
 async def explain(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """Every condition checked, pass or fail, and the first that failed, in words a cadre understands."""
     await require(runtime, authorization, "policies", "explain")
-    checks = await asyncio.to_thread(runtime.policy().explain, _access(body))
+    engine, access = runtime.policy(), _access(body)
+    checks = await asyncio.to_thread(engine.explain, access)
+    if body.record_count_hint is not None and all(c.passed for c in checks):
+        # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
+        # so the explanation's first failure is decide's reason.
+        decision = await asyncio.to_thread(engine.decide, access)
+        limited = within_page_limit(decision, body.record_count_hint, runtime.settings.max_page_size)
+        if not limited.allowed and limited.reasons:
+            why = limited.reasons[0]
+            checks = [
+                *checks,
+                Check("page_limit", False, why.message_zh, why.message_en, {"reason": why.code}),
+            ]
     return explanation_json(checks)
 
 

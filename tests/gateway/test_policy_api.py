@@ -107,11 +107,20 @@ def test_decide_with_a_record_count_agrees_with_the_data_path(stack: Stack, hint
     records is refused as the data path refuses that page (422 page_size_over_limit), in the same words."""
     body = {**_subject(VILLAGE_A, "village_cadre", record_count_hint=hint), "scenario": "DIBAO_REVIEW"}
     decision = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    explained = api(stack, "POST", "/policy/explain", "platform_admin", body).json()
     params = {"scenario": "DIBAO_REVIEW", "page_size": hint}
     page = api(stack, "GET", "/datasets/residents/records", "cadre_a", params=params)
     if hint <= 100:
         assert (decision["allowed"], decision["code"], page.status_code) == (True, "allowed", 200)
+        assert (explained["allowed"], explained["failed"]) == (True, None)
         return
+    # The explanation's first failure is decide's reason, in the same words.
+    assert explained["allowed"] is False
+    assert (explained["failed"]["check"], explained["failed"]["code"]) == (
+        "page_limit",
+        "page_size_over_limit",
+    )
+    assert explained["failed"]["message_zh"] == page.json()["message"]
     assert (decision["allowed"], decision["code"], decision["obligations"]) == (
         False,
         "page_size_over_limit",
