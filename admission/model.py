@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -128,6 +129,17 @@ class BurdenChecklist:
         "forces_checkins",
         "forces_points_or_rankings",
         "offers_complaint_entry",
+    )
+    # What each question asks, in the words of the burden-reduction checklist, for the department's
+    # system admin who has to answer it.
+    QUESTIONS_ZH = MappingProxyType(
+        {
+            "duplicates_platform_function": "是否与统一平台已有功能重复",
+            "can_embed_in_platform": "能否嵌入统一平台",
+            "forces_checkins": "是否强制打卡、留痕",
+            "forces_points_or_rankings": "是否设置积分、排名",
+            "offers_complaint_entry": "是否提供投诉反馈入口",
+        }
     )
 
     def unanswered(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import func, select, update
@@ -48,6 +48,10 @@ from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 Clock = Callable[[], datetime]
 ChangeEvent = dict[str, Any]
+
+
+#: China Standard Time (UTC+8, no daylight saving): filing numbers count years as Beijing does.
+_BEIJING = timezone(timedelta(hours=8), "CST")
 
 
 def utc_now() -> datetime:
@@ -673,10 +677,11 @@ class AdmissionService:
         reg = self._load(system_id)
         unanswered = reg.checklist.unanswered()
         if unanswered:
+            asked = "；".join(f"{BurdenChecklist.QUESTIONS_ZH[q]}（{q}）" for q in unanswered)
             raise InvalidRegistration(
                 "checklist",
-                "减负清单尚未填写完整",
-                f"the burden checklist is incomplete ({', '.join(unanswered)})",
+                f"减负清单尚未填写完整，还须逐项回答是或否：{asked}",
+                f"the burden checklist is incomplete; answer yes or no to {', '.join(unanswered)}",
             )
         if not self.config.required_offices(reg.department):
             raise ConfigurationError(
@@ -800,7 +805,9 @@ class AdmissionService:
     def _next_filing_number(self, now: datetime) -> str:
         # 备案号: prefix, year and a per-year sequence. Called after the version bump, whose row lock
         # serialises concurrent approvals on PostgreSQL; the unique constraint backs it up.
-        prefix = f"{self.config.filing_number_prefix}-{now.year}-"
+        # The year of the filing is the year in Beijing, where it is filed (17:00 UTC on 31 December is
+        # already New Year's Day there).
+        prefix = f"{self.config.filing_number_prefix}-{now.astimezone(_BEIJING).year}-"
         return f"{prefix}{self.repo.filing_numbers_with_prefix(prefix) + 1:04d}"
 
     # -- supervision and re-certification ------------------------------------------------------------

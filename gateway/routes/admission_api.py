@@ -80,6 +80,7 @@ from gateway.settings import RunMode
 from gateway.upstream import load_or_create_ed25519
 from masking import Catalog, SemanticType
 from policies import divisions
+from policies.scenarios import CHINA_STANDARD_TIME
 
 router = APIRouter(tags=["admission"])
 
@@ -724,6 +725,8 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                 ]
             else:
                 must_act = [{"role": "system_admin", "department": reg.department, "action": "recertify"}]
+            # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
+            ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
             out.append(
                 {
                     "system_id": reminder.system_id,
@@ -733,10 +736,10 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                     "threshold_days": reminder.threshold_days,
                     "renewal_open": reg.renewal_open,
                     "must_act": must_act,
-                    "message_zh": f"系统 {reg.system_id} 的准入将于 "
-                    f"{reminder.approved_until:%Y-%m-%d} 到期，请及时重新审核。",
-                    "message_en": f"The admission of {reg.system_id} lapses on "
-                    f"{reminder.approved_until:%Y-%m-%d}; re-certify it in time.",
+                    "message_zh": f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，"
+                    "请及时重新审核。",
+                    "message_en": f"The admission of {reg.system_id} lapses on {ends:%Y-%m-%d %H:%M} "
+                    "(Beijing time); re-certify it in time.",
                 }
             )
         return {"reminders": out}
