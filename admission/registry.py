@@ -40,11 +40,11 @@ from admission.model import (
     ReviewVote,
     SystemRegistration,
     SystemStatus,
+    refuse_personal_data,
 )
 from admission.statemachine import Action, transition
 from admission.tables import ClientRow, RegistryVersionRow, ReviewRow, SystemRow
 from admission.tokens import credential_generation
-from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 Clock = Callable[[], datetime]
 ChangeEvent = dict[str, Any]
@@ -561,16 +561,8 @@ class AdmissionService:
         reason = reason.strip()
         if not reason:
             raise InvalidRegistration(field_name, "须说明理由", "a reason is required")
-        kind = personal_data_in(reason)
-        if kind is not None:
-            # Reasons and comments are written to the audit log and the review record (PIPL Art. 51).
-            what_zh, what_en = KIND_NAMES[kind]
-            raise InvalidRegistration(
-                field_name,
-                f"含有{what_zh}，请不要填写身份证号、手机号等个人信息",
-                f"holds {what_en}; leave out ID and phone numbers and other personal data",
-            )
-        return reason
+        # Reasons and comments are written to the audit log and the review record (PIPL Art. 51).
+        return refuse_personal_data(field_name, reason)
 
     # -- queries -------------------------------------------------------------------------------------
 

@@ -367,6 +367,20 @@ class OutboundCredentialBody(BaseModel):
     credential: SecretStr = Field(description="write-only: stored encrypted, never returned")
 
 
+def _refuse_personal_data_in_text(body: Mapping[str, Any]) -> None:
+    """The registration's free text (read by every reviewing office) holds no personal data: 422
+    ``personal_data_in_<field>`` naming the kind, as for reasons and comments (the library checks too)."""
+    checklist = body.get("checklist")
+    notes = checklist.get("notes") if isinstance(checklist, Mapping) else None
+    for value, zh, en, code in (
+        (body.get("name"), "系统名称", "system name", "personal_data_in_name"),
+        (body.get("purpose"), "建设目的", "purpose", "personal_data_in_purpose"),
+        (notes, "减负清单说明", "checklist notes", "personal_data_in_checklist_notes"),
+    ):
+        if isinstance(value, str):
+            refuse_personal_data(value, zh, en, code=code)
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
@@ -409,6 +423,7 @@ async def register_system(
     principal = await require(runtime, authorization, "admission", "register")
     department = _department_of(principal)
     body = await _json_object(request)
+    _refuse_personal_data_in_text(body)
     if body.setdefault("department", department) != department:
         raise Forbidden(
             f"系统管理员只能为本部门（{department}）登记系统。",
@@ -473,6 +488,7 @@ async def update_system(
     """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
     principal = await require(runtime, authorization, "admission", "register")
     body = await _json_object(request)
+    _refuse_personal_data_in_text(body)
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         current = _load_own(service, principal, system_id)

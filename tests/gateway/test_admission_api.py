@@ -427,6 +427,34 @@ def test_system_admin_lists_only_their_department(stack: Stack, ca_system_under_
     assert "civil_affairs_bureau" not in [o["code"] for o in progress["pending"]]
 
 
+@pytest.mark.parametrize(
+    ("overrides", "code", "kind"),
+    [
+        ({"purpose": "联系户主张三，电话13812345678"}, "personal_data_in_purpose", "mobile"),
+        ({"name": "随访 110105194912310021"}, "personal_data_in_name", "id_number"),
+        (
+            {"checklist": {**ANSWERED, "notes": "投诉找 139 1234 5678"}},
+            "personal_data_in_checklist_notes",
+            "mobile",
+        ),
+    ],
+)
+def test_personal_data_in_a_registration_is_refused(
+    stack: Stack, overrides: dict[str, Any], code: str, kind: str
+) -> None:
+    """Every reviewing office reads the registry; a draft with a resident's number in it is not kept."""
+    sid = f"pii-{uuid.uuid4().hex[:8]}"
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, **overrides))
+    assert resp.status_code == 422 and resp.json()["error"] == code, resp.text
+    assert resp.json()["personal_data_kind"] == kind
+    for secret in ("13812345678", "110105194912310021", "1234 5678"):
+        assert secret not in resp.text
+    assert call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").status_code == 404
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    edit = call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json=overrides)
+    assert edit.status_code == 422 and edit.json()["error"] == code, edit.text
+
+
 def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
     hijack = registration(
         new_id("hijack"), provides=[{"dataset": "residents", "base_url": "http://127.0.0.1:9/", "fields": []}]
