@@ -14,11 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from admission import _divisions
 from admission.errors import InvalidRegistration
+from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 
 class SystemStatus(StrEnum):
@@ -128,6 +130,17 @@ class BurdenChecklist:
         "forces_checkins",
         "forces_points_or_rankings",
         "offers_complaint_entry",
+    )
+    # What each question asks, in the words of the burden-reduction checklist, for the department's
+    # system admin who has to answer it.
+    QUESTIONS_ZH = MappingProxyType(
+        {
+            "duplicates_platform_function": "是否与统一平台已有功能重复",
+            "can_embed_in_platform": "能否嵌入统一平台",
+            "forces_checkins": "是否强制打卡、留痕",
+            "forces_points_or_rankings": "是否设置积分、排名",
+            "offers_complaint_entry": "是否提供投诉反馈入口",
+        }
     )
 
     def unanswered(self) -> tuple[str, ...]:
@@ -294,12 +307,29 @@ class SystemRegistration:
         return data
 
 
+def refuse_personal_data(field_name: str, text: str) -> str:
+    """``text``, or :class:`InvalidRegistration` naming the kind of personal data it holds (never the
+    value): what is typed into the registry is read by every reviewing office and kept (PIPL Art. 51)."""
+    kind = personal_data_in(text)
+    if kind is not None:
+        what_zh, what_en = KIND_NAMES[kind]
+        raise InvalidRegistration(
+            field_name,
+            f"含有{what_zh}，请不要填写身份证号、手机号等个人信息",
+            f"holds {what_en}; leave out ID and phone numbers and other personal data",
+        )
+    return text
+
+
 def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> SystemRegistration:
     """Build a draft registration from an API or CLI payload; the status and filing fields are never taken
-    from the caller."""
+    from the caller. The name, the purpose and the checklist notes may hold no personal data (the contact,
+    a person to call about the system, is kept out of the views instead)."""
 
     def _str(name: str, default: str | None = None) -> str:
         value = data.get(name, default)
+        if value is None:
+            raise InvalidRegistration(name, "必须填写", "is required")
         if not isinstance(value, str):
             raise InvalidRegistration(name, "须为文本", "must be text")
         return value
@@ -337,11 +367,14 @@ def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> Sy
         raise InvalidRegistration("security_level", "等保级别须为 1–5", "must be a level from 1 to 5")
     if not isinstance(checklist, Mapping):
         raise InvalidRegistration("checklist", "须为对象", "must be an object")
+    notes = checklist.get("notes")
+    if isinstance(notes, str):
+        refuse_personal_data("checklist.notes", notes)
     return SystemRegistration(
         system_id=_str("system_id"),
-        name=_str("name"),
+        name=refuse_personal_data("name", _str("name")),
         department=_str("department"),
-        purpose=_str("purpose"),
+        purpose=refuse_personal_data("purpose", _str("purpose")),
         reaches=_strs("reaches"),
         reaches_villages=reaches_villages,
         collects_fields=_strs("collects_fields"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import func, select, update
@@ -40,14 +40,18 @@ from admission.model import (
     ReviewVote,
     SystemRegistration,
     SystemStatus,
+    refuse_personal_data,
 )
 from admission.statemachine import Action, transition
 from admission.tables import ClientRow, RegistryVersionRow, ReviewRow, SystemRow
 from admission.tokens import credential_generation
-from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 Clock = Callable[[], datetime]
 ChangeEvent = dict[str, Any]
+
+
+#: China Standard Time (UTC+8, no daylight saving): filing numbers count years as Beijing does.
+_BEIJING = timezone(timedelta(hours=8), "CST")
 
 
 def utc_now() -> datetime:
@@ -557,16 +561,8 @@ class AdmissionService:
         reason = reason.strip()
         if not reason:
             raise InvalidRegistration(field_name, "须说明理由", "a reason is required")
-        kind = personal_data_in(reason)
-        if kind is not None:
-            # Reasons and comments are written to the audit log and the review record (PIPL Art. 51).
-            what_zh, what_en = KIND_NAMES[kind]
-            raise InvalidRegistration(
-                field_name,
-                f"含有{what_zh}，请不要填写身份证号、手机号等个人信息",
-                f"holds {what_en}; leave out ID and phone numbers and other personal data",
-            )
-        return reason
+        # Reasons and comments are written to the audit log and the review record (PIPL Art. 51).
+        return refuse_personal_data(field_name, reason)
 
     # -- queries -------------------------------------------------------------------------------------
 
@@ -673,10 +669,11 @@ class AdmissionService:
         reg = self._load(system_id)
         unanswered = reg.checklist.unanswered()
         if unanswered:
+            asked = "；".join(f"{BurdenChecklist.QUESTIONS_ZH[q]}（{q}）" for q in unanswered)
             raise InvalidRegistration(
                 "checklist",
-                "减负清单尚未填写完整",
-                f"the burden checklist is incomplete ({', '.join(unanswered)})",
+                f"减负清单尚未填写完整，还须逐项回答是或否：{asked}",
+                f"the burden checklist is incomplete; answer yes or no to {', '.join(unanswered)}",
             )
         if not self.config.required_offices(reg.department):
             raise ConfigurationError(
@@ -800,7 +797,9 @@ class AdmissionService:
     def _next_filing_number(self, now: datetime) -> str:
         # 备案号: prefix, year and a per-year sequence. Called after the version bump, whose row lock
         # serialises concurrent approvals on PostgreSQL; the unique constraint backs it up.
-        prefix = f"{self.config.filing_number_prefix}-{now.year}-"
+        # The year of the filing is the year in Beijing, where it is filed (17:00 UTC on 31 December is
+        # already New Year's Day there).
+        prefix = f"{self.config.filing_number_prefix}-{now.astimezone(_BEIJING).year}-"
         return f"{prefix}{self.repo.filing_numbers_with_prefix(prefix) + 1:04d}"
 
     # -- supervision and re-certification ------------------------------------------------------------

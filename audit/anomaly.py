@@ -44,7 +44,24 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=CHINA_STANDARD_TIME)
 
 
 class AnomalyRulesError(ValueError):
-    """The rules file or an override is not valid (names the rule and key)."""
+    """The rules file or an override is not valid (names the rule and key).
+
+    ``rule`` and ``key`` are set only when they are names this module defines (never a name as typed),
+    ``needs`` says in Chinese and English what the key takes, so a caller can tell a person what to fix.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str | None = None,
+        key: str | None = None,
+        needs: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.rule = rule if rule in RULES else None
+        self.key = key if self.rule is not None and key in _KEYS[self.rule] else None
+        self.needs = needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,37 +140,56 @@ _KEYS: Final[dict[str, dict[str, type]]] = {
 }
 
 
+def _needs(key: str, expected: type) -> tuple[str, str]:
+    """What ``key`` takes, in the words the checks below apply."""
+    if expected is bool:
+        return "true 或 false", "true or false"
+    if expected is int and key.endswith("hour"):
+        return "0 到 24 之间的整数（北京时间的小时）", "a whole number from 0 to 24 (Beijing hour)"
+    if expected is int and key.startswith(("window", "min_")):
+        return "不小于 1 的整数", "a whole number of at least 1"
+    if expected is int:
+        return "不小于 0 的整数", "a whole number of at least 0"
+    if expected is float:
+        return "0 到 1 之间的数", "a number from 0 to 1"
+    return "用逗号分隔的代码", "codes separated by commas"
+
+
 def _coerce(rule: str, key: str, value: Any) -> Any:
     expected = _KEYS[rule].get(key)
     if expected is None:
-        raise AnomalyRulesError(f"[{rule}] has no setting {key!r}")
+        raise AnomalyRulesError(f"[{rule}] has no setting {key!r}", rule=rule)
+
+    def bad(problem: str) -> AnomalyRulesError:
+        return AnomalyRulesError(f"[{rule}] {key} {problem}", rule=rule, key=key, needs=_needs(key, expected))
+
     if expected is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
-            raise AnomalyRulesError(f"[{rule}] {key} must be true or false")
+            raise bad("must be true or false")
         return value
     if expected is int:
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise AnomalyRulesError(f"[{rule}] {key} must be a whole number") from None
+            raise bad("must be a whole number") from None
         if isinstance(value, bool) or number < 0 or (key.endswith("hour") and number > 24):
-            raise AnomalyRulesError(f"[{rule}] {key} is out of range")
+            raise bad("is out of range")
         if key.startswith(("window", "min_")) and number < 1:
-            raise AnomalyRulesError(f"[{rule}] {key} must be at least 1")
+            raise bad("must be at least 1")
         return number
     if expected is float:
         try:
             ratio = float(value)
         except (TypeError, ValueError):
-            raise AnomalyRulesError(f"[{rule}] {key} must be a number") from None
+            raise bad("must be a number") from None
         if not 0.0 <= ratio <= 1.0:
-            raise AnomalyRulesError(f"[{rule}] {key} must be between 0 and 1")
+            raise bad("must be between 0 and 1")
         return ratio
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-        raise AnomalyRulesError(f"[{rule}] {key} must be a list of codes")
+        raise bad("must be a list of codes")
     return tuple(items)
 
 
@@ -172,7 +208,7 @@ class AnomalyRules:
         for dotted, value in overrides.items():
             rule, _, key = dotted.partition(".")
             if rule not in merged or not key:
-                raise AnomalyRulesError(f"unknown rule setting {dotted!r}")
+                raise AnomalyRulesError(f"unknown rule setting {dotted!r}", rule=rule)
             merged[rule][key] = _coerce(rule, key, value)
         return AnomalyRules(merged)
 

@@ -95,19 +95,24 @@ class CaseConflict(SupervisionError):
     code = "case_conflict"
 
 
-def _checked_text(name: str, value: str | None, *, required: bool = False, limit: int = MAX_TEXT) -> str:
+def _checked_text(
+    name: tuple[str, str], value: str | None, *, required: bool = False, limit: int = MAX_TEXT
+) -> str:
+    """``value`` trimmed, or refused: missing when ``required``, too long, or holding personal data.
+    ``name`` is the field's (Chinese, English) name, so each message reads whole in its language."""
+    zh, en = name
     text = (value or "").strip()
     if required and not text:
-        raise InvalidCaseInput(f"请填写{name}。", f"{name} is required.")
+        raise InvalidCaseInput(f"请填写{zh}。", f"The {en} is required.")
     if len(text) > limit:
-        raise InvalidCaseInput(f"{name}过长（最多 {limit} 字）。", f"{name} is too long (max {limit}).")
+        raise InvalidCaseInput(f"{zh}过长（最多 {limit} 字）。", f"The {en} is too long (max {limit}).")
     kind = personal_data_in(text)
     if kind is not None:
         # The case file must not become a second copy of the resident's identity (PIPL Art. 51).
         what_zh, what_en = KIND_NAMES[kind]
         raise InvalidCaseInput(
-            f"{name}中含有{what_zh}。请不要填写身份证号、手机号等个人信息，系统已单独以加密方式记录投诉人身份。",
-            f"{name} holds {what_en}. Leave out ID and phone numbers and other personal data; "
+            f"{zh}中含有{what_zh}。请不要填写身份证号、手机号等个人信息，系统已单独以加密方式记录投诉人身份。",
+            f"The {en} holds {what_en}. Leave out ID and phone numbers and other personal data; "
             "the complainant is recorded separately as a keyed ref.",
         )
     return text
@@ -186,8 +191,8 @@ def register_complaint(
         complaint_id=_id("C"),
         source=channel.value,
         subject_ref=subject_ref,
-        ticket=_checked_text("工单号", ticket, limit=64) or None,
-        summary=_checked_text("投诉摘要", summary),
+        ticket=_checked_text(("工单号", "ticket number"), ticket, limit=64) or None,
+        summary=_checked_text(("投诉摘要", "complaint summary"), summary),
         received_by=actor,
         received_at=now,
         due_at=now + timedelta(days=deadlines.complaint_days),
@@ -309,7 +314,7 @@ def assign_incident(
     incident = _incident(session, incident_id)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结，不能再分派。", "The incident is closed; it cannot be assigned.")
-    who = _checked_text("承办人", assignee, required=True, limit=256)
+    who = _checked_text(("承办人", "assignee"), assignee, required=True, limit=256)
     incident.assignee = who
     incident.status = IncidentStatus.INVESTIGATING.value
     if due_at is not None:
@@ -334,7 +339,7 @@ def add_note(
     incident = _incident(session, incident_id)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结，不能再添加调查记录。", "The incident is closed; no more notes.")
-    text = _checked_text("调查记录", note, required=True)
+    text = _checked_text(("调查记录", "note"), note, required=True)
     _step(session, incident_id, "note", actor, now, text)
     session.flush()
     change = {"kind": "supervision.incident_note", "actor": actor, "incident_id": incident_id}
@@ -354,7 +359,7 @@ def dispose_incident(
             "处理结论应为 substantiated（属实）、unsubstantiated（不属实）或 referred（移送）。",
             "disposition must be substantiated, unsubstantiated or referred.",
         ) from None
-    text = _checked_text("处理意见", note, required=True)
+    text = _checked_text(("处理意见", "disposition note"), note, required=True)
     incident.status = IncidentStatus.CLOSED.value
     incident.disposition = outcome.value
     incident.closed_by = actor

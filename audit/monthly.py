@@ -69,6 +69,8 @@ class MonthlyReport:
     cases: dict[str, int]
     scenario_names: Mapping[str, str] = field(default_factory=dict)
     integrity: Mapping[str, Any] = field(default_factory=dict)
+    # Reason code -> what it means in Chinese, for the printed page (the caller knows its codes).
+    reason_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def daily(self) -> list[tuple[str, int, int]]:
@@ -127,6 +129,7 @@ def build_monthly_report(
     scenario_names: Mapping[str, str] | None = None,
     integrity: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    reason_names: Mapping[str, str] | None = None,
 ) -> MonthlyReport:
     start, end = month_bounds(month)
     events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
@@ -163,6 +166,7 @@ def build_monthly_report(
         cases=_case_stats(engine, start, end, now or datetime.now(UTC)),
         scenario_names=dict(scenario_names or {}),
         integrity=dict(integrity or {}),
+        reason_names=dict(reason_names or {}),
     )
 
 
@@ -330,12 +334,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _labelled(key: str, label: Mapping[str, str] | None) -> str:
+    return key if label is None or key not in label else f"{label[key]}（{key}）"
+
+
 def _report_rows(rows: Sequence[ReportRow], label: Mapping[str, str] | None = None) -> list[list[Any]]:
-    out = []
-    for r in rows:
-        name = r.key if label is None or r.key not in label else f"{label[r.key]}（{r.key}）"
-        out.append([name, r.allowed, r.refused, r.errors, r.records_read, len(r.users)])
-    return out
+    return [
+        [_labelled(r.key, label), r.allowed, r.refused, r.errors, r.records_read, len(r.users)] for r in rows
+    ]
 
 
 _HEAD: Final = ("", "允许", "拒绝", "错误", "读取记录数", "涉及用户数")
@@ -420,7 +426,9 @@ def render_html(report: MonthlyReport) -> str:
         "<h2>四、分部门情况</h2>",
         _table(("数据所属部门", *_HEAD[1:]), _report_rows(report.by_department)),
         "<h2>五、拒绝原因</h2>",
-        _table(("原因代码", "次数"), [list(x) for x in report.refusal_reasons]),
+        _table(
+            ("拒绝原因", "次数"), [[_labelled(k, report.reason_names), n] for k, n in report.refusal_reasons]
+        ),
         "<h2>六、异常线索</h2>",
         _table(("规则", "线索数"), anomaly_rows),
         _table(("规则", "对象", "事件数", "事件序号"), finding_rows),

@@ -11,10 +11,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import typing
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -189,6 +190,109 @@ def field_name(loc: Sequence[Any], declared: frozenset[str]) -> str:
     return source if isinstance(source, str) and source in _SOURCES else "request"
 
 
+_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+_CHOICES_PATTERN = re.compile(r"^\^\(([A-Za-z0-9_|]+)\)\$$")
+_BOUNDS = {
+    "greater_than_equal": ("ge", "不能小于", "at least"),
+    "greater_than": ("gt", "须大于", "greater than"),
+    "less_than_equal": ("le", "不能大于", "at most"),
+    "less_than": ("lt", "须小于", "less than"),
+}
+_LENGTHS = {
+    "string_too_short": ("min_length", "至少 {} 个字符", "at least {} characters"),
+    "string_too_long": ("max_length", "最多 {} 个字符", "at most {} characters"),
+    "too_short": ("min_length", "至少 {} 项", "at least {} items"),
+    "too_long": ("max_length", "最多 {} 项", "at most {} items"),
+}
+_KINDS = {
+    "missing": ("必须填写", "required"),
+    "int_parsing": ("须为整数", "must be a whole number"),
+    "int_type": ("须为整数", "must be a whole number"),
+    "int_from_float": ("须为整数", "must be a whole number"),
+    "bool_parsing": ("须为 true 或 false", "must be true or false"),
+    "bool_type": ("须为 true 或 false", "must be true or false"),
+    "string_type": ("须为文本", "must be text"),
+    "list_type": ("须为列表", "must be a list"),
+    "dict_type": ("须为对象", "must be an object"),
+    "model_attributes_type": ("须为对象", "must be an object"),
+    "timezone_aware": (
+        "须为带时区的时间，例如 2026-11-22T08:00:00+08:00",
+        "must be a time with its offset, e.g. 2026-11-22T08:00:00+08:00",
+    ),
+}
+
+
+def _one_of(values: Sequence[str]) -> tuple[str, str] | None:
+    return (f"只能是 {'、'.join(values)} 之一", f"must be one of {', '.join(values)}") if values else None
+
+
+def _body_fields(route: Any) -> list[str]:
+    """The top-level fields of the endpoint's body model (also when the body is optional)."""
+    annotation = getattr(getattr(getattr(route, "body_field", None), "field_info", None), "annotation", None)
+    for model in (annotation, *typing.get_args(annotation)):
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return list(model.model_fields)
+    return []
+
+
+def validation_hint(error: Mapping[str, Any], route: Any = None) -> tuple[str, str] | None:
+    """What is wrong with one parameter and what it takes (Chinese, English), from the error's type and
+    the endpoint's own schema (allowed values, lengths, bounds, formats), never from the value sent."""
+    kind = str(error.get("type"))
+    ctx = error.get("ctx") or {}
+    if kind in _KINDS:
+        return _KINDS[kind]
+    if kind in _BOUNDS:
+        key, zh, en = _BOUNDS[kind]
+        return f"{zh} {ctx.get(key)}", f"must be {en} {ctx.get(key)}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "不能为空", "must not be empty"
+    if kind in _LENGTHS:
+        key, zh, en = _LENGTHS[kind]
+        return zh.format(ctx.get(key)), en.format(ctx.get(key))
+    if kind in ("literal_error", "enum"):
+        # pydantic lists the schema's values as "'a', 'b' or 'c'".
+        return _one_of(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        if pattern == _MONTH_PATTERN:
+            return "须为 YYYY-MM 格式的月份，例如 2026-11", "must be a month as YYYY-MM, e.g. 2026-11"
+        choices = _CHOICES_PATTERN.match(pattern)
+        return (
+            _one_of(choices.group(1).split("|")) if choices else ("格式不正确", "is not in the right format")
+        )
+    if kind.startswith(("datetime_", "date_")):
+        return _KINDS["timezone_aware"]
+    if kind == "extra_forbidden":
+        # The unknown key is what the caller typed (not repeated); the accepted ones are the schema's.
+        accepted = _body_fields(route) if len(error.get("loc", ())) == 2 else []
+        return (
+            "含有本接口没有的字段" + (f"，可用的字段：{'、'.join(accepted)}" if accepted else ""),
+            "holds a field this endpoint does not take"
+            + (f"; it takes {', '.join(accepted)}" if accepted else ""),
+        )
+    return None
+
+
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) -> tuple[list[str], str, str]:
+    """The parameters named (declared names only) and the zh/en message saying what each needs."""
+    declared = declared_names(route)
+    hints: dict[str, list[tuple[str, str]]] = {}
+    for err in errors:
+        loc = err.get("loc", ())
+        name = field_name(loc, declared)
+        said = hints.setdefault(name, [])
+        # A hint about a part the name does not reach (a list item, a dict key) would mislead.
+        whole = ".".join(str(p) for p in loc[1:]) in (name, "") or err.get("type") == "extra_forbidden"
+        hint = validation_hint(err, route) if whole else None
+        if hint is not None and hint not in said:
+            said.append(hint)
+    names = sorted(hints)
+    zh = "；".join(n + (f"（{'；'.join(h[0] for h in hints[n])}）" if hints[n] else "") for n in names)
+    en = "; ".join(n + (f" ({'; '.join(h[1] for h in hints[n])})" if hints[n] else "") for n in names)
+    return names, f"请求参数有误：{zh}。", f"Invalid request parameters: {en}."
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -197,17 +301,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         # Name the offending parameters, never echo their values (they may hold personal data), nor the
-        # dict keys and list indexes inside them: only names the endpoint itself declares.
-        declared = declared_names(request.scope.get("route"))
-        names = sorted({field_name(err.get("loc", ()), declared) for err in exc.errors()})
-        return error_response(
-            request,
-            InvalidRequest(
-                f"请求参数有误：{', '.join(names)}。",
-                f"Invalid request parameters: {', '.join(names)}.",
-                extra={"fields": names},
-            ),
-        )
+        # dict keys and list indexes inside them: only names the endpoint itself declares, each with what
+        # it needs, read from the schema.
+        names, zh, en = describe_validation_errors(exc.errors(), request.scope.get("route"))
+        return error_response(request, InvalidRequest(zh, en, extra={"fields": names}))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -704,7 +704,12 @@ class GrantService:
         self._require(actor, "grants", "request")
         spec = self.scenarios.get(scenario)
         if spec is None:
-            raise GrantError("没有这个使用场景。", f"unknown scenario {scenario!r}")
+            # What was typed is not repeated (it may be anything); the catalog's codes are listed instead.
+            codes = "、".join(s.code for s in self.scenarios)
+            raise GrantError(
+                f"没有这个使用场景。可申请的场景：{codes}。",
+                f"no such scenario; the catalog has {', '.join(s.code for s in self.scenarios)}",
+            )
         scope = divisions.normalize(org_scope)
         if not divisions.covers(actor.org, scope):
             # Delegation only within one's own jurisdiction, never beyond it.
@@ -714,20 +719,29 @@ class GrantService:
         wanted = dict(spec.datasets) if datasets is None else {k: tuple(v) for k, v in datasets.items()}
         if not wanted:
             raise GrantError("申请至少要包含一个数据集。", "a request names at least one dataset")
+        # Dataset and field names as typed are never repeated (a mistyped one may be anything, even a
+        # phone number); the answer lists what the scenario offers instead.
+        offered = "、".join(spec.datasets)
         for name, fields in wanted.items():
             if not self.permissions.is_allowed(actor.roles, f"dataset:{name}", "read"):
                 # A request delegates access to the organisations below; never more than one holds.
                 raise SeparationOfDutiesError(
-                    "不能为他人申请自己岗位都无权查看的数据。",
-                    f"you may not delegate access to {name!r}, which your own role cannot read",
+                    f"不能为他人申请自己岗位都无权查看的数据。「{spec.name_zh}」包含的数据集：{offered}。",
+                    "you may not delegate access to a dataset your own role cannot read; "
+                    f"{scenario} covers {', '.join(spec.datasets)}",
                 )
             allowed = spec.datasets.get(name)
             if allowed is None:
-                raise GrantError("该场景不包含这个数据集。", f"scenario does not cover dataset {name!r}")
-            extra = [f for f in fields if f not in allowed]
-            if extra or not fields:
                 raise GrantError(
-                    "申请的字段超出了场景所需范围。", f"fields outside the scenario's list: {sorted(extra)}"
+                    f"该场景不包含这个数据集。「{spec.name_zh}」包含的数据集：{offered}。",
+                    f"the scenario does not cover that dataset; {scenario} covers {', '.join(spec.datasets)}",
+                )
+            if not fields or any(f not in allowed for f in fields):
+                raise GrantError(
+                    "申请的字段超出了场景所需范围（或一个也没有）。"
+                    f"「{spec.name_zh}」在 {name} 中可申请的字段：{'、'.join(allowed)}。",
+                    f"fields outside the scenario's list (or none); {scenario} offers {', '.join(allowed)} "
+                    f"of {name}",
                 )
         if not reason.strip():
             raise GrantError("请填写申请理由。", "a reason is required")

@@ -65,8 +65,10 @@ def _token(token: str | None, as_user: str | None) -> str:
 def unreachable(url: str, exc: httpx.HTTPError) -> typer.Exit:
     """Say the gateway cannot be reached (the exception's type only: its text may carry the URL's secrets)."""
     typer.echo(
-        f"无法连接网关 {url}（{type(exc).__name__}）：请确认网关已启动、地址正确。\n"
-        f"cannot reach the gateway at {url}: {type(exc).__name__}",
+        f"无法连接网关 {url}（{type(exc).__name__}）：请确认网关已启动、地址正确"
+        "（另一地址用 --url 或环境变量 GRASSROOTS_URL 指定）。\n"
+        f"cannot reach the gateway at {url}: {type(exc).__name__} "
+        "(give another address with --url or GRASSROOTS_URL)",
         err=True,
     )
     return typer.Exit(3)

@@ -80,6 +80,7 @@ from gateway.settings import RunMode
 from gateway.upstream import load_or_create_ed25519
 from masking import Catalog, SemanticType
 from policies import divisions
+from policies.scenarios import CHINA_STANDARD_TIME
 
 router = APIRouter(tags=["admission"])
 
@@ -366,6 +367,20 @@ class OutboundCredentialBody(BaseModel):
     credential: SecretStr = Field(description="write-only: stored encrypted, never returned")
 
 
+def _refuse_personal_data_in_text(body: Mapping[str, Any]) -> None:
+    """The registration's free text (read by every reviewing office) holds no personal data: 422
+    ``personal_data_in_<field>`` naming the kind, as for reasons and comments (the library checks too)."""
+    checklist = body.get("checklist")
+    notes = checklist.get("notes") if isinstance(checklist, Mapping) else None
+    for value, zh, en, code in (
+        (body.get("name"), "系统名称", "system name", "personal_data_in_name"),
+        (body.get("purpose"), "建设目的", "purpose", "personal_data_in_purpose"),
+        (notes, "减负清单说明", "checklist notes", "personal_data_in_checklist_notes"),
+    ):
+        if isinstance(value, str):
+            refuse_personal_data(value, zh, en, code=code)
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
@@ -408,6 +423,7 @@ async def register_system(
     principal = await require(runtime, authorization, "admission", "register")
     department = _department_of(principal)
     body = await _json_object(request)
+    _refuse_personal_data_in_text(body)
     if body.setdefault("department", department) != department:
         raise Forbidden(
             f"系统管理员只能为本部门（{department}）登记系统。",
@@ -472,6 +488,7 @@ async def update_system(
     """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
     principal = await require(runtime, authorization, "admission", "register")
     body = await _json_object(request)
+    _refuse_personal_data_in_text(body)
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         current = _load_own(service, principal, system_id)
@@ -724,6 +741,8 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                 ]
             else:
                 must_act = [{"role": "system_admin", "department": reg.department, "action": "recertify"}]
+            # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
+            ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
             out.append(
                 {
                     "system_id": reminder.system_id,
@@ -733,10 +752,10 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                     "threshold_days": reminder.threshold_days,
                     "renewal_open": reg.renewal_open,
                     "must_act": must_act,
-                    "message_zh": f"系统 {reg.system_id} 的准入将于 "
-                    f"{reminder.approved_until:%Y-%m-%d} 到期，请及时重新审核。",
-                    "message_en": f"The admission of {reg.system_id} lapses on "
-                    f"{reminder.approved_until:%Y-%m-%d}; re-certify it in time.",
+                    "message_zh": f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，"
+                    "请及时重新审核。",
+                    "message_en": f"The admission of {reg.system_id} lapses on {ends:%Y-%m-%d %H:%M} "
+                    "(Beijing time); re-certify it in time.",
                 }
             )
         return {"reminders": out}

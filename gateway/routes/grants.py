@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gateway.admin_support import domain_errors, require, unit_of_work
@@ -226,6 +226,10 @@ async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader
 
 
 class GrantRequestBody(BaseModel):
+    # A key the body does not define is refused, not ignored: `{"org": ...}` for `org_scope` would
+    # otherwise request the grant for the caller's whole organisation (a township, not its village).
+    model_config = ConfigDict(extra="forbid")
+
     scenario: str = Field(max_length=64)
     org_scope: str | None = Field(None, description="division code; default: the caller's organisation")
     datasets: dict[str, list[str]] | None = Field(
@@ -235,6 +239,9 @@ class GrantRequestBody(BaseModel):
 
 
 class ApproveBody(BaseModel):
+    # A misspelt `valid_until` would otherwise approve for the scenario's whole default validity.
+    model_config = ConfigDict(extra="forbid")
+
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
 
@@ -244,6 +251,8 @@ class ReasonBody(BaseModel):
 
 
 class RenewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     grant_ids: list[str] = Field(min_length=1, max_length=1000)
     validity_days: int | None = Field(None, gt=0, le=3650)
     stagger_window_days: int = Field(14, ge=0, le=90)
@@ -475,6 +484,8 @@ async def revoke_grant(
 
 
 class BreakGlassBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     scenario: str = Field(max_length=64)
     reason: str = Field(max_length=2000)
     hours: int = Field(2, description=f"hard limit, at most {BREAK_GLASS_MAX_HOURS}")

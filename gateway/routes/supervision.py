@@ -68,6 +68,38 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
 RESOURCE = "audit"
 
+#: What each refusal code of the data path means, for the printed monthly report (定期通报): its
+#: readers are officials, not developers. A code not listed is shown as it is.
+REFUSAL_REASONS_ZH: Mapping[str, str] = {
+    "no_permission": "岗位无权查看该数据",
+    "unknown_scenario": "使用场景不存在",
+    "missing_scenario": "未说明使用场景",
+    "invalid_scenario": "场景代码有误",
+    "scenario_not_for_role": "该场景不由此岗位办理",
+    "scenario_not_for_dataset": "该场景不需要此数据",
+    "outside_hours": "不在允许查看的时段",
+    "grant_revoked": "授权已撤销",
+    "grant_expired": "授权已过期",
+    "no_active_grant": "没有有效授权",
+    "field_not_granted": "字段未获授权",
+    "quota_exceeded": "超出每日限额",
+    "too_many_records": "超出单次条数上限",
+    "page_size_over_limit": "每页条数超过上限",
+    "invalid_page": "分页参数有误",
+    "invalid_page_size": "分页参数有误",
+    "unknown_dataset": "数据集不存在",
+    "not_found": "记录不存在或不在管辖范围内",
+    "grid_scope_unassigned": "未分配微网格",
+    "grid_scope_invalid": "所分配微网格不在本单位",
+    "grid_scope_unsupported": "数据集未按微网格划分",
+    "reidentification_risk": "可能识别出个人，已拒绝",
+    "system_not_registered": "部门系统未登记",
+    "system_not_approved": "部门系统未通过准入联审",
+    "system_suspended": "部门系统准入已暂停",
+    "system_revoked": "部门系统准入已撤销",
+    "system_lapsed": "部门系统准入已到期",
+}
+
 
 # -- helpers ---------------------------------------------------------------------------------------
 
@@ -84,16 +116,8 @@ def supervision_errors() -> Iterator[None]:
     except SupervisionError as exc:
         status = {"not_found": 404, "conflict": 409}.get(exc.kind, 422)
         raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=status) from None
-    except AnomalyRulesError:
-        # A fixed answer: the rule names and settings come from the query string and are not echoed.
-        raise InvalidRequest(
-            f"异常规则参数有误：rule 只能是 {'、'.join(ANOMALY_RULES)}；setting 写作 规则.设置项=值"
-            "（例如 bulk_reading.min_records=200），可设置的项及当前取值见本接口返回的 rules。",
-            f"Invalid anomaly rule parameter: rule must be one of {', '.join(ANOMALY_RULES)}; a setting "
-            "looks like rule.key=value (for example bulk_reading.min_records=200), with the keys and their "
-            "current values listed under 'rules' in this endpoint's answer.",
-            code="bad_rule",
-        ) from None
+    except AnomalyRulesError as exc:
+        raise bad_rule(exc) from None
     except ArchiveError as exc:
         raise GatewayError(
             f"无法归档：{exc.message_zh}。",
@@ -205,9 +229,40 @@ def _grant_windows(runtime: Runtime) -> dict[str, GrantWindow]:
     return windows
 
 
+def bad_rule(exc: AnomalyRulesError, defaults: AnomalyRules | None = None) -> InvalidRequest:
+    """Say which part of a rule or setting is wrong and what it takes. Only names the library defines are
+    repeated (``exc.rule``, ``exc.key``), never the query string as typed; with the rule settings in force,
+    so the answer itself lists every key and its current value."""
+    if exc.rule is not None and exc.key is not None and exc.needs is not None:
+        zh = f"{exc.rule}.{exc.key} 的取值应为：{exc.needs[0]}"
+        en = f"{exc.rule}.{exc.key} takes {exc.needs[1]}"
+    elif exc.rule is not None:
+        keys = list(defaults[exc.rule]) if defaults is not None else []
+        zh = f"规则 {exc.rule} 没有这个设置项" + (f"，可设置：{'、'.join(keys)}" if keys else "")
+        en = f"rule {exc.rule} has no such setting" + (f"; it has {', '.join(keys)}" if keys else "")
+    else:
+        zh = f"规则名只能是 {'、'.join(ANOMALY_RULES)}"
+        en = f"a rule is one of {', '.join(ANOMALY_RULES)}"
+    where_zh, where_en = "。", "."
+    if defaults is not None:
+        where_zh = "，可设置的项及当前取值列在 rules 中（本回答和每次查询的结果都有）。"
+        where_en = ", every key and its current value under 'rules' (in this answer and in every result)."
+    return InvalidRequest(
+        f"异常规则参数有误：{zh}。设置写作 规则.设置项=值（例如 bulk_reading.min_records=200）{where_zh}",
+        f"Invalid anomaly rule parameter: {en}. A setting looks like rule.key=value "
+        f"(for example bulk_reading.min_records=200){where_en}",
+        code="bad_rule",
+        extra={"rules": defaults.to_json()} if defaults is not None else None,
+    )
+
+
 def _anomaly_inputs(runtime: Runtime, overrides: Mapping[str, Any]) -> tuple[AnomalyRules, AnomalyContext]:
     with supervision_errors():
-        rules = audit.load_anomaly_rules(_settings().anomaly_rules_path).with_overrides(overrides)
+        defaults = audit.load_anomaly_rules(_settings().anomaly_rules_path)
+    try:
+        rules = defaults.with_overrides(overrides)
+    except AnomalyRulesError as exc:
+        raise bad_rule(exc, defaults) from None
     hours, _, _ = _scenario_context(runtime)
     return rules, AnomalyContext(scenario_hours=hours, grants=_grant_windows(runtime))
 
@@ -330,6 +385,8 @@ async def anomalies(
     principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, _overrides(setting or []))
+    if any(r not in ANOMALY_RULES for r in rule or ()):
+        raise bad_rule(AnomalyRulesError("unknown anomaly rule"), rules)
     with supervision_errors():
         findings = await asyncio.to_thread(
             audit.detect_anomalies,
@@ -373,7 +430,28 @@ async def monthly_report(
         dataset_departments=departments,
         scenario_names=names,
         integrity=integrity,
+        reason_names=REFUSAL_REASONS_ZH,
     )
+    filename = f"audit-report-{label}"
+    answer: Response | dict[str, Any]
+    if format == "json":
+        answer = report_data.to_json()
+    elif format == "csv":
+        answer = Response(
+            audit.render_csv(report_data).encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    elif format == "html":
+        answer = HTMLResponse(audit.render_html(report_data))
+    else:
+        # Recorded once the report exists: a PDF that could not be printed (no Chromium, a failed
+        # print) left nothing, and the log must not say a report was handed out.
+        answer = Response(
+            await html_to_pdf(audit.render_html(report_data)),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'},
+        )
     await _audit(
         runtime,
         principal,
@@ -381,24 +459,7 @@ async def monthly_report(
         "supervision.monthly_report",
         {"month": label, "format": format, "org": scope},
     )
-    filename = f"audit-report-{label}"
-    if format == "json":
-        return report_data.to_json()
-    if format == "csv":
-        return Response(
-            audit.render_csv(report_data).encode("utf-8"),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
-        )
-    page = audit.render_html(report_data)
-    if format == "html":
-        return HTMLResponse(page)
-    pdf = await html_to_pdf(page)
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'},
-    )
+    return answer
 
 
 def _integrity(runtime: Runtime) -> dict[str, Any]:
@@ -677,6 +738,7 @@ async def assign_incident(
     incident_id: str, body: AssignIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    refuse_personal_data(body.assignee, "承办人", "assignee", code="personal_data_in_assignee")
     now = _now()
     return await _case_step(
         runtime,

@@ -152,6 +152,32 @@ def test_payload_errors_name_the_field(change: dict[str, Any], field: str) -> No
     assert info.value.field == field
 
 
+def test_a_missing_text_field_is_said_to_be_required() -> None:
+    payload = {k: v for k, v in PAYLOAD.items() if k != "name"}
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping(payload, created_by="u-1")
+    assert (info.value.field, info.value.message_zh) == ("name", "name：必须填写")
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "kind"),
+    [
+        ({"purpose": "联系户主张三，电话13812345678"}, "purpose", "手机号"),
+        ({"name": "110105194912310021 专用"}, "name", "身份证号"),
+        ({"checklist": {"notes": "投诉找 139 1234 5678"}}, "checklist.notes", "手机号"),
+    ],
+)
+def test_personal_data_in_the_registration_text_is_refused(
+    change: dict[str, Any], field: str, kind: str
+) -> None:
+    """Every reviewing office reads the registry: no resident's data in what a department types there."""
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping({**PAYLOAD, **change}, created_by="u-1")
+    assert info.value.field == field and kind in info.value.message_zh
+    for secret in ("13812345678", "110105194912310021", "1234 5678", "张三"):
+        assert secret not in info.value.message_zh + info.value.message_en
+
+
 def test_default_offices_follow_the_district_plan() -> None:
     config = load_admission_config()
     assert [o.name_zh for o in config.offices] == [

@@ -4,7 +4,7 @@ duties, rejection reasons, changes and resubmission, and the change events hande
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -70,6 +70,12 @@ def test_incomplete_checklist_cannot_be_submitted(service: AdmissionService) -> 
         service.submit("health-visits", "u-health-admin")
     assert info.value.field == "checklist"
     assert service.get("health-visits").status is SystemStatus.DRAFT
+    # The Chinese message, which the department's system admin reads first, names every open question
+    # (not only the English one): what it asks, and the key to answer it with.
+    for question in ("duplicates_platform_function", "can_embed_in_platform", "offers_complaint_entry"):
+        assert BurdenChecklist.QUESTIONS_ZH[question] in info.value.message_zh
+        assert question in info.value.message_zh
+    assert "forces_checkins" not in info.value.message_zh  # answered
 
 
 def test_approval_needs_every_required_office(service: AdmissionService, clock: FakeClock) -> None:
@@ -101,6 +107,13 @@ def test_filing_numbers_are_sequential(flow: Flow, service: AdmissionService) ->
         "CJZR-2025-0001",
         "CJZR-2025-0002",
     ]
+
+
+def test_the_filing_year_is_the_beijing_year(flow: Flow, service: AdmissionService, clock: FakeClock) -> None:
+    """Approved at 01:00 on New Year's Day in Beijing (17:00 UTC the day before): a filing of the new year."""
+    clock.now = datetime(2025, 12, 31, 17, 0, tzinfo=UTC)
+    flow.admit(make_registration("sys-new-year"))
+    assert service.get("sys-new-year").filing_number == "CJZR-2026-0001"
 
 
 def test_office_of_the_applying_department_is_recused(service: AdmissionService) -> None:

@@ -125,6 +125,7 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         dataset_departments={"residents": "civil_affairs"},
         scenario_names={"subsistence-review": "低保年度复核"},
         now=NOV + timedelta(days=1),
+        reason_names={"outside_jurisdiction": "越权尝试"},
     )
     assert report.totals.total == 5
     assert len(report.daily) == 30
@@ -138,6 +139,7 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         'id="chart-org"',
         "@media print",
         "低保年度复核",
+        "越权尝试（outside_jurisdiction）",  # refusal reasons in words, the code beside them
     ):
         assert needle in page
     assert "<script" not in page

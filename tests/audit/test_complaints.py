@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -158,8 +159,10 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
 def test_plain_personal_data_never_enters_a_case_file(sqlite: Store, field: str, value: str) -> None:
     args = {"subject_ref": ALICE, "source": "walk_in", "summary": "", "ticket": None}
     args[field] = value
-    with Session(sqlite.engine) as session, pytest.raises(InvalidCaseInput):
+    with Session(sqlite.engine) as session, pytest.raises(InvalidCaseInput) as refused:
         register_complaint(session, actor="s", now=NOW, **args)  # type: ignore[arg-type]
+    # Each message reads whole in its own language: no Chinese field name inside the English one.
+    assert not re.search(r"[\u4e00-\u9fff]", refused.value.message_en), refused.value.message_en
 
 
 def test_case_tables_hold_no_plain_personal_data(sqlite: Store) -> None:

@@ -427,6 +427,34 @@ def test_system_admin_lists_only_their_department(stack: Stack, ca_system_under_
     assert "civil_affairs_bureau" not in [o["code"] for o in progress["pending"]]
 
 
+@pytest.mark.parametrize(
+    ("overrides", "code", "kind"),
+    [
+        ({"purpose": "联系户主张三，电话13812345678"}, "personal_data_in_purpose", "mobile"),
+        ({"name": "随访 110105194912310021"}, "personal_data_in_name", "id_number"),
+        (
+            {"checklist": {**ANSWERED, "notes": "投诉找 139 1234 5678"}},
+            "personal_data_in_checklist_notes",
+            "mobile",
+        ),
+    ],
+)
+def test_personal_data_in_a_registration_is_refused(
+    stack: Stack, overrides: dict[str, Any], code: str, kind: str
+) -> None:
+    """Every reviewing office reads the registry; a draft with a resident's number in it is not kept."""
+    sid = f"pii-{uuid.uuid4().hex[:8]}"
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, **overrides))
+    assert resp.status_code == 422 and resp.json()["error"] == code, resp.text
+    assert resp.json()["personal_data_kind"] == kind
+    for secret in ("13812345678", "110105194912310021", "1234 5678"):
+        assert secret not in resp.text
+    assert call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").status_code == 404
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    edit = call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json=overrides)
+    assert edit.status_code == 422 and edit.json()["error"] == code, edit.text
+
+
 def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
     hijack = registration(
         new_id("hijack"), provides=[{"dataset": "residents", "base_url": "http://127.0.0.1:9/", "fields": []}]
@@ -589,16 +617,21 @@ def test_a_never_approved_system_is_blocked_even_with_a_valid_signature(stack: S
     _assert_blocked(stack, forged.access_token, "health-followup-app", "system_not_approved")
 
 
-def test_lapse_by_time_then_recertification(stack: Stack) -> None:
-    sid, token = _fresh_system_with_token(stack)
-    # As if the approval had been granted a year ago: it ends two seconds from now.
-    ends = datetime.now(UTC) + timedelta(seconds=2)
+def set_approved_until(stack: Stack, sid: str, ends: datetime) -> None:
+    """As if the approval had been granted earlier: it ends at ``ends`` (every process sees it in a poll)."""
     with stack.engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE admission_systems SET approved_until = :t WHERE system_id = :s"),
             {"t": ends, "s": sid},
         )
         conn.execute(sa.text("UPDATE admission_registry_version SET version = version + 1"))
+
+
+def test_lapse_by_time_then_recertification(stack: Stack) -> None:
+    sid, token = _fresh_system_with_token(stack)
+    # As if the approval had been granted a year ago: it ends two seconds from now.
+    ends = datetime.now(UTC) + timedelta(seconds=2)
+    set_approved_until(stack, sid, ends)
     reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
     mine = next(r for r in reminders if r["system_id"] == sid)
     assert mine["threshold_days"] == 7 and mine["must_act"] == [
@@ -623,6 +656,19 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     assert as_system(stack.base_url, token).status_code == 200
     kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
     assert "admission.lapsed" in kinds and "admission.recertification_opened" in kinds
+
+
+def test_a_reminder_gives_the_date_in_beijing_time(stack: Stack) -> None:
+    """An approval ending at 17:00 UTC ends at 01:00 the next day in Beijing, the day officials read."""
+    sid, _ = _fresh_system_with_token(stack)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    ends = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 17, 0, tzinfo=UTC)
+    set_approved_until(stack, sid, ends)
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    beijing = f"{(ends + timedelta(hours=8)):%Y-%m-%d} 01:00（北京时间）"
+    assert beijing in mine["message_zh"], mine["message_zh"]
+    assert "(Beijing time)" in mine["message_en"]
 
 
 # --------------------------------------------------------------------------------------- credentials

@@ -202,8 +202,10 @@ def test_unreachable_gateway_exits_3_naming_only_the_error_type() -> None:
     assert result.exit_code == 3
     url = f"http://127.0.0.1:{port}"
     assert result.stderr == (
-        f"无法连接网关 {url}（ConnectError）：请确认网关已启动、地址正确。\n"
-        f"cannot reach the gateway at {url}: ConnectError\n"
+        f"无法连接网关 {url}（ConnectError）：请确认网关已启动、地址正确"
+        "（另一地址用 --url 或环境变量 GRASSROOTS_URL 指定）。\n"
+        f"cannot reach the gateway at {url}: ConnectError "
+        "(give another address with --url or GRASSROOTS_URL)\n"
     )
 
 

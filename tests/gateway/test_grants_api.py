@@ -147,6 +147,26 @@ def _approved(stack: Stack, org: str, scenario: str = "DIBAO_REVIEW", **window: 
     return grant_id
 
 
+def test_a_key_the_body_does_not_define_is_refused_not_ignored(stack: Stack) -> None:
+    """`org` for `org_scope` (the CLI calls it --org) used to be dropped: the township officer asking for
+    one village got a request for her whole township. A misspelt `valid_until` approved for the default
+    validity. Both are refused now, naming the fields the body takes, and nothing changes."""
+    listed = api(stack, "GET", "/grants", "supervisor", params={"status": "requested"}).json()["items"]
+    body = {"scenario": "ELDERLY_VISIT", "org": VILLAGE_B, "reason": "永乐村高龄老人走访"}
+    resp = api(stack, "POST", "/grants", "town_officer", body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["fields"] == ["body"] and "org_scope" in resp.json()["message"]
+    after = api(stack, "GET", "/grants", "supervisor", params={"status": "requested"}).json()["items"]
+    assert len(after) == len(listed)
+
+    grant_id = _request(stack, "town_officer", "ELDERLY_VISIT", VILLAGE_B, NON_SENSITIVE)
+    resp = api(
+        stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", {"valid_to": "2030-01-01T00:00:00Z"}
+    )
+    assert resp.status_code == 422 and "valid_until" in resp.json()["message"], resp.text
+    assert api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()["status"] == "requested"
+
+
 # -- the scenario catalog --------------------------------------------------------------------------------
 
 

@@ -245,6 +245,24 @@ def test_a_dict_key_in_the_body_is_not_echoed(stack: Stack) -> None:
     assert out["fields"] == ["datasets"]
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "offered"),
+    [
+        ({"scenario": PHONE}, 422, "ELDERLY_VISIT"),
+        ({"scenario": "ELDERLY_VISIT", "datasets": {"residents": ["id", PHONE]}}, 422, "birth_date"),
+        ({"scenario": "ELDERLY_VISIT", "datasets": {PHONE: ["id"]}}, 403, "residents"),
+    ],
+)
+def test_a_grant_request_lists_what_the_catalog_offers_not_what_was_typed(
+    stack: Stack, body: dict[str, Any], status: int, offered: str
+) -> None:
+    """A mistyped scenario, dataset or field name may be anything (here a phone number): the answer names
+    the scenario's own datasets and fields instead, in both languages."""
+    resp = call(stack, "POST", "/api/v1/grants", "cadre_c", json={**body, "reason": "高龄老人走访"})
+    answer = assert_no_echo(resp, status, resp.json()["error"], PHONE)
+    assert offered in answer["message"] and offered in answer["message_en"]
+
+
 def test_unknown_scenario_is_not_echoed(stack: Stack) -> None:
     resp = call(stack, "GET", f"/api/v1/scenarios/{PHONE}", "cadre_a")
     assert_no_echo(resp, 404, "unknown_scenario", PHONE)
@@ -269,6 +287,26 @@ def test_anomaly_rule_and_setting_are_not_echoed(stack: Stack, params: dict[str,
     resp = call(stack, "GET", "/api/v1/supervision/anomalies", "supervisor", params=params)
     body = assert_no_echo(resp, 422, "bad_rule", PHONE)
     assert "bulk_reading" in body["message_en"]  # the valid rule names instead
+    assert body["rules"]["bulk_reading"]["min_records"] == 500  # what the message points to is there
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("bulk_reading.min_records=-1", "bulk_reading.min_records 的取值应为：不小于 1 的整数"),
+        ("off_hours.night_start_hour=30", "off_hours.night_start_hour 的取值应为：0 到 24 之间的整数"),
+        ("refusal_spike.min_ratio=2", "refusal_spike.min_ratio 的取值应为：0 到 1 之间的数"),
+        (
+            "bulk_reading.min_record=5",
+            "规则 bulk_reading 没有这个设置项，可设置：enabled、window_minutes、min_records",
+        ),
+    ],
+)
+def test_a_bad_anomaly_setting_says_which_part_is_wrong(stack: Stack, setting: str, says: str) -> None:
+    """Not one catch-all sentence for every mistake: the key (a name the rules define) and what it takes."""
+    resp = call(stack, "GET", "/api/v1/supervision/anomalies", "supervisor", params={"setting": setting})
+    body = assert_no_echo(resp, 422, "bad_rule")
+    assert says in body["message"], body["message"]
 
 
 def test_unknown_admission_system_is_not_echoed(stack: Stack) -> None:

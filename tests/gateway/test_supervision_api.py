@@ -342,6 +342,17 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     assert api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"}).status_code == 422
 
 
+def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> None:
+    """The printed report names refusal reasons in Chinese; a new policy or routing code needs words."""
+    from gateway.routes.supervision import REFUSAL_REASONS_ZH
+    from policies.reasons import DENIAL_ORDER
+
+    routing = ("system_not_registered", "system_not_approved", "system_suspended", "system_revoked")
+    grids = ("grid_scope_unassigned", "grid_scope_invalid", "grid_scope_unsupported")
+    for code in (*DENIAL_ORDER, *routing, "system_lapsed", *grids, "not_found", "reidentification_risk"):
+        assert REFUSAL_REASONS_ZH.get(code), code
+
+
 def test_archive_a_month_and_verify_it(stack: Stack, readings: dict[str, Any]) -> None:
     month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
     made = api(stack, "POST", "/archives", "auditor", json={"month": month})
@@ -427,7 +438,12 @@ def test_personal_data_typed_into_a_summary_or_a_note_is_refused(
 
     opened = api(stack, "POST", "/complaints", "supervisor", json={**complaint, "summary": "来访反映"})
     incident_id = opened.json()["incident"]["incident_id"]
-    for path, body in (("notes", {"note": text}), ("disposition", {"disposition": "referred", "note": text})):
+    for path, body, code in (
+        ("notes", {"note": text}, "personal_data_in_note"),
+        ("disposition", {"disposition": "referred", "note": text}, "personal_data_in_note"),
+        ("assign", {"assignee": text}, "personal_data_in_assignee"),
+    ):
         resp = api(stack, "POST", f"/incidents/{incident_id}/{path}", "supervisor", json=body)
-        assert resp.status_code == 422 and resp.json()["error"] == "personal_data_in_note", resp.text
+        assert resp.status_code == 422 and resp.json()["error"] == code, resp.text
+        assert resp.json()["personal_data_kind"] == kind
         assert text not in resp.text
