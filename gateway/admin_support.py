@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -34,11 +35,12 @@ from admission.errors import (
     RegistrationNotFound,
     SeparationOfDuties,
 )
-from audit import AuditEvent, AuditLog, AuditUnavailable
+from audit import AuditEvent, AuditLog, AuditUnavailable, Outcome
+from gateway.app import REQUEST_ID
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
-from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError
-from gateway.pipeline import authenticate
+from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, Unauthenticated
+from gateway.pipeline import authenticate, record_audit
 from gateway.runtime import Runtime
 from masking.errors import MaskingError, UnknownDatasetError
 from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
@@ -58,21 +60,64 @@ async def require(
     """Authenticate, then the casbin function-level check (role -> resource -> action). 401 or 403.
 
     ``doing`` names what was asked (Chinese, English) when the permission checked is named after
-    something else, so the refusal says what the caller tried rather than the permission's name."""
-    principal = await authenticate(runtime, authorization)
+    something else, so the refusal says what the caller tried rather than the permission's name.
+    A refusal is an audit event before it is an answer (see :func:`signed_in`)."""
+    principal = await signed_in(runtime, authorization, f"{action} {resource}")
     if not runtime.policy().permissions.is_allowed(principal.roles, resource, action):
         if doing is not None:
-            raise Forbidden(
+            refused = Forbidden(
                 f"您的岗位无权{doing[0]}。",
                 f"Your role may not {doing[1]} (permission: {action} {resource}).",
                 code="no_permission",
             )
-        raise Forbidden(
-            "您的岗位没有办理此项业务的权限。",
-            f"Your role may not {action} {resource}.",
-            code="no_permission",
-        )
+        else:
+            refused = Forbidden(
+                "您的岗位没有办理此项业务的权限。",
+                f'Your role does not hold the permission "{action} {resource}".',
+                code="no_permission",
+            )
+        await record_refusal(runtime, principal, f"{action} {resource}", refused)
+        raise refused
     return principal
+
+
+async def signed_in(runtime: Runtime, authorization: str | None, permission: str) -> Principal:
+    """The caller's validated identity (401 otherwise) for an administrative endpoint; ``permission``
+    names what was asked (``"approve grants"``). A failed sign-in is recorded as ``auth.refused`` and a
+    missing permission (in :func:`require`) as ``admin.refused``, so supervisors see attempts that never
+    got past the door, as they see refused data reads (PIPL Art. 56; issue 5's failed logins)."""
+    try:
+        return await authenticate(runtime, authorization)
+    except Unauthenticated as refused:
+        await record_refusal(runtime, None, permission, refused)
+        raise
+
+
+async def record_refusal(
+    runtime: Runtime, principal: Principal | None, permission: str, error: GatewayError
+) -> None:
+    """Append the refusal's event and wait until it is durable; if the log cannot take it the caller gets
+    503 instead of the refusal (fail closed, as on the data path). Only codes are recorded: the reason
+    code, the permission's name, who (from a valid token) and the request id, never the token."""
+    event = AuditEvent(
+        kind="admin.refused" if principal is not None else "auth.refused",
+        outcome=Outcome.REFUSED,
+        actor=principal.user_id if principal is not None else "anonymous",
+        actor_org=principal.org if principal is not None else None,
+        actor_roles=tuple(principal.roles) if principal is not None else (),
+        scenario=None,
+        dataset=None,
+        fields=(),
+        record_count=0,
+        subject_refs=(),
+        record_refs=(),
+        reason=error.code,
+        trace_id=None,
+        request_id=REQUEST_ID.get(),
+        details={"permission": permission},
+        occurred_at=datetime.now(UTC),
+    )
+    await record_audit(runtime, event)
 
 
 def library_error(exc: Exception) -> GatewayError | None:

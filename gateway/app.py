@@ -17,6 +17,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: The current request's id, for code that records it without the request object (audit events of refusals).
+REQUEST_ID: ContextVar[str | None] = ContextVar("grassroots_request_id", default=None)
+
+
 class RequestIdMiddleware:
     """Pure ASGI: give every request an id (``X-Request-ID``), echoed in the response and in errors."""
 
@@ -51,6 +56,7 @@ class RequestIdMiddleware:
             return
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

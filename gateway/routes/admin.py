@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 
+from gateway.admin_support import signed_in
 from gateway.app import get_runtime
-from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -20,7 +20,7 @@ async def whoami(
     runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
 ) -> dict[str, Any]:
     """The caller as the gateway sees them: user id, organisation and roles from the SSO token."""
-    principal = await authenticate(runtime, authorization)
+    principal = await signed_in(runtime, authorization, "read me")
     return {
         "user_id": principal.user_id,
         "username": principal.username,

@@ -20,12 +20,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from gateway.admin_support import domain_errors, require, unit_of_work
+from gateway.admin_support import domain_errors, require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
 from gateway.free_text import refuse_personal_data
-from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from policies import (
     BreakGlassReview,
@@ -201,14 +200,14 @@ def _visible_or_404(service: GrantService, subject: Subject, grant_id: str) -> S
 @router.get("/scenarios")
 async def list_scenarios(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """The scenario catalog: purpose, legal basis, exact fields, limits, who may use each."""
-    principal = await authenticate(runtime, authorization)
+    principal = await signed_in(runtime, authorization, "read scenarios")
     catalog = runtime.policy().scenarios
     return {"items": [scenario_json(s, catalog, principal.roles) for s in catalog]}
 
 
 @router.get("/scenarios/{code}")
 async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    principal = await authenticate(runtime, authorization)
+    principal = await signed_in(runtime, authorization, "read scenarios")
     catalog = runtime.policy().scenarios
     scenario = catalog.get(code)
     if scenario is None:

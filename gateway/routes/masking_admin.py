@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from audit import AuditEvent, AuditUnavailable, Outcome
 from audit.tables import AuditEventRow
-from gateway.admin_support import require, unit_of_work
+from gateway.admin_support import require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -43,7 +43,6 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.free_text import refuse_personal_data
-from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
@@ -451,7 +450,7 @@ async def unmask(
 ) -> JSONResponse:
     """Reverse a reversible mask. Refusals are audited too; the clear value is returned only after its
     audit event is durably written (issue 4)."""
-    principal = await authenticate(runtime, authorization)
+    principal = await signed_in(runtime, authorization, "unmask masking")
     request_id = request_id_of(request)
 
     async def refuse(error: GatewayError) -> NoReturn:

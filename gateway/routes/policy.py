@@ -27,11 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.tables import AuditEventRow
-from gateway.admin_support import require, unit_of_work
+from gateway.admin_support import require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest
-from gateway.pipeline import authenticate, check_within_page_limit
+from gateway.pipeline import check_within_page_limit
 from gateway.routes.grants import checked_org, read_only, subject_of
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from policies import (
@@ -237,7 +237,7 @@ async def explain_mine(
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Why is *my* request refused (or allowed)? The caller's own identity, now."""
-    principal = await authenticate(runtime, authorization)
+    principal = await signed_in(runtime, authorization, "explain policies")
     wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
     access = AccessRequest(
         subject=subject_of(principal),

@@ -414,6 +414,15 @@ def test_audit_store_unwritable_gives_503_and_no_data(stack: Stack) -> None:
     assert stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW").status_code == 200
 
 
+def test_an_administrative_refusal_that_cannot_be_logged_gives_503(stack: Stack) -> None:
+    """A refused administrative attempt is recorded before it is answered: with the log unwritable the
+    caller gets 503, not the 403 (fail closed, as on the data path)."""
+    events = f"{stack.base_url}/api/v1/supervision/events"
+    with _writes_refused(stack, "audit_events"):
+        _assert_error(stack.get(events, "cadre_a"), 503, "audit_unavailable")
+    _assert_error(stack.get(events, "cadre_a"), 403, "no_permission")
+
+
 def test_quota_counter_unwritable_gives_503_and_no_data(stack: Stack) -> None:
     """Pages that cannot be counted against the daily quota are not served (fail closed): the count
     and the audit event commit in one transaction, so neither is kept."""

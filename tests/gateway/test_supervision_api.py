@@ -447,3 +447,32 @@ def test_personal_data_typed_into_a_summary_or_a_note_is_refused(
         assert resp.status_code == 422 and resp.json()["error"] == code, resp.text
         assert resp.json()["personal_data_kind"] == kind
         assert text not in resp.text
+
+
+def test_refused_administrative_attempts_are_events(stack: Stack) -> None:
+    """A missing permission and a failed sign-in on an administrative endpoint are recorded before the
+    answer, as refused reads are: the reason code, the permission asked for, who (from a valid token)
+    and the request id; never the token."""
+    denied = api(stack, "GET", "/events", "cadre_a")
+    assert denied.status_code == 403
+    bad_token = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    failed = httpx.get(f"{stack.base_url}{BASE}/events", headers={"Authorization": bad_token}, timeout=60.0)
+    assert failed.status_code == 401
+
+    refused = api(stack, "GET", "/events", "supervisor", params={"kind": "admin.refused"}).json()["items"]
+    mine = [e for e in refused if e["request_id"] == denied.headers["x-request-id"]]
+    assert len(mine) == 1
+    (event,) = mine
+    assert (event["outcome"], event["reason"], event["details"]) == (
+        "refused",
+        "no_permission",
+        {"permission": "read audit"},
+    )
+    assert event["actor_org"] == VILLAGE_A and event["actor_roles"] == ["village_cadre"]
+
+    with stack.engine.connect() as conn:
+        bodies = [json.loads(b) for (b,) in conn.execute(sa.text("SELECT body FROM audit_events"))]
+    (sign_in,) = [b for b in bodies if b["request_id"] == failed.headers["x-request-id"]]
+    assert (sign_in["kind"], sign_in["actor"], sign_in["outcome"]) == ("auth.refused", "anonymous", "refused")
+    assert sign_in["details"] == {"permission": "read audit"}
+    assert "c2lnbmF0dXJl" not in json.dumps(bodies)
