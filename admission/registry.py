@@ -434,8 +434,9 @@ class ReviewProgress:
 class RecertificationReminder:
     system_id: str
     approved_until: datetime
-    days_left: int
-    threshold_days: int
+    days_left: int  # negative once lapsed
+    threshold_days: int  # 0 once lapsed
+    lapsed: bool = False  # the approval has ended: the system is blocked until it is re-approved
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,19 +609,27 @@ class AdmissionService:
 
     def reminders_due(self, now: datetime | None = None) -> list[RecertificationReminder]:
         """Approved systems whose approval ends within the largest reminder window, each with the tightest
-        threshold it has crossed (the caller sends one reminder per threshold)."""
+        threshold it has crossed (the caller sends one reminder per threshold), and — first, the most
+        urgent — systems whose approval has ended (lapsed by time or marked lapsed): blocked until their
+        department recertifies them and the offices approve again."""
         now = now or self._now()
         reminders: list[RecertificationReminder] = []
         windows = sorted(self.config.reminder_days_before)
-        for reg in self.repo.list_systems([SystemStatus.APPROVED]):
-            if reg.approved_until is None or reg.approved_until <= now:
+        for reg in self.repo.list_systems([SystemStatus.LAPSED, SystemStatus.APPROVED]):
+            if reg.approved_until is None:
                 continue
             left = reg.approved_until - now
+            if reg.status is SystemStatus.LAPSED or reg.approved_until <= now:
+                reminders.append(
+                    RecertificationReminder(reg.system_id, reg.approved_until, left.days, 0, lapsed=True)
+                )
+                continue
             threshold = next((d for d in windows if left.total_seconds() <= d * 86400), None)
             if threshold is not None:
                 reminders.append(
                     RecertificationReminder(reg.system_id, reg.approved_until, left.days, threshold)
                 )
+        reminders.sort(key=lambda r: (not r.lapsed, r.approved_until))  # the most urgent first
         return reminders
 
     # -- registration --------------------------------------------------------------------------------

@@ -346,12 +346,22 @@ def add_note(
     return incident_json(incident, now), change
 
 
+#: The shortest disposition note: the answer to the resident rests on it ("x" closed a case before).
+MIN_DISPOSITION_NOTE = 8
+
+
 def dispose_incident(
     session: Session, *, incident_id: str, disposition: str, note: str, actor: str, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     incident = _incident(session, incident_id)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结。", "The incident is already closed.")
+    if incident.status == IncidentStatus.OPEN:
+        # Monitor -> report -> handle: a case nobody was made responsible for cannot be closed.
+        raise CaseConflict(
+            "事件尚未分派承办人，不能办结：请先分派（assign）并开展核查，再填写处理结论。",
+            "The incident has not been assigned: assign it and investigate before disposing of it.",
+        )
     try:
         outcome = Disposition(disposition)
     except ValueError:
@@ -360,6 +370,12 @@ def dispose_incident(
             "disposition must be substantiated, unsubstantiated or referred.",
         ) from None
     text = _checked_text(("处理意见", "disposition note"), note, required=True)
+    if len(text.strip()) < MIN_DISPOSITION_NOTE:
+        raise InvalidCaseInput(
+            f"处理意见至少 {MIN_DISPOSITION_NOTE} 个字：请写明核查了什么、结论的依据是什么。",
+            f"The disposition note needs at least {MIN_DISPOSITION_NOTE} characters: what was checked "
+            "and what the conclusion rests on.",
+        )
     incident.status = IncidentStatus.CLOSED.value
     incident.disposition = outcome.value
     incident.closed_by = actor

@@ -725,7 +725,8 @@ async def recertify_system(
 
 @router.get(f"{_PREFIX}/reminders")
 async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    """Approvals that lapse within the largest reminder window, with who must act next."""
+    """Approvals that lapse within the largest reminder window, and those that have lapsed (blocked; listed
+    first), with who must act next."""
     principal = await require(runtime, authorization, "admission", "read")
 
     def work(service: AdmissionService) -> dict[str, Any]:
@@ -743,6 +744,23 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                 must_act = [{"role": "system_admin", "department": reg.department, "action": "recertify"}]
             # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
             ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
+            if reminder.lapsed:
+                message_zh = (
+                    f"系统 {reg.system_id} 的准入已于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，现已被阻断，"
+                    "村（社区）无法使用；请尽快申请重新审核。"
+                )
+                message_en = (
+                    f"The admission of {reg.system_id} lapsed on {ends:%Y-%m-%d %H:%M} (Beijing time); the "
+                    "system is blocked until it is re-certified and approved again."
+                )
+            else:
+                message_zh = (
+                    f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，请及时重新审核。"
+                )
+                message_en = (
+                    f"The admission of {reg.system_id} lapses on {ends:%Y-%m-%d %H:%M} "
+                    "(Beijing time); re-certify it in time."
+                )
             out.append(
                 {
                     "system_id": reminder.system_id,
@@ -751,11 +769,10 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
                     "days_left": reminder.days_left,
                     "threshold_days": reminder.threshold_days,
                     "renewal_open": reg.renewal_open,
+                    "lapsed": reminder.lapsed,
                     "must_act": must_act,
-                    "message_zh": f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，"
-                    "请及时重新审核。",
-                    "message_en": f"The admission of {reg.system_id} lapses on {ends:%Y-%m-%d %H:%M} "
-                    "(Beijing time); re-certify it in time.",
+                    "message_zh": message_zh,
+                    "message_en": message_en,
                 }
             )
         return {"reminders": out}

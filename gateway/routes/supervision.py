@@ -416,7 +416,16 @@ async def monthly_report(
     """定期通报: the month's figures as a printable HTML page (inline SVG charts), CSV, PDF or JSON."""
     principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
-    label = month or datetime.now(audit.CHINA_STANDARD_TIME).strftime("%Y-%m")
+    this_month = datetime.now(audit.CHINA_STANDARD_TIME).strftime("%Y-%m")
+    label = month or this_month
+    if label > this_month:
+        # A month that has not begun (Beijing time) has nothing to report: an all-zero 通报 would read as
+        # a real one, and would be recorded as one.
+        raise InvalidRequest(
+            f"{label} 尚未开始，还不能出具该月通报；本月为 {this_month}。",
+            f"{label} has not begun yet, so there is no report for it; the current month is {this_month}.",
+            code="month_not_started",
+        )
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, {})
     _, names, departments = _scenario_context(runtime)
     integrity = await asyncio.to_thread(_integrity, runtime)

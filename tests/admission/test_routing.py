@@ -176,7 +176,9 @@ def test_reminders_before_lapse(flow: Flow, service: AdmissionService, clock: Fa
     for days_left, threshold in cases:
         reminders = service.reminders_due(until - timedelta(days=days_left))
         assert [r.threshold_days for r in reminders] == ([threshold] if threshold else []), days_left
-    assert service.reminders_due(until) == []
+    # Once it has ended the system is blocked: the most urgent reminder of all, not none.
+    (lapsed,) = service.reminders_due(until)
+    assert (lapsed.system_id, lapsed.lapsed, lapsed.threshold_days) == ("health-visits", True, 0)
 
 
 def test_snapshot_follows_status_changes(flow: Flow, service: AdmissionService, session: Session) -> None:

@@ -122,8 +122,22 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
         assert [
             x["incident_id"] for x in list_incidents(session, NOW + timedelta(days=11), overdue=True)
         ] == [iid]
+        # Nobody made responsible, nothing checked: the case cannot be closed yet.
+        with pytest.raises(CaseConflict, match="not been assigned"):
+            dispose_incident(
+                session,
+                incident_id=iid,
+                disposition="referred",
+                note="移送区纪委监委处理",
+                actor="s",
+                now=NOW,
+            )
         _, change = assign_incident(session, incident_id=iid, assignee="inspector-2", actor="s", now=NOW)
         assert change["kind"] == "supervision.incident_assigned"
+        with pytest.raises(InvalidCaseInput, match="at least 8"):
+            dispose_incident(
+                session, incident_id=iid, disposition="unsubstantiated", note="x", actor="s", now=NOW
+            )
         _, change = add_note(
             session, incident_id=iid, note="调取访问记录，核实场景授权", actor="inspector-2", now=NOW
         )

@@ -646,6 +646,12 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     assert sid in json.loads(lapsed.stdout)["lapsed"]
     assert ok(call(stack, "GET", f"{API}/systems/{sid}", "supervisor"))["status"] == "lapsed"
     _assert_blocked(stack, token, sid, "system_lapsed")
+    # The blocked system is the most urgent reminder, with who must act.
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    assert (mine["lapsed"], mine["threshold_days"]) == (True, 0)
+    assert mine["must_act"] == [{"role": "system_admin", "department": "health", "action": "recertify"}]
+    assert "已被阻断" in mine["message_zh"] and "blocked" in mine["message_en"]
 
     reopened = ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))
     assert reopened["status"] == "submitted" and reopened["renewal"] is False

@@ -340,6 +340,9 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
     assert "数据访问情况定期通报" in html and "<svg" in html and "<script" not in html
     assert api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"}).status_code == 422
+    future = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2099-01"})
+    assert (future.status_code, future.json()["error"]) == (422, "month_not_started")
+    assert future.json()["message"].startswith("2099-01 尚未开始") and month in future.json()["message"]
 
 
 def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> None:
