@@ -246,6 +246,23 @@ def _field_mapping(catalog: Catalog, fields: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _check_reach(principal: Principal, reg: SystemRegistration) -> None:
+    """A department registers systems for its own jurisdiction: every area a registration reaches lies
+    inside the registering official's organisation (a typo such as ``999999`` is a code nobody governs)."""
+    try:
+        outside = [code for code in reg.reaches if not divisions.covers(principal.org, code)]
+    except ValueError:
+        outside = list(reg.reaches)
+    if outside:
+        raise InvalidRequest(
+            f"覆盖范围（reaches）只能填写本单位辖区（{principal.org}）内的区划代码，"
+            f"有 {len(outside)} 个不在辖区内，请核对。",
+            f"reaches may name only divisions inside your own jurisdiction ({principal.org}); "
+            f"{len(outside)} of them are outside it.",
+            code="reaches_outside_jurisdiction",
+        )
+
+
 def _check_against_catalog(
     catalog: Catalog, reg: SystemRegistration, others: list[SystemRegistration]
 ) -> None:
@@ -433,6 +450,7 @@ async def register_system(
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         reg = registration_from_mapping(body, created_by=principal.user_id)
+        _check_reach(principal, reg)
         _check_against_catalog(runtime.catalog, reg, service.list_systems())
         change = service.register(reg)
         return _registration_view(service, runtime.catalog, service.get(reg.system_id), principal), [change]
@@ -494,6 +512,7 @@ async def update_system(
         current = _load_own(service, principal, system_id)
         merged = {**current.as_dict(include_contact=True), **body, "system_id": system_id}
         reg = registration_from_mapping(merged, created_by=current.created_by)
+        _check_reach(principal, reg)
         _check_against_catalog(runtime.catalog, reg, service.list_systems())
         change = service.update(reg, principal.user_id)
         return _registration_view(service, runtime.catalog, service.get(system_id), principal), [change]

@@ -455,6 +455,17 @@ def test_personal_data_in_a_registration_is_refused(
     assert edit.status_code == 422 and edit.json()["error"] == code, edit.text
 
 
+def test_a_registration_reaches_only_inside_the_departments_jurisdiction(stack: Stack) -> None:
+    sid = new_id("far")
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, reaches=["999999"]))
+    assert (resp.status_code, resp.json()["error"]) == (422, "reaches_outside_jurisdiction"), resp.text
+    assert "辖区" in resp.json()["message"] and "999999" not in resp.text
+    assert call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").status_code == 404
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    edit = call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"reaches": ["440000"]})
+    assert (edit.status_code, edit.json()["error"]) == (422, "reaches_outside_jurisdiction")
+
+
 def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
     hijack = registration(
         new_id("hijack"), provides=[{"dataset": "residents", "base_url": "http://127.0.0.1:9/", "fields": []}]
