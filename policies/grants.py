@@ -97,6 +97,8 @@ class ScenarioGrant:
     updated_at: datetime | None = None
     renewed_from: str | None = None
     break_glass: bool = False
+    # Why it was rejected or revoked; ``reason`` stays why it was requested (both are part of its story).
+    decision_reason: str = ""
 
     def is_active(self, now: datetime) -> bool:
         """Active iff approved and ``valid_from <= now < valid_until`` (half-open: the grant has
@@ -130,6 +132,7 @@ class ScenarioGrant:
             "reason": self.reason,
             "renewed_from": self.renewed_from,
             "break_glass": self.break_glass,
+            "decision_reason": self.decision_reason,
         }
 
 
@@ -186,6 +189,7 @@ def _from_row(row: Any, datasets: Mapping[str, tuple[str, ...]] | None = None) -
         updated_at=row.updated_at,
         renewed_from=row.renewed_from,
         break_glass=row.break_glass,
+        decision_reason=row.decision_reason,
     )
 
 
@@ -205,6 +209,7 @@ def _apply(row: GrantRow, grant: ScenarioGrant) -> None:
     row.updated_at = grant.updated_at or row.created_at
     row.renewed_from = grant.renewed_from
     row.break_glass = grant.break_glass
+    row.decision_reason = grant.decision_reason
 
 
 class GrantRepository:
@@ -397,6 +402,7 @@ _INDEX_COLUMN_NAMES = (
     "updated_at",
     "renewed_from",
     "break_glass",
+    "decision_reason",
 )  # ScenarioGrant's fields, in order
 _RAW_TYPES: dict[str, Any] = {
     # The field lists as JSON text on both dialects, so equal lists share one decoded mapping.
@@ -469,7 +475,7 @@ class _FieldLists(dict[object, Mapping[str, tuple[str, ...]]]):
 if tuple(f.name for f in dataclasses.fields(ScenarioGrant)) != _INDEX_COLUMN_NAMES:
     raise RuntimeError("_INDEX_COLUMN_NAMES must list ScenarioGrant's fields in order")
 _NEW = object.__new__
-(_S0, _S1, _S2, _S3, _S4, _S5, _S6, _S7, _S8, _S9, _S10, _S11, _S12, _S13, _S14, _S15) = (
+(_S0, _S1, _S2, _S3, _S4, _S5, _S6, _S7, _S8, _S9, _S10, _S11, _S12, _S13, _S14, _S15, _S16) = (
     getattr(ScenarioGrant, name).__set__ for name in _INDEX_COLUMN_NAMES
 )
 
@@ -491,8 +497,9 @@ def _assemble(
     a13: datetime | None,
     a14: str | None,
     a15: bool,
+    a16: str,
 ) -> ScenarioGrant:
-    """``ScenarioGrant(a0, ..., a15)`` in half the time: a frozen dataclass's ``__init__`` goes
+    """``ScenarioGrant(a0, ..., a16)`` in half the time: a frozen dataclass's ``__init__`` goes
     through ``object.__setattr__`` once per field, this sets the slots directly (the same values,
     the same object; tests/policies/test_grant_index_refresh.py checks the equivalence). 100,000
     grants per national reload make the difference ~0.15 s."""
@@ -513,6 +520,7 @@ def _assemble(
     _S13(grant, a13)
     _S14(grant, a14)
     _S15(grant, a15)
+    _S16(grant, a16)
     return grant
 
 
@@ -539,6 +547,7 @@ def _decode(rows: Iterable[Sequence[Any]]) -> list[ScenarioGrant]:
         updated_at,
         renewed_from,
         break_glass,
+        decision_reason,
     ) in rows:
         known = status_of.get(status)
         if known is None:
@@ -563,6 +572,7 @@ def _decode(rows: Iterable[Sequence[Any]]) -> list[ScenarioGrant]:
                 times[updated_at],
                 renewed_from,
                 bool(break_glass),
+                decision_reason or "",
             )
         )
     return grants
@@ -824,7 +834,7 @@ class GrantService:
             )
         if not reason.strip():
             raise GrantError("驳回申请必须写明理由。", "a reason is required to reject")
-        after = replace(grant, status=GrantStatus.REJECTED, reason=reason or grant.reason, updated_at=now)
+        after = replace(grant, status=GrantStatus.REJECTED, decision_reason=reason, updated_at=now)
         return after, self._finish("grant.rejected", actor, grant, after, now)
 
     def revoke(
@@ -840,7 +850,11 @@ class GrantService:
                 "只有生效中的授权可以撤销。", f"cannot revoke a {grant.status.value} grant"
             )
         after = replace(
-            grant, status=GrantStatus.REVOKED, revoked_by=actor.user_id, reason=reason, updated_at=now
+            grant,
+            status=GrantStatus.REVOKED,
+            revoked_by=actor.user_id,
+            decision_reason=reason,
+            updated_at=now,
         )
         return after, self._finish("grant.revoked", actor, grant, after, now)
 

@@ -48,6 +48,8 @@ class GrantRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     renewed_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why it was rejected or revoked (``reason`` keeps why it was requested).
+    decision_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (
         Index("ix_policy_grants_status_until", "status", "valid_until"),

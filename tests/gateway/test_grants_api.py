@@ -331,6 +331,8 @@ def test_reject_needs_a_reason_and_is_final(stack: Stack) -> None:
     before = last_seq(stack)
     resp = api(stack, "POST", f"/grants/{grant_id}/reject", "ca_steward", {"reason": "材料不全"})
     assert resp.status_code == 200 and resp.json()["status"] == "rejected"
+    shown = api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()
+    assert (shown["reason"], shown["decision_reason"]) == ("年度工作需要", "材料不全")
     assert [e["kind"] for e in events(stack, "grant.", before)] == ["grant.rejected"]
     again = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward2")
     assert (again.status_code, again.json()["error"]) == (409, "invalid_transition")
@@ -380,6 +382,7 @@ def test_revocation_takes_effect_on_the_next_request(stack: Stack) -> None:
     before = last_seq(stack)
     resp = api(stack, "POST", f"/grants/{grant_id}/revoke", "supervisor", {"reason": "核查发现违规查询"})
     assert resp.status_code == 200 and resp.json()["revoked_by"] == user_id(stack, "supervisor")
+    assert (resp.json()["reason"], resp.json()["decision_reason"]) == ("年度工作需要", "核查发现违规查询")
     refused = read_records(stack, "cadre_c", org_code=village)
     assert (refused.status_code, refused.json()["error"]) == (403, "grant_revoked")
     assert "撤销" in refused.json()["message"]

@@ -216,6 +216,9 @@ def test_revoke_by_steward_or_supervisor_with_a_reason(service: GrantService) ->
             service.revoke(grant_id, actor, "", T0)
         revoked, event = service.revoke(grant_id, actor, "人员调整", T0 + timedelta(hours=1))
         assert revoked.status is GrantStatus.REVOKED and revoked.revoked_by == actor.user_id
+        # Why it was asked for and why it was taken back are both kept.
+        assert (revoked.reason, revoked.decision_reason) == ("季度走访", "人员调整")
+        assert service.repository.get(grant_id) == revoked
         assert event["before"]["status"] == "approved" and event["after"]["status"] == "revoked"
     grant_id = _elderly(service)
     service.approve(grant_id, STEWARD_2, T0)
