@@ -317,7 +317,8 @@ class AdmissionRepository:
         stmt = (
             select(SystemRow.system_id)
             .where(
-                SystemRow.status.in_([SystemStatus.APPROVED.value, SystemStatus.SUSPENDED.value]),
+                # A suspended system stays suspended past its approval's end (see the state machine).
+                SystemRow.status == SystemStatus.APPROVED.value,
                 SystemRow.approved_until <= now,
             )
             .order_by(SystemRow.system_id)

@@ -71,7 +71,9 @@ TRANSITIONS: Mapping[tuple[SystemStatus, Action], SystemStatus] = MappingProxyTy
         (_S.APPROVED, _A.SUSPEND): _S.SUSPENDED,
         (_S.SUSPENDED, _A.REINSTATE): _S.APPROVED,
         (_S.APPROVED, _A.LAPSE): _S.LAPSED,
-        (_S.SUSPENDED, _A.LAPSE): _S.LAPSED,
+        # No (SUSPENDED, LAPSE): a suspension outlives the approval's end. Only the supervisor lifts it
+        # (reinstate; an approval that has ended then lapses) or makes it final (revoke): a department
+        # cannot clear it by letting the approval lapse and asking for a fresh review.
         (_S.APPROVED, _A.REVOKE): _S.REVOKED,
         (_S.SUSPENDED, _A.REVOKE): _S.REVOKED,
         (_S.LAPSED, _A.REVOKE): _S.REVOKED,

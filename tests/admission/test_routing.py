@@ -87,12 +87,21 @@ def test_lapse_by_time_at_the_boundary(flow: Flow, service: AdmissionService, cl
     assert service.lapse_due(until + timedelta(days=1)) == []
 
 
-def test_suspended_system_also_lapses(flow: Flow, service: AdmissionService) -> None:
+def test_a_suspension_outlives_the_approval(flow: Flow, service: AdmissionService, clock: FakeClock) -> None:
+    """Letting a suspended system's approval run out and asking for a fresh review does not clear the
+    suspension: only the supervisor lifts it, and then the ended approval lapses."""
     flow.admit(make_registration())
     service.suspend("health-visits", "u-sup", "投诉核查")
     until = service.get("health-visits").approved_until
     assert until is not None
-    assert [e["before"] for e in service.lapse_due(until)] == ["suspended"]
+    assert service.lapse_due(until + timedelta(days=1)) == []
+    assert service.get("health-visits").status is SystemStatus.SUSPENDED
+    with pytest.raises(IllegalTransition):
+        service.recertify("health-visits", "u-health-admin")
+    clock.now = until + timedelta(days=2)
+    service.reinstate("health-visits", "u-sup", "核查完毕，未发现问题")
+    assert [e["before"] for e in service.lapse_due(clock.now)] == ["approved"]
+    assert service.get("health-visits").status is SystemStatus.LAPSED
 
 
 def test_lapsed_system_is_blocked_until_fully_re_reviewed(

@@ -31,7 +31,7 @@ SPEC: dict[str, dict[str, str]] = {
         "lapse": "lapsed",
         "revoke": "revoked",
     },
-    "suspended": {"reinstate": "approved", "lapse": "lapsed", "revoke": "revoked"},
+    "suspended": {"reinstate": "approved", "revoke": "revoked"},
     "lapsed": {"recertify": "submitted", "revoke": "revoked"},
     "revoked": {},
 }
