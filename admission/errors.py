@@ -7,6 +7,8 @@ contain secrets, contact details or personal data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AdmissionError(Exception):
     """Base class: ``code`` is stable and machine-readable; the messages are for people."""
@@ -34,12 +36,19 @@ class IllegalTransition(AdmissionError):
         system_id: str | None = None,
         status_zh: str | None = None,
         action_zh: str | None = None,
+        possible: Sequence[tuple[str, str]] = (),
     ) -> None:
         who_zh = f"系统 {system_id} " if system_id else ""
         who_en = f"system {system_id} " if system_id else ""
+        # What can be done from here instead ((action, its Chinese label) pairs), or that nothing can.
+        if possible:
+            next_zh = "当前可以：" + "、".join(f"{zh}（{a}）" for a, zh in possible) + "。"
+            next_en = " Possible now: " + ", ".join(a for a, _ in possible) + "."
+        else:
+            next_zh, next_en = "该状态为最终状态，不能再变更。", " This status is final."
         super().__init__(
-            f"{who_zh}当前状态为「{status_zh or status}」，不能执行「{action_zh or action}」操作。",
-            f"Cannot {action} {who_en}while it is {status}.",
+            f"{who_zh}当前状态为「{status_zh or status}」，不能执行「{action_zh or action}」操作。{next_zh}",
+            f"Cannot {action} {who_en}while it is {status}.{next_en}",
         )
         self.status = status
         self.action = action

@@ -96,6 +96,17 @@ def transition(status: SystemStatus, action: Action, *, system_id: str | None = 
     except (KeyError, ValueError):
         status_zh = STATUS_LABELS_ZH.get(status) if status in set(SystemStatus) else None
         action_zh = ACTION_LABELS_ZH.get(action) if action in set(Action) else None
+        # LAPSE is the daily job's, never a person's: not offered.
+        possible = (
+            tuple((a.value, ACTION_LABELS_ZH[a]) for a in allowed_actions(status) if a is not Action.LAPSE)
+            if status in set(SystemStatus)
+            else ()
+        )
         raise IllegalTransition(
-            str(status), str(action), system_id=system_id, status_zh=status_zh, action_zh=action_zh
+            str(status),
+            str(action),
+            system_id=system_id,
+            status_zh=status_zh,
+            action_zh=action_zh,
+            possible=possible,
         ) from None

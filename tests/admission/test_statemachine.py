@@ -70,9 +70,18 @@ def test_revoked_is_the_only_terminal_state() -> None:
 def test_message_is_chinese_first_with_labels() -> None:
     with pytest.raises(IllegalTransition) as info:
         transition(SystemStatus.REVOKED, Action.REINSTATE, system_id="x-sys")
-    assert info.value.message_zh == "系统 x-sys 当前状态为「已撤销」，不能执行「恢复」操作。"
-    assert info.value.message_en == "Cannot reinstate system x-sys while it is revoked."
+    assert info.value.message_zh == (
+        "系统 x-sys 当前状态为「已撤销」，不能执行「恢复」操作。该状态为最终状态，不能再变更。"
+    )
+    assert info.value.message_en == "Cannot reinstate system x-sys while it is revoked. This status is final."
     assert str(info.value).startswith(info.value.message_zh)
+
+
+def test_a_refused_action_names_what_can_be_done_instead() -> None:
+    with pytest.raises(IllegalTransition) as info:
+        transition(SystemStatus.SUSPENDED, Action.RECERTIFY, system_id="x-sys")
+    assert info.value.message_zh.endswith("当前可以：恢复（reinstate）、撤销（revoke）。")
+    assert info.value.message_en.endswith("Possible now: reinstate, revoke.")
 
 
 def test_unknown_action_is_refused_not_crashing() -> None:
