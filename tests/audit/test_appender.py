@@ -265,19 +265,25 @@ def test_a_heavy_load_leaves_the_checkpoint_to_sqlite(sqlite: Store) -> None:
         def __init__(self, engine: sa.Engine) -> None:
             super().__init__(engine)
             self.gate = threading.Event()
+            self.waiting = threading.Event()
             self.batches: list[int] = []
 
         def append_prepared(
             self, prepared: Sequence[PreparedEvent], within: Any = None
         ) -> list[AppendReceipt]:
+            self.waiting.set()
             self.gate.wait(5)
             self.batches.append(len(prepared))
             return super().append_prepared(prepared, within)
 
     log = Gated(sqlite.engine)
     with GroupCommitAppender(log, wal_checkpoint_s=0.0) as appender:
-        futures = [appender.submit(make_event(i)) for i in range(60)]  # piled up behind the gate
+        # The writer holds the first event at the gate before the rest pile up behind it, so the load
+        # ends with the heavy batch (a light last batch would rightly be followed by an idle checkpoint).
+        first = appender.submit(make_event(0))
+        assert log.waiting.wait(5)
+        futures = [first, *(appender.submit(make_event(i)) for i in range(1, 60))]
         log.gate.set()
         assert [f.result(timeout=10).seq for f in futures] == list(range(1, 61))
-    assert max(log.batches) > 16  # a large batch: a heavy load
+    assert log.batches == [1, 59]  # then a large batch: a heavy load
     assert log.checkpoints == 0
