@@ -196,7 +196,8 @@ def field_name(loc: Sequence[Any], declared: frozenset[str]) -> str:
     return source if isinstance(source, str) and source in _SOURCES else "request"
 
 
-_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: A month as YYYY-MM: the one pattern every month parameter uses, so its hint below can recognise it.
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 _CHOICES_PATTERN = re.compile(r"^\^\(([A-Za-z0-9_|]+)\)\$$")
 _BOUNDS = {
     "greater_than_equal": ("ge", "不能小于", "at least"),
@@ -261,7 +262,7 @@ def validation_hint(error: Mapping[str, Any], route: Any = None) -> tuple[str, s
         return _one_of(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
-        if pattern == _MONTH_PATTERN:
+        if pattern == MONTH_PATTERN:
             return "须为 YYYY-MM 格式的月份，例如 2026-11", "must be a month as YYYY-MM, e.g. 2026-11"
         choices = _CHOICES_PATTERN.match(pattern)
         return (

@@ -53,7 +53,7 @@ from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
 from gateway.admin_support import require, unit_of_work
-from gateway.app import get_runtime, request_id_of
+from gateway.app import MONTH_PATTERN, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.free_text import refuse_personal_data
@@ -409,7 +409,7 @@ async def monthly_report(
     request: Request,
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
-    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = "",
+    month: Annotated[str, Query(pattern=MONTH_PATTERN)] = "",
     org: str | None = None,
     format: Literal["html", "csv", "pdf", "json"] = "html",
 ) -> Response | dict[str, Any]:
@@ -1022,7 +1022,7 @@ async def retention(runtime: RuntimeDep, authorization: AuthHeader = None) -> di
 
 
 class ArchiveIn(BaseModel):
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    month: str = Field(pattern=MONTH_PATTERN)
 
 
 @router.post("/archives", status_code=201)
@@ -1074,7 +1074,7 @@ async def verify_archive(
 
 class PruneIn(BaseModel):
     dry_run: bool = Field(True, description="only say what would be pruned, and why not (the default)")
-    through_month: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    through_month: str | None = Field(None, pattern=MONTH_PATTERN)
     through_seq: int | None = Field(None, ge=1, description="must be the last event of an archived month")
 
 
