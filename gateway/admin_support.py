@@ -22,7 +22,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -105,17 +104,9 @@ async def record_refusal(
         actor=principal.user_id if principal is not None else "anonymous",
         actor_org=principal.org if principal is not None else None,
         actor_roles=tuple(principal.roles) if principal is not None else (),
-        scenario=None,
-        dataset=None,
-        fields=(),
-        record_count=0,
-        subject_refs=(),
-        record_refs=(),
         reason=error.code,
-        trace_id=None,
         request_id=REQUEST_ID.get(),
         details={"permission": permission},
-        occurred_at=datetime.now(UTC),
     )
     await record_audit(runtime, event)
 
