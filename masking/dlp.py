@@ -68,28 +68,17 @@ def scan_response(
         protected = {name for name, f in spec.fields.items() if f.level >= Level.L3}
     elif not isinstance(protected, set | frozenset):
         protected = frozenset(protected)
-    counts: Counter[tuple[str, str]] = Counter()
-    memo: _Memo = {}
-    out: list[dict[str, object]] = []
-    for record in records:
-        masked = dict(record)
-        for name, value in record.items():
-            if name in protected or value is None:
-                continue
-            if type(value) is str:
-                masked[name] = _scan_text(value, name, scanner, counts, memo)
-            elif isinstance(value, str | list | tuple | dict):
-                masked[name] = _scan_value(value, name, scanner, counts, memo)
-        out.append(masked)
-    return out, _alerts(dataset, counts)
+    out = [dict(record) for record in records]
+    fields = dict.fromkeys(name for record in out for name in record if name not in protected)
+    return out, scan_fields_in_place(dataset, out, tuple(fields), scanner)
 
 
 def scan_fields_in_place(
     dataset: str, records: Sequence[dict[str, object]], fields: Sequence[str], scanner: Scanner
 ) -> list[DriftAlert]:
-    """`scan_response` for records the caller owns and whose only unprotected fields are `fields`
-    (what `mask_record` returns for a plan, with `fields=plan.scanned_fields`): the same findings,
-    masks and alerts, written into the records, field by field, without copying them."""
+    """Scan and mask `fields` of `records` in place (the records are the caller's own: the gateway's, fresh
+    from `mask_records`, with `fields=plan.scanned_fields`); returns the drift alerts. `scan_response` is
+    this over copies, with every unprotected field."""
     counts: Counter[tuple[str, str]] = Counter()
     memo: _Memo = {}
     for name in fields:
@@ -101,10 +90,6 @@ def scan_fields_in_place(
                 record[name] = _scan_text(value, name, scanner, counts, memo)
             elif isinstance(value, str | list | tuple | dict):
                 record[name] = _scan_value(value, name, scanner, counts, memo)
-    return _alerts(dataset, counts)
-
-
-def _alerts(dataset: str, counts: Counter[tuple[str, str]]) -> list[DriftAlert]:
     return [
         DriftAlert(dataset=dataset, field=field, entity_type=entity, count=n)
         for (field, entity), n in sorted(counts.items())
