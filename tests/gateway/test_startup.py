@@ -184,3 +184,23 @@ def test_db_upgrade_and_seed_demo_commands_are_idempotent(tmp_path: Path) -> Non
     assert again.returncode == 0 and "already seeded" in again.stdout
     verify = _run("audit", "verify", "--quiet", env=env, cwd=tmp_path)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_settle_heap_takes_what_start_up_built_out_of_every_later_collection() -> None:
+    """What exists when serving begins is frozen (the permanent generation): full collections no longer
+    walk it; what is made afterwards is collected as usual."""
+    import gc
+
+    from gateway.app import settle_heap
+
+    built_at_start = [{"n": i} for i in range(1000)]
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() >= len(built_at_start)
+        tracked = {id(obj) for generation in range(3) for obj in gc.get_objects(generation)}
+        assert id(built_at_start) not in tracked
+        assert not any(id(item) in tracked for item in built_at_start)
+        made_later = [{"m": 1}]
+        assert any(obj is made_later for obj in gc.get_objects(0))
+    finally:
+        gc.unfreeze()
