@@ -93,7 +93,7 @@ def _compile_rules(recognizers: list[Any], flags: int) -> list[_Rule]:
         for pattern in recognizer.patterns:
             regex, group = stdlib.get(pattern.name, (pattern.regex, 0))
             if entity == PERSON:
-                trigger = "honorific" if pattern.name == "cn_name_honorific" else "always"
+                trigger = "honorific" if pattern.name == "cn_name_honorific" else "cue"
             else:
                 trigger = _TRIGGER_KINDS[entity]
             rules.append(
@@ -152,29 +152,33 @@ class FreeTextScanner:
         self._entities = [r.supported_entities[0] for r in self._recognizers]
         self._rules = _compile_rules(self._recognizers, _recognizers.FLAGS)
         kinds = {rule.trigger for rule in self._rules}
-        # First characters of every trigger: a text without any of them has nothing to find.
-        # Digits are tested as the digit-run trigger itself, not a first digit: record ids, codes and
-        # dates (response DLP scans them all) have digits but rarely six in a row.
+        # A cheap necessary condition per rule group, and their union as a prefilter: a text that meets
+        # none of them has nothing to find. Names need a whole cue word before them (户主、联系人…) or an
+        # honorific after (同志、先生…), not merely one of their first characters: those (家、老、申、
+        # 网…) are in most remarks. Digits are tested as the digit-run trigger itself, not a first
+        # digit: record ids, codes and dates (response DLP scans them all) have digits but rarely six
+        # in a row.
+        cue = re.compile("|".join(map(re.escape, _recognizers.LEFT_CUES)))
+        honorific = re.compile("|".join(map(re.escape, _recognizers.HONORIFICS)))
         first = ""
         if "at" in kinds:
             first += "@"
         if "plate" in kinds:
             first += _PROVINCES
-        if "always" in kinds:
-            first += "".join(sorted({cue[0] for cue in _recognizers.LEFT_CUES}))
-        if "honorific" in kinds:
-            first += "".join(sorted({h[0] for h in _recognizers.HONORIFICS}))
         alternatives = [f"[{first}]"] if first else []
+        if "cue" in kinds:
+            alternatives.append(cue.pattern)
+        if "honorific" in kinds:
+            alternatives.append(honorific.pattern)
         if "digits" in kinds:
             alternatives.append(_DIGIT_RUN.pattern)
         self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
-        honorific = re.compile("|".join(_recognizers.HONORIFICS))
         triggers: dict[str, Callable[[str], object] | None] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
             "plate": _PLATE.search,
             "honorific": honorific.search,
-            "always": None,
+            "cue": cue.search,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
