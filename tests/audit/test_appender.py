@@ -224,13 +224,43 @@ def test_idle_moments_checkpoint_the_wal_off_the_callers_path(
         for i in range(20):  # one at a time: the queue is empty after every batch
             assert appender.submit(make_event(i)).result(timeout=10).seq == i + 1
         deadline = time.monotonic() + 10
-        while interval is not None and log.checkpoints < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
         in_main_file = _events_in_main_file(sqlite, tmp_path)
+        while interval is not None and in_main_file < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            in_main_file = _events_in_main_file(sqlite, tmp_path)
     if interval is None:  # left to SQLite's own checkpoint, which 20 events do not trigger
         assert log.checkpoints == 0 and in_main_file == 0
-    else:  # after each batch, once its callers were answered
-        assert log.checkpoints >= 19 and in_main_file >= 19
+    else:  # after batches, once their callers were answered; requests made during one are folded
+        assert log.checkpoints >= 1 and in_main_file == 20
+    assert verify_log(sqlite.engine).ok
+
+
+def test_an_event_that_arrives_during_a_wal_checkpoint_is_committed_without_waiting_for_it(
+    sqlite: Store,
+) -> None:
+    """The checkpoint has a thread and connection of its own: a slow one (held here) delays no append."""
+
+    class HeldCheckpoint(CheckpointSpy):
+        def __init__(self, engine: sa.Engine) -> None:
+            super().__init__(engine)
+            self.started = threading.Event()
+            self.release = threading.Event()
+
+        def checkpoint_wal(self) -> tuple[int, int, int] | None:
+            self.started.set()
+            self.release.wait(10)
+            return super().checkpoint_wal()
+
+    log = HeldCheckpoint(sqlite.engine)
+    with GroupCommitAppender(log, wal_checkpoint_s=0.0) as appender:
+        assert appender.submit(make_event(0)).result(timeout=10).seq == 1
+        assert log.started.wait(10)  # the idle moment after that batch asked for a checkpoint
+        try:
+            receipts = [appender.submit(make_event(i)).result(timeout=2) for i in range(1, 6)]
+            assert [r.seq for r in receipts] == [2, 3, 4, 5, 6]
+            assert not log.release.is_set()  # all answered while the checkpoint was still held
+        finally:
+            log.release.set()
     assert verify_log(sqlite.engine).ok
 
 
@@ -244,7 +274,7 @@ def test_a_failing_wal_checkpoint_fails_no_append_and_warns_once(
     ):
         receipts = [appender.submit(make_event(i)).result(timeout=10) for i in range(5)]
     assert [r.seq for r in receipts] == [1, 2, 3, 4, 5]
-    assert log.checkpoints >= 4
+    assert log.checkpoints >= 1
     warnings = [r for r in caplog.records if "checkpoint" in r.getMessage()]
     assert len(warnings) == 1 and "OSError" in warnings[0].getMessage()
     assert "disk full" not in caplog.text
