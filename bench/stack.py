@@ -78,6 +78,8 @@ class Stack:
     upstream: subprocess.Popen[bytes] | None = None
     person_house: subprocess.Popen[bytes] | None = None
     _pg_name: str = ""
+    #: More environment for every process of the stack (a probe's ``PYTHONPATH`` and switches).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -103,6 +105,7 @@ class Stack:
             "GRASSROOTS_PORT": str(self.gateway_port),
             "GRASSROOTS_LOG_LEVEL": "warning",
             "GRASSROOTS_SCENARIOS_PATH": str(self.root / "scenarios.toml"),
+            **self.extra_env,
         }
 
     def cli(self, *args: str) -> str:
@@ -206,7 +209,9 @@ def write_bench_scenarios(path: Path) -> None:
 
 
 @contextmanager
-def running_stacks(*shapes: tuple[str, int]) -> Iterator[list[Stack]]:
+def running_stacks(
+    *shapes: tuple[str, int], extra_env: dict[str, str] | None = None
+) -> Iterator[list[Stack]]:
     """Stacks of the given (backend, workers) shapes, started in parallel (start-up is mostly waiting)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -221,7 +226,12 @@ def running_stacks(*shapes: tuple[str, int]) -> Iterator[list[Stack]]:
                 database_url = f"sqlite:///{root / 'var' / 'gateway.db'}"
             stacks.append(
                 Stack(
-                    backend=backend, workers=workers, root=root, database_url=database_url, _pg_name=pg_name
+                    backend=backend,
+                    workers=workers,
+                    root=root,
+                    database_url=database_url,
+                    _pg_name=pg_name,
+                    extra_env=dict(extra_env or {}),
                 )
             )
         with ThreadPoolExecutor(max_workers=len(stacks)) as pool:
@@ -235,8 +245,10 @@ def running_stacks(*shapes: tuple[str, int]) -> Iterator[list[Stack]]:
 
 
 @contextmanager
-def running_stack(backend: str = "sqlite", workers: int = 1) -> Iterator[Stack]:
-    with running_stacks((backend, workers)) as stacks:
+def running_stack(
+    backend: str = "sqlite", workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    with running_stacks((backend, workers), extra_env=extra_env) as stacks:
         yield stacks[0]
 
 
