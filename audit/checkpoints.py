@@ -311,6 +311,29 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
     prefix — signing it would launder a rewrite. Roots are computed from the stored leaf hashes; a full
     :func:`audit.verify.verify_log` also re-derives each leaf from its body.
     """
+    return extend_checkpoint(engine, signer, directory, None)[0]
+
+
+def extend_checkpoint(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    since: merkle.MerkleAccumulator | None,
+) -> tuple[Checkpoint, merkle.MerkleAccumulator]:
+    """:func:`write_checkpoint` that reads only the leaves after ``since``, and returns the accumulator at
+    the new size for the next call (a periodic writer keeps it between calls).
+
+    ``since`` is an accumulator this process built from this log's first ``since.size`` leaves (a previous
+    call's result). The cost is then the new events, not the whole log: a full walk reads every leaf hash
+    (measured 0.72 s per 300,000 events, so ~24 s at 10 million, every period, in a serving process).
+    The previous checkpoint's root is still checked: directly against ``since`` when it has the same size
+    (this writer's own last checkpoint), on the way when it is larger (another process signed since). A
+    previous checkpoint smaller than ``since``, or a log smaller than it, means a full walk.
+
+    What a resumed walk does not re-read is the prefix under ``since``: a row rewritten there after it was
+    read is not refused here, yet the root signed is still that of the rows as they were, so
+    :func:`audit.verify.verify_log` against this checkpoint reports the rewrite.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     previous = latest_checkpoint(directory, signer.public_key)
@@ -321,11 +344,23 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
             raise CheckpointError(
                 f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign"
             )
-        # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
-        anchor = latest_anchor(engine)
-        if anchor is not None:
-            anchor.check_signature(signer.public_key, signer.key_id)
-        acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
+        acc: merkle.MerkleAccumulator | None = None
+        if (
+            since is not None
+            and since.size <= size
+            and (previous is None or previous.tree_size >= since.size)
+        ):
+            acc = merkle.MerkleAccumulator.resume(since.size, since.frontier())
+            if previous is not None and previous.tree_size == acc.size and acc.root() != previous.root_hash:
+                raise CheckpointError(
+                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign"
+                )
+        if acc is None:
+            # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
+            anchor = latest_anchor(engine)
+            if anchor is not None:
+                anchor.check_signature(signer.public_key, signer.key_id)
+            acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
         for leaf in iter_leaf_hashes(engine, acc.size + 1, size):
             acc.append(leaf)
             if previous is not None and acc.size == previous.tree_size and acc.root() != previous.root_hash:
@@ -352,7 +387,7 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
     finally:
         tmp.unlink()
     _fsync_directory(directory)
-    return checkpoint
+    return checkpoint, acc
 
 
 def checkpoint_roots_consistent(older: Checkpoint, newer: Checkpoint, proof: Sequence[bytes]) -> None:

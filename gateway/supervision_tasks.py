@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audit import CheckpointError, CheckpointSigner, latest_checkpoint, write_checkpoint
+from audit import CheckpointError, CheckpointSigner, extend_checkpoint, latest_checkpoint
 from audit.complaints import log_size
+from audit.merkle import MerkleAccumulator
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -48,26 +49,35 @@ def signer_for(runtime: Runtime) -> CheckpointSigner:
     return CheckpointSigner.load_or_create(runtime.settings.effective_checkpoint_key_path)
 
 
-def checkpoint_if_grown(runtime: Runtime, signer: CheckpointSigner) -> int | None:
-    """Write a checkpoint when the log grew past the latest one; returns the new tree size or None."""
+def checkpoint_if_grown(
+    runtime: Runtime, signer: CheckpointSigner, since: MerkleAccumulator | None = None
+) -> tuple[int, MerkleAccumulator] | None:
+    """Write a checkpoint when the log grew past the latest one; returns the new tree size and the
+    accumulator to pass as ``since`` next time (only the events after it are read then), or None."""
     directory = runtime.settings.effective_checkpoint_dir
     directory.mkdir(parents=True, exist_ok=True)
     latest = latest_checkpoint(directory, signer.public_key)
     if latest is not None and log_size(runtime.engine) <= latest.tree_size:
         return None
-    return write_checkpoint(runtime.engine, signer, directory).tree_size
+    checkpoint, accumulator = extend_checkpoint(runtime.engine, signer, directory, since)
+    return checkpoint.tree_size, accumulator
 
 
 async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
+    """Every ``interval_s``, a signed checkpoint if the log grew. The first one walks the whole log (and
+    checks the latest checkpoint against it); later ones read only the events since the last one."""
     signer = await asyncio.to_thread(signer_for, runtime)
+    since: MerkleAccumulator | None = None
     while True:
         await asyncio.sleep(interval_s)
         try:
-            size = await asyncio.to_thread(checkpoint_if_grown, runtime, signer)
-            if size is not None:
+            written = await asyncio.to_thread(checkpoint_if_grown, runtime, signer, since)
+            if written is not None:
+                size, since = written
                 _log.info("periodic audit checkpoint written", extra={"tree_size": size})
         except CheckpointError as exc:
             # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
+            since = None  # the next attempt walks the whole log again
             _log.error("periodic audit checkpoint refused: %s", exc)
         except Exception as exc:
             _log.error("periodic audit checkpoint failed: %s", type(exc).__name__)

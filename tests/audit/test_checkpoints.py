@@ -14,12 +14,15 @@ from audit import (
     AuditLog,
     CheckpointError,
     CheckpointSigner,
+    extend_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     merkle_root,
     write_checkpoint,
 )
+from audit import checkpoints as checkpoints_module
 from audit.checkpoints import checkpoint_roots_consistent
+from audit.merkle import MerkleAccumulator
 from tests.audit.conftest import Store
 from tests.audit.helpers import drop_triggers, make_event, rechain, refs_for, restore, snapshot
 
@@ -127,3 +130,59 @@ def test_refuses_to_sign_over_rewritten_history(store: Store, tmp_path: Path) ->
     restore(store.engine, events[:4], refs_for(events[:4]), rechain(events[:4]))
     with pytest.raises(CheckpointError, match="refusing to sign"):
         write_checkpoint(store.engine, signer, tmp_path)
+
+
+def test_a_periodic_writer_reads_only_the_events_since_its_last_checkpoint(
+    sqlite: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(sqlite.engine)
+    signer = CheckpointSigner.generate()
+    read: list[tuple[int, int]] = []
+    real = checkpoints_module.iter_leaf_hashes
+
+    def counting(engine: object, first: int, last: int, *args: object) -> object:
+        read.append((first, last))
+        return real(engine, first, last, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checkpoints_module, "iter_leaf_hashes", counting)
+    log.append_many([make_event(i) for i in range(7)])
+    first, since = extend_checkpoint(sqlite.engine, signer, tmp_path, None)
+    log.append_many([make_event(i) for i in range(7, 12)])
+    second, since = extend_checkpoint(sqlite.engine, signer, tmp_path, since)
+
+    assert read == [(1, 7), (8, 12)]
+    leaves = [log.read(seq)[2] for seq in range(1, 13)]
+    assert (first.tree_size, first.root_hash) == (7, merkle_root(leaves[:7]))
+    assert (second.tree_size, second.root_hash) == (12, merkle_root(leaves))
+    assert since.size == 12 and since.root() == second.root_hash
+    assert write_checkpoint(sqlite.engine, signer, tmp_path).root_hash == second.root_hash
+
+
+def test_a_resumed_writer_still_checks_the_latest_checkpoint(sqlite: Store, tmp_path: Path) -> None:
+    """An accumulator that does not extend the signed prefix is refused, whether the latest checkpoint has
+    its size (compared at once) or is larger (signed meanwhile by another process: compared on the way);
+    one larger than the log, or a checkpoint older than it, means a whole walk instead."""
+    log = AuditLog(sqlite.engine)
+    signer = CheckpointSigner.generate()
+    log.append_many([make_event(i) for i in range(6)])
+    _, since = extend_checkpoint(sqlite.engine, signer, tmp_path, None)
+    stranger = MerkleAccumulator()
+    for i in range(6):
+        stranger.append(bytes([i]) * 32)
+    with pytest.raises(CheckpointError, match="no longer match"):
+        extend_checkpoint(sqlite.engine, signer, tmp_path, stranger)
+
+    short_stranger = MerkleAccumulator()
+    for i in range(4):
+        short_stranger.append(bytes([i]) * 32)
+    with pytest.raises(CheckpointError, match="no longer match"):
+        extend_checkpoint(sqlite.engine, signer, tmp_path, short_stranger)  # walks on to 6, compares there
+
+    log.append_many([make_event(i) for i in range(6, 8)])
+    too_long = MerkleAccumulator()
+    for i in range(9):
+        too_long.append(bytes([i]) * 32)
+    walked, _ = extend_checkpoint(sqlite.engine, signer, tmp_path, too_long)  # 9 > 8 events: a whole walk
+    assert walked.root_hash == merkle_root([log.read(seq)[2] for seq in range(1, 9)])
+    resumed, _ = extend_checkpoint(sqlite.engine, signer, tmp_path, since)  # 6 < latest 8: walks 7..8
+    assert resumed.root_hash == walked.root_hash
