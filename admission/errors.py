@@ -87,6 +87,20 @@ class InvalidRegistration(AdmissionError):
         self.field = field
 
 
+class ReasonRequired(InvalidRegistration):
+    """A decision that must say why (a vote against or for changes, a suspension, a revocation) came
+    without a reason or comment; ``field`` names the missing one."""
+
+    code = "reason_required"
+
+
+class AdmissionConflict(AdmissionError):
+    """The request conflicts with the system's present state (a round already open, a secret already
+    issued); it may succeed once the state has changed. HTTP 409 at the API."""
+
+    code = "admission_conflict"
+
+
 class SeparationOfDuties(AdmissionError):
     """A reviewer may not judge their own department's system, nor sit for two offices in one round."""
 
@@ -109,7 +123,13 @@ class AlreadyVoted(AdmissionError):
 
 
 class CredentialError(AdmissionError):
-    """Credentials cannot be issued, rotated or registered in the system's present state."""
+    """Credentials cannot be issued, rotated or registered (a malformed key, or the system's state)."""
+
+    code = "credential_error"
+
+
+class CredentialConflict(CredentialError, AdmissionConflict):
+    """Credentials cannot be issued, rotated or stored in the system's present state (HTTP 409)."""
 
     code = "credential_error"
 

@@ -20,12 +20,13 @@ from admission import credentials as creds
 from admission.burden import FieldOverlap, field_overlap
 from admission.config import AdmissionConfig, load_admission_config
 from admission.errors import (
-    AdmissionError,
+    AdmissionConflict,
     AlreadyVoted,
     ConfigurationError,
-    CredentialError,
+    CredentialConflict,
     IllegalTransition,
     InvalidRegistration,
+    ReasonRequired,
     RegistrationExists,
     RegistrationNotFound,
     SeparationOfDuties,
@@ -562,7 +563,7 @@ class AdmissionService:
     def _require_reason(reason: str, field_name: str = "reason") -> str:
         reason = reason.strip()
         if not reason:
-            raise InvalidRegistration(field_name, "须说明理由", "a reason is required")
+            raise ReasonRequired(field_name, "须说明理由", "a reason is required")
         # Reasons and comments are written to the audit log and the review record (PIPL Art. 51).
         return refuse_personal_data(field_name, reason)
 
@@ -840,7 +841,7 @@ class AdmissionService:
         one goes back to full review and stays blocked until approved."""
         reg = self._load(system_id)
         if reg.renewal_open:
-            raise AdmissionError(
+            raise AdmissionConflict(
                 f"系统 {system_id} 的重新审核已在进行中。",
                 f"Re-certification of {system_id} is already under way.",
                 code="recertification_open",
@@ -869,7 +870,7 @@ class AdmissionService:
         self, reg: SystemRegistration, allowed: Iterable[SystemStatus], what_zh: str, what_en: str
     ) -> None:
         if reg.status not in set(allowed):
-            raise CredentialError(
+            raise CredentialConflict(
                 f"系统 {reg.system_id} 当前状态为「{STATUS_LABELS_ZH[reg.status]}」，不能{what_zh}。",
                 f"System {reg.system_id} is {reg.status.value}; cannot {what_en}.",
             )
@@ -888,7 +889,7 @@ class AdmissionService:
         now = self._now()
         row = self._client_row(reg, now)
         if row.secret_hash is not None:
-            raise CredentialError(
+            raise CredentialConflict(
                 f"系统 {system_id} 已有客户端密钥，请使用轮换。",
                 f"System {system_id} already has a client secret; rotate it instead.",
             )
@@ -904,7 +905,7 @@ class AdmissionService:
         now = self._now()
         row = self.repo.client_for_system(system_id)
         if row is None or row.secret_hash is None:
-            raise CredentialError(
+            raise CredentialConflict(
                 f"系统 {system_id} 尚未签发客户端密钥。",
                 f"System {system_id} has no client secret to rotate.",
             )
@@ -978,7 +979,7 @@ class AdmissionService:
         """Store the gateway-encrypted credential for calling this upstream (admission never sees clear)."""
         reg = self._load(system_id)
         if reg.status is SystemStatus.REVOKED and ciphertext is not None:
-            raise CredentialError(
+            raise CredentialConflict(
                 f"系统 {system_id} 已撤销，不能保存出站凭证。",
                 f"System {system_id} is revoked; no outbound credential can be stored.",
             )

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from admission.errors import (
+    AdmissionConflict,
     AdmissionError,
     AlreadyVoted,
     IllegalTransition,
@@ -111,13 +112,17 @@ async def record_refusal(
     await record_audit(runtime, event)
 
 
+#: The request conflicts with the present state (HTTP 409): it may succeed once that state has changed.
+_CONFLICTS = (InvalidTransitionError, IllegalTransition, RegistrationExists, AlreadyVoted, AdmissionConflict)
+
+
 def library_error(exc: Exception) -> GatewayError | None:
     """Map a library's domain error to the gateway's error shape (None: not a domain error)."""
     if isinstance(exc, GrantNotFoundError | RegistrationNotFound | UnknownDatasetError):
         status = 404
     elif isinstance(exc, SeparationOfDutiesError | SeparationOfDuties):
         status = 403
-    elif isinstance(exc, InvalidTransitionError | IllegalTransition | RegistrationExists | AlreadyVoted):
+    elif isinstance(exc, _CONFLICTS):
         status = 409
     elif isinstance(exc, GrantError | AdmissionError | MaskingError):
         status = 422

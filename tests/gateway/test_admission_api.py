@@ -201,7 +201,7 @@ def test_journey_registration_to_first_system_call(stack: Stack) -> None:
 
     # Blocked before approval: no credentials can be issued.
     early = call(stack, "POST", f"{API}/systems/{sid}/credentials/client-secret", "hb_sysadmin")
-    assert early.status_code == 422 and early.json()["error"] == "credential_error"
+    assert early.status_code == 409 and early.json()["error"] == "credential_error"
 
     final = approve_all(stack, sid)
     assert final["outcome"] == "approved" and final["filing_number"].startswith("CJZR-")
@@ -263,7 +263,8 @@ def test_changes_requested_rejection_and_resubmission(stack: Stack) -> None:
     ok(call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"collects_fields": ["health.bp"]}))
     ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
     no_reason = call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_operations", json={"vote": "reject"})
-    assert no_reason.status_code == 422
+    assert no_reason.status_code == 422 and no_reason.json()["error"] == "reason_required"
+    assert "须说明理由" in no_reason.json()["message"] and "comment" in no_reason.json()["message_en"]
     rejected = ok(
         call(
             stack,
@@ -675,6 +676,19 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     assert "admission.lapsed" in kinds and "admission.recertification_opened" in kinds
 
 
+def test_a_second_recertification_while_one_is_open_is_a_conflict(stack: Stack) -> None:
+    """An approved system under re-review keeps routing; opening the round again is refused with 409 (the
+    state must change first), not as malformed input."""
+    sid, token = _fresh_system_with_token(stack)
+    opened = ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))
+    assert opened["renewal"] is True
+    twice = call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin")
+    body = twice.json()
+    assert (twice.status_code, body["error"]) == (409, "recertification_open"), twice.text
+    assert "重新审核已在进行中" in body["message"] and "already under way" in body["message_en"]
+    assert as_system(stack.base_url, token).status_code == 200
+
+
 def test_a_reminder_gives_the_date_in_beijing_time(stack: Stack) -> None:
     """An approval ending at 17:00 UTC ends at 01:00 the next day in Beijing, the day officials read."""
     sid, _ = _fresh_system_with_token(stack)
@@ -696,7 +710,9 @@ def test_rotation_stops_the_old_secret_and_its_tokens(stack: Stack) -> None:
     client_id, old_secret = issue_pair_cache[sid]
     old_token = system_token(stack, client_id, old_secret)
     again = call(stack, "POST", f"{API}/systems/{sid}/credentials/client-secret", "hb_sysadmin")
-    assert again.status_code == 422  # issue once; afterwards only rotation
+    # Issue once; afterwards only rotation (a conflict with the present state, not malformed input).
+    assert (again.status_code, again.json()["error"]) == (409, "credential_error")
+    assert "请使用轮换" in again.json()["message"]
     same_client, new_secret = issue_secret(stack, sid, rotate=True)
     assert same_client == client_id and new_secret != old_secret
 
