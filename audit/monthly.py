@@ -184,7 +184,26 @@ def _day_json(row: ReportRow) -> dict[str, Any]:
 
 # -- CSV ---------------------------------------------------------------------------------------------
 
-_CSV_HEADER: Final = ("section", "key", "allowed", "refused", "errors", "total", "records_read", "users")
+#: Chinese first for the officials who open the file in a spreadsheet, each with the English column name
+#: after a slash for programs (``类别/section``). The ``section`` values stay English codes, stable to filter
+#: on; the ``名称/name`` column gives a key's Chinese name where the report has one.
+_CSV_HEADER: Final = (
+    "类别/section",
+    "代码/key",
+    "名称/name",
+    "允许/allowed",
+    "拒绝/refused",
+    "出错/errors",
+    "合计/total",
+    "读取记录数/records_read",
+    "涉及用户数/users",
+)
+_CASE_NAMES_ZH: Final = {
+    "complaints_received": "本月受理投诉",
+    "incidents_opened": "本月立案事件",
+    "incidents_closed": "本月办结事件",
+    "incidents_overdue": "当前逾期未办结",
+}
 
 
 def render_csv(report: MonthlyReport) -> str:
@@ -193,12 +212,13 @@ def render_csv(report: MonthlyReport) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_CSV_HEADER)
 
-    def row(section: str, r: ReportRow) -> None:
+    def row(section: str, r: ReportRow, name: str = "") -> None:
         j = r.to_json()
         writer.writerow(
             (
                 section,
                 j["key"],
+                name,
                 j["allowed"],
                 j["refused"],
                 j["errors"],
@@ -208,22 +228,23 @@ def render_csv(report: MonthlyReport) -> str:
             )
         )
 
-    row("total", report.totals)
-    for section, rows in (
-        ("organisation", report.by_org),
-        ("scenario", report.by_scenario),
-        ("department", report.by_department),
+    row("total", report.totals, f"{report.month} 全月（{report.org or '全部单位'}）")
+    for section, rows, names in (
+        ("organisation", report.by_org, {}),
+        ("scenario", report.by_scenario, report.scenario_names),
+        ("department", report.by_department, {}),
     ):
         for r in rows:
-            row(section, r)
+            row(section, r, names.get(r.key, ""))
     for day_row in report.daily_rows:
         row("day", day_row)
     for reason, count in report.refusal_reasons:
-        writer.writerow(("refusal_reason", reason, "", count, "", count, "", ""))
+        name = report.reason_names.get(reason, "")
+        writer.writerow(("refusal_reason", reason, name, "", count, "", count, "", ""))
     for rule, count in report.anomalies.items():
-        writer.writerow(("anomaly", rule, "", "", "", count, "", ""))
-    for name, count in report.cases.items():
-        writer.writerow(("cases", name, "", "", "", count, "", ""))
+        writer.writerow(("anomaly", rule, RULE_LABELS_ZH.get(rule, ""), "", "", "", count, "", ""))
+    for case, count in report.cases.items():
+        writer.writerow(("cases", case, _CASE_NAMES_ZH.get(case, ""), "", "", "", count, "", ""))
     return "\ufeff" + out.getvalue()
 
 
@@ -435,12 +456,7 @@ def render_html(report: MonthlyReport) -> str:
         "<h2>七、投诉与事件办理</h2>",
         _table(
             ("事项", "数量"),
-            [
-                ["本月受理投诉", cases.get("complaints_received", 0)],
-                ["本月立案事件", cases.get("incidents_opened", 0)],
-                ["本月办结事件", cases.get("incidents_closed", 0)],
-                ["当前逾期未办结", cases.get("incidents_overdue", 0)],
-            ],
+            [[zh, cases.get(case, 0)] for case, zh in _CASE_NAMES_ZH.items()],
         ),
         "<h2>八、日志完整性</h2>",
         f"<p>{escape(integrity_text)}</p>",

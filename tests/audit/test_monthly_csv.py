@@ -15,6 +15,42 @@ DAY_1 = datetime(2026, 11, 3, 2, 0, tzinfo=UTC)  # 10:00 Beijing time
 DAY_2 = DAY_1 + timedelta(days=1)
 
 
+def _rows(text: str) -> list[dict[str, str]]:
+    """The rows keyed by the English half of each bilingual header (``类别/section`` -> ``section``)."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = [cell.split("/", 1)[1] for cell in next(reader)]
+    return [dict(zip(header, line, strict=True)) for line in reader]
+
+
+def test_headers_are_chinese_first_and_keys_carry_their_chinese_names(sqlite: Store) -> None:
+    """Officials open the file in a spreadsheet: every header is Chinese first with the English column
+    name after a slash, and refusal reasons, scenarios, anomaly rules and case counts have a 名称 column."""
+    log = AuditLog(sqlite.engine)
+    log.append_many(
+        [
+            make_event(1, occurred_at=DAY_1, outcome=Outcome.ALLOWED, scenario="DIBAO_REVIEW"),
+            make_event(2, occurred_at=DAY_1, outcome=Outcome.REFUSED, reason="outside_hours"),
+        ]
+    )
+    report = build_monthly_report(
+        sqlite.engine,
+        "2026-11",
+        load_anomaly_rules(),
+        now=DAY_2,
+        scenario_names={"DIBAO_REVIEW": "低保年审"},
+        reason_names={"outside_hours": "不在允许的时段"},
+    )
+    text = render_csv(report)
+    assert text.startswith("\ufeff类别/section,代码/key,名称/name,允许/allowed,拒绝/refused,出错/errors,")
+    rows = _rows(text)
+    names = {(r["section"], r["key"]): r["name"] for r in rows}
+    assert names[("scenario", "DIBAO_REVIEW")] == "低保年审"
+    assert names[("refusal_reason", "outside_hours")] == "不在允许的时段"
+    assert names[("cases", "complaints_received")] == "本月受理投诉"
+    assert next(r["name"] for r in rows if r["section"] == "total") == "2026-11 全月（全部单位）"
+    assert all(r["name"] for r in rows if r["section"] == "anomaly")
+
+
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     log = AuditLog(sqlite.engine)
     log.append_many(
@@ -27,13 +63,14 @@ def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
         ]
     )
     report = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=DAY_2)
-    rows = list(csv.DictReader(io.StringIO(render_csv(report).lstrip("\ufeff"))))
+    rows = _rows(render_csv(report))
     total = next(r for r in rows if r["section"] == "total")
     days = {r["key"]: r for r in rows if r["section"] == "day"}
     assert len(days) == 30
     assert days["2026-11-03"] == {
         "section": "day",
         "key": "2026-11-03",
+        "name": "",
         "allowed": "2",
         "refused": "1",
         "errors": "0",

@@ -336,7 +336,8 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     assert data["totals"]["allowed"] >= 4 and data["cases"]["complaints_received"] >= 1
     csv_resp = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month, "format": "csv"})
     assert csv_resp.headers["content-type"].startswith("text/csv")
-    assert csv_resp.text.lstrip("\ufeff").startswith("section,key,allowed,refused")
+    header = csv_resp.text.lstrip("\ufeff").split("\r\n", 1)[0]
+    assert header.startswith("类别/section,代码/key,名称/name,允许/allowed,拒绝/refused")
     html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
     assert "数据访问情况定期通报" in html and "<svg" in html and "<script" not in html
     assert api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"}).status_code == 422
