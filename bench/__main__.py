@@ -137,13 +137,35 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _commit() -> str | None:
+    """The commit measured, and whether code differed from it when the run started (a figure taken on
+    uncommitted code must not be credited to the commit). BENCHMARKS.md and results.json are outputs, so
+    their own changes do not count."""
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
         )
+        status = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!BENCHMARKS.md",
+                ":!bench/results.json",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    commit = done.stdout.strip()
+    if not commit:
+        return None
+    return f"{commit} with uncommitted changes" if status.stdout.strip() else commit
 
 
 def _merge_earlier(report: dict[str, Any], earlier: dict[str, Any]) -> None:
