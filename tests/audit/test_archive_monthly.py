@@ -130,8 +130,8 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
     assert report.totals.total == 5
     assert len(report.daily) == 30
     rows = list(csv.reader(io.StringIO(render_csv(report).lstrip("\ufeff"))))
-    assert rows[0][0] == "section" and rows[1][:2] == ["total", "total"]
-    assert int(rows[1][5]) == 5
+    assert rows[0][0] == "类别/section" and rows[1][:3] == ["total", "total", "2026-11 全月（全部单位）"]
+    assert rows[0][6] == "合计/total" and int(rows[1][6]) == 5
     page = render_html(report)
     for needle in (
         "数据访问情况定期通报（2026年11月）",
