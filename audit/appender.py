@@ -79,18 +79,26 @@ class TransactionCompanion(Protocol):
 
 
 class _WalCheckpointer:
-    """PASSIVE WAL checkpoints on a thread and connection of their own, when the group-commit thread asks.
+    """PASSIVE WAL checkpoints on a thread and connection of their own, at most every ``interval_s``, when
+    the group-commit thread reports an idle moment.
 
     Requests that arrive while one runs are folded into one more run after it. A failure (e.g. disk full)
     is logged once until a checkpoint succeeds again; SQLite's automatic checkpoint remains."""
 
-    def __init__(self, log: AuditLog) -> None:
+    def __init__(self, log: AuditLog, interval_s: float) -> None:
         self._log = log
+        self._interval = interval_s
+        self._requested = time.monotonic()
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def request(self) -> None:
+    def idle(self) -> None:
+        """The group-commit thread has just answered a small batch and nothing is waiting."""
+        now = time.monotonic()
+        if now - self._requested < self._interval:
+            return
+        self._requested = now
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="audit-wal-checkpoint", daemon=True)
             self._thread.start()
@@ -160,8 +168,11 @@ class GroupCommitAppender:
         self._companion = companion
         if wal_checkpoint_s is not None and wal_checkpoint_s < 0:
             raise ValueError("wal_checkpoint_s must not be negative")
-        self._wal_interval = wal_checkpoint_s if log.dialect == "sqlite" else None
-        self._checkpointer = _WalCheckpointer(log) if self._wal_interval is not None else None
+        self._checkpointer = (
+            _WalCheckpointer(log, wal_checkpoint_s)
+            if wal_checkpoint_s is not None and log.dialect == "sqlite"
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"GroupCommitAppender(max_batch={self._max_batch}, closed={self._closed})"
@@ -249,7 +260,6 @@ class GroupCommitAppender:
 
     def _serve(self) -> None:
         previous = 1
-        checkpointed = time.monotonic()
         checkpointer = self._checkpointer
         while True:
             first = self._queue.get()
@@ -261,12 +271,8 @@ class GroupCommitAppender:
             previous = len(batch)
             if stop:
                 return
-            interval = self._wal_interval
-            if checkpointer is None or interval is None or previous > _LIGHT_BATCH or not self._queue.empty():
-                continue
-            if time.monotonic() - checkpointed >= interval:
-                checkpointed = time.monotonic()
-                checkpointer.request()
+            if checkpointer is not None and previous <= _LIGHT_BATCH and self._queue.empty():
+                checkpointer.idle()
 
     def _collect(self, batch: list[_Item], previous: int) -> bool:
         """Add waiting events to ``batch``; True when the stop marker was reached.
