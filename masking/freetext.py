@@ -173,7 +173,7 @@ class FreeTextScanner:
         if "digits" in kinds:
             alternatives.append(_DIGIT_RUN.pattern)
         self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
-        triggers: dict[str, Callable[[str], object] | None] = {
+        triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
             "plate": _PLATE.search,
@@ -225,7 +225,7 @@ class FreeTextScanner:
         # a credit code and a bank card.
         certain: dict[tuple[int, int], int] = {}
         for trigger, rules in self._groups:
-            if trigger is not None and not trigger(text):
+            if not trigger(text):
                 continue
             for rule in rules:
                 priority = _PRIORITY[rule.entity]
