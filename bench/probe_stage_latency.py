@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._measure import percentile
 from bench.bench_e2e import PAGE, RATE, _village
 from bench.common import REPO, run_load
 from bench.stack import running_stack
@@ -31,11 +32,6 @@ def _samples(prefix: Path) -> dict[str, list[float]]:
         for name, values in json.loads(path.read_text()).items():
             merged.setdefault(name, []).extend(values)
     return merged
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
 
 
 def main(seconds: float = 15.0) -> None:
@@ -73,7 +69,9 @@ def main(seconds: float = 15.0) -> None:
     for name, values in after.items():
         measured = values[before.get(name, 0) :]
         if measured:
-            print(f"  {name:56} {_pct(measured, 0.5):8.3f} {_pct(measured, 0.99):8.3f} {len(measured):7d}")
+            ordered = sorted(measured)
+            p50, p99 = (percentile(ordered, q) * 1000.0 for q in (50, 99))
+            print(f"  {name:56} {p50:8.3f} {p99:8.3f} {len(measured):7d}")
 
 
 if __name__ == "__main__":
