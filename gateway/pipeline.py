@@ -197,17 +197,22 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
         ) from None
 
 
-def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
-    """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
-    subject = Subject(
+def subject_of(principal: Principal) -> Subject:
+    """Who asks, as the policy engine sees them: everything the SSO token says, grids included (a grid
+    worker's row scope is her grids; without them every check of hers answers grid_scope_unassigned)."""
+    return Subject(
         user_id=principal.user_id,
         org=principal.org,
         roles=principal.roles,
         department=principal.department,
         grids=principal.grids,
     )
+
+
+def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
+    """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
     access = AccessRequest(
-        subject=subject,
+        subject=subject_of(principal),
         action="read",
         dataset=request.dataset,
         scenario=request.scenario,
@@ -347,11 +352,15 @@ def guard_reidentification(
     """Stage 6, last step: a large list must stay k-anonymous over the catalog's quasi-identifiers
     after masking (GB/T 37964-2019 §A.2); it is generalised further, or refused with a reason."""
     generalised = {name: step for name, step in result.steps.items() if step}
-    if generalised:
-        facts.details["reidentification_guard"] = {"k": result.k, "generalised": generalised}
     if not result.ok:
         facts.alerts.append("reidentification_risk")
-        facts.details["reidentification_guard"] = {"k": result.k, "smallest_class": result.smallest_class}
+        # "generalised" means applied to released data; on a refusal nothing was released, so what was
+        # tried is recorded apart: which quasi-identifiers were coarsened, and how far, before giving up.
+        facts.details["reidentification_guard"] = {
+            "k": result.k,
+            "smallest_class": result.smallest_class,
+            "tried": generalised,
+        }
         raise Forbidden(
             f"{result.reason_zh}。请把每页条数减少到 {min_records - 1} 条以内后重试；"
             "确需成批数据的，请联系数据管理员。",
@@ -360,6 +369,8 @@ def guard_reidentification(
             code="reidentification_risk",
             extra={"k": result.k, "max_page_size": min_records - 1},
         )
+    if generalised:
+        facts.details["reidentification_guard"] = {"k": result.k, "generalised": generalised}
     return result.records
 
 

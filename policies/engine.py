@@ -106,10 +106,10 @@ class _Trail:
         self.checks: list[Check] = []
         self.first_failure: Reason | None = None
 
-    def passed(self, code: str, zh: str, en: str, **detail: str) -> None:
+    def passed(self, code: str, zh: str, en: str, **detail: str | int) -> None:
         self.checks.append(Check(code=code, passed=True, message_zh=zh, message_en=en, detail=detail))
 
-    def failed(self, code: str, why: Reason, **detail: str) -> None:
+    def failed(self, code: str, why: Reason, **detail: str | int) -> None:
         self.checks.append(
             Check(
                 code=code,
@@ -241,7 +241,9 @@ class PolicyEngine:
         if self.permissions.is_allowed(subject.roles, f"dataset:{req.dataset}", req.action):
             if trail is not None:
                 trail.passed(
-                    "permission", f"岗位可以查看「{dataset_label}」。", f"Role may read {req.dataset}."
+                    "permission",
+                    f"岗位可以查看「{dataset_label}」。",
+                    f"Role may read {names['dataset_en']}.",
                 )
         elif (d := refuse("permission", reason("no_permission", **names))) is not None:
             return d
@@ -377,7 +379,8 @@ class PolicyEngine:
                 "quota",
                 "未超过查看数量限制。",
                 "Within the record limits.",
-                quota_left="" if quota_left is None else str(quota_left),
+                # The number, as decide's obligations give it; no quota store, nothing counted: no key.
+                **({} if quota_left is None else {"quota_left": quota_left}),
             )
         # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
         row_scope = _row_scope(subject.roles, subject.grids, org, org_significant)

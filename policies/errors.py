@@ -4,9 +4,12 @@ PolicyError
 ├── PolicyFileError        a reviewed data file (model.conf, permissions.csv, scenarios.toml) is wrong
 ├── PolicyRefused          ``PolicyEngine.authorize`` refused; carries the Decision
 └── GrantError             a grant transition is not allowed (message_zh / message_en for the user)
+    ├── UnknownScenarioError       the scenario code names nothing in the catalog
     ├── GrantNotFoundError
+    │   └── ReviewNotFoundError    a break-glass post-review, not a grant
     ├── InvalidTransitionError
     └── SeparationOfDutiesError
+        └── OutsideJurisdictionError   an organisation outside the actor's own jurisdiction
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ __all__ = [
     "GrantError",
     "GrantNotFoundError",
     "InvalidTransitionError",
+    "OutsideJurisdictionError",
     "PolicyError",
     "PolicyFileError",
     "PolicyRefused",
+    "ReviewNotFoundError",
     "SeparationOfDutiesError",
+    "UnknownScenarioError",
 ]
 
 
@@ -62,8 +68,16 @@ class GrantError(PolicyError):
         super().__init__(f"{self.code}: {message_en}")
 
 
+class UnknownScenarioError(GrantError):
+    code = "unknown_scenario"
+
+
 class GrantNotFoundError(GrantError):
     code = "grant_not_found"
+
+
+class ReviewNotFoundError(GrantNotFoundError):
+    code = "review_not_found"
 
 
 class InvalidTransitionError(GrantError):
@@ -72,3 +86,9 @@ class InvalidTransitionError(GrantError):
 
 class SeparationOfDutiesError(GrantError):
     code = "separation_of_duties"
+
+
+class OutsideJurisdictionError(SeparationOfDutiesError):
+    """Delegating, or breaking the glass, for an organisation the actor's own does not cover."""
+
+    code = "outside_jurisdiction"

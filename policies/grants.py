@@ -37,7 +37,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from policies import divisions
-from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
+from policies.errors import (
+    GrantError,
+    GrantNotFoundError,
+    InvalidTransitionError,
+    OutsideJurisdictionError,
+    ReviewNotFoundError,
+    SeparationOfDutiesError,
+    UnknownScenarioError,
+)
 from policies.model import Subject
 from policies.permissions import PermissionModel
 from policies.scenarios import ScenarioCatalog
@@ -716,14 +724,14 @@ class GrantService:
         if spec is None:
             # What was typed is not repeated (it may be anything); the catalog's codes are listed instead.
             codes = "、".join(s.code for s in self.scenarios)
-            raise GrantError(
+            raise UnknownScenarioError(
                 f"没有这个使用场景。可申请的场景：{codes}。",
                 f"no such scenario; the catalog has {', '.join(s.code for s in self.scenarios)}",
             )
         scope = divisions.normalize(org_scope)
         if not divisions.covers(actor.org, scope):
             # Delegation only within one's own jurisdiction, never beyond it.
-            raise SeparationOfDutiesError(
+            raise OutsideJurisdictionError(
                 "只能为本辖区内的组织申请授权。", "you may request grants only within your own jurisdiction"
             )
         wanted = dict(spec.datasets) if datasets is None else {k: tuple(v) for k, v in datasets.items()}
@@ -788,7 +796,7 @@ class GrantService:
             start = valid_from or now
             spec = self.scenarios.get(grant.scenario)
             if spec is None:
-                raise GrantError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
+                raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
             end = valid_until or start + timedelta(days=spec.default_validity_days)
             if end <= start:
                 raise GrantError("授权结束时间必须晚于开始时间。", "valid_until must be after valid_from")
@@ -916,7 +924,7 @@ class GrantService:
                 )
             spec = self.scenarios.get(grant.scenario)
             if spec is None:
-                raise GrantError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
+                raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
             second_id: str | None = None
             status = GrantStatus.APPROVED
             if self.needs_second_approval(grant) and second is None and defer_second_approval:
@@ -1006,7 +1014,7 @@ class GrantService:
         self._require(actor, "break_glass", "invoke")
         spec = self.scenarios.get(scenario)
         if spec is None:
-            raise GrantError("没有这个使用场景。", f"unknown scenario {scenario!r}")
+            raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {scenario!r}")
         if not set(actor.roles).intersection(spec.roles_allowed):
             raise SeparationOfDutiesError("您的岗位不能使用该场景。", "your role may not use this scenario")
         if len(reason.strip()) < BREAK_GLASS_MIN_REASON_CHARS:
@@ -1024,7 +1032,7 @@ class GrantService:
             )
         scope = divisions.normalize(org_scope or actor.org)
         if not divisions.covers(actor.org, scope):
-            raise SeparationOfDutiesError(
+            raise OutsideJurisdictionError(
                 "只能在本辖区内紧急访问。", "emergency access only within your jurisdiction"
             )
         grant = ScenarioGrant(
@@ -1076,7 +1084,7 @@ class GrantService:
         self._require(actor, "break_glass", "close_review")
         review = self.repository.get_review(review_id)
         if review is None:
-            raise GrantNotFoundError("找不到该复核事项。", "review not found")
+            raise ReviewNotFoundError("找不到该复核事项。", "review not found")
         if review.status != "open":
             raise InvalidTransitionError("该复核事项已关闭。", "review already closed")
         if actor.user_id == review.invoked_by:

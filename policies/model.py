@@ -107,4 +107,5 @@ class Check:
     passed: bool
     message_zh: str
     message_en: str
-    detail: dict[str, str] = field(default_factory=dict)
+    #: Codes and counts behind the words (e.g. the grids in force, the records left in today's quota).
+    detail: dict[str, str | int] = field(default_factory=dict)

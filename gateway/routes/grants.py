@@ -25,6 +25,7 @@ from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
 from gateway.free_text import refuse_personal_data
+from gateway.pipeline import subject_of
 from gateway.runtime import Runtime
 from policies import (
     BreakGlassReview,
@@ -51,15 +52,6 @@ T = TypeVar("T")
 
 
 # -- helpers used by the policy routes too ----------------------------------------------------------
-
-
-def subject_of(principal: Principal) -> Subject:
-    return Subject(
-        user_id=principal.user_id,
-        org=principal.org,
-        roles=principal.roles,
-        department=principal.department,
-    )
 
 
 def checked_org(code: str, name: str = "org_scope") -> str:
@@ -213,9 +205,10 @@ async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader
     if scenario is None:
         # The code from the path is not echoed (it may be anything a user typed, a phone number included).
         raise NotFound(
-            "没有这个使用场景，请核对链接中的场景代码；全部场景见 GET /api/v1/scenarios。",
-            "There is no such scenario. Check the scenario code in the link; "
-            "GET /api/v1/scenarios lists them.",
+            "没有这个使用场景，请核对场景代码；全部场景见 GET /api/v1/scenarios"
+            "（命令行：grassroots grants scenarios）。",
+            "There is no such scenario. Check the scenario code; GET /api/v1/scenarios "
+            "(command line: grassroots grants scenarios) lists them.",
             code="unknown_scenario",
         )
     return scenario_json(scenario, catalog, principal.roles)

@@ -31,8 +31,8 @@ from gateway.admin_support import require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest
-from gateway.pipeline import check_within_page_limit
-from gateway.routes.grants import checked_org, read_only, subject_of
+from gateway.pipeline import check_within_page_limit, subject_of
+from gateway.routes.grants import checked_org, read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from policies import (
     AccessRequest,

@@ -204,12 +204,12 @@ REQUESTS = [
     # who, claims, scenario, org, datasets, reason, status, code
     ("cadre_a", {}, "ELDERLY_VISIT", VILLAGE_A, None, "走访", 201, None),
     ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_B, None, "复核", 201, None),
-    ("cadre_a", {}, "DIBAO_REVIEW", VILLAGE_B, None, "复核", 403, "separation_of_duties"),
-    ("town_officer", {}, "DIBAO_REVIEW", TOWNSHIP_2, None, "复核", 403, "separation_of_duties"),
+    ("cadre_a", {}, "DIBAO_REVIEW", VILLAGE_B, None, "复核", 403, "outside_jurisdiction"),
+    ("town_officer", {}, "DIBAO_REVIEW", TOWNSHIP_2, None, "复核", 403, "outside_jurisdiction"),
     ("supervisor", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
     ("auditor", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
     ("ca_steward", {}, "DIBAO_REVIEW", VILLAGE_A, None, "复核", 403, "no_permission"),
-    ("town_officer", {}, "NO_SUCH", VILLAGE_A, None, "复核", 422, "grant_error"),
+    ("town_officer", {}, "NO_SUCH", VILLAGE_A, None, "复核", 422, "unknown_scenario"),
     ("town_officer", {}, "DIBAO_REVIEW", "31015110120", None, "复核", 422, "invalid_org"),
     (
         "town_officer",
@@ -500,8 +500,9 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
         (
             {"scenario": "DIBAO_REVIEW", "reason": "台风转移安置", "org_scope": VILLAGE_A},
             403,
-            "separation_of_duties",
+            "outside_jurisdiction",
         ),
+        ({"scenario": "NO_SUCH", "reason": "台风转移安置", "hours": 2}, 422, "unknown_scenario"),
     ]:
         resp = api(stack, "POST", "/break-glass", "cadre_c", body, **cadre)
         assert (resp.status_code, resp.json()["error"]) == (status, code)
@@ -546,6 +547,8 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
     ]:
         resp = api(stack, "POST", close, who, body, **claims)
         assert (resp.status_code, resp.json()["error"]) == (status, code), who
+    missing = api(stack, "POST", "/break-glass/reviews/bgr_nope/close", "supervisor", {"note": "已核实"})
+    assert (missing.status_code, missing.json()["error"]) == (404, "review_not_found")
     closed = api(stack, "POST", close, "supervisor", {"note": "已核实，转移安置属实"})
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert api(stack, "POST", close, "supervisor", {"note": "再次"}).status_code == 409

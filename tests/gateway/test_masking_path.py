@@ -112,7 +112,10 @@ def test_a_large_list_that_would_single_residents_out_is_refused_with_a_reason(s
     event = last_data_event(stack, "cadre_a")
     assert (event["outcome"], event["reason"]) == ("refused", "reidentification_risk")
     assert "reidentification_risk" in event["details"]["alerts"]
-    assert event["details"]["reidentification_guard"]["smallest_class"] < 3
+    guard = event["details"]["reidentification_guard"]
+    assert guard["smallest_class"] < 3
+    # What was coarsened before giving up is kept (under "tried": nothing was released generalised).
+    assert guard["tried"] and "generalised" not in guard
     assert event["record_count"] == 0 and event["subject_refs"] == []
 
 

@@ -237,6 +237,20 @@ def test_a_cadre_explains_her_own_refusal(
         assert resp.json()["failed"]["code"] == code
 
 
+def test_a_grid_worker_explains_her_own_request_with_the_grids_her_login_carries(stack: Stack) -> None:
+    # The same login reads the houses of her grids; her own explanation must see those grids too.
+    houses = api(stack, "GET", "/datasets/houses/records", "grid_a1", params={"scenario": "GRID_VISIT"})
+    assert houses.status_code == 200
+    params = {"dataset": "houses", "scenario": "GRID_VISIT"}
+    explained = api(stack, "GET", "/policy/explain", "grid_a1", params=params).json()
+    (grid,) = [c for c in explained["checks"] if c["check"] == "grid_scope"]
+    assert explained["allowed"] is True
+    assert grid["passed"] and grid["detail"] == {"grids": f"{VILLAGE_A}-G01,{VILLAGE_A}-G02"}
+    # What is left of today's quota is a number, as in decide's obligations (not its text).
+    (quota,) = [c for c in explained["checks"] if c["check"] == "quota"]
+    assert type(quota["detail"]["quota_left"]) is int and quota["detail"]["quota_left"] > 0
+
+
 def test_cli_explain_mine(stack: Stack) -> None:
     out = stack.cli(
         "policy",
