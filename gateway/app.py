@@ -223,11 +223,21 @@ _KINDS = {
     "list_type": ("须为列表", "must be a list"),
     "dict_type": ("须为对象", "must be an object"),
     "model_attributes_type": ("须为对象", "must be an object"),
+    # The body as a whole (its position in the text is not repeated: it says nothing to a person).
+    "json_invalid": (
+        "不是有效的 JSON，请检查引号、逗号和括号是否成对",
+        "is not valid JSON; check that quotes, commas and brackets are in place",
+    ),
     "timezone_aware": (
         "须为带时区的时间，例如 2026-11-22T08:00:00+08:00",
         "must be a time with its offset, e.g. 2026-11-22T08:00:00+08:00",
     ),
 }
+
+
+#: Errors about the request as a whole, located by something the caller sent (an unknown key, a position
+#: in the text): the hint is given although the name cannot reach that part.
+_WHOLE_BODY_KINDS = frozenset({"extra_forbidden", "json_invalid"})
 
 
 def _one_of(values: Sequence[str]) -> tuple[str, str] | None:
@@ -291,7 +301,7 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) 
         name = field_name(loc, declared)
         said = hints.setdefault(name, [])
         # A hint about a part the name does not reach (a list item, a dict key) would mislead.
-        whole = ".".join(str(p) for p in loc[1:]) in (name, "") or err.get("type") == "extra_forbidden"
+        whole = ".".join(str(p) for p in loc[1:]) in (name, "") or err.get("type") in _WHOLE_BODY_KINDS
         hint = validation_hint(err, route) if whole else None
         if hint is not None and hint not in said:
             said.append(hint)

@@ -37,6 +37,35 @@ def _query(request: Request) -> dict[str, str | None]:
     return {name: params.get(name) for name in ("scenario", "page", "page_size")}
 
 
+# The query parameters the pipeline reads (``parse_data_request`` validates them, with messages a cadre
+# understands), documented here for the OpenAPI page: FastAPI does not see them as route parameters.
+_SCENARIO_PARAM: dict[str, Any] = {
+    "name": "scenario",
+    "in": "query",
+    "required": True,
+    "description": "使用场景代码（例如 DIBAO_REVIEW；全部场景见 GET /api/v1/scenarios）。"
+    "The scenario the data is read for (e.g. DIBAO_REVIEW; GET /api/v1/scenarios lists them).",
+    "schema": {"type": "string", "maxLength": 64, "example": "DIBAO_REVIEW"},
+}
+_PAGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "page",
+        "in": "query",
+        "required": False,
+        "description": "页码，从 1 开始。Page number, from 1.",
+        "schema": {"type": "integer", "minimum": 1, "default": 1},
+    },
+    {
+        "name": "page_size",
+        "in": "query",
+        "required": False,
+        "description": "每页条数；上限取平台每页上限与场景每次上限中较小者。Records per page; at most the "
+        "smaller of the platform's page limit (GRASSROOTS_MAX_PAGE_SIZE) and the scenario's cap.",
+        "schema": {"type": "integer", "minimum": 1, "default": 20},
+    },
+]
+
+
 # The body is already plain JSON (strings, numbers, lists from the upstream, masked): handed to
 # the response as is, it skips FastAPI's jsonable_encoder walk over every field of every record.
 
@@ -55,7 +84,11 @@ class DataJSONResponse(JSONResponse):
         return _render(content)
 
 
-@router.get("/datasets/{dataset}/records", response_class=DataJSONResponse)
+@router.get(
+    "/datasets/{dataset}/records",
+    response_class=DataJSONResponse,
+    openapi_extra={"parameters": [_SCENARIO_PARAM, *_PAGE_PARAMS]},
+)
 async def list_records(
     dataset: str,
     request: Request,
@@ -73,7 +106,11 @@ async def list_records(
     return DataJSONResponse(body)
 
 
-@router.get("/datasets/{dataset}/records/{record_id}", response_class=DataJSONResponse)
+@router.get(
+    "/datasets/{dataset}/records/{record_id}",
+    response_class=DataJSONResponse,
+    openapi_extra={"parameters": [_SCENARIO_PARAM]},
+)
 async def get_record(
     dataset: str,
     record_id: str,

@@ -147,6 +147,20 @@ def test_unknown_dataset_is_404(stack: Stack) -> None:
     _assert_error(resp, 404, "unknown_dataset")
 
 
+def test_the_api_page_documents_the_query_a_data_request_takes(stack: Stack) -> None:
+    """/docs is how a department's developer learns the data path: scenario is required, pages optional."""
+    import httpx
+
+    paths = httpx.get(f"{stack.base_url}/openapi.json", timeout=10).json()["paths"]
+    listing = paths["/api/v1/datasets/{dataset}/records"]["get"]["parameters"]
+    one = paths["/api/v1/datasets/{dataset}/records/{record_id}"]["get"]["parameters"]
+    by_name = {p["name"]: p for p in listing}
+    assert {"dataset", "scenario", "page", "page_size"} <= set(by_name)
+    assert by_name["scenario"]["required"] is True and by_name["scenario"]["in"] == "query"
+    assert by_name["page_size"]["schema"]["type"] == "integer" and not by_name["page_size"]["required"]
+    assert {"dataset", "record_id", "scenario"} <= {p["name"] for p in one}
+
+
 def test_codes_that_name_nothing_are_neither_repeated_nor_recorded(stack: Stack) -> None:
     """A dataset or scenario code of a valid shape that names nothing is still what someone typed: an ID
     number with a letter in front passes the shape. It is not echoed, logged as typed, or recorded."""

@@ -101,6 +101,18 @@ def test_nothing_is_said_about_a_part_the_name_does_not_reach() -> None:
     assert PHONE not in resp.text
 
 
+def test_a_body_that_is_not_json_says_so() -> None:
+    resp = client.post(
+        "/case",
+        content=b'{"note": "\xe7\xa7\xbb\xe9\x80\x81", bad',
+        headers={"content-type": "application/json"},
+    )
+    answer = resp.json()
+    assert resp.status_code == 422 and answer["fields"] == ["body"]
+    assert answer["message"] == "请求参数有误：body（不是有效的 JSON，请检查引号、逗号和括号是否成对）。"
+    assert "not valid JSON" in answer["message_en"]
+
+
 def test_several_parameters_each_with_its_own_hint() -> None:
     answer = client.post("/case", json={"disposition": "closed", "note": ""}).json()
     assert answer["fields"] == ["disposition", "note"]
