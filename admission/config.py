@@ -38,6 +38,11 @@ class AdmissionConfig:
     def office(self, code: str) -> ReviewOffice | None:
         return next((o for o in self.offices if o.code == code), None)
 
+    def department_name_zh(self, department: str) -> str | None:
+        """The Chinese name a department goes by in the review: that of its own office (``civil_affairs``
+        is 区民政局), or None when no reviewing office belongs to it."""
+        return next((o.name_zh for o in self.offices if o.department == department), None)
+
     def required_offices(self, applying_department: str) -> tuple[ReviewOffice, ...]:
         """Required offices minus those recused because the applicant is their own department."""
         return tuple(o for o in self.offices if o.required and o.department != applying_department)

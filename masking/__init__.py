@@ -21,6 +21,7 @@ from masking.catalog import Catalog, DatasetSpec, FieldSpec, Level, SemanticType
 from masking.dlp import DriftAlert, scan_fields_in_place, scan_response
 from masking.errors import (
     CatalogError,
+    DryRunValueError,
     KeyRingError,
     MaskingError,
     OperatorError,
@@ -51,7 +52,7 @@ from masking.plan import (
     plan_masking,
     response_level,
 )
-from masking.reversible import Unmask, decrypt_envelope, ff1_id_reveal
+from masking.reversible import Unmask, decrypt_envelope, ff1_id_reveal, is_dry_run_value
 from masking.rules import MaskingRule, RuleSet, load_rules
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "CatalogError",
     "DatasetSpec",
     "DriftAlert",
+    "DryRunValueError",
     "FieldDecision",
     "FieldSpec",
     "Finding",
@@ -89,6 +91,7 @@ __all__ = [
     "ff1_id_reveal",
     "get_operator",
     "guard_release",
+    "is_dry_run_value",
     "ladder_for",
     "load_catalog",
     "load_rules",

@@ -85,6 +85,22 @@ class UnmaskError(MaskingError):
     code = "unmask_refused"
 
 
+class DryRunValueError(UnmaskError):
+    """The value was made by a dry-run under a throwaway key: it stands for no real value, so there is
+    nothing to reverse (and reversing it with a real key would answer a plausible but wrong value)."""
+
+    code = "dry_run_value"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "这是脱敏试运行（dry-run）用一次性密钥生成的示例值（以 ps:dryrun: 开头），不对应任何真实数据，"
+            "不能还原。请对数据接口实际返回的假名或密文申请还原。",
+            "This value was made by a masking dry-run with a throwaway key (it starts with ps:dryrun:); it "
+            "stands for no real value and cannot be unmasked. Unmask a pseudonym or envelope the data API "
+            "returned instead.",
+        )
+
+
 class StewardshipError(MaskingError):
     """A proposed catalog, tag or rule change cannot be made (invalid, or not allowed as asked)."""
 

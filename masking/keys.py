@@ -26,12 +26,14 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from masking.errors import KeyRingError
 
-__all__ = ["KeyPurpose", "KeyRing", "parse_kek", "read_kek"]
+__all__ = ["DRY_RUN_KEY_ID", "KeyPurpose", "KeyRing", "parse_kek", "read_kek"]
 
 KeyPurpose = Literal["hmac-pseudonym", "ff1-id", "aes-gcm"]
 _PURPOSES: tuple[KeyPurpose, ...] = ("hmac-pseudonym", "ff1-id", "aes-gcm")
 _KEK_BYTES = 32
 _FORMAT = "grassroots-masking-keyring/v1"
+#: The key id of a dry-run's throwaway key; keyed operators mark what it makes (``ps:dryrun:…``).
+DRY_RUN_KEY_ID = "dryrun"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,11 @@ class KeyRing:
         # Refuse pickling: a pickle would carry the KEK in clear.
         raise TypeError("KeyRing cannot be pickled; store to_json() and the KEK separately")
 
+    @property
+    def is_dry_run(self) -> bool:
+        """True for the throwaway ring of `for_dry_run`: what its deterministic operators make is marked."""
+        return False
+
     def for_dry_run(self) -> KeyRing:
         """A ring for dry-runs: the deterministic operators (HMAC and FF1 pseudonyms) get a throwaway key.
 
@@ -252,8 +259,12 @@ class _DryRunKeyRing(KeyRing):
     def __init__(self, real: KeyRing) -> None:
         kek = os.urandom(_KEK_BYTES)
         stamp = datetime.now(UTC).isoformat()
-        super().__init__(kek, [_DataKey("dryrun", stamp, "active", aes_key_wrap(kek, os.urandom(32)))])
+        super().__init__(kek, [_DataKey(DRY_RUN_KEY_ID, stamp, "active", aes_key_wrap(kek, os.urandom(32)))])
         self._real = real
+
+    @property
+    def is_dry_run(self) -> bool:
+        return True
 
     def derive(
         self, purpose: KeyPurpose, key_id: str | None = None, *, for_encryption: bool

@@ -26,7 +26,7 @@ from stdnum.cn import uscc
 from masking.detectors import COMPOUND_SURNAMES
 from masking.errors import OperatorError
 from masking.keys import KeyRing
-from masking.reversible import _hmac_with, _seal, ff1_id_cipher, ff1_id_pseudonym
+from masking.reversible import DRY_RUN_MARKER, _hmac_with, _seal, ff1_id_cipher, ff1_id_pseudonym
 
 __all__ = [
     "ADDRESS_LEVELS",
@@ -532,8 +532,17 @@ class Ff1IdNumber(Operator):
     summary_zh = "身份证号保格式假名（FF1，NIST SP 800-38G；地区码保留，校验码正确）"
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
-        _, key = _keys(ctx, self.name).derive("ff1-id", for_encryption=True)
+        keys = _keys(ctx, self.name)
+        _, key = keys.derive("ff1-id", for_encryption=True)
         cipher = ff1_id_cipher(key)
+        if keys.is_dry_run:
+            # Under a throwaway key the output is still a well-formed ID number: marked, so nobody takes
+            # it for a real pseudonym or asks to unmask it (the HMAC one carries "dryrun" as its key id).
+            def dry(t: str) -> str:
+                made = ff1_id_pseudonym(t, cipher)
+                return REDACTED if made is None else DRY_RUN_MARKER + made
+
+            return _textual(dry)
         return _textual(lambda t: ff1_id_pseudonym(t, cipher) or REDACTED)
 
 

@@ -21,11 +21,12 @@ from operator import mul
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from masking.errors import KeyRingError, UnmaskError
+from masking.errors import DryRunValueError, KeyRingError, UnmaskError
 from masking.ff1 import FF1
-from masking.keys import KeyRing
+from masking.keys import DRY_RUN_KEY_ID, KeyRing
 
 __all__ = [
+    "DRY_RUN_MARKER",
     "ENVELOPE_PREFIX",
     "FF1_ID_RADIX",
     "PSEUDONYM_PREFIX",
@@ -37,11 +38,21 @@ __all__ = [
     "ff1_id_reveal",
     "hmac_pseudonym",
     "id_check_char",
+    "is_dry_run_value",
 ]
 
 PSEUDONYM_PREFIX = "ps"
 ENVELOPE_PREFIX = "enc"
 _ENVELOPE_VERSION = "v1"
+#: What every keyed pseudonym a dry-run makes starts with. An HMAC pseudonym carries it as its key id; an
+#: FF1 pseudonym, a bare well-formed ID number otherwise, gets it in front, so a dry-run sample can never
+#: be taken for (or unmasked as) a real pseudonym.
+DRY_RUN_MARKER = f"{PSEUDONYM_PREFIX}:{DRY_RUN_KEY_ID}:"
+
+
+def is_dry_run_value(value: str) -> bool:
+    """True when `value` carries the dry-run marker (case and surrounding blanks ignored)."""
+    return value.strip().lower().startswith(DRY_RUN_MARKER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +155,12 @@ def ff1_id_pseudonym(value: str, cipher: FF1) -> str | None:
 
 
 def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, unmask: Unmask) -> str:
-    """Invert `ff1_id_pseudonym` (needs the key id that made it and an `Unmask` capability)."""
+    """Invert `ff1_id_pseudonym` (needs the key id that made it and an `Unmask` capability). A dry-run's
+    pseudonym is refused: its key is gone, and any real key would "reveal" a plausible wrong number."""
     if not isinstance(unmask, Unmask):
         raise UnmaskError("缺少还原授权", "an Unmask capability is required")
+    if is_dry_run_value(pseudonym):
+        raise DryRunValueError()
     _, cipher = _ff1_for(keys, key_id, for_encryption=False)
     parts = _split_id(pseudonym)
     if parts is None:

@@ -549,9 +549,19 @@ class MaskingRepository:
         return _to_proposal(row)
 
 
+#: How a proposal's status reads in a Chinese message (the English message keeps the code).
+_STATUS_ZH = {
+    ProposalStatus.PENDING: "待审批",
+    ProposalStatus.APPROVED: "已批准",
+    ProposalStatus.REJECTED: "已驳回",
+    ProposalStatus.WITHDRAWN: "已撤回",
+}
+
+
 def _not_pending(proposal_id: str, status: str) -> ProposalConflictError:
+    label = next((zh for known, zh in _STATUS_ZH.items() if known.value == status), status)
     return ProposalConflictError(
-        f"变更申请“{proposal_id}”已办结（{status}），不能再审批",
+        f"变更申请“{proposal_id}”已办结（{label}），不能再审批",
         f"proposal {proposal_id!r} is already {status}",
     )
 

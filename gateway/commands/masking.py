@@ -175,7 +175,10 @@ def dry_run(
     role: Annotated[str, typer.Option(help="reader's role, e.g. village_cadre")],
     scenario: Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")],
     dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
-    profile: Annotated[str, typer.Option(help="masking profile")] = "standard",
+    profile: Annotated[
+        str | None,
+        typer.Option(help="masking profile to try (default: the scenario's, as on the data path)"),
+    ] = None,
     fields: Annotated[str | None, typer.Option(help="comma-separated fields (default: all)")] = None,
     sample: Annotated[
         str | None,
@@ -194,7 +197,8 @@ def dry_run(
         str | None, typer.Option(help="dry-run as if this pending proposal were approved")
     ] = None,
 ) -> ApiCall:
-    """Show the plan (field → operator and why) and the masked sample."""
+    """Show the plan (field → operator and why) and the masked sample, for a reader of ROLE in SCENARIO
+    (both must be codes the policy serves; the scenario picks the profile unless --profile names one)."""
     exemptions: dict[str, str] = {}
     for item in exempt or []:
         name, sep, op = item.partition("=")
@@ -206,11 +210,12 @@ def dry_run(
         "dataset": dataset,
         "role": role,
         "scenario": scenario,
-        "profile": profile,
         "exemptions": exemptions,
         "sample": _sample(sample, sample_file),
         "proposal_id": proposal,
     }
+    if profile is not None:
+        body["profile"] = profile
     if fields is not None:
         body["fields"] = split_list(fields)
     return ApiCall("POST", "/api/v1/masking/dry-run", body=body)

@@ -236,7 +236,8 @@ def _field_mapping(catalog: Catalog, fields: Sequence[str]) -> dict[str, Any]:
         if fspec is not None:
             out[ref] = {
                 "catalog_field": target,
-                "level": str(fspec.level.value),
+                # As the catalog writes it: 1-4 as integers, "important"/"core" as names.
+                "level": fspec.level.document_value,
                 "tags": sorted(fspec.tags),
             }
         elif ref in catalog.tags:
@@ -244,6 +245,10 @@ def _field_mapping(catalog: Catalog, fields: Sequence[str]) -> dict[str, Any]:
         else:
             out[ref] = None
     return out
+
+
+#: How many out-of-jurisdiction codes a refusal names (the count is always given).
+_OUTSIDE_NAMED = 5
 
 
 def _check_reach(principal: Principal, reg: SystemRegistration) -> None:
@@ -254,12 +259,19 @@ def _check_reach(principal: Principal, reg: SystemRegistration) -> None:
     except ValueError:
         outside = list(reg.reaches)
     if outside:
+        # Division codes are public vocabulary, not personal data: name the ones to correct (normalised
+        # to 12 digits by the registration, so nothing but digits is echoed), the first few of them.
+        named = outside[:_OUTSIDE_NAMED]
+        more_zh = f"等 {len(outside)} 个" if len(outside) > len(named) else ""
+        more_en = f" (first {len(named)} shown)" if len(outside) > len(named) else ""
+        verb = "is" if len(outside) == 1 else "are"
         raise InvalidRequest(
             f"覆盖范围（reaches）只能填写本单位辖区（{principal.org}）内的区划代码，"
-            f"有 {len(outside)} 个不在辖区内，请核对。",
+            f"有 {len(outside)} 个不在辖区内：{'、'.join(named)}{more_zh}，请核对。",
             f"reaches may name only divisions inside your own jurisdiction ({principal.org}); "
-            f"{len(outside)} of them are outside it.",
+            f"{len(outside)} of them {verb} outside it: {', '.join(named)}{more_en}.",
             code="reaches_outside_jurisdiction",
+            extra={"outside": named},
         )
 
 
@@ -1092,6 +1104,15 @@ class OAuthError(GatewayError):
         )
 
 
+class _ClientRefused(OAuthError):
+    """An authenticated client refused for its system's admission status (RFC 6749 §5.2
+    ``unauthorized_client``); it carries the system, which the audit event names as the actor."""
+
+    def __init__(self, system_id: str, admission_status: str, zh: str, en: str) -> None:
+        super().__init__("unauthorized_client", zh, en, system=system_id, admission_status=admission_status)
+        self.system_id = system_id
+
+
 def _invalid_client(zh: str = "客户端认证失败。", en: str = "Client authentication failed.") -> OAuthError:
     return OAuthError("invalid_client", zh, en, status_code=401)
 
@@ -1197,6 +1218,10 @@ async def oauth_token(request: Request, runtime: RuntimeDep, authorization: Auth
             )
         issued, system_id = await asyncio.to_thread(_authenticate_client, runtime, form, basic, assertion)
     except GatewayError as exc:
+        # Named only once the client has authenticated (refused for its status, not its credentials);
+        # before that, the client id it claims proves nothing and the actor stays anonymous.
+        if isinstance(exc, _ClientRefused):
+            system_id = exc.system_id
         await _audit_system(runtime, "system.token", Outcome.REFUSED, system_id, exc.code, request)
         raise
     await _audit_system(runtime, "system.token", Outcome.OK, system_id, "issued", request)
@@ -1265,13 +1290,7 @@ def _authenticate_client(
         reg = service.repo.get(state.system_id)
         verdict = routing_verdict(reg, datetime.now(UTC), system_id=state.system_id)
         if not verdict.allowed:
-            raise OAuthError(
-                "unauthorized_client",
-                verdict.message_zh,
-                verdict.message_en,
-                system=state.system_id,
-                admission_status=verdict.code,
-            )
+            raise _ClientRefused(state.system_id, verdict.code, verdict.message_zh, verdict.message_en)
         issued = token_issuer(runtime).issue(
             client_id=client_id, system_id=state.system_id, credential=generation
         )

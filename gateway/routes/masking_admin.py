@@ -47,12 +47,14 @@ from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
     Catalog,
+    DryRunValueError,
     Level,
     RuleSet,
     SemanticType,
     Unmask,
     decrypt_envelope,
     ff1_id_reveal,
+    is_dry_run_value,
     mask_record,
     plan_masking,
 )
@@ -326,7 +328,9 @@ class DryRunBody(BaseModel):
     dataset: str = Field(max_length=64)
     role: str = Field(max_length=64)
     scenario: str = Field(max_length=64)
-    profile: str = Field(max_length=64)
+    profile: str | None = Field(
+        None, max_length=64, description="default: the scenario's masking profile, as on the data path"
+    )
     fields: list[str] | None = Field(None, max_length=200)
     sample: dict[str, Any] | None = None
     exemptions: dict[str, str] = Field(default_factory=dict)
@@ -345,13 +349,60 @@ async def dry_run(body: DryRunBody, runtime: RuntimeDep, authorization: AuthHead
     else:
         catalog, rules = runtime.catalog, runtime.rules
         based_on = f"effective:{runtime.masking.version}"
-    result = _mapped(lambda: _dry_run(runtime, catalog, rules, body))
+    profile, source = _dry_run_profile(runtime, rules, body)
+    result = _mapped(lambda: _dry_run(runtime, catalog, rules, body, profile))
+    result["profile_source"] = source
     result["based_on"] = based_on
     # The sample may be real personal data typed in by the steward: never cached anywhere.
     return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
 
-def _dry_run(runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody) -> dict[str, Any]:
+def _dry_run_profile(runtime: Runtime, rules: RuleSet, body: DryRunBody) -> tuple[str, str]:
+    """(profile, where it came from). A dry-run answers "what would this reader see in this scenario",
+    so scenario and role must be ones the data path serves; an unknown code is refused rather than
+    answered with a confident plan nobody will ever get. Like the data path, the scenario's obligation
+    picks the profile; a steward may name another to try it ("request"). The messages list the valid
+    codes (short, fixed lists) and never echo what was typed."""
+    scenarios = runtime.policy().scenarios
+    scenario = scenarios.get(body.scenario)
+    if scenario is None:
+        codes = sorted(s.code for s in scenarios)
+        raise InvalidRequest(
+            f"没有这个场景代码，请核对 scenario；可用的场景：{'、'.join(codes) or '无'}。",
+            f"No such scenario code; check scenario. Scenarios: {', '.join(codes) or 'none'}.",
+            code="unknown_scenario",
+        )
+    if body.role not in scenario.roles_allowed:
+        served = scenario.roles_allowed
+        if any(body.role in s.roles_allowed for s in scenarios):
+            zh, en, code = (
+                f"场景 {scenario.code} 不向这个岗位提供数据",
+                f"Scenario {scenario.code} serves no data to that role",
+                "role_not_in_scenario",
+            )
+        else:
+            zh, en, code = "没有这个岗位代码，请核对 role", "No such role code; check role", "unknown_role"
+        raise InvalidRequest(
+            f"{zh}；场景 {scenario.code} 服务的岗位：{'、'.join(served)}。",
+            f"{en}. Roles scenario {scenario.code} serves: {', '.join(served)}.",
+            code=code,
+        )
+    profile, source = (
+        (scenario.masking_profile, "scenario") if body.profile is None else (body.profile, "request")
+    )
+    if profile not in rules.profiles:
+        names = sorted(rules.profiles)
+        raise InvalidRequest(
+            f"没有这个脱敏方案，请核对 profile；可用的方案：{'、'.join(names)}。",
+            f"No such masking profile; check profile. Profiles: {', '.join(names)}.",
+            code=UnknownProfileError.code,
+        )
+    return profile, source
+
+
+def _dry_run(
+    runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody, profile: str
+) -> dict[str, Any]:
     spec = catalog.dataset(body.dataset)
     fields = tuple(body.fields) if body.fields is not None else tuple(spec.fields)
     try:
@@ -362,7 +413,7 @@ def _dry_run(runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBod
             fields=fields,
             role=body.role,
             scenario=body.scenario,
-            profile=body.profile,
+            profile=profile,
             exemptions=body.exemptions,
             keys=runtime.keys.for_dry_run() if runtime.keys is not None else None,
             scanner=runtime.scanner,
@@ -373,7 +424,7 @@ def _dry_run(runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBod
         "dataset": body.dataset,
         "role": body.role,
         "scenario": body.scenario,
-        "profile": body.profile,
+        "profile": profile,
         "level": plan.level.document_value,
         "level_label_zh": plan.level.label_zh,
         "plan": plan.explain(),
@@ -489,10 +540,31 @@ async def unmask(
                 code="unknown_field",
             )
         )
+    if is_dry_run_value(body.value):
+        # A dry-run sample under a throwaway key: no real value behind it, and an FF1 one "unmasked"
+        # with a real key would come back as a plausible but wrong ID number, audited as a success.
+        dry_run = DryRunValueError()
+        await refuse(InvalidRequest(dry_run.message_zh, dry_run.message_en, code=dry_run.code))
     keys = runtime.keys
     if keys is None:
         raise ServiceUnavailable("密钥环未配置，无法还原。", "No key ring is configured.", code="no_key_ring")
     method = body.method or ("aes_gcm" if body.value.startswith("enc:") else "ff1_id")
+    spec = runtime.catalog.field(body.dataset, body.field)
+    if method == "ff1_id" and (spec is None or spec.semantic_type is not SemanticType.ID_NUMBER):
+        # FF1 pseudonyms exist only for ID numbers (the ff1_id operator redacts anything else): for any
+        # other field the answer speaks of that field, not of ID numbers and key ids. Its catalogued name
+        # and title are not personal data.
+        title = f"{spec.title}（{body.field}）" if spec is not None and spec.title else body.field
+        await refuse(
+            InvalidRequest(
+                f"字段 {title} 只能还原 aes_gcm 密文（以 enc:v1: 开头），所提交的值不是这种密文，"
+                "无法还原。请核对该值是否取自这个字段的脱敏结果。",
+                f"Field {body.field} can be unmasked only from an aes_gcm envelope (starting enc:v1:), "
+                "and the value submitted is not one. Check that the value came from this field's masked "
+                "output.",
+                code="not_reversible",
+            )
+        )
     if method == "ff1_id" and not body.key_id:
         await refuse(
             InvalidRequest(

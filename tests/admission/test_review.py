@@ -23,6 +23,7 @@ from admission import (
     SeparationOfDuties,
     SystemStatus,
     UnknownOffice,
+    load_admission_config,
     registry_version,
 )
 
@@ -307,3 +308,29 @@ def test_events_are_plain_json_ready_dicts(flow: Flow) -> None:
 def test_replace_keeps_validation() -> None:
     with pytest.raises(InvalidRegistration):
         replace(make_registration(), security_level=6)
+
+
+@pytest.mark.parametrize(
+    ("office", "reviewer_department"),
+    [
+        ("civil_affairs_bureau", "civil_affairs"),  # the applying department's own office
+        ("big_data_centre", "civil_affairs"),  # a reviewer from the applying department, for another office
+    ],
+)
+def test_a_recused_reviewer_is_told_the_department_by_its_chinese_name(
+    service: AdmissionService, office: str, reviewer_department: str
+) -> None:
+    """The Chinese message names the department as the progress view does (区民政局), not by its code; the
+    English one may keep the code."""
+    service.register(make_registration("civil-affairs-visits", department="civil_affairs"))
+    service.submit("civil-affairs-visits", "u-health-admin")
+    with pytest.raises(SeparationOfDuties) as info:
+        service.review("civil-affairs-visits", office, "u-mz-9", reviewer_department, "approve", "")
+    assert "区民政局" in info.value.message_zh and "civil_affairs" not in info.value.message_zh
+    assert "civil_affairs" in info.value.message_en
+
+
+def test_a_department_without_an_office_keeps_its_code() -> None:
+    config = load_admission_config()
+    assert config.department_name_zh("civil_affairs") == "区民政局"
+    assert config.department_name_zh("health") is None

@@ -460,11 +460,36 @@ def test_a_registration_reaches_only_inside_the_departments_jurisdiction(stack: 
     sid = new_id("far")
     resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, reaches=["999999"]))
     assert (resp.status_code, resp.json()["error"]) == (422, "reaches_outside_jurisdiction"), resp.text
-    assert "辖区" in resp.json()["message"] and "999999" not in resp.text
+    # Division codes are not personal data: the answer names the one to correct (in its 12-digit form).
+    body = resp.json()
+    assert "辖区" in body["message"] and "999999000000" in body["message"]
+    assert "999999000000" in body["message_en"] and "1 of them is outside it" in body["message_en"]
+    assert body["outside"] == ["999999000000"]
     assert call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").status_code == 404
     ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
     edit = call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"reaches": ["440000"]})
     assert (edit.status_code, edit.json()["error"]) == (422, "reaches_outside_jurisdiction")
+
+
+def test_codes_outside_the_jurisdiction_are_named_up_to_five(stack: Stack) -> None:
+    far = [f"4{n}0000" for n in range(1, 8)]  # seven codes of other provinces
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(new_id("far"), reaches=far))
+    body = resp.json()
+    assert (resp.status_code, body["error"]) == (422, "reaches_outside_jurisdiction"), resp.text
+    named = [f"{c}000000" for c in far]
+    assert all(c in body["message"] for c in named[:5]) and not any(c in resp.text for c in named[5:])
+    assert "有 7 个不在辖区内" in body["message"] and "7 of them are outside it" in body["message_en"]
+    assert body["outside"] == named[:5]
+
+
+def test_field_mapping_levels_are_integers_as_in_the_catalog(stack: Stack) -> None:
+    created = ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(new_id("lvl"))), 201)
+    catalog = ok(call(stack, "GET", "/api/v1/masking/catalog", "supervisor", params={"dataset": "residents"}))
+    level = created["field_mapping"]["residents.mobile"]["level"]
+    assert level == 3 and type(level) is int
+    assert level == catalog["datasets"]["residents"]["fields"]["mobile"]["level"]
+    shown = ok(call(stack, "GET", f"{API}/systems/{created['system_id']}", "hb_sysadmin"))
+    assert shown["field_mapping"]["residents.mobile"]["level"] == 3
 
 
 def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
@@ -547,6 +572,32 @@ def test_suspension_blocks_every_process_within_one_second(stack: Stack, second_
         assert _until(lambda b=base: _data_status(stack, b) == (200, None), BLOCK_DEADLINE_S)[0]
     events = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
     assert "admission.suspended" in events and "admission.reinstated" in events
+
+
+def _last_token_event(stack: Stack) -> tuple[str, str]:
+    """(actor, reason) of the newest system.token audit event."""
+    event = next(e for e in reversed(stack.last_events(50)) if e["kind"] == "system.token")
+    return str(event["actor"]), str(json.loads(event["body"])["reason"])
+
+
+def test_a_token_refused_for_the_systems_status_is_logged_under_the_system(stack: Stack) -> None:
+    """A client that proved who it is (right secret) but is refused for its admission status is named in
+    the audit log; one that did not authenticate stays anonymous (its claimed id proves nothing)."""
+    sid = new_id("refused-token")
+    admit(stack, sid)
+    client_id, secret = issue_secret(stack, sid)
+    reason(stack, sid, "suspend")
+    try:
+        refused = token_request(stack, data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+        assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client")
+        assert _last_token_event(stack) == (f"system:{sid}", "unauthorized_client")
+        wrong = token_request(stack, data={"grant_type": "client_credentials"}, auth=(client_id, "gss_wrong"))
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+        assert _last_token_event(stack) == ("anonymous", "invalid_client")
+    finally:
+        reason(stack, sid, "reinstate")
+    system_token(stack, client_id, secret)
+    assert _last_token_event(stack) == (f"system:{sid}", "issued")
 
 
 def _assert_blocked(stack: Stack, token: str, sid: str, code: str) -> None:

@@ -422,6 +422,59 @@ def test_dry_run_pseudonyms_use_a_throwaway_key(stack: Stack) -> None:
     assert first.startswith("ps:dryrun:") and first != second
 
 
+@pytest.mark.parametrize(
+    ("overrides", "code", "listed"),
+    [
+        (
+            {"scenario": "NOPE_13812345678"},
+            "unknown_scenario",
+            ["DIBAO_REVIEW", "ELDERLY_VISIT", "GRID_VISIT"],
+        ),
+        ({"role": "nope_13812345678"}, "unknown_role", ["village_cadre", "township_officer"]),
+        # A role the policy knows, but one the scenario never serves: its plan would never be used.
+        ({"role": "grid_worker"}, "role_not_in_scenario", ["village_cadre", "township_officer"]),
+        ({"profile": "nope_13812345678"}, "masking_profile_unknown", ["standard", "strict", "pseudonymised"]),
+    ],
+)
+def test_dry_run_refuses_unknown_codes_and_lists_the_valid_ones(
+    stack: Stack, overrides: dict[str, str], code: str, listed: list[str]
+) -> None:
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "fields": ["mobile"], "sample": {"mobile": "13812345678"}, **overrides}  # fmt: skip
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = refused(resp, 422, code)
+    for valid in listed:
+        assert valid in out["message"] and valid in out["message_en"], out
+    assert "13812345678" not in resp.text and "nope" not in resp.text.lower()  # what was typed: not echoed
+
+
+def test_dry_run_masks_with_the_scenarios_profile_unless_another_is_asked_for(stack: Stack) -> None:
+    """As on the data path, the scenario's obligation picks the profile; a steward may try another."""
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "fields": ["mobile"], "sample": {"mobile": "13812345678"}}  # fmt: skip
+    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    assert (out["profile"], out["profile_source"]) == ("standard", "scenario")
+    tried = ok(api(stack, "POST", "/dry-run", "ca_steward", body={**body, "profile": "strict"}))
+    assert (tried["profile"], tried["profile_source"]) == ("strict", "request")
+
+
+def test_a_dry_run_ff1_pseudonym_is_marked_and_unmasking_it_is_refused(stack: Stack) -> None:
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "fields": ["id_number"], "sample": SAMPLE, "exemptions": {"id_number": "ff1_id"}}  # fmt: skip
+    made = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["id_number"]
+    assert made.startswith("ps:dryrun:") and len(made.removeprefix("ps:dryrun:")) == 18
+    before = len(events_of(stack, "masking.unmask"))
+    for value in (made, made.upper(), f" {made}"):
+        ask = {"value": value, "dataset": "residents", "field": "id_number", "key_id": "k1",
+               "purpose": "测试"}  # fmt: skip
+        resp = api(stack, "POST", "/unmask", "ca_steward", body=ask)
+        out = refused(resp, 422, "dry_run_value")
+        assert "试运行" in out["message"] and "dry-run" in out["message_en"]
+        assert made.removeprefix("ps:dryrun:") not in resp.text
+    events = events_of(stack, "masking.unmask")[before:]
+    assert [(e["outcome"], e["body"]["reason"]) for e in events] == [("refused", "dry_run_value")] * 3
+
+
 # -- unmask ----------------------------------------------------------------------------------------
 
 
@@ -503,6 +556,23 @@ def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
     assert "k13812345678" not in json.dumps(events_of(stack, "masking.unmask")[-1]["body"])
 
 
+@pytest.mark.parametrize(
+    ("field", "says_zh", "says_en"),
+    [("name", "姓名", "name"), ("mobile", "手机号", "mobile")],
+)
+def test_unmask_of_a_field_that_is_not_an_id_number_says_what_fits_that_field(
+    stack: Stack, field: str, says_zh: str, says_en: str
+) -> None:
+    """An 18-digit value for a name field is not an FF1 pseudonym: the answer speaks of that field (only an
+    aes_gcm envelope can be unmasked there), never of ID numbers or key ids."""
+    ask = {"value": "110102199003071234", "dataset": "residents", "field": field, "purpose": "核对"}
+    resp = api(stack, "POST", "/unmask", "ca_steward", body=ask)
+    out = refused(resp, 422, "not_reversible")
+    assert "身份证" not in out["message"] and "key_id" not in out["message"]
+    assert says_zh in out["message"] and says_en in out["message_en"] and "enc:v1:" in out["message"]
+    assert "110102199003071234" not in resp.text
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
@@ -530,7 +600,20 @@ def test_the_cli_proposes_approves_and_dry_runs_through_the_api(stack: Stack) ->
     cli("approve", deleted["proposal_id"], "--as", "ca_steward")
     out = cli("dry-run", "--role", "village_cadre", "--scenario", "DIBAO_REVIEW", "--fields", "mobile",
               "--sample", '{"mobile": "13812345678"}', "--as", "ca_steward")  # fmt: skip
-    assert out["masked"] == {"mobile": "138****5678"}
+    assert out["masked"] == {"mobile": "138****5678"} and out["profile_source"] == "scenario"
+    args = [
+        "--role",
+        "village_cadre",
+        "--scenario",
+        "DIBAO_REVEIW",
+        "--fields",
+        "mobile",
+        "--as",
+        "ca_steward",
+    ]
+    typo = stack.cli("masking", "dry-run", *args, "--url", stack.base_url, check=False)
+    assert typo.returncode == 1 and "unknown_scenario" in typo.stderr and "DIBAO_REVIEW" in typo.stderr
+    assert "DIBAO_REVEIW" not in typo.stderr + typo.stdout
 
 
 # -- keys ------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from masking import Catalog, KeyRing, RuleSet, Unmask, decrypt_envelope, mask_record, plan_masking
 from masking.catalog import SemanticType
 from masking.dlp import scan_response
+from masking.errors import DryRunValueError
 from masking.kanon import guard_release, ladder_for, smallest_class
-from masking.reversible import hmac_pseudonym
+from masking.reversible import DRY_RUN_MARKER, ff1_id_reveal, hmac_pseudonym, is_dry_run_value
 
 # (semantic type, masked value, value after each step of its ladder)
 LADDERS = [
@@ -152,3 +153,47 @@ def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
         decrypt_envelope(envelope, keys, context="residents.id_number", unmask=unmask) == "110102199003071234"
     )
     assert "dryrun" in repr(dry) and "KeyRing" in repr(dry)
+
+
+# A well-formed number (GB 11643 check character): FF1 recomputes it, so reversal gives this back.
+VALID_ID = "11010219900307123X"
+
+
+def _ff1_plan(catalog: Catalog, rules: RuleSet, keys: KeyRing) -> dict[str, object]:
+    return mask_record(
+        {"id_number": VALID_ID},
+        plan_masking(
+            catalog,
+            rules,
+            dataset="residents",
+            fields=("id_number",),
+            role="village_cadre",
+            scenario="DIBAO_REVIEW",
+            profile="standard",
+            exemptions={"id_number": "ff1_id"},
+            keys=keys,
+            as_of=dt.date(2025, 6, 1),
+        ),
+    )
+
+
+def test_dry_run_ff1_pseudonyms_are_marked_and_cannot_be_unmasked(
+    catalog: Catalog, rules: RuleSet, keys: KeyRing
+) -> None:
+    """A dry-run FF1 pseudonym is a well-formed ID number under a throwaway key: unmarked, it would pass
+    for a real pseudonym and "unmask" to a plausible but wrong ID number. It carries the dry-run marker
+    (like a dry-run HMAC pseudonym), and reversal refuses anything with that marker."""
+    real = _ff1_plan(catalog, rules, keys)["id_number"]
+    dry = _ff1_plan(catalog, rules, keys.for_dry_run())["id_number"]
+    assert isinstance(real, str) and isinstance(dry, str)
+    assert len(real) == 18 and not real.startswith(DRY_RUN_MARKER)
+    assert dry.startswith(DRY_RUN_MARKER) and is_dry_run_value(dry)
+    body = dry.removeprefix(DRY_RUN_MARKER)
+    assert len(body) == 18 and body[:6] == "110102" and body != real  # format kept, not the real pseudonym
+    assert hmac_pseudonym(VALID_ID, keys.for_dry_run()).startswith(DRY_RUN_MARKER)
+    unmask = Unmask(actor="u", purpose="p", audit_event_id="1")
+    with pytest.raises(DryRunValueError) as refused:
+        ff1_id_reveal(dry, keys, key_id=keys.active_key_id, unmask=unmask)
+    assert "试运行" in refused.value.message_zh and "dry-run" in refused.value.message_en
+    assert body not in refused.value.message_zh + refused.value.message_en
+    assert ff1_id_reveal(real, keys, key_id=keys.active_key_id, unmask=unmask) == VALID_ID

@@ -366,3 +366,33 @@ def test_reasons_with_personal_data_never_reach_the_change_event(
         service(session, baseline).propose(
             STEWARD, "tag_add", {"tag": "独居老人"}, "见 110102199003071234", NOW
         )
+
+
+@pytest.mark.parametrize(
+    ("decide", "status_zh", "code"),
+    [
+        ("withdraw", "已撤回", "withdrawn"),
+        ("reject", "已驳回", "rejected"),
+        ("approve", "已批准", "approved"),
+    ],
+)
+def test_a_decided_proposal_is_named_by_its_chinese_status(
+    session: Session, baseline: MaskingDocuments, decide: str, status_zh: str, code: str
+) -> None:
+    """The Chinese message says the status in Chinese; the English one keeps the status code."""
+    svc = service(session, baseline)
+    proposal, _ = svc.propose(STEWARD, "tag_add", {"tag": "独居老人"}, "r", NOW)
+    if decide == "withdraw":
+        svc.reject(proposal.proposal_id, STEWARD, None, NOW)
+    elif decide == "reject":
+        svc.reject(proposal.proposal_id, STEWARD2, "目录已有同义标签", NOW)
+    else:
+        svc.approve(proposal.proposal_id, STEWARD2, None, NOW)
+    for again in (
+        lambda: svc.approve(proposal.proposal_id, ADMIN, None, NOW),
+        lambda: svc.reject(proposal.proposal_id, STEWARD2, "再议", NOW),
+    ):
+        with pytest.raises(ProposalConflictError) as info:
+            again()
+        assert status_zh in info.value.message_zh and code not in info.value.message_zh
+        assert code in info.value.message_en
