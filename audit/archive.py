@@ -52,6 +52,9 @@ FORMAT_VERSION: Final = 1
 DEFAULT_RETENTION_YEARS: Final = 3
 _CHUNK: Final = 5_000
 _SAFE_NAME = re.compile(r"audit-\d{4}-\d{2}-\d+-\d+(-partial)?")
+# The archives' own records: each archive call logs one into the log (usually into the very month it
+# archives, while that month runs). Such a record alone is not news that calls for a new partial archive.
+ARCHIVE_BOOKKEEPING_KINDS: Final = frozenset({"supervision.month_archived"})
 
 
 class ArchiveError(Exception):
@@ -93,6 +96,8 @@ class ArchiveResult:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveVerification:
+    """Outcome of :func:`verify_archive`: ``problem`` in English, ``problem_zh`` the same in Chinese."""
+
     ok: bool
     checked: int
     problem: str | None = None
@@ -100,9 +105,20 @@ class ArchiveVerification:
     # not the same as a file that was read and does not verify.
     readable: bool = True
     unreadable_file: str | None = None
+    problem_zh: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "problem": self.problem, "readable": self.readable}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "problem": self.problem,
+            "problem_zh": self.problem_zh,
+            "readable": self.readable,
+        }
+
+
+def _failed(checked: int, problem: tuple[str, str]) -> ArchiveVerification:
+    return ArchiveVerification(False, checked, problem[0], problem_zh=problem[1])
 
 
 def month_has_ended(month: str, now: datetime) -> bool:
@@ -167,7 +183,10 @@ def archive_month(
     (``complete: false`` in the signed manifest) and pruning never relies on it. Archiving a month again
     once it has more events writes a new archive that supersedes the earlier one: pruning uses only the
     latest archive of a month, and only one made after the month ended that reaches its last event
-    (:func:`audit.prune.plan_prune`)."""
+    (:func:`audit.prune.plan_prune`). While the month runs, the archives' own records
+    (:data:`ARCHIVE_BOOKKEEPING_KINDS`) are not new events: otherwise every archive call, logging its own
+    record into the month, would make the next call "add" that record and never be refused. Once the
+    month has ended the complete archive holds every event of it, those records included."""
     when = (now or datetime.now(UTC)).astimezone(UTC)
     found = month_seq_range(engine, month)
     if found is None:
@@ -178,11 +197,21 @@ def archive_month(
     if first > last:
         raise ArchiveError(f"{month} is already archived and pruned", f"{month} 已归档并已清理")
     complete = month_has_ended(month, when)
-    earlier = _archive_reaching(engine, month, last, complete_only=complete)
-    if earlier is not None:
+    news = last if complete else _last_news(engine, first, last)
+    earlier = _archive_reaching(engine, month, news, complete_only=complete)
+    if earlier is not None and news == last:
         raise ArchiveError(
             f"{month} is already archived in {earlier} (events through {last}); no new events since",
             f"{month} 已归档于 {earlier}（事件截至第 {last} 号），此后没有新事件，无需再次归档",
+        )
+    if earlier is not None:
+        kinds = "、".join(sorted(ARCHIVE_BOOKKEEPING_KINDS))
+        raise ArchiveError(
+            f"{month} is already archived in {earlier} (events through {news}); since then only the "
+            f"archiving acts' own records ({', '.join(sorted(ARCHIVE_BOOKKEEPING_KINDS))}) were added, "
+            "nothing new to archive; they go into the complete archive once the month has ended",
+            f"{month} 已归档于 {earlier}（事件截至第 {news} 号），此后只有归档操作本身的记录（{kinds}），"
+            "没有新事件，无需再次归档；该月结束后的完整归档会包含它们",
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -281,6 +310,18 @@ def _no_events_message(engine: Engine, month: str) -> tuple[str, str]:
     )
 
 
+def _last_news(engine: Engine, first: int, last: int) -> int:
+    """The last event in ``first..last`` that is not an archive's own record (``first`` if none is)."""
+    c = audit_events.c
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(func.max(c.seq)).where(
+                c.seq.between(first, last), c.kind.not_in(sorted(ARCHIVE_BOOKKEEPING_KINDS))
+            )
+        ).scalar_one()
+    return first if found is None else int(found)
+
+
 def _archive_reaching(engine: Engine, month: str, last: int, *, complete_only: bool) -> str | None:
     """An archive of ``month`` already holding its events through ``last``, if any; with ``complete_only``
     (the month has ended) only a complete one counts: a partial archive is superseded, never final."""
@@ -337,7 +378,13 @@ def _complete_months(session: Session) -> set[str]:
 
 
 def list_archives(session: Session) -> list[dict[str, Any]]:
-    rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.month, ArchiveRow.first_seq))
+    """Every archive, by month. ``complete``: made after the month ended. ``superseded_by``: the month's
+    latest archive (the one reaching furthest, as :func:`audit.prune.plan_prune` chooses), when that is
+    another one; a superseded archive still verifies, but nothing relies on it."""
+    rows = list(session.scalars(select(ArchiveRow).order_by(ArchiveRow.month, ArchiveRow.first_seq)))
+    latest: dict[str, ArchiveRow] = {}
+    for r in sorted(rows, key=lambda r: (r.month, r.last_seq, stored_utc(r.created_at))):
+        latest[r.month] = r  # ordered: the last one of each month wins
     return [
         {
             "archive_id": r.archive_id,
@@ -349,6 +396,8 @@ def list_archives(session: Session) -> list[dict[str, Any]]:
             "file_sha256": r.file_sha256,
             "key_id": r.key_id,
             "created_by": r.created_by,
+            "complete": month_has_ended(r.month, stored_utc(r.created_at)),
+            "superseded_by": None if latest[r.month] is r else latest[r.month].archive_id,
         }
         for r in rows
     ]
@@ -379,16 +428,20 @@ def verify_archive(
     try:
         manifest = json.loads(raw_manifest)
         if manifest.get("origin") != ARCHIVE_ORIGIN or manifest.get("v") != FORMAT_VERSION:
-            return ArchiveVerification(False, 0, "not a grassroots audit archive manifest")
+            return _failed(0, ("not a grassroots audit archive manifest", "不是本系统的审计归档清单"))
         if manifest["key_id"] != key_id_for(public_key):
-            return ArchiveVerification(False, 0, "manifest signed by another key")
+            return _failed(
+                0, ("manifest signed by another key", "清单由另一把密钥签名，不是所给的检查点密钥")
+            )
         try:
             public_key.verify(base64.b64decode(manifest["signature"]), _manifest_payload(manifest))
         except InvalidSignature:
-            return ArchiveVerification(False, 0, "manifest signature does not verify")
+            return _failed(
+                0, ("manifest signature does not verify", "清单签名无法验证：清单在签发后被改动过")
+            )
         events_name = str(manifest["events_file"])
         if not _SAFE_NAME.fullmatch(events_name.removesuffix(".jsonl.gz")):
-            return ArchiveVerification(False, 0, "manifest names an unexpected events file")
+            return _failed(0, ("manifest names an unexpected events file", "清单中的事件文件名不合规"))
         events_path = Path(manifest_path).parent / events_name
         try:
             raw = open(events_path, "rb")  # noqa: SIM115 (closed by the with below)
@@ -399,33 +452,46 @@ def verify_archive(
             try:
                 checked, problem = _check_events(hashing, manifest, on_event)
             except (ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
-                problem = f"archive unreadable ({type(exc).__name__})"
+                problem = (f"archive unreadable ({type(exc).__name__})", "事件文件已损坏，无法解析")
             hashing.drain()
         if hashing.hexdigest() != manifest["events_sha256"]:
-            return ArchiveVerification(False, 0, "events file digest differs from the signed manifest")
+            return _failed(
+                0,
+                (
+                    "events file digest differs from the signed manifest",
+                    "事件文件的摘要与签名清单不符：事件文件在归档后被改动过",
+                ),
+            )
         if problem is not None:
-            return ArchiveVerification(False, checked, problem)
+            return _failed(checked, problem)
         parse_timestamp(manifest["created_at"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return ArchiveVerification(False, checked, f"archive unreadable ({type(exc).__name__})")
+        return _failed(checked, (f"archive unreadable ({type(exc).__name__})", "归档文件已损坏，无法解析"))
     if engine is not None:
         problem = _against_log(engine, manifest, public_key, manifest_sha256(manifest_path))
         if problem is not None:
-            return ArchiveVerification(False, checked, problem)
+            return _failed(checked, problem)
     return ArchiveVerification(True, checked)
 
 
 def _unreadable(path: Path, exc: OSError) -> ArchiveVerification:
-    reason = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__)
+    missing = isinstance(exc, FileNotFoundError)
+    reason = "no such file" if missing else (exc.strerror or type(exc).__name__)
     return ArchiveVerification(
-        False, 0, f"cannot read {path}: {reason}", readable=False, unreadable_file=str(path)
+        False,
+        0,
+        f"cannot read {path}: {reason}",
+        readable=False,
+        unreadable_file=str(path),
+        problem_zh=f"无法读取 {path}：{'文件不存在' if missing else '没有读取权限或读取出错'}",
     )
 
 
 def _check_events(
     source: _HashingReader, manifest: dict[str, Any], on_event: EventSink | None = None
-) -> tuple[int, str | None]:
-    """Re-derive every link and leaf of the (gzipped, JSON-lines) events; ``(checked, problem)``."""
+) -> tuple[int, tuple[str, str] | None]:
+    """Re-derive every link and leaf of the (gzipped, JSON-lines) events; ``(checked, problem)``, the
+    problem in English and Chinese."""
     prev = bytes.fromhex(manifest["prev_hash"])
     expected_seq = int(manifest["first_seq"])
     acc = merkle.MerkleAccumulator()
@@ -435,14 +501,27 @@ def _check_events(
             item = json.loads(line)
             body = item["body"].encode("utf-8")
             if item["seq"] != expected_seq:
-                return checked, f"expected event {expected_seq}, found {item['seq']}"
+                found = int(item["seq"])
+                return checked, (
+                    f"expected event {expected_seq}, found {found}",
+                    f"应为第 {expected_seq} 号事件，实为第 {found} 号",
+                )
             if bytes.fromhex(item["prev_hash"]) != prev:
-                return checked, f"event {expected_seq}: prev_hash breaks the chain"
+                return checked, (
+                    f"event {expected_seq}: prev_hash breaks the chain",
+                    f"第 {expected_seq} 号事件与前一条事件的链接断开",
+                )
             if chain_hash(prev, body).hex() != item["entry_hash"]:
-                return checked, f"event {expected_seq}: entry_hash mismatch"
+                return checked, (
+                    f"event {expected_seq}: entry_hash mismatch",
+                    f"第 {expected_seq} 号事件的哈希与内容不符",
+                )
             leaf = merkle.leaf_hash(body)
             if leaf.hex() != item["leaf_hash"]:
-                return checked, f"event {expected_seq}: leaf_hash mismatch"
+                return checked, (
+                    f"event {expected_seq}: leaf_hash mismatch",
+                    f"第 {expected_seq} 号事件的叶哈希与内容不符",
+                )
             acc.append(leaf)
             entry = bytes.fromhex(item["entry_hash"])
             if on_event is not None:
@@ -451,11 +530,11 @@ def _check_events(
             expected_seq += 1
             checked += 1
     if expected_seq - 1 != manifest["last_seq"] or checked != manifest["count"]:
-        return checked, "archive is missing events at its end"
+        return checked, ("archive is missing events at its end", "归档末尾缺少事件")
     if prev.hex() != manifest["last_entry_hash"]:
-        return checked, "last entry hash differs from the manifest"
+        return checked, ("last entry hash differs from the manifest", "最后一条事件的哈希与清单不符")
     if acc.root().hex() != manifest["range_root"]:
-        return checked, "range Merkle root differs from the manifest"
+        return checked, ("range Merkle root differs from the manifest", "事件范围的 Merkle 根与清单不符")
     return checked, None
 
 
@@ -486,7 +565,7 @@ def manifest_sha256(manifest_path: Path) -> str:
 
 def _against_log(
     engine: Engine, manifest: dict[str, Any], public_key: Ed25519PublicKey, digest: str
-) -> str | None:
+) -> tuple[str, str] | None:
     """Compare with the live log, streaming: the range's leaves, and the tree root at archiving time.
 
     Once the range is pruned the live log cannot show the events: the archive must then be one that the
@@ -500,20 +579,29 @@ def _against_log(
         if anchor is not None and first <= cut:
             anchor.check_signature(public_key, key_id_for(public_key))
             if not any(a.get("manifest_sha256") == digest for a in anchor.archives):
-                return "events are pruned but the prune anchor does not rely on this archive"
+                return (
+                    "events are pruned but the prune anchor does not rely on this archive",
+                    "这些事件已清理，但清理锚点依据的不是这份归档",
+                )
             if last <= cut:
                 return None
         acc = merkle.MerkleAccumulator()
         for leaf in iter_leaf_hashes(engine, max(first, cut + 1), last):
             acc.append(leaf)
         if first > cut and acc.root().hex() != manifest["range_root"]:
-            return "live log's events differ from the archived ones"
+            return "live log's events differ from the archived ones", "数据库日志中的事件与归档中的不一致"
         if tree_size >= cut and _tree_root(engine, tree_size).hex() != manifest["tree_root"]:
-            return "live log no longer has the tree the archive was made from"
+            return (
+                "live log no longer has the tree the archive was made from",
+                "数据库日志已不再包含归档时的那棵树",
+            )
     except AnchorError as exc:
-        return f"prune anchor does not verify: {exc}"
+        return f"prune anchor does not verify: {exc}", "清理锚点无法验证"
     except Exception as exc:  # a gap or an unreadable store: report, do not raise
-        return f"live log cannot supply the archived tree ({type(exc).__name__})"
+        return (
+            f"live log cannot supply the archived tree ({type(exc).__name__})",
+            "数据库日志无法提供归档时的事件（有缺口或无法读取）",
+        )
     return None
 
 

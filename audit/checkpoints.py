@@ -46,7 +46,25 @@ _NAME = re.compile(r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}\.json")
 
 
 class CheckpointError(Exception):
-    """A checkpoint cannot be written, read or trusted (bad signature, unknown key, rewritten history)."""
+    """A checkpoint cannot be written, read or trusted (bad signature, unknown key, rewritten history).
+
+    ``str()`` is the English reason; ``message_zh`` says it in Chinese (for a person reading a terminal);
+    ``file`` and ``tree_size`` name the checkpoint file it is about (its size as the name says), if any.
+    """
+
+    def __init__(
+        self,
+        message_en: str,
+        message_zh: str | None = None,
+        *,
+        file: str | None = None,
+        tree_size: int | None = None,
+    ) -> None:
+        super().__init__(message_en if file is None else f"checkpoint {file}: {message_en}")
+        self.message_en = message_en
+        self.message_zh = message_zh or "签名检查点无法使用"
+        self.file = file
+        self.tree_size = tree_size
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -84,10 +102,10 @@ class Checkpoint:
     def from_json(cls, data: Any) -> Checkpoint:
         try:
             if data["origin"] != ORIGIN or data["v"] != FORMAT_VERSION:
-                raise CheckpointError("not a grassroots audit checkpoint")
+                raise CheckpointError("not a grassroots audit checkpoint", "不是本系统的审计检查点")
             tree_size = data["tree_size"]
             if isinstance(tree_size, bool) or not isinstance(tree_size, int) or tree_size < 0:
-                raise CheckpointError("checkpoint tree_size is invalid")
+                raise CheckpointError("checkpoint tree_size is invalid", "检查点的树大小无效")
             return cls(
                 tree_size=tree_size,
                 root_hash=bytes.fromhex(data["root_hash"]),
@@ -96,7 +114,9 @@ class Checkpoint:
                 signature=base64.b64decode(data["signature"], validate=True),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint is malformed ({type(exc).__name__})") from None
+            raise CheckpointError(
+                f"checkpoint is malformed ({type(exc).__name__})", "检查点内容格式损坏"
+            ) from None
 
 
 def signed_payload(tree_size: int, root_hash: bytes, timestamp: datetime, key_id: str) -> bytes:
@@ -116,14 +136,21 @@ def verify_checkpoint(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> N
     """Raise :class:`CheckpointError` unless ``checkpoint`` is signed by ``public_key``."""
     expected_id = key_id_for(public_key)
     if checkpoint.key_id != expected_id:
-        raise CheckpointError(f"checkpoint signed by key {checkpoint.key_id}, expected {expected_id}")
+        raise CheckpointError(
+            f"checkpoint signed by key {checkpoint.key_id}, expected {expected_id}",
+            f"检查点由密钥 {checkpoint.key_id} 签名，应为 {expected_id}",
+        )
     if len(checkpoint.root_hash) != merkle.HASH_SIZE:
-        raise CheckpointError("checkpoint root hash must be 32 bytes")
+        raise CheckpointError("checkpoint root hash must be 32 bytes", "检查点根哈希应为 32 字节")
     try:
         public_key.verify(checkpoint.signature, checkpoint.signed_payload())
     except InvalidSignature:
+        root = checkpoint.root_hash.hex()
         raise CheckpointError(
-            f"checkpoint signature does not verify (tree size {checkpoint.tree_size})"
+            f"checkpoint signature does not verify (tree size {checkpoint.tree_size}, root {root}): "
+            "the file was changed after signing, or never signed with this key",
+            f"签名与内容不符（树大小 {checkpoint.tree_size}，根哈希 {root}）："
+            "文件在签发后被改动过，或并非由该密钥签发",
         ) from None
 
 
@@ -171,13 +198,18 @@ class CheckpointSigner:
     def _load(cls, path: Path) -> CheckpointSigner:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise CheckpointError(f"checkpoint key file mode is {mode:o}; restrict it to 600 (chmod 600)")
+            raise CheckpointError(
+                f"checkpoint key file mode is {mode:o}; restrict it to 600 (chmod 600)",
+                f"检查点密钥文件权限为 {mode:o}，请改为 600（chmod 600 {path}）",
+            )
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except ValueError:
-            raise CheckpointError("checkpoint key file is not a PEM private key") from None
+            raise CheckpointError(
+                "checkpoint key file is not a PEM private key", f"检查点密钥文件 {path} 不是 PEM 私钥"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise CheckpointError("checkpoint key must be an Ed25519 key")
+            raise CheckpointError("checkpoint key must be an Ed25519 key", "检查点密钥必须是 Ed25519 密钥")
         return cls(key)
 
     @property
@@ -264,7 +296,7 @@ def _fsync_directory(directory: Path) -> None:
 
 def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:
     if not directory.is_dir():
-        raise CheckpointError("checkpoint directory does not exist")
+        raise CheckpointError("checkpoint directory does not exist", f"检查点目录 {directory} 不存在")
     found = []
     for entry in directory.iterdir():
         match = _NAME.fullmatch(entry.name)
@@ -275,14 +307,27 @@ def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:
 
 
 def _read_checkpoint(path: Path, tree_size: int, public_key: Ed25519PublicKey) -> Checkpoint:
+    """The checkpoint in ``path``, verified; every :class:`CheckpointError` names the file."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
-        raise CheckpointError(f"checkpoint {path.name} is unreadable") from None
-    checkpoint = Checkpoint.from_json(data)
-    if checkpoint.tree_size != tree_size:
-        raise CheckpointError(f"checkpoint {path.name} content does not match its name")
-    verify_checkpoint(checkpoint, public_key)
+        raise CheckpointError(
+            "unreadable, or not JSON",
+            "文件无法读取或不是 JSON",
+            file=path.name,
+            tree_size=tree_size,
+        ) from None
+    try:
+        checkpoint = Checkpoint.from_json(data)
+        if checkpoint.tree_size != tree_size:
+            raise CheckpointError(
+                f"content does not match the file name "
+                f"(tree size {checkpoint.tree_size}, the name says {tree_size})",
+                f"内容与文件名不符（内容中树大小为 {checkpoint.tree_size}，文件名为 {tree_size}）",
+            )
+        verify_checkpoint(checkpoint, public_key)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.message_en, exc.message_zh, file=path.name, tree_size=tree_size) from None
     return checkpoint
 
 
@@ -292,11 +337,17 @@ def latest_checkpoint(directory: Path, public_key: Ed25519PublicKey) -> Checkpoi
     ``None`` when the directory holds no checkpoint yet. Raises :class:`CheckpointError` when the
     directory is missing or the latest file does not verify — never silently falls back to an older one.
     """
+    found = latest_checkpoint_file(directory, public_key)
+    return None if found is None else found[0]
+
+
+def latest_checkpoint_file(directory: Path, public_key: Ed25519PublicKey) -> tuple[Checkpoint, str] | None:
+    """:func:`latest_checkpoint` and the name of its file (what a person can find and compare)."""
     files = _checkpoint_files(Path(directory))
     if not files:
         return None
     tree_size, _, path = files[-1]
-    return _read_checkpoint(path, tree_size, public_key)
+    return _read_checkpoint(path, tree_size, public_key), path.name
 
 
 def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Checkpoint]:
@@ -342,7 +393,8 @@ def extend_checkpoint(
             size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
         if previous is not None and size < previous.tree_size:
             raise CheckpointError(
-                f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign"
+                f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign",
+                f"日志只有 {size} 条事件，却已签发过树大小 {previous.tree_size} 的检查点，拒绝签发",
             )
         acc: merkle.MerkleAccumulator | None = None
         if (
@@ -353,7 +405,8 @@ def extend_checkpoint(
             acc = merkle.MerkleAccumulator.resume(since.size, since.frontier())
             if previous is not None and previous.tree_size == acc.size and acc.root() != previous.root_hash:
                 raise CheckpointError(
-                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign"
+                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign",
+                    f"事件 1..{previous.tree_size} 与已签发的检查点不再一致，拒绝签发",
                 )
         if acc is None:
             # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
@@ -365,14 +418,18 @@ def extend_checkpoint(
             acc.append(leaf)
             if previous is not None and acc.size == previous.tree_size and acc.root() != previous.root_hash:
                 raise CheckpointError(
-                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign"
+                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign",
+                    f"事件 1..{previous.tree_size} 与已签发的检查点不再一致，拒绝签发",
                 )
         if previous is not None and previous.tree_size == 0 and previous.root_hash != merkle.EMPTY_ROOT:
-            raise CheckpointError("previous empty checkpoint has a non-empty root")
+            raise CheckpointError(
+                "previous empty checkpoint has a non-empty root",
+                "上一个空检查点的根哈希不是空树的根，拒绝签发",
+            )
     except AuditIntegrityError as exc:
-        raise CheckpointError(f"log is not contiguous: {exc}") from None
+        raise CheckpointError(f"log is not contiguous: {exc}", "日志事件不连续，拒绝签发") from None
     except AnchorError as exc:
-        raise CheckpointError(f"prune anchor does not verify: {exc}") from None
+        raise CheckpointError(f"prune anchor does not verify: {exc}", "清理锚点无法验证，拒绝签发") from None
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
     checkpoint = signer.sign(size, acc.root())
@@ -383,7 +440,9 @@ def extend_checkpoint(
     try:
         os.link(tmp, directory / name)
     except FileExistsError:
-        raise CheckpointError("checkpoint file already exists; not overwriting") from None
+        raise CheckpointError(
+            "checkpoint file already exists; not overwriting", f"检查点文件 {name} 已存在，未覆盖"
+        ) from None
     finally:
         tmp.unlink()
     _fsync_directory(directory)

@@ -71,6 +71,9 @@ class MonthlyReport:
     integrity: Mapping[str, Any] = field(default_factory=dict)
     # Reason code -> what it means in Chinese, for the printed page (the caller knows its codes).
     reason_names: Mapping[str, str] = field(default_factory=dict)
+    # Division code (12 digits) and department code -> Chinese name, where the caller knows them.
+    org_names: Mapping[str, str] = field(default_factory=dict)
+    department_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def daily(self) -> list[tuple[str, int, int]]:
@@ -130,6 +133,8 @@ def build_monthly_report(
     integrity: Mapping[str, Any] | None = None,
     now: datetime | None = None,
     reason_names: Mapping[str, str] | None = None,
+    org_names: Mapping[str, str] | None = None,
+    department_names: Mapping[str, str] | None = None,
 ) -> MonthlyReport:
     start, end = month_bounds(month)
     events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
@@ -167,6 +172,8 @@ def build_monthly_report(
         scenario_names=dict(scenario_names or {}),
         integrity=dict(integrity or {}),
         reason_names=dict(reason_names or {}),
+        org_names=dict(org_names or {}),
+        department_names=dict(department_names or {}),
     )
 
 
@@ -230,9 +237,9 @@ def render_csv(report: MonthlyReport) -> str:
 
     row("total", report.totals, f"{report.month} 全月（{report.org or '全部单位'}）")
     for section, rows, names in (
-        ("organisation", report.by_org, {}),
+        ("organisation", report.by_org, report.org_names),
         ("scenario", report.by_scenario, report.scenario_names),
-        ("department", report.by_department, {}),
+        ("department", report.by_department, report.department_names),
     ):
         for r in rows:
             row(section, r, names.get(r.key, ""))
@@ -441,11 +448,11 @@ def render_html(report: MonthlyReport) -> str:
         "<figcaption>图1 每日数据访问次数（允许/拒绝）</figcaption></figure>",
         "<h2>二、分单位情况</h2>",
         f'<figure id="fig-org">{org_chart}<figcaption>图2 各单位数据访问次数（前12名）</figcaption></figure>',
-        _table(("单位代码", *_HEAD[1:]), _report_rows(report.by_org)),
+        _table(("单位", *_HEAD[1:]), _report_rows(report.by_org, report.org_names)),
         "<h2>三、分场景情况</h2>",
         _table(("使用场景", *_HEAD[1:]), _report_rows(report.by_scenario, report.scenario_names)),
         "<h2>四、分部门情况</h2>",
-        _table(("数据所属部门", *_HEAD[1:]), _report_rows(report.by_department)),
+        _table(("数据所属部门", *_HEAD[1:]), _report_rows(report.by_department, report.department_names)),
         "<h2>五、拒绝原因</h2>",
         _table(
             ("拒绝原因", "次数"), [[_labelled(k, report.reason_names), n] for k, n in report.refusal_reasons]

@@ -275,7 +275,7 @@ def plan_prune(
             entry["verdict"] = "archive_invalid"
             refuse(
                 f"archive_invalid: {archive_id}: {verdict.problem}",
-                f"{month} 的归档 {archive_id} 现在验证未通过（{verdict.problem}），"
+                f"{month} 的归档 {archive_id} 现在验证未通过（{verdict.problem_zh or '原因见英文说明'}），"
                 "请运行 grassroots supervise archive-verify 查看",
             )
             break
@@ -499,13 +499,14 @@ def archives_for_pruned(engine: Engine) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class PrefixVerification:
-    """Outcome of :func:`verify_archived_prefix`."""
+    """Outcome of :func:`verify_archived_prefix`: ``problem`` in English, ``problem_zh`` in Chinese."""
 
     ok: bool
     pruned_through: int
     events: int
     checkpoints_checked: int
     problem: str | None = None
+    problem_zh: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -514,6 +515,7 @@ class PrefixVerification:
             "events": self.events,
             "checkpoints_checked": self.checkpoints_checked,
             "problem": self.problem,
+            "problem_zh": self.problem_zh,
         }
 
 
@@ -538,8 +540,12 @@ def verify_archived_prefix(
             for cp in list_checkpoints(checkpoint_dir, public_key):
                 if 0 < cp.tree_size <= anchor.pruned_through:
                     signed.setdefault(cp.tree_size, []).append(cp.root_hash)
-    except (AnchorError, CheckpointError) as exc:
-        return PrefixVerification(False, 0, 0, 0, str(exc))
+    except AnchorError as exc:
+        return PrefixVerification(
+            False, 0, 0, 0, str(exc), "清理锚点无法验证（未签名、签名不符或与日志不一致）"
+        )
+    except CheckpointError as exc:
+        return PrefixVerification(False, 0, 0, 0, str(exc), exc.message_zh)
     if anchor is None:
         return PrefixVerification(True, 0, 0, 0)
     acc = merkle.MerkleAccumulator()
@@ -549,37 +555,63 @@ def verify_archived_prefix(
         if state["problem"] is not None or seq <= acc.size or seq > anchor.pruned_through:
             return  # months overlap at their edges; events after the cut are the live log's
         if seq != acc.size + 1:
-            state["problem"] = f"events {acc.size + 1}..{seq - 1} are in none of the anchor's archives"
+            state["problem"] = (
+                f"events {acc.size + 1}..{seq - 1} are in none of the anchor's archives",
+                f"第 {acc.size + 1} 至 {seq - 1} 条事件不在锚点所依据的任何归档中",
+            )
         elif prev_hash != state["prev"]:
-            state["problem"] = f"event {seq} does not link to the archived event before it"
+            state["problem"] = (
+                f"event {seq} does not link to the archived event before it",
+                f"第 {seq} 条事件与归档中的前一条事件链接不上",
+            )
         else:
             acc.append(leaf)
             state["prev"] = entry
             for root in signed.get(acc.size, ()):
                 state["checked"] += 1
                 if acc.root() != root:
-                    state["problem"] = f"checkpoint of size {acc.size} disagrees with the archived events"
+                    state["problem"] = (
+                        f"checkpoint of size {acc.size} disagrees with the archived events",
+                        f"树大小为 {acc.size} 的签名检查点与归档的事件不一致",
+                    )
 
-    def failed(problem: str) -> PrefixVerification:
-        return PrefixVerification(False, anchor.pruned_through, acc.size, state["checked"], problem)
+    def failed(problem: str, problem_zh: str) -> PrefixVerification:
+        return PrefixVerification(
+            False, anchor.pruned_through, acc.size, state["checked"], problem, problem_zh
+        )
 
     for item in sorted(anchor.archives, key=lambda a: (int(a["first_seq"]), int(a["last_seq"]))):
         manifest = Path(archive_dir) / f"{item['archive_id']}.manifest.json"
         try:
             digest = manifest_sha256(manifest)
         except OSError:
-            return failed(f"archive {item['archive_id']} is missing")
+            return failed(f"archive {item['archive_id']} is missing", f"归档 {item['archive_id']} 不存在")
         if digest != item["manifest_sha256"]:
-            return failed(f"archive {item['archive_id']} is not the one the anchor relies on")
+            return failed(
+                f"archive {item['archive_id']} is not the one the anchor relies on",
+                f"归档 {item['archive_id']} 不是锚点所依据的那一份（清单摘要不符）",
+            )
         verdict = verify_archive(manifest, public_key, on_event=take)
         if not verdict.ok:
-            return failed(f"archive {item['archive_id']}: {verdict.problem}")
+            return failed(
+                f"archive {item['archive_id']}: {verdict.problem}",
+                f"归档 {item['archive_id']}：{verdict.problem_zh or '验证未通过'}",
+            )
         if state["problem"] is not None:
-            return failed(str(state["problem"]))
+            return failed(*state["problem"])
     if acc.size != anchor.pruned_through:
-        return failed(f"the archives hold events 1..{acc.size}, the anchor says 1..{anchor.pruned_through}")
+        return failed(
+            f"the archives hold events 1..{acc.size}, the anchor says 1..{anchor.pruned_through}",
+            f"归档包含第 1 至 {acc.size} 条事件，锚点记载的是第 1 至 {anchor.pruned_through} 条",
+        )
     if state["prev"] != anchor.entry_hash:
-        return failed("the last archived event's chain hash differs from the anchor's")
+        return failed(
+            "the last archived event's chain hash differs from the anchor's",
+            "归档中最后一条事件的链哈希与锚点记载的不同",
+        )
     if tuple(acc.frontier()) != anchor.frontier:
-        return failed("the archived leaves do not reproduce the anchor's frontier")
+        return failed(
+            "the archived leaves do not reproduce the anchor's frontier",
+            "归档事件重建不出锚点记载的默克尔树前沿",
+        )
     return PrefixVerification(True, anchor.pruned_through, acc.size, state["checked"])

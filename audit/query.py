@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy import Connection, Engine, Select, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.events import Outcome, format_timestamp
@@ -90,6 +90,9 @@ class EventQuery:
 
     ``org`` selects the actor's organisation subtree; ``kind`` matches a kind exactly, or a family when
     it ends with ``.`` (``data.``); ``before`` is the keyset cursor (results are newest first).
+    ``unattributed`` adds, to an ``org`` subtree, the events no organisation is charged with (a token no
+    organisation can be read from, a key rotation, a departmental system's own calls): the platform's
+    own, for the supervisors of the jurisdiction the platform serves.
     """
 
     org: str | None = None
@@ -102,6 +105,7 @@ class EventQuery:
     until: datetime | None = None
     before: int | None = None
     limit: int = 100
+    unattributed: bool = False
 
     def __post_init__(self) -> None:
         if self.org is not None:
@@ -192,7 +196,8 @@ def _filtered(q: EventQuery, columns: Sequence[Any]) -> Select[Any]:
     if q.org is not None:
         prefix = org_prefix(q.org)
         if prefix:
-            stmt = stmt.where(c.actor_org.startswith(prefix, autoescape=True))
+            subtree = c.actor_org.startswith(prefix, autoescape=True)
+            stmt = stmt.where(or_(subtree, c.actor_org.is_(None)) if q.unattributed else subtree)
     for name in ("actor", "scenario", "dataset", "outcome"):
         value = getattr(q, name)
         if value is not None:

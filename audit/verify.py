@@ -50,22 +50,83 @@ from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
     key_id_for,
-    latest_checkpoint,
+    latest_checkpoint_file,
     list_checkpoints,
     verify_checkpoint,
 )
-from audit.events import parse_timestamp
+from audit.events import format_timestamp, parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
+from audit.query import CHINA_STANDARD_TIME
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 
 DEFAULT_CHUNK: Final = 5_000
 _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 _TEXT_COLUMNS: Final = ("kind", "outcome", "actor", "actor_org", "scenario", "dataset")
 
+# What each problem code means, for a person: (Chinese, English).
+PROBLEMS: Final[dict[str, tuple[str, str]]] = {
+    "missing_event": ("事件缺失，已被删除", "an event is missing: it was deleted"),
+    "prev_hash_mismatch": (
+        "与前一条事件的链接断开，有事件被插入、删除或调换",
+        "the link to the previous event is broken: an event was inserted, deleted or reordered",
+    ),
+    "entry_hash_mismatch": (
+        "事件哈希与事件内容不符，内容或哈希被改动",
+        "the event hash does not match the event body: the body or the hash was edited",
+    ),
+    "leaf_hash_mismatch": (
+        "Merkle 叶哈希与事件内容不符",
+        "the Merkle leaf hash does not match the event body",
+    ),
+    "column_mismatch": (
+        "查询列与事件内容不一致，监督查询看到的是被改动的副本",
+        "a query column disagrees with the event body; supervisors would see an edited copy",
+    ),
+    "subject_refs_mismatch": (
+        "居民引用索引与事件内容不一致，投诉查询会漏掉或多出访问",
+        "the subject-ref index disagrees with the event body; complaint lookups would miss accesses",
+    ),
+    "row_malformed": ("存储的记录已损坏，无法解析", "the stored row is malformed"),
+    "head_mismatch": (
+        "日志头与最后一条事件不一致，尾部被截断或延长",
+        "the log head disagrees with the last event: the tail was truncated or extended",
+    ),
+    "event_beyond_head": ("日志头之后还有事件，有事件绕过日志头写入", "an event lies beyond the log head"),
+    "checkpoint_root_mismatch": (
+        "Merkle 根与签名检查点不一致，历史已被改写",
+        "the Merkle root differs from the signed checkpoint: history was rewritten",
+    ),
+    "log_shorter_than_checkpoint": (
+        "日志比签名检查点记录的短，尾部被截断，或恢复了较旧的备份",
+        "the log is shorter than a signed checkpoint: the tail was truncated, or an older backup restored",
+    ),
+    "anchor_chain_mismatch": (
+        "第一条保留事件与清理锚点的链哈希不符",
+        "the first kept event does not link to the prune anchor's chain hash",
+    ),
+    "anchor_invalid": ("清理锚点无法验证", "the prune anchor does not verify"),
+    "anchor_not_external": (
+        "检查点目录中没有与数据库一致的清理锚点副本",
+        "the prune anchor's copy in the checkpoint directory is missing or differs",
+    ),
+    "checkpoint_invalid": ("签名检查点无法验证", "a signed checkpoint does not verify"),
+}
+
+
+def _beijing(when: datetime) -> str:
+    return when.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
 
 @dataclass(frozen=True, slots=True)
 class VerificationReport:
-    """Outcome of :func:`verify_log`. ``problem`` is a stable code; ``expected``/``found`` say why."""
+    """Outcome of :func:`verify_log`. ``problem`` is a stable code; ``expected``/``found`` say why
+    (``expected_zh``/``found_zh`` in Chinese where the English is words, not hashes or numbers).
+
+    ``checkpoint`` is the latest signed checkpoint the log was checked against and ``checkpoint_file`` its
+    file; on a ``checkpoint_invalid`` failure ``checkpoint_file`` names the file that does not verify.
+    ``checkpoints_given`` says whether a checkpoint directory and key were given at all.
+    :meth:`summary` is what a person reads.
+    """
 
     ok: bool
     checked: int
@@ -76,6 +137,12 @@ class VerificationReport:
     checkpoint: Checkpoint | None = None
     anchor: PruneAnchor | None = None
     notes: tuple[str, ...] = ()
+    checkpoint_file: str | None = None
+    checkpoints_given: bool = False
+    expected_zh: str | None = None
+    found_zh: str | None = None
+    checkpoint_file_size: int | None = None
+    notes_zh: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for a terminal: what passed, or the first bad entry and why."""
@@ -90,14 +157,174 @@ class VerificationReport:
             f"{self.checked} events verified before it{covered}"
         )
 
+    def summary(self, no_checkpoint: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+        """What a person reads, as (Chinese, English) pairs: the verdict first, then what it rests on.
+
+        Says which signed checkpoint the log was checked against (or that there was none), and for a
+        failure what failed — an event by its number, or a checkpoint by its file, tree size and reason.
+        ``no_checkpoint`` is what to say instead when the caller gave no checkpoint directory (it knows
+        why). Every line is free of Python reprs; the Chinese lines of English words (hashes aside).
+        """
+        if not self.ok:
+            return self._failure()
+        pairs = [
+            (
+                f"审计日志完整：已校验 {self.checked} 条事件。",
+                f"audit log intact: {self.checked} events verified",
+            )
+        ]
+        cp = self.checkpoint
+        if cp is not None:
+            named = f" {self.checkpoint_file}" if self.checkpoint_file else ""
+            later = self.checked - cp.tree_size
+            zh = (
+                f"  已对照签名检查点{named} 校验：树大小 {cp.tree_size}，"
+                f"签发于 {_beijing(cp.timestamp)}（北京时间）"
+            )
+            en = (
+                f"  verified against signed checkpoint{named}: tree size {cp.tree_size}, "
+                f"signed {format_timestamp(cp.timestamp)}"
+            )
+            if later > 0:
+                zh += f"；其后 {later} 条事件尚未签入检查点（`grassroots audit checkpoint` 签发新的）"
+                en += f"; {later} later event{'s' if later != 1 else ''} not yet covered by a checkpoint"
+            pairs.append((zh + "。", en))
+        elif self.checkpoints_given:
+            pairs.append(
+                (
+                    "  检查点目录中还没有签名检查点：只校验了哈希链与 Merkle 树"
+                    "（整库重写或恢复旧备份也能通过）；运行 grassroots audit checkpoint 签发一个。",
+                    "  no signed checkpoint in the checkpoint directory yet: only the hash chain and Merkle "
+                    "tree were checked (a rewritten or restored log would pass too); run "
+                    "`grassroots audit checkpoint` to sign one",
+                )
+            )
+        else:
+            pairs.append(
+                no_checkpoint
+                or (
+                    "  未对照签名检查点：只校验了哈希链与 Merkle 树（整库重写或恢复旧备份也能通过）。",
+                    "  not checked against a signed checkpoint: only the hash chain and Merkle tree were "
+                    "checked (a rewritten or restored log would pass too)",
+                )
+            )
+        if self.anchor is not None:
+            pruned = self.anchor.pruned_through
+            pairs.append(
+                (
+                    f"  事件 1..{pruned} 已在签名锚点之后清理；"
+                    "`grassroots supervise prefix-verify` 对照归档校验它们。",
+                    f"  events 1..{pruned} were pruned behind a signed anchor; "
+                    "`grassroots supervise prefix-verify` checks them against the archives",
+                )
+            )
+        for zh_note, en_note in zip(self.notes_zh, self.notes, strict=False):
+            pairs.append((f"  说明：{zh_note}", f"  note: {en_note}"))
+        return pairs
+
+    def _failure(self) -> list[tuple[str, str]]:
+        code = self.problem or "unknown"
+        meaning_zh, meaning_en = PROBLEMS.get(code, ("校验未通过", "verification failed"))
+        if code == "checkpoint_invalid":
+            size = self.checkpoint_file_size
+            if self.checkpoint_file:
+                sized_zh = f"（树大小 {size}）" if size is not None else ""
+                sized_en = f" (tree size {size})" if size is not None else ""
+                subject_zh = f"签名检查点 {self.checkpoint_file}{sized_zh}"
+                subject_en = f"signed checkpoint {self.checkpoint_file}{sized_en}"
+            else:
+                subject_zh, subject_en = "签名检查点", "the signed checkpoints"
+            return [
+                (
+                    f"审计日志校验失败：{subject_zh}无法验证：{self.found_zh or meaning_zh}。"
+                    "尚未校验任何事件；请保留检查点目录和数据库现场并报告。",
+                    f"audit log verification FAILED: {subject_en} does not verify: {self.found} "
+                    f"({code}); no events were checked",
+                )
+            ]
+        if self.first_bad_seq is not None:
+            head = (
+                f"审计日志已被破坏：第 #{self.first_bad_seq} 条事件校验失败：{meaning_zh}（{code}）。",
+                f"audit log BROKEN at event #{self.first_bad_seq}: {code}: {meaning_en}",
+            )
+        else:
+            head = (f"审计日志已被破坏：{meaning_zh}（{code}）。", f"audit log BROKEN: {code}: {meaning_en}")
+        pairs = [head]
+        if self.expected is not None or self.found is not None:
+            expected, found = self.expected or "-", self.found or "-"
+            pairs.append(
+                (
+                    f"  应为：{self.expected_zh or expected}\n  实为：{self.found_zh or found}",
+                    f"  expected: {expected}\n  found:    {found}",
+                )
+            )
+        return pairs
+
 
 class _VerificationFailedError(Exception):
-    def __init__(self, seq: int | None, problem: str, expected: object, found: object) -> None:
+    def __init__(
+        self,
+        seq: int | None,
+        problem: str,
+        expected: object,
+        found: object,
+        *,
+        expected_zh: str | None = None,
+        found_zh: str | None = None,
+        file: str | None = None,
+        file_size: int | None = None,
+    ) -> None:
         super().__init__(problem)
         self.seq = seq
         self.problem = problem
         self.expected = None if expected is None else str(expected)
         self.found = None if found is None else str(found)
+        self.expected_zh = expected_zh
+        self.found_zh = found_zh
+        self.file = file
+        self.file_size = file_size
+
+    @classmethod
+    def checkpoint_invalid(cls, exc: CheckpointError) -> _VerificationFailedError:
+        """A checkpoint file that does not verify: named, with its size and the reason in both languages."""
+        return cls(
+            None,
+            "checkpoint_invalid",
+            "a verifiable checkpoint",
+            exc.message_en,
+            expected_zh="可验证的签名检查点",
+            found_zh=exc.message_zh,
+            file=exc.file,
+            file_size=exc.tree_size,
+        )
+
+    def report(
+        self,
+        checked: int,
+        checkpoint: Checkpoint | None,
+        anchor: PruneAnchor | None,
+        notes: list[tuple[str, str]],
+        *,
+        checkpoint_file: str | None,
+        checkpoints_given: bool,
+    ) -> VerificationReport:
+        return VerificationReport(
+            False,
+            checked,
+            self.seq,
+            self.problem,
+            self.expected,
+            self.found,
+            checkpoint,
+            anchor,
+            tuple(en for _, en in notes),
+            checkpoint_file=self.file or checkpoint_file,
+            checkpoints_given=checkpoints_given,
+            expected_zh=self.expected_zh,
+            found_zh=self.found_zh,
+            checkpoint_file_size=self.file_size,
+            notes_zh=tuple(zh for zh, _ in notes),
+        )
 
 
 def _stored_time_matches(stored: object, when: datetime) -> bool:
@@ -111,7 +338,20 @@ def _stored_time_matches(stored: object, when: datetime) -> bool:
 
 
 def _hexed(value: object) -> str:
-    return value.hex() if isinstance(value, bytes | bytearray | memoryview) else repr(type(value).__name__)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return "no value" if value is None else "a value that is not binary"
+
+
+def _hexed_zh(value: object) -> str | None:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None  # the hex says it in any language
+    return "空值" if value is None else "非二进制值"
+
+
+def _shown(column: str, value: object) -> str:
+    """``column=value`` as JSON (``null``, ``"text"``), never a Python repr."""
+    return f"{column}={json.dumps(value, ensure_ascii=False, default=str)}"
 
 
 def _as_bytes(value: object) -> bytes:
@@ -203,14 +443,26 @@ class _Walker:
     def check_row(self, row: Any, refs: set[str]) -> None:
         seq = self.checked + 1
         if row.seq != seq:
-            raise _VerificationFailedError(seq, "missing_event", f"seq {seq}", f"seq {row.seq}")
+            raise _VerificationFailedError(
+                seq,
+                "missing_event",
+                f"seq {seq}",
+                f"seq {row.seq}",
+                expected_zh=f"第 {seq} 号事件",
+                found_zh=f"第 {row.seq} 号事件",
+            )
         try:
             self._check_contents(seq, row, refs)
         except _VerificationFailedError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError, UnicodeError) as exc:
             raise _VerificationFailedError(
-                seq, "row_malformed", "a well-formed row", type(exc).__name__
+                seq,
+                "row_malformed",
+                "a well-formed row",
+                type(exc).__name__,
+                expected_zh="格式完好的记录",
+                found_zh="无法解析的记录",
             ) from None
         self.checked = seq
 
@@ -224,16 +476,28 @@ class _Walker:
             raise _VerificationFailedError(seq, problem, self.prev.hex(), prev_hash.hex())
         entry = chain_hash(self.prev, body)
         if entry != row.entry_hash:
-            raise _VerificationFailedError(seq, "entry_hash_mismatch", entry.hex(), _hexed(row.entry_hash))
+            raise _VerificationFailedError(
+                seq,
+                "entry_hash_mismatch",
+                entry.hex(),
+                _hexed(row.entry_hash),
+                found_zh=_hexed_zh(row.entry_hash),
+            )
         leaf = merkle.leaf_hash(body)
         if leaf != row.leaf_hash:
-            raise _VerificationFailedError(seq, "leaf_hash_mismatch", leaf.hex(), _hexed(row.leaf_hash))
+            raise _VerificationFailedError(
+                seq,
+                "leaf_hash_mismatch",
+                leaf.hex(),
+                _hexed(row.leaf_hash),
+                found_zh=_hexed_zh(row.leaf_hash),
+            )
         doc = json.loads(body)
         for column in _TEXT_COLUMNS:
             stored = getattr(row, column)
             if stored != doc[column]:
                 raise _VerificationFailedError(
-                    seq, "column_mismatch", f"{column}={doc[column]!r}", f"{column}={stored!r}"
+                    seq, "column_mismatch", _shown(column, doc[column]), _shown(column, stored)
                 )
         when = parse_timestamp(doc["occurred_at"])
         if not _stored_time_matches(row.occurred_at, when):
@@ -243,7 +507,12 @@ class _Walker:
         wanted = set(doc["subject_refs"])
         if refs != wanted:
             raise _VerificationFailedError(
-                seq, "subject_refs_mismatch", f"{len(wanted)} subject refs", f"{len(refs)} indexed"
+                seq,
+                "subject_refs_mismatch",
+                f"{len(wanted)} subject refs",
+                f"{len(refs)} indexed",
+                expected_zh=f"{len(wanted)} 个居民引用",
+                found_zh=f"索引中 {len(refs)} 个",
             )
         self.acc.append(leaf)
         self.prev = entry
@@ -332,8 +601,8 @@ def _anchor_checks(
     checkpoint_dir: Path | None,
     key: Ed25519PublicKey | None,
     latest: Checkpoint | None,
-) -> tuple[PruneAnchor | None, dict[int, list[bytes]], list[str]]:
-    """The stored anchor (verified), the signed roots the walk must reproduce, and notes.
+) -> tuple[PruneAnchor | None, dict[int, list[bytes]], list[tuple[str, str]]]:
+    """The stored anchor (verified), the signed roots the walk must reproduce, and (Chinese, English) notes.
 
     Raises :class:`_VerificationFailedError` for an anchor that cannot be trusted.
     """
@@ -341,7 +610,12 @@ def _anchor_checks(
         anchor = latest_anchor(engine)
     except AnchorError as exc:
         raise _VerificationFailedError(
-            None, "anchor_invalid", "a well-formed prune anchor", str(exc)
+            None,
+            "anchor_invalid",
+            "a well-formed prune anchor",
+            str(exc),
+            expected_zh="格式完好的清理锚点",
+            found_zh="清理锚点格式损坏",
         ) from None
     stops: dict[int, list[bytes]] = {}
     if anchor is None:
@@ -351,7 +625,12 @@ def _anchor_checks(
     cut = anchor.pruned_through
     if key is None:
         raise _VerificationFailedError(
-            cut + 1, "anchor_invalid", "the checkpoint public key to check the anchor", "no key given"
+            cut + 1,
+            "anchor_invalid",
+            "the checkpoint public key to check the anchor",
+            "no key given",
+            expected_zh="用于校验清理锚点的检查点公钥",
+            found_zh="未提供公钥",
         )
     try:
         anchor.check_signature(key, key_id_for(key))
@@ -360,10 +639,22 @@ def _anchor_checks(
         )
         verify_checkpoint(embedded, key)
     except (AnchorError, CheckpointError) as exc:
-        raise _VerificationFailedError(cut + 1, "anchor_invalid", "a signed prune anchor", str(exc)) from None
+        raise _VerificationFailedError(
+            cut + 1,
+            "anchor_invalid",
+            "a signed prune anchor",
+            str(exc),
+            expected_zh="已签名的清理锚点",
+            found_zh="清理锚点或其中的检查点签名无法验证",
+        ) from None
     if embedded.tree_size < cut:
         raise _VerificationFailedError(
-            cut + 1, "anchor_invalid", f"a pre-prune checkpoint of at least {cut}", embedded.tree_size
+            cut + 1,
+            "anchor_invalid",
+            f"a pre-prune checkpoint of at least {cut}",
+            embedded.tree_size,
+            expected_zh=f"清理前的检查点，树大小至少 {cut}",
+            found_zh=f"树大小 {embedded.tree_size}",
         )
     signed = [embedded]
     if checkpoint_dir is not None:
@@ -375,14 +666,14 @@ def _anchor_checks(
                 "anchor_not_external",
                 f"{anchor_file_glob(cut)} identical to the stored anchor",
                 "a different file" if copies else "missing",
+                expected_zh=f"与数据库中锚点一致的 {anchor_file_glob(cut)}",
+                found_zh="内容不同的文件" if copies else "文件不存在",
             )
         try:
             signed += list_checkpoints(checkpoint_dir, key)
         except CheckpointError as exc:
-            raise _VerificationFailedError(
-                None, "checkpoint_invalid", "verifiable checkpoints", str(exc)
-            ) from None
-    notes: list[str] = []
+            raise _VerificationFailedError.checkpoint_invalid(exc) from None
+    notes: list[tuple[str, str]] = []
 
     def pruned_leaves(start: int, end: int) -> bytes:
         raise merkle.PrunedRangeError(f"leaves [{start}, {end}) are pruned")
@@ -402,12 +693,20 @@ def _anchor_checks(
             continue
         if root != cp.root_hash:
             raise _VerificationFailedError(
-                cut, "checkpoint_root_mismatch", cp.root_hash.hex(), f"anchor frontier gives {root.hex()}"
+                cut,
+                "checkpoint_root_mismatch",
+                cp.root_hash.hex(),
+                f"anchor frontier gives {root.hex()}",
+                found_zh=f"由锚点前沿算得 {root.hex()}",
             )
     if covered:
         notes.append(
-            f"{covered} checkpoint(s) older than the anchor are covered by the archives "
-            "(check them with the archive files)"
+            (
+                f"{covered} 个早于清理锚点的检查点由归档覆盖（用归档文件校验："
+                "grassroots supervise prefix-verify）",
+                f"{covered} checkpoint(s) older than the anchor are covered by the archives "
+                "(check them with the archive files)",
+            )
         )
     return anchor, stops, notes
 
@@ -432,13 +731,17 @@ def verify_log(
     if (checkpoint_dir is None) != (public_key is None):
         raise ValueError("checkpoint_dir and public_key go together")
     checkpoint: Checkpoint | None = None
+    checkpoint_file: str | None = None
+    given = checkpoint_dir is not None
     if checkpoint_dir is not None and public_key is not None:
         try:
-            checkpoint = latest_checkpoint(checkpoint_dir, public_key)
+            found = latest_checkpoint_file(checkpoint_dir, public_key)
         except CheckpointError as exc:
-            return VerificationReport(
-                False, 0, None, "checkpoint_invalid", "a verifiable checkpoint", str(exc)
+            return _VerificationFailedError.checkpoint_invalid(exc).report(
+                0, None, None, [], checkpoint_file=None, checkpoints_given=given
             )
+        if found is not None:
+            checkpoint, checkpoint_file = found
 
     try:
         with engine.connect() as conn:
@@ -451,8 +754,8 @@ def verify_log(
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
     except _VerificationFailedError as failure:
-        return VerificationReport(
-            False, 0, failure.seq, failure.problem, failure.expected, failure.found, checkpoint
+        return failure.report(
+            0, checkpoint, None, [], checkpoint_file=checkpoint_file, checkpoints_given=given
         )
     head_seq = int(head.seq) if head is not None else 0
     head_hash = bytes(head.entry_hash) if head is not None else GENESIS_HASH
@@ -470,19 +773,34 @@ def verify_log(
             except read_errors:
                 bad = _first_unreadable(engine, low, high)
                 raise _VerificationFailedError(
-                    bad, "row_malformed", "a readable row", "undecodable stored value"
+                    bad,
+                    "row_malformed",
+                    "a readable row",
+                    "undecodable stored value",
+                    expected_zh="可读取的记录",
+                    found_zh="无法解码的存储值",
                 ) from None
             walker.check_rows(rows, refs)
             if walker.checked < high:
                 raise _VerificationFailedError(
-                    walker.checked + 1, "missing_event", f"seq {walker.checked + 1}", "no row"
+                    walker.checked + 1,
+                    "missing_event",
+                    f"seq {walker.checked + 1}",
+                    "no row",
+                    expected_zh=f"第 {walker.checked + 1} 号事件",
+                    found_zh="没有这条记录",
                 )
             if progress is not None:
                 progress(walker.checked, total)
             low = high + 1
         if head_seq < walker.checked:
             raise _VerificationFailedError(
-                head_seq + 1, "event_beyond_head", f"last event {head_seq}", f"event {walker.checked}"
+                head_seq + 1,
+                "event_beyond_head",
+                f"last event {head_seq}",
+                f"event {walker.checked}",
+                expected_zh=f"最后一条事件为第 {head_seq} 号",
+                found_zh=f"第 {walker.checked} 号事件",
             )
         if walker.prev != head_hash:
             raise _VerificationFailedError(
@@ -495,6 +813,8 @@ def verify_log(
                 "log_shorter_than_checkpoint",
                 f"at least {longest} events",
                 f"{head_seq} events",
+                expected_zh=f"至少 {longest} 条事件",
+                found_zh=f"{head_seq} 条事件",
             )
         if checkpoint is not None and checkpoint.tree_size == 0 and checkpoint.root_hash != merkle.EMPTY_ROOT:
             raise _VerificationFailedError(
@@ -510,20 +830,31 @@ def verify_log(
             ).scalar_one()
         if orphans:
             raise _VerificationFailedError(
-                head_seq + 1, "subject_refs_mismatch", "no refs outside the kept events", f"{orphans}"
+                head_seq + 1,
+                "subject_refs_mismatch",
+                "no refs outside the kept events",
+                f"{orphans}",
+                expected_zh="保留事件之外没有居民引用",
+                found_zh=f"{orphans} 个",
             )
     except _VerificationFailedError as failure:
-        return VerificationReport(
-            False,
+        return failure.report(
             walker.checked,
-            failure.seq,
-            failure.problem,
-            failure.expected,
-            failure.found,
             checkpoint,
             anchor,
-            tuple(notes),
+            notes,
+            checkpoint_file=checkpoint_file,
+            checkpoints_given=given,
         )
     except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
-    return VerificationReport(True, walker.checked, checkpoint=checkpoint, anchor=anchor, notes=tuple(notes))
+    return VerificationReport(
+        True,
+        walker.checked,
+        checkpoint=checkpoint,
+        anchor=anchor,
+        notes=tuple(en for _, en in notes),
+        checkpoint_file=checkpoint_file,
+        checkpoints_given=given,
+        notes_zh=tuple(zh for zh, _ in notes),
+    )

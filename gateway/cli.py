@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from gateway.settings import ConfigurationError, Settings
+from gateway.commands._client import load_settings
+from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
 
 app = typer.Typer(
     help="Grassroots Data Gateway · 基层数据网关",
@@ -49,11 +50,83 @@ _add_area_commands()
 
 
 def _settings() -> Settings:
+    """The settings, or exit 2 naming each environment variable that is wrong (Chinese, then English)."""
+    return load_settings()
+
+
+def _check_area_settings() -> None:
+    """The supervision and admission areas read their own ``GRASSROOTS_`` variables when the app starts;
+    checked here, before anything listens, so a wrong one is a message naming it (exit 2), not a traceback
+    from inside the server."""
+    from pydantic import ValidationError
+    from pydantic_settings import BaseSettings, SettingsError
+
+    from gateway.routes.admission_api import AdmissionSettings
+    from gateway.settings import configuration_error
+    from gateway.supervision_tasks import SupervisionSettings
+
+    area: type[BaseSettings]
+    for area in (SupervisionSettings, AdmissionSettings):
+        try:
+            area()
+        except (ValidationError, SettingsError) as exc:
+            prefix = str(area.model_config.get("env_prefix") or "GRASSROOTS_")
+            typer.echo(configuration_error(exc, prefix).bilingual(), err=True)
+            raise typer.Exit(2) from None
+
+
+def _require_migrated(settings: Settings) -> None:
+    """Refuse (exit 2, Chinese first) unless the database is at the code's schema revision.
+
+    Nothing is created on the way: a SQLite file that does not exist yet is unmigrated, and is not made
+    by connecting to it to ask."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from gateway.db import DatabaseNotMigrated, current_revision, ensure_migrated, head_revision, make_engine
+
+    url = settings.effective_database_url
     try:
-        return Settings()
-    except (ConfigurationError, ValueError) as exc:
-        typer.echo(f"配置有误：{exc}\nconfiguration error: {exc}", err=True)
+        parsed = make_url(url)
+    except ArgumentError:
+        # The URL itself is never printed: it may carry the database password.
+        typer.echo(
+            "配置有误：GRASSROOTS_DATABASE_URL 不是有效的 SQLAlchemy 数据库地址"
+            "（例如 postgresql+psycopg://user@host/db）。\n"
+            "configuration error: GRASSROOTS_DATABASE_URL is not a valid SQLAlchemy database URL "
+            "(e.g. postgresql+psycopg://user@host/db)",
+            err=True,
+        )
         raise typer.Exit(2) from None
+    revision: str | None = None
+    database = parsed.database
+    absent = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if not (absent and not Path(str(database)).exists()):
+        engine = make_engine(url)
+        try:
+            ensure_migrated(engine)
+            return
+        except DatabaseNotMigrated:
+            try:
+                revision = current_revision(engine)
+            except Exception as exc:  # the database itself cannot be reached or read
+                typer.echo(
+                    f"无法读取数据库结构版本（{type(exc).__name__}）：请检查 GRASSROOTS_DATABASE_URL。\n"
+                    f"cannot read the schema version ({type(exc).__name__}); check GRASSROOTS_DATABASE_URL",
+                    err=True,
+                )
+                raise typer.Exit(2) from None
+        finally:
+            engine.dispose()
+    head = head_revision()
+    typer.echo(
+        f"数据库尚未迁移到当前版本（现为 {revision or '无'}，代码需要 {head}）：请先运行 "
+        "`grassroots db upgrade`（使用相同的 GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL），然后重试。\n"
+        f"The database schema is at revision {revision or 'none'}, the code needs {head}: run "
+        "`grassroots db upgrade` (same GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL) and try again.",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 def _check_startup_settings(settings: Settings) -> None:
@@ -106,18 +179,10 @@ def serve(
     """Run the gateway (refuses to start on an unmigrated database)."""
     import uvicorn
 
-    from gateway.db import DatabaseNotMigrated, ensure_migrated, make_engine
-
     settings = _settings()
     _check_startup_settings(settings)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        ensure_migrated(engine)
-    except DatabaseNotMigrated as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
+    _check_area_settings()
+    _require_migrated(settings)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -210,7 +275,11 @@ def dev_token(
     audience: Annotated[str | None, typer.Option(help="token audience")] = None,
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
 ) -> None:
-    """Print an access token for a demo user from the embedded development identity provider."""
+    """Print an access token for a demo user from the embedded development identity provider.
+
+    Its issuer follows GRASSROOTS_HOST/GRASSROOTS_PORT (or GRASSROOTS_PUBLIC_URL), as the gateway's does.
+
+    After `grassroots demo --port 8300`, export GRASSROOTS_PORT=8300 first (else: 401 wrong_issuer)."""
     from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
     from gateway.wiring import dev_identity_provider
 
@@ -263,7 +332,7 @@ def audit_verify(
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
             sys.stderr.flush()
 
-    use_checkpoints = public_key is not None and directory.exists() and any(directory.iterdir())
+    use_checkpoints = public_key is not None and directory.is_dir()
     report = verify_log(
         engine,
         checkpoint_dir=directory if use_checkpoints else None,
@@ -272,42 +341,95 @@ def audit_verify(
     )
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
+    # Why the log was not checked against a signed checkpoint, when it was not (said, never silent).
+    signed = directory.is_dir() and any(directory.glob("checkpoint-*.json"))
+    if public_key is None and signed:
+        no_checkpoint = (
+            f"  注意：{directory} 中有签名检查点，但找不到检查点密钥 {key_path}"
+            "（GRASSROOTS_CHECKPOINT_KEY_PATH，可指向公钥 PEM），未能对照检查点校验；"
+            "只校验了哈希链与 Merkle 树（整库重写或恢复旧备份也能通过）。",
+            f"  warning: {directory} holds signed checkpoints but there is no checkpoint key at {key_path} "
+            "(GRASSROOTS_CHECKPOINT_KEY_PATH, may name the public key PEM), so none was checked; only the "
+            "hash chain and Merkle tree were checked",
+        )
+    elif public_key is None:
+        no_checkpoint = (
+            "  没有签名检查点（也还没有检查点密钥）：只校验了哈希链与 Merkle 树"
+            "（整库重写或恢复旧备份也能通过）；运行 grassroots audit checkpoint 签发一个。",
+            "  no signed checkpoint (and no checkpoint key yet): only the hash chain and Merkle tree were "
+            "checked (a rewritten or restored log would pass too); run `grassroots audit checkpoint` "
+            "to sign one",
+        )
+    else:
+        no_checkpoint = (
+            f"  没有签名检查点（{directory} 不存在）：只校验了哈希链与 Merkle 树"
+            "（整库重写或恢复旧备份也能通过）；运行 grassroots audit checkpoint 签发一个。",
+            f"  no signed checkpoint ({directory} does not exist): only the hash chain and Merkle tree "
+            "were checked (a rewritten or restored log would pass too); run `grassroots audit checkpoint` "
+            "to sign one",
+        )
+    text = "\n".join(f"{zh}\n{en}" for zh, en in report.summary(no_checkpoint))
     if report.ok:
-        typer.echo(f"审计日志完整：已校验 {report.checked} 条事件。")
-        typer.echo(f"audit log intact: {report.checked} events verified")
-        if report.anchor is not None:
-            pruned = report.anchor.pruned_through
-            typer.echo(
-                f"  事件 1..{pruned} 已在签名锚点之后清理；"
-                "`grassroots supervise prefix-verify` 对照归档校验它们。\n"
-                f"  events 1..{pruned} were pruned behind a signed anchor; "
-                "`grassroots supervise prefix-verify` checks them against the archives"
-            )
-        for note in report.notes:
-            typer.echo(f"  说明 / note: {note}")
+        typer.echo(text)
         return
-    typer.echo(
-        f"审计日志已被破坏：第 #{report.first_bad_seq} 条事件校验失败（{report.problem}）。\n"
-        f"audit log BROKEN at event #{report.first_bad_seq}: {report.problem}",
-        err=True,
-    )
-    if report.expected is not None or report.found is not None:
-        typer.echo(f"  expected: {report.expected}\n  found:    {report.found}", err=True)
+    typer.echo(text, err=True)
     raise typer.Exit(1)
 
 
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
-    """Write a signed checkpoint (tree size, Merkle root, time) to the checkpoint directory."""
-    from audit import CheckpointSigner, write_checkpoint
+    """Write a signed checkpoint (tree size, Merkle root, time) to the checkpoint directory.
+
+    Like ``POST /api/v1/supervision/checkpoints`` it is recorded as an ``audit.checkpoint_written`` event,
+    naming who ran it as the operating system says (``cli:<user>@<host>``)."""
+    from audit import AuditLog, AuditUnavailable, CheckpointError, CheckpointSigner, write_checkpoint
+    from gateway.changes import change_event
     from gateway.db import make_engine
 
     settings = _settings()
     engine = make_engine(settings.effective_database_url)
-    signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
-    cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
-    typer.echo(f"已写入签名检查点：树大小 {cp.tree_size}，根哈希 {cp.root_hash.hex()}")
-    typer.echo(f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}")
+    try:
+        signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
+        cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
+    except CheckpointError as exc:
+        about = f"检查点 {exc.file}：" if exc.file else ""
+        typer.echo(
+            f"未签发检查点：{about}{exc.message_zh}。请先运行 grassroots audit verify 查明原因。\n"
+            f"no checkpoint written: {exc}; run `grassroots audit verify` to find out why",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    actor = offline_actor()
+    # Every supervisory act is an audit event (GB/T 35273-2020 §11.2); the same one the API records.
+    # Written after signing, since it names the root; the checkpoint file alone changes nothing.
+    try:
+        AuditLog(engine).append(
+            change_event(
+                {
+                    "kind": "audit.checkpoint_written",
+                    "actor": actor,
+                    "tree_size": cp.tree_size,
+                    "root_hash": cp.root_hash.hex(),
+                    "key_id": cp.key_id,
+                    "via": "cli",
+                },
+                actor_roles=("operator",),
+            )
+        )
+    except AuditUnavailable:
+        typer.echo(
+            f"检查点已写入（树大小 {cp.tree_size}），但审计日志暂时无法写入，本次操作未能记录；"
+            "请检查数据库后重试。\n"
+            f"checkpoint written (size {cp.tree_size}) but the audit log could not record it; "
+            "check the database and run the command again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"已写入签名检查点：树大小 {cp.tree_size}，根哈希 {cp.root_hash.hex()}；"
+        f"已记入审计日志，操作者为 {actor}。\n"
+        f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}; recorded as {actor}"
+    )
 
 
 def offline_actor() -> str:
@@ -371,6 +493,9 @@ def seed_demo_cmd(
     from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
     settings = _settings()
+    # Before anything is written (keys, credential files, rows): an unmigrated database is refused as
+    # `grassroots serve` refuses it.
+    _require_migrated(settings)
     # The key ring `grassroots serve` loads from the same data directory opens what is sealed here; the
     # registries started as printed below accept exactly the keys stored (`grassroots demo` does the same).
     prepared = prepare_demo(
@@ -411,7 +536,9 @@ _REGISTRY_NAMES = {
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="gateway port")] = 8000,
+    port: Annotated[
+        int | None, typer.Option(help=f"gateway port (default: GRASSROOTS_PORT, else {DEFAULT_PORT})")
+    ] = None,
     upstream_port: Annotated[int, typer.Option(help="civil-affairs registry port")] = 8101,
     person_house_port: Annotated[int, typer.Option(help="person-house registry (一标三实) port")] = 8102,
     any_hour: Annotated[
@@ -429,8 +556,13 @@ def demo(
     from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
     os.environ.setdefault("GRASSROOTS_DEV_IDP_ENABLED", "true")
-    os.environ.setdefault("GRASSROOTS_PORT", str(port))
+    # The port is read back from the settings: the development IdP's issuer URL is derived from it, so
+    # the port listened on and the one in every token's issuer are always the same.
+    if port is not None:
+        os.environ["GRASSROOTS_PORT"] = str(port)
     settings = _settings()
+    port = settings.port
+    _check_area_settings()
     if settings.mode.value != "development":
         typer.echo("`grassroots demo` runs only in development mode", err=True)
         raise typer.Exit(2)
@@ -481,7 +613,7 @@ def demo(
             except LaunchError:
                 typer.echo(f"{_REGISTRY_NAMES[system]} did not start; see its output above", err=True)
                 raise typer.Exit(1) from None
-        _print_next_steps(settings.effective_public_url)
+        _print_next_steps(settings)
         _print_opening_hours(settings, any_hour)
         import uvicorn
 
@@ -563,7 +695,27 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _print_next_steps(base: str) -> None:
+def _print_next_steps(settings: Settings) -> None:
+    base = settings.effective_public_url
+    # dev-token and the client commands find the gateway (and the issuer its tokens must name) through
+    # GRASSROOTS_HOST/GRASSROOTS_PORT: another terminal needs them when they are not the defaults, or every
+    # token answers 401 wrong_issuer and every client command calls 127.0.0.1:8000.
+    exports = [
+        f"  export GRASSROOTS_{name}={shlex.quote(str(value))}\n"
+        for name, value, default in (
+            ("HOST", settings.host, DEFAULT_HOST),
+            ("PORT", settings.port, DEFAULT_PORT),
+            ("PUBLIC_URL", settings.public_url, None),  # when set, the issuer follows it instead
+        )
+        if value != default
+    ]
+    if exports:
+        exports.insert(
+            0,
+            "  # 网关不在默认地址上：先在新终端中设置以下变量（否则令牌会被拒绝：401 wrong_issuer）\n"
+            "  # the gateway is not on the default address: set these first (else tokens answer 401 "
+            "wrong_issuer)\n",
+        )
     typer.echo(
         f"""
 基层数据网关演示已启动 · Grassroots Data Gateway demo is running
@@ -572,7 +724,7 @@ def _print_next_steps(base: str) -> None:
   127.0.0.1, reached only through the gateway
 
 Try, in another terminal:
-  TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
+{"".join(exports)}  TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
   curl -s -H "Authorization: Bearer $TOKEN" \\
     "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
   # a grid worker sees only the houses of the micro-grids assigned to them

@@ -6,10 +6,17 @@ The libraries refuse the number and address shapes themselves (``grassroots_comm
 the free-text scanner the responses are masked with adds what only it finds: a name after a cue word
 ("户主张三", "联系人：李四") or with an honorific ("王先生"), and licence plates. A bare name with nothing
 around it cannot be told from ordinary words; the message asks people not to write names at all.
+
+Typed text is held to a stricter test than responses are: the scanner takes a name after a cue word only
+where a punctuation mark or the end follows (a masked response must keep its ordinary words), while a note
+or a summary also names a person where what follows is what a person does in a case ("居民王小明来访询问")
+or where a verb of contacting someone comes first ("已联系王小明本人"). Refusing such a text costs its writer
+a rewording; accepting it leaves a name in the audit log for years (PIPL Art. 51).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from gateway.errors import InvalidRequest
@@ -35,14 +42,67 @@ def free_text_scanner() -> FreeTextScanner:
     return FreeTextScanner()
 
 
+#: Who a case note or summary speaks of, besides the scanner's cue words (户主、居民、村民、家属…).
+_CASE_CUES = ("群众", "当事人", "投诉人", "来访人", "来电人", "反映人", "举报人")
+#: Verbs of reaching a person: the name follows them ("已联系王小明本人", "致电李强").
+_CONTACT_VERBS = ("联系", "致电", "电话联系", "告知", "通知", "约谈", "回访", "走访", "询问", "答复", "转告")
+#: What follows a person in a case note; the scanner's right context (punctuation, the end, 电话, 同志…)
+#: counts as well.
+_PERSON_FOLLOWS = (
+    "本人", "来访", "来电", "来信", "反映", "询问", "咨询", "投诉", "举报", "表示", "要求", "夫妇", "一家",
+    "家属", "家中", "家里", "户口", "电话", "手机", "身份证", "同志", "先生", "女士", "老人", "的",
+)  # fmt: skip
+#: Words that come after a cue word or a contact verb and begin with a surname character, but name nobody
+#: (居民信息、村民权益、居民强烈要求、联系方式、通知单位、走访高龄老人、居民通过12345反映): a name
+#: candidate starting with one is not taken, here or from the scanner.
+_NOT_NAMES = (
+    # what residents have and are
+    "信息", "权益", "利益", "权利", "安全", "高龄", "年龄", "年纪", "家庭", "居住", "常住", "户籍", "房屋",
+    "房子", "车辆", "经济", "费用", "福利", "卫生", "隐私", "公民", "农民", "党员", "成员", "代表", "群体",
+    # how they act or feel
+    "强烈", "普遍", "曾经", "多次", "通过", "满意", "同意", "支持", "关心", "习惯", "平时", "经常", "常常",
+    "申请", "严重", "信心",
+    # whom and what a case worker contacts or tells
+    "方式", "时间", "单位", "相关", "双方", "全部", "全体", "部分", "本村", "本社区", "后续", "结果", "反馈",
+    "意见", "情况", "原因", "经过", "程序", "安排", "公司", "公安", "法院", "司法", "信访", "计生", "卫健",
+    "房管", "水务", "银行", "门卫", "楼长", "房东", "党支部", "干部", "公众", "宣传", "公开", "解释", "管理",
+    "服务", "平安", "文明", "谈话", "明确", "明显", "能否", "应当", "时候",
+    "向村", "向社区", "向街道", "向镇",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _typed_name() -> re.Pattern[str]:
+    """A name as people type it into a case note: surname + one or two characters, after a cue word or a
+    contact verb, before a person's context. Built from the scanner's own pieces (its cue words, its
+    surnames less those that are everyday words after a cue, its separators), so the two agree on what a
+    name looks like; the given name never holds a function word (的、了、是…) or 某 (王某 names nobody)."""
+    from masking import _recognizers as names
+
+    cues = sorted({*names.LEFT_CUES, *_CASE_CUES, *_CONTACT_VERBS}, key=len, reverse=True)
+    not_names = sorted({*_NOT_NAMES, *names.LEFT_CUES, *_CASE_CUES}, key=len, reverse=True)
+    given = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此某])[\u4e00-\u9fff])"
+    follows = "|".join(map(re.escape, _PERSON_FOLLOWS))
+    name = rf"(?!{'|'.join(map(re.escape, not_names))})(?:{names._SURNAME}){given}{{1,2}}"
+    after = rf"(?=[，。、；：:,;.!！?？\s（()）]|$|\d|{follows})"
+    after_cue = rf"(?:{'|'.join(map(re.escape, cues))}){names._SEP}{name}{after}"
+    # "王小明本人来访": at the start of a clause, 本人 marks a person as an honorific does.
+    before_self = rf"(?:^|(?<=[^\u4e00-\u9fff])){name}(?=本人)"
+    return re.compile(f"{after_cue}|{before_self}")
+
+
 def personal_data_kind(text: str) -> str | None:
     """The kind of personal data in ``text`` (a key of ``KIND_NAMES``), or None."""
     kind = personal_data_in(text)
     if kind is not None:
         return kind
     for finding in free_text_scanner().scan(text):
+        if finding.entity_type == "PERSON" and text[finding.start : finding.end].startswith(_NOT_NAMES):
+            continue  # 居民信息、居民通过12345反映: an ordinary word after a cue word
         if finding.entity_type in _SCANNER_KINDS:
             return _SCANNER_KINDS[finding.entity_type]
+    if _typed_name().search(text) is not None:
+        return "person"
     return None
 
 

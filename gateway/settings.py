@@ -6,15 +6,23 @@ Secrets are ``SecretStr`` so they never show in a repr or a log line.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+ENV_PREFIX = "GRASSROOTS_"
+#: Where ``grassroots serve`` listens unless told otherwise, and so where client commands look for it.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 #: Values that betray an unconfigured secret; refused outside development mode.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "placeholder"})
+#: The levels uvicorn and the standard library both know (TRACE is uvicorn's, below DEBUG).
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE")
 
 
 class RunMode(StrEnum):
@@ -22,20 +30,122 @@ class RunMode(StrEnum):
     production = "production"
 
 
+@dataclass(frozen=True)
+class SettingProblem:
+    """One environment variable that cannot be used: which, and what is wrong and allowed (never its value,
+    which may be a secret)."""
+
+    variable: str
+    zh: str
+    en: str
+
+
 class ConfigurationError(Exception):
-    """Settings that cannot be used; the message says which variable to fix."""
+    """Settings that cannot be used; each problem names the environment variable to fix."""
+
+    def __init__(self, *problems: SettingProblem) -> None:
+        super().__init__("; ".join(f"{p.variable}: {p.en}" for p in problems))
+        self.problems = problems
+
+    def bilingual(self) -> str:
+        """The message for a person: every problem in Chinese, then every problem in English."""
+        zh = "\n".join(f"  {p.variable}：{p.zh}" for p in self.problems)
+        en = "\n".join(f"  {p.variable}: {p.en}" for p in self.problems)
+        return (
+            f"配置有误，请修改以下环境变量后重试：\n{zh}\n"
+            f"configuration error; fix these environment variables and try again:\n{en}"
+        )
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_", extra="ignore")
+class InvalidSetting(ValueError):
+    """Raised by a field validator: what is wrong with the value and what is allowed, in both languages."""
+
+    def __init__(self, zh: str, en: str) -> None:
+        super().__init__(en)
+        self.zh = zh
+        self.en = en
+
+
+def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_PREFIX) -> ConfigurationError:
+    """Turn pydantic's report into one problem per environment variable (``<prefix><FIELD>``).
+
+    Only the error's kind and limits are used, never its input: the value may be a secret."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings could not decode a complex value (a list) from the environment.
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = f"{prefix}{found.group(1).upper()}" if found else f"{prefix}*"
+        return ConfigurationError(
+            SettingProblem(
+                variable,
+                '无法解析取值：列表须写成 JSON，例如 \'["RS256", "ES256"]\'',
+                'cannot parse the value: a list is written as JSON, e.g. \'["RS256", "ES256"]\'',
+            )
+        )
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else "*"
+        zh, en = _explain(error)
+        problems.append(SettingProblem(f"{prefix}{field.upper()}", zh, en))
+    return ConfigurationError(*problems)
+
+
+def _explain(error: Any) -> tuple[str, str]:
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, InvalidSetting):
+        return cause.zh, cause.en
+    if kind in ("enum", "literal_error"):
+        expected = str(ctx.get("expected", ""))
+        return f"取值无效，可选：{expected.replace(' or ', ' 或 ')}", f"must be {expected}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "应为整数", "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "应为数字", "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "应为 true 或 false", "must be true or false"
+    if kind == "greater_than_equal":
+        return f"不能小于 {ctx.get('ge')}", f"must be at least {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"必须大于 {ctx.get('gt')}", f"must be greater than {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"不能大于 {ctx.get('le')}", f"must be at most {ctx.get('le')}"
+    if kind == "less_than":
+        return f"必须小于 {ctx.get('lt')}", f"must be less than {ctx.get('lt')}"
+    if kind in ("list_type", "json_invalid", "json_type"):
+        return "应为 JSON 列表，例如 '[\"RS256\"]'", "must be a JSON list, e.g. '[\"RS256\"]'"
+    if kind == "missing":
+        return "必须设置", "must be set"
+    return "取值无效", f"invalid value ({error['msg']})"
+
+
+class GatewayAddress(BaseSettings):
+    """Where the gateway listens (``GRASSROOTS_HOST``/``GRASSROOTS_PORT``), read on its own: client commands
+    find the gateway here, without needing the server's other settings (or its secrets) to be valid."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    host: str = Field(DEFAULT_HOST, description="address `grassroots serve` listens on")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port `grassroots serve` listens on")
+
+    @property
+    def local_url(self) -> str:
+        """The base URL a client on this host reaches the gateway at (a wildcard bind is reached on
+        loopback)."""
+        host = {"": DEFAULT_HOST, "0.0.0.0": DEFAULT_HOST, "::": "::1"}.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal in a URL is bracketed
+        return f"http://{host}:{self.port}"
+
+
+class Settings(GatewayAddress):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     mode: RunMode = Field(RunMode.development, description="development | production")
     data_dir: Path = Field(Path("var"), description="where the SQLite file, keys and checkpoints live")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/gateway.db (WAL mode)"
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
     public_url: str | None = Field(None, description="base URL the gateway is reached at")
 
     # SSO (OIDC resource server).
@@ -82,29 +192,87 @@ class Settings(BaseSettings):
     otel_sample_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="fraction of traces recorded when an exporter is configured"
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="log level: " + ", ".join(LOG_LEVELS))
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_algorithms_only(cls, value: list[str]) -> list[str]:
+        # RFC 8725 §3.1/§3.2: "none" and symmetric (HMAC) algorithms are never acceptable for access
+        # tokens; refused here, at start-up, rather than by the verifier inside the running app.
+        from gateway.auth.oidc import ASYMMETRIC_ALGORITHMS
+
+        allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+        refused = sorted(set(value) - ASYMMETRIC_ALGORITHMS)
+        if refused:
+            raise InvalidSetting(
+                f"不允许的签名算法 {refused}（只接受非对称签名算法）；可选：{allowed}",
+                f"algorithms not allowed {refused} (asymmetric signatures only); allowed: {allowed}",
+            )
+        if not value:
+            raise InvalidSetting(
+                f"至少需要一个签名算法；可选：{allowed}",
+                f"at least one algorithm is needed; allowed: {allowed}",
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            allowed = ", ".join(LOG_LEVELS)
+            raise InvalidSetting(
+                f"未知的日志级别；可选：{allowed}（不区分大小写）",
+                f"unknown log level; allowed: {allowed} (any case)",
+            )
+        return level
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
-        if self.mode is RunMode.production:
-            if self.dev_idp_enabled:
-                raise ConfigurationError(
-                    "GRASSROOTS_DEV_IDP_ENABLED must be false in production mode "
-                    "(the development identity provider signs any demo user's token)"
+        if self.mode is not RunMode.production:
+            return self
+        problems: list[SettingProblem] = []
+        if self.dev_idp_enabled:
+            problems.append(
+                SettingProblem(
+                    "GRASSROOTS_DEV_IDP_ENABLED",
+                    "生产模式下必须为 false（开发用身份提供方会为任何演示用户签发令牌）",
+                    "must be false in production mode "
+                    "(the development identity provider signs any demo user's token)",
                 )
-            if not self.oidc_issuer:
-                raise ConfigurationError("GRASSROOTS_OIDC_ISSUER is required in production mode")
-            for name in ("audit_hmac_key", "masking_kek"):
-                value: SecretStr | None = getattr(self, name)
-                if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-                    raise ConfigurationError(
-                        f"GRASSROOTS_{name.upper()} must be set to a real secret in production mode"
+            )
+        if not self.oidc_issuer:
+            problems.append(
+                SettingProblem(
+                    "GRASSROOTS_OIDC_ISSUER",
+                    "生产模式下必须设置（本单位 OIDC 身份提供方的地址）",
+                    "is required in production mode (your OIDC identity provider's URL)",
+                )
+            )
+        for name in ("audit_hmac_key", "masking_kek"):
+            value: SecretStr | None = getattr(self, name)
+            variable = f"GRASSROOTS_{name.upper()}"
+            if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                problems.append(
+                    SettingProblem(
+                        variable,
+                        "生产模式下必须设为真实密钥（现在未设置或是占位值）",
+                        "must be set to a real secret in production mode (it is unset or a placeholder)",
                     )
-                if len(value.get_secret_value()) < 32:
-                    raise ConfigurationError(f"GRASSROOTS_{name.upper()} must be at least 32 characters")
-            for name in ("service_key_path", "checkpoint_key_path", "checkpoint_dir"):
-                if getattr(self, name) is None:
-                    raise ConfigurationError(f"GRASSROOTS_{name.upper()} is required in production mode")
+                )
+            elif len(value.get_secret_value()) < 32:
+                problems.append(
+                    SettingProblem(variable, "至少需要 32 个字符", "must be at least 32 characters")
+                )
+        for name in ("service_key_path", "checkpoint_key_path", "checkpoint_dir"):
+            if getattr(self, name) is None:
+                problems.append(
+                    SettingProblem(
+                        f"GRASSROOTS_{name.upper()}", "生产模式下必须设置", "is required in production mode"
+                    )
+                )
+        if problems:
+            raise ConfigurationError(*problems)
         return self
 
     @property
@@ -128,8 +296,11 @@ class Settings(BaseSettings):
         if self.dev_idp_enabled:
             return f"{self.effective_public_url}/dev-idp"
         raise ConfigurationError(
-            "no identity provider: set GRASSROOTS_OIDC_ISSUER "
-            "(or GRASSROOTS_DEV_IDP_ENABLED=true in development)"
+            SettingProblem(
+                "GRASSROOTS_OIDC_ISSUER",
+                "未配置身份提供方：请设置（或仅在开发环境中设 GRASSROOTS_DEV_IDP_ENABLED=true）",
+                "no identity provider: set it (or GRASSROOTS_DEV_IDP_ENABLED=true in development)",
+            )
         )
 
     @property

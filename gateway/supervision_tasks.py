@@ -19,12 +19,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audit import CheckpointError, CheckpointSigner, extend_checkpoint, latest_checkpoint
 from audit.complaints import log_size
 from audit.merkle import MerkleAccumulator
+from audit.query import org_prefix
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -43,6 +44,33 @@ class SupervisionSettings(BaseSettings):
     anomaly_rules_path: Path | None = Field(None, description="anomaly rules TOML (default: packaged)")
     complaint_due_days: int = Field(15, ge=1, description="days to answer a complaint")
     incident_due_days: int = Field(30, ge=1, description="days to close an incident")
+    division_names_file: Path | None = Field(
+        None,
+        description="division names for reports and transparency answers: 'code,name' lines (UTF-8); "
+        "default: the demo world's in development, none otherwise",
+    )
+    platform_org: str | None = Field(
+        None,
+        description="division code of the jurisdiction this platform serves (e.g. 310151000000, a "
+        "district's): supervisors whose scope covers it also see the events no organisation is charged "
+        "with (a token no organisation can be read from, key rotations, departmental systems' own calls); "
+        "default: the demo world's district in development, none otherwise (then only a nationwide scope)",
+    )
+
+    @field_validator("platform_org")
+    @classmethod
+    def _division_code(cls, value: str | None) -> str | None:
+        from gateway.settings import InvalidSetting
+
+        if value is None or not value.strip():
+            return None
+        try:
+            return org_prefix(value.strip()).ljust(12, "0")
+        except ValueError:
+            raise InvalidSetting(
+                "须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151000000）",
+                "must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151000000)",
+            ) from None
 
 
 def signer_for(runtime: Runtime) -> CheckpointSigner:

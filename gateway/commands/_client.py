@@ -27,9 +27,66 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+if typing.TYPE_CHECKING:
+    from gateway.settings import Settings
+
+#: Shown by ``--help`` and used when neither ``--url`` nor ``GRASSROOTS_URL`` is given: the address the
+#: gateway listens on by default (``grassroots serve``/``demo`` without ``--host``/``--port``).
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def load_settings() -> Settings:
+    """The gateway's settings from the environment; on a problem, say which variable is wrong (Chinese, then
+    English; never a value, never a traceback) and exit 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from gateway.settings import ConfigurationError, Settings, configuration_error
+
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        problem = configuration_error(exc)
+    except ConfigurationError as exc:
+        problem = exc
+    typer.echo(problem.bilingual(), err=True)
+    raise typer.Exit(2)
+
+
+def default_url() -> str:
+    """Where the gateway listens, as ``grassroots serve`` reads it: ``GRASSROOTS_HOST``/``GRASSROOTS_PORT``
+    (default 127.0.0.1:8000). The development IdP's issuer follows the same two settings, so a token from
+    ``dev-token``/``--as`` and the address called agree."""
+    from pydantic import ValidationError
+
+    from gateway.settings import GatewayAddress, configuration_error
+
+    try:
+        return GatewayAddress().local_url
+    except ValidationError as exc:
+        typer.echo(configuration_error(exc).bilingual(), err=True)
+        raise typer.Exit(2) from None
+
+
+def _resolve_url(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str:
+    # --url, then GRASSROOTS_URL; only when neither is given does GRASSROOTS_HOST/PORT decide. (Compared by
+    # name: Typer carries its own copy of Click's ParameterSource.)
+    source = ctx.get_parameter_source(param.name or "url")
+    if value and source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+        return value
+    return default_url()
+
+
 UrlOption = Annotated[
     str,
-    typer.Option("--url", envvar="GRASSROOTS_URL", help="gateway base URL"),
+    typer.Option(
+        "--url",
+        envvar="GRASSROOTS_URL",
+        callback=_resolve_url,
+        show_default=False,
+        help="gateway base URL (default: http://GRASSROOTS_HOST:GRASSROOTS_PORT, where `grassroots serve` "
+        "listens; 127.0.0.1:8000 unless they are set)",
+    ),
 ]
 TokenOption = Annotated[
     str | None,
@@ -40,17 +97,15 @@ AsOption = Annotated[
     typer.Option("--as", help="development only: act as this demo user (token from the development IdP)"),
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _token(token: str | None, as_user: str | None) -> str:
     if token:
         return token
     if as_user:
-        from gateway.settings import Settings
         from gateway.wiring import dev_identity_provider
 
-        settings = Settings()
+        settings = load_settings()
         if not settings.dev_idp_enabled:
             settings = settings.model_copy(update={"dev_idp_enabled": True})
         return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)

@@ -4,13 +4,14 @@ incidents, resident transparency, proofs, checkpoints, retention, archives and p
 A thin client of ``/api/v1/supervision`` (same permission checks, same audit trail as the API), except
 ``archive-verify``, ``prefix-verify`` and ``incident --verify``, which check signatures and proofs
 locally so a reviewer need not trust the server. ID numbers are never taken on the command line (shell
-history, process lists): they are prompted for without echo, or read from
-``GRASSROOTS_SUBJECT_ID_NUMBER``.
+history, process lists): they are prompted for without echo in a terminal, or read from
+``GRASSROOTS_SUBJECT_ID_NUMBER`` (without a terminal, only from there).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -28,6 +29,17 @@ def _id_number() -> str:
     value = os.environ.get(_ID_ENV)
     if value:
         return value
+    if not sys.stdin.isatty():
+        # getpass would fall back to reading the number with echo (a GetPassWarning), or abort: in a
+        # script or a pipe the environment variable is the only way in (exit 2 like any usage error).
+        typer.echo(
+            f"需要居民身份证号码：当前不在终端中运行，无法不回显地输入。请设置环境变量 {_ID_ENV}，"
+            "或在终端中运行本命令（届时会提示输入，输入内容不显示）。\n"
+            f"the resident's ID number is needed and there is no terminal to type it in without echo: "
+            f"set {_ID_ENV}, or run the command in a terminal (it then asks, without echo)",
+            err=True,
+        )
+        raise typer.Exit(2)
     entered: str = typer.prompt("居民身份证号码 / resident ID number", hide_input=True)
     return entered
 
@@ -110,12 +122,49 @@ def monthly(
     if fmt == "json":
         return ApiCall("GET", f"{_BASE}/reports/monthly", params=params)
     target = out or Path(f"audit-report-{month}.{fmt}")
+    _check_writable(target)
     return ApiCall("GET", f"{_BASE}/reports/monthly", params=params, raw=True, render=_write_to(target))
+
+
+def _check_writable(target: Path) -> None:
+    """Refuse a place the report cannot be written to before the gateway is asked: asking hands a report out
+    and records it in the audit log (``supervision.monthly_report``), which must not happen for nothing."""
+    folder = target.parent
+    problem: tuple[str, str] | None = None
+    if target.is_dir():
+        problem = (f"{target} 是一个文件夹，请给出文件名", f"{target} is a folder; give a file name")
+    elif not folder.exists():
+        problem = (
+            f"文件夹 {folder} 不存在，请先创建",
+            f"the folder {folder} does not exist; create it first",
+        )
+    elif not folder.is_dir():
+        problem = (f"{folder} 不是文件夹", f"{folder} is not a folder")
+    elif not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        problem = (f"没有写入 {target} 的权限", f"no permission to write {target}")
+    if problem is not None:
+        typer.echo(
+            f"无法写入报告：{problem[0]}（--out 指定保存位置）。\ncannot write the report: {problem[1]} "
+            "(--out chooses where)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def _write_to(target: Path) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
-        target.write_bytes(data)
+        try:
+            target.write_bytes(data)
+        except OSError as exc:
+            # The gateway has handed the report out (and recorded that); say so, and why it is not here.
+            why = exc.strerror or type(exc).__name__
+            typer.echo(
+                f"报告已生成，但无法保存到 {target}：{why}。请检查磁盘空间和权限后重新导出。\n"
+                f"the report was produced but could not be saved to {target}: {why}",
+                err=True,
+            )
+            target.unlink(missing_ok=True)
+            raise typer.Exit(1) from None
         where = target.resolve()  # the default lands in the current directory: say which one
         typer.echo(f"已写入 {where}（{len(data)} 字节）\nwritten {where} ({len(data)} bytes)")
 
@@ -163,9 +212,18 @@ def incidents(
 @api_command
 def incident(
     incident_id: str,
-    verify: Annotated[bool, typer.Option("--verify", help="check every proof locally")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="also check every proof locally: prints the incident with 'local_verification' added, "
+            "and the verdict on stderr",
+        ),
+    ] = False,
 ) -> ApiCall:
-    """Show an incident (steps, evidence events, inclusion proofs)."""
+    """Show an incident (steps, evidence events, inclusion proofs).
+
+    --verify checks every proof here, then prints the incident and the verdict; exit 1 if one fails."""
     if verify:
         return ApiCall("GET", f"{_BASE}/incidents/{incident_id}", then=_verify_evidence)
     return ApiCall("GET", f"{_BASE}/incidents/{incident_id}")
@@ -182,20 +240,34 @@ def _verify_evidence(data: Any) -> ApiCall:
         raise typer.Exit(1) from None
 
     def summarise(signed: Any) -> None:
-        match = [
-            c
+        match = any(
+            c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
             for c in signed["items"]
-            if c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
-        ]
+        )
+        # The incident on stdout (JSON, as without --verify, plus what was checked here); the verdict in
+        # words on stderr, so the output still pipes into a JSON tool.
+        show(
+            {
+                **data,
+                "local_verification": {
+                    "evidence_events_verified": len(checked),
+                    "root_hash": data["root_hash"],
+                    "tree_size": data["tree_size"],
+                    "signed_checkpoint_has_root": match,
+                },
+            }
+        )
         typer.echo(
             f"已在本地校验 {len(checked)} 条证据事件，均通向根哈希 {data['root_hash']}"
             f"（树大小 {data['tree_size']}）；"
-            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。")
+            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。"),
+            err=True,
         )
         typer.echo(
             f"{len(checked)} evidence events verified against root {data['root_hash']} "
             f"(tree size {data['tree_size']}); "
-            + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed")
+            + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed"),
+            err=True,
         )
 
     return ApiCall("GET", f"{_BASE}/checkpoints", render=summarise)
@@ -409,7 +481,8 @@ def archive_verify(
             failed.append(str(manifest))
         elif not verdict.ok:
             typer.echo(
-                f"{label}归档验证未通过：{verdict.problem}（已核对 {verdict.checked} 个事件）。"
+                f"{label}归档验证未通过：{verdict.problem_zh or '原因见下方英文说明'}"
+                f"（已核对 {verdict.checked} 个事件）。"
                 "文件或日志可能已被改动，请保留现场并报告。\n"
                 f"{label}archive does NOT verify: {verdict.problem} (after {verdict.checked} events)",
                 err=True,
@@ -453,7 +526,7 @@ def prefix_verify(
     result = verify_archived_prefix(engine, directory, key, settings.effective_checkpoint_dir)
     if not result.ok:
         typer.echo(
-            f"已清理部分验证未通过：{result.problem}。请保留现场并报告。\n"
+            f"已清理部分验证未通过：{result.problem_zh or '原因见下方英文说明'}。请保留现场并报告。\n"
             f"pruned prefix does NOT verify: {result.problem}",
             err=True,
         )

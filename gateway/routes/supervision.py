@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -58,10 +62,13 @@ from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.free_text import refuse_personal_data
 from gateway.pipeline import record_audit
+from gateway.routes.admission_api import admission_config
 from gateway.runtime import Runtime
+from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, signer_for
 from policies import GrantRepository
 
+_log = logging.getLogger("gateway.supervision")
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -98,6 +105,16 @@ REFUSAL_REASONS_ZH: Mapping[str, str] = {
     "system_suspended": "部门系统准入已暂停",
     "system_revoked": "部门系统准入已撤销",
     "system_lapsed": "部门系统准入已到期",
+}
+
+
+#: The district departments that own data behind the gateway or run systems reaching villages, by the code
+#: the scenario catalog and admission use: readers of the 通报 and residents are told the department, not
+#: its code. The admission offices' configured names (``GRASSROOTS_ADMISSION_CONFIG_PATH``) take precedence.
+DEPARTMENT_NAMES_ZH: Mapping[str, str] = {
+    "civil_affairs": "区民政局",
+    "public_security": "区公安分局",
+    "health": "区卫健委",
 }
 
 
@@ -294,6 +311,65 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def department_names() -> dict[str, str]:
+    """Department code -> Chinese name: the admission offices' names over the table above."""
+    offices = {o.department: o.name_zh for o in admission_config().offices}
+    return {**DEPARTMENT_NAMES_ZH, **offices}
+
+
+@lru_cache(maxsize=4)
+@lru_cache(maxsize=4)
+def _demo_world_divisions() -> tuple[tuple[str, str, str], ...]:
+    """(code, name, level) of the demo world's divisions, built once per process."""
+    from demoworld.world import build_world
+
+    return tuple((d.code, d.name, d.level) for d in build_world().divisions)
+
+
+def _division_names_from(path: Path | None, development: bool) -> Mapping[str, str]:
+    if path is not None:
+        try:
+            return _division_names_file(path, path.stat().st_mtime_ns)
+        except OSError:
+            _log.warning("division names file unreadable; codes are shown alone")
+            return {}
+    return {code: name for code, name, _ in _demo_world_divisions()} if development else {}
+
+
+@lru_cache(maxsize=4)
+def _division_names_file(path: Path, mtime_ns: int) -> Mapping[str, str]:
+    """The ``code,name`` file, read once per version of it (``mtime_ns`` keys the cache)."""
+    names: dict[str, str] = {}
+    if path is not None:
+        with path.open(encoding="utf-8", newline="") as f:
+            for row in csv.reader(f):
+                if len(row) >= 2 and row[0].strip() and not row[0].lstrip().startswith("#"):
+                    with contextlib.suppress(ValueError):
+                        names[org_prefix(row[0].strip()).ljust(12, "0")] = row[1].strip()
+    return MappingProxyType(names)
+
+
+def division_names(runtime: Runtime) -> Mapping[str, str]:
+    """Division code (12 digits) -> name: ``GRASSROOTS_DIVISION_NAMES_FILE`` (``code,name`` lines), in
+    development the demo world's divisions; empty otherwise (codes are then shown alone)."""
+    path = _settings().division_names_file
+    return _division_names_from(path, runtime.settings.mode is RunMode.development)
+
+
+def _platform_org(runtime: Runtime) -> str | None:
+    """``GRASSROOTS_PLATFORM_ORG``; in development the demo world's district; else None (nationwide)."""
+    configured = _settings().platform_org
+    if configured is not None or runtime.settings.mode is not RunMode.development:
+        return configured
+    return next((code for code, _, level in _demo_world_divisions() if level == "county"), None)
+
+
+def _with_unattributed(runtime: Runtime, scope: str) -> bool:
+    """Whether a supervisor's scope covers the platform's jurisdiction, and so its unattributed events."""
+    platform = _platform_org(runtime)
+    return platform is not None and org_prefix(platform).startswith(org_prefix(scope))
+
+
 # -- queries and reports ---------------------------------------------------------------------------
 
 
@@ -318,6 +394,7 @@ async def list_events(
     scope = _scope(principal, org)
     query = EventQuery(
         org=_org_arg(scope),
+        unattributed=_with_unattributed(runtime, scope),
         actor=actor,
         scenario=scenario,
         dataset=dataset,
@@ -365,7 +442,18 @@ async def report(
     await _audit(
         runtime, principal, request, "supervision.report_viewed", {"group_by": group_by, "org": scope}
     )
+    names = await asyncio.to_thread(_row_names, runtime, group_by)
+    for row in body["rows"]:
+        row["name"] = names.get(row["key"])
     return {**body, "org": scope}
+
+
+def _row_names(runtime: Runtime, group_by: str) -> Mapping[str, str]:
+    if group_by == "org":
+        return division_names(runtime)
+    if group_by == "department":
+        return department_names()
+    return _scenario_context(runtime)[1]
 
 
 @router.get("/anomalies")
@@ -429,6 +517,7 @@ async def monthly_report(
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, {})
     _, names, departments = _scenario_context(runtime)
     integrity = await asyncio.to_thread(_integrity, runtime)
+    orgs, depts = await asyncio.to_thread(division_names, runtime), department_names()
     report_data = await asyncio.to_thread(
         audit.build_monthly_report,
         runtime.engine,
@@ -440,11 +529,16 @@ async def monthly_report(
         scenario_names=names,
         integrity=integrity,
         reason_names=REFUSAL_REASONS_ZH,
+        org_names=orgs,
+        department_names=depts,
     )
     filename = f"audit-report-{label}"
     answer: Response | dict[str, Any]
     if format == "json":
         answer = report_data.to_json()
+        for section, section_names in (("by_org", orgs), ("by_department", depts), ("by_scenario", names)):
+            for row in answer[section]:
+                row["name"] = section_names.get(row["key"])
     elif format == "csv":
         answer = Response(
             audit.render_csv(report_data).encode("utf-8"),
@@ -553,7 +647,10 @@ async def register_complaint(
 ) -> dict[str, Any]:
     """Register a complaint and open its incident: every access to the person, each with its proof."""
     principal = await require(runtime, authorization, RESOURCE, "register")
+    # The same check as every typed text (names after cue words too), and the same error family: the case
+    # library's own check (ID and phone shapes only) would answer invalid_case_input for the ticket.
     refuse_personal_data(body.summary, "投诉摘要", "complaint summary", code="personal_data_in_summary")
+    refuse_personal_data(body.ticket or "", "工单号", "ticket number", code="personal_data_in_ticket")
     ref = _subject_ref(runtime, body.id_number)
     signer = await asyncio.to_thread(signer_for, runtime)
     with supervision_errors():
@@ -820,12 +917,14 @@ async def who_read_my_data(
 ) -> dict[str, Any]:
     """For one person: which organisation and role read their data, when, for which scenario (PIPL Art. 45).
 
-    Reader names and user ids are left out; organisation code and role are what a resident is told.
+    Reader names and user ids are left out; the organisation (code and name) and role are what a resident
+    is told.
     """
     principal = await require(runtime, authorization, RESOURCE, "read")
     ref = _subject_ref(runtime, body.id_number)
     entries = await asyncio.to_thread(audit.accesses_for_subjects, runtime.engine, [ref])
     _, names, _ = _scenario_context(runtime)
+    orgs = await asyncio.to_thread(division_names, runtime)
     await _audit(
         runtime,
         principal,
@@ -837,6 +936,7 @@ async def who_read_my_data(
         "accesses": [
             {
                 **e.to_json(),
+                "org_name": orgs.get(e.org or ""),
                 "role_labels": [ROLE_LABELS_ZH.get(r, r) for r in e.roles],
                 "scenario_name": names.get(e.scenario or ""),
             }
@@ -893,13 +993,14 @@ async def write_checkpoint(
 
 @router.get("/proofs/inclusion")
 async def inclusion_proof(
+    request: Request,
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
     seq: Annotated[int, Query(ge=1)] = 1,
     tree_size: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of event ``seq``; by default against the latest signed checkpoint."""
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         checkpoints = await asyncio.to_thread(_checkpoints, runtime)
     size = await asyncio.to_thread(log_size, runtime.engine)
@@ -942,6 +1043,14 @@ async def inclusion_proof(
             code="checkpoint_mismatch",
             status_code=409,
         )
+    # Audited before anything is returned: which event was looked at, against which tree (no content).
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.inclusion_proof_viewed",
+        {"seq": seq, "tree_size": tree_size, "signed": checkpoint is not None},
+    )
     return {
         "seq": seq,
         "leaf_index": seq - 1,
@@ -955,13 +1064,14 @@ async def inclusion_proof(
 
 @router.get("/proofs/consistency")
 async def consistency_proof(
+    request: Request,
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
     old: Annotated[int | None, Query(ge=1)] = None,
     new: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof between two tree sizes; by default the two latest checkpoints."""
-    await require(runtime, authorization, RESOURCE, "read")
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         checkpoints = await asyncio.to_thread(_checkpoints, runtime)
     sizes = sorted({c.tree_size for c in checkpoints if c.tree_size > 0})
@@ -999,6 +1109,13 @@ async def consistency_proof(
                 code="checkpoint_mismatch",
                 status_code=409,
             )
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.consistency_proof_viewed",
+        {"old_size": old, "new_size": new},
+    )
     return {
         "old_size": old,
         "new_size": new,
@@ -1014,11 +1131,33 @@ async def consistency_proof(
 
 
 @router.get("/retention")
-async def retention(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+async def retention(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """The retention period, the months past it and whether each is archived, what was pruned."""
+    principal = await require(runtime, authorization, RESOURCE, "read")
     years = _settings().audit_retention_years
     with runtime.sessions() as session:
-        return await asyncio.to_thread(audit.retention_status, runtime.engine, session, _now(), years)
+        status = await asyncio.to_thread(audit.retention_status, runtime.engine, session, _now(), years)
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.retention_viewed",
+        {
+            "retention_years": years,
+            "months_past_retention": len(status["months_past_retention"]),
+            "pruned_through_seq": status["pruned_through_seq"],
+        },
+    )
+    return {
+        **status,
+        # The library's note is English only; a village or county reader gets Chinese first.
+        "pruning": "超过保存期且已完整归档的月份，可以在签名锚点之后从数据库清理"
+        "（grassroots supervise prune，默认只预演；--execute 才会清理）。",
+        "pruning_en": "Archived months past the retention period can be pruned behind a signed anchor "
+        "(grassroots supervise prune: a dry run by default, --execute prunes).",
+    }
 
 
 class ArchiveIn(BaseModel):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
+import hashlib
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -18,6 +22,8 @@ from audit import (
     CheckpointSigner,
     archive_month,
     build_monthly_report,
+    canonical_json,
+    list_archives,
     load_anomaly_rules,
     record_archive,
     render_csv,
@@ -62,33 +68,6 @@ def _rewrite_events(path: Path, change: object) -> None:
     change(lines)  # type: ignore[operator]
     path.unlink()
     path.write_bytes(gzip.compress(b"".join(json.dumps(x).encode() + b"\n" for x in lines)))
-
-
-@pytest.mark.parametrize(
-    ("tamper", "problem"),
-    [
-        ("events_edit", "digest"),
-        ("manifest_edit", "signature"),
-        ("other_key", "another key"),
-    ],
-)
-def test_tampered_archives_fail(
-    sqlite: Store, signer: CheckpointSigner, tmp_path: Path, tamper: str, problem: str
-) -> None:
-    populate(sqlite)
-    result = archive_month(sqlite.engine, signer, tmp_path, "2026-10")
-    key = signer.public_key
-    if tamper == "events_edit":
-        _rewrite_events(result.events_file, lambda lines: lines.pop(3))
-    elif tamper == "manifest_edit":
-        manifest = json.loads(result.manifest_file.read_bytes())
-        manifest["count"] = 9
-        result.manifest_file.write_text(json.dumps(manifest))
-    else:
-        key = CheckpointSigner.generate().public_key
-    verdict = verify_archive(result.manifest_file, key)
-    assert not verdict.ok
-    assert problem in (verdict.problem or "")
 
 
 def test_retention_lists_months_past_the_period_and_never_prunes(
@@ -152,3 +131,110 @@ def test_public_key_loads_from_the_signing_key_file(tmp_path: Path) -> None:
     (tmp_path / "pub.pem").write_bytes(signer.public_key_pem())
     assert load_public_key(tmp_path / "key.pem") == signer.public_key
     assert load_public_key(tmp_path / "pub.pem") == signer.public_key
+
+
+_ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem", "zh"),
+    [
+        ("events_edit", "digest", "事件文件的摘要与签名清单不符"),
+        ("manifest_edit", "signature", "清单签名无法验证"),
+        ("other_key", "another key", "清单由另一把密钥签名"),
+        ("event_removed_and_redigested", "4", "第 4 号事件"),
+    ],
+)
+def test_tampered_archives_fail_saying_why_in_english_and_in_chinese(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path, tamper: str, problem: str, zh: str
+) -> None:
+    """``problem`` for programs and the English line; ``problem_zh`` for the Chinese line of
+    `archive-verify`, with no English words inside it."""
+    populate(sqlite)
+    result = archive_month(sqlite.engine, signer, tmp_path, "2026-10")
+    key = signer.public_key
+    if tamper == "events_edit":
+        _rewrite_events(result.events_file, lambda lines: lines.pop(3))
+    elif tamper == "manifest_edit":
+        manifest = json.loads(result.manifest_file.read_bytes())
+        manifest["count"] = 9
+        result.manifest_file.write_text(json.dumps(manifest))
+    elif tamper == "other_key":
+        key = CheckpointSigner.generate().public_key
+    else:  # drop an event, then fix the digest and re-sign (as a key holder could): the chain still breaks
+        _rewrite_events(result.events_file, lambda lines: lines.pop(3))
+        manifest = json.loads(result.manifest_file.read_bytes())
+        manifest["events_sha256"] = hashlib.sha256(result.events_file.read_bytes()).hexdigest()
+        manifest["signature"] = base64.b64encode(
+            signer.sign_payload(canonical_json({k: v for k, v in manifest.items() if k != "signature"}))
+        ).decode()
+        result.manifest_file.write_bytes(canonical_json(manifest))
+    verdict = verify_archive(result.manifest_file, key)
+    assert not verdict.ok and verdict.problem_zh is not None
+    assert problem in (verdict.problem or "")
+    assert zh in verdict.problem_zh
+    assert not _ENGLISH_WORD.search(verdict.problem_zh), verdict.problem_zh
+    assert verdict.to_json()["problem_zh"] == verdict.problem_zh
+
+
+def test_an_unreadable_archive_is_told_in_chinese_too(signer: CheckpointSigner, tmp_path: Path) -> None:
+    verdict = verify_archive(tmp_path / "audit-2026-10-1-10.manifest.json", signer.public_key)
+    assert not verdict.readable and verdict.problem_zh == (
+        f"无法读取 {tmp_path / 'audit-2026-10-1-10.manifest.json'}：文件不存在"
+    )
+
+
+def _archived_event(i: int, when: datetime) -> Any:
+    """What the gateway records for an archive (`record_archive`'s change): the archive's own record."""
+    return make_event(
+        i,
+        kind="supervision.month_archived",
+        occurred_at=when,
+        subject_refs=(),
+        record_refs=(),
+        record_count=0,
+    )
+
+
+def test_archiving_a_running_month_again_with_only_the_archives_own_record_since_is_refused(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    """Each archive call logs `supervision.month_archived` into the month it archives; that record alone
+    is not news: a repeat is refused, naming the archive that holds the month's events."""
+    log = AuditLog(sqlite.engine)
+    log.append_many(make_event(i, occurred_at=OCT + timedelta(minutes=i)) for i in range(10))
+    mid = datetime(2026, 10, 20, tzinfo=UTC)
+
+    def archive(now: datetime) -> str:
+        result = archive_month(sqlite.engine, signer, tmp_path, "2026-10", now=now)
+        with Session(sqlite.engine) as session:
+            record_archive(session, result, "auditor", now)
+            session.commit()
+        log.append(_archived_event(100 + log.size(), now))  # as the gateway's unit of work does
+        return result.manifest_file.name.removesuffix(".manifest.json")
+
+    first = archive(mid)
+    assert first == "audit-2026-10-1-10-partial"
+    with pytest.raises(ArchiveError) as again:
+        archive(mid + timedelta(minutes=5))
+    assert "already archived in audit-2026-10-1-10-partial" in str(again.value)
+    assert "supervision.month_archived" in str(again.value)
+    assert "已归档于 audit-2026-10-1-10-partial" in again.value.message_zh
+    assert "归档操作本身的记录" in again.value.message_zh
+    assert not _ENGLISH_WORD.search(
+        again.value.message_zh.replace(first, "").replace("supervision.month_archived", "")
+    )
+    # A real event since: archived again, the earlier partial archive is marked superseded.
+    log.append(make_event(50, occurred_at=OCT + timedelta(days=1)))
+    second = archive(mid + timedelta(minutes=10))
+    assert second == "audit-2026-10-1-12-partial"
+    # Once the month has ended a complete archive is always possible, own records included.
+    third = archive(datetime(2026, 11, 2, tzinfo=UTC))
+    assert third == "audit-2026-10-1-13"
+    with Session(sqlite.engine) as session:
+        listed = {a["archive_id"]: a for a in list_archives(session)}
+    assert {k: (v["complete"], v["superseded_by"]) for k, v in listed.items()} == {
+        first: (False, third),
+        second: (False, third),
+        third: (True, None),
+    }

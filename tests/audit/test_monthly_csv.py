@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
-from audit import AuditLog, Outcome, build_monthly_report, load_anomaly_rules, render_csv
+from audit import AuditLog, Outcome, build_monthly_report, load_anomaly_rules, render_csv, render_html
 from tests.audit.conftest import Store
 from tests.audit.helpers import make_event
 
@@ -49,6 +49,33 @@ def test_headers_are_chinese_first_and_keys_carry_their_chinese_names(sqlite: St
     assert names[("cases", "complaints_received")] == "本月受理投诉"
     assert next(r["name"] for r in rows if r["section"] == "total") == "2026-11 全月（全部单位）"
     assert all(r["name"] for r in rows if r["section"] == "anomaly")
+
+
+def test_organisations_and_departments_are_named_where_the_caller_knows_them(sqlite: Store) -> None:
+    """The caller (the gateway) knows the division and department names; the CSV's 名称 column and the
+    printed page's first cell carry them, codes kept beside them; an unknown code stays a bare code."""
+    AuditLog(sqlite.engine).append_many(
+        [
+            make_event(1, occurred_at=DAY_1, actor_org="310151101201"),
+            make_event(2, occurred_at=DAY_1, actor_org="310151101202"),
+        ]
+    )
+    report = build_monthly_report(
+        sqlite.engine,
+        "2026-11",
+        load_anomaly_rules(),
+        now=DAY_2,
+        dataset_departments={"residents": "civil_affairs"},
+        org_names={"310151101201": "东风村村民委员会"},
+        department_names={"civil_affairs": "区民政局"},
+    )
+    names = {(r["section"], r["key"]): r["name"] for r in _rows(render_csv(report))}
+    assert names[("organisation", "310151101201")] == "东风村村民委员会"
+    assert names[("organisation", "310151101202")] == ""
+    assert names[("department", "civil_affairs")] == "区民政局"
+    page = render_html(report)
+    assert "<td>东风村村民委员会（310151101201）</td>" in page and "<td>310151101202</td>" in page
+    assert "<td>区民政局（civil_affairs）</td>" in page and "<th>单位</th>" in page
 
 
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:

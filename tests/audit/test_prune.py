@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -458,6 +459,10 @@ def test_archived_prefix_detects_a_missing_or_swapped_archive(world: World, tamp
     assert {"missing": "missing", "replaced": "not the one", "older_checkpoint": "size 5"}[tamper] in str(
         result.problem
     )
+    # The same, in Chinese, for the operator reading `prefix-verify` (no English inside it).
+    said_zh = {"missing": "不存在", "replaced": "不是锚点所依据的", "older_checkpoint": "树大小为 5"}[tamper]
+    assert said_zh in str(result.problem_zh)
+    assert not re.search(r"\b(is|not|the|of|with|disagrees)\b", str(result.problem_zh))
 
 
 def test_dry_run_names_the_month_where_the_archives_end(world: World) -> None:
@@ -573,3 +578,15 @@ def test_a_missing_archive_file_is_unreadable_not_a_failed_verification(world: W
     (manifest.parent / json.loads(manifest.read_bytes())["events_file"]).unlink()
     verdict = verify_archive(manifest, world.signer.public_key)
     assert not verdict.readable and str(verdict.unreadable_file).endswith(".jsonl.gz")
+
+
+def test_a_tampered_archive_blocks_pruning_with_the_reason_in_chinese(world: World) -> None:
+    world.archive("2026-01")
+    events_file = next(world.archives.glob("*.jsonl.gz"))
+    lines = gzip.decompress(events_file.read_bytes()).splitlines()
+    events_file.unlink()
+    events_file.write_bytes(gzip.compress(b"\n".join(lines[:-1]) + b"\n"))
+    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    assert plan.reasons[0].startswith("archive_invalid: audit-2026-01-1-10: events file digest differs")
+    assert "事件文件的摘要与签名清单不符" in plan.reasons_zh[0]
+    assert "digest" not in plan.reasons_zh[0]

@@ -61,6 +61,9 @@ def populate(store: Store) -> list[int]:
         (EventQuery(org="310151101"), [6, 5, 3, 2, 1]),
         (EventQuery(org="310151101201"), [6, 2, 1]),
         (EventQuery(org="310151"), [6, 5, 4, 3, 2, 1]),
+        # The steward's approval carries no organisation: the platform's own, shown when asked for.
+        (EventQuery(org="310151", unattributed=True), [7, 6, 5, 4, 3, 2, 1]),
+        (EventQuery(org="310151101201", unattributed=True), [7, 6, 2, 1]),
         (EventQuery(actor="cadre-a", outcome="refused"), [2]),
         (EventQuery(scenario="ELDERLY_VISIT"), [3]),
         (EventQuery(kind="data."), [6, 5, 4, 3, 2, 1]),

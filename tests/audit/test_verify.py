@@ -5,6 +5,8 @@ The attacker here has full database access: each test first drops the append-onl
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +150,10 @@ def test_row_tampering_is_detected(
     report = check(store, signer, tmp_path)
     assert (report.ok, report.problem, report.first_bad_seq) == (False, problem, bad_seq), report.describe()
     assert report.expected and report.found and report.expected != report.found
+    # What a supervisor reads: Chinese first, the event's number, the code; then the same in English.
+    zh, en = _assert_told_chinese_first(report)[0]
+    assert zh.startswith(f"审计日志已被破坏：第 #{bad_seq} 条事件校验失败") and f"（{problem}）" in zh
+    assert en.startswith(f"audit log BROKEN at event #{bad_seq}: {problem}")
 
 
 def rewrite(
@@ -342,3 +348,82 @@ def test_tables_are_the_ones_verified() -> None:
     assert set(audit_events.c.keys()) == {"seq", *COLUMNS}
     assert set(audit_subject_refs.c.keys()) == {"subject_ref", "seq"}
     assert set(audit_head.c.keys()) == {"id", "seq", "entry_hash"}
+
+
+_CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
+
+
+def _assert_told_chinese_first(report: VerificationReport) -> list[tuple[str, str]]:
+    """What a person reads: (Chinese, English) pairs, the Chinese free of English words, no Python None."""
+    pairs = report.summary()
+    assert pairs, report.describe()
+    for zh, en in pairs:
+        assert _CJK.search(zh) and not _CJK.search(en), (zh, en)
+        assert "None" not in zh + en and "#None" not in zh + en, (zh, en)
+    return pairs
+
+
+def test_a_query_column_set_where_the_event_has_none_is_reported_without_a_python_none(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    AuditLog(sqlite.engine).append_many([make_event(0, scenario=None), make_event(1)])
+    drop_triggers(sqlite.engine)
+    execute(sqlite, "UPDATE audit_events SET scenario = 'DIBAO_REVIEW' WHERE seq = 1")
+    report = verify_log(sqlite.engine)
+    assert (report.problem, report.expected, report.found) == (
+        "column_mismatch",
+        "scenario=null",
+        'scenario="DIBAO_REVIEW"',
+    )
+    _assert_told_chinese_first(report)
+
+
+def test_a_tampered_checkpoint_is_named_with_what_does_not_verify(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    build(sqlite, signer, tmp_path)
+    (path,) = tmp_path.glob("checkpoint-*.json")
+    signed = json.loads(path.read_bytes())
+    path.write_text(json.dumps({**signed, "root_hash": "0" * 64}))
+    report = check(sqlite, signer, tmp_path)
+    assert (report.ok, report.problem, report.first_bad_seq) == (False, "checkpoint_invalid", None)
+    assert report.checkpoint_file == path.name
+    zh, en = _assert_told_chinese_first(report)[0]
+    assert zh.startswith(f"审计日志校验失败：签名检查点 {path.name}（树大小 {N}）无法验证")
+    assert "签名与内容不符" in zh and not re.search(
+        r"[A-Za-z]{4,}", re.sub(r"[0-9a-f]{16,}", "", zh.replace(path.name, ""))
+    )
+    assert en.startswith(f"audit log verification FAILED: signed checkpoint {path.name} (tree size {N})")
+    assert "signature does not verify" in en
+
+
+def test_a_checkpoint_signed_by_another_key_says_which_key_was_expected(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    build(sqlite, signer, tmp_path)
+    other = CheckpointSigner.generate()
+    report = verify_log(sqlite.engine, tmp_path, other.public_key)
+    zh, en = _assert_told_chinese_first(report)[0]
+    assert signer.key_id in zh and other.key_id in zh
+    assert signer.key_id in en and other.key_id in en
+
+
+def test_an_intact_log_says_which_checkpoint_it_was_verified_against(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path
+) -> None:
+    log = build(sqlite, signer, tmp_path)
+    log.append_many([make_event(N + i) for i in range(2)])
+    (path,) = tmp_path.glob("checkpoint-*.json")
+    report = check(sqlite, signer, tmp_path)
+    assert report.ok and report.checkpoint_file == path.name
+    pairs = _assert_told_chinese_first(report)
+    assert pairs[0] == (
+        f"审计日志完整：已校验 {N + 2} 条事件。",
+        f"audit log intact: {N + 2} events verified",
+    )
+    zh, en = pairs[1]
+    assert f"签名检查点 {path.name}" in zh and f"树大小 {N}" in zh and "其后 2 条事件" in zh
+    assert f"signed checkpoint {path.name}" in en and f"tree size {N}" in en and "2 later events" in en
+    # Without a checkpoint directory it says the log was not checked against any.
+    zh, en = _assert_told_chinese_first(verify_log(sqlite.engine))[1]
+    assert "未对照签名检查点" in zh and "not checked against a signed checkpoint" in en

@@ -65,7 +65,7 @@ def serve_gateway() -> Iterator[Gateway]:
                     self.command,
                     self.path,
                     self.headers.get("authorization"),
-                    json.loads(raw) if raw else None,
+                    _body(raw, self.headers.get("content-type") or ""),
                 )
             )
             self.send_response(state.status)
@@ -93,6 +93,12 @@ def serve_gateway() -> Iterator[Gateway]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+def _body(raw: bytes, content_type: str) -> Any:
+    if not raw:
+        return None
+    return json.loads(raw) if content_type.startswith("application/json") else raw.decode()
 
 
 def _echo_csv(data: bytes) -> None:
@@ -346,3 +352,91 @@ def test_every_admin_command_takes_the_connection_options(group: str) -> None:
         assert opts.get("url") == ["--url"], (group, name)
         assert opts.get("token") == ["--token"], (group, name)
         assert opts.get("as_user") == ["--as"], (group, name)
+
+
+# Where the gateway is, when the command is not told: GRASSROOTS_HOST/GRASSROOTS_PORT, as `grassroots serve`
+# (and the development IdP's issuer, so `--as`/`dev-token` tokens) read them. `--url` and GRASSROOTS_URL
+# still win, in that order.
+def _port(url: str) -> str:
+    return url.rsplit(":", 1)[1]
+
+
+def test_without_url_the_command_calls_the_gateway_at_grassroots_host_and_port(gateway: Gateway) -> None:
+    env = {"GRASSROOTS_HOST": "127.0.0.1", "GRASSROOTS_PORT": _port(gateway.url)}
+    result = _run("fetch", "a1", "--token", "t", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert [r.path for r in gateway.received] == ["/api/v1/items/a1"]
+
+
+def test_a_wildcard_listen_address_is_called_on_loopback(gateway: Gateway) -> None:
+    result = _run(
+        "fetch",
+        "a1",
+        "--token",
+        "t",
+        env={"GRASSROOTS_HOST": "0.0.0.0", "GRASSROOTS_PORT": _port(gateway.url)},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(gateway.received) == 1
+
+
+@pytest.mark.parametrize("via", ["--url", "GRASSROOTS_URL"])
+def test_url_and_grassroots_url_take_precedence_over_the_port(gateway: Gateway, via: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: calling it would exit 3
+        sock.bind(("127.0.0.1", 0))
+        unused = str(sock.getsockname()[1])
+    env = {"GRASSROOTS_PORT": unused}
+    if via == "--url":
+        result = _run(
+            "fetch",
+            "a1",
+            "--token",
+            "t",
+            "--url",
+            gateway.url,
+            env={**env, "GRASSROOTS_URL": "http://127.0.0.1:1"},
+        )
+    else:
+        result = _run("fetch", "a1", "--token", "t", env={**env, "GRASSROOTS_URL": gateway.url})
+    assert result.exit_code == 0, result.stderr
+    assert len(gateway.received) == 1
+
+
+def test_a_port_that_is_not_a_number_is_named_not_a_traceback(gateway: Gateway) -> None:
+    result = _run("fetch", "a1", "--token", "t", env={"GRASSROOTS_PORT": "eighty"})
+    assert result.exit_code == 2
+    zh, en = result.stderr.split("configuration error")
+    assert "GRASSROOTS_PORT：应为整数" in zh and "GRASSROOTS_PORT: must be a whole number" in en
+    assert "eighty" not in result.stderr and "Traceback" not in result.stderr
+    assert gateway.received == []
+
+
+def test_commands_declaring_the_url_option_themselves_follow_the_port_too(gateway: Gateway) -> None:
+    # `admission token` acts as a departmental system (client credentials), not through api_command.
+    gateway.answer(200, {"access_token": "sys-tok", "token_type": "Bearer"})
+    result = runner.invoke(
+        grassroots,
+        ["admission", "token", "--client-id", "c1", "--client-secret", "s1", "--quiet"],
+        env={"GRASSROOTS_URL": "", "GRASSROOTS_HOST": "127.0.0.1", "GRASSROOTS_PORT": _port(gateway.url)},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "sys-tok\n"
+    assert [r.path for r in gateway.received] == ["/oauth/token"]
+
+
+def test_as_mints_a_token_whose_issuer_is_the_address_called(gateway: Gateway, tmp_path: Path) -> None:
+    import jwt
+
+    env = {
+        "GRASSROOTS_HOST": "127.0.0.1",
+        "GRASSROOTS_PORT": _port(gateway.url),
+        "GRASSROOTS_PUBLIC_URL": "",
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_MODE": "development",
+    }
+    result = _run("fetch", "a1", "--as", "cadre_a", env=env)
+    assert result.exit_code == 0, result.stderr
+    (received,) = gateway.received
+    token = (received.authorization or "").removeprefix("Bearer ")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == f"{gateway.url}/dev-idp"

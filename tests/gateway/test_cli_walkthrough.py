@@ -234,9 +234,10 @@ def test_audit_verify_and_checkpoint_speak_chinese_first(tmp_path: Path) -> None
     )
     verified = _cli("audit", "verify", "--quiet", env=env)
     assert verified.exit_code == 0, verified.output
+    # The three events and the checkpoint's own record (audit.checkpoint_written, by the CLI's operator).
     assert _chinese_then_english(verified.stdout) == (
-        "审计日志完整：已校验 3 条事件。",
-        "audit log intact: 3 events verified",
+        "审计日志完整：已校验 4 条事件。",
+        "audit log intact: 4 events verified",
     )
 
 

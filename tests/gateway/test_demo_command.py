@@ -5,6 +5,7 @@ with ``--any-hour``, lifted for the demo and said so. SIGTERM stops both registr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +34,8 @@ def _demo(root: Path, *flags: str) -> Iterator[tuple[str, dict[str, str], Path]]
     }
     env.pop("GRASSROOTS_SCENARIOS_PATH", None)
     env.pop("GRASSROOTS_DATABASE_URL", None)
-    err = root / "demo.err"
-    with err.open("wb") as err_file:
+    err, out = root / "demo.err", root / "demo.out"
+    with err.open("wb") as err_file, out.open("wb") as out_file:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -51,7 +52,7 @@ def _demo(root: Path, *flags: str) -> Iterator[tuple[str, dict[str, str], Path]]
             ],
             env=env,
             cwd=root,
-            stdout=subprocess.DEVNULL,
+            stdout=out_file,
             stderr=err_file,
             start_new_session=True,
         )
@@ -130,3 +131,39 @@ def test_a_second_demo_is_refused_before_it_starts_anything(tmp_path: Path) -> N
     assert f":{port}" not in done.stderr.split("Cannot start")[1].split("\n", 2)[-1]  # free ports not named
     assert "demo is running" not in done.stdout and "Traceback" not in done.stderr
     assert not (tmp_path / "var" / "gateway.db").exists()  # nothing was started or migrated
+
+
+def test_on_another_port_the_banner_says_export_first_and_every_client_command_follows_it(
+    tmp_path: Path,
+) -> None:
+    # The demo runs on a free port (never 8000). In the other terminal, as the banner says, only
+    # GRASSROOTS_PORT is exported: no GRASSROOTS_URL, yet both the token (its issuer) and the address the
+    # client commands call follow it.
+    with _demo(tmp_path) as (base, env, _err):
+        port = base.rsplit(":", 1)[1]
+        other_terminal = {k: v for k, v in env.items() if k != "GRASSROOTS_URL"}
+        shown = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "policy", "show", "--as", "platform_admin"],
+            env=other_terminal,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        banner = (tmp_path / "demo.out").read_text(encoding="utf-8")
+    assert shown.returncode == 0, shown.stderr
+    assert "digests" in json.loads(shown.stdout)
+    steps = banner.split("Try, in another terminal:\n", 1)[1]
+    assert steps.index(f"export GRASSROOTS_PORT={port}\n") < steps.index("dev-token cadre_a")
+    assert "401 wrong_issuer" in steps.split("TOKEN=")[0]
+
+
+def test_on_the_default_address_the_banner_needs_no_export(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import _print_next_steps
+    from gateway.settings import Settings
+
+    _print_next_steps(Settings(host="127.0.0.1", port=8000, public_url=None, dev_idp_enabled=True))
+    default = capsys.readouterr().out
+    assert "export" not in default and "http://127.0.0.1:8000/docs" in default
+    _print_next_steps(Settings(host="0.0.0.0", port=8300, public_url=None, dev_idp_enabled=True))
+    other = capsys.readouterr().out
+    assert "  export GRASSROOTS_HOST=0.0.0.0\n  export GRASSROOTS_PORT=8300\n  TOKEN=" in other

@@ -480,3 +480,12 @@ def test_refused_administrative_attempts_are_events(stack: Stack) -> None:
     assert (sign_in["kind"], sign_in["actor"], sign_in["outcome"]) == ("auth.refused", "anonymous", "refused")
     assert sign_in["details"] == {"permission": "read audit"}
     assert "c2lnbmF0dXJl" not in json.dumps(bodies)
+
+    # No organisation is charged with it: the platform's own event, listed for the district's supervisor
+    # (the jurisdiction the platform serves), not for a query narrowed to one village.
+    def listed(**params: str) -> set[str | None]:
+        items = api(stack, "GET", "/events", "supervisor", params={"kind": "auth.refused", **params}).json()
+        return {e["request_id"] for e in items["items"]}
+
+    assert failed.headers["x-request-id"] in listed()
+    assert failed.headers["x-request-id"] not in listed(org=VILLAGE_A)

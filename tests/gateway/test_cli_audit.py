@@ -1,0 +1,121 @@
+"""`grassroots audit verify` and `grassroots audit checkpoint` as a person reads them, against real files:
+what was verified against which signed checkpoint, what failed when a checkpoint does not verify (Chinese
+first, never a Python ``None``), and the offline checkpoint recorded in the log like the API's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import sqlalchemy as sa
+from typer.testing import CliRunner, Result
+
+from audit import AuditLog
+from audit.tables import audit_events
+from gateway.cli import app as grassroots
+from gateway.cli import offline_actor
+from tests.audit.conftest import sqlite_store
+from tests.audit.helpers import make_event
+
+runner = CliRunner()
+_CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
+
+
+def _cli(tmp_path: Path, *args: str) -> Result:
+    env = {
+        "GRASSROOTS_TOKEN": "",
+        "GRASSROOTS_URL": "",
+        "GRASSROOTS_DATA_DIR": str(tmp_path),
+        "GRASSROOTS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
+    return runner.invoke(grassroots, list(args), env=env)
+
+
+def _log_of(tmp_path: Path, events: int) -> None:
+    store = sqlite_store(tmp_path / "audit.db")
+    AuditLog(store.engine).append_many(make_event(i) for i in range(events))
+    store.engine.dispose()
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """Every message as (Chinese line, English line): Chinese first, the English free of Chinese."""
+    lines = text.splitlines()
+    assert len(lines) % 2 == 0, text
+    pairs = list(zip(lines[::2], lines[1::2], strict=True))
+    for zh, en in pairs:
+        assert _CJK.search(zh) and not _CJK.search(en), text
+    return pairs
+
+
+def test_verify_without_a_checkpoint_says_there_was_none(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    verified = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert verified.exit_code == 0, verified.output
+    pairs = _pairs(verified.stdout)
+    assert pairs[0] == ("审计日志完整：已校验 3 条事件。", "audit log intact: 3 events verified")
+    zh, en = pairs[1]
+    assert "没有签名检查点" in zh and "grassroots audit checkpoint" in zh
+    assert "no signed checkpoint" in en
+
+
+def test_verify_names_the_signed_checkpoint_it_checked_against(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    assert _cli(tmp_path, "audit", "checkpoint").exit_code == 0
+    (name,) = [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*.json")]
+    signed = json.loads((tmp_path / "checkpoints" / name).read_bytes())
+    verified = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert verified.exit_code == 0, verified.output
+    pairs = _pairs(verified.stdout)
+    # The checkpoint's own event (seq 4) came after it: the log has 4 events, the checkpoint covers 3.
+    assert pairs[0] == ("审计日志完整：已校验 4 条事件。", "audit log intact: 4 events verified")
+    zh, en = pairs[1]
+    assert f"签名检查点 {name}" in zh and "树大小 3" in zh and "北京时间" in zh
+    assert f"signed checkpoint {name}" in en and "tree size 3" in en
+    assert f"signed {signed['timestamp']}" in en  # when it was signed
+    assert "1 条" in zh and "1 later event" in en  # the events after it are not yet signed
+
+
+def test_verify_against_a_tampered_checkpoint_says_what_failed(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    assert _cli(tmp_path, "audit", "checkpoint").exit_code == 0
+    (path,) = (tmp_path / "checkpoints").glob("checkpoint-*.json")
+    signed = json.loads(path.read_bytes())
+    forged_root = "f" * 64
+    path.write_text(json.dumps({**signed, "root_hash": forged_root}))
+    broken = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert broken.exit_code == 1
+    assert "None" not in broken.output
+    zh, en = _pairs(broken.stderr)[0]
+    assert zh.startswith("审计日志校验失败：签名检查点") and path.name in zh and "树大小 3" in zh
+    assert "签名" in zh and "无法验证" in zh
+    assert en.startswith("audit log verification FAILED: signed checkpoint") and path.name in en
+    assert "tree size 3" in en and "signature does not verify" in en
+    assert "#" not in zh + en
+
+
+def test_checkpoint_from_the_cli_is_an_audit_event_naming_the_operator(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    written = _cli(tmp_path, "audit", "checkpoint")
+    assert written.exit_code == 0, written.output
+    actor = offline_actor()
+    assert actor.startswith("cli:")
+    zh, en = _pairs(written.stdout)[0]
+    assert zh.startswith("已写入签名检查点：树大小 3，根哈希 ") and actor in zh
+    assert en.startswith("checkpoint written: size 3") and actor in en
+    (path,) = (tmp_path / "checkpoints").glob("checkpoint-*.json")
+    signed = json.loads(path.read_bytes())
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(audit_events).where(audit_events.c.seq == 4)).one()
+    engine.dispose()
+    body = json.loads(row.body)
+    assert (row.kind, row.actor, row.outcome) == ("audit.checkpoint_written", actor, "ok")
+    assert body["details"] == {
+        "tree_size": 3,
+        "root_hash": signed["root_hash"],
+        "key_id": signed["key_id"],
+        "via": "cli",
+    }

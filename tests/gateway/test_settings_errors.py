@@ -1,0 +1,157 @@
+"""A settings problem is a message a person can act on: it names the environment variable, says what is wrong
+and what is allowed, Chinese first then English, exits 2, and shows no traceback, no pydantic URL and never
+a secret's value. Checked by the settings themselves (so the app never starts on them) and by the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner, Result
+
+from gateway.cli import app as grassroots
+from gateway.settings import LOG_LEVELS, ConfigurationError, Settings
+
+runner = CliRunner()
+SECRET = "do-not-print-this-value"  # 23 characters: too short for production
+STRONG = "x" * 40
+
+
+def _serve(tmp_path: Path, **env: str) -> Result:
+    """`grassroots serve` with ``env`` over an otherwise clean GRASSROOTS_ environment."""
+    base: dict[str, str | None] = {
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_DATABASE_URL": None,
+        "GRASSROOTS_OIDC_ISSUER": None,
+        "GRASSROOTS_MODE": None,
+        "GRASSROOTS_OIDC_ALGORITHMS": None,
+        "GRASSROOTS_LOG_LEVEL": None,
+    }
+    return runner.invoke(grassroots, ["serve", "--port", "1"], env={**base, **env})
+
+
+@pytest.mark.parametrize(
+    ("env", "zh", "en"),
+    [
+        (
+            {"GRASSROOTS_MODE": "prod"},
+            "GRASSROOTS_MODE：取值无效，可选：'development' 或 'production'",
+            "GRASSROOTS_MODE: must be 'development' or 'production'",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ALGORITHMS": '["HS256"]'},
+            "GRASSROOTS_OIDC_ALGORITHMS：不允许的签名算法 ['HS256']（只接受非对称签名算法）；可选：",
+            "GRASSROOTS_OIDC_ALGORITHMS: algorithms not allowed ['HS256'] (asymmetric signatures only)",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ALGORITHMS": "RS256"},  # not JSON: pydantic-settings cannot decode it
+            "GRASSROOTS_OIDC_ALGORITHMS：无法解析取值：列表须写成 JSON",
+            "GRASSROOTS_OIDC_ALGORITHMS: cannot parse the value: a list is written as JSON",
+        ),
+        (
+            {"GRASSROOTS_LOG_LEVEL": "LOUD"},
+            "GRASSROOTS_LOG_LEVEL：未知的日志级别；可选：CRITICAL, ERROR, WARNING, INFO, DEBUG, TRACE",
+            "GRASSROOTS_LOG_LEVEL: unknown log level; allowed: CRITICAL, ERROR, WARNING, INFO, DEBUG, TRACE",
+        ),
+        (
+            {"GRASSROOTS_PORT": "eighty"},
+            "GRASSROOTS_PORT：应为整数",
+            "GRASSROOTS_PORT: must be a whole number",
+        ),
+        (
+            {"GRASSROOTS_KANON_K": "1"},
+            "GRASSROOTS_KANON_K：不能小于 2",
+            "GRASSROOTS_KANON_K: must be at least 2",
+        ),
+        (
+            {"GRASSROOTS_DATA_FAST_LANE": "maybe"},
+            "GRASSROOTS_DATA_FAST_LANE：应为 true 或 false",
+            "GRASSROOTS_DATA_FAST_LANE: must be true or false",
+        ),
+        (
+            {"GRASSROOTS_CHECKPOINT_INTERVAL_S": "often"},  # the supervision area's own settings
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S：应为数字",
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be a number",
+        ),
+        (
+            {"GRASSROOTS_ADMISSION_TOKEN_TTL_S": "5"},  # the admission area's (prefix GRASSROOTS_ADMISSION_)
+            "GRASSROOTS_ADMISSION_TOKEN_TTL_S：不能小于 30",
+            "GRASSROOTS_ADMISSION_TOKEN_TTL_S: must be at least 30",
+        ),
+    ],
+)
+def test_serve_names_the_variable_what_is_wrong_and_what_is_allowed(
+    tmp_path: Path, env: dict[str, str], zh: str, en: str
+) -> None:
+    result = _serve(tmp_path, **env)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("配置有误，请修改以下环境变量后重试：\n")
+    chinese, english = result.stderr.split("configuration error; fix these environment variables")
+    assert zh in chinese and en in english
+    assert "Traceback" not in result.stderr and "pydantic" not in result.stderr
+    assert "validation error" not in result.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything was created
+
+
+def test_production_guards_name_every_variable_in_chinese_then_english_never_the_secret(
+    tmp_path: Path,
+) -> None:
+    result = _serve(
+        tmp_path,
+        GRASSROOTS_MODE="production",
+        GRASSROOTS_DEV_IDP_ENABLED="false",
+        GRASSROOTS_AUDIT_HMAC_KEY=SECRET,
+        GRASSROOTS_MASKING_KEK="changeme",
+    )
+    assert result.exit_code == 2
+    chinese, english = result.stderr.split("configuration error; fix these environment variables")
+    assert "GRASSROOTS_OIDC_ISSUER：生产模式下必须设置" in chinese
+    assert "GRASSROOTS_AUDIT_HMAC_KEY：至少需要 32 个字符" in chinese
+    assert "GRASSROOTS_MASKING_KEK：生产模式下必须设为真实密钥" in chinese
+    assert "GRASSROOTS_AUDIT_HMAC_KEY: must be at least 32 characters" in english
+    assert "GRASSROOTS_MASKING_KEK: must be set to a real secret in production mode" in english
+    for name in ("SERVICE_KEY_PATH", "CHECKPOINT_KEY_PATH", "CHECKPOINT_DIR"):
+        assert f"GRASSROOTS_{name}：生产模式下必须设置" in chinese
+        assert f"GRASSROOTS_{name}: is required in production mode" in english
+    assert SECRET not in result.stderr and "changeme" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("algorithms", [["HS256"], ["RS256", "none"], []])
+def test_settings_refuse_symmetric_none_or_no_algorithms(algorithms: list[str]) -> None:
+    # RFC 8725 §3.1/§3.2: refused by the settings, so the app is never built with them.
+    with pytest.raises(ValidationError, match="oidc_algorithms"):
+        Settings(oidc_algorithms=algorithms)
+
+
+def test_settings_accept_asymmetric_algorithms_and_any_case_log_level() -> None:
+    settings = Settings(oidc_algorithms=["ES256", "EdDSA"], log_level="warning")
+    assert settings.oidc_algorithms == ["ES256", "EdDSA"]
+    assert settings.log_level == "WARNING" and settings.log_level in LOG_LEVELS
+
+
+@pytest.mark.parametrize("level", ["LOUD", "", "verbose"])
+def test_settings_refuse_an_unknown_log_level(level: str) -> None:
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings(log_level=level)
+
+
+def test_a_configuration_error_says_each_problem_in_both_languages() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(
+            mode="production", oidc_issuer="https://idp.example", audit_hmac_key=STRONG, masking_kek=STRONG
+        )  # type: ignore[arg-type]
+    message = caught.value.bilingual()
+    zh, en = message.split("configuration error")
+    assert "GRASSROOTS_SERVICE_KEY_PATH：生产模式下必须设置" in zh
+    assert "GRASSROOTS_SERVICE_KEY_PATH: is required in production mode" in en
+    assert STRONG not in message
+
+
+def test_dev_token_with_a_bad_setting_is_a_message_not_a_traceback() -> None:
+    result = runner.invoke(grassroots, ["dev-token", "cadre_a"], env={"GRASSROOTS_MODE": "prod"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("配置有误") and "GRASSROOTS_MODE" in result.stderr
+    assert result.stdout == ""

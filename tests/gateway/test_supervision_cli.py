@@ -1,0 +1,162 @@
+"""``grassroots supervise`` where the command itself, not the gateway, decides: where a report is written,
+where the ID number comes from, what ``incident --verify`` prints.
+
+Run through Typer against the loopback stand-in of ``test_cli_client`` (it records each request), and as a
+real process with no terminal where a terminal is the point.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from audit import merkle
+from gateway.cli import app as grassroots
+from tests.gateway.test_cli_client import Gateway, serve_gateway
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    yield from serve_gateway()
+
+
+def supervise(*args: str, url: str, env: dict[str, str] | None = None) -> Result:
+    base = {"GRASSROOTS_TOKEN": "", "GRASSROOTS_URL": "", "GRASSROOTS_SUBJECT_ID_NUMBER": ""}
+    return runner.invoke(
+        grassroots, ["supervise", *args, "--url", url, "--token", "t"], env={**base, **(env or {})}
+    )
+
+
+def chinese_then_english(text: str) -> tuple[str, str]:
+    zh, en = text.strip().splitlines()[:2]
+    assert any("\u4e00" <= c <= "\u9fff" for c in zh) and en.isascii(), text
+    return zh, en
+
+
+# -- monthly --out ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "zh_says", "en_says"),
+    [
+        ("no-such-dir/report.html", "不存在", "does not exist"),
+        ("a-file/report.html", "不是文件夹", "is not a folder"),
+        ("a-folder", "是一个文件夹", "is a folder"),
+    ],
+)
+def test_monthly_report_refuses_a_place_it_cannot_write_before_asking_the_gateway(
+    gateway: Gateway, tmp_path: Path, where: str, zh_says: str, en_says: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-folder").mkdir()
+    result = supervise("monthly", "--month", "2026-11", "--out", str(tmp_path / where), url=gateway.url)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = chinese_then_english(result.stderr)
+    assert zh_says in zh and en_says in en
+    assert gateway.received == []  # the gateway was not asked: no report handed out, none recorded
+
+
+def test_monthly_report_that_cannot_be_saved_says_so_without_a_traceback(
+    gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway.answer(200, b"<html></html>", content_type="text/html")
+
+    def disk_full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    target = tmp_path / "report.html"
+    result = supervise("monthly", "--month", "2026-11", "--out", str(target), url=gateway.url)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = chinese_then_english(result.stderr)
+    assert zh.startswith(f"报告已生成，但无法保存到 {target}") and os.strerror(errno.ENOSPC) in zh
+    assert en.startswith(f"the report was produced but could not be saved to {target}")
+    assert not target.exists()
+
+
+# -- the ID number without a terminal ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["who-read"], ["complain", "--source", "walk_in", "--summary", "来访反映"]]
+)
+def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRASSROOTS_SUBJECT_ID_NUMBER"}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "supervise",
+            *command,
+            "--url",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # no controlling terminal: getpass cannot fall back to /dev/tty
+    )
+    assert out.returncode == 2, out.stderr
+    assert "GetPassWarning" not in out.stderr and "Password input may be echoed" not in out.stderr
+    zh, en = chinese_then_english(out.stderr)
+    assert "GRASSROOTS_SUBJECT_ID_NUMBER" in zh and "终端" in zh
+    assert "GRASSROOTS_SUBJECT_ID_NUMBER" in en and "terminal" in en
+
+
+# -- incident --verify --------------------------------------------------------------------------------
+
+
+def test_incident_verify_prints_the_incident_and_the_verdict(gateway: Gateway) -> None:
+    """One evidence event in a tree of one: its leaf hash is the root (RFC 9162 §2.1.1)."""
+    leaf = merkle.leaf_hash(b"event 1")
+    incident: dict[str, Any] = {
+        "incident_id": "I-1",
+        "status": "open",
+        "root_hash": leaf.hex(),
+        "tree_size": 1,
+        "evidence": [{"seq": 1, "leaf_hash": leaf.hex(), "proof": []}],
+        # What the checkpoint listing answers too: the stand-in gives every request the same body.
+        "items": [{"tree_size": 1, "root_hash": leaf.hex()}],
+    }
+    gateway.answer(200, incident)
+    result = supervise("incident", "I-1", "--verify", url=gateway.url)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["incident_id"] == "I-1" and shown["evidence"] == incident["evidence"]
+    assert shown["local_verification"] == {
+        "evidence_events_verified": 1,
+        "root_hash": leaf.hex(),
+        "tree_size": 1,
+        "signed_checkpoint_has_root": True,
+    }
+    zh, en = chinese_then_english(result.stderr)
+    assert zh.startswith("已在本地校验 1 条证据事件") and en.startswith("1 evidence events verified")
+    assert [r.path for r in gateway.received] == [
+        "/api/v1/supervision/incidents/I-1",
+        "/api/v1/supervision/checkpoints",
+    ]
+
+
+def test_incident_help_says_what_verify_prints() -> None:
+    text = runner.invoke(grassroots, ["supervise", "incident", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "prints the incident" in " ".join(text.split())

@@ -1,0 +1,230 @@
+"""What a new user meets walking through the README's supervision section, against the real stack.
+
+Each test is one finding of that walk-through: a report written to a folder that does not exist, proofs and
+retention looked at without a trace in the log, a resident's name typed into a case, codes where names were
+known, and an English-only note in a Chinese-first answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from audit import looks_like_personal_data
+from demoworld.world import build_world
+from tests.stack import Stack
+
+WORLD = build_world()
+BASE = "/api/v1/supervision"
+VILLAGE_A = WORLD.village_a
+VILLAGE_A_NAME = WORLD.division(VILLAGE_A).name  # 东风村村民委员会
+
+
+def api(stack: Stack, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    return httpx.request(method, f"{stack.base_url}{BASE}{path}", headers=headers, timeout=60.0, **kwargs)
+
+
+def this_month() -> str:
+    return time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))  # Beijing time
+
+
+def kinds_since(stack: Stack, before: int) -> list[str]:
+    return [e["kind"] for e in stack.last_events(stack.audit_count() - before)]
+
+
+@pytest.fixture(scope="module")
+def traffic(stack: Stack) -> dict[str, Any]:
+    """cadre_a reads a page (data of village A in the log), the log is signed twice."""
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=3)
+    assert resp.status_code == 200, resp.text
+    first = api(stack, "POST", "/checkpoints", "auditor").json()
+    stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=1)
+    second = api(stack, "POST", "/checkpoints", "auditor").json()
+    reader = next(r for r in WORLD.residents if r.id == resp.json()["items"][0]["id"])
+    return {"resident": reader, "old": first["tree_size"], "new": second["tree_size"]}
+
+
+# -- 1. the monthly report's --out --------------------------------------------------------------------
+
+
+def test_monthly_report_to_a_missing_folder_is_refused_before_the_gateway_is_asked(
+    stack: Stack, traffic: dict[str, Any]
+) -> None:
+    target = stack.data_dir.parent / "no-such-dir" / "report.html"
+    before = stack.audit_count()
+    out = stack.cli(
+        "supervise", "monthly", "--month", this_month(), "--out", str(target),
+        "--url", stack.base_url, "--as", "supervisor", check=False,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "FileNotFoundError" not in out.stderr
+    zh, en = out.stderr.strip().splitlines()[:2]
+    assert zh.startswith("无法写入报告：文件夹") and "不存在" in zh, zh
+    assert en.startswith("cannot write the report: the folder") and "does not exist" in en, en
+    assert not target.exists()
+    # Nothing was handed out, so the log does not say a report was.
+    assert "supervision.monthly_report" not in kinds_since(stack, before)
+
+
+# -- 2. proofs and retention are supervisory acts -----------------------------------------------------
+
+
+def test_proofs_and_retention_are_audit_events(stack: Stack, traffic: dict[str, Any]) -> None:
+    url = ["--url", stack.base_url, "--as", "auditor"]
+    before = stack.audit_count()
+    assert stack.cli("supervise", "proof", "2", *url).returncode == 0
+    events = stack.last_events(stack.audit_count() - before)
+    assert [e["kind"] for e in events] == ["supervision.inclusion_proof_viewed"]
+    proof = json.loads(events[0]["body"])
+    assert proof["actor"] == WORLD.identity("auditor").user_id and proof["outcome"] == "ok"
+    assert proof["details"]["seq"] == 2 and proof["details"]["tree_size"] >= 2
+
+    before = stack.audit_count()
+    old, new = str(traffic["old"]), str(traffic["new"])
+    assert stack.cli("supervise", "consistency", "--old", old, "--new", new, *url).returncode == 0
+    (event,) = stack.last_events(stack.audit_count() - before)
+    assert event["kind"] == "supervision.consistency_proof_viewed"
+    assert json.loads(event["body"])["details"] == {"old_size": traffic["old"], "new_size": traffic["new"]}
+
+    before = stack.audit_count()
+    assert stack.cli("supervise", "retention", *url).returncode == 0
+    (event,) = stack.last_events(stack.audit_count() - before)
+    assert event["kind"] == "supervision.retention_viewed"
+    assert json.loads(event["body"])["details"]["retention_years"] == 3
+    assert not looks_like_personal_data(event["body"])
+
+
+# -- 3. names typed into a complaint or a case ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def incident_id(stack: Stack, traffic: dict[str, Any]) -> str:
+    body = {"source": "walk_in", "id_number": traffic["resident"].id_number, "summary": "来访反映"}
+    resp = api(stack, "POST", "/complaints", "supervisor", json=body)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["incident"]["incident_id"])
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "code"),
+    [
+        ("summary", "居民王小明来访询问", "personal_data_in_summary"),
+        ("summary", "居民{name}来电反映其低保信息被查看", "personal_data_in_summary"),
+        ("ticket", "12345-{mobile}", "personal_data_in_ticket"),
+        ("ticket", "{id_number}", "personal_data_in_ticket"),
+        ("note", "已联系王小明本人", "personal_data_in_note"),
+        ("note", "{name}本人来访，说明查看原因", "personal_data_in_note"),
+        ("disposition", "居民{name}的低保复核属实", "personal_data_in_note"),
+    ],
+)
+def test_a_name_or_number_typed_into_a_case_is_refused_the_same_way(
+    stack: Stack, traffic: dict[str, Any], incident_id: str, field: str, text: str, code: str
+) -> None:
+    resident = traffic["resident"]
+    typed = text.format(name=resident.name, mobile=resident.mobile, id_number=resident.id_number)
+    before = stack.audit_count()
+    if field in ("summary", "ticket"):
+        body = {"source": "walk_in", "id_number": resident.id_number, field: typed}
+        resp = api(stack, "POST", "/complaints", "supervisor", json=body)
+    elif field == "note":
+        resp = api(stack, "POST", f"/incidents/{incident_id}/notes", "supervisor", json={"note": typed})
+    else:
+        body = {"disposition": "referred", "note": typed}
+        resp = api(stack, "POST", f"/incidents/{incident_id}/disposition", "supervisor", json=body)
+    assert resp.status_code == 422, resp.text
+    answer = resp.json()
+    assert answer["error"] == code and answer["personal_data_kind"] in ("person", "mobile", "id_number")
+    assert answer["message"].endswith("需要指明居民时请写业务编号。")
+    for value in (typed, resident.name, resident.mobile, resident.id_number, "王小明"):
+        assert value not in resp.text
+    assert stack.audit_count() == before  # nothing registered, nothing recorded
+
+
+def test_ordinary_case_text_still_goes_through(
+    stack: Stack, traffic: dict[str, Any], incident_id: str
+) -> None:
+    body = {
+        "source": "hotline_12345",
+        "id_number": traffic["resident"].id_number,
+        "summary": "居民通过12345热线反映其低保信息被多人查看，要求说明",
+        "ticket": "12345-2026-11-0042",
+    }
+    assert api(stack, "POST", "/complaints", "supervisor", json=body).status_code == 201
+    for note in ("已联系居民本人，说明查看原因", "核对居民信息与访问时间", "联系方式已核实"):
+        resp = api(stack, "POST", f"/incidents/{incident_id}/notes", "supervisor", json={"note": note})
+        assert resp.status_code == 200, (note, resp.text)
+
+
+# -- 4. incident --verify ---------------------------------------------------------------------------
+
+
+def test_incident_verify_prints_the_incident_and_what_was_checked(
+    stack: Stack, traffic: dict[str, Any], incident_id: str
+) -> None:
+    out = stack.cli(
+        "supervise", "incident", incident_id, "--verify", "--url", stack.base_url, "--as", "auditor"
+    )
+    shown = json.loads(out.stdout)
+    assert shown["incident_id"] == incident_id and shown["evidence"]
+    checked = shown["local_verification"]
+    assert checked["evidence_events_verified"] == len(shown["evidence"])
+    assert checked["signed_checkpoint_has_root"] is True  # registering the complaint signed that root
+    assert "证据事件" in out.stderr and "evidence events verified" in out.stderr
+
+
+# -- 6. names where the gateway knows them; Chinese first -------------------------------------------
+
+
+def test_monthly_report_names_organisations_and_departments(stack: Stack, traffic: dict[str, Any]) -> None:
+    params = {"month": this_month(), "format": "csv"}
+    text = api(stack, "GET", "/reports/monthly", "supervisor", params=params).text.lstrip("\ufeff")
+    rows = list(csv.reader(io.StringIO(text)))
+    names = {(r[0], r[1]): r[2] for r in rows[1:]}
+    assert names[("organisation", VILLAGE_A)] == VILLAGE_A_NAME
+    assert names[("department", "civil_affairs")] == "区民政局"
+    assert names[("scenario", "DIBAO_REVIEW")] == "低保年度复核"  # as before
+
+    page = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": this_month()}).text
+    assert f"<td>{VILLAGE_A_NAME}（{VILLAGE_A}）</td>" in page
+    assert "<td>区民政局（civil_affairs）</td>" in page and "<th>单位</th>" in page
+
+    data = api(
+        stack, "GET", "/reports/monthly", "supervisor", params={"month": this_month(), "format": "json"}
+    ).json()
+    assert {r["key"]: r["name"] for r in data["by_org"]}[VILLAGE_A] == VILLAGE_A_NAME
+    assert {r["key"]: r["name"] for r in data["by_department"]}["civil_affairs"] == "区民政局"
+
+
+def test_who_read_names_the_organisation(stack: Stack, traffic: dict[str, Any]) -> None:
+    body = {"id_number": traffic["resident"].id_number}
+    accesses = api(stack, "POST", "/transparency", "supervisor", json=body).json()["accesses"]
+    assert accesses
+    for entry in accesses:
+        assert (entry["org"], entry["org_name"]) == (VILLAGE_A, VILLAGE_A_NAME)
+
+
+def test_division_names_come_from_the_configured_file(tmp_path: Path) -> None:
+    from gateway.routes.supervision import _division_names_from
+
+    names = tmp_path / "divisions.csv"
+    names.write_text("# code,name\n310151101,城桥镇\n310151101201,东风村村民委员会\nnot-a-code,x\n", "utf-8")
+    assert _division_names_from(names, False) == {
+        "310151101000": "城桥镇",
+        "310151101201": "东风村村民委员会",
+    }
+    assert _division_names_from(None, False) == {}  # production without a file: codes alone
+
+
+def test_retention_says_what_pruning_does_chinese_first(stack: Stack, traffic: dict[str, Any]) -> None:
+    answer = api(stack, "GET", "/retention", "auditor").json()
+    assert answer["pruning"].startswith("超过保存期")
+    assert "grassroots supervise prune" in answer["pruning"]
+    assert answer["pruning_en"].startswith("Archived months past the retention period")
