@@ -34,7 +34,7 @@ from gateway.errors import (
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
-from policies import AccessRequest, Decision, Obligations, Subject, covers
+from policies import AccessRequest, Decision, Obligations, Scenario, Subject, covers
 from policies.divisions import grid_village, is_grid
 from policies.quotas import QuotaKey, quota_day
 
@@ -544,7 +544,7 @@ async def _authorized_path(
         plan = runtime.masking_plan(
             dataset=request.dataset,
             fields=facts.fields,
-            role=_primary_role(principal.roles),
+            role=acting_role(principal.roles, runtime.policy().scenarios.get(request.scenario)),
             scenario=request.scenario,
             profile=obligations.masking_profile,
         )
@@ -568,7 +568,14 @@ async def _authorized_path(
     return {"items": masked, "next_page": next_page}
 
 
-def _primary_role(roles: Sequence[str]) -> str:
+def acting_role(roles: Sequence[str], scenario: Scenario | None) -> str:
+    """The role a request is made in, for the masking plan: the first of the caller's roles the scenario
+    admits (the decision allowed the read for one of them), so that a role-specific masking rule follows
+    the duty the data is read for, not the order of the roles in the token."""
+    if scenario is not None:
+        for role in roles:
+            if role in scenario.roles_allowed:
+                return role
     return roles[0] if roles else ""
 
 

@@ -13,6 +13,7 @@ from gateway.errors import InvalidRequest, Unauthenticated
 from gateway.pipeline import (
     DataRequest,
     _Unparsable,
+    acting_role,
     authenticate,
     check_page_size,
     parse_data_request,
@@ -209,3 +210,16 @@ def test_recheck_scope_on_a_page_keeps_each_row_as_alone(scope: list[str], orgs:
     alone = [r for r in records if recheck_scope([r], scope, "village_code")[0]]
     assert kept == alone
     assert dropped == len(records) - len(alone)
+
+
+def test_masking_follows_the_role_the_scenario_admits_not_the_order_of_the_tokens_roles() -> None:
+    from policies.scenarios import load_scenarios
+
+    grid_visit = load_scenarios().get("GRID_VISIT")
+    assert grid_visit is not None and "grid_worker" in grid_visit.roles_allowed
+    assert "auditor" not in grid_visit.roles_allowed
+    assert acting_role(("auditor", "grid_worker"), grid_visit) == "grid_worker"
+    assert acting_role(("grid_worker",), grid_visit) == "grid_worker"
+    # No scenario known (the request is refused before masking anyway): the first role, as before.
+    assert acting_role(("auditor", "grid_worker"), None) == "auditor"
+    assert acting_role((), None) == ""
