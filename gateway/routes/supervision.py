@@ -963,10 +963,13 @@ def _checkpoints(runtime: Runtime) -> list[audit.Checkpoint]:
 
 
 @router.get("/checkpoints")
-async def list_checkpoints(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+async def list_checkpoints(
+    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         items = await asyncio.to_thread(_checkpoints, runtime)
+    await _audit(runtime, principal, request, "supervision.checkpoints_listed", {"results": len(items)})
     return {"items": [c.to_json() for c in items[-100:]], "count": len(items)}
 
 
@@ -1189,18 +1192,20 @@ async def archive(
 
 
 @router.get("/archives")
-async def archives(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    await require(runtime, authorization, RESOURCE, "read")
+async def archives(request: Request, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+    principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session:
-        return {"items": await asyncio.to_thread(audit.list_archives, session)}
+        items = await asyncio.to_thread(audit.list_archives, session)
+    await _audit(runtime, principal, request, "supervision.archives_listed", {"results": len(items)})
+    return {"items": items}
 
 
 @router.get("/archives/{archive_id}/verify")
 async def verify_archive(
-    archive_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    archive_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     """Verify an archive's files (signature, digest, every link and leaf) and against the live log."""
-    await require(runtime, authorization, RESOURCE, "verify")
+    principal = await require(runtime, authorization, RESOURCE, "verify")
     with runtime.sessions() as session:
         known = {a["archive_id"] for a in await asyncio.to_thread(audit.list_archives, session)}
     if archive_id not in known:
@@ -1208,6 +1213,14 @@ async def verify_archive(
     manifest = _archive_dir(runtime) / f"{archive_id}.manifest.json"
     key = await asyncio.to_thread(_public_key, runtime)
     verdict = await asyncio.to_thread(audit.verify_archive, manifest, key, runtime.engine)
+    # The stored archive id (checked against the list above), never other path text; the verdict's code.
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.archive_verified",
+        {"archive_id": archive_id, "intact": verdict.ok, "checked": verdict.checked},
+    )
     return {"archive_id": archive_id, **verdict.to_json()}
 
 

@@ -362,8 +362,16 @@ def test_archive_a_month_and_verify_it(stack: Stack, readings: dict[str, Any]) -
     made = api(stack, "POST", "/archives", "auditor", json={"month": month})
     assert made.status_code == 201, made.text
     archive_id = made.json()["manifest_file"].removesuffix(".manifest.json")
+    before = stack.audit_count()
     verdict = api(stack, "GET", f"/archives/{archive_id}/verify", "auditor").json()
     assert verdict["ok"] is True and verdict["checked"] == made.json()["count"]
+    (checked,) = stack.last_events(stack.audit_count() - before)  # verifying is a supervisory act too
+    assert checked["kind"] == "supervision.archive_verified"
+    assert json.loads(checked["body"])["details"] == {
+        "archive_id": archive_id,
+        "intact": True,
+        "checked": verdict["checked"],
+    }
     cli = stack.cli(
         "supervise", "archive-verify", str(stack.data_dir / "archives" / made.json()["manifest_file"])
     )

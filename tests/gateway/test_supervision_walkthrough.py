@@ -101,6 +101,15 @@ def test_proofs_and_retention_are_audit_events(stack: Stack, traffic: dict[str, 
     assert json.loads(event["body"])["details"]["retention_years"] == 3
     assert not looks_like_personal_data(event["body"])
 
+    for path, kind in (
+        ("/checkpoints", "supervision.checkpoints_listed"),
+        ("/archives", "supervision.archives_listed"),
+    ):
+        before = stack.audit_count()
+        assert api(stack, "GET", path, "auditor").status_code == 200
+        (event,) = stack.last_events(stack.audit_count() - before)
+        assert event["kind"] == kind, path
+
 
 # -- 3. names typed into a complaint or a case ---------------------------------------------------------
 
