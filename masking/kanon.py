@@ -102,8 +102,9 @@ def enforce_k_anonymity(
                     "可能被单独认出，为保护居民隐私已拒绝返回"
                 ),
                 reason_en=(
-                    f"some residents in this result share their birth period, address and similar details "
-                    f"with fewer than {k} others and could be singled out; refused to protect their privacy"
+                    f"Some residents in this result are in a group of fewer than {k} people sharing their "
+                    "birth period, address and similar details, and could be singled out; refused to protect "
+                    "their privacy"
                 ),
             )
         q = max(open_qs, key=lambda name: len({repr(r.get(name)) for r in current}))
