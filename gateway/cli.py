@@ -76,18 +76,16 @@ def _check_area_settings() -> None:
 
 
 def _require_migrated(settings: Settings) -> None:
-    """Refuse (exit 2, Chinese first) unless the database is at the code's schema revision.
-
-    Nothing is created on the way: a SQLite file that does not exist yet is unmigrated, and is not made
-    by connecting to it to ask."""
+    """Refuse (exit 2, Chinese first) unless the database is at the code's schema revision; nothing is
+    created on the way (:func:`gateway.db.ensure_migrated_url`)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from gateway.db import DatabaseNotMigrated, current_revision, ensure_migrated, head_revision, make_engine
+    from gateway.db import DatabaseNotMigrated, ensure_migrated_url
 
     url = settings.effective_database_url
     try:
-        parsed = make_url(url)
+        make_url(url)
     except ArgumentError:
         # The URL itself is never printed: it may carry the database password.
         typer.echo(
@@ -98,35 +96,11 @@ def _require_migrated(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(2) from None
-    revision: str | None = None
-    database = parsed.database
-    absent = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-    if not (absent and not Path(str(database)).exists()):
-        engine = make_engine(url)
-        try:
-            ensure_migrated(engine)
-            return
-        except DatabaseNotMigrated:
-            try:
-                revision = current_revision(engine)
-            except Exception as exc:  # the database itself cannot be reached or read
-                typer.echo(
-                    f"无法读取数据库结构版本（{type(exc).__name__}）：请检查 GRASSROOTS_DATABASE_URL。\n"
-                    f"cannot read the schema version ({type(exc).__name__}); check GRASSROOTS_DATABASE_URL",
-                    err=True,
-                )
-                raise typer.Exit(2) from None
-        finally:
-            engine.dispose()
-    head = head_revision()
-    typer.echo(
-        f"数据库尚未迁移到当前版本（现为 {revision or '无'}，代码需要 {head}）：请先运行 "
-        "`grassroots db upgrade`（使用相同的 GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL），然后重试。\n"
-        f"The database schema is at revision {revision or 'none'}, the code needs {head}: run "
-        "`grassroots db upgrade` (same GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL) and try again.",
-        err=True,
-    )
-    raise typer.Exit(2)
+    try:
+        ensure_migrated_url(url)
+    except DatabaseNotMigrated as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def _check_startup_settings(settings: Settings) -> None:

@@ -22,7 +22,22 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class DatabaseNotMigrated(Exception):
-    """The database schema is missing or behind; the message says how to migrate."""
+    """The database schema is missing or behind (or cannot be read); ``str()`` says how to fix it, Chinese
+    first, then English, on two lines."""
+
+    def __init__(self, message_zh: str, message_en: str) -> None:
+        super().__init__(f"{message_zh}\n{message_en}")
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+    @classmethod
+    def behind(cls, current: str | None, head: str | None) -> DatabaseNotMigrated:
+        return cls(
+            f"数据库尚未迁移到当前版本（现为 {current or '无'}，代码需要 {head}）：请先运行 "
+            "`grassroots db upgrade`（使用相同的 GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL），然后重试。",
+            f"The database schema is at revision {current or 'none'}, the code needs {head}: run "
+            "`grassroots db upgrade` (same GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL) and try again.",
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -98,11 +113,23 @@ def ensure_migrated(engine: Engine) -> None:
         current = current_revision(engine)
     except Exception as exc:  # the database itself is unreachable
         raise DatabaseNotMigrated(
-            f"cannot read the schema version ({type(exc).__name__}); check GRASSROOTS_DATABASE_URL"
+            f"无法读取数据库结构版本（{type(exc).__name__}）：请检查 GRASSROOTS_DATABASE_URL。",
+            f"cannot read the schema version ({type(exc).__name__}); check GRASSROOTS_DATABASE_URL",
         ) from None
     if current != head:
-        raise DatabaseNotMigrated(
-            f"database schema is at revision {current or 'none'}, the code needs {head}. "
-            "Run `grassroots db upgrade` (same GRASSROOTS_DATABASE_URL) and start again. "
-            "数据库尚未迁移到当前版本，请先执行 `grassroots db upgrade`。"
-        )
+        raise DatabaseNotMigrated.behind(current, head)
+
+
+def ensure_migrated_url(url: str) -> None:
+    """:func:`ensure_migrated` for a database URL, creating nothing on the way: a SQLite file that does not
+    exist yet is unmigrated, and is neither created by connecting to it to ask nor given its directory."""
+    parsed = make_url(url)
+    database = parsed.database
+    local_file = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if local_file and not Path(str(database)).exists():
+        raise DatabaseNotMigrated.behind(None, head_revision())
+    engine = make_engine(url)
+    try:
+        ensure_migrated(engine)
+    finally:
+        engine.dispose()
