@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -356,8 +357,7 @@ def audit_checkpoint() -> None:
 
     Like ``POST /api/v1/supervision/checkpoints`` it is recorded as an ``audit.checkpoint_written`` event,
     naming who ran it as the operating system says (``cli:<user>@<host>``)."""
-    from audit import AuditLog, AuditUnavailable, CheckpointError, CheckpointSigner, write_checkpoint
-    from gateway.changes import change_event
+    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, write_checkpoint
     from gateway.db import make_engine
 
     settings = _settings()
@@ -373,22 +373,13 @@ def audit_checkpoint() -> None:
             err=True,
         )
         raise typer.Exit(1) from None
-    actor = offline_actor()
     # Every supervisory act is an audit event (GB/T 35273-2020 §11.2); the same one the API records.
     # Written after signing, since it names the root; the checkpoint file alone changes nothing.
     try:
-        AuditLog(engine).append(
-            change_event(
-                {
-                    "kind": "audit.checkpoint_written",
-                    "actor": actor,
-                    "tree_size": cp.tree_size,
-                    "root_hash": cp.root_hash.hex(),
-                    "key_id": cp.key_id,
-                    "via": "cli",
-                },
-                actor_roles=("operator",),
-            )
+        actor = record_offline_act(
+            engine,
+            "audit.checkpoint_written",
+            {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "key_id": cp.key_id},
         )
     except AuditUnavailable:
         typer.echo(
@@ -404,6 +395,19 @@ def audit_checkpoint() -> None:
         f"已记入审计日志，操作者为 {actor}。\n"
         f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}; recorded as {actor}"
     )
+
+
+def record_offline_act(engine: Any, kind: str, details: Mapping[str, Any]) -> str:
+    """Append the audit event of an act done on the server's command line (actor :func:`offline_actor`,
+    role ``operator``, ``via: cli``) and return the actor it names; raises ``AuditUnavailable``."""
+    from audit import AuditLog
+    from gateway.changes import change_event
+
+    actor = offline_actor()
+    AuditLog(engine).append(
+        change_event({"kind": kind, "actor": actor, "via": "cli", **details}, actor_roles=("operator",))
+    )
+    return actor
 
 
 def offline_actor() -> str:
@@ -428,8 +432,6 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
-    from audit import AuditLog
-    from gateway.changes import change_event
     from gateway.db import make_engine
     from gateway.keys import load_masking_keyring, save_masking_keyring
 
@@ -437,13 +439,9 @@ def keys_rotate() -> None:
     ring = load_masking_keyring(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
-    actor = offline_actor()
     # Record first: a rotation nobody can account for must not happen (fail closed).
-    AuditLog(make_engine(settings.effective_database_url)).append(
-        change_event(
-            {"kind": "keys.rotated", "actor": actor, "via": "cli", "before": before, "after": new_id},
-            actor_roles=("operator",),
-        )
+    actor = record_offline_act(
+        make_engine(settings.effective_database_url), "keys.rotated", {"before": before, "after": new_id}
     )
     save_masking_keyring(settings, ring)
     typer.echo(

@@ -27,12 +27,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from gateway.settings import DEFAULT_HOST, DEFAULT_PORT
+
 if typing.TYPE_CHECKING:
     from gateway.settings import Settings
 
-#: Shown by ``--help`` and used when neither ``--url`` nor ``GRASSROOTS_URL`` is given: the address the
-#: gateway listens on by default (``grassroots serve``/``demo`` without ``--host``/``--port``).
-DEFAULT_URL = "http://127.0.0.1:8000"
+#: The ``--url`` option's placeholder default: where the gateway listens without ``--host``/``--port``.
+#: When neither ``--url`` nor ``GRASSROOTS_URL`` is given, :func:`_resolve_url` puts the address
+#: ``GRASSROOTS_HOST``/``GRASSROOTS_PORT`` name in its place.
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
 def load_settings() -> Settings:
