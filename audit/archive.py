@@ -27,11 +27,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -377,14 +377,33 @@ def _complete_months(session: Session) -> set[str]:
     return done
 
 
+class _Archived(Protocol):
+    @property
+    def month(self) -> str: ...
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+_ArchiveLike = TypeVar("_ArchiveLike", bound=_Archived)
+
+
+def latest_of_each_month(rows: Iterable[_ArchiveLike]) -> dict[str, _ArchiveLike]:
+    """Month -> its latest archive: the one reaching furthest, then the last made. Archiving a month again
+    supersedes its earlier archives; pruning plans on this one only (:func:`audit.prune.plan_prune`)."""
+    latest: dict[str, _ArchiveLike] = {}
+    for r in sorted(rows, key=lambda r: (str(r.month), int(r.last_seq), stored_utc(r.created_at))):
+        latest[str(r.month)] = r  # ordered: the last one of each month wins
+    return latest
+
+
 def list_archives(session: Session) -> list[dict[str, Any]]:
     """Every archive, by month. ``complete``: made after the month ended. ``superseded_by``: the month's
-    latest archive (the one reaching furthest, as :func:`audit.prune.plan_prune` chooses), when that is
-    another one; a superseded archive still verifies, but nothing relies on it."""
+    latest archive (:func:`latest_of_each_month`), when that is another one; a superseded archive still
+    verifies, but nothing relies on it."""
     rows = list(session.scalars(select(ArchiveRow).order_by(ArchiveRow.month, ArchiveRow.first_seq)))
-    latest: dict[str, ArchiveRow] = {}
-    for r in sorted(rows, key=lambda r: (r.month, r.last_seq, stored_utc(r.created_at))):
-        latest[r.month] = r  # ordered: the last one of each month wins
+    latest = latest_of_each_month(rows)
     return [
         {
             "archive_id": r.archive_id,

@@ -365,6 +365,13 @@ def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) 
     return extend_checkpoint(engine, signer, directory, None)[0]
 
 
+def _history_rewritten(tree_size: int) -> CheckpointError:
+    return CheckpointError(
+        f"events 1..{tree_size} no longer match the signed checkpoint; refusing to sign",
+        f"事件 1..{tree_size} 与已签发的检查点不再一致，拒绝签发",
+    )
+
+
 def extend_checkpoint(
     engine: Engine,
     signer: CheckpointSigner,
@@ -404,10 +411,7 @@ def extend_checkpoint(
         ):
             acc = merkle.MerkleAccumulator.resume(since.size, since.frontier())
             if previous is not None and previous.tree_size == acc.size and acc.root() != previous.root_hash:
-                raise CheckpointError(
-                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign",
-                    f"事件 1..{previous.tree_size} 与已签发的检查点不再一致，拒绝签发",
-                )
+                raise _history_rewritten(previous.tree_size)
         if acc is None:
             # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
             anchor = latest_anchor(engine)
@@ -417,10 +421,7 @@ def extend_checkpoint(
         for leaf in iter_leaf_hashes(engine, acc.size + 1, size):
             acc.append(leaf)
             if previous is not None and acc.size == previous.tree_size and acc.root() != previous.root_hash:
-                raise CheckpointError(
-                    f"events 1..{previous.tree_size} no longer match the signed checkpoint; refusing to sign",
-                    f"事件 1..{previous.tree_size} 与已签发的检查点不再一致，拒绝签发",
-                )
+                raise _history_rewritten(previous.tree_size)
         if previous is not None and previous.tree_size == 0 and previous.root_hash != merkle.EMPTY_ROOT:
             raise CheckpointError(
                 "previous empty checkpoint has a non-empty root",

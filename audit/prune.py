@@ -38,6 +38,7 @@ from audit import merkle
 from audit.anchor import AnchorError, PruneAnchor, anchor_file_name, latest_anchor
 from audit.archive import (
     DEFAULT_RETENTION_YEARS,
+    latest_of_each_month,
     manifest_sha256,
     month_has_ended,
     month_seq_range,
@@ -141,14 +142,10 @@ def _chosen_archives(engine: Engine, cut: int) -> list[Any]:
     c = audit_archives.c
     with engine.connect() as conn:
         rows = conn.execute(
-            select(c.archive_id, c.month, c.first_seq, c.last_seq, c.created_at)
-            .where(c.last_seq > cut)
-            .order_by(c.month, c.last_seq, c.created_at)
+            select(c.archive_id, c.month, c.first_seq, c.last_seq, c.created_at).where(c.last_seq > cut)
         ).all()
-    latest: dict[str, Any] = {}
-    for row in rows:
-        latest[str(row.month)] = row  # ordered: the last one of each month wins
-    return sorted(latest.values(), key=lambda r: (int(r.first_seq), int(r.last_seq)))
+    latest = latest_of_each_month(rows).values()
+    return sorted(latest, key=lambda r: (int(r.first_seq), int(r.last_seq)))
 
 
 def prunable_from(month: str, newest: datetime | None, years: int) -> datetime:
