@@ -86,9 +86,14 @@ class MonthlyReport:
             "org": self.org,
             "generated_at": format_timestamp(self.generated_at),
             "totals": self.totals.to_json(),
-            "by_org": [r.to_json() for r in self.by_org],
-            "by_scenario": [r.to_json() for r in self.by_scenario],
-            "by_department": [r.to_json() for r in self.by_department],
+            # Each row with the name the caller gave for its key (None where it gave none).
+            "by_org": [{**r.to_json(), "name": self.org_names.get(r.key)} for r in self.by_org],
+            "by_scenario": [
+                {**r.to_json(), "name": self.scenario_names.get(r.key)} for r in self.by_scenario
+            ],
+            "by_department": [
+                {**r.to_json(), "name": self.department_names.get(r.key)} for r in self.by_department
+            ],
             "daily": [_day_json(r) for r in self.daily_rows],
             "refusal_reasons": [{"reason": k, "count": n} for k, n in self.refusal_reasons],
             "anomalies": self.anomalies,

@@ -317,8 +317,7 @@ def department_names() -> dict[str, str]:
     return {**DEPARTMENT_NAMES_ZH, **offices}
 
 
-@lru_cache(maxsize=4)
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)
 def _demo_world_divisions() -> tuple[tuple[str, str, str], ...]:
     """(code, name, level) of the demo world's divisions, built once per process."""
     from demoworld.world import build_world
@@ -340,12 +339,11 @@ def _division_names_from(path: Path | None, development: bool) -> Mapping[str, s
 def _division_names_file(path: Path, mtime_ns: int) -> Mapping[str, str]:
     """The ``code,name`` file, read once per version of it (``mtime_ns`` keys the cache)."""
     names: dict[str, str] = {}
-    if path is not None:
-        with path.open(encoding="utf-8", newline="") as f:
-            for row in csv.reader(f):
-                if len(row) >= 2 and row[0].strip() and not row[0].lstrip().startswith("#"):
-                    with contextlib.suppress(ValueError):
-                        names[org_prefix(row[0].strip()).ljust(12, "0")] = row[1].strip()
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.reader(f):
+            if len(row) >= 2 and row[0].strip() and not row[0].lstrip().startswith("#"):
+                with contextlib.suppress(ValueError):
+                    names[org_prefix(row[0].strip()).ljust(12, "0")] = row[1].strip()
     return MappingProxyType(names)
 
 
@@ -536,9 +534,6 @@ async def monthly_report(
     answer: Response | dict[str, Any]
     if format == "json":
         answer = report_data.to_json()
-        for section, section_names in (("by_org", orgs), ("by_department", depts), ("by_scenario", names)):
-            for row in answer[section]:
-                row["name"] = section_names.get(row["key"])
     elif format == "csv":
         answer = Response(
             audit.render_csv(report_data).encode("utf-8"),
