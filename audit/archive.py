@@ -662,5 +662,9 @@ def retention_status(
         # Archived only before the month ended: pruning will not rely on these until archived again.
         "partially_archived_months": sorted(archived - complete),
         "pruned_through_seq": pruned_through(engine),
-        "pruning": "archived months past retention can be pruned behind a signed anchor (audit prune)",
+        # Chinese first for the village and county readers of the answer; the English beside it.
+        "pruning": "超过保存期且已完整归档的月份，可以在签名锚点之后从数据库清理"
+        "（grassroots supervise prune，默认只预演；--execute 才会清理）。",
+        "pruning_en": "Archived months past the retention period can be pruned behind a signed anchor "
+        "(grassroots supervise prune: a dry run by default, --execute prunes).",
     }

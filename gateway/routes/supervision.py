@@ -1148,14 +1148,7 @@ async def retention(
             "pruned_through_seq": status["pruned_through_seq"],
         },
     )
-    return {
-        **status,
-        # The library's note is English only; a village or county reader gets Chinese first.
-        "pruning": "超过保存期且已完整归档的月份，可以在签名锚点之后从数据库清理"
-        "（grassroots supervise prune，默认只预演；--execute 才会清理）。",
-        "pruning_en": "Archived months past the retention period can be pruned behind a signed anchor "
-        "(grassroots supervise prune: a dry run by default, --execute prunes).",
-    }
+    return status
 
 
 class ArchiveIn(BaseModel):
