@@ -38,10 +38,17 @@ class AdmissionConfig:
     def office(self, code: str) -> ReviewOffice | None:
         return next((o for o in self.offices if o.code == code), None)
 
+    def department_names_zh(self) -> dict[str, str]:
+        """Department -> the Chinese name it goes by in the review: that of its own office
+        (``civil_affairs`` is 区民政局; the first office, should a department have several)."""
+        names: dict[str, str] = {}
+        for o in self.offices:
+            names.setdefault(o.department, o.name_zh)
+        return names
+
     def department_name_zh(self, department: str) -> str | None:
-        """The Chinese name a department goes by in the review: that of its own office (``civil_affairs``
-        is 区民政局), or None when no reviewing office belongs to it."""
-        return next((o.name_zh for o in self.offices if o.department == department), None)
+        """:meth:`department_names_zh` for one department; None when no reviewing office belongs to it."""
+        return self.department_names_zh().get(department)
 
     def required_offices(self, applying_department: str) -> tuple[ReviewOffice, ...]:
         """Required offices minus those recused because the applicant is their own department."""

@@ -313,8 +313,7 @@ def _now() -> datetime:
 
 def department_names() -> dict[str, str]:
     """Department code -> Chinese name: the admission offices' names over the table above."""
-    offices = {o.department: o.name_zh for o in admission_config().offices}
-    return {**DEPARTMENT_NAMES_ZH, **offices}
+    return {**DEPARTMENT_NAMES_ZH, **admission_config().department_names_zh()}
 
 
 @lru_cache(maxsize=1)
