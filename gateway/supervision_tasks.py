@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from audit import CheckpointError, CheckpointSigner, extend_checkpoint, latest_checkpoint
 from audit.complaints import log_size
 from audit.merkle import MerkleAccumulator
-from audit.query import org_prefix
+from policies.divisions import normalize
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -65,7 +65,7 @@ class SupervisionSettings(BaseSettings):
         if value is None or not value.strip():
             return None
         try:
-            return org_prefix(value.strip()).ljust(12, "0")
+            return normalize(value.strip())
         except ValueError:
             raise InvalidSetting(
                 "须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151000000）",

@@ -67,6 +67,7 @@ from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, signer_for
 from policies import GrantRepository
+from policies.divisions import normalize
 
 _log = logging.getLogger("gateway.supervision")
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
@@ -342,7 +343,7 @@ def _division_names_file(path: Path, mtime_ns: int) -> Mapping[str, str]:
         for row in csv.reader(f):
             if len(row) >= 2 and row[0].strip() and not row[0].lstrip().startswith("#"):
                 with contextlib.suppress(ValueError):
-                    names[org_prefix(row[0].strip()).ljust(12, "0")] = row[1].strip()
+                    names[normalize(row[0].strip())] = row[1].strip()
     return MappingProxyType(names)
 
 
