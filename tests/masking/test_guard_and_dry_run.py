@@ -125,6 +125,25 @@ def test_dlp_scans_what_the_plan_did_not_mask_by_classification(catalog: Catalog
     assert {(a.field, a.entity_type) for a in alerts} == {("id", "CN_MOBILE"), ("village_code", "CN_MOBILE")}
 
 
+def _masked_id(catalog: Catalog, rules: RuleSet, keys: KeyRing, operator: str, value: str) -> object:
+    """``value`` as an ID number masked by ``operator`` (a scenario exemption) under ``keys``."""
+    return mask_record(
+        {"id_number": value},
+        plan_masking(
+            catalog,
+            rules,
+            dataset="residents",
+            fields=("id_number",),
+            role="village_cadre",
+            scenario="DIBAO_REVIEW",
+            profile="standard",
+            exemptions={"id_number": operator},
+            keys=keys,
+            as_of=dt.date(2025, 6, 1),
+        ),
+    )["id_number"]
+
+
 def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
     catalog: Catalog, rules: RuleSet, keys: KeyRing
 ) -> None:
@@ -132,21 +151,7 @@ def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
     assert hmac_pseudonym("110102199003071234", dry) != hmac_pseudonym("110102199003071234", keys)
     assert dry.derive("ff1-id", for_encryption=True)[1] != keys.derive("ff1-id", for_encryption=True)[1]
     assert dry.derive("aes-gcm", for_encryption=True) == keys.derive("aes-gcm", for_encryption=True)
-    envelope = mask_record(
-        {"id_number": "110102199003071234"},
-        plan_masking(
-            catalog,
-            rules,
-            dataset="residents",
-            fields=("id_number",),
-            role="r",
-            scenario="s",
-            profile="standard",
-            exemptions={"id_number": "aes_gcm"},
-            keys=dry,
-            as_of=dt.date(2025, 6, 1),
-        ),
-    )["id_number"]
+    envelope = _masked_id(catalog, rules, dry, "aes_gcm", "110102199003071234")
     unmask = Unmask(actor="u", purpose="p", audit_event_id="1")
     assert isinstance(envelope, str)
     assert (
@@ -159,32 +164,14 @@ def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
 VALID_ID = "11010219900307123X"
 
 
-def _ff1_plan(catalog: Catalog, rules: RuleSet, keys: KeyRing) -> dict[str, object]:
-    return mask_record(
-        {"id_number": VALID_ID},
-        plan_masking(
-            catalog,
-            rules,
-            dataset="residents",
-            fields=("id_number",),
-            role="village_cadre",
-            scenario="DIBAO_REVIEW",
-            profile="standard",
-            exemptions={"id_number": "ff1_id"},
-            keys=keys,
-            as_of=dt.date(2025, 6, 1),
-        ),
-    )
-
-
 def test_dry_run_ff1_pseudonyms_are_marked_and_cannot_be_unmasked(
     catalog: Catalog, rules: RuleSet, keys: KeyRing
 ) -> None:
     """A dry-run FF1 pseudonym is a well-formed ID number under a throwaway key: unmarked, it would pass
     for a real pseudonym and "unmask" to a plausible but wrong ID number. It carries the dry-run marker
     (like a dry-run HMAC pseudonym), and reversal refuses anything with that marker."""
-    real = _ff1_plan(catalog, rules, keys)["id_number"]
-    dry = _ff1_plan(catalog, rules, keys.for_dry_run())["id_number"]
+    real = _masked_id(catalog, rules, keys, "ff1_id", VALID_ID)
+    dry = _masked_id(catalog, rules, keys.for_dry_run(), "ff1_id", VALID_ID)
     assert isinstance(real, str) and isinstance(dry, str)
     assert len(real) == 18 and not real.startswith(DRY_RUN_MARKER)
     assert dry.startswith(DRY_RUN_MARKER) and is_dry_run_value(dry)
