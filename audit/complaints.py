@@ -3,8 +3,9 @@
 A resident calls the 12345 hotline, tells a burden-monitoring point, or walks in: "who looked at my
 data?" (PIPL Art. 44-45, Art. 50: individuals may ask, and handlers must answer and handle complaints).
 The complainant's ID number is turned into a keyed ref by the caller *before* anything here sees it and
-is never stored; the complaint finds every access that touched that ref (one indexed lookup), and the
-incident carries those events with RFC 9162 inclusion proofs against a stated tree size, so whoever
+is never stored; the complaint finds every access that touched that ref and every refused or failed
+attempt to read one of that person's records (two indexed lookups: ``audit.query.access_seqs_for_person``),
+and the incident carries those events with RFC 9162 inclusion proofs against a stated tree size, so whoever
 reviews the case can check the evidence is in the signed log without trusting this database.
 
 Functions take the caller's ``Session`` and never commit (the gateway's unit of work does, after it has
@@ -29,7 +30,7 @@ from audit import merkle
 from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
-from audit.query import access_seqs_for_subjects
+from audit.query import access_seqs_for_person
 from audit.tables import (
     ComplaintRow,
     IncidentEvidenceRow,
@@ -249,6 +250,10 @@ def open_incident(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Open the incident for a complaint with every access to the complainant and its inclusion proof.
 
+    Every access: the reads that served the complainant's data, and the refused or failed attempts to read
+    one of their records (someone outside the jurisdiction asking for it by id), which served nothing and
+    so name the record asked for, never the person (:func:`audit.query.access_seqs_for_person`).
+
     ``subject_refs`` adds the complainant's refs under older HMAC keys still kept (key rotation); the
     complaint's own ref is always included. ``tree_size`` is the tree the proofs are against — pass a
     signed checkpoint's size so the evidence verifies against a signature; default: the log's size now.
@@ -257,7 +262,7 @@ def open_incident(
     if complaint.incident_id is not None:
         raise CaseConflict("该投诉已立案。", "This complaint already has an incident.")
     refs = sorted({complaint.subject_ref, *subject_refs})
-    seqs = access_seqs_for_subjects(engine, refs)
+    seqs = access_seqs_for_person(engine, refs)
     size = tree_size if tree_size is not None else log_size(engine)
     seqs = [s for s in seqs if s <= size]
     root, proofs = inclusion_proofs(engine, seqs, size) if size else (merkle.EMPTY_ROOT, {})

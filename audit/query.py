@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -23,7 +23,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit.events import Outcome, format_timestamp
 from audit.log import AuditUnavailable
 from audit.pseudonym import is_ref
-from audit.tables import audit_events, audit_subject_refs
+from audit.tables import (
+    UNSERVED_RECORD_READ,
+    audit_events,
+    audit_subject_refs,
+    requested_record_ref,
+)
 
 #: Beijing time: scenario hours, "night" and report months are local (UTC+8, no daylight saving).
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
@@ -269,26 +274,103 @@ def events_by_seq(source: Engine | Connection, seqs: Iterable[int]) -> list[Even
     return out
 
 
-def access_seqs_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[int]:
-    """Seqs of every data access (allowed or refused) that touched any of the given resident refs.
-
-    One indexed lookup on ``audit_subject_refs`` (primary key leads with the ref) joined to the events
-    for their kind: the supervisory events about a complaint are not accesses to the person's data.
-    """
+def _checked_refs(subject_refs: Iterable[str]) -> list[str]:
     refs = sorted(set(subject_refs))
-    if not refs:
-        return []
     if not all(is_ref(r) for r in refs):
         raise ValueError("subject refs must be Pseudonymizer refs")
-    stmt = (
-        select(audit_subject_refs.c.seq)
-        .join(audit_events, audit_events.c.seq == audit_subject_refs.c.seq)
-        .where(audit_subject_refs.c.subject_ref.in_(refs))
+    return refs
+
+
+def _subject_accesses(refs: Sequence[str], *columns: Any) -> Select[Any]:
+    """Data accesses (allowed or refused) indexed under any of ``refs``, oldest first: one indexed
+    lookup on ``audit_subject_refs`` (primary key leads with the ref) joined to the events for their
+    kind, as the supervisory events about a complaint are not accesses to the person's data."""
+    return (
+        select(*columns)
+        .where(
+            audit_events.c.seq.in_(
+                select(audit_subject_refs.c.seq).where(audit_subject_refs.c.subject_ref.in_(refs))
+            )
+        )
         .where(audit_events.c.kind.startswith(ACCESS_KIND_PREFIX))
-        .distinct()
-        .order_by(audit_subject_refs.c.seq)
+        .order_by(audit_events.c.seq)
     )
-    return [int(row[0]) for row in _fetch(source, stmt)]
+
+
+def access_seqs_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[int]:
+    """Seqs of every data access that served any of the given resident refs (one indexed lookup).
+
+    A refused read of one record served nobody and carries no resident ref: :func:`access_seqs_for_person`
+    adds those attempts, for a complaint.
+    """
+    refs = _checked_refs(subject_refs)
+    if not refs:
+        return []
+    return [int(row[0]) for row in _fetch(source, _subject_accesses(refs, audit_events.c.seq))]
+
+
+def records_served(body: Mapping[str, Any], subject_refs: Collection[str]) -> Iterator[tuple[str, str]]:
+    """``(dataset, record ref)`` of each record an allowed access served that belongs to one of
+    ``subject_refs``, where the event says so unambiguously.
+
+    The gateway's data path (``gateway.pipeline``) writes ``record_refs`` one per served record, in order,
+    and ``subject_refs`` one per served record's ID number, in the same order, duplicates removed. So the
+    two lists are parallel exactly when they are equally long (every record had an ID number, and each a
+    different one); a single-record read always is. Otherwise which record is whose cannot be told from
+    the event, and nothing is inferred from it.
+    """
+    subjects, records, dataset = body["subject_refs"], body["record_refs"], body["dataset"]
+    if body["outcome"] != Outcome.ALLOWED.value or dataset is None or len(subjects) != len(records):
+        return
+    for subject, record in zip(subjects, records, strict=True):
+        if subject in subject_refs:
+            yield dataset, record
+
+
+def attempt_seqs_for_records(source: Engine | Connection, records: Iterable[tuple[str, str]]) -> list[int]:
+    """Seqs of the unserved single-record reads (refused or failed) that asked for one of ``records``
+    (``(dataset, record ref)`` pairs), oldest first.
+
+    One lookup on the partial expression index over ``details.requested_record_ref``
+    (:data:`audit.tables.requested_record_ref_index`); the dataset is checked too, as record ids are only
+    unique within their dataset.
+    """
+    wanted = set(records)
+    refs = sorted({ref for _, ref in wanted})
+    if not refs:
+        return []
+    asked = requested_record_ref(audit_events.c.body)
+    seqs: list[int] = []
+    for i in range(0, len(refs), 500):
+        stmt = (
+            select(audit_events.c.seq, audit_events.c.dataset, asked)
+            .where(UNSERVED_RECORD_READ)
+            .where(asked.in_(refs[i : i + 500]))
+        )
+        seqs += [int(seq) for seq, dataset, ref in _fetch(source, stmt) if (dataset, ref) in wanted]
+    return sorted(set(seqs))
+
+
+def access_seqs_for_person(source: Engine | Connection, subject_refs: Iterable[str]) -> list[int]:
+    """Seqs of every data access to the person with these refs, allowed or refused, oldest first — a
+    complaint's evidence (PIPL Art. 45, 50).
+
+    Two indexed lookups: the accesses that served the person (:func:`access_seqs_for_subjects`), and the
+    refused or failed reads of one of the person's records (:func:`attempt_seqs_for_records`), which name
+    the record asked for but no resident (the caller outside the jurisdiction is refused before anything
+    is served). The person's records are those the allowed accesses served them (:func:`records_served`):
+    an attempt at a record no allowed access ever served them cannot be tied to the person by the log.
+    """
+    refs = _checked_refs(subject_refs)
+    if not refs:
+        return []
+    wanted = frozenset(refs)
+    seqs: list[int] = []
+    records: set[tuple[str, str]] = set()
+    for seq, body in _fetch(source, _subject_accesses(refs, audit_events.c.seq, audit_events.c.body)):
+        seqs.append(int(seq))
+        records.update(records_served(json.loads(body), wanted))
+    return sorted({*seqs, *attempt_seqs_for_records(source, records)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +402,10 @@ class AccessEntry:
 def accesses_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[AccessEntry]:
     """Who read this person's data, when, for which scenario: allowed accesses only, oldest first.
 
-    The reader's user id is left out on purpose: a resident learns the organisation and the role that
-    read their data, not the name of the cadre (names masked, as the issue asks).
+    Refused attempts read nothing, so they are not listed here (a complaint's incident carries them:
+    :func:`access_seqs_for_person`). The reader's user id is left out on purpose: a resident learns the
+    organisation and the role that read their data, not the name of the cadre (names masked, as the
+    issue asks).
     """
     seqs = access_seqs_for_subjects(source, subject_refs)
     return [

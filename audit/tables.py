@@ -4,8 +4,11 @@
 (``prev_hash`` → ``entry_hash``) and its RFC 6962 leaf hash. The other columns are copies of body fields
 kept for supervisor queries; verification checks them against the body, so editing a copy is detected
 like editing the body. ``audit_subject_refs`` indexes resident refs so that answering a complaint
-(PIPL Art. 45/50: "who read my data?") is one indexed lookup, not a scan. ``audit_head`` is the single
-row every appender locks to assign the next gapless sequence number.
+(PIPL Art. 45/50: "who read my data?") is one indexed lookup, not a scan; a refused or failed read of one
+record carries no resident ref (nothing was served), only the keyed ref of the record id asked for, so an
+expression index over that one body field (:data:`requested_record_ref_index`) finds such attempts at a
+person's records, also without a scan. ``audit_head`` is the single row every appender locks to assign the
+next gapless sequence number.
 
 PIPL Art. 56 wants processing records kept (3 years) and trustworthy: the database refuses UPDATE,
 DELETE and TRUNCATE on the event tables (:func:`install_immutability_sql`) and, on PostgreSQL, the
@@ -17,7 +20,7 @@ whoever gets past them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -30,8 +33,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    literal_column,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 WRITER_ROLE: Final = "grassroots_audit_writer"
 HEAD_ID: Final = 1
@@ -66,6 +74,52 @@ class AuditEventRow(AuditBase):
         Index("ix_audit_events_occurred_at", "occurred_at"),
         Index("ix_audit_events_outcome_time", "outcome", "occurred_at"),
     )
+
+
+class requested_record_ref(FunctionElement[str]):  # noqa: N801 -- an SQL function, named like one
+    """``details.requested_record_ref`` of a stored body: the keyed ref of the record id a refused (or
+    failed) single-record read asked for, NULL when the body has none.
+
+    Rendered per dialect, and identically in :data:`requested_record_ref_index` and in the queries that use
+    it, as an expression index is used only for the very expression it was built on. It never raises, so
+    it can never fail an append: on SQLite a body that is not JSON gives NULL (``json_valid``), and on
+    PostgreSQL the ref is matched in the text rather than cast to ``jsonb`` (which refuses a body holding
+    ``\\u0000``, and would refuse a whole group-committed batch with it). In an RFC 8785 body the key
+    appears only in ``details`` and a quote inside a string value is always escaped, so the first
+    ``"requested_record_ref":"…"`` in the text is that field.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "requested_record_ref"
+
+
+@compiles(requested_record_ref, "sqlite")
+def _requested_record_ref_sqlite(element: requested_record_ref, compiler: SQLCompiler, **kw: Any) -> str:
+    body = compiler.process(element.clauses, **kw)
+    return f"CASE WHEN json_valid({body}) THEN json_extract({body}, '$.details.requested_record_ref') END"
+
+
+@compiles(requested_record_ref, "postgresql")
+def _requested_record_ref_postgresql(element: requested_record_ref, compiler: SQLCompiler, **kw: Any) -> str:
+    body = compiler.process(element.clauses, **kw)
+    return f'substring({body}, \'"requested_record_ref":"([^"]*)"\')'
+
+
+#: The events that can carry a ``requested_record_ref``: single-record reads that were not served. Literal
+#: values, not bind parameters, so that a query repeating this condition is seen (by SQLite and PostgreSQL
+#: alike) to fall within the partial index; only these rows pay for the index's JSON extraction on insert.
+UNSERVED_RECORD_READ: Final = and_(
+    AuditEventRow.__table__.c.kind == literal_column("'data.read'"),
+    AuditEventRow.__table__.c.outcome != literal_column("'allowed'"),
+)
+
+requested_record_ref_index: Final = Index(
+    "ix_audit_events_requested_record_ref",
+    requested_record_ref(AuditEventRow.__table__.c.body),
+    sqlite_where=UNSERVED_RECORD_READ,
+    postgresql_where=UNSERVED_RECORD_READ,
+)
 
 
 class AuditSubjectRefRow(AuditBase):

@@ -10,6 +10,7 @@ proves the whole generated log valid with ``audit.verify_log`` itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -50,6 +51,13 @@ def _mix(i: int) -> int:
     return z ^ (z >> 27)
 
 
+@functools.cache
+def record_ref(subject_ref: str) -> str:
+    """The keyed ref of the (one) record of the resident with ``subject_ref``, as a read that served it
+    records it: one record per resident, so complaints can learn which records are whose."""
+    return PSEUDONYMIZER.ref(f"record-of-{subject_ref}")
+
+
 def refs_of(seq: int, pool: Sequence[str]) -> list[str]:
     """Residents an event touches: none for one in ten (refused), three for one in ten (a page), else one.
     One read in ten goes to the 1 % of residents read most (e.g. on subsistence allowance, 低保), so they
@@ -66,6 +74,13 @@ def refs_of(seq: int, pool: Sequence[str]) -> list[str]:
         if ref not in out:
             out.append(ref)
     return out
+
+
+def asked_for(seq: int, pool: Sequence[str]) -> str:
+    """The resident whose record a refused read (``refs_of`` empty) asked for, drawn like reads are."""
+    r = _mix(seq) >> 8
+    hot = max(1, len(pool) // 100)
+    return pool[(r >> 4) % hot] if r % 10 == 0 else pool[(r >> 4) % len(pool)]
 
 
 def rows(
@@ -91,11 +106,15 @@ def rows(
         actor = _ACTORS[_mix(seq + 7) % 20000]
         org = _ORGS[seq % 117]
         subject = ",".join(f'"{r}"' for r in refs)
+        # A read serves each resident's record (record refs parallel to the subject refs, as the data
+        # path writes them); a refused one asked for some resident's record by id and served nothing.
+        records = ",".join(f'"{record_ref(r)}"' for r in refs)
+        details = "" if allowed else f'"requested_record_ref":"{record_ref(asked_for(seq, pool))}"'
         body = (
             f'{{"actor":"{actor}","actor_org":"{org}","actor_roles":["village_cadre"],'
-            f'"dataset":"residents","details":{{}},"fields":["id","name","mobile"],"kind":"data.read",'
-            f'"occurred_at":"{body_ts}","outcome":"{outcome}","reason":"{reason}",'
-            f'"record_count":{len(refs)},"record_refs":[],"request_id":"req-{seq}",'
+            f'"dataset":"residents","details":{{{details}}},"fields":["id","name","mobile"],'
+            f'"kind":"data.read","occurred_at":"{body_ts}","outcome":"{outcome}","reason":"{reason}",'
+            f'"record_count":{len(refs)},"record_refs":[{records}],"request_id":"req-{seq}",'
             f'"scenario":"DIBAO_REVIEW","subject_refs":[{subject}],"trace_id":"{seq:032x}","v":1}}'
         )
         raw = body.encode()
@@ -128,6 +147,9 @@ def check_rows(pool: Sequence[str], n: int = 200) -> None:
         event = AuditEvent.from_body(json.loads(body))
         assert canonical_json(event.to_body()).decode() == body, "template drifted from AuditEvent"
         assert list(event.subject_refs) == refs
+        assert list(event.record_refs) == [record_ref(r) for r in refs]
+        if not refs:
+            assert event.details["requested_record_ref"] == record_ref(asked_for(row[0], pool))
 
 
 def create_store(path: Path) -> sa.Engine:

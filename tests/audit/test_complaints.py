@@ -10,12 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audit import (
+    AuditEvent,
     AuditLog,
     CaseConflict,
     CaseNotFound,
     Deadlines,
     InvalidCaseInput,
     Outcome,
+    access_seqs_for_person,
+    access_seqs_for_subjects,
     accesses_for_subjects,
     add_note,
     assign_incident,
@@ -28,6 +31,13 @@ from audit import (
 )
 from audit.log import iter_leaf_hashes
 from audit.merkle import InvalidProofError
+from audit.query import attempt_seqs_for_records
+from audit.tables import (
+    UNSERVED_RECORD_READ,
+    audit_events,
+    requested_record_ref,
+    requested_record_ref_index,
+)
 from tests.audit.conftest import Store
 from tests.audit.helpers import PSEUDONYMIZER, make_event
 
@@ -80,6 +90,144 @@ def test_incident_carries_exactly_the_persons_accesses_with_valid_proofs(store: 
     entries = accesses_for_subjects(store.engine, [ALICE])
     assert [e.seq for e in entries] == sorted(seqs["alice"] + seqs["both"])
     assert all("user" not in str(e.to_json()) for e in entries)
+
+
+ALICE_RECORD = PSEUDONYMIZER.ref("R-0001")  # record ids, keyed like the gateway keys them
+BOB_RECORD = PSEUDONYMIZER.ref("R-0002")
+ALICE_VISIT = PSEUDONYMIZER.ref("V-0007")
+
+
+def read(i: int, dataset: str, subjects: tuple[str, ...], records: tuple[str, ...]) -> AuditEvent:
+    """An allowed read as the data path records it: one record ref per served record, in order, and the
+    ID-number refs of those records in the same order, duplicates removed."""
+    kind = "data.read" if len(records) == 1 else "data.list"
+    return make_event(
+        i,
+        kind=kind,
+        outcome=Outcome.ALLOWED,
+        reason="allowed",
+        dataset=dataset,
+        record_count=len(records),
+        subject_refs=subjects,
+        record_refs=records,
+        details={},
+    )
+
+
+def attempt(i: int, dataset: str, record: str, outcome: Outcome = Outcome.REFUSED) -> AuditEvent:
+    """A single-record read that served nothing: no resident ref, only the ref of the id asked for."""
+    return make_event(
+        i,
+        kind="data.read",
+        outcome=outcome,
+        reason="not_found" if outcome is Outcome.REFUSED else "upstream_unavailable",
+        actor="outsider",
+        dataset=dataset,
+        record_count=0,
+        subject_refs=(),
+        record_refs=(),
+        details={"requested_record_ref": record},
+    )
+
+
+def refused_page(i: int) -> AuditEvent:
+    return make_event(i, kind="data.list", outcome=Outcome.REFUSED, subject_refs=(), record_refs=())
+
+
+def lookup(i: int, record: str) -> AuditEvent:
+    """Not a data access, though it names a record ref the same way."""
+    return make_event(
+        i,
+        kind="supervision.lookup",
+        outcome=Outcome.OK,
+        subject_refs=(),
+        record_refs=(),
+        details={"requested_record_ref": record},
+    )
+
+
+# (label, event, in Alice's complaint?) — the attempts at her records are the accesses she cares most about.
+ATTEMPTS_AT_RECORDS = [
+    ("attempt before any read served it", attempt(1, "residents", ALICE_RECORD), True),
+    ("list read serving Alice and Bob", read(2, "residents", (ALICE, BOB), (ALICE_RECORD, BOB_RECORD)), True),
+    ("refused read of Alice's record", attempt(3, "residents", ALICE_RECORD), True),
+    ("failed read of Alice's record", attempt(4, "residents", ALICE_RECORD, Outcome.ERROR), True),
+    ("refused read of Bob's record", attempt(5, "residents", BOB_RECORD), False),
+    ("same ref in another dataset", attempt(6, "occupants", ALICE_RECORD), False),
+    ("refused page (no record asked for)", refused_page(7), False),
+    # Two records, one ID number: whose is which cannot be told, so neither is taken as hers.
+    ("ambiguous read", read(8, "visits", (ALICE,), (ALICE_VISIT, PSEUDONYMIZER.ref("V-0008"))), True),
+    ("refused read of a record only the ambiguous read served", attempt(9, "visits", ALICE_VISIT), False),
+    ("single read serving Alice in another dataset", read(10, "occupants", (ALICE,), (ALICE_VISIT,)), True),
+    ("refused read of that record", attempt(11, "occupants", ALICE_VISIT), True),
+    ("supervisory event naming the record", lookup(12, ALICE_RECORD), False),
+]  # fmt: skip
+
+
+def test_incident_carries_refused_attempts_at_the_persons_records(store: Store) -> None:
+    log = AuditLog(store.engine)
+    seqs = {label: log.append(event).seq for label, event, _ in ATTEMPTS_AT_RECORDS}
+    expected = [seqs[label] for label, _, wanted in ATTEMPTS_AT_RECORDS if wanted]
+    served = [seqs[label] for label, event, _ in ATTEMPTS_AT_RECORDS if ALICE in event.subject_refs]
+    assert access_seqs_for_subjects(store.engine, [ALICE]) == served  # what the subject index alone finds
+    assert access_seqs_for_person(store.engine, [ALICE]) == expected
+    with Session(store.engine) as session:
+        complaint, _ = register_complaint(
+            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        incident, change = open_incident(
+            session, store.engine, complaint_id=complaint["complaint_id"], actor="s", now=NOW
+        )
+        session.commit()
+        full = get_incident(session, incident["incident_id"], NOW)
+    assert change["evidence_events"] == len(expected)
+    assert [e["seq"] for e in full["evidence"]] == expected
+    size = len(ATTEMPTS_AT_RECORDS)
+    leaves = dict(enumerate(iter_leaf_hashes(store.engine, 1, size), start=1))
+    assert verify_incident_evidence(full, leaves) == expected
+    # "Who read my data" lists reads that served her, not attempts that read nothing.
+    assert [e.seq for e in accesses_for_subjects(store.engine, [ALICE])] == served
+    # Bob's complaint finds the attempt at his record and none at hers.
+    assert access_seqs_for_person(store.engine, [BOB]) == [
+        seqs["list read serving Alice and Bob"],
+        seqs["refused read of Bob's record"],
+    ]
+
+
+def test_attempts_at_records_are_one_lookup_on_the_partial_expression_index(store: Store) -> None:
+    log = AuditLog(store.engine)
+    log.append_many([attempt(i, "residents", PSEUDONYMIZER.ref(f"R-{i}")) for i in range(1, 40)])
+    log.append_many([make_event(i) for i in range(40, 80)])
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask whether it *can* be used
+            explain = "EXPLAIN "
+        else:
+            explain = "EXPLAIN QUERY PLAN "
+        records = [("residents", PSEUDONYMIZER.ref("R-7")), ("residents", PSEUDONYMIZER.ref("R-9"))]
+        assert attempt_seqs_for_records(conn, records) == [7, 9]
+        asked = requested_record_ref(audit_events.c.body)
+        stmt = (
+            sa.select(audit_events.c.seq)
+            .where(UNSERVED_RECORD_READ)
+            .where(asked.in_([ref for _, ref in records]))
+        )
+        sql = str(stmt.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + sql))
+    assert requested_record_ref_index.name in plan, plan
+
+
+def test_the_index_never_refuses_an_append(store: Store) -> None:
+    """Whatever an unserved read's body holds, its append succeeds (an index that could raise would fail
+    a whole group-committed batch closed): PostgreSQL's jsonb refuses \\u0000, which JSON may carry."""
+    odd = make_event(
+        1,
+        kind="data.read",
+        outcome=Outcome.REFUSED,
+        details={"requested_record_ref": ALICE_RECORD, "note": "\x00"},  # in the body only
+    )
+    assert AuditLog(store.engine).append(odd).seq == 1
+    assert attempt_seqs_for_records(store.engine, [("residents", ALICE_RECORD)]) == [1]
 
 
 def test_tampered_evidence_fails_verification(sqlite: Store) -> None:

@@ -73,7 +73,7 @@ def test_fast_audit_rows_are_the_bytes_the_audit_library_writes() -> None:
 def test_bulk_loaded_log_verifies(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from audit import AuditLog, verify_log
+    from audit import AuditLog, access_seqs_for_person, verify_log
 
     pool = resident_refs(20)
     bulk_load(tmp_path / "a.db", 500, pool, chunk=200)
@@ -82,6 +82,10 @@ def test_bulk_loaded_log_verifies(tmp_path: Path) -> None:
     assert report.ok, report.describe()
     assert report.checked == 500
     assert AuditLog(engine).seqs_for_subjects([pool[0]])
+    # Refused reads asked for residents' records: a complaint finds more than the reads that served them.
+    assert any(
+        len(access_seqs_for_person(engine, [r])) > len(AuditLog(engine).seqs_for_subjects([r])) for r in pool
+    )
     engine.dispose()
 
 

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
+from sqlalchemy.schema import CreateIndex
 
+from audit.tables import requested_record_ref_index
 from gateway.db import make_engine, upgrade
 from gateway.schema import all_metadata
 from gateway.settings import ConfigurationError, Settings
@@ -102,6 +104,10 @@ def test_serve_without_an_identity_provider_says_what_to_set_before_starting(tmp
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
 
 
+# SQLite cannot reflect an expression index, so autogenerate skips it (and says so): the test below
+# compares that one index's DDL itself.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
 def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
@@ -115,7 +121,13 @@ def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
         triggers = {
             r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='trigger'"))
         }
+        migrated = conn.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type='index' AND name=:name"),
+            {"name": requested_record_ref_index.name},
+        ).scalar_one()
     assert {"audit_events_no_update", "audit_events_no_delete"} <= triggers
+    modelled = str(CreateIndex(requested_record_ref_index).compile(dialect=engine.dialect))
+    assert " ".join(migrated.split()) == " ".join(modelled.split())
 
 
 @pytest.mark.postgres

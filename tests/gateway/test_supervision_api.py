@@ -1,9 +1,10 @@
 """Supervision through the real stack: queries, reports, anomalies, complaint -> incident with proofs,
 resident transparency, checkpoints (on demand and periodic), proofs, archives — API and CLI.
 
-The complaint test drives real data requests as cadre_a first, then complains with the ID number of one
-resident those requests returned (from demoworld.build_world()), and checks the incident holds exactly
-the events of the requests whose answers contained that resident.
+The complaint test drives real data requests as cadre_a first, and a neighbouring village's cadre asking
+for one resident's record by id (refused: outside her jurisdiction), then complains with that resident's ID
+number (from demoworld.build_world()), and checks the incident holds exactly the events of the requests
+whose answers contained that resident, and the refused attempt at her record, each with a proof.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def events_for_requests(stack: Stack, request_ids: set[str]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def readings(stack: Stack) -> dict[str, Any]:
-    """cadre_a reads three pages and one record; returns the resident seen and the requests that saw her."""
+    """cadre_a reads three pages and one record; cadre_b, of the neighbouring village, asks for that record
+    by id and is refused. Returns the resident, the requests that served her, and the refused attempt."""
     seen: dict[str, set[str]] = {}
     for page in (1, 2, 3):
         resp = read_as(stack, "cadre_a", page=page, page_size=4)
@@ -74,12 +76,16 @@ def readings(stack: Stack) -> dict[str, Any]:
     single = stack.get(f"{stack.records_url}/{target_id}", "cadre_a", scenario="DIBAO_REVIEW")
     assert single.status_code == 200
     seen[target_id].add(single.headers["x-request-id"])
-    # A neighbour's attempt is refused (404) and touches nobody's data.
-    assert (
-        stack.get(f"{stack.records_url}/{target_id}", "cadre_b", scenario="DIBAO_REVIEW").status_code == 404
-    )
+    # A neighbour's attempt is refused (404, as if there were no such record): nothing of hers is served,
+    # so the event names no resident, only the keyed ref of the record id asked for.
+    refused = stack.get(f"{stack.records_url}/{target_id}", "cadre_b", scenario="DIBAO_REVIEW")
+    assert refused.status_code == 404
     resident = next(r for r in WORLD.residents if r.id == target_id)
-    return {"resident": resident, "request_ids": seen[target_id]}
+    return {
+        "resident": resident,
+        "request_ids": seen[target_id],
+        "attempt_ids": {refused.headers["x-request-id"]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -159,8 +165,15 @@ def test_complaint_opens_incident_with_exactly_that_persons_accesses(
     stack: Stack, readings: dict[str, Any]
 ) -> None:
     resident = readings["resident"]
-    expected = events_for_requests(stack, readings["request_ids"])
-    assert len(expected) == len(readings["request_ids"]) >= 2
+    served = events_for_requests(stack, readings["request_ids"])
+    assert len(served) == len(readings["request_ids"]) >= 2
+    [refused] = events_for_requests(stack, readings["attempt_ids"])
+    attempt = next(e for e in stack.last_events(10_000) if e["seq"] == refused)
+    body = json.loads(attempt["body"])
+    assert (attempt["outcome"], attempt["actor"]) == ("refused", WORLD.identity("cadre_b").user_id)
+    assert body["subject_refs"] == [] and body["details"]["requested_record_ref"]
+    assert resident.id not in attempt["body"]  # the record id only as its keyed ref
+    expected = sorted([*served, refused])
     resp = api(
         stack,
         "POST",
@@ -177,7 +190,8 @@ def test_complaint_opens_incident_with_exactly_that_persons_accesses(
     assert resident.id_number not in resp.text and resident.name not in resp.text
     incident_id = resp.json()["incident"]["incident_id"]
     incident = api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json()
-    assert [e["seq"] for e in incident["evidence"]] == expected
+    assert resp.json()["evidence_events"] == len(expected)
+    assert [e["seq"] for e in incident["evidence"]] == expected  # the refused attempt with its proof too
     assert incident["evidence_verified"] is True
     root = bytes.fromhex(incident["root_hash"])
     for item in incident["evidence"]:
