@@ -494,15 +494,19 @@ def verify_archive(
 
 
 def _unreadable(path: Path, exc: OSError) -> ArchiveVerification:
-    missing = isinstance(exc, FileNotFoundError)
-    reason = "no such file" if missing else (exc.strerror or type(exc).__name__)
+    """Nothing verified: the reason in both languages, decided here from the error itself (callers print
+    ``problem_zh`` as it is, never guess it from the English)."""
+    if isinstance(exc, FileNotFoundError):
+        reason_en, reason_zh = "no such file", "文件不存在"
+    else:
+        reason_en, reason_zh = exc.strerror or type(exc).__name__, "没有读取权限或读取出错"
     return ArchiveVerification(
         False,
         0,
-        f"cannot read {path}: {reason}",
+        f"cannot read {path}: {reason_en}",
         readable=False,
         unreadable_file=str(path),
-        problem_zh=f"无法读取 {path}：{'文件不存在' if missing else '没有读取权限或读取出错'}",
+        problem_zh=f"无法读取 {path}：{reason_zh}",
     )
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine, func, select
@@ -258,21 +258,26 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     """Load an Ed25519 public key from a PEM file (SubjectPublicKeyInfo).
 
     Given the signing key's own file (PKCS#8), returns its public half: ``grassroots audit verify``
-    on the host that signs passes the configured key path.
+    on the host that signs passes the configured key path. A file that cannot be read raises
+    :class:`OSError`; one that is not an Ed25519 PEM key, :class:`CheckpointError` (in both languages).
     """
     data = Path(path).read_bytes()
     key: object
-    if b"PRIVATE KEY" in data:
-        try:
-            private = serialization.load_pem_private_key(data, password=None)
-        except ValueError:
-            raise CheckpointError("checkpoint key file is not a PEM key") from None
-        if not isinstance(private, Ed25519PrivateKey):
-            raise CheckpointError("checkpoint key must be an Ed25519 key")
-        return private.public_key()
-    key = serialization.load_pem_public_key(data)
+    try:
+        if b"PRIVATE KEY" in data:
+            key = serialization.load_pem_private_key(data, password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise CheckpointError(
+                    "checkpoint key must be an Ed25519 key", "检查点密钥必须是 Ed25519 密钥"
+                )
+            return key.public_key()
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CheckpointError(
+            "checkpoint key file is not a PEM key", "检查点密钥文件不是 PEM 格式的密钥"
+        ) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise CheckpointError("checkpoint public key must be an Ed25519 key")
+        raise CheckpointError("checkpoint public key must be an Ed25519 key", "检查点公钥必须是 Ed25519 公钥")
     return key
 
 
@@ -392,12 +397,50 @@ def extend_checkpoint(
     read is not refused here, yet the root signed is still that of the rows as they were, so
     :func:`audit.verify.verify_log` against this checkpoint reports the rewrite.
     """
+    directory, previous, size = _signing_inputs(engine, signer, directory)
+    return _extend(engine, signer, directory, since, previous, size)
+
+
+def extend_checkpoint_if_grown(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    since: merkle.MerkleAccumulator | None,
+) -> tuple[Checkpoint, merkle.MerkleAccumulator] | None:
+    """:func:`extend_checkpoint` when the log holds events past the latest checkpoint (or there is none
+    yet); otherwise ``None``, having read only the latest checkpoint and the log size — once each, the
+    same values the signing then uses (a periodic writer's tick)."""
+    directory, previous, size = _signing_inputs(engine, signer, directory)
+    if previous is not None and size <= previous.tree_size:
+        return None
+    return _extend(engine, signer, directory, since, previous, size)
+
+
+def _signing_inputs(
+    engine: Engine, signer: CheckpointSigner, directory: Path
+) -> tuple[Path, Checkpoint | None, int]:
+    """The checkpoint directory (created if missing), its latest checkpoint (verified) and the log size."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     previous = latest_checkpoint(directory, signer.public_key)
     try:
         with engine.connect() as conn:
             size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
+    return directory, previous, size
+
+
+def _extend(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    since: merkle.MerkleAccumulator | None,
+    previous: Checkpoint | None,
+    size: int,
+) -> tuple[Checkpoint, merkle.MerkleAccumulator]:
+    """Sign the root of the first ``size`` events, ``previous`` being the directory's latest checkpoint."""
+    try:
         if previous is not None and size < previous.tree_size:
             raise CheckpointError(
                 f"log has {size} events but checkpoint {previous.tree_size} was signed; refusing to sign",

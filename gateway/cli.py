@@ -12,13 +12,16 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 
 from gateway.commands._client import load_settings
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 app = typer.Typer(
     help="Grassroots Data Gateway · 基层数据网关",
@@ -285,15 +288,17 @@ def audit_verify(
     checkpoints: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
-    """Verify the whole audit log (hash chain, Merkle root, latest signed checkpoint). Exit 1 when broken."""
-    from audit import load_public_key, verify_log
+    """Verify the whole audit log (hash chain, Merkle root, latest signed checkpoint). Exit 1 when broken;
+    exit 2, nothing verified, when the checkpoint key is unreadable, or missing while signed checkpoints
+    exist (a log not checked against them must not read as verified)."""
+    from audit import verify_log
     from gateway.db import make_engine
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
     directory = checkpoints or settings.effective_checkpoint_dir
     key_path = settings.effective_checkpoint_key_path
-    public_key = load_public_key(key_path) if key_path.exists() else None
+    public_key = _checkpoint_key_for_verify(key_path, directory)
+    engine = make_engine(settings.effective_database_url)
     progress_state = {"last": 0.0}
 
     def progress(done: int, total: int) -> None:
@@ -317,17 +322,7 @@ def audit_verify(
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
     # Why the log was not checked against a signed checkpoint, when it was not (said, never silent).
-    signed = directory.is_dir() and any(directory.glob("checkpoint-*.json"))
-    if public_key is None and signed:
-        no_checkpoint = (
-            f"  注意：{directory} 中有签名检查点，但找不到检查点密钥 {key_path}"
-            "（GRASSROOTS_CHECKPOINT_KEY_PATH，可指向公钥 PEM），未能对照检查点校验；"
-            "只校验了哈希链与 Merkle 树（整库重写或恢复旧备份也能通过）。",
-            f"  warning: {directory} holds signed checkpoints but there is no checkpoint key at {key_path} "
-            "(GRASSROOTS_CHECKPOINT_KEY_PATH, may name the public key PEM), so none was checked; only the "
-            "hash chain and Merkle tree were checked",
-        )
-    elif public_key is None:
+    if public_key is None:  # a fresh install: no key and nothing signed yet
         no_checkpoint = (
             "  没有签名检查点（也还没有检查点密钥）：只校验了哈希链与 Merkle 树"
             "（整库重写或恢复旧备份也能通过）；运行 grassroots audit checkpoint 签发一个。",
@@ -349,6 +344,51 @@ def audit_verify(
         return
     typer.echo(text, err=True)
     raise typer.Exit(1)
+
+
+def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519PublicKey | None:
+    """The key to check the signed checkpoints with; ``None`` only when there is no key and nothing signed.
+
+    Fails closed (exit 2, nothing verified): a key that cannot be used, or no key while the directory holds
+    signed checkpoints or prune anchors, would otherwise yield "intact" from the hash chain alone, which a
+    rewritten or restored log also passes. Never creates a key: a new one could not verify the old files.
+    """
+    from audit import CheckpointError, load_public_key
+
+    if not key_path.exists():
+        signed = directory.is_dir() and any(
+            any(directory.glob(pattern)) for pattern in ("checkpoint-*.json", "prune-anchor-*.json")
+        )
+        if not signed:
+            return None
+        typer.echo(
+            f"审计日志未校验：{directory} 中有签名检查点，但找不到检查点密钥 {key_path}"
+            "（GRASSROOTS_CHECKPOINT_KEY_PATH），无法对照检查点校验。尚未校验任何事件；"
+            "请把签发这些检查点的密钥或其公钥 PEM 放到该路径，或让 GRASSROOTS_CHECKPOINT_KEY_PATH 指向它，"
+            "再重新运行（新生成的密钥无法验证这些检查点）。\n"
+            f"audit log NOT verified: {directory} holds signed checkpoints but there is no checkpoint key "
+            f"at {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH), so they cannot be checked; no events were "
+            "checked; put the key that signed them, or its public key PEM, at that path or point "
+            "GRASSROOTS_CHECKPOINT_KEY_PATH at it, and run again (a new key cannot verify them)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        return load_public_key(key_path)
+    except OSError as exc:
+        reason_zh, reason_en = "没有读取权限或读取出错", exc.strerror or type(exc).__name__
+    except CheckpointError as exc:
+        reason_zh, reason_en = exc.message_zh, exc.message_en
+    typer.echo(
+        f"审计日志未校验：检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）无法使用：{reason_zh}。"
+        "尚未校验任何事件；请让该设置指向签发检查点的 Ed25519 密钥或其公钥 PEM（当前用户可读），"
+        "再重新运行。\n"
+        f"audit log NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH) cannot be "
+        f"used: {reason_en}; no events were checked; point that setting at the Ed25519 key that signs the "
+        "checkpoints, or its public key PEM, readable by this user, and run again",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 @audit_app.command("checkpoint")

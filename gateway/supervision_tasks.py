@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audit import CheckpointError, CheckpointSigner, extend_checkpoint, latest_checkpoint
-from audit.complaints import log_size
+from audit import CheckpointError, CheckpointSigner, extend_checkpoint_if_grown
 from audit.merkle import MerkleAccumulator
 from policies.divisions import normalize
 
@@ -83,11 +82,10 @@ def checkpoint_if_grown(
     """Write a checkpoint when the log grew past the latest one; returns the new tree size and the
     accumulator to pass as ``since`` next time (only the events after it are read then), or None."""
     directory = runtime.settings.effective_checkpoint_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    latest = latest_checkpoint(directory, signer.public_key)
-    if latest is not None and log_size(runtime.engine) <= latest.tree_size:
+    written = extend_checkpoint_if_grown(runtime.engine, signer, directory, since)
+    if written is None:
         return None
-    checkpoint, accumulator = extend_checkpoint(runtime.engine, signer, directory, since)
+    checkpoint, accumulator = written
     return checkpoint.tree_size, accumulator
 
 

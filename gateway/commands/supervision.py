@@ -466,10 +466,8 @@ def archive_verify(
         verdict = verify_archive(manifest, key, engine)
         if not verdict.readable:
             # Nothing was verified: a wrong path or a missing file, not evidence of tampering (exit 2, not 1).
-            missing = verdict.unreadable_file or str(manifest)
-            why = "文件不存在" if "no such file" in str(verdict.problem) else "无法读取"
             typer.echo(
-                f"{label}无法读取归档文件 {missing}（{why}），未做任何验证。"
+                f"{label}{verdict.problem_zh or '无法读取归档文件'}，未做任何验证。"
                 "请检查路径：归档在 GRASSROOTS_AUDIT_ARCHIVE_DIR（默认 var/archives），"
                 "`grassroots supervise archives` 列出已有归档。\n"
                 f"{label}Cannot read the archive: {verdict.problem}. Nothing was verified; check the path: "

@@ -119,3 +119,40 @@ def test_checkpoint_from_the_cli_is_an_audit_event_naming_the_operator(tmp_path:
         "key_id": signed["key_id"],
         "via": "cli",
     }
+
+
+def test_verify_refuses_when_signed_checkpoints_exist_but_the_key_is_missing(tmp_path: Path) -> None:
+    """Fail closed: a log checked without its signed checkpoints must not read as verified (exit 2, nothing
+    verified), naming the setting and the file to restore."""
+    _log_of(tmp_path, 3)
+    assert _cli(tmp_path, "audit", "checkpoint").exit_code == 0
+    key_path = tmp_path / "keys" / "audit-checkpoint-ed25519.pem"
+    key_path.unlink()
+    refused = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert refused.exit_code == 2, refused.output
+    assert refused.stdout == "" and "完整" not in refused.output and "intact" not in refused.output
+    ((zh, en),) = _pairs(refused.stderr)
+    assert zh.startswith("审计日志未校验：") and en.startswith("audit log NOT verified: ")
+    for line in (zh, en):
+        assert str(tmp_path / "checkpoints") in line and str(key_path) in line
+        assert "GRASSROOTS_CHECKPOINT_KEY_PATH" in line
+    assert "找不到检查点密钥" in zh and "尚未校验任何事件" in zh and "公钥 PEM" in zh
+    assert "no checkpoint key" in en and "no events were checked" in en and "public key PEM" in en
+    assert not key_path.exists()  # verify never creates a key that could not check the old checkpoints
+
+
+def test_verify_refuses_an_unreadable_checkpoint_key(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    key_path = tmp_path / "keys" / "audit-checkpoint-ed25519.pem"
+    key_path.parent.mkdir()
+    key_path.write_text("not a key\n")
+    refused = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)  # no traceback
+    ((zh, en),) = _pairs(refused.stderr)
+    assert zh.startswith(f"审计日志未校验：检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）无法使用：")
+    assert "不是 PEM" in zh and "尚未校验任何事件" in zh
+    assert en.startswith(
+        f"audit log NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH)"
+    )
+    assert "not a PEM" in en and "no events were checked" in en

@@ -107,7 +107,7 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     missing = stack.data_dir / "archives" / "audit-2023-10-*.manifest.json"
     unread = stack.cli("supervise", "archive-verify", str(missing), "--against-db", check=False)
     assert unread.returncode == 2
-    assert unread.stderr.startswith(f"无法读取归档文件 {missing}（文件不存在），未做任何验证")
+    assert unread.stderr.startswith(f"无法读取 {missing}：文件不存在，未做任何验证")
     assert (
         f"Cannot read the archive: cannot read {missing}: no such file. Nothing was verified" in unread.stderr
     )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from audit import merkle
+from audit import CheckpointSigner, merkle
 from gateway.cli import app as grassroots
 from tests.gateway.test_cli_client import Gateway, serve_gateway
 
@@ -160,3 +160,33 @@ def test_incident_verify_prints_the_incident_and_the_verdict(gateway: Gateway) -
 def test_incident_help_says_what_verify_prints() -> None:
     text = runner.invoke(grassroots, ["supervise", "incident", "--help"], env={"COLUMNS": "200"}).stdout
     assert "prints the incident" in " ".join(text.split())
+
+
+# -- archive-verify of a file that cannot be read -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "reason_zh", "reason_en"),
+    [(False, "文件不存在", "no such file"), (True, "没有读取权限或读取出错", "Is a directory")],
+)
+def test_archive_verify_of_an_unreadable_file_prints_the_verdicts_own_reason(
+    tmp_path: Path, folder: bool, reason_zh: str, reason_en: str
+) -> None:
+    """The Chinese reason is the one the library gave where it met the error, not guessed from English."""
+    key = tmp_path / "checkpoint-public.pem"
+    key.write_bytes(CheckpointSigner.generate().public_key_pem())
+    manifest = tmp_path / "archives" / "audit-2026-10-1-10.manifest.json"
+    if folder:
+        manifest.mkdir(parents=True)
+    result = runner.invoke(
+        grassroots,
+        ["supervise", "archive-verify", str(manifest), "--public-key", str(key)],
+        env={"GRASSROOTS_DATA_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 2, result.output
+    zh, en = chinese_then_english(result.stderr)
+    assert zh.startswith(f"无法读取 {manifest}：{reason_zh}，未做任何验证。请检查路径")
+    assert en.startswith(
+        f"Cannot read the archive: cannot read {manifest}: {reason_en}. Nothing was verified"
+    )
+    assert "does NOT verify" not in result.stderr
