@@ -12,7 +12,6 @@ import dataclasses
 import gc
 import json
 import logging
-import re
 import typing
 import uuid
 import weakref
@@ -31,6 +30,7 @@ from starlette.types import ASGIApp as StarletteASGIApp
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.validation_hints import validation_hint
 
 _log = logging.getLogger("gateway.app")
 
@@ -197,51 +197,9 @@ def field_name(loc: Sequence[Any], declared: frozenset[str]) -> str:
     return source if isinstance(source, str) and source in _SOURCES else "request"
 
 
-#: A month as YYYY-MM: the one pattern every month parameter uses, so its hint below can recognise it.
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-_CHOICES_PATTERN = re.compile(r"^\^\(([A-Za-z0-9_|]+)\)\$$")
-_BOUNDS = {
-    "greater_than_equal": ("ge", "不能小于", "at least"),
-    "greater_than": ("gt", "须大于", "greater than"),
-    "less_than_equal": ("le", "不能大于", "at most"),
-    "less_than": ("lt", "须小于", "less than"),
-}
-_LENGTHS = {
-    "string_too_short": ("min_length", "至少 {} 个字符", "at least {} characters"),
-    "string_too_long": ("max_length", "最多 {} 个字符", "at most {} characters"),
-    "too_short": ("min_length", "至少 {} 项", "at least {} items"),
-    "too_long": ("max_length", "最多 {} 项", "at most {} items"),
-}
-_KINDS = {
-    "missing": ("必须填写", "required"),
-    "int_parsing": ("须为整数", "must be a whole number"),
-    "int_type": ("须为整数", "must be a whole number"),
-    "int_from_float": ("须为整数", "must be a whole number"),
-    "bool_parsing": ("须为 true 或 false", "must be true or false"),
-    "bool_type": ("须为 true 或 false", "must be true or false"),
-    "string_type": ("须为文本", "must be text"),
-    "list_type": ("须为列表", "must be a list"),
-    "dict_type": ("须为对象", "must be an object"),
-    "model_attributes_type": ("须为对象", "must be an object"),
-    # The body as a whole (its position in the text is not repeated: it says nothing to a person).
-    "json_invalid": (
-        "不是有效的 JSON，请检查引号、逗号和括号是否成对",
-        "is not valid JSON; check that quotes, commas and brackets are in place",
-    ),
-    "timezone_aware": (
-        "须为带时区的时间，例如 2026-11-22T08:00:00+08:00",
-        "must be a time with its offset, e.g. 2026-11-22T08:00:00+08:00",
-    ),
-}
-
-
 #: Errors about the request as a whole, located by something the caller sent (an unknown key, a position
 #: in the text): the hint is given although the name cannot reach that part.
 _WHOLE_BODY_KINDS = frozenset({"extra_forbidden", "json_invalid"})
-
-
-def _one_of(values: Sequence[str]) -> tuple[str, str] | None:
-    return (f"只能是 {'、'.join(values)} 之一", f"must be one of {', '.join(values)}") if values else None
 
 
 def _body_fields(route: Any) -> list[str]:
@@ -253,43 +211,10 @@ def _body_fields(route: Any) -> list[str]:
     return []
 
 
-def validation_hint(error: Mapping[str, Any], route: Any = None) -> tuple[str, str] | None:
-    """What is wrong with one parameter and what it takes (Chinese, English), from the error's type and
-    the endpoint's own schema (allowed values, lengths, bounds, formats), never from the value sent."""
-    kind = str(error.get("type"))
-    ctx = error.get("ctx") or {}
-    if kind in _KINDS:
-        return _KINDS[kind]
-    if kind in _BOUNDS:
-        key, zh, en = _BOUNDS[kind]
-        return f"{zh} {ctx.get(key)}", f"must be {en} {ctx.get(key)}"
-    if kind == "string_too_short" and ctx.get("min_length") == 1:
-        return "不能为空", "must not be empty"
-    if kind in _LENGTHS:
-        key, zh, en = _LENGTHS[kind]
-        return zh.format(ctx.get(key)), en.format(ctx.get(key))
-    if kind in ("literal_error", "enum"):
-        # pydantic lists the schema's values as "'a', 'b' or 'c'".
-        return _one_of(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
-    if kind == "string_pattern_mismatch":
-        pattern = str(ctx.get("pattern", ""))
-        if pattern == MONTH_PATTERN:
-            return "须为 YYYY-MM 格式的月份，例如 2026-11", "must be a month as YYYY-MM, e.g. 2026-11"
-        choices = _CHOICES_PATTERN.match(pattern)
-        return (
-            _one_of(choices.group(1).split("|")) if choices else ("格式不正确", "is not in the right format")
-        )
-    if kind.startswith(("datetime_", "date_")):
-        return _KINDS["timezone_aware"]
-    if kind == "extra_forbidden":
-        # The unknown key is what the caller typed (not repeated); the accepted ones are the schema's.
-        accepted = _body_fields(route) if len(error.get("loc", ())) == 2 else []
-        return (
-            "含有本接口没有的字段" + (f"，可用的字段：{'、'.join(accepted)}" if accepted else ""),
-            "holds a field this endpoint does not take"
-            + (f"; it takes {', '.join(accepted)}" if accepted else ""),
-        )
-    return None
+def _hint(error: Mapping[str, Any], route: Any) -> tuple[str, str] | None:
+    """The shared hint for one error; an unknown key in the body names the keys the endpoint takes."""
+    unknown_key_in_body = error.get("type") == "extra_forbidden" and len(error.get("loc", ())) == 2
+    return validation_hint(error, _body_fields(route) if unknown_key_in_body else ())
 
 
 def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) -> tuple[list[str], str, str]:
@@ -302,7 +227,7 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) 
         said = hints.setdefault(name, [])
         # A hint about a part the name does not reach (a list item, a dict key) would mislead.
         whole = ".".join(str(p) for p in loc[1:]) in (name, "") or err.get("type") in _WHOLE_BODY_KINDS
-        hint = validation_hint(err, route) if whole else None
+        hint = _hint(err, route) if whole else None
         if hint is not None and hint not in said:
             said.append(hint)
     names = sorted(hints)

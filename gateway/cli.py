@@ -28,6 +28,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # never print locals (they may hold keys or tokens)
+    # Click's own help layout for every command (the groups below inherit it): typer's Rich panels show a
+    # type column for every option, a flag included (`--quiet <bool>`, `--help <bool>`), as if it took a
+    # value; Click's layout writes a flag as the flag alone (`--quiet`, `--dry-run / --execute`).
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)

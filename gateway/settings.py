@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from gateway.validation_hints import validation_hint
+
 ENV_PREFIX = "GRASSROOTS_"
 #: Where ``grassroots serve`` listens unless told otherwise, and so where client commands look for it.
 DEFAULT_HOST = "127.0.0.1"
@@ -90,33 +92,12 @@ def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_
 
 
 def _explain(error: Any) -> tuple[str, str]:
-    kind: str = error["type"]
-    ctx: dict[str, Any] = error.get("ctx") or {}
-    cause = ctx.get("error")
+    # A validator's own words first; then the hint a request parameter gets for the same mistake (one
+    # table, gateway.validation_hints); pydantic's message only for a kind that table does not know.
+    cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, InvalidSetting):
         return cause.zh, cause.en
-    if kind in ("enum", "literal_error"):
-        expected = str(ctx.get("expected", ""))
-        return f"取值无效，可选：{expected.replace(' or ', ' 或 ')}", f"must be {expected}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return "应为整数", "must be a whole number"
-    if kind in ("float_parsing", "float_type"):
-        return "应为数字", "must be a number"
-    if kind in ("bool_parsing", "bool_type"):
-        return "应为 true 或 false", "must be true or false"
-    if kind == "greater_than_equal":
-        return f"不能小于 {ctx.get('ge')}", f"must be at least {ctx.get('ge')}"
-    if kind == "greater_than":
-        return f"必须大于 {ctx.get('gt')}", f"must be greater than {ctx.get('gt')}"
-    if kind == "less_than_equal":
-        return f"不能大于 {ctx.get('le')}", f"must be at most {ctx.get('le')}"
-    if kind == "less_than":
-        return f"必须小于 {ctx.get('lt')}", f"must be less than {ctx.get('lt')}"
-    if kind in ("list_type", "json_invalid", "json_type"):
-        return "应为 JSON 列表，例如 '[\"RS256\"]'", "must be a JSON list, e.g. '[\"RS256\"]'"
-    if kind == "missing":
-        return "必须设置", "must be set"
-    return "取值无效", f"invalid value ({error['msg']})"
+    return validation_hint(error) or ("取值无效", f"invalid value ({error['msg']})")
 
 
 class GatewayAddress(BaseSettings):

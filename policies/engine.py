@@ -61,6 +61,19 @@ _GRIDS_OUTSIDE_ORG = Reason(
     message_en="The micro-grids assigned to you lie outside your organisation, so no data can be shown. "
     "Ask your village committee to check your grid assignment.",
 )
+# The two above told about the subject to someone else (``explain(..., about_caller=False)``).
+_NO_GRIDS_ASSIGNED_TO_THEM = Reason(
+    code=_NO_GRIDS_ASSIGNED.code,
+    message_zh="该用户还没有分配微网格，暂不能查看数据。须由村（居）委会分配网格。",
+    message_en="No micro-grid is assigned to this user yet, so no data can be shown. "
+    "Their village committee assigns the grids.",
+)
+_THEIR_GRIDS_OUTSIDE_ORG = Reason(
+    code=_GRIDS_OUTSIDE_ORG.code,
+    message_zh="分配给该用户的微网格不在其单位辖区内，暂不能查看数据。须由村（居）委会核实网格分配。",
+    message_en="The micro-grids assigned to this user lie outside their organisation, so no data can be "
+    "shown. Their village committee should check the grid assignment.",
+)
 
 
 # "-G01" .. "-G99": the tail of a micro-grid code after its village's 12 digits (divisions._GRID).
@@ -98,13 +111,15 @@ def _within(org: str, grid: str, org_is_village: bool) -> bool:
 
 
 class _Trail:
-    """Collects checks for ``explain``; for ``decide`` it stops at the first failure."""
+    """Collects checks for ``explain``; for ``decide`` it stops at the first failure. ``third_person``:
+    the checks are read by someone other than the subject, so they say "该用户", not "您"."""
 
-    __slots__ = ("checks", "first_failure")
+    __slots__ = ("checks", "first_failure", "third_person")
 
-    def __init__(self) -> None:
+    def __init__(self, third_person: bool = False) -> None:
         self.checks: list[Check] = []
         self.first_failure: Reason | None = None
+        self.third_person = third_person
 
     def passed(self, code: str, zh: str, en: str, **detail: str | int) -> None:
         self.checks.append(Check(code=code, passed=True, message_zh=zh, message_en=en, detail=detail))
@@ -159,16 +174,19 @@ class PolicyEngine:
             raise PolicyRefused(decision)
         return decision.obligations
 
-    def explain(self, request: AccessRequest) -> list[Check]:
+    def explain(self, request: AccessRequest, *, about_caller: bool = True) -> list[Check]:
         """Every condition checked, pass or fail, in words a cadre understands. Evaluation continues
         past a failure wherever the later conditions can still be judged; the first failed check
-        is the reason ``decide`` gives."""
-        trail = _Trail()
+        is the reason ``decide`` gives (its code; its words too when ``about_caller``).
+
+        ``about_caller``: the reader is the request's subject, addressed as "您"/"you". An administrator
+        explaining a request she describes for someone else reads about "该用户"/"this user" instead."""
+        trail = _Trail(third_person=not about_caller)
         try:
             self._evaluate(request, trail)
         except Exception as exc:
             _log.error("policy explanation failed closed: %s", type(exc).__name__)
-            why = INTERNAL_ERROR.reasons[0]
+            why = reason("internal_error", third_person=trail.third_person)
             trail.failed("internal", why)
         return trail.checks
 
@@ -219,6 +237,8 @@ class PolicyEngine:
             # A naive time would be read as the host's local time and shift the hours window.
             raise ValueError("AccessRequest.now must be timezone-aware")
         subject = req.subject
+        # Only an explanation for someone else speaks of the subject in the third person.
+        third = trail is not None and trail.third_person
         info = self.scenarios.dataset(req.dataset)
         dataset_label = info.name_zh if info is not None else req.dataset
         scenario = self.scenarios.get(req.scenario)
@@ -245,7 +265,7 @@ class PolicyEngine:
                     f"岗位可以查看「{dataset_label}」。",
                     f"Role may read {names['dataset_en']}.",
                 )
-        elif (d := refuse("permission", reason("no_permission", **names))) is not None:
+        elif (d := refuse("permission", reason("no_permission", third_person=third, **names))) is not None:
             return d
 
         # 2-5. The scenario.
@@ -257,10 +277,16 @@ class PolicyEngine:
                 "scenario", f"使用场景「{scenario.name_zh}」存在。", f"Scenario {scenario.code} exists."
             )
         if set(subject.roles).isdisjoint(scenario.roles_allowed):
-            if (d := refuse("scenario_role", reason("scenario_not_for_role", **names))) is not None:
+            if (
+                d := refuse("scenario_role", reason("scenario_not_for_role", third_person=third, **names))
+            ) is not None:
                 return d
         elif trail is not None:
-            trail.passed("scenario_role", "您的岗位办理这项工作。", "Your role does this work.")
+            trail.passed(
+                "scenario_role",
+                "该用户的岗位办理这项工作。" if third else "您的岗位办理这项工作。",
+                "This user's role does this work." if third else "Your role does this work.",
+            )
         if req.dataset not in scenario.datasets:
             why = reason("scenario_not_for_dataset", **names)
             d = refuse("scenario_dataset", why)
@@ -327,27 +353,32 @@ class PolicyEngine:
         if first is None:
             candidates = [e[-1] for e in entries if dataset in e[-1].datasets]
             if any(g.status is GrantStatus.REVOKED for g in candidates):
-                why = reason("grant_revoked", **names)
+                why = reason("grant_revoked", third_person=third, **names)
             elif any(g.has_lapsed(req.now) for g in candidates):
-                why = reason("grant_expired", **names)
+                why = reason("grant_expired", third_person=third, **names)
             else:
-                why = reason("no_active_grant", **names)
+                why = reason("no_active_grant", third_person=third, **names)
             d = refuse("grant", why)
             return d if d is not None else self._finish_trail(trail)
         if wanted is None:
             fields = first_fields
         if trail is not None:
             best = chosen or first
+            whose_org = ("该用户所在单位", "this user's") if third else ("本单位", "your")
             trail.passed(
                 "grant",
-                f"本单位有「{scenario_label}」的有效授权。",
-                f"An active grant covers your organisation ({best.grant_id}).",
+                f"{whose_org[0]}有「{scenario_label}」的有效授权。",
+                f"An active grant covers {whose_org[1]} organisation ({best.grant_id}).",
                 grant_id=best.grant_id,
             )
         if chosen is None:
             outside = [f for f in fields if f not in first_fields]
             why = reason(
-                "field_not_granted", **names, fields="、".join(outside), fields_en=", ".join(outside)
+                "field_not_granted",
+                third_person=third,
+                **names,
+                fields="、".join(outside),
+                fields_en=", ".join(outside),
             )
             if (d := refuse("fields", why)) is not None:
                 return d
@@ -370,7 +401,9 @@ class PolicyEngine:
             quota_left = max(0, scenario.daily_quota_per_user - used)
             if quota_ok and (quota_left <= 0 or (hint is not None and hint > quota_left)):
                 quota_ok = False
-                why = reason("quota_exceeded", **names, quota=scenario.daily_quota_per_user)
+                why = reason(
+                    "quota_exceeded", third_person=third, **names, quota=scenario.daily_quota_per_user
+                )
                 if (d := refuse("quota", why)) is not None:
                     return d
             max_records = min(max_records, quota_left)
@@ -385,15 +418,17 @@ class PolicyEngine:
         # 9. Below the village: a grid worker reads the households of their assigned micro-grids only.
         row_scope = _row_scope(subject.roles, subject.grids, org, org_significant)
         if not row_scope:
-            if (
-                d := refuse("grid_scope", _GRIDS_OUTSIDE_ORG if subject.grids else _NO_GRIDS_ASSIGNED)
-            ) is not None:
+            if subject.grids:
+                why = _THEIR_GRIDS_OUTSIDE_ORG if third else _GRIDS_OUTSIDE_ORG
+            else:
+                why = _NO_GRIDS_ASSIGNED_TO_THEM if third else _NO_GRIDS_ASSIGNED
+            if (d := refuse("grid_scope", why)) is not None:
                 return d
         elif trail is not None and row_scope[0] != org:
             trail.passed(
                 "grid_scope",
-                "只能查看分配给您的微网格内的数据。",
-                "Only the micro-grids assigned to you.",
+                f"只能查看分配给{'该用户' if third else '您'}的微网格内的数据。",
+                f"Only the micro-grids assigned to {'this user' if third else 'you'}.",
                 grids=",".join(row_scope),
             )
         if trail is not None and trail.first_failure is not None:

@@ -88,20 +88,67 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
 
 CODES: Final[frozenset[str]] = frozenset(_TEXT) - {"too_many_records"}
 
+# The same reasons told to someone other than the subject (an administrator explaining a request she
+# describes): "您" would address the reader as if she were the one refused. Wordings that name nobody
+# ("outside_hours", "unknown_scenario", ...) read the same either way and are not repeated here.
+_THIRD_PERSON: Final[dict[str, tuple[str, str]]] = {
+    "no_permission": (
+        "该用户的岗位没有查看「{dataset}」的权限。如工作确需，可联系其上级管理员。",
+        "This user's role is not allowed to read \u201c{dataset}\u201d. "
+        "Their administrator can be asked if their work needs it.",
+    ),
+    "scenario_not_for_role": (
+        "「{scenario}」这项工作不由该用户的岗位办理，不能以此用途查看数据。",
+        "\u201c{scenario}\u201d is not work this user's role does, so they cannot read data for it.",
+    ),
+    "grant_revoked": (
+        "该用户所在单位「{scenario}」的数据授权已被撤销。如仍需要，须重新申请。",
+        "This user's organisation's grant for \u201c{scenario}\u201d has been revoked. "
+        "It must apply again if still needed.",
+    ),
+    "grant_expired": (
+        "该用户所在单位「{scenario}」的数据授权已到期。须由数据管理部门续期。",
+        "This user's organisation's grant for \u201c{scenario}\u201d has expired. "
+        "The data department can renew it.",
+    ),
+    "no_active_grant": (
+        "该用户所在单位还没有「{scenario}」查看「{dataset}」的有效授权。须先提出申请。",
+        "This user's organisation has no current grant to read \u201c{dataset}\u201d for "
+        "\u201c{scenario}\u201d. It must apply for one first.",
+    ),
+    "field_not_granted": (
+        "该用户要查看的部分信息不在「{scenario}」的授权范围内：{fields}。",
+        "Some of the information this user asked for is outside the grant for \u201c{scenario}\u201d: "
+        "{fields}.",
+    ),
+    "quota_exceeded": (
+        "该用户今天「{scenario}」的查看数量已达上限（每天 {quota} 条），明天才能再查。",
+        "This user's limit for \u201c{scenario}\u201d today ({quota} records a day) is used up; "
+        "they can read again tomorrow.",
+    ),
+    "internal_error": (
+        "系统暂时无法判断该用户的权限，为安全起见不予查看。请稍后再试或联系管理员。",
+        "The system could not check this user's permission, so for safety the read is refused. "
+        "Try again later or contact the administrator.",
+    ),
+}
+
 
 class _Blank(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
 
 
-def reason(code: str, *, wording: str | None = None, **context: object) -> Reason:
+def reason(code: str, *, wording: str | None = None, third_person: bool = False, **context: object) -> Reason:
     """Build the Reason for ``code``; ``wording`` picks a more specific text under the same code
     (e.g. ``too_many_records`` under ``quota_exceeded``); missing placeholders render empty.
+    ``third_person``: told about the subject ("该用户", "this user") to someone else, not to the subject.
 
     A placeholder's English value may be given apart as ``<name>_en`` (``scenario="低保年度复核",
     scenario_en="Subsistence-allowance annual review"``): the English message uses it, the Chinese one the
     plain value, so neither reads a name in the other language."""
-    zh, en = _TEXT[wording or code]
+    key = wording or code
+    zh, en = (_THIRD_PERSON.get(key) if third_person else None) or _TEXT[key]
     values = _Blank({k: str(v) for k, v in context.items() if not k.endswith("_en")})
     english = _Blank(
         values | {k.removesuffix("_en"): str(v) for k, v in context.items() if k.endswith("_en")}

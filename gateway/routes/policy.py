@@ -210,10 +210,13 @@ async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeade
 
 @router.post("/policy/explain")
 async def explain(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    """Every condition checked, pass or fail, and the first that failed, in words a cadre understands."""
-    await require(runtime, authorization, "policies", "explain")
+    """Every condition checked, pass or fail, and the first that failed, in words a cadre understands.
+    Told to the caller about the subject the body describes: "该用户"/"this user", unless that subject is
+    the caller herself (then "您"/"you", as ``GET /policy/explain`` says it)."""
+    principal = await require(runtime, authorization, "policies", "explain")
     engine, access = runtime.policy(), _access(body)
-    checks = await asyncio.to_thread(engine.explain, access)
+    about_caller = access.subject == subject_of(principal)
+    checks = await asyncio.to_thread(engine.explain, access, about_caller=about_caller)
     if body.record_count_hint is not None and all(c.passed for c in checks):
         # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
         # so the explanation's first failure is decide's reason.

@@ -57,7 +57,7 @@ from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
 from gateway.admin_support import require, unit_of_work
-from gateway.app import MONTH_PATTERN, get_runtime, request_id_of
+from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.free_text import refuse_personal_data
@@ -66,6 +66,7 @@ from gateway.routes.admission_api import admission_config
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, signer_for
+from gateway.validation_hints import MONTH_PATTERN
 from policies import GrantRepository
 from policies.divisions import normalize
 

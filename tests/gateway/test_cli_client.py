@@ -406,7 +406,7 @@ def test_a_port_that_is_not_a_number_is_named_not_a_traceback(gateway: Gateway) 
     result = _run("fetch", "a1", "--token", "t", env={"GRASSROOTS_PORT": "eighty"})
     assert result.exit_code == 2
     zh, en = result.stderr.split("configuration error")
-    assert "GRASSROOTS_PORT：应为整数" in zh and "GRASSROOTS_PORT: must be a whole number" in en
+    assert "GRASSROOTS_PORT：须为整数" in zh and "GRASSROOTS_PORT: must be a whole number" in en
     assert "eighty" not in result.stderr and "Traceback" not in result.stderr
     assert gateway.received == []
 

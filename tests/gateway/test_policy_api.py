@@ -207,10 +207,56 @@ def test_explain_names_the_failed_condition_in_words_a_cadre_understands(stack: 
         assert resp.status_code == 200
         failed = resp.json()["failed"]
         assert (failed["check"], failed["code"]) == ("grant", "no_active_grant")
-        assert "请先提出申请" in failed["message_zh"] and "Apply" in failed["message_en"]
+        assert "先提出申请" in failed["message_zh"] and "apply" in failed["message_en"]
         passed = [c["check"] for c in resp.json()["checks"] if c["passed"]]
         assert passed[:3] == ["permission", "scenario", "scenario_role"]
     assert api(stack, "POST", "/policy/explain", "cadre_a", body).status_code == 403
+
+
+# An administrator explaining a request she describes reads about that user ("该用户"), never words that
+# address her ("您", "本单位" as if the unit were hers); the subject explaining her own request is
+# addressed. (who asks, the request described or None for her own, words said)
+DIBAO = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
+CADRE_A = {**_subject(VILLAGE_A, "village_cadre"), **DIBAO}
+GRID_VISIT = {"org": VILLAGE_A, "roles": ["grid_worker"], "dataset": "houses", "scenario": "GRID_VISIT"}
+VOICES = [
+    ("platform_admin", {**CADRE_A, "org": VILLAGE_C}, "该用户所在单位还没有"),
+    ("supervisor", {**CADRE_A, "org": VILLAGE_C}, "该用户所在单位还没有"),
+    ("platform_admin", {**CADRE_A, "roles": ["supervisor"]}, "该用户的岗位没有查看"),
+    ("platform_admin", {**CADRE_A, "fields": ["birth_date"]}, "该用户要查看的部分信息"),
+    ("platform_admin", CADRE_A, "该用户所在单位有"),
+    ("platform_admin", GRID_VISIT, "该用户还没有分配微网格"),
+    ("platform_admin", {**GRID_VISIT, "grids": [f"{VILLAGE_A}-G01"]}, "分配给该用户的微网格"),
+    ("cadre_c", None, "本单位还没有"),
+    ("supervisor", None, "您的岗位没有查看"),
+]
+
+
+@pytest.mark.parametrize(("who", "body", "said"), VOICES)
+def test_an_explanation_about_someone_else_speaks_of_this_user(
+    stack: Stack, who: str, body: dict[str, Any] | None, said: str
+) -> None:
+    if body is None:
+        resp = api(stack, "GET", "/policy/explain", who, params=DIBAO)
+    else:
+        resp = api(stack, "POST", "/policy/explain", who, body)
+    assert resp.status_code == 200, resp.text
+    checks = resp.json()["checks"]
+    assert any(said in c["message_zh"] for c in checks), checks
+    never = ("该用户",) if body is None else ("您", "本单位")
+    for check in checks:
+        assert not any(word in check["message_zh"] for word in never), check
+        if body is not None:
+            assert {"you", "your"}.isdisjoint(check["message_en"].lower().split()), check
+
+
+def test_an_administrator_explaining_her_own_request_is_addressed(stack: Stack) -> None:
+    """The body describes exactly who asks (her id, organisation and role): her own request, in "您"."""
+    own = {"user_id": user_id(stack, "supervisor"), **_subject("310151000000", "supervisor")}
+    explained = api(
+        stack, "POST", "/policy/explain", "supervisor", {**own, "scenario": "DIBAO_REVIEW"}
+    ).json()
+    assert explained["failed"]["message_zh"].startswith("您的岗位没有查看")
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,8 @@ def _serve(tmp_path: Path, **env: str) -> Result:
     [
         (
             {"GRASSROOTS_MODE": "prod"},
-            "GRASSROOTS_MODE：取值无效，可选：'development' 或 'production'",
-            "GRASSROOTS_MODE: must be 'development' or 'production'",
+            "GRASSROOTS_MODE：只能是 development、production 之一",
+            "GRASSROOTS_MODE: must be one of development, production",
         ),
         (
             {"GRASSROOTS_OIDC_ALGORITHMS": '["HS256"]'},
@@ -57,7 +57,7 @@ def _serve(tmp_path: Path, **env: str) -> Result:
         ),
         (
             {"GRASSROOTS_PORT": "eighty"},
-            "GRASSROOTS_PORT：应为整数",
+            "GRASSROOTS_PORT：须为整数",
             "GRASSROOTS_PORT: must be a whole number",
         ),
         (
@@ -67,12 +67,12 @@ def _serve(tmp_path: Path, **env: str) -> Result:
         ),
         (
             {"GRASSROOTS_DATA_FAST_LANE": "maybe"},
-            "GRASSROOTS_DATA_FAST_LANE：应为 true 或 false",
+            "GRASSROOTS_DATA_FAST_LANE：须为 true 或 false",
             "GRASSROOTS_DATA_FAST_LANE: must be true or false",
         ),
         (
             {"GRASSROOTS_CHECKPOINT_INTERVAL_S": "often"},  # the supervision area's own settings
-            "GRASSROOTS_CHECKPOINT_INTERVAL_S：应为数字",
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S：须为数字",
             "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be a number",
         ),
         (

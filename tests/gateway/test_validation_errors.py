@@ -8,16 +8,21 @@ Chinese message).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import pytest
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.app import install_error_handlers
+from gateway.settings import configuration_error
+from gateway.validation_hints import MONTH_PATTERN, validation_hint
 
 PHONE = "13812345678"
+CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 class Disposition(BaseModel):
@@ -55,7 +60,7 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     ("a value not in the list", {**GOOD, "disposition": PHONE}, "disposition", ("substantiated", "referred")),
     ("an empty note", {**GOOD, "note": ""}, "note", ("不能为空",)),
     ("a note too long", {**GOOD, "note": "很长" * 10}, "note", ("最多 10 个字符",)),
-    ("a missing field", {"note": "移送"}, "disposition", ("必须填写",)),
+    ("a missing field", {"note": "移送"}, "disposition", ("必须提供",)),
     ("a short number", {**GOOD, "id_number": "1234"}, "id_number", ("至少 15 个字符",)),
     ("a time without offset", {**GOOD, "due_at": "2026-12-01T08:00:00"}, "due_at", ("带时区", "+08:00")),
     ("a key the body lacks", {**GOOD, PHONE: "x"}, "body", ("没有的字段", "disposition、note")),
@@ -123,4 +128,131 @@ def test_several_parameters_each_with_its_own_hint() -> None:
     assert answer["message_en"] == (
         "Invalid request parameters: disposition (must be one of substantiated, unsubstantiated, referred); "
         "note (must not be empty)."
+    )
+
+
+# -- one table: a mistake reads the same in a GRASSROOTS_ variable and in a request ----------------------
+
+
+class _Knobs(BaseSettings):
+    """Settings shaped like the request parameters below (same types, same limits)."""
+
+    model_config = SettingsConfigDict(env_prefix="KNOB_")
+
+    count: int = Field(10, ge=1)
+    ratio: float = 0.5
+    strict: bool = False
+    mode: Literal["fast", "slow"] = "fast"
+    names: list[str] = Field(default_factory=list)
+
+
+@app.get("/knobs")
+async def knobs(
+    count: Annotated[int, Query(ge=1)] = 10,
+    ratio: float = 0.5,
+    strict: bool = False,
+    mode: Literal["fast", "slow"] = "fast",
+) -> dict[str, Any]:
+    return {}
+
+
+class _KnobsBody(BaseModel):
+    names: list[str] = Field(default_factory=list)
+
+
+@app.post("/knobs")
+async def post_knobs(body: _KnobsBody) -> dict[str, Any]:
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("name", "sent", "zh", "en"),
+    [
+        ("count", "eighty", "须为整数", "must be a whole number"),
+        ("count", "0", "不能小于 1", "must be at least 1"),
+        ("ratio", "half", "须为数字", "must be a number"),
+        ("strict", "maybe", "须为 true 或 false", "must be true or false"),
+        ("mode", "medium", "只能是 fast、slow 之一", "must be one of fast, slow"),
+    ],
+)
+def test_a_setting_and_a_request_parameter_say_the_same_about_the_same_mistake(
+    monkeypatch: pytest.MonkeyPatch, name: str, sent: str, zh: str, en: str
+) -> None:
+    monkeypatch.setenv(f"KNOB_{name.upper()}", sent)
+    with pytest.raises(ValidationError) as caught:
+        _Knobs()
+    (problem,) = configuration_error(caught.value, "KNOB_").problems
+    assert (problem.zh, problem.en) == (zh, en)
+    answer = client.get("/knobs", params={name: sent}).json()
+    assert answer["message"] == f"请求参数有误：{name}（{zh}）。"
+    assert answer["message_en"] == f"Invalid request parameters: {name} ({en})."
+
+
+def test_a_list_that_is_not_a_list_reads_the_same_in_a_setting_and_in_a_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KNOB_NAMES", '"RS256"')  # valid JSON, but a string
+    with pytest.raises(ValidationError) as caught:
+        _Knobs()
+    (problem,) = configuration_error(caught.value, "KNOB_").problems
+    answer = client.post("/knobs", json={"names": "RS256"}).json()
+    assert answer["message"] == f"请求参数有误：names（{problem.zh}）。" and "JSON" in problem.zh
+    assert answer["message_en"] == f"Invalid request parameters: names ({problem.en})."
+
+
+#: Every pydantic error type the settings' table or the 422 table answered before they became one, with
+#: the context pydantic gives it: each still has words.
+HANDLED: list[tuple[str, dict[str, Any]]] = [
+    ("missing", {}),
+    ("int_parsing", {}),
+    ("int_type", {}),
+    ("int_from_float", {}),
+    ("float_parsing", {}),
+    ("float_type", {}),
+    ("bool_parsing", {}),
+    ("bool_type", {}),
+    ("string_type", {}),
+    ("list_type", {}),
+    ("dict_type", {}),
+    ("model_attributes_type", {}),
+    ("json_invalid", {"error": "EOF while parsing"}),
+    ("json_type", {}),
+    ("timezone_aware", {}),
+    ("datetime_parsing", {"error": "invalid character"}),
+    ("date_from_datetime_parsing", {"error": "invalid character"}),
+    ("greater_than_equal", {"ge": 2}),
+    ("greater_than", {"gt": 0}),
+    ("less_than_equal", {"le": 9}),
+    ("less_than", {"lt": 10}),
+    ("string_too_short", {"min_length": 1}),
+    ("string_too_short", {"min_length": 15}),
+    ("string_too_long", {"max_length": 10}),
+    ("too_short", {"min_length": 1}),
+    ("too_long", {"max_length": 10}),
+    ("enum", {"expected": "'development' or 'production'"}),
+    ("enum", {"expected": "1, 2 or 3"}),
+    ("literal_error", {"expected": "'none', 'otlp' or 'console'"}),
+    ("string_pattern_mismatch", {"pattern": MONTH_PATTERN}),
+    ("string_pattern_mismatch", {"pattern": "^(open|closed)$"}),
+    ("string_pattern_mismatch", {"pattern": r"^\d+$"}),
+    ("extra_forbidden", {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "ctx"), HANDLED, ids=[f"{k}-{i}" for i, (k, _) in enumerate(HANDLED)])
+def test_every_error_type_either_table_handled_still_has_words_in_both_languages(
+    kind: str, ctx: dict[str, Any]
+) -> None:
+    hint = validation_hint({"type": kind, "loc": ("x",), "msg": "", "ctx": ctx})
+    assert hint is not None
+    zh, en = hint
+    assert CJK.search(zh) and en and not CJK.search(en)
+    # One wording: "须为…" for what a value must be, never the settings' old "应为…".
+    assert not zh.startswith("应为")
+
+
+def test_numbers_in_an_enum_are_listed_as_well() -> None:
+    assert validation_hint({"type": "enum", "ctx": {"expected": "1, 2 or 3"}}) == (
+        "只能是 1、2、3 之一",
+        "must be one of 1, 2, 3",
     )

@@ -4,6 +4,7 @@ then obligations, expiry boundaries, quotas, explain, and failing closed."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -233,6 +234,59 @@ def test_explain_lists_every_failed_condition_it_can_judge(engine_for: EngineFac
         ("fields", False),
         ("quota", False),
     ]
+
+
+# -- explained to someone else ----------------------------------------------------------------------------
+
+#: Words that address the reader: for an administrator explaining another user's request they would speak
+#: to her as if she were the one refused ("您", "本单位" as if it were her unit, "you", "your").
+ADDRESSED = re.compile(r"您|本单位|\byour?\b", re.IGNORECASE)
+_QUOTA_SPENT = InMemoryQuotaCounter()
+_QUOTA_SPENT.consume(CADRE_A1.user_id, "DIBAO_REVIEW", "2025-03-03", 2000)  # T0's Beijing day
+#: (case, request, quota counter): every check the engine can pass or fail, the table's and a grid worker's.
+GRID_ELSEWHERE = dataclasses.replace(GRID_A1, grids=(f"{VILLAGE_B1}-G01",))
+ALL_AT_ONCE = req(CADRE_A1, "ELDERLY_VISIT", fields=("mobile",), now=NIGHT, hint=500)
+EXPLAINED = [
+    *((t[0], t[1], None) for t in TABLE),
+    ("hours, fields and the request cap at once", ALL_AT_ONCE, None),
+    ("today's quota spent", req(CADRE_A1, "DIBAO_REVIEW"), _QUOTA_SPENT),
+    ("a grid worker's grids", req(GRID_A1, "ELDERLY_VISIT"), None),
+    ("a grid worker without grids", req(dataclasses.replace(GRID_A1, grids=()), "ELDERLY_VISIT"), None),
+    ("a grid in another village", req(GRID_ELSEWHERE, "ELDERLY_VISIT"), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "request_", "quotas"), EXPLAINED, ids=[e[0] for e in EXPLAINED])
+def test_an_explanation_about_someone_else_speaks_of_this_user(
+    permissions: PermissionModel,
+    scenarios: ScenarioCatalog,
+    case: str,
+    request_: AccessRequest,
+    quotas: InMemoryQuotaCounter | None,
+) -> None:
+    engine = PolicyEngine(permissions, scenarios, GrantIndex(GRANTS), quotas=quotas)
+    theirs = engine.explain(request_, about_caller=False)
+    own = engine.explain(request_)
+    # The same checks with the same outcome; only who the words speak to differs.
+    assert [(c.code, c.passed, c.detail) for c in theirs] == [(c.code, c.passed, c.detail) for c in own]
+    for check in theirs:
+        assert not ADDRESSED.search(check.message_zh), check
+        assert not ADDRESSED.search(check.message_en), check
+        assert not CJK.search(check.message_en), check
+
+
+def test_the_subjects_own_explanation_still_addresses_her(engine_for: EngineFactory) -> None:
+    engine = engine_for(*GRANTS)
+    (own,) = [c for c in engine.explain(req(SUPERVISOR, "DIBAO_REVIEW")) if not c.passed][:1]
+    (theirs,) = [
+        c for c in engine.explain(req(SUPERVISOR, "DIBAO_REVIEW"), about_caller=False) if not c.passed
+    ][:1]
+    assert own.message_zh == "您的岗位没有查看「居民信息」的权限。如工作确需，请联系上级管理员。"
+    assert theirs.message_zh == "该用户的岗位没有查看「居民信息」的权限。如工作确需，可联系其上级管理员。"
+    assert own.message_en.startswith("Your role") and theirs.message_en.startswith("This user's role")
+    # decide answers whoever reads data on the data path: the subject herself, in the same words.
+    (refused,) = engine.decide(req(SUPERVISOR, "DIBAO_REVIEW")).reasons
+    assert refused.message_zh == own.message_zh
 
 
 def test_obligations_of_an_allowed_decision(engine_for: EngineFactory) -> None:
