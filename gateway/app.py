@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan wiring, one error handler, request ids, routes.
+"""The FastAPI application: lifespan wiring, one error handler, request ids, request-body limits, routes.
 
 No error answer or log line carries what a request sent: a validation error names only the declared
 parameters, and an unexpected exception is logged by its type alone and ends at the outermost layer
@@ -25,9 +25,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp as StarletteASGIApp
 
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
+from gateway.pipeline import authenticate
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.validation_hints import validation_hint
@@ -110,12 +112,95 @@ class ContainUnhandledErrors:
                 await send({"type": "http.response.body", "body": body})
 
 
+async def send_error(scope: Scope, send: Send, error: GatewayError, request_id: str | None) -> None:
+    """Answer ``error`` in the one JSON shape, from a pure-ASGI middleware (no Request, no handler)."""
+    body = json.dumps(error.body(request_id), ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class RefuseOversizedBody:
+    """Pure ASGI, outside everything but :class:`ContainUnhandledErrors`: a request whose declared
+    ``Content-Length`` is over the limit is answered 413 ``body_too_large`` before any of the app runs
+    and before a byte of its body is read (no sign-in check, no parsing, no ``100 Continue``).
+
+    A body without a declared length (chunked) is counted as it streams by FastAPI's own limiter
+    (``FastAPI(max_body_size=...)``, Starlette's ``RequestBodyLimitMiddleware``), which stops reading at
+    the limit; its 413 is rendered by the app's handler (:func:`install_error_handlers`). This layer
+    exists because that limiter answers a declared oversize it was never asked to read with a plain-text
+    "Content Too Large", not the product's bilingual JSON.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = _header(scope, b"content-length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body_bytes:
+                await send_error(scope, send, BodyTooLarge(self.max_body_bytes), uuid.uuid4().hex)
+                return
+        await self.app(scope, receive, send)
+
+
+class RefuseAnonymousBody:
+    """Pure ASGI: a request to the API that carries a body but no ``Authorization`` header is answered
+    401 ``missing_token`` before the body is read or parsed.
+
+    FastAPI reads and validates a body before the endpoint runs, and the endpoints check the token first
+    thing inside; without this, anyone could have the gateway parse up to ``GRASSROOTS_MAX_BODY_BYTES``
+    of JSON for nothing. Only the absent header is refused here (free to check); a present token is still
+    verified by the endpoint, so every other answer and its order stay as they were. Every ``/api/v1``
+    endpoint requires a token, so the answer is the one the endpoint would give.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith("/api/v1/")
+            and _carries_body(scope)
+            and not _header(scope, b"authorization")
+        ):
+            try:
+                # The refusal the endpoint itself would raise (code, words, WWW-Authenticate): one source.
+                await authenticate(scope["app"].state.runtime, None)
+            except GatewayError as error:
+                await send_error(scope, send, error, (scope.get("state") or {}).get("request_id"))
+                return
+        await self.app(scope, receive, send)
+
+
+def _carries_body(scope: Scope) -> bool:
+    declared = _header(scope, b"content-length")
+    return _header(scope, b"transfer-encoding") is not None or (
+        declared is not None and declared.strip() not in (b"", b"0")
+    )
+
+
 class GatewayApp(FastAPI):
     """FastAPI with :class:`ContainUnhandledErrors` around its whole stack (ServerErrorMiddleware included:
-    ``add_middleware`` can only place a middleware inside it)."""
+    ``add_middleware`` can only place a middleware inside it), and :class:`RefuseOversizedBody` just inside
+    it when a body limit is set."""
 
     def build_middleware_stack(self) -> StarletteASGIApp:
-        inner = super().build_middleware_stack()
+        inner: ASGIApp = super().build_middleware_stack()
+        if self.max_body_size is not None:
+            inner = RefuseOversizedBody(inner, self.max_body_size)
         return typing.cast(StarletteASGIApp, ContainUnhandledErrors(inner))
 
 
@@ -255,6 +340,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 request, NotFound("页面或接口不存在。", "No such page or endpoint.", code="no_route")
             )
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        if exc.status_code == 413 and isinstance(limit, int):
+            # FastAPI's limiter stopped reading a streamed (chunked) body at the limit.
+            return error_response(request, BodyTooLarge(limit))
         return error_response(
             request,
             GatewayError(
@@ -320,6 +409,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        max_body_size=settings.max_body_bytes,
     )
     install_error_handlers(app)
     app.include_router(health.router)
@@ -331,6 +421,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.auth.devidp import router as dev_idp_router
 
         app.include_router(dev_idp_router(dev_identity_provider(settings)), prefix="/dev-idp")
+    app.add_middleware(RefuseAnonymousBody)
     if settings.data_fast_lane:
         app.add_middleware(data.DataFastLane)  # inside RequestIdMiddleware: it reads the request id
     app.add_middleware(RequestIdMiddleware)

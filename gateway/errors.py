@@ -124,6 +124,30 @@ class AuditLogUnavailable(GatewayError):
     message_en = "The access log cannot be written right now, so the request was refused. Retry later."
 
 
+class BodyTooLarge(GatewayError):
+    """RFC 9110 §15.5.14 (413 Content Too Large): the request body is over the platform's limit
+    (``GRASSROOTS_MAX_BODY_BYTES``), refused before more of it is read.
+
+    The answer closes the connection (§15.5.14: the server "MAY close the connection"): the rest of an
+    oversized body is not worth reading only to throw it away."""
+
+    status_code = 413
+    code = "body_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        size = (
+            f"{limit_bytes / 1_048_576:g} MiB" if limit_bytes >= 1_048_576 else f"{limit_bytes / 1024:g} KiB"
+        )
+        super().__init__(
+            f"请求体过大：本平台接受的请求体最大为 {size}（{limit_bytes} 字节），"
+            "本次请求未处理，请缩小后重试。",
+            f"The request body is too large: this platform accepts at most {size} ({limit_bytes} bytes). "
+            "The request was not processed; send less and retry.",
+            headers={"Connection": "close"},
+            extra={"limit_bytes": limit_bytes},
+        )
+
+
 class ServiceUnavailable(GatewayError):
     status_code = 503
     code = "service_unavailable"

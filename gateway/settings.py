@@ -147,6 +147,13 @@ class Settings(GatewayAddress):
     checkpoint_key_path: Path | None = Field(None, description="Ed25519 key for audit checkpoints")
     checkpoint_dir: Path | None = Field(None, description="append-only directory for signed checkpoints")
 
+    # Request bodies: every endpoint, refused with 413 above this (gateway.app.RefuseOversizedBody). The
+    # largest legitimate bodies are a policy replay carrying the proposed policy files (about 10 KB with
+    # the shipped ones) and a registration carrying a public key (at most 16 KB): 1 MiB leaves room to grow.
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body accepted, in bytes; larger: 413 body_too_large"
+    )
+
     # Data path.
     max_page_size: int = 100
     upstream_timeout_s: float = 5.0
