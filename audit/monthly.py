@@ -432,13 +432,17 @@ def render_html(report: MonthlyReport) -> str:
     cases = report.cases
     generated = report.generated_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
     integrity = report.integrity
-    integrity_text = (
-        f"最新签名检查点：共 {integrity.get('tree_size')} 条事件，"
-        f"根哈希 {str(integrity.get('root_hash', ''))[:16]}…，"
-        f"签名时间 {integrity.get('timestamp')}。"
-        if integrity
-        else "本报告生成时尚无签名检查点。"
-    )
+    if integrity.get("checked") is False:
+        # Could not be checked (no key, say): the page says so and why, never as if there were no checkpoint.
+        integrity_text = str(integrity.get("message") or "未能核对签名检查点。")
+    elif integrity.get("tree_size") is not None:
+        integrity_text = (
+            f"最新签名检查点：共 {integrity.get('tree_size')} 条事件，"
+            f"根哈希 {str(integrity.get('root_hash', ''))[:16]}…，"
+            f"签名时间 {integrity.get('timestamp')}。"
+        )
+    else:
+        integrity_text = "本报告生成时尚无签名检查点。"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="zh-CN"><head><meta charset="utf-8">',

@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 import typer
 
 from gateway.commands._client import load_settings
+from gateway.commands._offline import (
+    database_lost,
+    load_checkpoint_key,
+    missing_checkpoint_key,
+    require_migrated,
+)
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
 
 if TYPE_CHECKING:
@@ -83,34 +89,6 @@ def _check_area_settings() -> None:
             raise typer.Exit(2) from None
 
 
-def _require_migrated(settings: Settings) -> None:
-    """Refuse (exit 2, Chinese first) unless the database is at the code's schema revision; nothing is
-    created on the way (:func:`gateway.db.ensure_migrated_url`)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from gateway.db import DatabaseNotMigrated, ensure_migrated_url
-
-    url = settings.effective_database_url
-    try:
-        make_url(url)
-    except ArgumentError:
-        # The URL itself is never printed: it may carry the database password.
-        typer.echo(
-            "配置有误：GRASSROOTS_DATABASE_URL 不是有效的 SQLAlchemy 数据库地址"
-            "（例如 postgresql+psycopg://user@host/db）。\n"
-            "configuration error: GRASSROOTS_DATABASE_URL is not a valid SQLAlchemy database URL "
-            "(e.g. postgresql+psycopg://user@host/db)",
-            err=True,
-        )
-        raise typer.Exit(2) from None
-    try:
-        ensure_migrated_url(url)
-    except DatabaseNotMigrated as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
 def _check_startup_settings(settings: Settings) -> None:
     """What the gateway needs at start-up, checked before anything listens: a clean message, exit 2.
 
@@ -164,7 +142,7 @@ def serve(
     settings = _settings()
     _check_startup_settings(settings)
     _check_area_settings()
-    _require_migrated(settings)
+    require_migrated(settings)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -293,12 +271,16 @@ def audit_verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Verify the whole audit log (hash chain, Merkle root, latest signed checkpoint). Exit 1 when broken;
-    exit 2, nothing verified, when the checkpoint key is unreadable, or missing while signed checkpoints
-    exist (a log not checked against them must not read as verified)."""
-    from audit import verify_log
+    exit 2, nothing verified, when the database cannot be reached or is not migrated, when the checkpoint
+    key is unreadable, or missing while signed checkpoints exist, or when no signed checkpoint is found
+    although the log records one being signed (a log not checked against them must not read as verified)."""
+    from audit import AuditUnavailable, verify_log
     from gateway.db import make_engine
 
     settings = _settings()
+    # First, and creating nothing: a fresh data directory gets no empty gateway.db, an unreachable
+    # database is exit 2 with a message (not a traceback and exit 1, which reads as tampering).
+    require_migrated(settings)
     directory = checkpoints or settings.effective_checkpoint_dir
     key_path = settings.effective_checkpoint_key_path
     public_key = _checkpoint_key_for_verify(key_path, directory)
@@ -317,12 +299,19 @@ def audit_verify(
             sys.stderr.flush()
 
     use_checkpoints = public_key is not None and directory.is_dir()
-    report = verify_log(
-        engine,
-        checkpoint_dir=directory if use_checkpoints else None,
-        public_key=public_key if use_checkpoints else None,
-        progress=progress,
-    )
+    try:
+        if not (directory.is_dir() and any(directory.glob("checkpoint-*.json"))):
+            _refuse_when_the_log_records_a_checkpoint(engine, directory)
+        report = verify_log(
+            engine,
+            checkpoint_dir=directory if use_checkpoints else None,
+            public_key=public_key if use_checkpoints else None,
+            progress=progress,
+        )
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
     # Why the log was not checked against a signed checkpoint, when it was not (said, never silent).
@@ -334,13 +323,29 @@ def audit_verify(
             "checked (a rewritten or restored log would pass too); run `grassroots audit checkpoint` "
             "to sign one",
         )
+    elif report.checked:
+        # A key but no directory: a gateway makes its key when it starts and the directory with its first
+        # periodic checkpoint, so a fresh install looks like this for a while and must still pass (exit 0).
+        # A directory moved, deleted or configured elsewhere looks the same unless the log records a
+        # signing (refused above, exit 2): said as a warning, with both ways out.
+        no_checkpoint = (
+            f"  警告：检查点目录 {directory}（GRASSROOTS_CHECKPOINT_DIR）不存在，"
+            f"日志中也没有签发检查点的记录：这 {report.checked} 条事件从未签入检查点，"
+            "只校验了哈希链与 Merkle 树（整库重写或恢复旧备份也能通过）。"
+            "如果检查点保存在别处，请让 GRASSROOTS_CHECKPOINT_DIR（或 --checkpoints）指向它后重新运行；"
+            "否则运行 grassroots audit checkpoint 签发一个。",
+            f"  warning: the checkpoint directory {directory} (GRASSROOTS_CHECKPOINT_DIR) does not exist and "
+            f"the log records no checkpoint being signed: its {report.checked} events were never checked "
+            "against a signed checkpoint, only the hash chain and Merkle tree were (a rewritten or restored "
+            "log would pass too); if the checkpoints are kept elsewhere, point GRASSROOTS_CHECKPOINT_DIR (or "
+            "--checkpoints) at them and run again, otherwise run `grassroots audit checkpoint` to sign one",
+        )
     else:
         no_checkpoint = (
-            f"  没有签名检查点（{directory} 不存在）：只校验了哈希链与 Merkle 树"
-            "（整库重写或恢复旧备份也能通过）；运行 grassroots audit checkpoint 签发一个。",
-            f"  no signed checkpoint ({directory} does not exist): only the hash chain and Merkle tree "
-            "were checked (a rewritten or restored log would pass too); run `grassroots audit checkpoint` "
-            "to sign one",
+            f"  没有签名检查点（{directory} 不存在），日志也还是空的；"
+            "有事件后运行 grassroots audit checkpoint 签发一个。",
+            f"  no signed checkpoint ({directory} does not exist) and the log is still empty; once it has "
+            "events, run `grassroots audit checkpoint` to sign one",
         )
     text = "\n".join(f"{zh}\n{en}" for zh, en in report.summary(no_checkpoint))
     if report.ok:
@@ -357,39 +362,48 @@ def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519Public
     signed checkpoints or prune anchors, would otherwise yield "intact" from the hash chain alone, which a
     rewritten or restored log also passes. Never creates a key: a new one could not verify the old files.
     """
-    from audit import CheckpointError, load_public_key
-
     if not key_path.exists():
         signed = directory.is_dir() and any(
             any(directory.glob(pattern)) for pattern in ("checkpoint-*.json", "prune-anchor-*.json")
         )
         if not signed:
             return None
-        typer.echo(
-            f"审计日志未校验：{directory} 中有签名检查点，但找不到检查点密钥 {key_path}"
-            "（GRASSROOTS_CHECKPOINT_KEY_PATH），无法对照检查点校验。尚未校验任何事件；"
-            "请把签发这些检查点的密钥或其公钥 PEM 放到该路径，或让 GRASSROOTS_CHECKPOINT_KEY_PATH 指向它，"
-            "再重新运行（新生成的密钥无法验证这些检查点）。\n"
-            f"audit log NOT verified: {directory} holds signed checkpoints but there is no checkpoint key "
-            f"at {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH), so they cannot be checked; no events were "
-            "checked; put the key that signed them, or its public key PEM, at that path or point "
-            "GRASSROOTS_CHECKPOINT_KEY_PATH at it, and run again (a new key cannot verify them)",
-            err=True,
+        missing_checkpoint_key(
+            key_path,
+            subject=("审计日志", "audit log"),
+            signed=(f"{directory} 中有签名检查点", f"{directory} holds signed checkpoints"),
         )
-        raise typer.Exit(2)
-    try:
-        return load_public_key(key_path)
-    except OSError as exc:
-        reason_zh, reason_en = "没有读取权限或读取出错", exc.strerror or type(exc).__name__
-    except CheckpointError as exc:
-        reason_zh, reason_en = exc.message_zh, exc.message_en
+    return load_checkpoint_key(key_path, subject=("审计日志", "audit log"))
+
+
+def _refuse_when_the_log_records_a_checkpoint(engine: Any, directory: Path) -> None:
+    """Exit 2, nothing verified, when no signed checkpoint is at ``directory`` but the log itself records
+    that one was signed (``audit.checkpoint_written``, from the API or the command line): the checkpoints
+    were lost, or the setting points elsewhere, and the hash chain alone would pass a rewritten log.
+
+    (Periodic checkpoints are not recorded in the log, so a log may hold none of these and still have had
+    checkpoints: that case can only be warned about.)"""
+    from audit import EventQuery, query_events
+
+    recorded = query_events(engine, EventQuery(kind="audit.checkpoint_written", limit=1)).items
+    if not recorded:
+        return
+    seq = recorded[0].seq
+    state_zh, state_en = (
+        ("中没有签名检查点", "holds no signed checkpoint")
+        if directory.is_dir()
+        else ("不存在", "does not exist")
+    )
     typer.echo(
-        f"审计日志未校验：检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）无法使用：{reason_zh}。"
-        "尚未校验任何事件；请让该设置指向签发检查点的 Ed25519 密钥或其公钥 PEM（当前用户可读），"
-        "再重新运行。\n"
-        f"audit log NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH) cannot be "
-        f"used: {reason_en}; no events were checked; point that setting at the Ed25519 key that signs the "
-        "checkpoints, or its public key PEM, readable by this user, and run again",
+        f"审计日志未校验：日志记载第 {seq} 号事件签发过检查点（audit.checkpoint_written），但检查点目录 "
+        f"{directory}（GRASSROOTS_CHECKPOINT_DIR）{state_zh}。尚未校验任何事件；请找回该目录，或让 "
+        "GRASSROOTS_CHECKPOINT_DIR（或 --checkpoints）指向它，再重新运行"
+        "（只校验哈希链时，整库重写或恢复旧备份也能通过）。\n"
+        f"audit log NOT verified: the log records a checkpoint being signed (event {seq}, "
+        f"audit.checkpoint_written) but the checkpoint directory {directory} (GRASSROOTS_CHECKPOINT_DIR) "
+        f"{state_en}; no events were checked; restore that directory, or point GRASSROOTS_CHECKPOINT_DIR "
+        "(or --checkpoints) at it, and run again (the hash chain alone would pass a rewritten or restored "
+        "log too)",
         err=True,
     )
     raise typer.Exit(2)
@@ -405,6 +419,9 @@ def audit_checkpoint() -> None:
     from gateway.db import make_engine
 
     settings = _settings()
+    # Before the signing key is made (on a first checkpoint): a command that cannot reach a migrated
+    # database leaves no key behind (exit 2, creating nothing).
+    require_migrated(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
@@ -417,6 +434,8 @@ def audit_checkpoint() -> None:
             err=True,
         )
         raise typer.Exit(1) from None
+    except AuditUnavailable:
+        database_lost(settings)
     # Every supervisory act is an audit event (GB/T 35273-2020 §11.2); the same one the API records.
     # Written after signing, since it names the root; the checkpoint file alone changes nothing.
     try:
@@ -434,6 +453,8 @@ def audit_checkpoint() -> None:
             err=True,
         )
         raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
     typer.echo(
         f"已写入签名检查点：树大小 {cp.tree_size}，根哈希 {cp.root_hash.hex()}；"
         f"已记入审计日志，操作者为 {actor}。\n"
@@ -476,17 +497,25 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
+    from audit import AuditUnavailable
     from gateway.db import make_engine
     from gateway.keys import load_masking_keyring, save_masking_keyring
 
     settings = _settings()
+    # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
+    # leaves no key file behind (exit 2, creating nothing).
+    require_migrated(settings)
     ring = load_masking_keyring(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
     # Record first: a rotation nobody can account for must not happen (fail closed).
-    actor = record_offline_act(
-        make_engine(settings.effective_database_url), "keys.rotated", {"before": before, "after": new_id}
-    )
+    engine = make_engine(settings.effective_database_url)
+    try:
+        actor = record_offline_act(engine, "keys.rotated", {"before": before, "after": new_id})
+    except AuditUnavailable:
+        database_lost(settings)  # nothing rotated: the ring is saved only once the event is recorded
+    finally:
+        engine.dispose()
     save_masking_keyring(settings, ring)
     typer.echo(
         f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。\n"
@@ -511,7 +540,7 @@ def seed_demo_cmd(
     settings = _settings()
     # Before anything is written (keys, credential files, rows): an unmigrated database is refused as
     # `grassroots serve` refuses it.
-    _require_migrated(settings)
+    require_migrated(settings)
     # The key ring `grassroots serve` loads from the same data directory opens what is sealed here; the
     # registries started as printed below accept exactly the keys stored (`grassroots demo` does the same).
     prepared = prepare_demo(

@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -38,6 +38,37 @@ class DatabaseNotMigrated(Exception):
             f"The database schema is at revision {current or 'none'}, the code needs {head}: run "
             "`grassroots db upgrade` (same GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL) and try again.",
         )
+
+
+class DatabaseUnreachable(DatabaseNotMigrated):
+    """The database cannot be reached or read at all (down, wrong host or port, refused login, not a
+    database file); ``str()`` names it without credentials, Chinese first, then English, on two lines.
+
+    A kind of :class:`DatabaseNotMigrated` (whose schema cannot be read), so every start-up check that
+    refuses an unmigrated database refuses this one too; the command line tells the two apart, because
+    "cannot reach it" and "reached it, schema behind" call for different fixes."""
+
+    @classmethod
+    def at(cls, url: str | URL, reason: str) -> DatabaseUnreachable:
+        shown = url_without_credentials(url)
+        return cls(
+            f"无法连接数据库 {shown}（{reason}）：请确认数据库已启动、地址和端口正确、本机可以访问，"
+            "并检查 GRASSROOTS_DATABASE_URL，然后重试。",
+            f"cannot reach the database at {shown} ({reason}): check that it is running, that host and port "
+            "are right and reachable from here, and GRASSROOTS_DATABASE_URL, then try again",
+        )
+
+
+def url_without_credentials(url: str | URL) -> str:
+    """The database URL as a message may show it: no user name, no password, no query (where a driver
+    may take a password too); a URL that cannot be parsed is not shown at all."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "GRASSROOTS_DATABASE_URL"
+    # Built anew: URL.set() takes None as "leave unchanged".
+    shown = URL.create(parsed.drivername, host=parsed.host, port=parsed.port, database=parsed.database)
+    return shown.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -107,15 +138,14 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def ensure_migrated(engine: Engine) -> None:
-    """Refuse to run on an unmigrated or outdated schema, saying exactly how to fix it."""
+    """Refuse to run on an unmigrated or outdated schema (:class:`DatabaseNotMigrated`), or on a database
+    that cannot be reached (:class:`DatabaseUnreachable`), saying exactly how to fix it."""
     head = head_revision()
     try:
         current = current_revision(engine)
     except Exception as exc:  # the database itself is unreachable
-        raise DatabaseNotMigrated(
-            f"无法读取数据库结构版本（{type(exc).__name__}）：请检查 GRASSROOTS_DATABASE_URL。",
-            f"cannot read the schema version ({type(exc).__name__}); check GRASSROOTS_DATABASE_URL",
-        ) from None
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise DatabaseUnreachable.at(engine.url, reason) from None
     if current != head:
         raise DatabaseNotMigrated.behind(current, head)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from gateway.commands._client import ApiCall, api_command, show
+from gateway.commands._client import ApiCall, api_command, load_settings, show
 
 app = typer.Typer(no_args_is_help=True, help="Audit queries, reports, complaints, incidents.")
 _BASE = "/api/v1/supervision"
@@ -437,33 +437,43 @@ def archive_verify(
     """Verify archives offline: signature, file digest, every chain link and leaf, the range root.
 
     Exit 1 if any archive does not verify, 2 if a file cannot be read (nothing verified), 0 otherwise."""
-    from audit import CheckpointSigner, load_public_key, verify_archive
-    from gateway.settings import Settings
-
-    settings = Settings()
-    key_path = settings.effective_checkpoint_key_path
-    if public_key is None and not key_path.exists():
-        typer.echo(
-            f"找不到检查点公钥（{key_path}）：请用 --public-key 指定检查点密钥的公钥 PEM。\n"
-            f"no public key ({key_path} is missing): pass --public-key (the checkpoint key's public half)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    key = (
-        load_public_key(public_key)
-        if public_key is not None
-        else CheckpointSigner.load_or_create(key_path).public_key
+    from audit import AuditUnavailable, verify_archive
+    from gateway.commands._offline import (
+        database_lost,
+        load_checkpoint_key,
+        missing_checkpoint_key,
+        require_migrated,
     )
+
+    settings = load_settings()
+    subject = ("归档", "archive")
+    key_path = settings.effective_checkpoint_key_path
+    # Loaded, never made: a new key cannot verify a manifest signed before, and would hide the loss.
+    if public_key is not None:
+        key = load_checkpoint_key(public_key, subject=subject, source="--public-key")
+    elif not key_path.exists():
+        missing_checkpoint_key(
+            key_path,
+            subject=subject,
+            signed=("归档清单由检查点密钥签名", "archive manifests are signed with the checkpoint key"),
+            hint=("，或用 --public-key 指定其公钥 PEM", ", or pass its public key PEM with --public-key"),
+        )
+    else:
+        key = load_checkpoint_key(key_path, subject=subject)
     engine = None
     if against_db:
         from gateway.db import make_engine
 
+        require_migrated(settings)
         engine = make_engine(settings.effective_database_url)
     worst = 0
     failed: list[str] = []
     for manifest in manifests:
         label = f"{manifest.name}: " if len(manifests) > 1 else ""
-        verdict = verify_archive(manifest, key, engine)
+        try:
+            verdict = verify_archive(manifest, key, engine)
+        except AuditUnavailable:
+            database_lost(settings)
         if not verdict.readable:
             # Nothing was verified: a wrong path or a missing file, not evidence of tampering (exit 2, not 1).
             typer.echo(
@@ -512,16 +522,41 @@ def prefix_verify(
 ) -> None:
     """Check a pruned log's prefix offline: every archive its signed anchor relies on, chained from genesis
     to the anchor, rebuilding the anchor's frontier and every older checkpoint's root."""
-    from audit import CheckpointSigner, verify_archived_prefix
+    from audit import AuditUnavailable, verify_archived_prefix
+    from gateway.commands._offline import (
+        database_lost,
+        load_checkpoint_key,
+        missing_checkpoint_key,
+        require_migrated,
+    )
     from gateway.db import make_engine
-    from gateway.settings import Settings
     from gateway.supervision_tasks import SupervisionSettings
 
-    settings = Settings()
-    key = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path).public_key
+    settings = load_settings()
+    require_migrated(settings)
+    subject = ("已清理部分", "pruned prefix")
+    key_path = settings.effective_checkpoint_key_path
+    checkpoints = settings.effective_checkpoint_dir
+    # Loaded, never made: a new key cannot verify the anchor or checkpoints signed before.
+    if not key_path.exists():
+        missing_checkpoint_key(
+            key_path,
+            subject=subject,
+            signed=(
+                f"清理锚点、检查点（{checkpoints}）和归档清单都由检查点密钥签名",
+                f"the prune anchor, the checkpoints in {checkpoints} and the archive manifests are signed "
+                "with the checkpoint key",
+            ),
+        )
+    key = load_checkpoint_key(key_path, subject=subject)
     directory = archive_dir or SupervisionSettings().audit_archive_dir or settings.data_dir / "archives"
     engine = make_engine(settings.effective_database_url)
-    result = verify_archived_prefix(engine, directory, key, settings.effective_checkpoint_dir)
+    try:
+        result = verify_archived_prefix(engine, directory, key, checkpoints)
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
     if not result.ok:
         typer.echo(
             f"已清理部分验证未通过：{result.problem_zh or '原因见下方英文说明'}。请保留现场并报告。\n"

@@ -562,18 +562,67 @@ async def monthly_report(
 
 
 def _integrity(runtime: Runtime) -> dict[str, Any]:
+    """The report's 日志完整性 section: the latest signed checkpoint, verified with the checkpoint key.
+
+    ``checked`` is false, with the reason in both languages, when it could not be checked (no key, a key
+    that cannot be used, a checkpoint that does not verify): a report that left the section out would read
+    as "nothing to check". The key is only loaded, never made: a new one could not verify the old files.
+    The server's file paths stay out of the answer; the setting is named instead."""
     directory = runtime.settings.effective_checkpoint_dir
     key_path = runtime.settings.effective_checkpoint_key_path
-    if not key_path.exists() or not directory.is_dir():
-        return {}
-    cp = audit.latest_checkpoint(directory, signer_for(runtime).public_key)
+    if not key_path.exists():
+        return _not_checked(
+            "checkpoint_key_missing",
+            "未能核对签名检查点：服务器上找不到检查点密钥（GRASSROOTS_CHECKPOINT_KEY_PATH），"
+            "本报告的日志完整性未经检查点验证。请运维人员恢复签发检查点的密钥或其公钥"
+            "（新生成的密钥无法验证已有检查点），然后运行 grassroots audit verify。",
+            "The signed checkpoint could not be checked: the server has no checkpoint key "
+            "(GRASSROOTS_CHECKPOINT_KEY_PATH), so this report's log integrity is not verified against a "
+            "checkpoint. Ask the operator to restore the key that signed the checkpoints, or its public key "
+            "(a new key cannot verify them), then run `grassroots audit verify`.",
+        )
+    try:
+        public_key = audit.load_public_key(key_path)
+    except (OSError, CheckpointError) as exc:
+        reason_zh, reason_en = (
+            (exc.message_zh, exc.message_en)
+            if isinstance(exc, CheckpointError)
+            else ("无法读取", exc.strerror or type(exc).__name__)
+        )
+        return _not_checked(
+            "checkpoint_key_unusable",
+            f"未能核对签名检查点：检查点密钥（GRASSROOTS_CHECKPOINT_KEY_PATH）无法使用：{reason_zh}。"
+            "请运维人员检查该密钥文件，然后运行 grassroots audit verify。",
+            f"The signed checkpoint could not be checked: the checkpoint key "
+            f"(GRASSROOTS_CHECKPOINT_KEY_PATH) cannot be used: {reason_en}. Ask the operator to check the "
+            "key file, then run `grassroots audit verify`.",
+        )
+    try:
+        cp = audit.latest_checkpoint(directory, public_key) if directory.is_dir() else None
+    except CheckpointError as exc:
+        return _not_checked(
+            "checkpoint_invalid",
+            f"最新的签名检查点无法验证：{exc.message_zh}。"
+            "请运维人员运行 grassroots audit verify 并保留现场。",
+            f"The latest signed checkpoint does not verify: {exc.message_en}. Ask the operator to run "
+            "`grassroots audit verify` and keep the evidence.",
+        )
     if cp is None:
-        return {}
+        return {
+            "checked": True,
+            "note": "本报告生成时尚无签名检查点。",
+            "note_en": "There was no signed checkpoint yet when this report was made.",
+        }
     return {
+        "checked": True,
         "tree_size": cp.tree_size,
         "root_hash": cp.root_hash.hex(),
         "timestamp": cp.to_json()["timestamp"],
     }
+
+
+def _not_checked(problem: str, message_zh: str, message_en: str) -> dict[str, Any]:
+    return {"checked": False, "problem": problem, "message": message_zh, "message_en": message_en}
 
 
 def chromium_binary() -> str | None:

@@ -12,11 +12,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
-from audit import AuditLog
+from audit import AuditLog, CheckpointSigner
 from audit.tables import audit_events
 from gateway.cli import app as grassroots
 from gateway.cli import offline_actor
-from tests.audit.conftest import sqlite_store
+from gateway.db import upgrade
+from tests.audit.conftest import Store
 from tests.audit.helpers import make_event
 
 runner = CliRunner()
@@ -34,8 +35,16 @@ def _cli(tmp_path: Path, *args: str) -> Result:
     return runner.invoke(grassroots, list(args), env=env)
 
 
+def migrated_sqlite_store(path: Path) -> Store:
+    """A SQLite audit store made the way the product makes one (``grassroots db upgrade``): the offline
+    commands refuse a database that is not at the code's schema revision."""
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return Store(sa.create_engine(url), url, None)
+
+
 def _log_of(tmp_path: Path, events: int) -> None:
-    store = sqlite_store(tmp_path / "audit.db")
+    store = migrated_sqlite_store(tmp_path / "audit.db")
     AuditLog(store.engine).append_many(make_event(i) for i in range(events))
     store.engine.dispose()
 
@@ -156,3 +165,98 @@ def test_verify_refuses_an_unreadable_checkpoint_key(tmp_path: Path) -> None:
         f"audit log NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH)"
     )
     assert "not a PEM" in en and "no events were checked" in en
+
+
+# -- a key, but no checkpoint directory ---------------------------------------------------------------
+
+
+def test_verify_warns_when_a_log_was_never_checkpointed_and_the_directory_is_missing(tmp_path: Path) -> None:
+    """A gateway makes its key when it starts and the directory with its first periodic checkpoint: a fresh
+    install looks like this for a while and passes (exit 0), but says plainly what was not checked and how
+    a moved or misconfigured directory would look the same."""
+    _log_of(tmp_path, 3)
+    CheckpointSigner.load_or_create(tmp_path / "keys" / "audit-checkpoint-ed25519.pem")
+    verified = _cli(tmp_path, "audit", "verify", "--quiet")
+    assert verified.exit_code == 0, verified.output
+    pairs = _pairs(verified.stdout)
+    assert pairs[0] == ("审计日志完整：已校验 3 条事件。", "audit log intact: 3 events verified")
+    zh, en = pairs[1]
+    assert zh.startswith("  警告：检查点目录") and en.startswith("  warning: the checkpoint directory")
+    for line in (zh, en):
+        assert str(tmp_path / "checkpoints") in line and "GRASSROOTS_CHECKPOINT_DIR" in line
+        assert "grassroots audit checkpoint" in line
+    assert "从未签入检查点" in zh and "3 events were never checked against a signed checkpoint" in en
+    assert not (tmp_path / "checkpoints").exists()  # verify creates nothing
+
+
+def test_verify_refuses_when_the_log_records_a_checkpoint_that_is_not_there(tmp_path: Path) -> None:
+    """The log itself says a checkpoint was signed (audit.checkpoint_written): with none in the directory,
+    the hash chain alone must not read as verified (exit 2, nothing verified), whether the directory is
+    gone or emptied."""
+    _log_of(tmp_path, 3)
+    assert _cli(tmp_path, "audit", "checkpoint").exit_code == 0
+    directory = tmp_path / "checkpoints"
+    for path in directory.iterdir():
+        path.unlink()
+    for emptied in (True, False):
+        if not emptied:
+            directory.rmdir()
+        state_zh, state_en = (
+            ("中没有签名检查点", "holds no signed checkpoint") if emptied else ("不存在", "does not exist")
+        )
+        refused = _cli(tmp_path, "audit", "verify", "--quiet")
+        assert refused.exit_code == 2, refused.output
+        assert refused.stdout == ""
+        ((zh, en),) = _pairs(refused.stderr)
+        assert zh.startswith("审计日志未校验：日志记载第 4 号事件签发过检查点") and state_zh in zh
+        assert en.startswith("audit log NOT verified: the log records a checkpoint being signed (event 4")
+        assert state_en in en and "no events were checked" in en
+        for line in (zh, en):
+            assert str(directory) in line and "GRASSROOTS_CHECKPOINT_DIR" in line
+
+
+# -- verifiers never make a checkpoint key ------------------------------------------------------------
+
+
+def _assert_missing_key_refusal(result: Result, key_path: Path, subject_zh: str, subject_en: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    ((zh, en),) = _pairs(result.stderr)
+    assert zh.startswith(f"{subject_zh}未校验：") and en.startswith(f"{subject_en} NOT verified: ")
+    assert f"找不到检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）" in zh
+    assert "尚未校验任何事件" in zh and "新生成的密钥无法验证它们" in zh
+    assert f"no checkpoint key at {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH)" in en
+    assert "no events were checked" in en and "a new key cannot verify them" in en
+    assert not key_path.exists() and not key_path.parent.exists()
+
+
+def test_prefix_verify_never_makes_a_checkpoint_key(tmp_path: Path) -> None:
+    _log_of(tmp_path, 3)
+    key_path = tmp_path / "keys" / "audit-checkpoint-ed25519.pem"
+    refused = _cli(tmp_path, "supervise", "prefix-verify")
+    _assert_missing_key_refusal(refused, key_path, "已清理部分", "pruned prefix")
+
+
+def test_archive_verify_without_a_public_key_never_makes_a_checkpoint_key(tmp_path: Path) -> None:
+    key_path = tmp_path / "keys" / "audit-checkpoint-ed25519.pem"
+    manifest = tmp_path / "archives" / "audit-2026-10-1-10.manifest.json"
+    refused = _cli(tmp_path, "supervise", "archive-verify", str(manifest))
+    _assert_missing_key_refusal(refused, key_path, "归档", "archive")
+    assert "--public-key" in refused.stderr
+
+
+def test_archive_verify_refuses_an_unusable_checkpoint_key_without_a_traceback(tmp_path: Path) -> None:
+    key_path = tmp_path / "keys" / "audit-checkpoint-ed25519.pem"
+    key_path.parent.mkdir()
+    key_path.write_text("not a key\n")
+    key_path.chmod(0o600)
+    manifest = tmp_path / "archives" / "audit-2026-10-1-10.manifest.json"
+    refused = _cli(tmp_path, "supervise", "archive-verify", str(manifest))
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    ((zh, en),) = _pairs(refused.stderr)
+    assert zh.startswith(f"归档未校验：检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）无法使用：")
+    assert en.startswith(
+        f"archive NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH)"
+    )
+    assert key_path.read_text() == "not a key\n"

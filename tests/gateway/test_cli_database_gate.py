@@ -1,8 +1,11 @@
 """Commands that need the current schema refuse an unmigrated database the same way: Chinese first, then
-English, naming `grassroots db upgrade`, exit 2, no traceback, and nothing created in the data directory."""
+English, naming `grassroots db upgrade`, exit 2, no traceback, and nothing created in the data directory
+(no gateway.db, no checkpoint key, no masking key ring). An unreachable database is exit 2 too, named
+without its credentials: never exit 1, which `audit verify` keeps for a log that is not intact."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,15 +17,26 @@ from gateway.db import head_revision, upgrade
 runner = CliRunner()
 
 
-def _run(data_dir: Path, *args: str) -> Result:
+def _run(data_dir: Path, *args: str, database_url: str | None = None) -> Result:
     env = {
         "GRASSROOTS_DATA_DIR": str(data_dir),
         "GRASSROOTS_DEV_IDP_ENABLED": "true",
-        "GRASSROOTS_DATABASE_URL": None,
+        "GRASSROOTS_DATABASE_URL": database_url,
         "GRASSROOTS_OIDC_ISSUER": None,
         "GRASSROOTS_MODE": None,
+        "GRASSROOTS_CHECKPOINT_KEY_PATH": None,
+        "GRASSROOTS_CHECKPOINT_DIR": None,
     }
     return runner.invoke(grassroots, list(args), env=env)
+
+
+# Every offline command that reads or writes the database itself (not through the gateway's API).
+OFFLINE_DATABASE_COMMANDS = [
+    ["audit", "verify", "--quiet"],
+    ["audit", "checkpoint"],
+    ["keys", "rotate"],
+    ["supervise", "prefix-verify"],
+]
 
 
 def _assert_refused_as_unmigrated(result: Result, revision: str) -> None:
@@ -39,6 +53,7 @@ def _assert_refused_as_unmigrated(result: Result, revision: str) -> None:
     [
         ["seed-demo"],
         ["serve", "--port", "1"],
+        *OFFLINE_DATABASE_COMMANDS,
     ],
 )
 def test_a_fresh_data_directory_is_refused_and_left_as_it_was(tmp_path: Path, command: list[str]) -> None:
@@ -67,3 +82,43 @@ def test_seed_demo_on_a_migrated_database_still_seeds(tmp_path: Path) -> None:
     result = _run(data_dir, "seed-demo")
     assert result.exit_code == 0, result.stderr
     assert "civil-affairs-registry approved" in result.stdout
+
+
+@pytest.mark.parametrize("command", OFFLINE_DATABASE_COMMANDS)
+def test_offline_commands_refuse_a_database_behind_the_code_and_make_no_key(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    upgrade(f"sqlite:///{data_dir / 'gateway.db'}", "base")
+    result = _run(data_dir, *command)
+    _assert_refused_as_unmigrated(result, "none")
+    assert not (data_dir / "keys").exists() and not (data_dir / "checkpoints").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", OFFLINE_DATABASE_COMMANDS)
+def test_an_unreachable_database_is_exit_2_named_without_credentials(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Not exit 1 (for `audit verify`, tampering) and not a traceback: a monitoring job tells them apart."""
+    port = _closed_port()
+    data_dir = tmp_path / "var"
+    url = f"postgresql+psycopg://auditor:s3cret-pw@127.0.0.1:{port}/gateway?password=s3cret-q"
+    result = _run(data_dir, *command, database_url=url)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    zh, en = result.stderr.splitlines()
+    shown = f"postgresql+psycopg://127.0.0.1:{port}/gateway"
+    assert zh.startswith(f"无法连接数据库 {shown}（OperationalError）：") and "GRASSROOTS_DATABASE_URL" in zh
+    assert en.startswith(f"cannot reach the database at {shown} (OperationalError): ")
+    assert "GRASSROOTS_DATABASE_URL" in en
+    for secret in ("auditor", "s3cret"):
+        assert secret not in result.stderr
+    assert not data_dir.exists()  # no key, no key ring, no checkpoint directory

@@ -23,8 +23,8 @@ from gateway.cli import app as grassroots
 from gateway.commands.policy import resolve_at
 from policies.permissions import ACTIONS
 from policies.scenarios import CHINA_STANDARD_TIME
-from tests.audit.conftest import sqlite_store
 from tests.audit.helpers import drop_triggers, make_event
+from tests.gateway.test_cli_audit import migrated_sqlite_store
 from tests.gateway.test_cli_client import Gateway, serve_gateway
 
 runner = CliRunner()
@@ -87,7 +87,7 @@ def test_decide_refuses_an_impossible_time_of_day_before_calling(gateway: Gatewa
 
 def _two_archives(tmp_path: Path) -> tuple[list[Path], Path, str]:
     """Two signed monthly archives of a real audit log (SQLite), the public key's file and the log's URL."""
-    store = sqlite_store(tmp_path / "audit.db")
+    store = migrated_sqlite_store(tmp_path / "audit.db")
     signer = CheckpointSigner.generate()
     log = AuditLog(store.engine)
     jan, feb = datetime(2026, 1, 10, 2, tzinfo=UTC), datetime(2026, 2, 10, 2, tzinfo=UTC)
@@ -222,7 +222,7 @@ _CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 
 def test_audit_verify_and_checkpoint_speak_chinese_first(tmp_path: Path) -> None:
-    store = sqlite_store(tmp_path / "audit.db")
+    store = migrated_sqlite_store(tmp_path / "audit.db")
     AuditLog(store.engine).append_many(make_event(i) for i in range(3))
     store.engine.dispose()
     env = _offline_env(tmp_path, store.url)
@@ -242,7 +242,7 @@ def test_audit_verify_and_checkpoint_speak_chinese_first(tmp_path: Path) -> None
 
 
 def test_audit_verify_reports_a_broken_log_chinese_first(tmp_path: Path) -> None:
-    store = sqlite_store(tmp_path / "audit.db")
+    store = migrated_sqlite_store(tmp_path / "audit.db")
     AuditLog(store.engine).append_many(make_event(i) for i in range(3))
     drop_triggers(store.engine)
     with store.engine.begin() as conn:

@@ -1,0 +1,104 @@
+"""What the offline commands (``audit verify``/``checkpoint``, ``keys rotate``, ``supervise prefix-verify``
+and ``archive-verify``) check before they act, so that a failure is a message and exit 2, never a
+traceback, and never leaves a database file or a key behind.
+
+Exit 2 means "nothing was done / nothing verified": a monitoring job must be able to tell an unreachable
+database or a missing key from a log that is not intact (exit 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from gateway.settings import Settings
+
+
+def require_migrated(settings: Settings) -> None:
+    """Refuse (exit 2, Chinese first) unless the database can be reached and is at the code's schema
+    revision; nothing is created on the way (:func:`gateway.db.ensure_migrated_url`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from gateway.db import DatabaseNotMigrated, ensure_migrated_url
+
+    url = settings.effective_database_url
+    try:
+        make_url(url)
+    except ArgumentError:
+        # The URL itself is never printed: it may carry the database password.
+        typer.echo(
+            "配置有误：GRASSROOTS_DATABASE_URL 不是有效的 SQLAlchemy 数据库地址"
+            "（例如 postgresql+psycopg://user@host/db）。\n"
+            "configuration error: GRASSROOTS_DATABASE_URL is not a valid SQLAlchemy database URL "
+            "(e.g. postgresql+psycopg://user@host/db)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    try:
+        ensure_migrated_url(url)
+    except DatabaseNotMigrated as exc:  # DatabaseUnreachable included, with its own words
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def database_lost(settings: Settings, reason: str = "AuditUnavailable") -> NoReturn:
+    """The database went away after :func:`require_migrated` let the command start: the same message,
+    exit 2 (nothing verified or changed), instead of the traceback of ``AuditUnavailable``."""
+    from gateway.db import DatabaseUnreachable
+
+    typer.echo(str(DatabaseUnreachable.at(settings.effective_database_url, reason)), err=True)
+    raise typer.Exit(2)
+
+
+def missing_checkpoint_key(
+    key_path: Path, *, subject: tuple[str, str], signed: tuple[str, str], hint: tuple[str, str] = ("", "")
+) -> NoReturn:
+    """Exit 2, nothing verified: there is no checkpoint key to check the signatures with.
+
+    Verifiers only ever load the key: a newly made one could not verify anything signed before, and would
+    hide that the real one is lost. ``subject`` is what was not verified, ``signed`` what carries the
+    signatures (Chinese, English)."""
+    typer.echo(
+        f"{subject[0]}未校验：{signed[0]}，但找不到检查点密钥 {key_path}"
+        "（GRASSROOTS_CHECKPOINT_KEY_PATH），无法对照其签名校验。尚未校验任何事件；"
+        "请把签发它们的密钥或其公钥 PEM 放到该路径，或让 GRASSROOTS_CHECKPOINT_KEY_PATH 指向它"
+        f"{hint[0]}，再重新运行（新生成的密钥无法验证它们）。\n"
+        f"{subject[1]} NOT verified: {signed[1]} but there is no checkpoint key at {key_path} "
+        "(GRASSROOTS_CHECKPOINT_KEY_PATH), so they cannot be checked; no events were checked; put the key "
+        "that signed them, or its public key PEM, at that path or point GRASSROOTS_CHECKPOINT_KEY_PATH at "
+        f"it{hint[1]}, and run again (a new key cannot verify them)",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+def load_checkpoint_key(
+    key_path: Path, *, subject: tuple[str, str], source: str = "GRASSROOTS_CHECKPOINT_KEY_PATH"
+) -> Ed25519PublicKey:
+    """The public half of the checkpoint key at ``key_path`` (a private or a public PEM), loaded only;
+    exit 2, nothing verified, when it cannot be used (the file's own reason, in both languages).
+    ``source`` is where the path came from (the setting, or an option), for the message."""
+    from audit import CheckpointError, load_public_key
+
+    try:
+        return load_public_key(key_path)
+    except OSError as exc:
+        reason_zh, reason_en = "没有读取权限或读取出错", exc.strerror or type(exc).__name__
+    except CheckpointError as exc:
+        reason_zh, reason_en = exc.message_zh, exc.message_en
+    typer.echo(
+        f"{subject[0]}未校验：检查点密钥 {key_path}（{source}）无法使用：{reason_zh}。"
+        "尚未校验任何事件；请让该设置指向签发检查点的 Ed25519 密钥或其公钥 PEM（当前用户可读），"
+        "再重新运行。\n"
+        f"{subject[1]} NOT verified: the checkpoint key {key_path} ({source}) "
+        f"cannot be used: {reason_en}; no events were checked; point that setting at the Ed25519 key that "
+        "signs the checkpoints, or its public key PEM, readable by this user, and run again",
+        err=True,
+    )
+    raise typer.Exit(2)
