@@ -10,8 +10,9 @@ order, in one ``send``. A close flushes first, so nothing written is ever droppe
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
-from typing import Any
+from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -88,11 +89,78 @@ class _CoalescingTransport(asyncio.Transport):
         return self._transport.get_write_buffer_limits()
 
 
+#: The most a request's head (request line and headers) may take. httptools sets no limit and holds a
+#: header in memory until it is complete, so without one a client could grow a worker by sending one
+#: endless header. 64 KiB is twice nginx's default ceiling (4 buffers of 8 KiB) and far above what a
+#: bearer token and the usual headers need (a few KiB).
+MAX_REQUEST_HEAD_BYTES: Final = 64 * 1024
+_LINGER_S: Final = 2.0
+
+
+def _head_too_large_response() -> bytes:
+    """431 (RFC 6585 §5) in the product's one error shape, Chinese first; the connection is closed."""
+    body = json.dumps(
+        {
+            "error": "request_header_too_large",
+            "message": f"请求头过大：请求行与请求头合计最多 {MAX_REQUEST_HEAD_BYTES // 1024} KiB，"
+            "请检查是否误把数据放进了请求头或链接。",
+            "message_en": f"Request head too large: the request line and headers may take at most "
+            f"{MAX_REQUEST_HEAD_BYTES // 1024} KiB; check that no data was put into a header or the link.",
+            "request_id": None,
+        },
+        ensure_ascii=False,
+    ).encode()
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through :class:`_CoalescingTransport`."""
+    """uvicorn's httptools protocol writing through :class:`_CoalescingTransport`, with a request's head
+    capped at :data:`MAX_REQUEST_HEAD_BYTES` (431 and the connection closed beyond it)."""
+
+    _head_open = False
+    _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport, self.loop))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        super().on_headers_complete()
+
+    _refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused head: read and dropped until the connection closes
+        super().data_received(data)
+        if self._head_open:
+            # Counted only while a head is still incomplete after the chunk: its bytes so far (a chunk
+            # that also ended an earlier pipelined request is counted whole; that only errs by that much).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
+                self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and end the connection without losing the answer: our side is shut for writing at
+        once, what the client still sends is dropped, and the socket is closed a moment later (closing it
+        with unread bytes would reset it, and the client could lose the answer; a lingering close, as
+        nginx does)."""
+        self._refused = True
+        self._head_open = False
+        self.logger.warning("request head over %d bytes refused (431)", MAX_REQUEST_HEAD_BYTES)
+        self.transport.write(_head_too_large_response())
+        self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
 
 
 class ReusePortAddress(socket.socket):

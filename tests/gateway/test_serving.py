@@ -4,13 +4,14 @@ own httptools protocol, over keep-alive, on ``Connection: close`` and for a stre
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.serving import CoalescingHttpToolsProtocol
+from gateway.serving import MAX_REQUEST_HEAD_BYTES, CoalescingHttpToolsProtocol
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -39,7 +40,7 @@ REQUESTS = (
 )
 
 
-async def _exchange(protocol: type[asyncio.Protocol]) -> bytes:
+async def _exchange(protocol: type[asyncio.Protocol], requests: bytes = REQUESTS, chunk: int = 0) -> bytes:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol, loop="none", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -47,8 +48,19 @@ async def _exchange(protocol: type[asyncio.Protocol]) -> bytes:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(REQUESTS)
-    await writer.drain()
+    if chunk:  # a slow client: the request in pieces, as a socket delivers a long one
+        for start in range(0, len(requests), chunk):
+            if writer.is_closing() or reader.at_eof():
+                break
+            writer.write(requests[start : start + chunk])
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0)
+    else:
+        writer.write(requests)
+        await writer.drain()
     data = await asyncio.wait_for(reader.read(), timeout=10)  # until the server closes after /c
     writer.close()
     server.should_exit = True
@@ -95,3 +107,23 @@ async def test_writes_of_one_loop_turn_go_out_as_one_and_close_flushes_first() -
     transport.close()
     assert inner.sent[-1] == b"last"
     assert inner.closed
+
+
+async def test_a_request_head_over_the_cap_is_refused_431_and_the_connection_closed() -> None:
+    # One endless header, sent in pieces: httptools alone would hold all of it in memory until it ends.
+    endless = b"GET /a HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * (4 * MAX_REQUEST_HEAD_BYTES) + b"\r\n\r\n"
+    answer = await _exchange(CoalescingHttpToolsProtocol, endless, chunk=4096)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ") and b"connection: close" in head
+    error = json.loads(body)
+    assert error["error"] == "request_header_too_large"
+    assert error["message"].startswith("请求头过大") and "64 KiB" in error["message_en"]
+    assert b"HTTP/1.1 200" not in answer
+
+
+async def test_heads_under_the_cap_and_bodies_of_any_chunking_are_served_as_before() -> None:
+    # A large (but allowed) head, then a keep-alive request, delivered in small pieces: the cap counts
+    # only an unfinished head, never a finished one or what follows it.
+    large = b"GET /a HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * (MAX_REQUEST_HEAD_BYTES - 1024) + b"\r\n\r\n"
+    answer = await _exchange(CoalescingHttpToolsProtocol, large + REQUESTS, chunk=4096)
+    assert answer.count(b"HTTP/1.1 200 OK") == 5 and b"431" not in answer
