@@ -19,6 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Seconds to wait for a PostgreSQL connection (libpq ``connect_timeout``) unless the URL says otherwise.
+PG_CONNECT_TIMEOUT_S = 10
 
 
 class DatabaseNotMigrated(Exception):
@@ -110,7 +112,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"options": "-c synchronous_commit=on -c timezone=UTC"},
+            connect_args={
+                "options": "-c synchronous_commit=on -c timezone=UTC",
+                # An unreachable server is an error within seconds (a refused request, a CLI exit 2), not
+                # a hang until the operating system gives up; ``?connect_timeout=`` in the URL wins.
+                **({} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}),
+            },
         )
     return create_engine(url, poolclass=NullPool, hide_parameters=True)
 
