@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from gateway.errors import (
     Unauthenticated,
     where_raised,
 )
+from gateway.quotas import QuotaHold, QuotaUnavailable
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
@@ -40,8 +41,14 @@ from policies.quotas import QuotaKey, quota_day
 
 _log = logging.getLogger("gateway.pipeline")
 
-#: Record ids are opaque registry ids; anything else cannot exist (and needs no escaping upstream).
-RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: Record ids are opaque registry ids; anything else cannot exist. Dots alone ("." and "..") are not
+#: ids but path segments (RFC 3986 §5.2.4 removes them), which would reach the list endpoint or "/".
+RECORD_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.\-]{1,64}$")
+
+#: Pages are counted from 1; past this no registry of a township has records (and the audit event, RFC
+#: 8785 JSON, cannot carry integers beyond 2**53 at all). Page sizes beyond the platform's limit are
+#: refused at once, before the number reaches anything else.
+MAX_PAGE = 1_000_000
 
 #: Policy reasons that mean "this does not exist" rather than "you may not".
 _NOT_FOUND_REASONS = {"unknown_scenario"}
@@ -88,10 +95,13 @@ def parse_data_request(
     page_size: str | None,
     record_id: str | None = None,
     request_id: str | None = None,
+    max_page_size: int = 100,
 ) -> DataRequest:
     """Stage 0: turn raw query strings into a DataRequest, or a 422 that says what to fix.
 
     Parsing happens inside the pipeline (not in the web framework) so a malformed request is audited too.
+    ``page`` must be 1..MAX_PAGE and ``page_size`` 1..``max_page_size`` (the platform's page limit; a
+    scenario's smaller cap is checked once authorised): the message states the range, never the value.
     """
     base = _recordable(dataset, scenario, record_id, request_id)
     safe_dataset, safe_scenario = base.dataset, base.scenario
@@ -114,21 +124,47 @@ def parse_data_request(
             ),
         )
     values: dict[str, int] = {}
-    for name, raw, default in (("page", page, 1), ("page_size", page_size, 20)):
+    for name, raw, default, most in (
+        ("page", page, 1, MAX_PAGE),
+        ("page_size", page_size, 20, max_page_size),
+    ):
         if raw is None or raw == "":
             values[name] = default
             continue
         try:
-            values[name] = int(raw)
+            value = int(raw)
         except ValueError:
             raise _Unparsable(
                 base,
                 InvalidRequest(
-                    f"参数 {name} 必须是正整数。",
-                    f"{name} must be a positive whole number.",
+                    f"参数 {name} 必须是 1 至 {most} 之间的整数。",
+                    f"{name} must be a whole number from 1 to {most}.",
                     code=f"invalid_{name}",
                 ),
             ) from None
+        if 1 <= value <= most:
+            values[name] = value
+        elif name == "page_size" and value > most:
+            raise _Unparsable(
+                base,
+                InvalidRequest(
+                    f"每页最多 {most} 条（平台每页上限），请减少每页条数后分页查看。",
+                    f"page_size may be at most {most} (the gateway's page limit); ask for fewer per page "
+                    "and read page by page.",
+                    code="page_size_over_limit",
+                    extra={"max_page_size": most},
+                ),
+            )
+        else:
+            raise _Unparsable(
+                base,
+                InvalidRequest(
+                    f"参数 {name} 必须是 1 至 {most} 之间的整数。",
+                    f"{name} must be a whole number from 1 to {most}.",
+                    code=f"invalid_{name}",
+                    extra={"max_page_size": most} if name == "page_size" else None,
+                ),
+            )
     return DataRequest(
         safe_dataset,
         safe_scenario,
@@ -158,6 +194,8 @@ class AuditFacts:
     record_count: int = 0
     alerts: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: The part of the daily quota this request took before calling the upstream (see hold_quota).
+    hold: QuotaHold | None = None
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -374,6 +412,58 @@ def guard_reidentification(
     return result.records
 
 
+async def hold_quota(
+    runtime: Runtime, principal: Principal, request: DataRequest, facts: AuditFacts, now: datetime
+) -> None:
+    """Stage 2, last step: take this request's page out of the daily quota before the upstream is called,
+    atomically with every other request in flight (and, on a shared database, every other process), so
+    parallel requests can never together serve past the quota. What is not served is given back when the
+    event is committed (:func:`_served_count`)."""
+    scenario = runtime.policy().scenarios.get(request.scenario)
+    assert scenario is not None  # the decision allowed it
+    wanted = 1 if request.record_id is not None else request.page_size
+    key = (principal.user_id, request.scenario, quota_day(now))
+    try:
+        facts.hold = await runtime.quotas.hold(key, wanted, scenario.daily_quota_per_user)
+    except QuotaUnavailable:
+        # The daily count is kept with the access log (README, stage 8): unwritable, nothing is served.
+        _log.error("the daily quota counter cannot be written; refusing the request")
+        raise AuditLogUnavailable() from None
+    if facts.hold is not None:
+        return
+    # Taken meanwhile by requests in flight (or another process): decide again on the count as it now
+    # stands, which refuses in the engine's own words (quota used up, or fewer left than the page).
+    decision = authorize(runtime, principal, request, now)
+    facts.decision = decision
+    if not decision.allowed or decision.obligations is None:
+        raise _refusal(decision)
+    if request.record_id is None:
+        check_page_size(request, decision.obligations, runtime.settings.max_page_size)
+    raise _refusal(decision, fallback="quota_exceeded")
+
+
+def _refusal(decision: Decision, fallback: str | None = None) -> Forbidden:
+    reason = decision.reasons[0] if decision.reasons and fallback is None else None
+    code = fallback or decision.code
+    status = 404 if code in _NOT_FOUND_REASONS else 403
+    return Forbidden(
+        reason.message_zh if reason else _QUOTA_TAKEN[0] if fallback else None,
+        reason.message_en if reason else _QUOTA_TAKEN[1] if fallback else None,
+        code=code,
+        status_code=status,
+    )
+
+
+_QUOTA_TAKEN = (
+    "今日查看数量已达上限（含正在处理的请求），请明天再查看。",
+    "Today's record limit is reached (requests in progress included). Please continue tomorrow.",
+)
+
+
+class EventUnencodable(AuditLogUnavailable):
+    """The event itself cannot be encoded (a value RFC 8785 JSON cannot carry): nothing was written."""
+
+
 async def record_audit(
     runtime: Runtime, event: AuditEvent, count: tuple[QuotaKey, int] | None = None
 ) -> None:
@@ -381,7 +471,14 @@ async def record_audit(
     records served, added to the caller's daily quota) in the same transaction; fail closed with 503."""
     started = time.perf_counter()
     try:
-        await runtime.appender.append(event, count)
+        try:
+            pending = runtime.appender.append(event, count)  # encodes (RFC 8785) now, or raises
+        except (ValueError, TypeError):
+            _log.error("the audit event cannot be encoded (%s); refusing the request", where_raised())
+            raise EventUnencodable() from None
+        await pending
+    except AuditLogUnavailable:
+        raise
     except AuditUnavailable:
         _log.error("audit append failed; refusing the request", extra={"kind": event.kind})
         raise AuditLogUnavailable() from None
@@ -437,6 +534,7 @@ async def _run(
                 query.get("page_size"),
                 record_id,
                 request_id,
+                runtime.settings.max_page_size,
             )
         except _Unparsable as bad:
             request = bad.partial
@@ -449,9 +547,16 @@ async def _run(
         failure = GatewayError()
 
     with telemetry.span("audit") as span:
-        event = _build_event(runtime, request, facts, failure, trace_id, now)
+        try:
+            event, failure = await _audit(runtime, request, facts, failure, trace_id, now)
+        except AuditLogUnavailable:
+            if facts.hold is not None and facts.hold.in_store:
+                await runtime.quotas.give_back(facts.hold)
+            raise
+        finally:
+            if facts.hold is not None:
+                runtime.quotas.drop(facts.hold)
         span.set_attribute("grassroots.audit.outcome", event.outcome.value)
-        await record_audit(runtime, event, _served_count(request, facts, failure, now))
     outcome = "allowed" if failure is None else failure.code
     # The event's dataset: a catalogued code or "invalid", never what was typed (bounded label values).
     runtime.telemetry.requests.add(1, {"dataset": event.dataset or "invalid", "outcome": outcome})
@@ -461,16 +566,46 @@ async def _run(
     return body
 
 
+async def _audit(
+    runtime: Runtime,
+    request: DataRequest,
+    facts: AuditFacts,
+    failure: GatewayError | None,
+    trace_id: str | None,
+    now: datetime,
+) -> tuple[AuditEvent, GatewayError | None]:
+    """Stages 7 and 8 for the data path: the event committed, and the failure to answer with. Never
+    serve or refuse unlogged (PIPL Art. 56): a request whose event cannot be built or encoded is recorded
+    by a minimal event and answered 503, with no data."""
+    try:
+        event: AuditEvent | None = _build_event(runtime, request, facts, failure, trace_id, now)
+    except Exception:
+        _log.error("the audit event could not be built (%s)", where_raised())
+        event = None
+    if event is not None:
+        try:
+            await record_audit(runtime, event, _served_count(request, facts, failure, now))
+            return event, failure
+        except EventUnencodable:
+            pass
+    failure = AuditLogUnavailable()
+    event = _minimal_event(runtime, request, facts, trace_id, now)
+    await record_audit(runtime, event, _served_count(request, facts, failure, now))
+    return event, failure
+
+
 def _served_count(
     request: DataRequest, facts: AuditFacts, failure: GatewayError | None, now: datetime
 ) -> tuple[QuotaKey, int] | None:
-    """What a served response adds to its caller's daily quota for the scenario (None: nothing)."""
+    """What this request adds to its caller's daily quota for the scenario (None: nothing): the records
+    served, less what its hold already took (a refusal gives the whole hold back)."""
+    served = 0 if failure is not None else facts.record_count
+    if facts.hold is not None:
+        return facts.hold.settlement(served)
     principal, decision = facts.principal, facts.decision
-    if failure is not None or principal is None or decision is None or decision.obligations is None:
+    if served <= 0 or principal is None or decision is None or decision.obligations is None:
         return None
-    if facts.record_count <= 0:
-        return None
-    return (principal.user_id, request.scenario, quota_day(now)), facts.record_count
+    return (principal.user_id, request.scenario, quota_day(now)), served
 
 
 async def _authorized_path(
@@ -496,20 +631,15 @@ async def _authorized_path(
         facts.decision = decision
         span.set_attribute("grassroots.decision", decision.code)
     if not decision.allowed or decision.obligations is None:
-        reason = decision.reasons[0] if decision.reasons else None
-        status = 404 if decision.code in _NOT_FOUND_REASONS else 403
-        raise Forbidden(
-            reason.message_zh if reason else None,
-            reason.message_en if reason else None,
-            code=decision.code,
-            status_code=status,
-        )
+        raise _refusal(decision)
     obligations = decision.obligations
     if request.record_id is None:
         check_page_size(request, obligations, runtime.settings.max_page_size)
 
     check_grid_scope(dataset, obligations)
     target = runtime.route(request.dataset, now)  # raises if the providing system is not admitted
+    await hold_quota(runtime, principal, request, facts, now)
+    assert facts.hold is not None
 
     with telemetry.span("fetch_upstream") as span:
         span.set_attribute("grassroots.system", target.system_id)
@@ -529,8 +659,9 @@ async def _authorized_path(
     if request.record_id is not None and not kept:
         # Outside the jurisdiction answers exactly like "does not exist" (no existence leak).
         raise NotFound()
-    if len(kept) > obligations.max_records:
-        kept = kept[: obligations.max_records]
+    if len(kept) > facts.hold.count:
+        # Never more than the page asked for (and held): an upstream's extra rows are not served.
+        kept = kept[: facts.hold.count]
 
     facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in dataset.subject_values(kept)]
     facts.record_refs = [runtime.pseudonymizer.ref(str(r["id"])) for r in kept]
@@ -626,3 +757,25 @@ def _build_event(
         details=details,
         occurred_at=now,
     )
+
+
+def _minimal_event(
+    runtime: Runtime, request: DataRequest, facts: AuditFacts, trace_id: str | None, now: datetime
+) -> AuditEvent:
+    """The event of a request whose full event could not be built or encoded: who asked, for which
+    catalogued dataset, and an error outcome; nothing else the request carried."""
+    principal = facts.principal
+    minimal = AuditEvent(
+        kind=request.kind,
+        outcome=Outcome.ERROR,
+        actor=principal.user_id if principal else "anonymous",
+        actor_org=principal.org if principal else None,
+        actor_roles=tuple(principal.roles) if principal else (),
+        dataset=request.dataset if runtime.dataset(request.dataset) is not None else "invalid",
+        reason="audit_event_unbuildable",
+        occurred_at=now,
+    )
+    try:
+        return replace(minimal, trace_id=trace_id, request_id=request.request_id)
+    except Exception:  # ids that the event refuses are left out, the request is still recorded
+        return minimal

@@ -148,8 +148,13 @@ class Runtime:
         self.telemetry = telemetry
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
+        # On PostgreSQL several processes (workers, hosts) share the counter: a request's hold on its page
+        # is taken in the database, so two of them can never both take the last records; on SQLite (one
+        # process) it is held in memory, at no cost per request.
         self.quotas = CachedQuotaCounter(
-            SqlQuotaCounter(self.sessions), ttl_s=settings.policy_refresh_interval_s
+            SqlQuotaCounter(self.sessions),
+            ttl_s=settings.policy_refresh_interval_s,
+            shared=engine.dialect.name != "sqlite",
         )
         # Served pages are counted in the audit transaction of the event that records them.
         appender.attach(CountedWithAudit(self.quotas))

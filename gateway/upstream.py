@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -237,9 +238,13 @@ class UpstreamClient:
     ) -> dict[str, Any] | None:
         params = [("org_prefix", p) for p in org_prefixes]
         params += [("grid", g) for g in grids]
-        # record_id is validated by the route (RECORD_ID_PATTERN), so it needs no escaping here.
-        path = f"{target.path.rstrip('/')}/{record_id}"
-        url = URL(target.base_url.rstrip("/") + path)
+        # The id is one path segment, whatever it holds: percent-encoded, and never a dot segment, which
+        # the URL would resolve away (RFC 3986 §5.2.4) to the list endpoint or "/". The route refuses
+        # both already (RECORD_ID_PATTERN); this keeps the client safe on its own.
+        if not record_id or record_id.strip(".") == "":
+            return None
+        collection = URL(target.base_url.rstrip("/") + target.path.rstrip("/"))
+        url = collection.with_path(f"{collection.raw_path}/{quote(record_id, safe='')}", encoded=True)
         body = await self._get_json(target, url.extend_query(params) if params else url)
         if body is None:
             return None

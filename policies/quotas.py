@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from policies.scenarios import CHINA_STANDARD_TIME
 from policies.tables import QuotaUsageRow
 
-__all__ = ["InMemoryQuotaCounter", "QuotaCounter", "QuotaKey", "SqlQuotaCounter", "add_counts", "quota_day"]
+__all__ = [
+    "InMemoryQuotaCounter",
+    "QuotaCounter",
+    "QuotaKey",
+    "SqlQuotaCounter",
+    "add_counts",
+    "quota_day",
+    "reserve_count",
+]
 
 
 def quota_day(now: datetime) -> str:
@@ -36,10 +44,10 @@ class QuotaCounter(Protocol):
     def consume(self, user_id: str, scenario: str, day: str, count: int) -> int: ...
 
 
-def _summed(deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
+def _summed(deltas: Iterable[tuple[QuotaKey, int]], allow_negative: bool = False) -> dict[QuotaKey, int]:
     summed: dict[QuotaKey, int] = {}
     for key, count in deltas:
-        if count < 0:
+        if count < 0 and not allow_negative:
             raise ValueError("count must not be negative")
         summed[key] = summed.get(key, 0) + count
     return summed
@@ -83,21 +91,52 @@ _UPSERT: Final = (
 )
 _UPSERT_BY_DIALECT: Final = {"sqlite": _UPSERT.format(p="?"), "postgresql": _UPSERT.format(p="%s")}
 
+# The same upsert, taken only while the total stays within the quota: a reservation several processes can
+# race for, the row lock deciding (the loser's WHERE is false and it gets no row back). A key without a row
+# is inserted as is; the caller never reserves more than the whole quota.
+_RESERVE: Final = _UPSERT.replace(
+    " RETURNING used", " WHERE policy_quota_usage.used + excluded.used <= {p} RETURNING used"
+)
+_RESERVE_BY_DIALECT: Final = {"sqlite": _RESERVE.format(p="?"), "postgresql": _RESERVE.format(p="%s")}
 
-def add_counts(cursor: Any, dialect: str, deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
-    """Add the deltas (summed per key) through a DB-API ``cursor`` of ``dialect`` ("sqlite" or
-    "postgresql") in the caller's open transaction; each key's new total. Keys are written in sorted
-    order, so two transactions counting the same keys never deadlock on PostgreSQL."""
-    summed = _summed(deltas)
+
+def _statement(by_dialect: dict[str, str], dialect: str) -> str:
     try:
-        statement = _UPSERT_BY_DIALECT[dialect]
+        return by_dialect[dialect]
     except KeyError:
         raise ValueError(f"quota counting does not support the {dialect} dialect") from None
+
+
+def add_counts(
+    cursor: Any, dialect: str, deltas: Iterable[tuple[QuotaKey, int]], *, allow_negative: bool = False
+) -> dict[QuotaKey, int]:
+    """Add the deltas (summed per key) through a DB-API ``cursor`` of ``dialect`` ("sqlite" or
+    "postgresql") in the caller's open transaction; each key's new total. Keys are written in sorted
+    order, so two transactions counting the same keys never deadlock on PostgreSQL.
+
+    ``allow_negative``: a delta may give back part of a reservation (:func:`reserve_count`) that was
+    not served; only the gateway's reservation bookkeeping passes it."""
+    summed = _summed(deltas, allow_negative)
+    statement = _statement(_UPSERT_BY_DIALECT, dialect)
     totals: dict[QuotaKey, int] = {}
     for key in sorted(summed):
+        if summed[key] == 0 and allow_negative:
+            continue  # a reservation served in full: nothing to correct
         cursor.execute(statement, (*key, summed[key]))
         totals[key] = int(cursor.fetchone()[0])
     return totals
+
+
+def reserve_count(cursor: Any, dialect: str, key: QuotaKey, count: int, limit: int) -> int | None:
+    """Add ``count`` to ``key`` only if the total stays at most ``limit``, atomically (one conditional
+    upsert): the new total, or None when it would not fit (nothing written)."""
+    if count < 0:
+        raise ValueError("count must not be negative")
+    if count > limit:
+        return None
+    cursor.execute(_statement(_RESERVE_BY_DIALECT, dialect), (*key, count, limit))
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 class SqlQuotaCounter:
@@ -123,7 +162,9 @@ class SqlQuotaCounter:
     def consume(self, user_id: str, scenario: str, day: str, count: int) -> int:
         return self.consume_many([((user_id, scenario, day), count)])[(user_id, scenario, day)]
 
-    def consume_many(self, deltas: Iterable[tuple[QuotaKey, int]]) -> dict[QuotaKey, int]:
+    def consume_many(
+        self, deltas: Iterable[tuple[QuotaKey, int]], *, allow_negative: bool = False
+    ) -> dict[QuotaKey, int]:
         """Add every delta in ONE transaction, one atomic upsert per distinct key (:func:`add_counts`).
         Returns each key's new total."""
         deltas = list(deltas)
@@ -133,8 +174,27 @@ class SqlQuotaCounter:
             connection = session.connection()
             cursor = connection.connection.cursor()
             try:
-                totals = add_counts(cursor, connection.dialect.name, deltas)
+                totals = add_counts(cursor, connection.dialect.name, deltas, allow_negative=allow_negative)
             finally:
                 cursor.close()
             session.commit()
         return totals
+
+    def reserve(self, key: QuotaKey, count: int, limit: int) -> tuple[bool, int]:
+        """Take ``count`` of ``key``'s quota of ``limit`` in a committed transaction of its own, so every
+        process sees it at once: (taken, the total now). Not taken: the total as it stands."""
+        with self._session_factory() as session:
+            connection = session.connection()
+            cursor = connection.connection.cursor()
+            try:
+                total = reserve_count(cursor, connection.dialect.name, key, count, limit)
+            finally:
+                cursor.close()
+            session.commit()
+        if total is not None:
+            return True, total
+        return False, self.used(*key)
+
+    def release(self, key: QuotaKey, count: int) -> int:
+        """Give back ``count`` reserved by :meth:`reserve` and not served; the total now."""
+        return self.consume_many([(key, -count)], allow_negative=True)[key]

@@ -108,3 +108,24 @@ def test_a_revocation_through_one_process_is_seen_by_the_other(stack: Stack, sec
     while status == 200 and time.monotonic() < deadline:
         status = read_second()
     assert status == 403
+
+
+def test_two_processes_never_serve_past_the_quota_together(stack: Stack, second: str) -> None:
+    """A user two pages short of the quota reads through both processes at once: exactly those two pages
+    are served (each request holds its page in the shared counter row before calling the upstream)."""
+    from tests.gateway.test_grants_api import token_as as token_with
+
+    user = f"u-race-{time.monotonic_ns()}"
+    with stack.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO policy_quota_usage (user_id, scenario, day, used) VALUES (:u, :s, :d, :n)"),
+            {"u": user, "s": "DIBAO_REVIEW", "d": quota_day(datetime.now(UTC)), "n": QUOTA - 2 * PAGE},
+        )
+    token = token_with(stack, "cadre_a", sub=user)
+    bases = [stack.base_url, second] * 12
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda base: _read(base, token), bases))
+    served = sum(len(r.json()["items"]) for r in answers if r.status_code == 200)
+    assert {r.status_code for r in answers} <= {200, 403}
+    assert served == 2 * PAGE
+    assert _used(stack, user) == QUOTA

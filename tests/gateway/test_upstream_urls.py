@@ -30,6 +30,7 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
         return web.json_response({"items": [{"id": "R1"}], "next_page": None})
 
     async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
         # Answers with a session cookie, and reports any cookie the caller sent.
         resp = web.json_response({"id": request.match_info["rid"], "cookie": request.headers.get("Cookie")})
         resp.set_cookie("SESSION", f"for-{request.match_info['rid']}", path="/")
@@ -38,6 +39,12 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
     app = web.Application()
     app.router.add_get("/api/residents", records)
     app.router.add_get("/api/residents/{rid}", record)
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"id": "not-a-record-path"})
+
+    app.router.add_get("/{tail:.*}", elsewhere)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -85,3 +92,20 @@ async def test_a_cookie_set_for_one_request_never_goes_back_with_another(
         await client.close()
     assert first is not None and second is not None
     assert first["cookie"] is None and second["cookie"] is None
+
+
+@pytest.mark.parametrize("record_id", [".", "..", "a/../..", "x?page=1", "%2e%2e"])
+async def test_a_record_id_is_one_path_segment_and_never_another_path(
+    server: tuple[str, list[str]], record_id: str
+) -> None:
+    base_url, seen = server
+    target = UpstreamTarget(system_id="reg", base_url=base_url, path="/api/residents")
+    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
+    try:
+        await client.get_record(target, record_id, org_prefixes=("310151101201",))
+    finally:
+        await client.close()
+    # Dot segments ask for nothing; anything else is one percent-encoded segment under the collection.
+    assert all(path.startswith("/api/residents/") and path.count("/") == 3 and path[15:] for path in seen), (
+        seen
+    )
