@@ -69,6 +69,8 @@ from audit.log import (
     AuditLog,
     AuditUnavailable,
     configure_sqlite_durability,
+    use_writer_role,
+    writer_role,
 )
 from audit.merkle import (
     InvalidProofError,
@@ -208,6 +210,7 @@ __all__ = [
     "render_csv",
     "render_html",
     "retention_status",
+    "use_writer_role",
     "verify_archive",
     "verify_archived_prefix",
     "verify_checkpoint",
@@ -216,4 +219,5 @@ __all__ = [
     "verify_inclusion",
     "verify_log",
     "write_checkpoint",
+    "writer_role",
 ]

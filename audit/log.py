@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit import merkle
 from audit.anchor import latest_anchor
 from audit.events import AuditEvent, canonical_text_and_time
-from audit.tables import audit_events, audit_subject_refs
+from audit.tables import WRITER_ROLE, audit_events, audit_subject_refs
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ GENESIS_HASH: Final = bytes(32)
 CHAIN_DOMAIN: Final = b"grassroots-audit-chain-v1\x00"
 SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 _SQLITE_CONFIGURED: Final = "_grassroots_audit_sqlite_durability"
+_WRITER_ROLE_ATTR: Final = "_grassroots_audit_writer_role"
 _LEAF_PREFIX: Final = b"\x00"  # RFC 6962 §2.1 leaf domain (as audit.merkle.leaf_hash)
 _sha256 = hashlib.sha256
 
@@ -188,6 +189,31 @@ def configure_sqlite_durability(engine: Engine) -> None:
     setattr(engine, _SQLITE_CONFIGURED, True)
 
 
+def use_writer_role(engine: Engine, role: str = WRITER_ROLE) -> None:
+    """On PostgreSQL, make every :class:`AuditLog` on ``engine`` append with the privileges of ``role``
+    (the insert/select-only :data:`audit.tables.WRITER_ROLE`); a no-op on SQLite. Idempotent.
+
+    Issue: "the database itself refuses UPDATE and DELETE on events ... on PostgreSQL also a role that can
+    only insert and select". Each append transaction starts with ``SET LOCAL ROLE role`` (sent with the
+    head-row lock in one round trip) and, when the caller's writes continue in the same transaction (a
+    :class:`TransactionCompanion`, :meth:`AuditLog.append_within`), ends its audit statements with
+    ``RESET ROLE``. So the rows are inserted by a role that cannot update, delete or truncate them nor
+    drop the triggers, whatever the login role may do otherwise. The login role must be a member of
+    ``role`` (migration 0010 grants it to the role that migrates; README: PostgreSQL deployment).
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    if not role.replace("_", "").isalnum():
+        raise ValueError("role name must be alphanumeric with underscores")
+    setattr(engine, _WRITER_ROLE_ATTR, role)
+
+
+def writer_role(engine: Engine) -> str | None:
+    """The role :func:`use_writer_role` set for ``engine`` (None: appends run as the login role)."""
+    role = getattr(engine, _WRITER_ROLE_ATTR, None)
+    return role if isinstance(role, str) else None
+
+
 def _database_failure(exc: BaseException) -> AuditUnavailable:
     # Only the class name and SQLSTATE: driver messages can quote parameters (event content).
     orig = getattr(exc, "orig", None) or exc
@@ -253,6 +279,10 @@ class AuditLog:
         self._sql = _SQLITE_SQL if self._sqlite else _POSTGRES_SQL
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._pinned = threading.local()
+        self._role = writer_role(engine)
+        # Role switch and head lock in one simple-protocol round trip (no parameters, so psycopg may send
+        # both statements at once); the role name was validated by use_writer_role.
+        self._head_as_writer = f"SET LOCAL ROLE {self._role}; {self._sql.head}" if self._role else ""
         configure_sqlite_durability(engine)
 
     @property
@@ -351,6 +381,7 @@ class AuditLog:
                     cursor.execute("SET LOCAL synchronous_commit = on")
                 receipts = self._write(cursor, prepared)
                 if within is not None:
+                    self._leave_writer_role(cursor)
                     within(cursor)
                 if self._sqlite:
                     cursor.execute("COMMIT")
@@ -407,16 +438,25 @@ class AuditLog:
             # The caller's driver connection, so the rows join the caller's transaction.
             cursor = conn.connection.cursor()
             try:
-                return self._write(cursor, prepared)
+                receipts = self._write(cursor, prepared)
+                self._leave_writer_role(cursor)
+                return receipts
             finally:
                 cursor.close()
         except (self._driver_error, SQLAlchemyError) as exc:
             raise _database_failure(exc) from None
 
     def _write(self, cursor: Any, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
-        """Lock the head, insert the chained rows and move the head, inside the cursor's transaction."""
+        """Lock the head, insert the chained rows and move the head, inside the cursor's transaction;
+        with a writer role (:func:`use_writer_role`), as that role until the transaction ends or
+        :meth:`_leave_writer_role`."""
         sql = self._sql
-        row = _fetchone(cursor, sql.head)
+        if self._role is None:
+            row = _fetchone(cursor, sql.head)
+        else:
+            cursor.execute(self._head_as_writer)
+            cursor.nextset()  # past SET's empty result, to the head row's
+            row = cursor.fetchone()
         if row is None:
             cursor.execute(sql.head_create, (GENESIS_HASH,))
             row = _fetchone(cursor, sql.head)
@@ -427,6 +467,13 @@ class AuditLog:
             cursor.executemany(sql.refs, refs)
         cursor.execute(sql.head_move, (receipts[-1].seq, receipts[-1].entry_hash))
         return receipts
+
+    def _leave_writer_role(self, cursor: Any) -> None:
+        """Back to the login role for the rest of the transaction (the caller's or a companion's writes,
+        which the writer role may not make). Only then: a transaction that ends with the audit rows drops
+        ``SET LOCAL`` at its commit, one round trip fewer."""
+        if self._role is not None:
+            cursor.execute("RESET ROLE")
 
     # -- reading --------------------------------------------------------------------------------------
 

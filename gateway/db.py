@@ -1,12 +1,15 @@
 """Database engines and the migration gate.
 
 SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so a committed audit event survives
-a power cut; PostgreSQL runs with ``synchronous_commit=on``. Alembic is the only way the schema changes;
-the app refuses to start on a database that is not at the head revision.
+a power cut; PostgreSQL runs with ``synchronous_commit=on``, and appends audit events as the
+insert/select-only ``grassroots_audit_writer`` role (:func:`audit.use_writer_role`). Alembic is the only way
+the schema changes; the app refuses to start on a database that is not at the head revision, or (PostgreSQL)
+whose login role cannot become the audit writer.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from audit import use_writer_role, writer_role
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_log = logging.getLogger(__name__)
 #: Seconds to wait for a PostgreSQL connection (libpq ``connect_timeout``) unless the URL says otherwise.
 PG_CONNECT_TIMEOUT_S = 10
 
@@ -106,7 +112,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
+        engine = create_engine(
             parsed,
             hide_parameters=True,
             pool_size=pool_size,
@@ -119,6 +125,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                 **({} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}),
             },
         )
+        use_writer_role(engine)
+        return engine
     return create_engine(url, poolclass=NullPool, hide_parameters=True)
 
 
@@ -155,6 +163,59 @@ def ensure_migrated(engine: Engine) -> None:
         raise DatabaseUnreachable.at(engine.url, reason) from None
     if current != head:
         raise DatabaseNotMigrated.behind(current, head)
+    ensure_audit_writer(engine)
+
+
+# What the writer role must be able to do for an append (audit.log.AuditLog._write); SELECT ... FOR UPDATE
+# on the head needs UPDATE. No sequences: seqs are computed under the head lock.
+_WRITER_NEEDS = (
+    ("audit_events", "SELECT"),
+    ("audit_events", "INSERT"),
+    ("audit_subject_refs", "INSERT"),
+    ("audit_head", "SELECT"),
+    ("audit_head", "INSERT"),
+    ("audit_head", "UPDATE"),
+)
+
+
+def ensure_audit_writer(engine: Engine) -> None:
+    """On PostgreSQL, refuse to start unless this login role can ``SET ROLE`` to the audit writer and that
+    role can append: otherwise every request would answer 503 (the log fails closed), found only at the
+    first read. Warns when the login role owns ``audit_events``: an owner can drop the triggers, so the
+    writer role is then a guard against bugs, not against the gateway's own credentials (README:
+    PostgreSQL deployment). One short transaction, rolled back."""
+    role = writer_role(engine)
+    if engine.dialect.name != "postgresql" or role is None:
+        return
+    checks = " AND ".join(f"has_table_privilege('{t}', '{p}')" for t, p in _WRITER_NEEDS)
+    try:
+        with engine.connect() as conn:
+            owner = conn.exec_driver_sql(
+                "SELECT pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables "
+                "WHERE tablename = 'audit_events' AND schemaname = ANY (current_schemas(false))"
+            ).scalar()
+            conn.exec_driver_sql(f"SET LOCAL ROLE {role}")
+            able = conn.exec_driver_sql(f"SELECT {checks}").scalar()
+            conn.rollback()
+    except Exception as exc:  # not a member (or the role is missing): SET ROLE is refused
+        _log.error("the login role cannot become %s (%s)", role, type(exc).__name__)
+        able = False
+    else:
+        if owner:
+            _log.warning(
+                "the gateway connects as the owner of audit_events: it could drop the append-only "
+                "triggers; connect as a login role that is a member of %s and not the owner (README)",
+                role,
+            )
+    if not able:
+        raise DatabaseNotMigrated(
+            f"数据库登录角色无法以审计写入角色 {role} 追加审计事件：请由数据库所有者执行 "
+            f"`GRANT {role} TO <网关登录角色>`，并运行 `grassroots db upgrade`"
+            "（见 README「PostgreSQL deployment」）。",
+            f"the database login role cannot append audit events as {role}: as the database owner run "
+            f"`GRANT {role} TO <gateway login role>` and `grassroots db upgrade` (README: PostgreSQL "
+            "deployment).",
+        )
 
 
 def ensure_migrated_url(url: str) -> None:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,10 @@ def stack_fixture(
     tmp_path_factory: pytest.TempPathFactory,
     extra_env: dict[str, str] | None = None,
     gateway_output: Path | None = None,
+    before_gateway: Callable[[str], dict[str, str]] | None = None,
 ) -> Iterator[Stack]:
+    """``before_gateway``, given the migrated, seeded database's URL, runs before the gateway starts and
+    returns environment for it (e.g. another login role's URL)."""
     cleanup = contextlib.ExitStack()
     if backend == "postgres":
         base = postgres_base_url()
@@ -311,6 +314,8 @@ def stack_fixture(
             f"http://127.0.0.1:{stack.person_house_port}",
             data_dir,
         )
+        if before_gateway is not None:
+            stack.env.update(before_gateway(database_url))
         stack.start_upstream()
         stack.start_person_house()
         stack.start_gateway(gateway_output)

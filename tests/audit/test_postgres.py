@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from audit import AuditLog, postgres_writer_role_sql, verify_log
+from audit import AuditLog, GroupCommitAppender, postgres_writer_role_sql, use_writer_role, verify_log
 from audit.tables import WRITER_ROLE
 from tests.audit.conftest import Store, postgres_engine
 from tests.audit.helpers import drop_triggers, make_event
@@ -65,3 +66,53 @@ def test_writer_role_can_append_but_never_rewrite(postgres_store: Store) -> None
     finally:
         writer.dispose()
     assert verify_log(postgres_engine(postgres_store.url, schema or "public")).ok
+
+
+class _WhoWritesAfter:
+    """A transaction companion that records who its writes would run as (after the audit statements)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def write(self, cursor: Any, dialect: str, payloads: list[Any]) -> object:
+        cursor.execute("SELECT current_user")
+        self.seen.append(str(cursor.fetchone()[0]))
+        return None
+
+    def committed(self, written: object) -> None:
+        pass
+
+
+def test_with_use_writer_role_every_append_path_inserts_as_the_writer(postgres_store: Store) -> None:
+    """The group-commit batches (with and without a companion after them), a plain append and an append in
+    the caller's transaction: each event inserted as the writer role, everything after as the login role."""
+    engine, schema = postgres_store.engine, postgres_store.schema
+    with engine.begin() as conn:
+        for statement in postgres_writer_role_sql():
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {WRITER_ROLE}")
+        conn.exec_driver_sql("CREATE TABLE who (seq bigint, inserted_by name)")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION who() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO who VALUES (NEW.seq, current_user); RETURN NULL; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER who AFTER INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION who()"
+        )
+        conn.exec_driver_sql(f"GRANT INSERT ON who TO {WRITER_ROLE}")
+        login = conn.exec_driver_sql("SELECT current_user").scalar_one()
+    use_writer_role(engine)
+    log = AuditLog(engine)
+    log.append(make_event(0))
+    companion = _WhoWritesAfter()
+    with GroupCommitAppender(log, companion=companion) as appender:
+        appender.submit(make_event(1)).result(timeout=30)
+        appender.submit(make_event(2), companion="count").result(timeout=30)
+    with engine.begin() as conn:
+        log.append_within(conn, [make_event(3)])
+        after = conn.exec_driver_sql("SELECT current_user").scalar_one()
+    with engine.connect() as conn:
+        inserted_by = dict(conn.exec_driver_sql("SELECT seq, inserted_by FROM who").all())
+    assert inserted_by == {1: WRITER_ROLE, 2: WRITER_ROLE, 3: WRITER_ROLE, 4: WRITER_ROLE}
+    assert companion.seen == [login] and after == login
+    assert verify_log(engine).ok
