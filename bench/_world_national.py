@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from policies import AccessRequest, GrantStatus, ScenarioGrant, Subject
 
@@ -231,3 +232,48 @@ class World:
                 )
             )
         return out
+
+
+def grant_rows(
+    world: World, shift: timedelta = timedelta(0), batch: int = 10_000
+) -> Iterator[list[dict[str, Any]]]:
+    """The world's grants as ``policy_grants`` rows, in batches, every instant moved by ``shift``.
+
+    Unshifted, validity is around :data:`T0` (the policy benchmark decides at T0); a running gateway decides
+    at the wall clock's now, so it is given the rows shifted by ``now - T0``: the same share active, lapsed
+    and revoked as the in-process figures see."""
+    rows: list[dict[str, Any]] = []
+    for g in world.grants():
+        assert g.valid_from is not None and g.valid_until is not None
+        # Stamped as in service: created and last changed when approved; a revoked grant changed
+        # again halfway to T0. (Not all at one instant: an incremental refresh re-reads the changes
+        # stamped within its overlap window of the newest one, and a real table's stamps spread
+        # over months.)
+        changed = g.valid_from
+        if g.status is GrantStatus.REVOKED:
+            changed = g.valid_from + (T0 - g.valid_from) / 2
+        rows.append(
+            {
+                "grant_id": g.grant_id,
+                "scenario": g.scenario,
+                "org_scope": g.org_scope,
+                "datasets": {k: list(v) for k, v in g.datasets.items()},
+                "valid_from": g.valid_from + shift,
+                "valid_until": g.valid_until + shift,
+                "status": g.status.value,
+                "requested_by": g.requested_by,
+                "approved_by": g.approved_by,
+                "second_approver": None,
+                "revoked_by": "u-bench" if g.status is GrantStatus.REVOKED else None,
+                "reason": "",
+                "created_at": g.valid_from + shift,
+                "updated_at": changed + shift,
+                "renewed_from": None,
+                "break_glass": False,
+            }
+        )
+        if len(rows) == batch:
+            yield rows
+            rows = []
+    if rows:
+        yield rows

@@ -104,6 +104,7 @@ def run(quick: bool) -> list[Figure]:
             peers = (nginx_port, [nginx_proc.pid, *children(nginx_proc.pid)], floor_port, floor_proc.pid)
             closed = _measure(stack, *peers, mode="closed", rounds=rounds, duration=duration, warmup=warmup)
             steady = _measure(stack, *peers, mode="rate", rounds=rounds, duration=duration, warmup=warmup)
+            floor_rss = rss_mb(floor_proc.pid)
         gateway_rss = rss_mb(stack.gateway_pids()[0])
 
     gw = median_run(closed["gateway"], "rps")
@@ -182,13 +183,17 @@ def run(quick: bool) -> list[Figure]:
         Figure(
             name="gateway resident memory (RSS) after the e2e runs",
             ours=gateway_rss,
-            peer=None,
+            peer=floor_rss,
             unit="MB",
-            peer_name="",
-            goal="≤ 500 MB per worker",
-            met=gateway_rss <= 500,
+            peer_name="bare Python proxy (uvicorn + aiohttp, forwarding only) after the same runs",
+            goal="— (reported; the ≤ 500 MB goal is judged at national scale, in the scale figures)",
+            met=None,
             higher_is_better=False,
-            conditions="demo state (seeded grants, 1 dataset, 358 registry residents), SQLite, 1 worker",
+            conditions=(
+                "VmRSS after all rounds; demo state (seeded grants, 1 dataset, 358 registry residents), "
+                "SQLite, 1 worker; the proxy's RSS is what the interpreter, uvicorn, uvloop and aiohttp "
+                "hold before any of the gateway's code, policy, masking (free-text scanner) or audit"
+            ),
             area="e2e",
         )
     )

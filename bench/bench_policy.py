@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bench._measure import interleaved_latencies_us, log, percentile, settled_rss_mb
-from bench._world_national import NATIONAL, REGIONAL, SMALL, T0, World
+from bench._world_national import NATIONAL, REGIONAL, SMALL, T0, World, grant_rows
 from bench.figures import Figure
 from policies import (
     AccessRequest,
@@ -145,44 +145,6 @@ def new_regorus() -> Any:
 # -- reload under load ---------------------------------------------------------------------------
 
 
-def _grant_rows(world: World) -> Iterable[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for g in world.grants():
-        assert g.valid_from is not None
-        # Stamped as in service: created and last changed when approved; a revoked grant changed
-        # again halfway to T0. (Not all at one instant: an incremental refresh re-reads the changes
-        # stamped within its overlap window of the newest one, and a real table's stamps spread
-        # over months.)
-        changed = g.valid_from
-        if g.status is GrantStatus.REVOKED:
-            changed = g.valid_from + (T0 - g.valid_from) / 2
-        batch.append(
-            {
-                "grant_id": g.grant_id,
-                "scenario": g.scenario,
-                "org_scope": g.org_scope,
-                "datasets": {k: list(v) for k, v in g.datasets.items()},
-                "valid_from": g.valid_from,
-                "valid_until": g.valid_until,
-                "status": g.status.value,
-                "requested_by": g.requested_by,
-                "approved_by": g.approved_by,
-                "second_approver": None,
-                "revoked_by": "u-bench" if g.status is GrantStatus.REVOKED else None,
-                "reason": "",
-                "created_at": g.valid_from,
-                "updated_at": changed,
-                "renewed_from": None,
-                "break_glass": False,
-            }
-        )
-        if len(batch) == 10_000:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _untouched_grant(world: World, probe: list[AccessRequest]) -> str:
     """An active grant whose scope covers none of the probe's callers: revoking it must change no
     decision the reader thread checks."""
@@ -199,7 +161,7 @@ def reload_under_load(
     db = sa.create_engine(f"sqlite:///{tmp / 'policy.db'}")
     policy_metadata.create_all(db)
     with db.begin() as conn:
-        for rows in _grant_rows(world):
+        for rows in grant_rows(world):
             conn.execute(sa.insert(GrantRow), rows)
     with Session(db) as session:
         GrantRepository(session).bump_policy_version(T0)

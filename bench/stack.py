@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,8 @@ class Stack:
     _pg_name: str = ""
     #: More environment for every process of the stack (a probe's ``PYTHONPATH`` and switches).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: More state written into the seeded database (given its URL) before the gateway starts and reads it.
+    prepare: Callable[[str], None] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -161,6 +163,8 @@ class Stack:
                 person_house_url=f"http://127.0.0.1:{self.person_house_port}",
                 service_key_path=self.data_dir / "keys" / "gateway-service-ed25519.pem",
             )
+        if self.prepare is not None:
+            self.prepare(self.database_url)
         # Both registries start at once; the second departmental system (一标三实), as in the demo, is
         # idle unless houses are read.
         upstream, person_house = demo_registries(
@@ -210,9 +214,14 @@ def write_bench_scenarios(path: Path) -> None:
 
 @contextmanager
 def running_stacks(
-    *shapes: tuple[str, int], extra_env: dict[str, str] | None = None
+    *shapes: tuple[str, int],
+    extra_env: dict[str, str] | None = None,
+    prepare: Mapping[int, Callable[[str], None]] | None = None,
 ) -> Iterator[list[Stack]]:
-    """Stacks of the given (backend, workers) shapes, started in parallel (start-up is mostly waiting)."""
+    """Stacks of the given (backend, workers) shapes, started in parallel (start-up is mostly waiting).
+
+    ``prepare`` maps a shape's position to more state written into its database before its gateway starts
+    (see :attr:`Stack.prepare`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     stacks: list[Stack] = []
@@ -232,6 +241,7 @@ def running_stacks(
                     database_url=database_url,
                     _pg_name=pg_name,
                     extra_env=dict(extra_env or {}),
+                    prepare=(prepare or {}).get(len(stacks)),
                 )
             )
         with ThreadPoolExecutor(max_workers=len(stacks)) as pool:

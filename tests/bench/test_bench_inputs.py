@@ -8,14 +8,27 @@ and the free-text corpus labels what it contains.
 from __future__ import annotations
 
 import importlib.util
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from bench._audit_rows import bulk_load, check_rows, resident_refs
 from bench._corpus import corpus
-from bench._world_national import NATIONAL, SMALL, Shape, World
-from policies import GrantIndex, PolicyEngine, divisions, load_permissions, load_scenarios
+from bench._world_national import NATIONAL, SMALL, T0, Shape, World, grant_rows
+from policies import (
+    GrantIndex,
+    GrantRepository,
+    PolicyEngine,
+    ScenarioGrant,
+    divisions,
+    load_permissions,
+    load_scenarios,
+)
+from policies.tables import GrantRow
+from policies.tables import metadata as policy_metadata
 
 
 @pytest.mark.parametrize(
@@ -39,6 +52,39 @@ def test_national_world_is_a_pure_function_of_indices() -> None:
     last_village = a.village(NATIONAL.n_villages - 1)
     assert divisions.level_of(last_village) == divisions.DivisionLevel.VILLAGE
     assert a.grant(99_999).to_dict() == b.grant(99_999).to_dict()
+
+
+def test_grant_rows_read_back_as_the_worlds_grants_moved_in_time(tmp_path: Path) -> None:
+    """What the national-scale worker reads at start is the world's grants, each instant moved by the
+    shift: read at T0 + shift, the index holds every grant (lapsed and revoked ones too) unchanged
+    otherwise."""
+    world = World(SMALL)
+    shift = timedelta(days=555, seconds=7)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'grants.db'}")
+    policy_metadata.create_all(engine)
+    with engine.begin() as conn:
+        for rows in grant_rows(world, shift, batch=7):
+            conn.execute(sa.insert(GrantRow), rows)
+    with Session(engine) as session:
+        index = GrantIndex.from_repository(GrantRepository(session), T0 + shift)
+    engine.dispose()
+
+    def key(g: ScenarioGrant, moved: timedelta) -> tuple[object, ...]:
+        assert g.valid_from is not None and g.valid_until is not None
+        datasets = {k: tuple(v) for k, v in g.datasets.items()}
+        return (
+            g.grant_id,
+            g.scenario,
+            g.org_scope,
+            datasets,
+            g.valid_from + moved,
+            g.valid_until + moved,
+            g.status,
+        )
+
+    loaded = sorted(key(g, timedelta(0)) for g in index.grants())
+    assert loaded == sorted(key(g, shift) for g in world.grants())
+    assert len(loaded) == world.total_grants
 
 
 @pytest.mark.skipif(
