@@ -152,9 +152,11 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def ensure_migrated(engine: Engine) -> None:
+def ensure_migrated(engine: Engine, *, warn_if_owner: bool = True) -> None:
     """Refuse to run on an unmigrated or outdated schema (:class:`DatabaseNotMigrated`), or on a database
-    that cannot be reached (:class:`DatabaseUnreachable`), saying exactly how to fix it."""
+    that cannot be reached (:class:`DatabaseUnreachable`), saying exactly how to fix it. ``warn_if_owner``:
+    log :func:`ensure_audit_writer`'s warning about an owner login (the server's start; a command-line
+    check would print it before every command's own output)."""
     head = head_revision()
     try:
         current = current_revision(engine)
@@ -163,7 +165,7 @@ def ensure_migrated(engine: Engine) -> None:
         raise DatabaseUnreachable.at(engine.url, reason) from None
     if current != head:
         raise DatabaseNotMigrated.behind(current, head)
-    ensure_audit_writer(engine)
+    ensure_audit_writer(engine, warn_if_owner=warn_if_owner)
 
 
 # What the writer role must be able to do for an append (audit.log.AuditLog._write); SELECT ... FOR UPDATE
@@ -178,7 +180,7 @@ _WRITER_NEEDS = (
 )
 
 
-def ensure_audit_writer(engine: Engine) -> None:
+def ensure_audit_writer(engine: Engine, *, warn_if_owner: bool = True) -> None:
     """On PostgreSQL, refuse to start unless this login role can ``SET ROLE`` to the audit writer and that
     role can append: otherwise every request would answer 503 (the log fails closed), found only at the
     first read. Warns when the login role owns ``audit_events``: an owner can drop the triggers, so the
@@ -201,7 +203,7 @@ def ensure_audit_writer(engine: Engine) -> None:
         _log.error("the login role cannot become %s (%s)", role, type(exc).__name__)
         able = False
     else:
-        if owner:
+        if owner and warn_if_owner:
             _log.warning(
                 "the gateway connects as the owner of audit_events: it could drop the append-only "
                 "triggers; connect as a login role that is a member of %s and not the owner (README)",
@@ -228,6 +230,6 @@ def ensure_migrated_url(url: str) -> None:
         raise DatabaseNotMigrated.behind(None, head_revision())
     engine = make_engine(url)
     try:
-        ensure_migrated(engine)
+        ensure_migrated(engine, warn_if_owner=False)
     finally:
         engine.dispose()
