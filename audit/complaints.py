@@ -23,14 +23,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
 from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
-from audit.query import access_seqs_for_person
+from audit.query import CHINA_STANDARD_TIME, access_seqs_for_person
 from audit.tables import (
     ComplaintRow,
     IncidentEvidenceRow,
@@ -132,7 +132,70 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def complaint_json(row: ComplaintRow) -> dict[str, Any]:
+class Deadline(StrEnum):
+    """The two clocks a case runs against (``Deadlines``): either one missed makes the case overdue."""
+
+    COMPLAINT_ANSWER = "complaint_answer"  # 投诉答复期限 (GRASSROOTS_COMPLAINT_DUE_DAYS)
+    INCIDENT_CLOSE = "incident_close"  # 事件办结期限 (GRASSROOTS_INCIDENT_DUE_DAYS)
+
+
+def _days_overdue(due: datetime, now: datetime) -> int:
+    """Calendar days (Beijing time) since the deadline, at least 1 once it has passed: the way a case
+    file counts 逾期天数 (missed this morning's deadline this afternoon: overdue by 1 day)."""
+    due_day = due.astimezone(CHINA_STANDARD_TIME).date()
+    today = now.astimezone(CHINA_STANDARD_TIME).date()
+    return max(1, (today - due_day).days)
+
+
+def _missed(deadline: Deadline, due: datetime, now: datetime) -> dict[str, Any]:
+    days = _days_overdue(due, now)
+    day = due.astimezone(CHINA_STANDARD_TIME).date().isoformat()
+    if deadline is Deadline.COMPLAINT_ANSWER:
+        zh = f"投诉答复期限已逾期 {days} 天（应于 {day} 前答复投诉人）"
+        en = f"complaint answer deadline missed by {days} day(s) (the complainant was due an answer by {day})"
+    else:
+        zh = f"事件办结期限已逾期 {days} 天（应于 {day} 前办结）"
+        en = f"incident closing deadline missed by {days} day(s) (due to be closed by {day})"
+    return {
+        "deadline": deadline.value,
+        "due_at": _ts(due),
+        "days_overdue": days,
+        "message": zh,
+        "message_en": en,
+    }
+
+
+def missed_deadlines(
+    *,
+    complaint_due: datetime | None,
+    incident_due: datetime | None,
+    closed: bool,
+    now: datetime | None,
+) -> list[dict[str, Any]]:
+    """The deadlines a case has missed at ``now`` (complaint answer first, then incident close), each with
+    the days it is overdue and a Chinese and an English sentence. A closed case has missed none: closing
+    the incident is the answer to the complaint. ``now`` None: none (nothing to compare against)."""
+    if closed or now is None:
+        return []
+    missed = []
+    if complaint_due is not None and _aware(complaint_due) < now:
+        missed.append(_missed(Deadline.COMPLAINT_ANSWER, _aware(complaint_due), now))
+    if incident_due is not None and _aware(incident_due) < now:
+        missed.append(_missed(Deadline.INCIDENT_CLOSE, _aware(incident_due), now))
+    return missed
+
+
+def complaint_json(
+    row: ComplaintRow, now: datetime | None = None, incident: IncidentRow | None = None
+) -> dict[str, Any]:
+    """The complaint; ``overdue`` when its answer deadline (or its incident's closing deadline) has passed
+    and its incident is not closed, ``overdue_deadlines`` saying which (see :func:`missed_deadlines`)."""
+    missed = missed_deadlines(
+        complaint_due=row.due_at,
+        incident_due=incident.due_at if incident is not None else None,
+        closed=incident is not None and incident.status == IncidentStatus.CLOSED,
+        now=now,
+    )
     return {
         "complaint_id": row.complaint_id,
         "source": row.source,
@@ -143,11 +206,23 @@ def complaint_json(row: ComplaintRow) -> dict[str, Any]:
         "received_at": _ts(_aware(row.received_at)),
         "due_at": _ts(_aware(row.due_at)),
         "incident_id": row.incident_id,
+        "overdue": bool(missed),
+        "overdue_deadlines": missed,
     }
 
 
-def incident_json(row: IncidentRow, now: datetime | None = None) -> dict[str, Any]:
+def incident_json(
+    row: IncidentRow, now: datetime | None = None, complaint: ComplaintRow | None = None
+) -> dict[str, Any]:
+    """The incident; ``overdue`` when it is not closed and its own closing deadline or its complaint's
+    answer deadline has passed, ``overdue_deadlines`` saying which and by how many days."""
     due = _aware(row.due_at)
+    missed = missed_deadlines(
+        complaint_due=complaint.due_at if complaint is not None else None,
+        incident_due=due,
+        closed=row.status == IncidentStatus.CLOSED,
+        now=now,
+    )
     return {
         "incident_id": row.incident_id,
         "complaint_id": row.complaint_id,
@@ -155,7 +230,9 @@ def incident_json(row: IncidentRow, now: datetime | None = None) -> dict[str, An
         "opened_by": row.opened_by,
         "opened_at": _ts(_aware(row.opened_at)),
         "due_at": _ts(due),
-        "overdue": row.status != IncidentStatus.CLOSED and now is not None and due < now,
+        "complaint_due_at": _ts(_aware(complaint.due_at)) if complaint is not None else None,
+        "overdue": bool(missed),
+        "overdue_deadlines": missed,
         "assignee": row.assignee,
         "disposition": row.disposition,
         "closed_by": row.closed_by,
@@ -209,7 +286,7 @@ def register_complaint(
         "subject_ref": subject_ref,
         "due_at": _ts(row.due_at),
     }
-    return complaint_json(row), change
+    return complaint_json(row, now), change
 
 
 def _complaint(session: Session, complaint_id: str) -> ComplaintRow:
@@ -230,6 +307,18 @@ def _step(
     session: Session, incident_id: str, action: str, actor: str, at: datetime, note: str | None
 ) -> None:
     session.add(IncidentStepRow(incident_id=incident_id, action=action, actor=actor, at=at, note=note))
+
+
+def _complaint_of(session: Session, incident: IncidentRow) -> ComplaintRow | None:
+    if incident.complaint_id is None:
+        return None
+    return session.get(ComplaintRow, incident.complaint_id)
+
+
+def _incident_of(session: Session, complaint: ComplaintRow) -> IncidentRow | None:
+    if complaint.incident_id is None:
+        return None
+    return session.get(IncidentRow, complaint.incident_id)
 
 
 def log_size(engine: Engine) -> int:
@@ -304,7 +393,7 @@ def open_incident(
         "tree_size": size,
         "root_hash": incident.root_hash,
     }
-    return incident_json(incident, now), change
+    return incident_json(incident, now, complaint), change
 
 
 def assign_incident(
@@ -335,7 +424,7 @@ def assign_incident(
         "assignee": who,
         "due_at": _ts(_aware(incident.due_at)),
     }
-    return incident_json(incident, now), change
+    return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
 def add_note(
@@ -348,7 +437,7 @@ def add_note(
     _step(session, incident_id, "note", actor, now, text)
     session.flush()
     change = {"kind": "supervision.incident_note", "actor": actor, "incident_id": incident_id}
-    return incident_json(incident, now), change
+    return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
 #: The shortest disposition note: the answer to the resident rests on it ("x" closed a case before).
@@ -393,16 +482,25 @@ def dispose_incident(
         "incident_id": incident_id,
         "disposition": outcome.value,
     }
-    return incident_json(incident, now), change
+    return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
-def get_complaint(session: Session, complaint_id: str) -> dict[str, Any]:
-    return complaint_json(_complaint(session, complaint_id))
+def get_complaint(session: Session, complaint_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """The complaint; with ``now``, whether it is overdue (its answer or its incident's deadline)."""
+    row = _complaint(session, complaint_id)
+    return complaint_json(row, now, _incident_of(session, row))
 
 
-def list_complaints(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
-    rows = session.scalars(select(ComplaintRow).order_by(ComplaintRow.received_at.desc()).limit(limit))
-    return [complaint_json(r) for r in rows]
+def list_complaints(
+    session: Session, *, limit: int = 100, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    stmt = (
+        select(ComplaintRow, IncidentRow)
+        .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
+        .order_by(ComplaintRow.received_at.desc())
+        .limit(limit)
+    )
+    return [complaint_json(c, now, i) for c, i in session.execute(stmt)]
 
 
 def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str, Any]:
@@ -418,7 +516,7 @@ def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str,
         .where(IncidentEvidenceRow.incident_id == incident_id)
         .order_by(IncidentEvidenceRow.seq)
     )
-    out = incident_json(incident, now)
+    out = incident_json(incident, now, _complaint_of(session, incident))
     out["steps"] = [
         {"action": s.action, "actor": s.actor, "at": _ts(_aware(s.at)), "note": s.note} for s in steps
     ]
@@ -428,16 +526,33 @@ def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str,
     return out
 
 
+def overdue_condition(now: datetime) -> ColumnElement[bool]:
+    """SQL for "overdue at ``now``" over incidents outer-joined to their complaints: not closed, and its
+    own closing deadline or its complaint's answer deadline has passed (either clock makes it late)."""
+    return and_(
+        IncidentRow.status != IncidentStatus.CLOSED.value,
+        or_(IncidentRow.due_at < now, ComplaintRow.due_at < now),
+    )
+
+
 def list_incidents(
     session: Session, now: datetime, *, status: str | None = None, overdue: bool = False, limit: int = 100
 ) -> list[dict[str, Any]]:
-    stmt = select(IncidentRow)
+    """Incidents by deadline; ``overdue``: those late at ``now`` (:func:`overdue_condition`), the one whose
+    earliest missed deadline is oldest first, each saying which deadline it missed and by how many days."""
+    stmt = select(IncidentRow, ComplaintRow).outerjoin(
+        ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id
+    )
     if status is not None:
         stmt = stmt.where(IncidentRow.status == IncidentStatus(status).value)
     if overdue:
-        stmt = stmt.where(IncidentRow.status != IncidentStatus.CLOSED.value, IncidentRow.due_at < now)
-    rows = session.scalars(stmt.order_by(IncidentRow.due_at).limit(limit))
-    return [incident_json(r, now) for r in rows]
+        earliest = case(
+            (ComplaintRow.due_at < IncidentRow.due_at, ComplaintRow.due_at), else_=IncidentRow.due_at
+        )
+        stmt = stmt.where(overdue_condition(now)).order_by(earliest, IncidentRow.incident_id)
+    else:
+        stmt = stmt.order_by(IncidentRow.due_at)
+    return [incident_json(i, now, c) for i, c in session.execute(stmt.limit(limit))]
 
 
 def verify_incident_evidence(incident: Mapping[str, Any], leaf_hashes: Mapping[int, bytes]) -> list[int]:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, func, select
 
 from audit.anomaly import RULES, AnomalyContext, AnomalyRules, evaluate
+from audit.complaints import overdue_condition
 from audit.events import Outcome, format_timestamp
 from audit.query import ACCESS_KIND_PREFIX, CHINA_STANDARD_TIME, EventQuery, iter_events, month_bounds
 from audit.reports import GroupBy, ReportRow, tabulate
@@ -115,8 +116,12 @@ def _case_stats(engine: Engine, start: datetime, end: datetime, now: datetime) -
         closed = conn.execute(
             select(func.count()).where(i.closed_at >= start, i.closed_at < end, i.status == "closed")
         ).scalar_one()
+        # Either clock makes a case late: its own closing deadline or its complaint's answer deadline.
         overdue = conn.execute(
-            select(func.count()).where(i.status != "closed", i.due_at < now.astimezone(UTC))
+            select(func.count())
+            .select_from(audit_incidents)
+            .outerjoin(audit_complaints, c.complaint_id == i.complaint_id)
+            .where(overdue_condition(now.astimezone(UTC)))
         ).scalar_one()
     return {
         "complaints_received": int(complaints),

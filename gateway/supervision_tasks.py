@@ -1,4 +1,4 @@
-"""Supervision settings and the periodic signed checkpoint.
+"""Supervision settings and the periodic jobs: the signed checkpoint and the archiving of closed months.
 
 The checkpoint task signs the Merkle root of the whole audit log every
 ``GRASSROOTS_CHECKPOINT_INTERVAL_S`` seconds (default 300) into the external checkpoint directory — the
@@ -6,6 +6,17 @@ RFC 6962 §3.5 "signed tree head" cadence that bounds how much history a databas
 rewrite unnoticed. It skips a round when nothing was appended since the last checkpoint, and it does
 not write an audit event per round (that would make the log grow forever just to say it was signed);
 checkpoints asked for by a person (``POST /api/v1/supervision/checkpoints``) are audited.
+
+The archive task writes the signed archive (:func:`audit.archive_month`) of every closed month that has
+no complete archive yet, every ``GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S`` seconds (default 3600): retention
+(PIPL Art. 56, GB/T 35273-2020 §6.1) means old months kept as signed, verifiable files, not a command
+somebody has to remember. A month is closed once it has ended in Beijing time (the platform's months,
+:func:`audit.query.month_bounds`) and :data:`ARCHIVE_SETTLE` has passed. Each archive is recorded like
+one asked for through ``POST /api/v1/supervision/archives`` (``grassroots audit archive``): the index row
+and a ``supervision.month_archived`` event, in one transaction, actor ``system`` with ``scheduled: true``.
+Several gateway processes may run it at once: one archiver at a time holds :func:`archiving_lock` (a
+PostgreSQL advisory lock, or a file lock beside the archives on SQLite, whose processes share one host),
+and re-reads the archive index under it, so a month archived by another process is never archived again.
 
 Settings live here rather than in ``gateway.settings`` so the supervision area stays self-contained;
 they read the same ``GRASSROOTS_`` environment.
@@ -15,15 +26,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import fcntl
+import hashlib
 import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
-from audit import CheckpointError, CheckpointSigner, extend_checkpoint_if_grown
+from audit import (
+    ArchiveError,
+    ArchiveResult,
+    AuditLog,
+    CheckpointError,
+    CheckpointSigner,
+    archive_month,
+    extend_checkpoint_if_grown,
+    record_archive,
+)
+from audit.archive import month_has_ended, month_seq_range
 from audit.merkle import MerkleAccumulator
+from audit.query import beijing_month, stored_utc
+from audit.tables import ArchiveRow, audit_events
+from gateway.changes import change_event
 from policies.divisions import normalize
 
 if TYPE_CHECKING:
@@ -37,6 +68,11 @@ class SupervisionSettings(BaseSettings):
 
     checkpoint_interval_s: float = Field(
         300.0, description="seconds between periodic signed checkpoints; 0 switches them off"
+    )
+    audit_archive_interval_s: float = Field(
+        3600.0,
+        description="seconds between rounds of archiving every closed month not yet completely archived; "
+        "0 switches it off",
     )
     audit_retention_years: int = Field(3, ge=1, description="keep processing records (PIPL Art. 56)")
     audit_archive_dir: Path | None = Field(None, description="where monthly archives are written")
@@ -109,16 +145,187 @@ async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
             _log.error("periodic audit checkpoint failed: %s", type(exc).__name__)
 
 
-def start_supervision_tasks(runtime: Runtime) -> asyncio.Task[None] | None:
-    interval = SupervisionSettings().checkpoint_interval_s
-    if interval <= 0:
-        return None
-    return asyncio.create_task(checkpoint_loop(runtime, interval), name="audit-checkpoints")
+# -- archiving closed months -------------------------------------------------------------------------
+
+#: Who the periodic archive is recorded as (the actor of the gateway's own acts, as for policy reloads).
+ARCHIVER: Final = "system"
+#: How long after a month has ended it is archived: events are timestamped a moment before they are
+#: appended, so the last events of a month may still be on their way into the log as it ends.
+ARCHIVE_SETTLE: Final = timedelta(minutes=10)
+#: The first round runs this soon after start (not a whole interval later: restarts must not postpone it).
+FIRST_ARCHIVE_DELAY_S: Final = 60.0
+# One key for every archiver of the database (PostgreSQL advisory locks are per database).
+_ARCHIVE_LOCK_KEY: Final = int.from_bytes(
+    hashlib.sha256(b"grassroots-audit-archive").digest()[:8], "big", signed=True
+)
+_LOCK_SUFFIX: Final = ".archiving.lock"
 
 
-async def stop_supervision_tasks(task: asyncio.Task[None] | None) -> None:
-    if task is None:
+def _lock_file(engine: Engine, directory: Path) -> Path:
+    """Beside the SQLite database file (what all its processes share, whatever their archive directory);
+    an in-memory database has one process: the archive directory will do."""
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database)
+        return path.with_name(path.name + _LOCK_SUFFIX)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / _LOCK_SUFFIX
+
+
+def archive_dir(runtime: Runtime) -> Path:
+    """Where monthly archives are written: ``GRASSROOTS_AUDIT_ARCHIVE_DIR``, else ``<data dir>/archives``."""
+    return SupervisionSettings().audit_archive_dir or runtime.settings.data_dir / "archives"
+
+
+@contextlib.contextmanager
+def archiving_lock(engine: Engine, directory: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the right to archive, across every gateway process of the database; yields whether it is
+    held (with ``wait`` always, after waiting for the holder; without, False at once when it is taken).
+
+    PostgreSQL: a transaction-level advisory lock on a connection of its own, released when that
+    transaction ends, which is after the holder committed its archive rows (the next holder sees them).
+    SQLite: the database is a file on one host, so every process using it can open a file beside it: an
+    exclusive ``flock`` on ``<database>.archiving.lock`` (released by the kernel if the process dies).
+    Only archivers take it: reads and appends never wait for an archive."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            if wait:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ARCHIVE_LOCK_KEY})
+                held = True
+            else:
+                held = bool(
+                    conn.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ARCHIVE_LOCK_KEY}
+                    ).scalar_one()
+                )
+            try:
+                yield held
+            finally:
+                conn.rollback()  # ends the transaction, and with it the lock
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    with open(_lock_file(engine, directory), "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _next_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}"
+
+
+def months_to_archive(engine: Engine, now: datetime, settle: timedelta = ARCHIVE_SETTLE) -> list[str]:
+    """Closed months (ended, Beijing time, at least ``settle`` before ``now``) holding events and having
+    no complete archive (one made after the month ended), oldest first. Months already pruned from the
+    database hold no events any more; they were archived completely before they could be pruned."""
+    with engine.connect() as conn:
+        oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one()
+        archived = conn.execute(select(ArchiveRow.month, ArchiveRow.created_at)).all()
+    if oldest is None:
+        return []
+    complete = {str(m) for m, created in archived if month_has_ended(str(m), stored_utc(created))}
+    # The month (now - settle) falls in has not ended long enough ago; every month before it has.
+    current = beijing_month(now - settle)
+    months = []
+    month = beijing_month(stored_utc(oldest))
+    while month < current:
+        if month not in complete and month_seq_range(engine, month) is not None:
+            months.append(month)
+        month = _next_month(month)
+    return months
+
+
+def _record(engine: Engine, result: ArchiveResult, now: datetime) -> None:
+    """The archive's index row and its ``supervision.month_archived`` event, committed together (as the
+    gateway's unit of work does for ``POST /archives``): an archive nobody can account for never counts."""
+    with Session(engine) as session:
+        if engine.dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")  # never upgrade a read lock
+        change = record_archive(session, result, ARCHIVER, now)
+        event = dataclasses.replace(change_event({**change, "scheduled": True}), occurred_at=now)
+        AuditLog(engine).append_within(session.connection(), [event])
+        session.commit()
+
+
+def archive_closed_months(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    now: datetime,
+    *,
+    settle: timedelta = ARCHIVE_SETTLE,
+) -> list[ArchiveResult] | None:
+    """One round: archive every closed month without a complete archive (:func:`months_to_archive`),
+    oldest first, each recorded as :func:`_record` does. Returns the archives written, or None when
+    another process holds :func:`archiving_lock` (it is archiving; the next round looks again).
+
+    The months are read under the lock, so a month another process archived is seen as archived. A month
+    that cannot be archived (:class:`audit.ArchiveError`, e.g. files of an interrupted round left in the
+    directory) is logged and skipped; the others are still archived."""
+    written: list[ArchiveResult] = []
+    with archiving_lock(engine, directory, wait=False) as held:
+        if not held:
+            return None
+        for month in months_to_archive(engine, now, settle):
+            try:
+                result = archive_month(engine, signer, directory, month, now=now)
+            except ArchiveError as exc:
+                _log.error("closed month %s not archived: %s", month, exc.message_en)
+                continue
+            _record(engine, result, now)
+            written.append(result)
+    return written
+
+
+async def archive_loop(runtime: Runtime, interval_s: float) -> None:
+    """Every ``interval_s`` (the first round soon after start), archive the closed months not yet archived."""
+    signer = await asyncio.to_thread(signer_for, runtime)
+    directory = archive_dir(runtime)
+    await asyncio.sleep(min(interval_s, FIRST_ARCHIVE_DELAY_S))
+    while True:
+        try:
+            written = await asyncio.to_thread(
+                archive_closed_months, runtime.engine, signer, directory, datetime.now(UTC)
+            )
+            for result in written or ():
+                _log.info(
+                    "closed month archived",
+                    extra={"month": result.month, "first_seq": result.first_seq, "last_seq": result.last_seq},
+                )
+        except Exception as exc:
+            _log.error("periodic month archiving failed: %s", type(exc).__name__)
+        await asyncio.sleep(interval_s)
+
+
+def start_supervision_tasks(runtime: Runtime) -> list[asyncio.Task[None]]:
+    settings = SupervisionSettings()
+    tasks = []
+    if settings.checkpoint_interval_s > 0:
+        tasks.append(
+            asyncio.create_task(
+                checkpoint_loop(runtime, settings.checkpoint_interval_s), name="audit-checkpoints"
+            )
+        )
+    if settings.audit_archive_interval_s > 0:
+        tasks.append(
+            asyncio.create_task(
+                archive_loop(runtime, settings.audit_archive_interval_s), name="audit-archives"
+            )
+        )
+    return tasks
+
+
+async def stop_supervision_tasks(tasks: list[asyncio.Task[None]] | None) -> None:
+    for task in tasks or ():
+        task.cancel()
+    for task in tasks or ():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -302,6 +302,9 @@ def stack_fixture(
         # The shipped catalog limits reading to 7:00-21:00 Beijing time: a suite run in the evening would
         # be refused. Tests of opening hours bring their own catalog (extra_env).
         "GRASSROOTS_SCENARIOS_PATH": str(scenarios_at_any_hour(root / "scenarios.toml")),
+        # Tests archive months themselves (and seed logs starting years ago): the periodic archiver would
+        # race them. Its own tests call one round directly (tests/gateway/test_supervision_tasks.py).
+        "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
         **(extra_env or {}),
     }
     stack = Stack(backend, data_dir, database_url, env, gateway_port, upstream_port)

@@ -65,7 +65,7 @@ from gateway.pipeline import record_audit
 from gateway.routes.admission_api import admission_config
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
-from gateway.supervision_tasks import SupervisionSettings, signer_for
+from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
 from gateway.validation_hints import MONTH_PATTERN
 from policies import GrantRepository
 from policies.divisions import normalize
@@ -306,7 +306,7 @@ def _deadlines() -> Deadlines:
 
 
 def _archive_dir(runtime: Runtime) -> Path:
-    return _settings().audit_archive_dir or runtime.settings.data_dir / "archives"
+    return archive_dir(runtime)
 
 
 def _now() -> datetime:
@@ -748,7 +748,7 @@ async def list_complaints(
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session:
-        items = await asyncio.to_thread(audit.list_complaints, session)
+        items = await asyncio.to_thread(lambda: audit.list_complaints(session, now=_now()))
     await _audit(runtime, principal, request, "supervision.complaints_listed", {"results": len(items)})
     return {"items": items}
 
@@ -759,7 +759,7 @@ async def get_complaint(
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "read")
     with runtime.sessions() as session, supervision_errors():
-        complaint = await asyncio.to_thread(audit.get_complaint, session, complaint_id)
+        complaint = await asyncio.to_thread(audit.get_complaint, session, complaint_id, _now())
     # The stored id, not the path text: only what the case file holds reaches the log.
     await _audit(
         runtime,
@@ -1213,12 +1213,21 @@ async def archive(
     principal = await require(runtime, authorization, RESOURCE, "verify")
     signer = await asyncio.to_thread(signer_for, runtime)
     directory = _archive_dir(runtime)
-    with supervision_errors():
-        result = await asyncio.to_thread(audit.archive_month, runtime.engine, signer, directory, body.month)
-    now = _now()
-    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
-        change = await uow.run(lambda s: audit.record_archive(s, result, principal.user_id, now))
-        uow.record(change)
+    # The periodic archiver (gateway.supervision_tasks) may be writing the same month in another process:
+    # wait for it, then archive_month sees its archive and refuses a repeat.
+    lock = archiving_lock(runtime.engine, directory, wait=True)
+    await asyncio.to_thread(lock.__enter__)
+    try:
+        with supervision_errors():
+            result = await asyncio.to_thread(
+                audit.archive_month, runtime.engine, signer, directory, body.month
+            )
+        now = _now()
+        async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+            change = await uow.run(lambda s: audit.record_archive(s, result, principal.user_id, now))
+            uow.record(change)
+    finally:
+        await asyncio.to_thread(lock.__exit__, None, None, None)
     if result.complete:
         return result.to_json()
     return {

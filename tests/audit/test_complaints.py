@@ -23,7 +23,9 @@ from audit import (
     add_note,
     assign_incident,
     dispose_incident,
+    get_complaint,
     get_incident,
+    list_complaints,
     list_incidents,
     open_incident,
     register_complaint,
@@ -31,7 +33,7 @@ from audit import (
 )
 from audit.log import iter_leaf_hashes
 from audit.merkle import InvalidProofError
-from audit.query import attempt_seqs_for_records
+from audit.query import attempt_seqs_for_records, month_bounds
 from audit.tables import (
     UNSERVED_RECORD_READ,
     audit_events,
@@ -355,3 +357,84 @@ def test_case_tables_hold_no_plain_personal_data(sqlite: Store) -> None:
         )
     assert ALICE in text
     assert "310151195701010011" not in text
+
+
+def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_days(sqlite: Store) -> None:
+    """The complaint's answer deadline (15 days) runs out before the incident's (30): on day 16 the case
+    is overdue on the complaint's clock alone, on day 31 on both; closing it clears both."""
+    populate(sqlite)
+    with Session(sqlite.engine) as session:
+        c, _ = register_complaint(
+            session, subject_ref=ALICE, source="hotline_12345", summary="", ticket=None, actor="s", now=NOW
+        )
+        assert c["overdue"] is False and c["overdue_deadlines"] == []
+        i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
+        iid, cid = i["incident_id"], c["complaint_id"]
+        assert i["complaint_due_at"] == c["due_at"] == "2026-12-05T02:00:00.000000Z"
+
+        day15 = NOW + timedelta(days=15)  # the answer is due this very instant: not yet late
+        assert list_incidents(session, day15, overdue=True) == []
+        assert get_complaint(session, cid, day15)["overdue"] is False
+
+        day16 = NOW + timedelta(days=16)
+        (late,) = list_incidents(session, day16, overdue=True)
+        assert late["incident_id"] == iid and late["overdue"] is True
+        assert [(d["deadline"], d["days_overdue"], d["due_at"]) for d in late["overdue_deadlines"]] == [
+            ("complaint_answer", 1, "2026-12-05T02:00:00.000000Z")
+        ]
+        assert (
+            late["overdue_deadlines"][0]["message"]
+            == "投诉答复期限已逾期 1 天（应于 2026-12-05 前答复投诉人）"
+        )
+        assert "complaint answer deadline missed by 1 day" in late["overdue_deadlines"][0]["message_en"]
+        assert get_incident(session, iid, day16)["overdue_deadlines"] == late["overdue_deadlines"]
+        complaint = get_complaint(session, cid, day16)
+        assert complaint["overdue"] is True
+        assert [d["deadline"] for d in complaint["overdue_deadlines"]] == ["complaint_answer"]
+        assert [x["overdue"] for x in list_complaints(session, now=day16)] == [True]
+        session.commit()  # the monthly report counts on its own connection
+        assert monthly_case_stats(sqlite, day16)["incidents_overdue"] == 1
+
+        day31 = NOW + timedelta(days=31)
+        (late,) = list_incidents(session, day31, overdue=True)
+        assert [(d["deadline"], d["days_overdue"]) for d in late["overdue_deadlines"]] == [
+            ("complaint_answer", 16),
+            ("incident_close", 1),
+        ]
+        assert late["overdue_deadlines"][1]["message"] == "事件办结期限已逾期 1 天（应于 2026-12-20 前办结）"
+        assert [d["deadline"] for d in get_complaint(session, cid, day31)["overdue_deadlines"]] == [
+            "complaint_answer",
+            "incident_close",
+        ]
+
+        assign_incident(session, incident_id=iid, assignee="inspector-2", actor="s", now=day31)
+        closed, _ = dispose_incident(
+            session,
+            incident_id=iid,
+            disposition="unsubstantiated",
+            note="每次访问均在授权场景内",
+            actor="s",
+            now=day31,
+        )
+        assert closed["overdue"] is False and closed["overdue_deadlines"] == []
+        assert list_incidents(session, day31, overdue=True) == []
+        assert get_complaint(session, cid, day31)["overdue"] is False
+        session.commit()
+    assert monthly_case_stats(sqlite, day31)["incidents_overdue"] == 0
+
+
+def test_a_complaint_without_an_incident_is_overdue_on_its_answer_deadline(sqlite: Store) -> None:
+    with Session(sqlite.engine) as session:
+        c, _ = register_complaint(
+            session, subject_ref=BOB, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        late = get_complaint(session, c["complaint_id"], NOW + timedelta(days=16))
+        assert late["overdue"] is True and late["overdue_deadlines"][0]["days_overdue"] == 1
+        assert get_complaint(session, c["complaint_id"])["overdue"] is False  # no clock given
+
+
+def monthly_case_stats(store: Store, now: datetime) -> dict[str, int]:
+    from audit.monthly import _case_stats
+
+    start, end = month_bounds("2026-11")
+    return _case_stats(store.engine, start, end, now)

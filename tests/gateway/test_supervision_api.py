@@ -279,6 +279,12 @@ def test_overdue_list(stack: Stack, readings: dict[str, Any]) -> None:
     overdue = api(stack, "GET", "/incidents/overdue", "auditor").json()["items"]
     assert [i["incident_id"] for i in overdue] == [incident_id]
     assert overdue[0]["overdue"] is True
+    # Its own (moved) deadline is missed; the complaint's 15 days to answer are not over yet.
+    (missed,) = overdue[0]["overdue_deadlines"]
+    assert missed["deadline"] == "incident_close" and missed["days_overdue"] > 365
+    assert missed["message"].startswith("事件办结期限已逾期") and missed["message_en"].startswith("incident")
+    complaint = api(stack, "GET", f"/complaints/{created['complaint']['complaint_id']}", "auditor").json()
+    assert complaint["overdue"] is True and complaint["overdue_deadlines"] == overdue[0]["overdue_deadlines"]
 
 
 def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readings: dict[str, Any]) -> None:

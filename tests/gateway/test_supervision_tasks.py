@@ -1,19 +1,48 @@
-"""The periodic checkpoint tick: it signs only when the log grew past the latest checkpoint, and reads
-the latest checkpoint and the log size once per tick (the writer then reuses them)."""
+"""The periodic jobs. The checkpoint tick signs only when the log grew past the latest checkpoint, and
+reads the latest checkpoint and the log size once per tick (the writer then reuses them). The archive
+round archives each closed month once, recorded like `grassroots audit archive`, and only one process
+archives at a time."""
 
 from __future__ import annotations
 
+import json
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from audit import AuditLog, CheckpointSigner, latest_checkpoint, merkle_root
+from audit import (
+    ArchiveResult,
+    AuditLog,
+    CheckpointSigner,
+    archive_month,
+    latest_checkpoint,
+    list_archives,
+    merkle_root,
+    record_archive,
+    verify_archive,
+)
 from audit import checkpoints as checkpoints_module
-from gateway.supervision_tasks import checkpoint_if_grown
-from tests.audit.conftest import Store, postgres_database, postgres_store, store  # noqa: F401 - fixtures
+from audit.tables import audit_events
+from gateway.supervision_tasks import (
+    ARCHIVE_SETTLE,
+    archive_closed_months,
+    archiving_lock,
+    checkpoint_if_grown,
+    months_to_archive,
+)
+from tests.audit.conftest import (  # noqa: F401 - fixtures
+    Store,
+    postgres_database,
+    postgres_store,
+    sqlite,
+    store,
+)
 from tests.audit.helpers import make_event
 
 if TYPE_CHECKING:
@@ -77,3 +106,146 @@ def test_a_tick_signs_only_when_the_log_grew_reading_each_input_once(
     assert latest is not None and latest.tree_size == 8
     assert latest.root_hash == merkle_root([log.read(seq)[2] for seq in range(1, 9)])
     assert len(list(directory.glob("checkpoint-*.json"))) == 2
+
+
+# Beijing-time months: 2026-10 ends at 2026-10-31T16:00Z.
+OCTOBER = datetime(2026, 10, 15, 4, 0, tzinfo=UTC)
+NOVEMBER = datetime(2026, 11, 3, 4, 0, tzinfo=UTC)
+OCTOBER_ENDS = datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+
+def _log_october_and_november(target: Store) -> None:
+    log = AuditLog(target.engine)
+    log.append_many([make_event(i, occurred_at=OCTOBER + timedelta(minutes=i)) for i in range(6)])
+    log.append_many([make_event(i, occurred_at=NOVEMBER + timedelta(minutes=i)) for i in range(6, 9)])
+
+
+def _archive_records(target: Store) -> list[tuple[str, datetime, dict[str, Any]]]:
+    c = audit_events.c
+    with target.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(c.actor, c.occurred_at, c.body)
+            .where(c.kind == "supervision.month_archived")
+            .order_by(c.seq)
+        ).all()
+    return [(r.actor, r.occurred_at, json.loads(r.body)["details"]) for r in rows]
+
+
+def test_a_round_archives_the_previous_month_once_recorded_like_the_cli_and_it_verifies(
+    store: Store,  # noqa: F811 - the audit store fixture (SQLite, and PostgreSQL when configured)
+    tmp_path: Path,
+) -> None:
+    _log_october_and_november(store)
+    signer = CheckpointSigner.generate()
+    directory = tmp_path / "archives"
+
+    written = archive_closed_months(store.engine, signer, directory, NOW)
+    assert written is not None
+    assert [(r.month, r.first_seq, r.last_seq, r.complete) for r in written] == [("2026-10", 1, 6, True)]
+    # The same index row and the same event as `grassroots audit archive`, by the gateway itself.
+    with Session(store.engine) as session:
+        archives = list_archives(session)
+    assert [(a["archive_id"], a["complete"], a["created_by"]) for a in archives] == [
+        ("audit-2026-10-1-6", True, "system")
+    ]
+    ((actor, _, details),) = _archive_records(store)
+    assert actor == "system"
+    assert details == {**written[0].to_json(), "scheduled": True}
+
+    # A second round (and a later one): October is completely archived, November has not ended.
+    assert archive_closed_months(store.engine, signer, directory, NOW) == []
+    assert archive_closed_months(store.engine, signer, directory, NOW + timedelta(days=5)) == []
+    assert len(_archive_records(store)) == 1
+    assert sorted(p.name for p in directory.glob("audit-*")) == [
+        "audit-2026-10-1-6.jsonl.gz",
+        "audit-2026-10-1-6.manifest.json",
+    ]
+
+    verdict = verify_archive(written[0].manifest_file, signer.public_key, store.engine)
+    assert verdict.ok and verdict.checked == 6, verdict
+
+    # Once November has ended, the next round archives it, the first round's own record included.
+    december = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    later = archive_closed_months(store.engine, signer, directory, december)
+    assert later is not None and [(r.month, r.first_seq, r.last_seq) for r in later] == [("2026-11", 7, 10)]
+    assert verify_archive(later[0].manifest_file, signer.public_key, store.engine).ok
+
+
+def test_a_month_is_closed_once_it_has_ended_in_beijing_time_and_settled(
+    sqlite: Store,  # noqa: F811 - the SQLite store fixture
+) -> None:
+    _log_october_and_november(sqlite)
+    assert months_to_archive(sqlite.engine, OCTOBER_ENDS) == []  # Beijing midnight: just ended
+    assert months_to_archive(sqlite.engine, OCTOBER_ENDS + ARCHIVE_SETTLE - timedelta(seconds=1)) == []
+    assert months_to_archive(sqlite.engine, OCTOBER_ENDS + ARCHIVE_SETTLE) == ["2026-10"]
+    assert months_to_archive(sqlite.engine, OCTOBER_ENDS, settle=timedelta(0)) == ["2026-10"]
+
+
+def test_only_months_without_a_complete_archive_are_archived_and_empty_months_are_skipped(
+    sqlite: Store,  # noqa: F811 - the SQLite store fixture
+    tmp_path: Path,
+) -> None:
+    """August has events and was archived by hand after it ended: left alone. September has no events:
+    nothing to archive, no error. October was archived by hand while it ran (partial): archived again."""
+    log = AuditLog(sqlite.engine)
+    august = datetime(2026, 8, 10, 4, 0, tzinfo=UTC)
+    log.append_many([make_event(i, occurred_at=august + timedelta(minutes=i)) for i in range(3)])
+    log.append_many([make_event(i, occurred_at=OCTOBER + timedelta(minutes=i)) for i in range(3, 6)])
+    signer = CheckpointSigner.generate()
+    directory = tmp_path / "archives"
+
+    def by_hand(month: str, when: datetime) -> ArchiveResult:
+        result = archive_month(sqlite.engine, signer, directory, month, now=when)
+        with Session(sqlite.engine) as session:
+            record_archive(session, result, "auditor", when)
+            session.commit()
+        return result
+
+    assert by_hand("2026-08", datetime(2026, 9, 2, tzinfo=UTC)).complete
+    assert not by_hand("2026-10", datetime(2026, 10, 20, tzinfo=UTC)).complete
+    assert months_to_archive(sqlite.engine, NOW) == ["2026-10"]
+    written = archive_closed_months(sqlite.engine, signer, directory, NOW)
+    assert written is not None and [(r.month, r.complete) for r in written] == [("2026-10", True)]
+    assert months_to_archive(sqlite.engine, NOW) == []
+
+
+def test_while_another_process_archives_a_round_does_nothing(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _log_october_and_november(store)
+    signer = CheckpointSigner.generate()
+    directory = tmp_path / "archives"
+    with archiving_lock(store.engine, directory, wait=False) as held:
+        assert held
+        assert archive_closed_months(store.engine, signer, directory, NOW) is None
+    assert not list(directory.glob("audit-*"))
+    written = archive_closed_months(store.engine, signer, directory, NOW)
+    assert written is not None and [r.month for r in written] == ["2026-10"]
+
+
+def test_rounds_started_together_archive_a_month_exactly_once(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Several gateway processes tick at the same moment (one archive directory each, as on several
+    hosts): the lock and the index re-read under it leave one archive and one record."""
+    _log_october_and_november(store)
+    signer = CheckpointSigner.generate()
+    start = threading.Barrier(4)
+    results: list[list[ArchiveResult] | None] = []
+
+    def tick(n: int) -> None:
+        start.wait()
+        results.append(archive_closed_months(store.engine, signer, tmp_path / f"host-{n}", NOW))
+
+    threads = [threading.Thread(target=tick, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r or []) for r in results) == [0, 0, 0, 1]
+    assert len(_archive_records(store)) == 1
+    with Session(store.engine) as session:
+        assert [a["archive_id"] for a in list_archives(session)] == ["audit-2026-10-1-6"]
