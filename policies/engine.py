@@ -38,9 +38,15 @@ from policies.scenarios import ScenarioCatalog
 __all__ = ["INTERNAL_ERROR", "PolicyEngine"]
 
 # A refusal's wording depends only on its code and labels: render each combination once (a quarter of
-# a refusal's cost otherwise). Reasons are frozen values, so sharing one is safe; bounded, because the
-# unknown-scenario label echoes what the caller sent.
+# a refusal's cost otherwise). Reasons are frozen values, so sharing one is safe. Only catalog names,
+# placeholders and counts ever reach it, never what a caller typed (it would keep that text).
 reason = lru_cache(maxsize=4096)(_render_reason)
+
+# What a message calls a dataset or scenario code that names nothing in the catalog. The code itself is
+# whatever the caller typed (an ID number, a phone number) and is never repeated, as on the data path,
+# which records such a code as "invalid" and answers "没有这个数据集".
+_UNKNOWN_DATASET = ("未编目的数据集", "an uncatalogued dataset")
+_UNKNOWN_SCENARIO = ("未知的使用场景", "an unknown scenario")
 
 _log = logging.getLogger(__name__)
 
@@ -108,6 +114,21 @@ def _within(org: str, grid: str, org_is_village: bool) -> bool:
         return divisions.is_grid(grid) and divisions.covers(org, grid)
     except ValueError:
         return False
+
+
+def _outside_fields(outside: list[str], catalogued: tuple[str, ...]) -> tuple[str, str]:
+    """The requested fields outside the grant, as a message names them (Chinese, English): catalogued
+    field names listed, the others only counted. A name the catalog does not know is whatever the caller
+    typed (``张三13812345678``) and is never repeated."""
+    known = [f for f in outside if f in catalogued]
+    unknown = len(outside) - len(known)
+    if not unknown:
+        return "、".join(known), ", ".join(known)
+    zh = f"{unknown} 个未编目的字段"
+    en = f"{unknown} uncatalogued field{'s' if unknown > 1 else ''}"
+    if not known:
+        return zh, en
+    return f"{'、'.join(known)}，另有 {zh}", f"{', '.join(known)} and {en}"
 
 
 class _Trail:
@@ -240,15 +261,16 @@ class PolicyEngine:
         # Only an explanation for someone else speaks of the subject in the third person.
         third = trail is not None and trail.third_person
         info = self.scenarios.dataset(req.dataset)
-        dataset_label = info.name_zh if info is not None else req.dataset
+        dataset_label = info.name_zh if info is not None else _UNKNOWN_DATASET[0]
         scenario = self.scenarios.get(req.scenario)
-        scenario_label = scenario.name_zh if scenario is not None else req.scenario
-        # The catalog's names in each language, for the reasons' Chinese and English messages.
+        scenario_label = scenario.name_zh if scenario is not None else _UNKNOWN_SCENARIO[0]
+        # The catalog's names in each language, for the reasons' Chinese and English messages; a code
+        # the catalog does not know is named by a placeholder, never repeated.
         names = {
             "dataset": dataset_label,
-            "dataset_en": info.name_en if info is not None else req.dataset,
+            "dataset_en": info.name_en if info is not None else _UNKNOWN_DATASET[1],
             "scenario": scenario_label,
-            "scenario_en": scenario.name_en if scenario is not None else req.scenario,
+            "scenario_en": scenario.name_en if scenario is not None else _UNKNOWN_SCENARIO[1],
         }
 
         def refuse(check: str, why: Reason) -> Decision | None:
@@ -270,7 +292,7 @@ class PolicyEngine:
 
         # 2-5. The scenario.
         if scenario is None:
-            d = refuse("scenario", reason("unknown_scenario", scenario=req.scenario))
+            d = refuse("scenario", reason("unknown_scenario"))
             return d if d is not None else self._finish_trail(trail)
         if trail is not None:
             trail.passed(
@@ -373,13 +395,8 @@ class PolicyEngine:
             )
         if chosen is None:
             outside = [f for f in fields if f not in first_fields]
-            why = reason(
-                "field_not_granted",
-                third_person=third,
-                **names,
-                fields="、".join(outside),
-                fields_en=", ".join(outside),
-            )
+            listed, listed_en = _outside_fields(outside, info.fields if info is not None else ())
+            why = reason("field_not_granted", third_person=third, **names, fields=listed, fields_en=listed_en)
             if (d := refuse("fields", why)) is not None:
                 return d
             chosen, chosen_id = first, first_id

@@ -540,6 +540,19 @@ async def unmask(
                 code="unknown_field",
             )
         )
+    owner = runtime.catalog.datasets[body.dataset].owner_department
+    if principal.department is None or principal.department != owner:
+        # Only a steward of the department that owns the data reverses its masks (the README's "data
+        # stewards only", read as least privilege: GB/T 35273-2020 §7.1; PIPL art. 51). No exception
+        # for a platform admin: the role holds no unmask permission, and administering the platform is
+        # not a need to read any department's plain values.
+        await refuse(
+            Forbidden(
+                "只有数据所属部门的数据管理员才能还原该数据集的脱敏数据。",
+                "Only a data steward of the department that owns this dataset may unmask its values.",
+                code="not_owning_department",
+            )
+        )
     if is_dry_run_value(body.value):
         # A dry-run sample under a throwaway key: no real value behind it, and an FF1 one "unmasked"
         # with a real key would come back as a plausible but wrong ID number, audited as a success.

@@ -8,7 +8,9 @@
   version row, so every gateway process re-reads its files on its next poll.
 * ``POST /policy/replay``: the recorded data requests of the last N days (from the audit log) decided
   under the current and a proposed policy (a grant, revocations, or new file contents); who would gain or
-  lose access to what.
+  lose access to what. A data steward replays only grants over her own department's data, against only
+  the requests recorded on that data (the platform admin: anything); every replay, allowed or refused,
+  is the audit event ``policy.replayed``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,14 +28,16 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit import AuditEvent, Outcome
 from audit.tables import AuditEventRow
-from gateway.admin_support import require, signed_in, unit_of_work
-from gateway.app import get_runtime, request_id_of
+from gateway.admin_support import library_error, require, signed_in, unit_of_work
+from gateway.app import REQUEST_ID, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
-from gateway.errors import InvalidRequest
-from gateway.pipeline import check_within_page_limit, subject_of
+from gateway.errors import Forbidden, GatewayError, InvalidRequest
+from gateway.pipeline import check_within_page_limit, record_audit, subject_of
 from gateway.routes.grants import checked_org, read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
+from grassroots_common.personal_data import personal_data_in
 from policies import (
     AccessRequest,
     Check,
@@ -51,6 +55,7 @@ from policies import (
     as_if_active,
     replay,
 )
+from policies.reasons import reason as _reason
 
 router = APIRouter(prefix="/api/v1", tags=["policy"])
 
@@ -196,14 +201,38 @@ def within_page_limit(decision: Decision, records: int | None, max_page_size: in
     return decision
 
 
+def told_about_them(decision: Decision, checks: list[Check]) -> Decision:
+    """``decision``'s refusal in the words an explanation about the subject uses ("该用户"/"this user"),
+    for a reader who is not that subject. The code and obligations stay ``decide``'s; only the words are
+    taken, from the first failed check giving the same reason. ``PolicyEngine.decide`` always speaks to
+    its subject (on the data path she is the reader) and stays as fast as it is: the third-person words
+    are rendered here, on the administrator's dry run only."""
+    if decision.allowed or not decision.reasons:
+        return decision
+    first = decision.reasons[0]
+    if first.code == "internal_error":
+        words = _reason("internal_error", third_person=True)
+    else:
+        failed = next((c for c in checks if not c.passed and c.detail.get("reason") == first.code), None)
+        if failed is None:
+            # Not the engine's reason (the platform's page limit): its words address nobody.
+            return decision
+        words = Reason(first.code, failed.message_zh, failed.message_en)
+    return Decision(allowed=False, reasons=(words, *decision.reasons[1:]), obligations=decision.obligations)
+
+
 @router.post("/policy/decide")
 async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """Dry run: the Decision (with obligations) the data path would take for who/where/what/scenario.
-    Nothing is read, nothing is counted against a quota."""
-    await require(runtime, authorization, "policies", "decide")
-    engine = runtime.policy()
+    Nothing is read, nothing is counted against a quota. Told to the caller about the subject the body
+    describes, as ``POST /policy/explain`` is: "该用户"/"this user", unless that subject is the caller."""
+    principal = await require(runtime, authorization, "policies", "decide")
+    engine, access = runtime.policy(), _access(body)
     max_page_size = runtime.settings.max_page_size
-    decision = await asyncio.to_thread(engine.decide, _access(body))
+    decision = await asyncio.to_thread(engine.decide, access)
+    if not decision.allowed and access.subject != subject_of(principal):
+        checks = await asyncio.to_thread(engine.explain, access, about_caller=False)
+        decision = told_about_them(decision, checks)
     decision = within_page_limit(decision, body.record_count_hint, max_page_size)
     return {**decision_json(decision, max_page_size), "policy": _policy_state(engine)}
 
@@ -319,8 +348,11 @@ class ReplayBody(BaseModel):
     limit: int = Field(50_000, ge=1, le=200_000, description="most recent requests replayed at most")
 
 
-def recorded_requests(session: Session, since: datetime, limit: int) -> Iterator[AccessRequest]:
-    """The data requests the audit log recorded since ``since`` (newest first), as AccessRequests."""
+def recorded_requests(
+    session: Session, since: datetime, limit: int, datasets: frozenset[str] | None = None
+) -> Iterator[AccessRequest]:
+    """The data requests the audit log recorded since ``since`` (newest first), as AccessRequests;
+    with ``datasets``, only the requests on those datasets (a steward's department's)."""
     stmt = (
         select(AuditEventRow.body)
         .where(AuditEventRow.kind.in_(_DATA_KINDS))
@@ -334,6 +366,8 @@ def recorded_requests(session: Session, since: datetime, limit: int) -> Iterator
             break
         org, scenario, dataset = body.get("actor_org"), body.get("scenario"), body.get("dataset")
         if not org or not scenario or not dataset or body.get("actor") in (None, "anonymous"):
+            continue
+        if datasets is not None and dataset not in datasets:
             continue
         try:
             checked = checked_org(org)
@@ -427,30 +461,171 @@ def _change_json(change: ReplayChange) -> dict[str, Any]:
     }
 
 
+_PLATFORM_ADMIN = "platform_admin"
+_STEWARD = "data_steward"
+
+
+def _replay_department(principal: Principal) -> str | None:
+    """The department whose data ``principal`` may replay changes on; None: every department's (the
+    platform admin). A steward stands for her own department only (GB/T 35273-2020 §7.1 access on a
+    need-to-know basis), as in approving grants; a steward with no department stands for none."""
+    if _PLATFORM_ADMIN in principal.roles:
+        return None
+    return principal.department or ""
+
+
+def _owners(catalog: ScenarioCatalog, datasets: Iterable[str]) -> set[str | None]:
+    return {info.owner_department if (info := catalog.dataset(name)) else None for name in datasets}
+
+
+_OUTSIDE_DEPARTMENT = (
+    "只能预演本部门数据上的授权变更：所列授权中有不存在的，或涉及其他部门的数据。",
+    "A steward replays only changes to grants over her own department's data: a grant named does not "
+    "exist or covers another department's data.",
+)
+
+
+def _check_replay_scope(
+    body: ReplayBody, session: Session, catalog: ScenarioCatalog, department: str | None
+) -> None:
+    """Refuse (403) a steward's replay of anything beyond her department's data: policy files (they
+    change every department's access), or a grant, proposed grant or revocation whose datasets are not
+    all her department's. A grant id that names nothing is refused the same way, so the answer does not
+    tell which ids exist in another department."""
+    if department is None:
+        return
+    if body.model is not None or body.permissions is not None or body.scenarios is not None:
+        raise Forbidden(
+            "只有平台管理员可以预演策略文件的修改（它影响所有部门的数据）。",
+            "Only a platform administrator replays policy file changes (they affect every department's "
+            "data).",
+            code="replay_policy_files_admin_only",
+        )
+    repository = GrantRepository(session)
+    for grant_id in [*([body.grant_id] if body.grant_id is not None else []), *body.revoke_grant_ids]:
+        grant = repository.get(grant_id)
+        if grant is None or not department or _owners(catalog, grant.datasets) != {department}:
+            raise Forbidden(*_OUTSIDE_DEPARTMENT, code="replay_outside_department")
+    if body.grant is not None:
+        spec = catalog.get(body.grant.scenario)
+        if spec is None:
+            raise InvalidRequest("没有这个使用场景。", "There is no such scenario.", code="unknown_scenario")
+        names = list(spec.datasets) if body.grant.datasets is None else list(body.grant.datasets)
+        if not department or _owners(catalog, names) != {department}:
+            raise Forbidden(
+                "只能预演本部门数据上的授权：所提议的授权涉及其他部门的数据。",
+                "A steward replays only grants over her own department's data: the proposed grant "
+                "covers another department's data.",
+                code="replay_outside_department",
+            )
+
+
+def _replay_asked(body: ReplayBody, session: Session, catalog: ScenarioCatalog) -> dict[str, Any]:
+    """What was asked, as the audit log keeps it: codes the catalog knows and ids of grants that exist,
+    counts for the rest (what was typed may be anything), proposed files by name and length only."""
+    repository = GrantRepository(session)
+    known = [g for g in body.revoke_grant_ids if repository.get(g) is not None]
+    asked: dict[str, Any] = {
+        "days": body.days,
+        "limit": body.limit,
+        "revoke_grant_ids": known,
+        "revoke_unknown": len(body.revoke_grant_ids) - len(known),
+        "files": {
+            name: len(text)
+            for name, text in (
+                ("model.conf", body.model),
+                ("permissions.csv", body.permissions),
+                ("scenarios.toml", body.scenarios),
+            )
+            if text is not None
+        },
+    }
+    if body.grant_id is not None:
+        asked["grant_id"] = body.grant_id if repository.get(body.grant_id) is not None else "unknown"
+    if body.grant is not None:
+        spec = catalog.get(body.grant.scenario)
+        try:
+            org: str | None = checked_org(body.grant.org_scope)
+        except InvalidRequest:
+            org = None
+        asked["grant"] = {
+            "scenario": spec.code if spec is not None else "unknown",
+            "org_scope": org if org is not None and personal_data_in(org) is None else "invalid",
+            "datasets": None
+            if body.grant.datasets is None
+            else sorted(d for d in body.grant.datasets if catalog.dataset(d) is not None),
+        }
+    return asked
+
+
+def _replayed_event(
+    principal: Principal,
+    asked: dict[str, Any],
+    department: str | None,
+    counts: dict[str, int] | None,
+    refused: GatewayError | None,
+) -> AuditEvent:
+    """``policy.replayed``: who replayed what, over whose data, and how many requests changed; never
+    who gained or lost (user ids, organisations: the answer's, not the log's)."""
+    return AuditEvent(
+        kind="policy.replayed",
+        outcome=Outcome.REFUSED if refused is not None else Outcome.OK,
+        actor=principal.user_id,
+        actor_org=principal.org,
+        actor_roles=tuple(principal.roles),
+        reason=refused.code if refused is not None else None,
+        request_id=REQUEST_ID.get(),
+        details={
+            "asked": asked,
+            "department": "all" if department is None else department or None,
+            **({"counts": counts} if counts is not None else {}),
+        },
+    )
+
+
 @router.post("/policy/replay")
 async def replay_policy(
     body: ReplayBody, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
-    """Replay the last ``days`` of recorded data requests under the current and the proposed policy."""
+    """Replay the last ``days`` of recorded data requests under the current and the proposed policy.
+
+    A data steward replays grants over her own department's data only, against the requests recorded
+    on her department's datasets only (403 ``replay_outside_department`` for another department's grant,
+    ``replay_policy_files_admin_only`` for policy files); the platform admin replays anything. Either
+    way the replay is recorded (``policy.replayed``: what was asked and the counts) before the answer."""
     principal = await require(runtime, authorization, "policies", "replay")
-    if (
-        body.grant_id is None
-        and body.grant is None
-        and not body.revoke_grant_ids
-        and body.model is None
-        and body.permissions is None
-        and body.scenarios is None
-    ):
-        raise InvalidRequest(
-            "请给出要预演的变更：授权、撤销或新的策略文件。",
-            "Name a proposed change: a grant, revocations or new policy file contents.",
-            code="nothing_proposed",
-        )
+    department = _replay_department(principal)
     now = datetime.now(UTC)
     since = now - timedelta(days=body.days)
     current = runtime.policy().what_if()
 
-    def run(session: Session) -> dict[str, Any]:
+    def run(session: Session) -> tuple[dict[str, Any], dict[str, Any] | None, GatewayError | None]:
+        asked = _replay_asked(body, session, current.scenarios)
+        try:
+            return asked, replayed(session), None
+        except GatewayError as refused:
+            return asked, None, refused
+        except Exception as exc:
+            mapped = library_error(exc)
+            if mapped is None:
+                raise
+            return asked, None, mapped
+
+    def replayed(session: Session) -> dict[str, Any]:
+        if (
+            body.grant_id is None
+            and body.grant is None
+            and not body.revoke_grant_ids
+            and body.model is None
+            and body.permissions is None
+            and body.scenarios is None
+        ):
+            raise InvalidRequest(
+                "请给出要预演的变更：授权、撤销或新的策略文件。",
+                "Name a proposed change: a grant, revocations or new policy file contents.",
+                code="nothing_proposed",
+            )
+        _check_replay_scope(body, session, current.scenarios, department)
         with tempfile.TemporaryDirectory(prefix="grassroots-replay-") as tmp:
             permissions, scenarios = _proposed_files(current, body, Path(tmp))
         catalog = scenarios if scenarios is not None else current.scenarios
@@ -458,7 +633,18 @@ async def replay_policy(
         add = [as_if_active(grant, since, now + timedelta(days=1))] if grant is not None else []
         grants = current.grants.with_changes(add=add, remove=body.revoke_grant_ids)
         proposed = current.what_if(grants=grants, permissions=permissions, scenarios=scenarios)
-        report = replay(recorded_requests(session, since, body.limit), current, proposed)
+        # A steward sees the requests on her department's data only: who else read what is another
+        # department's business (the grants she may replay touch nothing else anyway).
+        mine = (
+            None
+            if department is None
+            else frozenset(
+                name
+                for name, info in current.scenarios.datasets.items()
+                if info.owner_department == department
+            )
+        )
+        report = replay(recorded_requests(session, since, body.limit, mine), current, proposed)
         return {
             "days": body.days,
             "since": since.isoformat(),
@@ -471,4 +657,20 @@ async def replay_policy(
             "proposed": {"digests": proposed.digests},
         }
 
-    return await read_only(runtime, run)
+    asked, result, refused = await read_only(runtime, run)
+    counts = (
+        None
+        if result is None
+        else {
+            "total": result["total"],
+            "unchanged": result["unchanged"],
+            "gained": len(result["gained"]),
+            "lost": len(result["lost"]),
+            "fields_changed": len(result["fields_changed"]),
+        }
+    )
+    await record_audit(runtime, _replayed_event(principal, asked, department, counts, refused))
+    if refused is not None:
+        raise refused
+    assert result is not None
+    return result

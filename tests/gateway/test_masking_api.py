@@ -516,6 +516,42 @@ def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(
     ]
 
 
+# Only a steward of the department that owns the dataset reverses its masks. (who asks, status, code)
+UNMASKERS = [
+    ("ca_steward", 200, None),  # civil affairs owns residents
+    ("ps_steward", 403, "not_owning_department"),  # public security: a steward, of another department
+    (("steward_none", ["data_steward"], None), 403, "not_owning_department"),  # a steward of no department
+    (("admin_ca", ["platform_admin"], "civil_affairs"), 403, "no_permission"),  # no unmask permission at all
+    (("admin_steward", ["data_steward", "platform_admin"], "public_security"), 403, "not_owning_department"),
+]
+
+
+@pytest.mark.parametrize(("who", "status", "code"), UNMASKERS)
+def test_only_a_steward_of_the_owning_department_unmasks(
+    stack: Stack, who: str | tuple[str, list[str], str | None], status: int, code: str | None
+) -> None:
+    envelope = _envelope(stack)  # made by ca_steward's dry-run of residents.id_number
+    caller = who if isinstance(who, str) else token_of(stack, *who)
+    ask = {
+        "value": envelope,
+        "dataset": "residents",
+        "field": "id_number",
+        "purpose": "低保复核中核实户主身份",
+    }
+    before = len(events_of(stack, "masking.unmask"))
+    resp = api(stack, "POST", "/unmask", caller, body=ask)
+    (event,) = events_of(stack, "masking.unmask")[before:]
+    if code is None:
+        assert ok(resp)["value"] == SAMPLE["id_number"] and event["outcome"] == "allowed"
+        return
+    out = refused(resp, status, code)
+    assert SAMPLE["id_number"] not in resp.text and envelope not in resp.text
+    if code == "not_owning_department":
+        assert "所属部门" in out["message"] and "department that owns" in out["message_en"]
+    assert (event["outcome"], event["body"]["reason"]) == ("refused", code)
+    assert event["body"]["dataset"] == "residents" and event["body"]["fields"] == ["id_number"]
+
+
 def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
     envelope = _envelope(stack)
     ask = {

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from gateway.routes.policy import told_about_them
+from policies import Decision, Reason
+from policies.engine import INTERNAL_ERROR
 from tests.gateway.test_grants_api import (
     VILLAGE_A,
     api,
@@ -259,6 +262,85 @@ def test_an_administrator_explaining_her_own_request_is_addressed(stack: Stack) 
     assert explained["failed"]["message_zh"].startswith("您的岗位没有查看")
 
 
+# A dry-run decision about someone else speaks of that user, as explain does; about the caller, to her.
+# (who asks, the request described, reason code, words said)
+DECIDE_VOICES = [
+    ("platform_admin", {**CADRE_A, "org": VILLAGE_C}, "no_active_grant", "该用户所在单位还没有"),
+    ("platform_admin", {**CADRE_A, "roles": ["supervisor"]}, "no_permission", "该用户的岗位没有查看"),
+    ("platform_admin", {**CADRE_A, "roles": ["grid_worker"]}, "scenario_not_for_role", "不由该用户的岗位"),
+    ("platform_admin", {**CADRE_A, "fields": ["birth_date"]}, "field_not_granted", "该用户要查看的部分信息"),
+    ("platform_admin", GRID_VISIT, "grid_scope_unassigned", "该用户还没有分配微网格"),
+]
+
+
+@pytest.mark.parametrize(("who", "body", "code", "said"), DECIDE_VOICES)
+def test_a_decision_about_someone_else_speaks_of_this_user(
+    stack: Stack, who: str, body: dict[str, Any], code: str, said: str
+) -> None:
+    resp = api(stack, "POST", "/policy/decide", who, body)
+    assert resp.status_code == 200, resp.text
+    decision = resp.json()
+    assert (decision["allowed"], decision["code"]) == (False, code)
+    (why,) = decision["reasons"]
+    assert why["code"] == code and said in why["message_zh"], why
+    assert "您" not in why["message_zh"] and "本单位" not in why["message_zh"], why
+    assert {"you", "your"}.isdisjoint(why["message_en"].lower().replace(".", " ").split()), why
+
+
+def test_a_failed_closed_decision_about_someone_else_speaks_of_this_user() -> None:
+    """The engine's internal error (which the route cannot be made to raise) is told in the third person
+    too; a reason the engine does not give (the platform's page limit) is kept as it is."""
+    failed = Decision(allowed=False, reasons=(INTERNAL_ERROR.reasons[0],))
+    (why,) = told_about_them(failed, []).reasons
+    assert why.code == "internal_error" and "该用户" in why.message_zh and "您" not in why.message_zh
+    page = Decision(
+        allowed=False, reasons=(Reason("page_size_over_limit", "每页最多 100 条。", "At most 100."),)
+    )
+    assert told_about_them(page, []) == page
+
+
+def test_a_decision_about_the_caller_herself_addresses_her(stack: Stack) -> None:
+    own = {"user_id": user_id(stack, "supervisor"), **_subject("310151000000", "supervisor")}
+    decision = api(stack, "POST", "/policy/decide", "platform_admin", {**own, "scenario": "DIBAO_REVIEW"})
+    assert decision.json()["reasons"][0]["message_zh"].startswith("该用户的岗位没有查看")
+    mine = {"user_id": user_id(stack, "platform_admin"), **_subject("310151000000", "platform_admin")}
+    decided = api(stack, "POST", "/policy/decide", "platform_admin", {**mine, "scenario": "DIBAO_REVIEW"})
+    assert decided.json()["reasons"][0]["message_zh"].startswith("您的岗位没有查看"), decided.text
+
+
+# Typed where a code or a field name belongs (an ID number, a name glued to a mobile): never repeated.
+TYPED_ID = "11010519491231002X"
+TYPED_NAME_PHONE = "张三13812345678"
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "said"),
+    [
+        ({"dataset": TYPED_ID, "scenario": "DIBAO_REVIEW"}, "no_permission", "未编目的数据集"),
+        ({"dataset": "residents", "scenario": TYPED_ID}, "unknown_scenario", "没有找到这个使用场景"),
+        (
+            {**DIBAO, "fields": f"name,{TYPED_ID},{TYPED_NAME_PHONE}"},
+            "field_not_granted",
+            "2 个未编目的字段",
+        ),
+        (
+            {**DIBAO, "fields": f"birth_date,{TYPED_ID}"},
+            "field_not_granted",
+            "birth_date，另有 1 个未编目的字段",
+        ),
+    ],
+)
+def test_explain_mine_never_repeats_what_was_typed(
+    stack: Stack, params: dict[str, str], code: str, said: str
+) -> None:
+    resp = api(stack, "GET", "/policy/explain", "cadre_a", params=params)
+    assert resp.status_code == 200, resp.text
+    failed = resp.json()["failed"]
+    assert failed["code"] == code and said in failed["message_zh"], failed
+    for typed in (TYPED_ID, TYPED_NAME_PHONE, "13812345678"):
+        assert typed not in resp.text
+
+
 @pytest.mark.parametrize(
     ("who", "params", "allowed", "code"),
     [
@@ -489,3 +571,119 @@ def test_cli_replay_and_decide(stack: Stack, recorded: None) -> None:
     out = stack.cli("policy", "replay", "--days", "1", "--scenario", "DIBAO_REVIEW", "--org", VILLAGE_C, *url)
     assert user_id(stack, "cadre_c") in _by_user(json.loads(out.stdout)["gained"])
     assert _cli_decide(stack, village)["code"] == "no_active_grant"
+
+
+# -- replay: a steward's own department only, every replay recorded ----------------------------------------
+
+CIVIL_AFFAIRS_SCENARIOS = ("DIBAO_REVIEW", "ELDERLY_VISIT")  # residents: civil affairs owns it
+
+
+def _approved(stack: Stack, *scenarios: str) -> list[str]:
+    ids = []
+    for scenario in scenarios:
+        listed = api(stack, "GET", "/grants", "supervisor", params={"scenario": scenario}).json()["items"]
+        ids += [g["grant_id"] for g in listed if g["status"] == "approved"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def two_departments_read(stack: Stack) -> None:
+    """Requests on both departments' data: residents (civil affairs) and houses (public security)."""
+    for who in ("cadre_a", "cadre_b"):
+        assert read_records(stack, who).status_code == 200
+    houses = api(stack, "GET", "/datasets/houses/records", "grid_a1", params={"scenario": "GRID_VISIT"})
+    assert houses.status_code == 200, houses.text
+
+
+def _replayed(stack: Stack, since: int) -> dict[str, Any]:
+    (event,) = events(stack, "policy.replayed", since)
+    return event
+
+
+def _people(stack: Stack) -> list[str]:
+    return [user_id(stack, who) for who in ("cadre_a", "cadre_b", "grid_a1")]
+
+
+def test_a_steward_may_not_replay_another_departments_grants(
+    stack: Stack, two_departments_read: None
+) -> None:
+    """ps_steward revoking civil-affairs grants learnt who read residents, where, how often: refused (403),
+    and the attempt is recorded."""
+    civil = _approved(stack, *CIVIL_AFFAIRS_SCENARIOS)[:2]
+    assert len(civil) == 2
+    seq = last_seq(stack)
+    resp = api(stack, "POST", "/policy/replay", "ps_steward", {"days": 90, "revoke_grant_ids": civil})
+    assert (resp.status_code, resp.json()["error"]) == (403, "replay_outside_department")
+    assert "本部门" in resp.json()["message"] and "department" in resp.json()["message_en"]
+    assert not any(person in resp.text for person in _people(stack))
+    event = _replayed(stack, seq)
+    assert event["actor"] == user_id(stack, "ps_steward")
+    body = event["body"]
+    assert (body["outcome"], body["reason"]) == ("refused", "replay_outside_department")
+    assert body["details"]["asked"]["revoke_grant_ids"] == civil and "counts" not in body["details"]
+    assert body["details"]["department"] == "public_security"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"grant": {"scenario": "DIBAO_REVIEW", "org_scope": VILLAGE_C}}, "replay_outside_department"),
+        ({"grant_id": "grt_does_not_exist"}, "replay_outside_department"),  # as if it were another's
+        ({"revoke_grant_ids": [TYPED_ID]}, "replay_outside_department"),
+        ({"permissions": "p, village_cadre, dataset:houses, read\n"}, "replay_policy_files_admin_only"),
+    ],
+)
+def test_a_stewards_replay_beyond_her_department_is_refused_and_recorded(
+    stack: Stack, body: dict[str, Any], code: str
+) -> None:
+    seq = last_seq(stack)
+    resp = api(stack, "POST", "/policy/replay", "ps_steward", {"days": 1, **body})
+    assert (resp.status_code, resp.json()["error"]) == (403, code)
+    event = _replayed(stack, seq)
+    assert (event["body"]["outcome"], event["body"]["reason"]) == ("refused", code)
+    recorded = json.dumps(event["body"], ensure_ascii=False)
+    assert TYPED_ID not in recorded and "grt_does_not_exist" not in recorded  # what was typed: counted only
+    assert TYPED_ID not in resp.text
+
+
+def test_a_steward_replays_her_own_departments_grants_on_her_own_data(
+    stack: Stack, two_departments_read: None
+) -> None:
+    """ps_steward may replay revoking the GRID_VISIT grants (houses: public security's): she sees the grid
+    worker lose access, and nothing of the residents read meanwhile; the platform admin replaying the same
+    change sees every request. Both replays are recorded with counts, never with who gained or lost."""
+    grid = _approved(stack, "GRID_VISIT")
+    ask = {"days": 1, "revoke_grant_ids": grid}
+    seq = last_seq(stack)
+    resp = api(stack, "POST", "/policy/replay", "ps_steward", ask)
+    assert resp.status_code == 200, resp.text
+    mine = resp.json()
+    assert _by_user(mine["lost"])[user_id(stack, "grid_a1")]["dataset"] == "houses"
+    assert not any(person in resp.text for person in _people(stack)[:2])  # the cadres read residents only
+    everyone = api(stack, "POST", "/policy/replay", "platform_admin", ask).json()
+    assert everyone["total"] > mine["total"] > 0  # the admin's replay counts the residents reads too
+    first, second = events(stack, "policy.replayed", seq)
+    assert (first["actor"], second["actor"]) == (
+        user_id(stack, "ps_steward"),
+        user_id(stack, "platform_admin"),
+    )
+    for event, report, department in ((first, mine, "public_security"), (second, everyone, "all")):
+        details = event["body"]["details"]
+        assert event["body"]["outcome"] == "ok" and details["department"] == department
+        assert details["asked"]["revoke_grant_ids"] == grid
+        assert details["counts"] == {
+            "total": report["total"],
+            "unchanged": report["unchanged"],
+            "gained": len(report["gained"]),
+            "lost": len(report["lost"]),
+            "fields_changed": len(report["fields_changed"]),
+        }
+        assert not any(person in json.dumps(event["body"]) for person in _people(stack))
+
+
+def test_a_refused_replay_of_the_platform_admin_is_recorded_too(stack: Stack) -> None:
+    seq = last_seq(stack)
+    resp = api(stack, "POST", "/policy/replay", "platform_admin", {"days": 1})
+    assert (resp.status_code, resp.json()["error"]) == (422, "nothing_proposed")
+    event = _replayed(stack, seq)
+    assert (event["body"]["outcome"], event["body"]["reason"]) == ("refused", "nothing_proposed")

@@ -4,10 +4,12 @@ then obligations, expiry boundaries, quotas, explain, and failing closed."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -508,3 +510,97 @@ def test_a_grant_with_a_malformed_scope_grants_nothing_and_spares_the_rest(engin
     engine = engine_for(bad, *GRANTS)
     assert len(engine.grants) == len(GRANTS)
     assert engine.authorize(req(CADRE_A1, "DIBAO_REVIEW")).grant_id == "g-dibao-a1"
+
+
+# -- what the caller typed is never repeated --------------------------------------------------------------
+
+#: Typed where a code or a field name belongs: an ID number, a name glued to a mobile number.
+TYPED_ID = "11010519491231002X"
+TYPED_NAME_PHONE = "张三13812345678"
+
+
+def _spy_on_reasons(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every value the engine hands to the (cached) reason renderer, as text."""
+    import policies.engine as engine_module
+
+    seen: list[str] = []
+    render = engine_module.reason
+
+    def spy(code: str, **context: object) -> Any:
+        seen.extend(str(v) for v in context.values())
+        return render(code, **context)
+
+    monkeypatch.setattr(engine_module, "reason", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("case", "request_", "code"),
+    [
+        (
+            "a dataset code that is an ID number",
+            req(CADRE_A1, "DIBAO_REVIEW", dataset=TYPED_ID),
+            "no_permission",
+        ),
+        ("a scenario code that is an ID number", req(CADRE_A1, TYPED_ID), "unknown_scenario"),
+        ("both unknown", req(SUPERVISOR, TYPED_NAME_PHONE, dataset=TYPED_ID), "no_permission"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_an_unknown_code_is_never_repeated(
+    engine_for: EngineFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    request_: AccessRequest,
+    code: str,
+) -> None:
+    seen = _spy_on_reasons(monkeypatch)
+    engine = engine_for(*GRANTS)
+    decision = engine.decide(request_)
+    checks = engine.explain(request_) + engine.explain(request_, about_caller=False)
+    assert decision.code == code and next(c for c in checks if not c.passed).detail["reason"] == code
+    said = json.dumps(
+        [(r.message_zh, r.message_en) for r in decision.reasons]
+        + [(c.message_zh, c.message_en, dict(c.detail)) for c in checks],
+        ensure_ascii=False,
+    )
+    for typed in (TYPED_ID, TYPED_NAME_PHONE, "13812345678"):
+        assert typed not in said
+        # Nor kept by the rendered-message cache: it never receives what was typed.
+        assert not any(typed in value for value in seen)
+    if code == "no_permission":
+        assert "未编目的数据集" in said and "an uncatalogued dataset" in said
+
+
+@pytest.mark.parametrize(
+    ("fields", "said_zh", "said_en"),
+    [
+        (("name", TYPED_ID, TYPED_NAME_PHONE), "2 个未编目的字段", "2 uncatalogued fields"),
+        (
+            ("name", "birth_date", TYPED_ID),
+            "birth_date，另有 1 个未编目的字段",
+            "birth_date and 1 uncatalogued field",
+        ),
+        (("name", "birth_date"), "：birth_date。", ": birth_date."),
+    ],
+)
+def test_a_field_outside_the_grant_is_named_only_when_catalogued(
+    engine_for: EngineFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    fields: tuple[str, ...],
+    said_zh: str,
+    said_en: str,
+) -> None:
+    """``birth_date`` is a catalogued field of residents that DIBAO_REVIEW does not grant: named. A name
+    the catalog does not know is whatever was typed: counted, never repeated."""
+    seen = _spy_on_reasons(monkeypatch)
+    engine = engine_for(*GRANTS)
+    request_ = req(CADRE_A1, "DIBAO_REVIEW", fields=fields)
+    (refused,) = engine.decide(request_).reasons
+    (failed,) = [c for c in engine.explain(request_, about_caller=False) if not c.passed]
+    assert refused.code == "field_not_granted" and failed.detail["reason"] == "field_not_granted"
+    assert said_zh in refused.message_zh and said_en in refused.message_en
+    assert said_zh in failed.message_zh and failed.message_zh.startswith("该用户")
+    for typed in (TYPED_ID, TYPED_NAME_PHONE, "13812345678"):
+        assert typed not in refused.message_zh + refused.message_en + failed.message_zh + failed.message_en
+        assert not any(typed in value for value in seen)
