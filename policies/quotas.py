@@ -187,6 +187,11 @@ class SqlQuotaCounter:
             connection = session.connection()
             cursor = connection.connection.cursor()
             try:
+                if connection.dialect.name == "postgresql":
+                    # No fsync of its own: a hold is only ever relied on through the audit commit that
+                    # settles it, a later commit on the same server, which makes this one durable too
+                    # (the WAL is flushed in order). A hold lost in a crash before that served nothing.
+                    cursor.execute("SET LOCAL synchronous_commit = off")
                 total = reserve_count(cursor, connection.dialect.name, key, count, limit)
             finally:
                 cursor.close()
