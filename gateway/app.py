@@ -114,7 +114,7 @@ class ContainUnhandledErrors:
 
 async def send_error(scope: Scope, send: Send, error: GatewayError, request_id: str | None) -> None:
     """Answer ``error`` in the one JSON shape, from a pure-ASGI middleware (no Request, no handler)."""
-    body = json.dumps(error.body(request_id), ensure_ascii=False).encode()
+    body = json.dumps(error.body(request_id), ensure_ascii=False, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     if request_id:
