@@ -134,37 +134,14 @@ def parse_data_request(
         try:
             value = int(raw)
         except ValueError:
-            raise _Unparsable(
-                base,
-                InvalidRequest(
-                    f"参数 {name} 必须是 1 至 {most} 之间的整数。",
-                    f"{name} must be a whole number from 1 to {most}.",
-                    code=f"invalid_{name}",
-                ),
-            ) from None
+            raise _Unparsable(base, _not_in_range(name, most)) from None
         if 1 <= value <= most:
             values[name] = value
         elif name == "page_size" and value > most:
-            raise _Unparsable(
-                base,
-                InvalidRequest(
-                    f"每页最多 {most} 条（平台每页上限），请减少每页条数后分页查看。",
-                    f"page_size may be at most {most} (the gateway's page limit); ask for fewer per page "
-                    "and read page by page.",
-                    code="page_size_over_limit",
-                    extra={"max_page_size": most},
-                ),
-            )
+            raise _Unparsable(base, page_size_over_limit(most, *_PLATFORM_LIMIT))
         else:
-            raise _Unparsable(
-                base,
-                InvalidRequest(
-                    f"参数 {name} 必须是 1 至 {most} 之间的整数。",
-                    f"{name} must be a whole number from 1 to {most}.",
-                    code=f"invalid_{name}",
-                    extra={"max_page_size": most} if name == "page_size" else None,
-                ),
-            )
+            extra = {"max_page_size": most} if name == "page_size" else None
+            raise _Unparsable(base, _not_in_range(name, most, extra))
     return DataRequest(
         safe_dataset,
         safe_scenario,
@@ -172,6 +149,31 @@ def parse_data_request(
         page_size=values["page_size"],
         record_id=record_id,
         request_id=request_id,
+    )
+
+
+def _not_in_range(name: str, most: int, extra: dict[str, Any] | None = None) -> InvalidRequest:
+    return InvalidRequest(
+        f"参数 {name} 必须是 1 至 {most} 之间的整数。",
+        f"{name} must be a whole number from 1 to {most}.",
+        code=f"invalid_{name}",
+        extra=extra,
+    )
+
+
+#: Why a page limit is what it is, when the platform's page limit sets it (Chinese, English).
+_PLATFORM_LIMIT = ("平台每页上限", "the gateway's page limit")
+#: ... and when the scenario's per-request cap sets it.
+_SCENARIO_LIMIT = ("本场景本次可查看的上限", "what this scenario allows you per request now")
+
+
+def page_size_over_limit(limit: int, why_zh: str, why_en: str) -> InvalidRequest:
+    """422 ``page_size_over_limit``: more records in one request than ``limit`` allows, and what sets it."""
+    return InvalidRequest(
+        f"每页最多 {limit} 条（{why_zh}），请减少每页条数后分页查看。",
+        f"page_size may be at most {limit} ({why_en}); ask for fewer per page and read page by page.",
+        code="page_size_over_limit",
+        extra={"max_page_size": limit},
     )
 
 
@@ -286,15 +288,8 @@ def check_within_page_limit(records: int, obligations: Obligations, max_page_siz
     if records <= limit:
         return
     if max_page_size <= obligations.max_records:
-        why_zh, why_en = "平台每页上限", "the gateway's page limit"
-    else:
-        why_zh, why_en = "本场景本次可查看的上限", "what this scenario allows you per request now"
-    raise InvalidRequest(
-        f"每页最多 {limit} 条（{why_zh}），请减少每页条数后分页查看。",
-        f"page_size may be at most {limit} ({why_en}); ask for fewer per page and read page by page.",
-        code="page_size_over_limit",
-        extra={"max_page_size": limit},
-    )
+        raise page_size_over_limit(limit, *_PLATFORM_LIMIT)
+    raise page_size_over_limit(limit, *_SCENARIO_LIMIT)
 
 
 async def fetch_upstream(
