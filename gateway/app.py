@@ -103,13 +103,8 @@ class ContainUnhandledErrors:
                 return  # the 500 (or a part of an answer) is out; the handler logged the type
             _log.error("unhandled error: %s", type(exc).__name__)
             request_id = (scope.get("state") or {}).get("request_id")
-            body = json.dumps(GatewayError().body(request_id), ensure_ascii=False).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            if request_id:
-                headers.append((b"x-request-id", str(request_id).encode()))
             with contextlib.suppress(Exception):  # the client may be gone
-                await send({"type": "http.response.start", "status": 500, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_error(scope, send, GatewayError(), request_id)
 
 
 async def send_error(scope: Scope, send: Send, error: GatewayError, request_id: str | None) -> None:
