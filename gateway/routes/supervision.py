@@ -305,10 +305,6 @@ def _deadlines() -> Deadlines:
     return Deadlines(complaint_days=s.complaint_due_days, incident_days=s.incident_due_days)
 
 
-def _archive_dir(runtime: Runtime) -> Path:
-    return archive_dir(runtime)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -1212,7 +1208,7 @@ async def archive(
     """Write the month's signed archive (events + Merkle root + signature); events stay in the log."""
     principal = await require(runtime, authorization, RESOURCE, "verify")
     signer = await asyncio.to_thread(signer_for, runtime)
-    directory = _archive_dir(runtime)
+    directory = archive_dir(runtime)
     # The periodic archiver (gateway.supervision_tasks) may be writing the same month in another process:
     # wait for it, then archive_month sees its archive and refuses a repeat.
     lock = archiving_lock(runtime.engine, directory, wait=True)
@@ -1257,7 +1253,7 @@ async def verify_archive(
         known = {a["archive_id"] for a in await asyncio.to_thread(audit.list_archives, session)}
     if archive_id not in known:
         raise NotFound("没有这个归档。", "No such archive.", code="no_such_archive")
-    manifest = _archive_dir(runtime) / f"{archive_id}.manifest.json"
+    manifest = archive_dir(runtime) / f"{archive_id}.manifest.json"
     key = await asyncio.to_thread(_public_key, runtime)
     verdict = await asyncio.to_thread(audit.verify_archive, manifest, key, runtime.engine)
     # The stored archive id (checked against the list above), never other path text; the verdict's code.
@@ -1290,7 +1286,7 @@ async def prune_audit_log(
     principal = await require(runtime, authorization, RESOURCE, "prune")
     years = _settings().audit_retention_years
     signer = await asyncio.to_thread(signer_for, runtime)
-    directory = _archive_dir(runtime)
+    directory = archive_dir(runtime)
     now = _now()
     if body.dry_run:
         with supervision_errors():
