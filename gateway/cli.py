@@ -21,7 +21,9 @@ from gateway.commands._client import load_settings
 from gateway.commands._offline import (
     database_lost,
     load_checkpoint_key,
+    migrate,
     missing_checkpoint_key,
+    read_revision,
     require_migrated,
 )
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
@@ -109,21 +111,18 @@ def _check_startup_settings(settings: Settings) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database (GRASSROOTS_DATABASE_URL) to the current schema."""
-    from gateway.db import upgrade
-
-    settings = _settings()
-    upgrade(settings.effective_database_url)
+    """Migrate the database (GRASSROOTS_DATABASE_URL) to the current schema, as the schema's owner."""
+    migrate(_settings())
     typer.echo("数据库结构已是最新版本。\ndatabase is at the current schema")
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Show the schema revision of the database and of the code."""
-    from gateway.db import current_revision, head_revision, make_engine
+    """Show the schema revision of the database and of the code (creates nothing; exit 2 when the database
+    cannot be reached)."""
+    from gateway.db import head_revision
 
-    engine = make_engine(_settings().effective_database_url)
-    current, head = current_revision(engine), head_revision()
+    current, head = read_revision(_settings()), head_revision()
     typer.echo(f"数据库结构版本：{current or '无（未迁移）'}  代码所需版本：{head}")
     typer.echo(f"database: {current or 'none'}  code: {head}")
     if current != head:
@@ -595,7 +594,6 @@ def demo(
     ] = False,
 ) -> None:
     """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
-    from gateway.db import upgrade
     from gateway.keys import load_masking_keyring
     from gateway.launch import LaunchError, demo_registries, prepare_demo, start_registry, stop, wait_healthy
     from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
@@ -623,8 +621,8 @@ def demo(
     )
     if any_hour:
         settings = _all_day_catalog(settings)
+    migrate(settings)
     url = settings.effective_database_url
-    upgrade(url)
     ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
     # Both registries require the API key their department issued to the gateway (stored by the seed as
     # each system's outbound credential, the way the admission API stores one).

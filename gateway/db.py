@@ -220,13 +220,18 @@ def ensure_audit_writer(engine: Engine, *, warn_if_owner: bool = True) -> None:
         )
 
 
-def ensure_migrated_url(url: str) -> None:
-    """:func:`ensure_migrated` for a database URL, creating nothing on the way: a SQLite file that does not
-    exist yet is unmigrated, and is neither created by connecting to it to ask nor given its directory."""
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist yet (connecting to it would create it)."""
     parsed = make_url(url)
     database = parsed.database
     local_file = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-    if local_file and not Path(str(database)).exists():
+    return local_file and not Path(str(database)).exists()
+
+
+def ensure_migrated_url(url: str) -> None:
+    """:func:`ensure_migrated` for a database URL, creating nothing on the way: a SQLite file that does not
+    exist yet is unmigrated, and is neither created by connecting to it to ask nor given its directory."""
+    if missing_sqlite_file(url):
         raise DatabaseNotMigrated.behind(None, head_revision())
     engine = make_engine(url)
     try:

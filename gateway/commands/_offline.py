@@ -1,6 +1,7 @@
-"""What the offline commands (``audit verify``/``checkpoint``, ``keys rotate``, ``supervise prefix-verify``
-and ``archive-verify``) check before they act, so that a failure is a message and exit 2, never a
-traceback, and never leaves a database file or a key behind.
+"""What the commands that use the database themselves (``db current``/``upgrade``, ``audit
+verify``/``checkpoint``, ``keys rotate``, ``supervise prefix-verify`` and ``archive-verify``, ``seed-demo``,
+``serve``, ``demo``) check before they act, so that a failure is a message and exit 2, never a traceback,
+and never leaves a database file or a key behind.
 
 Exit 2 means "nothing was done / nothing verified": a monitoring job must be able to tell an unreachable
 database or a missing key from a log that is not intact (exit 1).
@@ -22,10 +23,21 @@ if TYPE_CHECKING:
 def require_migrated(settings: Settings) -> None:
     """Refuse (exit 2, Chinese first) unless the database can be reached and is at the code's schema
     revision; nothing is created on the way (:func:`gateway.db.ensure_migrated_url`)."""
+    from gateway.db import DatabaseNotMigrated, ensure_migrated_url
+
+    url = database_url(settings)
+    try:
+        ensure_migrated_url(url)
+    except DatabaseNotMigrated as exc:  # DatabaseUnreachable included, with its own words
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def database_url(settings: Settings) -> str:
+    """``GRASSROOTS_DATABASE_URL`` (or the data directory's SQLite file), or exit 2 when it is not a database
+    URL at all."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
-
-    from gateway.db import DatabaseNotMigrated, ensure_migrated_url
 
     url = settings.effective_database_url
     try:
@@ -40,11 +52,81 @@ def require_migrated(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(2) from None
+    return url
+
+
+def read_revision(settings: Settings) -> str | None:
+    """The database's schema revision (``None``: not migrated), read without creating anything: a SQLite file
+    that does not exist is not migrated, and is neither created nor given its directory by asking. Exit 2
+    with :func:`database_lost`'s message when the database cannot be reached or read."""
+    from gateway.db import current_revision, make_engine, missing_sqlite_file
+
+    url = database_url(settings)
+    if missing_sqlite_file(url):
+        return None
     try:
-        ensure_migrated_url(url)
-    except DatabaseNotMigrated as exc:  # DatabaseUnreachable included, with its own words
-        typer.echo(str(exc), err=True)
+        engine = make_engine(url)
+    except OSError as exc:
+        database_lost(settings, exc.strerror or type(exc).__name__)
+    try:
+        return current_revision(engine)
+    except Exception as exc:  # down, refused login, not a database file: never a traceback
+        database_lost(settings, failure_reason(exc))
+    finally:
+        engine.dispose()
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to the code's schema (``grassroots db upgrade``, ``grassroots demo``), or say why
+    not and exit: 2 when it cannot be reached (nothing was done), 1 when the migration itself failed
+    (typically a login role that does not own the schema). Never a traceback: the database's own message may
+    quote statements and values."""
+    from alembic.util import CommandError
+
+    from gateway.db import make_engine, upgrade
+
+    url = database_url(settings)
+    try:
+        engine = make_engine(url)
+    except OSError as exc:  # a SQLite file whose directory cannot be made
+        database_lost(settings, exc.strerror or type(exc).__name__)
+    try:
+        # Reached first, so "cannot connect" (exit 2) and "the migration failed" (exit 1) are told apart.
+        with engine.connect():
+            pass
+    except Exception as exc:
+        database_lost(settings, failure_reason(exc))
+    finally:
+        engine.dispose()
+    try:
+        upgrade(url)
+    except CommandError:
+        # Alembic's words: the database names a revision this code does not know (a newer release).
+        typer.echo(
+            "数据库的结构版本不是本版本代码所知的版本（可能由更新版本的网关迁移过）：请使用相同或更新版本的网关，"
+            "`grassroots db current` 显示两边的版本。\n"
+            "the database is at a schema revision this code does not know (perhaps migrated by a newer "
+            "gateway): use that release or a later one; `grassroots db current` shows both revisions",
+            err=True,
+        )
         raise typer.Exit(2) from None
+    except Exception as exc:
+        reason = failure_reason(exc)
+        typer.echo(
+            f"数据库迁移未完成（{reason}）：运行 `grassroots db upgrade` 的登录角色须是数据库结构的所有者"
+            "（见 README「PostgreSQL deployment」），请用所有者的 GRASSROOTS_DATABASE_URL 重新运行。\n"
+            f"the migration did not complete ({reason}): `grassroots db upgrade` must run as the "
+            "owner of the schema (README: PostgreSQL deployment); run it again with the owner's "
+            "GRASSROOTS_DATABASE_URL",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a database failure is called in a message: the driver's exception class (``OperationalError``,
+    ``InsufficientPrivilege``), never its text, which may quote a statement, a value or the URL."""
+    return type(getattr(exc, "orig", None) or exc).__name__
 
 
 def database_lost(settings: Settings, reason: str = "AuditUnavailable") -> NoReturn:

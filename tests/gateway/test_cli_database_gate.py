@@ -102,7 +102,9 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("command", OFFLINE_DATABASE_COMMANDS)
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["db", "upgrade"], ["serve", "--port", "1"], *OFFLINE_DATABASE_COMMANDS]
+)
 def test_an_unreachable_database_is_exit_2_named_without_credentials(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -122,3 +124,37 @@ def test_an_unreachable_database_is_exit_2_named_without_credentials(
     for secret in ("auditor", "s3cret"):
         assert secret not in result.stderr
     assert not data_dir.exists()  # no key, no key ring, no checkpoint directory
+
+
+def test_db_current_on_a_fresh_data_directory_says_unmigrated_and_creates_nothing(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    result = _run(fresh, "db", "current")
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert f"database: none  code: {head_revision()}" in result.stdout
+    assert "`grassroots db upgrade`" in result.stdout
+    assert not fresh.exists()  # asking did not make an empty gateway.db (nor its directory)
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["db", "upgrade"], *OFFLINE_DATABASE_COMMANDS])
+def test_a_file_that_is_not_a_database_is_exit_2_without_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    (data_dir / "gateway.db").write_bytes(b"not a database, perhaps a half-copied backup\n" * 100)
+    result = _run(data_dir, *command)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"无法连接数据库 sqlite:///{data_dir / 'gateway.db'}（DatabaseError）：")
+    assert en.startswith("cannot reach the database at ")
+    assert sorted(p.name for p in data_dir.iterdir()) == ["gateway.db"]
+
+
+def test_db_current_and_upgrade_on_a_migrated_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    result = _run(data_dir, "db", "current")
+    assert result.exit_code == 0, result.stderr
+    assert f"database: {head_revision()}  code: {head_revision()}" in result.stdout
+    assert "db upgrade" not in result.stdout
