@@ -27,11 +27,12 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, BinaryIO, Final, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -78,9 +79,12 @@ class ArchiveResult:
     file_sha256: str
     key_id: str
     complete: bool = True  # False: made before the month ended (never used for pruning)
+    # True: the files were already in place, written by a run interrupted before it could index them
+    recovered: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"recovered": True} if self.recovered else {}),
             "month": self.month,
             "complete": self.complete,
             "first_seq": self.first_seq,
@@ -218,45 +222,43 @@ def archive_month(
     # A partial archive says so in its name too, so the complete archive of the same events (made once the
     # month has ended) can take the plain name.
     stem = f"audit-{month}-{first}-{last}" + ("" if complete else "-partial")
+    recovered = _recover_leftovers(engine, signer, directory, stem, (month, first, last, complete))
+    if recovered is not None:
+        return recovered
     events_path = directory / f"{stem}.jsonl.gz"
     manifest_path = directory / f"{stem}.manifest.json"
-    if events_path.exists() or manifest_path.exists():
-        raise ArchiveError(
-            f"{stem} already exists in {directory}", f"归档文件 {stem} 已存在于 {directory}，未覆盖"
-        )
     with engine.connect() as conn:
         tree_size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
     acc = merkle.MerkleAccumulator()
     prev_first: bytes | None = None
     last_entry = GENESIS_HASH
-    tmp = directory / f".{stem}.jsonl.gz.tmp"
-    digest = hashlib.sha256()
     count = 0
-    try:
-        with open(tmp, "xb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-                for row in _rows(engine, first, last):
-                    if prev_first is None:
-                        prev_first = bytes(row.prev_hash)
-                    line = canonical_json(
-                        {
-                            "seq": int(row.seq),
-                            "body": row.body,
-                            "prev_hash": bytes(row.prev_hash).hex(),
-                            "entry_hash": bytes(row.entry_hash).hex(),
-                            "leaf_hash": bytes(row.leaf_hash).hex(),
-                        }
-                    )
-                    out.write(line + b"\n")
-                    acc.append(bytes(row.leaf_hash))
-                    last_entry = bytes(row.entry_hash)
-                    count += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        digest.update(tmp.read_bytes())
-        os.link(tmp, events_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def write_events(raw: BinaryIO) -> str:
+        nonlocal prev_first, last_entry, count
+        hashing = _HashingWriter(raw)
+        with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) as out:
+            for row in _rows(engine, first, last):
+                if prev_first is None:
+                    prev_first = bytes(row.prev_hash)
+                line = canonical_json(
+                    {
+                        "seq": int(row.seq),
+                        "body": row.body,
+                        "prev_hash": bytes(row.prev_hash).hex(),
+                        "entry_hash": bytes(row.entry_hash).hex(),
+                        "leaf_hash": bytes(row.leaf_hash).hex(),
+                    }
+                )
+                out.write(line + b"\n")
+                acc.append(bytes(row.leaf_hash))
+                last_entry = bytes(row.entry_hash)
+                count += 1
+        return hashing.hexdigest()
+
+    # The events file first, then the manifest: the signed manifest is what makes the archive exist, so
+    # an interruption before it leaves only files a later round sets aside (_recover_leftovers).
+    events_sha256 = _write_new_file(directory, events_path.name, write_events)
     tree_root = _tree_root(engine, tree_size)
     manifest: dict[str, Any] = {
         "origin": ARCHIVE_ORIGIN,
@@ -272,27 +274,130 @@ def archive_month(
         "tree_size": tree_size,
         "tree_root": tree_root.hex(),
         "events_file": events_path.name,
-        "events_sha256": digest.hexdigest(),
+        "events_sha256": events_sha256,
         "created_at": format_timestamp(when),
         "key_id": signer.key_id,
     }
     manifest["signature"] = base64.b64encode(signer.sign_payload(_manifest_payload(manifest))).decode()
-    with open(manifest_path, "xb") as fh:
-        fh.write(canonical_json(manifest) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    _write_new_file(directory, manifest_path.name, lambda fh: fh.write(canonical_json(manifest) + b"\n"))
+    return _result_of(manifest, manifest_path)
+
+
+def _result_of(manifest: dict[str, Any], manifest_path: Path, *, recovered: bool = False) -> ArchiveResult:
     return ArchiveResult(
-        month=month,
-        first_seq=first,
-        last_seq=last,
-        count=count,
-        range_root=manifest["range_root"],
-        events_file=events_path,
+        month=str(manifest["month"]),
+        first_seq=int(manifest["first_seq"]),
+        last_seq=int(manifest["last_seq"]),
+        count=int(manifest["count"]),
+        range_root=str(manifest["range_root"]),
+        events_file=manifest_path.parent / str(manifest["events_file"]),
         manifest_file=manifest_path,
-        file_sha256=manifest["events_sha256"],
-        key_id=signer.key_id,
-        complete=complete,
+        file_sha256=str(manifest["events_sha256"]),
+        key_id=str(manifest["key_id"]),
+        complete=bool(manifest["complete"]),
+        recovered=recovered,
     )
+
+
+_W = TypeVar("_W")
+#: Files being written: ``.<final name>.<pid>-<random>.tmp`` in the archive directory itself (a rename
+#: never crosses file systems), never an archive until linked into place.
+_TEMP_GLOB: Final = ".audit-*.tmp"
+#: Where a later round moves the unsigned files of an interrupted one (kept, never deleted: nothing relies
+#: on them, but an operator may want to see them).
+INTERRUPTED_DIR: Final = "interrupted"
+
+
+def _write_new_file(directory: Path, name: str, write: Callable[[BinaryIO], _W]) -> _W:
+    """Create ``directory/name`` whole or not at all: written to a temporary name beside it, flushed and
+    fsynced, then hard-linked into place (which, unlike a rename, never replaces an existing file), and the
+    directory fsynced so the new name survives a power cut too. A crash leaves at most the temporary file,
+    which the next archiving round removes (:func:`_recover_leftovers`)."""
+    tmp = directory / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            written = write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, directory / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_directory(directory)
+    return written
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _recover_leftovers(
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    stem: str,
+    expected: tuple[str, int, int, bool],
+) -> ArchiveResult | None:
+    """Clear what an interrupted archiving run (a killed process, a full disk) left, before writing ``stem``
+    again; the caller holds the archiving lock, so no other writer is at work in ``directory``.
+
+    * Temporary files are removed: they never became an archive, and the events are still in the log.
+    * A signed manifest is never removed or overwritten, whoever signed it. If it is this very archive,
+      signed with this key, and it verifies against the live log (the run was interrupted after writing
+      it, before the archive was indexed), it is adopted as it is: the result carries ``recovered``.
+      Otherwise the month is refused, naming the files, so that nobody loses a signed archive (or the
+      evidence that one was altered) to a rewrite.
+    * An events file without a manifest, or with a manifest that is not a signed document (cut short by
+      an older version, which wrote it in place), is not an archive: both are moved to
+      :data:`INTERRUPTED_DIR` and the month is written anew.
+    """
+    for tmp in directory.glob(_TEMP_GLOB):
+        tmp.unlink(missing_ok=True)
+    events_path = directory / f"{stem}.jsonl.gz"
+    manifest_path = directory / f"{stem}.manifest.json"
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+        except ValueError:
+            manifest = None
+        if isinstance(manifest, dict) and "signature" in manifest:
+            verdict = verify_archive(manifest_path, signer.public_key, engine)
+            month, first, last, complete = expected
+            same = (
+                manifest.get("month") == month
+                and manifest.get("first_seq") == first
+                and manifest.get("last_seq") == last
+                and manifest.get("complete") == complete
+                and manifest.get("events_file") == events_path.name
+            )
+            if verdict.ok and same:
+                return _result_of(manifest, manifest_path, recovered=True)
+            problem_en = verdict.problem or "it is not the archive of this range"
+            problem_zh = verdict.problem_zh or "它不是这一范围的归档"
+            raise ArchiveError(
+                f"{manifest_path.name} in {directory} is a signed archive manifest that does not verify "
+                f"({problem_en}); it is left as it is and the month is not archived over it: check it with "
+                "`grassroots supervise archive-verify`, keep the files if they were altered, or move both "
+                "files out of the archive directory (e.g. an archive signed with an earlier key) and the "
+                "next round archives the month again",
+                f"{directory} 中的 {manifest_path.name} 是已签名的归档清单，但未通过校验（{problem_zh}）；"
+                "未作改动，也不会覆盖它归档该月：请用 grassroots supervise archive-verify 检查；"
+                "如文件被改动过，请保留现场；如确认无须保留（例如以旧密钥签名的归档），"
+                "把这两个文件移出归档目录，下一轮即会重新归档",
+            )
+    leftovers = [p for p in (events_path, manifest_path) if p.exists()]
+    if leftovers:
+        aside = directory / INTERRUPTED_DIR
+        aside.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        for path in leftovers:
+            os.rename(path, aside / f"{path.name}.{stamp}")
+        _fsync_directory(aside)
+        _fsync_directory(directory)
+    return None
 
 
 def _no_events_message(engine: Engine, month: str) -> tuple[str, str]:
@@ -559,6 +664,24 @@ def _check_events(
     if acc.root().hex() != manifest["range_root"]:
         return checked, ("range Merkle root differs from the manifest", "事件范围的 Merkle 根与清单不符")
     return checked, None
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes every byte written through it (for gzip to write to)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 class _HashingReader:

@@ -267,9 +267,11 @@ def archive_closed_months(
     oldest first, each recorded as :func:`_record` does. Returns the archives written, or None when
     another process holds :func:`archiving_lock` (it is archiving; the next round looks again).
 
-    The months are read under the lock, so a month another process archived is seen as archived. A month
-    that cannot be archived (:class:`audit.ArchiveError`, e.g. files of an interrupted round left in the
-    directory) is logged and skipped; the others are still archived."""
+    The months are read under the lock, so a month another process archived is seen as archived. What an
+    interrupted round (a killed process) left is cleared first (:func:`audit.archive_month`): temporary
+    files removed, an unsigned events file set aside, a complete signed archive that verifies adopted. A
+    month that cannot be archived (:class:`audit.ArchiveError`, e.g. a signed manifest in the way that
+    does not verify, never overwritten) is logged and skipped; the others are still archived."""
     written: list[ArchiveResult] = []
     with archiving_lock(engine, directory, wait=False) as held:
         if not held:

@@ -57,8 +57,13 @@ def test_archive_verifies_alone_and_against_the_log(
     assert (result.first_seq, result.last_seq, result.count) == (1, 10, 10)
     assert verify_archive(result.manifest_file, signer.public_key).ok
     assert verify_archive(result.manifest_file, signer.public_key, sqlite.engine).checked == 10
-    with pytest.raises(ArchiveError):
-        archive_month(sqlite.engine, signer, tmp_path, "2026-10")
+    # Never indexed (as when the process died before recording it): the same files are adopted, not
+    # rewritten (once indexed, archiving the month again is refused: nothing new to archive).
+    manifest = result.manifest_file.read_bytes()
+    again = archive_month(sqlite.engine, signer, tmp_path, "2026-10")
+    assert again.recovered and again.manifest_file == result.manifest_file
+    assert again.to_json() == {**result.to_json(), "recovered": True}
+    assert result.manifest_file.read_bytes() == manifest
     with pytest.raises(ArchiveError):
         archive_month(sqlite.engine, signer, tmp_path, "2026-01")
 
