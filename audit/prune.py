@@ -340,6 +340,38 @@ def _write_external(path: Path, data: bytes) -> None:
         tmp.unlink()
 
 
+#: Why a login role that may not delete events cannot prune (English, Chinese): what to run instead.
+NOT_OWNER_REASON: Final = (
+    "database_refused: this database login may not delete audit events (the recommended PostgreSQL "
+    "setup: the gateway logs in as a role that is not the schema owner, README: PostgreSQL deployment); "
+    "prune on the server with the owner's login, the one `grassroots db upgrade` uses: "
+    "GRASSROOTS_DATABASE_URL=<owner's URL> grassroots audit prune-as-owner --execute",
+    "网关登录数据库所用的角色不能删除审计事件（PostgreSQL 推荐部署：网关不以数据库结构所有者登录，"
+    "见 README「PostgreSQL deployment」）；请在服务器上用数据库所有者的登录（即运行 grassroots db upgrade "
+    "所用的）执行清理：GRASSROOTS_DATABASE_URL=<所有者的数据库地址> "
+    "grassroots audit prune-as-owner --execute",
+)
+
+
+def can_prune(engine: Engine) -> bool:
+    """Whether this database login may carry out a prune: write the anchor row and delete the pruned rows.
+
+    On PostgreSQL only the schema's owner may (README: PostgreSQL deployment); the gateway's recommended
+    login role and the insert/select writer role may not, which is what keeps a stolen gateway credential
+    from deleting events. The delete triggers still allow only ``seq <=`` an anchored seq, whoever asks.
+    SQLite has no roles: its triggers are the guard."""
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT has_table_privilege('audit_prune_anchors', 'INSERT') "
+                "AND has_table_privilege('audit_events', 'DELETE') "
+                "AND has_table_privilege('audit_subject_refs', 'DELETE')"
+            ).scalar()
+        )
+
+
 def prune(
     engine: Engine,
     signer: CheckpointSigner,
@@ -368,6 +400,10 @@ def prune(
     )
     if plan.through_seq is None:
         raise PruneRefused(plan)
+    # Before anything is signed or written (checkpoint, external anchor): a login that may not delete
+    # events would otherwise leave an anchor file outside the database for a prune that never happened.
+    if not can_prune(engine):
+        raise PruneRefused(replace(plan, reasons=(NOT_OWNER_REASON[0],), reasons_zh=(NOT_OWNER_REASON[1],)))
     target = plan.through_seq
     previous = checked_anchor(engine, signer.public_key)
     # A checkpoint over the full log first: the anchor's frontier must reproduce its root later.
@@ -461,13 +497,13 @@ def prune(
             )
         ) from None
     except DBAPIError as exc:
-        # E.g. the insert/select writer role (PostgreSQL): pruning needs the owner connection. Only the
-        # class name: driver messages may quote parameters.
+        # Privileges were checked above; whatever else the database refused: only the class name (driver
+        # messages may quote parameters).
         raise PruneRefused(
             replace(
                 plan,
-                reasons=(f"database_refused: {type(exc.orig).__name__}; prune as the owner",),
-                reasons_zh=("数据库拒绝删除：清理须以数据库所有者连接执行",),
+                reasons=(f"database_refused: {type(exc.orig).__name__}; nothing was deleted",),
+                reasons_zh=(f"数据库拒绝了本次清理（{type(exc.orig).__name__}），未删除任何事件",),
             )
         ) from None
     return PruneResult(anchor, anchor_file, int(events), int(refs), plan, change)

@@ -26,6 +26,7 @@ from gateway.commands._offline import (
     read_revision,
     require_migrated,
 )
+from gateway.commands.supervision import DryRunOption, ThroughMonthOption, ThroughSeqOption
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
 
 if TYPE_CHECKING:
@@ -459,6 +460,115 @@ def audit_checkpoint() -> None:
         f"已记入审计日志，操作者为 {actor}。\n"
         f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}; recorded as {actor}"
     )
+
+
+@audit_app.command("prune-as-owner")
+def audit_prune_as_owner(
+    dry_run: DryRunOption = True,
+    through_month: ThroughMonthOption = None,
+    through_seq: ThroughSeqOption = None,
+) -> None:
+    """Prune on the server with the schema owner's database login, for PostgreSQL set up as the README
+    recommends (the gateway's own login may not delete events, so `audit prune --execute` is refused).
+
+    Set GRASSROOTS_DATABASE_URL to the owner's URL for this command only, as for `grassroots db upgrade`,
+    with the gateway's GRASSROOTS_DATA_DIR (checkpoint key and directory, archives). The same plan, checks,
+    signed anchor and `supervision.events_pruned` event as `audit prune`, recorded as cli:<user>@<host>.
+    Exit 1 when refused (nothing deleted), 2 when nothing could be tried."""
+    from audit import (
+        AnchorError,
+        AuditUnavailable,
+        CheckpointError,
+        CheckpointSigner,
+        PruneRefused,
+        can_prune,
+        plan_prune,
+        prune,
+    )
+    from gateway.db import make_engine
+    from gateway.supervision_tasks import SupervisionSettings
+
+    settings = _settings()
+    _check_area_settings()
+    require_migrated(settings)
+    area = SupervisionSettings()
+    key_path = settings.effective_checkpoint_key_path
+    if not key_path.exists():  # never made here: the anchor must be signed with the archives' key
+        typer.echo(
+            f"未清理：找不到检查点密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）。"
+            "清理锚点须用签发归档的同一把密钥签名；"
+            "请使用与网关相同的 GRASSROOTS_DATA_DIR / GRASSROOTS_CHECKPOINT_KEY_PATH 重新运行。\n"
+            f"nothing pruned: there is no checkpoint key at {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH); the "
+            "anchor must be signed with the key that signed the archives: run again with the gateway's "
+            "GRASSROOTS_DATA_DIR / GRASSROOTS_CHECKPOINT_KEY_PATH",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        signer = CheckpointSigner.load_or_create(key_path)
+    except CheckpointError as exc:
+        typer.echo(f"未清理：{exc.message_zh}。\nnothing pruned: {exc}", err=True)
+        raise typer.Exit(2) from None
+    directory = area.audit_archive_dir or settings.data_dir / "archives"
+    engine = make_engine(settings.effective_database_url)
+    now = datetime.now(UTC)
+    try:
+        if dry_run:
+            plan = plan_prune(
+                engine,
+                directory,
+                signer.public_key,
+                now,
+                years=area.audit_retention_years,
+                through_month=through_month,
+                through_seq=through_seq,
+            )
+            typer.echo(json.dumps({"dry_run": True, **plan.to_json()}, ensure_ascii=False, indent=2))
+            return
+        if not can_prune(engine):
+            typer.echo(
+                "未清理：GRASSROOTS_DATABASE_URL 所用的数据库登录角色不能删除审计事件"
+                "（它不是数据库结构的所有者）。请把 GRASSROOTS_DATABASE_URL 设为所有者的地址"
+                "（与运行 grassroots db upgrade 时相同）后重新运行；"
+                "网关平时使用的登录角色有意不能删除事件。\n"
+                "nothing pruned: the database login in GRASSROOTS_DATABASE_URL may not delete audit events "
+                "(it is not the schema owner); set GRASSROOTS_DATABASE_URL to the owner's URL (the one "
+                "`grassroots db upgrade` runs with) and run again; the gateway's everyday login is meant not "
+                "to be able to delete events",
+                err=True,
+            )
+            raise typer.Exit(2)
+        result = prune(
+            engine,
+            signer,
+            directory,
+            settings.effective_checkpoint_dir,
+            actor=offline_actor(),
+            now=now,
+            years=area.audit_retention_years,
+            through_month=through_month,
+            through_seq=through_seq,
+            actor_roles=("operator",),
+        )
+    except PruneRefused as exc:
+        typer.echo(
+            f"未清理：{'；'.join(exc.plan.reasons_zh)}。\nnothing pruned: {'; '.join(exc.plan.reasons)}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except (AnchorError, CheckpointError) as exc:
+        typer.echo(
+            "未清理：清理锚点或检查点与日志不一致，请立即运行 grassroots audit verify 查明原因。\n"
+            f"nothing pruned: {exc}; run `grassroots audit verify` to find out why",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
+    done = {"dry_run": False, **result.to_json(), "plan": result.plan.to_json()}
+    typer.echo(json.dumps(done, ensure_ascii=False, indent=2))
 
 
 def record_offline_act(engine: Any, kind: str, details: Mapping[str, Any]) -> str:

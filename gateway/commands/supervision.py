@@ -395,16 +395,23 @@ def archive(month: Annotated[str, typer.Option(help="YYYY-MM")]) -> ApiCall:
     return ApiCall("POST", f"{_BASE}/archives", body={"month": month})
 
 
+#: The options of a prune, through the API (``audit prune``) or with the owner's login (``audit
+#: prune-as-owner``).
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
+]
+ThroughMonthOption = Annotated[str | None, typer.Option(help="prune no later than this month, YYYY-MM")]
+ThroughSeqOption = Annotated[
+    int | None, typer.Option(help="prune through this event (the last of an archived month)")
+]
+
+
 @app.command()
 @api_command
 def prune(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
-    ] = True,
-    through_month: Annotated[str | None, typer.Option(help="prune no later than this month, YYYY-MM")] = None,
-    through_seq: Annotated[
-        int | None, typer.Option(help="prune through this event (the last of an archived month)")
-    ] = None,
+    dry_run: DryRunOption = True,
+    through_month: ThroughMonthOption = None,
+    through_seq: ThroughSeqOption = None,
 ) -> ApiCall:
     """Delete archived months past the retention period behind a signed prefix anchor.
 

@@ -360,6 +360,8 @@ def test_postgres_writer_role_cannot_prune_even_an_anchored_prefix(
             prune(writer, signer, w.archives, w.checkpoints, actor="auditor", now=LATER)
         assert refused.value.plan.reasons[0].startswith("database_refused")
         assert w.count() == 27 and latest_anchor(engine) is None
+        # Refused before signing: no anchor outside the database for a prune that did not happen.
+        assert not list(Path(w.checkpoints).glob("prune-anchor-*.json"))
         w.prune()  # as the owner
         assert w.count() == 27 - 10 + 1
         assert AuditLog(writer).append(make_event(50, occurred_at=MAR)).seq == 29

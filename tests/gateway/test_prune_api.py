@@ -53,25 +53,31 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         log.append_many(make_event(i, occurred_at=JAN_2020 + timedelta(minutes=i)) for i in range(10))
         log.append_many(make_event(i, occurred_at=FEB_2020 + timedelta(minutes=i)) for i in range(10, 20))
         engine.dispose()
-        port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "GRASSROOTS_DATA_DIR": str(root / "var"),
-            "GRASSROOTS_DATABASE_URL": url,
-            "GRASSROOTS_DEV_IDP_ENABLED": "true",
-            "GRASSROOTS_HOST": "127.0.0.1",
-            "GRASSROOTS_PORT": str(port),
-            "GRASSROOTS_LOG_LEVEL": "warning",
-        }
-        s = Stack(request.param, root / "var", url, env, port, free_port())
-        try:
-            s.start_gateway()
-            yield s
-        finally:
-            stop(s.gateway)
-            if s._engine is not None:
-                s._engine.dispose()
+        yield from gateway_on(request.param, root / "var", url)
+
+
+def gateway_on(backend: str, data_dir: Path, url: str, login_url: str | None = None) -> Iterator[Stack]:
+    """A gateway on ``url`` (logging in with ``login_url`` when given; the stack's own engine uses ``url``)
+    and ``data_dir``, stopped afterwards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRASSROOTS_DATA_DIR": str(data_dir),
+        "GRASSROOTS_DATABASE_URL": login_url or url,
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_HOST": "127.0.0.1",
+        "GRASSROOTS_PORT": str(port),
+        "GRASSROOTS_LOG_LEVEL": "warning",
+    }
+    s = Stack(backend, data_dir, url, env, port, free_port())
+    try:
+        s.start_gateway()
+        yield s
+    finally:
+        stop(s.gateway)
+        if s._engine is not None:
+            s._engine.dispose()
 
 
 def api(stack: Stack, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
