@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from gateway.commands._client import load_settings
+from gateway.commands._client import load_settings, unknown_demo_user
 from gateway.commands._offline import (
     database_lost,
     load_checkpoint_key,
@@ -257,12 +257,7 @@ def dev_token(
         )
         raise typer.Exit(2) from None
     except UnknownDevUserError:
-        typer.echo(
-            f"没有名为 {username!r} 的演示用户；`grassroots dev-users` 列出全部演示用户。\n"
-            f"no demo user named {username!r}; see `grassroots dev-users`",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+        raise unknown_demo_user(username) from None
 
 
 @audit_app.command("verify")

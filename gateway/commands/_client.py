@@ -102,16 +102,38 @@ AsOption = Annotated[
 ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
 
 
+def unknown_demo_user(username: str) -> typer.Exit:
+    """Say no demo user has that name (`dev-token USERNAME`, `--as USERNAME`): exit 2, never a traceback."""
+    typer.echo(
+        f"没有名为 {username!r} 的演示用户；`grassroots dev-users` 列出全部演示用户。\n"
+        f"no demo user named {username!r}; see `grassroots dev-users`",
+        err=True,
+    )
+    return typer.Exit(2)
+
+
 def _token(token: str | None, as_user: str | None) -> str:
     if token:
         return token
     if as_user:
+        from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
         from gateway.wiring import dev_identity_provider
 
         settings = load_settings()
         if not settings.dev_idp_enabled:
             settings = settings.model_copy(update={"dev_idp_enabled": True})
-        return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)
+        try:
+            return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)
+        except UnknownDevUserError:
+            raise unknown_demo_user(as_user) from None
+        except DevIdentityProviderForbiddenError:
+            typer.echo(
+                "生产模式下不提供开发用身份提供方：--as 不可用，请用 --token 或环境变量 GRASSROOTS_TOKEN。\n"
+                "the development identity provider is never available in production mode: "
+                "--as cannot be used; give --token or GRASSROOTS_TOKEN",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     typer.echo(
         "需要登录凭证：--token、环境变量 GRASSROOTS_TOKEN，或在开发环境中用 --as 用户名。\n"
         "a token is needed: --token, GRASSROOTS_TOKEN, or --as USERNAME in development",

@@ -424,19 +424,37 @@ def test_commands_declaring_the_url_option_themselves_follow_the_port_too(gatewa
     assert [r.path for r in gateway.received] == ["/oauth/token"]
 
 
-def test_as_mints_a_token_whose_issuer_is_the_address_called(gateway: Gateway, tmp_path: Path) -> None:
-    import jwt
-
-    env = {
+def _development_env(gateway: Gateway, tmp_path: Path) -> dict[str, str]:
+    """Development mode, the gateway found at the stand-in's address (so `--as` mints for it)."""
+    return {
         "GRASSROOTS_HOST": "127.0.0.1",
         "GRASSROOTS_PORT": _port(gateway.url),
         "GRASSROOTS_PUBLIC_URL": "",
         "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
         "GRASSROOTS_MODE": "development",
     }
+
+
+def test_as_mints_a_token_whose_issuer_is_the_address_called(gateway: Gateway, tmp_path: Path) -> None:
+    import jwt
+
+    env = _development_env(gateway, tmp_path)
     result = _run("fetch", "a1", "--as", "cadre_a", env=env)
     assert result.exit_code == 0, result.stderr
     (received,) = gateway.received
     token = (received.authorization or "").removeprefix("Bearer ")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["iss"] == f"{gateway.url}/dev-idp"
+
+
+def test_as_an_unknown_demo_user_is_refused_in_words(gateway: Gateway, tmp_path: Path) -> None:
+    # A typo in --as used to end in a Python traceback (UnknownDevUserError); it gets dev-token's words.
+    env = _development_env(gateway, tmp_path)
+    result = _run("fetch", "a1", "--as", "cadre_z", env=env)
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    zh, en = result.stderr.splitlines()[:2]
+    assert zh.startswith("没有名为 'cadre_z' 的演示用户") and "grassroots dev-users" in zh
+    assert en == "no demo user named 'cadre_z'; see `grassroots dev-users`"
+    assert gateway.received == []
