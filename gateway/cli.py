@@ -864,6 +864,15 @@ def _print_next_steps(settings: Settings) -> None:
             "  # the gateway is not on the default address: set these first (else tokens answer 401 "
             "wrong_issuer)\n",
         )
+    # The offline commands (`audit verify` below, `audit checkpoint`, `keys rotate`) open the database and
+    # keys under GRASSROOTS_DATA_DIR: another terminal without it finds no database at ./var and is told
+    # to migrate one. The path is shown absolute, as the other terminal may be elsewhere.
+    if settings.database_url is None and settings.data_dir != Path("var"):
+        exports.append(
+            "  # 数据目录不是默认的 var：audit verify、keys rotate 等命令也要用同一目录\n"
+            "  # the data directory is not the default var: audit verify, keys rotate and others need it\n"
+            f"  export GRASSROOTS_DATA_DIR={shlex.quote(str(settings.data_dir.resolve()))}\n"
+        )
     typer.echo(
         f"""
 基层数据网关演示已启动 · Grassroots Data Gateway demo is running

@@ -167,3 +167,19 @@ def test_on_the_default_address_the_banner_needs_no_export(capsys: pytest.Captur
     _print_next_steps(Settings(host="0.0.0.0", port=8300, public_url=None, dev_idp_enabled=True))
     other = capsys.readouterr().out
     assert "  export GRASSROOTS_HOST=0.0.0.0\n  export GRASSROOTS_PORT=8300\n  TOKEN=" in other
+
+
+def test_with_another_data_directory_the_banner_exports_it_for_audit_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `GRASSROOTS_DATA_DIR=/tmp/x/var grassroots demo`: the banner's own `audit verify` needs that directory
+    # in the other terminal, or it finds no database under ./var and is told to run `db upgrade`.
+    from gateway.cli import _print_next_steps
+    from gateway.settings import Settings
+
+    data_dir = tmp_path / "var"
+    _print_next_steps(Settings(port=8000, public_url=None, dev_idp_enabled=True, data_dir=data_dir))
+    steps = capsys.readouterr().out.split("Try, in another terminal:\n", 1)[1]
+    assert steps.index(f"  export GRASSROOTS_DATA_DIR={data_dir}\n") < steps.index("grassroots audit verify")
+    _print_next_steps(Settings(port=8000, public_url=None, dev_idp_enabled=True, data_dir=Path("var")))
+    assert "GRASSROOTS_DATA_DIR" not in capsys.readouterr().out
