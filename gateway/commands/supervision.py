@@ -199,6 +199,13 @@ def complaints() -> ApiCall:
 
 @app.command()
 @api_command
+def complaint(complaint_id: str) -> ApiCall:
+    """Show one complaint (its incident, deadline, whether it is overdue)."""
+    return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}")
+
+
+@app.command()
+@api_command
 def incidents(
     status: Annotated[str | None, typer.Option(help="open | investigating | closed")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="only those past their deadline")] = False,

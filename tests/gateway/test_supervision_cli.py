@@ -190,3 +190,12 @@ def test_archive_verify_of_an_unreadable_file_prints_the_verdicts_own_reason(
         f"Cannot read the archive: cannot read {manifest}: {reason_en}. Nothing was verified"
     )
     assert "does NOT verify" not in result.stderr
+
+
+def test_complaint_shows_one_complaint_as_the_api_does(gateway: Gateway) -> None:
+    # GET /complaints/{id} had no command: a supervisor with a 12345 ticket's complaint id had to list all.
+    gateway.answer(200, {"complaint_id": "C-1", "incident_id": "I-1", "overdue": False})
+    result = supervise("complaint", "C-1", url=gateway.url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["incident_id"] == "I-1"
+    assert [(r.method, r.path) for r in gateway.received] == [("GET", "/api/v1/supervision/complaints/C-1")]
