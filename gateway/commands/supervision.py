@@ -179,6 +179,18 @@ def complain(
     ticket: Annotated[str | None, typer.Option(help="e.g. the 12345 work-order number")] = None,
 ) -> ApiCall:
     """Register a complaint; the incident opens with every access to the person and its proof."""
+    from audit import ComplaintSource
+
+    sources = [s.value for s in ComplaintSource]
+    if source not in sources:
+        # Before the ID number is asked for: a typo here must not cost typing the number again. The words
+        # are the API's for the same mistake.
+        typer.echo(
+            f"请求参数有误：source（只能是 {'、'.join(sources)} 之一）。\n"
+            f"Invalid request parameters: source (must be one of {', '.join(sources)}).",
+            err=True,
+        )
+        raise typer.Exit(2)
     body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
     return ApiCall("POST", f"{_BASE}/complaints", body=body)
 

@@ -199,3 +199,22 @@ def test_complaint_shows_one_complaint_as_the_api_does(gateway: Gateway) -> None
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["incident_id"] == "I-1"
     assert [(r.method, r.path) for r in gateway.received] == [("GET", "/api/v1/supervision/complaints/C-1")]
+
+
+def test_complain_refuses_an_unknown_source_before_asking_for_the_id_number(gateway: Gateway) -> None:
+    # In a terminal the ID number is typed (without echo) before the request; a typo in --source was
+    # refused only by the gateway afterwards, so the number had to be typed again. Now nothing is asked
+    # or sent (the environment variable stands in for the typed number here).
+    result = supervise(
+        "complain",
+        "--source",
+        "hotline",
+        "--summary",
+        "来电",
+        url=gateway.url,
+        env={"GRASSROOTS_SUBJECT_ID_NUMBER": "110101199003077777"},
+    )
+    assert result.exit_code == 2, result.output
+    zh, en = chinese_then_english(result.stderr)
+    assert "hotline_12345、burden_monitoring、walk_in" in zh and "hotline_12345, burden_monitoring" in en
+    assert gateway.received == []
