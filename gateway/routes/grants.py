@@ -285,7 +285,7 @@ async def list_grants(
             wanted_status = GrantStatus(status)
         except ValueError:
             raise InvalidRequest(
-                "status 取值有误。",
+                f"status 取值有误：只能是 {'、'.join(s.value for s in GrantStatus)} 之一。",
                 f"status must be one of {', '.join(s.value for s in GrantStatus)}.",
                 code="invalid_status",
             ) from None

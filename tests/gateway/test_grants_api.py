@@ -362,7 +362,11 @@ def test_visibility_by_department_and_jurisdiction(stack: Stack) -> None:
         assert (grant_id in {g["grant_id"] for g in listed.json()["items"]}) is visible, (who, claims)
     by_org = api(stack, "GET", "/grants", "supervisor", params={"org": village, "status": "requested"})
     assert [g["grant_id"] for g in by_org.json()["items"]] == [grant_id]
-    assert api(stack, "GET", "/grants", "supervisor", params={"status": "bogus"}).status_code == 422
+    bogus = api(stack, "GET", "/grants", "supervisor", params={"status": "aproved"})
+    assert bogus.status_code == 422 and bogus.json()["error"] == "invalid_status"
+    # Chinese first and as actionable as the English: both name the statuses (the Chinese said only
+    # "status 取值有误。").
+    assert "approved、rejected" in bogus.json()["message"] and "aproved" not in bogus.json()["message"]
     assert api(stack, "GET", "/grants", "ca_sysadmin").status_code == 403
 
 
