@@ -177,6 +177,15 @@ class BurdenChecklist:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> BurdenChecklist:
+        if set(data) - {*cls.QUESTIONS, "notes"}:
+            # A misspelt question must not be dropped: the answer would be lost and submission refused
+            # later as "unanswered" for a question the department did answer. The keys it takes are named,
+            # never what was typed.
+            raise InvalidRegistration(
+                "checklist",
+                f"含有清单之外的问题；可回答的问题是 {'、'.join(cls.QUESTIONS)}，以及 notes（说明）",
+                f"holds a question not on the checklist; it takes {', '.join(cls.QUESTIONS)} and notes",
+            )
         values: dict[str, Any] = {}
         for q in cls.QUESTIONS:
             v = data.get(q)

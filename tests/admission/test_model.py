@@ -143,6 +143,7 @@ def test_payload_parsing_ignores_status_and_filing() -> None:
         ({"reaches_villages": "yes"}, "reaches_villages"),
         ({"provides": [{"dataset": "v"}]}, "provides"),
         ({"checklist": {"forces_checkins": "no"}}, "checklist.forces_checkins"),
+        ({"checklist": {"duplicates_platform": False}}, "checklist"),  # misspelt: refused, not dropped
         ({"name": None}, "name"),
     ],
 )
