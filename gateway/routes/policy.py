@@ -34,7 +34,7 @@ from gateway.admin_support import library_error, require, signed_in, unit_of_wor
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
-from gateway.pipeline import check_within_page_limit, record_audit, subject_of
+from gateway.pipeline import UNKNOWN_DATASET, check_within_page_limit, record_audit, subject_of
 from gateway.routes.grants import checked_org, read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from grassroots_common.personal_data import personal_data_in
@@ -93,6 +93,15 @@ def decision_json(decision: Decision, max_page_size: int | None = None) -> dict[
             "grant_id": obligations.grant_id,
         },
     }
+
+
+def uncatalogued(runtime: Runtime, dataset: str) -> list[Check] | None:
+    """The one failed check of an explanation about a dataset the catalog does not have, or None. The data
+    path answers it 404 ``unknown_dataset`` before any policy check; an explanation says the same, not
+    "your role may not read 「未编目的数据集」 — ask your administrator" (a typo is no permission matter)."""
+    if runtime.dataset(dataset) is not None:
+        return None
+    return [Check("dataset", False, *UNKNOWN_DATASET, {"reason": "unknown_dataset"})]
 
 
 def explanation_json(checks: list[Check]) -> dict[str, Any]:
@@ -245,6 +254,9 @@ async def explain(body: DecideBody, runtime: RuntimeDep, authorization: AuthHead
     principal = await require(runtime, authorization, "policies", "explain")
     engine, access = runtime.policy(), _access(body)
     about_caller = access.subject == subject_of(principal)
+    unknown = uncatalogued(runtime, access.dataset)
+    if unknown is not None:
+        return explanation_json(unknown)
     checks = await asyncio.to_thread(engine.explain, access, about_caller=about_caller)
     if body.record_count_hint is not None and all(c.passed for c in checks):
         # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
@@ -279,6 +291,9 @@ async def explain_mine(
         fields=wanted,
         now=datetime.now(UTC),
     )
+    unknown = uncatalogued(runtime, dataset)
+    if unknown is not None:
+        return explanation_json(unknown)
     checks = await asyncio.to_thread(runtime.policy().explain, access)
     return explanation_json(checks)
 

@@ -316,7 +316,7 @@ TYPED_NAME_PHONE = "张三13812345678"
 @pytest.mark.parametrize(
     ("params", "code", "said"),
     [
-        ({"dataset": TYPED_ID, "scenario": "DIBAO_REVIEW"}, "no_permission", "未编目的数据集"),
+        ({"dataset": TYPED_ID, "scenario": "DIBAO_REVIEW"}, "unknown_dataset", "没有这个数据集"),
         ({"dataset": "residents", "scenario": TYPED_ID}, "unknown_scenario", "没有找到这个使用场景"),
         (
             {**DIBAO, "fields": f"name,{TYPED_ID},{TYPED_NAME_PHONE}"},
@@ -363,6 +363,20 @@ def test_a_cadre_explains_her_own_refusal(
     assert resp.json()["allowed"] is allowed
     if code is not None:
         assert resp.json()["failed"]["code"] == code
+
+
+def test_explain_says_what_the_data_path_says_of_a_misspelt_dataset(stack: Stack) -> None:
+    # "resident" for "residents": the data path answers 404 unknown_dataset ("check the link"); explain
+    # said "your role may not read 「未编目的数据集」, ask your administrator": no permission matter.
+    typo = {"dataset": "resident", "scenario": "DIBAO_REVIEW"}
+    read = api(stack, "GET", "/datasets/resident/records", "cadre_a", params={"scenario": "DIBAO_REVIEW"})
+    assert (read.status_code, read.json()["error"]) == (404, "unknown_dataset")
+    mine = api(stack, "GET", "/policy/explain", "cadre_a", params=typo).json()["failed"]
+    body = {**_subject("310151101201", "village_cadre"), **typo}
+    theirs = api(stack, "POST", "/policy/explain", "platform_admin", body).json()["failed"]
+    for failed in (mine, theirs):
+        assert failed["code"] == "unknown_dataset", failed
+        assert failed["message_zh"] == read.json()["message"]
 
 
 def test_a_grid_worker_explains_her_own_request_with_the_grids_her_login_carries(stack: Stack) -> None:
