@@ -385,6 +385,17 @@ def _report_rows(rows: Sequence[ReportRow], label: Mapping[str, str] | None = No
 _HEAD: Final = ("", "允许", "拒绝", "错误", "读取记录数", "涉及用户数")
 
 
+def _beijing_time(timestamp: object) -> str:
+    """A checkpoint's RFC 3339 UTC time as the page's other times are shown: Beijing time, to the second."""
+    try:
+        at = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return str(timestamp)
+    if at.utcoffset() is None:
+        return str(timestamp)
+    return at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"
+
+
 def render_html(report: MonthlyReport) -> str:
     """A self-contained printable page (A4 print CSS, inline SVG charts, no scripts)."""
     year, mon = report.month.split("-")
@@ -444,7 +455,7 @@ def render_html(report: MonthlyReport) -> str:
         integrity_text = (
             f"最新签名检查点：共 {integrity.get('tree_size')} 条事件，"
             f"根哈希 {str(integrity.get('root_hash', ''))[:16]}…，"
-            f"签名时间 {integrity.get('timestamp')}。"
+            f"签名时间 {_beijing_time(integrity.get('timestamp'))}。"
         )
     else:
         integrity_text = "本报告生成时尚无签名检查点。"

@@ -110,6 +110,7 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         scenario_names={"subsistence-review": "低保年度复核"},
         now=NOV + timedelta(days=1),
         reason_names={"outside_jurisdiction": "越权尝试"},
+        integrity={"tree_size": 15, "root_hash": "ab" * 32, "timestamp": "2026-11-30T16:05:09.123456Z"},
     )
     assert report.totals.total == 5
     assert len(report.daily) == 30
@@ -124,6 +125,8 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         "@media print",
         "低保年度复核",
         "越权尝试（outside_jurisdiction）",  # refusal reasons in words, the code beside them
+        # The checkpoint's time in Beijing time, like the page's own (it was the raw UTC "…Z" string).
+        "签名时间 2026-12-01 00:05:09（北京时间）",
     ):
         assert needle in page
     assert "<script" not in page
