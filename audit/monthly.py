@@ -223,6 +223,18 @@ _CASE_NAMES_ZH: Final = {
 }
 
 
+def _scope_name(report: MonthlyReport, code_after: str = "（") -> str:
+    """The organisation the report covers, named with its code beside it as its rows are (when the division
+    names know it), else its code; ``全部单位`` for the whole log. ``code_after`` opens the code: a
+    parenthesis, or a space where the text is already in parentheses."""
+    if not report.org:
+        return "全部单位"
+    name = report.org_names.get(report.org)
+    if not name:
+        return report.org
+    return f"{name}{code_after}{report.org}{'）' if code_after == '（' else ''}"
+
+
 def render_csv(report: MonthlyReport) -> str:
     """One table with a ``section`` column; UTF-8 with BOM so spreadsheet software reads the Chinese."""
     out = io.StringIO()
@@ -245,7 +257,7 @@ def render_csv(report: MonthlyReport) -> str:
             )
         )
 
-    row("total", report.totals, f"{report.month} 全月（{report.org or '全部单位'}）")
+    row("total", report.totals, f"{report.month} 全月（{_scope_name(report, code_after=' ')}）")
     for section, rows, names in (
         ("organisation", report.by_org, report.org_names),
         ("scenario", report.by_scenario, report.scenario_names),
@@ -400,7 +412,7 @@ def render_html(report: MonthlyReport) -> str:
     """A self-contained printable page (A4 print CSS, inline SVG charts, no scripts)."""
     year, mon = report.month.split("-")
     title = f"数据访问情况定期通报（{int(year)}年{int(mon)}月）"
-    scope = f"范围：{report.org}" if report.org else "范围：全部单位"
+    scope = f"范围：{_scope_name(report)}"
     t = report.totals
     kpis = [
         ("数据访问总次数", t.total),

@@ -78,6 +78,22 @@ def test_organisations_and_departments_are_named_where_the_caller_knows_them(sql
     assert "<td>区民政局（civil_affairs）</td>" in page and "<th>单位</th>" in page
 
 
+def test_the_organisation_the_report_covers_is_named_too(sqlite: Store) -> None:
+    # The page's header said "范围：310151000000" (a bare code) while every row names its organisation.
+    AuditLog(sqlite.engine).append_many([make_event(1, occurred_at=DAY_1, actor_org="310151101201")])
+    named = {"310151000000": "崇明区"}
+    report = build_monthly_report(
+        sqlite.engine, "2026-11", load_anomaly_rules(), org="310151000000", now=DAY_2, org_names=named
+    )
+    assert "范围：崇明区（310151000000）" in render_html(report)
+    total = next(r["name"] for r in _rows(render_csv(report)) if r["section"] == "total")
+    assert total == "2026-11 全月（崇明区 310151000000）"
+    unnamed = build_monthly_report(
+        sqlite.engine, "2026-11", load_anomaly_rules(), org="310151000000", now=DAY_2
+    )
+    assert "范围：310151000000 · " in render_html(unnamed)
+
+
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     log = AuditLog(sqlite.engine)
     log.append_many(
