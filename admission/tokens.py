@@ -27,7 +27,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -62,6 +62,16 @@ class TokenError(AdmissionError):
     """A token or client assertion was refused; ``code`` is the OAuth error code to answer with."""
 
     code = "invalid_token"
+
+
+#: A token that is not a system access token at all (a person's sign-in token, say).
+NOT_A_SYSTEM_TOKEN: Final = (
+    "这不是部门系统的访问令牌：此接口只接受系统用客户端凭证向 POST /oauth/token 换取的令牌"
+    "（命令行：grassroots admission token），个人的登录令牌不能使用。",
+    "This is not a departmental system's access token: this endpoint takes only a token the system "
+    "obtains from POST /oauth/token with its client credentials (grassroots admission token); a person's "
+    "sign-in token cannot be used.",
+)
 
 
 def _invalid(code: str, zh: str, en: str) -> TokenError:
@@ -197,10 +207,14 @@ class SystemTokenIssuer:
     def verify(self, token: str) -> SystemTokenClaims:
         """Signature, type, issuer, audience and lifetime; the caller then checks the system's status."""
         signed, header = _parse(token)
-        if header.get("alg") not in ("EdDSA", "Ed25519"):
-            raise _invalid("invalid_token", "令牌签名方式不被接受。", "The token algorithm is not accepted.")
-        if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYPE, "application/" + ACCESS_TOKEN_TYPE):
-            raise _invalid("invalid_token", "不是系统访问令牌。", "This is not a system access token.")
+        # A person's sign-in token (another algorithm, another type) is the likely mistake here: say what
+        # this endpoint takes and where it comes from, not just that the algorithm is not accepted.
+        typ = str(header.get("typ", "")).lower()
+        if header.get("alg") not in ("EdDSA", "Ed25519") or typ not in (
+            ACCESS_TOKEN_TYPE,
+            "application/" + ACCESS_TOKEN_TYPE,
+        ):
+            raise _invalid("invalid_token", *NOT_A_SYSTEM_TOKEN)
         claims = _verify(signed, self._key, ("EdDSA", "Ed25519"))
         now = self._clock()
         if claims.get("iss") != self.issuer or claims.get("aud") != self.audience:

@@ -223,3 +223,16 @@ def test_replay_cache_forgets_expired_assertions() -> None:
     assert cache.first_use("c", "j", expires_at=10.0, now=time.time() - 1e9)
     assert not cache.first_use("c", "j", expires_at=10.0, now=5.0)
     assert cache.first_use("c", "j", expires_at=30.0, now=20.0)
+
+
+def test_a_persons_sign_in_token_is_told_what_this_endpoint_takes(issuer: SystemTokenIssuer) -> None:
+    # A system admin's own SSO token (ES256 here, RS256 elsewhere) sent to /systems/me was refused with
+    # "令牌签名方式不被接受 / The token algorithm is not accepted": true, and no help.
+    key = ECKey.generate_key("P-256")
+    sso = _sign({"alg": "ES256", "typ": "at+jwt"}, {"iss": "https://idp.test", "sub": "u-1"}, key)
+    plain = _sign({"alg": "EdDSA", "typ": "JWT"}, {"iss": "https://idp.test"}, OKPKey.generate_key("Ed25519"))
+    for token in (sso, plain):
+        with pytest.raises(TokenError) as info:
+            issuer.verify(token)
+        assert "/oauth/token" in info.value.message_zh
+        assert "grassroots admission token" in info.value.message_en
