@@ -323,7 +323,8 @@ def check_grid_scope(dataset: DatasetView, obligations: Obligations) -> None:
     if dataset.grid_field is None and any(is_grid(code) for code in obligations.row_scope):
         raise Forbidden(
             "该数据集未按微网格划分，网格员只能查看所分配网格内的数据，请改用按网格划分的数据集。",
-            "This dataset is not kept by micro-grid; a grid worker reads only the grids assigned to them.",
+            "This dataset is not kept by micro-grid; a grid worker reads only the grids assigned to them: "
+            "use a dataset kept by grid.",
             code="grid_scope_unsupported",
         )
 

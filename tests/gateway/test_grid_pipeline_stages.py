@@ -94,6 +94,8 @@ def test_check_grid_scope(dataset: str, row_scope: tuple[str, ...], refused: boo
         with pytest.raises(Forbidden) as error:
             check_grid_scope(view, _obligations(*row_scope))
         assert error.value.code == "grid_scope_unsupported"
+        # The English says what to do, as the Chinese does (请改用按网格划分的数据集).
+        assert error.value.message_en.endswith("use a dataset kept by grid.")
     else:
         check_grid_scope(view, _obligations(*row_scope))
 
