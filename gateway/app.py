@@ -47,6 +47,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID: ContextVar[str | None] = ContextVar("grassroots_request_id", default=None)
 
 
+def new_request_id(scope: Scope) -> str:
+    """A fresh id for the request of ``scope``, kept in its state and in :data:`REQUEST_ID`."""
+    request_id = uuid.uuid4().hex
+    scope.setdefault("state", {})["request_id"] = request_id
+    REQUEST_ID.set(request_id)
+    return request_id
+
+
 class RequestIdMiddleware:
     """Pure ASGI: give every request an id (``X-Request-ID``), echoed in the response and in errors."""
 
@@ -57,9 +65,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        REQUEST_ID.set(request_id)
+        request_id = new_request_id(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -189,11 +195,20 @@ def _carries_body(scope: Scope) -> bool:
 
 class GatewayApp(FastAPI):
     """FastAPI with :class:`ContainUnhandledErrors` around its whole stack (ServerErrorMiddleware included:
-    ``add_middleware`` can only place a middleware inside it), and :class:`RefuseOversizedBody` just inside
-    it when a body limit is set."""
+    ``add_middleware`` can only place a middleware inside it), :class:`RefuseOversizedBody` just inside
+    it when a body limit is set, and then the data path's fast lane when one is set (:attr:`fast_lane`).
+
+    The fast lane sits outside FastAPI's own layers (server errors, exception telemetry, body limits,
+    request ids): it reads no body, contains its own errors and gives its request its id itself, and
+    the five layers it skips cost about a twentieth of a data request's CPU."""
+
+    #: Wraps the rest of the stack (``gateway.routes.data.DataFastLane``); None: FastAPI serves everything.
+    fast_lane: Callable[[ASGIApp], ASGIApp] | None = None
 
     def build_middleware_stack(self) -> StarletteASGIApp:
         inner: ASGIApp = super().build_middleware_stack()
+        if self.fast_lane is not None:
+            inner = self.fast_lane(inner)
         if self.max_body_size is not None:
             inner = RefuseOversizedBody(inner, self.max_body_size)
         return typing.cast(StarletteASGIApp, ContainUnhandledErrors(inner))
@@ -417,9 +432,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.include_router(dev_idp_router(dev_identity_provider(settings)), prefix="/dev-idp")
     app.add_middleware(RefuseAnonymousBody)
-    if settings.data_fast_lane:
-        app.add_middleware(data.DataFastLane)  # inside RequestIdMiddleware: it reads the request id
     app.add_middleware(RequestIdMiddleware)
+    if settings.data_fast_lane:
+        app.fast_lane = data.DataFastLane
     return app
 
 

@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from gateway.app import ASGIApp, Receive, Scope, Send, get_runtime, request_id_of
+from gateway.app import ASGIApp, Receive, Scope, Send, get_runtime, new_request_id, request_id_of
 from gateway.errors import GatewayError
 from gateway.pipeline import run_data_request
 from gateway.runtime import Runtime
@@ -137,7 +137,11 @@ _JSON = (b"content-type", b"application/json")
 
 
 class DataFastLane:
-    """Pure ASGI: ``GET /api/v1/datasets/{dataset}/records[/{record_id}]`` straight to the pipeline."""
+    """Pure ASGI: ``GET /api/v1/datasets/{dataset}/records[/{record_id}]`` straight to the pipeline.
+
+    Placed outside FastAPI's middleware stack (:class:`gateway.app.GatewayApp`), so it does what
+    ``RequestIdMiddleware`` does for the routes: a fresh request id, in the state, the errors and the
+    ``X-Request-ID`` header (last, as that middleware appends it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -157,7 +161,7 @@ class DataFastLane:
                 authorization = value.decode("latin-1")
                 break
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        request_id: str | None = scope.get("state", {}).get("request_id")
+        request_id = new_request_id(scope)
         headers: list[tuple[bytes, bytes]] = [_JSON]
         try:
             payload = await run_data_request(
@@ -180,5 +184,6 @@ class DataFastLane:
             payload, status = fallback.body(request_id), fallback.status_code
         content = _render(payload)
         headers.append((b"content-length", str(len(content)).encode("ascii")))
+        headers.append((b"x-request-id", request_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
