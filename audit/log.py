@@ -48,6 +48,24 @@ _SQLITE_CONFIGURED: Final = "_grassroots_audit_sqlite_durability"
 _WRITER_ROLE_ATTR: Final = "_grassroots_audit_writer_role"
 _LEAF_PREFIX: Final = b"\x00"  # RFC 6962 §2.1 leaf domain (as audit.merkle.leaf_hash)
 _sha256 = hashlib.sha256
+# The leaf domain already hashed in: each leaf hash copies this state instead of making a new one.
+_LEAF_STATE: Final = hashlib.sha256(_LEAF_PREFIX)
+# hashlib lets go of the GIL while it hashes 2048 bytes or more in one call. On the event loop thread
+# that invites the audit writer thread to take the GIL for a few microseconds of hashing, and the loop
+# then waits for it back; fed in pieces below that size, the hash is the same and the loop keeps it.
+_GIL_KEPT_CHUNK: Final = 2047
+
+
+def _leaf_hash(body: bytes) -> bytes:
+    """RFC 6962 §2.1 ``SHA-256(0x00 || body)``, computed without releasing the GIL (see above)."""
+    digest = _LEAF_STATE.copy()
+    if len(body) <= _GIL_KEPT_CHUNK:
+        digest.update(body)
+    else:
+        view = memoryview(body)
+        for start in range(0, len(body), _GIL_KEPT_CHUNK):
+            digest.update(view[start : start + _GIL_KEPT_CHUNK])
+    return digest.digest()
 
 
 def chain_hash(prev_hash: bytes, body: bytes) -> bytes:
@@ -124,7 +142,7 @@ def prepare(event: AuditEvent) -> PreparedEvent:
         (
             event,
             body,
-            _sha256(_LEAF_PREFIX + body).digest(),
+            _leaf_hash(body),
             (
                 event.kind,
                 event.outcome._value_,
