@@ -301,6 +301,13 @@ class AuditLog:
         # Role switch and head lock in one simple-protocol round trip (no parameters, so psycopg may send
         # both statements at once); the role name was validated by use_writer_role.
         self._head_as_writer = f"SET LOCAL ROLE {self._role}; {self._sql.head}" if self._role else ""
+        self._set_writer_role = f"SET LOCAL ROLE {self._role}" if self._role else ""
+        # On PostgreSQL an append is sent as a libpq pipeline (psycopg ``Connection.pipeline``): BEGIN,
+        # the role switch and the head lock go out together, then every insert, the head move and the
+        # COMMIT, so a batch waits for the server twice instead of once per statement (a companion's
+        # writes, which read what they wrote, follow the pipeline with the commit).
+        pipeline = getattr(engine.dialect.loaded_dbapi, "Pipeline", None)
+        self._pipelined = not self._sqlite and pipeline is not None and bool(pipeline.is_supported())
         configure_sqlite_durability(engine)
 
     @property
@@ -386,6 +393,7 @@ class AuditLog:
         try:
             cursor = raw.cursor()
             try:
+                committed = False
                 if pinned and fresh:
                     self._pin_durability(raw, cursor)
                 if self._sqlite:
@@ -395,15 +403,33 @@ class AuditLog:
                     if not pinned:
                         cursor.execute("PRAGMA synchronous=FULL")
                     cursor.execute("BEGIN IMMEDIATE")
-                elif not pinned:
-                    cursor.execute("SET LOCAL synchronous_commit = on")
-                receipts = self._write(cursor, prepared)
+                    receipts = self._write(cursor, prepared)
+                elif self._pipelined:
+                    # Reading the head syncs the pipeline once; the inserts, the head move and (without a
+                    # companion) the COMMIT then go out together, and commit() waits for every answer up
+                    # to the COMMIT's own (after the WAL flush): an error in any statement raises there,
+                    # and nothing is committed.
+                    driver: Any = raw.driver_connection
+                    with driver.pipeline():
+                        if not pinned:
+                            cursor.execute("SET LOCAL synchronous_commit = on")
+                        receipts = self._write(cursor, prepared, pipelined=True)
+                        if within is not None:
+                            self._leave_writer_role(cursor)
+                        else:
+                            driver.commit()
+                            committed = True
+                else:
+                    if not pinned:
+                        cursor.execute("SET LOCAL synchronous_commit = on")
+                    receipts = self._write(cursor, prepared)
+                    if within is not None:
+                        self._leave_writer_role(cursor)
                 if within is not None:
-                    self._leave_writer_role(cursor)
                     within(cursor)
                 if self._sqlite:
                     cursor.execute("COMMIT")
-                else:
+                elif not committed:
                     raw.commit()
             except BaseException:
                 try:
@@ -464,12 +490,18 @@ class AuditLog:
         except (self._driver_error, SQLAlchemyError) as exc:
             raise _database_failure(exc) from None
 
-    def _write(self, cursor: Any, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+    def _write(
+        self, cursor: Any, prepared: Sequence[PreparedEvent], *, pipelined: bool = False
+    ) -> list[AppendReceipt]:
         """Lock the head, insert the chained rows and move the head, inside the cursor's transaction;
         with a writer role (:func:`use_writer_role`), as that role until the transaction ends or
-        :meth:`_leave_writer_role`."""
+        :meth:`_leave_writer_role`. ``pipelined``: the cursor's connection is in pipeline mode, where
+        one statement per call is the rule (the role switch is queued on its own, at no extra cost)."""
         sql = self._sql
         if self._role is None:
+            row = _fetchone(cursor, sql.head)
+        elif pipelined:
+            cursor.execute(self._set_writer_role)
             row = _fetchone(cursor, sql.head)
         else:
             cursor.execute(self._head_as_writer)

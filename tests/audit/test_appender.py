@@ -134,12 +134,14 @@ class DurabilityProbe(AuditLog):
         super().__init__(engine)
         self.seen: list[str] = []
 
-    def _write(self, cursor: Any, prepared: Sequence[PreparedEvent]) -> list[AppendReceipt]:
+    def _write(
+        self, cursor: Any, prepared: Sequence[PreparedEvent], *, pipelined: bool = False
+    ) -> list[AppendReceipt]:
         cursor.execute(
             "PRAGMA synchronous" if self.engine.dialect.name == "sqlite" else "SHOW synchronous_commit"
         )
         self.seen.append(str(cursor.fetchone()[0]))
-        return super()._write(cursor, prepared)
+        return super()._write(cursor, prepared, pipelined=pipelined)
 
 
 def _careless_engine(store: Store) -> sa.Engine:
