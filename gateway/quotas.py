@@ -24,23 +24,37 @@ everything already held:
   database round trip; the hold is dropped once the audit commit has counted what was served.
 * several processes on one database (``shared=True``, PostgreSQL): the hold is written to the counter row
   itself by a conditional upsert (``... WHERE used + n <= limit``) committed at once, so two workers can
-  never both take the last records. The audit transaction then adds ``served - held`` (giving back what
-  was not served, or all of it on a refusal), so once settled the counter is exactly what the audit
-  events say. A hold whose audit commit fails is given back in a transaction of its own; a process that
-  dies holding one leaves the day's count that much high (fail closed), never low.
+  never both take the last records. :class:`SharedHoldWriter` takes them on a connection and a thread of
+  its own: one statement per hold, and one round trip for the holds waiting together (a session per hold
+  cost a ping, BEGIN, SET LOCAL and COMMIT besides, and a thread-pool hop). The audit transaction then
+  adds ``served - held`` (giving back what was not served, or all of it on a refusal), so once settled
+  the counter is exactly what the audit events say. A hold whose audit commit fails is given back in a
+  transaction of its own; a process that dies holding one leaves the day's count that much high (fail
+  closed), never low.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from policies.quotas import QuotaCounter, QuotaKey, add_counts
+from sqlalchemy import Engine
+
+from policies.quotas import (
+    QuotaCounter,
+    QuotaKey,
+    add_counts,
+    reserve_count,
+    send_reserve,
+    used_count,
+)
 
 _MAX_ENTRIES = 100_000
 _log = logging.getLogger("gateway.quotas")
@@ -56,6 +70,154 @@ class SharedQuotaStore(QuotaCounter, Protocol):
 
 class QuotaUnavailable(Exception):
     """The shared counter could not take a hold: the request must not be served."""
+
+
+# The key, the count, the limit, the caller's future and event loop.
+_HoldItem = tuple[QuotaKey, int, int, "asyncio.Future[tuple[bool, int]]", asyncio.AbstractEventLoop]
+_STOP: Final = object()
+
+
+def _answer(future: asyncio.Future[tuple[bool, int]], outcome: tuple[bool, int] | BaseException) -> None:
+    """On the caller's event loop: hand it the hold's outcome (unless it gave up waiting)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class SharedHoldWriter:
+    """Takes holds in the shared counter (PostgreSQL) on one connection and one thread of its own.
+
+    Each hold is the conditional upsert of :func:`policies.quotas.reserve_count`, sent alone in autocommit
+    mode, so it is committed the moment it is taken and every process sees it at once: one round trip.
+    The session runs with ``synchronous_commit = off``, as the per-hold transaction did: a hold is only
+    ever relied on through the audit commit that settles it, a later commit on the same server, which
+    makes it durable too (the WAL is flushed in order); a hold lost in a crash before that served nothing.
+    Holds asked for while the thread waits on the server go out together next, as one pipeline and one
+    transaction (:meth:`_reserve`), so the writer keeps up however many requests arrive at once. The
+    connection is the writer's alone (detached from the pool, so its session settings never reach another
+    user) and is replaced after any failure, which fails only the holds sent with it (their callers
+    answer 503 and serve nothing).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("shared quota holds are taken on PostgreSQL")
+        self._engine = engine
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SharedHoldWriter(closed={self._closed})"
+
+    async def reserve(self, key: QuotaKey, count: int, limit: int) -> tuple[bool, int]:
+        """Like :meth:`policies.SqlQuotaCounter.reserve`: (taken, the total now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, int]] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise QuotaUnavailable()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="quota-holds", daemon=True)
+                self._thread.start()
+            self._queue.put((key, count, limit, future, loop))
+        return await future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take the holds already asked for, then stop the thread and close the connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            self._queue.put(_STOP)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _connect(self) -> Any:
+        raw = self._engine.raw_connection()
+        raw.detach()  # never back into the pool: autocommit and synchronous_commit=off are this writer's
+        try:
+            connection: Any = raw.dbapi_connection  # (driver_connection is None once detached)
+            connection.autocommit = True
+            connection.execute("SET synchronous_commit = off")
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    def _run(self) -> None:
+        raw: Any = None
+        stop = False
+        try:
+            while not stop:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_HoldItem] = [first]  # type: ignore[list-item]
+                while True:  # the holds asked for meanwhile go out with it
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)  # type: ignore[arg-type]
+                outcomes: list[tuple[bool, int] | BaseException]
+                try:
+                    if raw is None:
+                        raw = self._connect()
+                    holds = [(key, count, limit) for key, count, limit, _, _ in batch]
+                    outcomes = [*self._reserve(holds, raw)]
+                except Exception as exc:
+                    _log.warning("quota holds could not be taken: %s", type(exc).__name__)
+                    outcomes = [QuotaUnavailable() for _ in batch]
+                    if raw is not None:
+                        with contextlib.suppress(Exception):
+                            raw.close()
+                        raw = None
+                for (_, _, _, future, loop), outcome in zip(batch, outcomes, strict=True):
+                    with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody waits
+                        loop.call_soon_threadsafe(_answer, future, outcome)
+        finally:
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+
+    @staticmethod
+    def _reserve(holds: list[tuple[QuotaKey, int, int]], raw: Any) -> list[tuple[bool, int]]:
+        """Each hold's (taken, total now). Several holds go out as one libpq pipeline: one round trip,
+        and one implicit transaction in which each conditional upsert sees the ones before it (on one
+        key they add up exactly as one after the other would), committed at its end, before anyone is
+        answered; an error in any of them takes none."""
+        connection: Any = raw.dbapi_connection
+        cursors = [connection.cursor() for _ in holds]
+        try:
+            totals: list[int | None] = []
+            if len(holds) == 1:
+                key, count, limit = holds[0]
+                totals.append(reserve_count(cursors[0], "postgresql", key, count, limit))
+            else:
+                with connection.pipeline():
+                    sent = [
+                        send_reserve(cursor, "postgresql", key, count, limit)
+                        for cursor, (key, count, limit) in zip(cursors, holds, strict=True)
+                    ]
+                for cursor, was_sent in zip(cursors, sent, strict=True):
+                    row = cursor.fetchone() if was_sent else None
+                    totals.append(None if row is None else int(row[0]))
+            return [
+                (True, total) if total is not None else (False, used_count(cursors[0], "postgresql", key))
+                for total, (key, _, _) in zip(totals, holds, strict=True)
+            ]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +239,17 @@ class CachedQuotaCounter:
     """A read cache over ``inner`` (the policy engine's ``quotas``), refreshed by :meth:`prefetch` and by
     the totals each count returns."""
 
-    def __init__(self, inner: QuotaCounter, ttl_s: float = 0.5, *, shared: bool = False) -> None:
+    def __init__(
+        self,
+        inner: QuotaCounter,
+        ttl_s: float = 0.5,
+        *,
+        shared: bool = False,
+        holds: SharedHoldWriter | None = None,
+    ) -> None:
         self._inner = inner
+        #: Where shared holds are taken (None: through ``inner.reserve`` on a worker thread).
+        self._holds = holds
         self._ttl = ttl_s
         self._cache: OrderedDict[QuotaKey, tuple[int, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -124,7 +295,12 @@ class CachedQuotaCounter:
         if self.shared:
             store: SharedQuotaStore = self._inner  # type: ignore[assignment]
             try:
-                taken, total = await asyncio.to_thread(store.reserve, key, count, limit)
+                if self._holds is not None:
+                    taken, total = await self._holds.reserve(key, count, limit)
+                else:
+                    taken, total = await asyncio.to_thread(store.reserve, key, count, limit)
+            except QuotaUnavailable:
+                raise
             except Exception as exc:
                 # The counter cannot be written: nothing may be served uncounted (fail closed, 503).
                 raise QuotaUnavailable() from exc

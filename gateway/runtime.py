@@ -33,7 +33,7 @@ from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.outbound import OutboundCredentialCache
-from gateway.quotas import CachedQuotaCounter, CountedWithAudit
+from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from gateway.upstream import UpstreamClient, UpstreamTarget
@@ -151,10 +151,13 @@ class Runtime:
         # On PostgreSQL several processes (workers, hosts) share the counter: a request's hold on its page
         # is taken in the database, so two of them can never both take the last records; on SQLite (one
         # process) it is held in memory, at no cost per request.
+        shared = engine.dialect.name != "sqlite"
+        self.quota_holds = SharedHoldWriter(engine) if shared else None
         self.quotas = CachedQuotaCounter(
             SqlQuotaCounter(self.sessions),
             ttl_s=settings.policy_refresh_interval_s,
-            shared=engine.dialect.name != "sqlite",
+            shared=shared,
+            holds=self.quota_holds,
         )
         # Served pages are counted in the audit transaction of the event that records them.
         appender.attach(CountedWithAudit(self.quotas))

@@ -77,6 +77,8 @@ def build_runtime(settings: Settings) -> Runtime:
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.stop()
     runtime.appender.close()
+    if runtime.quota_holds is not None:
+        runtime.quota_holds.close()
     await runtime.verifier.aclose()
     runtime.telemetry.shutdown()
     runtime.engine.dispose()

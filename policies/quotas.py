@@ -26,6 +26,8 @@ __all__ = [
     "add_counts",
     "quota_day",
     "reserve_count",
+    "send_reserve",
+    "used_count",
 ]
 
 
@@ -130,13 +132,33 @@ def add_counts(
 def reserve_count(cursor: Any, dialect: str, key: QuotaKey, count: int, limit: int) -> int | None:
     """Add ``count`` to ``key`` only if the total stays at most ``limit``, atomically (one conditional
     upsert): the new total, or None when it would not fit (nothing written)."""
+    if not send_reserve(cursor, dialect, key, count, limit):
+        return None
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def send_reserve(cursor: Any, dialect: str, key: QuotaKey, count: int, limit: int) -> bool:
+    """Execute :func:`reserve_count`'s upsert without reading its answer (for a pipeline: the new total,
+    or no row when it did not fit, is then the cursor's to fetch). False: ``count`` exceeds the whole
+    ``limit``, so nothing was sent."""
     if count < 0:
         raise ValueError("count must not be negative")
     if count > limit:
-        return None
+        return False
     cursor.execute(_statement(_RESERVE_BY_DIALECT, dialect), (*key, count, limit))
+    return True
+
+
+_USED: Final = "SELECT used FROM policy_quota_usage WHERE user_id = {p} AND scenario = {p} AND day = {p}"
+_USED_BY_DIALECT: Final = {"sqlite": _USED.format(p="?"), "postgresql": _USED.format(p="%s")}
+
+
+def used_count(cursor: Any, dialect: str, key: QuotaKey) -> int:
+    """``key``'s count as it stands (0 without a row), through a DB-API ``cursor``."""
+    cursor.execute(_statement(_USED_BY_DIALECT, dialect), key)
     row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    return 0 if row is None else int(row[0])
 
 
 class SqlQuotaCounter:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from audit import AppendReceipt, AuditLog, AuditUnavailable, GroupCommitAppender, verify_log
 from audit.log import PreparedEvent
-from gateway.quotas import CachedQuotaCounter, CountedWithAudit
+from gateway.quotas import CachedQuotaCounter, CountedWithAudit, QuotaUnavailable, SharedHoldWriter
 from policies import SqlQuotaCounter
 from policies import metadata as policy_metadata
 from tests.audit.conftest import Store, postgres_database, postgres_store, store  # noqa: F401 - fixtures
@@ -143,3 +143,71 @@ async def test_an_after_commit_failure_does_not_fail_the_committed_callers(quota
         receipt = await appender.append(make_event(1), (KEY, 4))
     assert receipt.seq == 1 and CacheFails.calls == 1
     assert _counted(engine) == 4  # committed: the count stands
+
+
+# -- shared holds on a connection of their own (PostgreSQL) ------------------------------------------
+
+
+@pytest.fixture
+def shared_counter(postgres_store: Store) -> Iterator[tuple[Store, CachedQuotaCounter, SharedHoldWriter]]:  # noqa: F811
+    policy_metadata.create_all(postgres_store.engine)
+    holds = SharedHoldWriter(postgres_store.engine)
+    cache = CachedQuotaCounter(
+        SqlQuotaCounter(sessionmaker(postgres_store.engine)), ttl_s=60, shared=True, holds=holds
+    )
+    try:
+        yield postgres_store, cache, holds
+    finally:
+        holds.close()
+
+
+@pytest.mark.postgres
+async def test_parallel_shared_holds_never_take_more_than_the_limit(
+    shared_counter: tuple[Store, CachedQuotaCounter, SharedHoldWriter],
+) -> None:
+    """Forty holds of 5 at once with 10 left: exactly two are taken, each committed at once."""
+    pg, cache, _ = shared_counter
+    SqlQuotaCounter(sessionmaker(pg.engine)).consume(*KEY, 90)
+    holds = await asyncio.gather(*(cache.hold(KEY, 5, 100) for _ in range(40)))
+    taken = [h for h in holds if h is not None]
+    assert len(taken) == 2
+    assert all(h.in_store for h in taken)
+    assert _counted(pg.engine) == 100  # visible to every other connection: committed
+    assert cache.used(*KEY) == 100
+    # The refused see the total as it stands, and a hold larger than the whole quota is never taken.
+    assert await cache.hold(KEY, 1, 100) is None
+    assert await cache.hold(("someone_else", "DIBAO_REVIEW", DAY), 101, 100) is None
+    await cache.give_back(taken[0])
+    assert _counted(pg.engine) == 95
+
+
+@pytest.mark.postgres
+async def test_a_hold_that_cannot_be_written_fails_alone_and_the_writer_recovers(
+    shared_counter: tuple[Store, CachedQuotaCounter, SharedHoldWriter],
+) -> None:
+    pg, cache, holds = shared_counter
+    assert await cache.hold(KEY, 5, 100) is not None
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_quota() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_quota BEFORE INSERT OR UPDATE ON policy_quota_usage "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_quota()"
+        )
+    with pytest.raises(QuotaUnavailable):
+        await cache.hold(KEY, 5, 100)
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_quota ON policy_quota_usage")
+    assert await cache.hold(KEY, 5, 100) is not None  # on a fresh connection
+    assert _counted(pg.engine) == 10
+    holds.close()
+    with pytest.raises(QuotaUnavailable):  # closed: nothing is held any more, nothing served
+        await cache.hold(KEY, 5, 100)
+
+
+def test_shared_holds_are_taken_on_postgresql_only() -> None:
+    # SQLite has one gateway process: its holds are in memory (CachedQuotaCounter, shared=False).
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        SharedHoldWriter(sa.create_engine("sqlite://"))
