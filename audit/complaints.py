@@ -206,6 +206,9 @@ def complaint_json(
         "received_at": _ts(_aware(row.received_at)),
         "due_at": _ts(_aware(row.due_at)),
         "incident_id": row.incident_id,
+        # Where the case stands, so the hotline can answer the caller without opening the incident.
+        "incident_status": incident.status if incident is not None else None,
+        "disposition": incident.disposition if incident is not None else None,
         "overdue": bool(missed),
         "overdue_deadlines": missed,
     }

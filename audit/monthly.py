@@ -23,7 +23,14 @@ from sqlalchemy import Engine, func, select
 from audit.anomaly import RULES, AnomalyContext, AnomalyRules, evaluate
 from audit.complaints import overdue_condition
 from audit.events import Outcome, format_timestamp
-from audit.query import ACCESS_KIND_PREFIX, CHINA_STANDARD_TIME, EventQuery, iter_events, month_bounds
+from audit.query import (
+    ACCESS_KIND_PREFIX,
+    CHINA_STANDARD_TIME,
+    EventQuery,
+    beijing_clock,
+    iter_events,
+    month_bounds,
+)
 from audit.reports import GroupBy, ReportRow, tabulate
 from audit.tables import audit_complaints, audit_incidents
 
@@ -405,7 +412,7 @@ def _beijing_time(timestamp: object) -> str:
         return str(timestamp)
     if at.utcoffset() is None:
         return str(timestamp)
-    return at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"
+    return beijing_clock(at) + "（北京时间）"
 
 
 def render_html(report: MonthlyReport) -> str:

@@ -75,6 +75,11 @@ def stored_utc(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def beijing_clock(when: datetime) -> str:
+    """A stored time as a resident or official reads it: Beijing time, ``YYYY-MM-DD HH:MM:SS``."""
+    return stored_utc(when).astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def beijing_month(when: datetime) -> str:
     """``YYYY-MM`` of the Beijing-time calendar month ``when`` (a stored time) falls in."""
     local = stored_utc(when).astimezone(CHINA_STANDARD_TIME)
@@ -390,6 +395,7 @@ class AccessEntry:
         return {
             "seq": self.seq,
             "occurred_at": format_timestamp(self.occurred_at),
+            "occurred_at_beijing": beijing_clock(self.occurred_at),
             "org": self.org,
             "roles": list(self.roles),
             "scenario": self.scenario,

@@ -728,6 +728,7 @@ async def register_complaint(
         uow.record(registered)
         uow.record(opened)
     complaint["incident_id"] = incident["incident_id"]
+    complaint["incident_status"] = incident["status"]
     # Accesses older than the retention period were pruned: say where they are rather than omit them.
     pruned = await asyncio.to_thread(_pruned_note, runtime)
     return {

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -189,6 +190,24 @@ def test_complaint_opens_incident_with_exactly_that_persons_accesses(
     assert resp.status_code == 201, resp.text
     assert resident.id_number not in resp.text and resident.name not in resp.text
     incident_id = resp.json()["incident"]["incident_id"]
+    complaint_id = resp.json()["complaint"]["complaint_id"]
+    assert resp.json()["complaint"]["incident_status"] == "open"
+
+    def where_it_stands() -> tuple[str | None, str | None]:
+        """The complaint as the hotline reads it: its incident's status and disposition."""
+        seen = api(stack, "GET", f"/complaints/{complaint_id}", "auditor").json()
+        listed = next(
+            c
+            for c in api(stack, "GET", "/complaints", "auditor").json()["items"]
+            if c["complaint_id"] == complaint_id
+        )
+        assert (listed["incident_status"], listed["disposition"]) == (
+            seen["incident_status"],
+            seen["disposition"],
+        )
+        return seen["incident_status"], seen["disposition"]
+
+    assert where_it_stands() == ("open", None)
     incident = api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json()
     assert resp.json()["evidence_events"] == len(expected)
     assert [e["seq"] for e in incident["evidence"]] == expected  # the refused attempt with its proof too
@@ -244,7 +263,8 @@ def test_complaint_opens_incident_with_exactly_that_persons_accesses(
         json={"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"},
     )
     assert done.json()["status"] == "closed"
-    kinds = [e["kind"] for e in stack.last_events(8)]
+    assert where_it_stands() == ("closed", "unsubstantiated")
+    kinds = [e["kind"] for e in stack.last_events(16)]
     for kind in (
         "supervision.complaint_registered",
         "supervision.incident_opened",
@@ -298,6 +318,10 @@ def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readin
         assert entry["org"] == VILLAGE_A
         assert entry["roles"] == ["village_cadre"] and entry["role_labels"] == ["村（居）委会干部"]
         assert entry["scenario"] == "DIBAO_REVIEW" and entry["scenario_name"] == "低保年度复核"
+        # The time as the resident is told it: Beijing time, the same instant as the UTC one.
+        utc = datetime.fromisoformat(entry["occurred_at"].replace("Z", "+00:00"))
+        local = datetime.strptime(entry["occurred_at_beijing"], "%Y-%m-%d %H:%M:%S")
+        assert local == (utc + timedelta(hours=8)).replace(tzinfo=None, microsecond=0)
     for secret in (cadre.user_id, cadre.display_name, resident.id_number, resident.name):
         assert secret not in resp.text
     bad = api(stack, "POST", "/transparency", "supervisor", json={"id_number": "110105194912310029"})
