@@ -44,6 +44,17 @@ def _id_number() -> str:
     return entered
 
 
+def _one_of(option: str, value: str, choices: list[str]) -> None:
+    """Refuse a value the gateway would refuse, naming the option as typed (exit 2, the API's words)."""
+    if value not in choices:
+        typer.echo(
+            f"请求参数有误：{option}（只能是 {'、'.join(choices)} 之一）。\n"
+            f"Invalid request parameters: {option} (must be one of {', '.join(choices)}).",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 @api_command
 def events(
@@ -86,6 +97,9 @@ def report(
     until: Annotated[str | None, typer.Option()] = None,
 ) -> ApiCall:
     """Counts allowed/refused, records read and distinct users per organisation, department or scenario."""
+    from audit.reports import GroupBy
+
+    _one_of("--by", group_by, [g.value for g in GroupBy])
     params = {"group_by": group_by, "org": org, "org_level": org_level, "since": since, "until": until}
     return ApiCall("GET", f"{_BASE}/reports", params=params)
 
@@ -181,16 +195,8 @@ def complain(
     """Register a complaint; the incident opens with every access to the person and its proof."""
     from audit import ComplaintSource
 
-    sources = [s.value for s in ComplaintSource]
-    if source not in sources:
-        # Before the ID number is asked for: a typo here must not cost typing the number again. The words
-        # are the API's for the same mistake.
-        typer.echo(
-            f"请求参数有误：source（只能是 {'、'.join(sources)} 之一）。\n"
-            f"Invalid request parameters: source (must be one of {', '.join(sources)}).",
-            err=True,
-        )
-        raise typer.Exit(2)
+    # Before the ID number is asked for: a typo here must not cost typing the number again.
+    _one_of("source", source, [s.value for s in ComplaintSource])
     body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
     return ApiCall("POST", f"{_BASE}/complaints", body=body)
 

@@ -218,3 +218,14 @@ def test_complain_refuses_an_unknown_source_before_asking_for_the_id_number(gate
     zh, en = chinese_then_english(result.stderr)
     assert "hotline_12345、burden_monitoring、walk_in" in zh and "hotline_12345, burden_monitoring" in en
     assert gateway.received == []
+
+
+def test_report_refuses_an_unknown_grouping_by_the_option_the_user_typed(gateway: Gateway) -> None:
+    # The gateway's 422 named its own parameter (group_by); the user typed --by.
+    result = supervise("report", "--by", "village", url=gateway.url)
+    assert result.exit_code == 2, result.output
+    zh, en = chinese_then_english(result.stderr)
+    assert "--by（只能是 org、department、scenario 之一）" in zh
+    assert "--by (must be one of org, department, scenario)" in en
+    assert "group_by" not in result.stderr
+    assert gateway.received == []
