@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import enum
 import re
 import uuid
@@ -251,9 +252,14 @@ def _field_change(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappi
     fields: dict[str, Any] = catalog["datasets"][dataset]["fields"]
     current = fields.get(name)
     if current is None and not {"level", "semantic_type"} <= set(changes):
+        # Most often a typo of a catalogued field ("remrk"): name it, before a steward catalogues a new one.
+        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.75)
+        hint_zh = f"；若要修改已编目的字段，是否指 {close[0]}？" if close else ""
+        hint_en = f"; to change a catalogued field, did you mean {close[0]}?" if close else ""
         raise _fail(
-            "新编目的字段须同时给出分级和语义类型",
-            "a newly catalogued field needs a level and a semantic type",
+            f"数据集 {dataset} 尚无字段 {name}：新编目的字段须同时给出分级和语义类型{hint_zh}",
+            f"dataset {dataset} has no field {name}: a newly catalogued field needs a level and a semantic "
+            f"type{hint_en}",
         )
     before = None if current is None else _field_view(current)
     new = dict(current or {"title": name})

@@ -224,6 +224,17 @@ def test_invalid_changes_are_refused_with_a_reason(
     assert words in f"{info.value}"
 
 
+def test_a_typo_of_a_catalogued_field_is_named_not_taken_for_a_new_field(baseline: MaskingDocuments) -> None:
+    # "remrk" used to be answered only "a new field needs a level and a semantic type": a steward could go
+    # on to catalogue the typo. The answer now names the catalogued field it is close to.
+    with pytest.raises(StewardshipError) as info:
+        apply_change(baseline, ProposalKind.FIELD, {"dataset": "residents", "field": "remrk", "level": 4})
+    assert "是否指 remark" in info.value.message_zh and "did you mean remark?" in info.value.message_en
+    with pytest.raises(StewardshipError) as far:
+        apply_change(baseline, ProposalKind.FIELD, {"dataset": "residents", "field": "hobby", "level": 2})
+    assert "是否指" not in far.value.message_zh and "did you mean" not in far.value.message_en
+
+
 # (proposer, approver, kind, payload, ok) — who may propose and who may decide.
 FIELD = {"dataset": "residents", "field": "remark", "level": 4}
 RULE = {
