@@ -495,15 +495,21 @@ def get_complaint(session: Session, complaint_id: str, now: datetime | None = No
 
 
 def list_complaints(
-    session: Session, *, limit: int = 100, now: datetime | None = None
+    session: Session, *, limit: int = 100, offset: int = 0, now: datetime | None = None
 ) -> list[dict[str, Any]]:
+    """Complaints newest first; ``offset`` pages on (:func:`count_complaints` says how many there are)."""
     stmt = (
         select(ComplaintRow, IncidentRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
-        .order_by(ComplaintRow.received_at.desc())
+        .order_by(ComplaintRow.received_at.desc(), ComplaintRow.complaint_id.desc())
+        .offset(offset)
         .limit(limit)
     )
     return [complaint_json(c, now, i) for c, i in session.execute(stmt)]
+
+
+def count_complaints(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(ComplaintRow)) or 0)
 
 
 def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str, Any]:
@@ -538,24 +544,52 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _incident_conditions(now: datetime, status: str | None, overdue: bool) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(IncidentRow.status == IncidentStatus(status).value)
+    if overdue:
+        conditions.append(overdue_condition(now))
+    return conditions
+
+
 def list_incidents(
-    session: Session, now: datetime, *, status: str | None = None, overdue: bool = False, limit: int = 100
+    session: Session,
+    now: datetime,
+    *,
+    status: str | None = None,
+    overdue: bool = False,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Incidents by deadline; ``overdue``: those late at ``now`` (:func:`overdue_condition`), the one whose
-    earliest missed deadline is oldest first, each saying which deadline it missed and by how many days."""
-    stmt = select(IncidentRow, ComplaintRow).outerjoin(
-        ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id
+    earliest missed deadline is oldest first, each saying which deadline it missed and by how many days.
+    ``offset`` pages on (:func:`count_incidents` says how many match)."""
+    stmt = (
+        select(IncidentRow, ComplaintRow)
+        .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
+        .where(*_incident_conditions(now, status, overdue))
     )
-    if status is not None:
-        stmt = stmt.where(IncidentRow.status == IncidentStatus(status).value)
     if overdue:
         earliest = case(
             (ComplaintRow.due_at < IncidentRow.due_at, ComplaintRow.due_at), else_=IncidentRow.due_at
         )
-        stmt = stmt.where(overdue_condition(now)).order_by(earliest, IncidentRow.incident_id)
+        stmt = stmt.order_by(earliest, IncidentRow.incident_id)
     else:
-        stmt = stmt.order_by(IncidentRow.due_at)
-    return [incident_json(i, now, c) for i, c in session.execute(stmt.limit(limit))]
+        stmt = stmt.order_by(IncidentRow.due_at, IncidentRow.incident_id)
+    return [incident_json(i, now, c) for i, c in session.execute(stmt.offset(offset).limit(limit))]
+
+
+def count_incidents(
+    session: Session, now: datetime, *, status: str | None = None, overdue: bool = False
+) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(IncidentRow)
+        .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
+        .where(*_incident_conditions(now, status, overdue))
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def verify_incident_evidence(incident: Mapping[str, Any], leaf_hashes: Mapping[int, bytes]) -> list[int]:

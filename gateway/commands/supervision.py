@@ -210,9 +210,12 @@ def who_read() -> ApiCall:
 
 @app.command()
 @api_command
-def complaints() -> ApiCall:
+def complaints(
+    limit: Annotated[int, typer.Option(help="how many (1-500)")] = 100,
+    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many in all)")] = 0,
+) -> ApiCall:
     """List complaints (newest first)."""
-    return ApiCall("GET", f"{_BASE}/complaints")
+    return ApiCall("GET", f"{_BASE}/complaints", params={"limit": limit, "offset": offset})
 
 
 @app.command()
@@ -227,9 +230,16 @@ def complaint(complaint_id: str) -> ApiCall:
 def incidents(
     status: Annotated[str | None, typer.Option(help="open | investigating | closed")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="only those past their deadline")] = False,
+    limit: Annotated[int, typer.Option(help="how many (1-500)")] = 100,
+    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many match)")] = 0,
 ) -> ApiCall:
     """List incidents by deadline."""
-    params: dict[str, Any] = {"status": status, "overdue": str(overdue).lower()}
+    params: dict[str, Any] = {
+        "status": status,
+        "overdue": str(overdue).lower(),
+        "limit": limit,
+        "offset": offset,
+    }
     return ApiCall("GET", f"{_BASE}/incidents", params=params)
 
 

@@ -739,15 +739,31 @@ async def register_complaint(
     }
 
 
+#: Case lists page by ``limit`` and ``offset``; ``total`` says how many there are in all.
+CaseLimit = Annotated[int, Query(ge=1, le=500)]
+CaseOffset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
 @router.get("/complaints")
 async def list_complaints(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    limit: CaseLimit = 100,
+    offset: CaseOffset = 0,
 ) -> dict[str, Any]:
+    """Complaints newest first, ``limit`` at a time from ``offset``; ``total``: how many in all."""
     principal = await require(runtime, authorization, RESOURCE, "read")
-    with runtime.sessions() as session:
-        items = await asyncio.to_thread(lambda: audit.list_complaints(session, now=_now()))
+    now = _now()
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        with runtime.sessions() as session:
+            items = audit.list_complaints(session, limit=limit, offset=offset, now=now)
+            return items, audit.count_complaints(session)
+
+    items, total = await asyncio.to_thread(read)
     await _audit(runtime, principal, request, "supervision.complaints_listed", {"results": len(items)})
-    return {"items": items}
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/complaints/{complaint_id}")
@@ -774,10 +790,20 @@ async def _incidents(
     authorization: str | None,
     status: Literal["open", "investigating", "closed"] | None,
     overdue: bool,
+    limit: int,
+    offset: int,
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "read")
-    with runtime.sessions() as session:
-        items = await asyncio.to_thread(audit.list_incidents, session, _now(), status=status, overdue=overdue)
+    now = _now()
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        with runtime.sessions() as session:
+            items = audit.list_incidents(
+                session, now, status=status, overdue=overdue, limit=limit, offset=offset
+            )
+            return items, audit.count_incidents(session, now, status=status, overdue=overdue)
+
+    items, total = await asyncio.to_thread(read)
     await _audit(
         runtime,
         principal,
@@ -785,7 +811,7 @@ async def _incidents(
         "supervision.incidents_listed",
         {"status": status, "overdue": overdue, "results": len(items)},
     )
-    return {"items": items}
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/incidents")
@@ -795,16 +821,23 @@ async def list_incidents(
     authorization: AuthHeader = None,
     status: Literal["open", "investigating", "closed"] | None = None,
     overdue: bool = False,
+    limit: CaseLimit = 100,
+    offset: CaseOffset = 0,
 ) -> dict[str, Any]:
-    """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed."""
-    return await _incidents(request, runtime, authorization, status, overdue)
+    """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed.
+    ``limit`` at a time from ``offset``; ``total``: how many match."""
+    return await _incidents(request, runtime, authorization, status, overdue, limit, offset)
 
 
 @router.get("/incidents/overdue")
 async def overdue_incidents(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: AuthHeader = None,
+    limit: CaseLimit = 100,
+    offset: CaseOffset = 0,
 ) -> dict[str, Any]:
-    return await _incidents(request, runtime, authorization, None, True)
+    return await _incidents(request, runtime, authorization, None, True, limit, offset)
 
 
 @router.get("/incidents/{incident_id}")

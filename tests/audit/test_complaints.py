@@ -22,6 +22,8 @@ from audit import (
     accesses_for_subjects,
     add_note,
     assign_incident,
+    count_complaints,
+    count_incidents,
     dispose_incident,
     get_complaint,
     get_incident,
@@ -438,3 +440,45 @@ def monthly_case_stats(store: Store, now: datetime) -> dict[str, int]:
 
     start, end = month_bounds("2026-11")
     return _case_stats(store.engine, start, end, now)
+
+
+def test_case_lists_page_and_count(store: Store) -> None:
+    """Complaints newest first and incidents by deadline, ``limit`` at a time from ``offset``: the pages
+    put together are the whole list once each, and the counts say how many there are (they were cut at
+    100 with no way on)."""
+    populate(store)
+    with Session(store.engine) as session:
+        opened = []
+        for day in range(5):
+            c, _ = register_complaint(
+                session,
+                subject_ref=ALICE if day % 2 else BOB,
+                source="walk_in",
+                summary="",
+                ticket=None,
+                actor="s",
+                now=NOW + timedelta(days=day),
+            )
+            i, _ = open_incident(
+                session,
+                store.engine,
+                complaint_id=c["complaint_id"],
+                actor="s",
+                now=NOW + timedelta(days=day),
+            )
+            opened.append((c["complaint_id"], i["incident_id"]))
+        newest_first = [c for c, _ in reversed(opened)]
+        pages = [list_complaints(session, limit=2, offset=at) for at in (0, 2, 4)]
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [x["complaint_id"] for p in pages for x in p] == newest_first
+        assert count_complaints(session) == 5
+        assert list_complaints(session, limit=2, offset=5) == []
+
+        later = NOW + timedelta(days=60)  # every incident is overdue by then
+        by_deadline = [i for _, i in opened]
+        pages = [list_incidents(session, later, overdue=True, limit=3, offset=at) for at in (0, 3)]
+        assert [x["incident_id"] for p in pages for x in p] == by_deadline
+        assert count_incidents(session, later, overdue=True) == 5
+        assert count_incidents(session, NOW, overdue=True) == 0
+        assert count_incidents(session, NOW, status="open") == 5
+        assert count_incidents(session, NOW, status="closed") == 0

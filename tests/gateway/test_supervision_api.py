@@ -306,6 +306,25 @@ def test_overdue_list(stack: Stack, readings: dict[str, Any]) -> None:
     complaint = api(stack, "GET", f"/complaints/{created['complaint']['complaint_id']}", "auditor").json()
     assert complaint["overdue"] is True and complaint["overdue_deadlines"] == overdue[0]["overdue_deadlines"]
 
+    # The case lists page on: limit and offset, with the total (they stopped at 100 with no way on).
+    everything = api(stack, "GET", "/complaints", "auditor").json()
+    assert (everything["total"], everything["limit"], everything["offset"]) == (
+        len(everything["items"]),
+        100,
+        0,
+    )
+    first = api(stack, "GET", "/complaints?limit=1", "auditor").json()
+    rest = api(stack, "GET", "/complaints?limit=500&offset=1", "auditor").json()
+    assert [c["complaint_id"] for c in first["items"] + rest["items"]] == [
+        c["complaint_id"] for c in everything["items"]
+    ]
+    page = api(stack, "GET", "/incidents/overdue?limit=1&offset=0", "auditor").json()
+    assert page["total"] == 1 and [i["incident_id"] for i in page["items"]] == [incident_id]
+    assert api(stack, "GET", "/incidents?overdue=true&offset=1", "auditor").json()["items"] == []
+    for bad in ("limit=0", "limit=501", "offset=-1"):
+        refused = api(stack, "GET", f"/complaints?{bad}", "auditor")
+        assert refused.status_code == 422, bad
+
 
 def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readings: dict[str, Any]) -> None:
     resident = readings["resident"]
