@@ -210,9 +210,16 @@ def update(
 @api_command
 def list_systems(
     status: Annotated[list[str] | None, typer.Option(help="draft, submitted, approved, ... (repeat)")] = None,
+    awaiting_me: Annotated[
+        bool,
+        typer.Option(
+            "--awaiting-me", help="a reviewer's work list: in review and waiting on your office's vote"
+        ),
+    ] = False,
 ) -> ApiCall:
     """Registrations you may see (a system admin: your department's)."""
-    return ApiCall("GET", f"{_BASE}/systems", params={"status": status})
+    params: dict[str, Any] = {"status": status, "awaiting_my_review": str(awaiting_me).lower()}
+    return ApiCall("GET", f"{_BASE}/systems", params=params)
 
 
 @app.command("show")

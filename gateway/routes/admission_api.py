@@ -475,12 +475,33 @@ async def list_systems(
     runtime: RuntimeDep,
     authorization: AuthHeader = None,
     status: Annotated[list[SystemStatus] | None, Query()] = None,
+    awaiting_my_review: Annotated[
+        bool,
+        Query(description="only those in review (first or renewal round) whose round waits on your office"),
+    ] = False,
 ) -> dict[str, Any]:
-    """Registrations the caller may see (a system admin: their department's), optionally by status."""
+    """Registrations the caller may see (a system admin: their department's), optionally by status;
+    ``awaiting_my_review``: a reviewer's work list, renewal rounds of approved systems included."""
     principal = await require(runtime, authorization, "admission", "read")
+    office = principal.office
+    if awaiting_my_review and not office:
+        raise InvalidRequest(
+            "只有代表审核单位的审核人可以筛选“待本单位审核”的系统：您的登录凭证未标明审核单位。",
+            "Only a reviewer acting for an office can list the systems awaiting their office's review: "
+            "your token names no office.",
+            code="no_reviewing_office",
+        )
+
+    def waits_on_office(service: AdmissionService, reg: SystemRegistration) -> bool:
+        in_review = reg.status is SystemStatus.SUBMITTED or (
+            reg.status is SystemStatus.APPROVED and reg.renewal_open
+        )
+        return in_review and office in service.review_progress(reg.system_id).pending
 
     def work(service: AdmissionService) -> dict[str, Any]:
         regs = [r for r in service.list_systems(status) if _visible(principal, r)]
+        if awaiting_my_review:
+            regs = [r for r in regs if waits_on_office(service, r)]
         return {
             "systems": [
                 {

@@ -1077,3 +1077,41 @@ def test_personal_data_in_a_reason_or_a_comment_is_refused_and_changes_nothing(
     assert text not in resp.text
     assert ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))["status"] == "approved"
     assert [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid] == before
+
+
+def test_a_reviewers_work_list_is_what_waits_on_their_office(stack: Stack) -> None:
+    """``awaiting_my_review``: the systems in review whose round still waits on the caller's office, a
+    renewal round of an approved system included (it does not show under ``status=submitted``)."""
+
+    def work_list(user: str) -> list[str]:
+        found = ok(call(stack, "GET", f"{API}/systems", user, params={"awaiting_my_review": "true"}))
+        return [s["system_id"] for s in found["systems"]]
+
+    sid = new_id("health-worklist")
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    assert sid not in work_list("rv_big_data")  # a draft waits on nobody
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    assert sid in work_list("rv_big_data") and sid in work_list("rv_gov_office")
+    ok(
+        call(
+            stack,
+            "POST",
+            f"{API}/systems/{sid}/reviews",
+            "rv_big_data",
+            json={"vote": "approve", "comment": "同意"},
+        ),
+        201,
+    )
+    assert sid not in work_list("rv_big_data") and sid in work_list("rv_gov_office")
+    approve_all(stack, sid)
+    assert sid not in work_list("rv_gov_office")
+
+    renewed, _ = _fresh_system_with_token(stack)
+    ok(call(stack, "POST", f"{API}/systems/{renewed}/recertify", "hb_sysadmin"))
+    submitted = ok(call(stack, "GET", f"{API}/systems", "rv_big_data", params={"status": "submitted"}))
+    assert renewed not in [s["system_id"] for s in submitted["systems"]]
+    assert renewed in work_list("rv_big_data")
+
+    nobody = call(stack, "GET", f"{API}/systems", "hb_sysadmin", params={"awaiting_my_review": "true"})
+    assert (nobody.status_code, nobody.json()["error"]) == (422, "no_reviewing_office"), nobody.text
+    assert "审核单位" in nobody.json()["message"] and "office" in nobody.json()["message_en"]
