@@ -38,8 +38,10 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     # The unknown code is not repeated: it is whatever the caller typed.
     "unknown_scenario": (
-        "没有找到这个使用场景。请从系统列出的场景中选择。",
-        "There is no such usage scenario. Choose one of the listed scenarios.",
+        "没有找到这个使用场景。请从系统列出的场景中选择（场景目录：GET /api/v1/scenarios，"
+        "或命令 grassroots grants scenarios）。",
+        "There is no such usage scenario. Choose one of the listed scenarios "
+        "(the catalog: GET /api/v1/scenarios, or grassroots grants scenarios).",
     ),
     "scenario_not_for_role": (
         "「{scenario}」这项工作不由您的岗位办理，不能以此用途查看数据。",

@@ -268,6 +268,20 @@ def test_unknown_scenario_is_not_echoed(stack: Stack) -> None:
     assert_no_echo(resp, 404, "unknown_scenario", PHONE)
 
 
+def test_an_unknown_scenario_on_the_data_path_says_where_the_scenarios_are_listed(stack: Stack) -> None:
+    # "Choose one of the listed scenarios" left the cadre asking: listed where?
+    resp = call(
+        stack,
+        "GET",
+        "/api/v1/datasets/residents/records",
+        "cadre_a",
+        params={"scenario": "DIBAO_REVEIW", "page_size": 5},
+    )
+    answer = assert_no_echo(resp, resp.status_code, "unknown_scenario", "DIBAO_REVEIW")
+    assert resp.status_code in (403, 404)
+    assert "/api/v1/scenarios" in answer["message"] and "grants scenarios" in answer["message_en"]
+
+
 def test_unknown_dataset_is_not_echoed(stack: Stack) -> None:
     resp = call(stack, "GET", "/api/v1/masking/catalog", "ca_steward", params={"dataset": PHONE})
     body = assert_no_echo(resp, 404, "unknown_dataset", PHONE)
