@@ -96,6 +96,7 @@ def parse_data_request(
     record_id: str | None = None,
     request_id: str | None = None,
     max_page_size: int = 100,
+    repeated: Sequence[str] = (),
 ) -> DataRequest:
     """Stage 0: turn raw query strings into a DataRequest, or a 422 that says what to fix.
 
@@ -105,6 +106,16 @@ def parse_data_request(
     """
     base = _recordable(dataset, scenario, record_id, request_id)
     safe_dataset, safe_scenario = base.dataset, base.scenario
+    if repeated:
+        names_zh, names_en = "、".join(repeated), ", ".join(repeated)
+        raise _Unparsable(
+            base,
+            InvalidRequest(
+                f"查询参数 {names_zh} 只能出现一次：请只保留一个值后重试。",
+                f"The query parameter {names_en} may appear only once: keep one value and retry.",
+                code="repeated_parameter",
+            ),
+        )
     if not scenario:
         raise _Unparsable(
             base,
@@ -496,12 +507,14 @@ async def run_data_request(
     *,
     record_id: str | None = None,
     request_id: str | None = None,
+    repeated: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it)."""
+    """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it).
+    ``repeated``: the query's parameters given more than once (refused, 422 ``repeated_parameter``)."""
     with runtime.telemetry.request_span("data_request") as root:
         ctx = root.get_span_context()
         trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
-        return await _run(runtime, authorization, dataset, query, record_id, request_id, trace_id)
+        return await _run(runtime, authorization, dataset, query, record_id, request_id, trace_id, repeated)
 
 
 async def _run(
@@ -512,6 +525,7 @@ async def _run(
     record_id: str | None,
     request_id: str | None,
     trace_id: str | None,
+    repeated: Sequence[str],
 ) -> dict[str, Any]:
     telemetry = runtime.telemetry
     facts = AuditFacts()
@@ -531,6 +545,7 @@ async def _run(
                 record_id,
                 request_id,
                 runtime.settings.max_page_size,
+                repeated,
             )
         except _Unparsable as bad:
             request = bad.partial

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -32,9 +33,25 @@ router = APIRouter(prefix="/api/v1", tags=["data"])
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _query(request: Request) -> dict[str, str | None]:
-    params = request.query_params
-    return {name: params.get(name) for name in ("scenario", "page", "page_size")}
+#: The query parameters the pipeline reads.
+_READ = ("scenario", "page", "page_size")
+
+
+def data_query(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    """The pipeline's parameters from the query's (name, value) pairs, and those of them given more than
+    once: ``?scenario=A&scenario=B`` is refused (which one was meant?) rather than read as its last."""
+    query: dict[str, str | None] = dict.fromkeys(_READ)
+    repeated: list[str] = []
+    for name, value in pairs:
+        if name in query:
+            if query[name] is not None and name not in repeated:
+                repeated.append(name)
+            query[name] = value
+    return query, tuple(repeated)
+
+
+def _query(request: Request) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    return data_query(request.query_params.multi_items())
 
 
 # The query parameters the pipeline reads (``parse_data_request`` validates them, with messages a cadre
@@ -96,12 +113,14 @@ async def list_records(
     authorization: Annotated[str | None, Header()] = None,
 ) -> DataJSONResponse:
     """List records of ``dataset`` within the caller's jurisdiction, for one scenario (``?scenario=``)."""
+    query, repeated = _query(request)
     body = await run_data_request(
         runtime,
         authorization,
         dataset,
-        _query(request),
+        query,
         request_id=request_id_of(request),
+        repeated=repeated,
     )
     return DataJSONResponse(body)
 
@@ -119,13 +138,15 @@ async def get_record(
     authorization: Annotated[str | None, Header()] = None,
 ) -> DataJSONResponse:
     """One record by its stable id; outside the caller's jurisdiction it answers 404 like a missing one."""
+    query, repeated = _query(request)
     body = await run_data_request(
         runtime,
         authorization,
         dataset,
-        _query(request),
+        query,
         record_id=record_id,
         request_id=request_id_of(request),
+        repeated=repeated,
     )
     return DataJSONResponse(body)
 
@@ -160,7 +181,9 @@ class DataFastLane:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        query, repeated = data_query(
+            parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        )
         request_id = new_request_id(scope)
         headers: list[tuple[bytes, bytes]] = [_JSON]
         try:
@@ -168,9 +191,10 @@ class DataFastLane:
                 scope["app"].state.runtime,
                 authorization,
                 match.group(1),
-                {name: params.get(name) for name in ("scenario", "page", "page_size")},
+                query,
                 record_id=match.group(2),
                 request_id=request_id,
+                repeated=repeated,
             )
             status = 200
         except GatewayError as error:

@@ -362,7 +362,29 @@ FAST_LANE_CASES = [
     ("cadre_a", "nope/records", {"scenario": "DIBAO_REVIEW"}),
     ("cadre_c", "residents/records", {"scenario": "DIBAO_REVIEW"}),
     (None, "residents/records", {"scenario": "DIBAO_REVIEW"}),
+    ("cadre_a", "residents/records", {"scenario": ["DIBAO_REVIEW", "ELDERLY_VISIT"]}),
 ]
+
+
+def test_a_parameter_given_twice_is_refused_not_read_as_its_last_value(stack: Stack) -> None:
+    """``?scenario=A&scenario=B``: which purpose was the read for? Reading the last value would let the
+    request say one thing to a proxy or a log and another to the policy. Refused, audited, no data."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {stack.token('cadre_a')}"}
+    for query in (
+        [("scenario", "DIBAO_REVIEW"), ("scenario", "ELDERLY_VISIT")],
+        [("scenario", "DIBAO_REVIEW"), ("page_size", "5"), ("page_size", "50")],
+    ):
+        resp = httpx.get(stack.records_url, params=query, headers=headers, timeout=30)
+        body = _assert_error(resp, 422, "repeated_parameter")
+        repeated = query[-1][0]
+        assert f"查询参数 {repeated} 只能出现一次" in str(body["message"])
+        assert f"parameter {repeated} may appear only once" in str(body["message_en"])
+        event = stack.last_events(1)[0]
+        assert (event["outcome"], event["reason"]) == ("refused", "repeated_parameter")
+    once = httpx.get(stack.records_url, params={"scenario": "DIBAO_REVIEW", "page_size": 5}, headers=headers)
+    assert once.status_code == 200, once.text
 
 
 @pytest.mark.parametrize(("who", "path", "query"), FAST_LANE_CASES)

@@ -425,7 +425,22 @@ def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> Non
 
     routing = ("system_not_registered", "system_not_approved", "system_suspended", "system_revoked")
     grids = ("grid_scope_unassigned", "grid_scope_invalid", "grid_scope_unsupported")
-    for code in (*DENIAL_ORDER, *routing, "system_lapsed", *grids, "not_found", "reidentification_risk"):
+    parsing = (
+        "missing_scenario",
+        "invalid_scenario",
+        "repeated_parameter",
+        "invalid_page",
+        "invalid_page_size",
+    )
+    for code in (
+        *DENIAL_ORDER,
+        *routing,
+        "system_lapsed",
+        *grids,
+        *parsing,
+        "not_found",
+        "reidentification_risk",
+    ):
         assert REFUSAL_REASONS_ZH.get(code), code
 
 
