@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -242,6 +242,9 @@ def incident_json(
         "closed_at": _ts(_aware(row.closed_at)) if row.closed_at else None,
         "tree_size": row.tree_size,
         "root_hash": row.root_hash,
+        # Which datasets' systems did not answer the record-id lookup: evidence may be missing there.
+        "evidence_complete": not row.evidence_incomplete,
+        "evidence_incomplete": json.loads(row.evidence_incomplete) if row.evidence_incomplete else [],
     }
 
 
@@ -335,6 +338,8 @@ def open_incident(
     *,
     complaint_id: str,
     subject_refs: Sequence[str] = (),
+    records: Iterable[tuple[str, str]] = (),
+    evidence_incomplete: Sequence[Mapping[str, Any]] = (),
     actor: str,
     now: datetime,
     tree_size: int | None = None,
@@ -347,14 +352,23 @@ def open_incident(
     so name the record asked for, never the person (:func:`audit.query.access_seqs_for_person`).
 
     ``subject_refs`` adds the complainant's refs under older HMAC keys still kept (key rotation); the
-    complaint's own ref is always included. ``tree_size`` is the tree the proofs are against — pass a
-    signed checkpoint's size so the evidence verifies against a signature; default: the log's size now.
+    complaint's own ref is always included. ``records`` adds the complainant's records as the departmental
+    systems named them (``(dataset, record ref)``), so attempts at records no allowed read ever served are
+    found too; ``evidence_incomplete`` lists the datasets whose systems did not answer (each a dict of
+    codes and fixed sentences, kept with the incident and returned with it). ``tree_size`` is the tree
+    the proofs are against — pass a signed checkpoint's size so the evidence verifies against a
+    signature; default: the log's size now.
     """
     complaint = _complaint(session, complaint_id)
     if complaint.incident_id is not None:
         raise CaseConflict("该投诉已立案。", "This complaint already has an incident.")
+    missing = [dict(item) for item in evidence_incomplete]
+    if any(personal_data_in(json.dumps(item, ensure_ascii=False)) for item in missing):
+        raise InvalidCaseInput(
+            "证据缺失说明中不得含有个人信息。", "The evidence gaps must not hold personal data."
+        )
     refs = sorted({complaint.subject_ref, *subject_refs})
-    seqs = access_seqs_for_person(engine, refs)
+    seqs = access_seqs_for_person(engine, refs, records)
     size = tree_size if tree_size is not None else log_size(engine)
     seqs = [s for s in seqs if s <= size]
     root, proofs = inclusion_proofs(engine, seqs, size) if size else (merkle.EMPTY_ROOT, {})
@@ -371,6 +385,7 @@ def open_incident(
         closed_at=None,
         tree_size=size,
         root_hash=root.hex(),
+        evidence_incomplete=json.dumps(missing, ensure_ascii=False) if missing else None,
     )
     session.add(incident)
     session.flush()
@@ -395,6 +410,10 @@ def open_incident(
         "evidence_events": len(seqs),
         "tree_size": size,
         "root_hash": incident.root_hash,
+        "evidence_incomplete": [
+            {"dataset": m.get("dataset"), "system": m.get("system"), "reason": m.get("reason")}
+            for m in missing
+        ],
     }
     return incident_json(incident, now, complaint), change
 

@@ -356,7 +356,11 @@ def attempt_seqs_for_records(source: Engine | Connection, records: Iterable[tupl
     return sorted(set(seqs))
 
 
-def access_seqs_for_person(source: Engine | Connection, subject_refs: Iterable[str]) -> list[int]:
+def access_seqs_for_person(
+    source: Engine | Connection,
+    subject_refs: Iterable[str],
+    records: Iterable[tuple[str, str]] = (),
+) -> list[int]:
     """Seqs of every data access to the person with these refs, allowed or refused, oldest first — a
     complaint's evidence (PIPL Art. 45, 50).
 
@@ -365,17 +369,21 @@ def access_seqs_for_person(source: Engine | Connection, subject_refs: Iterable[s
     the record asked for but no resident (the caller outside the jurisdiction is refused before anything
     is served). The person's records are those the allowed accesses served them (:func:`records_served`):
     an attempt at a record no allowed access ever served them cannot be tied to the person by the log.
+    ``records`` adds the person's records learnt elsewhere — ``(dataset, record ref)`` pairs from the
+    departmental systems' record-id lookup (``gateway.evidence``) — so those attempts are found too.
     """
     refs = _checked_refs(subject_refs)
     if not refs:
         return []
     wanted = frozenset(refs)
     seqs: list[int] = []
-    records: set[tuple[str, str]] = set()
+    known: set[tuple[str, str]] = set(records)
+    if not all(is_ref(ref) for _, ref in known):
+        raise ValueError("record refs must be Pseudonymizer refs")
     for seq, body in _fetch(source, _subject_accesses(refs, audit_events.c.seq, audit_events.c.body)):
         seqs.append(int(seq))
-        records.update(records_served(json.loads(body), wanted))
-    return sorted({*seqs, *attempt_seqs_for_records(source, records)})
+        known.update(records_served(json.loads(body), wanted))
+    return sorted({*seqs, *attempt_seqs_for_records(source, known)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,9 @@ class IncidentRow(AuditBase):
     # The Merkle tree the attached inclusion proofs are against (RFC 9162 §2.1.3).
     tree_size: Mapped[int] = mapped_column(BigInteger)
     root_hash: Mapped[str] = mapped_column(String(64))
+    # JSON list of the datasets whose departmental system did not answer the record-id lookup when the
+    # incident was opened ({dataset, system, reason, message, message_en}); NULL: none (migration 0011).
+    evidence_incomplete: Mapped[str | None] = mapped_column(Text)
 
 
 class IncidentEvidenceRow(AuditBase):

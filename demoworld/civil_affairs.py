@@ -34,6 +34,7 @@ from demoworld.departmental import (
     GatewayTokenVerifier,
     ScopeError,
     SystemProfile,
+    add_lookup_route,
     departmental_app,
     not_found,
     page_response,
@@ -138,8 +139,10 @@ class ResidentRegistry:
         self._all: list[dict[str, str]] = ordered
         self._by_id: dict[str, dict[str, str]] = {r["id"]: r for r in ordered}
         self._by_village: dict[str, list[dict[str, str]]] = {}
+        self._by_person: dict[str, list[dict[str, str]]] = {}
         for record in ordered:
             self._by_village.setdefault(record["village_code"], []).append(record)
+            self._by_person.setdefault(record["id_number"].upper(), []).append(record)
         self._scoped: dict[tuple[str, ...], list[dict[str, str]]] = {}
 
     @classmethod
@@ -175,6 +178,14 @@ class ResidentRegistry:
             return None
         return record
 
+    def ids_of(self, id_number: str, scope: tuple[str, ...]) -> list[str]:
+        """Ids of the records of the person with ``id_number`` inside ``scope`` (the record-id lookup)."""
+        return [
+            r["id"]
+            for r in self._by_person.get(id_number, ())
+            if any(r["village_code"].startswith(p) for p in scope)
+        ]
+
 
 # --- the HTTP app ----------------------------------------------------------------------------------------
 
@@ -189,6 +200,8 @@ def create_app(
 ) -> FastAPI:
     base = departmental_app(PROFILE, verifier, credentials, fault=fault, slow_seconds=slow_seconds)
     app = base.app
+    # Declared before GET /residents/{record_id}; the methods differ, so a record id "lookup" still reads.
+    add_lookup_route(base, "residents", registry.ids_of)
 
     @app.get("/residents", dependencies=[Depends(base.authenticate)])
     async def list_residents(

@@ -34,14 +34,15 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import OKPKey
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 from sqlalchemy import Engine, create_engine, event
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -318,6 +319,51 @@ def not_found(request: Request) -> JSONResponse:
     return error_response(request, 404, "not_found", "未找到该记录。", "No such record.")
 
 
+class LookupIn(BaseModel):
+    """The body of a record-id lookup: the person's ID number, in the body so no URL, access log or proxy
+    ever holds it."""
+
+    id_number: str = Field(min_length=15, max_length=24, repr=False)
+
+
+#: The most record ids one lookup answers; a person has a handful of records in any registry.
+MAX_LOOKUP_IDS = 1000
+
+
+def add_lookup_route(
+    departmental: Departmental,
+    collection: str,
+    find: Callable[[str, tuple[str, ...]], Sequence[str]],
+) -> None:
+    """``POST /<collection>/lookup?org_prefix=CODE`` with ``{"id_number": "..."}`` -> ``{"ids": [...]}``:
+    the ids of the records in ``collection`` that belong to the person with that ID number, inside the
+    jurisdiction pushed down (required, as on every data request), ordered by id; ``{"ids": []}`` when
+    there are none. Only ids, never the records: the gateway asks this to tie attempts at a record id to a
+    complaint about its person, and needs nothing else. Recognises the gateway exactly as the data
+    requests do, and fails by the same fault modes."""
+    app = departmental.app
+
+    @app.post(
+        f"/{collection}/lookup",
+        dependencies=[Depends(departmental.authenticate)],
+        name=f"lookup_{collection}",
+    )
+    async def lookup_ids(
+        request: Request,
+        body: LookupIn,
+        org_prefix: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies query defaults
+    ) -> Response:
+        try:
+            scope = parse_scope(org_prefix)
+        except ScopeError:
+            return scope_required(request)
+        faulty = await departmental.fault_response(request)
+        if faulty is not None:
+            return faulty
+        wanted = body.id_number.strip().upper()
+        return JSONResponse({"ids": sorted(find(wanted, scope))[:MAX_LOOKUP_IDS]})
+
+
 def page_response(matching: Sequence[Mapping[str, str]], page: int, page_size: int) -> JSONResponse:
     """One page of ``matching`` (ordered by id) as ``{"items", "total", "next_page"}``."""
     start = (page - 1) * page_size
@@ -433,7 +479,7 @@ def dropping_protocol(collections: Sequence[str]) -> type[H11Protocol]:
     An ASGI app cannot do that (uvicorn answers 500 when the app fails before responding), so the fault
     lives in the HTTP protocol. Requests on loopback arrive with their request line in the first chunk,
     which is all this inspects."""
-    lines = tuple(f"{verb} /{name}".encode() for verb in ("GET", "HEAD") for name in collections)
+    lines = tuple(f"{verb} /{name}".encode() for verb in ("GET", "HEAD", "POST") for name in collections)
 
     class DroppingH11Protocol(H11Protocol):
         DATA_REQUEST_LINES = lines

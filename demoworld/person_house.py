@@ -40,6 +40,7 @@ from demoworld.departmental import (
     GatewayTokenVerifier,
     ScopeError,
     SystemProfile,
+    add_lookup_route,
     departmental_app,
     error_response,
     not_found,
@@ -259,6 +260,19 @@ class ScopedCollection:
             return None
         return record
 
+    def ids_of(self, person_field: str, id_number: str, prefixes: tuple[str, ...]) -> list[str]:
+        """Ids of the records whose ``person_field`` is ``id_number``, inside the villages ``prefixes``."""
+        return [
+            r["id"]
+            for r in self._all
+            if r[person_field].upper() == id_number and self._inside(r["grid_code"], prefixes, None)
+        ]
+
+
+#: The field of each collection that holds the ID number of the person a record belongs to: a house is
+#: its owner's, an occupant record its occupant's (the record-id lookup answers by it).
+PERSON_FIELDS: Mapping[str, str] = {"houses": "owner_id_number", "occupants": "id_number"}
+
 
 class PersonHouseRegistry:
     """Every collection this registry serves, by name."""
@@ -323,6 +337,9 @@ def create_app(
         return prefixes, grids
 
     def _routes(name: str, collection: ScopedCollection) -> None:
+        person_field = PERSON_FIELDS[name]
+        add_lookup_route(base, name, lambda number, scope: collection.ids_of(person_field, number, scope))
+
         @app.get(f"/{name}", dependencies=[Depends(base.authenticate)], name=f"list_{name}")
         async def list_records(
             request: Request,

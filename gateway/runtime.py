@@ -36,7 +36,7 @@ from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
-from gateway.upstream import UpstreamClient, UpstreamTarget
+from gateway.upstream import LOOKUP_SUFFIX, UpstreamClient, UpstreamTarget
 from masking import Catalog, FreeTextScanner, KeyRing, MaskingPlan, RuleSet, SemanticType, plan_masking
 from masking.catalog import DatasetSpec
 from masking.dlp import scan_fields_in_place
@@ -256,11 +256,13 @@ class Runtime:
         for registration in repository.list_systems():
             for provided in registration.provides:
                 path = provided.endpoints[0] if provided.endpoints else f"/{provided.dataset}"
+                lookup = path.rstrip("/") + LOOKUP_SUFFIX
                 targets[provided.dataset] = UpstreamTarget(
                     system_id=registration.system_id,
                     base_url=provided.base_url,
                     path=path,
                     credential=credentials.get(registration.system_id),
+                    lookup_path=lookup if lookup in provided.endpoints else None,
                 )
         return _Routes(snapshot=snapshot, targets=targets, credential_unavailable=unavailable)
 

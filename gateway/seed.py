@@ -173,7 +173,8 @@ def _seed_admission(
                     ProvidedDataset(
                         dataset="residents",
                         base_url=upstream_url,
-                        endpoints=("/residents",),
+                        # The second endpoint is the record-id lookup a complaint asks (README).
+                        endpoints=("/residents", "/residents/lookup"),
                         fields=RESIDENT_FIELDS,
                     ),
                 ),
@@ -192,7 +193,10 @@ def _seed_admission(
                 collects=(),
                 provides=tuple(
                     ProvidedDataset(
-                        dataset=dataset, base_url=person_house_url, endpoints=(f"/{dataset}",), fields=fields
+                        dataset=dataset,
+                        base_url=person_house_url,
+                        endpoints=(f"/{dataset}", f"/{dataset}/lookup"),
+                        fields=fields,
                     )
                     for dataset, fields in _PERSON_HOUSE_FIELDS.items()
                 ),

@@ -41,6 +41,12 @@ TOKEN_TTL_S = 300
 TOKEN_REUSE_S = 240
 #: Carries the API key the department issued to the gateway (gateway/outbound.py).
 CREDENTIAL_HEADER = "X-Api-Key"
+#: A provided dataset offers the record-id lookup when its registration lists the endpoint
+#: ``<collection path>/lookup`` (``POST``, the ID number in the JSON body; see ``lookup_record_ids``).
+LOOKUP_SUFFIX = "/lookup"
+#: The most record ids one lookup may answer: a person has a handful of records in a registry; more is a
+#: bad answer, not evidence.
+MAX_LOOKUP_IDS = 1000
 #: List URLs kept for reuse (see ``UpstreamClient._list_url``); past this the cache starts over.
 _URL_CACHE_SIZE = 1024
 
@@ -112,6 +118,8 @@ class UpstreamTarget:
     path: str
     #: The system's outbound credential, clear and in memory only; None: the service token alone.
     credential: str | None = field(default=None, repr=False)
+    #: The record-id lookup endpoint, when the registration declares one (``LOOKUP_SUFFIX``).
+    lookup_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,17 +175,29 @@ class UpstreamClient:
             self._list_urls[key] = url
         return url
 
-    async def _get_json(self, target: UpstreamTarget, url: URL | str) -> Any:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+    def _headers(self, target: UpstreamTarget) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._signer.token_for(target.system_id)}"}
         if target.credential is not None:
             headers[CREDENTIAL_HEADER] = target.credential
+        return headers
+
+    async def _call_json(self, target: UpstreamTarget, url: URL | str, body: bytes | None = None) -> Any:
+        """GET ``url`` (or POST ``body`` as JSON) with the service token and the outbound credential; the
+        answer's JSON, None for 404, or the gateway error for every other failure."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        headers = self._headers(target)
         try:
-            async with self._session.get(url, headers=headers) as resp:
-                status = resp.status
-                raw = await resp.read()
+            if body is None:
+                async with self._session.get(url, headers=headers) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+            else:
+                headers["Content-Type"] = "application/json"
+                async with self._session.post(url, data=body, headers=headers) as resp:
+                    status = resp.status
+                    raw = await resp.read()
         except TimeoutError:
             raise UpstreamTimeout(extra={"system": target.system_id}) from None
         except aiohttp.ClientConnectorError:
@@ -219,7 +239,7 @@ class UpstreamClient:
             ("page", str(page)),
             ("page_size", str(page_size)),
         )
-        body = await self._get_json(target, self._list_url(target, params))
+        body = await self._call_json(target, self._list_url(target, params))
         if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
             raise UpstreamError(extra={"system": target.system_id})
         next_page = body.get("next_page")
@@ -245,7 +265,34 @@ class UpstreamClient:
             return None
         collection = URL(target.base_url.rstrip("/") + target.path.rstrip("/"))
         url = collection.with_path(f"{collection.raw_path}/{quote(record_id, safe='')}", encoded=True)
-        body = await self._get_json(target, url.extend_query(params) if params else url)
+        body = await self._call_json(target, url.extend_query(params) if params else url)
         if body is None:
             return None
         return self._check_record(body, target.system_id)
+
+    async def lookup_record_ids(
+        self, target: UpstreamTarget, id_number: str, *, org_prefixes: Sequence[str]
+    ) -> list[str] | None:
+        """The ids of the records of the person with ``id_number`` in ``target``'s collection, inside the
+        jurisdiction ``org_prefixes`` — the departmental systems' record-id lookup (README: "The
+        departmental-system contract"), same credentials as the data path.
+
+        The ID number travels only in the JSON body of a POST, never in the URL (which access logs and
+        proxies keep). None when the system does not answer the lookup (404: not offered); a gateway error
+        for every failure, as on the data path. Ids are checked to be short strings and few."""
+        if target.lookup_path is None:
+            return None
+        url = URL(target.base_url.rstrip("/") + target.lookup_path).extend_query(
+            [("org_prefix", p) for p in org_prefixes]
+        )
+        body = await self._call_json(target, url, orjson.dumps({"id_number": id_number}))
+        if body is None:
+            return None
+        ids = body.get("ids") if isinstance(body, Mapping) else None
+        if (
+            not isinstance(ids, list)
+            or len(ids) > MAX_LOOKUP_IDS
+            or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
+        ):
+            raise UpstreamError(extra={"system": target.system_id})
+        return list(dict.fromkeys(ids))

@@ -60,6 +60,7 @@ from gateway.admin_support import require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.evidence import find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.pipeline import record_audit
 from gateway.routes.admission_api import admission_config
@@ -694,12 +695,24 @@ async def register_complaint(
     refuse_personal_data(body.summary, "投诉摘要", "complaint summary", code="personal_data_in_summary")
     refuse_personal_data(body.ticket or "", "工单号", "ticket number", code="personal_data_in_ticket")
     ref = _subject_ref(runtime, body.id_number)
+    now = _now()
+    # The person's record ids from each departmental system (each lookup an audit event), so an attempt
+    # at one of their records that no allowed read ever served is found too. Before the checkpoint: the
+    # attempts are older than it either way, and the lookups' own events are not evidence.
+    found = await find_person_records(
+        runtime,
+        principal,
+        normalise_id_number(body.id_number),
+        ref,
+        org_prefixes=(principal.org,),
+        request_id=request_id_of(request),
+        now=now,
+    )
     signer = await asyncio.to_thread(signer_for, runtime)
     with supervision_errors():
         checkpoint = await asyncio.to_thread(
             audit.write_checkpoint, runtime.engine, signer, runtime.settings.effective_checkpoint_dir
         )
-    now = _now()
     deadlines = _deadlines()
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         with supervision_errors():
@@ -720,6 +733,8 @@ async def register_complaint(
                     s,
                     runtime.engine,
                     complaint_id=complaint["complaint_id"],
+                    records=found.records,
+                    evidence_incomplete=found.incomplete,
                     actor=principal.user_id,
                     now=now,
                     tree_size=checkpoint.tree_size,
@@ -736,6 +751,10 @@ async def register_complaint(
         "complaint": complaint,
         "incident": incident,
         "evidence_events": opened["evidence_events"],
+        # Said here too, not only in the incident: the supervisor must see at once that a system did not
+        # answer and the search for attempts at the person's records is to be done again.
+        "evidence_complete": incident["evidence_complete"],
+        "evidence_incomplete": incident["evidence_incomplete"],
         "archived_period": pruned,
     }
 

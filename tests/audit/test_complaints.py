@@ -482,3 +482,43 @@ def test_case_lists_page_and_count(store: Store) -> None:
         assert count_incidents(session, NOW, overdue=True) == 0
         assert count_incidents(session, NOW, status="open") == 5
         assert count_incidents(session, NOW, status="closed") == 0
+
+
+def test_records_named_by_the_departmental_systems_add_the_attempts_at_them(store: Store) -> None:
+    """The record-id lookup's answer (``records``) ties attempts the log alone cannot: at a record only an
+    ambiguous read served, or none; the dataset still has to match. A dataset whose system did not answer
+    is kept with the incident and named in its change event."""
+    log = AuditLog(store.engine)
+    seqs = {label: log.append(event).seq for label, event, _ in ATTEMPTS_AT_RECORDS}
+    from_log = [seqs[label] for label, _, wanted in ATTEMPTS_AT_RECORDS if wanted]
+    named = {("visits", ALICE_VISIT)}
+    found = access_seqs_for_person(store.engine, [ALICE], named)
+    assert found == sorted([*from_log, seqs["refused read of a record only the ambiguous read served"]])
+    with pytest.raises(ValueError):
+        access_seqs_for_person(store.engine, [ALICE], {("visits", "V-0008")})  # a plain id is refused
+    gap = {
+        "dataset": "houses",
+        "system": "person-house-registry",
+        "reason": "upstream_timeout",
+        "message": "…",
+    }
+    with Session(store.engine) as session:
+        complaint, _ = register_complaint(
+            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        incident, change = open_incident(
+            session,
+            store.engine,
+            complaint_id=complaint["complaint_id"],
+            records=named,
+            evidence_incomplete=[gap],
+            actor="s",
+            now=NOW,
+        )
+        session.commit()
+        full = get_incident(session, incident["incident_id"], NOW)
+    assert [e["seq"] for e in full["evidence"]] == found
+    assert (full["evidence_complete"], full["evidence_incomplete"]) == (False, [gap])
+    assert change["evidence_incomplete"] == [
+        {"dataset": "houses", "system": "person-house-registry", "reason": "upstream_timeout"}
+    ]

@@ -291,3 +291,56 @@ def test_faulty_registries_still_refuse_strangers(upstreams: dict[str, Upstream]
     with _faulty(upstreams, fault) as client:
         response = client.get("/residents", params={"org_prefix": "310151101201"})
     assert response.status_code == 401
+
+
+# --- the record-id lookup (a complaint's evidence) -------------------------------------------------------
+
+
+def test_lookup_answers_the_ids_of_the_persons_records_inside_the_scope_and_nothing_else(
+    registry: httpx.Client, world: World
+) -> None:
+    resident = world.residents_of(world.village_a)[0]
+    body = {"id_number": resident.id_number.lower()}  # a lower-case check character is the same number
+
+    def lookup(org_prefix: str) -> httpx.Response:
+        return registry.post(
+            "/residents/lookup", params={"org_prefix": org_prefix}, json=body, headers=_token()
+        )
+
+    assert lookup(world.village_a).json() == {"ids": [resident.id]}
+    assert lookup("310151").json() == {"ids": [resident.id]}
+    assert lookup(world.village_b).json() == {"ids": []}  # outside the scope: like nobody's
+    assert resident.id_number not in str(lookup(world.village_a).request.url)  # in the body, never the URL
+    unknown = registry.post(
+        "/residents/lookup", params={"org_prefix": "310151"}, json={"id_number": "110101190001011009"},
+        headers=_token(),
+    )  # fmt: skip
+    assert unknown.json() == {"ids": []}
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "status"),
+    [({"org_prefix": "310151"}, {}, 401), ({}, None, 400), ({"org_prefix": "31015x"}, None, 400)],
+)
+def test_lookup_needs_the_gateways_token_and_a_scope(
+    registry: httpx.Client, world: World, params: dict[str, str], headers: dict[str, str] | None, status: int
+) -> None:
+    response = registry.post(
+        "/residents/lookup",
+        params=params,
+        json={"id_number": world.residents[0].id_number},
+        headers=_token() if headers is None else headers,
+    )
+    assert response.status_code == status
+    assert world.residents[0].id_number not in response.text
+
+
+def test_lookup_fails_by_the_fault_modes_too(upstreams: dict[str, Upstream], world: World) -> None:
+    body = {"id_number": world.residents[0].id_number}
+    with _faulty(upstreams, "error") as client:
+        response = client.post(
+            "/residents/lookup", params={"org_prefix": "310151"}, json=body, headers=_token()
+        )
+        assert response.status_code == 500
+    with _faulty(upstreams, "drop") as client, pytest.raises(httpx.RemoteProtocolError):
+        client.post("/residents/lookup", params={"org_prefix": "310151"}, json=body, headers=_token())

@@ -201,3 +201,22 @@ def test_fault_error_garbage_and_drop(registries: dict[str, str]) -> None:
         assert client.get("/healthz").status_code == 200
         with pytest.raises(httpx.RemoteProtocolError):
             client.get("/occupants", params=params, headers=_token())
+
+
+@pytest.mark.parametrize(("collection", "field"), [("houses", "owner_id_number"), ("occupants", "id_number")])
+def test_lookup_answers_the_ids_of_the_persons_houses_and_occupant_records(
+    registries: dict[str, str], collection: str, field: str
+) -> None:
+    records = WORLD.houses if collection == "houses" else WORLD.occupants
+    person = next(r for r in records if r.village_code == A)
+    number = getattr(person, field)
+    mine = sorted(r.id for r in records if getattr(r, field) == number and r.village_code == A)
+    url = f"{registries['none']}/{collection}/lookup"
+    inside = httpx.post(url, params={"org_prefix": A}, json={"id_number": number}, headers=_token())
+    assert inside.status_code == 200 and inside.json() == {"ids": mine}
+    outside = httpx.post(
+        url, params={"org_prefix": WORLD.village_b}, json={"id_number": number}, headers=_token()
+    )
+    assert outside.json() == {"ids": []}
+    refused = httpx.post(url, params={"org_prefix": A}, json={"id_number": number})
+    assert refused.status_code == 401

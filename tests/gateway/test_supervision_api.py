@@ -584,3 +584,127 @@ def test_refused_administrative_attempts_are_events(stack: Stack) -> None:
 
     assert failed.headers["x-request-id"] in listed()
     assert failed.headers["x-request-id"] not in listed(org=VILLAGE_A)
+
+
+# -- the departmental systems' record-id lookup: attempts at records no allowed read ever served ---------
+
+#: 新建村: no identity of the demo sits there, so in this module nobody is ever served its residents.
+UNREAD_VILLAGE = "310151101203"
+
+
+@pytest.fixture(scope="module")
+def probe(stack: Stack) -> dict[str, Any]:
+    """cadre_b (永乐村) asks for a record id of a resident of 新建村 directly: refused (404) after the
+    registry found nothing inside her village. No allowed read ever served that resident, so the log alone
+    cannot tie the attempt to her: only the civil-affairs registry knows whose record it is."""
+    resident = WORLD.residents_of(UNREAD_VILLAGE)[0]
+    refused = stack.get(f"{stack.records_url}/{resident.id}", "cadre_b", scenario="DIBAO_REVIEW")
+    assert refused.status_code == 404, refused.text
+    [seq] = events_for_requests(stack, {refused.headers["x-request-id"]})
+    return {"resident": resident, "seq": seq}
+
+
+def complain_about(stack: Stack, id_number: str) -> httpx.Response:
+    return api(
+        stack,
+        "POST",
+        "/complaints",
+        "supervisor",
+        json={"source": "walk_in", "id_number": id_number, "summary": "居民来访询问谁查看了其信息"},
+    )
+
+
+def events_of(stack: Stack, request_id: str, kind: str) -> list[dict[str, Any]]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT seq, body FROM audit_events ORDER BY seq")).all()
+    bodies = [{"seq": int(seq), "raw": body, **json.loads(body)} for seq, body in rows]
+    return [b for b in bodies if b["request_id"] == request_id and b["kind"] == kind]
+
+
+def test_complaint_finds_a_refused_attempt_at_a_record_no_allowed_read_ever_served(
+    stack: Stack, probe: dict[str, Any]
+) -> None:
+    resident = probe["resident"]
+    resp = complain_about(stack, resident.id_number)
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert answer["evidence_complete"] is True and answer["evidence_incomplete"] == []
+    assert resident.id_number not in resp.text and resident.id not in resp.text
+
+    incident = api(stack, "GET", f"/incidents/{answer['incident']['incident_id']}", "supervisor").json()
+    assert probe["seq"] in [e["seq"] for e in incident["evidence"]]
+    assert incident["evidence_verified"] is True and incident["evidence_complete"] is True
+    item = next(e for e in incident["evidence"] if e["seq"] == probe["seq"])
+    verify_inclusion(
+        bytes.fromhex(item["leaf_hash"]),
+        item["seq"] - 1,
+        incident["tree_size"],
+        [bytes.fromhex(p) for p in item["proof"]],
+        bytes.fromhex(incident["root_hash"]),
+    )
+    [attempt] = [e for e in incident["events"] if e["seq"] == probe["seq"]]
+    assert (attempt["outcome"], attempt["actor"]) == ("refused", WORLD.identity("cadre_b").user_id)
+
+    # The lookup is itself a read about the person: one event per dataset asked, the subject as its ref,
+    # counts only, never the ID number or a record id.
+    lookups = events_of(stack, resp.headers["x-request-id"], "supervision.record_lookup")
+    ref = answer["complaint"]["subject_ref"]
+    assert {e["dataset"] for e in lookups} == {"residents", "houses", "occupants"}
+    for event in lookups:
+        assert (event["outcome"], event["subject_refs"]) == ("ok", [ref])
+        assert event["actor"] == WORLD.identity("supervisor").user_id
+        assert resident.id_number not in event["raw"] and resident.id not in event["raw"]
+        assert not looks_like_personal_data(event["raw"])
+    assert next(e for e in lookups if e["dataset"] == "residents")["record_count"] == 1
+    # Why the old search missed it: no allowed read in the log ever served this person.
+    with stack.engine.connect() as conn:
+        bodies = [json.loads(b) for (b,) in conn.execute(sa.text("SELECT body FROM audit_events"))]
+    assert not any(
+        b["kind"].startswith("data.") and b["outcome"] == "allowed" and ref in b["subject_refs"]
+        for b in bodies
+    )
+
+
+def test_complaint_with_a_departmental_system_down_is_registered_and_says_evidence_is_incomplete(
+    stack: Stack, probe: dict[str, Any]
+) -> None:
+    resident = probe["resident"]
+    stack.stop_upstream()  # the civil-affairs registry
+    try:
+        resp = complain_about(stack, resident.id_number)
+    finally:
+        stack.start_upstream()
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert answer["incident"]["status"] == "open"
+    assert answer["evidence_complete"] is False
+    [missing] = answer["evidence_incomplete"]
+    assert (missing["dataset"], missing["system"], missing["reason"]) == (
+        "residents",
+        "civil-affairs-registry",
+        "upstream_unavailable",
+    )
+    assert missing["message"].startswith("证据可能不完整") and "civil-affairs-registry" in missing["message"]
+    assert missing["message_en"].startswith("Evidence may be incomplete")
+    assert resident.id_number not in resp.text
+
+    incident = api(stack, "GET", f"/incidents/{answer['incident']['incident_id']}", "supervisor").json()
+    assert incident["evidence_complete"] is False
+    assert incident["evidence_incomplete"] == answer["evidence_incomplete"]
+    assert incident["evidence_verified"] is True
+    # Without the registry the attempt cannot be tied to the person: that is what the answer warns of.
+    assert probe["seq"] not in [e["seq"] for e in incident["evidence"]]
+
+    request_id = resp.headers["x-request-id"]
+    [failed] = [
+        e for e in events_of(stack, request_id, "supervision.record_lookup") if e["dataset"] == "residents"
+    ]
+    assert (failed["outcome"], failed["reason"], failed["record_count"]) == (
+        "error",
+        "upstream_unavailable",
+        0,
+    )
+    [opened] = events_of(stack, request_id, "supervision.incident_opened")
+    assert opened["details"]["evidence_incomplete"] == [
+        {"dataset": "residents", "system": "civil-affairs-registry", "reason": "upstream_unavailable"}
+    ]

@@ -3,6 +3,7 @@ for exactly what aiohttp's ``params=`` asked for, and no cookie travels from one
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.errors import GatewayError
 from gateway.upstream import ServiceTokenSigner, UpstreamClient, UpstreamTarget
 
 # (org prefixes, grids, page, page_size): division codes, grid codes, and characters a query must quote.
@@ -109,3 +111,68 @@ async def test_a_record_id_is_one_path_segment_and_never_another_path(
     assert all(path.startswith("/api/residents/") and path.count("/") == 3 and path[15:] for path in seen), (
         seen
     )
+
+
+ID_NUMBER = "110101199003077777"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"ids": ["R2", "R1", "R2"]}, ["R2", "R1"]),
+        ({"ids": []}, []),
+        ({"ids": "R1"}, "upstream_bad_response"),
+        ({"ids": [1]}, "upstream_bad_response"),
+        ({"ids": ["R"] * 1001}, "upstream_bad_response"),
+        ([], "upstream_bad_response"),
+        (503, "upstream_bad_response"),
+        (401, "upstream_credential_refused"),
+        (404, None),
+    ],
+)
+async def test_the_record_id_lookup_posts_the_id_number_in_the_body_only(
+    answer: object, expected: object
+) -> None:
+    """Same token and credential as the data path; the ID number never in the request line; ids checked."""
+    seen: list[tuple[str, str, str | None, str | None]] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        seen.append(
+            (
+                request.raw_path,
+                await request.text(),
+                request.headers.get("Authorization"),
+                request.headers.get("X-Api-Key"),
+            )
+        )
+        return web.Response(status=answer) if isinstance(answer, int) else web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/api/residents/lookup", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    target = UpstreamTarget(
+        "reg", base_url, "/api/residents", credential="gk_x", lookup_path="/api/residents/lookup"
+    )
+    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
+    try:
+        try:
+            result: object = await client.lookup_record_ids(target, ID_NUMBER, org_prefixes=("310151",))
+        except GatewayError as exc:
+            result = exc.code
+        assert (
+            await client.lookup_record_ids(
+                UpstreamTarget("reg", base_url, "/api/residents"), ID_NUMBER, org_prefixes=("310151",)
+            )
+            is None
+        )  # a dataset whose system declares no lookup is not asked
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert result == expected
+    [(path, body, authorization, key)] = seen
+    assert path == "/api/residents/lookup?org_prefix=310151" and ID_NUMBER not in path
+    assert json.loads(body) == {"id_number": ID_NUMBER}
+    assert authorization is not None and authorization.startswith("Bearer ") and key == "gk_x"
