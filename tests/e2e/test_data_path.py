@@ -382,7 +382,7 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_last_value(stack: St
         assert f"查询参数 {repeated} 只能出现一次" in str(body["message"])
         assert f"parameter {repeated} may appear only once" in str(body["message_en"])
         event = stack.last_events(1)[0]
-        assert (event["outcome"], event["reason"]) == ("refused", "repeated_parameter")
+        assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "repeated_parameter")
     once = httpx.get(stack.records_url, params={"scenario": "DIBAO_REVIEW", "page_size": 5}, headers=headers)
     assert once.status_code == 200, once.text
 
