@@ -56,7 +56,7 @@ from audit.checkpoints import (
 )
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
-from audit.query import CHINA_STANDARD_TIME
+from audit.query import beijing_clock
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 
 DEFAULT_CHUNK: Final = 5_000
@@ -111,10 +111,6 @@ PROBLEMS: Final[dict[str, tuple[str, str]]] = {
     ),
     "checkpoint_invalid": ("签名检查点无法验证", "a signed checkpoint does not verify"),
 }
-
-
-def _beijing(when: datetime) -> str:
-    return when.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +175,7 @@ class VerificationReport:
             later = self.checked - cp.tree_size
             zh = (
                 f"  已对照签名检查点{named} 校验：树大小 {cp.tree_size}，"
-                f"签发于 {_beijing(cp.timestamp)}（北京时间）"
+                f"签发于 {beijing_clock(cp.timestamp)}（北京时间）"
             )
             en = (
                 f"  verified against signed checkpoint{named}: tree size {cp.tree_size}, "
