@@ -58,6 +58,30 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
     return answers
 
 
+def _declare_lookups(body: dict[str, Any], datasets: list[str]) -> None:
+    """Declare the record-id lookup of each of ``datasets`` the way the registration payload does: the
+    endpoint ``<collection>/lookup`` among the dataset's ``endpoints``, the collection being its first
+    endpoint (``/<dataset>`` when none is given, as the gateway assumes; README "The departmental-system
+    contract"). A dataset the registration does not provide is refused: there is nothing to look up in."""
+    from gateway.upstream import LOOKUP_SUFFIX
+
+    provided = {p.get("dataset"): p for p in body.get("provides") or [] if isinstance(p, dict)}
+    for dataset in datasets:
+        entry = provided.get(dataset)
+        if entry is None:
+            typer.echo(
+                f"--lookup {dataset}：登记中没有提供此数据集，"
+                f"请同时用 --provides {dataset}=BASE_URL 声明。\n"
+                f"--lookup {dataset}: the registration does not provide that dataset; declare it with "
+                f"--provides {dataset}=BASE_URL as well",
+                err=True,
+            )
+            raise typer.Exit(2)
+        endpoints = [str(e) for e in entry.get("endpoints") or []] or [f"/{dataset}"]
+        lookup = endpoints[0].rstrip("/") + LOOKUP_SUFFIX
+        entry["endpoints"] = endpoints if lookup in endpoints else [*endpoints, lookup]
+
+
 def _registration_body(
     file: Path | None,
     system_id: str | None,
@@ -70,6 +94,7 @@ def _registration_body(
     security_level: int | None,
     contact: str | None,
     checklist: list[str] | None,
+    lookups: list[str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if file is not None:
@@ -101,6 +126,8 @@ def _registration_body(
         "contact": contact,
     }
     body.update({k: v for k, v in options.items() if v is not None})
+    if lookups:
+        _declare_lookups(body, lookups)
     answers = _checklist(checklist)
     if answers is not None:
         body["checklist"] = {**body.get("checklist", {}), **answers}
@@ -122,6 +149,14 @@ CollectsOption = Annotated[
 ]
 ProvidesOption = Annotated[
     list[str] | None, typer.Option("--provides", help="DATASET=BASE_URL it serves as an upstream (repeat)")
+]
+LookupOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lookup",
+        help="DATASET whose system answers the record-id lookup (POST <collection>/lookup) a complaint asks; "
+        "the dataset must be provided (--provides, or in --file) (repeat)",
+    ),
 ]
 LevelOption = Annotated[int | None, typer.Option("--security-level", help="等保 level 1-5")]
 ContactOption = Annotated[str | None, typer.Option(help="contact (office or person)")]
@@ -152,6 +187,7 @@ def register(
     reaches_villages: VillagesOption = None,
     collects: CollectsOption = None,
     provides: ProvidesOption = None,
+    lookup: LookupOption = None,
     security_level: LevelOption = None,
     contact: ContactOption = None,
     checklist: ChecklistOption = None,
@@ -170,6 +206,7 @@ def register(
         security_level,
         contact,
         checklist,
+        lookup,
     )
     return ApiCall("POST", f"{_BASE}/systems", body=body)
 
@@ -184,6 +221,7 @@ def update(
     reaches_villages: VillagesOption = None,
     collects: CollectsOption = None,
     provides: ProvidesOption = None,
+    lookup: LookupOption = None,
     security_level: LevelOption = None,
     contact: ContactOption = None,
     checklist: ChecklistOption = None,
@@ -202,6 +240,7 @@ def update(
         security_level,
         contact,
         checklist,
+        lookup,
     )
     return ApiCall("PATCH", f"{_BASE}/systems/{system_id}", body=body)
 

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -498,6 +499,44 @@ def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> N
     )
     resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=hijack)
     assert (resp.status_code, resp.json()["error"]) == (403, "dataset_provider_mismatch")
+
+
+def test_the_cli_declares_a_record_id_lookup_as_the_api_does(stack: Stack, tmp_path: Path) -> None:
+    """``admission register --lookup DATASET`` lists ``<collection>/lookup`` among the dataset's endpoints,
+    as the registration payload (and the demo seed) does: the gateway then asks that system when a
+    complaint is registered (README "The departmental-system contract")."""
+    sid = new_id("lookup")
+    base = registration(sid)
+    # A dataset declared in the file with its own collection path; another given on the command line.
+    base["provides"] = [
+        {"dataset": "followups", "base_url": "http://127.0.0.1:9/", "endpoints": ["/api/v2/fu"]}
+    ]
+    file = tmp_path / "registration.json"
+    file.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
+    url = ["--url", stack.base_url, "--as", "hb_sysadmin"]
+    made = stack.cli(
+        "admission", "register", *url, "--file", str(file), "--lookup", "followups"
+    )  # fmt: skip
+    assert json.loads(made.stdout)["provides"][0]["endpoints"] == ["/api/v2/fu", "/api/v2/fu/lookup"]
+    stack.cli(
+        "admission", "update", sid, *url,
+        "--provides", "visits=http://127.0.0.1:9/", "--provides", "plans=http://127.0.0.1:9/",
+        "--lookup", "visits",
+    )  # fmt: skip
+    shown = ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))
+    endpoints = {p["dataset"]: p["endpoints"] for p in shown["provides"]}
+    assert endpoints == {"visits": ["/visits", "/visits/lookup"], "plans": []}
+
+    # A lookup for a dataset the registration does not provide: refused before any call, Chinese first.
+    before = ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin"))
+    wrong = stack.cli(
+        "admission", "update", sid, *url, "--provides", "visits=http://127.0.0.1:9/", "--lookup", "plans",
+        check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    zh, en = wrong.stderr.strip().splitlines()[:2]
+    assert zh.startswith("--lookup plans：登记中没有提供此数据集") and en.startswith("--lookup plans: the")
+    assert ok(call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin")) == before
 
 
 # ------------------------------------------------------------------------------------------ blocking
