@@ -513,13 +513,46 @@ def get_complaint(session: Session, complaint_id: str, now: datetime | None = No
     return complaint_json(row, now, _incident_of(session, row))
 
 
+#: What a complaint list can be narrowed to: where its incident stands, or ``overdue`` (not closed and
+#: past the complaint's answer deadline or the incident's closing deadline, as ``complaint_json`` says).
+COMPLAINT_STATUSES: Final = (*(s.value for s in IncidentStatus), "overdue")
+
+
+def _complaint_conditions(status: str | None, now: datetime | None) -> list[ColumnElement[bool]]:
+    if status is None:
+        return []
+    if status == "overdue":
+        if now is None:
+            raise ValueError("an overdue list needs the time to compare against")
+        # A complaint without an incident is not closed either (complaint_json counts it the same way).
+        not_closed = or_(IncidentRow.status.is_(None), IncidentRow.status != IncidentStatus.CLOSED.value)
+        late = or_(ComplaintRow.due_at < now, and_(IncidentRow.due_at.is_not(None), IncidentRow.due_at < now))
+        return [not_closed, late]
+    try:
+        wanted = IncidentStatus(status)
+    except ValueError:
+        raise InvalidCaseInput(
+            f"投诉状态只能是 {'、'.join(COMPLAINT_STATUSES)} 之一。",
+            f"The complaint status must be one of {', '.join(COMPLAINT_STATUSES)}.",
+        ) from None
+    return [IncidentRow.status == wanted.value]
+
+
 def list_complaints(
-    session: Session, *, limit: int = 100, offset: int = 0, now: datetime | None = None
+    session: Session,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    now: datetime | None = None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Complaints newest first; ``offset`` pages on (:func:`count_complaints` says how many there are)."""
+    """Complaints newest first; ``status`` narrows to those whose incident is open, investigating or
+    closed, or to the overdue ones (at ``now``); ``offset`` pages on (:func:`count_complaints` says how
+    many match)."""
     stmt = (
         select(ComplaintRow, IncidentRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
+        .where(*_complaint_conditions(status, now))
         .order_by(ComplaintRow.received_at.desc(), ComplaintRow.complaint_id.desc())
         .offset(offset)
         .limit(limit)
@@ -527,8 +560,14 @@ def list_complaints(
     return [complaint_json(c, now, i) for c, i in session.execute(stmt)]
 
 
-def count_complaints(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(ComplaintRow)) or 0)
+def count_complaints(session: Session, *, status: str | None = None, now: datetime | None = None) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(ComplaintRow)
+        .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
+        .where(*_complaint_conditions(status, now))
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str, Any]:

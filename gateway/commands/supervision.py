@@ -211,11 +211,20 @@ def who_read() -> ApiCall:
 @app.command()
 @api_command
 def complaints(
+    status: Annotated[
+        str | None,
+        typer.Option(help="open | investigating | closed (where its incident stands) | overdue"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="how many (1-500)")] = 100,
-    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many in all)")] = 0,
+    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many match)")] = 0,
 ) -> ApiCall:
-    """List complaints (newest first)."""
-    return ApiCall("GET", f"{_BASE}/complaints", params={"limit": limit, "offset": offset})
+    """List complaints (newest first), optionally only those in one status."""
+    from audit.complaints import COMPLAINT_STATUSES
+
+    if status is not None:
+        _one_of("status", status, list(COMPLAINT_STATUSES))
+    params: dict[str, Any] = {"status": status, "limit": limit, "offset": offset}
+    return ApiCall("GET", f"{_BASE}/complaints", params=params)
 
 
 @app.command()

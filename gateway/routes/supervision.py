@@ -771,18 +771,27 @@ async def list_complaints(
     authorization: AuthHeader = None,
     limit: CaseLimit = 100,
     offset: CaseOffset = 0,
+    status: Literal["open", "investigating", "closed", "overdue"] | None = None,
 ) -> dict[str, Any]:
-    """Complaints newest first, ``limit`` at a time from ``offset``; ``total``: how many in all."""
+    """Complaints newest first, ``limit`` at a time from ``offset``; ``total``: how many match.
+    ``status``: only those whose incident is open, investigating or closed, or that are overdue."""
     principal = await require(runtime, authorization, RESOURCE, "read")
     now = _now()
 
     def read() -> tuple[list[dict[str, Any]], int]:
         with runtime.sessions() as session:
-            items = audit.list_complaints(session, limit=limit, offset=offset, now=now)
-            return items, audit.count_complaints(session)
+            items = audit.list_complaints(session, limit=limit, offset=offset, now=now, status=status)
+            return items, audit.count_complaints(session, status=status, now=now)
 
-    items, total = await asyncio.to_thread(read)
-    await _audit(runtime, principal, request, "supervision.complaints_listed", {"results": len(items)})
+    with supervision_errors():
+        items, total = await asyncio.to_thread(read)
+    await _audit(
+        runtime,
+        principal,
+        request,
+        "supervision.complaints_listed",
+        {"status": status, "results": len(items)},
+    )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 

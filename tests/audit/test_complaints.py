@@ -522,3 +522,44 @@ def test_records_named_by_the_departmental_systems_add_the_attempts_at_them(stor
     assert change["evidence_incomplete"] == [
         {"dataset": "houses", "system": "person-house-registry", "reason": "upstream_timeout"}
     ]
+
+
+def test_complaints_filter_by_where_their_incident_stands_or_overdue(store: Store) -> None:
+    populate(store)
+    states: dict[str, str] = {}
+    with Session(store.engine) as session:
+        for n, state in enumerate(("open", "investigating", "closed", "late")):
+            c, _ = register_complaint(
+                session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s",
+                now=NOW + timedelta(hours=n),
+            )  # fmt: skip
+            i, _ = open_incident(session, store.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
+            states[state] = c["complaint_id"]
+            if state != "open":
+                due = NOW - timedelta(days=1) if state == "late" else None
+                assign_incident(
+                    session, incident_id=i["incident_id"], assignee="x", actor="s", now=NOW, due_at=due
+                )
+            if state == "closed":
+                dispose_incident(
+                    session, incident_id=i["incident_id"], disposition="unsubstantiated",
+                    note="每次访问均有授权与场景", actor="s", now=NOW,
+                )  # fmt: skip
+        session.commit()
+
+        def ids(status: str) -> list[str]:
+            listed = [c["complaint_id"] for c in list_complaints(session, status=status, now=NOW)]
+            assert count_complaints(session, status=status, now=NOW) == len(listed)
+            return listed
+
+        assert ids("open") == [states["open"]]
+        assert ids("investigating") == [states["late"], states["investigating"]]  # newest first
+        assert ids("closed") == [states["closed"]]
+        assert ids("overdue") == [states["late"]]
+        # 16 days on, every complaint's answer is late but the closed one's.
+        later = NOW + timedelta(days=16)
+        overdue = [c["complaint_id"] for c in list_complaints(session, status="overdue", now=later)]
+        assert overdue == [states["late"], states["investigating"], states["open"]]
+        assert all(c["overdue"] for c in list_complaints(session, status="overdue", now=later))
+        with pytest.raises(InvalidCaseInput, match="open, investigating, closed, overdue"):
+            list_complaints(session, status="pending", now=NOW)

@@ -708,3 +708,68 @@ def test_complaint_with_a_departmental_system_down_is_registered_and_says_eviden
     assert opened["details"]["evidence_incomplete"] == [
         {"dataset": "residents", "system": "civil-affairs-registry", "reason": "upstream_unavailable"}
     ]
+
+
+def test_complaint_list_filters_by_status(stack: Stack) -> None:
+    """One complaint in each state (open; investigating and overdue; closed), then each filter of the
+    complaint list against the unfiltered list: the same complaints, newest first, paged, with the total."""
+    residents = WORLD.residents_of(UNREAD_VILLAGE)[2:5]
+    ids: dict[str, str] = {}
+    for state, resident in zip(("open", "investigating", "closed"), residents, strict=True):
+        created = complain_about(stack, resident.id_number)
+        assert created.status_code == 201, created.text
+        incident_id = created.json()["incident"]["incident_id"]
+        ids[state] = created.json()["complaint"]["complaint_id"]
+        if state != "open":
+            due = "2020-01-01T00:00:00+08:00" if state == "investigating" else None
+            body = {"assignee": "county-inspector-3", "due_at": due}
+            assert api(stack, "POST", f"/incidents/{incident_id}/assign", "supervisor", json=body).is_success
+        if state == "closed":
+            body = {"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"}
+            closed = api(stack, "POST", f"/incidents/{incident_id}/disposition", "supervisor", json=body)
+            assert closed.status_code == 200, closed.text
+
+    everything = api(stack, "GET", "/complaints", "auditor", params={"limit": 500}).json()["items"]
+    for status in ("open", "investigating", "closed", "overdue"):
+        got = api(stack, "GET", "/complaints", "auditor", params={"status": status, "limit": 500})
+        assert got.status_code == 200, got.text
+        want = [
+            c["complaint_id"]
+            for c in everything
+            if (c["overdue"] if status == "overdue" else c["incident_status"] == status)
+        ]
+        assert [c["complaint_id"] for c in got.json()["items"]] == want, status
+        assert got.json()["total"] == len(want)
+    by_status = {
+        s: {c["complaint_id"] for c in everything if c["incident_status"] == s}
+        for s in ("open", "investigating", "closed")
+    }
+    assert ids["open"] in by_status["open"] and ids["closed"] in by_status["closed"]
+    assert ids["investigating"] in by_status["investigating"]
+    overdue = api(stack, "GET", "/complaints", "auditor", params={"status": "overdue"}).json()
+    assert ids["investigating"] in {c["complaint_id"] for c in overdue["items"]}
+    assert ids["closed"] not in {c["complaint_id"] for c in overdue["items"]}
+    # Paging keeps the filter: the total is of the filtered list.
+    opened = [c["complaint_id"] for c in everything if c["incident_status"] == "open"]
+    pages = [
+        api(stack, "GET", "/complaints", "auditor", params={"status": "open", "limit": 1, "offset": n}).json()
+        for n in range(len(opened) + 1)
+    ]
+    assert [c["complaint_id"] for p in pages for c in p["items"]] == opened
+    assert {p["total"] for p in pages} == {len(opened)} and pages[-1]["items"] == []
+
+    bad = api(stack, "GET", "/complaints", "auditor", params={"status": "pending"})
+    assert bad.status_code == 422, bad.text
+    error = bad.json()
+    assert error["fields"] == ["status"]
+    for allowed in ("open", "investigating", "closed", "overdue"):
+        assert allowed in error["message"] and allowed in error["message_en"]
+    assert error["message"].startswith("请求参数有误") and error["message_en"].startswith("Invalid request")
+
+    url = ["--url", stack.base_url, "--as", "auditor"]
+    via_cli = stack.cli("supervise", "complaints", "--status", "closed", "--limit", "500", *url)
+    assert [c["complaint_id"] for c in json.loads(via_cli.stdout)["items"]] == [
+        c["complaint_id"] for c in everything if c["incident_status"] == "closed"
+    ]
+    typo = stack.cli("supervise", "complaints", "--status", "pending", *url, check=False)
+    assert typo.returncode == 2 and "overdue" in typo.stderr and "只能是" in typo.stderr
