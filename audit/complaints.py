@@ -244,8 +244,15 @@ def incident_json(
         "root_hash": row.root_hash,
         # Which datasets' systems did not answer the record-id lookup: evidence may be missing there.
         "evidence_complete": not row.evidence_incomplete,
-        "evidence_incomplete": json.loads(row.evidence_incomplete) if row.evidence_incomplete else [],
+        "evidence_incomplete": _gaps_of(row),
     }
+
+
+def _gaps_of(incident: IncidentRow) -> list[dict[str, Any]]:
+    gaps: list[dict[str, Any]] = (
+        json.loads(incident.evidence_incomplete) if incident.evidence_incomplete else []
+    )
+    return gaps
 
 
 def register_complaint(
@@ -362,11 +369,7 @@ def open_incident(
     complaint = _complaint(session, complaint_id)
     if complaint.incident_id is not None:
         raise CaseConflict("该投诉已立案。", "This complaint already has an incident.")
-    missing = [dict(item) for item in evidence_incomplete]
-    if any(personal_data_in(json.dumps(item, ensure_ascii=False)) for item in missing):
-        raise InvalidCaseInput(
-            "证据缺失说明中不得含有个人信息。", "The evidence gaps must not hold personal data."
-        )
+    missing = _checked_gaps(evidence_incomplete)
     refs = sorted({complaint.subject_ref, *subject_refs})
     seqs = access_seqs_for_person(engine, refs, records)
     size = tree_size if tree_size is not None else log_size(engine)
@@ -389,16 +392,7 @@ def open_incident(
     )
     session.add(incident)
     session.flush()
-    for seq in seqs:
-        leaf, proof = proofs[seq]
-        session.add(
-            IncidentEvidenceRow(
-                incident_id=incident.incident_id,
-                seq=seq,
-                leaf_hash=leaf.hex(),
-                proof=json.dumps([p.hex() for p in proof]),
-            )
-        )
+    _attach_evidence(session, incident.incident_id, seqs, proofs)
     complaint.incident_id = incident.incident_id
     _step(session, incident.incident_id, "opened", actor, now, None)
     session.flush()
@@ -410,12 +404,155 @@ def open_incident(
         "evidence_events": len(seqs),
         "tree_size": size,
         "root_hash": incident.root_hash,
-        "evidence_incomplete": [
-            {"dataset": m.get("dataset"), "system": m.get("system"), "reason": m.get("reason")}
-            for m in missing
-        ],
+        "evidence_incomplete": _gap_codes(missing),
     }
     return incident_json(incident, now, complaint), change
+
+
+def _checked_gaps(evidence_incomplete: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    missing = [dict(item) for item in evidence_incomplete]
+    if any(personal_data_in(json.dumps(item, ensure_ascii=False)) for item in missing):
+        raise InvalidCaseInput(
+            "证据缺失说明中不得含有个人信息。", "The evidence gaps must not hold personal data."
+        )
+    return missing
+
+
+def _gap_codes(missing: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The evidence gaps as codes only (dataset, system, reason): what an event says of them."""
+    return [
+        {"dataset": m.get("dataset"), "system": m.get("system"), "reason": m.get("reason")} for m in missing
+    ]
+
+
+def _attach_evidence(
+    session: Session,
+    incident_id: str,
+    seqs: Iterable[int],
+    proofs: Mapping[int, tuple[bytes, list[bytes]]],
+) -> None:
+    for seq in seqs:
+        leaf, proof = proofs[seq]
+        session.add(
+            IncidentEvidenceRow(
+                incident_id=incident_id,
+                seq=seq,
+                leaf_hash=leaf.hex(),
+                proof=json.dumps([p.hex() for p in proof]),
+            )
+        )
+
+
+class SubjectMismatch(SupervisionError):
+    """The ID number given for a re-check is not the complainant's (its keyed ref differs)."""
+
+    kind = "invalid"
+    code = "subject_mismatch"
+
+
+def incident_for_recheck(session: Session, *, incident_id: str, subject_ref: str) -> dict[str, Any]:
+    """The incident whose evidence is to be checked again for the person with ``subject_ref``, refused
+    before any departmental system is asked: a closed incident (its evidence is settled: the answer to the
+    complainant rests on it), or a person who is not the complainant (asking the systems about them
+    would be a read about someone no complaint concerns; PIPL Art. 6, minimum necessary).
+    Returns ``{"incident_id", "complaint_id", "evidence_incomplete"}`` (the datasets that did not answer)."""
+    incident = _incident(session, incident_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise CaseConflict(
+            "事件已办结，不能再重新核查证据。如有新情况，请登记新的投诉。",
+            "The incident is closed; its evidence can no longer be checked again. "
+            "Register a new complaint if something new has come up.",
+        )
+    complaint = _complaint_of(session, incident)
+    if complaint is None or complaint.subject_ref != subject_ref:
+        raise SubjectMismatch(
+            "所输入的身份证号码与该事件投诉人的不一致，未查询任何部门系统。请核对投诉人及事件编号后重新输入。",
+            "The ID number given is not the complainant's of this incident; no departmental system was "
+            "asked. Check the complainant and the incident id and enter it again.",
+        )
+    return {
+        "incident_id": incident.incident_id,
+        "complaint_id": complaint.complaint_id,
+        "evidence_incomplete": _gaps_of(incident),
+    }
+
+
+def recheck_evidence(
+    session: Session,
+    engine: Engine,
+    *,
+    incident_id: str,
+    subject_ref: str,
+    rechecked: Iterable[str],
+    records: Iterable[tuple[str, str]] = (),
+    evidence_incomplete: Sequence[Mapping[str, Any]] = (),
+    actor: str,
+    now: datetime,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Search again for the complainant's accesses once departmental systems that did not answer do.
+
+    ``rechecked`` are the datasets whose systems were asked again, ``records`` what they answered
+    (``(dataset, record ref)``) and ``evidence_incomplete`` those of them that still did not answer: their
+    gaps replace the incident's earlier ones for those datasets; the gaps of datasets not asked stay.
+    Newly found accesses are attached with inclusion proofs against the incident's own tree (the signed
+    checkpoint of the complaint), so all its evidence still verifies against one signed root; an access
+    after that tree is not the complaint's. Checked again here (:func:`incident_for_recheck`): the
+    incident may have been closed while the systems were asked.
+    """
+    incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref)
+    incident = _incident(session, incident_id)
+    asked = sorted(set(rechecked))
+    still = _checked_gaps(evidence_incomplete)
+    earlier = _gaps_of(incident)
+    missing = [m for m in earlier if m.get("dataset") not in asked] + still
+    size = int(incident.tree_size)
+    held = set(
+        session.scalars(select(IncidentEvidenceRow.seq).where(IncidentEvidenceRow.incident_id == incident_id))
+    )
+    found = [s for s in access_seqs_for_person(engine, [subject_ref], records) if s <= size and s not in held]
+    if found:
+        root, proofs = inclusion_proofs(engine, found, size)
+        if root.hex() != incident.root_hash:
+            # The log no longer yields the tree the incident's evidence was proved against: never attach
+            # proofs that would not verify with the rest (sigstore-style: say expected vs found).
+            raise CaseConflict(
+                "审计日志与该事件立案时的签名树不一致，未添加证据。请立即运行 grassroots audit verify。",
+                f"The audit log no longer yields the incident's tree (size {size}: expected root "
+                f"{incident.root_hash}, found {root.hex()}); no evidence added. Run grassroots audit verify.",
+            )
+        _attach_evidence(session, incident_id, found, proofs)
+    incident.evidence_incomplete = json.dumps(missing, ensure_ascii=False) if missing else None
+    gaps = "、".join(sorted({str(m.get("dataset")) for m in missing})) or "无"
+    _step(
+        session,
+        incident_id,
+        "evidence_rechecked",
+        actor,
+        now,
+        f"重新核查 {'、'.join(asked) or '无'}；新增证据 {len(found)} 条；仍缺 {gaps}",
+    )
+    session.flush()
+    total = session.scalar(
+        select(func.count())
+        .select_from(IncidentEvidenceRow)
+        .where(IncidentEvidenceRow.incident_id == incident_id)
+    )
+    change = {
+        "kind": "supervision.incident_evidence_rechecked",
+        "actor": actor,
+        "incident_id": incident_id,
+        "complaint_id": incident.complaint_id,
+        "subject_ref": subject_ref,
+        "datasets_rechecked": asked,
+        "new_evidence_events": len(found),
+        "new_evidence_seqs": found,
+        "evidence_events": int(total or 0),
+        "tree_size": size,
+        "root_hash": incident.root_hash,
+        "evidence_complete": not missing,
+        "evidence_incomplete": _gap_codes(missing),
+    }
+    return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
 def assign_incident(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -111,17 +111,22 @@ async def find_person_records(
     org_prefixes: Sequence[str],
     request_id: str | None,
     now: datetime,
+    datasets: Collection[str] | None = None,
+    incident_id: str | None = None,
 ) -> PersonRecords:
     """Ask every catalogued dataset that keeps a person's ID number (``DatasetView.subject_field``) and is
     provided by a registered system for the person's record ids, all systems at once; record each lookup
     (one ``supervision.record_lookup`` event per dataset, durable before this returns: no lookup goes
     unlogged, and if the log cannot be written the caller gets 503 and nothing is registered).
 
+    ``datasets`` narrows the search to those (an incident's evidence checked again where its systems did
+    not answer, ``incident_id`` naming it in each event); default: every such dataset.
     ``id_number`` is the normalised ID number, held only for the calls; it goes nowhere else.
     """
     result = PersonRecords()
     asked: list[tuple[str, UpstreamTarget]] = []
-    for dataset in sorted(runtime.catalog.datasets):
+    wanted = sorted(runtime.catalog.datasets) if datasets is None else sorted(set(datasets))
+    for dataset in wanted:
         view = runtime.dataset(dataset)
         if view is None or view.subject_field is None:
             continue  # no ID number in its records: nobody's records can be found by one
@@ -160,7 +165,11 @@ async def find_person_records(
                 subject_refs=(subject_ref,),
                 reason=None if found else str(answer),
                 request_id=request_id,
-                details={"system": target.system_id, "purpose": "complaint"},
+                details={
+                    "system": target.system_id,
+                    "purpose": "complaint" if incident_id is None else "evidence_recheck",
+                    **({"incident_id": incident_id} if incident_id is not None else {}),
+                },
                 occurred_at=now,
             ),
         )

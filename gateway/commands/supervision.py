@@ -319,6 +319,23 @@ def _verify_evidence(data: Any) -> ApiCall:
 
 @app.command()
 @api_command
+def recheck(
+    incident_id: str,
+    all_systems: Annotated[
+        bool,
+        typer.Option("--all", help="ask every departmental system again, not only those that did not answer"),
+    ] = False,
+) -> ApiCall:
+    """Check an open incident's evidence again once a departmental system that did not answer is back.
+
+    Asks for the complainant's ID number again (without echo, or GRASSROOTS_SUBJECT_ID_NUMBER): it must be
+    the complainant's of this incident. Accesses newly found are attached with their proofs."""
+    body = {"id_number": _id_number(), "all_systems": all_systems}
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/recheck", body=body)
+
+
+@app.command()
+@api_command
 def assign(
     incident_id: str,
     to: Annotated[str, typer.Option("--to", help="who investigates")],

@@ -60,7 +60,7 @@ from gateway.admin_support import require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
-from gateway.evidence import find_person_records
+from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.pipeline import record_audit
 from gateway.routes.admission_api import admission_config
@@ -684,6 +684,32 @@ class ComplaintIn(BaseModel):
     ticket: str | None = Field(None, max_length=64, description="e.g. the 12345 work-order number")
 
 
+async def _person_records(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    id_number: str,
+    ref: str,
+    now: datetime,
+    *,
+    datasets: list[str] | None = None,
+    incident_id: str | None = None,
+) -> PersonRecords:
+    """The person's records as the departmental systems name them, asked within the supervisor's own
+    jurisdiction (``gateway.evidence.find_person_records``; each lookup an audit event)."""
+    return await find_person_records(
+        runtime,
+        principal,
+        normalise_id_number(id_number),
+        ref,
+        org_prefixes=(principal.org,),
+        request_id=request_id_of(request),
+        now=now,
+        datasets=datasets,
+        incident_id=incident_id,
+    )
+
+
 @router.post("/complaints", status_code=201)
 async def register_complaint(
     body: ComplaintIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
@@ -699,15 +725,7 @@ async def register_complaint(
     # The person's record ids from each departmental system (each lookup an audit event), so an attempt
     # at one of their records that no allowed read ever served is found too. Before the checkpoint: the
     # attempts are older than it either way, and the lookups' own events are not evidence.
-    found = await find_person_records(
-        runtime,
-        principal,
-        normalise_id_number(body.id_number),
-        ref,
-        org_prefixes=(principal.org,),
-        request_id=request_id_of(request),
-        now=now,
-    )
+    found = await _person_records(runtime, principal, request, body.id_number, ref, now)
     signer = await asyncio.to_thread(signer_for, runtime)
     with supervision_errors():
         checkpoint = await asyncio.to_thread(
@@ -1006,6 +1024,85 @@ async def dispose_incident(
             now=now,
         ),
     )
+
+
+class RecheckIn(BaseModel):
+    # The complainant's ID number again: in the body only, never the URL (access logs, proxies).
+    id_number: str = Field(min_length=15, max_length=24, repr=False, description="complainant's ID number")
+    all_systems: bool = Field(
+        False, description="ask every departmental system again, not only those that did not answer"
+    )
+
+
+@router.post("/incidents/{incident_id}/recheck")
+async def recheck_incident_evidence(
+    incident_id: str, body: RecheckIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    """Ask the departmental systems that did not answer at the complaint (or all) again for the
+    complainant's record ids, and attach the accesses newly found, each with its proof against the
+    incident's signed tree: the incident's evidence made whole without registering the complaint again."""
+    principal = await require(runtime, authorization, RESOURCE, "review")
+    ref = _subject_ref(runtime, body.id_number)
+    now = _now()
+
+    def target() -> dict[str, Any]:
+        with runtime.sessions() as session:
+            return audit.incident_for_recheck(session, incident_id=incident_id, subject_ref=ref)
+
+    try:
+        with supervision_errors():
+            case = await asyncio.to_thread(target)
+    except GatewayError as exc:
+        if exc.code in ("subject_mismatch", "case_conflict"):
+            # Trying ID numbers against a case is itself worth a record (the number, or its ref, never is).
+            await _audit(
+                runtime,
+                principal,
+                request,
+                "supervision.incident_evidence_rechecked",
+                {"incident_id": incident_id, "refused": exc.code},
+                outcome=Outcome.REFUSED,
+            )
+        raise
+    asked = None if body.all_systems else sorted({str(m["dataset"]) for m in case["evidence_incomplete"]})
+    if asked == []:
+        raise GatewayError(
+            "该事件的证据已完整，无需重新核查。如需再次询问所有部门系统，"
+            "请使用 all_systems（命令行 --all）。",
+            "The incident's evidence is complete: nothing to check again. To ask every departmental system "
+            "again, use all_systems (--all on the command line).",
+            code="evidence_already_complete",
+            status_code=409,
+        )
+    found = await _person_records(
+        runtime, principal, request, body.id_number, ref, now, datasets=asked, incident_id=case["incident_id"]
+    )
+    rechecked = asked if asked is not None else sorted(runtime.catalog.datasets)
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        with supervision_errors():
+            incident, change = await uow.run(
+                lambda s: audit.recheck_evidence(
+                    s,
+                    runtime.engine,
+                    incident_id=case["incident_id"],
+                    subject_ref=ref,
+                    rechecked=rechecked,
+                    records=found.records,
+                    evidence_incomplete=found.incomplete,
+                    actor=principal.user_id,
+                    now=now,
+                )
+            )
+        uow.record(change)
+    return {
+        "incident": incident,
+        "datasets_rechecked": change["datasets_rechecked"],
+        "new_evidence_events": change["new_evidence_events"],
+        "new_evidence_seqs": change["new_evidence_seqs"],
+        "evidence_events": change["evidence_events"],
+        "evidence_complete": incident["evidence_complete"],
+        "evidence_incomplete": incident["evidence_incomplete"],
+    }
 
 
 # -- resident transparency -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from audit import (
     Deadlines,
     InvalidCaseInput,
     Outcome,
+    SubjectMismatch,
     access_seqs_for_person,
     access_seqs_for_subjects,
     accesses_for_subjects,
@@ -30,6 +31,7 @@ from audit import (
     list_complaints,
     list_incidents,
     open_incident,
+    recheck_evidence,
     register_complaint,
     verify_incident_evidence,
 )
@@ -522,6 +524,94 @@ def test_records_named_by_the_departmental_systems_add_the_attempts_at_them(stor
     assert change["evidence_incomplete"] == [
         {"dataset": "houses", "system": "person-house-registry", "reason": "upstream_timeout"}
     ]
+
+
+def _gap(dataset: str, system: str, reason: str = "upstream_unavailable") -> dict[str, str]:
+    return {"dataset": dataset, "system": system, "reason": reason, "message": "…", "message_en": "…"}
+
+
+def test_a_recheck_adds_what_the_systems_now_name_keeps_the_other_gaps_and_stays_on_the_incidents_tree(
+    store: Store,
+) -> None:
+    """The incident opened while the visits and houses systems were down; visits answers now. The attempt
+    at the record only it names is added with a proof against the incident's own tree (one signed root for
+    all the evidence), the houses gap stays, nothing is attached twice, and an attempt made after the
+    incident was opened is not the complaint's."""
+    log = AuditLog(store.engine)
+    seqs = {label: log.append(event).seq for label, event, _ in ATTEMPTS_AT_RECORDS}
+    with Session(store.engine) as session:
+        complaint, _ = register_complaint(
+            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        opened, _ = open_incident(
+            session,
+            store.engine,
+            complaint_id=complaint["complaint_id"],
+            evidence_incomplete=[_gap("visits", "visits-app"), _gap("houses", "person-house-registry")],
+            actor="s",
+            now=NOW,
+        )
+        session.commit()
+    incident_id = opened["incident_id"]
+    later = log.append(attempt(len(ATTEMPTS_AT_RECORDS) + 1, "visits", ALICE_VISIT)).seq
+    with Session(store.engine) as session:
+        with pytest.raises(SubjectMismatch):
+            recheck_evidence(
+                session, store.engine, incident_id=incident_id, subject_ref=BOB, rechecked=["visits"],
+                actor="s", now=NOW,
+            )  # fmt: skip
+        incident, change = recheck_evidence(
+            session,
+            store.engine,
+            incident_id=incident_id,
+            subject_ref=ALICE,
+            rechecked=["visits"],
+            records={("visits", ALICE_VISIT)},
+            actor="s",
+            now=NOW + timedelta(days=2),
+        )
+        session.commit()
+        full = get_incident(session, incident_id, NOW)
+    new = seqs["refused read of a record only the ambiguous read served"]
+    assert change["new_evidence_seqs"] == [new] and later not in [e["seq"] for e in full["evidence"]]
+    assert [e["seq"] for e in full["evidence"]] == sorted(
+        [*access_seqs_for_person(store.engine, [ALICE]), new]
+    )
+    assert (full["tree_size"], full["root_hash"]) == (opened["tree_size"], opened["root_hash"])
+    leaves = dict(enumerate(iter_leaf_hashes(store.engine, 1, opened["tree_size"]), start=1))
+    assert new in verify_incident_evidence(full, leaves)
+    assert [m["dataset"] for m in full["evidence_incomplete"]] == ["houses"]
+    assert change["evidence_incomplete"] == [
+        {"dataset": "houses", "system": "person-house-registry", "reason": "upstream_unavailable"}
+    ]
+    assert full["steps"][-1]["action"] == "evidence_rechecked"
+
+    with Session(store.engine) as session:
+        # Houses still down: its gap is replaced by the new one; nothing found twice.
+        incident, change = recheck_evidence(
+            session,
+            store.engine,
+            incident_id=incident_id,
+            subject_ref=ALICE,
+            rechecked=["houses", "visits"],
+            records={("visits", ALICE_VISIT)},
+            evidence_incomplete=[_gap("houses", "person-house-registry", "upstream_timeout")],
+            actor="s",
+            now=NOW + timedelta(days=3),
+        )
+        assert change["new_evidence_seqs"] == [] and change["evidence_complete"] is False
+        assert [m["reason"] for m in incident["evidence_incomplete"]] == ["upstream_timeout"]
+        session.commit()
+        assign_incident(session, incident_id=incident_id, assignee="inspector", actor="s", now=NOW)
+        dispose_incident(
+            session, incident_id=incident_id, disposition="referred", note="移送区纪委监委核查处理",
+            actor="s", now=NOW,
+        )  # fmt: skip
+        with pytest.raises(CaseConflict, match="closed"):
+            recheck_evidence(
+                session, store.engine, incident_id=incident_id, subject_ref=ALICE, rechecked=["houses"],
+                actor="s", now=NOW,
+            )  # fmt: skip
 
 
 def test_complaints_filter_by_where_their_incident_stands_or_overdue(store: Store) -> None:

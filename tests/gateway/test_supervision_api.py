@@ -490,7 +490,8 @@ def test_cli_is_a_client_of_the_api(stack: Stack, readings: dict[str, Any]) -> N
     assert stack.cli("supervise", "proof", "1", *url).returncode == 0
 
 
-def test_no_plain_personal_data_in_supervision_tables(stack: Stack, readings: dict[str, Any]) -> None:
+def supervision_tables_dump(stack: Stack) -> str:
+    """Every value of the case tables and the audit log, as text (bytes as latin-1), for a scan."""
     dump: list[str] = []
     with stack.engine.connect() as conn:
         for table in (*SUPERVISION_TABLES, "audit_events"):
@@ -498,7 +499,11 @@ def test_no_plain_personal_data_in_supervision_tables(stack: Stack, readings: di
                 dump += [
                     bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v) for v in row
                 ]
-    haystack = "\n".join(dump)
+    return "\n".join(dump)
+
+
+def test_no_plain_personal_data_in_supervision_tables(stack: Stack, readings: dict[str, Any]) -> None:
+    haystack = supervision_tables_dump(stack)
     assert "supervision.complaint_registered" in haystack  # the scan does see the new rows
     for resident in WORLD.residents_of(VILLAGE_A):
         for value in (resident.id_number, resident.mobile, resident.name):
@@ -708,6 +713,179 @@ def test_complaint_with_a_departmental_system_down_is_registered_and_says_eviden
     assert opened["details"]["evidence_incomplete"] == [
         {"dataset": "residents", "system": "civil-affairs-registry", "reason": "upstream_unavailable"}
     ]
+
+
+def recheck(stack: Stack, incident_id: str, id_number: str, **extra: Any) -> httpx.Response:
+    body = {"id_number": id_number, **extra}
+    return api(stack, "POST", f"/incidents/{incident_id}/recheck", "supervisor", json=body)
+
+
+@pytest.fixture(scope="module")
+def incomplete_incident(stack: Stack, probe: dict[str, Any]) -> dict[str, Any]:
+    """A complaint about the probed resident registered while the civil-affairs registry was down: its
+    incident is open, without the probe, and says the residents lookup did not answer."""
+    stack.stop_upstream()
+    try:
+        resp = complain_about(stack, probe["resident"].id_number)
+    finally:
+        stack.start_upstream()
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert answer["evidence_complete"] is False
+    assert probe["seq"] not in events_of_incident(stack, answer["incident"]["incident_id"])
+    return answer
+
+
+def events_of_incident(stack: Stack, incident_id: str) -> list[int]:
+    incident = api(stack, "GET", f"/incidents/{incident_id}", "supervisor", params={"events": "false"})
+    assert incident.status_code == 200, incident.text
+    return [e["seq"] for e in incident.json()["evidence"]]
+
+
+def test_recheck_refuses_an_id_number_that_is_not_the_complainants(
+    stack: Stack, probe: dict[str, Any], incomplete_incident: dict[str, Any]
+) -> None:
+    incident_id = incomplete_incident["incident"]["incident_id"]
+    other = WORLD.residents_of(UNREAD_VILLAGE)[1]
+    assert other.id_number != probe["resident"].id_number
+    resp = recheck(stack, incident_id, other.id_number)
+    assert resp.status_code == 422, resp.text
+    error = resp.json()
+    assert error["error"] == "subject_mismatch"
+    assert error["message"].startswith("所输入的身份证号码与该事件投诉人的不一致")
+    assert "not the complainant's" in error["message_en"]
+    assert other.id_number not in resp.text and probe["resident"].id_number not in resp.text
+    # Refused before any departmental system was asked about that person; the refusal is recorded.
+    request_id = resp.headers["x-request-id"]
+    assert events_of(stack, request_id, "supervision.record_lookup") == []
+    [refused] = events_of(stack, request_id, "supervision.incident_evidence_rechecked")
+    assert (refused["outcome"], refused["details"]) == (
+        "refused",
+        {"incident_id": incident_id, "refused": "subject_mismatch"},
+    )
+    assert other.id_number not in refused["raw"]
+    assert probe["seq"] not in events_of_incident(stack, incident_id)
+    # Not an ID number at all: refused by its check character, as when registering.
+    number = probe["resident"].id_number
+    bad = recheck(stack, incident_id, number[:-1] + ("0" if number[-1] != "0" else "1"))
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_id_number"
+
+
+def test_recheck_once_the_system_is_back_completes_the_evidence_and_finds_the_probe(
+    stack: Stack, probe: dict[str, Any], incomplete_incident: dict[str, Any]
+) -> None:
+    incident_id = incomplete_incident["incident"]["incident_id"]
+    before = events_of_incident(stack, incident_id)
+    resident = probe["resident"]
+    resp = recheck(stack, incident_id, resident.id_number)
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["datasets_rechecked"] == ["residents"]  # only the system that did not answer
+    assert answer["evidence_complete"] is True and answer["evidence_incomplete"] == []
+    assert answer["new_evidence_seqs"] == [probe["seq"]] and answer["new_evidence_events"] == 1
+    assert answer["evidence_events"] == len(before) + 1
+    assert resident.id_number not in resp.text and resident.id not in resp.text
+
+    incident = api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json()
+    assert incident["status"] == "open" and incident["evidence_complete"] is True
+    # The new evidence is proved against the incident's own signed tree, like the rest.
+    assert (incident["tree_size"], incident["root_hash"]) == (
+        incomplete_incident["incident"]["tree_size"],
+        incomplete_incident["incident"]["root_hash"],
+    )
+    assert incident["evidence_verified"] is True
+    assert sorted(e["seq"] for e in incident["evidence"]) == sorted([*before, probe["seq"]])
+    [attempt] = [e for e in incident["events"] if e["seq"] == probe["seq"]]
+    assert (attempt["outcome"], attempt["actor"]) == ("refused", WORLD.identity("cadre_b").user_id)
+    [step] = [s for s in incident["steps"] if s["action"] == "evidence_rechecked"]
+    assert step["actor"] == WORLD.identity("supervisor").user_id and "residents" in step["note"]
+
+    request_id = resp.headers["x-request-id"]
+    [lookup] = events_of(stack, request_id, "supervision.record_lookup")
+    assert (lookup["dataset"], lookup["outcome"], lookup["record_count"]) == ("residents", "ok", 1)
+    assert lookup["details"] == {
+        "system": "civil-affairs-registry",
+        "purpose": "evidence_recheck",
+        "incident_id": incident_id,
+    }
+    [step_event] = events_of(stack, request_id, "supervision.incident_evidence_rechecked")
+    details = step_event["details"]
+    assert (details["incident_id"], details["datasets_rechecked"]) == (incident_id, ["residents"])
+    assert (details["new_evidence_seqs"], details["evidence_complete"]) == ([probe["seq"]], True)
+    assert details["subject_ref"] == incomplete_incident["complaint"]["subject_ref"]
+    for event in (lookup, step_event):
+        assert resident.id_number not in event["raw"] and resident.id not in event["raw"]
+
+    # Nothing left to ask: said so; asking every system again finds nothing new and adds nothing twice.
+    again = recheck(stack, incident_id, resident.id_number)
+    assert again.status_code == 409 and again.json()["error"] == "evidence_already_complete"
+    everything = recheck(stack, incident_id, resident.id_number, all_systems=True)
+    assert everything.status_code == 200, everything.text
+    assert everything.json()["new_evidence_seqs"] == []
+    assert set(everything.json()["datasets_rechecked"]) >= {"residents", "houses", "occupants"}
+    assert sorted(events_of_incident(stack, incident_id)) == sorted([*before, probe["seq"]])
+
+
+def test_recheck_through_the_cli_and_refused_on_a_closed_incident(
+    stack: Stack, probe: dict[str, Any]
+) -> None:
+    resident = probe["resident"]
+    stack.stop_upstream()
+    try:
+        opened = complain_about(stack, resident.id_number)
+    finally:
+        stack.start_upstream()
+    incident_id = opened.json()["incident"]["incident_id"]
+    url = ["--url", stack.base_url, "--as", "supervisor"]
+    # No terminal and no variable: the command says how to give the number (never on the command line).
+    blind = stack.cli("supervise", "recheck", incident_id, *url, check=False)
+    assert blind.returncode == 2 and "GRASSROOTS_SUBJECT_ID_NUMBER" in blind.stderr
+    done = stack.cli(
+        "supervise",
+        "recheck",
+        incident_id,
+        *url,
+        env_extra={"GRASSROOTS_SUBJECT_ID_NUMBER": resident.id_number},
+    )
+    answer = json.loads(done.stdout)
+    assert answer["evidence_complete"] is True and probe["seq"] in answer["new_evidence_seqs"]
+    assert resident.id_number not in done.stdout + done.stderr
+
+    assert stack.cli("supervise", "assign", incident_id, "--to", "county-inspector-3", *url).returncode == 0
+    note = "核对访问场景与授权，越权查询已处理"
+    disposed = stack.cli(
+        "supervise", "dispose", incident_id, "--disposition", "substantiated", "--note", note, *url
+    )
+    assert disposed.returncode == 0, disposed.stderr
+    closed = recheck(stack, incident_id, resident.id_number, all_systems=True)
+    assert closed.status_code == 409, closed.text
+    assert closed.json()["error"] == "case_conflict"
+    assert closed.json()["message"].startswith("事件已办结，不能再重新核查证据")
+    assert closed.json()["message_en"].startswith("The incident is closed")
+    [refused] = events_of(stack, closed.headers["x-request-id"], "supervision.incident_evidence_rechecked")
+    assert refused["outcome"] == "refused" and refused["details"]["refused"] == "case_conflict"
+    via_cli = stack.cli(
+        "supervise",
+        "recheck",
+        incident_id,
+        *url,
+        check=False,
+        env_extra={"GRASSROOTS_SUBJECT_ID_NUMBER": resident.id_number},
+    )
+    assert via_cli.returncode == 1 and "事件已办结" in via_cli.stderr
+    assert resident.id_number not in via_cli.stdout + via_cli.stderr
+
+
+def test_no_plain_id_number_anywhere_in_the_log_after_rechecks(
+    stack: Stack, probe: dict[str, Any], incomplete_incident: dict[str, Any]
+) -> None:
+    """The scan of test_no_plain_personal_data_in_supervision_tables, after the re-checks: their events,
+    steps and evidence hold refs and codes only."""
+    haystack = supervision_tables_dump(stack)
+    assert "supervision.incident_evidence_rechecked" in haystack  # the scan does see the new rows
+    for resident in WORLD.residents_of(UNREAD_VILLAGE):
+        assert resident.id_number not in haystack and resident.id not in haystack
+    assert not looks_like_personal_data(haystack)
 
 
 def test_complaint_list_filters_by_status(stack: Stack) -> None:
