@@ -499,6 +499,11 @@ def recheck_evidence(
     after that tree is not the complaint's. Checked again here (:func:`incident_for_recheck`): the
     incident may have been closed while the systems were asked.
     """
+    # The incident's row is locked first (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises units of
+    # work): two re-checks at once then run one after the other, and the second sees the evidence the first
+    # attached instead of inserting it again (a duplicate key, answered 500).
+    if session.get(IncidentRow, incident_id, with_for_update=True, populate_existing=True) is None:
+        raise CaseNotFound("未找到该事件。", "No such incident.")
     incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref)
     incident = _incident(session, incident_id)
     asked = sorted(set(rechecked))

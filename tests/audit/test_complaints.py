@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -612,6 +615,61 @@ def test_a_recheck_adds_what_the_systems_now_name_keeps_the_other_gaps_and_stays
                 session, store.engine, incident_id=incident_id, subject_ref=ALICE, rechecked=["houses"],
                 actor="s", now=NOW,
             )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_two_rechecks_at_once_run_one_after_the_other(postgres_store: Store) -> None:
+    """Two supervisors re-check the same incident at once (PostgreSQL, READ COMMITTED): the second waits
+    for the first and finds its evidence attached, instead of inserting the same rows again (a duplicate
+    key, which the API would answer 500)."""
+    store = postgres_store
+    log = AuditLog(store.engine)
+    for _, event, _ in ATTEMPTS_AT_RECORDS:
+        log.append(event)
+    with Session(store.engine) as session:
+        complaint, _ = register_complaint(
+            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        opened, _ = open_incident(
+            session, store.engine, complaint_id=complaint["complaint_id"],
+            evidence_incomplete=[_gap("visits", "visits-app")], actor="s", now=NOW,
+        )  # fmt: skip
+        session.commit()
+    incident_id = opened["incident_id"]
+
+    def recheck(session: Session) -> dict[str, Any]:
+        return recheck_evidence(
+            session, store.engine, incident_id=incident_id, subject_ref=ALICE, rechecked=["visits"],
+            records={("visits", ALICE_VISIT)}, actor="s", now=NOW,
+        )[1]  # fmt: skip
+
+    first = Session(store.engine)
+    second = Session(store.engine)
+    try:
+        assert len(recheck(first)["new_evidence_seqs"]) == 1  # attached, not yet committed
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(recheck, second)
+            # Commit the first only once the second waits on a lock (deterministic, not a sleep).
+            with store.engine.connect() as conn:
+                for _ in range(200):
+                    waiting = conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    ).scalar()
+                    if waiting or later.done():
+                        break
+                    time.sleep(0.05)
+            assert waiting, "the second re-check should wait for the first"
+            first.commit()
+            change = later.result(timeout=30)
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    assert change["new_evidence_seqs"] == []
+    with Session(store.engine) as session:
+        evidence = [e["seq"] for e in get_incident(session, incident_id, NOW)["evidence"]]
+    assert len(evidence) == len(set(evidence)) == change["evidence_events"]
 
 
 def test_complaints_filter_by_where_their_incident_stands_or_overdue(store: Store) -> None:
