@@ -321,3 +321,22 @@ def test_a_heavy_load_leaves_the_checkpoint_to_sqlite(sqlite: Store) -> None:
         assert [f.result(timeout=10).seq for f in futures] == list(range(1, 61))
     assert log.batches == [1, 59]  # then a large batch: a heavy load
     assert log.checkpoints == 0
+
+
+async def test_many_tasks_awaiting_in_turn_keep_one_gapless_chain(sqlite: Store) -> None:
+    """Callers that come back as soon as they are answered (as gateway requests do), many at once:
+    whatever batches form, every caller's receipt is the row of its own event, and the chain holds."""
+    log = RecordingLog(sqlite)
+    receipts: dict[int, AppendReceipt] = {}
+    with GroupCommitAppender(log) as appender:
+
+        async def caller(k: int) -> None:
+            for i in range(k, 96 * 6, 96):
+                receipts[i] = await appender.append(make_event(i))
+
+        await asyncio.gather(*(caller(k) for k in range(96)))
+    assert sorted(r.seq for r in receipts.values()) == list(range(1, 96 * 6 + 1))
+    assert sum(log.batches) == 96 * 6
+    for i, receipt in receipts.items():
+        assert log.read(receipt.seq)[0] == make_event(i)
+    assert verify_log(sqlite.engine).ok
