@@ -62,7 +62,16 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
     """GB 11643-1999 resident ID numbers; the verdict is python-stdnum's `cn.ric.is_valid`."""
 
     ENTITY = CN_ID_NUMBER
-    PATTERNS = (Pattern("cn_id_18", r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])", 0.3),)
+    # In one piece or in the groups people write it in (6-8-4, 6-4-4-4, a space or a hyphen between),
+    # as ``grassroots_common.personal_data`` reads typed text; bounded by digits only, so a number glued
+    # to letters ("ID310110…", "…1237abc") is still found. The verdict (python-stdnum) keeps it precise.
+    PATTERNS = (
+        Pattern(
+            "cn_id_18",
+            r"(?<![0-9])[1-9]\d{5}[ \-]?\d{4}[ \-]?\d{4}[ \-]?\d{3}[\dXx](?![0-9])",
+            0.3,
+        ),
+    )
     CONTEXT = ("身份证", "身份号码", "证件号", "公民身份")
 
     def __init__(self, *, checksum_only: bool = False) -> None:
@@ -72,9 +81,15 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
         super().__init__()
 
     def validate_result(self, pattern_text: str) -> bool:
+        number = compact_id_number(pattern_text)
         if self._checksum_only:
-            return id_checksum_ok(pattern_text)
-        return is_valid_id_number(pattern_text)
+            return id_checksum_ok(number)
+        return is_valid_id_number(number)
+
+
+def compact_id_number(text: str) -> str:
+    """An ID number as found in text, without the spaces or hyphens between its groups."""
+    return text.replace(" ", "").replace("-", "")
 
 
 class CnMobileRecognizer(_ChinesePatternRecognizer):

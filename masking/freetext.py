@@ -28,17 +28,19 @@ __all__ = ["ENTITY_TYPES", "Finding", "FreeTextScanner"]
 
 ENTITY_TYPES: tuple[str, ...] = (
     "CN_ID_NUMBER",
+    "CN_MOBILE",
     "BANK_CARD",
     "CN_CREDIT_CODE",
-    "CN_MOBILE",
     "CN_LANDLINE",
     "EMAIL_ADDRESS",
     "CN_LICENCE_PLATE",
     "PERSON",
 )
 # When two findings overlap with equal scores, the earlier type in ENTITY_TYPES wins: an ID number
-# can pass the Luhn test by chance and is still an ID number; an all-digit 18-character card number
-# passes the GB 32100 check one time in 31 and is still more likely a card.
+# can pass the Luhn test by chance and is still an ID number; so can a mobile written with its country
+# code ("+8613812345678": the card pattern takes its 13 digits, and a card's masking would show eight of
+# them); an all-digit 18-character card number passes the GB 32100 check one time in 31 and is still
+# more likely a card.
 _PRIORITY = {name: len(ENTITY_TYPES) - i for i, name in enumerate(ENTITY_TYPES)}
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
@@ -56,6 +58,25 @@ _TRIGGER_KINDS: dict[str, str] = {
     "CN_LICENCE_PLATE": "plate",
 }
 _LANGUAGE = "zh"
+
+# Text is scanned as it reads, one character for one so that spans stay those of the original: full-width
+# forms (U+FF01-U+FF5E: "１３８１２３４５６７８") and the ideographic space become ASCII, as NFKC would make
+# them; dashes and the minus sign become "-", and zero-width characters a space, so a number split by them
+# reads as a number written in groups. Otherwise such a number passes the scan and is served unmasked.
+_FOLD: dict[int, str] = {
+    **{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},
+    0x3000: " ",
+    **dict.fromkeys((0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63), "-"),
+    **dict.fromkeys((0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF), " "),
+}
+_FOLDABLE = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_FOLD)) + "]")
+
+
+def fold(text: str) -> str:
+    """``text`` as the recognizers read it (see ``_FOLD``); the same length, so spans carry over."""
+    if text.isascii() or _FOLDABLE.search(text) is None:
+        return text
+    return text.translate(_FOLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +132,13 @@ def _compile_rules(recognizers: list[Any], flags: int) -> list[_Rule]:
 
 def _as_text(fn: Callable[[object], object]) -> Callable[[str], str]:
     return lambda text: str(fn(text))
+
+
+def _compacted(fn: Callable[[object], object]) -> Callable[[object], object]:
+    """``fn`` on an ID number as found in text (perhaps in groups), its separators taken out first."""
+    from masking._recognizers import compact_id_number
+
+    return lambda text: fn(compact_id_number(str(text)))
 
 
 def _mask_email(text: str) -> str:
@@ -195,7 +223,7 @@ class FreeTextScanner:
 
         self._maskers: dict[str, Callable[[str], str]] = {}
         for entity, fn in (
-            ("CN_ID_NUMBER", op("cn_id", keep_region=6)),
+            ("CN_ID_NUMBER", _compacted(op("cn_id", keep_region=6))),
             ("CN_CREDIT_CODE", op("credit_code")),
             ("BANK_CARD", op("bank_card")),
             ("CN_MOBILE", op("mobile")),
@@ -215,7 +243,8 @@ class FreeTextScanner:
         return list(self._recognizers)
 
     def scan(self, text: str) -> list[Finding]:
-        """Non-overlapping findings, in text order."""
+        """Non-overlapping findings, in text order (spans of ``text``; the text is read folded)."""
+        text = fold(text)
         if not text or self._prefilter is None or self._prefilter.search(text) is None:
             return []
         raw: list[Finding] = []
@@ -261,9 +290,10 @@ class FreeTextScanner:
         replaced by their type's masking operator."""
         out: list[str] = []
         pos = 0
+        folded = fold(text)
         for f in findings:
             out.append(text[pos : f.start])
-            out.append(self._maskers[f.entity_type](text[f.start : f.end]))
+            out.append(self._maskers[f.entity_type](folded[f.start : f.end]))
             pos = f.end
         out.append(text[pos:])
         return "".join(out)
@@ -283,7 +313,7 @@ class FreeTextScanner:
         from masking._recognizers import FLAGS
 
         results = self.analyzer_engine().analyze(
-            text=text, language=_LANGUAGE, entities=self._entities, regex_flags=FLAGS
+            text=fold(text), language=_LANGUAGE, entities=self._entities, regex_flags=FLAGS
         )
         raw = [Finding(r.entity_type, int(r.start), int(r.end), float(r.score)) for r in results]
         return _resolve(raw, self.min_score)
