@@ -190,6 +190,35 @@ class RefuseOversizedBody:
         await self.app(scope, receive, send)
 
 
+class RefuseRepeatedAuthorization:
+    """Pure ASGI, outside the fast lane and FastAPI alike: a request carrying more than one
+    ``Authorization`` header is answered 400 ``repeated_header`` before anything reads either.
+
+    RFC 9110 §5.3 lets a header appear more than once only when its value is a list, which credentials
+    are not. Both doors used to take the first one; a proxy or WAF in front of the gateway that checks,
+    logs or strips the last one would then see another caller than the gateway serves (and audits).
+    Which one was meant cannot be known, so neither is used (fail closed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(1 for key, _ in scope["headers"] if key == b"authorization") > 1:
+            await send_error(scope, send, _REPEATED_AUTHORIZATION, _request_ids.next())
+            return
+        await self.app(scope, receive, send)
+
+
+_REPEATED_AUTHORIZATION = GatewayError(
+    "请求中有多个 Authorization 请求头，无法确定以哪个登录凭证为准，已拒绝。请只保留一个后重试。",
+    "The request carries more than one Authorization header, so which credential is meant cannot be "
+    "told; it was refused. Send exactly one and retry.",
+    code="repeated_header",
+    status_code=400,
+    headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+)
+
+
 class RefuseAnonymousBody:
     """Pure ASGI: a request to the API that carries a body but no ``Authorization`` header is answered
     401 ``missing_token`` before the body is read or parsed.
@@ -230,7 +259,8 @@ def _carries_body(scope: Scope) -> bool:
 class GatewayApp(FastAPI):
     """FastAPI with :class:`ContainUnhandledErrors` around its whole stack (ServerErrorMiddleware included:
     ``add_middleware`` can only place a middleware inside it), :class:`RefuseOversizedBody` just inside
-    it when a body limit is set, and then the data path's fast lane when one is set (:attr:`fast_lane`).
+    it when a body limit is set, :class:`RefuseRepeatedAuthorization`, and then the data path's fast
+    lane when one is set (:attr:`fast_lane`).
 
     The fast lane sits outside FastAPI's own layers (server errors, exception telemetry, body limits,
     request ids): it reads no body, contains its own errors and gives its request its id itself, and
@@ -243,6 +273,7 @@ class GatewayApp(FastAPI):
         inner: ASGIApp = super().build_middleware_stack()
         if self.fast_lane is not None:
             inner = self.fast_lane(inner)
+        inner = RefuseRepeatedAuthorization(inner)
         if self.max_body_size is not None:
             inner = RefuseOversizedBody(inner, self.max_body_size)
         return typing.cast(StarletteASGIApp, ContainUnhandledErrors(inner))

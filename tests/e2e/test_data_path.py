@@ -387,6 +387,29 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_last_value(stack: St
     assert once.status_code == 200, once.text
 
 
+def test_two_authorization_headers_are_refused_by_both_doors_and_every_endpoint(
+    stack: Stack, routed_gateway: str
+) -> None:
+    """Two ``Authorization`` headers (a cadre without a grant first, one with a grant second): both doors
+    used to serve the first, while a proxy in front may check or log the last. Neither is used: 400
+    ``repeated_header``, in Chinese first, before anything reads either token."""
+    import httpx
+
+    tokens = [("Authorization", f"Bearer {stack.token(who)}") for who in ("cadre_c", "cadre_a")]
+    query = {"scenario": "DIBAO_REVIEW", "page_size": 5}
+    for base in (stack.base_url, routed_gateway):
+        for path in ("/api/v1/datasets/residents/records", "/api/v1/scenarios"):
+            for headers in (tokens, tokens[::-1]):
+                resp = httpx.get(f"{base}{path}", params=query, headers=headers, timeout=30)
+                body = _assert_error(resp, 400, "repeated_header")
+                assert "多个 Authorization 请求头" in str(body["message"])
+                assert "more than one Authorization header" in str(body["message_en"])
+                assert 'error="invalid_request"' in resp.headers["www-authenticate"]
+                assert resp.headers["x-request-id"] == body["request_id"]
+        one = httpx.get(f"{base}/api/v1/datasets/residents/records", params=query, headers=tokens[1:])
+        assert one.status_code == 200, one.text
+
+
 @pytest.mark.parametrize(("who", "path", "query"), FAST_LANE_CASES)
 def test_the_fast_lane_answers_exactly_like_the_documented_routes(
     stack: Stack, routed_gateway: str, who: str | None, path: str, query: dict[str, Any]
