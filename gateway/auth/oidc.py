@@ -46,6 +46,7 @@ from joserfc.errors import (
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jwt import JWTClaimsRegistry
 
+from grassroots_common.personal_data import fold, looks_like_identifier
 from policies.divisions import is_grid
 
 __all__ = [
@@ -69,6 +70,7 @@ AuthErrorCode = Literal[
     "unknown_key",
     "malformed_token",
     "insufficient_claims",
+    "personal_data_in_subject",
     "idp_unavailable",
 ]
 
@@ -126,6 +128,13 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
     "insufficient_claims": (
         "登录凭证缺少所属组织或角色信息，请联系平台管理员。",
         "The access token lacks organisation or role information. Contact the platform administrator.",
+    ),
+    "personal_data_in_subject": (
+        "登录凭证中的用户标识（sub）是身份证号或手机号，不能作为访问记录中的用户标识，本次未处理。"
+        "请联系平台管理员，让统一身份认证服务改用不含个人信息的用户标识。",
+        "The access token's user identifier (sub) is an ID number or a mobile number, which may not "
+        "identify a user in the access log; the request was not handled. Contact the platform "
+        "administrator to have the identity provider use an identifier without personal data.",
     ),
     "idp_unavailable": (
         "统一身份认证服务暂时无法连接，请稍后重试。",
@@ -442,6 +451,12 @@ class OIDCVerifier:
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         mapping = self._claims
         subject = claims["sub"]
+        # The subject is the actor of every audit event and of grants, reviews and complaints; a provider
+        # keying users by ID number or mobile (PIPL Art. 51: never kept in plain text) would put them
+        # there. Refused here, so no request of such a token runs unlogged (the audit log refuses the
+        # value) and the administrator is told why.
+        if isinstance(subject, str) and looks_like_identifier(fold(subject)):
+            raise AuthError("personal_data_in_subject")
 
         org = _lookup(claims, mapping.org)
         if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None:

@@ -221,6 +221,22 @@ BAD_TOKENS = [
     BadToken(
         "department not text", lambda k, i: mint(k.rsa, _claims(i, department=["x"])), "insufficient_claims"
     ),
+    # a subject that is personal data: it would be the actor of every audit event (the log refuses it, so
+    # the request used to fail 500 with no event written)
+    *(
+        BadToken(
+            f"subject {name}",
+            lambda k, i, sub=sub: mint(k.rsa, _claims(i, sub=sub)),
+            "personal_data_in_subject",
+        )
+        for name, sub in (
+            ("an ID number", "11010519491231002X"),
+            ("an ID number in groups", "110105-19491231-002x"),
+            ("a full-width ID number", "１１０１０５１９４９１２３１００２Ｘ"),
+            ("a mobile", "13812345678"),
+            ("a mobile with +86", "+86 138 1234 5678"),
+        )
+    ),
 ]
 
 
@@ -699,6 +715,7 @@ async def test_keys_unusable_for_signing_are_ignored(
         ("expired_token", 401, True),
         ("unknown_key", 401, True),
         ("insufficient_claims", 401, True),
+        ("personal_data_in_subject", 401, True),
         ("idp_unavailable", 503, False),
     ],
 )
