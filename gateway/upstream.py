@@ -188,14 +188,17 @@ class UpstreamClient:
             await self.start()
         assert self._session is not None
         headers = self._headers(target)
+        # Redirects are never followed: aiohttp would resend the outbound credential (and, on a 307 or
+        # 308, a lookup's body with its ID number) to whatever host the Location names, and take that
+        # host's answer as the admitted system's. A redirect is a bad answer (502, no data).
         try:
             if body is None:
-                async with self._session.get(url, headers=headers) as resp:
+                async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
                     raw = await resp.read()
             else:
                 headers["Content-Type"] = "application/json"
-                async with self._session.post(url, data=body, headers=headers) as resp:
+                async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
                     raw = await resp.read()
         except TimeoutError:

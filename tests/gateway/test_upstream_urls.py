@@ -3,6 +3,7 @@ for exactly what aiohttp's ``params=`` asked for, and no cookie travels from one
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -116,6 +117,24 @@ async def test_a_record_id_is_one_path_segment_and_never_another_path(
 ID_NUMBER = "110101199003077777"
 
 
+@contextlib.asynccontextmanager
+async def _registry(app: web.Application) -> AsyncIterator[tuple[UpstreamTarget, UpstreamClient]]:
+    """``app`` served on loopback as a departmental system offering the record-id lookup, and a client."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    target = UpstreamTarget(
+        "reg", base_url, "/api/residents", credential="gk_x", lookup_path="/api/residents/lookup"
+    )
+    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
+    try:
+        yield target, client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
@@ -149,30 +168,52 @@ async def test_the_record_id_lookup_posts_the_id_number_in_the_body_only(
 
     app = web.Application()
     app.router.add_post("/api/residents/lookup", lookup)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    target = UpstreamTarget(
-        "reg", base_url, "/api/residents", credential="gk_x", lookup_path="/api/residents/lookup"
-    )
-    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
-    try:
+    async with _registry(app) as (target, client):
         try:
             result: object = await client.lookup_record_ids(target, ID_NUMBER, org_prefixes=("310151",))
         except GatewayError as exc:
             result = exc.code
         assert (
             await client.lookup_record_ids(
-                UpstreamTarget("reg", base_url, "/api/residents"), ID_NUMBER, org_prefixes=("310151",)
+                UpstreamTarget("reg", target.base_url, "/api/residents"), ID_NUMBER, org_prefixes=("310151",)
             )
             is None
         )  # a dataset whose system declares no lookup is not asked
-    finally:
-        await client.close()
-        await runner.cleanup()
     assert result == expected
     [(path, body, authorization, key)] = seen
     assert path == "/api/residents/lookup?org_prefix=310151" and ID_NUMBER not in path
     assert json.loads(body) == {"id_number": ID_NUMBER}
     assert authorization is not None and authorization.startswith("Bearer ") and key == "gk_x"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_a_bad_answer_and_nothing_follows_it(status: int) -> None:
+    """A departmental system (or whatever answers at its address: an open redirect, a proxy) answering
+    with a redirect to another host used to be followed: the outbound credential went along, a 307/308
+    re-posted the lookup's ID number there, and that host's answer was served as the system's."""
+    elsewhere: list[tuple[str, str | None, str]] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        # Another origin ("localhost", not "127.0.0.1"): the host a Location can name is anyone's.
+        location = f"http://localhost:{request.url.port}/collect"
+        return web.Response(status=status, headers={"Location": location})
+
+    async def collect(request: web.Request) -> web.Response:
+        elsewhere.append((request.method, request.headers.get("X-Api-Key"), await request.text()))
+        return web.json_response({"ids": ["R1"], "items": [{"id": "R1"}], "next_page": None})
+
+    app = web.Application()
+    app.router.add_route("*", "/collect", collect)
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    codes: list[str] = []
+    async with _registry(app) as (target, client):
+        for call in (
+            client.list_records(target, org_prefixes=("310151",), page=1, page_size=5),
+            client.get_record(target, "R1", org_prefixes=("310151",)),
+            client.lookup_record_ids(target, ID_NUMBER, org_prefixes=("310151",)),
+        ):
+            with pytest.raises(GatewayError) as caught:
+                await call
+            codes.append(caught.value.code)
+    assert codes == ["upstream_bad_response"] * 3
+    assert elsewhere == []
