@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from masking.catalog import Catalog, Level, max_level
+from masking.catalog import Catalog, Level, SemanticType, max_level
 from masking.errors import OperatorError, UnknownProfileError
 from masking.keys import KeyRing
 from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, TextMasker, get_operator
@@ -62,7 +62,7 @@ class MaskingPlan:
 
     def __post_init__(self) -> None:
         # Asked for on every response (DLP); a plan is immutable, so it is worked out once.
-        protected = frozenset(d.field for d in self.decisions if d.level is None or d.level >= Level.L3)
+        protected = frozenset(d.field for d in self.decisions if _protected(d))
         object.__setattr__(self, "_protected", protected)
         object.__setattr__(self, "_scanned", tuple(n for n, _ in self._ops if n not in protected))
         memo = frozenset(d.field for d in self.decisions if d.operator in _PAGE_MEMO_OPERATORS)
@@ -71,8 +71,9 @@ class MaskingPlan:
     @property
     def protected_fields(self) -> frozenset[str]:
         """Fields masked by their classification (level 3+) or redacted as uncatalogued; response DLP
-        scans every other string (issue 4). Taken from the plan so DLP and masking agree even when
-        the catalog is swapped between the two."""
+        scans every other string (issue 4), a level 3+ field shown as it is (``keep``) included unless
+        its values are themselves what the scanner looks for. Taken from the plan so DLP and masking
+        agree even when the catalog is swapped between the two."""
         return self._protected
 
     @property
@@ -100,6 +101,36 @@ class MaskingPlan:
             }
             for d in self.decisions
         ]
+
+
+#: Semantic types whose values are what response DLP finds (a name, an ID number, a mobile…): a field of
+#: one of these shown as it is (``keep`` by a rule or an exemption) is shown so on purpose, and scanning it
+#: would mask the very value the rule keeps.
+_IDENTIFIER_TYPES: frozenset[str] = frozenset(
+    {
+        SemanticType.PERSON_NAME,
+        SemanticType.ID_NUMBER,
+        SemanticType.MOBILE,
+        SemanticType.LANDLINE,
+        SemanticType.EMAIL,
+        SemanticType.BANK_CARD,
+        SemanticType.CREDIT_CODE,
+        SemanticType.LICENCE_PLATE,
+    }
+)
+
+
+def _protected(decision: FieldDecision) -> bool:
+    """Is ``decision``'s field left out of response DLP? Uncatalogued (redacted), or level 3+ and masked by
+    its operator. A level 3+ field its rule keeps as it is (``standard.benefit_status``: 低保 status shown
+    plainly) is masked by nothing, so personal data an upstream puts there ("是 13812345678") would be
+    served in plain text: it is scanned like any unclassified field, unless its values are themselves
+    identifiers kept on purpose."""
+    if decision.level is None:
+        return True
+    if decision.level < Level.L3:
+        return False
+    return decision.operator != "keep" or decision.semantic_type in _IDENTIFIER_TYPES
 
 
 def plan_masking(

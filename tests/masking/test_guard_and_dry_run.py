@@ -8,11 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masking import Catalog, KeyRing, RuleSet, Unmask, decrypt_envelope, mask_record, plan_masking
+from masking import (
+    Catalog,
+    FreeTextScanner,
+    KeyRing,
+    MaskingPlan,
+    RuleSet,
+    Unmask,
+    decrypt_envelope,
+    mask_record,
+    plan_masking,
+)
 from masking.catalog import SemanticType
 from masking.dlp import scan_response
 from masking.errors import DryRunValueError
 from masking.kanon import guard_release, ladder_for, smallest_class
+from masking.operators import TextMasker
 from masking.reversible import DRY_RUN_MARKER, ff1_id_reveal, hmac_pseudonym, is_dry_run_value
 
 # (semantic type, masked value, value after each step of its ladder)
@@ -105,17 +116,25 @@ class _Finder:
         return text
 
 
-def test_dlp_scans_what_the_plan_did_not_mask_by_classification(catalog: Catalog, rules: RuleSet) -> None:
-    plan = plan_masking(
+def _cadre_plan(
+    catalog: Catalog, rules: RuleSet, fields: tuple[str, ...], scanner: TextMasker, **exemptions: str
+) -> MaskingPlan:
+    """A village cadre's plan for ``fields`` of residents under DIBAO_REVIEW."""
+    return plan_masking(
         catalog,
         rules,
         dataset="residents",
-        fields=("id", "remark", "village_code", "not_catalogued"),
+        fields=fields,
         role="village_cadre",
         scenario="DIBAO_REVIEW",
         profile="standard",
-        scanner=_Finder(),
+        exemptions=exemptions,
+        scanner=scanner,
     )
+
+
+def test_dlp_scans_what_the_plan_did_not_mask_by_classification(catalog: Catalog, rules: RuleSet) -> None:
+    plan = _cadre_plan(catalog, rules, ("id", "remark", "village_code", "not_catalogued"), _Finder())
     assert plan.protected_fields == {"remark", "not_catalogued"}
     record = mask_record(
         {"id": "R1", "remark": "x", "village_code": "310151101201", "not_catalogued": "y"}, plan
@@ -123,6 +142,41 @@ def test_dlp_scans_what_the_plan_did_not_mask_by_classification(catalog: Catalog
     out, alerts = scan_response(catalog, "residents", [record], _Finder(), protected=plan.protected_fields)
     assert out[0]["id"] == out[0]["village_code"] == "<masked>" and out[0]["not_catalogued"] == "***"
     assert {(a.field, a.entity_type) for a in alerts} == {("id", "CN_MOBILE"), ("village_code", "CN_MOBILE")}
+
+
+@pytest.mark.parametrize(
+    ("dibao_status", "served"),
+    [
+        ("是", "是"),
+        ("是，联系电话13812345678", "是，联系电话138****5678"),
+        ("11010519491231002X", "110105************"),
+        ("户主王小明", "户主王**"),
+    ],
+)
+def test_a_classified_field_its_rule_keeps_as_it_is_is_still_scanned(
+    catalog: Catalog, rules: RuleSet, scanner: FreeTextScanner, dibao_status: str, served: str
+) -> None:
+    """低保 status is level 4 and shown as it is (rule ``standard.benefit_status``: ``keep``). Response DLP
+    used to skip every level 4 field as "masked by its classification", so an upstream that put a mobile
+    or an ID number there had it served in plain text. A kept field is scanned; a masked one is not."""
+    plan = _cadre_plan(catalog, rules, ("id", "name", "mobile", "dibao_status"), scanner)
+    assert plan.protected_fields == {"name", "mobile"}
+    record = mask_record(
+        {"id": "R1", "name": "王小明", "mobile": "13812345678", "dibao_status": dibao_status}, plan
+    )
+    out, _ = scan_response(catalog, "residents", [record], scanner, protected=plan.protected_fields)
+    assert out[0] == {"id": "R1", "name": "王**", "mobile": "138****5678", "dibao_status": served}
+
+
+def test_an_identifier_kept_on_purpose_is_not_masked_by_dlp(
+    catalog: Catalog, rules: RuleSet, scanner: FreeTextScanner
+) -> None:
+    """A scenario exemption that shows ID numbers as they are is not undone by the scan."""
+    plan = _cadre_plan(catalog, rules, ("id", "id_number"), scanner, id_number="keep")
+    assert plan.protected_fields == {"id_number"}
+    record = mask_record({"id": "R1", "id_number": "11010519491231002X"}, plan)
+    out, _ = scan_response(catalog, "residents", [record], scanner, protected=plan.protected_fields)
+    assert out[0]["id_number"] == "11010519491231002X"
 
 
 def _masked_id(catalog: Catalog, rules: RuleSet, keys: KeyRing, operator: str, value: str) -> object:
