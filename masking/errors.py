@@ -111,8 +111,11 @@ class ProposalNotFoundError(StewardshipError):
     code = "masking_proposal_not_found"
 
     def __init__(self, proposal_id: str) -> None:
+        # The id is not repeated: it comes from a link or a command line and may hold anything, an ID
+        # number pasted into the wrong place too (error bodies never carry personal data).
         super().__init__(
-            f"变更申请“{proposal_id}”不存在", f"there is no masking change proposal {proposal_id!r}"
+            "没有这个变更申请，请核对申请编号（形如 mp-…）。",
+            "There is no such masking change proposal; check the proposal id (mp-…).",
         )
         self.proposal_id = proposal_id
 

@@ -357,6 +357,24 @@ def test_reject_needs_a_reason_and_the_proposer_may_withdraw(
         svc.approve("mp-nope", STEWARD2, None, NOW)
 
 
+@pytest.mark.parametrize("proposal_id", ["11010519491231002X", "13812345678", "mp-nope"])
+def test_a_proposal_that_is_not_there_is_not_repeated_in_the_error(
+    session: Session, baseline: MaskingDocuments, proposal_id: str
+) -> None:
+    """The id comes from a link (``GET /masking/proposals/{id}``) and may hold anything; the answer used to
+    repeat it (变更申请“11010519491231002X”不存在)."""
+    svc = service(session, baseline)
+    for call in (lambda: svc.preview(proposal_id), lambda: svc.approve(proposal_id, STEWARD2, None, NOW)):
+        with pytest.raises(ProposalNotFoundError) as caught:
+            call()
+        error = caught.value
+        assert error.message_zh.startswith("没有这个变更申请") and error.message_en.startswith(
+            "There is no such"
+        )
+        for text in (str(error), error.message_zh, error.message_en):
+            assert proposal_id not in text
+
+
 def test_an_approval_the_baseline_no_longer_supports_is_skipped_and_reported(
     session: Session, baseline: MaskingDocuments
 ) -> None:
