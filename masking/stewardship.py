@@ -397,7 +397,8 @@ def _rule_upsert(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappin
             raise _fail("before 应为另一条规则的标识", "before must name another rule")
         found = _index_of(listed, anchor)
         if found is None:
-            raise _fail(f"规则“{anchor}”不存在", f"there is no rule {anchor!r} to insert before")
+            # The id typed is not repeated (it may be anything); the rule ids are in the rules listing.
+            raise _fail("before 所指的规则不存在，请核对规则标识", "before names no rule; check the rule id")
         position = found
     listed.insert(position, rule)
     new_rules = MaskingDocuments(catalog, rules)
@@ -423,7 +424,7 @@ def _rule_delete(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappin
     listed = _rule_list(rules)
     at = _index_of(listed, rule_id) if isinstance(rule_id, str) else None
     if at is None:
-        raise _fail(f"规则“{rule_id}”不存在", f"there is no rule {rule_id!r}")
+        raise _fail("规则不存在，请核对规则标识 rule_id", "there is no such rule; check rule_id")
     before = copy.deepcopy(listed.pop(at))
     return _Planned(
         target=f"rule:{rule_id}",

@@ -709,6 +709,15 @@ class GrantService:
 
     # -- transitions ---------------------------------------------------------------------------
 
+    def _unknown_scenario(self) -> UnknownScenarioError:
+        """A scenario code the catalog does not have. What was typed is not repeated (it may be anything,
+        an ID number pasted into the wrong field too); the catalog's codes are listed instead."""
+        codes = [s.code for s in self.scenarios]
+        return UnknownScenarioError(
+            f"没有这个使用场景。可申请的场景：{'、'.join(codes)}。",
+            f"no such scenario; the catalog has {', '.join(codes)}",
+        )
+
     def request(
         self,
         actor: Subject,
@@ -722,12 +731,7 @@ class GrantService:
         self._require(actor, "grants", "request")
         spec = self.scenarios.get(scenario)
         if spec is None:
-            # What was typed is not repeated (it may be anything); the catalog's codes are listed instead.
-            codes = "、".join(s.code for s in self.scenarios)
-            raise UnknownScenarioError(
-                f"没有这个使用场景。可申请的场景：{codes}。",
-                f"no such scenario; the catalog has {', '.join(s.code for s in self.scenarios)}",
-            )
+            raise self._unknown_scenario()
         scope = divisions.normalize(org_scope)
         if not divisions.covers(actor.org, scope):
             # Delegation only within one's own jurisdiction, never beyond it.
@@ -1014,7 +1018,7 @@ class GrantService:
         self._require(actor, "break_glass", "invoke")
         spec = self.scenarios.get(scenario)
         if spec is None:
-            raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {scenario!r}")
+            raise self._unknown_scenario()
         if not set(actor.roles).intersection(spec.roles_allowed):
             raise SeparationOfDutiesError("您的岗位不能使用该场景。", "your role may not use this scenario")
         if len(reason.strip()) < BREAK_GLASS_MIN_REASON_CHARS:

@@ -211,6 +211,11 @@ BAD_CHANGES: list[tuple[ProposalKind, dict[str, Any], type[Exception], str]] = [
 ]
 
 
+RULE_TO_MOVE = {
+    "rule": {"id": "x", "profile": "standard", "semantic_types": ["mobile"], "operator": "redact"}
+}
+
+
 @pytest.mark.parametrize(("kind", "payload", "error", "words"), BAD_CHANGES)
 def test_invalid_changes_are_refused_with_a_reason(
     baseline: MaskingDocuments,
@@ -222,6 +227,23 @@ def test_invalid_changes_are_refused_with_a_reason(
     with pytest.raises(error) as info:
         apply_change(baseline, kind, payload)
     assert words in f"{info.value}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        (ProposalKind.RULE_DELETE, {"rule_id": "11010519491231002X"}),
+        (ProposalKind.RULE_UPSERT, {**RULE_TO_MOVE, "before": "11010519491231002X"}),
+    ],
+)
+def test_a_rule_id_that_names_no_rule_is_not_repeated(
+    baseline: MaskingDocuments, kind: ProposalKind, payload: dict[str, Any]
+) -> None:
+    """A rule id is typed; one that names no rule may be anything (it was repeated: 规则“…”不存在)."""
+    with pytest.raises(StewardshipError) as info:
+        apply_change(baseline, kind, payload)
+    assert "不存在" in info.value.message_zh
+    assert "11010519491231002X" not in f"{info.value}"
 
 
 def test_a_typo_of_a_catalogued_field_is_named_not_taken_for_a_new_field(baseline: MaskingDocuments) -> None:

@@ -404,6 +404,21 @@ def test_break_glass_refusals(
         )
 
 
+@pytest.mark.parametrize("ask", ["request", "break_glass"])
+def test_a_scenario_code_that_names_nothing_is_not_repeated(service: GrantService, ask: str) -> None:
+    """What was typed as the scenario may be anything (an ID number pasted into the wrong field); a
+    break-glass answered "unknown scenario '11010519491231002X'". The catalog's codes are listed instead."""
+    typed = "11010519491231002X"
+    with pytest.raises(GrantError) as refused:
+        if ask == "request":
+            service.request(CADRE_A1, typed, VILLAGE_A1, None, "季度走访", T0)
+        else:
+            service.break_glass(CADRE_A1, typed, "台风转移安置", T0, hours=2)
+    for text in (str(refused.value), refused.value.message_zh, refused.value.message_en):
+        assert typed not in text
+    assert "ELDERLY_VISIT" in refused.value.message_zh and "ELDERLY_VISIT" in refused.value.message_en
+
+
 def test_a_too_short_break_glass_reason_is_refused_naming_the_rule(service: GrantService) -> None:
     with pytest.raises(GrantError) as refused:
         service.break_glass(CADRE_A1, "ELDERLY_VISIT", "测试", T0, hours=2)
