@@ -94,8 +94,16 @@ def _render(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload)
 
 
+#: Residents' records, masked or not, are personal information: no browser, proxy or client library may
+#: keep a copy (OWASP ASVS V8.2.1; RFC 9111 §5.2.2.5). Sent by both doors with every record they serve.
+_NO_STORE = (b"cache-control", b"no-store")
+
+
 class DataJSONResponse(JSONResponse):
     """The data path's response, encoded like the fast lane's (one encoder for both doors)."""
+
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        super().__init__(content, status_code, headers={"Cache-Control": "no-store"})
 
     def render(self, content: Any) -> bytes:
         return _render(content)
@@ -197,6 +205,7 @@ class DataFastLane:
                 repeated=repeated,
             )
             status = 200
+            headers.append(_NO_STORE)
         except GatewayError as error:
             payload, status = error.body(request_id), error.status_code
             headers += [
