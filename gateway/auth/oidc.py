@@ -154,6 +154,11 @@ _MAX_DOCUMENT_BYTES = 512 * 1024
 # 统计用区划代码: twelve ASCII digits (re.ASCII so that other scripts' digits do not pass).
 _DIVISION_CODE = re.compile(r"[0-9]{12}", re.ASCII)
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.=]+", re.ASCII)
+# What the audit log can record of the caller (audit.events: the actor as text of at most 256 characters,
+# each role a short ASCII token). Every request is recorded with them, so a token whose subject or roles
+# the log would refuse is refused here, answered as what it is, rather than failing as a 500 unlogged.
+_MAX_SUBJECT_CHARS = 256
+_ROLE = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}", re.ASCII)
 
 
 class AuthError(Exception):
@@ -457,13 +462,15 @@ class OIDCVerifier:
         # value) and the administrator is told why.
         if isinstance(subject, str) and looks_like_identifier(fold(subject)):
             raise AuthError("personal_data_in_subject")
+        if not _recordable_subject(subject):
+            raise AuthError("invalid_token")
 
         org = _lookup(claims, mapping.org)
         if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None:
             raise AuthError("insufficient_claims")
 
         roles = _lookup(claims, mapping.roles)
-        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+        if not isinstance(roles, list) or not all(_recordable_role(r) for r in roles):
             raise AuthError("insufficient_claims")
 
         username = _lookup(claims, mapping.username)
@@ -650,6 +657,20 @@ def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
             key = JWKRegistry.import_key(key.as_dict(private=False))
         keys.append(key)
     return keys
+
+
+def _recordable_subject(subject: object) -> bool:
+    if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_SUBJECT_CHARS:
+        return False
+    try:
+        subject.encode("utf-8")  # a lone surrogate (JSON "\ud800") cannot be written anywhere
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _recordable_role(role: object) -> bool:
+    return isinstance(role, str) and _ROLE.fullmatch(role) is not None and not looks_like_identifier(role)
 
 
 def _lookup(claims: Mapping[str, Any], name: str) -> Any:

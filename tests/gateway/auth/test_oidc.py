@@ -237,6 +237,25 @@ BAD_TOKENS = [
             ("a mobile with +86", "+86 138 1234 5678"),
         )
     ),
+    # claims the audit log could not record (the request used to fail 500 with no event written)
+    BadToken("subject too long", lambda k, i: mint(k.rsa, _claims(i, sub="u" * 257)), "invalid_token"),
+    BadToken(
+        "subject a lone surrogate", lambda k, i: mint(k.rsa, _claims(i, sub="u\ud800")), "invalid_token"
+    ),
+    *(
+        BadToken(
+            f"a role {name}",
+            lambda k, i, role=role: mint(k.rsa, _claims(i, roles=["village_cadre", role])),
+            "insufficient_claims",
+        )
+        for name, role in (
+            ("that is an ID number", "11010519491231002X"),
+            ("too long", "r" * 129),
+            ("with spaces", "village cadre"),
+            ("in Chinese", "村干部"),
+            ("empty", ""),
+        )
+    ),
 ]
 
 
