@@ -151,6 +151,8 @@ def serve(
         os.environ["GRASSROOTS_PORT"] = str(port)
     if workers > 1:
         _create_keys_once(settings)
+        # Each worker must know it is not alone: on SQLite its quota holds then go to the database.
+        os.environ["GRASSROOTS_WORKERS"] = str(workers)
     from gateway.serving import CoalescingHttpToolsProtocol, probe_port, reuse_port_address
 
     bind_host, bind_port = host or settings.host, port or settings.port

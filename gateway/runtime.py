@@ -149,10 +149,13 @@ class Runtime:
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
         # On PostgreSQL several processes (workers, hosts) share the counter: a request's hold on its page
-        # is taken in the database, so two of them can never both take the last records; on SQLite (one
-        # process) it is held in memory, at no cost per request.
-        shared = engine.dialect.name != "sqlite"
-        self.quota_holds = SharedHoldWriter(engine) if shared else None
+        # is taken in the database, so two of them can never both take the last records; on SQLite with
+        # one process it is held in memory, at no cost per request. SQLite served by several workers
+        # (``serve --workers N`` sets GRASSROOTS_WORKERS) takes its holds in the database as well: each
+        # worker's in-memory holds saw only its own requests, and N workers together served up to N
+        # times a daily quota.
+        shared = engine.dialect.name != "sqlite" or settings.workers > 1
+        self.quota_holds = SharedHoldWriter(engine) if engine.dialect.name == "postgresql" else None
         self.quotas = CachedQuotaCounter(
             SqlQuotaCounter(self.sessions),
             ttl_s=settings.policy_refresh_interval_s,

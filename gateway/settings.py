@@ -161,6 +161,12 @@ class Settings(GatewayAddress):
     policy_refresh_interval_s: float = Field(
         0.5, description="how often a process re-reads the policy and registry versions"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="gateway processes serving this database (`serve --workers N` sets it); above 1 on "
+        "SQLite, daily-quota holds are taken in the database, as on PostgreSQL",
+    )
     # Policy-as-code files (reviewed data). Default: the files shipped in policies/.
     policy_model_path: Path | None = Field(None, description="casbin model (model.conf)")
     permissions_path: Path | None = Field(None, description="role permissions (permissions.csv)")
