@@ -104,7 +104,7 @@ from audit.prune import (
     prune,
     verify_archived_prefix,
 )
-from audit.pseudonym import Pseudonymizer, is_ref, normalise_id_number
+from audit.pseudonym import Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
 from audit.query import (
     CHINA_STANDARD_TIME,
     AccessEntry,
@@ -167,6 +167,7 @@ __all__ = [
     "PruneRefused",
     "PruneResult",
     "PrunedRangeError",
+    "PseudonymRing",
     "Pseudonymizer",
     "SubjectMismatch",
     "SupervisionError",

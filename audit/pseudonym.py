@@ -8,13 +8,14 @@ gives, while the log alone reveals nothing and cannot be reversed by enumerating
 ID or phone numbers — an unkeyed hash could be.
 
 A ref reads ``<key_id>:<64 lowercase hex>``; the key id lets the key rotate without making old refs
-ambiguous (a lookup computes the ref under every key still kept).
+ambiguous (a lookup computes the ref under every key still kept: :class:`PseudonymRing`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Final
 
 KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,16}")
@@ -79,6 +80,53 @@ class Pseudonymizer:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Pseudonymizer holds a secret key and cannot be pickled")
+
+
+class PseudonymRing:
+    """The audit-ref keys a gateway keeps: one active key that new events are written with, and retired keys
+    kept for lookups only, so that a person or record is still found in the events written before a
+    rotation (PIPL Art. 45 and 56: a complaint about a read before the rotation must not come back empty).
+
+    :meth:`ref` writes; :meth:`refs` is what a search by person or record asks for — one ref per kept key,
+    all looked up in the same indexed ``IN`` query, so the cost of a lookup grows by a key's ref, not by a
+    query.
+    """
+
+    __slots__ = ("_active", "_kept")
+
+    def __init__(self, active: Pseudonymizer, retired: Sequence[Pseudonymizer] = ()) -> None:
+        kept = (active, *retired)
+        ids = [p.key_id for p in kept]
+        if len(set(ids)) != len(ids):
+            # Two keys under one id would make the id say nothing about which key made a ref.
+            raise ValueError("audit ref key ids must be distinct")
+        self._active = active
+        self._kept = kept
+
+    @property
+    def active(self) -> Pseudonymizer:
+        return self._active
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The kept key ids, the active one first."""
+        return tuple(p.key_id for p in self._kept)
+
+    def ref(self, value: str) -> str:
+        """The ref new events carry: under the active key."""
+        return self._active.ref(value)
+
+    def refs(self, value: str) -> list[str]:
+        """The ref of ``value`` under every kept key, the active key's first: what a lookup searches for."""
+        return [p.ref(value) for p in self._kept]
+
+    def __repr__(self) -> str:
+        return f"PseudonymRing(key_ids={self.key_ids!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("PseudonymRing holds secret keys and cannot be pickled")
 
 
 def normalise_id_number(value: str) -> str:

@@ -32,6 +32,8 @@ from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Set
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from audit import PseudonymRing
+
 app = typer.Typer(
     help="Grassroots Data Gateway · 基层数据网关",
     no_args_is_help=True,
@@ -45,7 +47,10 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-keys_app = typer.Typer(help="Masking data keys (envelope keys under the KEK).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Masking data keys (envelope keys under the KEK) and the audit log's resident/record ref keys.",
+    no_args_is_help=True,
+)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 
@@ -143,6 +148,8 @@ def serve(
     _check_startup_settings(settings)
     _check_area_settings()
     require_migrated(settings)
+    # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
+    _audit_refs_or_exit(settings)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -598,13 +605,27 @@ def offline_actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
+def _record_rotation(settings: Settings, details: Mapping[str, Any]) -> str:
+    """Record a key rotation (``keys.rotated``) before the new key is saved, returning the actor named: a
+    rotation nobody can account for must not happen (fail closed). Exit 2 when the log cannot be written;
+    the caller has saved nothing yet, so nothing is rotated."""
+    from audit import AuditUnavailable
+    from gateway.db import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        return record_offline_act(engine, "keys.rotated", details)
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
-    from audit import AuditUnavailable
-    from gateway.db import make_engine
     from gateway.keys import load_masking_keyring, save_masking_keyring
 
     settings = _settings()
@@ -614,19 +635,61 @@ def keys_rotate() -> None:
     ring = load_masking_keyring(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
-    # Record first: a rotation nobody can account for must not happen (fail closed).
-    engine = make_engine(settings.effective_database_url)
-    try:
-        actor = record_offline_act(engine, "keys.rotated", {"before": before, "after": new_id})
-    except AuditUnavailable:
-        database_lost(settings)  # nothing rotated: the ring is saved only once the event is recorded
-    finally:
-        engine.dispose()
+    actor = _record_rotation(settings, {"before": before, "after": new_id})
     save_masking_keyring(settings, ring)
     typer.echo(
         f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。\n"
         f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
         f"recorded as {actor}"
+    )
+
+
+def _audit_refs_or_exit(settings: Settings) -> PseudonymRing:
+    """The audit-ref key ring, or exit 2 with why it cannot be used (Chinese, then English; no key)."""
+    from gateway.keys import AuditRefKeysError, load_audit_refs
+
+    try:
+        return load_audit_refs(settings)
+    except AuditRefKeysError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("rotate-audit-ref")
+def keys_rotate_audit_ref(
+    key_id: Annotated[
+        str | None,
+        typer.Option("--key-id", help="id of the new key (default: k<n+1>); never one already kept"),
+    ] = None,
+) -> None:
+    """Add a new active key for the audit log's resident and record refs; older keys stay, for lookups only.
+
+    Its own command, not ``keys rotate``: that one rotates the masking data keys, which change what readers
+    see; this one changes how the audit log names residents (e.g. after the HMAC key leaked). New events are
+    written under the new key; complaints, transparency and evidence search under every kept key. Restart
+    gateways to pick it up. Recorded as ``keys.rotated`` (``"keys": "audit_ref"``) naming
+    ``cli:<user>@<host>``.
+    """
+    from gateway.keys import AuditRefKeysError, rotate_audit_refs, save_audit_ref_keys
+
+    settings = _settings()
+    # Before any key is read or made: a rotation that cannot be recorded leaves no key file behind.
+    require_migrated(settings)
+    kept = _audit_refs_or_exit(settings).key_ids
+    try:
+        ring, before, new_id = rotate_audit_refs(settings, key_id)
+    except AuditRefKeysError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    # Key ids only, never a key.
+    details = {"keys": "audit_ref", "before": before, "after": new_id, "kept": [new_id, *kept]}
+    actor = _record_rotation(settings, details)
+    save_audit_ref_keys(settings, ring)
+    typer.echo(
+        f"审计引用密钥已轮换：{before} -> {new_id}（旧密钥仅用于查询：{'、'.join(kept)}），"
+        f"审计记录的操作者为 {actor}。请重启网关使其生效。\n"
+        f"audit ref key rotated: {before} -> {new_id} (older keys kept for lookups only: {', '.join(kept)}); "
+        f"recorded as {actor}. Restart the gateways to pick it up."
     )
 
 

@@ -7,7 +7,7 @@ so the log alone never learns whose record it was.
 The departmental systems know: each offers a record-id lookup (``POST <collection>/lookup``, the ID number
 in the body; README "The departmental-system contract"), which the gateway asks with the same service token
 and outbound credential as the data path. The ids come back only to be turned into the keyed record refs
-the pipeline writes (``runtime.pseudonymizer``), then dropped.
+the pipeline writes (under every kept audit-ref key, ``runtime.lookup_refs``), then dropped.
 
 The lookup is itself a read about a person (PIPL Art. 56 processing record): one
 ``supervision.record_lookup`` event per dataset asked, with the subject ref, the dataset and system and the
@@ -149,7 +149,8 @@ async def find_person_records(
     for (dataset, target), answer in zip(asked, answers, strict=True):
         found = isinstance(answer, list)
         if isinstance(answer, list):
-            result.records.update((dataset, runtime.pseudonymizer.ref(i)) for i in answer)
+            # Under every kept key: an attempt recorded before a key rotation names the record by its old ref.
+            result.records.update((dataset, ref) for i in answer for ref in runtime.lookup_refs(i))
         else:
             result.incomplete.append(incomplete_item(dataset, target.system_id, answer))
         await record_audit(

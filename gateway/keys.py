@@ -7,8 +7,12 @@ Key material is never printed or logged.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +21,7 @@ from pydantic import SecretStr
 from gateway.settings import RunMode, Settings
 
 if TYPE_CHECKING:
+    from audit import PseudonymRing
     from masking import KeyRing
 
 
@@ -70,10 +75,191 @@ def load_masking_keyring(settings: Settings) -> KeyRing:
 
 def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:
     """Write atomically: the ring holds only wrapped keys, but keep it owner-only all the same."""
-    path = masking_keyring_path(settings)
+    _write_owner_only(masking_keyring_path(settings), ring.to_json())
+
+
+def _write_owner_only(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(ring.to_json())
+        fh.write(text)
     os.replace(tmp, path)
+
+
+# -- the audit-ref key ring -------------------------------------------------------------------------
+#
+# The configured key (``GRASSROOTS_AUDIT_HMAC_KEY``, or ``audit-hmac.key`` in development) under
+# ``GRASSROOTS_AUDIT_HMAC_KEY_ID`` is always kept. ``grassroots keys rotate-audit-ref`` adds keys to
+# ``<data_dir>/keys/audit-ref-keys.json``, each wrapped under the masking KEK (AES-256-GCM, the key id as
+# associated data), exactly as the masking data keys are kept next to it; the file names which kept key is
+# active. No file: the configured key alone, active, as before rotation existed.
+
+_AUDIT_REF_FORMAT = "grassroots-audit-ref-keys/1"
+_AUDIT_REF_AAD = b"grassroots-audit-ref-key\x00"
+
+
+class AuditRefKeysError(Exception):
+    """The audit-ref key ring cannot be used or changed as asked; ``str()`` is Chinese then English."""
+
+    def __init__(self, message_zh: str, message_en: str) -> None:
+        super().__init__(f"{message_zh}\n{message_en}")
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+
+@dataclass(frozen=True)
+class _WrappedRefKey:
+    key_id: str
+    created_at: str
+    nonce: bytes
+    wrapped: bytes
+
+
+@dataclass(frozen=True)
+class AuditRefKeys:
+    """What ``audit-ref-keys.json`` holds: the active key id and the rotated-in keys, wrapped."""
+
+    active: str
+    keys: tuple[_WrappedRefKey, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": _AUDIT_REF_FORMAT,
+                "active": self.active,
+                "keys": [
+                    {
+                        "key_id": k.key_id,
+                        "created_at": k.created_at,
+                        "nonce": k.nonce.hex(),
+                        "wrapped": k.wrapped.hex(),
+                    }
+                    for k in self.keys
+                ],
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditRefKeys:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != _AUDIT_REF_FORMAT:
+                raise ValueError("format")
+            keys = tuple(
+                _WrappedRefKey(
+                    key_id=str(k["key_id"]),
+                    created_at=str(k["created_at"]),
+                    nonce=bytes.fromhex(k["nonce"]),
+                    wrapped=bytes.fromhex(k["wrapped"]),
+                )
+                for k in doc["keys"]
+            )
+            return cls(active=str(doc["active"]), keys=keys)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise AuditRefKeysError(
+                "审计引用密钥环文件格式无效", "the audit-ref key ring file is malformed"
+            ) from None
+
+
+def audit_ref_keys_path(settings: Settings) -> Path:
+    return settings.keys_dir / "audit-ref-keys.json"
+
+
+def _read_audit_ref_keys(settings: Settings) -> AuditRefKeys:
+    path = audit_ref_keys_path(settings)
+    if not path.exists():
+        return AuditRefKeys(active=settings.audit_hmac_key_id)
+    return AuditRefKeys.from_json(path.read_text())
+
+
+def _unwrap_ref_key(kek: bytes, key: _WrappedRefKey) -> bytes:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        return AESGCM(kek).decrypt(key.nonce, key.wrapped, _AUDIT_REF_AAD + key.key_id.encode())
+    except (InvalidTag, ValueError):
+        raise AuditRefKeysError(
+            f"审计引用密钥 {key.key_id} 无法用当前的密钥加密密钥（GRASSROOTS_MASKING_KEK）解开",
+            f"audit-ref key {key.key_id} does not open under the current key-encryption key "
+            "(GRASSROOTS_MASKING_KEK)",
+        ) from None
+
+
+def load_audit_refs(settings: Settings) -> PseudonymRing:
+    """The audit-ref keys this gateway keeps: the active one writes, every one is searched (README "Keys").
+
+    Refuses (fail closed) a ring whose active key is not kept or whose ids repeat the configured key's id:
+    a ref's key id must name one key, or a lookup could miss or misattribute events."""
+    from audit import Pseudonymizer, PseudonymRing
+
+    stored = _read_audit_ref_keys(settings)
+    configured = Pseudonymizer(audit_hmac_key(settings), settings.audit_hmac_key_id)
+    kept = {configured.key_id: configured}
+    if stored.keys:
+        kek = masking_kek(settings)
+        for key in stored.keys:
+            if key.key_id in kept:
+                raise AuditRefKeysError(
+                    f"审计引用密钥编号 {key.key_id} 重复（与 GRASSROOTS_AUDIT_HMAC_KEY_ID 或另一把密钥相同）",
+                    f"audit-ref key id {key.key_id} is used twice "
+                    "(GRASSROOTS_AUDIT_HMAC_KEY_ID or another key)",
+                )
+            kept[key.key_id] = Pseudonymizer(_unwrap_ref_key(kek, key), key.key_id)
+    if stored.active not in kept:
+        raise AuditRefKeysError(
+            f"审计引用密钥环指定的启用密钥 {stored.active} 不在保留的密钥中",
+            f"the audit-ref key ring's active key {stored.active} is not among the kept keys",
+        )
+    active = kept.pop(stored.active)
+    return PseudonymRing(active, tuple(kept.values()))
+
+
+_NUMBERED_ID = re.compile(r"k(\d+)")
+
+
+def next_audit_ref_key_id(kept: tuple[str, ...]) -> str:
+    """``k<n+1>`` after the highest ``k<n>`` kept (``k2`` after the default ``k1``)."""
+    numbers = [int(m.group(1)) for m in map(_NUMBERED_ID.fullmatch, kept) if m is not None]
+    return f"k{max(numbers, default=1) + 1}"
+
+
+def rotate_audit_refs(
+    settings: Settings, new_id: str | None = None, *, now: datetime | None = None
+) -> tuple[AuditRefKeys, str, str]:
+    """A ring with a fresh active key added (not saved: :func:`save_audit_ref_keys` once the rotation is
+    recorded), the key id it replaces and the new id. Refuses a new id that is already kept (any kept key,
+    active or retired) or not of the ref key-id shape."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from audit.pseudonym import KEY_ID_PATTERN
+
+    ring = load_audit_refs(settings)  # refuses a ring that cannot be read before anything is added
+    new_id = new_id if new_id is not None else next_audit_ref_key_id(ring.key_ids)
+    if KEY_ID_PATTERN.fullmatch(new_id) is None:
+        raise AuditRefKeysError(
+            "密钥编号只能由 1-16 个字母、数字、下划线或连字符组成",
+            "a key id must be 1-16 characters of A-Z, a-z, 0-9, _ or -",
+        )
+    if new_id in ring.key_ids:
+        raise AuditRefKeysError(
+            f"密钥编号 {new_id} 已被保留的密钥使用，不能重复（重复的编号会让旧记录的引用指向两把密钥）；"
+            f"请换一个编号，现有编号：{'、'.join(ring.key_ids)}",
+            f"key id {new_id} is already used by a kept key and cannot repeat (a ref's key id must name one "
+            f"key); choose another, kept ids: {', '.join(ring.key_ids)}",
+        )
+    stored = _read_audit_ref_keys(settings)
+    nonce = secrets.token_bytes(12)
+    wrapped = AESGCM(masking_kek(settings)).encrypt(
+        nonce, secrets.token_bytes(32), _AUDIT_REF_AAD + new_id.encode()
+    )
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
+    fresh = _WrappedRefKey(key_id=new_id, created_at=stamp, nonce=nonce, wrapped=wrapped)
+    return AuditRefKeys(active=new_id, keys=(*stored.keys, fresh)), ring.active.key_id, new_id
+
+
+def save_audit_ref_keys(settings: Settings, keys: AuditRefKeys) -> None:
+    """Write atomically, owner-only: the keys are wrapped, but the file is a key file all the same."""
+    _write_owner_only(audit_ref_keys_path(settings), keys.to_json())

@@ -29,7 +29,7 @@ from admission import (
     load_status_snapshot,
     registry_version,
 )
-from audit import GroupCommitAppender, Pseudonymizer, normalise_id_number
+from audit import GroupCommitAppender, Pseudonymizer, PseudonymRing, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.outbound import OutboundCredentialCache
@@ -129,7 +129,7 @@ class Runtime:
         verifier: OIDCVerifier,
         upstream: UpstreamClient,
         appender: GroupCommitAppender,
-        pseudonymizer: Pseudonymizer,
+        pseudonymizer: Pseudonymizer | PseudonymRing,
         telemetry: Telemetry,
         catalog: Catalog,
         rules: RuleSet,
@@ -144,7 +144,11 @@ class Runtime:
         self.verifier = verifier
         self.upstream = upstream
         self.appender = appender
-        self.pseudonymizer = pseudonymizer
+        # Writing uses the active key (``pseudonymizer``); a search by person or record asks for the ref
+        # under every kept key (``lookup_refs``), so events written before a key rotation are still found.
+        ring = pseudonymizer if isinstance(pseudonymizer, PseudonymRing) else PseudonymRing(pseudonymizer)
+        self.audit_refs = ring
+        self.pseudonymizer = ring.active
         self.telemetry = telemetry
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
@@ -177,6 +181,10 @@ class Runtime:
         self._policy = PolicyEngine(permissions, scenarios, grants, quotas=self.quotas)
         self._refresher: asyncio.Task[None] | None = None
         self.last_refresh = time.monotonic()
+
+    def lookup_refs(self, value: str) -> list[str]:
+        """The refs of ``value`` (a normalised ID number, a record id) under every kept audit-ref key."""
+        return self.audit_refs.refs(value)
 
     # -- policy and registry state, kept fresh across processes ---------------------------------
 

@@ -6,12 +6,12 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from audit import AuditLog, GroupCommitAppender, Pseudonymizer
+from audit import AuditLog, GroupCommitAppender
 from gateway.auth.devidp import DevIdentityProvider
 from gateway.auth.oidc import OIDCVerifier
 from gateway.db import ensure_migrated, make_engine
 from gateway.free_text import free_text_scanner
-from gateway.keys import audit_hmac_key, load_masking_keyring
+from gateway.keys import load_audit_refs, load_masking_keyring
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings
 from gateway.telemetry import setup_telemetry
@@ -63,7 +63,7 @@ def build_runtime(settings: Settings) -> Runtime:
             connect_timeout_s=settings.upstream_connect_timeout_s,
         ),
         appender=appender,
-        pseudonymizer=Pseudonymizer(audit_hmac_key(settings), settings.audit_hmac_key_id),
+        pseudonymizer=load_audit_refs(settings),
         telemetry=telemetry,
         catalog=catalog,
         rules=load_rules(),

@@ -230,6 +230,12 @@ def _subject_ref(runtime: Runtime, id_number: str) -> str:
     return runtime.pseudonymizer.ref(normalised)
 
 
+def _lookup_refs(runtime: Runtime, id_number: str) -> list[str]:
+    """The resident's refs under every kept audit-ref key (call after :func:`_subject_ref` validated the
+    number): a search asks for all of them, so accesses recorded before a key rotation are found too."""
+    return runtime.lookup_refs(normalise_id_number(id_number))
+
+
 def _scenario_context(runtime: Runtime) -> tuple[dict[str, tuple[int, int]], dict[str, str], dict[str, str]]:
     scenarios = runtime.policy().scenarios
     hours = {s.code: (int(s.hours_allowed[0]), int(s.hours_allowed[1])) for s in scenarios}
@@ -751,6 +757,7 @@ async def register_complaint(
                     s,
                     runtime.engine,
                     complaint_id=complaint["complaint_id"],
+                    subject_refs=_lookup_refs(runtime, body.id_number),
                     records=found.records,
                     evidence_incomplete=found.incomplete,
                     actor=principal.user_id,
@@ -1123,7 +1130,9 @@ async def who_read_my_data(
     """
     principal = await require(runtime, authorization, RESOURCE, "read")
     ref = _subject_ref(runtime, body.id_number)
-    entries = await asyncio.to_thread(audit.accesses_for_subjects, runtime.engine, [ref])
+    entries = await asyncio.to_thread(
+        audit.accesses_for_subjects, runtime.engine, _lookup_refs(runtime, body.id_number)
+    )
     _, names, _ = _scenario_context(runtime)
     orgs = await asyncio.to_thread(division_names, runtime)
     await _audit(

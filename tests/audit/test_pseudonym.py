@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit import Pseudonymizer, is_ref, normalise_id_number
+from audit import Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
 
 keys = st.binary(min_size=16, max_size=64)
 
@@ -70,3 +70,23 @@ def test_weak_keys_and_bad_ids_are_refused(key: bytes, key_id: str) -> None:
 def test_id_numbers_normalise_before_hashing() -> None:
     p = Pseudonymizer(b"x" * 32, "k1")
     assert p.ref(normalise_id_number(" 11010519491231002x ")) == p.ref("11010519491231002X")
+
+
+def test_ring_writes_with_the_active_key_and_looks_up_under_every_kept_key() -> None:
+    old, new = Pseudonymizer(b"o" * 32, "k1"), Pseudonymizer(b"n" * 32, "k2")
+    ring = PseudonymRing(new, (old,))
+    assert ring.ref("x") == new.ref("x") and ring.active is new
+    assert ring.refs("x") == [new.ref("x"), old.ref("x")]
+    assert ring.key_ids == ("k2", "k1")
+    # One key alone (no rotation yet) looks up exactly what it writes.
+    assert PseudonymRing(old).refs("x") == [old.ref("x")]
+
+
+def test_ring_refuses_a_key_id_twice_and_never_shows_a_key() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        PseudonymRing(Pseudonymizer(b"o" * 32, "k1"), (Pseudonymizer(b"n" * 32, "k1"),))
+    key = b"super-secret-key-material-123456"
+    ring = PseudonymRing(Pseudonymizer(key, "k2"), (Pseudonymizer(b"o" * 32, "k1"),))
+    assert repr(ring) == "PseudonymRing(key_ids=('k2', 'k1'))" and key.hex() not in str(ring)
+    with pytest.raises(TypeError):
+        pickle.dumps(ring)

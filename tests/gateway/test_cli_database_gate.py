@@ -35,6 +35,7 @@ OFFLINE_DATABASE_COMMANDS = [
     ["audit", "verify", "--quiet"],
     ["audit", "checkpoint"],
     ["keys", "rotate"],
+    ["keys", "rotate-audit-ref"],
     ["supervise", "prefix-verify"],
 ]
 
