@@ -118,9 +118,11 @@ class _WrappedRefKey:
 
 @dataclass(frozen=True)
 class AuditRefKeys:
-    """What ``audit-ref-keys.json`` holds: the active key id and the rotated-in keys, wrapped."""
+    """What ``audit-ref-keys.json`` holds: the active key id, the configured key's id when the ring was
+    written (``configured``), and the rotated-in keys, wrapped."""
 
     active: str
+    configured: str
     keys: tuple[_WrappedRefKey, ...] = ()
 
     def to_json(self) -> str:
@@ -128,6 +130,7 @@ class AuditRefKeys:
             {
                 "format": _AUDIT_REF_FORMAT,
                 "active": self.active,
+                "configured": self.configured,
                 "keys": [
                     {
                         "key_id": k.key_id,
@@ -156,7 +159,7 @@ class AuditRefKeys:
                 )
                 for k in doc["keys"]
             )
-            return cls(active=str(doc["active"]), keys=keys)
+            return cls(active=str(doc["active"]), configured=str(doc["configured"]), keys=keys)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AuditRefKeysError(
                 "审计引用密钥环文件格式无效", "the audit-ref key ring file is malformed"
@@ -170,7 +173,7 @@ def audit_ref_keys_path(settings: Settings) -> Path:
 def _read_audit_ref_keys(settings: Settings) -> AuditRefKeys:
     path = audit_ref_keys_path(settings)
     if not path.exists():
-        return AuditRefKeys(active=settings.audit_hmac_key_id)
+        return AuditRefKeys(active=settings.audit_hmac_key_id, configured=settings.audit_hmac_key_id)
     return AuditRefKeys.from_json(path.read_text())
 
 
@@ -196,6 +199,15 @@ def load_audit_refs(settings: Settings) -> PseudonymRing:
     from audit import Pseudonymizer, PseudonymRing
 
     stored = _read_audit_ref_keys(settings)
+    if stored.configured != settings.audit_hmac_key_id:
+        # The configured key's refs in the log carry the id it had at the rotation: under another id a
+        # lookup would compute refs that match none of them, and miss every access silently.
+        now_id, then_id = settings.audit_hmac_key_id, stored.configured
+        raise AuditRefKeysError(
+            f"GRASSROOTS_AUDIT_HMAC_KEY_ID 现为 {now_id}，但轮换时为 {then_id}；轮换后不得更改，请改回原值",
+            f"GRASSROOTS_AUDIT_HMAC_KEY_ID is {now_id} but was {then_id} at the rotation; it must not change "
+            "after a rotation, set it back",
+        )
     configured = Pseudonymizer(audit_hmac_key(settings), settings.audit_hmac_key_id)
     kept = {configured.key_id: configured}
     if stored.keys:
@@ -257,7 +269,8 @@ def rotate_audit_refs(
     )
     stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
     fresh = _WrappedRefKey(key_id=new_id, created_at=stamp, nonce=nonce, wrapped=wrapped)
-    return AuditRefKeys(active=new_id, keys=(*stored.keys, fresh)), ring.active.key_id, new_id
+    ring_doc = AuditRefKeys(active=new_id, configured=stored.configured, keys=(*stored.keys, fresh))
+    return ring_doc, ring.active.key_id, new_id
 
 
 def save_audit_ref_keys(settings: Settings, keys: AuditRefKeys) -> None:

@@ -49,6 +49,7 @@ def test_rotation_keeps_the_old_key_for_lookups(tmp_path: Path) -> None:
     assert next_audit_ref_key_id(("2027a", "k1", "k2")) == "k3"
     # The file holds key ids and wrapped keys only.
     doc = json.loads(audit_ref_keys_path(settings).read_text())
+    assert (doc["active"], doc["configured"]) == ("2027a", "k1")
     assert all(set(k) == {"key_id", "created_at", "nonce", "wrapped"} for k in doc["keys"])
 
 
@@ -67,17 +68,25 @@ def test_a_kept_key_id_cannot_be_used_again(tmp_path: Path, repeated: str) -> No
 def test_a_ring_that_cannot_name_one_key_per_id_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     save_audit_ref_keys(settings, rotate_audit_refs(settings)[0])
-    # The operator sets GRASSROOTS_AUDIT_HMAC_KEY_ID to an id the ring already holds: refs under k2 could
-    # be either key's. Refused at start, not guessed.
-    with pytest.raises(AuditRefKeysError, match="k2"):
+    # The operator changes GRASSROOTS_AUDIT_HMAC_KEY_ID after the rotation: the configured key's refs in
+    # the log say k1, so a lookup under another id would match none of them. Refused at start, not guessed.
+    with pytest.raises(AuditRefKeysError, match="must not change after a rotation"):
+        load_audit_refs(Settings(data_dir=tmp_path, audit_hmac_key_id="k9"))
+    # A ring whose rotated-in key reuses the configured key's id: refs under it could be either key's.
+    doc = json.loads(audit_ref_keys_path(settings).read_text())
+    doc["configured"] = "k2"
+    audit_ref_keys_path(settings).write_text(json.dumps(doc))
+    with pytest.raises(AuditRefKeysError, match="k2 is used twice"):
         load_audit_refs(Settings(data_dir=tmp_path, audit_hmac_key_id="k2"))
+    doc["configured"] = "k1"
+    audit_ref_keys_path(settings).write_text(json.dumps(doc))
     # A KEK that does not open the ring (replaced without re-wrapping): refused, not skipped.
     (tmp_path / "keys" / "masking-kek.key").write_text("00" * 32)
     with pytest.raises(AuditRefKeysError, match="GRASSROOTS_MASKING_KEK"):
         load_audit_refs(settings)
 
 
-def test_serve_refuses_a_ring_with_a_repeated_key_id_before_it_listens(tmp_path: Path) -> None:
+def test_serve_refuses_a_changed_configured_key_id_before_it_listens(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from gateway.cli import app as grassroots
@@ -91,13 +100,14 @@ def test_serve_refuses_a_ring_with_a_repeated_key_id_before_it_listens(tmp_path:
         "GRASSROOTS_DATA_DIR": str(data_dir),
         "GRASSROOTS_DATABASE_URL": None,
         "GRASSROOTS_DEV_IDP_ENABLED": "true",
-        "GRASSROOTS_AUDIT_HMAC_KEY_ID": "k2",
+        "GRASSROOTS_AUDIT_HMAC_KEY_ID": "k9",
         "GRASSROOTS_MODE": None,
         "GRASSROOTS_OIDC_ISSUER": None,
     }
     result = CliRunner().invoke(grassroots, ["serve", "--port", "1"], env=env)
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     zh, en = result.stderr.splitlines()
-    assert zh.startswith("审计引用密钥编号 k2 重复") and en.startswith("audit-ref key id k2 is used twice")
+    assert zh.startswith("GRASSROOTS_AUDIT_HMAC_KEY_ID 现为 k9，但轮换时为 k1")
+    assert en.startswith("GRASSROOTS_AUDIT_HMAC_KEY_ID is k9 but was k1 at the rotation")
     key = (data_dir / "keys" / "audit-hmac.key").read_text().strip()
     assert key not in result.stdout + result.stderr
