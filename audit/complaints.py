@@ -450,11 +450,15 @@ class SubjectMismatch(SupervisionError):
     code = "subject_mismatch"
 
 
-def incident_for_recheck(session: Session, *, incident_id: str, subject_ref: str) -> dict[str, Any]:
+def incident_for_recheck(
+    session: Session, *, incident_id: str, subject_ref: str, subject_refs: Sequence[str] = ()
+) -> dict[str, Any]:
     """The incident whose evidence is to be checked again for the person with ``subject_ref``, refused
     before any departmental system is asked: a closed incident (its evidence is settled: the answer to the
     complainant rests on it), or a person who is not the complainant (asking the systems about them
     would be a read about someone no complaint concerns; PIPL Art. 6, minimum necessary).
+    ``subject_refs`` adds the person's refs under older HMAC keys still kept (key rotation): a complaint
+    registered before a rotation stored its ref under the key of its day.
     Returns ``{"incident_id", "complaint_id", "evidence_incomplete"}`` (the datasets that did not answer)."""
     incident = _incident(session, incident_id)
     if incident.status == IncidentStatus.CLOSED:
@@ -464,7 +468,7 @@ def incident_for_recheck(session: Session, *, incident_id: str, subject_ref: str
             "Register a new complaint if something new has come up.",
         )
     complaint = _complaint_of(session, incident)
-    if complaint is None or complaint.subject_ref != subject_ref:
+    if complaint is None or complaint.subject_ref not in {subject_ref, *subject_refs}:
         raise SubjectMismatch(
             "所输入的身份证号码与该事件投诉人的不一致，未查询任何部门系统。请核对投诉人及事件编号后重新输入。",
             "The ID number given is not the complainant's of this incident; no departmental system was "
@@ -483,13 +487,15 @@ def recheck_evidence(
     *,
     incident_id: str,
     subject_ref: str,
+    subject_refs: Sequence[str] = (),
     rechecked: Iterable[str],
     records: Iterable[tuple[str, str]] = (),
     evidence_incomplete: Sequence[Mapping[str, Any]] = (),
     actor: str,
     now: datetime,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Search again for the complainant's accesses once departmental systems that did not answer do.
+    """Search again for the complainant's accesses once departmental systems that did not answer do
+    (``subject_refs``: the person's refs under older HMAC keys still kept, searched too).
 
     ``rechecked`` are the datasets whose systems were asked again, ``records`` what they answered
     (``(dataset, record ref)``) and ``evidence_incomplete`` those of them that still did not answer: their
@@ -504,7 +510,7 @@ def recheck_evidence(
     # attached instead of inserting it again (a duplicate key, answered 500).
     if session.get(IncidentRow, incident_id, with_for_update=True, populate_existing=True) is None:
         raise CaseNotFound("未找到该事件。", "No such incident.")
-    incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref)
+    incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref, subject_refs=subject_refs)
     incident = _incident(session, incident_id)
     asked = sorted(set(rechecked))
     still = _checked_gaps(evidence_incomplete)
@@ -514,7 +520,11 @@ def recheck_evidence(
     held = set(
         session.scalars(select(IncidentEvidenceRow.seq).where(IncidentEvidenceRow.incident_id == incident_id))
     )
-    found = [s for s in access_seqs_for_person(engine, [subject_ref], records) if s <= size and s not in held]
+    found = [
+        s
+        for s in access_seqs_for_person(engine, list(dict.fromkeys([subject_ref, *subject_refs])), records)
+        if s <= size and s not in held
+    ]
     if found:
         root, proofs = inclusion_proofs(engine, found, size)
         if root.hex() != incident.root_hash:

@@ -1050,11 +1050,14 @@ async def recheck_incident_evidence(
     incident's signed tree: the incident's evidence made whole without registering the complaint again."""
     principal = await require(runtime, authorization, RESOURCE, "review")
     ref = _subject_ref(runtime, body.id_number)
+    kept = _lookup_refs(runtime, body.id_number)  # a complaint made before a key rotation has an older ref
     now = _now()
 
     def target() -> dict[str, Any]:
         with runtime.sessions() as session:
-            return audit.incident_for_recheck(session, incident_id=incident_id, subject_ref=ref)
+            return audit.incident_for_recheck(
+                session, incident_id=incident_id, subject_ref=ref, subject_refs=kept
+            )
 
     try:
         with supervision_errors():
@@ -1093,6 +1096,7 @@ async def recheck_incident_evidence(
                     runtime.engine,
                     incident_id=case["incident_id"],
                     subject_ref=ref,
+                    subject_refs=kept,
                     rechecked=rechecked,
                     records=found.records,
                     evidence_incomplete=found.incomplete,

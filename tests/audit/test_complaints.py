@@ -20,6 +20,7 @@ from audit import (
     Deadlines,
     InvalidCaseInput,
     Outcome,
+    Pseudonymizer,
     SubjectMismatch,
     access_seqs_for_person,
     access_seqs_for_subjects,
@@ -615,6 +616,38 @@ def test_a_recheck_adds_what_the_systems_now_name_keeps_the_other_gaps_and_stays
                 session, store.engine, incident_id=incident_id, subject_ref=ALICE, rechecked=["houses"],
                 actor="s", now=NOW,
             )  # fmt: skip
+
+
+def test_a_recheck_after_a_key_rotation_knows_the_complainant_by_the_older_ref(store: Store) -> None:
+    """The complaint was registered under key k1; the audit-ref key has since rotated to k2. The same ID
+    number now hashes to a k2 ref: the re-check accepts the complainant by the ref under the kept k1 key and
+    still finds their accesses recorded under k1 (with the k2 ref alone it would be a stranger)."""
+    log = AuditLog(store.engine)
+    for _, event, _ in ATTEMPTS_AT_RECORDS:
+        log.append(event)
+    with Session(store.engine) as session:
+        complaint, _ = register_complaint(
+            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
+        )
+        opened, _ = open_incident(
+            session, store.engine, complaint_id=complaint["complaint_id"],
+            evidence_incomplete=[_gap("visits", "visits-app")], actor="s", now=NOW,
+        )  # fmt: skip
+        session.commit()
+    alice_now = Pseudonymizer(b"the-rotated-audit-ref-key-987654321", "k2").ref("310151195701010011")
+    with Session(store.engine) as session, pytest.raises(SubjectMismatch):
+        recheck_evidence(
+            session, store.engine, incident_id=opened["incident_id"], subject_ref=alice_now,
+            rechecked=["visits"], actor="s", now=NOW,
+        )  # fmt: skip
+    with Session(store.engine) as session:
+        _, change = recheck_evidence(
+            session, store.engine, incident_id=opened["incident_id"], subject_ref=alice_now,
+            subject_refs=[alice_now, ALICE], rechecked=["visits"], records={("visits", ALICE_VISIT)},
+            actor="s", now=NOW,
+        )  # fmt: skip
+        session.commit()
+    assert change["new_evidence_seqs"] and change["evidence_complete"] is True
 
 
 @pytest.mark.postgres
