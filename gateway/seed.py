@@ -304,11 +304,7 @@ def _seed_grants(
         record(change, officer)
         for steward in stewards:
             grant, change = service.approve(
-                grant.grant_id,
-                _subject(steward),
-                now,
-                valid_from=now - timedelta(minutes=1),
-                valid_until=now + timedelta(days=days),
+                grant.grant_id, _subject(steward), now, valid_until=now + timedelta(days=days)
             )
             record(change, steward)
             if grant.status is GrantStatus.APPROVED:

@@ -8,6 +8,7 @@ from policies.engine import PolicyEngine
 from policies.errors import (
     GrantError,
     GrantNotFoundError,
+    GrantWindowError,
     InvalidTransitionError,
     OutsideJurisdictionError,
     PolicyError,
@@ -47,6 +48,7 @@ __all__ = [
     "GrantRepository",
     "GrantService",
     "GrantStatus",
+    "GrantWindowError",
     "InMemoryQuotaCounter",
     "InvalidTransitionError",
     "Obligations",

@@ -8,6 +8,7 @@ PolicyError
     ├── GrantNotFoundError
     │   └── ReviewNotFoundError    a break-glass post-review, not a grant
     ├── InvalidTransitionError
+    ├── GrantWindowError           a validity window longer than the scenario allows, or backdated
     └── SeparationOfDutiesError
         └── OutsideJurisdictionError   an organisation outside the actor's own jurisdiction
 """
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GrantError",
     "GrantNotFoundError",
+    "GrantWindowError",
     "InvalidTransitionError",
     "OutsideJurisdictionError",
     "PolicyError",
@@ -82,6 +84,16 @@ class ReviewNotFoundError(GrantNotFoundError):
 
 class InvalidTransitionError(GrantError):
     code = "invalid_transition"
+
+
+class GrantWindowError(GrantError):
+    """A grant's validity window breaks a rule of its scenario: it lasts longer than the scenario's
+    ``max_validity_days`` (``validity_over_maximum``) or starts before it was approved
+    (``valid_from_in_past``). ``code`` says which."""
+
+    def __init__(self, code: str, message_zh: str, message_en: str) -> None:
+        self.code = code
+        super().__init__(message_zh, message_en)
 
 
 class SeparationOfDutiesError(GrantError):

@@ -40,6 +40,7 @@ from policies import divisions
 from policies.errors import (
     GrantError,
     GrantNotFoundError,
+    GrantWindowError,
     InvalidTransitionError,
     OutsideJurisdictionError,
     ReviewNotFoundError,
@@ -52,6 +53,7 @@ from policies.scenarios import ScenarioCatalog
 from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 
 __all__ = [
+    "BACKDATE_ALLOWANCE",
     "BREAK_GLASS_MAX_HOURS",
     "BreakGlassReview",
     "GrantEntry",
@@ -71,6 +73,11 @@ BREAK_GLASS_MAX_HOURS = 4
 # A break-glass reason shorter than this (trimmed) is refused: "测试" tells a reviewer nothing.
 BREAK_GLASS_MIN_REASON_CHARS = 4
 GRANTS_VERSION = "grants"
+# A grant covers nothing before it is approved: a window reaching back would make reads refused at the
+# time look allowed in a replay or an explanation of the past (and let an approver launder them). The
+# allowance is for the approver's clock lagging the gateway's, not for backdating: a ``valid_from``
+# within it is moved up to the approval time; one earlier is refused.
+BACKDATE_ALLOWANCE = timedelta(minutes=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _AUDITOR = "auditor"
 _READ_ACTIONS = frozenset({"read"})
@@ -604,6 +611,18 @@ def _event(
     }
 
 
+def _too_long(scenario: str, max_days: int) -> GrantWindowError:
+    return GrantWindowError(
+        "validity_over_maximum",
+        f"授权有效期超过了场景 {scenario} 允许的最长 {max_days} 天（最小必要原则）。"
+        f"请把结束时间定在开始后 {max_days} 天以内（续期天数不超过 {max_days}）；"
+        "到期前可以再续期，确需更长请修订场景目录的 max_validity_days 并经审核。",
+        f"the validity exceeds the {max_days} days scenario {scenario} allows at most (minimum "
+        f"necessary). Set valid_until within {max_days} days of the start (validity_days at most "
+        f"{max_days}); renew before it lapses, or have the catalog's max_validity_days revised and reviewed.",
+    )
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
@@ -791,19 +810,34 @@ class GrantService:
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
     ) -> tuple[ScenarioGrant, dict[str, Any]]:
-        """First or second approval. The window defaults to [now, now + the scenario's validity)."""
+        """First or second approval. The window defaults to [now, now + the scenario's validity); it never
+        starts before ``now`` (see ``BACKDATE_ALLOWANCE``) nor lasts longer than the scenario's
+        ``max_validity_days``. A grant waiting for its second steward takes effect at that approval: a
+        window start already passed moves up to it, and a window already closed cannot be approved."""
         grant = self._load(grant_id)
         self._require_steward(actor, grant, "approve")
         if actor.user_id == grant.requested_by:
             raise SeparationOfDutiesError("不能审批自己提出的申请。", "nobody approves their own request")
         if grant.status is GrantStatus.REQUESTED:
-            start = valid_from or now
             spec = self.scenarios.get(grant.scenario)
             if spec is None:
                 raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
+            if valid_from is not None and valid_from < now - BACKDATE_ALLOWANCE:
+                raise GrantWindowError(
+                    "valid_from_in_past",
+                    f"授权开始时间（valid_from）不能早于审批时间：授权只对批准之后的访问有效。"
+                    f"请不填 valid_from（即从现在开始），或填写现在或以后的时间；"
+                    f"审批时间（UTC）为 {now.isoformat(timespec='seconds')}。",
+                    "valid_from may not be earlier than the approval: a grant covers only reads after it "
+                    "is approved. Leave valid_from out (starts now) or give now or a later time; the "
+                    f"approval time (UTC) is {now.isoformat(timespec='seconds')}.",
+                )
+            start = max(valid_from or now, now)
             end = valid_until or start + timedelta(days=spec.default_validity_days)
             if end <= start:
                 raise GrantError("授权结束时间必须晚于开始时间。", "valid_until must be after valid_from")
+            if end - start > timedelta(days=spec.max_validity_days):
+                raise _too_long(spec.code, spec.max_validity_days)
             status = (
                 GrantStatus.AWAITING_SECOND_APPROVAL
                 if self.needs_second_approval(grant)
@@ -823,7 +857,18 @@ class GrantService:
                 raise SeparationOfDutiesError(
                     "第二审批人必须是另一位数据管理员。", "the second approver must be a different person"
                 )
-            after = replace(grant, status=GrantStatus.APPROVED, second_approver=actor.user_id, updated_at=now)
+            if grant.valid_until is None or grant.valid_until <= now:
+                raise InvalidTransitionError(
+                    "该授权的有效期在第二位数据管理员审批前已经结束，不能再批准。请驳回它，并重新提出申请。",
+                    "the grant's window closed before its second approval: reject it and request anew",
+                )
+            after = replace(
+                grant,
+                status=GrantStatus.APPROVED,
+                second_approver=actor.user_id,
+                valid_from=max(grant.valid_from or now, now),
+                updated_at=now,
+            )
             kind = "grant.approved"
             if grant.renewed_from is not None:
                 self._close_predecessor(grant.renewed_from, actor, now)
@@ -908,7 +953,8 @@ class GrantService:
         defer_second_approval: bool = False,
     ) -> tuple[list[ScenarioGrant], list[dict[str, Any]]]:
         """Renew many grants at once. Each old grant becomes ``renewed``; a successor starts now and runs
-        the scenario's validity plus a deterministic stagger so the batch does not lapse on one day.
+        ``validity_days`` (default: the scenario's validity; at most its ``max_validity_days``) minus a
+        deterministic stagger of under ``stagger_window_days`` so the batch does not lapse on one day.
         All-or-nothing: any refusal raises before anything is written.
 
         A grant with the most sensitive fields needs a second steward. With ``second`` given, both act
@@ -945,8 +991,12 @@ class GrantService:
                         "第二审批人必须是另一位数据管理员。", "the second approver must be a different person"
                     )
                 second_id = second.user_id
+            validity = validity_days or spec.default_validity_days
+            if validity > spec.max_validity_days:
+                raise _too_long(spec.code, spec.max_validity_days)
             new_id = _new_id("grt")
-            days = (validity_days or spec.default_validity_days) + stagger_days(new_id, stagger_window_days)
+            # The stagger shortens a successor, never lengthens it: no window outlasts the maximum.
+            days = validity - stagger_days(new_id, min(stagger_window_days, validity))
             start = now
             successor = replace(
                 grant,

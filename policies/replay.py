@@ -3,8 +3,9 @@ or lose access to what, before the change is approved.
 
 Both engines should carry no quota counter (``PolicyEngine.what_if``): a replay must not depend on, or
 change, today's counters. Each request is decided at its own recorded time, so hours and grant windows
-apply as they did; to preview a grant not yet approved, add it with ``as_if_active`` over the replayed
-period.
+apply as they did (a grant's window never starts before its approval, so a grant approved today
+never makes an earlier refusal look allowed); to preview a grant not yet approved, add it with
+``as_if_active`` over the replayed period.
 """
 
 from __future__ import annotations

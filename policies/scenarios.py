@@ -65,6 +65,10 @@ class Scenario:
     daily_quota_per_user: int
     hours_allowed: tuple[int, int]
     default_validity_days: int
+    #: The longest window a grant for this scenario may have (approval or renewal). Least privilege
+    #: (PIPL art. 6; GB/T 35273-2020 §6.1: kept no longer than the purpose needs): absent from the file,
+    #: it is ``default_validity_days`` itself, so only a reviewed catalog line lets a steward go further.
+    max_validity_days: int
 
     def within_hours(self, now: datetime) -> bool:
         """``hours_allowed = (start, end)`` is the local (UTC+8) window ``start:00 <= t < end:00``."""
@@ -192,6 +196,7 @@ def _parse(path: Path) -> _CatalogState:
                 "hours_allowed",
                 "default_validity_days",
             },
+            optional={"max_validity_days"},
         )
         ds_table = table["datasets"]
         if not isinstance(ds_table, dict) or not ds_table:
@@ -244,6 +249,20 @@ def _parse(path: Path) -> _CatalogState:
                 "hours_allowed 应为 [开始, 结束]，且 0 <= 开始 < 结束 <= 24",
                 "hours_allowed must be [start, end] with 0 <= start < end <= 24",
             )
+        default_days = _positive(fail, header, table, "default_validity_days")
+        max_days = (
+            _positive(fail, header, table, "max_validity_days")
+            if "max_validity_days" in table
+            else default_days
+        )
+        if max_days < default_days:
+            raise fail(
+                header,
+                "max_validity_days",
+                f"max_validity_days（{max_days}）不能小于 default_validity_days（{default_days}）",
+                f"max_validity_days ({max_days}) must not be less than "
+                f"default_validity_days ({default_days})",
+            )
         scenarios[code] = Scenario(
             code=code,
             name_zh=_str(fail, header, table, "name_zh"),
@@ -256,7 +275,8 @@ def _parse(path: Path) -> _CatalogState:
             max_records_per_request=_positive(fail, header, table, "max_records_per_request"),
             daily_quota_per_user=_positive(fail, header, table, "daily_quota_per_user"),
             hours_allowed=(hours[0], hours[1]),
-            default_validity_days=_positive(fail, header, table, "default_validity_days"),
+            default_validity_days=default_days,
+            max_validity_days=max_days,
         )
     if not scenarios:
         raise PolicyFileError(path, 0, "没有定义任何场景", "no scenarios defined")
@@ -274,8 +294,14 @@ def _table(path: Path, doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _expect_keys(fail: _Fail, header: str, table: dict[str, Any], required: set[str]) -> None:
-    unknown = sorted(set(table) - required)
+def _expect_keys(
+    fail: _Fail,
+    header: str,
+    table: dict[str, Any],
+    required: set[str],
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> None:
+    unknown = sorted(set(table) - required - optional)
     if unknown:
         raise fail(
             header,

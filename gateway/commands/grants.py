@@ -67,9 +67,14 @@ def show_grant(grant_id: str) -> ApiCall:
 @api_command
 def approve(
     grant_id: str,
-    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 with offset (default: now)")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option(help="ISO 8601 with offset, not before now (default: now)")
+    ] = None,
     valid_until: Annotated[
-        str | None, typer.Option(help="ISO 8601 with offset (default: the scenario's validity)")
+        str | None,
+        typer.Option(
+            help="ISO 8601 with offset (default: the scenario's validity; at most its max_validity_days)"
+        ),
     ] = None,
 ) -> ApiCall:
     """Approve as a steward of the owning department (sensitive fields: a second steward approves too)."""
@@ -95,8 +100,12 @@ def revoke(grant_id: str, reason: ReasonOption) -> ApiCall:
 @api_command
 def renew(
     grant_ids: Annotated[list[str], typer.Argument(help="grant ids")],
-    validity_days: Annotated[int | None, typer.Option(help="default: the scenario's validity")] = None,
-    stagger_days: Annotated[int, typer.Option(help="spread expiry over this many days")] = 14,
+    validity_days: Annotated[
+        int | None, typer.Option(help="default: the scenario's validity; at most its max_validity_days")
+    ] = None,
+    stagger_days: Annotated[
+        int, typer.Option(help="spread expiry over this many days (earlier, never past the maximum)")
+    ] = 14,
 ) -> ApiCall:
     """Renew many grants at once, expiry staggered so the batch does not lapse on one day."""
     body = {"grant_ids": grant_ids, "validity_days": validity_days, "stagger_window_days": stagger_days}

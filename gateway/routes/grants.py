@@ -116,6 +116,7 @@ def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[
         "daily_quota_per_user": scenario.daily_quota_per_user,
         "hours_allowed": list(scenario.hours_allowed),
         "default_validity_days": scenario.default_validity_days,
+        "max_validity_days": scenario.max_validity_days,
         "second_approval_fields": sensitive,
         "usable_by_me": bool(set(roles).intersection(scenario.roles_allowed)),
     }
@@ -246,6 +247,7 @@ class RenewBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grant_ids: list[str] = Field(min_length=1, max_length=1000)
+    # A sanity bound only: the scenario's max_validity_days is the limit (422 validity_over_maximum).
     validity_days: int | None = Field(None, gt=0, le=3650)
     stagger_window_days: int = Field(14, ge=0, le=90)
 

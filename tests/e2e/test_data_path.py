@@ -555,17 +555,14 @@ def test_revoked_and_expired_grants_are_refused(stack: Stack) -> None:
             g for g in repository.list_grants(scenario="ELDERLY_VISIT") if g.status is GrantStatus.APPROVED
         )
         service.revoke(elderly.grant_id, _subject("ca_steward"), "演示：撤销授权", now)
-        # Village C's township gets a DIBAO_REVIEW grant whose window has already closed.
+        # Village C's township gets a DIBAO_REVIEW grant for two seconds (a window can be neither
+        # backdated nor written into the store as history a running gateway's refresh would see).
         grant, _ = service.request(
             _subject("county_officer"), "DIBAO_REVIEW", WORLD.village_c[:9], None, "演示：过期授权", now
         )
         for steward in ("ca_steward", "ca_steward2"):
             grant, _ = service.approve(
-                grant.grant_id,
-                _subject(steward),
-                now,
-                valid_from=now - timedelta(days=30),
-                valid_until=now - timedelta(days=1),
+                grant.grant_id, _subject(steward), now, valid_until=now + timedelta(seconds=2)
             )
             if grant.status is GrantStatus.APPROVED:
                 break
@@ -579,7 +576,7 @@ def test_revoked_and_expired_grants_are_refused(stack: Stack) -> None:
             stack.get(stack.records_url, "cadre_c", scenario="DIBAO_REVIEW").json().get("error")
             == "grant_expired"
         ),
-        3.0,
+        10.0,
     )
 
 

@@ -434,7 +434,8 @@ def test_renew_many_at_once_with_staggered_expiry(stack: Stack) -> None:
     assert sorted(g["renewed_from"] for g in renewed) == sorted(ids)
     for grant in renewed:
         until = datetime.fromisoformat(grant["valid_until"])
-        assert started + timedelta(days=180) <= until < started + timedelta(days=180 + 30, minutes=1)
+        # The stagger shortens: spread over 30 days, none past the scenario's 180-day maximum.
+        assert started + timedelta(days=180 - 30) < until <= datetime.now(UTC) + timedelta(days=180)
         assert (
             api(stack, "GET", f"/grants/{grant['renewed_from']}", "ca_steward").json()["status"] == "renewed"
         )
@@ -474,15 +475,16 @@ def test_reminders_name_who_must_act(stack: Stack) -> None:
 
 
 def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) -> None:
+    """A grant approved through the API for three seconds lapses by itself. (No window may be backdated
+    any more, and a row written into the store with a past ``updated_at`` would not reach a running
+    gateway's incremental refresh: the honest lapsed grant is a short one, waited out.)"""
     village = fresh_village()
-    now = datetime.now(UTC)
-    grant_id = _approved(
-        stack,
-        village,
-        valid_from=(now - timedelta(days=2)).isoformat(),
-        valid_until=(now - timedelta(days=1)).isoformat(),
-    )
+    grant_id = _approved(stack, village, valid_until=(datetime.now(UTC) + timedelta(seconds=3)).isoformat())
+    deadline = time.monotonic() + 15.0
     refused = read_records(stack, "cadre_c", org_code=village)
+    while refused.json().get("error") != "grant_expired" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        refused = read_records(stack, "cadre_c", org_code=village)
     assert (refused.status_code, refused.json()["error"]) == (403, "grant_expired")
     assert api(stack, "POST", "/grants/expire-due", "ca_steward").status_code == 403
     before = last_seq(stack)
@@ -490,6 +492,67 @@ def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) 
     assert resp.status_code == 200 and grant_id in resp.json()["expired"]
     assert any(e["body"]["details"]["grant_id"] == grant_id for e in events(stack, "grant.expired", before))
     assert api(stack, "GET", f"/grants/{grant_id}", "supervisor").json()["status"] == "expired"
+
+
+# (approve body as offsets from now in days, expected error code, a fragment of the English message)
+WINDOW_REFUSALS = [
+    ({"valid_until": 91}, "validity_over_maximum", "90 days"),
+    ({"valid_until": 3650}, "validity_over_maximum", "90 days"),
+    ({"valid_from": 10, "valid_until": 101}, "validity_over_maximum", "90 days"),
+    ({"valid_from": -30, "valid_until": -1}, "valid_from_in_past", "Leave valid_from out"),
+    ({"valid_from": -30, "valid_until": 30}, "valid_from_in_past", "Leave valid_from out"),
+]
+
+
+def test_an_approval_window_longer_than_the_scenario_allows_or_backdated_is_refused(stack: Stack) -> None:
+    """DIBAO_REVIEW lasts at most 90 days (its default; the shipped catalog sets no max_validity_days),
+    and a grant covers nothing before it is approved. Refused with 422, bilingual, nothing changes."""
+    scenario = api(stack, "GET", "/scenarios/DIBAO_REVIEW", "ca_steward").json()
+    assert (scenario["default_validity_days"], scenario["max_validity_days"]) == (90, 90)
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "DIBAO_REVIEW", village, NON_SENSITIVE, org_code=village)
+    for offsets, code, fragment in WINDOW_REFUSALS:
+        now = datetime.now(UTC)
+        body = {key: (now + timedelta(days=days)).isoformat() for key, days in offsets.items()}
+        before = last_seq(stack)
+        resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", body)
+        assert (resp.status_code, resp.json()["error"]) == (422, code), (offsets, resp.text)
+        assert fragment in resp.json()["message_en"], resp.text
+        assert "授权" in resp.json()["message"], resp.text
+        assert events(stack, "grant.", before) == []
+    assert api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()["status"] == "requested"
+    assert read_records(stack, "cadre_c", org_code=village).status_code == 403
+
+    now = datetime.now(UTC)
+    done = api(
+        stack,
+        "POST",
+        f"/grants/{grant_id}/approve",
+        "ca_steward",
+        {"valid_from": now.isoformat(), "valid_until": (now + timedelta(days=90)).isoformat()},
+    )
+    assert done.status_code == 200 and done.json()["status"] == "approved", done.text
+    lasts = datetime.fromisoformat(done.json()["valid_until"]) - datetime.fromisoformat(
+        done.json()["valid_from"]
+    )
+    assert lasts <= timedelta(days=90)
+    assert datetime.fromisoformat(done.json()["valid_from"]) >= now
+
+
+def test_a_renewal_longer_than_the_scenario_allows_is_refused(stack: Stack) -> None:
+    grant_id = _approved(stack, fresh_village(), "ELDERLY_VISIT")
+    before = last_seq(stack)
+    resp = api(stack, "POST", "/grants/renew", "ca_steward", {"grant_ids": [grant_id], "validity_days": 3650})
+    assert (resp.status_code, resp.json()["error"]) == (422, "validity_over_maximum"), resp.text
+    assert "180" in resp.json()["message"] and "validity_days at most 180" in resp.json()["message_en"]
+    assert events(stack, "grant.", before) == []
+    assert api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()["status"] == "approved"
+    started = datetime.now(UTC)
+    resp = api(stack, "POST", "/grants/renew", "ca_steward", {"grant_ids": [grant_id], "validity_days": 180})
+    assert resp.status_code == 200, resp.text
+    (renewed,) = resp.json()["renewed"]
+    assert datetime.fromisoformat(renewed["valid_until"]) <= datetime.now(UTC) + timedelta(days=180)
+    assert datetime.fromisoformat(renewed["valid_from"]) >= started - timedelta(seconds=1)
 
 
 # -- break-glass ---------------------------------------------------------------------------------------------

@@ -30,6 +30,24 @@ def test_shipped_demo_scenarios(scenarios: ScenarioCatalog) -> None:
     assert "NO_SUCH" not in scenarios
     assert scenarios.get("NO_SUCH") is None
     assert len(scenarios) == 3  # DIBAO_REVIEW, ELDERLY_VISIT, GRID_VISIT
+    # No max_validity_days in the shipped file: a grant lasts at most the scenario's default validity.
+    assert [(s.default_validity_days, s.max_validity_days) for s in scenarios] == [
+        (90, 90),
+        (180, 180),
+        (180, 180),
+    ]
+
+
+def test_a_maximum_validity_may_be_set_above_the_default(tmp_path: Path) -> None:
+    path, _ = _write(
+        tmp_path, "default_validity_days = 90", "default_validity_days = 90\nmax_validity_days = 120"
+    )
+    catalog = load_scenarios(path)
+    assert (catalog["DIBAO_REVIEW"].default_validity_days, catalog["DIBAO_REVIEW"].max_validity_days) == (
+        90,
+        120,
+    )
+    assert catalog["ELDERLY_VISIT"].max_validity_days == 180
 
 
 # (UTC time, inside 07:00-21:00 Beijing time?)
@@ -65,6 +83,19 @@ TYPOS = [
         'second_approval_fields = ["id_numbr"]',
         "not fields",
         0,
+    ),
+    # A maximum below the default would refuse the scenario's own default window.
+    (
+        "default_validity_days = 90",
+        "default_validity_days = 90\nmax_validity_days = 30",
+        "must not be less than default_validity_days",
+        1,
+    ),
+    (
+        "default_validity_days = 90",
+        "default_validity_days = 90\nmax_validity_days = 0",
+        "positive integer",
+        1,
     ),
 ]
 
