@@ -66,8 +66,9 @@ class Scenario:
     hours_allowed: tuple[int, int]
     default_validity_days: int
     #: The longest window a grant for this scenario may have (approval or renewal). Least privilege
-    #: (PIPL art. 6; GB/T 35273-2020 §6.1: kept no longer than the purpose needs): absent from the file,
-    #: it is ``default_validity_days`` itself, so only a reviewed catalog line lets a steward go further.
+    #: (PIPL art. 6; GB/T 35273-2020 §7.1 a, least authorisation for access to personal information):
+    #: absent from the file, it is ``default_validity_days`` itself, so only a reviewed catalog line lets
+    #: a steward go further.
     max_validity_days: int
 
     def within_hours(self, now: datetime) -> bool:

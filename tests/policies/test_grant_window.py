@@ -1,6 +1,6 @@
 """A grant's window is bounded and never backdated: it lasts at most the scenario's ``max_validity_days``
 (approval and renewal) and covers nothing before it is approved, so neither a decision nor a replay of
-the past ever counts a grant approved later (PIPL art. 6; GB/T 35273-2020 §5.2, minimum necessary)."""
+the past ever counts a grant approved later (PIPL art. 6; GB/T 35273-2020 §7.1 a, least authorisation)."""
 
 from __future__ import annotations
 
