@@ -475,12 +475,12 @@ def test_reminders_name_who_must_act(stack: Stack) -> None:
 
 
 def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) -> None:
-    """A grant approved through the API for three seconds lapses by itself. (No window may be backdated
+    """A grant approved through the API for five seconds lapses by itself. (No window may be backdated
     any more, and a row written into the store with a past ``updated_at`` would not reach a running
     gateway's incremental refresh: the honest lapsed grant is a short one, waited out.)"""
     village = fresh_village()
-    grant_id = _approved(stack, village, valid_until=(datetime.now(UTC) + timedelta(seconds=3)).isoformat())
-    deadline = time.monotonic() + 15.0
+    grant_id = _approved(stack, village, valid_until=(datetime.now(UTC) + timedelta(seconds=5)).isoformat())
+    deadline = time.monotonic() + 30.0
     refused = read_records(stack, "cadre_c", org_code=village)
     while refused.json().get("error") != "grant_expired" and time.monotonic() < deadline:
         time.sleep(0.2)
