@@ -26,6 +26,7 @@ from gateway.commands._offline import (
     read_revision,
     require_migrated,
 )
+from gateway.commands._usage import BilingualGroup
 from gateway.commands.supervision import DryRunOption, ThroughMonthOption, ThroughSeqOption
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Grassroots Data Gateway · 基层数据网关",
+    # Click's own usage errors (missing option, no such option, bad value) in Chinese first, English kept.
+    cls=BilingualGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # never print locals (they may hold keys or tokens)

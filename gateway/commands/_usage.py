@@ -1,0 +1,124 @@
+"""Click's own usage errors, told in Simplified Chinese first with Click's English kept below.
+
+A missing option, an option that does not exist, a value Click cannot convert or a command that does not exist
+is refused by Click before any of our code runs, in English only ("Error: Missing option '--vote'."). Every
+other message an official reads from ``grassroots`` is Chinese first with English after; so the top-level
+group catches Click's exceptions itself and puts one Chinese line in front of Click's unchanged text (usage,
+hint and the English error), with the same exit code (2 for a usage error, 1 for an interrupted prompt).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import typer.core
+
+# Typer 0.29 runs on its own copy of Click (``typer._click``); its exceptions are the ones raised here, and
+# Typer re-exports only a few of them (``typer.BadParameter``), so the module is named directly.
+from typer._click import exceptions as errors
+
+# Typer's resolver says "No such command 'reviw'. Did you mean 'review', 'revise'?" in a plain UsageError.
+_NO_SUCH_COMMAND = re.compile(r"No such command '(?P<name>[^']*)'\.(?: Did you mean (?P<maybe>.*)\?)?")
+
+
+def _value_rule(param: Any) -> str:
+    """What the parameter takes, in Chinese, when its declared type says it plainly; else empty."""
+    described = getattr(param, "type_descriptor", None)  # Typer's account of the annotation
+    if described is None:
+        return ""
+    if described.choices:
+        return f"只能是 {'、'.join(str(getattr(c, 'value', c)) for c in described.choices)} 之一"
+    kind = described.annotation
+    if typing.get_origin(kind) is list:
+        (kind,) = typing.get_args(kind) or (None,)
+    if kind is int or kind is float:
+        info = described.parameter_info
+        low = "" if info.min is None else f"不小于 {info.min}"
+        high = "" if info.max is None else f"不大于 {info.max}"
+        number = "整数" if kind is int else "数字"
+        bounds = "、".join(b for b in (low, high) if b)
+        return f"须为{bounds} 的{number}" if bounds else f"须为{number}"
+    if described.is_path:
+        return "须为可用的文件或文件夹路径"
+    return ""
+
+
+def _hint(exc: errors.BadParameter) -> str:
+    """The parameter as Click names it in its English line (``--vote``, ``system_id``)."""
+    if exc.param_hint is not None:
+        hint = exc.param_hint
+        text = hint if isinstance(hint, str) else " / ".join(hint)
+    elif exc.param is not None:
+        text = str(exc.param.get_error_hint())
+    else:
+        return ""
+    return text.replace("'", "")
+
+
+def _maybe(names: Sequence[str]) -> str:
+    return f"您是不是要用 {'、'.join(names)}？" if names else ""
+
+
+def chinese_line(exc: errors.ClickException) -> str:
+    """One Chinese sentence saying what Click refused (Click's English follows it unchanged)."""
+    ctx = exc.ctx if isinstance(exc, errors.UsageError) else None
+    see = f"请运行 {ctx.command_path} --help 查看用法。" if ctx is not None else ""
+    if isinstance(exc, errors.NoSuchOption):
+        maybe = _maybe(exc.possibilities or [])
+        return f"命令用法有误：没有选项 {exc.option_name}。{maybe}{see}"
+    command = _NO_SUCH_COMMAND.fullmatch(exc.message) if isinstance(exc, errors.UsageError) else None
+    if command is not None:
+        maybe = _maybe(re.findall(r"'([^']*)'", command["maybe"] or ""))
+        return f"命令用法有误：没有命令 {command['name']}。{maybe}{see}"
+    if isinstance(exc, errors.MissingParameter):
+        kind = "参数" if exc.param is not None and exc.param.param_type_name == "argument" else "选项"
+        rule = _value_rule(exc.param)
+        return f"命令用法有误：缺少{kind} {_hint(exc)}{f'（{rule}）' if rule else ''}。{see}"
+    if isinstance(exc, errors.BadParameter):
+        rule = _value_rule(exc.param)
+        return f"命令用法有误：{_hint(exc)} 的取值有误{f'，{rule}' if rule else ''}。{see}"
+    if isinstance(exc, errors.BadOptionUsage):
+        return f"命令用法有误：选项 {exc.option_name} 的用法不对（例如后面缺少取值）。{see}"
+    if isinstance(exc, errors.FileError):
+        return f"无法打开文件 {exc.ui_filename}：请确认文件存在且有权读取。"
+    if isinstance(exc, errors.UsageError):
+        return f"命令用法有误。{see}"
+    return "命令未能执行。"
+
+
+def show_bilingual(exc: errors.ClickException) -> None:
+    """Chinese first, then Click's own rendering (usage, hint, ``Error: …``) as it would have printed it."""
+    if not isinstance(exc, errors.NoArgsIsHelpError):  # that one just prints the help
+        typer.echo(chinese_line(exc), err=True)
+    exc.show()
+
+
+class BilingualGroup(typer.core.TyperGroup):
+    """The ``grassroots`` group: runs as Typer does, but renders Click's refusals bilingually."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            # Not standalone: Click's errors come back to us instead of being printed in English.
+            # Exit codes arrive as return values (``Exit`` is returned, not raised); the commands
+            # themselves return None.
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except errors.ClickException as exc:
+            show_bilingual(exc)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("已中止，未完成该操作。\nAborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,103 @@
+"""Click's own usage errors (missing option, no such option or command, a value it cannot convert) are told
+in Chinese first, Click's English kept below, exit 2: the rule every other message to officials follows."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.commands._usage import BilingualGroup
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "chinese", "english"),
+    [
+        (
+            ["admission", "review", "elderly-care-visits"],
+            "命令用法有误：缺少选项 --vote。请运行 root admission review --help 查看用法。",
+            "Error: Missing option '--vote'.",
+        ),
+        (
+            ["admission", "review", "x", "--vot", "approve"],
+            "命令用法有误：没有选项 --vot。您是不是要用 --vote？",
+            "Error: No such option: --vot",
+        ),
+        (
+            ["admission", "reviw", "x"],
+            "命令用法有误：没有命令 reviw。您是不是要用 review、revise？请运行 root admission --help",
+            "Error: No such command 'reviw'.",
+        ),
+        (
+            ["grants", "renew"],
+            "命令用法有误：缺少参数 grant_ids。",
+            "Error: Missing argument 'grant_ids'.",
+        ),
+        (
+            ["supervise", "events", "--limit", "abc"],
+            "命令用法有误：--limit 的取值有误，须为整数。",
+            "Error: Invalid value for '--limit'",
+        ),
+        (
+            ["policy", "decide", "--record-count-hint", "-3"],
+            "命令用法有误：--record-count-hint 的取值有误，须为不小于 0 的整数。",
+            "Error: Invalid value for '--record-count-hint'",
+        ),
+        (
+            ["supervise", "events", "--limit"],
+            "命令用法有误：选项 --limit 的用法不对（例如后面缺少取值）。",
+            "Error: Option '--limit' requires an argument.",
+        ),
+        (["nosuch"], "命令用法有误：没有命令 nosuch。", "Error: No such command 'nosuch'."),
+    ],
+)
+def test_a_usage_error_is_chinese_first_with_clicks_english_kept(
+    args: list[str], chinese: str, english: str
+) -> None:
+    result = runner.invoke(app, args, env={"GRASSROOTS_TOKEN": "", "GRASSROOTS_URL": ""})
+    assert result.exit_code == 2, result.output
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith(chinese), first
+    assert any(line.startswith(english) for line in rest), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_help_and_no_arguments_still_show_the_help_alone() -> None:
+    helped = runner.invoke(app, ["admission", "review", "--help"])
+    assert helped.exit_code == 0
+    assert helped.stdout.startswith("Usage: root admission review")
+    bare = runner.invoke(app, ["admission"])
+    assert "命令用法有误" not in bare.output
+    assert "Usage: root admission" in bare.output
+
+
+def _tiny() -> typer.Typer:
+    tiny = typer.Typer(cls=BilingualGroup)
+
+    @tiny.command()
+    def ok() -> None:
+        typer.echo("done")
+
+    @tiny.command()
+    def leave(code: int) -> None:
+        raise typer.Exit(code)
+
+    @tiny.command()
+    def interrupted() -> None:
+        raise typer.Abort()
+
+    return tiny
+
+
+def test_exit_codes_pass_through_and_an_abort_is_told_in_chinese_first() -> None:
+    tiny = _tiny()
+    ok = runner.invoke(tiny, ["ok"])
+    assert (ok.exit_code, ok.stdout) == (0, "done\n")
+    assert runner.invoke(tiny, ["leave", "3"]).exit_code == 3
+    assert runner.invoke(tiny, ["leave", "0"]).exit_code == 0
+    aborted = runner.invoke(tiny, ["interrupted"])
+    assert aborted.exit_code == 1
+    assert aborted.stderr.splitlines() == ["已中止，未完成该操作。", "Aborted!"]
