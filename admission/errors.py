@@ -37,14 +37,17 @@ class IllegalTransition(AdmissionError):
         status_zh: str | None = None,
         action_zh: str | None = None,
         possible: Sequence[tuple[str, str]] = (),
+        final: bool = False,
     ) -> None:
         who_zh = f"系统 {system_id} " if system_id else ""
         who_en = f"system {system_id} " if system_id else ""
-        # What can be done from here instead ((action, its Chinese label) pairs), or that nothing can.
+        # What can be done from here instead ((action, its Chinese label) pairs), or that nothing can: said
+        # only when the caller knows the status is final (a registration sent back for changes is not).
+        next_zh, next_en = "", ""
         if possible:
             next_zh = "当前可以：" + "、".join(f"{zh}（{a}）" for a, zh in possible) + "。"
             next_en = " Possible now: " + ", ".join(a for a, _ in possible) + "."
-        else:
+        elif final:
             next_zh, next_en = "该状态为最终状态，不能再变更。", " This status is final."
         super().__init__(
             f"{who_zh}当前状态为「{status_zh or status}」，不能执行「{action_zh or action}」操作。{next_zh}",

@@ -43,7 +43,7 @@ from admission.model import (
     SystemStatus,
     refuse_personal_data,
 )
-from admission.statemachine import Action, transition
+from admission.statemachine import TERMINAL, Action, offered_actions, transition
 from admission.tables import ClientRow, RegistryVersionRow, ReviewRow, SystemRow
 from admission.tokens import credential_generation
 
@@ -663,6 +663,11 @@ class AdmissionService:
                 system_id=current.system_id,
                 status_zh=STATUS_LABELS_ZH[current.status],
                 action_zh="修改登记",
+                possible=offered_actions(
+                    current.status,
+                    under_review=current.status is SystemStatus.SUBMITTED or current.renewal_open,
+                ),
+                final=current.status in TERMINAL,
             )
         if registration.department != current.department:
             raise InvalidRegistration(
@@ -733,6 +738,8 @@ class AdmissionService:
                 system_id=system_id,
                 status_zh=STATUS_LABELS_ZH[reg.status],
                 action_zh="联审表决",
+                possible=offered_actions(reg.status, under_review=False),
+                final=reg.status in TERMINAL,
             )
         office_cfg = self.config.office(office)
         if office_cfg is None:

@@ -89,6 +89,21 @@ def allowed_actions(status: SystemStatus) -> tuple[Action, ...]:
     return tuple(a for a in Action if (status, a) in TRANSITIONS)
 
 
+_VOTES = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES})
+
+
+def offered_actions(status: SystemStatus, *, under_review: bool) -> tuple[tuple[str, str], ...]:
+    """What a person may do from ``status``, as (action, Chinese label) pairs for a refusal to name.
+
+    Never LAPSE (the daily job's, not a person's), and no vote outside a review round: an approved system's
+    vote edges exist only while its renewal round is open."""
+    return tuple(
+        (a.value, ACTION_LABELS_ZH[a])
+        for a in allowed_actions(status)
+        if a is not Action.LAPSE and (under_review or a not in _VOTES)
+    )
+
+
 def transition(status: SystemStatus, action: Action, *, system_id: str | None = None) -> SystemStatus:
     """The next state, or ``IllegalTransition`` (with zh/en messages) when the edge does not exist."""
     try:
@@ -96,10 +111,10 @@ def transition(status: SystemStatus, action: Action, *, system_id: str | None = 
     except (KeyError, ValueError):
         status_zh = STATUS_LABELS_ZH.get(status) if status in set(SystemStatus) else None
         action_zh = ACTION_LABELS_ZH.get(action) if action in set(Action) else None
-        # LAPSE is the daily job's, never a person's: not offered.
+        known = status in set(SystemStatus)
         possible = (
-            tuple((a.value, ACTION_LABELS_ZH[a]) for a in allowed_actions(status) if a is not Action.LAPSE)
-            if status in set(SystemStatus)
+            offered_actions(SystemStatus(status), under_review=status == SystemStatus.SUBMITTED)
+            if known
             else ()
         )
         raise IllegalTransition(
@@ -109,4 +124,5 @@ def transition(status: SystemStatus, action: Action, *, system_id: str | None = 
             status_zh=status_zh,
             action_zh=action_zh,
             possible=possible,
+            final=known and SystemStatus(status) in TERMINAL,
         ) from None

@@ -334,3 +334,36 @@ def test_a_department_without_an_office_keeps_its_code() -> None:
     config = load_admission_config()
     assert config.department_name_zh("civil_affairs") == "区民政局"
     assert config.department_name_zh("health") is None
+
+
+def test_a_vote_on_a_registration_sent_back_does_not_call_it_final(service: AdmissionService) -> None:
+    """A reviewer voting after another office sent the registration back is told what may happen next
+    (the department resubmits), never that the status is final: it is not."""
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "request_changes", "请说明走访记录保存期限")
+    with pytest.raises(IllegalTransition) as info:
+        vote(service, "health-visits", "city_operations_centre", "approve")
+    assert info.value.message_zh.endswith(
+        "当前状态为「待修改」，不能执行「联审表决」操作。当前可以：提交联审（submit）。"
+    )
+    assert info.value.message_en.endswith("Possible now: submit.")
+    assert "final" not in info.value.message_en
+
+
+def test_a_vote_or_an_edit_on_an_approved_system_names_its_actions_not_votes(
+    flow: Flow, service: AdmissionService
+) -> None:
+    flow.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    flow.approve_all("health-visits")
+    for refused in (
+        lambda: vote(service, "health-visits", "city_operations_centre", "approve"),
+        lambda: service.update(make_registration(name="改名"), "u-health-admin"),
+    ):
+        with pytest.raises(IllegalTransition) as info:
+            refused()
+        assert info.value.message_zh.endswith(
+            "当前可以：暂停（suspend）、撤销（revoke）、重新审核（recertify）。"
+        ), info.value.message_zh
+        assert "最终状态" not in info.value.message_zh
