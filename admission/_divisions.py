@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import re
 
-_DIGITS = re.compile(r"^[0-9]{2,12}$")
+_DIGITS = re.compile(r"^[0-9]+$")
 # Significant lengths of province, city, county, township and village codes (PP CC DD TTT VVV).
 _LEVEL_LENGTHS = (2, 4, 6, 9, 12)
 
 
 def normalize(code: str) -> str:
-    """Right-pad a short form (``31``, ``310151101``) to the 12-digit form, or raise ``ValueError``."""
+    """Right-pad a short form (``31``, ``310151101``) to the 12-digit form, or raise ``ValueError``.
+
+    Only a whole level's length pads: ``3101511`` (a township code cut short) would pad to another area."""
     code = code.strip()
-    if not _DIGITS.fullmatch(code):
-        raise ValueError("a division code is 2 to 12 digits")
+    if not _DIGITS.fullmatch(code) or len(code) not in _LEVEL_LENGTHS:
+        raise ValueError("a division code is 2, 4, 6, 9 or 12 digits")
     return code.ljust(12, "0")
 
 

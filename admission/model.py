@@ -247,7 +247,10 @@ class SystemRegistration:
             reaches = _dedupe(_divisions.normalize(c) for c in self.reaches)
         except ValueError:
             raise InvalidRegistration(
-                "reaches", "须为统计用区划代码", "must be division codes (2-12 digits)"
+                "reaches",
+                "须为 2、4、6、9 或 12 位的统计用区划代码（例如乡镇 310151101、村居 310151101201）",
+                "must be division codes of 2, 4, 6, 9 or 12 digits "
+                "(a township 310151101, a village 310151101201)",
             ) from None
         if not reaches:
             raise InvalidRegistration("reaches", "须至少覆盖一个区域", "must reach at least one area")

@@ -211,3 +211,12 @@ def test_bad_configuration(tmp_path: Path, toml: str) -> None:
     path.write_text(toml, encoding="utf-8")
     with pytest.raises(ConfigurationError):
         load_admission_config(path)
+
+
+@pytest.mark.parametrize("typed", ["3101511", "3101511012", "31015", "310151101201000", "31015110a"])
+def test_a_reach_of_no_level_length_is_refused_not_padded_into_another_area(typed: str) -> None:
+    """``3101511`` (a township code cut short) used to pad to 310151100000, an area nobody meant."""
+    with pytest.raises(InvalidRegistration) as info:
+        make_registration(reaches=(typed,))
+    assert info.value.field == "reaches"
+    assert "2、4、6、9 或 12 位" in info.value.message_zh
