@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,28 @@ def _token(token: str | None, as_user: str | None) -> str:
     typer.echo(
         "需要登录凭证：--token、环境变量 GRASSROOTS_TOKEN，或在开发环境中用 --as 用户名。\n"
         "a token is needed: --token, GRASSROOTS_TOKEN, or --as USERNAME in development",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+def read_secret(given: str | None, *, env: str, what_zh: str, what_en: str) -> str:
+    """A secret from its option or ``env`` (``given``), else typed at a terminal without echo, else one
+    line of standard input (``… | grassroots admission me``).
+
+    Typer's own prompt falls back, without a terminal, to getpass's "GetPassWarning … input may be echoed"
+    and, with nothing to read, an English "Aborted!": a script gets the variable to set instead (exit 2)."""
+    if given:
+        return given
+    if sys.stdin.isatty():
+        typed: str = typer.prompt(f"{what_zh} / {what_en}", hide_input=True)
+        return typed
+    line = sys.stdin.readline().rstrip("\r\n")
+    if line:
+        return line
+    typer.echo(
+        f"需要{what_zh}：请设置环境变量 {env}，或在终端中运行本命令（届时会提示输入，输入内容不显示）。\n"
+        f"the {what_en} is needed: set {env}, or run the command in a terminal (it then asks, without echo)",
         err=True,
     )
     raise typer.Exit(2)

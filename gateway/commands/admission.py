@@ -20,6 +20,7 @@ from gateway.commands._client import (
     UrlOption,
     api_command,
     call,
+    read_secret,
     refused,
     show,
     unreachable,
@@ -422,20 +423,25 @@ def public_key(
 def outbound_credential(
     system_id: SystemArg,
     credential: Annotated[
-        str,
+        str | None,
         typer.Option(
-            prompt=True,
-            hide_input=True,
             envvar="GRASSROOTS_OUTBOUND_CREDENTIAL",
-            help="the credential the gateway presents to this system (prompted, never echoed)",
+            help="the credential the gateway presents to this system: set GRASSROOTS_OUTBOUND_CREDENTIAL or "
+            "answer the prompt (never echoed)",
         ),
-    ],
+    ] = None,
 ) -> ApiCall:
     """Store (encrypted, write-only) the credential the gateway uses to call this system."""
+    secret = read_secret(
+        credential,
+        env="GRASSROOTS_OUTBOUND_CREDENTIAL",
+        what_zh="出站凭证（部门签发给网关的 API 密钥）",
+        what_en="outbound credential (the API key the department issued to the gateway)",
+    )
     return ApiCall(
         "PUT",
         f"{_BASE}/systems/{system_id}/outbound-credential",
-        body={"credential": credential},
+        body={"credential": secret},
         render=_credential_stored,
     )
 
@@ -480,12 +486,20 @@ def _echo_csv(data: bytes) -> None:
 def system_token(
     client_id: Annotated[str, typer.Option("--client-id", envvar="GRASSROOTS_CLIENT_ID")],
     secret: Annotated[
-        str, typer.Option("--client-secret", envvar="GRASSROOTS_CLIENT_SECRET", prompt=True, hide_input=True)
-    ],
+        str | None,
+        typer.Option(
+            "--client-secret",
+            envvar="GRASSROOTS_CLIENT_SECRET",
+            help="the system's client secret: set GRASSROOTS_CLIENT_SECRET or answer the prompt (not echoed)",
+        ),
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the access token")] = False,
 ) -> None:
     """As the system: obtain an access token (OAuth 2 client credentials, client_secret_basic)."""
+    secret = read_secret(
+        secret, env="GRASSROOTS_CLIENT_SECRET", what_zh="系统的客户端密钥", what_en="system's client secret"
+    )
     try:
         resp = httpx.post(
             url.rstrip("/") + "/oauth/token",
@@ -504,19 +518,23 @@ def system_token(
 @app.command("me")
 def system_me(
     system_token: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--system-token",
             envvar="GRASSROOTS_SYSTEM_TOKEN",
-            prompt=True,
-            hide_input=True,
             help="the system's access token: set GRASSROOTS_SYSTEM_TOKEN or answer the prompt (not echoed); "
             "on the command line it shows in the process list and shell history",
         ),
-    ],
+    ] = None,
     burden_view: Annotated[bool, typer.Option("--burden", help="the villages it reaches")] = False,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """As the system: its own admission status and filing number (or, with --burden, its burden view)."""
+    system_token = read_secret(
+        system_token,
+        env="GRASSROOTS_SYSTEM_TOKEN",
+        what_zh="系统访问令牌（admission token 获取）",
+        what_en="system's access token (from `admission token`)",
+    )
     path = "/api/v1/systems/me/burden" if burden_view else "/api/v1/systems/me"
     show(call("GET", path, url=url, token=system_token, as_user=None))

@@ -175,6 +175,43 @@ def test_admission_me_takes_the_system_token_from_the_environment_or_a_prompt(ga
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "env_var"),
+    [
+        (["admission", "me"], "GRASSROOTS_SYSTEM_TOKEN"),
+        (["admission", "token", "--client-id", "cid"], "GRASSROOTS_CLIENT_SECRET"),
+        (
+            ["admission", "outbound-credential", "civil-affairs-registry", "--token", "t"],
+            "GRASSROOTS_OUTBOUND_CREDENTIAL",
+        ),
+    ],
+)
+def test_a_secret_with_no_terminal_and_nothing_piped_names_its_variable(
+    gateway: Gateway, args: list[str], env_var: str
+) -> None:
+    """In a script (no terminal, nothing on standard input) the prompt used to fall back to getpass's
+    'input may be echoed' warning and an English 'Aborted!'; now it names the variable to set, exit 2."""
+    result = _cli(*args, "--url", gateway.url)
+    assert result.exit_code == 2, result.output
+    zh, en = _chinese_then_english(result.stderr)
+    assert zh.startswith("需要") and env_var in zh and env_var in en
+    assert "Aborted" not in result.output
+    assert gateway.received == []
+
+
+def test_a_secret_piped_on_standard_input_is_used_and_not_echoed(gateway: Gateway) -> None:
+    gateway.answer(204, None)
+    result = runner.invoke(
+        grassroots,
+        ["admission", "outbound-credential", "civil-affairs-registry", "--url", gateway.url, "--token", "t"],
+        input="key-from-pipe\n",
+        env={"GRASSROOTS_OUTBOUND_CREDENTIAL": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert "key-from-pipe" not in result.output
+    assert [r.body for r in gateway.received] == [{"credential": "key-from-pipe"}]
+
+
 _DRY_RUN = ["masking", "dry-run", "--role", "village_cadre", "--scenario", "DIBAO_REVIEW"]
 _SAMPLE = {"id_number": "110102199003071234", "mobile": "13812345678"}
 
