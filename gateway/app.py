@@ -495,7 +495,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.dev_idp_enabled:
         from gateway.auth.devidp import router as dev_idp_router
 
-        app.include_router(dev_idp_router(dev_identity_provider(settings)), prefix="/dev-idp")
+        idp = dev_identity_provider(settings)
+        # Its signing key is made now, not at the first sign-in: `dev-token` and `--as` sign with this file
+        # and refuse to make one of their own (a key the gateway does not know).
+        idp.jwks()
+        app.include_router(dev_idp_router(idp), prefix="/dev-idp")
     app.add_middleware(RefuseAnonymousBody)
     app.add_middleware(RequestIdMiddleware)
     if settings.data_fast_lane:

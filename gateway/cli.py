@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from gateway.commands._client import load_settings, unknown_demo_user
+from gateway.commands._client import load_settings, require_dev_key, unknown_demo_user
 from gateway.commands._offline import (
     database_lost,
     load_checkpoint_key,
@@ -259,7 +259,7 @@ def dev_token(
     if not settings.dev_idp_enabled:
         settings = settings.model_copy(update={"dev_idp_enabled": True})
     try:
-        idp = dev_identity_provider(settings)
+        idp = require_dev_key(dev_identity_provider(settings), username)
         typer.echo(idp.mint(username, audience or settings.oidc_audience, ttl_s=ttl))
     except DevIdentityProviderForbiddenError:
         typer.echo(

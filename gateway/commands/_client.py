@@ -23,12 +23,15 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from gateway.auth.devidp import DevIdentityProvider
 
 if typing.TYPE_CHECKING:
     from gateway.settings import Settings
@@ -113,6 +116,31 @@ def unknown_demo_user(username: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def require_dev_key(idp: DevIdentityProvider, username: str) -> DevIdentityProvider:
+    """The development IdP, once its signing key is known to exist; never a new key made by a client.
+
+    The gateway makes the key when it starts (under ``GRASSROOTS_DATA_DIR``, ``var`` of the directory it was
+    started from). Run elsewhere, ``dev-token`` or ``--as`` used to make a key of their own there, and every
+    token signed with it was refused as ``unknown_key`` ("please sign in again"), which no sign-in cures.
+    A name no demo user has is told first (it needs no key)."""
+    if username not in idp.usernames:
+        raise unknown_demo_user(username)
+    if not idp.key_path.exists():
+        where = idp.key_path.resolve()
+        typer.echo(
+            f"找不到开发用身份提供方的签名密钥 {where}：它由网关（make demo）启动时生成。"
+            "请在启动网关的项目目录中运行本命令，或把 GRASSROOTS_DATA_DIR 设为网关的数据目录。"
+            "此处没有生成新密钥（网关不认它签发的令牌）。\n"
+            f"no development identity provider key at {where}: the gateway (make demo) makes it when it "
+            "starts. Run this command in the directory the gateway was started from, or set "
+            "GRASSROOTS_DATA_DIR to its data directory. No new key was made here (the gateway would refuse "
+            "tokens signed with it).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return idp
+
+
 def _token(token: str | None, as_user: str | None) -> str:
     if token:
         return token
@@ -124,7 +152,9 @@ def _token(token: str | None, as_user: str | None) -> str:
         if not settings.dev_idp_enabled:
             settings = settings.model_copy(update={"dev_idp_enabled": True})
         try:
-            return dev_identity_provider(settings).mint(as_user, settings.oidc_audience)
+            return require_dev_key(dev_identity_provider(settings), as_user).mint(
+                as_user, settings.oidc_audience
+            )
         except UnknownDevUserError:
             raise unknown_demo_user(as_user) from None
         except DevIdentityProviderForbiddenError:
