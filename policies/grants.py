@@ -94,6 +94,28 @@ class GrantStatus(enum.StrEnum):
     RENEWED = "renewed"
 
 
+GRANT_STATUS_ZH: dict[GrantStatus, str] = {
+    GrantStatus.REQUESTED: "待审批",
+    GrantStatus.AWAITING_SECOND_APPROVAL: "待第二人审批",
+    GrantStatus.APPROVED: "已批准",
+    GrantStatus.REJECTED: "已驳回",
+    GrantStatus.REVOKED: "已撤销",
+    GrantStatus.EXPIRED: "已过期",
+    GrantStatus.RENEWED: "已续期",
+}
+
+
+def _refused_in_status(
+    grant: ScenarioGrant, action_zh: str, action_en: str, hint_zh: str = ""
+) -> InvalidTransitionError:
+    """Say which status the grant is in, so "already approved" reads as such (zh first, then en)."""
+    status = grant.status
+    return InvalidTransitionError(
+        f"该授权当前为「{GRANT_STATUS_ZH[status]}」，不能{action_zh}。{hint_zh}",
+        f"cannot {action_en} this grant: it is {status.value.replace('_', ' ')}",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ScenarioGrant:
     grant_id: str
@@ -873,9 +895,7 @@ class GrantService:
             if grant.renewed_from is not None:
                 self._close_predecessor(grant.renewed_from, actor, now)
         else:
-            raise InvalidTransitionError(
-                "该授权当前状态不能审批。", f"cannot approve a {grant.status.value} grant"
-            )
+            raise _refused_in_status(grant, "审批", "approve")
         return after, self._finish(kind, actor, grant, after, now)
 
     def reject(
@@ -886,9 +906,7 @@ class GrantService:
         if actor.user_id == grant.requested_by:
             raise SeparationOfDutiesError("不能审批自己提出的申请。", "nobody decides on their own request")
         if grant.status not in (GrantStatus.REQUESTED, GrantStatus.AWAITING_SECOND_APPROVAL):
-            raise InvalidTransitionError(
-                "该授权当前状态不能驳回。", f"cannot reject a {grant.status.value} grant"
-            )
+            raise _refused_in_status(grant, "驳回", "reject")
         if not reason.strip():
             raise GrantError("驳回申请必须写明理由。", "a reason is required to reject")
         after = replace(grant, status=GrantStatus.REJECTED, decision_reason=reason, updated_at=now)
@@ -903,9 +921,7 @@ class GrantService:
         if not reason.strip():
             raise GrantError("撤销授权必须填写理由。", "a reason is required to revoke")
         if grant.status is not GrantStatus.APPROVED:
-            raise InvalidTransitionError(
-                "只有生效中的授权可以撤销。", f"cannot revoke a {grant.status.value} grant"
-            )
+            raise _refused_in_status(grant, "撤销", "revoke", "只有已批准的授权可以撤销。")
         after = replace(
             grant,
             status=GrantStatus.REVOKED,
@@ -968,10 +984,13 @@ class GrantService:
             self._require_steward(actor, grant, "renew")
             if actor.user_id == grant.requested_by:
                 raise SeparationOfDutiesError("不能审批自己提出的申请。", "nobody renews their own request")
-            if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED) or grant.break_glass:
+            if grant.break_glass:
                 raise InvalidTransitionError(
-                    "该授权当前状态不能续期。", f"cannot renew a {grant.status.value} grant"
+                    "紧急访问授权不能续期：仍需要时请重新申请紧急访问或提出正常授权申请。",
+                    "an emergency (break-glass) grant cannot be renewed; invoke it again or request a grant",
                 )
+            if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
+                raise _refused_in_status(grant, "续期", "renew", "只有已批准或已过期的授权可以续期。")
             spec = self.scenarios.get(grant.scenario)
             if spec is None:
                 raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")

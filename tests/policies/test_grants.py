@@ -197,6 +197,19 @@ def test_a_reason_is_required(service: GrantService) -> None:
         service.request(CADRE_A1, "ELDERLY_VISIT", VILLAGE_A1, None, "  ", T0)
 
 
+def test_a_refused_transition_names_the_status_the_grant_is_in(service: GrantService) -> None:
+    """'cannot approve a approved grant' / 该授权当前状态不能审批 said neither which status nor why."""
+    grant_id = _elderly(service)
+    service.reject(grant_id, STEWARD, "材料不全", T0)
+    with pytest.raises(InvalidTransitionError) as approving:
+        service.approve(grant_id, STEWARD, T0)
+    assert approving.value.message_zh == "该授权当前为「已驳回」，不能审批。"
+    assert approving.value.message_en == "cannot approve this grant: it is rejected"
+    with pytest.raises(InvalidTransitionError) as revoking:
+        service.revoke(grant_id, STEWARD, "不再需要", T0)
+    assert revoking.value.message_zh == "该授权当前为「已驳回」，不能撤销。只有已批准的授权可以撤销。"
+
+
 def test_invalid_transitions(service: GrantService) -> None:
     grant_id = _elderly(service)
     with pytest.raises(InvalidTransitionError):
