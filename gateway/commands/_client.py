@@ -23,6 +23,7 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
@@ -171,6 +172,32 @@ def _token(token: str | None, as_user: str | None) -> str:
         err=True,
     )
     raise typer.Exit(2)
+
+
+def read_file_text(path: Path) -> str:
+    """A file named on the command line (UTF-8), or exit 2 saying why it cannot be read: never a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"无法读取 {path}（{exc.strerror}）。\nCannot read {path} ({exc.strerror}).", err=True)
+    except UnicodeDecodeError:
+        typer.echo(f"无法读取 {path}：不是 UTF-8 文本。\nCannot read {path}: it is not UTF-8 text.", err=True)
+    raise typer.Exit(2)
+
+
+def json_option(raw: str | None, name: str) -> Any:
+    """``raw`` parsed as JSON, or exit 2 naming the option (and where the text stops being JSON)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        typer.echo(
+            f"{name} 必须是 JSON（第 {exc.lineno} 行第 {exc.colno} 列有误）。\n"
+            f"{name} must be JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def read_secret(given: str | None, *, env: str, what_zh: str, what_en: str) -> str:

@@ -20,6 +20,8 @@ from gateway.commands._client import (
     UrlOption,
     api_command,
     call,
+    json_option,
+    read_file_text,
     read_secret,
     refused,
     show,
@@ -99,7 +101,7 @@ def _registration_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if file is not None:
-        loaded = json.loads(file.read_text(encoding="utf-8"))
+        loaded = json_option(read_file_text(file), "--file")
         if not isinstance(loaded, dict):
             typer.echo(f"{file} 必须是一个 JSON 对象。\n{file} must hold a JSON object", err=True)
             raise typer.Exit(2)
@@ -414,7 +416,7 @@ def public_key(
     key_file: Annotated[Path, typer.Option("--file", help="PEM public key or public JWK")],
 ) -> ApiCall:
     """Register the public key for signed client assertions (RFC 7523 private_key_jwt)."""
-    body = {"public_key": key_file.read_text(encoding="utf-8")}
+    body = {"public_key": read_file_text(key_file)}
     return ApiCall("PUT", f"{_BASE}/systems/{system_id}/credentials/public-key", body=body)
 
 

@@ -12,26 +12,22 @@ events as the API. Examples (development, against ``grassroots demo``):
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import ApiCall, ReasonOption, api_command, split_list
+from gateway.commands._client import (
+    ApiCall,
+    ReasonOption,
+    api_command,
+    json_option,
+    read_file_text,
+    split_list,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Field catalog, tags and masking rules (with approvals).")
-
-
-def _json_option(raw: str | None, name: str) -> Any:
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        typer.echo(f"{name} 必须是 JSON。\n{name} must be JSON.", err=True)
-        raise typer.Exit(2) from None
 
 
 def _sample(inline: str | None, path: Path | None) -> Any:
@@ -42,13 +38,9 @@ def _sample(inline: str | None, path: Path | None) -> Any:
         )
         raise typer.Exit(2)
     if path is None:
-        return _json_option(inline, "--sample")
-    try:
-        raw = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except OSError as exc:
-        typer.echo(f"无法读取 {path}（{exc.strerror}）。\nCannot read {path} ({exc.strerror}).", err=True)
-        raise typer.Exit(2) from None
-    return _json_option(raw, "--sample-file")
+        return json_option(inline, "--sample")
+    raw = sys.stdin.read() if str(path) == "-" else read_file_text(path)
+    return json_option(raw, "--sample-file")
 
 
 @app.command("catalog")
@@ -130,8 +122,8 @@ def propose_rule(
 ) -> ApiCall:
     """Propose adding or replacing a rule (a platform administrator approves). Test it first with
     ``dry-run --proposal``."""
-    raw = Path(rule[1:]).read_text(encoding="utf-8") if rule.startswith("@") else rule
-    payload: dict[str, Any] = {"rule": _json_option(raw, "--rule")}
+    raw = read_file_text(Path(rule[1:])) if rule.startswith("@") else rule
+    payload: dict[str, Any] = {"rule": json_option(raw, "--rule")}
     if before is not None:
         payload["before"] = before
     return _propose("rule_upsert", payload, reason)

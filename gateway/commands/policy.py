@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import ApiCall, api_command, split_list
+from gateway.commands._client import ApiCall, api_command, read_file_text, split_list
 from policies.scenarios import CHINA_STANDARD_TIME
 
 app = typer.Typer(no_args_is_help=True)
@@ -199,7 +199,7 @@ def explain(
 
 
 def _read(path: Path | None) -> str | None:
-    return path.read_text(encoding="utf-8") if path is not None else None
+    return read_file_text(path) if path is not None else None
 
 
 @app.command("replay")

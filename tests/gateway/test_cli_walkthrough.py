@@ -236,7 +236,44 @@ def test_dry_run_refuses_a_sample_that_is_not_json_bilingually(gateway: Gateway,
     sample.write_text("{not json", encoding="utf-8")
     result = _cli(*_DRY_RUN, "--sample-file", str(sample), "--url", gateway.url, "--token", "t")
     assert result.exit_code == 2
-    assert result.stderr == "--sample-file 必须是 JSON。\n--sample-file must be JSON.\n"
+    assert result.stderr == (
+        "--sample-file 必须是 JSON（第 1 行第 2 列有误）。\n"
+        "--sample-file must be JSON (line 1, column 2: Expecting property name enclosed in double quotes).\n"
+    )
+    assert gateway.received == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["admission", "register", "--file", "{missing}"],
+        ["admission", "public-key", "elderly-care-visits", "--file", "{missing}"],
+        ["masking", "propose-rule", "--rule", "@{missing}", "--reason", "村干部回访只需尾号"],
+        ["policy", "replay", "--days", "7", "--permissions", "{missing}"],
+    ],
+)
+def test_a_file_that_cannot_be_read_is_named_not_a_traceback(
+    gateway: Gateway, tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "no-such.json"
+    result = _cli(*(a.format(missing=missing) for a in args), "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, OSError)
+    assert _chinese_then_english(result.stderr) == (
+        f"无法读取 {missing}（No such file or directory）。",
+        f"Cannot read {missing} (No such file or directory).",
+    )
+    assert gateway.received == []
+
+
+def test_a_registration_file_that_is_not_json_says_where(gateway: Gateway, tmp_path: Path) -> None:
+    registration = tmp_path / "registration.json"
+    registration.write_text('{"system_id": "elderly-care-visits",\n "name": "高龄关爱"\n', encoding="utf-8")
+    result = _cli("admission", "register", "--file", str(registration), "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2, result.output
+    zh, en = _chinese_then_english(result.stderr)
+    assert zh == "--file 必须是 JSON（第 3 行第 1 列有误）。"
+    assert en.startswith("--file must be JSON (line 3, column 1")
     assert gateway.received == []
 
 
