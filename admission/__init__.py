@@ -44,6 +44,7 @@ from admission.model import (
     registration_from_mapping,
 )
 from admission.registry import (
+    EDITABLE_FIELDS,
     AdmissionRepository,
     AdmissionService,
     ChangeEvent,
@@ -81,6 +82,7 @@ from admission.tokens import (
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "EDITABLE_FIELDS",
     "SYSTEM_AUDIENCE",
     "TRANSITIONS",
     "Action",

@@ -480,7 +480,8 @@ _EVENT_KINDS: Mapping[Action, str] = {
     Action.LAPSE: "lapsed",
 }
 
-_EDITABLE = (
+#: The fields of a registration its department may set and change (besides its id and department).
+EDITABLE_FIELDS = (
     "name",
     "purpose",
     "reaches",
@@ -675,7 +676,9 @@ class AdmissionService:
             )
         now = self._now()
         changed = {
-            n: getattr(registration, n) for n in _EDITABLE if getattr(registration, n) != getattr(current, n)
+            n: getattr(registration, n)
+            for n in EDITABLE_FIELDS
+            if getattr(registration, n) != getattr(current, n)
         }
         saved = self.repo.save(current.replace(**changed), now, status_changed=False)
         return self._event("updated", actor, saved, current.status, now, changed_fields=sorted(changed))

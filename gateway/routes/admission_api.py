@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from admission import (
     CLIENT_ASSERTION_TYPE,
+    EDITABLE_FIELDS,
     AdmissionConfig,
     AdmissionService,
     DatabaseReplayGuard,
@@ -420,6 +421,39 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+#: What a registration body may set, and what the registration's own view adds (read back and sent again
+#: whole, those are ignored: the status and filing fields are never taken from the caller).
+_REGISTRATION_KEYS = ("system_id", "department", *EDITABLE_FIELDS)
+_REGISTRATION_VIEW_KEYS = frozenset(
+    {
+        "status",
+        "status_zh",
+        "filing_number",
+        "approved_until",
+        "created_by",
+        "review_round",
+        "renewal_open",
+        "concerns",
+        "field_mapping",
+        "credentials",
+    }
+)
+
+
+async def _registration_body(request: Request) -> dict[str, Any]:
+    """The registration as sent, refused when it holds a key no registration has: a misspelt one
+    (``colects``) would otherwise be dropped and the system registered without it. The keys it takes are
+    named, never what was typed."""
+    body = await _json_object(request)
+    if set(body) - set(_REGISTRATION_KEYS) - _REGISTRATION_VIEW_KEYS:
+        raise InvalidRequest(
+            f"登记内容含有无法识别的项；可填写的项是 {'、'.join(_REGISTRATION_KEYS)}。",
+            f"The registration holds a key it does not define; it takes {', '.join(_REGISTRATION_KEYS)}.",
+            code="invalid_registration",
+        )
+    return body
+
+
 # ------------------------------------------------------------------------------------------ registry
 
 
@@ -451,7 +485,7 @@ async def register_system(
     """File a registration as a draft. The department is the caller's own (from the token)."""
     principal = await require(runtime, authorization, "admission", "register")
     department = _department_of(principal)
-    body = await _json_object(request)
+    body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
     if body.setdefault("department", department) != department:
         raise Forbidden(
@@ -538,7 +572,7 @@ async def update_system(
 ) -> dict[str, Any]:
     """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
     principal = await require(runtime, authorization, "admission", "register")
-    body = await _json_object(request)
+    body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:

@@ -457,6 +457,26 @@ def test_personal_data_in_a_registration_is_refused(
     assert edit.status_code == 422 and edit.json()["error"] == code, edit.text
 
 
+def test_a_registration_key_no_registration_has_is_refused_not_dropped(stack: Stack) -> None:
+    """A misspelt key (``colects``) used to be dropped: the system was registered without what it collects.
+    The registration's own view, sent back whole, still passes (its status fields are ignored)."""
+    sid = new_id("typo")
+    body = registration(sid)
+    body["colects"] = body.pop("collects_fields")
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=body)
+    assert (resp.status_code, resp.json()["error"]) == (422, "invalid_registration"), resp.text
+    assert resp.json()["message"].startswith("登记内容含有无法识别的项；可填写的项是 system_id、department、")
+    assert "colects" not in resp.text
+    assert call(stack, "GET", f"{API}/systems/{sid}", "hb_sysadmin").status_code == 404
+    created = ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    edit = call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={"securty_level": 3})
+    assert (edit.status_code, edit.json()["error"]) == (422, "invalid_registration"), edit.text
+    resent = ok(
+        call(stack, "PATCH", f"{API}/systems/{sid}", "hb_sysadmin", json={**created, "status": "approved"})
+    )
+    assert resent["status"] == "draft"
+
+
 def test_a_registration_reaches_only_inside_the_departments_jurisdiction(stack: Stack) -> None:
     sid = new_id("far")
     resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, reaches=["999999"]))
