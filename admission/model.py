@@ -375,6 +375,10 @@ def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> Sy
     checklist = data.get("checklist", {})
     if not isinstance(reaches_villages, bool):
         raise InvalidRegistration("reaches_villages", "须为是/否", "must be true or false")
+    if level is None:
+        raise InvalidRegistration(
+            "security_level", "必须填写（等保级别 1–5）", "is required (a level from 1 to 5)"
+        )
     if not isinstance(level, int) or isinstance(level, bool):
         raise InvalidRegistration("security_level", "等保级别须为 1–5", "must be a level from 1 to 5")
     if not isinstance(checklist, Mapping):

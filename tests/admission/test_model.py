@@ -220,3 +220,13 @@ def test_a_reach_of_no_level_length_is_refused_not_padded_into_another_area(type
         make_registration(reaches=(typed,))
     assert info.value.field == "reaches"
     assert "2、4、6、9 或 12 位" in info.value.message_zh
+
+
+def test_a_missing_security_level_is_said_to_be_required_not_out_of_range() -> None:
+    """Left out (``admission register`` without ``--security-level``), it read 'must be 1-5' as if a wrong
+    level had been given."""
+    payload = {k: v for k, v in PAYLOAD.items() if k != "security_level"}
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping(payload, created_by="u-1")
+    assert info.value.message_zh == "security_level：必须填写（等保级别 1–5）"
+    assert info.value.message_en == "security_level: is required (a level from 1 to 5)"
