@@ -385,8 +385,14 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) 
         loc = err.get("loc", ())
         name = field_name(loc, declared)
         said = hints.setdefault(name, [])
-        # A hint about a part the name does not reach (a list item, a dict key) would mislead.
-        whole = ".".join(str(p) for p in loc[1:]) in (name, "") or err.get("type") in _WHOLE_BODY_KINDS
+        # A hint about a part the name does not reach (a list item, a dict key) would mislead; but each item
+        # of a repeated query parameter (``?status=a&status=b``) is one value of that parameter as typed.
+        repeated = len(loc) == 3 and loc[0] == "query" and isinstance(loc[2], int) and loc[1] == name
+        whole = (
+            ".".join(str(p) for p in loc[1:]) in (name, "")
+            or err.get("type") in _WHOLE_BODY_KINDS
+            or repeated
+        )
         hint = _hint(err, route) if whole else None
         if hint is not None and hint not in said:
             said.append(hint)

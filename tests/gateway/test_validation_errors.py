@@ -49,6 +49,7 @@ async def report(
     month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = "",
     status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    kind: Annotated[list[Literal["draft", "approved"]] | None, Query()] = None,
 ) -> dict[str, Any]:
     return {}
 
@@ -88,9 +89,13 @@ def test_the_message_says_what_the_parameter_takes(
         ({"status": PHONE}, "status", ("open、closed、all",)),
         ({"limit": "0"}, "limit", ("不能小于 1",)),
         ({"limit": PHONE + "x"}, "limit", ("须为整数",)),
+        # A repeated parameter (`admission list --status aproved`): each value is the parameter as typed.
+        ([("kind", "draft"), ("kind", PHONE)], "kind", ("只能是 draft、approved 之一",)),
     ],
 )
-def test_query_parameters_too(params: dict[str, str], named: str, words: tuple[str, ...]) -> None:
+def test_query_parameters_too(
+    params: dict[str, str] | list[tuple[str, str]], named: str, words: tuple[str, ...]
+) -> None:
     resp = client.get("/report", params=params)
     assert resp.status_code == 422 and resp.json()["fields"] == [named]
     for word in words:
