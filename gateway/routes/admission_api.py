@@ -645,8 +645,12 @@ async def review_system(
     principal = await require(runtime, authorization, "admission", "review")
     office = body.office or principal.office
     if not principal.office or office != principal.office:
+        # The office by its Chinese name (区大数据中心), as the progress view names it; a code no office
+        # of the configuration has is kept as it is.
+        own = admission_config().office(principal.office) if principal.office else None
+        own_zh = own.name_zh if own is not None else principal.office or "登录凭证未标明"
         raise Forbidden(
-            f"审核人只能代表本单位（{principal.office or '未标明'}）表决。",
+            f"审核人只能代表本单位（{own_zh}）表决。",
             f"A reviewer votes only for their own office ({principal.office or 'none in the token'}).",
             code="separation_of_duties",
         )

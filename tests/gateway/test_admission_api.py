@@ -1138,6 +1138,14 @@ def test_personal_data_in_a_reason_or_a_comment_is_refused_and_changes_nothing(
     assert [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid] == before
 
 
+def test_a_vote_for_another_office_names_the_reviewers_own_office_in_chinese(stack: Stack) -> None:
+    body = {"vote": "approve", "office": "science_technology_commission"}
+    resp = call(stack, "POST", f"{API}/systems/health-followup-app/reviews", "rv_big_data", json=body)
+    assert (resp.status_code, resp.json()["error"]) == (403, "separation_of_duties"), resp.text
+    assert resp.json()["message"] == "审核人只能代表本单位（区大数据中心）表决。"
+    assert resp.json()["message_en"] == "A reviewer votes only for their own office (big_data_centre)."
+
+
 def test_a_reviewers_work_list_is_what_waits_on_their_office(stack: Stack) -> None:
     """``awaiting_my_review``: the systems in review whose round still waits on the caller's office, a
     renewal round of an approved system included (it does not show under ``status=submitted``)."""
