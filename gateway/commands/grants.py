@@ -100,11 +100,17 @@ def revoke(grant_id: str, reason: ReasonOption) -> ApiCall:
 @api_command
 def renew(
     grant_ids: Annotated[list[str], typer.Argument(help="grant ids")],
+    # The API's bounds, checked here too so a wrong value is refused under the option's own name (the API
+    # would name its field, stagger_window_days).
     validity_days: Annotated[
-        int | None, typer.Option(help="default: the scenario's validity; at most its max_validity_days")
+        int | None,
+        typer.Option(min=1, max=3650, help="default: the scenario's validity; at most its max_validity_days"),
     ] = None,
     stagger_days: Annotated[
-        int, typer.Option(help="spread expiry over this many days (earlier, never past the maximum)")
+        int,
+        typer.Option(
+            min=0, max=90, help="spread expiry over this many days (earlier, never past the maximum)"
+        ),
     ] = 14,
 ) -> ApiCall:
     """Renew many grants at once, expiry staggered so the batch does not lapse on one day."""
@@ -115,7 +121,7 @@ def renew(
 @app.command("reminders")
 @api_command
 def reminders(
-    within_days: Annotated[int, typer.Option(help="lapsing within this many days")] = 14,
+    within_days: Annotated[int, typer.Option(min=1, max=365, help="lapsing within this many days")] = 14,
 ) -> ApiCall:
     """Grants about to lapse and who must act on each."""
     return ApiCall("GET", "/api/v1/grants/reminders", params={"within_days": within_days})

@@ -52,6 +52,16 @@ runner = CliRunner()
             "Error: Option '--limit' requires an argument.",
         ),
         (["nosuch"], "命令用法有误：没有命令 nosuch。", "Error: No such command 'nosuch'."),
+        (
+            ["grants", "renew", "grt_1", "--stagger-days", "-1"],
+            "命令用法有误：--stagger-days 的取值有误，须为不小于 0、不大于 90 的整数。",
+            "Error: Invalid value for '--stagger-days'",
+        ),
+        (
+            ["grants", "reminders", "--within-days", "0"],
+            "命令用法有误：--within-days 的取值有误，须为不小于 1、不大于 365 的整数。",
+            "Error: Invalid value for '--within-days'",
+        ),
     ],
 )
 def test_a_usage_error_is_chinese_first_with_clicks_english_kept(
