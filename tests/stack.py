@@ -33,6 +33,7 @@ from gateway.launch import (
     start_gateway,
     start_registry,
     stop,
+    wait_healthy,
 )
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (a worktree too), ahead of the editable install
@@ -126,7 +127,7 @@ class Stack:
         return public_key_path(self.data_dir / "keys" / "gateway-service-ed25519.pem")
 
     def _start_registry(
-        self, system_id: str, port: int, fault: str, slow_seconds: float
+        self, system_id: str, port: int, fault: str, slow_seconds: float, wait: bool = True
     ) -> subprocess.Popen[bytes]:
         path = self.credentials_file(system_id)
         spec = RegistrySpec(
@@ -139,30 +140,45 @@ class Stack:
             fault=fault,
             slow_seconds=slow_seconds,
         )
-        return start_registry(spec, env=self.env)
+        return start_registry(spec, env=self.env, wait_s=60.0 if wait else None)
 
-    def start_upstream(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
+    def start_upstream(self, fault: str = "none", slow_seconds: float = 5.0, wait: bool = True) -> None:
+        """``wait=False`` returns once the process is started; :meth:`wait_healthy` waits for it."""
         stop(self.upstream)
         self.upstream = self._start_registry(
-            "civil-affairs-registry", self.upstream_port, fault, slow_seconds
+            "civil-affairs-registry", self.upstream_port, fault, slow_seconds, wait
         )
 
     def stop_upstream(self) -> None:
         stop(self.upstream)
         self.upstream = None
 
-    def start_person_house(self, fault: str = "none", slow_seconds: float = 5.0) -> None:
+    def start_person_house(self, fault: str = "none", slow_seconds: float = 5.0, wait: bool = True) -> None:
         """The second departmental system: the person-house registry (一标三实), its own database."""
         stop(self.person_house)
         self.person_house = self._start_registry(
-            "person-house-registry", self.person_house_port, fault, slow_seconds
+            "person-house-registry", self.person_house_port, fault, slow_seconds, wait
         )
 
-    def start_gateway(self, output: Path | None = None) -> None:
+    def start_gateway(self, output: Path | None = None, wait: bool = True) -> None:
         """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry)."""
         self.gateway = start_gateway(
-            port=self.gateway_port, env=self.env, cwd=self.data_dir.parent, stdout=output
+            port=self.gateway_port,
+            env=self.env,
+            cwd=self.data_dir.parent,
+            stdout=output,
+            wait_s=60.0 if wait else None,
         )
+
+    def wait_healthy(self) -> None:
+        """Wait until each started process (registries, gateway) answers its health check."""
+        for proc, port in (
+            (self.upstream, self.upstream_port),
+            (self.person_house, self.person_house_port),
+            (self.gateway, self.gateway_port),
+        ):
+            if proc is not None:
+                wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
 
     @contextlib.contextmanager
     def another_gateway(self, **extra_env: str) -> Iterator[str]:
@@ -319,9 +335,12 @@ def stack_fixture(
         )
         if before_gateway is not None:
             stack.env.update(before_gateway(database_url))
-        stack.start_upstream()
-        stack.start_person_house()
-        stack.start_gateway(gateway_output)
+        # The three processes start at once (their start-up is mostly imports, and the gateway calls a
+        # registry only when a request needs it), then each must answer its health check.
+        stack.start_upstream(wait=False)
+        stack.start_person_house(wait=False)
+        stack.start_gateway(gateway_output, wait=False)
+        stack.wait_healthy()
         yield stack
     finally:
         stop(stack.gateway, stack.upstream, stack.person_house)
