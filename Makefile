@@ -20,9 +20,11 @@ demo: setup
 	$(BIN)/grassroots demo $(if $(ANY_HOUR),--any-hour)
 
 ## Everything CI runs: static checks, then the whole test suite (PostgreSQL tests need
-## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI).
+## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI). Two worker processes: much of
+## the suite waits on the gateway and registry processes it starts. --dist loadfile keeps each test file on
+## one worker, so a module-scoped stack is started once, not once per worker.
 test: setup check browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## Headless Chromium and a Chinese font for the report page tests (Debian's packages; idempotent).
 browser:
