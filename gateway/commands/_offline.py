@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from sqlalchemy.engine import URL
 
     from gateway.settings import Settings
 
@@ -41,7 +42,7 @@ def database_url(settings: Settings) -> str:
 
     url = settings.effective_database_url
     try:
-        make_url(url)
+        parsed = make_url(url)
     except ArgumentError:
         # The URL itself is never printed: it may carry the database password.
         typer.echo(
@@ -52,7 +53,37 @@ def database_url(settings: Settings) -> str:
             err=True,
         )
         raise typer.Exit(2) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS or not _driver_loads(parsed):
+        # `postgres://` (libpq's alias, dropped by SQLAlchemy), `mysql://` or a driver not installed here
+        # would otherwise end in a traceback from create_engine. Only the scheme is named, never the URL.
+        typer.echo(
+            f"配置有误：GRASSROOTS_DATABASE_URL 的协议 {parsed.drivername} 不受支持：网关只支持 PostgreSQL"
+            "（postgresql+psycopg://user@host/db）和 SQLite（sqlite:///path/gateway.db）。\n"
+            f"configuration error: GRASSROOTS_DATABASE_URL has the scheme {parsed.drivername}, which the "
+            "gateway does not support: use PostgreSQL (postgresql+psycopg://user@host/db) or SQLite "
+            "(sqlite:///path/gateway.db)",
+            err=True,
+        )
+        raise typer.Exit(2)
     return url
+
+
+#: The databases the gateway runs on (``gateway.db.make_engine``; ``postgresql://`` means psycopg there).
+SUPPORTED_BACKENDS = frozenset({"postgresql", "sqlite"})
+
+
+def _driver_loads(parsed: URL) -> bool:
+    """Whether SQLAlchemy knows the URL's dialect and its driver is installed (``postgresql+psycopg2``
+    is a dialect SQLAlchemy knows, with a driver this install does not have)."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    if parsed.drivername == "postgresql":  # make_engine reads it as postgresql+psycopg
+        return True
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        return False
+    return True
 
 
 def read_revision(settings: Settings) -> str | None:

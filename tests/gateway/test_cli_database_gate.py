@@ -159,3 +159,29 @@ def test_db_current_and_upgrade_on_a_migrated_database(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert f"database: {head_revision()}  code: {head_revision()}" in result.stdout
     assert "db upgrade" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme"),
+    [
+        ("postgres://ops:s3cret-pw@127.0.0.1/gateway", "postgres"),  # libpq's alias, not SQLAlchemy's
+        ("mysql://ops:s3cret-pw@127.0.0.1/gateway", "mysql"),
+        ("postgresql+psycopg2://ops:s3cret-pw@127.0.0.1/gateway", "postgresql+psycopg2"),  # not installed
+    ],
+)
+@pytest.mark.parametrize("command", [["db", "current"], ["db", "upgrade"], ["serve", "--port", "1"]])
+def test_a_database_url_of_another_kind_is_exit_2_naming_the_supported_ones(
+    tmp_path: Path, command: list[str], url: str, scheme: str
+) -> None:
+    """An operator used to psql writes postgres://…: a message naming what works, not a traceback."""
+    data_dir = tmp_path / "var"
+    result = _run(data_dir, *command, database_url=url)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"配置有误：GRASSROOTS_DATABASE_URL 的协议 {scheme} 不受支持")
+    assert "postgresql+psycopg://user@host/db" in zh
+    assert en.startswith(f"configuration error: GRASSROOTS_DATABASE_URL has the scheme {scheme}, ")
+    for secret in ("ops", "s3cret"):
+        assert secret not in result.stderr
+    assert not data_dir.exists()
