@@ -156,10 +156,15 @@ class Settings(GatewayAddress):
 
     # Data path.
     max_page_size: int = 100
-    upstream_timeout_s: float = 5.0
-    upstream_connect_timeout_s: float = 2.0
+    upstream_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
+    upstream_connect_timeout_s: float = Field(2.0, gt=0, allow_inf_nan=False)
+    # Greater than 0 and finite: 0 or less re-reads in a busy loop, and inf never re-reads, so a revocation
+    # committed elsewhere would never reach this process (and the staleness guard would never trip).
     policy_refresh_interval_s: float = Field(
-        0.5, description="how often a process re-reads the policy and registry versions"
+        0.5,
+        gt=0,
+        allow_inf_nan=False,
+        description="how often a process re-reads the policy and registry versions",
     )
     workers: int = Field(
         1,

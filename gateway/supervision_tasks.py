@@ -66,11 +66,15 @@ _log = logging.getLogger("gateway.supervision")
 class SupervisionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRASSROOTS_", extra="ignore")
 
+    # At least 0 and finite: a negative or NaN interval would switch the signed checkpoints (or the archiving)
+    # off as quietly as 0 does, and inf would never run them; only 0, written as such, turns them off.
     checkpoint_interval_s: float = Field(
-        300.0, description="seconds between periodic signed checkpoints; 0 switches them off"
+        300.0, ge=0, allow_inf_nan=False, description="seconds between periodic signed checkpoints; 0: off"
     )
     audit_archive_interval_s: float = Field(
         3600.0,
+        ge=0,
+        allow_inf_nan=False,
         description="seconds between rounds of archiving every closed month not yet completely archived; "
         "0 switches it off",
     )

@@ -28,6 +28,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "int_from_float": ("须为整数", "must be a whole number"),
     "float_parsing": ("须为数字", "must be a number"),
     "float_type": ("须为数字", "must be a number"),
+    "finite_number": ("须为有限的数字（不能是 inf 或 nan）", "must be a finite number (not inf or nan)"),
     "bool_parsing": ("须为 true 或 false", "must be true or false"),
     "bool_type": ("须为 true 或 false", "must be true or false"),
     "string_type": ("须为文本", "must be text"),

@@ -75,6 +75,38 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_CHECKPOINT_INTERVAL_S：须为数字",
             "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be a number",
         ),
+        # A negative, NaN or infinite interval would switch signed checkpoints, archiving or the policy
+        # refresh off as quietly as 0 does (or, for the refresh, spin): refused, naming the variable.
+        (
+            {"GRASSROOTS_CHECKPOINT_INTERVAL_S": "-300"},
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S：不能小于 0",
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be at least 0",
+        ),
+        (
+            {"GRASSROOTS_CHECKPOINT_INTERVAL_S": "nan"},
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S：须为有限的数字（不能是 inf 或 nan）",
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be a finite number (not inf or nan)",
+        ),
+        (
+            {"GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "inf"},
+            "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S：须为有限的数字",
+            "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S: must be a finite number",
+        ),
+        (
+            {"GRASSROOTS_POLICY_REFRESH_INTERVAL_S": "inf"},  # a revocation would never reach the process
+            "GRASSROOTS_POLICY_REFRESH_INTERVAL_S：须为有限的数字",
+            "GRASSROOTS_POLICY_REFRESH_INTERVAL_S: must be a finite number",
+        ),
+        (
+            {"GRASSROOTS_POLICY_REFRESH_INTERVAL_S": "0"},
+            "GRASSROOTS_POLICY_REFRESH_INTERVAL_S：须大于 0",
+            "GRASSROOTS_POLICY_REFRESH_INTERVAL_S: must be greater than 0",
+        ),
+        (
+            {"GRASSROOTS_UPSTREAM_TIMEOUT_S": "-1"},
+            "GRASSROOTS_UPSTREAM_TIMEOUT_S：须大于 0",
+            "GRASSROOTS_UPSTREAM_TIMEOUT_S: must be greater than 0",
+        ),
         (
             {"GRASSROOTS_ADMISSION_TOKEN_TTL_S": "5"},  # the admission area's (prefix GRASSROOTS_ADMISSION_)
             "GRASSROOTS_ADMISSION_TOKEN_TTL_S：不能小于 30",
