@@ -220,6 +220,36 @@ def ensure_audit_writer(engine: Engine, *, warn_if_owner: bool = True) -> None:
         )
 
 
+def cannot_hand_on_writer_role(url: str) -> bool:
+    """Whether the login role of ``url`` (PostgreSQL) lacks what ``grassroots db upgrade`` needs for the
+    audit writer role: creating it when the cluster has none yet (CREATEROLE), and granting it to itself
+    (0010) and later to the gateway's login (README SQL), which needs ADMIN OPTION on it (or, before
+    PostgreSQL 16, CREATEROLE). A superuser has both. False when that cannot be told (nothing to add)."""
+    from audit.tables import WRITER_ROLE
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT me.rolsuper, me.rolcreaterole, w.oid IS NOT NULL, "
+                "w.oid IS NOT NULL AND pg_has_role(current_user, w.oid, 'MEMBER WITH ADMIN OPTION'), "
+                "current_setting('server_version_num')::int "
+                "FROM pg_roles me LEFT JOIN pg_roles w ON w.rolname = %(role)s "
+                "WHERE me.rolname = current_user",
+                {"role": WRITER_ROLE},
+            ).one()
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+    superuser, createrole, exists, admin, version = row
+    if superuser:
+        return False
+    if not exists:
+        return not createrole
+    return not (admin or (createrole and version < 160000))
+
+
 def missing_sqlite_file(url: str) -> bool:
     """Whether ``url`` names a SQLite file that does not exist yet (connecting to it would create it)."""
     parsed = make_url(url)

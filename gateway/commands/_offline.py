@@ -114,7 +114,8 @@ def migrate(settings: Settings) -> None:
     quote statements and values."""
     from alembic.util import CommandError
 
-    from gateway.db import make_engine, upgrade
+    from audit.tables import WRITER_ROLE
+    from gateway.db import cannot_hand_on_writer_role, make_engine, upgrade
 
     url = database_url(settings)
     try:
@@ -143,6 +144,23 @@ def migrate(settings: Settings) -> None:
         raise typer.Exit(2) from None
     except Exception as exc:
         reason = failure_reason(exc)
+        if reason == "InsufficientPrivilege" and cannot_hand_on_writer_role(url):
+            # The schema's owner that is not a superuser: it may create tables but not the cluster-wide
+            # writer role, nor grant it (saying "run it as the owner" to the owner helps nobody).
+            typer.echo(
+                f"数据库迁移未完成（{reason}）：GRASSROOTS_DATABASE_URL 中的登录角色"
+                f"不能创建或授予审计写入角色 {WRITER_ROLE}。"
+                f"请由数据库超级用户执行一次 `CREATE ROLE {WRITER_ROLE} NOLOGIN;`"
+                f"（已存在则跳过）和 `GRANT {WRITER_ROLE} TO <所有者角色> WITH ADMIN OPTION;`，"
+                "再重新运行 grassroots db upgrade（见 README「PostgreSQL deployment」）。未做任何更改。\n"
+                f"the migration did not complete ({reason}): the login role in GRASSROOTS_DATABASE_URL "
+                f"can neither create nor grant the audit writer role {WRITER_ROLE}; have a database "
+                f"superuser run `CREATE ROLE {WRITER_ROLE} NOLOGIN;` (skip it if it exists) and "
+                f"`GRANT {WRITER_ROLE} TO <owner role> WITH ADMIN OPTION;` once, then run "
+                "`grassroots db upgrade` again (README: PostgreSQL deployment); nothing was changed",
+                err=True,
+            )
+            raise typer.Exit(1) from None
         typer.echo(
             f"数据库迁移未完成（{reason}）：运行 `grassroots db upgrade` 的登录角色须是数据库结构的所有者"
             "（见 README「PostgreSQL deployment」），请用所有者的 GRASSROOTS_DATABASE_URL 重新运行。\n"

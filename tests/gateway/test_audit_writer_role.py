@@ -44,7 +44,11 @@ _PROBE = [
 def readme_grants() -> list[str]:
     """The README's recommended grants (its ``sql`` block naming the writer role), one statement each."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = [b for b in re.findall(r"```sql\n(.*?)```", readme, re.S) if f"GRANT {WRITER_ROLE} TO" in b]
+    blocks = [
+        b
+        for b in re.findall(r"```sql\n(.*?)```", readme, re.S)
+        if f"GRANT {WRITER_ROLE} TO grassroots_gateway" in b
+    ]
     assert len(blocks) == 1, "README: one sql block grants the writer role"
     text = "\n".join(line for line in blocks[0].splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in text.split(";") if s.strip()]
