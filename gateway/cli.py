@@ -74,6 +74,10 @@ def _add_area_commands() -> None:
 _add_area_commands()
 
 
+#: Seconds a ``serve --workers N`` worker has to answer the supervisor's ping (uvicorn's default is 5).
+WORKER_HEALTHCHECK_TIMEOUT_S = 60
+
+
 def _settings() -> Settings:
     """The settings, or exit 2 naming each environment variable that is wrong (Chinese, then English)."""
     return load_settings()
@@ -177,6 +181,11 @@ def serve(
         # start instead of quietly serving at a fraction of the speed.
         loop="uvloop",
         http=CoalescingHttpToolsProtocol,
+        # uvicorn's supervisor kills a worker that has not answered its ping within this many seconds and
+        # starts another. A worker answers only once its interpreter is up and the CLI imported (spawned,
+        # not forked), which on a busy host took longer than uvicorn's 5 s: each new worker was killed in
+        # turn, for ever, and the gateway ran one worker short.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
     )
     try:
         if workers == 1:

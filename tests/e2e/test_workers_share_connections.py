@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,41 @@ def test_a_port_another_gateway_listens_on_is_refused_with_the_reason(
     )
     assert done.returncode == 2
     assert done.stderr.index("端口可能已被占用") < done.stderr.index("the port may be in use")
+
+
+#: Makes each spawned worker take this long before uvicorn's supervisor can hear from it (its interpreter
+#: starting on a busy host): longer than uvicorn's own 5 s ping timeout.
+SLOW_START = """\
+import sys, time
+if "--multiprocessing-fork" in sys.argv:
+    time.sleep(7)
+"""
+
+
+def test_a_worker_slow_to_start_is_waited_for_not_killed(stack: Stack, tmp_path: Path) -> None:
+    """uvicorn's supervisor killed a worker that had not answered its ping within 5 s and started another,
+    which a loaded host could not start faster either: a worker killed every few seconds, for ever."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    port = free_port()
+    env = {
+        **stack.env,
+        "GRASSROOTS_PORT": str(port),
+        "GRASSROOTS_OIDC_ISSUER": f"{stack.base_url}/dev-idp",
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{stack.env['PYTHONPATH']}",
+        "GRASSROOTS_LOG_LEVEL": "info",  # uvicorn says when a worker starts, and when one "died"
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = start_gateway(
+            port=port, env=env, cwd=stack.data_dir.parent, workers=2, stdout=out, stderr=out, wait_s=None
+        )
+        try:
+            deadline = time.monotonic() + 45
+            while log.read_text().count("Application startup complete.") < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.5)
+            assert log.read_text().count("Application startup complete.") == 2, log.read_text()
+            assert "died" not in log.read_text()
+            assert len(worker_pids(proc.pid)) == 2
+        finally:
+            stop(proc)
