@@ -25,6 +25,7 @@ from gateway.commands._offline import (
     missing_checkpoint_key,
     read_revision,
     require_migrated,
+    require_writable_directory,
 )
 from gateway.commands._usage import BilingualGroup
 from gateway.commands.supervision import DryRunOption, ThroughMonthOption, ThroughSeqOption
@@ -104,6 +105,15 @@ def _check_area_settings() -> None:
             raise typer.Exit(2) from None
 
 
+def _require_supervision_directories(settings: Settings) -> None:
+    """The directories the gateway writes signed files into: checkpoints (and prune anchors), archives."""
+    from gateway.supervision_tasks import SupervisionSettings
+
+    archives = SupervisionSettings().audit_archive_dir or settings.data_dir / "archives"
+    require_writable_directory(settings.effective_checkpoint_dir, "GRASSROOTS_CHECKPOINT_DIR")
+    require_writable_directory(archives, "GRASSROOTS_AUDIT_ARCHIVE_DIR")
+
+
 def _check_startup_settings(settings: Settings) -> None:
     """What the gateway needs at start-up, checked before anything listens: a clean message, exit 2.
 
@@ -157,6 +167,7 @@ def serve(
     require_migrated(settings)
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     _audit_refs_or_exit(settings)
+    _require_supervision_directories(settings)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -438,6 +449,7 @@ def audit_checkpoint() -> None:
     # Before the signing key is made (on a first checkpoint): a command that cannot reach a migrated
     # database leaves no key behind (exit 2, creating nothing).
     require_migrated(settings)
+    require_writable_directory(settings.effective_checkpoint_dir, "GRASSROOTS_CHECKPOINT_DIR")
     engine = make_engine(settings.effective_database_url)
     try:
         signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)

@@ -187,6 +187,35 @@ def database_lost(settings: Settings, reason: str = "AuditUnavailable") -> NoRet
     raise typer.Exit(2)
 
 
+def require_writable_directory(directory: Path, variable: str) -> None:
+    """Exit 2 unless files can be written in ``directory`` (made by the first write when it does not exist
+    yet: then its nearest existing ancestor must take new entries). Checked before a command signs or a
+    gateway starts: the gateway otherwise ran without its external checkpoints (each periodic one logged as
+    failed, the API's answered 500) and ``audit checkpoint`` ended in a traceback. Leaves nothing behind
+    (an unnamed temporary file); the operating system's reason is named, the path too (no secret in it)."""
+    import tempfile
+
+    probe = directory
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        typer.echo(
+            f"无法写入目录 {directory}（{variable}；{probe}：{reason}）：请创建该目录并让运行网关的用户可写"
+            f"（例如 install -d -m 700 {directory}），或让 {variable} 指向可写的目录，然后重试。\n"
+            f"cannot write to the directory {directory} ({variable}; {probe}: {reason}): create it, writable "
+            f"by the user the gateway runs as (e.g. install -d -m 700 {directory}), or point {variable} at a "
+            "writable directory, and try again",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def missing_checkpoint_key(
     key_path: Path, *, subject: tuple[str, str], signed: tuple[str, str], hint: tuple[str, str] = ("", "")
 ) -> NoReturn:

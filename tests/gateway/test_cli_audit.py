@@ -260,3 +260,39 @@ def test_archive_verify_refuses_an_unusable_checkpoint_key_without_a_traceback(t
         f"archive NOT verified: the checkpoint key {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH)"
     )
     assert key_path.read_text() == "not a key\n"
+
+
+def test_a_checkpoint_directory_that_cannot_be_written_is_named_before_anything_is_signed(
+    tmp_path: Path,
+) -> None:
+    """A file where the directory should be (as root, the tests cannot deny a permission; the check is the
+    same: a temporary file must be creatable there): `audit checkpoint` and `serve` say which directory and
+    why, exit 2, instead of a traceback (checkpoint) or a gateway running without its external checkpoints
+    (serve: each periodic one logged as failed, POST /checkpoints answered 500)."""
+    _log_of(tmp_path, 3)
+    (tmp_path / "not-a-dir").write_text("")
+    signed_dir = tmp_path / "not-a-dir" / "checkpoints"
+    env = {
+        "GRASSROOTS_DATA_DIR": str(tmp_path),
+        "GRASSROOTS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "GRASSROOTS_CHECKPOINT_DIR": str(signed_dir),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_AUDIT_ARCHIVE_DIR": None,
+    }
+    for command in (["audit", "checkpoint"], ["serve", "--port", "1"]):
+        result = runner.invoke(grassroots, command, env=env)
+        assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        [(zh, en)] = _pairs(result.stderr)
+        assert zh.startswith(f"无法写入目录 {signed_dir}（GRASSROOTS_CHECKPOINT_DIR；")
+        assert en.startswith(f"cannot write to the directory {signed_dir} (GRASSROOTS_CHECKPOINT_DIR; ")
+    assert not (tmp_path / "keys").exists()  # no checkpoint key made for a checkpoint that cannot be kept
+
+    archives = tmp_path / "not-a-dir" / "archives"
+    served = runner.invoke(
+        grassroots,
+        ["serve", "--port", "1"],
+        env={**env, "GRASSROOTS_CHECKPOINT_DIR": None, "GRASSROOTS_AUDIT_ARCHIVE_DIR": str(archives)},
+    )
+    assert served.exit_code == 2, (served.stdout, served.stderr, served.exception)
+    assert f"cannot write to the directory {archives} (GRASSROOTS_AUDIT_ARCHIVE_DIR; " in served.stderr
