@@ -105,6 +105,34 @@ def _check_area_settings() -> None:
             raise typer.Exit(2) from None
 
 
+def _require_production_key_files(settings: Settings) -> None:
+    """In production the signing keys are the operator's files: one missing is refused (exit 2), never made.
+
+    Made silently, a mistyped path gave the gateway a new service key (refused by every departmental system)
+    or a new checkpoint key (checkpoints no verifier with the real key accepts, a second host's differing
+    from the first's). The path is named, never the key."""
+    if settings.mode.value != "production":
+        return
+    for variable, path in (
+        ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path),
+        ("GRASSROOTS_CHECKPOINT_KEY_PATH", settings.effective_checkpoint_key_path),
+    ):
+        if path.is_file():
+            continue
+        typer.echo(
+            f"生产模式下找不到密钥文件 {path}（{variable}）：网关在生产模式下不会自行生成密钥"
+            "（路径写错时会悄悄换成一把新密钥）。请核对路径；首次部署时生成它："
+            f"`openssl genpkey -algorithm ed25519 -out {path} && chmod 600 {path}`，"
+            "多台主机共用同一份文件。\n"
+            f"no key file at {path} ({variable}) in production mode: the gateway does not make keys in "
+            "production (a mistyped path would quietly mean a new key); check the path, or on a first "
+            f"install make it: `openssl genpkey -algorithm ed25519 -out {path} && chmod 600 {path}`, "
+            "the same file on every host",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _require_supervision_directories(settings: Settings) -> None:
     """The directories the gateway writes signed files into: checkpoints (and prune anchors), archives."""
     from gateway.supervision_tasks import SupervisionSettings
@@ -165,6 +193,7 @@ def serve(
     _check_startup_settings(settings)
     _check_area_settings()
     require_migrated(settings)
+    _require_production_key_files(settings)
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     _audit_refs_or_exit(settings)
     _require_supervision_directories(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,50 @@ def test_settle_heap_takes_what_start_up_built_out_of_every_later_collection() -
         assert any(obj is made_later for obj in gc.get_objects(0))
     finally:
         gc.unfreeze()
+
+
+def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tmp_path: Path) -> None:
+    """A mistyped key path in production once meant a new key, made silently: a service key no departmental
+    system knows, a checkpoint key whose signatures no verifier with the real one accepts."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("service.pem", "checkpoint.pem"):
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (keys / name).write_bytes(pem)
+        (keys / name).chmod(0o600)
+    env = {
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_MODE": "production",
+        "GRASSROOTS_DEV_IDP_ENABLED": "false",
+        "GRASSROOTS_OIDC_ISSUER": "https://idp.example",
+        "GRASSROOTS_AUDIT_HMAC_KEY": STRONG,
+        "GRASSROOTS_MASKING_KEK": STRONG,
+        "GRASSROOTS_SERVICE_KEY_PATH": str(keys / "service.pem"),
+        "GRASSROOTS_CHECKPOINT_KEY_PATH": str(keys / "checkpoint.pem"),
+        "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
+    assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    for variable, typo in (
+        ("GRASSROOTS_SERVICE_KEY_PATH", keys / "servce.pem"),
+        ("GRASSROOTS_CHECKPOINT_KEY_PATH", keys / "checkpiont.pem"),
+    ):
+        refused = _run("serve", "--port", "1", env={**env, variable: str(typo)}, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        zh, en = refused.stderr.splitlines()
+        assert zh.startswith(f"生产模式下找不到密钥文件 {typo}（{variable}）")
+        assert en.startswith(f"no key file at {typo} ({variable}) in production mode")
+        assert f"openssl genpkey -algorithm ed25519 -out {typo}" in en
+        assert STRONG not in refused.stderr
+        assert sorted(p.name for p in keys.iterdir()) == ["checkpoint.pem", "service.pem"]
+    # With both files there, serve goes on to its next check: here the port, which something holds.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = _run("serve", "--port", str(port), env=env, cwd=tmp_path)
+    assert started.returncode == 2 and "Address already in use" in started.stderr, started.stderr
