@@ -249,6 +249,10 @@ class Runtime:
                 # state is too old to trust and requests are refused (fail closed).
                 _log.error("policy/registry refresh failed: %s", type(exc).__name__)
 
+    def check_fresh(self) -> None:
+        """Raise 503 ``policy_stale`` when the policy and registry state is too old to trust (readiness)."""
+        self._check_fresh()
+
     def _check_fresh(self) -> None:
         stale_after = max(5.0, self.settings.policy_refresh_interval_s * 10)
         if self._refresher is not None and time.monotonic() - self.last_refresh > stale_after:

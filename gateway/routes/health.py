@@ -1,14 +1,48 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+``/healthz`` (liveness): the process answers. ``/readyz`` (readiness, for a load balancer or an
+orchestrator): this process can serve right now — its database answers and its policy and registry state
+is fresh (the same staleness guard that refuses data requests, fail closed). A process that is alive but
+not ready should be taken out of rotation, not restarted.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from sqlalchemy import Engine, text
+
+from gateway.app import get_runtime
+from gateway.errors import ServiceUnavailable
+from gateway.runtime import Runtime
 
 router = APIRouter(tags=["health"])
+_log = logging.getLogger("gateway.health")
 
 
 @router.get("/healthz")
 async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+@router.get("/readyz")
+async def readyz(runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str, Any]:
+    try:
+        await asyncio.to_thread(_ping, runtime.engine)
+    except Exception as exc:  # only the class is logged: a driver's message may quote the URL
+        _log.warning("not ready: the database did not answer (%s)", type(exc).__name__)
+        raise ServiceUnavailable(
+            "网关暂时无法连接数据库，本进程暂不能处理请求，请稍后重试。",
+            "The gateway cannot reach its database; this process cannot serve requests now. Retry later.",
+            code="database_unavailable",
+        ) from None
+    runtime.check_fresh()  # 503 policy_stale when the policy and registry state could not be refreshed
+    return {"status": "ready"}
