@@ -105,6 +105,29 @@ def _check_area_settings() -> None:
             raise typer.Exit(2) from None
 
 
+def _check_policy_files(settings: Settings) -> None:
+    """The policy files the gateway loads when it starts (GRASSROOTS_POLICY_MODEL_PATH,
+    GRASSROOTS_PERMISSIONS_PATH, GRASSROOTS_SCENARIOS_PATH), read and validated before anything listens:
+    a missing or invalid one is the file's own message, Chinese then English, exit 2, instead of a
+    traceback from inside the server ("Application startup failed", exit 3)."""
+    from policies import PolicyFileError
+    from policies.permissions import load_permissions
+    from policies.scenarios import load_scenarios
+
+    try:
+        load_permissions(settings.policy_model_path, settings.permissions_path)
+        load_scenarios(settings.scenarios_path)
+    except PolicyFileError as exc:
+        typer.echo(
+            "策略文件有误，网关未启动（GRASSROOTS_POLICY_MODEL_PATH、GRASSROOTS_PERMISSIONS_PATH、"
+            f"GRASSROOTS_SCENARIOS_PATH）：\n  {exc.path}:{exc.line}: {exc.message_zh}\n"
+            "the gateway did not start: a policy file is wrong (GRASSROOTS_POLICY_MODEL_PATH, "
+            f"GRASSROOTS_PERMISSIONS_PATH, GRASSROOTS_SCENARIOS_PATH):\n  {exc}",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def _require_production_key_files(settings: Settings) -> None:
     """In production the signing keys are the operator's files: one missing is refused (exit 2), never made.
 
@@ -192,6 +215,7 @@ def serve(
     settings = _settings()
     _check_startup_settings(settings)
     _check_area_settings()
+    _check_policy_files(settings)
     require_migrated(settings)
     _require_production_key_files(settings)
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.

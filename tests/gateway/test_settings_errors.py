@@ -187,3 +187,33 @@ def test_dev_token_with_a_bad_setting_is_a_message_not_a_traceback() -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("配置有误") and "GRASSROOTS_MODE" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "content", "zh", "en"),
+    [
+        ("GRASSROOTS_SCENARIOS_PATH", None, "无法读取场景目录文件", "cannot read scenario catalog"),
+        ("GRASSROOTS_PERMISSIONS_PATH", None, "无法读取", "cannot read permissions"),
+        (
+            "GRASSROOTS_PERMISSIONS_PATH",
+            "p, cadre, residents, verfy\n",
+            "未知的岗位 'cadre'",
+            "unknown role 'cadre'",
+        ),
+    ],
+)
+def test_serve_reads_the_policy_files_before_it_starts(
+    tmp_path: Path, variable: str, content: str | None, zh: str, en: str
+) -> None:
+    """Missing or invalid, a policy file was a traceback from inside the server (exit 3)."""
+    path = tmp_path / "policy-file"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = _serve(tmp_path, **{variable: str(path)})
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("策略文件有误，网关未启动（")
+    chinese, english = result.stderr.split("the gateway did not start: a policy file is wrong")
+    assert f"{path}:" in chinese and zh in chinese
+    assert f"{path}:" in english and en in english
+    assert not (tmp_path / "var").exists()
