@@ -261,13 +261,7 @@ def serve(
             config = uvicorn.Config("gateway.app:create_app", **options)
             address = reuse_port_address(bind_host, bind_port, config.backlog)
     except OSError as exc:
-        typer.echo(
-            f"无法监听 {bind_host}:{bind_port}（{exc.strerror}）：端口可能已被占用，"
-            "请换用 --port 或停止占用它的进程。\n"
-            f"Cannot listen on {bind_host}:{bind_port} ({exc.strerror}): the port may be in use; "
-            "choose another with --port or stop the process holding it.",
-            err=True,
-        )
+        typer.echo(_cannot_listen(bind_host, bind_port, exc), err=True)
         raise typer.Exit(2) from None
     if workers == 1:
         uvicorn.run("gateway.app:create_app", **options)
@@ -282,6 +276,29 @@ def serve(
     )
     with address:
         Multiprocess(config, sockets=[address]).run()
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """Why ``serve`` cannot listen, with what to do about that reason: only a port in use is about the
+    port; an address this host does not have (or a name that does not resolve) is about --host /
+    GRASSROOTS_HOST, and a port below 1024 needs privileges."""
+    import errno
+    import socket
+
+    where = f"{host}:{port}（{exc.strerror}）", f"{host}:{port} ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        zh = "端口已被占用，请换用 --port 或停止占用它的进程。"
+        en = "the port is in use; choose another with --port or stop the process holding it."
+    elif exc.errno == errno.EACCES:
+        zh = "没有监听该端口的权限（1024 以下的端口需要特权），请换用 --port 1024 以上的端口。"
+        en = "no permission to listen on that port (ports below 1024 need privileges); choose 1024 or above."
+    elif isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        zh = "本机没有这个地址，请检查 --host 或 GRASSROOTS_HOST（例如 127.0.0.1 或 0.0.0.0）。"
+        en = "this host has no such address; check --host or GRASSROOTS_HOST (e.g. 127.0.0.1 or 0.0.0.0)."
+    else:
+        zh = "请检查 --host、--port（GRASSROOTS_HOST、GRASSROOTS_PORT）。"
+        en = "check --host and --port (GRASSROOTS_HOST, GRASSROOTS_PORT)."
+    return f"无法监听 {where[0]}：{zh}\nCannot listen on {where[1]}: {en}"
 
 
 def _create_keys_once(settings: Settings) -> None:

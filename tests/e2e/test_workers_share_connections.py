@@ -103,7 +103,7 @@ def test_a_port_another_gateway_listens_on_is_refused_with_the_reason(
         timeout=60,
     )
     assert done.returncode == 2
-    assert done.stderr.index("端口可能已被占用") < done.stderr.index("the port may be in use")
+    assert done.stderr.index("端口已被占用") < done.stderr.index("the port is in use")
 
 
 #: Makes each spawned worker take this long before uvicorn's supervisor can hear from it (its interpreter

@@ -217,3 +217,38 @@ def test_serve_reads_the_policy_files_before_it_starts(
     assert f"{path}:" in chinese and zh in chinese
     assert f"{path}:" in english and en in english
     assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "zh", "en"),
+    [
+        # TEST-NET-1 (RFC 5737): never an address of this host; only bound, nothing is sent to it.
+        ("192.0.2.1", "本机没有这个地址，请检查 --host 或 GRASSROOTS_HOST", "this host has no such address"),
+        ("no-such-host.invalid", "本机没有这个地址", "check --host or GRASSROOTS_HOST"),
+    ],
+)
+def test_serve_on_an_address_this_host_lacks_points_at_the_host_not_the_port(
+    tmp_path: Path, host: str, zh: str, en: str
+) -> None:
+    """It said "the port may be in use" for every reason a bind fails."""
+    from gateway.db import upgrade
+
+    (tmp_path / "var").mkdir()
+    upgrade(f"sqlite:///{tmp_path / 'var' / 'gateway.db'}")
+    result = runner.invoke(
+        grassroots,
+        ["serve", "--host", host, "--port", "8000"],
+        env={
+            "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+            "GRASSROOTS_DEV_IDP_ENABLED": "true",
+            "GRASSROOTS_DATABASE_URL": None,
+            "GRASSROOTS_MODE": None,
+            "GRASSROOTS_HOST": None,  # serve --host sets it for its workers: restored after the run
+            "GRASSROOTS_PORT": None,
+        },
+    )
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    chinese, english = result.stderr.splitlines()
+    assert chinese.startswith(f"无法监听 {host}:8000（") and zh in chinese
+    assert english.startswith(f"Cannot listen on {host}:8000 (") and en in english
+    assert "in use" not in english
