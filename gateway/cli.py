@@ -128,6 +128,37 @@ def _check_policy_files(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
+def _require_configured_files() -> None:
+    """Each data file a setting names must be there and readable before the gateway starts: read only when
+    first asked for, a missing one answered every anomaly query, monthly report or burden view with 500
+    internal_error (logged as FileNotFoundError) while the gateway looked healthy."""
+    from gateway.routes.admission_api import AdmissionSettings
+    from gateway.supervision_tasks import SupervisionSettings
+
+    area, admission = SupervisionSettings(), AdmissionSettings()
+    for variable, path in (
+        ("GRASSROOTS_ANOMALY_RULES_PATH", area.anomaly_rules_path),
+        ("GRASSROOTS_DIVISION_NAMES_FILE", area.division_names_file),
+        ("GRASSROOTS_ADMISSION_CONFIG_PATH", admission.config_path),
+        ("GRASSROOTS_ADMISSION_VILLAGES_FILE", admission.villages_file),
+    ):
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            typer.echo(
+                f"无法读取 {variable} 指定的文件 {path}（{reason}）：请核对路径和权限，"
+                "或不设置该变量以使用默认值，然后重试。\n"
+                f"cannot read the file {path} that {variable} names ({reason}): check the path and its "
+                "permissions, or unset the variable for the default, and try again",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+
+
 def _require_production_key_files(settings: Settings) -> None:
     """In production the signing keys are the operator's files: one missing is refused (exit 2), never made.
 
@@ -216,6 +247,7 @@ def serve(
     _check_startup_settings(settings)
     _check_area_settings()
     _check_policy_files(settings)
+    _require_configured_files()
     require_migrated(settings)
     _require_production_key_files(settings)
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.

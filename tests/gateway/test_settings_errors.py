@@ -252,3 +252,25 @@ def test_serve_on_an_address_this_host_lacks_points_at_the_host_not_the_port(
     assert chinese.startswith(f"无法监听 {host}:8000（") and zh in chinese
     assert english.startswith(f"Cannot listen on {host}:8000 (") and en in english
     assert "in use" not in english
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "GRASSROOTS_ANOMALY_RULES_PATH",
+        "GRASSROOTS_DIVISION_NAMES_FILE",
+        "GRASSROOTS_ADMISSION_CONFIG_PATH",
+        "GRASSROOTS_ADMISSION_VILLAGES_FILE",
+    ],
+)
+def test_serve_refuses_a_data_file_setting_that_names_no_readable_file(tmp_path: Path, variable: str) -> None:
+    """Read only when first asked for, a missing file once answered every anomaly query, monthly report or
+    burden view with 500 internal_error while the gateway looked healthy."""
+    missing = tmp_path / "no-such-file"
+    result = _serve(tmp_path, **{variable: str(missing)})
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"无法读取 {variable} 指定的文件 {missing}（")
+    assert en.startswith(f"cannot read the file {missing} that {variable} names (")
+    assert not (tmp_path / "var").exists()
