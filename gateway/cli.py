@@ -542,8 +542,8 @@ def _refuse_when_the_log_records_a_checkpoint(engine: Any, directory: Path) -> N
 def audit_checkpoint() -> None:
     """Write a signed checkpoint (tree size, Merkle root, time) to the checkpoint directory.
 
-    Like ``POST /api/v1/supervision/checkpoints`` it is recorded as an ``audit.checkpoint_written`` event,
-    naming who ran it as the operating system says (``cli:<user>@<host>``)."""
+    Like `POST /api/v1/supervision/checkpoints` it is recorded as an `audit.checkpoint_written` event,
+    naming who ran it as the operating system says (cli:<user>@<host>)."""
     from audit import AuditUnavailable, CheckpointError, CheckpointSigner, write_checkpoint
     from gateway.db import make_engine
 

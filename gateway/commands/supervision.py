@@ -476,8 +476,8 @@ def prune(
 ) -> ApiCall:
     """Delete archived months past the retention period behind a signed prefix anchor.
 
-    Dry run by default: lists each archived month with its verdict and why pruning stops. ``--execute``
-    prunes; then run ``grassroots audit verify``.
+    Dry run by default: lists each archived month with its verdict and why pruning stops. `--execute`
+    prunes; then run `grassroots audit verify`.
     """
     body: dict[str, Any] = {"dry_run": dry_run}
     if through_month is not None:

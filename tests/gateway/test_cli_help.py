@@ -49,3 +49,12 @@ def test_a_boolean_option_is_shown_as_a_flag_without_a_value(path: tuple[str, ..
     for flag in ["--help", *(p.opts[0] for p in _flags(path))]:
         (shown,) = [c for c in columns if flag in c.replace(",", " ").replace("/", " ").split()]
         assert "<" not in shown and "BOOLEAN" not in shown, shown
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p[:1] == ("audit",) or p == ("supervise", "prune")])
+def test_the_audit_commands_help_shows_no_docstring_markup(path: tuple[str, ...]) -> None:
+    """Click prints a docstring as written: reStructuredText's double backquotes reached the terminal
+    (``POST /api/v1/...``); the operator reads one backquote, as the README writes a command."""
+    shown = runner.invoke(app, [*path, "--help"])
+    assert shown.exit_code == 0, shown.output
+    assert "``" not in shown.stdout
