@@ -214,6 +214,23 @@ class Settings(GatewayAddress):
             )
         return value
 
+    @field_validator("oidc_issuer", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Without a scheme the issuer's discovery request can never be made: the gateway started, then
+        # answered every signed-in request 503 idp_unavailable.
+        from urllib.parse import urlsplit
+
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidSetting(
+                "须为以 https:// 或 http:// 开头的完整地址，例如 https://idp.example.gov.cn/realms/county",
+                "must be a full URL starting with https:// or http://, e.g. https://idp.example.gov.cn/realms/county",
+            )
+        return value.strip()
+
     @field_validator("log_level")
     @classmethod
     def _known_log_level(cls, value: str) -> str:

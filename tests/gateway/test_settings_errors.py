@@ -108,6 +108,16 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_UPSTREAM_TIMEOUT_S: must be greater than 0",
         ),
         (
+            {"GRASSROOTS_OIDC_ISSUER": "idp.county.gov.cn"},  # no scheme: every sign-in would answer 503
+            "GRASSROOTS_OIDC_ISSUER：须为以 https:// 或 http:// 开头的完整地址",
+            "GRASSROOTS_OIDC_ISSUER: must be a full URL starting with https:// or http://",
+        ),
+        (
+            {"GRASSROOTS_PUBLIC_URL": "gateway.county.gov.cn:8000"},
+            "GRASSROOTS_PUBLIC_URL：须为以 https:// 或 http:// 开头的完整地址",
+            "GRASSROOTS_PUBLIC_URL: must be a full URL starting with https:// or http://",
+        ),
+        (
             {"GRASSROOTS_ADMISSION_TOKEN_TTL_S": "5"},  # the admission area's (prefix GRASSROOTS_ADMISSION_)
             "GRASSROOTS_ADMISSION_TOKEN_TTL_S：不能小于 30",
             "GRASSROOTS_ADMISSION_TOKEN_TTL_S: must be at least 30",
