@@ -751,7 +751,7 @@ def _record_rotation(settings: Settings, details: Mapping[str, Any]) -> str:
 def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
-    The audit event names who ran it as the operating system says (``cli:<user>@<host>``)."""
+    The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
     from gateway.keys import load_masking_keyring, save_masking_keyring
 
     settings = _settings()
@@ -790,11 +790,11 @@ def keys_rotate_audit_ref(
 ) -> None:
     """Add a new active key for the audit log's resident and record refs; older keys stay, for lookups only.
 
-    Its own command, not ``keys rotate``: that one rotates the masking data keys, which change what readers
+    Its own command, not `keys rotate`: that one rotates the masking data keys, which change what readers
     see; this one changes how the audit log names residents (e.g. after the HMAC key leaked). New events are
     written under the new key; complaints, transparency and evidence search under every kept key. Restart
-    gateways to pick it up. Recorded as ``keys.rotated`` (``"keys": "audit_ref"``) naming
-    ``cli:<user>@<host>``.
+    gateways to pick it up. Recorded as `keys.rotated` ("keys": "audit_ref") naming
+    cli:<user>@<host>.
     """
     from gateway.keys import AuditRefKeysError, rotate_audit_refs, save_audit_ref_keys
 

@@ -121,7 +121,7 @@ def propose_rule(
     before: Annotated[str | None, typer.Option(help="insert before this rule id")] = None,
 ) -> ApiCall:
     """Propose adding or replacing a rule (a platform administrator approves). Test it first with
-    ``dry-run --proposal``."""
+    `dry-run --proposal`."""
     raw = read_file_text(Path(rule[1:])) if rule.startswith("@") else rule
     payload: dict[str, Any] = {"rule": json_option(raw, "--rule")}
     if before is not None:
