@@ -217,8 +217,21 @@ def _check_startup_settings(settings: Settings) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database (GRASSROOTS_DATABASE_URL) to the current schema, as the schema's owner."""
-    migrate(_settings())
-    typer.echo("数据库结构已是最新版本。\ndatabase is at the current schema")
+    from gateway.db import head_revision
+
+    settings = _settings()
+    before = read_revision(settings)  # creates nothing; exit 2 when the database cannot be reached
+    migrate(settings)
+    head = head_revision()
+    if before == head:
+        typer.echo(
+            f"数据库结构已是最新版本（{head}），无需迁移。\ndatabase already at the current schema ({head})"
+        )
+    else:
+        typer.echo(
+            f"数据库结构已迁移：{before or '空库'} -> {head}。\n"
+            f"database migrated: {before or 'empty'} -> {head}"
+        )
 
 
 @db_app.command("current")

@@ -185,3 +185,18 @@ def test_a_database_url_of_another_kind_is_exit_2_naming_the_supported_ones(
     for secret in ("ops", "s3cret"):
         assert secret not in result.stderr
     assert not data_dir.exists()
+
+
+def test_db_upgrade_says_what_it_did(tmp_path: Path) -> None:
+    """An operator reads whether `db upgrade` migrated (from which revision) or found nothing to do; both
+    used to print the same line."""
+    head = head_revision()
+    first = _run(tmp_path, "db", "upgrade")
+    assert first.exit_code == 0, first.output
+    assert (
+        f"数据库结构已迁移：空库 -> {head}" in first.stdout
+        and f"database migrated: empty -> {head}" in first.stdout
+    )
+    again = _run(tmp_path, "db", "upgrade")
+    assert again.exit_code == 0, again.output
+    assert "无需迁移" in again.stdout and f"database already at the current schema ({head})" in again.stdout
