@@ -47,6 +47,30 @@ def _value_rule(param: Any) -> str:
     return ""
 
 
+class InvalidValue(errors.BadParameter):
+    """A value a command's own check refused; ``zh_rule`` says in Chinese what the option takes (the first
+    line), Click's English line carries ``message``."""
+
+    def __init__(self, message: str, zh_rule: str) -> None:
+        super().__init__(message)
+        self.zh_rule = zh_rule
+
+
+_DIVISION_CODE = re.compile(r"\d{2}|\d{4}|\d{6}|\d{9}|\d{12}")
+
+
+def division_code(value: str | None) -> str | None:
+    """Click callback for an option naming an organisation: a division code of 2, 4, 6, 9 or 12 digits, passed
+    on as typed (the gateway reads the short forms), or a usage error naming the option the user typed (the
+    API would name its own field, ``org_scope``)."""
+    if value is None or _DIVISION_CODE.fullmatch(value):
+        return value
+    raise InvalidValue(
+        "must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000)",
+        "须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）",
+    )
+
+
 def _hint(exc: errors.BadParameter) -> str:
     """The parameter as Click names it in its English line (``--vote``, ``system_id``)."""
     if exc.param_hint is not None:
@@ -79,7 +103,7 @@ def chinese_line(exc: errors.ClickException) -> str:
         rule = _value_rule(exc.param)
         return f"命令用法有误：缺少{kind} {_hint(exc)}{f'（{rule}）' if rule else ''}。{see}"
     if isinstance(exc, errors.BadParameter):
-        rule = _value_rule(exc.param)
+        rule = getattr(exc, "zh_rule", "") or _value_rule(exc.param)
         return f"命令用法有误：{_hint(exc)} 的取值有误{f'，{rule}' if rule else ''}。{see}"
     if isinstance(exc, errors.BadOptionUsage):
         return f"命令用法有误：选项 {exc.option_name} 的用法不对（例如后面缺少取值）。{see}"

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.commands._client import ApiCall, ReasonOption, api_command, split_list
+from gateway.commands._usage import division_code
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -33,7 +34,9 @@ def scenarios(code: Annotated[str | None, typer.Argument(help="one scenario's co
 def request(
     scenario: Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")],
     reason: ReasonOption,
-    org: Annotated[str | None, typer.Option(help="organisation scope (default: your own)")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="organisation scope (default: your own)", callback=division_code)
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="narrow to this dataset (with --fields)")] = None,
     fields: Annotated[str | None, typer.Option(help="comma-separated fields of --dataset")] = None,
 ) -> ApiCall:
@@ -50,7 +53,9 @@ def request(
 def list_grants(
     status: Annotated[str | None, typer.Option(help="requested, approved, revoked, ...")] = None,
     scenario: Annotated[str | None, typer.Option(help="scenario code")] = None,
-    org: Annotated[str | None, typer.Option(help="grants that apply to or lie within this code")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="grants that apply to or lie within this code", callback=division_code)
+    ] = None,
 ) -> ApiCall:
     """Grants you may see (a steward: on your department's data; an officer: your jurisdiction)."""
     return ApiCall("GET", "/api/v1/grants", params={"status": status, "scenario": scenario, "org": org})
@@ -140,7 +145,9 @@ def break_glass(
     scenario: Annotated[str, typer.Option(help="scenario code")],
     reason: ReasonOption,
     hours: Annotated[int, typer.Option(help="hard limit, at most 4")] = 2,
-    org: Annotated[str | None, typer.Option(help="organisation scope (default: your own)")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="organisation scope (default: your own)", callback=division_code)
+    ] = None,
 ) -> ApiCall:
     """Emergency access: at once, for hours; the level above is notified and a supervisor reviews it."""
     body = {"scenario": scenario, "reason": reason, "hours": hours, "org_scope": org}

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.commands._client import ApiCall, api_command, read_file_text, split_list
+from gateway.commands._usage import division_code
 from policies.scenarios import CHINA_STANDARD_TIME
 
 app = typer.Typer(no_args_is_help=True)
@@ -150,7 +151,7 @@ GridOption = Annotated[
 @app.command("decide")
 @api_command
 def decide(
-    org: Annotated[str, typer.Option(help="division code of the organisation")],
+    org: Annotated[str, typer.Option(help="division code of the organisation", callback=division_code)],
     dataset: DatasetOption,
     scenario: ScenarioOption,
     role: RoleOption = None,

@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from gateway.commands._client import ApiCall, api_command, load_settings, show
+from gateway.commands._usage import division_code
 
 app = typer.Typer(no_args_is_help=True, help="Audit queries, reports, complaints, incidents.")
 _BASE = "/api/v1/supervision"
@@ -58,7 +59,9 @@ def _one_of(option: str, value: str, choices: list[str]) -> None:
 @app.command()
 @api_command
 def events(
-    org: Annotated[str | None, typer.Option(help="organisation subtree (division code)")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="organisation subtree (division code)", callback=division_code)
+    ] = None,
     actor: Annotated[str | None, typer.Option(help="user id")] = None,
     scenario: Annotated[str | None, typer.Option()] = None,
     dataset: Annotated[str | None, typer.Option()] = None,

@@ -53,6 +53,17 @@ runner = CliRunner()
         ),
         (["nosuch"], "命令用法有误：没有命令 nosuch。", "Error: No such command 'nosuch'."),
         (
+            # Named as the option typed (the API would name its field, org_scope), with what it takes.
+            ["grants", "request", "--scenario", "DIBAO_REVIEW", "--reason", "复核", "--org", "3101511"],
+            "命令用法有误：--org 的取值有误，须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
+            "Error: Invalid value for '--org': must be a division code of 2, 4, 6, 9 or 12 digits",
+        ),
+        (
+            ["supervise", "events", "--org", "东风村"],
+            "命令用法有误：--org 的取值有误，须为 2、4、6、9 或 12 位的统计用区划代码",
+            "Error: Invalid value for '--org'",
+        ),
+        (
             ["grants", "renew", "grt_1", "--stagger-days", "-1"],
             "命令用法有误：--stagger-days 的取值有误，须为不小于 0、不大于 90 的整数。",
             "Error: Invalid value for '--stagger-days'",
