@@ -263,9 +263,10 @@ def serve(
     _require_configured_files()
     require_migrated(settings)
     _require_production_key_files(settings)
-    # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
-    _audit_refs_or_exit(settings)
     _require_supervision_directories(settings)
+    # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
+    # Last: in development, reading the ring makes its key files, which a refused start must not leave.
+    _audit_refs_or_exit(settings)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
