@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from gateway.commands._client import ApiCall, api_command, load_settings, show
+from gateway.commands._client import ApiCall, api_command, load_settings, refused, show
 from gateway.commands._usage import division_code
 
 app = typer.Typer(no_args_is_help=True, help="Audit queries, reports, complaints, incidents.")
@@ -200,15 +200,44 @@ def complain(
 
     # Before the ID number is asked for: a typo here must not cost typing the number again.
     _one_of("source", source, [s.value for s in ComplaintSource])
-    body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
-    return ApiCall("POST", f"{_BASE}/complaints", body=body)
+
+    def register(_: Any) -> ApiCall:
+        body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
+        return ApiCall("POST", f"{_BASE}/complaints", body=body)
+
+    return _permitted("register", "登记投诉", "register complaints", register)
 
 
 @app.command("who-read")
 @api_command
 def who_read() -> ApiCall:
     """Resident transparency: who (organisation, role) read this person's data, when, for what."""
-    return ApiCall("POST", f"{_BASE}/transparency", body={"id_number": _id_number()})
+    return _permitted(
+        "read",
+        "查询居民数据被谁读取",
+        "look up who read a resident's data",
+        lambda _: ApiCall("POST", f"{_BASE}/transparency", body={"id_number": _id_number()}),
+    )
+
+
+def _permitted(action: str, doing_zh: str, doing_en: str, then: Callable[[Any], ApiCall]) -> ApiCall:
+    """Ask the gateway whether the caller may ``action`` on the audit log before ``then`` asks for a
+    resident's ID number: a role that may not is told so at once (exit 1, as the API's refusal), not after
+    typing it."""
+
+    def checked(answer: Any) -> ApiCall:
+        if not answer.get("allowed"):
+            raise refused(
+                {
+                    "error": "no_permission",
+                    "message": f"您的岗位无权{doing_zh}，无需输入身份证号码。",
+                    "message_en": f"Your role may not {doing_en} (permission: {action} audit); "
+                    "no ID number is needed.",
+                }
+            )
+        return then(answer)
+
+    return ApiCall("GET", "/api/v1/me/can", params={"resource": "audit", "action": action}, then=checked)
 
 
 @app.command()

@@ -951,3 +951,23 @@ def test_complaint_list_filters_by_status(stack: Stack) -> None:
     ]
     typo = stack.cli("supervise", "complaints", "--status", "pending", *url, check=False)
     assert typo.returncode == 2 and "overdue" in typo.stderr and "只能是" in typo.stderr
+
+
+def test_a_client_can_ask_whether_its_role_may_act_before_asking_for_an_id_number(stack: Stack) -> None:
+    """GET /api/v1/me/can answers from the same permissions the act is checked against (role -> resource ->
+    action), so the CLI refuses a cadre's complaint before the cadre types a resident's ID number."""
+
+    def can(user: str, **params: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {stack.token(user)}"}
+        return httpx.get(f"{stack.base_url}/api/v1/me/can", params=params, headers=headers, timeout=60.0)
+
+    asked = {"resource": "audit", "action": "register"}
+    supervisor = can("supervisor", **asked)
+    assert supervisor.status_code == 200 and supervisor.json() == {**asked, "allowed": True}, supervisor.text
+    cadre = can("cadre_a", **asked)
+    assert cadre.status_code == 200 and cadre.json()["allowed"] is False, cadre.text
+    complaint = api(
+        stack, "POST", "/complaints", "cadre_a", json={"source": "walk_in", "id_number": "x" * 18}
+    )
+    assert complaint.status_code == 403, complaint.text  # the act itself is refused alike
+    assert can("cadre_a", resource="Audit;", action="x").status_code == 422

@@ -94,7 +94,10 @@ def test_monthly_report_that_cannot_be_saved_says_so_without_a_traceback(
 @pytest.mark.parametrize(
     "command", [["who-read"], ["complain", "--source", "walk_in", "--summary", "来访反映"]]
 )
-def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(command: list[str]) -> None:
+def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(
+    gateway: Gateway, command: list[str]
+) -> None:
+    gateway.answer(200, {"resource": "audit", "action": "read", "allowed": True})  # the role may
     env = {k: v for k, v in os.environ.items() if k != "GRASSROOTS_SUBJECT_ID_NUMBER"}
     env["PYTHONPATH"] = str(REPO)
     out = subprocess.run(
@@ -105,7 +108,7 @@ def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(com
             "supervise",
             *command,
             "--url",
-            "http://127.0.0.1:9",
+            gateway.url,
             "--token",
             "t",
         ],
@@ -121,6 +124,23 @@ def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(com
     zh, en = chinese_then_english(out.stderr)
     assert "GRASSROOTS_SUBJECT_ID_NUMBER" in zh and "终端" in zh
     assert "GRASSROOTS_SUBJECT_ID_NUMBER" in en and "terminal" in en
+
+
+@pytest.mark.parametrize(
+    ("command", "action"),
+    [(["who-read"], "read"), (["complain", "--source", "walk_in", "--summary", "来访反映"], "register")],
+)
+def test_a_role_that_may_not_is_refused_before_the_id_number_is_asked_for(
+    gateway: Gateway, command: list[str], action: str
+) -> None:
+    """A cadre running `supervise complain` used to type a resident's ID number (without echo) only for the
+    gateway to refuse the act: the command now asks the gateway first and asks for nothing."""
+    gateway.answer(200, {"resource": "audit", "action": action, "allowed": False})
+    result = supervise(*command, url=gateway.url)  # no ID number in the environment, no terminal
+    assert result.exit_code == 1, result.output
+    zh, en = chinese_then_english(result.stderr.split(": ", 1)[1])
+    assert "无需输入身份证号码" in zh and f"(permission: {action} audit)" in en
+    assert [(r.method, r.path.split("?")[0]) for r in gateway.received] == [("GET", "/api/v1/me/can")]
 
 
 # -- incident --verify --------------------------------------------------------------------------------
