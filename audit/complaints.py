@@ -309,8 +309,9 @@ def _complaint(session: Session, complaint_id: str) -> ComplaintRow:
     return row
 
 
-def _incident(session: Session, incident_id: str) -> IncidentRow:
-    row = session.get(IncidentRow, incident_id)
+def _incident(session: Session, incident_id: str, *, lock: bool = False) -> IncidentRow:
+    """The incident's row; ``lock``: read afresh and held (``FOR UPDATE`` on PostgreSQL) until the commit."""
+    row = session.get(IncidentRow, incident_id, with_for_update=lock or None, populate_existing=lock)
     if row is None:
         raise CaseNotFound("未找到该事件。", "No such incident.")
     return row
@@ -508,8 +509,7 @@ def recheck_evidence(
     # The incident's row is locked first (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises units of
     # work): two re-checks at once then run one after the other, and the second sees the evidence the first
     # attached instead of inserting it again (a duplicate key, answered 500).
-    if session.get(IncidentRow, incident_id, with_for_update=True, populate_existing=True) is None:
-        raise CaseNotFound("未找到该事件。", "No such incident.")
+    _incident(session, incident_id, lock=True)
     incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref, subject_refs=subject_refs)
     incident = _incident(session, incident_id)
     asked = sorted(set(rechecked))

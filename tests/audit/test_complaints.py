@@ -618,10 +618,9 @@ def test_a_recheck_adds_what_the_systems_now_name_keeps_the_other_gaps_and_stays
             )  # fmt: skip
 
 
-def test_a_recheck_after_a_key_rotation_knows_the_complainant_by_the_older_ref(store: Store) -> None:
-    """The complaint was registered under key k1; the audit-ref key has since rotated to k2. The same ID
-    number now hashes to a k2 ref: the re-check accepts the complainant by the ref under the kept k1 key and
-    still finds their accesses recorded under k1 (with the k2 ref alone it would be a stranger)."""
+def _alices_incident_awaiting_visits(store: Store) -> str:
+    """The attempts at records logged, and Alice's complaint opened while the visits system was down: the
+    incident's id."""
     log = AuditLog(store.engine)
     for _, event, _ in ATTEMPTS_AT_RECORDS:
         log.append(event)
@@ -634,15 +633,23 @@ def test_a_recheck_after_a_key_rotation_knows_the_complainant_by_the_older_ref(s
             evidence_incomplete=[_gap("visits", "visits-app")], actor="s", now=NOW,
         )  # fmt: skip
         session.commit()
+    return str(opened["incident_id"])
+
+
+def test_a_recheck_after_a_key_rotation_knows_the_complainant_by_the_older_ref(store: Store) -> None:
+    """The complaint was registered under key k1; the audit-ref key has since rotated to k2. The same ID
+    number now hashes to a k2 ref: the re-check accepts the complainant by the ref under the kept k1 key and
+    still finds their accesses recorded under k1 (with the k2 ref alone it would be a stranger)."""
+    incident_id = _alices_incident_awaiting_visits(store)
     alice_now = Pseudonymizer(b"the-rotated-audit-ref-key-987654321", "k2").ref("310151195701010011")
     with Session(store.engine) as session, pytest.raises(SubjectMismatch):
         recheck_evidence(
-            session, store.engine, incident_id=opened["incident_id"], subject_ref=alice_now,
+            session, store.engine, incident_id=incident_id, subject_ref=alice_now,
             rechecked=["visits"], actor="s", now=NOW,
         )  # fmt: skip
     with Session(store.engine) as session:
         _, change = recheck_evidence(
-            session, store.engine, incident_id=opened["incident_id"], subject_ref=alice_now,
+            session, store.engine, incident_id=incident_id, subject_ref=alice_now,
             subject_refs=[alice_now, ALICE], rechecked=["visits"], records={("visits", ALICE_VISIT)},
             actor="s", now=NOW,
         )  # fmt: skip
@@ -656,19 +663,7 @@ def test_two_rechecks_at_once_run_one_after_the_other(postgres_store: Store) -> 
     for the first and finds its evidence attached, instead of inserting the same rows again (a duplicate
     key, which the API would answer 500)."""
     store = postgres_store
-    log = AuditLog(store.engine)
-    for _, event, _ in ATTEMPTS_AT_RECORDS:
-        log.append(event)
-    with Session(store.engine) as session:
-        complaint, _ = register_complaint(
-            session, subject_ref=ALICE, source="walk_in", summary="", ticket=None, actor="s", now=NOW
-        )
-        opened, _ = open_incident(
-            session, store.engine, complaint_id=complaint["complaint_id"],
-            evidence_incomplete=[_gap("visits", "visits-app")], actor="s", now=NOW,
-        )  # fmt: skip
-        session.commit()
-    incident_id = opened["incident_id"]
+    incident_id = _alices_incident_awaiting_visits(store)
 
     def recheck(session: Session) -> dict[str, Any]:
         return recheck_evidence(
