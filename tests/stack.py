@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 
 from gateway.launch import (
     RegistrySpec,
-    free_port,
     public_key_path,
     registry_db,
     start_gateway,
@@ -35,6 +34,7 @@ from gateway.launch import (
     stop,
     wait_healthy,
 )
+from tests.ports import free_port, listens_on
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (a worktree too), ahead of the editable install
 
@@ -179,6 +179,8 @@ class Stack:
         ):
             if proc is not None:
                 wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+                # Answered by this process, not by another that holds the port (see tests.ports).
+                assert listens_on(proc.pid, port) is not False, f"port {port} is not held by pid {proc.pid}"
 
     @contextlib.contextmanager
     def another_gateway(self, **extra_env: str) -> Iterator[str]:

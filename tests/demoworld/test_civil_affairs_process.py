@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from demoworld.civil_affairs import seed_database
 from demoworld.departmental import open_database
 from demoworld.world import World, build_world
 from tests.demoworld._support import bearer, mint, new_gateway_key, public_pem
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_KEY = new_gateway_key()
@@ -31,13 +31,6 @@ STARTUP_DEADLINE_SECONDS = 60.0
 class Upstream:
     process: subprocess.Popen[bytes]
     base_url: str
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_healthy(upstream: Upstream, deadline: float) -> None:
@@ -72,7 +65,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Up
     running: dict[str, Upstream] = {}
     try:
         for fault in FAULTS:
-            port = _free_port()
+            port = free_port()
             command = [
                 sys.executable, "-m", "demoworld.civil_affairs",
                 "--host", "127.0.0.1", "--port", str(port), "--db", str(db),

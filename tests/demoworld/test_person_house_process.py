@@ -4,7 +4,6 @@ fails. The same contract as the civil-affairs registry, plus the micro-grid filt
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from demoworld.departmental import open_database
 from demoworld.person_house import REGISTRY_AUDIENCE, seed_database
 from demoworld.world import World, build_world
 from tests.demoworld._support import bearer, mint, new_gateway_key, public_pem
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_KEY = new_gateway_key()
@@ -26,13 +26,6 @@ STARTUP_DEADLINE_SECONDS = 60.0
 WORLD: World = build_world()
 A = WORLD.village_a
 G01, G02, G03 = f"{A}-G01", f"{A}-G02", f"{A}-G03"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     running: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
         for fault in FAULTS:
-            port = _free_port()
+            port = free_port()
             command = [
                 sys.executable, "-m", "demoworld.person_house",
                 "--host", "127.0.0.1", "--port", str(port), "--db", str(db),

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from admission import AdmissionService
 from demoworld.world import build_world
-from gateway.launch import free_port, start_gateway, stop, wait_healthy
+from gateway.launch import start_gateway, stop, wait_healthy
 from policies import GrantRepository, GrantService, GrantStatus, Subject
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
+from tests.ports import free_port
 from tests.stack import Stack, _postgres_database, postgres_base_url, scenarios_at_any_hour
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launch import LOOPBACK, free_port, start_gateway, stop, worker_pids
+from gateway.launch import LOOPBACK, start_gateway, stop, worker_pids
+from tests.ports import free_port
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]

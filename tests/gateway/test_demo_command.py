@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.launch import free_port, stop, wait_healthy
+from gateway.launch import stop, wait_healthy
 from policies.scenarios import load_scenarios
+from tests.ports import free_port
 from tests.stack import REPO
 
 

@@ -29,9 +29,9 @@ from demoworld.world import build_world
 from gateway.app import _request_ids, create_app
 from gateway.db import make_engine
 from gateway.errors import GatewayError
-from gateway.launch import free_port
 from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
+from tests.ports import free_port
 from tests.stack import Stack
 
 WORLD = build_world()

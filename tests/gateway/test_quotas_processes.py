@@ -16,9 +16,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from gateway.launch import LOOPBACK, free_port, start_gateway, stop
+from gateway.launch import LOOPBACK, start_gateway, stop
 from policies import quota_day
 from tests.gateway.test_grants_api import api, fresh_village, policy_files, token_as, user_id
+from tests.ports import free_port
 from tests.stack import Stack, stack_fixture
 
 QUOTA = 20

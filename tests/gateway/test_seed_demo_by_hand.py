@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.launch import free_port, spawn, start_gateway, stop, wait_healthy
+from gateway.launch import spawn, start_gateway, stop, wait_healthy
 from gateway.upstream import ServiceTokenSigner, load_or_create_ed25519
+from tests.ports import free_port
 from tests.stack import REPO, Stack, scenarios_at_any_hour
 
 pytestmark = pytest.mark.slow
