@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -746,6 +746,13 @@ async def system_overlaps(
 # ------------------------------------------------------------------------------------- supervision
 
 
+_SUPERVISION_ACTS: Final[dict[str, tuple[str, str]]] = {
+    "suspend": ("暂停部门系统的准入", "suspend a departmental system's admission"),
+    "reinstate": ("恢复部门系统的准入", "reinstate a departmental system's admission"),
+    "revoke": ("撤销部门系统的准入", "revoke a departmental system's admission"),
+}
+
+
 async def _supervise(
     action: Literal["suspend", "reinstate", "revoke"],
     system_id: str,
@@ -754,7 +761,8 @@ async def _supervise(
     runtime: Runtime,
     authorization: str | None,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "admission", "revoke")
+    # One permission, "revoke admission", governs all three acts; the refusal names the act asked for.
+    principal = await require(runtime, authorization, "admission", "revoke", doing=_SUPERVISION_ACTS[action])
     refuse_personal_data(body.reason, "理由", "reason", code="personal_data_in_reason")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:

@@ -417,6 +417,29 @@ def test_separation_of_duties(
     assert resp.json()["message"] and resp.json()["message_en"]
 
 
+@pytest.mark.parametrize(
+    ("action", "named_zh", "named_en"),
+    [
+        ("suspend", "暂停部门系统的准入", "suspend a departmental system's admission"),
+        ("reinstate", "恢复部门系统的准入", "reinstate a departmental system's admission"),
+        ("revoke", "撤销部门系统的准入", "revoke a departmental system's admission"),
+    ],
+)
+def test_a_refused_supervisory_act_is_named_as_asked_not_as_its_permission(
+    stack: Stack, action: str, named_zh: str, named_en: str
+) -> None:
+    """One permission ("revoke admission") governs suspend, reinstate and revoke; a system admin refused a
+    reinstatement must read that reinstating was refused, Chinese first, not that revoking was."""
+    path = f"{API}/systems/civil-affairs-registry/{action}"
+    resp = call(stack, "POST", path, "ca_sysadmin", json={"reason": "核查"})
+    assert (resp.status_code, resp.json()["error"]) == (403, "no_permission")
+    assert resp.json()["message"] == f"您的岗位无权{named_zh}。"
+    assert resp.json()["message_en"].startswith(f"Your role may not {named_en} ")
+    if action != "revoke":
+        assert "撤销" not in resp.json()["message"]
+        assert not resp.json()["message_en"].startswith("Your role may not revoke")
+
+
 def test_system_admin_lists_only_their_department(stack: Stack, ca_system_under_review: str) -> None:
     health = ok(call(stack, "GET", f"{API}/systems", "hb_sysadmin"))["systems"]
     assert health and {s["department"] for s in health} == {"health"}
