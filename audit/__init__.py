@@ -104,7 +104,7 @@ from audit.prune import (
     prune,
     verify_archived_prefix,
 )
-from audit.pseudonym import Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
+from audit.pseudonym import SUBJECT_REF_LINKS, Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
 from audit.query import (
     CHINA_STANDARD_TIME,
     AccessEntry,
@@ -126,6 +126,7 @@ __all__ = [
     "CHINA_STANDARD_TIME",
     "DEFAULT_RETENTION_YEARS",
     "PRUNED_KIND",
+    "SUBJECT_REF_LINKS",
     "AccessEntry",
     "AnchorError",
     "AnomalyContext",

@@ -24,6 +24,7 @@ from typing import Any, Final
 from sqlalchemy import Engine
 
 from audit.events import Outcome, format_timestamp
+from audit.pseudonym import SUBJECT_REF_LINKS, PseudonymRing
 from audit.query import (
     ACCESS_KIND_PREFIX,
     CHINA_STANDARD_TIME,
@@ -83,10 +84,16 @@ class AnomalyContext:
     """What the caller knows that the log does not: scenario hours and grant validity windows.
 
     ``grants`` None means "not known": the no-active-grant rule then only flags reads with no grant id.
+    ``refs`` (the kept audit-ref keys) are not plain data, but the rule needs a key to join a resident's
+    refs across a key rotation, and they stay inside the audit library.
     """
 
     scenario_hours: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     grants: Mapping[str, GrantWindow] | None = None
+    #: The audit-ref keys the gateway keeps: with them, one resident's refs under the keys before and after
+    #: a rotation count as one resident (:func:`resident_groups`). None: refs are joined only through the
+    #: links the events carry themselves.
+    refs: PseudonymRing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,13 +386,68 @@ def outside_jurisdiction(events: Sequence[EventSummary], s: Mapping[str, Any]) -
     return findings
 
 
-def one_resident_many_users(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
-    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+def _event_links(event: EventSummary) -> list[tuple[str, str, str]]:
+    """``(subject ref, retired key id, link)`` from the event's ``subject_ref_links`` (see
+    :meth:`PseudonymRing.links`); a malformed entry is skipped, never guessed at."""
+    stored = event.details.get(SUBJECT_REF_LINKS) if isinstance(event.details, Mapping) else None
+    if not isinstance(stored, Mapping):
+        return []
+    found = []
+    for old_key, links in stored.items():
+        if isinstance(links, list) and len(links) == len(event.subject_refs):
+            found += [(ref, old_key, link) for ref, link in zip(event.subject_refs, links, strict=True)]
+    return found
+
+
+def resident_groups(events: Sequence[EventSummary], refs: PseudonymRing | None) -> dict[str, str]:
+    """Each subject ref of ``events`` -> one representative ref per resident, across audit-ref key rotations.
+
+    Refs under two keys cannot be compared; what joins them is a link (:mod:`audit.pseudonym`): an event
+    written under key B after a rotation carries, for each resident, B's link of the resident's ref under
+    each retired key A. With the kept keys, the link of every A-ref in ``events`` under every other kept
+    key is computed, and a ref and a link that meet are one resident (union-find, so a chain of rotations
+    within one window joins too). The representative is the ref of the resident's latest event.
+    """
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        root = node
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while node != root:
+            parent[node], node = root, parent[node]
+        return root
+
+    def union(a: str, b: str) -> None:
+        parent[find(a)] = find(b)
+
+    latest: dict[str, str] = {}
     for e in events:
-        if e.outcome != Outcome.ALLOWED.value:
-            continue
-        for ref in set(e.subject_refs):
-            groups[(ref, *_bucket(e.occurred_at, s["window_days"] * 1440))].append(e)
+        writer = e.subject_refs[0].partition(":")[0] if e.subject_refs else ""
+        for ref, old_key, link in _event_links(e):
+            union(ref, f"{writer}>{old_key}:{link}")
+        for ref in e.subject_refs:
+            find(ref)
+    if refs is not None:
+        for ref in [node for node in parent if ">" not in node]:
+            old_key = ref.partition(":")[0]
+            for writer, link in refs.link_candidates(ref):
+                union(ref, f"{writer}>{old_key}:{link}")
+    for e in events:  # in seq order: the last ref seen for a resident is the latest one
+        for ref in e.subject_refs:
+            latest[find(ref)] = ref
+    return {ref: latest[find(ref)] for e in events for ref in e.subject_refs}
+
+
+def one_resident_many_users(
+    events: Sequence[EventSummary], s: Mapping[str, Any], refs: PseudonymRing | None = None
+) -> list[Finding]:
+    allowed = [e for e in events if e.outcome == Outcome.ALLOWED.value]
+    resident = resident_groups(allowed, refs)
+    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    for e in allowed:
+        for who in {resident[ref] for ref in e.subject_refs}:
+            groups[(who, *_bucket(e.occurred_at, s["window_days"] * 1440))].append(e)
     findings = []
     for (ref, start, end), group in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
         users = {e.actor for e in group}
@@ -471,7 +533,7 @@ def evaluate(
         elif rule == "outside_jurisdiction":
             findings += outside_jurisdiction(access, s)
         elif rule == "one_resident_many_users":
-            findings += one_resident_many_users(access, s)
+            findings += one_resident_many_users(access, s, ctx.refs)
         else:
             findings += no_active_grant(access, s, ctx.grants)
     return findings

@@ -9,6 +9,14 @@ ID or phone numbers — an unkeyed hash could be.
 
 A ref reads ``<key_id>:<64 lowercase hex>``; the key id lets the key rotate without making old refs
 ambiguous (a lookup computes the ref under every key still kept: :class:`PseudonymRing`).
+
+Refs under two keys are unrelated, so after a rotation nothing in the log says that a resident's ref under
+the old key and under the new one are one person — which a rule counting readers per resident needs. An
+event written after a rotation therefore also carries, per resident, a *link*: the HMAC under the writing
+key, in its own domain, of the resident's ref under each retired key (:meth:`PseudonymRing.links`). Only a
+holder of the newer key can compute a link from an old ref (:meth:`PseudonymRing.link_candidates`), so the
+links tell a reader of the log nothing, and a leaked old key — the reason to rotate — computes none of
+them: new events carry no ref under the old key.
 """
 
 from __future__ import annotations
@@ -16,15 +24,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,16}")
 REF_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,16}:[0-9a-f]{64}")
 MIN_KEY_BYTES: Final = 16
+#: The ``details`` key under which an access event carries :meth:`PseudonymRing.links` of its residents.
+SUBJECT_REF_LINKS: Final = "subject_ref_links"
 
 # Domain separation: the same key must never produce the same MAC for an audit ref and for anything
 # else it might (wrongly) be reused for.
 _DOMAIN: Final = b"grassroots-audit-ref-v1\x00"
+# Links join a ref under a retired key to the writing key's events. Neither domain tag is a prefix of the
+# other (they differ at byte 21), so no link is ever a ref of anything, under any key.
+_LINK_DOMAIN: Final = b"grassroots-audit-ref-link-v1\x00"
 _BLOCK: Final = 64  # SHA-256's block size in bytes (RFC 2104's B)
 
 
@@ -40,7 +53,7 @@ class Pseudonymizer:
     into a log line or a crash dump by accident.
     """
 
-    __slots__ = ("_inner", "_key_id", "_outer")
+    __slots__ = ("_inner", "_key_id", "_link_inner", "_outer")
 
     def __init__(self, key: bytes, key_id: str) -> None:
         if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
@@ -52,7 +65,9 @@ class Pseudonymizer:
         # 20 residents takes 40 refs). The domain tag is part of every message, so it joins the inner
         # state too. Keys longer than SHA-256's 64-byte block are hashed first, as RFC 2104 §2 says.
         block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\x00")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block) + _DOMAIN)
+        ipad = bytes(b ^ 0x36 for b in block)
+        self._inner = hashlib.sha256(ipad + _DOMAIN)
+        self._link_inner = hashlib.sha256(ipad + _LINK_DOMAIN)
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._key_id = key_id
 
@@ -67,11 +82,21 @@ class Pseudonymizer:
         by someone else normalise it the same way the gateway did (e.g. an ID number's check character
         ``x`` upper-cased, GB 11643-1999 §5) — see :func:`normalise_id_number`.
         """
-        inner = self._inner.copy()
+        return f"{self._key_id}:{self._mac(self._inner, value)}"
+
+    def link(self, ref: str) -> str:
+        """The link of ``ref`` (a ref under another key) under this key: 64 lowercase hex, no key id.
+
+        What an event written under this key records next to a resident's ref, so that the resident's
+        events under the other key can be joined to it by whoever holds this key (and nobody else)."""
+        return self._mac(self._link_inner, ref)
+
+    def _mac(self, inner_state: Any, value: str) -> str:
+        inner = inner_state.copy()
         inner.update(value.encode("utf-8"))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return f"{self._key_id}:{outer.hexdigest()}"
+        return outer.hexdigest()
 
     def __repr__(self) -> str:
         return f"Pseudonymizer(key_id={self._key_id!r})"
@@ -119,6 +144,22 @@ class PseudonymRing:
     def refs(self, value: str) -> list[str]:
         """The ref of ``value`` under every kept key, the active key's first: what a lookup searches for."""
         return [p.ref(value) for p in self._kept]
+
+    def links(self, values: Sequence[str]) -> dict[str, list[str]]:
+        """What an event written under the active key records to join ``values`` (residents, in the order
+        of the event's refs) to their refs under each retired key: ``{retired key id: [link per value]}``,
+        each link the active key's :meth:`Pseudonymizer.link` of the value's ref under that retired key.
+        Empty while no key was retired (no rotation yet): events then carry nothing more than before."""
+        return {old.key_id: [self._active.link(old.ref(value)) for value in values] for old in self._kept[1:]}
+
+    def link_candidates(self, ref: str) -> list[tuple[str, str]]:
+        """``(writing key id, link)`` for each kept key other than the one ``ref`` was made under: the link
+        an event written under that key would carry for the resident ``ref`` names. An empty list for a
+        ref under a key no longer kept (or not a ref)."""
+        key_id, _, _ = ref.partition(":")
+        if not is_ref(ref) or key_id not in self.key_ids:
+            return []
+        return [(p.key_id, p.link(ref)) for p in self._kept if p.key_id != key_id]
 
     def __repr__(self) -> str:
         return f"PseudonymRing(key_ids={self.key_ids!r})"

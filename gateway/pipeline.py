@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from audit import AuditEvent, AuditUnavailable, Outcome
+from audit import SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome
 from gateway.auth.oidc import AuthError, Principal
 from gateway.errors import (
     AuditLogUnavailable,
@@ -203,6 +203,9 @@ class AuditFacts:
     decision: Decision | None = None
     fields: tuple[str, ...] = ()
     subject_refs: list[str] = field(default_factory=list)
+    #: After an audit-ref key rotation: the residents' links to their refs under the retired keys,
+    #: aligned with ``subject_refs`` once repeats are dropped (``PseudonymRing.links``).
+    subject_links: dict[str, list[str]] = field(default_factory=dict)
     record_refs: list[str] = field(default_factory=list)
     record_count: int = 0
     alerts: list[str] = field(default_factory=list)
@@ -678,7 +681,11 @@ async def _authorized_path(
         # Never more than the page asked for (and held): an upstream's extra rows are not served.
         kept = kept[: facts.hold.count]
 
-    facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in dataset.subject_values(kept)]
+    residents = dataset.subject_values(kept)
+    facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in residents]
+    # One resident's refs before and after a key rotation are unrelated; the links let the "one resident
+    # read by many users" rule count them as one (README "Keys"). Repeats dropped as in the event's refs.
+    facts.subject_links = runtime.audit_refs.links(list(dict.fromkeys(residents)))
     facts.record_refs = [runtime.pseudonymizer.ref(str(r["id"])) for r in kept]
     facts.record_count = len(kept)
 
@@ -743,6 +750,8 @@ def _build_event(
     details: dict[str, Any] = dict(facts.details)
     if facts.alerts:
         details["alerts"] = sorted(set(facts.alerts))
+    if failure is None and facts.subject_refs and facts.subject_links:
+        details[SUBJECT_REF_LINKS] = facts.subject_links
     if request.record_id is not None and failure is not None:
         # The id the caller asked for is recorded only as a keyed HMAC.
         details["requested_record_ref"] = runtime.pseudonymizer.ref(request.record_id)

@@ -291,7 +291,9 @@ def _anomaly_inputs(runtime: Runtime, overrides: Mapping[str, Any]) -> tuple[Ano
     except AnomalyRulesError as exc:
         raise bad_rule(exc, defaults) from None
     hours, _, _ = _scenario_context(runtime)
-    return rules, AnomalyContext(scenario_hours=hours, grants=_grant_windows(runtime))
+    return rules, AnomalyContext(
+        scenario_hours=hours, grants=_grant_windows(runtime), refs=runtime.audit_refs
+    )
 
 
 def _overrides(params: list[str]) -> dict[str, str]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from audit import (
+    SUBJECT_REF_LINKS,
     AnomalyContext,
     AnomalyRulesError,
     AuditEvent,
     AuditLog,
+    Finding,
     GrantWindow,
     Outcome,
+    Pseudonymizer,
+    PseudonymRing,
     detect_anomalies,
     load_anomaly_rules,
 )
@@ -195,3 +199,71 @@ def test_rules_file_must_name_every_setting(tmp_path: Any) -> None:
     bad.write_text("[refusal_spike]\nenabled = true\n", encoding="utf-8")
     with pytest.raises(AnomalyRulesError):
         load_anomaly_rules(bad)
+
+
+# -- one resident across audit-ref key rotations ------------------------------------------------------
+
+K1, K2, K3 = (Pseudonymizer(bytes([n]) * 32, f"k{n}") for n in (1, 2, 3))
+
+
+def read_under(ring: PseudonymRing, minutes: float, actor: str, *residents: str) -> AuditEvent:
+    """An allowed read written by a gateway holding ``ring``, as the pipeline writes it."""
+    details: dict[str, Any] = {"grant_id": "g-active"}
+    links = ring.links(list(residents))
+    if links:
+        details[SUBJECT_REF_LINKS] = links
+    return replace(
+        access(minutes, actor=actor), subject_refs=tuple(ring.ref(r) for r in residents), details=details
+    )
+
+
+def many_users(store: Store, refs: PseudonymRing | None, min_users: int = 5) -> list[Finding]:
+    rules = RULES.with_overrides({"one_resident_many_users.min_users": min_users})
+    context = AnomalyContext(scenario_hours={}, refs=refs)
+    return detect_anomalies(store.engine, rules, context, only=["one_resident_many_users"])
+
+
+def test_one_resident_read_before_and_after_a_key_rotation_counts_once(sqlite: Store) -> None:
+    """Six users read resident-7, three before the rotation (k1) and three after (k2): one finding of six
+    users at threshold 5 naming all six reads, not two residents of three users each (missed)."""
+    before = load(sqlite, [read_under(PseudonymRing(K1), i, f"u-{i}", "resident-7") for i in range(3)])
+    rotated = PseudonymRing(K2, (K1,))
+    after = load(sqlite, [read_under(rotated, 60 + i, f"u-{3 + i}", "resident-7", "r-8") for i in range(3)])
+    [finding] = many_users(sqlite, rotated)
+    assert list(finding.seqs) == before + after
+    assert finding.metrics["users"] == 6
+    assert finding.subject_ref == K2.ref("resident-7")  # the ref of the resident's latest read
+    # Without the kept keys nothing can join the two sides: the README's residual limit.
+    assert many_users(sqlite, None) == []
+
+
+def test_two_rotations_in_one_window_and_another_resident_stay_apart(sqlite: Store) -> None:
+    """k1 -> k2 -> k3 within one window: five readers of resident-7 under the three keys are one resident
+    (a k1 read joins the k3 reads with no k2 read of her in between), and resident-9, read by five other
+    users under the three keys too, is never merged with her."""
+    ring1, ring2, ring3 = PseudonymRing(K1), PseudonymRing(K2, (K1,)), PseudonymRing(K3, (K1, K2))
+    seven = load(
+        sqlite,
+        [
+            read_under(ring1, 1, "u-1", "resident-7"),
+            read_under(ring1, 2, "u-2", "resident-7"),
+            read_under(ring3, 4, "u-4", "resident-7"),
+            read_under(ring3, 5, "u-5", "resident-7"),
+            read_under(ring3, 6, "u-6", "resident-7"),
+        ],
+    )
+    nine = load(
+        sqlite,
+        [
+            read_under(ring1, 7, "v-1", "resident-9"),
+            read_under(ring2, 8, "v-2", "resident-9"),
+            *(read_under(ring3, 9 + i, f"v-{3 + i}", "resident-9") for i in range(3)),
+        ],
+    )
+    findings = many_users(sqlite, ring3)
+    assert {f.subject_ref: list(f.seqs) for f in findings} == {
+        K3.ref("resident-7"): seven,
+        K3.ref("resident-9"): nine,
+    }
+    # Six readers would be needed for either at threshold 6: neither is merged with the other.
+    assert many_users(sqlite, ring3, min_users=6) == []

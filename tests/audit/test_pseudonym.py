@@ -90,3 +90,31 @@ def test_ring_refuses_a_key_id_twice_and_never_shows_a_key() -> None:
     assert repr(ring) == "PseudonymRing(key_ids=('k2', 'k1'))" and key.hex() not in str(ring)
     with pytest.raises(TypeError):
         pickle.dumps(ring)
+
+
+@given(st.binary(min_size=16, max_size=200), st.text())
+def test_a_link_is_rfc2104_hmac_sha256_in_its_own_domain(key: bytes, ref: str) -> None:
+    expected = hmac.new(key, b"grassroots-audit-ref-link-v1\x00" + ref.encode("utf-8"), hashlib.sha256)
+    p = Pseudonymizer(key, "k2")
+    assert p.link(ref) == expected.hexdigest()
+    # Never a ref of anything: the two domains are prefix-free, so link and ref of one text always differ.
+    assert p.ref(ref) != f"k2:{p.link(ref)}"
+
+
+def test_links_join_a_residents_refs_across_rotations_and_only_the_newer_key_computes_them() -> None:
+    k1, k2, k3 = (Pseudonymizer(bytes([n]) * 32, f"k{n}") for n in (1, 2, 3))
+    assert PseudonymRing(k1).links(["a"]) == {}  # no rotation yet: events carry nothing more
+    ring = PseudonymRing(k3, (k1, k2))
+    links = ring.links(["a", "b"])
+    assert links == {
+        "k1": [k3.link(k1.ref("a")), k3.link(k1.ref("b"))],
+        "k2": [k3.link(k2.ref("a")), k3.link(k2.ref("b"))],
+    }
+    # What the rule computes from an old ref meets the link the newer key's events carry.
+    assert ("k3", links["k1"][0]) in ring.link_candidates(k1.ref("a"))
+    assert ("k3", links["k2"][1]) in ring.link_candidates(k2.ref("b"))
+    assert ring.link_candidates(k1.ref("a")) == [("k3", k3.link(k1.ref("a"))), ("k2", k2.link(k1.ref("a")))]
+    # The retired key (the leaked one) reproduces no link, and a ref under an unknown key or no ref has none.
+    assert k1.link(k1.ref("a")) not in links["k1"]
+    assert ring.link_candidates(Pseudonymizer(b"x" * 32, "k9").ref("a")) == []
+    assert ring.link_candidates("not a ref") == []

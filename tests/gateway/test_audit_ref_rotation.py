@@ -151,6 +151,20 @@ def test_complaints_and_transparency_find_accesses_from_before_and_after_a_key_r
         assert resp.status_code == 200, resp.text
         listed = {a["seq"] for a in resp.json()["accesses"]}
         assert seqs_of(stack, before["served"] | after["served"]) <= listed
+
+        # The read after the rotation carries the resident's link to her k1 ref (hex under k2, never a
+        # k1 ref), and the "one resident read by many users" rule counts her reads of both sides as one
+        # resident's: one finding naming both, under her k2 ref (two residents of one read each before).
+        assert list(served_after["details"]["subject_ref_links"]) == ["k1"]
+        [link] = served_after["details"]["subject_ref_links"]["k1"]
+        assert len(link) == 64 and link not in {r.partition(":")[2] for r in old_refs}
+        every_reader = {"rule": "one_resident_many_users", "setting": "one_resident_many_users.min_users=1"}
+        resp = api(stack, "GET", "/anomalies", "supervisor", params=every_reader)
+        assert resp.status_code == 200, resp.text
+        served = seqs_of(stack, before["served"] | after["served"])
+        [finding] = [f for f in resp.json()["findings"] if served & set(f["seqs"])]
+        assert served <= set(finding["seqs"])
+        assert finding["subject_ref"] == served_after["subject_refs"][0]
     stop(stack.gateway)
     stack.start_gateway()
 
