@@ -29,6 +29,7 @@ from audit.tables import (
     audit_subject_refs,
     requested_record_ref,
 )
+from grassroots_common.divisions import significant_prefix
 
 #: Beijing time: scenario hours, "night" and report months are local (UTC+8, no daylight saving).
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
@@ -36,8 +37,6 @@ CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
 ACCESS_KIND_PREFIX: Final = "data."
 MAX_PAGE: Final = 500
 
-_DIVISION = re.compile(r"\d{2}|\d{4}|\d{6}|\d{9}|\d{12}")
-_LEVELS: Final = (2, 4, 6, 9, 12)
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
@@ -45,17 +44,13 @@ def org_prefix(code: str) -> str:
     """The significant prefix of a division code: ``310151101000`` -> ``310151101``; root -> ``""``.
 
     Accepts the short forms (``31``, ``3101``, ``310151``, ``310151101``) too. Raises ``ValueError`` for
-    anything that is not a division code.
+    anything that is not a division code — the same codes ``policies`` refuses (one shared parser,
+    :mod:`grassroots_common.divisions`).
     """
-    if not isinstance(code, str) or _DIVISION.fullmatch(code) is None:
-        raise ValueError("organisation must be a division code of 2, 4, 6, 9 or 12 digits")
-    full = code.ljust(12, "0")
-    prefix = ""
-    for length in _LEVELS:
-        previous = len(prefix)
-        if set(full[previous:length]) != {"0"}:
-            prefix = full[:length]
-    return prefix
+    try:
+        return significant_prefix(code)
+    except ValueError:
+        raise ValueError("organisation must be a division code of 2, 4, 6, 9 or 12 digits") from None
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

@@ -39,14 +39,30 @@ from audit import AuditEvent, AuditLog, AuditUnavailable, Outcome
 from gateway.app import REQUEST_ID
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
-from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, Unauthenticated
+from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, InvalidRequest, Unauthenticated
 from gateway.pipeline import authenticate, record_audit
 from gateway.runtime import Runtime
 from masking.errors import MaskingError, UnknownDatasetError
+from policies import divisions
 from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
 
 _log = logging.getLogger("gateway.admin")
 T = TypeVar("T")
+
+
+def checked_org(code: str, name: str = "org_scope") -> str:
+    """A division code in its 12-digit form, or a 422 that says what a code looks like: the one check of a
+    typed organisation code for every administrative endpoint (grants, policy, supervision), on the parser
+    the libraries share (``grassroots_common.divisions``), so a code is accepted or refused the same way
+    everywhere, with the same words. The code is never echoed back."""
+    try:
+        return divisions.normalize(code)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} 必须是 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
+            f"{name} must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
+            code="invalid_org",
+        ) from None
 
 
 async def require(

@@ -24,6 +24,12 @@ from __future__ import annotations
 import enum
 import re
 
+# The parser is shared with the audit library's organisation filter, so a code is accepted or refused the
+# same way wherever it is typed (grassroots_common.divisions).
+from grassroots_common.divisions import BOUNDARIES as _BOUNDARIES
+from grassroots_common.divisions import ROOT, is_division_code
+from grassroots_common.divisions import parse_division_code as _parse
+
 __all__ = [
     "ROOT",
     "DivisionLevel",
@@ -39,13 +45,7 @@ __all__ = [
     "split",
 ]
 
-ROOT = "000000000000"
 _ZEROS = ROOT
-
-# Segment end offsets: province, city, county, township, village.
-_BOUNDARIES: tuple[int, ...] = (2, 4, 6, 9, 12)
-_ACCEPTED_LENGTHS = frozenset(_BOUNDARIES)
-_DIGITS = re.compile(r"[0-9]+")
 _GRID = re.compile(r"([0-9]{12})-G(?:0[1-9]|[1-9][0-9])", re.ASCII)
 _GRID_LENGTH = 16
 
@@ -61,50 +61,13 @@ class DivisionLevel(enum.IntEnum):
     VILLAGE = 5
 
 
-def _parse(code: str) -> tuple[str, int]:
-    """Return (12-digit form, level) or raise ValueError.
-
-    Not cached: a national deployment has ~620,000 organisations, so a bounded cache thrashes on a
-    uniform stream of callers and a full one costs hundreds of MB; slicing a 12-character string is
-    cheaper than a cache miss (bench/bench_policy.py measures both worlds)."""
-    if type(code) is str and len(code) == 12 and code.isascii() and code.isdigit():
-        full = code
-    else:
-        if not isinstance(code, str):
-            raise ValueError("division code must be a string of digits")
-        if len(code) not in _ACCEPTED_LENGTHS or _DIGITS.fullmatch(code) is None:
-            raise ValueError(
-                "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码); "
-                f"got {len(code)} characters"
-            )
-        full = code.ljust(12, "0")
-    if full[:2] == "00":
-        if full == ROOT:
-            return ROOT, 0
-        raise ValueError("division code has province segment 00 but is not the national root")
-    # The level of the last non-zero segment (see the module docstring on 东莞-style codes).
-    if full[9:] != "000":
-        return full, 5
-    if full[6:9] != "000":
-        return full, 4
-    if full[4:6] != "00":
-        return full, 3
-    if full[2:4] != "00":
-        return full, 2
-    return full, 1
-
-
 def normalize(code: str) -> str:
     """Return the 12-digit form of ``code``; raise ValueError when it is malformed."""
     return _parse(code)[0]
 
 
 def is_valid(code: str) -> bool:
-    try:
-        _parse(code)
-    except ValueError:
-        return False
-    return True
+    return is_division_code(code)
 
 
 def level_of(code: str) -> DivisionLevel:

@@ -46,6 +46,7 @@ from joserfc.errors import (
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jwt import JWTClaimsRegistry
 
+from grassroots_common.divisions import is_division_code
 from grassroots_common.personal_data import fold, looks_like_identifier
 from policies.divisions import is_grid
 
@@ -466,7 +467,7 @@ class OIDCVerifier:
             raise AuthError("invalid_token")
 
         org = _lookup(claims, mapping.org)
-        if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None:
+        if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None or not is_division_code(org):
             raise AuthError("insufficient_claims")
 
         roles = _lookup(claims, mapping.roles)

@@ -21,6 +21,8 @@ import typer.core
 # Typer re-exports only a few of them (``typer.BadParameter``), so the module is named directly.
 from typer._click import exceptions as errors
 
+from grassroots_common.divisions import is_division_code
+
 # Typer's resolver says "No such command 'reviw'. Did you mean 'review', 'revise'?" in a plain UsageError.
 _NO_SUCH_COMMAND = re.compile(r"No such command '(?P<name>[^']*)'\.(?: Did you mean (?P<maybe>.*)\?)?")
 
@@ -56,14 +58,12 @@ class InvalidValue(errors.BadParameter):
         self.zh_rule = zh_rule
 
 
-_DIVISION_CODE = re.compile(r"\d{2}|\d{4}|\d{6}|\d{9}|\d{12}")
-
-
 def division_code(value: str | None) -> str | None:
     """Click callback for an option naming an organisation: a division code of 2, 4, 6, 9 or 12 digits, passed
     on as typed (the gateway reads the short forms), or a usage error naming the option the user typed (the
-    API would name its own field, ``org_scope``)."""
-    if value is None or _DIVISION_CODE.fullmatch(value):
+    API would name its own field, ``org_scope``). The gateway's parser decides, so the CLI refuses exactly
+    the codes the API refuses (full-width digits, province 00 other than the root)."""
+    if value is None or is_division_code(value):
         return value
     raise InvalidValue(
         "must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000)",

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from gateway.admin_support import domain_errors, require, signed_in, unit_of_work
+from gateway.admin_support import checked_org, domain_errors, require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
@@ -38,7 +38,6 @@ from policies import (
     ScenarioGrant,
     Subject,
     covers,
-    normalize,
 )
 from policies.grants import BREAK_GLASS_MAX_HOURS
 
@@ -52,18 +51,6 @@ T = TypeVar("T")
 
 
 # -- helpers used by the policy routes too ----------------------------------------------------------
-
-
-def checked_org(code: str, name: str = "org_scope") -> str:
-    """A division code in its 12-digit form, or a 422 that says what a code looks like."""
-    try:
-        return normalize(code)
-    except ValueError:
-        raise InvalidRequest(
-            f"{name} 必须是 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
-            f"{name} must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
-            code="invalid_org",
-        ) from None
 
 
 def checked_reason(text: str, *, required: bool = True, name: str = "reason") -> str:

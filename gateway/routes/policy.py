@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session
 
 from audit import AuditEvent, Outcome
 from audit.tables import AuditEventRow
-from gateway.admin_support import library_error, require, signed_in, unit_of_work
+from gateway.admin_support import checked_org, library_error, require, signed_in, unit_of_work
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.pipeline import UNKNOWN_DATASET, check_within_page_limit, record_audit, subject_of
-from gateway.routes.grants import checked_org, read_only
+from gateway.routes.grants import read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from grassroots_common.personal_data import personal_data_in
 from policies import (

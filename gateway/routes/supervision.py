@@ -56,7 +56,7 @@ from audit import (
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
-from gateway.admin_support import require, unit_of_work
+from gateway.admin_support import checked_org, require, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
@@ -177,15 +177,8 @@ def _pruned_note(runtime: Runtime) -> dict[str, Any] | None:
 
 def _scope(principal: Principal, org: str | None) -> str:
     """The organisation subtree to show: the caller's own, or a part of it (404 outside it)."""
-    try:
-        own = org_prefix(principal.org)
-        wanted = org_prefix(org) if org else own
-    except ValueError:
-        raise InvalidRequest(
-            "org 必须是 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
-            "org must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
-            code="invalid_org",
-        ) from None
+    own = org_prefix(checked_org(principal.org, "org"))
+    wanted = org_prefix(checked_org(org, "org")) if org else own
     if not wanted.startswith(own):
         raise NotFound("不在您的监督范围内。", "Outside your supervisory scope.", code="outside_scope")
     return (wanted or "0").ljust(12, "0") if wanted else "000000000000"

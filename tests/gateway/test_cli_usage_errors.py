@@ -8,7 +8,8 @@ import typer
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.commands._usage import BilingualGroup
+from gateway.commands._usage import BilingualGroup, InvalidValue, division_code
+from tests.grassroots_common.test_divisions import CODES
 
 runner = CliRunner()
 
@@ -122,3 +123,13 @@ def test_exit_codes_pass_through_and_an_abort_is_told_in_chinese_first() -> None
     aborted = runner.invoke(tiny, ["interrupted"])
     assert aborted.exit_code == 1
     assert aborted.stderr.splitlines() == ["已中止，未完成该操作。", "Aborted!"]
+
+
+@pytest.mark.parametrize(("code", "valid"), [c for c in CODES if c[0]])
+def test_the_cli_refuses_exactly_the_division_codes_the_gateway_refuses(code: str, valid: bool) -> None:
+    """The --org callback checks with the gateway's parser: full-width digits or province 00 are refused
+    before anything is sent, as the API would refuse them."""
+    try:
+        assert division_code(code) == code and valid
+    except InvalidValue:
+        assert not valid

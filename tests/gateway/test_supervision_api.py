@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from audit import looks_like_personal_data, verify_consistency, verify_inclusion
 from demoworld.world import build_world
+from tests.grassroots_common.test_divisions import CODES
 from tests.stack import Stack, stack_fixture
 
 WORLD = build_world()
@@ -141,6 +142,33 @@ def test_reports_per_org_department_scenario(stack: Stack, readings: dict[str, A
     assert "civil_affairs" in {r["key"] for r in by_dept["rows"]}
     by_scenario = api(stack, "GET", "/reports", "auditor", params={"group_by": "scenario"}).json()
     assert "DIBAO_REVIEW" in {r["key"] for r in by_scenario["rows"]}
+
+
+def test_grants_and_supervision_accept_and_refuse_the_same_division_codes(stack: Stack) -> None:
+    """One validator behind both: a code the grant list refuses the supervision query refuses too, with the
+    same bilingual words (never echoing the code); a code one accepts the other does not refuse as
+    malformed (the supervision query may still answer 404 for a code outside the supervisor's scope)."""
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    for code, valid in CODES:
+        if not code:
+            continue  # an empty parameter is no filter, on both
+        grants = httpx.get(
+            f"{stack.base_url}/api/v1/grants", params={"org": code}, headers=headers, timeout=60
+        )
+        events = api(stack, "GET", "/events", "supervisor", params={"org": code, "limit": 1})
+        if valid:
+            assert grants.status_code == 200, (code, grants.text)
+            assert events.status_code in (200, 404), (code, events.text)
+            assert events.status_code == 200 or events.json()["error"] == "outside_scope"
+            continue
+        assert (grants.status_code, events.status_code) == (422, 422), code
+        refusals = [
+            (r.json()["error"], r.json()["message"], r.json()["message_en"]) for r in (grants, events)
+        ]
+        assert refusals[0] == refusals[1], code
+        error, zh, en = refusals[0]
+        assert error == "invalid_org" and zh.startswith("org 必须是") and en.startswith("org must be")
+        assert code not in zh.replace("310151101000", "") and code not in en.replace("310151101000", "")
 
 
 def test_anomaly_rules_are_parameterised_through_the_api(stack: Stack, readings: dict[str, Any]) -> None:

@@ -211,6 +211,12 @@ BAD_TOKENS = [
         lambda k, i: mint(k.rsa, _claims(i, org_code="٣١٠١٥١١٠١٠٠١")),
         "insufficient_claims",
     ),
+    BadToken(
+        # twelve digits, but province 00 names nothing below the root: every library refuses it
+        "org with province 00",
+        lambda k, i: mint(k.rsa, _claims(i, org_code="001234000000")),
+        "insufficient_claims",
+    ),
     BadToken("roles missing", lambda k, i: mint(k.rsa, _claims(i, roles=None)), "insufficient_claims"),
     BadToken(
         "roles a string", lambda k, i: mint(k.rsa, _claims(i, roles="village_cadre")), "insufficient_claims"
