@@ -117,6 +117,7 @@ from audit.query import (
     month_bounds,
     org_prefix,
     query_events,
+    served_from_dataset,
 )
 from audit.reports import GroupBy, access_report
 from audit.tables import install_immutability_sql, metadata, postgres_writer_role_sql
@@ -228,6 +229,7 @@ __all__ = [
     "render_csv",
     "render_html",
     "retention_status",
+    "served_from_dataset",
     "use_writer_role",
     "verify_archive",
     "verify_archived_prefix",

@@ -309,6 +309,25 @@ def access_seqs_for_subjects(source: Engine | Connection, subject_refs: Iterable
     return [int(row[0]) for row in _fetch(source, _subject_accesses(refs, audit_events.c.seq))]
 
 
+def served_from_dataset(source: Engine | Connection, subject_refs: Iterable[str], dataset: str) -> bool:
+    """True when an allowed data access of ``dataset`` served any of the given resident refs.
+
+    The gateway asks before it hands out an unmasked FF1 pseudonym: a pseudonym reversed under another
+    dataset's key decodes to an unrelated well-formed number, which this tells apart from the real one,
+    because every response that carried a pseudonym was audited, with its residents' refs, before it was
+    sent. One indexed lookup, stopped at the first hit.
+    """
+    refs = _checked_refs(subject_refs)
+    if not refs:
+        return False
+    stmt = (
+        _subject_accesses(refs, audit_events.c.seq)
+        .where(audit_events.c.dataset == dataset, audit_events.c.outcome == Outcome.ALLOWED.value)
+        .limit(1)
+    )
+    return bool(_fetch(source, stmt))
+
+
 def records_served(body: Mapping[str, Any], subject_refs: Collection[str]) -> Iterator[tuple[str, str]]:
     """``(dataset, record ref)`` of each record an allowed access served that belongs to one of
     ``subject_refs``, where the event says so unambiguously.

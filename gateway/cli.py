@@ -267,6 +267,8 @@ def serve(
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
     _audit_refs_or_exit(settings)
+    if (warning := unbound_ff1_key_warning(settings)) is not None:
+        typer.echo(warning, err=True)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -345,6 +347,30 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> str:
         zh = "请检查 --host、--port（GRASSROOTS_HOST、GRASSROOTS_PORT）。"
         en = "check --host and --port (GRASSROOTS_HOST, GRASSROOTS_PORT)."
     return f"无法监听 {where[0]}：{zh}\nCannot listen on {where[1]}: {en}"
+
+
+def unbound_ff1_key_warning(settings: Settings) -> str | None:
+    """What to say at start when the active masking key predates dataset binding (a ring stored before it):
+    the ff1_id operator makes nothing under such a key, so those fields are redacted until a rotation."""
+    from gateway.keys import load_masking_keyring, masking_keyring_path
+    from masking import KeyRingError
+
+    if not masking_keyring_path(settings).exists():
+        return None  # a ring made now is bound from its first key
+    try:
+        ring = load_masking_keyring(settings)
+    except KeyRingError:
+        return None  # said by the gateway that cannot open it
+    kid = ring.active_key_id
+    if ring.is_scoped(kid):
+        return None
+    return (
+        f"警告：当前数据密钥 {kid} 早于“身份证号假名按数据集绑定”，用它生成的假名无法确定所属数据集；"
+        "在轮换前，脱敏规则为 ff1_id 的字段一律显示为 ***。请运行 grassroots keys rotate 并重启网关。\n"
+        f"warning: the active masking data key {kid} predates dataset binding of ID-number pseudonyms; until "
+        "it is rotated, fields masked with ff1_id are redacted (***). Run `grassroots keys rotate` and "
+        "restart the gateways."
+    )
 
 
 def _create_keys_once(settings: Settings) -> None:

@@ -26,9 +26,11 @@ from masking.errors import (
     MaskingError,
     OperatorError,
     RulesError,
+    UnboundEnvelopeError,
     UnknownDatasetError,
     UnknownProfileError,
     UnmaskError,
+    UnscopedKeyError,
 )
 from masking.ff1 import FF1
 from masking.freetext import Finding, FreeTextScanner
@@ -52,7 +54,13 @@ from masking.plan import (
     plan_masking,
     response_level,
 )
-from masking.reversible import Unmask, decrypt_envelope, ff1_id_reveal, is_dry_run_value
+from masking.reversible import (
+    Unmask,
+    decrypt_envelope,
+    envelope_names_dataset,
+    ff1_id_reveal,
+    is_dry_run_value,
+)
 from masking.rules import MaskingRule, RuleSet, load_rules
 
 __all__ = [
@@ -82,12 +90,15 @@ __all__ = [
     "RuleSet",
     "RulesError",
     "SemanticType",
+    "UnboundEnvelopeError",
     "UnknownDatasetError",
     "UnknownProfileError",
     "Unmask",
     "UnmaskError",
+    "UnscopedKeyError",
     "decrypt_envelope",
     "enforce_k_anonymity",
+    "envelope_names_dataset",
     "ff1_id_reveal",
     "get_operator",
     "guard_release",

@@ -79,6 +79,25 @@ class KeyRingError(MaskingError):
     code = "key_ring_error"
 
 
+class UnscopedKeyError(KeyRingError):
+    """The key predates dataset binding: the FF1 pseudonyms it made are bound to no dataset."""
+
+    code = "pseudonym_not_bound"
+
+    def __init__(self) -> None:
+        # The key id may come from a request: not echoed.
+        super().__init__(
+            "该身份证号假名是用早于“按数据集绑定”的旧密钥生成的，无法确定它属于哪个数据集（哪个部门），"
+            "因此不能还原。请向数据所属部门的数据管理员按原始记录核对；如需可还原的假名，请平台运维人员"
+            "先轮换数据密钥（grassroots keys rotate），之后数据接口返回的新假名可由所属部门还原。",
+            "This ID-number pseudonym was made with a key older than dataset binding, so which dataset (and "
+            "department) it belongs to cannot be told, and it cannot be unmasked. Ask a data steward of the "
+            "department that owns the data to check the original record; for reversible pseudonyms, have "
+            "the platform operator rotate the data key (grassroots keys rotate): pseudonyms the data API "
+            "returns after that can be unmasked by the owning department.",
+        )
+
+
 class UnmaskError(MaskingError):
     """Decryption was refused or failed (tampered envelope, wrong context, missing capability)."""
 
@@ -98,6 +117,23 @@ class DryRunValueError(UnmaskError):
             "This value was made by a masking dry-run with a throwaway key (it starts with ps:dryrun:); it "
             "stands for no real value and cannot be unmasked. Unmask a pseudonym or envelope the data API "
             "returned instead.",
+        )
+
+
+class UnboundEnvelopeError(UnmaskError):
+    """A v1 envelope (made before dataset binding) whose context does not say which dataset it is from."""
+
+    code = "envelope_not_bound"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "这是早于“按数据集绑定”的旧版密文（enc:v1:），其上下文没有指明所属数据集，无法确定属于哪个部门，"
+            "因此不能还原。请向数据所属部门的数据管理员按原始记录核对，或重新查询数据取得新版密文（enc:v2:）"
+            "后再申请还原。",
+            "This is an envelope from before dataset binding (enc:v1:) whose context does not name its "
+            "dataset, so which department it belongs to cannot be told, and it cannot be unmasked. Ask a "
+            "data steward of the department that owns the data to check the original record, or read the "
+            "data again for a current envelope (enc:v2:) and unmask that.",
         )
 
 

@@ -6,6 +6,12 @@ A key-encryption key (KEK, 32 bytes, from configuration or a file) wraps data ke
 and FF1 pseudonyms but never produce new ones. Each operator uses its own subkey derived by HKDF-SHA256
 (RFC 5869) with the purpose as `info`, so one data key never serves two algorithms.
 
+FF1 pseudonyms are bound to the dataset they are issued for: `derive_scoped` derives the subkey per
+(purpose, dataset). A pseudonym carries no key id or version of its own (it must stay a well-formed ID
+number), so which derivation made it is a property of the key: keys made from ring format v2 on are marked
+`"ff1_scope": "dataset"`; a key without the mark (every key of a v1 ring) may have made unbound pseudonyms
+before, so `derive_scoped` refuses it and its FF1 pseudonyms are never reversed (run `keys rotate` once).
+
 Key material never appears in a repr, an exception or a log line.
 """
 
@@ -24,14 +30,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from masking.errors import KeyRingError
+from masking.errors import KeyRingError, UnscopedKeyError
 
 __all__ = ["DRY_RUN_KEY_ID", "KeyPurpose", "KeyRing", "parse_kek", "read_kek"]
 
 KeyPurpose = Literal["hmac-pseudonym", "ff1-id", "aes-gcm"]
 _PURPOSES: tuple[KeyPurpose, ...] = ("hmac-pseudonym", "ff1-id", "aes-gcm")
 _KEK_BYTES = 32
-_FORMAT = "grassroots-masking-keyring/v1"
+# v2 marks keys that derive FF1 subkeys per dataset. A v1 ring still loads (its keys unmarked); a v2 ring
+# is refused by code that predates the mark, which would otherwise issue unbound pseudonyms under a
+# marked key (and this code would later reverse them as bound: a plausible wrong number).
+_FORMAT = "grassroots-masking-keyring/v2"
+_FORMATS = ("grassroots-masking-keyring/v1", _FORMAT)
+_SCOPE_MARK = "dataset"
 #: The key id of a dry-run's throwaway key; keyed operators mark what it makes (``ps:dryrun:…``).
 DRY_RUN_KEY_ID = "dryrun"
 
@@ -42,6 +53,8 @@ class _DataKey:
     created_at: str
     status: Literal["active", "decrypt_only"]
     wrapped: bytes
+    #: Derives FF1 subkeys per dataset (made after dataset binding); False for keys of a v1 ring.
+    scoped: bool = False
 
 
 def parse_kek(text: str | bytes) -> bytes:
@@ -93,7 +106,7 @@ class KeyRing:
             raise KeyRingError("密钥加密密钥必须为 32 字节", "key-encryption key must be 32 bytes")
         self._kek = kek
         self._keys: dict[str, _DataKey] = {}
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._cache: dict[tuple[str, str, str | None], bytes] = {}
         for key in keys or []:
             self._keys[key.key_id] = key
         if keys:
@@ -116,14 +129,16 @@ class KeyRing:
     def from_json(cls, kek: bytes, text: str) -> KeyRing:
         try:
             doc = json.loads(text)
-            if doc.get("format") != _FORMAT:
+            if doc.get("format") not in _FORMATS:
                 raise ValueError("format")
+            v2 = doc["format"] == _FORMAT
             keys = [
                 _DataKey(
                     key_id=str(k["key_id"]),
                     created_at=str(k["created_at"]),
                     status="active" if k["status"] == "active" else "decrypt_only",
                     wrapped=base64.b64decode(k["wrapped"], validate=True),
+                    scoped=v2 and k.get("ff1_scope") == _SCOPE_MARK,
                 )
                 for k in doc["keys"]
             ]
@@ -142,6 +157,7 @@ class KeyRing:
                         "created_at": k.created_at,
                         "status": k.status,
                         "wrapped": base64.b64encode(k.wrapped).decode("ascii"),
+                        **({"ff1_scope": _SCOPE_MARK} if k.scoped else {}),
                     }
                     for k in self._keys.values()
                 ],
@@ -157,14 +173,18 @@ class KeyRing:
             new_id += "x"
         for key_id, key in list(self._keys.items()):
             if key.status == "active":
-                self._keys[key_id] = _DataKey(key.key_id, key.created_at, "decrypt_only", key.wrapped)
-        self._keys[new_id] = _DataKey(new_id, stamp, "active", aes_key_wrap(self._kek, os.urandom(32)))
+                self._keys[key_id] = _DataKey(
+                    key.key_id, key.created_at, "decrypt_only", key.wrapped, key.scoped
+                )
+        self._keys[new_id] = _DataKey(
+            new_id, stamp, "active", aes_key_wrap(self._kek, os.urandom(32)), scoped=True
+        )
         return new_id
 
     def rewrap(self, new_kek: bytes) -> KeyRing:
         """The same data keys wrapped under a new KEK (KEK rotation)."""
         keys = [
-            _DataKey(k.key_id, k.created_at, k.status, aes_key_wrap(new_kek, self._unwrap(k)))
+            _DataKey(k.key_id, k.created_at, k.status, aes_key_wrap(new_kek, self._unwrap(k)), k.scoped)
             for k in self._keys.values()
         ]
         return KeyRing(new_kek, keys)
@@ -183,11 +203,39 @@ class KeyRing:
     def status(self, key_id: str) -> str:
         return self._get(key_id).status
 
+    def is_scoped(self, key_id: str) -> bool:
+        """True when the key derives FF1 subkeys per dataset (it never made an unbound pseudonym)."""
+        return self._get(key_id).scoped
+
     def derive(
         self, purpose: KeyPurpose, key_id: str | None = None, *, for_encryption: bool
     ) -> tuple[str, bytes]:
         """(key id, subkey) for `purpose`. Encryption uses the active key unless a key id is named, and a
-        decrypt-only key is refused for encryption."""
+        decrypt-only key is refused for encryption. FF1's key is only ever derived per dataset
+        (`derive_scoped`): one key for all datasets is what let a pseudonym be unmasked under any."""
+        if purpose == "ff1-id":
+            raise KeyRingError(
+                "身份证号假名的密钥只能按数据集派生",
+                "the ff1-id key is derived per dataset only (derive_scoped)",
+            )
+        return self._derive(purpose, key_id, None, for_encryption=for_encryption)
+
+    def derive_scoped(
+        self, purpose: KeyPurpose, scope: str, key_id: str | None = None, *, for_encryption: bool
+    ) -> tuple[str, bytes]:
+        """(key id, subkey) for `purpose` bound to `scope` (a dataset name): another scope gets an
+        unrelated subkey. Derived once per (key, purpose, scope) and cached, so binding costs nothing per
+        value. A key that predates scoping is refused (`UnscopedKeyError`), for encryption and decryption."""
+        if not scope:
+            raise KeyRingError("派生数据集密钥须指明数据集", "a scoped subkey needs a scope (the dataset)")
+        kid = key_id or self.active_key_id
+        if not self._get(kid).scoped:
+            raise UnscopedKeyError()
+        return self._derive(purpose, kid, scope, for_encryption=for_encryption)
+
+    def _derive(
+        self, purpose: KeyPurpose, key_id: str | None, scope: str | None, *, for_encryption: bool
+    ) -> tuple[str, bytes]:
         if purpose not in _PURPOSES:
             raise KeyRingError("未知的密钥用途", f"unknown key purpose {purpose!r}")
         kid = key_id or self.active_key_id
@@ -196,15 +244,17 @@ class KeyRing:
             raise KeyRingError(
                 f"密钥 {kid} 已轮换，只能用于解密", f"key {kid} is retired and may only decrypt"
             )
-        cached = self._cache.get((kid, purpose))
+        cached = self._cache.get((kid, purpose, scope))
         if cached is None:
-            cached = HKDF(
-                algorithm=hashes.SHA256(),
-                length=32,
-                salt=None,
-                info=b"grassroots-masking/v1/" + purpose.encode(),
-            ).derive(self._unwrap(key))
-            self._cache[(kid, purpose)] = cached
+            # RFC 5869 §3.2: the context goes in `info`. The scope follows a NUL, which no purpose holds,
+            # so ("ff1-id", scope) can never collide with an unscoped purpose's info.
+            info = b"grassroots-masking/v1/" + purpose.encode()
+            if scope is not None:
+                info = b"grassroots-masking/v2/" + purpose.encode() + b"\x00" + scope.encode("utf-8")
+            cached = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+                self._unwrap(key)
+            )
+            self._cache[(kid, purpose, scope)] = cached
         return kid, cached
 
     def _get(self, key_id: str) -> _DataKey:
@@ -259,7 +309,8 @@ class _DryRunKeyRing(KeyRing):
     def __init__(self, real: KeyRing) -> None:
         kek = os.urandom(_KEK_BYTES)
         stamp = datetime.now(UTC).isoformat()
-        super().__init__(kek, [_DataKey(DRY_RUN_KEY_ID, stamp, "active", aes_key_wrap(kek, os.urandom(32)))])
+        throwaway = _DataKey(DRY_RUN_KEY_ID, stamp, "active", aes_key_wrap(kek, os.urandom(32)), scoped=True)
+        super().__init__(kek, [throwaway])
         self._real = real
 
     @property
@@ -272,3 +323,9 @@ class _DryRunKeyRing(KeyRing):
         if purpose == "aes-gcm":
             return self._real.derive(purpose, key_id, for_encryption=for_encryption)
         return super().derive(purpose, None, for_encryption=for_encryption)
+
+    def derive_scoped(
+        self, purpose: KeyPurpose, scope: str, key_id: str | None = None, *, for_encryption: bool
+    ) -> tuple[str, bytes]:
+        # Only FF1 is scoped, and a dry-run's FF1 pseudonyms are made under the throwaway key.
+        return super().derive_scoped(purpose, scope, None, for_encryption=for_encryption)

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stdnum.cn import uscc
 
 from masking.detectors import COMPOUND_SURNAMES
-from masking.errors import OperatorError
+from masking.errors import KeyRingError, OperatorError
 from masking.keys import KeyRing
-from masking.reversible import DRY_RUN_MARKER, _hmac_with, _seal, ff1_id_cipher, ff1_id_pseudonym
+from masking.reversible import DRY_RUN_MARKER, _hmac_with, _seal, ff1_id_cipher_for, ff1_id_pseudonym
 
 __all__ = [
     "ADDRESS_LEVELS",
@@ -160,6 +160,16 @@ def _keys(ctx: BindContext, op: str) -> KeyRing:
     if ctx.keys is None:
         raise OperatorUnavailableError(f"算子 {op} 需要密钥环", f"operator {op} needs a key ring")
     return ctx.keys
+
+
+def _dataset(ctx: BindContext, op: str) -> str:
+    # A reversible value is bound to the dataset it is issued for (masking.reversible); one bound to no
+    # dataset could be unmasked under any, so without a dataset the operator is unavailable (redacted).
+    if not ctx.dataset:
+        raise OperatorUnavailableError(
+            f"算子 {op} 须知道数据来自哪个数据集", f"operator {op} needs the dataset the value comes from"
+        )
+    return ctx.dataset
 
 
 # --- the built-ins ----------------------------------------------------------------------------------
@@ -533,8 +543,13 @@ class Ff1IdNumber(Operator):
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         keys = _keys(ctx, self.name)
-        _, key = keys.derive("ff1-id", for_encryption=True)
-        cipher = ff1_id_cipher(key)
+        try:
+            # The per-dataset key is derived here, once per plan: nothing is added per value.
+            _, cipher = ff1_id_cipher_for(keys, _dataset(ctx, self.name), for_encryption=True)
+        except KeyRingError as exc:
+            # Chiefly an active key older than dataset binding: a pseudonym made under it could not be
+            # told from the unbound ones it made before, so none is made (redacted) until `keys rotate`.
+            raise OperatorUnavailableError(exc.message_zh, exc.message_en) from None
         if keys.is_dry_run:
             # Under a throwaway key the output is still a well-formed ID number: marked, so nobody takes
             # it for a real pseudonym or asks to unmask it (the HMAC one carries "dryrun" as its key id).
@@ -554,8 +569,9 @@ class AesGcmEnvelope(Operator):
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         key_id, key = _keys(ctx, self.name).derive("aes-gcm", for_encryption=True)
         aead = AESGCM(key)
-        context = str(params["context"]) or f"{ctx.dataset}.{ctx.field}"
-        return _textual(lambda t: _seal(aead, key_id, t, context))
+        dataset = _dataset(ctx, self.name)
+        context = str(params["context"]) or f"{dataset}.{ctx.field}"
+        return _textual(lambda t: _seal(aead, key_id, t, dataset, context))
 
 
 class FreeText(Operator):

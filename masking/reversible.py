@@ -1,5 +1,10 @@
 """Keyed transformations: HMAC pseudonyms, FF1 ID-number pseudonyms and the AES-GCM envelope.
 
+The two reversible ones are bound to the dataset they are issued for (an FF1 pseudonym by a subkey derived
+per dataset, an envelope by the dataset in its associated data), so reversing one needs the dataset it was
+issued for: the gateway lets only that dataset's owning department ask, and a steward who names a dataset of
+their own for another department's value gets no number.
+
 Reversal (FF1 decryption, envelope opening) needs an `Unmask` capability: the caller must name who
 unmasks, why, and the id of the audit event it has already appended (issue 4: "decryptable only with
 an explicit unmask permission and an audit event"). This library cannot check the audit log itself
@@ -21,7 +26,7 @@ from operator import mul
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from masking.errors import DryRunValueError, KeyRingError, UnmaskError
+from masking.errors import DryRunValueError, KeyRingError, UnboundEnvelopeError, UnmaskError
 from masking.ff1 import FF1
 from masking.keys import DRY_RUN_KEY_ID, KeyRing
 
@@ -33,7 +38,9 @@ __all__ = [
     "Unmask",
     "decrypt_envelope",
     "encrypt_envelope",
+    "envelope_names_dataset",
     "ff1_id_cipher",
+    "ff1_id_cipher_for",
     "ff1_id_pseudonym",
     "ff1_id_reveal",
     "hmac_pseudonym",
@@ -43,7 +50,7 @@ __all__ = [
 
 PSEUDONYM_PREFIX = "ps"
 ENVELOPE_PREFIX = "enc"
-_ENVELOPE_VERSION = "v1"
+_ENVELOPE_VERSION = "v2"
 #: What every keyed pseudonym a dry-run makes starts with. An HMAC pseudonym carries it as its key id; an
 #: FF1 pseudonym, a bare well-formed ID number otherwise, gets it in front, so a dry-run sample can never
 #: be taken for (or unmasked as) a real pseudonym.
@@ -110,6 +117,15 @@ def _hmac_with(key_id: str, key: bytes, value: str, namespace: str, length: int)
 # equal to python-stdnum's `calc_check_digit`, which the tests check), so the result is a well-formed
 # number. The birth date in the output is random in 1900–2099 and reveals nothing about the age.
 #
+# Binding. The FF1 key is derived per dataset (`KeyRing.derive_scoped("ff1-id", dataset)`, once per plan and
+# cached), not mixed into the tweak: a longer tweak would cost a second AES block per round, and a tweak per
+# (dataset, region) would overflow FF1's per-tweak plan cache. The binding is to the dataset, not to its
+# owning department: unmasking is authorised per dataset (its current owner in the catalog), so the audit
+# event then names the dataset the value really came from, and a change of owner (机构改革) moves the right to
+# unmask with the dataset instead of orphaning its pseudonyms. Equal ID numbers therefore give different FF1
+# pseudonyms in different datasets; joining across datasets is what `hmac_pseudonym` is for. A pseudonym
+# still carries no marker (it stays a well-formed ID number): a key that predates binding is refused.
+#
 # Layout v2. The tweak is "gr-id2/" + region, 13 bytes: at most 13 bytes keeps FF1's
 # Q = T || pad || [i] || NUM(B) (NUM(B) is 2 bytes) in one AES block, so each of the ten Feistel
 # rounds costs one AES call (SP 800-38G Algorithm 7 step 6.i). Domain separation from other uses of
@@ -132,8 +148,12 @@ def ff1_id_cipher(key: bytes) -> FF1:
     return FF1(key, FF1_ID_RADIX)
 
 
-def _ff1_for(keys: KeyRing, key_id: str | None, *, for_encryption: bool) -> tuple[str, FF1]:
-    kid, key = keys.derive("ff1-id", key_id, for_encryption=for_encryption)
+def ff1_id_cipher_for(
+    keys: KeyRing, dataset: str, key_id: str | None = None, *, for_encryption: bool
+) -> tuple[str, FF1]:
+    """(key id, FF1 instance) for the pseudonyms of `dataset`; `UnscopedKeyError` for a key that predates
+    dataset binding."""
+    kid, key = keys.derive_scoped("ff1-id", dataset, key_id, for_encryption=for_encryption)
     return kid, ff1_id_cipher(key)
 
 
@@ -154,14 +174,20 @@ def ff1_id_pseudonym(value: str, cipher: FF1) -> str | None:
     return _join_id(region, x)
 
 
-def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, unmask: Unmask) -> str:
-    """Invert `ff1_id_pseudonym` (needs the key id that made it and an `Unmask` capability). A dry-run's
-    pseudonym is refused: its key is gone, and any real key would "reveal" a plausible wrong number."""
+def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, dataset: str, unmask: Unmask) -> str:
+    """Invert `ff1_id_pseudonym` (needs the key id that made it, the dataset it was issued for and an
+    `Unmask` capability). A dry-run's pseudonym is refused: its key is gone, and any real key would
+    "reveal" a plausible wrong number. So is one made by a key older than dataset binding
+    (`UnscopedKeyError`): it may have been issued for any dataset.
+
+    FF1 cannot tell a wrong dataset from the right one: under another dataset's subkey the answer is an
+    unrelated well-formed number, never the real one. A caller that must *refuse* such a request checks
+    that the number was served from `dataset` (the gateway does, against the audit log)."""
     if not isinstance(unmask, Unmask):
         raise UnmaskError("缺少还原授权", "an Unmask capability is required")
     if is_dry_run_value(pseudonym):
         raise DryRunValueError()
-    _, cipher = _ff1_for(keys, key_id, for_encryption=False)
+    _, cipher = ff1_id_cipher_for(keys, dataset, key_id, for_encryption=False)
     parts = _split_id(pseudonym)
     if parts is None:
         raise UnmaskError("不是有效的身份号码假名", "not a well-formed ID-number pseudonym")
@@ -208,41 +234,69 @@ def id_check_char(body: str) -> str:
 
 # --- AES-GCM envelope ------------------------------------------------------------------------------
 #
-# enc:v1:<key id>:<base64url(nonce || ciphertext || tag)>. The associated data binds version, key id
-# and the caller's context (e.g. "residents.id_number"), so an envelope moved to another field or
-# re-labelled with another key id fails authentication. Random 96-bit nonces (NIST SP 800-38D §8.2.2).
+# enc:v2:<key id>:<base64url(nonce || ciphertext || tag)>. The associated data binds version, key id, the
+# dataset the envelope is issued for and the caller's context (by default "<dataset>.<field>", or what a rule
+# names), so an envelope moved to another field or dataset, or re-labelled with another key id, fails
+# authentication. Random 96-bit nonces (NIST SP 800-38D §8.2.2).
+#
+# v1 (before dataset binding) bound only version, key id and context. Its context says which dataset it
+# belongs to when it is the default "<dataset>.<field>"; a v1 envelope is opened only under a dataset its
+# context names that way. One whose context (a rule's) names no dataset is refused (`UnboundEnvelopeError`).
+
+_LEGACY_ENVELOPE_VERSION = "v1"
 
 
-def _aad(key_id: str, context: str) -> bytes:
-    return f"grassroots-masking|aes-gcm|{_ENVELOPE_VERSION}|{key_id}|{context}".encode()
+def _aad(key_id: str, dataset: str, context: str) -> bytes:
+    # Key id and dataset are length-prefixed: neither can run into the next part, whatever it holds.
+    return (
+        f"grassroots-masking|aes-gcm|{_ENVELOPE_VERSION}|{len(key_id)}:{key_id}|{len(dataset)}:{dataset}|"
+        f"{context}"
+    ).encode()
 
 
-def encrypt_envelope(value: str, keys: KeyRing, *, context: str) -> str:
+def _aad_v1(key_id: str, context: str) -> bytes:
+    return f"grassroots-masking|aes-gcm|{_LEGACY_ENVELOPE_VERSION}|{key_id}|{context}".encode()
+
+
+def encrypt_envelope(value: str, keys: KeyRing, *, dataset: str, context: str) -> str:
     key_id, key = keys.derive("aes-gcm", for_encryption=True)
-    return _seal(AESGCM(key), key_id, value, context)
+    return _seal(AESGCM(key), key_id, value, dataset, context)
 
 
-def _seal(aead: AESGCM, key_id: str, value: str, context: str) -> str:
+def _seal(aead: AESGCM, key_id: str, value: str, dataset: str, context: str) -> str:
     nonce = os.urandom(12)
-    body = nonce + aead.encrypt(nonce, value.encode(), _aad(key_id, context))
+    body = nonce + aead.encrypt(nonce, value.encode(), _aad(key_id, dataset, context))
     token = base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
     return f"{ENVELOPE_PREFIX}:{_ENVELOPE_VERSION}:{key_id}:{token}"
 
 
-def decrypt_envelope(envelope: str, keys: KeyRing, *, context: str, unmask: Unmask) -> str:
-    """Open an envelope made by the `aes_gcm` operator; needs the same context and an `Unmask`."""
+def envelope_names_dataset(context: str, dataset: str) -> bool:
+    """True when a v1 envelope's `context` ties it to `dataset` (the operator's default context is
+    "<dataset>.<field>")."""
+    return context.startswith(f"{dataset}.")
+
+
+def decrypt_envelope(envelope: str, keys: KeyRing, *, dataset: str, context: str, unmask: Unmask) -> str:
+    """Open an envelope made by the `aes_gcm` operator; needs the dataset it was issued for, the same
+    context and an `Unmask`."""
     if not isinstance(unmask, Unmask):
         raise UnmaskError("缺少还原授权", "an Unmask capability is required")
     parts = envelope.split(":")
     if len(parts) != 4 or parts[0] != ENVELOPE_PREFIX:
         raise UnmaskError("密文格式无效", "not an envelope")
     _, version, key_id, token = parts
-    if version != _ENVELOPE_VERSION:
+    if version not in (_ENVELOPE_VERSION, _LEGACY_ENVELOPE_VERSION):
         # Parts of the submitted value are never echoed (it may hold anything the caller pasted).
         raise UnmaskError(
             f"不支持的密文版本（应为 {_ENVELOPE_VERSION}），请核对所提交的密文是否完整",
             f"unsupported envelope version (expected {_ENVELOPE_VERSION}); check the submitted envelope",
         )
+    if version == _LEGACY_ENVELOPE_VERSION:
+        if not envelope_names_dataset(context, dataset):
+            raise UnboundEnvelopeError()
+        aad = _aad_v1(key_id, context)
+    else:
+        aad = _aad(key_id, dataset, context)
     try:
         body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -258,9 +312,10 @@ def decrypt_envelope(envelope: str, keys: KeyRing, *, context: str, unmask: Unma
             "check the submitted envelope",
         ) from None
     try:
-        plain = AESGCM(key).decrypt(body[:12], body[12:], _aad(key_id, context))
+        plain = AESGCM(key).decrypt(body[:12], body[12:], aad)
     except InvalidTag:
         raise UnmaskError(
-            "密文校验失败（被篡改或上下文不符）", "envelope authentication failed (tampered or wrong context)"
+            "密文校验失败（被篡改，或数据集、上下文与生成时不符）",
+            "envelope authentication failed (tampered, or not the dataset or context it was made for)",
         ) from None
     return plain.decode()

@@ -222,7 +222,7 @@ def unmask(
     dataset: Annotated[str, typer.Option(help="dataset")] = "residents",
     key_id: Annotated[str | None, typer.Option(help="key id (FF1 pseudonyms)")] = None,
 ) -> ApiCall:
-    """Reverse an AES-GCM envelope (enc:v1:...) or an FF1 ID pseudonym; audited before it answers."""
+    """Reverse an AES-GCM envelope (enc:v2:...) or an FF1 ID pseudonym; audited before it answers."""
     body = {"value": value, "dataset": dataset, "field": field, "purpose": purpose, "key_id": key_id}
     return ApiCall("POST", "/api/v1/masking/unmask", body=body)
 

@@ -8,8 +8,9 @@
 * ``POST /masking/dry-run``: the plan (field → operator) and a masked sample, against what is in force
   or against a pending proposal, so a rule can be tested before anyone approves it.
 * ``POST /masking/unmask``: reverse an AES-GCM envelope or an FF1 pseudonym. Needs the ``unmask``
-  permission and a purpose; the audit event is appended first and its sequence number is the
-  ``Unmask`` capability the library requires. The clear value is returned once, never logged.
+  permission, a purpose and a steward of the department owning the dataset named; the value must have been
+  issued for that dataset (both are bound to it). The audit event is appended first and its sequence number
+  is the ``Unmask`` capability the library requires. The clear value is returned once, never logged.
 * ``GET /masking/drift``: catalog-drift alerts (personal data found by response DLP in fields not
   classified as personal), from the data path's audit events, for the steward to classify.
 """
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from audit import AuditEvent, AuditUnavailable, Outcome
+from audit import AuditEvent, AuditUnavailable, Outcome, normalise_id_number, served_from_dataset
 from audit.tables import AuditEventRow
 from gateway.admin_support import require, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
@@ -51,8 +52,11 @@ from masking import (
     Level,
     RuleSet,
     SemanticType,
+    UnboundEnvelopeError,
     Unmask,
+    UnscopedKeyError,
     decrypt_envelope,
+    envelope_names_dataset,
     ff1_id_reveal,
     is_dry_run_value,
     mask_record,
@@ -487,6 +491,15 @@ def _unmask_event(
     )
 
 
+async def _served_from(runtime: Runtime, id_number: str, dataset: str) -> bool:
+    """Whether the audit log shows `id_number` served from `dataset` (refs under every kept key)."""
+    refs = runtime.lookup_refs(normalise_id_number(id_number))
+    try:
+        return await asyncio.to_thread(served_from_dataset, runtime.engine, refs, dataset)
+    except AuditUnavailable:
+        raise AuditLogUnavailable() from None
+
+
 async def _append(runtime: Runtime, event: AuditEvent) -> int:
     try:
         receipt = await runtime.appender.append(event)
@@ -570,9 +583,9 @@ async def unmask(
         title = f"{spec.title}（{body.field}）" if spec is not None and spec.title else body.field
         await refuse(
             InvalidRequest(
-                f"字段 {title} 只能还原 aes_gcm 密文（以 enc:v1: 开头），所提交的值不是这种密文，"
+                f"字段 {title} 只能还原 aes_gcm 密文（以 enc: 开头），所提交的值不是这种密文，"
                 "无法还原。请核对该值是否取自这个字段的脱敏结果。",
-                f"Field {body.field} can be unmasked only from an aes_gcm envelope (starting enc:v1:), "
+                f"Field {body.field} can be unmasked only from an aes_gcm envelope (starting enc:), "
                 "and the value submitted is not one. Check that the value came from this field's masked "
                 "output.",
                 code="not_reversible",
@@ -589,7 +602,7 @@ async def unmask(
     if method == "ff1_id":
         key_id = body.key_id or ""
     else:
-        # enc:v1:<key id>:<body> (masking.reversible); a malformed envelope fails in decrypt_envelope.
+        # enc:v<n>:<key id>:<body> (masking.reversible); a malformed envelope fails in decrypt_envelope.
         parts = body.value.split(":")
         key_id = parts[2] if len(parts) == 4 else ""
     if key_id not in keys.key_ids:
@@ -601,6 +614,11 @@ async def unmask(
                 code="unknown_key",
             )
         )
+    if method == "ff1_id" and not keys.is_scoped(key_id):
+        # A key older than dataset binding made pseudonyms that belong to no dataset: whoever names a
+        # dataset of their own would get the number. None of them is reversed (masking.keys).
+        unbound = UnscopedKeyError()
+        await refuse(InvalidRequest(unbound.message_zh, unbound.message_en, code=unbound.code))
     # The envelope is bound to a context (by default "<dataset>.<field>"). The log must say which field
     # was opened, so a context that names another catalogued field than the one requested is refused,
     # and the context used is recorded with the event.
@@ -619,6 +637,15 @@ async def unmask(
                 code="context_mismatch",
             )
         )
+    if (
+        method == "aes_gcm"
+        and body.value.startswith("enc:v1:")
+        and not envelope_names_dataset(context, body.dataset)
+    ):
+        # An envelope from before dataset binding whose context names no dataset could be any
+        # department's: refused before anything is recorded as allowed (masking.reversible).
+        legacy = UnboundEnvelopeError()
+        await refuse(InvalidRequest(legacy.message_zh, legacy.message_en, code=legacy.code))
     seq = await _append(
         runtime,
         _unmask_event(
@@ -633,32 +660,53 @@ async def unmask(
         ),
     )
     capability = Unmask(actor=principal.user_id, purpose=purpose, audit_event_id=str(seq))
+
+    async def failed(error: GatewayError, outcome: Outcome) -> NoReturn:
+        # Say in the log that the authorised unmask produced nothing (the event above says "allowed").
+        event = _unmask_event(
+            runtime,
+            principal,
+            body,
+            kind="masking.unmask_failed",
+            outcome=outcome,
+            reason=error.code,
+            request_id=request_id,
+            details={"authorised_by_event": seq},
+        )
+        await _append(runtime, event)
+        raise error
+
+    clear, reversal_error = "", None
     try:
         if method == "aes_gcm":
             clear = decrypt_envelope(
                 body.value,
                 keys,
+                dataset=body.dataset,
                 context=context,
                 unmask=capability,
             )
         else:
-            clear = ff1_id_reveal(body.value, keys, key_id=key_id, unmask=capability)
+            clear = ff1_id_reveal(body.value, keys, key_id=key_id, dataset=body.dataset, unmask=capability)
     except MaskingError as exc:
-        # Say in the log that the authorised unmask produced nothing (the event above says "allowed").
-        await _append(
-            runtime,
-            _unmask_event(
-                runtime,
-                principal,
-                body,
-                kind="masking.unmask_failed",
-                outcome=Outcome.ERROR,
-                reason=exc.code,
-                request_id=request_id,
-                details={"authorised_by_event": seq},
-            ),
+        reversal_error = GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=422)
+    if reversal_error is not None:
+        await failed(reversal_error, Outcome.ERROR)
+    if method == "ff1_id" and not await _served_from(runtime, clear, body.dataset):
+        # FF1 has no integrity check: under another dataset's key the pseudonym decodes to an unrelated
+        # well-formed number. Every response that carried a real pseudonym was audited with its residents'
+        # refs before it was sent, so a number this dataset never served was not issued for it: the
+        # request names the wrong dataset (another department's value claimed under one's own dataset, or
+        # a mistake). Refused, so nobody acts on a plausible wrong number; recorded without the value.
+        mismatch = Forbidden(
+            "该假名不是为所申请的数据集生成的，不能以这个数据集的名义还原。请核对假名取自哪个数据集；"
+            "其他部门数据集中的值，请由该数据集所属部门的数据管理员还原。",
+            "This pseudonym was not issued for the dataset requested and cannot be unmasked in its name. "
+            "Check which dataset the pseudonym came from; a value from another department's dataset is "
+            "unmasked by a data steward of that department.",
+            code="not_issued_for_dataset",
         )
-        raise GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=422) from None
+        await failed(mismatch, Outcome.REFUSED)
     return JSONResponse(
         {"value": clear, "method": method, "key_id": key_id, "audit_event_seq": seq},
         headers={"Cache-Control": "no-store"},

@@ -489,7 +489,7 @@ def _envelope(stack: Stack) -> str:
         "exemptions": {"id_number": "aes_gcm"},
     }
     envelope = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["id_number"]
-    assert envelope.startswith("enc:v1:")
+    assert envelope.startswith("enc:v2:")
     return str(envelope)
 
 
@@ -592,6 +592,118 @@ def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
     assert "k13812345678" not in json.dumps(events_of(stack, "masking.unmask")[-1]["body"])
 
 
+def _served_ff1_pseudonym(stack: Stack) -> tuple[str, str]:
+    """(clear ID number, its FF1 pseudonym for residents.id_number) of a resident cadre_a has just been
+    served: the ff1_id operator bound with the gateway's own key ring, as a plan for residents binds it."""
+    from demoworld.world import build_world
+    from gateway.keys import load_masking_keyring
+    from gateway.settings import Settings
+    from masking import BindContext, mask_value
+
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=1)
+    assert resp.status_code == 200, resp.text
+    record_id = resp.json()["items"][0]["id"]
+    clear = next(r.id_number for r in build_world().residents if r.id == record_id)
+    ring = load_masking_keyring(Settings(data_dir=stack.data_dir))
+    ctx = BindContext(dataset="residents", field="id_number", keys=ring)
+    pseudonym = str(mask_value("ff1_id", clear, ctx))
+    assert len(pseudonym) == 18 and pseudonym != clear
+    return clear, pseudonym
+
+
+def test_an_ff1_pseudonym_is_unmasked_only_under_the_dataset_it_was_issued_for(stack: Stack) -> None:
+    """The attack: a public-security steward saw a civil-affairs pseudonym and asks to unmask it as a value
+    of occupants, a dataset public security owns. The ownership check passes (they own occupants), so only
+    the binding of the pseudonym to residents can stop it: refused, audited as a refusal, no value."""
+    clear, pseudonym = _served_ff1_pseudonym(stack)
+    key_id = json.loads((stack.data_dir / "keys" / "masking-keyring.json").read_text())["keys"][-1]["key_id"]
+    attack = {"value": pseudonym, "dataset": "occupants", "field": "id_number", "key_id": key_id,
+              "purpose": "核对住户身份"}  # fmt: skip
+    seen = {kind: len(events_of(stack, kind)) for kind in ("masking.unmask", "masking.unmask_failed")}
+    resp = api(stack, "POST", "/unmask", "ps_steward", body=attack)
+    assert clear not in resp.text and clear[6:17] not in resp.text
+    out = refused(resp, 403, "not_issued_for_dataset")
+    assert "数据集" in out["message"] and "dataset" in out["message_en"]
+    assert pseudonym not in resp.text
+    new = [e for kind, n in seen.items() for e in events_of(stack, kind)[n:]]
+    assert ("refused", "not_issued_for_dataset") in {(e["outcome"], e["body"]["reason"]) for e in new}
+    assert all(e["body"]["dataset"] == "occupants" for e in new)
+    assert not any(clear in json.dumps(e["body"]) or pseudonym in json.dumps(e["body"]) for e in new)
+
+    # The owner's steward, naming the dataset the pseudonym was issued for, gets the number.
+    owner = {**attack, "dataset": "residents", "purpose": "低保复核中核实户主身份"}
+    resp = api(stack, "POST", "/unmask", "ca_steward", body=owner)
+    assert ok(resp)["value"] == clear and resp_has_no_store(resp)
+
+
+def test_a_pseudonym_from_a_key_older_than_dataset_binding_is_refused_for_everyone(stack: Stack) -> None:
+    """A gateway still holding a ring from before dataset binding (format v1, keys unmarked): the FF1
+    pseudonyms its key made belong to no dataset, so nobody unmasks them, the owner neither; each attempt
+    is an audited refusal saying what to do, without the value."""
+    from gateway.keys import load_masking_keyring
+    from gateway.settings import Settings
+    from masking.reversible import ff1_id_cipher, ff1_id_pseudonym
+
+    clear, _ = _served_ff1_pseudonym(stack)
+    ring_file = stack.data_dir / "keys" / "masking-keyring.json"
+    stored = ring_file.read_text()
+    doc = json.loads(stored)
+    doc["format"] = "grassroots-masking-keyring/v1"
+    for key in doc["keys"]:
+        key.pop("ff1_scope", None)
+    ring = load_masking_keyring(Settings(data_dir=stack.data_dir))
+    key_id = ring.active_key_id
+    # As the ff1_id operator made it before binding: one key for every dataset (derive refuses that now).
+    unbound_key = ring._derive("ff1-id", None, None, for_encryption=True)[1]
+    made_before = ff1_id_pseudonym(clear, ff1_id_cipher(unbound_key))
+    assert made_before is not None
+    ring_file.write_text(json.dumps(doc))
+    try:
+        with stack.another_gateway() as url:
+            seen = len(events_of(stack, "masking.unmask"))
+            for who, dataset in (("ca_steward", "residents"), ("ps_steward", "occupants")):
+                ask = {"value": made_before, "dataset": dataset, "field": "id_number", "key_id": key_id,
+                       "purpose": "核对身份"}  # fmt: skip
+                resp = httpx.post(
+                    f"{url}{MASKING}/unmask",
+                    json=ask,
+                    headers={"Authorization": f"Bearer {stack.token(who)}"},
+                    timeout=30.0,
+                )
+                out = refused(resp, 422, "pseudonym_not_bound")
+                assert "grassroots keys rotate" in out["message"] and "keys rotate" in out["message_en"]
+                assert clear not in resp.text and made_before not in resp.text
+            events = events_of(stack, "masking.unmask")[seen:]
+            assert [(e["outcome"], e["body"]["reason"]) for e in events] == [
+                ("refused", "pseudonym_not_bound")
+            ] * 2
+            assert not any(clear in json.dumps(e["body"]) for e in events)
+    finally:
+        ring_file.write_text(stored)
+
+
+def test_an_envelope_with_a_rule_given_context_is_opened_only_under_its_dataset(stack: Stack) -> None:
+    """A rule may name the envelope's context (``aes_gcm`` parameter ``context``); one that names no
+    catalogued field does not say whose data it is, so the dataset itself is in the associated data."""
+    from gateway.keys import load_masking_keyring
+    from gateway.settings import Settings
+    from masking import BindContext, mask_value
+
+    ring = load_masking_keyring(Settings(data_dir=stack.data_dir))
+    ctx = BindContext(dataset="residents", field="id_number", keys=ring)
+    envelope = str(mask_value("aes_gcm", SAMPLE["id_number"], ctx, context="pii"))
+    attack = {"value": envelope, "dataset": "occupants", "field": "id_number", "context": "pii",
+              "purpose": "核对住户身份"}  # fmt: skip
+    seen = {kind: len(events_of(stack, kind)) for kind in ("masking.unmask", "masking.unmask_failed")}
+    resp = api(stack, "POST", "/unmask", "ps_steward", body=attack)
+    assert SAMPLE["id_number"] not in resp.text
+    refused(resp, 422, "unmask_refused")
+    new = [e for kind, n in seen.items() for e in events_of(stack, kind)[n:]]
+    assert not any(SAMPLE["id_number"] in json.dumps(e["body"]) for e in new)
+    owner = {**attack, "dataset": "residents", "purpose": "低保复核中核实户主身份"}
+    assert ok(api(stack, "POST", "/unmask", "ca_steward", body=owner))["value"] == SAMPLE["id_number"]
+
+
 @pytest.mark.parametrize(
     ("field", "says_zh", "says_en"),
     [("name", "姓名", "name"), ("mobile", "手机号", "mobile")],
@@ -605,7 +717,7 @@ def test_unmask_of_a_field_that_is_not_an_id_number_says_what_fits_that_field(
     resp = api(stack, "POST", "/unmask", "ca_steward", body=ask)
     out = refused(resp, 422, "not_reversible")
     assert "身份证" not in out["message"] and "key_id" not in out["message"]
-    assert says_zh in out["message"] and says_en in out["message_en"] and "enc:v1:" in out["message"]
+    assert says_zh in out["message"] and says_en in out["message_en"] and "enc:" in out["message"]
     assert "110102199003071234" not in resp.text
 
 
@@ -678,7 +790,7 @@ def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> No
     grassroots("db", "upgrade")
     settings = Settings(data_dir=tmp_path / "var")
     ring = load_masking_keyring(settings)
-    old = encrypt_envelope("110102199003071234", ring, context="residents.id_number")
+    old = encrypt_envelope("110102199003071234", ring, dataset="residents", context="residents.id_number")
     # Who rotates is what the operating system says, not a name given on the command line.
     refused = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "keys", "rotate", "--actor", "u-platform-admin"],
@@ -696,11 +808,12 @@ def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> No
     assert (rotated.active_key_id, rotated.status("k1")) == ("k2", "decrypt_only")
     unmask = Unmask(actor="u-steward", purpose="test", audit_event_id="1")
     assert (
-        decrypt_envelope(old, rotated, context="residents.id_number", unmask=unmask) == "110102199003071234"
+        decrypt_envelope(old, rotated, dataset="residents", context="residents.id_number", unmask=unmask)
+        == "110102199003071234"
     )
     with pytest.raises(KeyRingError):
         rotated.derive("aes-gcm", "k1", for_encryption=True)
-    assert encrypt_envelope("x", rotated, context="c").startswith("enc:v1:k2:")
+    assert encrypt_envelope("x", rotated, dataset="d", context="c").startswith("enc:v2:k2:")
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gateway.db'}")
     with engine.connect() as conn:
@@ -712,4 +825,31 @@ def test_key_rotation_is_audited_and_old_keys_only_decrypt(tmp_path: Path) -> No
     assert body["actor_roles"] == ["operator"] and body["details"]["via"] == "cli"
     stored = json.loads((tmp_path / "var" / "keys" / "masking-keyring.json").read_text())
     assert {k["status"] for k in stored["keys"]} == {"active", "decrypt_only"}
-    assert all(set(k) == {"key_id", "created_at", "status", "wrapped"} for k in stored["keys"])
+    # Both keys were made after dataset binding: marked so, in a ring format older code refuses.
+    assert stored["format"] == "grassroots-masking-keyring/v2"
+    assert all(set(k) == {"key_id", "created_at", "status", "wrapped", "ff1_scope"} for k in stored["keys"])
+
+
+def test_serve_warns_while_the_active_key_predates_dataset_binding(tmp_path: Path) -> None:
+    """A ring stored before dataset binding keeps its keys unmarked: ff1_id fields are redacted until a
+    rotation, and ``serve`` says so (with the command) instead of leaving the operator to find out."""
+    from gateway.cli import unbound_ff1_key_warning
+    from gateway.keys import load_masking_keyring, masking_keyring_path, save_masking_keyring
+    from gateway.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "var")
+    assert unbound_ff1_key_warning(settings) is None  # no ring yet: the one made now is bound
+    load_masking_keyring(settings)
+    assert unbound_ff1_key_warning(settings) is None
+    path = masking_keyring_path(settings)
+    doc = json.loads(path.read_text())
+    doc["format"] = "grassroots-masking-keyring/v1"
+    for key in doc["keys"]:
+        key.pop("ff1_scope", None)
+    path.write_text(json.dumps(doc))
+    warning = unbound_ff1_key_warning(settings)
+    assert warning is not None and warning.count("grassroots keys rotate") == 2 and "ff1_id" in warning
+    legacy = load_masking_keyring(settings)
+    legacy.rotate()
+    save_masking_keyring(settings, legacy)
+    assert unbound_ff1_key_warning(settings) is None

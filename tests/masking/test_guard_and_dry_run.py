@@ -203,13 +203,15 @@ def test_dry_run_keys_hide_pseudonyms_but_keep_envelopes_openable(
 ) -> None:
     dry = keys.for_dry_run()
     assert hmac_pseudonym("110102199003071234", dry) != hmac_pseudonym("110102199003071234", keys)
-    assert dry.derive("ff1-id", for_encryption=True)[1] != keys.derive("ff1-id", for_encryption=True)[1]
+    made_dry = dry.derive_scoped("ff1-id", "residents", for_encryption=True)[1]
+    assert made_dry != keys.derive_scoped("ff1-id", "residents", for_encryption=True)[1]
     assert dry.derive("aes-gcm", for_encryption=True) == keys.derive("aes-gcm", for_encryption=True)
     envelope = _masked_id(catalog, rules, dry, "aes_gcm", "110102199003071234")
     unmask = Unmask(actor="u", purpose="p", audit_event_id="1")
     assert isinstance(envelope, str)
     assert (
-        decrypt_envelope(envelope, keys, context="residents.id_number", unmask=unmask) == "110102199003071234"
+        decrypt_envelope(envelope, keys, dataset="residents", context="residents.id_number", unmask=unmask)
+        == "110102199003071234"
     )
     assert "dryrun" in repr(dry) and "KeyRing" in repr(dry)
 
@@ -234,7 +236,9 @@ def test_dry_run_ff1_pseudonyms_are_marked_and_cannot_be_unmasked(
     assert hmac_pseudonym(VALID_ID, keys.for_dry_run()).startswith(DRY_RUN_MARKER)
     unmask = Unmask(actor="u", purpose="p", audit_event_id="1")
     with pytest.raises(DryRunValueError) as refused:
-        ff1_id_reveal(dry, keys, key_id=keys.active_key_id, unmask=unmask)
+        ff1_id_reveal(dry, keys, key_id=keys.active_key_id, dataset="residents", unmask=unmask)
     assert "试运行" in refused.value.message_zh and "dry-run" in refused.value.message_en
     assert body not in refused.value.message_zh + refused.value.message_en
-    assert ff1_id_reveal(real, keys, key_id=keys.active_key_id, unmask=unmask) == VALID_ID
+    assert (
+        ff1_id_reveal(real, keys, key_id=keys.active_key_id, dataset="residents", unmask=unmask) == VALID_ID
+    )

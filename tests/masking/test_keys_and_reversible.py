@@ -13,8 +13,20 @@ from hypothesis import strategies as st
 from stdnum.cn import ric
 from stdnum.iso7064 import mod_11_2
 
-from masking import FF1, REDACTED, BindContext, KeyRing, KeyRingError, Unmask, UnmaskError, mask_value
+from masking import (
+    FF1,
+    REDACTED,
+    BindContext,
+    KeyRing,
+    KeyRingError,
+    UnboundEnvelopeError,
+    Unmask,
+    UnmaskError,
+    UnscopedKeyError,
+    mask_value,
+)
 from masking.keys import parse_kek, read_kek
+from masking.operators import OperatorUnavailableError
 from masking.reversible import (
     decrypt_envelope,
     ff1_id_cipher,
@@ -132,16 +144,16 @@ def _ids() -> st.SearchStrategy[str]:
 @given(_ids())
 def test_ff1_id_pseudonym_is_well_formed_and_reversible(number: str) -> None:
     keys = KeyRing.generate(KEK)
-    out = str(mask_value("ff1_id", number, BindContext(keys=keys)))
+    out = str(mask_value("ff1_id", number, BindContext("residents", "id_number", keys)))
     assert len(out) == 18 and out[:17].isdigit()
     assert out[:6] == number[:6]  # region kept by design
     assert mod_11_2.is_valid(out)  # check character recomputed by python-stdnum
     assert ric.get_birth_date(out)  # a real calendar date
-    assert ff1_id_reveal(out, keys, key_id=keys.active_key_id, unmask=UNMASK) == number
+    assert ff1_id_reveal(out, keys, key_id=keys.active_key_id, dataset="residents", unmask=UNMASK) == number
 
 
 def test_ff1_id_is_stable_per_key_and_redacts_what_is_not_an_id(keys: KeyRing) -> None:
-    ctx = BindContext(keys=keys)
+    ctx = BindContext("residents", "id_number", keys)
     a = mask_value("ff1_id", "110102199101010078", ctx)
     assert a == mask_value("ff1_id", "110102199101010078", ctx)
     assert a != "110102199101010078"
@@ -219,18 +231,21 @@ def test_hmac_pseudonym_joins_across_datasets_and_spellings(keys: KeyRing) -> No
 
 def test_aes_gcm_envelope_round_trip_binds_context_and_needs_unmask(keys: KeyRing) -> None:
     env = str(mask_value("aes_gcm", "13812345678", BindContext("residents", "mobile", keys)))
-    assert env.startswith(f"enc:v1:{keys.active_key_id}:") and "13812345678" not in env
-    assert decrypt_envelope(env, keys, context="residents.mobile", unmask=UNMASK) == "13812345678"
+    assert env.startswith(f"enc:v2:{keys.active_key_id}:") and "13812345678" not in env
+    assert (
+        decrypt_envelope(env, keys, dataset="residents", context="residents.mobile", unmask=UNMASK)
+        == "13812345678"
+    )
     with pytest.raises(UnmaskError):
-        decrypt_envelope(env, keys, context="residents.name", unmask=UNMASK)
+        decrypt_envelope(env, keys, dataset="residents", context="residents.name", unmask=UNMASK)
     tampered = env[:-2] + ("A" if env[-2] != "A" else "B") + env[-1]
     with pytest.raises(UnmaskError):
-        decrypt_envelope(tampered, keys, context="residents.mobile", unmask=UNMASK)
+        decrypt_envelope(tampered, keys, dataset="residents", context="residents.mobile", unmask=UNMASK)
     relabelled = env.replace(f":{keys.active_key_id}:", ":k9:")
     with pytest.raises(UnmaskError):
-        decrypt_envelope(relabelled, keys, context="residents.mobile", unmask=UNMASK)
+        decrypt_envelope(relabelled, keys, dataset="residents", context="residents.mobile", unmask=UNMASK)
     with pytest.raises(UnmaskError):
-        decrypt_envelope(env, keys, context="residents.mobile", unmask=None)  # type: ignore[arg-type]
+        decrypt_envelope(env, keys, dataset="residents", context="residents.mobile", unmask=None)  # type: ignore[arg-type]
     with pytest.raises(UnmaskError):
         Unmask(actor="steward-1", purpose="dispute", audit_event_id=" ")
 
@@ -241,22 +256,22 @@ def test_rotation_keeps_old_keys_decrypt_only(keys: KeyRing) -> None:
     second = keys.rotate()
     assert keys.active_key_id == second != first
     assert keys.status(first) == "decrypt_only"
-    assert decrypt_envelope(env, keys, context="d.f", unmask=UNMASK) == "secret"
+    assert decrypt_envelope(env, keys, dataset="d", context="d.f", unmask=UNMASK) == "secret"
     with pytest.raises(KeyRingError):
         keys.derive("aes-gcm", first, for_encryption=True)
-    assert str(mask_value("aes_gcm", "secret", BindContext("d", "f", keys))).startswith(f"enc:v1:{second}:")
+    assert str(mask_value("aes_gcm", "secret", BindContext("d", "f", keys))).startswith(f"enc:v2:{second}:")
 
 
 def test_stored_ring_round_trips_and_needs_the_right_kek(keys: KeyRing) -> None:
     env = str(mask_value("aes_gcm", "secret", BindContext("d", "f", keys)))
     stored = keys.to_json()
     restored = KeyRing.from_json(KEK, stored)
-    assert decrypt_envelope(env, restored, context="d.f", unmask=UNMASK) == "secret"
+    assert decrypt_envelope(env, restored, dataset="d", context="d.f", unmask=UNMASK) == "secret"
     with pytest.raises(KeyRingError, match="does not match"):
         KeyRing.from_json(bytes(32), stored)
     new_kek = bytes(range(1, 33))
     rewrapped = keys.rewrap(new_kek)
-    assert decrypt_envelope(env, rewrapped, context="d.f", unmask=UNMASK) == "secret"
+    assert decrypt_envelope(env, rewrapped, dataset="d", context="d.f", unmask=UNMASK) == "secret"
 
 
 def test_key_material_never_shows(keys: KeyRing) -> None:
@@ -287,3 +302,132 @@ def test_kek_from_configuration_or_file(tmp_path: Path) -> None:
 def test_rotation_timestamps_are_utc() -> None:
     ring = KeyRing.generate(KEK, now=dt.datetime(2025, 1, 1, 8, tzinfo=dt.timezone(dt.timedelta(hours=8))))
     assert json.loads(ring.to_json())["keys"][0]["created_at"] == "2025-01-01T00:00:00+00:00"
+
+
+# -- binding to the dataset --------------------------------------------------------------------------
+#
+# A reversible value is issued for one dataset; reversing it in the name of another (a steward of another
+# department naming a dataset of their own) must never give the number.
+
+NUMBER = "110102199101010078"
+
+
+def test_ff1_pseudonyms_are_bound_to_the_dataset_they_are_issued_for(keys: KeyRing) -> None:
+    in_residents = str(mask_value("ff1_id", NUMBER, BindContext("residents", "id_number", keys)))
+    in_occupants = str(mask_value("ff1_id", NUMBER, BindContext("occupants", "id_number", keys)))
+    assert in_residents != in_occupants  # an unrelated key per dataset
+    # Still a well-formed number: downstream systems that validate ID numbers keep accepting it.
+    assert len(in_residents) == 18 and mod_11_2.is_valid(in_residents) and in_residents[:6] == NUMBER[:6]
+    kid = keys.active_key_id
+    assert ff1_id_reveal(in_residents, keys, key_id=kid, dataset="residents", unmask=UNMASK) == NUMBER
+    claimed = ff1_id_reveal(in_residents, keys, key_id=kid, dataset="occupants", unmask=UNMASK)
+    assert claimed != NUMBER  # under another dataset's key: an unrelated number, never this one
+
+
+def test_without_a_dataset_the_reversible_operators_are_unavailable(keys: KeyRing) -> None:
+    """A value bound to no dataset could be unmasked in the name of any: not made (the plan redacts)."""
+    for operator in ("ff1_id", "aes_gcm"):
+        with pytest.raises(OperatorUnavailableError):
+            mask_value(operator, NUMBER, BindContext(keys=keys))
+
+
+def test_the_per_dataset_key_is_derived_once(keys: KeyRing) -> None:
+    """Binding adds nothing per value: the subkey is derived once per (key, dataset) and the FF1 cipher is
+    built once per bound operator, not per call."""
+    first = keys.derive_scoped("ff1-id", "residents", for_encryption=True)[1]
+    assert keys.derive_scoped("ff1-id", "residents", for_encryption=True)[1] is first
+    assert keys.derive_scoped("ff1-id", "occupants", for_encryption=True)[1] != first
+    assert first not in {keys.derive(p, for_encryption=True)[1] for p in ("aes-gcm", "hmac-pseudonym")}
+
+
+def _v1_ring(ring: KeyRing) -> str:
+    """The ring as a gateway before dataset binding stored it: format v1, keys unmarked."""
+    doc = json.loads(ring.to_json())
+    doc["format"] = "grassroots-masking-keyring/v1"
+    for key in doc["keys"]:
+        key.pop("ff1_scope", None)
+    return json.dumps(doc)
+
+
+def test_a_key_from_before_dataset_binding_neither_issues_nor_reverses_ff1_pseudonyms(keys: KeyRing) -> None:
+    """Its pseudonyms were made for no dataset and cannot be told from bound ones (both are plain ID
+    numbers), so it makes none any more and reverses none: refused with what to do, for anyone."""
+    from masking.reversible import ff1_id_cipher_for
+
+    legacy = KeyRing.from_json(KEK, _v1_ring(keys))
+    old_id = legacy.active_key_id
+    assert not legacy.is_scoped(old_id)
+    with pytest.raises(OperatorUnavailableError):  # the plan redacts the field instead
+        mask_value("ff1_id", NUMBER, BindContext("residents", "id_number", legacy))
+    # A pseudonym the pre-binding code made (its key derived for "ff1-id" alone, which derive now refuses).
+    with pytest.raises(KeyRingError):
+        legacy.derive("ff1-id", for_encryption=True)
+    unbound_key = legacy._derive("ff1-id", None, None, for_encryption=True)[1]
+    made_before = ff1_id_pseudonym(NUMBER, ff1_id_cipher(unbound_key))
+    assert made_before is not None
+    with pytest.raises(UnscopedKeyError) as refused:
+        ff1_id_reveal(made_before, legacy, key_id=old_id, dataset="residents", unmask=UNMASK)
+    message = refused.value.message_zh + refused.value.message_en
+    assert "grassroots keys rotate" in refused.value.message_zh and "keys rotate" in refused.value.message_en
+    assert NUMBER not in message and made_before not in message and old_id not in message
+    assert refused.value.code == "pseudonym_not_bound"
+
+    # One rotation: the new key is bound and stored as such; the old one stays unbound (decrypt-only).
+    new_id = legacy.rotate()
+    stored = json.loads(legacy.to_json())
+    assert stored["format"] == "grassroots-masking-keyring/v2"
+    assert {k["key_id"]: k.get("ff1_scope") for k in stored["keys"]} == {old_id: None, new_id: "dataset"}
+    reloaded = KeyRing.from_json(KEK, legacy.to_json())
+    assert reloaded.is_scoped(new_id) and not reloaded.is_scoped(old_id)
+    assert reloaded.rewrap(bytes(range(1, 33))).is_scoped(new_id)
+    out = str(mask_value("ff1_id", NUMBER, BindContext("residents", "id_number", reloaded)))
+    assert ff1_id_reveal(out, reloaded, key_id=new_id, dataset="residents", unmask=UNMASK) == NUMBER
+    with pytest.raises(UnscopedKeyError):
+        ff1_id_cipher_for(reloaded, "residents", old_id, for_encryption=False)
+
+
+def test_an_envelope_is_bound_to_its_dataset_even_with_a_rules_context(keys: KeyRing) -> None:
+    """A rule may give the envelope a context of its own ("pii"), which names no dataset: the dataset is in
+    the associated data regardless, so the envelope opens only in the name of the dataset it came from."""
+    env = str(mask_value("aes_gcm", NUMBER, BindContext("residents", "id_number", keys), context="pii"))
+    assert decrypt_envelope(env, keys, dataset="residents", context="pii", unmask=UNMASK) == NUMBER
+    with pytest.raises(UnmaskError) as refused:
+        decrypt_envelope(env, keys, dataset="occupants", context="pii", unmask=UNMASK)
+    assert NUMBER not in str(refused.value)
+    default = str(mask_value("aes_gcm", NUMBER, BindContext("residents", "id_number", keys)))
+    with pytest.raises(UnmaskError):  # the default context names the dataset; the AAD binds it too
+        decrypt_envelope(default, keys, dataset="occupants", context="residents.id_number", unmask=UNMASK)
+
+
+def _v1_envelope(keys: KeyRing, value: str, context: str) -> str:
+    """An envelope as the aes_gcm operator made it before dataset binding (AAD: version, key id, context)."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kid, key = keys.derive("aes-gcm", for_encryption=True)
+    nonce = os.urandom(12)
+    aad = f"grassroots-masking|aes-gcm|v1|{kid}|{context}".encode()
+    body = nonce + AESGCM(key).encrypt(nonce, value.encode(), aad)
+    return f"enc:v1:{kid}:{base64.urlsafe_b64encode(body).rstrip(b'=').decode()}"
+
+
+def test_envelopes_from_before_binding_open_only_where_their_context_names_the_dataset(keys: KeyRing) -> None:
+    """An old envelope with the operator's default context "<dataset>.<field>" says whose it is: it still
+    opens, for that dataset only. One with a rule's context says nothing: refused, with what to do."""
+    named = _v1_envelope(keys, NUMBER, "residents.id_number")
+    assert (
+        decrypt_envelope(named, keys, dataset="residents", context="residents.id_number", unmask=UNMASK)
+        == NUMBER
+    )
+    with pytest.raises(UnboundEnvelopeError):
+        decrypt_envelope(named, keys, dataset="occupants", context="residents.id_number", unmask=UNMASK)
+    with pytest.raises(UnmaskError):  # relabelled as another dataset's: the context is in the AAD
+        decrypt_envelope(named, keys, dataset="occupants", context="occupants.id_number", unmask=UNMASK)
+    anonymous = _v1_envelope(keys, NUMBER, "pii")
+    for dataset in ("residents", "occupants"):
+        with pytest.raises(UnboundEnvelopeError) as refused:
+            decrypt_envelope(anonymous, keys, dataset=dataset, context="pii", unmask=UNMASK)
+        assert refused.value.code == "envelope_not_bound"
+        assert "enc:v2:" in refused.value.message_zh and "enc:v2:" in refused.value.message_en
