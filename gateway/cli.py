@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import typer
 
 from gateway.commands._client import load_settings, require_dev_key, unknown_demo_user
+from gateway.commands._help import HelpTyper, bilingual
 from gateway.commands._offline import (
     database_lost,
     load_checkpoint_key,
@@ -36,8 +37,13 @@ if TYPE_CHECKING:
 
     from audit import PseudonymRing
 
-app = typer.Typer(
-    help="Grassroots Data Gateway · 基层数据网关",
+app = HelpTyper(
+    help=bilingual(
+        "基层数据网关：部门业务系统与村（居）委会之间的数据访问网关，按场景授权、脱敏，并留下防篡改的审计记录。"
+        "各命令用法见 grassroots 命令 --help。",
+        "Grassroots Data Gateway: data access between departmental systems and village committees, "
+        "scenario-scoped, masked and recorded in a tamper-evident audit log. See grassroots COMMAND --help.",
+    ),
     # Click's own usage errors (missing option, no such option, bad value) in Chinese first, English kept.
     cls=BilingualGroup,
     no_args_is_help=True,
@@ -48,11 +54,21 @@ app = typer.Typer(
     # value; Click's layout writes a flag as the flag alone (`--quiet`, `--dry-run / --execute`).
     rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+db_app = HelpTyper(
+    help=bilingual("数据库结构（Alembic 迁移）。", "Database schema (Alembic migrations)."),
+    no_args_is_help=True,
+)
+audit_app = HelpTyper(
+    help=bilingual("防篡改审计日志：校验、签发检查点、归档与清理。", "The tamper-evident audit log."),
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
-keys_app = typer.Typer(
-    help="Masking data keys (envelope keys under the KEK) and the audit log's resident/record ref keys.",
+keys_app = HelpTyper(
+    help=bilingual(
+        "脱敏数据密钥和审计引用密钥的轮换。脱敏数据密钥由主密钥 KEK 加密保存；"
+        "审计引用密钥用于审计日志中的居民引用和记录引用。",
+        "Masking data keys (envelope keys under the KEK) and the audit log's resident/record ref keys.",
+    ),
     no_args_is_help=True,
 )
 app.add_typer(audit_app, name="audit")
@@ -62,10 +78,11 @@ app.add_typer(keys_app, name="keys")
 def _add_area_commands() -> None:
     from gateway.commands import admission, grants, masking, policy, supervision
 
+    # Each group's help is its own module's (Chinese first, English after).
     app.add_typer(grants.app, name="grants", help="Scenario grants: request, approve, revoke, renew.")
     app.add_typer(policy.app, name="policy", help="Policy files, decisions, explanations, replay.")
     app.add_typer(masking.app, name="masking", help="Field catalog, tags, masking rules.")
-    app.add_typer(supervision.app, name="supervise", help="Audit queries, reports, complaints, incidents.")
+    app.add_typer(supervision.app, name="supervise")
     app.add_typer(admission.app, name="admission", help="System registration and joint review.")
     # Retention acts also live under `grassroots audit` (same API client, same permission checks).
     audit_app.command("archive")(supervision.archive)
@@ -214,7 +231,10 @@ def _check_startup_settings(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
-@db_app.command("upgrade")
+@db_app.command(
+    "upgrade",
+    zh="把数据库迁移到当前结构版本。以数据库结构所有者的身份，迁移 GRASSROOTS_DATABASE_URL 所指的数据库。",
+)
 def db_upgrade() -> None:
     """Migrate the database (GRASSROOTS_DATABASE_URL) to the current schema, as the schema's owner."""
     from gateway.db import head_revision
@@ -234,7 +254,10 @@ def db_upgrade() -> None:
         )
 
 
-@db_app.command("current")
+@db_app.command(
+    "current",
+    zh="显示数据库与代码各自的结构版本。不创建任何东西；数据库无法连接时退出码为 2。",
+)
 def db_current() -> None:
     """Show the schema revision of the database and of the code (creates nothing; exit 2 when the database
     cannot be reached)."""
@@ -247,11 +270,23 @@ def db_current() -> None:
         typer.echo("请运行 `grassroots db upgrade` 迁移数据库。\nRun `grassroots db upgrade` to migrate it.")
 
 
-@app.command()
+@app.command(zh="启动网关（数据库未迁移到当前版本时拒绝启动）。")
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="port")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes (each polls the shared state)", min=1)] = 1,
+    host: Annotated[
+        str | None, typer.Option(help=bilingual("监听地址（默认：GRASSROOTS_HOST）", "bind address"))
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=bilingual("监听端口（默认：GRASSROOTS_PORT）", "port"))
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help=bilingual(
+                "工作进程数（各进程轮询共享状态）", "worker processes (each polls the shared state)"
+            ),
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Run the gateway (refuses to start on an unmigrated database)."""
     import uvicorn
@@ -389,8 +424,10 @@ def _create_keys_once(settings: Settings) -> None:
         dev_identity_provider(settings).jwks()
 
 
-@app.command("dev-users")
-def dev_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+@app.command("dev-users", zh="列出演示用户（用户名、岗位、所属单位区划代码）。")
+def dev_users(
+    as_json: Annotated[bool, typer.Option("--json", help=bilingual("以 JSON 输出", "print JSON"))] = False,
+) -> None:
     """The demo identities (username, role, organisation code)."""
     from gateway.wiring import dev_users as load
 
@@ -403,11 +440,23 @@ def dev_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON")
         typer.echo(f"{user['username']:<18} {user['role']:<20} {user['org']}  {user['display_name']}{grids}")
 
 
-@app.command("dev-token")
+@app.command(
+    "dev-token",
+    zh="""由内置的开发用身份提供方为演示用户签发访问令牌并输出。
+
+    令牌的签发者随 GRASSROOTS_HOST/GRASSROOTS_PORT（或 GRASSROOTS_PUBLIC_URL）而定，与网关一致。
+
+    用 `grassroots demo --port 8300` 启动演示后，请先 export GRASSROOTS_PORT=8300
+    （否则会得到 401 wrong_issuer）。""",
+)
 def dev_token(
-    username: str,
-    audience: Annotated[str | None, typer.Option(help="token audience")] = None,
-    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+    username: Annotated[
+        str, typer.Argument(help=bilingual("演示用户名（见 grassroots dev-users）", "a demo user's name"))
+    ],
+    audience: Annotated[
+        str | None, typer.Option(help=bilingual("令牌受众（audience）", "token audience"))
+    ] = None,
+    ttl: Annotated[int, typer.Option(help=bilingual("有效期（秒）", "lifetime in seconds"))] = 3600,
 ) -> None:
     """Print an access token for a demo user from the embedded development identity provider.
 
@@ -434,10 +483,22 @@ def dev_token(
         raise unknown_demo_user(username) from None
 
 
-@audit_app.command("verify")
+@audit_app.command(
+    "verify",
+    zh="""校验整个审计日志（哈希链、Merkle 根、最新的签名检查点）。
+
+    日志被破坏时退出码为 1。以下情况退出码为 2，且未校验任何事件：数据库无法连接或尚未迁移；
+    检查点密钥无法读取，或已有签名检查点而密钥缺失；
+    日志记载签发过检查点却找不到任何签名检查点（未与检查点核对的日志不能算作校验通过）。""",
+)
 def audit_verify(
-    checkpoints: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help=bilingual("检查点目录（默认：GRASSROOTS_CHECKPOINT_DIR）", "checkpoint directory")),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help=bilingual("不显示进度条", "no progress bar"))
+    ] = False,
 ) -> None:
     """Verify the whole audit log (hash chain, Merkle root, latest signed checkpoint). Exit 1 when broken;
     exit 2, nothing verified, when the database cannot be reached or is not migrated, when the checkpoint
@@ -578,7 +639,13 @@ def _refuse_when_the_log_records_a_checkpoint(engine: Any, directory: Path) -> N
     raise typer.Exit(2)
 
 
-@audit_app.command("checkpoint")
+@audit_app.command(
+    "checkpoint",
+    zh="""向检查点目录写入一个签名检查点（树大小、Merkle 根、时间）。
+
+    与 `POST /api/v1/supervision/checkpoints` 一样记为 `audit.checkpoint_written` 审计事件，
+    操作者取自操作系统（cli:<用户>@<主机>）。""",
+)
 def audit_checkpoint() -> None:
     """Write a signed checkpoint (tree size, Merkle root, time) to the checkpoint directory.
 
@@ -632,7 +699,16 @@ def audit_checkpoint() -> None:
     )
 
 
-@audit_app.command("prune-as-owner")
+@audit_app.command(
+    "prune-as-owner",
+    zh="""以数据库结构所有者的登录角色，在服务器上清理审计日志。用于按 README 建议配置的 PostgreSQL
+    （网关自己的登录角色不能删除事件，`audit prune --execute` 会被拒绝）。
+
+    仅为本命令把 GRASSROOTS_DATABASE_URL 设为所有者的地址（与 `grassroots db upgrade` 相同），
+    并使用网关的 GRASSROOTS_DATA_DIR（检查点密钥与目录、归档）。清理计划、检查、签名锚点和
+    `supervision.events_pruned` 事件都与 `audit prune` 相同，操作者记为 cli:<用户>@<主机>。
+    被拒绝时退出码为 1（未删除任何内容），无法尝试时为 2。""",
+)
 def audit_prune_as_owner(
     dry_run: DryRunOption = True,
     through_month: ThroughMonthOption = None,
@@ -787,7 +863,12 @@ def _record_rotation(settings: Settings, details: Mapping[str, Any]) -> str:
         engine.dispose()
 
 
-@keys_app.command("rotate")
+@keys_app.command(
+    "rotate",
+    zh="""新增一把启用中的脱敏数据密钥；旧密钥保留，仅用于解密。需重启网关才能生效。
+
+    审计事件中的操作者取自操作系统（cli:<用户>@<主机>）。""",
+)
 def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
@@ -821,11 +902,24 @@ def _audit_refs_or_exit(settings: Settings) -> PseudonymRing:
         raise typer.Exit(2) from None
 
 
-@keys_app.command("rotate-audit-ref")
+@keys_app.command(
+    "rotate-audit-ref",
+    zh="""新增一把审计引用密钥。审计日志中的居民引用和记录引用改用新密钥；旧密钥保留，仅用于查询。
+
+    与 `keys rotate` 分开：那条命令轮换脱敏数据密钥，影响读者看到的内容；这条命令改变审计日志标识居民的方式
+    （例如 HMAC 密钥泄露之后）。新事件用新密钥写入；投诉、居民查询和证据检索会用所有保留的密钥。
+    需重启网关才能生效。记为 `keys.rotated` 审计事件（"keys": "audit_ref"），操作者为 cli:<用户>@<主机>。""",
+)
 def keys_rotate_audit_ref(
     key_id: Annotated[
         str | None,
-        typer.Option("--key-id", help="id of the new key (default: k<n+1>); never one already kept"),
+        typer.Option(
+            "--key-id",
+            help=bilingual(
+                "新密钥的编号（默认：k<n+1>），不能与已保留的密钥重复",
+                "id of the new key (default: k<n+1>); never one already kept",
+            ),
+        ),
     ] = None,
 ) -> None:
     """Add a new active key for the audit log's resident and record refs; older keys stay, for lookups only.
@@ -859,11 +953,17 @@ def keys_rotate_audit_ref(
     )
 
 
-@app.command("seed-demo")
+@app.command(
+    "seed-demo",
+    zh="登记演示用的部门系统和授权（可重复运行）。同时保存各系统签发给网关的 API 密钥作为出站凭证，"
+    "然后输出手动启动这两个系统的命令。",
+)
 def seed_demo_cmd(
-    upstream_url: Annotated[str, typer.Option(help="civil-affairs registry URL")] = "http://127.0.0.1:8101",
+    upstream_url: Annotated[
+        str, typer.Option(help=bilingual("民政登记系统的地址", "civil-affairs registry URL"))
+    ] = "http://127.0.0.1:8101",
     person_house_url: Annotated[
-        str, typer.Option(help="person-house registry (一标三实) URL")
+        str, typer.Option(help=bilingual("一标三实系统的地址", "person-house registry URL"))
     ] = "http://127.0.0.1:8102",
 ) -> None:
     """Register the demo departmental systems and grants, and store the API key each registry issues to the
@@ -914,18 +1014,33 @@ _REGISTRY_NAMES = {
 }
 
 
-@app.command()
+@app.command(
+    zh="在本机运行完整演示。依次迁移数据库、写入演示数据，启动两个部门系统和网关（只监听回环地址）。"
+)
 def demo(
     port: Annotated[
-        int | None, typer.Option(help=f"gateway port (default: GRASSROOTS_PORT, else {DEFAULT_PORT})")
+        int | None,
+        typer.Option(
+            help=bilingual(
+                f"网关端口（默认：GRASSROOTS_PORT，未设置时为 {DEFAULT_PORT}）",
+                f"gateway port (default: GRASSROOTS_PORT, else {DEFAULT_PORT})",
+            )
+        ),
     ] = None,
-    upstream_port: Annotated[int, typer.Option(help="civil-affairs registry port")] = 8101,
-    person_house_port: Annotated[int, typer.Option(help="person-house registry (一标三实) port")] = 8102,
+    upstream_port: Annotated[
+        int, typer.Option(help=bilingual("民政登记系统的端口", "civil-affairs registry port"))
+    ] = 8101,
+    person_house_port: Annotated[
+        int, typer.Option(help=bilingual("一标三实系统的端口", "person-house registry port"))
+    ] = 8102,
     any_hour: Annotated[
         bool,
         typer.Option(
             "--any-hour",
-            help="open every scenario all day (demo only; the shipped catalog: 7:00-21:00 Beijing time)",
+            help=bilingual(
+                "所有场景全天开放（仅用于演示；随附的场景目录只在北京时间 7:00-21:00 开放）",
+                "open every scenario all day (demo only; the shipped catalog: 7:00-21:00 Beijing time)",
+            ),
         ),
     ] = False,
 ) -> None:

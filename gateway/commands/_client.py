@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 
+from gateway.commands._help import bilingual
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -92,19 +93,40 @@ UrlOption = Annotated[
         envvar="GRASSROOTS_URL",
         callback=_resolve_url,
         show_default=False,
-        help="gateway base URL (default: http://GRASSROOTS_HOST:GRASSROOTS_PORT, where `grassroots serve` "
-        "listens; 127.0.0.1:8000 unless they are set)",
+        help=bilingual(
+            "网关地址（默认：http://GRASSROOTS_HOST:GRASSROOTS_PORT，即 `grassroots serve` 监听的地址；"
+            "未设置时为 127.0.0.1:8000）",
+            "gateway base URL (default: http://GRASSROOTS_HOST:GRASSROOTS_PORT, where `grassroots serve` "
+            "listens; 127.0.0.1:8000 unless they are set)",
+        ),
     ),
 ]
 TokenOption = Annotated[
     str | None,
-    typer.Option("--token", envvar="GRASSROOTS_TOKEN", help="bearer token (or use --as in development)"),
+    typer.Option(
+        "--token",
+        envvar="GRASSROOTS_TOKEN",
+        help=bilingual(
+            "访问令牌（Bearer；开发环境中也可用 --as）", "bearer token (or use --as in development)"
+        ),
+    ),
 ]
 AsOption = Annotated[
     str | None,
-    typer.Option("--as", help="development only: act as this demo user (token from the development IdP)"),
+    typer.Option(
+        "--as",
+        help=bilingual(
+            "仅限开发环境：以该演示用户的身份操作（令牌由开发用身份提供方签发）",
+            "development only: act as this demo user (token from the development IdP)",
+        ),
+    ),
 ]
-ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
+ScenarioOption = Annotated[
+    str, typer.Option(help=bilingual("场景代码，例如 DIBAO_REVIEW", "scenario code, e.g. DIBAO_REVIEW"))
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help=bilingual("理由（记入审计日志）", "why (recorded in the audit log)"))
+]
 
 
 def unknown_demo_user(username: str) -> typer.Exit:

@@ -15,12 +15,13 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-import typer.core
+import typer
 
 # Typer 0.29 runs on its own copy of Click (``typer._click``); its exceptions are the ones raised here, and
 # Typer re-exports only a few of them (``typer.BadParameter``), so the module is named directly.
 from typer._click import exceptions as errors
 
+from gateway.commands._help import HelpGroup
 from grassroots_common.divisions import is_division_code
 
 # Typer's resolver says "No such command 'reviw'. Did you mean 'review', 'revise'?" in a plain UsageError.
@@ -121,8 +122,9 @@ def show_bilingual(exc: errors.ClickException) -> None:
     exc.show()
 
 
-class BilingualGroup(typer.core.TyperGroup):
-    """The ``grassroots`` group: runs as Typer does, but renders Click's refusals bilingually."""
+class BilingualGroup(HelpGroup):
+    """The ``grassroots`` group: runs as Typer does, but renders Click's refusals (and, as every group here,
+    its help) bilingually."""
 
     def main(  # type: ignore[override]
         self,

@@ -19,9 +19,17 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from gateway.commands._client import ApiCall, api_command, load_settings, refused, show
+from gateway.commands._help import HelpTyper, bilingual
 from gateway.commands._usage import division_code
 
-app = typer.Typer(no_args_is_help=True, help="Audit queries, reports, complaints, incidents.")
+app = HelpTyper(
+    no_args_is_help=True,
+    help=bilingual(
+        "监督：审计查询、统计报告、投诉与事件。另有异常线索、定期通报、居民查询、证明、检查点、归档与清理。",
+        "Audit queries, reports, complaints, incidents; also anomalies, the monthly report, resident "
+        "transparency, proofs, checkpoints, retention, archives and pruning.",
+    ),
+)
 _BASE = "/api/v1/supervision"
 _ID_ENV = "GRASSROOTS_SUBJECT_ID_NUMBER"
 
@@ -56,23 +64,55 @@ def _one_of(option: str, value: str, choices: list[str]) -> None:
         raise typer.Exit(2)
 
 
-@app.command()
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        help=bilingual(
+            "起始时间（RFC 3339，例如 2026-11-01T00:00:00+08:00）",
+            "from this time (RFC 3339, e.g. 2026-11-01T00:00:00+08:00)",
+        )
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(help=bilingual("截止时间（RFC 3339，不含）", "until this time (RFC 3339, exclusive)")),
+]
+OrgSubtreeOption = Annotated[
+    str | None,
+    typer.Option(
+        help=bilingual("只看此单位及其下级（区划代码）", "organisation subtree (division code)"),
+        callback=division_code,
+    ),
+]
+IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"))]
+
+
+@app.command(zh="查询审计事件（最新的在前；只含引用，不含个人信息）。")
 @api_command
 def events(
-    org: Annotated[
-        str | None, typer.Option(help="organisation subtree (division code)", callback=division_code)
+    org: OrgSubtreeOption = None,
+    actor: Annotated[str | None, typer.Option(help=bilingual("操作者的用户编号", "user id"))] = None,
+    scenario: Annotated[str | None, typer.Option(help=bilingual("场景代码", "scenario code"))] = None,
+    dataset: Annotated[str | None, typer.Option(help=bilingual("数据集", "dataset"))] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(help=bilingual("结果：allowed、refused、ok 或 error", "allowed | refused | ok | error")),
     ] = None,
-    actor: Annotated[str | None, typer.Option(help="user id")] = None,
-    scenario: Annotated[str | None, typer.Option()] = None,
-    dataset: Annotated[str | None, typer.Option()] = None,
-    outcome: Annotated[str | None, typer.Option(help="allowed | refused | ok | error")] = None,
     kind: Annotated[
-        str | None, typer.Option(help="event kind, or a family ending in '.', e.g. data.")
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "事件类型，或以 . 结尾的一类，例如 data.", "event kind, or a family ending in '.', e.g. data."
+            )
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="RFC 3339 time, e.g. 2026-11-01T00:00:00+08:00")] = None,
-    until: Annotated[str | None, typer.Option()] = None,
-    before: Annotated[int | None, typer.Option(help="page cursor (next_before)")] = None,
-    limit: Annotated[int, typer.Option()] = 50,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    before: Annotated[
+        int | None,
+        typer.Option(help=bilingual("翻页游标（上一页的 next_before）", "page cursor (next_before)")),
+    ] = None,
+    limit: Annotated[int, typer.Option(help=bilingual("最多返回条数", "how many at most"))] = 50,
 ) -> ApiCall:
     """Query audit events (newest first; refs only, never personal data)."""
     params = {
@@ -90,14 +130,27 @@ def events(
     return ApiCall("GET", f"{_BASE}/events", params=params)
 
 
-@app.command()
+@app.command(zh="访问统计：按单位、部门或场景汇总。列出允许与拒绝次数、读取记录数和涉及用户数。")
 @api_command
 def report(
-    group_by: Annotated[str, typer.Option("--by", help="org | department | scenario")] = "org",
-    org: Annotated[str | None, typer.Option()] = None,
-    org_level: Annotated[int, typer.Option(help="roll organisations up to 2/4/6/9/12 digits")] = 12,
-    since: Annotated[str | None, typer.Option()] = None,
-    until: Annotated[str | None, typer.Option()] = None,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help=bilingual(
+                "统计维度：org（单位）、department（部门）或 scenario（场景）", "org | department | scenario"
+            ),
+        ),
+    ] = "org",
+    org: OrgSubtreeOption = None,
+    org_level: Annotated[
+        int,
+        typer.Option(
+            help=bilingual("按 2/4/6/9/12 位区划代码汇总单位", "roll organisations up to 2/4/6/9/12 digits")
+        ),
+    ] = 12,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> ApiCall:
     """Counts allowed/refused, records read and distinct users per organisation, department or scenario."""
     from audit.reports import GroupBy
@@ -107,15 +160,25 @@ def report(
     return ApiCall("GET", f"{_BASE}/reports", params=params)
 
 
-@app.command()
+@app.command(zh="运行异常规则，找出异常线索；每条线索列出相关事件的序号。")
 @api_command
 def anomalies(
-    since: Annotated[str | None, typer.Option()] = None,
-    until: Annotated[str | None, typer.Option()] = None,
-    org: Annotated[str | None, typer.Option()] = None,
-    rule: Annotated[list[str] | None, typer.Option(help="only this rule (repeatable)")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    org: OrgSubtreeOption = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(help=bilingual("只运行这条规则（可重复）", "only this rule (repeatable)")),
+    ] = None,
     setting: Annotated[
-        list[str] | None, typer.Option("--set", help="override, e.g. bulk_reading.min_records=200")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help=bilingual(
+                "临时调整规则参数，例如 bulk_reading.min_records=200",
+                "override, e.g. bulk_reading.min_records=200",
+            ),
+        ),
     ] = None,
 ) -> ApiCall:
     """Run the anomaly rules; each finding lists the seqs of its events."""
@@ -123,18 +186,26 @@ def anomalies(
     return ApiCall("GET", f"{_BASE}/anomalies", params=params)
 
 
-@app.command()
+@app.command(zh="导出定期通报（月度）。格式为可打印的 HTML 页面、CSV、PDF 或 JSON。")
 @api_command
 def monthly(
-    month: Annotated[str, typer.Option(help="YYYY-MM (Beijing time)")],
-    fmt: Annotated[str, typer.Option("--format", help="html | csv | pdf | json")] = "html",
-    org: Annotated[str | None, typer.Option()] = None,
+    month: Annotated[str, typer.Option(help=bilingual("月份 YYYY-MM（北京时间）", "YYYY-MM (Beijing time)"))],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help=bilingual("格式：html、csv、pdf 或 json", "html | csv | pdf | json")),
+    ] = "html",
+    org: OrgSubtreeOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="file to write (default: audit-report-MONTH.EXT in the current directory)"),
+        typer.Option(
+            help=bilingual(
+                "保存到的文件（默认：当前目录下的 audit-report-月份.扩展名）",
+                "file to write (default: audit-report-MONTH.EXT in the current directory)",
+            )
+        ),
     ] = None,
 ) -> ApiCall:
-    """The monthly notification report (定期通报) as a printable HTML page, CSV, PDF or JSON."""
+    """The monthly notification report as a printable HTML page, CSV, PDF or JSON."""
     params = {"month": month, "format": fmt, "org": org}
     if fmt == "json":
         return ApiCall("GET", f"{_BASE}/reports/monthly", params=params)
@@ -188,14 +259,41 @@ def _write_to(target: Path) -> Callable[[bytes], None]:
     return write
 
 
-@app.command()
+@app.command(
+    zh="""登记投诉，并为其立案一个事件。事件附有涉及该居民的每次访问及其证明。
+
+    居民身份证号码不在命令行上输入：在终端中会提示输入（不回显），
+    或从环境变量 GRASSROOTS_SUBJECT_ID_NUMBER 读取。"""
+)
 @api_command
 def complain(
-    source: Annotated[str, typer.Option(help="hotline_12345 | burden_monitoring | walk_in")],
-    summary: Annotated[str, typer.Option(help="what the resident reports (no ID or phone numbers)")] = "",
-    ticket: Annotated[str | None, typer.Option(help="e.g. the 12345 work-order number")] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "投诉来源：hotline_12345（12345 热线）、burden_monitoring（减负监测点）或 walk_in（来访）",
+                "hotline_12345 | burden_monitoring | walk_in",
+            )
+        ),
+    ],
+    summary: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "居民反映的内容（不要填写身份证号、手机号）",
+                "what the resident reports (no ID or phone numbers)",
+            )
+        ),
+    ] = "",
+    ticket: Annotated[
+        str | None,
+        typer.Option(help=bilingual("工单号，例如 12345 热线工单号", "e.g. the 12345 work-order number")),
+    ] = None,
 ) -> ApiCall:
-    """Register a complaint; the incident opens with every access to the person and its proof."""
+    """Register a complaint; the incident opens with every access to the person and its proof.
+
+    The resident's ID number is never taken on the command line: it is asked for without echo in a terminal,
+    or read from GRASSROOTS_SUBJECT_ID_NUMBER."""
     from audit import ComplaintSource
 
     # Before the ID number is asked for: a typo here must not cost typing the number again.
@@ -208,10 +306,18 @@ def complain(
     return _permitted("register", "登记投诉", "register complaints", register)
 
 
-@app.command("who-read")
+@app.command(
+    "who-read",
+    zh="""居民查询：谁（单位、岗位）在何时、为何读取了这位居民的数据。
+
+    居民身份证号码在终端中提示输入（不回显），或从环境变量 GRASSROOTS_SUBJECT_ID_NUMBER 读取。""",
+)
 @api_command
 def who_read() -> ApiCall:
-    """Resident transparency: who (organisation, role) read this person's data, when, for what."""
+    """Resident transparency: who (organisation, role) read this person's data, when, for what.
+
+    The resident's ID number is asked for without echo in a terminal, or read from
+    GRASSROOTS_SUBJECT_ID_NUMBER."""
     return _permitted(
         "read",
         "查询居民数据被谁读取",
@@ -240,15 +346,32 @@ def _permitted(action: str, doing_zh: str, doing_en: str, then: Callable[[Any], 
     return ApiCall("GET", "/api/v1/me/can", params={"resource": "audit", "action": action}, then=checked)
 
 
-@app.command()
+LimitOption = Annotated[int, typer.Option(help=bilingual("返回条数（1-500）", "how many (1-500)"))]
+OffsetOption = Annotated[
+    int,
+    typer.Option(
+        help=bilingual(
+            "跳过的条数（结果中的 total 为符合条件的总数）",
+            "skip this many (the answer's total says how many match)",
+        )
+    ),
+]
+
+
+@app.command(zh="列出投诉（最新的在前），可只看某一状态的投诉。")
 @api_command
 def complaints(
     status: Annotated[
         str | None,
-        typer.Option(help="open | investigating | closed (where its incident stands) | overdue"),
+        typer.Option(
+            help=bilingual(
+                "状态：open、investigating、closed（按其事件的进展）或 overdue（已逾期）",
+                "open | investigating | closed (where its incident stands) | overdue",
+            )
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="how many (1-500)")] = 100,
-    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many match)")] = 0,
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
 ) -> ApiCall:
     """List complaints (newest first), optionally only those in one status."""
     from audit.complaints import COMPLAINT_STATUSES
@@ -259,20 +382,27 @@ def complaints(
     return ApiCall("GET", f"{_BASE}/complaints", params=params)
 
 
-@app.command()
+@app.command(zh="查看一件投诉（其事件、答复期限、是否逾期）。")
 @api_command
-def complaint(complaint_id: str) -> ApiCall:
+def complaint(
+    complaint_id: Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"))],
+) -> ApiCall:
     """Show one complaint (its incident, deadline, whether it is overdue)."""
     return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}")
 
 
-@app.command()
+@app.command(zh="按办结期限列出事件。")
 @api_command
 def incidents(
-    status: Annotated[str | None, typer.Option(help="open | investigating | closed")] = None,
-    overdue: Annotated[bool, typer.Option("--overdue", help="only those past their deadline")] = False,
-    limit: Annotated[int, typer.Option(help="how many (1-500)")] = 100,
-    offset: Annotated[int, typer.Option(help="skip this many (the answer's total says how many match)")] = 0,
+    status: Annotated[
+        str | None,
+        typer.Option(help=bilingual("状态：open、investigating 或 closed", "open | investigating | closed")),
+    ] = None,
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help=bilingual("只看已逾期的", "only those past their deadline"))
+    ] = False,
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
 ) -> ApiCall:
     """List incidents by deadline."""
     params: dict[str, Any] = {
@@ -284,16 +414,23 @@ def incidents(
     return ApiCall("GET", f"{_BASE}/incidents", params=params)
 
 
-@app.command()
+@app.command(
+    zh="""查看一个事件（办理步骤、证据事件、包含证明）。
+
+    --verify 在本机逐一校验证明，然后输出事件和结论；有证明未通过时退出码为 1。"""
+)
 @api_command
 def incident(
-    incident_id: str,
+    incident_id: IncidentArg,
     verify: Annotated[
         bool,
         typer.Option(
             "--verify",
-            help="also check every proof locally: prints the incident with 'local_verification' added, "
-            "and the verdict on stderr",
+            help=bilingual(
+                "同时在本机校验每个证明：输出的事件中增加 local_verification，结论输出到标准错误",
+                "also check every proof locally: prints the incident with 'local_verification' added, "
+                "and the verdict on stderr",
+            ),
         ),
     ] = False,
 ) -> ApiCall:
@@ -349,13 +486,24 @@ def _verify_evidence(data: Any) -> ApiCall:
     return ApiCall("GET", f"{_BASE}/checkpoints", render=summarise)
 
 
-@app.command()
+@app.command(
+    zh="""部门系统恢复应答后，重新核查一个未办结事件的证据。
+
+    会再次要求输入投诉人的身份证号码（不回显，或取自 GRASSROOTS_SUBJECT_ID_NUMBER），须与该事件的投诉人一致。
+    新找到的访问连同证明附入事件。"""
+)
 @api_command
 def recheck(
-    incident_id: str,
+    incident_id: IncidentArg,
     all_systems: Annotated[
         bool,
-        typer.Option("--all", help="ask every departmental system again, not only those that did not answer"),
+        typer.Option(
+            "--all",
+            help=bilingual(
+                "重新询问所有部门系统，而不只是先前未应答的",
+                "ask every departmental system again, not only those that did not answer",
+            ),
+        ),
     ] = False,
 ) -> ApiCall:
     """Check an open incident's evidence again once a departmental system that did not answer is back.
@@ -366,45 +514,65 @@ def recheck(
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/recheck", body=body)
 
 
-@app.command()
+@app.command(zh="分派事件的承办人（可同时调整办结期限）。")
 @api_command
 def assign(
-    incident_id: str,
-    to: Annotated[str, typer.Option("--to", help="who investigates")],
-    due: Annotated[str | None, typer.Option(help="new deadline, RFC 3339")] = None,
+    incident_id: IncidentArg,
+    to: Annotated[str, typer.Option("--to", help=bilingual("承办人（负责调查的人）", "who investigates"))],
+    due: Annotated[
+        str | None, typer.Option(help=bilingual("新的办结期限（RFC 3339）", "new deadline, RFC 3339"))
+    ] = None,
 ) -> ApiCall:
     """Assign an incident (and optionally move its deadline)."""
     body = {"assignee": to, "due_at": due}
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/assign", body=body)
 
 
-@app.command()
+@app.command(zh="添加一条调查记录。")
 @api_command
 def note(
-    incident_id: str,
-    text: Annotated[str, typer.Option("--text", help="investigation note")],
+    incident_id: IncidentArg,
+    text: Annotated[str, typer.Option("--text", help=bilingual("调查记录", "investigation note"))],
 ) -> ApiCall:
     """Add an investigation note."""
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/notes", body={"note": text})
 
 
-@app.command()
+@app.command(zh="填写处理结论，办结事件。")
 @api_command
 def dispose(
-    incident_id: str,
-    disposition: Annotated[str, typer.Option(help="substantiated | unsubstantiated | referred")],
-    text: Annotated[str, typer.Option("--note", help="the decision and what was done")],
+    incident_id: IncidentArg,
+    disposition: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "结论：substantiated（属实）、unsubstantiated（不属实）或 referred（移交）",
+                "substantiated | unsubstantiated | referred",
+            )
+        ),
+    ],
+    text: Annotated[
+        str,
+        typer.Option("--note", help=bilingual("处理意见及已采取的措施", "the decision and what was done")),
+    ],
 ) -> ApiCall:
     """Close an incident with its disposition."""
     body = {"disposition": disposition, "note": text}
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/disposition", body=body)
 
 
-@app.command()
+@app.command(zh="一条审计事件的包含证明（输出前先在本机校验）。")
 @api_command
 def proof(
-    seq: int,
-    tree_size: Annotated[int | None, typer.Option(help="default: the latest signed checkpoint")] = None,
+    seq: Annotated[int, typer.Argument(help=bilingual("审计事件的序号", "the event's sequence number"))],
+    tree_size: Annotated[
+        int | None,
+        typer.Option(
+            help=bilingual(
+                "树大小（默认：最新签名检查点的）", "tree size (default: the latest signed checkpoint)"
+            )
+        ),
+    ] = None,
 ) -> ApiCall:
     """Inclusion proof of one event (checked locally before it is printed)."""
     params = {"seq": seq, "tree_size": tree_size}
@@ -433,11 +601,25 @@ def _proof_refused(kind: str, exc: Exception) -> NoReturn:
     raise typer.Exit(1)
 
 
-@app.command()
+@app.command(zh="两个树大小之间的一致性证明（输出前先在本机校验）。")
 @api_command
 def consistency(
-    old: Annotated[int | None, typer.Option(help="older tree size (default: previous checkpoint)")] = None,
-    new: Annotated[int | None, typer.Option(help="newer tree size (default: latest checkpoint)")] = None,
+    old: Annotated[
+        int | None,
+        typer.Option(
+            help=bilingual(
+                "较早的树大小（默认：上一个检查点的）", "older tree size (default: previous checkpoint)"
+            )
+        ),
+    ] = None,
+    new: Annotated[
+        int | None,
+        typer.Option(
+            help=bilingual(
+                "较新的树大小（默认：最新检查点的）", "newer tree size (default: latest checkpoint)"
+            )
+        ),
+    ] = None,
 ) -> ApiCall:
     """Consistency proof between two tree sizes (checked locally before it is printed)."""
     params = {"old": old, "new": new}
@@ -460,30 +642,30 @@ def _check_consistency(data: Any) -> None:
     show(data)
 
 
-@app.command()
+@app.command(zh="立即签发一个签名检查点（经由网关；记入审计日志）。")
 @api_command
 def checkpoint() -> ApiCall:
     """Write a signed checkpoint now (through the gateway; audited)."""
     return ApiCall("POST", f"{_BASE}/checkpoints")
 
 
-@app.command()
+@app.command(zh="列出签名检查点。")
 @api_command
 def checkpoints() -> ApiCall:
     """List signed checkpoints."""
     return ApiCall("GET", f"{_BASE}/checkpoints")
 
 
-@app.command()
+@app.command(zh="保存期限设置，以及已超过期限的月份（是否已归档）。")
 @api_command
 def retention() -> ApiCall:
     """Retention policy and the months past it (archived or not)."""
     return ApiCall("GET", f"{_BASE}/retention")
 
 
-@app.command()
+@app.command(zh="把一个月的审计事件归档为签名文件。归档可离线校验；事件在清理前仍留在日志中。")
 @api_command
-def archive(month: Annotated[str, typer.Option(help="YYYY-MM")]) -> ApiCall:
+def archive(month: Annotated[str, typer.Option(help=bilingual("月份 YYYY-MM", "YYYY-MM"))]) -> ApiCall:
     """Archive a month as signed, verifiable files (the events stay in the log until pruned)."""
     return ApiCall("POST", f"{_BASE}/archives", body={"month": month})
 
@@ -491,15 +673,36 @@ def archive(month: Annotated[str, typer.Option(help="YYYY-MM")]) -> ApiCall:
 #: The options of a prune, through the API (``audit prune``) or with the owner's login (``audit
 #: prune-as-owner``).
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run/--execute", help="only say what would be pruned (default)")
+    bool,
+    typer.Option(
+        "--dry-run/--execute",
+        help=bilingual(
+            "--dry-run 只说明会清理什么（默认）；--execute 实际清理",
+            "only say what would be pruned (default)",
+        ),
+    ),
 ]
-ThroughMonthOption = Annotated[str | None, typer.Option(help="prune no later than this month, YYYY-MM")]
+ThroughMonthOption = Annotated[
+    str | None,
+    typer.Option(help=bilingual("最多清理到这个月（YYYY-MM）", "prune no later than this month, YYYY-MM")),
+]
 ThroughSeqOption = Annotated[
-    int | None, typer.Option(help="prune through this event (the last of an archived month)")
+    int | None,
+    typer.Option(
+        help=bilingual(
+            "清理到这条事件为止（须为某个已归档月份的最后一条）",
+            "prune through this event (the last of an archived month)",
+        )
+    ),
 ]
 
 
-@app.command()
+@app.command(
+    zh="""在签名的前缀锚点之后，删除已超过保存期限且已归档的月份。
+
+    默认只试运行：列出每个已归档月份的判断结果，以及清理在何处停止、为什么。`--execute` 实际清理；
+    之后请运行 `grassroots audit verify`。"""
+)
 @api_command
 def prune(
     dry_run: DryRunOption = True,
@@ -519,20 +722,43 @@ def prune(
     return ApiCall("POST", f"{_BASE}/audit/prune", body=body)
 
 
-@app.command()
+@app.command(zh="列出月度归档。")
 @api_command
 def archives() -> ApiCall:
     """List monthly archives."""
     return ApiCall("GET", f"{_BASE}/archives")
 
 
-@app.command("archive-verify")
+@app.command(
+    "archive-verify",
+    zh="""离线校验归档文件。核对签名、文件摘要、每一个链接和叶子，以及区间的根哈希。
+
+    有归档未通过校验时退出码为 1，有文件无法读取时为 2（未做任何校验），否则为 0。""",
+)
 def archive_verify(
-    manifests: Annotated[list[Path], typer.Argument(help="the archives' .manifest.json files (one or more)")],
+    manifests: Annotated[
+        list[Path],
+        typer.Argument(
+            help=bilingual(
+                "归档的 .manifest.json 文件（一个或多个）", "the archives' .manifest.json files (one or more)"
+            )
+        ),
+    ],
     public_key: Annotated[
-        Path | None, typer.Option(help="Ed25519 public key PEM (default: from the checkpoint key)")
+        Path | None,
+        typer.Option(
+            help=bilingual(
+                "Ed25519 公钥 PEM 文件（默认：取自检查点密钥）",
+                "Ed25519 public key PEM (default: from the checkpoint key)",
+            )
+        ),
     ] = None,
-    against_db: Annotated[bool, typer.Option("--against-db", help="also compare with the live log")] = False,
+    against_db: Annotated[
+        bool,
+        typer.Option(
+            "--against-db", help=bilingual("同时与数据库中的日志比对", "also compare with the live log")
+        ),
+    ] = False,
 ) -> None:
     """Verify archives offline: signature, file digest, every chain link and leaf, the range root.
 
@@ -614,10 +840,20 @@ def archive_verify(
         raise typer.Exit(worst)
 
 
-@app.command("prefix-verify")
+@app.command(
+    "prefix-verify",
+    zh="离线校验已清理日志的前缀。核对签名锚点所依赖的每个归档：从第一条事件一路链接到锚点，"
+    "并重建锚点的边界哈希和每个较早检查点的根哈希。",
+)
 def prefix_verify(
     archive_dir: Annotated[
-        Path | None, typer.Option(help="archive directory (default: GRASSROOTS_AUDIT_ARCHIVE_DIR)")
+        Path | None,
+        typer.Option(
+            help=bilingual(
+                "归档目录（默认：GRASSROOTS_AUDIT_ARCHIVE_DIR）",
+                "archive directory (default: GRASSROOTS_AUDIT_ARCHIVE_DIR)",
+            )
+        ),
     ] = None,
 ) -> None:
     """Check a pruned log's prefix offline: every archive its signed anchor relies on, chained from genesis
