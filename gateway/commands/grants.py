@@ -7,10 +7,25 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import ApiCall, ReasonOption, api_command, split_list
+from gateway.commands._client import ApiCall, ReasonOption, ScenarioOption, api_command, split_list
+from gateway.commands._help import HelpTyper, bilingual
 from gateway.commands._usage import division_code
 
-app = typer.Typer(no_args_is_help=True)
+app = HelpTyper(
+    no_args_is_help=True,
+    help=bilingual(
+        "场景授权：申请、审批、撤销、续期，以及紧急访问。",
+        "Scenario grants: request, approve, revoke, renew; and break-glass.",
+    ),
+)
+GrantArg = Annotated[str, typer.Argument(help=bilingual("授权编号", "grant id"))]
+OrgScopeOption = Annotated[
+    str | None,
+    typer.Option(
+        help=bilingual("授权适用的单位（区划代码；默认：本单位）", "organisation scope (default: your own)"),
+        callback=division_code,
+    ),
+]
 
 
 def _fields(dataset: str | None, fields: str | None) -> dict[str, list[str]] | None:
@@ -22,23 +37,33 @@ def _fields(dataset: str | None, fields: str | None) -> dict[str, list[str]] | N
     return {dataset: split_list(fields)}
 
 
-@app.command("scenarios")
+@app.command("scenarios", zh="场景目录。列出每个场景的用途、法律依据、字段、限制以及可使用的岗位。")
 @api_command
-def scenarios(code: Annotated[str | None, typer.Argument(help="one scenario's code")] = None) -> ApiCall:
+def scenarios(
+    code: Annotated[
+        str | None, typer.Argument(help=bilingual("只看这个场景（场景代码）", "one scenario's code"))
+    ] = None,
+) -> ApiCall:
     """The scenario catalog: purpose, legal basis, fields, limits and who may use each."""
     return ApiCall("GET", f"/api/v1/scenarios/{code}" if code else "/api/v1/scenarios")
 
 
-@app.command("request")
+@app.command("request", zh="为本辖区内的单位申请授权，须注明使用场景。")
 @api_command
 def request(
-    scenario: Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")],
+    scenario: ScenarioOption,
     reason: ReasonOption,
-    org: Annotated[
-        str | None, typer.Option(help="organisation scope (default: your own)", callback=division_code)
+    org: OrgScopeOption = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual("只申请这个数据集（与 --fields 同用）", "narrow to this dataset (with --fields)")
+        ),
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="narrow to this dataset (with --fields)")] = None,
-    fields: Annotated[str | None, typer.Option(help="comma-separated fields of --dataset")] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(help=bilingual("--dataset 中的字段，以逗号分隔", "comma-separated fields of --dataset")),
+    ] = None,
 ) -> ApiCall:
     """Request a grant for an organisation of your jurisdiction, citing a scenario."""
     body: dict[str, Any] = {"scenario": scenario, "reason": reason, "org_scope": org}
@@ -48,37 +73,63 @@ def request(
     return ApiCall("POST", "/api/v1/grants", body=body)
 
 
-@app.command("list")
+@app.command("list", zh="列出您可查看的授权。数据管理员看到本部门数据上的授权，工作人员看到本辖区的授权。")
 @api_command
 def list_grants(
-    status: Annotated[str | None, typer.Option(help="requested, approved, revoked, ...")] = None,
-    scenario: Annotated[str | None, typer.Option(help="scenario code")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "状态：requested（待审批）、approved（已批准）、revoked（已撤销）等",
+                "requested, approved, revoked, ...",
+            )
+        ),
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help=bilingual("场景代码", "scenario code"))] = None,
     org: Annotated[
-        str | None, typer.Option(help="grants that apply to or lie within this code", callback=division_code)
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "适用于此区划代码或在其范围内的授权", "grants that apply to or lie within this code"
+            ),
+            callback=division_code,
+        ),
     ] = None,
 ) -> ApiCall:
     """Grants you may see (a steward: on your department's data; an officer: your jurisdiction)."""
     return ApiCall("GET", "/api/v1/grants", params={"status": status, "scenario": scenario, "org": org})
 
 
-@app.command("show")
+@app.command("show", zh="查看一项授权。")
 @api_command
-def show_grant(grant_id: str) -> ApiCall:
+def show_grant(grant_id: GrantArg) -> ApiCall:
     """One grant."""
     return ApiCall("GET", f"/api/v1/grants/{grant_id}")
 
 
-@app.command("approve")
+@app.command(
+    "approve",
+    zh="批准授权申请（数据所属部门的数据管理员）。涉及敏感字段的，还须另一位数据管理员批准。",
+)
 @api_command
 def approve(
-    grant_id: str,
+    grant_id: GrantArg,
     valid_from: Annotated[
-        str | None, typer.Option(help="ISO 8601 with offset, not before now (default: now)")
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "生效时间，ISO 8601 带时区，不早于现在（默认：现在）",
+                "ISO 8601 with offset, not before now (default: now)",
+            )
+        ),
     ] = None,
     valid_until: Annotated[
         str | None,
         typer.Option(
-            help="ISO 8601 with offset (default: the scenario's validity; at most its max_validity_days)"
+            help=bilingual(
+                "到期时间，ISO 8601 带时区（默认：按场景的有效期；最长为其 max_validity_days）",
+                "ISO 8601 with offset (default: the scenario's validity; at most its max_validity_days)",
+            )
         ),
     ] = None,
 ) -> ApiCall:
@@ -87,34 +138,46 @@ def approve(
     return ApiCall("POST", f"/api/v1/grants/{grant_id}/approve", body=body)
 
 
-@app.command("reject")
+@app.command("reject", zh="驳回授权申请，并说明理由。")
 @api_command
-def reject(grant_id: str, reason: ReasonOption) -> ApiCall:
+def reject(grant_id: GrantArg, reason: ReasonOption) -> ApiCall:
     """Reject a request, saying why."""
     return ApiCall("POST", f"/api/v1/grants/{grant_id}/reject", body={"reason": reason})
 
 
-@app.command("revoke")
+@app.command("revoke", zh="撤销已批准的授权。每个网关进程从下一次请求起即拒绝。")
 @api_command
-def revoke(grant_id: str, reason: ReasonOption) -> ApiCall:
+def revoke(grant_id: GrantArg, reason: ReasonOption) -> ApiCall:
     """Revoke an approved grant; every gateway process refuses on its next request."""
     return ApiCall("POST", f"/api/v1/grants/{grant_id}/revoke", body={"reason": reason})
 
 
-@app.command("renew")
+@app.command("renew", zh="批量续期授权。到期日错开，避免这批授权在同一天失效。")
 @api_command
 def renew(
-    grant_ids: Annotated[list[str], typer.Argument(help="grant ids")],
+    grant_ids: Annotated[list[str], typer.Argument(help=bilingual("授权编号（一个或多个）", "grant ids"))],
     # The API's bounds, checked here too so a wrong value is refused under the option's own name (the API
     # would name its field, stagger_window_days).
     validity_days: Annotated[
         int | None,
-        typer.Option(min=1, max=3650, help="default: the scenario's validity; at most its max_validity_days"),
+        typer.Option(
+            min=1,
+            max=3650,
+            help=bilingual(
+                "有效天数（默认：按场景的有效期；最长为其 max_validity_days）",
+                "default: the scenario's validity; at most its max_validity_days",
+            ),
+        ),
     ] = None,
     stagger_days: Annotated[
         int,
         typer.Option(
-            min=0, max=90, help="spread expiry over this many days (earlier, never past the maximum)"
+            min=0,
+            max=90,
+            help=bilingual(
+                "把到期日分散在这么多天内（只提前，不超过最长有效期）",
+                "spread expiry over this many days (earlier, never past the maximum)",
+            ),
         ),
     ] = 14,
 ) -> ApiCall:
@@ -123,53 +186,70 @@ def renew(
     return ApiCall("POST", "/api/v1/grants/renew", body=body)
 
 
-@app.command("reminders")
+@app.command("reminders", zh="即将到期的授权，以及每项由谁办理。")
 @api_command
 def reminders(
-    within_days: Annotated[int, typer.Option(min=1, max=365, help="lapsing within this many days")] = 14,
+    within_days: Annotated[
+        int,
+        typer.Option(min=1, max=365, help=bilingual("在这么多天内到期的", "lapsing within this many days")),
+    ] = 14,
 ) -> ApiCall:
     """Grants about to lapse and who must act on each."""
     return ApiCall("GET", "/api/v1/grants/reminders", params={"within_days": within_days})
 
 
-@app.command("expire-due")
+@app.command(
+    "expire-due",
+    zh="把已过期限的授权标记为已过期。这是平台定时任务；决策时已按时间拒绝这些授权。",
+)
 @api_command
 def expire_due() -> ApiCall:
     """Mark grants past their end as expired (a platform job; decisions already refuse them by time)."""
     return ApiCall("POST", "/api/v1/grants/expire-due")
 
 
-@app.command("break-glass")
+@app.command(
+    "break-glass",
+    zh="紧急访问：立即生效，限定小时数。同时通知上级单位，并由监督人员事后审查。",
+)
 @api_command
 def break_glass(
-    scenario: Annotated[str, typer.Option(help="scenario code")],
+    scenario: ScenarioOption,
     reason: ReasonOption,
-    hours: Annotated[int, typer.Option(help="hard limit, at most 4")] = 2,
-    org: Annotated[
-        str | None, typer.Option(help="organisation scope (default: your own)", callback=division_code)
-    ] = None,
+    hours: Annotated[int, typer.Option(help=bilingual("时长（小时），最多 4", "hard limit, at most 4"))] = 2,
+    org: OrgScopeOption = None,
 ) -> ApiCall:
     """Emergency access: at once, for hours; the level above is notified and a supervisor reviews it."""
     body = {"scenario": scenario, "reason": reason, "hours": hours, "org_scope": org}
     return ApiCall("POST", "/api/v1/break-glass", body=body)
 
 
-@app.command("notices")
+@app.command("notices", zh="本辖区内紧急访问的通知（供上级单位查看）。")
 @api_command
 def notices() -> ApiCall:
     """Notices of emergency access within your jurisdiction (for the level above)."""
     return ApiCall("GET", "/api/v1/break-glass/notices")
 
 
-@app.command("reviews")
+@app.command("reviews", zh="紧急访问的事后审查事项（监督人员）。")
 @api_command
-def reviews(status: Annotated[str, typer.Option(help="open, closed or all")] = "open") -> ApiCall:
+def reviews(
+    status: Annotated[
+        str,
+        typer.Option(
+            help=bilingual("状态：open（未结）、closed（已结）或 all（全部）", "open, closed or all")
+        ),
+    ] = "open",
+) -> ApiCall:
     """Break-glass post-review items (supervisors)."""
     return ApiCall("GET", "/api/v1/break-glass/reviews", params={"status": status})
 
 
-@app.command("close-review")
+@app.command("close-review", zh="办结一项紧急访问事后审查。由监督人员办理，不能是发起紧急访问的本人。")
 @api_command
-def close_review(review_id: str, note: Annotated[str, typer.Option(help="the review's finding")]) -> ApiCall:
+def close_review(
+    review_id: Annotated[str, typer.Argument(help=bilingual("审查事项编号", "review id"))],
+    note: Annotated[str, typer.Option(help=bilingual("审查结论", "the review's finding"))],
+) -> ApiCall:
     """Close a break-glass post-review (a supervisor, never the person who broke the glass)."""
     return ApiCall("POST", f"/api/v1/break-glass/reviews/{review_id}/close", body={"note": note})
