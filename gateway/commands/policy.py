@@ -10,21 +10,31 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.commands._client import ApiCall, api_command, read_file_text, split_list
+from gateway.commands._client import ApiCall, ScenarioOption, api_command, read_file_text, split_list
+from gateway.commands._help import HelpTyper, bilingual
 from gateway.commands._usage import division_code
 from policies.scenarios import CHINA_STANDARD_TIME
 
-app = typer.Typer(no_args_is_help=True)
+app = HelpTyper(
+    no_args_is_help=True,
+    help=bilingual(
+        "授权策略：策略文件校验与重新加载，决策试算、原因解释和变更预演。",
+        "Policy files, decisions, explanations, replay.",
+    ),
+)
 
 _KINDS = {".conf": "model", ".csv": "permissions", ".toml": "scenarios"}
 
 
-@app.command("validate")
+@app.command("validate", zh="离线校验策略文件。每处错误输出 文件:行号；有文件不合法时退出码为 1。")
 def validate(
     files: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="model.conf, permissions.csv and/or scenarios.toml (default: the configured ones)"
+            help=bilingual(
+                "model.conf、permissions.csv 和/或 scenarios.toml（默认：当前配置的文件）",
+                "model.conf, permissions.csv and/or scenarios.toml (default: the configured ones)",
+            )
         ),
     ] = None,
 ) -> None:
@@ -63,14 +73,17 @@ def validate(
     typer.echo("策略文件校验通过。\npolicy files valid")
 
 
-@app.command("show")
+@app.command("show", zh="网关当前据以决策的策略：各策略文件的摘要和授权版本。")
 @api_command
 def show_policy() -> ApiCall:
     """The policy the gateway decides by: file digests and grants version."""
     return ApiCall("GET", "/api/v1/policy")
 
 
-@app.command("reload")
+@app.command(
+    "reload",
+    zh="在每个网关进程中重新读取并校验策略文件（平台管理员）。校验不通过时返回 422，原策略继续生效。",
+)
 @api_command
 def reload() -> ApiCall:
     """Re-read and validate the policy files in every gateway process (platform admin); 422 keeps the old."""
@@ -102,15 +115,29 @@ def _access_body(
     return body
 
 
-DatasetOption = Annotated[str, typer.Option(help="dataset, e.g. residents")]
-ScenarioOption = Annotated[str, typer.Option(help="scenario code, e.g. DIBAO_REVIEW")]
-RoleOption = Annotated[list[str] | None, typer.Option("--role", help="a role of the person (repeatable)")]
-FieldsOption = Annotated[str | None, typer.Option(help="comma-separated fields (default: all granted)")]
+DatasetOption = Annotated[
+    str, typer.Option(help=bilingual("数据集，例如 residents", "dataset, e.g. residents"))
+]
+RoleOption = Annotated[
+    list[str] | None,
+    typer.Option("--role", help=bilingual("此人的一个岗位（可重复）", "a role of the person (repeatable)")),
+]
+FieldsOption = Annotated[
+    str | None,
+    typer.Option(
+        help=bilingual(
+            "字段，以逗号分隔（默认：授权的全部字段）", "comma-separated fields (default: all granted)"
+        )
+    ),
+]
 AtOption = Annotated[
     str | None,
     typer.Option(
-        help="ISO 8601 time with offset, or a Beijing time of day HH:MM meaning its next occurrence "
-        "(default: now)"
+        help=bilingual(
+            "时间：ISO 8601 带时区，或北京时间的时刻 HH:MM（指下一次到达该时刻）（默认：现在）",
+            "ISO 8601 time with offset, or a Beijing time of day HH:MM meaning its next occurrence "
+            "(default: now)",
+        )
     ),
 ]
 
@@ -144,25 +171,49 @@ def resolve_at(value: str | None, now: datetime | None = None) -> str | None:
 
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 GridOption = Annotated[
-    list[str] | None, typer.Option("--grid", help="a micro-grid assigned to the person (repeatable)")
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        help=bilingual(
+            "分配给此人的一个微网格（可重复）", "a micro-grid assigned to the person (repeatable)"
+        ),
+    ),
 ]
 
 
-@app.command("decide")
+@app.command(
+    "decide",
+    zh="决策试算（平台管理员）。给定人员、单位、数据和场景，得出决策及其附带义务。",
+)
 @api_command
 def decide(
-    org: Annotated[str, typer.Option(help="division code of the organisation", callback=division_code)],
+    org: Annotated[
+        str,
+        typer.Option(
+            help=bilingual("所在单位的区划代码", "division code of the organisation"), callback=division_code
+        ),
+    ],
     dataset: DatasetOption,
     scenario: ScenarioOption,
     role: RoleOption = None,
     grid: GridOption = None,
-    user_id: Annotated[str | None, typer.Option(help="whose quota to read")] = None,
+    user_id: Annotated[
+        str | None, typer.Option(help=bilingual("按此用户的查看配额计算", "whose quota to read"))
+    ] = None,
     fields: FieldsOption = None,
     at: AtOption = None,
-    department: Annotated[str | None, typer.Option(help="department claim")] = None,
+    department: Annotated[
+        str | None, typer.Option(help=bilingual("所属部门（令牌中的 department）", "department claim"))
+    ] = None,
     record_count_hint: Annotated[
         int | None,
-        typer.Option(min=0, help="records asked for in one request (checked against the page limits)"),
+        typer.Option(
+            min=0,
+            help=bilingual(
+                "一次请求的记录数（与每页上限比对）",
+                "records asked for in one request (checked against the page limits)",
+            ),
+        ),
     ] = None,
 ) -> ApiCall:
     """Dry run: the decision (with obligations) for who/where/what/scenario (platform admin)."""
@@ -172,15 +223,21 @@ def decide(
     return ApiCall("POST", "/api/v1/policy/decide", body=body)
 
 
-@app.command("explain")
+@app.command("explain", zh="解释哪个条件未满足及原因。不给 --org 时，解释您本人此刻的请求。")
 @api_command
 def explain(
     dataset: DatasetOption,
     scenario: ScenarioOption,
-    org: Annotated[str | None, typer.Option(help="explain for this organisation (admins)")] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(help=bilingual("为这个单位解释（管理员）", "explain for this organisation (admins)")),
+    ] = None,
     role: RoleOption = None,
     grid: GridOption = None,
-    user_id: Annotated[str | None, typer.Option(help="whose quota to read (admins)")] = None,
+    user_id: Annotated[
+        str | None,
+        typer.Option(help=bilingual("按此用户的查看配额计算（管理员）", "whose quota to read (admins)")),
+    ] = None,
     fields: FieldsOption = None,
     at: AtOption = None,
 ) -> ApiCall:
@@ -203,17 +260,44 @@ def _read(path: Path | None) -> str | None:
     return read_file_text(path) if path is not None else None
 
 
-@app.command("replay")
+@app.command("replay", zh="变更预演：按拟议的变更，谁会新获得或失去对哪些数据的访问。")
 @api_command
 def replay(
-    days: Annotated[int, typer.Option(help="replay the recorded requests of the last N days")] = 7,
-    grant_id: Annotated[str | None, typer.Option(help="a requested grant, as if approved")] = None,
-    scenario: Annotated[str | None, typer.Option(help="a proposed grant's scenario (with --org)")] = None,
-    org: Annotated[str | None, typer.Option(help="a proposed grant's organisation scope")] = None,
-    revoke: Annotated[list[str] | None, typer.Option(help="a grant id to revoke (repeatable)")] = None,
-    model: Annotated[Path | None, typer.Option(help="proposed model.conf")] = None,
-    permissions: Annotated[Path | None, typer.Option(help="proposed permissions.csv")] = None,
-    scenarios: Annotated[Path | None, typer.Option(help="proposed scenarios.toml")] = None,
+    days: Annotated[
+        int,
+        typer.Option(
+            help=bilingual("重放最近 N 天记录的请求", "replay the recorded requests of the last N days")
+        ),
+    ] = 7,
+    grant_id: Annotated[
+        str | None,
+        typer.Option(help=bilingual("一项待审批的授权，按已批准计算", "a requested grant, as if approved")),
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual("拟议授权的场景（与 --org 同用）", "a proposed grant's scenario (with --org)")
+        ),
+    ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual("拟议授权适用的单位（区划代码）", "a proposed grant's organisation scope")
+        ),
+    ] = None,
+    revoke: Annotated[
+        list[str] | None,
+        typer.Option(help=bilingual("拟撤销的授权编号（可重复）", "a grant id to revoke (repeatable)")),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help=bilingual("拟议的 model.conf", "proposed model.conf"))
+    ] = None,
+    permissions: Annotated[
+        Path | None, typer.Option(help=bilingual("拟议的 permissions.csv", "proposed permissions.csv"))
+    ] = None,
+    scenarios: Annotated[
+        Path | None, typer.Option(help=bilingual("拟议的 scenarios.toml", "proposed scenarios.toml"))
+    ] = None,
 ) -> ApiCall:
     """What-if: who would gain or lose access to what under the proposed change."""
     body: dict[str, Any] = {
