@@ -81,7 +81,7 @@ def _add_area_commands() -> None:
     # Each group's help is its own module's (Chinese first, English after).
     app.add_typer(grants.app, name="grants")
     app.add_typer(policy.app, name="policy")
-    app.add_typer(masking.app, name="masking", help="Field catalog, tags, masking rules.")
+    app.add_typer(masking.app, name="masking")
     app.add_typer(supervision.app, name="supervise")
     app.add_typer(admission.app, name="admission", help="System registration and joint review.")
     # Retention acts also live under `grassroots audit` (same API client, same permission checks).
