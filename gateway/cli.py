@@ -83,7 +83,7 @@ def _add_area_commands() -> None:
     app.add_typer(policy.app, name="policy")
     app.add_typer(masking.app, name="masking")
     app.add_typer(supervision.app, name="supervise")
-    app.add_typer(admission.app, name="admission", help="System registration and joint review.")
+    app.add_typer(admission.app, name="admission")
     # Retention acts also live under `grassroots audit` (same API client, same permission checks).
     audit_app.command("archive")(supervision.archive)
     audit_app.command("prune")(supervision.prune)

@@ -27,11 +27,20 @@ from gateway.commands._client import (
     show,
     unreachable,
 )
+from gateway.commands._help import HelpTyper, bilingual
 
-app = typer.Typer(no_args_is_help=True)
+app = HelpTyper(
+    no_args_is_help=True,
+    help=bilingual(
+        "部门系统准入联审：登记、联审、监管、凭证与减负视图。",
+        "System registration and joint review, supervision, credentials and the burden view.",
+    ),
+)
 
 _BASE = "/api/v1/admission"
-SystemArg = Annotated[str, typer.Argument(help="system id, e.g. health-visits")]
+SystemArg = Annotated[
+    str, typer.Argument(help=bilingual("系统标识，例如 health-visits", "system id, e.g. health-visits"))
+]
 _YES = {"yes", "y", "true", "1", "是"}
 _NO = {"no", "n", "false", "0", "否"}
 
@@ -137,53 +146,100 @@ def _registration_body(
     return body
 
 
-FileOption = Annotated[Path | None, typer.Option("--file", help="registration as a JSON object")]
-NameOption = Annotated[str | None, typer.Option(help="system name")]
-PurposeOption = Annotated[str | None, typer.Option(help="what the system is for")]
+FileOption = Annotated[
+    Path | None,
+    typer.Option("--file", help=bilingual("登记内容（JSON 对象文件）", "registration as a JSON object")),
+]
+NameOption = Annotated[str | None, typer.Option(help=bilingual("系统名称", "system name"))]
+PurposeOption = Annotated[str | None, typer.Option(help=bilingual("系统用途", "what the system is for"))]
 ReachesOption = Annotated[
-    list[str] | None, typer.Option("--reaches", help="division code it reaches (repeat)")
+    list[str] | None,
+    typer.Option(
+        "--reaches", help=bilingual("覆盖范围：区划代码（可重复）", "division code it reaches (repeat)")
+    ),
 ]
 VillagesOption = Annotated[
-    bool | None, typer.Option("--reaches-villages/--no-villages", help="extends down to villages")
+    bool | None,
+    typer.Option(
+        "--reaches-villages/--no-villages",
+        help=bilingual("是否延伸到村（社区）", "extends down to villages"),
+    ),
 ]
 CollectsOption = Annotated[
     list[str] | None,
-    typer.Option("--collects", help="catalog field or tag it collects from villages (repeat)"),
+    typer.Option(
+        "--collects",
+        help=bilingual(
+            "向村（社区）采集的数据目录字段或标签（可重复）",
+            "catalog field or tag it collects from villages (repeat)",
+        ),
+    ),
 ]
 ProvidesOption = Annotated[
-    list[str] | None, typer.Option("--provides", help="DATASET=BASE_URL it serves as an upstream (repeat)")
+    list[str] | None,
+    typer.Option(
+        "--provides",
+        help=bilingual(
+            "作为上游提供的数据：数据集=BASE_URL（可重复）",
+            "DATASET=BASE_URL it serves as an upstream (repeat)",
+        ),
+    ),
 ]
 LookupOption = Annotated[
     list[str] | None,
     typer.Option(
         "--lookup",
-        help="DATASET whose system answers the record-id lookup (POST <collection>/lookup) a complaint asks; "
-        "the dataset must be provided (--provides, or in --file) (repeat)",
+        help=bilingual(
+            "由该系统应答投诉所需的记录编号查询（POST <collection>/lookup）的数据集；"
+            "该数据集须已声明提供（--provides 或 --file 中）（可重复）",
+            "DATASET whose system answers the record-id lookup (POST <collection>/lookup) a complaint asks; "
+            "the dataset must be provided (--provides, or in --file) (repeat)",
+        ),
     ),
 ]
-LevelOption = Annotated[int | None, typer.Option("--security-level", help="等保 level 1-5")]
-ContactOption = Annotated[str | None, typer.Option(help="contact (office or person)")]
+LevelOption = Annotated[
+    int | None,
+    typer.Option(
+        "--security-level",
+        help=bilingual("等保级别 1-5", "classified protection (MLPS) level 1-5"),
+    ),
+]
+ContactOption = Annotated[
+    str | None, typer.Option(help=bilingual("联系人（科室或个人）", "contact (office or person)"))
+]
 ChecklistOption = Annotated[
     list[str] | None,
     typer.Option(
         "--checklist",
-        help="burden checklist answer QUESTION=yes|no (duplicates_platform_function, can_embed_in_platform, "
-        "forces_checkins, forces_points_or_rankings, offers_complaint_entry) (repeat)",
+        help=bilingual(
+            "减负清单的回答 问题=yes|no（duplicates_platform_function、can_embed_in_platform、"
+            "forces_checkins、forces_points_or_rankings、offers_complaint_entry）（可重复）",
+            "burden checklist answer QUESTION=yes|no (duplicates_platform_function, can_embed_in_platform, "
+            "forces_checkins, forces_points_or_rankings, offers_complaint_entry) (repeat)",
+        ),
     ),
 ]
 
 
-@app.command("offices")
+@app.command("offices", zh="准入联审的审核单位，以及重新审核的周期。")
 @api_command
 def offices() -> ApiCall:
     """The reviewing offices of the joint review and the re-certification period."""
     return ApiCall("GET", f"{_BASE}/offices")
 
 
-@app.command("register")
+@app.command("register", zh="为本部门的系统登记准入（保存为草稿）。")
 @api_command
 def register(
-    system_id: Annotated[str | None, typer.Option("--system-id", help="slug, e.g. health-visits")] = None,
+    system_id: Annotated[
+        str | None,
+        typer.Option(
+            "--system-id",
+            help=bilingual(
+                "系统标识（小写字母、数字和连字符），例如 health-visits", "slug, e.g. health-visits"
+            ),
+        ),
+    ] = None,
     name: NameOption = None,
     purpose: PurposeOption = None,
     reaches: ReachesOption = None,
@@ -214,7 +270,7 @@ def register(
     return ApiCall("POST", f"{_BASE}/systems", body=body)
 
 
-@app.command("update")
+@app.command("update", zh="修改草稿，或修改被退回修改的登记（只改所给的字段）。")
 @api_command
 def update(
     system_id: SystemArg,
@@ -248,14 +304,26 @@ def update(
     return ApiCall("PATCH", f"{_BASE}/systems/{system_id}", body=body)
 
 
-@app.command("list")
+@app.command("list", zh="列出您可查看的准入登记（系统管理员：本部门的）。")
 @api_command
 def list_systems(
-    status: Annotated[list[str] | None, typer.Option(help="draft, submitted, approved, ... (repeat)")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=bilingual(
+                "状态：draft（草稿）、submitted（已提交）、approved（已准入）等（可重复）",
+                "draft, submitted, approved, ... (repeat)",
+            )
+        ),
+    ] = None,
     awaiting_me: Annotated[
         bool,
         typer.Option(
-            "--awaiting-me", help="a reviewer's work list: in review and waiting on your office's vote"
+            "--awaiting-me",
+            help=bilingual(
+                "审核人的待办：联审中、等待本单位表决的",
+                "a reviewer's work list: in review and waiting on your office's vote",
+            ),
         ),
     ] = False,
 ) -> ApiCall:
@@ -264,7 +332,7 @@ def list_systems(
     return ApiCall("GET", f"{_BASE}/systems", params=params)
 
 
-@app.command("show")
+@app.command("show", zh="查看一项准入登记。含字段对应关系和凭证状态，不显示任何密钥。")
 @api_command
 def show_system(
     system_id: SystemArg,
@@ -273,36 +341,66 @@ def show_system(
     return ApiCall("GET", f"{_BASE}/systems/{system_id}")
 
 
-def _lifecycle_command(action: str, doc: str) -> None:
+def _lifecycle_command(action: str, zh: str, doc: str) -> None:
     def command(system_id: SystemArg) -> ApiCall:
         return ApiCall("POST", f"{_BASE}/systems/{system_id}/{action}")
 
     command.__doc__ = doc  # before api_command copies it into the command's help
-    app.command(action)(api_command(command))
+    app.command(action, zh=zh)(api_command(command))
 
 
-_lifecycle_command("submit", "Send to joint review (also resubmission after changes or a rejection).")
-_lifecycle_command("withdraw", "Take a submitted registration back to draft.")
-_lifecycle_command("revise", "Reopen a rejected registration as a draft to edit it.")
 _lifecycle_command(
-    "recertify", "Open a re-certification round (a lapsed system stays blocked until approved)."
+    "submit",
+    "提交准入联审（修改后或被驳回后再次提交也用此命令）。",
+    "Send to joint review (also resubmission after changes or a rejection).",
+)
+_lifecycle_command("withdraw", "把已提交的登记撤回为草稿。", "Take a submitted registration back to draft.")
+_lifecycle_command(
+    "revise",
+    "把被驳回的登记重新打开为草稿，以便修改。",
+    "Reopen a rejected registration as a draft to edit it.",
+)
+_lifecycle_command(
+    "recertify",
+    "发起一轮重新审核。已到期的系统在重新通过前一直被阻断。",
+    "Open a re-certification round (a lapsed system stays blocked until approved).",
 )
 
 
-@app.command("review")
+@app.command("review", zh="代表本单位表决：同意、驳回或要求修改。")
 @api_command
 def review(
     system_id: SystemArg,
-    vote: Annotated[str, typer.Option(help="approve, reject or request_changes")],
-    comment: Annotated[str, typer.Option(help="comment (required to reject or ask for changes)")] = "",
-    office: Annotated[str | None, typer.Option(help="your office (default: from your token)")] = None,
+    vote: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "表决：approve（同意）、reject（驳回）或 request_changes（要求修改）",
+                "approve, reject or request_changes",
+            )
+        ),
+    ],
+    comment: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "审核意见（驳回或要求修改时必填）", "comment (required to reject or ask for changes)"
+            )
+        ),
+    ] = "",
+    office: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual("所代表的审核单位（默认：取自登录凭证）", "your office (default: from your token)")
+        ),
+    ] = None,
 ) -> ApiCall:
     """Sign off for your office: approve, reject, or ask for changes."""
     body = {"vote": vote, "comment": comment, "office": office}
     return ApiCall("POST", f"{_BASE}/systems/{system_id}/reviews", body=body)
 
 
-@app.command("progress")
+@app.command("progress", zh="联审进度：哪些单位已表决、哪些待表决、哪些回避。")
 @api_command
 def progress(
     system_id: SystemArg,
@@ -311,7 +409,9 @@ def progress(
     return ApiCall("GET", f"{_BASE}/systems/{system_id}/progress")
 
 
-@app.command("overlaps")
+@app.command(
+    "overlaps", zh="查看与已有采集重复的字段。这些字段已由准入系统采集或已回流：请复用或预填，不要重复采集。"
+)
 @api_command
 def overlaps(
     system_id: SystemArg,
@@ -320,45 +420,62 @@ def overlaps(
     return ApiCall("GET", f"{_BASE}/systems/{system_id}/overlaps")
 
 
-def _supervision_command(action: str, doc: str) -> None:
+def _supervision_command(action: str, zh: str, doc: str) -> None:
     def command(system_id: SystemArg, reason: ReasonOption) -> ApiCall:
         return ApiCall("POST", f"{_BASE}/systems/{system_id}/{action}", body={"reason": reason})
 
     command.__doc__ = doc  # before api_command copies it into the command's help
-    app.command(action)(api_command(command))
+    app.command(action, zh=zh)(api_command(command))
 
 
-_supervision_command("suspend", "Suspend an admitted system (blocked in every gateway process within 1 s).")
-_supervision_command("reinstate", "Reinstate a suspended system.")
-_supervision_command("revoke", "Revoke a system for good (its credentials are deleted).")
+_supervision_command(
+    "suspend",
+    "暂停已准入的系统（1 秒内在每个网关进程中阻断）。",
+    "Suspend an admitted system (blocked in every gateway process within 1 s).",
+)
+_supervision_command("reinstate", "恢复已暂停的系统。", "Reinstate a suspended system.")
+_supervision_command(
+    "revoke",
+    "永久撤销系统的准入（其凭证随即删除）。",
+    "Revoke a system for good (its credentials are deleted).",
+)
 
 
-@app.command("reminders")
+@app.command("reminders", zh="即将到期的准入，以及由谁办理。")
 @api_command
 def reminders() -> ApiCall:
     """Approvals about to lapse, with who must act."""
     return ApiCall("GET", f"{_BASE}/reminders")
 
 
-@app.command("lapse-due")
+@app.command("lapse-due", zh="到期任务：把已过期限的准入标记为已到期（每天运行）。")
 @api_command
 def lapse_due() -> ApiCall:
     """The lapse job: mark every approval past its end as lapsed (run it daily)."""
     return ApiCall("POST", f"{_BASE}/lapse-due")
 
 
-@app.command("client-secret")
+@app.command(
+    "client-secret",
+    zh="签发（或轮换）系统的 OAuth 客户端密钥。"
+    "密钥只显示这一次（直接输出，或用 --output 写入仅本人可读的文件）。",
+)
 @api_command
 def client_secret(
     system_id: SystemArg,
-    rotate: Annotated[bool, typer.Option("--rotate", help="replace the current secret")] = False,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help=bilingual("替换现有密钥", "replace the current secret"))
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="write the answer (client id and secret) to this file, readable by you only (mode 0600), "
-            "instead of printing it",
+            help=bilingual(
+                "把结果（客户端编号和密钥）写入此文件，仅本人可读（权限 0600），不在屏幕上输出",
+                "write the answer (client id and secret) to this file, readable by you only (mode 0600), "
+                "instead of printing it",
+            ),
         ),
     ] = None,
 ) -> ApiCall:
@@ -409,18 +526,21 @@ def _write_private(path: Path, answer: Any) -> None:
     )
 
 
-@app.command("public-key")
+@app.command("public-key", zh="登记签名客户端断言所用的公钥（private_key_jwt）。依据 RFC 7523。")
 @api_command
 def public_key(
     system_id: SystemArg,
-    key_file: Annotated[Path, typer.Option("--file", help="PEM public key or public JWK")],
+    key_file: Annotated[
+        Path,
+        typer.Option("--file", help=bilingual("PEM 公钥或公开的 JWK 文件", "PEM public key or public JWK")),
+    ],
 ) -> ApiCall:
     """Register the public key for signed client assertions (RFC 7523 private_key_jwt)."""
     body = {"public_key": read_file_text(key_file)}
     return ApiCall("PUT", f"{_BASE}/systems/{system_id}/credentials/public-key", body=body)
 
 
-@app.command("outbound-credential")
+@app.command("outbound-credential", zh="保存网关调用该系统所用的出站凭证。加密保存，只能写入，无法读回。")
 @api_command
 def outbound_credential(
     system_id: SystemArg,
@@ -428,8 +548,11 @@ def outbound_credential(
         str | None,
         typer.Option(
             envvar="GRASSROOTS_OUTBOUND_CREDENTIAL",
-            help="the credential the gateway presents to this system: set GRASSROOTS_OUTBOUND_CREDENTIAL or "
-            "answer the prompt (never echoed)",
+            help=bilingual(
+                "网关调用该系统时出示的凭证：设置 GRASSROOTS_OUTBOUND_CREDENTIAL，或按提示输入（不回显）",
+                "the credential the gateway presents to this system: set GRASSROOTS_OUTBOUND_CREDENTIAL or "
+                "answer the prompt (never echoed)",
+            ),
         ),
     ] = None,
 ) -> ApiCall:
@@ -455,20 +578,28 @@ def _credential_stored(_answer: Any) -> None:
     )
 
 
-@app.command("burden")
+@app.command("burden", zh="覆盖某个村（社区）的准入系统，以及它们向其采集的字段。")
 @api_command
 def burden(
-    village: Annotated[str, typer.Argument(help="12-digit village or community code")],
+    village: Annotated[
+        str,
+        typer.Argument(help=bilingual("12 位的村（社区）区划代码", "12-digit village or community code")),
+    ],
 ) -> ApiCall:
     """Admitted systems reaching one village and the fields they demand of it."""
     return ApiCall("GET", f"{_BASE}/burden/villages/{village}")
 
 
-@app.command("report")
+@app.command("report", zh="区级减负报告。列出每个村（社区）的系统数，以及被重复采集的字段。")
 @api_command
 def report(
-    village: Annotated[list[str] | None, typer.Option(help="limit to these villages (repeat)")] = None,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
+    village: Annotated[
+        list[str] | None,
+        typer.Option(help=bilingual("只看这些村（社区）（可重复）", "limit to these villages (repeat)")),
+    ] = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help=bilingual("输出 CSV 而不是 JSON", "CSV instead of JSON"))
+    ] = False,
 ) -> ApiCall:
     """District burden report: systems per village and fields demanded more than once."""
     params = {"village": village, "format": "csv" if as_csv else "json"}
@@ -484,19 +615,31 @@ def _echo_csv(data: bytes) -> None:
 # -- acting as the system ----------------------------------------------------------------------------
 
 
-@app.command("token")
+@app.command("token", zh="以系统身份获取访问令牌。采用 OAuth 2 客户端凭证模式（client_secret_basic）。")
 def system_token(
-    client_id: Annotated[str, typer.Option("--client-id", envvar="GRASSROOTS_CLIENT_ID")],
+    client_id: Annotated[
+        str,
+        typer.Option(
+            "--client-id",
+            envvar="GRASSROOTS_CLIENT_ID",
+            help=bilingual("系统的客户端编号", "the system's client id"),
+        ),
+    ],
     secret: Annotated[
         str | None,
         typer.Option(
             "--client-secret",
             envvar="GRASSROOTS_CLIENT_SECRET",
-            help="the system's client secret: set GRASSROOTS_CLIENT_SECRET or answer the prompt (not echoed)",
+            help=bilingual(
+                "系统的客户端密钥：设置 GRASSROOTS_CLIENT_SECRET，或按提示输入（不回显）",
+                "the system's client secret: set GRASSROOTS_CLIENT_SECRET or answer the prompt (not echoed)",
+            ),
         ),
     ] = None,
     url: UrlOption = DEFAULT_URL,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the access token")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help=bilingual("只输出访问令牌", "print only the access token"))
+    ] = False,
 ) -> None:
     """As the system: obtain an access token (OAuth 2 client credentials, client_secret_basic)."""
     secret = read_secret(
@@ -517,18 +660,24 @@ def system_token(
     typer.echo(body["access_token"] if quiet else json.dumps(body, indent=2))
 
 
-@app.command("me")
+@app.command("me", zh="以系统身份查看本系统的准入状态和备案号。加 --burden 时查看其减负视图。")
 def system_me(
     system_token: Annotated[
         str | None,
         typer.Option(
             "--system-token",
             envvar="GRASSROOTS_SYSTEM_TOKEN",
-            help="the system's access token: set GRASSROOTS_SYSTEM_TOKEN or answer the prompt (not echoed); "
-            "on the command line it shows in the process list and shell history",
+            help=bilingual(
+                "系统的访问令牌：设置 GRASSROOTS_SYSTEM_TOKEN，或按提示输入（不回显）；"
+                "写在命令行上会出现在进程列表和命令历史中",
+                "the system's access token: set GRASSROOTS_SYSTEM_TOKEN or answer the prompt (not echoed); "
+                "on the command line it shows in the process list and shell history",
+            ),
         ),
     ] = None,
-    burden_view: Annotated[bool, typer.Option("--burden", help="the villages it reaches")] = False,
+    burden_view: Annotated[
+        bool, typer.Option("--burden", help=bilingual("它覆盖的村（社区）", "the villages it reaches"))
+    ] = False,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """As the system: its own admission status and filing number (or, with --burden, its burden view)."""
