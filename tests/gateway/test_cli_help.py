@@ -1,5 +1,6 @@
 """Every command's help writes a boolean option as a flag: the flag alone (``--quiet``) or its two forms
-(``--dry-run / --execute``), never with a value placeholder (``--quiet <bool>``) as if it took a value.
+(``--dry-run / --execute``), never with a value placeholder (``--quiet <bool>``) as if it took a value; and
+says everything in Simplified Chinese first, English after, within an 80-column terminal.
 Walked over the real command tree, so a command added later is checked too."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.commands._help import has_chinese, split_bilingual, width
 
 runner = CliRunner()
 
@@ -58,3 +60,55 @@ def test_no_commands_help_shows_docstring_markup(path: tuple[str, ...]) -> None:
     shown = runner.invoke(app, [*path, "--help"])
     assert shown.exit_code == 0, shown.output
     assert "``" not in shown.stdout
+
+
+def _command(path: tuple[str, ...]) -> Any:
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _help_texts(path: tuple[str, ...]) -> dict[str, str]:
+    """What ``--help`` of the command at ``path`` says in words: its description and each parameter's help
+    (arguments, options, ``--help`` itself), by what they describe."""
+    command = _command(path)
+    ctx = command.context_class(command, info_name=path[-1] if path else "grassroots")
+    texts = {"the description": command.help or ""}
+    for param in command.get_params(ctx):
+        if not getattr(param, "hidden", False):
+            texts[param.opts[0] if param.param_type_name == "option" else param.name] = param.help or ""
+    return texts
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) or "grassroots" for p in COMMANDS])
+def test_every_help_text_is_chinese_first_then_english(path: tuple[str, ...]) -> None:
+    """The house rule for what officials read: Simplified Chinese first, English after (each help text is
+    made by ``bilingual``, which also keeps the English free of Chinese, so the two can be told apart)."""
+    for what, text in _help_texts(path).items():
+        zh, en = split_bilingual(text)
+        assert zh, f"{what} has no Chinese (first): {text!r}"
+        assert en, f"{what} has no English (after the Chinese): {text!r}"
+        assert not has_chinese(en), f"{what}: Chinese after the English: {text!r}"
+
+
+def test_the_walk_reaches_every_group_and_the_commands_arguments() -> None:
+    assert {p[0] for p in COMMANDS if p} >= {"grants", "policy", "masking", "supervise", "admission", "audit"}
+    assert "grant_id" in _help_texts(("grants", "show"))
+    assert "--help" in _help_texts(("grants", "show"))
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) or "grassroots" for p in COMMANDS])
+def test_help_fits_80_columns_and_lists_each_command_in_chinese_uncut(path: tuple[str, ...]) -> None:
+    """A Chinese character takes two columns: no line of help may run past an 80-column terminal (the
+    runner renders at 80), and a command list shows each command's first Chinese sentence whole, the
+    English short help on the line below it."""
+    shown = runner.invoke(app, [*path, "--help"]).stdout
+    assert [line for line in shown.splitlines() if width(line) > 80] == []
+    if "命令 / Commands:" in shown:
+        listed = shown.split("命令 / Commands:")[1].splitlines()[1:]
+        for name in _command(path).commands:
+            (line,) = [i for i, text in enumerate(listed) if text.split()[:1] == [name]]
+            chinese, english = listed[line], listed[line + 1]
+            assert has_chinese(chinese) and not chinese.endswith("…"), chinese
+            assert english.strip() and not has_chinese(english), english
