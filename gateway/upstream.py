@@ -10,6 +10,7 @@ down/slow/garbage -> 502/503/504; the system refusing the gateway's credentials 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -36,6 +37,8 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 
+_log = logging.getLogger("gateway.upstream")
+
 SERVICE_ISSUER = "grassroots-gateway"
 TOKEN_TTL_S = 300
 TOKEN_REUSE_S = 240
@@ -49,6 +52,11 @@ LOOKUP_SUFFIX = "/lookup"
 MAX_LOOKUP_IDS = 1000
 #: List URLs kept for reuse (see ``UpstreamClient._list_url``); past this the cache starts over.
 _URL_CACHE_SIZE = 1024
+#: The largest answer read from a departmental system. A page of the platform's 100 records is tens of
+#: KiB and a lookup at most ``MAX_LOOKUP_IDS`` short ids; an answer past this is a misbehaving (or hostile)
+#: system, and reading it whole would hold it in memory (and parse it) for every request in flight: it is
+#: a bad answer (502, no data), and reading stops at the limit.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -136,9 +144,15 @@ class UpstreamClient:
     """
 
     def __init__(
-        self, signer: ServiceTokenSigner, *, timeout_s: float = 5.0, connect_timeout_s: float = 2.0
+        self,
+        signer: ServiceTokenSigner,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._signer = signer
+        self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._list_urls: dict[tuple[str, str, tuple[tuple[str, str], ...]], URL] = {}
@@ -195,12 +209,12 @@ class UpstreamClient:
             if body is None:
                 async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
-                    raw = await resp.read()
+                    raw = await self._read_bounded(resp, target.system_id)
             else:
                 headers["Content-Type"] = "application/json"
                 async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
-                    raw = await resp.read()
+                    raw = await self._read_bounded(resp, target.system_id)
         except TimeoutError:
             raise UpstreamTimeout(extra={"system": target.system_id}) from None
         except aiohttp.ClientConnectorError:
@@ -220,6 +234,25 @@ class UpstreamClient:
             return orjson.loads(raw)
         except ValueError:  # orjson.JSONDecodeError is one
             raise UpstreamError(extra={"system": target.system_id}) from None
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, system_id: str) -> bytes:
+        """The answer's body, at most ``max_response_bytes`` of it; more is a bad answer (502). A declared
+        length is checked before a byte is read (and then read whole, the fast path: aiohttp reads exactly
+        that many); a body without one (chunked) is counted as it arrives and reading stops at the limit."""
+        limit = self._max_response_bytes
+        declared = resp.content_length
+        if declared is not None and declared <= limit:
+            return await resp.read()
+        raw = bytearray()
+        if declared is None:
+            async for chunk in resp.content.iter_any():
+                raw += chunk
+                if len(raw) > limit:
+                    break
+        if declared is not None or len(raw) > limit:
+            _log.warning("departmental system %s answered more than %d bytes; refused", system_id, limit)
+            raise UpstreamError(extra={"system": system_id})
+        return bytes(raw)
 
     @staticmethod
     def _check_record(obj: Any, system_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.errors import GatewayError
-from gateway.upstream import ServiceTokenSigner, UpstreamClient, UpstreamTarget
+from gateway.upstream import MAX_RESPONSE_BYTES, ServiceTokenSigner, UpstreamClient, UpstreamTarget
 
 # (org prefixes, grids, page, page_size): division codes, grid codes, and characters a query must quote.
 CASES = [
@@ -217,3 +217,52 @@ async def test_a_redirect_is_a_bad_answer_and_nothing_follows_it(status: int) ->
             codes.append(caught.value.code)
     assert codes == ["upstream_bad_response"] * 3
     assert elsewhere == []
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_larger_than_the_limit_is_a_bad_answer_and_is_not_read_whole(chunked: bool) -> None:
+    """A departmental system (or whatever answers at its address) answering a page of many megabytes used
+    to be read whole into memory and parsed, for every request in flight: now past MAX_RESPONSE_BYTES it is
+    a bad answer (502, no data), and a chunked body is read no further than the limit."""
+    record = {"id": "R1", "name": "x" * 1000, "village_code": "310151101201"}
+    records = [record] * (MAX_RESPONSE_BYTES // 1000 + 16)  # just over the limit, valid JSON throughout
+    payload = json.dumps({"items": records, "next_page": None}).encode()
+    assert len(payload) > MAX_RESPONSE_BYTES
+
+    async def records_page(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(body=payload, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        step = 256 * 1024
+        for at in range(0, len(payload), step):
+            await response.write(payload[at : at + step])
+        # The rest of an endless answer: the client must have stopped reading long before.
+        with contextlib.suppress(ConnectionResetError):
+            for _ in range(64):
+                await response.write(b" " * step)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/residents", records_page)
+    async with _registry(app) as (target, client):
+        with pytest.raises(GatewayError) as caught:
+            await client.list_records(target, org_prefixes=("310151",), page=1, page_size=100)
+    assert caught.value.code == "upstream_bad_response"
+    assert caught.value.status_code == 502
+
+
+async def test_an_answer_within_the_limit_is_read_as_before() -> None:
+    """The limit leaves every legitimate page alone: a full page of 100 long records, chunked or not."""
+    record = {"id": "R1", "remark": "备注" * 2000, "village_code": "310151101201"}
+    answer = {"items": [record] * 100, "next_page": 2}
+
+    async def records_page(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/api/residents", records_page)
+    async with _registry(app) as (target, client):
+        page = await client.list_records(target, org_prefixes=("310151",), page=1, page_size=100)
+    assert page.items == answer["items"] and page.next_page == 2
