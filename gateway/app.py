@@ -402,6 +402,17 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], route: Any) 
     return names, f"请求参数有误：{zh}。", f"Invalid request parameters: {en}."
 
 
+def json_nested_too_deep() -> InvalidRequest:
+    """422 for a JSON body nested deeper than the parser can follow (Python's recursion limit): valid JSON
+    that no endpoint's structure comes near, refused like other unreadable bodies, naming ``body``."""
+    return InvalidRequest(
+        "请求参数有误：body（JSON 嵌套层数过多，无法读取；请按接口文档的结构提交）。",
+        "Invalid request parameters: body (the JSON is nested too deeply to be read; send the structure "
+        "the API documents).",
+        extra={"fields": ["body"]},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -417,6 +428,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            # FastAPI's body parsing met JSON nested past the interpreter's limit (``[[[...]]]`` a thousand
+            # deep: 2 KB) and answered a bare 400; said as what it is, like any other unreadable body.
+            return error_response(request, json_nested_too_deep())
         if exc.status_code == 404:
             return error_response(
                 request, NotFound("页面或接口不存在。", "No such page or endpoint.", code="no_route")

@@ -126,6 +126,12 @@ def _parse(path: Path) -> _CatalogState:
         found = re.search(r"line (\d+)", str(exc))
         line = int(found.group(1)) if found else 0
         raise PolicyFileError(path, line, f"TOML 语法错误：{exc}", f"TOML syntax: {exc}") from exc
+    except RecursionError:
+        # Arrays or tables nested past the parser's recursion limit (``a = [[[...]]]``): no catalog
+        # looks like that, and a policy replay reads proposed files from a request body.
+        raise PolicyFileError(
+            path, 0, "TOML 嵌套层数过多，无法读取", "TOML nested too deeply to be read"
+        ) from None
 
     def fail(header: str, key: str | None, message_zh: str, message: str) -> PolicyFileError:
         return PolicyFileError(path, _line_of(text, header, key), message_zh, message)

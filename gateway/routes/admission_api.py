@@ -63,7 +63,7 @@ from admission import (
 from admission.model import STATUS_LABELS_ZH
 from audit import AuditEvent, Outcome
 from gateway.admin_support import domain_errors, require, unit_of_work
-from gateway.app import get_runtime, request_id_of
+from gateway.app import get_runtime, json_nested_too_deep, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
     Forbidden,
@@ -416,6 +416,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
         data = await request.json()
     except ValueError:
         data = None
+    except RecursionError:
+        raise json_nested_too_deep() from None
     if not isinstance(data, dict):
         raise InvalidRequest("请求体须为 JSON 对象。", "The request body must be a JSON object.")
     return data

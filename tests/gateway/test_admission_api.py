@@ -500,6 +500,22 @@ def test_a_registration_key_no_registration_has_is_refused_not_dropped(stack: St
     assert resent["status"] == "draft"
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_registration_nested_too_deeply_is_refused_not_a_server_error(stack: Stack, method: str) -> None:
+    """Valid JSON nested past the parser's recursion limit (``{"a":{"a":...}}``, a few KB) used to answer
+    500 internal_error: it is a body the registration cannot be read from, 422 naming the body."""
+    sid = new_id("deep")
+    if method == "PATCH":
+        ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    path = f"{API}/systems" if method == "POST" else f"{API}/systems/{sid}"
+    deep = b'{"name":' * 5000 + b"1" + b"}" * 5000
+    resp = call(
+        stack, method, path, "hb_sysadmin", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert (resp.status_code, resp.json()["error"]) == (422, "invalid_request"), resp.text
+    assert "嵌套层数过多" in resp.json()["message"] and resp.json()["fields"] == ["body"]
+
+
 def test_a_registration_reaches_only_inside_the_departments_jurisdiction(stack: Stack) -> None:
     sid = new_id("far")
     resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, reaches=["999999"]))

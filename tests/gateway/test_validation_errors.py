@@ -123,6 +123,17 @@ def test_a_body_that_is_not_json_says_so() -> None:
     assert "not valid JSON" in answer["message_en"]
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000])
+def test_a_body_nested_too_deeply_says_so(body: bytes) -> None:
+    """Valid JSON nested past the parser's recursion limit (a few KB) used to answer a bare 400 "http_error"
+    ("请求无法处理", nothing to act on): it is an unreadable body like any other, and says why."""
+    resp = client.post("/case", content=body, headers={"content-type": "application/json"})
+    answer = resp.json()
+    assert resp.status_code == 422 and answer["error"] == "invalid_request", resp.text
+    assert answer["fields"] == ["body"] and "嵌套层数过多" in answer["message"]
+    assert "nested too deeply" in answer["message_en"]
+
+
 def test_several_parameters_each_with_its_own_hint() -> None:
     answer = client.post("/case", json={"disposition": "closed", "note": ""}).json()
     assert answer["fields"] == ["disposition", "note"]

@@ -121,6 +121,17 @@ def test_a_typo_fails_with_file_and_line(
     assert CJK.search(info.value.message_zh) and not CJK.search(info.value.message), info.value.message_zh
 
 
+def test_a_catalog_nested_too_deeply_is_a_file_error_not_a_crash(tmp_path: Path) -> None:
+    """Arrays nested past the TOML parser's recursion limit raised RecursionError, which no caller
+    expects: a proposed catalog in a policy replay answered 500. It is a file error like a typo."""
+    path = tmp_path / "scenarios.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(PolicyFileError) as info:
+        load_scenarios(path)
+    assert info.value.path == str(path) and "nested too deeply" in info.value.message
+    assert CJK.search(info.value.message_zh)
+
+
 def test_unknown_field_in_a_scenario_points_at_its_dataset_line(tmp_path: Path) -> None:
     original = 'residents = ["id", "name", "birth_date", "address", "mobile", "village_code"]'
     path, line = _write(tmp_path, original, original.replace("birth_date", "birthday"))
