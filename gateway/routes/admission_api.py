@@ -22,12 +22,14 @@ import asyncio
 import base64
 import binascii
 import csv
+import functools
 import io
 import json
 import os
 import secrets
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -1120,6 +1122,50 @@ def replay_guard(runtime: Runtime) -> DatabaseReplayGuard:
     return guard
 
 
+class SecretChecks:
+    """Client-secret checks of one process, ``running`` at a time with at most ``waiting`` more queued;
+    past that the token endpoint answers 503 ``temporarily_unavailable`` (with ``Retry-After``) at once.
+
+    A check is an scrypt hash (RFC 7914: 16 MiB and tens of milliseconds of CPU, computed for an unknown
+    client id too, so that it cannot be told from a wrong secret), asked by anyone who can reach
+    ``/oauth/token``. They used to run on the default thread pool, as many at once as it has threads: a few
+    anonymous clients posting wrong secrets took every core and every pooled thread, and village users'
+    reads (which use that pool for quotas and policy refreshes) slowed tenfold. Here they have a thread of
+    their own, so a flood costs one core and a few queued checks, and is refused beyond that. Systems
+    authenticating with a signed assertion (``private_key_jwt``, no scrypt) never wait here."""
+
+    def __init__(self, running: int = 1, waiting: int = 16) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=running, thread_name_prefix="client-secret-check")
+        self._capacity = running + waiting
+        self._admitted = 0
+
+    async def run(self, check: Callable[[], T]) -> T:
+        if self._admitted >= self._capacity:
+            busy = OAuthError(
+                "temporarily_unavailable",
+                "令牌端点正忙，本次未校验客户端凭证，请稍后重试。",
+                "The token endpoint is busy and did not check the client credentials; retry shortly.",
+                status_code=503,
+            )
+            busy.headers["Retry-After"] = "1"
+            raise busy
+        self._admitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, check)
+        finally:
+            self._admitted -= 1
+
+
+_SECRET_CHECKS: weakref.WeakKeyDictionary[Runtime, SecretChecks] = weakref.WeakKeyDictionary()
+
+
+def secret_checks(runtime: Runtime) -> SecretChecks:
+    checks = _SECRET_CHECKS.get(runtime)
+    if checks is None:
+        checks = _SECRET_CHECKS.setdefault(runtime, SecretChecks())
+    return checks
+
+
 def _create_key_once(path: Path) -> Ed25519PrivateKey:
     """Create the token-signing key without a race between gateway workers starting together: write a
     private temporary file, then link it into place (atomic; the loser reads the winner's key)."""
@@ -1285,7 +1331,11 @@ async def oauth_token(request: Request, runtime: RuntimeDep, authorization: Auth
                 "须且只能使用一种客户端认证方式。",
                 "Use exactly one client authentication method.",
             )
-        issued, system_id = await asyncio.to_thread(_authenticate_client, runtime, form, basic, assertion)
+        authenticate = functools.partial(_authenticate_client, runtime, form, basic, assertion)
+        if assertion is None:
+            issued, system_id = await secret_checks(runtime).run(authenticate)
+        else:
+            issued, system_id = await asyncio.to_thread(authenticate)
     except GatewayError as exc:
         # Named only once the client has authenticated (refused for its status, not its credentials);
         # before that, the client id it claims proves nothing and the actor stays anonymous.
