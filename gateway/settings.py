@@ -133,7 +133,10 @@ class Settings(GatewayAddress):
     oidc_issuer: str | None = Field(None, description="issuer URL; discovery at <issuer>/.well-known/...")
     oidc_audience: str = "grassroots-gateway"
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
-    oidc_leeway_s: int = 30
+    # RFC 7519 §4.1.4: leeway for clock skew is "usually no more than a few minutes". Bounded, so that no
+    # setting (an hour typed in seconds, say) makes expired tokens good for hours; negative would refuse
+    # valid ones.
+    oidc_leeway_s: int = Field(30, ge=0, le=300, description="clock leeway for exp/nbf/iat, 0 to 300 s")
     dev_idp_enabled: bool = Field(False, description="serve the embedded development IdP at /dev-idp")
 
     # Keys. In development mode missing keys are generated under data_dir/keys; in production they

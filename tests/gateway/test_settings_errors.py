@@ -107,6 +107,18 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_UPSTREAM_TIMEOUT_S：须大于 0",
             "GRASSROOTS_UPSTREAM_TIMEOUT_S: must be greater than 0",
         ),
+        # An hour of clock leeway would take tokens as good for an hour after they expired (RFC 7519
+        # §4.1.4: a few minutes at most); negative leeway refuses every token at its edges.
+        (
+            {"GRASSROOTS_OIDC_LEEWAY_S": "3600"},
+            "GRASSROOTS_OIDC_LEEWAY_S：不能大于 300",
+            "GRASSROOTS_OIDC_LEEWAY_S: must be at most 300",
+        ),
+        (
+            {"GRASSROOTS_OIDC_LEEWAY_S": "-5"},
+            "GRASSROOTS_OIDC_LEEWAY_S：不能小于 0",
+            "GRASSROOTS_OIDC_LEEWAY_S: must be at least 0",
+        ),
         (
             {"GRASSROOTS_OIDC_ISSUER": "idp.county.gov.cn"},  # no scheme: every sign-in would answer 503
             "GRASSROOTS_OIDC_ISSUER：须为以 https:// 或 http:// 开头的完整地址",
