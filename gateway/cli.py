@@ -1111,8 +1111,17 @@ def demo(
         _print_opening_hours(settings, any_hour)
         import uvicorn
 
+        from gateway.serving import CoalescingHttpToolsProtocol
+
+        # The protocol `serve` speaks, so the demo has its limits too (a request head over 64 KiB: 431);
+        # uvicorn's default httptools protocol held an endless header in memory (200 MB, answered 200).
         uvicorn.run(
-            "gateway.app:create_app", factory=True, host=settings.host, port=port, log_level="warning"
+            "gateway.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=port,
+            log_level="warning",
+            http=CoalescingHttpToolsProtocol,
         )
     finally:
         stop(*(proc for _, proc in registries.values()))

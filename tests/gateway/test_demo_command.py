@@ -5,8 +5,10 @@ with ``--any-hour``, lifted for the demo and said so. SIGTERM stops both registr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from gateway.launch import stop, wait_healthy
+from gateway.serving import MAX_REQUEST_HEAD_BYTES
 from policies.scenarios import load_scenarios
 from tests.ports import free_port
 from tests.stack import REPO
@@ -107,6 +110,25 @@ def test_any_hour_opens_every_scenario_all_day_for_the_demo_only(tmp_path: Path)
     catalog = load_scenarios(tmp_path / "var" / "demo-scenarios-all-day.toml")
     assert catalog.get("DIBAO_REVIEW").hours_allowed == (0, 24)  # type: ignore[union-attr]
     assert load_scenarios().get("DIBAO_REVIEW").hours_allowed == (7, 21)  # type: ignore[union-attr]
+
+
+def test_the_demo_refuses_a_request_head_over_the_limit_as_serve_does(tmp_path: Path) -> None:
+    """The demo ran uvicorn's own protocol, which sets no limit on a request's head: a 200 MB header was
+    held in memory and answered 200. It speaks what `serve` speaks now: 431 past 64 KiB, connection closed."""
+    with _demo(tmp_path, "--any-hour") as (base, env, _err):
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Filler: ")
+            with contextlib.suppress(OSError):  # the server may close before all of it is sent
+                for _ in range(16):
+                    conn.sendall(b"a" * MAX_REQUEST_HEAD_BYTES)
+            answer = b""
+            with contextlib.suppress(OSError):
+                while chunk := conn.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b'"request_header_too_large"' in answer
+        assert _read_as_cadre(base, env).status_code == 200  # the demo serves on
 
 
 def test_a_second_demo_is_refused_before_it_starts_anything(tmp_path: Path) -> None:
