@@ -119,6 +119,23 @@ class GatewayAddress(BaseSettings):
         return f"http://{host}:{self.port}"
 
 
+def _tls_or_loopback(url: str) -> bool:
+    """An https URL, or an http one on this host (a loopback address: nothing travels a network)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(GatewayAddress):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
@@ -266,6 +283,18 @@ class Settings(GatewayAddress):
                     "GRASSROOTS_OIDC_ISSUER",
                     "生产模式下必须设置（本单位 OIDC 身份提供方的地址）",
                     "is required in production mode (your OIDC identity provider's URL)",
+                )
+            )
+        elif not _tls_or_loopback(self.oidc_issuer):
+            # OpenID Connect Discovery 1.0 §3 and §7.2: the issuer is an https URL. Over plain http the
+            # discovery document and the key set that every token is checked against arrive unprotected:
+            # anyone on the path could hand the gateway a key of their own and sign any user, any role.
+            problems.append(
+                SettingProblem(
+                    "GRASSROOTS_OIDC_ISSUER",
+                    "生产模式下须为 https:// 地址（否则验证令牌所用的公钥经明文传输，可被途中篡改）",
+                    "must be an https:// URL in production mode (over http the keys that tokens are "
+                    "checked against could be replaced on the way)",
                 )
             )
         for name in ("audit_hmac_key", "masking_kek"):

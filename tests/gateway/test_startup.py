@@ -45,6 +45,10 @@ def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
         ({"oidc_issuer": "https://idp.example", "audit_hmac_key": "changeme"}, "AUDIT_HMAC_KEY"),
         ({"oidc_issuer": "https://idp.example", "audit_hmac_key": "short"}, "AUDIT_HMAC_KEY"),
         ({"oidc_issuer": "https://idp.example", "masking_kek": None}, "MASKING_KEK"),
+        # The key set every token is checked against would travel in plain text: anyone on the path
+        # could substitute a key of their own and sign any user (OpenID Connect Discovery 1.0 §3, §7.2).
+        ({"oidc_issuer": "http://idp.county.gov.cn/realms/county"}, "OIDC_ISSUER"),
+        ({"oidc_issuer": "http://10.1.2.3:8080"}, "OIDC_ISSUER"),
     ],
 )
 def test_production_mode_refuses_unsafe_settings(overrides: dict[str, object], complaint: str) -> None:
@@ -59,6 +63,22 @@ def test_production_mode_refuses_unsafe_settings(overrides: dict[str, object], c
     }
     with pytest.raises((ConfigurationError, ValidationError), match=complaint):
         Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://idp.example", "http://127.0.0.1:8080/idp", "http://localhost:9000"]
+)
+def test_production_takes_an_https_issuer_or_one_on_this_host(issuer: str) -> None:
+    settings = Settings(
+        mode="production",  # type: ignore[arg-type]
+        oidc_issuer=issuer,
+        audit_hmac_key=STRONG,  # type: ignore[arg-type]
+        masking_kek=STRONG,  # type: ignore[arg-type]
+        service_key_path=Path("/keys/service.pem"),
+        checkpoint_key_path=Path("/keys/checkpoint.pem"),
+        checkpoint_dir=Path("/checkpoints"),
+    )
+    assert settings.effective_oidc_issuer == issuer
 
 
 def test_production_settings_with_real_secrets_are_accepted_and_hidden() -> None:
