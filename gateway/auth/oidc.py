@@ -604,6 +604,14 @@ class OIDCVerifier:
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
             _log.error("identity provider %s: discovery document has no usable jwks_uri", self.issuer)
             raise AuthError("idp_unavailable")
+        if self.issuer.startswith("https://") and not jwks_uri.startswith("https://"):
+            # OpenID Connect Discovery 1.0 §7.2: the key set of an https issuer is fetched over TLS too.
+            # An http jwks_uri would bring the keys every token is checked against in plain text, where
+            # anyone on the path could replace them with their own.
+            _log.error(
+                "identity provider %s: discovery names a jwks_uri without TLS; refusing it", self.issuer
+            )
+            raise AuthError("idp_unavailable")
         self._jwks_uri = jwks_uri
         self._discovered_at = self._monotonic()
         return jwks_uri

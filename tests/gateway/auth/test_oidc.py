@@ -480,6 +480,29 @@ def _in_process_provider(issuer: str, jwks: dict[str, Any]) -> httpx.MockTranspo
     return httpx.MockTransport(answer)
 
 
+async def test_an_https_issuer_naming_a_plain_http_key_set_is_refused(keys: Keys) -> None:
+    """The discovery document of an https issuer pointing its jwks_uri at plain http used to be followed:
+    the keys every token is checked against came unprotected, replaceable by anyone on the path."""
+    issuer = "https://idp.example.org"
+    fetched: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(
+                200, json={"issuer": issuer, "jwks_uri": "http://idp.example.org/jwks.json"}
+            )
+        return httpx.Response(200, json={"keys": [keys.ec.jwk()]})
+
+    async with OIDCVerifier(
+        issuer, AUDIENCE, clock=lambda: NOW, transport=httpx.MockTransport(answer)
+    ) as verifier:
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(mint(keys.ec, claims_for(issuer, now=NOW)))
+    assert caught.value.code == "idp_unavailable"
+    assert fetched == [f"{issuer}/.well-known/openid-configuration"]  # the http key set was never asked
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(exp_offset=st.integers(-400, 400), nbf_offset=st.integers(-400, 400), leeway=st.integers(0, 120))
 async def test_law_a_token_is_accepted_exactly_inside_its_window_widened_by_leeway(
