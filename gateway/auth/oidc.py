@@ -286,6 +286,7 @@ class OIDCVerifier:
         self._accepted_types = frozenset(_normalise_type(t) for t in accepted_types)
         self._claims = claims
         self._refresh_interval_s = jwks_refresh_min_interval_s
+        self._http_timeout_s = http_timeout_s
         self._discovery_ttl_s = discovery_ttl_s
         self._clock = clock
         self._monotonic = monotonic
@@ -618,7 +619,10 @@ class OIDCVerifier:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            async with self._client.stream("GET", url) as response:
+            # httpx's timeout bounds each wait for a byte, not the whole answer: a provider (or whatever
+            # answers at its address) trickling its key set a byte at a time held the key lock, and with
+            # it every sign-in of the process, for as long as it liked. The whole answer gets that long.
+            async with asyncio.timeout(self._http_timeout_s), self._client.stream("GET", url) as response:
                 if response.status_code != 200:
                     _log.warning(
                         "identity provider %s: GET %s answered %d", self.issuer, url, response.status_code
@@ -630,6 +634,9 @@ class OIDCVerifier:
                     if len(body) > _MAX_DOCUMENT_BYTES:
                         _log.warning("identity provider %s: GET %s answered too much", self.issuer, url)
                         raise AuthError("idp_unavailable")
+        except TimeoutError as error:
+            _log.warning("identity provider %s: GET %s did not finish in time", self.issuer, url)
+            raise AuthError("idp_unavailable") from error
         except httpx.HTTPError as error:
             _log.warning("identity provider %s: GET %s failed (%s)", self.issuer, url, type(error).__name__)
             raise AuthError("idp_unavailable") from error

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -478,6 +479,41 @@ def _in_process_provider(issuer: str, jwks: dict[str, Any]) -> httpx.MockTranspo
         return httpx.Response(200, json=jwks)
 
     return httpx.MockTransport(answer)
+
+
+async def test_a_key_set_trickled_a_byte_at_a_time_is_given_up_on(keys: Keys) -> None:
+    """httpx's timeout bounds each wait for a byte, not the answer: a provider (or whatever answers at its
+    address) sending its key set a few bytes every tenth of a second kept the fetch, the key lock and every
+    sign-in of the process waiting, then was taken. The whole answer gets the timeout."""
+    jwks = json.dumps({"keys": [keys.ec.jwk()]}).encode()
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response({"issuer": issuer, "jwks_uri": f"{issuer}/jwks.json"})
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for at in range(0, len(jwks), 4):  # every wait far below the timeout, the whole far above it
+            await response.write(jwks[at : at + 4])
+            await asyncio.sleep(0.1)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/idp/.well-known/openid-configuration", discovery)
+    app.router.add_get("/idp/jwks.json", trickle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    issuer = f"http://127.0.0.1:{runner.addresses[0][1]}/idp"
+    assert len(jwks) // 4 * 0.1 > 4 * 0.5
+    try:
+        async with OIDCVerifier(issuer, AUDIENCE, clock=lambda: NOW, http_timeout_s=0.5) as verifier:
+            with pytest.raises(AuthError) as caught:
+                await verifier.verify(mint(keys.ec, claims_for(issuer, now=NOW)))
+    finally:
+        await runner.cleanup()
+    assert caught.value.code == "idp_unavailable"
 
 
 async def test_an_https_issuer_naming_a_plain_http_key_set_is_refused(keys: Keys) -> None:
