@@ -97,6 +97,7 @@ def parse_data_request(
     request_id: str | None = None,
     max_page_size: int = 100,
     repeated: Sequence[str] = (),
+    unknown_parameters: bool = False,
 ) -> DataRequest:
     """Stage 0: turn raw query strings into a DataRequest, or a 422 that says what to fix.
 
@@ -114,6 +115,21 @@ def parse_data_request(
                 f"查询参数 {names_zh} 只能出现一次：请只保留一个值后重试。",
                 f"The query parameter {names_en} may appear only once: keep one value and retry.",
                 code="repeated_parameter",
+            ),
+        )
+    if unknown_parameters:
+        # Not named: the name was typed by the caller, and is never repeated back (nor recorded).
+        raise _Unparsable(
+            base,
+            InvalidRequest(
+                "查询参数中有本接口不接受的参数，本次未返回任何数据。本接口只接受 scenario、page、page_size；"
+                "返回哪些字段由使用场景和本单位的授权决定，不能在查询中指定"
+                "（可用 grassroots policy explain 查看）。请去掉其他参数后重试。",
+                "The query has a parameter this endpoint does not take; nothing was returned. It takes only "
+                "scenario, page and page_size; the fields returned are set by the scenario and your "
+                "organisation's grant and cannot be chosen in the query (grassroots policy explain shows "
+                "them). Remove the other parameters and retry.",
+                code="unknown_parameter",
             ),
         )
     if not scenario:
@@ -511,13 +527,25 @@ async def run_data_request(
     record_id: str | None = None,
     request_id: str | None = None,
     repeated: Sequence[str] = (),
+    unknown_parameters: bool = False,
 ) -> dict[str, Any]:
     """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it).
-    ``repeated``: the query's parameters given more than once (refused, 422 ``repeated_parameter``)."""
+    ``repeated``: the query's parameters given more than once (refused, 422 ``repeated_parameter``);
+    ``unknown_parameters``: the query held a parameter the path does not read (422 ``unknown_parameter``)."""
     with runtime.telemetry.request_span("data_request") as root:
         ctx = root.get_span_context()
         trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
-        return await _run(runtime, authorization, dataset, query, record_id, request_id, trace_id, repeated)
+        return await _run(
+            runtime,
+            authorization,
+            dataset,
+            query,
+            record_id,
+            request_id,
+            trace_id,
+            repeated,
+            unknown_parameters,
+        )
 
 
 async def _run(
@@ -529,6 +557,7 @@ async def _run(
     request_id: str | None,
     trace_id: str | None,
     repeated: Sequence[str],
+    unknown_parameters: bool = False,
 ) -> dict[str, Any]:
     telemetry = runtime.telemetry
     facts = AuditFacts()
@@ -549,6 +578,7 @@ async def _run(
                 request_id,
                 runtime.settings.max_page_size,
                 repeated,
+                unknown_parameters,
             )
         except _Unparsable as bad:
             request = bad.partial

@@ -37,20 +37,27 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 _READ = ("scenario", "page", "page_size")
 
 
-def data_query(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None], tuple[str, ...]]:
-    """The pipeline's parameters from the query's (name, value) pairs, and those of them given more than
-    once: ``?scenario=A&scenario=B`` is refused (which one was meant?) rather than read as its last."""
+def data_query(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str | None], tuple[str, ...], bool]:
+    """The pipeline's parameters from the query's (name, value) pairs, those of them given more than
+    once (``?scenario=A&scenario=B`` is refused: which one was meant?) rather than read as its last, and
+    whether any other parameter was sent (refused too: ``page_szie=1`` ignored served a full page, and
+    ``fields=`` ignored looked like an answer to it)."""
     query: dict[str, str | None] = dict.fromkeys(_READ)
     repeated: list[str] = []
+    unknown = False
     for name, value in pairs:
         if name in query:
             if query[name] is not None and name not in repeated:
                 repeated.append(name)
             query[name] = value
-    return query, tuple(repeated)
+        else:
+            unknown = True
+    return query, tuple(repeated), unknown
 
 
-def _query(request: Request) -> tuple[dict[str, str | None], tuple[str, ...]]:
+def _query(request: Request) -> tuple[dict[str, str | None], tuple[str, ...], bool]:
     return data_query(request.query_params.multi_items())
 
 
@@ -121,7 +128,7 @@ async def list_records(
     authorization: Annotated[str | None, Header()] = None,
 ) -> DataJSONResponse:
     """List records of ``dataset`` within the caller's jurisdiction, for one scenario (``?scenario=``)."""
-    query, repeated = _query(request)
+    query, repeated, unknown = _query(request)
     body = await run_data_request(
         runtime,
         authorization,
@@ -129,6 +136,7 @@ async def list_records(
         query,
         request_id=request_id_of(request),
         repeated=repeated,
+        unknown_parameters=unknown,
     )
     return DataJSONResponse(body)
 
@@ -146,7 +154,7 @@ async def get_record(
     authorization: Annotated[str | None, Header()] = None,
 ) -> DataJSONResponse:
     """One record by its stable id; outside the caller's jurisdiction it answers 404 like a missing one."""
-    query, repeated = _query(request)
+    query, repeated, unknown = _query(request)
     body = await run_data_request(
         runtime,
         authorization,
@@ -155,6 +163,7 @@ async def get_record(
         record_id=record_id,
         request_id=request_id_of(request),
         repeated=repeated,
+        unknown_parameters=unknown,
     )
     return DataJSONResponse(body)
 
@@ -189,7 +198,7 @@ class DataFastLane:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        query, repeated = data_query(
+        query, repeated, unknown = data_query(
             parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         )
         request_id = new_request_id(scope)
@@ -203,6 +212,7 @@ class DataFastLane:
                 record_id=match.group(2),
                 request_id=request_id,
                 repeated=repeated,
+                unknown_parameters=unknown,
             )
             status = 200
             headers.append(_NO_STORE)

@@ -86,6 +86,7 @@ REFUSAL_REASONS_ZH: Mapping[str, str] = {
     "missing_scenario": "未说明使用场景",
     "invalid_scenario": "场景代码有误",
     "repeated_parameter": "查询参数重复",
+    "unknown_parameter": "查询参数不被接受",
     "scenario_not_for_role": "该场景不由此岗位办理",
     "scenario_not_for_dataset": "该场景不需要此数据",
     "outside_hours": "不在允许查看的时段",

@@ -363,6 +363,7 @@ FAST_LANE_CASES = [
     ("cadre_c", "residents/records", {"scenario": "DIBAO_REVIEW"}),
     (None, "residents/records", {"scenario": "DIBAO_REVIEW"}),
     ("cadre_a", "residents/records", {"scenario": ["DIBAO_REVIEW", "ELDERLY_VISIT"]}),
+    ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page_szie": 1}),
 ]
 
 
@@ -385,6 +386,27 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_last_value(stack: St
         assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "repeated_parameter")
     once = httpx.get(stack.records_url, params={"scenario": "DIBAO_REVIEW", "page_size": 5}, headers=headers)
     assert once.status_code == 200, once.text
+
+
+def test_a_parameter_the_data_path_does_not_read_is_refused_by_both_doors(
+    stack: Stack, routed_gateway: str
+) -> None:
+    """``page_szie=1`` (a typo) was ignored and a full page of 20 residents served; ``fields=birth_date``
+    was ignored and the answer, without birth dates, looked like one to the question. Refused, audited,
+    no data, the name typed never repeated."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {stack.token('cadre_a')}"}
+    for base in (stack.base_url, routed_gateway):
+        for extra in ({"page_szie": "1"}, {"fields": "birth_date"}):
+            query = {"scenario": "DIBAO_REVIEW", **extra}
+            resp = httpx.get(f"{base}/api/v1/datasets/residents/records", params=query, headers=headers)
+            body = _assert_error(resp, 422, "unknown_parameter")
+            assert "只接受 scenario、page、page_size" in str(body["message"])
+            event = stack.last_events(1)[0]
+            assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "unknown_parameter")
+            for typed in ("page_szie", "birth_date"):
+                assert typed not in resp.text and typed not in event["body"]
 
 
 def test_two_authorization_headers_are_refused_by_both_doors_and_every_endpoint(

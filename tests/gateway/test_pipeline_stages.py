@@ -153,6 +153,43 @@ def test_unparsable_requests_name_the_parameter(
 
 
 @pytest.mark.parametrize(
+    ("pairs", "unknown"),
+    [
+        # a typo of page_size used to be ignored: a cadre asking for 1 record was served 20
+        ([("scenario", "DIBAO_REVIEW"), ("page_szie", "1")], True),
+        # fields are the grant's, not the caller's: ignored, the answer looked like one to the question
+        ([("scenario", "DIBAO_REVIEW"), ("fields", "birth_date")], True),
+        ([("scenario", "DIBAO_REVIEW"), ("13912345678", "")], True),
+        ([("scenario", "DIBAO_REVIEW"), ("page", "2"), ("page_size", "5")], False),
+    ],
+)
+def test_a_query_parameter_the_path_does_not_read_is_refused_without_naming_it(
+    pairs: list[tuple[str, str]], unknown: bool
+) -> None:
+    from gateway.routes.data import data_query
+
+    query, repeated, found = data_query(pairs)
+    assert (found, repeated) == (unknown, ())
+    if not unknown:
+        return
+    with pytest.raises(_Unparsable) as caught:
+        parse_data_request(
+            "residents",
+            query["scenario"],
+            query["page"],
+            query["page_size"],
+            unknown_parameters=found,
+        )
+    error = caught.value.error
+    assert (error.code, error.status_code) == ("unknown_parameter", 422)
+    assert error.message_zh.startswith("查询参数中有本接口不接受的参数，本次未返回任何数据。")
+    assert "scenario、page、page_size" in error.message_zh and "policy explain" in error.message_en
+    # what was typed is never repeated back
+    for typed in ("page_szie", "birth_date", "13912345678"):
+        assert typed not in error.message_zh + error.message_en
+
+
+@pytest.mark.parametrize(
     ("dataset", "scenario"),
     [("residents<script>", "13912345678"), ("13912345678", "310151199001011234"), ("../etc", "x y")],
 )

@@ -457,6 +457,7 @@ def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> Non
         "missing_scenario",
         "invalid_scenario",
         "repeated_parameter",
+        "unknown_parameter",
         "invalid_page",
         "invalid_page_size",
     )
