@@ -31,7 +31,7 @@ from audit.query import (
     iter_events,
     month_bounds,
 )
-from audit.reports import GroupBy, ReportRow, tabulate
+from audit.reports import UNKNOWN, GroupBy, ReportRow, tabulate
 from audit.tables import audit_complaints, audit_incidents
 
 ROLE_LABELS_ZH: Final = {
@@ -186,11 +186,11 @@ def build_monthly_report(
         anomalies=per_rule,
         findings=[f.to_json() for f in findings[:50]],
         cases=_case_stats(engine, start, end, now or datetime.now(UTC)),
-        scenario_names=dict(scenario_names or {}),
+        scenario_names={UNKNOWN: UNKNOWN_NAMES_ZH["scenario"], **(scenario_names or {})},
         integrity=dict(integrity or {}),
         reason_names=dict(reason_names or {}),
-        org_names=dict(org_names or {}),
-        department_names=dict(department_names or {}),
+        org_names={UNKNOWN: UNKNOWN_NAMES_ZH["organisation"], **(org_names or {})},
+        department_names={UNKNOWN: UNKNOWN_NAMES_ZH["department"], **(department_names or {})},
     )
 
 
@@ -391,8 +391,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+#: What the rows keyed ``(unknown)`` hold (events that name no scenario, no organisation one can read, or
+#: no dataset), in the words of the 通报's readers: officials, not developers.
+UNKNOWN_NAMES_ZH: Final = {
+    "organisation": "未能确定所属单位",
+    "scenario": "未指明或无效的使用场景",
+    "department": "未能确定数据所属部门",
+}
+
+
 def _labelled(key: str, label: Mapping[str, str] | None) -> str:
-    return key if label is None or key not in label else f"{label[key]}（{key}）"
+    if label is None or key not in label:
+        return key
+    # "(unknown)" is no code a reader could look up: the name alone.
+    return label[key] if key == UNKNOWN else f"{label[key]}（{key}）"
 
 
 def _report_rows(rows: Sequence[ReportRow], label: Mapping[str, str] | None = None) -> list[list[Any]]:
@@ -446,7 +458,10 @@ def render_html(report: MonthlyReport) -> str:
     )
     top_orgs = report.by_org[:12]
     org_chart = stacked_bar_chart(
-        [r.key.rstrip("0")[-6:] or r.key for r in top_orgs],
+        [
+            (r.key.rstrip("0")[-6:] or r.key) if r.key != UNKNOWN else UNKNOWN_NAMES_ZH["organisation"][:4]
+            for r in top_orgs
+        ],
         [
             ("允许", [r.allowed for r in top_orgs], _ALLOWED_COLOUR),
             ("拒绝", [r.refused for r in top_orgs], _REFUSED_COLOUR),

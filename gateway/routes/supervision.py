@@ -529,7 +529,9 @@ async def monthly_report(
         integrity=integrity,
         reason_names=REFUSAL_REASONS_ZH,
         org_names=orgs,
-        department_names=depts,
+        # A dataset code that names nothing is recorded as "invalid" (never as typed): its refusals
+        # have no owning department.
+        department_names={**depts, "invalid": "未编目的数据集"},
     )
     filename = f"audit-report-{label}"
     answer: Response | dict[str, Any]

@@ -6,8 +6,17 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from audit import AuditLog, Outcome, build_monthly_report, load_anomaly_rules, render_csv, render_html
+from audit import (
+    AuditLog,
+    MonthlyReport,
+    Outcome,
+    build_monthly_report,
+    load_anomaly_rules,
+    render_csv,
+    render_html,
+)
 from tests.audit.conftest import Store
 from tests.audit.helpers import make_event
 
@@ -20,6 +29,16 @@ def _rows(text: str) -> list[dict[str, str]]:
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = [cell.split("/", 1)[1] for cell in next(reader)]
     return [dict(zip(header, line, strict=True)) for line in reader]
+
+
+def _report(store: Store, **names: Any) -> MonthlyReport:
+    """November's report on ``store``, made on the day after DAY_1, with the names the caller knows."""
+    return build_monthly_report(store.engine, "2026-11", load_anomaly_rules(), now=DAY_2, **names)
+
+
+def _names(report: MonthlyReport) -> dict[tuple[str, str], str]:
+    """The CSV's 名称 column by (section, key)."""
+    return {(r["section"], r["key"]): r["name"] for r in _rows(render_csv(report))}
 
 
 def test_headers_are_chinese_first_and_keys_carry_their_chinese_names(sqlite: Store) -> None:
@@ -60,16 +79,13 @@ def test_organisations_and_departments_are_named_where_the_caller_knows_them(sql
             make_event(2, occurred_at=DAY_1, actor_org="310151101202"),
         ]
     )
-    report = build_monthly_report(
-        sqlite.engine,
-        "2026-11",
-        load_anomaly_rules(),
-        now=DAY_2,
+    report = _report(
+        sqlite,
         dataset_departments={"residents": "civil_affairs"},
         org_names={"310151101201": "东风村村民委员会"},
         department_names={"civil_affairs": "区民政局"},
     )
-    names = {(r["section"], r["key"]): r["name"] for r in _rows(render_csv(report))}
+    names = _names(report)
     assert names[("organisation", "310151101201")] == "东风村村民委员会"
     assert names[("organisation", "310151101202")] == ""
     assert names[("department", "civil_affairs")] == "区民政局"
@@ -128,3 +144,32 @@ def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     assert total["total"] == "4"
     daily_json = {d["day"]: d for d in report.to_json()["daily"]}
     assert daily_json["2026-11-04"]["errors"] == 1
+
+
+def test_rows_of_refusals_that_name_no_scenario_organisation_or_dataset_are_named_in_chinese(
+    sqlite: Store,
+) -> None:
+    """A cadre's request with no scenario (or one that names nothing), a token no organisation could be
+    read from, or no dataset, is grouped under ``(unknown)``: the printed 通报 showed that English
+    placeholder as the row's name, which its readers cannot act on."""
+    AuditLog(sqlite.engine).append_many(
+        [
+            make_event(
+                1, occurred_at=DAY_1, outcome=Outcome.REFUSED, scenario=None, actor_org=None, dataset=None
+            ),
+            make_event(2, occurred_at=DAY_1, scenario="DIBAO_REVIEW", actor_org="310151101201"),
+        ]
+    )
+    report = _report(
+        sqlite,
+        scenario_names={"DIBAO_REVIEW": "低保年度复核"},
+        dataset_departments={"residents": "civil_affairs"},
+    )
+    names = _names(report)
+    assert names[("scenario", "(unknown)")] == "未指明或无效的使用场景"
+    assert names[("organisation", "(unknown)")] == "未能确定所属单位"
+    assert names[("department", "(unknown)")] == "未能确定数据所属部门"
+    assert names[("scenario", "DIBAO_REVIEW")] == "低保年度复核"
+    page = render_html(report)
+    assert "(unknown)" not in page and "known)" not in page
+    assert "<td>未指明或无效的使用场景</td>" in page and "<td>未能确定所属单位</td>" in page

@@ -446,6 +446,21 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     assert future.json()["message"].startswith("2099-01 尚未开始") and month in future.json()["message"]
 
 
+def test_the_monthly_report_names_refusals_for_a_dataset_that_names_nothing(stack: Stack) -> None:
+    """A cadre's typo in the dataset (recorded as ``invalid``, never as typed) made a department row the
+    通报 showed as the bare English word; it is named in Chinese, in the page and the CSV."""
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+    typo_url = stack.records_url.replace("/residents/", "/residnets/")
+    typo = stack.get(typo_url, "cadre_a", scenario="DIBAO_REVIEW")
+    assert typo.status_code == 404
+    html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
+    assert "<td>未编目的数据集（invalid）</td>" in html and "<td>invalid</td>" not in html
+    assert "residnets" not in html
+    query = {"month": month, "format": "csv"}
+    csv_text = api(stack, "GET", "/reports/monthly", "supervisor", params=query).text
+    assert "\r\ndepartment,invalid,未编目的数据集," in csv_text
+
+
 def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> None:
     """The printed report names refusal reasons in Chinese; a new policy or routing code needs words."""
     from gateway.routes.supervision import REFUSAL_REASONS_ZH
