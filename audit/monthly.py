@@ -356,7 +356,7 @@ def _nice_step(peak: int) -> int:
 
 _CSS: Final = """
 body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", sans-serif;
-       color: #1d2329; margin: 24px auto; max-width: 960px; line-height: 1.6; }
+       color: #1d2329; margin: 24px auto; padding: 0 12px; max-width: 960px; line-height: 1.6; }
 h1 { font-size: 22px; text-align: center; margin-bottom: 4px; }
 .subtitle { text-align: center; color: #555; margin-top: 0; }
 h2 { font-size: 17px; border-left: 4px solid #2f6fb0; padding-left: 8px; margin-top: 28px; }
@@ -369,13 +369,14 @@ th { background: #eef2f7; }
 .kpi b { display: block; font-size: 22px; color: #2f6fb0; }
 figure { margin: 12px 0; page-break-inside: avoid; break-inside: avoid; }
 figcaption { font-size: 13px; color: #555; text-align: center; }
+figure svg { display: block; max-width: 100%; height: auto; }
 svg .grid { stroke: #e3e7ec; stroke-width: 1; }
 svg .tick, svg .legend { font-size: 11px; fill: #444; }
 svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
 .note { font-size: 12px; color: #555; }
 @page { size: A4; margin: 16mm 14mm; }
 @media print {
-  body { margin: 0; max-width: none; }
+  body { margin: 0; padding: 0; max-width: none; }
   h2 { break-after: avoid; page-break-after: avoid; }
   table, .kpis { break-inside: avoid; page-break-inside: avoid; }
   .no-print { display: none; }
@@ -495,7 +496,9 @@ def render_html(report: MonthlyReport) -> str:
         integrity_text = "本报告生成时尚无签名检查点。"
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="zh-CN"><head><meta charset="utf-8">',
+        '<html lang="zh-CN"><head><meta charset="utf-8">'
+        # A phone lays the page out at its own width (not 980 px, zoomed out); the charts scale to it.
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">{escape(scope)} · 生成时间 {escape(generated)}（北京时间）</p>',

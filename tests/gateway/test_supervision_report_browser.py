@@ -7,6 +7,8 @@ Outside CI the test skips with a reason when no Chromium can be found; in CI it 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import struct
@@ -136,6 +138,87 @@ def test_monthly_report_renders_in_chromium(stack: Stack, tmp_path: Path) -> Non
     for heading in HEADINGS:
         assert heading in dom
     assert 'id="chart-daily"' in dom and 'id="chart-org"' in dom and "<rect" in dom
+
+
+async def _layout_at(binary: str, profile: Path, uri: str, width: int) -> dict[str, float]:
+    """Open ``uri`` in headless Chromium at ``width`` CSS pixels (DevTools protocol over its websocket) and
+    measure the page: how wide it lays out, and where each chart's right edge falls."""
+    import aiohttp
+
+    process = subprocess.Popen(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(profile)},
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(600):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            await asyncio.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/json") as resp:
+                page = next(t for t in await resp.json() if t["type"] == "page")
+            async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                counter = 0
+
+                async def call(method: str, **params: object) -> dict[str, object]:
+                    nonlocal counter
+                    counter += 1
+                    await ws.send_json({"id": counter, "method": method, "params": params})
+                    while True:
+                        message = await ws.receive_json(timeout=60)
+                        if message.get("id") == counter:
+                            return dict(message.get("result") or {})
+
+                await call("Page.enable")
+                await call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=800,
+                    deviceScaleFactor=1,
+                    mobile=True,
+                )
+                await call("Page.navigate", url=uri)
+                measure = (
+                    "JSON.stringify({viewport: window.innerWidth,"
+                    " page: document.documentElement.scrollWidth,"
+                    " daily: document.getElementById('chart-daily').getBoundingClientRect().right,"
+                    " org: document.getElementById('chart-org').getBoundingClientRect().right})"
+                )
+                for _ in range(100):
+                    result = await call("Runtime.evaluate", expression=measure, returnByValue=True)
+                    value = result.get("result")
+                    if isinstance(value, dict) and "value" in value:
+                        return dict(json.loads(value["value"]))
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"the page did not load: {result}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_monthly_report_fits_a_phone_screen(stack: Stack, tmp_path: Path) -> None:
+    """Officials open the 通报 on their phones too: the charts were drawn 720 px wide whatever the screen,
+    so on a 390 px phone the second half of the month was cut off. The page now lays out at the screen's
+    width and the charts scale down to it."""
+    binary = chromium()
+    uri = served_report(stack, tmp_path)
+    layout = asyncio.run(_layout_at(binary, tmp_path / "phone", uri, 390))
+    assert layout["viewport"] == 390, layout
+    assert layout["page"] <= 390, layout
+    assert layout["daily"] <= 390 and layout["org"] <= 390, layout
 
 
 def test_monthly_report_as_pdf(stack: Stack) -> None:
