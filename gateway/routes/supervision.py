@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -1151,6 +1151,7 @@ async def who_read_my_data(
                 "org_name": orgs.get(e.org or ""),
                 "role_labels": [ROLE_LABELS_ZH.get(r, r) for r in e.roles],
                 "scenario_name": names.get(e.scenario or ""),
+                **_dataset_titles(runtime, e.dataset, e.fields),
             }
             for e in entries
         ],
@@ -1158,6 +1159,18 @@ async def who_read_my_data(
         # Reads before this point were pruned after the retention period; they are in these archives.
         "archived_period": await asyncio.to_thread(_pruned_note, runtime),
     }
+
+
+def _dataset_titles(runtime: Runtime, dataset: str | None, fields: Sequence[str]) -> dict[str, Any]:
+    """What was read, in the catalog's words a resident is told (居民登记信息: 姓名、公民身份号码), beside the
+    codes: ``dataset_title`` and ``field_titles`` in the order of ``fields``; a code the catalog no longer
+    holds keeps its code (the record is about the past, the catalog about now)."""
+    view = runtime.dataset(dataset) if dataset else None
+    if view is None:
+        return {"dataset_title": None, "field_titles": list(fields)}
+    spec = view.spec
+    titles = [spec.fields[f].title or f if f in spec.fields else f for f in fields]
+    return {"dataset_title": spec.title, "field_titles": titles}
 
 
 # -- proofs and checkpoints ------------------------------------------------------------------------

@@ -365,6 +365,12 @@ def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readin
         assert entry["org"] == VILLAGE_A
         assert entry["roles"] == ["village_cadre"] and entry["role_labels"] == ["村（居）委会干部"]
         assert entry["scenario"] == "DIBAO_REVIEW" and entry["scenario_name"] == "低保年度复核"
+        # What was read, in the catalog's words the resident is told, beside the codes.
+        assert entry["dataset"] == "residents" and entry["dataset_title"] == "居民登记信息"
+        assert len(entry["field_titles"]) == len(entry["fields"])
+        titles = dict(zip(entry["fields"], entry["field_titles"], strict=True))
+        assert titles["name"] == "姓名" and titles["id_number"] == "公民身份号码"
+        assert titles["dibao_status"] != "dibao_status"
         # The time as the resident is told it: Beijing time, the same instant as the UTC one.
         utc = datetime.fromisoformat(entry["occurred_at"].replace("Z", "+00:00"))
         local = datetime.strptime(entry["occurred_at_beijing"], "%Y-%m-%d %H:%M:%S")
