@@ -456,7 +456,7 @@ def dev_token(
     audience: Annotated[
         str | None, typer.Option(help=bilingual("令牌受众（audience）", "token audience"))
     ] = None,
-    ttl: Annotated[int, typer.Option(help=bilingual("有效期（秒）", "lifetime in seconds"))] = 3600,
+    ttl: Annotated[int, typer.Option(help=bilingual("有效期（秒）", "lifetime in seconds"), min=1)] = 3600,
 ) -> None:
     """Print an access token for a demo user from the embedded development identity provider.
 

@@ -54,6 +54,12 @@ runner = CliRunner()
         ),
         (["nosuch"], "命令用法有误：没有命令 nosuch。", "Error: No such command 'nosuch'."),
         (
+            # A token that is already expired when made: it was minted, and a Python traceback printed.
+            ["dev-token", "cadre_a", "--ttl", "0"],
+            "命令用法有误：--ttl 的取值有误，须为不小于 1 的整数。",
+            "Error: Invalid value for '--ttl'",
+        ),
+        (
             # Named as the option typed (the API would name its field, org_scope), with what it takes.
             ["grants", "request", "--scenario", "DIBAO_REVIEW", "--reason", "复核", "--org", "3101511"],
             "命令用法有误：--org 的取值有误，须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151101000）。",
