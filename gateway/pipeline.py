@@ -748,7 +748,20 @@ async def _authorized_path(
 
     if request.record_id is not None:
         return masked[0]
+    if not masked and next_page is None and request.page > 1:
+        # Past the last page: an empty list alone read as "the data is gone". The page asked for is not
+        # repeated (a typed value).
+        return {"items": masked, "next_page": None, **_PAST_THE_LAST_PAGE}
     return {"items": masked, "next_page": next_page}
+
+
+#: The note on an empty page after the last one (Chinese, then English).
+_PAST_THE_LAST_PAGE: Final = {
+    "note": "这一页没有记录：所查页码已超过最后一页。请从第 1 页开始，按返回的 next_page 翻页"
+    "（next_page 为 null 即已是最后一页）。",
+    "note_en": "This page holds no records: it is past the last page. Start from page 1 and follow "
+    "next_page (null means the last page).",
+}
 
 
 def acting_role(roles: Sequence[str], scenario: Scenario | None) -> str:

@@ -364,6 +364,7 @@ FAST_LANE_CASES = [
     (None, "residents/records", {"scenario": "DIBAO_REVIEW"}),
     ("cadre_a", "residents/records", {"scenario": ["DIBAO_REVIEW", "ELDERLY_VISIT"]}),
     ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page_szie": 1}),
+    ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page": 999}),
 ]
 
 
@@ -407,6 +408,21 @@ def test_a_parameter_the_data_path_does_not_read_is_refused_by_both_doors(
             assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "unknown_parameter")
             for typed in ("page_szie", "birth_date"):
                 assert typed not in resp.text and typed not in event["body"]
+
+
+def test_a_page_after_the_last_says_so_in_chinese_first(stack: Stack) -> None:
+    """``page=999`` answered ``{"items": [], "next_page": null}`` and nothing else: to a cadre, her
+    village's data looked gone. The empty page past the last says what happened and what to do, without
+    repeating the page asked for; a page with records carries no note."""
+    last = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page=999, page_size=5)
+    assert last.status_code == 200, last.text
+    body = last.json()
+    assert (body["items"], body["next_page"]) == ([], None)
+    assert body["note"].startswith("这一页没有记录：所查页码已超过最后一页。请从第 1 页开始")
+    assert body["note_en"].startswith("This page holds no records: it is past the last page.")
+    assert "999" not in body["note"] + body["note_en"]
+    first = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page=1, page_size=5)
+    assert first.json()["items"] and "note" not in first.json()
 
 
 def test_two_authorization_headers_are_refused_by_both_doors_and_every_endpoint(
