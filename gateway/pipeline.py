@@ -655,8 +655,10 @@ def _served_count(
 #: The words for a dataset the catalog does not have (404 ``unknown_dataset``), answered before any policy
 #: check; ``policy explain`` says the same (gateway.routes.policy).
 UNKNOWN_DATASET: Final = (
-    "没有这个数据集，请检查链接或联系数据管理员。",
-    "There is no such dataset. Check the link or ask the data steward.",
+    "没有这个数据集，请检查链接中的数据集代码（小写英文，例如 residents）；各使用场景可查看的数据集见"
+    " grassroots grants scenarios（GET /api/v1/scenarios）。",
+    "There is no such dataset. Check the dataset code in the link (lower case, e.g. residents); the "
+    "datasets each scenario may read are listed by grassroots grants scenarios (GET /api/v1/scenarios).",
 )
 
 

@@ -316,7 +316,13 @@ TYPED_NAME_PHONE = "张三13812345678"
 @pytest.mark.parametrize(
     ("params", "code", "said"),
     [
-        ({"dataset": TYPED_ID, "scenario": "DIBAO_REVIEW"}, "unknown_dataset", "没有这个数据集"),
+        (
+            # where to find the codes, not only that this one is wrong
+            {"dataset": TYPED_ID, "scenario": "DIBAO_REVIEW"},
+            "unknown_dataset",
+            "没有这个数据集，请检查链接中的数据集代码（小写英文，例如 residents）；各使用场景可查看的数据集见"
+            " grassroots grants scenarios",
+        ),
         ({"dataset": "residents", "scenario": TYPED_ID}, "unknown_scenario", "没有找到这个使用场景"),
         (
             {**DIBAO, "fields": f"name,{TYPED_ID},{TYPED_NAME_PHONE}"},
