@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -171,5 +172,13 @@ class PseudonymRing:
 
 
 def normalise_id_number(value: str) -> str:
-    """A resident ID number in its stored form: no spaces, check character ``X`` upper-case (GB 11643)."""
-    return "".join(value.split()).upper()
+    """A resident ID number in its stored form: ASCII digits, no spaces or hyphens, check character ``X``
+    upper-case (GB 11643).
+
+    A number is typed as people write it: in groups (``310210 19570302 1234``, ``310210-19570302-1234``)
+    or full-width, as a Chinese input method in full-width mode gives it (``３１０２１０…``). Full-width
+    digits passed the check-digit test as they were, so their ref matched nothing: a complaint or a
+    transparency lookup found no access at all. NFKC folds them (and the full-width hyphen and space) to
+    ASCII first."""
+    folded = unicodedata.normalize("NFKC", value)
+    return "".join(ch for ch in folded if not ch.isspace() and ch != "-").upper()

@@ -72,6 +72,23 @@ def test_id_numbers_normalise_before_hashing() -> None:
     assert p.ref(normalise_id_number(" 11010519491231002x ")) == p.ref("11010519491231002X")
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "110105 19491231 002X",
+        "110105-19491231-002x",
+        # full-width, as a Chinese input method in full-width mode types it (digits, hyphen, space, x)
+        "１１０１０５１９４９１２３１００２Ｘ",
+        "１１０１０５－１９４９１２３１－００２ｘ",
+        "110105\u300019491231\u3000002X",
+    ],
+)
+def test_an_id_number_typed_as_people_write_it_has_the_stored_form(typed: str) -> None:
+    """The complaint and transparency lookups find a person by the ref of this form: a full-width number
+    used to keep its full-width digits, and found nobody."""
+    assert normalise_id_number(typed) == "11010519491231002X"
+
+
 def test_ring_writes_with_the_active_key_and_looks_up_under_every_kept_key() -> None:
     old, new = Pseudonymizer(b"o" * 32, "k1"), Pseudonymizer(b"n" * 32, "k2")
     ring = PseudonymRing(new, (old,))

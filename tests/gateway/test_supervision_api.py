@@ -381,6 +381,21 @@ def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readin
     assert bad.status_code == 422 and "110105194912310029" not in bad.text
 
 
+def test_transparency_finds_the_reads_whatever_way_the_number_was_typed(
+    stack: Stack, readings: dict[str, Any]
+) -> None:
+    """A supervisor types the number the resident reads out on the phone: in groups, or full-width from a
+    Chinese input method. Full-width digits passed validation and found no access at all ("nobody read
+    your data"), which is false."""
+    number = readings["resident"].id_number
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in number)
+    grouped = f"{number[:6]}-{number[6:14]}-{number[14:]}"
+    for typed in (number, full_width, grouped):
+        resp = api(stack, "POST", "/transparency", "supervisor", json={"id_number": typed})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["count"] == len(readings["request_ids"]), typed
+
+
 def test_inclusion_and_consistency_proofs(stack: Stack, readings: dict[str, Any]) -> None:
     first = api(stack, "POST", "/checkpoints", "auditor")
     assert first.status_code == 201
