@@ -364,8 +364,8 @@ table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 1
 th, td { border: 1px solid #c8ced6; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eef2f7; }
-.kpis { display: flex; gap: 12px; flex-wrap: wrap; }
-.kpi { flex: 1 1 150px; border: 1px solid #c8ced6; border-radius: 6px; padding: 8px 12px; }
+.kpis { display: grid; gap: 12px; grid-template-columns: repeat(auto-fit, minmax(130px, 1fr)); }
+.kpi { border: 1px solid #c8ced6; border-radius: 6px; padding: 8px 12px; }
 .kpi b { display: block; font-size: 22px; color: #2f6fb0; }
 figure { margin: 12px 0; page-break-inside: avoid; break-inside: avoid; }
 figcaption { font-size: 13px; color: #555; text-align: center; }

@@ -17,6 +17,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,7 +141,7 @@ def test_monthly_report_renders_in_chromium(stack: Stack, tmp_path: Path) -> Non
     assert 'id="chart-daily"' in dom and 'id="chart-org"' in dom and "<rect" in dom
 
 
-async def _layout_at(binary: str, profile: Path, uri: str, width: int) -> dict[str, float]:
+async def _layout_at(binary: str, profile: Path, uri: str, width: int) -> dict[str, Any]:
     """Open ``uri`` in headless Chromium at ``width`` CSS pixels (DevTools protocol over its websocket) and
     measure the page: how wide it lays out, and where each chart's right edge falls."""
     import aiohttp
@@ -195,7 +196,9 @@ async def _layout_at(binary: str, profile: Path, uri: str, width: int) -> dict[s
                     "JSON.stringify({viewport: window.innerWidth,"
                     " page: document.documentElement.scrollWidth,"
                     " daily: document.getElementById('chart-daily').getBoundingClientRect().right,"
-                    " org: document.getElementById('chart-org').getBoundingClientRect().right})"
+                    " org: document.getElementById('chart-org').getBoundingClientRect().right,"
+                    " kpis: [...document.querySelectorAll('.kpi')].map("
+                    "k => [k.getBoundingClientRect().top, k.getBoundingClientRect().width])})"
                 )
                 for _ in range(100):
                     result = await call("Runtime.evaluate", expression=measure, returnByValue=True)
@@ -219,6 +222,20 @@ def test_monthly_report_fits_a_phone_screen(stack: Stack, tmp_path: Path) -> Non
     assert layout["viewport"] == 390, layout
     assert layout["page"] <= 390, layout
     assert layout["daily"] <= 390 and layout["org"] <= 390, layout
+
+
+@pytest.mark.parametrize("width", [1000, 390])
+def test_the_key_figures_are_cards_of_one_width(stack: Stack, tmp_path: Path, width: int) -> None:
+    """The six key figures wrapped five and one on a desktop screen, the sixth (异常线索) stretched across
+    the whole page as if it were a heading: every card has the same width, a whole row on a desktop."""
+    binary = chromium()
+    uri = served_report(stack, tmp_path)
+    kpis = asyncio.run(_layout_at(binary, tmp_path / "screen", uri, width))["kpis"]
+    assert len(kpis) == 6
+    widths = [w for _, w in kpis]
+    assert max(widths) - min(widths) < 1, kpis
+    if width == 1000:
+        assert len({round(top) for top, _ in kpis}) == 1, kpis
 
 
 def test_monthly_report_as_pdf(stack: Stack) -> None:
