@@ -310,20 +310,63 @@ def complain(
     "who-read",
     zh="""居民查询：谁（单位、岗位）在何时、为何读取了这位居民的数据。
 
-    居民身份证号码在终端中提示输入（不回显），或从环境变量 GRASSROOTS_SUBJECT_ID_NUMBER 读取。""",
+    居民身份证号码在终端中提示输入（不回显），或从环境变量 GRASSROOTS_SUBJECT_ID_NUMBER 读取。
+    结果以 JSON 输出；可转告居民的说明以中文句子另行输出到标准错误。""",
 )
 @api_command
 def who_read() -> ApiCall:
     """Resident transparency: who (organisation, role) read this person's data, when, for what.
 
     The resident's ID number is asked for without echo in a terminal, or read from
-    GRASSROOTS_SUBJECT_ID_NUMBER."""
+    GRASSROOTS_SUBJECT_ID_NUMBER. The answer is printed as JSON; what to tell the resident follows on
+    stderr, in sentences."""
     return _permitted(
         "read",
         "查询居民数据被谁读取",
         "look up who read a resident's data",
-        lambda _: ApiCall("POST", f"{_BASE}/transparency", body={"id_number": _id_number()}),
+        lambda _: ApiCall(
+            "POST",
+            f"{_BASE}/transparency",
+            body={"id_number": _id_number()},
+            render=_show_who_read,
+        ),
     )
+
+
+def who_read_sentences(answer: dict[str, Any]) -> list[str]:
+    """What the supervisor tells the resident who called, one line per read, Chinese first: when (Beijing
+    time), which organisation and role, for which work, what was read. Names no reader and no resident."""
+    accesses = answer.get("accesses") or []
+    if not accesses:
+        return [
+            "没有查到该居民的数据被查看的记录（只列出获准的查看；被拒绝的尝试见投诉事件）。",
+            "No read of this resident's data was found (allowed reads only; refused attempts are in a "
+            "complaint's incident).",
+        ]
+    lines = [
+        f"该居民的数据共被查看 {len(accesses)} 次（只列出获准的查看；被拒绝的尝试见投诉事件）：",
+    ]
+    for a in accesses:
+        who = a.get("org_name") or a.get("org") or "未能确定的单位"
+        roles = "、".join(a.get("role_labels") or a.get("roles") or [])
+        work = a.get("scenario_name") or a.get("scenario") or "未指明的工作"
+        what = a.get("dataset_title") or a.get("dataset") or ""
+        fields = "、".join(a.get("field_titles") or [])
+        lines.append(
+            f"  {a.get('occurred_at_beijing', a.get('occurred_at'))}（北京时间） {who}（{roles}）"
+            f"为「{work}」查看了{what}" + (f"：{fields}" if fields else "")
+        )
+    lines.append(
+        f"{len(accesses)} allowed reads of this resident's data "
+        "(refused attempts are in a complaint's incident)"
+    )
+    return lines
+
+
+def _show_who_read(answer: Any) -> None:
+    show(answer)
+    for line in who_read_sentences(answer):
+        typer.echo(line, err=True)
 
 
 def _permitted(action: str, doing_zh: str, doing_en: str, then: Callable[[Any], ApiCall]) -> ApiCall:

@@ -550,6 +550,17 @@ def test_cli_is_a_client_of_the_api(stack: Stack, readings: dict[str, Any]) -> N
         stack, "POST", "/transparency", "supervisor", json={"id_number": readings["resident"].id_number}
     )
     assert json.loads(who.stdout)["accesses"] == via_api.json()["accesses"]
+    # What to tell the resident, in sentences on stderr: the JSON alone had to be read out field by field.
+    said = who.stderr.splitlines()
+    count = via_api.json()["count"]
+    assert said[0] == f"该居民的数据共被查看 {count} 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
+    assert len(said) == count + 2 and said[-1].startswith(f"{count} allowed reads")
+    assert (
+        "（北京时间） 东风村村民委员会（村（居）委会干部）为「低保年度复核」查看了居民登记信息：" in said[1]
+    )
+    assert "姓名、公民身份号码" in said[1]
+    for secret in (readings["resident"].id_number, readings["resident"].name):
+        assert secret not in who.stderr
     denied = stack.cli("supervise", "events", "--url", stack.base_url, "--as", "cadre_a", check=False)
     assert denied.returncode == 1 and "no_permission" in denied.stderr
     assert stack.cli("supervise", "proof", "1", *url).returncode == 0

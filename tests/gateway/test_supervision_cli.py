@@ -249,3 +249,10 @@ def test_report_refuses_an_unknown_grouping_by_the_option_the_user_typed(gateway
     assert "--by (must be one of org, department, scenario)" in en
     assert "group_by" not in result.stderr
     assert gateway.received == []
+
+
+def test_who_read_says_in_words_when_nobody_read_the_data() -> None:
+    from gateway.commands.supervision import who_read_sentences
+
+    said = who_read_sentences({"accesses": [], "count": 0, "archived_period": None})
+    assert said[0].startswith("没有查到该居民的数据被查看的记录") and said[1].startswith("No read")
