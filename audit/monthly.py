@@ -401,6 +401,18 @@ UNKNOWN_NAMES_ZH: Final = {
 }
 
 
+def _org_chart_label(code: str, names: Mapping[str, str]) -> str:
+    """An organisation under its bar: its short name where known (东风村村民委员会 -> 东风村; five
+    characters fit a bar's slot when twelve are drawn), else the tail of its code (the table below the
+    chart names it)."""
+    name = names.get(code, "")
+    for suffix in ("村民委员会", "居民委员会", "人民政府"):
+        name = name.removesuffix(suffix)
+    if name:
+        return name if len(name) <= 5 else name[:4] + "…"
+    return code.rstrip("0")[-6:] or code
+
+
 def _labelled(key: str, label: Mapping[str, str] | None) -> str:
     if label is None or key not in label:
         return key
@@ -459,10 +471,7 @@ def render_html(report: MonthlyReport) -> str:
     )
     top_orgs = report.by_org[:12]
     org_chart = stacked_bar_chart(
-        [
-            (r.key.rstrip("0")[-6:] or r.key) if r.key != UNKNOWN else UNKNOWN_NAMES_ZH["organisation"][:4]
-            for r in top_orgs
-        ],
+        [_org_chart_label(r.key, report.org_names) for r in top_orgs],
         [
             ("允许", [r.allowed for r in top_orgs], _ALLOWED_COLOUR),
             ("拒绝", [r.refused for r in top_orgs], _REFUSED_COLOUR),

@@ -91,6 +91,9 @@ def test_organisations_and_departments_are_named_where_the_caller_knows_them(sql
     assert names[("department", "civil_affairs")] == "区民政局"
     page = render_html(report)
     assert "<td>东风村村民委员会（310151101201）</td>" in page and "<td>310151101202</td>" in page
+    # under the bars of the chart: the short name where known (it was the code's tail, 101201), else the tail
+    chart = page.split('id="chart-org"', 1)[1].split("</svg>", 1)[0]
+    assert 'class="tick">东风村</text>' in chart and 'class="tick">101202</text>' in chart
     assert "<td>区民政局（civil_affairs）</td>" in page and "<th>单位</th>" in page
 
 
