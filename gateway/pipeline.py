@@ -243,9 +243,20 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
             headers={"WWW-Authenticate": 'Bearer realm="grassroots"'},
         )
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        # Not an expired or bad token: the header is not a bearer token at all (Basic, a bare token, or
-        # "Bearer" with nothing after it). Say what is expected; the header itself is never repeated.
+    if scheme.lower() == "bearer" and not token.strip():
+        # "Bearer" and nothing: what a script sends when fetching the token failed (TOKEN=$(...) empty).
+        # Saying Basic is not accepted would send the reader looking in the wrong place.
+        raise Unauthenticated(
+            "登录凭证为空：Authorization 请求头中 Bearer 后面没有访问令牌。请重新登录取得访问令牌，"
+            "放在 Bearer 之后（Authorization: Bearer <访问令牌>）。",
+            "The Authorization header says Bearer but carries no bearer token: sign in again and put the "
+            "access token after it (Authorization: Bearer <access token>).",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+        )
+    if scheme.lower() != "bearer":
+        # Not an expired or bad token: the header is not a bearer token at all (Basic, a bare token).
+        # Say what is expected; the header itself is never repeated.
         raise Unauthenticated(
             "登录凭证格式不对：请在 Authorization 请求头中使用 Bearer 方式提交访问令牌"
             "（Authorization: Bearer <访问令牌>），不接受 Basic 等其他方式。",

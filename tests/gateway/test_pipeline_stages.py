@@ -136,6 +136,18 @@ def test_a_header_that_is_no_bearer_token_says_bearer_is_expected(authorization:
     assert "dXNlcjpwYXNz" not in error.message_zh + error.message_en  # the header is never repeated
 
 
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "bearer   "])
+def test_bearer_with_no_token_says_the_token_is_empty_not_that_basic_is_refused(authorization: str) -> None:
+    """What a copy-pasted ``curl -H "Authorization: Bearer $TOKEN"`` sends when fetching the token failed:
+    it was told "不接受 Basic 等其他方式", which sent the reader looking for a Basic header she never sent."""
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(cast(Any, None), authorization))
+    error = refused.value
+    assert error.code == "invalid_token"
+    assert error.message_zh.startswith("登录凭证为空：Authorization 请求头中 Bearer 后面没有访问令牌。")
+    assert "Basic" not in error.message_zh + error.message_en
+
+
 @pytest.mark.parametrize(
     ("scenario", "page", "page_size", "code"),
     [
