@@ -127,7 +127,10 @@ async def list_records(
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> DataJSONResponse:
-    """List records of ``dataset`` within the caller's jurisdiction, for one scenario (``?scenario=``)."""
+    """List records of ``dataset`` within the caller's jurisdiction, for one scenario (``?scenario=``).
+
+    Only ``scenario``, ``page`` and ``page_size`` are taken; any other parameter is refused (422
+    ``unknown_parameter``): the fields are the grant's. An empty page past the last carries ``note``."""
     query, repeated, unknown = _query(request)
     body = await run_data_request(
         runtime,
