@@ -5,6 +5,11 @@ gateway, drives the registry directly and then the gateway at the e2e benchmark'
 (page of 20 residents, open loop, load generator in its own process), and prints, for each stage, its
 median and p99 over the measured requests, next to the end-to-end latencies the load generator saw.
 
+It also watches the gateway's SQLite WAL file while the gateway is measured: its size, and how often SQLite
+started it over from its first frame (the checkpoint sequence in the WAL header changes each time). A WAL
+that only grows makes every commit's fsync that of a growing file; one that starts over is overwritten in
+place once the file has reached its largest cycle (SQLite never truncates it: no ``journal_size_limit``).
+
 The stage timer wraps the pipeline's stage functions with ``perf_counter`` timers (a few microseconds per
 request); the end-to-end figures of record are ``make bench``'s, not these.
 Run: ``python -m bench.probe_stage_latency [seconds]``.
@@ -13,8 +18,10 @@ Run: ``python -m bench.probe_stage_latency [seconds]``.
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +39,45 @@ def _samples(prefix: Path) -> dict[str, list[float]]:
         for name, values in json.loads(path.read_text()).items():
             merged.setdefault(name, []).extend(values)
     return merged
+
+
+class WalWatch:
+    """Samples a SQLite WAL file's size and header checkpoint sequence every 20 ms on a thread of its own
+    (plain reads of the file, no SQLite locks: the gateway is not disturbed)."""
+
+    def __init__(self, wal: Path) -> None:
+        self._wal = wal
+        self.sizes: list[int] = []
+        self.generations: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-watch", daemon=True)
+
+    def __enter__(self) -> WalWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                with self._wal.open("rb") as wal:
+                    header = wal.read(16)
+                self.sizes.append(self._wal.stat().st_size)
+            except FileNotFoundError:
+                continue
+            if len(header) == 16:
+                self.generations.add(struct.unpack(">I", header[12:16])[0])
+
+    def summary(self) -> str:
+        if not self.sizes:
+            return "no WAL file seen"
+        return (
+            f"file {min(self.sizes) / 1e6:.1f} -> {max(self.sizes) / 1e6:.1f} MB, "
+            f"restarts from its first frame: {max(len(self.generations) - 1, 0)}"
+        )
 
 
 def main(seconds: float = 15.0) -> None:
@@ -56,7 +102,8 @@ def main(seconds: float = 15.0) -> None:
             run_load(gateway_url, token, mode="rate", rate=RATE, duration=3, warmup=0)  # warm-up
             time.sleep(1.5)  # the timer writes every second
             before = {name: len(values) for name, values in _samples(prefix).items()}
-            gateway = run_load(gateway_url, token, mode="rate", rate=RATE, duration=seconds, warmup=0)
+            with WalWatch(Path(stack.database_url.removeprefix("sqlite:///") + "-wal")) as wal:
+                gateway = run_load(gateway_url, token, mode="rate", rate=RATE, duration=seconds, warmup=0)
             time.sleep(1.5)
             after = _samples(prefix)
     print(f"steady {RATE:.0f} req/s, {seconds:.0f} s, page of {PAGE}, SQLite, 1 gateway worker")
@@ -65,6 +112,7 @@ def main(seconds: float = 15.0) -> None:
         print(f"  {label:56} {run['p50_ms']:8.2f} {run['p99_ms']:8.2f}")
     added = {pct: gateway[f"{pct}_ms"] - direct[f"{pct}_ms"] for pct in ("p50", "p99")}
     print(f"  {'added':56} {added['p50']:8.2f} {added['p99']:8.2f}")
+    print(f"gateway's SQLite WAL while measured: {wal.summary()}")
     print(f"{'stage (inside the gateway)':58} {'p50 ms':>8} {'p99 ms':>8} {'count':>7}")
     for name, values in after.items():
         measured = values[before.get(name, 0) :]
