@@ -176,3 +176,22 @@ def test_what_the_data_path_logs_of_an_unexpected_error_is_its_type_and_place_on
     except ValueError:
         where = where_raised()
     assert where.startswith("ValueError at test_telemetry.py:") and "13812345678" not in where
+
+
+def test_fastapis_own_telemetry_stays_off_even_with_global_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a process-wide OpenTelemetry provider (auto-instrumentation, say), FastAPI's built-in bridge
+    # would export its own spans, metrics and exception logs, messages and tracebacks included, around
+    # every request: the gateway's app keeps it off, so only gateway.telemetry's spans exist.
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    monkeypatch.setattr(trace, "get_tracer_provider", TracerProvider)
+    monkeypatch.setattr(metrics, "get_meter_provider", MeterProvider)
+    monkeypatch.setattr(_logs, "get_logger_provider", LoggerProvider)
+    app = create_app(Settings(dev_idp_enabled=False, oidc_issuer="https://sso.example.invalid"))
+    assert not app._native_telemetry.enabled()
