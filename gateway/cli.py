@@ -76,7 +76,7 @@ app.add_typer(keys_app, name="keys")
 
 
 def _add_area_commands() -> None:
-    from gateway.commands import admission, grants, masking, policy, supervision
+    from gateway.commands import admission, grants, masking, policy, sessions, supervision
 
     # Each group's help is its own module's (Chinese first, English after).
     app.add_typer(grants.app, name="grants")
@@ -84,6 +84,7 @@ def _add_area_commands() -> None:
     app.add_typer(masking.app, name="masking")
     app.add_typer(supervision.app, name="supervise")
     app.add_typer(admission.app, name="admission")
+    app.add_typer(sessions.app, name="sessions")
     # Retention acts also live under `grassroots audit` (same API client, same permission checks).
     audit_app.command("archive")(supervision.archive)
     audit_app.command("prune")(supervision.prune)
@@ -1249,6 +1250,19 @@ Try, in another terminal:
 Press Ctrl+C to stop.
 """
     )
+
+
+def _add_logout() -> None:
+    from gateway.commands import sessions
+
+    # Registered after the commands defined here, so `grassroots --help` lists it with the API commands.
+    app.command(
+        "logout",
+        zh="""退出登录：所给的令牌（--token 或 GRASSROOTS_TOKEN）自即刻起被所有网关进程拒绝，直至其本应过期之时。""",
+    )(sessions.logout)
+
+
+_add_logout()
 
 
 def main() -> None:

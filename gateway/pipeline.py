@@ -234,7 +234,8 @@ class AuditFacts:
 
 
 async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
-    """Stage 1: the bearer token, validated against the issuer's keys (discovery + JWKS)."""
+    """Stage 1: the bearer token, validated against the issuer's keys (discovery + JWKS), and not signed out
+    or revoked (gateway.auth.sessions)."""
     if not authorization:
         raise Unauthenticated(
             "缺少登录凭证，请先通过统一身份认证登录。",
@@ -266,7 +267,7 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
             headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     try:
-        return await runtime.verifier.verify(token.strip())
+        principal = await runtime.verifier.verify(token.strip())
     except AuthError as exc:
         if exc.code == "idp_unavailable":
             raise ServiceUnavailable(exc.message_zh, exc.message_en, code=exc.code) from None
@@ -276,6 +277,9 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
             code=exc.code,
             headers={"WWW-Authenticate": exc.www_authenticate() or 'Bearer realm="grassroots"'},
         ) from None
+    # A valid signature is not enough: the token may have been signed out, or its user cut off.
+    runtime.check_session(principal)
+    return principal
 
 
 def subject_of(principal: Principal) -> Subject:

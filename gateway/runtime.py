@@ -3,8 +3,8 @@
 The gateway is the only package that knows all four libraries; this is where it wires them: the policy
 engine over the grant index, the admission status snapshot over the registry, the masking catalog and
 rules, the audit appender, the upstream client. Shared state that other processes can change (grants,
-system status and outbound credentials, the masking catalog and rules) is re-read when its version row
-moves, polled every ``policy_refresh_interval_s``.
+system status and outbound credentials, the masking catalog and rules, sign-in revocations) is re-read
+when its version row moves, polled every ``policy_refresh_interval_s``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from admission import (
     registry_version,
 )
 from audit import GroupCommitAppender, Pseudonymizer, PseudonymRing, normalise_id_number
-from gateway.auth.oidc import OIDCVerifier
-from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.auth.oidc import OIDCVerifier, Principal
+from gateway.auth.sessions import SESSIONS_VERSION, RevokedSessions, load_revoked_sessions
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
 from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
 from gateway.settings import Settings
@@ -178,6 +179,9 @@ class Runtime:
             self._routes = self._load_routes(session)
             self._masking = self._load_masking(session)
             self._files_version = GrantRepository(session).policy_version(POLICY_FILES_VERSION)
+            # Sign-outs and revoked users: a database that cannot say which are in force stops the start
+            # (fail closed) rather than serving tokens that were revoked.
+            self._revoked: RevokedSessions = load_revoked_sessions(session, now)
         self._policy = PolicyEngine(permissions, scenarios, grants, quotas=self.quotas)
         self._refresher: asyncio.Task[None] | None = None
         self.last_refresh = time.monotonic()
@@ -219,6 +223,8 @@ class Runtime:
                 self._routes = self._load_routes(session)
             if masking_version(session) != self._masking.effective.version:
                 self._masking = self._load_masking(session)
+            if repository.policy_version(SESSIONS_VERSION) != self._revoked.version:
+                self._revoked = load_revoked_sessions(session, now)
         self.last_refresh = time.monotonic()
 
     async def start(self) -> None:
@@ -260,6 +266,23 @@ class Runtime:
                 "授权策略暂时无法更新，为安全起见本次请求已拒绝，请稍后重试。",
                 "Access policy could not be refreshed; the request was refused for safety. Retry later.",
                 code="policy_stale",
+            )
+
+    def check_session(self, principal: Principal) -> None:
+        """Refuse (401 ``session_revoked``) a token that was signed out or whose user's sessions an
+        administrator revoked: a lookup in memory, no database round trip. The revocations are as fresh
+        as the last poll, so a process whose poll has failed past the staleness bound refuses every
+        request (503 ``policy_stale``), as it does for grants."""
+        self._check_fresh()
+        if self._revoked.refuses(principal):
+            raise Unauthenticated(
+                "该登录已注销或已被管理员撤销，请重新登录。",
+                "This sign-in was signed out or revoked by an administrator. Please sign in again.",
+                code="session_revoked",
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_token", '
+                    'error_description="This sign-in was signed out or revoked. Please sign in again."'
+                },
             )
 
     def _load_routes(self, session: Session) -> _Routes:

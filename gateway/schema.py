@@ -8,6 +8,7 @@ from sqlalchemy import MetaData
 def all_metadata() -> list[MetaData]:
     import admission.tables
     import audit.tables
+    import gateway.auth.sessions
     import masking.tables
     import policies.tables
 
@@ -16,4 +17,6 @@ def all_metadata() -> list[MetaData]:
         audit.tables.metadata,
         admission.tables.metadata,
         masking.tables.metadata,
+        # The gateway's own: sign-in revocations (gateway.auth.sessions).
+        gateway.auth.sessions.metadata,
     ]

@@ -154,6 +154,12 @@ class Settings(GatewayAddress):
     # setting (an hour typed in seconds, say) makes expired tokens good for hours; negative would refuse
     # valid ones.
     oidc_leeway_s: int = Field(30, ge=0, le=300, description="clock leeway for exp/nbf/iat, 0 to 300 s")
+    oidc_max_token_lifetime_s: int = Field(
+        86_400,
+        ge=60,
+        description="the longest access-token lifetime the IdP issues: how long a user's revoked sessions "
+        "are remembered (`revoke-sessions`); at least the IdP's access-token lifetime",
+    )
     dev_idp_enabled: bool = Field(False, description="serve the embedded development IdP at /dev-idp")
 
     # Keys. In development mode missing keys are generated under data_dir/keys; in production they

@@ -38,7 +38,7 @@ DEFAULT_MODEL_PATH = _HERE / "model.conf"
 DEFAULT_POLICY_PATH = _HERE / "permissions.csv"
 
 RESOURCE_KINDS = frozenset(
-    {"dataset", "grants", "break_glass", "audit", "policies", "admission", "masking", "unmask"}
+    {"dataset", "grants", "break_glass", "audit", "policies", "admission", "masking", "unmask", "sessions"}
 )
 ACTIONS = frozenset(
     {

@@ -20,9 +20,11 @@ Rules implemented here, by source:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import warnings
@@ -210,6 +212,12 @@ class Principal:
     token_id: str | None
     #: Micro-grid codes assigned to a grid worker (``grids`` claim; empty for everyone else).
     grids: tuple[str, ...] = ()
+    #: ``iat`` and ``exp`` (seconds since the epoch): which sign-in revocations cover this token, and
+    #: until when a sign-out of it must be kept (gateway.auth.sessions).
+    issued_at: int | None = None
+    expires_at: int | None = None
+    #: SHA-256 of the compact token (hex), naming a token without a ``jti`` in a sign-out; never the token.
+    token_digest: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -368,7 +376,12 @@ class OIDCVerifier:
         self._check_signature(signed, key)
         claims = self._payload(signed)
         self._check_claims(claims)
-        principal = self._principal(claims)
+        principal = dataclasses.replace(
+            self._principal(claims),
+            issued_at=_whole_seconds(claims.get("iat")),
+            expires_at=_whole_seconds(claims.get("exp")),
+            token_digest=digest.hex(),
+        )
         exp = claims.get("exp")
         if isinstance(exp, int | float):
             self._verified[digest] = (principal, float(exp), self._keys_generation, self._monotonic())
@@ -707,6 +720,14 @@ def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise AuthError("insufficient_claims")
     return value or None
+
+
+def _whole_seconds(value: object) -> int | None:
+    """A NumericDate (RFC 7519 §2) as whole seconds, rounded down: an ``iat`` is never taken as later than
+    it was (a sign-in revocation covers it); whoever keeps a token's sign-out adds a second to ``exp``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return math.floor(value)
 
 
 def _is_number(value: object) -> bool:

@@ -1,14 +1,21 @@
-"""Administrative API (who am I, policy dry-runs; grows with the grants, audit and admission issues)."""
+"""Administrative API: who am I, may I, signing out, and cutting a user's sessions off."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 
-from gateway.admin_support import signed_in
-from gateway.app import get_runtime
+from audit import AuditEvent, Outcome
+from gateway.admin_support import require, signed_in, unit_of_work
+from gateway.app import get_runtime, request_id_of
+from gateway.auth.oidc import Principal
+from gateway.auth.sessions import revoke_token, revoke_user_sessions, token_ref
+from gateway.errors import InvalidRequest
+from gateway.routes.grants import ReasonBody, checked_reason
 from gateway.runtime import Runtime
+from grassroots_common.personal_data import fold, looks_like_identifier
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -47,3 +54,102 @@ async def may_i(
     principal = await signed_in(runtime, authorization, "read me")
     allowed = runtime.policy().permissions.is_allowed(principal.roles, resource, action)
     return {"resource": resource, "action": action, "allowed": bool(allowed)}
+
+
+# -- signing out and revoking sessions (gateway.auth.sessions) -------------------------------------------
+
+
+def _sessions_event(
+    kind: str, principal: Principal, request: Request, details: dict[str, str], now: datetime
+) -> AuditEvent:
+    return AuditEvent(
+        kind=kind,
+        outcome=Outcome.OK,
+        actor=principal.user_id,
+        actor_org=principal.org,
+        actor_roles=principal.roles,
+        request_id=request_id_of(request),
+        details=details,
+        occurred_at=now,
+    )
+
+
+@router.post("/me/logout")
+async def logout(
+    request: Request, runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    """Sign out: the token presented is refused from now on, in every gateway process (this one at once,
+    the others within a policy poll), until it would have expired anyway."""
+    principal = await signed_in(runtime, authorization, "sign out")
+    now = datetime.now(UTC)
+    leeway = runtime.settings.oidc_leeway_s
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        key = await uow.run(
+            lambda s: revoke_token(s, principal, actor=principal.user_id, now=now, leeway_s=leeway)
+        )
+        # Never the token: which key named it (jti or digest) and a digest of that key.
+        details = {"user_id": principal.user_id, "by": key.partition(":")[0], "token_ref": token_ref(key)}
+        uow.record_event(_sessions_event("auth.logout", principal, request, details, now))
+    return {
+        "signed_out": True,
+        "message": "已退出登录。此登录凭证在所有网关进程中均已失效，请重新登录。",
+        "message_en": "Signed out. This sign-in token is no longer accepted by any gateway process.",
+    }
+
+
+_USER_ID_MAX = 256
+
+
+def checked_user_id(user_id: str) -> str:
+    """The user id a revocation names: it goes into the audit log, so never an ID or mobile number (the
+    identity provider's subject is never one either, gateway.auth.oidc refuses such tokens)."""
+    if not user_id.strip() or len(user_id) > _USER_ID_MAX:
+        raise InvalidRequest(
+            f"用户标识不能为空，且最多 {_USER_ID_MAX} 个字符：请填写统一身份认证中的用户标识（sub）。",
+            f"The user id must be 1 to {_USER_ID_MAX} characters: give the user's identifier (sub) at the "
+            "identity provider.",
+            code="invalid_user_id",
+        )
+    if looks_like_identifier(fold(user_id)):
+        raise InvalidRequest(
+            "用户标识中含有身份证号或手机号，本次未办理。请填写统一身份认证中的用户标识（sub），不要填写个人信息。",
+            "The user id holds an ID number or a mobile number; nothing was done. Give the user's identifier "
+            "(sub) at the identity provider, not personal data.",
+            code="personal_data_in_user_id",
+        )
+    return user_id
+
+
+@router.post("/users/{user_id}/revoke-sessions")
+async def revoke_sessions(
+    user_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """Cut a user off (transferred away, a phone lost): every token of theirs issued before now is refused
+    in every gateway process (this one at once, the others within a policy poll). Signing in again later
+    gives a token that is accepted, unless the identity provider has disabled the account as well."""
+    principal = await require(
+        runtime, authorization, "sessions", "revoke", doing=("撤销用户的登录", "revoke a user's sessions")
+    )
+    target = checked_user_id(user_id)
+    reason = checked_reason(body.reason)
+    now = datetime.now(UTC)
+    keep_for = runtime.settings.oidc_max_token_lifetime_s + runtime.settings.oidc_leeway_s
+    async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        revoked_before = await uow.run(
+            lambda s: revoke_user_sessions(
+                s, target, actor=principal.user_id, reason=reason, now=now, keep_for_s=keep_for
+            )
+        )
+        details = {"user_id": target, "revoked_before": revoked_before.isoformat(), "reason": reason}
+        uow.record_event(_sessions_event("auth.sessions_revoked", principal, request, details, now))
+    return {
+        "user_id": target,
+        "revoked_before": revoked_before.isoformat(),
+        "message": "该用户此前签发的全部登录凭证已撤销，所有网关进程将在一个策略刷新周期内拒绝这些凭证。",
+        "message_en": "Every sign-in token this user was issued before now is revoked; every gateway process "
+        "refuses them within one policy refresh interval.",
+    }

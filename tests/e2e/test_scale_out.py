@@ -3,8 +3,9 @@
 Gateway A runs one process (``grassroots serve``), gateway B two workers (``grassroots serve --workers 2``);
 both share the database, the registry and the identity provider (A's embedded development IdP is the
 issuer for both, as an external SSO would be). Driven concurrently, they must keep one unbroken audit
-chain with exactly one event per request, count one daily quota between them, and honour a revocation or
-a suspension committed anywhere within a second (their poll interval here is 0.2 s).
+chain with exactly one event per request, count one daily quota between them, and honour a grant
+revocation, a suspension, a sign-out or a user's revoked sessions committed anywhere within a second (their
+poll interval here is 0.2 s).
 """
 
 from __future__ import annotations
@@ -228,3 +229,55 @@ def test_grant_revocation_reaches_every_process_within_a_second(pair: TwoGateway
         session.commit()
     revoked_at = time.monotonic()
     _honoured_everywhere(pair, lambda r: _error(r) == (403, "grant_revoked"), revoked_at)
+
+
+def _me(base_url: str, token: str) -> tuple[int, str]:
+    answer = httpx.get(f"{base_url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    return (200, "") if answer.status_code == 200 else _error(answer)
+
+
+def _token_refused_everywhere(pair: TwoGateways, token: str, since: float) -> None:
+    """As :func:`_honoured_everywhere`, for one token that must be refused as revoked by A and B's workers."""
+    bases = [pair.stack.base_url] + [f"http://127.0.0.1:{pair.second_port}"] * 6
+    deadline = since + PROPAGATION_S
+    while True:
+        round_began = time.monotonic()
+        answers = [_me(base, token) for base in bases]
+        if all(a == (401, "session_revoked") for a in answers):
+            return
+        if round_began > deadline:
+            pytest.fail(f"not refused by every gateway within {PROPAGATION_S}s: {answers}")
+        time.sleep(0.05)
+
+
+def test_a_sign_out_and_a_revoked_users_sessions_reach_every_process_within_a_second(
+    pair: TwoGateways,
+) -> None:
+    from tests.gateway.test_grants_api import token_as
+
+    b = f"http://127.0.0.1:{pair.second_port}"
+    signed_out = token_as(pair.stack, "cadre_a", sub="u-scale-signed-out")
+    cut_off = token_as(pair.stack, "cadre_a", sub="u-scale-cut-off")
+    assert {_me(base, t) for base in (pair.stack.base_url, b, b) for t in (signed_out, cut_off)} == {
+        (200, "")
+    }
+
+    out = httpx.post(
+        f"{pair.stack.base_url}/api/v1/me/logout",
+        headers={"Authorization": f"Bearer {signed_out}"},
+        timeout=30,
+    )
+    assert out.status_code == 200, out.text
+    signed_out_at = time.monotonic()
+    assert _me(pair.stack.base_url, signed_out) == (401, "session_revoked")  # at once where it was taken
+    _token_refused_everywhere(pair, signed_out, signed_out_at)
+
+    admin = pair.stack.token("platform_admin")
+    revoked = httpx.post(
+        f"{b}/api/v1/users/u-scale-cut-off/revoke-sessions",
+        json={"reason": "手机遗失"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
+    assert revoked.status_code == 200, revoked.text
+    _token_refused_everywhere(pair, cut_off, time.monotonic())

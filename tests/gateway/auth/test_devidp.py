@@ -150,8 +150,14 @@ async def test_minted_token_round_trips_through_the_verifier_over_loopback(
     async with OIDCVerifier(served.issuer, AUDIENCE, accepted_types=("at+jwt",)) as verifier:
         principal = await verifier.verify(served.idp.mint(username, AUDIENCE))
 
-    assert principal.token_id is not None
-    assert principal == Principal(**{**expected.__dict__, "token_id": principal.token_id})
+    assert principal.token_id is not None and principal.issued_at is not None
+    assert principal.expires_at == principal.issued_at + 3600
+    token = {
+        "token_id": principal.token_id,
+        "issued_at": principal.issued_at,
+        "expires_at": principal.expires_at,
+    }
+    assert principal == Principal(**{**expected.__dict__, **token})
 
 
 async def test_token_endpoint_issues_a_bearer_token_the_verifier_accepts(served: Served) -> None:

@@ -330,7 +330,11 @@ async def test_good_token_maps_to_principal(
         department="civil_affairs",
         office="township_office",
         token_id="jti-0001",
+        issued_at=int(NOW),
+        expires_at=int(NOW) + 600,
     )
+    # A sign-out of a token without a jti names it by this digest (gateway.auth.sessions), never the token.
+    assert principal.token_digest == hashlib.sha256(token.encode()).hexdigest()
     assert token not in repr(principal)
     assert "cadre_wang" not in repr(principal)
 

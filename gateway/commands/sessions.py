@@ -1,0 +1,57 @@
+"""``grassroots logout`` and ``grassroots sessions revoke``: signing out and cutting a user's sessions off,
+as a thin client of the API (the same permission checks and audit trail as any other caller).
+
+The CLI keeps no token of its own (``--token`` / ``GRASSROOTS_TOKEN``), so ``logout`` signs out the token
+it is given: use it when a token was written down in a script's environment and must stop working now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from gateway.commands._client import ApiCall, ReasonOption, api_command
+from gateway.commands._help import HelpTyper, bilingual
+
+app = HelpTyper(
+    no_args_is_help=True,
+    help=bilingual("登录会话：撤销某个用户的全部登录。", "Sign-in sessions: revoke a user's sessions."),
+)
+
+
+def _said(answer: Any) -> None:
+    typer.echo(f"{answer['message']}\n{answer['message_en']}")
+
+
+@api_command
+def logout() -> ApiCall:
+    """Sign out: the token given (--token or GRASSROOTS_TOKEN) is refused from now on by every gateway
+    process, until it would have expired anyway."""
+    return ApiCall("POST", "/api/v1/me/logout", render=_said)
+
+
+@app.command(
+    "revoke",
+    zh="""撤销某个用户的登录（调离岗位、手机丢失）：此前签发给该用户的所有令牌，在一个策略刷新周期内被所有网关进程拒绝。仅限平台管理员。""",
+)
+@api_command
+def revoke(
+    user_id: Annotated[
+        str,
+        typer.Argument(
+            help=bilingual(
+                "用户在身份提供方的标识（sub）", "the user's identifier (sub) at the identity provider"
+            )
+        ),
+    ],
+    reason: ReasonOption,
+) -> ApiCall:
+    """Cut a user off (transferred away, a phone lost): every token issued to them before now is refused by
+    every gateway process within one policy refresh interval. Platform administrators only."""
+    return ApiCall(
+        "POST",
+        f"/api/v1/users/{quote(user_id, safe='')}/revoke-sessions",
+        body={"reason": reason},
+        render=_said,
+    )
