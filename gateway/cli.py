@@ -1258,7 +1258,9 @@ def _add_logout() -> None:
     # Registered after the commands defined here, so `grassroots --help` lists it with the API commands.
     app.command(
         "logout",
-        zh="""退出登录：所给的令牌（--token 或 GRASSROOTS_TOKEN）自即刻起被所有网关进程拒绝，直至其本应过期之时。""",
+        zh="""退出登录（注销所给的令牌）。
+
+        所给的令牌（--token 或 GRASSROOTS_TOKEN）自即刻起被所有网关进程拒绝，直至其本应过期之时。""",
     )(sessions.logout)
 
 
