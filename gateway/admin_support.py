@@ -41,6 +41,7 @@ from gateway.auth.oidc import Principal
 from gateway.changes import change_event
 from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, InvalidRequest, Unauthenticated
 from gateway.pipeline import authenticate, record_audit
+from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
 from masking.errors import MaskingError, UnknownDatasetError
 from policies import divisions
@@ -105,6 +106,7 @@ async def signed_in(runtime: Runtime, authorization: str | None, permission: str
     try:
         return await authenticate(runtime, authorization)
     except Unauthenticated as refused:
+        runtime.refuse_flood(CLIENT_SOURCE.get(), refused, "auth.refused")
         await record_refusal(runtime, None, permission, refused)
         raise
 

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp as StarletteASGIApp
 
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
 from gateway.pipeline import authenticate
+from gateway.refusal_bursts import CLIENT_SOURCE, source_of
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.validation_hints import validation_hint
@@ -82,10 +83,12 @@ _request_ids = _RandomIds()
 
 
 def new_request_id(scope: Scope) -> str:
-    """A fresh id for the request of ``scope``, kept in its state and in :data:`REQUEST_ID`."""
+    """A fresh id for the request of ``scope``, kept in its state and in :data:`REQUEST_ID`; its client
+    address in :data:`gateway.refusal_bursts.CLIENT_SOURCE`."""
     request_id = _request_ids.next()
     scope.setdefault("state", {})["request_id"] = request_id
     REQUEST_ID.set(request_id)
+    CLIENT_SOURCE.set(source_of(scope))
     return request_id
 
 

@@ -32,6 +32,7 @@ from gateway.errors import (
     where_raised,
 )
 from gateway.quotas import QuotaHold, QuotaUnavailable
+from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
@@ -605,6 +606,13 @@ async def _run(
         _log.error("unexpected error in the data path: %s", where_raised())
         failure = GatewayError()
 
+    if isinstance(failure, Unauthenticated):
+        # No valid token: past the address's allowance this is counted, not recorded (429, no data).
+        try:
+            runtime.refuse_flood(CLIENT_SOURCE.get(), failure, request.kind)
+        except GatewayError as busy:
+            runtime.telemetry.requests.add(1, {"dataset": "invalid", "outcome": busy.code})
+            raise
     with telemetry.span("audit") as span:
         try:
             event, failure = await _audit(runtime, request, facts, failure, trace_id, now)

@@ -29,12 +29,13 @@ from admission import (
     load_status_snapshot,
     registry_version,
 )
-from audit import GroupCommitAppender, Pseudonymizer, PseudonymRing, normalise_id_number
+from audit import AuditEvent, GroupCommitAppender, Outcome, Pseudonymizer, PseudonymRing, normalise_id_number
 from gateway.auth.oidc import OIDCVerifier, Principal
 from gateway.auth.sessions import SESSIONS_VERSION, RevokedSessions, load_revoked_sessions
-from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
+from gateway.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthenticated
 from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
+from gateway.refusal_bursts import BURST_KIND, RefusalBursts, TooManyRefusals
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from gateway.upstream import LOOKUP_SUFFIX, UpstreamClient, UpstreamTarget
@@ -185,6 +186,10 @@ class Runtime:
         self._policy = PolicyEngine(permissions, scenarios, grants, quotas=self.quotas)
         self._refresher: asyncio.Task[None] | None = None
         self.last_refresh = time.monotonic()
+        self.refusal_bursts = RefusalBursts(
+            settings.auth_refusal_burst, settings.auth_refusal_window_s, settings.auth_refusal_sources
+        )
+        self._burst_writer: asyncio.Task[None] | None = None
 
     def lookup_refs(self, value: str) -> list[str]:
         """The refs of ``value`` (a normalised ID number, a record id) under every kept audit-ref key."""
@@ -230,6 +235,7 @@ class Runtime:
     async def start(self) -> None:
         await self.upstream.start()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="policy-refresh")
+        self._burst_writer = asyncio.create_task(self._burst_loop(), name="refusal-bursts")
         from gateway.supervision_tasks import start_supervision_tasks
 
         self._supervision = start_supervision_tasks(self)
@@ -238,11 +244,54 @@ class Runtime:
         from gateway.supervision_tasks import stop_supervision_tasks
 
         await stop_supervision_tasks(getattr(self, "_supervision", None))
+        if self._burst_writer is not None:
+            self._burst_writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._burst_writer
+        # Before the appender closes: the counts of windows still open are written, cut short.
+        await self.write_refusal_bursts(everything=True)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.upstream.close()
+
+    def refuse_flood(self, source: str, refused: GatewayError, door: str) -> None:
+        """For a request refused for want of a valid token (``refused``), before its event is recorded:
+        raise 429 instead when ``source`` is past its allowance for the window; it is then counted into
+        the source's ``auth.refused_burst`` summary and recorded by that (gateway.refusal_bursts)."""
+        retry_after_s = self.refusal_bursts.admit(source, refused.code, door)
+        if retry_after_s is not None:
+            raise TooManyRefusals(retry_after_s) from None
+
+    async def write_refusal_bursts(self, *, everything: bool = False) -> None:
+        """Write the ``auth.refused_burst`` event of every closed window (``everything``: of every window,
+        as the process stops), each durably; one that cannot be written is kept and tried again."""
+        summaries = self.refusal_bursts.take_closed(everything=everything)
+        for at, summary in enumerate(summaries):
+            try:
+                event = AuditEvent(
+                    kind=BURST_KIND,
+                    outcome=Outcome.REFUSED,
+                    actor="anonymous",
+                    reason=TooManyRefusals.code,
+                    details=summary.details(),
+                    occurred_at=self.refusal_bursts.clock(),
+                )
+                await self.appender.append(event)
+            except Exception as exc:
+                _log.error(
+                    "refusal burst summary not written (%s); kept for the next try", type(exc).__name__
+                )
+                self.refusal_bursts.put_back(summaries[at:])
+                return
+
+    async def _burst_loop(self) -> None:
+        # Often enough that a summary follows its window's close within a second or so; a pass with
+        # nothing closed costs a scan of the open windows, no I/O.
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.auth_refusal_window_s))
+            await self.write_refusal_bursts()
 
     async def _refresh_loop(self) -> None:
         interval = self.settings.policy_refresh_interval_s

@@ -173,6 +173,29 @@ class Settings(GatewayAddress):
     checkpoint_key_path: Path | None = Field(None, description="Ed25519 key for audit checkpoints")
     checkpoint_dir: Path | None = Field(None, description="append-only directory for signed checkpoints")
 
+    # Requests without a valid token (gateway.refusal_bursts): per client address and window, this many are
+    # recorded one by one; later ones are answered 429 and summed up in one auth.refused_burst event. 20 a
+    # minute leaves a person whose token expired every retry they would make, and caps a flooding address
+    # at 21 events a minute (it wrote about 15,000 before).
+    auth_refusal_burst: int = Field(
+        20,
+        ge=1,
+        description="requests without a valid token recorded one by one per client address and window; "
+        "beyond: 429 too_many_refusals, counted into one auth.refused_burst event",
+    )
+    auth_refusal_window_s: float = Field(
+        60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="the window, in seconds, of GRASSROOTS_AUTH_REFUSAL_BURST; its summary is written as it "
+        "closes",
+    )
+    auth_refusal_sources: int = Field(
+        10_000,
+        ge=1,
+        description="client addresses counted separately per process; more are counted together",
+    )
+
     # Request bodies: every endpoint, refused with 413 above this (gateway.app.RefuseOversizedBody). The
     # largest legitimate bodies are a policy replay carrying the proposed policy files (about 10 KB with
     # the shipped ones) and a registration carrying a public key (at most 16 KB): 1 MiB leaves room to grow.

@@ -323,6 +323,10 @@ def stack_fixture(
         # Tests archive months themselves (and seed logs starting years ago): the periodic archiver would
         # race them. Its own tests call one round directly (tests/gateway/test_supervision_tasks.py).
         "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
+        # Every test reaches the stack from loopback, one source to the flood allowance, and a module's
+        # tests refuse dozens of token-less requests a minute; the allowance has tests of its own
+        # (tests/gateway/test_refusal_bursts.py).
+        "GRASSROOTS_AUTH_REFUSAL_BURST": "1000000",
         **(extra_env or {}),
     }
     stack = Stack(backend, data_dir, database_url, env, gateway_port, upstream_port)

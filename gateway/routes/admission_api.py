@@ -78,6 +78,7 @@ from gateway.errors import (
 from gateway.free_text import refuse_personal_data
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
+from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.upstream import load_or_create_ed25519
@@ -1492,6 +1493,9 @@ async def authenticate_system(runtime: Runtime, authorization: str | None, reque
                 headers={"WWW-Authenticate": 'Bearer realm="grassroots-systems", error="invalid_token"'},
             )
     except GatewayError as exc:
+        if system_id is None and isinstance(exc, Unauthenticated):
+            # No valid system token: counted past the address's allowance (gateway.refusal_bursts).
+            runtime.refuse_flood(CLIENT_SOURCE.get(), exc, "system.call")
         await _audit_system(runtime, "system.call", Outcome.REFUSED, system_id, exc.code, request)
         raise
     await _audit_system(runtime, "system.call", Outcome.ALLOWED, system_id, "allowed", request)

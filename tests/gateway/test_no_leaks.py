@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
 from tests.ports import free_port
 from tests.stack import Stack
+from tests.uvicorn_thread import uvicorn_thread
 
 WORLD = build_world()
 FAKE_ID = "11010519491231002X"  # a valid GB 11643 check character: the audit tripwire would catch it
@@ -143,18 +143,8 @@ def server_with_a_failing_route(tmp_path: Path) -> Iterator[str]:
         loop="asyncio",
         http=CoalescingHttpToolsProtocol,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with uvicorn_thread(config):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def test_an_unhandled_exception_answers_500_and_logs_only_its_type(
