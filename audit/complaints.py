@@ -8,6 +8,14 @@ attempt to read one of that person's records (two indexed lookups: ``audit.query
 and the incident carries those events with RFC 9162 inclusion proofs against a stated tree size, so whoever
 reviews the case can check the evidence is in the signed log without trusting this database.
 
+Cases belong to a jurisdiction (least privilege, GB/T 35273-2020 §7.1): a complaint is registered by a
+supervisory office and belongs to that office's organisation (its division code, ``org``); its incident
+carries the same. Every function that reads or acts on a case takes the caller's ``scope`` (the
+significant prefix of the caller's division code, :func:`audit.query.org_prefix`; ``""`` is the
+national level) and treats a case outside it as not there (:class:`CaseOutsideScope`, a
+:class:`CaseNotFound`). The evidence is not scoped: it is about the case, and follows the person to
+wherever their data was read.
+
 Functions take the caller's ``Session`` and never commit (the gateway's unit of work does, after it has
 durably audited the returned change). Each returns the row as plain data and a change dict
 (``{"kind": "supervision.…", "actor": …}``) the caller turns into an audit event.
@@ -30,7 +38,7 @@ from audit import merkle
 from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
-from audit.query import CHINA_STANDARD_TIME, access_seqs_for_person
+from audit.query import CHINA_STANDARD_TIME, access_seqs_for_person, org_prefix
 from audit.tables import (
     ComplaintRow,
     IncidentEvidenceRow,
@@ -89,6 +97,58 @@ class CaseNotFound(SupervisionError):
 class InvalidCaseInput(SupervisionError):
     kind = "invalid"
     code = "invalid_case_input"
+
+
+class CaseOutsideScope(CaseNotFound):
+    """The case exists but lies outside the caller's jurisdiction. Said to the caller exactly as a case
+    that does not exist (the same code and words: its existence is not revealed); ``case_id`` and
+    ``case_org`` are for the refusal's audit event only."""
+
+    def __init__(self, message_zh: str, message_en: str, *, case_id: str, case_org: str | None) -> None:
+        super().__init__(message_zh, message_en)
+        self.case_id = case_id
+        self.case_org = case_org
+
+
+_NO_COMPLAINT: Final = (
+    "未找到该投诉，或该投诉不在您的监督范围内。",
+    "No such complaint, or it is outside your supervisory scope.",
+)
+_NO_INCIDENT: Final = (
+    "未找到该事件，或该事件不在您的监督范围内。",
+    "No such incident, or it is outside your supervisory scope.",
+)
+
+
+def checked_scope(scope: str) -> str:
+    """``scope`` as a significant division-code prefix (``""``: national), or refused: a scope is never
+    guessed, so a malformed one shows nothing rather than everything (fail closed)."""
+    if scope == "":
+        return scope
+    try:
+        significant = org_prefix(scope) == scope
+    except ValueError:
+        significant = False
+    if not significant:
+        raise InvalidCaseInput(
+            "监督范围必须是行政区划代码的有效前缀。",
+            "The supervisory scope must be a significant division-code prefix.",
+        )
+    return scope
+
+
+def in_scope(case_org: str | None, scope: str) -> bool:
+    """Whether a case of ``case_org`` lies in ``scope``: the scope's code is a prefix of the case's. A
+    case whose jurisdiction is unknown (``None``) is in the national scope only."""
+    if checked_scope(scope) == "":
+        return True
+    return case_org is not None and case_org.startswith(scope)
+
+
+def _scope_conditions(column: Any, scope: str) -> list[ColumnElement[bool]]:
+    if checked_scope(scope) == "":
+        return []
+    return [column.startswith(scope, autoescape=True)]
 
 
 class CaseConflict(SupervisionError):
@@ -203,6 +263,7 @@ def complaint_json(
         "ticket": row.ticket,
         "summary": row.summary,
         "received_by": row.received_by,
+        "org": row.org,
         "received_at": _ts(_aware(row.received_at)),
         "due_at": _ts(_aware(row.due_at)),
         "incident_id": row.incident_id,
@@ -231,6 +292,7 @@ def incident_json(
         "complaint_id": row.complaint_id,
         "status": row.status,
         "opened_by": row.opened_by,
+        "org": row.org,
         "opened_at": _ts(_aware(row.opened_at)),
         "due_at": _ts(due),
         "complaint_due_at": _ts(_aware(complaint.due_at)) if complaint is not None else None,
@@ -263,10 +325,18 @@ def register_complaint(
     summary: str | None,
     ticket: str | None,
     actor: str,
+    org: str,
     now: datetime,
     deadlines: Deadlines = Deadlines(),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Record a complaint about ``subject_ref`` (already an HMAC ref: the ID number never comes here)."""
+    """Record a complaint about ``subject_ref`` (already an HMAC ref: the ID number never comes here),
+    registered by ``actor`` of the office ``org`` (a division code): the case's jurisdiction."""
+    try:
+        org_prefix(org)
+    except ValueError:
+        raise InvalidCaseInput(
+            "登记投诉的单位必须是行政区划代码。", "The registering office must be a division code."
+        ) from None
     if not is_ref(subject_ref):
         raise InvalidCaseInput(
             "投诉人身份必须以加密标识记录。", "The complainant must be given as a keyed ref."
@@ -288,6 +358,7 @@ def register_complaint(
         received_at=now,
         due_at=now + timedelta(days=deadlines.complaint_days),
         incident_id=None,
+        org=org,
     )
     session.add(row)
     session.flush()
@@ -297,24 +368,42 @@ def register_complaint(
         "complaint_id": row.complaint_id,
         "source": row.source,
         "subject_ref": subject_ref,
+        "org": org,
         "due_at": _ts(row.due_at),
     }
     return complaint_json(row, now), change
 
 
-def _complaint(session: Session, complaint_id: str) -> ComplaintRow:
+def _complaint(session: Session, complaint_id: str, scope: str) -> ComplaintRow:
+    """The complaint's row, if it lies in ``scope`` (:class:`CaseOutsideScope` otherwise)."""
     row = session.get(ComplaintRow, complaint_id)
     if row is None:
-        raise CaseNotFound("未找到该投诉。", "No such complaint.")
+        raise CaseNotFound(*_NO_COMPLAINT)
+    if not in_scope(row.org, scope):
+        raise CaseOutsideScope(*_NO_COMPLAINT, case_id=row.complaint_id, case_org=row.org)
     return row
 
 
-def _incident(session: Session, incident_id: str, *, lock: bool = False) -> IncidentRow:
-    """The incident's row; ``lock``: read afresh and held (``FOR UPDATE`` on PostgreSQL) until the commit."""
+def _incident(session: Session, incident_id: str, scope: str, *, lock: bool = False) -> IncidentRow:
+    """The incident's row, if it lies in ``scope`` (:class:`CaseOutsideScope` otherwise); ``lock``: read
+    afresh and held (``FOR UPDATE`` on PostgreSQL) until the commit."""
     row = session.get(IncidentRow, incident_id, with_for_update=lock or None, populate_existing=lock)
     if row is None:
-        raise CaseNotFound("未找到该事件。", "No such incident.")
+        raise CaseNotFound(*_NO_INCIDENT)
+    if not in_scope(row.org, scope):
+        raise CaseOutsideScope(*_NO_INCIDENT, case_id=row.incident_id, case_org=row.org)
     return row
+
+
+def check_case_scope(
+    session: Session, scope: str, *, complaint_id: str | None = None, incident_id: str | None = None
+) -> None:
+    """Raise :class:`CaseNotFound` (or :class:`CaseOutsideScope`) unless the case named lies in ``scope``:
+    the check a caller makes before any work on the case, so a refusal is known before anything else."""
+    if complaint_id is not None:
+        _complaint(session, complaint_id, scope)
+    if incident_id is not None:
+        _incident(session, incident_id, scope)
 
 
 def _step(
@@ -367,7 +456,7 @@ def open_incident(
     the proofs are against — pass a signed checkpoint's size so the evidence verifies against a
     signature; default: the log's size now.
     """
-    complaint = _complaint(session, complaint_id)
+    complaint = _complaint(session, complaint_id, "")  # the caller registered it a moment ago
     if complaint.incident_id is not None:
         raise CaseConflict("该投诉已立案。", "This complaint already has an incident.")
     missing = _checked_gaps(evidence_incomplete)
@@ -390,6 +479,7 @@ def open_incident(
         tree_size=size,
         root_hash=root.hex(),
         evidence_incomplete=json.dumps(missing, ensure_ascii=False) if missing else None,
+        org=complaint.org,
     )
     session.add(incident)
     session.flush()
@@ -452,7 +542,12 @@ class SubjectMismatch(SupervisionError):
 
 
 def incident_for_recheck(
-    session: Session, *, incident_id: str, subject_ref: str, subject_refs: Sequence[str] = ()
+    session: Session,
+    *,
+    incident_id: str,
+    scope: str,
+    subject_ref: str,
+    subject_refs: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The incident whose evidence is to be checked again for the person with ``subject_ref``, refused
     before any departmental system is asked: a closed incident (its evidence is settled: the answer to the
@@ -461,7 +556,7 @@ def incident_for_recheck(
     ``subject_refs`` adds the person's refs under older HMAC keys still kept (key rotation): a complaint
     registered before a rotation stored its ref under the key of its day.
     Returns ``{"incident_id", "complaint_id", "evidence_incomplete"}`` (the datasets that did not answer)."""
-    incident = _incident(session, incident_id)
+    incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict(
             "事件已办结，不能再重新核查证据。如有新情况，请登记新的投诉。",
@@ -487,6 +582,7 @@ def recheck_evidence(
     engine: Engine,
     *,
     incident_id: str,
+    scope: str,
     subject_ref: str,
     subject_refs: Sequence[str] = (),
     rechecked: Iterable[str],
@@ -509,9 +605,11 @@ def recheck_evidence(
     # The incident's row is locked first (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises units of
     # work): two re-checks at once then run one after the other, and the second sees the evidence the first
     # attached instead of inserting it again (a duplicate key, answered 500).
-    _incident(session, incident_id, lock=True)
-    incident_for_recheck(session, incident_id=incident_id, subject_ref=subject_ref, subject_refs=subject_refs)
-    incident = _incident(session, incident_id)
+    _incident(session, incident_id, scope, lock=True)
+    incident_for_recheck(
+        session, incident_id=incident_id, scope=scope, subject_ref=subject_ref, subject_refs=subject_refs
+    )
+    incident = _incident(session, incident_id, scope)
     asked = sorted(set(rechecked))
     still = _checked_gaps(evidence_incomplete)
     earlier = _gaps_of(incident)
@@ -574,12 +672,13 @@ def assign_incident(
     session: Session,
     *,
     incident_id: str,
+    scope: str,
     assignee: str,
     actor: str,
     now: datetime,
     due_at: datetime | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    incident = _incident(session, incident_id)
+    incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结，不能再分派。", "The incident is closed; it cannot be assigned.")
     who = _checked_text(("承办人", "assignee"), assignee, required=True, limit=256)
@@ -602,9 +701,9 @@ def assign_incident(
 
 
 def add_note(
-    session: Session, *, incident_id: str, note: str, actor: str, now: datetime
+    session: Session, *, incident_id: str, scope: str, note: str, actor: str, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    incident = _incident(session, incident_id)
+    incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结，不能再添加调查记录。", "The incident is closed; no more notes.")
     text = _checked_text(("调查记录", "note"), note, required=True)
@@ -619,9 +718,16 @@ MIN_DISPOSITION_NOTE = 8
 
 
 def dispose_incident(
-    session: Session, *, incident_id: str, disposition: str, note: str, actor: str, now: datetime
+    session: Session,
+    *,
+    incident_id: str,
+    scope: str,
+    disposition: str,
+    note: str,
+    actor: str,
+    now: datetime,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    incident = _incident(session, incident_id)
+    incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结。", "The incident is already closed.")
     if incident.status == IncidentStatus.OPEN:
@@ -659,9 +765,12 @@ def dispose_incident(
     return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
-def get_complaint(session: Session, complaint_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """The complaint; with ``now``, whether it is overdue (its answer or its incident's deadline)."""
-    row = _complaint(session, complaint_id)
+def get_complaint(
+    session: Session, complaint_id: str, now: datetime | None = None, *, scope: str
+) -> dict[str, Any]:
+    """The complaint, if in ``scope``; with ``now``, whether it is overdue (its answer or its incident's
+    deadline)."""
+    row = _complaint(session, complaint_id, scope)
     return complaint_json(row, now, _incident_of(session, row))
 
 
@@ -693,18 +802,19 @@ def _complaint_conditions(status: str | None, now: datetime | None) -> list[Colu
 def list_complaints(
     session: Session,
     *,
+    scope: str,
     limit: int = 100,
     offset: int = 0,
     now: datetime | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
     """Complaints newest first; ``status`` narrows to those whose incident is open, investigating or
-    closed, or to the overdue ones (at ``now``); ``offset`` pages on (:func:`count_complaints` says how
-    many match)."""
+    closed, or to the overdue ones (at ``now``); only those in ``scope`` (the caller's jurisdiction and
+    below); ``offset`` pages on (:func:`count_complaints` says how many match)."""
     stmt = (
         select(ComplaintRow, IncidentRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
-        .where(*_complaint_conditions(status, now))
+        .where(*_complaint_conditions(status, now), *_scope_conditions(ComplaintRow.org, scope))
         .order_by(ComplaintRow.received_at.desc(), ComplaintRow.complaint_id.desc())
         .offset(offset)
         .limit(limit)
@@ -712,19 +822,22 @@ def list_complaints(
     return [complaint_json(c, now, i) for c, i in session.execute(stmt)]
 
 
-def count_complaints(session: Session, *, status: str | None = None, now: datetime | None = None) -> int:
+def count_complaints(
+    session: Session, *, scope: str, status: str | None = None, now: datetime | None = None
+) -> int:
     stmt = (
         select(func.count())
         .select_from(ComplaintRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
-        .where(*_complaint_conditions(status, now))
+        .where(*_complaint_conditions(status, now), *_scope_conditions(ComplaintRow.org, scope))
     )
     return int(session.scalar(stmt) or 0)
 
 
-def get_incident(session: Session, incident_id: str, now: datetime) -> dict[str, Any]:
-    """The incident with its steps and evidence (seq, leaf hash, proof) — everything to re-verify it."""
-    incident = _incident(session, incident_id)
+def get_incident(session: Session, incident_id: str, now: datetime, *, scope: str) -> dict[str, Any]:
+    """The incident, if in ``scope``, with its steps and evidence (seq, leaf hash, proof) — everything to
+    re-verify it. The evidence is all of it, wherever the reads were made: it is the case's."""
+    incident = _incident(session, incident_id, scope)
     steps = session.scalars(
         select(IncidentStepRow)
         .where(IncidentStepRow.incident_id == incident_id)
@@ -754,8 +867,10 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _incident_conditions(now: datetime, status: str | None, overdue: bool) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+def _incident_conditions(
+    now: datetime, status: str | None, overdue: bool, scope: str
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = _scope_conditions(IncidentRow.org, scope)
     if status is not None:
         conditions.append(IncidentRow.status == IncidentStatus(status).value)
     if overdue:
@@ -767,6 +882,7 @@ def list_incidents(
     session: Session,
     now: datetime,
     *,
+    scope: str,
     status: str | None = None,
     overdue: bool = False,
     limit: int = 100,
@@ -774,11 +890,12 @@ def list_incidents(
 ) -> list[dict[str, Any]]:
     """Incidents by deadline; ``overdue``: those late at ``now`` (:func:`overdue_condition`), the one whose
     earliest missed deadline is oldest first, each saying which deadline it missed and by how many days.
+    Only those in ``scope`` (the caller's jurisdiction and below).
     ``offset`` pages on (:func:`count_incidents` says how many match)."""
     stmt = (
         select(IncidentRow, ComplaintRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue))
+        .where(*_incident_conditions(now, status, overdue, scope))
     )
     if overdue:
         earliest = case(
@@ -791,13 +908,13 @@ def list_incidents(
 
 
 def count_incidents(
-    session: Session, now: datetime, *, status: str | None = None, overdue: bool = False
+    session: Session, now: datetime, *, scope: str, status: str | None = None, overdue: bool = False
 ) -> int:
     stmt = (
         select(func.count())
         .select_from(IncidentRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue))
+        .where(*_incident_conditions(now, status, overdue, scope))
     )
     return int(session.scalar(stmt) or 0)
 

@@ -161,6 +161,10 @@ class ComplaintRow(AuditBase):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     incident_id: Mapped[str | None] = mapped_column(String(40))
+    # The jurisdiction the case belongs to: the division code of the office that registered it. Only
+    # supervisors whose organisation covers it (a prefix) see or handle the case; NULL (a case from before
+    # migration 0013 whose registering office is no longer known): the national level only.
+    org: Mapped[str | None] = mapped_column(String(12), index=True)
 
 
 class IncidentRow(AuditBase):
@@ -182,6 +186,9 @@ class IncidentRow(AuditBase):
     # JSON list of the datasets whose departmental system did not answer the record-id lookup when the
     # incident was opened ({dataset, system, reason, message, message_en}); NULL: none (migration 0011).
     evidence_incomplete: Mapped[str | None] = mapped_column(Text)
+    # The complaint's jurisdiction, kept with the incident so incident lists filter without a join
+    # (migration 0013; NULL: the national level only).
+    org: Mapped[str | None] = mapped_column(String(12), index=True)
 
 
 class IncidentEvidenceRow(AuditBase):

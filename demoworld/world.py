@@ -363,6 +363,7 @@ _VILLAGE_A = "310151101201"
 _VILLAGE_B = "310151101202"
 _VILLAGE_C = "310151102201"
 _TOWNSHIP_A = "310151101000"
+_TOWNSHIP_B = "310151102000"
 
 _ROADS = ("人民路", "八一路", "育才路", "南门路", "公园路", "东门路")
 
@@ -581,6 +582,9 @@ _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
     ("rv_big_data", "曹阳（区大数据中心）", "admission_reviewer", _COUNTY[0], "big_data", "big_data_centre"),
     ("supervisor", "郑红（区纪委监委）", "supervisor", _COUNTY[0], None, None),
     ("auditor", "钱伟（区审计局）", "auditor", _COUNTY[0], None, None),
+    # Township supervisors (镇纪委): each sees the complaints and incidents of its own town only.
+    ("town_supervisor_a", "吴静（城桥镇纪委）", "supervisor", _TOWNSHIP_A, None, None),
+    ("town_supervisor_b", "冯磊（堡镇纪委）", "supervisor", _TOWNSHIP_B, None, None),
     ("platform_admin", "马骏（区大数据中心平台管理员）", "platform_admin", _COUNTY[0], None, None),
 )
 

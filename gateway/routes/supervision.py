@@ -3,8 +3,10 @@ resident transparency, proofs and checkpoints, retention, archives and pruning.
 
 Who: roles ``supervisor`` and ``auditor`` (casbin resource ``audit``: ``read`` to look, ``register`` to
 take a complaint, ``review`` to handle an incident, ``verify`` for checkpoints and archives). A
-supervisor sees the events of their own organisation subtree (division-code prefix); complaint and
-transparency lookups follow the person, wherever the reader sat.
+supervisor sees the events of their own organisation subtree (division-code prefix), and the complaints
+and incidents of it: a case belongs to the office that registered it, and one outside the caller's
+subtree answers 404 like a case that does not exist (the attempt recorded as refused). The evidence of a
+case and transparency lookups follow the person, wherever the reader sat.
 
 Nothing here returns plain personal data: a resident's ID number arrives in a request body, is turned
 into the keyed HMAC ref at once (``runtime.pseudonymizer`` over ``audit.normalise_id_number``), and is
@@ -41,6 +43,7 @@ from audit import (
     AnomalyRulesError,
     ArchiveError,
     AuditEvent,
+    CaseOutsideScope,
     CheckpointError,
     Deadlines,
     EventQuery,
@@ -681,6 +684,51 @@ async def html_to_pdf(page: str) -> bytes:
 # -- complaints and incidents ----------------------------------------------------------------------
 
 
+def _case_scope(principal: Principal) -> str:
+    """The jurisdiction whose cases the caller may see and handle: their organisation's subtree (the
+    significant prefix of its division code; ``""`` at the national level). Least privilege (GB/T
+    35273-2020 §7.1): a township's supervisors do not read another county's complaints."""
+    return org_prefix(checked_org(principal.org, "org"))
+
+
+async def _case_in_scope(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    kind: str,
+    *,
+    complaint_id: str | None = None,
+    incident_id: str | None = None,
+) -> str:
+    """The caller's scope, once the case named is in it; else 404 ``case_not_found``, the same answer as
+    for a case that does not exist (its existence is not revealed), and a case outside the scope is
+    recorded as a refused ``kind`` event first (the case's id and jurisdiction; a look across a boundary
+    is what supervision of supervisors wants to see)."""
+    scope = _case_scope(principal)
+
+    def check() -> None:
+        with runtime.sessions() as session:
+            audit.check_case_scope(session, scope, complaint_id=complaint_id, incident_id=incident_id)
+
+    with supervision_errors():
+        try:
+            await asyncio.to_thread(check)
+        except CaseOutsideScope as exc:
+            named = (
+                {"complaint_id": exc.case_id} if complaint_id is not None else {"incident_id": exc.case_id}
+            )
+            await _audit(
+                runtime,
+                principal,
+                request,
+                kind,
+                {**named, "refused": "outside_scope", "case_org": exc.case_org},
+                outcome=Outcome.REFUSED,
+            )
+            raise
+    return scope
+
+
 class ComplaintIn(BaseModel):
     source: Literal["hotline_12345", "burden_monitoring", "walk_in"]
     id_number: str = Field(min_length=15, max_length=24, repr=False, description="complainant's ID number")
@@ -746,6 +794,7 @@ async def register_complaint(
                     summary=body.summary,
                     ticket=body.ticket,
                     actor=principal.user_id,
+                    org=checked_org(principal.org, "org"),
                     now=now,
                     deadlines=deadlines,
                 )
@@ -800,11 +849,14 @@ async def list_complaints(
     ``status``: only those whose incident is open, investigating or closed, or that are overdue."""
     principal = await require(runtime, authorization, RESOURCE, "read")
     now = _now()
+    scope = _case_scope(principal)
 
     def read() -> tuple[list[dict[str, Any]], int]:
         with runtime.sessions() as session:
-            items = audit.list_complaints(session, limit=limit, offset=offset, now=now, status=status)
-            return items, audit.count_complaints(session, status=status, now=now)
+            items = audit.list_complaints(
+                session, scope=scope, limit=limit, offset=offset, now=now, status=status
+            )
+            return items, audit.count_complaints(session, scope=scope, status=status, now=now)
 
     with supervision_errors():
         items, total = await asyncio.to_thread(read)
@@ -813,7 +865,7 @@ async def list_complaints(
         principal,
         request,
         "supervision.complaints_listed",
-        {"status": status, "results": len(items)},
+        {"status": status, "scope": scope, "results": len(items)},
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
@@ -823,8 +875,13 @@ async def get_complaint(
     complaint_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.complaint_viewed", complaint_id=complaint_id
+    )
     with runtime.sessions() as session, supervision_errors():
-        complaint = await asyncio.to_thread(audit.get_complaint, session, complaint_id, _now())
+        complaint = await asyncio.to_thread(
+            lambda: audit.get_complaint(session, complaint_id, _now(), scope=scope)
+        )
     # The stored id, not the path text: only what the case file holds reaches the log.
     await _audit(
         runtime,
@@ -847,13 +904,14 @@ async def _incidents(
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "read")
     now = _now()
+    scope = _case_scope(principal)
 
     def read() -> tuple[list[dict[str, Any]], int]:
         with runtime.sessions() as session:
             items = audit.list_incidents(
-                session, now, status=status, overdue=overdue, limit=limit, offset=offset
+                session, now, scope=scope, status=status, overdue=overdue, limit=limit, offset=offset
             )
-            return items, audit.count_incidents(session, now, status=status, overdue=overdue)
+            return items, audit.count_incidents(session, now, scope=scope, status=status, overdue=overdue)
 
     items, total = await asyncio.to_thread(read)
     await _audit(
@@ -861,7 +919,7 @@ async def _incidents(
         principal,
         request,
         "supervision.incidents_listed",
-        {"status": status, "overdue": overdue, "results": len(items)},
+        {"status": status, "overdue": overdue, "scope": scope, "results": len(items)},
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
@@ -902,8 +960,13 @@ async def get_incident(
 ) -> dict[str, Any]:
     """The case file: steps, evidence events (refs only) and their inclusion proofs, re-verified now."""
     principal = await require(runtime, authorization, RESOURCE, "read")
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.incident_viewed", incident_id=incident_id
+    )
     with runtime.sessions() as session, supervision_errors():
-        incident = await asyncio.to_thread(audit.get_incident, session, incident_id, _now())
+        incident = await asyncio.to_thread(
+            lambda: audit.get_incident(session, incident_id, _now(), scope=scope)
+        )
     seqs = [e["seq"] for e in incident["evidence"]]
     leaves = await asyncio.to_thread(_leaves, runtime, seqs)
     try:
@@ -971,6 +1034,9 @@ async def assign_incident(
     incident_id: str, body: AssignIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.incident_assigned", incident_id=incident_id
+    )
     refuse_personal_data(body.assignee, "承办人", "assignee", code="personal_data_in_assignee")
     now = _now()
     return await _case_step(
@@ -980,6 +1046,7 @@ async def assign_incident(
         lambda s: audit.assign_incident(
             s,
             incident_id=incident_id,
+            scope=scope,
             assignee=body.assignee,
             actor=principal.user_id,
             now=now,
@@ -993,6 +1060,9 @@ async def add_note(
     incident_id: str, body: NoteIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.incident_note", incident_id=incident_id
+    )
     refuse_personal_data(body.note, "调查记录", "note", code="personal_data_in_note")
     now = _now()
     return await _case_step(
@@ -1000,7 +1070,7 @@ async def add_note(
         principal,
         request,
         lambda s: audit.add_note(
-            s, incident_id=incident_id, note=body.note, actor=principal.user_id, now=now
+            s, incident_id=incident_id, scope=scope, note=body.note, actor=principal.user_id, now=now
         ),
     )
 
@@ -1014,6 +1084,9 @@ async def dispose_incident(
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     principal = await require(runtime, authorization, RESOURCE, "review")
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.incident_disposed", incident_id=incident_id
+    )
     refuse_personal_data(body.note, "处理意见", "note", code="personal_data_in_note")
     now = _now()
     return await _case_step(
@@ -1023,6 +1096,7 @@ async def dispose_incident(
         lambda s: audit.dispose_incident(
             s,
             incident_id=incident_id,
+            scope=scope,
             disposition=body.disposition,
             note=body.note,
             actor=principal.user_id,
@@ -1047,6 +1121,10 @@ async def recheck_incident_evidence(
     complainant's record ids, and attach the accesses newly found, each with its proof against the
     incident's signed tree: the incident's evidence made whole without registering the complaint again."""
     principal = await require(runtime, authorization, RESOURCE, "review")
+    # Before the ID number is even checked: out of scope, the case is not there for this caller.
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.incident_evidence_rechecked", incident_id=incident_id
+    )
     ref = _subject_ref(runtime, body.id_number)
     kept = _lookup_refs(runtime, body.id_number)  # a complaint made before a key rotation has an older ref
     now = _now()
@@ -1054,7 +1132,7 @@ async def recheck_incident_evidence(
     def target() -> dict[str, Any]:
         with runtime.sessions() as session:
             return audit.incident_for_recheck(
-                session, incident_id=incident_id, subject_ref=ref, subject_refs=kept
+                session, incident_id=incident_id, scope=scope, subject_ref=ref, subject_refs=kept
             )
 
     try:
@@ -1093,6 +1171,7 @@ async def recheck_incident_evidence(
                     s,
                     runtime.engine,
                     incident_id=case["incident_id"],
+                    scope=scope,
                     subject_ref=ref,
                     subject_refs=kept,
                     rechecked=rechecked,

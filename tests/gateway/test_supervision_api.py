@@ -1047,3 +1047,126 @@ def test_a_client_can_ask_whether_its_role_may_act_before_asking_for_an_id_numbe
     )
     assert complaint.status_code == 403, complaint.text  # the act itself is refused alike
     assert can("cadre_a", resource="Audit;", action="x").status_code == 422
+
+
+TOWN_A, TOWN_B = WORLD.identity("town_supervisor_a").org, WORLD.identity("town_supervisor_b").org
+
+
+def test_a_township_supervisor_sees_and_handles_only_its_own_towns_cases(
+    stack: Stack, readings: dict[str, Any]
+) -> None:
+    """A case belongs to the office that registered it. 城桥镇's supervisor gets 404 for 堡镇's complaint and
+    incident — read, assign, note, dispose, re-check — exactly as for a case that does not exist, and each
+    attempt is a refused event; the lists hold only the caller's jurisdiction; the county sees both towns'
+    cases and may act on them. The evidence still follows the person: 堡镇's case holds 城桥镇 reads."""
+    resident = readings["resident"]
+
+    def complain(user: str) -> tuple[str, str]:
+        resp = api(
+            stack,
+            "POST",
+            "/complaints",
+            user,
+            json={
+                "source": "walk_in",
+                "id_number": resident.id_number,
+                "summary": "居民来访询问信息被查看情况",
+            },
+        )
+        assert resp.status_code == 201, resp.text
+        return resp.json()["complaint"]["complaint_id"], resp.json()["incident"]["incident_id"]
+
+    a_complaint, a_incident = complain("town_supervisor_a")
+    b_complaint, b_incident = complain("town_supervisor_b")
+    assert api(stack, "GET", f"/complaints/{b_complaint}", "town_supervisor_b").json()["org"] == TOWN_B
+
+    def listed(user: str, path: str, key: str) -> set[str]:
+        answer = api(stack, "GET", path, user, params={"limit": 500}).json()
+        assert answer["total"] == len(answer["items"])
+        return {item[key] for item in answer["items"]}
+
+    for user, mine, theirs in (
+        ("town_supervisor_a", (a_complaint, a_incident), (b_complaint, b_incident)),
+        ("town_supervisor_b", (b_complaint, b_incident), (a_complaint, a_incident)),
+    ):
+        complaints = listed(user, "/complaints", "complaint_id")
+        incidents = listed(user, "/incidents", "incident_id")
+        assert mine[0] in complaints and theirs[0] not in complaints
+        assert mine[1] in incidents and theirs[1] not in incidents
+        org = WORLD.identity(user).org[:9]
+        everyone = api(stack, "GET", "/complaints", user, params={"limit": 500}).json()["items"]
+        assert all((c["org"] or "").startswith(org) for c in everyone)
+    for user in ("supervisor", "auditor"):  # the county's offices see both towns' cases
+        assert {a_complaint, b_complaint} <= listed(user, "/complaints", "complaint_id")
+        assert {a_incident, b_incident} <= listed(user, "/incidents", "incident_id")
+
+    # Evidence is about the case: 堡镇's incident holds the reads cadre_a (城桥镇's 东风村) made.
+    b_case = api(stack, "GET", f"/incidents/{b_incident}", "town_supervisor_b").json()
+    assert any(e["actor_org"] == VILLAGE_A for e in b_case["events"]), b_case["events"]
+
+    tries = [
+        ("GET", f"/complaints/{b_complaint}", None, "supervision.complaint_viewed"),
+        ("GET", f"/incidents/{b_incident}", None, "supervision.incident_viewed"),
+        (
+            "POST",
+            f"/incidents/{b_incident}/assign",
+            {"assignee": "城桥镇纪委干部"},
+            "supervision.incident_assigned",
+        ),
+        ("POST", f"/incidents/{b_incident}/notes", {"note": "核对访问记录"}, "supervision.incident_note"),
+        (
+            "POST",
+            f"/incidents/{b_incident}/disposition",
+            {"disposition": "referred", "note": "移送纪检监察机关处理"},
+            "supervision.incident_disposed",
+        ),
+        (
+            "POST",
+            f"/incidents/{b_incident}/recheck",
+            {"id_number": resident.id_number, "all_systems": True},
+            "supervision.incident_evidence_rechecked",
+        ),
+    ]
+    missing = api(stack, "GET", "/incidents/I-0000000000000000", "town_supervisor_a").json()
+    before = stack.last_events(1)[0]["seq"]
+    for method, path, body, _ in tries:
+        resp = api(stack, method, path, "town_supervisor_a", json=body)
+        assert resp.status_code == 404, (path, resp.text)
+        got = resp.json()
+        assert got["error"] == "case_not_found" == missing["error"]
+        assert got["message"].replace("投诉", "事件") == missing["message"]  # nothing tells the two apart
+        assert b_complaint not in resp.text and b_incident not in resp.text
+    refused = [
+        e
+        for e in stack.last_events(200)
+        if e["seq"] > before and e["actor"] == WORLD.identity("town_supervisor_a").user_id
+    ]
+    assert [(e["kind"], e["outcome"]) for e in refused] == [(kind, "refused") for *_, kind in tries]
+    for event in refused:
+        details = json.loads(event["body"])["details"]
+        assert details["refused"] == "outside_scope" and details["case_org"] == TOWN_B
+        assert b_complaint in details.values() or b_incident in details.values()
+
+    # Nothing happened to 堡镇's case; the county may handle it, and 城桥镇 its own (re-check included).
+    untouched = api(stack, "GET", f"/incidents/{b_incident}", "supervisor").json()
+    assert (untouched["status"], [s["action"] for s in untouched["steps"]]) == ("open", ["opened"])
+    assigned = api(
+        stack, "POST", f"/incidents/{b_incident}/assign", "supervisor", json={"assignee": "区纪委干部"}
+    )
+    assert assigned.status_code == 200, assigned.text
+    closed = api(
+        stack,
+        "POST",
+        f"/incidents/{b_incident}/disposition",
+        "supervisor",
+        json={"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"},
+    )
+    assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+    own = api(
+        stack,
+        "POST",
+        f"/incidents/{a_incident}/recheck",
+        "town_supervisor_a",
+        json={"id_number": resident.id_number, "all_systems": True},
+    )
+    assert own.status_code == 200, own.text

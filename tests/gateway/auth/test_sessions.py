@@ -30,7 +30,6 @@ from gateway.db import alembic_config, make_engine, upgrade
 from gateway.errors import ServiceUnavailable
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.stack import postgres_base_url, throwaway_postgres
 
 NOW = datetime(2026, 12, 6, 8, 0, 0, 500_000, tzinfo=UTC)
 T = int(NOW.timestamp())
@@ -51,21 +50,6 @@ def _principal(
         expires_at=exp,
         token_digest="ab" * 32,
     )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gateway.db'}"
-        upgrade(url)
-        yield url
-        return
-    base = postgres_base_url()
-    if base is None:
-        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
-    with throwaway_postgres(base) as url:
-        upgrade(url)
-        yield url
 
 
 @pytest.fixture
