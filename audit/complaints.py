@@ -145,7 +145,8 @@ def in_scope(case_org: str | None, scope: str) -> bool:
     return case_org is not None and case_org.startswith(scope)
 
 
-def _scope_conditions(column: Any, scope: str) -> list[ColumnElement[bool]]:
+def case_scope_conditions(column: Any, scope: str) -> list[ColumnElement[bool]]:
+    """SQL for "the case's ``column`` (its org) lies in ``scope``" (none at the national level)."""
     if checked_scope(scope) == "":
         return []
     return [column.startswith(scope, autoescape=True)]
@@ -814,7 +815,7 @@ def list_complaints(
     stmt = (
         select(ComplaintRow, IncidentRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
-        .where(*_complaint_conditions(status, now), *_scope_conditions(ComplaintRow.org, scope))
+        .where(*_complaint_conditions(status, now), *case_scope_conditions(ComplaintRow.org, scope))
         .order_by(ComplaintRow.received_at.desc(), ComplaintRow.complaint_id.desc())
         .offset(offset)
         .limit(limit)
@@ -829,7 +830,7 @@ def count_complaints(
         select(func.count())
         .select_from(ComplaintRow)
         .outerjoin(IncidentRow, IncidentRow.incident_id == ComplaintRow.incident_id)
-        .where(*_complaint_conditions(status, now), *_scope_conditions(ComplaintRow.org, scope))
+        .where(*_complaint_conditions(status, now), *case_scope_conditions(ComplaintRow.org, scope))
     )
     return int(session.scalar(stmt) or 0)
 
@@ -870,7 +871,7 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
 def _incident_conditions(
     now: datetime, status: str | None, overdue: bool, scope: str
 ) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = _scope_conditions(IncidentRow.org, scope)
+    conditions: list[ColumnElement[bool]] = case_scope_conditions(IncidentRow.org, scope)
     if status is not None:
         conditions.append(IncidentRow.status == IncidentStatus(status).value)
     if overdue:

@@ -21,7 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, func, select
 
 from audit.anomaly import RULES, AnomalyContext, AnomalyRules, evaluate
-from audit.complaints import overdue_condition
+from audit.complaints import case_scope_conditions, overdue_condition
 from audit.events import Outcome, format_timestamp
 from audit.query import (
     ACCESS_KIND_PREFIX,
@@ -30,6 +30,7 @@ from audit.query import (
     beijing_clock,
     iter_events,
     month_bounds,
+    org_prefix,
 )
 from audit.reports import UNKNOWN, GroupBy, ReportRow, tabulate
 from audit.tables import audit_complaints, audit_incidents
@@ -111,24 +112,38 @@ class MonthlyReport:
         }
 
 
-def _case_stats(engine: Engine, start: datetime, end: datetime, now: datetime) -> dict[str, int]:
+def _case_stats(
+    engine: Engine, start: datetime, end: datetime, now: datetime, org: str | None
+) -> dict[str, int]:
+    """The month's case counts, of the cases in the report's organisation subtree only (a case belongs to
+    the office that registered it, :mod:`audit.complaints`)."""
     c, i = audit_complaints.c, audit_incidents.c
+    scope = org_prefix(org) if org else ""
     with engine.connect() as conn:
         complaints = conn.execute(
-            select(func.count()).where(c.received_at >= start, c.received_at < end)
+            select(func.count()).where(
+                c.received_at >= start, c.received_at < end, *case_scope_conditions(c.org, scope)
+            )
         ).scalar_one()
         opened = conn.execute(
-            select(func.count()).where(i.opened_at >= start, i.opened_at < end)
+            select(func.count()).where(
+                i.opened_at >= start, i.opened_at < end, *case_scope_conditions(i.org, scope)
+            )
         ).scalar_one()
         closed = conn.execute(
-            select(func.count()).where(i.closed_at >= start, i.closed_at < end, i.status == "closed")
+            select(func.count()).where(
+                i.closed_at >= start,
+                i.closed_at < end,
+                i.status == "closed",
+                *case_scope_conditions(i.org, scope),
+            )
         ).scalar_one()
         # Either clock makes a case late: its own closing deadline or its complaint's answer deadline.
         overdue = conn.execute(
             select(func.count())
             .select_from(audit_incidents)
             .outerjoin(audit_complaints, c.complaint_id == i.complaint_id)
-            .where(overdue_condition(now.astimezone(UTC)))
+            .where(overdue_condition(now.astimezone(UTC)), *case_scope_conditions(i.org, scope))
         ).scalar_one()
     return {
         "complaints_received": int(complaints),
@@ -185,7 +200,7 @@ def build_monthly_report(
         refusal_reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         anomalies=per_rule,
         findings=[f.to_json() for f in findings[:50]],
-        cases=_case_stats(engine, start, end, now or datetime.now(UTC)),
+        cases=_case_stats(engine, start, end, now or datetime.now(UTC), org),
         scenario_names={UNKNOWN: UNKNOWN_NAMES_ZH["scenario"], **(scenario_names or {})},
         integrity=dict(integrity or {}),
         reason_names=dict(reason_names or {}),

@@ -502,7 +502,7 @@ def monthly_case_stats(store: Store, now: datetime) -> dict[str, int]:
     from audit.monthly import _case_stats
 
     start, end = month_bounds("2026-11")
-    return _case_stats(store.engine, start, end, now)
+    return _case_stats(store.engine, start, end, now, None)
 
 
 def test_case_lists_page_and_count(store: Store) -> None:

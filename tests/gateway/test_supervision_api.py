@@ -1100,6 +1100,16 @@ def test_a_township_supervisor_sees_and_handles_only_its_own_towns_cases(
         assert {a_complaint, b_complaint} <= listed(user, "/complaints", "complaint_id")
         assert {a_incident, b_incident} <= listed(user, "/incidents", "incident_id")
 
+    # The monthly report's case counts are of the caller's jurisdiction too: each town registered one.
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
+
+    def received(user: str) -> int:
+        report = api(stack, "GET", "/reports/monthly", user, params={"month": month, "format": "json"})
+        return int(report.json()["cases"]["complaints_received"])
+
+    assert received("town_supervisor_a") == received("town_supervisor_b") == 1
+    assert received("supervisor") >= 2
+
     # Evidence is about the case: 堡镇's incident holds the reads cadre_a (城桥镇's 东风村) made.
     b_case = api(stack, "GET", f"/incidents/{b_incident}", "town_supervisor_b").json()
     assert any(e["actor_org"] == VILLAGE_A for e in b_case["events"]), b_case["events"]
