@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from audit import AuditEvent, Outcome
-from gateway.admin_support import require, signed_in, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.auth.sessions import revoke_token, revoke_user_sessions, token_ref
@@ -17,7 +17,7 @@ from gateway.routes.grants import ReasonBody, checked_reason
 from gateway.runtime import Runtime
 from grassroots_common.personal_data import fold, looks_like_identifier
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -122,18 +122,18 @@ def checked_user_id(user_id: str) -> str:
 
 @router.post("/users/{user_id}/revoke-sessions")
 async def revoke_sessions(
+    principal: Annotated[
+        Principal,
+        Depends(Permitted("sessions", "revoke", doing=("撤销用户的登录", "revoke a user's sessions"))),
+    ],
     user_id: str,
     body: ReasonBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """Cut a user off (transferred away, a phone lost): every token of theirs issued before now is refused
     in every gateway process (this one at once, the others within a policy poll). Signing in again later
     gives a token that is accepted, unless the identity provider has disabled the account as well."""
-    principal = await require(
-        runtime, authorization, "sessions", "revoke", doing=("撤销用户的登录", "revoke a user's sessions")
-    )
     target = checked_user_id(user_id)
     reason = checked_reason(body.reason)
     now = datetime.now(UTC)

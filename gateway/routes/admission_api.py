@@ -64,7 +64,7 @@ from admission import (
 )
 from admission.model import STATUS_LABELS_ZH
 from audit import AuditEvent, Outcome
-from gateway.admin_support import domain_errors, require, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, domain_errors, unit_of_work
 from gateway.app import get_runtime, json_nested_too_deep, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -86,7 +86,7 @@ from masking import Catalog, SemanticType
 from policies import divisions
 from policies.scenarios import CHINA_STANDARD_TIME
 
-router = APIRouter(tags=["admission"])
+router = APIRouter(tags=["admission"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
@@ -463,9 +463,10 @@ async def _registration_body(request: Request) -> dict[str, Any]:
 
 
 @router.get(f"{_PREFIX}/offices")
-async def list_offices(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def list_offices(
+    _principal: Annotated[Principal, Depends(Permitted("admission", "read"))], runtime: RuntimeDep
+) -> dict[str, Any]:
     """The reviewing offices of the joint review (configuration) and the re-certification period."""
-    await require(runtime, authorization, "admission", "read")
     config = admission_config()
     return {
         "offices": [
@@ -485,10 +486,11 @@ async def list_offices(runtime: RuntimeDep, authorization: AuthHeader = None) ->
 
 @router.post(f"{_PREFIX}/systems", status_code=201)
 async def register_system(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """File a registration as a draft. The department is the caller's own (from the token)."""
-    principal = await require(runtime, authorization, "admission", "register")
     department = _department_of(principal)
     body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
@@ -511,8 +513,8 @@ async def register_system(
 
 @router.get(f"{_PREFIX}/systems")
 async def list_systems(
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     status: Annotated[list[SystemStatus] | None, Query()] = None,
     awaiting_my_review: Annotated[
         bool,
@@ -521,7 +523,6 @@ async def list_systems(
 ) -> dict[str, Any]:
     """Registrations the caller may see (a system admin: their department's), optionally by status;
     ``awaiting_my_review``: a reviewer's work list, renewal rounds of approved systems included."""
-    principal = await require(runtime, authorization, "admission", "read")
     office = principal.office
     if awaiting_my_review and not office:
         raise InvalidRequest(
@@ -561,8 +562,11 @@ async def list_systems(
 
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}")
-async def get_system(system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "admission", "read")
+async def get_system(
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    system_id: str,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
 
     def work(service: AdmissionService) -> dict[str, Any]:
         reg = _load_visible(service, principal, system_id)
@@ -573,10 +577,12 @@ async def get_system(system_id: str, runtime: RuntimeDep, authorization: AuthHea
 
 @router.patch(f"{_PREFIX}/systems/{{system_id}}")
 async def update_system(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
-    principal = await require(runtime, authorization, "admission", "register")
     body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
 
@@ -602,9 +608,8 @@ def _lifecycle(name: str) -> Callable[[AdmissionService, str, str], Mapping[str,
 
 
 async def _department_action(
-    name: str, system_id: str, request: Request, runtime: Runtime, authorization: str | None
+    name: str, system_id: str, request: Request, runtime: Runtime, principal: Principal
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "admission", "register")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         _load_own(service, principal, system_id)
@@ -616,26 +621,35 @@ async def _department_action(
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/submit")
 async def submit_system(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Send to joint review; also resubmission after changes were requested or after a rejection."""
-    return await _department_action("submit", system_id, request, runtime, authorization)
+    return await _department_action("submit", system_id, request, runtime, principal)
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/withdraw")
 async def withdraw_system(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Take a submitted registration back to draft."""
-    return await _department_action("withdraw", system_id, request, runtime, authorization)
+    return await _department_action("withdraw", system_id, request, runtime, principal)
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/revise")
 async def revise_system(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Reopen a rejected registration as a draft, to edit it before resubmitting."""
-    return await _department_action("revise", system_id, request, runtime, authorization)
+    return await _department_action("revise", system_id, request, runtime, principal)
 
 
 # -------------------------------------------------------------------------------------- joint review
@@ -643,11 +657,14 @@ async def revise_system(
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/reviews", status_code=201)
 async def review_system(
-    system_id: str, body: VoteBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "review"))],
+    system_id: str,
+    body: VoteBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """One office's vote. The reviewer votes only for the office in their token, never on a system of
     their own department; a rejection or a request for changes ends the round with the comment as reason."""
-    principal = await require(runtime, authorization, "admission", "review")
     office = body.office or principal.office
     if not principal.office or office != principal.office:
         # The office by its Chinese name (区大数据中心), as the progress view names it; a code no office
@@ -684,10 +701,11 @@ async def review_system(
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}/progress")
 async def review_progress(
-    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    system_id: str,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Which offices signed, which are pending, which are recused, with every vote of the round."""
-    principal = await require(runtime, authorization, "admission", "read")
 
     def work(service: AdmissionService) -> dict[str, Any]:
         _load_visible(service, principal, system_id)
@@ -698,10 +716,11 @@ async def review_progress(
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}/reviews")
 async def review_history(
-    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    system_id: str,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Every vote of every round (rejection reasons included)."""
-    principal = await require(runtime, authorization, "admission", "read")
 
     def work(service: AdmissionService) -> dict[str, Any]:
         _load_visible(service, principal, system_id)
@@ -725,11 +744,12 @@ async def review_history(
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}/overlaps")
 async def system_overlaps(
-    system_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    system_id: str,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Fields this registration would collect that admitted systems already collect in the same villages,
     or that villages get back as backflowed data: reuse or prefill instead (智能合并, 数据预填)."""
-    principal = await require(runtime, authorization, "admission", "read")
     catalog = runtime.catalog
 
     def work(service: AdmissionService) -> dict[str, Any]:
@@ -764,10 +784,8 @@ async def _supervise(
     body: ReasonBody,
     request: Request,
     runtime: Runtime,
-    authorization: str | None,
+    principal: Principal,
 ) -> dict[str, Any]:
-    # One permission, "revoke admission", governs all three acts; the refusal names the act asked for.
-    principal = await require(runtime, authorization, "admission", "revoke", doing=_SUPERVISION_ACTS[action])
     refuse_personal_data(body.reason, "理由", "reason", code="personal_data_in_reason")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
@@ -787,34 +805,57 @@ async def _supervise(
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/suspend")
 async def suspend_system(
-    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    # One permission, "revoke admission", governs all three acts; the refusal names the act asked for.
+    principal: Annotated[
+        Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["suspend"]))
+    ],
+    system_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Suspend an admitted system: every gateway process refuses it within one poll interval."""
-    return await _supervise("suspend", system_id, body, request, runtime, authorization)
+    return await _supervise("suspend", system_id, body, request, runtime, principal)
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/reinstate")
 async def reinstate_system(
-    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    # One permission, "revoke admission", governs all three acts; the refusal names the act asked for.
+    principal: Annotated[
+        Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["reinstate"]))
+    ],
+    system_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    return await _supervise("reinstate", system_id, body, request, runtime, authorization)
+    return await _supervise("reinstate", system_id, body, request, runtime, principal)
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/revoke")
 async def revoke_system(
-    system_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    # One permission, "revoke admission", governs all three acts; the refusal names the act asked for.
+    principal: Annotated[
+        Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["revoke"]))
+    ],
+    system_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Revoke for good; the system's client credentials and outbound credential are deleted."""
-    return await _supervise("revoke", system_id, body, request, runtime, authorization)
+    return await _supervise("revoke", system_id, body, request, runtime, principal)
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/recertify")
 async def recertify_system(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "renew"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Open a re-certification round: an approved system keeps working while re-reviewed; a lapsed one
     goes back to full review and stays blocked until every required office approves again."""
-    principal = await require(runtime, authorization, "admission", "renew")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         reg = service.repo.get(system_id, for_update=True)
@@ -827,10 +868,11 @@ async def recertify_system(
 
 
 @router.get(f"{_PREFIX}/reminders")
-async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def recertification_reminders(
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))], runtime: RuntimeDep
+) -> dict[str, Any]:
     """Approvals that lapse within the largest reminder window, and those that have lapsed (blocked; listed
     first), with who must act next."""
-    principal = await require(runtime, authorization, "admission", "read")
 
     def work(service: AdmissionService) -> dict[str, Any]:
         out: list[dict[str, Any]] = []
@@ -885,10 +927,11 @@ async def recertification_reminders(runtime: RuntimeDep, authorization: AuthHead
 
 @router.post(f"{_PREFIX}/lapse-due")
 async def lapse_due(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "revoke"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """The lapse job: every approval past its end becomes ``lapsed`` (routing already refuses it by time)."""
-    principal = await require(runtime, authorization, "admission", "revoke")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         events = service.lapse_due()
@@ -902,16 +945,15 @@ async def lapse_due(
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/credentials/client-secret", status_code=201)
 async def issue_client_secret(
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
     system_id: str,
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     rotate: bool = False,
 ) -> dict[str, Any]:
     """Issue (or with ``?rotate=true`` replace) the client secret. It is shown in this answer only and
     stored as a salted scrypt hash; after a rotation the old secret and its tokens stop working."""
-    principal = await require(runtime, authorization, "admission", "register")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         _load_own(service, principal, system_id)
@@ -936,14 +978,13 @@ async def issue_client_secret(
 
 @router.put(f"{_PREFIX}/systems/{{system_id}}/credentials/public-key")
 async def register_public_key(
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
     system_id: str,
     body: PublicKeyBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Register (or replace) the public key for signed client assertions (RFC 7523 private_key_jwt)."""
-    principal = await require(runtime, authorization, "admission", "register")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         _load_own(service, principal, system_id)
@@ -961,15 +1002,14 @@ async def register_public_key(
 
 @router.put(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
 async def set_outbound_credential(
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
     system_id: str,
     body: OutboundCredentialBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> Response:
     """Store the credential the gateway presents when it calls this system. Write-only: encrypted with
     AES-GCM under a key derived from the masking key ring, never returned."""
-    principal = await require(runtime, authorization, "admission", "register")
     ring = runtime.keys
     if ring is None:
         raise ServiceUnavailable(
@@ -992,9 +1032,11 @@ async def set_outbound_credential(
 
 @router.delete(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
 async def clear_outbound_credential(
-    system_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
+    system_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> Response:
-    principal = await require(runtime, authorization, "admission", "register")
 
     def work(service: AdmissionService) -> tuple[None, list[Mapping[str, Any]]]:
         _load_own(service, principal, system_id)
@@ -1046,10 +1088,11 @@ def _village_code(code: str) -> str:
 
 @router.get(f"{_PREFIX}/burden/villages/{{village_code}}")
 async def burden_of_village(
-    village_code: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    village_code: str,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """How many admitted systems reach this village and which fields they demand of it."""
-    await require(runtime, authorization, "admission", "read")
     code = _village_code(village_code)
     catalog = runtime.catalog
 
@@ -1066,13 +1109,12 @@ async def burden_of_village(
 
 @router.get(f"{_PREFIX}/burden/report", response_model=None)
 async def burden_report(
+    _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     village: Annotated[list[str] | None, Query()] = None,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     """District report: systems per village and fields demanded more than once (JSON or CSV)."""
-    await require(runtime, authorization, "admission", "read")
     requested = [_village_code(v) for v in village or []]
     catalog = runtime.catalog
 

@@ -20,7 +20,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from gateway.admin_support import checked_org, domain_errors, require, signed_in, unit_of_work
+from gateway.admin_support import (
+    PermissionFirstRoute,
+    Permitted,
+    checked_org,
+    domain_errors,
+    signed_in,
+    unit_of_work,
+)
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
@@ -41,7 +48,7 @@ from policies import (
 )
 from policies.grants import BREAK_GLASS_MAX_HOURS
 
-router = APIRouter(prefix="/api/v1", tags=["grants"])
+router = APIRouter(prefix="/api/v1", tags=["grants"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
@@ -241,10 +248,12 @@ class RenewBody(BaseModel):
 
 @router.post("/grants", status_code=201)
 async def request_grant(
-    body: GrantRequestBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("grants", "request"))],
+    body: GrantRequestBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """A township or village officer asks for a grant for an organisation of their jurisdiction."""
-    principal = await require(runtime, authorization, "grants", "request")
     scope = checked_org(body.org_scope or principal.org)
     reason = checked_reason(body.reason)
     now = datetime.now(UTC)
@@ -260,14 +269,13 @@ async def request_grant(
 
 @router.get("/grants")
 async def list_grants(
+    principal: Annotated[Principal, Depends(Permitted("grants", "read"))],
     runtime: RuntimeDep,
     status: Annotated[str | None, Query()] = None,
     scenario: Annotated[str | None, Query(max_length=64)] = None,
     org: Annotated[str | None, Query(description="grants that apply to or lie within this code")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "grants", "read")
     wanted_status: GrantStatus | None = None
     if status:
         try:
@@ -301,12 +309,11 @@ async def list_grants(
 
 @router.get("/grants/reminders")
 async def renewal_reminders(
+    principal: Annotated[Principal, Depends(Permitted("grants", "read"))],
     runtime: RuntimeDep,
     within_days: Annotated[int, Query(ge=1, le=365)] = 14,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Grants lapsing within ``within_days``, each naming who must act (the owning department's steward)."""
-    principal = await require(runtime, authorization, "grants", "read")
     subject = subject_of(principal)
     now = datetime.now(UTC)
 
@@ -325,11 +332,13 @@ async def renewal_reminders(
 
 @router.post("/grants/renew")
 async def renew_grants(
-    body: RenewBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("grants", "renew"))],
+    body: RenewBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Renew many grants at once, expiry staggered over ``stagger_window_days``. Grants with the most
     sensitive fields wait for a second steward (``POST /grants/{id}/approve``); the old one stays in force."""
-    principal = await require(runtime, authorization, "grants", "renew")
     now = datetime.now(UTC)
     ids = list(dict.fromkeys(body.grant_ids))
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
@@ -360,10 +369,11 @@ async def renew_grants(
 
 @router.post("/grants/expire-due")
 async def expire_due(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("grants", "expire"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """The expiry sweep (a platform job). Decisions never wait for it: a lapsed grant is refused by time."""
-    principal = await require(runtime, authorization, "grants", "expire")
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         changes = await uow.run(lambda s: _service(runtime, s).expire_due(now, principal.user_id))
@@ -373,8 +383,9 @@ async def expire_due(
 
 
 @router.get("/grants/{grant_id}")
-async def get_grant(grant_id: str, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "grants", "read")
+async def get_grant(
+    principal: Annotated[Principal, Depends(Permitted("grants", "read"))], grant_id: str, runtime: RuntimeDep
+) -> dict[str, Any]:
     grant = await read_only(
         runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
     )
@@ -405,15 +416,14 @@ async def _transition(
 
 @router.post("/grants/{grant_id}/approve")
 async def approve_grant(
+    principal: Annotated[Principal, Depends(Permitted("grants", "approve"))],
     grant_id: str,
     request: Request,
     runtime: RuntimeDep,
     body: ApproveBody | None = None,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """First approval by a steward of the owning department; a grant with the most sensitive fields then
     awaits a second, different steward's approval. Nobody approves their own request."""
-    principal = await require(runtime, authorization, "grants", "approve")
     window = body or ApproveBody()
     return await _transition(
         runtime,
@@ -432,9 +442,12 @@ async def approve_grant(
 
 @router.post("/grants/{grant_id}/reject")
 async def reject_grant(
-    grant_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("grants", "reject"))],
+    grant_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, "grants", "reject")
     reason = checked_reason(body.reason)
     return await _transition(
         runtime,
@@ -447,10 +460,13 @@ async def reject_grant(
 
 @router.post("/grants/{grant_id}/revoke")
 async def revoke_grant(
-    grant_id: str, body: ReasonBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("grants", "revoke"))],
+    grant_id: str,
+    body: ReasonBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Effective on the next request in every process: the commit moves the grants version row."""
-    principal = await require(runtime, authorization, "grants", "revoke")
     reason = checked_reason(body.reason)
     return await _transition(
         runtime,
@@ -479,11 +495,13 @@ class CloseReviewBody(BaseModel):
 
 @router.post("/break-glass", status_code=201)
 async def break_glass(
-    body: BreakGlassBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("break_glass", "invoke"))],
+    body: BreakGlassBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Emergency access: effective at once, hard limit in hours, notice to the level above, and a
     post-review item a supervisor must close."""
-    principal = await require(runtime, authorization, "break_glass", "invoke")
     reason = checked_reason(body.reason)
     scope = checked_org(body.org_scope) if body.org_scope else None
     now = datetime.now(UTC)
@@ -513,10 +531,11 @@ async def _reviews(
 
 
 @router.get("/break-glass/notices")
-async def break_glass_notices(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def break_glass_notices(
+    principal: Annotated[Principal, Depends(Permitted("break_glass", "read"))], runtime: RuntimeDep
+) -> dict[str, Any]:
     """Notices of emergency access for the level above: every break-glass whose notice went to an
     organisation within the caller's jurisdiction (supervisors see all)."""
-    principal = await require(runtime, authorization, "break_glass", "read")
     everyone = "supervisor" in principal.roles
     items = await _reviews(
         runtime, principal, None, lambda r: everyone or covers(principal.org, r.notify_org)
@@ -526,26 +545,24 @@ async def break_glass_notices(runtime: RuntimeDep, authorization: AuthHeader = N
 
 @router.get("/break-glass/reviews")
 async def break_glass_reviews(
+    principal: Annotated[Principal, Depends(Permitted("break_glass", "close_review"))],
     runtime: RuntimeDep,
     status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Post-review items a supervisor must close (default: the open ones)."""
-    principal = await require(runtime, authorization, "break_glass", "close_review")
     items = await _reviews(runtime, principal, None if status == "all" else status, lambda r: True)
     return {"items": items}
 
 
 @router.post("/break-glass/reviews/{review_id}/close")
 async def close_break_glass_review(
+    principal: Annotated[Principal, Depends(Permitted("break_glass", "close_review"))],
     review_id: str,
     body: CloseReviewBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """A supervisor, never the person who broke the glass, closes the post-review with a note."""
-    principal = await require(runtime, authorization, "break_glass", "close_review")
     note = checked_reason(body.note, name="note")
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:

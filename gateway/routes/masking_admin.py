@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from audit import AuditEvent, AuditUnavailable, Outcome, normalise_id_number, served_from_dataset
 from audit.tables import AuditEventRow
-from gateway.admin_support import require, signed_in, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -81,7 +81,7 @@ from masking.stewardship import (
     StewardshipService,
 )
 
-router = APIRouter(prefix="/api/v1/masking", tags=["masking"])
+router = APIRouter(prefix="/api/v1/masking", tags=["masking"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
@@ -177,12 +177,11 @@ def _operators() -> list[dict[str, Any]]:
 
 @router.get("/catalog")
 async def get_catalog(
+    _principal: Annotated[Principal, Depends(Permitted("masking", "read"))],
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     dataset: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Datasets, fields (level, semantic type, tags, quasi-identifier), base and dynamic tags, levels."""
-    await require(runtime, authorization, "masking", "read")
     effective = runtime.masking
     doc = catalog_document(effective.catalog)
     if dataset is not None:
@@ -209,9 +208,10 @@ async def get_catalog(
 
 
 @router.get("/rules")
-async def get_rules(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def get_rules(
+    _principal: Annotated[Principal, Depends(Permitted("masking", "read"))], runtime: RuntimeDep
+) -> dict[str, Any]:
     """The ordered rules (first match wins), the profiles and the operators they may name."""
-    await require(runtime, authorization, "masking", "read")
     effective = runtime.masking
     doc = rules_document(effective.rules)
     return {
@@ -237,32 +237,34 @@ class DecisionBody(BaseModel):
 
 @router.get("/proposals")
 async def list_proposals(
+    _principal: Annotated[Principal, Depends(Permitted("masking", "read"))],
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     status: ProposalStatus | None = None,
     kind: ProposalKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
-    await require(runtime, authorization, "masking", "read")
     items = await _read(runtime, lambda repo: repo.find(status=status, kind=kind, limit=limit))
     return {"items": [p.as_dict() for p in items]}
 
 
 @router.get("/proposals/{proposal_id}")
 async def get_proposal(
-    proposal_id: str, runtime: RuntimeDep, authorization: AuthHeader = None
+    _principal: Annotated[Principal, Depends(Permitted("masking", "read"))],
+    proposal_id: str,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    await require(runtime, authorization, "masking", "read")
     proposal = await _read(runtime, lambda repo: repo.get(proposal_id))
     return proposal.as_dict()
 
 
 @router.post("/proposals", status_code=201)
 async def propose(
-    body: ProposalBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("masking", "propose"))],
+    body: ProposalBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Propose a change; it takes effect only when another authorised person approves it."""
-    principal = await require(runtime, authorization, "masking", "propose")
     reason = _checked_text(body.reason, "变更理由", "reason", required=True)
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
@@ -279,14 +281,13 @@ async def propose(
 
 @router.post("/proposals/{proposal_id}/approve")
 async def approve(
+    principal: Annotated[Principal, Depends(Permitted("masking", "approve"))],
     proposal_id: str,
     body: DecisionBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Approve: the change becomes part of the effective catalog or rules in every gateway process."""
-    principal = await require(runtime, authorization, "masking", "approve")
     note = _checked_text(body.note, "审批意见", "note", required=False)
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
@@ -303,14 +304,13 @@ async def approve(
 
 @router.post("/proposals/{proposal_id}/reject")
 async def reject(
+    principal: Annotated[Principal, Depends(Permitted("masking", "reject"))],
     proposal_id: str,
     body: DecisionBody,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Reject with a reason (or, by the proposer, withdraw)."""
-    principal = await require(runtime, authorization, "masking", "reject")
     note = _checked_text(body.note, "驳回理由", "note", required=False)
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
@@ -342,10 +342,13 @@ class DryRunBody(BaseModel):
 
 
 @router.post("/dry-run")
-async def dry_run(body: DryRunBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> JSONResponse:
+async def dry_run(
+    _principal: Annotated[Principal, Depends(Permitted("masking", "dry_run"))],
+    body: DryRunBody,
+    runtime: RuntimeDep,
+) -> JSONResponse:
     """The plan (field → operator, and why) and the masked sample, for what is in force or for a
     pending proposal. Keyed pseudonyms use a throwaway key here (no re-identification oracle)."""
-    await require(runtime, authorization, "masking", "dry_run")
     if body.proposal_id is not None:
         proposal_id = body.proposal_id
         catalog, rules = await _read(runtime, lambda repo: _service(runtime, repo).preview(proposal_id))
@@ -718,14 +721,13 @@ async def unmask(
 
 @router.get("/drift")
 async def drift(
+    _principal: Annotated[Principal, Depends(Permitted("masking", "read"))],
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
     dataset: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Catalog-drift alerts of the last ``days``: per dataset, field and entity type, how often
     undeclared personal data was found, when, and how the field is classified now."""
-    await require(runtime, authorization, "masking", "read")
     since = datetime.now(UTC) - timedelta(days=days)
 
     def work() -> list[tuple[int, datetime, str | None, str]]:

@@ -30,7 +30,14 @@ from sqlalchemy.orm import Session
 
 from audit import AuditEvent, Outcome
 from audit.tables import AuditEventRow
-from gateway.admin_support import checked_org, library_error, require, signed_in, unit_of_work
+from gateway.admin_support import (
+    PermissionFirstRoute,
+    Permitted,
+    checked_org,
+    library_error,
+    signed_in,
+    unit_of_work,
+)
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
@@ -57,7 +64,7 @@ from policies import (
 )
 from policies.reasons import reason as _reason
 
-router = APIRouter(prefix="/api/v1", tags=["policy"])
+router = APIRouter(prefix="/api/v1", tags=["policy"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
@@ -138,16 +145,15 @@ def _policy_state(engine: PolicyEngine) -> dict[str, Any]:
 
 
 @router.get("/policy")
-async def policy_state(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def policy_state(
+    _principal: Annotated[
+        Principal,
+        Depends(Permitted("policies", "explain", doing=("查看当前生效的策略", "view the policy in force"))),
+    ],
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     """The policy this process decides by: file digests and the grants version. Files by name only: the
     server's directories are nobody's business over HTTP."""
-    await require(
-        runtime,
-        authorization,
-        "policies",
-        "explain",
-        doing=("查看当前生效的策略", "view the policy in force"),
-    )
     engine = runtime.policy()
     return {
         **_policy_state(engine),
@@ -231,11 +237,14 @@ def told_about_them(decision: Decision, checks: list[Check]) -> Decision:
 
 
 @router.post("/policy/decide")
-async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def decide(
+    principal: Annotated[Principal, Depends(Permitted("policies", "decide"))],
+    body: DecideBody,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     """Dry run: the Decision (with obligations) the data path would take for who/where/what/scenario.
     Nothing is read, nothing is counted against a quota. Told to the caller about the subject the body
     describes, as ``POST /policy/explain`` is: "该用户"/"this user", unless that subject is the caller."""
-    principal = await require(runtime, authorization, "policies", "decide")
     engine, access = runtime.policy(), _access(body)
     max_page_size = runtime.settings.max_page_size
     decision = await asyncio.to_thread(engine.decide, access)
@@ -247,11 +256,14 @@ async def decide(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeade
 
 
 @router.post("/policy/explain")
-async def explain(body: DecideBody, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
+async def explain(
+    principal: Annotated[Principal, Depends(Permitted("policies", "explain"))],
+    body: DecideBody,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     """Every condition checked, pass or fail, and the first that failed, in words a cadre understands.
     Told to the caller about the subject the body describes: "该用户"/"this user", unless that subject is
     the caller herself (then "您"/"you", as ``GET /policy/explain`` says it)."""
-    principal = await require(runtime, authorization, "policies", "explain")
     engine, access = runtime.policy(), _access(body)
     about_caller = access.subject == subject_of(principal)
     unknown = uncatalogued(runtime, access.dataset)
@@ -314,11 +326,12 @@ def _file_error(exc: PolicyFileError, what: str = "策略文件") -> InvalidRequ
 
 @router.post("/policy/reload")
 async def reload_policy(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("policies", "reload"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Re-read and validate the policy files; swap without restart in every process, or keep the old
     policy whole and answer 422 naming file and line. Recorded (who, before/after digests, what changed)."""
-    principal = await require(runtime, authorization, "policies", "reload")
     now = datetime.now(UTC)
     try:
         _, change = await asyncio.to_thread(runtime.policy().reloaded, principal.user_id)
@@ -600,7 +613,9 @@ def _replayed_event(
 
 @router.post("/policy/replay")
 async def replay_policy(
-    body: ReplayBody, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted("policies", "replay"))],
+    body: ReplayBody,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Replay the last ``days`` of recorded data requests under the current and the proposed policy.
 
@@ -608,7 +623,6 @@ async def replay_policy(
     on her department's datasets only (403 ``replay_outside_department`` for another department's grant,
     ``replay_policy_files_admin_only`` for policy files); the platform admin replays anything. Either
     way the replay is recorded (``policy.replayed``: what was asked and the counts) before the answer."""
-    principal = await require(runtime, authorization, "policies", "replay")
     department = _replay_department(principal)
     now = datetime.now(UTC)
     since = now - timedelta(days=body.days)

@@ -59,7 +59,7 @@ from audit import (
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
-from gateway.admin_support import checked_org, require, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, checked_org, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
@@ -75,7 +75,7 @@ from policies import GrantRepository
 from policies.divisions import normalize
 
 _log = logging.getLogger("gateway.supervision")
-router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
+router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
@@ -377,9 +377,9 @@ def _with_unattributed(runtime: Runtime, scope: str) -> bool:
 
 @router.get("/events")
 async def list_events(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     org: str | None = None,
     actor: str | None = None,
     scenario: str | None = None,
@@ -392,7 +392,6 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Events of the caller's organisation subtree, newest first; ``next_before`` pages on."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
     query = EventQuery(
         org=_org_arg(scope),
@@ -416,9 +415,9 @@ async def list_events(
 
 @router.get("/reports")
 async def report(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     group_by: Literal["org", "department", "scenario"] = "org",
     org: str | None = None,
     org_level: Annotated[int, Query(description="significant digits: 2,4,6,9,12")] = 12,
@@ -426,7 +425,6 @@ async def report(
     until: AwareDatetime | None = None,
 ) -> dict[str, Any]:
     """Counts per organisation, data-owning department or scenario: allowed, refused, records, users."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
     if org_level not in (2, 4, 6, 9, 12):
         raise InvalidRequest("org_level 只能是 2、4、6、9 或 12。", "org_level must be 2, 4, 6, 9 or 12.")
@@ -460,9 +458,9 @@ def _row_names(runtime: Runtime, group_by: str) -> Mapping[str, str]:
 
 @router.get("/anomalies")
 async def anomalies(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     org: str | None = None,
@@ -472,7 +470,6 @@ async def anomalies(
     ] = None,
 ) -> dict[str, Any]:
     """Findings of the anomaly rules, each with the seqs of the events behind it."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, _overrides(setting or []))
     if any(r not in ANOMALY_RULES for r in rule or ()):
@@ -496,15 +493,14 @@ async def anomalies(
 
 @router.get("/reports/monthly", response_model=None)
 async def monthly_report(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     month: Annotated[str, Query(pattern=MONTH_PATTERN)] = "",
     org: str | None = None,
     format: Literal["html", "csv", "pdf", "json"] = "html",
 ) -> Response | dict[str, Any]:
     """定期通报: the month's figures as a printable HTML page (inline SVG charts), CSV, PDF or JSON."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = _scope(principal, org)
     this_month = datetime.now(audit.CHINA_STANDARD_TIME).strftime("%Y-%m")
     label = month or this_month
@@ -764,10 +760,12 @@ async def _person_records(
 
 @router.post("/complaints", status_code=201)
 async def register_complaint(
-    body: ComplaintIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "register"))],
+    body: ComplaintIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Register a complaint and open its incident: every access to the person, each with its proof."""
-    principal = await require(runtime, authorization, RESOURCE, "register")
     # The same check as every typed text (names after cue words too), and the same error family: the case
     # library's own check (ID and phone shapes only) would answer invalid_case_input for the ticket.
     refuse_personal_data(body.summary, "投诉摘要", "complaint summary", code="personal_data_in_summary")
@@ -838,16 +836,15 @@ CaseOffset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 @router.get("/complaints")
 async def list_complaints(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     limit: CaseLimit = 100,
     offset: CaseOffset = 0,
     status: Literal["open", "investigating", "closed", "overdue"] | None = None,
 ) -> dict[str, Any]:
     """Complaints newest first, ``limit`` at a time from ``offset``; ``total``: how many match.
     ``status``: only those whose incident is open, investigating or closed, or that are overdue."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     now = _now()
     scope = _case_scope(principal)
 
@@ -872,9 +869,11 @@ async def list_complaints(
 
 @router.get("/complaints/{complaint_id}")
 async def get_complaint(
-    complaint_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
+    complaint_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.complaint_viewed", complaint_id=complaint_id
     )
@@ -896,13 +895,12 @@ async def get_complaint(
 async def _incidents(
     request: Request,
     runtime: Runtime,
-    authorization: str | None,
+    principal: Principal,
     status: Literal["open", "investigating", "closed"] | None,
     overdue: bool,
     limit: int,
     offset: int,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "read")
     now = _now()
     scope = _case_scope(principal)
 
@@ -926,9 +924,9 @@ async def _incidents(
 
 @router.get("/incidents")
 async def list_incidents(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     status: Literal["open", "investigating", "closed"] | None = None,
     overdue: bool = False,
     limit: CaseLimit = 100,
@@ -936,30 +934,29 @@ async def list_incidents(
 ) -> dict[str, Any]:
     """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed.
     ``limit`` at a time from ``offset``; ``total``: how many match."""
-    return await _incidents(request, runtime, authorization, status, overdue, limit, offset)
+    return await _incidents(request, runtime, principal, status, overdue, limit, offset)
 
 
 @router.get("/incidents/overdue")
 async def overdue_incidents(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     limit: CaseLimit = 100,
     offset: CaseOffset = 0,
 ) -> dict[str, Any]:
-    return await _incidents(request, runtime, authorization, None, True, limit, offset)
+    return await _incidents(request, runtime, principal, None, True, limit, offset)
 
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     incident_id: str,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     events: bool = True,
 ) -> dict[str, Any]:
     """The case file: steps, evidence events (refs only) and their inclusion proofs, re-verified now."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.incident_viewed", incident_id=incident_id
     )
@@ -1031,9 +1028,12 @@ async def _case_step(runtime: Runtime, principal: Principal, request: Request, f
 
 @router.post("/incidents/{incident_id}/assign")
 async def assign_incident(
-    incident_id: str, body: AssignIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    incident_id: str,
+    body: AssignIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "review")
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.incident_assigned", incident_id=incident_id
     )
@@ -1057,9 +1057,12 @@ async def assign_incident(
 
 @router.post("/incidents/{incident_id}/notes")
 async def add_note(
-    incident_id: str, body: NoteIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    incident_id: str,
+    body: NoteIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "review")
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.incident_note", incident_id=incident_id
     )
@@ -1077,13 +1080,12 @@ async def add_note(
 
 @router.post("/incidents/{incident_id}/disposition")
 async def dispose_incident(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
     incident_id: str,
     body: DispositionIn,
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "review")
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.incident_disposed", incident_id=incident_id
     )
@@ -1115,12 +1117,15 @@ class RecheckIn(BaseModel):
 
 @router.post("/incidents/{incident_id}/recheck")
 async def recheck_incident_evidence(
-    incident_id: str, body: RecheckIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    incident_id: str,
+    body: RecheckIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Ask the departmental systems that did not answer at the complaint (or all) again for the
     complainant's record ids, and attach the accesses newly found, each with its proof against the
     incident's signed tree: the incident's evidence made whole without registering the complaint again."""
-    principal = await require(runtime, authorization, RESOURCE, "review")
     # Before the ID number is even checked: out of scope, the case is not there for this caller.
     scope = await _case_in_scope(
         runtime, principal, request, "supervision.incident_evidence_rechecked", incident_id=incident_id
@@ -1202,14 +1207,16 @@ class PersonIn(BaseModel):
 
 @router.post("/transparency")
 async def who_read_my_data(
-    body: PersonIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
+    body: PersonIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """For one person: which organisation and role read their data, when, for which scenario (PIPL Art. 45).
 
     Reader names and user ids are left out; the organisation (code and name) and role are what a resident
     is told.
     """
-    principal = await require(runtime, authorization, RESOURCE, "read")
     ref = _subject_ref(runtime, body.id_number)
     entries = await asyncio.to_thread(
         audit.accesses_for_subjects, runtime.engine, _lookup_refs(runtime, body.id_number)
@@ -1268,9 +1275,10 @@ def _checkpoints(runtime: Runtime) -> list[audit.Checkpoint]:
 
 @router.get("/checkpoints")
 async def list_checkpoints(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         items = await asyncio.to_thread(_checkpoints, runtime)
     await _audit(runtime, principal, request, "supervision.checkpoints_listed", {"results": len(items)})
@@ -1279,10 +1287,11 @@ async def list_checkpoints(
 
 @router.post("/checkpoints", status_code=201)
 async def write_checkpoint(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "verify"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Sign the Merkle root of the whole log now and store it in the external checkpoint directory."""
-    principal = await require(runtime, authorization, RESOURCE, "verify")
     signer = await asyncio.to_thread(signer_for, runtime)
     with supervision_errors():
         cp = await asyncio.to_thread(
@@ -1300,14 +1309,13 @@ async def write_checkpoint(
 
 @router.get("/proofs/inclusion")
 async def inclusion_proof(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     seq: Annotated[int, Query(ge=1)] = 1,
     tree_size: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of event ``seq``; by default against the latest signed checkpoint."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         checkpoints = await asyncio.to_thread(_checkpoints, runtime)
     size = await asyncio.to_thread(log_size, runtime.engine)
@@ -1383,14 +1391,13 @@ async def inclusion_proof(
 
 @router.get("/proofs/consistency")
 async def consistency_proof(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    authorization: AuthHeader = None,
     old: Annotated[int | None, Query(ge=1)] = None,
     new: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof between two tree sizes; by default the two latest checkpoints."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     with supervision_errors():
         checkpoints = await asyncio.to_thread(_checkpoints, runtime)
     sizes = sorted({c.tree_size for c in checkpoints if c.tree_size > 0})
@@ -1451,10 +1458,11 @@ async def consistency_proof(
 
 @router.get("/retention")
 async def retention(
-    request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """The retention period, the months past it and whether each is archived, what was pruned."""
-    principal = await require(runtime, authorization, RESOURCE, "read")
     years = _settings().audit_retention_years
     with runtime.sessions() as session:
         status = await asyncio.to_thread(audit.retention_status, runtime.engine, session, _now(), years)
@@ -1478,10 +1486,12 @@ class ArchiveIn(BaseModel):
 
 @router.post("/archives", status_code=201)
 async def archive(
-    body: ArchiveIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "verify"))],
+    body: ArchiveIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Write the month's signed archive (events + Merkle root + signature); events stay in the log."""
-    principal = await require(runtime, authorization, RESOURCE, "verify")
     signer = await asyncio.to_thread(signer_for, runtime)
     directory = archive_dir(runtime)
     # The periodic archiver (gateway.supervision_tasks) may be writing the same month in another process:
@@ -1510,8 +1520,11 @@ async def archive(
 
 
 @router.get("/archives")
-async def archives(request: Request, runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
-    principal = await require(runtime, authorization, RESOURCE, "read")
+async def archives(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
+    request: Request,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     with runtime.sessions() as session:
         items = await asyncio.to_thread(audit.list_archives, session)
     await _audit(runtime, principal, request, "supervision.archives_listed", {"results": len(items)})
@@ -1520,10 +1533,12 @@ async def archives(request: Request, runtime: RuntimeDep, authorization: AuthHea
 
 @router.get("/archives/{archive_id}/verify")
 async def verify_archive(
-    archive_id: str, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "verify"))],
+    archive_id: str,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Verify an archive's files (signature, digest, every link and leaf) and against the live log."""
-    principal = await require(runtime, authorization, RESOURCE, "verify")
     with runtime.sessions() as session:
         known = {a["archive_id"] for a in await asyncio.to_thread(audit.list_archives, session)}
     if archive_id not in known:
@@ -1550,7 +1565,10 @@ class PruneIn(BaseModel):
 
 @router.post("/audit/prune")
 async def prune_audit_log(
-    body: PruneIn, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "prune"))],
+    body: PruneIn,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Prune archived months past the retention period behind a signed prefix anchor (dry run by default).
 
@@ -1558,7 +1576,6 @@ async def prune_audit_log(
     years; PIPL Art. 19 / GB/T 35273-2020 §6.1 say not to keep them for ever. Only whole archived months
     whose archives verify now go, oldest first; the anchor is written to the checkpoint directory.
     """
-    principal = await require(runtime, authorization, RESOURCE, "prune")
     years = _settings().audit_retention_years
     signer = await asyncio.to_thread(signer_for, runtime)
     directory = archive_dir(runtime)
