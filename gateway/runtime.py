@@ -145,6 +145,8 @@ class Runtime:
         self.sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
         self.verifier = verifier
         self.upstream = upstream
+        #: Headless Chromium renders of this process (``gateway.routes.supervision.html_to_pdf``).
+        self.pdf_renders = asyncio.Semaphore(settings.pdf_max_concurrent_renders)
         self.appender = appender
         # Writing uses the active key (``pseudonymizer``); a search by person or record asks for the ref
         # under every kept key (``lookup_refs``), so events written before a key rotation are still found.

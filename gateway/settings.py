@@ -207,6 +207,17 @@ class Settings(GatewayAddress):
     max_page_size: int = 100
     upstream_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
     upstream_connect_timeout_s: float = Field(2.0, gt=0, allow_inf_nan=False)
+    # Monthly report as PDF: each render is a headless Chromium of a few hundred MB and seconds of CPU, so
+    # a burst of requests must not start one per request.
+    pdf_max_concurrent_renders: int = Field(
+        2, ge=1, le=16, description="PDF renders (headless Chromium) one process runs at once"
+    )
+    pdf_render_wait_s: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="how long a PDF request waits for a free render before 503 pdf_busy",
+    )
     # Greater than 0 and finite: 0 or less re-reads in a busy loop, and inf never re-reads, so a revocation
     # committed elsewhere would never reach this process (and the staleness guard would never trip).
     policy_refresh_interval_s: float = Field(

@@ -548,7 +548,9 @@ async def monthly_report(
         # Recorded once the report exists: a PDF that could not be printed (no Chromium, a failed
         # print) left nothing, and the log must not say a report was handed out.
         answer = Response(
-            await html_to_pdf(audit.render_html(report_data)),
+            await html_to_pdf(
+                audit.render_html(report_data), runtime.pdf_renders, runtime.settings.pdf_render_wait_s
+            ),
             media_type="application/pdf",
             headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'},
         )
@@ -634,8 +636,16 @@ def chromium_binary() -> str | None:
     return None
 
 
-async def html_to_pdf(page: str) -> bytes:
-    """Print the page with headless Chromium (Debian's ``chromium``); 503 when it is not installed."""
+#: Seconds a client is asked to wait (``Retry-After``) when every PDF render is taken.
+PDF_RETRY_AFTER_S = 30
+
+
+async def html_to_pdf(page: str, renders: asyncio.Semaphore, wait_s: float) -> bytes:
+    """Print the page with headless Chromium (Debian's ``chromium``); 503 when it is not installed.
+
+    ``renders`` bounds the Chromiums this process runs at once (``GRASSROOTS_PDF_MAX_CONCURRENT_RENDERS``):
+    a request that finds none free within ``wait_s`` gets 503 ``pdf_busy`` with ``Retry-After`` rather
+    than one more browser, so a burst of report requests cannot exhaust the server's memory."""
     binary = chromium_binary()
     if binary is None:
         raise ServiceUnavailable(
@@ -643,6 +653,23 @@ async def html_to_pdf(page: str) -> bytes:
             "Chromium is not installed on the server, so no PDF; download the HTML and print it to PDF.",
             code="pdf_unavailable",
         )
+    try:
+        await asyncio.wait_for(renders.acquire(), timeout=wait_s)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"正在生成的 PDF 报告较多，请约 {PDF_RETRY_AFTER_S} 秒后重试，或先下载 HTML 版本。",
+            f"Too many PDF reports are being produced; retry in about {PDF_RETRY_AFTER_S} seconds "
+            "or download the HTML.",
+            code="pdf_busy",
+            headers={"Retry-After": str(PDF_RETRY_AFTER_S)},
+        ) from None
+    try:
+        return await _render_pdf(binary, page)
+    finally:
+        renders.release()
+
+
+async def _render_pdf(binary: str, page: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="grassroots-pdf-") as tmp:
         html_path = Path(tmp) / "report.html"
         pdf_path = Path(tmp) / "report.pdf"
