@@ -110,6 +110,23 @@ class UpstreamUnavailable(GatewayError):
     message_en = "The departmental system cannot be reached; no data was returned. Retry later."
 
 
+class UpstreamNotEncrypted(GatewayError):
+    """A stored registration names a plain http:// upstream off this host; in production the gateway will
+    not send its outbound credential or a lookup's ID number over it (fail closed, no call made)."""
+
+    status_code = 503
+    code = "upstream_not_encrypted"
+    message_zh = (
+        "该部门业务系统登记的地址未加密（http://），生产模式下网关不向其发送凭证和查询，本次未返回任何数据。"
+        "请联系该系统所属部门的系统管理员，将登记地址改为 https://。"
+    )
+    message_en = (
+        "The departmental system is registered at an unencrypted http:// address; in production the gateway "
+        "sends it no credential and no query, and no data was returned. Ask the system's departmental admin "
+        "to change the registered address to https://."
+    )
+
+
 class UpstreamTimeout(GatewayError):
     status_code = 504
     code = "upstream_timeout"

@@ -119,8 +119,9 @@ class GatewayAddress(BaseSettings):
         return f"http://{host}:{self.port}"
 
 
-def _tls_or_loopback(url: str) -> bool:
-    """An https URL, or an http one on this host (a loopback address: nothing travels a network)."""
+def tls_or_loopback(url: str) -> bool:
+    """An https URL, or an http one on this host (a loopback address: nothing travels a network). The one
+    rule for every address the gateway trusts in production: the OIDC issuer and admitted systems."""
     from ipaddress import ip_address
     from urllib.parse import urlsplit
 
@@ -325,7 +326,7 @@ class Settings(GatewayAddress):
                     "is required in production mode (your OIDC identity provider's URL)",
                 )
             )
-        elif not _tls_or_loopback(self.oidc_issuer):
+        elif not tls_or_loopback(self.oidc_issuer):
             # OpenID Connect Discovery 1.0 §3 and §7.2: the issuer is an https URL. Over plain http the
             # discovery document and the key set that every token is checked against arrive unprotected:
             # anyone on the path could hand the gateway a key of their own and sign any user, any role.

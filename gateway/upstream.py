@@ -33,9 +33,11 @@ from yarl import URL
 from gateway.errors import (
     UpstreamCredentialRefused,
     UpstreamError,
+    UpstreamNotEncrypted,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.settings import tls_or_loopback
 
 _log = logging.getLogger("gateway.upstream")
 
@@ -150,8 +152,11 @@ class UpstreamClient:
         timeout_s: float = 5.0,
         connect_timeout_s: float = 2.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        require_tls: bool = False,
     ) -> None:
         self._signer = signer
+        #: Production: refuse to call an http:// upstream off this host (``tls_or_loopback``).
+        self._require_tls = require_tls
         self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -198,6 +203,10 @@ class UpstreamClient:
     async def _call_json(self, target: UpstreamTarget, url: URL | str, body: bytes | None = None) -> Any:
         """GET ``url`` (or POST ``body`` as JSON) with the service token and the outbound credential; the
         answer's JSON, None for 404, or the gateway error for every other failure."""
+        if self._require_tls and not tls_or_loopback(target.base_url):
+            # A registration stored before this rule (or in development) must not carry the outbound
+            # credential or a lookup's ID number in clear text across a network (GB/T 35273 §6.3).
+            raise UpstreamNotEncrypted(extra={"system": target.system_id})
         if self._session is None:
             await self.start()
         assert self._session is not None

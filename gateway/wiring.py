@@ -61,6 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
             ServiceTokenSigner(load_or_create_ed25519(settings.effective_service_key_path)),
             timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s,
+            require_tls=settings.mode is RunMode.production,
         ),
         appender=appender,
         pseudonymizer=load_audit_refs(settings),

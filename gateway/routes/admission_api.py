@@ -80,7 +80,7 @@ from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
-from gateway.settings import RunMode
+from gateway.settings import RunMode, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
 from masking import Catalog, SemanticType
 from policies import divisions
@@ -484,6 +484,23 @@ async def list_offices(
     }
 
 
+def _check_transport(runtime: Runtime, reg: SystemRegistration) -> None:
+    """In production a system is reached over https:// (or on this host): over plain http the gateway's
+    outbound credential and a lookup's ID number would cross the network in clear text (GB/T 35273 §6.3;
+    the rule the OIDC issuer follows, ``gateway.settings.tls_or_loopback``). The address is not echoed."""
+    if runtime.settings.mode is not RunMode.production:
+        return
+    if any(not tls_or_loopback(p.base_url) for p in reg.provides):
+        raise InvalidRequest(
+            "生产模式下部门业务系统的地址（provides.base_url）须为 https:// 地址（本机回环地址除外），"
+            "否则网关的出站凭证和查询中的身份证号将以明文传输。请改为 https:// 后重新提交。",
+            "In production a system's address (provides.base_url) must be an https:// URL (a loopback "
+            "address excepted): over http the gateway's outbound credential and a lookup's ID number travel "
+            "in clear text. Change it to https:// and submit again.",
+            code="base_url_not_https",
+        )
+
+
 @router.post(f"{_PREFIX}/systems", status_code=201)
 async def register_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
@@ -504,6 +521,7 @@ async def register_system(
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         reg = registration_from_mapping(body, created_by=principal.user_id)
         _check_reach(principal, reg)
+        _check_transport(runtime, reg)
         _check_against_catalog(runtime.catalog, reg, service.list_systems())
         change = service.register(reg)
         return _registration_view(service, runtime.catalog, service.get(reg.system_id), principal), [change]
@@ -591,6 +609,7 @@ async def update_system(
         merged = {**current.as_dict(include_contact=True), **body, "system_id": system_id}
         reg = registration_from_mapping(merged, created_by=current.created_by)
         _check_reach(principal, reg)
+        _check_transport(runtime, reg)
         _check_against_catalog(runtime.catalog, reg, service.list_systems())
         change = service.update(reg, principal.user_id)
         return _registration_view(service, runtime.catalog, service.get(system_id), principal), [change]
