@@ -33,7 +33,7 @@ MiB = 1_048_576
 
 
 def auth(stack: Stack) -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    return {"Authorization": f"Bearer {stack.token('platform_admin')}"}
 
 
 def assert_too_large(resp: httpx.Response, limit: int = LIMIT) -> None:
@@ -144,7 +144,7 @@ def test_a_50_mb_chunked_body_is_refused_after_about_the_limit_and_memory_stays_
     total = 50 * MiB
     head = (
         f"POST {DECIDE} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {stack.token('supervisor')}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"Authorization: Bearer {stack.token('platform_admin')}\r\nTransfer-Encoding: chunked\r\n\r\n"
     ).encode()
     before = rss_bytes(stack.gateway.pid)
     sent, status, headers, body = stream_until_answered(stack.gateway_port, head, total)
@@ -179,7 +179,8 @@ def test_an_anonymous_chunked_body_is_refused_without_being_read(stack: Stack) -
 
 
 def test_a_signed_in_bad_body_is_still_judged_by_the_endpoint(stack: Stack) -> None:
-    """With a token, nothing changes: the body is parsed and a broken one is a 422 naming it."""
+    """With a token that holds the permission, nothing changes: the body is parsed and a broken one is a 422
+    naming it (a caller without the permission is refused 403 before its body is read)."""
     resp = httpx.post(
         f"{stack.base_url}{DECIDE}",
         content=b"{not json",
