@@ -59,6 +59,22 @@ ALICE = PSEUDONYMIZER.ref("310151195701010011")
 BOB = PSEUDONYMIZER.ref("310151196002020022")
 
 
+def _complaint(
+    session: Session, subject_ref: str = ALICE, source: str = "walk_in", now: datetime = NOW
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A complaint registered by the district's supervision office (org 310151000000), with no summary."""
+    return register_complaint(
+        session,
+        subject_ref=subject_ref,
+        source=source,
+        summary="",
+        ticket=None,
+        actor="s",
+        now=now,
+        org="310151000000",
+    )
+
+
 def populate(store: Store) -> dict[str, list[int]]:
     """Reads touching Alice, Bob, both, neither; a refused read; a supervisory event naming Alice."""
     log = AuditLog(store.engine)
@@ -186,16 +202,7 @@ def test_incident_carries_refused_attempts_at_the_persons_records(store: Store) 
     assert access_seqs_for_subjects(store.engine, [ALICE]) == served  # what the subject index alone finds
     assert access_seqs_for_person(store.engine, [ALICE]) == expected
     with Session(store.engine) as session:
-        complaint, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        complaint, _ = _complaint(session)
         incident, change = open_incident(
             session, store.engine, complaint_id=complaint["complaint_id"], actor="s", now=NOW
         )
@@ -254,16 +261,7 @@ def test_the_index_never_refuses_an_append(store: Store) -> None:
 def test_tampered_evidence_fails_verification(sqlite: Store) -> None:
     populate(sqlite)
     with Session(sqlite.engine) as session:
-        complaint, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        complaint, _ = _complaint(session)
         incident, _ = open_incident(
             session, sqlite.engine, complaint_id=complaint["complaint_id"], actor="s", now=NOW
         )
@@ -284,16 +282,7 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
     populate(sqlite)
     deadlines = Deadlines(complaint_days=15, incident_days=10)
     with Session(sqlite.engine) as session:
-        c, _ = register_complaint(
-            session,
-            subject_ref=BOB,
-            source="burden_monitoring",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        c, _ = _complaint(session, subject_ref=BOB, source="burden_monitoring")
         assert c["due_at"] == "2026-12-05T02:00:00.000000Z"
         i, _ = open_incident(
             session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW, deadlines=deadlines
@@ -414,16 +403,7 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
     is overdue on the complaint's clock alone, on day 31 on both; closing it clears both."""
     populate(sqlite)
     with Session(sqlite.engine) as session:
-        c, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="hotline_12345",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        c, _ = _complaint(session, source="hotline_12345")
         assert c["overdue"] is False and c["overdue_deadlines"] == []
         i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
         iid, cid = i["incident_id"], c["complaint_id"]
@@ -483,16 +463,7 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
 
 def test_a_complaint_without_an_incident_is_overdue_on_its_answer_deadline(sqlite: Store) -> None:
     with Session(sqlite.engine) as session:
-        c, _ = register_complaint(
-            session,
-            subject_ref=BOB,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        c, _ = _complaint(session, subject_ref=BOB)
         late = get_complaint(session, c["complaint_id"], NOW + timedelta(days=16), scope="")
         assert late["overdue"] is True and late["overdue_deadlines"][0]["days_overdue"] == 1
         assert get_complaint(session, c["complaint_id"], scope="")["overdue"] is False  # no clock given
@@ -567,16 +538,7 @@ def test_records_named_by_the_departmental_systems_add_the_attempts_at_them(stor
         "message": "…",
     }
     with Session(store.engine) as session:
-        complaint, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        complaint, _ = _complaint(session)
         incident, change = open_incident(
             session,
             store.engine,
@@ -609,16 +571,7 @@ def test_a_recheck_adds_what_the_systems_now_name_keeps_the_other_gaps_and_stays
     log = AuditLog(store.engine)
     seqs = {label: log.append(event).seq for label, event, _ in ATTEMPTS_AT_RECORDS}
     with Session(store.engine) as session:
-        complaint, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        complaint, _ = _complaint(session)
         opened, _ = open_incident(
             session,
             store.engine,
@@ -699,16 +652,7 @@ def _alices_incident_awaiting_visits(store: Store) -> str:
     for _, event, _ in ATTEMPTS_AT_RECORDS:
         log.append(event)
     with Session(store.engine) as session:
-        complaint, _ = register_complaint(
-            session,
-            subject_ref=ALICE,
-            source="walk_in",
-            summary="",
-            ticket=None,
-            actor="s",
-            now=NOW,
-            org="310151000000",
-        )
+        complaint, _ = _complaint(session)
         opened, _ = open_incident(
             session, store.engine, complaint_id=complaint["complaint_id"],
             evidence_incomplete=[_gap("visits", "visits-app")], actor="s", now=NOW,
