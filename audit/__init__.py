@@ -44,6 +44,7 @@ from audit.checkpoints import (
 )
 from audit.complaints import (
     CaseConflict,
+    CaseHasJurisdiction,
     CaseNotFound,
     CaseOutsideScope,
     ComplaintSource,
@@ -56,6 +57,7 @@ from audit.complaints import (
     SupervisionError,
     add_note,
     assign_incident,
+    assign_jurisdiction,
     check_case_scope,
     count_complaints,
     count_incidents,
@@ -144,6 +146,7 @@ __all__ = [
     "AuditLog",
     "AuditUnavailable",
     "CaseConflict",
+    "CaseHasJurisdiction",
     "CaseNotFound",
     "CaseOutsideScope",
     "Checkpoint",
@@ -186,6 +189,7 @@ __all__ = [
     "archive_month",
     "archives_for_pruned",
     "assign_incident",
+    "assign_jurisdiction",
     "build_monthly_report",
     "can_prune",
     "canonical_json",

@@ -375,9 +375,10 @@ def register_complaint(
     return complaint_json(row, now), change
 
 
-def _complaint(session: Session, complaint_id: str, scope: str) -> ComplaintRow:
-    """The complaint's row, if it lies in ``scope`` (:class:`CaseOutsideScope` otherwise)."""
-    row = session.get(ComplaintRow, complaint_id)
+def _complaint(session: Session, complaint_id: str, scope: str, *, lock: bool = False) -> ComplaintRow:
+    """The complaint's row, if it lies in ``scope`` (:class:`CaseOutsideScope` otherwise); ``lock`` as for
+    :func:`_incident`."""
+    row = session.get(ComplaintRow, complaint_id, with_for_update=lock or None, populate_existing=lock)
     if row is None:
         raise CaseNotFound(*_NO_COMPLAINT)
     if not in_scope(row.org, scope):
@@ -764,6 +765,53 @@ def dispose_incident(
         "disposition": outcome.value,
     }
     return incident_json(incident, now, _complaint_of(session, incident)), change
+
+
+class CaseHasJurisdiction(CaseConflict):
+    code = "case_has_jurisdiction"
+
+
+def assign_jurisdiction(
+    session: Session, *, complaint_id: str, scope: str, org: str, actor: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Give a case whose jurisdiction is not known (``org`` NULL: registered before migration 0013, its
+    registration event since pruned) the office ``org`` (a 12-digit division code, not the national root):
+    the complaint and its incident both, so the supervisors of that office and above see and handle it.
+
+    Only a case without one: a case's jurisdiction is the office that registered it, and moving a case out
+    of a supervisor's sight is no correction (:class:`CaseHasJurisdiction`). Such a case lies in the
+    national ``scope`` only (:func:`in_scope`), which covers every office ``org`` may name."""
+    try:
+        known = len(org) == 12 and org_prefix(org) != ""
+    except ValueError:
+        known = False
+    if not known:
+        raise InvalidCaseInput(
+            "管辖单位必须是具体单位的 12 位统计用区划代码（不能是全国代码 000000000000）。",
+            "The jurisdiction must be an office's 12-digit division code (not the national root).",
+        )
+    # Locked (PostgreSQL): two assignments at once run one after the other, and the second sees the first's.
+    complaint = _complaint(session, complaint_id, scope, lock=True)
+    if complaint.org is not None:
+        raise CaseHasJurisdiction(
+            "该投诉已有管辖单位，不能更改：投诉归登记它的监督机构管辖。只能为管辖单位不明的投诉指定管辖单位。",
+            "This complaint already has a jurisdiction, which cannot be changed: a case belongs to the "
+            "office that registered it. Only a complaint whose jurisdiction is not known can be given one.",
+        )
+    complaint.org = org
+    incident = _incident_of(session, complaint)
+    if incident is not None:
+        incident.org = org
+        _step(session, incident.incident_id, "jurisdiction_assigned", actor, now, org)
+    session.flush()
+    change = {
+        "kind": "supervision.case_jurisdiction_assigned",
+        "actor": actor,
+        "complaint_id": complaint.complaint_id,
+        "incident_id": complaint.incident_id,
+        "org": org,
+    }
+    return complaint_json(complaint, now, incident), change
 
 
 def get_complaint(

@@ -585,6 +585,9 @@ _IDENTITIES: tuple[tuple[str, str, str, str, str | None, str | None], ...] = (
     # Township supervisors (镇纪委): each sees the complaints and incidents of its own town only.
     ("town_supervisor_a", "吴静（城桥镇纪委）", "supervisor", _TOWNSHIP_A, None, None),
     ("town_supervisor_b", "冯磊（堡镇纪委）", "supervisor", _TOWNSHIP_B, None, None),
+    # The national level (the root code): sees every case, those whose registering office is not known too,
+    # and alone may give such a case its jurisdiction.
+    ("national_supervisor", "高明（部级监督机构）", "supervisor", "000000000000", None, None),
     ("platform_admin", "马骏（区大数据中心平台管理员）", "platform_admin", _COUNTY[0], None, None),
 )
 

@@ -85,6 +85,7 @@ OrgSubtreeOption = Annotated[
     ),
 ]
 IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"))]
+ComplaintArg = Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"))]
 
 
 @app.command(zh="查询审计事件（最新的在前；只含引用，不含个人信息）。")
@@ -427,11 +428,37 @@ def complaints(
 
 @app.command(zh="查看一件投诉（其事件、答复期限、是否逾期）。")
 @api_command
-def complaint(
-    complaint_id: Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"))],
-) -> ApiCall:
+def complaint(complaint_id: ComplaintArg) -> ApiCall:
     """Show one complaint (its incident, deadline, whether it is overdue)."""
     return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}")
+
+
+@app.command(
+    "set-jurisdiction",
+    zh="""为管辖单位不明的投诉指定管辖单位（全国层面）。
+
+    迁移 0013 之前登记、登记事件又已被清理的投诉没有管辖单位，只有全国层面的监督机构看得到。
+    指定后，该单位及其上级的监督机构即可查看、办理这件投诉及其事件。已有管辖单位的投诉不能更改。""",
+)
+@api_command
+def set_jurisdiction(
+    complaint_id: ComplaintArg,
+    org: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "管辖单位的区划代码，例如 310151101000", "division code of the office it belongs to"
+            ),
+            callback=division_code,
+        ),
+    ],
+) -> ApiCall:
+    """Give a complaint whose jurisdiction is not known the office it belongs to (national level).
+
+    A complaint registered before migration 0013 whose registration event was since pruned has none and is
+    seen at the national level only; once given one, the supervisors of that office and above it see and
+    handle the complaint and its incident. A complaint that has a jurisdiction keeps it."""
+    return ApiCall("POST", f"{_BASE}/complaints/{complaint_id}/jurisdiction", body={"org": org})
 
 
 @app.command(zh="按办结期限列出事件。")

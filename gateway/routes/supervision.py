@@ -919,6 +919,48 @@ async def get_complaint(
     return complaint
 
 
+class JurisdictionIn(BaseModel):
+    org: str = Field(max_length=32, description="division code of the office the case is to belong to")
+
+
+@router.post("/complaints/{complaint_id}/jurisdiction")
+async def assign_case_jurisdiction(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    complaint_id: str,
+    body: JurisdictionIn,
+    request: Request,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Give a case whose jurisdiction is not known the office it belongs to (complaint and incident).
+
+    Such a case (registered before migration 0013, its registration event since pruned) is seen at the
+    national level only, so only there can it be named; any other caller gets 404 as for a case that does
+    not exist. A case that has a jurisdiction keeps it (409 ``case_has_jurisdiction``)."""
+    scope = await _case_in_scope(
+        runtime, principal, request, "supervision.case_jurisdiction_assigned", complaint_id=complaint_id
+    )
+    org = checked_org(body.org, "org")
+    names = await asyncio.to_thread(division_names, runtime)
+    if names and org not in names and org_prefix(org):  # the national root: refused below, as such
+        # Where the platform knows its divisions (GRASSROOTS_DIVISION_NAMES_FILE; the demo world in
+        # development), a well-formed code that names none of them is a typo: the case would be lost to
+        # every supervisor but those above it.
+        raise InvalidRequest(
+            "org 不是本平台区划名录中的单位：请核对区划代码。",
+            "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE): check the code.",
+            code="unknown_division",
+        )
+    now = _now()
+    return await _case_step(
+        runtime,
+        principal,
+        request,
+        lambda s: audit.assign_jurisdiction(
+            s, complaint_id=complaint_id, scope=scope, org=org, actor=principal.user_id, now=now
+        ),
+    )
+
+
 async def _incidents(
     request: Request,
     runtime: Runtime,
@@ -1045,11 +1087,12 @@ class DispositionIn(BaseModel):
 
 
 async def _case_step(runtime: Runtime, principal: Principal, request: Request, fn: Any) -> dict[str, Any]:
+    """Run one act on a case (``fn`` returns the case and its change) and record it in the same commit."""
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         with supervision_errors():
-            incident, change = await uow.run(fn)
+            case, change = await uow.run(fn)
         uow.record(change)
-    result: dict[str, Any] = incident
+    result: dict[str, Any] = case
     return result
 
 

@@ -17,6 +17,7 @@ from audit import (
     AuditEvent,
     AuditLog,
     CaseConflict,
+    CaseHasJurisdiction,
     CaseNotFound,
     CaseOutsideScope,
     Deadlines,
@@ -29,6 +30,7 @@ from audit import (
     accesses_for_subjects,
     add_note,
     assign_incident,
+    assign_jurisdiction,
     count_complaints,
     count_incidents,
     dispose_incident,
@@ -869,6 +871,63 @@ def test_a_case_is_seen_and_handled_only_within_the_jurisdiction_that_covers_it(
                     missing.value.code,
                     missing.value.message_zh,
                 )
+
+
+def test_a_case_of_no_known_office_is_given_one_once_and_then_seen_there(store: Store) -> None:
+    """A case whose registering office is not known (NULL org) is seen at the national level only; once
+    given an office there, complaint and incident belong to it (its township sees and handles them, a
+    step says so), and it keeps it: no second assignment, not even to the same office."""
+    with Session(store.engine) as session:
+        complaint_id, incident_id = _case_of(session, store, None)
+        assert list_complaints(session, scope="310151101") == []
+        complaint, change = assign_jurisdiction(
+            session, complaint_id=complaint_id, scope="", org=TOWN_A, actor="national", now=NOW
+        )
+        session.commit()
+        assert (complaint["org"], complaint["incident_id"]) == (TOWN_A, incident_id)
+        assert change == {
+            "kind": "supervision.case_jurisdiction_assigned",
+            "actor": "national",
+            "complaint_id": complaint_id,
+            "incident_id": incident_id,
+            "org": TOWN_A,
+        }
+        assert [c["complaint_id"] for c in list_complaints(session, scope="310151101")] == [complaint_id]
+        incident = get_incident(session, incident_id, NOW, scope="310151101")
+        assert incident["org"] == TOWN_A
+        assert [(s["action"], s["note"]) for s in incident["steps"]][-1] == ("jurisdiction_assigned", TOWN_A)
+        assert list_complaints(session, scope="310151102") == []
+        for org in (TOWN_A, TOWN_B):
+            with pytest.raises(CaseHasJurisdiction) as kept:
+                assign_jurisdiction(
+                    session, complaint_id=complaint_id, scope="", org=org, actor="national", now=NOW
+                )
+            assert kept.value.kind == "conflict" and "不能更改" in kept.value.message_zh
+        assert get_complaint(session, complaint_id, NOW, scope="")["org"] == TOWN_A
+
+
+@pytest.mark.parametrize(
+    ("scope", "org", "refused"),
+    [
+        ("", "000000000000", InvalidCaseInput),  # the national root is no office: the case stays unseen
+        ("", "310151101", InvalidCaseInput),  # the library takes the 12-digit form (the gateway makes it)
+        ("", "3101511010001", InvalidCaseInput),
+        ("", "００１", InvalidCaseInput),
+        ("310151", TOWN_A, CaseOutsideScope),  # below the national level the case is not there at all
+        ("310151101", TOWN_A, CaseOutsideScope),
+    ],
+)
+def test_a_jurisdiction_is_refused_unless_an_office_given_at_the_national_level(
+    sqlite: Store, scope: str, org: str, refused: type[Exception]
+) -> None:
+    with Session(sqlite.engine) as session:
+        complaint_id, incident_id = _case_of(session, sqlite, None)
+        session.commit()
+        with pytest.raises(refused):
+            assign_jurisdiction(session, complaint_id=complaint_id, scope=scope, org=org, actor="s", now=NOW)
+        session.rollback()
+        assert get_complaint(session, complaint_id, NOW, scope="")["org"] is None
+        assert get_incident(session, incident_id, NOW, scope="")["org"] is None
 
 
 @pytest.mark.parametrize("scope", ["3101511", "310151000000", "x", "000000000000"])

@@ -1180,3 +1180,103 @@ def test_a_township_supervisor_sees_and_handles_only_its_own_towns_cases(
         json={"id_number": resident.id_number, "all_systems": True},
     )
     assert own.status_code == 200, own.text
+
+
+#: 新河镇: no supervisor of the demo sits there, so no other test here counts its cases.
+NEW_TOWN = "310151103000"
+
+
+def test_a_national_supervisor_gives_a_case_of_no_known_office_its_jurisdiction(
+    stack: Stack, readings: dict[str, Any]
+) -> None:
+    """A case from before migration 0013 whose registration event was since pruned has no ``org``: only the
+    national level sees it. The permission is checked before the body; below the national level the case
+    is not there (404, recorded); a code that names no office is refused in words; the national
+    supervisor's assignment is an administrative act in the log, after which the district sees and handles
+    the case; and a case that has a jurisdiction keeps it (409), through the API and the CLI alike."""
+    registered = complain_about(stack, readings["resident"].id_number)
+    assert registered.status_code == 201, registered.text
+    complaint_id = registered.json()["complaint"]["complaint_id"]
+    incident_id = registered.json()["incident"]["incident_id"]
+    with stack.engine.begin() as conn:  # as migration 0013 left it: no event named its office
+        conn.execute(
+            sa.text("UPDATE audit_complaints SET org = NULL WHERE complaint_id = :c"), {"c": complaint_id}
+        )
+        conn.execute(
+            sa.text("UPDATE audit_incidents SET org = NULL WHERE incident_id = :i"), {"i": incident_id}
+        )
+    path = f"/complaints/{complaint_id}/jurisdiction"
+
+    def orgs() -> tuple[str | None, str | None]:
+        with stack.engine.connect() as conn:
+            complaint = conn.execute(
+                sa.text("SELECT org FROM audit_complaints WHERE complaint_id = :c"), {"c": complaint_id}
+            ).scalar_one()
+            incident = conn.execute(
+                sa.text("SELECT org FROM audit_incidents WHERE incident_id = :i"), {"i": incident_id}
+            ).scalar_one()
+        return complaint, incident
+
+    # Permission first: whatever the body holds, a role without `review audit` gets 403 and a record.
+    for user in ("cadre_a", "auditor"):
+        headers = {"Authorization": f"Bearer {stack.token(user)}", "Content-Type": "application/json"}
+        denied = httpx.post(
+            f"{stack.base_url}{BASE}{path}", headers=headers, content=b"{not json", timeout=60
+        )
+        assert denied.status_code == 403 and denied.json()["error"] == "no_permission", denied.text
+        assert events_of(stack, denied.headers["x-request-id"], "admin.refused")
+    # Below the national level the case does not exist for the caller; each attempt is a refused event.
+    for user in ("town_supervisor_a", "supervisor"):
+        hidden = api(stack, "POST", path, user, json={"org": NEW_TOWN})
+        assert (hidden.status_code, hidden.json()["error"]) == (404, "case_not_found"), hidden.text
+        (attempt,) = events_of(
+            stack, hidden.headers["x-request-id"], "supervision.case_jurisdiction_assigned"
+        )
+        assert attempt["outcome"] == "refused" and attempt["details"]["refused"] == "outside_scope"
+    # Codes that name no office: malformed, the national root, a well-formed code of no known division.
+    for org, code, says in (
+        ("3101511", "invalid_org", "统计用区划代码"),
+        ("000000000000", "invalid_case_input", "不能是全国代码"),
+        ("310151103999", "unknown_division", "不是本平台区划名录中的单位"),
+    ):
+        bad = api(stack, "POST", path, "national_supervisor", json={"org": org})
+        assert (bad.status_code, bad.json()["error"]) == (422, code), bad.text
+        assert says in bad.json()["message"] and bad.json()["message_en"].isascii()
+    assert orgs() == (None, None)
+
+    url = ["--url", stack.base_url, "--as", "national_supervisor"]
+    given = stack.cli("supervise", "set-jurisdiction", complaint_id, "--org", NEW_TOWN, *url)
+    answer = json.loads(given.stdout)
+    assert (answer["complaint_id"], answer["org"], answer["incident_id"]) == (
+        complaint_id,
+        NEW_TOWN,
+        incident_id,
+    )
+    assert orgs() == (NEW_TOWN, NEW_TOWN)
+    (event,) = [
+        e
+        for e in stack.last_events(50)
+        if (e["kind"], e["outcome"]) == ("supervision.case_jurisdiction_assigned", "ok")
+    ]
+    body = json.loads(event["body"])
+    assert (body["actor"], body["actor_org"]) == (
+        WORLD.identity("national_supervisor").user_id,
+        "000000000000",
+    )
+    assert body["details"] == {"complaint_id": complaint_id, "incident_id": incident_id, "org": NEW_TOWN}
+
+    # The district (above 新河镇) now sees and handles the case; 城桥镇 still does not.
+    assert api(stack, "GET", f"/complaints/{complaint_id}", "supervisor").status_code == 200
+    steps = api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json()["steps"]
+    assert (steps[-1]["action"], steps[-1]["note"]) == ("jurisdiction_assigned", NEW_TOWN)
+    assert api(stack, "GET", f"/complaints/{complaint_id}", "town_supervisor_a").status_code == 404
+
+    # Once given, kept: neither the national level nor the district may move it (nor name it again).
+    for user, org in (("national_supervisor", TOWN_A), ("supervisor", NEW_TOWN)):
+        kept = api(stack, "POST", path, user, json={"org": org})
+        assert (kept.status_code, kept.json()["error"]) == (409, "case_has_jurisdiction"), kept.text
+    again = stack.cli("supervise", "set-jurisdiction", complaint_id, "--org", TOWN_A, *url, check=False)
+    assert again.returncode == 1
+    zh, en = again.stderr.splitlines()[:2]
+    assert zh.startswith("case_has_jurisdiction: 该投诉已有管辖单位，不能更改") and en.isascii(), again.stderr
+    assert orgs() == (NEW_TOWN, NEW_TOWN)
