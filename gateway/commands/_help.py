@@ -10,7 +10,9 @@ sentence (no spaces, each character two columns wide) ran past the edge of the t
 arbitrary places. :class:`BilingualHelpFormatter` wraps by display width (East Asian Width), may break
 between two Chinese characters but never before closing punctuation (，。）) or after opening punctuation
 (（“), and keeps an English word whole. A command list shows each command's first Chinese sentence on one
-line and its English short help on the next, each cut to the width.
+line and its English short help on the next, each cut to the width. Click's own notes on a parameter, which
+Typer writes in English after its help (``[required]``, ``[default: 20]``, ``[env var: …]``, ``[x>=1]``), are
+Chinese first too, on a line of their own: ``[默认 default: 20; 必填 required]`` (:func:`help_record`).
 
 Commands are declared as usual, with ``zh=`` beside the name; the English stays the function's docstring::
 
@@ -196,6 +198,51 @@ def short_help(text: str, columns: int) -> str:
     return "\n\n".join(p for p in (first, english) if p)
 
 
+def _notes(param: Any, ctx: Any) -> Iterator[str]:
+    """Click's notes on a parameter, which Typer writes in English after its help (``[env var: X;
+    default: 20; 1<=x<=500; required]``), each Chinese first: where else the value may come from, what it
+    is when not given, the numbers it takes, whether it must be given. Shown when and as Typer shows them
+    (its own helpers make the default's text)."""
+    if param.show_envvar and param.envvar is not None:
+        names = param.envvar if isinstance(param.envvar, str) else ", ".join(param.envvar)
+        yield f"环境变量 env var: {names}"
+    default = param._extract_default_help_str(ctx=ctx)
+    as_text = isinstance(param.show_default, str)
+    if as_text or (default is not None and (param.show_default or ctx.show_default)):
+        shown = param._get_default_string(ctx=ctx, show_default_is_str=as_text, default_value=default)
+        if shown:
+            yield f"默认 default: {shown}"
+    numbers = param._get_number_range_help_str()
+    if numbers:
+        yield f"取值范围 range: {numbers}"
+    if param.required:
+        yield "必填 required"
+
+
+def help_record(param: Any, ctx: Any) -> tuple[str, str] | None:
+    """A parameter's row in ``--help``: Typer's first column (its names and value placeholder), then its
+    help text with Click's notes, bilingual (:func:`_notes`), on a line of their own."""
+    record = param.get_help_record(ctx)
+    if record is None:
+        return None
+    notes = "; ".join(_notes(param, ctx))
+    text = param.help or ""
+    return record[0], f"{text}\n\n[{notes}]" if notes else text
+
+
+def format_parameters(command: Any, ctx: Any, formatter: Any) -> None:
+    """Typer's "Arguments" and "Options" sections, each row made by :func:`help_record`."""
+    rows: dict[str, list[tuple[str, str]]] = {"argument": [], "option": []}
+    for param in command.get_params(ctx):
+        record = help_record(param, ctx)
+        if record is not None and param.param_type_name in rows:
+            rows[param.param_type_name].append(record)
+    for kind, heading in (("argument", "Arguments"), ("option", "Options")):
+        if rows[kind]:
+            with formatter.section(heading):
+                formatter.write_dl(rows[kind])
+
+
 class _Context(typer.Context):
     formatter_class = BilingualHelpFormatter
 
@@ -214,6 +261,9 @@ class HelpCommand(typer.core.TyperCommand):
     def get_help_option(self, ctx: Any) -> Any:
         return _translated_help_option(self, super().get_help_option(ctx))
 
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        format_parameters(self, ctx, formatter)
+
 
 class HelpGroup(typer.core.TyperGroup):
     """A group whose ``--help`` lists each command's Chinese summary with its English below."""
@@ -222,6 +272,10 @@ class HelpGroup(typer.core.TyperGroup):
 
     def get_help_option(self, ctx: Any) -> Any:
         return _translated_help_option(self, super().get_help_option(ctx))
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        format_parameters(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         commands = [(name, self.commands[name]) for name in self.list_commands(ctx)]

@@ -1,10 +1,11 @@
 """Click's own usage errors, told in Simplified Chinese first with Click's English kept below.
 
-A missing option, an option that does not exist, a value Click cannot convert or a command that does not exist
-is refused by Click before any of our code runs, in English only ("Error: Missing option '--vote'."). Every
-other message an official reads from ``grassroots`` is Chinese first with English after; so the top-level
-group catches Click's exceptions itself and puts one Chinese line in front of Click's unchanged text (usage,
-hint and the English error), with the same exit code (2 for a usage error, 1 for an interrupted prompt).
+A missing option, an option that does not exist, a value Click cannot convert, a command that does not
+exist, a flag given a value or an argument too many is refused by Click before any of our code runs, in
+English only ("Error: Missing option '--vote'."). Every other message an official reads from ``grassroots``
+is Chinese first with English after; so the top-level group catches Click's exceptions itself and puts one
+Chinese line in front of Click's unchanged text (usage, hint and the English error), with the same exit
+code (2 for a usage error, 1 for an interrupted prompt).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from grassroots_common.divisions import is_division_code
 
 # Typer's resolver says "No such command 'reviw'. Did you mean 'review', 'revise'?" in a plain UsageError.
 _NO_SUCH_COMMAND = re.compile(r"No such command '(?P<name>[^']*)'\.(?: Did you mean (?P<maybe>.*)\?)?")
+# Click's words for what a command was given beyond its parameters (a plain UsageError too).
+_EXTRA_ARGUMENTS = re.compile(r"Got unexpected extra argument(?:s|\(s\))? \((?P<extra>.*)\)")
 
 
 def _value_rule(param: Any) -> str:
@@ -99,6 +102,10 @@ def chinese_line(exc: errors.ClickException) -> str:
     if command is not None:
         maybe = _maybe(re.findall(r"'([^']*)'", command["maybe"] or ""))
         return f"命令用法有误：没有命令 {command['name']}。{maybe}{see}"
+    extra = _EXTRA_ARGUMENTS.fullmatch(exc.message) if isinstance(exc, errors.UsageError) else None
+    if extra is not None:
+        # Most often a value with a space typed without quotes: its second word is left over.
+        return f"命令用法有误：多余的参数 {extra['extra']}（取值中有空格时，请把整个取值放在引号中）。{see}"
     if isinstance(exc, errors.MissingParameter):
         kind = "参数" if exc.param is not None and exc.param.param_type_name == "argument" else "选项"
         rule = _value_rule(exc.param)
@@ -107,7 +114,11 @@ def chinese_line(exc: errors.ClickException) -> str:
         rule = getattr(exc, "zh_rule", "") or _value_rule(exc.param)
         return f"命令用法有误：{_hint(exc)} 的取值有误{f'，{rule}' if rule else ''}。{see}"
     if isinstance(exc, errors.BadOptionUsage):
-        return f"命令用法有误：选项 {exc.option_name} 的用法不对（例如后面缺少取值）。{see}"
+        if exc.message.endswith("does not take a value."):  # a flag given one: --quiet=yes
+            return f"命令用法有误：选项 {exc.option_name} 是开关，不带取值（只写 {exc.option_name}）。{see}"
+        if "requires" in exc.message:  # "Option '--limit' requires an argument."
+            return f"命令用法有误：选项 {exc.option_name} 后面缺少取值。{see}"
+        return f"命令用法有误：选项 {exc.option_name} 的用法不对。{see}"
     if isinstance(exc, errors.FileError):
         return f"无法打开文件 {exc.ui_filename}：请确认文件存在且有权读取。"
     if isinstance(exc, errors.UsageError):

@@ -1,10 +1,12 @@
 """Every command's help writes a boolean option as a flag: the flag alone (``--quiet``) or its two forms
 (``--dry-run / --execute``), never with a value placeholder (``--quiet <bool>``) as if it took a value; and
-says everything in Simplified Chinese first, English after, within an 80-column terminal.
+says everything in Simplified Chinese first, English after, within an 80-column terminal, Click's own
+bracketed notes on a parameter (required, default, env var, range) included.
 Walked over the real command tree, so a command added later is checked too."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,3 +114,45 @@ def test_help_fits_80_columns_and_lists_each_command_in_chinese_uncut(path: tupl
             chinese, english = listed[line], listed[line + 1]
             assert has_chinese(chinese) and not chinese.endswith("…"), chinese
             assert english.strip() and not has_chinese(english), english
+
+
+#: What Click and Typer write after a parameter's help, in English: ``required``, ``default: 20``,
+#: ``env var: GRASSROOTS_TOKEN``, a range ``x>=1`` / ``0<=x<=90`` / ``x<=9``, ``(dynamic)``, ``deprecated``.
+_CLICK_NOTE = re.compile(r"required|default:|env var:|<=x|x[<>]=|\(dynamic\)|deprecated", re.IGNORECASE)
+
+
+def _bracket_notes(shown: str) -> list[str]:
+    """Each "; "-separated part of every bracketed note in the parameter sections of a help screen, the
+    lines joined first (a note may wrap onto the next line)."""
+    sections = shown.split("Arguments:", 1)[-1] if "Arguments:" in shown else shown.split("Options:", 1)[-1]
+    joined = " ".join(sections.split())
+    return [part.strip() for note in re.findall(r"\[([^\[\]]*)\]", joined) for part in note.split(";")]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) or "grassroots" for p in COMMANDS])
+def test_click_notes_on_a_parameter_are_chinese_first(path: tuple[str, ...]) -> None:
+    """``[required]``, ``[default: 20]``, ``[env var: …]``, ``[1<=x<=500]`` came out in English only under
+    the Chinese-first help text: each note now says it in Chinese, then Click's English words."""
+    shown = runner.invoke(app, [*path, "--help"]).stdout
+    for part in _bracket_notes(shown):
+        if _CLICK_NOTE.search(part):
+            assert has_chinese(part.split()[0]), f"English-only note [{part}] in {' '.join(path)} --help"
+
+
+def test_the_walk_meets_every_kind_of_note_in_chinese() -> None:
+    kinds = {
+        part.split()[0]
+        for path in COMMANDS
+        for part in _bracket_notes(runner.invoke(app, [*path, "--help"]).stdout)
+    }
+    assert {"必填", "默认", "环境变量", "取值范围"} <= kinds
+
+
+def test_a_notes_line_follows_the_help_chinese_then_english() -> None:
+    shown = runner.invoke(app, ["grants", "renew", "--help"]).stdout
+    rows = [line.strip() for line in shown.split("--stagger-days")[1].split("--url")[0].strip().splitlines()]
+    assert rows[-1] == "[默认 default: 14; 取值范围 range: 0<=x<=90]", rows
+    vote = runner.invoke(app, ["admission", "review", "--help"]).stdout.split("--vote")[1]
+    assert vote.split("\n  --comment ")[0].splitlines()[-1].strip() == "[必填 required]", vote
+    token = runner.invoke(app, ["supervise", "events", "--help"]).stdout.split("--token")[1]
+    assert "[环境变量 env var: GRASSROOTS_TOKEN]" in token.split("\n  --as ")[0]

@@ -49,8 +49,26 @@ runner = CliRunner()
         ),
         (
             ["supervise", "events", "--limit"],
-            "命令用法有误：选项 --limit 的用法不对（例如后面缺少取值）。",
+            "命令用法有误：选项 --limit 后面缺少取值。",
             "Error: Option '--limit' requires an argument.",
+        ),
+        (
+            # A flag given a value: the Chinese said "e.g. a value is missing", the opposite of the trouble.
+            ["supervise", "incidents", "--overdue=yes"],
+            "命令用法有误：选项 --overdue 是开关，不带取值（只写 --overdue）。",
+            "Error: Option '--overdue' does not take a value.",
+        ),
+        (
+            # A value with a space typed without quotes: the Chinese said only "usage is wrong".
+            ["supervise", "note", "I-1", "--text", "核对", "访问记录"],
+            "命令用法有误：多余的参数 访问记录（取值中有空格时，请把整个取值放在引号中）。"
+            "请运行 root supervise note --help 查看用法。",
+            "Error: Got unexpected extra argument",
+        ),
+        (
+            ["supervise", "events", "a", "b"],
+            "命令用法有误：多余的参数 a b（",
+            "Error: Got unexpected extra argument",
         ),
         (["nosuch"], "命令用法有误：没有命令 nosuch。", "Error: No such command 'nosuch'."),
         (
