@@ -8,9 +8,10 @@
 * ``POST /masking/dry-run``: the plan (field → operator) and a masked sample, against what is in force
   or against a pending proposal, so a rule can be tested before anyone approves it.
 * ``POST /masking/unmask``: reverse an AES-GCM envelope or an FF1 pseudonym. Needs the ``unmask``
-  permission, a purpose and a steward of the department owning the dataset named; the value must have been
-  issued for that dataset (both are bound to it). The audit event is appended first and its sequence number
-  is the ``Unmask`` capability the library requires. The clear value is returned once, never logged.
+  permission (checked before the body is read, like every administrative route), a purpose and a steward
+  of the department owning the dataset named; the value must have been issued for that dataset (both are
+  bound to it). The audit event is appended first and its sequence number is the ``Unmask`` capability the
+  library requires. The clear value is returned once, never logged.
 * ``GET /masking/drift``: catalog-drift alerts (personal data found by response DLP in fields not
   classified as personal), from the data path's audit events, for the steward to classify.
 """
@@ -25,14 +26,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from audit import AuditEvent, AuditUnavailable, Outcome, normalise_id_number, served_from_dataset
 from audit.tables import AuditEventRow
-from gateway.admin_support import PermissionFirstRoute, Permitted, signed_in, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -84,7 +85,6 @@ from masking.stewardship import (
 router = APIRouter(prefix="/api/v1/masking", tags=["masking"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-AuthHeader = Annotated[str | None, Header()]
 T = TypeVar("T")
 
 _DRIFT_SCAN_LIMIT = 5000
@@ -511,13 +511,21 @@ async def _append(runtime: Runtime, event: AuditEvent) -> int:
     return receipt.seq
 
 
+#: Checked before the body is read (PermissionFirstRoute): a caller without it gets 403 and an
+#: ``admin.refused`` event naming only who asked and this permission, never the value sent, and learns
+#: nothing of the body's schema; only a permitted caller is told what is wrong with a malformed body.
+_MAY_UNMASK = Permitted("unmask", "invoke", doing=("还原脱敏数据", "reverse masked values"))
+
+
 @router.post("/unmask")
 async def unmask(
-    body: UnmaskBody, request: Request, runtime: RuntimeDep, authorization: AuthHeader = None
+    principal: Annotated[Principal, Depends(_MAY_UNMASK)],
+    body: UnmaskBody,
+    request: Request,
+    runtime: RuntimeDep,
 ) -> JSONResponse:
     """Reverse a reversible mask. Refusals are audited too; the clear value is returned only after its
     audit event is durably written (issue 4)."""
-    principal = await signed_in(runtime, authorization, "unmask masking")
     request_id = request_id_of(request)
 
     async def refuse(error: GatewayError) -> NoReturn:
@@ -534,14 +542,6 @@ async def unmask(
         await _append(runtime, event)
         raise error
 
-    if not runtime.policy().permissions.is_allowed(principal.roles, "unmask", "invoke"):
-        await refuse(
-            Forbidden(
-                "您的岗位没有还原脱敏数据的权限。",
-                "Your role may not reverse masked values (unmask).",
-                code="no_permission",
-            )
-        )
     try:
         purpose = _checked_text(body.purpose, "还原用途", "purpose", required=True)
     except InvalidRequest as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import sqlalchemy as sa
 
@@ -496,7 +497,7 @@ def _envelope(stack: Stack) -> str:
 def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(stack: Stack) -> None:
     envelope = _envelope(stack)
     ask = {"value": envelope, "dataset": "residents", "field": "id_number"}
-    before = len(events_of(stack, "masking.unmask"))
+    before = {kind: len(events_of(stack, kind)) for kind in ("masking.unmask", "admin.refused")}
     refused(api(stack, "POST", "/unmask", "cadre_a", body={**ask, "purpose": "核对"}), 403, "no_permission")
     refused(
         api(stack, "POST", "/unmask", "supervisor", body={**ask, "purpose": "核对"}), 403, "no_permission"
@@ -507,13 +508,65 @@ def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(
         422,
         "personal_data_in_purpose",
     )
-    events = events_of(stack, "masking.unmask")[before:]
+    # Without the permission: refused before the body is read, as on every administrative route.
+    denied = events_of(stack, "admin.refused")[before["admin.refused"] :]
+    assert [(e["outcome"], e["body"]["reason"], e["body"]["details"]) for e in denied] == [
+        ("refused", "no_permission", {"permission": "invoke unmask"})
+    ] * 2
+    events = events_of(stack, "masking.unmask")[before["masking.unmask"] :]
     assert [(e["outcome"], e["body"]["reason"]) for e in events] == [
-        ("refused", "no_permission"),
-        ("refused", "no_permission"),
         ("refused", "missing_purpose"),
         ("refused", "personal_data_in_purpose"),
     ]
+
+
+def _unmask_raw(stack: Stack, who: str | None, content: bytes) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if who is not None:
+        headers["Authorization"] = f"Bearer {stack.token(who)}"
+    return httpx.post(f"{stack.base_url}{MASKING}/unmask", content=content, headers=headers, timeout=30.0)
+
+
+def test_without_the_permission_unmask_is_refused_before_the_body_is_read(stack: Stack) -> None:
+    """The body was validated before the permission was checked: a cadre's malformed request answered 422
+    naming what unmask takes (value, dataset, field, purpose...), and only a well-formed one was refused and
+    recorded. Whatever the body, she now gets the same 403, recorded as who asked and the permission she
+    lacks, never anything she sent (the value, even as a keyed ref)."""
+    envelope = _envelope(stack)
+    id_number = SAMPLE["id_number"]
+    ask = {"dataset": "residents", "field": "id_number", "purpose": "核对"}
+    bodies = [
+        b"{not json",
+        b"{}",
+        json.dumps({"value": 12, "dataset": ["residents"], "purpose": None}).encode(),
+        json.dumps({**ask, "value": envelope}).encode(),
+        json.dumps({**ask, "value": id_number, "method": "ff1_id", "key_id": "k1"}).encode(),
+    ]
+    before = {kind: len(events_of(stack, kind)) for kind in ("masking.unmask", "admin.refused")}
+    for content in bodies:
+        resp = _unmask_raw(stack, "cadre_a", content)
+        out = refused(resp, 403, "no_permission")
+        assert "还原脱敏数据" in out["message"] and "invoke unmask" in out["message_en"]
+        for schema_word in ("dataset", "purpose", "key_id", "method"):
+            assert schema_word not in resp.text, (content, resp.text)
+    cadre = jwt.decode(stack.token("cadre_a"), options={"verify_signature": False})["sub"]
+    denied = events_of(stack, "admin.refused")[before["admin.refused"] :]
+    assert [(e["actor"], e["body"]["reason"], e["body"]["details"]) for e in denied] == [
+        (cadre, "no_permission", {"permission": "invoke unmask"})
+    ] * len(bodies)
+    recorded = json.dumps([e["body"] for e in denied], ensure_ascii=False)
+    for sent in (envelope, envelope.split(":")[-1], id_number, id_number[:14]):
+        assert sent not in recorded
+    assert events_of(stack, "masking.unmask")[before["masking.unmask"] :] == []
+
+
+def test_a_permitted_steward_is_still_told_what_is_wrong_with_the_body(stack: Stack) -> None:
+    resp = _unmask_raw(stack, "ca_steward", b"{}")
+    assert (resp.status_code, resp.json()["error"]) == (422, "invalid_request"), resp.text
+    assert "value" in resp.json()["message"] and "dataset" in resp.json()["message"]
+    # Without a token the door comes first too: 401, not the body's schema.
+    resp = _unmask_raw(stack, None, b"{}")
+    assert (resp.status_code, resp.json()["error"]) == (401, "missing_token"), resp.text
 
 
 # Only a steward of the department that owns the dataset reverses its masks. (who asks, status, code)
@@ -538,9 +591,11 @@ def test_only_a_steward_of_the_owning_department_unmasks(
         "field": "id_number",
         "purpose": "低保复核中核实户主身份",
     }
-    before = len(events_of(stack, "masking.unmask"))
+    # Without the permission the body is never read: the refusal is the administrative one.
+    kind = "admin.refused" if code == "no_permission" else "masking.unmask"
+    before = len(events_of(stack, kind))
     resp = api(stack, "POST", "/unmask", caller, body=ask)
-    (event,) = events_of(stack, "masking.unmask")[before:]
+    (event,) = events_of(stack, kind)[before:]
     if code is None:
         assert ok(resp)["value"] == SAMPLE["id_number"] and event["outcome"] == "allowed"
         return
@@ -549,7 +604,10 @@ def test_only_a_steward_of_the_owning_department_unmasks(
     if code == "not_owning_department":
         assert "所属部门" in out["message"] and "department that owns" in out["message_en"]
     assert (event["outcome"], event["body"]["reason"]) == ("refused", code)
-    assert event["body"]["dataset"] == "residents" and event["body"]["fields"] == ["id_number"]
+    if kind == "admin.refused":
+        assert event["body"]["details"] == {"permission": "invoke unmask"}
+    else:
+        assert event["body"]["dataset"] == "residents" and event["body"]["fields"] == ["id_number"]
 
 
 def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
