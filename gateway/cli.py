@@ -214,7 +214,7 @@ def _require_supervision_directories(settings: Settings) -> None:
     require_writable_directory(archives, "GRASSROOTS_AUDIT_ARCHIVE_DIR")
 
 
-def _check_startup_settings(settings: Settings) -> None:
+def _check_startup_settings(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """What the gateway needs at start-up, checked before anything listens: a clean message, exit 2.
 
     The application builds its identity provider from these when it starts; left to then, a missing
@@ -229,6 +229,14 @@ def _check_startup_settings(settings: Settings) -> None:
             "development only, set GRASSROOTS_DEV_IDP_ENABLED=true instead, or run `make demo` for the demo.",
             err=True,
         )
+        raise typer.Exit(2) from None
+    # At the address given here, as the workers will have it: the development IdP's issuer, and so the
+    # key of its jurisdiction, follows --host/--port.
+    served = settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+    try:
+        served.issuer_org_prefixes  # noqa: B018 (raises when a jurisdiction names an issuer not trusted)
+    except ConfigurationError as problem:
+        typer.echo(problem.bilingual(), err=True)
         raise typer.Exit(2) from None
 
 
@@ -293,7 +301,7 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    _check_startup_settings(settings)
+    _check_startup_settings(settings, host, port)
     _check_area_settings()
     _check_policy_files(settings)
     _require_configured_files()
@@ -303,8 +311,9 @@ def serve(
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
     _audit_refs_or_exit(settings)
-    if (warning := unbound_ff1_key_warning(settings)) is not None:
-        typer.echo(warning, err=True)
+    for warning in (unbound_ff1_key_warning(settings), unrestricted_issuer_warning(settings)):
+        if warning is not None:
+            typer.echo(warning, err=True)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
     # here must reach it that way: the development IdP's issuer URL is derived from it.
     if host:
@@ -406,6 +415,23 @@ def unbound_ff1_key_warning(settings: Settings) -> str | None:
         f"warning: the active masking data key {kid} predates dataset binding of ID-number pseudonyms; until "
         "it is rotated, fields masked with ff1_id are redacted (***). Run `grassroots keys rotate` and "
         "restart the gateways."
+    )
+
+
+def unrestricted_issuer_warning(settings: Settings) -> str | None:
+    """What to say at a production start while the identity provider may vouch for any organisation: one
+    provider misconfigured or taken over could then sign users into every district the platform serves."""
+    if settings.mode.value != "production" or settings.oidc_issuer_jurisdictions:
+        return None
+    issuer = settings.effective_oidc_issuer
+    example = "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS='" + json.dumps({issuer: ["310151"]}) + "'"
+    return (
+        f"警告：未设置 GRASSROOTS_OIDC_ISSUER_JURISDICTIONS，身份提供方 {issuer} 签发的登录凭证"
+        "无论声称哪个地区的组织都会被接受。请把它限定在本平台服务的区划代码内，"
+        f"例如 {example}（区划代码按实际填写）。\n"
+        f"warning: GRASSROOTS_OIDC_ISSUER_JURISDICTIONS is not set: tokens of the identity provider {issuer} "
+        "are accepted whatever organisation they name, in any district. Restrict it to the division codes "
+        f"this platform serves, e.g. {example} (with your own codes)."
     )
 
 

@@ -76,12 +76,16 @@ def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_
         # pydantic-settings could not decode a complex value (a list) from the environment.
         found = re.search(r'field "(\w+)"', str(exc))
         variable = f"{prefix}{found.group(1).upper()}" if found else f"{prefix}*"
+        zh, en = (
+            '列表须写成 JSON，例如 \'["RS256", "ES256"]\'',
+            'a list is written as JSON, e.g. \'["RS256", "ES256"]\'',
+        )
+        if variable == f"{prefix}OIDC_ISSUER_JURISDICTIONS":
+            example = '\'{"https://idp.example.gov.cn/realms/county": ["310151"]}\''
+            zh = f"须写成 JSON 对象（身份提供方地址 → 区划代码列表），例如 {example}"
+            en = f"a JSON object (issuer URL -> list of division codes) is expected, e.g. {example}"
         return ConfigurationError(
-            SettingProblem(
-                variable,
-                '无法解析取值：列表须写成 JSON，例如 \'["RS256", "ES256"]\'',
-                'cannot parse the value: a list is written as JSON, e.g. \'["RS256", "ES256"]\'',
-            )
+            SettingProblem(variable, f"无法解析取值：{zh}", f"cannot parse the value: {en}")
         )
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
@@ -160,6 +164,15 @@ class Settings(GatewayAddress):
         ge=60,
         description="the longest access-token lifetime the IdP issues: how long a user's revoked sessions "
         "are remembered (`revoke-sessions`); at least the IdP's access-token lifetime",
+    )
+    # Which organisations each trusted issuer may vouch for: issuer URL -> division codes, kept as the
+    # prefixes every code within them starts with (grassroots_common.divisions.significant_prefix). Empty:
+    # the issuer is trusted for any organisation (a single-IdP deployment as before; production `serve`
+    # warns).
+    oidc_issuer_jurisdictions: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="JSON object: trusted issuer URL -> division codes its tokens' organisations must lie "
+        "within; empty: any organisation",
     )
     dev_idp_enabled: bool = Field(False, description="serve the embedded development IdP at /dev-idp")
 
@@ -275,6 +288,31 @@ class Settings(GatewayAddress):
             )
         return value
 
+    @field_validator("oidc_issuer_jurisdictions")
+    @classmethod
+    def _division_code_prefixes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from grassroots_common.divisions import significant_prefix
+
+        prefixes: dict[str, list[str]] = {}
+        for issuer, codes in value.items():
+            if not codes:
+                raise InvalidSetting(
+                    "每个身份提供方至少要列出一个区划代码（它可认定的辖区），例如 "
+                    '{"https://idp.example.gov.cn/realms/county": ["310151"]}',
+                    "list at least one division code (the jurisdiction it may vouch for) for each identity "
+                    'provider, e.g. {"https://idp.example.gov.cn/realms/county": ["310151"]}',
+                )
+            try:
+                prefixes[issuer.strip()] = sorted({significant_prefix(code) for code in codes})
+            except ValueError:
+                raise InvalidSetting(
+                    "区划代码须为 2、4、6、9 或 12 位数字（统计用区划代码，例如 31、310151、310151101），"
+                    "只能在省、市、县、乡、村的分段处截断",
+                    "division codes are 2, 4, 6, 9 or 12 ASCII digits (e.g. 31, 310151, 310151101): cut "
+                    "only where a province, city, county, township or village segment ends",
+                ) from None
+        return prefixes
+
     @field_validator("oidc_issuer", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -303,6 +341,30 @@ class Settings(GatewayAddress):
                 f"unknown log level; allowed: {allowed} (any case)",
             )
         return level
+
+    @property
+    def issuer_org_prefixes(self) -> tuple[str, ...] | None:
+        """The division-code prefixes the trusted issuer may assert organisations within (None: any).
+
+        ConfigurationError when the jurisdictions name an issuer the gateway does not trust: that entry
+        restricts nothing, most likely a mistyped URL (a token's iss is compared exactly), and tokens of the
+        real issuer would go unrestricted. Asked by ``serve`` before it starts (at the address it is given:
+        the development IdP's issuer follows it) and by the runtime that builds the verifier."""
+        if not self.oidc_issuer_jurisdictions:
+            return None
+        trusted = self.effective_oidc_issuer
+        stray = sorted(set(self.oidc_issuer_jurisdictions) - {trusted})
+        if stray:
+            raise ConfigurationError(
+                SettingProblem(
+                    "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS",
+                    f"键须是所信任的身份提供方的地址（与令牌中的 iss 完全一致）：{trusted}；"
+                    f"未被信任的地址：{'、'.join(stray)}",
+                    f"the keys must be the trusted identity provider's URL (exactly as in the tokens' iss): "
+                    f"{trusted}; not trusted: {', '.join(stray)}",
+                )
+            )
+        return tuple(self.oidc_issuer_jurisdictions[trusted])
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

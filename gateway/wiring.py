@@ -56,6 +56,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.oidc_audience,
             algorithms=tuple(settings.oidc_algorithms),
             leeway_s=settings.oidc_leeway_s,
+            org_prefixes=settings.issuer_org_prefixes,
         ),
         upstream=UpstreamClient(
             ServiceTokenSigner(load_or_create_ed25519(settings.effective_service_key_path)),

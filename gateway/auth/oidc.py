@@ -74,6 +74,7 @@ AuthErrorCode = Literal[
     "malformed_token",
     "insufficient_claims",
     "personal_data_in_subject",
+    "org_outside_issuer",
     "idp_unavailable",
 ]
 
@@ -138,6 +139,14 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
         "The access token's user identifier (sub) is an ID number or a mobile number, which may not "
         "identify a user in the access log; the request was not handled. Contact the platform "
         "administrator to have the identity provider use an identifier without personal data.",
+    ),
+    "org_outside_issuer": (
+        "登录凭证所属的组织不在签发它的统一身份认证服务可认定的辖区内，本次未处理。"
+        "请联系平台管理员，核对您在身份认证服务中的所属组织，或该服务的辖区配置"
+        "（GRASSROOTS_OIDC_ISSUER_JURISDICTIONS）。",
+        "The access token names an organisation outside the jurisdiction its identity provider may vouch "
+        "for; the request was not handled. Contact the platform administrator to check your organisation "
+        "at the identity provider, or the provider's jurisdiction (GRASSROOTS_OIDC_ISSUER_JURISDICTIONS).",
     ),
     "idp_unavailable": (
         "统一身份认证服务暂时无法连接，请稍后重试。",
@@ -252,6 +261,12 @@ class OIDCVerifier:
     The key set is also refreshed once it is older than ``discovery_ttl_s`` so that a key the provider
     withdrew stops being trusted.
 
+    ``org_prefixes`` is the issuer's jurisdiction: the division-code prefixes (``"310151"`` for a county,
+    ``""`` for the whole country) an organisation it asserts must start with; ``None`` trusts it for any
+    organisation. In a national deployment each province or city runs its own provider, and one that is
+    misconfigured or taken over must not vouch for users of another district (GB/T 35273-2020 §7.1, least
+    privilege): its token is refused, ``org_outside_issuer``.
+
     ``clock`` (wall time, for ``exp``/``nbf``/``iat``) and ``monotonic`` (for cache ages) exist for
     tests; production code leaves them alone.
     """
@@ -265,6 +280,7 @@ class OIDCVerifier:
         leeway_s: int = 30,
         accepted_types: Sequence[str] = ("at+jwt", "JWT"),
         claims: ClaimMapping = ClaimMapping(),
+        org_prefixes: Sequence[str] | None = None,
         jwks_refresh_min_interval_s: float = 30.0,
         http_timeout_s: float = 5.0,
         discovery_ttl_s: float = 3600.0,
@@ -286,6 +302,13 @@ class OIDCVerifier:
             raise ValueError("at least one token type must be accepted")
         if leeway_s < 0:
             raise ValueError("leeway_s must not be negative")
+        if org_prefixes is not None and (
+            isinstance(org_prefixes, str)  # one code, not a sequence of its digits
+            or not all(
+                isinstance(p, str) and (p == "" or (p.isascii() and p.isdigit())) for p in org_prefixes
+            )
+        ):
+            raise ValueError("org_prefixes must be division-code prefixes (ASCII digits)")
 
         self.issuer = issuer
         self.audience = audience
@@ -293,6 +316,8 @@ class OIDCVerifier:
         self._leeway_s = leeway_s
         self._accepted_types = frozenset(_normalise_type(t) for t in accepted_types)
         self._claims = claims
+        # A tuple, for one str.startswith per token; an empty one (an issuer allowed nothing) refuses all.
+        self._org_prefixes = None if org_prefixes is None else tuple(org_prefixes)
         self._refresh_interval_s = jwks_refresh_min_interval_s
         self._http_timeout_s = http_timeout_s
         self._discovery_ttl_s = discovery_ttl_s
@@ -483,6 +508,16 @@ class OIDCVerifier:
         org = _lookup(claims, mapping.org)
         if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None or not is_division_code(org):
             raise AuthError("insufficient_claims")
+        if self._org_prefixes is not None and not org.startswith(self._org_prefixes):
+            # A division code is no personal data; the operator needs it to tell a user filed under the
+            # wrong organisation from a provider vouching for another district. Never the token.
+            _log.warning(
+                "identity provider %s asserted organisation %s, outside its configured jurisdiction; "
+                "token refused",
+                self.issuer,
+                org,
+            )
+            raise AuthError("org_outside_issuer")
 
         roles = _lookup(claims, mapping.roles)
         if not isinstance(roles, list) or not all(_recordable_role(r) for r in roles):

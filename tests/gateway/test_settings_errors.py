@@ -28,6 +28,9 @@ def _serve(tmp_path: Path, **env: str) -> Result:
         "GRASSROOTS_MODE": None,
         "GRASSROOTS_OIDC_ALGORITHMS": None,
         "GRASSROOTS_LOG_LEVEL": None,
+        "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": None,
+        "GRASSROOTS_HOST": None,
+        "GRASSROOTS_PORT": None,
     }
     return runner.invoke(grassroots, ["serve", "--port", "1"], env={**base, **env})
 
@@ -49,6 +52,33 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             {"GRASSROOTS_OIDC_ALGORITHMS": "RS256"},  # not JSON: pydantic-settings cannot decode it
             "GRASSROOTS_OIDC_ALGORITHMS：无法解析取值：列表须写成 JSON",
             "GRASSROOTS_OIDC_ALGORITHMS: cannot parse the value: a list is written as JSON",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '["310151"]'},  # a list, not issuer -> codes
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS：须为对象",
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS: must be an object",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '{"https://idp.example": 310151'},  # not JSON
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS：无法解析取值：须写成 JSON 对象（身份提供方地址 → 区划代码",
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS: cannot parse the value: a JSON object (issuer URL -> list",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '{"http://127.0.0.1:1/dev-idp": ["31015"]}'},
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS：区划代码须为 2、4、6、9 或 12 位数字",
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS: division codes are 2, 4, 6, 9 or 12 ASCII digits",
+        ),
+        (
+            {"GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '{"http://127.0.0.1:1/dev-idp": []}'},
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS：每个身份提供方至少要列出一个区划代码",
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS: list at least one division code",
+        ),
+        (
+            # The development IdP serve --port 1 trusts is http://127.0.0.1:1/dev-idp: this names another.
+            {"GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '{"http://127.0.0.1:1/dev-idp/": ["310151"]}'},
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS：键须是所信任的身份提供方的地址（与令牌中的 iss "
+            "完全一致）：http://127.0.0.1:1/dev-idp；未被信任的地址：http://127.0.0.1:1/dev-idp/",
+            "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS: the keys must be the trusted identity provider's URL",
         ),
         (
             {"GRASSROOTS_LOG_LEVEL": "LOUD"},
@@ -184,6 +214,15 @@ def test_settings_accept_asymmetric_algorithms_and_any_case_log_level() -> None:
     settings = Settings(oidc_algorithms=["ES256", "EdDSA"], log_level="warning")
     assert settings.oidc_algorithms == ["ES256", "EdDSA"]
     assert settings.log_level == "WARNING" and settings.log_level in LOG_LEVELS
+
+
+def test_an_issuers_jurisdiction_is_kept_as_the_prefixes_of_its_division_codes() -> None:
+    issuer = "https://idp.example.gov.cn/realms/chongming"
+    codes = ["310151101000", "310151101", "3101", "310100", "310151101201"]
+    settings = Settings(oidc_issuer=issuer, oidc_issuer_jurisdictions={issuer: codes})
+    assert settings.issuer_org_prefixes == ("3101", "310151101", "310151101201")
+    # Nothing configured: the issuer vouches for any organisation, as before.
+    assert Settings(oidc_issuer=issuer).issuer_org_prefixes is None
 
 
 @pytest.mark.parametrize("level", ["LOUD", "", "verbose"])

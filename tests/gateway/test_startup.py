@@ -246,9 +246,8 @@ def test_settle_heap_takes_what_start_up_built_out_of_every_later_collection() -
         gc.unfreeze()
 
 
-def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tmp_path: Path) -> None:
-    """A mistyped key path in production once meant a new key, made silently: a service key no departmental
-    system knows, a checkpoint key whose signatures no verifier with the real one accepts."""
+def _production(tmp_path: Path) -> dict[str, str]:
+    """A production environment serve accepts (its key files made, its database migrated)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -272,6 +271,24 @@ def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tm
         "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
     }
     assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    return env
+
+
+def _serve_on_a_taken_port(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """serve past every check, up to the port, which something holds (so it never listens)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        started = _run("serve", "--port", str(taken.getsockname()[1]), env=env, cwd=cwd)
+    assert started.returncode == 2 and "Address already in use" in started.stderr, started.stderr
+    return started
+
+
+def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tmp_path: Path) -> None:
+    """A mistyped key path in production once meant a new key, made silently: a service key no departmental
+    system knows, a checkpoint key whose signatures no verifier with the real one accepts."""
+    env = _production(tmp_path)
+    keys = tmp_path / "keys"
     for variable, typo in (
         ("GRASSROOTS_SERVICE_KEY_PATH", keys / "servce.pem"),
         ("GRASSROOTS_CHECKPOINT_KEY_PATH", keys / "checkpiont.pem"),
@@ -285,9 +302,27 @@ def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tm
         assert STRONG not in refused.stderr
         assert sorted(p.name for p in keys.iterdir()) == ["checkpoint.pem", "service.pem"]
     # With both files there, serve goes on to its next check: here the port, which something holds.
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        started = _run("serve", "--port", str(port), env=env, cwd=tmp_path)
-    assert started.returncode == 2 and "Address already in use" in started.stderr, started.stderr
+    _serve_on_a_taken_port(env, tmp_path)
+
+
+def test_production_serve_warns_while_its_identity_provider_may_vouch_for_any_organisation(
+    tmp_path: Path,
+) -> None:
+    """One identity provider misconfigured or taken over could sign users into any district: serve says so
+    until the provider's jurisdiction is configured (a warning, so single-IdP deployments keep working)."""
+    from gateway.cli import unrestricted_issuer_warning
+
+    env = _production(tmp_path)
+    warned = _serve_on_a_taken_port(env, tmp_path).stderr
+    assert (
+        "警告：未设置 GRASSROOTS_OIDC_ISSUER_JURISDICTIONS，身份提供方 https://idp.example 签发的" in warned
+    )
+    assert (
+        "warning: GRASSROOTS_OIDC_ISSUER_JURISDICTIONS is not set: tokens of the identity provider "
+        "https://idp.example are accepted whatever organisation they name" in warned
+    )
+    assert """GRASSROOTS_OIDC_ISSUER_JURISDICTIONS='{"https://idp.example": ["310151"]}'""" in warned
+    restricted = {**env, "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": '{"https://idp.example": ["310151"]}'}
+    assert "JURISDICTIONS" not in _serve_on_a_taken_port(restricted, tmp_path).stderr
+    # Development (the demo IdP, any organisation of the demo world) is not warned about.
+    assert unrestricted_issuer_warning(Settings(dev_idp_enabled=True)) is None

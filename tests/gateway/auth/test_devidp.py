@@ -33,6 +33,7 @@ from gateway.auth.devidp import (
     router,
 )
 from gateway.auth.oidc import AuthError, OIDCVerifier, Principal
+from gateway.settings import Settings
 
 AUDIENCE = "grassroots-gateway"
 
@@ -208,6 +209,30 @@ async def test_token_for_another_audience_is_refused_by_the_gateway(served: Serv
             await verifier.verify(served.idp.mint("cadre_a", "some-other-api"))
 
     assert caught.value.code == "wrong_audience"
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "accepted", "refused"),
+    [
+        (["310151101000"], ["cadre_a"], ["steward", "reviewer"]),  # a township: its villages only
+        (["310151"], ["cadre_a", "steward", "reviewer"], []),  # the county: all of them
+        (["320102"], [], ["cadre_a", "steward", "reviewer"]),  # another province's district: none
+    ],
+    ids=["township", "county", "elsewhere"],
+)
+async def test_the_development_idp_vouches_only_within_its_configured_jurisdiction(
+    served: Served, jurisdiction: list[str], accepted: list[str], refused: list[str]
+) -> None:
+    """The setting as the gateway reads it (a division code, kept as its prefix) keyed by the development
+    IdP's issuer, its tokens verified over loopback (discovery + JWKS)."""
+    settings = Settings(oidc_issuer=served.issuer, oidc_issuer_jurisdictions={served.issuer: jurisdiction})
+    async with OIDCVerifier(served.issuer, AUDIENCE, org_prefixes=settings.issuer_org_prefixes) as verifier:
+        for username in accepted:
+            assert (await verifier.verify(served.idp.mint(username, AUDIENCE))).username == username
+        for username in refused:
+            with pytest.raises(AuthError) as caught:
+                await verifier.verify(served.idp.mint(username, AUDIENCE))
+            assert caught.value.code == "org_outside_issuer"
 
 
 @pytest.mark.parametrize(

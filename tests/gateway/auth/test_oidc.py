@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -804,6 +805,7 @@ async def test_keys_unusable_for_signing_are_ignored(
         ("unknown_key", 401, True),
         ("insufficient_claims", 401, True),
         ("personal_data_in_subject", 401, True),
+        ("org_outside_issuer", 401, True),
         ("idp_unavailable", 503, False),
     ],
 )
@@ -839,3 +841,56 @@ async def test_a_remembered_token_still_expires_on_time(
     with pytest.raises(AuthError) as caught:
         await verifier.verify(token)
     assert caught.value.code == "expired_token"
+
+
+# -- the issuer's jurisdiction ---------------------------------------------------------------------------
+
+# In a national deployment each province or city runs its own provider: one misconfigured or taken over must
+# not vouch for users of another district. (prefixes the issuer may assert, the token's org, accepted)
+JURISDICTIONS = [
+    (None, "440300000000", True),  # none configured: any organisation, as before
+    (("310151",), "310151101001", True),  # a village of the county
+    (("310151",), "310151000000", True),  # the county itself
+    (("310151",), "310152101001", False),  # the next county
+    (("310151",), "000000000000", False),  # a district's provider vouching for a national office
+    (("31",), "320102000000", False),  # another province
+    (("310151101", "310151102"), "310151102201", True),
+    (("310151101", "310151102"), "310151103201", False),
+    (("",), "440300000000", True),  # the national root: anywhere
+    ((), "310151101001", False),  # allowed nothing: nobody
+]
+
+
+@pytest.mark.parametrize(("prefixes", "org", "accepted"), JURISDICTIONS)
+async def test_an_issuer_vouches_only_for_organisations_within_its_jurisdiction(
+    prefixes: tuple[str, ...] | None,
+    org: str,
+    accepted: bool,
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW, org_prefixes=prefixes)
+    token = mint(keys.ec, _claims(tenant.issuer, org_code=org))
+    if accepted:
+        assert (await verifier.verify(token)).org == org
+        return
+    with caplog.at_level(logging.WARNING, logger="gateway.auth.oidc"):
+        for _ in range(2):  # a refusal is never remembered as a verified token
+            with pytest.raises(AuthError) as caught:
+                await verifier.verify(token)
+            assert caught.value.code == "org_outside_issuer"
+    error = caught.value
+    assert error.http_status == 401 and (error.www_authenticate() or "").isascii()
+    assert "辖区" in error.message_zh and "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS" in error.message_zh
+    assert "jurisdiction" in error.message_en
+    # The operator is told which provider named which organisation; never the token.
+    assert f"identity provider {tenant.issuer} asserted organisation {org}" in caplog.text
+    assert not any(part in caplog.text for part in token.split("."))
+
+
+@pytest.mark.parametrize("prefixes", [("31x",), ("３１",), ("310151", None), "310151"])
+def test_a_jurisdiction_is_made_of_division_code_prefixes(prefixes: Any) -> None:
+    with pytest.raises(ValueError, match="org_prefixes"):
+        OIDCVerifier("https://idp.example", AUDIENCE, org_prefixes=prefixes)
