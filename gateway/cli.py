@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit import PseudonymRing
+    from masking import KeyRing
 
 app = HelpTyper(
     help=bilingual(
@@ -311,6 +312,9 @@ def serve(
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
     _audit_refs_or_exit(settings)
+    # Every key a worker loads at start, loaded here first (and, in development, made once before the
+    # workers could race to make it): one that cannot be used is a message naming its setting, exit 2.
+    _load_keys_or_exit(settings)
     for warning in (unbound_ff1_key_warning(settings), unrestricted_issuer_warning(settings)):
         if warning is not None:
             typer.echo(warning, err=True)
@@ -321,7 +325,6 @@ def serve(
     if port:
         os.environ["GRASSROOTS_PORT"] = str(port)
     if workers > 1:
-        _create_keys_once(settings)
         # Each worker must know it is not alone: on SQLite its quota holds then go to the database.
         os.environ["GRASSROOTS_WORKERS"] = str(workers)
     from gateway.serving import CoalescingHttpToolsProtocol, probe_port, reuse_port_address
@@ -435,16 +438,71 @@ def unrestricted_issuer_warning(settings: Settings) -> str | None:
     )
 
 
-def _create_keys_once(settings: Settings) -> None:
-    """Create missing development key files before the workers start, so they never race to create them."""
-    from audit import CheckpointSigner
-    from gateway.keys import audit_hmac_key, load_masking_keyring
+def masking_keys_or_exit(settings: Settings) -> KeyRing:
+    """The masking key ring (made on first use in development), or exit 2 naming GRASSROOTS_MASKING_KEK:
+    a KEK that does not open the ring (another host's, or changed since) ended in a traceback."""
+    from gateway.keys import load_masking_keyring, masking_keyring_path
+    from masking import KeyRingError
+
+    try:
+        return load_masking_keyring(settings)
+    except KeyRingError as exc:
+        path = masking_keyring_path(settings)
+        typer.echo(
+            f"无法使用脱敏数据密钥环 {path}（GRASSROOTS_MASKING_KEK）：{exc.message_zh}。"
+            "请让 GRASSROOTS_MASKING_KEK 与生成该密钥环时的值相同（多台主机用同一个值和同一份密钥环文件），"
+            "然后重试。\n"
+            f"cannot use the masking key ring {path} (GRASSROOTS_MASKING_KEK): {exc.message_en}; set "
+            "GRASSROOTS_MASKING_KEK to the value the ring was made with (every host: the same value and the "
+            "same copy of the ring), and try again",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _load_keys_or_exit(settings: Settings) -> None:
+    """Load every key the gateway reads when it starts, making the missing ones in development, so that a
+    key file that cannot be used (not a PEM Ed25519 key, unreadable, a checkpoint key others may read) is a
+    message naming its setting and the file, exit 2, instead of a traceback from the CLI or a worker."""
+    from audit import CheckpointError, CheckpointSigner
+    from gateway.keys import audit_hmac_key
+    from gateway.routes.admission_api import AdmissionSettings
     from gateway.upstream import load_or_create_ed25519
 
     audit_hmac_key(settings)
-    load_masking_keyring(settings)
-    load_or_create_ed25519(settings.effective_service_key_path)
-    CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
+    masking_keys_or_exit(settings)
+    token_key = AdmissionSettings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
+    for variable, path in (
+        ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path),
+        ("GRASSROOTS_CHECKPOINT_KEY_PATH", settings.effective_checkpoint_key_path),
+        # Made by the first request for a system token (race-free across workers): only checked here.
+        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", token_key if token_key.exists() else None),
+    ):
+        if path is None:
+            continue
+        try:
+            if variable == "GRASSROOTS_CHECKPOINT_KEY_PATH":
+                CheckpointSigner.load_or_create(path)
+            else:
+                load_or_create_ed25519(path)
+        except CheckpointError as exc:
+            reason_zh, reason_en = exc.message_zh, str(exc)
+        except OSError as exc:
+            reason_zh = reason_en = exc.strerror or type(exc).__name__
+        except (ValueError, TypeError):  # not a PEM private key, or not an Ed25519 one
+            reason_zh, reason_en = "不是 PEM 格式的 Ed25519 私钥", "not a PEM Ed25519 private key"
+        else:
+            continue
+        typer.echo(
+            f"密钥文件 {path}（{variable}）无法使用：{reason_zh}。请让 {variable} 指向运行网关的用户可读、"
+            "权限为 600 的 Ed25519 私钥（生成：openssl genpkey -algorithm ed25519 -out 文件 && "
+            "chmod 600 文件），然后重试。\n"
+            f"the key file {path} ({variable}) cannot be used: {reason_en}; point {variable} at an Ed25519 "
+            "private key readable by the user the gateway runs as, mode 600 (make one: openssl genpkey "
+            "-algorithm ed25519 -out FILE && chmod 600 FILE), and try again",
+            err=True,
+        )
+        raise typer.Exit(2)
     if settings.dev_idp_enabled:
         from gateway.wiring import dev_identity_provider
 
@@ -900,13 +958,13 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import load_masking_keyring, save_masking_keyring
+    from gateway.keys import save_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
     # leaves no key file behind (exit 2, creating nothing).
     require_migrated(settings)
-    ring = load_masking_keyring(settings)
+    ring = masking_keys_or_exit(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
     actor = _record_rotation(settings, {"before": before, "after": new_id})
@@ -995,7 +1053,6 @@ def seed_demo_cmd(
 ) -> None:
     """Register the demo departmental systems and grants, and store the API key each registry issues to the
     gateway as its outbound credential (idempotent); then print how to start the registries by hand."""
-    from gateway.keys import load_masking_keyring
     from gateway.launch import demo_registries, prepare_demo
     from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
@@ -1011,7 +1068,7 @@ def seed_demo_cmd(
         upstream_url=upstream_url,
         person_house_url=person_house_url,
         service_key_path=settings.effective_service_key_path,
-        keys=load_masking_keyring(settings),
+        keys=masking_keys_or_exit(settings),
     )
     for line in prepared.seeded or ["already seeded"]:
         typer.echo(line)
@@ -1072,7 +1129,6 @@ def demo(
     ] = False,
 ) -> None:
     """Set up and run the whole demo on loopback: migrate, seed, start both registries and the gateway."""
-    from gateway.keys import load_masking_keyring
     from gateway.launch import LaunchError, demo_registries, prepare_demo, start_registry, stop, wait_healthy
     from gateway.seed import CIVIL_AFFAIRS_SYSTEM, PERSON_HOUSE_SYSTEM
 
@@ -1110,7 +1166,7 @@ def demo(
         upstream_url=f"http://127.0.0.1:{upstream_port}",
         person_house_url=f"http://127.0.0.1:{person_house_port}",
         service_key_path=settings.effective_service_key_path,
-        keys=load_masking_keyring(settings),
+        keys=masking_keys_or_exit(settings),
     )
     for line in prepared.seeded:
         typer.echo(f"  seeded {line}")

@@ -313,6 +313,25 @@ class Settings(GatewayAddress):
                 ) from None
         return prefixes
 
+    @field_validator("masking_kek")
+    @classmethod
+    def _usable_kek(cls, value: SecretStr | None) -> SecretStr | None:
+        # Read only when the gateway opened its key ring: a KEK of the wrong form (a passphrase, say) ended
+        # in a traceback at start. A placeholder is left to the production guard, which names it so.
+        from masking import KeyRingError, parse_kek
+
+        if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            return value
+        try:
+            parse_kek(value.get_secret_value())
+        except KeyRingError:
+            raise InvalidSetting(
+                "须为 32 字节的密钥，写作 64 位十六进制或 base64（例如 openssl rand -hex 32 的输出）",
+                "must be a 32-byte key written as 64 hex digits or base64 (e.g. what openssl rand -hex 32 "
+                "prints)",
+            ) from None
+        return value
+
     @field_validator("oidc_issuer", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -411,7 +430,7 @@ class Settings(GatewayAddress):
                         "must be set to a real secret in production mode (it is unset or a placeholder)",
                     )
                 )
-            elif len(value.get_secret_value()) < 32:
+            elif name == "audit_hmac_key" and len(value.get_secret_value()) < 32:
                 problems.append(
                     SettingProblem(variable, "至少需要 32 个字符", "must be at least 32 characters")
                 )

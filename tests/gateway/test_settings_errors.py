@@ -234,7 +234,7 @@ def test_settings_refuse_an_unknown_log_level(level: str) -> None:
 def test_a_configuration_error_says_each_problem_in_both_languages() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings(
-            mode="production", oidc_issuer="https://idp.example", audit_hmac_key=STRONG, masking_kek=STRONG
+            mode="production", oidc_issuer="https://idp.example", audit_hmac_key=STRONG, masking_kek="5e" * 32
         )  # type: ignore[arg-type]
     message = caught.value.bilingual()
     zh, en = message.split("configuration error")

@@ -23,6 +23,8 @@ from gateway.settings import ConfigurationError, Settings
 from tests.stack import REPO, free_port, postgres_base_url, throwaway_postgres
 
 STRONG = "x" * 40
+#: A key-encryption key of the form GRASSROOTS_MASKING_KEK takes (32 bytes, hex).
+KEK = "5e" * 32
 
 
 def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -55,7 +57,7 @@ def test_production_mode_refuses_unsafe_settings(overrides: dict[str, object], c
     values: dict[str, object] = {
         "mode": "production",
         "audit_hmac_key": STRONG,
-        "masking_kek": STRONG,
+        "masking_kek": KEK,
         "service_key_path": "/keys/service.pem",
         "checkpoint_key_path": "/keys/checkpoint.pem",
         "checkpoint_dir": "/checkpoints",
@@ -73,7 +75,7 @@ def test_production_takes_an_https_issuer_or_one_on_this_host(issuer: str) -> No
         mode="production",  # type: ignore[arg-type]
         oidc_issuer=issuer,
         audit_hmac_key=STRONG,  # type: ignore[arg-type]
-        masking_kek=STRONG,  # type: ignore[arg-type]
+        masking_kek=KEK,  # type: ignore[arg-type]
         service_key_path=Path("/keys/service.pem"),
         checkpoint_key_path=Path("/keys/checkpoint.pem"),
         checkpoint_dir=Path("/checkpoints"),
@@ -86,12 +88,12 @@ def test_production_settings_with_real_secrets_are_accepted_and_hidden() -> None
         mode="production",  # type: ignore[arg-type]
         oidc_issuer="https://idp.example",
         audit_hmac_key=STRONG,  # type: ignore[arg-type]
-        masking_kek=STRONG,  # type: ignore[arg-type]
+        masking_kek=KEK,  # type: ignore[arg-type]
         service_key_path=Path("/keys/service.pem"),
         checkpoint_key_path=Path("/keys/checkpoint.pem"),
         checkpoint_dir=Path("/checkpoints"),
     )
-    assert STRONG not in repr(settings)
+    assert STRONG not in repr(settings) and KEK not in repr(settings)
     assert settings.effective_oidc_issuer == "https://idp.example"
 
 
@@ -201,7 +203,7 @@ def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> 
             "GRASSROOTS_MODE": "production",
             "GRASSROOTS_OIDC_ISSUER": "https://idp.example",
             "GRASSROOTS_AUDIT_HMAC_KEY": STRONG,
-            "GRASSROOTS_MASKING_KEK": STRONG,
+            "GRASSROOTS_MASKING_KEK": KEK,
             "GRASSROOTS_SERVICE_KEY_PATH": "/k/s.pem",
             "GRASSROOTS_CHECKPOINT_KEY_PATH": "/k/c.pem",
             "GRASSROOTS_CHECKPOINT_DIR": "/k/cp",
@@ -246,8 +248,8 @@ def test_settle_heap_takes_what_start_up_built_out_of_every_later_collection() -
         gc.unfreeze()
 
 
-def _production(tmp_path: Path) -> dict[str, str]:
-    """A production environment serve accepts (its key files made, its database migrated)."""
+def _production_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A production configuration on a migrated SQLite database, its two key files made by the operator."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -265,13 +267,13 @@ def _production(tmp_path: Path) -> dict[str, str]:
         "GRASSROOTS_DEV_IDP_ENABLED": "false",
         "GRASSROOTS_OIDC_ISSUER": "https://idp.example",
         "GRASSROOTS_AUDIT_HMAC_KEY": STRONG,
-        "GRASSROOTS_MASKING_KEK": STRONG,
+        "GRASSROOTS_MASKING_KEK": KEK,
         "GRASSROOTS_SERVICE_KEY_PATH": str(keys / "service.pem"),
         "GRASSROOTS_CHECKPOINT_KEY_PATH": str(keys / "checkpoint.pem"),
         "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
     }
     assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
-    return env
+    return env, keys
 
 
 def _serve_on_a_taken_port(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -287,8 +289,7 @@ def _serve_on_a_taken_port(env: dict[str, str], cwd: Path) -> subprocess.Complet
 def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tmp_path: Path) -> None:
     """A mistyped key path in production once meant a new key, made silently: a service key no departmental
     system knows, a checkpoint key whose signatures no verifier with the real one accepts."""
-    env = _production(tmp_path)
-    keys = tmp_path / "keys"
+    env, keys = _production_env(tmp_path)
     for variable, typo in (
         ("GRASSROOTS_SERVICE_KEY_PATH", keys / "servce.pem"),
         ("GRASSROOTS_CHECKPOINT_KEY_PATH", keys / "checkpiont.pem"),
@@ -312,7 +313,7 @@ def test_production_serve_warns_while_its_identity_provider_may_vouch_for_any_or
     until the provider's jurisdiction is configured (a warning, so single-IdP deployments keep working)."""
     from gateway.cli import unrestricted_issuer_warning
 
-    env = _production(tmp_path)
+    env, _ = _production_env(tmp_path)
     warned = _serve_on_a_taken_port(env, tmp_path).stderr
     assert (
         "警告：未设置 GRASSROOTS_OIDC_ISSUER_JURISDICTIONS，身份提供方 https://idp.example 签发的" in warned
@@ -326,3 +327,54 @@ def test_production_serve_warns_while_its_identity_provider_may_vouch_for_any_or
     assert "JURISDICTIONS" not in _serve_on_a_taken_port(restricted, tmp_path).stderr
     # Development (the demo IdP, any organisation of the demo world) is not warned about.
     assert unrestricted_issuer_warning(Settings(dev_idp_enabled=True)) is None
+
+
+def _assert_refused_naming(result: subprocess.CompletedProcess[str], variable: str, *secrets: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    # Chinese first, then English, each naming the setting to fix.
+    lines = result.stderr.splitlines()
+    english = next(at for at, line in enumerate(lines) if line.isascii())
+    zh, en = "\n".join(lines[:english]), "\n".join(lines[english:])
+    assert zh and not zh.isascii() and variable in zh and variable in en
+    for secret in secrets:
+        assert secret not in result.stderr
+
+
+def test_serve_refuses_a_key_file_it_cannot_use_naming_the_setting(tmp_path: Path) -> None:
+    """A key copied to a second host with the wrong mode, a path naming some other file, a directory: each
+    ended in a traceback (from the CLI with --workers 2, from a worker's start-up with one)."""
+    env, keys = _production_env(tmp_path)
+    (keys / "checkpoint.pem").chmod(0o644)  # as `scp` or `cp` without -p leaves it
+    for workers in ("1", "2"):
+        loose = _run("serve", "--port", "1", "--workers", workers, env=env, cwd=tmp_path)
+        _assert_refused_naming(loose, "GRASSROOTS_CHECKPOINT_KEY_PATH")
+        assert "chmod 600" in loose.stderr
+    (keys / "checkpoint.pem").chmod(0o600)
+    (keys / "notes.txt").write_text("not a key")
+    (keys / "notes.txt").chmod(0o600)
+    for variable, path, reason in (
+        ("GRASSROOTS_SERVICE_KEY_PATH", keys / "notes.txt", "not a PEM Ed25519 private key"),
+        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", keys, "Is a directory"),
+        ("GRASSROOTS_CHECKPOINT_KEY_PATH", keys / "notes.txt", "not a PEM private key"),
+    ):
+        result = _run("serve", "--port", "1", env={**env, variable: str(path)}, cwd=tmp_path)
+        _assert_refused_naming(result, variable)
+        assert reason in result.stderr
+
+
+def test_serve_refuses_a_masking_kek_it_cannot_use_naming_the_setting(tmp_path: Path) -> None:
+    """A passphrase where a 32-byte key belongs (the README said only "key-encryption key"), and a second
+    host started with another KEK than the one that made the key ring it was given: both were tracebacks."""
+    env, _ = _production_env(tmp_path)
+    passphrase = "our-district-gateway-kek-passphrase-2026"
+    result = _run("serve", "--port", "1", env={**env, "GRASSROOTS_MASKING_KEK": passphrase}, cwd=tmp_path)
+    _assert_refused_naming(result, "GRASSROOTS_MASKING_KEK", passphrase)
+    assert "openssl rand -hex 32" in result.stderr
+    # The first host makes the ring (here: the ring a `keys rotate` writes, under the right KEK) ...
+    assert _run("keys", "rotate", env=env, cwd=tmp_path).returncode == 0
+    other = "a7" * 32
+    for command in (["serve", "--port", "1", "--workers", "2"], ["keys", "rotate"]):
+        wrong = _run(*command, env={**env, "GRASSROOTS_MASKING_KEK": other}, cwd=tmp_path)
+        _assert_refused_naming(wrong, "GRASSROOTS_MASKING_KEK", other, KEK)
+        assert "masking-keyring.json" in wrong.stderr
