@@ -327,7 +327,7 @@ def serve(
     if workers > 1:
         # Each worker must know it is not alone: on SQLite its quota holds then go to the database.
         os.environ["GRASSROOTS_WORKERS"] = str(workers)
-    from gateway.serving import CoalescingHttpToolsProtocol, probe_port, reuse_port_address
+    from gateway.serving import CoalescingHttpToolsProtocol, log_config, probe_port, reuse_port_address
 
     bind_host, bind_port = host or settings.host, port or settings.port
     options: dict[str, Any] = dict(
@@ -336,6 +336,7 @@ def serve(
         port=bind_port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),
         access_log=False,
         # uvloop and httptools (uvicorn[standard]) named, not left to "auto": a missing one fails the
         # start instead of quietly serving at a fraction of the speed.

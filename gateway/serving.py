@@ -233,3 +233,35 @@ def _listener(family: int, host: str, port: int, backlog: int) -> socket.socket:
 def _share_port(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+#: The packages of the product, whose loggers follow GRASSROOTS_LOG_LEVEL.
+_PRODUCT_LOGGERS: Final = ("gateway", "audit", "policies", "masking", "admission")
+#: One line each: when, how bad, which process (a worker of several), and what; the product's lines (and
+#: other libraries') also name their logger.
+LOG_FORMAT: Final = "%(asctime)s %(levelprefix)s [%(process)d] %(message)s"
+NAMED_LOG_FORMAT: Final = "%(asctime)s %(levelprefix)s [%(process)d] %(name)s: %(message)s"
+_DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S%z"
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """The logging set-up ``serve`` (and every worker it starts) applies: uvicorn's own, with the time and
+    the process id on every line, and a handler for the product's loggers too.
+
+    Without one the product's warnings and errors went through Python's last-resort handler, as bare text
+    with no time, level, logger or process (two workers' lines could not be told apart), and its INFO lines
+    (a periodic checkpoint written) were dropped whatever GRASSROOTS_LOG_LEVEL said. Other libraries log
+    through the root logger at WARNING and above."""
+    from uvicorn.config import LOGGING_CONFIG
+    from uvicorn.logging import TRACE_LOG_LEVEL
+
+    config: dict[str, Any] = json.loads(json.dumps(LOGGING_CONFIG))  # a copy, never uvicorn's own
+    default = config["formatters"]["default"]
+    default.update(fmt=LOG_FORMAT, datefmt=_DATE_FORMAT)
+    config["formatters"]["named"] = {**default, "fmt": NAMED_LOG_FORMAT}
+    config["handlers"]["named"] = {**config["handlers"]["default"], "formatter": "named"}
+    config["root"] = {"handlers": ["named"], "level": "WARNING"}
+    numeric = TRACE_LOG_LEVEL if level.upper() == "TRACE" else level.upper()
+    for name in _PRODUCT_LOGGERS:
+        config["loggers"][name] = {"level": numeric}
+    return config

@@ -140,7 +140,7 @@ async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
             written = await asyncio.to_thread(checkpoint_if_grown, runtime, signer, since)
             if written is not None:
                 size, since = written
-                _log.info("periodic audit checkpoint written", extra={"tree_size": size})
+                _log.info("periodic audit checkpoint written: %d events", size, extra={"tree_size": size})
         except CheckpointError as exc:
             # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
             since = None  # the next attempt walks the whole log again
