@@ -241,6 +241,57 @@ def _check_startup_settings(settings: Settings, host: str | None = None, port: i
         raise typer.Exit(2) from None
 
 
+def _check_identity_provider(settings: Settings) -> None:
+    """Ask the configured identity provider for its discovery document once before starting, as the gateway
+    will at the first sign-in (OpenID Connect Discovery 1.0 §4).
+
+    Started without it, the gateway said nothing until the first signed-in request, which then answered 503
+    idp_unavailable. A provider that cannot be reached, or answers something else, is a warning: the gateway
+    starts and refuses sign-ins (fail closed) until the provider answers, as it would if the provider went
+    down later. A document naming another issuer is refused (exit 2): the gateway would refuse every token
+    for as long as GRASSROOTS_OIDC_ISSUER says something else (§4.3)."""
+    import httpx
+
+    issuer = settings.oidc_issuer
+    if issuer is None:  # the embedded development IdP, served by this gateway itself
+        return
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        response = httpx.get(url, timeout=5.0, follow_redirects=False, headers={"Accept": "application/json"})
+        document = response.json() if response.status_code == 200 else None
+    except httpx.HTTPError as exc:
+        problem = ("无法连接", f"cannot be reached ({type(exc).__name__})")
+    except ValueError:
+        problem = ("返回的不是 JSON", "did not answer JSON")
+    else:
+        if not isinstance(document, dict):
+            problem = (f"返回 HTTP {response.status_code}", f"answered HTTP {response.status_code}")
+        elif document.get("issuer") != issuer:
+            named = str(document.get("issuer"))[:200]
+            typer.echo(
+                f"身份提供方的发现文档 {url} 写明的签发者是 {named}，与 GRASSROOTS_OIDC_ISSUER（{issuer}）"
+                "不一致，网关会拒绝其签发的所有令牌：请把 GRASSROOTS_OIDC_ISSUER 设为与之完全相同的值"
+                "（包括末尾的 /），然后重试。\n"
+                f"the identity provider's discovery document {url} names the issuer {named}, not "
+                f"GRASSROOTS_OIDC_ISSUER ({issuer}), so the gateway would refuse every token it issues: set "
+                "GRASSROOTS_OIDC_ISSUER to exactly that value (a trailing / included), and try again",
+                err=True,
+            )
+            raise typer.Exit(2)
+        elif not isinstance(document.get("jwks_uri"), str):
+            problem = ("发现文档中没有 jwks_uri", "its discovery document names no jwks_uri")
+        else:
+            return
+    typer.echo(
+        f"警告：身份提供方 {url}（GRASSROOTS_OIDC_ISSUER）{problem[0]}。网关照常启动，但在它恢复之前，"
+        "所有登录请求都会被拒绝（503 idp_unavailable）：请检查该地址是否正确、本机能否访问。\n"
+        f"warning: the identity provider at {url} (GRASSROOTS_OIDC_ISSUER) {problem[1]}. The gateway starts, "
+        "but refuses every signed-in request (503 idp_unavailable) until it answers: check the address and "
+        "that this host can reach it.",
+        err=True,
+    )
+
+
 @db_app.command(
     "upgrade",
     zh="把数据库迁移到当前结构版本。以数据库结构所有者的身份，迁移 GRASSROOTS_DATABASE_URL 所指的数据库。",
@@ -360,6 +411,7 @@ def serve(
     except OSError as exc:
         typer.echo(_cannot_listen(bind_host, bind_port, exc), err=True)
         raise typer.Exit(2) from None
+    _check_identity_provider(settings)
     if workers == 1:
         uvicorn.run("gateway.app:create_app", **options)
         return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -378,3 +380,56 @@ def test_serve_refuses_a_masking_kek_it_cannot_use_naming_the_setting(tmp_path: 
         wrong = _run(*command, env={**env, "GRASSROOTS_MASKING_KEK": other}, cwd=tmp_path)
         _assert_refused_naming(wrong, "GRASSROOTS_MASKING_KEK", other, KEK)
         assert "masking-keyring.json" in wrong.stderr
+
+
+class _Discovery(http.server.BaseHTTPRequestHandler):
+    """An identity provider's discovery document that names ``document_issuer`` (a trailing / added)."""
+
+    document_issuer = ""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"issuer": self.document_issuer, "jwks_uri": self.document_issuer + "certs"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_serve_refuses_an_issuer_its_provider_does_not_name(tmp_path: Path) -> None:
+    """Discovery 1.0 §4.3: the gateway refuses a document naming another issuer, so with a trailing / of
+    difference every sign-in answered 503 idp_unavailable, and the start said nothing."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    issuer = f"http://127.0.0.1:{server.server_address[1]}/realms/county"
+    _Discovery.document_issuer = issuer + "/"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env, _ = _production_env(tmp_path)
+        result = _run(
+            "serve", "--port", str(free_port()), env={**env, "GRASSROOTS_OIDC_ISSUER": issuer}, cwd=tmp_path
+        )
+    finally:
+        server.shutdown()
+    _assert_refused_naming(result, "GRASSROOTS_OIDC_ISSUER", STRONG, KEK)
+    assert f"names the issuer {issuer}/, not GRASSROOTS_OIDC_ISSUER ({issuer})" in result.stderr
+
+
+def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_path: Path) -> None:
+    """It starts (the provider may come back; sign-ins are refused until then, fail closed), and says so
+    at once instead of at the first signed-in request."""
+    from gateway.launch import start_gateway, stop
+
+    env, _ = _production_env(tmp_path)
+    issuer = f"http://127.0.0.1:{free_port()}/realms/county"  # nothing listens there
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env, "GRASSROOTS_OIDC_ISSUER": issuer}
+    gateway = start_gateway(port=port, env=env, cwd=tmp_path, stderr=log)
+    stop(gateway)
+    zh, en = log.read_text(encoding="utf-8").splitlines()[:2]
+    assert zh.startswith(
+        f"警告：身份提供方 {issuer}/.well-known/openid-configuration（GRASSROOTS_OIDC_ISSUER）无法连接"
+    )
+    assert en.startswith(f"warning: the identity provider at {issuer}/.well-known/openid-configuration")
+    assert "503 idp_unavailable" in en
