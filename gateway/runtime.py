@@ -50,6 +50,8 @@ from policies.quotas import SqlQuotaCounter
 from policies.scenarios import ScenarioCatalog
 
 _log = logging.getLogger("gateway.runtime")
+#: Seconds between two log lines about the same run of failed policy/registry refreshes.
+_REFRESH_FAILURE_REPEAT_S = 60.0
 
 #: The version row a policy-file reload bumps; every process polls it and re-reads its files.
 POLICY_FILES_VERSION = "policy_files"
@@ -297,6 +299,11 @@ class Runtime:
 
     async def _refresh_loop(self) -> None:
         interval = self.settings.policy_refresh_interval_s
+        # While the database is away a refresh fails every interval (twice a second by default, in every
+        # worker): said when it starts failing, then once a minute, and when it recovers, so an outage is a
+        # few lines that say how long it lasted, not thousands that bury everything else.
+        failing_since: float | None = None
+        failures, said_at = 0, 0.0
         while True:
             await asyncio.sleep(interval)
             try:
@@ -304,7 +311,26 @@ class Runtime:
             except Exception as exc:
                 # Keep serving with the last known state only briefly: past 10 intervals the
                 # state is too old to trust and requests are refused (fail closed).
-                _log.error("policy/registry refresh failed: %s", type(exc).__name__)
+                now, failures = time.monotonic(), failures + 1
+                if failing_since is None:
+                    failing_since = said_at = now
+                    _log.error("policy/registry refresh failed: %s", type(exc).__name__)
+                elif now - said_at >= _REFRESH_FAILURE_REPEAT_S:
+                    said_at = now
+                    _log.error(
+                        "policy/registry refresh still failing after %.0f s (%d attempts): %s",
+                        now - failing_since,
+                        failures,
+                        type(exc).__name__,
+                    )
+            else:
+                if failing_since is not None:
+                    _log.warning(
+                        "policy/registry refresh recovered after %.0f s (%d failed attempts)",
+                        time.monotonic() - failing_since,
+                        failures,
+                    )
+                    failing_since, failures = None, 0
 
     def check_fresh(self) -> None:
         """Raise 503 ``policy_stale`` when the policy and registry state is too old to trust (readiness)."""

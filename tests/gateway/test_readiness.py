@@ -61,3 +61,45 @@ def test_a_process_whose_database_is_gone_is_alive_but_not_ready(tmp_path: Path)
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+async def test_a_database_outage_is_a_few_log_lines_not_one_per_refresh(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process re-reads the policy and registry state every GRASSROOTS_POLICY_REFRESH_INTERVAL_S; with
+    the database away each failed read was an ERROR line: twice a second per worker, thousands an hour,
+    burying everything else. Now: one when it starts failing, one a minute after that, one on recovery."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    from gateway import runtime
+    from gateway.runtime import Runtime
+
+    monkeypatch.setattr(runtime, "_REFRESH_FAILURE_REPEAT_S", 0.3)  # a minute, in the real one
+    database_up = False
+
+    def refresh() -> None:
+        if not database_up:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    process = SimpleNamespace(settings=SimpleNamespace(policy_refresh_interval_s=0.001), refresh=refresh)
+    caplog.set_level(logging.INFO, logger="gateway.runtime")
+    loop = asyncio.create_task(Runtime._refresh_loop(process))  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0.5)  # a few hundred failed refreshes
+        failed = [r.getMessage() for r in caplog.records]
+        assert len(failed) == 2, failed
+        assert failed[0] == "policy/registry refresh failed: ConnectionRefusedError"
+        assert failed[1].startswith("policy/registry refresh still failing after 0 s (")
+        assert failed[1].endswith(" attempts): ConnectionRefusedError")
+        database_up = True
+        await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+    recovered = caplog.records[-1].getMessage()
+    assert len(caplog.records) == 3 and caplog.records[-1].levelname == "WARNING"
+    assert (
+        recovered.startswith("policy/registry refresh recovered after 0 s (")
+        and "failed attempts)" in recovered
+    )
