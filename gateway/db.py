@@ -61,9 +61,10 @@ class DatabaseUnreachable(DatabaseNotMigrated):
         shown = url_without_credentials(url)
         return cls(
             f"无法连接数据库 {shown}（{reason}）：请确认数据库已启动、地址和端口正确、本机可以访问，"
-            "并检查 GRASSROOTS_DATABASE_URL，然后重试。",
+            "并核对 GRASSROOTS_DATABASE_URL 中的登录角色、密码和数据库名，然后重试。",
             f"cannot reach the database at {shown} ({reason}): check that it is running, that host and port "
-            "are right and reachable from here, and GRASSROOTS_DATABASE_URL, then try again",
+            "are right and reachable from here, and the login role, password and database name in "
+            "GRASSROOTS_DATABASE_URL, then try again",
         )
 
 

@@ -127,6 +127,31 @@ def test_an_unreachable_database_is_exit_2_named_without_credentials(
     assert not data_dir.exists()  # no key, no key ring, no checkpoint directory
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("wrong", ["username", "database"])
+def test_a_login_the_server_refuses_is_told_to_check_role_password_and_database(
+    tmp_path: Path, wrong: str
+) -> None:
+    """A mistyped login role, password or database name reaches a running server, which refuses it: the
+    message said only to check that the database runs and its host and port, sending the operator the wrong
+    way. It now names what in GRASSROOTS_DATABASE_URL to check, still without the credentials."""
+    from sqlalchemy.engine import make_url
+
+    from tests.stack import postgres_base_url
+
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
+    typo = {"username": "gr_no_such_role_x9", "database": "gr_no_such_database_x9"}[wrong]
+    url = make_url(base).set(**{wrong: typo}, password="s3cret-pw").render_as_string(hide_password=False)
+    result = _run(tmp_path / "var", "serve", "--port", "1", database_url=url)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()
+    assert "核对 GRASSROOTS_DATABASE_URL 中的登录角色、密码和数据库名" in zh
+    assert "the login role, password and database name in GRASSROOTS_DATABASE_URL" in en
+    assert "s3cret" not in result.stderr and (wrong == "database" or typo not in result.stderr)
+
+
 def test_db_current_on_a_fresh_data_directory_says_unmigrated_and_creates_nothing(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     result = _run(fresh, "db", "current")
