@@ -415,6 +415,7 @@ def serve(
     if workers == 1:
         uvicorn.run("gateway.app:create_app", **options)
         return
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     logging.getLogger("uvicorn.error").info(
@@ -423,8 +424,18 @@ def serve(
         address.getsockname()[1],
         workers,
     )
+    supervisor = Multiprocess(config, sockets=[address])
     with address:
-        Multiprocess(config, sockets=[address]).run()
+        supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        # uvicorn's supervisor stops when a worker fails to start (its reason is logged above) and returns as
+        # after a Ctrl+C: exit 0 told systemd (Restart=on-failure) and monitoring that all was well.
+        typer.echo(
+            "网关的工作进程启动失败（原因见上方日志），网关已停止。\n"
+            "a gateway worker failed to start (the log above says why); the gateway stopped",
+            err=True,
+        )
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:

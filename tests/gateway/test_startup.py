@@ -433,3 +433,37 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
     )
     assert en.startswith(f"warning: the identity provider at {issuer}/.well-known/openid-configuration")
     assert "503 idp_unavailable" in en
+
+
+@pytest.mark.slow
+def test_serve_with_workers_exits_non_zero_when_a_worker_fails_to_start(tmp_path: Path) -> None:
+    """uvicorn's supervisor stops when a worker fails to start and returns as after a Ctrl+C: `serve
+    --workers 2` exited 0, so systemd (Restart=on-failure) and monitoring took the failed start for a clean
+    stop. Here the workers, and only they, find an unmigrated database (a sitecustomize that points them at
+    an empty data directory: what the database turning away the workers' logins after the checks looks
+    like); the supervisor's checks passed on the migrated one."""
+    data_dir, empty = tmp_path / "var", tmp_path / "empty"
+    env = {"GRASSROOTS_DATA_DIR": str(data_dir), "GRASSROOTS_DEV_IDP_ENABLED": "true"}
+    assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    # GRASSROOTS_WORKERS is set by `serve --workers N` for its workers alone, after its own checks.
+    (hook / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('GRASSROOTS_WORKERS'):\n"
+        f"    os.environ['GRASSROOTS_DATA_DIR'] = {str(empty)!r}\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "GRASSROOTS_WORKERS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        env={**clean, **env, "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=150,  # a worker that dies while the supervisor pings it is noticed after the ping's 60 s
+        check=False,
+    )
+    assert "Application startup failed" in result.stderr  # the workers, not the supervisor's checks
+    assert result.returncode == 3, result.stderr[-2000:]
+    zh, en = result.stderr.splitlines()[-2:]
+    assert zh == "网关的工作进程启动失败（原因见上方日志），网关已停止。"
+    assert en == "a gateway worker failed to start (the log above says why); the gateway stopped"
