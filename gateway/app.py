@@ -114,6 +114,19 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+#: Why this process refused to start, in words for the operator (Chinese, then English), when it did.
+_REFUSED_START: ContextVar[str | None] = ContextVar("grassroots_refused_start", default=None)
+
+
+class StartupRefused(Exception):
+    """The process cannot start for a reason the operator fixes; ``str()`` says which (Chinese, then
+    English). Logged as that alone, without the traceback uvicorn logs for a failed start."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        _REFUSED_START.set(message)
+
+
 class ContainUnhandledErrors:
     """Pure ASGI, outside everything (see :class:`GatewayApp`): an exception ends here, not in uvicorn.
 
@@ -127,8 +140,18 @@ class ContainUnhandledErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # A start-up failure must still say why (operator configuration, not request input): a refusal
+            # in its own words, anything else with the traceback Starlette hands uvicorn to log.
+            async def plain_refusal(message: Message) -> None:
+                refused = _REFUSED_START.get()
+                if message["type"] == "lifespan.startup.failed" and refused is not None:
+                    message = {**message, "message": refused}
+                await send(message)
+
+            await self.app(scope, receive, plain_refusal)
+            return
         if scope["type"] != "http":
-            # Lifespan: a start-up failure must still say why (operator configuration, not request input).
             await self.app(scope, receive, send)
             return
         started = False
@@ -477,6 +500,7 @@ def settle_heap() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing connects until the lifespan starts."""
+    from gateway.db import DatabaseNotMigrated
     from gateway.routes import (
         admin,
         admission_api,
@@ -493,7 +517,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings)
+        try:
+            runtime = build_runtime(settings)
+        except DatabaseNotMigrated as exc:  # unreachable or behind since `serve` checked it
+            raise StartupRefused(str(exc)) from None
         app.state.runtime = runtime
         await runtime.start()
         settle_heap()

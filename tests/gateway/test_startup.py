@@ -463,6 +463,10 @@ def test_serve_with_workers_exits_non_zero_when_a_worker_fails_to_start(tmp_path
         check=False,
     )
     assert "Application startup failed" in result.stderr  # the workers, not the supervisor's checks
+    # Each worker says why in the words the supervisor's own check uses, without a traceback.
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "请先运行 `grassroots db upgrade`" in result.stderr
+    assert "run `grassroots db upgrade`" in result.stderr
     assert result.returncode == 3, result.stderr[-2000:]
     zh, en = result.stderr.splitlines()[-2:]
     assert zh == "网关的工作进程启动失败（原因见上方日志），网关已停止。"
