@@ -378,7 +378,13 @@ def serve(
     if workers > 1:
         # Each worker must know it is not alone: on SQLite its quota holds then go to the database.
         os.environ["GRASSROOTS_WORKERS"] = str(workers)
-    from gateway.serving import CoalescingHttpToolsProtocol, log_config, probe_port, reuse_port_address
+    from gateway.serving import (
+        CoalescingHttpToolsProtocol,
+        answer_or_exit_pings,
+        log_config,
+        probe_port,
+        reuse_port_address,
+    )
 
     bind_host, bind_port = host or settings.host, port or settings.port
     options: dict[str, Any] = dict(
@@ -424,6 +430,7 @@ def serve(
         address.getsockname()[1],
         workers,
     )
+    answer_or_exit_pings()
     supervisor = Multiprocess(config, sockets=[address])
     with address:
         supervisor.run()

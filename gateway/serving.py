@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import socket
+import time
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import multiprocess
 
 
 class _CoalescingTransport(asyncio.Transport):
@@ -265,3 +268,34 @@ def log_config(level: str) -> dict[str, Any]:
     for name in _PRODUCT_LOGGERS:
         config["loggers"][name] = {"level": numeric}
     return config
+
+
+class _PromptlyMissedWorker(multiprocess.Process):
+    """A worker whose supervisor stops waiting for its answer to a ping as soon as it is gone (see
+    :func:`answer_or_exit_pings`). Module-level: uvicorn pickles it to start the worker."""
+
+    def _healthcheck(self, timeout: float) -> bool | None:
+        deadline = time.monotonic() + timeout
+        try:
+            self.parent_conn.send(b"ping")
+            while not self.parent_conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
+                if not self.process.is_alive() or time.monotonic() >= deadline:
+                    return None
+            started: bool = self.parent_conn.recv()
+            return started
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
+
+
+def answer_or_exit_pings() -> None:
+    """Make ``serve --workers N``'s supervisor notice a worker that died while it was being pinged at once.
+
+    uvicorn's supervisor pings each worker every half second and waits for the answer up to its health
+    check timeout (60 s here: ``gateway.cli.WORKER_HEALTHCHECK_TIMEOUT_S``). A worker that exits with a
+    ping in flight never answers, and the supervisor keeps the pipe's other end itself, so no end of file
+    comes either: a worker that failed to start (its interpreter winding down for a moment, long enough to
+    be pinged) was noticed a minute later, the gateway stopping only then, and a crashed worker was replaced
+    a minute late. Here the wait is cut into half seconds, and ends as soon as the worker is gone.
+
+    uvicorn builds its workers from the module's ``Process`` name, so that name is what is replaced."""
+    multiprocess.Process = _PromptlyMissedWorker  # type: ignore[misc]
