@@ -427,7 +427,10 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
     env = {**os.environ, "PYTHONPATH": str(REPO), **env, "GRASSROOTS_OIDC_ISSUER": issuer}
     gateway = start_gateway(port=port, env=env, cwd=tmp_path, stderr=log)
     stop(gateway)
-    zh, en = log.read_text(encoding="utf-8").splitlines()[:2]
+    lines = log.read_text(encoding="utf-8").splitlines()
+    # After the warning about the provider's unrestricted jurisdiction, which production also prints.
+    at = next(i for i, line in enumerate(lines) if line.startswith("警告：身份提供方"))
+    zh, en = lines[at : at + 2]
     assert zh.startswith(
         f"警告：身份提供方 {issuer}/.well-known/openid-configuration（GRASSROOTS_OIDC_ISSUER）无法连接"
     )
