@@ -684,12 +684,20 @@ def assign_incident(
     if incident.status == IncidentStatus.CLOSED:
         raise CaseConflict("事件已办结，不能再分派。", "The incident is closed; it cannot be assigned.")
     who = _checked_text(("承办人", "assignee"), assignee, required=True, limit=256)
-    incident.assignee = who
-    incident.status = IncidentStatus.INVESTIGATING.value
     if due_at is not None:
         if due_at.utcoffset() is None:
             raise InvalidCaseInput("期限必须带时区。", "due_at must carry a time zone.")
+        if due_at <= now:
+            # A deadline already passed is a typo (2025 for 2026), and would make the case overdue at once.
+            today = now.astimezone(CHINA_STANDARD_TIME).date().isoformat()
+            raise InvalidCaseInput(
+                f"新的办结期限已经过去（今天是 {today}，北京时间），请核对年份和日期；期限须晚于现在。",
+                f"The new deadline has already passed (today is {today}, Beijing time); check the year "
+                "and the day: a deadline must lie in the future.",
+            )
         incident.due_at = due_at.astimezone(UTC)
+    incident.assignee = who
+    incident.status = IncidentStatus.INVESTIGATING.value
     _step(session, incident_id, "assigned", actor, now, who)
     session.flush()
     change = {

@@ -46,6 +46,13 @@ _KINDS: dict[str, tuple[str, str]] = {
         "须为带时区的时间，例如 2026-11-22T08:00:00+08:00",
         "must be a time with its offset, e.g. 2026-11-22T08:00:00+08:00",
     ),
+    # A supervisor's since/until/due (gateway.time_inputs): a Beijing-time day, or a time with its offset.
+    "time_or_day": (
+        "须为日期（例如 2026-12-01 或 2026年12月1日，按北京时间）或带时区的时间"
+        "（例如 2026-12-01T08:00:00+08:00）",
+        "must be a day (e.g. 2026-12-01, Beijing time) or a time with its offset "
+        "(e.g. 2026-12-01T08:00:00+08:00)",
+    ),
 }
 _BOUNDS = {
     "greater_than_equal": ("ge", "不能小于", "at least"),

@@ -68,14 +68,19 @@ SinceOption = Annotated[
     str | None,
     typer.Option(
         help=bilingual(
-            "起始时间（RFC 3339，例如 2026-11-01T00:00:00+08:00）",
-            "from this time (RFC 3339, e.g. 2026-11-01T00:00:00+08:00)",
+            "起始日期或时间（例如 2026-11-01，按北京时间；或 2026-11-01T08:00:00+08:00）",
+            "from this day (e.g. 2026-11-01, Beijing time) or time (2026-11-01T08:00:00+08:00)",
         )
     ),
 ]
 UntilOption = Annotated[
     str | None,
-    typer.Option(help=bilingual("截止时间（RFC 3339，不含）", "until this time (RFC 3339, exclusive)")),
+    typer.Option(
+        help=bilingual(
+            "截止日期（含当天，按北京时间）或时间（不含）",
+            "through this day (Beijing time), or until this time",
+        )
+    ),
 ]
 OrgSubtreeOption = Annotated[
     str | None,
@@ -590,7 +595,13 @@ def assign(
     incident_id: IncidentArg,
     to: Annotated[str, typer.Option("--to", help=bilingual("承办人（负责调查的人）", "who investigates"))],
     due: Annotated[
-        str | None, typer.Option(help=bilingual("新的办结期限（RFC 3339）", "new deadline, RFC 3339"))
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "新的办结期限：日期（当天结束前，北京时间）或带时区的时间",
+                "new deadline: a day (by its end) or a time",
+            )
+        ),
     ] = None,
 ) -> ApiCall:
     """Assign an incident (and optionally move its deadline)."""

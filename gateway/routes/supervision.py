@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from stdnum.cn import ric
 
 import audit
@@ -70,6 +70,7 @@ from gateway.routes.admission_api import admission_config
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
+from gateway.time_inputs import DueAt, SinceTime, UntilTime, checked_range
 from gateway.validation_hints import MONTH_PATTERN
 from policies import GrantRepository
 from policies.divisions import normalize
@@ -386,13 +387,14 @@ async def list_events(
     dataset: str | None = None,
     outcome: Literal["allowed", "refused", "ok", "error"] | None = None,
     kind: str | None = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: SinceTime | None = None,
+    until: UntilTime | None = None,
     before: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Events of the caller's organisation subtree, newest first; ``next_before`` pages on."""
     scope = _scope(principal, org)
+    checked_range(since, until)
     query = EventQuery(
         org=_org_arg(scope),
         unattributed=_with_unattributed(runtime, scope),
@@ -421,11 +423,12 @@ async def report(
     group_by: Literal["org", "department", "scenario"] = "org",
     org: str | None = None,
     org_level: Annotated[int, Query(description="significant digits: 2,4,6,9,12")] = 12,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: SinceTime | None = None,
+    until: UntilTime | None = None,
 ) -> dict[str, Any]:
     """Counts per organisation, data-owning department or scenario: allowed, refused, records, users."""
     scope = _scope(principal, org)
+    checked_range(since, until)
     if org_level not in (2, 4, 6, 9, 12):
         raise InvalidRequest("org_level 只能是 2、4、6、9 或 12。", "org_level must be 2, 4, 6, 9 or 12.")
     _, _, departments = _scenario_context(runtime)
@@ -461,8 +464,8 @@ async def anomalies(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: SinceTime | None = None,
+    until: UntilTime | None = None,
     org: str | None = None,
     rule: Annotated[list[str] | None, Query()] = None,
     setting: Annotated[
@@ -471,6 +474,7 @@ async def anomalies(
 ) -> dict[str, Any]:
     """Findings of the anomaly rules, each with the seqs of the events behind it."""
     scope = _scope(principal, org)
+    checked_range(since, until)
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, _overrides(setting or []))
     if any(r not in ANOMALY_RULES for r in rule or ()):
         raise bad_rule(AnomalyRulesError("unknown anomaly rule"), rules)
@@ -1074,7 +1078,7 @@ def _leaves(runtime: Runtime, seqs: list[int]) -> dict[int, bytes]:
 
 class AssignIn(BaseModel):
     assignee: str = Field(min_length=1, max_length=256)
-    due_at: AwareDatetime | None = None
+    due_at: DueAt | None = None
 
 
 class NoteIn(BaseModel):

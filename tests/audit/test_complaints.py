@@ -739,13 +739,14 @@ def test_complaints_filter_by_where_their_incident_stands_or_overdue(store: Stor
             i, _ = open_incident(session, store.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
             states[state] = c["complaint_id"]
             if state != "open":
+                # "late": given a deadline two days ahead three days ago, so it has passed by NOW.
                 due = NOW - timedelta(days=1) if state == "late" else None
                 assign_incident(
                     session,
                     incident_id=i["incident_id"],
                     assignee="x",
                     actor="s",
-                    now=NOW,
+                    now=NOW - timedelta(days=3) if state == "late" else NOW,
                     due_at=due,
                     scope="",
                 )

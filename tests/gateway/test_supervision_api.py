@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -305,6 +305,19 @@ def test_complaint_opens_incident_with_exactly_that_persons_accesses(
     assert again.status_code == 409
 
 
+def assign(stack: Stack, incident_id: str, due: str | None = None) -> None:
+    """Assign the incident; ``due``: a deadline that has passed since (set in the database, as time would:
+    the API refuses a deadline in the past)."""
+    body = {"assignee": "county-inspector-3"}
+    assert api(stack, "POST", f"/incidents/{incident_id}/assign", "supervisor", json=body).is_success
+    if due is not None:
+        with stack.engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE audit_incidents SET due_at = :due WHERE incident_id = :i"),
+                {"due": datetime.fromisoformat(due).astimezone(UTC), "i": incident_id},
+            )
+
+
 def test_overdue_list(stack: Stack, readings: dict[str, Any]) -> None:
     resident = WORLD.residents_of(VILLAGE_A)[-1]
     created = api(
@@ -316,14 +329,17 @@ def test_overdue_list(stack: Stack, readings: dict[str, Any]) -> None:
     ).json()
     incident_id = created["incident"]["incident_id"]
     assert created["evidence_events"] >= 0
+    # A deadline in the past is refused (a typed year wrong); the one given has since passed.
     past = "2020-01-01T00:00:00+08:00"
-    api(
+    refused = api(
         stack,
         "POST",
         f"/incidents/{incident_id}/assign",
         "supervisor",
         json={"assignee": "x", "due_at": past},
     )
+    assert refused.status_code == 422 and refused.json()["message"].startswith("新的办结期限已经过去")
+    assign(stack, incident_id, due="2020-01-01T00:00:00+08:00")
     overdue = api(stack, "GET", "/incidents/overdue", "auditor").json()["items"]
     assert [i["incident_id"] for i in overdue] == [incident_id]
     assert overdue[0]["overdue"] is True
@@ -975,9 +991,7 @@ def test_complaint_list_filters_by_status(stack: Stack) -> None:
         incident_id = created.json()["incident"]["incident_id"]
         ids[state] = created.json()["complaint"]["complaint_id"]
         if state != "open":
-            due = "2020-01-01T00:00:00+08:00" if state == "investigating" else None
-            body = {"assignee": "county-inspector-3", "due_at": due}
-            assert api(stack, "POST", f"/incidents/{incident_id}/assign", "supervisor", json=body).is_success
+            assign(stack, incident_id, due="2020-01-01T00:00:00+08:00" if state == "investigating" else None)
         if state == "closed":
             body = {"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"}
             closed = api(stack, "POST", f"/incidents/{incident_id}/disposition", "supervisor", json=body)

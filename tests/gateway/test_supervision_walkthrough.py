@@ -237,3 +237,65 @@ def test_retention_says_what_pruning_does_chinese_first(stack: Stack, traffic: d
     assert answer["pruning"].startswith("超过保存期")
     assert "grassroots supervise prune" in answer["pruning"]
     assert answer["pruning_en"].startswith("Archived months past the retention period")
+
+
+# -- 7. times as a supervisor types them ------------------------------------------------------------
+
+
+def today_beijing() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+
+
+@pytest.mark.parametrize("path", ["/events", "/reports", "/anomalies"])
+def test_a_swapped_time_range_is_refused_not_answered_empty(
+    stack: Stack, traffic: dict[str, Any], path: str
+) -> None:
+    """since after until held nothing, and an empty answer read as "nobody read anything that week"."""
+    params = {"since": "2026-12-06T00:00:00+08:00", "until": "2026-12-01T00:00:00+08:00"}
+    resp = api(stack, "GET", path, "supervisor", params=params)
+    assert resp.status_code == 422, resp.text
+    answer = resp.json()
+    assert answer["error"] == "invalid_time_range"
+    assert answer["message"].startswith("时间范围有误：起始时间（since）不早于截止时间（until）")
+    assert "2026-12-06" not in resp.text and "2026-12-01" not in resp.text  # what was typed is not repeated
+
+
+def test_days_are_taken_as_people_write_them(stack: Stack, traffic: dict[str, Any]) -> None:
+    """A day alone is the Beijing-time day, through the whole of it as an end: cadre_a's read of today is
+    found from and until today, however the day is written; a day that does not exist says both forms."""
+    y, m, d = today_beijing().split("-")
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in f"{y}年{int(m)}月{int(d)}日")
+    for day in (f"{y}-{m}-{d}", f"{y}/{int(m)}/{int(d)}", f"{y}年{int(m)}月{int(d)}日", fullwidth):
+        params = {"since": day, "until": day, "kind": "data.", "org": VILLAGE_A}
+        resp = api(stack, "GET", "/events", "supervisor", params=params)
+        assert resp.status_code == 200, (day, resp.text)
+        assert resp.json()["items"], day
+        report = api(stack, "GET", "/reports", "supervisor", params={"since": day, "until": day})
+        assert report.status_code == 200 and report.json()["totals"]["allowed"] >= 1, day
+    for wrong in ("2026-13-01", "2026年2月30日", "yesterday", "2026-12-02T08:00:00"):
+        resp = api(stack, "GET", "/events", "supervisor", params={"since": wrong})
+        assert resp.status_code == 422, wrong
+        message = resp.json()["message"]
+        assert "须为日期（例如 2026-12-01 或 2026年12月1日，按北京时间）或带时区的时间" in message, message
+        assert wrong not in resp.text
+
+
+def test_a_deadline_is_a_day_and_never_one_already_past(
+    stack: Stack, traffic: dict[str, Any], incident_id: str
+) -> None:
+    """--due 2026-12-20 means by the end of that day (Beijing time); a deadline already past (a year typed
+    wrong) is refused instead of making the case hundreds of days overdue at once, and nothing changes."""
+    path = f"/incidents/{incident_id}/assign"
+    next_year = str(int(today_beijing()[:4]) + 1)
+    resp = api(
+        stack, "POST", path, "supervisor", json={"assignee": "inspector-1", "due_at": f"{next_year}-01-20"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["due_at"] == f"{next_year}-01-20T15:59:59.000000Z"  # 23:59:59 Beijing time
+    before = api(stack, "GET", f"/incidents/{incident_id}", "supervisor", params={"events": "false"}).json()
+    past = f"{int(today_beijing()[:4]) - 1}-01-20"
+    resp = api(stack, "POST", path, "supervisor", json={"assignee": "inspector-2", "due_at": past})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["message"].startswith("新的办结期限已经过去（今天是 ")
+    after = api(stack, "GET", f"/incidents/{incident_id}", "supervisor", params={"events": "false"}).json()
+    assert (after["assignee"], after["due_at"], after["overdue"]) == ("inspector-1", before["due_at"], False)
