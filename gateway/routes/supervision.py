@@ -412,7 +412,56 @@ async def list_events(
     await _audit(
         runtime, principal, request, "supervision.events_queried", {"org": scope, "results": len(page.items)}
     )
-    return {"items": [e.to_json() for e in page.items], "next_before": page.next_before, "org": scope}
+    answer = {"items": [e.to_json() for e in page.items], "next_before": page.next_before, "org": scope}
+    if not page.items and before is None:
+        answer.update(_nothing_found(runtime, scenario=scenario, dataset=dataset, kind=kind, actor=actor))
+    return answer
+
+
+def _nothing_found(
+    runtime: Runtime, *, scenario: str | None, dataset: str | None, kind: str | None, actor: str | None
+) -> dict[str, str]:
+    """Why an events query may have found nothing, for the filters that look mistyped: an empty list alone
+    reads as "nobody did anything" (a scenario typo, ``--kind data`` for the family ``data.``, a login name
+    for a user id). Names the filters and what they take, never the values typed."""
+    catalog = runtime.policy().scenarios
+    hints: list[tuple[str, str]] = []
+    if scenario is not None and scenario not in catalog:
+        codes = "、".join(s.code for s in catalog)
+        hints.append(
+            (
+                f"scenario 不在现行场景目录中（现有：{codes}）",
+                f"scenario is not in the scenario catalog (it has {codes.replace('、', ', ')})",
+            )
+        )
+    if dataset is not None and catalog.dataset(dataset) is None:
+        names = sorted(catalog.datasets)
+        hints.append(
+            (
+                f"dataset 不在数据目录中（现有：{'、'.join(names)}）",
+                f"dataset is not in the catalog (it has {', '.join(names)})",
+            )
+        )
+    if kind is not None and "." not in kind:
+        hints.append(
+            (
+                "kind 须为完整的事件类型（例如 data.read），或以 . 结尾表示一类（例如 data.）",
+                "kind is a whole event kind (e.g. data.read), or a family ending in '.' (e.g. data.)",
+            )
+        )
+    if actor is not None:
+        hints.append(
+            (
+                "actor 须为用户编号（即事件中的 actor，例如 u-5b77c574d1），不是登录名或姓名",
+                "actor is a user id (an event's actor, e.g. u-5b77c574d1), not a login name or a name",
+            )
+        )
+    zh = "在您的监督范围内没有符合条件的事件。"
+    en = "No event within your supervisory scope matches."
+    if hints:
+        zh += "请核对：" + "；".join(h for h, _ in hints) + "。"
+        en += " Check: " + "; ".join(h for _, h in hints) + "."
+    return {"note": zh, "note_en": en}
 
 
 @router.get("/reports")

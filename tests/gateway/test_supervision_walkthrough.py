@@ -299,3 +299,38 @@ def test_a_deadline_is_a_day_and_never_one_already_past(
     assert resp.json()["message"].startswith("新的办结期限已经过去（今天是 ")
     after = api(stack, "GET", f"/incidents/{incident_id}", "supervisor", params={"events": "false"}).json()
     assert (after["assignee"], after["due_at"], after["overdue"]) == ("inspector-1", before["due_at"], False)
+
+
+# -- 8. an events query that finds nothing says why it may have -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "hint"),
+    [
+        ({"scenario": "DIBAO_REVEIW"}, "scenario 不在现行场景目录中（现有：DIBAO_REVIEW、"),
+        ({"dataset": "residnets"}, "dataset 不在数据目录中（现有："),
+        ({"kind": "data"}, "kind 须为完整的事件类型（例如 data.read），或以 . 结尾表示一类（例如 data.）"),
+        ({"actor": "cadre_a"}, "actor 须为用户编号（即事件中的 actor，例如 u-5b77c574d1），不是登录名或姓名"),
+    ],
+)
+def test_a_mistyped_filter_is_pointed_out_not_answered_with_a_bare_empty_list(
+    stack: Stack, traffic: dict[str, Any], params: dict[str, str], hint: str
+) -> None:
+    """cadre_a's reads are in the log; a typo in a filter found none, and the bare empty list read as "no
+    such access ever happened". The answer now says which filter to check and what it takes."""
+    resp = api(stack, "GET", "/events", "supervisor", params=params)
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["items"] == []
+    assert (
+        answer["note"].startswith("在您的监督范围内没有符合条件的事件。请核对：") and hint in answer["note"]
+    )
+    assert answer["note_en"].startswith("No event within your supervisory scope matches. Check: ")
+    typed = next(iter(params.values()))
+    assert typed in hint or typed not in answer["note"] + answer["note_en"]  # never the value typed
+
+
+def test_a_query_that_finds_events_carries_no_note(stack: Stack, traffic: dict[str, Any]) -> None:
+    for params in ({"scenario": "DIBAO_REVIEW"}, {"dataset": "residents", "kind": "data."}):
+        answer = api(stack, "GET", "/events", "supervisor", params=params).json()
+        assert answer["items"] and "note" not in answer
