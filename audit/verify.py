@@ -254,6 +254,19 @@ class VerificationReport:
                     f"  expected: {expected}\n  found:    {found}",
                 )
             )
+        # What a supervisor who is not a programmer does next: the log is evidence, and a "repair", a
+        # restored backup or a restart of the tools that write it would destroy what shows who changed it.
+        before = f"发现问题前已校验通过 {self.checked} 条事件。" if self.checked else ""
+        pairs.append(
+            (
+                f"  {before}请不要修改、修复或删除数据库，也不要恢复备份：先把数据库和检查点目录"
+                "（GRASSROOTS_CHECKPOINT_DIR）各复制一份留作证据，立即报告本单位数据安全负责人和监督部门。",
+                f"  {self.checked} events verified before the problem was found. Do not edit, repair or "
+                "delete the database and do not restore a backup: first copy the database and the "
+                "checkpoint directory (GRASSROOTS_CHECKPOINT_DIR) as evidence, then report to your data "
+                "security officer and the supervisory office.",
+            )
+        )
         return pairs
 
 

@@ -154,6 +154,12 @@ def test_row_tampering_is_detected(
     zh, en = _assert_told_chinese_first(report)[0]
     assert zh.startswith(f"审计日志已被破坏：第 #{bad_seq} 条事件校验失败") and f"（{problem}）" in zh
     assert en.startswith(f"audit log BROKEN at event #{bad_seq}: {problem}")
+    # ... and what to do next, last: keep the evidence, report, repair nothing.
+    zh, en = _assert_told_chinese_first(report)[-1]
+    verified = f"发现问题前已校验通过 {report.checked} 条事件。" if report.checked else ""
+    assert f"{verified}请不要修改、修复或删除数据库，也不要恢复备份" in zh, zh
+    assert "各复制一份留作证据，立即报告" in zh
+    assert en.startswith(f"  {report.checked} events verified before the problem was found. Do not edit"), en
 
 
 def rewrite(
