@@ -20,11 +20,12 @@ import contextlib
 import csv
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -220,12 +221,42 @@ def _subject_ref(runtime: Runtime, id_number: str) -> str:
     """The resident's keyed ref; the number itself is dropped here and never echoed (not even in errors)."""
     normalised = normalise_id_number(id_number)
     if not ric.is_valid(normalised):
+        why_zh, why_en = _id_number_problem(normalised)
         raise InvalidRequest(
-            "身份证号码格式或校验位不正确，请核对后重新输入。",
-            "The ID number is not valid (GB 11643 format or check character). Check and re-enter it.",
+            f"身份证号码不正确：{why_zh}。请与居民逐位核对后重新输入。",
+            f"The ID number is not valid (GB 11643): {why_en}. Check it digit by digit with the resident "
+            "and enter it again.",
             code="invalid_id_number",
         )
     return runtime.pseudonymizer.ref(normalised)
+
+
+def _id_number_problem(number: str) -> tuple[str, str]:
+    """What is wrong with a resident's ID number, so the hotline knows what to ask again (GB 11643-1999: 18
+    characters, birth date in 7-14, check character last). Says lengths and positions, never a digit."""
+    if re.fullmatch(r"\d{15}", number):
+        return (
+            "这是 15 位的旧号码，请询问居民现行的 18 位身份证号码",
+            "this is an old 15-digit number; ask the resident for the current 18-character one",
+        )
+    if not re.fullmatch(r"\d*X?", number):
+        return (
+            "只能包含数字，最后一位可以是 X",
+            "it may hold digits only, with X allowed as the last character",
+        )
+    if len(number) != 18:
+        return (f"应为 18 位，输入的是 {len(number)} 位", f"it has {len(number)} characters, not 18")
+    try:
+        date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return (
+            "第 7 至 14 位的出生日期不是有效日期",
+            "characters 7 to 14 are not a valid date of birth",
+        )
+    return (
+        "最后一位校验码与前 17 位不符，可能有数字输错或前后颠倒",
+        "the check character does not match the first 17: a digit may be mistyped or two swapped",
+    )
 
 
 def _lookup_refs(runtime: Runtime, id_number: str) -> list[str]:

@@ -334,3 +334,43 @@ def test_a_query_that_finds_events_carries_no_note(stack: Stack, traffic: dict[s
     for params in ({"scenario": "DIBAO_REVIEW"}, {"dataset": "residents", "kind": "data."}):
         answer = api(stack, "GET", "/events", "supervisor", params=params).json()
         assert answer["items"] and "note" not in answer
+
+
+# -- 9. an ID number typed wrong at the hotline -------------------------------------------------------
+
+
+def _swap_two(number: str) -> str:
+    """The number with two neighbouring different digits swapped (a common slip), among the first 6."""
+    i = next(i for i in range(5) if number[i] != number[i + 1])
+    return number[:i] + number[i + 1] + number[i] + number[i + 2 :]
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        (lambda n: n[:-1], "身份证号码不正确：应为 18 位，输入的是 17 位。"),
+        (lambda n: n + "7", "身份证号码不正确：应为 18 位，输入的是 19 位。"),
+        (
+            lambda n: n[:6] + n[8:17],
+            "身份证号码不正确：这是 15 位的旧号码，请询问居民现行的 18 位身份证号码。",
+        ),
+        (lambda n: n[:10] + "A" + n[11:], "身份证号码不正确：只能包含数字，最后一位可以是 X。"),
+        (lambda n: n[:10] + "13" + n[12:], "身份证号码不正确：第 7 至 14 位的出生日期不是有效日期。"),
+        (_swap_two, "身份证号码不正确：最后一位校验码与前 17 位不符，可能有数字输错或前后颠倒。"),
+    ],
+)
+def test_an_id_number_typed_wrong_says_what_to_ask_the_resident_again(
+    stack: Stack, traffic: dict[str, Any], typed: Any, says: str
+) -> None:
+    """The hotline operator read only "格式或校验位不正确" whatever the slip: a digit missed, an old 15-digit
+    number, a swapped pair. The refusal now says which, by lengths and positions, never a digit of it."""
+    number = traffic["resident"].id_number
+    wrong = typed(number)
+    resp = api(stack, "POST", "/transparency", "supervisor", json={"id_number": wrong})
+    assert resp.status_code == 422, resp.text
+    answer = resp.json()
+    assert answer["error"] == "invalid_id_number"
+    assert answer["message"] == says + "请与居民逐位核对后重新输入。"
+    assert answer["message_en"].startswith("The ID number is not valid (GB 11643): ")
+    for part in (wrong, number, number[:6], number[6:14], number[-4:]):
+        assert part not in resp.text
