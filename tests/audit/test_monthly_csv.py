@@ -86,8 +86,8 @@ def test_organisations_and_departments_are_named_where_the_caller_knows_them(sql
         department_names={"civil_affairs": "区民政局"},
     )
     names = _names(report)
-    assert names[("organisation", "310151101201")] == "东风村村民委员会"
-    assert names[("organisation", "310151101202")] == ""
+    assert names[("organisation", "\t310151101201")] == "东风村村民委员会"
+    assert names[("organisation", "\t310151101202")] == ""
     assert names[("department", "civil_affairs")] == "区民政局"
     page = render_html(report)
     assert "<td>东风村村民委员会（310151101201）</td>" in page and "<td>310151101202</td>" in page
@@ -176,3 +176,22 @@ def test_rows_of_refusals_that_name_no_scenario_organisation_or_dataset_are_name
     page = render_html(report)
     assert "(unknown)" not in page and "known)" not in page
     assert "<td>未指明或无效的使用场景</td>" in page and "<td>未能确定所属单位</td>" in page
+
+
+def test_organisation_codes_stay_text_in_a_spreadsheet(sqlite: Store) -> None:
+    """Excel and WPS read a 12-digit division code as a number and show 3.10151E+11 (and save it back so);
+    the national code 000000000000 becomes 0. Such codes go out with a leading tab, which makes a
+    spreadsheet keep the cell as text; other keys (scenario codes, days, reasons) are written as they are."""
+    AuditLog(sqlite.engine).append_many(
+        [
+            make_event(1, occurred_at=DAY_1, actor_org="310151101201", scenario="DIBAO_REVIEW"),
+            make_event(2, occurred_at=DAY_1, actor_org="000000000000", outcome=Outcome.REFUSED),
+        ]
+    )
+    rows = _rows(render_csv(_report(sqlite)))
+    orgs = [r["key"] for r in rows if r["section"] == "organisation"]
+    assert sorted(orgs) == ["\t000000000000", "\t310151101201"]
+    assert all(k.lstrip("\t").isdigit() for k in orgs)
+    others = [r["key"] for r in rows if r["section"] != "organisation"]
+    assert "DIBAO_REVIEW" in others and "2026-11-03" in others
+    assert not any(k.startswith("\t") for k in others)
