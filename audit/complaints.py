@@ -157,6 +157,19 @@ class CaseConflict(SupervisionError):
     code = "case_conflict"
 
 
+def _closed(refused_zh: str, refused_en: str) -> CaseConflict:
+    """A step asked of a closed incident: what cannot be done, and what to do instead. A resident who calls
+    again (disagrees with the answer, or has something new) is a new complaint: a closed case's record of
+    what was found and decided stays as it was signed off."""
+    return CaseConflict(
+        f"事件已办结，{refused_zh}。如居民对处理结果有异议或有新情况，请登记新的投诉"
+        "（grassroots supervise complain），新事件会重新收集证据。",
+        f"The incident is closed; {refused_en}. If the resident disagrees with the outcome or something new "
+        "has come up, register a new complaint (grassroots supervise complain); its incident gathers the "
+        "evidence afresh.",
+    )
+
+
 def _checked_text(
     name: tuple[str, str], value: str | None, *, required: bool = False, limit: int = MAX_TEXT
 ) -> str:
@@ -560,11 +573,7 @@ def incident_for_recheck(
     Returns ``{"incident_id", "complaint_id", "evidence_incomplete"}`` (the datasets that did not answer)."""
     incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
-        raise CaseConflict(
-            "事件已办结，不能再重新核查证据。如有新情况，请登记新的投诉。",
-            "The incident is closed; its evidence can no longer be checked again. "
-            "Register a new complaint if something new has come up.",
-        )
+        raise _closed("不能再重新核查证据", "its evidence can no longer be checked again")
     complaint = _complaint_of(session, incident)
     if complaint is None or complaint.subject_ref not in {subject_ref, *subject_refs}:
         raise SubjectMismatch(
@@ -682,7 +691,7 @@ def assign_incident(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
-        raise CaseConflict("事件已办结，不能再分派。", "The incident is closed; it cannot be assigned.")
+        raise _closed("不能再分派", "it cannot be assigned")
     who = _checked_text(("承办人", "assignee"), assignee, required=True, limit=256)
     if due_at is not None:
         if due_at.utcoffset() is None:
@@ -715,7 +724,7 @@ def add_note(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
-        raise CaseConflict("事件已办结，不能再添加调查记录。", "The incident is closed; no more notes.")
+        raise _closed("不能再添加调查记录", "no more notes can be added")
     text = _checked_text(("调查记录", "note"), note, required=True)
     _step(session, incident_id, "note", actor, now, text)
     session.flush()
@@ -739,7 +748,7 @@ def dispose_incident(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     incident = _incident(session, incident_id, scope)
     if incident.status == IncidentStatus.CLOSED:
-        raise CaseConflict("事件已办结。", "The incident is already closed.")
+        raise _closed("已有处理结论，不能再次办结", "it already has its disposition")
     if incident.status == IncidentStatus.OPEN:
         # Monitor -> report -> handle: a case nobody was made responsible for cannot be closed.
         raise CaseConflict(

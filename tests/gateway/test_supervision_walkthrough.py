@@ -374,3 +374,32 @@ def test_an_id_number_typed_wrong_says_what_to_ask_the_resident_again(
     assert answer["message_en"].startswith("The ID number is not valid (GB 11643): ")
     for part in (wrong, number, number[:6], number[6:14], number[-4:]):
         assert part not in resp.text
+
+
+# -- 10. a resident calls again about a closed case ---------------------------------------------------
+
+
+def test_a_closed_incident_says_what_to_do_when_the_resident_calls_again(
+    stack: Stack, traffic: dict[str, Any]
+) -> None:
+    """A note, an assignment or a second disposition on a closed incident answered only "事件已办结。": the
+    supervisor whose resident called back was not told that a new complaint is the way on."""
+    body = {"source": "hotline_12345", "id_number": traffic["resident"].id_number, "summary": "居民来电"}
+    created = api(stack, "POST", "/complaints", "supervisor", json=body)
+    assert created.status_code == 201, created.text
+    path = f"/incidents/{created.json()['incident']['incident_id']}"
+    assert api(stack, "POST", f"{path}/assign", "supervisor", json={"assignee": "inspector-1"}).is_success
+    closing = {"disposition": "unsubstantiated", "note": "每次访问均在低保复核授权内"}
+    assert api(stack, "POST", f"{path}/disposition", "supervisor", json=closing).is_success
+    for step, payload, refused in (
+        ("notes", {"note": "居民再次来电，对结论有异议"}, "不能再添加调查记录"),
+        ("assign", {"assignee": "inspector-2"}, "不能再分派"),
+        ("disposition", closing, "已有处理结论，不能再次办结"),
+    ):
+        resp = api(stack, "POST", f"{path}/{step}", "supervisor", json=payload)
+        assert (resp.status_code, resp.json()["error"]) == (409, "case_conflict"), step
+        assert resp.json()["message"] == (
+            f"事件已办结，{refused}。如居民对处理结果有异议或有新情况，请登记新的投诉"
+            "（grassroots supervise complain），新事件会重新收集证据。"
+        )
+        assert "register a new complaint" in resp.json()["message_en"]
