@@ -10,6 +10,7 @@ history, process lists): they are prompted for without echo in a terminal, or re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -674,6 +675,39 @@ def _check_inclusion(data: Any) -> None:
     except InvalidProofError as exc:
         _proof_refused("inclusion", exc)
     show(data)
+    seq, size, root = data["seq"], data["tree_size"], data["root_hash"]
+    signed_zh, signed_en = _signed_with(data.get("checkpoint"), size, root)
+    typer.echo(
+        f"已在本地校验：第 {seq} 号事件包含在树大小 {size} 的日志中（根哈希 {root}）；{signed_zh}\n"
+        f"verified here: event {seq} is in the log of tree size {size} (root {root}); {signed_en}",
+        err=True,
+    )
+
+
+def _signed_with(checkpoint: dict[str, Any] | None, size: int, root: str) -> tuple[str, str]:
+    """Whether a signed checkpoint of that size records the root the proof leads to, in words."""
+    if checkpoint is None:
+        return (
+            "该树大小没有签名检查点，可用 grassroots supervise checkpoint 签发后再取证明。",
+            "no signed checkpoint has that tree size; sign one (grassroots supervise checkpoint) and ask "
+            "again",
+        )
+    if checkpoint.get("tree_size") == size and checkpoint.get("root_hash") == root:
+        from datetime import datetime
+
+        from audit.query import beijing_clock
+
+        stamp = str(checkpoint.get("timestamp"))
+        with contextlib.suppress(ValueError):
+            stamp = beijing_clock(datetime.fromisoformat(stamp.replace("Z", "+00:00"))) + "（北京时间）"
+        return (
+            f"与 {stamp}签发的签名检查点记载的根哈希相同。",
+            f"the signed checkpoint of {checkpoint.get('timestamp')} records the same root",
+        )
+    return (
+        "与所附签名检查点记载的根哈希不同，请立即运行 grassroots audit verify 并保留现场。",
+        "the attached signed checkpoint records another root: run grassroots audit verify now",
+    )
 
 
 def _proof_refused(kind: str, exc: Exception) -> NoReturn:
@@ -721,6 +755,14 @@ def _check_consistency(data: Any) -> None:
     except InvalidProofError as exc:
         _proof_refused("consistency", exc)
     show(data)
+    old, new = data["old_size"], data["new_size"]
+    typer.echo(
+        f"已在本地校验：树大小 {new} 的日志包含树大小 {old} 的日志原样不变，"
+        f"其间只追加了 {new - old} 条事件。\n"
+        f"verified here: the log of tree size {new} holds the log of tree size {old} unchanged, with "
+        f"{new - old} events appended",
+        err=True,
+    )
 
 
 @app.command(zh="立即签发一个签名检查点（经由网关；记入审计日志）。")

@@ -1566,7 +1566,13 @@ async def consistency_proof(
     size = await asyncio.to_thread(log_size, runtime.engine)
     if not 0 < old <= new <= size:
         raise InvalidRequest(
-            "需要 0 < old ≤ new ≤ 日志长度。", "Need 0 < old <= new <= log size.", code="bad_sizes"
+            "无法给出一致性证明：较早的树大小（old）不能大于较新的（new），"
+            f"两者都不能超过日志现有的 {size} 条事件。"
+            "不填时取最近两个签名检查点（grassroots supervise checkpoints 列出它们的树大小）。",
+            "No consistency proof: the older tree size (old) may not exceed the newer (new), and neither "
+            f"the {size} events the log holds. Left out, they are the two latest signed checkpoints' "
+            "(grassroots supervise checkpoints lists them).",
+            code="bad_sizes",
         )
     try:
         old_root, new_root, proof = await asyncio.to_thread(audit.consistency, runtime.engine, old, new)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -403,3 +404,35 @@ def test_a_closed_incident_says_what_to_do_when_the_resident_calls_again(
             "（grassroots supervise complain），新事件会重新收集证据。"
         )
         assert "register a new complaint" in resp.json()["message_en"]
+
+
+# -- 11. proofs say, in words, what was checked -------------------------------------------------------
+
+
+def test_proofs_say_in_words_what_was_checked_here(stack: Stack, traffic: dict[str, Any]) -> None:
+    """The CLI checked each proof before printing it, but printed only JSON: a supervisor could not tell a
+    verified proof from a bare answer. It now says so on stderr, Chinese first (stdout stays JSON)."""
+    url = ["--url", stack.base_url, "--as", "auditor"]
+    old, new = traffic["old"], traffic["new"]
+    out = stack.cli("supervise", "proof", "2", "--tree-size", str(new), *url)
+    assert json.loads(out.stdout)["seq"] == 2
+    zh, en = out.stderr.strip().splitlines()
+    assert zh.startswith(f"已在本地校验：第 2 号事件包含在树大小 {new} 的日志中（根哈希 "), zh
+    assert re.search(
+        r"；与 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d（北京时间）签发的签名检查点记载的根哈希相同。$", zh
+    ), zh
+    assert en.startswith(f"verified here: event 2 is in the log of tree size {new}"), en
+
+    out = stack.cli("supervise", "consistency", "--old", str(old), "--new", str(new), *url)
+    assert json.loads(out.stdout)["old_size"] == old
+    zh, en = out.stderr.strip().splitlines()
+    assert zh == (
+        f"已在本地校验：树大小 {new} 的日志包含树大小 {old} 的日志原样不变，其间只追加了 {new - old} 条事件。"
+    )
+    assert en.startswith(f"verified here: the log of tree size {new} holds the log of tree size {old}")
+
+    swapped = api(stack, "GET", "/proofs/consistency", "auditor", params={"old": new, "new": old})
+    assert (swapped.status_code, swapped.json()["error"]) == (422, "bad_sizes")
+    assert swapped.json()["message"].startswith(
+        "无法给出一致性证明：较早的树大小（old）不能大于较新的（new），两者都不能超过日志现有的 "
+    )
