@@ -15,7 +15,7 @@ from __future__ import annotations
 import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -108,6 +108,9 @@ class Finding:
     window_start: datetime | None = None
     window_end: datetime | None = None
     metrics: Mapping[str, int | float] = field(default_factory=dict)
+    #: The organisation the actor read from in the finding's latest event: a user id alone tells the
+    #: supervisor reading the 通报 nothing about where to look.
+    actor_org: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,7 @@ class Finding:
             "summary_en": self.summary_en,
             "seqs": list(self.seqs),
             "actor": self.actor,
+            "actor_org": self.actor_org,
             "subject_ref": self.subject_ref,
             "window_start": format_timestamp(self.window_start) if self.window_start else None,
             "window_end": format_timestamp(self.window_end) if self.window_end else None,
@@ -536,7 +540,11 @@ def evaluate(
             findings += one_resident_many_users(access, s, ctx.refs)
         else:
             findings += no_active_grant(access, s, ctx.grants)
-    return findings
+    org_of = {e.seq: e.actor_org for e in access}
+    return [
+        replace(f, actor_org=org_of.get(max(f.seqs))) if f.actor is not None and f.seqs else f
+        for f in findings
+    ]
 
 
 def detect_anomalies(

@@ -436,6 +436,15 @@ def _org_chart_label(code: str, names: Mapping[str, str]) -> str:
     return code.rstrip("0")[-6:] or code
 
 
+def _finding_subject(finding: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
+    """Whom a finding is about: a user id with the organisation they read from (named where known), or the
+    resident's ref."""
+    actor, org = finding.get("actor"), finding.get("actor_org")
+    if actor and org:
+        return f"{actor}（{org_names.get(org) or org}）"
+    return str(actor or finding.get("subject_ref") or "")
+
+
 def _labelled(key: str, label: Mapping[str, str] | None) -> str:
     if label is None or key not in label:
         return key
@@ -506,7 +515,7 @@ def render_html(report: MonthlyReport) -> str:
     finding_rows = [
         [
             RULE_LABELS_ZH.get(f["rule"], f["rule"]),
-            f["actor"] or f["subject_ref"] or "",
+            _finding_subject(f, report.org_names),
             len(f["seqs"]),
             ", ".join(str(s) for s in f["seqs"][:8]) + (" …" if len(f["seqs"]) > 8 else ""),
         ]

@@ -19,8 +19,10 @@ from audit import (
     Outcome,
     Pseudonymizer,
     PseudonymRing,
+    build_monthly_report,
     detect_anomalies,
     load_anomaly_rules,
+    render_html,
 )
 from tests.audit.conftest import Store
 from tests.audit.helpers import PSEUDONYMIZER
@@ -48,6 +50,7 @@ def access(
     subjects: tuple[str, ...] = (),
     grant: str | None = "g-active",
     alerts: tuple[str, ...] = (),
+    org: str = "310151101201",
 ) -> AuditEvent:
     details: dict[str, Any] = {}
     if grant is not None and outcome is Outcome.ALLOWED:
@@ -58,7 +61,7 @@ def access(
         kind="data.list",
         outcome=outcome,
         actor=actor,
-        actor_org="310151101201",
+        actor_org=org,
         actor_roles=("village_cadre",),
         scenario="DIBAO_REVIEW",
         dataset="residents",
@@ -148,6 +151,25 @@ def test_each_rule_names_exactly_the_suspicious_events(sqlite: Store, case: Case
     assert [f.rule for f in findings] == [case.rule]
     assert list(findings[0].seqs) == expected
     assert findings[0].summary_zh and findings[0].summary_en
+
+
+def test_a_finding_about_a_user_names_the_organisation_they_read_from(sqlite: Store) -> None:
+    """A user id alone ("u-1a21c37c13") told the supervisor reading the findings nothing about where to look;
+    each finding about a user carries the organisation of its latest event, and the monthly page names it."""
+    load(sqlite, BACKGROUND)
+    load(
+        sqlite,
+        [access(100 + i, actor="u-prober", outcome=Outcome.REFUSED, org="310151102201") for i in range(12)],
+    )
+    (finding,) = detect_anomalies(sqlite.engine, RULES, CONTEXT)
+    assert (finding.rule, finding.actor, finding.actor_org) == ("refusal_spike", "u-prober", "310151102201")
+    assert finding.to_json()["actor_org"] == "310151102201"
+    report = build_monthly_report(
+        sqlite.engine, "2026-11", RULES, CONTEXT, org_names={"310151102201": "星桥村村民委员会"}, now=DAY
+    )
+    assert "<td>u-prober（星桥村村民委员会）</td>" in render_html(report)
+    unnamed = build_monthly_report(sqlite.engine, "2026-11", RULES, CONTEXT, now=DAY)
+    assert "<td>u-prober（310151102201）</td>" in render_html(unnamed)
 
 
 @pytest.mark.parametrize(
