@@ -80,6 +80,14 @@ _log = logging.getLogger("gateway.supervision")
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SinceQuery = Annotated[
+    SinceTime | None,
+    Query(description="from this day (2026-12-01, 2026年12月1日: Beijing time) or RFC 3339 time with offset"),
+]
+UntilQuery = Annotated[
+    UntilTime | None,
+    Query(description="through this day (Beijing time, included) or until this RFC 3339 time (excluded)"),
+]
 AuthHeader = Annotated[str | None, Header()]
 RESOURCE = "audit"
 
@@ -418,8 +426,8 @@ async def list_events(
     dataset: str | None = None,
     outcome: Literal["allowed", "refused", "ok", "error"] | None = None,
     kind: str | None = None,
-    since: SinceTime | None = None,
-    until: UntilTime | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
     before: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -503,8 +511,8 @@ async def report(
     group_by: Literal["org", "department", "scenario"] = "org",
     org: str | None = None,
     org_level: Annotated[int, Query(description="significant digits: 2,4,6,9,12")] = 12,
-    since: SinceTime | None = None,
-    until: UntilTime | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> dict[str, Any]:
     """Counts per organisation, data-owning department or scenario: allowed, refused, records, users."""
     scope = _scope(principal, org)
@@ -544,8 +552,8 @@ async def anomalies(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    since: SinceTime | None = None,
-    until: UntilTime | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
     org: str | None = None,
     rule: Annotated[list[str] | None, Query()] = None,
     setting: Annotated[

@@ -436,3 +436,15 @@ def test_proofs_say_in_words_what_was_checked_here(stack: Stack, traffic: dict[s
     assert swapped.json()["message"].startswith(
         "无法给出一致性证明：较早的树大小（old）不能大于较新的（new），两者都不能超过日志现有的 "
     )
+
+
+def test_the_api_documentation_says_a_day_is_taken() -> None:
+    """/docs is where an integrator learns the parameters: since/until must say a day is taken, and how."""
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    spec = create_app(Settings()).openapi()
+    for path in ("events", "reports", "anomalies"):
+        params = {p["name"]: p for p in spec["paths"][f"{BASE}/{path}"]["get"]["parameters"]}
+        assert "2026年12月1日" in params["since"]["description"], path
+        assert "included" in params["until"]["description"], path
