@@ -760,7 +760,7 @@ def _check_consistency(data: Any) -> None:
         f"已在本地校验：树大小 {new} 的日志包含树大小 {old} 的日志原样不变，"
         f"其间只追加了 {new - old} 条事件。\n"
         f"verified here: the log of tree size {new} holds the log of tree size {old} unchanged, with "
-        f"{new - old} events appended",
+        f"{new - old} event{'s' if new - old != 1 else ''} appended",
         err=True,
     )
 
