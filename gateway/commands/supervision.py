@@ -163,6 +163,8 @@ def report(
     from audit.reports import GroupBy
 
     _one_of("--by", group_by, [g.value for g in GroupBy])
+    # The gateway's refusal names its own parameter (org_level); the user typed --org-level.
+    _one_of("--org-level", str(org_level), ["2", "4", "6", "9", "12"])
     params = {"group_by": group_by, "org": org, "org_level": org_level, "since": since, "until": until}
     return ApiCall("GET", f"{_BASE}/reports", params=params)
 

@@ -250,6 +250,16 @@ def test_report_refuses_an_unknown_grouping_by_the_option_the_user_typed(gateway
     assert "group_by" not in result.stderr
     assert gateway.received == []
 
+    result = supervise("report", "--org-level", "8", url=gateway.url)
+    assert result.exit_code == 2, result.output
+    zh, en = chinese_then_english(result.stderr)
+    assert (
+        "--org-level（只能是 2、4、6、9、12 之一）" in zh
+        and "--org-level (must be one of 2, 4, 6, 9, 12)" in en
+    )
+    assert "org_level" not in result.stderr
+    assert gateway.received == []
+
 
 def test_who_read_says_in_words_when_nobody_read_the_data() -> None:
     from gateway.commands.supervision import who_read_sentences
