@@ -71,6 +71,7 @@ from audit.complaints import (
     open_incident,
     recheck_evidence,
     register_complaint,
+    reopen_incident,
     verify_incident_evidence,
 )
 from audit.events import AuditEvent, Outcome, looks_like_personal_data
@@ -236,6 +237,7 @@ __all__ = [
     "register_complaint",
     "render_csv",
     "render_html",
+    "reopen_incident",
     "retention_status",
     "served_from_dataset",
     "use_writer_role",

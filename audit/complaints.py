@@ -158,15 +158,16 @@ class CaseConflict(SupervisionError):
 
 
 def _closed(refused_zh: str, refused_en: str) -> CaseConflict:
-    """A step asked of a closed incident: what cannot be done, and what to do instead. A resident who calls
-    again (disagrees with the answer, or has something new) is a new complaint: a closed case's record of
-    what was found and decided stays as it was signed off."""
+    """A step asked of a closed incident: what cannot be done, and what to do instead: reopen it when the
+    resident disagrees with the answer (:func:`reopen_incident`), or a new complaint for something new (its
+    incident gathers the evidence of now)."""
     return CaseConflict(
-        f"事件已办结，{refused_zh}。如居民对处理结果有异议或有新情况，请登记新的投诉"
-        "（grassroots supervise complain），新事件会重新收集证据。",
-        f"The incident is closed; {refused_en}. If the resident disagrees with the outcome or something new "
-        "has come up, register a new complaint (grassroots supervise complain); its incident gathers the "
-        "evidence afresh.",
+        f"事件已办结，{refused_zh}。如居民对处理结果有异议，可重新办理该事件"
+        "（grassroots supervise reopen）；如有新情况，请登记新的投诉（grassroots supervise complain），"
+        "新事件会重新收集证据。",
+        f"The incident is closed; {refused_en}. If the resident disagrees with the outcome, reopen it "
+        "(grassroots supervise reopen); if something new has come up, register a new complaint (grassroots "
+        "supervise complain), whose incident gathers the evidence afresh.",
     )
 
 
@@ -829,6 +830,48 @@ def assign_jurisdiction(
         "org": org,
     }
     return complaint_json(complaint, now, incident), change
+
+
+def reopen_incident(
+    session: Session,
+    *,
+    incident_id: str,
+    scope: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+    deadlines: Deadlines | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Handle a closed incident again (12345 重办): the resident disagrees with the answer, or the review
+    finds the conclusion wrong. Back to ``investigating`` with its assignee (``open`` without one), the
+    disposition withdrawn, and both clocks started afresh from ``now``: the complaint is answered again
+    and the incident closed again, each within its period (PIPL Art. 50: a complaint is handled until it
+    is answered). The earlier disposition stays in the steps, and so does the reason."""
+    incident = _incident(session, incident_id, scope)
+    if incident.status != IncidentStatus.CLOSED:
+        raise CaseConflict(
+            "事件尚未办结，无需重新办理：可继续添加调查记录或填写处理结论。",
+            "The incident is not closed, so there is nothing to reopen: add notes or dispose of it.",
+        )
+    text = _checked_text(("重新办理的原因", "reason for reopening"), reason, required=True)
+    days = deadlines or Deadlines()
+    complaint = _complaint_of(session, incident)
+    if complaint is not None:
+        complaint.due_at = now + timedelta(days=days.complaint_days)
+    incident.status = (IncidentStatus.INVESTIGATING if incident.assignee else IncidentStatus.OPEN).value
+    incident.disposition = None
+    incident.closed_by = None
+    incident.closed_at = None
+    incident.due_at = now + timedelta(days=days.incident_days)
+    _step(session, incident_id, "reopened", actor, now, text)
+    session.flush()
+    change = {
+        "kind": "supervision.incident_reopened",
+        "actor": actor,
+        "incident_id": incident_id,
+        "due_at": _ts(_aware(incident.due_at)),
+    }
+    return incident_json(incident, now, complaint), change
 
 
 def get_complaint(

@@ -645,6 +645,28 @@ def dispose(
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/disposition", body=body)
 
 
+@app.command(
+    zh="""重新办理一个已办结的事件（重办）。
+
+    撤回原处理结论，事件回到核查中，投诉答复期限和事件办结期限重新计算；原结论和重办原因留在办理步骤中。"""
+)
+@api_command
+def reopen(
+    incident_id: IncidentArg,
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help=bilingual("重新办理的原因（不要填写姓名、身份证号、手机号）", "why it is handled again"),
+        ),
+    ],
+) -> ApiCall:
+    """Handle a closed incident again: its disposition is withdrawn, it is back under investigation, and
+    the complaint's answer and the incident's closing deadlines start afresh; the earlier disposition and
+    the reason stay in its steps."""
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/reopen", body={"reason": reason})
+
+
 @app.command(zh="一条审计事件的包含证明（输出前先在本机校验）。")
 @api_command
 def proof(

@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -1043,7 +1043,7 @@ async def assign_case_jurisdiction(
             code="unknown_division",
         )
     now = _now()
-    return await _case_step(
+    return await _case_unit(
         runtime,
         principal,
         request,
@@ -1178,7 +1178,7 @@ class DispositionIn(BaseModel):
     note: str = Field(min_length=1, max_length=1000)
 
 
-async def _case_step(runtime: Runtime, principal: Principal, request: Request, fn: Any) -> dict[str, Any]:
+async def _case_unit(runtime: Runtime, principal: Principal, request: Request, fn: Any) -> dict[str, Any]:
     """Run one act on a case (``fn`` returns the case and its change) and record it in the same commit."""
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         with supervision_errors():
@@ -1186,6 +1186,25 @@ async def _case_step(runtime: Runtime, principal: Principal, request: Request, f
         uow.record(change)
     result: dict[str, Any] = case
     return result
+
+
+async def _case_step(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    incident_id: str,
+    kind: str,
+    typed: tuple[str, str, str, str],
+    step: Callable[[Any, str, datetime], Any],
+) -> dict[str, Any]:
+    """One step on an incident: in the caller's jurisdiction (else 404, recorded as a refused ``kind``),
+    the text typed free of personal data (``typed``: text, its Chinese and English name, the error code),
+    then ``step(session, scope, now)`` in a unit of work that records the change it returns."""
+    scope = await _case_in_scope(runtime, principal, request, kind, incident_id=incident_id)
+    text, name_zh, name_en, code = typed
+    refuse_personal_data(text, name_zh, name_en, code=code)
+    now = _now()
+    return await _case_unit(runtime, principal, request, lambda s: step(s, scope, now))
 
 
 @router.post("/incidents/{incident_id}/assign")
@@ -1196,16 +1215,14 @@ async def assign_incident(
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    scope = await _case_in_scope(
-        runtime, principal, request, "supervision.incident_assigned", incident_id=incident_id
-    )
-    refuse_personal_data(body.assignee, "承办人", "assignee", code="personal_data_in_assignee")
-    now = _now()
     return await _case_step(
         runtime,
         principal,
         request,
-        lambda s: audit.assign_incident(
+        incident_id,
+        "supervision.incident_assigned",
+        (body.assignee, "承办人", "assignee", "personal_data_in_assignee"),
+        lambda s, scope, now: audit.assign_incident(
             s,
             incident_id=incident_id,
             scope=scope,
@@ -1225,16 +1242,14 @@ async def add_note(
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    scope = await _case_in_scope(
-        runtime, principal, request, "supervision.incident_note", incident_id=incident_id
-    )
-    refuse_personal_data(body.note, "调查记录", "note", code="personal_data_in_note")
-    now = _now()
     return await _case_step(
         runtime,
         principal,
         request,
-        lambda s: audit.add_note(
+        incident_id,
+        "supervision.incident_note",
+        (body.note, "调查记录", "note", "personal_data_in_note"),
+        lambda s, scope, now: audit.add_note(
             s, incident_id=incident_id, scope=scope, note=body.note, actor=principal.user_id, now=now
         ),
     )
@@ -1248,16 +1263,14 @@ async def dispose_incident(
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    scope = await _case_in_scope(
-        runtime, principal, request, "supervision.incident_disposed", incident_id=incident_id
-    )
-    refuse_personal_data(body.note, "处理意见", "note", code="personal_data_in_note")
-    now = _now()
     return await _case_step(
         runtime,
         principal,
         request,
-        lambda s: audit.dispose_incident(
+        incident_id,
+        "supervision.incident_disposed",
+        (body.note, "处理意见", "note", "personal_data_in_note"),
+        lambda s, scope, now: audit.dispose_incident(
             s,
             incident_id=incident_id,
             scope=scope,
@@ -1265,6 +1278,39 @@ async def dispose_incident(
             note=body.note,
             actor=principal.user_id,
             now=now,
+        ),
+    )
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, description="why the incident is handled again")
+
+
+@router.post("/incidents/{incident_id}/reopen")
+async def reopen_incident(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    incident_id: str,
+    body: ReopenIn,
+    request: Request,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Handle a closed incident again (重办): the disposition withdrawn, both deadlines started afresh."""
+    deadlines = _deadlines()
+    return await _case_step(
+        runtime,
+        principal,
+        request,
+        incident_id,
+        "supervision.incident_reopened",
+        (body.reason, "重新办理的原因", "reason", "personal_data_in_note"),
+        lambda s, scope, now: audit.reopen_incident(
+            s,
+            incident_id=incident_id,
+            scope=scope,
+            reason=body.reason,
+            actor=principal.user_id,
+            now=now,
+            deadlines=deadlines,
         ),
     )
 

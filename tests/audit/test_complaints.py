@@ -42,6 +42,7 @@ from audit import (
     open_incident,
     recheck_evidence,
     register_complaint,
+    reopen_incident,
     verify_incident_evidence,
 )
 from audit.log import iter_leaf_hashes
@@ -348,6 +349,64 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
             add_note(session, incident_id=iid, note="late", actor="s", now=NOW, scope="")
         with pytest.raises(CaseNotFound):
             get_incident(session, "I-missing", NOW, scope="")
+
+
+def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept(sqlite: Store) -> None:
+    """12345 重办: the resident disagrees with the answer a month on. The incident goes back to investigation
+    with its assignee, the disposition is withdrawn (it is no longer the answer), both clocks start again
+    from the reopening, so the case is not overdue at once on a deadline met long ago; the earlier
+    disposition and the reason stay in the steps. Only a closed incident is reopened, and the reason is
+    checked like every typed text."""
+    populate(sqlite)
+    with Session(sqlite.engine) as session:
+        c, _ = _complaint(session)
+        i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
+        iid = i["incident_id"]
+        with pytest.raises(CaseConflict, match="not closed"):
+            reopen_incident(session, incident_id=iid, scope="", reason="居民有异议", actor="s", now=NOW)
+        assign_incident(session, incident_id=iid, assignee="inspector-2", actor="s", now=NOW, scope="")
+        dispose_incident(
+            session, incident_id=iid, disposition="unsubstantiated", note="每次访问均在授权场景内",
+            actor="s", now=NOW, scope=""
+        )  # fmt: skip
+        later = NOW + timedelta(days=40)  # both first deadlines (15 and 30 days) long past
+        with pytest.raises(InvalidCaseInput, match="ID number"):
+            reopen_incident(
+                session,
+                incident_id=iid,
+                scope="",
+                reason="投诉人 11010519491231002X 再次来电",
+                actor="s",
+                now=later,
+            )
+        reopened, change = reopen_incident(
+            session, incident_id=iid, scope="", reason="居民对答复有异议，要求重新核查", actor="s2", now=later
+        )
+        assert change == {
+            "kind": "supervision.incident_reopened",
+            "actor": "s2",
+            "incident_id": iid,
+            "due_at": "2027-01-29T02:00:00.000000Z",  # 30 days from the reopening
+        }
+        assert (reopened["status"], reopened["assignee"], reopened["disposition"]) == (
+            "investigating",
+            "inspector-2",
+            None,
+        )
+        assert (reopened["closed_at"], reopened["closed_by"], reopened["overdue"]) == (None, None, False)
+        assert reopened["complaint_due_at"] == "2027-01-14T02:00:00.000000Z"  # 15 days from the reopening
+        assert (
+            get_complaint(session, c["complaint_id"], later, scope="")["incident_status"] == "investigating"
+        )
+        assert [x["incident_id"] for x in list_incidents(session, later, overdue=True, scope="")] == []
+        steps = get_incident(session, iid, later, scope="")["steps"]
+        assert [s["action"] for s in steps] == ["opened", "assigned", "disposed", "reopened"]
+        # handled again, it closes again
+        closed, _ = dispose_incident(
+            session, incident_id=iid, disposition="substantiated", note="重新核查后，查看超出授权范围",
+            actor="s", now=later, scope=""
+        )  # fmt: skip
+        assert (closed["status"], closed["disposition"]) == ("closed", "substantiated")
 
 
 @pytest.mark.parametrize(

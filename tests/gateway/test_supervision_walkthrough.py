@@ -400,10 +400,42 @@ def test_a_closed_incident_says_what_to_do_when_the_resident_calls_again(
         resp = api(stack, "POST", f"{path}/{step}", "supervisor", json=payload)
         assert (resp.status_code, resp.json()["error"]) == (409, "case_conflict"), step
         assert resp.json()["message"] == (
-            f"事件已办结，{refused}。如居民对处理结果有异议或有新情况，请登记新的投诉"
-            "（grassroots supervise complain），新事件会重新收集证据。"
+            f"事件已办结，{refused}。如居民对处理结果有异议，可重新办理该事件"
+            "（grassroots supervise reopen）；如有新情况，请登记新的投诉（grassroots supervise complain），"
+            "新事件会重新收集证据。"
         )
-        assert "register a new complaint" in resp.json()["message_en"]
+        assert "reopen it (grassroots supervise reopen)" in resp.json()["message_en"]
+
+    # 重办: the resident disagrees. Another township's supervisor cannot (404, recorded as refused) ...
+    incident_id = path.rsplit("/", 1)[1]
+    before = stack.audit_count()
+    outside = api(stack, "POST", f"{path}/reopen", "town_supervisor_b", json={"reason": "居民有异议"})
+    assert (outside.status_code, outside.json()["error"]) == (404, "case_not_found")
+    (refused_event,) = stack.last_events(stack.audit_count() - before)
+    assert refused_event["kind"] == "supervision.incident_reopened"
+    assert json.loads(refused_event["body"])["details"]["refused"] == "outside_scope"
+    # ... the district's does, through the CLI; a name in the reason is refused first.
+    url = ["--url", stack.base_url, "--as", "supervisor"]
+    named = stack.cli(
+        "supervise", "reopen", incident_id, "--reason", "居民王小明来电有异议", *url, check=False
+    )
+    assert named.returncode == 1 and "personal_data_in_note" in named.stderr
+    before = stack.audit_count()
+    out = stack.cli("supervise", "reopen", incident_id, "--reason", "居民对答复有异议，要求重新核查", *url)
+    reopened = json.loads(out.stdout)
+    assert (reopened["status"], reopened["disposition"], reopened["overdue"]) == (
+        "investigating",
+        None,
+        False,
+    )
+    (event,) = stack.last_events(stack.audit_count() - before)
+    assert event["kind"] == "supervision.incident_reopened"
+    steps = api(stack, "GET", path, "supervisor", params={"events": "false"}).json()["steps"]
+    assert [s["action"] for s in steps] == ["opened", "assigned", "disposed", "reopened"]
+    assert "居民对答复有异议" not in event["body"]  # the reason stays in the case file, not the log
+    again = api(stack, "POST", f"{path}/reopen", "supervisor", json={"reason": "再次重办"})
+    assert (again.status_code, again.json()["error"]) == (409, "case_conflict")
+    assert api(stack, "POST", f"{path}/disposition", "supervisor", json=closing).is_success
 
 
 # -- 11. proofs say, in words, what was checked -------------------------------------------------------
