@@ -313,6 +313,19 @@ class GrantRepository:
         stmt = select(*_index_columns()).where(GrantRow.updated_at >= since)
         return _decode(self.session.connection().execute(stmt))
 
+    def pending_renewals(self, grant_id: str) -> list[ScenarioGrant]:
+        """Successors of ``grant_id`` still waiting for their second steward (``renewed_from`` is not
+        indexed: a renewal, a revocation and a second approval ask, never the data path)."""
+        stmt = (
+            select(GrantRow)
+            .where(
+                GrantRow.renewed_from == grant_id,
+                GrantRow.status == GrantStatus.AWAITING_SECOND_APPROVAL.value,
+            )
+            .order_by(GrantRow.created_at, GrantRow.grant_id)
+        )
+        return [_from_row(r) for r in self.session.scalars(stmt)]
+
     def due_to_expire(self, now: datetime) -> list[ScenarioGrant]:
         stmt = select(GrantRow).where(
             GrantRow.status == GrantStatus.APPROVED.value, GrantRow.valid_until <= now
@@ -893,6 +906,7 @@ class GrantService:
             )
             kind = "grant.approved"
             if grant.renewed_from is not None:
+                self._require_predecessor_in_force(grant.renewed_from)
                 self._close_predecessor(grant.renewed_from, actor, now)
         else:
             raise _refused_in_status(grant, "审批", "approve")
@@ -929,7 +943,35 @@ class GrantService:
             decision_reason=reason,
             updated_at=now,
         )
-        return after, self._finish("grant.revoked", actor, grant, after, now)
+        event = self._finish("grant.revoked", actor, grant, after, now)
+        # A renewal of this grant still waiting for its second steward would, once approved, restore the
+        # access just revoked: it is rejected with the revocation (fail closed).
+        for successor in self.repository.pending_renewals(grant_id):
+            closed = replace(
+                successor,
+                status=GrantStatus.REJECTED,
+                decision_reason=f"所续期的授权 {grant_id} 已被撤销",
+                updated_at=now,
+            )
+            self.repository.save(closed)
+            self._pending_events.append(
+                _event("grant.rejected", actor.user_id, successor.grant_id, successor, closed, now)
+            )
+        return after, event
+
+    def _require_predecessor_in_force(self, grant_id: str) -> None:
+        """A renewal continues a grant; once that grant is revoked (or already renewed by another
+        successor) there is nothing left to continue, and approving it would restore revoked access."""
+        old = self.repository.get(grant_id)
+        if old is not None and old.status in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
+            return
+        status_zh = GRANT_STATUS_ZH[old.status] if old is not None else "不存在"
+        raise InvalidTransitionError(
+            f"这项续期所接续的授权 {grant_id} 当前为「{status_zh}」，续期不能再批准。"
+            "请驳回这项续期；如仍需要，请重新提出申请。",
+            f"the grant this renewal continues ({grant_id}) is no longer in force "
+            f"({old.status.value if old is not None else 'missing'}): reject the renewal and request anew",
+        )
 
     def _close_predecessor(self, grant_id: str, actor: Subject, now: datetime) -> None:
         """A renewal that waited for its second approver is now in force: its predecessor is renewed."""
@@ -991,6 +1033,15 @@ class GrantService:
                 )
             if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
                 raise _refused_in_status(grant, "续期", "renew", "只有已批准或已过期的授权可以续期。")
+            waiting = self.repository.pending_renewals(grant.grant_id)
+            if waiting:
+                # A second successor would leave two grants in force for one scope once both are approved.
+                raise InvalidTransitionError(
+                    f"授权 {grant.grant_id} 已有一项续期（{waiting[0].grant_id}）在等待第二位数据管理员审批，"
+                    "请审批或驳回那一项，不要重复续期。",
+                    f"grant {grant.grant_id} already has a renewal ({waiting[0].grant_id}) waiting for its "
+                    "second approver: approve or reject that one instead of renewing again",
+                )
             spec = self.scenarios.get(grant.scenario)
             if spec is None:
                 raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")

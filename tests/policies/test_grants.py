@@ -3,6 +3,7 @@ renewal, reminders, break-glass, and revocation reaching every process through t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,52 @@ def test_renewal_is_all_or_nothing_and_respects_duties(service: GrantService) ->
         service.renew([dibao], STEWARD, T0, second=STEWARD)
     renewed, _ = service.renew([dibao], STEWARD, T0, second=STEWARD_2)
     assert renewed[0].second_approver == STEWARD_2.user_id
+
+
+def _approved_dibao(service: GrantService) -> str:
+    dibao = _dibao(service)
+    service.approve(dibao, STEWARD, T0)
+    service.approve(dibao, STEWARD_2, T0)
+    return dibao
+
+
+def test_revoking_a_grant_rejects_its_renewal_waiting_for_a_second_steward(service: GrantService) -> None:
+    """A renewal waiting for its second steward, approved after its grant was revoked, gave back the
+    access the revocation took away: the revocation now rejects it, saying why."""
+    dibao = _approved_dibao(service)
+    (successor,), _ = service.renew([dibao], STEWARD, T0, defer_second_approval=True)
+    assert successor.status is GrantStatus.AWAITING_SECOND_APPROVAL
+    service.revoke(dibao, SUPERVISOR, "发现违规查询", T0 + timedelta(hours=1))
+    events = service.take_events()
+    closed = service.repository.get(successor.grant_id)
+    assert closed is not None and closed.status is GrantStatus.REJECTED
+    assert dibao in closed.decision_reason
+    assert [(e["kind"], e["grant_id"]) for e in events] == [("grant.rejected", successor.grant_id)]
+    with pytest.raises(InvalidTransitionError):
+        service.approve(successor.grant_id, STEWARD_2, T0 + timedelta(hours=2))
+
+
+def test_a_renewal_of_a_grant_no_longer_in_force_is_not_approved(
+    service: GrantService, session: Session
+) -> None:
+    """Defence in depth: a waiting renewal whose grant was revoked some other way is still refused."""
+    dibao = _approved_dibao(service)
+    (successor,), _ = service.renew([dibao], STEWARD, T0, defer_second_approval=True)
+    revoked = service.repository.get(dibao)
+    assert revoked is not None
+    service.repository.save(replace(revoked, status=GrantStatus.REVOKED))
+    with pytest.raises(InvalidTransitionError, match="no longer in force"):
+        service.approve(successor.grant_id, STEWARD_2, T0 + timedelta(hours=1))
+
+
+def test_a_grant_is_not_renewed_twice_while_a_renewal_waits(service: GrantService) -> None:
+    """Two waiting successors of one grant, both approved, left two grants in force for one scope."""
+    dibao = _approved_dibao(service)
+    (first,), _ = service.renew([dibao], STEWARD, T0, defer_second_approval=True)
+    with pytest.raises(InvalidTransitionError, match=first.grant_id):
+        service.renew([dibao], STEWARD, T0 + timedelta(minutes=5), defer_second_approval=True)
+    approved, _ = service.approve(first.grant_id, STEWARD_2, T0 + timedelta(hours=1))
+    assert approved.status is GrantStatus.APPROVED
 
 
 # -- break-glass ----------------------------------------------------------------------------------
