@@ -90,6 +90,23 @@ class InvalidRegistration(AdmissionError):
         self.field = field
 
 
+class MissingRegistrationFields(InvalidRegistration):
+    """Required items left out of a registration, all named at once (``fields``; ``field`` is the first):
+    a department filling in the form learns everything it still owes in one answer, not one per attempt.
+    ``items`` pairs each key with its Chinese name and, where it helps, what to write."""
+
+    def __init__(self, items: Sequence[tuple[str, str, str]]) -> None:
+        named_zh = "、".join(f"{zh}（{key}{hint}）" for key, zh, hint in items)
+        keys = [key for key, _, _ in items]
+        AdmissionError.__init__(
+            self,
+            f"登记内容缺少 {len(items)} 项必填内容：{named_zh}。请一并补齐后再登记。",
+            f"The registration lacks {len(items)} required item(s): {', '.join(keys)}. Fill them all in.",
+        )
+        self.field = keys[0]
+        self.fields = tuple(keys)
+
+
 class ReasonRequired(InvalidRegistration):
     """A decision that must say why (a vote against or for changes, a suspension, a revocation) came
     without a reason or comment; ``field`` names the missing one."""

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from admission import _divisions
-from admission.errors import InvalidRegistration
+from admission.errors import InvalidRegistration, MissingRegistrationFields
 from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 
@@ -333,6 +333,23 @@ def refuse_personal_data(field_name: str, text: str) -> str:
     return text
 
 
+#: What a registration must hold, in the order a form asks for it: (key, Chinese name, what to write).
+_REQUIRED = (
+    ("system_id", "系统标识", "，小写字母、数字和连字符"),
+    ("name", "系统名称", ""),
+    ("purpose", "建设目的", ""),
+    ("reaches", "覆盖范围", "，区划代码"),
+    ("security_level", "等保级别", "，1–5"),
+    ("contact", "联系人", ""),
+)
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | tuple) and not value)
+
+
 def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> SystemRegistration:
     """Build a draft registration from an API or CLI payload; the status and filing fields are never taken
     from the caller. The name, the purpose and the checklist notes may hold no personal data (the contact,
@@ -354,6 +371,9 @@ def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> Sy
             raise InvalidRegistration(name, "列表项须为文本", "items must be text")
         return tuple(value)
 
+    missing = [(key, zh, hint) for key, zh, hint in _REQUIRED if _blank(data.get(key))]
+    if missing:
+        raise MissingRegistrationFields(missing)
     provides_raw = data.get("provides", ())
     if not isinstance(provides_raw, list | tuple):
         raise InvalidRegistration("provides", "须为列表", "must be a list")
@@ -375,10 +395,6 @@ def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> Sy
     checklist = data.get("checklist", {})
     if not isinstance(reaches_villages, bool):
         raise InvalidRegistration("reaches_villages", "须为是/否", "must be true or false")
-    if level is None:
-        raise InvalidRegistration(
-            "security_level", "必须填写（等保级别 1–5）", "is required (a level from 1 to 5)"
-        )
     if not isinstance(level, int) or isinstance(level, bool):
         raise InvalidRegistration("security_level", "等保级别须为 1–5", "must be a level from 1 to 5")
     if not isinstance(checklist, Mapping):

@@ -157,7 +157,28 @@ def test_a_missing_text_field_is_said_to_be_required() -> None:
     payload = {k: v for k, v in PAYLOAD.items() if k != "name"}
     with pytest.raises(InvalidRegistration) as info:
         registration_from_mapping(payload, created_by="u-1")
-    assert (info.value.field, info.value.message_zh) == ("name", "name：必须填写")
+    assert (info.value.field, info.value.message_zh) == (
+        "name",
+        "登记内容缺少 1 项必填内容：系统名称（name）。请一并补齐后再登记。",
+    )
+
+
+def test_every_missing_item_is_named_in_one_answer() -> None:
+    """A department typing ``admission register`` with only an id learned one missing item per attempt
+    (five attempts), the first named being security_level though name and purpose were missing too."""
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping(
+            {"system_id": "hb-x", "department": "health", "name": "  ", "reaches": []}, created_by="u-1"
+        )
+    assert info.value.fields == ("name", "purpose", "reaches", "security_level", "contact")  # type: ignore[attr-defined]
+    assert info.value.message_zh == (
+        "登记内容缺少 5 项必填内容：系统名称（name）、建设目的（purpose）、覆盖范围（reaches，区划代码）、"
+        "等保级别（security_level，1–5）、联系人（contact）。请一并补齐后再登记。"
+    )
+    assert info.value.message_en == (
+        "The registration lacks 5 required item(s): name, purpose, reaches, security_level, contact. "
+        "Fill them all in."
+    )
 
 
 @pytest.mark.parametrize(
@@ -228,5 +249,9 @@ def test_a_missing_security_level_is_said_to_be_required_not_out_of_range() -> N
     payload = {k: v for k, v in PAYLOAD.items() if k != "security_level"}
     with pytest.raises(InvalidRegistration) as info:
         registration_from_mapping(payload, created_by="u-1")
-    assert info.value.message_zh == "security_level：必须填写（等保级别 1–5）"
-    assert info.value.message_en == "security_level: is required (a level from 1 to 5)"
+    assert info.value.message_zh == (
+        "登记内容缺少 1 项必填内容：等保级别（security_level，1–5）。请一并补齐后再登记。"
+    )
+    assert info.value.message_en == (
+        "The registration lacks 1 required item(s): security_level. Fill them all in."
+    )
