@@ -600,13 +600,18 @@ async def update_system(
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    """Change fields of a draft, or of a registration sent back for changes (fields not given are kept)."""
+    """Change fields of a draft, or of a registration sent back for changes (fields not given are kept;
+    the checklist's answers not given are kept too)."""
     body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         current = _load_own(service, principal, system_id)
         merged = {**current.as_dict(include_contact=True), **body, "system_id": system_id}
+        if isinstance(body.get("checklist"), Mapping):
+            # The checklist is merged answer by answer (RFC 7396 merge patch): answering one question
+            # must not erase the others, which submit would then refuse as unanswered.
+            merged["checklist"] = {**current.checklist.as_dict(), **body["checklist"]}
         reg = registration_from_mapping(merged, created_by=current.created_by)
         _check_reach(principal, reg)
         _check_transport(runtime, reg)

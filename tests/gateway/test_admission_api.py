@@ -500,6 +500,33 @@ def test_a_registration_key_no_registration_has_is_refused_not_dropped(stack: St
     assert resent["status"] == "draft"
 
 
+def test_the_checklist_is_answered_question_by_question(stack: Stack) -> None:
+    """``admission update --checklist forces_checkins=no`` replaced the whole checklist: the answers given
+    before were erased, and submit refused them as unanswered."""
+    sid = new_id("hb-checklist")
+    first = {k: v for k, v in ANSWERED.items() if k != "forces_checkins"}
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid, checklist=first)), 201)
+    patched = ok(
+        call(
+            stack,
+            "PATCH",
+            f"{API}/systems/{sid}",
+            "hb_sysadmin",
+            json={"checklist": {"forces_checkins": False}},
+        )
+    )
+    assert patched["checklist"] == {**ANSWERED, "notes": ""}
+    assert ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))["status"] == "submitted"
+
+
+def test_a_registration_with_items_left_out_names_them_all(stack: Stack) -> None:
+    body = {"system_id": new_id("hb-missing"), "name": "测试系统"}
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=body)
+    assert (resp.status_code, resp.json()["error"]) == (422, "invalid_registration")
+    assert resp.json()["message"].startswith("登记内容缺少 4 项必填内容：建设目的（purpose）、")
+    assert "contact" in resp.json()["message_en"]
+
+
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 def test_a_registration_nested_too_deeply_is_refused_not_a_server_error(stack: Stack, method: str) -> None:
     """Valid JSON nested past the parser's recursion limit (``{"a":{"a":...}}``, a few KB) used to answer
