@@ -124,6 +124,17 @@ class _Routes:
     credential_unavailable: frozenset[str] = frozenset()
 
 
+#: Why an unadmitted system is not called, told to the village user whose read it refuses (the system's own
+#: calls are told ``routing_verdict``'s words, addressed to its department).
+_BLOCKED_FOR_READER: Mapping[str, tuple[str, str]] = {
+    "system_lapsed": ("的准入已到期，尚未重新通过准入联审", "has an admission that has lapsed"),
+    "system_suspended": ("的准入已被暂停", "has had its admission suspended"),
+    "system_revoked": ("的准入已被撤销", "has had its admission revoked"),
+    "system_not_registered": ("未在准入登记册中登记", "is not in the admission registry"),
+    "system_not_approved": ("尚未通过准入联审", "has not been approved by the joint admission review"),
+}
+
+
 class Runtime:
     def __init__(
         self,
@@ -423,9 +434,14 @@ class Runtime:
             )
         verdict = routes.snapshot.verdict(target.system_id, now)
         if not verdict.allowed:
+            zh, en = _BLOCKED_FOR_READER.get(verdict.code, _BLOCKED_FOR_READER["system_not_approved"])
             raise Forbidden(
-                verdict.message_zh,
-                verdict.message_en,
+                f"提供该数据的部门系统 {target.system_id} {zh}，网关不向其取数，本次未返回任何数据。"
+                "这不是您的账号或授权问题，需由该系统所属部门处理；工作急需时请联系数据所属部门。",
+                f"Departmental system {target.system_id}, which provides this data, {en}; the gateway does "
+                "not call it and no data was returned. This is not a matter of your account or grant: the "
+                "system's department must act; if your work is urgent, contact the department owning the "
+                "data.",
                 code=verdict.code,
                 extra={"system": target.system_id},
             )

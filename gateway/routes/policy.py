@@ -111,6 +111,21 @@ def uncatalogued(runtime: Runtime, dataset: str) -> list[Check] | None:
     return [Check("dataset", False, *UNKNOWN_DATASET, {"reason": "unknown_dataset"})]
 
 
+def with_provider(runtime: Runtime, dataset: str, checks: list[Check], now: datetime) -> list[Check]:
+    """``checks`` and, when the system providing ``dataset`` may not be called now (its admission lapsed,
+    suspended, revoked; no provider; its credential unusable), the data path's refusal as one more failed
+    check: the policy may allow a read the data path still refuses, and "allowed" would send the reader
+    looking for a fault in her own request."""
+    try:
+        runtime.route(dataset, now)
+    except GatewayError as refused:
+        return [
+            *checks,
+            Check("system", False, refused.message_zh, refused.message_en, {"reason": refused.code}),
+        ]
+    return checks
+
+
 def explanation_json(checks: list[Check]) -> dict[str, Any]:
     failed = [c for c in checks if not c.passed]
     first = failed[0] if failed else None
@@ -270,6 +285,7 @@ async def explain(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(engine.explain, access, about_caller=about_caller)
+    checks = with_provider(runtime, access.dataset, checks, access.now)
     if body.record_count_hint is not None and all(c.passed for c in checks):
         # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
         # so the explanation's first failure is decide's reason.
@@ -307,7 +323,7 @@ async def explain_mine(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(runtime.policy().explain, access)
-    return explanation_json(checks)
+    return explanation_json(with_provider(runtime, dataset, checks, access.now))
 
 
 # -- reload --------------------------------------------------------------------------------------------

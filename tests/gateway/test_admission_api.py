@@ -852,6 +852,43 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     assert "admission.lapsed" in kinds and "admission.recertification_opened" in kinds
 
 
+def test_a_lapsed_provider_is_explained_to_the_village_user_the_data_path_refuses(stack: Stack) -> None:
+    """The residents' registry lapsed: the cadre's read was refused with words addressed to its department
+    (须重新通过联审后才能访问), and her own ``policy explain`` answered "allowed"."""
+    with stack.engine.connect() as conn:
+        until = conn.execute(
+            sa.text("SELECT approved_until FROM admission_systems WHERE system_id = 'civil-affairs-registry'")
+        ).scalar_one()
+    set_approved_until(stack, "civil-affairs-registry", datetime.now(UTC) - timedelta(minutes=1))
+    try:
+        assert _until(lambda: _data_status(stack, stack.base_url) == (403, "system_lapsed"), 10.0)[0]
+        refused = httpx.get(
+            f"{stack.base_url}/api/v1/datasets/residents/records",
+            params={"scenario": "DIBAO_REVIEW", "page_size": 1},
+            headers={"Authorization": f"Bearer {stack.token('cadre_a')}"},
+            timeout=30.0,
+        ).json()
+        assert refused["message"] == (
+            "提供该数据的部门系统 civil-affairs-registry 的准入已到期，尚未重新通过准入联审，网关不向其取数，"
+            "本次未返回任何数据。这不是您的账号或授权问题，需由该系统所属部门处理；工作急需时请联系数据所属部门。"
+        )
+        explained = ok(
+            call(
+                stack,
+                "GET",
+                "/api/v1/policy/explain",
+                "cadre_a",
+                params={"dataset": "residents", "scenario": "DIBAO_REVIEW"},
+            )
+        )
+        assert explained["allowed"] is False
+        assert explained["failed"]["check"] == "system" and explained["failed"]["code"] == "system_lapsed"
+        assert explained["failed"]["message_zh"] == refused["message"]
+    finally:
+        set_approved_until(stack, "civil-affairs-registry", until)
+    assert _until(lambda: _data_status(stack, stack.base_url) == (200, None), 10.0)[0]
+
+
 def test_a_second_recertification_while_one_is_open_is_a_conflict(stack: Stack) -> None:
     """An approved system under re-review keeps routing; opening the round again is refused with 409 (the
     state must change first), not as malformed input."""
