@@ -38,6 +38,7 @@ class IllegalTransition(AdmissionError):
         action_zh: str | None = None,
         possible: Sequence[tuple[str, str]] = (),
         final: bool = False,
+        hint: tuple[str, str] | None = None,
     ) -> None:
         who_zh = f"系统 {system_id} " if system_id else ""
         who_en = f"system {system_id} " if system_id else ""
@@ -49,6 +50,9 @@ class IllegalTransition(AdmissionError):
             next_en = " Possible now: " + ", ".join(a for a, _ in possible) + "."
         elif final:
             next_zh, next_en = "该状态为最终状态，不能再变更。", " This status is final."
+        elif hint is not None:
+            # What the caller (who may hold none of the possible actions) can do instead.
+            next_zh, next_en = hint[0], f" {hint[1]}"
         super().__init__(
             f"{who_zh}当前状态为「{status_zh or status}」，不能执行「{action_zh or action}」操作。{next_zh}",
             f"Cannot {action} {who_en}while it is {status}.{next_en}",

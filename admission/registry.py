@@ -735,14 +735,22 @@ class AdmissionService:
             reg.status is SystemStatus.APPROVED and reg.renewal_open
         )
         if not under_review:
+            # Told to a reviewer, who can take none of the department's actions (submit, revise): what
+            # happens next and where the system will show up again, not "possible now: submit".
             raise IllegalTransition(
                 reg.status.value,
                 vote.value,
                 system_id=system_id,
                 status_zh=STATUS_LABELS_ZH[reg.status],
                 action_zh="联审表决",
-                possible=offered_actions(reg.status, under_review=False),
                 final=reg.status in TERMINAL,
+                hint=(
+                    "它现在不在联审中，没有需要表决的内容；申请部门提交联审（或发起重新审核）后，"
+                    "它会出现在您的待办中（admission list --awaiting-me）。",
+                    "It is not under review, so there is nothing to vote on; once its department submits it "
+                    "(or opens a re-certification), it appears in your work list "
+                    "(admission list --awaiting-me).",
+                ),
             )
         office_cfg = self.config.office(office)
         if office_cfg is None:
@@ -764,8 +772,11 @@ class AdmissionService:
         votes = self.repo.reviews(system_id, reg.review_round)
         if any(v.office == office for v in votes):
             raise AlreadyVoted(
-                f"{office_cfg.name_zh}已在本轮对系统 {system_id} 表决。",
-                f"{office_cfg.name_en} has already voted on {system_id} in this round.",
+                f"{office_cfg.name_zh}已在本轮对系统 {system_id} 表决，每个单位每轮只表决一次。"
+                "如需改变意见，请联系申请部门撤回（withdraw）后重新提交，在新一轮中再表决。",
+                f"{office_cfg.name_en} has already voted on {system_id} in this round; an office votes once "
+                "a round. To change the vote, ask the applying department to withdraw and resubmit it, and "
+                "vote in the new round.",
             )
         if any(v.reviewer_id == reviewer_id for v in votes):
             raise SeparationOfDuties(

@@ -344,11 +344,34 @@ def test_a_vote_on_a_registration_sent_back_does_not_call_it_final(service: Admi
     vote(service, "health-visits", "big_data_centre", "request_changes", "请说明走访记录保存期限")
     with pytest.raises(IllegalTransition) as info:
         vote(service, "health-visits", "city_operations_centre", "approve")
+    # Not "possible now: submit": a reviewer cannot submit; she is told who acts next and where to look.
     assert info.value.message_zh.endswith(
-        "当前状态为「待修改」，不能执行「联审表决」操作。当前可以：提交联审（submit）。"
+        "当前状态为「待修改」，不能执行「联审表决」操作。它现在不在联审中，没有需要表决的内容；"
+        "申请部门提交联审（或发起重新审核）后，它会出现在您的待办中（admission list --awaiting-me）。"
     )
-    assert info.value.message_en.endswith("Possible now: submit.")
+    assert "submit" not in info.value.message_zh and "Possible now" not in info.value.message_en
     assert "final" not in info.value.message_en
+
+
+def test_an_office_voting_again_is_told_how_to_change_its_vote(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "approve")
+    with pytest.raises(AlreadyVoted) as info:
+        vote(service, "health-visits", "big_data_centre", "reject", "改变意见")
+    assert info.value.message_zh.endswith(
+        "每个单位每轮只表决一次。如需改变意见，请联系申请部门撤回（withdraw）后重新提交，在新一轮中再表决。"
+    )
+
+
+def test_a_vote_on_a_withdrawn_registration_tells_the_reviewer_to_wait(service: AdmissionService) -> None:
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    service.withdraw("health-visits", "u-health-admin")
+    with pytest.raises(IllegalTransition) as info:
+        vote(service, "health-visits", "city_operations_centre", "approve")
+    assert "「草稿」" in info.value.message_zh and "admission list --awaiting-me" in info.value.message_zh
+    assert "当前可以" not in info.value.message_zh
 
 
 def test_a_vote_or_an_edit_on_an_approved_system_names_its_actions_not_votes(
@@ -357,13 +380,13 @@ def test_a_vote_or_an_edit_on_an_approved_system_names_its_actions_not_votes(
     flow.register(make_registration())
     service.submit("health-visits", "u-health-admin")
     flow.approve_all("health-visits")
-    for refused in (
-        lambda: vote(service, "health-visits", "city_operations_centre", "approve"),
-        lambda: service.update(make_registration(name="改名"), "u-health-admin"),
-    ):
-        with pytest.raises(IllegalTransition) as info:
-            refused()
-        assert info.value.message_zh.endswith(
-            "当前可以：暂停（suspend）、撤销（revoke）、重新审核（recertify）。"
-        ), info.value.message_zh
-        assert "最终状态" not in info.value.message_zh
+    with pytest.raises(IllegalTransition) as info:
+        service.update(make_registration(name="改名"), "u-health-admin")
+    assert info.value.message_zh.endswith(
+        "当前可以：暂停（suspend）、撤销（revoke）、重新审核（recertify）。"
+    ), info.value.message_zh
+    assert "最终状态" not in info.value.message_zh
+    with pytest.raises(IllegalTransition) as info:
+        vote(service, "health-visits", "city_operations_centre", "approve")
+    assert "当前状态为「已准入」" in info.value.message_zh and "--awaiting-me" in info.value.message_zh
+    assert "最终状态" not in info.value.message_zh and "当前可以" not in info.value.message_zh
