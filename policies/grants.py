@@ -742,6 +742,23 @@ class GrantService:
                 "only a steward of the department that owns the data may do this",
             )
 
+    def awaits_decision_by(self, actor: Subject, grant: ScenarioGrant) -> bool:
+        """Whether ``grant`` waits on ``actor``: a request, or a grant awaiting its second steward, over
+        data of her department that she may decide — never her own request, nor a second approval of a
+        grant she approved first (the same rules ``approve`` enforces)."""
+        if grant.status is GrantStatus.AWAITING_SECOND_APPROVAL:
+            if actor.user_id == grant.approved_by:
+                return False
+        elif grant.status is not GrantStatus.REQUESTED:
+            return False
+        if actor.user_id == grant.requested_by:
+            return False
+        try:
+            self._require_steward(actor, grant, "approve")
+        except GrantError:
+            return False
+        return True
+
     def needs_second_approval(self, grant: ScenarioGrant) -> bool:
         for name, fields in grant.datasets.items():
             info = self.scenarios.dataset(name)

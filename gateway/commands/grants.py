@@ -95,9 +95,26 @@ def list_grants(
             callback=division_code,
         ),
     ] = None,
+    awaiting_me: Annotated[
+        bool,
+        typer.Option(
+            "--awaiting-me",
+            help=bilingual(
+                "数据管理员的待办：等待您审批的申请，以及由另一位管理员首次批准、等待您作为第二人审批的授权",
+                "a steward's work list: requests waiting on your decision, and grants another steward "
+                "approved first awaiting you as the second",
+            ),
+        ),
+    ] = False,
 ) -> ApiCall:
     """Grants you may see (a steward: on your department's data; an officer: your jurisdiction)."""
-    return ApiCall("GET", "/api/v1/grants", params={"status": status, "scenario": scenario, "org": org})
+    params = {
+        "status": status,
+        "scenario": scenario,
+        "org": org,
+        "awaiting_me": "true" if awaiting_me else None,
+    }
+    return ApiCall("GET", "/api/v1/grants", params=params)
 
 
 @app.command("show", zh="查看一项授权。")

@@ -275,7 +275,23 @@ async def list_grants(
     scenario: Annotated[str | None, Query(max_length=64)] = None,
     org: Annotated[str | None, Query(description="grants that apply to or lie within this code")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    awaiting_me: Annotated[
+        bool,
+        Query(
+            description="only the grants waiting on your decision: requests, and grants awaiting a second "
+            "steward that you did not approve first, over your department's data"
+        ),
+    ] = False,
 ) -> dict[str, Any]:
+    """Grants the caller may see (a steward: over her department's data; an officer or cadre: her
+    jurisdiction), oldest first; ``awaiting_me``: a steward's work list."""
+    if awaiting_me and not runtime.policy().permissions.is_allowed(principal.roles, "grants", "approve"):
+        raise InvalidRequest(
+            "只有数据管理员有待审批的授权：您的岗位不审批授权，请去掉“待我审批”的筛选。",
+            "Only a data steward has grants waiting on her decision: your role does not approve grants; "
+            "list without awaiting_me.",
+            code="not_an_approver",
+        )
     wanted_status: GrantStatus | None = None
     if status:
         try:
@@ -295,6 +311,8 @@ async def list_grants(
         found = []
         for grant in service.repository.list_grants(status=wanted_status, scenario=scenario):
             if not service.visible_to(subject, grant):
+                continue
+            if awaiting_me and not service.awaits_decision_by(subject, grant):
                 continue
             if org_code is not None and not (
                 covers(org_code, grant.org_scope) or covers(grant.org_scope, org_code)

@@ -450,6 +450,28 @@ def test_renew_many_at_once_with_staggered_expiry(stack: Stack) -> None:
     assert api(stack, "GET", f"/grants/{sensitive}", "ca_steward").json()["status"] == "renewed"
 
 
+def test_a_stewards_work_list_is_what_waits_on_her_decision(stack: Stack) -> None:
+    """A steward had to list requested and awaiting_second_approval grants apart and pick out those she
+    may decide herself; --awaiting-me lists exactly those."""
+
+    def waiting(who: str) -> set[str]:
+        resp = api(stack, "GET", "/grants", who, params={"awaiting_me": "true", "limit": 1000})
+        assert resp.status_code == 200, resp.text
+        return {g["grant_id"] for g in resp.json()["items"]}
+
+    sensitive = _request(stack, "cadre_c", "DIBAO_REVIEW", fresh_village(), org_code=TOWNSHIP_2)
+    assert sensitive in waiting("ca_steward") and sensitive in waiting("ca_steward2")
+    assert sensitive not in waiting("ps_steward")  # another department's data
+    api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward")
+    # The first approver cannot be the second; the other steward now decides.
+    assert sensitive not in waiting("ca_steward") and sensitive in waiting("ca_steward2")
+    api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward2")
+    assert sensitive not in waiting("ca_steward2")
+    refused = api(stack, "GET", "/grants", "cadre_c", params={"awaiting_me": "true"})
+    assert (refused.status_code, refused.json()["error"]) == (422, "not_an_approver")
+    assert refused.json()["message"].startswith("只有数据管理员有待审批的授权")
+
+
 def test_reminders_name_who_must_act(stack: Stack) -> None:
     soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     village = fresh_village()
