@@ -183,7 +183,8 @@ class BurdenChecklist:
             # never what was typed.
             raise InvalidRegistration(
                 "checklist",
-                f"含有清单之外的问题；可回答的问题是 {'、'.join(cls.QUESTIONS)}，以及 notes（说明）",
+                "含有清单之外的问题；可回答的问题是 "
+                f"{'、'.join(f'{q}（{cls.QUESTIONS_ZH[q]}）' for q in cls.QUESTIONS)}，以及 notes（说明）",
                 f"holds a question not on the checklist; it takes {', '.join(cls.QUESTIONS)} and notes",
             )
         values: dict[str, Any] = {}
@@ -248,7 +249,8 @@ class SystemRegistration:
         except ValueError:
             raise InvalidRegistration(
                 "reaches",
-                "须为 2、4、6、9 或 12 位的统计用区划代码（例如乡镇 310151101、村居 310151101201）",
+                "须为 2、4、6、9 或 12 位的统计用区划代码，用半角数字"
+                "（例如乡镇 310151101、村居 310151101201）",
                 "must be division codes of 2, 4, 6, 9 or 12 digits "
                 "(a township 310151101, a village 310151101201)",
             ) from None

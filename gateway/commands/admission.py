@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,22 +51,25 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
     if not items:
         return None
     answers: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    for typed in items:
+        # A Chinese input method in full-width mode types ＝ and ｙｅｓ: the same answer (NFKC). The notes
+        # keep what was typed (NFKC would turn their ，into ,).
+        key, sep, value = unicodedata.normalize("NFKC", typed).partition("=")
         if not sep:
             typer.echo(
-                f"--checklist 的格式是 问题=yes|no（收到 {item!r}）。\n"
-                f"--checklist takes QUESTION=yes|no (got {item!r})",
+                f"--checklist 的格式是 问题=yes|no（收到 {typed!r}）。\n"
+                f"--checklist takes QUESTION=yes|no (got {typed!r})",
                 err=True,
             )
             raise typer.Exit(2)
         if key.strip() == "notes":
-            answers["notes"] = value
+            answers["notes"] = re.split("[=＝]", typed, maxsplit=1)[1]
         elif value.strip().lower() in _YES | _NO:
             answers[key.strip()] = value.strip().lower() in _YES
         else:
             typer.echo(
-                f"--checklist {key}：请回答 yes 或 no。\n--checklist {key}: answer yes or no", err=True
+                f"--checklist {key}：请回答 yes 或 no（是或否）。\n--checklist {key}: answer yes or no",
+                err=True,
             )
             raise typer.Exit(2)
     return answers

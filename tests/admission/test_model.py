@@ -153,6 +153,13 @@ def test_payload_errors_name_the_field(change: dict[str, Any], field: str) -> No
     assert info.value.field == field
 
 
+def test_a_question_not_on_the_checklist_is_answered_with_the_questions_in_chinese() -> None:
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping({**PAYLOAD, "checklist": {"是否强制打卡": False}}, created_by="u-1")
+    assert "forces_checkins（是否强制打卡、留痕）" in info.value.message_zh
+    assert "是否强制打卡" not in info.value.message_en
+
+
 def test_a_missing_text_field_is_said_to_be_required() -> None:
     payload = {k: v for k, v in PAYLOAD.items() if k != "name"}
     with pytest.raises(InvalidRegistration) as info:
@@ -241,6 +248,7 @@ def test_a_reach_of_no_level_length_is_refused_not_padded_into_another_area(type
         make_registration(reaches=(typed,))
     assert info.value.field == "reaches"
     assert "2、4、6、9 或 12 位" in info.value.message_zh
+    assert "半角数字" in info.value.message_zh  # ３１０１５１１０１ typed full-width is refused: say why
 
 
 def test_a_missing_security_level_is_said_to_be_required_not_out_of_range() -> None:

@@ -277,6 +277,23 @@ def test_a_registration_file_that_is_not_json_says_where(gateway: Gateway, tmp_p
     assert gateway.received == []
 
 
+def test_checklist_answers_typed_full_width_are_the_same_answers(gateway: Gateway) -> None:
+    """A Chinese input method in full-width mode types ＝ and ｙｅｓ; they were refused as a malformed
+    answer. The notes keep their Chinese punctuation."""
+    gateway.answer(200, {})
+    result = _cli(
+        "admission", "register", "--system-id", "elderly-care-visits", "--checklist", "forces_checkins＝否",
+        "--checklist", "offers_complaint_entry=ｙｅｓ", "--checklist", "notes＝已与平台沟通，可嵌入",
+        "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert gateway.received[0].body["checklist"] == {
+        "forces_checkins": False,
+        "offers_complaint_entry": True,
+        "notes": "已与平台沟通，可嵌入",
+    }
+
+
 def _offline_env(tmp_path: Path, url: str | None = None) -> dict[str, str]:
     return {
         "GRASSROOTS_DATA_DIR": str(tmp_path),
