@@ -60,6 +60,7 @@ from policies import (
     ScenarioGrant,
     Subject,
     as_if_active,
+    covers,
     replay,
 )
 from policies.reasons import reason as _reason
@@ -323,7 +324,42 @@ async def explain_mine(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(runtime.policy().explain, access)
+    if any(c.detail.get("reason") == "no_active_grant" for c in checks):
+        checks = await read_only(runtime, lambda s: _pending_request_told(s, access, checks))
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
+
+
+def _pending_request_told(session: Session, access: AccessRequest, checks: list[Check]) -> list[Check]:
+    """ "No grant, apply first" told to a cadre whose organisation has already applied sent her to apply
+    again: when a request covering her organisation for this scenario waits for a steward, say so instead."""
+    repository = GrantRepository(session)
+    waiting = [
+        g
+        for status in (GrantStatus.REQUESTED, GrantStatus.AWAITING_SECOND_APPROVAL)
+        for g in repository.list_grants(status=status, scenario=access.scenario)
+        if access.dataset in g.datasets and covers(g.org_scope, access.subject.org)
+    ]
+    if not waiting:
+        return checks
+    grant = waiting[0]
+    step_zh = (
+        "等待第二位数据管理员审批" if grant.status is GrantStatus.AWAITING_SECOND_APPROVAL else "等待审批"
+    )
+    told = []
+    for check in checks:
+        if check.detail.get("reason") == "no_active_grant":
+            check = Check(
+                check.code,
+                False,
+                f"本单位的授权申请 {grant.grant_id} 已提出，正在{step_zh}（由数据所属部门的数据管理员办理），"
+                "批准后即可查看；无需重复申请。",
+                f"Your organisation's request {grant.grant_id} has been filed and is waiting for the data "
+                "steward of the department owning the data; you can read once it is approved. Do not apply "
+                "again.",
+                {**check.detail, "pending_grant": grant.grant_id},
+            )
+        told.append(check)
+    return told
 
 
 # -- reload --------------------------------------------------------------------------------------------

@@ -472,6 +472,27 @@ def test_a_stewards_work_list_is_what_waits_on_her_decision(stack: Stack) -> Non
     assert refused.json()["message"].startswith("只有数据管理员有待审批的授权")
 
 
+def test_a_cadre_whose_request_waits_is_told_so_not_to_apply_again(stack: Stack) -> None:
+    village = fresh_village()
+    params = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
+
+    def failed() -> dict[str, Any]:
+        resp = api(stack, "GET", "/policy/explain", "cadre_c", params=params, org_code=village)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json()["failed"])
+
+    assert failed()["message_zh"].endswith("请先提出申请。")
+    grant_id = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    told = failed()
+    assert told["code"] == "no_active_grant"
+    assert told["message_zh"] == (
+        f"本单位的授权申请 {grant_id} 已提出，正在等待审批（由数据所属部门的数据管理员办理），"
+        "批准后即可查看；无需重复申请。"
+    )
+    api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward")
+    assert "正在等待第二位数据管理员审批" in failed()["message_zh"]
+
+
 def test_reminders_name_who_must_act(stack: Stack) -> None:
     soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     village = fresh_village()
