@@ -145,8 +145,9 @@ def _not_found() -> NotFound:
     # The same answer as a missing system: a system admin learns nothing about other departments'.
     # The id comes from the link: it is not echoed (a request may carry anything in its path).
     return NotFound(
-        "准入登记册中没有这个系统，请核对链接中的系统标识。",
-        "No such system in the admission registry. Check the system id in the link.",
+        "准入登记册中没有这个系统，请核对系统标识（admission list 列出您可查看的系统）。",
+        "No such system in the admission registry. Check the system id (admission list shows the systems "
+        "you may see).",
         code="system_not_found",
     )
 
@@ -703,6 +704,7 @@ async def review_system(
     refuse_personal_data(body.comment, "审核意见", "comment", code="personal_data_in_comment")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        _load_visible(service, principal, system_id)  # an unknown id is not echoed back
         change = service.review(
             system_id,
             office,
@@ -813,6 +815,7 @@ async def _supervise(
     refuse_personal_data(body.reason, "理由", "reason", code="personal_data_in_reason")
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+        _load_visible(service, principal, system_id)  # an unknown id is not echoed back
         method = {"suspend": service.suspend, "reinstate": service.reinstate, "revoke": service.revoke}[
             action
         ]

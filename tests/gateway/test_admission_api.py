@@ -500,6 +500,25 @@ def test_a_registration_key_no_registration_has_is_refused_not_dropped(stack: St
     assert resent["status"] == "draft"
 
 
+@pytest.mark.parametrize(
+    ("user", "act", "body"),
+    [
+        ("rv_big_data", "reviews", {"vote": "approve"}),
+        ("supervisor", "suspend", {"reason": "核查"}),
+        ("supervisor", "revoke", {"reason": "核查"}),
+    ],
+)
+def test_an_unknown_system_id_is_not_echoed_back(
+    stack: Stack, user: str, act: str, body: dict[str, Any]
+) -> None:
+    """The id comes from the link, which may carry anything (a phone number pasted in the wrong place):
+    voting, suspending or revoking an unknown one answered 准入登记册中没有系统 <what was typed>."""
+    typed = "sys-13812345678"
+    resp = call(stack, "POST", f"{API}/systems/{typed}/{act}", user, json=body)
+    assert (resp.status_code, resp.json()["error"]) == (404, "system_not_found")
+    assert typed not in resp.text and "admission list" in resp.json()["message"]
+
+
 def test_the_checklist_is_answered_question_by_question(stack: Stack) -> None:
     """``admission update --checklist forces_checkins=no`` replaced the whole checklist: the answers given
     before were erased, and submit refused them as unanswered."""
