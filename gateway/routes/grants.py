@@ -287,9 +287,9 @@ async def list_grants(
     jurisdiction), oldest first; ``awaiting_me``: a steward's work list."""
     if awaiting_me and not runtime.policy().permissions.is_allowed(principal.roles, "grants", "approve"):
         raise InvalidRequest(
-            "只有数据管理员有待审批的授权：您的岗位不审批授权，请去掉“待我审批”的筛选。",
+            "只有数据管理员有待审批的授权：您的岗位不审批授权，请去掉 --awaiting-me（awaiting_me）后再列出。",
             "Only a data steward has grants waiting on her decision: your role does not approve grants; "
-            "list without awaiting_me.",
+            "list without --awaiting-me (awaiting_me).",
             code="not_an_approver",
         )
     wanted_status: GrantStatus | None = None
