@@ -46,7 +46,7 @@ from policies import (
     Subject,
     covers,
 )
-from policies.grants import BREAK_GLASS_MAX_HOURS
+from policies.grants import BREAK_GLASS_MAX_HOURS, GRANT_STATUS_ZH
 
 router = APIRouter(prefix="/api/v1", tags=["grants"], route_class=PermissionFirstRoute)
 
@@ -121,11 +121,14 @@ def grant_json(grant: ScenarioGrant, now: datetime | None = None) -> dict[str, A
     body["created_at"] = _iso(grant.created_at)
     body["updated_at"] = _iso(grant.updated_at)
     body["active"] = grant.is_active(now or datetime.now(UTC))
+    body["status_zh"] = GRANT_STATUS_ZH[grant.status]
     return body
 
 
-def _reminder_json(reminder: RenewalReminder) -> dict[str, Any]:
-    return {
+def _reminder_json(reminder: RenewalReminder, renewal: ScenarioGrant | None = None) -> dict[str, Any]:
+    """``renewal``: the grant's renewal already waiting for its second steward. The step left is that
+    approval (renewing again is refused), so the reminder names it."""
+    body: dict[str, Any] = {
         "grant_id": reminder.grant_id,
         "scenario": reminder.scenario,
         "org_scope": reminder.org_scope,
@@ -134,6 +137,10 @@ def _reminder_json(reminder: RenewalReminder) -> dict[str, Any]:
         "must_act": {"role": reminder.must_act_role, "department": reminder.must_act_department},
         "requested_by": reminder.requested_by,
     }
+    if renewal is not None:
+        body["renewal_awaiting_second_approval"] = renewal.grant_id
+        body["must_act"] = {**body["must_act"], "action": "second_approval", "grant_id": renewal.grant_id}
+    return body
 
 
 def _review_json(review: BreakGlassReview, grant: ScenarioGrant | None) -> dict[str, Any]:
@@ -335,17 +342,17 @@ async def renewal_reminders(
     subject = subject_of(principal)
     now = datetime.now(UTC)
 
-    def query(session: Session) -> list[RenewalReminder]:
+    def query(session: Session) -> list[dict[str, Any]]:
         service = _service(runtime, session)
         out = []
         for reminder in service.reminders(now, within_days):
             grant = service.repository.get(reminder.grant_id)
             if grant is not None and service.visible_to(subject, grant):
-                out.append(reminder)
+                waiting = service.repository.pending_renewals(reminder.grant_id)
+                out.append(_reminder_json(reminder, waiting[0] if waiting else None))
         return out
 
-    reminders = await read_only(runtime, query)
-    return {"items": [_reminder_json(r) for r in reminders], "within_days": within_days}
+    return {"items": await read_only(runtime, query), "within_days": within_days}
 
 
 @router.post("/grants/renew")

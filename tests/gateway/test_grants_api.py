@@ -472,6 +472,29 @@ def test_a_stewards_work_list_is_what_waits_on_her_decision(stack: Stack) -> Non
     assert refused.json()["message"].startswith("只有数据管理员有待审批的授权")
 
 
+def test_a_reminder_of_a_grant_whose_renewal_waits_names_that_renewal(stack: Stack) -> None:
+    """The reminder kept asking the steward to renew a grant whose renewal already waited for its second
+    steward (renewing again is refused); it names the waiting renewal and the step left."""
+    soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    sensitive = _request(stack, "cadre_c", "DIBAO_REVIEW", fresh_village(), org_code=TOWNSHIP_2)
+    api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward", {"valid_until": soon})
+    api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward2")
+    listed = api(stack, "GET", f"/grants/{sensitive}", "ca_steward").json()
+    assert (listed["status"], listed["status_zh"]) == ("approved", "已批准")
+    renewal = api(stack, "POST", "/grants/renew", "ca_steward", {"grant_ids": [sensitive]}).json()
+    (waiting,) = renewal["awaiting_second_approval"]
+    assert waiting["status_zh"] == "待第二人审批"
+    items = api(stack, "GET", "/grants/reminders", "ca_steward2", params={"within_days": 7}).json()["items"]
+    mine = next(i for i in items if i["grant_id"] == sensitive)
+    assert mine["renewal_awaiting_second_approval"] == waiting["grant_id"]
+    assert mine["must_act"] == {
+        "role": "data_steward",
+        "department": "civil_affairs",
+        "action": "second_approval",
+        "grant_id": waiting["grant_id"],
+    }
+
+
 def test_a_cadre_whose_request_waits_is_told_so_not_to_apply_again(stack: Stack) -> None:
     village = fresh_village()
     params = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
