@@ -430,6 +430,8 @@ class ReviewProgress:
     pending: tuple[str, ...]
     votes: tuple[ReviewRecord, ...]
     concerns: tuple[Concern, ...]
+    #: The round ended without approval (withdrawn, sent back, rejected): its approvals do not carry over.
+    round_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +481,11 @@ _EVENT_KINDS: Mapping[Action, str] = {
     Action.RECERTIFY: "recertification_opened",
     Action.LAPSE: "lapsed",
 }
+
+#: Statuses in which the last review round ended without approval: nothing of it carries over.
+_ROUND_ENDED_UNAPPROVED = frozenset(
+    {SystemStatus.DRAFT, SystemStatus.CHANGES_REQUESTED, SystemStatus.REJECTED}
+)
 
 #: The fields of a registration its department may set and change (besides its id and department).
 EDITABLE_FIELDS = (
@@ -585,6 +592,10 @@ class AdmissionService:
         required = tuple(o.code for o in self.config.required_offices(reg.department))
         recused = tuple(o.code for o in self.config.offices if o.department == reg.department)
         approved = tuple(v.office for v in votes if v.vote is ReviewVote.APPROVE)
+        round_ended = bool(reg.review_round) and reg.status in _ROUND_ENDED_UNAPPROVED
+        if round_ended:
+            # A resubmission opens a new round every office signs again. The votes stay, as the record.
+            approved = ()
         return ReviewProgress(
             system_id=reg.system_id,
             status=reg.status,
@@ -596,6 +607,7 @@ class AdmissionService:
             pending=tuple(o for o in required if o not in approved),
             votes=votes,
             concerns=reg.checklist.concerns(),
+            round_ended=round_ended,
         )
 
     def overlaps(

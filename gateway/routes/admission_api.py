@@ -333,7 +333,7 @@ def _progress_view(service: AdmissionService, system_id: str) -> dict[str, Any]:
         o = offices.get(code)
         return {"code": code, "name_zh": o.name_zh if o else code, "name_en": o.name_en if o else code}
 
-    return {
+    view: dict[str, Any] = {
         "system_id": progress.system_id,
         "status": progress.status.value,
         "status_zh": STATUS_LABELS_ZH[progress.status],
@@ -359,6 +359,16 @@ def _progress_view(service: AdmissionService, system_id: str) -> dict[str, Any]:
             for c in progress.concerns
         ],
     }
+    if progress.round_ended:
+        view["note_zh"] = (
+            f"第 {progress.round} 轮联审已结束（{STATUS_LABELS_ZH[progress.status]}），其中的表决只作记录；"
+            "重新提交联审后将开启新一轮，各单位须重新表决。"
+        )
+        view["note_en"] = (
+            f"Review round {progress.round} has ended ({progress.status.value}); its votes are kept as a "
+            "record. Resubmitting opens a new round in which every office votes again."
+        )
+    return view
 
 
 def _registration_view(

@@ -353,6 +353,25 @@ def test_a_vote_on_a_registration_sent_back_does_not_call_it_final(service: Admi
     assert "final" not in info.value.message_en
 
 
+@pytest.mark.parametrize("ending", ["withdraw", "request_changes", "reject"])
+def test_approvals_of_a_round_that_ended_do_not_show_as_signed(
+    service: AdmissionService, ending: str
+) -> None:
+    """Withdrawn after 区大数据中心 approved, the progress still listed it as signed; a resubmission opens a
+    new round in which it must sign again."""
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    vote(service, "health-visits", "big_data_centre", "approve")
+    if ending == "withdraw":
+        service.withdraw("health-visits", "u-health-admin")
+    else:
+        vote(service, "health-visits", "city_operations_centre", ending, "请补充说明")
+    progress = service.review_progress("health-visits")
+    assert progress.round_ended and progress.approved_by == ()
+    assert progress.pending == tuple(DEFAULT_OFFICES)
+    assert progress.votes[0].office == "big_data_centre"  # kept as the record
+
+
 def test_an_office_voting_again_is_told_how_to_change_its_vote(service: AdmissionService) -> None:
     service.register(make_registration())
     service.submit("health-visits", "u-health-admin")

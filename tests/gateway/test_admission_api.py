@@ -519,6 +519,18 @@ def test_an_unknown_system_id_is_not_echoed_back(
     assert typed not in resp.text and "admission list" in resp.json()["message"]
 
 
+def test_a_withdrawn_registration_shows_no_office_as_signed(stack: Stack) -> None:
+    sid = new_id("hb-withdrawn")
+    ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
+    ok(call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_big_data", json={"vote": "approve"}), 201)
+    withdrawn = ok(call(stack, "POST", f"{API}/systems/{sid}/withdraw", "hb_sysadmin"))
+    assert withdrawn["signed"] == [] and len(withdrawn["pending"]) == 6
+    assert withdrawn["note_zh"] == (
+        "第 1 轮联审已结束（草稿），其中的表决只作记录；重新提交联审后将开启新一轮，各单位须重新表决。"
+    )
+
+
 def test_the_checklist_is_answered_question_by_question(stack: Stack) -> None:
     """``admission update --checklist forces_checkins=no`` replaced the whole checklist: the answers given
     before were erased, and submit refused them as unanswered."""
