@@ -372,6 +372,18 @@ _lifecycle_command(
 )
 
 
+#: A vote typed in Chinese, as the review's own words put it (同意 / 驳回 / 要求修改).
+_VOTES_ZH = {
+    "同意": "approve",
+    "通过": "approve",
+    "驳回": "reject",
+    "不同意": "reject",
+    "不予通过": "reject",
+    "要求修改": "request_changes",
+    "退回修改": "request_changes",
+}
+
+
 @app.command("review", zh="代表本单位表决：同意、驳回或要求修改。")
 @api_command
 def review(
@@ -380,7 +392,7 @@ def review(
         str,
         typer.Option(
             help=bilingual(
-                "表决：approve（同意）、reject（驳回）或 request_changes（要求修改）",
+                "表决：approve（同意）、reject（驳回）或 request_changes（要求修改），也可直接写中文",
                 "approve, reject or request_changes",
             )
         ),
@@ -401,7 +413,7 @@ def review(
     ] = None,
 ) -> ApiCall:
     """Sign off for your office: approve, reject, or ask for changes."""
-    body = {"vote": vote, "comment": comment, "office": office}
+    body = {"vote": _VOTES_ZH.get(vote.strip(), vote), "comment": comment, "office": office}
     return ApiCall("POST", f"{_BASE}/systems/{system_id}/reviews", body=body)
 
 

@@ -294,6 +294,19 @@ def test_checklist_answers_typed_full_width_are_the_same_answers(gateway: Gatewa
     }
 
 
+@pytest.mark.parametrize(
+    ("typed", "sent"), [("同意", "approve"), ("驳回", "reject"), ("要求修改", "request_changes")]
+)
+def test_a_vote_typed_in_chinese_is_that_vote(gateway: Gateway, typed: str, sent: str) -> None:
+    gateway.answer(201, {})
+    result = _cli(
+        "admission", "review", "elderly-care-visits", "--vote", typed, "--comment", "意见",
+        "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert gateway.received[0].body["vote"] == sent
+
+
 def _offline_env(tmp_path: Path, url: str | None = None) -> dict[str, str]:
     return {
         "GRASSROOTS_DATA_DIR": str(tmp_path),
