@@ -106,6 +106,15 @@ def list_grants(
             ),
         ),
     ] = False,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help=bilingual("每页条数（最新的在前）", "per page, newest first"))
+    ] = 200,
+    offset: Annotated[
+        int,
+        typer.Option(
+            min=0, help=bilingual("跳过最新的这么多条（见 next_offset）", "skip this many of the newest")
+        ),
+    ] = 0,
 ) -> ApiCall:
     """Grants you may see (a steward: on your department's data; an officer: your jurisdiction)."""
     params = {
@@ -113,6 +122,8 @@ def list_grants(
         "scenario": scenario,
         "org": org,
         "awaiting_me": "true" if awaiting_me else None,
+        "limit": limit,
+        "offset": offset,
     }
     return ApiCall("GET", "/api/v1/grants", params=params)
 

@@ -282,6 +282,7 @@ async def list_grants(
     scenario: Annotated[str | None, Query(max_length=64)] = None,
     org: Annotated[str | None, Query(description="grants that apply to or lie within this code")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, description="skip this many of the newest; see next_offset")] = 0,
     awaiting_me: Annotated[
         bool,
         Query(
@@ -291,7 +292,8 @@ async def list_grants(
     ] = False,
 ) -> dict[str, Any]:
     """Grants the caller may see (a steward: over her department's data; an officer or cadre: her
-    jurisdiction), oldest first; ``awaiting_me``: a steward's work list."""
+    jurisdiction), newest first, ``limit`` at a time from ``offset`` (``next_offset``: the next page's,
+    null on the last); ``awaiting_me``: a steward's work list."""
     if awaiting_me and not runtime.policy().permissions.is_allowed(principal.roles, "grants", "approve"):
         raise InvalidRequest(
             "只有数据管理员有待审批的授权：您的岗位不审批授权，请去掉 --awaiting-me（awaiting_me）后再列出。",
@@ -329,7 +331,14 @@ async def list_grants(
         return found
 
     grants = await read_only(runtime, query)
-    return {"items": [grant_json(g, now) for g in grants[-limit:]], "total": len(grants)}
+    newest = grants[::-1]
+    page = newest[offset : offset + limit]
+    more = offset + limit < len(newest)
+    return {
+        "items": [grant_json(g, now) for g in page],
+        "total": len(grants),
+        "next_offset": offset + limit if more else None,
+    }
 
 
 @router.get("/grants/reminders")

@@ -472,6 +472,27 @@ def test_a_stewards_work_list_is_what_waits_on_her_decision(stack: Stack) -> Non
     assert refused.json()["message"].startswith("只有数据管理员有待审批的授权")
 
 
+def test_the_grant_list_pages_newest_first(stack: Stack) -> None:
+    """Past ``limit`` the older grants could not be reached at all (the newest were cut, no offset)."""
+    village = fresh_village()
+    ids = [
+        _request(stack, "cadre_c", "ELDERLY_VISIT", village, NON_SENSITIVE, org_code=village)
+        for _ in range(3)
+    ]
+
+    def page(offset: int) -> dict[str, Any]:
+        params = {"org": village, "status": "requested", "limit": 2, "offset": offset}
+        resp = api(stack, "GET", "/grants", "ca_steward", params=params)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    first = page(0)
+    assert [g["grant_id"] for g in first["items"]] == ids[::-1][:2]
+    assert (first["total"], first["next_offset"]) == (3, 2)
+    last = page(first["next_offset"])
+    assert [g["grant_id"] for g in last["items"]] == [ids[0]] and last["next_offset"] is None
+
+
 def test_a_reminder_of_a_grant_whose_renewal_waits_names_that_renewal(stack: Stack) -> None:
     """The reminder kept asking the steward to renew a grant whose renewal already waited for its second
     steward (renewing again is refused); it names the waiting renewal and the step left."""
