@@ -65,9 +65,10 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Ask the data department to renew it.",
     ),
     "no_active_grant": (
-        "本单位还没有「{scenario}」查看「{dataset}」的有效授权。请先提出申请。",
+        "本单位还没有「{scenario}」查看「{dataset}」的有效授权。"
+        "请先提出申请；已提出的，请等待数据所属部门审批。",
         "Your organisation has no current grant to read \u201c{dataset}\u201d for \u201c{scenario}\u201d. "
-        "Apply for one first.",
+        "Apply for one first; if you have, wait for the department owning the data to approve it.",
     ),
     "field_not_granted": (
         "您要查看的部分信息不在「{scenario}」的授权范围内：{fields}。",

@@ -525,7 +525,7 @@ def test_a_cadre_whose_request_waits_is_told_so_not_to_apply_again(stack: Stack)
         assert resp.status_code == 200, resp.text
         return dict(resp.json()["failed"])
 
-    assert failed()["message_zh"].endswith("请先提出申请。")
+    assert failed()["message_zh"].endswith("请先提出申请；已提出的，请等待数据所属部门审批。")
     grant_id = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
     told = failed()
     assert told["code"] == "no_active_grant"

@@ -202,10 +202,13 @@ def test_decision_table(
 
 def test_reasons_name_the_catalogs_english_names_in_english(engine_for: EngineFactory) -> None:
     (refused,) = engine_for().decide(req(CADRE_A1, "DIBAO_REVIEW")).reasons
-    assert refused.message_zh == "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请。"
+    assert refused.message_zh == (
+        "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
+    )
     assert refused.message_en == (
         "Your organisation has no current grant to read \u201cresident information\u201d for "
-        "\u201cSubsistence-allowance annual review\u201d. Apply for one first."
+        "\u201cSubsistence-allowance annual review\u201d. Apply for one first; if you have, wait for the "
+        "department owning the data to approve it."
     )
 
 
