@@ -658,6 +658,22 @@ def _too_long(scenario: str, max_days: int) -> GrantWindowError:
     )
 
 
+@contextmanager
+def _named_in_batch(position: int, size: int, grant_id: str) -> Iterator[None]:
+    """A refusal of one grant in a batch of several names which one (by its place and id), and that
+    nothing was done: in a renewal of twenty, "该授权当前为「待审批」" did not say which."""
+    try:
+        yield
+    except GrantError as refused:
+        if size > 1:
+            # An id that names nothing is not repeated (it may be anything typed): its place says which.
+            named = "" if isinstance(refused, GrantNotFoundError) else f"（{grant_id}）"
+            named_en = "" if isinstance(refused, GrantNotFoundError) else f" ({grant_id})"
+            refused.message_zh = f"第 {position} 个授权{named}：{refused.message_zh}本批均未续期。"
+            refused.message_en = f"grant {position}{named_en}: {refused.message_en}; nothing was renewed"
+        raise
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
@@ -1038,67 +1054,19 @@ class GrantService:
         if validity_days is not None and validity_days <= 0:
             raise GrantError("续期天数必须是正数。", "validity_days must be positive")
         plan: list[tuple[ScenarioGrant, ScenarioGrant]] = []
-        for grant_id in grant_ids:
-            grant = self._load(grant_id)
-            self._require_steward(actor, grant, "renew")
-            if actor.user_id == grant.requested_by:
-                raise SeparationOfDutiesError("不能审批自己提出的申请。", "nobody renews their own request")
-            if grant.break_glass:
-                raise InvalidTransitionError(
-                    "紧急访问授权不能续期：仍需要时请重新申请紧急访问或提出正常授权申请。",
-                    "an emergency (break-glass) grant cannot be renewed; invoke it again or request a grant",
-                )
-            if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
-                raise _refused_in_status(grant, "续期", "renew", "只有已批准或已过期的授权可以续期。")
-            waiting = self.repository.pending_renewals(grant.grant_id)
-            if waiting:
-                # A second successor would leave two grants in force for one scope once both are approved.
-                raise InvalidTransitionError(
-                    f"授权 {grant.grant_id} 已有一项续期（{waiting[0].grant_id}）在等待第二位数据管理员审批，"
-                    "请审批或驳回那一项，不要重复续期。",
-                    f"grant {grant.grant_id} already has a renewal ({waiting[0].grant_id}) waiting for its "
-                    "second approver: approve or reject that one instead of renewing again",
-                )
-            spec = self.scenarios.get(grant.scenario)
-            if spec is None:
-                raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
-            second_id: str | None = None
-            status = GrantStatus.APPROVED
-            if self.needs_second_approval(grant) and second is None and defer_second_approval:
-                status = GrantStatus.AWAITING_SECOND_APPROVAL
-            elif self.needs_second_approval(grant):
-                if second is None:
-                    raise SeparationOfDutiesError(
-                        "涉及敏感字段的授权续期需要第二位数据管理员审批。",
-                        "renewing a grant with the most sensitive fields needs a second approver",
+        for position, grant_id in enumerate(grant_ids, 1):
+            with _named_in_batch(position, len(grant_ids), grant_id):
+                plan.append(
+                    self._renewal_of(
+                        grant_id,
+                        actor,
+                        now,
+                        second,
+                        validity_days,
+                        stagger_window_days,
+                        defer_second_approval,
                     )
-                self._require_steward(second, grant, "renew")
-                if second.user_id in (actor.user_id, grant.requested_by):
-                    raise SeparationOfDutiesError(
-                        "第二审批人必须是另一位数据管理员。", "the second approver must be a different person"
-                    )
-                second_id = second.user_id
-            validity = validity_days or spec.default_validity_days
-            if validity > spec.max_validity_days:
-                raise _too_long(spec.code, spec.max_validity_days)
-            new_id = _new_id("grt")
-            # The stagger shortens a successor, never lengthens it: no window outlasts the maximum.
-            days = validity - stagger_days(new_id, min(stagger_window_days, validity))
-            start = now
-            successor = replace(
-                grant,
-                grant_id=new_id,
-                status=status,
-                valid_from=start,
-                valid_until=start + timedelta(days=days),
-                approved_by=actor.user_id,
-                second_approver=second_id,
-                revoked_by=None,
-                created_at=now,
-                updated_at=now,
-                renewed_from=grant.grant_id,
-            )
-            plan.append((grant, successor))
+                )
         renewed: list[ScenarioGrant] = []
         events: list[dict[str, Any]] = []
         for old, successor in plan:
@@ -1116,6 +1084,78 @@ class GrantService:
         if plan:
             self.repository.bump_policy_version(now)
         return renewed, events
+
+    def _renewal_of(
+        self,
+        grant_id: str,
+        actor: Subject,
+        now: datetime,
+        second: Subject | None,
+        validity_days: int | None,
+        stagger_window_days: int,
+        defer_second_approval: bool,
+    ) -> tuple[ScenarioGrant, ScenarioGrant]:
+        """One grant of ``renew``'s batch and its successor, or the refusal (nothing written yet)."""
+        grant = self._load(grant_id)
+        self._require_steward(actor, grant, "renew")
+        if actor.user_id == grant.requested_by:
+            raise SeparationOfDutiesError("不能审批自己提出的申请。", "nobody renews their own request")
+        if grant.break_glass:
+            raise InvalidTransitionError(
+                "紧急访问授权不能续期：仍需要时请重新申请紧急访问或提出正常授权申请。",
+                "an emergency (break-glass) grant cannot be renewed; invoke it again or request a grant",
+            )
+        if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
+            raise _refused_in_status(grant, "续期", "renew", "只有已批准或已过期的授权可以续期。")
+        waiting = self.repository.pending_renewals(grant.grant_id)
+        if waiting:
+            # A second successor would leave two grants in force for one scope once both are approved.
+            raise InvalidTransitionError(
+                f"授权 {grant.grant_id} 已有一项续期（{waiting[0].grant_id}）在等待第二位数据管理员审批，"
+                "请审批或驳回那一项，不要重复续期。",
+                f"grant {grant.grant_id} already has a renewal ({waiting[0].grant_id}) waiting for its "
+                "second approver: approve or reject that one instead of renewing again",
+            )
+        spec = self.scenarios.get(grant.scenario)
+        if spec is None:
+            raise UnknownScenarioError("没有这个使用场景。", f"unknown scenario {grant.scenario!r}")
+        second_id: str | None = None
+        status = GrantStatus.APPROVED
+        if self.needs_second_approval(grant) and second is None and defer_second_approval:
+            status = GrantStatus.AWAITING_SECOND_APPROVAL
+        elif self.needs_second_approval(grant):
+            if second is None:
+                raise SeparationOfDutiesError(
+                    "涉及敏感字段的授权续期需要第二位数据管理员审批。",
+                    "renewing a grant with the most sensitive fields needs a second approver",
+                )
+            self._require_steward(second, grant, "renew")
+            if second.user_id in (actor.user_id, grant.requested_by):
+                raise SeparationOfDutiesError(
+                    "第二审批人必须是另一位数据管理员。", "the second approver must be a different person"
+                )
+            second_id = second.user_id
+        validity = validity_days or spec.default_validity_days
+        if validity > spec.max_validity_days:
+            raise _too_long(spec.code, spec.max_validity_days)
+        new_id = _new_id("grt")
+        # The stagger shortens a successor, never lengthens it: no window outlasts the maximum.
+        days = validity - stagger_days(new_id, min(stagger_window_days, validity))
+        start = now
+        successor = replace(
+            grant,
+            grant_id=new_id,
+            status=status,
+            valid_from=start,
+            valid_until=start + timedelta(days=days),
+            approved_by=actor.user_id,
+            second_approver=second_id,
+            revoked_by=None,
+            created_at=now,
+            updated_at=now,
+            renewed_from=grant.grant_id,
+        )
+        return grant, successor
 
     def reminders(self, now: datetime, within_days: int = 14) -> list[RenewalReminder]:
         """Approved grants lapsing within ``within_days``, each naming who must act."""

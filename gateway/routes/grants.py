@@ -379,8 +379,14 @@ async def renew_grants(
 
         def renew(session: Session) -> tuple[list[ScenarioGrant], list[dict[str, Any]]]:
             service = _service(runtime, session)
-            for grant_id in ids:
-                _visible_or_404(service, subject_of(principal), grant_id)
+            for position, grant_id in enumerate(ids, 1):
+                try:
+                    _visible_or_404(service, subject_of(principal), grant_id)
+                except NotFound as missing:
+                    if len(ids) > 1:  # which one, by its place (the id typed is not repeated)
+                        missing.message_zh = f"第 {position} 个授权：{missing.message_zh}本批均未续期。"
+                        missing.message_en = f"grant {position}: {missing.message_en} Nothing was renewed."
+                    raise
             return service.renew(
                 ids,
                 subject_of(principal),

@@ -472,6 +472,14 @@ def test_a_stewards_work_list_is_what_waits_on_her_decision(stack: Stack) -> Non
     assert refused.json()["message"].startswith("只有数据管理员有待审批的授权")
 
 
+def test_an_unknown_id_in_a_renewal_batch_is_named_by_its_place(stack: Stack) -> None:
+    good = _approved(stack, fresh_village(), "ELDERLY_VISIT")
+    resp = api(stack, "POST", "/grants/renew", "ca_steward", {"grant_ids": [good, "grt_typo"]})
+    assert (resp.status_code, resp.json()["error"]) == (404, "grant_not_found")
+    assert resp.json()["message"].startswith("第 2 个授权：") and "grt_typo" not in resp.text
+    assert api(stack, "GET", f"/grants/{good}", "ca_steward").json()["status"] == "approved"
+
+
 def test_the_grant_list_pages_newest_first(stack: Stack) -> None:
     """Past ``limit`` the older grants could not be reached at all (the newest were cut, no offset)."""
     village = fresh_village()

@@ -390,6 +390,27 @@ def test_a_renewal_of_a_grant_no_longer_in_force_is_not_approved(
         service.approve(successor.grant_id, STEWARD_2, T0 + timedelta(hours=1))
 
 
+def test_a_refusal_in_a_renewal_batch_names_the_grant_refused(service: GrantService) -> None:
+    good = _elderly(service)
+    service.approve(good, STEWARD, T0)
+    pending = _elderly(service, who=CADRE_A2, scope=VILLAGE_A2)
+    with pytest.raises(InvalidTransitionError) as info:
+        service.renew([good, pending], STEWARD, T0)
+    assert info.value.message_zh == (
+        f"第 2 个授权（{pending}）：该授权当前为「待审批」，不能续期。只有已批准或已过期的授权可以续期。"
+        "本批均未续期。"
+    )
+    assert info.value.message_en.startswith(f"grant 2 ({pending}): ")
+    with pytest.raises(GrantNotFoundError) as missing:
+        service.renew([good, "13812345678"], STEWARD, T0)
+    assert missing.value.message_zh.startswith("第 2 个授权：") and "13812345678" not in str(
+        missing.value.message_zh + missing.value.message_en
+    )
+    with pytest.raises(InvalidTransitionError) as alone:
+        service.renew([pending], STEWARD, T0)
+    assert alone.value.message_zh.startswith("该授权当前为「待审批」")  # one grant: no place to name
+
+
 def test_a_grant_is_not_renewed_twice_while_a_renewal_waits(service: GrantService) -> None:
     """Two waiting successors of one grant, both approved, left two grants in force for one scope."""
     dibao = _approved_dibao(service)
