@@ -23,6 +23,7 @@ from masking.detectors import (
     is_valid_id_number,
     is_valid_landline,
     is_valid_mobile,
+    is_valid_old_id_number,
 )
 
 LANGUAGE = "zh"
@@ -59,7 +60,8 @@ class _ChinesePatternRecognizer(PatternRecognizer):
 
 
 class CnIdNumberRecognizer(_ChinesePatternRecognizer):
-    """GB 11643-1999 resident ID numbers; the verdict is python-stdnum's `cn.ric.is_valid`."""
+    """GB 11643-1999 resident ID numbers (and 15-digit ones of GB 11643-1989); the verdict is
+    python-stdnum's `cn.ric.is_valid` for 18 digits, a real birth date and known county for 15."""
 
     ENTITY = CN_ID_NUMBER
     # In one piece or in the groups people write it in (6-8-4, 6-4-4-4, a space or a hyphen between),
@@ -71,6 +73,9 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
             r"(?<![0-9])[1-9]\d{5}[ \-]?\d{4}[ \-]?\d{4}[ \-]?\d{3}[\dXx](?![0-9])",
             0.3,
         ),
+        # First-generation numbers (GB 11643-1989, 15 digits, YYMMDD, no check character) are still in
+        # old household and benefit records; a 6-6-3 grouping is how they were written.
+        Pattern("cn_id_15", r"(?<![0-9])[1-9]\d{5}[ \-]?\d{6}[ \-]?\d{3}(?![0-9])", 0.3),
     )
     CONTEXT = ("身份证", "身份号码", "证件号", "公民身份")
 
@@ -82,6 +87,8 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:
         number = compact_id_number(pattern_text)
+        if len(number) == 15:
+            return is_valid_old_id_number(number, known_county=not self._checksum_only)
         if self._checksum_only:
             return id_checksum_ok(number)
         return is_valid_id_number(number)

@@ -26,6 +26,7 @@ __all__ = [
     "is_valid_id_number",
     "is_valid_landline",
     "is_valid_mobile",
+    "is_valid_old_id_number",
 ]
 
 _NOT_DIGIT = re.compile(r"[\s\-()（）+]", re.ASCII)
@@ -61,6 +62,20 @@ def _birth_place_known(region: str, year: int) -> bool:
     except (ValidationError, KeyError, IndexError, ValueError):
         return False
     return True
+
+
+def is_valid_old_id_number(text: str, *, known_county: bool = True) -> bool:
+    """A first-generation (GB 11643-1989) 15-digit number: 6-digit region, birth date as YYMMDD in
+    the 1900s, 3-digit sequence. It has no check character, so a real birth date (and, unless
+    ``known_county`` is false, a county python-stdnum knows) is all there is to check."""
+    number = text.strip() if text.isascii() else ric.compact(text)
+    if len(number) != 15 or not isdigits(number) or number[0] == "0":
+        return False
+    try:
+        year = dt.date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12])).year
+    except ValueError:
+        return False
+    return not known_county or _birth_place_known(number[:6], year)
 
 
 def id_checksum_ok(text: str) -> bool:

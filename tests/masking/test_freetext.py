@@ -84,6 +84,14 @@ def test_checksum_only_mode_also_flags_ids_unknown_to_stdnum() -> None:
     assert lenient.scan("证件36042619910102009X") == []  # wrong check character: never
 
 
+def test_15_digit_numbers_need_a_real_birth_date_and_county() -> None:
+    strict = FreeTextScanner(entities=["CN_ID_NUMBER"])
+    assert strict.scan("编号310110581302123") == []  # month 13: not a birth date
+    assert strict.scan("编号990426900307123") == []  # county unknown to python-stdnum
+    lenient = FreeTextScanner(entities=["CN_ID_NUMBER"], checksum_only_ids=True)
+    assert [f.entity_type for f in lenient.scan("证件990426900307123")] == ["CN_ID_NUMBER"]
+
+
 # --- generated labelled corpus (masking.corpus, shared with the benchmark) -----------------------------
 
 
@@ -212,6 +220,9 @@ WRITTEN_AS_PEOPLE_WRITE = [
     ("手机 +86 138 1234 5678", "手机 138****5678"),
     ("电话００８６１３８１２３４５６７８", "电话138****5678"),
     ("电话138\u200b1234\u200b5678", "电话138****5678"),
+    # first-generation 15-digit numbers (GB 11643-1989), still in old household records
+    ("老身份证110102900307123，", "老身份证110102*********，"),
+    ("身份证 310110 580302 123", "身份证 310110*********"),
 ]
 
 
