@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from masking.errors import CatalogError, UnknownDatasetError
+from masking.errors import CatalogError, UnknownDatasetError, unknown_name
 
 __all__ = [
     "Catalog",
@@ -341,12 +341,10 @@ class _Builder:
         try:
             semantic_type = SemanticType(str(raw.get("semantic_type")))
         except ValueError:
-            raise self.fail(
-                f"{entry}.semantic_type",
-                "语义类型无效",
-                f"unknown semantic_type {raw.get('semantic_type')!r}; expected one of "
-                f"{', '.join(t.value for t in SemanticType)}",
-            ) from None
+            zh, en = unknown_name(
+                "语义类型", "semantic_type", raw.get("semantic_type"), [t.value for t in SemanticType]
+            )
+            raise self.fail(f"{entry}.semantic_type", zh, en) from None
         allowed = raw.get("allowed_values", [])
         if not isinstance(allowed, list) or not all(isinstance(v, str) for v in allowed):
             raise self.fail(f"{entry}.allowed_values", "应为字符串列表", "must be a list of strings")

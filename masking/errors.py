@@ -7,6 +7,26 @@ a key or other personal data — only names of files, datasets, fields, rules an
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Sequence
+
+# A name as a steward types a code: repeated in a message only in this shape (no run of digits long
+# enough for an ID or phone number), since whatever was pasted into the wrong box ends up in the error.
+_ECHOABLE = re.compile(r"(?!.*\d{7})[A-Za-z][A-Za-z0-9_.\-]{0,63}", re.ASCII)
+
+
+def unknown_name(what_zh: str, what_en: str, typed: object, choices: Sequence[str]) -> tuple[str, str]:
+    """An "unknown name" message in Chinese and English: the name typed (when it looks like a code),
+    the nearest valid name if one is close, then all of them."""
+    shown = typed if isinstance(typed, str) and _ECHOABLE.fullmatch(typed) else None
+    close = difflib.get_close_matches(typed, list(choices), n=1, cutoff=0.6) if isinstance(typed, str) else []
+    zh = f"未知的{what_zh}" + (f" {shown}" if shown else "") + "；"
+    zh += (f"是否指 {close[0]}？" if close else "") + "可用的有：" + "、".join(choices)
+    en = f"unknown {what_en}" + (f" {shown!r}" if shown else "") + "; "
+    en += (f"did you mean {close[0]}? " if close else "") + "valid: " + ", ".join(choices)
+    return zh, en
+
 
 class MaskingError(Exception):
     """Base class of every error raised by `masking`."""
@@ -46,11 +66,15 @@ class UnknownDatasetError(MaskingError):
 
     code = "dataset_not_catalogued"
 
-    def __init__(self, dataset: str) -> None:
-        super().__init__(
-            f"数据集“{dataset}”尚未编目分级，暂不能提供",
-            f"dataset {dataset!r} is not in the field catalog and cannot be served",
-        )
+    def __init__(self, dataset: str, *, known: Sequence[str] = ()) -> None:
+        # `known`: the catalogued datasets, named to a steward who mistyped one (not to a data reader).
+        if known:
+            super().__init__(*unknown_name("数据集", "dataset", dataset, known))
+        else:
+            super().__init__(
+                f"数据集“{dataset}”尚未编目分级，暂不能提供",
+                f"dataset {dataset!r} is not in the field catalog and cannot be served",
+            )
         self.dataset = dataset
 
 

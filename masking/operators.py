@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stdnum.cn import uscc
 
 from masking.detectors import COMPOUND_SURNAMES
-from masking.errors import KeyRingError, OperatorError
+from masking.errors import KeyRingError, OperatorError, unknown_name
 from masking.keys import KeyRing
 from masking.reversible import DRY_RUN_MARKER, _hmac_with, _seal, ff1_id_cipher_for, ff1_id_pseudonym
 
@@ -620,7 +620,7 @@ def get_operator(name: str) -> Operator:
     try:
         return OPERATORS[name]
     except KeyError:
-        raise OperatorError(f"未知的脱敏算子 {name}", f"unknown operator {name!r}") from None
+        raise OperatorError(*unknown_name("脱敏算子", "operator", name, list(OPERATORS))) from None
 
 
 def mask_value(operator: str, value: object, ctx: BindContext | None = None, **params: ParamValue) -> object:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from masking.catalog import Level, SemanticType
-from masking.errors import OperatorError, RulesError
+from masking.errors import OperatorError, RulesError, unknown_name
 from masking.operators import ParamValue, get_operator
 
 __all__ = [
@@ -179,6 +179,9 @@ def rules_document(rules: RuleSet) -> dict[str, Any]:
     }
 
 
+_SEMANTIC_TYPES = tuple(t.value for t in SemanticType)
+
+
 def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> MaskingRule:
     entry = f"rules[{index}]"
     if not isinstance(raw, dict):
@@ -196,7 +199,7 @@ def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> Mas
         raise fail("含有未知键", f"unknown keys: {', '.join(sorted(extra))}")
     profile = raw.get("profile")
     if profile not in profiles:
-        raise fail("脱敏方案未在 [profiles] 中声明", f"profile {profile!r} is not declared under [profiles]")
+        raise fail(*unknown_name("脱敏方案", "profile", profile, sorted(profiles)))
     op_name = raw.get("operator")
     if not isinstance(op_name, str):
         raise fail("缺少算子 operator", "operator is missing")
@@ -219,10 +222,10 @@ def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> Mas
     if "semantic_types" in raw:
         values = _list(raw, "semantic_types", fail)
         if values != [ANY]:
-            try:
-                semantic_types = frozenset(SemanticType(v) for v in values)
-            except ValueError:
-                raise fail("语义类型无效", f"unknown semantic type in {values!r}") from None
+            unknown = next((v for v in values if v not in _SEMANTIC_TYPES), None)
+            if unknown is not None:
+                raise fail(*unknown_name("语义类型", "semantic type", unknown, _SEMANTIC_TYPES))
+            semantic_types = frozenset(SemanticType(v) for v in values)
     return MaskingRule(
         id=rid,
         profile=str(profile),

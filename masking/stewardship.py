@@ -230,10 +230,11 @@ def _field_change(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappi
     if unknown:
         raise _fail("含有不能修改的项", f"cannot change: {', '.join(sorted(unknown))}")
     dataset, name = payload.get("dataset"), payload.get("field")
-    if not isinstance(dataset, str) or dataset not in catalog.get("datasets", {}):
-        raise UnknownDatasetError(str(dataset))
+    datasets: dict[str, Any] = catalog.get("datasets", {})
+    if not isinstance(dataset, str) or dataset not in datasets:
+        raise UnknownDatasetError(str(dataset), known=sorted(datasets))
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise _fail("字段名无效", "field must be a lower-case identifier")
+        raise _field_name_invalid(datasets[dataset].get("fields", {}), name)
     changes = {k: payload[k] for k in _FIELD_KEYS if k in payload}
     if not changes:
         raise _fail("请至少修改分级、语义类型、标签之一", "change at least one of level, semantic type, tags")
@@ -275,6 +276,24 @@ def _field_change(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappi
         payload={"dataset": dataset, "field": name, **changes},
         documents=MaskingDocuments(catalog, rules),
         dataset=dataset,
+    )
+
+
+def _field_name_invalid(fields: Mapping[str, Any], name: object) -> StewardshipError:
+    """Fields are named by their code (remark), not their title (备注), which is what a steward sees
+    on screen and types first: name the code the title belongs to. The name typed is repeated only
+    when it is a catalogued title (it may be anything pasted)."""
+    codes = [code for code, spec in fields.items() if isinstance(spec, Mapping) and spec.get("title") == name]
+    if codes:
+        return _fail(
+            f"字段须用英文代码指定：“{name}”是字段 {codes[0]} 的名称，请改用 {codes[0]}",
+            f"name the field by its code: '{name}' is the title of field {codes[0]}; use {codes[0]}",
+        )
+    listed = "、".join(f"{code}（{spec.get('title', code)}）" for code, spec in fields.items())
+    return _fail(
+        f"字段名须为小写英文代码（字母开头，可含数字和下划线）；本数据集的字段有：{listed}",
+        "the field must be named by its lower-case code (a letter, then letters, digits or '_'); "
+        f"this dataset's fields: {', '.join(fields)}",
     )
 
 

@@ -208,7 +208,59 @@ BAD_CHANGES: list[tuple[ProposalKind, dict[str, Any], type[Exception], str]] = [
         "无需变更",
     ),
     (ProposalKind.RULE_DELETE, {"rule_id": "nope"}, StewardshipError, "不存在"),
+    # What a steward types first: the field's Chinese title, and near misses of a code, each answered
+    # with the code meant and the valid ones.
+    (
+        ProposalKind.FIELD,
+        {"dataset": "residents", "field": "备注", "level": 4},
+        StewardshipError,
+        "请改用 remark",
+    ),
+    (
+        ProposalKind.FIELD,
+        {"dataset": "residents", "field": "Remark", "level": 4},
+        StewardshipError,
+        "remark（备注）",
+    ),
+    (
+        ProposalKind.FIELD,
+        {"dataset": "residnets", "field": "remark", "level": 4},
+        UnknownDatasetError,
+        "是否指 residents",
+    ),
+    (
+        ProposalKind.FIELD,
+        {"dataset": "residents", "field": "remark", "semantic_type": "freetext"},
+        CatalogError,
+        "未知的语义类型 freetext；是否指 free_text？",
+    ),
+    (
+        ProposalKind.RULE_UPSERT,
+        {"rule": {"id": "x", "profile": "standard", "semantic_types": ["mobile"], "operator": "mobil"}},
+        RulesError,
+        "未知的脱敏算子 mobil；是否指 mobile？可用的有：keep、",
+    ),
+    (
+        ProposalKind.RULE_UPSERT,
+        {"rule": {"id": "x", "profile": "standard", "semantic_types": ["mobil"], "operator": "mobile"}},
+        RulesError,
+        "未知的语义类型 mobil；是否指 mobile？",
+    ),
+    (
+        ProposalKind.RULE_UPSERT,
+        {"rule": {"id": "x", "profile": "standrad", "operator": "mobile"}},
+        RulesError,
+        "未知的脱敏方案 standrad；是否指 standard？",
+    ),
 ]
+
+
+def test_an_unknown_name_that_looks_like_personal_data_is_not_repeated(baseline: MaskingDocuments) -> None:
+    pasted = {"id": "x", "profile": "standard", "semantic_types": ["mobile"], "operator": "13812345678"}
+    with pytest.raises(RulesError) as info:
+        apply_change(baseline, ProposalKind.RULE_UPSERT, {"rule": pasted})
+    assert "未知的脱敏算子；可用的有" in str(info.value)
+    assert "13812345678" not in str(info.value)
 
 
 RULE_TO_MOVE = {
