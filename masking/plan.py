@@ -172,6 +172,16 @@ def plan_masking(
             decisions.append(FieldDecision(name, None, None, "redact", {}, "fail-closed:not-catalogued"))
             ops.append((name, _redact))
             continue
+        if fspec.level > Level.L4:
+            # Important and core data (GB/T 43697-2024) are beyond personal information: no rule or
+            # exemption shows them, whatever their semantic type — a steward who raises a field to
+            # 重要数据 takes it out of every reader's view, not only out of rules that list the level.
+            source = f"fail-closed:{fspec.level.document_value}"
+            decisions.append(
+                FieldDecision(name, fspec.level, fspec.semantic_type.value, "redact", {}, source)
+            )
+            ops.append((name, _redact))
+            continue
         if name in exemptions:
             op_name, params, source = exemptions[name], {}, "exemption"
         else:

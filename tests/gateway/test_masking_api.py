@@ -235,6 +235,21 @@ def test_a_field_reclassification_needs_another_steward_and_then_changes_what_ca
     assert any(e["body"]["details"]["proposal_id"] == proposal_id for e in proposed)
 
 
+def test_a_field_raised_to_important_data_is_hidden_from_cadre_a_although_a_rule_covers_its_type(
+    stack: Stack,
+) -> None:
+    def mobiles() -> set[object]:
+        return {r["mobile"] for r in records(stack, "cadre_a", page_size=5)}
+
+    assert mobiles() != {"***"}  # level 3: the standard mobile rule shows 3+4
+    raise_to = {"dataset": "residents", "field": "mobile", "level": "important"}
+    changed(stack, "ca_steward", "field_classification", raise_to, "ca_steward2")
+    eventually(lambda: mobiles() == {"***"})
+    restore = {"dataset": "residents", "field": "mobile", "level": 3}
+    changed(stack, "ca_steward2", "field_classification", restore, "ca_steward")
+    eventually(lambda: mobiles() != {"***"})
+
+
 def test_base_tags_are_fixed_and_dynamic_tags_change_only_with_approval(stack: Stack) -> None:
     for kind, tag in (("tag_delete", "身份信息"), ("tag_add", "人口基础信息")):
         body = refused(

@@ -20,7 +20,7 @@ from masking import (
     plan_masking,
     response_level,
 )
-from masking.catalog import parse_catalog
+from masking.catalog import catalog_document, catalog_from_document, parse_catalog
 from masking.rules import parse_rules
 from tests.masking.conftest import AS_OF
 
@@ -156,7 +156,7 @@ semantic_type = "other"
         ("note", "v", "default:keep"),
         ("secret3", REDACTED, "fail-closed:no-rule"),
         ("secret4", REDACTED, "fail-closed:no-rule"),
-        ("vital", REDACTED, "fail-closed:no-rule"),
+        ("vital", REDACTED, "fail-closed:important"),
     ],
 )
 def test_a_field_at_level_3_or_above_with_no_rule_is_redacted(
@@ -168,6 +168,26 @@ def test_a_field_at_level_3_or_above_with_no_rule_is_redacted(
     )
     assert mask_record({field: "v"}, plan) == {field: shown}
     assert plan.decision(field).source == source
+
+
+def test_important_and_core_data_are_redacted_whatever_rule_or_exemption_would_show_them(
+    catalog: Catalog, rules: RuleSet
+) -> None:
+    doc = catalog_document(catalog)
+    doc["datasets"]["residents"]["fields"]["mobile"]["level"] = "important"
+    doc["datasets"]["residents"]["fields"]["household_no"]["level"] = "core"
+    raised = catalog_from_document(doc)
+    for exemptions in ({}, {"mobile": "keep", "household_no": "keep"}):
+        plan = plan_masking(
+            raised, rules, dataset="residents", fields=["mobile", "household_no"], role="village_cadre",
+            scenario="DIBAO_REVIEW", profile="standard", exemptions=exemptions,
+        )  # fmt: skip
+        assert mask_record({"mobile": "13812345678", "household_no": "3102100009"}, plan) == {
+            "mobile": REDACTED,
+            "household_no": REDACTED,
+        }
+        assert plan.decision("mobile").source == "fail-closed:important"
+        assert plan.decision("household_no").source == "fail-closed:core"
 
 
 def test_exemption_from_the_policy_overrides_the_rule_for_that_field_only(
