@@ -443,23 +443,41 @@ class CreditCode(Operator):
         return _textual(mask)
 
 
-_ISO_DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*)?", re.ASCII)
+# Dates as registries write them: ISO (1957-03-02, 19570302, with a time after), other separators and
+# unpadded parts (1957/3/2, 1957.03.02), Chinese (1957年3月2日), and dates known only to the month or
+# year (1957-03, 1957年3月, 1957). Anything else is redacted.
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:"
+    r"-?(?P<m>\d{2})-?(?P<d>\d{2})(?:[T ].*)?"
+    r"|(?P<sep>[-./])(?P<m2>\d{1,2})(?:(?P=sep)(?P<d2>\d{1,2})(?:[T ].*)?)?"
+    r"|年(?P<m3>\d{1,2})月(?:(?P<d3>\d{1,2})日)?"
+    r"|年?)"
+)
+
+
+def _parse_partial_date(value: object) -> tuple[dt.date, str] | None:
+    """The date and how much of it is known ("day", "month" or "year"; unknown parts are 1)."""
+    if isinstance(value, dt.datetime):
+        return value.date(), "day"
+    if isinstance(value, dt.date):
+        return value, "day"
+    if not isinstance(value, str):
+        return None
+    m = _DATE.fullmatch(value.strip())
+    if m is None:
+        return None
+    month = m.group("m") or m.group("m2") or m.group("m3")
+    day = m.group("d") or m.group("d2") or m.group("d3")
+    try:
+        parsed = dt.date(int(m.group("y")), int(month or 1), int(day or 1))
+    except ValueError:
+        return None
+    return parsed, "day" if day else "month" if month else "year"
 
 
 def _parse_date(value: object) -> dt.date | None:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str):
-        return None
-    m = _ISO_DATE.fullmatch(value.strip())
-    if m is None:
-        return None
-    try:
-        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    except ValueError:
-        return None
+    parsed = _parse_partial_date(value)
+    return parsed[0] if parsed is not None and parsed[1] == "day" else None
 
 
 class DateGeneralise(Operator):
@@ -483,10 +501,12 @@ class DateGeneralise(Operator):
                     return value[:keep]
             if value is None:
                 return None
-            d = _parse_date(value)
-            if d is None:
+            parsed = _parse_partial_date(value)
+            if parsed is None:
                 return REDACTED
-            return f"{d.year:04d}-{d.month:02d}" if month else f"{d.year:04d}"
+            d, known = parsed
+            # A date known only to the year is shown as its year under either granularity.
+            return f"{d.year:04d}-{d.month:02d}" if month and known != "year" else f"{d.year:04d}"
 
         return mask
 
