@@ -11,6 +11,7 @@ The level of a response is the highest level among its fields (就高从严, see
 
 from __future__ import annotations
 
+import difflib
 import enum
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -144,6 +145,13 @@ class DatasetSpec:
     def quasi_identifiers(self) -> tuple[str, ...]:
         """Fields declared as quasi-identifiers for the k-anonymity guard (GB/T 37964-2019 §3.7)."""
         return tuple(name for name, spec in self.fields.items() if spec.quasi_identifier)
+
+    def field_meant(self, name: str) -> str | None:
+        """The catalogued field a name not in the catalog most likely means: the one with that title
+        (备注 -> remark), else a code a typo away (mobil -> mobile); None when nothing is close."""
+        by_title = next((code for code, spec in self.fields.items() if spec.title == name), None)
+        close = difflib.get_close_matches(name, list(self.fields), n=1, cutoff=0.75)
+        return by_title or (close[0] if close else None)
 
 
 @dataclass(frozen=True, slots=True)

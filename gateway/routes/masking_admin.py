@@ -63,7 +63,7 @@ from masking import (
     mask_record,
     plan_masking,
 )
-from masking.catalog import catalog_document
+from masking.catalog import DatasetSpec, catalog_document
 from masking.dlp import scan_response
 from masking.errors import (
     MaskingError,
@@ -436,6 +436,11 @@ def _dry_run(
         "level_label_zh": plan.level.label_zh,
         "plan": plan.explain(),
     }
+    # A name not in the catalog is planned as it would be served (redacted), but a steward who typed a
+    # field's title (姓名) or a typo (mobil) is testing nothing: say so, and name the field meant.
+    notes = [_uncatalogued_note(spec, name) for name in dict.fromkeys(fields) if name not in spec.fields]
+    if notes:
+        result["notes"] = notes
     if body.sample is not None:
         masked = [mask_record(body.sample, plan)]
         drift: list[dict[str, Any]] = []
@@ -447,6 +452,18 @@ def _dry_run(
         result["masked"] = masked[0]
         result["drift"] = drift
     return result
+
+
+def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
+    meant = spec.field_meant(name)
+    zh = f"字段 {name} 不在数据集 {spec.name} 的目录中，按未编目字段处理（整体隐藏为 ***），未试到任何规则"
+    en = f"field {name} is not in the catalog of {spec.name}: redacted as uncatalogued (***), no rule tried"
+    return {
+        "field": name,
+        "did_you_mean": meant,
+        "message_zh": zh + (f"。是否指 {meant}？" if meant else "。"),
+        "message_en": en + (f". Did you mean {meant}?" if meant else "."),
+    }
 
 
 # -- unmask ----------------------------------------------------------------------------------------

@@ -425,6 +425,27 @@ def test_dry_run_returns_the_plan_and_the_masked_sample(stack: Stack) -> None:
     assert out["level"] == 4 and resp_has_no_store(api(stack, "POST", "/dry-run", "ca_steward", body=body))
 
 
+def test_dry_run_of_a_name_not_in_the_catalog_says_so_and_names_the_field_meant(stack: Stack) -> None:
+    body = {
+        "dataset": "residents",
+        "role": "village_cadre",
+        "scenario": "DIBAO_REVIEW",
+        "fields": ["姓名", "mobil", "mobile", "zzz"],
+        "sample": {"姓名": "欧阳娜娜", "mobil": "13812345678", "mobile": "13812345678"},
+    }
+    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    assert out["masked"] == {"姓名": "***", "mobil": "***", "mobile": "138****5678"}
+    notes = {n["field"]: n for n in out["notes"]}
+    assert set(notes) == {"姓名", "mobil", "zzz"}
+    assert notes["姓名"]["did_you_mean"] == "name" and notes["mobil"]["did_you_mean"] == "mobile"
+    assert notes["zzz"]["did_you_mean"] is None
+    assert notes["姓名"]["message_zh"].startswith("字段 姓名 不在数据集 residents 的目录中")
+    assert "是否指 name？" in notes["姓名"]["message_zh"]
+    assert "notes" not in ok(
+        api(stack, "POST", "/dry-run", "ca_steward", body={**body, "fields": ["mobile"]})
+    )
+
+
 def resp_has_no_store(resp: httpx.Response) -> bool:
     return resp.headers.get("cache-control") == "no-store"
 
