@@ -206,6 +206,15 @@ _LEFT_CUES = "|".join(LEFT_CUES)
 _SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
 _RIGHT_CUES = r"[，。、；：:,;.\s（()）]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
 _NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}"
+# Names of Uyghur, Kazakh and other minority residents as written in Chinese: transliterated parts
+# joined by an interpunct (阿依古丽·买买提), with no dictionary surname to anchor them; the dot is.
+# Their parts take any character a given name may, and 都 (阿不都); each part ends at the first place a
+# name ends anyway: a right cue (电话…), a function word, anything not a Chinese character.
+_DOT = "[·•・‧]"
+_PART = r"(?:(?![的了是在和与及或等人户说到把被为有无已未要会对从向也还就将其该此])[\u4e00-\u9fff])"
+_DOTTED_NAME = (
+    rf"{_PART}{{1,6}}{_DOT}{_PART}{{1,8}}?(?:{_DOT}{_PART}{{1,8}}?)?(?:(?={_RIGHT_CUES})|(?!{_PART}))"
+)
 
 
 class ChineseNameRecognizer(_ChinesePatternRecognizer):
@@ -215,6 +224,7 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
     ENTITY = PERSON
     PATTERNS = (
         Pattern("cn_name_left_cue", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_NAME}(?={_RIGHT_CUES})", 0.85),
+        Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
             rf"(?<![\u4e00-\u9fff]){_NAME}(?={'|'.join(HONORIFICS)})",
@@ -226,6 +236,7 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
     # the same names unless one name's characters are themselves the next name's cue (tested).
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
         "cn_name_left_cue": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_NAME})(?={_RIGHT_CUES})", "v"),
+        "cn_name_dotted": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_DOTTED_NAME})", "v"),
     }
     CONTEXT = ("姓名", "户主", "联系人")
 
