@@ -115,6 +115,12 @@ class CnLandlineRecognizer(_ChinesePatternRecognizer):
     PATTERNS = (
         Pattern("cn_landline", r"(?<![0-9])(?:[(（]0\d{2,3}[)）][-\s]?|0\d{2,3}-)\d{7,8}(?![0-9])", 0.6),
         Pattern("cn_landline_compact", r"(?<![0-9])0\d{10,11}(?![0-9])", 0.3),
+        # the local number in groups, as people write it: 021 5961 2345, 0571-8888-8888
+        Pattern(
+            "cn_landline_grouped",
+            r"(?<![0-9])(?:[(（]0\d{2,3}[)）][-\s]?|0\d{2,3}[-\s])\d{3,4}[-\s]\d{4}(?![0-9])",
+            0.6,
+        ),
     )
     CONTEXT = ("电话", "座机", "固话")
 

@@ -296,8 +296,9 @@ class Mobile(Operator):
 
 
 _LANDLINE = re.compile(
-    r"[(（]?(0\d{2,3})[)）]?[-\s]?(\d{7,8})(?:(?:-|转|ext\.?|x)\d{1,6})?", re.IGNORECASE | re.ASCII
+    r"[(（]?(0\d{2,3})[)）]?[-\s]?(\d{3,4}[-\s]?\d{4})(?:(?:-|转|ext\.?|x)\d{1,6})?", re.IGNORECASE | re.ASCII
 )
+_GROUP_SEPARATOR = re.compile(r"[-\s]")
 
 
 class Landline(Operator):
@@ -312,7 +313,8 @@ class Landline(Operator):
             m = _LANDLINE.fullmatch(text.strip())
             if m is None:
                 return REDACTED
-            area, local = m.group(1), m.group(2)
+            # The local number as written in groups (5961 2345) is masked as one.
+            area, local = m.group(1), _GROUP_SEPARATOR.sub("", m.group(2))
             # The extension is dropped: it can identify a single desk.
             return f"{area}-" + "*" * (len(local) - last) + (local[len(local) - last :] if last else "")
 

@@ -49,6 +49,8 @@ TABLE: list[tuple[str, dict[str, ParamValue], object, object]] = [
     ("landline", {}, "010-12345678", "010-******78"),
     ("landline", {}, "(0571)87654321转123", "0571-******21"),
     ("landline", {"keep_last": 0}, "0571-8765432", "0571-*******"),
+    ("landline", {}, "021 5961 2345", "021-******45"),  # the local number in groups
+    ("landline", {}, "0571-8888-8888", "0571-******88"),
     ("landline", {}, "87654321", REDACTED),
     ("name", {}, "张三", "张*"),
     ("name", {}, "王建国", "王**"),
