@@ -210,7 +210,11 @@ LEFT_CUES: tuple[str, ...] = (
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
 _SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
-_RIGHT_CUES = r"[，。、；：:,;.\s（()）]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+# After a name in a remark, the words of where or how the person is (其女王燕在外务工、户主张伟已去世、
+# 现居…、于2019年…) end it as surely as punctuation does.
+_RIGHT_CUES = (
+    r"[，。、；：:,;.\s（()）在已现于]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+)
 _NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}"
 # Names of Uyghur, Kazakh and other minority residents as written in Chinese: transliterated parts
 # joined by an interpunct (阿依古丽·买买提), with no dictionary surname to anchor them; the dot is.
