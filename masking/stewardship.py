@@ -690,9 +690,15 @@ class StewardshipService:
                 f"the change no longer applies to the catalog or rules in force: {exc.message_en}",
             ) from None
         if planned.before != (None if proposal.before is None else dict(proposal.before)):
+            # Name what changed it, so the approver can compare the two before rejecting.
+            since = [p.proposal_id for p in self.repository.approved() if p.target == proposal.target]
+            by_zh, by_en = (f"（变更申请 {since[-1]}）", f" ({since[-1]})") if since else ("", "")
             raise ProposalConflictError(
-                "提出后该项已被另一项变更修改，请驳回后重新提出",
-                "what this proposal changes was changed by another approval since; reject and re-propose",
+                f"此申请提出后，{proposal.target} 已被另一项获批的变更{by_zh}修改，不能再按原内容批准。"
+                "请驳回此申请；如仍需要，请提出人按现行内容重新提出。",
+                f"{proposal.target} was changed by another approved proposal{by_en} after this one was made, "
+                "so it cannot be approved as it stands; reject it, and the proposer may propose again "
+                "against what is in force",
             )
         clean_note = _clean_text(note, "审批意见", "note", max_len=500, required=False) or None
         seq = self.repository.bump_version(now)

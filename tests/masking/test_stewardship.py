@@ -408,8 +408,14 @@ def test_a_proposal_overtaken_by_another_approval_is_a_conflict(
     a, _ = svc.propose(STEWARD, "field_classification", {**FIELD, "level": 4}, "r", NOW)
     b, _ = svc.propose(STEWARD, "field_classification", {**FIELD, "level": 2}, "r", NOW)
     svc.approve(a.proposal_id, STEWARD2, None, NOW)
-    with pytest.raises(ProposalConflictError):
+    with pytest.raises(ProposalConflictError) as info:
         svc.approve(b.proposal_id, STEWARD2, None, NOW)
+    # The approver is told what changed it and what to do: reject; the proposer may propose again.
+    assert info.value.message_zh == (
+        f"此申请提出后，{b.target} 已被另一项获批的变更（变更申请 {a.proposal_id}）修改，不能再按原内容批准。"
+        "请驳回此申请；如仍需要，请提出人按现行内容重新提出。"
+    )
+    assert a.proposal_id in info.value.message_en
     with pytest.raises(ProposalConflictError):
         svc.approve(a.proposal_id, ADMIN, None, NOW)  # no longer pending
 
