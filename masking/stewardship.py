@@ -45,6 +45,7 @@ from masking.errors import (
     MaskingError,
     ProposalConflictError,
     ProposalNotFoundError,
+    RulesError,
     StewardshipError,
     StewardshipForbiddenError,
     UnknownDatasetError,
@@ -422,7 +423,13 @@ def _rule_upsert(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappin
     listed.insert(position, rule)
     new_rules = MaskingDocuments(catalog, rules)
     # Normalise what is stored to what the validator understood (defaults filled in).
-    built = rules_from_document(rules, source="proposal rules")
+    try:
+        built = rules_from_document(rules, source="proposal rules")
+    except RulesError as exc:
+        # Named by the rule proposed, not by its place in the whole list ("rules[22]").
+        raise RulesError(
+            "proposed rule", rule_id, exc.detail_zh, exc.detail_en, path_zh="提议的规则"
+        ) from None
     after = next(_doc for _doc in rules_document(built)["rules"] if _doc["id"] == rule_id)
     if before is not None:
         old = rules_from_document({**rules, "rules": [before]}, source="current rules")

@@ -255,6 +255,18 @@ BAD_CHANGES: list[tuple[ProposalKind, dict[str, Any], type[Exception], str]] = [
 ]
 
 
+def test_an_invalid_proposed_rule_is_named_by_its_id_not_its_place_in_the_rule_list(
+    baseline: MaskingDocuments,
+) -> None:
+    typo = {"id": "standard.mobile", "profile": "standard", "semantic_types": ["mobile"], "operator": "mobil"}
+    with pytest.raises(RulesError) as info:
+        apply_change(baseline, ProposalKind.RULE_UPSERT, {"rule": typo})
+    assert info.value.message_zh.startswith(
+        "提议的规则：standard.mobile：未知的脱敏算子 mobil；是否指 mobile？"
+    )
+    assert info.value.message_en.startswith("proposed rule: standard.mobile: unknown operator 'mobil'")
+
+
 def test_an_unknown_name_that_looks_like_personal_data_is_not_repeated(baseline: MaskingDocuments) -> None:
     pasted = {"id": "x", "profile": "standard", "semantic_types": ["mobile"], "operator": "13812345678"}
     with pytest.raises(RulesError) as info:
