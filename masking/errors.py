@@ -44,9 +44,12 @@ class CatalogError(MaskingError):
 
     code = "catalog_invalid"
 
-    def __init__(self, path: str, entry: str, message_zh: str, message_en: str) -> None:
-        super().__init__(f"{path}：{entry}：{message_zh}", f"{path}: {entry}: {message_en}")
+    def __init__(
+        self, path: str, entry: str, message_zh: str, message_en: str, *, path_zh: str | None = None
+    ) -> None:
+        super().__init__(f"{path_zh or path}：{entry}：{message_zh}", f"{path}: {entry}: {message_en}")
         self.path = path
+        self.detail_zh, self.detail_en = message_zh, message_en
         self.entry = entry
 
 

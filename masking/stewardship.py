@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from grassroots_common.personal_data import personal_data_in
 from masking.catalog import Catalog, Level, catalog_document, catalog_from_document
 from masking.errors import (
+    CatalogError,
     MaskingError,
     ProposalConflictError,
     ProposalNotFoundError,
@@ -222,7 +223,12 @@ def apply_change(documents: MaskingDocuments, kind: ProposalKind, payload: Mappi
         planned = _rule_upsert(catalog, rules, payload)
     else:
         planned = _rule_delete(catalog, rules, payload)
-    planned.documents.build("proposal")
+    try:
+        planned.documents.build("proposal")
+    except CatalogError as exc:
+        raise CatalogError(
+            "proposed change", exc.entry, exc.detail_zh, exc.detail_en, path_zh="提议的变更"
+        ) from None
     return planned
 
 

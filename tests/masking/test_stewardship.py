@@ -232,7 +232,8 @@ BAD_CHANGES: list[tuple[ProposalKind, dict[str, Any], type[Exception], str]] = [
         ProposalKind.FIELD,
         {"dataset": "residents", "field": "remark", "semantic_type": "freetext"},
         CatalogError,
-        "未知的语义类型 freetext；是否指 free_text？",
+        "提议的变更：datasets.residents.fields.remark.semantic_type：未知的语义类型 freetext；"
+        "是否指 free_text？",
     ),
     (
         ProposalKind.RULE_UPSERT,
