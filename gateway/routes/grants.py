@@ -311,6 +311,16 @@ async def list_grants(
                 f"status must be one of {', '.join(s.value for s in GrantStatus)}.",
                 code="invalid_status",
             ) from None
+    if scenario is not None and runtime.policy().scenarios.get(scenario) is None:
+        # A typo (DIBAO_REVEIW) answered an empty list, which reads as "no grants": named, not echoed.
+        codes = sorted(s.code for s in runtime.policy().scenarios)
+        raise InvalidRequest(
+            f"scenario 不是已有的使用场景代码，请核对：可用的有 {'、'.join(codes)}"
+            "（说明见 grassroots grants scenarios）。",
+            f"scenario is not a scenario code; the codes are {', '.join(codes)} "
+            "(described by grassroots grants scenarios).",
+            code="unknown_scenario",
+        )
     org_code = checked_org(org, "org") if org else None
     subject = subject_of(principal)
     now = datetime.now(UTC)

@@ -507,6 +507,19 @@ def test_the_grant_list_pages_newest_first(stack: Stack) -> None:
     assert whole.index(ids[2]) < whole.index(ids[1]) < whole.index(ids[0])
 
 
+def test_a_mistyped_scenario_in_the_grant_list_is_named_not_answered_with_no_grants(stack: Stack) -> None:
+    """``grants list --scenario DIBAO_REVEIW`` answered an empty list, which a steward reads as "no grants
+    under that scenario"; the codes are listed, and what was typed is not repeated."""
+    resp = api(stack, "GET", "/grants", "ca_steward", params={"scenario": "DIBAO_REVEIW"})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"] == "unknown_scenario"
+    assert "DIBAO_REVIEW" in body["message"] and "REVEIW" not in resp.text
+    assert body["message"].startswith("scenario 不是已有的使用场景代码")
+    known = api(stack, "GET", "/grants", "ca_steward", params={"scenario": "DIBAO_REVIEW"})
+    assert known.status_code == 200 and all(g["scenario"] == "DIBAO_REVIEW" for g in known.json()["items"])
+
+
 def test_a_reminder_of_a_grant_whose_renewal_waits_names_that_renewal(stack: Stack) -> None:
     """The reminder kept asking the steward to renew a grant whose renewal already waited for its second
     steward (renewing again is refused); it names the waiting renewal and the step left."""
