@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -543,19 +543,25 @@ def _load_keys_or_exit(settings: Settings) -> None:
     audit_hmac_key(settings)
     masking_keys_or_exit(settings)
     token_key = AdmissionSettings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
-    for variable, path in (
-        ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path),
-        ("GRASSROOTS_CHECKPOINT_KEY_PATH", settings.effective_checkpoint_key_path),
+    loaders: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
+        ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path, load_or_create_ed25519),
+        (
+            "GRASSROOTS_CHECKPOINT_KEY_PATH",
+            settings.effective_checkpoint_key_path,
+            CheckpointSigner.load_or_create,
+        ),
         # Made by the first request for a system token (race-free across workers): only checked here.
-        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", token_key if token_key.exists() else None),
-    ):
+        (
+            "GRASSROOTS_ADMISSION_TOKEN_KEY_PATH",
+            token_key if token_key.exists() else None,
+            load_or_create_ed25519,
+        ),
+    )
+    for variable, path, load in loaders:
         if path is None:
             continue
         try:
-            if variable == "GRASSROOTS_CHECKPOINT_KEY_PATH":
-                CheckpointSigner.load_or_create(path)
-            else:
-                load_or_create_ed25519(path)
+            load(path)
         except CheckpointError as exc:
             reason_zh, reason_en = exc.message_zh, str(exc)
         except OSError as exc:
