@@ -311,9 +311,10 @@ async def list_grants(
                 f"status must be one of {', '.join(s.value for s in GrantStatus)}.",
                 code="invalid_status",
             ) from None
-    if scenario is not None and runtime.policy().scenarios.get(scenario) is None:
+    catalog = runtime.policy().scenarios
+    if scenario is not None and catalog.get(scenario) is None:
         # A typo (DIBAO_REVEIW) answered an empty list, which reads as "no grants": named, not echoed.
-        codes = sorted(s.code for s in runtime.policy().scenarios)
+        codes = sorted(s.code for s in catalog)
         raise InvalidRequest(
             f"scenario 不是已有的使用场景代码，请核对：可用的有 {'、'.join(codes)}"
             "（说明见 grassroots grants scenarios）。",
