@@ -122,6 +122,27 @@ def admission_config() -> AdmissionConfig:
     return load_admission_config(admission_settings().config_path)
 
 
+#: The district departments that own data behind the gateway or run systems reaching villages, by the code
+#: the scenario catalog and admission use: readers of the 通报 and residents are told the department, not
+#: its code. The admission offices' configured names (``GRASSROOTS_ADMISSION_CONFIG_PATH``) take precedence.
+DEPARTMENT_NAMES_ZH: Mapping[str, str] = {
+    "civil_affairs": "区民政局",
+    "public_security": "区公安分局",
+    "health": "区卫健委",
+}
+
+
+def department_names() -> dict[str, str]:
+    """Department code -> Chinese name: the admission offices' names over the table above."""
+    return {**DEPARTMENT_NAMES_ZH, **admission_config().department_names_zh()}
+
+
+def _department_json(department: str) -> dict[str, Any]:
+    """A department as a reviewer reads it (区民政局) beside the code machines match on (civil_affairs);
+    the name is null for a department neither table names."""
+    return {"department": department, "department_name_zh": department_names().get(department)}
+
+
 def _service(session: Session) -> AdmissionService:
     return AdmissionService(session, admission_config())
 
@@ -346,6 +367,7 @@ def _progress_view(service: AdmissionService, system_id: str) -> dict[str, Any]:
         "votes": [
             {
                 "office": v.office,
+                "office_name_zh": office(v.office)["name_zh"],
                 "reviewer_id": v.reviewer_id,
                 "vote": v.vote.value,
                 "comment": v.comment,
@@ -375,7 +397,10 @@ def _registration_view(
     service: AdmissionService, catalog: Catalog, reg: SystemRegistration, principal: Principal
 ) -> dict[str, Any]:
     include_contact = _is_department_admin(principal, reg) or "admission_reviewer" in principal.roles
-    view = reg.as_dict(include_contact=include_contact)
+    # The department's name right after its code, where a reviewer reading the CLI's JSON looks for it.
+    view: dict[str, Any] = {}
+    for key, value in reg.as_dict(include_contact=include_contact).items():
+        view.update(_department_json(value) if key == "department" else {key: value})
     view["status_zh"] = STATUS_LABELS_ZH[reg.status]
     view["field_mapping"] = _field_mapping(catalog, reg.collects_fields)
     client_id = service.client_id_for(reg.system_id)
@@ -444,6 +469,7 @@ _REGISTRATION_VIEW_KEYS = frozenset(
     {
         "status",
         "status_zh",
+        "department_name_zh",
         "filing_number",
         "approved_until",
         "created_by",
@@ -576,7 +602,7 @@ async def list_systems(
                 {
                     "system_id": r.system_id,
                     "name": r.name,
-                    "department": r.department,
+                    **_department_json(r.department),
                     "status": r.status.value,
                     "status_zh": STATUS_LABELS_ZH[r.status],
                     "filing_number": r.filing_number,
@@ -923,7 +949,9 @@ async def recertification_reminders(
                     {"role": "admission_reviewer", "office": office, "action": "review"} for office in pending
                 ]
             else:
-                must_act = [{"role": "system_admin", "department": reg.department, "action": "recertify"}]
+                must_act = [
+                    {"role": "system_admin", **_department_json(reg.department), "action": "recertify"}
+                ]
             # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
             ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
             if reminder.lapsed:
@@ -946,7 +974,7 @@ async def recertification_reminders(
             out.append(
                 {
                     "system_id": reminder.system_id,
-                    "department": reg.department,
+                    **_department_json(reg.department),
                     "approved_until": reminder.approved_until.isoformat(),
                     "days_left": reminder.days_left,
                     "threshold_days": reminder.threshold_days,
@@ -1593,7 +1621,7 @@ async def system_me(
         return {
             "system_id": reg.system_id,
             "name": reg.name,
-            "department": reg.department,
+            **_department_json(reg.department),
             "status": reg.status.value,
             "status_zh": STATUS_LABELS_ZH[reg.status],
             "filing_number": reg.filing_number,

@@ -33,6 +33,7 @@ from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
 from gateway.free_text import refuse_personal_data
 from gateway.pipeline import subject_of
+from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from policies import (
     BreakGlassReview,
@@ -128,13 +129,21 @@ def grant_json(grant: ScenarioGrant, now: datetime | None = None) -> dict[str, A
 def _reminder_json(reminder: RenewalReminder, renewal: ScenarioGrant | None = None) -> dict[str, Any]:
     """``renewal``: the grant's renewal already waiting for its second steward. The step left is that
     approval (renewing again is refused), so the reminder names it."""
+    names = department_names()
     body: dict[str, Any] = {
         "grant_id": reminder.grant_id,
         "scenario": reminder.scenario,
         "org_scope": reminder.org_scope,
         "valid_until": reminder.valid_until.isoformat(),
         "days_left": reminder.days_left,
-        "must_act": {"role": reminder.must_act_role, "department": reminder.must_act_department},
+        "must_act": {
+            "role": reminder.must_act_role,
+            "department": reminder.must_act_department,
+            # A steward reads 区民政局, not civil_affairs (a grant over two departments' data names both).
+            "department_name_zh": "、".join(
+                names.get(code, code) for code in reminder.must_act_department.split(",")
+            ),
+        },
         "requested_by": reminder.requested_by,
     }
     if renewal is not None:

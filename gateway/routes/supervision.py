@@ -67,7 +67,7 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavai
 from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.pipeline import record_audit
-from gateway.routes.admission_api import admission_config
+from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
@@ -123,16 +123,6 @@ REFUSAL_REASONS_ZH: Mapping[str, str] = {
     "system_suspended": "部门系统准入已暂停",
     "system_revoked": "部门系统准入已撤销",
     "system_lapsed": "部门系统准入已到期",
-}
-
-
-#: The district departments that own data behind the gateway or run systems reaching villages, by the code
-#: the scenario catalog and admission use: readers of the 通报 and residents are told the department, not
-#: its code. The admission offices' configured names (``GRASSROOTS_ADMISSION_CONFIG_PATH``) take precedence.
-DEPARTMENT_NAMES_ZH: Mapping[str, str] = {
-    "civil_affairs": "区民政局",
-    "public_security": "区公安分局",
-    "health": "区卫健委",
 }
 
 
@@ -354,11 +344,6 @@ def _deadlines() -> Deadlines:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def department_names() -> dict[str, str]:
-    """Department code -> Chinese name: the admission offices' names over the table above."""
-    return {**DEPARTMENT_NAMES_ZH, **admission_config().department_names_zh()}
 
 
 @lru_cache(maxsize=1)

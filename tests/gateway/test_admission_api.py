@@ -440,6 +440,27 @@ def test_a_refused_supervisory_act_is_named_as_asked_not_as_its_permission(
         assert not resp.json()["message_en"].startswith("Your role may not revoke")
 
 
+def test_lists_and_views_name_the_department_beside_its_code(stack: Stack) -> None:
+    """A reviewer reading the list saw ``"department": "civil_affairs"`` where she looks for 区民政局: each
+    list, view and reminder now names the department (Chinese) beside the code machines match on."""
+    listed = {s["system_id"]: s for s in ok(call(stack, "GET", f"{API}/systems", "rv_gov_office"))["systems"]}
+    named = {
+        sid: (s["department"], s["department_name_zh"])
+        for sid, s in listed.items()
+        if sid in ("civil-affairs-registry", "person-house-registry", "health-followup-app")
+    }
+    assert named == {
+        "civil-affairs-registry": ("civil_affairs", "区民政局"),
+        "person-house-registry": ("public_security", "区公安分局"),
+        "health-followup-app": ("health", "区卫健委"),
+    }
+    shown = ok(call(stack, "GET", f"{API}/systems/civil-affairs-registry", "rv_gov_office"))
+    assert list(shown)[list(shown).index("department") + 1] == "department_name_zh"
+    assert shown["department_name_zh"] == "区民政局"
+    cli = stack.cli("admission", "list", "--as", "rv_gov_office", "--url", stack.base_url)
+    assert '"department_name_zh": "区民政局"' in cli.stdout
+
+
 def test_system_admin_lists_only_their_department(stack: Stack, ca_system_under_review: str) -> None:
     health = ok(call(stack, "GET", f"{API}/systems", "hb_sysadmin"))["systems"]
     assert health and {s["department"] for s in health} == {"health"}
@@ -846,6 +867,15 @@ def set_approved_until(stack: Stack, sid: str, ends: datetime) -> None:
         conn.execute(sa.text("UPDATE admission_registry_version SET version = version + 1"))
 
 
+#: Who must act on a lapsing health system: its department, named beside its code.
+RECERTIFY_HEALTH = {
+    "role": "system_admin",
+    "department": "health",
+    "department_name_zh": "区卫健委",
+    "action": "recertify",
+}
+
+
 def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     sid, token = _fresh_system_with_token(stack)
     # As if the approval had been granted a year ago: it ends two seconds from now.
@@ -853,9 +883,7 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     set_approved_until(stack, sid, ends)
     reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
     mine = next(r for r in reminders if r["system_id"] == sid)
-    assert mine["threshold_days"] == 7 and mine["must_act"] == [
-        {"role": "system_admin", "department": "health", "action": "recertify"}
-    ]
+    assert mine["threshold_days"] == 7 and mine["must_act"] == [RECERTIFY_HEALTH]
     # Lapse by time alone: no status change is needed for routing to refuse.
     held, _ = _until(lambda: as_system(stack.base_url, token).status_code == 403, 10.0)
     assert held
@@ -869,7 +897,7 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
     mine = next(r for r in reminders if r["system_id"] == sid)
     assert (mine["lapsed"], mine["threshold_days"]) == (True, 0)
-    assert mine["must_act"] == [{"role": "system_admin", "department": "health", "action": "recertify"}]
+    assert mine["must_act"] == [RECERTIFY_HEALTH]
     assert "已被阻断" in mine["message_zh"] and "blocked" in mine["message_en"]
 
     reopened = ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))

@@ -538,6 +538,7 @@ def test_a_reminder_of_a_grant_whose_renewal_waits_names_that_renewal(stack: Sta
     assert mine["must_act"] == {
         "role": "data_steward",
         "department": "civil_affairs",
+        "department_name_zh": "区民政局",
         "action": "second_approval",
         "grant_id": waiting["grant_id"],
     }
@@ -585,7 +586,12 @@ def test_reminders_name_who_must_act(stack: Stack) -> None:
             "items"
         ]
     }[grant_id]
-    assert reminder["must_act"] == {"role": "data_steward", "department": "civil_affairs"}
+    # The steward reads her department's name (区民政局) beside the code, not the code alone.
+    assert reminder["must_act"] == {
+        "role": "data_steward",
+        "department": "civil_affairs",
+        "department_name_zh": "区民政局",
+    }
     assert reminder["days_left"] in (2, 3)
 
 
