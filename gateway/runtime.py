@@ -135,6 +135,18 @@ _BLOCKED_FOR_READER: Mapping[str, tuple[str, str]] = {
 }
 
 
+def _system_named(target: UpstreamTarget) -> tuple[str, str]:
+    """How a refusal names the providing system to a village user: by its registered name, which she may
+    have heard of (a system's name is not personal data), with the id beside it for whoever she reports
+    the refusal to. Chinese, English."""
+    if not target.system_name:
+        return f" {target.system_id} ", target.system_id
+    return (
+        f"“{target.system_name}”（系统标识 {target.system_id}）",
+        f"{target.system_name} (id {target.system_id})",
+    )
+
+
 class Runtime:
     def __init__(
         self,
@@ -389,6 +401,7 @@ class Runtime:
                     path=path,
                     credential=credentials.get(registration.system_id),
                     lookup_path=lookup if lookup in provided.endpoints else None,
+                    system_name=registration.name,
                 )
         return _Routes(snapshot=snapshot, targets=targets, credential_unavailable=unavailable)
 
@@ -434,26 +447,27 @@ class Runtime:
             )
         verdict = routes.snapshot.verdict(target.system_id, now)
         if not verdict.allowed:
+            named_zh, named_en = _system_named(target)
             zh, en = _BLOCKED_FOR_READER.get(verdict.code, _BLOCKED_FOR_READER["system_not_approved"])
             raise Forbidden(
-                f"提供该数据的部门系统 {target.system_id} {zh}，网关不向其取数，本次未返回任何数据。"
+                f"提供该数据的部门系统{named_zh}{zh}，网关不向其取数，本次未返回任何数据。"
                 "这不是您的账号或授权问题，需由该系统所属部门处理；工作急需时请联系数据所属部门。",
-                f"Departmental system {target.system_id}, which provides this data, {en}; the gateway does "
+                f"Departmental system {named_en}, which provides this data, {en}; the gateway does "
                 "not call it and no data was returned. This is not a matter of your account or grant: the "
                 "system's department must act; if your work is urgent, contact the department owning the "
                 "data.",
                 code=verdict.code,
-                extra={"system": target.system_id},
+                extra={"system": target.system_id, "system_name": target.system_name},
             )
         if target.system_id in routes.credential_unavailable:
             # Fail closed: a system whose stored credential cannot be used is not called without it.
+            named_zh, named_en = _system_named(target)
             raise ServiceUnavailable(
-                f"网关暂时无法取得调用部门系统 {target.system_id} 所需的凭证，本次未返回任何数据。"
-                "请联系平台管理员。",
-                f"The gateway cannot use its credential for departmental system {target.system_id}; "
+                f"网关暂时无法取得调用部门系统{named_zh}所需的凭证，本次未返回任何数据。请联系平台管理员。",
+                f"The gateway cannot use its credential for departmental system {named_en}; "
                 "no data was returned. Contact the platform administrator.",
                 code="upstream_credential_unavailable",
-                extra={"system": target.system_id},
+                extra={"system": target.system_id, "system_name": target.system_name},
             )
         return target
 

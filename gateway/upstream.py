@@ -130,6 +130,8 @@ class UpstreamTarget:
     credential: str | None = field(default=None, repr=False)
     #: The record-id lookup endpoint, when the registration declares one (``LOOKUP_SUFFIX``).
     lookup_path: str | None = None
+    #: The system's registered name (区民政局居民信息登记系统), how a refusal names it to a village user.
+    system_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -913,7 +913,8 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
 
 def test_a_lapsed_provider_is_explained_to_the_village_user_the_data_path_refuses(stack: Stack) -> None:
     """The residents' registry lapsed: the cadre's read was refused with words addressed to its department
-    (须重新通过联审后才能访问), and her own ``policy explain`` answered "allowed"."""
+    (须重新通过联审后才能访问), and her own ``policy explain`` answered "allowed". The refusal then named
+    the system by its id alone (civil-affairs-registry); now by its registered name, the id beside it."""
     with stack.engine.connect() as conn:
         until = conn.execute(
             sa.text("SELECT approved_until FROM admission_systems WHERE system_id = 'civil-affairs-registry'")
@@ -928,8 +929,16 @@ def test_a_lapsed_provider_is_explained_to_the_village_user_the_data_path_refuse
             timeout=30.0,
         ).json()
         assert refused["message"] == (
-            "提供该数据的部门系统 civil-affairs-registry 的准入已到期，尚未重新通过准入联审，网关不向其取数，"
+            "提供该数据的部门系统“区民政局居民信息登记系统”（系统标识 civil-affairs-registry）的准入已到期，"
+            "尚未重新通过准入联审，网关不向其取数，"
             "本次未返回任何数据。这不是您的账号或授权问题，需由该系统所属部门处理；工作急需时请联系数据所属部门。"
+        )
+        assert refused["message_en"].startswith(
+            "Departmental system 区民政局居民信息登记系统 (id civil-affairs-registry), which provides"
+        )
+        assert (refused["system"], refused["system_name"]) == (
+            "civil-affairs-registry",
+            "区民政局居民信息登记系统",
         )
         explained = ok(
             call(
