@@ -10,6 +10,10 @@ be guessed. Anything else, or a day that does not exist (``2026-13-01``), is ref
 
 A range whose start is not before its end is refused (:func:`checked_range`): it can hold no event, and an
 empty answer would read as "nothing happened" to the supervisor who swapped the two.
+
+A month (:data:`Month`, the monthly report's, an archive's, a prune's) is written as people write it too:
+``2026-1``, ``2026-01``, ``2026/1``, ``2026年1月``, full-width digits; it becomes ``2026-01``. A month that
+does not exist (``2026-13``) or anything else is refused with error type ``month``, the value not repeated.
 """
 
 from __future__ import annotations
@@ -25,12 +29,37 @@ from pydantic_core import PydanticCustomError
 from audit import CHINA_STANDARD_TIME
 from gateway.errors import InvalidRequest
 
-__all__ = ["DueAt", "SinceTime", "UntilTime", "checked_range"]
+__all__ = ["DueAt", "Month", "SinceTime", "UntilTime", "checked_range", "month_label"]
 
 _DAY: Final = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m1>\d{1,2})-(?P<d1>\d{1,2})|/(?P<m2>\d{1,2})/(?P<d2>\d{1,2})"
     r"|年(?P<m3>\d{1,2})月(?P<d3>\d{1,2})[日号]?)"
 )
+
+
+_MONTH: Final = re.compile(r"(?P<y>\d{4})(?:[-/](?P<m1>\d{1,2})|年(?P<m2>\d{1,2})月?)")
+
+
+def month_label(text: str) -> str | None:
+    """``2026-1``, ``2026年1月``, ``２０２６-０１`` -> ``"2026-01"``; None for anything that is not a month
+    (``2026-13`` included)."""
+    match = _MONTH.fullmatch(unicodedata.normalize("NFKC", text).strip())
+    if match is None or not 1 <= int(month := match["m1"] or match["m2"]) <= 12:
+        return None
+    return f"{match['y']}-{int(month):02d}"
+
+
+def _month(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    label = month_label(value)
+    if label is None:
+        raise PydanticCustomError("month", "must be a month such as 2026-11 or 2026-1")
+    return label
+
+
+#: A calendar month (Beijing time), as ``YYYY-MM`` once read; see the module's docstring for what is taken.
+Month = Annotated[str, BeforeValidator(_month)]
 
 
 def _refused() -> PydanticCustomError:

@@ -15,10 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MONTH_PATTERN", "validation_hint"]
+__all__ = ["validation_hint"]
 
-#: A month as YYYY-MM: the one pattern every month parameter uses, so its hint below can recognise it.
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 _CHOICES_PATTERN = re.compile(r"^\^\(([A-Za-z0-9_|]+)\)\$$")
 
 _KINDS: dict[str, tuple[str, str]] = {
@@ -52,6 +50,11 @@ _KINDS: dict[str, tuple[str, str]] = {
         "（例如 2026-12-01T08:00:00+08:00）",
         "must be a day (e.g. 2026-12-01, Beijing time) or a time with its offset "
         "(e.g. 2026-12-01T08:00:00+08:00)",
+    ),
+    # A month (gateway.time_inputs.Month): 2026-1, 2026-01 and 2026年1月 are all taken.
+    "month": (
+        "须为存在的月份（按北京时间），例如 2026-11、2026-1 或 2026年11月",
+        "must be a month that exists, e.g. 2026-11 or 2026-1 (Beijing time)",
     ),
 }
 _BOUNDS = {
@@ -97,8 +100,6 @@ def validation_hint(error: Mapping[str, Any], accepted_fields: Sequence[str] = (
         return _one_of(_expected_values(str(ctx.get("expected", ""))))
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
-        if pattern == MONTH_PATTERN:
-            return "须为 YYYY-MM 格式的月份，例如 2026-11", "must be a month as YYYY-MM, e.g. 2026-11"
         choices = _CHOICES_PATTERN.match(pattern)
         return (
             _one_of(choices.group(1).split("|")) if choices else ("格式不正确", "is not in the right format")

@@ -75,6 +75,24 @@ def division_code(value: str | None) -> str | None:
     )
 
 
+def month(value: str | None) -> str | None:
+    """Click callback for a month option: ``2026-1``, ``2026-01``, ``2026年1月`` (full-width digits too) are
+    passed on as ``2026-01``, the form the gateway and the offline commands compare months in; anything
+    else, a month that does not exist (``2026-13``) included, is a usage error naming the option."""
+    if value is None:
+        return None
+    # Imported here: the time parsers pull in the audit library, which most commands never need.
+    from gateway.time_inputs import month_label
+
+    label = month_label(value)
+    if label is not None:
+        return label
+    raise InvalidValue(
+        "must be a month that exists, such as 2026-11 or 2026-1",
+        "须为存在的月份，例如 2026-11、2026-1 或 2026年11月",
+    )
+
+
 def _hint(exc: errors.BadParameter) -> str:
     """The parameter as Click names it in its English line (``--vote``, ``system_id``)."""
     if exc.param_hint is not None:

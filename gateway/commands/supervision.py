@@ -21,7 +21,7 @@ import typer
 
 from gateway.commands._client import ApiCall, api_command, load_settings, refused, show
 from gateway.commands._help import HelpTyper, bilingual
-from gateway.commands._usage import division_code
+from gateway.commands._usage import division_code, month
 
 app = HelpTyper(
     no_args_is_help=True,
@@ -198,7 +198,16 @@ def anomalies(
 @app.command(zh="导出定期通报（月度）。格式为可打印的 HTML 页面、CSV、PDF 或 JSON。")
 @api_command
 def monthly(
-    month: Annotated[str, typer.Option(help=bilingual("月份 YYYY-MM（北京时间）", "YYYY-MM (Beijing time)"))],
+    month: Annotated[
+        str,
+        typer.Option(
+            callback=month,
+            help=bilingual(
+                "月份（北京时间），例如 2026-11、2026-1 或 2026年11月",
+                "month (Beijing time), e.g. 2026-11 or 2026-1",
+            ),
+        ),
+    ],
     fmt: Annotated[
         str,
         typer.Option("--format", help=bilingual("格式：html、csv、pdf 或 json", "html | csv | pdf | json")),
@@ -812,7 +821,15 @@ def retention() -> ApiCall:
 
 @app.command(zh="把一个月的审计事件归档为签名文件。归档可离线校验；事件在清理前仍留在日志中。")
 @api_command
-def archive(month: Annotated[str, typer.Option(help=bilingual("月份 YYYY-MM", "YYYY-MM"))]) -> ApiCall:
+def archive(
+    month: Annotated[
+        str,
+        typer.Option(
+            callback=month,
+            help=bilingual("月份，例如 2026-11、2026-1 或 2026年11月", "month, e.g. 2026-11 or 2026-1"),
+        ),
+    ],
+) -> ApiCall:
     """Archive a month as signed, verifiable files (the events stay in the log until pruned)."""
     return ApiCall("POST", f"{_BASE}/archives", body={"month": month})
 
@@ -831,7 +848,13 @@ DryRunOption = Annotated[
 ]
 ThroughMonthOption = Annotated[
     str | None,
-    typer.Option(help=bilingual("最多清理到这个月（YYYY-MM）", "prune no later than this month, YYYY-MM")),
+    typer.Option(
+        callback=month,
+        help=bilingual(
+            "最多清理到这个月（例如 2026-11、2026-1 或 2026年11月）",
+            "prune no later than this month (e.g. 2026-11 or 2026-1)",
+        ),
+    ),
 ]
 ThroughSeqOption = Annotated[
     int | None,

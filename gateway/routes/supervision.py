@@ -71,8 +71,7 @@ from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
-from gateway.time_inputs import DueAt, SinceTime, UntilTime, checked_range
-from gateway.validation_hints import MONTH_PATTERN
+from gateway.time_inputs import DueAt, Month, SinceTime, UntilTime, checked_range
 from policies import GrantRepository
 from policies.divisions import normalize
 
@@ -573,7 +572,9 @@ async def monthly_report(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    month: Annotated[str, Query(pattern=MONTH_PATTERN)] = "",
+    month: Annotated[
+        Month | None, Query(description="2026-11, 2026-1 or 2026年11月; default: this month")
+    ] = None,
     org: str | None = None,
     format: Literal["html", "csv", "pdf", "json"] = "html",
 ) -> Response | dict[str, Any]:
@@ -1680,7 +1681,7 @@ async def retention(
 
 
 class ArchiveIn(BaseModel):
-    month: str = Field(pattern=MONTH_PATTERN)
+    month: Month
 
 
 @router.post("/archives", status_code=201)
@@ -1758,7 +1759,7 @@ async def verify_archive(
 
 class PruneIn(BaseModel):
     dry_run: bool = Field(True, description="only say what would be pruned, and why not (the default)")
-    through_month: str | None = Field(None, pattern=MONTH_PATTERN)
+    through_month: Month | None = None
     through_seq: int | None = Field(None, ge=1, description="must be the last event of an archived month")
 
 

@@ -462,6 +462,9 @@ def test_periodic_checkpoints_are_written(stack: Stack) -> None:
     assert len(list(directory.glob("checkpoint-*.json"))) > before
 
 
+FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
+
+
 def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
     # The month's cases count this complaint whether or not another test registered one before.
@@ -477,7 +480,19 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     assert header.startswith("类别/section,代码/key,名称/name,允许/allowed,拒绝/refused")
     html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
     assert "数据访问情况定期通报" in html and "<svg" in html and "<script" not in html
-    assert api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"}).status_code == 422
+    # A month as people write it (2026-1, 2026年1月, full-width digits) is the same month; one that does not
+    # exist is refused with words saying what is taken, the value not repeated.
+    year, number = month.split("-")
+    for typed in (
+        f"{year}-{int(number)}",
+        f"{year}年{int(number)}月",
+        f"{year}-{number}".translate(FULL_WIDTH),
+    ):
+        same = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": typed, "format": "json"})
+        assert (same.status_code, same.json()["month"]) == (200, month), same.text
+    impossible = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2026-13"})
+    assert impossible.status_code == 422
+    assert "须为存在的月份" in impossible.json()["message"] and "2026-13" not in impossible.text
     future = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2099-01"})
     assert (future.status_code, future.json()["error"]) == (422, "month_not_started")
     assert future.json()["message"].startswith("2099-01 尚未开始") and month in future.json()["message"]

@@ -88,6 +88,43 @@ def test_monthly_report_that_cannot_be_saved_says_so_without_a_traceback(
     assert not target.exists()
 
 
+# -- months as people write them -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["2026-1", "2026-01", "2026年1月", "２０２６－１", "2026/1"])
+def test_a_month_is_taken_as_people_write_it_and_sent_as_yyyy_mm(
+    gateway: Gateway, tmp_path: Path, typed: str
+) -> None:
+    """``--month 2026-1`` was refused (须为 YYYY-MM 格式); every way of writing January 2026 is now sent as
+    2026-01, and the report is saved under that name."""
+    gateway.answer(200, b"<html></html>", content_type="text/html")
+    os.chdir(tmp_path)
+    result = supervise("monthly", "--month", typed, url=gateway.url)
+    assert result.exit_code == 0, result.output
+    assert [r.path for r in gateway.received] == [
+        "/api/v1/supervision/reports/monthly?month=2026-01&format=html"
+    ]
+    assert (tmp_path / "audit-report-2026-01.html").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["monthly", "--month", "2026-13"],
+        ["archive", "--month", "2026年0月"],
+        ["prune", "--through-month", "26.1"],
+    ],
+)
+def test_a_month_that_does_not_exist_is_a_usage_error_naming_the_option(
+    gateway: Gateway, command: list[str]
+) -> None:
+    result = supervise(*command, url=gateway.url)
+    assert result.exit_code == 2, result.output
+    assert "须为存在的月份" in result.output and command[1] in result.output
+    assert command[2] not in result.output  # what was typed is not repeated
+    assert gateway.received == []
+
+
 # -- the ID number without a terminal ------------------------------------------------------------------
 
 
