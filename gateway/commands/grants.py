@@ -146,8 +146,10 @@ def approve(
         str | None,
         typer.Option(
             help=bilingual(
-                "生效时间，ISO 8601 带时区，不早于现在（默认：现在）",
-                "ISO 8601 with offset, not before now (default: now)",
+                "生效时间：日期（北京时间，当天零点起；今天即现在起），或带时区的 ISO 8601 时间；"
+                "不早于现在（默认：现在）",
+                "a day (Beijing time, from its midnight; today: from now) or an ISO 8601 time with its "
+                "offset; not before now (default: now)",
             )
         ),
     ] = None,
@@ -155,8 +157,12 @@ def approve(
         str | None,
         typer.Option(
             help=bilingual(
-                "到期时间，ISO 8601 带时区（默认：按场景的有效期；最长为其 max_validity_days）",
-                "ISO 8601 with offset (default: the scenario's validity; at most its max_validity_days)",
+                "到期时间：日期（例如 2026-12-31 或 2026年12月31日，含当天，北京时间当天结束时到期），"
+                "或带时区的 ISO 8601 时间（到该时刻为止）"
+                "（默认：按场景的有效期；最长为其 max_validity_days）",
+                "a day such as 2026-12-31, included (lapses at the end of that Beijing-time day), or an "
+                "ISO 8601 time with its offset (lapses at it) (default: the scenario's validity; at most "
+                "its max_validity_days)",
             )
         ),
     ] = None,

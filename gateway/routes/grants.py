@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gateway.admin_support import (
@@ -35,6 +35,7 @@ from gateway.free_text import refuse_personal_data
 from gateway.pipeline import subject_of
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
+from gateway.time_inputs import SinceTime, UntilTime
 from policies import (
     BreakGlassReview,
     GrantRepository,
@@ -48,6 +49,7 @@ from policies import (
     covers,
 )
 from policies.grants import BREAK_GLASS_MAX_HOURS, GRANT_STATUS_ZH
+from policies.scenarios import CHINA_STANDARD_TIME
 
 router = APIRouter(prefix="/api/v1", tags=["grants"], route_class=PermissionFirstRoute)
 
@@ -245,8 +247,29 @@ class ApproveBody(BaseModel):
     # A misspelt `valid_until` would otherwise approve for the scenario's whole default validity.
     model_config = ConfigDict(extra="forbid")
 
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    # A steward writes days (gateway.time_inputs): `valid_until` 2026-12-31 runs through the whole of that
+    # Beijing-time day (the grant lapses at the next midnight: its window is half-open); `valid_from` a day
+    # starts at its midnight, today's at the approval (a grant covers nothing before it is approved).
+    valid_from: SinceTime | None = Field(
+        None, description="a day (Beijing time; today: now) or a time with its offset; default: now"
+    )
+    valid_until: UntilTime | None = Field(
+        None,
+        description="a day, included (Beijing time), or a time with its offset, exclusive; "
+        "default: the scenario's validity",
+    )
+
+    def start(self, now: datetime) -> datetime | None:
+        """``valid_from`` as the service takes it: today given as a day means from now, not from a
+        midnight already passed (which the service would refuse as backdating)."""
+        start = self.valid_from
+        if start is not None and start <= now and start == _beijing_midnight(now):
+            return None
+        return start
+
+
+def _beijing_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(CHINA_STANDARD_TIME).date(), time(), CHINA_STANDARD_TIME)
 
 
 class ReasonBody(BaseModel):
@@ -494,7 +517,7 @@ async def approve_grant(
             grant_id,
             subject_of(principal),
             now,
-            valid_from=window.valid_from,
+            valid_from=window.start(now),
             valid_until=window.valid_until,
         ),
     )

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -658,6 +658,40 @@ def test_an_approval_window_longer_than_the_scenario_allows_or_backdated_is_refu
     )
     assert lasts <= timedelta(days=90)
     assert datetime.fromisoformat(done.json()["valid_from"]) >= now
+
+
+BEIJING = timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    "written", ["{d:%Y-%m-%d}", "{d.year}年{d.month}月{d.day}日", "{d.year}/{d.month}/{d.day}"]
+)
+def test_a_day_given_as_valid_until_is_included_to_its_end_in_beijing_time(
+    stack: Stack, written: str
+) -> None:
+    """`--valid-until 2026-12-31` was refused (须为带时区的时间): a steward had to type an offset. A day is
+    now the whole of that Beijing-time day: the grant lapses at the next midnight there (its window is
+    half-open). `--valid-from` today means from the approval, not from a midnight already passed."""
+    today = datetime.now(BEIJING).date()
+    last_day = today + timedelta(days=30)
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, NON_SENSITIVE, org_code=village)
+    before = datetime.now(UTC)
+    body = {"valid_from": f"{today:%Y-%m-%d}", "valid_until": written.format(d=last_day)}
+    done = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", body)
+    assert done.status_code == 200 and done.json()["status"] == "approved", done.text
+    lapses = datetime.fromisoformat(done.json()["valid_until"])
+    assert lapses == datetime.combine(last_day + timedelta(days=1), datetime.min.time(), BEIJING)
+    assert datetime.fromisoformat(done.json()["valid_from"]) >= before - timedelta(seconds=1)
+
+
+def test_a_time_without_its_offset_or_a_day_that_does_not_exist_is_still_refused(stack: Stack) -> None:
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, NON_SENSITIVE, org_code=village)
+    for typed in ("2026-12-31T18:00:00", "2026-02-30"):
+        resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", {"valid_until": typed})
+        assert (resp.status_code, resp.json()["fields"]) == (422, ["valid_until"]), resp.text
+        assert "2026年12月1日" in resp.json()["message"] and typed not in resp.text
 
 
 def test_a_renewal_longer_than_the_scenario_allows_is_refused(stack: Stack) -> None:
