@@ -72,7 +72,7 @@ from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
 from gateway.time_inputs import DueAt, Month, SinceTime, UntilTime, checked_range
-from policies import GrantRepository
+from policies import GrantRepository, GrantStatus
 from policies.divisions import normalize
 
 _log = logging.getLogger("gateway.supervision")
@@ -270,15 +270,25 @@ def _scenario_context(runtime: Runtime) -> tuple[dict[str, tuple[int, int]], dic
     return hours, names, departments
 
 
+#: The states of a grant that was once in force. A grant still requested, waiting for its second steward or
+#: rejected never authorised a read: it has no window, so a read recorded under it is flagged.
+_TOOK_EFFECT = frozenset({GrantStatus.APPROVED, GrantStatus.EXPIRED, GrantStatus.REVOKED})
+
+
 def _grant_windows(runtime: Runtime) -> dict[str, GrantWindow]:
+    """When each grant was in force, for the ``no_active_grant`` rule: from its ``valid_from`` (never before
+    its last approval) to its end or revocation. A grant that never took effect has no window: counted
+    from its request, a read recorded under it would look authorised to the supervisor."""
     with runtime.sessions() as session:
         grants = GrantRepository(session).list_grants()
     windows: dict[str, GrantWindow] = {}
     for g in grants:
+        if g.status not in _TOOK_EFFECT or g.valid_from is None:
+            continue
         until = g.valid_until
-        if g.status.value == "revoked" and g.updated_at is not None:
+        if g.status is GrantStatus.REVOKED and g.updated_at is not None:
             until = min(until, g.updated_at) if until is not None else g.updated_at
-        windows[g.grant_id] = GrantWindow(g.valid_from or g.created_at, until, break_glass=g.break_glass)
+        windows[g.grant_id] = GrantWindow(g.valid_from, until, break_glass=g.break_glass)
     return windows
 
 
