@@ -241,7 +241,8 @@ def register(
         typer.Option(
             "--system-id",
             help=bilingual(
-                "系统标识（小写字母、数字和连字符），例如 health-visits", "slug, e.g. health-visits"
+                "系统标识（小写字母、数字和连字符），例如 health-visits",
+                "system id: lowercase letters, digits and hyphens, e.g. health-visits",
             ),
         ),
     ] = None,
@@ -316,8 +317,10 @@ def list_systems(
         list[str] | None,
         typer.Option(
             help=bilingual(
-                "状态：draft（草稿）、submitted（已提交）、approved（已准入）等（可重复）",
-                "draft, submitted, approved, ... (repeat)",
+                "状态：draft（草稿）、submitted（联审中）、changes_requested（待修改）、approved（已准入）、"
+                "rejected（未通过）、suspended（已暂停）、revoked（已撤销）或 lapsed（已过期）（可重复）",
+                "draft, submitted, changes_requested, approved, rejected, suspended, revoked or lapsed "
+                "(repeat)",
             )
         ),
     ] = None,
@@ -408,7 +411,10 @@ def review(
     office: Annotated[
         str | None,
         typer.Option(
-            help=bilingual("所代表的审核单位（默认：取自登录凭证）", "your office (default: from your token)")
+            help=bilingual(
+                "所代表的审核单位代码，见 grassroots admission offices（默认：取自登录凭证）",
+                "the code of your office, see grassroots admission offices (default: from your token)",
+            )
         ),
     ] = None,
 ) -> ApiCall:

@@ -22,7 +22,10 @@ GrantArg = Annotated[str, typer.Argument(help=bilingual("授权编号", "grant i
 OrgScopeOption = Annotated[
     str | None,
     typer.Option(
-        help=bilingual("授权适用的单位（区划代码；默认：本单位）", "organisation scope (default: your own)"),
+        help=bilingual(
+            "授权适用的单位（区划代码；默认：本单位）",
+            "the organisation it covers, a division code (default: your own)",
+        ),
         callback=division_code,
     ),
 ]
@@ -80,8 +83,9 @@ def list_grants(
         str | None,
         typer.Option(
             help=bilingual(
-                "状态：requested（待审批）、approved（已批准）、revoked（已撤销）等",
-                "requested, approved, revoked, ...",
+                "状态：requested（待审批）、awaiting_second_approval（待第二人审批）、approved（已批准）、"
+                "rejected（已驳回）、revoked（已撤销）、expired（已过期）或 renewed（已续期）",
+                "requested, awaiting_second_approval, approved, rejected, revoked, expired or renewed",
             )
         ),
     ] = None,
@@ -199,7 +203,8 @@ def renew(
             max=3650,
             help=bilingual(
                 "有效天数（默认：按场景的有效期；最长为其 max_validity_days）",
-                "default: the scenario's validity; at most its max_validity_days",
+                "days the renewed grant lasts (default: the scenario's validity; at most its "
+                "max_validity_days)",
             ),
         ),
     ] = None,
@@ -250,7 +255,9 @@ def expire_due() -> ApiCall:
 def break_glass(
     scenario: ScenarioOption,
     reason: ReasonOption,
-    hours: Annotated[int, typer.Option(help=bilingual("时长（小时），最多 4", "hard limit, at most 4"))] = 2,
+    hours: Annotated[
+        int, typer.Option(help=bilingual("时长（小时），最多 4", "how many hours, at most 4"))
+    ] = 2,
     org: OrgScopeOption = None,
 ) -> ApiCall:
     """Emergency access: at once, for hours; the level above is notified and a supervisor reviews it."""

@@ -156,3 +156,27 @@ def test_a_notes_line_follows_the_help_chinese_then_english() -> None:
     assert vote.split("\n  --comment ")[0].splitlines()[-1].strip() == "[必填 required]", vote
     token = runner.invoke(app, ["supervise", "events", "--help"]).stdout.split("--token")[1]
     assert "[环境变量 env var: GRASSROOTS_TOKEN]" in token.split("\n  --as ")[0]
+
+
+def _option_help(path: tuple[str, ...], option: str) -> str:
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    (param,) = [p for p in command.params if option in getattr(p, "opts", ())]
+    return str(param.help)
+
+
+def test_a_status_filter_lists_every_status_with_the_label_the_answer_shows() -> None:
+    """`grants list --status` and `admission list --status` ended in 等 ("..."), and the latter called
+    submitted 已提交 where every answer says 联审中: a clerk could not tell what to type, nor match it."""
+    from admission.model import STATUS_LABELS_ZH
+    from policies.grants import GRANT_STATUS_ZH
+
+    for path, labels in (
+        (("grants", "list"), GRANT_STATUS_ZH),
+        (("admission", "list"), STATUS_LABELS_ZH),
+    ):
+        text = _option_help(path, "--status")
+        assert "等" not in text and "..." not in text, text
+        for status, label in labels.items():
+            assert f"{status.value}（{label}）" in text, (path, status)
