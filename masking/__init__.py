@@ -47,6 +47,7 @@ from masking.operators import (
     register_operator,
 )
 from masking.plan import (
+    FallbackDecision,
     FieldDecision,
     MaskingPlan,
     mask_record,
@@ -73,6 +74,7 @@ __all__ = [
     "DatasetSpec",
     "DriftAlert",
     "DryRunValueError",
+    "FallbackDecision",
     "FieldDecision",
     "FieldSpec",
     "Finding",

@@ -42,6 +42,7 @@ __all__ = [
     "TextMasker",
     "generalise_address",
     "get_operator",
+    "is_landline_number",
     "mask_value",
     "register_operator",
 ]
@@ -295,10 +296,33 @@ class Mobile(Operator):
         return _textual(mask)
 
 
+# National numbering plan: area code 010 or 02X (3 digits) or 0[3-9]XX (4 digits), so 02159612345 is
+# Shanghai 021 + 5961 2345, never a made-up "0215". The area code may be left out (59612345: how a
+# resident writes the home phone in a form); a local number then starts with 2-9 (0 and 1 begin area
+# codes, mobiles and service numbers) and is 7 or 8 digits.
 _LANDLINE = re.compile(
-    r"[(（]?(0\d{2,3})[)）]?[-\s]?(\d{3,4}[-\s]?\d{4})(?:(?:-|转|ext\.?|x)\d{1,6})?", re.IGNORECASE | re.ASCII
+    r"(?:[(（]?(010|02\d|0[3-9]\d{2})[)）]?[-\s]?)?(\d{3,4}[-\s]?\d{4})(?:(?:-|转|ext\.?|x)\d{1,6})?",
+    re.IGNORECASE | re.ASCII,
 )
 _GROUP_SEPARATOR = re.compile(r"[-\s]")
+
+
+def _parse_landline(text: str) -> tuple[str | None, str] | None:
+    """(area code or None, local number without separators), or None if `text` is not a landline."""
+    m = _LANDLINE.fullmatch(text.strip())
+    if m is None:
+        return None
+    # The local number as written in groups (5961 2345) is read as one.
+    area, local = m.group(1), _GROUP_SEPARATOR.sub("", m.group(2))
+    if area is None and local[0] in "01":
+        return None
+    return area, local
+
+
+def is_landline_number(value: object) -> bool:
+    """Whether the `landline` operator reads `value` as a landline (area code optional)."""
+    text = _text(value)
+    return text is not None and _parse_landline(text) is not None
 
 
 class Landline(Operator):
@@ -310,13 +334,13 @@ class Landline(Operator):
         last = int(params["keep_last"])
 
         def mask(text: str) -> str:
-            m = _LANDLINE.fullmatch(text.strip())
-            if m is None:
+            parsed = _parse_landline(text)
+            if parsed is None:
                 return REDACTED
-            # The local number as written in groups (5961 2345) is masked as one.
-            area, local = m.group(1), _GROUP_SEPARATOR.sub("", m.group(2))
+            area, local = parsed
             # The extension is dropped: it can identify a single desk.
-            return f"{area}-" + "*" * (len(local) - last) + (local[len(local) - last :] if last else "")
+            masked = "*" * (len(local) - last) + (local[len(local) - last :] if last else "")
+            return masked if area is None else f"{area}-{masked}"
 
         return _textual(mask)
 

@@ -15,10 +15,26 @@ from dataclasses import dataclass, field
 from masking.catalog import Catalog, Level, SemanticType, max_level
 from masking.errors import OperatorError, UnknownProfileError
 from masking.keys import KeyRing
-from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, TextMasker, get_operator
+from masking.operators import (
+    REDACTED,
+    BindContext,
+    MaskFn,
+    ParamValue,
+    TextMasker,
+    get_operator,
+    is_landline_number,
+)
 from masking.rules import RuleSet
 
-__all__ = ["FieldDecision", "MaskingPlan", "mask_record", "mask_records", "plan_masking", "response_level"]
+__all__ = [
+    "FallbackDecision",
+    "FieldDecision",
+    "MaskingPlan",
+    "mask_record",
+    "mask_records",
+    "plan_masking",
+    "response_level",
+]
 
 #: Operators whose answer is a pure function of the value and costly enough to compute once per page:
 #: the free-text scan (a page of one village's residents repeats remarks such as 「退役军人」). Keyed
@@ -31,6 +47,18 @@ def _redact(_value: object) -> object:
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackDecision:
+    """The operator for values of a field that its own operator cannot read but that are of another known
+    kind: a landline in a mobile field (many elderly residents' 手机 holds the home phone). They get what
+    the profile's rule for that kind gives, so they are shown no more than in a field of that kind."""
+
+    applies_to: str  # the semantic type of those values
+    operator: str
+    params: Mapping[str, ParamValue]
+    source: str  # "rule:<id>"
+
+
+@dataclass(frozen=True, slots=True)
 class FieldDecision:
     """Why a field is masked the way it is (for dry-runs, the audit record and the steward's UI)."""
 
@@ -40,6 +68,7 @@ class FieldDecision:
     operator: str
     params: Mapping[str, ParamValue]
     source: str  # "rule:<id>", "exemption", "default:keep", "fail-closed:<reason>"
+    fallback: FallbackDecision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +119,39 @@ class MaskingPlan:
 
     def explain(self) -> list[dict[str, object]]:
         """The plan as plain data: a dry-run answer a steward can read."""
-        return [
-            {
-                "field": d.field,
-                "level": None if d.level is None else int(d.level),
-                "semantic_type": d.semantic_type,
-                "operator": d.operator,
-                "params": dict(d.params),
-                "source": d.source,
-            }
-            for d in self.decisions
-        ]
+        return [_explained(d) for d in self.decisions]
+
+    def applied(self, field: str, value: object) -> FieldDecision | FallbackDecision:
+        """Which of the field's operators masks `value`: its own, or its fallback (a landline in a
+        mobile field). What a dry-run tells the steward about the sample."""
+        d = self.decision(field)
+        if d.fallback is not None and _fallback_applies(d, value):
+            return d.fallback
+        return d
+
+
+def _explained(d: FieldDecision) -> dict[str, object]:
+    out: dict[str, object] = {
+        "field": d.field,
+        "level": None if d.level is None else int(d.level),
+        "semantic_type": d.semantic_type,
+        "operator": d.operator,
+        "params": dict(d.params),
+        "source": d.source,
+    }
+    if d.fallback is not None:
+        f = d.fallback
+        rule = f.source.removeprefix("rule:")
+        out["fallback"] = {
+            "applies_to": f.applies_to,
+            "operator": f.operator,
+            "params": dict(f.params),
+            "source": f.source,
+            "when_zh": f"值不是手机号而是固定电话时，按固定电话规则 {rule} 脱敏；两者都不是的整体隐藏",
+            "when_en": f"a landline, not a mobile, is masked by the landline rule {rule};"
+            " a value that is neither is redacted",
+        }
+    return out
 
 
 #: Semantic types whose values are what response DLP finds (a name, an ID number, a mobile…): a field of
@@ -218,8 +269,11 @@ def plan_masking(
             )
             ops.append((name, _redact))
             continue
+        fallback = None
+        if op_name == "mobile":
+            fallback, fn = _with_landline_fallback(rules, fn, ctx, profile, fspec.level, role, scenario)
         decisions.append(
-            FieldDecision(name, fspec.level, fspec.semantic_type.value, op_name, resolved, source)
+            FieldDecision(name, fspec.level, fspec.semantic_type.value, op_name, resolved, source, fallback)
         )
         ops.append((name, fn))
     level = max_level(catalog.level_of(dataset, n) for n in seen)
@@ -232,6 +286,41 @@ def plan_masking(
         decisions=tuple(decisions),
         _ops=tuple(ops),
     )
+
+
+def _with_landline_fallback(
+    rules: RuleSet, mobile: MaskFn, ctx: BindContext, profile: str, level: Level, role: str, scenario: str
+) -> tuple[FallbackDecision | None, MaskFn]:
+    """The `mobile` operator redacts what is not a mobile number. A landline there (021-59612345,
+    59612345: a resident's home phone in the 手机 field) gets what the same profile gives a landline
+    field at this level, for this reader; without such a rule, or when it redacts anyway, nothing changes
+    (fail closed). Anything that is neither stays redacted."""
+    rule = rules.match(
+        profile=profile, level=level, semantic_type=SemanticType.LANDLINE, role=role, scenario=scenario
+    )
+    if rule is None or rule.operator == "redact":
+        return None, mobile
+    try:
+        op = get_operator(rule.operator)
+        resolved = op.resolve_params(rule.params)
+        landline = op.bind(resolved, ctx)
+    except OperatorError:
+        return None, mobile
+
+    def apply(value: object) -> object:
+        out = mobile(value)
+        if out == REDACTED and is_landline_number(value):
+            return landline(value)
+        return out
+
+    decision = FallbackDecision(SemanticType.LANDLINE.value, rule.operator, resolved, f"rule:{rule.id}")
+    return decision, apply
+
+
+def _fallback_applies(decision: FieldDecision, value: object) -> bool:
+    # The only fallback is a landline in a field masked by `mobile`. No value is both: a landline starts
+    # with 0 (area code) or is 7-8 digits from 2-9, a mobile is 11 digits from 1.
+    return decision.operator == "mobile" and is_landline_number(value)
 
 
 def mask_record(record: Mapping[str, object], plan: MaskingPlan) -> dict[str, object]:

@@ -48,9 +48,14 @@ from gateway.free_text import refuse_personal_data
 from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
+    REDACTED,
+    BindContext,
     Catalog,
     DryRunValueError,
+    FallbackDecision,
+    FieldDecision,
     Level,
+    MaskingPlan,
     RuleSet,
     SemanticType,
     UnboundEnvelopeError,
@@ -59,6 +64,7 @@ from masking import (
     decrypt_envelope,
     envelope_names_dataset,
     ff1_id_reveal,
+    get_operator,
     is_dry_run_value,
     mask_record,
     plan_masking,
@@ -439,6 +445,10 @@ def _dry_run(
     # A name not in the catalog is planned as it would be served (redacted), but a steward who typed a
     # field's title (姓名) or a typo (mobil) is testing nothing: say so, and name the field meant.
     notes = [_uncatalogued_note(spec, name) for name in dict.fromkeys(fields) if name not in spec.fields]
+    if body.sample is not None:
+        notes += [
+            _fallback_note(plan, d, body.sample[d.field]) for d in plan.decisions if _tells(d, body.sample)
+        ]
     if notes:
         result["notes"] = notes
     if body.sample is not None:
@@ -452,6 +462,43 @@ def _dry_run(
         result["masked"] = masked[0]
         result["drift"] = drift
     return result
+
+
+def _tells(decision: FieldDecision, sample: dict[str, Any]) -> bool:
+    """Whether the sample's value of a field with a fallback is not what its own operator reads (a
+    landline, or neither, in a mobile field): then the note says which operator masked it."""
+    if decision.fallback is None or decision.field not in sample:
+        return False
+    value = sample[decision.field]
+    own = get_operator(decision.operator).bind(decision.params, BindContext())
+    return value is not None and own(value) == REDACTED
+
+
+def _fallback_note(plan: MaskingPlan, decision: FieldDecision, value: object) -> dict[str, Any]:
+    """Which operator masked the sample's value of a mobile field that holds no mobile number. The value
+    is never repeated: it may be a real resident's phone."""
+    applied = plan.applied(decision.field, value)
+    name = decision.field
+    if isinstance(applied, FallbackDecision):
+        rule = applied.source.removeprefix("rule:")
+        zh = (
+            f"样例中字段 {name} 的值不是手机号，而是固定电话：按固定电话规则 {rule}（算子 "
+            f"{applied.operator}）脱敏，显示的与固定电话字段相同。"
+        )
+        en = (
+            f"the sample's {name} is a landline, not a mobile number: masked by the landline rule {rule} "
+            f"(operator {applied.operator}), as a landline field would be."
+        )
+    else:
+        zh = f"样例中字段 {name} 的值既不是手机号也不是固定电话，无法识别，整体隐藏（***）。"
+        en = f"the sample's {name} is neither a mobile nor a landline number: unrecognised, redacted (***)."
+    return {
+        "field": name,
+        "operator": applied.operator,
+        "source": applied.source if isinstance(applied, FallbackDecision) else "fail-closed:unrecognised",
+        "message_zh": zh,
+        "message_en": en,
+    }
 
 
 def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:

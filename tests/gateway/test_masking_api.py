@@ -446,6 +446,38 @@ def test_dry_run_of_a_name_not_in_the_catalog_says_so_and_names_the_field_meant(
     )
 
 
+def test_dry_run_says_which_operator_masked_a_landline_in_the_mobile_field(stack: Stack) -> None:
+    """Many elderly residents' 手机 holds the home phone: it is masked as the landline rule would mask it
+    (area code and last 2 digits), and the dry-run says so without repeating the number."""
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW", "fields": ["mobile"]}
+    landline = ok(
+        api(stack, "POST", "/dry-run", "ca_steward", body={**body, "sample": {"mobile": "021-59612345"}})
+    )
+    assert landline["masked"] == {"mobile": "021-******45"}
+    (entry,) = landline["plan"]
+    assert (entry["operator"], entry["source"]) == ("mobile", "rule:standard.mobile")
+    assert (entry["fallback"]["operator"], entry["fallback"]["source"]) == (
+        "landline",
+        "rule:standard.landline",
+    )
+    (note,) = landline["notes"]
+    assert (note["field"], note["operator"], note["source"]) == (
+        "mobile",
+        "landline",
+        "rule:standard.landline",
+    )
+    assert note["message_zh"].startswith("样例中字段 mobile 的值不是手机号，而是固定电话")
+    assert "59612345" not in json.dumps(landline["notes"] + landline["plan"], ensure_ascii=False)
+    neither = ok(api(stack, "POST", "/dry-run", "ca_steward", body={**body, "sample": {"mobile": "不详"}}))
+    assert neither["masked"] == {"mobile": "***"}
+    assert neither["notes"][0]["source"] == "fail-closed:unrecognised"
+    assert "既不是手机号也不是固定电话" in neither["notes"][0]["message_zh"]
+    mobile = ok(
+        api(stack, "POST", "/dry-run", "ca_steward", body={**body, "sample": {"mobile": "13812345678"}})
+    )
+    assert mobile["masked"] == {"mobile": "138****5678"} and "notes" not in mobile
+
+
 def resp_has_no_store(resp: httpx.Response) -> bool:
     return resp.headers.get("cache-control") == "no-store"
 

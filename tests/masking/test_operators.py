@@ -51,7 +51,15 @@ TABLE: list[tuple[str, dict[str, ParamValue], object, object]] = [
     ("landline", {"keep_last": 0}, "0571-8765432", "0571-*******"),
     ("landline", {}, "021 5961 2345", "021-******45"),  # the local number in groups
     ("landline", {}, "0571-8888-8888", "0571-******88"),
-    ("landline", {}, "87654321", REDACTED),
+    # the area code left out, as residents write the home phone: still the last 2 digits only
+    ("landline", {}, "87654321", "******21"),
+    ("landline", {}, "5961234", "*****34"),
+    ("landline", {}, "12345678", REDACTED),  # 1 begins mobiles and service numbers, not a local number
+    ("landline", {}, "596123", REDACTED),
+    # the area code is read by the numbering plan: 021 + 5961 2345, not "0215"
+    ("landline", {}, "02159612345", "021-******45"),
+    ("landline", {}, "057188881234", "0571-******34"),
+    ("landline", {}, "0123-4567890", REDACTED),  # no area code starts 01 but 010
     ("name", {}, "张三", "张*"),
     ("name", {}, "王建国", "王**"),
     ("name", {}, "欧阳娜娜", "欧阳**"),

@@ -202,6 +202,66 @@ def test_exemption_from_the_policy_overrides_the_rule_for_that_field_only(
     assert plan.decision("mobile").source == "exemption"
 
 
+# (value in a mobile field, what a cadre sees, the operator that masked it)
+PHONES_IN_A_MOBILE_FIELD = [
+    ("13812345678", "138****5678", "mobile"),
+    ("021-59612345", "021-******45", "landline"),  # an elderly resident's home phone
+    ("0571 8888 1234", "0571-******34", "landline"),
+    ("02159612345", "021-******45", "landline"),
+    ("59612345", "******45", "landline"),  # no area code
+    ("(0571)87654321转123", "0571-******21", "landline"),  # the extension is dropped
+    ("不详", REDACTED, "mobile"),  # neither: fail closed
+    ("12345", REDACTED, "mobile"),
+    ("1381234567", REDACTED, "mobile"),  # a mobile missing a digit is not read as a landline
+]
+
+
+@pytest.mark.parametrize(("value", "shown", "applied"), PHONES_IN_A_MOBILE_FIELD)
+def test_a_landline_in_a_mobile_field_is_masked_as_the_landline_rule_would(
+    catalog: Catalog, rules: RuleSet, value: str, shown: str, applied: str
+) -> None:
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["mobile"], role="village_cadre",
+        scenario="DIBAO_REVIEW", profile="standard",
+    )  # fmt: skip
+    assert mask_record({"mobile": value}, plan) == {"mobile": shown}
+    assert mask_records([{"mobile": value}], plan) == [{"mobile": shown}]
+    assert plan.applied("mobile", value).operator == applied
+    fallback = plan.explain()[0]["fallback"]
+    assert isinstance(fallback, dict)
+    assert (fallback["operator"], fallback["source"]) == ("landline", "rule:standard.landline")
+    assert "固定电话" in str(fallback["when_zh"])
+
+
+def test_a_landline_in_a_mobile_field_is_shown_no_more_than_the_profiles_landline_rule_shows() -> None:
+    """The fallback is the landline rule of the same profile, level, role and scenario: its parameters
+    are kept, and where landlines are redacted (or no rule covers them) so are they in a mobile field."""
+    catalog = parse_catalog(
+        CATALOG_WITH_UNRULED + '[datasets.d.fields.phone]\nlevel = 3\nsemantic_type = "mobile"\n'
+    )
+    head = (
+        RULES_HEAD + '[[rules]]\nid = "m"\nprofile = "p"\nsemantic_types = ["mobile"]\noperator = "mobile"\n'
+    )
+    landline = '[[rules]]\nid = "l"\nprofile = "p"\nsemantic_types = ["landline"]\noperator = "landline"\n'
+    for extra, shown in (
+        (landline + "params = { keep_last = 0 }\n", "021-********"),
+        (landline.replace('"landline"\n', '"redact"\n'), REDACTED),
+        (landline + 'roles = ["someone_else"]\n', REDACTED),
+        ("", REDACTED),
+    ):
+        plan = plan_masking(
+            catalog,
+            parse_rules(head + extra),
+            dataset="d",
+            fields=["phone"],
+            role="r",
+            scenario="s",
+            profile="p",
+        )
+        assert mask_record({"phone": "021-59612345"}, plan) == {"phone": shown}, extra
+        assert mask_record({"phone": "13812345678"}, plan) == {"phone": "138****5678"}
+
+
 def test_plan_refuses_unknown_profile_dataset_and_exemption_operator(
     catalog: Catalog, rules: RuleSet
 ) -> None:
