@@ -58,7 +58,7 @@ class FF1:
     Domain rule of SP 800-38G §5.1 (revised 2019): radix**minlen >= 1_000_000, so short inputs are refused.
     """
 
-    __slots__ = ("_key", "_local", "_plans", "radix")
+    __slots__ = ("_key", "_local", "_plans", "_siblings", "radix")
 
     def __init__(self, key: bytes, radix: int = 10) -> None:
         if len(key) not in (16, 24, 32):
@@ -69,6 +69,16 @@ class FF1:
         self.radix = radix
         self._local = threading.local()
         self._plans: dict[tuple[int, bytes], _Plan] = {}
+        self._siblings: dict[int, FF1] = {radix: self}
+
+    def with_radix(self, radix: int) -> FF1:
+        """FF1 under the same key over another radix (made once, then reused). The two are independent
+        permutations: the radix is part of P, the first block every PRF call starts from (Algorithm 7
+        step 5), so the key need not be split."""
+        sibling = self._siblings.get(radix)
+        if sibling is None:
+            sibling = self._siblings[radix] = FF1(self._key, radix)
+        return sibling
 
     def __repr__(self) -> str:
         return f"FF1(radix={self.radix}, key=<{len(self._key) * 8}-bit, hidden>)"

@@ -585,7 +585,7 @@ class HmacPseudonym(Operator):
 
 class Ff1IdNumber(Operator):
     name = "ff1_id"
-    summary_zh = "身份证号保格式假名（FF1，NIST SP 800-38G；地区码保留，校验码正确）"
+    summary_zh = "身份证号保格式假名（FF1，NIST SP 800-38G；地区码保留，校验码正确；15 位旧号码仍为 15 位）"
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         keys = _keys(ctx, self.name)

@@ -34,6 +34,7 @@ __all__ = [
     "DRY_RUN_MARKER",
     "ENVELOPE_PREFIX",
     "FF1_ID_RADIX",
+    "FF1_OLD_ID_RADIX",
     "PSEUDONYM_PREFIX",
     "Unmask",
     "decrypt_envelope",
@@ -126,6 +127,15 @@ def _hmac_with(key_id: str, key: bytes, value: str, namespace: str, length: int)
 # pseudonyms in different datasets; joining across datasets is what `hmac_pseudonym` is for. A pseudonym
 # still carries no marker (it stays a well-formed ID number): a key that predates binding is refused.
 #
+# First-generation numbers (GB 11643-1989, 15 digits: RRRRRR YYMMDD SSS, born 1900-1999, no check
+# character) are still in old registries. They get the same construction in their own shape: region kept
+# (and in the tweak), days-since-1900-01-01 * 1000 + seq below 36,524,000 enciphered as two numerals of
+# radix 6044 (6044**2 = 36,529,936, the smallest square above), cycle-walking back into the range, so the
+# result is a 15-digit number with a real 19YY date. Same per-dataset key (FF1 puts the radix in its first
+# block, so radix 6044 and radix 8547 are unrelated permutations) and its own tweak tag "gr-i15/". It is
+# a different permutation from the 18-character one: a resident's 15- and 18-character numbers get
+# unrelated pseudonyms, as the numbers themselves differ; each is stable, so records still join on it.
+#
 # Layout v2. The tweak is "gr-id2/" + region, 13 bytes: at most 13 bytes keeps FF1's
 # Q = T || pad || [i] || NUM(B) (NUM(B) is 2 bytes) in one AES block, so each of the ten Feistel
 # rounds costs one AES call (SP 800-38G Algorithm 7 step 6.i). Domain separation from other uses of
@@ -141,6 +151,11 @@ _DOMAIN = _DAYS * 1000
 FF1_ID_RADIX = 8547
 _FF1_NUMERALS = 2
 _TWEAK_PREFIX = b"gr-id2/"
+_ID15 = re.compile(r"\d{15}", re.ASCII)
+_DAYS15 = (dt.date(1999, 12, 31) - _EPOCH).days + 1
+_DOMAIN15 = _DAYS15 * 1000
+FF1_OLD_ID_RADIX = 6044
+_TWEAK15_PREFIX = b"gr-i15/"
 
 
 def ff1_id_cipher(key: bytes) -> FF1:
@@ -158,20 +173,13 @@ def ff1_id_cipher_for(
 
 
 def ff1_id_pseudonym(value: str, cipher: FF1) -> str | None:
-    """The FF1 pseudonym of an 18-character ID number, or None when `value` is not one.
+    """The FF1 pseudonym of an ID number, 18 characters or first-generation 15 digits, in the same shape;
+    None when `value` is neither.
 
     `cipher` comes from `ff1_id_cipher`."""
     if cipher.radix != FF1_ID_RADIX:
         raise ValueError("ff1_id_pseudonym needs the cipher made by ff1_id_cipher")
-    parts = _split_id(value)
-    if parts is None:
-        return None
-    region, x = parts
-    tweak = _TWEAK_PREFIX + region.encode("ascii")
-    x = cipher.encrypt_int(x, _FF1_NUMERALS, tweak)
-    while x >= _DOMAIN:  # cycle-walking keeps a permutation of [0, _DOMAIN)
-        x = cipher.encrypt_int(x, _FF1_NUMERALS, tweak)
-    return _join_id(region, x)
+    return _ff1_id(value, cipher, decrypt=False)
 
 
 def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, dataset: str, unmask: Unmask) -> str:
@@ -188,19 +196,31 @@ def ff1_id_reveal(pseudonym: str, keys: KeyRing, *, key_id: str, dataset: str, u
     if is_dry_run_value(pseudonym):
         raise DryRunValueError()
     _, cipher = ff1_id_cipher_for(keys, dataset, key_id, for_encryption=False)
-    parts = _split_id(pseudonym)
-    if parts is None:
+    clear = _ff1_id(pseudonym, cipher, decrypt=True)
+    if clear is None:
         raise UnmaskError("不是有效的身份号码假名", "not a well-formed ID-number pseudonym")
-    region, x = parts
-    tweak = _TWEAK_PREFIX + region.encode("ascii")
-    x = cipher.decrypt_int(x, _FF1_NUMERALS, tweak)
-    while x >= _DOMAIN:
-        x = cipher.decrypt_int(x, _FF1_NUMERALS, tweak)
-    return _join_id(region, x)
+    return clear
 
 
-def _split_id(value: str) -> tuple[str, int] | None:
+def _ff1_id(value: str, cipher: FF1, *, decrypt: bool) -> str | None:
     t = value.strip()
+    if len(t) == 15:
+        parts, domain, tweak_prefix = _split_id15(t), _DOMAIN15, _TWEAK15_PREFIX
+        cipher = cipher.with_radix(FF1_OLD_ID_RADIX)
+    else:
+        parts, domain, tweak_prefix = _split_id(t), _DOMAIN, _TWEAK_PREFIX
+    if parts is None:
+        return None
+    region, x = parts
+    tweak = tweak_prefix + region.encode("ascii")
+    step = cipher.decrypt_int if decrypt else cipher.encrypt_int
+    x = step(x, _FF1_NUMERALS, tweak)
+    while x >= domain:  # cycle-walking keeps a permutation of [0, domain)
+        x = step(x, _FF1_NUMERALS, tweak)
+    return _join_id15(region, x) if len(t) == 15 else _join_id(region, x)
+
+
+def _split_id(t: str) -> tuple[str, int] | None:
     if _ID18.fullmatch(t) is None:
         return None
     try:
@@ -213,11 +233,28 @@ def _split_id(value: str) -> tuple[str, int] | None:
     return t[:6], days * 1000 + int(t[14:17])
 
 
+def _split_id15(t: str) -> tuple[str, int] | None:
+    # GB 11643-1989: the year is written without its century, always 19YY.
+    if _ID15.fullmatch(t) is None:
+        return None
+    try:
+        born = dt.date(1900 + int(t[6:8]), int(t[8:10]), int(t[10:12]))
+    except ValueError:
+        return None
+    return t[:6], (born.toordinal() - _EPOCH_ORDINAL) * 1000 + int(t[12:15])
+
+
 def _join_id(region: str, x: int) -> str:
     days, seq = divmod(x, 1000)
     born = dt.date.fromordinal(_EPOCH_ORDINAL + days)
     body = f"{region}{born.year:04d}{born.month:02d}{born.day:02d}{seq:03d}"
     return body + id_check_char(body)
+
+
+def _join_id15(region: str, x: int) -> str:
+    days, seq = divmod(x, 1000)
+    born = dt.date.fromordinal(_EPOCH_ORDINAL + days)
+    return f"{region}{born.year % 100:02d}{born.month:02d}{born.day:02d}{seq:03d}"
 
 
 # GB 11643-1999 §5.2.4: weights 2**(17-i) mod 11 for the 17 body digits; check = (12 - sum mod 11) mod 11,

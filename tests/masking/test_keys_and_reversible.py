@@ -178,6 +178,85 @@ def test_ff1_id_known_answers(number: str, pseudonym: str) -> None:
     assert id_check_char(pseudonym[:17]) == pseudonym[17] == mod_11_2.calc_check_digit(pseudonym[:17])
 
 
+def test_ff1_with_radix_is_the_standards_cipher_for_that_radix_under_the_same_key() -> None:
+    """The 15-digit pseudonym uses the per-dataset key at another radix: it must be exactly FF1 at that
+    radix (NIST samples of one key at radix 10 and 36), and made once."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for v in VECTORS:
+        by_key.setdefault(str(v["key"]), []).append(v)
+    checked = 0
+    for key, samples in by_key.items():
+        base = FF1(bytes.fromhex(key), 10)
+        for v in samples:
+            cipher = base.with_radix(int(str(v["radix"])))
+            assert cipher is base.with_radix(cipher.radix)
+            tweak = bytes.fromhex(str(v["tweak"]))
+            assert cipher.encrypt(v["plaintext_numerals"], tweak) == v["ciphertext_numerals"]
+            checked += cipher is not base
+    assert checked >= 1  # at least one sample at another radix than the first cipher's
+
+
+def _old_ids() -> st.SearchStrategy[str]:
+    """First-generation (GB 11643-1989) numbers: region, YYMMDD of the 1900s, 3-digit sequence."""
+    return st.from_regex(
+        r"(110102|360426|440113)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])[0-9]{3}", fullmatch=True
+    )
+
+
+@settings(max_examples=60)
+@given(_old_ids())
+def test_ff1_id_pseudonym_of_a_15_digit_number_keeps_its_shape_and_is_reversible(number: str) -> None:
+    keys = KeyRing.generate(KEK)
+    ctx = BindContext("residents", "id_number", keys)
+    out = str(mask_value("ff1_id", number, ctx))
+    assert len(out) == 15 and out.isdigit() and out != number
+    assert out[:6] == number[:6]  # region kept, as for 18-character numbers
+    assert dt.date(1900 + int(out[6:8]), int(out[8:10]), int(out[10:12]))  # a real 19YY date
+    assert mask_value("ff1_id", number, ctx) == out  # stable: records still join and deduplicate
+    assert ff1_id_reveal(out, keys, key_id=keys.active_key_id, dataset="residents", unmask=UNMASK) == number
+
+
+# Pinned like FF1_ID_KNOWN: radix 6044, tweak "gr-i15/" + region.
+FF1_OLD_ID_KNOWN = [
+    ("110102900307123", "110102291030684"),
+    ("310151000101000", "310151831202829"),  # first day of the range, first sequence
+    ("310151991231999", "310151031116053"),  # last day, last sequence
+]
+
+
+def _old_id_by_the_standard(key: bytes, number: str) -> str:
+    """The 15-digit layout of masking/reversible.py worked with the literal transcription of FF1."""
+    epoch = dt.date(1900, 1, 1).toordinal()
+    born = dt.date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12]))
+    x = (born.toordinal() - epoch) * 1000 + int(number[12:])
+    tweak = b"gr-i15/" + number[:6].encode()
+    while True:
+        a, b = _ff1_reference(key, 6044, tweak, list(divmod(x, 6044)))
+        x = a * 6044 + b
+        if x < 36_524_000:  # days of 1900-01-01 .. 1999-12-31, times 1000 sequences
+            break
+    days, seq = divmod(x, 1000)
+    return f"{number[:6]}{dt.date.fromordinal(epoch + days):%y%m%d}{seq:03d}"
+
+
+@pytest.mark.parametrize(("number", "pseudonym"), FF1_OLD_ID_KNOWN)
+def test_ff1_id_known_answers_for_15_digit_numbers(number: str, pseudonym: str) -> None:
+    key = bytes(range(32))
+    assert ff1_id_pseudonym(number, ff1_id_cipher(key)) == pseudonym == _old_id_by_the_standard(key, number)
+
+
+def test_a_15_digit_pseudonym_differs_per_dataset_and_is_marked_in_a_dry_run(keys: KeyRing) -> None:
+    number = "110102900307123"
+    residents = mask_value("ff1_id", number, BindContext("residents", "id_number", keys))
+    occupants = mask_value("ff1_id", number, BindContext("occupants", "id_number", keys))
+    assert residents != occupants and len(str(residents)) == len(str(occupants)) == 15
+    dry = str(mask_value("ff1_id", number, BindContext("residents", "id_number", keys.for_dry_run())))
+    assert dry.startswith("ps:dryrun:") and len(dry.removeprefix("ps:dryrun:")) == 15
+    # Not a first-generation number: redacted, never passed through.
+    for bad in ("110102901307123", "11010290030712", "1101029003071234", "11010290030712X"):
+        assert mask_value("ff1_id", bad, BindContext("residents", "id_number", keys)) == REDACTED
+
+
 def test_ff1_id_tweak_keeps_each_round_to_one_aes_block() -> None:
     cipher = ff1_id_cipher(bytes(range(32)))
     calls = 0
