@@ -386,6 +386,27 @@ class Settings(GatewayAddress):
         return tuple(self.oidc_issuer_jurisdictions[trusted])
 
     @model_validator(mode="after")
+    def _reidentification_guard_applies(self) -> Settings:
+        """The guard checks pages of `kanon_min_records` records or more (masking.kanon). Below `kanon_k` a
+        checked page could never be k-anonymous (every one refused, whatever it holds); above the largest
+        page no page would ever be checked, the guard off without a word. Either is refused at start."""
+        low, high = self.kanon_k, self.max_page_size
+        if low <= self.kanon_min_records <= high:
+            return self
+        raise ConfigurationError(
+            SettingProblem(
+                "GRASSROOTS_KANON_MIN_RECORDS",
+                f"须在 GRASSROOTS_KANON_K（{low}）与每页上限 GRASSROOTS_MAX_PAGE_SIZE（{high}）之间："
+                f"少于 k 条的页不可能满足 k-匿名，会一律被拒绝；大于每页上限则没有一页会被检查，"
+                "再识别保护形同关闭",
+                f"must be between GRASSROOTS_KANON_K ({low}) and the page limit GRASSROOTS_MAX_PAGE_SIZE "
+                f"({high}): a page of fewer than k records can never be k-anonymous and would always be "
+                "refused; above the page limit no page would ever be checked, the re-identification guard "
+                "silently off",
+            )
+        )
+
+    @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         if self.mode is not RunMode.production:
             return self

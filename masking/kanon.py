@@ -58,19 +58,40 @@ def enforce_k_anonymity(
     """Generalise until k-anonymous, or refuse.
 
     Responses with fewer than `min_records` records are returned unchanged (a cadre reading one
-    household is not a release). `ladders[q]` lists increasingly coarse generalisers for
-    quasi-identifier `q`; step i applies `ladders[q][i-1]` to the original value. A quasi-identifier
-    with no ladder can only be suppressed as a whole, which is its final step — unless
-    `allow_suppression` is False, when the top of its ladder is the last step and a response still
-    not k-anonymous there is refused.
+    household is not a release); so is an empty one (nobody in it). A response of fewer than `k` records
+    that is checked can never be k-anonymous: it is refused at once, saying so, without generalising
+    anything (GB/T 37964-2019 §A.2: every equivalence class holds at least k records).
+
+    `ladders[q]` lists increasingly coarse generalisers for quasi-identifier `q`; step i applies
+    `ladders[q][i-1]` to the original value. A quasi-identifier with no ladder can only be suppressed as
+    a whole, which is its final step — unless `allow_suppression` is False, when the top of its ladder
+    is the last step and a response still not k-anonymous there is refused.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
     base = [dict(r) for r in records]
     ladders = ladders or {}
     steps = {q: 0 for q in quasi_identifiers}
-    if len(base) < min_records or not quasi_identifiers:
+    if len(base) < min_records or not quasi_identifiers or not base:
         return KAnonymityResult(base, True, k, smallest_class(base, quasi_identifiers), steps)
+    if len(base) < k:
+        n = len(base)
+        return KAnonymityResult(
+            [],
+            False,
+            k,
+            smallest_class(base, quasi_identifiers),
+            steps,
+            reason_zh=(
+                f"本次查询结果只有 {n} 条记录，少于 {k} 条，无论怎样泛化出生年代、住址等信息，"
+                "其中的居民都可能被单独认出，为保护居民隐私已拒绝返回"
+            ),
+            reason_en=(
+                f"This result holds only {n} records, fewer than {k}: however far birth period, address and "
+                "similar details are generalised, the residents in it could be singled out; refused to "
+                "protect their privacy"
+            ),
+        )
     extra = 1 if allow_suppression else 0  # the final step: suppression
     tops = {q: len(ladders.get(q, ())) + extra for q in quasi_identifiers}
 

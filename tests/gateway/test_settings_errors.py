@@ -31,6 +31,9 @@ def _serve(tmp_path: Path, **env: str) -> Result:
         "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": None,
         "GRASSROOTS_HOST": None,
         "GRASSROOTS_PORT": None,
+        "GRASSROOTS_KANON_K": None,
+        "GRASSROOTS_KANON_MIN_RECORDS": None,
+        "GRASSROOTS_MAX_PAGE_SIZE": None,
     }
     return runner.invoke(grassroots, ["serve", "--port", "1"], env={**base, **env})
 
@@ -94,6 +97,19 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             {"GRASSROOTS_KANON_K": "1"},
             "GRASSROOTS_KANON_K：不能小于 2",
             "GRASSROOTS_KANON_K: must be at least 2",
+        ),
+        # The re-identification guard checks pages from GRASSROOTS_KANON_MIN_RECORDS records up: above the
+        # page limit it would never run (silently off); below k every checked page would be refused.
+        (
+            {"GRASSROOTS_KANON_MIN_RECORDS": "500"},
+            "GRASSROOTS_KANON_MIN_RECORDS：须在 GRASSROOTS_KANON_K（3）与每页上限 "
+            "GRASSROOTS_MAX_PAGE_SIZE（100）之间",
+            "GRASSROOTS_KANON_MIN_RECORDS: must be between GRASSROOTS_KANON_K (3) and the page limit",
+        ),
+        (
+            {"GRASSROOTS_KANON_MIN_RECORDS": "2", "GRASSROOTS_KANON_K": "5"},
+            "GRASSROOTS_KANON_MIN_RECORDS：须在 GRASSROOTS_KANON_K（5）与每页上限",
+            "a page of fewer than k records can never be k-anonymous and would always be refused",
         ),
         (
             {"GRASSROOTS_DATA_FAST_LANE": "maybe"},

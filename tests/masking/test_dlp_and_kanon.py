@@ -116,7 +116,7 @@ LADDERS = {"age": [lambda a: f"{int(a) // 10 * 10}s", lambda a: "adult"]}
         (1, 0, True, {"age": 0, "village": 0}),
         (2, 0, True, {"age": 2, "village": 0}),
         (3, 0, True, {"age": 2, "village": 1}),
-        (5, 0, False, {"age": 3, "village": 1}),
+        (5, 0, False, {"age": 0, "village": 0}),  # 4 records < k: refused, nothing to try
         (5, 10, True, {"age": 0, "village": 0}),
     ],
 )
@@ -130,6 +130,22 @@ def test_k_anonymity_generalises_then_refuses(
         assert [r["v"] for r in result.records] == [1, 2, 3, 4]
     if not ok:
         assert result.records == [] and result.reason_zh and result.reason_en
+
+
+def test_a_checked_result_of_fewer_than_k_records_is_refused_at_once_saying_why() -> None:
+    """Fewer than k records can never be k-anonymous: refused without trying any generalisation, and the
+    reason says the result is too small (not that some residents' details happen to be rare)."""
+    result = enforce_k_anonymity(RECORDS[:2], QI, k=3, min_records=2, ladders=LADDERS)
+    assert (result.ok, result.records, dict(result.steps)) == (False, [], {"age": 0, "village": 0})
+    assert result.reason_zh.startswith("本次查询结果只有 2 条记录，少于 3 条")
+    assert "only 2 records, fewer than 3" in result.reason_en
+    # Under the size the guard checks from, the same records are served as they are (casework).
+    assert enforce_k_anonymity(RECORDS[:2], QI, k=3, min_records=3, ladders=LADDERS).records == RECORDS[:2]
+
+
+def test_an_empty_result_is_not_refused_as_a_re_identification_risk() -> None:
+    result = enforce_k_anonymity([], QI, k=3, ladders=LADDERS)
+    assert (result.ok, result.records, result.reason_zh) == (True, [], "")
 
 
 def test_scanning_a_masked_page_in_place_agrees_with_scan_response(scanner: FreeTextScanner) -> None:
