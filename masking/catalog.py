@@ -11,7 +11,6 @@ The level of a response is the highest level among its fields (就高从严, see
 
 from __future__ import annotations
 
-import difflib
 import enum
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -20,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from masking.errors import CatalogError, UnknownDatasetError, unknown_name
+from masking.errors import CatalogError, UnknownDatasetError, closest_name, unknown_name
 
 __all__ = [
     "Catalog",
@@ -150,8 +149,13 @@ class DatasetSpec:
         """The catalogued field a name not in the catalog most likely means: the one with that title
         (备注 -> remark), else a code a typo away (mobil -> mobile); None when nothing is close."""
         by_title = next((code for code, spec in self.fields.items() if spec.title == name), None)
-        close = difflib.get_close_matches(name, list(self.fields), n=1, cutoff=0.75)
-        return by_title or (close[0] if close else None)
+        return by_title or field_code_meant(name, self.fields)
+
+
+def field_code_meant(name: str, codes: Iterable[str]) -> str | None:
+    """The field code a typo away from `name` (mobil -> mobile). Field codes are short and share
+    prefixes, so they must be closer than other names to be offered."""
+    return closest_name(name, codes, cutoff=0.75)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,22 +9,31 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 # A name as a steward types a code: repeated in a message only in this shape (no run of digits long
 # enough for an ID or phone number), since whatever was pasted into the wrong box ends up in the error.
 _ECHOABLE = re.compile(r"(?!.*\d{7})[A-Za-z][A-Za-z0-9_.\-]{0,63}", re.ASCII)
 
 
+def closest_name(typed: object, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The valid name `typed` most likely means (difflib's similarity ratio at least `cutoff`), or None:
+    the one "did you mean" lookup behind every unknown-name message of the library."""
+    if not isinstance(typed, str):
+        return None
+    close = difflib.get_close_matches(typed, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def unknown_name(what_zh: str, what_en: str, typed: object, choices: Sequence[str]) -> tuple[str, str]:
     """An "unknown name" message in Chinese and English: the name typed (when it looks like a code),
     the nearest valid name if one is close, then all of them."""
     shown = typed if isinstance(typed, str) and _ECHOABLE.fullmatch(typed) else None
-    close = difflib.get_close_matches(typed, list(choices), n=1, cutoff=0.6) if isinstance(typed, str) else []
+    close = closest_name(typed, choices)
     zh = f"未知的{what_zh}" + (f" {shown}" if shown else "") + "；"
-    zh += (f"是否指 {close[0]}？" if close else "") + "可用的有：" + "、".join(choices)
+    zh += (f"是否指 {close}？" if close else "") + "可用的有：" + "、".join(choices)
     en = f"unknown {what_en}" + (f" {shown!r}" if shown else "") + "; "
-    en += (f"did you mean {close[0]}? " if close else "") + "valid: " + ", ".join(choices)
+    en += (f"did you mean {close}? " if close else "") + "valid: " + ", ".join(choices)
     return zh, en
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import enum
 import re
 import uuid
@@ -40,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from grassroots_common.personal_data import personal_data_in
-from masking.catalog import Catalog, Level, catalog_document, catalog_from_document
+from masking.catalog import Catalog, Level, catalog_document, catalog_from_document, field_code_meant
 from masking.errors import (
     CatalogError,
     MaskingError,
@@ -261,9 +260,9 @@ def _field_change(catalog: dict[str, Any], rules: dict[str, Any], payload: Mappi
     current = fields.get(name)
     if current is None and not {"level", "semantic_type"} <= set(changes):
         # Most often a typo of a catalogued field ("remrk"): name it, before a steward catalogues a new one.
-        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.75)
-        hint_zh = f"；若要修改已编目的字段，是否指 {close[0]}？" if close else ""
-        hint_en = f"; to change a catalogued field, did you mean {close[0]}?" if close else ""
+        close = field_code_meant(name, fields)
+        hint_zh = f"；若要修改已编目的字段，是否指 {close}？" if close else ""
+        hint_en = f"; to change a catalogued field, did you mean {close}?" if close else ""
         raise _fail(
             f"数据集 {dataset} 尚无字段 {name}：新编目的字段须同时给出分级和语义类型{hint_zh}",
             f"dataset {dataset} has no field {name}: a newly catalogued field needs a level and a semantic "

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from masking import Catalog, Level, RuleSet, load_catalog, load_rules, mask_record, plan_masking
+from masking.catalog import field_code_meant
 from masking.errors import (
     CatalogError,
     ProposalConflictError,
@@ -19,6 +20,8 @@ from masking.errors import (
     StewardshipError,
     StewardshipForbiddenError,
     UnknownDatasetError,
+    closest_name,
+    unknown_name,
 )
 from masking.stewardship import (
     MaskingDocuments,
@@ -320,6 +323,32 @@ def test_a_typo_of_a_catalogued_field_is_named_not_taken_for_a_new_field(baselin
     with pytest.raises(StewardshipError) as far:
         apply_change(baseline, ProposalKind.FIELD, {"dataset": "residents", "field": "hobby", "level": 2})
     assert "是否指" not in far.value.message_zh and "did you mean" not in far.value.message_en
+
+
+# (typed, what the proposal, the dry-run and the unknown-name messages offer) — one lookup behind all three.
+MEANT = [("remrk", "remark"), ("mobil", "mobile"), ("id_numbr", "id_number"), ("hobby", None), ("", None)]
+
+
+@pytest.mark.parametrize(("typed", "meant"), MEANT)
+def test_the_proposal_the_dry_run_and_unknown_names_offer_the_same_field(
+    baseline: MaskingDocuments, typed: str, meant: str | None
+) -> None:
+    fields = load_catalog().dataset("residents").fields
+    assert closest_name(typed, fields, cutoff=0.75) == field_code_meant(typed, fields) == meant
+    assert load_catalog().dataset("residents").field_meant(typed) == meant
+    zh, en = unknown_name("字段", "field", typed, list(fields))
+    assert (f"是否指 {meant}？" in zh, f"did you mean {meant}?" in en) == (meant is not None,) * 2
+    if typed:
+        with pytest.raises(StewardshipError) as info:
+            apply_change(baseline, ProposalKind.FIELD, {"dataset": "residents", "field": typed, "level": 4})
+        assert (f"是否指 {meant}？" in info.value.message_zh) == (meant is not None)
+
+
+def test_closest_name_reads_only_typed_text_and_keeps_each_cutoff() -> None:
+    assert closest_name(42, ["a42"]) is None  # not a name: nothing offered
+    assert closest_name("standrad", ["standard", "strict"]) == "standard"
+    assert closest_name("stdnrd", ["standard"]) == "standard"  # 0.71: close enough for a rule name
+    assert field_code_meant("stdnrd", ["standard"]) is None  # a field code must be closer (0.75)
 
 
 # (proposer, approver, kind, payload, ok) — who may propose and who may decide.
