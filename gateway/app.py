@@ -35,6 +35,7 @@ from gateway.refusal_bursts import CLIENT_SOURCE, source_of
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.validation_hints import validation_hint
+from masking import KeyRing
 
 _log = logging.getLogger("gateway.app")
 
@@ -498,8 +499,9 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. Nothing connects until the lifespan starts."""
+def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None) -> FastAPI:
+    """Build the app. Nothing connects until the lifespan starts. `keys`: the masking key ring, when the
+    caller (``serve``, ``demo``) has read it already; otherwise the lifespan reads it."""
     from gateway.db import DatabaseNotMigrated
     from gateway.routes import (
         admin,
@@ -518,7 +520,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            runtime = build_runtime(settings)
+            runtime = build_runtime(settings, keys=keys)
         except DatabaseNotMigrated as exc:  # unreachable or behind since `serve` checked it
             raise StartupRefused(str(exc)) from None
         app.state.runtime = runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -365,8 +366,9 @@ def serve(
     _audit_refs_or_exit(settings)
     # Every key a worker loads at start, loaded here first (and, in development, made once before the
     # workers could race to make it): one that cannot be used is a message naming its setting, exit 2.
-    _load_keys_or_exit(settings)
-    for warning in (unbound_ff1_key_warning(settings), unrestricted_issuer_warning(settings)):
+    # The masking key ring read here is the one a single-process gateway serves with (passed on below).
+    keys = _load_keys_or_exit(settings)
+    for warning in (unbound_ff1_key_warning(keys), unrestricted_issuer_warning(settings)):
         if warning is not None:
             typer.echo(warning, err=True)
     # Each worker process builds its own Settings (and runtime) from the environment, so the address given
@@ -419,7 +421,11 @@ def serve(
         raise typer.Exit(2) from None
     _check_identity_provider(settings)
     if workers == 1:
-        uvicorn.run("gateway.app:create_app", **options)
+        # In this process: the app is given the key ring checked above rather than reading it again. Worker
+        # processes (spawned, below) each read it once for themselves.
+        from gateway.app import create_app
+
+        uvicorn.run(functools.partial(create_app, keys=keys), **options)
         return
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
@@ -468,18 +474,10 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> str:
     return f"无法监听 {where[0]}：{zh}\nCannot listen on {where[1]}: {en}"
 
 
-def unbound_ff1_key_warning(settings: Settings) -> str | None:
+def unbound_ff1_key_warning(ring: KeyRing) -> str | None:
     """What to say at start when the active masking key predates dataset binding (a ring stored before it):
-    the ff1_id operator makes nothing under such a key, so those fields are redacted until a rotation."""
-    from gateway.keys import load_masking_keyring, masking_keyring_path
-    from masking import KeyRingError
-
-    if not masking_keyring_path(settings).exists():
-        return None  # a ring made now is bound from its first key
-    try:
-        ring = load_masking_keyring(settings)
-    except KeyRingError:
-        return None  # said by the gateway that cannot open it
+    the ff1_id operator makes nothing under such a key, so those fields are redacted until a rotation. A
+    ring made now is bound from its first key."""
     kid = ring.active_key_id
     if ring.is_scoped(kid):
         return None
@@ -531,17 +529,18 @@ def masking_keys_or_exit(settings: Settings) -> KeyRing:
         raise typer.Exit(2) from None
 
 
-def _load_keys_or_exit(settings: Settings) -> None:
+def _load_keys_or_exit(settings: Settings) -> KeyRing:
     """Load every key the gateway reads when it starts, making the missing ones in development, so that a
     key file that cannot be used (not a PEM Ed25519 key, unreadable, a checkpoint key others may read) is a
-    message naming its setting and the file, exit 2, instead of a traceback from the CLI or a worker."""
+    message naming its setting and the file, exit 2, instead of a traceback from the CLI or a worker.
+    Returns the masking key ring, read once here and passed on."""
     from audit import CheckpointError, CheckpointSigner
     from gateway.keys import audit_hmac_key
     from gateway.routes.admission_api import AdmissionSettings
     from gateway.upstream import load_or_create_ed25519
 
     audit_hmac_key(settings)
-    masking_keys_or_exit(settings)
+    ring = masking_keys_or_exit(settings)
     token_key = AdmissionSettings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
     loaders: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
         ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path, load_or_create_ed25519),
@@ -584,6 +583,7 @@ def _load_keys_or_exit(settings: Settings) -> None:
         from gateway.wiring import dev_identity_provider
 
         dev_identity_provider(settings).jwks()
+    return ring
 
 
 @app.command("dev-users", zh="列出演示用户（用户名、岗位、所属单位区划代码）。")

@@ -16,7 +16,7 @@ from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import ServiceTokenSigner, UpstreamClient, load_or_create_ed25519
-from masking import load_catalog, load_rules
+from masking import KeyRing, load_catalog, load_rules
 from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
 
@@ -39,7 +39,9 @@ def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
     )
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, keys: KeyRing | None = None) -> Runtime:
+    """The runtime of one gateway process. `keys`: the masking key ring when the caller has read it already
+    (``serve`` checks it before starting), so the process reads the ring file once; else it is read here."""
     engine = make_engine(settings.effective_database_url)
     ensure_migrated(engine)
     telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint, settings.otel_sample_ratio)
@@ -71,7 +73,7 @@ def build_runtime(settings: Settings) -> Runtime:
         rules=load_rules(),
         permissions=load_permissions(settings.policy_model_path, settings.permissions_path),
         scenarios=load_scenarios(settings.scenarios_path),
-        keys=load_masking_keyring(settings),
+        keys=keys if keys is not None else load_masking_keyring(settings),
         scanner=scanner,
     )
 

@@ -964,18 +964,17 @@ def test_serve_warns_while_the_active_key_predates_dataset_binding(tmp_path: Pat
     from gateway.settings import Settings
 
     settings = Settings(data_dir=tmp_path / "var")
-    assert unbound_ff1_key_warning(settings) is None  # no ring yet: the one made now is bound
-    load_masking_keyring(settings)
-    assert unbound_ff1_key_warning(settings) is None
+    assert unbound_ff1_key_warning(load_masking_keyring(settings)) is None  # made now: bound
+    assert unbound_ff1_key_warning(load_masking_keyring(settings)) is None  # read back
     path = masking_keyring_path(settings)
     doc = json.loads(path.read_text())
     doc["format"] = "grassroots-masking-keyring/v1"
     for key in doc["keys"]:
         key.pop("ff1_scope", None)
     path.write_text(json.dumps(doc))
-    warning = unbound_ff1_key_warning(settings)
-    assert warning is not None and warning.count("grassroots keys rotate") == 2 and "ff1_id" in warning
     legacy = load_masking_keyring(settings)
+    warning = unbound_ff1_key_warning(legacy)
+    assert warning is not None and warning.count("grassroots keys rotate") == 2 and "ff1_id" in warning
     legacy.rotate()
     save_masking_keyring(settings, legacy)
-    assert unbound_ff1_key_warning(settings) is None
+    assert unbound_ff1_key_warning(load_masking_keyring(settings)) is None

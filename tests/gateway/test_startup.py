@@ -476,3 +476,58 @@ def test_serve_with_workers_exits_non_zero_when_a_worker_fails_to_start(tmp_path
     zh, en = result.stderr.splitlines()[-2:]
     assert zh == "网关的工作进程启动失败（原因见上方日志），网关已停止。"
     assert en == "a gateway worker failed to start (the log above says why); the gateway stopped"
+
+
+def test_serve_reads_the_masking_key_ring_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` checks the key ring before it starts (a KEK that does not open it is exit 2) and warns about
+    a key older than dataset binding; a single-process gateway then serves with that same ring. It used to
+    read the ring file three times (the check, the warning, the app's start), each a KEK unwrap."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+    from uvicorn.importer import import_from_string
+
+    from gateway.cli import app as grassroots
+    from gateway.keys import load_masking_keyring
+    from masking import KeyRing
+
+    for name in [n for n in os.environ if n.startswith("GRASSROOTS_")]:
+        monkeypatch.delenv(name)
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    port = free_port()
+    env = {
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_DATABASE_URL": url,
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_PORT": str(port),  # serve sets it for its workers; restored after the test
+        "GRASSROOTS_CHECKPOINT_INTERVAL_S": "0",
+        "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    upgrade(url)
+    load_masking_keyring(Settings())  # the ring on disk, as after any earlier start
+
+    reads: list[str] = []
+    real_from_json = KeyRing.from_json.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[KeyRing], kek: bytes, text: str) -> KeyRing:
+        reads.append("read")
+        return real_from_json(cls, kek, text)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(KeyRing, "from_json", classmethod(counted))
+    served: list[int] = []
+
+    def run(app: object, **options: object) -> None:
+        """uvicorn.run as it builds the app (a factory named or given) and runs its lifespan, minus the
+        socket: the gateway starts, answers, stops."""
+        factory = import_from_string(app) if isinstance(app, str) else app
+        assert options.get("factory") is True and callable(factory)
+        with TestClient(factory()) as client:
+            served.append(client.get("/healthz").status_code)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    result = CliRunner().invoke(grassroots, ["serve", "--port", str(port)])
+    assert result.exit_code == 0, result.output
+    assert served == [200]
+    assert reads == ["read"]
