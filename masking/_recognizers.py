@@ -94,6 +94,38 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
         return is_valid_id_number(number)
 
 
+# Words that say an ID number follows. After one of them, the number is taken whatever its check
+# character or length: a remark's 身份证310110195703021234 with a mistyped digit is still that resident's
+# number, and served in clear (or shown as a bank card, region and last four) when only valid numbers
+# counted. A run of 14 to 19 digits (a 15- or 18-character number, one digit short or long) is taken;
+# the cn_id operator keeps the region of a 15- or 18-character one and hides anything else whole.
+ID_CUES: tuple[str, ...] = (
+    "身份证号码",
+    "身份证号",
+    "身份证",
+    "公民身份号码",
+    "身份号码",
+    "证件号码",
+    "证件号",
+)
+_ID_CUE_SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
+_CUED_ID = r"[0-9](?:[ \-]?[0-9]){13,18}[Xx]?(?![0-9])"
+
+
+class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
+    """An ID number right after a word naming one (身份证、证件号码…), valid or not (see ``ID_CUES``)."""
+
+    ENTITY = CN_ID_NUMBER
+    PATTERNS = (Pattern("cn_id_after_cue", rf"(?<=(?:{'|'.join(ID_CUES)}){_ID_CUE_SEP}){_CUED_ID}", 0.3),)
+    # presidio's `regex` allows the variable-width lookbehind; the standard `re` consumes the cue instead.
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
+        "cn_id_after_cue": (rf"(?:{'|'.join(ID_CUES)}){_ID_CUE_SEP}(?P<v>{_CUED_ID})", "v"),
+    }
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return True
+
+
 def compact_id_number(text: str) -> str:
     """An ID number as found in text, without the spaces or hyphens between its groups."""
     return text.replace(" ", "").replace("-", "")
@@ -198,7 +230,9 @@ _SURNAME = (
     + "])"
 )
 # Characters that end a clause or are function words never start or continue a given name.
-_GIVEN = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此])[\u4e00-\u9fff])"
+_GIVEN = (
+    r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此住系患])[\u4e00-\u9fff])"
+)
 # Cue words before a name: roles in a household or a case, and kin terms as written in remarks
 # (其子高慧、其妻…, 紧急联系人：桂秀珍).
 LEFT_CUES: tuple[str, ...] = (
@@ -206,14 +240,17 @@ LEFT_CUES: tuple[str, ...] = (
     "母亲", "儿子", "女儿", "孙子", "孙女", "老人", "监护人", "经办人", "代办人", "委托人", "患者",
     "租户", "亲属", "邻居", "低保户", "困难户", "代理人", "负责人", "网格员",
     "其子", "其女", "其妻", "其夫", "其父", "其母", "其兄", "其弟", "其姐", "其妹", "其孙", "儿媳", "女婿",
+    # who a resident is in village work: 老党员孙德胜、退役军人王海、五保户李根、其老伴陈桂兰
+    "党员", "退役军人", "五保户", "残疾人", "老伴",
 )  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
 _SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
 # After a name in a remark, the words of where or how the person is (其女王燕在外务工、户主张伟已去世、
-# 现居…、于2019年…) end it as surely as punctuation does.
+# 现居…、于2019年…、住3组、系退役军人、患病、就读于…、独居) end it as surely as punctuation does.
 _RIGHT_CUES = (
-    r"[，。、；：:,;.\s（()）在已现于]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+    r"[，。、；：:,;.\s（()）在已现于住系患]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
+    r"|就读|务工|打工|上学|工作|独居"
 )
 _NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}"
 # Names of Uyghur, Kazakh and other minority residents as written in Chinese: transliterated parts
@@ -254,6 +291,7 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
 def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecognizer]:
     return [
         CnIdNumberRecognizer(checksum_only=checksum_only_ids),
+        CnIdNumberAfterCueRecognizer(),
         CnCreditCodeRecognizer(),
         BankCardRecognizer(),
         CnMobileRecognizer(),

@@ -177,7 +177,7 @@ class FreeTextScanner:
             for r in _recognizers.build_recognizers(checksum_only_ids=checksum_only_ids)
             if r.supported_entities[0] in wanted
         ]
-        self._entities = [r.supported_entities[0] for r in self._recognizers]
+        self._entities = list(dict.fromkeys(r.supported_entities[0] for r in self._recognizers))
         self._rules = _compile_rules(self._recognizers, _recognizers.FLAGS)
         kinds = {rule.trigger for rule in self._rules}
         # A necessary condition per rule group, each tested once per text: names need a whole cue word

@@ -31,8 +31,13 @@ def test_id_detector_agrees_with_stdnum(scanner: FreeTextScanner, case: dict[str
     number = str(case["number"])
     assert is_valid_id_number(number) is case["valid"] is ric.is_valid(number)
     assert id_checksum_ok(number) is case["checksum_valid"]
-    found = [f for f in scanner.scan(f"身份证号{number}，") if f.entity_type == "CN_ID_NUMBER"]
+    # With no word before it saying what it is, a number is taken only when it is a valid ID number.
+    found = [f for f in scanner.scan(f"记录{number}，") if f.entity_type == "CN_ID_NUMBER"]
     assert bool(found) is case["valid"]
+    # After 身份证号 it is someone's ID number, mistyped or not: found, and masked all the same.
+    cued = [f for f in scanner.scan(f"身份证号{number}，") if f.entity_type == "CN_ID_NUMBER"]
+    if re.fullmatch(r"[0-9]{17}[0-9Xx]", number):
+        assert [(f.start, f.end) for f in cued] == [(4, 4 + len(number))]
 
 
 def _id_like() -> st.SearchStrategy[str]:
@@ -132,6 +137,9 @@ NAMES = [
     ("本人和家属均已知晓，", []),
     ("独居老人，网格员每周走访", []),
     ("桂花树下的桂秀珍，", []),
+    ("党员大会于周五召开，", []),
+    ("残疾人证已办理，", []),
+    ("退役军人事务站来电，", []),
 ]
 
 
@@ -233,6 +241,20 @@ WRITTEN_AS_PEOPLE_WRITE = [
     ("其女王燕在外务工", "其女王*在外务工"),
     ("其子欧阳明在外", "其子欧阳*在外"),
     ("户主张伟已去世，其妻李秀英现居上海", "户主张*已去世，其妻李**现居上海"),
+    # an ID number after a word naming one, whatever its check character or length: a mistyped digit
+    # left it in clear, or masked as a bank card (region and last four shown)
+    ("王老太，身份证号码：110102195703021234，低保户", "王老太，身份证号码：110102************，低保户"),
+    ("儿子张伟（身份证110102198001011234）在杭州工作", "儿子张*（身份证110102************）在杭州工作"),
+    ("儿子身份证31011019900307123X", "儿子身份证310110************"),
+    ("证件号 11010219570302123，", "证件号 ***，"),  # a digit short: hidden whole
+    ("身份证号码 310110 19900307 1238", "身份证号码 310110************"),
+    ("身份证已办理，订单号20240101123456", "身份证已办理，订单号20240101123456"),  # no number after the cue
+    # names after who the resident is in village work, and before what they do or where they are
+    ("老党员孙德胜，退役军人，住2组", "老党员孙**，退役军人，住2组"),
+    ("其孙女张欣怡就读于东风小学", "其孙女张**就读于东风小学"),
+    ("户主王建国系退役军人", "户主王**系退役军人"),
+    ("五保户李根住3组", "五保户李*住3组"),
+    ("其老伴陈桂兰患病卧床", "其老伴陈**患病卧床"),
     # landlines with the local number in groups
     ("座机 021 5961 2345", "座机 021-******45"),
     ("电话0571-8888-8888。", "电话0571-******88。"),
