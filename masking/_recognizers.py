@@ -108,7 +108,7 @@ ID_CUES: tuple[str, ...] = (
     "证件号码",
     "证件号",
 )
-_ID_CUE_SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
+_ID_CUE_SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 _CUED_ID = r"[0-9](?:[ \-]?[0-9]){13,18}[Xx]?(?![0-9])"
 
 
@@ -242,15 +242,18 @@ LEFT_CUES: tuple[str, ...] = (
     "其子", "其女", "其妻", "其夫", "其父", "其母", "其兄", "其弟", "其姐", "其妹", "其孙", "儿媳", "女婿",
     # who a resident is in village work: 老党员孙德胜、退役军人王海、五保户李根、其老伴陈桂兰
     "党员", "退役军人", "五保户", "残疾人", "老伴",
+    # more kin, as remarks name who helps or stands in: 外孙王浩、其侄子马超代办、哥哥张强、弟弟张勇
+    "外孙", "侄子", "侄女", "外甥", "哥哥", "弟弟", "姐姐", "妹妹",
 )  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
-_SEP = r"(?:[:：是为\s]|\s*[:：]\s*)?"
+_SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # After a name in a remark, the words of where or how the person is (其女王燕在外务工、户主张伟已去世、
-# 现居…、于2019年…、住3组、系退役军人、患病、就读于…、独居) end it as surely as punctuation does.
+# 现居…、于2019年…、住3组、系退役军人、患病、就读于…、独居、代办、和其妻…、均已…) end it as surely as
+# punctuation does. Not 都: it ends transliterated names (阿不都).
 _RIGHT_CUES = (
-    r"[，。、；：:,;.\s（()）在已现于住系患]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生|女士|老人|\d"
-    r"|就读|务工|打工|上学|工作|独居"
+    r"[，。、；：:,;.\s（()）在已现于住系患和与及均病]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生"
+    r"|女士|老人|\d|就读|务工|打工|上学|工作|独居|代办|代为|代领"
 )
 _NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}"
 # Names of Uyghur, Kazakh and other minority residents as written in Chinese: transliterated parts
