@@ -242,6 +242,39 @@ def _check_startup_settings(settings: Settings, host: str | None = None, port: i
         raise typer.Exit(2) from None
 
 
+def _served_here(settings: Settings, issuer: str) -> bool:
+    """Whether ``issuer`` is the development IdP this very gateway serves at ``/dev-idp`` (on the address
+    ``settings`` listen on, or its public URL): it cannot answer before the gateway has started."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    if not settings.dev_idp_enabled:
+        return False
+    parts = urlsplit(issuer)
+    if parts.path.rstrip("/") != "/dev-idp" or parts.hostname is None:
+        return False
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    public = urlsplit(settings.effective_public_url)
+    if (parts.scheme, parts.hostname, port) == (public.scheme, public.hostname, public.port):
+        return True
+
+    def loopback(host: str) -> bool:
+        try:
+            return host == "localhost" or ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    if port != settings.port:
+        return False
+    wildcard = settings.host in ("", "0.0.0.0", "::")
+    return parts.hostname == settings.host or (
+        loopback(parts.hostname) and (wildcard or loopback(settings.host))
+    )
+
+
 def _check_identity_provider(settings: Settings) -> None:
     """Ask the configured identity provider for its discovery document once before starting, as the gateway
     will at the first sign-in (OpenID Connect Discovery 1.0 §4).
@@ -250,7 +283,11 @@ def _check_identity_provider(settings: Settings) -> None:
     idp_unavailable. A provider that cannot be reached, or answers something else, is a warning: the gateway
     starts and refuses sign-ins (fail closed) until the provider answers, as it would if the provider went
     down later. A document naming another issuer is refused (exit 2): the gateway would refuse every token
-    for as long as GRASSROOTS_OIDC_ISSUER says something else (§4.3)."""
+    for as long as GRASSROOTS_OIDC_ISSUER says something else (§4.3).
+
+    The development IdP this gateway serves itself is not asked (nothing listens yet: asking it warned that
+    it could not be reached); the document it will serve is read from it directly, so a mismatch (a
+    trailing / it drops) is still refused."""
     import httpx
 
     issuer = settings.oidc_issuer
@@ -258,8 +295,15 @@ def _check_identity_provider(settings: Settings) -> None:
         return
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        response = httpx.get(url, timeout=5.0, follow_redirects=False, headers={"Accept": "application/json"})
-        document = response.json() if response.status_code == 200 else None
+        if _served_here(settings, issuer):
+            from gateway.wiring import dev_identity_provider
+
+            document: Any = {"issuer": dev_identity_provider(settings).issuer, "jwks_uri": url}
+        else:
+            response = httpx.get(
+                url, timeout=5.0, follow_redirects=False, headers={"Accept": "application/json"}
+            )
+            document = response.json() if response.status_code == 200 else None
     except httpx.HTTPError as exc:
         problem = ("无法连接", f"cannot be reached ({type(exc).__name__})")
     except ValueError:
@@ -419,7 +463,7 @@ def serve(
     except OSError as exc:
         typer.echo(_cannot_listen(bind_host, bind_port, exc), err=True)
         raise typer.Exit(2) from None
-    _check_identity_provider(settings)
+    _check_identity_provider(settings.model_copy(update={"host": bind_host, "port": bind_port}))
     if workers == 1:
         # In this process: the app is given the key ring checked above rather than reading it again. Worker
         # processes (spawned, below) each read it once for themselves.

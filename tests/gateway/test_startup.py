@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -436,6 +437,41 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
     )
     assert en.startswith(f"warning: the identity provider at {issuer}/.well-known/openid-configuration")
     assert "503 idp_unavailable" in en
+
+
+def test_serve_does_not_warn_about_the_development_idp_it_serves_itself(tmp_path: Path) -> None:
+    """GRASSROOTS_OIDC_ISSUER naming this gateway's own development IdP (by another name for loopback): the
+    start-time check asked it before anything listened and warned that it could not be reached, which was
+    false (sign-ins work). A real mismatch with what it will announce (a trailing / it drops) is still
+    refused before it starts."""
+    from gateway.launch import start_gateway, stop
+
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_OIDC_ISSUER": f"http://localhost:{port}/dev-idp",
+        "GRASSROOTS_LOG_LEVEL": "warning",
+    }
+    env.pop("GRASSROOTS_DATABASE_URL", None)
+    assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    gateway = start_gateway(port=port, env=env, cwd=tmp_path, stderr=log)
+    try:
+        token = _run("dev-token", "cadre_a", env=env, cwd=tmp_path).stdout.strip()
+        me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, me.text
+    finally:
+        stop(gateway)
+    written = log.read_text(encoding="utf-8")
+    assert "身份提供方" not in written and "identity provider" not in written, written
+
+    other = free_port()
+    issuer = f"http://127.0.0.1:{other}/dev-idp/"
+    refused = _run("serve", "--port", str(other), env={**env, "GRASSROOTS_OIDC_ISSUER": issuer}, cwd=tmp_path)
+    _assert_refused_naming(refused, "GRASSROOTS_OIDC_ISSUER")
+    assert f"names the issuer {issuer.rstrip('/')}, not GRASSROOTS_OIDC_ISSUER ({issuer})" in refused.stderr
 
 
 def test_serve_with_workers_exits_non_zero_when_a_worker_fails_to_start(tmp_path: Path) -> None:
