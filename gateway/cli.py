@@ -1315,8 +1315,11 @@ def demo(
         _print_opening_hours(settings, any_hour)
         import uvicorn
 
-        from gateway.serving import CoalescingHttpToolsProtocol
+        from gateway.serving import CoalescingHttpToolsProtocol, log_config
 
+        # The demo keeps its terminal for the banner above: warnings and errors only, unless
+        # GRASSROOTS_LOG_LEVEL says otherwise; in the lines `serve` writes (time, level, process, logger).
+        level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
         # The protocol `serve` speaks, so the demo has its limits too (a request head over 64 KiB: 431);
         # uvicorn's default httptools protocol held an endless header in memory (200 MB, answered 200).
         uvicorn.run(
@@ -1324,7 +1327,9 @@ def demo(
             factory=True,
             host=settings.host,
             port=port,
-            log_level="warning",
+            log_level=level.lower(),
+            log_config=log_config(level),
+            access_log=False,
             http=CoalescingHttpToolsProtocol,
         )
     finally:

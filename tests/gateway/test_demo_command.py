@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,14 +28,17 @@ from tests.stack import REPO
 
 
 @contextmanager
-def _demo(root: Path, *flags: str) -> Iterator[tuple[str, dict[str, str], Path]]:
-    port, upstream_port, house_port = free_port(), free_port(), free_port()
+def _demo(
+    root: Path, *flags: str, port: int | None = None, **extra_env: str
+) -> Iterator[tuple[str, dict[str, str], Path]]:
+    port, upstream_port, house_port = port or free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "GRASSROOTS_DATA_DIR": str(root / "var"),
         "GRASSROOTS_PORT": str(port),
         "GRASSROOTS_LOG_LEVEL": "warning",
+        **extra_env,
     }
     env.pop("GRASSROOTS_SCENARIOS_PATH", None)
     env.pop("GRASSROOTS_DATABASE_URL", None)
@@ -71,15 +75,19 @@ def _demo(root: Path, *flags: str) -> Iterator[tuple[str, dict[str, str], Path]]
             httpx.get(f"http://127.0.0.1:{registry_port}/healthz", timeout=2)
 
 
-def _read_as_cadre(base: str, env: dict[str, str]) -> httpx.Response:
-    token = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "dev-token", "cadre_a"],
+def _dev_token(env: dict[str, str], username: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "dev-token", username],
         env=env,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout.strip()
+
+
+def _read_as_cadre(base: str, env: dict[str, str]) -> httpx.Response:
+    token = _dev_token(env, "cadre_a")
     return httpx.get(
         f"{base}/api/v1/datasets/residents/records",
         params={"scenario": "DIBAO_REVIEW", "page_size": "3"},
@@ -129,6 +137,29 @@ def test_the_demo_refuses_a_request_head_over_the_limit_as_serve_does(tmp_path: 
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
         assert b'"request_header_too_large"' in answer
         assert _read_as_cadre(base, env).status_code == 200  # the demo serves on
+
+
+def test_the_demo_logs_as_serve_does_with_time_level_process_and_logger(tmp_path: Path) -> None:
+    """The demo ran uvicorn with its default logging: uvicorn's lines without a time or process, and the
+    product's warnings through Python's last-resort handler, as bare text (no time, level or logger). Its
+    lines are now those `serve` writes (gateway.serving.log_config)."""
+    port = free_port()
+    # The development IdP trusted for 城桥镇 only: 星桥村's cadre is refused, and the gateway logs why.
+    township = json.dumps({f"http://127.0.0.1:{port}/dev-idp": ["310151101"]})
+    with _demo(tmp_path, "--any-hour", port=port, GRASSROOTS_OIDC_ISSUER_JURISDICTIONS=township) as (
+        base,
+        env,
+        err,
+    ):
+        token = _dev_token(env, "cadre_c")
+        answer = httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == 401 and answer.json()["error"] == "org_outside_issuer", answer.text
+    lines = err.read_text(encoding="utf-8").splitlines()
+    shape = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4} [A-Z]+: +\[\d+\] ")
+    assert lines and all(shape.match(line) for line in lines), lines
+    refused = next(line for line in lines if "outside its configured jurisdiction" in line)
+    assert " WARNING: " in refused and "] gateway.auth.oidc: identity provider " in refused
+    assert token not in refused
 
 
 def test_a_second_demo_is_refused_before_it_starts_anything(tmp_path: Path) -> None:
