@@ -222,7 +222,8 @@ def _check_startup_settings(settings: Settings, host: str | None = None, port: i
     The application builds its identity provider from these when it starts; left to then, a missing
     setting surfaces as a traceback from inside the server."""
     try:
-        settings.effective_oidc_issuer  # noqa: B018 (raises when no identity provider is configured)
+        if not settings.oidc_issuers:
+            settings.effective_oidc_issuer  # noqa: B018 (raises when no identity provider is configured)
     except ConfigurationError:
         typer.echo(
             "未配置身份提供方：请设置 GRASSROOTS_OIDC_ISSUER（本单位 OIDC 身份提供方的地址）；"
@@ -236,7 +237,7 @@ def _check_startup_settings(settings: Settings, host: str | None = None, port: i
     # key of its jurisdiction, follows --host/--port.
     served = settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
     try:
-        served.issuer_org_prefixes  # noqa: B018 (raises when a jurisdiction names an issuer not trusted)
+        served.trusted_issuers  # noqa: B018 (raises when a jurisdiction names an issuer not trusted)
     except ConfigurationError as problem:
         typer.echo(problem.bilingual(), err=True)
         raise typer.Exit(2) from None
@@ -288,11 +289,16 @@ def _check_identity_provider(settings: Settings) -> None:
     The development IdP this gateway serves itself is not asked (nothing listens yet: asking it warned that
     it could not be reached); the document it will serve is read from it directly, so a mismatch (a
     trailing / it drops) is still refused."""
+    issuers = [(entry["issuer"], "GRASSROOTS_OIDC_ISSUERS") for entry in settings.oidc_issuers]
+    if settings.oidc_issuer is not None:  # else the embedded development IdP, served by this gateway itself
+        issuers.insert(0, (settings.oidc_issuer, "GRASSROOTS_OIDC_ISSUER"))
+    for issuer, variable in issuers:
+        _check_one_identity_provider(settings, issuer, variable)
+
+
+def _check_one_identity_provider(settings: Settings, issuer: str, variable: str) -> None:
     import httpx
 
-    issuer = settings.oidc_issuer
-    if issuer is None:  # the embedded development IdP, served by this gateway itself
-        return
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         if _served_here(settings, issuer):
@@ -314,12 +320,12 @@ def _check_identity_provider(settings: Settings) -> None:
         elif document.get("issuer") != issuer:
             named = str(document.get("issuer"))[:200]
             typer.echo(
-                f"身份提供方的发现文档 {url} 写明的签发者是 {named}，与 GRASSROOTS_OIDC_ISSUER（{issuer}）"
-                "不一致，网关会拒绝其签发的所有令牌：请把 GRASSROOTS_OIDC_ISSUER 设为与之完全相同的值"
+                f"身份提供方的发现文档 {url} 写明的签发者是 {named}，与 {variable}（{issuer}）"
+                f"不一致，网关会拒绝其签发的所有令牌：请把 {variable} 中的地址设为与之完全相同的值"
                 "（包括末尾的 /），然后重试。\n"
                 f"the identity provider's discovery document {url} names the issuer {named}, not "
-                f"GRASSROOTS_OIDC_ISSUER ({issuer}), so the gateway would refuse every token it issues: set "
-                "GRASSROOTS_OIDC_ISSUER to exactly that value (a trailing / included), and try again",
+                f"{variable} ({issuer}), so the gateway would refuse every token it issues: set the "
+                f"address in {variable} to exactly that value (a trailing / included), and try again",
                 err=True,
             )
             raise typer.Exit(2)
@@ -328,11 +334,11 @@ def _check_identity_provider(settings: Settings) -> None:
         else:
             return
     typer.echo(
-        f"警告：身份提供方 {url}（GRASSROOTS_OIDC_ISSUER）{problem[0]}。网关照常启动，但在它恢复之前，"
-        "所有登录请求都会被拒绝（503 idp_unavailable）：请检查该地址是否正确、本机能否访问。\n"
-        f"warning: the identity provider at {url} (GRASSROOTS_OIDC_ISSUER) {problem[1]}. The gateway starts, "
-        "but refuses every signed-in request (503 idp_unavailable) until it answers: check the address and "
-        "that this host can reach it.",
+        f"警告：身份提供方 {url}（{variable}）{problem[0]}。网关照常启动，但在它恢复之前，"
+        "它签发的登录凭证都会被拒绝（503 idp_unavailable）：请检查该地址是否正确、本机能否访问。\n"
+        f"warning: the identity provider at {url} ({variable}) {problem[1]}. The gateway starts, "
+        "but refuses every request signed in through it (503 idp_unavailable) until it answers: check the "
+        "address and that this host can reach it.",
         err=True,
     )
 
@@ -537,9 +543,9 @@ def unbound_ff1_key_warning(ring: KeyRing) -> str | None:
 def unrestricted_issuer_warning(settings: Settings) -> str | None:
     """What to say at a production start while the identity provider may vouch for any organisation: one
     provider misconfigured or taken over could then sign users into every district the platform serves."""
-    if settings.mode.value != "production" or settings.oidc_issuer_jurisdictions:
+    issuer = settings.primary_oidc_issuer
+    if settings.mode.value != "production" or settings.oidc_issuer_jurisdictions or issuer is None:
         return None
-    issuer = settings.effective_oidc_issuer
     example = "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS='" + json.dumps({issuer: ["310151"]}) + "'"
     return (
         f"警告：未设置 GRASSROOTS_OIDC_ISSUER_JURISDICTIONS，身份提供方 {issuer} 签发的登录凭证"

@@ -30,7 +30,7 @@ from admission import (
     registry_version,
 )
 from audit import AuditEvent, GroupCommitAppender, Outcome, Pseudonymizer, PseudonymRing, normalise_id_number
-from gateway.auth.oidc import OIDCVerifier, Principal
+from gateway.auth.oidc import Principal, TrustedIssuers
 from gateway.auth.sessions import SESSIONS_VERSION, RevokedSessions, load_revoked_sessions
 from gateway.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthenticated
 from gateway.outbound import OutboundCredentialCache
@@ -153,7 +153,7 @@ class Runtime:
         *,
         settings: Settings,
         engine: Engine,
-        verifier: OIDCVerifier,
+        verifier: TrustedIssuers,
         upstream: UpstreamClient,
         appender: GroupCommitAppender,
         pseudonymizer: Pseudonymizer | PseudonymRing,

@@ -42,6 +42,17 @@ class SettingProblem:
     en: str
 
 
+@dataclass(frozen=True)
+class IssuerTrust:
+    """One identity provider whose access tokens the gateway accepts: its issuer URL (exactly its tokens'
+    ``iss``), the audience they must name, and the division-code prefixes of the organisations it may sign
+    users in for (``None``: any organisation)."""
+
+    issuer: str
+    audience: str
+    org_prefixes: tuple[str, ...] | None
+
+
 class ConfigurationError(Exception):
     """Settings that cannot be used; each problem names the environment variable to fix."""
 
@@ -80,6 +91,12 @@ def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_
             '列表须写成 JSON，例如 \'["RS256", "ES256"]\'',
             'a list is written as JSON, e.g. \'["RS256", "ES256"]\'',
         )
+        if variable == f"{prefix}OIDC_ISSUERS":
+            example = (
+                '\'[{"issuer": "https://idp.example.gov.cn/realms/county", "jurisdiction": ["310151"]}]\''
+            )
+            zh = f"须写成 JSON 列表（每个身份提供方一个对象），例如 {example}"
+            en = f"a JSON list (one object per identity provider) is expected, e.g. {example}"
         if variable == f"{prefix}OIDC_ISSUER_JURISDICTIONS":
             example = '\'{"https://idp.example.gov.cn/realms/county": ["310151"]}\''
             zh = f"须写成 JSON 对象（身份提供方地址 → 区划代码列表），例如 {example}"
@@ -173,6 +190,13 @@ class Settings(GatewayAddress):
         default_factory=dict,
         description="JSON object: trusted issuer URL -> division codes its tokens' organisations must lie "
         "within; empty: any organisation",
+    )
+    # More identity providers beside GRASSROOTS_OIDC_ISSUER (a province's and a district's unified sign-on):
+    # each with its own discovery and keys, its audience, and the organisations it may sign users in for.
+    oidc_issuers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='JSON list of further trusted identity providers: [{"issuer": URL, "jurisdiction": '
+        '[division codes], "audience": optional, default GRASSROOTS_OIDC_AUDIENCE}]',
     )
     dev_idp_enabled: bool = Field(False, description="serve the embedded development IdP at /dev-idp")
 
@@ -291,27 +315,49 @@ class Settings(GatewayAddress):
     @field_validator("oidc_issuer_jurisdictions")
     @classmethod
     def _division_code_prefixes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        from grassroots_common.divisions import significant_prefix
+        return {issuer.strip(): _jurisdiction_prefixes(codes) for issuer, codes in value.items()}
 
-        prefixes: dict[str, list[str]] = {}
-        for issuer, codes in value.items():
-            if not codes:
+    @field_validator("oidc_issuers")
+    @classmethod
+    def _issuer_entries(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Each entry as an operator writes it, checked here with words naming the entry (its place in the
+        # list: the URL may be mistyped), so a typo ("jurisdicton") is refused rather than ignored.
+        entries: list[dict[str, Any]] = []
+        for place, entry in enumerate(value, start=1):
+            unknown = sorted(set(entry) - {"issuer", "audience", "jurisdiction"})
+            if unknown or "issuer" not in entry or "jurisdiction" not in entry:
                 raise InvalidSetting(
-                    "每个身份提供方至少要列出一个区划代码（它可认定的辖区），例如 "
-                    '{"https://idp.example.gov.cn/realms/county": ["310151"]}',
-                    "list at least one division code (the jurisdiction it may vouch for) for each identity "
-                    'provider, e.g. {"https://idp.example.gov.cn/realms/county": ["310151"]}',
+                    f"第 {place} 个身份提供方须写成 "
+                    '{"issuer": 地址, "jurisdiction": [区划代码, …], "audience": 受众（可省略）}，'
+                    "不能有其他键",
+                    f"identity provider #{place} must be written "
+                    '{"issuer": URL, "jurisdiction": [division codes], "audience": optional}, '
+                    "with no other key",
                 )
-            try:
-                prefixes[issuer.strip()] = sorted({significant_prefix(code) for code in codes})
-            except ValueError:
+            issuer, audience = entry["issuer"], entry.get("audience")
+            if not isinstance(issuer, str) or _http_url_or_none(issuer) is None:
                 raise InvalidSetting(
-                    "区划代码须为 2、4、6、9 或 12 位数字（统计用区划代码，例如 31、310151、310151101），"
-                    "只能在省、市、县、乡、村的分段处截断",
-                    "division codes are 2, 4, 6, 9 or 12 ASCII digits (e.g. 31, 310151, 310151101): cut "
-                    "only where a province, city, county, township or village segment ends",
-                ) from None
-        return prefixes
+                    f"第 {place} 个身份提供方的 issuer 须为以 https:// 或 http:// 开头的完整地址",
+                    f"identity provider #{place}: issuer must be a full URL starting with https:// or "
+                    "http://",
+                )
+            if audience is not None and (not isinstance(audience, str) or not audience.strip()):
+                raise InvalidSetting(
+                    f"第 {place} 个身份提供方的 audience 须为非空字符串（省略则为 GRASSROOTS_OIDC_AUDIENCE）",
+                    f"identity provider #{place}: audience must be a non-empty string (left out: "
+                    "GRASSROOTS_OIDC_AUDIENCE)",
+                )
+            codes = entry["jurisdiction"]
+            if not isinstance(codes, list) or not all(isinstance(code, str) for code in codes):
+                codes = []  # refused below, in the words every empty jurisdiction gets
+            entries.append(
+                {
+                    "issuer": issuer.strip(),
+                    "audience": None if audience is None else audience.strip(),
+                    "jurisdiction": _jurisdiction_prefixes(codes),
+                }
+            )
+        return entries
 
     @field_validator("masking_kek")
     @classmethod
@@ -337,12 +383,9 @@ class Settings(GatewayAddress):
     def _http_url(cls, value: str | None) -> str | None:
         # Without a scheme the issuer's discovery request can never be made: the gateway started, then
         # answered every signed-in request 503 idp_unavailable.
-        from urllib.parse import urlsplit
-
         if value is None or not value.strip():
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if _http_url_or_none(value) is None:
             raise InvalidSetting(
                 "须为以 https:// 或 http:// 开头的完整地址，例如 https://idp.example.gov.cn/realms/county",
                 "must be a full URL starting with https:// or http://, e.g. https://idp.example.gov.cn/realms/county",
@@ -374,16 +417,73 @@ class Settings(GatewayAddress):
         trusted = self.effective_oidc_issuer
         stray = sorted(set(self.oidc_issuer_jurisdictions) - {trusted})
         if stray:
+            listed = {entry["issuer"] for entry in self.oidc_issuers}
+            also = (
+                (
+                    "；GRASSROOTS_OIDC_ISSUERS 所列身份提供方的辖区写在其 jurisdiction 中",
+                    "; the jurisdiction "
+                    "of a provider listed in GRASSROOTS_OIDC_ISSUERS is its entry's jurisdiction",
+                )
+                if listed & set(stray)
+                else ("", "")
+            )
             raise ConfigurationError(
                 SettingProblem(
                     "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS",
                     f"键须是所信任的身份提供方的地址（与令牌中的 iss 完全一致）：{trusted}；"
-                    f"未被信任的地址：{'、'.join(stray)}",
+                    f"未被信任的地址：{'、'.join(stray)}{also[0]}",
                     f"the keys must be the trusted identity provider's URL (exactly as in the tokens' iss): "
-                    f"{trusted}; not trusted: {', '.join(stray)}",
+                    f"{trusted}; not trusted: {', '.join(stray)}{also[1]}",
                 )
             )
         return tuple(self.oidc_issuer_jurisdictions[trusted])
+
+    @property
+    def primary_oidc_issuer(self) -> str | None:
+        """GRASSROOTS_OIDC_ISSUER, else the development IdP when it is enabled, else None."""
+        if self.oidc_issuer or self.dev_idp_enabled:
+            return self.effective_oidc_issuer
+        return None
+
+    @property
+    def trusted_issuers(self) -> tuple[IssuerTrust, ...]:
+        """Every identity provider whose tokens are accepted: GRASSROOTS_OIDC_ISSUER (or the development
+        IdP), with GRASSROOTS_OIDC_AUDIENCE and GRASSROOTS_OIDC_ISSUER_JURISDICTIONS, then each of
+        GRASSROOTS_OIDC_ISSUERS. ConfigurationError when there is none, or one is named twice (which of
+        the two audiences and jurisdictions would hold?)."""
+        trusted: list[IssuerTrust] = []
+        primary = self.primary_oidc_issuer
+        if primary is None and not self.oidc_issuers:
+            self.effective_oidc_issuer  # noqa: B018 (raises: no identity provider is configured)
+        if primary is not None:
+            trusted.append(IssuerTrust(primary, self.oidc_audience, self.issuer_org_prefixes))
+        elif self.oidc_issuer_jurisdictions:
+            raise ConfigurationError(
+                SettingProblem(
+                    "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS",
+                    "只用于 GRASSROOTS_OIDC_ISSUER；GRASSROOTS_OIDC_ISSUERS 所列身份提供方的辖区写在其 "
+                    "jurisdiction 中",
+                    "applies to GRASSROOTS_OIDC_ISSUER only; the jurisdiction of a provider listed in "
+                    "GRASSROOTS_OIDC_ISSUERS is its entry's jurisdiction",
+                )
+            )
+        for entry in self.oidc_issuers:
+            if any(t.issuer == entry["issuer"] for t in trusted):
+                raise ConfigurationError(
+                    SettingProblem(
+                        "GRASSROOTS_OIDC_ISSUERS",
+                        f"身份提供方 {entry['issuer']} 出现了不止一次（含 GRASSROOTS_OIDC_ISSUER），"
+                        "每个身份提供方只能写一次",
+                        f"the identity provider {entry['issuer']} is named more than once "
+                        "(GRASSROOTS_OIDC_ISSUER included); name each provider once",
+                    )
+                )
+            trusted.append(
+                IssuerTrust(
+                    entry["issuer"], entry["audience"] or self.oidc_audience, tuple(entry["jurisdiction"])
+                )
+            )
+        return tuple(trusted)
 
     @model_validator(mode="after")
     def _reidentification_guard_applies(self) -> Settings:
@@ -420,14 +520,27 @@ class Settings(GatewayAddress):
                     "(the development identity provider signs any demo user's token)",
                 )
             )
-        if not self.oidc_issuer:
-            problems.append(
-                SettingProblem(
-                    "GRASSROOTS_OIDC_ISSUER",
-                    "生产模式下必须设置（本单位 OIDC 身份提供方的地址）",
-                    "is required in production mode (your OIDC identity provider's URL)",
+        for entry in self.oidc_issuers:
+            if not tls_or_loopback(entry["issuer"]):
+                problems.append(
+                    SettingProblem(
+                        "GRASSROOTS_OIDC_ISSUERS",
+                        f"生产模式下身份提供方 {entry['issuer']} 须为 https:// 地址"
+                        "（否则验证令牌所用的公钥经明文传输，可被途中篡改）",
+                        f"the identity provider {entry['issuer']} must be an https:// URL in production "
+                        "mode (over http the keys that tokens are checked against could be replaced on the "
+                        "way)",
+                    )
                 )
-            )
+        if not self.oidc_issuer:
+            if not self.oidc_issuers:
+                problems.append(
+                    SettingProblem(
+                        "GRASSROOTS_OIDC_ISSUER",
+                        "生产模式下必须设置（本单位 OIDC 身份提供方的地址）",
+                        "is required in production mode (your OIDC identity provider's URL)",
+                    )
+                )
         elif not tls_or_loopback(self.oidc_issuer):
             # OpenID Connect Discovery 1.0 §3 and §7.2: the issuer is an https URL. Over plain http the
             # discovery document and the key set that every token is checked against arrive unprotected:
@@ -505,3 +618,36 @@ class Settings(GatewayAddress):
     @property
     def effective_checkpoint_dir(self) -> Path:
         return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+
+def _http_url_or_none(value: str) -> str | None:
+    """``value`` stripped when it is a full http(s) URL (a scheme and a host), else None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return value.strip()
+
+
+def _jurisdiction_prefixes(codes: list[str]) -> list[str]:
+    """An identity provider's jurisdiction (division codes) as the prefixes every code within it starts
+    with (grassroots_common.divisions.significant_prefix); InvalidSetting for none, or a code cut badly."""
+    from grassroots_common.divisions import significant_prefix
+
+    if not codes:
+        raise InvalidSetting(
+            "每个身份提供方至少要列出一个区划代码（它可认定的辖区），例如 "
+            '{"https://idp.example.gov.cn/realms/county": ["310151"]}',
+            "list at least one division code (the jurisdiction it may vouch for) for each identity "
+            'provider, e.g. {"https://idp.example.gov.cn/realms/county": ["310151"]}',
+        )
+    try:
+        return sorted({significant_prefix(code) for code in codes})
+    except ValueError:
+        raise InvalidSetting(
+            "区划代码须为 2、4、6、9 或 12 位数字（统计用区划代码，例如 31、310151、310151101），"
+            "只能在省、市、县、乡、村的分段处截断",
+            "division codes are 2, 4, 6, 9 or 12 ASCII digits (e.g. 31, 310151, 310151101): cut "
+            "only where a province, city, county, township or village segment ends",
+        ) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 from audit import AuditLog, GroupCommitAppender
 from gateway.auth.devidp import DevIdentityProvider
-from gateway.auth.oidc import OIDCVerifier
+from gateway.auth.oidc import OIDCVerifier, TrustedIssuers
 from gateway.db import ensure_migrated, make_engine
 from gateway.free_text import free_text_scanner
 from gateway.keys import load_audit_refs, load_masking_keyring
@@ -53,12 +53,17 @@ def build_runtime(settings: Settings, *, keys: KeyRing | None = None) -> Runtime
     return Runtime(
         settings=settings,
         engine=engine,
-        verifier=OIDCVerifier(
-            settings.effective_oidc_issuer,
-            settings.oidc_audience,
-            algorithms=tuple(settings.oidc_algorithms),
-            leeway_s=settings.oidc_leeway_s,
-            org_prefixes=settings.issuer_org_prefixes,
+        verifier=TrustedIssuers(
+            [
+                OIDCVerifier(
+                    trust.issuer,
+                    trust.audience,
+                    algorithms=tuple(settings.oidc_algorithms),
+                    leeway_s=settings.oidc_leeway_s,
+                    org_prefixes=trust.org_prefixes,
+                )
+                for trust in settings.trusted_issuers
+            ]
         ),
         upstream=UpstreamClient(
             ServiceTokenSigner(load_or_create_ed25519(settings.effective_service_key_path)),

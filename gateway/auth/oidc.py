@@ -20,6 +20,8 @@ Rules implemented here, by source:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -59,6 +61,7 @@ __all__ = [
     "ClaimMapping",
     "OIDCVerifier",
     "Principal",
+    "TrustedIssuers",
 ]
 
 _log = logging.getLogger(__name__)
@@ -114,8 +117,12 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
         "The access token was not issued for this service. Please sign in to this service again.",
     ),
     "wrong_issuer": (
-        "该登录凭证不是由本平台认可的统一身份认证服务签发的。",
-        "The access token was not issued by the trusted identity provider.",
+        "该登录凭证不是由本平台信任的统一身份认证服务签发的，本次未处理。请通过本平台认可的统一身份认证"
+        "服务重新登录；如该服务应当被信任，请联系平台管理员把它加入受信任的身份认证服务"
+        "（GRASSROOTS_OIDC_ISSUER、GRASSROOTS_OIDC_ISSUERS）。",
+        "The access token was not issued by an identity provider this service trusts; the request was not "
+        "handled. Sign in through a trusted identity provider; if this one should be trusted, contact the "
+        "platform administrator to add it (GRASSROOTS_OIDC_ISSUER, GRASSROOTS_OIDC_ISSUERS).",
     ),
     "unsupported_algorithm": (
         "登录凭证的签名方式不被接受，请重新登录。",
@@ -143,10 +150,11 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
     "org_outside_issuer": (
         "登录凭证所属的组织不在签发它的统一身份认证服务可认定的辖区内，本次未处理。"
         "请联系平台管理员，核对您在身份认证服务中的所属组织，或该服务的辖区配置"
-        "（GRASSROOTS_OIDC_ISSUER_JURISDICTIONS）。",
+        "（GRASSROOTS_OIDC_ISSUER_JURISDICTIONS，或 GRASSROOTS_OIDC_ISSUERS 中该服务的 jurisdiction）。",
         "The access token names an organisation outside the jurisdiction its identity provider may vouch "
         "for; the request was not handled. Contact the platform administrator to check your organisation "
-        "at the identity provider, or the provider's jurisdiction (GRASSROOTS_OIDC_ISSUER_JURISDICTIONS).",
+        "at the identity provider, or the provider's jurisdiction (GRASSROOTS_OIDC_ISSUER_JURISDICTIONS, "
+        "or its jurisdiction in GRASSROOTS_OIDC_ISSUERS).",
     ),
     "idp_unavailable": (
         "统一身份认证服务暂时无法连接，请稍后重试。",
@@ -417,13 +425,7 @@ class OIDCVerifier:
     # -- token structure -------------------------------------------------------------------------
 
     def _parse(self, token: str) -> tuple[jws.CompactSignature, dict[str, Any]]:
-        if (
-            not isinstance(token, str)
-            or len(token) > _MAX_TOKEN_CHARS
-            or token.count(".") != 2
-            or _TOKEN_CHARS.fullmatch(token) is None
-        ):
-            raise AuthError("malformed_token")
+        _check_compact(token)
         try:
             signed = jws.extract_compact(token.encode("ascii"), registry=self._registry)
         except JoseError as error:
@@ -697,6 +699,78 @@ class OIDCVerifier:
             _log.warning("identity provider %s: GET %s did not answer a JSON object", self.issuer, url)
             raise AuthError("idp_unavailable")
         return document
+
+
+class TrustedIssuers:
+    """Verify access tokens of several identity providers (a province's and a district's unified sign-on),
+    each with its own :class:`OIDCVerifier`: its discovery and keys, its audience, its jurisdiction.
+
+    A token is verified by the verifier of the issuer it names (its unverified ``iss``, read only to choose)
+    and by no other: the keys of one provider never validate a token naming another (RFC 8725 §3.8: a
+    relying party trusting several issuers must keep their keys apart), and that verifier checks ``iss``
+    again, exactly, once the signature holds. A token naming no trusted issuer is refused,
+    ``wrong_issuer``, before any key is looked for. With a single issuer every token goes to it, exactly as
+    before there were several.
+    """
+
+    def __init__(self, verifiers: Sequence[OIDCVerifier]) -> None:
+        if not verifiers:
+            raise ValueError("at least one issuer must be trusted")
+        self._by_issuer = {verifier.issuer: verifier for verifier in verifiers}
+        if len(self._by_issuer) != len(verifiers):
+            raise ValueError("each issuer may be trusted once")
+        self._only = verifiers[0] if len(verifiers) == 1 else None
+
+    def __repr__(self) -> str:
+        return f"TrustedIssuers({sorted(self._by_issuer)!r})"
+
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        return tuple(self._by_issuer)
+
+    async def verify(self, token: str) -> Principal:
+        """Verify ``token`` with its own issuer's verifier (see :meth:`OIDCVerifier.verify`).
+
+        :raises AuthError: ``wrong_issuer`` for a token naming no trusted issuer; else as the verifier does.
+        """
+        if self._only is not None:
+            return await self._only.verify(token)
+        verifier = self._by_issuer.get(_claimed_issuer(token))
+        if verifier is None:
+            raise AuthError("wrong_issuer")
+        return await verifier.verify(token)
+
+    async def aclose(self) -> None:
+        for verifier in self._by_issuer.values():
+            await verifier.aclose()
+
+
+def _claimed_issuer(token: str) -> str:
+    """The ``iss`` a compact JWS names, unverified (to choose whose keys check it, nothing else)."""
+    _check_compact(token)
+    segment = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError) as error:
+        raise AuthError("malformed_token") from error
+    if not isinstance(claims, dict):
+        raise AuthError("malformed_token")
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str):
+        # RFC 9068 §2.2: iss is required; without it no issuer can be asked.
+        raise AuthError("invalid_token")
+    return issuer
+
+
+def _check_compact(token: object) -> None:
+    """Refuse (``malformed_token``) what cannot be a compact JWS of a sensible size, before any parsing."""
+    if (
+        not isinstance(token, str)
+        or len(token) > _MAX_TOKEN_CHARS
+        or token.count(".") != 2
+        or _TOKEN_CHARS.fullmatch(token) is None
+    ):
+        raise AuthError("malformed_token")
 
 
 def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:

@@ -424,11 +424,26 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
 
     env, _ = _production_env(tmp_path)
     issuer = f"http://127.0.0.1:{free_port()}/realms/county"  # nothing listens there
+    township = f"http://127.0.0.1:{free_port()}/realms/township"  # a further provider, nor there
     port, log = free_port(), tmp_path / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), **env, "GRASSROOTS_OIDC_ISSUER": issuer}
+    listed = json.dumps([{"issuer": township, "jurisdiction": ["310151101"]}])
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        **env,
+        "GRASSROOTS_OIDC_ISSUER": issuer,
+        "GRASSROOTS_OIDC_ISSUERS": listed,
+    }
     gateway = start_gateway(port=port, env=env, cwd=tmp_path, stderr=log)
     stop(gateway)
     lines = log.read_text(encoding="utf-8").splitlines()
+    assert any(
+        line.startswith(
+            f"warning: the identity provider at {township}/.well-known/openid-configuration "
+            "(GRASSROOTS_OIDC_ISSUERS) cannot be reached"
+        )
+        for line in lines
+    ), lines
     # After the warning about the provider's unrestricted jurisdiction, which production also prints.
     at = next(i for i, line in enumerate(lines) if line.startswith("警告：身份提供方"))
     zh, en = lines[at : at + 2]
