@@ -42,7 +42,7 @@ from gateway.app import REQUEST_ID, get_runtime
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
 from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, InvalidRequest, Unauthenticated
-from gateway.pipeline import authenticate, record_audit
+from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
 from masking.errors import MaskingError, UnknownDatasetError
@@ -197,7 +197,7 @@ async def record_refusal(
         actor_roles=tuple(principal.roles) if principal is not None else (),
         reason=error.code,
         request_id=REQUEST_ID.get(),
-        details={"permission": permission},
+        details={"permission": permission, **refusal_details(error)},
     )
     await record_audit(runtime, event)
 

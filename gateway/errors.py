@@ -57,6 +57,9 @@ class Unauthenticated(GatewayError):
     code = "invalid_token"
     message_zh = "登录凭证无效或已过期，请重新登录。"
     message_en = "Your sign-in token is invalid or has expired. Please sign in again."
+    #: The organisation a token its own provider signed claimed (gateway.auth.oidc.AuthError.claimed_org):
+    #: recorded in the refusal's audit event, never in the answer.
+    claimed_org: str | None = None
 
 
 class Forbidden(GatewayError):

@@ -272,15 +272,30 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
     except AuthError as exc:
         if exc.code == "idp_unavailable":
             raise ServiceUnavailable(exc.message_zh, exc.message_en, code=exc.code) from None
-        raise Unauthenticated(
+        refused = Unauthenticated(
             exc.message_zh,
             exc.message_en,
             code=exc.code,
             headers={"WWW-Authenticate": exc.www_authenticate() or 'Bearer realm="grassroots"'},
-        ) from None
+        )
+        refused.claimed_org = exc.claimed_org
+        raise refused from None
     # A valid signature is not enough: the token may have been signed out, or its user cut off.
-    runtime.check_session(principal)
+    try:
+        runtime.check_session(principal)
+    except Unauthenticated as revoked:
+        revoked.claimed_org = principal.org
+        raise
     return principal
+
+
+def refusal_details(error: GatewayError) -> dict[str, str]:
+    """What a refused sign-in's audit event records of the token beside the reason code: the organisation
+    it claimed, when its provider's signature held (a division code, no personal data), so supervisors can
+    tell which village's sign-ins fail. The event's ``actor_org`` stays empty: the token was not accepted."""
+    if isinstance(error, Unauthenticated) and error.claimed_org is not None:
+        return {"claimed_org": error.claimed_org}
+    return {}
 
 
 def subject_of(principal: Principal) -> Subject:
@@ -816,6 +831,8 @@ def _build_event(
     else:
         outcome, reason = Outcome.REFUSED, failure.code
     details: dict[str, Any] = dict(facts.details)
+    if failure is not None:
+        details.update(refusal_details(failure))
     if facts.alerts:
         details["alerts"] = sorted(set(facts.alerts))
     if failure is None and facts.subject_refs and facts.subject_links:

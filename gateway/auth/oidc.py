@@ -191,6 +191,11 @@ class AuthError(Exception):
     code: AuthErrorCode
     message_zh: str
     message_en: str
+    #: The organisation a token claimed when its own provider's signature held and it was refused for
+    #: another reason (expired, outside the jurisdiction, ...): a division code, no personal data, so that
+    #: supervisors can tell which village's sign-ins fail. Never set from a token whose signature failed
+    #: (its claims are whatever the sender wrote), never in the message.
+    claimed_org: str | None = None
 
     def __init__(self, code: AuthErrorCode) -> None:
         self.code = code
@@ -408,13 +413,17 @@ class OIDCVerifier:
         key = await self._find_key(kid, alg)
         self._check_signature(signed, key)
         claims = self._payload(signed)
-        self._check_claims(claims)
-        principal = dataclasses.replace(
-            self._principal(claims),
-            issued_at=_whole_seconds(claims.get("iat")),
-            expires_at=_whole_seconds(claims.get("exp")),
-            token_digest=digest.hex(),
-        )
+        try:
+            self._check_claims(claims)
+            principal = dataclasses.replace(
+                self._principal(claims),
+                issued_at=_whole_seconds(claims.get("iat")),
+                expires_at=_whole_seconds(claims.get("exp")),
+                token_digest=digest.hex(),
+            )
+        except AuthError as error:
+            error.claimed_org = _division_code_claim(claims, self._claims.org)
+            raise
         exp = claims.get("exp")
         if isinstance(exp, int | float):
             self._verified[digest] = (principal, float(exp), self._keys_generation, self._monotonic())
@@ -507,8 +516,8 @@ class OIDCVerifier:
         if not _recordable_subject(subject):
             raise AuthError("invalid_token")
 
-        org = _lookup(claims, mapping.org)
-        if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None or not is_division_code(org):
+        org = _division_code_claim(claims, mapping.org)
+        if org is None:
             raise AuthError("insufficient_claims")
         if self._org_prefixes is not None and not org.startswith(self._org_prefixes):
             # A division code is no personal data; the operator needs it to tell a user filed under the
@@ -820,6 +829,14 @@ def _lookup(claims: Mapping[str, Any], name: str) -> Any:
             return None
         value = value[part]
     return value
+
+
+def _division_code_claim(claims: Mapping[str, Any], name: str) -> str | None:
+    """The claim ``name`` when it is a valid 12-digit division code, else None."""
+    org = _lookup(claims, name)
+    if not isinstance(org, str) or _DIVISION_CODE.fullmatch(org) is None or not is_division_code(org):
+        return None
+    return org
 
 
 def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:

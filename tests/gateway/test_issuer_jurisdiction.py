@@ -11,6 +11,7 @@ the district's supervisor are not, while the stack's own gateway (no jurisdictio
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -72,6 +73,10 @@ def test_a_refused_data_request_is_audited_without_the_token(stack: Stack, towns
         "refused",
         "org_outside_issuer",
     )
+    # Which village's sign-in failed (星桥村, a division code): the token's own claim, its provider's
+    # signature verified; charged to no organisation (actor_org), as the token was not accepted.
+    assert event["body"]["details"]["claimed_org"] == "310151102201"
+    assert event["body"]["actor_org"] is None
     assert not any(part in json.dumps(event["body"]) for part in token.split("."))
 
 
@@ -85,6 +90,31 @@ def test_a_refused_administrative_request_is_audited_without_the_token(
     assert (event["actor"], event["body"]["reason"], event["body"]["details"]) == (
         "anonymous",
         "org_outside_issuer",
-        {"permission": "read masking"},
+        {"permission": "read masking", "claimed_org": "310151000000"},
     )
     assert not any(part in json.dumps(event["body"]) for part in token.split("."))
+
+
+def _tampered(token: str) -> str:
+    """The token with one claim changed and its signature kept: the signature no longer holds."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["roles"] = ["platform_admin"]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_a_refused_sign_in_names_the_organisation_its_provider_signed_and_no_other(stack: Stack) -> None:
+    """A supervisor reading the failed sign-ins can tell which village's fail (an expired token, a revoked
+    one); a token whose signature does not hold names none (its claims are whatever the sender wrote)."""
+    for token, reason, claimed in (
+        (stack.expired_token("cadre_b"), "expired_token", "310151101202"),
+        (_tampered(stack.token("cadre_b")), "invalid_token", None),
+    ):
+        seq = last_seq(stack)
+        refused = _get(stack.base_url, "/api/v1/masking/catalog", token)
+        assert (refused.status_code, refused.json()["error"]) == (401, reason)
+        assert "310151101202" not in refused.text  # the answer names nothing of the token
+        (event,) = events(stack, "auth.refused", seq)
+        assert (event["body"]["reason"], event["body"]["details"].get("claimed_org")) == (reason, claimed)
+        assert event["body"]["actor_org"] is None

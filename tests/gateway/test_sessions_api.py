@@ -118,6 +118,8 @@ def test_a_signed_out_token_is_refused_at_once_with_a_chinese_first_message(stac
     assert {r["reason"] for r in refusals} == {"session_revoked"}
     assert {r["kind"] for r in refusals} >= {"auth.refused"}
     assert len(refusals) >= 3  # /me, the read, the second sign-out
+    # Which village's signed-out token came back (cadre_a's 东风村), charged to no organisation.
+    assert {(r["details"]["claimed_org"], r["actor_org"]) for r in refusals} == {("310151101201", None)}
 
 
 def test_a_token_without_a_jti_is_signed_out_by_its_digest(stack: Stack) -> None:
