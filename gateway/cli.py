@@ -668,7 +668,16 @@ def dev_token(
     audience: Annotated[
         str | None, typer.Option(help=bilingual("令牌受众（audience）", "token audience"))
     ] = None,
-    ttl: Annotated[int, typer.Option(help=bilingual("有效期（秒）", "lifetime in seconds"), min=1)] = 3600,
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            help=bilingual(
+                "有效期（秒，默认 3600，不超过 GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S）",
+                "lifetime in seconds (default 3600, at most GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S)",
+            ),
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Print an access token for a demo user from the embedded development identity provider.
 
@@ -683,7 +692,17 @@ def dev_token(
         settings = settings.model_copy(update={"dev_idp_enabled": True})
     try:
         idp = require_dev_key(dev_identity_provider(settings), username)
-        typer.echo(idp.mint(username, audience or settings.oidc_audience, ttl_s=ttl))
+        longest = settings.oidc_max_token_lifetime_s
+        if ttl is not None and ttl > longest:
+            typer.echo(
+                f"--ttl 不能超过 {longest} 秒（GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S）：网关拒绝有效期更长的"
+                "登录凭证（token_lifetime_too_long）。\n"
+                f"--ttl may be at most {longest} s (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S): the gateway "
+                "refuses longer-lived tokens (token_lifetime_too_long)",
+                err=True,
+            )
+            raise typer.Exit(2)
+        typer.echo(idp.mint(username, audience or settings.oidc_audience, ttl_s=ttl or idp.token_ttl_s))
     except DevIdentityProviderForbiddenError:
         typer.echo(
             "生产模式下不提供开发用身份提供方。\n"

@@ -36,6 +36,8 @@ def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
         settings.keys_dir / "dev-idp-signing.pem",
         dev_users(),
         production=settings.mode is RunMode.production,
+        # Never longer than the gateway accepts (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S).
+        token_ttl_s=min(3600, settings.oidc_max_token_lifetime_s),
     )
 
 
@@ -61,6 +63,7 @@ def build_runtime(settings: Settings, *, keys: KeyRing | None = None) -> Runtime
                     algorithms=tuple(settings.oidc_algorithms),
                     leeway_s=settings.oidc_leeway_s,
                     org_prefixes=trust.org_prefixes,
+                    max_lifetime_s=settings.oidc_max_token_lifetime_s,
                 )
                 for trust in settings.trusted_issuers
             ]

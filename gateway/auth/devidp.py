@@ -145,6 +145,7 @@ class DevIdentityProvider:
         *,
         production: bool = False,
         key_type: Literal["EC", "RSA"] = "EC",
+        token_ttl_s: int = 3600,
     ) -> None:
         _refuse_in_production(production)
         if not issuer.startswith(("http://", "https://")):
@@ -153,6 +154,8 @@ class DevIdentityProvider:
             raise ValueError("key_type must be 'EC' or 'RSA'")
         self.issuer = issuer.rstrip("/")
         self.key_path = Path(key_path)
+        #: The lifetime of the tokens its /token endpoint issues (within what the gateway accepts).
+        self.token_ttl_s = token_ttl_s
         self._key_type = key_type
         parsed = [_user_from(record, index) for index, record in enumerate(users)]
         self._users = {user.username: user for user in parsed}
@@ -353,7 +356,7 @@ def router(idp: DevIdentityProvider, *, production: bool = False) -> APIRouter:
                 "缺少用户名或受众参数。",
                 "Both username and audience are required.",
             )
-        ttl_s = 3600
+        ttl_s = idp.token_ttl_s
         try:
             access_token = idp.mint(username, audience, ttl_s=ttl_s)
         except UnknownDevUserError as error:

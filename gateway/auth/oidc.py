@@ -78,6 +78,7 @@ AuthErrorCode = Literal[
     "insufficient_claims",
     "personal_data_in_subject",
     "org_outside_issuer",
+    "token_lifetime_too_long",
     "idp_unavailable",
 ]
 
@@ -155,6 +156,13 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
         "for; the request was not handled. Contact the platform administrator to check your organisation "
         "at the identity provider, or the provider's jurisdiction (GRASSROOTS_OIDC_ISSUER_JURISDICTIONS, "
         "or its jurisdiction in GRASSROOTS_OIDC_ISSUERS).",
+    ),
+    "token_lifetime_too_long": (
+        "登录凭证的有效期超过了本平台允许的最长时限，本次未处理。请联系平台管理员：统一身份认证服务签发的"
+        "访问令牌有效期须不超过 GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S。",
+        "The access token is valid for longer than this service allows; the request was not handled. "
+        "Contact the platform administrator: the identity provider's access tokens must not outlive "
+        "GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S.",
     ),
     "idp_unavailable": (
         "统一身份认证服务暂时无法连接，请稍后重试。",
@@ -280,6 +288,12 @@ class OIDCVerifier:
     misconfigured or taken over must not vouch for users of another district (GB/T 35273-2020 §7.1, least
     privilege): its token is refused, ``org_outside_issuer``.
 
+    ``max_lifetime_s`` bounds a token's lifetime (``exp - iat``); a longer one is refused,
+    ``token_lifetime_too_long``. A revocation of a user's sessions is kept that long (plus the leeway) and
+    then forgotten (gateway.auth.sessions): only with the bound enforced is every token it covered expired
+    by then. Without it, a token of a provider issuing longer-lived tokens than configured was accepted
+    again once the revocation was pruned.
+
     ``clock`` (wall time, for ``exp``/``nbf``/``iat``) and ``monotonic`` (for cache ages) exist for
     tests; production code leaves them alone.
     """
@@ -294,6 +308,7 @@ class OIDCVerifier:
         accepted_types: Sequence[str] = ("at+jwt", "JWT"),
         claims: ClaimMapping = ClaimMapping(),
         org_prefixes: Sequence[str] | None = None,
+        max_lifetime_s: int | None = None,
         jwks_refresh_min_interval_s: float = 30.0,
         http_timeout_s: float = 5.0,
         discovery_ttl_s: float = 3600.0,
@@ -315,6 +330,8 @@ class OIDCVerifier:
             raise ValueError("at least one token type must be accepted")
         if leeway_s < 0:
             raise ValueError("leeway_s must not be negative")
+        if max_lifetime_s is not None and max_lifetime_s <= 0:
+            raise ValueError("max_lifetime_s must be positive")
         if org_prefixes is not None and (
             isinstance(org_prefixes, str)  # one code, not a sequence of its digits
             or not all(
@@ -327,6 +344,7 @@ class OIDCVerifier:
         self.audience = audience
         self._algorithms = frozenset(algorithms)
         self._leeway_s = leeway_s
+        self._max_lifetime_s = max_lifetime_s
         self._accepted_types = frozenset(_normalise_type(t) for t in accepted_types)
         self._claims = claims
         # A tuple, for one str.startswith per token; an empty one (an issuer allowed nothing) refuses all.
@@ -503,6 +521,19 @@ class OIDCVerifier:
             raise AuthError(_invalid_claim_code(error.claim, claims)) from error
         except JoseError as error:
             raise AuthError("invalid_token") from error
+        exp, iat = claims["exp"], claims["iat"]
+        if not (_is_number(exp) and _is_number(iat)):
+            raise AuthError("invalid_token")
+        if self._max_lifetime_s is not None and exp - iat > self._max_lifetime_s:
+            # Numbers only: the operator needs them to set GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S right.
+            _log.warning(
+                "identity provider %s issued an access token valid for %d s, longer than the %d s "
+                "configured (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S); token refused",
+                self.issuer,
+                int(exp - iat),
+                self._max_lifetime_s,
+            )
+            raise AuthError("token_lifetime_too_long")
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         mapping = self._claims

@@ -8,7 +8,9 @@ GB/T 22239-2019 8.1.4.1 d: a session can be ended):
 * **a token** (sign-out): by its ``jti``, or by the SHA-256 of the token when it carries none; kept until
   the token itself expires;
 * **a user** (``revoke-sessions``): every token of that user issued before the revocation (``iat`` earlier
-  than the revocation instant); kept for ``oidc_max_token_lifetime_s``, after which no such token is left.
+  than the revocation instant); kept for ``oidc_max_token_lifetime_s`` plus the leeway, after which no such
+  token is left: the verifier refuses any token living longer than that (``token_lifetime_too_long``), so
+  one issued before the revocation has expired by then.
 
 Both live in the database, so they hold across workers and hosts. Every write moves the ``sessions``
 version row in the same transaction; the process that wrote re-reads at once, the others on their next

@@ -166,6 +166,21 @@ def test_revoking_a_users_sessions_refuses_their_old_tokens_and_accepts_a_new_si
     ] == [(user_id(stack, "platform_admin"), sub, "调离本村，收回权限")]
 
 
+def test_a_token_living_longer_than_a_revocation_is_kept_is_refused(stack: Stack) -> None:
+    """A user's revocation is kept GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S (plus the leeway), then forgotten.
+    Nothing checked that tokens live no longer: one issued before the revocation, valid for longer (a
+    provider configured for day-long tokens, the setting left shorter), was accepted again once the
+    revocation was pruned. A token outliving the setting is refused from the start now, so every token a
+    revocation covers has expired before it is forgotten."""
+    sub = f"u-{uuid.uuid4().hex[:12]}"
+    with stack.another_gateway(GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S="600") as gateway:
+        assert _me(gateway, _without_jti(stack, sub, 600)) == (200, "")
+        refused = _call(gateway, "GET", "/me", _without_jti(stack, sub, 601))
+        assert (refused.status_code, refused.json()["error"]) == (401, "token_lifetime_too_long")
+        assert refused.json()["message"].startswith("登录凭证的有效期超过了本平台允许的最长时限")
+        assert "GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S" in refused.json()["message_en"]
+
+
 @pytest.mark.parametrize(
     ("who", "path", "body", "expected"),
     [

@@ -198,6 +198,18 @@ def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> 
     dev_identity_provider(Settings(data_dir=tmp_path / "var", dev_idp_enabled=True)).jwks()  # type: ignore[call-arg]
     ok = _run("dev-token", "cadre_a", env=env, cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout.count(".") == 2
+    # Never a token the gateway refuses as outliving GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S.
+    short = {**env, "GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S": "600"}
+    too_long = _run("dev-token", "cadre_a", "--ttl", "601", env=short, cwd=tmp_path)
+    assert too_long.returncode == 2 and too_long.stdout == ""
+    assert "--ttl may be at most 600 s (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S)" in too_long.stderr
+    import jwt
+
+    claims = jwt.decode(
+        _run("dev-token", "cadre_a", env=short, cwd=tmp_path).stdout.strip(),
+        options={"verify_signature": False},
+    )
+    assert claims["exp"] - claims["iat"] == 600
     prod = _run(
         "dev-token",
         "cadre_a",

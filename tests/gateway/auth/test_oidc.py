@@ -894,3 +894,21 @@ async def test_an_issuer_vouches_only_for_organisations_within_its_jurisdiction(
 def test_a_jurisdiction_is_made_of_division_code_prefixes(prefixes: Any) -> None:
     with pytest.raises(ValueError, match="org_prefixes"):
         OIDCVerifier("https://idp.example", AUDIENCE, org_prefixes=prefixes)
+
+
+async def test_a_token_outliving_the_longest_lifetime_is_refused(
+    make_verifier: VerifierFactory, tenant: Tenant, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """exp - iat beyond ``max_lifetime_s`` (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S): a revocation of the user's
+    sessions, kept that long, would lapse while such a token is still valid (gateway.auth.sessions)."""
+    clock = FakeClock(NOW)
+    verifier = make_verifier(max_lifetime_s=3600, clock=clock)
+    issued = int(NOW) - 60
+    within = mint(keys.rsa, _claims(tenant.issuer, iat=issued, exp=issued + 3600))
+    assert (await verifier.verify(within)).user_id == "user-0001"
+    longer = mint(keys.rsa, _claims(tenant.issuer, iat=issued, exp=issued + 3601, jti="jti-long"))
+    with caplog.at_level(logging.WARNING, logger="gateway.auth.oidc"), pytest.raises(AuthError) as refused:
+        await verifier.verify(longer)
+    assert refused.value.code == "token_lifetime_too_long" and refused.value.http_status == 401
+    assert "valid for 3601 s, longer than the 3600 s configured" in caplog.text
+    assert longer not in caplog.text
