@@ -847,6 +847,20 @@ class ComplaintIn(BaseModel):
     ticket: str | None = Field(None, max_length=64, description="e.g. the 12345 work-order number")
 
 
+def _lookup_scope(runtime: Runtime, principal: Principal) -> str:
+    """Where the departmental systems are asked for a complainant's records: the jurisdiction the platform
+    serves (``GRASSROOTS_PLATFORM_ORG``; nationwide when unset), or the supervisor's own when it is wider.
+
+    Not the supervisor's own alone: a resident complains wherever she calls or walks in, and a township's
+    supervisor asked only within the township found none of the records of a resident living elsewhere, so a
+    refused attempt at one (by a cadre of the supervisor's own township, say) was left out of the evidence
+    while the answer said ``evidence_complete``. Only ids come back, turned into keyed refs at once; the
+    evidence follows the person, as the log's reads do (README "Whose cases a supervisor sees")."""
+    own = checked_org(principal.org, "org")
+    platform = _platform_org(runtime) or "000000000000"
+    return own if org_prefix(platform).startswith(org_prefix(own)) else platform
+
+
 async def _person_records(
     runtime: Runtime,
     principal: Principal,
@@ -858,14 +872,14 @@ async def _person_records(
     datasets: list[str] | None = None,
     incident_id: str | None = None,
 ) -> PersonRecords:
-    """The person's records as the departmental systems name them, asked within the supervisor's own
-    jurisdiction (``gateway.evidence.find_person_records``; each lookup an audit event)."""
+    """The person's records as the departmental systems name them (``gateway.evidence.find_person_records``;
+    each lookup an audit event), asked across the jurisdiction the platform serves (:func:`_lookup_scope`)."""
     return await find_person_records(
         runtime,
         principal,
         normalise_id_number(id_number),
         ref,
-        org_prefixes=(principal.org,),
+        org_prefixes=(_lookup_scope(runtime, principal),),
         request_id=request_id_of(request),
         now=now,
         datasets=datasets,

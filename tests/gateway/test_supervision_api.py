@@ -1309,3 +1309,29 @@ def test_a_national_supervisor_gives_a_case_of_no_known_office_its_jurisdiction(
     zh, en = again.stderr.splitlines()[:2]
     assert zh.startswith("case_has_jurisdiction: 该投诉已有管辖单位，不能更改") and en.isascii(), again.stderr
     assert orgs() == (NEW_TOWN, NEW_TOWN)
+
+
+def test_a_township_takes_the_complaint_of_a_resident_of_another_township_with_the_whole_evidence(
+    stack: Stack, probe: dict[str, Any]
+) -> None:
+    """A resident of 城桥镇's 新建村 walks into 堡镇's office. The case is 堡镇's, but the departmental
+    systems are asked for her records across the platform's jurisdiction, not within 堡镇 only: cadre_b's
+    refused attempt at her record (made in 城桥镇) is in the evidence. Asked within 堡镇, the registry found
+    none of her records, the attempt was left out, and the answer still said the evidence was complete."""
+    resident = probe["resident"]
+    resp = api(
+        stack,
+        "POST",
+        "/complaints",
+        "town_supervisor_b",
+        json={"source": "walk_in", "id_number": resident.id_number, "summary": "居民来访询问谁查看了其信息"},
+    )
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert answer["complaint"]["org"] == TOWN_B and answer["evidence_complete"] is True
+    incident_id = answer["incident"]["incident_id"]
+    incident = api(stack, "GET", f"/incidents/{incident_id}", "town_supervisor_b").json()
+    assert probe["seq"] in [e["seq"] for e in incident["evidence"]], incident["evidence"]
+    lookups = events_of(stack, resp.headers["x-request-id"], "supervision.record_lookup")
+    assert next(e for e in lookups if e["dataset"] == "residents")["record_count"] == 1
+    assert all(e["actor"] == WORLD.identity("town_supervisor_b").user_id for e in lookups)
