@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Select, or_, select
+from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.events import Outcome, format_timestamp
@@ -427,6 +427,19 @@ class AccessEntry:
         }
 
 
+def _access_entry(e: EventSummary) -> AccessEntry:
+    return AccessEntry(
+        seq=e.seq,
+        occurred_at=e.occurred_at,
+        org=e.actor_org,
+        roles=e.actor_roles,
+        scenario=e.scenario,
+        dataset=e.dataset,
+        fields=e.fields,
+        kind=e.kind,
+    )
+
+
 def accesses_for_subjects(source: Engine | Connection, subject_refs: Iterable[str]) -> list[AccessEntry]:
     """Who read this person's data, when, for which scenario: allowed accesses only, oldest first.
 
@@ -436,17 +449,25 @@ def accesses_for_subjects(source: Engine | Connection, subject_refs: Iterable[st
     issue asks).
     """
     seqs = access_seqs_for_subjects(source, subject_refs)
-    return [
-        AccessEntry(
-            seq=e.seq,
-            occurred_at=e.occurred_at,
-            org=e.actor_org,
-            roles=e.actor_roles,
-            scenario=e.scenario,
-            dataset=e.dataset,
-            fields=e.fields,
-            kind=e.kind,
-        )
-        for e in events_by_seq(source, seqs)
-        if e.outcome == Outcome.ALLOWED.value
-    ]
+    return [_access_entry(e) for e in events_by_seq(source, seqs) if e.outcome == Outcome.ALLOWED.value]
+
+
+def accesses_page(
+    source: Engine | Connection, subject_refs: Iterable[str], *, limit: int, offset: int = 0
+) -> tuple[list[AccessEntry], int]:
+    """One page of :func:`accesses_for_subjects`, newest first, and how many there are in all.
+
+    A resident read every working day for years has thousands of reads: the answer is bounded (and the
+    latest reads, what a caller asks about first, come first); ``offset`` pages back in time.
+    """
+    refs = _checked_refs(subject_refs)
+    if not refs or limit < 1:
+        return [], 0
+    allowed = _subject_accesses(refs, audit_events.c.seq).where(
+        audit_events.c.outcome == Outcome.ALLOWED.value
+    )
+    [(total,)] = _fetch(source, select(func.count()).select_from(allowed.order_by(None).subquery()))
+    page = allowed.order_by(None).order_by(audit_events.c.seq.desc()).limit(limit).offset(max(offset, 0))
+    seqs = [int(row[0]) for row in _fetch(source, page)]
+    entries = [_access_entry(e) for e in reversed(events_by_seq(source, seqs))]
+    return entries, int(total)

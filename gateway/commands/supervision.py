@@ -92,6 +92,16 @@ OrgSubtreeOption = Annotated[
 ]
 IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"))]
 ComplaintArg = Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"))]
+LimitOption = Annotated[int, typer.Option(help=bilingual("返回条数（1-500）", "how many (1-500)"))]
+OffsetOption = Annotated[
+    int,
+    typer.Option(
+        help=bilingual(
+            "跳过的条数（结果中的 total 为符合条件的总数）",
+            "skip this many (the answer's total says how many match)",
+        )
+    ),
+]
 
 
 @app.command(zh="查询审计事件（最新的在前；只含引用，不含个人信息）。")
@@ -332,12 +342,12 @@ def complain(
     结果以 JSON 输出；可转告居民的说明以中文句子另行输出到标准错误。""",
 )
 @api_command
-def who_read() -> ApiCall:
+def who_read(limit: LimitOption = 100, offset: OffsetOption = 0) -> ApiCall:
     """Resident transparency: who (organisation, role) read this person's data, when, for what.
 
     The resident's ID number is asked for without echo in a terminal, or read from
-    GRASSROOTS_SUBJECT_ID_NUMBER. The answer is printed as JSON; what to tell the resident follows on
-    stderr, in sentences."""
+    GRASSROOTS_SUBJECT_ID_NUMBER. The answer is printed as JSON, newest read first, --limit at a time;
+    what to tell the resident follows on stderr, in sentences."""
     return _permitted(
         "read",
         "查询居民数据被谁读取",
@@ -345,6 +355,7 @@ def who_read() -> ApiCall:
         lambda _: ApiCall(
             "POST",
             f"{_BASE}/transparency",
+            params={"limit": limit, "offset": offset},
             body={"id_number": _id_number()},
             render=_show_who_read,
         ),
@@ -361,9 +372,19 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
             "No read of this resident's data was found (allowed reads only; refused attempts are in a "
             "complaint's incident).",
         ]
-    lines = [
-        f"该居民的数据共被查看 {len(accesses)} 次（只列出获准的查看；被拒绝的尝试见投诉事件）：",
-    ]
+    total = int(answer.get("total", len(accesses)))
+    first = int(answer.get("offset", 0)) + 1
+    last = first + len(accesses) - 1
+    shown_zh = shown_en = ""
+    if len(accesses) < total:
+        span = f"{first}" if first == last else f"{first} 至 {last}"
+        shown_zh = f"以下是最近的第 {span} 次（最新的在前）"
+        shown_en = f"; shown: the most recent {span.replace(' 至 ', ' to ')}, newest first"
+        if last < total:
+            shown_zh += f"，更早的请加 --offset {last} 查看"
+            shown_en += f", earlier ones with --offset {last}"
+        shown_zh = "。" + shown_zh
+    lines = [f"该居民的数据共被查看 {total} 次（只列出获准的查看；被拒绝的尝试见投诉事件）{shown_zh}："]
     for a in accesses:
         who = a.get("org_name") or a.get("org") or "未能确定的单位"
         roles = "、".join(a.get("role_labels") or a.get("roles") or [])
@@ -375,8 +396,8 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
             f"为「{work}」查看了{what}" + (f"：{fields}" if fields else "")
         )
     lines.append(
-        f"{len(accesses)} allowed reads of this resident's data "
-        "(refused attempts are in a complaint's incident)"
+        f"{total} allowed reads of this resident's data "
+        f"(refused attempts are in a complaint's incident){shown_en}"
     )
     return lines
 
@@ -405,18 +426,6 @@ def _permitted(action: str, doing_zh: str, doing_en: str, then: Callable[[Any], 
         return then(answer)
 
     return ApiCall("GET", "/api/v1/me/can", params={"resource": "audit", "action": action}, then=checked)
-
-
-LimitOption = Annotated[int, typer.Option(help=bilingual("返回条数（1-500）", "how many (1-500)"))]
-OffsetOption = Annotated[
-    int,
-    typer.Option(
-        help=bilingual(
-            "跳过的条数（结果中的 total 为符合条件的总数）",
-            "skip this many (the answer's total says how many match)",
-        )
-    ),
-]
 
 
 @app.command(zh="列出投诉（最新的在前），可只看某一状态的投诉。")

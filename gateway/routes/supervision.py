@@ -1429,15 +1429,19 @@ async def who_read_my_data(
     body: PersonIn,
     request: Request,
     runtime: RuntimeDep,
+    limit: CaseLimit = 100,
+    offset: CaseOffset = 0,
 ) -> dict[str, Any]:
     """For one person: which organisation and role read their data, when, for which scenario (PIPL Art. 45).
 
     Reader names and user ids are left out; the organisation (code and name) and role are what a resident
-    is told.
+    is told. Newest first, ``limit`` at a time from ``offset``; ``total``: how many reads in all.
     """
     ref = _subject_ref(runtime, body.id_number)
-    entries = await asyncio.to_thread(
-        audit.accesses_for_subjects, runtime.engine, _lookup_refs(runtime, body.id_number)
+    entries, total = await asyncio.to_thread(
+        lambda: audit.accesses_page(
+            runtime.engine, _lookup_refs(runtime, body.id_number), limit=limit, offset=offset
+        )
     )
     _, names, _ = _scenario_context(runtime)
     orgs = await asyncio.to_thread(division_names, runtime)
@@ -1446,7 +1450,7 @@ async def who_read_my_data(
         principal,
         request,
         "supervision.transparency_lookup",
-        {"subject_ref": ref, "accesses": len(entries)},
+        {"subject_ref": ref, "accesses": len(entries), "total": total, "offset": offset},
     )
     return {
         "accesses": [
@@ -1460,6 +1464,9 @@ async def who_read_my_data(
             for e in entries
         ],
         "count": len(entries),
+        "total": total,
+        "limit": limit,
+        "offset": offset,
         # Reads before this point were pruned after the retention period; they are in these archives.
         "archived_period": await asyncio.to_thread(_pruned_note, runtime),
     }

@@ -412,6 +412,30 @@ def test_transparency_finds_the_reads_whatever_way_the_number_was_typed(
         assert resp.json()["count"] == len(readings["request_ids"]), typed
 
 
+def test_transparency_pages_newest_first(stack: Stack, readings: dict[str, Any]) -> None:
+    """A resident read every day for years has thousands of reads: the answer comes ``limit`` at a time,
+    the latest first (what a caller asks about), ``total`` saying how many in all; the pages together are
+    the whole list. It was every read at once, oldest first, however many."""
+    body = {"id_number": readings["resident"].id_number}
+    whole = api(stack, "POST", "/transparency", "supervisor", json=body, params={"limit": 500}).json()
+    total = len(readings["request_ids"])
+    assert (whole["total"], whole["count"]) == (total, total) and total >= 2
+    seqs = [a["seq"] for a in whole["accesses"]]
+    assert seqs == sorted(seqs, reverse=True)
+    pages = []
+    for offset in range(total):
+        page = api(
+            stack, "POST", "/transparency", "supervisor", json=body, params={"limit": 1, "offset": offset}
+        ).json()
+        assert (page["count"], page["total"], page["limit"], page["offset"]) == (1, total, 1, offset)
+        pages += [a["seq"] for a in page["accesses"]]
+    assert pages == seqs
+    past = api(stack, "POST", "/transparency", "supervisor", json=body, params={"offset": total}).json()
+    assert (past["accesses"], past["total"]) == ([], total)
+    too_many = api(stack, "POST", "/transparency", "supervisor", json=body, params={"limit": 501})
+    assert too_many.status_code == 422 and body["id_number"] not in too_many.text
+
+
 def test_inclusion_and_consistency_proofs(stack: Stack, readings: dict[str, Any]) -> None:
     first = api(stack, "POST", "/checkpoints", "auditor")
     assert first.status_code == 201

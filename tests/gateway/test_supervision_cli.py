@@ -303,3 +303,19 @@ def test_who_read_says_in_words_when_nobody_read_the_data() -> None:
 
     said = who_read_sentences({"accesses": [], "count": 0, "archived_period": None})
     assert said[0].startswith("没有查到该居民的数据被查看的记录") and said[1].startswith("No read")
+
+
+def test_who_read_says_how_many_in_all_and_how_to_see_the_earlier_ones() -> None:
+    from gateway.commands.supervision import who_read_sentences
+
+    read = {"occurred_at_beijing": "2026-12-06 20:06:02", "org_name": "东风村村民委员会", "roles": []}
+    said = who_read_sentences({"accesses": [read] * 2, "count": 2, "total": 5, "offset": 0})
+    assert said[0] == (
+        "该居民的数据共被查看 5 次（只列出获准的查看；被拒绝的尝试见投诉事件）。"
+        "以下是最近的第 1 至 2 次（最新的在前），更早的请加 --offset 2 查看："
+    )
+    assert said[-1].startswith("5 allowed reads") and "--offset 2" in said[-1]
+    last = who_read_sentences({"accesses": [read], "count": 1, "total": 5, "offset": 4})
+    assert "以下是最近的第 5 次（最新的在前）：" in last[0] and "--offset" not in last[0]
+    whole = who_read_sentences({"accesses": [read], "count": 1, "total": 1, "offset": 0})
+    assert whole[0] == "该居民的数据共被查看 1 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
