@@ -112,6 +112,7 @@ from audit.prune import (
 from audit.pseudonym import SUBJECT_REF_LINKS, Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
 from audit.query import (
     CHINA_STANDARD_TIME,
+    UNMASK_REVEALED_KIND,
     AccessEntry,
     EventPage,
     EventQuery,
@@ -134,6 +135,7 @@ __all__ = [
     "DEFAULT_RETENTION_YEARS",
     "PRUNED_KIND",
     "SUBJECT_REF_LINKS",
+    "UNMASK_REVEALED_KIND",
     "AccessEntry",
     "AnchorError",
     "AnomalyContext",

@@ -391,10 +391,12 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
         work = a.get("scenario_name") or a.get("scenario") or "未指明的工作"
         what = a.get("dataset_title") or a.get("dataset") or ""
         fields = "、".join(a.get("field_titles") or [])
-        lines.append(
-            f"  {a.get('occurred_at_beijing', a.get('occurred_at'))}（北京时间） {who}（{roles}）"
-            f"为「{work}」查看了{what}" + (f"：{fields}" if fields else "")
-        )
+        when = f"  {a.get('occurred_at_beijing', a.get('occurred_at'))}（北京时间） {who}（{roles}）"
+        if a.get("kind") == "masking.unmask_revealed":
+            # A steward's unmask: no scenario, and the number was seen whole, not desensitised.
+            lines.append(f"{when}还原查看了{what}中的{fields or '数据'}（未脱敏的完整内容）")
+            continue
+        lines.append(f"{when}为「{work}」查看了{what}" + (f"：{fields}" if fields else ""))
     lines.append(
         f"{total} allowed reads of this resident's data "
         f"(refused attempts are in a complaint's incident){shown_en}"

@@ -31,7 +31,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from audit import AuditEvent, AuditUnavailable, Outcome, normalise_id_number, served_from_dataset
+from audit import (
+    UNMASK_REVEALED_KIND,
+    AuditEvent,
+    AuditUnavailable,
+    Outcome,
+    normalise_id_number,
+    served_from_dataset,
+)
 from audit.tables import AuditEventRow
 from gateway.admin_support import PermissionFirstRoute, Permitted, unit_of_work
 from gateway.app import get_runtime, request_id_of
@@ -774,6 +781,28 @@ async def unmask(
             code="not_issued_for_dataset",
         )
         await failed(mismatch, Outcome.REFUSED)
+    view = runtime.dataset(body.dataset)
+    if view is not None and view.subject_field == body.field:
+        # The value is a resident's ID number: say whose (by ref) before it is handed out, so her complaint
+        # and her transparency list show that a steward read it in the clear (PIPL Art. 45). Not written,
+        # not handed out (503).
+        await _append(
+            runtime,
+            AuditEvent(
+                kind=UNMASK_REVEALED_KIND,
+                outcome=Outcome.ALLOWED,
+                actor=principal.user_id,
+                actor_org=principal.org,
+                actor_roles=tuple(principal.roles),
+                dataset=body.dataset,
+                fields=(body.field,),
+                record_count=1,
+                subject_refs=(runtime.pseudonymizer.ref(normalise_id_number(clear)),),
+                reason="unmask",
+                request_id=request_id,
+                details={"authorised_by_event": seq, "method": method},
+            ),
+        )
     return JSONResponse(
         {"value": clear, "method": method, "key_id": key_id, "audit_event_seq": seq},
         headers={"Cache-Control": "no-store"},

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from tests.stack import REPO, Stack, stack_fixture
 
 MASKING = "/api/v1/masking"
+SUPERVISION = "/api/v1/supervision"
 RULE_MOBILE = {
     "id": "standard.mobile",
     "profile": "standard",
@@ -760,6 +761,51 @@ def test_an_ff1_pseudonym_is_unmasked_only_under_the_dataset_it_was_issued_for(s
     owner = {**attack, "dataset": "residents", "purpose": "低保复核中核实户主身份"}
     resp = api(stack, "POST", "/unmask", "ca_steward", body=owner)
     assert ok(resp)["value"] == clear and resp_has_no_store(resp)
+
+
+def test_a_stewards_unmask_of_a_residents_id_number_is_in_her_transparency_list_and_complaint(
+    stack: Stack,
+) -> None:
+    """Unmasking a pseudonym hands a steward the resident's whole ID number: a read of her data as much as a
+    served record. ``masking.unmask`` is written before the value is known and names nobody, so her
+    transparency list and her complaint's evidence left it out; now an event naming her by ref is written
+    before the number is handed out (``masking.unmask_revealed``, never the number)."""
+    clear, pseudonym = _served_ff1_pseudonym(stack)
+    key_id = json.loads((stack.data_dir / "keys" / "masking-keyring.json").read_text())["keys"][-1]["key_id"]
+    ask = {"value": pseudonym, "dataset": "residents", "field": "id_number", "key_id": key_id,
+           "purpose": "低保复核中核实户主身份"}  # fmt: skip
+    out = ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))
+    assert out["value"] == clear
+    [revealed] = [
+        e
+        for e in events_of(stack, "masking.unmask_revealed")
+        if e["body"]["details"]["authorised_by_event"] == out["audit_event_seq"]
+    ]
+    assert revealed["outcome"] == "allowed" and revealed["body"]["fields"] == ["id_number"]
+    assert clear not in json.dumps(revealed["body"]) and pseudonym not in json.dumps(revealed["body"])
+
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    seen = httpx.post(
+        f"{stack.base_url}{SUPERVISION}/transparency", json={"id_number": clear}, headers=headers, timeout=60
+    ).json()
+    [entry] = [a for a in seen["accesses"] if a["seq"] == revealed["seq"]]
+    assert (entry["kind"], entry["roles"], entry["field_titles"]) == (
+        "masking.unmask_revealed",
+        ["data_steward"],
+        ["公民身份号码"],
+    )
+    complaint = httpx.post(
+        f"{stack.base_url}{SUPERVISION}/complaints",
+        json={"source": "hotline_12345", "id_number": clear, "summary": "居民来电询问谁查看了其信息"},
+        headers=headers,
+        timeout=60,
+    )
+    assert complaint.status_code == 201, complaint.text
+    incident_id = complaint.json()["incident"]["incident_id"]
+    incident = httpx.get(
+        f"{stack.base_url}{SUPERVISION}/incidents/{incident_id}", headers=headers, timeout=60
+    )
+    assert revealed["seq"] in [e["seq"] for e in incident.json()["evidence"]]
 
 
 def test_a_pseudonym_from_a_key_older_than_dataset_binding_is_refused_for_everyone(stack: Stack) -> None:

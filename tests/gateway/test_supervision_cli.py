@@ -319,3 +319,22 @@ def test_who_read_says_how_many_in_all_and_how_to_see_the_earlier_ones() -> None
     assert "以下是最近的第 5 次（最新的在前）：" in last[0] and "--offset" not in last[0]
     whole = who_read_sentences({"accesses": [read], "count": 1, "total": 1, "offset": 0})
     assert whole[0] == "该居民的数据共被查看 1 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
+
+
+def test_who_read_says_a_steward_unmasked_the_number_in_words_of_its_own() -> None:
+    from gateway.commands.supervision import who_read_sentences
+
+    unmask = {
+        "occurred_at_beijing": "2026-12-06 20:06:02",
+        "org_name": "崇明区",
+        "role_labels": ["数据管理员"],
+        "kind": "masking.unmask_revealed",
+        "scenario": None,
+        "dataset_title": "居民登记信息",
+        "field_titles": ["公民身份号码"],
+    }
+    said = who_read_sentences({"accesses": [unmask], "count": 1, "total": 1, "offset": 0})
+    assert said[1] == (
+        "  2026-12-06 20:06:02（北京时间） 崇明区（数据管理员）"
+        "还原查看了居民登记信息中的公民身份号码（未脱敏的完整内容）"
+    )
