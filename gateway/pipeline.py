@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -45,6 +46,12 @@ _log = logging.getLogger("gateway.pipeline")
 #: Record ids are opaque registry ids; anything else cannot exist. Dots alone ("." and "..") are not
 #: ids but path segments (RFC 3986 §5.2.4 removes them), which would reach the list endpoint or "/".
 RECORD_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.\-]{1,64}$")
+
+#: A record id typed as a resident's ID number (GB 11643: 18 characters, a birth date at 7-14, any check
+#: character: a mistyped number is still someone's) or a mainland mobile number, as a whole, so an opaque
+#: id that merely holds digits (a registry's 18-digit numeric key) is not mistaken for one.
+_ID_NUMBER_RECORD_ID = re.compile(r"[1-9]\d{5}(?P<born>(?:18|19|20)\d{6})\d{3}[\dXx]")
+_MOBILE_RECORD_ID = re.compile(r"(?:\+?86)?1[3-9]\d{9}")
 
 #: Pages are counted from 1; past this no registry of a township has records (and the audit event, RFC
 #: 8785 JSON, cannot carry integers beyond 2**53 at all). Page sizes beyond the platform's limit are
@@ -133,6 +140,23 @@ def parse_data_request(
                 code="unknown_parameter",
             ),
         )
+    if record_id is not None and personal_data_as_record_id(record_id):
+        # Not a record id but a resident's number: it would travel to the departmental system in a URL
+        # (access logs, proxies), where the contract never puts one (README: the record-id lookup). Not
+        # repeated back; the event keeps it only as the keyed ref of the id asked for.
+        raise _Unparsable(
+            base,
+            InvalidRequest(
+                "链接中的记录编号像是身份证号或手机号，本次未查询，也未返回任何数据。"
+                "记录编号是查询结果中每条记录的 id（例如 R075f2e45），不能用身份证号或手机号代替："
+                "请先按页查看本辖区的记录，再用其 id 查看单条记录。",
+                "The record id in the link looks like an ID number or a mobile number; nothing was looked "
+                "up or returned. A record id is the id of a record in a list answer (e.g. R075f2e45), "
+                "never an ID or phone number: list your jurisdiction's records first, then read one by "
+                "its id.",
+                code="personal_data_in_record_id",
+            ),
+        )
     if not scenario:
         raise _Unparsable(
             base,
@@ -178,6 +202,22 @@ def parse_data_request(
         record_id=record_id,
         request_id=request_id,
     )
+
+
+def personal_data_as_record_id(record_id: str) -> bool:
+    """Whether ``record_id`` is, as a whole, an ID number or a mobile number as people type them: in
+    groups (spaces, hyphens), full-width digits from a Chinese input method folded (NFKC)."""
+    folded = re.sub(r"[ \-]", "", unicodedata.normalize("NFKC", record_id))
+    if _MOBILE_RECORD_ID.fullmatch(folded):
+        return True
+    id_number = _ID_NUMBER_RECORD_ID.fullmatch(folded)
+    if id_number is None:
+        return False
+    try:
+        datetime.strptime(id_number["born"], "%Y%m%d")
+    except ValueError:
+        return False
+    return True
 
 
 def _not_in_range(name: str, most: int, extra: dict[str, Any] | None = None) -> InvalidRequest:

@@ -696,3 +696,32 @@ def test_dot_segment_record_ids_answer_404_and_never_reach_another_path(stack: S
     _assert_error(resp, 404, "not_found")
     assert "items" not in resp.text
     assert stack.audit_count() == before + 1
+
+
+def test_an_id_number_typed_as_the_record_id_is_refused_by_both_doors_and_never_sent_on(
+    stack: Stack, routed_gateway: str
+) -> None:
+    """The ID number went on to the departmental system in the URL (where the contract never puts one)
+    and came back 404, which told the cadre nothing. Refused before any call, saying what a record id is;
+    never repeated, recorded only as the keyed ref of the id asked for."""
+    import httpx
+
+    typed = RESIDENTS_A[0].id_number
+    headers = {"Authorization": f"Bearer {stack.token('cadre_a')}"}
+    for base in (stack.base_url, routed_gateway):
+        resp = httpx.get(
+            f"{base}/api/v1/datasets/residents/records/{typed}",
+            params={"scenario": "DIBAO_REVIEW"},
+            headers=headers,
+            timeout=30,
+        )
+        body = _assert_error(resp, 422, "personal_data_in_record_id")
+        assert str(body["message"]).startswith("链接中的记录编号像是身份证号或手机号")
+        assert typed not in resp.text
+        event = json.loads(stack.last_events(1)[0]["body"])
+        assert (event["kind"], event["outcome"], event["reason"]) == (
+            "data.read",
+            "refused",
+            "personal_data_in_record_id",
+        )
+        assert typed not in json.dumps(event) and event["details"]["requested_record_ref"]

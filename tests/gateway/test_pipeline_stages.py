@@ -272,3 +272,34 @@ def test_masking_follows_the_role_the_scenario_admits_not_the_order_of_the_token
     # No scenario known (the request is refused before masking anyway): the first role, as before.
     assert acting_role(("auditor", "grid_worker"), None) == "auditor"
     assert acting_role((), None) == ""
+
+
+@pytest.mark.parametrize(
+    ("record_id", "personal"),
+    [
+        ("310210195703021234", True),  # an ID number typed where the record's id goes
+        ("310210-19570302-123X", True),  # in the groups people write it, a wrong check character kept
+        ("３１０２１０１９５７０３０２１２３４", True),  # full-width, from a Chinese input method
+        ("13812345678", True),  # a mobile
+        ("R075f2e45", False),  # the registry's opaque ids
+        ("H75649e62", False),
+        ("123456789012345678", False),  # a numeric key with no birth date in it is not an ID number
+        ("1234567890123456789", False),
+    ],
+)
+def test_a_resident_number_typed_as_the_record_id_is_refused_saying_what_a_record_id_is(
+    record_id: str, personal: bool
+) -> None:
+    """A cadre looking a resident up typed her ID number into the record's place in the link: it went to
+    the departmental system in a URL and came back 404 "not found", which told her nothing to do."""
+    if not personal:
+        assert parse_data_request("residents", "DIBAO_REVIEW", None, None, record_id=record_id).record_id
+        return
+    with pytest.raises(_Unparsable) as caught:
+        parse_data_request("residents", "DIBAO_REVIEW", None, None, record_id=record_id)
+    error = caught.value.error
+    assert (error.code, error.status_code) == ("personal_data_in_record_id", 422)
+    assert error.message_zh.startswith("链接中的记录编号像是身份证号或手机号，本次未查询")
+    assert "R075f2e45" in error.message_zh and "list your jurisdiction's records first" in error.message_en
+    for digits in ("19570302", "12345678", "１９５７"):
+        assert digits not in error.message_zh + error.message_en

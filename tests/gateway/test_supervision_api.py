@@ -559,6 +559,7 @@ def test_every_refusal_of_the_data_path_has_words_in_the_monthly_report() -> Non
         *grids,
         *parsing,
         "not_found",
+        "personal_data_in_record_id",
         "reidentification_risk",
     ):
         assert REFUSAL_REASONS_ZH.get(code), code
