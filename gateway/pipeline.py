@@ -78,6 +78,9 @@ class DataRequest:
     page_size: int = 20
     record_id: str | None = None
     request_id: str | None = None
+    #: False until the query's page and page_size are read (a request refused before that, for want of a
+    #: token or with a page it cannot read): the event then records no page, rather than the defaults.
+    paged: bool = True
 
     @property
     def kind(self) -> str:
@@ -93,6 +96,7 @@ def _recordable(
         scenario if scenario and SCENARIO_PATTERN.fullmatch(scenario) else "",
         record_id=record_id,
         request_id=request_id,
+        paged=False,
     )
 
 
@@ -883,7 +887,7 @@ def _build_event(
     if principal is not None and principal.grids:
         # Area codes, not personal data: replay decides a grid worker's past request with these grids.
         details["actor_grids"] = list(principal.grids)
-    if request.record_id is None:
+    if request.record_id is None and request.paged:
         details["page"] = request.page
         details["page_size"] = request.page_size
     return AuditEvent(

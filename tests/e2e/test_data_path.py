@@ -725,3 +725,29 @@ def test_an_id_number_typed_as_the_record_id_is_refused_by_both_doors_and_never_
             "personal_data_in_record_id",
         )
         assert typed not in json.dumps(event) and event["details"]["requested_record_ref"]
+
+
+@pytest.mark.parametrize(
+    ("username", "query", "code"),
+    [
+        ("cadre_a", {"page_size": "1000"}, "page_size_over_limit"),
+        ("cadre_a", {"page": "0"}, "invalid_page"),
+        ("cadre_a", {"page_size": "500", "fields": "birth_date"}, "unknown_parameter"),
+        (None, {"page_size": "100", "page": "3"}, "missing_token"),
+    ],
+)
+def test_a_request_refused_before_its_paging_is_read_records_no_page_it_did_not_ask_for(
+    stack: Stack, username: str | None, query: dict[str, str], code: str
+) -> None:
+    """A cadre asking for 1,000 records a page was recorded as having asked for page 1 of 20 (the
+    defaults): a supervisor looking for bulk attempts read the opposite of what happened. What was not
+    read is not recorded; a request whose paging was read records it."""
+    stack.get(stack.records_url, username, scenario="DIBAO_REVIEW", **query)
+    event = json.loads(stack.last_events(1)[0]["body"])
+    assert (event["outcome"], event["reason"]) == ("refused", code)
+    assert "page" not in event["details"] and "page_size" not in event["details"]
+
+    stack.get(stack.records_url, "cadre_c", scenario="DIBAO_REVIEW", page="2", page_size="7")
+    event = json.loads(stack.last_events(1)[0]["body"])
+    assert event["outcome"] == "refused"  # her village has no grant in force (none, or lapsed by now)
+    assert (event["details"]["page"], event["details"]["page_size"]) == (2, 7)
