@@ -241,9 +241,9 @@ def explain(
     fields: FieldsOption = None,
     at: AtOption = None,
 ) -> ApiCall:
-    """Which condition fails and why. Without --org: your own request, now."""
-    if org is None and not role:
-        params = {"dataset": dataset, "scenario": scenario, "fields": fields}
+    """Which condition fails and why. Without --org: your own request, now or --at a time."""
+    if org is None and not role and user_id is None and not grid:
+        params = {"dataset": dataset, "scenario": scenario, "fields": fields, "at": resolve_at(at)}
         return ApiCall("GET", "/api/v1/policy/explain", params=params)
     if org is None or not role:
         typer.echo(

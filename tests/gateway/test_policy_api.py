@@ -415,6 +415,47 @@ def test_cli_explain_mine(stack: Stack) -> None:
     assert json.loads(out.stdout)["failed"]["code"] == "no_active_grant"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"org": "310151101202"},  # the neighbouring village: the answer was about her own, "allowed"
+        {"role": "township_officer"},
+        {"page_size": "500"},
+    ],
+)
+def test_a_cadres_own_explanation_refuses_a_parameter_it_does_not_read(
+    stack: Stack, extra: dict[str, str]
+) -> None:
+    """``org=`` of the neighbouring village was ignored and the answer, about her own village, said
+    "allowed": a yes to a question she had not been answered. Refused, the value never repeated."""
+    params = {"dataset": "residents", "scenario": "DIBAO_REVIEW", **extra}
+    resp = api(stack, "GET", "/policy/explain", "cadre_a", params=params)
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"] == "unknown_parameter" and "allowed" not in body
+    assert body["message"].startswith("查询参数中有本接口不接受的参数，本次未作解释。")
+    assert "dataset、scenario、fields、at" in body["message"]
+    for name, value in extra.items():
+        assert value not in resp.text and f"{name}=" not in resp.text
+
+
+def test_a_cadre_explains_her_own_request_at_a_time_as_the_cli_says(stack: Stack) -> None:
+    """``policy explain --at`` was dropped for one's own request: the answer was for now (allowed), not
+    for the time asked about. Before any grant was approved, the same request had none."""
+    before_grants = "2020-06-01T10:00:00+08:00"
+    params = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
+    now = api(stack, "GET", "/policy/explain", "cadre_a", params=params).json()
+    assert now["allowed"] is True
+    then = api(stack, "GET", "/policy/explain", "cadre_a", params={**params, "at": before_grants}).json()
+    assert then["allowed"] is False and then["failed"]["check"] == "grant", then
+    mine = ("policy", "explain", "--dataset", "residents", "--scenario", "DIBAO_REVIEW", "--as", "cadre_a")
+    out = stack.cli(*mine, "--at", before_grants, "--url", stack.base_url)
+    assert json.loads(out.stdout)["failed"]["check"] == "grant"
+    # whose quota, which grids: options about someone else, refused rather than dropped
+    refused = stack.cli(*mine, "--user-id", "u-1", "--url", stack.base_url, check=False)
+    assert refused.returncode == 2 and "--org 和 --role" in refused.stderr
+
+
 # -- reload ----------------------------------------------------------------------------------------------
 
 
