@@ -260,12 +260,16 @@ class ApproveBody(BaseModel):
     )
 
     def start(self, now: datetime) -> datetime | None:
-        """``valid_from`` as the service takes it: today given as a day means from now, not from a
-        midnight already passed (which the service would refuse as backdating)."""
+        """``valid_from`` as the service takes it, in UTC like every stored time: today given as a day
+        means from now, not from a midnight already passed (which the service would refuse as backdating)."""
         start = self.valid_from
-        if start is not None and start <= now and start == _beijing_midnight(now):
+        if start is None or (start <= now and start == _beijing_midnight(now)):
             return None
-        return start
+        return start.astimezone(UTC)
+
+    def end(self) -> datetime | None:
+        """``valid_until`` in UTC (a day's end is 16:00 UTC), as the grant is stored and read back."""
+        return None if self.valid_until is None else self.valid_until.astimezone(UTC)
 
 
 def _beijing_midnight(now: datetime) -> datetime:
@@ -518,7 +522,7 @@ async def approve_grant(
             subject_of(principal),
             now,
             valid_from=window.start(now),
-            valid_until=window.valid_until,
+            valid_until=window.end(),
         ),
     )
 

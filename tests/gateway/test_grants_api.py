@@ -682,6 +682,9 @@ def test_a_day_given_as_valid_until_is_included_to_its_end_in_beijing_time(
     assert done.status_code == 200 and done.json()["status"] == "approved", done.text
     lapses = datetime.fromisoformat(done.json()["valid_until"])
     assert lapses == datetime.combine(last_day + timedelta(days=1), datetime.min.time(), BEIJING)
+    # In UTC, as every grant time is answered and read back (not +08:00 in this answer only).
+    assert lapses.utcoffset() == timedelta(0)
+    assert api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()["valid_until"] == lapses.isoformat()
     assert datetime.fromisoformat(done.json()["valid_from"]) >= before - timedelta(seconds=1)
 
 
