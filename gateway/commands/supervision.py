@@ -329,9 +329,63 @@ def complain(
 
     def register(_: Any) -> ApiCall:
         body = {"source": source, "id_number": _id_number(), "summary": summary, "ticket": ticket}
-        return ApiCall("POST", f"{_BASE}/complaints", body=body)
+        return ApiCall("POST", f"{_BASE}/complaints", body=body, render=_show_registered)
 
     return _permitted("register", "登记投诉", "register complaints", register)
+
+
+def _beijing(stamp: Any) -> str:
+    """An answer's UTC time (``2026-12-21T12:06:33.713653Z``) as an official reads it, Beijing time."""
+    from datetime import datetime
+
+    from audit.query import beijing_clock
+
+    try:
+        return beijing_clock(datetime.fromisoformat(str(stamp).replace("Z", "+00:00")))[:16]
+    except ValueError:
+        return str(stamp)
+
+
+def registered_sentences(answer: dict[str, Any]) -> list[str]:
+    """What a registered complaint means and what to do next, Chinese first: the case numbers, how many
+    accesses to the person were found (or that none were), whether a system did not answer, the two
+    deadlines and the next command. Names no resident (the answer holds none)."""
+    complaint, incident = answer.get("complaint") or {}, answer.get("incident") or {}
+    case, found = incident.get("incident_id", ""), int(answer.get("evidence_events") or 0)
+    zh = [f"已登记投诉 {complaint.get('complaint_id', '')}，并立案事件 {case}。"]
+    en = [f"Complaint {complaint.get('complaint_id', '')} registered; incident {case} opened."]
+    if found:
+        zh.append(
+            f"找到涉及该居民的访问 {found} 次（获准的查看和被拒绝的尝试），均已附包含证明，"
+            f"可用 grassroots supervise incident {case} 查看。"
+        )
+        en.append(
+            f"{found} accesses to the resident found (allowed reads, refused attempts), each with a proof."
+        )
+    else:
+        zh.append("审计日志中没有找到涉及该居民的访问：事件仍已立案，核实后可办结并答复投诉人。")
+        en.append("No access to the resident was found in the audit log; the incident is open all the same.")
+    gaps = answer.get("evidence_incomplete") or []
+    zh += [str(g.get("message", "")) for g in gaps]
+    en += [str(g.get("message_en", "")) for g in gaps]
+    if gaps:
+        zh.append(f"系统恢复后请运行 grassroots supervise recheck {case}。")
+        en.append(f"Once it answers, run grassroots supervise recheck {case}.")
+    zh.append(
+        f"答复投诉人期限：{_beijing(complaint.get('due_at'))}；事件办结期限：{_beijing(incident.get('due_at'))}"
+        f"（北京时间）。下一步：grassroots supervise assign {case} --to <承办人>"
+    )
+    en.append(
+        f"Answer the complainant by {complaint.get('due_at')}, close the incident by "
+        f"{incident.get('due_at')}. Next: grassroots supervise assign {case} --to <assignee>"
+    )
+    return zh + en
+
+
+def _show_registered(answer: Any) -> None:
+    show(answer)
+    for line in registered_sentences(answer):
+        typer.echo(line, err=True)
 
 
 @app.command(

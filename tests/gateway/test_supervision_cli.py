@@ -338,3 +338,31 @@ def test_who_read_says_a_steward_unmasked_the_number_in_words_of_its_own() -> No
         "  2026-12-06 20:06:02（北京时间） 崇明区（数据管理员）"
         "还原查看了居民登记信息中的公民身份号码（未脱敏的完整内容）"
     )
+
+
+def test_a_registered_complaint_says_what_was_found_and_what_to_do_next() -> None:
+    """The answer was JSON only: an official read ``"evidence_events": 0`` and UTC deadlines, and was not
+    told that nothing was found, that a system did not answer, by when to answer, or what comes next."""
+    from gateway.commands.supervision import registered_sentences
+
+    answer = {
+        "complaint": {"complaint_id": "C-1", "due_at": "2026-12-21T12:06:33.713653Z"},
+        "incident": {"incident_id": "I-1", "due_at": "2027-01-05T12:06:33.713653Z"},
+        "evidence_events": 0,
+        "evidence_incomplete": [],
+    }
+    said = registered_sentences(answer)
+    assert said[0] == "已登记投诉 C-1，并立案事件 I-1。"
+    assert said[1].startswith("审计日志中没有找到涉及该居民的访问")
+    assert said[2] == (
+        "答复投诉人期限：2026-12-21 20:06；事件办结期限：2027-01-05 20:06（北京时间）。"
+        "下一步：grassroots supervise assign I-1 --to <承办人>"
+    )
+    assert all(line.isascii() for line in said[3:])
+    gap = {
+        "message": "证据可能不完整：部门系统 x（数据集 residents）……",
+        "message_en": "Evidence may be incomplete",
+    }
+    said = registered_sentences({**answer, "evidence_events": 3, "evidence_incomplete": [gap]})
+    assert said[1].startswith("找到涉及该居民的访问 3 次") and said[2] == gap["message"]
+    assert said[3] == "系统恢复后请运行 grassroots supervise recheck I-1。"
