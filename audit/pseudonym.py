@@ -176,9 +176,12 @@ def normalise_id_number(value: str) -> str:
     upper-case (GB 11643).
 
     A number is typed as people write it: in groups (``310210 19570302 1234``, ``310210-19570302-1234``)
-    or full-width, as a Chinese input method in full-width mode gives it (``３１０２１０…``). Full-width
+    or full-width, as a Chinese input method in full-width mode gives it (``３１０２１０…``), with any dash
+    between the groups (``310210—19570302—1234``). Full-width
     digits passed the check-digit test as they were, so their ref matched nothing: a complaint or a
     transparency lookup found no access at all. NFKC folds them (and the full-width hyphen and space) to
     ASCII first."""
     folded = unicodedata.normalize("NFKC", value)
-    return "".join(ch for ch in folded if not ch.isspace() and ch != "-").upper()
+    # Any dash (Unicode category Pd): a Chinese input method gives "—" or "–" for the key a hyphen is on,
+    # which NFKC leaves as it is.
+    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Pd").upper()

@@ -843,7 +843,7 @@ async def _case_in_scope(
 
 class ComplaintIn(BaseModel):
     source: Literal["hotline_12345", "burden_monitoring", "walk_in"]
-    id_number: str = Field(min_length=15, max_length=24, repr=False, description="complainant's ID number")
+    id_number: str = Field(min_length=1, max_length=64, repr=False, description="complainant's ID number")
     summary: str = Field("", max_length=1000)
     ticket: str | None = Field(None, max_length=64, description="e.g. the 12345 work-order number")
 
@@ -1328,7 +1328,7 @@ async def reopen_incident(
 
 class RecheckIn(BaseModel):
     # The complainant's ID number again: in the body only, never the URL (access logs, proxies).
-    id_number: str = Field(min_length=15, max_length=24, repr=False, description="complainant's ID number")
+    id_number: str = Field(min_length=1, max_length=64, repr=False, description="complainant's ID number")
     all_systems: bool = Field(
         False, description="ask every departmental system again, not only those that did not answer"
     )
@@ -1421,7 +1421,7 @@ async def recheck_incident_evidence(
 
 
 class PersonIn(BaseModel):
-    id_number: str = Field(min_length=15, max_length=24, repr=False)
+    id_number: str = Field(min_length=1, max_length=64, repr=False)
 
 
 @router.post("/transparency")

@@ -81,6 +81,10 @@ def test_id_numbers_normalise_before_hashing() -> None:
         "１１０１０５１９４９１２３１００２Ｘ",
         "１１０１０５－１９４９１２３１－００２ｘ",
         "110105\u300019491231\u3000002X",
+        # a Chinese input method's dashes, and the number read out and typed digit by digit
+        "110105—19491231—002X",
+        "110105–19491231–002x",
+        " ".join("11010519491231002X"),
     ],
 )
 def test_an_id_number_typed_as_people_write_it_has_the_stored_form(typed: str) -> None:

@@ -406,10 +406,18 @@ def test_transparency_finds_the_reads_whatever_way_the_number_was_typed(
     number = readings["resident"].id_number
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in number)
     grouped = f"{number[:6]}-{number[6:14]}-{number[14:]}"
-    for typed in (number, full_width, grouped):
+    # An input method's dash, and the number typed digit by digit as it was read out: the latter was
+    # refused as "at most 24 characters" before the number was even looked at.
+    dashed = f"{number[:6]}—{number[6:14]}—{number[14:]}"
+    spaced = " ".join(number)
+    for typed in (number, full_width, grouped, dashed, spaced):
         resp = api(stack, "POST", "/transparency", "supervisor", json={"id_number": typed})
         assert resp.status_code == 200, resp.text
         assert resp.json()["count"] == len(readings["request_ids"]), typed
+    # Too short: the hotline is told how many characters were typed, not a field's length limits.
+    short = api(stack, "POST", "/transparency", "supervisor", json={"id_number": number[:12]})
+    assert (short.status_code, short.json()["error"]) == (422, "invalid_id_number"), short.text
+    assert "输入的是 12 位" in short.json()["message"] and number[:12] not in short.text
 
 
 def test_transparency_pages_newest_first(stack: Stack, readings: dict[str, Any]) -> None:
