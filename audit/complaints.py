@@ -38,7 +38,7 @@ from audit import merkle
 from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
-from audit.query import CHINA_STANDARD_TIME, access_seqs_for_person, org_prefix
+from audit.query import CHINA_STANDARD_TIME, access_seqs_for_person, beijing_clock, org_prefix
 from audit.tables import (
     ComplaintRow,
     IncidentEvidenceRow,
@@ -200,6 +200,11 @@ def _id(prefix: str) -> str:
 
 def _ts(value: datetime | None) -> str | None:
     return format_timestamp(value) if value is not None else None
+
+
+def _clock(value: datetime) -> str:
+    """A deadline as the case file tells it: Beijing time, to the minute."""
+    return beijing_clock(value)[:16] + "（北京时间）"
 
 
 def _aware(value: datetime) -> datetime:
@@ -705,10 +710,24 @@ def assign_incident(
                 f"The new deadline has already passed (today is {today}, Beijing time); check the year "
                 "and the day: a deadline must lie in the future.",
             )
+    before = _aware(incident.due_at)
+    moved = due_at is not None and due_at.astimezone(UTC) != before
+    if due_at is not None:
         incident.due_at = due_at.astimezone(UTC)
     incident.assignee = who
     incident.status = IncidentStatus.INVESTIGATING.value
     _step(session, incident_id, "assigned", actor, now, who)
+    if moved:
+        # A deadline moved (later, it takes the case off the overdue list) is in the case file, from what
+        # to what, not only in the log: whoever reads the case sees it was moved and by whom.
+        _step(
+            session,
+            incident_id,
+            "deadline_changed",
+            actor,
+            now,
+            f"{_clock(before)} → {_clock(_aware(incident.due_at))}",
+        )
     session.flush()
     change = {
         "kind": "supervision.incident_assigned",
@@ -716,6 +735,7 @@ def assign_incident(
         "incident_id": incident_id,
         "assignee": who,
         "due_at": _ts(_aware(incident.due_at)),
+        **({"previous_due_at": _ts(before)} if moved else {}),
     }
     return incident_json(incident, now, _complaint_of(session, incident)), change
 

@@ -351,6 +351,41 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
             get_incident(session, "I-missing", NOW, scope="")
 
 
+def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sqlite: Store) -> None:
+    """Reassigning an overdue incident with a later deadline takes it off the overdue list; the case file
+    showed only "assigned", so whoever read it could not tell the deadline had been moved, nor from when."""
+    populate(sqlite)
+    deadlines = Deadlines(complaint_days=15, incident_days=10)
+    with Session(sqlite.engine) as session:
+        c, _ = _complaint(session, subject_ref=BOB, source="hotline_12345")
+        i, _ = open_incident(
+            session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW, deadlines=deadlines
+        )
+        iid = i["incident_id"]
+        later = NOW + timedelta(days=12)
+        assert [x["incident_id"] for x in list_incidents(session, later, overdue=True, scope="")] == [iid]
+        new_due = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
+        _, change = assign_incident(
+            session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope="", due_at=new_due
+        )
+        assert (change["previous_due_at"], change["due_at"]) == (
+            "2026-11-30T02:00:00.000000Z",
+            "2026-12-31T15:59:00.000000Z",
+        )
+        steps = get_incident(session, iid, later, scope="")["steps"]
+        assert [(s["action"], s["actor"]) for s in steps[-2:]] == [
+            ("assigned", "s2"),
+            ("deadline_changed", "s2"),
+        ]
+        assert steps[-1]["note"] == "2026-11-30 10:00（北京时间） → 2026-12-31 23:59（北京时间）"
+        # The same assignee again without a new deadline: nothing about a deadline is said.
+        _, change = assign_incident(
+            session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope=""
+        )
+        assert "previous_due_at" not in change
+        assert get_incident(session, iid, later, scope="")["steps"][-1]["action"] == "assigned"
+
+
 def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept(sqlite: Store) -> None:
     """12345 重办: the resident disagrees with the answer a month on. The incident goes back to investigation
     with its assignee, the disposition is withdrawn (it is no longer the answer), both clocks start again
