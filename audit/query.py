@@ -422,6 +422,9 @@ class AccessEntry:
     dataset: str | None
     fields: tuple[str, ...]
     kind: str
+    #: The masking profile the fields were shown under (the read's obligation): a resident told "they read
+    #: your ID number" is told it was shown desensitised, not whole. None when the event names none.
+    masking_profile: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -434,6 +437,7 @@ class AccessEntry:
             "dataset": self.dataset,
             "fields": list(self.fields),
             "kind": self.kind,
+            "masking_profile": self.masking_profile,
         }
 
 
@@ -447,6 +451,7 @@ def _access_entry(e: EventSummary) -> AccessEntry:
         dataset=e.dataset,
         fields=e.fields,
         kind=e.kind,
+        masking_profile=profile if isinstance(profile := e.details.get("masking_profile"), str) else None,
     )
 
 

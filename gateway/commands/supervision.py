@@ -450,7 +450,8 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
             # A steward's unmask: no scenario, and the number was seen whole, not desensitised.
             lines.append(f"{when}还原查看了{what}中的{fields or '数据'}（未脱敏的完整内容）")
             continue
-        lines.append(f"{when}为「{work}」查看了{what}" + (f"：{fields}" if fields else ""))
+        shown = "（按脱敏规则显示）" if a.get("masking_profile") else ""
+        lines.append(f"{when}为「{work}」查看了{what}{shown}" + (f"：{fields}" if fields else ""))
     lines.append(
         f"{total} allowed reads of this resident's data "
         f"(refused attempts are in a complaint's incident){shown_en}"

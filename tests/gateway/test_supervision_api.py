@@ -381,6 +381,8 @@ def test_resident_transparency_shows_org_and_role_not_names(stack: Stack, readin
         assert entry["org"] == VILLAGE_A
         assert entry["roles"] == ["village_cadre"] and entry["role_labels"] == ["村（居）委会干部"]
         assert entry["scenario"] == "DIBAO_REVIEW" and entry["scenario_name"] == "低保年度复核"
+        # How it was shown: desensitised under the read's profile, not the whole ID number.
+        assert entry["masking_profile"] == "standard"
         # What was read, in the catalog's words the resident is told, beside the codes.
         assert entry["dataset"] == "residents" and entry["dataset_title"] == "居民登记信息"
         assert len(entry["field_titles"]) == len(entry["fields"])
@@ -619,9 +621,8 @@ def test_cli_is_a_client_of_the_api(stack: Stack, readings: dict[str, Any]) -> N
     count = via_api.json()["count"]
     assert said[0] == f"该居民的数据共被查看 {count} 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
     assert len(said) == count + 2 and said[-1].startswith(f"{count} allowed reads")
-    assert (
-        "（北京时间） 东风村村民委员会（村（居）委会干部）为「低保年度复核」查看了居民登记信息：" in said[1]
-    )
+    told = "东风村村民委员会（村（居）委会干部）为「低保年度复核」查看了居民登记信息（按脱敏规则显示）："
+    assert f"（北京时间） {told}" in said[1]
     assert "姓名、公民身份号码" in said[1]
     for secret in (readings["resident"].id_number, readings["resident"].name):
         assert secret not in who.stderr

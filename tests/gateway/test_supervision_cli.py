@@ -321,18 +321,28 @@ def test_who_read_says_how_many_in_all_and_how_to_see_the_earlier_ones() -> None
     assert whole[0] == "该居民的数据共被查看 1 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
 
 
+#: One read as the transparency answer gives it.
+A_READ = {
+    "occurred_at_beijing": "2026-12-06 20:06:02",
+    "org_name": "东风村村民委员会",
+    "role_labels": ["村（居）委会干部"],
+    "scenario_name": "低保年度复核",
+    "dataset_title": "居民登记信息",
+    "field_titles": ["姓名", "公民身份号码"],
+    "masking_profile": "standard",
+}
+
+
 def test_who_read_says_a_steward_unmasked_the_number_in_words_of_its_own() -> None:
     from gateway.commands.supervision import who_read_sentences
 
     unmask = {
-        "occurred_at_beijing": "2026-12-06 20:06:02",
+        **A_READ,
         "org_name": "崇明区",
         "role_labels": ["数据管理员"],
         "kind": "masking.unmask_revealed",
-        "scenario": None,
-        "dataset_title": "居民登记信息",
-        "field_titles": ["公民身份号码"],
     }
+    unmask |= {"scenario_name": None, "field_titles": ["公民身份号码"], "masking_profile": None}
     said = who_read_sentences({"accesses": [unmask], "count": 1, "total": 1, "offset": 0})
     assert said[1] == (
         "  2026-12-06 20:06:02（北京时间） 崇明区（数据管理员）"
@@ -366,3 +376,11 @@ def test_a_registered_complaint_says_what_was_found_and_what_to_do_next() -> Non
     said = registered_sentences({**answer, "evidence_events": 3, "evidence_incomplete": [gap]})
     assert said[1].startswith("找到涉及该居民的访问 3 次") and said[2] == gap["message"]
     assert said[3] == "系统恢复后请运行 grassroots supervise recheck I-1。"
+
+
+def test_who_read_says_the_fields_were_shown_desensitised() -> None:
+    """ "查看了…公民身份号码" told a resident her whole number was read; the cadre saw 310230************."""
+    from gateway.commands.supervision import who_read_sentences
+
+    said = who_read_sentences({"accesses": [A_READ], "count": 1, "total": 1, "offset": 0})
+    assert said[1].endswith("为「低保年度复核」查看了居民登记信息（按脱敏规则显示）：姓名、公民身份号码")
