@@ -356,11 +356,11 @@ def registered_sentences(answer: dict[str, Any]) -> list[str]:
     en = [f"Complaint {complaint.get('complaint_id', '')} registered; incident {case} opened."]
     if found:
         zh.append(
-            f"找到涉及该居民的访问 {found} 次（获准的查看和被拒绝的尝试），均已附包含证明，"
+            f"找到涉及该居民的访问 {found} 次（获准的查看与被拒绝的尝试合计），均已附包含证明，"
             f"可用 grassroots supervise incident {case} 查看。"
         )
         en.append(
-            f"{found} accesses to the resident found (allowed reads, refused attempts), each with a proof."
+            f"Accesses to the resident found (allowed reads and refused attempts): {found}, each with proof."
         )
     else:
         zh.append("审计日志中没有找到涉及该居民的访问：事件仍已立案，核实后可办结并答复投诉人。")

@@ -374,7 +374,10 @@ def test_a_registered_complaint_says_what_was_found_and_what_to_do_next() -> Non
         "message_en": "Evidence may be incomplete",
     }
     said = registered_sentences({**answer, "evidence_events": 3, "evidence_incomplete": [gap]})
-    assert said[1].startswith("找到涉及该居民的访问 3 次") and said[2] == gap["message"]
+    assert (
+        said[1].startswith("找到涉及该居民的访问 3 次（获准的查看与被拒绝的尝试合计）")
+        and said[2] == gap["message"]
+    )
     assert said[3] == "系统恢复后请运行 grassroots supervise recheck I-1。"
 
 
