@@ -394,6 +394,17 @@ def check_within_page_limit(records: int, obligations: Obligations, max_page_siz
         return
     if max_page_size <= obligations.max_records:
         raise page_size_over_limit(limit, *_PLATFORM_LIMIT)
+    if obligations.quota_left is not None and obligations.quota_left <= limit:
+        # What is left of today's quota sets it: "this scenario's limit is 77" told a cadre who read 100 a
+        # page all morning neither why nor that tomorrow the page is hers again.
+        raise InvalidRequest(
+            f"今天本场景的每日查看数量只剩 {limit} 条，不够这一页。请把每页条数减少到 {limit} 条以内，"
+            "或明天再查。",
+            f"Only {limit} records are left of today's limit for this scenario, fewer than this page. Ask "
+            f"for at most {limit} per page, or continue tomorrow.",
+            code="page_size_over_limit",
+            extra={"max_page_size": limit},
+        )
     raise page_size_over_limit(limit, *_SCENARIO_LIMIT)
 
 

@@ -125,6 +125,31 @@ def test_page_size_refusals_state_the_limit_in_force(
     assert "200" not in error.message_zh + error.message_en
 
 
+@pytest.mark.parametrize(("quota_left", "page_size"), [(77, 100), (77, 78), (1, 2)])
+def test_a_page_larger_than_what_is_left_of_todays_quota_says_so(quota_left: int, page_size: int) -> None:
+    """With 77 records left of the day's 2,000, a cadre asking for her usual 100 a page was told "at most
+    77 (what this scenario allows you per request now)": neither why, nor that tomorrow it is 100 again."""
+    request = DataRequest("residents", "S", page=1, page_size=page_size)
+    left = Obligations(
+        row_scope=(A,),
+        fields=("name",),
+        masking_profile="standard",
+        max_records=quota_left,  # the engine's min(scenario cap, quota left)
+        quota_left=quota_left,
+        grant_id="g",
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        check_page_size(request, left, 100)
+    error = refused.value
+    assert (error.code, error.extra) == ("page_size_over_limit", {"max_page_size": quota_left})
+    assert error.message_zh == (
+        f"今天本场景的每日查看数量只剩 {quota_left} 条，不够这一页。请把每页条数减少到 {quota_left} 条以内，"
+        "或明天再查。"
+    )
+    assert "today's limit" in error.message_en and "tomorrow" in error.message_en
+    check_page_size(DataRequest("residents", "S", page=1, page_size=quota_left), left, 100)
+
+
 @pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Bearer", "Token abc", "dXNlcjpwYXNz"])
 def test_a_header_that_is_no_bearer_token_says_bearer_is_expected(authorization: str) -> None:
     with pytest.raises(Unauthenticated) as refused:
