@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -164,9 +165,34 @@ def require_dev_key(idp: DevIdentityProvider, username: str) -> DevIdentityProvi
     return idp
 
 
+#: "Bearer " pasted in front of the token, as the header is written in the README's curl lines.
+_BEARER_PREFIX = re.compile(r"bearer\s+", re.IGNORECASE)
+#: What an access token (RFC 6750 b64token; a JWT's base64url and dots) can hold, and nothing else.
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+
+
+def pasted_token(token: str) -> str:
+    """The token as it was meant, from what was pasted: ``Bearer`` in front, a space or newline around it
+    or a line break inside it (copied from a wrapped terminal) are no part of any token. A trailing newline
+    was sent as is and refused by the HTTP library, which the CLI reported as "cannot reach the gateway";
+    a character no token holds (a full-width one, Chinese) is refused here, saying so."""
+    cleaned = _BEARER_PREFIX.sub("", token.strip(), count=1)
+    cleaned = "".join(cleaned.split())
+    if cleaned and not _TOKEN_CHARACTERS.fullmatch(cleaned):
+        typer.echo(
+            "登录凭证中有访问令牌不会含有的字符（例如中文或全角字符）：请重新复制完整的访问令牌，"
+            "不要加入其他内容。\n"
+            "the token holds characters no access token has (Chinese or full-width ones, for example): "
+            "copy the whole access token again, and nothing else",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return cleaned
+
+
 def _token(token: str | None, as_user: str | None) -> str:
-    if token:
-        return token
+    if token and (cleaned := pasted_token(token)):
+        return cleaned
     if as_user:
         from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
         from gateway.wiring import dev_identity_provider

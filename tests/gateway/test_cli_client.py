@@ -199,6 +199,42 @@ def test_no_token_exits_2_before_any_request(gateway: Gateway) -> None:
     assert gateway.received == []
 
 
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "tok.en-1 ",  # a trailing space
+        "tok.en-1\n",  # a trailing newline (echo "$TOKEN" > file; GRASSROOTS_TOKEN=$(cat file)\n)
+        "\r\n tok.en-1\r\n",
+        "tok.\nen-1",  # a line break inside, copied from a wrapped terminal
+        "Bearer tok.en-1",  # the header's scheme copied with it
+        "bearer\ttok.en-1\u3000",  # a tab, an ideographic space from a Chinese input method
+    ],
+)
+def test_a_token_pasted_with_spaces_newlines_or_bearer_is_sent_as_the_token(
+    gateway: Gateway, pasted: str
+) -> None:
+    """A token with a trailing newline was refused by the HTTP library before it left, and the CLI said
+    "cannot reach the gateway, check it is running" (exit 3): the cadre went looking for a fault that
+    was not there. ``Bearer`` in front was sent as part of the token: "malformed, sign in again"."""
+    gateway.answer(200, {"ok": True})
+    for via in ("option", "environment"):
+        gateway.received.clear()
+        args, env = (["--token", pasted], None) if via == "option" else ([], {"GRASSROOTS_TOKEN": pasted})
+        result = _run("fetch", "a1", "--url", gateway.url, *args, env=env)
+        assert result.exit_code == 0, (via, result.stderr)
+        assert [r.authorization for r in gateway.received] == ["Bearer tok.en-1"]
+
+
+def test_a_token_with_characters_no_token_has_is_refused_in_words_before_any_request(
+    gateway: Gateway,
+) -> None:
+    result = _run("fetch", "a1", "--url", gateway.url, "--token", "tok.en-1，")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("登录凭证中有访问令牌不会含有的字符（例如中文或全角字符）")
+    assert "tok.en-1" not in result.stderr and "cannot reach" not in result.stderr
+    assert gateway.received == []
+
+
 def test_unreachable_gateway_exits_3_naming_only_the_error_type() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
