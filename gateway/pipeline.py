@@ -300,6 +300,17 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
             code="invalid_token",
             headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
+    if scheme.lower() != "bearer" and scheme[:6].lower() == "bearer":
+        # "Bearer" then a full-width space (a Chinese input method), a tab or a colon: it is a bearer
+        # token, so "Basic is not accepted" sent the reader looking for something she never sent.
+        raise Unauthenticated(
+            "登录凭证格式不对：Authorization 请求头中 Bearer 与访问令牌之间须用一个半角空格隔开"
+            "（Authorization: Bearer <访问令牌>），不能用全角空格、制表符或其他符号。",
+            "The Authorization header must separate Bearer from the access token by one plain space "
+            "(Authorization: Bearer <access token>), not a full-width space, a tab or another character.",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+        )
     if scheme.lower() != "bearer":
         # Not an expired or bad token: the header is not a bearer token at all (Basic, a bare token).
         # Say what is expected; the header itself is never repeated.

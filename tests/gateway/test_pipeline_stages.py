@@ -174,6 +174,30 @@ def test_bearer_with_no_token_says_the_token_is_empty_not_that_basic_is_refused(
 
 
 @pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer\u3000eyJhbGciOiJFZERTQSJ9.e30.c2ln",  # a full-width space from a Chinese input method
+        "Bearer\teyJhbGciOiJFZERTQSJ9.e30.c2ln",
+        "Bearer:eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+        "bearereyJhbGciOiJFZERTQSJ9.e30.c2ln",
+    ],
+)
+def test_bearer_and_the_token_not_parted_by_a_plain_space_says_so_not_that_basic_is_refused(
+    authorization: str,
+) -> None:
+    """A full-width space after Bearer was told "不接受 Basic 等其他方式": she had sent Bearer."""
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(cast(Any, None), authorization.encode().decode("latin-1")))
+    error = refused.value
+    assert error.code == "invalid_token"
+    assert error.message_zh.startswith(
+        "登录凭证格式不对：Authorization 请求头中 Bearer 与访问令牌之间须用一个半角空格隔开"
+    )
+    assert "Basic" not in error.message_zh + error.message_en
+    assert "eyJ" not in error.message_zh + error.message_en
+
+
+@pytest.mark.parametrize(
     ("scenario", "page", "page_size", "code"),
     [
         (None, None, None, "missing_scenario"),
