@@ -19,6 +19,7 @@ import asyncio
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -344,9 +345,35 @@ async def explain_mine(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(runtime.policy().explain, access)
+    if wanted and all(c.passed for c in checks):
+        checks = await asyncio.to_thread(_fields_as_served, runtime.policy(), access, checks)
     if any(c.detail.get("reason") == "no_active_grant" for c in checks):
         checks = await read_only(runtime, lambda s: _pending_request_told(s, access, checks))
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
+
+
+def _fields_as_served(engine: PolicyEngine, access: AccessRequest, checks: list[Check]) -> list[Check]:
+    """The fields asked about, as the data path serves them. It names no fields: it serves those of the
+    most specific grant in force over the caller's organisation. The engine, asked for fields, finds any
+    grant granting them (a broader township grant), so a cadre whose village grant leaves out ``mobile``
+    was told "allowed" for it, and then read pages without it."""
+    served = engine.decide(replace(access, fields=None))
+    if not served.allowed or served.obligations is None or access.fields is None:
+        return checks
+    missing = [f for f in access.fields if f not in served.obligations.fields]
+    scenario = engine.scenarios.get(access.scenario)
+    if not missing or scenario is None:
+        return checks
+    why = _reason(
+        "field_not_granted",
+        scenario=scenario.name_zh,
+        scenario_en=scenario.name_en,
+        fields="、".join(missing),
+        fields_en=", ".join(missing),
+    )
+    detail: dict[str, str | int] = {"reason": why.code, "grant_id": served.obligations.grant_id}
+    told = Check("fields", False, why.message_zh, why.message_en, detail)
+    return [told if c.code == "fields" else c for c in checks]
 
 
 def _pending_request_told(session: Session, access: AccessRequest, checks: list[Check]) -> list[Check]:

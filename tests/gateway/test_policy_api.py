@@ -456,6 +456,40 @@ def test_a_cadre_explains_her_own_request_at_a_time_as_the_cli_says(stack: Stack
     assert refused.returncode == 2 and "--org 和 --role" in refused.stderr
 
 
+def test_a_cadre_asking_about_a_field_is_answered_as_the_data_path_serves_her(stack: Stack) -> None:
+    """Two grants over her village: the one the data path serves from (the most specific, then the
+    longest lasting) leaves out ``mobile``; a shorter one has it. Asked about ``mobile``, her explanation
+    said "allowed" (some grant has it), and her pages came without it."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.gateway.test_grants_api import _request
+
+    village = fresh_village()
+    soon = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    wide = {"residents": ["id", "name", "mobile", "village_code"]}
+    for datasets, window in ((wide, {"valid_until": soon}), ({"residents": ["id", "name"]}, None)):
+        grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, datasets, org_code=village)
+        approved = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", window)
+        assert approved.json()["status"] == "approved", approved.text
+    params = {"dataset": "residents", "scenario": "ELDERLY_VISIT"}
+    served = api(
+        stack, "POST", "/policy/decide", "platform_admin", _subject(village, "village_cadre", **params)
+    )
+    assert "mobile" not in served.json()["obligations"]["fields"]
+
+    asked = api(
+        stack, "GET", "/policy/explain", "cadre_a", {}, {**params, "fields": "name,mobile"}, org_code=village
+    )
+    explained = asked.json()
+    assert explained["allowed"] is False, explained
+    assert (explained["failed"]["check"], explained["failed"]["code"]) == ("fields", "field_not_granted")
+    assert explained["failed"]["message_zh"] == "您要查看的部分信息不在「高龄老人走访」的授权范围内：mobile。"
+    within = api(
+        stack, "GET", "/policy/explain", "cadre_a", {}, {**params, "fields": "name"}, org_code=village
+    )
+    assert within.json()["allowed"] is True
+
+
 # -- reload ----------------------------------------------------------------------------------------------
 
 
