@@ -174,8 +174,12 @@ def parse_data_request(
         raise _Unparsable(
             base,
             InvalidRequest(
-                "场景代码格式不正确：应为大写字母、数字和下划线（例如 DIBAO_REVIEW）。",
-                "Malformed scenario code: use capital letters, digits and underscores (e.g. DIBAO_REVIEW).",
+                "场景代码格式不正确：场景代码由大写英文字母、数字和下划线组成（例如 DIBAO_REVIEW），"
+                "不能写中文名称，前后也不能有空格；各场景的代码见 grassroots grants scenarios"
+                "（GET /api/v1/scenarios）。",
+                "Malformed scenario code: a scenario code is capital letters, digits and underscores (e.g. "
+                "DIBAO_REVIEW), never its Chinese name, with no spaces around it; grassroots grants "
+                "scenarios (GET /api/v1/scenarios) lists the codes.",
                 code="invalid_scenario",
             ),
         )

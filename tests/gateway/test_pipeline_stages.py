@@ -197,6 +197,19 @@ def test_bearer_and_the_token_not_parted_by_a_plain_space_says_so_not_that_basic
     assert "eyJ" not in error.message_zh + error.message_en
 
 
+@pytest.mark.parametrize("scenario", ["低保年度复核", "dibao_review", "DIBAO_REVIEW ", " DIBAO_REVIEW"])
+def test_a_scenario_code_typed_as_its_name_or_with_spaces_says_where_the_codes_are(scenario: str) -> None:
+    """The name a cadre knows ("低保年度复核"), lower case, or a space copied with the code: she was told
+    the code's shape, "e.g. DIBAO_REVIEW", but not where the codes are, nor that a space was the fault."""
+    with pytest.raises(_Unparsable) as caught:
+        parse_data_request("residents", scenario, None, None)
+    error = caught.value.error
+    assert error.code == "invalid_scenario"
+    assert "不能写中文名称，前后也不能有空格" in error.message_zh
+    assert "grassroots grants scenarios" in error.message_zh and "lists the codes" in error.message_en
+    assert "低保" not in error.message_zh + error.message_en  # what was typed is not repeated
+
+
 @pytest.mark.parametrize(
     ("scenario", "page", "page_size", "code"),
     [
