@@ -418,8 +418,14 @@ class PolicyEngine:
             quota_left = max(0, scenario.daily_quota_per_user - used)
             if quota_ok and (quota_left <= 0 or (hint is not None and hint > quota_left)):
                 quota_ok = False
+                # Some left but fewer than asked: "the limit is reached" was not so, and said to stop.
                 why = reason(
-                    "quota_exceeded", third_person=third, **names, quota=scenario.daily_quota_per_user
+                    "quota_exceeded",
+                    wording="quota_too_few_left" if quota_left > 0 else None,
+                    third_person=third,
+                    **names,
+                    quota=scenario.daily_quota_per_user,
+                    left=quota_left,
                 )
                 if (d := refuse("quota", why)) is not None:
                     return d
@@ -427,8 +433,12 @@ class PolicyEngine:
         if quota_ok and trail is not None:
             trail.passed(
                 "quota",
-                "未超过查看数量限制。",
-                "Within the record limits.",
+                "未超过查看数量限制。"
+                if quota_left is None
+                else f"未超过查看数量限制（今天还可查看 {quota_left} 条）。",
+                "Within the record limits."
+                if quota_left is None
+                else f"Within the record limits ({quota_left} records left today).",
                 # The number, as decide's obligations give it; no quota store, nothing counted: no key.
                 **({} if quota_left is None else {"quota_left": quota_left}),
             )

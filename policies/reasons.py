@@ -78,6 +78,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "今天「{scenario}」的查看数量已达上限（每天 {quota} 条）。请明天再查。",
         "Today's limit for \u201c{scenario}\u201d ({quota} records a day) is used up. Try again tomorrow.",
     ),
+    "quota_too_few_left": (
+        "今天「{scenario}」只剩 {left} 条可查看（每天 {quota} 条），不够所要的条数。请减少条数，或明天再查。",
+        "Only {left} records are left of today's limit for \u201c{scenario}\u201d ({quota} a day), "
+        "fewer than asked for. Ask for fewer, or continue tomorrow.",
+    ),
     "too_many_records": (
         "「{scenario}」每次最多查看 {limit} 条，请分页查看。",
         "\u201c{scenario}\u201d allows at most {limit} records per request; read page by page.",
@@ -89,7 +94,7 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
 }
 
-CODES: Final[frozenset[str]] = frozenset(_TEXT) - {"too_many_records"}
+CODES: Final[frozenset[str]] = frozenset(_TEXT) - {"too_many_records", "quota_too_few_left"}
 
 # The same reasons told to someone other than the subject (an administrator explaining a request she
 # describes): "您" would address the reader as if she were the one refused. Wordings that name nobody
@@ -128,6 +133,11 @@ _THIRD_PERSON: Final[dict[str, tuple[str, str]]] = {
         "该用户今天「{scenario}」的查看数量已达上限（每天 {quota} 条），明天才能再查。",
         "This user's limit for \u201c{scenario}\u201d today ({quota} records a day) is used up; "
         "they can read again tomorrow.",
+    ),
+    "quota_too_few_left": (
+        "该用户今天「{scenario}」只剩 {left} 条可查看（每天 {quota} 条），不够所要的条数。",
+        "This user has only {left} records left of today's limit for \u201c{scenario}\u201d ({quota} a day), "
+        "fewer than asked for.",
     ),
     "internal_error": (
         "系统暂时无法判断该用户的权限，为安全起见不予查看。请稍后再试或联系管理员。",

@@ -392,9 +392,21 @@ def test_daily_quota_counts_down_and_resets_on_the_beijing_day(
     quotas.consume(CADRE_A1.user_id, "DIBAO_REVIEW", day, 1990)
     ob = engine.authorize(req(CADRE_A1, "DIBAO_REVIEW"))
     assert (ob.quota_left, ob.max_records) == (10, 10)
-    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW", hint=11)).code == "quota_exceeded"
+    too_many = engine.decide(req(CADRE_A1, "DIBAO_REVIEW", hint=11))
+    assert too_many.code == "quota_exceeded"
+    # 10 are left: "the limit is reached, try tomorrow" was not so; it says how many are left.
+    assert too_many.reasons[0].message_zh == (
+        "今天「低保年度复核」只剩 10 条可查看（每天 2000 条），不够所要的条数。请减少条数，或明天再查。"
+    )
+    (quota_check,) = [c for c in engine.explain(req(CADRE_A1, "DIBAO_REVIEW")) if c.code == "quota"]
+    assert quota_check.message_zh == "未超过查看数量限制（今天还可查看 10 条）。"
     quotas.consume(CADRE_A1.user_id, "DIBAO_REVIEW", day, 10)
-    assert engine.decide(req(CADRE_A1, "DIBAO_REVIEW")).code == "quota_exceeded"
+    used_up = engine.decide(req(CADRE_A1, "DIBAO_REVIEW"))
+    assert used_up.code == "quota_exceeded"
+    assert (
+        used_up.reasons[0].message_zh
+        == "今天「低保年度复核」的查看数量已达上限（每天 2000 条）。请明天再查。"
+    )
     # Another scenario and another user are counted apart.
     assert engine.decide(req(CADRE_A1, "ELDERLY_VISIT")).allowed
     assert engine.decide(req(CADRE_A2, "DIBAO_REVIEW")).allowed
