@@ -1400,8 +1400,10 @@ def _all_day_catalog(settings: Settings) -> Settings:
     return _settings()
 
 
-def _print_opening_hours(settings: Settings, any_hour: bool) -> None:
-    """Say when the walk-through's scenario refuses reads because of the hour (outside_hours)."""
+def _print_opening_hours(settings: Settings, any_hour: bool, now: datetime | None = None) -> None:
+    """Say when the walk-through's scenario refuses reads because of the hour (outside_hours), and how to
+    open every scenario all day: ``make demo ANY_HOUR=1``, or ``--any-hour`` for a demo started as
+    ``grassroots demo --port …`` (``make demo`` would start another on the default ports)."""
     from policies.scenarios import CHINA_STANDARD_TIME, load_scenarios
 
     if any_hour:
@@ -1412,17 +1414,18 @@ def _print_opening_hours(settings: Settings, any_hour: bool) -> None:
         )
         return
     scenario = load_scenarios(settings.scenarios_path).get("DIBAO_REVIEW")
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     if scenario is None or scenario.within_hours(now):
         return
     start, end = scenario.hours_allowed
     local = now.astimezone(CHINA_STANDARD_TIME).strftime("%H:%M")
     typer.echo(
         f"注意：现在是北京时间 {local}，不在场景开放时间（{start}:00-{end}:00）内，读取数据会被拒绝"
-        "（outside_hours）。如需现在试用，请停止后运行 `make demo ANY_HOUR=1`"
-        "（仅用于演示：所有场景全天开放）。\n"
+        "（outside_hours）。如需现在试用，请停止后运行 `make demo ANY_HOUR=1`，"
+        "或在 grassroots demo 命令（如 --port 等选项）后加上 --any-hour（仅用于演示：所有场景全天开放）。\n"
         f"Note: it is {local} in Beijing, outside the scenarios' opening hours ({start}:00-{end}:00), so "
-        "reads answer 403 outside_hours. To try the walk-through now, stop and run `make demo ANY_HOUR=1` "
+        "reads answer 403 outside_hours. To try the walk-through now, stop and run `make demo ANY_HOUR=1`, "
+        "or add --any-hour to the grassroots demo command (with its --port options) "
         "(demo only: every scenario open all day).\n",
         err=True,
     )

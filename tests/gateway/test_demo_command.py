@@ -237,3 +237,25 @@ def test_with_another_data_directory_the_banner_exports_it_for_audit_verify(
     assert steps.index(f"  export GRASSROOTS_DATA_DIR={data_dir}\n") < steps.index("grassroots audit verify")
     _print_next_steps(Settings(port=8000, public_url=None, dev_idp_enabled=True, data_dir=Path("var")))
     assert "GRASSROOTS_DATA_DIR" not in capsys.readouterr().out
+
+
+def test_outside_the_opening_hours_the_banner_names_the_demo_commands_own_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Started as ``grassroots demo --port 8300 …`` (ports taken), at 21:05 the banner said only "run
+    ``make demo ANY_HOUR=1``", which starts another demo on the taken default ports."""
+    from gateway.cli import _print_opening_hours
+    from gateway.settings import Settings
+    from policies.scenarios import CHINA_STANDARD_TIME
+
+    five_past_nine = datetime(2026, 12, 6, 21, 5, tzinfo=CHINA_STANDARD_TIME)
+    _print_opening_hours(Settings(), any_hour=False, now=five_past_nine)
+    notice = capsys.readouterr().err
+    assert "现在是北京时间 21:05，不在场景开放时间（7:00-21:00）内" in notice
+    assert (
+        "make demo ANY_HOUR=1" in notice
+        and "grassroots demo 命令（如 --port 等选项）后加上 --any-hour" in notice
+    )
+    assert "add --any-hour to the grassroots demo command" in notice
+    _print_opening_hours(Settings(), any_hour=False, now=five_past_nine.replace(hour=20))
+    assert capsys.readouterr().err == ""
