@@ -287,6 +287,8 @@ async def explain(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(engine.explain, access, about_caller=about_caller)
+    if access.fields and all(c.passed for c in checks):
+        checks = await asyncio.to_thread(_fields_as_served, engine, access, checks, about_caller)
     checks = with_provider(runtime, access.dataset, checks, access.now)
     if body.record_count_hint is not None and all(c.passed for c in checks):
         # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
@@ -352,7 +354,9 @@ async def explain_mine(
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
 
 
-def _fields_as_served(engine: PolicyEngine, access: AccessRequest, checks: list[Check]) -> list[Check]:
+def _fields_as_served(
+    engine: PolicyEngine, access: AccessRequest, checks: list[Check], about_caller: bool = True
+) -> list[Check]:
     """The fields asked about, as the data path serves them. It names no fields: it serves those of the
     most specific grant in force over the caller's organisation. The engine, asked for fields, finds any
     grant granting them (a broader township grant), so a cadre whose village grant leaves out ``mobile``
@@ -366,6 +370,7 @@ def _fields_as_served(engine: PolicyEngine, access: AccessRequest, checks: list[
         return checks
     why = _reason(
         "field_not_granted",
+        third_person=not about_caller,
         scenario=scenario.name_zh,
         scenario_en=scenario.name_en,
         fields="、".join(missing),

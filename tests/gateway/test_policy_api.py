@@ -488,6 +488,13 @@ def test_a_cadre_asking_about_a_field_is_answered_as_the_data_path_serves_her(st
         stack, "GET", "/policy/explain", "cadre_a", {}, {**params, "fields": "name"}, org_code=village
     )
     assert within.json()["allowed"] is True
+    # An administrator explaining it for her is told the same, about "this user".
+    body = _subject(village, "village_cadre", **params, fields=["name", "mobile"])
+    theirs = api(stack, "POST", "/policy/explain", "platform_admin", body).json()
+    assert theirs["allowed"] is False and theirs["failed"]["code"] == "field_not_granted", theirs
+    assert (
+        theirs["failed"]["message_zh"] == "该用户要查看的部分信息不在「高龄老人走访」的授权范围内：mobile。"
+    )
 
 
 # -- reload ----------------------------------------------------------------------------------------------
