@@ -49,7 +49,7 @@ from policies.errors import (
 )
 from policies.model import Subject
 from policies.permissions import PermissionModel
-from policies.scenarios import ScenarioCatalog
+from policies.scenarios import Scenario, ScenarioCatalog
 from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 
 __all__ = [
@@ -674,6 +674,17 @@ def _named_in_batch(position: int, size: int, grant_id: str) -> Iterator[None]:
         raise
 
 
+def _opens_within(spec: Scenario, start: datetime, end: datetime) -> bool:
+    """Whether any moment of ``[start, end)`` lies within the scenario's opening hours (whole Beijing
+    hours, which begin with the UTC ones: UTC+8 has no minutes)."""
+    moment = start
+    while moment < end:
+        if spec.within_hours(moment):
+            return True
+        moment = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return False
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
@@ -1215,6 +1226,20 @@ class GrantService:
         if not divisions.covers(actor.org, scope):
             raise OutsideJurisdictionError(
                 "只能在本辖区内紧急访问。", "emergency access only within your jurisdiction"
+            )
+        if not _opens_within(spec, now, now + timedelta(hours=hours)):
+            # Reads keep to the scenario's hours, break-glass ones too: a grant none of whose hours are
+            # open served nothing, yet told the level above and opened a post-review of an access that
+            # could not happen, while the cadre believed she had it "at once".
+            start, end = spec.hours_allowed
+            raise GrantError(
+                f"「{spec.name_zh}」只能在每天 {start}:00 至 {end}:00（北京时间）查看数据，紧急访问也不例外；"
+                f"所申请的 {hours} 小时都不在这个时段内，本次未开通紧急访问，也未通知上级。"
+                f"请于 {start}:00 后再申请；情况紧急的，请先通过电话等方式联系上级或数据所属部门。",
+                f"\u201c{spec.name_en}\u201d data can be read only between {start}:00 and {end}:00 (Beijing "
+                f"time), emergency access included; none of the {hours} hours asked for is within them, so "
+                f"no emergency access was opened and nobody was notified. Ask again after {start}:00; in an "
+                "emergency, call the level above or the department owning the data first.",
             )
         grant = ScenarioGrant(
             grant_id=_new_id("bg"),

@@ -4,7 +4,7 @@ renewal, reminders, break-glass, and revocation reaching every process through t
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -548,3 +548,34 @@ def test_lifecycle_and_version_row_on_postgres(
         assert engine.refresh_grants(repo, T0)
         assert engine.decide(_engine_req(CADRE_A1, "DIBAO_REVIEW")).code == "grant_revoked"
     db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("beijing", "hours", "opened"),
+    [
+        ((21, 6), 1, False),  # 21:06 for an hour: every minute outside 7:00-21:00
+        ((22, 0), 4, False),
+        ((2, 30), 4, False),  # 02:30-06:30
+        ((4, 0), 4, True),  # 04:00-08:00 reaches 7:00
+        ((20, 30), 2, True),  # half an hour of it is open
+    ],
+)
+def test_break_glass_none_of_whose_hours_are_open_is_refused_before_anyone_is_told(
+    service: GrantService, beijing: tuple[int, int], hours: int, opened: bool
+) -> None:
+    """At 21:06 a cadre broke the glass: the grant was made, the township notified and a post-review
+    opened, and every read in those hours was refused (outside_hours). Refused now, saying why."""
+    from policies.scenarios import CHINA_STANDARD_TIME
+
+    now = datetime(2025, 3, 3, *beijing, tzinfo=CHINA_STANDARD_TIME).astimezone(UTC)
+    if opened:
+        grant, _, _ = service.break_glass(CADRE_A1, "ELDERLY_VISIT", "夜间火情核对名单", now, hours=hours)
+        assert grant.break_glass
+        return
+    with pytest.raises(GrantError) as refused:
+        service.break_glass(CADRE_A1, "ELDERLY_VISIT", "夜间火情核对名单", now, hours=hours)
+    assert refused.value.message_zh.startswith(
+        "「高龄老人走访」只能在每天 7:00 至 21:00（北京时间）查看数据，紧急访问也不例外；"
+    )
+    assert "本次未开通紧急访问，也未通知上级" in refused.value.message_zh
+    assert service.repository.open_reviews() == []
