@@ -115,6 +115,16 @@ CASES = [
         [access(200 + i, actor="u-curious", outcome=Outcome.REFUSED, reason="not_found") for i in range(3)],
     ),
     Case(
+        # Before, the registry was asked and answered 404 (not_found); refused earlier now, still counted.
+        "three residents looked up by ID number in the record's place",
+        "outside_jurisdiction",
+        BACKGROUND,
+        [
+            access(200 + i, actor="u-curious", outcome=Outcome.REFUSED, reason="personal_data_in_record_id")
+            for i in range(3)
+        ],
+    ),
+    Case(
         "one resident read by three users",
         "one_resident_many_users",
         BACKGROUND,
