@@ -83,6 +83,10 @@ class MonthlyReport:
     # Division code (12 digits) and department code -> Chinese name, where the caller knows them.
     org_names: Mapping[str, str] = field(default_factory=dict)
     department_names: Mapping[str, str] = field(default_factory=dict)
+    # The month still running when the report was made: the last day (Beijing time, YYYY-MM-DD) its
+    # figures go through; the days after it are not shown, since zero rows would read as "no activity" on
+    # days that have not happened. None for a month that has ended.
+    through_day: str | None = None
 
     @property
     def daily(self) -> list[tuple[str, int, int]]:
@@ -109,7 +113,25 @@ class MonthlyReport:
             "findings": self.findings,
             "cases": self.cases,
             "integrity": dict(self.integrity),
+            "in_progress": self.through_day is not None,
+            "through_day": self.through_day,
         }
+
+    @property
+    def in_progress_note(self) -> str | None:
+        """For a month still running: that it is, and through which day the figures go, Chinese first."""
+        if self.through_day is None:
+            return None
+        return (
+            f"本月尚未结束，数字截至 {_day_zh(self.through_day)}（北京时间），之后的日期未列出。"
+            f" Month in progress: figures through {self.through_day} (Beijing time)."
+        )
+
+
+def _day_zh(day: str) -> str:
+    """``2026-11-04`` as ``2026年11月4日``."""
+    year, mon, dom = day.split("-")
+    return f"{int(year)}年{int(mon)}月{int(dom)}日"
 
 
 def _case_stats(
@@ -169,11 +191,15 @@ def build_monthly_report(
     department_names: Mapping[str, str] | None = None,
 ) -> MonthlyReport:
     start, end = month_bounds(month)
+    made_at = (now or datetime.now(UTC)).astimezone(UTC)
     events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
     totals = ReportRow("total")
     days: dict[str, ReportRow] = {}
+    # A month still running gets a row per day through today (Beijing time) only.
+    running = start <= made_at < end
+    through_day = made_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d") if running else None
     cursor = start.astimezone(CHINA_STANDARD_TIME)
-    while cursor < end:
+    while cursor < end and (through_day is None or cursor.strftime("%Y-%m-%d") <= through_day):
         day = cursor.strftime("%Y-%m-%d")
         days[day] = ReportRow(day)
         cursor += timedelta(days=1)
@@ -191,7 +217,7 @@ def build_monthly_report(
     return MonthlyReport(
         month=month,
         org=org,
-        generated_at=(now or datetime.now(UTC)).astimezone(UTC),
+        generated_at=made_at,
         totals=totals,
         by_org=tabulate(events, GroupBy.ORG),
         by_scenario=tabulate(events, GroupBy.SCENARIO),
@@ -200,12 +226,13 @@ def build_monthly_report(
         refusal_reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         anomalies=per_rule,
         findings=[f.to_json() for f in findings[:50]],
-        cases=_case_stats(engine, start, end, now or datetime.now(UTC), org),
+        cases=_case_stats(engine, start, end, made_at, org),
         scenario_names={UNKNOWN: UNKNOWN_NAMES_ZH["scenario"], **(scenario_names or {})},
         integrity=dict(integrity or {}),
         reason_names=dict(reason_names or {}),
         org_names={UNKNOWN: UNKNOWN_NAMES_ZH["organisation"], **(org_names or {})},
         department_names={UNKNOWN: UNKNOWN_NAMES_ZH["department"], **(department_names or {})},
+        through_day=through_day,
     )
 
 
@@ -287,7 +314,16 @@ def render_csv(report: MonthlyReport) -> str:
             )
         )
 
-    row("total", report.totals, f"{report.month} 全月（{_scope_name(report, code_after=' ')}）")
+    scope = _scope_name(report, code_after=" ")
+    if report.through_day is None:
+        row("total", report.totals, f"{report.month} 全月（{scope}）")
+    else:
+        row(
+            "total",
+            report.totals,
+            f"{report.month} 截至{_day_zh(report.through_day)}，本月尚未结束（{scope}）"
+            f" / month in progress, through {report.through_day}",
+        )
     for section, rows, names in (
         ("organisation", report.by_org, report.org_names),
         ("scenario", report.by_scenario, report.scenario_names),
@@ -522,6 +558,8 @@ def render_html(report: MonthlyReport) -> str:
         for f in report.findings[:20]
     ]
     cases = report.cases
+    note = report.in_progress_note
+    through = f"；截至{_day_zh(report.through_day)}" if report.through_day else ""
     generated = report.generated_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
     integrity = report.integrity
     if integrity.get("checked") is False:
@@ -543,12 +581,13 @@ def render_html(report: MonthlyReport) -> str:
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">{escape(scope)} · 生成时间 {escape(generated)}（北京时间）</p>',
+        *([f'<p class="note" id="in-progress">{escape(note)}</p>'] if note else []),
         "<h2>一、总体情况</h2>",
         '<div class="kpis">'
         + "".join(f'<div class="kpi">{escape(k)}<b>{v}</b></div>' for k, v in kpis)
         + "</div>",
         f'<figure id="fig-daily">{daily_chart}'
-        "<figcaption>图1 每日数据访问次数（允许/拒绝）</figcaption></figure>",
+        f"<figcaption>图1 每日数据访问次数（允许/拒绝{escape(through)}）</figcaption></figure>",
         "<h2>二、分单位情况</h2>",
         f'<figure id="fig-org">{org_chart}<figcaption>图2 各单位数据访问次数（前12名）</figcaption></figure>',
         _table(("单位", *_HEAD[1:]), _report_rows(report.by_org, report.org_names)),

@@ -108,7 +108,8 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         load_anomaly_rules(),
         dataset_departments={"residents": "civil_affairs"},
         scenario_names={"subsistence-review": "低保年度复核"},
-        now=NOV + timedelta(days=1),
+        # Made once November is over (a month still running lists its days through today only).
+        now=datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
         reason_names={"outside_jurisdiction": "越权尝试"},
         integrity={"tree_size": 15, "root_hash": "ab" * 32, "timestamp": "2026-11-30T16:05:09.123456Z"},
     )

@@ -22,6 +22,8 @@ from tests.audit.helpers import make_event
 
 DAY_1 = datetime(2026, 11, 3, 2, 0, tzinfo=UTC)  # 10:00 Beijing time
 DAY_2 = DAY_1 + timedelta(days=1)
+# November over: the report covers the whole month.
+AFTER_NOVEMBER = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 
 
 def _rows(text: str) -> list[dict[str, str]]:
@@ -32,8 +34,8 @@ def _rows(text: str) -> list[dict[str, str]]:
 
 
 def _report(store: Store, **names: Any) -> MonthlyReport:
-    """November's report on ``store``, made on the day after DAY_1, with the names the caller knows."""
-    return build_monthly_report(store.engine, "2026-11", load_anomaly_rules(), now=DAY_2, **names)
+    """November's report on ``store``, made once November is over, with the names the caller knows."""
+    return build_monthly_report(store.engine, "2026-11", load_anomaly_rules(), now=AFTER_NOVEMBER, **names)
 
 
 def _names(report: MonthlyReport) -> dict[tuple[str, str], str]:
@@ -55,7 +57,7 @@ def test_headers_are_chinese_first_and_keys_carry_their_chinese_names(sqlite: St
         sqlite.engine,
         "2026-11",
         load_anomaly_rules(),
-        now=DAY_2,
+        now=AFTER_NOVEMBER,
         scenario_names={"DIBAO_REVIEW": "低保年审"},
         reason_names={"outside_hours": "不在允许的时段"},
     )
@@ -102,13 +104,18 @@ def test_the_organisation_the_report_covers_is_named_too(sqlite: Store) -> None:
     AuditLog(sqlite.engine).append_many([make_event(1, occurred_at=DAY_1, actor_org="310151101201")])
     named = {"310151000000": "崇明区"}
     report = build_monthly_report(
-        sqlite.engine, "2026-11", load_anomaly_rules(), org="310151000000", now=DAY_2, org_names=named
+        sqlite.engine,
+        "2026-11",
+        load_anomaly_rules(),
+        org="310151000000",
+        now=AFTER_NOVEMBER,
+        org_names=named,
     )
     assert "范围：崇明区（310151000000）" in render_html(report)
     total = next(r["name"] for r in _rows(render_csv(report)) if r["section"] == "total")
     assert total == "2026-11 全月（崇明区 310151000000）"
     unnamed = build_monthly_report(
-        sqlite.engine, "2026-11", load_anomaly_rules(), org="310151000000", now=DAY_2
+        sqlite.engine, "2026-11", load_anomaly_rules(), org="310151000000", now=AFTER_NOVEMBER
     )
     assert "范围：310151000000 · " in render_html(unnamed)
 
@@ -124,7 +131,7 @@ def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
             make_event(4, occurred_at=DAY_2, outcome=Outcome.ERROR, record_count=0, actor="u-3"),
         ]
     )
-    report = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=DAY_2)
+    report = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=AFTER_NOVEMBER)
     rows = _rows(render_csv(report))
     total = next(r for r in rows if r["section"] == "total")
     days = {r["key"]: r for r in rows if r["section"] == "day"}
@@ -195,3 +202,36 @@ def test_organisation_codes_stay_text_in_a_spreadsheet(sqlite: Store) -> None:
     others = [r["key"] for r in rows if r["section"] != "organisation"]
     assert "DIBAO_REVIEW" in others and "2026-11-03" in others
     assert not any(k.startswith("\t") for k in others)
+
+
+def test_a_month_still_running_shows_days_through_today_only_and_says_so(sqlite: Store) -> None:
+    # November's report made on 4 November listed 5-30 November as zero rows in the CSV and the daily
+    # chart, which read as "no activity" on days that had not happened yet.
+    AuditLog(sqlite.engine).append_many(
+        [make_event(1, occurred_at=DAY_1), make_event(2, occurred_at=DAY_2, outcome=Outcome.REFUSED)]
+    )
+    # 4 November, 23:30 Beijing time (15:30 UTC): "today" is Beijing's day, not UTC's.
+    made = datetime(2026, 11, 4, 15, 30, tzinfo=UTC)
+    report = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=made)
+    rows = _rows(render_csv(report))
+    days = [r["key"] for r in rows if r["section"] == "day"]
+    assert days == ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+    total = next(r for r in rows if r["section"] == "total")
+    assert total["total"] == "2"
+    assert total["name"] == (
+        "2026-11 截至2026年11月4日，本月尚未结束（全部单位） / month in progress, through 2026-11-04"
+    )
+    assert report.to_json()["in_progress"] is True
+    assert report.to_json()["through_day"] == "2026-11-04"
+    assert [d["day"] for d in report.to_json()["daily"]] == days
+    page = render_html(report)
+    note = page.split('id="in-progress">', 1)[1].split("</p>", 1)[0]
+    assert note.startswith("本月尚未结束，数字截至 2026年11月4日（北京时间）")
+    assert "figures through 2026-11-04" in note
+    chart = page.split('id="chart-daily"', 1)[1].split("</svg>", 1)[0]
+    assert 'class="tick">04</text>' in chart and 'class="tick">05</text>' not in chart
+    # The same month once over: every day, no note.
+    ended = build_monthly_report(sqlite.engine, "2026-11", load_anomaly_rules(), now=AFTER_NOVEMBER)
+    assert len(ended.daily_rows) == 30 and ended.through_day is None
+    assert 'id="in-progress"' not in render_html(ended)
+    assert ended.to_json()["in_progress"] is False
