@@ -56,15 +56,26 @@ _REASONS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def incomplete_item(dataset: str, system: str | None, reason: str) -> dict[str, Any]:
+def incomplete_item(
+    dataset: str, system: str | None, reason: str, system_name: str | None = None
+) -> dict[str, Any]:
     """One line of ``evidence_incomplete``: which dataset and system did not answer, why, and what it means
-    for the evidence, in Chinese (``message``) and English (``message_en``). Codes only, no personal data."""
+    for the evidence, in Chinese (``message``) and English (``message_en``). The system is named by its
+    registered name, id beside it (a supervisor knows 区民政局居民信息登记系统, not its id). Codes and
+    registered names only, no personal data."""
     zh, en = _REASONS.get(reason, ("系统未能完成查询", "the lookup failed"))
-    who_zh = f"部门系统 {system}（数据集 {dataset}）" if system else f"数据集 {dataset}"
-    who_en = f"departmental system {system} (dataset {dataset})" if system else f"dataset {dataset}"
+    if system and system_name:
+        who_zh = f"部门系统“{system_name}”（系统标识 {system}，数据集 {dataset}）"
+        who_en = f"departmental system {system_name} (id {system}, dataset {dataset})"
+    elif system:
+        who_zh = f"部门系统 {system}（数据集 {dataset}）"
+        who_en = f"departmental system {system} (dataset {dataset})"
+    else:
+        who_zh, who_en = f"数据集 {dataset}", f"dataset {dataset}"
     return {
         "dataset": dataset,
         "system": system,
+        "system_name": system_name or None,
         "reason": reason,
         "message": (
             f"证据可能不完整：{who_zh}未能按身份证号查询该居民的记录编号（{zh}），"
@@ -135,12 +146,20 @@ async def find_person_records(
         except GatewayError as exc:
             if exc.code == "no_provider":
                 continue  # no system provides it: no record of it was ever served or fetched
-            system = exc.extra.get("system")
-            named = system if isinstance(system, str) else None
-            result.incomplete.append(incomplete_item(dataset, named, exc.code))
+            system, name = exc.extra.get("system"), exc.extra.get("system_name")
+            result.incomplete.append(
+                incomplete_item(
+                    dataset,
+                    system if isinstance(system, str) else None,
+                    exc.code,
+                    name if isinstance(name, str) else None,
+                )
+            )
             continue
         if target.lookup_path is None:
-            result.incomplete.append(incomplete_item(dataset, target.system_id, "lookup_not_offered"))
+            result.incomplete.append(
+                incomplete_item(dataset, target.system_id, "lookup_not_offered", target.system_name)
+            )
             continue
         asked.append((dataset, target))
     answers = await asyncio.gather(
@@ -152,7 +171,7 @@ async def find_person_records(
             # Under every kept key: an attempt recorded before a key rotation names the record by its old ref.
             result.records.update((dataset, ref) for i in answer for ref in runtime.lookup_refs(i))
         else:
-            result.incomplete.append(incomplete_item(dataset, target.system_id, answer))
+            result.incomplete.append(incomplete_item(dataset, target.system_id, answer, target.system_name))
         await record_audit(
             runtime,
             AuditEvent(

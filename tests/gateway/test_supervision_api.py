@@ -830,8 +830,16 @@ def test_complaint_with_a_departmental_system_down_is_registered_and_says_eviden
         "civil-affairs-registry",
         "upstream_unavailable",
     )
-    assert missing["message"].startswith("证据可能不完整") and "civil-affairs-registry" in missing["message"]
-    assert missing["message_en"].startswith("Evidence may be incomplete")
+    # Named as the supervisor knows it, by its registered name, the id beside it (it was the id only).
+    assert missing["system_name"] == "区民政局居民信息登记系统"
+    assert missing["message"].startswith(
+        "证据可能不完整：部门系统“区民政局居民信息登记系统”"
+        "（系统标识 civil-affairs-registry，数据集 residents）"
+    )
+    assert missing["message_en"].startswith(
+        "Evidence may be incomplete: departmental system 区民政局居民信息登记系统 "
+        "(id civil-affairs-registry, dataset residents)"
+    )
     assert resident.id_number not in resp.text
 
     incident = api(stack, "GET", f"/incidents/{answer['incident']['incident_id']}", "supervisor").json()
