@@ -12,6 +12,7 @@ from typing import Any
 
 from admission.errors import ConfigurationError
 from admission.model import ReviewOffice
+from grassroots_common.departments import DEPARTMENT_NAMES_ZH
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +41,15 @@ class AdmissionConfig:
 
     def department_names_zh(self) -> dict[str, str]:
         """Department -> the Chinese name it goes by in the review: that of its own office
-        (``civil_affairs`` is 区民政局; the first office, should a department have several)."""
+        (``civil_affairs`` is 区民政局; the first office, should a department have several), else the
+        district's table (``health``, which has no reviewing office, is 区卫健委)."""
         names: dict[str, str] = {}
         for o in self.offices:
             names.setdefault(o.department, o.name_zh)
-        return names
+        return {**DEPARTMENT_NAMES_ZH, **names}
 
     def department_name_zh(self, department: str) -> str | None:
-        """:meth:`department_names_zh` for one department; None when no reviewing office belongs to it."""
+        """:meth:`department_names_zh` for one department; None for a department no table names."""
         return self.department_names_zh().get(department)
 
     def required_offices(self, applying_department: str) -> tuple[ReviewOffice, ...]:

@@ -122,19 +122,10 @@ def admission_config() -> AdmissionConfig:
     return load_admission_config(admission_settings().config_path)
 
 
-#: The district departments that own data behind the gateway or run systems reaching villages, by the code
-#: the scenario catalog and admission use: readers of the 通报 and residents are told the department, not
-#: its code. The admission offices' configured names (``GRASSROOTS_ADMISSION_CONFIG_PATH``) take precedence.
-DEPARTMENT_NAMES_ZH: Mapping[str, str] = {
-    "civil_affairs": "区民政局",
-    "public_security": "区公安分局",
-    "health": "区卫健委",
-}
-
-
 def department_names() -> dict[str, str]:
-    """Department code -> Chinese name: the admission offices' names over the table above."""
-    return {**DEPARTMENT_NAMES_ZH, **admission_config().department_names_zh()}
+    """Department code -> Chinese name: the admission offices' names over the shared table
+    (:data:`grassroots_common.departments.DEPARTMENT_NAMES_ZH`)."""
+    return admission_config().department_names_zh()
 
 
 def _department_json(department: str) -> dict[str, Any]:

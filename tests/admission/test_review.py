@@ -330,10 +330,23 @@ def test_a_recused_reviewer_is_told_the_department_by_its_chinese_name(
     assert "civil_affairs" in info.value.message_en
 
 
-def test_a_department_without_an_office_keeps_its_code() -> None:
+def test_a_department_without_an_office_is_named_from_the_district_table() -> None:
     config = load_admission_config()
     assert config.department_name_zh("civil_affairs") == "区民政局"
-    assert config.department_name_zh("health") is None
+    # No reviewing office belongs to health: it was None, and the recusal said 部门代码 health.
+    assert config.department_name_zh("health") == "区卫健委"
+    assert config.department_name_zh("no_such_department") is None
+
+
+def test_a_reviewer_recused_from_a_department_without_an_office_is_told_its_chinese_name(
+    service: AdmissionService,
+) -> None:
+    service.register(make_registration())  # health-visits, by the health department
+    service.submit("health-visits", "u-health-admin")
+    with pytest.raises(SeparationOfDuties) as info:
+        service.review("health-visits", "big_data_centre", "u-h-9", "health", "approve", "")
+    assert "审核人不得来自申请部门（区卫健委）" in info.value.message_zh
+    assert "部门代码" not in info.value.message_zh and "health" in info.value.message_en
 
 
 def test_a_vote_on_a_registration_sent_back_does_not_call_it_final(service: AdmissionService) -> None:
