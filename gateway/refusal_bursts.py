@@ -10,7 +10,12 @@ Per source (the client address the gateway sees, :func:`source_of`) and window
 recorded one by one, as before. Later ones from that source in the window are answered 429
 ``too_many_refusals`` with ``Retry-After`` and only counted here; when the window closes (or the process
 stops) one ``auth.refused_burst`` event records the source, how many were counted, the first and last of
-them, and the refusal codes seen with their counts. Never a token: only the gateway's own codes.
+them, the refusal codes seen with their counts, and how many of the refused tokens claimed each
+organisation (``claimed_orgs``: the division code a token's own provider signed, as a single refusal's
+``details.claimed_org`` has it; ``unknown`` for a token that names none that can be believed — missing,
+malformed, its signature not holding — and ``other`` past the first :data:`MAX_CLAIMED_ORGS` codes of a
+window), so a supervisor can tell which village is failing. Never a token or a user id: only the
+gateway's own codes and division codes.
 
 Only requests that would have been refused anyway are counted or answered 429: the check runs after the
 token failed, so a request with a valid token, from any address, is never held up by it. The counts are
@@ -29,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import GatewayError
+from grassroots_common.divisions import is_division_code
 
 #: The audit event kind of one source's counted refusals in one window.
 BURST_KIND = "auth.refused_burst"
@@ -39,6 +45,15 @@ UNKNOWN_SOURCE = "unknown"
 #: Where new sources are counted together once ``max_sources`` are tracked: a bounded table and,
 #: across all addresses, at most ``(max_sources + 1) * limit`` events per window.
 OVERFLOW_SOURCE = "other-sources"
+
+#: Distinct claimed organisations counted by code per window; later ones go to :data:`OTHER_ORGS`.
+MAX_CLAIMED_ORGS = 20
+
+#: Refusals whose token claimed no organisation that can be believed (see the module docstring).
+UNKNOWN_ORG = "unknown"
+
+#: Refusals whose token claimed an organisation past the first :data:`MAX_CLAIMED_ORGS` of the window.
+OTHER_ORGS = "other"
 
 #: The current request's source (:func:`source_of`), set with its request id (``gateway.app``).
 CLIENT_SOURCE: ContextVar[str] = ContextVar("grassroots_client_source", default=UNKNOWN_SOURCE)
@@ -96,6 +111,7 @@ class BurstSummary:
     last_at: datetime
     codes: Counter[str]
     doors: Counter[str]
+    claimed_orgs: Counter[str] = field(default_factory=Counter)
 
     def details(self) -> dict[str, Any]:
         return {
@@ -108,6 +124,7 @@ class BurstSummary:
             "recorded_individually": self.recorded,
             "codes": dict(sorted(self.codes.items())),
             "doors": dict(sorted(self.doors.items())),
+            "claimed_orgs": dict(sorted(self.claimed_orgs.items())),
         }
 
 
@@ -121,6 +138,19 @@ class _Window:
     last_at: datetime | None = None
     codes: Counter[str] = field(default_factory=Counter)
     doors: Counter[str] = field(default_factory=Counter)
+    claimed_orgs: Counter[str] = field(default_factory=Counter)
+
+    def count_claimed(self, claimed_org: str | None) -> None:
+        """One more refusal of a token claiming ``claimed_org``, in a bounded table: a division code (the
+        only thing recorded of the claim, and only when it is one), ``unknown``, or ``other``."""
+        if claimed_org is None or not is_division_code(claimed_org):
+            key = UNKNOWN_ORG
+        elif claimed_org in self.claimed_orgs:
+            key = claimed_org
+        else:
+            known = sum(1 for k in self.claimed_orgs if k not in (UNKNOWN_ORG, OTHER_ORGS))
+            key = claimed_org if known < MAX_CLAIMED_ORGS else OTHER_ORGS
+        self.claimed_orgs[key] += 1
 
 
 def _utcnow() -> datetime:
@@ -144,10 +174,11 @@ class RefusalBursts:
         self._windows: dict[str, _Window] = {}
         self._closed: list[BurstSummary] = []
 
-    def admit(self, source: str, code: str, door: str) -> int | None:
+    def admit(self, source: str, code: str, door: str, claimed_org: str | None = None) -> int | None:
         """A refusal of a request without a valid token, from ``source``, for ``code`` at ``door`` (the
-        event kind it would be recorded as). None: record it as usual. A number: it was counted instead;
-        answer 429 with that many seconds in ``Retry-After``."""
+        event kind it would be recorded as), its token claiming ``claimed_org`` (a division code its own
+        provider signed, else None). None: record it as usual. A number: it was counted instead; answer
+        429 with that many seconds in ``Retry-After``."""
         now = self.clock()
         window = self._windows.get(source)
         if window is not None and now >= window.end:
@@ -155,7 +186,7 @@ class RefusalBursts:
             window = None
         if window is None:
             if len(self._windows) >= self.max_sources and source != OVERFLOW_SOURCE:
-                return self.admit(OVERFLOW_SOURCE, code, door)
+                return self.admit(OVERFLOW_SOURCE, code, door, claimed_org)
             window = self._windows[source] = _Window(now, now + timedelta(seconds=self.window_s))
         if window.recorded < self.limit:
             window.recorded += 1
@@ -165,6 +196,7 @@ class RefusalBursts:
         window.last_at = now
         window.codes[code] += 1
         window.doors[door] += 1
+        window.count_claimed(claimed_org)
         return max(1, math.ceil((window.end - now).total_seconds()))
 
     def take_closed(self, *, everything: bool = False) -> list[BurstSummary]:
@@ -195,5 +227,6 @@ class RefusalBursts:
                     last_at=window.last_at,
                     codes=window.codes,
                     doors=window.doors,
+                    claimed_orgs=window.claimed_orgs,
                 )
             )

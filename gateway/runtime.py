@@ -287,7 +287,8 @@ class Runtime:
         """For a request refused for want of a valid token (``refused``), before its event is recorded:
         raise 429 instead when ``source`` is past its allowance for the window; it is then counted into
         the source's ``auth.refused_burst`` summary and recorded by that (gateway.refusal_bursts)."""
-        retry_after_s = self.refusal_bursts.admit(source, refused.code, door)
+        claimed = refused.claimed_org if isinstance(refused, Unauthenticated) else None
+        retry_after_s = self.refusal_bursts.admit(source, refused.code, door, claimed)
         if retry_after_s is not None:
             raise TooManyRefusals(retry_after_s) from None
 

@@ -23,7 +23,15 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.db import upgrade
-from gateway.refusal_bursts import OVERFLOW_SOURCE, UNKNOWN_SOURCE, RefusalBursts, source_of
+from gateway.refusal_bursts import (
+    MAX_CLAIMED_ORGS,
+    OTHER_ORGS,
+    OVERFLOW_SOURCE,
+    UNKNOWN_ORG,
+    UNKNOWN_SOURCE,
+    RefusalBursts,
+    source_of,
+)
 from gateway.runtime import Runtime
 from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
@@ -184,6 +192,8 @@ def test_a_flood_is_recorded_up_to_the_allowance_then_answered_429_and_summed_up
     assert details["recorded_individually"] == LIMIT
     assert details["codes"] == {"invalid_token": 1, "malformed_token": 1, "missing_token": 2}
     assert details["doors"] == {"auth.refused": 3, "data.list": 1}
+    # None of these tokens names an organisation that can be believed (none, malformed, not a bearer).
+    assert details["claimed_orgs"] == {"unknown": 4}
     assert (details["first_at"], details["last_at"]) == (k_times[0].isoformat(), k_times[-1].isoformat())
     assert details["window_start"] == T0.isoformat() and details["window_s"] == WINDOW_S
     assert BOGUS not in json.dumps(summary) and "FLOODSECRET" not in json.dumps(summary)
@@ -203,7 +213,42 @@ def test_an_open_window_is_summed_up_when_the_process_stops(gateway: Gateway) ->
     assert [e["body"]["details"]["count"] for e in gw.events() if e["kind"] == "auth.refused_burst"] == [2]
 
 
+def test_a_burst_says_which_organisations_the_refused_tokens_claimed(gateway: Gateway) -> None:
+    """A village's app retrying with a token its provider signed for another audience: the summary said
+    only the codes, and a supervisor could not tell which village was failing. It now counts the refused
+    tokens per claimed organisation (a division code), never the token or the user."""
+    gw = gateway
+    start = gw.events()[-1]["seq"] if gw.events() else 0
+    provider = dev_identity_provider(gw.settings)
+    wrong_audience = f"Bearer {provider.mint('cadre_a', 'another-service')}"
+    assert [_me(gw, wrong_audience).status_code for _ in range(LIMIT + 3)] == [401] * LIMIT + [429] * 3
+    assert _me(gw, f"Bearer {BOGUS}").status_code == 429
+    gw.clock.now = T0 + timedelta(seconds=WINDOW_S)
+    gw.write_closed()
+    [burst] = [e["body"] for e in gw.events(start) if e["kind"] == "auth.refused_burst"]
+    assert burst["details"]["claimed_orgs"] == {"310151101201": 3, "unknown": 1}
+    raw = json.dumps(burst, ensure_ascii=False)
+    assert "cadre_a" not in raw and wrong_audience.split()[1] not in raw and "FLOODSECRET" not in raw
+    assert burst["actor_org"] in (None, "")  # the tokens were not accepted: charged to no organisation
+
+
 # -- the count itself ------------------------------------------------------------------------------------
+
+
+def test_claimed_organisations_are_counted_in_a_bounded_table() -> None:
+    clock = FakeClock()
+    bursts = RefusalBursts(limit=0, window_s=10, max_sources=4, clock=clock)
+    villages = [f"3101511012{n:02d}" for n in range(MAX_CLAIMED_ORGS + 2)]
+    for org in [*villages, villages[0], None, "not-a-code"]:
+        assert bursts.admit("a", "expired_token", "auth.refused", org) == 10
+    clock.now += timedelta(seconds=10)
+    [summary] = bursts.take_closed()
+    claimed = summary.details()["claimed_orgs"]
+    assert claimed[villages[0]] == 2
+    assert all(claimed[v] == 1 for v in villages[1:MAX_CLAIMED_ORGS])
+    # Past the bound: one bucket; no claim, or one that is not a division code: another, never as given.
+    assert claimed[OTHER_ORGS] == 2 and claimed[UNKNOWN_ORG] == 2
+    assert len(claimed) == MAX_CLAIMED_ORGS + 2 and "not-a-code" not in claimed
 
 
 def test_sources_are_addresses_ipv6_by_its_64_and_anything_else_unknown() -> None:
