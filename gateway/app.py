@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp as StarletteASGIApp
 
+from audit import PseudonymRing
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
 from gateway.pipeline import authenticate
 from gateway.refusal_bursts import CLIENT_SOURCE, source_of
@@ -499,9 +500,15 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None) -> FastAPI:
-    """Build the app. Nothing connects until the lifespan starts. `keys`: the masking key ring, when the
-    caller (``serve``, ``demo``) has read it already; otherwise the lifespan reads it."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    keys: KeyRing | None = None,
+    audit_refs: PseudonymRing | None = None,
+) -> FastAPI:
+    """Build the app. Nothing connects until the lifespan starts. `keys`: the masking key ring, `audit_refs`:
+    the audit-ref key ring, when the caller (``serve``, ``demo``) has read them already; otherwise the
+    lifespan reads them."""
     from gateway.db import DatabaseNotMigrated
     from gateway.routes import (
         admin,
@@ -520,7 +527,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            runtime = build_runtime(settings, keys=keys)
+            runtime = build_runtime(settings, keys=keys, audit_refs=audit_refs)
         except DatabaseNotMigrated as exc:  # unreachable or behind since `serve` checked it
             raise StartupRefused(str(exc)) from None
         app.state.runtime = runtime

@@ -413,7 +413,8 @@ def serve(
     _require_supervision_directories(settings)
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
-    _audit_refs_or_exit(settings)
+    # Read once: a single-process gateway serves with this ring (passed on below).
+    audit_refs = _audit_refs_or_exit(settings)
     # Every key a worker loads at start, loaded here first (and, in development, made once before the
     # workers could race to make it): one that cannot be used is a message naming its setting, exit 2.
     # The masking key ring read here is the one a single-process gateway serves with (passed on below).
@@ -471,11 +472,11 @@ def serve(
         raise typer.Exit(2) from None
     _check_identity_provider(settings.model_copy(update={"host": bind_host, "port": bind_port}))
     if workers == 1:
-        # In this process: the app is given the key ring checked above rather than reading it again. Worker
-        # processes (spawned, below) each read it once for themselves.
+        # In this process: the app is given the key rings checked above rather than reading them again.
+        # Worker processes (spawned, below) each read them once for themselves.
         from gateway.app import create_app
 
-        uvicorn.run(functools.partial(create_app, keys=keys), **options)
+        uvicorn.run(functools.partial(create_app, keys=keys, audit_refs=audit_refs), **options)
         return
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
@@ -1304,6 +1305,8 @@ def demo(
     migrate(settings)
     url = settings.effective_database_url
     ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
+    # Read once: the seed seals the registries' API keys with it and the gateway below serves with it.
+    masking_keys = masking_keys_or_exit(settings)
     # Both registries require the API key their department issued to the gateway (stored by the seed as
     # each system's outbound credential, the way the admission API stores one).
     prepared = prepare_demo(
@@ -1312,7 +1315,7 @@ def demo(
         upstream_url=f"http://127.0.0.1:{upstream_port}",
         person_house_url=f"http://127.0.0.1:{person_house_port}",
         service_key_path=settings.effective_service_key_path,
-        keys=masking_keys_or_exit(settings),
+        keys=masking_keys,
     )
     for line in prepared.seeded:
         typer.echo(f"  seeded {line}")
@@ -1347,8 +1350,10 @@ def demo(
         level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
         # The protocol `serve` speaks, so the demo has its limits too (a request head over 64 KiB: 431);
         # uvicorn's default httptools protocol held an endless header in memory (200 MB, answered 200).
+        from gateway.app import create_app
+
         uvicorn.run(
-            "gateway.app:create_app",
+            functools.partial(create_app, keys=masking_keys),
             factory=True,
             host=settings.host,
             port=port,

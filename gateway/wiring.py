@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from audit import AuditLog, GroupCommitAppender
+from audit import AuditLog, GroupCommitAppender, PseudonymRing
 from gateway.auth.devidp import DevIdentityProvider
 from gateway.auth.oidc import OIDCVerifier, TrustedIssuers
 from gateway.db import ensure_migrated, make_engine
@@ -41,9 +41,12 @@ def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
     )
 
 
-def build_runtime(settings: Settings, *, keys: KeyRing | None = None) -> Runtime:
-    """The runtime of one gateway process. `keys`: the masking key ring when the caller has read it already
-    (``serve`` checks it before starting), so the process reads the ring file once; else it is read here."""
+def build_runtime(
+    settings: Settings, *, keys: KeyRing | None = None, audit_refs: PseudonymRing | None = None
+) -> Runtime:
+    """The runtime of one gateway process. `keys` (the masking key ring) and `audit_refs` (the audit-ref key
+    ring): when the caller has read them already (``serve`` checks both before starting), so the process
+    reads each ring file once; else they are read here."""
     engine = make_engine(settings.effective_database_url)
     ensure_migrated(engine)
     telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint, settings.otel_sample_ratio)
@@ -75,7 +78,7 @@ def build_runtime(settings: Settings, *, keys: KeyRing | None = None) -> Runtime
             require_tls=settings.mode is RunMode.production,
         ),
         appender=appender,
-        pseudonymizer=load_audit_refs(settings),
+        pseudonymizer=audit_refs if audit_refs is not None else load_audit_refs(settings),
         telemetry=telemetry,
         catalog=catalog,
         rules=load_rules(),

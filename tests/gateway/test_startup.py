@@ -541,17 +541,19 @@ def test_serve_with_workers_exits_non_zero_when_a_worker_fails_to_start(tmp_path
     assert en == "a gateway worker failed to start (the log above says why); the gateway stopped"
 
 
-def test_serve_reads_the_masking_key_ring_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``serve`` checks the key ring before it starts (a KEK that does not open it is exit 2) and warns about
-    a key older than dataset binding; a single-process gateway then serves with that same ring. It used to
-    read the ring file three times (the check, the warning, the app's start), each a KEK unwrap."""
+def _count_key_ring_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], list[int], int]:
+    """A development gateway's environment on ``tmp_path`` with its key rings on disk, as after any earlier
+    start; each read of the masking ring (a KEK unwrap) or of the audit-ref ring appended to the first list
+    returned, and uvicorn.run replaced by one that builds the app (a factory named or given) and runs its
+    lifespan, minus the socket: the gateway starts, answers (its status in the second list), stops."""
     import uvicorn
     from fastapi.testclient import TestClient
-    from typer.testing import CliRunner
     from uvicorn.importer import import_from_string
 
-    from gateway.cli import app as grassroots
-    from gateway.keys import load_masking_keyring
+    import gateway.keys
+    from gateway.keys import load_audit_refs, load_masking_keyring
     from masking import KeyRing
 
     for name in [n for n in os.environ if n.startswith("GRASSROOTS_")]:
@@ -562,35 +564,78 @@ def test_serve_reads_the_masking_key_ring_once(tmp_path: Path, monkeypatch: pyte
         "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
         "GRASSROOTS_DATABASE_URL": url,
         "GRASSROOTS_DEV_IDP_ENABLED": "true",
-        "GRASSROOTS_PORT": str(port),  # serve sets it for its workers; restored after the test
+        "GRASSROOTS_PORT": str(port),  # serve and demo set it; restored after the test
         "GRASSROOTS_CHECKPOINT_INTERVAL_S": "0",
         "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     upgrade(url)
-    load_masking_keyring(Settings())  # the ring on disk, as after any earlier start
+    load_masking_keyring(Settings())
+    load_audit_refs(Settings())
 
     reads: list[str] = []
     real_from_json = KeyRing.from_json.__func__  # type: ignore[attr-defined]
+    real_read_refs = gateway.keys._read_audit_ref_keys
 
     def counted(cls: type[KeyRing], kek: bytes, text: str) -> KeyRing:
-        reads.append("read")
+        reads.append("masking")
         return real_from_json(cls, kek, text)  # type: ignore[no-any-return]
 
+    def counted_refs(settings: Settings) -> gateway.keys.AuditRefKeys:
+        reads.append("audit_ref")
+        return real_read_refs(settings)
+
     monkeypatch.setattr(KeyRing, "from_json", classmethod(counted))
+    monkeypatch.setattr(gateway.keys, "_read_audit_ref_keys", counted_refs)
     served: list[int] = []
 
     def run(app: object, **options: object) -> None:
-        """uvicorn.run as it builds the app (a factory named or given) and runs its lifespan, minus the
-        socket: the gateway starts, answers, stops."""
         factory = import_from_string(app) if isinstance(app, str) else app
         assert options.get("factory") is True and callable(factory)
         with TestClient(factory()) as client:
             served.append(client.get("/healthz").status_code)
 
     monkeypatch.setattr(uvicorn, "run", run)
+    return reads, served, port
+
+
+def test_serve_reads_each_key_ring_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` checks the key rings before it starts (a KEK that does not open one is exit 2) and warns
+    about a masking key older than dataset binding; a single-process gateway then serves with those same
+    rings. It used to read the masking ring three times (the check, the warning, the app's start), each a
+    KEK unwrap, and the audit-ref ring twice (the check, the app's start)."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as grassroots
+
+    reads, served, port = _count_key_ring_reads(tmp_path, monkeypatch)
     result = CliRunner().invoke(grassroots, ["serve", "--port", str(port)])
     assert result.exit_code == 0, result.output
     assert served == [200]
-    assert reads == ["read"]
+    assert sorted(reads) == ["audit_ref", "masking"]
+
+
+def test_demo_reads_the_masking_key_ring_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo seals the registries' API keys with the masking ring and its gateway serves with it: it read
+    the ring file (a KEK unwrap) once for each. The registries are not started here."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    import gateway.launch
+    from gateway.cli import app as grassroots
+
+    reads, served, port = _count_key_ring_reads(tmp_path, monkeypatch)
+    monkeypatch.setattr(gateway.launch, "start_registry", lambda *args, **kwargs: None)
+    monkeypatch.setattr(gateway.launch, "wait_healthy", lambda *args, **kwargs: None)
+    monkeypatch.setattr(gateway.launch, "stop", lambda *args: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    ports = [str(free_port()), str(free_port())]
+    result = CliRunner().invoke(
+        grassroots,
+        ["demo", "--port", str(port), "--upstream-port", ports[0], "--person-house-port", ports[1]],
+    )
+    assert result.exit_code == 0, result.output
+    assert served == [200]
+    assert reads.count("masking") == 1
