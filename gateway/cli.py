@@ -1501,7 +1501,8 @@ def _add_logout() -> None:
         "logout",
         zh="""退出登录（注销所给的令牌）。
 
-        所给的令牌（--token 或 GRASSROOTS_TOKEN）自即刻起被所有网关进程拒绝，直至其本应过期之时。""",
+        所给的令牌（--token 或 GRASSROOTS_TOKEN）自即刻起被所有网关进程拒绝，直至其本应过期之时。
+        令牌此前已退出登录或已被撤销时，说明无需再做任何操作（退出码 0）。""",
     )(sessions.logout)
 
 

@@ -22,8 +22,8 @@ import json
 import re
 import sys
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -298,8 +298,12 @@ def call(
     params: dict[str, Any] | None = None,
     body: Any = None,
     raw: bool = False,
+    settled_by: Mapping[str, str] | None = None,
 ) -> Any:
-    """Call the API; print the error (Chinese and English) and exit 1 on a non-2xx answer."""
+    """Call the API; print the error (Chinese and English) and exit 1 on a non-2xx answer.
+
+    ``settled_by`` names refusals (by error code) that mean what the command asked for already holds: the
+    text given for the code is printed and the command exits 0 instead."""
     headers = {"Authorization": f"Bearer {_token(token, as_user)}"}
     try:
         resp = httpx.request(
@@ -318,6 +322,10 @@ def call(
         except ValueError:
             typer.echo(f"HTTP {resp.status_code}", err=True)
             raise typer.Exit(1) from None
+        settled = (settled_by or {}).get(err.get("error", "")) if isinstance(err, dict) else None
+        if settled is not None:
+            typer.echo(settled)
+            raise typer.Exit(0)
         raise refused(err)
     if raw:
         return resp.content
@@ -340,7 +348,9 @@ class ApiCall:
     ``raw`` hands ``render`` the body's bytes instead of parsed JSON (CSV, PDF, ...). ``then``, when given,
     takes the answer and returns a further request to make over the same connection (its ``render`` shows
     the result, and this one's is not used): for a command whose second request depends on the first
-    answer, such as checking evidence locally before fetching the signed checkpoints to compare it with."""
+    answer, such as checking evidence locally before fetching the signed checkpoints to compare it with.
+    ``settled_by`` maps the error codes of refusals that mean the request's aim already holds to what to
+    say instead (exit 0; see :func:`call`)."""
 
     method: str
     path: str
@@ -349,6 +359,7 @@ class ApiCall:
     raw: bool = False
     render: Callable[[Any], None] = show
     then: Callable[[Any], ApiCall] | None = None
+    settled_by: Mapping[str, str] = field(default_factory=dict)
 
 
 _CONNECTION = ("url", "token", "as_user")
@@ -395,6 +406,7 @@ def api_command(func: Callable[..., ApiCall]) -> Callable[..., None]:
                 params=request.params,
                 body=request.body,
                 raw=request.raw,
+                settled_by=request.settled_by,
             )
             if request.then is None:
                 break

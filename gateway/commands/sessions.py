@@ -24,11 +24,27 @@ def _said(answer: Any) -> None:
     typer.echo(f"{answer['message']}\n{answer['message_en']}")
 
 
+#: A token already signed out, or of a user whose sessions were revoked, is what ``logout`` asks for: the
+#: gateway refuses it only after checking its signature and expiry (``session_revoked``), so saying "nothing
+#: more to do" here never takes a forged or expired token for a signed-out one.
+_ALREADY_SIGNED_OUT = (
+    "该登录凭证此前已退出登录或已被管理员撤销，现在已经不能使用，无需再做任何操作。\n"
+    "This sign-in token was already signed out or revoked by an administrator: it no longer works, "
+    "and nothing more is needed."
+)
+
+
 @api_command
 def logout() -> ApiCall:
     """Sign out: the token given (--token or GRASSROOTS_TOKEN) is refused from now on by every gateway
-    process, until it would have expired anyway."""
-    return ApiCall("POST", "/api/v1/me/logout", render=_said)
+    process, until it would have expired anyway. A token already signed out or revoked is said to be so
+    (exit 0)."""
+    return ApiCall(
+        "POST",
+        "/api/v1/me/logout",
+        render=_said,
+        settled_by={"session_revoked": _ALREADY_SIGNED_OUT},
+    )
 
 
 @app.command(

@@ -244,6 +244,14 @@ def test_the_command_line_signs_out_a_token_and_revokes_a_users_sessions(stack: 
     assert out.stdout.startswith("已退出登录"), out.stdout
     assert _me(stack.base_url, token) == REVOKED
 
+    # Signed out twice: the token already does not work, which is what the cadre asked for (exit 0).
+    again = stack.cli("logout", "--token", token, "--url", stack.base_url, check=False)
+    assert (again.returncode, again.stdout.startswith("该登录凭证此前已退出登录")) == (0, True)
+    assert "nothing more is needed" in again.stdout and token not in again.stdout + again.stderr
+    # Every other command still refuses the token (exit 1).
+    other = stack.cli("grants", "list", "--token", token, "--url", stack.base_url, check=False)
+    assert (other.returncode, other.stderr.startswith("session_revoked:")) == (1, True), other.stderr
+
     refused = _revoke_by_cli(stack, _sub(cut_off), "cadre_a")
     assert refused.returncode == 1 and refused.stderr.startswith("no_permission: 您的岗位无权撤销用户的登录")
     assert _me(stack.base_url, cut_off) == (200, "")
@@ -251,3 +259,15 @@ def test_the_command_line_signs_out_a_token_and_revokes_a_users_sessions(stack: 
     done = _revoke_by_cli(stack, _sub(cut_off), "platform_admin")
     assert done.returncode == 0 and done.stdout.startswith("该用户此前签发的全部登录凭证已撤销"), done.stdout
     assert _me(stack.base_url, cut_off) == REVOKED
+    # The cut-off user signing out: already done, exit 0.
+    late = stack.cli("logout", "--token", cut_off, "--url", stack.base_url, check=False)
+    assert (late.returncode, late.stdout.startswith("该登录凭证此前已退出登录")) == (0, True), late.stdout
+
+
+def test_the_command_line_never_takes_a_forged_or_expired_token_for_a_signed_out_one(stack: Stack) -> None:
+    token = _someone(stack)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    expired = _without_jti(stack, _sub(token), lifetime_s=-3600)
+    for bad in (forged, expired):
+        out = stack.cli("logout", "--token", bad, "--url", stack.base_url, check=False)
+        assert out.returncode == 1 and "session_revoked" not in out.stderr, out.stderr
