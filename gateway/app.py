@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.routing import Match
 from starlette.types import ASGIApp as StarletteASGIApp
 
 from audit import PseudonymRing
@@ -441,6 +442,26 @@ def json_nested_too_deep() -> InvalidRequest:
     )
 
 
+#: The app redirects no slash (``redirect_slashes=False``): Starlette's 307 named an address built from
+#: the caller's ``Host`` header, had an empty body and was not audited. The path sent is not repeated
+#: (an id in it may be anything); the data path says the same with its form (gateway.pipeline).
+_TRAILING_SLASH = NotFound(
+    "接口地址末尾多了斜杠“/”：请去掉末尾的斜杠后重试（例如 /api/v1/grants，而不是 /api/v1/grants/）。",
+    'The address ends in a slash "/": remove the trailing slash and retry (for example /api/v1/grants, '
+    "not /api/v1/grants/).",
+    code="trailing_slash",
+)
+
+
+def _route_without_trailing_slash(request: Request) -> bool:
+    """Whether the path, without its trailing ``/``, is one the app serves (for any method)."""
+    path = str(request.scope.get("path", ""))
+    if not path.endswith("/") or path == "/":
+        return False
+    stripped = {**request.scope, "path": path.rstrip("/")}
+    return any(route.matches(stripped)[0] != Match.NONE for route in request.app.router.routes)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -461,6 +482,8 @@ def install_error_handlers(app: FastAPI) -> None:
             # deep: 2 KB) and answered a bare 400; said as what it is, like any other unreadable body.
             return error_response(request, json_nested_too_deep())
         if exc.status_code == 404:
+            if _route_without_trailing_slash(request):
+                return error_response(request, _TRAILING_SLASH)
             return error_response(
                 request, NotFound("页面或接口不存在。", "No such page or endpoint.", code="no_route")
             )
@@ -544,6 +567,7 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        redirect_slashes=False,
         max_body_size=settings.max_body_bytes,
         # FastAPI's own OpenTelemetry bridge stays off: the gateway's telemetry is gateway.telemetry, whose
         # spans carry codes and counts and name a failure by its type only; FastAPI's would, under any

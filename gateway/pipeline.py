@@ -110,6 +110,7 @@ def parse_data_request(
     max_page_size: int = 100,
     repeated: Sequence[str] = (),
     unknown_parameters: bool = False,
+    trailing_slash: bool = False,
 ) -> DataRequest:
     """Stage 0: turn raw query strings into a DataRequest, or a 422 that says what to fix.
 
@@ -119,6 +120,8 @@ def parse_data_request(
     """
     base = _recordable(dataset, scenario, record_id, request_id)
     safe_dataset, safe_scenario = base.dataset, base.scenario
+    if trailing_slash:
+        raise _Unparsable(base, trailing_slash_refused(record_id is not None))
     if repeated:
         names_zh, names_en = "、".join(repeated), ", ".join(repeated)
         raise _Unparsable(
@@ -209,6 +212,19 @@ def parse_data_request(
         page_size=values["page_size"],
         record_id=record_id,
         request_id=request_id,
+    )
+
+
+def trailing_slash_refused(one_record: bool) -> NotFound:
+    """404 ``trailing_slash`` for a data path ending in ``/``: said, with the path's form (never the path
+    as sent: a record id in it may be anything), and audited like any refused request. Answered this way
+    rather than by a redirect, which would be built from the caller's ``Host`` header and go unrecorded."""
+    form = "/api/v1/datasets/{dataset}/records" + ("/{record_id}" if one_record else "")
+    return NotFound(
+        f"接口地址末尾多了斜杠“/”，本次未返回任何数据：请去掉末尾的斜杠后重试，地址形如 {form}。",
+        f'The address ends in a slash "/"; nothing was returned. Remove the trailing slash and retry: the '
+        f"address has the form {form}.",
+        code="trailing_slash",
     )
 
 
@@ -629,10 +645,12 @@ async def run_data_request(
     request_id: str | None = None,
     repeated: Sequence[str] = (),
     unknown_parameters: bool = False,
+    trailing_slash: bool = False,
 ) -> dict[str, Any]:
     """Run the whole pipeline; return the response body or raise a GatewayError (after auditing it).
     ``repeated``: the query's parameters given more than once (refused, 422 ``repeated_parameter``);
-    ``unknown_parameters``: the query held a parameter the path does not read (422 ``unknown_parameter``)."""
+    ``unknown_parameters``: the query held a parameter the path does not read (422 ``unknown_parameter``);
+    ``trailing_slash``: the path ended in ``/`` (404 ``trailing_slash``)."""
     with runtime.telemetry.request_span("data_request") as root:
         ctx = root.get_span_context()
         trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
@@ -646,6 +664,7 @@ async def run_data_request(
             trace_id,
             repeated,
             unknown_parameters,
+            trailing_slash,
         )
 
 
@@ -659,6 +678,7 @@ async def _run(
     trace_id: str | None,
     repeated: Sequence[str],
     unknown_parameters: bool = False,
+    trailing_slash: bool = False,
 ) -> dict[str, Any]:
     telemetry = runtime.telemetry
     facts = AuditFacts()
@@ -680,6 +700,7 @@ async def _run(
                 runtime.settings.max_page_size,
                 repeated,
                 unknown_parameters,
+                trailing_slash,
             )
         except _Unparsable as bad:
             request = bad.partial

@@ -114,6 +114,7 @@ REFUSAL_REASONS_ZH: Mapping[str, str] = {
     "unknown_dataset": "数据集不存在",
     "not_found": "记录不存在或不在管辖范围内",
     "personal_data_in_record_id": "以身份证号或手机号代替记录编号",
+    "trailing_slash": "接口地址末尾多了斜杠",
     "grid_scope_unassigned": "未分配微网格",
     "grid_scope_invalid": "所分配微网格不在本单位",
     "grid_scope_unsupported": "数据集未按微网格划分",

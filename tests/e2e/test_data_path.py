@@ -365,6 +365,9 @@ FAST_LANE_CASES = [
     ("cadre_a", "residents/records", {"scenario": ["DIBAO_REVIEW", "ELDERLY_VISIT"]}),
     ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page_szie": 1}),
     ("cadre_a", "residents/records", {"scenario": "DIBAO_REVIEW", "page": 999}),
+    ("cadre_a", "residents/records/", {"scenario": "DIBAO_REVIEW"}),
+    ("cadre_a", f"residents/records/{RESIDENTS_A[0].id}/", {"scenario": "DIBAO_REVIEW"}),
+    (None, "residents/records/", {"scenario": "DIBAO_REVIEW"}),
 ]
 
 
@@ -408,6 +411,44 @@ def test_a_parameter_the_data_path_does_not_read_is_refused_by_both_doors(
             assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "unknown_parameter")
             for typed in ("page_szie", "birth_date"):
                 assert typed not in resp.text and typed not in event["body"]
+
+
+def test_a_trailing_slash_is_refused_and_audited_never_redirected(stack: Stack, routed_gateway: str) -> None:
+    """``/records/`` answered 307 with an empty body, its ``Location`` built from the caller's ``Host``
+    header, and left nothing in the audit log. Both doors now refuse it (404 ``trailing_slash``, Chinese
+    first, naming the path's form and never the path sent) and record the refusal; every other endpoint
+    refuses a trailing slash too, without a redirect."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {stack.token('cadre_a')}", "Host": "evil.example"}
+    query = {"scenario": "DIBAO_REVIEW", "page_size": 5}
+    record = RESIDENTS_A[0].id
+    for base in (stack.base_url, routed_gateway):
+        for path, form in (
+            ("residents/records/", "/api/v1/datasets/{dataset}/records。"),
+            (f"residents/records/{record}/", "/api/v1/datasets/{dataset}/records/{record_id}。"),
+        ):
+            url = f"{base}/api/v1/datasets/{path}"
+            resp = httpx.get(url, params=query, headers=headers, timeout=30, follow_redirects=False)
+            body = _assert_error(resp, 404, "trailing_slash")
+            assert "location" not in resp.headers and "evil.example" not in resp.text
+            assert str(body["message"]).startswith("接口地址末尾多了斜杠")
+            assert str(body["message"]).endswith(form) and "trailing slash" in str(body["message_en"])
+            assert record not in resp.text
+            event = stack.last_events(1)[0]
+            assert (event["outcome"], json.loads(event["body"])["reason"]) == ("refused", "trailing_slash")
+            assert event["body"].count(record) == 0
+        for path in ("/api/v1/scenarios/", "/api/v1/me/", "/api/v1/grants/"):
+            resp = httpx.get(f"{base}{path}", headers=headers, timeout=30, follow_redirects=False)
+            body = _assert_error(resp, 404, "trailing_slash")
+            assert "location" not in resp.headers and "去掉末尾的斜杠" in str(body["message"])
+        unknown = httpx.get(f"{base}/api/v1/nothing-here/", headers=headers, timeout=30)
+        _assert_error(unknown, 404, "no_route")
+        # Without the slash, every route still answers.
+        for path in ("/api/v1/scenarios", "/api/v1/me"):
+            assert httpx.get(f"{base}{path}", headers=headers, timeout=30).status_code == 200, path
+        ok = httpx.get(f"{base}/api/v1/datasets/residents/records", params=query, headers=headers, timeout=30)
+        assert ok.status_code == 200, ok.text
 
 
 def test_a_page_after_the_last_says_so_in_chinese_first(stack: Stack) -> None:
