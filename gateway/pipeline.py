@@ -298,6 +298,20 @@ class AuditFacts:
 # --------------------------------------------------------------------------------------------- stages
 
 
+#: Quotes a script or a copy from a document may put around a token: no access token holds one (RFC 6750
+#: b64token; a JWT is base64url and dots).
+_QUOTES = frozenset("\"'`“”‘’")
+
+
+def _as_typed(header_value: str) -> str:
+    """A header's text as typed: the server reads its bytes as Latin-1, so a full-width quote (UTF-8)
+    arrives as three characters; read back as UTF-8 where it is."""
+    try:
+        return header_value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header_value
+
+
 async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
     """Stage 1: the bearer token, validated against the issuer's keys (discovery + JWKS), and not signed out
     or revoked (gateway.auth.sessions)."""
@@ -342,8 +356,31 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
             code="invalid_token",
             headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
+    token = token.strip()
+    typed = _as_typed(token)
+    if typed[:1] in _QUOTES or typed[-1:] in _QUOTES:
+        # Bearer "eyJ...": the quotes of a script's variable sent along. Said as such, never the token.
+        raise Unauthenticated(
+            "登录凭证格式不对：访问令牌两边多了引号。请去掉引号，按 Authorization: Bearer <访问令牌> 发送"
+            '（在命令行中写成 -H "Authorization: Bearer $TOKEN"，引号只包住整个请求头）。',
+            "The access token is wrapped in quotes: send it without them, as Authorization: Bearer <access "
+            'token> (in a shell, -H "Authorization: Bearer $TOKEN": the quotes go around the whole header '
+            "only).",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+        )
+    if token[:6].lower() == "bearer" and (len(token) == 6 or not token[6].isalnum()):
+        # Bearer Bearer eyJ...: "Bearer " in the copied token and again in the header.
+        raise Unauthenticated(
+            "登录凭证格式不对：Authorization 请求头中 Bearer 写了两次。请只写一次："
+            "Authorization: Bearer <访问令牌>（复制的访问令牌本身不应以 Bearer 开头）。",
+            "The Authorization header says Bearer twice: write it once, as Authorization: Bearer <access "
+            "token> (the access token copied should not itself begin with Bearer).",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+        )
     try:
-        principal = await runtime.verifier.verify(token.strip())
+        principal = await runtime.verifier.verify(token)
     except AuthError as exc:
         if exc.code == "idp_unavailable":
             raise ServiceUnavailable(exc.message_zh, exc.message_en, code=exc.code) from None

@@ -196,6 +196,25 @@ def test_bad_tokens_get_401_with_www_authenticate(stack: Stack, authorization: s
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_a_quoted_token_or_bearer_twice_is_told_precisely_on_every_endpoint(stack: Stack) -> None:
+    """A genuine token sent as ``Bearer "eyJ..."`` or ``Bearer Bearer eyJ...`` was answered "malformed
+    token, sign in again", which no sign-in cures. The fault and the header to send are named, bilingual,
+    the token never echoed nor recorded; the same token sent plainly is served."""
+    import httpx
+
+    token = stack.token("cadre_a")
+    query = {"scenario": "DIBAO_REVIEW", "page_size": 5}
+    cases = ((f'Bearer "{token}"', "两边多了引号"), (f"Bearer Bearer {token}", "Bearer 写了两次"))
+    for header, said in cases:
+        for url in (stack.records_url, f"{stack.base_url}/api/v1/me"):
+            resp = httpx.get(url, params=query, headers={"Authorization": header}, timeout=10)
+            body = _assert_error(resp, 401, "invalid_token")
+            assert said in str(body["message"]) and "Authorization: Bearer" in str(body["message_en"])
+            assert token not in resp.text and token not in stack.last_events(1)[0]["body"]
+    plain = httpx.get(stack.records_url, params=query, headers={"Authorization": f"Bearer {token}"})
+    assert plain.status_code == 200, plain.text
+
+
 def test_wrong_audience_and_expired_tokens_are_refused(stack: Stack) -> None:
     import httpx
 

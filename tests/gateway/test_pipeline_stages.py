@@ -197,6 +197,38 @@ def test_bearer_and_the_token_not_parted_by_a_plain_space_says_so_not_that_basic
     assert "eyJ" not in error.message_zh + error.message_en
 
 
+_JWT = "eyJhbGciOiJFZERTQSJ9.e30.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "said_zh", "said_en"),
+    [
+        (f'Bearer "{_JWT}"', "访问令牌两边多了引号", "wrapped in quotes"),
+        (f"Bearer '{_JWT}'", "访问令牌两边多了引号", "wrapped in quotes"),
+        (f"Bearer “{_JWT}”", "访问令牌两边多了引号", "wrapped in quotes"),
+        (f'Bearer "{_JWT}', "访问令牌两边多了引号", "wrapped in quotes"),
+        (f"Bearer Bearer {_JWT}", "Bearer 写了两次", "says Bearer twice"),
+        (f"Bearer bearer  {_JWT}", "Bearer 写了两次", "says Bearer twice"),
+        ("Bearer Bearer", "Bearer 写了两次", "says Bearer twice"),
+    ],
+)
+def test_a_quoted_token_or_bearer_twice_says_exactly_what_to_fix(
+    authorization: str, said_zh: str, said_en: str
+) -> None:
+    """``Bearer "eyJ..."`` and ``Bearer Bearer eyJ...`` were told "malformed token, sign in again": a new
+    sign-in sends the same header and fails the same way. Each is named, with the header to send, and
+    the token is never repeated. (Refused before any verification: no verifier is given.)"""
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(cast(Any, None), authorization.encode().decode("latin-1")))
+    error = refused.value
+    assert error.code == "invalid_token"
+    assert error.message_zh.startswith("登录凭证格式不对：") and said_zh in error.message_zh
+    assert said_en in error.message_en and "Authorization: Bearer <access token>" in error.message_en
+    assert "Authorization: Bearer <访问令牌>" in error.message_zh
+    assert _JWT not in error.message_zh + error.message_en
+    assert 'error="invalid_request"' in (error.headers or {})["WWW-Authenticate"]
+
+
 @pytest.mark.parametrize("scenario", ["低保年度复核", "dibao_review", "DIBAO_REVIEW ", " DIBAO_REVIEW"])
 def test_a_scenario_code_typed_as_its_name_or_with_spaces_says_where_the_codes_are(scenario: str) -> None:
     """The name a cadre knows ("低保年度复核"), lower case, or a space copied with the code: she was told
