@@ -72,8 +72,16 @@ class Forbidden(GatewayError):
 class NotFound(GatewayError):
     status_code = 404
     code = "not_found"
-    message_zh = "未找到该记录，或该记录不在您的管辖范围内。"
-    message_en = "Not found, or not within your jurisdiction."
+    # One answer whether the record exists elsewhere or nowhere (no existence leak), with what to do next.
+    message_zh = (
+        "未找到该记录，或该记录不在您的管辖范围内。记录编号可能输错了，或该记录不在您的辖区或授权范围内："
+        "请先按页查看本辖区的记录，再从中复制记录的 id 查看单条记录。"
+    )
+    message_en = (
+        "Not found, or not within your jurisdiction. The record id may be mistyped, or the record is outside "
+        "your jurisdiction or grant: list your jurisdiction's records first, then take the record's id from "
+        "that list."
+    )
 
 
 class InvalidRequest(GatewayError):

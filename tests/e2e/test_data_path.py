@@ -100,6 +100,14 @@ def test_neighbouring_village_record_answers_404_like_a_missing_one(stack: Stack
     assert {k: v for k, v in a.items() if k != "request_id"} == {
         k: v for k, v in b.items() if k != "request_id"
     }
+    # A next step, Chinese first, that says the same whether the record exists elsewhere or nowhere.
+    assert str(a["message"]).startswith("未找到该记录，或该记录不在您的管辖范围内。")
+    assert "记录编号可能输错了" in str(a["message"]) and "请先按页查看本辖区的记录" in str(a["message"])
+    english = str(a["message_en"])
+    assert "mistyped" in english and "list your jurisdiction's records first" in english
+    unreadable = stack.get(f"{stack.records_url}/R..0%2B", "cadre_b", scenario="DIBAO_REVIEW")
+    c = _assert_error(unreadable, 404, "not_found")
+    assert (c["message"], c["message_en"]) == (a["message"], a["message_en"])
 
 
 def test_own_record_by_id_is_masked(stack: Stack) -> None:
