@@ -165,18 +165,25 @@ def require_dev_key(idp: DevIdentityProvider, username: str) -> DevIdentityProvi
     return idp
 
 
-#: "Bearer " pasted in front of the token, as the header is written in the README's curl lines.
-_BEARER_PREFIX = re.compile(r"bearer\s+", re.IGNORECASE)
+#: "Bearer " pasted in front of the token, as the header is written in the README's curl lines (twice, too:
+#: "Bearer Bearer eyJ..." was joined into "Bearereyj..." and refused as malformed).
+_BEARER_PREFIX = re.compile(r"(?:bearer\s+)+", re.IGNORECASE)
+#: Quotes around the whole token (``GRASSROOTS_TOKEN='"eyJ..."'`` from an env file): no token holds one.
+_QUOTED = re.compile(r"([\"'“‘])(.*)([\"'”’])", re.DOTALL)
 #: What an access token (RFC 6750 b64token; a JWT's base64url and dots) can hold, and nothing else.
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
 def pasted_token(token: str) -> str:
-    """The token as it was meant, from what was pasted: ``Bearer`` in front, a space or newline around it
-    or a line break inside it (copied from a wrapped terminal) are no part of any token. A trailing newline
+    """The token as it was meant, from what was pasted: ``Bearer`` in front (once or twice), quotes, a space
+    or newline around it or a line break inside it (copied from a wrapped terminal) are no part of any
+    token. A trailing newline
     was sent as is and refused by the HTTP library, which the CLI reported as "cannot reach the gateway";
     a character no token holds (a full-width one, Chinese) is refused here, saying so."""
     cleaned = _BEARER_PREFIX.sub("", token.strip(), count=1)
+    quoted = _QUOTED.fullmatch(cleaned.strip())
+    if quoted:
+        cleaned = _BEARER_PREFIX.sub("", quoted.group(2).strip(), count=1)
     cleaned = "".join(cleaned.split())
     if cleaned and not _TOKEN_CHARACTERS.fullmatch(cleaned):
         typer.echo(

@@ -208,6 +208,10 @@ def test_no_token_exits_2_before_any_request(gateway: Gateway) -> None:
         "tok.\nen-1",  # a line break inside, copied from a wrapped terminal
         "Bearer tok.en-1",  # the header's scheme copied with it
         "bearer\ttok.en-1\u3000",  # a tab, an ideographic space from a Chinese input method
+        "Bearer Bearer tok.en-1",  # Bearer twice: was joined into "Bearertok.en-1", refused as malformed
+        '"tok.en-1"',  # quotes kept from an env file (GRASSROOTS_TOKEN='"..."')
+        "'Bearer tok.en-1'\n",
+        "“tok.en-1”",  # full-width quotes from a document
     ],
 )
 def test_a_token_pasted_with_spaces_newlines_or_bearer_is_sent_as_the_token(
