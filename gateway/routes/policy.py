@@ -264,10 +264,16 @@ async def decide(
     describes, as ``POST /policy/explain`` is: "该用户"/"this user", unless that subject is the caller."""
     engine, access = runtime.policy(), _access(body)
     max_page_size = runtime.settings.max_page_size
+    about_caller = access.subject == subject_of(principal)
     decision = await asyncio.to_thread(engine.decide, access)
-    if not decision.allowed and access.subject != subject_of(principal):
+    if not decision.allowed and not about_caller:
         checks = await asyncio.to_thread(engine.explain, access, about_caller=False)
         decision = told_about_them(decision, checks)
+    if decision.allowed and access.fields:
+        # As the data path serves them, as ``explain`` answers: not "allowed" from a broader grant.
+        not_served = await asyncio.to_thread(_fields_not_served, engine, access, about_caller)
+        if not_served is not None:
+            decision = Decision(allowed=False, reasons=(not_served[0],))
     decision = within_page_limit(decision, body.record_count_hint, max_page_size)
     return {**decision_json(decision, max_page_size), "policy": _policy_state(engine)}
 
@@ -357,17 +363,32 @@ async def explain_mine(
 def _fields_as_served(
     engine: PolicyEngine, access: AccessRequest, checks: list[Check], about_caller: bool = True
 ) -> list[Check]:
-    """The fields asked about, as the data path serves them. It names no fields: it serves those of the
-    most specific grant in force over the caller's organisation. The engine, asked for fields, finds any
-    grant granting them (a broader township grant), so a cadre whose village grant leaves out ``mobile``
-    was told "allowed" for it, and then read pages without it."""
+    """The fields asked about, as the data path serves them (:func:`_fields_not_served`), in the
+    explanation's ``fields`` check."""
+    not_served = _fields_not_served(engine, access, about_caller)
+    if not_served is None:
+        return checks
+    why, grant_id = not_served
+    detail: dict[str, str | int] = {"reason": why.code, "grant_id": grant_id}
+    told = Check("fields", False, why.message_zh, why.message_en, detail)
+    return [told if c.code == "fields" else c for c in checks]
+
+
+def _fields_not_served(
+    engine: PolicyEngine, access: AccessRequest, about_caller: bool = True
+) -> tuple[Reason, str] | None:
+    """``field_not_granted`` (and the grant served from) when the data path would not serve every field
+    asked about. It names no fields: it serves those of the most specific grant in force over the
+    caller's organisation. The engine, asked for fields, finds any grant granting them (a broader
+    township grant), so a cadre whose village grant leaves out ``mobile`` was told "allowed" for it
+    (by ``explain`` and by ``decide``), and then read pages without it."""
     served = engine.decide(replace(access, fields=None))
     if not served.allowed or served.obligations is None or access.fields is None:
-        return checks
+        return None
     missing = [f for f in access.fields if f not in served.obligations.fields]
     scenario = engine.scenarios.get(access.scenario)
     if not missing or scenario is None:
-        return checks
+        return None
     why = _reason(
         "field_not_granted",
         third_person=not about_caller,
@@ -376,9 +397,7 @@ def _fields_as_served(
         fields="、".join(missing),
         fields_en=", ".join(missing),
     )
-    detail: dict[str, str | int] = {"reason": why.code, "grant_id": served.obligations.grant_id}
-    told = Check("fields", False, why.message_zh, why.message_en, detail)
-    return [told if c.code == "fields" else c for c in checks]
+    return why, served.obligations.grant_id
 
 
 def _pending_request_told(session: Session, access: AccessRequest, checks: list[Check]) -> list[Check]:

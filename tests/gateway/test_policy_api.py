@@ -495,6 +495,12 @@ def test_a_cadre_asking_about_a_field_is_answered_as_the_data_path_serves_her(st
     assert (
         theirs["failed"]["message_zh"] == "该用户要查看的部分信息不在「高龄老人走访」的授权范围内：mobile。"
     )
+    # Her dry run too: "allowed" from the shorter grant (a request the data path never makes) was wrong.
+    decided = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    assert decided["allowed"] is False and decided["code"] == "field_not_granted", decided
+    assert decided["reasons"][0]["message_zh"] == theirs["failed"]["message_zh"]
+    body = _subject(village, "village_cadre", **params, fields=["name"])
+    assert api(stack, "POST", "/policy/decide", "platform_admin", body).json()["allowed"] is True
 
 
 # -- reload ----------------------------------------------------------------------------------------------
