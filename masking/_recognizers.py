@@ -142,6 +142,37 @@ class CnMobileRecognizer(_ChinesePatternRecognizer):
         return is_valid_mobile(pattern_text)
 
 
+# Digits written as Chinese numerals, as hotline and village clerks type a number read out on the phone
+# (一三八一二三四五六七八, 幺三八…: 幺 is how 1 is said in numbers, 两 how 2 sometimes is; 〇 and 零 are 0).
+NUMERALS = "〇零一幺二两三四五六七八九"
+NUMERAL_DIGITS = str.maketrans(NUMERALS, "0011223456789")
+
+
+def numerals_to_digits(text: str) -> str:
+    """``text`` with every Chinese numeral of ``NUMERALS`` written as its ASCII digit."""
+    return text.translate(NUMERAL_DIGITS)
+
+
+class CnMobileNumeralsRecognizer(_ChinesePatternRecognizer):
+    """A mobile number written in Chinese numerals: eleven of them, 1[3-9] first, perhaps in 3-4-4
+    groups, not inside a longer run of numerals or digits. Ordinary remarks (二〇二四年、三组、五口人、
+    一千二百元) never hold eleven numerals in a row, and the verdict is the digit mobile's."""
+
+    ENTITY = CN_MOBILE
+    PATTERNS = (
+        Pattern(
+            "cn_mobile_numerals",
+            rf"(?<![{NUMERALS}0-9])[一幺][三四五六七八九][{NUMERALS}](?:[-\s]?[{NUMERALS}]{{4}}){{2}}"
+            rf"(?![{NUMERALS}0-9])",
+            0.5,
+        ),
+    )
+    CONTEXT = ("手机", "电话", "联系方式", "联系电话")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return is_valid_mobile(numerals_to_digits(pattern_text))
+
+
 class CnLandlineRecognizer(_ChinesePatternRecognizer):
     ENTITY = CN_LANDLINE
     PATTERNS = (
@@ -298,6 +329,7 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         CnCreditCodeRecognizer(),
         BankCardRecognizer(),
         CnMobileRecognizer(),
+        CnMobileNumeralsRecognizer(),
         CnLandlineRecognizer(),
         EmailRecognizer(),
         CnLicencePlateRecognizer(),

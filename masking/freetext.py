@@ -5,9 +5,9 @@ itself, with presidio's scoring rule (pattern score; 1.0 when `validate_result` 
 when it says invalid) but without presidio's per-call machinery (the `regex` module with a timeout,
 explanation objects, the blank zh pipeline that contributes no entities: no NER model, issue 4). A
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
-at most single separators between them: every digit-based pattern needs that), an "@", a plate
-prefix, a name cue word or an honorific; a text with none of their first characters costs one
-character-class search. The same recognizers inside a stock presidio `AnalyzerEngine`
+at most single separators between them: every digit-based pattern needs that), six Chinese numerals
+(a mobile typed as 一三八…), an "@", a plate prefix, a name cue word or an honorific; a text with none
+of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine`
 (`analyzer_engine()`, `scan_with_engine`) give the same findings at the default threshold (tested);
 the bench compares the two.
 
@@ -48,6 +48,9 @@ _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕
 # mobile, landline) contains six digits separated by at most one "-" or space each.
 _DIGIT_RUN = re.compile(r"\d(?:[-\s]?\d){5}")
 _PLATE = re.compile(f"[{_PROVINCES}][A-Z]")
+# A mobile written in Chinese numerals (一三八…) holds six numerals with at most single separators.
+_NUMERALS = "〇零一幺二两三四五六七八九"
+_NUMERAL_RUN = re.compile(f"[{_NUMERALS}](?:[-\\s]?[{_NUMERALS}]){{5}}")
 _TRIGGER_KINDS: dict[str, str] = {
     "CN_ID_NUMBER": "digits",
     "CN_CREDIT_CODE": "digits",
@@ -57,6 +60,8 @@ _TRIGGER_KINDS: dict[str, str] = {
     "EMAIL_ADDRESS": "at",
     "CN_LICENCE_PLATE": "plate",
 }
+# Patterns whose trigger is not their entity's.
+_PATTERN_TRIGGERS: dict[str, str] = {"cn_mobile_numerals": "numerals"}
 _LANGUAGE = "zh"
 
 # Text is scanned as it reads, one character for one so that spans stay those of the original: full-width
@@ -113,7 +118,9 @@ def _compile_rules(recognizers: list[Any], flags: int) -> list[_Rule]:
         stdlib = getattr(recognizer, "STDLIB", {})
         for pattern in recognizer.patterns:
             regex, group = stdlib.get(pattern.name, (pattern.regex, 0))
-            if entity == PERSON:
+            if pattern.name in _PATTERN_TRIGGERS:
+                trigger = _PATTERN_TRIGGERS[pattern.name]
+            elif entity == PERSON:
                 trigger = "honorific" if pattern.name == "cn_name_honorific" else "cue"
             else:
                 trigger = _TRIGGER_KINDS[entity]
@@ -139,6 +146,14 @@ def _compacted(fn: Callable[[object], object]) -> Callable[[object], object]:
     from masking._recognizers import compact_id_number
 
     return lambda text: fn(compact_id_number(str(text)))
+
+
+def _digits_first(fn: Callable[[object], object]) -> Callable[[object], object]:
+    """``fn`` on a number as found in text, Chinese numerals (一三八…, 幺, 〇) read as digits first: the
+    masked mobile is written in digits, 一三八一二三四五六七八 -> 138****5678, the shape of any mobile."""
+    from masking._recognizers import numerals_to_digits
+
+    return lambda text: fn(numerals_to_digits(str(text)))
 
 
 def _mask_email(text: str) -> str:
@@ -200,6 +215,8 @@ class FreeTextScanner:
         alternatives = [f"[{first}]"] if first else []
         if "digits" in kinds:
             alternatives.append(_DIGIT_RUN.pattern)
+        if "numerals" in kinds:  # the run itself, as for digits: 一 and 二 alone are everywhere
+            alternatives.append(_NUMERAL_RUN.pattern)
         self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
@@ -207,6 +224,7 @@ class FreeTextScanner:
             "plate": _PLATE.search,
             "honorific": honorific.search,
             "cue": cue.search,
+            "numerals": _NUMERAL_RUN.search,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
@@ -226,7 +244,7 @@ class FreeTextScanner:
             ("CN_ID_NUMBER", _compacted(op("cn_id", keep_region=6))),
             ("CN_CREDIT_CODE", op("credit_code")),
             ("BANK_CARD", op("bank_card")),
-            ("CN_MOBILE", op("mobile")),
+            ("CN_MOBILE", _digits_first(op("mobile"))),
             ("CN_LANDLINE", op("landline")),
             ("PERSON", op("name")),
         ):

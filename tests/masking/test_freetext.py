@@ -190,6 +190,7 @@ _TOKENS = [
     *("同志", "先生", "女士", "身份证", "号", "电话", "浙A12345", "zhang@example.com"),
     *("110102199101010078", "13812345678", "138-1234-5678", "0571-87654321"),
     *("6222021234567890128", "91110000600037341L"),
+    *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
 ]
 
 
@@ -271,8 +272,21 @@ WRITTEN_AS_PEOPLE_WRITE = [
     ("电话0571-8888-8888。", "电话0571-******88。"),
 ]
 
+#: Mobiles typed in Chinese numerals, as hotline and village clerks write a number read out to them:
+#: once served in clear. Masked as any mobile, in digits. Dates, groups, counts and amounts in numerals
+#: are not numbers of anyone.
+MOBILES_IN_NUMERALS = [
+    ("联系电话一三八一二三四五六七八", "联系电话138****5678"),
+    ("电话幺三八 幺二三四 五六七八。", "电话138****5678。"),
+    ("手机一三九〇〇〇〇一二三四，", "手机139****1234，"),
+    ("回拨一五零-六六六六-八八八八", "回拨150****8888"),
+    ("二〇二四年三月，三组五口人，补助一千二百元", "二〇二四年三月，三组五口人，补助一千二百元"),
+    ("一二三四五六七八九〇一", "一二三四五六七八九〇一"),  # 12x is no mobile
+    ("一三八一二三四五六七八九", "一三八一二三四五六七八九"),  # twelve numerals: not a mobile
+]
 
-@pytest.mark.parametrize(("text", "masked"), MASKING + WRITTEN_AS_PEOPLE_WRITE)
+
+@pytest.mark.parametrize(("text", "masked"), MASKING + WRITTEN_AS_PEOPLE_WRITE + MOBILES_IN_NUMERALS)
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
 ) -> None:
