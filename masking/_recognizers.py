@@ -37,6 +37,8 @@ BANK_CARD = "BANK_CARD"
 CN_CREDIT_CODE = "CN_CREDIT_CODE"
 EMAIL_ADDRESS = "EMAIL_ADDRESS"
 CN_LICENCE_PLATE = "CN_LICENCE_PLATE"
+CN_WECHAT_ID = "CN_WECHAT_ID"
+PASSPORT = "PASSPORT"
 PERSON = "PERSON"
 
 
@@ -124,6 +126,49 @@ class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:
         return True
+
+
+# A WeChat id or a passport number has no check character nor a shape that sets it apart from codes,
+# order numbers or words; a remark's explicit cue (微信号：…, 护照：…) is what says whose contact or
+# document it is, so only the value right after one is taken (PIPL art. 28: an identity document
+# number is sensitive personal information).
+WECHAT_CUES: tuple[str, ...] = ("微信号码", "微信账号", "微信号", "微信")
+# A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start
+# with a digit (a mobile after the cue is found as a mobile, with a higher score).
+_WECHAT_ID = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+PASSPORT_CUES: tuple[str, ...] = ("护照号码", "护照号", "护照")
+# Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
+# countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
+_PASSPORT = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
+
+
+def _after_cue(name: str, cues: tuple[str, ...], value: str) -> tuple[Pattern, tuple[str, int | str]]:
+    """The presidio pattern of ``value`` right after one of ``cues``, and its standard-`re` form."""
+    alternatives = "|".join(cues)
+    return (
+        Pattern(name, rf"(?<=(?:{alternatives}){_ID_CUE_SEP}){value}", 0.8),
+        (rf"(?:{alternatives}){_ID_CUE_SEP}(?P<v>{value})", "v"),
+    )
+
+
+_WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUES, _WECHAT_ID)
+_PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_CUES, _PASSPORT)
+
+
+class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
+    """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990)."""
+
+    ENTITY = CN_WECHAT_ID
+    PATTERNS = (_WECHAT_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"wechat_after_cue": _WECHAT_STDLIB}
+
+
+class PassportAfterCueRecognizer(_ChinesePatternRecognizer):
+    """A passport number right after a word naming one (护照号：E12345678, 护照EA1234567)."""
+
+    ENTITY = PASSPORT
+    PATTERNS = (_PASSPORT_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"passport_after_cue": _PASSPORT_STDLIB}
 
 
 def compact_id_number(text: str) -> str:
@@ -333,6 +378,8 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         CnLandlineRecognizer(),
         EmailRecognizer(),
         CnLicencePlateRecognizer(),
+        WeChatIdAfterCueRecognizer(),
+        PassportAfterCueRecognizer(),
         ChineseNameRecognizer(),
     ]
 

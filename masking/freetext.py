@@ -34,6 +34,8 @@ ENTITY_TYPES: tuple[str, ...] = (
     "CN_LANDLINE",
     "EMAIL_ADDRESS",
     "CN_LICENCE_PLATE",
+    "CN_WECHAT_ID",
+    "PASSPORT",
     "PERSON",
 )
 # When two findings overlap with equal scores, the earlier type in ENTITY_TYPES wins: an ID number
@@ -61,7 +63,11 @@ _TRIGGER_KINDS: dict[str, str] = {
     "CN_LICENCE_PLATE": "plate",
 }
 # Patterns whose trigger is not their entity's.
-_PATTERN_TRIGGERS: dict[str, str] = {"cn_mobile_numerals": "numerals"}
+_PATTERN_TRIGGERS: dict[str, str] = {
+    "cn_mobile_numerals": "numerals",
+    "wechat_after_cue": "wechat",
+    "passport_after_cue": "passport",
+}
 _LANGUAGE = "zh"
 
 # Text is scanned as it reads, one character for one so that spans stay those of the original: full-width
@@ -161,6 +167,17 @@ def _mask_email(text: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+def _mask_wechat_id(text: str) -> str:
+    # Any part of a WeChat id can be searched for and finds the person: hidden whole.
+    return "***"
+
+
+def _mask_passport(text: str) -> str:
+    # The letters say which kind of passport (E: ordinary, electronic) and identify nobody.
+    letters = len(text) - len(text.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+    return text[:letters] + "*" * (len(text) - letters)
+
+
 def _mask_plate(text: str) -> str:
     return text[:2] + "*" * (len(text) - 2)
 
@@ -212,6 +229,10 @@ class FreeTextScanner:
             first += "".join(sorted({word[0] for word in _recognizers.LEFT_CUES}))
         if "honorific" in kinds:
             first += "".join(sorted({word[0] for word in _recognizers.HONORIFICS}))
+        if "wechat" in kinds:
+            first += "微"
+        if "passport" in kinds:
+            first += "护"
         alternatives = [f"[{first}]"] if first else []
         if "digits" in kinds:
             alternatives.append(_DIGIT_RUN.pattern)
@@ -225,6 +246,8 @@ class FreeTextScanner:
             "honorific": honorific.search,
             "cue": cue.search,
             "numerals": _NUMERAL_RUN.search,
+            "wechat": lambda text: "微信" in text,
+            "passport": lambda text: "护照" in text,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
@@ -251,6 +274,8 @@ class FreeTextScanner:
             self._maskers[entity] = _as_text(fn)
         self._maskers["EMAIL_ADDRESS"] = _mask_email
         self._maskers["CN_LICENCE_PLATE"] = _mask_plate
+        self._maskers["CN_WECHAT_ID"] = _mask_wechat_id
+        self._maskers["PASSPORT"] = _mask_passport
 
     @property
     def entities(self) -> tuple[str, ...]:

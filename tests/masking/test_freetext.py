@@ -191,6 +191,7 @@ _TOKENS = [
     *("110102199101010078", "13812345678", "138-1234-5678", "0571-87654321"),
     *("6222021234567890128", "91110000600037341L"),
     *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
+    *("微信", "微信号", "护照", "护照号", "wang_jg88", "E12345678", "EA1234567"),
 ]
 
 
@@ -285,8 +286,26 @@ MOBILES_IN_NUMERALS = [
     ("一三八一二三四五六七八九", "一三八一二三四五六七八九"),  # twelve numerals: not a mobile
 ]
 
+#: A WeChat id or a passport number right after a word naming it: once served in clear. The id is hidden
+#: whole; the passport keeps its letters (the kind of passport). Without the cue, or with no such value
+#: after it, nothing is masked.
+AFTER_WECHAT_OR_PASSPORT_CUE = [
+    ("加微信号：wang_jg88联系", "加微信号：***联系"),
+    ("微信 zhangsan-1990。", "微信 ***。"),
+    ("微信13812345678", "微信138****5678"),  # a mobile as the id: masked as the mobile
+    ("微信已添加，微信群3个", "微信已添加，微信群3个"),
+    ("微信：ab", "微信：ab"),
+    ("护照号：E12345678，", "护照号：E********，"),
+    ("其子护照EA1234567在外", "其子护照EA*******在外"),
+    ("护照号码 G12345678", "护照号码 G********"),
+    ("护照 20240301到期", "护照 20240301到期"),  # a date after the cue
+    ("本人护照已办，E12345678", "本人护照已办，E12345678"),  # no cue right before it
+]
 
-@pytest.mark.parametrize(("text", "masked"), MASKING + WRITTEN_AS_PEOPLE_WRITE + MOBILES_IN_NUMERALS)
+
+@pytest.mark.parametrize(
+    ("text", "masked"), MASKING + WRITTEN_AS_PEOPLE_WRITE + MOBILES_IN_NUMERALS + AFTER_WECHAT_OR_PASSPORT_CUE
+)
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
 ) -> None:
