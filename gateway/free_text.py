@@ -32,6 +32,8 @@ _SCANNER_KINDS = {
     "CN_LANDLINE": "landline",
     "BANK_CARD": "bank_card",
     "EMAIL_ADDRESS": "email",
+    "CN_WECHAT_ID": "wechat_id",
+    "PASSPORT": "passport",
 }
 
 

@@ -52,6 +52,8 @@ KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
     "email": ("电子邮箱", "an e-mail address"),
     "person": ("姓名", "a name"),
     "licence_plate": ("车牌号", "a licence plate"),
+    "wechat_id": ("微信号", "a WeChat id"),
+    "passport": ("护照号", "a passport number"),
 }
 
 
