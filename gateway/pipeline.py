@@ -312,6 +312,17 @@ def _as_typed(header_value: str) -> str:
         return header_value
 
 
+def _malformed_authorization(zh: str, en: str) -> Unauthenticated:
+    """401 ``invalid_token`` for an Authorization header that is not ``Bearer <token>`` as RFC 6750 writes
+    it (RFC 6750 §3.1: ``invalid_request``); what to send instead is said in ``zh``/``en``."""
+    return Unauthenticated(
+        zh,
+        en,
+        code="invalid_token",
+        headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
+    )
+
+
 async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
     """Stage 1: the bearer token, validated against the issuer's keys (discovery + JWKS), and not signed out
     or revoked (gateway.auth.sessions)."""
@@ -326,58 +337,48 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
     if scheme.lower() == "bearer" and not token.strip():
         # "Bearer" and nothing: what a script sends when fetching the token failed (TOKEN=$(...) empty).
         # Saying Basic is not accepted would send the reader looking in the wrong place.
-        raise Unauthenticated(
+        raise _malformed_authorization(
             "登录凭证为空：Authorization 请求头中 Bearer 后面没有访问令牌。请重新登录取得访问令牌，"
             "放在 Bearer 之后（Authorization: Bearer <访问令牌>）。",
             "The Authorization header says Bearer but carries no bearer token: sign in again and put the "
             "access token after it (Authorization: Bearer <access token>).",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     if scheme.lower() != "bearer" and scheme[:6].lower() == "bearer":
         # "Bearer" then a full-width space (a Chinese input method), a tab or a colon: it is a bearer
         # token, so "Basic is not accepted" sent the reader looking for something she never sent.
-        raise Unauthenticated(
+        raise _malformed_authorization(
             "登录凭证格式不对：Authorization 请求头中 Bearer 与访问令牌之间须用一个半角空格隔开"
             "（Authorization: Bearer <访问令牌>），不能用全角空格、制表符或其他符号。",
             "The Authorization header must separate Bearer from the access token by one plain space "
             "(Authorization: Bearer <access token>), not a full-width space, a tab or another character.",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     if scheme.lower() != "bearer":
         # Not an expired or bad token: the header is not a bearer token at all (Basic, a bare token).
         # Say what is expected; the header itself is never repeated.
-        raise Unauthenticated(
+        raise _malformed_authorization(
             "登录凭证格式不对：请在 Authorization 请求头中使用 Bearer 方式提交访问令牌"
             "（Authorization: Bearer <访问令牌>），不接受 Basic 等其他方式。",
             "The Authorization header must carry a bearer token (Authorization: Bearer <access token>); "
             "other schemes such as Basic are not accepted.",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     token = token.strip()
     typed = _as_typed(token)
     if typed[:1] in _QUOTES or typed[-1:] in _QUOTES:
         # Bearer "eyJ...": the quotes of a script's variable sent along. Said as such, never the token.
-        raise Unauthenticated(
+        raise _malformed_authorization(
             "登录凭证格式不对：访问令牌两边多了引号。请去掉引号，按 Authorization: Bearer <访问令牌> 发送"
             '（在命令行中写成 -H "Authorization: Bearer $TOKEN"，引号只包住整个请求头）。',
             "The access token is wrapped in quotes: send it without them, as Authorization: Bearer <access "
             'token> (in a shell, -H "Authorization: Bearer $TOKEN": the quotes go around the whole header '
             "only).",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     if token[:6].lower() == "bearer" and (len(token) == 6 or not token[6].isalnum()):
         # Bearer Bearer eyJ...: "Bearer " in the copied token and again in the header.
-        raise Unauthenticated(
+        raise _malformed_authorization(
             "登录凭证格式不对：Authorization 请求头中 Bearer 写了两次。请只写一次："
             "Authorization: Bearer <访问令牌>（复制的访问令牌本身不应以 Bearer 开头）。",
             "The Authorization header says Bearer twice: write it once, as Authorization: Bearer <access "
             "token> (the access token copied should not itself begin with Bearer).",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer realm="grassroots", error="invalid_request"'},
         )
     try:
         principal = await runtime.verifier.verify(token)
