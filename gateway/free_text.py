@@ -2,9 +2,11 @@
 complaint summaries, review comments): personal data is refused with a message that says what to take
 out, and never repeats it.
 
-The libraries refuse the number and address shapes themselves (``grassroots_common.personal_data``); here
-the free-text scanner the responses are masked with adds what only it finds: a name after a cue word
-("户主张三", "联系人：李四") or with an honorific ("王先生"), and licence plates. A bare name with nothing
+The libraries refuse the number and e-mail shapes, mobiles in Chinese numerals, and WeChat ids and
+passport numbers after their cue words themselves (``grassroots_common.personal_data``, whose
+shapes the response scanner is built from); here the free-text scanner the responses are masked with adds
+what only it finds: a name after a cue word ("户主张三", "联系人：李四") or with an honorific ("王先生"),
+and licence plates. A bare name with nothing
 around it cannot be told from ordinary words; the message asks people not to write names at all.
 
 Typed text is held to a stricter test than responses are: the scanner takes a name after a cue word only

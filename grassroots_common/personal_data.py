@@ -12,6 +12,12 @@ whatever their check character: a mistyped ID number is still someone's ID numbe
 :func:`looks_like_identifier` is the narrower tripwire for text the system itself writes into an audit
 event (actor ids, codes, details): only a valid GB 11643 ID number or a mainland mobile number, written in
 one piece or in the usual groups, so that timestamps, counts and codes are never mistaken for either.
+
+The shapes that only a word before them makes personal data (a WeChat id after 微信号, a passport number
+after 护照号) and mobiles written in Chinese numerals are defined here once, as regular-expression text:
+:func:`personal_data_in` refuses them in typed text, and the response scanner's recognizers
+(``masking._recognizers``) are built from the same text to mask them in remarks, so what a cadre never
+sees in a remark is also never typed into a kept text.
 """
 
 from __future__ import annotations
@@ -40,6 +46,38 @@ _BOUNDARY_R = r"(?![0-9A-Za-z])"
 _ID_GROUPED = re.compile(_BOUNDARY_L + r"[1-9]\d{5}[ \-]?\d{8}[ \-]?\d{3}[0-9Xx]" + _BOUNDARY_R)
 _MOBILE_GROUPED = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d[ \-]?\d{4}[ \-]?\d{4}" + _BOUNDARY_R)
 
+# -- shapes shared with the response scanner (masking._recognizers builds its recognizers from these) ---
+
+#: Digits written as Chinese numerals, as hotline and village clerks type a number read out on the phone
+#: (一三八一二三四五六七八, 幺三八…: 幺 is how 1 is said in numbers, 两 how 2 sometimes is; 〇 and 零 are 0).
+NUMERALS: Final = "〇零一幺二两三四五六七八九"
+_NUMERAL_DIGITS: Final = str.maketrans(NUMERALS, "0011223456789")
+#: A mobile number written in Chinese numerals: eleven of them, 1[3-9] first, perhaps in 3-4-4 groups, not
+#: inside a longer run of numerals or digits. Ordinary text (二〇二四年、三组、五口人、一千二百元) never
+#: holds eleven numerals in a row.
+MOBILE_IN_NUMERALS: Final = (
+    rf"(?<![{NUMERALS}0-9])[一幺][三四五六七八九][{NUMERALS}](?:[-\s]?[{NUMERALS}]{{4}}){{2}}"
+    rf"(?![{NUMERALS}0-9])"
+)
+#: What may stand between a cue word and its value: nothing, a colon, 是/为/叫 or a space.
+CUE_SEP: Final = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
+# A WeChat id or a passport number has no check character nor a shape that sets it apart from codes,
+# order numbers or words: an explicit cue is what says whose contact or document it is (PIPL art. 28: an
+# identity document number is sensitive personal information).
+WECHAT_CUE: Final = r"(?:微信号码|微信账号|微信号|微信)"
+#: A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start with
+#: a digit (a mobile after the cue is a mobile).
+WECHAT_ID: Final = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+PASSPORT_CUE: Final = r"(?:护照号码|护照号|护照)"
+#: Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
+#: countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
+PASSPORT: Final = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
+_MOBILE_NUMERALS = re.compile(MOBILE_IN_NUMERALS)
+_AFTER_CUE: Final = (
+    ("wechat_id", re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}")),
+    ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
+)
+
 _GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK: Final = "10X98765432"
 
@@ -63,16 +101,23 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+def numerals_to_digits(text: str) -> str:
+    """``text`` with every Chinese numeral of :data:`NUMERALS` written as its ASCII digit."""
+    return text.translate(_NUMERAL_DIGITS)
+
+
 def personal_data_in(text: str) -> str | None:
     """The kind of personal data ``text`` holds (a key of :data:`KIND_NAMES`), or None.
 
     For text people type. ID numbers (18 or 15 digits) are refused whatever their check character, and a
-    16-19 digit number only when it passes the Luhn check card numbers carry.
+    16-19 digit number only when it passes the Luhn check card numbers carry; a mobile also in Chinese
+    numerals; a WeChat id or a passport number after the word that says what it is.
+    Names and licence plates are the free-text scanner's (the gateway adds them).
     """
     folded = fold(text)
     if _ID_18.search(folded) or _ID_15.search(folded):
         return "id_number"
-    if _MOBILE.search(folded):
+    if _MOBILE.search(folded) or _MOBILE_NUMERALS.search(folded):
         return "mobile"
     if any(_luhn(re.sub(r"[ \-]", "", m.group(0))) for m in _CARD.finditer(folded)):
         return "bank_card"
@@ -80,6 +125,9 @@ def personal_data_in(text: str) -> str | None:
         return "landline"
     if _EMAIL.search(folded):
         return "email"
+    for kind, after_cue in _AFTER_CUE:
+        if after_cue.search(folded):
+            return kind
     return None
 
 

@@ -14,6 +14,15 @@ import spacy
 from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
+from grassroots_common.personal_data import (
+    CUE_SEP,
+    MOBILE_IN_NUMERALS,
+    PASSPORT_CUE,
+    WECHAT_CUE,
+    WECHAT_ID,
+    numerals_to_digits,
+)
+from grassroots_common.personal_data import PASSPORT as PASSPORT_NUMBER
 from masking.detectors import (
     ALL_COMPOUND_SURNAMES,
     SINGLE_SURNAMES,
@@ -110,7 +119,7 @@ ID_CUES: tuple[str, ...] = (
     "证件号码",
     "证件号",
 )
-_ID_CUE_SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
+_ID_CUE_SEP = CUE_SEP
 _CUED_ID = r"[0-9](?:[ \-]?[0-9]){13,18}[Xx]?(?![0-9])"
 
 
@@ -128,31 +137,20 @@ class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
         return True
 
 
-# A WeChat id or a passport number has no check character nor a shape that sets it apart from codes,
-# order numbers or words; a remark's explicit cue (微信号：…, 护照：…) is what says whose contact or
-# document it is, so only the value right after one is taken (PIPL art. 28: an identity document
-# number is sensitive personal information).
-WECHAT_CUES: tuple[str, ...] = ("微信号码", "微信账号", "微信号", "微信")
-# A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start
-# with a digit (a mobile after the cue is found as a mobile, with a higher score).
-_WECHAT_ID = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
-PASSPORT_CUES: tuple[str, ...] = ("护照号码", "护照号", "护照")
-# Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
-# countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
-_PASSPORT = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
+# A WeChat id or a passport number is taken only right after the word that says what it is; the cues
+# and shapes are ``grassroots_common.personal_data``'s, which refuses the same in typed text.
 
 
-def _after_cue(name: str, cues: tuple[str, ...], value: str) -> tuple[Pattern, tuple[str, int | str]]:
-    """The presidio pattern of ``value`` right after one of ``cues``, and its standard-`re` form."""
-    alternatives = "|".join(cues)
+def _after_cue(name: str, cue: str, value: str) -> tuple[Pattern, tuple[str, int | str]]:
+    """The presidio pattern of ``value`` right after ``cue``, and its standard-`re` form."""
     return (
-        Pattern(name, rf"(?<=(?:{alternatives}){_ID_CUE_SEP}){value}", 0.8),
-        (rf"(?:{alternatives}){_ID_CUE_SEP}(?P<v>{value})", "v"),
+        Pattern(name, rf"(?<={cue}{_ID_CUE_SEP}){value}", 0.8),
+        (rf"{cue}{_ID_CUE_SEP}(?P<v>{value})", "v"),
     )
 
 
-_WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUES, _WECHAT_ID)
-_PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_CUES, _PASSPORT)
+_WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUE, WECHAT_ID)
+_PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_CUE, PASSPORT_NUMBER)
 
 
 class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
@@ -187,31 +185,12 @@ class CnMobileRecognizer(_ChinesePatternRecognizer):
         return is_valid_mobile(pattern_text)
 
 
-# Digits written as Chinese numerals, as hotline and village clerks type a number read out on the phone
-# (一三八一二三四五六七八, 幺三八…: 幺 is how 1 is said in numbers, 两 how 2 sometimes is; 〇 and 零 are 0).
-NUMERALS = "〇零一幺二两三四五六七八九"
-NUMERAL_DIGITS = str.maketrans(NUMERALS, "0011223456789")
-
-
-def numerals_to_digits(text: str) -> str:
-    """``text`` with every Chinese numeral of ``NUMERALS`` written as its ASCII digit."""
-    return text.translate(NUMERAL_DIGITS)
-
-
 class CnMobileNumeralsRecognizer(_ChinesePatternRecognizer):
-    """A mobile number written in Chinese numerals: eleven of them, 1[3-9] first, perhaps in 3-4-4
-    groups, not inside a longer run of numerals or digits. Ordinary remarks (二〇二四年、三组、五口人、
-    一千二百元) never hold eleven numerals in a row, and the verdict is the digit mobile's."""
+    """A mobile number written in Chinese numerals (一三八一二三四五六七八, 幺三八…;
+    ``grassroots_common.personal_data.MOBILE_IN_NUMERALS``); the verdict is the digit mobile's."""
 
     ENTITY = CN_MOBILE
-    PATTERNS = (
-        Pattern(
-            "cn_mobile_numerals",
-            rf"(?<![{NUMERALS}0-9])[一幺][三四五六七八九][{NUMERALS}](?:[-\s]?[{NUMERALS}]{{4}}){{2}}"
-            rf"(?![{NUMERALS}0-9])",
-            0.5,
-        ),
-    )
+    PATTERNS = (Pattern("cn_mobile_numerals", MOBILE_IN_NUMERALS, 0.5),)
     CONTEXT = ("手机", "电话", "联系方式", "联系电话")
 
     def validate_result(self, pattern_text: str) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grassroots_common.personal_data import NUMERALS, numerals_to_digits
 from masking.operators import BindContext, get_operator
 
 __all__ = ["ENTITY_TYPES", "Finding", "FreeTextScanner"]
@@ -51,8 +52,7 @@ _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕
 _DIGIT_RUN = re.compile(r"\d(?:[-\s]?\d){5}")
 _PLATE = re.compile(f"[{_PROVINCES}][A-Z]")
 # A mobile written in Chinese numerals (一三八…) holds six numerals with at most single separators.
-_NUMERALS = "〇零一幺二两三四五六七八九"
-_NUMERAL_RUN = re.compile(f"[{_NUMERALS}](?:[-\\s]?[{_NUMERALS}]){{5}}")
+_NUMERAL_RUN = re.compile(f"[{NUMERALS}](?:[-\\s]?[{NUMERALS}]){{5}}")
 _TRIGGER_KINDS: dict[str, str] = {
     "CN_ID_NUMBER": "digits",
     "CN_CREDIT_CODE": "digits",
@@ -157,8 +157,6 @@ def _compacted(fn: Callable[[object], object]) -> Callable[[object], object]:
 def _digits_first(fn: Callable[[object], object]) -> Callable[[object], object]:
     """``fn`` on a number as found in text, Chinese numerals (一三八…, 幺, 〇) read as digits first: the
     masked mobile is written in digits, 一三八一二三四五六七八 -> 138****5678, the shape of any mobile."""
-    from masking._recognizers import numerals_to_digits
-
     return lambda text: fn(numerals_to_digits(str(text)))
 
 

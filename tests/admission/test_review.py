@@ -209,6 +209,29 @@ def test_negative_votes_need_a_reason(service: AdmissionService, negative: str) 
     assert service.get("health-visits").status is SystemStatus.SUBMITTED
 
 
+@pytest.mark.parametrize(
+    ("comment", "kind"),
+    [
+        ("护照号E12345678，请核对", "护照号"),
+        ("回电一三八一二三四五六七八", "手机号"),
+        ("微信号：wang_jg88", "微信号"),
+    ],
+)
+def test_a_review_comment_holding_personal_data_is_refused_by_the_library(
+    service: AdmissionService, comment: str, kind: str
+) -> None:
+    """The library refuses on its own what the gateway refuses (the review record is read by every office
+    and kept, PIPL Art. 51), naming the kind, never the value."""
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    with pytest.raises(InvalidRegistration) as refused:
+        vote(service, "health-visits", "big_data_centre", "request_changes", comment)
+    assert refused.value.field == "comment" and kind in refused.value.message_zh
+    for value in ("E12345678", "一三八一二三四五六七八", "wang_jg88"):
+        assert value not in refused.value.message_zh + refused.value.message_en
+    assert service.get("health-visits").status is SystemStatus.SUBMITTED
+
+
 def test_changes_requested_then_updated_and_resubmitted(service: AdmissionService) -> None:
     service.register(make_registration())
     service.submit("health-visits", "u-health-admin")

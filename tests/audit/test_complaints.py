@@ -449,6 +449,9 @@ def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept
     [
         ("summary", "投诉人身份证 11010519491231002X"),
         ("summary", "联系电话 13812345678"),
+        ("summary", "投诉人护照号E12345678"),
+        ("summary", "回电一三八一二三四五六七八"),
+        ("summary", "投诉人微信号：wang_jg88"),
         ("ticket", "13812345678"),
         ("source", "wechat"),
         ("subject_ref", "110105194912310021"),

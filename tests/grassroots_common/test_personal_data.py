@@ -52,6 +52,47 @@ def test_typed_text(text: str, kind: str | None) -> None:
     assert personal_data_in(text) == kind
 
 
+#: What the response scan masks in a remark is refused in typed text by this same check, which every
+#: library applies (admission, complaints, stewardship), not only at the gateway: a mobile in Chinese
+#: numerals, a WeChat id or passport number after its cue. The shapes are the scanner's own.
+AFTER_A_CUE_OR_IN_NUMERALS = [
+    ("回电一三八一二三四五六七八", "mobile"),
+    ("电话幺三八 幺二三四 五六七八", "mobile"),
+    ("加微信号：wang_jg88再联系", "wechat_id"),
+    ("微信 zhangsan-1990", "wechat_id"),
+    ("护照号E12345678", "passport"),
+    ("其子护照号码：EA1234567", "passport"),
+    # not anyone's: dates, groups, counts and amounts in numerals; the cue words alone
+    ("二〇二四年三月走访三组五户，补助一千二百元", None),
+    ("一二三四五六七八九〇一", None),
+    ("微信群已通知，护照业务另办", None),
+    ("护照 20240301到期", None),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), AFTER_A_CUE_OR_IN_NUMERALS)
+def test_typed_text_after_a_cue_or_in_numerals(text: str, kind: str | None) -> None:
+    assert personal_data_in(text) == kind
+
+
+def test_the_scanner_is_built_from_the_same_shapes() -> None:
+    """One implementation: the recognizers' patterns are this module's text, not a copy of it."""
+    from grassroots_common import personal_data as shapes
+    from masking import _recognizers as recognizers
+
+    patterns = {
+        p.name: p.regex
+        for r in recognizers.build_recognizers()
+        for p in r.patterns
+        if p.name in {"cn_mobile_numerals", "wechat_after_cue", "passport_after_cue"}
+    }
+    assert patterns["cn_mobile_numerals"] == shapes.MOBILE_IN_NUMERALS
+    assert (
+        shapes.WECHAT_CUE in patterns["wechat_after_cue"] and shapes.WECHAT_ID in patterns["wechat_after_cue"]
+    )
+    assert shapes.PASSPORT_CUE in patterns["passport_after_cue"]
+
+
 @given(
     number=st.sampled_from(ID_NUMBERS),
     seps=st.lists(st.sampled_from(["", " ", "-", "\u3000", "\u00a0"]), min_size=2, max_size=2),

@@ -157,6 +157,7 @@ BAD_CHANGES: list[tuple[ProposalKind, dict[str, Any], type[Exception], str]] = [
     (ProposalKind.TAG_DELETE, {"tag": "低保对象"}, StewardshipError, "residents.dibao_status"),
     (ProposalKind.TAG_DELETE, {"tag": "无此标签"}, StewardshipError, "不存在"),
     (ProposalKind.TAG_ADD, {"tag": "13812345678"}, StewardshipError, "个人信息"),
+    (ProposalKind.TAG_ADD, {"tag": "微信号wang_jg88"}, StewardshipError, "个人信息"),
     (ProposalKind.FIELD, {"dataset": "nope", "field": "x", "level": 1}, UnknownDatasetError, "nope"),
     (ProposalKind.FIELD, {"dataset": "residents", "field": "remark", "level": 7}, StewardshipError, "分级"),
     (
