@@ -13,9 +13,9 @@ whatever their check character: a mistyped ID number is still someone's ID numbe
 event (actor ids, codes, details): only a valid GB 11643 ID number or a mainland mobile number, written in
 one piece or in the usual groups, so that timestamps, counts and codes are never mistaken for either.
 
-The shapes that only a word before them makes personal data (a WeChat id after 微信号, a passport number
-after 护照号) and mobiles written in Chinese numerals are defined here once, as regular-expression text:
-:func:`personal_data_in` refuses them in typed text, and the response scanner's recognizers
+The shapes that only a word before them makes personal data (a WeChat id after 微信号/vx, a passport
+number after 护照号) and mobiles written in Chinese numerals are defined here once, as regular-expression
+text: :func:`personal_data_in` refuses them in typed text, and the response scanner's recognizers
 (``masking._recognizers``) are built from the same text to mask them in remarks, so what a cadre never
 sees in a remark is also never typed into a kept text.
 """
@@ -52,19 +52,27 @@ _MOBILE_GROUPED = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d[ \-]?\d{4
 #: (一三八一二三四五六七八, 幺三八…: 幺 is how 1 is said in numbers, 两 how 2 sometimes is; 〇 and 零 are 0).
 NUMERALS: Final = "〇零一幺二两三四五六七八九"
 _NUMERAL_DIGITS: Final = str.maketrans(NUMERALS, "0011223456789")
-#: A mobile number written in Chinese numerals: eleven of them, 1[3-9] first, perhaps in 3-4-4 groups, not
-#: inside a longer run of numerals or digits. Ordinary text (二〇二四年、三组、五口人、一千二百元) never
-#: holds eleven numerals in a row.
+#: A mobile number written in Chinese numerals, or in digits and numerals mixed (138一二三四5678,
+#: 1三8…): eleven of them, 1[3-9] first, perhaps in 3-4-4 groups, not inside a longer run. A match
+#: holding no numeral at all is a mobile in digits, which the digit shapes find; ordinary text
+#: (二〇二四年、三组、五口人、一千二百元) never holds eleven numerals or digits in a row.
 MOBILE_IN_NUMERALS: Final = (
-    rf"(?<![{NUMERALS}0-9])[一幺][三四五六七八九][{NUMERALS}](?:[-\s]?[{NUMERALS}]{{4}}){{2}}"
-    rf"(?![{NUMERALS}0-9])"
+    rf"(?<![{NUMERALS}0-9])[1一幺][3-9三四五六七八九][{NUMERALS}0-9]"
+    rf"(?:[-\s]?[{NUMERALS}0-9]{{4}}){{2}}(?![{NUMERALS}0-9])"
 )
 #: What may stand between a cue word and its value: nothing, a colon, 是/为/叫 or a space.
 CUE_SEP: Final = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # A WeChat id or a passport number has no check character nor a shape that sets it apart from codes,
 # order numbers or words: an explicit cue is what says whose contact or document it is (PIPL art. 28: an
-# identity document number is sensitive personal information).
-WECHAT_CUE: Final = r"(?:微信号码|微信账号|微信号|微信)"
+# identity document number is sensitive personal information). Cues are written in Chinese (微信号, V信)
+# and, as people type them, in Latin letters (vx, wx, weixin, wechat, any case): a Latin cue is a word of
+# its own (not inside "wxyz") followed by a colon or 号 (vx：wang_jg88, VX号 wang_jg88), since a Latin
+# word after a space ("wechat channel") is more often English than an id.
+_LATIN_WECHAT = (
+    r"(?<![A-Za-z0-9])(?:[VvWw][Xx]|[Ww][Ee][Ii][Xx][Ii][Nn]|[Ww][Ee][Cc][Hh][Aa][Tt])"
+    r"(?:(?:号码|账号|号|\s?[Ii][Dd])\s*[:：]?|\s*[:：])"
+)
+WECHAT_CUE: Final = rf"(?:微信号码|微信账号|微信号|微信[Ii][Dd]|微信|(?<![A-Za-z])[Vv]信号?|{_LATIN_WECHAT})"
 #: A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start with
 #: a digit (a mobile after the cue is a mobile).
 WECHAT_ID: Final = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
@@ -73,6 +81,7 @@ PASSPORT_CUE: Final = r"(?:护照号码|护照号|护照)"
 #: countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
 PASSPORT: Final = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
 _MOBILE_NUMERALS = re.compile(MOBILE_IN_NUMERALS)
+_NUMERAL = re.compile(f"[{NUMERALS}]")
 _AFTER_CUE: Final = (
     ("wechat_id", re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}")),
     ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
@@ -106,6 +115,11 @@ def numerals_to_digits(text: str) -> str:
     return text.translate(_NUMERAL_DIGITS)
 
 
+def is_mobile_in_numerals(candidate: str) -> bool:
+    """True when a match of :data:`MOBILE_IN_NUMERALS` holds a numeral (else it is a mobile in digits)."""
+    return _NUMERAL.search(candidate) is not None
+
+
 def personal_data_in(text: str) -> str | None:
     """The kind of personal data ``text`` holds (a key of :data:`KIND_NAMES`), or None.
 
@@ -117,7 +131,9 @@ def personal_data_in(text: str) -> str | None:
     folded = fold(text)
     if _ID_18.search(folded) or _ID_15.search(folded):
         return "id_number"
-    if _MOBILE.search(folded) or _MOBILE_NUMERALS.search(folded):
+    if _MOBILE.search(folded) or any(
+        is_mobile_in_numerals(m.group(0)) for m in _MOBILE_NUMERALS.finditer(folded)
+    ):
         return "mobile"
     if any(_luhn(re.sub(r"[ \-]", "", m.group(0))) for m in _CARD.finditer(folded)):
         return "bank_card"

@@ -20,6 +20,7 @@ from grassroots_common.personal_data import (
     PASSPORT_CUE,
     WECHAT_CUE,
     WECHAT_ID,
+    is_mobile_in_numerals,
     numerals_to_digits,
 )
 from grassroots_common.personal_data import PASSPORT as PASSPORT_NUMBER
@@ -154,7 +155,7 @@ _PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_
 
 
 class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
-    """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990)."""
+    """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990, vx：wang_jg88)."""
 
     ENTITY = CN_WECHAT_ID
     PATTERNS = (_WECHAT_PATTERN,)
@@ -186,15 +187,16 @@ class CnMobileRecognizer(_ChinesePatternRecognizer):
 
 
 class CnMobileNumeralsRecognizer(_ChinesePatternRecognizer):
-    """A mobile number written in Chinese numerals (一三八一二三四五六七八, 幺三八…;
-    ``grassroots_common.personal_data.MOBILE_IN_NUMERALS``); the verdict is the digit mobile's."""
+    """A mobile number written in Chinese numerals, or digits and numerals mixed (一三八一二三四五六七八,
+    幺三八…, 138一二三四5678, 1三8…; ``grassroots_common.personal_data.MOBILE_IN_NUMERALS``). One in
+    digits only is the digit recognizer's; the verdict is the digit mobile's."""
 
     ENTITY = CN_MOBILE
     PATTERNS = (Pattern("cn_mobile_numerals", MOBILE_IN_NUMERALS, 0.5),)
     CONTEXT = ("手机", "电话", "联系方式", "联系电话")
 
     def validate_result(self, pattern_text: str) -> bool:
-        return is_valid_mobile(numerals_to_digits(pattern_text))
+        return is_mobile_in_numerals(pattern_text) and is_valid_mobile(numerals_to_digits(pattern_text))
 
 
 class CnLandlineRecognizer(_ChinesePatternRecognizer):

@@ -6,10 +6,10 @@ when it says invalid) but without presidio's per-call machinery (the `regex` mod
 explanation objects, the blank zh pipeline that contributes no entities: no NER model, issue 4). A
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
-(a mobile typed as 一三八…), an "@", a plate prefix, a name cue word or an honorific; a text with none
-of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine`
-(`analyzer_engine()`, `scan_with_engine`) give the same findings at the default threshold (tested);
-the bench compares the two.
+or a numeral beside a digit (a mobile typed as 一三八… or 138一二三四…), an "@", a plate prefix, a name
+cue word or an honorific, a WeChat or passport cue; a text with none of them costs one
+search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
+`scan_with_engine`) give the same findings at the default threshold (tested); the bench compares the two.
 
 presidio and spaCy are imported on first use, so `import masking` stays fast.
 """
@@ -51,8 +51,25 @@ _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕
 # mobile, landline) contains six digits separated by at most one "-" or space each.
 _DIGIT_RUN = re.compile(r"\d(?:[-\s]?\d){5}")
 _PLATE = re.compile(f"[{_PROVINCES}][A-Z]")
-# A mobile written in Chinese numerals (一三八…) holds six numerals with at most single separators.
-_NUMERAL_RUN = re.compile(f"[{NUMERALS}](?:[-\\s]?[{NUMERALS}]){{5}}")
+# A mobile written in Chinese numerals (一三八…) holds six numerals with at most single separators; one
+# written in digits and numerals mixed (138一二三四5678, 1三8…), a numeral beside a digit.
+_NUMERAL_RUN = re.compile(
+    f"[{NUMERALS}](?:[-\\s]?[{NUMERALS}]){{5}}|[0-9][-\\s]?[{NUMERALS}]|[{NUMERALS}][-\\s]?[0-9]"
+)
+_NUMERAL = re.compile(f"[{NUMERALS}]")
+# A Latin WeChat cue (vx、wx、V信、weixin、wechat), loosened to its first two characters.
+_LATIN_WECHAT_CUE = re.compile(r"[VvWw](?:[Xx]|信|[Ee][IiCc])")
+
+
+def _numerals(text: str) -> bool:
+    # Most texts hold no numeral at all: one character-class search settles them.
+    return _NUMERAL.search(text) is not None and _NUMERAL_RUN.search(text) is not None
+
+
+def _wechat_cue(text: str) -> bool:
+    return "微信" in text or _LATIN_WECHAT_CUE.search(text) is not None
+
+
 _TRIGGER_KINDS: dict[str, str] = {
     "CN_ID_NUMBER": "digits",
     "CN_CREDIT_CODE": "digits",
@@ -232,6 +249,8 @@ class FreeTextScanner:
         if "passport" in kinds:
             first += "护"
         alternatives = [f"[{first}]"] if first else []
+        if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
+            alternatives.append(_LATIN_WECHAT_CUE.pattern)
         if "digits" in kinds:
             alternatives.append(_DIGIT_RUN.pattern)
         if "numerals" in kinds:  # the run itself, as for digits: 一 and 二 alone are everywhere
@@ -243,8 +262,8 @@ class FreeTextScanner:
             "plate": _PLATE.search,
             "honorific": honorific.search,
             "cue": cue.search,
-            "numerals": _NUMERAL_RUN.search,
-            "wechat": lambda text: "微信" in text,
+            "numerals": _numerals,
+            "wechat": _wechat_cue,
             "passport": lambda text: "护照" in text,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.

@@ -67,6 +67,11 @@ AFTER_A_CUE_OR_IN_NUMERALS = [
     ("一二三四五六七八九〇一", None),
     ("微信群已通知，护照业务另办", None),
     ("护照 20240301到期", None),
+    # after a Latin cue, digits and numerals mixed
+    ("vx：wang_jg88", "wechat_id"),
+    ("加V信wang_jg88", "wechat_id"),
+    ("回电138一二三四5678", "mobile"),
+    ("wechat channel notice", None),
 ]
 
 

@@ -192,6 +192,7 @@ _TOKENS = [
     *("6222021234567890128", "91110000600037341L"),
     *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
     *("微信", "微信号", "护照", "护照号", "wang_jg88", "E12345678", "EA1234567"),
+    *("vx", "VX号", "wx", "V信", "weixin", ":", "138", "5678", "三八", "1三8"),
 ]
 
 
@@ -303,8 +304,33 @@ AFTER_WECHAT_OR_PASSPORT_CUE = [
 ]
 
 
+#: A WeChat id after a Latin cue (vx、wx、weixin、wechat, followed by a colon or 号, or V信), and a mobile
+#: written in digits and numerals mixed: both once served in clear. The Latin cue must stand alone and be
+#: followed by a colon or 号: "wechat channel" is English, not an id.
+LATIN_WECHAT_CUES_AND_MIXED_MOBILES = [
+    ("vx：wang_jg88", "vx：***"),
+    ("加VX号 wang_jg88，", "加VX号 ***，"),
+    ("wx: zhang_san01", "wx: ***"),
+    ("Weixin：lihua2024。", "Weixin：***。"),
+    ("加V信wang_jg88联系", "加V信***联系"),
+    ("vx 群已建好", "vx 群已建好"),
+    ("wechat channel notice", "wechat channel notice"),
+    ("TV信号wang_jg88", "TV信号wang_jg88"),
+    ("电话138一二三四5678", "电话138****5678"),
+    ("手机1三8 1234 5678。", "手机138****5678。"),
+    ("回拨一三八1234五六七八", "回拨138****5678"),
+    ("2024年三月，3组二户", "2024年三月，3组二户"),
+    ("12三四五六七八九〇一", "12三四五六七八九〇一"),  # 12x is no mobile
+]
+
+
 @pytest.mark.parametrize(
-    ("text", "masked"), MASKING + WRITTEN_AS_PEOPLE_WRITE + MOBILES_IN_NUMERALS + AFTER_WECHAT_OR_PASSPORT_CUE
+    ("text", "masked"),
+    MASKING
+    + WRITTEN_AS_PEOPLE_WRITE
+    + MOBILES_IN_NUMERALS
+    + AFTER_WECHAT_OR_PASSPORT_CUE
+    + LATIN_WECHAT_CUES_AND_MIXED_MOBILES,
 )
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
