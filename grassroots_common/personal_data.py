@@ -14,10 +14,10 @@ event (actor ids, codes, details): only a valid GB 11643 ID number or a mainland
 one piece or in the usual groups, so that timestamps, counts and codes are never mistaken for either.
 
 The shapes that only a word before them makes personal data (a WeChat id after 微信号/vx, a passport
-number after 护照号) and mobiles written in Chinese numerals are defined here once, as regular-expression
-text: :func:`personal_data_in` refuses them in typed text, and the response scanner's recognizers
-(``masking._recognizers``) are built from the same text to mask them in remarks, so what a cadre never
-sees in a remark is also never typed into a kept text.
+number after 护照号, a house number after 家住/住址) and mobiles written in Chinese numerals are defined
+here once, as regular-expression text: :func:`personal_data_in` refuses them in typed text, and the
+response scanner's recognizers (``masking._recognizers``) are built from the same text to mask them in
+remarks, so what a cadre never sees in a remark is also never typed into a kept text.
 """
 
 from __future__ import annotations
@@ -80,11 +80,29 @@ PASSPORT_CUE: Final = r"(?:护照号码|护照号|护照)"
 #: Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
 #: countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
 PASSPORT: Final = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
+# A house number is where a person lives: personal data (GB/T 35273-2020 Annex A), and the masking
+# profile's own address rule shows an address only down to the village (门牌、组号不显示). In free text it
+# is taken only after a word saying someone lives there (家住、住址、现居、住…; not 住院、住房、住宿),
+# with at most a place name (幸福路、东风村3组) between: a house number with no one living there in the
+# text (3组12号门前路灯损坏) is a place, not a person's address. The detail is the numbered part (楼、栋、
+# 单元、室、号、弄…, or 3-2-501); what precedes it, down to a village group, is the coarse part and stays.
+RESIDENCE_CUE: Final = (
+    r"(?:家庭住址|家庭地址|户籍地址|联系地址|现住址|住址|地址|家住|现住|现居住|现居|居住在|居住于|居住|住在|住于"
+    r"|住(?![院房宿建户]))"
+)
+#: A place name between the cue and the detail: no punctuation or function word, digits only as a group.
+ADDRESS_PLACE: Final = r"(?:[^\d\s，。；：:,;.!！?？、（()）于在已将的了和与及或]|\d{1,3}组){0,16}?"
+_UNIT = r"(?:号楼|号院|号|栋|幢|单元|室|弄|层|楼)"
+ADDRESS_DETAIL: Final = (
+    rf"(?:\d{{1,3}}-\d{{1,3}}-\d{{1,4}}|\d{{1,5}}{_UNIT}(?:-?\d{{1,5}}{_UNIT}?)*)(?![\d组])"
+)
+
 _MOBILE_NUMERALS = re.compile(MOBILE_IN_NUMERALS)
 _NUMERAL = re.compile(f"[{NUMERALS}]")
 _AFTER_CUE: Final = (
     ("wechat_id", re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}")),
     ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
+    ("address", re.compile(rf"{RESIDENCE_CUE}{CUE_SEP}{ADDRESS_PLACE}{ADDRESS_DETAIL}")),
 )
 
 _GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -101,6 +119,7 @@ KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
     "licence_plate": ("车牌号", "a licence plate"),
     "wechat_id": ("微信号", "a WeChat id"),
     "passport": ("护照号", "a passport number"),
+    "address": ("门牌号等详细地址", "a house number or other address detail"),
 }
 
 
@@ -125,7 +144,7 @@ def personal_data_in(text: str) -> str | None:
 
     For text people type. ID numbers (18 or 15 digits) are refused whatever their check character, and a
     16-19 digit number only when it passes the Luhn check card numbers carry; a mobile also in Chinese
-    numerals; a WeChat id or a passport number after the word that says what it is.
+    numerals; a WeChat id, a passport number or a house number after the word that says what it is.
     Names and licence plates are the free-text scanner's (the gateway adds them).
     """
     folded = fold(text)

@@ -15,9 +15,12 @@ from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, Recogn
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
 from grassroots_common.personal_data import (
+    ADDRESS_DETAIL,
+    ADDRESS_PLACE,
     CUE_SEP,
     MOBILE_IN_NUMERALS,
     PASSPORT_CUE,
+    RESIDENCE_CUE,
     WECHAT_CUE,
     WECHAT_ID,
     is_mobile_in_numerals,
@@ -49,6 +52,7 @@ EMAIL_ADDRESS = "EMAIL_ADDRESS"
 CN_LICENCE_PLATE = "CN_LICENCE_PLATE"
 CN_WECHAT_ID = "CN_WECHAT_ID"
 PASSPORT = "PASSPORT"
+CN_ADDRESS_DETAIL = "CN_ADDRESS_DETAIL"
 PERSON = "PERSON"
 
 
@@ -138,20 +142,26 @@ class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
         return True
 
 
-# A WeChat id or a passport number is taken only right after the word that says what it is; the cues
-# and shapes are ``grassroots_common.personal_data``'s, which refuses the same in typed text.
+# A WeChat id, a passport number or a house number is taken only right after the word that says what it
+# is; the cues and shapes are ``grassroots_common.personal_data``'s, which refuses the same in typed text.
 
 
-def _after_cue(name: str, cue: str, value: str) -> tuple[Pattern, tuple[str, int | str]]:
-    """The presidio pattern of ``value`` right after ``cue``, and its standard-`re` form."""
+def _after_cue(
+    name: str, cue: str, value: str, *, between: str = ""
+) -> tuple[Pattern, tuple[str, int | str]]:
+    """The presidio pattern of ``value`` right after ``cue`` (and what may come ``between``), and its
+    standard-`re` form."""
     return (
-        Pattern(name, rf"(?<={cue}{_ID_CUE_SEP}){value}", 0.8),
-        (rf"{cue}{_ID_CUE_SEP}(?P<v>{value})", "v"),
+        Pattern(name, rf"(?<={cue}{_ID_CUE_SEP}{between}){value}", 0.8),
+        (rf"{cue}{_ID_CUE_SEP}{between}(?P<v>{value})", "v"),
     )
 
 
 _WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUE, WECHAT_ID)
 _PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_CUE, PASSPORT_NUMBER)
+_ADDRESS_PATTERN, _ADDRESS_STDLIB = _after_cue(
+    "address_after_cue", RESIDENCE_CUE, ADDRESS_DETAIL, between=ADDRESS_PLACE
+)
 
 
 class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
@@ -168,6 +178,15 @@ class PassportAfterCueRecognizer(_ChinesePatternRecognizer):
     ENTITY = PASSPORT
     PATTERNS = (_PASSPORT_PATTERN,)
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"passport_after_cue": _PASSPORT_STDLIB}
+
+
+class AddressDetailAfterCueRecognizer(_ChinesePatternRecognizer):
+    """The numbered part of where someone lives, after a word saying so (住3号楼2单元501室, 家住幸福路
+    88弄12号, 住址：东风村3组12号): the house number, not the road, village or group before it."""
+
+    ENTITY = CN_ADDRESS_DETAIL
+    PATTERNS = (_ADDRESS_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"address_after_cue": _ADDRESS_STDLIB}
 
 
 def compact_id_number(text: str) -> str:
@@ -361,6 +380,7 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         CnLicencePlateRecognizer(),
         WeChatIdAfterCueRecognizer(),
         PassportAfterCueRecognizer(),
+        AddressDetailAfterCueRecognizer(),
         ChineseNameRecognizer(),
     ]
 

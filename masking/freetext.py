@@ -7,7 +7,7 @@ explanation objects, the blank zh pipeline that contributes no entities: no NER 
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
 or a numeral beside a digit (a mobile typed as 一三八… or 138一二三四…), an "@", a plate prefix, a name
-cue word or an honorific, a WeChat or passport cue; a text with none of them costs one
+cue word or an honorific, a WeChat, passport or residence cue; a text with none of them costs one
 search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
 `scan_with_engine`) give the same findings at the default threshold (tested); the bench compares the two.
 
@@ -37,6 +37,7 @@ ENTITY_TYPES: tuple[str, ...] = (
     "CN_LICENCE_PLATE",
     "CN_WECHAT_ID",
     "PASSPORT",
+    "CN_ADDRESS_DETAIL",
     "PERSON",
 )
 # When two findings overlap with equal scores, the earlier type in ENTITY_TYPES wins: an ID number
@@ -70,6 +71,10 @@ def _wechat_cue(text: str) -> bool:
     return "微信" in text or _LATIN_WECHAT_CUE.search(text) is not None
 
 
+def _residence_cue(text: str) -> bool:
+    return "住" in text or "址" in text or "现居" in text
+
+
 _TRIGGER_KINDS: dict[str, str] = {
     "CN_ID_NUMBER": "digits",
     "CN_CREDIT_CODE": "digits",
@@ -84,6 +89,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_mobile_numerals": "numerals",
     "wechat_after_cue": "wechat",
     "passport_after_cue": "passport",
+    "address_after_cue": "residence",
 }
 _LANGUAGE = "zh"
 
@@ -187,6 +193,11 @@ def _mask_wechat_id(text: str) -> str:
     return "***"
 
 
+def _mask_address_detail(text: str) -> str:
+    # The house number goes whole, as the address operator drops it; the place before it stays.
+    return "***"
+
+
 def _mask_passport(text: str) -> str:
     # The letters say which kind of passport (E: ordinary, electronic) and identify nobody.
     letters = len(text) - len(text.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
@@ -248,6 +259,8 @@ class FreeTextScanner:
             first += "微"
         if "passport" in kinds:
             first += "护"
+        if "residence" in kinds:
+            first += "住址现"
         alternatives = [f"[{first}]"] if first else []
         if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
             alternatives.append(_LATIN_WECHAT_CUE.pattern)
@@ -265,6 +278,7 @@ class FreeTextScanner:
             "numerals": _numerals,
             "wechat": _wechat_cue,
             "passport": lambda text: "护照" in text,
+            "residence": _residence_cue,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
@@ -293,6 +307,7 @@ class FreeTextScanner:
         self._maskers["CN_LICENCE_PLATE"] = _mask_plate
         self._maskers["CN_WECHAT_ID"] = _mask_wechat_id
         self._maskers["PASSPORT"] = _mask_passport
+        self._maskers["CN_ADDRESS_DETAIL"] = _mask_address_detail
 
     @property
     def entities(self) -> tuple[str, ...]:

@@ -72,6 +72,11 @@ AFTER_A_CUE_OR_IN_NUMERALS = [
     ("加V信wang_jg88", "wechat_id"),
     ("回电138一二三四5678", "mobile"),
     ("wechat channel notice", None),
+    # a house number where someone lives; a place no one is said to live at, groups, a stay in hospital
+    ("投诉人家住幸福路88弄12号", "address"),
+    ("住3号楼2单元501室", "address"),
+    ("3组12号门前路灯损坏，已报修", None),
+    ("住院3天，住2组", None),
 ]
 
 

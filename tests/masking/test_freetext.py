@@ -193,6 +193,21 @@ _TOKENS = [
     *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
     *("微信", "微信号", "护照", "护照号", "wang_jg88", "E12345678", "EA1234567"),
     *("vx", "VX号", "wx", "V信", "weixin", ":", "138", "5678", "三八", "1三8"),
+    *(
+        "住",
+        "家住",
+        "住址",
+        "现居",
+        "住院",
+        "幸福路",
+        "3号楼",
+        "2单元",
+        "501室",
+        "88弄",
+        "12号",
+        "3组",
+        "3-2-501",
+    ),
 ]
 
 
@@ -323,6 +338,23 @@ LATIN_WECHAT_CUES_AND_MIXED_MOBILES = [
     ("12三四五六七八九〇一", "12三四五六七八九〇一"),  # 12x is no mobile
 ]
 
+#: The numbered part of where someone lives, after a word saying so: once served in clear. Masked as the
+#: structured address operator treats it (门牌不显示): the house number goes, the road, village and group
+#: before it stay. Without such a word, and for dates, groups, amounts, counts and order numbers, nothing.
+ADDRESS_DETAILS = [
+    ("住3号楼2单元501室", "住***"),
+    ("家住幸福路88弄12号，独居", "家住幸福路***，独居"),
+    ("住址：东风村3组12号。", "住址：东风村3组***。"),
+    ("现居住3-2-501，", "现居住***，"),
+    ("户主王建国住5栋1单元302", "户主王**住***"),
+    ("五保户李根住3组", "五保户李*住3组"),
+    ("3组12号门前路灯损坏，已报修", "3组12号门前路灯损坏，已报修"),
+    ("住院3天，3月5号出院", "住院3天，3月5号出院"),
+    ("住房补贴300元，居住12年", "住房补贴300元，居住12年"),
+    ("地址变更于3号", "地址变更于3号"),
+    ("订单编号1234567890已办结，住2组", "订单编号1234567890已办结，住2组"),
+]
+
 
 @pytest.mark.parametrize(
     ("text", "masked"),
@@ -330,7 +362,8 @@ LATIN_WECHAT_CUES_AND_MIXED_MOBILES = [
     + WRITTEN_AS_PEOPLE_WRITE
     + MOBILES_IN_NUMERALS
     + AFTER_WECHAT_OR_PASSPORT_CUE
-    + LATIN_WECHAT_CUES_AND_MIXED_MOBILES,
+    + LATIN_WECHAT_CUES_AND_MIXED_MOBILES
+    + ADDRESS_DETAILS,
 )
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
