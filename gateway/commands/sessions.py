@@ -34,16 +34,25 @@ _ALREADY_SIGNED_OUT = (
 )
 
 
+#: An expired token is refused by every gateway process already: nothing to sign out. Said only when the
+#: gateway answered ``expired_token``, which it does after the token's signature held (a forged token is
+#: ``invalid_token``, exit 1); the CLI never decides from the token's own, unverified ``exp``.
+_ALREADY_EXPIRED = (
+    "该登录凭证已经过期，网关已不再接受，无需退出登录。\n"
+    "This sign-in token has already expired: the gateway no longer accepts it, and no sign-out is needed."
+)
+
+
 @api_command
 def logout() -> ApiCall:
     """Sign out: the token given (--token or GRASSROOTS_TOKEN) is refused from now on by every gateway
-    process, until it would have expired anyway. A token already signed out or revoked is said to be so
-    (exit 0)."""
+    process, until it would have expired anyway. A token already signed out, revoked or expired is said to be
+    so (exit 0)."""
     return ApiCall(
         "POST",
         "/api/v1/me/logout",
         render=_said,
-        settled_by={"session_revoked": _ALREADY_SIGNED_OUT},
+        settled_by={"session_revoked": _ALREADY_SIGNED_OUT, "expired_token": _ALREADY_EXPIRED},
     )
 
 
