@@ -33,7 +33,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 
 import httpx
 from joserfc import jws
@@ -110,8 +110,12 @@ _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
         "The access token has expired. Please sign in again.",
     ),
     "token_not_yet_valid": (
-        "登录凭证尚未生效，请检查设备时间后重试。",
-        "The access token is not valid yet. Check the device clock and try again.",
+        "登录凭证的签发或生效时间晚于本平台的当前时间，尚未生效，本次未处理。通常是统一身份认证服务与本平台的"
+        "时钟不一致（与您的设备时间无关）：请稍后重试；如反复出现，请联系平台管理员核对两者的时钟。",
+        "The access token's issue or start time is later than this service's clock: it is not valid yet, "
+        "and the request was not handled. Usually the identity provider's clock and this service's disagree "
+        "(your device's clock plays no part): try again in a while; if it keeps happening, contact the "
+        "platform administrator to check both clocks.",
     ),
     "wrong_audience": (
         "该登录凭证不是签发给本平台的，请通过本平台重新登录。",
@@ -518,7 +522,21 @@ class OIDCVerifier:
         except MissingClaimError as error:
             raise AuthError("invalid_token") from error
         except InvalidClaimError as error:
-            raise AuthError(_invalid_claim_code(error.claim, claims)) from error
+            code = _invalid_claim_code(error.claim, claims)
+            if code == "token_not_yet_valid":
+                # The provider's clock ahead of the gateway's (RFC 7519 §4.1.5/§4.1.6): beyond the leeway a
+                # token stamped later than issued would escape a revocation of its user (gateway.auth.
+                # sessions). The operator needs the provider and by how much; never the token.
+                _log.warning(
+                    "identity provider %s: access token %s is %d s ahead of this gateway's clock, beyond "
+                    "the %d s leeway (GRASSROOTS_OIDC_LEEWAY_S); token refused: check the provider's and "
+                    "the gateway's clocks (NTP)",
+                    self.issuer,
+                    error.claim,
+                    math.ceil(claims[error.claim] - self._clock()),
+                    self._leeway_s,
+                )
+            raise AuthError(code) from error
         except JoseError as error:
             raise AuthError("invalid_token") from error
         exp, iat = claims["exp"], claims["iat"]
@@ -887,7 +905,7 @@ def _whole_seconds(value: object) -> int | None:
     return math.floor(value)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -897,7 +915,9 @@ def _invalid_claim_code(claim: str, claims: Mapping[str, Any]) -> AuthErrorCode:
     if claim == "aud":
         aud = claims.get("aud")
         return "wrong_audience" if isinstance(aud, str | list) else "invalid_token"
-    if claim in {"nbf", "iat"} and _is_number(claims.get(claim)):
-        # A numeric nbf/iat refused by the registry is in the future beyond the leeway.
+    value = claims.get(claim)
+    if claim in {"nbf", "iat"} and _is_number(value) and math.isfinite(value):
+        # A numeric nbf/iat refused by the registry is in the future beyond the leeway (NaN and Infinity,
+        # which Python's JSON reads, are no NumericDate: invalid).
         return "token_not_yet_valid"
     return "invalid_token"

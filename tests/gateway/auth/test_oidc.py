@@ -477,6 +477,52 @@ async def test_leeway_boundaries(
         assert caught.value.code == expected
 
 
+@pytest.mark.parametrize(("claim", "ahead"), [("iat", 3600), ("iat", 31), ("nbf", 90)])
+async def test_a_provider_clock_ahead_beyond_the_leeway_is_refused_and_logged_with_the_skew(
+    claim: str,
+    ahead: int,
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A token stamped an hour ahead was refused, but told the user to check their device's clock (which
+    plays no part) and left the operator no line saying which provider's clock ran ahead, or by how much.
+    Now the message points at the provider's and the gateway's clocks, and the log says both."""
+    verifier = make_verifier(clock=lambda: NOW, leeway_s=30)
+    token = mint(keys.ec, claims_for(tenant.issuer, now=NOW, **{claim: int(NOW) + ahead}))
+    caplog.set_level(logging.WARNING, logger="gateway.auth.oidc")
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+    assert caught.value.code == "token_not_yet_valid"
+    assert "时钟不一致" in caught.value.message_zh and "与您的设备时间无关" in caught.value.message_zh
+    assert "identity provider's clock" in caught.value.message_en
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.auth.oidc"]
+    assert tenant.issuer in line and f"{claim} is {ahead} s ahead" in line and "30 s leeway" in line, line
+    assert token not in line and token.split(".")[1] not in line
+
+
+async def test_a_start_time_that_is_no_number_is_an_invalid_token_not_a_clock(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    # Python's JSON reads NaN and Infinity; neither is a NumericDate (RFC 7519 §2), nor a skew to log.
+    verifier = make_verifier(clock=lambda: NOW)
+    for odd in ("NaN", "Infinity"):
+        claims = json.dumps(claims_for(tenant.issuer, now=NOW, nbf=0)).replace('"nbf": 0', f'"nbf": {odd}')
+        header = base64.urlsafe_b64encode(
+            json.dumps({"alg": "ES256", "kid": keys.ec.kid, "typ": "at+jwt"}).encode()
+        )
+        body = base64.urlsafe_b64encode(claims.encode())
+        signing_input = header.rstrip(b"=") + b"." + body.rstrip(b"=")
+        signature = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).sign(
+            signing_input, keys.ec.private
+        )
+        token = (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(token)
+        assert caught.value.code == "invalid_token", odd
+
+
 def _in_process_provider(issuer: str, jwks: dict[str, Any]) -> httpx.MockTransport:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/.well-known/openid-configuration"):
