@@ -46,11 +46,14 @@ class SettingProblem:
 class IssuerTrust:
     """One identity provider whose access tokens the gateway accepts: its issuer URL (exactly its tokens'
     ``iss``), the audience they must name, and the division-code prefixes of the organisations it may sign
-    users in for (``None``: any organisation)."""
+    users in for (``None``: any organisation). ``qualifies_subjects``: its users' ids are ``<issuer>#<sub>``
+    (each of GRASSROOTS_OIDC_ISSUERS), not the bare ``sub`` (GRASSROOTS_OIDC_ISSUER), so that one ``sub``
+    at two providers is two users."""
 
     issuer: str
     audience: str
     org_prefixes: tuple[str, ...] | None
+    qualifies_subjects: bool = False
 
 
 class ConfigurationError(Exception):
@@ -341,6 +344,15 @@ class Settings(GatewayAddress):
                     f"identity provider #{place}: issuer must be a full URL starting with https:// or "
                     "http://",
                 )
+            if "#" in issuer or "?" in issuer:
+                # OpenID Connect Core 1.0 §2: an issuer has no query or fragment; "#" also separates the
+                # issuer from the sub in its users' ids ("<issuer>#<sub>").
+                raise InvalidSetting(
+                    f"第 {place} 个身份提供方的 issuer 不能含有 “?” 或 “#”（OpenID Connect 的 issuer 没有查询"
+                    "或片段部分）",
+                    f"identity provider #{place}: issuer must not hold '?' or '#' (an OpenID Connect issuer "
+                    "has no query or fragment)",
+                )
             if audience is not None and (not isinstance(audience, str) or not audience.strip()):
                 raise InvalidSetting(
                     f"第 {place} 个身份提供方的 audience 须为非空字符串（省略则为 GRASSROOTS_OIDC_AUDIENCE）",
@@ -480,7 +492,10 @@ class Settings(GatewayAddress):
                 )
             trusted.append(
                 IssuerTrust(
-                    entry["issuer"], entry["audience"] or self.oidc_audience, tuple(entry["jurisdiction"])
+                    entry["issuer"],
+                    entry["audience"] or self.oidc_audience,
+                    tuple(entry["jurisdiction"]),
+                    qualifies_subjects=True,
                 )
             )
         return tuple(trusted)

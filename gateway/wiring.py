@@ -67,6 +67,7 @@ def build_runtime(
                     leeway_s=settings.oidc_leeway_s,
                     org_prefixes=trust.org_prefixes,
                     max_lifetime_s=settings.oidc_max_token_lifetime_s,
+                    qualify_subjects=trust.qualifies_subjects,
                 )
                 for trust in settings.trusted_issuers
             ]

@@ -191,6 +191,10 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.=]+", re.ASCII)
 # the log would refuse is refused here, answered as what it is, rather than failing as a 500 unlogged.
 _MAX_SUBJECT_CHARS = 256
 _ROLE = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}", re.ASCII)
+# The longest user id every table naming a user holds (grants' requester and approvers, daily quotas,
+# break-glass, masking and admission reviews: 128 characters). A further provider's qualified id
+# ("<issuer>#<sub>") longer than that is refused rather than failing when the user acts.
+_MAX_QUALIFIED_USER_ID = 128
 
 
 class AuthError(Exception):
@@ -237,6 +241,7 @@ class AuthError(Exception):
 class Principal:
     """The authenticated caller, as the token's issuer describes them (docs/architecture.md)."""
 
+    #: The token's ``sub``; ``<issuer>#<sub>`` for a provider of GRASSROOTS_OIDC_ISSUERS (OIDCVerifier).
     user_id: str
     username: str = field(repr=False)
     org: str
@@ -298,6 +303,11 @@ class OIDCVerifier:
     by then. Without it, a token of a provider issuing longer-lived tokens than configured was accepted
     again once the revocation was pruned.
 
+    ``qualify_subjects`` makes the user id ``<issuer>#<sub>`` (and a ``jti`` ``<issuer>#<jti>``) instead of
+    the bare ``sub``: OpenID Connect Core 1.0 §5.7 makes ``sub`` unique within its issuer only, so beside
+    other providers the user "u123" of one is not the user "u123" of another. The gateway's own provider
+    (GRASSROOTS_OIDC_ISSUER) keeps the bare ``sub``; each of GRASSROOTS_OIDC_ISSUERS is qualified.
+
     ``clock`` (wall time, for ``exp``/``nbf``/``iat``) and ``monotonic`` (for cache ages) exist for
     tests; production code leaves them alone.
     """
@@ -313,6 +323,7 @@ class OIDCVerifier:
         claims: ClaimMapping = ClaimMapping(),
         org_prefixes: Sequence[str] | None = None,
         max_lifetime_s: int | None = None,
+        qualify_subjects: bool = False,
         jwks_refresh_min_interval_s: float = 30.0,
         http_timeout_s: float = 5.0,
         discovery_ttl_s: float = 3600.0,
@@ -336,6 +347,8 @@ class OIDCVerifier:
             raise ValueError("leeway_s must not be negative")
         if max_lifetime_s is not None and max_lifetime_s <= 0:
             raise ValueError("max_lifetime_s must be positive")
+        if qualify_subjects and "#" in issuer:
+            raise ValueError("an issuer whose subjects are qualified must have no fragment ('#')")
         if org_prefixes is not None and (
             isinstance(org_prefixes, str)  # one code, not a sequence of its digits
             or not all(
@@ -353,6 +366,12 @@ class OIDCVerifier:
         self._claims = claims
         # A tuple, for one str.startswith per token; an empty one (an issuer allowed nothing) refuses all.
         self._org_prefixes = None if org_prefixes is None else tuple(org_prefixes)
+        # OpenID Connect Core 1.0 §5.7: only iss and sub together identify a user. "#" never occurs in an
+        # issuer (Core §2: no fragment), so no qualified id of one issuer begins another's qualifier.
+        self.user_id_prefix = issuer + "#" if qualify_subjects else ""
+        # The qualifiers of the other issuers trusted beside this one (set by TrustedIssuers), which no plain
+        # subject of this issuer may begin with: it would name one of their users.
+        self._foreign_prefixes: tuple[str, ...] = ()
         self._refresh_interval_s = jwks_refresh_min_interval_s
         self._http_timeout_s = http_timeout_s
         self._discovery_ttl_s = discovery_ttl_s
@@ -564,6 +583,7 @@ class OIDCVerifier:
             raise AuthError("personal_data_in_subject")
         if not _recordable_subject(subject):
             raise AuthError("invalid_token")
+        user_id = self._user_id(subject)
 
         org = _division_code_claim(claims, mapping.org)
         if org is None:
@@ -599,15 +619,43 @@ class OIDCVerifier:
 
         jti = claims.get("jti")
         return Principal(
-            user_id=subject,
+            user_id=user_id,
             username=username,
             org=org,
             roles=tuple(roles),
             department=_optional_str(claims, mapping.department),
             office=_optional_str(claims, mapping.office),
-            token_id=jti if isinstance(jti, str) else None,
+            # A sign-out names the token by its jti (gateway.auth.sessions), which is unique within its
+            # issuer only (RFC 7519 §4.1.7: the relying party on several issuers keeps them apart).
+            token_id=self.user_id_prefix + jti if isinstance(jti, str) and jti else None,
             grids=tuple(sorted(set(grids))),
         )
+
+    def _user_id(self, subject: str) -> str:
+        """The user id of ``subject`` (already checked: recordable, no ID number or mobile): qualified by the
+        issuer when this verifier qualifies subjects, else the bare ``sub``."""
+        if self.user_id_prefix:
+            user_id = self.user_id_prefix + subject
+            if len(user_id) > _MAX_QUALIFIED_USER_ID:
+                # Lengths only: the subject itself is never logged.
+                _log.warning(
+                    "identity provider %s: a subject of %d characters makes a user id (issuer#sub) longer "
+                    "than the %d characters the gateway keeps; token refused",
+                    self.issuer,
+                    len(subject),
+                    _MAX_QUALIFIED_USER_ID,
+                )
+                raise AuthError("invalid_token")
+            return user_id
+        if self._foreign_prefixes and subject.startswith(self._foreign_prefixes):
+            # It would be taken for a user of another trusted provider (their ids are "<issuer>#<sub>").
+            _log.warning(
+                "identity provider %s: a subject written as another trusted provider's user id; "
+                "token refused",
+                self.issuer,
+            )
+            raise AuthError("invalid_token")
+        return subject
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -777,6 +825,15 @@ class TrustedIssuers:
         self._by_issuer = {verifier.issuer: verifier for verifier in verifiers}
         if len(self._by_issuer) != len(verifiers):
             raise ValueError("each issuer may be trusted once")
+        # A user id is "<issuer>#<sub>" for a qualifying issuer, the bare sub for one that does not: at most
+        # one issuer keeps bare subs, and none of them may read as a qualified id, or two people would be
+        # one user (see OIDCVerifier).
+        if sum(1 for v in verifiers if not v.user_id_prefix) > 1:
+            raise ValueError("at most one issuer may keep bare subjects as user ids; qualify the others")
+        qualified = tuple(v.user_id_prefix for v in verifiers if v.user_id_prefix)
+        for verifier in verifiers:
+            if not verifier.user_id_prefix:
+                verifier._foreign_prefixes = qualified
         self._only = verifiers[0] if len(verifiers) == 1 else None
 
     def __repr__(self) -> str:

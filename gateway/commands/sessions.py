@@ -68,7 +68,10 @@ def revoke(
         str,
         typer.Argument(
             help=bilingual(
-                "用户在身份提供方的标识（sub）", "the user's identifier (sub) at the identity provider"
+                "用户标识：用户在身份提供方的标识（sub）；经 GRASSROOTS_OIDC_ISSUERS 所列身份提供方登录的用户"
+                "写作 issuer#sub（即 GET /api/v1/me 所示的 user_id）",
+                "the user id: the user's identifier (sub) at the identity provider; for a user of a provider "
+                "in GRASSROOTS_OIDC_ISSUERS, issuer#sub (the user_id GET /api/v1/me shows)",
             )
         ),
     ],

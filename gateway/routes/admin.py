@@ -105,9 +105,12 @@ def checked_user_id(user_id: str) -> str:
     identity provider's subject is never one either, gateway.auth.oidc refuses such tokens)."""
     if not user_id.strip() or len(user_id) > _USER_ID_MAX:
         raise InvalidRequest(
-            f"用户标识不能为空，且最多 {_USER_ID_MAX} 个字符：请填写统一身份认证中的用户标识（sub）。",
+            f"用户标识不能为空，且最多 {_USER_ID_MAX} 个字符：请填写统一身份认证中的用户标识（sub；"
+            "经 GRASSROOTS_OIDC_ISSUERS 所列身份提供方登录的用户写作“issuer#sub”，"
+            "即其 GET /api/v1/me 的 user_id）。",
             f"The user id must be 1 to {_USER_ID_MAX} characters: give the user's identifier (sub) at the "
-            "identity provider.",
+            "identity provider (for a user of a provider in GRASSROOTS_OIDC_ISSUERS, 'issuer#sub': the "
+            "user_id GET /api/v1/me shows).",
             code="invalid_user_id",
         )
     if looks_like_identifier(fold(user_id)):
@@ -120,7 +123,9 @@ def checked_user_id(user_id: str) -> str:
     return user_id
 
 
-@router.post("/users/{user_id}/revoke-sessions")
+# ``:path``: the id of a user of a further provider is "<issuer>#<sub>", whose issuer holds "/" (sent as %2F,
+# which the router reads decoded).
+@router.post("/users/{user_id:path}/revoke-sessions")
 async def revoke_sessions(
     principal: Annotated[
         Principal,

@@ -5,6 +5,9 @@ Specification: a token is verified by the provider it names and by no other (RFC
 provider A never validates a token naming B, even under a ``kid`` B also publishes; a token of A naming an
 organisation of B's jurisdiction is refused (``org_outside_issuer``); a token naming no trusted provider is
 refused (``wrong_issuer``) before any key is fetched; each provider's tokens must name its own audience.
+A ``sub`` (and a ``jti``) is unique at its own provider only (OpenID Connect Core 1.0 §5.7): the user id of a
+further provider's user is ``<issuer>#<sub>``, so one ``sub`` at two providers is two users, to sign-outs,
+revocations, quotas, separation of duties and the audit log alike.
 The two providers are real HTTP issuers on the stand-in provider process; tokens are minted with PyJWT.
 Through the whole stack, the gateway's own development IdP is one provider and the stand-in another.
 """
@@ -22,8 +25,10 @@ import httpx
 import pytest
 
 from gateway.auth.oidc import AuthError, AuthErrorCode, OIDCVerifier, TrustedIssuers
+from gateway.auth.sessions import RevokedSessions, token_key
 from gateway.settings import ConfigurationError, IssuerTrust, Settings
 from tests.gateway.auth.conftest import AUDIENCE, Keys, Tenant, claims_for, mint
+from tests.gateway.test_grants_api import token_as
 from tests.stack import Stack, stack_fixture
 
 #: Township 城桥镇 (A's jurisdiction) and township 新河镇 (B's), with a village of each.
@@ -52,7 +57,10 @@ async def providers(idp_process: tuple[str, Path], keys: Keys) -> AsyncIterator[
     issuers = TrustedIssuers(
         [
             OIDCVerifier(a.issuer, AUDIENCE, org_prefixes=(TOWNSHIP_A,), http_timeout_s=2.0),
-            OIDCVerifier(b.issuer, AUDIENCE_B, org_prefixes=(TOWNSHIP_B,), http_timeout_s=2.0),
+            # As the gateway wires a provider of GRASSROOTS_OIDC_ISSUERS beside GRASSROOTS_OIDC_ISSUER (A).
+            OIDCVerifier(
+                b.issuer, AUDIENCE_B, org_prefixes=(TOWNSHIP_B,), http_timeout_s=2.0, qualify_subjects=True
+            ),
         ]
     )
     yield TwoProviders(a, b, issuers)
@@ -131,6 +139,65 @@ async def test_a_token_naming_no_trusted_provider_is_refused_before_any_key_is_f
         assert await _refused(providers.issuers, unreadable) == code
 
 
+# -- one sub at two providers --------------------------------------------------------------------------------
+
+
+async def test_one_sub_and_jti_at_two_providers_are_two_users_and_two_tokens(
+    providers: TwoProviders, keys: Keys
+) -> None:
+    """Before, the user id was the bare ``sub`` whoever issued it: signing out u123's token at A (jti-0001)
+    or revoking u123's sessions also cut off B's u123, who is someone else."""
+    a, b = providers.a, providers.b
+    same = {"sub": "u123", "jti": "jti-0001"}
+    of_a = await providers.issuers.verify(mint(keys.rsa, claims_for(a.issuer, org_code=VILLAGE_A, **same)))
+    of_b = await providers.issuers.verify(
+        mint(keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B, aud=AUDIENCE_B, **same))
+    )
+    assert (of_a.user_id, of_b.user_id) == ("u123", f"{b.issuer}#u123")
+    assert token_key(of_a) != token_key(of_b)
+
+    later = float(of_a.issued_at or 0) + 1
+    a_signed_out = RevokedSessions(version=1, tokens={token_key(of_a): later + 600})
+    a_revoked = RevokedSessions(version=1, users={of_a.user_id: later})
+    b_revoked = RevokedSessions(version=1, users={of_b.user_id: later})
+    assert [s.refuses(of_a) for s in (a_signed_out, a_revoked, b_revoked)] == [True, True, False]
+    assert [s.refuses(of_b) for s in (a_signed_out, a_revoked, b_revoked)] == [False, False, True]
+
+
+async def test_a_bare_sub_reading_as_another_providers_user_or_a_qualified_id_too_long_is_refused(
+    providers: TwoProviders, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = providers.a, providers.b
+    # The sub itself is checked before it is qualified: a mobile stays out of the audit log's actor.
+    mobile = mint(keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B, aud=AUDIENCE_B, sub="13812345678"))
+    assert await _refused(providers.issuers, mobile) == "personal_data_in_subject"
+    # A's "sub" written as B's user u123 would be taken for him: refused, not merged.
+    posing = mint(keys.rsa, claims_for(a.issuer, org_code=VILLAGE_A, sub=f"{b.issuer}#u123"))
+    assert await _refused(providers.issuers, posing) == "invalid_token"
+    # A qualified id is kept where every table naming a user can hold it (128 characters).
+    room = 128 - len(f"{b.issuer}#")
+    fits = mint(keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B, aud=AUDIENCE_B, sub="x" * room))
+    assert len((await providers.issuers.verify(fits)).user_id) == 128
+    caplog.clear()
+    too_long = mint(
+        keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B, aud=AUDIENCE_B, sub="y" * (room + 1))
+    )
+    assert await _refused(providers.issuers, too_long) == "invalid_token"
+    logged = caplog.text
+    assert (
+        b.issuer in logged and str(room + 1) in logged and "y" * 20 not in logged and too_long not in logged
+    )
+
+
+def test_at_most_one_provider_keeps_bare_subs() -> None:
+    with pytest.raises(ValueError, match="at most one issuer may keep bare subjects"):
+        TrustedIssuers(
+            [OIDCVerifier("https://a.example", AUDIENCE), OIDCVerifier("https://b.example", AUDIENCE)]
+        )
+    with pytest.raises(ValueError, match="no fragment"):
+        OIDCVerifier("https://b.example/#x", AUDIENCE, qualify_subjects=True)
+
+
 # -- configuration -------------------------------------------------------------------------------------------
 
 
@@ -156,8 +223,8 @@ def test_operators_list_further_providers_with_their_audience_and_jurisdiction(
     )
     assert Settings().trusted_issuers == (
         IssuerTrust("https://idp.sh.example/realms/chongming", "grassroots-gateway", ("310151",)),
-        IssuerTrust("https://sso.township-b.example", "gw-b", ("310151102",)),
-        IssuerTrust("https://sso.province.example/", "grassroots-gateway", ("31",)),
+        IssuerTrust("https://sso.township-b.example", "gw-b", ("310151102",), qualifies_subjects=True),
+        IssuerTrust("https://sso.province.example/", "grassroots-gateway", ("31",), qualifies_subjects=True),
     )
     # The single-issuer settings alone: as before, one provider, unrestricted unless given a jurisdiction.
     monkeypatch.delenv("GRASSROOTS_OIDC_ISSUERS")
@@ -179,6 +246,8 @@ def test_operators_list_further_providers_with_their_audience_and_jurisdiction(
         ([{"issuer": "https://sso.b.example", "jurisdiction": []}], "list at least one division code"),
         ([{"issuer": "https://sso.b.example", "jurisdiction": ["31015"]}], "cut only where"),
         ([{"issuer": "https://sso.b.example", "jurisdiction": ["31"], "audience": ""}], "audience must be"),
+        ([{"issuer": "https://sso.b.example/#u", "jurisdiction": ["31"]}], "must not hold '?' or '#'"),
+        ([{"issuer": "https://sso.b.example/?realm=b", "jurisdiction": ["31"]}], "must not hold '?' or '#'"),
     ],
 )
 def test_a_provider_written_wrongly_is_refused_naming_the_setting(
@@ -238,19 +307,29 @@ def _me(base_url: str, token: str) -> httpx.Response:
     return httpx.get(f"{base_url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
 
 
-def test_a_gateway_trusting_two_providers_keeps_their_users_and_keys_apart(
-    stack: Stack, idp_process: tuple[str, Path], keys: Keys
-) -> None:
-    """The development IdP (A) for 城桥镇, the stand-in provider (B) for 新河镇, in one gateway process."""
+def _beside_the_dev_idp(
+    stack: Stack, idp_process: tuple[str, Path], keys: Keys, a_jurisdiction: str
+) -> tuple[Tenant, str, dict[str, str]]:
+    """A fresh stand-in provider B (新河镇) signing with ``keys.attacker``, A's issuer (the stack's
+    development IdP) and the settings of a gateway trusting A for ``a_jurisdiction`` and B
+    (GRASSROOTS_OIDC_ISSUERS)."""
     base_url, root = idp_process
     b = Tenant(base_url, root, f"b-{uuid.uuid4().hex[:12]}")
     b.publish_discovery()
     b.publish_keys(keys.attacker)
     a_issuer = f"{stack.base_url}/dev-idp"
     env = {
-        "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": json.dumps({a_issuer: [TOWNSHIP_A]}),
+        "GRASSROOTS_OIDC_ISSUER_JURISDICTIONS": json.dumps({a_issuer: [a_jurisdiction]}),
         "GRASSROOTS_OIDC_ISSUERS": json.dumps([{"issuer": b.issuer, "jurisdiction": [TOWNSHIP_B]}]),
     }
+    return b, a_issuer, env
+
+
+def test_a_gateway_trusting_two_providers_keeps_their_users_and_keys_apart(
+    stack: Stack, idp_process: tuple[str, Path], keys: Keys
+) -> None:
+    """The development IdP (A) for 城桥镇, the stand-in provider (B) for 新河镇, in one gateway process."""
+    b, a_issuer, env = _beside_the_dev_idp(stack, idp_process, keys, TOWNSHIP_A)
     with stack.another_gateway(**env) as gateway:
         assert _me(gateway, stack.token("cadre_a")).status_code == 200  # A's user, 东风村 (城桥镇)
         of_b = _me(gateway, mint(keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B)))
@@ -275,3 +354,35 @@ def test_a_gateway_trusting_two_providers_keeps_their_users_and_keys_apart(
         refused = _me(gateway, stranger)
         assert (refused.status_code, refused.json()["error"]) == (401, "wrong_issuer")
         assert refused.json()["message"].startswith("该登录凭证不是由本平台信任的统一身份认证服务签发的")
+
+
+def test_revoking_one_providers_user_leaves_the_same_sub_at_the_other_signed_in(
+    stack: Stack, idp_process: tuple[str, Path], keys: Keys
+) -> None:
+    """The development IdP (A, GRASSROOTS_OIDC_ISSUER) and the stand-in (B, GRASSROOTS_OIDC_ISSUERS) each sign
+    in a user of the same sub. Before, the gateway took them for one user: revoking A's cut off B's too.
+    Now B's user is "<B's issuer>#<sub>", revoked on their own (by the command line: the issuer's "/" and
+    the "#" travel in the path)."""
+    # The whole district for A, so that its platform administrator signs in there too.
+    b, _, env = _beside_the_dev_idp(stack, idp_process, keys, "310151")
+    sub = f"u-{uuid.uuid4().hex[:12]}"
+    with stack.another_gateway(**env) as gateway:
+
+        def status(token: str) -> tuple[int, str]:
+            answer = _me(gateway, token)
+            return answer.status_code, "" if answer.status_code == 200 else answer.json()["error"]
+
+        def revoke(user_id: str) -> None:
+            args = ("sessions", "revoke", user_id, "--reason", "调离本村", "--as", "platform_admin")
+            done = stack.cli(*args, "--url", gateway, check=False)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("该用户此前签发的全部登录凭证已撤销"), done.stdout
+
+        of_a = token_as(stack, "cadre_a", sub=sub)
+        of_b = mint(keys.attacker, claims_for(b.issuer, org_code=VILLAGE_B, sub=sub))
+        assert (status(of_a), status(of_b)) == ((200, ""), (200, ""))
+        revoke(sub)  # A's user
+        assert (status(of_a), status(of_b)) == ((401, "session_revoked"), (200, ""))
+        assert _me(gateway, of_b).json()["user_id"] == f"{b.issuer}#{sub}"
+        revoke(f"{b.issuer}#{sub}")  # B's user
+        assert status(of_b) == (401, "session_revoked")
