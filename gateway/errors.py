@@ -9,8 +9,30 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class UpstreamFailure:
+    """What went wrong calling a departmental system, for its operators and supervisors (log line, metric,
+    audit event), never for the answer: ``system`` its id, ``call`` one of ``list``/``read``/``lookup``,
+    ``fault`` a code of the gateway's own (README "The departmental-system contract": ``timeout``,
+    ``redirect``, ``not_json`` …), ``status`` the HTTP status the system answered, when it answered one.
+    Codes only: nothing the system sent is kept."""
+
+    system: str
+    call: str
+    fault: str
+    status: int | None = None
+
+    def details(self) -> dict[str, Any]:
+        """As an audit event's ``details`` record it."""
+        recorded: dict[str, Any] = {"system": self.system, "upstream_fault": self.fault}
+        if self.status is not None:
+            recorded["upstream_status"] = self.status
+        return recorded
 
 
 class GatewayError(Exception):
@@ -18,6 +40,8 @@ class GatewayError(Exception):
     code: str = "internal_error"
     message_zh: str = "系统内部错误，请稍后重试；如持续出现，请联系平台管理员。"
     message_en: str = "Internal error. Please retry later; contact the platform administrator if it persists."
+    #: Set on the error of a failed call to a departmental system (gateway.upstream).
+    upstream_failure: UpstreamFailure | None = None
 
     def __init__(
         self,
@@ -111,6 +135,23 @@ class UpstreamCredentialRefused(UpstreamError):
         "The departmental system refused the gateway's credentials; no data was returned. Contact the "
         "platform administrator: the system's departmental admin must check and update the gateway's "
         "outbound credential."
+    )
+
+
+class UpstreamTlsFailed(UpstreamError):
+    """No TLS session with the departmental system: its certificate does not verify, or one side speaks
+    https and the other plain http. Retrying changes nothing; its department must fix the address or the
+    certificate."""
+
+    code = "upstream_tls_failed"
+    message_zh = (
+        "部门业务系统的加密连接（https）建立失败：证书无法验证，或其地址与实际提供的协议不符，"
+        "本次未返回任何数据。请联系平台管理员，由该系统所属部门核对登记的地址和证书。"
+    )
+    message_en = (
+        "The departmental system's encrypted (https) connection failed: its certificate does not verify, or "
+        "its address does not match the protocol it serves; no data was returned. Contact the platform "
+        "administrator: the system's department must check its registered address and certificate."
     )
 
 

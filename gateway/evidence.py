@@ -41,6 +41,10 @@ _REASONS: Final[dict[str, tuple[str, str]]] = {
     "upstream_unavailable": ("系统无法连接", "the system cannot be reached"),
     "upstream_timeout": ("系统响应超时", "the system did not answer in time"),
     "upstream_bad_response": ("系统返回了无法识别的数据", "the system gave an unusable answer"),
+    "upstream_tls_failed": (
+        "系统的加密连接（https）建立失败",
+        "no https connection to the system could be made",
+    ),
     "upstream_credential_refused": (
         "系统拒绝了网关的调用凭证",
         "the system refused the gateway's credential",

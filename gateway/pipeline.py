@@ -402,12 +402,16 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
     return principal
 
 
-def refusal_details(error: GatewayError) -> dict[str, str]:
-    """What a refused sign-in's audit event records of the token beside the reason code: the organisation
-    it claimed, when its provider's signature held (a division code, no personal data), so supervisors can
-    tell which village's sign-ins fail. The event's ``actor_org`` stays empty: the token was not accepted."""
+def refusal_details(error: GatewayError) -> dict[str, Any]:
+    """What a refusal's audit event records beside the reason code. A refused sign-in: the organisation
+    the token claimed, when its provider's signature held (a division code, no personal data), so
+    supervisors can tell which village's sign-ins fail; the event's ``actor_org`` stays empty, the token
+    was not accepted. A departmental system's failure: which system, and its fault code (and HTTP status),
+    so a supervisor knows whom to ask and why (``UpstreamFailure.details``)."""
     if isinstance(error, Unauthenticated) and error.claimed_org is not None:
         return {"claimed_org": error.claimed_org}
+    if error.upstream_failure is not None:
+        return error.upstream_failure.details()
     return {}
 
 
@@ -868,10 +872,12 @@ async def _authorized_path(
     if dropped:
         facts.alerts.append("upstream_scope_violation")
         facts.details["scope_violations"] = dropped
+        facts.details["system"] = target.system_id
         runtime.telemetry.scope_violations.add(dropped, {"system": target.system_id})
         _log.warning(
-            "upstream returned records outside the pushed-down scope; dropped",
-            extra={"system": target.system_id, "dropped": dropped},
+            "departmental system %s answered %d record(s) outside the pushed-down scope; dropped",
+            target.system_id,
+            dropped,
         )
     if request.record_id is not None and not kept:
         # Outside the jurisdiction answers exactly like "does not exist" (no existence leak).

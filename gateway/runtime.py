@@ -135,18 +135,6 @@ _BLOCKED_FOR_READER: Mapping[str, tuple[str, str]] = {
 }
 
 
-def _system_named(target: UpstreamTarget) -> tuple[str, str]:
-    """How a refusal names the providing system to a village user: by its registered name, which she may
-    have heard of (a system's name is not personal data), with the id beside it for whoever she reports
-    the refusal to. Chinese, English."""
-    if not target.system_name:
-        return f" {target.system_id} ", target.system_id
-    return (
-        f"“{target.system_name}”（系统标识 {target.system_id}）",
-        f"{target.system_name} (id {target.system_id})",
-    )
-
-
 class Runtime:
     def __init__(
         self,
@@ -448,7 +436,7 @@ class Runtime:
             )
         verdict = routes.snapshot.verdict(target.system_id, now)
         if not verdict.allowed:
-            named_zh, named_en = _system_named(target)
+            named_zh, named_en = target.named()
             zh, en = _BLOCKED_FOR_READER.get(verdict.code, _BLOCKED_FOR_READER["system_not_approved"])
             raise Forbidden(
                 f"提供该数据的部门系统{named_zh}{zh}，网关不向其取数，本次未返回任何数据。"
@@ -462,7 +450,7 @@ class Runtime:
             )
         if target.system_id in routes.credential_unavailable:
             # Fail closed: a system whose stored credential cannot be used is not called without it.
-            named_zh, named_en = _system_named(target)
+            named_zh, named_en = target.named()
             raise ServiceUnavailable(
                 f"网关暂时无法取得调用部门系统{named_zh}所需的凭证，本次未返回任何数据。请联系平台管理员。",
                 f"The gateway cannot use its credential for departmental system {named_en}; "

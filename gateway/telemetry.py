@@ -78,6 +78,7 @@ class Telemetry:
     tracer: trace.Tracer
     requests: metrics.Counter
     scope_violations: metrics.Counter
+    upstream_failures: metrics.Counter
     catalog_drift: metrics.Counter
     audit_latency_ms: metrics.Histogram
     provider: TracerProvider
@@ -141,6 +142,10 @@ def setup_telemetry(
         requests=meter.create_counter("grassroots.requests", description="data-path requests by outcome"),
         scope_violations=meter.create_counter(
             "grassroots.upstream.scope_violations", description="records an upstream returned outside scope"
+        ),
+        upstream_failures=meter.create_counter(
+            "grassroots.upstream.failures",
+            description="failed calls to departmental systems, by system and fault code",
         ),
         catalog_drift=meter.create_counter(
             "grassroots.masking.catalog_drift", description="undeclared personal data found in responses"

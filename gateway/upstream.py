@@ -28,13 +28,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
+from opentelemetry import metrics
 from yarl import URL
 
 from gateway.errors import (
+    GatewayError,
     UpstreamCredentialRefused,
     UpstreamError,
+    UpstreamFailure,
     UpstreamNotEncrypted,
     UpstreamTimeout,
+    UpstreamTlsFailed,
     UpstreamUnavailable,
 )
 from gateway.settings import tls_or_loopback
@@ -77,6 +81,12 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     return key
+
+
+def _is_json(media_type: str) -> bool:
+    """``application/json`` or a ``+json`` type (RFC 6839), as the contract answers; aiohttp gives the media
+    type lower-cased, without parameters (``application/octet-stream`` when none was sent)."""
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:
@@ -133,6 +143,17 @@ class UpstreamTarget:
     #: The system's registered name (区民政局居民信息登记系统), how a refusal names it to a village user.
     system_name: str = ""
 
+    def named(self) -> tuple[str, str]:
+        """How a refusal names the providing system to a village user: by its registered name, which she
+        may have heard of (a system's name is not personal data), with the id beside it for whoever she
+        reports the refusal to. Chinese, English."""
+        if not self.system_name:
+            return f" {self.system_id} ", self.system_id
+        return (
+            f"“{self.system_name}”（系统标识 {self.system_id}）",
+            f"{self.system_name} (id {self.system_id})",
+        )
+
 
 @dataclass(frozen=True)
 class UpstreamPage:
@@ -155,8 +176,11 @@ class UpstreamClient:
         connect_timeout_s: float = 2.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         require_tls: bool = False,
+        failures: metrics.Counter | None = None,
     ) -> None:
         self._signer = signer
+        #: ``grassroots.upstream.failures{system, fault}`` (gateway.telemetry), when metrics are kept.
+        self._failures = failures
         #: Production: refuse to call an http:// upstream off this host (``tls_or_loopback``).
         self._require_tls = require_tls
         self._max_response_bytes = max_response_bytes
@@ -202,13 +226,60 @@ class UpstreamClient:
             headers[CREDENTIAL_HEADER] = target.credential
         return headers
 
-    async def _call_json(self, target: UpstreamTarget, url: URL | str, body: bytes | None = None) -> Any:
+    def _failure(
+        self,
+        kind: type[GatewayError],
+        target: UpstreamTarget,
+        call: str,
+        fault: str,
+        status: int | None = None,
+    ) -> GatewayError:
+        """The error for a failed call of ``target``: told to the reader with the system named (who to
+        ask), and to the system's operators in one log line and the metric
+        ``grassroots.upstream.failures{system, fault}``; the audit event records it too
+        (``GatewayError.upstream_failure``). Codes only: nothing the system sent is logged."""
+        named_zh, named_en = target.named()
+        zh, en = kind.message_zh, kind.message_en
+        if status is not None and kind is UpstreamError:
+            zh = (
+                f"部门业务系统出错（HTTP {status}），本次未返回任何数据，"
+                "请稍后重试；如持续出现，请联系数据所属部门。"
+            )
+            en = (
+                f"The departmental system failed (HTTP {status}); no data was returned. Retry later; if it "
+                "persists, contact the department owning the data."
+            )
+        zh = zh.replace("该部门业务系统", "部门业务系统", 1)
+        zh = zh.replace("部门业务系统", f"部门业务系统{named_zh}", 1)
+        en = en.replace("The departmental system", f"Departmental system {named_en}", 1)
+        extra: dict[str, Any] = {"system": target.system_id}
+        if target.system_name:
+            extra["system_name"] = target.system_name
+        if status is not None:
+            extra["upstream_status"] = status
+        error = kind(zh, en, extra=extra)
+        error.upstream_failure = UpstreamFailure(target.system_id, call, fault, status)
+        _log.warning(
+            "departmental system %s failed a %s call: %s%s; nothing from it was served",
+            target.system_id,
+            call,
+            fault,
+            f" (HTTP {status})" if status is not None else "",
+        )
+        if self._failures is not None:
+            self._failures.add(1, {"system": target.system_id, "fault": fault})
+        return error
+
+    async def _call_json(
+        self, target: UpstreamTarget, call: str, url: URL | str, body: bytes | None = None
+    ) -> Any:
         """GET ``url`` (or POST ``body`` as JSON) with the service token and the outbound credential; the
-        answer's JSON, None for 404, or the gateway error for every other failure."""
+        answer's JSON, None for 404, or the gateway error for every other failure (``call`` names the
+        contract's call in it: ``list``, ``read`` or ``lookup``)."""
         if self._require_tls and not tls_or_loopback(target.base_url):
             # A registration stored before this rule (or in development) must not carry the outbound
             # credential or a lookup's ID number in clear text across a network (GB/T 35273 §6.3).
-            raise UpstreamNotEncrypted(extra={"system": target.system_id})
+            raise self._failure(UpstreamNotEncrypted, target, call, "not_encrypted")
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -218,35 +289,44 @@ class UpstreamClient:
         # host's answer as the admitted system's. A redirect is a bad answer (502, no data).
         try:
             if body is None:
-                async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
-                    status = resp.status
-                    raw = await self._read_bounded(resp, target.system_id)
+                request = self._session.get(url, headers=headers, allow_redirects=False)
             else:
                 headers["Content-Type"] = "application/json"
-                async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-                    status = resp.status
-                    raw = await self._read_bounded(resp, target.system_id)
+                request = self._session.post(url, data=body, headers=headers, allow_redirects=False)
+            async with request as resp:
+                status = resp.status
+                if status == 404:
+                    return None
+                if status in (401, 403):
+                    raise self._failure(UpstreamCredentialRefused, target, call, "credential_refused", status)
+                if 300 <= status < 400:
+                    raise self._failure(UpstreamError, target, call, "redirect", status)
+                if status != 200:
+                    raise self._failure(UpstreamError, target, call, "status", status)
+                if not _is_json(resp.content_type):
+                    # An HTML page (a proxy's or a login page's) or text: not the contract's answer, and
+                    # not read at all.
+                    raise self._failure(UpstreamError, target, call, "content_type")
+                raw = await self._read_bounded(resp, target, call)
+        except GatewayError:
+            raise
         except TimeoutError:
-            raise UpstreamTimeout(extra={"system": target.system_id}) from None
+            raise self._failure(UpstreamTimeout, target, call, "timeout") from None
+        except aiohttp.ClientSSLError:
+            raise self._failure(UpstreamTlsFailed, target, call, "tls") from None
         except aiohttp.ClientConnectorError:
-            raise UpstreamUnavailable(extra={"system": target.system_id}) from None
+            raise self._failure(UpstreamUnavailable, target, call, "unreachable") from None
         except aiohttp.ClientError:
             # The connection dropped mid-answer: treat as a bad answer, never as partial data.
-            raise UpstreamError(extra={"system": target.system_id}) from None
-        if status == 404:
-            return None
-        if status in (401, 403):
-            raise UpstreamCredentialRefused(extra={"system": target.system_id, "upstream_status": status})
-        if status != 200:
-            raise UpstreamError(extra={"system": target.system_id, "upstream_status": status})
+            raise self._failure(UpstreamError, target, call, "dropped") from None
         try:
             # orjson: a quarter of json.loads's cost on a page; it refuses NaN, Infinity and integers
             # beyond 64 bits outright, which here means a bad answer (fail closed), not data.
             return orjson.loads(raw)
         except ValueError:  # orjson.JSONDecodeError is one
-            raise UpstreamError(extra={"system": target.system_id}) from None
+            raise self._failure(UpstreamError, target, call, "not_json") from None
 
-    async def _read_bounded(self, resp: aiohttp.ClientResponse, system_id: str) -> bytes:
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, target: UpstreamTarget, call: str) -> bytes:
         """The answer's body, at most ``max_response_bytes`` of it; more is a bad answer (502). A declared
         length is checked before a byte is read (and then read whole, the fast path: aiohttp reads exactly
         that many); a body without one (chunked) is counted as it arrives and reading stops at the limit."""
@@ -261,14 +341,12 @@ class UpstreamClient:
                 if len(raw) > limit:
                     break
         if declared is not None or len(raw) > limit:
-            _log.warning("departmental system %s answered more than %d bytes; refused", system_id, limit)
-            raise UpstreamError(extra={"system": system_id})
+            raise self._failure(UpstreamError, target, call, "too_large")
         return bytes(raw)
 
-    @staticmethod
-    def _check_record(obj: Any, system_id: str) -> dict[str, Any]:
+    def _check_record(self, obj: Any, target: UpstreamTarget, call: str) -> dict[str, Any]:
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-            raise UpstreamError(extra={"system": system_id})
+            raise self._failure(UpstreamError, target, call, "bad_shape")
         return obj
 
     async def list_records(
@@ -286,13 +364,16 @@ class UpstreamClient:
             ("page", str(page)),
             ("page_size", str(page_size)),
         )
-        body = await self._call_json(target, self._list_url(target, params))
+        body = await self._call_json(target, "list", self._list_url(target, params))
+        if body is None:
+            # 404 for the collection itself: the registered path is not where the system serves it.
+            raise self._failure(UpstreamError, target, "list", "status", 404)
         if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
-            raise UpstreamError(extra={"system": target.system_id})
+            raise self._failure(UpstreamError, target, "list", "bad_shape")
         next_page = body.get("next_page")
-        if next_page is not None and not isinstance(next_page, int):
-            raise UpstreamError(extra={"system": target.system_id})
-        items = [self._check_record(item, target.system_id) for item in body["items"]]
+        if next_page is not None and (not isinstance(next_page, int) or isinstance(next_page, bool)):
+            raise self._failure(UpstreamError, target, "list", "bad_shape")
+        items = [self._check_record(item, target, "list") for item in body["items"]]
         return UpstreamPage(items=items, next_page=next_page)
 
     async def get_record(
@@ -312,10 +393,10 @@ class UpstreamClient:
             return None
         collection = URL(target.base_url.rstrip("/") + target.path.rstrip("/"))
         url = collection.with_path(f"{collection.raw_path}/{quote(record_id, safe='')}", encoded=True)
-        body = await self._call_json(target, url.extend_query(params) if params else url)
+        body = await self._call_json(target, "read", url.extend_query(params) if params else url)
         if body is None:
             return None
-        return self._check_record(body, target.system_id)
+        return self._check_record(body, target, "read")
 
     async def lookup_record_ids(
         self, target: UpstreamTarget, id_number: str, *, org_prefixes: Sequence[str]
@@ -332,7 +413,7 @@ class UpstreamClient:
         url = URL(target.base_url.rstrip("/") + target.lookup_path).extend_query(
             [("org_prefix", p) for p in org_prefixes]
         )
-        body = await self._call_json(target, url, orjson.dumps({"id_number": id_number}))
+        body = await self._call_json(target, "lookup", url, orjson.dumps({"id_number": id_number}))
         if body is None:
             return None
         ids = body.get("ids") if isinstance(body, Mapping) else None
@@ -341,5 +422,5 @@ class UpstreamClient:
             or len(ids) > MAX_LOOKUP_IDS
             or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
         ):
-            raise UpstreamError(extra={"system": target.system_id})
+            raise self._failure(UpstreamError, target, "lookup", "bad_shape")
         return list(dict.fromkeys(ids))

@@ -77,6 +77,7 @@ def build_runtime(
             timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             require_tls=settings.mode is RunMode.production,
+            failures=telemetry.upstream_failures,
         ),
         appender=appender,
         pseudonymizer=audit_refs if audit_refs is not None else load_audit_refs(settings),

@@ -160,13 +160,17 @@ class Stack:
             "person-house-registry", self.person_house_port, fault, slow_seconds, wait
         )
 
-    def start_gateway(self, output: Path | None = None, wait: bool = True) -> None:
-        """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry)."""
+    def start_gateway(
+        self, output: Path | None = None, wait: bool = True, errors: Path | None = None
+    ) -> None:
+        """Start ``grassroots serve``; ``output`` captures its stdout (e.g. console telemetry), ``errors``
+        its stderr (its log lines)."""
         self.gateway = start_gateway(
             port=self.gateway_port,
             env=self.env,
             cwd=self.data_dir.parent,
             stdout=output,
+            stderr=errors,
             wait_s=60.0 if wait else None,
         )
 
@@ -292,9 +296,11 @@ def stack_fixture(
     extra_env: dict[str, str] | None = None,
     gateway_output: Path | None = None,
     before_gateway: Callable[[str], dict[str, str]] | None = None,
+    gateway_errors: Path | None = None,
 ) -> Iterator[Stack]:
     """``before_gateway``, given the migrated, seeded database's URL, runs before the gateway starts and
-    returns environment for it (e.g. another login role's URL)."""
+    returns environment for it (e.g. another login role's URL); ``gateway_output`` and ``gateway_errors``
+    capture the gateway's stdout and stderr."""
     cleanup = contextlib.ExitStack()
     if backend == "postgres":
         base = postgres_base_url()
@@ -345,7 +351,7 @@ def stack_fixture(
         # registry only when a request needs it), then each must answer its health check.
         stack.start_upstream(wait=False)
         stack.start_person_house(wait=False)
-        stack.start_gateway(gateway_output, wait=False)
+        stack.start_gateway(gateway_output, wait=False, errors=gateway_errors)
         stack.wait_healthy()
         yield stack
     finally:
