@@ -35,17 +35,13 @@ from gateway.errors import (
 from gateway.quotas import QuotaHold, QuotaUnavailable
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import DatasetView, Runtime
-from gateway.upstream import UpstreamTarget
+from gateway.upstream import RECORD_ID_PATTERN, UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
 from policies import AccessRequest, Decision, Obligations, Scenario, Subject, covers
 from policies.divisions import grid_village, is_grid
 from policies.quotas import QuotaKey, quota_day
 
 _log = logging.getLogger("gateway.pipeline")
-
-#: Record ids are opaque registry ids; anything else cannot exist. Dots alone ("." and "..") are not
-#: ids but path segments (RFC 3986 §5.2.4 removes them), which would reach the list endpoint or "/".
-RECORD_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.\-]{1,64}$")
 
 #: A record id typed as a resident's ID number (GB 11643: 18 characters, a birth date at 7-14, any check
 #: character: a mistyped number is still someone's) or a mainland mobile number, as a whole, so an opaque

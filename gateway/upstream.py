@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 import warnings
@@ -53,6 +54,10 @@ CREDENTIAL_HEADER = "X-Api-Key"
 #: A provided dataset offers the record-id lookup when its registration lists the endpoint
 #: ``<collection path>/lookup`` (``POST``, the ID number in the JSON body; see ``lookup_record_ids``).
 LOOKUP_SUFFIX = "/lookup"
+#: Record ids are opaque registry ids; anything else cannot exist (a reader asking for one is answered 404,
+#: a system answering one is refused). Dots alone ("." and "..") are not ids but path segments (RFC 3986
+#: §5.2.4 removes them), which would reach the list endpoint or "/".
+RECORD_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.\-]{1,64}$")
 #: The most record ids one lookup may answer: a person has a handful of records in a registry; more is a
 #: bad answer, not evidence.
 MAX_LOOKUP_IDS = 1000
@@ -347,6 +352,9 @@ class UpstreamClient:
     def _check_record(self, obj: Any, target: UpstreamTarget, call: str) -> dict[str, Any]:
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
             raise self._failure(UpstreamError, target, call, "bad_shape")
+        if not RECORD_ID_PATTERN.fullmatch(obj["id"]):
+            # An id no reader could open (the data path takes only these), or a path: not the contract's.
+            raise self._failure(UpstreamError, target, call, "bad_record_id")
         return obj
 
     async def list_records(
@@ -374,6 +382,14 @@ class UpstreamClient:
         if next_page is not None and (not isinstance(next_page, int) or isinstance(next_page, bool)):
             raise self._failure(UpstreamError, target, "list", "bad_shape")
         items = [self._check_record(item, target, "list") for item in body["items"]]
+        if len(items) > page_size:
+            # A system that ignores paging answers everything at once: a page cut to size would look
+            # complete (next_page null) with the rest of the village missing, so none of it is served.
+            raise self._failure(UpstreamError, target, "list", "page_overflow")
+        if len({item["id"] for item in items}) < len(items):
+            # Two records under one id: which one a read by that id answers, or the audit log's record
+            # ref stands for, cannot be told.
+            raise self._failure(UpstreamError, target, "list", "duplicate_id")
         return UpstreamPage(items=items, next_page=next_page)
 
     async def get_record(
@@ -396,7 +412,12 @@ class UpstreamClient:
         body = await self._call_json(target, "read", url.extend_query(params) if params else url)
         if body is None:
             return None
-        return self._check_record(body, target, "read")
+        found = self._check_record(body, target, "read")
+        if found["id"] != record_id:
+            # Another record than the one asked for (a lookup keyed wrongly, a cache mixing answers): served,
+            # the reader would take it for the record she opened.
+            raise self._failure(UpstreamError, target, "read", "wrong_record")
+        return found
 
     async def lookup_record_ids(
         self, target: UpstreamTarget, id_number: str, *, org_prefixes: Sequence[str]

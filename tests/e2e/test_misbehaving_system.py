@@ -200,6 +200,13 @@ FAULTS: list[tuple[str, Answer, int, str, str, int | None]] = [
     ("missing_id", json_answer({"items": [{**record(), "id": None}], "next_page": None}), 502,
      "upstream_bad_response", "bad_shape", None),
     ("reset", reset_mid_body, 502, "upstream_bad_response", "dropped", None),
+    # More than the 5 asked for: served cut to 5, the page said "complete" with the rest missing.
+    ("page_overflow", json_answer({"items": [record(f"R{n:08d}") for n in range(1, 7)], "next_page": None}),
+     502, "upstream_bad_response", "page_overflow", None),
+    ("duplicate_id", json_answer({"items": [record(), record(name="张伟")], "next_page": None}), 502,
+     "upstream_bad_response", "duplicate_id", None),
+    ("bad_record_id", json_answer({"items": [record("R1/../R2")], "next_page": None}), 502,
+     "upstream_bad_response", "bad_record_id", None),
 ]  # fmt: skip
 
 
@@ -214,7 +221,11 @@ def wait_for(path: Path, text: str, timeout_s: float = 10.0) -> str:
 
 
 #: The faults of one record's read (the list's are FAULTS): (case, answer, status, code, fault, HTTP status).
-READ_FAULTS: list[tuple[str, Answer, int, str, str, int | None]] = []
+READ_FAULTS: list[tuple[str, Answer, int, str, str, int | None]] = [
+    # Asked for R00000001, answered another record of the same village: served as the one she opened.
+    ("wrong_record", json_answer(record("R00000002")), 502, "upstream_bad_response", "wrong_record", None),
+    ("html_500", raw_answer(HTML_PAGE, 500, "text/html"), 502, "upstream_bad_response", "status", 500),
+]
 
 CASES = [(*case, "list") for case in FAULTS] + [(*case, "read") for case in READ_FAULTS]
 
