@@ -1,6 +1,7 @@
 """Response DLP: catch personal data in fields nobody classified as personal (catalog drift).
 
-Every string in a response that the masking plan does not already protect is scanned; what the
+Every string in a response that the masking plan does not already protect is scanned (numbers too, as
+written, and the keys of nested objects); what the
 scanner finds is masked in place and reported as a `DriftAlert` naming dataset, field and entity type,
 so the gateway can append an audit event, count a metric and the steward can classify the field
 (issue 4). Fields the plan protects (level 3 and above, masked by their rule — free text by the
@@ -88,7 +89,7 @@ def scan_fields_in_place(
                 continue
             if type(value) is str:
                 record[name] = _scan_text(value, name, scanner, counts, memo)
-            elif isinstance(value, str | list | tuple | dict):
+            elif isinstance(value, str | list | tuple | dict | int | float) and not isinstance(value, bool):
                 record[name] = _scan_value(value, name, scanner, counts, memo)
     return [
         DriftAlert(dataset=dataset, field=field, entity_type=entity, count=n)
@@ -111,8 +112,21 @@ def _scan_value(
 ) -> object:
     if isinstance(value, str):
         return _scan_text(value, field, scanner, counts, memo)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A number is personal data as much as the same digits in a string: an ID number or a mobile sent
+        # as a JSON number (a registry's numeric column) was passed over and reached the reader in clear.
+        # Read as written; what the scanner masks comes back as text, anything else stays the number.
+        text = str(value)
+        masked = _scan_text(text, field, scanner, counts, memo)
+        return value if masked == text else masked
     if isinstance(value, list | tuple):
         return [_scan_value(v, field, scanner, counts, memo) for v in value]
     if isinstance(value, dict):
-        return {k: _scan_value(v, field, scanner, counts, memo) for k, v in value.items()}
+        # Keys too: an object keyed by ID numbers carries them as much as its values do.
+        return {
+            _scan_text(k, field, scanner, counts, memo) if isinstance(k, str) else k: _scan_value(
+                v, field, scanner, counts, memo
+            )
+            for k, v in value.items()
+        }
     return value

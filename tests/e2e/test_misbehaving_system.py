@@ -299,3 +299,35 @@ def test_records_outside_the_villages_asked_for_are_dropped_and_the_log_line_nam
     assert details["system"] == SYSTEM
     line = f"departmental system {SYSTEM} answered 1 record(s) outside the pushed-down scope"
     assert line in wait_for(logs / "stderr", line)
+
+
+def test_personal_data_sent_as_a_number_or_an_objects_key_in_a_kept_field_is_caught_by_the_response_dlp(
+    stack: Stack, impostor: Impostor
+) -> None:
+    """低保状态 is shown as it is (a level 4 field whose rule keeps it), so the response DLP scans it. An ID
+    number or a mobile sent there as a JSON number (a registry's numeric column), or as the key of an
+    object, was passed over by the scan and reached the cadre in clear; now masked like the same digits in
+    a string, and raised as catalog drift naming the field."""
+    impostor.answer = json_answer(
+        {
+            "items": [
+                record("R00000001", dibao_status=int(ID_NUMBER)),
+                record("R00000002", dibao_status=int(MOBILE)),
+                record("R00000003", dibao_status={ID_NUMBER: "在保"}),
+                record("R00000004", dibao_status=2),
+            ],
+            "total": 4,
+            "next_page": None,
+        }
+    )
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=5)
+    assert resp.status_code == 200, resp.text
+    assert ID_NUMBER not in resp.text and MOBILE not in resp.text
+    statuses = [item["dibao_status"] for item in resp.json()["items"]]
+    assert statuses[0] == "110101************" and statuses[1] == "139****5678"
+    assert statuses[2] == {"110101************": "在保"} and statuses[3] == 2
+    details = json.loads(stack.last_events(1)[0]["body"])["details"]
+    assert "catalog_drift" in details["alerts"]
+    assert {(d["field"], d["entity_type"]) for d in details["catalog_drift"]} >= {
+        ("dibao_status", "CN_ID_NUMBER")
+    }

@@ -56,6 +56,27 @@ def test_personal_data_in_unclassified_fields_is_masked_and_raised(scanner: Free
     assert "13812345678" not in repr(alerts)
 
 
+@pytest.mark.parametrize(
+    ("value", "shown", "entity"),
+    [
+        (13812345678, "138****5678", "CN_MOBILE"),  # a mobile as a JSON number
+        (110102199101010078, "110102************", "CN_ID_NUMBER"),  # an ID number in a bigint column
+        ([13812345678], ["138****5678"], "CN_MOBILE"),
+        ({"110102199101010078": "在保"}, {"110102************": "在保"}, "CN_ID_NUMBER"),  # as a key
+        (2, 2, None),  # a number that is nothing personal stays the number
+        (True, True, None),
+        (3.5, 3.5, None),
+    ],
+)
+def test_personal_data_sent_as_a_number_or_a_key_is_found_like_the_same_digits_in_text(
+    scanner: FreeTextScanner, value: object, shown: object, entity: str | None
+) -> None:
+    catalog: Catalog = parse_catalog(CATALOG)
+    masked, alerts = scan_response(catalog, "d", [{"id": "r1", "note": value}], scanner)
+    assert masked[0]["note"] == shown
+    assert [a.entity_type for a in alerts] == ([entity] if entity else [])
+
+
 class _RecordingScanner:
     """Wraps the real scanner and records every text it is asked to scan."""
 
@@ -71,10 +92,11 @@ class _RecordingScanner:
 @pytest.mark.parametrize(
     ("protected", "scanned"),
     [
-        (None, {"r1", "请联系13812345678", "110102"}),  # catalog: level 3+ (mobile) protected
-        (frozenset({"note", "mobile"}), {"r1", "110102"}),  # the plan's set wins over the catalog
-        (["id", "note", "mobile", "code"], set()),
-        ((), {"r1", "请联系13812345678", "13812345678", "110102"}),
+        # The number n is scanned as written ("3") wherever it is not protected: digits are digits.
+        (None, {"r1", "请联系13812345678", "110102", "3"}),  # catalog: level 3+ (mobile) protected
+        (frozenset({"note", "mobile"}), {"r1", "110102", "3"}),  # the plan's set wins over the catalog
+        (["id", "note", "mobile", "code", "n"], set()),
+        ((), {"r1", "请联系13812345678", "13812345678", "110102", "3"}),
     ],
 )
 def test_protected_fields_are_never_scanned(
