@@ -381,6 +381,10 @@ class UpstreamClient:
         next_page = body.get("next_page")
         if next_page is not None and (not isinstance(next_page, int) or isinstance(next_page, bool)):
             raise self._failure(UpstreamError, target, "list", "bad_shape")
+        if next_page is not None and next_page <= page:
+            # Pointing back at this page (or an earlier one): a reader, or a script, following next_page
+            # reads the same records for ever.
+            raise self._failure(UpstreamError, target, "list", "bad_next_page")
         items = [self._check_record(item, target, "list") for item in body["items"]]
         if len(items) > page_size:
             # A system that ignores paging answers everything at once: a page cut to size would look

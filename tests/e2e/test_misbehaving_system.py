@@ -207,6 +207,9 @@ FAULTS: list[tuple[str, Answer, int, str, str, int | None]] = [
      "upstream_bad_response", "duplicate_id", None),
     ("bad_record_id", json_answer({"items": [record("R1/../R2")], "next_page": None}), 502,
      "upstream_bad_response", "bad_record_id", None),
+    # Page 1 answered "next: page 1" (or 0): a reader following next_page reads the same page for ever.
+    ("next_page_back", json_answer({"items": [record()], "next_page": 1}), 502, "upstream_bad_response",
+     "bad_next_page", None),
 ]  # fmt: skip
 
 
