@@ -334,3 +334,29 @@ def test_personal_data_sent_as_a_number_or_an_objects_key_in_a_kept_field_is_cau
     assert {(d["field"], d["entity_type"]) for d in details["catalog_drift"]} >= {
         ("dibao_status", "CN_ID_NUMBER")
     }
+
+
+def test_fields_the_grant_does_not_name_are_dropped_whatever_the_system_sends(
+    stack: Stack, impostor: Impostor
+) -> None:
+    """A system sending more than the dataset declares (a field the catalog does not have, nested data) or
+    more than the scenario needs (birth_date is catalogued, DIBAO_REVIEW does not read it): projected away
+    before masking, never shown, masked or not."""
+    impostor.answer = json_answer(
+        {
+            "items": [
+                record(
+                    internal_note=f"户主{NAME}，身份证{ID_NUMBER}",
+                    family={"spouse_id_number": ID_NUMBER, "mobile": MOBILE},
+                    birth_date="1990-03-07",
+                )
+            ],
+            "total": 1,
+            "next_page": None,
+        }
+    )
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=5)
+    assert resp.status_code == 200, resp.text
+    [item] = resp.json()["items"]
+    assert not {"internal_note", "family", "birth_date"} & set(item)
+    assert ID_NUMBER not in resp.text and MOBILE not in resp.text and NAME not in resp.text
