@@ -102,19 +102,29 @@ class PersonRecords:
     incomplete: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _LookupFailed:
+    """Why a lookup failed: the reason code, and what the system did (``UpstreamFailure.details``: the
+    fault's code and HTTP status) when it answered wrongly."""
+
+    reason: str
+    fault: dict[str, Any] = field(default_factory=dict)
+
+
 async def _lookup_one(
     runtime: Runtime, target: UpstreamTarget, id_number: str, org_prefixes: Sequence[str]
-) -> list[str] | str:
-    """The record ids, or the reason code the lookup failed."""
+) -> list[str] | _LookupFailed:
+    """The record ids, or why the lookup failed."""
     try:
         ids = await runtime.upstream.lookup_record_ids(target, id_number, org_prefixes=org_prefixes)
     except GatewayError as exc:
-        return exc.code
+        failure = exc.upstream_failure
+        return _LookupFailed(exc.code, failure.details() if failure is not None else {})
     except Exception:
         # Logged by where it raised, never its message (it might quote what was sent).
         _log.error("record-id lookup failed unexpectedly (%s)", where_raised())
-        return "upstream_bad_response"
-    return "lookup_not_offered" if ids is None else ids
+        return _LookupFailed("upstream_bad_response")
+    return _LookupFailed("lookup_not_offered") if ids is None else ids
 
 
 async def find_person_records(
@@ -175,7 +185,9 @@ async def find_person_records(
             # Under every kept key: an attempt recorded before a key rotation names the record by its old ref.
             result.records.update((dataset, ref) for i in answer for ref in runtime.lookup_refs(i))
         else:
-            result.incomplete.append(incomplete_item(dataset, target.system_id, answer, target.system_name))
+            result.incomplete.append(
+                incomplete_item(dataset, target.system_id, answer.reason, target.system_name)
+            )
         await record_audit(
             runtime,
             AuditEvent(
@@ -187,9 +199,11 @@ async def find_person_records(
                 dataset=dataset,
                 record_count=len(answer) if isinstance(answer, list) else 0,
                 subject_refs=(subject_ref,),
-                reason=None if found else str(answer),
+                reason=answer.reason if isinstance(answer, _LookupFailed) else None,
                 request_id=request_id,
                 details={
+                    # What the system did, for the supervisor rechecking (upstream_fault, its status).
+                    **(answer.fault if isinstance(answer, _LookupFailed) else {}),
                     "system": target.system_id,
                     "purpose": "complaint" if incident_id is None else "evidence_recheck",
                     **({"incident_id": incident_id} if incident_id is not None else {}),

@@ -858,6 +858,11 @@ def test_complaint_with_a_departmental_system_down_is_registered_and_says_eviden
         "upstream_unavailable",
         0,
     )
+    # What the system did, for whoever rechecks (the event said only "upstream_unavailable").
+    assert (failed["details"]["system"], failed["details"]["upstream_fault"]) == (
+        "civil-affairs-registry",
+        "unreachable",
+    )
     [opened] = events_of(stack, request_id, "supervision.incident_opened")
     assert opened["details"]["evidence_incomplete"] == [
         {"dataset": "residents", "system": "civil-affairs-registry", "reason": "upstream_unavailable"}
