@@ -192,9 +192,13 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.=]+", re.ASCII)
 _MAX_SUBJECT_CHARS = 256
 _ROLE = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}", re.ASCII)
 # The longest user id every table naming a user holds (grants' requester and approvers, daily quotas,
-# break-glass, masking and admission reviews: 128 characters). A further provider's qualified id
-# ("<issuer>#<sub>") longer than that is refused rather than failing when the user acts.
-_MAX_QUALIFIED_USER_ID = 128
+# break-glass, masking and admission reviews: 128 characters). A user id longer than that (a bare sub, or a
+# further provider's qualified "<issuer>#<sub>") is refused at sign-in rather than failing when the user acts.
+_MAX_USER_ID = 128
+# Actors the gateway writes itself into the audit log: an unauthenticated request ("anonymous") and a
+# departmental system ("system:<id>"). A user named so would pass in the log for one of them.
+_RESERVED_ACTOR = "anonymous"
+_RESERVED_ACTOR_PREFIX = "system:"
 
 
 class AuthError(Exception):
@@ -636,18 +640,7 @@ class OIDCVerifier:
         issuer when this verifier qualifies subjects, else the bare ``sub``."""
         if self.user_id_prefix:
             user_id = self.user_id_prefix + subject
-            if len(user_id) > _MAX_QUALIFIED_USER_ID:
-                # Lengths only: the subject itself is never logged.
-                _log.warning(
-                    "identity provider %s: a subject of %d characters makes a user id (issuer#sub) longer "
-                    "than the %d characters the gateway keeps; token refused",
-                    self.issuer,
-                    len(subject),
-                    _MAX_QUALIFIED_USER_ID,
-                )
-                raise AuthError("invalid_token")
-            return user_id
-        if self._foreign_prefixes and subject.startswith(self._foreign_prefixes):
+        elif self._foreign_prefixes and subject.startswith(self._foreign_prefixes):
             # It would be taken for a user of another trusted provider (their ids are "<issuer>#<sub>").
             _log.warning(
                 "identity provider %s: a subject written as another trusted provider's user id; "
@@ -655,7 +648,27 @@ class OIDCVerifier:
                 self.issuer,
             )
             raise AuthError("invalid_token")
-        return subject
+        else:
+            user_id = subject
+        if len(user_id) > _MAX_USER_ID:
+            # Lengths only: the subject itself is never logged.
+            _log.warning(
+                "identity provider %s: a subject of %d characters makes a user id longer than the %d "
+                "characters the gateway keeps; token refused",
+                self.issuer,
+                len(subject),
+                _MAX_USER_ID,
+            )
+            raise AuthError("invalid_token")
+        if user_id == _RESERVED_ACTOR or user_id.startswith(_RESERVED_ACTOR_PREFIX):
+            # The audit log would show this user's acts as an unauthenticated request's or a system's.
+            _log.warning(
+                "identity provider %s: a subject the gateway reserves for its own audit actors "
+                "('anonymous', 'system:…'); token refused",
+                self.issuer,
+            )
+            raise AuthError("invalid_token")
+        return user_id
 
     # -- keys ------------------------------------------------------------------------------------
 

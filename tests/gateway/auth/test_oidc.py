@@ -247,6 +247,17 @@ BAD_TOKENS = [
     ),
     # claims the audit log could not record (the request used to fail 500 with no event written)
     BadToken("subject too long", lambda k, i: mint(k.rsa, _claims(i, sub="u" * 257)), "invalid_token"),
+    # ... or that the tables naming a user (grants, quotas, reviews: 128 characters) could not hold: such a
+    # user signed in, then every grant request or read failed on PostgreSQL
+    BadToken(
+        "subject longer than a user id", lambda k, i: mint(k.rsa, _claims(i, sub="u" * 129)), "invalid_token"
+    ),
+    # the actors the gateway writes itself: such a user's acts would pass for an unauthenticated request's
+    # or a departmental system's in the audit log
+    BadToken("subject 'anonymous'", lambda k, i: mint(k.rsa, _claims(i, sub="anonymous")), "invalid_token"),
+    BadToken(
+        "subject 'system:…'", lambda k, i: mint(k.rsa, _claims(i, sub="system:hb-civil")), "invalid_token"
+    ),
     BadToken(
         "subject a lone surrogate", lambda k, i: mint(k.rsa, _claims(i, sub="u\ud800")), "invalid_token"
     ),
@@ -958,3 +969,15 @@ async def test_a_token_outliving_the_longest_lifetime_is_refused(
     assert refused.value.code == "token_lifetime_too_long" and refused.value.http_status == 401
     assert "valid for 3601 s, longer than the 3600 s configured" in caplog.text
     assert longer not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "sub", ["u" * 128, "anonymous-2", "systems:ops"], ids=["128 characters", "near reserved", "near system:"]
+)
+async def test_subject_at_the_user_id_bounds_signs_in(
+    sub: str, tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW)
+    token = mint(keys.rsa, claims_for(tenant.issuer, now=NOW, sub=sub))
+
+    assert (await verifier.verify(token)).user_id == sub
