@@ -26,11 +26,12 @@ demo: setup
 test: setup check browser
 	$(BIN)/pytest -n 2 --dist loadfile
 
-## Headless Chromium and a Chinese font for the report page tests (Debian's packages; idempotent).
+## Headless Chromium and a Chinese font for the report page tests, and poppler's pdftotext to read the
+## printed report back (Debian's packages; idempotent).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
-	  || echo "warning: chromium not installed; browser tests will skip outside CI"; }
+	@{ command -v chromium && command -v pdftotext; } >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk poppler-utils >/dev/null) \
+	  || echo "warning: chromium or pdftotext not installed; browser tests will skip outside CI"; }
 
 check: lint types imports
 

@@ -436,19 +436,28 @@ svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
 @page { size: A4; margin: 16mm 14mm; }
 @media print {
   body { margin: 0; padding: 0; max-width: none; }
+  /* A heading stays with what follows it, a chart stays whole (figure above). A long table splits between
+     rows, never inside one, its header row repeated at the top of each page; a short one moves whole. */
   h2 { break-after: avoid; page-break-after: avoid; }
-  table, .kpis { break-inside: avoid; page-break-inside: avoid; }
+  thead { display: table-header-group; }
+  tr, p, .kpis, table.short { break-inside: avoid; page-break-inside: avoid; }
   .no-print { display: none; }
 }
 """
 
+#: A table of at most this many rows is kept on one page when printed; a longer one splits between rows.
+_SHORT_TABLE_ROWS: Final = 12
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    """A table whose header row is a ``<thead>``, so a printed page repeats it where the table goes on."""
+    head = "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead>"
     if not rows:
-        return f'<table><tr>{head}</tr><tr><td colspan="{len(headers)}">（无）</td></tr></table>'
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+        body = f'<tr><td colspan="{len(headers)}">（无）</td></tr>'
+    else:
+        body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    short = ' class="short"' if len(rows) <= _SHORT_TABLE_ROWS else ""
+    return f"<table{short}>{head}<tbody>{body}</tbody></table>"
 
 
 #: What the rows keyed ``(unknown)`` hold (events that name no scenario, no organisation one can read, or

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import struct
 import subprocess
 import time
@@ -22,19 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import chromium
 from tests.stack import Stack, stack_fixture
 
 HEADINGS = ("数据访问情况定期通报", "一、总体情况", "二、分单位情况", "六、异常线索", "七、投诉与事件办理")
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium is required in CI (apt-get install -y chromium)")
-    pytest.skip("chromium is not installed (apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
