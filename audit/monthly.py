@@ -433,7 +433,7 @@ svg .grid { stroke: #e3e7ec; stroke-width: 1; }
 svg .tick, svg .legend { font-size: 11px; fill: #444; }
 svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
 .note { font-size: 12px; color: #555; }
-@page { size: A4; margin: 16mm 14mm; }
+@page { size: A4; margin: 18mm 14mm 16mm; }
 @media print {
   body { margin: 0; padding: 0; max-width: none; }
   /* A heading stays with what follows it, a chart stays whole (figure above). A long table splits between
@@ -447,6 +447,28 @@ svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
 
 #: A table of at most this many rows is kept on one page when printed; a longer one splits between rows.
 _SHORT_TABLE_ROWS: Final = 12
+_MARGIN_BOX_FONT: Final = '"Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", sans-serif'
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a quoted CSS string: quotes, backslashes, angle brackets (the sheet sits in a ``<style>``
+    element, which ``</style>`` would end) and control characters written as CSS escapes (CSS Syntax
+    Level 3, 4.3.7: a backslash, hex digits, one space)."""
+    return '"' + "".join(f"\\{ord(c):x} " if c in '"\\<>&' or not c.isprintable() else c for c in text) + '"'
+
+
+def _page_css(running_title: str) -> str:
+    """The printed page's margins: the report's title, month and scope at the top of every page after
+    the first (which carries them as its heading), ``第 N 页，共 M 页`` at the bottom of every page. CSS
+    Paged Media margin boxes; a browser without them prints the pages without (Chromium has them)."""
+    box = f"font-family: {_MARGIN_BOX_FONT}; font-size: 9pt; color: #555;"
+    return (
+        "@page { "
+        f"@top-center {{ content: {_css_string(running_title)}; {box} }} "
+        f'@bottom-center {{ content: "第 " counter(page) " 页，共 " counter(pages) " 页"; {box} }} '
+        "} "
+        "@page :first { @top-center { content: none; } }"
+    )
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -587,7 +609,7 @@ def render_html(report: MonthlyReport) -> str:
         '<html lang="zh-CN"><head><meta charset="utf-8">'
         # A phone lays the page out at its own width (not 980 px, zoomed out); the charts scale to it.
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{_CSS}{_page_css(f'{title} · {scope}')}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">{escape(scope)} · 生成时间 {escape(generated)}（北京时间）</p>',
         *([f'<p class="note" id="in-progress">{escape(note)}</p>'] if note else []),

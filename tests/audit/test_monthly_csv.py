@@ -120,6 +120,23 @@ def test_the_organisation_the_report_covers_is_named_too(sqlite: Store) -> None:
     assert "范围：310151000000 · " in render_html(unnamed)
 
 
+def test_the_printed_pages_running_title_is_inert_css_text(sqlite: Store) -> None:
+    """Every printed page after the first is headed with the report's title and scope, written into the
+    page's style sheet: a division name from the names file that holds a quote, a backslash or
+    ``</style>`` must stay text there, neither ending the string nor the style element."""
+    AuditLog(sqlite.engine).append_many([make_event(1, occurred_at=DAY_1, actor_org="310151101201")])
+    odd = '崇明区"}\\</style><p id="injected">'
+    page = render_html(_report(sqlite, org="310151000000", org_names={"310151000000": odd}))
+    style = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert page.count("</style>") == 1 and 'id="injected"' not in page
+    top = style.split("@top-center { content: ", 1)[1].split("; font-family", 1)[0]
+    assert top == (
+        '"数据访问情况定期通报（2026年11月） · 范围：崇明区\\22 }\\5c \\3c /style\\3e '
+        '\\3c p id=\\22 injected\\22 \\3e （310151000000）"'
+    )
+    assert 'counter(page) " 页，共 " counter(pages) " 页"' in style
+
+
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     log = AuditLog(sqlite.engine)
     log.append_many(

@@ -81,3 +81,13 @@ def test_a_long_table_repeats_its_header_row_on_every_page_and_loses_no_row() ->
     # the six anomaly rules are one short table: on one page, not split
     rules = list(RULE_LABELS_ZH.values())
     assert [text for text in pages if rules[0] in text] == [text for text in pages if rules[-1] in text]
+
+
+def test_every_page_carries_its_number_and_the_report_title() -> None:
+    """A page that comes loose from the stack (or is read on its own) said neither which report it
+    belongs to nor where it goes: now the margin says 第 N 页，共 M 页, and above, after the first page
+    (headed with it), the report's title, month and scope."""
+    pages = printed_pages(long_report())
+    for number, text in enumerate(pages, start=1):
+        assert f"第{number}页，共{len(pages)}页" in text, f"page {number}: {text[-60:]}"
+        assert TITLE in text, f"page {number} does not say which report it is"
