@@ -726,12 +726,30 @@ def chromium_binary() -> str | None:
     return None
 
 
+def chinese_font_installed() -> bool:
+    """Whether fontconfig, through which Chromium finds its fonts, knows one that covers Chinese. Debian's
+    ``chromium`` does not bring one (``fonts-noto-cjk`` is a separate package): without it every Chinese
+    character of the report prints as an empty box. Unknown (no ``fc-list``, which comes with Chromium's
+    own dependencies) counts as none."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    try:
+        found = subprocess.run(  # noqa: S603 (fontconfig's own lister, fixed arguments)
+            [fc_list, ":lang=zh", "family"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bool(found.stdout.strip())
+
+
 #: Seconds a client is asked to wait (``Retry-After``) when every PDF render is taken.
 PDF_RETRY_AFTER_S = 30
 
 
 async def html_to_pdf(page: str, renders: asyncio.Semaphore, wait_s: float) -> bytes:
-    """Print the page with headless Chromium (Debian's ``chromium``); 503 when it is not installed.
+    """Print the page with headless Chromium (Debian's ``chromium``); 503 when it is not installed, or
+    when no Chinese font is (:func:`chinese_font_installed`).
 
     ``renders`` bounds the Chromiums this process runs at once (``GRASSROOTS_PDF_MAX_CONCURRENT_RENDERS``):
     a request that finds none free within ``wait_s`` gets 503 ``pdf_busy`` with ``Retry-After`` rather
@@ -741,6 +759,16 @@ async def html_to_pdf(page: str, renders: asyncio.Semaphore, wait_s: float) -> b
         raise ServiceUnavailable(
             "服务器未安装 Chromium，暂不能导出 PDF；请下载 HTML 版本后用浏览器“打印为 PDF”。",
             "Chromium is not installed on the server, so no PDF; download the HTML and print it to PDF.",
+            code="pdf_unavailable",
+        )
+    if not await asyncio.to_thread(chinese_font_installed):
+        # A PDF of empty boxes would be handed out, and recorded, as the month's report.
+        raise ServiceUnavailable(
+            "服务器未安装中文字体，导出的 PDF 中汉字会显示为方框，因此未导出；请运维人员安装中文字体"
+            "（Debian：fonts-noto-cjk），或下载 HTML 版本后用浏览器“打印为 PDF”。",
+            "The server has no Chinese font, so the PDF's Chinese text would print as empty boxes; none was "
+            "made. Ask the operator to install one (Debian: fonts-noto-cjk), or download the HTML and print "
+            "it to PDF.",
             code="pdf_unavailable",
         )
     try:

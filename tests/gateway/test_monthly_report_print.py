@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from audit import MonthlyReport, render_html
 from audit.monthly import RULE_LABELS_ZH
 from audit.reports import ReportRow
+from gateway.errors import ServiceUnavailable
 from gateway.routes.supervision import html_to_pdf
 from tests.browser import chromium, pdf_pages_text
 
@@ -91,3 +95,25 @@ def test_every_page_carries_its_number_and_the_report_title() -> None:
     for number, text in enumerate(pages, start=1):
         assert f"第{number}页，共{len(pages)}页" in text, f"page {number}: {text[-60:]}"
         assert TITLE in text, f"page {number} does not say which report it is"
+
+
+def test_no_pdf_of_empty_boxes_on_a_server_without_a_chinese_font(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian's chromium comes without a Chinese font, and printed without one every character of the
+    report was an empty box (豆腐块), handed out and recorded as the month's report all the same. The
+    gateway now refuses with 503 pdf_unavailable saying what to install. The server here is one whose
+    fontconfig (which Chromium draws on) knows no font at all."""
+    chromium()
+    fonts, config = tmp_path / "fonts", tmp_path / "fonts.conf"
+    fonts.mkdir()
+    config.write_text(
+        f'<?xml version="1.0"?><fontconfig><dir>{fonts}</dir><cachedir>{tmp_path / "cache"}</cachedir>'
+        "</fontconfig>",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FONTCONFIG_FILE", str(config))
+    with pytest.raises(ServiceUnavailable) as refused:
+        asyncio.run(html_to_pdf(render_html(long_report()), asyncio.Semaphore(1), 60.0))
+    assert refused.value.code == "pdf_unavailable"
+    assert "中文字体" in refused.value.message_zh and "fonts-noto-cjk" in refused.value.message_en

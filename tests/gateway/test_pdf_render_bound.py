@@ -38,6 +38,7 @@ class FakeRenders:
 def renders(monkeypatch: pytest.MonkeyPatch) -> FakeRenders:
     fake = FakeRenders()
     monkeypatch.setattr(supervision, "chromium_binary", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(supervision, "chinese_font_installed", lambda: True)
     monkeypatch.setattr(supervision, "_render_pdf", fake)
     return fake
 
