@@ -9,6 +9,7 @@ meant to be circulated (通报) and must carry no personal data.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 from collections import Counter
@@ -539,6 +540,27 @@ def _beijing_time(timestamp: object) -> str:
     return beijing_clock(at) + "（北京时间）"
 
 
+#: Findings listed one by one on the page; the rest are counted per rule above them.
+_FINDINGS_SHOWN: Final = 20
+
+
+def _findings_left_out(report: MonthlyReport, shown: int) -> list[str]:
+    """A note under a findings list cut short: how many there are, and how to see them all (the page
+    listed the first 20 of 102 with nothing to say the list went on)."""
+    total = sum(report.anomalies.values())
+    if total <= shown:
+        return []
+    year, mon = (int(part) for part in report.month.split("-"))
+    last = report.through_day or f"{report.month}-{calendar.monthrange(year, mon)[1]:02d}"
+    scope = f" --org {report.org}" if report.org else ""
+    command = f"grassroots supervise anomalies --since {report.month}-01 --until {last}{scope}"
+    return [
+        f'<p class="note" id="findings-left-out">以上仅列出前 {shown} 条线索，本月共 {total} 条；'
+        f"全部线索可用 {escape(command)} 查看。 Only the first {shown} of {total} findings are listed; "
+        "the command lists them all.</p>"
+    ]
+
+
 def render_html(report: MonthlyReport) -> str:
     """A self-contained printable page (A4 print CSS, inline SVG charts, no scripts)."""
     year, mon = report.month.split("-")
@@ -586,7 +608,7 @@ def render_html(report: MonthlyReport) -> str:
             len(f["seqs"]),
             ", ".join(str(s) for s in f["seqs"][:8]) + (" …" if len(f["seqs"]) > 8 else ""),
         ]
-        for f in report.findings[:20]
+        for f in report.findings[:_FINDINGS_SHOWN]
     ]
     cases = report.cases
     note = report.in_progress_note
@@ -633,6 +655,7 @@ def render_html(report: MonthlyReport) -> str:
         "<h2>六、异常线索</h2>",
         _table(("规则", "线索数"), anomaly_rows),
         _table(("规则", "对象", "事件数", "事件序号"), finding_rows),
+        *_findings_left_out(report, len(finding_rows)),
         "<h2>七、投诉与事件办理</h2>",
         _table(
             ("事项", "数量"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,6 +136,22 @@ def test_the_printed_pages_running_title_is_inert_css_text(sqlite: Store) -> Non
         '\\3c p id=\\22 injected\\22 \\3e （310151000000）"'
     )
     assert 'counter(page) " 页，共 " counter(pages) " 页"' in style
+
+
+def test_a_findings_list_cut_short_says_so_and_how_to_see_them_all(sqlite: Store) -> None:
+    """The page lists the first 20 findings: with 25 it listed 20 and nothing said the list went on, so a
+    supervisor took the 20 for all. Now a note gives the month's total and the command that lists them."""
+    finding = {"rule": "off_hours", "actor": "u-night", "actor_org": "310151101201", "seqs": [1, 2]}
+    month = _report(sqlite, org="310151000000")
+    many = replace(month, anomalies={"off_hours": 25}, findings=[finding] * 25)
+    page = render_html(many)
+    assert page.count("<td>u-night（310151101201）</td>") == 20
+    assert (
+        "以上仅列出前 20 条线索，本月共 25 条；全部线索可用 grassroots supervise anomalies "
+        "--since 2026-11-01 --until 2026-11-30 --org 310151000000 查看。"
+    ) in page
+    few = replace(month, anomalies={"off_hours": 3}, findings=[finding] * 3)
+    assert 'id="findings-left-out"' not in render_html(few)
 
 
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
