@@ -355,8 +355,10 @@ def stacked_bar_chart(
     element_id: str,
     width: int = 720,
     height: int = 260,
+    empty_note: str = "本月没有数据访问记录 / no data accesses this month",
 ) -> str:
-    """A stacked vertical bar chart as inline SVG with axis, gridlines, legend and ``<title>`` tooltips."""
+    """A stacked vertical bar chart as inline SVG with axis, gridlines, legend and ``<title>`` tooltips;
+    ``empty_note`` across the plot when every bar is zero."""
     left, right, top, bottom = 48, 12, 30, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
@@ -376,6 +378,12 @@ def stacked_bar_chart(
         y = top + plot_h - plot_h * tick / ceiling
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>')
+    if not any(totals):
+        # An empty axis alone reads as a chart that failed to draw: say there was nothing to draw.
+        parts.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+            f'class="empty">{escape(empty_note)}</text>'
+        )
     every = max(1, -(-n // 16))
     for i, label in enumerate(labels):
         x = left + slot * i + (slot - bar) / 2
@@ -433,6 +441,7 @@ figure svg { display: block; max-width: 100%; height: auto; }
 svg .grid { stroke: #e3e7ec; stroke-width: 1; }
 svg .tick, svg .legend { font-size: 11px; fill: #444; }
 svg .chart-title { font-size: 13px; font-weight: bold; fill: #1d2329; }
+svg .empty { font-size: 14px; fill: #777; }
 .note { font-size: 12px; color: #555; }
 @page { size: A4; margin: 18mm 14mm 16mm; }
 @media print {

@@ -154,6 +154,17 @@ def test_a_findings_list_cut_short_says_so_and_how_to_see_them_all(sqlite: Store
     assert 'id="findings-left-out"' not in render_html(few)
 
 
+def test_the_charts_of_a_month_without_accesses_say_there_were_none(sqlite: Store) -> None:
+    """October, with no access at all, printed two bare axes (0 to 1) and no bar: read as charts that
+    failed to draw. Each now says there was nothing to draw; a month with accesses draws its bars."""
+    page = render_html(_report(sqlite))
+    for chart in ("chart-daily", "chart-org"):
+        svg = page.split(f'id="{chart}"', 1)[1].split("</svg>", 1)[0]
+        assert '<text x="378.0" y="122.0" text-anchor="middle" class="empty">本月没有数据访问记录' in svg
+    AuditLog(sqlite.engine).append_many([make_event(1, occurred_at=DAY_1, outcome=Outcome.ALLOWED)])
+    assert 'class="empty"' not in render_html(_report(sqlite))
+
+
 def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     log = AuditLog(sqlite.engine)
     log.append_many(
