@@ -322,8 +322,8 @@ def render_csv(report: MonthlyReport) -> str:
         row(
             "total",
             report.totals,
-            f"{report.month} 截至{_day_zh(report.through_day)}，本月尚未结束（{scope}）"
-            f" / month in progress, through {report.through_day}",
+            f"{report.month} 截至{_day_zh(report.through_day)}（北京时间），本月尚未结束（{scope}）"
+            f" / month in progress, through {report.through_day} (Beijing time)",
         )
     for section, rows, names in (
         ("organisation", report.by_org, report.org_names),
@@ -332,8 +332,10 @@ def render_csv(report: MonthlyReport) -> str:
     ):
         for r in rows:
             row(section, r, names.get(r.key, ""))
+    # A day is Beijing's calendar day (00:00-24:00 UTC+8), not UTC's: said on every day row, since a
+    # spreadsheet user comparing with a system that counts by UTC days would see other figures.
     for day_row in report.daily_rows:
-        row("day", day_row)
+        row("day", day_row, f"{_day_zh(day_row.key)}（北京时间）")
     for reason, count in report.refusal_reasons:
         name = report.reason_names.get(reason, "")
         writer.writerow(("refusal_reason", reason, name, "", count, "", count, "", ""))

@@ -184,7 +184,7 @@ def test_day_rows_are_complete_and_add_up_to_the_month(sqlite: Store) -> None:
     assert days["2026-11-03"] == {
         "section": "day",
         "key": "2026-11-03",
-        "name": "",
+        "name": "2026年11月3日（北京时间）",
         "allowed": "2",
         "refused": "1",
         "errors": "0",
@@ -264,8 +264,11 @@ def test_a_month_still_running_shows_days_through_today_only_and_says_so(sqlite:
     total = next(r for r in rows if r["section"] == "total")
     assert total["total"] == "2"
     assert total["name"] == (
-        "2026-11 截至2026年11月4日，本月尚未结束（全部单位） / month in progress, through 2026-11-04"
+        "2026-11 截至2026年11月4日（北京时间），本月尚未结束（全部单位）"
+        " / month in progress, through 2026-11-04 (Beijing time)"
     )
+    # a spreadsheet user comparing with a system that counts UTC days is told which day each row is
+    assert [r["name"] for r in rows if r["section"] == "day"][-1] == "2026年11月4日（北京时间）"
     assert report.to_json()["in_progress"] is True
     assert report.to_json()["through_day"] == "2026-11-04"
     assert [d["day"] for d in report.to_json()["daily"]] == days
