@@ -95,7 +95,7 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from audit.monthly import MonthlyReport, build_monthly_report, render_csv, render_html
+from audit.monthly import MonthlyReport, build_monthly_report, render_csv, render_html, spreadsheet_text
 from audit.proofs import ProofBuilder, consistency, inclusion_proofs
 from audit.prune import (
     PRUNED_KIND,
@@ -244,6 +244,7 @@ __all__ = [
     "reopen_incident",
     "retention_status",
     "served_from_dataset",
+    "spreadsheet_text",
     "use_writer_role",
     "verify_archive",
     "verify_archived_prefix",

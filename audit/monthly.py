@@ -285,7 +285,7 @@ def _scope_name(report: MonthlyReport, code_after: str = "（") -> str:
     return f"{name}{code_after}{report.org}{'）' if code_after == '（' else ''}"
 
 
-def _spreadsheet_text(key: str) -> str:
+def spreadsheet_text(key: str) -> str:
     """A code a spreadsheet would take for a number, kept as text: Excel and WPS show a 12-digit division
     code as 3.10151E+11 and drop a leading zero, and a file saved back from them keeps that. A leading tab
     makes them read the cell as text; a program reading the CSV strips it (or reads the JSON report)."""
@@ -294,7 +294,7 @@ def _spreadsheet_text(key: str) -> str:
 
 def render_csv(report: MonthlyReport) -> str:
     """One table with a ``section`` column; UTF-8 with BOM so spreadsheet software reads the Chinese, and
-    organisation codes kept as text (:func:`_spreadsheet_text`)."""
+    organisation codes kept as text (:func:`spreadsheet_text`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_CSV_HEADER)
@@ -304,7 +304,7 @@ def render_csv(report: MonthlyReport) -> str:
         writer.writerow(
             (
                 section,
-                _spreadsheet_text(j["key"]),
+                spreadsheet_text(j["key"]),
                 name,
                 j["allowed"],
                 j["refused"],

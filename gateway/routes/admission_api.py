@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session
 
+import audit
 from admission import (
     CLIENT_ASSERTION_TYPE,
     EDITABLE_FIELDS,
@@ -1163,6 +1164,18 @@ async def burden_of_village(
     return await _read(runtime, work)
 
 
+#: Chinese first for the officials who open the file in a spreadsheet, the English column name after a
+#: slash for programs, as in the monthly report's CSV.
+_BURDEN_CSV_HEADER: Final = (
+    "村（社区）代码/village_code",
+    "村（社区）名称/village_name",
+    "接入系统数/n_systems",
+    "接入系统/systems",
+    "采集字段/fields_demanded",
+    "被重复采集的字段/fields_demanded_more_than_once",
+)
+
+
 @router.get(f"{_PREFIX}/burden/report", response_model=None)
 async def burden_report(
     _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
@@ -1183,24 +1196,29 @@ async def burden_report(
     data = await _read(runtime, work)
     if format == "json":
         return data
+    # Imported here: the supervision routes import this module (for the departments' names).
+    from gateway.routes.supervision import division_names
+
+    villages = await asyncio.to_thread(division_names, runtime)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["village_code", "n_systems", "systems", "fields_demanded", "fields_demanded_more_than_once"]
-    )
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(_BURDEN_CSV_HEADER)
     for v in data["villages"]:
         repeated = [f for f, systems in v["demand"].items() if len(systems) > 1]
         writer.writerow(
             [
-                v["village_code"],
+                audit.spreadsheet_text(v["village_code"]),
+                villages.get(v["village_code"], ""),
                 v["n_systems"],
                 ";".join(v["systems"]),
                 ";".join(v["fields_demanded"]),
                 ";".join(repeated),
             ]
         )
+    # UTF-8 with a byte-order mark, as the monthly report's CSV: Excel on Windows reads a file without
+    # one in the local code page (GBK), and the Chinese headers and names would come out garbled.
     return Response(
-        buffer.getvalue(),
+        ("\ufeff" + buffer.getvalue()).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="burden-report.csv"'},
     )

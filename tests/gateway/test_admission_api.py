@@ -1282,17 +1282,25 @@ def test_district_report_counts_systems_and_repeated_fields(stack: Stack) -> Non
     assert VILLAGE_A in repeated["residents.mobile"]["villages"]
     assert "310151102201" not in repeated["residents.mobile"]["villages"]  # another township
 
+    # Opened in Excel or WPS as officials do: the file was English-only, without a byte-order mark, and
+    # the 12-digit village codes came out as 3.10151E+11 (and were saved back so). Now it reads like the
+    # monthly report's CSV: UTF-8 with BOM, Chinese headers first, each village named, codes kept as text.
     csv_resp = call(stack, "GET", f"{API}/burden/report", "supervisor", params={"format": "csv"})
     assert csv_resp.headers["content-type"].startswith("text/csv")
-    header, *rows = csv_resp.text.splitlines()
-    assert header == "village_code,n_systems,systems,fields_demanded,fields_demanded_more_than_once"
-    row_a = next(r for r in rows if r.startswith(VILLAGE_A))
-    assert "residents.mobile" in row_a.split(",")[4]
+    assert csv_resp.content.startswith(b"\xef\xbb\xbf")
+    header, *rows = csv_resp.content.decode("utf-8-sig").split("\r\n")
+    assert header == (
+        "村（社区）代码/village_code,村（社区）名称/village_name,接入系统数/n_systems,接入系统/systems,"
+        "采集字段/fields_demanded,被重复采集的字段/fields_demanded_more_than_once"
+    )
+    row_a = next(r for r in rows if r.startswith(f"\t{VILLAGE_A},"))
+    assert row_a.split(",")[1] == "东风村村民委员会"
+    assert "residents.mobile" in row_a.split(",")[5]
 
     cli = stack.cli(
         "admission", "report", "--csv", "--village", VILLAGE_A, "--as", "supervisor", "--url", stack.base_url
     )
-    assert cli.stdout.splitlines()[0] == header and len(cli.stdout.splitlines()) == 2
+    assert cli.stdout.lstrip("\ufeff").splitlines()[0] == header and len(cli.stdout.splitlines()) == 2
     bad = call(stack, "GET", f"{API}/burden/villages/310151101000", "supervisor")  # a township, not a village
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_village")
 
