@@ -376,8 +376,9 @@ def registered_sentences(answer: dict[str, Any]) -> list[str]:
         f"（北京时间）。下一步：grassroots supervise assign {case} --to <承办人>"
     )
     en.append(
-        f"Answer the complainant by {complaint.get('due_at')}, close the incident by "
-        f"{incident.get('due_at')}. Next: grassroots supervise assign {case} --to <assignee>"
+        f"Answer the complainant by {_beijing(complaint.get('due_at'))}, close the incident by "
+        f"{_beijing(incident.get('due_at'))} (Beijing time). Next: grassroots supervise assign {case} "
+        "--to <assignee>"
     )
     return zh + en
 

@@ -369,6 +369,12 @@ def test_a_registered_complaint_says_what_was_found_and_what_to_do_next() -> Non
         "下一步：grassroots supervise assign I-1 --to <承办人>"
     )
     assert all(line.isascii() for line in said[3:])
+    # the English line gave the raw UTC stamps (2026-12-21T12:06:33.713653Z) beside the Chinese Beijing
+    # times, so the two languages named deadlines eight hours apart
+    assert said[-1] == (
+        "Answer the complainant by 2026-12-21 20:06, close the incident by 2027-01-05 20:06 (Beijing time). "
+        "Next: grassroots supervise assign I-1 --to <assignee>"
+    )
     gap = {
         "message": "证据可能不完整：部门系统 x（数据集 residents）……",
         "message_en": "Evidence may be incomplete",
