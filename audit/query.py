@@ -154,6 +154,10 @@ class EventSummary:
         return {
             "seq": self.seq,
             "occurred_at": format_timestamp(self.occurred_at),
+            # A supervisor reads the list as printed (supervise events): the stored UTC time read as a
+            # Beijing time would be eight hours off, so the Beijing clock is given beside it, as in the
+            # resident's "who read my data" answer.
+            "occurred_at_beijing": beijing_clock(self.occurred_at),
             "kind": self.kind,
             "outcome": self.outcome,
             "actor": self.actor,

@@ -96,6 +96,17 @@ def test_results_carry_refs_not_personal_data(sqlite: Store) -> None:
     assert item.subject_refs == (PSEUDONYMIZER.ref("r-4"),)
 
 
+def test_an_event_listed_gives_its_time_on_the_beijing_clock_too(sqlite: Store) -> None:
+    """supervise events printed only the stored UTC time (2026-11-10T02:04:00.000000Z): a supervisor
+    reading it as the office clock placed the read at 2 a.m., not 10 a.m. The Beijing time is beside it."""
+    populate(sqlite)
+    listed = query_events(sqlite.engine, EventQuery(actor="town")).items[0].to_json()
+    assert (listed["occurred_at"], listed["occurred_at_beijing"]) == (
+        "2026-11-10T02:04:00.000000Z",
+        "2026-11-10 10:04:00",
+    )
+
+
 @pytest.mark.parametrize(
     ("group_by", "org_digits", "expected"),
     [
