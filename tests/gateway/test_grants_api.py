@@ -9,6 +9,7 @@ so the gateway validates them like any other.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,9 +120,16 @@ def read_records(stack: Stack, who: str, scenario: str = "DIBAO_REVIEW", **claim
     )
 
 
+# Drawn without replacement: a code drawn twice (a one-in-700 chance per draw, dozens of draws a run) gave a
+# test a village whose grant another test had revoked, and its refusal then said grant_revoked, not the
+# grant_expired or no_active_grant it waited for.
+_VILLAGES_LEFT = [f"310151102{n:03d}" for n in range(300, 1000)]
+random.Random(uuid.uuid4().int).shuffle(_VILLAGES_LEFT)
+
+
 def fresh_village() -> str:
     """A village code of township 2 nobody else in this run uses (no grant covers it yet)."""
-    return f"310151102{uuid.uuid4().int % 700 + 300:03d}"
+    return _VILLAGES_LEFT.pop()
 
 
 # -- the stack ---------------------------------------------------------------------------------------

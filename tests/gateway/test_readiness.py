@@ -4,6 +4,7 @@ so a load balancer takes it out of rotation instead of sending it requests that 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,7 +92,8 @@ async def test_a_database_outage_is_a_few_log_lines_not_one_per_refresh(
         failed = [r.getMessage() for r in caplog.records]
         assert len(failed) == 2, failed
         assert failed[0] == "policy/registry refresh failed: ConnectionRefusedError"
-        assert failed[1].startswith("policy/registry refresh still failing after 0 s (")
+        # Whole seconds since the first failure: 0 on a quiet machine, more on a loaded one.
+        assert re.match(r"policy/registry refresh still failing after \d+ s \(", failed[1]), failed[1]
         assert failed[1].endswith(" attempts): ConnectionRefusedError")
         database_up = True
         await asyncio.sleep(0.05)
@@ -99,7 +101,5 @@ async def test_a_database_outage_is_a_few_log_lines_not_one_per_refresh(
         loop.cancel()
     recovered = caplog.records[-1].getMessage()
     assert len(caplog.records) == 3 and caplog.records[-1].levelname == "WARNING"
-    assert (
-        recovered.startswith("policy/registry refresh recovered after 0 s (")
-        and "failed attempts)" in recovered
-    )
+    recovered_line = r"policy/registry refresh recovered after \d+ s \(\d+ failed attempts\)$"
+    assert re.match(recovered_line, recovered), recovered
