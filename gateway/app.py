@@ -32,6 +32,7 @@ from starlette.types import ASGIApp as StarletteASGIApp
 
 from audit import PseudonymRing
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
+from gateway.openapi_doc import house_openapi, operation_id
 from gateway.pipeline import authenticate
 from gateway.refusal_bursts import CLIENT_SOURCE, source_of
 from gateway.runtime import Runtime
@@ -297,6 +298,12 @@ class GatewayApp(FastAPI):
 
     #: Wraps the rest of the stack (``gateway.routes.data.DataFastLane``); None: FastAPI serves everything.
     fast_lane: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document with the gateway's sign-in schemes and error shape (gateway.openapi_doc)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = house_openapi(super().openapi())
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> StarletteASGIApp:
         inner: ASGIApp = super().build_middleware_stack()
@@ -568,6 +575,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         redirect_slashes=False,
+        generate_unique_id_function=operation_id,
         max_body_size=settings.max_body_bytes,
         # FastAPI's own OpenTelemetry bridge stays off: the gateway's telemetry is gateway.telemetry, whose
         # spans carry codes and counts and name a failure by its type only; FastAPI's would, under any
