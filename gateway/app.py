@@ -469,6 +469,36 @@ def _route_without_trailing_slash(request: Request) -> bool:
     return any(route.matches(stripped)[0] != Match.NONE for route in request.app.router.routes)
 
 
+#: The methods an address may take, in the order an ``Allow`` header lists them.
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this address. Starlette's 405 names only the methods of the
+    first route that matched the path (``Allow: POST`` for ``DELETE /api/v1/grants``, which takes GET
+    too): the address's routes are asked one method at a time instead."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
+def method_not_allowed(allowed: Sequence[str]) -> GatewayError:
+    """405 with the ``Allow`` header RFC 9110 §15.5.6 requires, saying which methods the address takes
+    (never repeating the one sent: a method is whatever token the caller typed)."""
+    return GatewayError(
+        f"此接口地址不接受这种请求方法（HTTP 方法），只接受 {'、'.join(allowed)}："
+        "请按接口文档（/docs）改用正确的方法。",
+        f"This address does not take that request method; it takes {', '.join(allowed)} (see /docs).",
+        code="method_not_allowed",
+        status_code=405,
+        headers={"Allow": ", ".join(allowed)},
+        extra={"allowed_methods": list(allowed)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -494,6 +524,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 request, NotFound("页面或接口不存在。", "No such page or endpoint.", code="no_route")
             )
+        if exc.status_code == 405:
+            return error_response(request, method_not_allowed(_allowed_methods(request)))
         limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
         if exc.status_code == 413 and isinstance(limit, int):
             # FastAPI's limiter stopped reading a streamed (chunked) body at the limit.
@@ -505,6 +537,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "The request cannot be handled.",
                 code="http_error",
                 status_code=exc.status_code,
+                headers=exc.headers,
             ),
         )
 
