@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from audit import CHINA_STANDARD_TIME
 from gateway.errors import InvalidRequest
 
-__all__ = ["DueAt", "Month", "SinceTime", "UntilTime", "checked_range", "month_label"]
+__all__ = ["DueAt", "Moment", "Month", "SinceTime", "UntilTime", "checked_range", "month_label"]
 
 _DAY: Final = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m1>\d{1,2})-(?P<d1>\d{1,2})|/(?P<m2>\d{1,2})/(?P<d2>\d{1,2})"
@@ -78,26 +78,50 @@ def _day(text: str) -> date | None:
         raise _refused() from None
 
 
+def _time_with_offset(text: str, refused: PydanticCustomError) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise refused from None
+    if parsed.utcoffset() is None:
+        raise refused
+    return parsed
+
+
 def _parser(day_end: timedelta | None) -> BeforeValidator:
-    """``day_end`` None: a day means its first moment; else that day's midnight plus ``day_end``."""
+    """``day_end`` None: a day means its first moment; else that day's midnight plus ``day_end``.
+
+    Only text is read (or a ``datetime`` handed over in code): pydantic would take a JSON number, or a
+    query's digits, as seconds since 1970, so ``"valid_until": 20261231`` meant 23 August 1970."""
 
     def parse(value: Any) -> Any:
-        if not isinstance(value, str):
+        if isinstance(value, datetime):
             return value
+        if not isinstance(value, str):
+            raise _refused()
         text = unicodedata.normalize("NFKC", value).strip()
         day = _day(text)
         if day is not None:
             start = datetime.combine(day, time(), CHINA_STANDARD_TIME)
             return start if day_end is None else start + day_end
-        try:
-            parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-        except ValueError:
-            raise _refused() from None
-        if parsed.utcoffset() is None:
-            raise _refused()
-        return parsed
+        return _time_with_offset(text, _refused())
 
     return BeforeValidator(parse)
+
+
+def _moment(value: Any) -> Any:
+    """An RFC 3339 time with its offset, as text: never a number, which pydantic would read as seconds
+    since 1970 (``?at=2330``, meant as 23:30, explained the policy as of 1 January 1970)."""
+    if isinstance(value, datetime):
+        return value
+    refused = PydanticCustomError("timezone_aware", "must be a time with its offset")
+    if not isinstance(value, str):
+        raise refused
+    return _time_with_offset(unicodedata.normalize("NFKC", value).strip(), refused)
+
+
+#: One moment, as ``2026-12-06T23:30:00+08:00`` (the policy's ``at``): a day alone is not one.
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
 
 
 #: From this time; a day: from its midnight (Beijing time).

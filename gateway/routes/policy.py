@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.pipeline import UNKNOWN_DATASET, check_within_page_limit, record_audit, subject_of
 from gateway.routes.grants import read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
+from gateway.time_inputs import Moment
 from grassroots_common.personal_data import personal_data_in
 from policies import (
     AccessRequest,
@@ -196,7 +197,7 @@ class DecideBody(BaseModel):
     dataset: str = Field(max_length=64)
     scenario: str = Field(max_length=64)
     fields: list[str] | None = None
-    at: AwareDatetime | None = Field(None, description="decide as of this time (default: now)")
+    at: Moment | None = Field(None, description="decide as of this time, with its offset (default: now)")
     record_count_hint: int | None = Field(None, ge=0)
 
 
@@ -329,7 +330,7 @@ async def explain_mine(
     scenario: Annotated[str, Query(max_length=64)],
     fields: Annotated[str | None, Query(description="comma-separated field names")] = None,
     at: Annotated[
-        AwareDatetime | None, Query(description="explain as of this time, with its offset (default: now)")
+        Moment | None, Query(description="explain as of this time, with its offset (default: now)")
     ] = None,
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
