@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Header, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from admission.errors import (
@@ -51,6 +52,15 @@ from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionErr
 
 _log = logging.getLogger("gateway.admin")
 T = TypeVar("T")
+
+
+class StrictBody(BaseModel):
+    """A request body that refuses a key it does not define (422 naming the keys it takes) rather than
+    ignore it: a misspelt key ignored is a question answered as if it had not been asked
+    (``"field": ["id_number"]`` for ``fields`` in a policy decision answered "allowed"), a note or a
+    deadline silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def checked_org(code: str, name: str = "org_scope") -> str:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session
 
@@ -65,7 +65,7 @@ from admission import (
 )
 from admission.model import STATUS_LABELS_ZH
 from audit import AuditEvent, Outcome
-from gateway.admin_support import PermissionFirstRoute, Permitted, domain_errors, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, domain_errors, unit_of_work
 from gateway.app import get_runtime, json_nested_too_deep, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -410,21 +410,21 @@ def _registration_view(
 # ------------------------------------------------------------------------------------ request bodies
 
 
-class ReasonBody(BaseModel):
+class ReasonBody(StrictBody):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class VoteBody(BaseModel):
+class VoteBody(StrictBody):
     vote: Literal["approve", "reject", "request_changes"]
     comment: str = Field("", max_length=4000)
     office: str | None = Field(None, description="defaults to the office in the reviewer's token")
 
 
-class PublicKeyBody(BaseModel):
+class PublicKeyBody(StrictBody):
     public_key: str = Field(min_length=1, max_length=16000, description="PEM SubjectPublicKeyInfo or JWK")
 
 
-class OutboundCredentialBody(BaseModel):
+class OutboundCredentialBody(StrictBody):
     credential: SecretStr = Field(description="write-only: stored encrypted, never returned")
 
 

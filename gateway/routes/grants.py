@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from gateway.admin_support import (
     PermissionFirstRoute,
     Permitted,
+    StrictBody,
     checked_org,
     domain_errors,
     signed_in,
@@ -276,7 +277,7 @@ def _beijing_midnight(now: datetime) -> datetime:
     return datetime.combine(now.astimezone(CHINA_STANDARD_TIME).date(), time(), CHINA_STANDARD_TIME)
 
 
-class ReasonBody(BaseModel):
+class ReasonBody(StrictBody):
     reason: str = Field(max_length=2000)
 
 
@@ -576,7 +577,7 @@ class BreakGlassBody(BaseModel):
     org_scope: str | None = None
 
 
-class CloseReviewBody(BaseModel):
+class CloseReviewBody(StrictBody):
     note: str = Field(max_length=2000)
 
 

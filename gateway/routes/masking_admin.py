@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from audit import (
@@ -40,7 +40,7 @@ from audit import (
     served_from_dataset,
 )
 from audit.tables import AuditEventRow
-from gateway.admin_support import PermissionFirstRoute, Permitted, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -238,13 +238,13 @@ async def get_rules(
 # -- proposals -------------------------------------------------------------------------------------
 
 
-class ProposalBody(BaseModel):
+class ProposalBody(StrictBody):
     kind: ProposalKind
     payload: dict[str, Any]
     reason: str = Field(max_length=2000)
 
 
-class DecisionBody(BaseModel):
+class DecisionBody(StrictBody):
     note: str | None = Field(None, max_length=2000)
 
 
@@ -341,7 +341,7 @@ async def reject(
 # -- dry-run ---------------------------------------------------------------------------------------
 
 
-class DryRunBody(BaseModel):
+class DryRunBody(StrictBody):
     dataset: str = Field(max_length=64)
     role: str = Field(max_length=64)
     scenario: str = Field(max_length=64)
@@ -523,7 +523,7 @@ def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
 # -- unmask ----------------------------------------------------------------------------------------
 
 
-class UnmaskBody(BaseModel):
+class UnmaskBody(StrictBody):
     value: str = Field(max_length=1024)
     dataset: str = Field(max_length=64)
     field: str = Field(max_length=64)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from audit.tables import AuditEventRow
 from gateway.admin_support import (
     PermissionFirstRoute,
     Permitted,
+    StrictBody,
     checked_org,
     library_error,
     signed_in,
@@ -186,7 +187,7 @@ async def policy_state(
 # -- decide / explain ----------------------------------------------------------------------------------
 
 
-class DecideBody(BaseModel):
+class DecideBody(StrictBody):
     user_id: str = Field("dry-run", max_length=128, description="whose daily quota to read")
     org: str = Field(description="division code of the organisation asking")
     roles: list[str] = Field(min_length=1, max_length=10)
@@ -483,13 +484,13 @@ async def reload_policy(
 # -- replay (what-if) ----------------------------------------------------------------------------------
 
 
-class ProposedGrant(BaseModel):
+class ProposedGrant(StrictBody):
     scenario: str = Field(max_length=64)
     org_scope: str
     datasets: dict[str, list[str]] | None = None
 
 
-class ReplayBody(BaseModel):
+class ReplayBody(StrictBody):
     days: int = Field(7, ge=1, le=90)
     grant_id: str | None = Field(None, description="a requested grant, previewed as if approved")
     grant: ProposedGrant | None = Field(None, description="a grant not yet requested, previewed")

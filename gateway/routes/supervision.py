@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from stdnum.cn import ric
 
 import audit
@@ -60,7 +60,7 @@ from audit import (
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
-from gateway.admin_support import PermissionFirstRoute, Permitted, checked_org, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, checked_org, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
@@ -870,7 +870,7 @@ async def _case_in_scope(
     return scope
 
 
-class ComplaintIn(BaseModel):
+class ComplaintIn(StrictBody):
     source: Literal["hotline_12345", "burden_monitoring", "walk_in"]
     id_number: str = Field(min_length=1, max_length=64, repr=False, description="complainant's ID number")
     summary: str = Field("", max_length=1000)
@@ -1051,7 +1051,7 @@ async def get_complaint(
     return complaint
 
 
-class JurisdictionIn(BaseModel):
+class JurisdictionIn(StrictBody):
     org: str = Field(max_length=32, description="division code of the office the case is to belong to")
 
 
@@ -1204,16 +1204,16 @@ def _leaves(runtime: Runtime, seqs: list[int]) -> dict[int, bytes]:
     return out
 
 
-class AssignIn(BaseModel):
+class AssignIn(StrictBody):
     assignee: str = Field(min_length=1, max_length=256)
     due_at: DueAt | None = None
 
 
-class NoteIn(BaseModel):
+class NoteIn(StrictBody):
     note: str = Field(min_length=1, max_length=1000)
 
 
-class DispositionIn(BaseModel):
+class DispositionIn(StrictBody):
     disposition: Literal["substantiated", "unsubstantiated", "referred"]
     note: str = Field(min_length=1, max_length=1000)
 
@@ -1322,7 +1322,7 @@ async def dispose_incident(
     )
 
 
-class ReopenIn(BaseModel):
+class ReopenIn(StrictBody):
     reason: str = Field(min_length=1, max_length=1000, description="why the incident is handled again")
 
 
@@ -1355,7 +1355,7 @@ async def reopen_incident(
     )
 
 
-class RecheckIn(BaseModel):
+class RecheckIn(StrictBody):
     # The complainant's ID number again: in the body only, never the URL (access logs, proxies).
     id_number: str = Field(min_length=1, max_length=64, repr=False, description="complainant's ID number")
     all_systems: bool = Field(
@@ -1449,7 +1449,7 @@ async def recheck_incident_evidence(
 # -- resident transparency -------------------------------------------------------------------------
 
 
-class PersonIn(BaseModel):
+class PersonIn(StrictBody):
     id_number: str = Field(min_length=1, max_length=64, repr=False)
 
 
@@ -1741,7 +1741,7 @@ async def retention(
     return status
 
 
-class ArchiveIn(BaseModel):
+class ArchiveIn(StrictBody):
     month: Month
 
 
@@ -1818,7 +1818,7 @@ async def verify_archive(
     return {"archive_id": archive_id, **verdict.to_json()}
 
 
-class PruneIn(BaseModel):
+class PruneIn(StrictBody):
     dry_run: bool = Field(True, description="only say what would be pruned, and why not (the default)")
     through_month: Month | None = None
     through_seq: int | None = Field(None, ge=1, description="must be the last event of an archived month")
