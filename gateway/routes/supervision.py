@@ -88,6 +88,9 @@ UntilQuery = Annotated[
     Query(description="through this day (Beijing time, included) or until this RFC 3339 time (excluded)"),
 ]
 AuthHeader = Annotated[str | None, Header()]
+#: The largest event sequence number the log can hold (its ``seq`` is a signed 64-bit BIGINT, in SQLite
+#: and PostgreSQL alike): a larger cursor reached the database driver, which cannot bind it (a 500).
+SEQ_MAX = 2**63 - 1
 RESOURCE = "audit"
 
 #: What each refusal code of the data path means, for the printed monthly report (定期通报): its
@@ -424,7 +427,7 @@ async def list_events(
     kind: str | None = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=SEQ_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Events of the caller's organisation subtree, newest first; ``next_before`` pages on."""

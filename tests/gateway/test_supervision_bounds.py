@@ -1,0 +1,42 @@
+"""Numbers a supervisor types into the log's queries: refused when out of reach, never a 500.
+
+Found while fuzzing the running demo: ``GET /api/v1/supervision/events?before=99999999999999999999`` (a
+cursor past the 64-bit ``seq`` column) reached the database driver, which cannot bind it: 500, an
+``OverflowError`` in the log. Now 422 naming ``before`` and its bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.stack import Stack, stack_fixture
+
+BASE = "/api/v1/supervision"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from stack_fixture("sqlite", tmp_path_factory)
+
+
+def get(stack: Stack, path: str, **params: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    return httpx.get(f"{stack.base_url}{BASE}{path}", params=params, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("before", ["9223372036854775808", "99999999999999999999"])
+def test_a_cursor_past_the_log_is_refused_not_a_server_error(stack: Stack, before: str) -> None:
+    resp = get(stack, "/events", before=before)
+    assert resp.status_code == 422, resp.text
+    answer = resp.json()
+    assert answer["fields"] == ["before"] and "不能大于 9223372036854775807" in answer["message"]
+    assert before not in resp.text
+
+
+def test_the_largest_cursor_is_still_read(stack: Stack) -> None:
+    resp = get(stack, "/events", before="9223372036854775807", limit="1")
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["items"]) == 1
