@@ -209,8 +209,9 @@ def plan_prune(
     covered = cut
     if through_seq is not None and through_seq > cut and through_seq not in boundaries:
         refuse(
-            f"not_month_boundary: event {through_seq} is not the last event of an archived month",
-            f"第 {through_seq} 号事件不是某个已归档月份的最后一个事件，只能按整月清理",
+            # The number typed is not repeated back: it may be anything (an ID number, say).
+            "not_month_boundary: the event given (through_seq) is not the last event of an archived month",
+            "所给的事件序号（through_seq）不是某个已归档月份的最后一个事件，只能按整月清理",
         )
         rows = []
     for row in rows:

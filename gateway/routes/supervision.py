@@ -1584,22 +1584,24 @@ async def inclusion_proof(
         tree_size = checkpoint.tree_size if checkpoint else size
     else:
         checkpoint = next((c for c in reversed(checkpoints) if c.tree_size == tree_size), None)
+    # The numbers typed are not repeated (an 18-digit "seq" may be an ID number): the log's own size is
+    # what the supervisor needs to correct them.
     if tree_size > size:
         raise NotFound(
-            f"所给的树大小 {tree_size} 超过了日志现有的 {size} 条事件。",
-            f"Tree size {tree_size} is larger than the log, which holds {size} events.",
+            f"所给的树大小（tree_size）超过了日志现有的 {size} 条事件。",
+            f"The tree size (tree_size) is larger than the log, which holds {size} events.",
             code="no_such_event",
         )
     if seq > tree_size:
         # Say what the log holds (a count, nothing personal): "not within the given tree size" told a
         # supervisor who gave no tree size nothing she could act on.
         raise NotFound(
-            f"日志中还没有序号为 {seq} 的事件（现有 {size} 条）。"
+            f"日志中还没有所给序号（seq）的事件（现有 {size} 条，序号从 1 到 {size}）。"
             if tree_size == size
-            else f"事件 {seq} 不在树大小 {tree_size} 之内（日志现有 {size} 条事件）。",
-            f"There is no event {seq} in the log yet ({size} events)."
+            else f"所给序号（seq）的事件不在树大小 {tree_size} 之内（日志现有 {size} 条事件）。",
+            f"There is no event with that number (seq) in the log yet ({size} events, numbered 1 to {size})."
             if tree_size == size
-            else f"Event {seq} is not within tree size {tree_size} (the log holds {size} events).",
+            else f"The event (seq) is not within tree size {tree_size} (the log holds {size} events).",
             code="no_such_event",
         )
     try:

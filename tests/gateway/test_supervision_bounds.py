@@ -3,6 +3,10 @@
 Found while fuzzing the running demo: ``GET /api/v1/supervision/events?before=99999999999999999999`` (a
 cursor past the 64-bit ``seq`` column) reached the database driver, which cannot bind it: 500, an
 ``OverflowError`` in the log. Now 422 naming ``before`` and its bound.
+
+And the numbers typed are not repeated: an inclusion proof for ``seq`` or ``tree_size``
+110105194912310021 (an ID number without its X is a number too) answered "所给的树大小 110105194912310021
+超过了…", and a prune's plan "第 … 号事件不是…". Now they say what the log holds, naming the parameter.
 """
 
 from __future__ import annotations
@@ -40,3 +44,27 @@ def test_the_largest_cursor_is_still_read(stack: Stack) -> None:
     resp = get(stack, "/events", before="9223372036854775807", limit="1")
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["items"]) == 1
+
+
+ID_NUMBER = "110105194912310021"
+
+
+@pytest.mark.parametrize("params", [{"seq": ID_NUMBER}, {"seq": "1", "tree_size": ID_NUMBER}])
+def test_a_proof_for_a_number_past_the_log_does_not_repeat_it(stack: Stack, params: dict[str, str]) -> None:
+    resp = get(stack, "/proofs/inclusion", **params)
+    assert resp.status_code == 404 and resp.json()["error"] == "no_such_event", resp.text
+    assert "日志现有" in resp.json()["message"] or "现有" in resp.json()["message"]
+    assert ID_NUMBER not in resp.text
+
+
+def test_a_prune_plan_does_not_repeat_the_number(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    resp = httpx.post(
+        f"{stack.base_url}{BASE}/audit/prune",
+        json={"dry_run": True, "through_seq": int(ID_NUMBER)},
+        headers=headers,
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert any(r.startswith("not_month_boundary") for r in resp.json()["reasons"])
+    assert ID_NUMBER not in resp.text
