@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import os
+import re
 import threading
 import typing
 import weakref
@@ -33,7 +34,6 @@ from starlette.types import ASGIApp as StarletteASGIApp
 from audit import PseudonymRing
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
 from gateway.openapi_doc import house_openapi, operation_id
-from gateway.pipeline import authenticate
 from gateway.refusal_bursts import CLIENT_SOURCE, source_of
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -177,12 +177,15 @@ class ContainUnhandledErrors:
                 await send_error(scope, send, GatewayError(), request_id)
 
 
-async def send_error(scope: Scope, send: Send, error: GatewayError, request_id: str | None) -> None:
-    """Answer ``error`` in the one JSON shape, from a pure-ASGI middleware (no Request, no handler)."""
+async def send_error(
+    scope: Scope, send: Send, error: GatewayError, request_id: str | None, *, id_header: bool = True
+) -> None:
+    """Answer ``error`` in the one JSON shape, from a pure-ASGI middleware (no Request, no handler).
+    ``id_header`` False: a middleware inside :class:`RequestIdMiddleware`, which adds the header itself."""
     body = json.dumps(error.body(request_id), ensure_ascii=False, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    if request_id:
+    if request_id and id_header:
         headers.append((b"x-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -270,13 +273,37 @@ class RefuseAnonymousBody:
             and _carries_body(scope)
             and not _header(scope, b"authorization")
         ):
+            # The refusal the endpoint itself would raise (code, words, WWW-Authenticate), recorded as the
+            # endpoint records it: an ``auth.refused`` event, counted in the source's allowance (a 429
+            # past it; a 503 if the log cannot take it). Unrecorded, an anonymous POST left no trace.
+            from gateway.admin_support import signed_in  # imports this module
+
             try:
-                # The refusal the endpoint itself would raise (code, words, WWW-Authenticate): one source.
-                await authenticate(scope["app"].state.runtime, None)
+                await signed_in(scope["app"].state.runtime, None, _asked_for(scope))
             except GatewayError as error:
-                await send_error(scope, send, error, (scope.get("state") or {}).get("request_id"))
+                request_id = (scope.get("state") or {}).get("request_id")
+                await send_error(scope, send, error, request_id, id_header=False)
                 return
         await self.app(scope, receive, send)
+
+
+def _asked_for(scope: Scope) -> str:
+    """What the request asked, as its refusal records it: the operation's permission (``x-permission``
+    in the OpenAPI document) or its name; never the path as sent (an id in it may be anything)."""
+    app = scope["app"]
+    table: list[tuple[re.Pattern[str], str, str]] | None = getattr(app.state, "operations", None)
+    if table is None:
+        table = [
+            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), method.upper(), asked)
+            for path, item in app.openapi()["paths"].items()
+            for method, operation in item.items()
+            if (asked := operation.get("x-permission") or operation.get("operationId"))
+        ]
+        app.state.operations = table
+    path, method = str(scope["path"]), str(scope["method"])
+    return next(
+        (asked for pattern, verb, asked in table if verb == method and pattern.match(path)), "unknown"
+    )
 
 
 def _carries_body(scope: Scope) -> bool:
