@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from fastapi.routing import APIRoute
 
-__all__ = ["ERROR_SCHEMA", "house_openapi", "operation_id"]
+__all__ = ["ERROR_SCHEMA", "house_openapi", "operation_id", "other_formats"]
 
 #: A person signed in through SSO (OIDC access token, RFC 9068), on every endpoint but the systems'.
 SIGN_IN: Final = "signIn"
@@ -85,6 +85,20 @@ _DEFAULT_RESPONSE: Final = {
     "content": _ERROR_CONTENT,
 }
 _FASTAPI_VALIDATION_SCHEMAS: Final = ("HTTPValidationError", "ValidationError")
+
+
+def other_formats(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for an endpoint whose ``format`` parameter also answers in ``media_types`` (a CSV
+    table, a printable page, a PDF), besides JSON: the document named JSON alone."""
+    return {
+        200: {
+            "description": "JSON，或按 format 参数给出的格式。JSON, or the format asked for (format).",
+            "content": {
+                "application/json": {},
+                **{m: {"schema": {"type": "string", "format": "binary"}} for m in media_types},
+            },
+        }
+    }
 
 
 def operation_id(route: APIRoute) -> str:

@@ -77,6 +77,7 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.free_text import refuse_personal_data
+from gateway.openapi_doc import other_formats
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
@@ -1176,7 +1177,7 @@ _BURDEN_CSV_HEADER: Final = (
 )
 
 
-@router.get(f"{_PREFIX}/burden/report", response_model=None)
+@router.get(f"{_PREFIX}/burden/report", response_model=None, responses=other_formats("text/csv"))
 async def burden_report(
     _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     runtime: RuntimeDep,

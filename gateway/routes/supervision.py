@@ -66,6 +66,7 @@ from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
+from gateway.openapi_doc import other_formats
 from gateway.pipeline import record_audit
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
@@ -582,7 +583,11 @@ async def anomalies(
     return {"findings": [f.to_json() for f in findings], "rules": rules.to_json(), "org": scope}
 
 
-@router.get("/reports/monthly", response_model=None)
+@router.get(
+    "/reports/monthly",
+    response_model=None,
+    responses=other_formats("text/html", "text/csv", "application/pdf"),
+)
 async def monthly_report(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
