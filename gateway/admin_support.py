@@ -114,8 +114,26 @@ async def require(
 _PERMITTED_PRINCIPAL = "grassroots.permitted_principal"
 
 
+class _CallerCheck:
+    """A route's first check of its caller, run by :class:`PermissionFirstRoute` before anything else."""
+
+    __slots__ = ()
+
+    async def check(self, request: Request) -> Principal:
+        raise NotImplementedError
+
+    async def __call__(
+        self, request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        checked = request.scope.get(_PERMITTED_PRINCIPAL)
+        if isinstance(checked, Principal):
+            return checked
+        # Not on a PermissionFirstRoute (a router that forgot its route_class): still checked, only later.
+        return await self.check(request)
+
+
 @dataclass(frozen=True, slots=True)
-class Permitted:
+class Permitted(_CallerCheck):
     """The dependency that names an administrative route's permission, once, in its signature:
 
         principal: Annotated[Principal, Depends(Permitted("grants", "approve"))]
@@ -137,34 +155,36 @@ class Permitted:
         authorization = request.headers.get("authorization")
         return await require(runtime, authorization, self.resource, self.action, doing=self.doing)
 
-    async def __call__(
-        self, request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> Principal:
-        checked = request.scope.get(_PERMITTED_PRINCIPAL)
-        if isinstance(checked, Principal):
-            return checked
-        # Not on a PermissionFirstRoute (a router that forgot its route_class): still checked, only later.
-        return await require(
-            await get_runtime(request), authorization, self.resource, self.action, doing=self.doing
-        )
+
+@dataclass(frozen=True, slots=True)
+class SignedIn(_CallerCheck):
+    """The dependency of a route any signed-in caller may use (``GET /me/can``): on a
+    :class:`PermissionFirstRoute` the sign-in is checked before the query is validated, so an anonymous
+    caller is answered 401 (and recorded as ``auth.refused`` naming ``asked``) whatever the query holds."""
+
+    asked: str
+
+    async def check(self, request: Request) -> Principal:
+        runtime = await get_runtime(request)
+        return await signed_in(runtime, request.headers.get("authorization"), self.asked)
 
 
 class PermissionFirstRoute(APIRoute):
-    """An API route whose :class:`Permitted` dependency runs before anything else: before the body is
-    read or validated, before any other parameter. FastAPI validates the body before the endpoint runs
-    (and refuses unparsable JSON before any dependency), so a check inside the endpoint would answer a
-    cadre's malformed request with 422 and leave no record of the refused attempt (PIPL Art. 56: the
-    attempt is what a supervisor needs to see). The permission is published in the OpenAPI document as
-    ``x-permission``."""
+    """An API route whose :class:`Permitted` (or :class:`SignedIn`) dependency runs before anything else:
+    before the body is read or validated, before any other parameter. FastAPI validates the body and the
+    query before the endpoint runs (and refuses unparsable JSON before any dependency), so a check inside
+    the endpoint would answer a cadre's malformed request with 422 and leave no record of the refused
+    attempt (PIPL Art. 56: the attempt is what a supervisor needs to see). The permission is published in
+    the OpenAPI document as ``x-permission``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         permitted = self._permitted()
-        if permitted is not None:
+        if isinstance(permitted, Permitted):
             self.openapi_extra = {**(self.openapi_extra or {}), "x-permission": permitted.permission}
 
-    def _permitted(self) -> Permitted | None:
-        return next((d.call for d in self.dependant.dependencies if isinstance(d.call, Permitted)), None)
+    def _permitted(self) -> _CallerCheck | None:
+        return next((d.call for d in self.dependant.dependencies if isinstance(d.call, _CallerCheck)), None)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()

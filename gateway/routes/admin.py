@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from audit import AuditEvent, Outcome
-from gateway.admin_support import PermissionFirstRoute, Permitted, signed_in, unit_of_work
+from gateway.admin_support import PermissionFirstRoute, Permitted, SignedIn, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.auth.sessions import revoke_token, revoke_user_sessions, token_ref
@@ -43,15 +43,14 @@ _NAME = r"^[a-z_]{1,40}$"
 
 @router.get("/me/can")
 async def may_i(
+    principal: Annotated[Principal, Depends(SignedIn("read me"))],
     runtime: RuntimeDep,
     resource: Annotated[str, Query(pattern=_NAME)],
     action: Annotated[str, Query(pattern=_NAME)],
-    authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """Whether the caller's roles hold a permission (role -> resource -> action), doing nothing else: a client
     asks before it makes its user type what the act needs, such as a resident's ID number for a complaint,
-    only for the act to be refused."""
-    principal = await signed_in(runtime, authorization, "read me")
+    only for the act to be refused. Signed in first: an anonymous caller's bad query is answered 401."""
     allowed = runtime.policy().permissions.is_allowed(principal.roles, resource, action)
     return {"resource": resource, "action": action, "allowed": bool(allowed)}
 

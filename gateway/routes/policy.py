@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,10 +34,10 @@ from audit.tables import AuditEventRow
 from gateway.admin_support import (
     PermissionFirstRoute,
     Permitted,
+    SignedIn,
     StrictBody,
     checked_org,
     library_error,
-    signed_in,
     unit_of_work,
 )
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
@@ -71,7 +71,6 @@ from policies.reasons import reason as _reason
 router = APIRouter(prefix="/api/v1", tags=["policy"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-AuthHeader = Annotated[str | None, Header()]
 
 #: Data requests the replay re-decides (what the data path records).
 _DATA_KINDS = ("data.list", "data.read")
@@ -325,6 +324,7 @@ _EXPLAIN_MINE_UNKNOWN = (
 
 @router.get("/policy/explain")
 async def explain_mine(
+    principal: Annotated[Principal, Depends(SignedIn("explain policies"))],
     request: Request,
     runtime: RuntimeDep,
     dataset: Annotated[str, Query(max_length=64)],
@@ -333,13 +333,12 @@ async def explain_mine(
     at: Annotated[
         Moment | None, Query(description="explain as of this time, with its offset (default: now)")
     ] = None,
-    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     """Why is *my* request refused (or allowed)? The caller's own identity, now or ``at`` a time.
 
-    Another parameter is refused (422 ``unknown_parameter``, never named): ``org=`` of the neighbouring
+    Signed in first: an anonymous caller is answered 401 (and recorded) whatever the query holds. Another
+    parameter is refused (422 ``unknown_parameter``, never named): ``org=`` of the neighbouring
     village, ignored, answered "allowed" about the caller's own village, which read as a yes to it."""
-    principal = await signed_in(runtime, authorization, "explain policies")
     if not _EXPLAIN_MINE_PARAMS.issuperset(request.query_params.keys()):
         raise InvalidRequest(*_EXPLAIN_MINE_UNKNOWN, code="unknown_parameter")
     wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None

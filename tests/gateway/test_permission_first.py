@@ -127,3 +127,32 @@ def test_named_administrative_acts_refuse_a_cadre_s_malformed_body_with_403(
     )
     assert (answer.status_code, answer.json()["error"]) == (403, "no_permission"), answer.text
     assert [e["body"]["details"]["permission"] for e in events(stack, "admin.refused", seq)] == [permission]
+
+
+# ``GET /me/can`` and ``GET /policy/explain`` take no permission, only a sign-in: it used to be checked in
+# the endpoint, after FastAPI had validated the query, so an anonymous caller's bad query was answered 422
+# and left no event. The sign-in comes first now, as the permission does elsewhere.
+@pytest.mark.parametrize(
+    ("path", "params", "asked"),
+    [
+        ("/me/can", {"resource": "NOT A NAME", "action": "x"}, "read me"),
+        ("/me/can", {}, "read me"),
+        ("/policy/explain", {}, "explain policies"),
+        ("/policy/explain", {"dataset": "x" * 100, "scenario": "DIBAO_REVIEW"}, "explain policies"),
+    ],
+)
+def test_an_anonymous_question_is_refused_401_before_its_query_is_read(
+    stack: Stack, path: str, params: dict[str, Any], asked: str
+) -> None:
+    before = last_seq(stack)
+    resp = httpx.get(f"{stack.base_url}/api/v1{path}", params=params, timeout=30.0)
+    assert (resp.status_code, resp.json()["error"]) == (401, "missing_token"), resp.text
+    (event,) = events(stack, "auth.refused", before)
+    assert event["body"]["details"]["permission"] == asked
+    signed_in = httpx.get(
+        f"{stack.base_url}/api/v1{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {stack.token('cadre_a')}"},
+        timeout=30.0,
+    )
+    assert signed_in.status_code == 422, signed_in.text  # a signed-in caller learns what is wrong
