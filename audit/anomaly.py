@@ -1,4 +1,6 @@
-"""Anomaly rules over data-access events; each finding names the event seqs that support it.
+"""Anomaly rules over data-access events; each finding names the event seqs that support it. Refusal
+spikes count refused administrative acts (``admin.refused``) too: a steward trying again and again to
+approve her own requests is an attempt as much as a refused read is.
 
 Six rules, each parameterised (defaults in ``audit/data/anomaly_rules.toml``): refusal spikes, off-hours
 reading, bulk reading, attempts outside jurisdiction, one resident read by many users, reading with no
@@ -12,9 +14,10 @@ windows it has (:class:`AnomalyContext`), as plain data.
 
 from __future__ import annotations
 
+import heapq
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -32,6 +35,10 @@ from audit.query import (
     EventSummary,
     iter_events,
 )
+
+#: A refused administrative act (a missing permission, or a rule such as separation of duties): counted by
+#: the refusal-spike rule beside refused data accesses, and by no other rule (it reads no one's data).
+ADMIN_REFUSED_KIND: Final = "admin.refused"
 
 RULES: Final = (
     "refusal_spike",
@@ -522,14 +529,18 @@ def evaluate(
     unknown = selected - set(RULES)
     if unknown:
         raise AnomalyRulesError(f"unknown anomaly rules: {sorted(unknown)}")
-    access = sorted((e for e in events if e.kind.startswith(ACCESS_KIND_PREFIX)), key=lambda e: e.seq)
+    counted = sorted(
+        (e for e in events if e.kind.startswith(ACCESS_KIND_PREFIX) or e.kind == ADMIN_REFUSED_KIND),
+        key=lambda e: e.seq,
+    )
+    access = [e for e in counted if e.kind.startswith(ACCESS_KIND_PREFIX)]
     findings: list[Finding] = []
     for rule in RULES:
         s = rules[rule]
         if rule not in selected or not s["enabled"]:
             continue
         if rule == "refusal_spike":
-            findings += refusal_spikes(access, s)
+            findings += refusal_spikes(counted, s)
         elif rule == "off_hours":
             findings += off_hours(access, s, ctx.scenario_hours)
         elif rule == "bulk_reading":
@@ -540,7 +551,7 @@ def evaluate(
             findings += one_resident_many_users(access, s, ctx.refs)
         else:
             findings += no_active_grant(access, s, ctx.grants)
-    org_of = {e.seq: e.actor_org for e in access}
+    org_of = {e.seq: e.actor_org for e in counted}
     return [
         replace(f, actor_org=org_of.get(max(f.seqs))) if f.actor is not None and f.seqs else f
         for f in findings
@@ -557,6 +568,17 @@ def detect_anomalies(
     org: str | None = None,
     only: Iterable[str] | None = None,
 ) -> list[Finding]:
-    """Read the access events in ``[since, until)`` (optionally one organisation subtree) and evaluate."""
-    query = EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=since, until=until)
-    return evaluate(iter_events(engine, query), rules, context, only=only)
+    """Read the access events and refused administrative acts in ``[since, until)`` (optionally one
+    organisation subtree) and evaluate."""
+    return evaluate(_evaluated_events(engine, org, since, until), rules, context, only=only)
+
+
+def _evaluated_events(
+    engine: Engine, org: str | None, since: datetime | None, until: datetime | None
+) -> Iterator[EventSummary]:
+    """The events the rules read, oldest first: data accesses and refused administrative acts."""
+    return heapq.merge(
+        iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=since, until=until)),
+        iter_events(engine, EventQuery(org=org, kind=ADMIN_REFUSED_KIND, since=since, until=until)),
+        key=lambda e: e.seq,
+    )

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, func, select
 
-from audit.anomaly import RULES, AnomalyContext, AnomalyRules, evaluate
+from audit.anomaly import ADMIN_REFUSED_KIND, RULES, AnomalyContext, AnomalyRules, evaluate
 from audit.complaints import case_scope_conditions, overdue_condition
 from audit.events import Outcome, format_timestamp
 from audit.query import (
@@ -211,7 +211,8 @@ def build_monthly_report(
         days.setdefault(day, ReportRow(day)).add(e)
         if e.outcome == Outcome.REFUSED.value:
             reasons[e.reason or "unknown"] += 1
-    findings = evaluate(events, rules, context)
+    refused_acts = iter_events(engine, EventQuery(org=org, kind=ADMIN_REFUSED_KIND, since=start, until=end))
+    findings = evaluate([*events, *refused_acts], rules, context)
     per_rule = {rule: 0 for rule in RULES}
     for f in findings:
         per_rule[f.rule] += 1

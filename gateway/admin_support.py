@@ -13,6 +13,11 @@ transaction, and commits both: the change and its record are durable together or
 cannot be written everything is rolled back and the caller gets 503: an administrative change nobody can
 account for never happens (fail closed). Library errors become the one
 JSON error shape with a fitting status.
+
+An act refused by a business rule after the permission check (a steward approving her own request, a
+second vote, a grant already revoked) is rolled back like any failure, and then recorded on its own as an
+``admin.refused`` event naming the permission asked and the reason code, durably, before the refusal is
+answered (503 instead if the log cannot take it): the attempt is what supervision looks for (PIPL Art. 56).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -46,6 +52,7 @@ from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, Invalid
 from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
+from grassroots_common.personal_data import fold, looks_like_identifier
 from masking.errors import MaskingError, UnknownDatasetError
 from policies import divisions
 from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
@@ -113,6 +120,30 @@ async def require(
 #: Where :class:`PermissionFirstRoute` leaves the caller it let in, for the route's :class:`Permitted`.
 _PERMITTED_PRINCIPAL = "grassroots.permitted_principal"
 
+#: What the caller asked, for the ``admin.refused`` event of an act a business rule refuses inside the
+#: unit of work: the permission's name (set by :func:`signed_in`) and the target named in the path.
+_ASKED: ContextVar[str | None] = ContextVar("grassroots_asked", default=None)
+_TARGET: ContextVar[Mapping[str, str] | None] = ContextVar("grassroots_target", default=None)
+
+#: Path parameters that name what an act is done to by an id the platform issued or registered: recorded
+#: with a refused act. Never ``user_id`` (a person), and never a value that holds an ID or mobile number.
+_TARGET_PARAMS = frozenset(
+    {"grant_id", "review_id", "proposal_id", "complaint_id", "incident_id", "system_id", "archive_id"}
+)
+
+
+def _note_target(request: Request) -> None:
+    _TARGET.set(
+        {
+            name: value
+            for name, value in request.path_params.items()
+            if name in _TARGET_PARAMS
+            and isinstance(value, str)
+            and len(value) <= 64
+            and not looks_like_identifier(fold(value))
+        }
+    )
+
 
 class _CallerCheck:
     """A route's first check of its caller, run by :class:`PermissionFirstRoute` before anything else."""
@@ -153,6 +184,7 @@ class Permitted(_CallerCheck):
     async def check(self, request: Request) -> Principal:
         runtime = await get_runtime(request)
         authorization = request.headers.get("authorization")
+        _note_target(request)
         return await require(runtime, authorization, self.resource, self.action, doing=self.doing)
 
 
@@ -166,6 +198,7 @@ class SignedIn(_CallerCheck):
 
     async def check(self, request: Request) -> Principal:
         runtime = await get_runtime(request)
+        _note_target(request)
         return await signed_in(runtime, request.headers.get("authorization"), self.asked)
 
 
@@ -205,6 +238,7 @@ async def signed_in(runtime: Runtime, authorization: str | None, permission: str
     names what was asked (``"approve grants"``). A failed sign-in is recorded as ``auth.refused`` and a
     missing permission (in :func:`require`) as ``admin.refused``, so supervisors see attempts that never
     got past the door, as they see refused data reads (PIPL Art. 56; issue 5's failed logins)."""
+    _ASKED.set(permission)
     try:
         return await authenticate(runtime, authorization)
     except Unauthenticated as refused:
@@ -214,11 +248,16 @@ async def signed_in(runtime: Runtime, authorization: str | None, permission: str
 
 
 async def record_refusal(
-    runtime: Runtime, principal: Principal | None, permission: str, error: GatewayError
+    runtime: Runtime,
+    principal: Principal | None,
+    permission: str,
+    error: GatewayError,
+    target: Mapping[str, str] | None = None,
 ) -> None:
     """Append the refusal's event and wait until it is durable; if the log cannot take it the caller gets
     503 instead of the refusal (fail closed, as on the data path). Only codes are recorded: the reason
-    code, the permission's name, who (from a valid token) and the request id, never the token."""
+    code, the permission's name, what it was asked of (``target``: ids such as ``grant_id``), who (from a
+    valid token) and the request id, never the token or the request's body."""
     event = AuditEvent(
         kind="admin.refused" if principal is not None else "auth.refused",
         outcome=Outcome.REFUSED,
@@ -227,7 +266,7 @@ async def record_refusal(
         actor_roles=tuple(principal.roles) if principal is not None else (),
         reason=error.code,
         request_id=REQUEST_ID.get(),
-        details={"permission": permission, **refusal_details(error)},
+        details={"permission": permission, **(target or {}), **refusal_details(error)},
     )
     await record_audit(runtime, event)
 
@@ -313,6 +352,25 @@ def _begin(session: Session) -> None:
 @asynccontextmanager
 async def unit_of_work(
     runtime: Runtime, principal: Principal | None, request_id: str | None = None
+) -> AsyncIterator[UnitOfWork]:
+    try:
+        async with _transaction(runtime, principal, request_id) as uow:
+            yield uow
+    except GatewayError as refused:
+        # A signed-in, permitted caller's act refused by a rule of the domain (403 separation of duties,
+        # 404, 409, 422: the libraries' errors as library_error maps them, or the route's own): recorded
+        # after the rollback, in its own durable append, so the attempt is on record though the act is not.
+        # Not a 5xx (the gateway failed, not the act). A 404's id matched nothing the caller may see: what
+        # was typed is not recorded.
+        if principal is not None and 400 <= refused.status_code < 500:
+            target = None if refused.status_code == 404 else _TARGET.get()
+            await record_refusal(runtime, principal, _ASKED.get() or "unknown", refused, target)
+        raise
+
+
+@asynccontextmanager
+async def _transaction(
+    runtime: Runtime, principal: Principal | None, request_id: str | None
 ) -> AsyncIterator[UnitOfWork]:
     session = runtime.sessions()
     uow = UnitOfWork(session=session, principal=principal, request_id=request_id)

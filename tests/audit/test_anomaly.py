@@ -73,6 +73,22 @@ def access(
     )
 
 
+def refused_act(
+    minutes: float, *, actor: str = "u-steward", reason: str = "separation_of_duties"
+) -> AuditEvent:
+    """An administrative act refused by a rule (``admin.refused``, as the gateway records it)."""
+    return AuditEvent(
+        kind="admin.refused",
+        outcome=Outcome.REFUSED,
+        actor=actor,
+        actor_org="310151000000",
+        actor_roles=("data_steward",),
+        reason=reason,
+        details={"permission": "approve grants", "grant_id": "grt_0123456789abcdef0123"},
+        occurred_at=DAY + timedelta(minutes=minutes),
+    )
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -89,6 +105,13 @@ CASES = [
         "refusal_spike",
         BACKGROUND,
         [access(100 + i, actor="u-prober", outcome=Outcome.REFUSED) for i in range(12)],
+    ),
+    Case(
+        # A steward trying again and again to approve her own requests: attempts as much as refused reads.
+        "twelve refused administrative acts in an hour",
+        "refusal_spike",
+        BACKGROUND,
+        [refused_act(100 + i) for i in range(12)],
     ),
     Case(
         "reading at 23:30 Beijing time",
@@ -180,6 +203,14 @@ def test_a_finding_about_a_user_names_the_organisation_they_read_from(sqlite: St
     assert "<td>u-prober（星桥村村民委员会）</td>" in render_html(report)
     unnamed = build_monthly_report(sqlite.engine, "2026-11", RULES, CONTEXT, now=DAY)
     assert "<td>u-prober（310151102201）</td>" in render_html(unnamed)
+
+
+def test_the_monthly_report_counts_refused_acts_in_its_refusal_spikes(sqlite: Store) -> None:
+    load(sqlite, BACKGROUND)
+    load(sqlite, [refused_act(100 + i, actor="u-steward") for i in range(12)])
+    report = build_monthly_report(sqlite.engine, "2026-11", RULES, CONTEXT, now=DAY)
+    assert [(f["rule"], f["actor"]) for f in report.findings] == [("refusal_spike", "u-steward")]
+    assert report.totals.total == len(BACKGROUND)  # the access tables count data accesses only
 
 
 @pytest.mark.parametrize(
