@@ -108,10 +108,18 @@ class ServiceTokenSigner:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         self._jwk = OKPKey.import_key(pem)
+        #: RFC 7638 thumbprint: names the key in each token's header and in :meth:`jwks`, so a departmental
+        #: system fetching the key set picks the right key while an old and a new key overlap.
+        self.kid = self._jwk.thumbprint()
         self._cache: dict[str, tuple[float, str]] = {}
 
     def __repr__(self) -> str:
-        return "ServiceTokenSigner(<key hidden>)"
+        return f"ServiceTokenSigner(kid={self.kid!r}, <key hidden>)"
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key set (RFC 7517 §5) a departmental system verifies the gateway's tokens with."""
+        public = self._jwk.as_dict(private=False)
+        return {"keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
 
     def token_for(self, audience: str) -> str:
         now = time.time()
@@ -129,7 +137,9 @@ class ServiceTokenSigner:
             # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519" (the same signature); departmental
             # systems know "EdDSA", so it stays, without a warning per signing on the gateway's stderr.
             warnings.simplefilter("ignore", SecurityWarning)
-            token = jwt.encode({"alg": "EdDSA", "typ": "JWT"}, claims, self._jwk, algorithms=["EdDSA"])
+            token = jwt.encode(
+                {"alg": "EdDSA", "typ": "JWT", "kid": self.kid}, claims, self._jwk, algorithms=["EdDSA"]
+            )
         self._cache[audience] = (now, token)
         return token
 
@@ -184,6 +194,8 @@ class UpstreamClient:
         failures: metrics.Counter | None = None,
     ) -> None:
         self._signer = signer
+        #: The public key set of the gateway's service tokens (``GET /service/jwks``).
+        self.service_jwks = signer.jwks
         #: ``grassroots.upstream.failures{system, fault}`` (gateway.telemetry), when metrics are kept.
         self._failures = failures
         #: Production: refuse to call an http:// upstream off this host (``tls_or_loopback``).

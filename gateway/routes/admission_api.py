@@ -1540,6 +1540,15 @@ async def oauth_jwks(runtime: RuntimeDep) -> dict[str, Any]:
     return token_issuer(runtime).jwks()
 
 
+@router.get("/service/jwks")
+async def service_jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """The public key that signs the gateway's service tokens, those it presents to departmental systems on
+    every call (RFC 7517; each token names it by ``kid``, its RFC 7638 thumbprint). A system fetches it over
+    HTTPS instead of being handed a PEM file, and fetches it again when a token names a ``kid`` it does not
+    know (the gateway's operator replaced ``GRASSROOTS_SERVICE_KEY_PATH``)."""
+    return runtime.upstream.service_jwks()
+
+
 @router.get("/.well-known/oauth-authorization-server")
 async def oauth_metadata(runtime: RuntimeDep) -> dict[str, Any]:
     """Authorization server metadata for systems (RFC 8414)."""

@@ -184,3 +184,28 @@ def test_an_envelope_the_gateway_cannot_open_is_refused_not_skipped(stack: Stack
     finally:
         put(blob)
     _until(stack, _served)
+
+
+def test_a_system_verifies_the_gateways_tokens_with_the_published_key_set(stack: Stack) -> None:
+    """The gateway's service key is published as a JWK Set (GET /service/jwks, no sign-in) and each token
+    names its key by kid: a departmental system verifies the tokens it is called with from the key set alone,
+    with no PEM file handed over, and tells the gateway's key from any other by its kid."""
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, OKPKey
+
+    resp = httpx.get(stack.base_url + "/service/jwks", timeout=30.0)
+    assert resp.status_code == 200, resp.text
+    published = resp.json()
+    assert [(k["kty"], k["crv"], k["alg"], k["use"]) for k in published["keys"]] == [
+        ("OKP", "Ed25519", "EdDSA", "sig")
+    ]
+    assert "d" not in published["keys"][0]  # the public half only
+    token = _service_token(stack)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        decoded = jwt.decode(token, KeySet.import_key_set(published), algorithms=["EdDSA"])
+    assert decoded.header["kid"] == published["keys"][0]["kid"]
+    assert (decoded.claims["iss"], decoded.claims["aud"]) == ("grassroots-gateway", SYSTEM)
+    # The same key as the PEM file the registries of this stack were started with.
+    from_file = OKPKey.import_key(stack.gateway_public_key.read_bytes())
+    assert from_file.thumbprint() == published["keys"][0]["kid"]

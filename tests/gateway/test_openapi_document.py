@@ -54,6 +54,7 @@ def test_sign_in_is_a_security_scheme_not_a_header_parameter(spec: dict[str, Any
         "/healthz",
         "/readyz",
         "/oauth/jwks",
+        "/service/jwks",
         "/.well-known/oauth-authorization-server",
         "/dev-idp/.well-known/openid-configuration",
         "/dev-idp/jwks.json",
