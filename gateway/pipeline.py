@@ -190,10 +190,10 @@ def parse_data_request(
         if raw is None or raw == "":
             values[name] = default
             continue
-        try:
-            value = int(raw)
-        except ValueError:
-            raise _Unparsable(base, _not_in_range(name, most)) from None
+        if not (raw.isascii() and raw.isdigit()):
+            # Plain digits only: int() also reads "1_0", "+3", " 5" and other scripts' digits ("٣").
+            raise _Unparsable(base, _not_in_range(name, most))
+        value = int(raw)
         if 1 <= value <= most:
             values[name] = value
         elif name == "page_size" and value > most:

@@ -248,6 +248,12 @@ def test_a_scenario_code_typed_as_its_name_or_with_spaces_says_where_the_codes_a
         (None, None, None, "missing_scenario"),
         ("S", "two", None, "invalid_page"),
         ("S", None, "1e3", "invalid_page_size"),
+        # what int() reads but nobody writes for a page number: all were served as pages
+        ("S", "1_0", None, "invalid_page"),
+        ("S", "+3", None, "invalid_page"),
+        ("S", " 2", None, "invalid_page"),
+        ("S", None, "\u0665", "invalid_page_size"),  # an Arabic-Indic five
+        ("S", None, "\uff15", "invalid_page_size"),  # a full-width five
     ],
 )
 def test_unparsable_requests_name_the_parameter(
