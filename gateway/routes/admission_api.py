@@ -48,6 +48,7 @@ from admission import (
     EDITABLE_FIELDS,
     AdmissionConfig,
     AdmissionService,
+    BurdenChecklist,
     DatabaseReplayGuard,
     IssuedAccessToken,
     ReplayStoreUnavailable,
@@ -475,6 +476,68 @@ _REGISTRATION_VIEW_KEYS = frozenset(
 )
 
 
+def _registration_schema(*, draft: bool) -> dict[str, Any]:
+    """The registration body in the OpenAPI document (read by hand as JSON, so that a misspelt key is
+    refused by :func:`_registration_body` rather than dropped): for a client generated from the document
+    and for the department's developer reading ``/docs``. A test holds its keys to what is accepted."""
+    codes = {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{2,12}$"}}
+    schema: dict[str, Any] = {
+        "title": "Registration" if draft else "RegistrationChange",
+        "type": "object",
+        "description": (
+            "部门业务系统的准入登记（联系人只给审核办公室看，其余各项不得含个人信息）。"
+            "A departmental system's admission registration (the contact is shown to the reviewing offices "
+            "only; nothing else may hold personal data). A view of the registration (GET) may be sent back "
+            "as it is: its read-only keys (status, filing_number, ...) are ignored."
+        ),
+        "properties": {
+            "system_id": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,62}[a-z0-9]$"},
+            "department": {
+                "type": "string",
+                "description": "the caller's own department (from the sign-in token) when left out",
+            },
+            "name": {"type": "string", "maxLength": 200},
+            "purpose": {"type": "string"},
+            "reaches": {
+                **codes,
+                "description": "division codes the system reaches (2, 4, 6, 9 or 12 digits)",
+            },
+            "reaches_villages": {"type": "boolean", "description": "it extends to every village under them"},
+            "collects_fields": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "catalog field refs (residents.mobile) or tags villages would have to enter",
+            },
+            "provides": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["dataset", "base_url"],
+                    "properties": {
+                        "dataset": {"type": "string", "pattern": "^[a-z][a-z0-9_\\-]{0,63}$"},
+                        "base_url": {"type": "string", "format": "uri"},
+                        "endpoints": {"type": "array", "items": {"type": "string", "pattern": "^/"}},
+                        "fields": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+            "security_level": {"type": "integer", "minimum": 1, "maximum": 5, "description": "等保级别"},
+            "contact": {"type": "string"},
+            "checklist": {
+                "type": "object",
+                "properties": {
+                    **{q: {"type": ["boolean", "null"]} for q in BurdenChecklist.QUESTIONS},
+                    "notes": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        },
+    }
+    if draft:
+        schema["required"] = ["system_id", "name", "purpose", "reaches", "security_level", "contact"]
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 async def _registration_body(request: Request) -> dict[str, Any]:
     """The registration as sent, refused when it holds a key no registration has: a misspelt one
     (``colects``) would otherwise be dropped and the system registered without it. The keys it takes are
@@ -531,7 +594,7 @@ def _check_transport(runtime: Runtime, reg: SystemRegistration) -> None:
         )
 
 
-@router.post(f"{_PREFIX}/systems", status_code=201)
+@router.post(f"{_PREFIX}/systems", status_code=201, openapi_extra=_registration_schema(draft=True))
 async def register_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
     request: Request,
@@ -623,7 +686,7 @@ async def get_system(
     return await _read(runtime, work)
 
 
-@router.patch(f"{_PREFIX}/systems/{{system_id}}")
+@router.patch(f"{_PREFIX}/systems/{{system_id}}", openapi_extra=_registration_schema(draft=False))
 async def update_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
     system_id: str,
