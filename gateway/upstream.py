@@ -61,6 +61,9 @@ RECORD_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.\-]{1,64}$")
 #: The most record ids one lookup may answer: a person has a handful of records in a registry; more is a
 #: bad answer, not evidence.
 MAX_LOOKUP_IDS = 1000
+#: Seconds between two log lines about the same kind of failure of the same system (the first is at once).
+FAILURE_LOG_REPEAT_S = 60.0
+_FAILURE_KINDS_KEPT = 10_000
 #: List URLs kept for reuse (see ``UpstreamClient._list_url``); past this the cache starts over.
 _URL_CACHE_SIZE = 1024
 #: The largest answer read from a departmental system. A page of the platform's 100 records is tens of
@@ -198,6 +201,8 @@ class UpstreamClient:
         self.service_jwks = signer.jwks
         #: ``grassroots.upstream.failures{system, fault}`` (gateway.telemetry), when metrics are kept.
         self._failures = failures
+        #: (system, call, fault) -> (when its last log line was written, failures since, unlogged).
+        self._failure_lines: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         #: Production: refuse to call an http:// upstream off this host (``tls_or_loopback``).
         self._require_tls = require_tls
         self._max_response_bytes = max_response_bytes
@@ -276,16 +281,35 @@ class UpstreamClient:
             extra["upstream_status"] = status
         error = kind(zh, en, extra=extra)
         error.upstream_failure = UpstreamFailure(target.system_id, call, fault, status)
-        _log.warning(
-            "departmental system %s failed a %s call: %s%s; nothing from it was served",
-            target.system_id,
-            call,
-            fault,
-            f" (HTTP {status})" if status is not None else "",
-        )
+        self._log_failure(target.system_id, call, fault, status)
         if self._failures is not None:
             self._failures.add(1, {"system": target.system_id, "fault": fault})
         return error
+
+    def _log_failure(self, system_id: str, call: str, fault: str, status: int | None) -> None:
+        """One warning for the first failure of a kind (system, call, fault), then at most one per
+        :data:`FAILURE_LOG_REPEAT_S` saying how many more there were: a system that is down under load fails
+        every request, and a line for each (hundreds a second) would bury the operators' log. The metric
+        ``grassroots.upstream.failures`` and the audit log still count every one."""
+        key = (system_id, call, fault)
+        now = time.monotonic()
+        said_at, since = self._failure_lines.get(key, (None, 0))
+        if said_at is not None and now - said_at < FAILURE_LOG_REPEAT_S:
+            self._failure_lines[key] = (said_at, since + 1)
+            return
+        if len(self._failure_lines) >= _FAILURE_KINDS_KEPT and key not in self._failure_lines:
+            self._failure_lines.clear()  # bounded: systems x calls x faults is small unless ids churn
+        self._failure_lines[key] = (now, 0)
+        _log.warning(
+            "departmental system %s failed a %s call: %s%s; nothing from it was served%s",
+            system_id,
+            call,
+            fault,
+            f" (HTTP {status})" if status is not None else "",
+            f" ({since} more such failures in the last {now - said_at:.0f} s)"
+            if said_at is not None and since
+            else "",
+        )
 
     async def _call_json(
         self, target: UpstreamTarget, call: str, url: URL | str, body: bytes | None = None

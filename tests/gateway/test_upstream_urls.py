@@ -269,3 +269,40 @@ async def test_an_answer_within_the_limit_is_read_as_before() -> None:
     async with _registry(app) as (target, client):
         page = await client.list_records(target, org_prefixes=("310151",), page=1, page_size=100)
     assert page.items == answer["items"] and page.next_page == 2
+
+
+async def test_a_system_failing_every_call_is_one_log_line_a_minute_not_one_per_call(
+    server: tuple[str, list[str]], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A departmental system down under load fails every request: one warning each (hundreds a second)
+    buried the operators' log. Now the first failure of a kind is logged at once, then one line a minute
+    with how many more there were; the metric and the audit log still count each one."""
+    import logging
+
+    from gateway import upstream
+
+    base_url, _ = server
+    target = UpstreamTarget(system_id="reg", base_url=base_url, path="/api/no-such-collection")
+    client = UpstreamClient(ServiceTokenSigner(Ed25519PrivateKey.generate()))
+    caplog.set_level(logging.WARNING, logger="gateway.upstream")
+
+    async def fail_n(n: int) -> None:
+        for _ in range(n):
+            with pytest.raises(GatewayError):
+                await client.list_records(
+                    target, org_prefixes=["310151101201"], grids=[], page=1, page_size=5
+                )
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "departmental system reg" in r.getMessage()]
+
+    try:
+        await fail_n(50)
+        assert len(lines()) == 1, lines()
+        assert "departmental system reg failed a list call: bad_shape" in lines()[0], lines()
+        monkeypatch.setattr(upstream, "FAILURE_LOG_REPEAT_S", 0.0)  # a minute has passed
+        await fail_n(1)
+        assert len(lines()) == 2
+        assert "(49 more such failures in the last" in lines()[1], lines()[1]
+    finally:
+        await client.close()
