@@ -202,6 +202,15 @@ def _ts(value: datetime | None) -> str | None:
     return format_timestamp(value) if value is not None else None
 
 
+def _times(name: str, value: datetime | None) -> dict[str, str | None]:
+    """``name`` as stored (UTC, RFC 3339) and ``<name>_beijing``, the Beijing time an official reads off
+    the office clock (``YYYY-MM-DD HH:MM:SS``), as the who-read answer and the event list give theirs."""
+    if value is None:
+        return {name: None, f"{name}_beijing": None}
+    aware = _aware(value)
+    return {name: _ts(aware), f"{name}_beijing": beijing_clock(aware)}
+
+
 def _clock(value: datetime) -> str:
     """A deadline as the case file tells it: Beijing time, to the minute."""
     return beijing_clock(value)[:16] + "（北京时间）"
@@ -238,7 +247,7 @@ def _missed(deadline: Deadline, due: datetime, now: datetime) -> dict[str, Any]:
         en = f"incident closing deadline missed by {days} day(s) (due to be closed by {day})"
     return {
         "deadline": deadline.value,
-        "due_at": _ts(due),
+        **_times("due_at", due),
         "days_overdue": days,
         "message": zh,
         "message_en": en,
@@ -284,8 +293,8 @@ def complaint_json(
         "summary": row.summary,
         "received_by": row.received_by,
         "org": row.org,
-        "received_at": _ts(_aware(row.received_at)),
-        "due_at": _ts(_aware(row.due_at)),
+        **_times("received_at", row.received_at),
+        **_times("due_at", row.due_at),
         "incident_id": row.incident_id,
         # Where the case stands, so the hotline can answer the caller without opening the incident.
         "incident_status": incident.status if incident is not None else None,
@@ -313,15 +322,15 @@ def incident_json(
         "status": row.status,
         "opened_by": row.opened_by,
         "org": row.org,
-        "opened_at": _ts(_aware(row.opened_at)),
-        "due_at": _ts(due),
-        "complaint_due_at": _ts(_aware(complaint.due_at)) if complaint is not None else None,
+        **_times("opened_at", row.opened_at),
+        **_times("due_at", due),
+        **_times("complaint_due_at", complaint.due_at if complaint is not None else None),
         "overdue": bool(missed),
         "overdue_deadlines": missed,
         "assignee": row.assignee,
         "disposition": row.disposition,
         "closed_by": row.closed_by,
-        "closed_at": _ts(_aware(row.closed_at)) if row.closed_at else None,
+        **_times("closed_at", row.closed_at),
         "tree_size": row.tree_size,
         "root_hash": row.root_hash,
         # Which datasets' systems did not answer the record-id lookup: evidence may be missing there.
@@ -979,7 +988,7 @@ def get_incident(session: Session, incident_id: str, now: datetime, *, scope: st
     )
     out = incident_json(incident, now, _complaint_of(session, incident))
     out["steps"] = [
-        {"action": s.action, "actor": s.actor, "at": _ts(_aware(s.at)), "note": s.note} for s in steps
+        {"action": s.action, "actor": s.actor, **_times("at", s.at), "note": s.note} for s in steps
     ]
     out["evidence"] = [
         {"seq": e.seq, "leaf_hash": e.leaf_hash, "proof": json.loads(e.proof)} for e in evidence

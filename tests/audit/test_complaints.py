@@ -507,6 +507,11 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
         iid, cid = i["incident_id"], c["complaint_id"]
         assert i["complaint_due_at"] == c["due_at"] == "2026-12-05T02:00:00.000000Z"
+        # Beside each stored UTC time, the Beijing time the office clock shows (a supervisor reading the
+        # UTC stamp as local time put every deadline eight hours early).
+        assert i["complaint_due_at_beijing"] == c["due_at_beijing"] == "2026-12-05 10:00:00"
+        assert i["closed_at"] is None and i["closed_at_beijing"] is None
+        assert i["opened_at_beijing"] is not None and c["received_at_beijing"] is not None
 
         day15 = NOW + timedelta(days=15)  # the answer is due this very instant: not yet late
         assert list_incidents(session, day15, overdue=True, scope="") == []
@@ -518,6 +523,7 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         assert [(d["deadline"], d["days_overdue"], d["due_at"]) for d in late["overdue_deadlines"]] == [
             ("complaint_answer", 1, "2026-12-05T02:00:00.000000Z")
         ]
+        assert late["overdue_deadlines"][0]["due_at_beijing"] == "2026-12-05 10:00:00"
         assert (
             late["overdue_deadlines"][0]["message"]
             == "投诉答复期限已逾期 1 天（应于 2026-12-05 前答复投诉人）"
