@@ -18,6 +18,12 @@ An act refused by a business rule after the permission check (a steward approvin
 second vote, a grant already revoked) is rolled back like any failure, and then recorded on its own as an
 ``admin.refused`` event naming the permission asked and the reason code, durably, before the refusal is
 answered (503 instead if the log cannot take it): the attempt is what supervision looks for (PIPL Art. 56).
+
+A read that shows personal data (a registration's ``contact``; the supervision views) is one audit event
+(:func:`record_read`: ids only, never what was shown), durable before the answer; a read of a record by
+its id that is answered 404 is an ``admin.refused`` event (:func:`refused_reads`), naming the record only
+when it exists outside the caller's reach (:class:`OutOfReach`): probing other departments' ids is what
+supervision looks for. Reads that show no personal data are not recorded (they would flood the log).
 """
 
 from __future__ import annotations
@@ -48,7 +54,14 @@ from audit import AuditEvent, AuditLog, AuditUnavailable, Outcome
 from gateway.app import REQUEST_ID, get_runtime
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
-from gateway.errors import AuditLogUnavailable, Forbidden, GatewayError, InvalidRequest, Unauthenticated
+from gateway.errors import (
+    AuditLogUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
 from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
@@ -269,6 +282,58 @@ async def record_refusal(
         details={"permission": permission, **(target or {}), **refusal_details(error)},
     )
     await record_audit(runtime, event)
+
+
+async def record_read(
+    runtime: Runtime,
+    principal: Principal,
+    kind: str,
+    details: Mapping[str, Any],
+    *,
+    outcome: Outcome = Outcome.OK,
+    request_id: str | None = None,
+) -> None:
+    """One audit event for an administrative read that shows personal data, durable before the answer is
+    sent (503 instead if the log cannot take it; GB/T 35273-2020 §11.2, PIPL Art. 56). ``details`` name
+    what was read by ids only (``system_id``, ``complaint_id``), never the personal data shown; a
+    ``None`` value is left out."""
+    await record_audit(
+        runtime,
+        AuditEvent(
+            kind=kind,
+            outcome=outcome,
+            actor=principal.user_id,
+            actor_org=principal.org,
+            actor_roles=tuple(principal.roles),
+            request_id=request_id or REQUEST_ID.get(),
+            details={k: v for k, v in details.items() if v is not None},
+        ),
+    )
+
+
+class OutOfReach(NotFound):
+    """404 for a record that exists outside the caller's reach, answered exactly as one that does not
+    exist (no existence leak); ``target`` (the stored id, never the text typed) is kept for the refused
+    read's audit event only and never reaches the answer."""
+
+    def __init__(self, message_zh: str, message_en: str, *, code: str, target: Mapping[str, str]) -> None:
+        super().__init__(message_zh, message_en, code=code)
+        self.target = dict(target)
+
+
+@asynccontextmanager
+async def refused_reads(runtime: Runtime, principal: Principal) -> AsyncIterator[None]:
+    """Around a read of one record by its id: a 404 is recorded as ``admin.refused`` (the permission
+    asked, the reason code; the record's id only if it exists, :class:`OutOfReach`) before it is
+    answered, as a refused act is (:func:`unit_of_work`). Someone trying the ids of another department's
+    systems or grants is what supervision looks for."""
+    try:
+        yield
+    except GatewayError as refused:
+        if refused.status_code == 404:
+            target = refused.target if isinstance(refused, OutOfReach) else None
+            await record_refusal(runtime, principal, _ASKED.get() or "unknown", refused, target)
+        raise
 
 
 #: The request conflicts with the present state (HTTP 409): it may succeed once that state has changed.

@@ -66,7 +66,16 @@ from admission import (
 )
 from admission.model import STATUS_LABELS_ZH
 from audit import AuditEvent, Outcome
-from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, domain_errors, unit_of_work
+from gateway.admin_support import (
+    OutOfReach,
+    PermissionFirstRoute,
+    Permitted,
+    StrictBody,
+    domain_errors,
+    record_read,
+    refused_reads,
+    unit_of_work,
+)
 from gateway.app import get_runtime, json_nested_too_deep, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -156,21 +165,26 @@ def _visible(principal: Principal, reg: SystemRegistration) -> bool:
     return _is_registry_wide(principal) or _is_department_admin(principal, reg)
 
 
+_NOT_FOUND: Final = (
+    "准入登记册中没有这个系统，请核对系统标识（admission list 列出您可查看的系统）。",
+    "No such system in the admission registry. Check the system id (admission list shows the systems "
+    "you may see).",
+)
+
+
 def _not_found() -> NotFound:
     # The same answer as a missing system: a system admin learns nothing about other departments'.
     # The id comes from the link: it is not echoed (a request may carry anything in its path).
-    return NotFound(
-        "准入登记册中没有这个系统，请核对系统标识（admission list 列出您可查看的系统）。",
-        "No such system in the admission registry. Check the system id (admission list shows the systems "
-        "you may see).",
-        code="system_not_found",
-    )
+    return NotFound(*_NOT_FOUND, code="system_not_found")
 
 
 def _load_visible(service: AdmissionService, principal: Principal, system_id: str) -> SystemRegistration:
     reg = service.repo.get(system_id)
-    if reg is None or not _visible(principal, reg):
+    if reg is None:
         raise _not_found()
+    if not _visible(principal, reg):
+        # Answered as a missing system; the refused read's audit event names the system (a stored id).
+        raise OutOfReach(*_NOT_FOUND, code="system_not_found", target={"system_id": reg.system_id})
     return reg
 
 
@@ -212,6 +226,13 @@ async def _read(runtime: Runtime, fn: Callable[[AdmissionService], T]) -> T:
             return fn(_service(session))
 
     return await asyncio.to_thread(work)
+
+
+async def _read_system(runtime: Runtime, principal: Principal, fn: Callable[[AdmissionService], T]) -> T:
+    """A read of one system by its id: a 404 (no such system, or another department's) is recorded as a
+    refused read before it is answered (:func:`gateway.admin_support.refused_reads`)."""
+    async with refused_reads(runtime, principal):
+        return await _read(runtime, fn)
 
 
 def _backflow_fields(catalog: Catalog) -> list[str]:
@@ -678,12 +699,23 @@ async def get_system(
     system_id: str,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
+    """The registration; its ``contact`` (a person to call, possibly a name and a phone number) only to
+    the department's own system admin and to reviewers, and each such read is an audit event
+    (``admission.contact_read``, the system's id, never the contact) written before the answer."""
 
     def work(service: AdmissionService) -> dict[str, Any]:
         reg = _load_visible(service, principal, system_id)
         return _registration_view(service, runtime.catalog, reg, principal)
 
-    return await _read(runtime, work)
+    view = await _read_system(runtime, principal, work)
+    if "contact" in view:
+        await record_read(
+            runtime,
+            principal,
+            "admission.contact_read",
+            {"system_id": view["system_id"], "department": view["department"], "shown": ["contact"]},
+        )
+    return view
 
 
 @router.patch(f"{_PREFIX}/systems/{{system_id}}", openapi_extra=_registration_schema(draft=False))
@@ -829,7 +861,7 @@ async def review_progress(
         _load_visible(service, principal, system_id)
         return _progress_view(service, system_id)
 
-    return await _read(runtime, work)
+    return await _read_system(runtime, principal, work)
 
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}/reviews")
@@ -857,7 +889,7 @@ async def review_history(
             ],
         }
 
-    return await _read(runtime, work)
+    return await _read_system(runtime, principal, work)
 
 
 @router.get(f"{_PREFIX}/systems/{{system_id}}/overlaps")
@@ -883,7 +915,7 @@ async def system_overlaps(
             "new_fields": [f for f in reg.collects_fields if equivalents.get(f, f) not in overlapping],
         }
 
-    return await _read(runtime, work)
+    return await _read_system(runtime, principal, work)
 
 
 # ------------------------------------------------------------------------------------- supervision

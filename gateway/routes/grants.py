@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gateway.admin_support import (
+    OutOfReach,
     PermissionFirstRoute,
     Permitted,
     StrictBody,
     checked_org,
     domain_errors,
+    refused_reads,
     signed_in,
     unit_of_work,
 )
@@ -189,14 +191,16 @@ def _service(runtime: Runtime, session: Session) -> GrantService:
     return GrantService(GrantRepository(session), engine.scenarios, engine.permissions)
 
 
+_GRANT_NOT_FOUND: Final = ("找不到该授权，或它不在您的管辖范围内。", "No such grant within your reach.")
+
+
 def _visible_or_404(service: GrantService, subject: Subject, grant_id: str) -> ScenarioGrant:
     grant = service.repository.get(grant_id)
-    if grant is None or not service.visible_to(subject, grant):
-        raise NotFound(
-            "找不到该授权，或它不在您的管辖范围内。",
-            "No such grant within your reach.",
-            code="grant_not_found",
-        )
+    if grant is None:
+        raise NotFound(*_GRANT_NOT_FOUND, code="grant_not_found")
+    if not service.visible_to(subject, grant):
+        # The same answer; a refused read's audit event names the grant (a stored id, not what was typed).
+        raise OutOfReach(*_GRANT_NOT_FOUND, code="grant_not_found", target={"grant_id": grant.grant_id})
     return grant
 
 
@@ -474,9 +478,12 @@ async def expire_due(
 async def get_grant(
     principal: Annotated[Principal, Depends(Permitted("grants", "read"))], grant_id: str, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    grant = await read_only(
-        runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
-    )
+    """One grant. Its view names officials by user id and a reason refused if it holds personal data: the
+    read is not recorded; a 404 (no such grant, or one out of reach) is, as ``admin.refused``."""
+    async with refused_reads(runtime, principal):
+        grant = await read_only(
+            runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
+        )
     return grant_json(grant)
 
 

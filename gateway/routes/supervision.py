@@ -43,7 +43,6 @@ from audit import (
     AnomalyRules,
     AnomalyRulesError,
     ArchiveError,
-    AuditEvent,
     CaseOutsideScope,
     CheckpointError,
     Deadlines,
@@ -60,14 +59,20 @@ from audit import (
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
 from audit.monthly import ROLE_LABELS_ZH
-from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, checked_org, unit_of_work
+from gateway.admin_support import (
+    PermissionFirstRoute,
+    Permitted,
+    StrictBody,
+    checked_org,
+    record_read,
+    unit_of_work,
+)
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.openapi_doc import other_formats
-from gateway.pipeline import record_audit
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
@@ -206,18 +211,7 @@ async def _audit(
     outcome: Outcome = Outcome.OK,
 ) -> None:
     """Looking at the log is recorded in the log (GB/T 35273-2020 §11.2: audit the auditors)."""
-    await record_audit(
-        runtime,
-        AuditEvent(
-            kind=kind,
-            outcome=outcome,
-            actor=principal.user_id,
-            actor_org=principal.org,
-            actor_roles=tuple(principal.roles),
-            request_id=request_id_of(request),
-            details={k: v for k, v in details.items() if v is not None},
-        ),
-    )
+    await record_read(runtime, principal, kind, details, outcome=outcome, request_id=request_id_of(request))
 
 
 def _subject_ref(runtime: Runtime, id_number: str) -> str:
