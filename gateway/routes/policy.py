@@ -356,7 +356,7 @@ async def explain_mine(
     checks = await asyncio.to_thread(runtime.policy().explain, access)
     if wanted and all(c.passed for c in checks):
         checks = await asyncio.to_thread(_fields_as_served, runtime.policy(), access, checks)
-    if any(c.detail.get("reason") == "no_active_grant" for c in checks):
+    if any(c.detail.get("reason") in _APPLY_AGAIN for c in checks):
         checks = await read_only(runtime, lambda s: _pending_request_told(s, access, checks))
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
 
@@ -401,9 +401,18 @@ def _fields_not_served(
     return why, served.obligations.grant_id
 
 
+# Refusals whose words send the cadre to apply (again), with what the earlier grant became, if anything.
+_APPLY_AGAIN = {
+    "no_active_grant": ("", ""),
+    "grant_revoked": ("原授权已被撤销；", "The earlier grant was revoked. "),
+    "grant_expired": ("原授权已过期；", "The earlier grant has expired. "),
+}
+
+
 def _pending_request_told(session: Session, access: AccessRequest, checks: list[Check]) -> list[Check]:
-    """ "No grant, apply first" told to a cadre whose organisation has already applied sent her to apply
-    again: when a request covering her organisation for this scenario waits for a steward, say so instead."""
+    """ "No grant, apply first" (or "revoked / expired, apply again") told to a cadre whose organisation
+    has already applied sent her to apply again: when a request covering her organisation for this
+    scenario waits for a steward, say so instead."""
     repository = GrantRepository(session)
     waiting = [
         g
@@ -419,15 +428,16 @@ def _pending_request_told(session: Session, access: AccessRequest, checks: list[
     )
     told = []
     for check in checks:
-        if check.detail.get("reason") == "no_active_grant":
+        before = _APPLY_AGAIN.get(str(check.detail.get("reason")))
+        if before is not None:
             check = Check(
                 check.code,
                 False,
-                f"本单位的授权申请 {grant.grant_id} 已提出，正在{step_zh}（由数据所属部门的数据管理员办理），"
-                "批准后即可查看；无需重复申请。",
-                f"Your organisation's request {grant.grant_id} has been filed and is waiting for the data "
-                "steward of the department owning the data; you can read once it is approved. Do not apply "
-                "again.",
+                f"{before[0]}本单位的授权申请 {grant.grant_id} 已提出，"
+                f"正在{step_zh}（由数据所属部门的数据管理员办理），批准后即可查看；无需重复申请。",
+                f"{before[1]}Your organisation's request {grant.grant_id} has been filed and is waiting for "
+                "the data steward of the department owning the data; you can read once it is approved. "
+                "Do not apply again.",
                 {**check.detail, "pending_grant": grant.grant_id},
             )
         told.append(check)

@@ -574,6 +574,28 @@ def test_a_cadre_whose_request_waits_is_told_so_not_to_apply_again(stack: Stack)
     assert "正在等待第二位数据管理员审批" in failed()["message_zh"]
 
 
+def test_a_cadre_whose_grant_was_revoked_and_who_applied_again_is_not_told_to_apply_again(
+    stack: Stack,
+) -> None:
+    # "已被撤销。如仍需要，请重新申请。" was told while her new request already waited for a steward.
+    village = f"310151109{uuid.uuid4().int % 900 + 100:03d}"
+    params = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
+    revoked = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    api(stack, "POST", f"/grants/{revoked}/approve", "ca_steward")
+    api(stack, "POST", f"/grants/{revoked}/approve", "ca_steward2")
+    api(stack, "POST", f"/grants/{revoked}/revoke", "ca_steward", {"reason": "复核已完成，收回授权"})
+    again = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    resp = api(stack, "GET", "/policy/explain", "cadre_c", params=params, org_code=village)
+    assert resp.status_code == 200, resp.text
+    failed = resp.json()["failed"]
+    assert failed["code"] == "grant_revoked"
+    assert failed["message_zh"] == (
+        f"原授权已被撤销；本单位的授权申请 {again} 已提出，正在等待审批（由数据所属部门的数据管理员办理），"
+        "批准后即可查看；无需重复申请。"
+    )
+    assert failed["message_en"].startswith("The earlier grant was revoked. ")
+
+
 def test_reminders_name_who_must_act(stack: Stack) -> None:
     soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     village = fresh_village()
