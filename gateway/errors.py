@@ -169,7 +169,7 @@ class UpstreamNotEncrypted(GatewayError):
     status_code = 503
     code = "upstream_not_encrypted"
     message_zh = (
-        "该部门业务系统登记的地址未加密（http://），生产模式下网关不向其发送凭证和查询，本次未返回任何数据。"
+        "部门业务系统登记的地址未加密（http://），生产模式下网关不向其发送凭证和查询，本次未返回任何数据。"
         "请联系该系统所属部门的系统管理员，将登记地址改为 https://。"
     )
     message_en = (

@@ -271,7 +271,7 @@ class UpstreamClient:
                 f"The departmental system failed (HTTP {status}); no data was returned. Retry later; if it "
                 "persists, contact the department owning the data."
             )
-        zh = zh.replace("该部门业务系统", "部门业务系统", 1)
+        # Every departmental-system error's words begin with the system: it is named there.
         zh = zh.replace("部门业务系统", f"部门业务系统{named_zh}", 1)
         en = en.replace("The departmental system", f"Departmental system {named_en}", 1)
         extra: dict[str, Any] = {"system": target.system_id}
