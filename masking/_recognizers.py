@@ -124,19 +124,32 @@ ID_CUES: tuple[str, ...] = (
     "证件号码",
     "证件号",
 )
-_ID_CUE_SEP = CUE_SEP
 _CUED_ID = r"[0-9](?:[ \-]?[0-9]){13,18}[Xx]?(?![0-9])"
+
+
+def _after_cue(
+    name: str, cue: str, value: str, *, between: str = "", score: float = 0.8
+) -> tuple[Pattern, tuple[str, int | str]]:
+    """The presidio pattern of ``value`` right after ``cue`` (and what may come ``between``), and its
+    standard-`re` form: presidio's `regex` allows the variable-width lookbehind; the standard `re`
+    consumes the cue instead and takes the value's group."""
+    return (
+        Pattern(name, rf"(?<={cue}{CUE_SEP}{between}){value}", score),
+        (rf"{cue}{CUE_SEP}{between}(?P<v>{value})", "v"),
+    )
+
+
+_CUED_ID_PATTERN, _CUED_ID_STDLIB = _after_cue(
+    "cn_id_after_cue", f"(?:{'|'.join(ID_CUES)})", _CUED_ID, score=0.3
+)
 
 
 class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
     """An ID number right after a word naming one (身份证、证件号码…), valid or not (see ``ID_CUES``)."""
 
     ENTITY = CN_ID_NUMBER
-    PATTERNS = (Pattern("cn_id_after_cue", rf"(?<=(?:{'|'.join(ID_CUES)}){_ID_CUE_SEP}){_CUED_ID}", 0.3),)
-    # presidio's `regex` allows the variable-width lookbehind; the standard `re` consumes the cue instead.
-    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
-        "cn_id_after_cue": (rf"(?:{'|'.join(ID_CUES)}){_ID_CUE_SEP}(?P<v>{_CUED_ID})", "v"),
-    }
+    PATTERNS = (_CUED_ID_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"cn_id_after_cue": _CUED_ID_STDLIB}
 
     def validate_result(self, pattern_text: str) -> bool:
         return True
@@ -144,17 +157,6 @@ class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
 
 # A WeChat id, a passport number or a house number is taken only right after the word that says what it
 # is; the cues and shapes are ``grassroots_common.personal_data``'s, which refuses the same in typed text.
-
-
-def _after_cue(
-    name: str, cue: str, value: str, *, between: str = ""
-) -> tuple[Pattern, tuple[str, int | str]]:
-    """The presidio pattern of ``value`` right after ``cue`` (and what may come ``between``), and its
-    standard-`re` form."""
-    return (
-        Pattern(name, rf"(?<={cue}{_ID_CUE_SEP}{between}){value}", 0.8),
-        (rf"{cue}{_ID_CUE_SEP}{between}(?P<v>{value})", "v"),
-    )
 
 
 _WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUE, WECHAT_ID)
