@@ -188,13 +188,9 @@ def _mask_email(text: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def _mask_wechat_id(text: str) -> str:
-    # Any part of a WeChat id can be searched for and finds the person: hidden whole.
-    return "***"
-
-
-def _mask_address_detail(text: str) -> str:
-    # The house number goes whole, as the address operator drops it; the place before it stays.
+def _hidden_whole(text: str) -> str:
+    """A WeChat id (any part of one can be searched for and finds the person) or a house number (the
+    address operator drops it; the place before it stays): nothing of it is kept."""
     return "***"
 
 
@@ -305,9 +301,9 @@ class FreeTextScanner:
             self._maskers[entity] = _as_text(fn)
         self._maskers["EMAIL_ADDRESS"] = _mask_email
         self._maskers["CN_LICENCE_PLATE"] = _mask_plate
-        self._maskers["CN_WECHAT_ID"] = _mask_wechat_id
+        self._maskers["CN_WECHAT_ID"] = _hidden_whole
         self._maskers["PASSPORT"] = _mask_passport
-        self._maskers["CN_ADDRESS_DETAIL"] = _mask_address_detail
+        self._maskers["CN_ADDRESS_DETAIL"] = _hidden_whole
 
     @property
     def entities(self) -> tuple[str, ...]:
