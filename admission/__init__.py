@@ -33,6 +33,9 @@ from admission.errors import (
     UnknownOffice,
 )
 from admission.model import (
+    DATASET_ID_PATTERN,
+    REQUIRED_KEYS,
+    SYSTEM_ID_PATTERN,
     BurdenChecklist,
     Concern,
     ProvidedDataset,
@@ -82,8 +85,11 @@ from admission.tokens import (
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "DATASET_ID_PATTERN",
     "EDITABLE_FIELDS",
+    "REQUIRED_KEYS",
     "SYSTEM_AUDIENCE",
+    "SYSTEM_ID_PATTERN",
     "TRANSITIONS",
     "Action",
     "AdmissionConfig",

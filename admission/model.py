@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from admission import _divisions
@@ -344,6 +344,11 @@ _REQUIRED = (
     ("security_level", "等保级别", "，1–5"),
     ("contact", "联系人", ""),
 )
+#: The keys a draft registration is refused without (documented as required in the OpenAPI document).
+REQUIRED_KEYS: Final = tuple(key for key, _, _ in _REQUIRED)
+#: The shapes of a system id and a provided dataset's id (documented as patterns in the OpenAPI document).
+SYSTEM_ID_PATTERN: Final = _SLUG.pattern
+DATASET_ID_PATTERN: Final = _DATASET.pattern
 
 
 def _blank(value: Any) -> bool:

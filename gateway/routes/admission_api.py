@@ -45,7 +45,10 @@ from sqlalchemy.orm import Session
 import audit
 from admission import (
     CLIENT_ASSERTION_TYPE,
+    DATASET_ID_PATTERN,
     EDITABLE_FIELDS,
+    REQUIRED_KEYS,
+    SYSTEM_ID_PATTERN,
     AdmissionConfig,
     AdmissionService,
     BurdenChecklist,
@@ -512,7 +515,7 @@ def _registration_schema(*, draft: bool) -> dict[str, Any]:
             "as it is: its read-only keys (status, filing_number, ...) are ignored."
         ),
         "properties": {
-            "system_id": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,62}[a-z0-9]$"},
+            "system_id": {"type": "string", "pattern": SYSTEM_ID_PATTERN},
             "department": {
                 "type": "string",
                 "description": "the caller's own department (from the sign-in token) when left out",
@@ -535,7 +538,7 @@ def _registration_schema(*, draft: bool) -> dict[str, Any]:
                     "type": "object",
                     "required": ["dataset", "base_url"],
                     "properties": {
-                        "dataset": {"type": "string", "pattern": "^[a-z][a-z0-9_\\-]{0,63}$"},
+                        "dataset": {"type": "string", "pattern": DATASET_ID_PATTERN},
                         "base_url": {"type": "string", "format": "uri"},
                         "endpoints": {"type": "array", "items": {"type": "string", "pattern": "^/"}},
                         "fields": {"type": "array", "items": {"type": "string"}},
@@ -555,7 +558,7 @@ def _registration_schema(*, draft: bool) -> dict[str, Any]:
         },
     }
     if draft:
-        schema["required"] = ["system_id", "name", "purpose", "reaches", "security_level", "contact"]
+        schema["required"] = list(REQUIRED_KEYS)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
