@@ -80,6 +80,8 @@ from admission.tokens import (
     SystemTokenIssuer,
     TokenError,
     assertion_client_id,
+    public_jwks,
+    signing_jwk,
     verify_client_assertion,
 )
 
@@ -146,9 +148,11 @@ __all__ = [
     "load_status_snapshot",
     "metadata",
     "parse_admission_config",
+    "public_jwks",
     "registration_from_mapping",
     "registry_version",
     "routing_verdict",
+    "signing_jwk",
     "transition",
     "verify_client_assertion",
     "village_burden",

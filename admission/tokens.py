@@ -147,6 +147,21 @@ def _verify(signed: jws.CompactSignature, key: AnyKey, algorithms: Collection[st
     return claims
 
 
+def signing_jwk(private_key: ed25519.Ed25519PrivateKey) -> OKPKey:
+    """An Ed25519 private key as the JWK tokens are signed with; its ``thumbprint()`` (RFC 7638) is the
+    ``kid`` that names it in each token's header and in :func:`public_jwks`."""
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return OKPKey.import_key(pem)
+
+
+def public_jwks(key: OKPKey, kid: str) -> dict[str, Any]:
+    """The public key set (RFC 7517 §5) of one EdDSA signing key, named by ``kid``: what a party verifying
+    the tokens fetches."""
+    return {"keys": [{**key.as_dict(private=False), "kid": kid, "alg": "EdDSA", "use": "sig"}]}
+
+
 class SystemTokenIssuer:
     """Mints and verifies the access tokens of admitted systems with one Ed25519 key of the gateway."""
 
@@ -160,10 +175,7 @@ class SystemTokenIssuer:
         leeway_s: int = 5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        pem = private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        self._key = OKPKey.import_key(pem)
+        self._key = signing_jwk(private_key)
         self.kid = self._key.thumbprint()
         self.issuer = issuer
         self.audience = audience
@@ -176,8 +188,7 @@ class SystemTokenIssuer:
 
     def jwks(self) -> dict[str, Any]:
         """The public key set (RFC 7517 §5), so a resource server can verify the tokens too."""
-        public = self._key.as_dict(private=False)
-        return {"keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
+        return public_jwks(self._key, self.kid)
 
     def issue(self, *, client_id: str, system_id: str, credential: str) -> IssuedAccessToken:
         now = int(self._clock())

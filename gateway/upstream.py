@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import OKPKey
 from opentelemetry import metrics
 from yarl import URL
 
+from admission import public_jwks, signing_jwk
 from gateway.errors import (
     GatewayError,
     UpstreamCredentialRefused,
@@ -107,10 +107,7 @@ class ServiceTokenSigner:
     """Mints the gateway's service tokens; one cached token per audience, renewed before expiry."""
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        self._jwk = OKPKey.import_key(pem)
+        self._jwk = signing_jwk(key)
         #: RFC 7638 thumbprint: names the key in each token's header and in :meth:`jwks`, so a departmental
         #: system fetching the key set picks the right key while an old and a new key overlap.
         self.kid = self._jwk.thumbprint()
@@ -121,8 +118,7 @@ class ServiceTokenSigner:
 
     def jwks(self) -> dict[str, Any]:
         """The public key set (RFC 7517 §5) a departmental system verifies the gateway's tokens with."""
-        public = self._jwk.as_dict(private=False)
-        return {"keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
+        return public_jwks(self._jwk, self.kid)
 
     def token_for(self, audience: str) -> str:
         now = time.time()
