@@ -11,6 +11,7 @@ is 503 and no data).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -37,9 +38,20 @@ from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import RECORD_ID_PATTERN, UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
-from policies import AccessRequest, Decision, Obligations, Scenario, Subject, covers
+from policies import (
+    AccessRequest,
+    Decision,
+    GrantRepository,
+    GrantStatus,
+    Obligations,
+    Reason,
+    Scenario,
+    Subject,
+    covers,
+)
 from policies.divisions import grid_village, is_grid
 from policies.quotas import QuotaKey, quota_day
+from policies.reasons import APPLY_AGAIN, request_waiting
 
 _log = logging.getLogger("gateway.pipeline")
 
@@ -423,9 +435,8 @@ def subject_of(principal: Principal) -> Subject:
     )
 
 
-def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
-    """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
-    access = AccessRequest(
+def _access_of(principal: Principal, request: DataRequest, now: datetime) -> AccessRequest:
+    return AccessRequest(
         subject=subject_of(principal),
         action="read",
         dataset=request.dataset,
@@ -433,7 +444,44 @@ def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now:
         fields=None,
         now=now,
     )
-    return runtime.policy().decide(access)
+
+
+def authorize(runtime: Runtime, principal: Principal, request: DataRequest, now: datetime) -> Decision:
+    """Stage 2: function-level permission, scenario grant, fields, quotas -> a Decision value."""
+    return runtime.policy().decide(_access_of(principal, request, now))
+
+
+async def told_of_waiting_request(
+    runtime: Runtime, access: AccessRequest, refused: Reason, *, third_person: bool = False
+) -> tuple[Reason, str | None]:
+    """``refused``, or, when it sends the subject to apply (again: ``no_active_grant``, ``grant_revoked``,
+    ``grant_expired``) while a request of her organisation for this scenario and dataset already waits
+    for a steward, the same code in words saying so (``policies.reasons.request_waiting``), with that
+    request's id. "已被撤销。如仍需要，请重新申请。" sent a cadre whose new request waited to apply a third
+    time. The one place the data path, ``decide`` and ``explain`` word this: the store is asked only for
+    such a refusal, never on an allowed read. Fail closed: a lookup that fails leaves the refusal as it
+    was (logged), never an error in its place."""
+    if refused.code not in APPLY_AGAIN:
+        return refused, None
+
+    def lookup() -> tuple[str, GrantStatus] | None:
+        with runtime.sessions() as session:
+            waiting = GrantRepository(session).waiting_request(
+                access.subject.org, access.scenario, access.dataset
+            )
+        return None if waiting is None else (waiting.grant_id, waiting.status)
+
+    try:
+        found = await asyncio.to_thread(lookup)
+    except Exception:
+        _log.error("the waiting grant request could not be looked up (%s); refusal kept", where_raised())
+        return refused, None
+    if found is None:
+        return refused, None
+    grant_id, status = found
+    second = status is GrantStatus.AWAITING_SECOND_APPROVAL
+    told = request_waiting(refused.code, grant_id, second_approval=second, third_person=third_person)
+    return told, grant_id
 
 
 def check_page_size(request: DataRequest, obligations: Obligations, max_page_size: int) -> None:
@@ -617,13 +665,13 @@ async def hold_quota(
     decision = authorize(runtime, principal, request, now)
     facts.decision = decision
     if not decision.allowed or decision.obligations is None:
-        raise _refusal(decision)
+        raise await _refused(runtime, principal, request, decision, now)
     if request.record_id is None:
         check_page_size(request, decision.obligations, runtime.settings.max_page_size)
     raise _refusal(decision, fallback="quota_exceeded")
 
 
-def _refusal(decision: Decision, fallback: str | None = None) -> Forbidden:
+def _refusal(decision: Decision, fallback: str | None = None, waiting: str | None = None) -> Forbidden:
     reason = decision.reasons[0] if decision.reasons and fallback is None else None
     code = fallback or decision.code
     status = 404 if code in _NOT_FOUND_REASONS else 403
@@ -632,7 +680,20 @@ def _refusal(decision: Decision, fallback: str | None = None) -> Forbidden:
         reason.message_en if reason else _QUOTA_TAKEN[1] if fallback else None,
         code=code,
         status_code=status,
+        extra={"pending_grant": waiting} if waiting is not None else None,
     )
+
+
+async def _refused(
+    runtime: Runtime, principal: Principal, request: DataRequest, decision: Decision, now: datetime
+) -> Forbidden:
+    """Stage 2's refusal, in the words ``policy explain`` gives: a request of the caller's organisation
+    that already waits is named (``pending_grant``) rather than "apply (again)"."""
+    if not decision.reasons:
+        return _refusal(decision)
+    access = _access_of(principal, request, now)
+    told, waiting = await told_of_waiting_request(runtime, access, decision.reasons[0])
+    return _refusal(replace(decision, reasons=(told, *decision.reasons[1:])), waiting=waiting)
 
 
 _QUOTA_TAKEN = (
@@ -848,7 +909,7 @@ async def _authorized_path(
         facts.decision = decision
         span.set_attribute("grassroots.decision", decision.code)
     if not decision.allowed or decision.obligations is None:
-        raise _refusal(decision)
+        raise await _refused(runtime, principal, request, decision, now)
     obligations = decision.obligations
     if request.record_id is None:
         check_page_size(request, obligations, runtime.settings.max_page_size)

@@ -282,6 +282,23 @@ class GrantRepository:
             stmt = stmt.where(GrantRow.scenario == scenario)
         return [_from_row(r) for r in self.session.scalars(stmt)]
 
+    def waiting_request(self, org: str, scenario: str, dataset: str) -> ScenarioGrant | None:
+        """The earliest filed request for ``scenario`` covering ``org`` and naming ``dataset`` that waits
+        for a steward (``requested`` or ``awaiting_second_approval``), or None. One indexed query over the
+        scopes that cover ``org`` (its ancestors: at most six codes), not a scan of every request."""
+        c = GrantRow.__table__.c
+        stmt = (
+            select(GrantRow)
+            .where(
+                c.status.in_((GrantStatus.REQUESTED.value, GrantStatus.AWAITING_SECOND_APPROVAL.value)),
+                c.scenario == scenario,
+                c.org_scope.in_(divisions.ancestors(org)),
+            )
+            .order_by(GrantRow.created_at, GrantRow.grant_id)
+        )
+        waiting = (_from_row(r) for r in self.session.scalars(stmt))
+        return next((g for g in waiting if dataset in g.datasets), None)
+
     def for_index(self, now: datetime, keep_days: int = 30) -> list[ScenarioGrant]:
         """Grants the index needs: approved ones, plus recently ended ones (so a refusal can say
         "expired" or "revoked" rather than "no grant")."""

@@ -10,7 +10,7 @@ from typing import Final
 
 from policies.model import Reason
 
-__all__ = ["CODES", "DENIAL_ORDER", "reason"]
+__all__ = ["APPLY_AGAIN", "CODES", "DENIAL_ORDER", "reason", "request_waiting"]
 
 # The order in which PolicyEngine.decide checks; the first failure is the decision's reason.
 DENIAL_ORDER: Final[tuple[str, ...]] = (
@@ -167,3 +167,47 @@ def reason(code: str, *, wording: str | None = None, third_person: bool = False,
         values | {k.removesuffix("_en"): str(v) for k, v in context.items() if k.endswith("_en")}
     )
     return Reason(code=code, message_zh=zh.format_map(values), message_en=en.format_map(english))
+
+
+# A refusal that sends the subject to apply (again) told while her organisation's request already waits
+# for a steward sent her to apply a second or third time: :func:`request_waiting` says that request
+# waits instead, after what the earlier grant became, if anything (keyed by the refusal's code).
+_EARLIER: Final[dict[str, tuple[str, str]]] = {
+    "no_active_grant": ("", ""),
+    "grant_revoked": ("原授权已被撤销；", "The earlier grant was revoked. "),
+    "grant_expired": ("原授权已过期；", "The earlier grant has expired. "),
+}
+
+#: The refusals :func:`request_waiting` rewords.
+APPLY_AGAIN: Final[frozenset[str]] = frozenset(_EARLIER)
+
+_REQUEST_WAITING: Final = (
+    "{earlier}本单位的授权申请 {grant_id} 已提出，正在{step}（由数据所属部门的数据管理员办理），"
+    "批准后即可查看；无需重复申请。",
+    "{earlier}Your organisation's request {grant_id} has been filed and is waiting for {step} of the "
+    "department owning the data; you can read once it is approved. Do not apply again.",
+)
+_REQUEST_WAITING_THIRD_PERSON: Final = (
+    "{earlier}该用户所在单位的授权申请 {grant_id} 已提出，正在{step}（由数据所属部门的数据管理员办理），"
+    "批准后即可查看；无需重复申请。",
+    "{earlier}This user's organisation's request {grant_id} has been filed and is waiting for {step} of "
+    "the department owning the data; they can read once it is approved. It need not apply again.",
+)
+
+
+_FIRST_STEP: Final = ("等待审批", "the data steward")
+_SECOND_STEP: Final = ("等待第二位数据管理员审批", "a second data steward")
+
+
+def request_waiting(code: str, grant_id: str, *, second_approval: bool, third_person: bool = False) -> Reason:
+    """The refusal ``code`` (one of :data:`APPLY_AGAIN`) told when request ``grant_id`` of the subject's
+    organisation waits for a steward (``second_approval``: for the second of two). The code stays: only
+    the words change, from "apply (again)" to "your request waits; do not apply again"."""
+    earlier = _EARLIER[code]
+    zh, en = _REQUEST_WAITING_THIRD_PERSON if third_person else _REQUEST_WAITING
+    step = _SECOND_STEP if second_approval else _FIRST_STEP
+    return Reason(
+        code=code,
+        message_zh=zh.format(earlier=earlier[0], grant_id=grant_id, step=step[0]),
+        message_en=en.format(earlier=earlier[1], grant_id=grant_id, step=step[1]),
+    )

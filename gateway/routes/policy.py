@@ -43,7 +43,13 @@ from gateway.admin_support import (
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
-from gateway.pipeline import UNKNOWN_DATASET, check_within_page_limit, record_audit, subject_of
+from gateway.pipeline import (
+    UNKNOWN_DATASET,
+    check_within_page_limit,
+    record_audit,
+    subject_of,
+    told_of_waiting_request,
+)
 from gateway.routes.grants import read_only
 from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from gateway.time_inputs import Moment
@@ -63,9 +69,9 @@ from policies import (
     ScenarioGrant,
     Subject,
     as_if_active,
-    covers,
     replay,
 )
+from policies.reasons import APPLY_AGAIN
 from policies.reasons import reason as _reason
 
 router = APIRouter(prefix="/api/v1", tags=["policy"], route_class=PermissionFirstRoute)
@@ -270,6 +276,11 @@ async def decide(
     if not decision.allowed and not about_caller:
         checks = await asyncio.to_thread(engine.explain, access, about_caller=False)
         decision = told_about_them(decision, checks)
+    if not decision.allowed and decision.reasons:
+        why, _ = await told_of_waiting_request(
+            runtime, access, decision.reasons[0], third_person=not about_caller
+        )
+        decision = replace(decision, reasons=(why, *decision.reasons[1:]))
     if decision.allowed and access.fields:
         # As the data path serves them, as ``explain`` answers: not "allowed" from a broader grant.
         not_served = await asyncio.to_thread(_fields_not_served, engine, access, about_caller)
@@ -294,6 +305,7 @@ async def explain(
     if unknown is not None:
         return explanation_json(unknown)
     checks = await asyncio.to_thread(engine.explain, access, about_caller=about_caller)
+    checks = await _waiting_request_told(runtime, access, checks, third_person=not about_caller)
     if access.fields and all(c.passed for c in checks):
         checks = await asyncio.to_thread(_fields_as_served, engine, access, checks, about_caller)
     checks = with_provider(runtime, access.dataset, checks, access.now)
@@ -356,8 +368,7 @@ async def explain_mine(
     checks = await asyncio.to_thread(runtime.policy().explain, access)
     if wanted and all(c.passed for c in checks):
         checks = await asyncio.to_thread(_fields_as_served, runtime.policy(), access, checks)
-    if any(c.detail.get("reason") in _APPLY_AGAIN for c in checks):
-        checks = await read_only(runtime, lambda s: _pending_request_told(s, access, checks))
+    checks = await _waiting_request_told(runtime, access, checks)
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
 
 
@@ -401,45 +412,21 @@ def _fields_not_served(
     return why, served.obligations.grant_id
 
 
-# Refusals whose words send the cadre to apply (again), with what the earlier grant became, if anything.
-_APPLY_AGAIN = {
-    "no_active_grant": ("", ""),
-    "grant_revoked": ("原授权已被撤销；", "The earlier grant was revoked. "),
-    "grant_expired": ("原授权已过期；", "The earlier grant has expired. "),
-}
-
-
-def _pending_request_told(session: Session, access: AccessRequest, checks: list[Check]) -> list[Check]:
-    """ "No grant, apply first" (or "revoked / expired, apply again") told to a cadre whose organisation
-    has already applied sent her to apply again: when a request covering her organisation for this
-    scenario waits for a steward, say so instead."""
-    repository = GrantRepository(session)
-    waiting = [
-        g
-        for status in (GrantStatus.REQUESTED, GrantStatus.AWAITING_SECOND_APPROVAL)
-        for g in repository.list_grants(status=status, scenario=access.scenario)
-        if access.dataset in g.datasets and covers(g.org_scope, access.subject.org)
-    ]
-    if not waiting:
-        return checks
-    grant = waiting[0]
-    step_zh = (
-        "等待第二位数据管理员审批" if grant.status is GrantStatus.AWAITING_SECOND_APPROVAL else "等待审批"
-    )
+async def _waiting_request_told(
+    runtime: Runtime, access: AccessRequest, checks: list[Check], third_person: bool = False
+) -> list[Check]:
+    """The failed check that sends the subject to apply (again), in the words the data path refuses with
+    when her organisation's request already waits (:func:`told_of_waiting_request`), naming it in
+    ``pending_grant``."""
     told = []
     for check in checks:
-        before = _APPLY_AGAIN.get(str(check.detail.get("reason")))
-        if before is not None:
-            check = Check(
-                check.code,
-                False,
-                f"{before[0]}本单位的授权申请 {grant.grant_id} 已提出，"
-                f"正在{step_zh}（由数据所属部门的数据管理员办理），批准后即可查看；无需重复申请。",
-                f"{before[1]}Your organisation's request {grant.grant_id} has been filed and is waiting for "
-                "the data steward of the department owning the data; you can read once it is approved. "
-                "Do not apply again.",
-                {**check.detail, "pending_grant": grant.grant_id},
-            )
+        code = str(check.detail.get("reason"))
+        if not check.passed and code in APPLY_AGAIN:
+            refused = Reason(code, check.message_zh, check.message_en)
+            why, waiting = await told_of_waiting_request(runtime, access, refused, third_person=third_person)
+            if waiting is not None:
+                detail = {**check.detail, "pending_grant": waiting}
+                check = Check(check.code, False, why.message_zh, why.message_en, detail)
         told.append(check)
     return told
 

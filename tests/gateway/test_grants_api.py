@@ -596,6 +596,96 @@ def test_a_cadre_whose_grant_was_revoked_and_who_applied_again_is_not_told_to_ap
     assert failed["message_en"].startswith("The earlier grant was revoked. ")
 
 
+def _waiting_words(grant_id: str, step: str = "等待审批", earlier: str = "") -> str:
+    return (
+        f"{earlier}本单位的授权申请 {grant_id} 已提出，正在{step}（由数据所属部门的数据管理员办理），"
+        "批准后即可查看；无需重复申请。"
+    )
+
+
+def _revoked_then_requested_again(stack: Stack, village: str) -> str:
+    revoked = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    api(stack, "POST", f"/grants/{revoked}/approve", "ca_steward")
+    api(stack, "POST", f"/grants/{revoked}/approve", "ca_steward2")
+    api(stack, "POST", f"/grants/{revoked}/revoke", "ca_steward", {"reason": "复核已完成，收回授权"})
+    return _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+
+
+def test_a_read_refused_while_the_organisations_request_waits_says_so_as_explain_does(stack: Stack) -> None:
+    """The data path answered 本单位「低保年度复核」的数据授权已被撤销。如仍需要，请重新申请。
+    (and "请先提出申请" for no grant at all) while her organisation's new request already waited for a
+    steward, sending her to apply a third time; ``policy explain`` already said the request waited. Now the
+    read says what explain says, names the request (``pending_grant``), and keeps its code."""
+    params = {"dataset": "residents", "scenario": "DIBAO_REVIEW"}
+    first_time = fresh_village()
+    filed = _request(stack, "cadre_c", "DIBAO_REVIEW", first_time, org_code=first_time)
+    again_village = fresh_village()
+    again = _revoked_then_requested_again(stack, again_village)
+    # (village, code, pending request, the words before the request's)
+    for village, code, pending, earlier in [
+        (first_time, "no_active_grant", filed, ""),
+        (again_village, "grant_revoked", again, "原授权已被撤销；"),
+    ]:
+        refused = read_records(stack, "cadre_c", org_code=village)
+        body = refused.json()
+        assert (refused.status_code, body["error"], body["pending_grant"]) == (403, code, pending), body
+        assert body["message"] == _waiting_words(pending, earlier=earlier)
+        assert body["message_en"].endswith(
+            f"Your organisation's request {pending} has been filed and is waiting for the data steward "
+            "of the department owning the data; you can read once it is approved. Do not apply again."
+        )
+        explained = api(stack, "GET", "/policy/explain", "cadre_c", params=params, org_code=village).json()
+        assert explained["failed"]["message_zh"] == body["message"]
+        assert explained["failed"]["message_en"] == body["message_en"]
+    # One steward of two has approved: the read says it waits for the second.
+    api(stack, "POST", f"/grants/{again}/approve", "ca_steward")
+    body = read_records(stack, "cadre_c", org_code=again_village).json()
+    assert body["message"] == _waiting_words(again, "等待第二位数据管理员审批", "原授权已被撤销；")
+    assert "waiting for a second data steward" in body["message_en"]
+
+
+def test_a_dry_run_about_a_cadre_whose_request_waits_says_so(stack: Stack) -> None:
+    """``POST /policy/decide`` and ``POST /policy/explain`` (the administrator's dry run) told the platform
+    administrator 该用户所在单位「低保年度复核」的数据授权已被撤销。如仍需要，须重新申请。 about a cadre whose
+    organisation had already applied again."""
+    village = fresh_village()
+    again = _revoked_then_requested_again(stack, village)
+    body = {"org": village, "roles": ["village_cadre"], "dataset": "residents", "scenario": "DIBAO_REVIEW"}
+    words = (
+        f"原授权已被撤销；该用户所在单位的授权申请 {again} 已提出，"
+        "正在等待审批（由数据所属部门的数据管理员办理），批准后即可查看；无需重复申请。"
+    )
+    decided = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    assert (decided["allowed"], decided["code"]) == (False, "grant_revoked")
+    assert decided["reasons"][0]["message_zh"] == words
+    assert decided["reasons"][0]["message_en"].startswith(
+        f"The earlier grant was revoked. This user's organisation's request {again} has been filed"
+    )
+    explained = api(stack, "POST", "/policy/explain", "platform_admin", body).json()["failed"]
+    assert (explained["code"], explained["message_zh"]) == ("grant_revoked", words)
+
+
+def test_a_refusal_whose_waiting_request_cannot_be_read_keeps_its_words(stack: Stack) -> None:
+    """Fail closed: a waiting request the store cannot read back (its datasets column damaged) leaves the
+    refusal as it was, 403 with the engine's words, never an error or data in its place."""
+    village = fresh_village()
+    damaged = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    table = sa.text("UPDATE policy_grants SET datasets = :d WHERE grant_id = :g")
+    with stack.engine.begin() as conn:
+        conn.execute(table, {"d": json.dumps(["residents"]), "g": damaged})
+    try:
+        refused = read_records(stack, "cadre_c", org_code=village)
+    finally:
+        with stack.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM policy_grants WHERE grant_id = :g"), {"g": damaged})
+    body = refused.json()
+    assert (refused.status_code, body["error"]) == (403, "no_active_grant"), body
+    assert body["message"] == (
+        "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
+    )
+    assert "pending_grant" not in body
+
+
 def test_reminders_name_who_must_act(stack: Stack) -> None:
     soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     village = fresh_village()
@@ -637,6 +727,14 @@ def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) 
         time.sleep(0.2)
         refused = read_records(stack, "cadre_c", org_code=village)
     assert (refused.status_code, refused.json()["error"]) == (403, "grant_expired")
+    # Her organisation applies again: the lapsed grant's refusal now names the request that waits.
+    again = _request(stack, "cadre_c", "DIBAO_REVIEW", village, org_code=village)
+    refused = read_records(stack, "cadre_c", org_code=village)
+    assert (refused.status_code, refused.json()["error"]) == (403, "grant_expired")
+    assert refused.json()["message"] == _waiting_words(again, earlier="原授权已过期；")
+    assert refused.json()["message_en"].startswith(
+        "The earlier grant has expired. Your organisation's request"
+    )
     assert api(stack, "POST", "/grants/expire-due", "ca_steward").status_code == 403
     before = last_seq(stack)
     resp = api(stack, "POST", "/grants/expire-due", "platform_admin")
