@@ -40,6 +40,8 @@ from fastapi import Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
+from starlette.routing import Match
+from starlette.types import Scope
 
 from admission.errors import (
     AdmissionConflict,
@@ -51,7 +53,7 @@ from admission.errors import (
     SeparationOfDuties,
 )
 from audit import AuditEvent, AuditLog, AuditUnavailable, Outcome
-from gateway.app import REQUEST_ID, get_runtime
+from gateway.app import REQUEST_ID, GatewayApp, get_runtime
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
 from gateway.errors import (
@@ -62,6 +64,7 @@ from gateway.errors import (
     NotFound,
     Unauthenticated,
 )
+from gateway.openapi_doc import operation_id
 from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
@@ -225,16 +228,17 @@ class PermissionFirstRoute(APIRoute):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        permitted = self._permitted()
+        permitted = self.caller_check()
         if isinstance(permitted, Permitted):
             self.openapi_extra = {**(self.openapi_extra or {}), "x-permission": permitted.permission}
 
-    def _permitted(self) -> _CallerCheck | None:
+    def caller_check(self) -> _CallerCheck | None:
+        """The route's :class:`Permitted` or :class:`SignedIn` dependency, if it has one."""
         return next((d.call for d in self.dependant.dependencies if isinstance(d.call, _CallerCheck)), None)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
-        permitted = self._permitted()
+        permitted = self.caller_check()
         if permitted is None:
             return handler
 
@@ -244,6 +248,24 @@ class PermissionFirstRoute(APIRoute):
             return response
 
         return permission_first
+
+
+def asked_for(scope: Scope) -> str:
+    """What a request asked, as its refusal records it, found before routing (``RefuseAnonymousBody``
+    refuses before anything reads the body): what its route's caller check names (:class:`Permitted`'s
+    permission, published as ``x-permission``; :class:`SignedIn`'s ``asked``), or else the operation's id;
+    never the path as sent (an id in it may be anything). Each route matches the path itself
+    (``BaseRoute.matches``, its convertors included), in the order FastAPI routes them: a table of the
+    OpenAPI paths read ``{user_id}`` as one segment, so a ``{user_id:path}`` holding ``/`` (an
+    issuer-qualified user id) matched nothing and the refusal was recorded as asking "unknown"."""
+    app = scope.get("app")
+    for route in app.api_routes if isinstance(app, GatewayApp) else ():
+        if route.matches(scope)[0] is Match.FULL:
+            check = route.caller_check() if isinstance(route, PermissionFirstRoute) else None
+            if isinstance(check, Permitted):
+                return check.permission
+            return check.asked if isinstance(check, SignedIn) else operation_id(route)
+    return "unknown"
 
 
 async def signed_in(runtime: Runtime, authorization: str | None, permission: str) -> Principal:

@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 import os
-import re
 import threading
 import typing
 import weakref
@@ -25,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -276,34 +276,15 @@ class RefuseAnonymousBody:
             # The refusal the endpoint itself would raise (code, words, WWW-Authenticate), recorded as the
             # endpoint records it: an ``auth.refused`` event, counted in the source's allowance (a 429
             # past it; a 503 if the log cannot take it). Unrecorded, an anonymous POST left no trace.
-            from gateway.admin_support import signed_in  # imports this module
+            from gateway.admin_support import asked_for, signed_in  # imports this module
 
             try:
-                await signed_in(scope["app"].state.runtime, None, _asked_for(scope))
+                await signed_in(scope["app"].state.runtime, None, asked_for(scope))
             except GatewayError as error:
                 request_id = (scope.get("state") or {}).get("request_id")
                 await send_error(scope, send, error, request_id, id_header=False)
                 return
         await self.app(scope, receive, send)
-
-
-def _asked_for(scope: Scope) -> str:
-    """What the request asked, as its refusal records it: the operation's permission (``x-permission``
-    in the OpenAPI document) or its name; never the path as sent (an id in it may be anything)."""
-    app = scope["app"]
-    table: list[tuple[re.Pattern[str], str, str]] | None = getattr(app.state, "operations", None)
-    if table is None:
-        table = [
-            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), method.upper(), asked)
-            for path, item in app.openapi()["paths"].items()
-            for method, operation in item.items()
-            if (asked := operation.get("x-permission") or operation.get("operationId"))
-        ]
-        app.state.operations = table
-    path, method = str(scope["path"]), str(scope["method"])
-    return next(
-        (asked for pattern, verb, asked in table if verb == method and pattern.match(path)), "unknown"
-    )
 
 
 def _carries_body(scope: Scope) -> bool:
@@ -325,6 +306,10 @@ class GatewayApp(FastAPI):
 
     #: Wraps the rest of the stack (``gateway.routes.data.DataFastLane``); None: FastAPI serves everything.
     fast_lane: Callable[[ASGIApp], ASGIApp] | None = None
+    #: The API's routes as their routers declare them (each router carries its whole prefix), in the order
+    #: they are routed: ``app.routes`` holds an included router as one entry that only FastAPI's private
+    #: code looks into. Read where a request must be matched before routing (``admin_support.asked_for``).
+    api_routes: tuple[APIRoute, ...] = ()
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document with the gateway's sign-in schemes and error shape (gateway.openapi_doc)."""
@@ -645,11 +630,11 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(data.router)
-    app.include_router(admin.router)
-    for area in (grants, policy, masking_admin, supervision, admission_api):
-        app.include_router(area.router)
+    areas = (health, data, admin, grants, policy, masking_admin, supervision, admission_api)
+    routers = [area.router for area in areas]
+    for router in routers:
+        app.include_router(router)
+    app.api_routes = tuple(r for router in routers for r in router.routes if isinstance(r, APIRoute))
     if settings.dev_idp_enabled:
         from gateway.auth.devidp import router as dev_idp_router
 
