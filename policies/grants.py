@@ -287,17 +287,21 @@ class GrantRepository:
         for a steward (``requested`` or ``awaiting_second_approval``), or None. One indexed query over the
         scopes that cover ``org`` (its ancestors: at most six codes), not a scan of every request."""
         c = GrantRow.__table__.c
+        waiting = (GrantStatus.REQUESTED.value, GrantStatus.AWAITING_SECOND_APPROVAL.value)
         stmt = (
             select(GrantRow)
             .where(
-                c.status.in_((GrantStatus.REQUESTED.value, GrantStatus.AWAITING_SECOND_APPROVAL.value)),
+                # ``status || ''``: keeps SQLite's planner on the org_scope index (a few rows) rather than
+                # the (status, valid_until) one, which walks every waiting request in the country (with
+                # 20,000 of them: 38 ms a refusal, against 1.3 ms).
+                c.status.concat("").in_(waiting),
                 c.scenario == scenario,
                 c.org_scope.in_(divisions.ancestors(org)),
             )
             .order_by(GrantRow.created_at, GrantRow.grant_id)
         )
-        waiting = (_from_row(r) for r in self.session.scalars(stmt))
-        return next((g for g in waiting if dataset in g.datasets), None)
+        found = (_from_row(r) for r in self.session.scalars(stmt))
+        return next((g for g in found if dataset in g.datasets), None)
 
     def for_index(self, now: datetime, keep_days: int = 30) -> list[ScenarioGrant]:
         """Grants the index needs: approved ones, plus recently ended ones (so a refusal can say

@@ -579,3 +579,29 @@ def test_break_glass_none_of_whose_hours_are_open_is_refused_before_anyone_is_to
     )
     assert "本次未开通紧急访问，也未通知上级" in refused.value.message_zh
     assert service.repository.open_reviews() == []
+
+
+def test_the_waiting_request_named_to_a_refused_reader_is_one_covering_her_organisation(
+    service: GrantService,
+) -> None:
+    """``waiting_request`` names a request still waiting for a steward (first or second) whose scope covers
+    the reader's organisation, for the scenario and dataset she was refused: never a neighbouring
+    township's, another scenario's, one leaving the dataset out, or one already decided."""
+    repository = service.repository
+    township = _dibao(service)  # TOWNSHIP_A, every DIBAO_REVIEW dataset, waiting
+    # (organisation, scenario, dataset, expected)
+    table = [
+        (VILLAGE_A1, "DIBAO_REVIEW", "residents", township),
+        (TOWNSHIP_A, "DIBAO_REVIEW", "residents", township),
+        (TOWNSHIP_B, "DIBAO_REVIEW", "residents", None),
+        (VILLAGE_A1, "ELDERLY_VISIT", "residents", None),
+        (VILLAGE_A1, "DIBAO_REVIEW", "no_such_dataset", None),
+    ]
+    for org, scenario, dataset, expected in table:
+        found = repository.waiting_request(org, scenario, dataset)
+        assert (found.grant_id if found else None) == expected, (org, scenario, dataset)
+    service.approve(township, STEWARD, T0)  # awaiting its second steward: still waiting
+    found = repository.waiting_request(VILLAGE_A1, "DIBAO_REVIEW", "residents")
+    assert found is not None and found.status is GrantStatus.AWAITING_SECOND_APPROVAL
+    service.approve(township, STEWARD_2, T0)
+    assert repository.waiting_request(VILLAGE_A1, "DIBAO_REVIEW", "residents") is None
