@@ -109,7 +109,15 @@ from audit.prune import (
     prune,
     verify_archived_prefix,
 )
-from audit.pseudonym import SUBJECT_REF_LINKS, Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
+from audit.pseudonym import (
+    SUBJECT_REF_LINKS,
+    Pseudonymizer,
+    PseudonymRing,
+    is_ref,
+    normalise_id_number,
+    packed_ref,
+    unpacked_ref,
+)
 from audit.query import (
     CHINA_STANDARD_TIME,
     UNMASK_REVEALED_KIND,
@@ -232,6 +240,7 @@ __all__ = [
     "normalise_id_number",
     "open_incident",
     "org_prefix",
+    "packed_ref",
     "plan_prune",
     "postgres_writer_role_sql",
     "prune",
@@ -245,6 +254,7 @@ __all__ = [
     "retention_status",
     "served_from_dataset",
     "spreadsheet_text",
+    "unpacked_ref",
     "use_writer_role",
     "verify_archive",
     "verify_archived_prefix",

@@ -40,11 +40,34 @@ _DOMAIN: Final = b"grassroots-audit-ref-v1\x00"
 # other (they differ at byte 21), so no link is ever a ref of anything, under any key.
 _LINK_DOMAIN: Final = b"grassroots-audit-ref-link-v1\x00"
 _BLOCK: Final = 64  # SHA-256's block size in bytes (RFC 2104's B)
+_MAC_BYTES: Final = 32  # SHA-256's digest size
 
 
 def is_ref(value: str) -> bool:
     """True when ``value`` has the ``<key_id>:<hex>`` shape of a :class:`Pseudonymizer` ref."""
     return REF_PATTERN.fullmatch(value) is not None
+
+
+def packed_ref(ref: str) -> bytes:
+    """``ref`` in 33 to 48 bytes instead of its 67 to 81 characters: the key id's ASCII, then the 32 bytes of
+    the MAC. What a value sealed with its resident carries (an AES-GCM envelope, README "Unmask"), where
+    every byte lengthens each served value. ``ValueError`` for anything that is not a ref."""
+    if not is_ref(ref):
+        raise ValueError("not a Pseudonymizer ref")
+    key_id, _, mac = ref.partition(":")
+    return key_id.encode("ascii") + bytes.fromhex(mac)
+
+
+def unpacked_ref(packed: bytes) -> str:
+    """The ref :func:`packed_ref` packed; ``ValueError`` for bytes it cannot have made."""
+    key_id, mac = packed[:-_MAC_BYTES], packed[-_MAC_BYTES:]
+    try:
+        ref = f"{key_id.decode('ascii')}:{mac.hex()}"
+    except UnicodeDecodeError:
+        raise ValueError("not a packed ref") from None
+    if len(packed) <= _MAC_BYTES or not is_ref(ref):
+        raise ValueError("not a packed ref")
+    return ref
 
 
 class Pseudonymizer:

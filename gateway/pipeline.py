@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from audit import SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome
+from audit import SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome, packed_ref
 from gateway.auth.oidc import AuthError, Principal
 from gateway.errors import (
     AuditLogUnavailable,
@@ -608,9 +608,17 @@ def project_fields(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) 
     return [{name: record[name] for name in wanted if name in record} for record in records]
 
 
-def mask(records: Iterable[Mapping[str, Any]], plan: MaskingPlan) -> list[dict[str, Any]]:
-    """Stage 6: desensitise every value by its classification (masking rules, fail closed)."""
-    return mask_records(records, plan)
+def mask(
+    records: Iterable[Mapping[str, Any]], plan: MaskingPlan, subject_refs: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    """Stage 6: desensitise every value by its classification (masking rules, fail closed).
+
+    ``subject_refs``, one per record (None where it names no resident), are sealed into the values of
+    fields whose operator names the record's resident (an ``aes_gcm`` envelope, enc:v3:), so that
+    unmasking one later is recorded as a read of her data (README "Unmask")."""
+    if not plan.names_subjects:
+        return mask_records(records, plan)
+    return mask_records(records, plan, [None if r is None else packed_ref(r) for r in subject_refs])
 
 
 def guard_reidentification(
@@ -943,8 +951,10 @@ async def _authorized_path(
         # Never more than the page asked for (and held): an upstream's extra rows are not served.
         kept = kept[: facts.hold.count]
 
-    residents = dataset.subject_values(kept)
-    facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in residents]
+    per_record = [dataset.subject_value(r) for r in kept]
+    residents = [v for v in per_record if v is not None]
+    record_subjects = [None if v is None else runtime.pseudonymizer.ref(v) for v in per_record]
+    facts.subject_refs = [r for r in record_subjects if r is not None]
     # One resident's refs before and after a key rotation are unrelated; the links let the "one resident
     # read by many users" rule count them as one (README "Keys"). Repeats dropped as in the event's refs.
     facts.subject_links = runtime.audit_refs.links(list(dict.fromkeys(residents)))
@@ -963,7 +973,7 @@ async def _authorized_path(
             scenario=request.scenario,
             profile=obligations.masking_profile,
         )
-        masked = mask(projected, plan)
+        masked = mask(projected, plan, record_subjects)
         drift = runtime.scan_free_text(request.dataset, masked, plan)
         if drift:
             facts.alerts.append("catalog_drift")

@@ -56,11 +56,13 @@ from masking.plan import (
     response_level,
 )
 from masking.reversible import (
+    OpenedEnvelope,
     Unmask,
     decrypt_envelope,
     envelope_names_dataset,
     ff1_id_reveal,
     is_dry_run_value,
+    open_envelope,
 )
 from masking.rules import MaskingRule, RuleSet, load_rules
 
@@ -86,6 +88,7 @@ __all__ = [
     "MaskingError",
     "MaskingPlan",
     "MaskingRule",
+    "OpenedEnvelope",
     "Operator",
     "OperatorError",
     "Param",
@@ -111,6 +114,7 @@ __all__ = [
     "mask_record",
     "mask_records",
     "mask_value",
+    "open_envelope",
     "parse_kek",
     "plan_masking",
     "read_kek",

@@ -20,13 +20,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Protocol
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stdnum.cn import uscc
 
 from masking.detectors import COMPOUND_SURNAMES
 from masking.errors import KeyRingError, OperatorError, unknown_name
 from masking.keys import KeyRing
-from masking.reversible import DRY_RUN_MARKER, _hmac_with, _seal, ff1_id_cipher_for, ff1_id_pseudonym
+from masking.reversible import (
+    DRY_RUN_MARKER,
+    EnvelopeSealer,
+    _hmac_with,
+    ff1_id_cipher_for,
+    ff1_id_pseudonym,
+)
 
 __all__ = [
     "ADDRESS_LEVELS",
@@ -39,6 +44,7 @@ __all__ = [
     "OperatorUnavailableError",
     "Param",
     "ParamValue",
+    "SubjectMaskFn",
     "TextMasker",
     "generalise_address",
     "get_operator",
@@ -50,6 +56,8 @@ __all__ = [
 REDACTED = "***"
 ParamValue = str | int | bool
 MaskFn = Callable[[object], object]
+#: A masking function that also takes the record's subject (an opaque keyed reference, or None).
+SubjectMaskFn = Callable[[object, bytes | None], object]
 
 
 class TextMasker(Protocol):
@@ -128,6 +136,12 @@ class Operator(ABC):
     @abstractmethod
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         """A pure function masking one value, with `params` already resolved."""
+
+    def bind_for_subject(self, params: Mapping[str, ParamValue], ctx: BindContext) -> SubjectMaskFn | None:
+        """For an operator whose output names the subject of the record (the resident) the value belongs to:
+        a function of (value, subject or None) used when the caller knows each record's subject. None (the
+        default): the output depends on the value alone and `bind` serves every record."""
+        return None
 
     def __repr__(self) -> str:
         return f"<operator {self.name}>"
@@ -613,11 +627,27 @@ class AesGcmEnvelope(Operator):
     params: ClassVar[Mapping[str, Param]] = {"context": Param(str, "")}
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
-        key_id, key = _keys(ctx, self.name).derive("aes-gcm", for_encryption=True)
-        aead = AESGCM(key)
+        return _textual(self._sealer(params, ctx).seal)
+
+    def bind_for_subject(self, params: Mapping[str, ParamValue], ctx: BindContext) -> SubjectMaskFn:
+        # A value of a record that names its resident is sealed with her (enc:v3:), so whoever unmasks it
+        # later is recorded as having read her data (masking.reversible); without one, enc:v2: as `bind`.
+        seal = self._sealer(params, ctx).seal
+
+        def apply(value: object, subject: bytes | None) -> object:
+            if type(value) is str:
+                return seal(value, subject)
+            if value is None:
+                return None
+            text = _text(value)
+            return REDACTED if text is None else seal(text, subject)
+
+        return apply
+
+    def _sealer(self, params: Mapping[str, ParamValue], ctx: BindContext) -> EnvelopeSealer:
         dataset = _dataset(ctx, self.name)
         context = str(params["context"]) or f"{dataset}.{ctx.field}"
-        return _textual(lambda t: _seal(aead, key_id, t, dataset, context))
+        return EnvelopeSealer(_keys(ctx, self.name), dataset=dataset, context=context)
 
 
 class FreeText(Operator):

@@ -20,6 +20,7 @@ from masking.operators import (
     BindContext,
     MaskFn,
     ParamValue,
+    SubjectMaskFn,
     TextMasker,
     get_operator,
     is_landline_number,
@@ -80,6 +81,8 @@ class MaskingPlan:
     level: Level
     decisions: tuple[FieldDecision, ...]
     _ops: tuple[tuple[str, MaskFn], ...]
+    #: The fields whose operator seals the record's subject into the value (`aes_gcm`: enc:v3:), and how.
+    _subject_ops: tuple[tuple[str, SubjectMaskFn], ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -96,6 +99,11 @@ class MaskingPlan:
         object.__setattr__(self, "_scanned", tuple(n for n, _ in self._ops if n not in protected))
         memo = frozenset(d.field for d in self.decisions if d.operator in _PAGE_MEMO_OPERATORS)
         object.__setattr__(self, "_page_memo", memo)
+
+    @property
+    def names_subjects(self) -> bool:
+        """Whether `mask_records` seals each record's subject into some field (given the subjects)."""
+        return bool(self._subject_ops)
 
     @property
     def protected_fields(self) -> frozenset[str]:
@@ -213,6 +221,7 @@ def plan_masking(
     as_of = as_of or dt.date.today()
     decisions: list[FieldDecision] = []
     ops: list[tuple[str, MaskFn]] = []
+    subject_ops: list[tuple[str, SubjectMaskFn]] = []
     seen: set[str] = set()
     for name in fields:
         if name in seen:
@@ -254,6 +263,7 @@ def plan_masking(
             op = get_operator(op_name)
             resolved = op.resolve_params(params)
             fn = op.bind(resolved, ctx)
+            with_subject = op.bind_for_subject(resolved, ctx)
         except OperatorError:
             # Only keyed/scanner operators can fail here (parameters were checked at load):
             # without their dependency the value is hidden rather than shown.
@@ -276,6 +286,8 @@ def plan_masking(
             FieldDecision(name, fspec.level, fspec.semantic_type.value, op_name, resolved, source, fallback)
         )
         ops.append((name, fn))
+        if with_subject is not None:
+            subject_ops.append((name, with_subject))
     level = max_level(catalog.level_of(dataset, n) for n in seen)
     return MaskingPlan(
         dataset=dataset,
@@ -285,6 +297,7 @@ def plan_masking(
         level=level,
         decisions=tuple(decisions),
         _ops=tuple(ops),
+        _subject_ops=tuple(subject_ops),
     )
 
 
@@ -328,13 +341,31 @@ def mask_record(record: Mapping[str, object], plan: MaskingPlan) -> dict[str, ob
     return {name: fn(record[name]) for name, fn in plan._ops if name in record}
 
 
-def mask_records(records: Iterable[Mapping[str, object]], plan: MaskingPlan) -> list[dict[str, object]]:
+def mask_records(
+    records: Iterable[Mapping[str, object]],
+    plan: MaskingPlan,
+    subjects: Sequence[bytes | None] | None = None,
+) -> list[dict[str, object]]:
     """`mask_record` over a page, the same records out. A value of a free-text field that repeats within
-    the page is scanned once (the memo lives for this call only: no value outlives the request)."""
+    the page is scanned once (the memo lives for this call only: no value outlives the request).
+
+    `subjects`, one per record (None for a record that names nobody), are what an operator that names the
+    record's subject seals into its output (`aes_gcm`: enc:v3:); without them it masks as `mask_record`."""
     ops = plan._ops
     if plan._page_memo:
         ops = tuple((name, _memoised(fn) if name in plan._page_memo else fn) for name, fn in ops)
-    return [{name: fn(record[name]) for name, fn in ops if name in record} for record in records]
+    if subjects is None or not plan._subject_ops:
+        return [{name: fn(record[name]) for name, fn in ops if name in record} for record in records]
+    sealing = dict(plan._subject_ops)
+    per_record = tuple((name, fn, sealing.get(name)) for name, fn in ops)
+    return [
+        {
+            name: fn(record[name]) if seal is None else seal(record[name], subject)
+            for name, fn, seal in per_record
+            if name in record
+        }
+        for record, subject in zip(records, subjects, strict=True)
+    ]
 
 
 def _memoised(fn: MaskFn) -> MaskFn:

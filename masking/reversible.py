@@ -35,7 +35,10 @@ __all__ = [
     "ENVELOPE_PREFIX",
     "FF1_ID_RADIX",
     "FF1_OLD_ID_RADIX",
+    "MAX_SUBJECT_BYTES",
     "PSEUDONYM_PREFIX",
+    "EnvelopeSealer",
+    "OpenedEnvelope",
     "Unmask",
     "decrypt_envelope",
     "encrypt_envelope",
@@ -47,11 +50,14 @@ __all__ = [
     "hmac_pseudonym",
     "id_check_char",
     "is_dry_run_value",
+    "open_envelope",
 ]
 
 PSEUDONYM_PREFIX = "ps"
 ENVELOPE_PREFIX = "enc"
 _ENVELOPE_VERSION = "v2"
+#: An envelope sealed with the subject (the resident) it is about: see "AES-GCM envelope" below.
+_SUBJECT_ENVELOPE_VERSION = "v3"
 #: What every keyed pseudonym a dry-run makes starts with. An HMAC pseudonym carries it as its key id; an
 #: FF1 pseudonym, a bare well-formed ID number otherwise, gets it in front, so a dry-run sample can never
 #: be taken for (or unmasked as) a real pseudonym.
@@ -276,18 +282,37 @@ def id_check_char(body: str) -> str:
 # names), so an envelope moved to another field or dataset, or re-labelled with another key id, fails
 # authentication. Random 96-bit nonces (NIST SP 800-38D §8.2.2).
 #
+# enc:v3:<key id>:<base64url(nonce || ciphertext || tag)> is the same envelope sealed with the *subject* the
+# value is about, an opaque reference of 1 to 255 bytes the caller gives (the gateway: the resident's keyed
+# audit ref, never personal data). The plaintext is <subject length: 1 byte> <subject> <value>, so the subject
+# is as authenticated as the value (an edited byte fails the tag) and as confidential: a reader of the
+# served envelope learns nothing of it and cannot join envelopes of one resident across responses or
+# datasets, as a ref in clear would let them. Only the holder of the key, the gateway at unmask, reads it,
+# and so knows whose value it hands out without trusting whoever asks. The version is in the associated
+# data: a v3 envelope relabelled v2 (or the reverse) fails authentication, so the subject cannot be dropped.
+# A value with no known subject (no record: a dry-run; a record naming no resident) is sealed as v2.
+#
 # v1 (before dataset binding) bound only version, key id and context. Its context says which dataset it
 # belongs to when it is the default "<dataset>.<field>"; a v1 envelope is opened only under a dataset its
 # context names that way. One whose context (a rule's) names no dataset is refused (`UnboundEnvelopeError`).
 
 _LEGACY_ENVELOPE_VERSION = "v1"
+#: The longest subject a v3 envelope carries (its length is one byte of the plaintext).
+MAX_SUBJECT_BYTES = 255
 
 
-def _aad(key_id: str, dataset: str, context: str) -> bytes:
+@dataclass(frozen=True, slots=True)
+class OpenedEnvelope:
+    """What an opened envelope holds: the value and, for a v3 envelope, the subject it was sealed with."""
+
+    value: str
+    subject: bytes | None
+
+
+def _aad(key_id: str, dataset: str, context: str, version: str = _ENVELOPE_VERSION) -> bytes:
     # Key id and dataset are length-prefixed: neither can run into the next part, whatever it holds.
     return (
-        f"grassroots-masking|aes-gcm|{_ENVELOPE_VERSION}|{len(key_id)}:{key_id}|{len(dataset)}:{dataset}|"
-        f"{context}"
+        f"grassroots-masking|aes-gcm|{version}|{len(key_id)}:{key_id}|{len(dataset)}:{dataset}|{context}"
     ).encode()
 
 
@@ -295,16 +320,47 @@ def _aad_v1(key_id: str, context: str) -> bytes:
     return f"grassroots-masking|aes-gcm|{_LEGACY_ENVELOPE_VERSION}|{key_id}|{context}".encode()
 
 
-def encrypt_envelope(value: str, keys: KeyRing, *, dataset: str, context: str) -> str:
-    key_id, key = keys.derive("aes-gcm", for_encryption=True)
-    return _seal(AESGCM(key), key_id, value, dataset, context)
+class EnvelopeSealer:
+    """Seals values for one dataset and context under the active key: the key is derived and the associated
+    data built once (the `aes_gcm` operator makes one per plan), so a value costs one AES-GCM call."""
+
+    __slots__ = ("_aad", "_aad_subject", "_aead", "_prefix", "_prefix_subject")
+
+    def __init__(self, keys: KeyRing, *, dataset: str, context: str) -> None:
+        key_id, key = keys.derive("aes-gcm", for_encryption=True)
+        self._aead = AESGCM(key)
+        self._aad = _aad(key_id, dataset, context)
+        self._aad_subject = _aad(key_id, dataset, context, _SUBJECT_ENVELOPE_VERSION)
+        self._prefix = f"{ENVELOPE_PREFIX}:{_ENVELOPE_VERSION}:{key_id}:"
+        self._prefix_subject = f"{ENVELOPE_PREFIX}:{_SUBJECT_ENVELOPE_VERSION}:{key_id}:"
+
+    def seal(self, value: str, subject: bytes | None = None) -> str:
+        """The envelope of `value`: v3 sealed with `subject` when one is given, v2 otherwise."""
+        if subject is None:
+            return self._prefix + self._body(value.encode(), self._aad)
+        if not 0 < len(subject) <= MAX_SUBJECT_BYTES:
+            raise ValueError(f"an envelope's subject is 1 to {MAX_SUBJECT_BYTES} bytes")
+        plain = bytes((len(subject),)) + subject + value.encode()
+        return self._prefix_subject + self._body(plain, self._aad_subject)
+
+    def _body(self, plain: bytes, aad: bytes) -> str:
+        nonce = os.urandom(12)
+        body = nonce + self._aead.encrypt(nonce, plain, aad)
+        return base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
+
+    def __repr__(self) -> str:
+        return "EnvelopeSealer(...)"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("EnvelopeSealer holds a secret key and cannot be pickled")
 
 
-def _seal(aead: AESGCM, key_id: str, value: str, dataset: str, context: str) -> str:
-    nonce = os.urandom(12)
-    body = nonce + aead.encrypt(nonce, value.encode(), _aad(key_id, dataset, context))
-    token = base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
-    return f"{ENVELOPE_PREFIX}:{_ENVELOPE_VERSION}:{key_id}:{token}"
+def encrypt_envelope(
+    value: str, keys: KeyRing, *, dataset: str, context: str, subject: bytes | None = None
+) -> str:
+    """The envelope of `value` for `dataset` and `context`: v3 sealed with `subject` when one is given,
+    v2 otherwise."""
+    return EnvelopeSealer(keys, dataset=dataset, context=context).seal(value, subject)
 
 
 def envelope_names_dataset(context: str, dataset: str) -> bool:
@@ -314,26 +370,35 @@ def envelope_names_dataset(context: str, dataset: str) -> bool:
 
 
 def decrypt_envelope(envelope: str, keys: KeyRing, *, dataset: str, context: str, unmask: Unmask) -> str:
+    """The value of an envelope made by the `aes_gcm` operator (see `open_envelope`)."""
+    return open_envelope(envelope, keys, dataset=dataset, context=context, unmask=unmask).value
+
+
+def open_envelope(
+    envelope: str, keys: KeyRing, *, dataset: str, context: str, unmask: Unmask
+) -> OpenedEnvelope:
     """Open an envelope made by the `aes_gcm` operator; needs the dataset it was issued for, the same
-    context and an `Unmask`."""
+    context and an `Unmask`. A v3 envelope's subject comes with the value."""
     if not isinstance(unmask, Unmask):
         raise UnmaskError("缺少还原授权", "an Unmask capability is required")
     parts = envelope.split(":")
     if len(parts) != 4 or parts[0] != ENVELOPE_PREFIX:
         raise UnmaskError("密文格式无效", "not an envelope")
     _, version, key_id, token = parts
-    if version not in (_ENVELOPE_VERSION, _LEGACY_ENVELOPE_VERSION):
+    if version not in (_SUBJECT_ENVELOPE_VERSION, _ENVELOPE_VERSION, _LEGACY_ENVELOPE_VERSION):
         # Parts of the submitted value are never echoed (it may hold anything the caller pasted).
         raise UnmaskError(
-            f"不支持的密文版本（应为 {_ENVELOPE_VERSION}），请核对所提交的密文是否完整",
-            f"unsupported envelope version (expected {_ENVELOPE_VERSION}); check the submitted envelope",
+            f"不支持的密文版本（应为 {_SUBJECT_ENVELOPE_VERSION} 或 {_ENVELOPE_VERSION}），"
+            "请核对所提交的密文是否完整",
+            f"unsupported envelope version (expected {_SUBJECT_ENVELOPE_VERSION} or {_ENVELOPE_VERSION}); "
+            "check the submitted envelope",
         )
     if version == _LEGACY_ENVELOPE_VERSION:
         if not envelope_names_dataset(context, dataset):
             raise UnboundEnvelopeError()
         aad = _aad_v1(key_id, context)
     else:
-        aad = _aad(key_id, dataset, context)
+        aad = _aad(key_id, dataset, context, version)
     try:
         body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -355,4 +420,10 @@ def decrypt_envelope(envelope: str, keys: KeyRing, *, dataset: str, context: str
             "密文校验失败（被篡改，或数据集、上下文与生成时不符）",
             "envelope authentication failed (tampered, or not the dataset or context it was made for)",
         ) from None
-    return plain.decode()
+    if version != _SUBJECT_ENVELOPE_VERSION:
+        return OpenedEnvelope(plain.decode(), None)
+    # Authenticated, so made by `EnvelopeSealer.seal`: a length byte of 1..255 and that many bytes follow.
+    size = plain[0] if plain else 0
+    if size == 0 or len(plain) < 1 + size:
+        raise UnmaskError("密文格式无效", "envelope subject is malformed")
+    return OpenedEnvelope(plain[1 + size :].decode(), plain[1 : 1 + size])

@@ -309,7 +309,7 @@ def dry_run(
 
 @app.command(
     "unmask",
-    zh="还原脱敏数据。可解开 AES-GCM 密文（enc:v1:…）或 FF1 身份证号假名；先记入审计日志，再给出结果。",
+    zh="还原脱敏数据。可解开 AES-GCM 密文（enc:…）或 FF1 身份证号假名；先记入审计日志，再给出结果。",
 )
 @api_command
 def unmask(
@@ -330,7 +330,7 @@ def unmask(
         str | None, typer.Option(help=bilingual("密钥编号（FF1 假名）", "key id (FF1 pseudonyms)"))
     ] = None,
 ) -> ApiCall:
-    """Reverse an AES-GCM envelope (enc:v2:...) or an FF1 ID pseudonym; audited before it answers."""
+    """Reverse an AES-GCM envelope (enc:...) or an FF1 ID pseudonym; audited before it answers."""
     body = {"value": value, "dataset": dataset, "field": field, "purpose": purpose, "key_id": key_id}
     return ApiCall("POST", "/api/v1/masking/unmask", body=body)
 

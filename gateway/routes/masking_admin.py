@@ -38,6 +38,7 @@ from audit import (
     Outcome,
     normalise_id_number,
     served_from_dataset,
+    unpacked_ref,
 )
 from audit.tables import AuditEventRow
 from gateway.admin_support import PermissionFirstRoute, Permitted, StrictBody, unit_of_work
@@ -67,13 +68,14 @@ from masking import (
     SemanticType,
     UnboundEnvelopeError,
     Unmask,
+    UnmaskError,
     UnscopedKeyError,
-    decrypt_envelope,
     envelope_names_dataset,
     ff1_id_reveal,
     get_operator,
     is_dry_run_value,
     mask_record,
+    open_envelope,
     plan_masking,
 )
 from masking.catalog import DatasetSpec, catalog_document
@@ -565,6 +567,17 @@ def _unmask_event(
     )
 
 
+def _resident_of(subject: bytes | None) -> str | None:
+    """The resident's audit ref an envelope was sealed with (the data path seals `packed_ref`s), if any."""
+    if subject is None:
+        return None
+    try:
+        return unpacked_ref(subject)
+    except ValueError:
+        # Authenticated, so the gateway sealed it: no ref means none can be recorded, and then no value.
+        raise UnmaskError("密文格式无效", "the envelope's resident reference is malformed") from None
+
+
 async def _served_from(runtime: Runtime, id_number: str, dataset: str) -> bool:
     """Whether the audit log shows `id_number` served from `dataset` (refs under every kept key)."""
     refs = runtime.lookup_refs(normalise_id_number(id_number))
@@ -676,7 +689,7 @@ async def unmask(
     if method == "ff1_id":
         key_id = body.key_id or ""
     else:
-        # enc:v<n>:<key id>:<body> (masking.reversible); a malformed envelope fails in decrypt_envelope.
+        # enc:v<n>:<key id>:<body> (masking.reversible); a malformed envelope fails in open_envelope.
         parts = body.value.split(":")
         key_id = parts[2] if len(parts) == 4 else ""
     if key_id not in keys.key_ids:
@@ -750,16 +763,17 @@ async def unmask(
         await _append(runtime, event)
         raise error
 
-    clear, reversal_error = "", None
+    clear, sealed_with, reversal_error = "", None, None
     try:
         if method == "aes_gcm":
-            clear = decrypt_envelope(
+            opened = open_envelope(
                 body.value,
                 keys,
                 dataset=body.dataset,
                 context=context,
                 unmask=capability,
             )
+            clear, sealed_with = opened.value, _resident_of(opened.subject)
         else:
             clear = ff1_id_reveal(body.value, keys, key_id=key_id, dataset=body.dataset, unmask=capability)
     except MaskingError as exc:
@@ -783,9 +797,15 @@ async def unmask(
         await failed(mismatch, Outcome.REFUSED)
     view = runtime.dataset(body.dataset)
     if view is not None and view.subject_field == body.field:
-        # The value is a resident's ID number: say whose (by ref) before it is handed out, so her complaint
-        # and her transparency list show that a steward read it in the clear (PIPL Art. 45). Not written,
-        # not handed out (503).
+        # The value is a resident's ID number: it says whose it is.
+        resident: str | None = runtime.pseudonymizer.ref(normalise_id_number(clear))
+    else:
+        # Any other field says whose it is only when its envelope was sealed with her (enc:v3:, from a
+        # record naming her); a v2 envelope (a dry-run's, or from before) names nobody.
+        resident = sealed_with
+    if resident is not None:
+        # Say whose value it is (by ref) before it is handed out, so her complaint and her transparency
+        # list show that a steward read it in the clear (PIPL Art. 45). Not written, not handed out (503).
         await _append(
             runtime,
             AuditEvent(
@@ -797,7 +817,7 @@ async def unmask(
                 dataset=body.dataset,
                 fields=(body.field,),
                 record_count=1,
-                subject_refs=(runtime.pseudonymizer.ref(normalise_id_number(clear)),),
+                subject_refs=(resident,),
                 reason="unmask",
                 request_id=request_id,
                 details={"authorised_by_event": seq, "method": method},

@@ -7,6 +7,7 @@ Every test that changes the catalog or rules restores them (another approved pro
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -763,6 +764,32 @@ def test_an_ff1_pseudonym_is_unmasked_only_under_the_dataset_it_was_issued_for(s
     assert ok(resp)["value"] == clear and resp_has_no_store(resp)
 
 
+def _transparency(stack: Stack, id_number: str) -> list[dict[str, Any]]:
+    """The resident's "who read my data" list, as a supervisor asks for it."""
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    url = f"{stack.base_url}{SUPERVISION}/transparency"
+    resp = httpx.post(url, json={"id_number": id_number}, headers=headers, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["accesses"])
+
+
+def _complaint_evidence(stack: Stack, id_number: str) -> list[int]:
+    """The seqs of the evidence of a new complaint by the resident with ``id_number``."""
+    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
+    complaint = httpx.post(
+        f"{stack.base_url}{SUPERVISION}/complaints",
+        json={"source": "hotline_12345", "id_number": id_number, "summary": "居民来电询问谁查看了其信息"},
+        headers=headers,
+        timeout=60,
+    )
+    assert complaint.status_code == 201, complaint.text
+    incident_id = complaint.json()["incident"]["incident_id"]
+    url = f"{stack.base_url}{SUPERVISION}/incidents/{incident_id}"
+    incident = httpx.get(url, headers=headers, timeout=60)
+    assert incident.status_code == 200, incident.text
+    return [int(e["seq"]) for e in incident.json()["evidence"]]
+
+
 def test_a_stewards_unmask_of_a_residents_id_number_is_in_her_transparency_list_and_complaint(
     stack: Stack,
 ) -> None:
@@ -784,28 +811,76 @@ def test_a_stewards_unmask_of_a_residents_id_number_is_in_her_transparency_list_
     assert revealed["outcome"] == "allowed" and revealed["body"]["fields"] == ["id_number"]
     assert clear not in json.dumps(revealed["body"]) and pseudonym not in json.dumps(revealed["body"])
 
-    headers = {"Authorization": f"Bearer {stack.token('supervisor')}"}
-    seen = httpx.post(
-        f"{stack.base_url}{SUPERVISION}/transparency", json={"id_number": clear}, headers=headers, timeout=60
-    ).json()
-    [entry] = [a for a in seen["accesses"] if a["seq"] == revealed["seq"]]
+    [entry] = [a for a in _transparency(stack, clear) if a["seq"] == revealed["seq"]]
     assert (entry["kind"], entry["roles"], entry["field_titles"]) == (
         "masking.unmask_revealed",
         ["data_steward"],
         ["公民身份号码"],
     )
-    complaint = httpx.post(
-        f"{stack.base_url}{SUPERVISION}/complaints",
-        json={"source": "hotline_12345", "id_number": clear, "summary": "居民来电询问谁查看了其信息"},
-        headers=headers,
-        timeout=60,
-    )
-    assert complaint.status_code == 201, complaint.text
-    incident_id = complaint.json()["incident"]["incident_id"]
-    incident = httpx.get(
-        f"{stack.base_url}{SUPERVISION}/incidents/{incident_id}", headers=headers, timeout=60
-    )
-    assert revealed["seq"] in [e["seq"] for e in incident.json()["evidence"]]
+    assert revealed["seq"] in _complaint_evidence(stack, clear)
+
+
+def test_a_stewards_unmask_of_a_residents_mobile_is_in_her_transparency_list_and_complaint(
+    stack: Stack,
+) -> None:
+    """A rule serves mobiles as aes_gcm envelopes. Before, an envelope of any field but the ID number named
+    nobody: unmasking a resident's mobile wrote only ``masking.unmask`` (a ref of the envelope), so her
+    "who read my data" list and her complaint never showed that a steward read her number in the clear.
+    Now the data path seals each envelope with the resident of its record (enc:v3:), and unmasking it
+    writes ``masking.unmask_revealed`` naming her before the number is handed out. Editing the sealed
+    resident, or relabelling the envelope v2 to drop her, is refused and hands out nothing."""
+    from demoworld.world import build_world
+
+    admin = token_of(stack, "pa_admin", ["platform_admin"])
+    changed(stack, "ca_steward", "rule_upsert", {"rule": {**RULE_MOBILE, "operator": "aes_gcm"}}, admin)
+    try:
+        eventually(lambda: all(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+        served = [r for r in records(stack, "cadre_a", page_size=8) if r["mobile"] is not None]
+        assert {str(r["mobile"])[:7] for r in served} == {"enc:v3:"}
+        world = {r.id: r for r in build_world().residents}
+        record = served[-1]
+        resident, neighbour = world[record["id"]], world[served[0]["id"]]
+        assert resident.id_number != neighbour.id_number
+        envelope = str(record["mobile"])
+        assert resident.mobile not in envelope and resident.id_number not in envelope
+
+        ask = {"value": envelope, "dataset": "residents", "field": "mobile",
+               "purpose": "低保复核中回访核实联系方式"}  # fmt: skip
+        seen_before = len(events_of(stack, "masking.unmask_revealed"))
+        prefix, version, key_id, token = envelope.split(":")
+        body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        # The resident's ref sits after the 12-byte nonce and its length byte: edit its first byte.
+        edited = body[:13] + bytes((body[13] ^ 1,)) + body[14:]
+        tampered = ":".join([prefix, version, key_id, base64.urlsafe_b64encode(edited).rstrip(b"=").decode()])
+        for forged in (tampered, envelope.replace("enc:v3:", "enc:v2:")):
+            resp = api(stack, "POST", "/unmask", "ca_steward", body={**ask, "value": forged})
+            refused(resp, 422, "unmask_refused")
+            assert resident.mobile not in resp.text
+        assert len(events_of(stack, "masking.unmask_revealed")) == seen_before
+
+        out = ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))
+        assert out["value"] == resident.mobile
+        [revealed] = [
+            e
+            for e in events_of(stack, "masking.unmask_revealed")
+            if e["body"]["details"]["authorised_by_event"] == out["audit_event_seq"]
+        ]
+        assert revealed["outcome"] == "allowed" and revealed["body"]["fields"] == ["mobile"]
+        assert len(revealed["body"]["subject_refs"]) == 1
+        logged = json.dumps(revealed["body"])
+        assert resident.mobile not in logged and envelope not in logged
+
+        [entry] = [a for a in _transparency(stack, resident.id_number) if a["seq"] == revealed["seq"]]
+        assert (entry["kind"], entry["roles"], entry["field_titles"]) == (
+            "masking.unmask_revealed",
+            ["data_steward"],
+            ["手机号码"],
+        )
+        assert revealed["seq"] not in [a["seq"] for a in _transparency(stack, neighbour.id_number)]
+        assert revealed["seq"] in _complaint_evidence(stack, resident.id_number)
+    finally:
+        changed(stack, "ca_steward", "rule_upsert", {"rule": RULE_MOBILE}, admin)
+        eventually(lambda: not any(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
 
 
 def test_a_pseudonym_from_a_key_older_than_dataset_binding_is_refused_for_everyone(stack: Stack) -> None:

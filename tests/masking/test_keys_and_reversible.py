@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import pickle
@@ -29,11 +30,13 @@ from masking.keys import parse_kek, read_kek
 from masking.operators import OperatorUnavailableError
 from masking.reversible import (
     decrypt_envelope,
+    encrypt_envelope,
     ff1_id_cipher,
     ff1_id_pseudonym,
     ff1_id_reveal,
     hmac_pseudonym,
     id_check_char,
+    open_envelope,
 )
 from tests.masking.conftest import KEK
 
@@ -463,6 +466,34 @@ def test_a_key_from_before_dataset_binding_neither_issues_nor_reverses_ff1_pseud
     assert ff1_id_reveal(out, reloaded, key_id=new_id, dataset="residents", unmask=UNMASK) == NUMBER
     with pytest.raises(UnscopedKeyError):
         ff1_id_cipher_for(reloaded, "residents", old_id, for_encryption=False)
+
+
+def test_an_envelope_sealed_with_its_resident_names_her_to_whoever_opens_it(keys: KeyRing) -> None:
+    """enc:v3: carries the subject (the resident's keyed ref) inside the ciphertext: not readable from the
+    envelope, returned with the value on opening, and no byte of it can be changed, nor the version
+    relabelled to drop it, without failing authentication."""
+    subject = b"a1" + bytes(range(32))
+    where: dict[str, Any] = {"dataset": "residents", "context": "residents.mobile"}
+    env = encrypt_envelope("13812345678", keys, subject=subject, **where)
+    assert env.startswith(f"enc:v3:{keys.active_key_id}:") and "13812345678" not in env
+    opened = open_envelope(env, keys, unmask=UNMASK, **where)
+    assert (opened.value, opened.subject) == ("13812345678", subject)
+    v2 = encrypt_envelope("13812345678", keys, **where)
+    assert v2.startswith("enc:v2:")
+    assert open_envelope(v2, keys, unmask=UNMASK, **where).subject is None
+
+    body = base64.urlsafe_b64decode(env.split(":")[3] + "==")
+    for at in (12, 13, 12 + len(subject)):  # the length byte, the subject's first and last byte
+        edited = body[:at] + bytes((body[at] ^ 1,)) + body[at + 1 :]
+        forged = ":".join([*env.split(":")[:3], base64.urlsafe_b64encode(edited).rstrip(b"=").decode()])
+        with pytest.raises(UnmaskError):
+            open_envelope(forged, keys, unmask=UNMASK, **where)
+    with pytest.raises(UnmaskError):
+        open_envelope(env.replace("enc:v3:", "enc:v2:"), keys, unmask=UNMASK, **where)
+    with pytest.raises(UnmaskError):
+        open_envelope(env, keys, dataset="occupants", context="residents.mobile", unmask=UNMASK)
+    with pytest.raises(ValueError, match="subject"):
+        encrypt_envelope("x", keys, dataset="d", context="d.f", subject=b"")
 
 
 def test_an_envelope_is_bound_to_its_dataset_even_with_a_rules_context(keys: KeyRing) -> None:

@@ -14,9 +14,11 @@ from masking import (
     RuleSet,
     UnknownDatasetError,
     UnknownProfileError,
+    Unmask,
     load_rules,
     mask_record,
     mask_records,
+    open_envelope,
     plan_masking,
     response_level,
 )
@@ -371,6 +373,36 @@ def test_first_matching_rule_wins_and_selectors_filter() -> None:
 
 def test_packaged_rules_declare_standard_and_strict(rules: RuleSet) -> None:
     assert {"standard", "strict"} <= rules.profiles
+
+
+def test_an_envelope_served_with_its_records_resident_is_sealed_with_her(
+    catalog: Catalog, rules: RuleSet, keys: KeyRing
+) -> None:
+    """Given each record's subject, an aes_gcm field is sealed with it (enc:v3:, opened with that subject);
+    a record naming nobody, or a page masked without subjects (a dry-run), gets enc:v2:. Other fields are
+    masked exactly as without subjects."""
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["id", "mobile", "name"], role="village_cadre",
+        scenario="s", profile="standard", exemptions={"mobile": "aes_gcm"}, keys=keys, as_of=AS_OF,
+    )  # fmt: skip
+    assert plan.names_subjects
+    page: list[dict[str, object]] = [RESIDENT, {**RESIDENT, "id": "r-0002"}, {"id": "r-0003", "mobile": None}]
+    subjects = [b"a1" + bytes(32), None, b"a1" + bytes([7] * 32)]
+    masked = mask_records(page, plan, subjects)
+    assert [r["mobile"][:7] for r in masked[:2]] == ["enc:v3:", "enc:v2:"]
+    assert masked[2]["mobile"] is None
+    unmask = Unmask(actor="steward-1", purpose="dispute", audit_event_id="7")
+    opened = open_envelope(masked[0]["mobile"], keys, dataset="residents", context="residents.mobile",
+                           unmask=unmask)  # fmt: skip
+    assert (opened.value, opened.subject) == (RESIDENT["mobile"], subjects[0])
+    assert [r.get("name") for r in masked] == [r.get("name") for r in mask_records(page, plan)]
+    assert {r["mobile"][:7] for r in mask_records(page[:2], plan)} == {"enc:v2:"}
+    without = plan_masking(
+        catalog, rules, dataset="residents", fields=["id", "mobile"], role="village_cadre", scenario="s",
+        profile="standard", keys=keys, as_of=AS_OF,
+    )  # fmt: skip
+    assert not without.names_subjects
+    assert mask_records(page, without, subjects) == mask_records(page, without)
 
 
 def test_mask_records_is_mask_record_over_the_page_and_scans_repeated_free_text_once(
