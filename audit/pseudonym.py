@@ -52,10 +52,16 @@ def packed_ref(ref: str) -> bytes:
     """``ref`` in 33 to 48 bytes instead of its 67 to 81 characters: the key id's ASCII, then the 32 bytes of
     the MAC. What a value sealed with its resident carries (an AES-GCM envelope, README "Unmask"), where
     every byte lengthens each served value. ``ValueError`` for anything that is not a ref."""
-    if not is_ref(ref):
-        raise ValueError("not a Pseudonymizer ref")
+    # Checked part by part rather than by REF_PATTERN (done once per served record, this costs about half):
+    # the MAC must read back as the very hex it was written as (fromhex alone allows spaces and capitals).
     key_id, _, mac = ref.partition(":")
-    return key_id.encode("ascii") + bytes.fromhex(mac)
+    try:
+        digest = bytes.fromhex(mac)
+    except ValueError:
+        digest = b""
+    if KEY_ID_PATTERN.fullmatch(key_id) is None or len(digest) != _MAC_BYTES or digest.hex() != mac:
+        raise ValueError("not a Pseudonymizer ref")
+    return key_id.encode("ascii") + digest
 
 
 def unpacked_ref(packed: bytes) -> str:

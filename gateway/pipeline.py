@@ -621,6 +621,19 @@ def mask(
     return mask_records(records, plan, [None if r is None else packed_ref(r) for r in subject_refs])
 
 
+def record_subject_refs(
+    dataset: DatasetView, kept: Sequence[Mapping[str, Any]], refs: list[str]
+) -> list[str | None]:
+    """One ref per record of ``kept`` (None where it names no resident), given ``refs``, the refs of
+    ``dataset.subject_values(kept)`` in order. When every record names its resident (the usual page) that
+    list is already one per record, and nothing is computed."""
+    if len(refs) == len(kept):
+        return list(refs)
+    by_resident = dict(zip(dataset.subject_values(kept), refs, strict=True))
+    per_record = (dataset.subject_values((record,)) for record in kept)
+    return [by_resident[found[0]] if found else None for found in per_record]
+
+
 def guard_reidentification(
     result: KAnonymityResult, facts: AuditFacts, min_records: int
 ) -> list[dict[str, Any]]:
@@ -951,10 +964,8 @@ async def _authorized_path(
         # Never more than the page asked for (and held): an upstream's extra rows are not served.
         kept = kept[: facts.hold.count]
 
-    per_record = [dataset.subject_value(r) for r in kept]
-    residents = [v for v in per_record if v is not None]
-    record_subjects = [None if v is None else runtime.pseudonymizer.ref(v) for v in per_record]
-    facts.subject_refs = [r for r in record_subjects if r is not None]
+    residents = dataset.subject_values(kept)
+    facts.subject_refs = [runtime.pseudonymizer.ref(v) for v in residents]
     # One resident's refs before and after a key rotation are unrelated; the links let the "one resident
     # read by many users" rule count them as one (README "Keys"). Repeats dropped as in the event's refs.
     facts.subject_links = runtime.audit_refs.links(list(dict.fromkeys(residents)))
@@ -973,7 +984,7 @@ async def _authorized_path(
             scenario=request.scenario,
             profile=obligations.masking_profile,
         )
-        masked = mask(projected, plan, record_subjects)
+        masked = mask(projected, plan, record_subject_refs(dataset, kept, facts.subject_refs))
         drift = runtime.scan_free_text(request.dataset, masked, plan)
         if drift:
             facts.alerts.append("catalog_drift")

@@ -73,20 +73,16 @@ class DatasetView:
         """The residents a response touches, normalised so a complaint finds them by ID number."""
         if self.subject_field is None:
             return []
-        return [v for v in map(self.subject_value, records) if v is not None]
-
-    def subject_value(self, record: Mapping[str, Any]) -> str | None:
-        """The resident `record` is about, normalised so a complaint finds her by ID number; None when the
-        dataset or the record names nobody."""
-        if self.subject_field is None:
-            return None
-        value = record.get(self.subject_field)
-        if isinstance(value, str):
-            return normalise_id_number(value) if value else None
-        if value is not None:
-            # A registry that sends the number as a JSON number still served that person: record it.
-            return normalise_id_number(str(value))
-        return None
+        values: list[str] = []
+        for record in records:
+            value = record.get(self.subject_field)
+            if isinstance(value, str):
+                if value:
+                    values.append(normalise_id_number(value))
+            elif value is not None:
+                # A registry that sends the number as a JSON number still served that person: record it.
+                values.append(normalise_id_number(str(value)))
+        return values
 
 
 def dataset_view(spec: DatasetSpec) -> DatasetView | None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle
+import string
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit import Pseudonymizer, PseudonymRing, is_ref, normalise_id_number
+from audit import Pseudonymizer, PseudonymRing, is_ref, normalise_id_number, packed_ref, unpacked_ref
 
 keys = st.binary(min_size=16, max_size=64)
 
@@ -139,3 +140,26 @@ def test_links_join_a_residents_refs_across_rotations_and_only_the_newer_key_com
     assert k1.link(k1.ref("a")) not in links["k1"]
     assert ring.link_candidates(Pseudonymizer(b"x" * 32, "k9").ref("a")) == []
     assert ring.link_candidates("not a ref") == []
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=16), st.binary())
+def test_a_packed_ref_unpacks_to_the_same_ref(key_id: str, value: bytes) -> None:
+    ref = Pseudonymizer(b"k" * 32, key_id).ref(value.hex())
+    packed = packed_ref(ref)
+    assert len(packed) == len(key_id) + 32 and unpacked_ref(packed) == ref
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["k1:" + "AB" * 32, "k1:" + "ab" * 31, "k1:" + "ab" * 31 + "  ", "k1:" + "ab" * 30 + " ab ",
+     "k1" + "ab" * 32, ":" + "ab" * 32, "k 1:" + "ab" * 32, "ｋ1:" + "ab" * 32, "k1:" + "zz" * 32],
+)  # fmt: skip
+def test_only_a_ref_is_packed(text: str) -> None:
+    with pytest.raises(ValueError):
+        packed_ref(text)
+
+
+@pytest.mark.parametrize("packed", [b"", bytes(32), b"k 1" + bytes(32), b"\xff" + bytes(32)])
+def test_only_a_packed_ref_is_unpacked(packed: bytes) -> None:
+    with pytest.raises(ValueError):
+        unpacked_ref(packed)

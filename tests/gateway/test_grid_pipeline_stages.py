@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import Forbidden
-from gateway.pipeline import check_grid_scope, pushdown_scope, recheck_scope
+from gateway.pipeline import check_grid_scope, pushdown_scope, recheck_scope, record_subject_refs
 from gateway.runtime import dataset_view
 from masking import load_catalog
 from policies import Obligations
@@ -120,3 +120,20 @@ def test_every_served_person_is_recorded_whatever_type_the_registry_sent_the_num
         {},
     ]
     assert view.subject_values(records) == ["31023019841206996X", "310230198412069961"]
+
+
+def test_each_record_is_sealed_with_its_own_resident_when_some_records_name_none() -> None:
+    """The refs the event names skip records without a resident; the refs sealed into envelopes are one per
+    record, so a record naming nobody must not shift her neighbours' refs onto the wrong records."""
+    view = dataset_view(CATALOG.dataset("residents"))
+    assert view is not None
+    records = [{"id_number": ""}, {"id_number": "31023019841206996x"}, {}, {"id_number": 310230198412069961}]
+    refs = [f"k1:{n}" for n in view.subject_values(records)]
+    assert record_subject_refs(view, records, refs) == [
+        None,
+        "k1:31023019841206996X",
+        None,
+        "k1:310230198412069961",
+    ]
+    whole = records[1::2]
+    assert record_subject_refs(view, whole, refs) == refs
