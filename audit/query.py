@@ -35,9 +35,10 @@ from grassroots_common.divisions import significant_prefix
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
 #: Event kinds that are data accesses (the pipeline writes ``data.read`` / ``data.list``).
 ACCESS_KIND_PREFIX: Final = "data."
-#: A data steward's unmask that revealed a resident's ID number (``masking.unmask`` records the act before
-#: the value is known; this, written once it is, names the resident by ref). It reads that person's data
-#: as much as a served record does, so a complaint and the resident's transparency list include it.
+#: A data steward's unmask that revealed a resident's data: her ID number, or any value whose envelope was
+#: sealed with her (``masking.unmask`` records the act before the value is known; this, written once it is,
+#: names the resident by ref). It reads that person's data as much as a served record does, so a complaint
+#: and the resident's transparency list include it.
 UNMASK_REVEALED_KIND: Final = "masking.unmask_revealed"
 MAX_PAGE: Final = 500
 
@@ -290,7 +291,7 @@ def _checked_refs(subject_refs: Iterable[str]) -> list[str]:
 
 
 def _subject_accesses(refs: Sequence[str], *columns: Any) -> Select[Any]:
-    """Data accesses (allowed or refused), and unmasks that revealed the person's ID number, indexed under
+    """Data accesses (allowed or refused), and unmasks that revealed the person's data, indexed under
     any of ``refs``, oldest first: one indexed lookup on ``audit_subject_refs`` (primary key leads with the
     ref) joined to the events for their kind, as the supervisory events about a complaint are not accesses
     to the person's data."""

@@ -167,12 +167,12 @@ class UnboundEnvelopeError(UnmaskError):
     def __init__(self) -> None:
         super().__init__(
             "这是早于“按数据集绑定”的旧版密文（enc:v1:），其上下文没有指明所属数据集，无法确定属于哪个部门，"
-            "因此不能还原。请向数据所属部门的数据管理员按原始记录核对，或重新查询数据取得新版密文（enc:v2:）"
-            "后再申请还原。",
+            "因此不能还原。请向数据所属部门的数据管理员按原始记录核对，"
+            "或重新查询数据取得新版密文（enc:v3: 或 enc:v2:）后再申请还原。",
             "This is an envelope from before dataset binding (enc:v1:) whose context does not name its "
             "dataset, so which department it belongs to cannot be told, and it cannot be unmasked. Ask a "
             "data steward of the department that owns the data to check the original record, or read the "
-            "data again for a current envelope (enc:v2:) and unmask that.",
+            "data again for a current envelope (enc:v3: or enc:v2:) and unmask that.",
         )
 
 

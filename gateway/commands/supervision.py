@@ -448,7 +448,7 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
         fields = "、".join(a.get("field_titles") or [])
         when = f"  {a.get('occurred_at_beijing', a.get('occurred_at'))}（北京时间） {who}（{roles}）"
         if a.get("kind") == "masking.unmask_revealed":
-            # A steward's unmask: no scenario, and the number was seen whole, not desensitised.
+            # A steward's unmask: no scenario, and the value was seen whole, not desensitised.
             lines.append(f"{when}还原查看了{what}中的{fields or '数据'}（未脱敏的完整内容）")
             continue
         shown = "（按脱敏规则显示）" if a.get("masking_profile") else ""
