@@ -525,8 +525,15 @@ def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
 # -- unmask ----------------------------------------------------------------------------------------
 
 
+#: The longest value unmask takes. An ``aes_gcm`` envelope is base64 of the value's UTF-8 bytes plus 63
+#: (nonce, tag, a resident's sealed ref): 1,024 characters held a remark of about 230 Chinese characters, so a
+#: longer one served to a cadre could never be opened; 65,536 hold about 16,000, far past any registry's
+#: free-text field, and stay well inside ``GRASSROOTS_MAX_BODY_BYTES``.
+MAX_UNMASK_VALUE_CHARS = 65_536
+
+
 class UnmaskBody(StrictBody):
-    value: str = Field(max_length=1024)
+    value: str = Field(max_length=MAX_UNMASK_VALUE_CHARS)
     dataset: str = Field(max_length=64)
     field: str = Field(max_length=64)
     purpose: str | None = Field(None, max_length=2000)

@@ -590,6 +590,25 @@ def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(
     ]
 
 
+def test_a_long_remarks_envelope_is_unmasked_whole(stack: Stack) -> None:
+    """A remark of 700 Chinese characters, served as an envelope, was over unmask's 1,024-character cap on
+    the value (422: no steward could ever open it); the cap is now far past any registry's free text."""
+    remark = "走访记录：" + "家中情况稳定，" * 100
+    body = {
+        "dataset": "residents",
+        "role": "village_cadre",
+        "scenario": "DIBAO_REVIEW",
+        "profile": "standard",
+        "fields": ["remark"],
+        "sample": {**SAMPLE, "remark": remark},
+        "exemptions": {"remark": "aes_gcm"},
+    }
+    envelope = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))["masked"]["remark"]
+    assert envelope.startswith("enc:") and len(envelope) > 1024
+    ask = {"value": envelope, "dataset": "residents", "field": "remark", "purpose": "核对走访记录"}
+    assert ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))["value"] == remark
+
+
 def _unmask_raw(stack: Stack, who: str | None, content: bytes) -> httpx.Response:
     headers = {"Content-Type": "application/json"}
     if who is not None:
