@@ -92,9 +92,23 @@ RESIDENCE_CUE: Final = (
 )
 #: A place name between the cue and the detail: no punctuation or function word, digits only as a group.
 ADDRESS_PLACE: Final = r"(?:[^\d\s，。；：:,;.!！?？、（()）于在已将的了和与及或]|\d{1,3}组){0,16}?"
+# Numbers in a house number may be written in Chinese numerals (三号楼二单元五零一室, 十二栋): a count, or a
+# room read digit by digit. A part in numerals has its unit, so a numeral after a house number in digits
+# (住3号楼三天) is not taken into it; only the room after a unit may go without (二单元五零一).
 _UNIT = r"(?:号楼|号院|号|栋|幢|单元|室|弄|层|楼)"
+_IN_NUMERALS = r"[〇零一二两三四五六七八九十]{1,5}"
 ADDRESS_DETAIL: Final = (
-    rf"(?:\d{{1,3}}-\d{{1,3}}-\d{{1,4}}|\d{{1,5}}{_UNIT}(?:-?\d{{1,5}}{_UNIT}?)*)(?![\d组])"
+    rf"(?:\d{{1,3}}-\d{{1,3}}-\d{{1,4}}|(?:\d{{1,5}}|{_IN_NUMERALS}){_UNIT}"
+    rf"(?:-?\d{{1,5}}{_UNIT}?|{_IN_NUMERALS}{_UNIT}|(?<=单元){_IN_NUMERALS})*)(?![\d组])"
+)
+# A dwelling's number says where a household lives without any word before it: a unit and the room in it
+# (2单元501室, 二单元五零一), or a building and a room (3号楼501室), in digits or numerals. A building, a
+# unit or a group alone (3号楼2单元楼道灯、3组12号门前路灯) is a place, not a home, and is not taken.
+_N = rf"(?:\d{{1,5}}|{_IN_NUMERALS})"
+_BUILDING = r"(?:号楼|栋|幢)"
+DWELLING: Final = (
+    rf"(?<![\d〇零一二两三四五六七八九十])(?:(?:{_N}{_BUILDING}-?)?{_N}单元-?{_N}室?|{_N}{_BUILDING}-?{_N}室)"
+    rf"(?![\d〇零一二两三四五六七八九十楼层号])"
 )
 
 _MOBILE_NUMERALS = re.compile(MOBILE_IN_NUMERALS)
@@ -102,7 +116,7 @@ _NUMERAL = re.compile(f"[{NUMERALS}]")
 _AFTER_CUE: Final = (
     ("wechat_id", re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}")),
     ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
-    ("address", re.compile(rf"{RESIDENCE_CUE}{CUE_SEP}{ADDRESS_PLACE}{ADDRESS_DETAIL}")),
+    ("address", re.compile(rf"{RESIDENCE_CUE}{CUE_SEP}{ADDRESS_PLACE}{ADDRESS_DETAIL}|{DWELLING}")),
 )
 
 _GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -18,6 +18,7 @@ from grassroots_common.personal_data import (
     ADDRESS_DETAIL,
     ADDRESS_PLACE,
     CUE_SEP,
+    DWELLING,
     MOBILE_IN_NUMERALS,
     PASSPORT_CUE,
     RESIDENCE_CUE,
@@ -184,10 +185,11 @@ class PassportAfterCueRecognizer(_ChinesePatternRecognizer):
 
 class AddressDetailAfterCueRecognizer(_ChinesePatternRecognizer):
     """The numbered part of where someone lives, after a word saying so (住3号楼2单元501室, 家住幸福路
-    88弄12号, 住址：东风村3组12号): the house number, not the road, village or group before it."""
+    88弄12号, 住址：东风村3组12号, 住三号楼二单元五零一室, 住在十二栋): the house number, not the road,
+    village or group before it; and a dwelling's number with no such word (3号楼2单元501室, 二单元五零一)."""
 
     ENTITY = CN_ADDRESS_DETAIL
-    PATTERNS = (_ADDRESS_PATTERN,)
+    PATTERNS = (_ADDRESS_PATTERN, Pattern("dwelling", DWELLING, 0.6))
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"address_after_cue": _ADDRESS_STDLIB}
 
 

@@ -75,6 +75,11 @@ def _residence_cue(text: str) -> bool:
     return "住" in text or "址" in text or "现居" in text
 
 
+def _dwelling_cue(text: str) -> bool:
+    # A dwelling's number has a unit (单元) or a room (室) in it.
+    return "单元" in text or "室" in text
+
+
 _TRIGGER_KINDS: dict[str, str] = {
     "CN_ID_NUMBER": "digits",
     "CN_CREDIT_CODE": "digits",
@@ -90,6 +95,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "wechat_after_cue": "wechat",
     "passport_after_cue": "passport",
     "address_after_cue": "residence",
+    "dwelling": "dwelling",
 }
 _LANGUAGE = "zh"
 
@@ -257,6 +263,8 @@ class FreeTextScanner:
             first += "护"
         if "residence" in kinds:
             first += "住址现"
+        if "dwelling" in kinds:
+            first += "单室"
         alternatives = [f"[{first}]"] if first else []
         if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
             alternatives.append(_LATIN_WECHAT_CUE.pattern)
@@ -275,6 +283,7 @@ class FreeTextScanner:
             "wechat": _wechat_cue,
             "passport": lambda text: "护照" in text,
             "residence": _residence_cue,
+            "dwelling": _dwelling_cue,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}

@@ -77,6 +77,16 @@ AFTER_A_CUE_OR_IN_NUMERALS = [
     ("住3号楼2单元501室", "address"),
     ("3组12号门前路灯损坏，已报修", None),
     ("住院3天，住2组", None),
+    # a house number in Chinese numerals, or a dwelling's number with no word before it (unit and room,
+    # building and room): masked in remarks, so refused in typed text too; a building, a stairwell, a
+    # meeting room or years lived are not anyone's home
+    ("投诉人住三号楼二单元五零一室", "address"),
+    ("其母住在十二栋", "address"),
+    ("投诉人是3号楼2单元501室的住户", "address"),
+    ("二单元五零一的老人反映漏水", "address"),
+    ("5栋302室漏水", "address"),
+    ("3号楼2单元楼道灯不亮，村委会201室开会", None),
+    ("居住二十年，三栋楼顶漏水", None),
 ]
 
 
@@ -94,9 +104,12 @@ def test_the_scanner_is_built_from_the_same_shapes() -> None:
         p.name: p.regex
         for r in recognizers.build_recognizers()
         for p in r.patterns
-        if p.name in {"cn_mobile_numerals", "wechat_after_cue", "passport_after_cue"}
+        if p.name
+        in {"cn_mobile_numerals", "wechat_after_cue", "passport_after_cue", "address_after_cue", "dwelling"}
     }
     assert patterns["cn_mobile_numerals"] == shapes.MOBILE_IN_NUMERALS
+    assert patterns["dwelling"] == shapes.DWELLING
+    assert shapes.ADDRESS_DETAIL in patterns["address_after_cue"]
     assert (
         shapes.WECHAT_CUE in patterns["wechat_after_cue"] and shapes.WECHAT_ID in patterns["wechat_after_cue"]
     )

@@ -356,6 +356,21 @@ ADDRESS_DETAILS = [
 ]
 
 
+#: House numbers once served in clear: in Chinese numerals after a residence word, and a dwelling's number
+#: (a unit and the room in it, or a building and a room) with no word before it. A building, a stairwell,
+#: a meeting room and years lived stay.
+HOUSE_NUMBERS = [
+    ("住三号楼二单元五零一室", "住***"),
+    ("住在十二栋，独居", "住在***，独居"),
+    ("家住幸福小区三栋二单元一零二", "家住幸福小区***"),
+    ("户主王建国，3号楼2单元501室，独居", "户主王**，***，独居"),
+    ("困难户二单元五零一，行动不便", "困难户***，行动不便"),
+    ("老人搬到5栋302室后无人照看", "老人搬到***后无人照看"),
+    ("3号楼2单元楼道灯不亮，村委会201室开会", "3号楼2单元楼道灯不亮，村委会201室开会"),
+    ("居住二十年，三栋楼顶漏水已报修", "居住二十年，三栋楼顶漏水已报修"),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     MASKING
@@ -363,7 +378,8 @@ ADDRESS_DETAILS = [
     + MOBILES_IN_NUMERALS
     + AFTER_WECHAT_OR_PASSPORT_CUE
     + LATIN_WECHAT_CUES_AND_MIXED_MOBILES
-    + ADDRESS_DETAILS,
+    + ADDRESS_DETAILS
+    + HOUSE_NUMBERS,
 )
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
