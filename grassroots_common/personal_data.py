@@ -76,6 +76,13 @@ WECHAT_CUE: Final = rf"(?:微信号码|微信账号|微信号|微信[Ii][Dd]|微
 #: A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start with
 #: a digit (a mobile after the cue is a mobile).
 WECHAT_ID: Final = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+#: vx or wx typed straight onto the id (加vxwang88): the id starts with a letter, so a model number (WX2000)
+#: is not taken; nor is WeChat's own form (wxid_…), which is :data:`WECHAT_OWN_ID` whole.
+WECHAT_GLUED_CUE: Final = r"(?<![A-Za-z0-9])[VvWw][Xx]"
+WECHAT_GLUED_ID: Final = r"(?![Ii][Dd]_)[A-Za-z][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+#: The id WeChat gives an account that never chose one, wxid_ and 6-20 letters and digits: it says what it
+#: is without any cue.
+WECHAT_OWN_ID: Final = r"(?<![-_A-Za-z0-9])wxid_[A-Za-z0-9]{6,20}(?![-_A-Za-z0-9])"
 PASSPORT_CUE: Final = r"(?:护照号码|护照号|护照)"
 #: Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
 #: countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
@@ -114,7 +121,10 @@ DWELLING: Final = (
 _MOBILE_NUMERALS = re.compile(MOBILE_IN_NUMERALS)
 _NUMERAL = re.compile(f"[{NUMERALS}]")
 _AFTER_CUE: Final = (
-    ("wechat_id", re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}")),
+    (
+        "wechat_id",
+        re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}|{WECHAT_OWN_ID}|{WECHAT_GLUED_CUE}{WECHAT_GLUED_ID}"),
+    ),
     ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
     ("address", re.compile(rf"{RESIDENCE_CUE}{CUE_SEP}{ADDRESS_PLACE}{ADDRESS_DETAIL}|{DWELLING}")),
 )

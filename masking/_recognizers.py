@@ -23,7 +23,10 @@ from grassroots_common.personal_data import (
     PASSPORT_CUE,
     RESIDENCE_CUE,
     WECHAT_CUE,
+    WECHAT_GLUED_CUE,
+    WECHAT_GLUED_ID,
     WECHAT_ID,
+    WECHAT_OWN_ID,
     is_mobile_in_numerals,
     numerals_to_digits,
 )
@@ -168,10 +171,15 @@ _ADDRESS_PATTERN, _ADDRESS_STDLIB = _after_cue(
 
 
 class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
-    """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990, vx：wang_jg88)."""
+    """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990, vx：wang_jg88), or
+    typed onto vx/wx (加vxwang88), and WeChat's own ids (wxid_…), which need no cue."""
 
     ENTITY = CN_WECHAT_ID
-    PATTERNS = (_WECHAT_PATTERN,)
+    PATTERNS = (
+        _WECHAT_PATTERN,
+        Pattern("wechat_glued", rf"(?<={WECHAT_GLUED_CUE}){WECHAT_GLUED_ID}", 0.8),
+        Pattern("wechat_own_id", WECHAT_OWN_ID, 0.85),
+    )
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"wechat_after_cue": _WECHAT_STDLIB}
 
 

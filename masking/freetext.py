@@ -95,6 +95,8 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "wechat_after_cue": "wechat",
     "passport_after_cue": "passport",
     "address_after_cue": "residence",
+    "wechat_glued": "wechat",
+    "wechat_own_id": "wechat",
     "dwelling": "dwelling",
 }
 _LANGUAGE = "zh"

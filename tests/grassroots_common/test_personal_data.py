@@ -87,6 +87,10 @@ AFTER_A_CUE_OR_IN_NUMERALS = [
     ("5栋302室漏水", "address"),
     ("3号楼2单元楼道灯不亮，村委会201室开会", None),
     ("居住二十年，三栋楼顶漏水", None),
+    # vx/wx typed onto the id, and WeChat's own ids, which need no cue; a group, a model number
+    ("加vxwang88联系", "wechat_id"),
+    ("对方wxid_a1b2c3d4e5f6g7已添加", "wechat_id"),
+    ("vx群已建好，型号WX2000", None),
 ]
 
 
@@ -105,10 +109,16 @@ def test_the_scanner_is_built_from_the_same_shapes() -> None:
         for r in recognizers.build_recognizers()
         for p in r.patterns
         if p.name
-        in {"cn_mobile_numerals", "wechat_after_cue", "passport_after_cue", "address_after_cue", "dwelling"}
+        in {"cn_mobile_numerals", "wechat_after_cue", "passport_after_cue", "wechat_glued", "wechat_own_id"}
+        | {"address_after_cue", "dwelling"}
     }
     assert patterns["cn_mobile_numerals"] == shapes.MOBILE_IN_NUMERALS
+    assert patterns["wechat_own_id"] == shapes.WECHAT_OWN_ID
     assert patterns["dwelling"] == shapes.DWELLING
+    assert (
+        shapes.WECHAT_GLUED_CUE in patterns["wechat_glued"]
+        and shapes.WECHAT_GLUED_ID in patterns["wechat_glued"]
+    )
     assert shapes.ADDRESS_DETAIL in patterns["address_after_cue"]
     assert (
         shapes.WECHAT_CUE in patterns["wechat_after_cue"] and shapes.WECHAT_ID in patterns["wechat_after_cue"]

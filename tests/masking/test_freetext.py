@@ -371,6 +371,16 @@ HOUSE_NUMBERS = [
 ]
 
 
+#: WeChat ids once served in clear: typed straight onto vx/wx, and WeChat's own wxid_…, which needs no cue.
+#: A WeChat group and a model number stay.
+WECHAT_IDS_WITHOUT_A_COLON = [
+    ("加vxwang88联系", "加vx***联系"),
+    ("对方wxid_a1b2c3d4e5f6g7已添加", "对方***已添加"),
+    ("微信wxid_a1b2c3d4e5f6g7", "微信***"),
+    ("vx群已建好，型号WX2000", "vx群已建好，型号WX2000"),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     MASKING
@@ -379,7 +389,8 @@ HOUSE_NUMBERS = [
     + AFTER_WECHAT_OR_PASSPORT_CUE
     + LATIN_WECHAT_CUES_AND_MIXED_MOBILES
     + ADDRESS_DETAILS
-    + HOUSE_NUMBERS,
+    + HOUSE_NUMBERS
+    + WECHAT_IDS_WITHOUT_A_COLON,
 )
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
