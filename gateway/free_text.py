@@ -57,23 +57,6 @@ _PERSON_FOLLOWS = (
     "本人", "来访", "来电", "来信", "反映", "询问", "咨询", "投诉", "举报", "表示", "要求", "夫妇", "一家",
     "家属", "家中", "家里", "户口", "电话", "手机", "身份证", "同志", "先生", "女士", "老人", "的",
 )  # fmt: skip
-#: Words that come after a cue word or a contact verb and begin with a surname character, but name nobody
-#: (居民信息、村民权益、居民强烈要求、联系方式、通知单位、走访高龄老人、居民通过12345反映): a name
-#: candidate starting with one is not taken, here or from the scanner.
-_NOT_NAMES = (
-    # what residents have and are
-    "信息", "权益", "利益", "权利", "安全", "高龄", "年龄", "年纪", "家庭", "居住", "常住", "户籍", "房屋",
-    "房子", "车辆", "经济", "费用", "福利", "卫生", "隐私", "公民", "农民", "党员", "成员", "代表", "群体",
-    # how they act or feel
-    "强烈", "普遍", "曾经", "多次", "通过", "满意", "同意", "支持", "关心", "习惯", "平时", "经常", "常常",
-    "申请", "严重", "信心",
-    # whom and what a case worker contacts or tells
-    "方式", "时间", "单位", "相关", "双方", "全部", "全体", "部分", "本村", "本社区", "后续", "结果", "反馈",
-    "意见", "情况", "原因", "经过", "程序", "安排", "公司", "公安", "法院", "司法", "信访", "计生", "卫健",
-    "房管", "水务", "银行", "门卫", "楼长", "房东", "党支部", "干部", "公众", "宣传", "公开", "解释", "管理",
-    "服务", "平安", "文明", "谈话", "明确", "明显", "能否", "应当", "时候",
-    "向村", "向社区", "向街道", "向镇",
-)  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +68,7 @@ def _typed_name() -> re.Pattern[str]:
     from masking import _recognizers as names
 
     cues = sorted({*names.LEFT_CUES, *_CASE_CUES, *_CONTACT_VERBS}, key=len, reverse=True)
-    not_names = sorted({*_NOT_NAMES, *names.LEFT_CUES, *_CASE_CUES}, key=len, reverse=True)
+    not_names = sorted({*names.NOT_NAMES, *names.LEFT_CUES, *_CASE_CUES}, key=len, reverse=True)
     given = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此某])[\u4e00-\u9fff])"
     follows = "|".join(map(re.escape, _PERSON_FOLLOWS))
     name = rf"(?!{'|'.join(map(re.escape, not_names))})(?:{names._SURNAME}){given}{{1,2}}"
@@ -102,8 +85,6 @@ def personal_data_kind(text: str) -> str | None:
     if kind is not None:
         return kind
     for finding in free_text_scanner().scan(text):
-        if finding.entity_type == "PERSON" and text[finding.start : finding.end].startswith(_NOT_NAMES):
-            continue  # 居民信息、居民通过12345反映: an ordinary word after a cue word
         if finding.entity_type in _SCANNER_KINDS:
             return _SCANNER_KINDS[finding.entity_type]
     if _typed_name().search(text) is not None:

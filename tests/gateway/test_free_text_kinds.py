@@ -18,6 +18,11 @@ TYPED = [
     ("回电138一二三四5678", "mobile"),
     ("投诉人家住幸福路88弄12号", "address"),
     ("3组12号门前路灯损坏，已报修", None),
+    # a name before what the person said (称) is a name; 王某 and words after a cue that begin with a
+    # surname character (陆续、强烈) name nobody, here as in the response scan
+    ("村民郭春刚称已搬走", "person"),
+    ("户主王某，其子李某称", None),
+    ("村民陆续领取，居民强烈要求", None),
 ]
 
 

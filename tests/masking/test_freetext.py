@@ -208,6 +208,19 @@ _TOKENS = [
         "3组",
         "3-2-501",
     ),
+    *(
+        "三号楼",
+        "二单元",
+        "五零一",
+        "室",
+        "十二栋",
+        "住在",
+        "vx",
+        "wang88",
+        "wxid_a1b2c3d4e5f6",
+        "反映",
+        "称",
+    ),
 ]
 
 
@@ -370,7 +383,6 @@ HOUSE_NUMBERS = [
     ("居住二十年，三栋楼顶漏水已报修", "居住二十年，三栋楼顶漏水已报修"),
 ]
 
-
 #: WeChat ids once served in clear: typed straight onto vx/wx, and WeChat's own wxid_…, which needs no cue.
 #: A WeChat group and a model number stay.
 WECHAT_IDS_WITHOUT_A_COLON = [
@@ -378,6 +390,24 @@ WECHAT_IDS_WITHOUT_A_COLON = [
     ("对方wxid_a1b2c3d4e5f6g7已添加", "对方***已添加"),
     ("微信wxid_a1b2c3d4e5f6g7", "微信***"),
     ("vx群已建好，型号WX2000", "vx群已建好，型号WX2000"),
+]
+
+#: A name after a cue followed by what the person said or did (反映、称、申请…): the name was served in
+#: clear, or (称) masked with the verb as its last character. Words that begin with a surname character
+#: (年前、原本、强烈、陆续、经核实、高兴地) and 王某 are not names.
+NAMES_BEFORE_WHAT_THEY_DID = [
+    ("邻居王秀英反映楼道灯坏了", "邻居王**反映楼道灯坏了"),
+    ("村民郭春刚称已搬走", "村民郭**称已搬走"),
+    ("村民郭志称已搬走", "村民郭*称已搬走"),
+    ("邻居司马梅申请临时救助", "邻居司马*申请临时救助"),
+    ("居民反映楼道灯坏了", "居民反映楼道灯坏了"),
+    # a surname character and one more before a verb is as often a word: not taken (nor 其子高强来电)
+    (
+        "村民年前申请，户主原本同意，居民强烈要求，村民陆续领取",
+        "村民年前申请，户主原本同意，居民强烈要求，村民陆续领取",
+    ),
+    ("居民经核实反映，村民高兴地说", "居民经核实反映，村民高兴地说"),
+    ("户主王某，其子李某称", "户主王某，其子李某称"),  # 王某 names nobody
 ]
 
 
@@ -390,7 +420,8 @@ WECHAT_IDS_WITHOUT_A_COLON = [
     + LATIN_WECHAT_CUES_AND_MIXED_MOBILES
     + ADDRESS_DETAILS
     + HOUSE_NUMBERS
-    + WECHAT_IDS_WITHOUT_A_COLON,
+    + WECHAT_IDS_WITHOUT_A_COLON
+    + NAMES_BEFORE_WHAT_THEY_DID,
 )
 def test_detected_spans_are_masked_with_the_same_operators(
     scanner: FreeTextScanner, text: str, masked: str
