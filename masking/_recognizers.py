@@ -373,6 +373,9 @@ _ACTS = r"反映|来电|来访|表示|称|咨询|申请|要求|提出|领取|签
 _COMPOUND = "|".join(sorted(ALL_COMPOUND_SURNAMES))
 _SINGLE = "[" + "".join(sorted(SINGLE_SURNAMES - _NOT_A_SURNAME_HERE)) + "]"
 _FULL_NAME = rf"{_NOT_A_NAME}(?:(?:{_COMPOUND}){_GIVEN}{{1,2}}|{_SINGLE}{_GIVEN}{{2}})"
+# A name after a cue word: one a right cue ends, or a full one before what the person did (one pattern, so
+# the text is searched for the cue words once).
+_AFTER_CUE = rf"(?:{_NAME}(?={_RIGHT_CUES})|{_FULL_NAME}(?={_ACTS}))"
 # Names of Uyghur, Kazakh and other minority residents as written in Chinese: transliterated parts
 # joined by an interpunct (阿依古丽·买买提), with no dictionary surname to anchor them; the dot is.
 # Their parts take any character a given name may, and 都 (阿不都); each part ends at the first place a
@@ -390,9 +393,8 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
 
     ENTITY = PERSON
     PATTERNS = (
-        Pattern("cn_name_left_cue", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_NAME}(?={_RIGHT_CUES})", 0.85),
+        Pattern("cn_name_left_cue", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_AFTER_CUE}", 0.85),
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
-        Pattern("cn_name_before_act", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_FULL_NAME}(?={_ACTS})", 0.85),
         Pattern(
             "cn_name_honorific",
             rf"(?<![\u4e00-\u9fff]){_NAME}(?={'|'.join(HONORIFICS)})",
@@ -403,9 +405,8 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
     # standard `re` does not: the fast path consumes the cue instead and takes group "v". The two find
     # the same names unless one name's characters are themselves the next name's cue (tested).
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
-        "cn_name_left_cue": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_NAME})(?={_RIGHT_CUES})", "v"),
+        "cn_name_left_cue": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_AFTER_CUE})", "v"),
         "cn_name_dotted": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_DOTTED_NAME})", "v"),
-        "cn_name_before_act": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_FULL_NAME})(?={_ACTS})", "v"),
     }
     CONTEXT = ("姓名", "户主", "联系人")
 
