@@ -4,7 +4,10 @@ Half the texts carry no personal data at all (work notes with money, dates, hous
 numbers as look-alikes), as remark fields mostly do; the other half carry one to three labelled items:
 resident ID numbers (GB 11643, check character by python-stdnum), mobiles, landlines, bank cards (Luhn),
 unified social credit codes (GB 32100), e-mail addresses, licence plates and names after a cue word.
-Labels are (entity type, exact surface text).
+Two texts in five also hold a remark clause of masking.corpus.remark_part (house numbers in digits or
+Chinese numerals, with or without a residence word; WeChat ids; names before what the person did, with or
+without a cue word; or a look-alike of one of them), drawn from a stream of its own so the rest of the
+corpus is the same for a seed. Labels are (entity type, exact surface text).
 
 The identifier, name and card generators are masking.corpus's (the recognizer tests' corpus), called with
 this corpus's regions and without space-separated mobiles; landlines, plates and the plain notes are its own.
@@ -60,6 +63,7 @@ def _plain(rng: random.Random) -> str:
 
 def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]]]]:
     rng = random.Random(seed)
+    remarks = random.Random(f"remarks-{seed}")
     docs: list[tuple[str, list[tuple[str, str]]]] = []
     for _ in range(n):
         parts: list[str] = [_plain(rng)]
@@ -100,5 +104,9 @@ def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]
                     parts.append("车牌" + v)
                     labels.append(("CN_LICENCE_PLATE", v))
         rng.shuffle(parts)
+        if remarks.random() < 0.4:
+            part, part_labels = corpus_values.remark_part(remarks)
+            parts.insert(remarks.randint(0, len(parts)), part)
+            labels.extend(part_labels)
         docs.append(("，".join(parts) + rng.choice(("。", "，已核实。", "；需回访。")), labels))
     return docs

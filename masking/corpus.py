@@ -31,6 +31,7 @@ __all__ = [
     "labelled_corpus",
     "mobile",
     "person_name",
+    "remark_part",
     "score",
 ]
 
@@ -108,9 +109,103 @@ def _decoy(rng: random.Random) -> str:
     return f"{rng.randint(1, 30)}组{rng.randint(1, 200)}号"
 
 
+# -- remarks as clerks write them: house numbers, WeChat ids and names beyond the cue-word forms -------
+
+_DIGIT_NUMERALS = "零一二三四五六七八九"
+_PLACES = ("", "", "幸福小区", "东风村", "人民路", "东风村3组")
+_LIVES = ("家住", "住", "现住", "住址：", "住在", "现居")
+_WECHAT_IDS = ("wang", "lihua", "zhang_san", "chen-li", "liu", "zhaomin")
+_ACTS = (
+    "反映楼道灯坏了",
+    "来电咨询低保",
+    "称已搬走",
+    "表示同意",
+    "要求上门核实",
+    "申请临时救助",
+    "领取了慰问金",
+)
+
+
+def count_in_numerals(n: int) -> str:
+    """1-99 as it is said (三、十二、二十三): how a building or unit is written in numerals."""
+    tens, ones = divmod(n, 10)
+    if not tens:
+        return _DIGIT_NUMERALS[ones]
+    return ("" if tens == 1 else _DIGIT_NUMERALS[tens]) + "十" + (_DIGIT_NUMERALS[ones] if ones else "")
+
+
+def _dwelling(rng: random.Random, numerals: bool) -> str:
+    """Building, unit and room (3号楼2单元501室, 三栋二单元五零一室: a room is read digit by digit)."""
+    building, unit = rng.randint(1, 30), rng.randint(1, 6)
+    room = f"{rng.randint(1, 18)}0{rng.randint(1, 4)}"
+    if numerals:
+        building_text, unit_text = count_in_numerals(building), count_in_numerals(unit)
+        room = "".join(_DIGIT_NUMERALS[int(d)] for d in room)
+    else:
+        building_text, unit_text = str(building), str(unit)
+    return f"{building_text}{rng.choice(('号楼', '栋', '幢'))}{unit_text}单元{room}{rng.choice(('室', ''))}"
+
+
+def _wechat_id(rng: random.Random) -> str:
+    return f"{rng.choice(_WECHAT_IDS)}{rng.randint(100, 2024)}"
+
+
+def remark_part(rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    """One clause of a remark and its labels: a house number after a residence word, in digits or in
+    Chinese numerals (住三号楼二单元五零一室、住在十二栋), or bare as a dwelling (building, unit, room)
+    in a sentence about a resident; a WeChat id after a cue, glued to a Latin cue (vxwang88) or in
+    WeChat's own wxid_ form; a name before what the person did, after a cue (邻居王秀英反映…) or with
+    none (王秀英来电咨询…). Half the clauses are look-alikes that are no one's (a street lamp's house
+    number, a meeting room, a stairwell, a WeChat group, a village or a body that reported something).
+    """
+    kind = rng.randrange(14)
+    if kind == 0:
+        v = f"{rng.randint(1, 30)}号楼{rng.randint(1, 6)}单元{rng.randint(1, 18)}0{rng.randint(1, 4)}室"
+        return f"{rng.choice(_LIVES)}{rng.choice(_PLACES)}{v}", [("CN_ADDRESS_DETAIL", v)]
+    if kind == 1:
+        v = rng.choice((_dwelling(rng, numerals=True), f"{count_in_numerals(rng.randint(1, 30))}栋"))
+        return f"{rng.choice(_LIVES)}{rng.choice(_PLACES)}{v}", [("CN_ADDRESS_DETAIL", v)]
+    if kind == 2:
+        v = _dwelling(rng, numerals=rng.random() < 0.5)
+        text = rng.choice(("独居老人，{v}，需上门", "困难户{v}，行动不便", "老人搬到{v}后无人照看"))
+        return text.format(v=v), [("CN_ADDRESS_DETAIL", v)]
+    if kind == 3:
+        v = _wechat_id(rng)
+        return f"{rng.choice(('微信号：', 'vx：', '微信 '))}{v}", [("CN_WECHAT_ID", v)]
+    if kind == 4:
+        v = _wechat_id(rng)
+        return f"加{rng.choice(('vx', 'wx', 'VX'))}{v}联系", [("CN_WECHAT_ID", v)]
+    if kind == 5:
+        v = "wxid_" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(14))
+        return f"对方{v}已添加", [("CN_WECHAT_ID", v)]
+    if kind == 6:
+        v = person_name(rng)
+        cue = rng.choice(("邻居", "村民", "其子", "户主", "老人"))
+        return f"{cue}{v}{rng.choice(_ACTS)}", [("PERSON", v)]
+    if kind == 7:
+        v = person_name(rng)
+        return f"{v}{rng.choice(_ACTS)}", [("PERSON", v)]
+    return rng.choice(
+        (
+            f"{rng.randint(1, 30)}组{rng.randint(1, 200)}号门前路灯损坏",
+            f"{rng.randint(1, 30)}号楼{rng.randint(1, 6)}单元楼道灯不亮",
+            f"{count_in_numerals(rng.randint(1, 30))}栋楼顶漏水已报修",
+            f"村委会{rng.randint(1, 4)}0{rng.randint(1, 9)}室开会",
+            f"住院{rng.randint(2, 30)}天，{rng.randint(1, 12)}月{rng.randint(1, 28)}号出院",
+            f"居住{count_in_numerals(rng.randint(2, 30))}年",
+            "vx群已建好，wx转账已到",
+            f"型号WX{rng.randint(1000, 9999)}，订单AB{rng.randint(10**6, 10**7)}",
+            rng.choice(("居民反映楼道灯坏了", "村民代表来电咨询", "群众称已搬走", "有人反映路灯不亮")),
+            rng.choice(("向村委反映", "网格员表示同意", "通知要求上门核实", "王庄村申请临时救助")),
+        )
+    ), []
+
+
 def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
     """`n` texts as (text, [(entity type, exact surface)]) pairs; the same seed gives the same corpus."""
     rng = random.Random(seed)
+    # Remark clauses come from a stream of their own: the identifiers above are the same for a seed.
+    remarks = random.Random(f"remarks-{seed}")
     docs = []
     for _ in range(n):
         parts: list[str] = []
@@ -145,6 +240,10 @@ def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
                 labels.append(("CN_CREDIT_CODE", v))
             else:
                 parts.append(_decoy(rng))
+        if remarks.random() < 0.5:
+            part, part_labels = remark_part(remarks)
+            parts.insert(remarks.randint(0, len(parts)), part)
+            labels.extend(part_labels)
         docs.append(("，".join(parts) + rng.choice(["。", "，已核实。", "；需回访。"]), labels))
     return docs
 
