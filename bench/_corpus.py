@@ -7,7 +7,8 @@ unified social credit codes (GB 32100), e-mail addresses, licence plates and nam
 Two texts in five also hold a remark clause of masking.corpus.remark_part (house numbers in digits or
 Chinese numerals, with or without a residence word; WeChat ids; names before what the person did, with or
 without a cue word; or a look-alike of one of them), drawn from a stream of its own so the rest of the
-corpus is the same for a seed. Labels are (entity type, exact surface text).
+corpus is the same for a seed; with them, about 38 % of the texts carry no personal data. Labels are
+(entity type, exact surface text).
 
 The identifier, name and card generators are masking.corpus's (the recognizer tests' corpus), called with
 this corpus's regions and without space-separated mobiles; landlines, plates and the plain notes are its own.
