@@ -27,7 +27,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -75,6 +75,26 @@ class Deadlines:
 
     complaint_days: int = 15
     incident_days: int = 30
+
+    def complaint_due(self, received: datetime) -> datetime:
+        """When the complainant must have an answer: see :func:`period_end`."""
+        return period_end(received, self.complaint_days)
+
+    def incident_due(self, opened: datetime) -> datetime:
+        """When the incident must be closed: see :func:`period_end`."""
+        return period_end(opened, self.incident_days)
+
+
+def period_end(start: datetime, days: int) -> datetime:
+    """The last moment of a period of ``days`` days that starts at ``start``, counted in Beijing calendar
+    days as the Civil Code counts periods (民法典第二百零一条: the day it starts on is not counted, the
+    period runs from the next day; 第二百零三条: its last day ends at 24:00). A complaint taken at 01:36 on
+    7 December with 15 days to answer is due by the end of 22 December, Beijing time — not at 01:36 on the
+    22nd, nor at a moment of the UTC day. The last second of that day, as a deadline typed as a day is
+    (``gateway.time_inputs.DueAt``); returned in UTC, as every stored time is."""
+    day = _aware(start).astimezone(CHINA_STANDARD_TIME).date() + timedelta(days=days)
+    last = datetime.combine(day + timedelta(days=1), time(), CHINA_STANDARD_TIME) - timedelta(seconds=1)
+    return last.astimezone(UTC)
 
 
 class SupervisionError(Exception):
@@ -385,7 +405,7 @@ def register_complaint(
         summary=_checked_text(("投诉摘要", "complaint summary"), summary),
         received_by=actor,
         received_at=now,
-        due_at=now + timedelta(days=deadlines.complaint_days),
+        due_at=deadlines.complaint_due(now),
         incident_id=None,
         org=org,
     )
@@ -501,7 +521,7 @@ def open_incident(
         status=IncidentStatus.OPEN.value,
         opened_by=actor,
         opened_at=now,
-        due_at=now + timedelta(days=deadlines.incident_days),
+        due_at=deadlines.incident_due(now),
         assignee=None,
         disposition=None,
         closed_by=None,
@@ -886,12 +906,12 @@ def reopen_incident(
     days = deadlines or Deadlines()
     complaint = _complaint_of(session, incident)
     if complaint is not None:
-        complaint.due_at = now + timedelta(days=days.complaint_days)
+        complaint.due_at = days.complaint_due(now)
     incident.status = (IncidentStatus.INVESTIGATING if incident.assignee else IncidentStatus.OPEN).value
     incident.disposition = None
     incident.closed_by = None
     incident.closed_at = None
-    incident.due_at = now + timedelta(days=days.incident_days)
+    incident.due_at = days.incident_due(now)
     _step(session, incident_id, "reopened", actor, now, text)
     session.flush()
     change = {

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -286,7 +286,7 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
     deadlines = Deadlines(complaint_days=15, incident_days=10)
     with Session(sqlite.engine) as session:
         c, _ = _complaint(session, subject_ref=BOB, source="burden_monitoring")
-        assert c["due_at"] == "2026-12-05T02:00:00.000000Z"
+        assert c["due_at"] == "2026-12-05T15:59:59.000000Z"
         i, _ = open_incident(
             session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW, deadlines=deadlines
         )
@@ -369,7 +369,7 @@ def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sq
             session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope="", due_at=new_due
         )
         assert (change["previous_due_at"], change["due_at"]) == (
-            "2026-11-30T02:00:00.000000Z",
+            "2026-11-30T15:59:59.000000Z",
             "2026-12-31T15:59:00.000000Z",
         )
         steps = get_incident(session, iid, later, scope="")["steps"]
@@ -377,7 +377,7 @@ def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sq
             ("assigned", "s2"),
             ("deadline_changed", "s2"),
         ]
-        assert steps[-1]["note"] == "2026-11-30 10:00（北京时间） → 2026-12-31 23:59（北京时间）"
+        assert steps[-1]["note"] == "2026-11-30 23:59（北京时间） → 2026-12-31 23:59（北京时间）"
         # The same assignee again without a new deadline: nothing about a deadline is said.
         _, change = assign_incident(
             session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope=""
@@ -421,7 +421,7 @@ def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept
             "kind": "supervision.incident_reopened",
             "actor": "s2",
             "incident_id": iid,
-            "due_at": "2027-01-29T02:00:00.000000Z",  # 30 days from the reopening
+            "due_at": "2027-01-29T15:59:59.000000Z",  # 30 days after the reopening's day
         }
         assert (reopened["status"], reopened["assignee"], reopened["disposition"]) == (
             "investigating",
@@ -429,7 +429,7 @@ def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept
             None,
         )
         assert (reopened["closed_at"], reopened["closed_by"], reopened["overdue"]) == (None, None, False)
-        assert reopened["complaint_due_at"] == "2027-01-14T02:00:00.000000Z"  # 15 days from the reopening
+        assert reopened["complaint_due_at"] == "2027-01-14T15:59:59.000000Z"  # 15 days after it
         assert (
             get_complaint(session, c["complaint_id"], later, scope="")["incident_status"] == "investigating"
         )
@@ -506,14 +506,14 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         assert c["overdue"] is False and c["overdue_deadlines"] == []
         i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
         iid, cid = i["incident_id"], c["complaint_id"]
-        assert i["complaint_due_at"] == c["due_at"] == "2026-12-05T02:00:00.000000Z"
+        assert i["complaint_due_at"] == c["due_at"] == "2026-12-05T15:59:59.000000Z"
         # Beside each stored UTC time, the Beijing time the office clock shows (a supervisor reading the
         # UTC stamp as local time put every deadline eight hours early).
-        assert i["complaint_due_at_beijing"] == c["due_at_beijing"] == "2026-12-05 10:00:00"
+        assert i["complaint_due_at_beijing"] == c["due_at_beijing"] == "2026-12-05 23:59:59"
         assert i["closed_at"] is None and i["closed_at_beijing"] is None
         assert i["opened_at_beijing"] is not None and c["received_at_beijing"] is not None
 
-        day15 = NOW + timedelta(days=15)  # the answer is due this very instant: not yet late
+        day15 = NOW + timedelta(days=15)  # the answer is due by the end of this day: not yet late
         assert list_incidents(session, day15, overdue=True, scope="") == []
         assert get_complaint(session, cid, day15, scope="")["overdue"] is False
 
@@ -521,9 +521,9 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         (late,) = list_incidents(session, day16, overdue=True, scope="")
         assert late["incident_id"] == iid and late["overdue"] is True
         assert [(d["deadline"], d["days_overdue"], d["due_at"]) for d in late["overdue_deadlines"]] == [
-            ("complaint_answer", 1, "2026-12-05T02:00:00.000000Z")
+            ("complaint_answer", 1, "2026-12-05T15:59:59.000000Z")
         ]
-        assert late["overdue_deadlines"][0]["due_at_beijing"] == "2026-12-05 10:00:00"
+        assert late["overdue_deadlines"][0]["due_at_beijing"] == "2026-12-05 23:59:59"
         assert (
             late["overdue_deadlines"][0]["message"]
             == "投诉答复期限已逾期 1 天（应于 2026-12-05 前答复投诉人）"
@@ -564,6 +564,58 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         assert get_complaint(session, cid, day31, scope="")["overdue"] is False
         session.commit()
     assert monthly_case_stats(sqlite, day31)["incidents_overdue"] == 0
+
+
+BEIJING = timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("received_beijing", "answer_by_beijing", "close_by_beijing"),
+    [
+        # the hotline's night shift: 01:36 on the 7th is still 6 December in UTC
+        ("2026-12-07 01:36:41", "2026-12-22 23:59:59", "2027-01-06 23:59:59"),
+        ("2026-12-06 23:59:59", "2026-12-21 23:59:59", "2027-01-05 23:59:59"),
+        ("2026-12-07 00:00:00", "2026-12-22 23:59:59", "2027-01-06 23:59:59"),
+        ("2026-12-07 15:00:00", "2026-12-22 23:59:59", "2027-01-06 23:59:59"),
+    ],
+)
+def test_deadlines_run_to_the_end_of_a_beijing_day_the_day_of_receipt_not_counted(
+    sqlite: Store, received_beijing: str, answer_by_beijing: str, close_by_beijing: str
+) -> None:
+    """民法典第二百零一条、第二百零三条: a period of days starts the day after the complaint is taken and
+    its last day ends at 24:00, Beijing time. A call taken at 01:36 on 7 December is answered by the end
+    of 22 December (it was due at 01:36 that morning, nearly a whole day short); the case turns overdue
+    at the first moment of the next Beijing day, by 1 day, and reopening counts afresh the same way."""
+    received = datetime.fromisoformat(received_beijing).replace(tzinfo=BEIJING)
+    with Session(sqlite.engine) as session:
+        c, change = _complaint(session, source="hotline_12345", now=received)
+        i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=received)
+        assert (c["due_at_beijing"], i["due_at_beijing"]) == (answer_by_beijing, close_by_beijing)
+        assert i["complaint_due_at_beijing"] == answer_by_beijing
+        assert change["due_at"] == c["due_at"]
+        answer_by = datetime.fromisoformat(answer_by_beijing).replace(tzinfo=BEIJING)
+        cid = c["complaint_id"]
+        assert get_complaint(session, cid, answer_by, scope="")["overdue"] is False
+        late = get_complaint(session, cid, answer_by + timedelta(seconds=1), scope="")
+        assert [(d["deadline"], d["days_overdue"]) for d in late["overdue_deadlines"]] == [
+            ("complaint_answer", 1)
+        ]
+        assert late["overdue_deadlines"][0]["message"] == (
+            f"投诉答复期限已逾期 1 天（应于 {answer_by_beijing[:10]} 前答复投诉人）"
+        )
+        iid = i["incident_id"]
+        assign_incident(session, incident_id=iid, assignee="inspector-2", actor="s", now=received, scope="")
+        dispose_incident(
+            session, incident_id=iid, disposition="unsubstantiated", note="每次访问均在授权场景内",
+            actor="s", now=received, scope="",
+        )  # fmt: skip
+        reopened, _ = reopen_incident(
+            session, incident_id=iid, scope="", reason="居民对答复有异议", actor="s", now=received
+        )
+        assert (reopened["complaint_due_at_beijing"], reopened["due_at_beijing"]) == (
+            answer_by_beijing,
+            close_by_beijing,
+        )
 
 
 def test_a_complaint_without_an_incident_is_overdue_on_its_answer_deadline(sqlite: Store) -> None:
