@@ -1129,6 +1129,32 @@ def test_a_client_can_ask_whether_its_role_may_act_before_asking_for_an_id_numbe
 TOWN_A, TOWN_B = WORLD.identity("town_supervisor_a").org, WORLD.identity("town_supervisor_b").org
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/events", {"limit": 1}),
+        ("/reports", {"group_by": "org"}),
+        ("/anomalies", {}),
+        ("/reports/monthly", {"month": "2026-12", "format": "json"}),
+    ],
+)
+def test_another_townships_log_is_refused_saying_what_the_supervisor_may_see_instead(
+    stack: Stack, path: str, params: dict[str, str]
+) -> None:
+    """城桥镇's supervisor asking for 堡镇's events (a neighbour's, or a mistyped code) was told only
+    "不在您的监督范围内。": nothing said what she may look at, nor how to. Now: her own office's code, that
+    those under it are hers too, and to drop --org or give a code within it; never the code she typed."""
+    refused = api(stack, "GET", path, "town_supervisor_a", params={**params, "org": TOWN_B})
+    assert refused.status_code == 404, refused.text
+    body = refused.json()
+    assert body["error"] == "outside_scope"
+    assert f"本单位（{TOWN_A}）及其下级单位" in body["message"] and "--org" in body["message"]
+    assert f"({TOWN_A})" in body["message_en"] and "--org" in body["message_en"]
+    assert TOWN_B not in body["message"] + body["message_en"]
+    own = api(stack, "GET", path, "town_supervisor_a", params={**params, "org": TOWN_A})
+    assert own.status_code == 200, own.text
+
+
 def test_a_township_supervisor_sees_and_handles_only_its_own_towns_cases(
     stack: Stack, readings: dict[str, Any]
 ) -> None:
