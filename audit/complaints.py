@@ -838,6 +838,20 @@ class CaseHasJurisdiction(CaseConflict):
     code = "case_has_jurisdiction"
 
 
+def _checked_office(org: str) -> str:
+    """``org`` as an office's 12-digit division code (not the national root), or refused."""
+    try:
+        known = len(org) == 12 and org_prefix(org) != ""
+    except ValueError:
+        known = False
+    if not known:
+        raise InvalidCaseInput(
+            "管辖单位必须是具体单位的 12 位统计用区划代码（不能是全国代码 000000000000）。",
+            "The jurisdiction must be an office's 12-digit division code (not the national root).",
+        )
+    return org
+
+
 def assign_jurisdiction(
     session: Session, *, complaint_id: str, scope: str, org: str, actor: str, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -848,15 +862,7 @@ def assign_jurisdiction(
     Only a case without one: a case's jurisdiction is the office that registered it, and moving a case out
     of a supervisor's sight is no correction (:class:`CaseHasJurisdiction`). Such a case lies in the
     national ``scope`` only (:func:`in_scope`), which covers every office ``org`` may name."""
-    try:
-        known = len(org) == 12 and org_prefix(org) != ""
-    except ValueError:
-        known = False
-    if not known:
-        raise InvalidCaseInput(
-            "管辖单位必须是具体单位的 12 位统计用区划代码（不能是全国代码 000000000000）。",
-            "The jurisdiction must be an office's 12-digit division code (not the national root).",
-        )
+    _checked_office(org)
     # Locked (PostgreSQL): two assignments at once run one after the other, and the second sees the first's.
     complaint = _complaint(session, complaint_id, scope, lock=True)
     if complaint.org is not None:
@@ -879,6 +885,58 @@ def assign_jurisdiction(
         "org": org,
     }
     return complaint_json(complaint, now, incident), change
+
+
+def hand_down_case(
+    session: Session, *, incident_id: str, scope: str, org: str, actor: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """交办: the office that holds a case hands it to an office under it (the district's supervisors to a
+    township's, 区纪委监委 to 城桥镇纪委), which then sees and handles it as its own — assigns, notes,
+    disposes — while every office that saw the case still does: the new ``org`` lies under the old one,
+    so whoever's code was a prefix of the old is a prefix of the new (least privilege, GB/T 35273-2020
+    §7.1: nobody above loses sight, nobody beside gains it). The closed loop the district's supervision
+    plan asks for (监测、举报、处置闭环机制: 对基层举报反映的违规情况及时督促整改) hands a complaint to the
+    township that must act on it, and keeps watching it.
+
+    Only downward and only an open case: a case's office is never moved up or sideways (that would take it
+    out of sight of the offices below that hold it, or show it to one beside), and a closed case is
+    reopened first. A case of no known office is given one at the national level instead
+    (:func:`assign_jurisdiction`)."""
+    target = _checked_office(org)
+    incident = _incident(session, incident_id, scope, lock=True)
+    if incident.status == IncidentStatus.CLOSED:
+        raise _closed("不能再交办", "it cannot be handed down")
+    if incident.org is None:
+        raise CaseConflict(
+            "该事件的管辖单位不明，不能交办：请先由全国层面指定管辖单位"
+            "（grassroots supervise set-jurisdiction）。",
+            "The incident's jurisdiction is not known, so it cannot be handed down: it must be given one at "
+            "the national level first (grassroots supervise set-jurisdiction).",
+        )
+    held = org_prefix(incident.org)
+    if not (target.startswith(held) and org_prefix(target) != held):
+        raise InvalidCaseInput(
+            f"只能交办给本事件管辖单位（{incident.org}）的下级单位：交办后上级仍能看到并督办该事件，"
+            "不能交给上级或同级单位。请核对区划代码。",
+            f"A case can only be handed down to an office under the one that holds it ({incident.org}), "
+            "so that the offices above it still see and oversee it; not up, nor sideways. Check the code.",
+        )
+    before = incident.org
+    incident.org = target
+    complaint = _complaint_of(session, incident)
+    if complaint is not None:
+        complaint.org = target
+    _step(session, incident_id, "handed_down", actor, now, f"{before} → {target}")
+    session.flush()
+    change = {
+        "kind": "supervision.case_handed_down",
+        "actor": actor,
+        "incident_id": incident_id,
+        "complaint_id": incident.complaint_id,
+        "from_org": before,
+        "org": target,
+    }
+    return incident_json(incident, now, complaint), change
 
 
 def reopen_incident(

@@ -688,6 +688,34 @@ def assign(
     return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/assign", body=body)
 
 
+@app.command(
+    "hand-down",
+    zh="""交办：把事件交给下级单位办理（上级仍可督办）。
+
+    未办结的事件连同其投诉交给本事件管辖单位的下级单位。例如区纪委监委交城桥镇纪委：交办后城桥镇的监督人员即可查看、分派、办结该事件，区里仍能看到并督办。
+    只能向下交办，不能交给上级或同级单位。""",
+)
+@api_command
+def hand_down(
+    incident_id: IncidentArg,
+    org: Annotated[
+        str,
+        typer.Option(
+            help=bilingual(
+                "承办单位的区划代码（本事件管辖单位的下级），例如 310151101000",
+                "division code of the office under the case's that is to handle it",
+            ),
+            callback=division_code,
+        ),
+    ],
+) -> ApiCall:
+    """Hand an open incident (and its complaint) down to an office under the one that holds it.
+
+    The district's supervisors hand it to a township's, say: the township's supervisors then see, assign and
+    close it, and the district still sees and oversees it. Never up, nor sideways."""
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/hand-down", body={"org": org})
+
+
 @app.command(zh="添加一条调查记录。")
 @api_command
 def note(
@@ -706,7 +734,7 @@ def dispose(
         str,
         typer.Option(
             help=bilingual(
-                "结论：substantiated（属实）、unsubstantiated（不属实）或 referred（移交）",
+                "结论：substantiated（属实）、unsubstantiated（不属实）或 referred（移送）",
                 "substantiated | unsubstantiated | referred",
             )
         ),

@@ -1067,6 +1067,22 @@ class JurisdictionIn(StrictBody):
     org: str = Field(max_length=32, description="division code of the office the case is to belong to")
 
 
+async def _known_office(runtime: Runtime, typed: str) -> str:
+    """The office a case is to belong to, as a 12-digit code, or 422: malformed (``invalid_org``), or —
+    where the platform knows its divisions (GRASSROOTS_DIVISION_NAMES_FILE; the demo world in development)
+    — a well-formed code that names none of them, a typo that would lose the case to every supervisor but
+    those above it (``unknown_division``). The national root is left to the case workflow to refuse."""
+    org = checked_org(typed, "org")
+    names = await asyncio.to_thread(division_names, runtime)
+    if names and org not in names and org_prefix(org):
+        raise InvalidRequest(
+            "org 不是本平台区划名录中的单位：请核对区划代码。",
+            "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE): check the code.",
+            code="unknown_division",
+        )
+    return org
+
+
 @router.post("/complaints/{complaint_id}/jurisdiction")
 async def assign_case_jurisdiction(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
@@ -1080,29 +1096,39 @@ async def assign_case_jurisdiction(
     Such a case (registered before migration 0013, its registration event since pruned) is seen at the
     national level only, so only there can it be named; any other caller gets 404 as for a case that does
     not exist. A case that has a jurisdiction keeps it (409 ``case_has_jurisdiction``)."""
-    scope = await _case_in_scope(
-        runtime, principal, request, "supervision.case_jurisdiction_assigned", complaint_id=complaint_id
-    )
-    org = checked_org(body.org, "org")
-    names = await asyncio.to_thread(division_names, runtime)
-    if names and org not in names and org_prefix(org):  # the national root: refused below, as such
-        # Where the platform knows its divisions (GRASSROOTS_DIVISION_NAMES_FILE; the demo world in
-        # development), a well-formed code that names none of them is a typo: the case would be lost to
-        # every supervisor but those above it.
-        raise InvalidRequest(
-            "org 不是本平台区划名录中的单位：请核对区划代码。",
-            "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE): check the code.",
-            code="unknown_division",
-        )
-    now = _now()
-    return await _case_unit(
+    return await _case_to_office(
         runtime,
         principal,
         request,
-        lambda s: audit.assign_jurisdiction(
+        "supervision.case_jurisdiction_assigned",
+        body.org,
+        lambda s, scope, org, now: audit.assign_jurisdiction(
             s, complaint_id=complaint_id, scope=scope, org=org, actor=principal.user_id, now=now
         ),
+        complaint_id=complaint_id,
     )
+
+
+async def _case_to_office(
+    runtime: Runtime,
+    principal: Principal,
+    request: Request,
+    kind: str,
+    typed_org: str,
+    act: Callable[[Any, str, str, datetime], Any],
+    *,
+    complaint_id: str | None = None,
+    incident_id: str | None = None,
+) -> dict[str, Any]:
+    """Give the case named an office: in the caller's jurisdiction (else 404, recorded as a refused
+    ``kind``), the office a known one (:func:`_known_office`), then ``act(session, scope, org, now)`` in a
+    unit of work that records the change it returns."""
+    scope = await _case_in_scope(
+        runtime, principal, request, kind, complaint_id=complaint_id, incident_id=incident_id
+    )
+    org = await _known_office(runtime, typed_org)
+    now = _now()
+    return await _case_unit(runtime, principal, request, lambda s: act(s, scope, org, now))
 
 
 async def _incidents(
@@ -1364,6 +1390,35 @@ async def reopen_incident(
             now=now,
             deadlines=deadlines,
         ),
+    )
+
+
+class HandDownIn(StrictBody):
+    org: str = Field(
+        max_length=32, description="division code of the office under the case's that is to handle it"
+    )
+
+
+@router.post("/incidents/{incident_id}/hand-down")
+async def hand_down_case(
+    principal: Annotated[Principal, Depends(Permitted(RESOURCE, "review"))],
+    incident_id: str,
+    body: HandDownIn,
+    request: Request,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """交办: hand an open case (incident and complaint) to an office under the one that holds it, whose
+    supervisors then see and handle it; the offices above still do. Not up, not sideways (422)."""
+    return await _case_to_office(
+        runtime,
+        principal,
+        request,
+        "supervision.case_handed_down",
+        body.org,
+        lambda s, scope, org, now: audit.hand_down_case(
+            s, incident_id=incident_id, scope=scope, org=org, actor=principal.user_id, now=now
+        ),
+        incident_id=incident_id,
     )
 
 

@@ -1409,3 +1409,73 @@ def test_a_township_takes_the_complaint_of_a_resident_of_another_township_with_t
     lookups = events_of(stack, resp.headers["x-request-id"], "supervision.record_lookup")
     assert next(e for e in lookups if e["dataset"] == "residents")["record_count"] == 1
     assert all(e["actor"] == WORLD.identity("town_supervisor_b").user_id for e in lookups)
+
+
+def test_the_district_hands_a_case_down_to_a_township_which_then_handles_it(
+    stack: Stack, readings: dict[str, Any]
+) -> None:
+    """监测、举报、处置闭环: the district registers the resident's call and hands it to 城桥镇 to act on.
+    Before, a case stayed the registering office's: 城桥镇's supervisor got 404 for it whatever the district
+    wrote as assignee, so the township could neither see the evidence nor record what it did. Now the case
+    is handed down (交办): 城桥镇 sees, assigns and closes it; the district still sees it and the step; 堡镇
+    still does not; it is never handed up or sideways, nor once closed."""
+    resident = readings["resident"]
+    call = {"source": "hotline_12345", "id_number": resident.id_number, "summary": "居民来电反映信息被查看"}
+    registered = api(stack, "POST", "/complaints", "supervisor", json=call)
+    assert registered.status_code == 201, registered.text
+    complaint = registered.json()["complaint"]["complaint_id"]
+    incident = registered.json()["incident"]["incident_id"]
+    assert api(stack, "GET", f"/incidents/{incident}", "town_supervisor_a").status_code == 404
+
+    # Not to itself, nor up: an office under the case's own only (the district's is 310151000000).
+    for org in ("310151000000", "310100000000"):
+        refused = api(stack, "POST", f"/incidents/{incident}/hand-down", "supervisor", json={"org": org})
+        assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] in ("invalid_case_input", "unknown_division")
+    itself = api(
+        stack, "POST", f"/incidents/{incident}/hand-down", "supervisor", json={"org": "310151000000"}
+    )
+    assert itself.json()["message"].startswith("只能交办给本事件管辖单位（310151000000）的下级单位")
+    assert (
+        api(
+            stack, "POST", f"/incidents/{incident}/hand-down", "town_officer", json={"org": TOWN_A}
+        ).status_code
+        == 403
+    )  # a township officer is no supervisor
+
+    handed = api(stack, "POST", f"/incidents/{incident}/hand-down", "supervisor", json={"org": TOWN_A})
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["org"] == TOWN_A
+    assert api(stack, "GET", f"/complaints/{complaint}", "town_supervisor_a").json()["org"] == TOWN_A
+    seen = api(stack, "GET", f"/incidents/{incident}", "town_supervisor_a").json()
+    assert seen["steps"][-1]["action"] == "handed_down"
+    assert seen["steps"][-1]["note"] == f"310151000000 → {TOWN_A}"
+    assert any(e["actor_org"] == VILLAGE_A for e in seen["events"])  # the evidence goes with it
+    assert api(stack, "GET", f"/incidents/{incident}", "town_supervisor_b").status_code == 404
+    # 城桥镇 cannot pass it on to 堡镇 either.
+    sideways = api(
+        stack, "POST", f"/incidents/{incident}/hand-down", "town_supervisor_a", json={"org": TOWN_B}
+    )
+    assert sideways.status_code == 422, sideways.text
+    assert sideways.json()["message"].startswith(f"只能交办给本事件管辖单位（{TOWN_A}）的下级单位")
+
+    for step, body in (
+        ("assign", {"assignee": "城桥镇纪委核查组"}),
+        ("notes", {"note": "核对东风村、永乐村干部的查询记录"}),
+        ("disposition", {"disposition": "substantiated", "note": "已约谈越权查询的村干部并责令整改"}),
+    ):
+        done = api(stack, "POST", f"/incidents/{incident}/{step}", "town_supervisor_a", json=body)
+        assert done.status_code == 200, (step, done.text)
+    district = api(stack, "GET", f"/complaints/{complaint}", "supervisor").json()
+    assert (district["incident_status"], district["disposition"]) == ("closed", "substantiated")
+    again = api(stack, "POST", f"/incidents/{incident}/hand-down", "supervisor", json={"org": TOWN_A + "1"})
+    assert again.status_code == 422  # not a code
+    late = api(stack, "POST", f"/incidents/{incident}/hand-down", "supervisor", json={"org": "310151101201"})
+    assert (late.status_code, late.json()["error"]) == (409, "case_conflict")
+
+    with stack.engine.connect() as conn:
+        bodies = [json.loads(b) for (b,) in conn.execute(sa.text("SELECT body FROM audit_events"))]
+    handed_events = [b for b in bodies if b["kind"] == "supervision.case_handed_down"]
+    assert [(e["outcome"], e["details"]["org"], e["details"]["from_org"]) for e in handed_events] == [
+        ("ok", TOWN_A, "310151000000")
+    ]
