@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
@@ -510,11 +510,78 @@ def complaints(
     return ApiCall("GET", f"{_BASE}/complaints", params=params)
 
 
-@app.command(zh="查看一件投诉（其事件、答复期限、是否逾期）。")
+@app.command(
+    zh="""查看一件投诉（其事件、答复期限、是否逾期）。
+
+    结果以 JSON 输出；办理到哪一步、处理结论和答复期限，以中文句子另行输出到标准错误，便于答复投诉人。"""
+)
 @api_command
 def complaint(complaint_id: ComplaintArg) -> ApiCall:
-    """Show one complaint (its incident, deadline, whether it is overdue)."""
-    return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}")
+    """Show one complaint (its incident, deadline, whether it is overdue).
+
+    Printed as JSON; where the case stands, its conclusion and the answer deadline follow on stderr, in
+    sentences, for whoever answers the complainant."""
+    return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}", render=_show_complaint)
+
+
+_SOURCES: Final = {
+    "hotline_12345": ("12345 热线", "12345 hotline"),
+    "burden_monitoring": ("减负监测点", "burden-monitoring point"),
+    "walk_in": ("来访", "walk-in"),
+}
+_DISPOSITIONS: Final = {
+    "substantiated": ("属实", "substantiated"),
+    "unsubstantiated": ("不属实", "unsubstantiated"),
+    "referred": ("已移送纪检监察或公安机关", "referred to the discipline inspection body or the police"),
+}
+
+
+def complaint_sentences(answer: dict[str, Any]) -> list[str]:
+    """Where a complaint stands, in words for whoever answers the complainant, Chinese first: the channel
+    and ticket, the incident's state (and the command for its next step), its conclusion once closed, and
+    while open the answer deadline and each deadline missed. The answer gave only codes
+    (``"incident_status": "closed", "disposition": "substantiated"``). Names no resident."""
+    cid, iid = answer.get("complaint_id", ""), answer.get("incident_id") or ""
+    source_zh, source_en = _SOURCES.get(str(answer.get("source")), (str(answer.get("source")),) * 2)
+    ticket = answer.get("ticket")
+    zh = f"投诉 {cid}（{source_zh}" + (f"，工单号 {ticket}" if ticket else "") + "）："
+    en = f"Complaint {cid} ({source_en}" + (f", ticket {ticket}" if ticket else "") + "): "
+    status = answer.get("incident_status")
+    if not iid:
+        zh, en = zh + "尚未立案。", en + "no incident opened."
+    elif status == "closed":
+        said_zh, said_en = _DISPOSITIONS.get(str(answer.get("disposition")), ("（未知）", "(unknown)"))
+        zh += (
+            f"事件 {iid} 已办结，处理结论：{said_zh}。请按处理意见答复投诉人"
+            f"（处理意见见 grassroots supervise incident {iid} 的办理步骤）。"
+        )
+        en += (
+            f"incident {iid} is closed: {said_en}. Answer the complainant with its disposition note "
+            f"(in the steps of grassroots supervise incident {iid})."
+        )
+    elif status == "open":
+        zh += f"事件 {iid} 已立案，尚未分派承办人（grassroots supervise assign {iid} --to <承办人>）。"
+        en += (
+            f"incident {iid} is open and not yet assigned "
+            f"(grassroots supervise assign {iid} --to <assignee>)."
+        )
+    else:
+        zh, en = zh + f"事件 {iid} 正在核查。", en + f"incident {iid} is under investigation."
+    lines_zh, lines_en = [zh], [en]
+    if status != "closed":
+        due = answer.get("due_at_beijing") or _beijing(answer.get("due_at"))
+        lines_zh.append(f"答复投诉人期限：{str(due)[:16]}（北京时间）。")
+        lines_en.append(f"Answer the complainant by {str(due)[:16]} (Beijing time).")
+        for missed in answer.get("overdue_deadlines") or []:
+            lines_zh.append(f"{missed.get('message', '')}。")
+            lines_en.append(f"{missed.get('message_en', '')}.")
+    return lines_zh + lines_en
+
+
+def _show_complaint(answer: Any) -> None:
+    show(answer)
+    for line in complaint_sentences(answer):
+        typer.echo(line, err=True)
 
 
 @app.command(

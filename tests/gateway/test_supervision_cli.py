@@ -258,6 +258,54 @@ def test_complaint_shows_one_complaint_as_the_api_does(gateway: Gateway) -> None
     assert [(r.method, r.path) for r in gateway.received] == [("GET", "/api/v1/supervision/complaints/C-1")]
 
 
+def test_a_complaint_says_where_it_stands_in_words_for_answering_the_resident(gateway: Gateway) -> None:
+    """The 12345 operator looking a complaint up to answer the caller got codes only ("incident_status":
+    "closed", "disposition": "substantiated", a UTC due_at): not what the conclusion was in Chinese, what to
+    tell the resident, nor by when. Now a line in words, Chinese first, on stderr."""
+    closed = {
+        "complaint_id": "C-1",
+        "source": "hotline_12345",
+        "ticket": "12345-2026-11-0042",
+        "incident_id": "I-1",
+        "incident_status": "closed",
+        "disposition": "substantiated",
+        "due_at": "2026-12-22T15:59:59.000000Z",
+        "due_at_beijing": "2026-12-22 23:59:59",
+        "overdue": False,
+        "overdue_deadlines": [],
+    }
+    gateway.answer(200, closed)
+    result = supervise("complaint", "C-1", url=gateway.url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["disposition"] == "substantiated"
+    zh, en = chinese_then_english(result.stderr)
+    assert zh == (
+        "投诉 C-1（12345 热线，工单号 12345-2026-11-0042）：事件 I-1 已办结，处理结论：属实。"
+        "请按处理意见答复投诉人（处理意见见 grassroots supervise incident I-1 的办理步骤）。"
+    )
+    assert en.startswith("Complaint C-1 (12345 hotline, ticket 12345-2026-11-0042): incident I-1 is closed")
+
+    from gateway.commands.supervision import complaint_sentences
+
+    late = {
+        **closed,
+        "ticket": None,
+        "source": "walk_in",
+        "incident_status": "investigating",
+        "disposition": None,
+        "overdue": True,
+        "overdue_deadlines": [
+            {"message": "投诉答复期限已逾期 1 天（应于 2026-12-22 前答复投诉人）", "message_en": "missed"}
+        ],
+    }
+    assert complaint_sentences(late)[:3] == [
+        "投诉 C-1（来访）：事件 I-1 正在核查。",
+        "答复投诉人期限：2026-12-22 23:59（北京时间）。",
+        "投诉答复期限已逾期 1 天（应于 2026-12-22 前答复投诉人）。",
+    ]
+    assert all(line.isascii() for line in complaint_sentences(late)[3:])
+
+
 def test_complain_refuses_an_unknown_source_before_asking_for_the_id_number(gateway: Gateway) -> None:
     # In a terminal the ID number is typed (without echo) before the request; a typo in --source was
     # refused only by the gateway afterwards, so the number had to be typed again. Now nothing is asked
