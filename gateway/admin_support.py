@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Header, Request, Response
 from fastapi.routing import APIRoute
@@ -101,6 +101,18 @@ def checked_org(code: str, name: str = "org_scope") -> str:
         ) from None
 
 
+#: What a supervision permission lets one do, in the words an official reads: the Chinese refusal said
+#: only 没有办理此项业务的权限 while the English named the permission, so a township officer trying a
+#: supervisor's command could not tell what she lacked (the refusal names the permission code too).
+_PERMISSION_ZH: Final[Mapping[str, str]] = {
+    "read audit": "查看审计记录和监督案件",
+    "register audit": "登记投诉",
+    "review audit": "办理投诉和事件",
+    "verify audit": "校验审计日志、签发检查点和归档",
+    "prune audit": "清理审计日志",
+}
+
+
 async def require(
     runtime: Runtime,
     authorization: str | None,
@@ -124,7 +136,8 @@ async def require(
             )
         else:
             refused = Forbidden(
-                "您的岗位没有办理此项业务的权限。",
+                f"您的岗位没有{_PERMISSION_ZH.get(f'{action} {resource}', '办理此项业务')}的权限"
+                f"（{action} {resource}），本次未办理。如工作确需，请联系平台管理员核对您的岗位。",
                 f'Your role does not hold the permission "{action} {resource}".',
                 code="no_permission",
             )

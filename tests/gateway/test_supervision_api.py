@@ -1479,3 +1479,28 @@ def test_the_district_hands_a_case_down_to_a_township_which_then_handles_it(
     assert [(e["outcome"], e["details"]["org"], e["details"]["from_org"]) for e in handed_events] == [
         ("ok", TOWN_A, "310151000000")
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "user", "says"),
+    [
+        ("GET", "/incidents", "town_officer", "您的岗位没有查看审计记录和监督案件的权限（read audit）"),
+        ("GET", "/events", "cadre_a", "您的岗位没有查看审计记录和监督案件的权限（read audit）"),
+        ("POST", "/incidents/I-0/assign", "auditor", "您的岗位没有办理投诉和事件的权限（review audit）"),
+        (
+            "POST",
+            "/checkpoints",
+            "town_officer",
+            "您的岗位没有校验审计日志、签发检查点和归档的权限（verify audit）",
+        ),
+    ],
+)
+def test_a_role_without_a_supervision_permission_is_told_in_chinese_which_one(
+    stack: Stack, method: str, path: str, user: str, says: str
+) -> None:
+    """城桥镇's officer trying a supervisor's command read 您的岗位没有办理此项业务的权限。 while the English
+    beside it named the permission: a Chinese reader could not tell what her role lacked, nor whom to ask."""
+    refused = api(stack, method, path, user, json={"assignee": "x"} if method == "POST" else None)
+    assert (refused.status_code, refused.json()["error"]) == (403, "no_permission"), refused.text
+    message = refused.json()["message"]
+    assert message.startswith(says) and message.endswith("请联系平台管理员核对您的岗位。"), message
