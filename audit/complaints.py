@@ -1083,14 +1083,41 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def due_soon_condition(now: datetime, due_by: datetime) -> ColumnElement[bool]:
+    """SQL for "due soon" (临期) over incidents outer-joined to their complaints: not closed, not yet
+    overdue at ``now``, and its closing deadline or its complaint's answer deadline falls by ``due_by``.
+    The reminder a supervisor acts on before a case turns up on the overdue list. Both compared in UTC, as
+    stored (SQLite compares the stored text)."""
+    now, due_by = _aware(now).astimezone(UTC), _aware(due_by).astimezone(UTC)
+    return and_(
+        IncidentRow.status != IncidentStatus.CLOSED.value,
+        IncidentRow.due_at >= now,
+        or_(ComplaintRow.due_at.is_(None), ComplaintRow.due_at >= now),
+        or_(IncidentRow.due_at <= due_by, ComplaintRow.due_at <= due_by),
+    )
+
+
+def due_within(now: datetime, days: int) -> datetime:
+    """The end of the Beijing day ``days`` days after today (0: the end of today): "due within 3 days"
+    as an office counts it, by calendar day, as the deadlines themselves are (:func:`period_end`)."""
+    if not 0 <= days <= 366:
+        raise InvalidCaseInput(
+            "临期天数应在 0 到 366 之间（0 表示今天到期）。",
+            "The days ahead must lie between 0 and 366 (0: due today).",
+        )
+    return period_end(now, days)
+
+
 def _incident_conditions(
-    now: datetime, status: str | None, overdue: bool, scope: str
+    now: datetime, status: str | None, overdue: bool, scope: str, due_by: datetime | None = None
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = case_scope_conditions(IncidentRow.org, scope)
     if status is not None:
         conditions.append(IncidentRow.status == IncidentStatus(status).value)
     if overdue:
         conditions.append(overdue_condition(now))
+    if due_by is not None:
+        conditions.append(due_soon_condition(now, due_by))
     return conditions
 
 
@@ -1101,19 +1128,21 @@ def list_incidents(
     scope: str,
     status: str | None = None,
     overdue: bool = False,
+    due_by: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Incidents by deadline; ``overdue``: those late at ``now`` (:func:`overdue_condition`), the one whose
-    earliest missed deadline is oldest first, each saying which deadline it missed and by how many days.
-    Only those in ``scope`` (the caller's jurisdiction and below).
+    earliest missed deadline is oldest first, each saying which deadline it missed and by how many days;
+    ``due_by``: those not yet late with a deadline by then (:func:`due_soon_condition`, :func:`due_within`),
+    the earliest deadline first. Only those in ``scope`` (the caller's jurisdiction and below).
     ``offset`` pages on (:func:`count_incidents` says how many match)."""
     stmt = (
         select(IncidentRow, ComplaintRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue, scope))
+        .where(*_incident_conditions(now, status, overdue, scope, due_by))
     )
-    if overdue:
+    if overdue or due_by is not None:
         earliest = case(
             (ComplaintRow.due_at < IncidentRow.due_at, ComplaintRow.due_at), else_=IncidentRow.due_at
         )
@@ -1124,13 +1153,19 @@ def list_incidents(
 
 
 def count_incidents(
-    session: Session, now: datetime, *, scope: str, status: str | None = None, overdue: bool = False
+    session: Session,
+    now: datetime,
+    *,
+    scope: str,
+    status: str | None = None,
+    overdue: bool = False,
+    due_by: datetime | None = None,
 ) -> int:
     stmt = (
         select(func.count())
         .select_from(IncidentRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue, scope))
+        .where(*_incident_conditions(now, status, overdue, scope, due_by))
     )
     return int(session.scalar(stmt) or 0)
 

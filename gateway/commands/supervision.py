@@ -622,6 +622,18 @@ def incidents(
     overdue: Annotated[
         bool, typer.Option("--overdue", help=bilingual("只看已逾期的", "only those past their deadline"))
     ] = False,
+    due_within: Annotated[
+        int | None,
+        typer.Option(
+            "--due-within",
+            min=0,
+            max=366,
+            help=bilingual(
+                "临期提醒：只看尚未逾期、N 天内（北京时间，0 为今天）到答复或办结期限的",
+                "due soon: only those not yet late with a deadline within N Beijing days (0: today)",
+            ),
+        ),
+    ] = None,
     limit: LimitOption = 100,
     offset: OffsetOption = 0,
 ) -> ApiCall:
@@ -629,6 +641,7 @@ def incidents(
     params: dict[str, Any] = {
         "status": status,
         "overdue": str(overdue).lower(),
+        "due_within_days": due_within,
         "limit": limit,
         "offset": offset,
     }

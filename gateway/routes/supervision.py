@@ -58,7 +58,9 @@ from audit import (
 )
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.complaints import log_size
+from audit.events import format_timestamp
 from audit.monthly import ROLE_LABELS_ZH
+from audit.query import beijing_clock
 from gateway.admin_support import (
     PermissionFirstRoute,
     Permitted,
@@ -1139,16 +1141,36 @@ async def _incidents(
     overdue: bool,
     limit: int,
     offset: int,
+    due_within_days: int | None = None,
 ) -> dict[str, Any]:
     now = _now()
     scope = _case_scope(principal)
+    if due_within_days is not None and overdue:
+        raise InvalidRequest(
+            "overdue 与 due_within_days 不能同时使用：前者列出已逾期的事件，"
+            "后者列出尚未逾期、即将到期的事件。",
+            "overdue and due_within_days cannot be used together: one lists the incidents past a deadline, "
+            "the other those not yet past one and due soon.",
+            code="invalid_case_input",
+        )
+    due_by = audit.due_within(now, due_within_days) if due_within_days is not None else None
 
     def read() -> tuple[list[dict[str, Any]], int]:
         with runtime.sessions() as session:
             items = audit.list_incidents(
-                session, now, scope=scope, status=status, overdue=overdue, limit=limit, offset=offset
+                session,
+                now,
+                scope=scope,
+                status=status,
+                overdue=overdue,
+                due_by=due_by,
+                limit=limit,
+                offset=offset,
             )
-            return items, audit.count_incidents(session, now, scope=scope, status=status, overdue=overdue)
+            total = audit.count_incidents(
+                session, now, scope=scope, status=status, overdue=overdue, due_by=due_by
+            )
+            return items, total
 
     items, total = await asyncio.to_thread(read)
     await _audit(
@@ -1156,9 +1178,19 @@ async def _incidents(
         principal,
         request,
         "supervision.incidents_listed",
-        {"status": status, "overdue": overdue, "scope": scope, "results": len(items)},
+        {
+            "status": status,
+            "overdue": overdue,
+            **({"due_within_days": due_within_days} if due_within_days is not None else {}),
+            "scope": scope,
+            "results": len(items),
+        },
     )
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    answer: dict[str, Any] = {"items": items, "total": total, "limit": limit, "offset": offset}
+    if due_by is not None:
+        answer["due_by"] = format_timestamp(due_by)
+        answer["due_by_beijing"] = beijing_clock(due_by)
+    return answer
 
 
 @router.get("/incidents")
@@ -1170,10 +1202,21 @@ async def list_incidents(
     overdue: bool = False,
     limit: CaseLimit = 100,
     offset: CaseOffset = 0,
+    due_within_days: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=366,
+            description="due soon (临期): not closed, not yet overdue, a deadline by the end of the Beijing "
+            "day this many days ahead (0: today)",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed.
-    ``limit`` at a time from ``offset``; ``total``: how many match."""
-    return await _incidents(request, runtime, principal, status, overdue, limit, offset)
+    """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed;
+    ``due_within_days=N`` those not yet past one whose answer or closing deadline falls within N Beijing
+    days (the reminder before a case is late). ``limit`` at a time from ``offset``; ``total``: how many
+    match."""
+    return await _incidents(request, runtime, principal, status, overdue, limit, offset, due_within_days)
 
 
 @router.get("/incidents/overdue")

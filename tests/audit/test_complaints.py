@@ -34,6 +34,7 @@ from audit import (
     count_complaints,
     count_incidents,
     dispose_incident,
+    due_within,
     get_complaint,
     get_incident,
     incident_for_recheck,
@@ -616,6 +617,37 @@ def test_deadlines_run_to_the_end_of_a_beijing_day_the_day_of_receipt_not_counte
             answer_by_beijing,
             close_by_beijing,
         )
+
+
+def test_cases_due_soon_are_listed_before_they_turn_overdue_by_beijing_day(sqlite: Store) -> None:
+    """临期提醒: the overdue list named a case only once it was late; nothing told a supervisor which
+    answers fall due this week. ``due_by`` (the end of the Beijing day N days ahead, :func:`due_within`)
+    lists the cases not closed and not yet late with either deadline by then, earliest first."""
+    with Session(sqlite.engine) as session:
+        c, _ = _complaint(session, subject_ref=BOB, source="hotline_12345")  # answer by the end of 5 Dec
+        i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
+        iid = i["incident_id"]
+
+        def soon(now_beijing: str, days: int) -> list[str]:
+            now = datetime.fromisoformat(now_beijing).replace(tzinfo=BEIJING)
+            due_by = due_within(now, days)
+            listed = [x["incident_id"] for x in list_incidents(session, now, due_by=due_by, scope="")]
+            assert count_incidents(session, now, due_by=due_by, scope="") == len(listed)
+            return listed
+
+        assert soon("2026-12-03 10:00:00", 1) == []  # through the end of the 4th: not yet
+        assert soon("2026-12-03 10:00:00", 2) == [iid]  # through the end of the 5th
+        assert soon("2026-12-05 23:30:00", 0) == [iid]  # due today, not late yet
+        assert soon("2026-12-06 00:00:00", 30) == []  # late now: on the overdue list instead
+        assert soon("2026-11-21 09:00:00", 14) == [iid]
+        with pytest.raises(InvalidCaseInput, match="0 and 366"):
+            due_within(NOW, -1)
+        assign_incident(session, incident_id=iid, assignee="inspector-2", actor="s", now=NOW, scope="")
+        dispose_incident(
+            session, incident_id=iid, disposition="unsubstantiated", note="每次访问均在授权场景内",
+            actor="s", now=NOW, scope="",
+        )  # fmt: skip
+        assert soon("2026-12-03 10:00:00", 2) == []  # closed: nothing to remind of
 
 
 def test_a_complaint_without_an_incident_is_overdue_on_its_answer_deadline(sqlite: Store) -> None:

@@ -1504,3 +1504,23 @@ def test_a_role_without_a_supervision_permission_is_told_in_chinese_which_one(
     assert (refused.status_code, refused.json()["error"]) == (403, "no_permission"), refused.text
     message = refused.json()["message"]
     assert message.startswith(says) and message.endswith("请联系平台管理员核对您的岗位。"), message
+
+
+def test_incidents_due_soon_are_listed_as_a_reminder(stack: Stack, readings: dict[str, Any]) -> None:
+    """The overdue list was the only reminder: a case showed up once late. ``due_within_days`` lists the
+    open cases not yet late with a deadline by the end of the Beijing day N days ahead, and says which day
+    that is; combined with ``overdue`` (which lists the opposite) it is refused, not answered empty."""
+    call = {"source": "walk_in", "id_number": readings["resident"].id_number, "summary": "居民来访询问"}
+    incident = api(stack, "POST", "/complaints", "supervisor", json=call).json()["incident"]["incident_id"]
+    soon = api(stack, "GET", "/incidents", "supervisor", params={"due_within_days": 15, "limit": 500})
+    assert soon.status_code == 200, soon.text
+    answer = soon.json()
+    assert incident in {i["incident_id"] for i in answer["items"]}  # the answer is due in 15 days
+    assert all(not i["overdue"] and i["status"] != "closed" for i in answer["items"])
+    assert answer["due_by_beijing"].endswith(" 23:59:59") and answer["total"] == len(answer["items"])
+    today = api(stack, "GET", "/incidents", "supervisor", params={"due_within_days": 0}).json()
+    assert incident not in {i["incident_id"] for i in today["items"]}
+    both = api(stack, "GET", "/incidents", "supervisor", params={"due_within_days": 3, "overdue": "true"})
+    assert (both.status_code, both.json()["error"]) == (422, "invalid_case_input"), both.text
+    assert both.json()["message"].startswith("overdue 与 due_within_days 不能同时使用")
+    assert api(stack, "GET", "/incidents", "supervisor", params={"due_within_days": -1}).status_code == 422
