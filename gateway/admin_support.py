@@ -64,10 +64,11 @@ from gateway.errors import (
     NotFound,
     Unauthenticated,
 )
-from gateway.openapi_doc import operation_id
+from gateway.openapi_doc import ecma_pattern, operation_id
 from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
+from grassroots_common.divisions import DIVISION_CODE
 from grassroots_common.personal_data import fold, looks_like_identifier
 from masking.errors import MaskingError, UnknownDatasetError
 from policies import divisions
@@ -84,6 +85,10 @@ class StrictBody(BaseModel):
     deadline silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+#: The OpenAPI constraint of a division code :func:`checked_org` takes (``json_schema_extra``).
+ORG_SCHEMA: Final[dict[str, Any]] = {"pattern": ecma_pattern(DIVISION_CODE)}
 
 
 def checked_org(code: str, name: str = "org_scope") -> str:

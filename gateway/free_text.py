@@ -20,10 +20,30 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any, Final
 
 from gateway.errors import InvalidRequest
+from gateway.openapi_doc import ecma_pattern
 from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 from masking import FreeTextScanner
+
+#: The longest reason, note or purpose, counted after the spaces around it are trimmed.
+TEXT_MAX: Final = 500
+#: Python's ``str.strip`` trims exactly the characters ``str.isspace`` holds (none above U+3000), which are
+#: neither ECMA-262's ``\s`` nor ``re``'s: spelled out as ``\uXXXX``, this reads the same in both, and a
+#: required text is one this finds something in.
+NOT_BLANK: Final = re.compile("[^" + "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace()) + "]")
+
+
+def text_schema(*, required: bool) -> dict[str, Any]:
+    """The OpenAPI constraints of a reason, note or purpose (``json_schema_extra``): what
+    :func:`gateway.routes.grants.checked_reason` and the masking routes' check refuse, but personal data,
+    which no pattern can name."""
+    schema: dict[str, Any] = {"maxLength": TEXT_MAX}
+    if required:
+        schema["pattern"] = ecma_pattern(NOT_BLANK, anchored=False)
+    return schema
+
 
 #: Scanner findings that are a person's data (a credit code names an organisation, not a person).
 _SCANNER_KINDS = {

@@ -16,15 +16,21 @@ FastAPI's document, left as generated, described another API than the one served
 credentials at the token endpoint), the 422 and a ``default`` response (every other status) name the
 ``Error`` schema, and the FastAPI validation schemas no answer has are dropped. Operation ids are the
 endpoint functions' names (``GatewayApp``'s ``generate_unique_id_function``), unique across the app.
+
+The parameters and body fields carry the constraints the server checks (``pattern``, ``enum``,
+``maxLength``...), each taken from the constant its validator uses, so a client generated from the document
+refuses what the server would refuse as malformed. A ``pattern`` is read by ECMA-262 rules (JSON Schema
+2020-12 §6.4): :func:`ecma_pattern` refuses a Python expression that could mean something else there.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from fastapi.routing import APIRoute
 
-__all__ = ["ERROR_SCHEMA", "house_openapi", "operation_id", "other_formats"]
+__all__ = ["ERROR_SCHEMA", "ecma_pattern", "house_openapi", "operation_id", "other_formats"]
 
 #: A person signed in through SSO (OIDC access token, RFC 9068), on every endpoint but the systems'.
 SIGN_IN: Final = "signIn"
@@ -99,6 +105,45 @@ def other_formats(*media_types: str) -> dict[int | str, dict[str, Any]]:
             },
         }
     }
+
+
+#: Python syntax ECMA-262 reads otherwise or not at all: ``\A``/``\Z`` anchors, named groups and
+#: backreferences in Python's spelling, atomic groups, inline flags and comments, possessive quantifiers,
+#: ``{,n}`` (a literal in ECMA-262), and the escapes whose classes differ (``\s``, ``\b``: Unicode spaces
+#: and word boundaries differ; ``\d``/``\w`` match other scripts' digits and letters in Python unless
+#: ``re.ASCII``).
+_NOT_ECMA: Final = re.compile(r"\\[AZzGsSbB]|\(\?P|\(\?<(?![=!])|\(\?>|\(\?[aiLmsux#-]|[*+?}]\+|\{,")
+_UNICODE_CLASSES: Final = re.compile(r"\\[dDwW]")
+
+
+_FLAGS: Final = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
+
+
+def ecma_pattern(expression: re.Pattern[str] | str, *, anchored: bool = True) -> str:
+    """``expression``'s source as an OpenAPI ``pattern``; ValueError when ECMA-262 could read it otherwise.
+
+    Checked when the document is built (and by the tests), so a validator's expression written with Python
+    syntax fails the build instead of documenting a pattern a client reads differently. A ``pattern`` is
+    searched for, not matched whole: the expression of a validator that uses ``fullmatch`` must say
+    ``^...$`` itself (``anchored``), and then both read it alike (``fullmatch`` leaves no trailing newline
+    for Python's ``$`` to stop before)."""
+    if isinstance(expression, str):
+        expression = re.compile(expression)
+    source = expression.pattern
+    if expression.flags & _FLAGS:
+        raise ValueError(f"{source!r} is compiled with flags a pattern cannot carry")
+    if anchored and not (source.startswith("^") and source.endswith("$") and not source.endswith("\\$")):
+        raise ValueError(
+            f"{source!r} is not anchored (^...$): as a pattern it would match any text holding it"
+        )
+    # An escaped backslash is no escape: drop the pairs before looking for the constructs.
+    bare = source.replace("\\\\", "")
+    found = _NOT_ECMA.search(bare)
+    if found is None and not expression.flags & re.ASCII:
+        found = _UNICODE_CLASSES.search(bare)
+    if found is not None:
+        raise ValueError(f"{found.group()!r} in {source!r} means something else in ECMA-262 (or nothing)")
+    return source
 
 
 def operation_id(route: APIRoute) -> str:

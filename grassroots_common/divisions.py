@@ -13,13 +13,27 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["BOUNDARIES", "ROOT", "is_division_code", "parse_division_code", "significant_prefix"]
+__all__ = [
+    "BOUNDARIES",
+    "DIVISION_CODE",
+    "ROOT",
+    "VILLAGE_CODE",
+    "is_division_code",
+    "parse_division_code",
+    "significant_prefix",
+]
 
 ROOT: Final = "000000000000"
 #: Segment end offsets: province, city, county, township, village.
 BOUNDARIES: Final[tuple[int, ...]] = (2, 4, 6, 9, 12)
-_ACCEPTED_LENGTHS: Final = frozenset(BOUNDARIES)
-_DIGITS: Final = re.compile(r"[0-9]+")
+#: What :func:`parse_division_code` accepts: the root, or 2, 4, 6, 9 or 12 ASCII digits whose province is
+#: not ``00``. Written so that it means the same in ECMA-262 as here: the OpenAPI document states it as the
+#: ``pattern`` of every division-code parameter.
+DIVISION_CODE: Final = re.compile(
+    r"^(?:000000000000|(?!00)[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{3}(?:[0-9]{3})?)?)?)?)$"
+)
+#: A village's or community's code: twelve digits, the province not ``00``, the village segment not ``000``.
+VILLAGE_CODE: Final = re.compile(r"^(?!00)[0-9]{9}(?!000)[0-9]{3}$")
 
 
 def parse_division_code(code: str) -> tuple[str, int]:
@@ -36,10 +50,10 @@ def parse_division_code(code: str) -> tuple[str, int]:
     else:
         if not isinstance(code, str):
             raise ValueError("division code must be a string of digits")
-        if len(code) not in _ACCEPTED_LENGTHS or _DIGITS.fullmatch(code) is None:
+        if DIVISION_CODE.fullmatch(code) is None:
             raise ValueError(
-                "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码); "
-                f"got {len(code)} characters"
+                "division code must be 2, 4, 6, 9 or 12 ASCII digits (统计用区划代码), its province not 00 "
+                f"unless it is the root; got {len(code)} characters"
             )
         full = code.ljust(12, "0")
     if full[:2] == "00":

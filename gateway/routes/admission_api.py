@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session
@@ -90,13 +91,14 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.free_text import refuse_personal_data
-from gateway.openapi_doc import other_formats
+from gateway.openapi_doc import ecma_pattern, other_formats
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
+from grassroots_common.divisions import VILLAGE_CODE
 from masking import Catalog, SemanticType
 from policies import divisions
 from policies.scenarios import CHINA_STANDARD_TIME
@@ -104,6 +106,8 @@ from policies.scenarios import CHINA_STANDARD_TIME
 router = APIRouter(tags=["admission"], route_class=PermissionFirstRoute)
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+#: A system id in a path: one that is not a system id is no system (404), as the model's pattern says.
+SystemIdPath = Annotated[str, PathParam(json_schema_extra={"pattern": ecma_pattern(SYSTEM_ID_PATTERN)})]
 AuthHeader = Annotated[str | None, Header()]
 T = TypeVar("T")
 
@@ -515,7 +519,7 @@ def _registration_schema(*, draft: bool) -> dict[str, Any]:
             "as it is: its read-only keys (status, filing_number, ...) are ignored."
         ),
         "properties": {
-            "system_id": {"type": "string", "pattern": SYSTEM_ID_PATTERN},
+            "system_id": {"type": "string", "pattern": ecma_pattern(SYSTEM_ID_PATTERN)},
             "department": {
                 "type": "string",
                 "description": "the caller's own department (from the sign-in token) when left out",
@@ -538,7 +542,7 @@ def _registration_schema(*, draft: bool) -> dict[str, Any]:
                     "type": "object",
                     "required": ["dataset", "base_url"],
                     "properties": {
-                        "dataset": {"type": "string", "pattern": DATASET_ID_PATTERN},
+                        "dataset": {"type": "string", "pattern": ecma_pattern(DATASET_ID_PATTERN)},
                         "base_url": {"type": "string", "format": "uri"},
                         "endpoints": {"type": "array", "items": {"type": "string", "pattern": "^/"}},
                         "fields": {"type": "array", "items": {"type": "string"}},
@@ -699,7 +703,7 @@ async def list_systems(
 @router.get(f"{_PREFIX}/systems/{{system_id}}")
 async def get_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
-    system_id: str,
+    system_id: SystemIdPath,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """The registration; its ``contact`` (a person to call, possibly a name and a phone number) only to
@@ -724,7 +728,7 @@ async def get_system(
 @router.patch(f"{_PREFIX}/systems/{{system_id}}", openapi_extra=_registration_schema(draft=False))
 async def update_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
@@ -774,7 +778,7 @@ async def _department_action(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/submit")
 async def submit_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
@@ -785,7 +789,7 @@ async def submit_system(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/withdraw")
 async def withdraw_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
@@ -796,7 +800,7 @@ async def withdraw_system(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/revise")
 async def revise_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
@@ -810,7 +814,7 @@ async def revise_system(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/reviews", status_code=201)
 async def review_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "review"))],
-    system_id: str,
+    system_id: SystemIdPath,
     body: VoteBody,
     request: Request,
     runtime: RuntimeDep,
@@ -855,7 +859,7 @@ async def review_system(
 @router.get(f"{_PREFIX}/systems/{{system_id}}/progress")
 async def review_progress(
     principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
-    system_id: str,
+    system_id: SystemIdPath,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Which offices signed, which are pending, which are recused, with every vote of the round."""
@@ -870,7 +874,7 @@ async def review_progress(
 @router.get(f"{_PREFIX}/systems/{{system_id}}/reviews")
 async def review_history(
     principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
-    system_id: str,
+    system_id: SystemIdPath,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Every vote of every round (rejection reasons included)."""
@@ -898,7 +902,7 @@ async def review_history(
 @router.get(f"{_PREFIX}/systems/{{system_id}}/overlaps")
 async def system_overlaps(
     principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
-    system_id: str,
+    system_id: SystemIdPath,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Fields this registration would collect that admitted systems already collect in the same villages,
@@ -933,7 +937,7 @@ _SUPERVISION_ACTS: Final[dict[str, tuple[str, str]]] = {
 
 async def _supervise(
     action: Literal["suspend", "reinstate", "revoke"],
-    system_id: str,
+    system_id: SystemIdPath,
     body: ReasonBody,
     request: Request,
     runtime: Runtime,
@@ -963,7 +967,7 @@ async def suspend_system(
     principal: Annotated[
         Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["suspend"]))
     ],
-    system_id: str,
+    system_id: SystemIdPath,
     body: ReasonBody,
     request: Request,
     runtime: RuntimeDep,
@@ -978,7 +982,7 @@ async def reinstate_system(
     principal: Annotated[
         Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["reinstate"]))
     ],
-    system_id: str,
+    system_id: SystemIdPath,
     body: ReasonBody,
     request: Request,
     runtime: RuntimeDep,
@@ -992,7 +996,7 @@ async def revoke_system(
     principal: Annotated[
         Principal, Depends(Permitted("admission", "revoke", doing=_SUPERVISION_ACTS["revoke"]))
     ],
-    system_id: str,
+    system_id: SystemIdPath,
     body: ReasonBody,
     request: Request,
     runtime: RuntimeDep,
@@ -1004,7 +1008,7 @@ async def revoke_system(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/recertify")
 async def recertify_system(
     principal: Annotated[Principal, Depends(Permitted("admission", "renew"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
@@ -1102,7 +1106,7 @@ async def lapse_due(
 @router.post(f"{_PREFIX}/systems/{{system_id}}/credentials/client-secret", status_code=201)
 async def issue_client_secret(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     response: Response,
     runtime: RuntimeDep,
@@ -1135,7 +1139,7 @@ async def issue_client_secret(
 @router.put(f"{_PREFIX}/systems/{{system_id}}/credentials/public-key")
 async def register_public_key(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     body: PublicKeyBody,
     request: Request,
     runtime: RuntimeDep,
@@ -1159,7 +1163,7 @@ async def register_public_key(
 @router.put(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
 async def set_outbound_credential(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     body: OutboundCredentialBody,
     request: Request,
     runtime: RuntimeDep,
@@ -1189,7 +1193,7 @@ async def set_outbound_credential(
 @router.delete(f"{_PREFIX}/systems/{{system_id}}/outbound-credential", status_code=204)
 async def clear_outbound_credential(
     principal: Annotated[Principal, Depends(Permitted("admission", "register"))],
-    system_id: str,
+    system_id: SystemIdPath,
     request: Request,
     runtime: RuntimeDep,
 ) -> Response:
@@ -1229,12 +1233,13 @@ def _district_villages(runtime: Runtime, regs: Sequence[SystemRegistration]) -> 
     return sorted(codes)
 
 
+#: The OpenAPI constraint of a village code :func:`_village_code` takes.
+_VILLAGE_SCHEMA: Final = {"pattern": ecma_pattern(VILLAGE_CODE)}
+
+
 def _village_code(code: str) -> str:
-    try:
-        if divisions.level_of(code) is divisions.DivisionLevel.VILLAGE:
-            return divisions.normalize(code)
-    except ValueError:
-        pass
+    if VILLAGE_CODE.fullmatch(code):
+        return code
     raise InvalidRequest(
         "须为村（居）委会的 12 位统计用区划代码。",
         "Must be the 12-digit division code of a village or community.",
@@ -1245,7 +1250,7 @@ def _village_code(code: str) -> str:
 @router.get(f"{_PREFIX}/burden/villages/{{village_code}}")
 async def burden_of_village(
     _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
-    village_code: str,
+    village_code: Annotated[str, PathParam(json_schema_extra=_VILLAGE_SCHEMA)],
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """How many admitted systems reach this village and which fields they demand of it."""
@@ -1279,7 +1284,9 @@ _BURDEN_CSV_HEADER: Final = (
 async def burden_report(
     _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     runtime: RuntimeDep,
-    village: Annotated[list[str] | None, Query()] = None,
+    village: Annotated[
+        list[str] | None, Query(json_schema_extra={"items": {"type": "string", **_VILLAGE_SCHEMA}})
+    ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     """District report: systems per village and fields demanded more than once (JSON or CSV)."""

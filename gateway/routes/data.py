@@ -18,19 +18,25 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from gateway.app import ASGIApp, Receive, Scope, Send, get_runtime, new_request_id, request_id_of
 from gateway.errors import GatewayError
-from gateway.pipeline import run_data_request
+from gateway.openapi_doc import ecma_pattern
+from gateway.pipeline import DATASET_PATTERN, MAX_PAGE, SCENARIO_PATTERN, run_data_request
 from gateway.runtime import Runtime
+from gateway.upstream import RECORD_ID_PATTERN
 
 _log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["data"])
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+#: A dataset code that is not one is no dataset (404 ``unknown_dataset``); a record id that is not one no
+#: record (404): the document says what each looks like.
+DatasetPath = Annotated[str, Path(json_schema_extra={"pattern": ecma_pattern(DATASET_PATTERN)})]
+RecordIdPath = Annotated[str, Path(json_schema_extra={"pattern": ecma_pattern(RECORD_ID_PATTERN)})]
 
 
 #: The query parameters the pipeline reads.
@@ -69,7 +75,7 @@ _SCENARIO_PARAM: dict[str, Any] = {
     "required": True,
     "description": "使用场景代码（例如 DIBAO_REVIEW；全部场景见 GET /api/v1/scenarios）。"
     "The scenario the data is read for (e.g. DIBAO_REVIEW; GET /api/v1/scenarios lists them).",
-    "schema": {"type": "string", "maxLength": 64, "example": "DIBAO_REVIEW"},
+    "schema": {"type": "string", "pattern": ecma_pattern(SCENARIO_PATTERN), "example": "DIBAO_REVIEW"},
 }
 _PAGE_PARAMS: list[dict[str, Any]] = [
     {
@@ -77,7 +83,7 @@ _PAGE_PARAMS: list[dict[str, Any]] = [
         "in": "query",
         "required": False,
         "description": "页码，从 1 开始。Page number, from 1.",
-        "schema": {"type": "integer", "minimum": 1, "default": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
     },
     {
         "name": "page_size",
@@ -129,7 +135,7 @@ def _trailing_slash(request: Request) -> bool:
     openapi_extra={"parameters": [_SCENARIO_PARAM, *_PAGE_PARAMS]},
 )
 async def list_records(
-    dataset: str,
+    dataset: DatasetPath,
     request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
@@ -161,8 +167,8 @@ async def list_records(
     openapi_extra={"parameters": [_SCENARIO_PARAM]},
 )
 async def get_record(
-    dataset: str,
-    record_id: str,
+    dataset: DatasetPath,
+    record_id: RecordIdPath,
     request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gateway.admin_support import (
+    ORG_SCHEMA,
     OutOfReach,
     PermissionFirstRoute,
     Permitted,
@@ -34,7 +35,7 @@ from gateway.admin_support import (
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import InvalidRequest, NotFound
-from gateway.free_text import refuse_personal_data
+from gateway.free_text import NOT_BLANK, TEXT_MAX, refuse_personal_data, text_schema
 from gateway.pipeline import subject_of
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
@@ -59,7 +60,6 @@ router = APIRouter(prefix="/api/v1", tags=["grants"], route_class=PermissionFirs
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthHeader = Annotated[str | None, Header()]
 
-_REASON_MAX = 500
 T = TypeVar("T")
 
 
@@ -69,14 +69,14 @@ T = TypeVar("T")
 def checked_reason(text: str, *, required: bool = True, name: str = "reason") -> str:
     """Reasons go into the audit log: never personal data there (PIPL art. 51 security measures)."""
     text = text.strip()
-    if required and not text:
+    if required and NOT_BLANK.search(text) is None:
         raise InvalidRequest(
             f"请填写{_ZH_NAMES.get(name, name)}。", f"{name} is required.", code="missing_reason"
         )
-    if len(text) > _REASON_MAX:
+    if len(text) > TEXT_MAX:
         raise InvalidRequest(
-            f"{_ZH_NAMES.get(name, name)}最多 {_REASON_MAX} 个字。",
-            f"{name} is at most {_REASON_MAX} characters.",
+            f"{_ZH_NAMES.get(name, name)}最多 {TEXT_MAX} 个字。",
+            f"{name} is at most {TEXT_MAX} characters.",
             code="reason_too_long",
         )
     refuse_personal_data(text, _ZH_NAMES.get(name, name), name, code="personal_data_in_reason")
@@ -241,11 +241,13 @@ class GrantRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scenario: str = Field(max_length=64)
-    org_scope: str | None = Field(None, description="division code; default: the caller's organisation")
+    org_scope: str | None = Field(
+        None, description="division code; default: the caller's organisation", json_schema_extra=ORG_SCHEMA
+    )
     datasets: dict[str, list[str]] | None = Field(
         None, description="narrow the scenario's fields: {dataset: [field, ...]}; default all it lists"
     )
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=2000, json_schema_extra=text_schema(required=True))
 
 
 class ApproveBody(BaseModel):
@@ -282,7 +284,7 @@ def _beijing_midnight(now: datetime) -> datetime:
 
 
 class ReasonBody(StrictBody):
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=2000, json_schema_extra=text_schema(required=True))
 
 
 class RenewBody(BaseModel):
@@ -319,9 +321,12 @@ async def request_grant(
 async def list_grants(
     principal: Annotated[Principal, Depends(Permitted("grants", "read"))],
     runtime: RuntimeDep,
-    status: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query(json_schema_extra={"enum": [s.value for s in GrantStatus]})] = None,
     scenario: Annotated[str | None, Query(max_length=64)] = None,
-    org: Annotated[str | None, Query(description="grants that apply to or lie within this code")] = None,
+    org: Annotated[
+        str | None,
+        Query(description="grants that apply to or lie within this code", json_schema_extra=ORG_SCHEMA),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, description="skip this many of the newest; see next_offset")] = 0,
     awaiting_me: Annotated[
@@ -579,13 +584,19 @@ class BreakGlassBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scenario: str = Field(max_length=64)
-    reason: str = Field(max_length=2000)
-    hours: int = Field(2, description=f"hard limit, at most {BREAK_GLASS_MAX_HOURS}")
-    org_scope: str | None = None
+    reason: str = Field(max_length=2000, json_schema_extra=text_schema(required=True))
+    # The service refuses hours outside 1..BREAK_GLASS_MAX_HOURS (policies.grants); documented, not checked
+    # here, so the refusal keeps its own words.
+    hours: int = Field(
+        2,
+        description=f"hard limit, at most {BREAK_GLASS_MAX_HOURS}",
+        json_schema_extra={"minimum": 1, "maximum": BREAK_GLASS_MAX_HOURS},
+    )
+    org_scope: str | None = Field(None, json_schema_extra=ORG_SCHEMA)
 
 
 class CloseReviewBody(StrictBody):
-    note: str = Field(max_length=2000)
+    note: str = Field(max_length=2000, json_schema_extra=text_schema(required=True))
 
 
 @router.post("/break-glass", status_code=201)

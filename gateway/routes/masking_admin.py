@@ -52,7 +52,7 @@ from gateway.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from gateway.free_text import refuse_personal_data
+from gateway.free_text import NOT_BLANK, TEXT_MAX, refuse_personal_data, text_schema
 from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
@@ -153,11 +153,13 @@ def _service(runtime: Runtime, repository: MaskingRepository) -> StewardshipServ
 def _checked_text(text: str | None, name_zh: str, name_en: str, *, required: bool) -> str:
     """Reasons, notes and purposes go into the audit log: never personal data there (PIPL art. 51)."""
     value = (text or "").strip()
-    if required and not value:
+    if required and NOT_BLANK.search(value) is None:
         raise InvalidRequest(f"请填写{name_zh}。", f"{name_en} is required.", code=f"missing_{name_en}")
-    if len(value) > 500:
+    if len(value) > TEXT_MAX:
         raise InvalidRequest(
-            f"{name_zh}最多 500 个字。", f"{name_en} is at most 500 characters.", code=f"{name_en}_too_long"
+            f"{name_zh}最多 {TEXT_MAX} 个字。",
+            f"{name_en} is at most {TEXT_MAX} characters.",
+            code=f"{name_en}_too_long",
         )
     refuse_personal_data(value, name_zh, name_en, code=f"personal_data_in_{name_en}")
     return value
@@ -243,11 +245,11 @@ async def get_rules(
 class ProposalBody(StrictBody):
     kind: ProposalKind
     payload: dict[str, Any]
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=2000, json_schema_extra=text_schema(required=True))
 
 
 class DecisionBody(StrictBody):
-    note: str | None = Field(None, max_length=2000)
+    note: str | None = Field(None, max_length=2000, json_schema_extra=text_schema(required=False))
 
 
 @router.get("/proposals")
@@ -536,7 +538,7 @@ class UnmaskBody(StrictBody):
     value: str = Field(max_length=MAX_UNMASK_VALUE_CHARS)
     dataset: str = Field(max_length=64)
     field: str = Field(max_length=64)
-    purpose: str | None = Field(None, max_length=2000)
+    purpose: str | None = Field(None, max_length=2000, json_schema_extra=text_schema(required=True))
     method: Literal["aes_gcm", "ff1_id"] | None = None
     key_id: str | None = Field(None, max_length=32)
     context: str | None = Field(None, max_length=128)

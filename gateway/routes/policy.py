@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from audit import AuditEvent, Outcome
 from audit.tables import AuditEventRow
 from gateway.admin_support import (
+    ORG_SCHEMA,
     PermissionFirstRoute,
     Permitted,
     SignedIn,
@@ -194,7 +195,7 @@ async def policy_state(
 
 class DecideBody(StrictBody):
     user_id: str = Field("dry-run", max_length=128, description="whose daily quota to read")
-    org: str = Field(description="division code of the organisation asking")
+    org: str = Field(description="division code of the organisation asking", json_schema_extra=ORG_SCHEMA)
     roles: list[str] = Field(min_length=1, max_length=10)
     grids: list[str] = Field(
         default_factory=list, max_length=99, description="micro-grids assigned (as the IdP's grids claim)"
@@ -482,7 +483,7 @@ async def reload_policy(
 
 class ProposedGrant(StrictBody):
     scenario: str = Field(max_length=64)
-    org_scope: str
+    org_scope: str = Field(json_schema_extra=ORG_SCHEMA)
     datasets: dict[str, list[str]] | None = None
 
 

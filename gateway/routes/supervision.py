@@ -62,6 +62,7 @@ from audit.events import format_timestamp
 from audit.monthly import ROLE_LABELS_ZH
 from audit.query import beijing_clock
 from gateway.admin_support import (
+    ORG_SCHEMA,
     PermissionFirstRoute,
     Permitted,
     StrictBody,
@@ -80,6 +81,7 @@ from gateway.runtime import Runtime
 from gateway.settings import RunMode
 from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
 from gateway.time_inputs import DueAt, Month, SinceTime, UntilTime, checked_range
+from grassroots_common.divisions import BOUNDARIES
 from policies import GrantRepository, GrantStatus
 from policies.divisions import normalize
 
@@ -426,7 +428,7 @@ async def list_events(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "read"))],
     request: Request,
     runtime: RuntimeDep,
-    org: str | None = None,
+    org: Annotated[str | None, Query(json_schema_extra=ORG_SCHEMA)] = None,
     actor: str | None = None,
     scenario: str | None = None,
     dataset: str | None = None,
@@ -515,15 +517,17 @@ async def report(
     request: Request,
     runtime: RuntimeDep,
     group_by: Literal["org", "department", "scenario"] = "org",
-    org: str | None = None,
-    org_level: Annotated[int, Query(description="significant digits: 2,4,6,9,12")] = 12,
+    org: Annotated[str | None, Query(json_schema_extra=ORG_SCHEMA)] = None,
+    org_level: Annotated[
+        int, Query(description="significant digits: 2,4,6,9,12", json_schema_extra={"enum": list(BOUNDARIES)})
+    ] = 12,
     since: SinceQuery = None,
     until: UntilQuery = None,
 ) -> dict[str, Any]:
     """Counts per organisation, data-owning department or scenario: allowed, refused, records, users."""
     scope = _scope(principal, org)
     checked_range(since, until)
-    if org_level not in (2, 4, 6, 9, 12):
+    if org_level not in BOUNDARIES:
         raise InvalidRequest("org_level 只能是 2、4、6、9 或 12。", "org_level must be 2, 4, 6, 9 or 12.")
     _, _, departments = _scenario_context(runtime)
     body = await asyncio.to_thread(
@@ -560,7 +564,7 @@ async def anomalies(
     runtime: RuntimeDep,
     since: SinceQuery = None,
     until: UntilQuery = None,
-    org: str | None = None,
+    org: Annotated[str | None, Query(json_schema_extra=ORG_SCHEMA)] = None,
     rule: Annotated[list[str] | None, Query()] = None,
     setting: Annotated[
         list[str] | None, Query(description="override, e.g. bulk_reading.min_records=200")
@@ -601,7 +605,7 @@ async def monthly_report(
     month: Annotated[
         Month | None, Query(description="2026-11, 2026-1 or 2026年11月; default: this month")
     ] = None,
-    org: str | None = None,
+    org: Annotated[str | None, Query(json_schema_extra=ORG_SCHEMA)] = None,
     format: Literal["html", "csv", "pdf", "json"] = "html",
 ) -> Response | dict[str, Any]:
     """定期通报: the month's figures as a printable HTML page (inline SVG charts), CSV, PDF or JSON."""
@@ -1066,7 +1070,11 @@ async def get_complaint(
 
 
 class JurisdictionIn(StrictBody):
-    org: str = Field(max_length=32, description="division code of the office the case is to belong to")
+    org: str = Field(
+        max_length=32,
+        description="division code of the office the case is to belong to",
+        json_schema_extra=ORG_SCHEMA,
+    )
 
 
 async def _known_office(runtime: Runtime, typed: str) -> str:
