@@ -24,12 +24,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -744,7 +745,7 @@ def chromium_binary() -> str | None:
     return None
 
 
-def chinese_font_installed() -> bool:
+def _fontconfig_knows_chinese() -> bool:
     """Whether fontconfig, through which Chromium finds its fonts, knows one that covers Chinese. Debian's
     ``chromium`` does not bring one (``fonts-noto-cjk`` is a separate package): without it every Chinese
     character of the report prints as an empty box. Unknown (no ``fc-list``, which comes with Chromium's
@@ -759,6 +760,34 @@ def chinese_font_installed() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return bool(found.stdout.strip())
+
+
+#: Seconds a Chinese font, once found, is taken as still there without asking fontconfig again.
+FONT_CHECK_TTL_S: Final = 600.0
+
+
+class FontCheck:
+    """:func:`_fontconfig_knows_chinese`, remembered: every PDF ran ``fc-list`` (a process) before printing.
+
+    A font found is remembered for ``FONT_CHECK_TTL_S`` (one removed is noticed after that); none found is
+    never remembered, so the first request after an operator installs one (as the 503 asks) prints. Two
+    threads asking at once both run ``fc-list``: harmless, and no lock to wait on."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._found_at: float | None = None
+
+    def __call__(self) -> bool:
+        now = self._clock()
+        if self._found_at is not None and now - self._found_at < FONT_CHECK_TTL_S:
+            return True
+        found = _fontconfig_knows_chinese()
+        self._found_at = now if found else None
+        return found
+
+
+#: The process's check (``html_to_pdf`` asks it in a worker thread).
+chinese_font_installed = FontCheck()
 
 
 #: Seconds a client is asked to wait (``Retry-After``) when every PDF render is taken.
