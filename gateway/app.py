@@ -32,7 +32,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp as StarletteASGIApp
 
 from audit import PseudonymRing
-from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound
+from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound, trailing_slash_refused
 from gateway.openapi_doc import house_openapi, operation_id
 from gateway.refusal_bursts import CLIENT_SOURCE, source_of
 from gateway.runtime import Runtime
@@ -461,17 +461,6 @@ def json_nested_too_deep() -> InvalidRequest:
     )
 
 
-#: The app redirects no slash (``redirect_slashes=False``): Starlette's 307 named an address built from
-#: the caller's ``Host`` header, had an empty body and was not audited. The path sent is not repeated
-#: (an id in it may be anything); the data path says the same with its form (gateway.pipeline).
-_TRAILING_SLASH = NotFound(
-    "接口地址末尾多了斜杠“/”：请去掉末尾的斜杠后重试（例如 /api/v1/grants，而不是 /api/v1/grants/）。",
-    'The address ends in a slash "/": remove the trailing slash and retry (for example /api/v1/grants, '
-    "not /api/v1/grants/).",
-    code="trailing_slash",
-)
-
-
 def _route_without_trailing_slash(request: Request) -> bool:
     """Whether the path, without its trailing ``/``, is one the app serves (for any method)."""
     path = str(request.scope.get("path", ""))
@@ -479,6 +468,25 @@ def _route_without_trailing_slash(request: Request) -> bool:
         return False
     stripped = {**request.scope, "path": path.rstrip("/")}
     return any(route.matches(stripped)[0] != Match.NONE for route in request.app.router.routes)
+
+
+def _documented_form(request: Request) -> str | None:
+    """The documented address (``/api/v1/admission/systems/{system_id}``) the path, without its trailing
+    ``/``, is an instance of: the route taking this method first, else the first route at that address,
+    each matching the path itself (``BaseRoute.matches``, as :func:`gateway.admin_support.asked_for` does).
+    None for a route the document leaves out (a page of the UI)."""
+    app = request.app
+    scope = {**request.scope, "path": str(request.scope["path"]).rstrip("/")}
+    partial: str | None = None
+    for route in app.api_routes if isinstance(app, GatewayApp) else ():
+        if not route.include_in_schema:
+            continue
+        match = route.matches(scope)[0]
+        if match is Match.FULL:
+            return route.path_format
+        if match is Match.PARTIAL and partial is None:
+            partial = route.path_format
+    return partial
 
 
 #: The methods an address may take, in the order an ``Allow`` header lists them.
@@ -532,9 +540,14 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, json_nested_too_deep())
         if exc.status_code == 404:
             if _route_without_trailing_slash(request):
-                return error_response(request, _TRAILING_SLASH)
+                return error_response(request, trailing_slash_refused(_documented_form(request)))
             return error_response(
-                request, NotFound("页面或接口不存在。", "No such page or endpoint.", code="no_route")
+                request,
+                NotFound(
+                    "页面或接口不存在：请核对地址，全部接口及其地址见 /docs。",
+                    "No such page or endpoint: check the address; /docs lists every endpoint.",
+                    code="no_route",
+                ),
             )
         if exc.status_code == 405:
             return error_response(request, method_not_allowed(_allowed_methods(request)))

@@ -108,6 +108,28 @@ class NotFound(GatewayError):
     )
 
 
+def trailing_slash_refused(form: str | None) -> NotFound:
+    """404 ``trailing_slash``: an address that ends in ``/`` where the gateway serves it without one.
+
+    One wording for both doors (the data path's and every other route's): that nothing was done, and the
+    address to send instead, as the route's form (``/api/v1/admission/systems/{system_id}``), never the path
+    as sent (an id in it may be anything, personal data too). Answered rather than redirected: a redirect's
+    address would be built from the caller's ``Host`` header, and a POST's body would be sent again to it."""
+    zh = "接口地址末尾多了斜杠“/”，本次请求未被处理，没有读取或更改任何数据。请去掉末尾的斜杠后重新发送"
+    en = 'The address ends in a slash "/": the request was not carried out, and nothing was read or changed. '
+    en += "Remove the trailing slash and send it again"
+    if form is None:  # a route the document leaves out (a page)
+        return NotFound(f"{zh}。", f"{en}.", code="trailing_slash")
+    braces_zh, braces_en = ("（花括号处填实际的值）", " (with the real values in place of the braces)")
+    if "{" not in form:
+        braces_zh = braces_en = ""
+    return NotFound(
+        f"{zh}：正确的地址形如 {form}{braces_zh}。",
+        f"{en} to {form}{braces_en}.",
+        code="trailing_slash",
+    )
+
+
 class InvalidRequest(GatewayError):
     status_code = 422
     code = "invalid_request"

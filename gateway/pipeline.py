@@ -31,6 +31,7 @@ from gateway.errors import (
     NotFound,
     ServiceUnavailable,
     Unauthenticated,
+    trailing_slash_refused,
     where_raised,
 )
 from gateway.quotas import QuotaHold, QuotaUnavailable
@@ -129,7 +130,7 @@ def parse_data_request(
     base = _recordable(dataset, scenario, record_id, request_id)
     safe_dataset, safe_scenario = base.dataset, base.scenario
     if trailing_slash:
-        raise _Unparsable(base, trailing_slash_refused(record_id is not None))
+        raise _Unparsable(base, data_path_trailing_slash(record_id is not None))
     if repeated:
         names_zh, names_en = "、".join(repeated), ", ".join(repeated)
         raise _Unparsable(
@@ -223,16 +224,11 @@ def parse_data_request(
     )
 
 
-def trailing_slash_refused(one_record: bool) -> NotFound:
-    """404 ``trailing_slash`` for a data path ending in ``/``: said, with the path's form (never the path
-    as sent: a record id in it may be anything), and audited like any refused request. Answered this way
-    rather than by a redirect, which would be built from the caller's ``Host`` header and go unrecorded."""
-    form = "/api/v1/datasets/{dataset}/records" + ("/{record_id}" if one_record else "")
-    return NotFound(
-        f"接口地址末尾多了斜杠“/”，本次未返回任何数据：请去掉末尾的斜杠后重试，地址形如 {form}。",
-        f'The address ends in a slash "/"; nothing was returned. Remove the trailing slash and retry: the '
-        f"address has the form {form}.",
-        code="trailing_slash",
+def data_path_trailing_slash(one_record: bool) -> NotFound:
+    """404 ``trailing_slash`` for a data path ending in ``/`` (:func:`gateway.errors.trailing_slash_refused`,
+    with the data path's form), audited like any refused request."""
+    return trailing_slash_refused(
+        "/api/v1/datasets/{dataset}/records" + ("/{record_id}" if one_record else "")
     )
 
 

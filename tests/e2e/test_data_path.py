@@ -452,8 +452,11 @@ def test_a_trailing_slash_is_refused_and_audited_never_redirected(stack: Stack, 
     record = RESIDENTS_A[0].id
     for base in (stack.base_url, routed_gateway):
         for path, form in (
-            ("residents/records/", "/api/v1/datasets/{dataset}/records。"),
-            (f"residents/records/{record}/", "/api/v1/datasets/{dataset}/records/{record_id}。"),
+            ("residents/records/", "/api/v1/datasets/{dataset}/records（花括号处填实际的值）。"),
+            (
+                f"residents/records/{record}/",
+                "/api/v1/datasets/{dataset}/records/{record_id}（花括号处填实际的值）。",
+            ),
         ):
             url = f"{base}/api/v1/datasets/{path}"
             resp = httpx.get(url, params=query, headers=headers, timeout=30, follow_redirects=False)
