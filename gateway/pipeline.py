@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from admission import DATASET_ID_PATTERN
 from audit import SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome, packed_ref
 from gateway.auth.oidc import AuthError, Principal
 from gateway.errors import (
@@ -72,8 +73,9 @@ _NOT_FOUND_REASONS = {"unknown_scenario"}
 
 
 #: Dataset and scenario codes are short identifiers; anything else is recorded as "invalid".
-#: Letters first, so no number (a phone, an ID) can pass as a code and reach the log.
-DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+#: Letters first, so no number (a phone, an ID) can pass as a code and reach the log. A dataset code is the
+#: one a departmental system registers its datasets under (the admission model's pattern).
+DATASET_PATTERN = re.compile(DATASET_ID_PATTERN)
 SCENARIO_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 

@@ -53,6 +53,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.free_text import NOT_BLANK, TEXT_MAX, refuse_personal_data, text_schema
+from gateway.openapi_doc import ecma_pattern
 from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
@@ -534,6 +535,10 @@ def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
 MAX_UNMASK_VALUE_CHARS = 65_536
 
 
+#: An envelope context: a dotted name, never free text (it is written to the audit log).
+_CONTEXT = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
 class UnmaskBody(StrictBody):
     value: str = Field(max_length=MAX_UNMASK_VALUE_CHARS)
     dataset: str = Field(max_length=64)
@@ -541,11 +546,7 @@ class UnmaskBody(StrictBody):
     purpose: str | None = Field(None, max_length=2000, json_schema_extra=text_schema(required=True))
     method: Literal["aes_gcm", "ff1_id"] | None = None
     key_id: str | None = Field(None, max_length=32)
-    context: str | None = Field(None, max_length=128)
-
-
-#: An envelope context: a dotted name, never free text (it is written to the audit log).
-_CONTEXT = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+    context: str | None = Field(None, max_length=128, json_schema_extra={"pattern": ecma_pattern(_CONTEXT)})
 
 
 def _unmask_event(

@@ -20,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from admission import SYSTEM_ID_PATTERN
+from admission import DATASET_ID_PATTERN, SYSTEM_ID_PATTERN
 from gateway.free_text import NOT_BLANK, TEXT_MAX
 from gateway.openapi_doc import ecma_pattern
 from gateway.pipeline import DATASET_PATTERN, MAX_PAGE, SCENARIO_PATTERN, personal_data_as_record_id
+from gateway.routes.masking_admin import _CONTEXT as UNMASK_CONTEXT
 from gateway.upstream import RECORD_ID_PATTERN
 from grassroots_common.divisions import BOUNDARIES, DIVISION_CODE, VILLAGE_CODE, is_division_code
 from policies import GrantStatus
@@ -71,6 +72,7 @@ CONSTRAINED: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/masking/proposals/{proposal_id}/approve", "body:DecisionBody", "note",
      {"maxLength": TEXT_MAX}),
     ("POST", "/api/v1/masking/unmask", "body:UnmaskBody", "purpose", TEXT),
+    ("POST", "/api/v1/masking/unmask", "body:UnmaskBody", "context", {"pattern": UNMASK_CONTEXT.pattern}),
     ("POST", "/api/v1/supervision/complaints/{complaint_id}/jurisdiction", "body:JurisdictionIn", "org",
      {"pattern": ORG}),
 ]  # fmt: skip
@@ -101,6 +103,10 @@ def test_the_document_states_the_validators_constraint(
 ) -> None:
     schema = declared(document, method, path, where, name)
     assert {key: schema.get(key) for key in expected} == expected
+
+
+def test_a_dataset_code_is_one_pattern_on_the_data_path_and_in_a_registration() -> None:
+    assert DATASET_PATTERN.pattern == DATASET_ID_PATTERN
 
 
 def test_every_system_id_in_a_path_has_the_models_pattern(document: dict[str, Any]) -> None:
