@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -179,6 +180,11 @@ _SPACES = st.sampled_from(" \t\n\x1c\x85\u3000\ufeff\u200bab")
 @given(st.text(alphabet=_SPACES, max_size=6) | st.text(max_size=6))
 def test_not_blank_is_what_strip_leaves(text: str) -> None:
     assert (NOT_BLANK.search(text) is not None) == (text.strip() != "")
+
+
+def test_not_blank_names_every_space_strip_trims() -> None:
+    """It lists the spaces up to U+3000: there are none above (a new Unicode version could add one)."""
+    assert [hex(c) for c in range(0x3001, sys.maxunicode + 1) if chr(c).isspace()] == []
 
 
 # -- ECMA-262 reads each pattern as Python does (node, where installed) -------------------------------------
