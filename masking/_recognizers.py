@@ -380,10 +380,10 @@ _AFTER_CUE = rf"(?:{_NAME}(?={_RIGHT_CUES})|{_FULL_NAME}(?={_ACTS}))"
 # joined by an interpunct (阿依古丽·买买提), with no dictionary surname to anchor them; the dot is.
 # Their parts take any character a given name may, and 都 (阿不都); each part ends at the first place a
 # name ends anyway: a right cue (电话…), a function word, anything not a Chinese character.
-_DOT = "[·•・‧]"
+NAME_DOT = "[·•・‧]"
 _PART = r"(?:(?![的了是在和与及或等人户说到把被为有无已未要会对从向也还就将其该此])[\u4e00-\u9fff])"
 _DOTTED_NAME = (
-    rf"{_PART}{{1,6}}{_DOT}{_PART}{{1,8}}?(?:{_DOT}{_PART}{{1,8}}?)?(?:(?={_RIGHT_CUES})|(?!{_PART}))"
+    rf"{_PART}{{1,6}}{NAME_DOT}{_PART}{{1,8}}?(?:{NAME_DOT}{_PART}{{1,8}}?)?(?:(?={_RIGHT_CUES})|(?!{_PART}))"
 )
 
 

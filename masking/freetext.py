@@ -7,8 +7,9 @@ explanation objects, the blank zh pipeline that contributes no entities: no NER 
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
 or a numeral beside a digit (a mobile typed as 一三八… or 138一二三四…), an "@", a plate prefix, a name
-cue word or an honorific, a WeChat, passport or residence cue; a text with none of them costs one
-search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
+cue word or an honorific, a WeChat, passport or residence cue; within the digits, ID numbers and bank
+cards need thirteen, landlines a "0" that follows no digit, and a dotted name its dot. A text with none
+of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
 `scan_with_engine`) give the same findings at the default threshold (tested); the bench compares the two.
 
 presidio and spaCy are imported on first use, so `import masking` stays fast.
@@ -58,6 +59,8 @@ _NUMERAL_RUN = re.compile(
     f"[{NUMERALS}](?:[-\\s]?[{NUMERALS}]){{5}}|[0-9][-\\s]?[{NUMERALS}]|[{NUMERALS}][-\\s]?[0-9]"
 )
 _NUMERAL = re.compile(f"[{NUMERALS}]")
+_LONG_DIGIT_RUN = re.compile(r"\d(?:[-\s]?\d){12}")
+_LANDLINE_START = re.compile(r"[(（]0|(?<![0-9])0")
 # A Latin WeChat cue (vx、wx、V信、weixin、wechat), loosened to its first two characters.
 _LATIN_WECHAT_CUE = re.compile(r"[VvWw](?:[Xx]|信|[Ee][IiCc])")
 
@@ -89,7 +92,11 @@ _TRIGGER_KINDS: dict[str, str] = {
     "EMAIL_ADDRESS": "at",
     "CN_LICENCE_PLATE": "plate",
 }
-# Patterns whose trigger is not their entity's.
+# Patterns whose trigger is not their entity's, or is narrower than it: an ID number (15 or 18 digits,
+# after a cue 14 to 19) and a bank card (13 to 19) hold thirteen digits with at most single separators,
+# which a mobile (11) or a date does not; every landline pattern starts with a "0" that follows no digit,
+# or with "(0" / "（0"; a dotted name (阿卜杜·热合曼) holds its dot. Each is tested once per text that has
+# the rest of its group's trigger, and spares the patterns a text cannot match.
 _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_mobile_numerals": "numerals",
     "wechat_after_cue": "wechat",
@@ -98,6 +105,14 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "wechat_glued": "wechat",
     "wechat_own_id": "wechat",
     "dwelling": "dwelling",
+    "cn_id_18": "long_digits",
+    "cn_id_15": "long_digits",
+    "cn_id_after_cue": "long_digits",
+    "bank_card": "long_digits",
+    "cn_landline": "landline",
+    "cn_landline_compact": "landline",
+    "cn_landline_grouped": "landline",
+    "cn_name_dotted": "dotted",
 }
 _LANGUAGE = "zh"
 
@@ -127,6 +142,10 @@ class Finding:
     start: int
     end: int
     score: float
+
+
+#: A finding before it is taken: (entity type, start, end, score).
+_Candidate = tuple[str, int, int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +274,7 @@ class FreeTextScanner:
             first += "@"
         if "plate" in kinds:
             first += _PROVINCES
-        if "cue" in kinds:
+        if "cue" in kinds or "dotted" in kinds:
             first += "".join(sorted({word[0] for word in _recognizers.LEFT_CUES}))
         if "honorific" in kinds:
             first += "".join(sorted({word[0] for word in _recognizers.HONORIFICS}))
@@ -270,7 +289,7 @@ class FreeTextScanner:
         alternatives = [f"[{first}]"] if first else []
         if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
             alternatives.append(_LATIN_WECHAT_CUE.pattern)
-        if "digits" in kinds:
+        if kinds & {"digits", "long_digits", "landline"}:  # every one of them holds a digit run
             alternatives.append(_DIGIT_RUN.pattern)
         if "numerals" in kinds:  # the run itself, as for digits: 一 and 二 alone are everywhere
             alternatives.append(_NUMERAL_RUN.pattern)
@@ -286,6 +305,9 @@ class FreeTextScanner:
             "passport": lambda text: "护照" in text,
             "residence": _residence_cue,
             "dwelling": _dwelling_cue,
+            "long_digits": _LONG_DIGIT_RUN.search,
+            "landline": _LANDLINE_START.search,
+            "dotted": re.compile(_recognizers.NAME_DOT).search,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
@@ -326,14 +348,19 @@ class FreeTextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings, in text order (spans of ``text``; the text is read folded)."""
-        text = fold(text)
+        return self._scan_folded(fold(text))
+
+    def _scan_folded(self, text: str) -> list[Finding]:
         if not text or self._prefilter is None or self._prefilter.search(text) is None:
             return []
-        raw: list[Finding] = []
+        # Candidates as plain (entity, start, end, score) tuples: most are never taken, and only those
+        # taken become Findings (in _resolve).
+        raw: list[_Candidate] = []
         # Spans already found with full confidence, by the priority of their type. A later candidate
-        # on exactly such a span, of a lower-priority type, sorts after it in `_resolve` and can never
-        # be taken, so it is dropped before its (costly) check: an ID number is not also validated as
-        # a credit code and a bank card.
+        # on exactly such a span, of a type of no higher priority, sorts after it in `_resolve` (or is the
+        # same finding again) and can never add to what is taken, so it is dropped before its (costly)
+        # check: an ID number is not also validated as a credit code and a bank card, nor twice as an
+        # ID number (18 digits after 身份证号 are found by both ID patterns).
         certain: dict[tuple[int, int], int] = {}
         for trigger, rules in self._groups:
             if not trigger(text):
@@ -343,7 +370,7 @@ class FreeTextScanner:
                 for m in rule.regex.finditer(text):
                     span = m.span(rule.group)
                     start, end = span
-                    if start == end or certain.get(span, 0) > priority:
+                    if start == end or certain.get(span, 0) >= priority:
                         continue
                     score = rule.score
                     if rule.validate is not None:
@@ -351,8 +378,8 @@ class FreeTextScanner:
                         if verdict is not None:
                             score = 1.0 if verdict else 0.0
                     if score > 0.0:
-                        raw.append(Finding(rule.entity, start, end, score))
-                        if score >= 1.0 and certain.get(span, 0) < priority:
+                        raw.append((rule.entity, start, end, score))
+                        if score >= 1.0:
                             certain[span] = priority
         return _resolve(raw, self.min_score)
 
@@ -361,18 +388,21 @@ class FreeTextScanner:
         return self.scan_and_mask(text)[0]
 
     def scan_and_mask(self, text: str) -> tuple[str, list[Finding]]:
-        """The masked text and the findings it was masked for (one scan)."""
-        findings = self.scan(text)
+        """The masked text and the findings it was masked for (one scan, one fold)."""
+        folded = fold(text)
+        findings = self._scan_folded(folded)
         if not findings:
             return text, findings
-        return self.mask_findings(text, findings), findings
+        return self._masked(text, folded, findings), findings
 
     def mask_findings(self, text: str, findings: Sequence[Finding]) -> str:
         """`text` with the given non-overlapping, ordered findings (from `scan` or `scan_with_engine`)
         replaced by their type's masking operator."""
+        return self._masked(text, fold(text), findings)
+
+    def _masked(self, text: str, folded: str, findings: Sequence[Finding]) -> str:
         out: list[str] = []
         pos = 0
-        folded = fold(text)
         for f in findings:
             out.append(text[pos : f.start])
             out.append(self._maskers[f.entity_type](folded[f.start : f.end]))
@@ -397,23 +427,35 @@ class FreeTextScanner:
         results = self.analyzer_engine().analyze(
             text=fold(text), language=_LANGUAGE, entities=self._entities, regex_flags=FLAGS
         )
-        raw = [Finding(r.entity_type, int(r.start), int(r.end), float(r.score)) for r in results]
+        raw = [(str(r.entity_type), int(r.start), int(r.end), float(r.score)) for r in results]
         return _resolve(raw, self.min_score)
 
     def __repr__(self) -> str:
         return f"FreeTextScanner(entities={list(self._entities)}, min_score={self.min_score})"
 
 
-def _resolve(raw: list[Finding], min_score: float) -> list[Finding]:
-    if len(raw) <= 1:  # the common case in remarks: nothing or one finding
-        return [f for f in raw if f.score >= min_score]
-    candidates = sorted(
-        (f for f in raw if f.score >= min_score),
-        key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0), -(f.end - f.start), f.start),
-    )
-    taken: list[Finding] = []
-    for f in candidates:
-        if all(f.end <= t.start or f.start >= t.end for t in taken):
-            taken.append(f)
-    taken.sort(key=lambda f: f.start)
-    return taken
+def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
+    """The findings taken from ``raw``: by score, then type priority, then length, each candidate that
+    overlaps none already taken; in text order."""
+    candidates = [c for c in raw if c[3] >= min_score]
+    if len(candidates) > 1:
+        # The common case (an ID number and a name in one remark): no two overlap, and every one is taken
+        # whatever the order they are considered in.
+        candidates.sort(key=_start)
+        if any(candidates[i][2] > candidates[i + 1][1] for i in range(len(candidates) - 1)):
+            candidates.sort(key=_rank)
+            taken: list[_Candidate] = []
+            for c in candidates:
+                if all(c[2] <= t[1] or c[1] >= t[2] for t in taken):
+                    taken.append(c)
+            candidates = sorted(taken, key=_start)
+    return [Finding(*c) for c in candidates]
+
+
+def _start(candidate: _Candidate) -> int:
+    return candidate[1]
+
+
+def _rank(candidate: _Candidate) -> tuple[float, int, int, int]:
+    entity, start, end, score = candidate
+    return (-score, -_PRIORITY.get(entity, 0), -(end - start), start)
