@@ -210,6 +210,11 @@ def normalise_id_number(value: str) -> str:
     digits passed the check-digit test as they were, so their ref matched nothing: a complaint or a
     transparency lookup found no access at all. NFKC folds them (and the full-width hyphen and space) to
     ASCII first."""
+    if value.isascii() and value.isalnum():
+        # An ID number as registries send it (18 ASCII digits, perhaps an x): NFKC leaves ASCII as it is
+        # and there is no space or dash to take out, so only the upper-casing is left (a page of 20
+        # residents normalises 20 numbers; the character-by-character walk below cost most of its refs).
+        return value.upper()
     folded = unicodedata.normalize("NFKC", value)
     # Any dash (Unicode category Pd): a Chinese input method gives "—" or "–" for the key a hyphen is on,
     # which NFKC leaves as it is.
