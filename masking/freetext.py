@@ -115,6 +115,10 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_name_dotted": "dotted",
 }
 _LANGUAGE = "zh"
+#: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
+#: an interpunct), and those of them that are digit runs.
+_ASCII_DIGIT_KINDS = frozenset({"digits", "long_digits", "landline"})
+_ASCII_KINDS = _ASCII_DIGIT_KINDS | {"at", "wechat"}
 
 # Text is scanned as it reads, one character for one so that spans stay those of the original: full-width
 # forms (U+FF01-U+FF5E: "１３８１２３４５６７８") and the ideographic space become ASCII, as NFKC would make
@@ -289,11 +293,24 @@ class FreeTextScanner:
         alternatives = [f"[{first}]"] if first else []
         if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
             alternatives.append(_LATIN_WECHAT_CUE.pattern)
-        if kinds & {"digits", "long_digits", "landline"}:  # every one of them holds a digit run
+        if kinds & _ASCII_DIGIT_KINDS:  # every one of them holds a digit run
             alternatives.append(_DIGIT_RUN.pattern)
         if "numerals" in kinds:  # the run itself, as for digits: 一 and 二 alone are everywhere
             alternatives.append(_NUMERAL_RUN.pattern)
         self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
+        # An ASCII text (a record id, a code, a number: most of what response DLP reads) can hold only the
+        # ASCII triggers: "@", a Latin WeChat cue, a digit run. The rest need Chinese characters (cues,
+        # numerals, plate prefixes) or the interpunct of a dotted name.
+        ascii_alternatives = [
+            pattern
+            for pattern, wanted in (
+                ("@", "at" in kinds),
+                (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
+                (_DIGIT_RUN.pattern, bool(kinds & _ASCII_DIGIT_KINDS)),
+            )
+            if wanted
+        ]
+        self._ascii_prefilter = re.compile("|".join(ascii_alternatives)) if ascii_alternatives else None
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
@@ -314,6 +331,9 @@ class FreeTextScanner:
         for rule in self._rules:
             grouped.setdefault(rule.trigger, []).append(rule)
         self._groups = [(triggers[kind], tuple(rules)) for kind, rules in grouped.items()]
+        self._ascii_groups = [
+            (triggers[kind], tuple(rules)) for kind, rules in grouped.items() if kind in _ASCII_KINDS
+        ]
         self._analyzer: Any = None
         self._analyzer_lock = threading.Lock()
         ctx = BindContext()
@@ -351,7 +371,13 @@ class FreeTextScanner:
         return self._scan_folded(fold(text))
 
     def _scan_folded(self, text: str) -> list[Finding]:
-        if not text or self._prefilter is None or self._prefilter.search(text) is None:
+        if not text:
+            return []
+        if text.isascii():
+            prefilter, groups = self._ascii_prefilter, self._ascii_groups
+        else:
+            prefilter, groups = self._prefilter, self._groups
+        if prefilter is None or prefilter.search(text) is None:
             return []
         # Candidates as plain (entity, start, end, score) tuples: most are never taken, and only those
         # taken become Findings (in _resolve).
@@ -362,7 +388,7 @@ class FreeTextScanner:
         # check: an ID number is not also validated as a credit code and a bank card, nor twice as an
         # ID number (18 digits after 身份证号 are found by both ID patterns).
         certain: dict[tuple[int, int], int] = {}
-        for trigger, rules in self._groups:
+        for trigger, rules in groups:
             if not trigger(text):
                 continue
             for rule in rules:
