@@ -311,6 +311,17 @@ class FreeTextScanner:
             if wanted
         ]
         self._ascii_prefilter = re.compile("|".join(ascii_alternatives)) if ascii_alternatives else None
+        # ASCII letters and digits alone (a record id such as R075f2e45): no "@", and a digit run has no
+        # separator to hold, so it is six digits in a row, which the regex engine finds several times faster.
+        alnum_alternatives = [
+            pattern
+            for pattern, wanted in (
+                (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
+                ("[0-9]{6}", bool(kinds & _ASCII_DIGIT_KINDS)),
+            )
+            if wanted
+        ]
+        self._alnum_prefilter = re.compile("|".join(alnum_alternatives)) if alnum_alternatives else None
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
@@ -374,7 +385,8 @@ class FreeTextScanner:
         if not text:
             return []
         if text.isascii():
-            prefilter, groups = self._ascii_prefilter, self._ascii_groups
+            groups = self._ascii_groups
+            prefilter = self._alnum_prefilter if text.isalnum() else self._ascii_prefilter
         else:
             prefilter, groups = self._prefilter, self._groups
         if prefilter is None or prefilter.search(text) is None:
