@@ -455,7 +455,7 @@ def test_import_of_masking_does_not_import_presidio() -> None:
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
-        ("vxIDwang1234", "vxID***"),
+        ("vxIDwang1234", "vx***"),  # an id typed straight onto vx (the glued WeChat shape)
         ("R13812345678", "R138****5678"),
         ("91310115MA1FL0TQAY", "91310115**********"),
         ("R075f2e45", "R075f2e45"),
