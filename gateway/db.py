@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -47,6 +48,20 @@ class DatabaseNotMigrated(Exception):
             "`grassroots db upgrade` (same GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL) and try again.",
         )
 
+    @classmethod
+    def ahead(cls, current: str, head: str | None) -> DatabaseNotMigrated:
+        """A revision no migration of this code names: a newer release migrated the database (or a newer
+        release's backup was restored). ``db upgrade`` cannot help, and running older code on a newer schema
+        would write rows the newer code does not expect; the fix is the release that knows the revision."""
+        return cls(
+            f"数据库的结构版本 {current} 不是本版本代码所知的版本（本版本最高为 {head}），"
+            "可能已由更新版本的网关迁移过：请改用相同或更新版本的网关"
+            "（`grassroots db upgrade` 无法降级，也不要手工修改 alembic_version）。",
+            f"The database schema is at revision {current}, which this code does not know (it goes up to "
+            f"{head}); a newer gateway release has probably migrated it: run that release or a later one "
+            "(`grassroots db upgrade` cannot go back, and alembic_version must not be edited by hand).",
+        )
+
 
 class DatabaseUnreachable(DatabaseNotMigrated):
     """The database cannot be reached or read at all (down, wrong host or port, refused login, not a
@@ -59,6 +74,20 @@ class DatabaseUnreachable(DatabaseNotMigrated):
     @classmethod
     def at(cls, url: str | URL, reason: str) -> DatabaseUnreachable:
         shown = url_without_credentials(url)
+        if reason == "InsufficientPrivilege":
+            # Reached and logged in, but refused a table: the grants the owner gives the gateway's login
+            # after each upgrade are missing (new tables, a fresh or restored database). "Check that it is
+            # running, host and port" sent the operator the wrong way.
+            return cls(
+                f"已连接数据库 {shown}，但 GRASSROOTS_DATABASE_URL 中的登录角色无权读取网关的表"
+                f"（{reason}）：每次运行 grassroots db upgrade 之后（以及新建或恢复数据库之后），"
+                "都要由表的所有者把表授权给网关的登录角色（README「PostgreSQL deployment」中的 GRANT 语句），"
+                "然后重试。",
+                f"reached the database at {shown}, but the login role in GRASSROOTS_DATABASE_URL may not "
+                f"read the gateway's tables ({reason}): after every `grassroots db upgrade` (and after "
+                "creating or restoring the database) the tables' owner grants them to the gateway's login "
+                "role (the GRANT statements in README: PostgreSQL deployment); do that, then try again",
+            )
         return cls(
             f"无法连接数据库 {shown}（{reason}）：请确认数据库已启动、地址和端口正确、本机可以访问，"
             "并核对 GRASSROOTS_DATABASE_URL 中的登录角色、密码和数据库名，然后重试。",
@@ -148,6 +177,15 @@ def head_revision() -> str | None:
     return script.get_current_head()
 
 
+def known_revision(revision: str) -> bool:
+    """Whether one of this code's migrations is ``revision``."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:  # no such revision here
+        return False
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
@@ -164,6 +202,8 @@ def ensure_migrated(engine: Engine, *, warn_if_owner: bool = True) -> None:
     except Exception as exc:  # the database itself is unreachable
         reason = type(getattr(exc, "orig", None) or exc).__name__
         raise DatabaseUnreachable.at(engine.url, reason) from None
+    if current is not None and current != head and not known_revision(current):
+        raise DatabaseNotMigrated.ahead(current, head)
     if current != head:
         raise DatabaseNotMigrated.behind(current, head)
     ensure_audit_writer(engine, warn_if_owner=warn_if_owner)

@@ -115,7 +115,13 @@ def migrate(settings: Settings) -> None:
     from alembic.util import CommandError
 
     from audit.tables import WRITER_ROLE
-    from gateway.db import cannot_hand_on_writer_role, make_engine, upgrade
+    from gateway.db import (
+        DatabaseNotMigrated,
+        cannot_hand_on_writer_role,
+        head_revision,
+        make_engine,
+        upgrade,
+    )
 
     url = database_url(settings)
     try:
@@ -134,13 +140,7 @@ def migrate(settings: Settings) -> None:
         upgrade(url)
     except CommandError:
         # Alembic's words: the database names a revision this code does not know (a newer release).
-        typer.echo(
-            "数据库的结构版本不是本版本代码所知的版本（可能由更新版本的网关迁移过）：请使用相同或更新版本的网关，"
-            "`grassroots db current` 显示两边的版本。\n"
-            "the database is at a schema revision this code does not know (perhaps migrated by a newer "
-            "gateway): use that release or a later one; `grassroots db current` shows both revisions",
-            err=True,
-        )
+        typer.echo(str(DatabaseNotMigrated.ahead(read_revision(settings) or "?", head_revision())), err=True)
         raise typer.Exit(2) from None
     except Exception as exc:
         reason = failure_reason(exc)

@@ -225,3 +225,77 @@ def test_db_upgrade_says_what_it_did(tmp_path: Path) -> None:
     again = _run(tmp_path, "db", "upgrade")
     assert again.exit_code == 0, again.output
     assert "无需迁移" in again.stdout and f"database already at the current schema ({head})" in again.stdout
+
+
+def _at_revision(url: str, revision: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "1"], ["db", "upgrade"], ["db", "current"], *OFFLINE_DATABASE_COMMANDS]
+)
+def test_a_database_a_newer_release_migrated_is_named_so_not_sent_to_db_upgrade(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """An operator who rolled the code back (or restored a newer release's database) was told by `serve`
+    and `db current` to run `grassroots db upgrade`, which then said it did not know the revision. Each
+    command now says the database is ahead of the code and to run the newer release."""
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    _at_revision(f"sqlite:///{data_dir / 'gateway.db'}", "0999")
+    result = _run(data_dir, *command)
+    assert result.exit_code == (0 if command == ["db", "current"] else 2), (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    words = result.stdout if command == ["db", "current"] else result.stderr
+    assert f"数据库的结构版本 0999 不是本版本代码所知的版本（本版本最高为 {head_revision()}）" in words
+    assert (
+        "The database schema is at revision 0999, which this code does not know "
+        f"(it goes up to {head_revision()})" in words
+    )
+    assert "尚未迁移" not in words and "请运行 `grassroots db upgrade` 迁移数据库" not in words
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["db", "current"], ["audit", "verify"]])
+def test_a_login_role_without_the_readme_grants_is_told_to_grant_not_to_check_the_network(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A fresh or restored database, or a `db upgrade` not followed by the README's grants: the gateway's
+    login reaches the server but may not read a table. The message said to check that the database runs
+    and its host and port; it now says the login role lacks the grants and where they are."""
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from tests.stack import postgres_base_url, throwaway_postgres
+
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
+    role = f"gr_nogrant_{uuid.uuid4().hex[:10]}"  # cluster-wide: unique, dropped afterwards
+    admin = sa.create_engine(make_url(base), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        with throwaway_postgres(base) as owner_url:
+            upgrade(owner_url)
+            url = make_url(owner_url).set(username=role, password="s3cret-pw")
+            result = _run(tmp_path / "var", *command, database_url=url.render_as_string(hide_password=False))
+            assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+            zh, en = result.stderr.splitlines()
+            assert (
+                zh.startswith("已连接数据库 ") and "登录角色无权读取网关的表（InsufficientPrivilege）" in zh
+            )
+            assert "README「PostgreSQL deployment」中的 GRANT 语句" in zh and "端口" not in zh
+            assert "may not read the gateway's tables (InsufficientPrivilege)" in en
+            assert "s3cret" not in result.stderr and role not in result.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
