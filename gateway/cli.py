@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -185,13 +186,18 @@ def _require_production_key_files(settings: Settings) -> None:
     Made silently, a mistyped path gave the gateway a new service key (refused by every departmental system)
     or a new checkpoint key (checkpoints no verifier with the real key accepts, a second host's differing
     from the first's). The path is named, never the key."""
+    from gateway.routes.admission_api import system_token_key_path
+
     if settings.mode.value != "production":
         return
     for variable, path in (
         ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path),
         ("GRASSROOTS_CHECKPOINT_KEY_PATH", settings.effective_checkpoint_key_path),
+        # Made by the first token request otherwise: each host its own key, so a departmental system's
+        # token issued by one host was refused by the next.
+        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", system_token_key_path(settings)),
     ):
-        if path.is_file():
+        if path.exists():  # a directory or another non-key is named by _load_keys_or_exit, as such
             continue
         typer.echo(
             f"生产模式下找不到密钥文件 {path}（{variable}）：网关在生产模式下不会自行生成密钥"
@@ -582,6 +588,32 @@ def masking_keys_or_exit(settings: Settings) -> KeyRing:
         raise typer.Exit(2) from None
 
 
+class KeyFileTooOpen(Exception):
+    """A private key file others on the host may read (group or world bits), as the checkpoint key's own
+    check refuses (audit.CheckpointSigner): whoever reads the service key can call departmental systems as
+    the gateway, whoever reads the token key can mint any system's access token."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(
+            f"private key file mode is {mode:o}, readable by other users of this host; "
+            f"restrict it to 600 (chmod 600 {path})"
+        )
+        self.message_zh = f"私钥文件权限为 {mode:o}，本机其他用户也能读取，请改为 600（chmod 600 {path}）"
+
+
+def _owner_only(load: Callable[[Path], object]) -> Callable[[Path], object]:
+    """``load``, refusing first a key file that exists with group or world permission bits."""
+
+    def checked(path: Path) -> object:
+        if path.is_file():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise KeyFileTooOpen(path, mode)
+        return load(path)
+
+    return checked
+
+
 def _load_keys_or_exit(settings: Settings) -> KeyRing:
     """Load every key the gateway reads when it starts, making the missing ones in development, so that a
     key file that cannot be used (not a PEM Ed25519 key, unreadable, a checkpoint key others may read) is a
@@ -589,14 +621,18 @@ def _load_keys_or_exit(settings: Settings) -> KeyRing:
     Returns the masking key ring, read once here and passed on."""
     from audit import CheckpointError, CheckpointSigner
     from gateway.keys import audit_hmac_key
-    from gateway.routes.admission_api import AdmissionSettings
+    from gateway.routes.admission_api import system_token_key_path
     from gateway.upstream import load_or_create_ed25519
 
     audit_hmac_key(settings)
     ring = masking_keys_or_exit(settings)
-    token_key = AdmissionSettings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
+    token_key = system_token_key_path(settings)
     loaders: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
-        ("GRASSROOTS_SERVICE_KEY_PATH", settings.effective_service_key_path, load_or_create_ed25519),
+        (
+            "GRASSROOTS_SERVICE_KEY_PATH",
+            settings.effective_service_key_path,
+            _owner_only(load_or_create_ed25519),
+        ),
         (
             "GRASSROOTS_CHECKPOINT_KEY_PATH",
             settings.effective_checkpoint_key_path,
@@ -606,7 +642,7 @@ def _load_keys_or_exit(settings: Settings) -> KeyRing:
         (
             "GRASSROOTS_ADMISSION_TOKEN_KEY_PATH",
             token_key if token_key.exists() else None,
-            load_or_create_ed25519,
+            _owner_only(load_or_create_ed25519),
         ),
     )
     for variable, path, load in loaders:
@@ -614,7 +650,7 @@ def _load_keys_or_exit(settings: Settings) -> KeyRing:
             continue
         try:
             load(path)
-        except CheckpointError as exc:
+        except (CheckpointError, KeyFileTooOpen) as exc:
             reason_zh, reason_en = exc.message_zh, str(exc)
         except OSError as exc:
             reason_zh = reason_en = exc.strerror or type(exc).__name__

@@ -96,7 +96,7 @@ from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
-from gateway.settings import RunMode, tls_or_loopback
+from gateway.settings import RunMode, Settings, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
 from grassroots_common.divisions import VILLAGE_CODE
 from masking import Catalog, SemanticType
@@ -134,6 +134,12 @@ class AdmissionSettings(BaseSettings):
 @lru_cache(maxsize=1)
 def admission_settings() -> AdmissionSettings:
     return AdmissionSettings()
+
+
+def system_token_key_path(settings: Settings) -> Path:
+    """The key signing system access tokens: ``GRASSROOTS_ADMISSION_TOKEN_KEY_PATH``, or the data
+    directory's ``keys/system-token-ed25519.pem``."""
+    return admission_settings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
 
 
 @lru_cache(maxsize=1)
@@ -1409,7 +1415,7 @@ def token_issuer(runtime: Runtime) -> SystemTokenIssuer:
     """The gateway's issuer of system access tokens: a dedicated Ed25519 key (not the upstream service
     key, so a service token the gateway sends a system can never pass as that system's access token)."""
     settings = admission_settings()
-    path = settings.token_key_path or runtime.settings.keys_dir / "system-token-ed25519.pem"
+    path = system_token_key_path(runtime.settings)
     issuer_id = runtime.settings.effective_public_url
     cache_key = (str(path), issuer_id, settings.token_ttl_s)
     issuer = _ISSUERS.get(cache_key)

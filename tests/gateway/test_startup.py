@@ -264,13 +264,13 @@ def test_settle_heap_takes_what_start_up_built_out_of_every_later_collection() -
 
 
 def _production_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """A production configuration on a migrated SQLite database, its two key files made by the operator."""
+    """A production configuration on a migrated SQLite database, its three key files made by the operator."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     keys = tmp_path / "keys"
     keys.mkdir()
-    for name in ("service.pem", "checkpoint.pem"):
+    for name in ("service.pem", "checkpoint.pem", "system-token.pem"):
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -285,6 +285,7 @@ def _production_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
         "GRASSROOTS_MASKING_KEK": KEK,
         "GRASSROOTS_SERVICE_KEY_PATH": str(keys / "service.pem"),
         "GRASSROOTS_CHECKPOINT_KEY_PATH": str(keys / "checkpoint.pem"),
+        "GRASSROOTS_ADMISSION_TOKEN_KEY_PATH": str(keys / "system-token.pem"),
         "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
     }
     assert _run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
@@ -303,11 +304,14 @@ def _serve_on_a_taken_port(env: dict[str, str], cwd: Path) -> subprocess.Complet
 
 def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tmp_path: Path) -> None:
     """A mistyped key path in production once meant a new key, made silently: a service key no departmental
-    system knows, a checkpoint key whose signatures no verifier with the real one accepts."""
+    system knows, a checkpoint key whose signatures no verifier with the real one accepts; and the system
+    token key was made by the first token request, each host its own, so a departmental system's token
+    issued by one host was refused by the next."""
     env, keys = _production_env(tmp_path)
     for variable, typo in (
         ("GRASSROOTS_SERVICE_KEY_PATH", keys / "servce.pem"),
         ("GRASSROOTS_CHECKPOINT_KEY_PATH", keys / "checkpiont.pem"),
+        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", keys / "sytem-token.pem"),
     ):
         refused = _run("serve", "--port", "1", env={**env, variable: str(typo)}, cwd=tmp_path)
         assert refused.returncode == 2, refused.stderr
@@ -316,8 +320,8 @@ def test_production_serve_refuses_a_key_file_that_is_not_there_and_makes_none(tm
         assert en.startswith(f"no key file at {typo} ({variable}) in production mode")
         assert f"openssl genpkey -algorithm ed25519 -out {typo}" in en
         assert STRONG not in refused.stderr
-        assert sorted(p.name for p in keys.iterdir()) == ["checkpoint.pem", "service.pem"]
-    # With both files there, serve goes on to its next check: here the port, which something holds.
+        assert sorted(p.name for p in keys.iterdir()) == ["checkpoint.pem", "service.pem", "system-token.pem"]
+    # With the three files there, serve goes on to its next check: here the port, which something holds.
     _serve_on_a_taken_port(env, tmp_path)
 
 
@@ -366,6 +370,19 @@ def test_serve_refuses_a_key_file_it_cannot_use_naming_the_setting(tmp_path: Pat
         _assert_refused_naming(loose, "GRASSROOTS_CHECKPOINT_KEY_PATH")
         assert "chmod 600" in loose.stderr
     (keys / "checkpoint.pem").chmod(0o600)
+    # The service key (calls departmental systems as the gateway) and the system token key (mints any
+    # system's access token) were accepted readable by every user of the host.
+    for variable, name in (
+        ("GRASSROOTS_SERVICE_KEY_PATH", "service.pem"),
+        ("GRASSROOTS_ADMISSION_TOKEN_KEY_PATH", "system-token.pem"),
+    ):
+        for mode in (0o644, 0o640):
+            (keys / name).chmod(mode)
+            loose = _run("serve", "--port", "1", env=env, cwd=tmp_path)
+            _assert_refused_naming(loose, variable, STRONG)
+            assert f"private key file mode is {mode:o}" in loose.stderr
+            assert f"chmod 600 {keys / name}" in loose.stderr
+        (keys / name).chmod(0o600)
     (keys / "notes.txt").write_text("not a key")
     (keys / "notes.txt").chmod(0o600)
     for variable, path, reason in (
