@@ -427,6 +427,7 @@ def serve(
     # workers could race to make it): one that cannot be used is a message naming its setting, exit 2.
     # The masking key ring read here is the one a single-process gateway serves with (passed on below).
     keys = _load_keys_or_exit(settings)
+    _refuse_log_behind_checkpoints(settings)
     for warning in (unbound_ff1_key_warning(keys), unrestricted_issuer_warning(settings)):
         if warning is not None:
             typer.echo(warning, err=True)
@@ -586,6 +587,53 @@ def masking_keys_or_exit(settings: Settings) -> KeyRing:
             err=True,
         )
         raise typer.Exit(2) from None
+
+
+def _refuse_log_behind_checkpoints(settings: Settings) -> None:
+    """Exit 2 when the database holds fewer audit events than the latest signed checkpoint in the external
+    checkpoint directory says the log had: a database restored from an older backup (or a lost tail).
+
+    Served on, the gateway gave new events the sequence numbers of the lost ones, so the log forked from
+    what was signed: every later checkpoint was refused (a log line every interval), and only `audit
+    verify` said why. One count and one signed file, not a walk of the log (``audit verify`` does that).
+    A checkpoint that does not verify is left to ``audit verify`` and the periodic checkpoint's alarm."""
+    from audit import AuditLog, CheckpointError, CheckpointSigner, latest_checkpoint_file
+    from gateway.db import make_engine
+
+    directory = settings.effective_checkpoint_dir
+    try:
+        signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
+        found = latest_checkpoint_file(directory, signer.public_key) if directory.is_dir() else None
+    except CheckpointError:
+        return
+    if found is None:
+        return
+    checkpoint, name = found
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        size = AuditLog(engine).size()
+    finally:
+        engine.dispose()
+    if size >= checkpoint.tree_size:
+        return
+    typer.echo(
+        f"网关未启动：数据库中的审计日志只有 {size} 条事件，而检查点目录（GRASSROOTS_CHECKPOINT_DIR）中的"
+        f"签名检查点 {name} 记载日志已有 {checkpoint.tree_size} 条：数据库可能是从较旧的备份恢复的，"
+        "或日志尾部丢失。继续运行会让新事件占用已丢失事件的序号，此后无法再签发检查点。"
+        "请运行 grassroots audit verify 查看详情，把数据库和检查点目录各复制一份留作证据，"
+        "并报告本单位数据安全负责人和监督部门。如恢复备份是有意为之且已报告，"
+        "把检查点目录中的文件移到别处保存（不要删除）后再启动。\n"
+        f"the gateway did not start: the database's audit log holds {size} events, but the signed "
+        f"checkpoint {name} in the checkpoint directory (GRASSROOTS_CHECKPOINT_DIR) says the log had "
+        f"{checkpoint.tree_size}: the database was probably restored from an older backup, or its tail was "
+        "lost. Served on, new events would take the lost ones' sequence numbers and no checkpoint could be "
+        "signed again. Run `grassroots audit verify` for the details, copy the database and the checkpoint "
+        "directory as evidence, and report to your data security officer and the supervisory office. If the "
+        "restore was deliberate and has been reported, move the checkpoint directory's files elsewhere "
+        "(keep them, do not delete them) and start again",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 class KeyFileTooOpen(Exception):

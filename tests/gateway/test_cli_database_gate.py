@@ -5,14 +5,20 @@ without its credentials: never exit 1, which `audit verify` keeps for a log that
 
 from __future__ import annotations
 
+import shutil
 import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from gateway.cli import app as grassroots
 from gateway.db import head_revision, upgrade
+from tests.stack import postgres_base_url, throwaway_postgres
 
 runner = CliRunner()
 
@@ -228,8 +234,6 @@ def test_db_upgrade_says_what_it_did(tmp_path: Path) -> None:
 
 
 def _at_revision(url: str, revision: str) -> None:
-    import sqlalchemy as sa
-
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
@@ -268,13 +272,6 @@ def test_a_login_role_without_the_readme_grants_is_told_to_grant_not_to_check_th
     """A fresh or restored database, or a `db upgrade` not followed by the README's grants: the gateway's
     login reaches the server but may not read a table. The message said to check that the database runs
     and its host and port; it now says the login role lacks the grants and where they are."""
-    import uuid
-
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    from tests.stack import postgres_base_url, throwaway_postgres
-
     base = postgres_base_url()
     if base is None:
         pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
@@ -299,3 +296,73 @@ def test_a_login_role_without_the_readme_grants_is_told_to_grant_not_to_check_th
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def live_and_snapshot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, object]]:
+    """The live database's URL and a function that snapshots it, returning the snapshot's URL."""
+    if request.param == "sqlite":
+        live = tmp_path / "gateway.db"
+
+        def snapshot_sqlite() -> str:
+            shutil.copyfile(live, tmp_path / "backup.db")
+            return f"sqlite:///{tmp_path / 'backup.db'}"
+
+        yield f"sqlite:///{live}", snapshot_sqlite
+        return
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("GRASSROOTS_TEST_POSTGRES_URL not set")
+    admin = sa.create_engine(make_url(base), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    snapshot_name = f"gr_snap_{uuid.uuid4().hex[:12]}"
+    with throwaway_postgres(base) as live_url:
+
+        def snapshot_postgres() -> str:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(
+                    f'CREATE DATABASE "{snapshot_name}" TEMPLATE "{make_url(live_url).database}"'
+                )
+            return make_url(live_url).set(database=snapshot_name).render_as_string(hide_password=False)
+
+        try:
+            yield live_url, snapshot_postgres
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{snapshot_name}" WITH (FORCE)')
+            admin.dispose()
+
+
+def test_serve_refuses_a_database_older_than_the_latest_signed_checkpoint(
+    tmp_path: Path, live_and_snapshot: tuple[str, object]
+) -> None:
+    """Walked as an operator: pg_dump, more reads and a checkpoint, then pg_restore of the dump. `audit
+    verify` said the log was shorter than a signed checkpoint, but `serve` started and served on the restored
+    log, giving new events the lost ones' sequence numbers; the only other sign was a log line every
+    checkpoint interval. `serve` now refuses, exit 2, naming the checkpoint, both sizes and what to do. The
+    restored copy: a SQLite file copy, or on PostgreSQL a database made from the live one as its template."""
+    live, snapshot = live_and_snapshot
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade", database_url=live).exit_code == 0
+    assert (
+        _run(data_dir, "audit", "checkpoint", database_url=live).exit_code == 0
+    )  # signed, and recorded as an event
+    restored = snapshot()  # type: ignore[operator]
+    for _ in range(2):  # the log moves on past the backup, and a checkpoint signs that
+        assert _run(data_dir, "audit", "checkpoint", database_url=live).exit_code == 0
+    signed = sorted((data_dir / "checkpoints").glob("checkpoint-*.json"))[-1].name
+    held = int(sorted((data_dir / "checkpoints").glob("checkpoint-*.json"))[0].name.split("-")[1]) + 1
+
+    with socket.socket() as taken:  # were it to start, it would stop at the port (not serve on)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _run(data_dir, "serve", "--port", str(taken.getsockname()[1]), database_url=restored)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"网关未启动：数据库中的审计日志只有 {held} 条事件，")
+    assert f"签名检查点 {signed} 记载日志已有 {held + 1} 条" in zh and "grassroots audit verify" in zh
+    assert en.startswith(f"the gateway did not start: the database's audit log holds {held} events, ")
+    assert f"the signed checkpoint {signed} in the checkpoint directory (GRASSROOTS_CHECKPOINT_DIR)" in en
+    # audit verify says the same from the log's side (the check serve's message sends the operator to).
+    verified = _run(data_dir, "audit", "verify", database_url=restored)
+    assert verified.exit_code == 1 and "log_shorter_than_checkpoint" in verified.stderr
