@@ -1191,7 +1191,7 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import save_masking_keyring
+    from gateway.keys import masking_keyring_path, save_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
@@ -1202,10 +1202,24 @@ def keys_rotate() -> None:
     new_id = ring.rotate()
     actor = _record_rotation(settings, {"before": before, "after": new_id})
     save_masking_keyring(settings, ring)
+    zh, en = _after_rotation(masking_keyring_path(settings))
     typer.echo(
-        f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。\n"
+        f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。{zh}\n"
         f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
-        f"recorded as {actor}"
+        f"recorded as {actor}. {en}"
+    )
+
+
+def _after_rotation(ring: Path) -> tuple[str, str]:
+    """What an operator of several hosts does next: the ring is a file on this host, and a gateway reads it
+    at start. A host left with the old copy cannot open what the new key wrote (or find the refs it wrote);
+    `serve --workers N` restarts its workers one at a time on SIGHUP (uvicorn), reads served throughout."""
+    return (
+        f"请把 {ring} 复制到每台运行网关的主机（同一份文件），再重启所有网关"
+        "（grassroots serve --workers N 的进程收到 kill -HUP 后逐个重启工作进程，读取不中断）。",
+        f"Copy {ring} to every host running the gateway (the same file), then restart every gateway "
+        "(kill -HUP to a `grassroots serve --workers N` process restarts its workers one at a time, reads "
+        "keep being served).",
     )
 
 
@@ -1248,7 +1262,7 @@ def keys_rotate_audit_ref(
     gateways to pick it up. Recorded as `keys.rotated` ("keys": "audit_ref") naming
     cli:<user>@<host>.
     """
-    from gateway.keys import AuditRefKeysError, rotate_audit_refs, save_audit_ref_keys
+    from gateway.keys import AuditRefKeysError, audit_ref_keys_path, rotate_audit_refs, save_audit_ref_keys
 
     settings = _settings()
     # Before any key is read or made: a rotation that cannot be recorded leaves no key file behind.
@@ -1263,11 +1277,12 @@ def keys_rotate_audit_ref(
     details = {"keys": "audit_ref", "before": before, "after": new_id, "kept": [new_id, *kept]}
     actor = _record_rotation(settings, details)
     save_audit_ref_keys(settings, ring)
+    zh, en = _after_rotation(audit_ref_keys_path(settings))
     typer.echo(
         f"审计引用密钥已轮换：{before} -> {new_id}（旧密钥仅用于查询：{'、'.join(kept)}），"
-        f"审计记录的操作者为 {actor}。请重启网关使其生效。\n"
+        f"审计记录的操作者为 {actor}。{zh}\n"
         f"audit ref key rotated: {before} -> {new_id} (older keys kept for lookups only: {', '.join(kept)}); "
-        f"recorded as {actor}. Restart the gateways to pick it up."
+        f"recorded as {actor}. {en}"
     )
 
 

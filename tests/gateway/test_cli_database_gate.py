@@ -366,3 +366,25 @@ def test_serve_refuses_a_database_older_than_the_latest_signed_checkpoint(
     # audit verify says the same from the log's side (the check serve's message sends the operator to).
     verified = _run(data_dir, "audit", "verify", database_url=restored)
     assert verified.exit_code == 1 and "log_shorter_than_checkpoint" in verified.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "ring"),
+    [(["keys", "rotate"], "masking-keyring.json"), (["keys", "rotate-audit-ref"], "audit-ref-keys.json")],
+)
+def test_a_key_rotation_tells_the_operator_to_copy_the_ring_to_every_host(
+    tmp_path: Path, command: list[str], ring: str
+) -> None:
+    """The rotated ring is a file on the host the command ran on; a gateway on another host, restarted with
+    its old copy, cannot open what the new key wrote. `keys rotate` said nothing of what came next (its help
+    said to restart), `rotate-audit-ref` only to restart. Both now name the file to copy to every host and
+    how to restart the workers of `serve --workers N` one at a time."""
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    result = _run(data_dir, *command)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stdout.splitlines()
+    path = data_dir / "keys" / ring
+    assert f"请把 {path} 复制到每台运行网关的主机（同一份文件），再重启所有网关" in zh and "kill -HUP" in zh
+    assert f"Copy {path} to every host running the gateway (the same file), then restart every gateway" in en
+    assert "kill -HUP" in en
