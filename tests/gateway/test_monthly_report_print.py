@@ -22,7 +22,8 @@ from audit import MonthlyReport, render_html
 from audit.monthly import RULE_LABELS_ZH
 from audit.reports import ReportRow
 from gateway.errors import ServiceUnavailable
-from gateway.routes.supervision import html_to_pdf
+from gateway.routes import supervision
+from gateway.routes.supervision import FontCheck, html_to_pdf
 from tests.browser import chromium, pdf_pages_text
 
 N_ORGS = 150
@@ -113,6 +114,8 @@ def test_no_pdf_of_empty_boxes_on_a_server_without_a_chinese_font(
         encoding="utf-8",
     )
     monkeypatch.setenv("FONTCONFIG_FILE", str(config))
+    # A process that has not yet found a font (the check remembers one found by an earlier print).
+    monkeypatch.setattr(supervision, "chinese_font_installed", FontCheck())
     with pytest.raises(ServiceUnavailable) as refused:
         asyncio.run(html_to_pdf(render_html(long_report()), asyncio.Semaphore(1), 60.0))
     assert refused.value.code == "pdf_unavailable"
