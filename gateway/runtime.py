@@ -32,6 +32,7 @@ from admission import (
 from audit import AuditEvent, GroupCommitAppender, Outcome, Pseudonymizer, PseudonymRing, normalise_id_number
 from gateway.auth.oidc import Principal, TrustedIssuers
 from gateway.auth.sessions import SESSIONS_VERSION, RevokedSessions, load_revoked_sessions
+from gateway.checkpoint_health import CheckpointHealth
 from gateway.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthenticated
 from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
@@ -167,6 +168,11 @@ class Runtime:
         self.audit_refs = ring
         self.pseudonymizer = ring.active
         self.telemetry = telemetry
+        from gateway.supervision_tasks import SupervisionSettings
+
+        #: The periodic signed checkpoint's state (``/readyz``, ``grassroots.audit.checkpoint.*`` metrics).
+        self.checkpoint_health = CheckpointHealth(SupervisionSettings().checkpoint_interval_s)
+        self.checkpoint_health.instrument(telemetry.meter)
         # The catalog and rules given are the baseline; stewards' approved changes apply on top.
         self.masking_baseline = MaskingDocuments.of(catalog, rules)
         # On PostgreSQL several processes (workers, hosts) share the counter: a request's hold on its page

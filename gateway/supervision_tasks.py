@@ -48,6 +48,7 @@ from audit import (
     CheckpointSigner,
     archive_month,
     extend_checkpoint_if_grown,
+    latest_checkpoint,
     record_archive,
 )
 from audit.archive import month_has_ended, month_seq_range
@@ -55,6 +56,7 @@ from audit.merkle import MerkleAccumulator
 from audit.query import beijing_month, stored_utc
 from audit.tables import ArchiveRow, audit_events
 from gateway.changes import change_event
+from gateway.checkpoint_health import KEY_UNAVAILABLE, failure_kind
 from policies.divisions import normalize
 
 if TYPE_CHECKING:
@@ -129,24 +131,57 @@ def checkpoint_if_grown(
     return checkpoint.tree_size, accumulator
 
 
+def checkpoint_round(
+    runtime: Runtime, signer: CheckpointSigner | None, since: MerkleAccumulator | None
+) -> tuple[CheckpointSigner | None, MerkleAccumulator | None]:
+    """One periodic round, its outcome told to ``runtime.checkpoint_health``: load the key if it is not
+    loaded yet (a key unreadable at start is retried each round, not the end of the task), then sign if
+    the log grew. Returns the signer and the accumulator for the next round."""
+    health = runtime.checkpoint_health
+    if signer is None:
+        try:
+            signer = signer_for(runtime)
+        except Exception as exc:  # never the message: it names the key file
+            health.failed(datetime.now(UTC), KEY_UNAVAILABLE)
+            _log.error("periodic audit checkpoint failed: its key cannot be loaded (%s)", type(exc).__name__)
+            return None, None
+    directory = runtime.settings.effective_checkpoint_dir
+    try:
+        written = extend_checkpoint_if_grown(runtime.engine, signer, directory, since)
+        if written is not None:
+            checkpoint, since = written
+            signed_at: datetime | None = checkpoint.timestamp
+            _log.info(
+                "periodic audit checkpoint written: %d events",
+                checkpoint.tree_size,
+                extra={"tree_size": checkpoint.tree_size},
+            )
+        else:  # the latest checkpoint already covers the log (and was verified on the way)
+            signed_at = health.latest_signed_at()
+            if signed_at is None:  # the first round of this process: read when it was signed
+                latest = latest_checkpoint(directory, signer.public_key)
+                signed_at = None if latest is None else latest.timestamp
+    except CheckpointError as exc:
+        # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
+        health.failed(datetime.now(UTC), failure_kind(exc))
+        _log.error("periodic audit checkpoint refused: %s", exc)
+        return signer, None  # the next attempt walks the whole log again
+    except Exception as exc:
+        health.failed(datetime.now(UTC), failure_kind(exc))
+        _log.error("periodic audit checkpoint failed: %s", type(exc).__name__)
+        return signer, since
+    health.succeeded(datetime.now(UTC), signed_at)
+    return signer, since
+
+
 async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
     """Every ``interval_s``, a signed checkpoint if the log grew. The first one walks the whole log (and
     checks the latest checkpoint against it); later ones read only the events since the last one."""
-    signer = await asyncio.to_thread(signer_for, runtime)
+    signer: CheckpointSigner | None = None
     since: MerkleAccumulator | None = None
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            written = await asyncio.to_thread(checkpoint_if_grown, runtime, signer, since)
-            if written is not None:
-                size, since = written
-                _log.info("periodic audit checkpoint written: %d events", size, extra={"tree_size": size})
-        except CheckpointError as exc:
-            # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
-            since = None  # the next attempt walks the whole log again
-            _log.error("periodic audit checkpoint refused: %s", exc)
-        except Exception as exc:
-            _log.error("periodic audit checkpoint failed: %s", type(exc).__name__)
+        signer, since = await asyncio.to_thread(checkpoint_round, runtime, signer, since)
 
 
 # -- archiving closed months -------------------------------------------------------------------------

@@ -86,6 +86,8 @@ class Telemetry:
     #: False when nothing exports spans: then none is made (see the module docstring).
     recording: bool = True
     ids: IdGenerator = field(default_factory=RandomIdGenerator)
+    #: Where instruments owned elsewhere are made (the checkpoint's age gauge and failure counter).
+    meter: metrics.Meter = field(default_factory=lambda: metrics.NoOpMeter("gateway"))
 
     def request_span(self, name: str) -> AbstractContextManager[trace.Span]:
         """The root span of one request; unrecorded, it still carries a fresh, valid trace id."""
@@ -157,4 +159,5 @@ def setup_telemetry(
         meter_provider=meter_provider,
         recording=exporter != "none",
         ids=provider.id_generator,
+        meter=meter,
     )

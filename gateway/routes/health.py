@@ -4,12 +4,18 @@
 orchestrator): this process can serve right now — its database answers and its policy and registry state
 is fresh (the same staleness guard that refuses data requests, fail closed). A process that is alive but
 not ready should be taken out of rotation, not restarted.
+
+``/readyz`` also says how the periodic signed audit checkpoint is doing (``audit_checkpoints``: state,
+failure kind, ages; :mod:`gateway.checkpoint_health`). A failing checkpoint leaves the process ready:
+the audit log itself stays fail-closed, and every process shares the checkpoint directory and key, so
+making them all not-ready would stop the whole service over a proof the next good round catches up on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -45,4 +51,4 @@ async def readyz(runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str,
             code="database_unavailable",
         ) from None
     runtime.check_fresh()  # 503 policy_stale when the policy and registry state could not be refreshed
-    return {"status": "ready"}
+    return {"status": "ready", "audit_checkpoints": runtime.checkpoint_health.view(datetime.now(UTC))}

@@ -35,7 +35,8 @@ def test_a_process_with_its_database_is_ready(tmp_path: Path) -> None:
     for client in _client(tmp_path, f"sqlite:///{tmp_path / 'gateway.db'}"):
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "audit_checkpoints": {"status": "off"}}
 
 
 @pytest.mark.postgres

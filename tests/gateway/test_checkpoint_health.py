@@ -1,0 +1,147 @@
+"""A periodic signed checkpoint that cannot be written is visible to operators, not only a log line.
+
+Before: a checkpoint directory that could not be written (or a key that could not be read) was an ERROR
+line per interval — and a key unreadable at start ended the task for good, silently — while ``/readyz``
+said ``{"status": "ready"}`` and nothing said that the log's external proof had stopped advancing. Now
+``/readyz`` names the component (state, failure kind, ages; never a path or key material), and two metrics
+say it: ``grassroots.audit.checkpoint.age`` and ``grassroots.audit.checkpoint.failures{kind}``. The process
+stays ready (see ``gateway.routes.health``). Tests run as root, where chmod does not stop a write: the
+checkpoint directory is replaced by a regular file, which no one can create files in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from audit import CheckpointError
+from gateway.app import create_app
+from gateway.checkpoint_health import (
+    CHECKPOINT_UNVERIFIABLE,
+    DIRECTORY_UNWRITABLE,
+    DISK_FULL,
+    KEY_UNAVAILABLE,
+    LOG_MISMATCH,
+    CheckpointHealth,
+    failure_kind,
+)
+from gateway.db import upgrade
+from gateway.settings import Settings
+from gateway.supervision_tasks import checkpoint_round
+from gateway.wiring import build_runtime, close_runtime
+
+
+def _until(check: Callable[[], dict[str, Any] | None], rounds: int = 400) -> dict[str, Any]:
+    """Poll (bounded, no wall-clock assert) until ``check`` returns something."""
+    for _ in range(rounds):
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("condition never reached")
+
+
+def test_readyz_names_a_failing_checkpoint_and_its_recovery_and_stays_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRASSROOTS_CHECKPOINT_INTERVAL_S", "0.05")
+    monkeypatch.setenv("GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S", "0")
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    secret_dir = tmp_path / "cp-of-village-310151-secret"
+    secret_dir.write_text("not a directory\n")  # nothing can be created in it, root or not
+    settings = Settings(
+        data_dir=tmp_path / "var", database_url=url, dev_idp_enabled=True, checkpoint_dir=secret_dir
+    )
+
+    with TestClient(create_app(settings)) as client:
+
+        def component(status: str) -> dict[str, Any] | None:
+            answer = client.get("/readyz")
+            assert answer.status_code == 200 and answer.json()["status"] == "ready"
+            assert "secret" not in answer.text and "PRIVATE" not in answer.text
+            view: dict[str, Any] = answer.json()["audit_checkpoints"]
+            return view if view["status"] == status else None
+
+        failing = _until(lambda: component("failing"))
+        assert failing["failure"] == DIRECTORY_UNWRITABLE
+        assert failing["last_good_age_s"] is None and failing["latest_checkpoint_age_s"] is None
+        assert isinstance(failing["failing_for_s"], int)
+
+        secret_dir.unlink()
+        secret_dir.mkdir()  # the operator fixes it: the next round signs, and the state says so
+        ok = _until(lambda: component("ok"))
+        assert "failure" not in ok and isinstance(ok["latest_checkpoint_age_s"], int)
+        assert any(name.startswith("checkpoint-") for name in os.listdir(secret_dir))
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    found: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+async def test_an_unreadable_key_is_counted_retried_and_recovered_from(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    settings = Settings(data_dir=tmp_path / "var", database_url=url, dev_idp_enabled=True)
+    key = settings.effective_checkpoint_key_path
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    runtime = build_runtime(settings)
+    try:
+        reader = InMemoryMetricReader()
+        health = CheckpointHealth(300.0)
+        health.instrument(MeterProvider(metric_readers=[reader]).get_meter("test"))
+        runtime.checkpoint_health = health
+
+        signer, since = checkpoint_round(runtime, None, None)
+        assert signer is None  # not loaded, so the next round tries again (it used to end the task)
+        points = _points(reader)
+        [failed] = points["grassroots.audit.checkpoint.failures"]
+        assert failed.value == 1 and dict(failed.attributes) == {"kind": KEY_UNAVAILABLE}
+        assert "grassroots.audit.checkpoint.age" not in points  # never good yet: no made-up age
+        assert health.view(datetime.now(UTC))["failure"] == KEY_UNAVAILABLE
+
+        key.unlink()  # replaced: the next round creates and loads a good one, and signs
+        signer, since = checkpoint_round(runtime, signer, since)
+        assert signer is not None and since is not None
+        view = health.view(datetime.now(UTC))
+        assert view["status"] == "ok" and "failure" not in view
+        [age] = _points(reader)["grassroots.audit.checkpoint.age"]
+        assert age.value >= 0
+    finally:
+        await close_runtime(runtime)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), DISK_FULL),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), DISK_FULL),
+        (PermissionError(errno.EACCES, "Permission denied"), DIRECTORY_UNWRITABLE),
+        (FileExistsError(errno.EEXIST, "File exists"), DIRECTORY_UNWRITABLE),
+        (CheckpointError("bad signature", file="checkpoint-x.json", tree_size=3), CHECKPOINT_UNVERIFIABLE),
+        (
+            CheckpointError("events 1..3 no longer match the signed checkpoint; refusing to sign"),
+            LOG_MISMATCH,
+        ),
+    ],
+)
+def test_failure_kinds_are_a_closed_vocabulary(exc: BaseException, kind: str) -> None:
+    assert failure_kind(exc) == kind
