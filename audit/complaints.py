@@ -838,6 +838,53 @@ class CaseHasJurisdiction(CaseConflict):
     code = "case_has_jurisdiction"
 
 
+#: The step a hand-down (交办) leaves, its note ``"<from office> → <to office>"``.
+HANDED_DOWN: Final = "handed_down"
+_MOVE_ARROW: Final = " → "
+
+
+@dataclass(frozen=True)
+class HandDown:
+    """One 交办 step: ``incident_id`` moved from office ``from_org`` to office ``to_org`` at ``at``."""
+
+    incident_id: str
+    from_org: str
+    to_org: str
+    at: datetime
+
+
+def hand_downs(rows: Iterable[Any]) -> list[HandDown]:
+    """The hand-downs among step rows (``incident_id``, ``action``, ``note``, ``at``), in the given order."""
+    found = []
+    for row in rows:
+        if row.action != HANDED_DOWN or not row.note or _MOVE_ARROW not in row.note:
+            continue
+        before, after = row.note.split(_MOVE_ARROW, 1)
+        found.append(HandDown(row.incident_id, before, after, row.at))
+    return found
+
+
+def registering_offices(moves: Iterable[HandDown]) -> dict[str, str]:
+    """Per incident handed down, the office that held it before its first hand-down: the one that registered
+    it (or was given it at the national level). ``moves`` in the order they were made."""
+    first: dict[str, str] = {}
+    for move in moves:
+        first.setdefault(move.incident_id, move.from_org)
+    return first
+
+
+def _case_hand_downs(session: Session, incident_id: str | None) -> list[HandDown]:
+    if incident_id is None:
+        return []
+    steps = IncidentStepRow
+    rows = session.execute(
+        select(steps.incident_id, steps.action, steps.note, steps.at)
+        .where(steps.incident_id == incident_id, steps.action == HANDED_DOWN)
+        .order_by(steps.step_id)
+    ).all()
+    return hand_downs(rows)
+
+
 def _checked_office(org: str) -> str:
     """``org`` as an office's 12-digit division code (not the national root), or refused."""
     try:
@@ -866,10 +913,23 @@ def assign_jurisdiction(
     # Locked (PostgreSQL): two assignments at once run one after the other, and the second sees the first's.
     complaint = _complaint(session, complaint_id, scope, lock=True)
     if complaint.org is not None:
+        moves = _case_hand_downs(session, complaint.incident_id)
+        if moves:  # held now by the office it was handed down to, not the one that registered it
+            before, held = moves[0].from_org, complaint.org
+            raise CaseHasJurisdiction(
+                f"该投诉已有管辖单位，不能更改：它原归 {before} 管辖，已交办给 {held} 办理，"
+                "现归承办单位管辖（原管辖单位及其上级仍可查看、督办）。只能为管辖单位不明的投诉指定管辖单位。",
+                f"This complaint already has a jurisdiction, which cannot be changed: held by {before}, it "
+                f"was handed down to {held}, which now holds it (the office that held it and those above "
+                "still see and oversee it). Only a complaint whose jurisdiction is not known can be given "
+                "one.",
+            )
         raise CaseHasJurisdiction(
-            "该投诉已有管辖单位，不能更改：投诉归登记它的监督机构管辖。只能为管辖单位不明的投诉指定管辖单位。",
-            "This complaint already has a jurisdiction, which cannot be changed: a case belongs to the "
-            "office that registered it. Only a complaint whose jurisdiction is not known can be given one.",
+            f"该投诉已有管辖单位，不能更改：投诉归登记它的监督机构（{complaint.org}）管辖。"
+            "只能为管辖单位不明的投诉指定管辖单位。",
+            f"This complaint already has a jurisdiction ({complaint.org}), which cannot be changed: a case "
+            "belongs to the office that registered it. Only a complaint whose jurisdiction is not known can "
+            "be given one.",
         )
     complaint.org = org
     incident = _incident_of(session, complaint)
@@ -926,7 +986,7 @@ def hand_down_case(
     complaint = _complaint_of(session, incident)
     if complaint is not None:
         complaint.org = target
-    _step(session, incident_id, "handed_down", actor, now, f"{before} → {target}")
+    _step(session, incident_id, HANDED_DOWN, actor, now, f"{before}{_MOVE_ARROW}{target}")
     session.flush()
     change = {
         "kind": "supervision.case_handed_down",

@@ -22,7 +22,13 @@ from typing import Any, Final
 from sqlalchemy import Engine, func, select
 
 from audit.anomaly import ADMIN_REFUSED_KIND, RULES, AnomalyContext, AnomalyRules, evaluate
-from audit.complaints import case_scope_conditions, overdue_condition
+from audit.complaints import (
+    HANDED_DOWN,
+    case_scope_conditions,
+    hand_downs,
+    overdue_condition,
+    registering_offices,
+)
 from audit.events import Outcome, format_timestamp
 from audit.query import (
     ACCESS_KIND_PREFIX,
@@ -32,9 +38,10 @@ from audit.query import (
     iter_events,
     month_bounds,
     org_prefix,
+    stored_utc,
 )
 from audit.reports import UNKNOWN, GroupBy, ReportRow, tabulate
-from audit.tables import audit_complaints, audit_incidents
+from audit.tables import audit_complaints, audit_incident_steps, audit_incidents
 
 ROLE_LABELS_ZH: Final = {
     "village_cadre": "村（居）委会干部",
@@ -138,21 +145,39 @@ def _day_zh(day: str) -> str:
 def _case_stats(
     engine: Engine, start: datetime, end: datetime, now: datetime, org: str | None
 ) -> dict[str, int]:
-    """The month's case counts, of the cases in the report's organisation subtree only (a case belongs to
-    the office that registered it, :mod:`audit.complaints`)."""
-    c, i = audit_complaints.c, audit_incidents.c
+    """The month's case counts, of the cases in the report's organisation subtree only.
+
+    A complaint is received (受理), and its incident opened (立案), once: by the office that registered it,
+    where it counts in that office's report and its superiors', even after it was handed down (交办) —
+    the township it went to did not receive it. Hand-downs are counted apart: ``cases_handed_down``, made
+    this month by an office in the subtree (a district handing a case to its township), and
+    ``cases_handed_down_in``, made this month into the subtree from an office above it. Closed and overdue
+    cases count where the case is held now (the office that must close it)."""
+    c, i, st = audit_complaints.c, audit_incidents.c, audit_incident_steps.c
     scope = org_prefix(org) if org else ""
+
+    def in_scope(office: str | None) -> bool:
+        return scope == "" or (office is not None and office.startswith(scope))
+
     with engine.connect() as conn:
-        complaints = conn.execute(
-            select(func.count()).where(
+        # Hand-downs only move a case down, so a case registered in the subtree is held in it now.
+        received = conn.execute(
+            select(c.incident_id, c.org).where(
                 c.received_at >= start, c.received_at < end, *case_scope_conditions(c.org, scope)
             )
-        ).scalar_one()
+        ).all()
         opened = conn.execute(
-            select(func.count()).where(
+            select(i.incident_id, i.org).where(
                 i.opened_at >= start, i.opened_at < end, *case_scope_conditions(i.org, scope)
             )
-        ).scalar_one()
+        ).all()
+        moves = hand_downs(
+            conn.execute(
+                select(st.incident_id, st.action, st.note, st.at)
+                .where(st.action == HANDED_DOWN)
+                .order_by(st.step_id)
+            ).all()
+        )
         closed = conn.execute(
             select(func.count()).where(
                 i.closed_at >= start,
@@ -168,11 +193,19 @@ def _case_stats(
             .outerjoin(audit_complaints, c.complaint_id == i.complaint_id)
             .where(overdue_condition(now.astimezone(UTC)), *case_scope_conditions(i.org, scope))
         ).scalar_one()
+    registered = registering_offices(moves)
+
+    def registered_here(incident_id: str | None, held: str | None) -> bool:
+        return in_scope(registered.get(incident_id or "", held))
+
+    month_moves = [m for m in moves if start <= stored_utc(m.at) < end]
     return {
-        "complaints_received": int(complaints),
-        "incidents_opened": int(opened),
+        "complaints_received": sum(registered_here(x, held) for x, held in received),
+        "incidents_opened": sum(registered_here(x, held) for x, held in opened),
         "incidents_closed": int(closed),
         "incidents_overdue": int(overdue),
+        "cases_handed_down": sum(in_scope(m.from_org) for m in month_moves),
+        "cases_handed_down_in": sum(in_scope(m.to_org) and not in_scope(m.from_org) for m in month_moves),
     }
 
 
@@ -271,6 +304,8 @@ _CASE_NAMES_ZH: Final = {
     "incidents_opened": "本月立案事件",
     "incidents_closed": "本月办结事件",
     "incidents_overdue": "当前逾期未办结",
+    "cases_handed_down": "本月交办下级",
+    "cases_handed_down_in": "本月上级交办",
 }
 
 

@@ -37,6 +37,7 @@ from audit import (
     due_within,
     get_complaint,
     get_incident,
+    hand_down_case,
     incident_for_recheck,
     list_complaints,
     list_incidents,
@@ -46,8 +47,10 @@ from audit import (
     reopen_incident,
     verify_incident_evidence,
 )
+from audit.anomaly import load_anomaly_rules
 from audit.log import iter_leaf_hashes
 from audit.merkle import InvalidProofError
+from audit.monthly import build_monthly_report, render_csv, render_html
 from audit.query import attempt_seqs_for_records, month_bounds
 from audit.tables import (
     UNSERVED_RECORD_READ,
@@ -1123,3 +1126,62 @@ def test_a_malformed_scope_shows_nothing(sqlite: Store, scope: str) -> None:
     """A scope is a significant division-code prefix; anything else is refused, never read as "all"."""
     with Session(sqlite.engine) as session, pytest.raises(InvalidCaseInput):
         list_complaints(session, scope=scope)
+
+
+DISTRICT = "310151000000"  # 区纪委监委 of the county whose townships are TOWN_A and TOWN_B
+
+
+def _handed_down_case(session: Session, store: Store) -> tuple[str, str]:
+    """A case the district registered and handed down to TOWN_A."""
+    complaint_id, incident_id = _case_of(session, store, DISTRICT)
+    hand_down_case(session, incident_id=incident_id, scope="310151", org=TOWN_A, actor="district", now=NOW)
+    session.commit()
+    return complaint_id, incident_id
+
+
+def test_set_jurisdiction_on_a_handed_down_case_says_who_holds_it_and_how(store: Store) -> None:
+    """Before: the refusal said 投诉归登记它的监督机构管辖 for a case the township holds since it was handed
+    down to it. Now it names both: the office that held it, and the one it was handed down to."""
+    with Session(store.engine) as session:
+        complaint_id, _ = _handed_down_case(session, store)
+        with pytest.raises(CaseHasJurisdiction) as handed:
+            assign_jurisdiction(session, complaint_id=complaint_id, scope="", org=TOWN_B, actor="n", now=NOW)
+        assert "登记它的监督机构管辖" not in handed.value.message_zh
+        assert f"它原归 {DISTRICT} 管辖，已交办给 {TOWN_A} 办理" in handed.value.message_zh
+        assert f"handed down to {TOWN_A}" in handed.value.message_en
+        own, _ = _case_of(session, store, TOWN_B)  # registered there and never moved: still so
+        with pytest.raises(CaseHasJurisdiction) as kept:
+            assign_jurisdiction(session, complaint_id=own, scope="", org=TOWN_A, actor="n", now=NOW)
+        assert f"投诉归登记它的监督机构（{TOWN_B}）管辖" in kept.value.message_zh
+
+
+@pytest.mark.parametrize(
+    ("org", "expected"),
+    [
+        # received / opened once, where registered; hand-downs apart (made by / into the subtree)
+        (None, {"received": 2, "opened": 2, "down": 1, "down_in": 0}),
+        (DISTRICT, {"received": 2, "opened": 2, "down": 1, "down_in": 0}),
+        (TOWN_A, {"received": 1, "opened": 1, "down": 0, "down_in": 1}),
+        (TOWN_B, {"received": 0, "opened": 0, "down": 0, "down_in": 0}),
+    ],
+)
+def test_a_handed_down_case_is_received_once_where_registered_and_shown_as_handed_down(
+    store: Store, org: str | None, expected: dict[str, int]
+) -> None:
+    """Before: the township a case was handed down to counted it as received (本月受理投诉) and opened — it
+    received none. Now the district registered one case and handed it down, TOWN_A registered one: the
+    district and national reports receive 2, TOWN_A 1 (its own) plus 1 handed down to it (本月上级交办), and
+    the township figures add up to the district's with its own office's case."""
+    with Session(store.engine) as session:
+        _handed_down_case(session, store)
+        _case_of(session, store, TOWN_A)
+        session.commit()
+    report = build_monthly_report(store.engine, "2026-11", load_anomaly_rules(), org=org, now=NOW)
+    cases = report.cases
+    assert {
+        "received": cases["complaints_received"],
+        "opened": cases["incidents_opened"],
+        "down": cases["cases_handed_down"],
+        "down_in": cases["cases_handed_down_in"],
+    } == expected
+    assert "本月上级交办" in render_html(report) and "cases_handed_down_in" in render_csv(report)
