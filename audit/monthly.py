@@ -35,6 +35,7 @@ from audit.query import (
     CHINA_STANDARD_TIME,
     EventQuery,
     beijing_clock,
+    elapsed_words,
     iter_events,
     month_bounds,
     org_prefix,
@@ -591,6 +592,17 @@ def _beijing_time(timestamp: object) -> str:
 _FINDINGS_SHOWN: Final = 20
 
 
+def _checkpoint_age(timestamp: object, made_at: datetime) -> str:
+    """``，距本报告生成 3 小时`` (how old the latest signed checkpoint was), or nothing for no valid time."""
+    try:
+        signed = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if signed.tzinfo is None:
+        return ""
+    return f"，距本报告生成 {elapsed_words((made_at - signed).total_seconds())[0]}"
+
+
 def _findings_left_out(report: MonthlyReport, shown: int) -> list[str]:
     """A note under a findings list cut short: how many there are, and how to see them all (the page
     listed the first 20 of 102 with nothing to say the list went on)."""
@@ -669,7 +681,8 @@ def render_html(report: MonthlyReport) -> str:
         integrity_text = (
             f"最新签名检查点：共 {integrity.get('tree_size')} 条事件，"
             f"根哈希 {str(integrity.get('root_hash', ''))[:16]}…，"
-            f"签名时间 {_beijing_time(integrity.get('timestamp'))}。"
+            f"签名时间 {_beijing_time(integrity.get('timestamp'))}"
+            f"{_checkpoint_age(integrity.get('timestamp'), report.generated_at)}。"
         )
     else:
         integrity_text = "本报告生成时尚无签名检查点。"

@@ -80,6 +80,20 @@ def beijing_clock(when: datetime) -> str:
     return stored_utc(when).astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def elapsed_words(seconds: float) -> tuple[str, str]:
+    """How long ago, for a person (Chinese, English): minutes under two hours, hours under two days, else
+    days (``不到 1 分钟`` / ``under a minute`` below one); never negative (clocks of two hosts differ)."""
+    minutes = max(0, int(seconds // 60))
+    if minutes < 1:
+        return "不到 1 分钟", "under a minute"
+    if minutes < 120:
+        return f"{minutes} 分钟", f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} 小时", f"{hours} hours"
+    return f"{hours // 24} 天", f"{hours // 24} days"
+
+
 def beijing_month(when: datetime) -> str:
     """``YYYY-MM`` of the Beijing-time calendar month ``when`` (a stored time) falls in."""
     local = stored_utc(when).astimezone(CHINA_STANDARD_TIME)

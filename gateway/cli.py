@@ -895,12 +895,32 @@ def audit_verify(
             f"  no signed checkpoint ({directory} does not exist) and the log is still empty; once it has "
             "events, run `grassroots audit checkpoint` to sign one",
         )
-    text = "\n".join(f"{zh}\n{en}" for zh, en in report.summary(no_checkpoint))
+    lines = report.summary(no_checkpoint)
+    if report.ok and report.checkpoint is not None:
+        lines.append(
+            _checkpoint_age(report.checkpoint.timestamp, report.checked - report.checkpoint.tree_size)
+        )
+    text = "\n".join(f"{zh}\n{en}" for zh, en in lines)
     if report.ok:
         typer.echo(text)
         return
     typer.echo(text, err=True)
     raise typer.Exit(1)
+
+
+def _checkpoint_age(signed: datetime, uncovered: int) -> tuple[str, str]:
+    """How old the latest signed checkpoint is; with events after it, where to look when the periodic
+    checkpoint has stopped (the gateway's ``/readyz`` names why)."""
+    from audit.query import elapsed_words
+
+    zh, en = elapsed_words((datetime.now(UTC) - signed).total_seconds())
+    line = (f"  最新签名检查点签发至今 {zh}", f"  the latest signed checkpoint is {en} old")
+    if uncovered <= 0:
+        return f"{line[0]}。", line[1]
+    return (
+        f"{line[0]}；如周期检查点长时间未更新，请查看网关 /readyz 中 audit_checkpoints 的失败原因。",
+        f"{line[1]}; if the periodic checkpoint has stopped advancing, /readyz (audit_checkpoints) says why",
+    )
 
 
 def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519PublicKey | None:

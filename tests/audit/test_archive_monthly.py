@@ -128,6 +128,8 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         "越权尝试（outside_jurisdiction）",  # refusal reasons in words, the code beside them
         # The checkpoint's time in Beijing time, like the page's own (it was the raw UTC "…Z" string).
         "签名时间 2026-12-01 00:05:09（北京时间）",
+        # ... and how old it was when the report was made (a proof that stopped advancing shows).
+        "签名时间 2026-12-01 00:05:09（北京时间），距本报告生成 9 小时。",
     ):
         assert needle in page
     assert "<script" not in page
@@ -247,3 +249,21 @@ def test_archiving_a_running_month_again_with_only_the_archives_own_record_since
         second: (False, third),
         third: (True, None),
     }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "zh", "en"),
+    [
+        (-5, "不到 1 分钟", "under a minute"),
+        (59, "不到 1 分钟", "under a minute"),
+        (60, "1 分钟", "1 minute"),
+        (119 * 60 + 59, "119 分钟", "119 minutes"),
+        (2 * 3600, "2 小时", "2 hours"),
+        (47 * 3600 + 3599, "47 小时", "47 hours"),
+        (48 * 3600, "2 天", "2 days"),
+    ],
+)
+def test_elapsed_words(seconds: float, zh: str, en: str) -> None:
+    from audit.query import elapsed_words
+
+    assert elapsed_words(seconds) == (zh, en)

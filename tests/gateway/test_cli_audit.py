@@ -85,6 +85,10 @@ def test_verify_names_the_signed_checkpoint_it_checked_against(tmp_path: Path) -
     assert f"signed checkpoint {name}" in en and "tree size 3" in en
     assert f"signed {signed['timestamp']}" in en  # when it was signed
     assert "1 条" in zh and "1 later event" in en  # the events after it are not yet signed
+    # How old it is, and where to look when events after it stay uncovered (the periodic one stopped).
+    zh, en = pairs[2]
+    assert zh.startswith("  最新签名检查点签发至今 ") and "/readyz" in zh
+    assert en.startswith("  the latest signed checkpoint is ") and " old; " in en and "/readyz" in en
 
 
 def test_verify_against_a_tampered_checkpoint_says_what_failed(tmp_path: Path) -> None:
