@@ -42,7 +42,7 @@ from audit.tables import audit_events
 
 ORIGIN: Final = "grassroots-audit-log"
 FORMAT_VERSION: Final = 1
-_NAME = re.compile(r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}\.json")
+_NAME = re.compile(r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}(-handover)?\.json")
 
 
 class CheckpointError(Exception):
@@ -82,13 +82,16 @@ class Checkpoint:
     timestamp: datetime
     key_id: str
     signature: bytes
+    # A key handover (see :class:`KeyChain`): {"from": old raw public key, "to": new raw public key}, both
+    # base64. Signed, so the old key vouches for the new one; absent from ordinary checkpoints' bytes.
+    handover: dict[str, str] | None = None
 
     def signed_payload(self) -> bytes:
         """The bytes the signature covers: RFC 8785 canonical JSON with an origin for domain separation."""
-        return signed_payload(self.tree_size, self.root_hash, self.timestamp, self.key_id)
+        return signed_payload(self.tree_size, self.root_hash, self.timestamp, self.key_id, self.handover)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "origin": ORIGIN,
             "v": FORMAT_VERSION,
             "tree_size": self.tree_size,
@@ -97,6 +100,9 @@ class Checkpoint:
             "key_id": self.key_id,
             "signature": base64.b64encode(self.signature).decode("ascii"),
         }
+        if self.handover is not None:
+            body["handover"] = dict(self.handover)
+        return body
 
     @classmethod
     def from_json(cls, data: Any) -> Checkpoint:
@@ -106,12 +112,16 @@ class Checkpoint:
             tree_size = data["tree_size"]
             if isinstance(tree_size, bool) or not isinstance(tree_size, int) or tree_size < 0:
                 raise CheckpointError("checkpoint tree_size is invalid", "检查点的树大小无效")
+            handover = data.get("handover")
+            if handover is not None:
+                handover = {"from": str(handover["from"]), "to": str(handover["to"])}
             return cls(
                 tree_size=tree_size,
                 root_hash=bytes.fromhex(data["root_hash"]),
                 timestamp=parse_timestamp(data["timestamp"]),
                 key_id=str(data["key_id"]),
                 signature=base64.b64decode(data["signature"], validate=True),
+                handover=handover,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
@@ -119,17 +129,24 @@ class Checkpoint:
             ) from None
 
 
-def signed_payload(tree_size: int, root_hash: bytes, timestamp: datetime, key_id: str) -> bytes:
-    return canonical_json(
-        {
-            "origin": ORIGIN,
-            "v": FORMAT_VERSION,
-            "tree_size": tree_size,
-            "root_hash": root_hash.hex(),
-            "timestamp": format_timestamp(timestamp),
-            "key_id": key_id,
-        }
-    )
+def signed_payload(
+    tree_size: int,
+    root_hash: bytes,
+    timestamp: datetime,
+    key_id: str,
+    handover: dict[str, str] | None = None,
+) -> bytes:
+    body: dict[str, Any] = {
+        "origin": ORIGIN,
+        "v": FORMAT_VERSION,
+        "tree_size": tree_size,
+        "root_hash": root_hash.hex(),
+        "timestamp": format_timestamp(timestamp),
+        "key_id": key_id,
+    }
+    if handover is not None:
+        body["handover"] = handover
+    return canonical_json(body)
 
 
 def verify_checkpoint(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> None:
@@ -180,12 +197,7 @@ class CheckpointSigner:
         path = Path(path)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            _write_new_file(tmp, pem, mode=0o600)
+            tmp = cls.generate()._write_temporary(path)
             try:
                 os.link(tmp, path)  # never replaces a key another process created meanwhile
             except FileExistsError:
@@ -193,6 +205,15 @@ class CheckpointSigner:
             finally:
                 tmp.unlink()
         return cls._load(path)
+
+    def _write_temporary(self, path: Path) -> Path:
+        """Write this key (PKCS#8 PEM, mode 0600, fsynced) to a new temporary file beside ``path``."""
+        pem = self._private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        _write_new_file(tmp, pem, mode=0o600)
+        return tmp
 
     @classmethod
     def _load(cls, path: Path) -> CheckpointSigner:
@@ -225,14 +246,21 @@ class CheckpointSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def sign(self, tree_size: int, root_hash: bytes, timestamp: datetime | None = None) -> Checkpoint:
+    def sign(
+        self,
+        tree_size: int,
+        root_hash: bytes,
+        timestamp: datetime | None = None,
+        handover: dict[str, str] | None = None,
+    ) -> Checkpoint:
         if tree_size < 0 or len(root_hash) != merkle.HASH_SIZE:
             raise ValueError("checkpoint needs a non-negative size and a 32-byte root")
         when = (timestamp or datetime.now(UTC)).astimezone(UTC)
         # Round-trip the timestamp through its text form so the object equals what gets parsed back.
         when = parse_timestamp(format_timestamp(when))
-        payload = signed_payload(tree_size, root_hash, when, self._key_id)
-        return Checkpoint(tree_size, root_hash, when, self._key_id, self._private_key.sign(payload))
+        payload = signed_payload(tree_size, root_hash, when, self._key_id, handover)
+        signature = self._private_key.sign(payload)
+        return Checkpoint(tree_size, root_hash, when, self._key_id, signature, handover)
 
     def sign_payload(self, payload: bytes) -> bytes:
         """Ed25519 signature over ``payload`` — an RFC 8785 document whose ``origin`` field says what it
@@ -307,12 +335,12 @@ def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:
         match = _NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry))
-    found.sort(key=lambda item: (item[0], item[1]))
+    found.sort(key=lambda item: (item[0], item[1], item[2].name))
     return found
 
 
-def _read_checkpoint(path: Path, tree_size: int, public_key: Ed25519PublicKey) -> Checkpoint:
-    """The checkpoint in ``path``, verified; every :class:`CheckpointError` names the file."""
+def _parse_checkpoint(path: Path, tree_size: int) -> Checkpoint:
+    """The checkpoint in ``path``, NOT yet verified; every :class:`CheckpointError` names the file."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -330,7 +358,176 @@ def _read_checkpoint(path: Path, tree_size: int, public_key: Ed25519PublicKey) -
                 f"(tree size {checkpoint.tree_size}, the name says {tree_size})",
                 f"内容与文件名不符（内容中树大小为 {checkpoint.tree_size}，文件名为 {tree_size}）",
             )
-        verify_checkpoint(checkpoint, public_key)
+        if path.name.endswith("-handover.json") and checkpoint.handover is None:
+            raise CheckpointError("a handover file without a handover", "密钥交接文件中没有交接内容")
+    except CheckpointError as exc:
+        raise CheckpointError(exc.message_en, exc.message_zh, file=path.name, tree_size=tree_size) from None
+    return checkpoint
+
+
+def _raw_public_key(encoded: str) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
+    except ValueError:
+        raise CheckpointError("handover names a malformed public key", "密钥交接中的公钥格式损坏") from None
+
+
+def _encode_public_key(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyPeriod:
+    key_id: str
+    public_key: Ed25519PublicKey
+    first: int  # the tree size of the handover that brought this key in (0 for the first key)
+    last: int | None  # the tree size of the handover that retired it; None while it is the current key
+
+
+class KeyChain:
+    """The checkpoint keys one pinned key trusts: itself and every key linked to it by handovers.
+
+    A handover (``grassroots keys rotate-checkpoint``) is one checkpoint, at the tree size of the moment,
+    whose signed body names the old and the new public key, stored twice: signed by the old key and signed by
+    the new one (as transparency logs hand a log over to a new key). A link counts only when both copies
+    verify, so each end vouches for the other: from a pinned old key (a supervisor's copy) the chain runs
+    forward, from the current key (the signing host's file) it runs back. Each key signs only the tree sizes
+    between the handover that brought it in and the one that retired it: an old key, even stolen, signs
+    nothing past its handover that verifies. A key linked to two successors (or two predecessors) is a fork,
+    refused: only a thief of a key makes one.
+    """
+
+    __slots__ = ("_periods",)
+
+    def __init__(self, periods: Sequence[_KeyPeriod]) -> None:
+        self._periods = tuple(periods)
+
+    @classmethod
+    def pinned(cls, public_key: Ed25519PublicKey) -> KeyChain:
+        """Only ``public_key`` (no directory to read handovers from)."""
+        return cls([_KeyPeriod(key_id_for(public_key), public_key, 0, None)])
+
+    @classmethod
+    def from_checkpoints(cls, pinned: Ed25519PublicKey, found: Sequence[tuple[Path, Checkpoint]]) -> KeyChain:
+        links: dict[tuple[str, str, int, bytes], set[str]] = {}
+        keys: dict[str, Ed25519PublicKey] = {}
+        for path, cp in found:
+            if cp.handover is None or not path.name.endswith("-handover.json"):
+                continue
+            try:
+                old, new = _raw_public_key(cp.handover["from"]), _raw_public_key(cp.handover["to"])
+                old_id, new_id = key_id_for(old), key_id_for(new)
+                signer = {old_id: old, new_id: new}.get(cp.key_id)
+                if signer is None or old_id == new_id:
+                    raise CheckpointError(
+                        f"handover signed by key {cp.key_id}, expected {old_id} or {new_id}",
+                        f"密钥交接由密钥 {cp.key_id} 签名，应为 {old_id} 或 {new_id}",
+                    )
+                verify_checkpoint(cp, signer)
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    exc.message_en, exc.message_zh, file=path.name, tree_size=cp.tree_size
+                ) from None
+            keys[old_id], keys[new_id] = old, new
+            links.setdefault((old_id, new_id, cp.tree_size, cp.root_hash), set()).add(cp.key_id)
+        # A copy signed by only one side (a rotation interrupted between its two writes) links nothing.
+        nexts: dict[str, tuple[str, int]] = {}
+        prevs: dict[str, str] = {}
+        for (old_id, new_id, size, _), signers in links.items():
+            if signers != {old_id, new_id}:
+                continue
+            if old_id in nexts or new_id in prevs:
+                raise CheckpointError(
+                    f"key {old_id if old_id in nexts else new_id} was handed over twice (a fork): "
+                    "a stolen key made one of the handovers",
+                    f"密钥 {old_id if old_id in nexts else new_id} 被交接了两次（分叉）："
+                    "其中一次交接是用被盗的密钥伪造的",
+                )
+            nexts[old_id], prevs[new_id] = (new_id, size), old_id
+        first = key_id_for(pinned)
+        seen = {first}
+        while first in prevs and prevs[first] not in seen:
+            first = prevs[first]
+            seen.add(first)
+        periods: list[_KeyPeriod] = []
+        current, start = first, 0
+        keys.setdefault(first, pinned)
+        while True:
+            following = nexts.get(current)
+            if following is None or following[0] in {p.key_id for p in periods}:
+                periods.append(_KeyPeriod(current, keys[current], start, None))
+                return cls(periods)
+            new_id, size = following
+            if size < start:
+                raise CheckpointError(
+                    f"handover to {new_id} at tree size {size} goes back before {start}",
+                    f"交接给 {new_id} 的树大小 {size} 小于上一次交接的 {start}",
+                )
+            periods.append(_KeyPeriod(current, keys[current], start, size))
+            current, start = new_id, size
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(p.key_id for p in self._periods)
+
+    @property
+    def current_key_id(self) -> str:
+        return self._periods[-1].key_id
+
+    def public_key(self, key_id: str) -> Ed25519PublicKey:
+        """The chain's key with this id, whatever tree size it signed (anchors, archive manifests)."""
+        for period in self._periods:
+            if period.key_id == key_id:
+                return period.public_key
+        raise CheckpointError(
+            f"checkpoint signed by key {key_id}, expected {self._expected()}",
+            f"检查点由密钥 {key_id} 签名，应为 {self._expected()}",
+        )
+
+    def retired_at(self, key_id: str) -> int | None:
+        """The tree size of the handover that retired ``key_id`` (None: current, or not in the chain)."""
+        return next((p.last for p in self._periods if p.key_id == key_id), None)
+
+    def verify(self, checkpoint: Checkpoint) -> None:
+        """Raise :class:`CheckpointError` unless a key of the chain signed ``checkpoint`` while in office."""
+        key = self.public_key(checkpoint.key_id)
+        period = next(p for p in self._periods if p.key_id == checkpoint.key_id)
+        size, last = checkpoint.tree_size, period.last
+        if size < period.first or (last is not None and size > last):
+            sizes = f"{period.first}..{'' if last is None else last}"
+            raise CheckpointError(
+                f"checkpoint of tree size {size} signed by key {period.key_id}, which signs only tree sizes "
+                f"{sizes} (handed over to another key)",
+                f"树大小 {size} 的检查点由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的检查点"
+                "（已交接给另一把密钥）",
+            )
+        verify_checkpoint(checkpoint, key)
+
+    def _expected(self) -> str:
+        return " or ".join(self.key_ids) if len(self._periods) > 1 else self._periods[0].key_id
+
+
+def _handover_files(directory: Path) -> list[tuple[Path, Checkpoint]]:
+    return [
+        (path, _parse_checkpoint(path, size))
+        for size, _, path in _checkpoint_files(directory)
+        if path.name.endswith("-handover.json")
+    ]
+
+
+def key_chain(directory: Path | None, pinned: Ed25519PublicKey) -> KeyChain:
+    """The keys ``pinned`` trusts through the handovers in ``directory`` (just itself without one)."""
+    if directory is None or not Path(directory).is_dir():
+        return KeyChain.pinned(pinned)
+    return KeyChain.from_checkpoints(pinned, _handover_files(Path(directory)))
+
+
+def _read_checkpoint(path: Path, tree_size: int, chain: KeyChain) -> Checkpoint:
+    """The checkpoint in ``path``, verified; every :class:`CheckpointError` names the file."""
+    checkpoint = _parse_checkpoint(path, tree_size)
+    try:
+        chain.verify(checkpoint)
     except CheckpointError as exc:
         raise CheckpointError(exc.message_en, exc.message_zh, file=path.name, tree_size=tree_size) from None
     return checkpoint
@@ -341,6 +538,8 @@ def latest_checkpoint(directory: Path, public_key: Ed25519PublicKey) -> Checkpoi
 
     ``None`` when the directory holds no checkpoint yet. Raises :class:`CheckpointError` when the
     directory is missing or the latest file does not verify — never silently falls back to an older one.
+    ``public_key`` is the pinned key: a checkpoint signed by a key it reaches through handovers
+    (:class:`KeyChain`) verifies too.
     """
     found = latest_checkpoint_file(directory, public_key)
     return None if found is None else found[0]
@@ -351,13 +550,15 @@ def latest_checkpoint_file(directory: Path, public_key: Ed25519PublicKey) -> tup
     files = _checkpoint_files(Path(directory))
     if not files:
         return None
+    chain = key_chain(directory, public_key)
     tree_size, _, path = files[-1]
-    return _read_checkpoint(path, tree_size, public_key), path.name
+    return _read_checkpoint(path, tree_size, chain), path.name
 
 
 def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Checkpoint]:
-    """Every checkpoint in the directory, oldest first, each signature verified."""
-    return [_read_checkpoint(path, size, public_key) for size, _, path in _checkpoint_files(Path(directory))]
+    """Every checkpoint in the directory, oldest first, each signature verified (through handovers)."""
+    chain = key_chain(directory, public_key)
+    return [_read_checkpoint(path, size, chain) for size, _, path in _checkpoint_files(Path(directory))]
 
 
 def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) -> Checkpoint:
@@ -419,9 +620,21 @@ def extend_checkpoint_if_grown(
 def _signing_inputs(
     engine: Engine, signer: CheckpointSigner, directory: Path
 ) -> tuple[Path, Checkpoint | None, int]:
-    """The checkpoint directory (created if missing), its latest checkpoint (verified) and the log size."""
+    """The checkpoint directory (created if missing), its latest checkpoint (verified) and the log size.
+
+    Refuses a key a handover has retired: a host still holding the old key file after
+    ``grassroots keys rotate-checkpoint`` would sign what every verifier then refuses.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    retired = key_chain(directory, signer.public_key).retired_at(signer.key_id)
+    if retired is not None:
+        raise CheckpointError(
+            f"the checkpoint key {signer.key_id} was retired by a handover at tree size {retired}; "
+            "copy the new key file from the host that rotated it, then restart",
+            f"检查点密钥 {signer.key_id} 已在树大小 {retired} 处交接给新密钥，不再签发；"
+            "请从执行轮换的主机复制新的密钥文件，然后重启",
+        )
     previous = latest_checkpoint(directory, signer.public_key)
     try:
         with engine.connect() as conn:
@@ -440,6 +653,21 @@ def _extend(
     size: int,
 ) -> tuple[Checkpoint, merkle.MerkleAccumulator]:
     """Sign the root of the first ``size`` events, ``previous`` being the directory's latest checkpoint."""
+    acc = _advance(engine, key_chain(directory, signer.public_key), previous, size, since)
+    checkpoint = signer.sign(size, acc.root())
+    _store(directory, checkpoint)
+    return checkpoint, acc
+
+
+def _advance(
+    engine: Engine,
+    keys: KeyChain,
+    previous: Checkpoint | None,
+    size: int,
+    since: merkle.MerkleAccumulator | None = None,
+) -> merkle.MerkleAccumulator:
+    """The Merkle accumulator at ``size``, refusing a log that no longer holds ``previous``'s prefix
+    (a prune anchor is checked against ``keys``, since a key handed over since may have signed it)."""
     try:
         if previous is not None and size < previous.tree_size:
             raise CheckpointError(
@@ -459,7 +687,7 @@ def _extend(
             # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
             anchor = latest_anchor(engine)
             if anchor is not None:
-                anchor.check_signature(signer.public_key, signer.key_id)
+                anchor.check_signature(keys.public_key(anchor.key_id), anchor.key_id)
             acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
         for leaf in iter_leaf_hashes(engine, acc.size + 1, size):
             acc.append(leaf)
@@ -476,9 +704,14 @@ def _extend(
         raise CheckpointError(f"prune anchor does not verify: {exc}", "清理锚点无法验证，拒绝签发") from None
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
-    checkpoint = signer.sign(size, acc.root())
+    return acc
+
+
+def _store(directory: Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` as a new file (never over another); a handover's name says it is one."""
     stamp = checkpoint.timestamp.strftime("%Y%m%dT%H%M%S%fZ")
-    name = f"checkpoint-{size:012d}-{stamp}-{uuid.uuid4().hex[:8]}.json"
+    kind = "" if checkpoint.handover is None else "-handover"
+    name = f"checkpoint-{checkpoint.tree_size:012d}-{stamp}-{uuid.uuid4().hex[:8]}{kind}.json"
     tmp = directory / f".{name}.tmp"
     _write_new_file(tmp, canonical_json(checkpoint.to_json()) + b"\n", mode=0o644)
     try:
@@ -490,7 +723,39 @@ def _extend(
     finally:
         tmp.unlink()
     _fsync_directory(directory)
-    return checkpoint, acc
+
+
+def rotate_signing_key(
+    engine: Engine, key_path: Path, directory: Path, new: CheckpointSigner | None = None
+) -> tuple[CheckpointSigner, CheckpointSigner, Checkpoint]:
+    """Hand the checkpoint log over to a new key: returns (old signer, new signer, handover checkpoint).
+
+    Signs the root of every event now in the log twice with one body naming both public keys — by the old
+    key (vouching for the new one) and by the new key — then puts the new key in ``key_path``. The order
+    makes an interrupted rotation harmless: until both copies exist the old key stays in office (a lone
+    copy links nothing), and the new key is saved (``.<name>.<random>.tmp`` beside the key) before either.
+    The old private key is not kept: it has signed all it ever will, and a kept copy is one more thing to
+    steal; its public half is in both copies of the handover, where every verifier finds it.
+    """
+    key_path = Path(key_path)
+    old = CheckpointSigner._load(key_path)
+    new = new or CheckpointSigner.generate()
+    directory, previous, size = _signing_inputs(engine, old, directory)
+    acc = _advance(engine, key_chain(directory, old.public_key), previous, size)
+    handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
+    when = datetime.now(UTC)
+    tmp = new._write_temporary(key_path)
+    try:
+        _store(directory, old.sign(size, acc.root(), when, handover))
+        handed = new.sign(size, acc.root(), when, handover)
+        _store(directory, handed)
+    except BaseException:
+        tmp.unlink()  # the old key is still in office; the new one was never used
+        raise
+    # From here the handover is done and ``tmp`` is the only copy of the key now in office.
+    os.replace(tmp, key_path)
+    _fsync_directory(key_path.parent)
+    return old, new, handed
 
 
 def checkpoint_roots_consistent(older: Checkpoint, newer: Checkpoint, proof: Sequence[bytes]) -> None:

@@ -49,10 +49,9 @@ from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, latest_anch
 from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
-    key_id_for,
+    key_chain,
     latest_checkpoint_file,
     list_checkpoints,
-    verify_checkpoint,
 )
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
@@ -642,11 +641,12 @@ def _anchor_checks(
             found_zh="未提供公钥",
         )
     try:
-        anchor.check_signature(key, key_id_for(key))
+        chain = key_chain(checkpoint_dir, key)
+        anchor.check_signature(chain.public_key(anchor.key_id), anchor.key_id)
         embedded = Checkpoint.from_json(
             {**anchor.checkpoint, "origin": checkpoints.ORIGIN, "v": checkpoints.FORMAT_VERSION}
         )
-        verify_checkpoint(embedded, key)
+        chain.verify(embedded)
     except (AnchorError, CheckpointError) as exc:
         raise _VerificationFailedError(
             cut + 1,

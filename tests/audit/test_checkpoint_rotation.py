@@ -1,0 +1,143 @@
+"""Rotating the checkpoint key: a handover signed by the old key and the new one; a chain of keys verifies,
+anything outside it (or an old key signing past its handover) is refused as a forgery."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from audit import (
+    AuditLog,
+    CheckpointError,
+    CheckpointSigner,
+    latest_checkpoint,
+    list_checkpoints,
+    rotate_signing_key,
+    verify_log,
+    write_checkpoint,
+)
+from audit.checkpoints import _store, checkpoint_roots_consistent
+from tests.audit.conftest import Store
+from tests.audit.helpers import make_event
+
+
+def _raw(signer: CheckpointSigner) -> str:
+    raw = signer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _rotated(store: Store, tmp_path: Path) -> tuple[CheckpointSigner, CheckpointSigner, Path, Path]:
+    """Five events checkpointed under K1, rotated to K2 at size 5 (plus nothing), three more under K2."""
+    log = AuditLog(store.engine)
+    key_path, directory = tmp_path / "keys" / "checkpoint.pem", tmp_path / "checkpoints"
+    log.append_many([make_event(i) for i in range(5)])
+    old = CheckpointSigner.load_or_create(key_path)
+    write_checkpoint(store.engine, old, directory)
+    retired, new, handover = rotate_signing_key(store.engine, key_path, directory)
+    assert retired.key_id == old.key_id and handover.key_id == new.key_id and handover.tree_size == 5
+    log.append_many([make_event(i) for i in range(5, 8)])
+    write_checkpoint(store.engine, CheckpointSigner.load_or_create(key_path), directory)
+    return old, new, key_path, directory
+
+
+def test_rotation_hands_over_and_the_whole_log_still_verifies(store: Store, tmp_path: Path) -> None:
+    old, new, key_path, directory = _rotated(store, tmp_path)
+    assert CheckpointSigner.load_or_create(key_path).key_id == new.key_id
+    assert oct(os.stat(key_path).st_mode & 0o777) == "0o600"
+    handovers = sorted(p.name for p in directory.iterdir() if p.name.endswith("-handover.json"))
+    assert len(handovers) == 2
+    # The signing host's key file (the new key) and a supervisor's pinned copy of the old key agree.
+    for pinned in (new.public_key, old.public_key):
+        signed = list_checkpoints(directory, pinned)
+        assert [c.tree_size for c in signed] == [5, 5, 5, 8]
+        assert sorted(c.key_id == new.key_id for c in signed) == [False, False, True, True]
+        report = verify_log(store.engine, directory, pinned)
+        assert report.ok, report.summary()
+        assert report.checkpoint is not None and report.checkpoint.key_id == new.key_id
+    first, last = signed[0], signed[-1]
+    checkpoint_roots_consistent(first, last, AuditLog(store.engine).consistency_proof(5, 8))
+
+
+def test_rotating_twice_chains_three_keys(sqlite: Store, tmp_path: Path) -> None:
+    k1, k2, key_path, directory = _rotated(sqlite, tmp_path)
+    _, k3, _ = rotate_signing_key(sqlite.engine, key_path, directory)
+    AuditLog(sqlite.engine).append(make_event(9))
+    write_checkpoint(sqlite.engine, CheckpointSigner.load_or_create(key_path), directory)
+    for pinned in (k1, k2, k3):
+        assert verify_log(sqlite.engine, directory, pinned.public_key).ok
+        assert {c.key_id for c in list_checkpoints(directory, pinned.public_key)} == {
+            k1.key_id,
+            k2.key_id,
+            k3.key_id,
+        }
+    # A host still holding a retired key file signs nothing more: every verifier would refuse it.
+    for retired in (k1, k2):
+        with pytest.raises(CheckpointError, match="retired by a handover"):
+            write_checkpoint(sqlite.engine, retired, directory)
+
+
+def test_a_checkpoint_under_an_unrelated_key_is_still_a_forgery(sqlite: Store, tmp_path: Path) -> None:
+    old, new, _, directory = _rotated(sqlite, tmp_path)
+    latest = latest_checkpoint(directory, new.public_key)
+    assert latest is not None
+    _store(directory, CheckpointSigner.generate().sign(latest.tree_size, latest.root_hash))
+    for pinned in (old, new):
+        with pytest.raises(CheckpointError, match="signed by key"):
+            latest_checkpoint(directory, pinned.public_key)
+        assert not verify_log(sqlite.engine, directory, pinned.public_key).ok
+
+
+def test_a_handover_between_two_unrelated_keys_links_nothing(sqlite: Store, tmp_path: Path) -> None:
+    """Whoever can write the directory but holds no key of the chain makes a perfect handover of their own."""
+    _, new, _, directory = _rotated(sqlite, tmp_path)
+    x1, x2 = CheckpointSigner.generate(), CheckpointSigner.generate()
+    root = latest_checkpoint(directory, new.public_key)
+    assert root is not None
+    handover = {"from": _raw(x1), "to": _raw(x2)}
+    for signer in (x1, x2):
+        _store(directory, signer.sign(9, root.root_hash, handover=handover))
+    with pytest.raises(CheckpointError, match="signed by key"):
+        list_checkpoints(directory, new.public_key)
+
+
+def test_a_handover_signed_by_the_wrong_key_is_refused(sqlite: Store, tmp_path: Path) -> None:
+    """An attacker's handover from the current key to theirs: the copy that names the current key as its
+    signer is signed with the attacker's key (they do not hold the current one)."""
+    _, new, _, directory = _rotated(sqlite, tmp_path)
+    attacker = CheckpointSigner.generate()
+    latest = latest_checkpoint(directory, new.public_key)
+    assert latest is not None
+    handover = {"from": _raw(new), "to": _raw(attacker)}
+    _store(directory, attacker.sign(latest.tree_size, latest.root_hash, handover=handover))
+    theirs = attacker.sign(latest.tree_size, latest.root_hash, handover=handover)
+    _store(directory, dataclasses.replace(theirs, key_id=new.key_id))
+    with pytest.raises(CheckpointError, match="signature does not verify"):
+        list_checkpoints(directory, new.public_key)
+    assert not verify_log(sqlite.engine, directory, new.public_key).ok
+
+
+def test_a_stolen_old_key_cannot_sign_past_its_handover(sqlite: Store, tmp_path: Path) -> None:
+    old, new, _, directory = _rotated(sqlite, tmp_path)
+    stolen = old  # the thief kept a copy of the old key file
+    latest = latest_checkpoint(directory, new.public_key)
+    assert latest is not None
+    _store(directory, stolen.sign(latest.tree_size + 1, latest.root_hash))
+    with pytest.raises(CheckpointError, match=r"which signs only tree sizes 0\.\.5 "):
+        latest_checkpoint(directory, new.public_key)
+
+
+def test_a_stolen_old_key_handing_over_again_is_a_fork(sqlite: Store, tmp_path: Path) -> None:
+    old, new, _, directory = _rotated(sqlite, tmp_path)
+    thief = CheckpointSigner.generate()
+    first = list_checkpoints(directory, new.public_key)[0]
+    handover = {"from": _raw(old), "to": _raw(thief)}
+    for signer in (old, thief):
+        _store(directory, signer.sign(first.tree_size, first.root_hash, handover=handover))
+    for pinned in (old, new):
+        with pytest.raises(CheckpointError, match="handed over twice"):
+            latest_checkpoint(directory, pinned.public_key)
