@@ -37,7 +37,7 @@ from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Set
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from audit import PseudonymRing
+    from audit import Checkpoint, CheckpointSigner, PseudonymRing
     from masking import KeyRing
 
 app = HelpTyper(
@@ -1304,6 +1304,86 @@ def keys_rotate_audit_ref(
         f"audit ref key rotated: {before} -> {new_id} (older keys kept for lookups only: {', '.join(kept)}); "
         f"recorded as {actor}. {en}"
     )
+
+
+@keys_app.command(
+    "rotate-checkpoint",
+    zh="""换用新的检查点签名密钥；旧密钥签发的检查点仍可验证。
+
+    用于例行换钥（Ed25519），或怀疑密钥泄露之后。在当前树大小写一份密钥交接检查点：同一内容写明旧公钥和新公钥，由旧密钥和新密钥各签一份，之后由新密钥签发。
+    旧私钥随即删除；旧公钥留在交接文件中，旧密钥签发的检查点照常可验证。只拿到数据库的人伪造不了交接。
+    记为 `keys.rotated` 审计事件（"keys": "checkpoint"），操作者为 cli:<用户>@<主机>。""",
+)
+def keys_rotate_checkpoint() -> None:
+    """Hand the audit checkpoints over to a new Ed25519 key (a yearly change, or a suspected compromise).
+
+    Writes a key handover at the current tree size: one body naming the old and the new public key, signed
+    by the old key and by the new one; the new key signs from then on. The old private key is deleted; its
+    public half stays in the handover files, so what it signed still verifies. Whoever holds only the
+    database cannot forge a handover. Recorded as `keys.rotated` ("keys": "checkpoint") naming
+    cli:<user>@<host>.
+    """
+    from audit import AuditUnavailable, CheckpointError, CheckpointSigner
+
+    settings = _settings()
+    require_migrated(settings)
+    key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
+    require_writable_directory(directory, "GRASSROOTS_CHECKPOINT_DIR")
+    if not key_path.exists():
+        typer.echo(
+            f"检查点密钥未轮换：{key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）处没有密钥。"
+            "若密钥已丢失，旧检查点无法再签发交接；请找回密钥后再轮换。\n"
+            f"checkpoint key not rotated: there is no key at {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH). "
+            "If it is lost, no handover can be signed for the old checkpoints; find the key, then rotate",
+            err=True,
+        )
+        raise typer.Exit(1)
+    new = CheckpointSigner.generate()
+    try:
+        before = CheckpointSigner.load_or_create(key_path).key_id
+    except CheckpointError as exc:
+        typer.echo(f"{exc.message_zh}\n{exc}", err=True)
+        raise typer.Exit(1) from None
+    # Recorded first, so the handover's signed root covers the record of the rotation itself.
+    actor = _record_rotation(settings, {"keys": "checkpoint", "before": before, "after": new.key_id})
+    try:
+        handover = _hand_checkpoints_over(settings, new)
+    except CheckpointError as exc:
+        about = f"检查点 {exc.file}：" if exc.file else ""
+        typer.echo(
+            f"检查点密钥未轮换（仍为 {before}）：{about}{exc.message_zh}。"
+            "请先运行 grassroots audit verify 查明原因。\n"
+            f"checkpoint key not rotated (still {before}): {exc}; "
+            "run `grassroots audit verify` to find out why",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except AuditUnavailable:
+        database_lost(settings)
+    zh, en = _after_rotation(key_path)
+    typer.echo(
+        f"检查点签名密钥已轮换：{before} -> {new.key_id}（交接检查点的树大小为 {handover.tree_size}，"
+        f"新旧密钥各签一份，在 {directory}），审计记录的操作者为 {actor}。旧私钥已删除；"
+        "持有旧公钥的监督方不必更换公钥。仍用旧密钥的网关不再签发检查点，直到换上新文件并重启。"
+        f"{zh}\n"
+        f"checkpoint signing key rotated: {before} -> {new.key_id} (the handover at tree size "
+        f"{handover.tree_size} is signed by both keys, in {directory}); recorded as {actor}. The old private "
+        "key is deleted; supervisors holding the old public key need no new one. A gateway still on the old "
+        f"key signs no more checkpoints until it has the new file and is restarted. {en}"
+    )
+
+
+def _hand_checkpoints_over(settings: Settings, new: CheckpointSigner) -> Checkpoint:
+    """The handover checkpoint (signed by the new key) of ``audit.rotate_signing_key``."""
+    from audit import rotate_signing_key
+    from gateway.db import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
+        return rotate_signing_key(engine, key_path, directory, new)[2]
+    finally:
+        engine.dispose()
 
 
 @app.command(

@@ -42,6 +42,7 @@ OFFLINE_DATABASE_COMMANDS = [
     ["audit", "checkpoint"],
     ["keys", "rotate"],
     ["keys", "rotate-audit-ref"],
+    ["keys", "rotate-checkpoint"],
     ["supervise", "prefix-verify"],
 ]
 
