@@ -617,16 +617,12 @@ def extend_checkpoint_if_grown(
     return _extend(engine, signer, directory, since, previous, size)
 
 
-def _signing_inputs(
-    engine: Engine, signer: CheckpointSigner, directory: Path
-) -> tuple[Path, Checkpoint | None, int]:
-    """The checkpoint directory (created if missing), its latest checkpoint (verified) and the log size.
+def latest_signable(directory: Path, signer: CheckpointSigner) -> Checkpoint | None:
+    """The latest checkpoint in ``directory`` (verified), once sure ``signer`` may sign after it.
 
     Refuses a key a handover has retired: a host still holding the old key file after
     ``grassroots keys rotate-checkpoint`` would sign what every verifier then refuses.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     retired = key_chain(directory, signer.public_key).retired_at(signer.key_id)
     if retired is not None:
         raise CheckpointError(
@@ -635,7 +631,17 @@ def _signing_inputs(
             f"检查点密钥 {signer.key_id} 已在树大小 {retired} 处交接给新密钥，不再签发；"
             "请从执行轮换的主机复制新的密钥文件，然后重启",
         )
-    previous = latest_checkpoint(directory, signer.public_key)
+    return latest_checkpoint(directory, signer.public_key)
+
+
+def _signing_inputs(
+    engine: Engine, signer: CheckpointSigner, directory: Path
+) -> tuple[Path, Checkpoint | None, int]:
+    """The checkpoint directory (created if missing), its latest checkpoint (:func:`latest_signable`) and
+    the log size."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    previous = latest_signable(directory, signer)
     try:
         with engine.connect() as conn:
             size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())

@@ -1323,7 +1323,7 @@ def keys_rotate_checkpoint() -> None:
     database cannot forge a handover. Recorded as `keys.rotated` ("keys": "checkpoint") naming
     cli:<user>@<host>.
     """
-    from audit import AuditUnavailable, CheckpointError, CheckpointSigner
+    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, latest_signable
 
     settings = _settings()
     require_migrated(settings)
@@ -1340,10 +1340,17 @@ def keys_rotate_checkpoint() -> None:
         raise typer.Exit(1)
     new = CheckpointSigner.generate()
     try:
-        before = CheckpointSigner.load_or_create(key_path).key_id
+        old = CheckpointSigner.load_or_create(key_path)
+        # Before the rotation is recorded: a key already handed over (this host's file is a stale copy), or
+        # a checkpoint that does not verify, is refused with nothing written.
+        if directory.is_dir():
+            latest_signable(directory, old)
     except CheckpointError as exc:
-        typer.echo(f"{exc.message_zh}\n{exc}", err=True)
+        about = f"检查点 {exc.file}：" if exc.file else ""
+        zh = f"检查点密钥未轮换：{about}{exc.message_zh}。"
+        typer.echo(f"{zh}\ncheckpoint key not rotated: {exc}", err=True)
         raise typer.Exit(1) from None
+    before = old.key_id
     # Recorded first, so the handover's signed root covers the record of the rotation itself.
     actor = _record_rotation(settings, {"keys": "checkpoint", "before": before, "after": new.key_id})
     try:

@@ -68,6 +68,34 @@ def test_rotate_then_sign_and_verify_across_the_handover(tmp_path: Path) -> None
     ].items()
 
 
+def test_a_host_with_a_stale_copy_of_the_old_key_cannot_rotate_again(tmp_path: Path) -> None:
+    """A second host still holding the old key file (not yet replaced after the rotation) would hand the log
+    over a second time: a fork every verifier refuses. Refused before anything is recorded or written."""
+    data_dir = tmp_path / "var"
+    key_path = data_dir / "keys" / "audit-checkpoint-ed25519.pem"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    assert _run(data_dir, "audit", "checkpoint").exit_code == 0
+    stale = key_path.read_bytes()
+    assert _run(data_dir, "keys", "rotate-checkpoint").exit_code == 0
+    key_path.write_bytes(stale)
+    files = sorted(p.name for p in (data_dir / "checkpoints").iterdir())
+    again = _run(data_dir, "keys", "rotate-checkpoint")
+    assert again.exit_code == 1, (again.stdout, again.stderr)
+    zh, en = again.stderr.splitlines()
+    assert zh.startswith("检查点密钥未轮换：检查点密钥 ed25519:") and "已在树大小" in zh
+    assert "was retired by a handover at tree size" in en
+    assert key_path.read_bytes() == stale
+    assert sorted(p.name for p in (data_dir / "checkpoints").iterdir()) == files
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'gateway.db'}")
+    with engine.connect() as conn:
+        kinds = [json.loads(b)["kind"] for (b,) in conn.execute(sa.select(audit_events.c.body))]
+    engine.dispose()
+    assert kinds.count("keys.rotated") == 1
+    # ... and that host's `audit checkpoint` says what to do instead of signing a forgery-looking file.
+    refused = _run(data_dir, "audit", "checkpoint")
+    assert refused.exit_code == 1 and "请从执行轮换的主机复制新的密钥文件" in refused.stderr
+
+
 def test_a_second_rotation_and_a_missing_key(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     assert _run(data_dir, "db", "upgrade").exit_code == 0
