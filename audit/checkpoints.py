@@ -508,19 +508,21 @@ class KeyChain:
         return " or ".join(self.key_ids) if len(self._periods) > 1 else self._periods[0].key_id
 
 
-def _handover_files(directory: Path) -> list[tuple[Path, Checkpoint]]:
-    return [
+def _chain_of(pinned: Ed25519PublicKey, files: Sequence[tuple[int, str, Path]]) -> KeyChain:
+    """The chain through the handover files among ``files`` (one listing of the directory)."""
+    handovers = [
         (path, _parse_checkpoint(path, size))
-        for size, _, path in _checkpoint_files(directory)
+        for size, _, path in files
         if path.name.endswith("-handover.json")
     ]
+    return KeyChain.from_checkpoints(pinned, handovers)
 
 
 def key_chain(directory: Path | None, pinned: Ed25519PublicKey) -> KeyChain:
     """The keys ``pinned`` trusts through the handovers in ``directory`` (just itself without one)."""
     if directory is None or not Path(directory).is_dir():
         return KeyChain.pinned(pinned)
-    return KeyChain.from_checkpoints(pinned, _handover_files(Path(directory)))
+    return _chain_of(pinned, _checkpoint_files(Path(directory)))
 
 
 def _read_checkpoint(path: Path, tree_size: int, chain: KeyChain) -> Checkpoint:
@@ -550,15 +552,16 @@ def latest_checkpoint_file(directory: Path, public_key: Ed25519PublicKey) -> tup
     files = _checkpoint_files(Path(directory))
     if not files:
         return None
-    chain = key_chain(directory, public_key)
+    chain = _chain_of(public_key, files)
     tree_size, _, path = files[-1]
     return _read_checkpoint(path, tree_size, chain), path.name
 
 
 def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Checkpoint]:
     """Every checkpoint in the directory, oldest first, each signature verified (through handovers)."""
-    chain = key_chain(directory, public_key)
-    return [_read_checkpoint(path, size, chain) for size, _, path in _checkpoint_files(Path(directory))]
+    files = _checkpoint_files(Path(directory))
+    chain = _chain_of(public_key, files)
+    return [_read_checkpoint(path, size, chain) for size, _, path in files]
 
 
 def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) -> Checkpoint:
@@ -598,8 +601,8 @@ def extend_checkpoint(
     read is not refused here, yet the root signed is still that of the rows as they were, so
     :func:`audit.verify.verify_log` against this checkpoint reports the rewrite.
     """
-    directory, previous, size = _signing_inputs(engine, signer, directory)
-    return _extend(engine, signer, directory, since, previous, size)
+    directory, previous, size, keys = _signing_inputs(engine, signer, directory)
+    return _extend(engine, signer, directory, since, (previous, keys), size)
 
 
 def extend_checkpoint_if_grown(
@@ -611,10 +614,10 @@ def extend_checkpoint_if_grown(
     """:func:`extend_checkpoint` when the log holds events past the latest checkpoint (or there is none
     yet); otherwise ``None``, having read only the latest checkpoint and the log size — once each, the
     same values the signing then uses (a periodic writer's tick)."""
-    directory, previous, size = _signing_inputs(engine, signer, directory)
+    directory, previous, size, keys = _signing_inputs(engine, signer, directory)
     if previous is not None and size <= previous.tree_size:
         return None
-    return _extend(engine, signer, directory, since, previous, size)
+    return _extend(engine, signer, directory, since, (previous, keys), size)
 
 
 def latest_signable(directory: Path, signer: CheckpointSigner) -> Checkpoint | None:
@@ -623,7 +626,14 @@ def latest_signable(directory: Path, signer: CheckpointSigner) -> Checkpoint | N
     Refuses a key a handover has retired: a host still holding the old key file after
     ``grassroots keys rotate-checkpoint`` would sign what every verifier then refuses.
     """
-    retired = key_chain(directory, signer.public_key).retired_at(signer.key_id)
+    return _signable(directory, signer)[0]
+
+
+def _signable(directory: Path, signer: CheckpointSigner) -> tuple[Checkpoint | None, KeyChain]:
+    """:func:`latest_signable` and the chain it was verified with, from one listing of the directory."""
+    files = _checkpoint_files(Path(directory))
+    keys = _chain_of(signer.public_key, files)
+    retired = keys.retired_at(signer.key_id)
     if retired is not None:
         raise CheckpointError(
             f"the checkpoint key {signer.key_id} was retired by a handover at tree size {retired}; "
@@ -631,23 +641,26 @@ def latest_signable(directory: Path, signer: CheckpointSigner) -> Checkpoint | N
             f"检查点密钥 {signer.key_id} 已在树大小 {retired} 处交接给新密钥，不再签发；"
             "请从执行轮换的主机复制新的密钥文件，然后重启",
         )
-    return latest_checkpoint(directory, signer.public_key)
+    if not files:
+        return None, keys
+    tree_size, _, path = files[-1]
+    return _read_checkpoint(path, tree_size, keys), keys
 
 
 def _signing_inputs(
     engine: Engine, signer: CheckpointSigner, directory: Path
-) -> tuple[Path, Checkpoint | None, int]:
-    """The checkpoint directory (created if missing), its latest checkpoint (:func:`latest_signable`) and
-    the log size."""
+) -> tuple[Path, Checkpoint | None, int, KeyChain]:
+    """The checkpoint directory (created if missing), its latest checkpoint (:func:`latest_signable`), the
+    log size and the keys the latest was verified with: each read once."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    previous = latest_signable(directory, signer)
+    previous, keys = _signable(directory, signer)
     try:
         with engine.connect() as conn:
             size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
-    return directory, previous, size
+    return directory, previous, size, keys
 
 
 def _extend(
@@ -655,11 +668,13 @@ def _extend(
     signer: CheckpointSigner,
     directory: Path,
     since: merkle.MerkleAccumulator | None,
-    previous: Checkpoint | None,
+    latest: tuple[Checkpoint | None, KeyChain],
     size: int,
 ) -> tuple[Checkpoint, merkle.MerkleAccumulator]:
-    """Sign the root of the first ``size`` events, ``previous`` being the directory's latest checkpoint."""
-    acc = _advance(engine, key_chain(directory, signer.public_key), previous, size, since)
+    """Sign the root of the first ``size`` events, ``latest`` being the directory's latest checkpoint and
+    the keys it was verified with."""
+    previous, keys = latest
+    acc = _advance(engine, keys, previous, size, since)
     checkpoint = signer.sign(size, acc.root())
     _store(directory, checkpoint)
     return checkpoint, acc
@@ -746,8 +761,8 @@ def rotate_signing_key(
     key_path = Path(key_path)
     old = CheckpointSigner._load(key_path)
     new = new or CheckpointSigner.generate()
-    directory, previous, size = _signing_inputs(engine, old, directory)
-    acc = _advance(engine, key_chain(directory, old.public_key), previous, size)
+    directory, previous, size, keys = _signing_inputs(engine, old, directory)
+    acc = _advance(engine, keys, previous, size)
     handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
     when = datetime.now(UTC)
     tmp = new._write_temporary(key_path)
