@@ -33,9 +33,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ROLE = "grassroots_audit_writer"
-# Frozen at this revision (a later change gets a new revision).
+# Frozen at this revision (a later change gets a new revision). Role memberships are cluster-wide: two
+# databases of one cluster migrated at once (several deployments, or the test suite's workers) may grant
+# the same membership together, and the second insert into pg_auth_members fails with unique_violation
+# although the membership it asked for now exists; that is taken as done, as 0001 takes CREATE ROLE.
 _POSTGRES_UP = [
-    f"GRANT {_ROLE} TO CURRENT_USER",
+    f"DO $$ BEGIN GRANT {_ROLE} TO CURRENT_USER; EXCEPTION WHEN unique_violation THEN NULL; END $$",
     "DO $$ BEGIN "
     f"IF NOT has_schema_privilege('{_ROLE}', current_schema(), 'USAGE') THEN "
     f"EXECUTE format('GRANT USAGE ON SCHEMA %I TO {_ROLE}', current_schema()); END IF; END $$",
