@@ -290,38 +290,23 @@ class FreeTextScanner:
             first += "住址现"
         if "dwelling" in kinds:
             first += "单室"
-        alternatives = [f"[{first}]"] if first else []
-        if "wechat" in kinds:  # the Latin cues (vx、wx、V信、weixin、wechat)
-            alternatives.append(_LATIN_WECHAT_CUE.pattern)
-        if kinds & _ASCII_DIGIT_KINDS:  # every one of them holds a digit run
-            alternatives.append(_DIGIT_RUN.pattern)
-        if "numerals" in kinds:  # the run itself, as for digits: 一 and 二 alone are everywhere
-            alternatives.append(_NUMERAL_RUN.pattern)
-        self._prefilter = re.compile("|".join(alternatives)) if alternatives else None
+        digits = bool(kinds & _ASCII_DIGIT_KINDS)  # every one of them holds a digit run
+        self._prefilter = _any_of(
+            (f"[{first}]", bool(first)),
+            (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),  # the Latin cues (vx、wx、V信、weixin、wechat)
+            (_DIGIT_RUN.pattern, digits),
+            # Numerals as the run itself, as for digits: 一 and 二 alone are everywhere.
+            (_NUMERAL_RUN.pattern, "numerals" in kinds),
+        )
         # An ASCII text (a record id, a code, a number: most of what response DLP reads) can hold only the
         # ASCII triggers: "@", a Latin WeChat cue, a digit run. The rest need Chinese characters (cues,
         # numerals, plate prefixes) or the interpunct of a dotted name.
-        ascii_alternatives = [
-            pattern
-            for pattern, wanted in (
-                ("@", "at" in kinds),
-                (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
-                (_DIGIT_RUN.pattern, bool(kinds & _ASCII_DIGIT_KINDS)),
-            )
-            if wanted
-        ]
-        self._ascii_prefilter = re.compile("|".join(ascii_alternatives)) if ascii_alternatives else None
+        self._ascii_prefilter = _any_of(
+            ("@", "at" in kinds), (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), (_DIGIT_RUN.pattern, digits)
+        )
         # ASCII letters and digits alone (a record id such as R075f2e45): no "@", and a digit run has no
         # separator to hold, so it is six digits in a row, which the regex engine finds several times faster.
-        alnum_alternatives = [
-            pattern
-            for pattern, wanted in (
-                (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
-                ("[0-9]{6}", bool(kinds & _ASCII_DIGIT_KINDS)),
-            )
-            if wanted
-        ]
-        self._alnum_prefilter = re.compile("|".join(alnum_alternatives)) if alnum_alternatives else None
+        self._alnum_prefilter = _any_of((_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), ("[0-9]{6}", digits))
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
@@ -470,6 +455,13 @@ class FreeTextScanner:
 
     def __repr__(self) -> str:
         return f"FreeTextScanner(entities={list(self._entities)}, min_score={self.min_score})"
+
+
+def _any_of(*alternatives: tuple[str, bool]) -> re.Pattern[str] | None:
+    """One pattern matching any of the wanted ``(pattern, wanted)`` alternatives, in order; None when no
+    alternative is wanted (a scanner whose triggers a text cannot meet)."""
+    wanted = [pattern for pattern, want in alternatives if want]
+    return re.compile("|".join(wanted)) if wanted else None
 
 
 def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
