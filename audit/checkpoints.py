@@ -477,9 +477,12 @@ class KeyChain:
 
     def public_key(self, key_id: str) -> Ed25519PublicKey:
         """The chain's key with this id, whatever tree size it signed (anchors, archive manifests)."""
+        return self._period(key_id).public_key
+
+    def _period(self, key_id: str) -> _KeyPeriod:
         for period in self._periods:
             if period.key_id == key_id:
-                return period.public_key
+                return period
         raise CheckpointError(
             f"checkpoint signed by key {key_id}, expected {self._expected()}",
             f"检查点由密钥 {key_id} 签名，应为 {self._expected()}",
@@ -491,8 +494,7 @@ class KeyChain:
 
     def verify(self, checkpoint: Checkpoint) -> None:
         """Raise :class:`CheckpointError` unless a key of the chain signed ``checkpoint`` while in office."""
-        key = self.public_key(checkpoint.key_id)
-        period = next(p for p in self._periods if p.key_id == checkpoint.key_id)
+        period = self._period(checkpoint.key_id)
         size, last = checkpoint.tree_size, period.last
         if size < period.first or (last is not None and size > last):
             sizes = f"{period.first}..{'' if last is None else last}"
@@ -502,7 +504,7 @@ class KeyChain:
                 f"树大小 {size} 的检查点由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的检查点"
                 "（已交接给另一把密钥）",
             )
-        verify_checkpoint(checkpoint, key)
+        verify_checkpoint(checkpoint, period.public_key)
 
     def _expected(self) -> str:
         return " or ".join(self.key_ids) if len(self._periods) > 1 else self._periods[0].key_id
