@@ -118,19 +118,6 @@ def signer_for(runtime: Runtime) -> CheckpointSigner:
     return CheckpointSigner.load_or_create(runtime.settings.effective_checkpoint_key_path)
 
 
-def checkpoint_if_grown(
-    runtime: Runtime, signer: CheckpointSigner, since: MerkleAccumulator | None = None
-) -> tuple[int, MerkleAccumulator] | None:
-    """Write a checkpoint when the log grew past the latest one; returns the new tree size and the
-    accumulator to pass as ``since`` next time (only the events after it are read then), or None."""
-    directory = runtime.settings.effective_checkpoint_dir
-    written = extend_checkpoint_if_grown(runtime.engine, signer, directory, since)
-    if written is None:
-        return None
-    checkpoint, accumulator = written
-    return checkpoint.tree_size, accumulator
-
-
 def checkpoint_round(
     runtime: Runtime, signer: CheckpointSigner | None, since: MerkleAccumulator | None
 ) -> tuple[CheckpointSigner | None, MerkleAccumulator | None]:

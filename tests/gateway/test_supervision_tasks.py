@@ -9,8 +9,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from audit import (
     AuditLog,
     CheckpointSigner,
     archive_month,
+    extend_checkpoint_if_grown,
     latest_checkpoint,
     list_archives,
     merkle_root,
@@ -33,7 +33,6 @@ from gateway.supervision_tasks import (
     ARCHIVE_SETTLE,
     archive_closed_months,
     archiving_lock,
-    checkpoint_if_grown,
     months_to_archive,
 )
 from tests.audit.conftest import (  # noqa: F401 - fixtures
@@ -44,9 +43,6 @@ from tests.audit.conftest import (  # noqa: F401 - fixtures
     store,
 )
 from tests.audit.helpers import make_event
-
-if TYPE_CHECKING:
-    from gateway.runtime import Runtime
 
 
 class _Reads:
@@ -80,27 +76,25 @@ def test_a_tick_signs_only_when_the_log_grew_reading_each_input_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     directory = tmp_path / "checkpoints"
-    runtime = cast("Runtime", SimpleNamespace(engine=store.engine, settings=SimpleNamespace(
-        effective_checkpoint_dir=directory)))  # fmt: skip
     signer = CheckpointSigner.generate()
     log = AuditLog(store.engine)
     reads = _Reads(store.engine, monkeypatch)
 
     log.append_many([make_event(i) for i in range(5)])
     reads.take()
-    written = checkpoint_if_grown(runtime, signer)
-    assert written is not None and written[0] == 5
+    written = extend_checkpoint_if_grown(store.engine, signer, directory, None)
+    assert written is not None and written[0].tree_size == 5
     assert reads.take() == (1, 1)
 
     # Nothing appended since: no new checkpoint, and no walk.
-    assert checkpoint_if_grown(runtime, signer, written[1]) is None
+    assert extend_checkpoint_if_grown(store.engine, signer, directory, written[1]) is None
     assert reads.take() == (1, 1)
     assert len(list(directory.glob("checkpoint-*.json"))) == 1
 
     log.append_many([make_event(i) for i in range(5, 8)])
     reads.take()
-    grown = checkpoint_if_grown(runtime, signer, written[1])
-    assert grown is not None and grown[0] == 8
+    grown = extend_checkpoint_if_grown(store.engine, signer, directory, written[1])
+    assert grown is not None and grown[0].tree_size == 8
     assert reads.take() == (1, 1)
     latest = latest_checkpoint(directory, signer.public_key)
     assert latest is not None and latest.tree_size == 8
