@@ -66,6 +66,11 @@ class CheckpointError(Exception):
         self.file = file
         self.tree_size = tree_size
 
+    @property
+    def described_zh(self) -> str:
+        """The Chinese reason, naming the checkpoint file first as ``str()`` does in English."""
+        return self.message_zh if self.file is None else f"检查点 {self.file}：{self.message_zh}"
+
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
     """A short, stable id for a public key: ``ed25519:`` + first 16 hex of SHA-256 of the raw key."""

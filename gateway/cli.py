@@ -1002,9 +1002,8 @@ def audit_checkpoint() -> None:
         signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
         cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
     except CheckpointError as exc:
-        about = f"检查点 {exc.file}：" if exc.file else ""
         typer.echo(
-            f"未签发检查点：{about}{exc.message_zh}。请先运行 grassroots audit verify 查明原因。\n"
+            f"未签发检查点：{exc.described_zh}。请先运行 grassroots audit verify 查明原因。\n"
             f"no checkpoint written: {exc}; run `grassroots audit verify` to find out why",
             err=True,
         )
@@ -1346,8 +1345,7 @@ def keys_rotate_checkpoint() -> None:
         if directory.is_dir():
             latest_signable(directory, old)
     except CheckpointError as exc:
-        about = f"检查点 {exc.file}：" if exc.file else ""
-        zh = f"检查点密钥未轮换：{about}{exc.message_zh}。"
+        zh = f"检查点密钥未轮换：{exc.described_zh}。"
         typer.echo(f"{zh}\ncheckpoint key not rotated: {exc}", err=True)
         raise typer.Exit(1) from None
     before = old.key_id
@@ -1356,9 +1354,8 @@ def keys_rotate_checkpoint() -> None:
     try:
         handover = _hand_checkpoints_over(settings, new)
     except CheckpointError as exc:
-        about = f"检查点 {exc.file}：" if exc.file else ""
         typer.echo(
-            f"检查点密钥未轮换（仍为 {before}）：{about}{exc.message_zh}。"
+            f"检查点密钥未轮换（仍为 {before}）：{exc.described_zh}。"
             "请先运行 grassroots audit verify 查明原因。\n"
             f"checkpoint key not rotated (still {before}): {exc}; "
             "run `grassroots audit verify` to find out why",
