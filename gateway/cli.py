@@ -379,12 +379,12 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Show the schema revision of the database and of the code (creates nothing; exit 2 when the database
     cannot be reached)."""
-    from gateway.db import DatabaseNotMigrated, head_revision, known_revision
+    from gateway.db import DatabaseNotMigrated, ahead_of_code, head_revision
 
     current, head = read_revision(_settings()), head_revision()
     typer.echo(f"数据库结构版本：{current or '无（未迁移）'}  代码所需版本：{head}")
     typer.echo(f"database: {current or 'none'}  code: {head}")
-    if current is not None and current != head and not known_revision(current):
+    if current is not None and ahead_of_code(current, head):
         typer.echo(str(DatabaseNotMigrated.ahead(current, head)))
     elif current != head:
         typer.echo("请运行 `grassroots db upgrade` 迁移数据库。\nRun `grassroots db upgrade` to migrate it.")

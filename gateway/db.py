@@ -177,13 +177,16 @@ def head_revision() -> str | None:
     return script.get_current_head()
 
 
-def known_revision(revision: str) -> bool:
-    """Whether one of this code's migrations is ``revision``."""
+def ahead_of_code(current: str | None, head: str | None) -> bool:
+    """Whether the database's revision ``current`` is one no migration of this code names (a newer release
+    migrated it: :meth:`DatabaseNotMigrated.ahead`), rather than behind ``head`` or at it."""
+    if current is None or current == head:
+        return False
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     try:
-        return script.get_revision(revision) is not None
+        return script.get_revision(current) is None
     except CommandError:  # no such revision here
-        return False
+        return True
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -202,7 +205,7 @@ def ensure_migrated(engine: Engine, *, warn_if_owner: bool = True) -> None:
     except Exception as exc:  # the database itself is unreachable
         reason = type(getattr(exc, "orig", None) or exc).__name__
         raise DatabaseUnreachable.at(engine.url, reason) from None
-    if current is not None and current != head and not known_revision(current):
+    if current is not None and ahead_of_code(current, head):
         raise DatabaseNotMigrated.ahead(current, head)
     if current != head:
         raise DatabaseNotMigrated.behind(current, head)
