@@ -69,8 +69,6 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
         scenario=request.scenario,
         profile=obligations.masking_profile,
     )
-    masked = pipeline.mask(projected, plan)
-    runtime.scan_free_text(request.dataset, masked, plan)
 
     def dlp() -> object:
         # On fresh copies of the masked page, as the data path scans mask's own dicts in place.
@@ -89,6 +87,10 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
         facts.record_count = len(kept)
 
     refs()
+    # One resident ref per record, as the data path seals them into enc:v3: envelopes (when the plan has any).
+    sealed = pipeline.record_subject_refs(dataset, kept, facts.subject_refs)
+    masked = pipeline.mask(projected, plan, sealed)
+    runtime.scan_free_text(request.dataset, masked, plan)
     facts.details.update(grant_id=obligations.grant_id, masking_profile=obligations.masking_profile)
 
     def build() -> Any:
@@ -96,7 +98,7 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
 
     event = build()
     stages: dict[str, Callable[[], object]] = {
-        "mask (structured + free text)": lambda: pipeline.mask(projected, plan),
+        "mask (structured + free text)": lambda: pipeline.mask(projected, plan, sealed),
         "response DLP (less copying the page)": dlp,
         "  the page copies alone": copies,
         "re-identification guard": lambda: runtime.reidentification_guard(request.dataset, masked),
