@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -141,3 +142,30 @@ def test_corpus_labels_occur_in_their_text() -> None:
     for text, labels in docs:
         for _, surface in labels:
             assert surface in text
+
+
+@pytest.mark.parametrize("peer_first", [False, True], ids=["ours-first", "peer-first"])
+def test_audit_append_pair_times_each_side_without_the_other_sides_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, peer_first: bool
+) -> None:
+    """The side timed second starts with the first side's database gone (and the disk flushed), so its
+    fsyncs never share the disk with what the first side left behind."""
+    from bench import bench_audit
+
+    events = bench_audit.make_events(60, resident_refs(20))
+    found: dict[str, list[str]] = {}
+
+    def recording(name: str, real: Any) -> Any:
+        def run(path: Path, *args: Any) -> Any:
+            found[name] = sorted(p.name for p in tmp_path.iterdir())
+            return real(path, *args)
+
+        return run
+
+    monkeypatch.setattr(bench_audit, "_ours_sqlite", recording("ours", bench_audit._ours_sqlite))
+    monkeypatch.setattr(bench_audit, "_raw_sqlite", recording("peer", bench_audit._raw_sqlite))
+    previous = bench_audit._sqlite_round(tmp_path, "0", events, None)[2] if peer_first else None
+    rate, raw, written = bench_audit._sqlite_round(tmp_path, "1", events, previous)
+    assert rate > 0 and raw > 0 and len(written[0]) == len(events)
+    assert found == {"ours": [], "peer": []}
+    assert list(tmp_path.iterdir()) == []
