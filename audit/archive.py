@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
 from audit.anchor import AnchorError, latest_anchor, pruned_through
 from audit.canonical import canonical_json
-from audit.checkpoints import CheckpointSigner, key_id_for
+from audit.checkpoints import CheckpointError, CheckpointSigner, KeyChain
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
@@ -364,7 +363,7 @@ def _recover_leftovers(
         except ValueError:
             manifest = None
         if isinstance(manifest, dict) and "signature" in manifest:
-            verdict = verify_archive(manifest_path, signer.public_key, engine)
+            verdict = verify_archive(manifest_path, KeyChain.pinned(signer.public_key), engine)
             month, first, last, complete = expected
             same = (
                 manifest.get("month") == month
@@ -532,7 +531,7 @@ EventSink = Callable[[int, bytes, bytes, bytes], None]
 
 def verify_archive(
     manifest_path: Path,
-    public_key: Ed25519PublicKey,
+    keys: KeyChain,
     engine: Engine | None = None,
     *,
     on_event: EventSink | None = None,
@@ -543,6 +542,10 @@ def verify_archive(
     re-derived event as it passes (trust what it saw only if the result is ok). Problems are reported,
     never raised, so a command can print what differs. A file whose digest differs from the signed
     manifest is reported as such before any finding about its contents.
+
+    ``keys`` are the checkpoint keys (:func:`audit.checkpoints.key_chain`): the manifest counts when signed
+    by the key in office at its ``tree_size`` (the log's size when it was archived), so archives signed
+    before a key rotation stay verifiable and an old key signs no archive past its handover.
     """
     checked = 0
     try:
@@ -553,10 +556,12 @@ def verify_archive(
         manifest = json.loads(raw_manifest)
         if manifest.get("origin") != ARCHIVE_ORIGIN or manifest.get("v") != FORMAT_VERSION:
             return _failed(0, ("not a grassroots audit archive manifest", "不是本系统的审计归档清单"))
-        if manifest["key_id"] != key_id_for(public_key):
-            return _failed(
-                0, ("manifest signed by another key", "清单由另一把密钥签名，不是所给的检查点密钥")
+        try:
+            public_key = keys.key_for(
+                str(manifest["key_id"]), int(manifest["tree_size"]), ("archive manifest", "归档清单")
             )
+        except CheckpointError as exc:
+            return _failed(0, (exc.message_en, exc.message_zh))
         try:
             public_key.verify(base64.b64decode(manifest["signature"]), _manifest_payload(manifest))
         except InvalidSignature:
@@ -592,7 +597,7 @@ def verify_archive(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return _failed(checked, (f"archive unreadable ({type(exc).__name__})", "归档文件已损坏，无法解析"))
     if engine is not None:
-        problem = _against_log(engine, manifest, public_key, manifest_sha256(manifest_path))
+        problem = _against_log(engine, manifest, keys, manifest_sha256(manifest_path))
         if problem is not None:
             return _failed(checked, problem)
     return ArchiveVerification(True, checked)
@@ -710,7 +715,7 @@ def manifest_sha256(manifest_path: Path) -> str:
 
 
 def _against_log(
-    engine: Engine, manifest: dict[str, Any], public_key: Ed25519PublicKey, digest: str
+    engine: Engine, manifest: dict[str, Any], keys: KeyChain, digest: str
 ) -> tuple[str, str] | None:
     """Compare with the live log, streaming: the range's leaves, and the tree root at archiving time.
 
@@ -723,7 +728,7 @@ def _against_log(
         anchor = latest_anchor(engine)
         cut = 0 if anchor is None else anchor.pruned_through
         if anchor is not None and first <= cut:
-            anchor.check_signature(public_key, key_id_for(public_key))
+            keys.verify_anchor(anchor)
             if not any(a.get("manifest_sha256") == digest for a in anchor.archives):
                 return (
                     "events are pruned but the prune anchor does not rely on this archive",

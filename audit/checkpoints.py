@@ -34,7 +34,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import merkle
-from audit.anchor import AnchorError, latest_anchor
+from audit.anchor import AnchorError, PruneAnchor, latest_anchor
 from audit.canonical import canonical_json
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import AuditIntegrityError, AuditUnavailable, iter_leaf_hashes
@@ -480,39 +480,59 @@ class KeyChain:
     def current_key_id(self) -> str:
         return self._periods[-1].key_id
 
-    def public_key(self, key_id: str) -> Ed25519PublicKey:
-        """The chain's key with this id, whatever tree size it signed (anchors, archive manifests)."""
-        return self._period(key_id).public_key
-
-    def _period(self, key_id: str) -> _KeyPeriod:
+    def _period(self, key_id: str, signed: tuple[str, str] = ("checkpoint", "检查点")) -> _KeyPeriod:
         for period in self._periods:
             if period.key_id == key_id:
                 return period
         raise CheckpointError(
-            f"checkpoint signed by key {key_id}, expected {self._expected()}",
-            f"检查点由密钥 {key_id} 签名，应为 {self._expected()}",
+            f"{signed[0]} signed by key {key_id}, expected {' or '.join(self.key_ids)}",
+            f"{signed[1]}由密钥 {key_id} 签名，应为 {'或'.join(self.key_ids)}",
         )
 
     def retired_at(self, key_id: str) -> int | None:
         """The tree size of the handover that retired ``key_id`` (None: current, or not in the chain)."""
         return next((p.last for p in self._periods if p.key_id == key_id), None)
 
-    def verify(self, checkpoint: Checkpoint) -> None:
-        """Raise :class:`CheckpointError` unless a key of the chain signed ``checkpoint`` while in office."""
-        period = self._period(checkpoint.key_id)
-        size, last = checkpoint.tree_size, period.last
-        if size < period.first or (last is not None and size > last):
+    def key_for(
+        self, key_id: str, tree_size: int, signed: tuple[str, str] = ("checkpoint", "检查点")
+    ) -> Ed25519PublicKey:
+        """The key that may have signed a document (``signed``: what it is, in English and Chinese) about the
+        first ``tree_size`` events: the chain's key ``key_id``, once sure that key was in office at that size.
+
+        Checkpoints, archive manifests (the log's size when archived) and prune anchors (the size of the
+        checkpoint they embed) all ask here. Raises :class:`CheckpointError` for a key outside the chain,
+        and for a key of the chain signing a size outside its period: a stolen old key signs nothing past
+        its handover, a new key nothing before it."""
+        period = self._period(key_id, signed)
+        last = period.last
+        if tree_size < period.first or (last is not None and tree_size > last):
             sizes = f"{period.first}..{'' if last is None else last}"
             raise CheckpointError(
-                f"checkpoint of tree size {size} signed by key {period.key_id}, which signs only tree sizes "
-                f"{sizes} (handed over to another key)",
-                f"树大小 {size} 的检查点由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的检查点"
-                "（已交接给另一把密钥）",
+                f"{signed[0]} of tree size {tree_size} signed by key {period.key_id}, which signs only tree "
+                f"sizes {sizes} (handed over to another key)",
+                f"树大小 {tree_size} 的{signed[1]}由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的"
+                f"{signed[1]}（已交接给另一把密钥）",
             )
-        verify_checkpoint(checkpoint, period.public_key)
+        return period.public_key
 
-    def _expected(self) -> str:
-        return " or ".join(self.key_ids) if len(self._periods) > 1 else self._periods[0].key_id
+    def verify(self, checkpoint: Checkpoint) -> None:
+        """Raise :class:`CheckpointError` unless a key of the chain signed ``checkpoint`` while in office."""
+        verify_checkpoint(checkpoint, self.key_for(checkpoint.key_id, checkpoint.tree_size))
+
+    def verify_anchor(self, anchor: PruneAnchor) -> Checkpoint:
+        """Raise :class:`AnchorError` unless a key of the chain signed the prune ``anchor`` while in office,
+        and the checkpoint it embeds (signed just before the prune) verifies too; returns that checkpoint.
+
+        The anchor's key must be in office at the embedded checkpoint's tree size: that was the log's size
+        when it was signed (:func:`audit.prune.prune` signs both with one key, one after the other)."""
+        try:
+            embedded = Checkpoint.from_json({**anchor.checkpoint, "origin": ORIGIN, "v": FORMAT_VERSION})
+            self.verify(embedded)
+            key = self.key_for(anchor.key_id, embedded.tree_size, ("prune anchor", "清理锚点"))
+        except CheckpointError as exc:
+            raise AnchorError(str(exc)) from None
+        anchor.check_signature(key, anchor.key_id)
+        return embedded
 
 
 def _chain_of(pinned: Ed25519PublicKey, files: Sequence[tuple[int, str, Path]]) -> KeyChain:
@@ -715,7 +735,7 @@ def _advance(
             # A pruned log resumes from its signed prefix anchor (audit.anchor): same roots, fewer leaves.
             anchor = latest_anchor(engine)
             if anchor is not None:
-                anchor.check_signature(keys.public_key(anchor.key_id), anchor.key_id)
+                keys.verify_anchor(anchor)
             acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
         for leaf in iter_leaf_hashes(engine, acc.size + 1, size):
             acc.append(leaf)

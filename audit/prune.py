@@ -48,7 +48,8 @@ from audit.archive import (
 from audit.checkpoints import (
     CheckpointError,
     CheckpointSigner,
-    key_id_for,
+    KeyChain,
+    key_chain,
     list_checkpoints,
     write_checkpoint,
 )
@@ -111,11 +112,12 @@ class PruneResult:
         }
 
 
-def checked_anchor(engine: Engine, public_key: Ed25519PublicKey) -> PruneAnchor | None:
-    """The latest stored anchor, its signature verified (raises :class:`AnchorError`)."""
+def checked_anchor(engine: Engine, keys: KeyChain) -> PruneAnchor | None:
+    """The latest stored anchor, signed by the key of ``keys`` in office when it was signed (raises
+    :class:`AnchorError`): an anchor signed before a key rotation still counts."""
     anchor = latest_anchor(engine)
     if anchor is not None:
-        anchor.check_signature(public_key, key_id_for(public_key))
+        keys.verify_anchor(anchor)
     return anchor
 
 
@@ -178,7 +180,7 @@ def _retention_reason(month: str, newest: datetime | None, cutoff: datetime, yea
 def plan_prune(
     engine: Engine,
     archive_dir: Path,
-    public_key: Ed25519PublicKey,
+    keys: KeyChain,
     now: datetime,
     *,
     years: int = DEFAULT_RETENTION_YEARS,
@@ -191,9 +193,12 @@ def plan_prune(
 
     Each month is planned on its latest archive only, and only if that archive was made after the month
     ended and reaches the month's last event (a partial archive is never relied on). The first blocker is
-    reported: retention before a missing archive, so a month still kept says when it may go."""
+    reported: retention before a missing archive, so a month still kept says when it may go.
+
+    ``keys`` are the checkpoint keys (:func:`audit.checkpoints.key_chain`): the anchor and each archive count
+    when signed by the key in office at the time, before a rotation or after it."""
     cutoff = retention_cutoff(now, years)
-    anchor = checked_anchor(engine, public_key)
+    anchor = checked_anchor(engine, keys)
     cut = 0 if anchor is None else anchor.pruned_through
     rows = _chosen_archives(engine, cut)
     oldest = _oldest_at(engine, cut + 1)
@@ -268,7 +273,7 @@ def plan_prune(
             )
             break
         manifest = Path(archive_dir) / f"{archive_id}.manifest.json"
-        verdict = verify_archive(manifest, public_key, engine)
+        verdict = verify_archive(manifest, keys, engine)
         if not verdict.ok:
             entry["verdict"] = "archive_invalid"
             refuse(
@@ -390,10 +395,11 @@ def prune(
 ) -> PruneResult:
     """Prune what :func:`plan_prune` allows; raises :class:`PruneRefused` (nothing changed) otherwise."""
     when = (now or datetime.now(UTC)).astimezone(UTC)
+    keys = key_chain(checkpoint_dir, signer.public_key)
     plan = plan_prune(
         engine,
         archive_dir,
-        signer.public_key,
+        keys,
         when,
         years=years,
         through_month=through_month,
@@ -406,7 +412,7 @@ def prune(
     if not can_prune(engine):
         raise PruneRefused(replace(plan, reasons=(NOT_OWNER_REASON[0],), reasons_zh=(NOT_OWNER_REASON[1],)))
     target = plan.through_seq
-    previous = checked_anchor(engine, signer.public_key)
+    previous = checked_anchor(engine, keys)
     # A checkpoint over the full log first: the anchor's frontier must reproduce its root later.
     checkpoint = write_checkpoint(engine, signer, checkpoint_dir)
     acc = merkle.MerkleAccumulator() if previous is None else previous.resume()
@@ -566,9 +572,13 @@ def verify_archived_prefix(
     genesis to the anchor's chain hash, and the leaves reproducing the anchor's frontier exactly. Every
     checkpoint in ``checkpoint_dir`` of size ``<= N`` — those :func:`audit.verify.verify_log` cannot
     reproduce from the frontier — is checked against the root rebuilt from the archived leaves.
+
+    ``public_key`` is the pinned checkpoint key; the handovers in ``checkpoint_dir`` lead from it to every
+    key that signed the anchor and the archives (:class:`audit.checkpoints.KeyChain`).
     """
     try:
-        anchor = checked_anchor(engine, public_key)
+        keys = key_chain(checkpoint_dir, public_key)
+        anchor = checked_anchor(engine, keys)
         signed: dict[int, list[bytes]] = {}
         if anchor is not None and checkpoint_dir is not None:
             for cp in list_checkpoints(checkpoint_dir, public_key):
@@ -625,7 +635,7 @@ def verify_archived_prefix(
                 f"archive {item['archive_id']} is not the one the anchor relies on",
                 f"归档 {item['archive_id']} 不是锚点所依据的那一份（清单摘要不符）",
             )
-        verdict = verify_archive(manifest, public_key, on_event=take)
+        verdict = verify_archive(manifest, keys, on_event=take)
         if not verdict.ok:
             return failed(
                 f"archive {item['archive_id']}: {verdict.problem}",

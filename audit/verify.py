@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit import checkpoints, merkle
+from audit import merkle
 from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, latest_anchor
 from audit.checkpoints import (
     Checkpoint,
@@ -641,12 +641,7 @@ def _anchor_checks(
             found_zh="未提供公钥",
         )
     try:
-        chain = key_chain(checkpoint_dir, key)
-        anchor.check_signature(chain.public_key(anchor.key_id), anchor.key_id)
-        embedded = Checkpoint.from_json(
-            {**anchor.checkpoint, "origin": checkpoints.ORIGIN, "v": checkpoints.FORMAT_VERSION}
-        )
-        chain.verify(embedded)
+        embedded = key_chain(checkpoint_dir, key).verify_anchor(anchor)
     except (AnchorError, CheckpointError) as exc:
         raise _VerificationFailedError(
             cut + 1,

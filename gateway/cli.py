@@ -1065,6 +1065,7 @@ def audit_prune_as_owner(
         CheckpointSigner,
         PruneRefused,
         can_prune,
+        key_chain,
         plan_prune,
         prune,
     )
@@ -1100,7 +1101,7 @@ def audit_prune_as_owner(
             plan = plan_prune(
                 engine,
                 directory,
-                signer.public_key,
+                key_chain(settings.effective_checkpoint_dir, signer.public_key),
                 now,
                 years=area.audit_retention_years,
                 through_month=through_month,

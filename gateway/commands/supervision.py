@@ -1104,11 +1104,23 @@ def archive_verify(
             "--against-db", help=bilingual("同时与数据库中的日志比对", "also compare with the live log")
         ),
     ] = False,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(
+            help=bilingual(
+                "检查点目录，其中的密钥交接文件说明轮换前后各由哪把密钥签发（默认：GRASSROOTS_CHECKPOINT_DIR）",
+                "checkpoint directory, whose key handovers say which key signed before and after a rotation",
+            )
+        ),
+    ] = None,
 ) -> None:
     """Verify archives offline: signature, file digest, every chain link and leaf, the range root.
 
+    A manifest signed before a key rotation verifies by the key then in office, found through the handovers
+    in the checkpoint directory from the given (or configured) key.
+
     Exit 1 if any archive does not verify, 2 if a file cannot be read (nothing verified), 0 otherwise."""
-    from audit import AuditUnavailable, verify_archive
+    from audit import AuditUnavailable, CheckpointError, key_chain, verify_archive
     from gateway.commands._offline import (
         database_lost,
         load_checkpoint_key,
@@ -1131,6 +1143,15 @@ def archive_verify(
         )
     else:
         key = load_checkpoint_key(key_path, subject=subject)
+    try:
+        keys = key_chain(checkpoints or settings.effective_checkpoint_dir, key)
+    except CheckpointError as exc:
+        typer.echo(
+            f"归档未校验：密钥交接无法验证：{exc.described_zh}。请保留现场并报告。\n"
+            f"archives not verified: the key handovers do not verify: {exc}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     engine = None
     if against_db:
         from gateway.db import make_engine
@@ -1142,7 +1163,7 @@ def archive_verify(
     for manifest in manifests:
         label = f"{manifest.name}: " if len(manifests) > 1 else ""
         try:
-            verdict = verify_archive(manifest, key, engine)
+            verdict = verify_archive(manifest, keys, engine)
         except AuditUnavailable:
             database_lost(settings)
         if not verdict.readable:

@@ -1668,6 +1668,12 @@ def _public_key(runtime: Runtime) -> Any:
     return signer_for(runtime).public_key
 
 
+def _key_chain(runtime: Runtime) -> audit.KeyChain:
+    """The checkpoint keys: the key file's and those the handovers in the checkpoint directory link it to
+    (archives and anchors signed before a key rotation count, by the key then in office)."""
+    return audit.key_chain(runtime.settings.effective_checkpoint_dir, _public_key(runtime))
+
+
 def _checkpoints(runtime: Runtime) -> list[audit.Checkpoint]:
     directory = runtime.settings.effective_checkpoint_dir
     if not directory.is_dir():
@@ -1954,8 +1960,9 @@ async def verify_archive(
     if archive_id not in known:
         raise NotFound("没有这个归档。", "No such archive.", code="no_such_archive")
     manifest = archive_dir(runtime) / f"{archive_id}.manifest.json"
-    key = await asyncio.to_thread(_public_key, runtime)
-    verdict = await asyncio.to_thread(audit.verify_archive, manifest, key, runtime.engine)
+    with supervision_errors():
+        keys = await asyncio.to_thread(_key_chain, runtime)
+    verdict = await asyncio.to_thread(audit.verify_archive, manifest, keys, runtime.engine)
     # The stored archive id (checked against the list above), never other path text; the verdict's code.
     await _audit(
         runtime,
@@ -1996,7 +2003,7 @@ async def prune_audit_log(
                 audit.plan_prune,
                 runtime.engine,
                 directory,
-                signer.public_key,
+                audit.key_chain(runtime.settings.effective_checkpoint_dir, signer.public_key),
                 now,
                 years=years,
                 through_month=body.through_month,

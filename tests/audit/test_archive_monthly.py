@@ -20,6 +20,7 @@ from audit import (
     ArchiveError,
     AuditLog,
     CheckpointSigner,
+    KeyChain,
     archive_month,
     build_monthly_report,
     canonical_json,
@@ -55,8 +56,10 @@ def test_archive_verifies_alone_and_against_the_log(
     populate(sqlite)
     result = archive_month(sqlite.engine, signer, tmp_path, "2026-10")
     assert (result.first_seq, result.last_seq, result.count) == (1, 10, 10)
-    assert verify_archive(result.manifest_file, signer.public_key).ok
-    assert verify_archive(result.manifest_file, signer.public_key, sqlite.engine).checked == 10
+    assert verify_archive(result.manifest_file, KeyChain.pinned(signer.public_key)).ok
+    assert (
+        verify_archive(result.manifest_file, KeyChain.pinned(signer.public_key), sqlite.engine).checked == 10
+    )
     # Never indexed (as when the process died before recording it): the same files are adopted, not
     # rewritten (once indexed, archiving the month again is refused: nothing new to archive).
     manifest = result.manifest_file.read_bytes()
@@ -152,7 +155,7 @@ _ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
     [
         ("events_edit", "digest", "事件文件的摘要与签名清单不符"),
         ("manifest_edit", "signature", "清单签名无法验证"),
-        ("other_key", "another key", "清单由另一把密钥签名"),
+        ("other_key", "archive manifest signed by key", "归档清单由密钥"),
         ("event_removed_and_redigested", "4", "第 4 号事件"),
     ],
 )
@@ -180,16 +183,21 @@ def test_tampered_archives_fail_saying_why_in_english_and_in_chinese(
             signer.sign_payload(canonical_json({k: v for k, v in manifest.items() if k != "signature"}))
         ).decode()
         result.manifest_file.write_bytes(canonical_json(manifest))
-    verdict = verify_archive(result.manifest_file, key)
+    verdict = verify_archive(result.manifest_file, KeyChain.pinned(key))
     assert not verdict.ok and verdict.problem_zh is not None
     assert problem in (verdict.problem or "")
     assert zh in verdict.problem_zh
-    assert not _ENGLISH_WORD.search(verdict.problem_zh), verdict.problem_zh
+    # Key ids (ed25519:<hex>) are names, not English words.
+    assert not _ENGLISH_WORD.search(re.sub(r"ed25519:[0-9a-f]{16}", "", verdict.problem_zh)), (
+        verdict.problem_zh
+    )
     assert verdict.to_json()["problem_zh"] == verdict.problem_zh
 
 
 def test_an_unreadable_archive_is_told_in_chinese_too(signer: CheckpointSigner, tmp_path: Path) -> None:
-    verdict = verify_archive(tmp_path / "audit-2026-10-1-10.manifest.json", signer.public_key)
+    verdict = verify_archive(
+        tmp_path / "audit-2026-10-1-10.manifest.json", KeyChain.pinned(signer.public_key)
+    )
     assert not verdict.readable and verdict.problem_zh == (
         f"无法读取 {tmp_path / 'audit-2026-10-1-10.manifest.json'}：文件不存在"
     )

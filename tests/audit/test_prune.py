@@ -23,6 +23,7 @@ from audit import (
     ArchiveError,
     AuditLog,
     CheckpointSigner,
+    KeyChain,
     PruneRefused,
     archive_month,
     archives_for_pruned,
@@ -85,6 +86,10 @@ class World:
             now=LATER,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    @property
+    def keys(self) -> KeyChain:
+        return KeyChain.pinned(self.signer.public_key)
 
     def verify(self) -> object:
         return verify_log(self.engine, self.checkpoints, self.signer.public_key, chunk=4)
@@ -154,7 +159,7 @@ def test_prune_then_verify_passes_and_roots_and_proofs_are_unchanged(world: Worl
     write_checkpoint(world.engine, world.signer, world.checkpoints)
     assert world.verify().ok  # type: ignore[attr-defined]
     manifest = world.archives / f"{result.anchor.archives[0]['archive_id']}.manifest.json"  # type: ignore[attr-defined]
-    assert verify_archive(manifest, world.signer.public_key, world.engine).ok
+    assert verify_archive(manifest, world.keys, world.engine).ok
     assert archives_for_pruned(world.engine)["pruned_through_seq"] == 21  # type: ignore[index]
 
 
@@ -162,7 +167,7 @@ def test_pruning_again_extends_the_anchor_chain(world: World) -> None:
     world.archive("2026-01")
     first = world.prune()
     world.archive("2026-02")
-    assert plan_prune(world.engine, world.archives, world.signer.public_key, LATER).through_seq == 21
+    assert plan_prune(world.engine, world.archives, world.keys, LATER).through_seq == 21
     second = world.prune()
     assert first.anchor.pruned_through == 10  # type: ignore[attr-defined]
     assert second.anchor.pruned_through == 21  # type: ignore[attr-defined]
@@ -210,14 +215,12 @@ def test_dry_run_says_what_would_go_and_why_it_stops(world: World) -> None:
     world.archive("2026-01")
     world.archive("2026-02")
     world.archive("2026-03")
-    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    plan = plan_prune(world.engine, world.archives, world.keys, LATER)
     assert plan.through_seq == 21 and plan.events == 21
     assert [m["verdict"] for m in plan.months] == ["prunable", "prunable", "not_past_retention"]
     assert plan.reasons[0].startswith("not_past_retention")
     assert world.count() == 27
-    limited = plan_prune(
-        world.engine, world.archives, world.signer.public_key, LATER, through_month="2026-01"
-    )
+    limited = plan_prune(world.engine, world.archives, world.keys, LATER, through_month="2026-01")
     assert limited.through_seq == 10
 
 
@@ -473,7 +476,7 @@ def test_archived_prefix_detects_a_missing_or_swapped_archive(world: World, tamp
 
 def test_dry_run_names_the_month_where_the_archives_end(world: World) -> None:
     world.archive("2026-01")
-    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    plan = plan_prune(world.engine, world.archives, world.keys, LATER)
     assert plan.through_seq == 10
     assert plan.reasons == ("not_archived: the next month (2026-02) has no archive; archive 2026-02 first",)
     assert plan.reasons_zh == ("下一个月份 2026-02 尚未归档，请先归档 2026-02",)
@@ -484,7 +487,7 @@ def test_retention_is_reported_before_a_missing_archive_with_the_date_the_month_
     # blocker is retention, so the plan says so, naming the month and when it becomes prunable.
     world.archive("2026-01")
     world.archive("2026-02")
-    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    plan = plan_prune(world.engine, world.archives, world.keys, LATER)
     assert plan.through_seq == 21
     assert len(plan.reasons) == 1 and plan.reasons[0].startswith("not_past_retention: 2026-03 is within")
     assert "can be pruned from 2029-04-01 (Beijing time)" in plan.reasons[0]
@@ -494,12 +497,10 @@ def test_retention_is_reported_before_a_missing_archive_with_the_date_the_month_
 
     # Archived too: still retention, with the same date; nothing at all may go a month earlier.
     world.archive("2026-03")
-    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    plan = plan_prune(world.engine, world.archives, world.keys, LATER)
     assert [m["verdict"] for m in plan.months] == ["prunable", "prunable", "not_past_retention"]
     assert "can be pruned from 2029-04-01" in plan.reasons[0] and "2029-04-01" in plan.reasons_zh[0]
-    early = plan_prune(
-        world.engine, world.archives, world.signer.public_key, datetime(2029, 1, 5, tzinfo=UTC)
-    )
+    early = plan_prune(world.engine, world.archives, world.keys, datetime(2029, 1, 5, tzinfo=UTC))
     assert (
         early.through_seq is None and "2026-01" in early.reasons_zh[0] and "2029-02-01" in early.reasons_zh[0]
     )
@@ -533,13 +534,13 @@ def test_an_unfinished_month_is_archived_as_partial_never_pruned_and_superseded_
     mid = datetime(2026, 1, 15, tzinfo=UTC)
     partial = archive(mid)
     assert json.loads(partial.read_bytes())["complete"] is False
-    assert verify_archive(partial, signer.public_key, store.engine).ok
+    assert verify_archive(partial, KeyChain.pinned(signer.public_key), store.engine).ok
     with pytest.raises(ArchiveError, match="already archived in audit-2026-01-1-5-partial"):
         archive(mid)  # nothing new since: refused, naming the archive that holds it
     log.append_many(make_event(i, occurred_at=JAN + timedelta(minutes=i)) for i in range(5, 10))
     log.append_many(make_event(i, occurred_at=FEB + timedelta(minutes=i)) for i in range(10, 13))
 
-    plan = plan_prune(store.engine, directory, signer.public_key, LATER)
+    plan = plan_prune(store.engine, directory, KeyChain.pinned(signer.public_key), LATER)
     assert plan.through_seq is None
     assert [(m["archive_id"], m["verdict"]) for m in plan.months] == [
         ("audit-2026-01-1-5-partial", "partial_archive")
@@ -553,7 +554,7 @@ def test_an_unfinished_month_is_archived_as_partial_never_pruned_and_superseded_
     after = datetime(2026, 2, 20, tzinfo=UTC)
     complete = archive(after)
     assert json.loads(complete.read_bytes())["complete"] is True
-    plan = plan_prune(store.engine, directory, signer.public_key, LATER)
+    plan = plan_prune(store.engine, directory, KeyChain.pinned(signer.public_key), LATER)
     assert [(m["archive_id"], m["verdict"]) for m in plan.months] == [("audit-2026-01-1-10", "prunable")]
     assert plan.through_seq == 10
 
@@ -577,12 +578,12 @@ def test_archiving_a_month_without_events_says_which_months_the_log_holds(world:
 
 def test_a_missing_archive_file_is_unreadable_not_a_failed_verification(world: World, tmp_path: Path) -> None:
     missing = tmp_path / "archives" / "audit-2023-10-*.manifest.json"
-    verdict = verify_archive(missing, world.signer.public_key, world.engine)
+    verdict = verify_archive(missing, world.keys, world.engine)
     assert (verdict.ok, verdict.readable, verdict.unreadable_file) == (False, False, str(missing))
     assert verdict.problem == f"cannot read {missing}: no such file"
     manifest = world.archive("2026-01")
     (manifest.parent / json.loads(manifest.read_bytes())["events_file"]).unlink()
-    verdict = verify_archive(manifest, world.signer.public_key)
+    verdict = verify_archive(manifest, world.keys)
     assert not verdict.readable and str(verdict.unreadable_file).endswith(".jsonl.gz")
 
 
@@ -592,7 +593,7 @@ def test_a_tampered_archive_blocks_pruning_with_the_reason_in_chinese(world: Wor
     lines = gzip.decompress(events_file.read_bytes()).splitlines()
     events_file.unlink()
     events_file.write_bytes(gzip.compress(b"\n".join(lines[:-1]) + b"\n"))
-    plan = plan_prune(world.engine, world.archives, world.signer.public_key, LATER)
+    plan = plan_prune(world.engine, world.archives, world.keys, LATER)
     assert plan.reasons[0].startswith("archive_invalid: audit-2026-01-1-10: events file digest differs")
     assert "事件文件的摘要与签名清单不符" in plan.reasons_zh[0]
     assert "digest" not in plan.reasons_zh[0]

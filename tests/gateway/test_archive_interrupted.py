@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from audit import ArchiveResult, CheckpointSigner, list_archives, verify_archive
+from audit import ArchiveResult, CheckpointSigner, KeyChain, list_archives, verify_archive
 from gateway.supervision_tasks import archive_closed_months
 from tests.audit.conftest import (  # noqa: F401 - fixtures
     Store,
@@ -97,7 +97,7 @@ def test_the_round_after_a_killed_one_archives_the_month_and_it_verifies(
     assert [(r.month, r.first_seq, r.last_seq) for r in written] == [("2026-10", 1, 6)]
     # No temporary file is left, and exactly one archive of October is in the directory.
     assert _files(directory) == [f"{STEM}.jsonl.gz", f"{STEM}.manifest.json"]
-    verdict = verify_archive(written[0].manifest_file, signer.public_key, store.engine)
+    verdict = verify_archive(written[0].manifest_file, KeyChain.pinned(signer.public_key), store.engine)
     assert verdict.ok and verdict.checked == 6, verdict
     with Session(store.engine) as session:
         assert [a["archive_id"] for a in list_archives(session)] == [STEM]
@@ -162,7 +162,7 @@ def test_a_signed_archive_that_does_not_verify_is_never_overwritten_and_the_mont
         p.rename(kept / p.name)
     written = archive_closed_months(sqlite.engine, signer, directory, NOW)
     assert written is not None and [r.month for r in written] == ["2026-10"]
-    assert verify_archive(written[0].manifest_file, signer.public_key, sqlite.engine).ok
+    assert verify_archive(written[0].manifest_file, KeyChain.pinned(signer.public_key), sqlite.engine).ok
 
 
 def test_a_manifest_cut_short_by_an_older_version_is_set_aside_and_the_month_archived(
@@ -177,6 +177,6 @@ def test_a_manifest_cut_short_by_an_older_version_is_set_aside_and_the_month_arc
     written = _next_round(sqlite, signer, directory)
 
     assert [r.month for r in written] == ["2026-10"]
-    assert verify_archive(written[0].manifest_file, signer.public_key, sqlite.engine).ok
+    assert verify_archive(written[0].manifest_file, KeyChain.pinned(signer.public_key), sqlite.engine).ok
     aside = sorted(p.name for p in (directory / "interrupted").iterdir())
     assert [name.rsplit(".", 1)[0] for name in aside] == [f"{STEM}.jsonl.gz", f"{STEM}.manifest.json"]

@@ -19,6 +19,7 @@ from audit import (
     ArchiveResult,
     AuditLog,
     CheckpointSigner,
+    KeyChain,
     archive_month,
     extend_checkpoint_if_grown,
     latest_checkpoint,
@@ -156,14 +157,14 @@ def test_a_round_archives_the_previous_month_once_recorded_like_the_cli_and_it_v
         "audit-2026-10-1-6.manifest.json",
     ]
 
-    verdict = verify_archive(written[0].manifest_file, signer.public_key, store.engine)
+    verdict = verify_archive(written[0].manifest_file, KeyChain.pinned(signer.public_key), store.engine)
     assert verdict.ok and verdict.checked == 6, verdict
 
     # Once November has ended, the next round archives it, the first round's own record included.
     december = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
     later = archive_closed_months(store.engine, signer, directory, december)
     assert later is not None and [(r.month, r.first_seq, r.last_seq) for r in later] == [("2026-11", 7, 10)]
-    assert verify_archive(later[0].manifest_file, signer.public_key, store.engine).ok
+    assert verify_archive(later[0].manifest_file, KeyChain.pinned(signer.public_key), store.engine).ok
 
 
 def test_a_month_is_closed_once_it_has_ended_in_beijing_time_and_settled(
