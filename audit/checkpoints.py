@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +72,11 @@ class CheckpointError(Exception):
     def described_zh(self) -> str:
         """The Chinese reason, naming the checkpoint file first as ``str()`` does in English."""
         return self.message_zh if self.file is None else f"检查点 {self.file}：{self.message_zh}"
+
+
+class KeyAlreadyRotated(CheckpointError):
+    """``keys rotate-checkpoint`` found the key it was to retire already handed over (by another host, or
+    another run on this one): nothing was rotated, and rotating again would fork the chain of keys."""
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -489,6 +496,11 @@ class KeyChain:
             f"{signed[1]}由密钥 {key_id} 签名，应为 {'或'.join(self.key_ids)}",
         )
 
+    def successor(self, key_id: str) -> str | None:
+        """The key ``key_id`` was handed over to (None: current, or not in the chain)."""
+        ids = self.key_ids
+        return ids[ids.index(key_id) + 1] if key_id in ids[:-1] else None
+
     def retired_at(self, key_id: str) -> int | None:
         """The tree size of the handover that retired ``key_id`` (None: current, or not in the chain)."""
         return next((p.last for p in self._periods if p.key_id == key_id), None)
@@ -682,12 +694,15 @@ def _signing_inputs(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     previous, keys = _signable(directory, signer)
+    return directory, previous, _log_size(engine), keys
+
+
+def _log_size(engine: Engine) -> int:
     try:
         with engine.connect() as conn:
-            size = int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
+            return int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
     except SQLAlchemyError as exc:
         raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
-    return directory, previous, size, keys
 
 
 def _extend(
@@ -773,8 +788,101 @@ def _store(directory: Path, checkpoint: Checkpoint) -> None:
     _fsync_directory(directory)
 
 
+#: The lock file a key rotation holds in the checkpoint directory (never a checkpoint's name).
+ROTATION_LOCK: Final = ".rotate-checkpoint.lock"
+#: How long a rotation waits for another one to finish (a rotation walks the whole log once: ~24 s at ten
+#: million events, measured in :func:`extend_checkpoint`) before it is refused, naming the lock file.
+ROTATION_WAIT_S: Final = 300.0
+
+
+@contextlib.contextmanager
+def rotation_lock(directory: Path, wait_s: float = ROTATION_WAIT_S) -> Iterator[None]:
+    """The exclusive right to hand the checkpoint log over to a new key, among every host sharing
+    ``directory``: two rotations at once would both pass the check of the latest checkpoint and write two
+    handovers from one key, a fork every verifier refuses.
+
+    A lock file made with ``O_CREAT | O_EXCL``, not ``flock``: exclusive creation is atomic on a local file
+    system and on NFSv3 and later (open(2)), the usual way a directory is shared between hosts, and needs no
+    lock daemon; ``flock`` on NFS is emulated with byte-range locks through the lock manager, and on a mount
+    without one (``nolock``, ``local_lock=``) it is silently local to each host, so both hosts would hold it.
+    The price: a rotation killed outright (SIGKILL, power cut) leaves the file; the next one waits
+    ``wait_s`` and is refused naming it, who held it and since when (fail closed: an operator checks that
+    no rotation is running, then removes it). The file says host, process and time, never a key.
+    """
+    path = Path(directory) / ROTATION_LOCK
+    body = canonical_json(
+        {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": format_timestamp(datetime.now(UTC)),
+            "nonce": uuid.uuid4().hex,
+        }
+    )
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            _write_new_file(path, body, mode=0o644)  # O_CREAT | O_EXCL
+            break
+        except FileExistsError:
+            if time.monotonic() >= deadline:
+                raise _rotation_lock_held(path) from None
+            time.sleep(0.1)
+    try:
+        yield
+    finally:
+        # Only our own file: one removed by hand as stale and taken by another rotation stays.
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == body:
+                path.unlink()
+
+
+def _rotation_lock_held(path: Path) -> CheckpointError:
+    try:
+        holder = json.loads(path.read_bytes())
+        who = f"{holder['host']}, pid {holder['pid']}, since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        who = "unreadable"
+    return CheckpointError(
+        f"another key rotation holds {path} ({who}); run again once it has finished. If none is running (a "
+        "rotation was killed), run `grassroots audit verify`, then remove that file",
+        f"另一次密钥轮换正持有锁文件 {path}（{who}）；请等它完成后重新运行。"
+        "如确认没有轮换在进行（上一次轮换被强行中止），请先运行 grassroots audit verify，再删除该文件",
+    )
+
+
+def _already_rotated(
+    retiring: str, holds: str, keys: KeyChain, key_path: Path, directory: Path
+) -> KeyAlreadyRotated:
+    """Why a rotation found nothing to rotate, and what to copy instead."""
+    if holds != retiring:  # this host's key file was replaced meanwhile: it already holds the new key
+        return KeyAlreadyRotated(
+            f"the checkpoint key {retiring} was already rotated by another run: {key_path} now holds "
+            f"{holds}; nothing was rotated (run again to rotate that key too)",
+            f"检查点密钥 {retiring} 已经轮换过（另一次运行）：{key_path} 现在是 {holds}；"
+            "本次未轮换（如还要轮换这把密钥，请重新运行）",
+        )
+    size, new = keys.retired_at(retiring), keys.successor(retiring)
+    files = sorted(p.name for p in Path(directory).glob(f"checkpoint-{size or 0:012d}-*-handover.json"))
+    where = ", ".join(files) or str(directory)
+    return KeyAlreadyRotated(
+        f"the checkpoint key {retiring} was already rotated: handed over to {new} at tree size {size} "
+        f"({where}); nothing was rotated here. Copy the key file {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH) "
+        "from the host that rotated it to this host, then restart the gateway here",
+        f"检查点密钥 {retiring} 已经轮换过：已在树大小 {size} 处交接给 {new}（{where}），本次未轮换。"
+        f"请从执行轮换的主机把密钥文件 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）复制到本机，"
+        "然后重启本机的网关",
+    )
+
+
 def rotate_signing_key(
-    engine: Engine, key_path: Path, directory: Path, new: CheckpointSigner | None = None
+    engine: Engine,
+    key_path: Path,
+    directory: Path,
+    new: CheckpointSigner | None = None,
+    *,
+    retiring: str | None = None,
+    before_signing: Callable[[CheckpointSigner], None] | None = None,
+    wait_s: float = ROTATION_WAIT_S,
 ) -> tuple[CheckpointSigner, CheckpointSigner, Checkpoint]:
     """Hand the checkpoint log over to a new key: returns (old signer, new signer, handover checkpoint).
 
@@ -784,25 +892,39 @@ def rotate_signing_key(
     copy links nothing), and the new key is saved (``.<name>.<random>.tmp`` beside the key) before either.
     The old private key is not kept: it has signed all it ever will, and a kept copy is one more thing to
     steal; its public half is in both copies of the handover, where every verifier finds it.
+
+    All of it under :func:`rotation_lock`, the key file and the latest checkpoint read once the lock is
+    held: a key another host (or another run) has handed over meanwhile is refused with
+    :class:`KeyAlreadyRotated` — as is a key file no longer holding ``retiring``, the key id the caller
+    meant to retire — so two rotations at once never fork the chain. ``before_signing(old)`` runs under the
+    lock after those checks, before the log's size is read (the CLI records the rotation there, so the
+    handover's root covers that record and a refused rotation records nothing).
     """
-    key_path = Path(key_path)
-    old = CheckpointSigner._load(key_path)
-    new = new or CheckpointSigner.generate()
-    directory, previous, size, keys = _signing_inputs(engine, old, directory)
-    acc = _advance(engine, keys, previous, size)
-    handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
-    when = datetime.now(UTC)
-    tmp = new._write_temporary(key_path)
-    try:
-        _store(directory, old.sign(size, acc.root(), when, handover))
-        handed = new.sign(size, acc.root(), when, handover)
-        _store(directory, handed)
-    except BaseException:
-        tmp.unlink()  # the old key is still in office; the new one was never used
-        raise
-    # From here the handover is done and ``tmp`` is the only copy of the key now in office.
-    os.replace(tmp, key_path)
-    _fsync_directory(key_path.parent)
+    key_path, directory = Path(key_path), Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with rotation_lock(directory, wait_s):
+        old = CheckpointSigner._load(key_path)
+        new = new or CheckpointSigner.generate()
+        chain = key_chain(directory, old.public_key)
+        if (retiring is not None and old.key_id != retiring) or chain.retired_at(old.key_id) is not None:
+            raise _already_rotated(retiring or old.key_id, old.key_id, chain, key_path, directory)
+        previous, keys = _signable(directory, old)
+        if before_signing is not None:
+            before_signing(old)
+        acc = _advance(engine, keys, previous, _log_size(engine))
+        handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
+        when = datetime.now(UTC)
+        tmp = new._write_temporary(key_path)
+        try:
+            _store(directory, old.sign(acc.size, acc.root(), when, handover))
+            handed = new.sign(acc.size, acc.root(), when, handover)
+            _store(directory, handed)
+        except BaseException:
+            tmp.unlink()  # the old key is still in office; the new one was never used
+            raise
+        # From here the handover is done and ``tmp`` is the only copy of the key now in office.
+        os.replace(tmp, key_path)
+        _fsync_directory(key_path.parent)
     return old, new, handed
 
 

@@ -1312,7 +1312,8 @@ def keys_rotate_audit_ref(
 
     用于例行换钥（Ed25519），或怀疑密钥泄露之后。在当前树大小写一份密钥交接检查点：同一内容写明旧公钥和新公钥，由旧密钥和新密钥各签一份，之后由新密钥签发。
     旧私钥随即删除；旧公钥留在交接文件中，旧密钥签发的检查点照常可验证。只拿到数据库的人伪造不了交接。
-    记为 `keys.rotated` 审计事件（"keys": "checkpoint"），操作者为 cli:<用户>@<主机>。""",
+    记为 `keys.rotated` 审计事件（"keys": "checkpoint"），操作者为 cli:<用户>@<主机>。
+    轮换时持有检查点目录中的锁文件：两台主机同时轮换，后一台不会再交接一次，而是提示密钥已轮换、应复制哪个密钥文件。""",
 )
 def keys_rotate_checkpoint() -> None:
     """Hand the audit checkpoints over to a new Ed25519 key (a yearly change, or a suspected compromise).
@@ -1321,9 +1322,10 @@ def keys_rotate_checkpoint() -> None:
     by the old key and by the new one; the new key signs from then on. The old private key is deleted; its
     public half stays in the handover files, so what it signed still verifies. Whoever holds only the
     database cannot forge a handover. Recorded as `keys.rotated` ("keys": "checkpoint") naming
-    cli:<user>@<host>.
+    cli:<user>@<host>. Holds a lock file in the checkpoint directory: of two hosts rotating at once, the
+    second does not hand the key over again but says it was already rotated and which key file to copy.
     """
-    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, latest_signable
+    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, KeyAlreadyRotated
 
     settings = _settings()
     require_migrated(settings)
@@ -1340,20 +1342,24 @@ def keys_rotate_checkpoint() -> None:
         raise typer.Exit(1)
     new = CheckpointSigner.generate()
     try:
-        old = CheckpointSigner.load_or_create(key_path)
-        # Before the rotation is recorded: a key already handed over (this host's file is a stale copy), or
-        # a checkpoint that does not verify, is refused with nothing written.
-        if directory.is_dir():
-            latest_signable(directory, old)
+        before = CheckpointSigner.load_or_create(key_path).key_id
     except CheckpointError as exc:
-        zh = f"检查点密钥未轮换：{exc.described_zh}。"
-        typer.echo(f"{zh}\ncheckpoint key not rotated: {exc}", err=True)
+        typer.echo(f"检查点密钥未轮换：{exc.described_zh}。\ncheckpoint key not rotated: {exc}", err=True)
         raise typer.Exit(1) from None
-    before = old.key_id
-    # Recorded first, so the handover's signed root covers the record of the rotation itself.
-    actor = _record_rotation(settings, {"keys": "checkpoint", "before": before, "after": new.key_id})
+    recorded: list[str] = []
+
+    def record(old: CheckpointSigner) -> None:
+        # Under the rotation lock, once the key is known not to be handed over already (by another host, or
+        # another run here): a refused rotation records nothing. Before the log's size is read, so the
+        # handover's signed root covers the record of the rotation itself.
+        details = {"keys": "checkpoint", "before": old.key_id, "after": new.key_id}
+        recorded.append(_record_rotation(settings, details))
+
     try:
-        handover = _hand_checkpoints_over(settings, new)
+        handover = _hand_checkpoints_over(settings, new, before, record)
+    except KeyAlreadyRotated as exc:
+        typer.echo(f"检查点密钥未轮换：{exc.described_zh}。\ncheckpoint key not rotated: {exc}", err=True)
+        raise typer.Exit(1) from None
     except CheckpointError as exc:
         typer.echo(
             f"检查点密钥未轮换（仍为 {before}）：{exc.described_zh}。"
@@ -1365,6 +1371,7 @@ def keys_rotate_checkpoint() -> None:
         raise typer.Exit(1) from None
     except AuditUnavailable:
         database_lost(settings)
+    (actor,) = recorded
     zh, en = _after_rotation(key_path)
     typer.echo(
         f"检查点签名密钥已轮换：{before} -> {new.key_id}（交接检查点的树大小为 {handover.tree_size}，"
@@ -1378,15 +1385,20 @@ def keys_rotate_checkpoint() -> None:
     )
 
 
-def _hand_checkpoints_over(settings: Settings, new: CheckpointSigner) -> Checkpoint:
-    """The handover checkpoint (signed by the new key) of ``audit.rotate_signing_key``."""
+def _hand_checkpoints_over(
+    settings: Settings, new: CheckpointSigner, retiring: str, record: Callable[[CheckpointSigner], None]
+) -> Checkpoint:
+    """The handover checkpoint (signed by the new key) of ``audit.rotate_signing_key``, retiring the key
+    ``retiring`` only (``record`` runs under the rotation lock, before the log's size is read)."""
     from audit import rotate_signing_key
     from gateway.db import make_engine
 
     engine = make_engine(settings.effective_database_url)
     try:
         key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
-        return rotate_signing_key(engine, key_path, directory, new)[2]
+        return rotate_signing_key(engine, key_path, directory, new, retiring=retiring, before_signing=record)[
+            2
+        ]
     finally:
         engine.dispose()
 

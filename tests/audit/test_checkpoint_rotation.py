@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +17,14 @@ from audit import (
     AuditLog,
     CheckpointError,
     CheckpointSigner,
+    KeyAlreadyRotated,
     latest_checkpoint,
     list_checkpoints,
     rotate_signing_key,
     verify_log,
     write_checkpoint,
 )
-from audit.checkpoints import _store, checkpoint_roots_consistent
+from audit.checkpoints import _store, checkpoint_roots_consistent, rotation_lock
 from tests.audit.conftest import Store
 from tests.audit.helpers import make_event
 
@@ -141,3 +144,109 @@ def test_a_stolen_old_key_handing_over_again_is_a_fork(sqlite: Store, tmp_path: 
     for pinned in (old, new):
         with pytest.raises(CheckpointError, match="handed over twice"):
             latest_checkpoint(directory, pinned.public_key)
+
+
+# Run as a separate process: one host's `keys rotate-checkpoint` (the library call it makes). The window
+# between reading the latest checkpoint and writing the handover is widened: each process, once there, waits
+# (up to WAIT_S) for the other one to get there too, as two hosts rotating at the same moment would.
+_HOST = """
+import pathlib, sys, time
+import sqlalchemy as sa
+from audit import CheckpointError, checkpoints, rotate_signing_key
+
+url, key_path, directory, arrived, me, wait_s = sys.argv[1:]
+advance = checkpoints._advance
+
+def both_here(*args, **kwargs):
+    (pathlib.Path(arrived) / me).touch()
+    deadline = time.monotonic() + float(wait_s)
+    while len(list(pathlib.Path(arrived).iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return advance(*args, **kwargs)
+
+checkpoints._advance = both_here
+engine = sa.create_engine(url)
+try:
+    print("rotated", rotate_signing_key(engine, pathlib.Path(key_path), pathlib.Path(directory))[1].key_id)
+except CheckpointError as exc:
+    print("refused", type(exc).__name__, exc)
+    print(exc.message_zh)
+"""
+WAIT_S = 8
+
+
+def test_two_hosts_rotating_at_once_make_one_handover_and_the_other_is_told_to_copy_its_key(
+    sqlite: Store, tmp_path: Path
+) -> None:
+    """Both hosts hold a copy of the same key file and share the checkpoint directory. Without the rotation
+    lock both passed the check of the latest checkpoint and handed the key over twice: a fork that every
+    verifier refuses from then on. With it the second, once it holds the lock, finds the key handed over."""
+    AuditLog(sqlite.engine).append_many([make_event(i) for i in range(5)])
+    directory, arrived = tmp_path / "checkpoints", tmp_path / "arrived"
+    arrived.mkdir()
+    first = CheckpointSigner.load_or_create(tmp_path / "host-a.pem")
+    write_checkpoint(sqlite.engine, first, directory)
+    (tmp_path / "host-b.pem").write_bytes((tmp_path / "host-a.pem").read_bytes())
+    os.chmod(tmp_path / "host-b.pem", 0o600)
+
+    def host(name: str) -> subprocess.Popen[str]:
+        key = str(tmp_path / f"host-{name}.pem")
+        argv = [sys.executable, "-c", _HOST, sqlite.url, key, str(directory), str(arrived), name, str(WAIT_S)]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    hosts = [host("a"), host("b")]
+    outputs = [p.communicate(timeout=120) for p in hosts]
+    assert [p.returncode for p in hosts] == [0, 0], outputs
+    said = sorted((out for out, _ in outputs), key=lambda out: not out.startswith("rotated "))
+    assert said[0].startswith("rotated ") and said[1].startswith("refused KeyAlreadyRotated "), said
+    new_id = said[0].split()[1]
+    en, zh = said[1].splitlines()
+    assert f"the checkpoint key {first.key_id} was already rotated: handed over to {new_id}" in en
+    assert "Copy the key file" in en and "from the host that rotated it" in en
+    assert f"检查点密钥 {first.key_id} 已经轮换过" in zh and "请从执行轮换的主机把密钥文件" in zh
+    # One handover (two copies), the chain verifies from the old key and from the new one.
+    assert len(list(directory.glob("checkpoint-*-handover.json"))) == 2
+    keys = {h: CheckpointSigner.load_or_create(tmp_path / f"host-{h}.pem") for h in ("a", "b")}
+    assert sorted(k.key_id for k in keys.values()) == sorted([first.key_id, new_id])  # the other kept its key
+    for pinned in keys.values():
+        assert [c.tree_size for c in list_checkpoints(directory, pinned.public_key)] == [5, 5, 5]
+    assert not (directory / ".rotate-checkpoint.lock").exists()
+
+
+def test_a_key_file_replaced_by_another_run_is_not_rotated_again(sqlite: Store, tmp_path: Path) -> None:
+    """Two runs on one host: the second, holding the lock after the first, finds the key file no longer holds
+    the key it was asked to retire (it would otherwise hand the brand-new key over at once)."""
+    AuditLog(sqlite.engine).append(make_event(1))
+    key_path, directory = tmp_path / "key.pem", tmp_path / "checkpoints"
+    meant = CheckpointSigner.load_or_create(key_path)
+    _, first, _ = rotate_signing_key(sqlite.engine, key_path, directory, retiring=meant.key_id)
+    recorded: list[str] = []
+    with pytest.raises(KeyAlreadyRotated, match=f"now holds {first.key_id}; nothing was rotated"):
+        rotate_signing_key(
+            sqlite.engine,
+            key_path,
+            directory,
+            retiring=meant.key_id,
+            before_signing=lambda k: recorded.append(k.key_id),
+        )
+    assert recorded == []  # refused before anything is recorded
+    assert CheckpointSigner.load_or_create(key_path).key_id == first.key_id
+
+
+def test_a_rotation_left_holding_the_lock_is_named_and_nothing_is_rotated(
+    sqlite: Store, tmp_path: Path
+) -> None:
+    key_path, directory = tmp_path / "key.pem", tmp_path / "checkpoints"
+    key = CheckpointSigner.load_or_create(key_path)
+    directory.mkdir()
+    held_by_another = rotation_lock(directory)
+    held_by_another.__enter__()
+    with pytest.raises(
+        CheckpointError, match=r"another key rotation holds .*\.rotate-checkpoint\.lock"
+    ) as held:
+        rotate_signing_key(sqlite.engine, key_path, directory, wait_s=0.3)
+    held_by_another.__exit__(None, None, None)
+    assert "pid" in str(held.value) and "另一次密钥轮换正持有锁文件" in held.value.message_zh
+    assert CheckpointSigner.load_or_create(key_path).key_id == key.key_id
+    assert not list(directory.glob("checkpoint-*"))
+    assert not (directory / ".rotate-checkpoint.lock").exists()

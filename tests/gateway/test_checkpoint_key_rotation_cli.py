@@ -77,13 +77,19 @@ def test_a_host_with_a_stale_copy_of_the_old_key_cannot_rotate_again(tmp_path: P
     assert _run(data_dir, "audit", "checkpoint").exit_code == 0
     stale = key_path.read_bytes()
     assert _run(data_dir, "keys", "rotate-checkpoint").exit_code == 0
+    rotated = CheckpointSigner.load_or_create(key_path).key_id
     key_path.write_bytes(stale)
     files = sorted(p.name for p in (data_dir / "checkpoints").iterdir())
     again = _run(data_dir, "keys", "rotate-checkpoint")
     assert again.exit_code == 1, (again.stdout, again.stderr)
     zh, en = again.stderr.splitlines()
-    assert zh.startswith("检查点密钥未轮换：检查点密钥 ed25519:") and "已在树大小" in zh
-    assert "was retired by a handover at tree size" in en
+    # Says the key was already rotated, to which key, and which file to copy from the host that rotated it.
+    assert zh.startswith("检查点密钥未轮换：检查点密钥 ed25519:") and "已经轮换过：已在树大小" in zh
+    assert f"请从执行轮换的主机把密钥文件 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH）复制到本机" in zh
+    assert f"was already rotated: handed over to {rotated} at tree size" in en and "-handover.json" in en
+    assert (
+        f"Copy the key file {key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH) from the host that rotated it" in en
+    )
     assert key_path.read_bytes() == stale
     assert sorted(p.name for p in (data_dir / "checkpoints").iterdir()) == files
     engine = sa.create_engine(f"sqlite:///{data_dir / 'gateway.db'}")
