@@ -34,6 +34,7 @@ from audit.query import (
     ACCESS_KIND_PREFIX,
     CHINA_STANDARD_TIME,
     EventQuery,
+    after_chinese,
     beijing_clock,
     elapsed_words,
     iter_events,
@@ -593,14 +594,15 @@ _FINDINGS_SHOWN: Final = 20
 
 
 def _checkpoint_age(timestamp: object, made_at: datetime) -> str:
-    """``，距本报告生成 3 小时`` (how old the latest signed checkpoint was), or nothing for no valid time."""
+    """``，在本报告生成前 3 小时`` (or ``…前不到 1 分钟``): how old the latest signed checkpoint was; nothing
+    for no valid time."""
     try:
         signed = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
     except ValueError:
         return ""
     if signed.tzinfo is None:
         return ""
-    return f"，距本报告生成 {elapsed_words((made_at - signed).total_seconds())[0]}"
+    return f"，在本报告生成前{after_chinese(elapsed_words((made_at - signed).total_seconds())[0])}"
 
 
 def _findings_left_out(report: MonthlyReport, shown: int) -> list[str]:

@@ -94,6 +94,13 @@ def elapsed_words(seconds: float) -> tuple[str, str]:
     return f"{hours // 24} 天", f"{hours // 24} days"
 
 
+def after_chinese(phrase: str) -> str:
+    """``phrase`` set after Chinese text: a space before it when it starts with a digit or a Latin letter
+    (``签发于 5 分钟前``), none when it starts with Chinese (``签发于不到 1 分钟前``) — spaces set numbers
+    apart from Chinese, never Chinese from Chinese."""
+    return f" {phrase}" if phrase[:1].isascii() and phrase[:1].isalnum() else phrase
+
+
 def beijing_month(when: datetime) -> str:
     """``YYYY-MM`` of the Beijing-time calendar month ``when`` (a stored time) falls in."""
     local = stored_utc(when).astimezone(CHINA_STANDARD_TIME)

@@ -911,10 +911,13 @@ def audit_verify(
 def _checkpoint_age(signed: datetime, uncovered: int) -> tuple[str, str]:
     """How old the latest signed checkpoint is; with events after it, where to look when the periodic
     checkpoint has stopped (the gateway's ``/readyz`` names why)."""
-    from audit.query import elapsed_words
+    from audit.query import after_chinese, elapsed_words
 
     zh, en = elapsed_words((datetime.now(UTC) - signed).total_seconds())
-    line = (f"  最新签名检查点签发至今 {zh}", f"  the latest signed checkpoint is {en} old")
+    line = (
+        f"  最新签名检查点签发于{after_chinese(zh)}前",
+        f"  the latest signed checkpoint was signed {en} ago",
+    )
     if uncovered <= 0:
         return f"{line[0]}。", line[1]
     return (

@@ -132,7 +132,7 @@ def test_monthly_report_counts_and_renders(sqlite: Store) -> None:
         # The checkpoint's time in Beijing time, like the page's own (it was the raw UTC "…Z" string).
         "签名时间 2026-12-01 00:05:09（北京时间）",
         # ... and how old it was when the report was made (a proof that stopped advancing shows).
-        "签名时间 2026-12-01 00:05:09（北京时间），距本报告生成 9 小时。",
+        "签名时间 2026-12-01 00:05:09（北京时间），在本报告生成前 9 小时。",
     ):
         assert needle in page
     assert "<script" not in page
@@ -272,6 +272,8 @@ def test_archiving_a_running_month_again_with_only_the_archives_own_record_since
     ],
 )
 def test_elapsed_words(seconds: float, zh: str, en: str) -> None:
-    from audit.query import elapsed_words
+    from audit.query import after_chinese, elapsed_words
 
     assert elapsed_words(seconds) == (zh, en)
+    # After Chinese text: a space before a number, none between two Chinese words ("生成前 不到" read oddly).
+    assert after_chinese(zh) == (zh if zh.startswith("不到") else f" {zh}")

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
@@ -87,8 +89,24 @@ def test_verify_names_the_signed_checkpoint_it_checked_against(tmp_path: Path) -
     assert "1 条" in zh and "1 later event" in en  # the events after it are not yet signed
     # How old it is, and where to look when events after it stay uncovered (the periodic one stopped).
     zh, en = pairs[2]
-    assert zh.startswith("  最新签名检查点签发至今 ") and "/readyz" in zh
-    assert en.startswith("  the latest signed checkpoint is ") and " old; " in en and "/readyz" in en
+    assert zh.startswith("  最新签名检查点签发于") and "前；" in zh and "/readyz" in zh
+    assert en.startswith("  the latest signed checkpoint was signed ") and " ago; " in en and "/readyz" in en
+
+
+@pytest.mark.parametrize(
+    ("age", "zh", "en"),
+    [
+        # It read "签发至今 不到 1 分钟": a space between two Chinese words, and no 前.
+        (timedelta(seconds=5), "签发于不到 1 分钟前。", "was signed under a minute ago"),
+        (timedelta(minutes=5, seconds=30), "签发于 5 分钟前。", "was signed 5 minutes ago"),
+        (timedelta(days=3, hours=1), "签发于 3 天前。", "was signed 3 days ago"),
+    ],
+)
+def test_the_checkpoint_age_reads_naturally_in_both_languages(age: timedelta, zh: str, en: str) -> None:
+    from gateway.cli import _checkpoint_age
+
+    said = _checkpoint_age(datetime.now(UTC) - age, 0)
+    assert said == (f"  最新签名检查点{zh}", f"  the latest signed checkpoint {en}")
 
 
 def test_verify_against_a_tampered_checkpoint_says_what_failed(tmp_path: Path) -> None:
