@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from audit import merkle
 from audit.anchor import AnchorError, latest_anchor, pruned_through
 from audit.canonical import canonical_json
-from audit.checkpoints import CheckpointError, CheckpointSigner, KeyChain
+from audit.checkpoints import CheckpointError, CheckpointSigner, KeyChain, check_in_office
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
@@ -178,6 +178,7 @@ def archive_month(
     month: str,
     *,
     now: datetime | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> ArchiveResult:
     """Write the signed archive of ``month``; refuses a month with no events, or one whose events are all
     in an archive of the month already.
@@ -189,7 +190,16 @@ def archive_month(
     (:func:`audit.prune.plan_prune`). While the month runs, the archives' own records
     (:data:`ARCHIVE_BOOKKEEPING_KINDS`) are not new events: otherwise every archive call, logging its own
     record into the month, would make the next call "add" that record and never be refused. Once the
-    month has ended the complete archive holds every event of it, those records included."""
+    month has ended the complete archive holds every event of it, those records included.
+
+    Given the ``checkpoint_dir``, a ``signer`` whose key a handover there has retired (a gateway still
+    holding the old key file after ``keys rotate-checkpoint``) is refused before anything is written: its
+    manifest would be signed past its handover, which every verifier refuses."""
+    if checkpoint_dir is not None:
+        try:
+            check_in_office(checkpoint_dir, signer)
+        except CheckpointError as exc:
+            raise ArchiveError(exc.message_en, exc.message_zh) from None
     when = (now or datetime.now(UTC)).astimezone(UTC)
     found = month_seq_range(engine, month)
     if found is None:

@@ -668,10 +668,16 @@ def latest_signable(directory: Path, signer: CheckpointSigner) -> Checkpoint | N
     return _signable(directory, signer)[0]
 
 
-def _signable(directory: Path, signer: CheckpointSigner) -> tuple[Checkpoint | None, KeyChain]:
-    """:func:`latest_signable` and the chain it was verified with, from one listing of the directory."""
-    files = _checkpoint_files(Path(directory))
-    keys = _chain_of(signer.public_key, files)
+def check_in_office(directory: Path | None, signer: CheckpointSigner) -> KeyChain:
+    """The chain of keys from ``signer``'s through the handovers in ``directory``, once sure none of them
+    has retired ``signer``'s key (raises :class:`CheckpointError`): what a retired key signs now (a
+    checkpoint, an archive manifest, a prune anchor) every verifier refuses as signed past its handover."""
+    keys = key_chain(directory, signer.public_key)
+    _refuse_retired(keys, signer)
+    return keys
+
+
+def _refuse_retired(keys: KeyChain, signer: CheckpointSigner) -> None:
     retired = keys.retired_at(signer.key_id)
     if retired is not None:
         raise CheckpointError(
@@ -680,6 +686,13 @@ def _signable(directory: Path, signer: CheckpointSigner) -> tuple[Checkpoint | N
             f"检查点密钥 {signer.key_id} 已在树大小 {retired} 处交接给新密钥，不再签发；"
             "请从执行轮换的主机复制新的密钥文件，然后重启",
         )
+
+
+def _signable(directory: Path, signer: CheckpointSigner) -> tuple[Checkpoint | None, KeyChain]:
+    """:func:`latest_signable` and the chain it was verified with, from one listing of the directory."""
+    files = _checkpoint_files(Path(directory))
+    keys = _chain_of(signer.public_key, files)
+    _refuse_retired(keys, signer)
     if not files:
         return None, keys
     tree_size, _, path = files[-1]

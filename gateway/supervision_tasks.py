@@ -288,6 +288,7 @@ def archive_closed_months(
     now: datetime,
     *,
     settle: timedelta = ARCHIVE_SETTLE,
+    checkpoint_dir: Path | None = None,
 ) -> list[ArchiveResult] | None:
     """One round: archive every closed month without a complete archive (:func:`months_to_archive`),
     oldest first, each recorded as :func:`_record` does. Returns the archives written, or None when
@@ -297,14 +298,17 @@ def archive_closed_months(
     interrupted round (a killed process) left is cleared first (:func:`audit.archive_month`): temporary
     files removed, an unsigned events file set aside, a complete signed archive that verifies adopted. A
     month that cannot be archived (:class:`audit.ArchiveError`, e.g. a signed manifest in the way that
-    does not verify, never overwritten) is logged and skipped; the others are still archived."""
+    does not verify, never overwritten, or a key ``checkpoint_dir``'s handovers have retired) is logged and
+    skipped; the others are still archived."""
     written: list[ArchiveResult] = []
     with archiving_lock(engine, directory, wait=False) as held:
         if not held:
             return None
         for month in months_to_archive(engine, now, settle):
             try:
-                result = archive_month(engine, signer, directory, month, now=now)
+                result = archive_month(
+                    engine, signer, directory, month, now=now, checkpoint_dir=checkpoint_dir
+                )
             except ArchiveError as exc:
                 _log.error("closed month %s not archived: %s", month, exc.message_en)
                 continue
@@ -321,7 +325,13 @@ async def archive_loop(runtime: Runtime, interval_s: float) -> None:
     while True:
         try:
             written = await asyncio.to_thread(
-                archive_closed_months, runtime.engine, signer, directory, datetime.now(UTC)
+                lambda: archive_closed_months(
+                    runtime.engine,
+                    signer,
+                    directory,
+                    datetime.now(UTC),
+                    checkpoint_dir=runtime.settings.effective_checkpoint_dir,
+                )
             )
             for result in written or ():
                 _log.info(

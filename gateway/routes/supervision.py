@@ -1917,7 +1917,13 @@ async def archive(
     try:
         with supervision_errors():
             result = await asyncio.to_thread(
-                audit.archive_month, runtime.engine, signer, directory, body.month
+                lambda: audit.archive_month(
+                    runtime.engine,
+                    signer,
+                    directory,
+                    body.month,
+                    checkpoint_dir=runtime.settings.effective_checkpoint_dir,
+                )
             )
         now = _now()
         async with unit_of_work(runtime, principal, request_id_of(request)) as uow:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from audit import (
     AnchorError,
+    ArchiveError,
     AuditLog,
     CheckpointSigner,
     KeyChain,
@@ -177,3 +178,17 @@ def test_an_anchor_counts_only_when_signed_by_the_key_in_office_at_its_checkpoin
         else:
             with pytest.raises(AnchorError, match=expected):
                 rotated.keys(pinned).verify_anchor(anchor)
+
+
+def test_a_gateway_still_on_the_retired_key_archives_nothing(rotated: Rotated) -> None:
+    """Its manifest would be signed past the old key's handover, refused by every verifier (and pruning would
+    stop at that month): refused before any file is written, saying which key file to copy."""
+    engine = rotated.store.engine
+    with pytest.raises(ArchiveError, match="retired by a handover at tree size") as refused:
+        archive_month(engine, rotated.old, rotated.archives, "2026-03", checkpoint_dir=rotated.checkpoints)
+    assert "请从执行轮换的主机复制新的密钥文件" in refused.value.message_zh
+    assert not list(rotated.archives.glob("audit-2026-03-*"))
+    written = archive_month(
+        engine, rotated.new, rotated.archives, "2026-03", checkpoint_dir=rotated.checkpoints
+    )
+    assert verify_archive(written.manifest_file, rotated.keys(rotated.old), engine).ok

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audit import AuditLog, CheckpointSigner, archive_month, record_archive
+from gateway.supervision_tasks import archive_closed_months
 from tests.audit.helpers import make_event
 from tests.gateway.test_cli_database_gate import _run
 
@@ -58,7 +59,15 @@ def test_archives_and_anchors_signed_before_a_rotation_still_verify_and_prune(tm
     )
     assert pruned["pruned_through_seq"] == 10
 
+    stale = CheckpointSigner.load_or_create(data_dir / "keys" / "audit-checkpoint-ed25519.pem")
     _ok("keys", "rotate-checkpoint", data_dir=data_dir)
+    # A gateway not yet restarted with the new key file: its periodic archiver signs nothing.
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'gateway.db'}")
+    archived = archive_closed_months(
+        engine, stale, data_dir / "archives", datetime.now(UTC), checkpoint_dir=data_dir / "checkpoints"
+    )
+    engine.dispose()
+    assert archived == [] and not list((data_dir / "archives").glob("audit-2020-03-*"))
 
     # The January archive, the anchor relying on it and the February archive were all signed by the old key.
     assert "归档完好" in _ok(
