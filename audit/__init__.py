@@ -33,9 +33,11 @@ from audit.canonical import canonical_json
 from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
+    CheckpointHistory,
     CheckpointSigner,
     KeyAlreadyRotated,
     KeyChain,
+    checkpoint_history,
     extend_checkpoint,
     extend_checkpoint_if_grown,
     key_chain,
@@ -143,6 +145,7 @@ from audit.query import (
     served_from_dataset,
 )
 from audit.reports import GroupBy, access_report
+from audit.restore import RestorePlan, RestoreRefused, accept_restore, plan_restore
 from audit.tables import install_immutability_sql, metadata, postgres_writer_role_sql
 from audit.verify import VerificationReport, verify_log
 
@@ -171,6 +174,7 @@ __all__ = [
     "CaseOutsideScope",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointHistory",
     "CheckpointSigner",
     "ComplaintSource",
     "Deadline",
@@ -199,10 +203,13 @@ __all__ = [
     "PrunedRangeError",
     "PseudonymRing",
     "Pseudonymizer",
+    "RestorePlan",
+    "RestoreRefused",
     "SubjectMismatch",
     "SupervisionError",
     "TransactionCompanion",
     "VerificationReport",
+    "accept_restore",
     "access_report",
     "access_seqs_for_person",
     "access_seqs_for_subjects",
@@ -217,6 +224,7 @@ __all__ = [
     "can_prune",
     "canonical_json",
     "check_case_scope",
+    "checkpoint_history",
     "configure_sqlite_durability",
     "consistency",
     "consistency_proof",
@@ -257,6 +265,7 @@ __all__ = [
     "org_prefix",
     "packed_ref",
     "plan_prune",
+    "plan_restore",
     "postgres_writer_role_sql",
     "prune",
     "query_events",

@@ -44,7 +44,11 @@ from audit.tables import audit_events
 
 ORIGIN: Final = "grassroots-audit-log"
 FORMAT_VERSION: Final = 1
-_NAME = re.compile(r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}(-handover)?\.json")
+# ``-e<N>``: the checkpoint belongs to epoch N, the log as restored by the N-th accepted restore (absent for
+# epoch 0); ``-handover``/``-restore``: a key handover, an accepted restore (both signed, see below).
+_NAME = re.compile(
+    r"checkpoint-(\d{12})-(\d{8}T\d{12}Z)-[0-9a-f]{8}(?:-e([1-9]\d{0,5}))?(-handover|-restore)?\.json"
+)
 
 
 class CheckpointError(Exception):
@@ -97,10 +101,28 @@ class Checkpoint:
     # A key handover (see :class:`KeyChain`): {"from": old raw public key, "to": new raw public key}, both
     # base64. Signed, so the old key vouches for the new one; absent from ordinary checkpoints' bytes.
     handover: dict[str, str] | None = None
+    # Which log this checkpoint is of: 0 for the log as first kept, N after the N-th accepted restore
+    # (:mod:`audit.restore`). Signed when not 0, so no checkpoint of one epoch passes for another's.
+    epoch: int = 0
+    # An accepted restore (only in the first checkpoint of its epoch): what was lost and why, signed.
+    restore: dict[str, Any] | None = None
 
     def signed_payload(self) -> bytes:
         """The bytes the signature covers: RFC 8785 canonical JSON with an origin for domain separation."""
-        return signed_payload(self.tree_size, self.root_hash, self.timestamp, self.key_id, self.handover)
+        return signed_payload(
+            self.tree_size,
+            self.root_hash,
+            self.timestamp,
+            self.key_id,
+            self.handover,
+            self.epoch,
+            self.restore,
+        )
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where in the history of the log this checkpoint stands: (epoch, tree size), ordered."""
+        return self.epoch, self.tree_size
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -114,6 +136,10 @@ class Checkpoint:
         }
         if self.handover is not None:
             body["handover"] = dict(self.handover)
+        if self.epoch:
+            body["epoch"] = self.epoch
+        if self.restore is not None:
+            body["restore"] = dict(self.restore)
         return body
 
     @classmethod
@@ -127,6 +153,12 @@ class Checkpoint:
             handover = data.get("handover")
             if handover is not None:
                 handover = {"from": str(handover["from"]), "to": str(handover["to"])}
+            epoch = data.get("epoch", 0)
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise CheckpointError("checkpoint epoch is invalid", "检查点的恢复纪元（epoch）无效")
+            restore = data.get("restore")
+            if restore is not None:
+                restore = _restore_body(restore, tree_size, epoch)
             return cls(
                 tree_size=tree_size,
                 root_hash=bytes.fromhex(data["root_hash"]),
@@ -134,11 +166,36 @@ class Checkpoint:
                 key_id=str(data["key_id"]),
                 signature=base64.b64decode(data["signature"], validate=True),
                 handover=handover,
+                epoch=epoch,
+                restore=restore,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"checkpoint is malformed ({type(exc).__name__})", "检查点内容格式损坏"
             ) from None
+
+
+def _restore_body(data: Any, tree_size: int, epoch: int) -> dict[str, Any]:
+    """The ``restore`` of a checkpoint, checked for shape: it opens epoch ``epoch`` (at least 1) at its own
+    tree size, which is where the lost range ``[lost_from, lost_to)`` starts."""
+    body = {
+        "lost_from": data["lost_from"],
+        "lost_to": data["lost_to"],
+        "lost_root": str(data["lost_root"]),
+        "lost_checkpoint": str(data["lost_checkpoint"]),
+        "prefix_checkpoint": None if data["prefix_checkpoint"] is None else str(data["prefix_checkpoint"]),
+        "reason": str(data["reason"]),
+    }
+    sizes = (body["lost_from"], body["lost_to"])
+    if (
+        epoch < 1
+        or any(isinstance(n, bool) or not isinstance(n, int) for n in sizes)
+        or body["lost_from"] != tree_size
+        or body["lost_to"] <= tree_size
+        or len(bytes.fromhex(body["lost_root"])) != merkle.HASH_SIZE
+    ):
+        raise CheckpointError("checkpoint restore record is invalid", "检查点中的恢复记录无效")
+    return body
 
 
 def signed_payload(
@@ -147,6 +204,8 @@ def signed_payload(
     timestamp: datetime,
     key_id: str,
     handover: dict[str, str] | None = None,
+    epoch: int = 0,
+    restore: dict[str, Any] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "origin": ORIGIN,
@@ -158,6 +217,10 @@ def signed_payload(
     }
     if handover is not None:
         body["handover"] = handover
+    if epoch:
+        body["epoch"] = epoch
+    if restore is not None:
+        body["restore"] = restore
     return canonical_json(body)
 
 
@@ -264,15 +327,18 @@ class CheckpointSigner:
         root_hash: bytes,
         timestamp: datetime | None = None,
         handover: dict[str, str] | None = None,
+        *,
+        epoch: int = 0,
+        restore: dict[str, Any] | None = None,
     ) -> Checkpoint:
-        if tree_size < 0 or len(root_hash) != merkle.HASH_SIZE:
-            raise ValueError("checkpoint needs a non-negative size and a 32-byte root")
+        if tree_size < 0 or len(root_hash) != merkle.HASH_SIZE or epoch < 0:
+            raise ValueError("checkpoint needs a non-negative size and epoch and a 32-byte root")
         when = (timestamp or datetime.now(UTC)).astimezone(UTC)
         # Round-trip the timestamp through its text form so the object equals what gets parsed back.
         when = parse_timestamp(format_timestamp(when))
-        payload = signed_payload(tree_size, root_hash, when, self._key_id, handover)
+        payload = signed_payload(tree_size, root_hash, when, self._key_id, handover, epoch, restore)
         signature = self._private_key.sign(payload)
-        return Checkpoint(tree_size, root_hash, when, self._key_id, signature, handover)
+        return Checkpoint(tree_size, root_hash, when, self._key_id, signature, handover, epoch, restore)
 
     def sign_payload(self, payload: bytes) -> bytes:
         """Ed25519 signature over ``payload`` — an RFC 8785 document whose ``origin`` field says what it
@@ -346,9 +412,16 @@ def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:
     for entry in directory.iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
-            found.append((int(match.group(1)), match.group(2), entry))
-    found.sort(key=lambda item: (item[0], item[1], item[2].name))
-    return found
+            found.append((int(match.group(3) or 0), int(match.group(1)), match.group(2), entry))
+    # Epoch first: after an accepted restore the latest checkpoint is the restored log's, even while the
+    # lost log's last one is larger.
+    found.sort(key=lambda item: (item[0], item[1], item[2], item[3].name))
+    return [(size, stamp, entry) for _, size, stamp, entry in found]
+
+
+def _named_epoch(path: Path) -> int:
+    match = _NAME.fullmatch(path.name)
+    return int(match.group(3) or 0) if match else 0
 
 
 def _parse_checkpoint(path: Path, tree_size: int) -> Checkpoint:
@@ -372,6 +445,16 @@ def _parse_checkpoint(path: Path, tree_size: int) -> Checkpoint:
             )
         if path.name.endswith("-handover.json") and checkpoint.handover is None:
             raise CheckpointError("a handover file without a handover", "密钥交接文件中没有交接内容")
+        if checkpoint.epoch != _named_epoch(path):
+            raise CheckpointError(
+                f"content does not match the file name (epoch {checkpoint.epoch})",
+                f"内容与文件名不符（内容中恢复纪元为 {checkpoint.epoch}）",
+            )
+        if path.name.endswith("-restore.json") != (checkpoint.restore is not None):
+            raise CheckpointError(
+                "a restore record must be in a -restore file, and only there",
+                "恢复记录只能且必须保存在 -restore 文件中",
+            )
     except CheckpointError as exc:
         raise CheckpointError(exc.message_en, exc.message_zh, file=path.name, tree_size=tree_size) from None
     return checkpoint
@@ -393,8 +476,16 @@ def _encode_public_key(key: Ed25519PublicKey) -> str:
 class _KeyPeriod:
     key_id: str
     public_key: Ed25519PublicKey
-    first: int  # the tree size of the handover that brought this key in (0 for the first key)
-    last: int | None  # the tree size of the handover that retired it; None while it is the current key
+    # Positions (epoch, tree size): of the handover that brought this key in ((0, 0) for the first key),
+    # and of the one that retired it (None while it is the current key).
+    first: tuple[int, int]
+    last: tuple[int, int] | None
+
+
+def _at(position: tuple[int, int]) -> str:
+    """A position as a person reads it: the tree size, and the epoch after a restore."""
+    epoch, size = position
+    return f"{size}" if not epoch else f"{size} (epoch {epoch})"
 
 
 class KeyChain:
@@ -410,19 +501,21 @@ class KeyChain:
     refused: only a thief of a key makes one.
     """
 
-    __slots__ = ("_periods",)
+    __slots__ = ("_epochs", "_periods")
 
     def __init__(self, periods: Sequence[_KeyPeriod]) -> None:
         self._periods = tuple(periods)
+        # The highest epoch a handover was made in (0 until a key is rotated after an accepted restore).
+        self._epochs = max(p.first[0] for p in self._periods)
 
     @classmethod
     def pinned(cls, public_key: Ed25519PublicKey) -> KeyChain:
         """Only ``public_key`` (no directory to read handovers from)."""
-        return cls([_KeyPeriod(key_id_for(public_key), public_key, 0, None)])
+        return cls([_KeyPeriod(key_id_for(public_key), public_key, (0, 0), None)])
 
     @classmethod
     def from_checkpoints(cls, pinned: Ed25519PublicKey, found: Sequence[tuple[Path, Checkpoint]]) -> KeyChain:
-        links: dict[tuple[str, str, int, bytes], set[str]] = {}
+        links: dict[tuple[str, str, tuple[int, int], bytes], set[str]] = {}
         keys: dict[str, Ed25519PublicKey] = {}
         for path, cp in found:
             if cp.handover is None or not path.name.endswith("-handover.json"):
@@ -442,9 +535,9 @@ class KeyChain:
                     exc.message_en, exc.message_zh, file=path.name, tree_size=cp.tree_size
                 ) from None
             keys[old_id], keys[new_id] = old, new
-            links.setdefault((old_id, new_id, cp.tree_size, cp.root_hash), set()).add(cp.key_id)
+            links.setdefault((old_id, new_id, cp.position, cp.root_hash), set()).add(cp.key_id)
         # A copy signed by only one side (a rotation interrupted between its two writes) links nothing.
-        nexts: dict[str, tuple[str, int]] = {}
+        nexts: dict[str, tuple[str, tuple[int, int]]] = {}
         prevs: dict[str, str] = {}
         for (old_id, new_id, size, _), signers in links.items():
             if signers != {old_id, new_id}:
@@ -463,7 +556,7 @@ class KeyChain:
             first = prevs[first]
             seen.add(first)
         periods: list[_KeyPeriod] = []
-        current, start = first, 0
+        current, start = first, (0, 0)
         keys.setdefault(first, pinned)
         while True:
             following = nexts.get(current)
@@ -473,8 +566,8 @@ class KeyChain:
             new_id, size = following
             if size < start:
                 raise CheckpointError(
-                    f"handover to {new_id} at tree size {size} goes back before {start}",
-                    f"交接给 {new_id} 的树大小 {size} 小于上一次交接的 {start}",
+                    f"handover to {new_id} at tree size {_at(size)} goes back before {_at(start)}",
+                    f"交接给 {new_id} 的树大小 {_at(size)} 小于上一次交接的 {_at(start)}",
                 )
             periods.append(_KeyPeriod(current, keys[current], start, size))
             current, start = new_id, size
@@ -503,33 +596,38 @@ class KeyChain:
 
     def retired_at(self, key_id: str) -> int | None:
         """The tree size of the handover that retired ``key_id`` (None: current, or not in the chain)."""
-        return next((p.last for p in self._periods if p.key_id == key_id), None)
+        return next((p.last[1] for p in self._periods if p.key_id == key_id and p.last), None)
 
     def key_for(
-        self, key_id: str, tree_size: int, signed: tuple[str, str] = ("checkpoint", "检查点")
+        self, key_id: str, at: tuple[int, int] | int, signed: tuple[str, str] = ("checkpoint", "检查点")
     ) -> Ed25519PublicKey:
         """The key that may have signed a document (``signed``: what it is, in English and Chinese) about the
-        first ``tree_size`` events: the chain's key ``key_id``, once sure that key was in office at that size.
+        log at ``at``: the chain's key ``key_id``, once sure that key was in office there.
 
-        Checkpoints, archive manifests (the log's size when archived) and prune anchors (the size of the
-        checkpoint they embed) all ask here. Raises :class:`CheckpointError` for a key outside the chain,
-        and for a key of the chain signing a size outside its period: a stolen old key signs nothing past
-        its handover, a new key nothing before it."""
+        ``at`` is a position, (epoch, tree size), ordered by epoch first: the key in office when a restore
+        was accepted signs the restored log, even at tree sizes below its own handover (which the lost log
+        reached). A bare tree size (an archive manifest, which records no epoch) counts in any epoch the
+        chain's handovers reach. Checkpoints, archive manifests (the log's size when archived) and prune
+        anchors (the position of the checkpoint they embed) all ask here. Raises :class:`CheckpointError`
+        for a key outside the chain, and for a key of the chain signing outside its period: a stolen old
+        key signs nothing past its handover, a new key nothing before it."""
         period = self._period(key_id, signed)
         last = period.last
-        if tree_size < period.first or (last is not None and tree_size > last):
-            sizes = f"{period.first}..{'' if last is None else last}"
+        positions = [at] if isinstance(at, tuple) else [(epoch, at) for epoch in range(self._epochs + 1)]
+        if not any(period.first <= p and (last is None or p <= last) for p in positions):
+            sizes = f"{_at(period.first)}..{'' if last is None else _at(last)}"
+            shown = _at(at) if isinstance(at, tuple) else str(at)
             raise CheckpointError(
-                f"{signed[0]} of tree size {tree_size} signed by key {period.key_id}, which signs only tree "
+                f"{signed[0]} of tree size {shown} signed by key {period.key_id}, which signs only tree "
                 f"sizes {sizes} (handed over to another key)",
-                f"树大小 {tree_size} 的{signed[1]}由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的"
+                f"树大小 {shown} 的{signed[1]}由密钥 {period.key_id} 签名，该密钥只签发树大小 {sizes} 的"
                 f"{signed[1]}（已交接给另一把密钥）",
             )
         return period.public_key
 
     def verify(self, checkpoint: Checkpoint) -> None:
         """Raise :class:`CheckpointError` unless a key of the chain signed ``checkpoint`` while in office."""
-        verify_checkpoint(checkpoint, self.key_for(checkpoint.key_id, checkpoint.tree_size))
+        verify_checkpoint(checkpoint, self.key_for(checkpoint.key_id, checkpoint.position))
 
     def verify_anchor(self, anchor: PruneAnchor) -> Checkpoint:
         """Raise :class:`AnchorError` unless a key of the chain signed the prune ``anchor`` while in office,
@@ -540,7 +638,7 @@ class KeyChain:
         try:
             embedded = Checkpoint.from_json({**anchor.checkpoint, "origin": ORIGIN, "v": FORMAT_VERSION})
             self.verify(embedded)
-            key = self.key_for(anchor.key_id, embedded.tree_size, ("prune anchor", "清理锚点"))
+            key = self.key_for(anchor.key_id, embedded.position, ("prune anchor", "清理锚点"))
         except CheckpointError as exc:
             raise AnchorError(str(exc)) from None
         anchor.check_signature(key, anchor.key_id)
@@ -587,20 +685,146 @@ def latest_checkpoint(directory: Path, public_key: Ed25519PublicKey) -> Checkpoi
 
 
 def latest_checkpoint_file(directory: Path, public_key: Ed25519PublicKey) -> tuple[Checkpoint, str] | None:
-    """:func:`latest_checkpoint` and the name of its file (what a person can find and compare)."""
+    """:func:`latest_checkpoint` and the name of its file (what a person can find and compare).
+
+    After an accepted restore the latest is the restored log's (highest epoch), and it counts only with
+    the signed restore record that opened its epoch beside it.
+    """
     files = _checkpoint_files(Path(directory))
     if not files:
         return None
     chain = _chain_of(public_key, files)
     tree_size, _, path = files[-1]
-    return _read_checkpoint(path, tree_size, chain), path.name
+    latest = _read_checkpoint(path, tree_size, chain)
+    if latest.epoch:
+        _opening_restore(files, chain, latest.epoch)
+    return latest, path.name
+
+
+def _opening_restore(files: Sequence[tuple[int, str, Path]], chain: KeyChain, epoch: int) -> Checkpoint:
+    """The one verified restore record that opened ``epoch``; refused when missing or forked."""
+    found = [
+        _read_checkpoint(path, size, chain)
+        for size, _, path in files
+        if path.name.endswith("-restore.json") and _named_epoch(path) == epoch
+    ]
+    if len(found) != 1:
+        raise _restore_count_error(epoch, len(found))
+    return found[0]
+
+
+def _restore_count_error(epoch: int, count: int) -> CheckpointError:
+    return CheckpointError(
+        f"epoch {epoch} has {count} restore records, expected exactly one: "
+        + ("the record was removed" if not count else "two restores were accepted onto one log (a fork)"),
+        f"恢复纪元 {epoch} 有 {count} 个恢复记录，应恰好一个："
+        + ("恢复记录已被移除" if not count else "同一日志上接受了两次恢复（分叉）"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointHistory:
+    """Every checkpoint in a directory, verified, sorted out by what it describes (oldest first, with its
+    file name).
+
+    ``current``: the log as it now is — each epoch's checkpoints up to the size every later restore kept.
+    ``lost``: checkpoints of events that accepted restores gave up (the evidence; never deleted).
+    ``restores``: the signed restore records, one per epoch after the first (each also in ``current``).
+    """
+
+    current: tuple[tuple[Checkpoint, str], ...]
+    lost: tuple[tuple[Checkpoint, str], ...]
+    restores: tuple[tuple[Checkpoint, str], ...]
+
+    @property
+    def latest(self) -> tuple[Checkpoint, str] | None:
+        return self.current[-1] if self.current else None
+
+
+def checkpoint_history(directory: Path, public_key: Ed25519PublicKey) -> CheckpointHistory:
+    """Read and verify every checkpoint in ``directory`` (through handovers), and check the restores.
+
+    Refuses (:class:`CheckpointError`, naming the file) a history no accepted restore explains: an epoch
+    without its one restore record, a restore whose lost checkpoint is gone or is not the latest of the
+    epoch before, or a checkpoint of an epoch smaller than that epoch's restored size.
+    """
+    files = _checkpoint_files(Path(directory))
+    chain = _chain_of(public_key, files)
+    read = [(_read_checkpoint(path, size, chain), path.name) for size, _, path in files]
+    epochs: dict[int, list[tuple[Checkpoint, str]]] = {}
+    for cp, name in read:
+        epochs.setdefault(cp.epoch, []).append((cp, name))
+    restores: list[tuple[Checkpoint, str]] = []
+    for epoch in range(1, max(epochs, default=0) + 1):
+        opening = [(cp, name) for cp, name in epochs.get(epoch, []) if cp.restore is not None]
+        if len(opening) != 1:
+            raise _restore_count_error(epoch, len(opening))
+        record, name = opening[0]
+        _check_restore(record, name, epochs.get(epoch - 1, []), epochs[epoch])
+        restores.append((record, name))
+    current: list[tuple[Checkpoint, str]] = []
+    lost: list[tuple[Checkpoint, str]] = []
+    for cp, name in read:
+        kept = min((r.tree_size for r, _ in restores if r.epoch > cp.epoch), default=cp.tree_size)
+        (current if cp.tree_size <= kept else lost).append((cp, name))
+    return CheckpointHistory(tuple(current), tuple(lost), tuple(restores))
+
+
+def _check_restore(
+    record: Checkpoint,
+    name: str,
+    before: Sequence[tuple[Checkpoint, str]],
+    same: Sequence[tuple[Checkpoint, str]],
+) -> None:
+    """A restore record must name the latest checkpoint of the epoch before, still present (the evidence
+    of what was lost), and open its own epoch (no checkpoint of it smaller)."""
+    restore = record.restore or {}
+    named = [cp for cp, file in before if file == restore["lost_checkpoint"]]
+    problem: tuple[str, str] | None = None
+    if (
+        not named
+        or named[0].tree_size != restore["lost_to"]
+        or named[0].root_hash.hex() != restore["lost_root"]
+    ):
+        problem = (
+            f"the lost log's checkpoint {restore['lost_checkpoint']} it names is missing or differs",
+            f"其中记载的丢失日志的检查点 {restore['lost_checkpoint']} 不存在或内容不符",
+        )
+    elif any(cp.tree_size > restore["lost_to"] for cp, _ in before):
+        problem = (
+            "the epoch before holds a checkpoint larger than the lost range it states",
+            "上一恢复纪元中有比所记丢失范围更大的检查点",
+        )
+    elif any(cp.tree_size < record.tree_size for cp, _ in same):
+        problem = (
+            "its epoch holds a checkpoint smaller than the restored log",
+            "同一恢复纪元中有比恢复后的日志更小的检查点",
+        )
+    if problem is not None:
+        raise CheckpointError(
+            f"restore record does not fit the checkpoints: {problem[0]}",
+            f"恢复记录与检查点不符：{problem[1]}",
+            file=name,
+            tree_size=record.tree_size,
+        )
+
+
+def has_restores(directory: Path) -> bool:
+    """Whether ``directory`` holds checkpoints of a restored log (a name with an epoch): one listing."""
+    return any(_named_epoch(path) for _, _, path in _checkpoint_files(Path(directory)))
 
 
 def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Checkpoint]:
-    """Every checkpoint in the directory, oldest first, each signature verified (through handovers)."""
+    """Every checkpoint of the log as it now is, oldest first, each signature verified (through handovers).
+
+    After an accepted restore, the checkpoints of the events it gave up are left out (they describe a log
+    that no longer exists; :func:`checkpoint_history` has them as ``lost``).
+    """
     files = _checkpoint_files(Path(directory))
-    chain = _chain_of(public_key, files)
-    return [_read_checkpoint(path, size, chain) for size, _, path in files]
+    if not any(_named_epoch(path) for _, _, path in files):
+        chain = _chain_of(public_key, files)
+        return [_read_checkpoint(path, size, chain) for size, _, path in files]
+    return [cp for cp, _ in checkpoint_history(directory, public_key).current]
 
 
 def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) -> Checkpoint:
@@ -730,7 +954,7 @@ def _extend(
     the keys it was verified with."""
     previous, keys = latest
     acc = _advance(engine, keys, previous, size, since)
-    checkpoint = signer.sign(size, acc.root())
+    checkpoint = signer.sign(size, acc.root(), epoch=0 if previous is None else previous.epoch)
     _store(directory, checkpoint)
     return checkpoint, acc
 
@@ -786,8 +1010,9 @@ def _advance(
 def _store(directory: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` as a new file (never over another); a handover's name says it is one."""
     stamp = checkpoint.timestamp.strftime("%Y%m%dT%H%M%S%fZ")
-    kind = "" if checkpoint.handover is None else "-handover"
-    name = f"checkpoint-{checkpoint.tree_size:012d}-{stamp}-{uuid.uuid4().hex[:8]}{kind}.json"
+    kind = "-handover" if checkpoint.handover is not None else "-restore" if checkpoint.restore else ""
+    epoch = f"-e{checkpoint.epoch}" if checkpoint.epoch else ""
+    name = f"checkpoint-{checkpoint.tree_size:012d}-{stamp}-{uuid.uuid4().hex[:8]}{epoch}{kind}.json"
     tmp = directory / f".{name}.tmp"
     _write_new_file(tmp, canonical_json(checkpoint.to_json()) + b"\n", mode=0o644)
     try:
@@ -928,9 +1153,10 @@ def rotate_signing_key(
         handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
         when = datetime.now(UTC)
         tmp = new._write_temporary(key_path)
+        epoch = 0 if previous is None else previous.epoch
         try:
-            _store(directory, old.sign(acc.size, acc.root(), when, handover))
-            handed = new.sign(acc.size, acc.root(), when, handover)
+            _store(directory, old.sign(acc.size, acc.root(), when, handover, epoch=epoch))
+            handed = new.sign(acc.size, acc.root(), when, handover, epoch=epoch)
             _store(directory, handed)
         except BaseException:
             tmp.unlink()  # the old key is still in office; the new one was never used

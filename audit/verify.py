@@ -26,6 +26,13 @@ against the frontier when its root is a run of frontier nodes, and otherwise rep
 archives (``notes``): those checkpoints are verified against the archive files (``audit archive-verify``),
 which hold the pruned leaves. Events missing at the start without an anchor are ``missing_event``.
 
+After an accepted restore (:mod:`audit.restore`) the checkpoint directory holds two logs that share a
+prefix: the lost one and the restored one, whose later events re-use the lost ones' numbers. The log is
+then checked against every checkpoint of the log as it now is (:func:`audit.checkpoints.checkpoint_history`:
+the lost log's up to the restored size, the restored log's after), never against the lost tail, and every
+accepted restore is reported (``restores``) with each verdict. A restore record that does not verify, or
+that the files around it do not fit, is ``checkpoint_invalid``.
+
 It refuses to pass on nothing: an empty log passes only when no checkpoint says it had events.
 """
 
@@ -49,6 +56,8 @@ from audit.anchor import AnchorError, PruneAnchor, anchor_file_glob, latest_anch
 from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
+    checkpoint_history,
+    has_restores,
     key_chain,
     latest_checkpoint_file,
     list_checkpoints,
@@ -138,12 +147,17 @@ class VerificationReport:
     found_zh: str | None = None
     checkpoint_file_size: int | None = None
     notes_zh: tuple[str, ...] = ()
+    # Accepted restores (:mod:`audit.restore`), oldest first: said with every verdict, never silent.
+    restores: tuple[Checkpoint, ...] = ()
 
     def describe(self) -> str:
         """One line for a terminal: what passed, or the first bad entry and why."""
         covered = f"; checkpoint covers {self.checkpoint.tree_size}" if self.checkpoint else "; no checkpoint"
         if self.anchor is not None:
             covered += f"; events 1..{self.anchor.pruned_through} pruned behind a signed anchor"
+        for record in self.restores:
+            lost = record.restore or {}
+            covered += f"; restore accepted, events {lost['lost_from'] + 1}..{lost['lost_to']} lost"
         if self.ok:
             return f"audit log intact: {self.checked} events verified{covered}"
         where = f"event {self.first_bad_seq}" if self.first_bad_seq is not None else "log"
@@ -161,7 +175,7 @@ class VerificationReport:
         why). Every line is free of Python reprs; the Chinese lines of English words (hashes aside).
         """
         if not self.ok:
-            return self._failure()
+            return self._failure() + self._restore_lines()
         pairs = [
             (
                 f"审计日志完整：已校验 {self.checked} 条事件。",
@@ -215,6 +229,27 @@ class VerificationReport:
             )
         for zh_note, en_note in zip(self.notes_zh, self.notes, strict=False):
             pairs.append((f"  说明：{zh_note}", f"  note: {en_note}"))
+        return pairs + self._restore_lines()
+
+    def _restore_lines(self) -> list[tuple[str, str]]:
+        """One line per accepted restore: when, which events were lost, the lost log's checkpoint, why."""
+        pairs = []
+        for record in self.restores:
+            lost = record.restore or {}
+            first, last = lost["lost_from"] + 1, lost["lost_to"]
+            count = last - first + 1
+            pairs.append(
+                (
+                    f"  已接受的数据库恢复：{beijing_clock(record.timestamp)}（北京时间）接受，"
+                    f"事件 #{first}..#{last}（共 {count} 条）已丢失，日志从第 {first} 号重新编号；"
+                    f"丢失前的签名检查点 {lost['lost_checkpoint']}（根哈希 {lost['lost_root']}）保留为证据；"
+                    f"理由：{lost['reason']}。",
+                    f"  accepted restore, {format_timestamp(record.timestamp)}: events {first}..{last} "
+                    f"({count}) were lost and their numbers re-used from {first}; the lost log's signed "
+                    f"checkpoint {lost['lost_checkpoint']} (root {lost['lost_root']}) is kept as evidence; "
+                    f"reason: {lost['reason']}",
+                )
+            )
         return pairs
 
     def _failure(self) -> list[tuple[str, str]]:
@@ -266,6 +301,17 @@ class VerificationReport:
                 "security officer and the supervisory office.",
             )
         )
+        if code == "log_shorter_than_checkpoint":
+            # The one case with a way forward that keeps the evidence: a restore done on purpose.
+            pairs.append(
+                (
+                    "  如果是有意从备份恢复（例如磁盘损坏）且已报告：运行 grassroots audit accept-restore "
+                    '--reason "…"，签名记录丢失的事件后继续（检查点文件保留，不要移动或删除）。',
+                    "  If a backup was restored on purpose (a disk failure, say) and this was reported: run "
+                    '`grassroots audit accept-restore --reason "..."` to sign a record of the lost events '
+                    "and go on (the checkpoint files stay; do not move or delete them).",
+                )
+            )
         return pairs
 
 
@@ -315,6 +361,7 @@ class _VerificationFailedError(Exception):
         *,
         checkpoint_file: str | None,
         checkpoints_given: bool,
+        restores: tuple[Checkpoint, ...] = (),
     ) -> VerificationReport:
         return VerificationReport(
             False,
@@ -332,6 +379,7 @@ class _VerificationFailedError(Exception):
             found_zh=self.found_zh,
             checkpoint_file_size=self.file_size,
             notes_zh=tuple(zh for zh, _ in notes),
+            restores=restores,
         )
 
 
@@ -737,9 +785,19 @@ def verify_log(
     checkpoint: Checkpoint | None = None
     checkpoint_file: str | None = None
     given = checkpoint_dir is not None
+    # After an accepted restore: the log as it now is, checked against every signed checkpoint of it (the
+    # lost log's up to the restored size, the restored log's since), never against the lost log's tail.
+    restored: list[Checkpoint] = []
+    restores: tuple[Checkpoint, ...] = ()
     if checkpoint_dir is not None and public_key is not None:
         try:
-            found = latest_checkpoint_file(checkpoint_dir, public_key)
+            if has_restores(checkpoint_dir):
+                history = checkpoint_history(checkpoint_dir, public_key)
+                found = history.latest
+                restored = [cp for cp, _ in history.current]
+                restores = tuple(cp for cp, _ in history.restores)
+            else:
+                found = latest_checkpoint_file(checkpoint_dir, public_key)
         except CheckpointError as exc:
             return _VerificationFailedError.checkpoint_invalid(exc).report(
                 0, None, None, [], checkpoint_file=None, checkpoints_given=given
@@ -759,8 +817,18 @@ def verify_log(
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
     except _VerificationFailedError as failure:
         return failure.report(
-            0, checkpoint, None, [], checkpoint_file=checkpoint_file, checkpoints_given=given
+            0,
+            checkpoint,
+            None,
+            [],
+            checkpoint_file=checkpoint_file,
+            checkpoints_given=given,
+            restores=restores,
         )
+    cut = 0 if anchor is None else anchor.pruned_through
+    for cp in restored:
+        if cp.tree_size > cut and cp.root_hash not in stops.setdefault(cp.tree_size, []):
+            stops[cp.tree_size].append(cp.root_hash)
     head_seq = int(head.seq) if head is not None else 0
     head_hash = bytes(head.entry_hash) if head is not None else GENESIS_HASH
 
@@ -849,6 +917,7 @@ def verify_log(
             notes,
             checkpoint_file=checkpoint_file,
             checkpoints_given=given,
+            restores=restores,
         )
     except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
@@ -861,4 +930,5 @@ def verify_log(
         checkpoint_file=checkpoint_file,
         checkpoints_given=given,
         notes_zh=tuple(zh for zh, _ in notes),
+        restores=restores,
     )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -37,7 +37,7 @@ from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Set
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from audit import Checkpoint, CheckpointSigner, PseudonymRing
+    from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestorePlan
     from masking import KeyRing
 
 app = HelpTyper(
@@ -622,15 +622,16 @@ def _refuse_log_behind_checkpoints(settings: Settings) -> None:
         "或日志尾部丢失。继续运行会让新事件占用已丢失事件的序号，此后无法再签发检查点。"
         "请运行 grassroots audit verify 查看详情，把数据库和检查点目录各复制一份留作证据，"
         "并报告本单位数据安全负责人和监督部门。如恢复备份是有意为之且已报告，"
-        "把检查点目录中的文件移到别处保存（不要删除）后再启动。\n"
+        '运行 grassroots audit accept-restore --reason "…" 记录丢失的事件后再启动'
+        "（不要移动或删除检查点文件）。\n"
         f"the gateway did not start: the database's audit log holds {size} events, but the signed "
         f"checkpoint {name} in the checkpoint directory (GRASSROOTS_CHECKPOINT_DIR) says the log had "
         f"{checkpoint.tree_size}: the database was probably restored from an older backup, or its tail was "
         "lost. Served on, new events would take the lost ones' sequence numbers and no checkpoint could be "
         "signed again. Run `grassroots audit verify` for the details, copy the database and the checkpoint "
         "directory as evidence, and report to your data security officer and the supervisory office. If the "
-        "restore was deliberate and has been reported, move the checkpoint directory's files elsewhere "
-        "(keep them, do not delete them) and start again",
+        'restore was deliberate and has been reported, run `grassroots audit accept-restore --reason "..."` '
+        "to record the lost events, then start again (do not move or delete the checkpoint files)",
         err=True,
     )
     raise typer.Exit(2)
@@ -1037,6 +1038,162 @@ def audit_checkpoint() -> None:
         f"已记入审计日志，操作者为 {actor}。\n"
         f"checkpoint written: size {cp.tree_size}, root {cp.root_hash.hex()}; recorded as {actor}"
     )
+
+
+@audit_app.command(
+    "accept-restore",
+    zh="""接受有意从备份恢复的数据库，签名记录丢失的事件。
+
+    用于磁盘损坏后从昨夜的备份恢复等情形：记录丢失了哪些事件、为什么，然后继续。
+    数据库中的审计日志比最新签名检查点短时，`grassroots serve` 拒绝启动、`audit verify` 报告失败。
+    若恢复是有意为之，本命令先核对：恢复后的日志本身完好，且与签发过的每个检查点（至恢复后的大小）一致
+    （否则不是本日志的备份，拒绝）；然后显示丢失的事件范围并请求确认（脚本中用 --yes）。
+    确认后用检查点签名密钥在检查点目录写入签名的恢复记录（丢失范围、原根哈希、理由、时间），它同时是恢复后
+    日志的第一个检查点；原有检查点全部保留。再记入 `audit.restore_accepted` 审计事件，操作者为
+    cli:<用户>@<主机>。此后 `audit verify` 每次都会报告这次恢复。被拒绝时退出码为 1，无法尝试时为 2。""",
+)
+def audit_accept_restore(
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help=bilingual(
+                "为什么恢复了备份（记入恢复记录和审计日志，不要写个人信息）", "why the backup was restored"
+            ),
+        ),
+    ],
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help=bilingual(
+                "检查点签名私钥（默认：GRASSROOTS_CHECKPOINT_KEY_PATH）",
+                "checkpoint signing key (private PEM)",
+            ),
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help=bilingual("不再询问确认（用于脚本）", "do not ask for confirmation"))
+    ] = False,
+) -> None:
+    """Accept a database restored from a backup on purpose: sign a record of the lost events.
+
+    For last night's backup restored after a disk failure, say: record which events were lost and why,
+    and go on.
+    When the database's audit log is shorter than the latest signed checkpoint, `grassroots serve` refuses
+    to start and `audit verify` fails. For a deliberate restore this command checks that the restored log
+    is intact and reproduces every signed checkpoint up to its size (else it is not this log's backup, and
+    is refused), shows the lost range and asks for confirmation (--yes in scripts). Then it writes, with the
+    checkpoint signing key, a signed restore record to the checkpoint directory (lost range, old root,
+    reason, time) that is also the restored log's first checkpoint, keeping every existing checkpoint, and
+    records `audit.restore_accepted` naming cli:<user>@<host>. `audit verify` reports the restore every time
+    from then on. Exit 1 when refused, 2 when nothing could be tried."""
+    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, accept_restore, plan_restore
+    from gateway.db import make_engine
+    from gateway.errors import InvalidRequest
+    from gateway.routes.grants import checked_reason
+
+    settings = _settings()
+    try:
+        reason = checked_reason(reason)
+    except InvalidRequest as exc:
+        typer.echo(f"未接受恢复：{exc.message_zh}\nrestore not accepted: {exc.message_en}", err=True)
+        raise typer.Exit(2) from None
+    require_migrated(settings)
+    directory = settings.effective_checkpoint_dir
+    key_path = key or settings.effective_checkpoint_key_path
+    if not key_path.is_file():  # never made here: a new key could not vouch for the old checkpoints
+        typer.echo(
+            f"未接受恢复：找不到检查点签名密钥 {key_path}（GRASSROOTS_CHECKPOINT_KEY_PATH 或 --key）。"
+            "恢复记录必须用签发检查点的密钥签名；该密钥保存在数据库之外，请找回后重新运行。\n"
+            f"restore not accepted: there is no checkpoint signing key at {key_path} "
+            "(GRASSROOTS_CHECKPOINT_KEY_PATH or --key); the restore record must be signed with the key that "
+            "signs the checkpoints, kept outside the database: find it and run again",
+            err=True,
+        )
+        raise typer.Exit(2)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        try:
+            signer = CheckpointSigner.load_or_create(key_path)
+            plan = plan_restore(engine, directory, signer.public_key)
+            typer.echo(_restore_shown(plan, reason))
+            if not yes and not typer.confirm(
+                bilingual("确认接受这次恢复吗？", "Accept this restore?"), default=False
+            ):
+                _not_accepted("未写入任何内容", "nothing was written")
+            record = accept_restore(engine, signer, directory, reason, plan)
+        except CheckpointError as exc:
+            _not_accepted(exc.described_zh, str(exc))
+        actor = _record_restore(engine, record, plan)
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
+    lost = f"{plan.log_size + 1}..{plan.lost.tree_size}"
+    typer.echo(
+        f"已接受恢复：事件 #{lost.replace('..', '..#')} 记为丢失；签名恢复记录（恢复纪元 {record.epoch}）"
+        f"已写入 {directory}，已记入审计日志，操作者为 {actor}。"
+        "现在可以启动网关；grassroots audit verify 每次都会报告这次恢复。\n"
+        f"restore accepted: events {lost} recorded as lost; the signed restore record (epoch {record.epoch}) "
+        f"is in {directory}; recorded as {actor}. The gateway can start now; `grassroots audit verify` "
+        "reports this restore every time"
+    )
+
+
+def _not_accepted(reason_zh: str, reason_en: str) -> NoReturn:
+    typer.echo(f"未接受恢复：{reason_zh}。\nrestore not accepted: {reason_en}", err=True)
+    raise typer.Exit(1)
+
+
+def _restore_shown(plan: RestorePlan, reason: str) -> str:
+    """What accepting ``plan`` gives up, for the operator to confirm (both languages)."""
+    from audit.events import format_timestamp
+    from audit.query import beijing_clock
+
+    first, last, count = plan.log_size + 1, plan.lost.tree_size, plan.lost_events
+    return (
+        f"数据库中的审计日志有 {plan.log_size} 条事件；最新签名检查点 {plan.lost_file} 记载已有 "
+        f"{last} 条（签发于 {beijing_clock(plan.lost.timestamp)}，北京时间）。\n"
+        f"接受恢复即确认事件 #{first}..#{last}（共 {count} 条已确认的审计事件）已丢失，"
+        "新事件将重新使用这些序号。原检查点保留为证据。\n"
+        f"理由：{reason}\n"
+        f"the database's audit log holds {plan.log_size} events; the latest signed checkpoint "
+        f"{plan.lost_file} says the log had {last} (signed {format_timestamp(plan.lost.timestamp)}). "
+        f"Accepting the restore states that events {first}..{last} ({count} acknowledged "
+        f"event{'s' if count != 1 else ''}) are lost, and new events re-use their numbers. The old "
+        f"checkpoints are kept as evidence.\nreason: {reason}"
+    )
+
+
+def _record_restore(engine: Any, record: Checkpoint, plan: RestorePlan) -> str:
+    """The log itself says the restore was accepted (GB/T 35273-2020 §11.2), as its first event after it:
+    the sizes, roots and reason (checked free of personal data), never a key. Returns the actor named."""
+    from audit import AuditUnavailable
+
+    restore = record.restore or {}
+    try:
+        return record_offline_act(
+            engine,
+            "audit.restore_accepted",
+            {
+                "epoch": record.epoch,
+                "lost_from": plan.log_size,
+                "lost_to": plan.lost.tree_size,
+                "lost_events": plan.lost_events,
+                "lost_root": plan.lost.root_hash.hex(),
+                "restored_root": record.root_hash.hex(),
+                "key_id": record.key_id,
+                "reason": restore.get("reason"),
+            },
+        )
+    except AuditUnavailable:
+        _not_accepted(
+            "恢复记录已写入检查点目录，但审计日志暂时无法写入，本次操作未能记入日志；请检查数据库后查看 "
+            "grassroots audit verify",
+            "the restore record is in the checkpoint directory, but the audit log could not record the act; "
+            "check the database, then see `grassroots audit verify`",
+        )
 
 
 @audit_app.command(

@@ -23,7 +23,7 @@ from tests.stack import postgres_base_url, throwaway_postgres
 runner = CliRunner()
 
 
-def _run(data_dir: Path, *args: str, database_url: str | None = None) -> Result:
+def _run(data_dir: Path, *args: str, database_url: str | None = None, typed: str | None = None) -> Result:
     env = {
         "GRASSROOTS_DATA_DIR": str(data_dir),
         "GRASSROOTS_DEV_IDP_ENABLED": "true",
@@ -33,7 +33,7 @@ def _run(data_dir: Path, *args: str, database_url: str | None = None) -> Result:
         "GRASSROOTS_CHECKPOINT_KEY_PATH": None,
         "GRASSROOTS_CHECKPOINT_DIR": None,
     }
-    return runner.invoke(grassroots, list(args), env=env)
+    return runner.invoke(grassroots, list(args), env=env, input=typed)
 
 
 # Every offline command that reads or writes the database itself (not through the gateway's API).
