@@ -40,6 +40,7 @@ def _run(data_dir: Path, *args: str, database_url: str | None = None, typed: str
 OFFLINE_DATABASE_COMMANDS = [
     ["audit", "verify", "--quiet"],
     ["audit", "checkpoint"],
+    ["audit", "accept-restore", "--reason", "restored from the nightly backup", "--yes"],
     ["keys", "rotate"],
     ["keys", "rotate-audit-ref"],
     ["keys", "rotate-checkpoint"],
