@@ -688,6 +688,13 @@ def render_html(report: MonthlyReport) -> str:
         )
     else:
         integrity_text = "本报告生成时尚无签名检查点。"
+    for restore in integrity.get("restores") or ():
+        # An accepted database restore is said in every report after it: part of the log was lost.
+        first, last = restore.get("lost_first_seq"), restore.get("lost_last_seq")
+        integrity_text += (
+            f"已接受的数据库恢复：{_beijing_time(restore.get('accepted_at'))}，"
+            f"事件 #{first}..#{last} 已丢失（理由：{restore.get('reason')}）。"
+        )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="zh-CN"><head><meta charset="utf-8">'

@@ -711,6 +711,7 @@ def _integrity(runtime: Runtime) -> dict[str, Any]:
         )
     try:
         cp = audit.latest_checkpoint(directory, public_key) if directory.is_dir() else None
+        restores = _accepted_restores(directory, public_key)
     except CheckpointError as exc:
         return _not_checked(
             "checkpoint_invalid",
@@ -730,7 +731,24 @@ def _integrity(runtime: Runtime) -> dict[str, Any]:
         "tree_size": cp.tree_size,
         "root_hash": cp.root_hash.hex(),
         "timestamp": cp.to_json()["timestamp"],
+        **({"restores": restores} if restores else {}),
     }
+
+
+def _accepted_restores(directory: Path, public_key: Any) -> list[dict[str, Any]]:
+    """Each accepted database restore (``audit accept-restore``): when, the events lost, the reason. A
+    report on the log must say that part of it was lost, every time (never only on the day)."""
+    if not directory.is_dir() or not audit.has_restores(directory):
+        return []
+    return [
+        {
+            "accepted_at": record.to_json()["timestamp"],
+            "lost_first_seq": (record.restore or {})["lost_from"] + 1,
+            "lost_last_seq": (record.restore or {})["lost_to"],
+            "reason": (record.restore or {})["reason"],
+        }
+        for record, _ in audit.checkpoint_history(directory, public_key).restores
+    ]
 
 
 def _not_checked(problem: str, message_zh: str, message_en: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The supervision API after an accepted restore, on a real gateway process: the checkpoints listed are
 those of the log as it now is, inclusion proofs for event numbers the lost log also used are proved against
 the restored log's checkpoints, consistency proofs run from the lost log's checkpoints inside the restored
-prefix to the new ones, and the monthly report names the latest checkpoint of the restored log."""
+prefix to the new ones, and the monthly report names the latest checkpoint of the restored log and says
+that events were lost."""
 
 from __future__ import annotations
 
@@ -75,3 +76,8 @@ def test_the_monthly_report_names_the_restored_logs_checkpoint(restored: Stack) 
     assert report.status_code == 200, report.text
     integrity = report.json()["integrity"]
     assert integrity["checked"] is True and integrity["tree_size"] == 18
+    # Every report after it says part of the log was lost, when, and why.
+    (said,) = integrity["restores"]
+    assert (said["lost_first_seq"], said["lost_last_seq"], said["reason"]) == (12, 16, "disk failure")
+    page = api(restored, "GET", "/reports/monthly", "supervisor").text
+    assert "已接受的数据库恢复：" in page and "事件 #12..#16 已丢失（理由：disk failure）" in page
