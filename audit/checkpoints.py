@@ -9,6 +9,11 @@ show one checkpoint extends another.
 
 Files are append-only: a new checkpoint gets a new name (size and time), is written to a temporary file,
 fsynced and hard-linked into place — ``link`` fails rather than replace an existing file.
+
+A deliberate restore from an older backup, once accepted (:mod:`audit.restore`), starts a new **epoch**:
+its signed record is the epoch's first checkpoint, and every later checkpoint carries the epoch (signed,
+and ``-e<N>`` in its name). Positions in the history are (epoch, tree size): the latest checkpoint is the
+highest epoch's, and :func:`checkpoint_history` sorts the lost log's checkpoints from the current one's.
 """
 
 from __future__ import annotations

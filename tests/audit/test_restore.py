@@ -256,3 +256,19 @@ def test_a_key_handed_over_in_the_lost_log_signs_the_restored_one(store: Store, 
     verify_checkpoint(late, old.public_key)  # a valid signature, but the key is out of office
     with pytest.raises(CheckpointError, match="handed over"):
         key_chain(directory, new.public_key).verify(late)
+
+
+def test_a_key_rotated_after_the_restore_hands_over_in_the_new_epoch(sqlite: Store, tmp_path: Path) -> None:
+    key_path, directory, _ = _restored(sqlite, tmp_path)
+    old = CheckpointSigner.load_or_create(key_path)
+    _accept(sqlite, key_path, directory)
+    AuditLog(sqlite.engine).append(make_event(80))
+    _, new, handover = rotate_signing_key(sqlite.engine, key_path, directory)
+    assert handover.position == (1, 5)
+    assert [p.name.endswith("-e1-handover.json") for p in directory.glob("*-handover.json")] == [True] * 2
+    AuditLog(sqlite.engine).append(make_event(81))
+    write_checkpoint(sqlite.engine, new, directory)
+    for pinned in (old, new):
+        report = verify_log(sqlite.engine, directory, pinned.public_key)
+        assert report.ok, report.summary()
+        assert report.checkpoint is not None and report.checkpoint.position == (1, 6)
