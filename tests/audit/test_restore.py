@@ -272,3 +272,37 @@ def test_a_key_rotated_after_the_restore_hands_over_in_the_new_epoch(sqlite: Sto
         report = verify_log(sqlite.engine, directory, pinned.public_key)
         assert report.ok, report.summary()
         assert report.checkpoint is not None and report.checkpoint.position == (1, 6)
+
+
+def test_a_second_restore_opens_a_second_epoch_and_both_are_reported(sqlite: Store, tmp_path: Path) -> None:
+    """Restored to 4 (7 signed), grown to 9 and signed, restored again to an older copy of 2 events: the
+    first log's checkpoints of 4 and 7, and the first restored log's above 2, are out of the current log."""
+    log = AuditLog(sqlite.engine)
+    key_path, directory = tmp_path / "key.pem", tmp_path / "checkpoints"
+    signer = CheckpointSigner.load_or_create(key_path)
+    log.append_many([make_event(i) for i in range(2)])
+    write_checkpoint(sqlite.engine, signer, directory)
+    oldest = snapshot(sqlite.engine)
+    log.append_many([make_event(i) for i in range(2, 4)])
+    write_checkpoint(sqlite.engine, signer, directory)
+    backup = snapshot(sqlite.engine)
+    log.append_many([make_event(i) for i in range(4, 7)])
+    write_checkpoint(sqlite.engine, signer, directory)
+    drop_triggers(sqlite.engine)
+    restore(sqlite.engine, *backup)
+    _accept(sqlite, key_path, directory)
+    log.append_many([make_event(i) for i in range(300, 305)])
+    write_checkpoint(sqlite.engine, signer, directory)
+    restore(sqlite.engine, *oldest)
+    assert not verify_log(sqlite.engine, directory, signer.public_key).ok
+    _accept(sqlite, key_path, directory)
+    log.append(make_event(400))
+    write_checkpoint(sqlite.engine, signer, directory)
+
+    history = checkpoint_history(directory, signer.public_key)
+    assert [c.position for c, _ in history.current] == [(0, 2), (2, 2), (2, 3)]
+    assert [c.position for c, _ in history.lost] == [(0, 4), (0, 7), (1, 4), (1, 9)]
+    report = verify_log(sqlite.engine, directory, signer.public_key)
+    assert report.ok, report.summary()
+    lost = [(r.restore["lost_from"], r.restore["lost_to"]) for r in report.restores if r.restore]
+    assert lost == [(4, 7), (2, 9)]
