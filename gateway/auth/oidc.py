@@ -259,7 +259,9 @@ class Principal:
     #: until when a sign-out of it must be kept (gateway.auth.sessions).
     issued_at: int | None = None
     expires_at: int | None = None
-    #: SHA-256 of the compact token (hex), naming a token without a ``jti`` in a sign-out; never the token.
+    #: SHA-256 (hex) of the token's signing input (``header.payload``, the signature left out: an ECDSA
+    #: signature can be rewritten without the key), naming a token without a ``jti`` in a sign-out; never
+    #: the token.
     token_digest: str | None = field(default=None, repr=False, compare=False)
 
 
@@ -447,6 +449,13 @@ class OIDCVerifier:
     async def _verify_uncached(self, token: str) -> Principal:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         signed, header = self._parse(token)
+        # What names the token in a sign-out is its signed part (header and claims as the provider encoded
+        # them), not the compact string: an ES256 signature (r, s) is as valid as (r, n - s), so anyone
+        # holding a token can write a second string of it that the provider never issued (ECDSA
+        # malleability; RFC 8725 §2.1 weak signatures). A digest of the whole string would let that twin
+        # pass a sign-out of the original.
+        signing_input = token.rpartition(".")[0]
+        signed_digest = hashlib.sha256(signing_input.encode("ascii")).hexdigest()
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise AuthError("unsupported_algorithm")
@@ -464,7 +473,7 @@ class OIDCVerifier:
                 self._principal(claims),
                 issued_at=_whole_seconds(claims.get("iat")),
                 expires_at=_whole_seconds(claims.get("exp")),
-                token_digest=digest.hex(),
+                token_digest=signed_digest,
             )
         except AuthError as error:
             error.claimed_org = _division_code_claim(claims, self._claims.org)

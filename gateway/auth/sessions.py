@@ -5,8 +5,9 @@ they would stay good after a sign-out, or after a cadre is transferred away or a
 of revocation close that (GB/T 35273-2020 §6.3 c: access is withdrawn when a person's duties end;
 GB/T 22239-2019 8.1.4.1 d: a session can be ended):
 
-* **a token** (sign-out): by its ``jti``, or by the SHA-256 of the token when it carries none; kept until
-  the token itself expires;
+* **a token** (sign-out): by its ``jti``, or, when it carries none, by the SHA-256 of its signed part
+  (header and claims; not the signature, which the holder of an ECDSA token can rewrite); kept until the
+  token itself expires;
 * **a user** (``revoke-sessions``): every token of that user issued before the revocation (``iat`` earlier
   than the revocation instant); kept for ``oidc_max_token_lifetime_s`` plus the leeway, after which no such
   token is left: the verifier refuses any token living longer than that (``token_lifetime_too_long``), so
@@ -68,7 +69,7 @@ class RevokedTokenRow(_Base):
 
     __tablename__ = "auth_revoked_tokens"
 
-    #: ``jti:<jti>``, or ``sha256:<digest>`` (of a long jti, or of the whole token when it has no jti).
+    #: ``jti:<jti>``, or ``sha256:<digest>`` (of a long jti, or of the token's signed part without a jti).
     token_key: Mapped[str] = mapped_column(String(256), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(256))
     #: When the token stops being accepted anyway (its ``exp`` plus the clock-skew leeway); pruned after.

@@ -4,6 +4,7 @@ PyJWT and cryptography (libraries the project contains no code of), never with j
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -74,6 +75,23 @@ def keys() -> Keys:
         rsa_next=SigningKey("rsa-2", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
         attacker=SigningKey("rsa-1", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
     )
+
+
+#: The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, n - s) does.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def ecdsa_twin(token: str) -> str:
+    """The same ES256 token with its signature rewritten as (r, n - s): valid, and a different string,
+    written by anyone holding the token without the provider's key."""
+    signing_input, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    return f"{signing_input}.{_urlsafe(r + (_P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
+def _urlsafe(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def claims_for(issuer: str, now: float | None = None, **overrides: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from tests.gateway.auth.conftest import (
     Tenant,
     VerifierFactory,
     claims_for,
+    ecdsa_twin,
     mint,
 )
 
@@ -345,10 +346,26 @@ async def test_good_token_maps_to_principal(
         issued_at=int(NOW),
         expires_at=int(NOW) + 600,
     )
-    # A sign-out of a token without a jti names it by this digest (gateway.auth.sessions), never the token.
-    assert principal.token_digest == hashlib.sha256(token.encode()).hexdigest()
+    # A sign-out of a token without a jti names it by this digest (gateway.auth.sessions), never the token:
+    # of the signed part (header.payload), which only the provider's key can vary.
+    assert principal.token_digest == hashlib.sha256(token.rpartition(".")[0].encode()).hexdigest()
     assert token not in repr(principal)
     assert "cadre_wang" not in repr(principal)
+
+
+async def test_an_ecdsa_twin_of_a_token_is_named_as_the_token_in_a_sign_out(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW)
+    token = mint(keys.ec, claims_for(tenant.issuer, now=NOW, jti=None))
+    twin = ecdsa_twin(token)
+    assert twin != token
+
+    original, rewritten = await verifier.verify(token), await verifier.verify(twin)
+
+    # Signed out by its digest, the token must stay out whichever of its valid strings comes back.
+    assert original.token_id is None
+    assert rewritten.token_digest == original.token_digest
 
 
 async def test_minimal_token_maps_absent_optional_claims(
