@@ -263,6 +263,11 @@ class Principal:
     #: signature can be rewritten without the key), naming a token without a ``jti`` in a sign-out; never
     #: the token.
     token_digest: str | None = field(default=None, repr=False, compare=False)
+    #: SHA-256 (hex) of the whole compact token: what named a token without a ``jti`` in a sign-out
+    #: written before ``token_digest`` left the signature out. Looked up too until such sign-outs have
+    #: expired (a day at most, ``oidc_max_token_lifetime_s``), so an upgrade never accepts a signed-out
+    #: token again; never the token.
+    compact_digest: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -474,6 +479,7 @@ class OIDCVerifier:
                 issued_at=_whole_seconds(claims.get("iat")),
                 expires_at=_whole_seconds(claims.get("exp")),
                 token_digest=signed_digest,
+                compact_digest=digest.hex(),
             )
         except AuthError as error:
             error.claimed_org = _division_code_claim(claims, self._claims.org)

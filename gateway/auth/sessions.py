@@ -126,7 +126,14 @@ class RevokedSessions:
 
         ``iat`` is whole seconds, rounded down: a token issued before the revocation always counts as
         earlier; one issued later in the same second is refused too (fail closed: sign in again)."""
-        if self.tokens and token_key(principal) in self.tokens:
+        if self.tokens and (
+            token_key(principal) in self.tokens
+            or (
+                principal.token_id is None
+                and principal.compact_digest is not None
+                and f"sha256:{principal.compact_digest}" in self.tokens
+            )
+        ):
             return True
         revoked_before = self.users.get(principal.user_id)
         if revoked_before is None:

@@ -6,6 +6,7 @@ the staleness bound, and that migration 0012 goes up and down."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,19 @@ def test_what_a_revocation_covers(engine: sa.Engine, principal: Principal, refus
         revoke_user_sessions(session, "u-3", actor="u-admin", reason="调离", now=NOW, keep_for_s=86_430)
     with Session(engine) as session:
         assert load_revoked_sessions(session, NOW).refuses(principal) is refused
+
+
+def test_a_sign_out_written_before_the_signed_part_digest_still_refuses_the_token(engine: sa.Engine) -> None:
+    # Before, a token without a jti was named by the digest of the whole compact string; such a row is
+    # kept until the token expires, and the token must stay signed out across the upgrade.
+    token = dataclasses.replace(_principal("u-5", jti=None), compact_digest="cd" * 32)
+    signed_out_before = dataclasses.replace(token, token_digest="cd" * 32)  # the key it was named by
+    with Session(engine) as session, session.begin():
+        revoke_token(session, signed_out_before, actor="u-5", now=NOW, leeway_s=30)
+    with Session(engine) as session:
+        revoked = load_revoked_sessions(session, NOW)
+    assert revoked.refuses(token)
+    assert not revoked.refuses(dataclasses.replace(token, compact_digest="ef" * 32))
 
 
 def test_a_long_jti_is_kept_as_its_digest() -> None:
