@@ -68,6 +68,7 @@ from gateway.openapi_doc import ecma_pattern, operation_id
 from gateway.pipeline import authenticate, record_audit, refusal_details
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.runtime import Runtime
+from grassroots_common import divisions as grassroots_divisions
 from grassroots_common.divisions import DIVISION_CODE
 from grassroots_common.personal_data import fold, looks_like_identifier
 from masking.errors import MaskingError, UnknownDatasetError
@@ -104,6 +105,28 @@ def checked_org(code: str, name: str = "org_scope") -> str:
             f"{name} must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151101000).",
             code="invalid_org",
         ) from None
+
+
+def supervised_prefix(principal: Principal, org: str | None = None) -> str:
+    """The significant prefix of the organisation subtree the caller may look at: their own, or the part of
+    it ``org`` names; a code outside it is 404 ``outside_scope`` (a code beyond one's reach is not
+    confirmed to be anything), saying what the caller may look at instead. The one check of "whose
+    figures" for every supervision view (least privilege, GB/T 35273-2020 §7.1): a township's
+    supervisor sees her own township's, never a neighbour's."""
+    mine = checked_org(principal.org, "org")
+    own = grassroots_divisions.significant_prefix(mine)
+    wanted = grassroots_divisions.significant_prefix(checked_org(org, "org")) if org else own
+    if not wanted.startswith(own):
+        # "outside your scope" alone left a township supervisor guessing what she may look at.
+        raise NotFound(
+            f"所查询的单位不在您的监督范围内：您只能查看本单位（{mine}）及其下级单位的记录。"
+            "请去掉单位条件（--org），或改用本辖区内单位的区划代码。",
+            f"The organisation asked for is outside your supervisory scope: you may look at your own "
+            f"organisation ({mine}) and those under it only. Leave out the organisation filter (--org), "
+            "or give the division code of one within your jurisdiction.",
+            code="outside_scope",
+        )
+    return wanted
 
 
 #: What a supervision permission lets one do, in the words an official reads: the Chinese refusal said

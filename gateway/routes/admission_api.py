@@ -78,6 +78,7 @@ from gateway.admin_support import (
     domain_errors,
     record_read,
     refused_reads,
+    supervised_prefix,
     unit_of_work,
 )
 from gateway.app import get_runtime, json_nested_too_deep, request_id_of
@@ -1255,12 +1256,14 @@ def _village_code(code: str) -> str:
 
 @router.get(f"{_PREFIX}/burden/villages/{{village_code}}")
 async def burden_of_village(
-    _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     village_code: Annotated[str, PathParam(json_schema_extra=_VILLAGE_SCHEMA)],
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    """How many admitted systems reach this village and which fields they demand of it."""
+    """How many admitted systems reach this village and which fields they demand of it; a village outside
+    the caller's organisation is 404 ``outside_scope`` (:func:`supervised_prefix`)."""
     code = _village_code(village_code)
+    supervised_prefix(principal, code)
     catalog = runtime.catalog
 
     def work(service: AdmissionService) -> dict[str, Any]:
@@ -1288,20 +1291,26 @@ _BURDEN_CSV_HEADER: Final = (
 
 @router.get(f"{_PREFIX}/burden/report", response_model=None, responses=other_formats("text/csv"))
 async def burden_report(
-    _principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
+    principal: Annotated[Principal, Depends(Permitted("admission", "read"))],
     runtime: RuntimeDep,
     village: Annotated[
         list[str] | None, Query(json_schema_extra={"items": {"type": "string", **_VILLAGE_SCHEMA}})
     ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
-    """District report: systems per village and fields demanded more than once (JSON or CSV)."""
+    """District report: systems per village and fields demanded more than once (JSON or CSV), over the
+    villages of the caller's organisation only, as every supervision report is: a township's supervisor
+    gets her township's villages, and the repeated fields among them, never a neighbour's (a village
+    asked for outside it is 404 ``outside_scope``)."""
     requested = [_village_code(v) for v in village or []]
+    scope = supervised_prefix(principal)
+    for code in requested:
+        supervised_prefix(principal, code)
     catalog = runtime.catalog
 
     def work(service: AdmissionService) -> dict[str, Any]:
         regs = service.list_systems([SystemStatus.APPROVED])
-        villages = requested or _district_villages(runtime, regs)
+        villages = requested or [v for v in _district_villages(runtime, regs) if v.startswith(scope)]
         report = district_report(regs, villages, equivalents=_equivalents(catalog))
         return report.as_dict()
 

@@ -69,6 +69,7 @@ from gateway.admin_support import (
     StrictBody,
     checked_org,
     record_read,
+    supervised_prefix,
     unit_of_work,
 )
 from gateway.app import get_runtime, request_id_of
@@ -196,21 +197,8 @@ def _pruned_note(runtime: Runtime) -> dict[str, Any] | None:
 
 def _scope(principal: Principal, org: str | None) -> str:
     """The organisation subtree to show: the caller's own, or a part of it (404 outside it)."""
-    own = org_prefix(checked_org(principal.org, "org"))
-    wanted = org_prefix(checked_org(org, "org")) if org else own
-    if not wanted.startswith(own):
-        # Said as a 404 (a code outside one's reach is not confirmed to be anything), but with what the
-        # caller may look at instead: "outside your scope" alone left a township supervisor guessing.
-        mine = checked_org(principal.org, "org")
-        raise NotFound(
-            f"所查询的单位不在您的监督范围内：您只能查看本单位（{mine}）及其下级单位的记录。"
-            "请去掉单位条件（--org），或改用本辖区内单位的区划代码。",
-            f"The organisation asked for is outside your supervisory scope: you may look at your own "
-            f"organisation ({mine}) and those under it only. Leave out the organisation filter (--org), "
-            "or give the division code of one within your jurisdiction.",
-            code="outside_scope",
-        )
-    return (wanted or "0").ljust(12, "0") if wanted else "000000000000"
+    wanted = supervised_prefix(principal, org)
+    return wanted.ljust(12, "0") if wanted else "000000000000"
 
 
 def _org_arg(scope: str) -> str | None:

@@ -1305,6 +1305,42 @@ def test_district_report_counts_systems_and_repeated_fields(stack: Stack) -> Non
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_village")
 
 
+def test_a_township_supervisor_gets_her_own_townships_burden_figures_only(stack: Stack) -> None:
+    """The burden report answered 城桥镇's supervisor with every village of the district, 堡镇's counts
+    and repeated fields too, while every other supervision report shows her her own township only. Now
+    her township's villages only (and the repeated fields among them); a village of 堡镇 asked for,
+    in the report or alone, is 404 outside_scope, saying what she may look at, not what is there."""
+    neighbour_village = "310151102201"
+    admit(stack, new_id("town-b-a"), reaches=["310151102000"], collects_fields=["residents.mobile"])
+    admit(stack, new_id("town-b-b"), reaches=["310151102000"], collects_fields=["mobile"])
+    district = ok(call(stack, "GET", f"{API}/burden/report", "supervisor"))
+    assert neighbour_village in district["systems_per_village"]
+    assert any(neighbour_village in d["villages"] for d in district["fields_demanded_more_than_once"])
+
+    own = ok(call(stack, "GET", f"{API}/burden/report", "town_supervisor_a"))
+    assert VILLAGE_A in own["systems_per_village"]
+    assert all(v.startswith(TOWNSHIP_A[:9]) for v in own["systems_per_village"]), own["systems_per_village"]
+    shown = {v for d in own["fields_demanded_more_than_once"] for v in d["villages"]}
+    assert shown and all(v.startswith(TOWNSHIP_A[:9]) for v in shown)
+    csv_rows = call(stack, "GET", f"{API}/burden/report", "town_supervisor_a", params={"format": "csv"}).text
+    assert neighbour_village not in csv_rows and VILLAGE_A in csv_rows
+
+    for path, params in (
+        (f"{API}/burden/report", {"village": neighbour_village}),
+        (f"{API}/burden/report", {"village": [VILLAGE_A, neighbour_village]}),
+        (f"{API}/burden/villages/{neighbour_village}", {}),
+    ):
+        refused = call(stack, "GET", path, "town_supervisor_a", params=params)
+        assert (refused.status_code, refused.json()["error"]) == (404, "outside_scope"), refused.text
+        assert neighbour_village not in refused.text
+        assert TOWNSHIP_A in refused.json()["message"]
+    assert ok(call(stack, "GET", f"{API}/burden/villages/{VILLAGE_A}", "town_supervisor_a"))["n_systems"] >= 1
+    assert (
+        neighbour_village
+        in ok(call(stack, "GET", f"{API}/burden/report", "town_supervisor_b"))["systems_per_village"]
+    )
+
+
 def test_the_audit_chain_stays_intact(stack: Stack) -> None:
     """Every admission change above was audited inside its own transaction (SQLite) or before its commit
     (PostgreSQL); either way the hash chain verifies."""
