@@ -57,6 +57,7 @@ from audit.complaints import (
     CaseNotFound,
     CaseOutsideScope,
     ComplaintSource,
+    DayCount,
     Deadline,
     Deadlines,
     Disposition,
@@ -72,10 +73,12 @@ from audit.complaints import (
     count_incidents,
     dispose_incident,
     due_within,
+    escalate_incident,
     get_complaint,
     get_incident,
     hand_down_case,
     incident_for_recheck,
+    incidents_to_escalate,
     list_complaints,
     list_incidents,
     missed_deadlines,
@@ -149,6 +152,7 @@ from audit.reports import GroupBy, access_report
 from audit.restore import RestorePlan, RestoreRefused, accept_restore, plan_restore
 from audit.tables import install_immutability_sql, metadata, postgres_writer_role_sql
 from audit.verify import VerificationReport, verify_log
+from audit.workdays import HolidayFileError, WorkCalendar, work_calendar
 
 __all__ = [
     "CHINA_STANDARD_TIME",
@@ -178,6 +182,7 @@ __all__ = [
     "CheckpointHistory",
     "CheckpointSigner",
     "ComplaintSource",
+    "DayCount",
     "Deadline",
     "Deadlines",
     "Disposition",
@@ -188,6 +193,7 @@ __all__ = [
     "GrantWindow",
     "GroupBy",
     "GroupCommitAppender",
+    "HolidayFileError",
     "IncidentStatus",
     "InvalidCaseInput",
     "InvalidProofError",
@@ -210,6 +216,7 @@ __all__ = [
     "SupervisionError",
     "TransactionCompanion",
     "VerificationReport",
+    "WorkCalendar",
     "accept_restore",
     "access_report",
     "access_seqs_for_person",
@@ -234,6 +241,7 @@ __all__ = [
     "detect_anomalies",
     "dispose_incident",
     "due_within",
+    "escalate_incident",
     "extend_checkpoint",
     "extend_checkpoint_if_grown",
     "get_complaint",
@@ -241,6 +249,7 @@ __all__ = [
     "hand_down_case",
     "has_restores",
     "incident_for_recheck",
+    "incidents_to_escalate",
     "inclusion_proof",
     "inclusion_proofs",
     "install_immutability_sql",
@@ -290,6 +299,7 @@ __all__ = [
     "verify_incident_evidence",
     "verify_inclusion",
     "verify_log",
+    "work_calendar",
     "write_checkpoint",
     "writer_role",
 ]

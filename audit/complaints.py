@@ -23,15 +23,16 @@ durably audited the returned change). Each returns the row as plain data and a c
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from audit import merkle
@@ -46,6 +47,8 @@ from audit.tables import (
     IncidentStepRow,
     audit_events,
 )
+from audit.workdays import WorkCalendar, next_working_day, package_calendar
+from grassroots_common.divisions import BOUNDARIES as DIVISION_BOUNDARIES
 from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 MAX_TEXT: Final = 1000
@@ -69,32 +72,90 @@ class Disposition(StrEnum):
     REFERRED = "referred"  # 移送纪检监察或公安机关
 
 
-@dataclass(frozen=True, slots=True)
+@functools.cache
+def default_calendar() -> WorkCalendar:
+    """The installed ``chinesecalendar`` schedule alone (the gateway lays the operator's file over it)."""
+    return package_calendar()
+
+
+class DayCount(StrEnum):
+    """How a handling period's days are counted (``GRASSROOTS_DEADLINE_DAYS``)."""
+
+    CALENDAR = "calendar_days"  # 自然日: every day counts; a last day that is a rest day moves on
+    WORKING = "working_days"  # 工作日: only working days count, 调休上班 days included
+
+
+@dataclass(frozen=True)
 class Deadlines:
-    """Days to answer a complaint and to close an incident (set to the local 12345 rules)."""
+    """Days to answer a complaint and to close an incident (set to the local 12345 rules), counted as
+    ``unit`` says on ``calendar`` (the State Council's schedule, :mod:`audit.workdays`)."""
 
     complaint_days: int = 15
     incident_days: int = 30
+    unit: DayCount = DayCount.CALENDAR
+    calendar: WorkCalendar = field(default_factory=default_calendar)
 
     def complaint_due(self, received: datetime) -> datetime:
         """When the complainant must have an answer: see :func:`period_end`."""
-        return period_end(received, self.complaint_days)
+        return period_end(received, self.complaint_days, self.unit, self.calendar)
 
     def incident_due(self, opened: datetime) -> datetime:
         """When the incident must be closed: see :func:`period_end`."""
-        return period_end(opened, self.incident_days)
+        return period_end(opened, self.incident_days, self.unit, self.calendar)
+
+    def estimated(self, start: datetime, due: datetime) -> bool:
+        """See :func:`period_estimated`."""
+        return period_estimated(start, due, self.calendar)
 
 
-def period_end(start: datetime, days: int) -> datetime:
-    """The last moment of a period of ``days`` days that starts at ``start``, counted in Beijing calendar
-    days as the Civil Code counts periods (民法典第二百零一条: the day it starts on is not counted, the
-    period runs from the next day; 第二百零三条: its last day ends at 24:00). A complaint taken at 01:36 on
-    7 December with 15 days to answer is due by the end of 22 December, Beijing time — not at 01:36 on the
-    22nd, nor at a moment of the UTC day. The last second of that day, as a deadline typed as a day is
-    (``gateway.time_inputs.DueAt``); returned in UTC, as every stored time is."""
-    day = _aware(start).astimezone(CHINA_STANDARD_TIME).date() + timedelta(days=days)
+def _beijing_day(moment: datetime) -> date:
+    return _aware(moment).astimezone(CHINA_STANDARD_TIME).date()
+
+
+def _end_of(day: date) -> datetime:
+    """The last second of a Beijing day, in UTC: a deadline typed as a day (``gateway.time_inputs.DueAt``)."""
     last = datetime.combine(day + timedelta(days=1), time(), CHINA_STANDARD_TIME) - timedelta(seconds=1)
     return last.astimezone(UTC)
+
+
+def period_end(
+    start: datetime, days: int, unit: DayCount = DayCount.CALENDAR, calendar: WorkCalendar | None = None
+) -> datetime:
+    """The last moment of a period of ``days`` days that starts at ``start``, counted in Beijing days as
+    the Civil Code counts periods: 第二百零一条, the day it starts on is not counted, the period runs from
+    the next day; 第二百零三条, its last day ends at 24:00, and a last day that is a 法定休假日 (a weekend
+    day off or a statutory holiday; a Saturday or Sunday the State Council makes a working day, 调休上班,
+    is not one) gives way to the first working day after it. A complaint taken at 01:36 on 7 December
+    with 15 days to answer is due by the end of 22 December, Beijing time — not at 01:36 on the 22nd, nor
+    at a moment of the UTC day. Returned in UTC, as every stored time is.
+
+    ``unit`` WORKING: the period is ``days`` working days (工作日), the first the working day after
+    ``start``'s day; holidays do not count, 调休上班 days do.
+
+    A day of a year ``calendar`` does not know (:meth:`WorkCalendar.knows`) is never guessed a holiday,
+    and the result leans early, never late, so an overdue case is not hidden: in calendar days the last
+    day is not moved at all; in working days Monday to Friday count. :func:`period_estimated` says when
+    this happened, so the case can say its deadline is an estimate (期限为估算)."""
+    cal = calendar if calendar is not None else default_calendar()
+    day = _beijing_day(start)
+    if unit is DayCount.WORKING:
+        counted = 0
+        while counted < days:
+            day += timedelta(days=1)
+            counted += cal.is_working_day(day)
+        return _end_of(day)
+    last = day + timedelta(days=days)
+    if cal.knows(last):
+        last = next_working_day(cal, last)
+    return _end_of(last)
+
+
+def period_estimated(start: datetime, due: datetime, calendar: WorkCalendar | None = None) -> bool:
+    """Whether a period from ``start`` to ``due`` runs into a year ``calendar`` does not know: its
+    deadline is then the conservative estimate :func:`period_end` describes."""
+    cal = calendar if calendar is not None else default_calendar()
+    first, last = _beijing_day(start), _beijing_day(due)
+    return any(year not in cal.years for year in range(first.year, last.year + 1))
 
 
 class SupervisionError(Exception):
@@ -321,6 +382,8 @@ def complaint_json(
         "disposition": incident.disposition if incident is not None else None,
         "overdue": bool(missed),
         "overdue_deadlines": missed,
+        **_estimate("due_estimated", row.due_estimated),
+        **_escalation(incident),
     }
 
 
@@ -347,6 +410,9 @@ def incident_json(
         **_times("complaint_due_at", complaint.due_at if complaint is not None else None),
         "overdue": bool(missed),
         "overdue_deadlines": missed,
+        **_estimate("due_estimated", row.due_estimated),
+        **_estimate("complaint_due_estimated", complaint.due_estimated if complaint is not None else None),
+        **_escalation(row),
         "assignee": row.assignee,
         "disposition": row.disposition,
         "closed_by": row.closed_by,
@@ -356,6 +422,42 @@ def incident_json(
         # Which datasets' systems did not answer the record-id lookup: evidence may be missing there.
         "evidence_complete": not row.evidence_incomplete,
         "evidence_incomplete": _gaps_of(row),
+    }
+
+
+#: What a case says of a deadline that is an estimate (:func:`period_end`), Chinese first.
+ESTIMATE_NOTE: Final = (
+    "该期限跨入国务院尚未公布（或本系统尚未载入）节假日安排的年份，系按保守方式估算（只会早于、不会晚于"
+    "实际期限）。请运维人员更新节假日数据（升级 chinesecalendar，或在 GRASSROOTS_HOLIDAYS_FILE 中补充该年"
+    "安排）；已登记的期限不会自动重算，如需调整事件办结期限，请用 grassroots supervise assign --due。",
+    "This deadline runs into a year whose holiday schedule the State Council has not published (or this "
+    "system has not loaded), so it is a conservative estimate (earlier than, never later than, the real "
+    "one). Ask the operators to update the holiday data (upgrade chinesecalendar, or add the year to "
+    "GRASSROOTS_HOLIDAYS_FILE); deadlines already set are not recomputed: move an incident's with "
+    "grassroots supervise assign --due.",
+)
+
+
+def _estimate(name: str, estimated: bool | None) -> dict[str, Any]:
+    """``name`` (whether the deadline is an estimate), and when it is the note saying what that means."""
+    if not estimated:
+        return {name: False}
+    return {name: True, f"{name}_note": ESTIMATE_NOTE[0], f"{name}_note_en": ESTIMATE_NOTE[1]}
+
+
+def _escalation(incident: IncidentRow | None) -> dict[str, Any]:
+    """Whether the case was escalated (督办) to the office above, to which, when; with a sentence."""
+    if incident is None or incident.escalated_to is None:
+        return {"escalated": False, "escalated_to": None, **_times("escalated_at", None)}
+    at = _aware(incident.escalated_at) if incident.escalated_at is not None else None
+    day = beijing_clock(at)[:10] if at is not None else ""
+    return {
+        "escalated": True,
+        "escalated_to": incident.escalated_to,
+        **_times("escalated_at", at),
+        "escalation_message": f"该事件逾期未办结，已于 {day} 提请上级监督机构（{incident.escalated_to}）督办",
+        "escalation_message_en": f"overdue, escalated on {day} to the supervisory office above "
+        f"({incident.escalated_to}) for oversight",
     }
 
 
@@ -409,6 +511,7 @@ def register_complaint(
         incident_id=None,
         org=org,
     )
+    row.due_estimated = deadlines.estimated(now, row.due_at)
     session.add(row)
     session.flush()
     change = {
@@ -419,6 +522,7 @@ def register_complaint(
         "subject_ref": subject_ref,
         "org": org,
         "due_at": _ts(row.due_at),
+        "due_estimated": bool(row.due_estimated),
     }
     return complaint_json(row, now), change
 
@@ -531,6 +635,7 @@ def open_incident(
         evidence_incomplete=json.dumps(missing, ensure_ascii=False) if missing else None,
         org=complaint.org,
     )
+    incident.due_estimated = deadlines.estimated(now, incident.due_at)
     session.add(incident)
     session.flush()
     _attach_evidence(session, incident.incident_id, seqs, proofs)
@@ -743,6 +848,7 @@ def assign_incident(
     moved = due_at is not None and due_at.astimezone(UTC) != before
     if due_at is not None:
         incident.due_at = due_at.astimezone(UTC)
+        incident.due_estimated = False  # a day a person set, not one counted on the holiday schedule
     incident.assignee = who
     incident.status = IncidentStatus.INVESTIGATING.value
     _step(session, incident_id, "assigned", actor, now, who)
@@ -853,11 +959,12 @@ class HandDown:
     at: datetime
 
 
-def hand_downs(rows: Iterable[Any]) -> list[HandDown]:
-    """The hand-downs among step rows (``incident_id``, ``action``, ``note``, ``at``), in the given order."""
+def hand_downs(rows: Iterable[Any], action: str = HANDED_DOWN) -> list[HandDown]:
+    """The hand-downs among step rows (``incident_id``, ``action``, ``note``, ``at``), in the given order;
+    ``action`` ``ESCALATED``: the escalations (督办), which are moves of the same shape, upwards."""
     found = []
     for row in rows:
-        if row.action != HANDED_DOWN or not row.note or _MOVE_ARROW not in row.note:
+        if row.action != action or not row.note or _MOVE_ARROW not in row.note:
             continue
         before, after = row.note.split(_MOVE_ARROW, 1)
         found.append(HandDown(row.incident_id, before, after, row.at))
@@ -986,17 +1093,124 @@ def hand_down_case(
     complaint = _complaint_of(session, incident)
     if complaint is not None:
         complaint.org = target
-    _step(session, incident_id, HANDED_DOWN, actor, now, f"{before}{_MOVE_ARROW}{target}")
+    kind = "supervision.case_handed_down"
+    change = _moved(session, incident, HANDED_DOWN, kind, actor, now, before, target)
+    return incident_json(incident, now, complaint), change
+
+
+def _moved(
+    session: Session,
+    incident: IncidentRow,
+    action: str,
+    kind: str,
+    actor: str,
+    now: datetime,
+    before: str,
+    after: str,
+) -> dict[str, Any]:
+    """A case gone from one office to another (交办 down, 督办 up): the step, its note
+    ``"<from> → <to>"`` (:func:`hand_downs` reads it back), and the change for the log."""
+    _step(session, incident.incident_id, action, actor, now, f"{before}{_MOVE_ARROW}{after}")
     session.flush()
-    change = {
-        "kind": "supervision.case_handed_down",
+    return {
+        "kind": kind,
         "actor": actor,
-        "incident_id": incident_id,
+        "incident_id": incident.incident_id,
         "complaint_id": incident.complaint_id,
         "from_org": before,
-        "org": target,
+        "org": after,
     }
-    return incident_json(incident, now, complaint), change
+
+
+#: The step an escalation (督办) leaves, its note ``"<holding office> → <office above>"``.
+ESCALATED: Final = "escalated"
+#: Who escalates: the periodic supervision task, the gateway's own act (as for scheduled archives).
+ESCALATOR: Final = "system"
+
+
+def superior_office(org: str) -> str | None:
+    """The office one level above ``org`` (a 12-digit division code): a township's district, a district's
+    city, a city's province, a province's the national level (``000000000000``); None above that."""
+    prefix = org_prefix(org)
+    if prefix == "":
+        return None
+    above = max((b for b in DIVISION_BOUNDARIES if b < len(prefix)), default=0)
+    return prefix[:above].ljust(12, "0")
+
+
+def _late_condition(now: datetime) -> ColumnElement[bool]:
+    """SQL over incidents alone: not closed, and its closing deadline or its complaint's answer deadline
+    has passed (:func:`overdue_condition`, without the join: usable in an UPDATE's WHERE)."""
+    complaint_late = (
+        select(ComplaintRow.complaint_id)
+        .where(ComplaintRow.complaint_id == IncidentRow.complaint_id, ComplaintRow.due_at < now)
+        .exists()
+    )
+    late = or_(IncidentRow.due_at < now, complaint_late)
+    return and_(IncidentRow.status != IncidentStatus.CLOSED.value, late)
+
+
+def incidents_to_escalate(session: Session, now: datetime, *, limit: int = 500) -> list[str]:
+    """The overdue incidents (:func:`overdue_condition`) not yet escalated and held by a known office below
+    the national level, oldest deadline first: what :func:`escalate_incident` is to be asked about."""
+    stmt = (
+        select(IncidentRow.incident_id)
+        .where(
+            _late_condition(now),
+            IncidentRow.escalated_to.is_(None),
+            IncidentRow.org.is_not(None),
+            IncidentRow.org != "000000000000",
+        )
+        .order_by(IncidentRow.due_at, IncidentRow.incident_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def escalate_incident(
+    session: Session, *, incident_id: str, now: datetime, actor: str = ESCALATOR
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """督办: an overdue incident is escalated to the office one level above the one holding it
+    (:func:`superior_office`), which then finds it in its 督办 list (``list_incidents(escalated=True)``)
+    and oversees it — the closed loop's "逾期督办" (the district's supervision plan: 对基层举报反映的违规
+    情况及时督促整改). Recorded as an ``escalated`` step (its note ``"<from> → <to>"``) and the returned
+    change (``supervision.incident_escalated``, with the deadlines missed), which the caller appends to the
+    log in the same transaction.
+
+    Once per overdue round, whoever asks and however many ask at once: the row is claimed by one UPDATE
+    whose WHERE holds "still overdue, still not escalated" (PostgreSQL re-checks it on the row another
+    transaction just changed; SQLite's units of work run one at a time), so of several gateway processes
+    exactly one escalates and the others get None. None too when the case is no longer overdue, is held
+    at the national level or by no known office. Reopening clears the escalation (new clocks, new round)."""
+    incident = session.get(IncidentRow, incident_id)
+    if incident is None or incident.org is None:
+        return None
+    above = superior_office(incident.org)
+    if above is None:
+        return None
+    held = incident.org
+    claimed = session.execute(
+        update(IncidentRow)
+        .where(
+            IncidentRow.incident_id == incident_id,
+            IncidentRow.escalated_to.is_(None),
+            IncidentRow.org == held,
+            _late_condition(now),
+        )
+        .values(escalated_to=above, escalated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
+        return None
+    session.refresh(incident)
+    complaint = _complaint_of(session, incident)
+    out = incident_json(incident, now, complaint)
+    change = _moved(session, incident, ESCALATED, "supervision.incident_escalated", actor, now, held, above)
+    change["missed"] = [
+        {"deadline": m["deadline"], "due_at": m["due_at"], "days_overdue": m["days_overdue"]}
+        for m in out["overdue_deadlines"]
+    ]
+    return out, change
 
 
 def reopen_incident(
@@ -1025,11 +1239,16 @@ def reopen_incident(
     complaint = _complaint_of(session, incident)
     if complaint is not None:
         complaint.due_at = days.complaint_due(now)
+        complaint.due_estimated = days.estimated(now, complaint.due_at)
     incident.status = (IncidentStatus.INVESTIGATING if incident.assignee else IncidentStatus.OPEN).value
     incident.disposition = None
     incident.closed_by = None
     incident.closed_at = None
     incident.due_at = days.incident_due(now)
+    incident.due_estimated = days.estimated(now, incident.due_at)
+    # The clocks start afresh: an escalation was of the earlier round (it stays in the steps and the log).
+    incident.escalated_to = None
+    incident.escalated_at = None
     _step(session, incident_id, "reopened", actor, now, text)
     session.flush()
     change = {
@@ -1159,19 +1378,33 @@ def due_soon_condition(now: datetime, due_by: datetime) -> ColumnElement[bool]:
 
 def due_within(now: datetime, days: int) -> datetime:
     """The end of the Beijing day ``days`` days after today (0: the end of today): "due within 3 days"
-    as an office counts it, by calendar day, as the deadlines themselves are (:func:`period_end`)."""
+    as an office counts it, by calendar day (a look-ahead window, not a period: no day is skipped)."""
     if not 0 <= days <= 366:
         raise InvalidCaseInput(
             "临期天数应在 0 到 366 之间（0 表示今天到期）。",
             "The days ahead must lie between 0 and 366 (0: due today).",
         )
-    return period_end(now, days)
+    return _end_of(_beijing_day(now) + timedelta(days=days))
+
+
+def escalated_condition(scope: str) -> ColumnElement[bool]:
+    """SQL for "in the 督办 list of ``scope``": not closed, and escalated to an office in ``scope`` (the
+    office itself or one under it; at the national level, every escalation)."""
+    to = [IncidentRow.escalated_to.is_not(None), IncidentRow.status != IncidentStatus.CLOSED.value]
+    return and_(*to, *case_scope_conditions(IncidentRow.escalated_to, scope))
 
 
 def _incident_conditions(
-    now: datetime, status: str | None, overdue: bool, scope: str, due_by: datetime | None = None
+    now: datetime,
+    status: str | None,
+    overdue: bool,
+    scope: str,
+    due_by: datetime | None = None,
+    escalated: bool = False,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = case_scope_conditions(IncidentRow.org, scope)
+    if escalated:
+        conditions.append(escalated_condition(scope))
     if status is not None:
         conditions.append(IncidentRow.status == IncidentStatus(status).value)
     if overdue:
@@ -1189,20 +1422,22 @@ def list_incidents(
     status: str | None = None,
     overdue: bool = False,
     due_by: datetime | None = None,
+    escalated: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Incidents by deadline; ``overdue``: those late at ``now`` (:func:`overdue_condition`), the one whose
     earliest missed deadline is oldest first, each saying which deadline it missed and by how many days;
     ``due_by``: those not yet late with a deadline by then (:func:`due_soon_condition`, :func:`due_within`),
-    the earliest deadline first. Only those in ``scope`` (the caller's jurisdiction and below).
+    the earliest deadline first; ``escalated``: the caller's 督办 list (:func:`escalated_condition`).
+    Only those in ``scope`` (the caller's jurisdiction and below).
     ``offset`` pages on (:func:`count_incidents` says how many match)."""
     stmt = (
         select(IncidentRow, ComplaintRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue, scope, due_by))
+        .where(*_incident_conditions(now, status, overdue, scope, due_by, escalated))
     )
-    if overdue or due_by is not None:
+    if overdue or escalated or due_by is not None:
         earliest = case(
             (ComplaintRow.due_at < IncidentRow.due_at, ComplaintRow.due_at), else_=IncidentRow.due_at
         )
@@ -1220,12 +1455,13 @@ def count_incidents(
     status: str | None = None,
     overdue: bool = False,
     due_by: datetime | None = None,
+    escalated: bool = False,
 ) -> int:
     stmt = (
         select(func.count())
         .select_from(IncidentRow)
         .outerjoin(ComplaintRow, ComplaintRow.complaint_id == IncidentRow.complaint_id)
-        .where(*_incident_conditions(now, status, overdue, scope, due_by))
+        .where(*_incident_conditions(now, status, overdue, scope, due_by, escalated))
     )
     return int(session.scalar(stmt) or 0)
 

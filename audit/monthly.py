@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 
 from audit.anomaly import ADMIN_REFUSED_KIND, RULES, AnomalyContext, AnomalyRules, evaluate
 from audit.complaints import (
+    ESCALATED,
     HANDED_DOWN,
     case_scope_conditions,
     hand_downs,
@@ -154,7 +155,9 @@ def _case_stats(
     the township it went to did not receive it. Hand-downs are counted apart: ``cases_handed_down``, made
     this month by an office in the subtree (a district handing a case to its township), and
     ``cases_handed_down_in``, made this month into the subtree from an office above it. Closed and overdue
-    cases count where the case is held now (the office that must close it)."""
+    cases count where the case is held now (the office that must close it). Escalations (督办) made this
+    month: ``cases_escalated_in``, to an office in the subtree (the overdue cases of the offices below it
+    it now oversees), and ``cases_escalated_up``, of the subtree's cases to an office above it."""
     c, i, st = audit_complaints.c, audit_incidents.c, audit_incident_steps.c
     scope = org_prefix(org) if org else ""
 
@@ -173,13 +176,13 @@ def _case_stats(
                 i.opened_at >= start, i.opened_at < end, *case_scope_conditions(i.org, scope)
             )
         ).all()
-        moves = hand_downs(
-            conn.execute(
-                select(st.incident_id, st.action, st.note, st.at)
-                .where(st.action == HANDED_DOWN)
-                .order_by(st.step_id)
-            ).all()
-        )
+        steps = conn.execute(
+            select(st.incident_id, st.action, st.note, st.at)
+            .where(st.action.in_((HANDED_DOWN, ESCALATED)))
+            .order_by(st.step_id)
+        ).all()
+        moves = hand_downs(steps)
+        escalations = [m for m in hand_downs(steps, ESCALATED) if start <= stored_utc(m.at) < end]
         closed = conn.execute(
             select(func.count()).where(
                 i.closed_at >= start,
@@ -208,6 +211,8 @@ def _case_stats(
         "incidents_overdue": int(overdue),
         "cases_handed_down": sum(in_scope(m.from_org) for m in month_moves),
         "cases_handed_down_in": sum(in_scope(m.to_org) and not in_scope(m.from_org) for m in month_moves),
+        "cases_escalated_in": sum(in_scope(m.to_org) for m in escalations),
+        "cases_escalated_up": sum(in_scope(m.from_org) and not in_scope(m.to_org) for m in escalations),
     }
 
 
@@ -308,6 +313,8 @@ _CASE_NAMES_ZH: Final = {
     "incidents_overdue": "当前逾期未办结",
     "cases_handed_down": "本月交办下级",
     "cases_handed_down_in": "本月上级交办",
+    "cases_escalated_in": "本月下级逾期提请督办",
+    "cases_escalated_up": "本月逾期提请上级督办",
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -165,6 +166,9 @@ class ComplaintRow(AuditBase):
     # supervisors whose organisation covers it (a prefix) see or handle the case; NULL (a case from before
     # migration 0013 whose registering office is no longer known): the national level only.
     org: Mapped[str | None] = mapped_column(String(12), index=True)
+    # The answer deadline runs into a year whose holiday schedule was not known when it was set: a
+    # conservative estimate (audit.complaints.period_end; migration 0014; NULL: set before it).
+    due_estimated: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class IncidentRow(AuditBase):
@@ -189,6 +193,12 @@ class IncidentRow(AuditBase):
     # The complaint's jurisdiction, kept with the incident so incident lists filter without a join
     # (migration 0013; NULL: the national level only).
     org: Mapped[str | None] = mapped_column(String(12), index=True)
+    # As the complaint's, for the closing deadline (migration 0014).
+    due_estimated: Mapped[bool | None] = mapped_column(Boolean)
+    # 督办: the office one level above the holder that the overdue case was escalated to, and when
+    # (migration 0014; NULL: not escalated). Cleared when the case is reopened (its clocks start afresh).
+    escalated_to: Mapped[str | None] = mapped_column(String(12), index=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IncidentEvidenceRow(AuditBase):

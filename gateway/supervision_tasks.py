@@ -1,4 +1,5 @@
-"""Supervision settings and the periodic jobs: the signed checkpoint and the archiving of closed months.
+"""Supervision settings and the periodic jobs: the signed checkpoint, the archiving of closed months and
+the escalation of overdue cases.
 
 The checkpoint task signs the Merkle root of the whole audit log every
 ``GRASSROOTS_CHECKPOINT_INTERVAL_S`` seconds (default 300) into the external checkpoint directory — the
@@ -18,6 +19,11 @@ Several gateway processes may run it at once: one archiver at a time holds :func
 PostgreSQL advisory lock, or a file lock beside the archives on SQLite, whose processes share one host),
 and re-reads the archive index under it, so a month archived by another process is never archived again.
 
+The escalation task (督办) escalates every overdue incident not yet escalated to the office one level above
+the one holding it, every ``GRASSROOTS_ESCALATION_INTERVAL_S`` seconds (default 600):
+:func:`escalate_overdue`, each case in a transaction of its own with its audit event; several processes
+may run it at once (one conditional UPDATE claims a case, so it is escalated and recorded once).
+
 Settings live here rather than in ``gateway.settings`` so the supervision area stays self-contained;
 they read the same ``GRASSROOTS_`` environment.
 """
@@ -28,28 +34,34 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+import audit
 from audit import (
     ArchiveError,
     ArchiveResult,
     AuditLog,
     CheckpointError,
     CheckpointSigner,
+    DayCount,
+    Deadlines,
+    WorkCalendar,
     archive_month,
     extend_checkpoint_if_grown,
     latest_checkpoint,
     record_archive,
+    work_calendar,
 )
 from audit.archive import month_has_ended, month_seq_range
 from audit.merkle import MerkleAccumulator
@@ -85,6 +97,23 @@ class SupervisionSettings(BaseSettings):
     anomaly_rules_path: Path | None = Field(None, description="anomaly rules TOML (default: packaged)")
     complaint_due_days: int = Field(15, ge=1, description="days to answer a complaint")
     incident_due_days: int = Field(30, ge=1, description="days to close an incident")
+    deadline_days: DayCount = Field(
+        DayCount.CALENDAR,
+        description="how the two periods are counted: calendar_days (自然日; a last day that is a weekend "
+        "day off or a statutory holiday moves to the next working day, Civil Code Art. 203) or working_days "
+        "(工作日; holidays skipped, the State Council's adjusted working days counted)",
+    )
+    holidays_file: Path | None = Field(
+        None,
+        description="TOML with the State Council's holiday schedule for years the installed chinesecalendar "
+        "does not know yet ([2027] holidays = [...], workdays = [...]); a year here replaces the package's",
+    )
+    escalation_interval_s: float = Field(
+        600.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds between rounds escalating (督办) overdue incidents to the office above; 0: off",
+    )
     division_names_file: Path | None = Field(
         None,
         description="division names for reports and transparency answers: 'code,name' lines (UTF-8); "
@@ -112,6 +141,28 @@ class SupervisionSettings(BaseSettings):
                 "须为 2、4、6、9 或 12 位的统计用区划代码（例如 310151000000）",
                 "must be a division code of 2, 4, 6, 9 or 12 digits (for example 310151000000)",
             ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar(path: Path | None, changed: float) -> WorkCalendar:
+    # Keyed on the file's modification time: an operator's update is read on the next deadline counted.
+    return work_calendar(path)
+
+
+def deadlines_of(settings: SupervisionSettings) -> Deadlines:
+    """The configured periods, counted on the holiday schedule (the package's, the operator's file over
+    it). Raises :class:`audit.HolidayFileError` for a file that cannot be read (fail closed)."""
+    path = settings.holidays_file
+    try:
+        changed = path.stat().st_mtime if path is not None else 0.0
+    except OSError:
+        changed = -1.0  # read (and refused) by work_calendar, which says why
+    return Deadlines(
+        complaint_days=settings.complaint_due_days,
+        incident_days=settings.incident_due_days,
+        unit=settings.deadline_days,
+        calendar=_calendar(path, changed),
+    )
 
 
 def signer_for(runtime: Runtime) -> CheckpointSigner:
@@ -343,8 +394,72 @@ async def archive_loop(runtime: Runtime, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+# -- escalating overdue incidents (督办) ----------------------------------------------------------------
+
+
+def escalate_overdue(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """One round: every overdue incident not yet escalated goes to the office above the one holding it
+    (:func:`audit.escalate_incident`), each in a transaction of its own with its
+    ``supervision.incident_escalated`` event (actor ``system``, ``scheduled: true``), committed together.
+    Several gateway processes may run it at once: each case is claimed by one conditional UPDATE, so it is
+    escalated, stepped and audited once (the others' claims change nothing and record nothing).
+    Returns the changes this process made."""
+    with Session(engine) as session:
+        candidates = audit.incidents_to_escalate(session, now)
+    made = []
+    for incident_id in candidates:
+        with Session(engine) as session:
+            if engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")  # never upgrade a read lock
+            done = audit.escalate_incident(session, incident_id=incident_id, now=now, actor=ARCHIVER)
+            if done is None:
+                session.rollback()
+                continue
+            _, change = done
+            event = dataclasses.replace(change_event({**change, "scheduled": True}), occurred_at=now)
+            AuditLog(engine).append_within(session.connection(), [event])
+            session.commit()
+            made.append(change)
+    return made
+
+
+async def escalation_loop(runtime: Runtime, interval_s: float) -> None:
+    """Every ``interval_s`` (the first round soon after start), escalate the overdue incidents."""
+    await asyncio.sleep(min(interval_s, FIRST_ARCHIVE_DELAY_S))
+    while True:
+        try:
+            made = await asyncio.to_thread(escalate_overdue, runtime.engine, datetime.now(UTC))
+            for change in made:
+                _log.info(
+                    "overdue incident escalated",
+                    extra={"incident_id": change["incident_id"], "org": change["org"]},
+                )
+        except Exception as exc:
+            _log.error("periodic escalation of overdue incidents failed: %s", type(exc).__name__)
+        await asyncio.sleep(interval_s)
+
+
+def _warn_unknown_years(settings: SupervisionSettings, now: datetime) -> None:
+    """Said once at start: deadlines reaching past the schedule's last year are estimates (the case says
+    so too, ``due_estimated``)."""
+    try:
+        calendar = deadlines_of(settings).calendar
+    except audit.HolidayFileError as exc:
+        _log.error("holidays file unreadable: %s; complaints cannot be registered", exc.message_en)
+        return
+    last = calendar.last_known_day()
+    horizon = (now + timedelta(days=2 * max(settings.complaint_due_days, settings.incident_due_days))).date()
+    if last is None or last < horizon:
+        _log.warning(
+            "the holiday schedule ends %s: deadlines after it are conservative estimates "
+            "(update chinesecalendar or GRASSROOTS_HOLIDAYS_FILE)",
+            last,
+        )
+
+
 def start_supervision_tasks(runtime: Runtime) -> list[asyncio.Task[None]]:
     settings = SupervisionSettings()
+    _warn_unknown_years(settings, datetime.now(UTC))
     tasks = []
     if settings.checkpoint_interval_s > 0:
         tasks.append(
@@ -356,6 +471,12 @@ def start_supervision_tasks(runtime: Runtime) -> list[asyncio.Task[None]]:
         tasks.append(
             asyncio.create_task(
                 archive_loop(runtime, settings.audit_archive_interval_s), name="audit-archives"
+            )
+        )
+    if settings.escalation_interval_s > 0:
+        tasks.append(
+            asyncio.create_task(
+                escalation_loop(runtime, settings.escalation_interval_s), name="incident-escalation"
             )
         )
     return tasks

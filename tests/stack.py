@@ -329,6 +329,9 @@ def stack_fixture(
         # Tests archive months themselves (and seed logs starting years ago): the periodic archiver would
         # race them. Its own tests call one round directly (tests/gateway/test_supervision_tasks.py).
         "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
+        # Likewise the escalation of overdue cases (督办) would add steps to the cases tests make overdue
+        # and then read; its tests turn it on (test_supervision_api.py) or call a round directly.
+        "GRASSROOTS_ESCALATION_INTERVAL_S": "0",
         # Every test reaches the stack from loopback, one source to the flood allowance, and a module's
         # tests refuse dozens of token-less requests a minute; the allowance has tests of its own
         # (tests/gateway/test_refusal_bursts.py).

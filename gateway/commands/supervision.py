@@ -380,7 +380,18 @@ def registered_sentences(answer: dict[str, Any]) -> list[str]:
         f"{_beijing(incident.get('due_at'))} (Beijing time). Next: grassroots supervise assign {case} "
         "--to <assignee>"
     )
-    return zh + en
+    note_zh, note_en = _estimate_note(complaint, incident)
+    return zh + note_zh + en + note_en
+
+
+def _estimate_note(*answers: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The warning that a deadline is an estimate (a year without a known holiday schedule), said once."""
+    for answer in answers:
+        for name in ("due_estimated", "complaint_due_estimated"):
+            if answer.get(name):
+                zh, en = answer.get(f"{name}_note", ""), answer.get(f"{name}_note_en", "")
+                return [f"注意：{zh}"], [f"Note: {en}"]
+    return [], []
 
 
 def _show_registered(answer: Any) -> None:
@@ -575,6 +586,16 @@ def complaint_sentences(answer: dict[str, Any]) -> list[str]:
         for missed in answer.get("overdue_deadlines") or []:
             lines_zh.append(f"{missed.get('message', '')}。")
             lines_en.append(f"{missed.get('message_en', '')}.")
+        if answer.get("escalated"):
+            # What the hotline tells the caller: the case has gone up to the office above for oversight.
+            lines_zh.append(f"{answer.get('escalation_message', '')}。可告知投诉人：已由上级部门督办。")
+            lines_en.append(
+                f"The incident is {answer.get('escalation_message_en', '')}. The complainant may be told "
+                "the office above is overseeing it."
+            )
+        note_zh, note_en = _estimate_note(answer)
+        lines_zh += note_zh
+        lines_en += note_en
     return lines_zh + lines_en
 
 
@@ -612,7 +633,7 @@ def set_jurisdiction(
     return ApiCall("POST", f"{_BASE}/complaints/{complaint_id}/jurisdiction", body={"org": org})
 
 
-@app.command(zh="按办结期限列出事件。")
+@app.command(zh="按办结期限列出事件；--escalated 为本单位的督办清单。")
 @api_command
 def incidents(
     status: Annotated[
@@ -634,13 +655,24 @@ def incidents(
             ),
         ),
     ] = None,
+    escalated: Annotated[
+        bool,
+        typer.Option(
+            "--escalated",
+            help=bilingual(
+                "督办：只看下级逾期未办结、已提请本单位督办的事件",
+                "escalation list: the overdue incidents of the offices below escalated to yours",
+            ),
+        ),
+    ] = False,
     limit: LimitOption = 100,
     offset: OffsetOption = 0,
 ) -> ApiCall:
-    """List incidents by deadline."""
+    """List incidents by deadline (--escalated: those escalated to your office for oversight)."""
     params: dict[str, Any] = {
         "status": status,
         "overdue": str(overdue).lower(),
+        "escalated": str(escalated).lower(),
         "due_within_days": due_within,
         "limit": limit,
         "offset": offset,

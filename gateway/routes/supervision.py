@@ -62,6 +62,7 @@ from audit.complaints import log_size
 from audit.events import format_timestamp
 from audit.monthly import ROLE_LABELS_ZH
 from audit.query import beijing_clock
+from audit.workdays import HolidayFileError
 from gateway.admin_support import (
     ORG_SCHEMA,
     PermissionFirstRoute,
@@ -81,7 +82,13 @@ from gateway.openapi_doc import other_formats
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
-from gateway.supervision_tasks import SupervisionSettings, archive_dir, archiving_lock, signer_for
+from gateway.supervision_tasks import (
+    SupervisionSettings,
+    archive_dir,
+    archiving_lock,
+    deadlines_of,
+    signer_for,
+)
 from gateway.time_inputs import DueAt, Month, SinceTime, UntilTime, checked_range
 from grassroots_common.divisions import BOUNDARIES
 from policies import GrantRepository, GrantStatus
@@ -350,8 +357,17 @@ def _overrides(params: list[str]) -> dict[str, str]:
 
 
 def _deadlines() -> Deadlines:
-    s = _settings()
-    return Deadlines(complaint_days=s.complaint_due_days, incident_days=s.incident_due_days)
+    """The configured periods on the holiday schedule; an unreadable holidays file is 503, never a
+    deadline counted without it (fail closed)."""
+    try:
+        return deadlines_of(_settings())
+    except HolidayFileError as exc:
+        raise ServiceUnavailable(
+            f"无法计算办理期限：{exc.message_zh}请运维人员修正 GRASSROOTS_HOLIDAYS_FILE 后重试。",
+            f"Deadlines cannot be counted: {exc.message_en} Ask the operators to fix "
+            "GRASSROOTS_HOLIDAYS_FILE and try again.",
+            code="holidays_file_invalid",
+        ) from None
 
 
 def _now() -> datetime:
@@ -1185,6 +1201,7 @@ async def _incidents(
     limit: int,
     offset: int,
     due_within_days: int | None = None,
+    escalated: bool = False,
 ) -> dict[str, Any]:
     now = _now()
     scope = _case_scope(principal)
@@ -1207,11 +1224,12 @@ async def _incidents(
                 status=status,
                 overdue=overdue,
                 due_by=due_by,
+                escalated=escalated,
                 limit=limit,
                 offset=offset,
             )
             total = audit.count_incidents(
-                session, now, scope=scope, status=status, overdue=overdue, due_by=due_by
+                session, now, scope=scope, status=status, overdue=overdue, due_by=due_by, escalated=escalated
             )
             return items, total
 
@@ -1225,6 +1243,7 @@ async def _incidents(
             "status": status,
             "overdue": overdue,
             **({"due_within_days": due_within_days} if due_within_days is not None else {}),
+            **({"escalated": True} if escalated else {}),
             "scope": scope,
             "results": len(items),
         },
@@ -1254,12 +1273,22 @@ async def list_incidents(
             "day this many days ahead (0: today)",
         ),
     ] = None,
+    escalated: Annotated[
+        bool,
+        Query(
+            description="督办 list: the open incidents escalated, once overdue, to the caller's office (or "
+            "one under it) by the periodic supervision task"
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     """Incidents by deadline; ``overdue=true`` lists those past their deadline and not closed;
     ``due_within_days=N`` those not yet past one whose answer or closing deadline falls within N Beijing
-    days (the reminder before a case is late). ``limit`` at a time from ``offset``; ``total``: how many
+    days (the reminder before a case is late); ``escalated=true`` the caller's 督办 list, the overdue
+    cases of the offices below escalated to hers. ``limit`` at a time from ``offset``; ``total``: how many
     match."""
-    return await _incidents(request, runtime, principal, status, overdue, limit, offset, due_within_days)
+    return await _incidents(
+        request, runtime, principal, status, overdue, limit, offset, due_within_days, escalated
+    )
 
 
 @router.get("/incidents/overdue")

@@ -35,10 +35,12 @@ from audit import (
     count_incidents,
     dispose_incident,
     due_within,
+    escalate_incident,
     get_complaint,
     get_incident,
     hand_down_case,
     incident_for_recheck,
+    incidents_to_escalate,
     list_complaints,
     list_incidents,
     open_incident,
@@ -48,6 +50,7 @@ from audit import (
     verify_incident_evidence,
 )
 from audit.anomaly import load_anomaly_rules
+from audit.complaints import superior_office
 from audit.log import iter_leaf_hashes
 from audit.merkle import InvalidProofError
 from audit.monthly import build_monthly_report, render_csv, render_html
@@ -61,7 +64,9 @@ from audit.tables import (
 from tests.audit.conftest import Store
 from tests.audit.helpers import PSEUDONYMIZER, make_event
 
-NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+# A Tuesday: 10, 15 and 30 days later are working days (Friday 27 November, Wednesday 2 and Thursday 17
+# December), so no deadline here moves for a weekend or a holiday (test_workdays.py covers those).
+NOW = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)
 ALICE = PSEUDONYMIZER.ref("310151195701010011")
 BOB = PSEUDONYMIZER.ref("310151196002020022")
 
@@ -290,7 +295,7 @@ def test_case_lifecycle_steps_deadlines_and_overdue(sqlite: Store) -> None:
     deadlines = Deadlines(complaint_days=15, incident_days=10)
     with Session(sqlite.engine) as session:
         c, _ = _complaint(session, subject_ref=BOB, source="burden_monitoring")
-        assert c["due_at"] == "2026-12-05T15:59:59.000000Z"
+        assert c["due_at"] == "2026-12-02T15:59:59.000000Z"
         i, _ = open_incident(
             session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW, deadlines=deadlines
         )
@@ -373,7 +378,7 @@ def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sq
             session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope="", due_at=new_due
         )
         assert (change["previous_due_at"], change["due_at"]) == (
-            "2026-11-30T15:59:59.000000Z",
+            "2026-11-27T15:59:59.000000Z",
             "2026-12-31T15:59:00.000000Z",
         )
         steps = get_incident(session, iid, later, scope="")["steps"]
@@ -381,7 +386,7 @@ def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sq
             ("assigned", "s2"),
             ("deadline_changed", "s2"),
         ]
-        assert steps[-1]["note"] == "2026-11-30 23:59（北京时间） → 2026-12-31 23:59（北京时间）"
+        assert steps[-1]["note"] == "2026-11-27 23:59（北京时间） → 2026-12-31 23:59（北京时间）"
         # The same assignee again without a new deadline: nothing about a deadline is said.
         _, change = assign_incident(
             session, incident_id=iid, assignee="inspector-3", actor="s2", now=later, scope=""
@@ -425,7 +430,7 @@ def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept
             "kind": "supervision.incident_reopened",
             "actor": "s2",
             "incident_id": iid,
-            "due_at": "2027-01-29T15:59:59.000000Z",  # 30 days after the reopening's day
+            "due_at": "2027-01-26T15:59:59.000000Z",  # 30 days after the reopening's day
         }
         assert (reopened["status"], reopened["assignee"], reopened["disposition"]) == (
             "investigating",
@@ -433,7 +438,7 @@ def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept
             None,
         )
         assert (reopened["closed_at"], reopened["closed_by"], reopened["overdue"]) == (None, None, False)
-        assert reopened["complaint_due_at"] == "2027-01-14T15:59:59.000000Z"  # 15 days after it
+        assert reopened["complaint_due_at"] == "2027-01-11T15:59:59.000000Z"  # 15 days after it
         assert (
             get_complaint(session, c["complaint_id"], later, scope="")["incident_status"] == "investigating"
         )
@@ -510,10 +515,10 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         assert c["overdue"] is False and c["overdue_deadlines"] == []
         i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
         iid, cid = i["incident_id"], c["complaint_id"]
-        assert i["complaint_due_at"] == c["due_at"] == "2026-12-05T15:59:59.000000Z"
+        assert i["complaint_due_at"] == c["due_at"] == "2026-12-02T15:59:59.000000Z"
         # Beside each stored UTC time, the Beijing time the office clock shows (a supervisor reading the
         # UTC stamp as local time put every deadline eight hours early).
-        assert i["complaint_due_at_beijing"] == c["due_at_beijing"] == "2026-12-05 23:59:59"
+        assert i["complaint_due_at_beijing"] == c["due_at_beijing"] == "2026-12-02 23:59:59"
         assert i["closed_at"] is None and i["closed_at_beijing"] is None
         assert i["opened_at_beijing"] is not None and c["received_at_beijing"] is not None
 
@@ -525,12 +530,12 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
         (late,) = list_incidents(session, day16, overdue=True, scope="")
         assert late["incident_id"] == iid and late["overdue"] is True
         assert [(d["deadline"], d["days_overdue"], d["due_at"]) for d in late["overdue_deadlines"]] == [
-            ("complaint_answer", 1, "2026-12-05T15:59:59.000000Z")
+            ("complaint_answer", 1, "2026-12-02T15:59:59.000000Z")
         ]
-        assert late["overdue_deadlines"][0]["due_at_beijing"] == "2026-12-05 23:59:59"
+        assert late["overdue_deadlines"][0]["due_at_beijing"] == "2026-12-02 23:59:59"
         assert (
             late["overdue_deadlines"][0]["message"]
-            == "投诉答复期限已逾期 1 天（应于 2026-12-05 前答复投诉人）"
+            == "投诉答复期限已逾期 1 天（应于 2026-12-02 前答复投诉人）"
         )
         assert "complaint answer deadline missed by 1 day" in late["overdue_deadlines"][0]["message_en"]
         assert get_incident(session, iid, day16, scope="")["overdue_deadlines"] == late["overdue_deadlines"]
@@ -547,7 +552,7 @@ def test_either_deadline_makes_a_case_overdue_and_says_which_and_by_how_many_day
             ("complaint_answer", 16),
             ("incident_close", 1),
         ]
-        assert late["overdue_deadlines"][1]["message"] == "事件办结期限已逾期 1 天（应于 2026-12-20 前办结）"
+        assert late["overdue_deadlines"][1]["message"] == "事件办结期限已逾期 1 天（应于 2026-12-17 前办结）"
         assert [d["deadline"] for d in get_complaint(session, cid, day31, scope="")["overdue_deadlines"]] == [
             "complaint_answer",
             "incident_close",
@@ -627,7 +632,7 @@ def test_cases_due_soon_are_listed_before_they_turn_overdue_by_beijing_day(sqlit
     answers fall due this week. ``due_by`` (the end of the Beijing day N days ahead, :func:`due_within`)
     lists the cases not closed and not yet late with either deadline by then, earliest first."""
     with Session(sqlite.engine) as session:
-        c, _ = _complaint(session, subject_ref=BOB, source="hotline_12345")  # answer by the end of 5 Dec
+        c, _ = _complaint(session, subject_ref=BOB, source="hotline_12345")  # answer by the end of 2 Dec
         i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
         iid = i["incident_id"]
 
@@ -638,10 +643,10 @@ def test_cases_due_soon_are_listed_before_they_turn_overdue_by_beijing_day(sqlit
             assert count_incidents(session, now, due_by=due_by, scope="") == len(listed)
             return listed
 
-        assert soon("2026-12-03 10:00:00", 1) == []  # through the end of the 4th: not yet
-        assert soon("2026-12-03 10:00:00", 2) == [iid]  # through the end of the 5th
-        assert soon("2026-12-05 23:30:00", 0) == [iid]  # due today, not late yet
-        assert soon("2026-12-06 00:00:00", 30) == []  # late now: on the overdue list instead
+        assert soon("2026-11-30 10:00:00", 1) == []  # through the end of 1 December: not yet
+        assert soon("2026-11-30 10:00:00", 2) == [iid]  # through the end of the 2nd
+        assert soon("2026-12-02 23:30:00", 0) == [iid]  # due today, not late yet
+        assert soon("2026-12-03 00:00:00", 30) == []  # late now: on the overdue list instead
         assert soon("2026-11-21 09:00:00", 14) == [iid]
         with pytest.raises(InvalidCaseInput, match="0 and 366"):
             due_within(NOW, -1)
@@ -650,7 +655,7 @@ def test_cases_due_soon_are_listed_before_they_turn_overdue_by_beijing_day(sqlit
             session, incident_id=iid, disposition="unsubstantiated", note="每次访问均在授权场景内",
             actor="s", now=NOW, scope="",
         )  # fmt: skip
-        assert soon("2026-12-03 10:00:00", 2) == []  # closed: nothing to remind of
+        assert soon("2026-11-30 10:00:00", 2) == []  # closed: nothing to remind of
 
 
 def test_a_complaint_without_an_incident_is_overdue_on_its_answer_deadline(sqlite: Store) -> None:
@@ -675,7 +680,9 @@ def test_case_lists_page_and_count(store: Store) -> None:
     populate(store)
     with Session(store.engine) as session:
         opened = []
-        for day in range(5):
+        # Days whose deadlines all differ: two received on the 20th and 21st (a Friday and a Saturday)
+        # would both be due on Monday the 7th, the last days falling on the weekend (period_end).
+        for day in (0, 1, 2, 7, 8):
             c, _ = register_complaint(
                 session,
                 subject_ref=ALICE if day % 2 else BOB,
@@ -1185,3 +1192,100 @@ def test_a_handed_down_case_is_received_once_where_registered_and_shown_as_hande
         "down_in": cases["cases_handed_down_in"],
     } == expected
     assert "本月上级交办" in render_html(report) and "cases_handed_down_in" in render_csv(report)
+
+
+# -- 督办: overdue cases escalated to the office above -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("org", "above"),
+    [
+        ("310151101000", "310151000000"),  # a township's district
+        ("310151101201", "310151101000"),  # a village committee's township
+        ("310151000000", "310100000000"),  # a district's city
+        ("310100000000", "310000000000"),  # a city's province
+        ("310000000000", "000000000000"),  # a province's: the national level
+        ("000000000000", None),  # none above the national level
+    ],
+)
+def test_the_office_above(org: str, above: str | None) -> None:
+    assert superior_office(org) == above
+
+
+def test_an_overdue_case_is_escalated_once_to_the_office_above_which_lists_it(store: Store) -> None:
+    """An overdue case only sat in the overdue list of the office that let it run late. Now it is
+    escalated (督办) to the office above: a step and a change for the log, once; the district finds it in
+    its 督办 list (the township, whose case it is, sees that it was escalated, but it is not in her
+    督办 list), a neighbour township not at all; reopening starts a new round."""
+    with Session(store.engine) as session:
+        _, town_case = _case_of(session, store, TOWN_A)
+        _, own_case = _case_of(session, store, TOWN_B)
+        session.commit()
+        assert incidents_to_escalate(session, NOW + timedelta(days=15)) == []  # due by the end of day 15
+        late = NOW + timedelta(days=16)
+        assert set(incidents_to_escalate(session, late)) == {town_case, own_case}
+
+        done = escalate_incident(session, incident_id=town_case, now=late)
+        assert done is not None
+        out, change = done
+        assert change == {
+            "kind": "supervision.incident_escalated",
+            "actor": "system",
+            "incident_id": town_case,
+            "complaint_id": out["complaint_id"],
+            "from_org": TOWN_A,
+            "org": DISTRICT,
+            "missed": [
+                {"deadline": "complaint_answer", "due_at": "2026-12-02T15:59:59.000000Z", "days_overdue": 1}
+            ],
+        }
+        assert (out["escalated"], out["escalated_to"]) == (True, DISTRICT)
+        assert out["escalation_message"].startswith("该事件逾期未办结，已于 2026-12-03 提请上级监督机构")
+        assert escalate_incident(session, incident_id=town_case, now=late) is None  # once
+        session.commit()
+        # The month's report: the district oversees one case of an office below it; 城桥镇 had one of its
+        # cases escalated to the office above; 堡镇 neither (its own late case was not escalated here).
+        for org, expected in ((None, (1, 0)), (DISTRICT, (1, 0)), (TOWN_A, (0, 1)), (TOWN_B, (0, 0))):
+            report = build_monthly_report(store.engine, "2026-12", load_anomaly_rules(), org=org, now=late)
+            assert (report.cases["cases_escalated_in"], report.cases["cases_escalated_up"]) == expected, org
+        assert "本月逾期提请上级督办" in render_html(report) and "cases_escalated_up" in render_csv(report)
+        steps = get_incident(session, town_case, late, scope=TOWN_A[:9])["steps"]
+        assert (steps[-1]["action"], steps[-1]["actor"], steps[-1]["note"]) == (
+            "escalated",
+            "system",
+            f"{TOWN_A} → {DISTRICT}",
+        )
+
+        def escalated_list(scope: str) -> list[str]:
+            listed = [x["incident_id"] for x in list_incidents(session, late, scope=scope, escalated=True)]
+            assert count_incidents(session, late, scope=scope, escalated=True) == len(listed)
+            return listed
+
+        assert escalated_list("310151") == [town_case]
+        assert escalated_list("") == [town_case]
+        assert escalated_list(TOWN_A[:9]) == []  # her own case, escalated away from her: not hers to oversee
+        assert escalated_list(TOWN_B[:9]) == []
+        assert get_complaint(session, out["complaint_id"], late, scope=TOWN_A[:9])["escalated"] is True
+
+        assign_incident(session, incident_id=town_case, assignee="镇纪委", actor="s", now=late, scope="")
+        dispose_incident(
+            session, incident_id=town_case, disposition="unsubstantiated", note="每次访问均在授权场景内",
+            actor="s", now=late, scope="",
+        )  # fmt: skip
+        assert escalated_list("310151") == []  # closed: nothing left to oversee
+        reopened, _ = reopen_incident(
+            session, incident_id=town_case, scope="", reason="居民对答复有异议", actor="s", now=late
+        )
+        assert reopened["escalated"] is False  # a new round, with new clocks
+        assert town_case not in incidents_to_escalate(session, late)
+
+
+def test_a_case_not_late_or_held_nationally_is_not_escalated(sqlite: Store) -> None:
+    with Session(sqlite.engine) as session:
+        _, national = _case_of(session, sqlite, "000000000000")
+        _, town_case = _case_of(session, sqlite, TOWN_A)
+        late = NOW + timedelta(days=16)
+        assert incidents_to_escalate(session, late) == [town_case]
+        assert escalate_incident(session, incident_id=national, now=late) is None
+        assert escalate_incident(session, incident_id=town_case, now=NOW) is None  # not late yet
+        assert get_incident(session, town_case, NOW, scope="")["escalated"] is False

@@ -305,6 +305,25 @@ def test_a_complaint_says_where_it_stands_in_words_for_answering_the_resident(ga
     ]
     assert all(line.isascii() for line in complaint_sentences(late)[3:])
 
+    # Escalated (督办) and with an estimated deadline: the operator can tell the caller the office above
+    # oversees the case, and is warned the date may still move once the year's holidays are known.
+    escalated = {
+        **late,
+        "escalated": True,
+        "escalation_message": "该事件逾期未办结，已于 2026-12-23 提请上级监督机构（310151000000）督办",
+        "escalation_message_en": "overdue, escalated on 2026-12-23 to the supervisory office above",
+        "due_estimated": True,
+        "due_estimated_note": "该期限跨入国务院尚未公布…",
+        "due_estimated_note_en": "This deadline runs into a year...",
+    }
+    said = complaint_sentences(escalated)
+    assert said[3:5] == [
+        "该事件逾期未办结，已于 2026-12-23 提请上级监督机构（310151000000）督办。"
+        "可告知投诉人：已由上级部门督办。",
+        "注意：该期限跨入国务院尚未公布…",
+    ]
+    assert all(line.isascii() for line in said[5:]) and any("escalated on 2026-12-23" in x for x in said[5:])
+
 
 def test_complain_refuses_an_unknown_source_before_asking_for_the_id_number(gateway: Gateway) -> None:
     # In a terminal the ID number is typed (without echo) before the request; a typo in --source was

@@ -21,12 +21,17 @@ from audit import (
     CheckpointSigner,
     KeyChain,
     archive_month,
+    configure_sqlite_durability,
     extend_checkpoint_if_grown,
     latest_checkpoint,
     list_archives,
+    list_incidents,
     merkle_root,
+    open_incident,
     record_archive,
+    register_complaint,
     verify_archive,
+    verify_log,
 )
 from audit import checkpoints as checkpoints_module
 from audit.tables import audit_events
@@ -34,16 +39,18 @@ from gateway.supervision_tasks import (
     ARCHIVE_SETTLE,
     archive_closed_months,
     archiving_lock,
+    escalate_overdue,
     months_to_archive,
 )
 from tests.audit.conftest import (  # noqa: F401 - fixtures
     Store,
     postgres_database,
+    postgres_engine,
     postgres_store,
     sqlite,
     store,
 )
-from tests.audit.helpers import make_event
+from tests.audit.helpers import PSEUDONYMIZER, make_event
 
 
 class _Reads:
@@ -244,3 +251,86 @@ def test_rounds_started_together_archive_a_month_exactly_once(
     assert len(_archive_records(store)) == 1
     with Session(store.engine) as session:
         assert [a["archive_id"] for a in list_archives(session)] == ["audit-2026-10-1-6"]
+
+
+# -- escalating overdue incidents (督办) ----------------------------------------------------------------
+
+
+def _engine_of_another_process(store: Store) -> sa.Engine:  # noqa: F811
+    """An engine of its own, as another gateway process has (its own pool and connections)."""
+    if store.schema is not None:
+        return postgres_engine(store.url, store.schema)
+    engine = sa.create_engine(store.url, connect_args={"check_same_thread": False})
+    configure_sqlite_durability(engine)
+    return engine
+
+
+def _overdue_cases(store: Store, n: int) -> list[str]:  # noqa: F811
+    received = NOW - timedelta(days=40)  # both deadlines (15 and 30 days) long past
+    ids = []
+    with Session(store.engine) as session:
+        for k in range(n):
+            complaint, _ = register_complaint(
+                session,
+                subject_ref=PSEUDONYMIZER.ref(f"31015119570101{k:04d}"),
+                source="hotline_12345",
+                summary="",
+                ticket=None,
+                actor="town-supervisor",
+                org="310151101000" if k % 2 else "310151102000",
+                now=received,
+            )
+            incident, _ = open_incident(
+                session, store.engine, complaint_id=complaint["complaint_id"], actor="s", now=received
+            )
+            ids.append(incident["incident_id"])
+        session.commit()
+    return ids
+
+
+def test_gateway_processes_escalating_together_escalate_each_overdue_case_exactly_once(
+    store: Store,  # noqa: F811
+) -> None:
+    """Several gateway processes run the periodic escalation at the same moment (four engines, as four
+    processes have): each overdue case is escalated once — one step, one ``supervision.incident_escalated``
+    event — and the next rounds change nothing. On PostgreSQL the claims race for real (READ COMMITTED:
+    every process reads the same candidates, then updates them)."""
+    cases = _overdue_cases(store, 6)
+    engines = [_engine_of_another_process(store) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    made: list[list[dict[str, Any]]] = []
+    failures: list[BaseException] = []
+
+    def tick(engine: sa.Engine) -> None:
+        start.wait()
+        try:
+            made.append(escalate_overdue(engine, NOW))
+        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+            failures.append(exc)
+
+    threads = [threading.Thread(target=tick, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(c["incident_id"] for round_ in made for c in round_) == sorted(cases)
+    with store.engine.connect() as conn:
+        steps = conn.execute(
+            sa.text("SELECT incident_id, note FROM audit_incident_steps WHERE action = 'escalated'")
+        ).all()
+        bodies = conn.execute(
+            sa.text("SELECT body FROM audit_events WHERE kind = 'supervision.incident_escalated'")
+        ).scalars()
+        events = [json.loads(b)["details"] for b in bodies]
+    assert sorted(i for i, _ in steps) == sorted(cases)
+    assert sorted(e["incident_id"] for e in events) == sorted(cases)
+    assert all(e["scheduled"] is True and e["org"] == "310151000000" for e in events)
+    assert {note for _, note in steps} == {"310151101000 → 310151000000", "310151102000 → 310151000000"}
+    assert escalate_overdue(store.engine, NOW + timedelta(days=1)) == []
+    with Session(store.engine) as session:
+        listed = list_incidents(session, NOW, scope="310151", escalated=True, limit=100)
+        assert sorted(x["incident_id"] for x in listed) == sorted(cases)
+    assert verify_log(store.engine).ok  # every escalation appended in its own transaction, chained
+    for engine in engines:
+        engine.dispose()
