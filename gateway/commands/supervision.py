@@ -380,18 +380,24 @@ def registered_sentences(answer: dict[str, Any]) -> list[str]:
         f"{_beijing(incident.get('due_at'))} (Beijing time). Next: grassroots supervise assign {case} "
         "--to <assignee>"
     )
-    note_zh, note_en = _estimate_note(complaint, incident)
+    note_zh, note_en = _estimate_note((complaint, _ANSWER_DEADLINE), (incident, _CLOSING_DEADLINE))
     return zh + note_zh + en + note_en
 
 
-def _estimate_note(*answers: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The warning that a deadline is an estimate (a year without a known holiday schedule), said once."""
-    for answer in answers:
-        for name in ("due_estimated", "complaint_due_estimated"):
-            if answer.get(name):
-                zh, en = answer.get(f"{name}_note", ""), answer.get(f"{name}_note_en", "")
-                return [f"注意：{zh}"], [f"Note: {en}"]
-    return [], []
+_ANSWER_DEADLINE: Final = ("答复投诉人期限", "answer deadline")
+_CLOSING_DEADLINE: Final = ("事件办结期限", "closing deadline")
+
+
+def _estimate_note(*answers: tuple[dict[str, Any], tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """The warning that a deadline is an estimate (a year without a known holiday schedule), naming
+    which deadlines are; the explanation said once."""
+    which = [(zh, en, answer) for answer, (zh, en) in answers if answer.get("due_estimated")]
+    if not which:
+        return [], []
+    names_zh, names_en = "、".join(w[0] for w in which), " and ".join(w[1] for w in which)
+    answer = which[0][2]
+    note_zh, note_en = answer.get("due_estimated_note", ""), answer.get("due_estimated_note_en", "")
+    return [f"注意（{names_zh}）：{note_zh}"], [f"Note ({names_en}): {note_en}"]
 
 
 def _show_registered(answer: Any) -> None:
@@ -593,7 +599,7 @@ def complaint_sentences(answer: dict[str, Any]) -> list[str]:
                 f"The incident is {answer.get('escalation_message_en', '')}. The complainant may be told "
                 "the office above is overseeing it."
             )
-        note_zh, note_en = _estimate_note(answer)
+        note_zh, note_en = _estimate_note((answer, _ANSWER_DEADLINE))
         lines_zh += note_zh
         lines_en += note_en
     return lines_zh + lines_en

@@ -320,7 +320,7 @@ def test_a_complaint_says_where_it_stands_in_words_for_answering_the_resident(ga
     assert said[3:5] == [
         "该事件逾期未办结，已于 2026-12-23 提请上级监督机构（310151000000）督办。"
         "可告知投诉人：已由上级部门督办。",
-        "注意：该期限跨入国务院尚未公布…",
+        "注意（答复投诉人期限）：该期限跨入国务院尚未公布…",
     ]
     assert all(line.isascii() for line in said[5:]) and any("escalated on 2026-12-23" in x for x in said[5:])
 
@@ -452,6 +452,13 @@ def test_a_registered_complaint_says_what_was_found_and_what_to_do_next() -> Non
         and said[2] == gap["message"]
     )
     assert said[3] == "系统恢复后请运行 grassroots supervise recheck I-1。"
+    # The closing deadline runs into a year whose holidays are not known yet: said after the deadlines,
+    # naming which one is an estimate, in both languages.
+    note = {"due_estimated": True, "due_estimated_note": "系按保守方式估算"}
+    note["due_estimated_note_en"] = "estimate"
+    said = registered_sentences({**answer, "incident": {**answer["incident"], **note}})
+    assert said[3] == "注意（事件办结期限）：系按保守方式估算"
+    assert said[-1] == "Note (closing deadline): estimate"
 
 
 def test_who_read_says_the_fields_were_shown_desensitised() -> None:
