@@ -162,6 +162,7 @@ def _require_configured_files() -> None:
         ("GRASSROOTS_DIVISION_NAMES_FILE", area.division_names_file),
         ("GRASSROOTS_ADMISSION_CONFIG_PATH", admission.config_path),
         ("GRASSROOTS_ADMISSION_VILLAGES_FILE", admission.villages_file),
+        ("GRASSROOTS_HOLIDAYS_FILE", area.holidays_file),
     ):
         if path is None:
             continue
@@ -177,6 +178,16 @@ def _require_configured_files() -> None:
                 "permissions, or unset the variable for the default, and try again",
                 err=True,
             )
+            raise typer.Exit(2) from None
+    if area.holidays_file is not None:
+        # A schedule that cannot be read whole would refuse every complaint (no deadline is counted
+        # without it): refused here instead, before the gateway looks healthy.
+        from audit import HolidayFileError, work_calendar
+
+        try:
+            work_calendar(area.holidays_file)
+        except HolidayFileError as exc:
+            typer.echo(f"{exc.message_zh}\n{exc.message_en}", err=True)
             raise typer.Exit(2) from None
 
 

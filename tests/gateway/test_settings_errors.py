@@ -338,6 +338,7 @@ def test_serve_on_an_address_this_host_lacks_points_at_the_host_not_the_port(
         "GRASSROOTS_DIVISION_NAMES_FILE",
         "GRASSROOTS_ADMISSION_CONFIG_PATH",
         "GRASSROOTS_ADMISSION_VILLAGES_FILE",
+        "GRASSROOTS_HOLIDAYS_FILE",
     ],
 )
 def test_serve_refuses_a_data_file_setting_that_names_no_readable_file(tmp_path: Path, variable: str) -> None:
@@ -350,4 +351,17 @@ def test_serve_refuses_a_data_file_setting_that_names_no_readable_file(tmp_path:
     zh, en = result.stderr.splitlines()
     assert zh.startswith(f"无法读取 {variable} 指定的文件 {missing}（")
     assert en.startswith(f"cannot read the file {missing} that {variable} names (")
+    assert not (tmp_path / "var").exists()
+
+
+def test_serve_refuses_a_holidays_file_it_cannot_read_as_a_schedule(tmp_path: Path) -> None:
+    """A holidays file with a misspelt key would refuse every complaint once the gateway ran (no deadline
+    is counted without the schedule): refused at start, saying where, Chinese first."""
+    holidays = tmp_path / "holidays.toml"
+    holidays.write_text('[2027]\nholiday = ["2027-01-01"]\n', encoding="utf-8")
+    result = _serve(tmp_path, GRASSROOTS_HOLIDAYS_FILE=str(holidays))
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"节假日文件 {holidays} 的 [2027] 只能有 holidays 和 workdays")
+    assert en.startswith(f"[2027] in the holidays file {holidays} takes holidays and workdays only")
     assert not (tmp_path / "var").exists()
