@@ -99,12 +99,28 @@ def _typed_name() -> re.Pattern[str]:
     return re.compile(f"{after_cue}|{before_self}")
 
 
+#: The groups a run of digits is split into by spaces or hyphens.
+_DIGIT_GROUPS: Final = re.compile(r"\d+")
+
+
+def _written_as_card(number: str) -> bool:
+    """Whether a run of 13-19 digits the scanner took for a card is written the way card numbers are:
+    in one piece, digit by digit, or in groups of at least four but the last (6222 0212 3456 7890 123,
+    622202 1234567890123). A work-order number holds a month or a day between its parts (12345-2026-12-0001,
+    15 digits, one in ten passing the Luhn check): the response scan masks it anyway, but typed text is a
+    ticket or a note someone must be able to file, so a short group inside the run says it is no card."""
+    groups = [len(g) for g in _DIGIT_GROUPS.findall(number)]
+    return len(groups) == 1 or set(groups) == {1} or min(groups[:-1]) >= 4
+
+
 def personal_data_kind(text: str) -> str | None:
     """The kind of personal data in ``text`` (a key of ``KIND_NAMES``), or None."""
     kind = personal_data_in(text)
     if kind is not None:
         return kind
     for finding in free_text_scanner().scan(text):
+        if finding.entity_type == "BANK_CARD" and not _written_as_card(text[finding.start : finding.end]):
+            continue
         if finding.entity_type in _SCANNER_KINDS:
             return _SCANNER_KINDS[finding.entity_type]
     if _typed_name().search(text) is not None:

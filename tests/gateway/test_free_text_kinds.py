@@ -4,6 +4,7 @@ response scan masks: the refusal names the kind and never repeats the value."""
 from __future__ import annotations
 
 import pytest
+from stdnum import luhn
 
 from gateway.errors import InvalidRequest
 from gateway.free_text import personal_data_kind, refuse_personal_data
@@ -38,3 +39,32 @@ def test_refusal_names_the_kind_and_not_the_value(text: str, value: str) -> None
     with pytest.raises(InvalidRequest) as refused:
         refuse_personal_data(text, "事由", "reason", code="personal_data_in_reason")
     assert value not in str(refused.value.__dict__)
+
+
+def test_work_order_numbers_are_not_taken_for_bank_cards() -> None:
+    # The README's ticket shape, 12345-YYYY-MM-NNNN: 15 digits, one in ten passing the Luhn check, was
+    # refused as a bank card (12345-2026-12-0001 among them) when a supervisor registered a complaint.
+    tickets = [f"12345-2026-{month:02d}-{serial:04d}" for month in (1, 11, 12) for serial in range(1, 120)]
+    assert "12345-2026-12-0001" in tickets
+    assert [t for t in tickets if personal_data_kind(t) is not None] == []
+    assert personal_data_kind("工单号 12345-2026-12-0001，已转办") is None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "separator"),
+    [
+        ((19,), ""),  # one piece
+        ((4, 4, 4, 4, 3), " "),  # groups of four, as printed on most cards
+        ((4, 4, 4, 4, 3), "-"),
+        ((6, 13), " "),  # 6 + 13, as some banks print a 19-digit card
+        ((1,) * 19, " "),  # read out digit by digit
+    ],
+)
+def test_bank_cards_written_as_cards_are_still_refused(sizes: tuple[int, ...], separator: str) -> None:
+    base = "622202123456789012"
+    card = base + luhn.calc_check_digit(base)  # a number that passes the check card numbers carry
+    groups, at = [], 0
+    for size in sizes:
+        groups.append(card[at : at + size])
+        at += size
+    assert personal_data_kind("退款卡号 " + separator.join(groups)) == "bank_card"
