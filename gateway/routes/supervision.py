@@ -466,18 +466,45 @@ async def list_events(
     )
     answer = {"items": [e.to_json() for e in page.items], "next_before": page.next_before, "org": scope}
     if not page.items and before is None:
-        answer.update(_nothing_found(runtime, scenario=scenario, dataset=dataset, kind=kind, actor=actor))
+        unknown_org = org is not None and not await asyncio.to_thread(_divides_known, runtime, scope)
+        answer.update(
+            _nothing_found(
+                runtime, scenario=scenario, dataset=dataset, kind=kind, actor=actor, unknown_org=unknown_org
+            )
+        )
     return answer
 
 
+def _divides_known(runtime: Runtime, scope: str) -> bool:
+    """Whether ``scope`` is one of the platform's divisions or above one (True where none are known)."""
+    names = division_names(runtime)
+    prefix = org_prefix(scope)
+    return not names or any(code.startswith(prefix) for code in names)
+
+
 def _nothing_found(
-    runtime: Runtime, *, scenario: str | None, dataset: str | None, kind: str | None, actor: str | None
+    runtime: Runtime,
+    *,
+    scenario: str | None,
+    dataset: str | None,
+    kind: str | None,
+    actor: str | None,
+    unknown_org: bool = False,
 ) -> dict[str, str]:
     """Why an events query may have found nothing, for the filters that look mistyped: an empty list alone
     reads as "nobody did anything" (a scenario typo, ``--kind data`` for the family ``data.``, a login name
-    for a user id). Names the filters and what they take, never the values typed."""
+    for a user id, a village code with a digit wrong). Names the filters and what they take, never the
+    values typed."""
     catalog = runtime.policy().scenarios
     hints: list[tuple[str, str]] = []
+    if unknown_org:
+        hints.append(
+            (
+                "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码",
+                "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE) nor above one: "
+                "check the code",
+            )
+        )
     if scenario is not None and scenario not in catalog:
         codes = "、".join(s.code for s in catalog)
         hints.append(

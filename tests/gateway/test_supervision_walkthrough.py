@@ -312,6 +312,9 @@ def test_a_deadline_is_a_day_and_never_one_already_past(
         ({"dataset": "residnets"}, "dataset 不在数据目录中（现有："),
         ({"kind": "data"}, "kind 须为完整的事件类型（例如 data.read），或以 . 结尾表示一类（例如 data.）"),
         ({"actor": "cadre_a"}, "actor 须为用户编号（即事件中的 actor，例如 u-5b77c574d1），不是登录名或姓名"),
+        # a village code with a digit wrong (…199000 for a township of 310151): within the district's
+        # scope, so no outside_scope, and found nothing with no word on why
+        ({"org": "310151199000"}, "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码"),
     ],
 )
 def test_a_mistyped_filter_is_pointed_out_not_answered_with_a_bare_empty_list(
@@ -335,6 +338,9 @@ def test_a_query_that_finds_events_carries_no_note(stack: Stack, traffic: dict[s
     for params in ({"scenario": "DIBAO_REVIEW"}, {"dataset": "residents", "kind": "data."}):
         answer = api(stack, "GET", "/events", "supervisor", params=params).json()
         assert answer["items"] and "note" not in answer
+    # a known township with nothing to show is told so plainly, its code not called unknown
+    quiet = api(stack, "GET", "/events", "supervisor", params={"org": "310151", "kind": "no.such."}).json()
+    assert quiet["items"] == [] and "org" not in quiet["note"]
 
 
 # -- 9. an ID number typed wrong at the hotline -------------------------------------------------------
