@@ -75,6 +75,20 @@ def division_code(value: str | None) -> str | None:
     )
 
 
+def case_id(value: str) -> str:
+    """Click callback for a complaint or incident id, trimmed of the spaces a paste brings. An empty one
+    (a shell variable left unset: ``"$INC"`` after a failed ``complain``) or one holding a space or a
+    character with a meaning in a URL (``/ ? # %``) made another URL, answered 404 ``no_route``
+    (页面或接口不存在), which said nothing of the id."""
+    trimmed = value.strip()
+    if trimmed and not any(c in trimmed for c in "/?#% \t"):
+        return trimmed
+    raise InvalidValue(
+        "must be the id the complaint's answer gave (C-… or I-…); it is empty or not an id",
+        "须为登记投诉时返回的编号（C-… 或 I-…），不能为空，也不能含有空格或 / 等符号",
+    )
+
+
 def month(value: str | None) -> str | None:
     """Click callback for a month option: ``2026-1``, ``2026-01``, ``2026年1月`` (full-width digits too) are
     passed on as ``2026-01``, the form the gateway and the offline commands compare months in; anything

@@ -21,7 +21,7 @@ import typer
 
 from gateway.commands._client import ApiCall, api_command, load_settings, refused, show
 from gateway.commands._help import HelpTyper, bilingual
-from gateway.commands._usage import division_code, month
+from gateway.commands._usage import case_id, division_code, month
 
 app = HelpTyper(
     no_args_is_help=True,
@@ -90,8 +90,8 @@ OrgSubtreeOption = Annotated[
         callback=division_code,
     ),
 ]
-IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"))]
-ComplaintArg = Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"))]
+IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"), callback=case_id)]
+ComplaintArg = Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"), callback=case_id)]
 LimitOption = Annotated[int, typer.Option(help=bilingual("返回条数（1-500）", "how many (1-500)"))]
 OffsetOption = Annotated[
     int,

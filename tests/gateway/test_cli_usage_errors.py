@@ -89,6 +89,18 @@ runner = CliRunner()
             "Error: Invalid value for '--org'",
         ),
         (
+            # "$INC" left empty by a complaint that failed: the call went to /incidents//assign and came
+            # back 404 no_route (页面或接口不存在), which said nothing of the id.
+            ["supervise", "assign", "", "--to", "核查组"],
+            "命令用法有误：incident_id 的取值有误，须为登记投诉时返回的编号（C-… 或 I-…），不能为空",
+            "Error: Invalid value for 'incident_id'",
+        ),
+        (
+            ["supervise", "complaint", "C-1/../x"],
+            "命令用法有误：complaint_id 的取值有误，须为登记投诉时返回的编号",
+            "Error: Invalid value for 'complaint_id'",
+        ),
+        (
             ["grants", "renew", "grt_1", "--stagger-days", "-1"],
             "命令用法有误：--stagger-days 的取值有误，须为不小于 0、不大于 90 的整数。",
             "Error: Invalid value for '--stagger-days'",
