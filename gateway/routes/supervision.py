@@ -475,6 +475,27 @@ async def list_events(
     return answer
 
 
+#: The hint for an ``org`` filter that names none of the platform's divisions (a digit typed wrong).
+_UNKNOWN_ORG: Final = (
+    "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码",
+    "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE) nor above one: "
+    "check the code",
+)
+
+
+async def _unknown_org_note(
+    runtime: Runtime, org: str | None, scope: str, found: tuple[str, str]
+) -> dict[str, str]:
+    """A report or an anomaly run that found nothing for an ``org`` naming no known division says so."""
+    if org is None or await asyncio.to_thread(_divides_known, runtime, scope):
+        return {}
+    zh, en = _UNKNOWN_ORG
+    return {
+        "note": f"在您的监督范围内没有{found[0]}。请核对：{zh}。",
+        "note_en": f"No {found[1]}. Check: {en}.",
+    }
+
+
 def _divides_known(runtime: Runtime, scope: str) -> bool:
     """Whether ``scope`` is one of the platform's divisions or above one (True where none are known)."""
     names = division_names(runtime)
@@ -498,13 +519,7 @@ def _nothing_found(
     catalog = runtime.policy().scenarios
     hints: list[tuple[str, str]] = []
     if unknown_org:
-        hints.append(
-            (
-                "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码",
-                "org is not a division this platform knows (GRASSROOTS_DIVISION_NAMES_FILE) nor above one: "
-                "check the code",
-            )
-        )
+        hints.append(_UNKNOWN_ORG)
     if scenario is not None and scenario not in catalog:
         codes = "、".join(s.code for s in catalog)
         hints.append(
@@ -578,7 +593,10 @@ async def report(
     names = await asyncio.to_thread(_row_names, runtime, group_by)
     for row in body["rows"]:
         row["name"] = names.get(row["key"])
-    return {**body, "org": scope}
+    if body["rows"]:
+        return {**body, "org": scope}
+    found = ("统计到任何访问", "access within your supervisory scope was counted")
+    return {**body, "org": scope, **await _unknown_org_note(runtime, org, scope, found)}
 
 
 def _row_names(runtime: Runtime, group_by: str) -> Mapping[str, str]:
@@ -622,7 +640,11 @@ async def anomalies(
     await _audit(
         runtime, principal, request, "supervision.anomalies_viewed", {"org": scope, "findings": len(findings)}
     )
-    return {"findings": [f.to_json() for f in findings], "rules": rules.to_json(), "org": scope}
+    answer = {"findings": [f.to_json() for f in findings], "rules": rules.to_json(), "org": scope}
+    if findings:
+        return answer
+    found = ("发现异常线索", "anomaly was found within your supervisory scope")
+    return {**answer, **await _unknown_org_note(runtime, org, scope, found)}
 
 
 @router.get(

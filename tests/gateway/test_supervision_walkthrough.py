@@ -343,6 +343,20 @@ def test_a_query_that_finds_events_carries_no_note(stack: Stack, traffic: dict[s
     assert quiet["items"] == [] and "org" not in quiet["note"]
 
 
+def test_a_report_or_anomaly_run_for_an_unknown_org_says_so(stack: Stack, traffic: dict[str, Any]) -> None:
+    """supervise report/anomalies --org with a digit wrong counted nothing and said nothing: all zeros for
+    a village that does not exist read as a quiet village."""
+    for path in ("/reports", "/anomalies"):
+        answer = api(stack, "GET", path, "supervisor", params={"org": "310151199000"}).json()
+        assert "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码" in answer["note"], (
+            answer
+        )
+        assert "Check: org is not a division this platform knows" in answer["note_en"]
+        assert "310151199000" not in answer["note"] + answer["note_en"]
+        known = api(stack, "GET", path, "supervisor", params={"org": VILLAGE_A}).json()
+        assert "note" not in known, known
+
+
 # -- 9. an ID number typed wrong at the hotline -------------------------------------------------------
 
 
