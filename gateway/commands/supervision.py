@@ -538,7 +538,7 @@ def complaint(complaint_id: ComplaintArg) -> ApiCall:
 
     Printed as JSON; where the case stands, its conclusion and the answer deadline follow on stderr, in
     sentences, for whoever answers the complainant."""
-    return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}", render=_show_complaint)
+    return ApiCall("GET", f"{_BASE}/complaints/{complaint_id}", render=_shown_with(complaint_sentences))
 
 
 _SOURCES: Final = {
@@ -589,9 +589,7 @@ def complaint_sentences(answer: dict[str, Any]) -> list[str]:
         due = answer.get("due_at_beijing") or _beijing(answer.get("due_at"))
         lines_zh.append(f"答复投诉人期限：{str(due)[:16]}（北京时间）。")
         lines_en.append(f"Answer the complainant by {str(due)[:16]} (Beijing time).")
-        for missed in answer.get("overdue_deadlines") or []:
-            lines_zh.append(f"{missed.get('message', '')}。")
-            lines_en.append(f"{missed.get('message_en', '')}.")
+        _say_missed(answer, lines_zh, lines_en)
         if answer.get("escalated"):
             # What the hotline tells the caller: the case has gone up to the office above for oversight.
             lines_zh.append(f"{answer.get('escalation_message', '')}。可告知投诉人：已由上级部门督办。")
@@ -605,10 +603,58 @@ def complaint_sentences(answer: dict[str, Any]) -> list[str]:
     return lines_zh + lines_en
 
 
-def _show_complaint(answer: Any) -> None:
-    show(answer)
-    for line in complaint_sentences(answer):
-        typer.echo(line, err=True)
+def _say_missed(answer: dict[str, Any], lines_zh: list[str], lines_en: list[str]) -> None:
+    """Each deadline a case has missed, as the answer words it (``overdue_deadlines``)."""
+    for missed in answer.get("overdue_deadlines") or []:
+        lines_zh.append(f"{missed.get('message', '')}。")
+        lines_en.append(f"{missed.get('message_en', '')}.")
+
+
+def _shown_with(sentences: Callable[[dict[str, Any]], list[str]]) -> Callable[[Any], None]:
+    """A renderer printing the answer as JSON on stdout and ``sentences`` of it on stderr."""
+
+    def render(answer: Any) -> None:
+        show(answer)
+        for line in sentences(answer):
+            typer.echo(line, err=True)
+
+    return render
+
+
+def incident_sentences(answer: dict[str, Any]) -> list[str]:
+    """Where an incident stands after a step (hand-down, assign, note, dispose, reopen), in words, Chinese
+    first: who holds it, its state and assignee (or its conclusion once closed, or the command for its
+    next step), and while open both deadlines on the Beijing clock and each one missed. The step's answer
+    was the whole incident as JSON only, a page of codes and UTC stamps. Names no resident."""
+    iid, cid, org = answer.get("incident_id", ""), answer.get("complaint_id", ""), answer.get("org")
+    zh = f"事件 {iid}" + (f"（管辖单位 {org}）" if org else "") + "："
+    en = f"Incident {iid}" + (f" (held by {org})" if org else "") + ": "
+    status, assignee = answer.get("status"), answer.get("assignee")
+    if status == "closed":
+        said_zh, said_en = _DISPOSITIONS.get(str(answer.get("disposition")), ("（未知）", "(unknown)"))
+        zh += f"已办结，处理结论：{said_zh}。请按处理意见答复投诉人（grassroots supervise complaint {cid}）。"
+        en += f"closed: {said_en}. Answer the complainant (grassroots supervise complaint {cid})."
+    elif assignee:
+        zh, en = zh + f"正在核查，承办人：{assignee}。", en + f"under investigation by {assignee}."
+    else:
+        zh += f"尚未分派承办人（grassroots supervise assign {iid} --to <承办人>）。"
+        en += f"not yet assigned (grassroots supervise assign {iid} --to <assignee>)."
+    lines_zh, lines_en = [zh], [en]
+    if status != "closed":
+        due = answer.get("due_at_beijing") or _beijing(answer.get("due_at"))
+        answer_due = answer.get("complaint_due_at_beijing") or _beijing(answer.get("complaint_due_at"))
+        lines_zh.append(
+            f"事件办结期限：{str(due)[:16]}；答复投诉人期限：{str(answer_due)[:16]}（北京时间）。"
+        )
+        lines_en.append(
+            f"Close the incident by {str(due)[:16]}, answer the complainant by {str(answer_due)[:16]} "
+            "(Beijing time)."
+        )
+        _say_missed(answer, lines_zh, lines_en)
+    return lines_zh + lines_en
+
+
+_show_step: Final = _shown_with(incident_sentences)
 
 
 @app.command(
@@ -803,7 +849,7 @@ def assign(
 ) -> ApiCall:
     """Assign an incident (and optionally move its deadline)."""
     body = {"assignee": to, "due_at": due}
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/assign", body=body)
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/assign", body=body, render=_show_step)
 
 
 @app.command(
@@ -831,7 +877,7 @@ def hand_down(
 
     The district's supervisors hand it to a township's, say: the township's supervisors then see, assign and
     close it, and the district still sees and oversees it. Never up, nor sideways."""
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/hand-down", body={"org": org})
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/hand-down", body={"org": org}, render=_show_step)
 
 
 @app.command(zh="添加一条调查记录。")
@@ -841,7 +887,7 @@ def note(
     text: Annotated[str, typer.Option("--text", help=bilingual("调查记录", "investigation note"))],
 ) -> ApiCall:
     """Add an investigation note."""
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/notes", body={"note": text})
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/notes", body={"note": text}, render=_show_step)
 
 
 @app.command(zh="填写处理结论，办结事件。")
@@ -864,7 +910,7 @@ def dispose(
 ) -> ApiCall:
     """Close an incident with its disposition."""
     body = {"disposition": disposition, "note": text}
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/disposition", body=body)
+    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/disposition", body=body, render=_show_step)
 
 
 @app.command(
@@ -886,7 +932,9 @@ def reopen(
     """Handle a closed incident again: its disposition is withdrawn, it is back under investigation, and
     the complaint's answer and the incident's closing deadlines start afresh; the earlier disposition and
     the reason stay in its steps."""
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/reopen", body={"reason": reason})
+    return ApiCall(
+        "POST", f"{_BASE}/incidents/{incident_id}/reopen", body={"reason": reason}, render=_show_step
+    )
 
 
 @app.command(zh="一条审计事件的包含证明（输出前先在本机校验）。")

@@ -467,3 +467,55 @@ def test_who_read_says_the_fields_were_shown_desensitised() -> None:
 
     said = who_read_sentences({"accesses": [A_READ], "count": 1, "total": 1, "offset": 0})
     assert said[1].endswith("为「低保年度复核」查看了居民登记信息（按脱敏规则显示）：姓名、公民身份号码")
+
+
+def test_a_case_step_says_where_the_incident_stands_in_words(gateway: Gateway) -> None:
+    """hand-down, assign, note, dispose and reopen printed the whole incident as JSON only (some 800
+    characters of codes and UTC stamps): a supervisor was not told in words who holds the case now, who
+    investigates it, or by when. Now the state follows on stderr, Chinese first."""
+    handed = {
+        "incident_id": "I-1",
+        "complaint_id": "C-1",
+        "status": "investigating",
+        "org": "310151101000",
+        "assignee": "城桥镇纪委核查组",
+        "due_at": "2027-01-06T15:59:59.000000Z",
+        "due_at_beijing": "2027-01-06 23:59:59",
+        "complaint_due_at": "2026-12-22T15:59:59.000000Z",
+        "complaint_due_at_beijing": "2026-12-22 23:59:59",
+        "overdue_deadlines": [],
+    }
+    gateway.answer(200, handed)
+    result = supervise("hand-down", "I-1", "--org", "310151101000", url=gateway.url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["org"] == "310151101000"
+    said = result.stderr.splitlines()
+    assert said[:2] == [
+        "事件 I-1（管辖单位 310151101000）：正在核查，承办人：城桥镇纪委核查组。",
+        "事件办结期限：2027-01-06 23:59；答复投诉人期限：2026-12-22 23:59（北京时间）。",
+    ]
+    assert said[2].startswith("Incident I-1 (held by 310151101000): under investigation by")
+    assert [(r.method, r.path) for r in gateway.received] == [
+        ("POST", "/api/v1/supervision/incidents/I-1/hand-down")
+    ]
+
+    from gateway.commands.supervision import incident_sentences
+
+    closed = {**handed, "status": "closed", "disposition": "unsubstantiated"}
+    assert incident_sentences(closed)[0] == (
+        "事件 I-1（管辖单位 310151101000）：已办结，处理结论：不属实。"
+        "请按处理意见答复投诉人（grassroots supervise complaint C-1）。"
+    )
+    assert len(incident_sentences(closed)) == 2  # no deadlines once closed
+    late = {
+        **handed,
+        "assignee": None,
+        "status": "open",
+        "overdue_deadlines": [
+            {"message": "事件办结期限已逾期 2 天（应于 2027-01-06 前办结）", "message_en": "late"}
+        ],
+    }
+    said = incident_sentences(late)
+    assert said[0].endswith("尚未分派承办人（grassroots supervise assign I-1 --to <承办人>）。")
+    assert said[2] == "事件办结期限已逾期 2 天（应于 2027-01-06 前办结）。"
+    assert all(line.isascii() for line in said[3:])
