@@ -109,6 +109,20 @@ class RegisteredPublicKey:
     kid: str | None
 
 
+def holds_private_key(key: str) -> bool:
+    """Whether ``key`` is (or holds) a private key: a PEM ``PRIVATE KEY`` block, or a JWK with a private
+    member (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037 §2). Such a key must never be registered, nor sent at
+    all: the command line asks this before anything leaves the host."""
+    text = key.strip()
+    if text.startswith("{"):
+        try:
+            jwk: Any = json.loads(text)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(jwk, dict) and bool(_PRIVATE_JWK_MEMBERS & jwk.keys())
+    return "PRIVATE KEY" in text
+
+
 def check_public_key(key: str) -> tuple[PublicKeyFormat, str]:
     """Validate a PEM public key or a public JWK; return its format and a key id: the JWK's ``kid``, else
     its RFC 7638 thumbprint; for PEM, the SHA-256 of the DER SubjectPublicKeyInfo."""
@@ -121,7 +135,7 @@ def check_public_key(key: str) -> tuple[PublicKeyFormat, str]:
         if not isinstance(jwk, dict) or jwk.get("kty") not in _JWK_KTY:
             raise _bad_key("JWK 须为 RSA、EC 或 OKP 公钥", "the JWK must be an RSA, EC or OKP public key")
         if _PRIVATE_JWK_MEMBERS & jwk.keys():
-            raise _bad_key("只能登记公钥，不得提交私钥", "register a public key, never a private one")
+            raise _private_key_refused()
         kid = jwk.get("kid")
         if isinstance(kid, str) and kid:
             return "jwk", kid
@@ -132,7 +146,7 @@ def check_public_key(key: str) -> tuple[PublicKeyFormat, str]:
         canonical = json.dumps(required, sort_keys=True, separators=(",", ":")).encode()
         return "jwk", _b64(hashlib.sha256(canonical).digest())
     if "PRIVATE KEY" in text:
-        raise _bad_key("只能登记公钥，不得提交私钥", "register a public key, never a private one")
+        raise _private_key_refused()
     try:
         public = serialization.load_pem_public_key(text.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
@@ -141,6 +155,17 @@ def check_public_key(key: str) -> tuple[PublicKeyFormat, str]:
         raise _bad_key("该密钥类型不能用于签名", "this key type cannot sign")
     spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "pem", _b64(hashlib.sha256(spki).digest())
+
+
+def _private_key_refused() -> CredentialError:
+    # It was sent, so it has left the system's host: say so, and how to make the public half.
+    return _bad_key(
+        "只能登记公钥，不得提交私钥。私钥已离开本系统的主机，请视为已泄露：重新生成密钥对，"
+        "再用 openssl pkey -in 私钥文件 -pubout -out 公钥文件 导出公钥后登记公钥文件",
+        "register a public key, never a private one. The private key has left the system's host, so treat it "
+        "as leaked: make a new key pair, then register its public half "
+        "(openssl pkey -in PRIVATE.pem -pubout -out PUBLIC.pem)",
+    )
 
 
 def _bad_key(zh: str, en: str) -> CredentialError:

@@ -559,7 +559,21 @@ def public_key(
     ],
 ) -> ApiCall:
     """Register the public key for signed client assertions (RFC 7523 private_key_jwt)."""
-    body = {"public_key": read_file_text(key_file)}
+    from admission.credentials import holds_private_key
+
+    text = read_file_text(key_file)
+    if holds_private_key(text):
+        # Refused here, before any request: sent, the private key would have left the host.
+        typer.echo(
+            f"{key_file} 是私钥，本次未发送。只登记公钥：请用 openssl pkey -in {key_file} -pubout "
+            "-out 公钥文件 导出公钥，再用 --file 指定公钥文件；私钥只留在本系统的主机上。\n"
+            f"{key_file} is a private key; nothing was sent. Register the public key only: make it with "
+            f"openssl pkey -in {key_file} -pubout -out PUBLIC.pem and pass that file to --file; the private "
+            "key stays on the system's host.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    body = {"public_key": text}
     return ApiCall("PUT", f"{_BASE}/systems/{system_id}/credentials/public-key", body=body)
 
 

@@ -175,3 +175,31 @@ def test_hash_is_salted_and_checked_in_full() -> None:
     assert not verify_secret("same", a.replace("scrypt$", "bcrypt$"))
     assert not verify_secret("same", "scrypt$garbage")
     assert not verify_secret("same", None)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        json.dumps({**RFC7638_JWK, "d": "secret"}),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+    ],
+)
+def test_a_private_key_sent_is_refused_saying_it_is_leaked_and_how_to_make_the_public_half(
+    service: AdmissionService, admitted: str, key: str
+) -> None:
+    from admission.credentials import holds_private_key
+
+    assert holds_private_key(key)
+    with pytest.raises(CredentialError) as info:
+        service.register_public_key(admitted, key, "u-health-admin")
+    assert "请视为已泄露" in info.value.message_zh and "openssl pkey -in" in info.value.message_zh
+    assert "treat it as leaked" in info.value.message_en
+
+
+@pytest.mark.parametrize(
+    "key", [json.dumps(RFC7638_JWK), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", "{x"]
+)
+def test_a_public_key_or_garbage_holds_no_private_key(key: str) -> None:
+    from admission.credentials import holds_private_key
+
+    assert not holds_private_key(key)

@@ -503,3 +503,58 @@ def test_as_an_unknown_demo_user_is_refused_in_words(gateway: Gateway, tmp_path:
     assert zh.startswith("没有名为 'cadre_z' 的演示用户") and "grassroots dev-users" in zh
     assert en == "no demo user named 'cadre_z'; see `grassroots dev-users`"
     assert gateway.received == []
+
+
+def _write_key_pair(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = tmp_path / "key.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public = tmp_path / "key.pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _register_public_key(key_file: Path, gateway: Gateway) -> Result:
+    command = ["admission", "public-key", "elderly-care-visits", "--file", str(key_file)]
+    return runner.invoke(grassroots, [*command, "--url", gateway.url, "--token", "t"])
+
+
+@pytest.mark.parametrize("form", ["pem", "jwk"])
+def test_public_key_refuses_a_private_key_file_before_sending_it(
+    gateway: Gateway, tmp_path: Path, form: str
+) -> None:
+    """`openssl genpkey -out key.pem` writes the private key: passing that file (as the README once said)
+    used to upload it to the gateway, which refused it only after it had left the host."""
+    private, _ = _write_key_pair(tmp_path)
+    if form == "jwk":
+        jwk = tmp_path / "key.jwk"
+        jwk.write_text(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "d": "BBBB"}))
+        private = jwk
+    result = _register_public_key(private, gateway)
+    assert result.exit_code == 2, result.output
+    assert gateway.received == []
+    assert "是私钥，本次未发送" in result.stderr
+    assert f"openssl pkey -in {private} -pubout" in result.stderr
+    assert "BBBB" not in result.output and "PRIVATE" not in result.output
+
+
+def test_public_key_sends_a_public_key_file(gateway: Gateway, tmp_path: Path) -> None:
+    _, public = _write_key_pair(tmp_path)
+    gateway.answer(200, {"system_id": "elderly-care-visits", "kid": "k"})
+    result = _register_public_key(public, gateway)
+    assert result.exit_code == 0, result.output
+    assert [(r.method, r.path) for r in gateway.received] == [
+        ("PUT", "/api/v1/admission/systems/elderly-care-visits/credentials/public-key")
+    ]
+    assert gateway.received[0].body == {"public_key": public.read_text()}
