@@ -32,6 +32,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp as StarletteASGIApp
 
 from audit import PseudonymRing
+from gateway.api_docs import install_api_docs
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound, trailing_slash_refused
 from gateway.openapi_doc import house_openapi, operation_id
 from gateway.refusal_bursts import CLIENT_SOURCE, source_of
@@ -630,7 +631,7 @@ def create_app(
         title="Grassroots Data Gateway · 基层数据网关",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # gateway.api_docs serves /docs without a CDN
         redoc_url=None,
         redirect_slashes=False,
         generate_unique_id_function=operation_id,
@@ -643,6 +644,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    install_api_docs(app)
     areas = (health, data, admin, grants, policy, masking_admin, supervision, admission_api)
     routers = [area.router for area in areas]
     for router in routers:
