@@ -539,6 +539,17 @@ MAX_UNMASK_VALUE_CHARS = 65_536
 _CONTEXT = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
+def _irreversible_form(value: str) -> tuple[str, str] | None:
+    """What a one-way masking operator made of ``value``, if that is what it is (masking.operators):
+    ``*`` is what cn_id, mobile, partial, name, redact... put in place of what they hide; ``ps:`` starts
+    an HMAC pseudonym (a keyed hash). Neither has anything behind it to reverse."""
+    if "*" in value:
+        return "遮盖后的结果（含 *）", "a masked value (it holds *)"
+    if value.startswith("ps:"):
+        return "关键字哈希假名（ps: 开头）", "an HMAC pseudonym (starting ps:)"
+    return None
+
+
 class UnmaskBody(StrictBody):
     value: str = Field(max_length=MAX_UNMASK_VALUE_CHARS)
     dataset: str = Field(max_length=64)
@@ -673,6 +684,23 @@ async def unmask(
         raise ServiceUnavailable("密钥环未配置，无法还原。", "No key ring is configured.", code="no_key_ring")
     method = body.method or ("aes_gcm" if body.value.startswith("enc:") else "ff1_id")
     spec = runtime.catalog.field(body.dataset, body.field)
+    irreversible = _irreversible_form(body.value) if method == "ff1_id" else None
+    if irreversible is not None:
+        # A value a one-way operator made (310210************, ps:k1:…) was answered as if it were an FF1
+        # pseudonym missing its key id, sending the steward to look for a key that cannot help.
+        form_zh, form_en = irreversible
+        await refuse(
+            InvalidRequest(
+                f"所提交的值是{form_zh}，这种脱敏不可逆，无法还原，本次未还原任何内容。只有 aes_gcm 密文"
+                "（以 enc: 开头）和 FF1 身份证号假名（形如身份证号，不含 *）可以还原；如需核实原值，"
+                "请按规定向数据所属部门的业务系统查询。",
+                f"The value submitted is {form_en}: that masking is one-way and cannot be reversed; nothing "
+                "was unmasked. Only an aes_gcm envelope (starting enc:) and an FF1 ID-number pseudonym "
+                "(shaped like an ID number, no *) can be; to check the original value, ask the owning "
+                "department's system as the rules provide.",
+                code="not_reversible",
+            )
+        )
     if method == "ff1_id" and (spec is None or spec.semantic_type is not SemanticType.ID_NUMBER):
         # FF1 pseudonyms exist only for ID numbers (the ff1_id operator redacts anything else): for any
         # other field the answer speaks of that field, not of ID numbers and key ids. Its catalogued name

@@ -987,6 +987,28 @@ def test_unmask_of_a_field_that_is_not_an_id_number_says_what_fits_that_field(
     assert "110102199003071234" not in resp.text
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says_zh"),
+    [
+        ("id_number", "310210************", "遮盖后的结果（含 *）"),
+        ("mobile", "138****5678", "遮盖后的结果（含 *）"),
+        ("id_number", "ps:k1:ieudkzhghx3gxbtza5eu", "关键字哈希假名"),
+    ],
+)
+def test_unmask_of_a_one_way_masked_value_says_it_cannot_be_reversed(
+    stack: Stack, field: str, value: str, says_zh: str
+) -> None:
+    """A steward pasting what a cadre was shown (an ID number as 310210************) was told to name the
+    key id of an FF1 pseudonym (missing_key_id), then, with one, that it was no well-formed pseudonym: the
+    answer now says at once that one-way masking has nothing behind it."""
+    ask = {"value": value, "dataset": "residents", "field": field, "purpose": "核对"}
+    for key_id in ({}, {"key_id": "k1"}):
+        resp = api(stack, "POST", "/unmask", "ca_steward", body={**ask, **key_id})
+        out = refused(resp, 422, "not_reversible")
+        assert says_zh in out["message"] and "不可逆" in out["message"] and "one-way" in out["message_en"]
+        assert value not in resp.text
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
