@@ -48,8 +48,12 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "\u201c{scenario}\u201d is not work your role does, so you cannot read data for it.",
     ),
     "scenario_not_for_dataset": (
-        "「{scenario}」这项工作用不到「{dataset}」。",
-        "\u201c{scenario}\u201d does not need \u201c{dataset}\u201d.",
+        "「{scenario}」这项工作用不到「{dataset}」，本次未返回任何数据。请改用需要这项数据的使用场景，"
+        "或查看本场景所用的数据集（各场景可查看哪些数据集：grassroots grants scenarios，"
+        "或 GET /api/v1/scenarios）。",
+        "\u201c{scenario}\u201d does not need \u201c{dataset}\u201d; nothing was returned. Use a scenario "
+        "that needs this data, or read the datasets this one uses (which datasets each scenario reads: "
+        "grassroots grants scenarios, or GET /api/v1/scenarios).",
     ),
     "outside_hours": (
         "「{scenario}」只能在每天 {start}:00 至 {end}:00（北京时间）查看数据。",

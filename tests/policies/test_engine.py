@@ -438,6 +438,10 @@ def test_scenario_not_for_dataset(tmp_path: Path) -> None:
     decision = engine.decide(req(CADRE_A1, "DIBAO_REVIEW", dataset="households"))
     assert decision.code == "scenario_not_for_dataset"
     assert "房屋信息" in decision.reasons[0].message_zh
+    # What to do instead: a cadre who picked the wrong scenario is told where the pairs are listed.
+    assert "未返回任何数据" in decision.reasons[0].message_zh
+    assert "grassroots grants scenarios" in decision.reasons[0].message_zh
+    assert "GET /api/v1/scenarios" in decision.reasons[0].message_en
 
 
 # -- failing closed -------------------------------------------------------------------------------
