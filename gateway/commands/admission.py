@@ -385,6 +385,7 @@ _VOTES_ZH = {
     "要求修改": "request_changes",
     "退回修改": "request_changes",
 }
+_VOTE_CODES = frozenset(_VOTES_ZH.values())
 
 
 @app.command("review", zh="代表本单位表决：同意、驳回或要求修改。")
@@ -419,7 +420,19 @@ def review(
     ] = None,
 ) -> ApiCall:
     """Sign off for your office: approve, reject, or ask for changes."""
-    body = {"vote": _VOTES_ZH.get(vote.strip(), vote), "comment": comment, "office": office}
+    typed = vote.strip()
+    code = _VOTES_ZH.get(typed) or (typed.lower() if typed.lower() in _VOTE_CODES else None)
+    if code is None:
+        # Refused before sending: the API's answer named only the English codes, not the Chinese words.
+        typer.echo(
+            "--vote 只能是 approve（同意）、reject（驳回）或 request_changes（要求修改），也可直接写中文："
+            f"{'、'.join(_VOTES_ZH)}。本次未表决。\n"
+            "--vote must be approve, reject or request_changes (or the Chinese words above); "
+            "nothing was voted.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    body = {"vote": code, "comment": comment, "office": office}
     return ApiCall("POST", f"{_BASE}/systems/{system_id}/reviews", body=body)
 
 

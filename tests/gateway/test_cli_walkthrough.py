@@ -295,7 +295,8 @@ def test_checklist_answers_typed_full_width_are_the_same_answers(gateway: Gatewa
 
 
 @pytest.mark.parametrize(
-    ("typed", "sent"), [("同意", "approve"), ("驳回", "reject"), ("要求修改", "request_changes")]
+    ("typed", "sent"),
+    [("同意", "approve"), ("驳回", "reject"), ("要求修改", "request_changes"), (" Reject ", "reject")],
 )
 def test_a_vote_typed_in_chinese_is_that_vote(gateway: Gateway, typed: str, sent: str) -> None:
     gateway.answer(201, {})
@@ -305,6 +306,19 @@ def test_a_vote_typed_in_chinese_is_that_vote(gateway: Gateway, typed: str, sent
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert gateway.received[0].body["vote"] == sent
+
+
+def test_a_vote_that_is_none_is_refused_naming_the_chinese_words_before_sending(gateway: Gateway) -> None:
+    """`--vote ok` was sent, and the answer named only approve, reject, request_changes: a reviewer who had
+    read that 同意 works was not told which Chinese words do."""
+    result = _cli(
+        "admission", "review", "elderly-care-visits", "--vote", "ok", "--comment", "意见",
+        "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert gateway.received == []
+    zh, en = _chinese_then_english(result.stderr)
+    assert "同意、通过、驳回" in zh and "本次未表决" in zh and "nothing was voted" in en
 
 
 def _offline_env(tmp_path: Path, url: str | None = None) -> dict[str, str]:
