@@ -1564,10 +1564,26 @@ async def oauth_token(request: Request, runtime: RuntimeDep, authorization: Auth
         assertion = form.get("client_assertion")
         methods = [basic is not None, "client_secret" in form, assertion is not None]
         if sum(methods) != 1:
+            # Which of the two mistakes, and the three ways that work (RFC 6749 §2.3.1, RFC 7523 §2.2):
+            # "use exactly one" told a system sending none neither.
+            found_zh, found_en = (
+                ("请求中没有客户端认证信息", "The request carries no client authentication")
+                if not any(methods)
+                else (
+                    "请求中同时使用了多种客户端认证方式",
+                    "The request uses more than one client authentication method",
+                )
+            )
             raise OAuthError(
                 "invalid_request",
-                "须且只能使用一种客户端认证方式。",
-                "Use exactly one client authentication method.",
+                f"{found_zh}，未签发令牌。请只用以下一种："
+                "HTTP Basic 认证头（client_id:client_secret，client_secret_basic）；"
+                "表单字段 client_id 与 client_secret（client_secret_post）；"
+                "或签名的客户端断言 client_assertion 与 client_assertion_type（private_key_jwt）。",
+                f"{found_en}; no token was issued. Use exactly one of: an HTTP Basic Authorization header "
+                "(client_id:client_secret, client_secret_basic); the form fields client_id and client_secret "
+                "(client_secret_post); or a signed client_assertion with its client_assertion_type "
+                "(private_key_jwt).",
             )
         authenticate = functools.partial(_authenticate_client, runtime, form, basic, assertion)
         if assertion is None:

@@ -1034,6 +1034,12 @@ def test_rotation_stops_the_old_secret_and_its_tokens(stack: Stack) -> None:
         auth=(client_id, new_secret),
     )
     assert (both.status_code, both.json()["error"]) == (400, "invalid_request")
+    assert both.json()["message"].startswith("请求中同时使用了多种客户端认证方式，未签发令牌。请只用以下一种")
+    none = token_request(stack, data={"grant_type": "client_credentials"})
+    assert (none.status_code, none.json()["error"]) == (400, "invalid_request")
+    assert none.json()["message"].startswith("请求中没有客户端认证信息，未签发令牌。")
+    for method in ("client_secret_basic", "client_secret_post", "private_key_jwt"):
+        assert method in none.json()["message"] and method in none.json()["message_en"]
     wrong_grant = token_request(stack, data={"grant_type": "password"}, auth=(client_id, new_secret))
     assert wrong_grant.json()["error"] == "unsupported_grant_type"
     kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
