@@ -31,6 +31,7 @@ from policies.grants import GrantIndex, GrantRepository, GrantStatus, ScenarioGr
 from policies.model import AccessRequest, Check, Decision, Obligations, Reason
 from policies.permissions import PermissionModel
 from policies.quotas import QuotaCounter, quota_day
+from policies.reasons import outside_fields
 from policies.reasons import reason as _render_reason
 from policies.reload import PolicyFiles, policy_change
 from policies.scenarios import ScenarioCatalog
@@ -114,21 +115,6 @@ def _within(org: str, grid: str, org_is_village: bool) -> bool:
         return divisions.is_grid(grid) and divisions.covers(org, grid)
     except ValueError:
         return False
-
-
-def _outside_fields(outside: list[str], catalogued: tuple[str, ...]) -> tuple[str, str]:
-    """The requested fields outside the grant, as a message names them (Chinese, English): catalogued
-    field names listed, the others only counted. A name the catalog does not know is whatever the caller
-    typed (``张三13812345678``) and is never repeated."""
-    known = [f for f in outside if f in catalogued]
-    unknown = len(outside) - len(known)
-    if not unknown:
-        return "、".join(known), ", ".join(known)
-    zh = f"{unknown} 个未编目的字段"
-    en = f"{unknown} uncatalogued field{'s' if unknown > 1 else ''}"
-    if not known:
-        return zh, en
-    return f"{'、'.join(known)}，另有 {zh}", f"{', '.join(known)} and {en}"
 
 
 class _Trail:
@@ -395,7 +381,7 @@ class PolicyEngine:
             )
         if chosen is None:
             outside = [f for f in fields if f not in first_fields]
-            listed, listed_en = _outside_fields(outside, info.fields if info is not None else ())
+            listed, listed_en = outside_fields(outside, info.fields if info is not None else ())
             why = reason("field_not_granted", third_person=third, **names, fields=listed, fields_en=listed_en)
             if (d := refuse("fields", why)) is not None:
                 return d

@@ -49,6 +49,7 @@ from policies.errors import (
 )
 from policies.model import Subject
 from policies.permissions import PermissionModel
+from policies.reasons import outside_fields
 from policies.scenarios import Scenario, ScenarioCatalog
 from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 
@@ -877,12 +878,21 @@ class GrantService:
                     f"该场景不包含这个数据集。「{spec.name_zh}」包含的数据集：{offered}。",
                     f"the scenario does not cover that dataset; {scenario} covers {', '.join(spec.datasets)}",
                 )
-            if not fields or any(f not in allowed for f in fields):
+            outside = [f for f in fields if f not in allowed]
+            if not fields or outside:
+                # The fields at fault are named when the dataset's catalog knows them (a field the
+                # scenario does not need, birth_date); a name it does not know is only counted.
+                info = self.scenarios.dataset(name)
+                listed, listed_en = outside_fields(outside, info.fields if info is not None else ())
+                said, said_en = (
+                    (f"申请的字段中，{listed} 不在场景所需范围内", f"{listed_en} outside the scenario's list")
+                    if outside
+                    else ("申请没有列出任何字段", "no fields listed")
+                )
                 raise GrantError(
-                    "申请的字段超出了场景所需范围（或一个也没有）。"
+                    f"{said}，本次未提出申请。"
                     f"「{spec.name_zh}」在 {name} 中可申请的字段：{'、'.join(allowed)}。",
-                    f"fields outside the scenario's list (or none); {scenario} offers {', '.join(allowed)} "
-                    f"of {name}",
+                    f"{said_en}; nothing was requested. {scenario} offers {', '.join(allowed)} of {name}",
                 )
         if not reason.strip():
             raise GrantError("请填写申请理由。", "a reason is required")

@@ -6,11 +6,12 @@ data: only dataset and scenario names, hours and counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from policies.model import Reason
 
-__all__ = ["APPLY_AGAIN", "CODES", "DENIAL_ORDER", "reason", "request_waiting"]
+__all__ = ["APPLY_AGAIN", "CODES", "DENIAL_ORDER", "outside_fields", "reason", "request_waiting"]
 
 # The order in which PolicyEngine.decide checks; the first failure is the decision's reason.
 DENIAL_ORDER: Final[tuple[str, ...]] = (
@@ -215,3 +216,18 @@ def request_waiting(code: str, grant_id: str, *, second_approval: bool, third_pe
         message_zh=zh.format(earlier=earlier[0], grant_id=grant_id, step=step[0]),
         message_en=en.format(earlier=earlier[1], grant_id=grant_id, step=step[1]),
     )
+
+
+def outside_fields(outside: Sequence[str], catalogued: Sequence[str]) -> tuple[str, str]:
+    """The requested fields outside the grant, as a message names them (Chinese, English): catalogued
+    field names listed, the others only counted. A name the catalog does not know is whatever the caller
+    typed (``张三13812345678``) and is never repeated."""
+    known = [f for f in outside if f in catalogued]
+    unknown = len(outside) - len(known)
+    if not unknown:
+        return "、".join(known), ", ".join(known)
+    zh = f"{unknown} 个未编目的字段"
+    en = f"{unknown} uncatalogued field{'s' if unknown > 1 else ''}"
+    if not known:
+        return zh, en
+    return f"{'、'.join(known)}，另有 {zh}", f"{', '.join(known)} and {en}"

@@ -193,6 +193,35 @@ def test_bad_requests_are_refused(
         service.request(who, scenario, scope, datasets, "理由", T0)
 
 
+@pytest.mark.parametrize(
+    ("fields", "named_zh", "named_en"),
+    [
+        (
+            ["id", "id_number"],
+            "申请的字段中，id_number 不在场景所需范围内",
+            "id_number outside the scenario's list",
+        ),
+        (["id", "idnumbr"], "申请的字段中，1 个未编目的字段 不在", "1 uncatalogued field outside"),
+        (
+            ["13812345678", "id_number"],
+            "申请的字段中，id_number，另有 1 个未编目的字段 不在",
+            "id_number and 1",
+        ),
+        ([], "申请没有列出任何字段", "no fields listed"),
+    ],
+)
+def test_a_field_refused_is_named_when_catalogued_and_only_counted_otherwise(
+    service: GrantService, fields: list[str], named_zh: str, named_en: str
+) -> None:
+    """The refusal said 申请的字段超出了场景所需范围（或一个也没有） whatever was wrong: a cadre asking for
+    birth_date under a scenario that does not need it could not tell which of her fields was refused."""
+    with pytest.raises(GrantError) as info:
+        service.request(CADRE_A1, "ELDERLY_VISIT", VILLAGE_A1, {"residents": fields}, "理由", T0)
+    assert named_zh in info.value.message_zh and "本次未提出申请" in info.value.message_zh
+    assert named_en in info.value.message_en
+    assert "13812345678" not in str(info.value) and "idnumbr" not in str(info.value)
+
+
 def test_a_reason_is_required(service: GrantService) -> None:
     with pytest.raises(GrantError):
         service.request(CADRE_A1, "ELDERLY_VISIT", VILLAGE_A1, None, "  ", T0)
