@@ -104,16 +104,22 @@ def routing_verdict(
         return RoutingVerdict(
             False,
             "system_lapsed",
-            f"部门系统 {sid} 的准入已到期，须重新通过联审后才能访问。",
-            f"Departmental system {sid}: its admission has lapsed; it must be re-reviewed before use.",
+            f"部门系统 {sid} 的准入已到期，须重新通过联审后才能访问。请本部门系统管理员发起重新审核"
+            "（grassroots admission recertify），各审核单位再次同意后即恢复。",
+            f"Departmental system {sid}: its admission has lapsed; it must be re-reviewed before use. Its "
+            "department's system admin opens the re-review (grassroots admission recertify); it works again "
+            "once every office has approved.",
             sid,
         )
     if status is SystemStatus.SUSPENDED:
         return RoutingVerdict(
             False,
             "system_suspended",
-            f"部门系统 {sid} 的准入已被暂停，暂不能访问。",
-            f"Departmental system {sid} has been suspended and cannot be used for now.",
+            f"部门系统 {sid} 的准入已被暂停，暂不能访问。暂停由监督部门决定，也只能由其恢复，"
+            "重新审核不能解除；原因请向本部门系统管理员了解。",
+            f"Departmental system {sid} has been suspended and cannot be used for now. The supervisors "
+            "suspended it and only they can lift it (a re-review does not); ask your department's system "
+            "admin why.",
             sid,
         )
     if status is SystemStatus.REVOKED:
@@ -127,9 +133,11 @@ def routing_verdict(
     return RoutingVerdict(
         False,
         "system_not_approved",
-        f"部门系统 {sid} 尚未通过准入联审（当前状态：{STATUS_LABELS_ZH[status]}），网关不予转发。",
+        f"部门系统 {sid} 尚未通过准入联审（当前状态：{STATUS_LABELS_ZH[status]}），网关不予转发。"
+        "各审核单位都同意后才能访问；进度可由本部门系统管理员查看（grassroots admission progress）。",
         f"Departmental system {sid} has not been approved by the joint admission review "
-        f"(status: {status.value}); the gateway will not route to it.",
+        f"(status: {status.value}); the gateway will not route to it. It may be used once every office "
+        "has approved; its department's system admin follows the review (grassroots admission progress).",
         sid,
     )
 
@@ -907,8 +915,10 @@ class AdmissionService:
     ) -> None:
         if reg.status not in set(allowed):
             raise CredentialConflict(
-                f"系统 {reg.system_id} 当前状态为「{STATUS_LABELS_ZH[reg.status]}」，不能{what_zh}。",
-                f"System {reg.system_id} is {reg.status.value}; cannot {what_en}.",
+                f"系统 {reg.system_id} 当前状态为「{STATUS_LABELS_ZH[reg.status]}」，不能{what_zh}。"
+                "凭证只发给已通过准入联审的系统（进度：grassroots admission progress）。",
+                f"System {reg.system_id} is {reg.status.value}; cannot {what_en}. Credentials go only to a "
+                "system the joint admission review approved (progress: grassroots admission progress).",
             )
 
     def _client_row(self, reg: SystemRegistration, now: datetime) -> ClientRow:

@@ -66,6 +66,11 @@ def test_no_credentials_before_approval(flow: Flow, service: AdmissionService, s
     with pytest.raises(CredentialError) as info:
         service.issue_client_secret("health-visits", "u-health-admin")
     assert "health-visits" in info.value.message_zh
+    # What comes next: credentials follow the review, whose progress the admin can follow.
+    assert (
+        "已通过准入联审" in info.value.message_zh and "grassroots admission progress" in info.value.message_zh
+    )
+    assert "joint admission review approved" in info.value.message_en
 
 
 def test_rotation_allowed_while_suspended(service: AdmissionService, admitted: str) -> None:

@@ -51,6 +51,27 @@ def test_verdict_for_every_status(
         assert "street-lamps" in verdict.message_en
 
 
+@pytest.mark.parametrize(
+    ("status", "until", "next_zh", "next_en"),
+    [
+        ("lapsed", LATER, "grassroots admission recertify", "grassroots admission recertify"),
+        ("approved", T0, "grassroots admission recertify", "grassroots admission recertify"),
+        ("suspended", LATER, "只能由其恢复", "only they can lift it"),
+        ("submitted", None, "grassroots admission progress", "grassroots admission progress"),
+        ("draft", None, "各审核单位都同意后才能访问", "once every office has approved"),
+    ],
+)
+def test_a_blocked_system_is_told_what_comes_next(
+    status: str, until: datetime | None, next_zh: str, next_en: str
+) -> None:
+    """A system calling /api/v1/systems/me while suspended was told only 暂不能访问; lapsed, not who
+    reopens the review; not yet approved, not where its review stands."""
+    verdict = routing_verdict(
+        make_registration("street-lamps", status=SystemStatus(status), approved_until=until), T0
+    )
+    assert next_zh in verdict.message_zh and next_en in verdict.message_en
+
+
 def test_every_status_is_covered_by_the_table() -> None:
     assert {s for s, *_ in EXPECTED} == {s.value for s in SystemStatus}
 
