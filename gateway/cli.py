@@ -746,9 +746,15 @@ def dev_users(
     if as_json:
         typer.echo(json.dumps(users, ensure_ascii=False, indent=2))
         return
+    # Columns as wide as their longest entry: a fixed 18 pushed national_supervisor's row out of line.
+    name_width = max((len(u["username"]) for u in users), default=0)
+    role_width = max((len(u["role"]) for u in users), default=0)
     for user in users:
         grids = f"  grids {','.join(user['grids'])}" if user.get("grids") else ""
-        typer.echo(f"{user['username']:<18} {user['role']:<20} {user['org']}  {user['display_name']}{grids}")
+        typer.echo(
+            f"{user['username']:<{name_width}}  {user['role']:<{role_width}}  {user['org']}  "
+            f"{user['display_name']}{grids}"
+        )
 
 
 @app.command(

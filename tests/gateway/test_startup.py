@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -184,6 +185,16 @@ def test_dev_users_json_lists_the_demo_identities(tmp_path: Path) -> None:
     assert {"cadre_a", "cadre_b", "town_officer", "ca_steward", "supervisor"} <= set(by_name)
     assert by_name["cadre_a"]["org"][:9] == by_name["cadre_b"]["org"][:9]  # same township
     assert all({"username", "role", "org"} <= set(u) for u in users)
+
+
+def test_dev_users_lines_up_its_columns_for_every_name(tmp_path: Path) -> None:
+    """A fixed 18-character name column pushed national_supervisor's role and code out of line."""
+    result = _run("dev-users", env={"GRASSROOTS_DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("national_supervisor ") for line in lines)
+    starts = [[m.start() for m in re.finditer(r"\S+", line)][1:3] for line in lines]  # role, org code
+    assert len({tuple(s) for s in starts}) == 1, lines
 
 
 def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> None:
