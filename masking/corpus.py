@@ -96,10 +96,11 @@ def person_name(rng: random.Random) -> str:
 def _decoy(rng: random.Random) -> str:
     """Look-alikes that are not personal data."""
     kind = rng.randrange(5)
-    if kind == 0:  # 18 digits with a wrong check character
-        body = f"{rng.choice(REGIONS)}19900101{rng.randint(0, 999):03d}"
-        good = mod_11_2.calc_check_digit(body)
-        return body + ("0" if good != "0" else "1")
+    if kind == 0:  # 18 digits with a right check character, but no county's code first (no code starts 9)
+        # (A county's code and a real birth date with a wrong check character are a mistyped ID number:
+        # personal data, which the scanner takes.)
+        body = f"9{rng.randint(0, 99_999):05d}19900101{rng.randint(0, 999):03d}"
+        return body + mod_11_2.calc_check_digit(body)
     if kind == 1:  # 11 digits that are not a mobile (12x)
         return f"12{rng.randint(0, 999_999_999):09d}"
     if kind == 2:  # an order number

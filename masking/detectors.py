@@ -21,6 +21,7 @@ __all__ = [
     "COMPOUND_SURNAMES",
     "SINGLE_SURNAMES",
     "id_checksum_ok",
+    "is_plausible_id_number",
     "is_valid_bank_card",
     "is_valid_credit_code",
     "is_valid_id_number",
@@ -39,12 +40,24 @@ def is_valid_id_number(text: str) -> bool:
     ~30 µs, most of the cost) is cached, keyed by region code and birth year, which is all it reads
     and which identifies nobody. Agreement with `ric.is_valid` is tested on vectors and generated
     numbers."""
+    return _id_number_holds(text, check_character=True)
+
+
+def is_plausible_id_number(text: str) -> bool:
+    """An 18-character number that is someone's ID number but for, perhaps, its check character: a county
+    python-stdnum knows and a real birth date. A registry's mistyped number still names its resident, and
+    first-generation numbers (:func:`is_valid_old_id_number`), which have no check character, are taken on
+    the same two checks."""
+    return _id_number_holds(text, check_character=False)
+
+
+def _id_number_holds(text: str, *, check_character: bool) -> bool:
     try:
         # `compact` maps Unicode look-alikes to ASCII; ASCII text needs only its upper/strip part.
         number = text.upper().strip() if text.isascii() else ric.compact(text)
-        if len(number) != 18 or not isdigits(number[:-1]):
+        if len(number) != 18 or not isdigits(number[:-1]) or number[-1] not in _CHECK_CHARACTERS:
             return False
-        if number[-1] != ric.calc_check_digit(number):
+        if check_character and number[-1] != ric.calc_check_digit(number):
             return False
         # `get_birth_date`, without compacting a second time: a real calendar date or invalid.
         year = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14])).year
@@ -53,6 +66,9 @@ def is_valid_id_number(text: str) -> bool:
         # python-stdnum 2.2 raises KeyError for a region code that names a province but no county
         # (e.g. "627800..."); such a number is not a valid ID.
         return False
+
+
+_CHECK_CHARACTERS = frozenset("0123456789X")
 
 
 @lru_cache(maxsize=16384)
