@@ -1087,7 +1087,8 @@ class GrantService:
     ) -> tuple[list[ScenarioGrant], list[dict[str, Any]]]:
         """Renew many grants at once. Each old grant becomes ``renewed``; a successor starts now and runs
         ``validity_days`` (default: the scenario's validity; at most its ``max_validity_days``) minus a
-        deterministic stagger of under ``stagger_window_days`` so the batch does not lapse on one day.
+        deterministic stagger of under ``stagger_window_days`` so the batch does not lapse on one day; the
+        stagger never ends a successor before its predecessor would have lapsed.
         All-or-nothing: any refusal raises before anything is written.
 
         A grant with the most sensitive fields needs a second steward. With ``second`` given, both act
@@ -1181,15 +1182,20 @@ class GrantService:
         if validity > spec.max_validity_days:
             raise _too_long(spec.code, spec.max_validity_days)
         new_id = _new_id("grt")
-        # The stagger shortens a successor, never lengthens it: no window outlasts the maximum.
+        # The stagger shortens a successor, never lengthens it: no window outlasts the maximum. Nor does
+        # it end the grant before its predecessor would have lapsed: a renewal is asked for to keep access,
+        # and a grant renewed a few days after its approval lost up to the whole stagger window.
         days = validity - stagger_days(new_id, min(stagger_window_days, validity))
         start = now
+        until = start + timedelta(days=days)
+        if grant.valid_until is not None and until < grant.valid_until:
+            until = min(grant.valid_until, start + timedelta(days=validity))
         successor = replace(
             grant,
             grant_id=new_id,
             status=status,
             valid_from=start,
-            valid_until=start + timedelta(days=days),
+            valid_until=until,
             approved_by=actor.user_id,
             second_approver=second_id,
             revoked_by=None,

@@ -180,3 +180,20 @@ def test_a_window_that_closed_before_the_second_approval_cannot_be_approved(serv
         service.approve(grant_id, STEWARD_2, T0 + 10 * DAY)
     stored = service.repository.get(grant_id)
     assert stored is not None and stored.status is GrantStatus.AWAITING_SECOND_APPROVAL
+
+
+def test_the_stagger_never_ends_a_renewal_before_its_predecessor(service: GrantService) -> None:
+    # Renewed a day after approval, with the default validity: the stagger used to take up to the whole
+    # window off, so the renewed grant lapsed days before the one it replaced.
+    ids = []
+    for _ in range(8):
+        grant_id = _elderly(service)
+        service.approve(grant_id, STEWARD, T0)
+        ids.append(grant_id)
+    old_ends = {i: service.repository.get(i).valid_until for i in ids}  # type: ignore[union-attr]
+    renewed, _ = service.renew(ids, STEWARD_2, T0 + DAY, stagger_window_days=30)
+    assert any(stagger_days(g.grant_id, 30) > 1 for g in renewed)  # the stagger would have cut
+    for g in renewed:
+        assert g.renewed_from is not None and g.valid_until is not None
+        assert g.valid_until >= old_ends[g.renewed_from]
+        assert g.valid_until <= T0 + DAY + MAX  # and never past the requested validity
