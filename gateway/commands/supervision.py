@@ -33,6 +33,16 @@ app = HelpTyper(
 )
 _BASE = "/api/v1/supervision"
 _ID_ENV = "GRASSROOTS_SUBJECT_ID_NUMBER"
+_PublicKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        help=bilingual(
+            "检查点公钥 PEM 文件，用于在本机核验检查点签名（默认：本机配置的检查点密钥，若有）",
+            "the checkpoint public key PEM, to check the checkpoint's signature here (default: this "
+            "machine's configured checkpoint key, if it has one)",
+        )
+    ),
+]
 
 
 def _id_number() -> str:
@@ -751,16 +761,20 @@ def incident(
             ),
         ),
     ] = False,
+    public_key: _PublicKeyOption = None,
 ) -> ApiCall:
     """Show an incident (steps, evidence events, inclusion proofs).
 
-    --verify checks every proof here, then prints the incident and the verdict; exit 1 if one fails."""
+    --verify checks every proof here, and the signature of the checkpoint recording their root, then prints
+    the incident and the verdict; exit 1 if one fails."""
     if verify:
-        return ApiCall("GET", f"{_BASE}/incidents/{incident_id}", then=_verify_evidence)
+        return ApiCall(
+            "GET", f"{_BASE}/incidents/{incident_id}", then=lambda data: _verify_evidence(data, public_key)
+        )
     return ApiCall("GET", f"{_BASE}/incidents/{incident_id}")
 
 
-def _verify_evidence(data: Any) -> ApiCall:
+def _verify_evidence(data: Any, public_key: Path | None) -> ApiCall:
     """Check the incident's proofs here, then fetch the signed checkpoints to say whether one has its root."""
     from audit import InvalidProofError, verify_incident_evidence
 
@@ -771,10 +785,12 @@ def _verify_evidence(data: Any) -> ApiCall:
         raise typer.Exit(1) from None
 
     def summarise(signed: Any) -> None:
-        match = any(
-            c["tree_size"] == data["tree_size"] and c["root_hash"] == data["root_hash"]
-            for c in signed["items"]
+        size, root = data["tree_size"], data["root_hash"]
+        recording = next(
+            (c for c in signed["items"] if c["tree_size"] == size and c["root_hash"] == root), None
         )
+        match = recording is not None
+        key_zh, key_en = _signature_here(recording, size, root, public_key)
         # The incident on stdout (JSON, as without --verify, plus what was checked here); the verdict in
         # words on stderr, so the output still pipes into a JSON tool.
         show(
@@ -791,13 +807,15 @@ def _verify_evidence(data: Any) -> ApiCall:
         typer.echo(
             f"已在本地校验 {len(checked)} 条证据事件，均通向根哈希 {data['root_hash']}"
             f"（树大小 {data['tree_size']}）；"
-            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。"),
+            + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。")
+            + key_zh,
             err=True,
         )
         typer.echo(
             f"{len(checked)} evidence events verified against root {data['root_hash']} "
             f"(tree size {data['tree_size']}); "
-            + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed"),
+            + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed")
+            + key_en,
             err=True,
         )
 
@@ -949,13 +967,20 @@ def proof(
             )
         ),
     ] = None,
+    public_key: _PublicKeyOption = None,
 ) -> ApiCall:
-    """Inclusion proof of one event (checked locally before it is printed)."""
+    """Inclusion proof of one event (checked locally before it is printed), and the signature of the
+    checkpoint that records its root (checked here too, with the checkpoint key)."""
     params = {"seq": seq, "tree_size": tree_size}
-    return ApiCall("GET", f"{_BASE}/proofs/inclusion", params=params, render=_check_inclusion)
+    return ApiCall(
+        "GET",
+        f"{_BASE}/proofs/inclusion",
+        params=params,
+        render=lambda data: _check_inclusion(data, public_key),
+    )
 
 
-def _check_inclusion(data: Any) -> None:
+def _check_inclusion(data: Any, public_key: Path | None) -> None:
     from audit import InvalidProofError, verify_inclusion
 
     try:
@@ -968,12 +993,13 @@ def _check_inclusion(data: Any) -> None:
         )
     except InvalidProofError as exc:
         _proof_refused("inclusion", exc)
-    show(data)
     seq, size, root = data["seq"], data["tree_size"], data["root_hash"]
     signed_zh, signed_en = _signed_with(data.get("checkpoint"), size, root)
+    key_zh, key_en = _signature_here(data.get("checkpoint"), size, root, public_key)
+    show(data)
     typer.echo(
-        f"已在本地校验：第 {seq} 号事件包含在树大小 {size} 的日志中（根哈希 {root}）；{signed_zh}\n"
-        f"verified here: event {seq} is in the log of tree size {size} (root {root}); {signed_en}",
+        f"已在本地校验：第 {seq} 号事件包含在树大小 {size} 的日志中（根哈希 {root}）；{signed_zh}{key_zh}\n"
+        f"verified here: event {seq} is in the log of tree size {size} (root {root}); {signed_en}{key_en}",
         err=True,
     )
 
@@ -1001,6 +1027,45 @@ def _signed_with(checkpoint: dict[str, Any] | None, size: int, root: str) -> tup
     return (
         "与所附签名检查点记载的根哈希不同，请立即运行 grassroots audit verify 并保留现场。",
         "the attached signed checkpoint records another root: run grassroots audit verify now",
+    )
+
+
+def _signature_here(
+    checkpoint: dict[str, Any] | None, size: int, root: str, public_key: Path | None
+) -> tuple[str, str]:
+    """Check here the Ed25519 signature of the checkpoint that records ``root`` at ``size`` (the server's
+    word that it matches is not enough: a reviewer need not trust the server). With ``public_key``, or the
+    checkpoint key this machine is configured with, following the key handovers in the configured
+    checkpoint directory when it has one; exit 1, nothing else said, when the signature does not verify.
+    Without a key, say plainly that the signature was not checked here."""
+    if checkpoint is None or checkpoint.get("tree_size") != size or checkpoint.get("root_hash") != root:
+        return "", ""
+    from audit import Checkpoint, CheckpointError, key_chain
+    from gateway.commands._offline import load_checkpoint_key
+
+    settings = load_settings()
+    key_path = public_key or settings.effective_checkpoint_key_path
+    if public_key is None and not key_path.exists():
+        return (
+            "该检查点的签名未在本机核验（本机没有检查点密钥）：可用 --public-key 指定检查点公钥 PEM 文件。",
+            "; its signature was NOT checked here (this machine has no checkpoint key): pass the "
+            "checkpoint public key PEM with --public-key",
+        )
+    source = "--public-key" if public_key is not None else "GRASSROOTS_CHECKPOINT_KEY_PATH"
+    key = load_checkpoint_key(key_path, subject=("检查点签名", "checkpoint signature"), source=source)
+    try:
+        signed = Checkpoint.from_json(checkpoint)
+        key_chain(settings.effective_checkpoint_dir, key).verify(signed)
+    except CheckpointError as exc:
+        typer.echo(
+            f"检查点签名未通过本地校验：{exc.described_zh}。请立即运行 grassroots audit verify 并保留现场。\n"
+            f"the checkpoint's signature does NOT verify here: {exc}; run grassroots audit verify now",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return (
+        f"该检查点的签名已在本机用密钥 {signed.key_id} 核验。",
+        f"; its signature verified here (key {signed.key_id})",
     )
 
 

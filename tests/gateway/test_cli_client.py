@@ -558,3 +558,77 @@ def test_public_key_sends_a_public_key_file(gateway: Gateway, tmp_path: Path) ->
         ("PUT", "/api/v1/admission/systems/elderly-care-visits/credentials/public-key")
     ]
     assert gateway.received[0].body == {"public_key": public.read_text()}
+
+
+def _signed_inclusion(signer: Any, leaf_data: bytes, signed_root_of: bytes | None = None) -> dict[str, Any]:
+    """The gateway's answer to ``supervise proof`` for the only event of a one-event log: the proof is
+    empty and the root is the leaf's hash; the attached checkpoint signs the root of ``signed_root_of``."""
+    from audit.merkle import leaf_hash
+
+    leaf = leaf_hash(leaf_data)
+    checkpoint = signer.sign(1, leaf_hash(signed_root_of or leaf_data)).to_json()
+    checkpoint["root_hash"] = leaf.hex()  # what the server says the checkpoint records
+    return {
+        "seq": 1,
+        "leaf_hash": leaf.hex(),
+        "leaf_index": 0,
+        "tree_size": 1,
+        "proof": [],
+        **{"root_hash": leaf.hex(), "checkpoint": checkpoint},
+    }
+
+
+def _public_pem(signer: Any, path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(
+        signer.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+def test_proof_checks_the_checkpoint_signature_here(gateway: Gateway, tmp_path: Path) -> None:
+    # The server's word that a signed checkpoint records the root is not enough: a server rewriting its
+    # log could hand out a proof and a checkpoint both leading to its new root. The signature is checked
+    # here, with the checkpoint public key.
+    from audit import CheckpointSigner
+
+    signer, other = CheckpointSigner.generate(), CheckpointSigner.generate()
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "no-such-data-dir")}
+    key = _public_pem(signer, tmp_path / "checkpoint.pub.pem")
+
+    gateway.answer(200, _signed_inclusion(signer, b"event 1"))
+    good = runner.invoke(
+        grassroots,
+        ["supervise", "proof", "1", "--public-key", str(key), "--url", gateway.url, "--token", "t"],
+        env=env,
+    )
+    assert good.exit_code == 0, good.stderr
+    assert f"该检查点的签名已在本机用密钥 {signer.key_id} 核验。" in good.stderr
+    assert f"its signature verified here (key {signer.key_id})" in good.stderr
+
+    # No key on this machine and none given: verified proof, and said plainly the signature was not.
+    unchecked = runner.invoke(
+        grassroots, ["supervise", "proof", "1", "--url", gateway.url, "--token", "t"], env=env
+    )
+    assert unchecked.exit_code == 0, unchecked.stderr
+    assert "该检查点的签名未在本机核验（本机没有检查点密钥）：可用 --public-key 指定" in unchecked.stderr
+
+    # The checkpoint's root edited to the proof's (the signature covers another root), or signed by
+    # another key: refused, and nothing printed as verified.
+    for answer, pem in (
+        (_signed_inclusion(signer, b"event 1 rewritten", signed_root_of=b"event 1"), key),
+        (_signed_inclusion(other, b"event 1"), key),
+    ):
+        gateway.answer(200, answer)
+        forged = runner.invoke(
+            grassroots,
+            ["supervise", "proof", "1", "--public-key", str(pem), "--url", gateway.url, "--token", "t"],
+            env=env,
+        )
+        assert forged.exit_code == 1
+        assert "检查点签名未通过本地校验" in forged.stderr
+        assert "the checkpoint's signature does NOT verify here" in forged.stderr
+        assert forged.stdout == ""
