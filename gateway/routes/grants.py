@@ -38,6 +38,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.free_text import NOT_BLANK, TEXT_MAX, refuse_personal_data, text_schema
 from gateway.pipeline import subject_of
 from gateway.routes.admission_api import department_names
+from gateway.routes.supervision import division_names
 from gateway.runtime import Runtime
 from gateway.time_inputs import SinceTime, UntilTime
 from policies import (
@@ -122,8 +123,15 @@ def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[
     }
 
 
-def grant_json(grant: ScenarioGrant, now: datetime | None = None) -> dict[str, Any]:
+def grant_json(
+    grant: ScenarioGrant, now: datetime | None = None, org_names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``org_names`` (division code -> name): a steward reads which village asks (东风村村民委员会) beside
+    ``org_scope``, as ``org_name`` (null where no name is configured). The organisation's name only: the
+    requester stays a user id."""
     body = grant.to_dict()
+    if org_names is not None:
+        body["org_name"] = org_names.get(grant.org_scope)
     body["created_at"] = _iso(grant.created_at)
     body["updated_at"] = _iso(grant.updated_at)
     body["active"] = grant.is_active(now or datetime.now(UTC))
@@ -131,7 +139,9 @@ def grant_json(grant: ScenarioGrant, now: datetime | None = None) -> dict[str, A
     return body
 
 
-def _reminder_json(reminder: RenewalReminder, renewal: ScenarioGrant | None = None) -> dict[str, Any]:
+def _reminder_json(
+    reminder: RenewalReminder, org_names: Mapping[str, str], renewal: ScenarioGrant | None = None
+) -> dict[str, Any]:
     """``renewal``: the grant's renewal already waiting for its second steward. The step left is that
     approval (renewing again is refused), so the reminder names it."""
     names = department_names()
@@ -139,6 +149,7 @@ def _reminder_json(reminder: RenewalReminder, renewal: ScenarioGrant | None = No
         "grant_id": reminder.grant_id,
         "scenario": reminder.scenario,
         "org_scope": reminder.org_scope,
+        "org_name": org_names.get(reminder.org_scope),
         "valid_until": reminder.valid_until.isoformat(),
         "days_left": reminder.days_left,
         "must_act": {
@@ -391,8 +402,9 @@ async def list_grants(
     newest = grants[::-1]
     page = newest[offset : offset + limit]
     more = offset + limit < len(newest)
+    orgs = await asyncio.to_thread(division_names, runtime)
     return {
-        "items": [grant_json(g, now) for g in page],
+        "items": [grant_json(g, now, orgs) for g in page],
         "total": len(grants),
         "next_offset": offset + limit if more else None,
     }
@@ -407,6 +419,7 @@ async def renewal_reminders(
     """Grants lapsing within ``within_days``, each naming who must act (the owning department's steward)."""
     subject = subject_of(principal)
     now = datetime.now(UTC)
+    orgs = await asyncio.to_thread(division_names, runtime)
 
     def query(session: Session) -> list[dict[str, Any]]:
         service = _service(runtime, session)
@@ -415,7 +428,7 @@ async def renewal_reminders(
             grant = service.repository.get(reminder.grant_id)
             if grant is not None and service.visible_to(subject, grant):
                 waiting = service.repository.pending_renewals(reminder.grant_id)
-                out.append(_reminder_json(reminder, waiting[0] if waiting else None))
+                out.append(_reminder_json(reminder, orgs, waiting[0] if waiting else None))
         return out
 
     return {"items": await read_only(runtime, query), "within_days": within_days}
@@ -489,7 +502,7 @@ async def get_grant(
         grant = await read_only(
             runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
         )
-    return grant_json(grant)
+    return grant_json(grant, org_names=await asyncio.to_thread(division_names, runtime))
 
 
 async def _transition(

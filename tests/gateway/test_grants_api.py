@@ -715,6 +715,43 @@ def test_reminders_name_who_must_act(stack: Stack) -> None:
     assert reminder["days_left"] in (2, 3)
 
 
+def test_a_steward_reads_which_village_asks_beside_its_code(stack: Stack) -> None:
+    """The walk-through: ``grants list`` and ``grants reminders`` gave the village code and the requester's
+    user id only, so a steward looked the code up to know who asked. The organisation's name is now beside
+    the code (``org_name``; a person's name is not: the requester stays a user id), in the API and in what
+    the CLI prints; every field there was is still there."""
+    from demoworld.world import build_world
+
+    name = build_world().division(VILLAGE_A).name
+    assert name == "东风村村民委员会"
+    soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    listed = api(stack, "GET", "/grants", "ca_steward", params={"status": "requested", "org": VILLAGE_A})
+    item = next(g for g in listed.json()["items"] if g["grant_id"] == grant_id)
+    assert (item["org_scope"], item["org_name"]) == (VILLAGE_A, name)
+    assert item["requested_by"] == user_id(stack, "cadre_a")
+    assert "李春梅" not in listed.text
+    shown = api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()
+    assert (shown["org_scope"], shown["org_name"]) == (VILLAGE_A, name)
+
+    api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", {"valid_until": soon})
+    reminders = api(stack, "GET", "/grants/reminders", "ca_steward", params={"within_days": 7}).json()
+    reminder = next(r for r in reminders["items"] if r["grant_id"] == grant_id)
+    assert (reminder["org_scope"], reminder["org_name"]) == (VILLAGE_A, name)
+    assert reminder["requested_by"] == user_id(stack, "cadre_a")
+
+    # A code no name is configured for is shown alone (null), never guessed.
+    other = _approved(stack, fresh_village(), "ELDERLY_VISIT", valid_until=soon)
+    reminders = api(stack, "GET", "/grants/reminders", "ca_steward", params={"within_days": 7}).json()
+    assert next(r for r in reminders["items"] if r["grant_id"] == other)["org_name"] is None
+
+    url = ["--url", stack.base_url]
+    printed = stack.cli("grants", "reminders", "--within-days", "7", "--as", "ca_steward", *url).stdout
+    assert f'"org_name": "{name}"' in printed
+    printed = stack.cli("grants", "list", "--org", VILLAGE_A, "--as", "ca_steward", *url).stdout
+    assert f'"org_name": "{name}"' in printed
+
+
 def test_a_lapsed_grant_is_refused_by_time_and_the_sweep_marks_it(stack: Stack) -> None:
     """A grant approved through the API for five seconds lapses by itself. (No window may be backdated
     any more, and a row written into the store with a past ``updated_at`` would not reach a running
