@@ -681,7 +681,7 @@ def test_a_refusal_whose_waiting_request_cannot_be_read_keeps_its_words(stack: S
     body = refused.json()
     assert (refused.status_code, body["error"]) == (403, "no_active_grant"), body
     assert body["message"] == (
-        "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
+        "本单位还没有「低保年度复核」查看「居民登记信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
     )
     assert "pending_grant" not in body
 

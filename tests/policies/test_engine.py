@@ -203,7 +203,7 @@ def test_decision_table(
 def test_reasons_name_the_catalogs_english_names_in_english(engine_for: EngineFactory) -> None:
     (refused,) = engine_for().decide(req(CADRE_A1, "DIBAO_REVIEW")).reasons
     assert refused.message_zh == (
-        "本单位还没有「低保年度复核」查看「居民信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
+        "本单位还没有「低保年度复核」查看「居民登记信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
     )
     assert refused.message_en == (
         "Your organisation has no current grant to read \u201cresident information\u201d for "
@@ -286,8 +286,8 @@ def test_the_subjects_own_explanation_still_addresses_her(engine_for: EngineFact
     (theirs,) = [
         c for c in engine.explain(req(SUPERVISOR, "DIBAO_REVIEW"), about_caller=False) if not c.passed
     ][:1]
-    assert own.message_zh == "您的岗位没有查看「居民信息」的权限。如工作确需，请联系上级管理员。"
-    assert theirs.message_zh == "该用户的岗位没有查看「居民信息」的权限。如工作确需，可联系其上级管理员。"
+    assert own.message_zh == "您的岗位没有查看「居民登记信息」的权限。如工作确需，请联系上级管理员。"
+    assert theirs.message_zh == "该用户的岗位没有查看「居民登记信息」的权限。如工作确需，可联系其上级管理员。"
     assert own.message_en.startswith("Your role") and theirs.message_en.startswith("This user's role")
     # decide answers whoever reads data on the data path: the subject herself, in the same words.
     (refused,) = engine.decide(req(SUPERVISOR, "DIBAO_REVIEW")).reasons
