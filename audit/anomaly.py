@@ -329,7 +329,8 @@ def off_hours(
             "medium",
             f"在场景允许时段外或夜间（北京时间 {s['night_start_hour']}:00–{s['night_end_hour']}:00）"
             f"查看数据 {len(group)} 次",
-            f"{len(group)} reads outside the scenario's hours or at night (Beijing time)",
+            f"{len(group)} reads outside the scenario's hours or at night "
+            f"({s['night_start_hour']}:00–{s['night_end_hour']}:00 Beijing time)",
             tuple(e.seq for e in group),
             actor=actor,
             window_start=group[0].occurred_at,

@@ -166,7 +166,8 @@ async def require(
             refused = Forbidden(
                 f"您的岗位没有{_PERMISSION_ZH.get(f'{action} {resource}', '办理此项业务')}的权限"
                 f"（{action} {resource}），本次未办理。如工作确需，请联系平台管理员核对您的岗位。",
-                f'Your role does not hold the permission "{action} {resource}".',
+                f'Your role does not hold the permission "{action} {resource}"; nothing was done. '
+                "If your work needs it, ask the platform administrator to check your role.",
                 code="no_permission",
             )
         await record_refusal(runtime, principal, f"{action} {resource}", refused)

@@ -282,7 +282,9 @@ class PolicyEngine:
             return d if d is not None else self._finish_trail(trail)
         if trail is not None:
             trail.passed(
-                "scenario", f"使用场景「{scenario.name_zh}」存在。", f"Scenario {scenario.code} exists."
+                "scenario",
+                f"使用场景「{scenario.name_zh}」存在。",
+                f"Scenario \u201c{scenario.name_en}\u201d ({scenario.code}) exists.",
             )
         if set(subject.roles).isdisjoint(scenario.roles_allowed):
             if (

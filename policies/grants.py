@@ -107,13 +107,13 @@ GRANT_STATUS_ZH: dict[GrantStatus, str] = {
 
 
 def _refused_in_status(
-    grant: ScenarioGrant, action_zh: str, action_en: str, hint_zh: str = ""
+    grant: ScenarioGrant, action_zh: str, action_en: str, hint: tuple[str, str] = ("", "")
 ) -> InvalidTransitionError:
     """Say which status the grant is in, so "already approved" reads as such (zh first, then en)."""
     status = grant.status
     return InvalidTransitionError(
-        f"该授权当前为「{GRANT_STATUS_ZH[status]}」，不能{action_zh}。{hint_zh}",
-        f"cannot {action_en} this grant: it is {status.value.replace('_', ' ')}",
+        f"该授权当前为「{GRANT_STATUS_ZH[status]}」，不能{action_zh}。{hint[0]}",
+        f"cannot {action_en} this grant: it is {status.value.replace('_', ' ')}{hint[1]}",
     )
 
 
@@ -870,13 +870,14 @@ class GrantService:
                 raise SeparationOfDutiesError(
                     f"不能为他人申请自己岗位都无权查看的数据。「{spec.name_zh}」包含的数据集：{offered}。",
                     "you may not delegate access to a dataset your own role cannot read; "
-                    f"{scenario} covers {', '.join(spec.datasets)}",
+                    f"\u201c{spec.name_en}\u201d ({scenario}) covers {', '.join(spec.datasets)}",
                 )
             allowed = spec.datasets.get(name)
             if allowed is None:
                 raise GrantError(
                     f"该场景不包含这个数据集。「{spec.name_zh}」包含的数据集：{offered}。",
-                    f"the scenario does not cover that dataset; {scenario} covers {', '.join(spec.datasets)}",
+                    "the scenario does not cover that dataset; "
+                    f"\u201c{spec.name_en}\u201d ({scenario}) covers {', '.join(spec.datasets)}",
                 )
             outside = [f for f in fields if f not in allowed]
             if not fields or outside:
@@ -892,7 +893,8 @@ class GrantService:
                 raise GrantError(
                     f"{said}，本次未提出申请。"
                     f"「{spec.name_zh}」在 {name} 中可申请的字段：{'、'.join(allowed)}。",
-                    f"{said_en}; nothing was requested. {scenario} offers {', '.join(allowed)} of {name}",
+                    f"{said_en}; nothing was requested. \u201c{spec.name_en}\u201d ({scenario}) offers "
+                    f"{', '.join(allowed)} of {name}",
                 )
         if not reason.strip():
             raise GrantError("请填写申请理由。", "a reason is required")
@@ -1010,7 +1012,12 @@ class GrantService:
         if not reason.strip():
             raise GrantError("撤销授权必须填写理由。", "a reason is required to revoke")
         if grant.status is not GrantStatus.APPROVED:
-            raise _refused_in_status(grant, "撤销", "revoke", "只有已批准的授权可以撤销。")
+            raise _refused_in_status(
+                grant,
+                "撤销",
+                "revoke",
+                ("只有已批准的授权可以撤销。", "; only an approved grant can be revoked"),
+            )
         after = replace(
             grant,
             status=GrantStatus.REVOKED,
@@ -1149,7 +1156,12 @@ class GrantService:
                 "an emergency (break-glass) grant cannot be renewed; invoke it again or request a grant",
             )
         if grant.status not in (GrantStatus.APPROVED, GrantStatus.EXPIRED):
-            raise _refused_in_status(grant, "续期", "renew", "只有已批准或已过期的授权可以续期。")
+            raise _refused_in_status(
+                grant,
+                "续期",
+                "renew",
+                ("只有已批准或已过期的授权可以续期。", "; only an approved or expired grant can be renewed"),
+            )
         waiting = self.repository.pending_renewals(grant.grant_id)
         if waiting:
             # A second successor would leave two grants in force for one scope once both are approved.
