@@ -124,14 +124,13 @@ def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[
 
 
 def grant_json(
-    grant: ScenarioGrant, now: datetime | None = None, org_names: Mapping[str, str] | None = None
+    grant: ScenarioGrant, org_names: Mapping[str, str], now: datetime | None = None
 ) -> dict[str, Any]:
     """``org_names`` (division code -> name): a steward reads which village asks (东风村村民委员会) beside
     ``org_scope``, as ``org_name`` (null where no name is configured). The organisation's name only: the
     requester stays a user id."""
     body = grant.to_dict()
-    if org_names is not None:
-        body["org_name"] = org_names.get(grant.org_scope)
+    body["org_name"] = org_names.get(grant.org_scope)
     body["created_at"] = _iso(grant.created_at)
     body["updated_at"] = _iso(grant.updated_at)
     body["active"] = grant.is_active(now or datetime.now(UTC))
@@ -325,7 +324,7 @@ async def request_grant(
             )
         )
         uow.record(change)
-    return grant_json(grant, now)
+    return grant_json(grant, await asyncio.to_thread(division_names, runtime), now)
 
 
 @router.get("/grants")
@@ -404,7 +403,7 @@ async def list_grants(
     more = offset + limit < len(newest)
     orgs = await asyncio.to_thread(division_names, runtime)
     return {
-        "items": [grant_json(g, now, orgs) for g in page],
+        "items": [grant_json(g, orgs, now) for g in page],
         "total": len(grants),
         "next_offset": offset + limit if more else None,
     }
@@ -469,10 +468,11 @@ async def renew_grants(
         renewed, changes = await uow.run(renew)
         for change in changes:
             uow.record(change)
+    orgs = await asyncio.to_thread(division_names, runtime)
     return {
-        "renewed": [grant_json(g, now) for g in renewed if g.status is GrantStatus.APPROVED],
+        "renewed": [grant_json(g, orgs, now) for g in renewed if g.status is GrantStatus.APPROVED],
         "awaiting_second_approval": [
-            grant_json(g, now) for g in renewed if g.status is GrantStatus.AWAITING_SECOND_APPROVAL
+            grant_json(g, orgs, now) for g in renewed if g.status is GrantStatus.AWAITING_SECOND_APPROVAL
         ],
     }
 
@@ -502,7 +502,7 @@ async def get_grant(
         grant = await read_only(
             runtime, lambda s: _visible_or_404(_service(runtime, s), subject_of(principal), grant_id)
         )
-    return grant_json(grant, org_names=await asyncio.to_thread(division_names, runtime))
+    return grant_json(grant, await asyncio.to_thread(division_names, runtime))
 
 
 async def _transition(
@@ -524,7 +524,7 @@ async def _transition(
         grant, changes = await uow.run(run)
         for change in changes:
             uow.record(change)
-    return grant_json(grant, now)
+    return grant_json(grant, await asyncio.to_thread(division_names, runtime), now)
 
 
 @router.post("/grants/{grant_id}/approve")
@@ -632,7 +632,8 @@ async def break_glass(
         )
         for change in changes:
             uow.record(change)
-    return {"grant": grant_json(grant, now), "review": _review_json(review, grant)}
+    orgs = await asyncio.to_thread(division_names, runtime)
+    return {"grant": grant_json(grant, orgs, now), "review": _review_json(review, grant)}
 
 
 async def _reviews(

@@ -734,7 +734,8 @@ def test_a_steward_reads_which_village_asks_beside_its_code(stack: Stack) -> Non
     shown = api(stack, "GET", f"/grants/{grant_id}", "ca_steward").json()
     assert (shown["org_scope"], shown["org_name"]) == (VILLAGE_A, name)
 
-    api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", {"valid_until": soon})
+    approved = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", {"valid_until": soon}).json()
+    assert (approved["status"], approved["org_name"]) == ("approved", name)  # every grant answer names it
     reminders = api(stack, "GET", "/grants/reminders", "ca_steward", params={"within_days": 7}).json()
     reminder = next(r for r in reminders["items"] if r["grant_id"] == grant_id)
     assert (reminder["org_scope"], reminder["org_name"]) == (VILLAGE_A, name)
