@@ -707,6 +707,15 @@ def _opens_within(spec: Scenario, start: datetime, end: datetime) -> bool:
     return False
 
 
+def _overlaps(org: str, scope: str) -> bool:
+    """Whether ``scope`` lies within ``org``'s jurisdiction or covers it; a malformed code matches
+    nothing (fail closed)."""
+    try:
+        return divisions.covers(org, scope) or divisions.covers(scope, org)
+    except ValueError:
+        return False
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
@@ -745,12 +754,14 @@ class GrantService:
             )
 
     def visible_to(self, actor: Subject, grant: ScenarioGrant) -> bool:
-        """Whether ``actor`` may see ``grant``: supervisors and auditors see all; a steward those over
-        their department's data; an officer or cadre those inside their jurisdiction and those that
-        cover their own organisation. Anyone sees what they requested."""
-        if actor.user_id == grant.requested_by or {"supervisor", _AUDITOR, "platform_admin"} & set(
-            actor.roles
-        ):
+        """Whether ``actor`` may see ``grant``: a supervisor or auditor those of her organisation's subtree
+        and those that cover it (as her audit events and cases: a township's supervisor never a
+        neighbour's, GB/T 35273-2020 §7.1; the root code's sees all); a steward those over her
+        department's data; an officer or cadre those inside their jurisdiction and those that cover
+        their own organisation. Anyone sees what they requested; a platform administrator all."""
+        if actor.user_id == grant.requested_by or "platform_admin" in actor.roles:
+            return True
+        if {"supervisor", _AUDITOR} & set(actor.roles) and _overlaps(actor.org, grant.org_scope):
             return True
         if "data_steward" in actor.roles and actor.department is not None:
             try:
@@ -758,14 +769,7 @@ class GrantService:
                     return True
             except GrantError:
                 return False
-        if not _JURISDICTION_ROLES.intersection(actor.roles):
-            return False
-        try:
-            return divisions.covers(actor.org, grant.org_scope) or divisions.covers(
-                grant.org_scope, actor.org
-            )
-        except ValueError:
-            return False
+        return bool(_JURISDICTION_ROLES.intersection(actor.roles)) and _overlaps(actor.org, grant.org_scope)
 
     def _load(self, grant_id: str) -> ScenarioGrant:
         grant = self.repository.get(grant_id)

@@ -5,8 +5,9 @@ Every transition goes through ``policies.GrantService`` inside a unit of work, s
 row, and every gateway process picks the change up on its next poll (this one at once).
 
 Visibility (404 rather than 403 where a 403 would reveal that a grant exists): a steward sees grants
-over their department's data, an officer or cadre the grants of their own jurisdiction, supervisors and
-auditors every grant.
+over their department's data, an officer or cadre the grants of their own jurisdiction, a supervisor or
+auditor those of her organisation's subtree (as her audit events and cases: a township's, never a
+neighbour's; the district's and the root code's, every grant of theirs).
 """
 
 from __future__ import annotations
@@ -348,8 +349,9 @@ async def list_grants(
     ] = False,
 ) -> dict[str, Any]:
     """Grants the caller may see (a steward: over her department's data; an officer or cadre: her
-    jurisdiction), newest first, ``limit`` at a time from ``offset`` (``next_offset``: the next page's,
-    null on the last); ``awaiting_me``: a steward's work list."""
+    jurisdiction; a supervisor or auditor: her organisation's subtree), newest first, ``limit`` at a time
+    from ``offset`` (``next_offset``: the next page's, null on the last); ``awaiting_me``: a steward's work
+    list."""
     if awaiting_me and not runtime.policy().permissions.is_allowed(principal.roles, "grants", "approve"):
         raise InvalidRequest(
             "只有数据管理员有待审批的授权：您的岗位不审批授权，请去掉 --awaiting-me（awaiting_me）后再列出。",

@@ -357,6 +357,13 @@ def test_visibility_by_department_and_jurisdiction(stack: Stack) -> None:
         ("ca_steward", {"department": "public_security"}, False),
         ("supervisor", {}, True),
         ("auditor", {}, True),
+        # A township's supervisor or auditor sees her own township's grants, as her audit events and
+        # cases, never a neighbour's (every grant in the district, before); the root code's sees all.
+        ("town_supervisor_b", {}, True),
+        ("town_supervisor_a", {}, False),
+        ("auditor", {"org_code": TOWNSHIP_2}, True),
+        ("auditor", {"org_code": "310151101000"}, False),
+        ("national_supervisor", {}, True),
         ("county_officer", {}, True),
         ("town_officer", {}, False),  # another township
         ("town_officer", {"org_code": TOWNSHIP_2}, True),
@@ -368,6 +375,14 @@ def test_visibility_by_department_and_jurisdiction(stack: Stack) -> None:
         listed = api(stack, "GET", "/grants", who, params={"scenario": "ELDERLY_VISIT"}, **claims)
         assert listed.status_code == 200
         assert (grant_id in {g["grant_id"] for g in listed.json()["items"]}) is visible, (who, claims)
+    # Out of reach reads as absent: the same 404 as an id that names nothing, no detail of the grant.
+    neighbour = api(stack, "GET", f"/grants/{grant_id}", "town_supervisor_a")
+    nothing = api(stack, "GET", "/grants/grt_nosuchgrant00000000", "town_supervisor_a")
+    assert (neighbour.json()["error"], neighbour.json()["message"]) == (
+        nothing.json()["error"],
+        nothing.json()["message"],
+    )
+    assert village not in neighbour.text and grant_id not in neighbour.text
     by_org = api(stack, "GET", "/grants", "supervisor", params={"org": village, "status": "requested"})
     assert [g["grant_id"] for g in by_org.json()["items"]] == [grant_id]
     bogus = api(stack, "GET", "/grants", "supervisor", params={"status": "aproved"})

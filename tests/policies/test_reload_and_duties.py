@@ -32,6 +32,7 @@ from .conftest import (
     CADRE_A1,
     CADRE_B1,
     COUNTY,
+    COUNTY_OFFICER,
     OTHER_STEWARD,
     STEWARD,
     STEWARD_2,
@@ -138,6 +139,12 @@ def test_visibility_table(service: GrantService) -> None:
         (OTHER_STEWARD, False),
         (SUPERVISOR, True),
         (AUDITOR, True),
+        # A supervisor or auditor of a township: her own township's grants only (as her audit events).
+        (Subject(user_id="u-sup-a", org=TOWNSHIP_A, roles=("supervisor",)), True),
+        (Subject(user_id="u-sup-b", org="310151102000", roles=("supervisor",)), False),
+        (Subject(user_id="u-aud-b", org="310151102000", roles=("auditor",)), False),
+        (Subject(user_id="u-sup-root", org="000000000000", roles=("supervisor",)), True),
+        (Subject(user_id="u-sup-bad", org="31015110200", roles=("supervisor",)), False),
         (Subject(user_id="u-sys", org=COUNTY, roles=("system_admin",)), False),
     ]
     for who, visible in table:
@@ -203,3 +210,9 @@ def test_break_glass_reviews_are_listed_open_and_closed(service: GrantService) -
     assert [r.review_id for r in repository.reviews("closed")] == [first.review_id]
     assert {r.review_id for r in repository.reviews()} == {first.review_id, second.review_id}
     assert {r.notify_org for r in repository.reviews()} == {TOWNSHIP_A}
+
+
+def test_a_township_supervisor_sees_the_grants_that_cover_her_township(service: GrantService) -> None:
+    """A county-wide grant governs reads in her township too: its supervisor may look at it."""
+    grant, _ = service.request(COUNTY_OFFICER, "ELDERLY_VISIT", COUNTY, None, "走访", T0)
+    assert service.visible_to(Subject(user_id="u-sup-b", org="310151102000", roles=("supervisor",)), grant)
