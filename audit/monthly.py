@@ -98,6 +98,10 @@ class MonthlyReport:
     # figures go through; the days after it are not shown, since zero rows would read as "no activity" on
     # days that have not happened. None for a month that has ended.
     through_day: str | None = None
+    # Why the figures may be empty for another reason than a quiet month (an organisation code that names
+    # no known division, say), Chinese and English, given by the caller: said on the page, in the CSV and
+    # in the JSON, since an all-zero report alone reads as "nothing happened".
+    scope_note: tuple[str, str] | None = None
 
     @property
     def daily(self) -> list[tuple[str, int, int]]:
@@ -126,6 +130,7 @@ class MonthlyReport:
             "integrity": dict(self.integrity),
             "in_progress": self.through_day is not None,
             "through_day": self.through_day,
+            **({"note": self.scope_note[0], "note_en": self.scope_note[1]} if self.scope_note else {}),
         }
 
     @property
@@ -370,6 +375,8 @@ def render_csv(report: MonthlyReport) -> str:
             f"{report.month} 截至{_day_zh(report.through_day)}（北京时间），本月尚未结束（{scope}）"
             f" / month in progress, through {report.through_day} (Beijing time)",
         )
+    if report.scope_note is not None:
+        writer.writerow(("note", "", f"{report.scope_note[0]} / {report.scope_note[1]}", *[""] * 6))
     for section, rows, names in (
         ("organisation", report.by_org, report.org_names),
         ("scenario", report.by_scenario, report.scenario_names),
@@ -711,6 +718,11 @@ def render_html(report: MonthlyReport) -> str:
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">{escape(scope)} · 生成时间 {escape(generated)}（北京时间）</p>',
         *([f'<p class="note" id="in-progress">{escape(note)}</p>'] if note else []),
+        *(
+            [f'<p class="note" id="scope-note">{escape(" ".join(report.scope_note))}</p>']
+            if report.scope_note
+            else []
+        ),
         "<h2>一、总体情况</h2>",
         '<div class="kpis">'
         + "".join(f'<div class="kpi">{escape(k)}<b>{v}</b></div>' for k, v in kpis)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import logging
 import os
 import re
@@ -694,6 +695,12 @@ async def monthly_report(
         # have no owning department.
         department_names={**depts, "invalid": "未编目的数据集"},
     )
+    if report_data.totals.total == 0 and not any(report_data.cases.values()):
+        # An all-zero 通报 headed with a code of no known division read as a quiet month there.
+        found = ("统计到任何数据访问或案件", "data access or case within your supervisory scope was counted")
+        unknown = await _unknown_org_note(runtime, org, scope, found)
+        if unknown:
+            report_data = dataclasses.replace(report_data, scope_note=(unknown["note"], unknown["note_en"]))
     filename = f"audit-report-{label}"
     answer: Response | dict[str, Any]
     if format == "json":

@@ -357,6 +357,27 @@ def test_a_report_or_anomaly_run_for_an_unknown_org_says_so(stack: Stack, traffi
         assert "note" not in known, known
 
 
+def test_a_monthly_report_for_an_unknown_org_says_so_in_every_format(
+    stack: Stack, traffic: dict[str, Any]
+) -> None:
+    """supervise monthly --org with a digit wrong gave an all-zero 通报 headed with that code and no word on
+    why: printed and filed, it read as a quiet month there."""
+    hint = "org 不是本平台区划名录中的单位，也不是其中任何单位的上级，请核对区划代码"
+    unknown = {"month": this_month(), "org": "310151199000"}
+    data = api(stack, "GET", "/reports/monthly", "supervisor", params={**unknown, "format": "json"}).json()
+    assert data["totals"]["total"] == 0 and hint in data["note"], data
+    assert "Check: org is not a division this platform knows" in data["note_en"]
+    assert "310151199000" not in data["note"] + data["note_en"]
+    text = api(stack, "GET", "/reports/monthly", "supervisor", params={**unknown, "format": "csv"}).text
+    (note,) = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff"))) if r[0] == "note"]
+    assert hint in note[2] and "Check: org is not a division" in note[2]
+    page = api(stack, "GET", "/reports/monthly", "supervisor", params=unknown).text
+    assert re.search(f'<p class="note" id="scope-note">[^<]*{hint}', page), page[:2000]
+    # A known village's month carries no such note.
+    known = {"month": this_month(), "org": VILLAGE_A, "format": "json"}
+    assert "note" not in api(stack, "GET", "/reports/monthly", "supervisor", params=known).json()
+
+
 # -- 9. an ID number typed wrong at the hotline -------------------------------------------------------
 
 
