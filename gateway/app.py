@@ -119,6 +119,33 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class NoStoreApiAnswers:
+    """Pure ASGI: every answer under ``/api/`` that sets no ``Cache-Control`` of its own gets ``no-store``.
+
+    Each is for one signed-in caller (who they are, their session, grants naming officials, audit events,
+    cases) or an error to one: no browser, proxy or client library may keep a copy (OWASP ASVS V8.2.1;
+    RFC 9111 §5.2.2.5). The data path says so itself (``gateway.routes.data``), also in its fast lane,
+    which this layer never sees; a route setting its own header keeps it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
 #: Why this process refused to start, in words for the operator (Chinese, then English), when it did.
 _REFUSED_START: ContextVar[str | None] = ContextVar("grassroots_refused_start", default=None)
 
@@ -659,6 +686,7 @@ def create_app(
         idp.jwks()
         app.include_router(dev_idp_router(idp), prefix="/dev-idp")
     app.add_middleware(RefuseAnonymousBody)
+    app.add_middleware(NoStoreApiAnswers)
     app.add_middleware(RequestIdMiddleware)
     if settings.data_fast_lane:
         app.fast_lane = data.DataFastLane

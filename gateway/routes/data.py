@@ -108,7 +108,7 @@ def _render(payload: dict[str, Any]) -> bytes:
 
 
 #: Residents' records, masked or not, are personal information: no browser, proxy or client library may
-#: keep a copy (OWASP ASVS V8.2.1; RFC 9111 §5.2.2.5). Sent by both doors with every record they serve.
+#: keep a copy (OWASP ASVS V8.2.1; RFC 9111 §5.2.2.5). Sent by both doors with every answer, refusals too.
 _NO_STORE = (b"cache-control", b"no-store")
 
 
@@ -224,7 +224,8 @@ class DataFastLane:
             parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         )
         request_id = new_request_id(scope)
-        headers: list[tuple[bytes, bytes]] = [_JSON]
+        # Refusals too, as the routed door's answers under /api/ (gateway.app.NoStoreApiAnswers).
+        headers: list[tuple[bytes, bytes]] = [_JSON, _NO_STORE]
         try:
             payload = await run_data_request(
                 scope["app"].state.runtime,
@@ -238,7 +239,6 @@ class DataFastLane:
                 trailing_slash=match.group(3) is not None,
             )
             status = 200
-            headers.append(_NO_STORE)
         except GatewayError as error:
             payload, status = error.body(request_id), error.status_code
             headers += [
