@@ -29,6 +29,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -190,6 +191,9 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.=]+", re.ASCII)
 # each role a short ASCII token). Every request is recorded with them, so a token whose subject or roles
 # the log would refuse is refused here, answered as what it is, rather than failing as a 500 unlogged.
 _MAX_SUBJECT_CHARS = 256
+#: Characters no subject may hold: Unicode's control (Cc), format (Cf) and line and paragraph separator
+#: (Zl, Zp) characters.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _ROLE = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}", re.ASCII)
 # The longest user id every table naming a user holds (grants' requester and approvers, daily quotas,
 # break-glass, masking and admission reviews: 128 characters). A user id longer than that (a bare sub, or a
@@ -947,7 +951,10 @@ def _recordable_subject(subject: object) -> bool:
         subject.encode("utf-8")  # a lone surrogate (JSON "\ud800") cannot be written anywhere
     except UnicodeEncodeError:
         return False
-    return True
+    # The subject is the actor of every audit event: a control character ("\n", "\r", ESC), a line or
+    # paragraph separator or an invisible format character (a bidi override) would let it forge a line of
+    # a log or an export, or show as another user's id (CWE-117). No provider's identifier holds one.
+    return not any(unicodedata.category(char) in _UNPRINTABLE_CATEGORIES for char in subject)
 
 
 def _recordable_role(role: object) -> bool:

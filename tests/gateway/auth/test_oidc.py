@@ -230,20 +230,28 @@ BAD_TOKENS = [
     BadToken(
         "department not text", lambda k, i: mint(k.rsa, _claims(i, department=["x"])), "insufficient_claims"
     ),
-    # a subject that is personal data: it would be the actor of every audit event (the log refuses it, so
-    # the request used to fail 500 with no event written)
     *(
-        BadToken(
-            f"subject {name}",
-            lambda k, i, sub=sub: mint(k.rsa, _claims(i, sub=sub)),
-            "personal_data_in_subject",
-        )
-        for name, sub in (
-            ("an ID number", "11010519491231002X"),
-            ("an ID number in groups", "110105-19491231-002x"),
-            ("a full-width ID number", "１１０１０５１９４９１２３１００２Ｘ"),
-            ("a mobile", "13812345678"),
-            ("a mobile with +86", "+86 138 1234 5678"),
+        BadToken(f"subject {name}", lambda k, i, sub=sub: mint(k.rsa, _claims(i, sub=sub)), code)
+        for name, sub, code in (
+            # personal data: it would be the actor of every audit event (the log refuses it, so the request
+            # used to fail 500 with no event written)
+            ("an ID number", "11010519491231002X", "personal_data_in_subject"),
+            ("an ID number in groups", "110105-19491231-002x", "personal_data_in_subject"),
+            ("a full-width ID number", "１１０１０５１９４９１２３１００２Ｘ", "personal_data_in_subject"),
+            ("a mobile", "13812345678", "personal_data_in_subject"),
+            ("a mobile with +86", "+86 138 1234 5678", "personal_data_in_subject"),
+            # a character that would forge a line of the log or an export, or pass for another user's id
+            # there: accepted, the subject was the actor of every event as given (CWE-117)
+            ("with a line feed", "u-forged\nkind=data.read actor=u-other", "invalid_token"),
+            ("with a carriage return", "u-forged\r", "invalid_token"),
+            ("with a NUL", "u\x00", "invalid_token"),
+            ("with an escape", "u\x1b[2Ju", "invalid_token"),
+            ("with a tab", "u\tv", "invalid_token"),
+            ("with DEL", "u\x7f", "invalid_token"),
+            ("with a C1 control", "u\x85v", "invalid_token"),
+            ("with a line separator", "u\u2028v", "invalid_token"),
+            ("with a right-to-left override", "u-\u202e1234", "invalid_token"),
+            ("with a zero-width space", "u\u200bv", "invalid_token"),
         )
     ),
     # claims the audit log could not record (the request used to fail 500 with no event written)
@@ -998,3 +1006,16 @@ async def test_subject_at_the_user_id_bounds_signs_in(
     token = mint(keys.rsa, claims_for(tenant.issuer, now=NOW, sub=sub))
 
     assert (await verifier.verify(token)).user_id == sub
+
+
+@pytest.mark.parametrize(
+    "sub", ["https://idp.example.gov.cn/users/u-0001", "wang.li@cm.sh.gov", "张三-0001", "u 0001"]
+)
+async def test_a_printable_subject_of_any_script_is_kept_as_given(
+    sub: str, tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
+) -> None:
+    """Refusing control and format characters refuses no identifier a provider uses: a URL with "/", an
+    e-mail address, Chinese, a space."""
+    verifier = make_verifier(clock=lambda: NOW)
+    principal = await verifier.verify(mint(keys.ec, claims_for(tenant.issuer, now=NOW, sub=sub)))
+    assert principal.user_id == sub
