@@ -54,6 +54,7 @@ from policies import (
     Subject,
     covers,
 )
+from policies.errors import ReviewNotFoundError
 from policies.grants import BREAK_GLASS_MAX_HOURS, GRANT_STATUS_ZH
 from policies.scenarios import CHINA_STANDARD_TIME
 
@@ -639,17 +640,31 @@ async def break_glass(
 
 
 async def _reviews(
-    runtime: Runtime, principal: Principal, status: str | None, keep: Any
+    runtime: Runtime, principal: Principal, status: str | None, keep: Callable[..., bool]
 ) -> list[dict[str, Any]]:
+    """The post-reviews ``keep(review, grant, service)`` keeps, with their grants."""
+
     def query(session: Session) -> list[dict[str, Any]]:
-        repository = GrantRepository(session)
-        return [
-            _review_json(review, repository.get(review.grant_id))
-            for review in repository.reviews(status)
-            if keep(review)
-        ]
+        service = _service(runtime, session)
+        found = []
+        for review in service.repository.reviews(status):
+            grant = service.repository.get(review.grant_id)
+            if keep(review, grant, service):
+                found.append(_review_json(review, grant))
+        return found
 
     return await read_only(runtime, query)
+
+
+def _supervises(principal: Principal) -> Callable[..., bool]:
+    """Whether a supervisor may see a break-glass's review: when she may see its grant (her organisation's
+    subtree, as her audit events and cases: a township's supervisor never a neighbour's)."""
+    subject = subject_of(principal)
+
+    def keep(review: BreakGlassReview, grant: ScenarioGrant | None, service: GrantService) -> bool:
+        return grant is not None and service.visible_to(subject, grant)
+
+    return keep
 
 
 @router.get("/break-glass/notices")
@@ -657,12 +672,15 @@ async def break_glass_notices(
     principal: Annotated[Principal, Depends(Permitted("break_glass", "read"))], runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Notices of emergency access for the level above: every break-glass whose notice went to an
-    organisation within the caller's jurisdiction (supervisors see all)."""
-    everyone = "supervisor" in principal.roles
-    items = await _reviews(
-        runtime, principal, None, lambda r: everyone or covers(principal.org, r.notify_org)
-    )
-    return {"items": items}
+    organisation within the caller's jurisdiction (a supervisor: those of her subtree too)."""
+    supervised = _supervises(principal) if "supervisor" in principal.roles else None
+
+    def keep(review: BreakGlassReview, grant: ScenarioGrant | None, service: GrantService) -> bool:
+        if covers(principal.org, review.notify_org):
+            return True
+        return supervised is not None and supervised(review, grant, service)
+
+    return {"items": await _reviews(runtime, principal, None, keep)}
 
 
 @router.get("/break-glass/reviews")
@@ -671,8 +689,8 @@ async def break_glass_reviews(
     runtime: RuntimeDep,
     status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
 ) -> dict[str, Any]:
-    """Post-review items a supervisor must close (default: the open ones)."""
-    items = await _reviews(runtime, principal, None if status == "all" else status, lambda r: True)
+    """Post-review items a supervisor must close (default: the open ones), of her organisation's subtree."""
+    items = await _reviews(runtime, principal, None if status == "all" else status, _supervises(principal))
     return {"items": items}
 
 
@@ -688,9 +706,18 @@ async def close_break_glass_review(
     note = checked_reason(body.note, name="note")
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
-        review, change = await uow.run(
-            lambda s: _service(runtime, s).close_review(review_id, subject_of(principal), note, now)
-        )
+
+        def close(session: Session) -> tuple[BreakGlassReview, dict[str, Any]]:
+            service = _service(runtime, session)
+            review = service.repository.get_review(review_id)
+            if review is not None and not _supervises(principal)(
+                review, service.repository.get(review.grant_id), service
+            ):
+                # Another township's review answers as one that does not exist (no 403 confirming it).
+                raise ReviewNotFoundError("找不到该复核事项。", "review not found")
+            return service.close_review(review_id, subject_of(principal), note, now)
+
+        review, change = await uow.run(close)
         uow.record(change)
         grant = await uow.run(lambda s: GrantRepository(s).get(review.grant_id))
     return _review_json(review, grant)

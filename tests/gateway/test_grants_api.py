@@ -937,17 +937,24 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
         ("county_officer", {}, True),
         ("supervisor", {}, True),
         ("town_officer", {}, False),
+        # a supervisor sees her own subtree's, as her audit events and cases (every one, before)
+        ("town_supervisor_b", {}, True),
+        ("town_supervisor_a", {}, False),
+        ("national_supervisor", {}, True),
     ]:
         notices = api(stack, "GET", "/break-glass/notices", who, **claims)
         assert notices.status_code == 200
         assert (review["review_id"] in {n["review_id"] for n in notices.json()["items"]}) is sees, who
     assert api(stack, "GET", "/break-glass/notices", "cadre_a").status_code == 403
 
-    open_items = api(stack, "GET", "/break-glass/reviews", "supervisor").json()["items"]
-    assert review["review_id"] in {r["review_id"] for r in open_items}
+    for who, sees in [("supervisor", True), ("town_supervisor_b", True), ("town_supervisor_a", False)]:
+        open_items = api(stack, "GET", "/break-glass/reviews", who).json()["items"]
+        assert (review["review_id"] in {r["review_id"] for r in open_items}) is sees, who
     close = f"/break-glass/reviews/{review['review_id']}/close"
     for who, body, claims, status, code in [
         ("county_officer", {"note": "已核实"}, {}, 403, "no_permission"),
+        # another township's review answers as one that does not exist
+        ("town_supervisor_a", {"note": "已核实"}, {}, 404, "review_not_found"),
         ("supervisor", {"note": ""}, {}, 422, "missing_reason"),
         ("supervisor", {"note": "已核实"}, {"sub": cadre["sub"]}, 403, "separation_of_duties"),
     ]:
