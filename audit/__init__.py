@@ -37,6 +37,7 @@ from audit.checkpoints import (
     CheckpointSigner,
     KeyAlreadyRotated,
     KeyChain,
+    chain_lock,
     checkpoint_history,
     extend_checkpoint,
     extend_checkpoint_if_grown,
@@ -149,7 +150,7 @@ from audit.query import (
     served_from_dataset,
 )
 from audit.reports import GroupBy, access_report
-from audit.restore import RestorePlan, RestoreRefused, accept_restore, plan_restore
+from audit.restore import RestoreAlreadyAccepted, RestorePlan, RestoreRefused, accept_restore, plan_restore
 from audit.tables import install_immutability_sql, metadata, postgres_writer_role_sql
 from audit.verify import VerificationReport, verify_log
 from audit.workdays import HolidayFileError, WorkCalendar, work_calendar
@@ -210,6 +211,7 @@ __all__ = [
     "PrunedRangeError",
     "PseudonymRing",
     "Pseudonymizer",
+    "RestoreAlreadyAccepted",
     "RestorePlan",
     "RestoreRefused",
     "SubjectMismatch",
@@ -231,6 +233,7 @@ __all__ = [
     "build_monthly_report",
     "can_prune",
     "canonical_json",
+    "chain_lock",
     "check_case_scope",
     "checkpoint_history",
     "configure_sqlite_durability",

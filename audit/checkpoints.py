@@ -1031,28 +1031,31 @@ def _store(directory: Path, checkpoint: Checkpoint) -> None:
     _fsync_directory(directory)
 
 
-#: The lock file a key rotation holds in the checkpoint directory (never a checkpoint's name).
-ROTATION_LOCK: Final = ".rotate-checkpoint.lock"
-#: How long a rotation waits for another one to finish (a rotation walks the whole log once: ~24 s at ten
-#: million events, measured in :func:`extend_checkpoint`) before it is refused, naming the lock file.
-ROTATION_WAIT_S: Final = 300.0
+#: The lock file held in the checkpoint directory while the checkpoint chain is changed (a key rotation or an
+#: accepted restore); never a checkpoint's name.
+CHAIN_LOCK: Final = ".checkpoint-chain.lock"
+#: How long a change of the chain waits for another one to finish (a rotation walks the whole log once:
+#: ~24 s at ten million events, measured in :func:`extend_checkpoint`) before it is refused, naming the lock.
+CHAIN_LOCK_WAIT_S: Final = 300.0
 
 
 @contextlib.contextmanager
-def rotation_lock(directory: Path, wait_s: float = ROTATION_WAIT_S) -> Iterator[None]:
-    """The exclusive right to hand the checkpoint log over to a new key, among every host sharing
-    ``directory``: two rotations at once would both pass the check of the latest checkpoint and write two
-    handovers from one key, a fork every verifier refuses.
+def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[None]:
+    """The exclusive right to change the checkpoint chain in ``directory`` — hand it over to a new key, or
+    open a new epoch with a restore record — among every host sharing it: two such changes at once would
+    both pass the check of the latest checkpoint and write two handovers from one key, or two restore
+    records for one epoch (or a handover beside a restore), a fork every verifier refuses. Whoever holds it
+    reads the latest checkpoint again before writing.
 
     A lock file made with ``O_CREAT | O_EXCL``, not ``flock``: exclusive creation is atomic on a local file
     system and on NFSv3 and later (open(2)), the usual way a directory is shared between hosts, and needs no
     lock daemon; ``flock`` on NFS is emulated with byte-range locks through the lock manager, and on a mount
     without one (``nolock``, ``local_lock=``) it is silently local to each host, so both hosts would hold it.
-    The price: a rotation killed outright (SIGKILL, power cut) leaves the file; the next one waits
-    ``wait_s`` and is refused naming it, who held it and since when (fail closed: an operator checks that
-    no rotation is running, then removes it). The file says host, process and time, never a key.
+    The price: a run killed outright (SIGKILL, power cut) leaves the file; the next one waits ``wait_s``
+    and is refused naming it, who held it and since when (fail closed: an operator checks that no rotation
+    or restore is running, then removes it). The file says host, process and time, never a key.
     """
-    path = Path(directory) / ROTATION_LOCK
+    path = Path(directory) / CHAIN_LOCK
     body = canonical_json(
         {
             "host": socket.gethostname(),
@@ -1068,28 +1071,29 @@ def rotation_lock(directory: Path, wait_s: float = ROTATION_WAIT_S) -> Iterator[
             break
         except FileExistsError:
             if time.monotonic() >= deadline:
-                raise _rotation_lock_held(path) from None
+                raise _chain_lock_held(path) from None
             time.sleep(0.1)
     try:
         yield
     finally:
-        # Only our own file: one removed by hand as stale and taken by another rotation stays.
+        # Only our own file: one removed by hand as stale and taken by another run stays.
         with contextlib.suppress(OSError):
             if path.read_bytes() == body:
                 path.unlink()
 
 
-def _rotation_lock_held(path: Path) -> CheckpointError:
+def _chain_lock_held(path: Path) -> CheckpointError:
     try:
         holder = json.loads(path.read_bytes())
         who = f"{holder['host']}, pid {holder['pid']}, since {holder['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         who = "unreadable"
     return CheckpointError(
-        f"another key rotation holds {path} ({who}); run again once it has finished. If none is running (a "
-        "rotation was killed), run `grassroots audit verify`, then remove that file",
-        f"另一次密钥轮换正持有锁文件 {path}（{who}）；请等它完成后重新运行。"
-        "如确认没有轮换在进行（上一次轮换被强行中止），请先运行 grassroots audit verify，再删除该文件",
+        f"another key rotation or restore acceptance holds {path} ({who}); nothing was written. Run again "
+        "once it has finished. If none is running (one was killed), run `grassroots audit verify`, then "
+        "remove that file",
+        f"另一次密钥轮换或恢复确认正持有锁文件 {path}（{who}），本次未写入任何内容；请等它完成后重新运行。"
+        "如确认没有轮换或恢复确认在进行（上一次被强行中止），请先运行 grassroots audit verify，再删除该文件",
     )
 
 
@@ -1125,7 +1129,7 @@ def rotate_signing_key(
     *,
     retiring: str | None = None,
     before_signing: Callable[[CheckpointSigner], None] | None = None,
-    wait_s: float = ROTATION_WAIT_S,
+    wait_s: float = CHAIN_LOCK_WAIT_S,
 ) -> tuple[CheckpointSigner, CheckpointSigner, Checkpoint]:
     """Hand the checkpoint log over to a new key: returns (old signer, new signer, handover checkpoint).
 
@@ -1136,7 +1140,7 @@ def rotate_signing_key(
     The old private key is not kept: it has signed all it ever will, and a kept copy is one more thing to
     steal; its public half is in both copies of the handover, where every verifier finds it.
 
-    All of it under :func:`rotation_lock`, the key file and the latest checkpoint read once the lock is
+    All of it under :func:`chain_lock`, the key file and the latest checkpoint read once the lock is
     held: a key another host (or another run) has handed over meanwhile is refused with
     :class:`KeyAlreadyRotated` — as is a key file no longer holding ``retiring``, the key id the caller
     meant to retire — so two rotations at once never fork the chain. ``before_signing(old)`` runs under the
@@ -1145,7 +1149,7 @@ def rotate_signing_key(
     """
     key_path, directory = Path(key_path), Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with rotation_lock(directory, wait_s):
+    with chain_lock(directory, wait_s):
         old = CheckpointSigner._load(key_path)
         new = new or CheckpointSigner.generate()
         chain = key_chain(directory, old.public_key)

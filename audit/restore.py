@@ -27,6 +27,7 @@ is refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -48,6 +49,16 @@ REASON_MAX: Final = 500
 
 class RestoreRefused(CheckpointError):
     """The restore cannot be accepted; ``str()`` says why in English, ``message_zh`` in Chinese."""
+
+
+class RestoreAlreadyAccepted(RestoreRefused):
+    """The restore was accepted already: ``record`` (file ``record_file``) opens the log's current epoch.
+    Nothing was written; the caller may check that the acceptance's audit event exists (see the CLI)."""
+
+    def __init__(self, message_en: str, message_zh: str, record: Checkpoint, record_file: str) -> None:
+        super().__init__(message_en, message_zh)
+        self.record = record
+        self.record_file = record_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,17 @@ def plan_restore(engine: Engine, directory: Path, public_key: Ed25519PublicKey) 
         )
     lost, lost_file = latest
     size = _log_size(engine)
+    if size >= lost.tree_size and lost.epoch and history.restores:
+        record, record_file = history.restores[-1]
+        raise RestoreAlreadyAccepted(
+            f"the log holds {size} events and is not behind the latest checkpoint {lost_file}, nothing to "
+            f"accept: the restore was accepted already (restore record {record_file}, epoch {record.epoch}); "
+            "nothing was written",
+            f"日志有 {size} 条事件，并未落后于最新签名检查点 {lost_file}，没有需要接受的恢复：恢复已被接受过"
+            f"（恢复记录 {record_file}，恢复纪元 {record.epoch}），本次未写入任何内容",
+            record,
+            record_file,
+        )
     if size >= lost.tree_size:
         raise RestoreRefused(
             f"the log holds {size} events and the latest checkpoint {lost_file} covers {lost.tree_size}: "
@@ -102,13 +124,24 @@ def plan_restore(engine: Engine, directory: Path, public_key: Ed25519PublicKey) 
 
 
 def accept_restore(
-    engine: Engine, signer: CheckpointSigner, directory: Path, reason: str, shown: RestorePlan
+    engine: Engine,
+    signer: CheckpointSigner,
+    directory: Path,
+    reason: str,
+    shown: RestorePlan,
+    *,
+    after_signing: Callable[[Checkpoint], None] | None = None,
+    wait_s: float = checkpoints.CHAIN_LOCK_WAIT_S,
 ) -> Checkpoint:
     """Sign and store the restore record (the first checkpoint of the new epoch) for ``shown``.
 
-    Everything is checked again first: a database or directory that changed since ``shown`` was made
-    (what the operator confirmed) is refused, as is a key a handover has retired. ``reason`` must not be
-    blank; the caller checks it for personal data (it is kept in the record and the audit log).
+    All of it under :func:`audit.checkpoints.chain_lock`, everything checked again once the lock is held:
+    a restore another run accepted meanwhile is refused with :class:`RestoreAlreadyAccepted` naming its
+    record (two records for one epoch are a fork every verifier refuses), as is a database or directory
+    that changed since ``shown`` was made (what the operator confirmed) and a key a handover has retired.
+    ``after_signing(record)`` runs under the lock once the record is stored (the CLI records the act there,
+    so a run that finds the restore accepted also finds its event, or finds it missing). ``reason`` must
+    not be blank; the caller checks it for personal data (it is kept in the record and the audit log).
     """
     reason = reason.strip()
     if not reason or len(reason) > REASON_MAX:
@@ -116,27 +149,42 @@ def accept_restore(
             f"a reason of 1 to {REASON_MAX} characters is required",
             f"请填写理由（1 到 {REASON_MAX} 个字）",
         )
-    checkpoints.latest_signable(Path(directory), signer)  # refuses a retired key before anything is signed
-    plan = plan_restore(engine, directory, signer.public_key)
-    if plan != shown:
-        raise RestoreRefused(
-            "the database or the checkpoint directory changed since the restore was shown; run again",
-            "显示恢复情况之后，数据库或检查点目录已发生变化；请重新运行",
+    directory = Path(directory)
+    with checkpoints.chain_lock(directory, wait_s):
+        checkpoints.latest_signable(directory, signer)  # refuses a retired key before anything is signed
+        try:
+            plan = plan_restore(engine, directory, signer.public_key)
+        except RestoreAlreadyAccepted as exc:
+            raise RestoreAlreadyAccepted(
+                f"another run accepted this restore meanwhile: the restore record {exc.record_file} (epoch "
+                f"{exc.record.epoch}) is in {directory}; nothing was written",
+                f"另一次运行已在此期间接受了这次恢复：检查点目录 {directory} 中已有恢复记录 {exc.record_file}"
+                f"（恢复纪元 {exc.record.epoch}），本次未写入任何内容",
+                exc.record,
+                exc.record_file,
+            ) from None
+        if plan != shown:
+            raise RestoreRefused(
+                "the database or the checkpoint directory changed since the restore was shown; nothing was "
+                "written; run again",
+                "显示恢复情况之后，数据库或检查点目录已发生变化，本次未写入任何内容；请重新运行",
+            )
+        record = signer.sign(
+            plan.log_size,
+            plan.restored_root,
+            epoch=plan.lost.epoch + 1,
+            restore={
+                "lost_from": plan.log_size,
+                "lost_to": plan.lost.tree_size,
+                "lost_root": plan.lost.root_hash.hex(),
+                "lost_checkpoint": plan.lost_file,
+                "prefix_checkpoint": plan.prefix_file,
+                "reason": reason,
+            },
         )
-    record = signer.sign(
-        plan.log_size,
-        plan.restored_root,
-        epoch=plan.lost.epoch + 1,
-        restore={
-            "lost_from": plan.log_size,
-            "lost_to": plan.lost.tree_size,
-            "lost_root": plan.lost.root_hash.hex(),
-            "lost_checkpoint": plan.lost_file,
-            "prefix_checkpoint": plan.prefix_file,
-            "reason": reason,
-        },
-    )
-    checkpoints._store(Path(directory), record)
+        checkpoints._store(directory, record)
+        if after_signing is not None:
+            after_signing(record)
     return record
 
 

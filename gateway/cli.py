@@ -37,7 +37,7 @@ from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Set
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestorePlan
+    from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestoreAlreadyAccepted, RestorePlan
     from masking import KeyRing
 
 app = HelpTyper(
@@ -1067,7 +1067,8 @@ def audit_checkpoint() -> None:
     （否则不是本日志的备份，拒绝）；然后显示丢失的事件范围并请求确认（脚本中用 --yes）。
     确认后用检查点签名密钥在检查点目录写入签名的恢复记录（丢失范围、原根哈希、理由、时间），它同时是恢复后
     日志的第一个检查点；原有检查点全部保留。再记入 `audit.restore_accepted` 审计事件，操作者为
-    cli:<用户>@<主机>。此后 `audit verify` 每次都会报告这次恢复。被拒绝时退出码为 1，无法尝试时为 2。""",
+    cli:<用户>@<主机>。此后 `audit verify` 每次都会报告这次恢复。两人同时运行时只有一人签名，另一人被拒绝；
+    审计事件未能写入时，重新运行本命令即补记（不再签名）。被拒绝时退出码为 1，无法尝试时为 2。""",
 )
 def audit_accept_restore(
     reason: Annotated[
@@ -1104,8 +1105,17 @@ def audit_accept_restore(
     checkpoint signing key, a signed restore record to the checkpoint directory (lost range, old root,
     reason, time) that is also the restored log's first checkpoint, keeping every existing checkpoint, and
     records `audit.restore_accepted` naming cli:<user>@<host>. `audit verify` reports the restore every time
-    from then on. Exit 1 when refused, 2 when nothing could be tried."""
-    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, accept_restore, plan_restore
+    from then on. Of two runs at once one signs and the other is refused; if the audit event could not be
+    written, running the command again records it (signing nothing). Exit 1 when refused, 2 when nothing
+    could be tried."""
+    from audit import (
+        AuditUnavailable,
+        CheckpointError,
+        CheckpointSigner,
+        RestoreAlreadyAccepted,
+        accept_restore,
+        plan_restore,
+    )
     from gateway.db import make_engine
     from gateway.errors import InvalidRequest
     from gateway.routes.grants import checked_reason
@@ -1130,6 +1140,7 @@ def audit_accept_restore(
         )
         raise typer.Exit(2)
     engine = make_engine(settings.effective_database_url)
+    actors: list[str] = []
     try:
         try:
             signer = CheckpointSigner.load_or_create(key_path)
@@ -1139,10 +1150,18 @@ def audit_accept_restore(
                 bilingual("确认接受这次恢复吗？", "Accept this restore?"), default=False
             ):
                 _not_accepted("未写入任何内容", "nothing was written")
-            record = accept_restore(engine, signer, directory, reason, plan)
+            record = accept_restore(
+                engine,
+                signer,
+                directory,
+                reason,
+                plan,
+                after_signing=lambda signed: actors.append(_record_restore(engine, signed)),
+            )
+        except RestoreAlreadyAccepted as exc:
+            _record_missing_restore_act(engine, directory, exc)
         except CheckpointError as exc:
             _not_accepted(exc.described_zh, str(exc))
-        actor = _record_restore(engine, record, plan)
     except AuditUnavailable:
         database_lost(settings)
     finally:
@@ -1150,11 +1169,50 @@ def audit_accept_restore(
     lost = f"{plan.log_size + 1}..{plan.lost.tree_size}"
     typer.echo(
         f"已接受恢复：事件 #{lost.replace('..', '..#')} 记为丢失；签名恢复记录（恢复纪元 {record.epoch}）"
-        f"已写入 {directory}，已记入审计日志，操作者为 {actor}。"
+        f"已写入 {directory}，已记入审计日志，操作者为 {actors[0]}。"
         "现在可以启动网关；grassroots audit verify 每次都会报告这次恢复。\n"
         f"restore accepted: events {lost} recorded as lost; the signed restore record (epoch {record.epoch}) "
-        f"is in {directory}; recorded as {actor}. The gateway can start now; `grassroots audit verify` "
+        f"is in {directory}; recorded as {actors[0]}. The gateway can start now; `grassroots audit verify` "
         "reports this restore every time"
+    )
+
+
+def _record_missing_restore_act(engine: Any, directory: Path, accepted: RestoreAlreadyAccepted) -> NoReturn:
+    """The restore was accepted already (by an earlier run, or by another run just now): nothing is signed
+    again. Re-running is how a missing ``audit.restore_accepted`` event is recorded — the run that signed
+    the record could not write it (the database failed just then) — so it is written now, under the chain
+    lock (the signing run writes it under the same lock, so it is never written twice). Exit 0 when it was
+    missing and is now recorded; otherwise exit 1, nothing written."""
+    from audit import chain_lock
+
+    with chain_lock(directory):
+        found = _restore_act_found(engine, accepted.record)
+        if found is not False:
+            _not_accepted(accepted.described_zh, str(accepted))
+        actor = _record_restore(engine, accepted.record, late=True)
+    name, epoch = accepted.record_file, accepted.record.epoch
+    typer.echo(
+        f"恢复早已接受（恢复记录 {name}，恢复纪元 {epoch}），未再次签名；"
+        f"但审计日志中缺少它的 audit.restore_accepted 事件（上次未能写入），现已补记，操作者为 {actor}。\n"
+        f"the restore was accepted already (restore record {name}, epoch {epoch}) "
+        f"and nothing was signed again; its audit.restore_accepted event was missing from the audit log (it "
+        f"could not be written then) and is now recorded as {actor}"
+    )
+    raise typer.Exit(0)
+
+
+def _restore_act_found(engine: Any, record: Checkpoint) -> bool | None:
+    """Whether the log holds the ``audit.restore_accepted`` event of ``record``'s epoch, among the events
+    after the restored size (the only place it can be); ``None`` when those were pruned (cannot tell)."""
+    from audit.anchor import latest_anchor
+    from audit.query import EventQuery, iter_events
+
+    anchor = latest_anchor(engine)
+    if anchor is not None and anchor.pruned_through > record.tree_size:
+        return None
+    return any(
+        event.seq > record.tree_size and event.details.get("epoch") == record.epoch
+        for event in iter_events(engine, EventQuery(kind="audit.restore_accepted"))
     )
 
 
@@ -1183,9 +1241,10 @@ def _restore_shown(plan: RestorePlan, reason: str) -> str:
     )
 
 
-def _record_restore(engine: Any, record: Checkpoint, plan: RestorePlan) -> str:
-    """The log itself says the restore was accepted (GB/T 35273-2020 §11.2), as its first event after it:
-    the sizes, roots and reason (checked free of personal data), never a key. Returns the actor named."""
+def _record_restore(engine: Any, record: Checkpoint, *, late: bool = False) -> str:
+    """The log itself says the restore was accepted (GB/T 35273-2020 §11.2), as its first event after it
+    (or, ``late``, once a re-run finds it missing): the sizes, roots and reason (checked free of personal
+    data), never a key. Returns the actor named."""
     from audit import AuditUnavailable
 
     restore = record.restore or {}
@@ -1195,21 +1254,22 @@ def _record_restore(engine: Any, record: Checkpoint, plan: RestorePlan) -> str:
             "audit.restore_accepted",
             {
                 "epoch": record.epoch,
-                "lost_from": plan.log_size,
-                "lost_to": plan.lost.tree_size,
-                "lost_events": plan.lost_events,
-                "lost_root": plan.lost.root_hash.hex(),
+                "lost_from": restore.get("lost_from"),
+                "lost_to": restore.get("lost_to"),
+                "lost_events": int(restore.get("lost_to", 0)) - int(restore.get("lost_from", 0)),
+                "lost_root": restore.get("lost_root"),
                 "restored_root": record.root_hash.hex(),
                 "key_id": record.key_id,
                 "reason": restore.get("reason"),
+                **({"recorded_late": True} if late else {}),
             },
         )
     except AuditUnavailable:
         _not_accepted(
-            "恢复记录已写入检查点目录，但审计日志暂时无法写入，本次操作未能记入日志；请检查数据库后查看 "
-            "grassroots audit verify",
+            "恢复记录已写入检查点目录，但审计日志暂时无法写入，本次操作未能记入日志；请检查数据库后"
+            "重新运行同一条命令补记（不会再次签名）",
             "the restore record is in the checkpoint directory, but the audit log could not record the act; "
-            "check the database, then see `grassroots audit verify`",
+            "check the database, then run the same command again to record it (nothing is signed again)",
         )
 
 

@@ -24,7 +24,7 @@ from audit import (
     verify_log,
     write_checkpoint,
 )
-from audit.checkpoints import _store, checkpoint_roots_consistent, rotation_lock
+from audit.checkpoints import _store, chain_lock, checkpoint_roots_consistent
 from tests.audit.conftest import Store
 from tests.audit.helpers import make_event
 
@@ -210,7 +210,7 @@ def test_two_hosts_rotating_at_once_make_one_handover_and_the_other_is_told_to_c
     assert sorted(k.key_id for k in keys.values()) == sorted([first.key_id, new_id])  # the other kept its key
     for pinned in keys.values():
         assert [c.tree_size for c in list_checkpoints(directory, pinned.public_key)] == [5, 5, 5]
-    assert not (directory / ".rotate-checkpoint.lock").exists()
+    assert not (directory / ".checkpoint-chain.lock").exists()
 
 
 def test_a_key_file_replaced_by_another_run_is_not_rotated_again(sqlite: Store, tmp_path: Path) -> None:
@@ -239,14 +239,14 @@ def test_a_rotation_left_holding_the_lock_is_named_and_nothing_is_rotated(
     key_path, directory = tmp_path / "key.pem", tmp_path / "checkpoints"
     key = CheckpointSigner.load_or_create(key_path)
     directory.mkdir()
-    held_by_another = rotation_lock(directory)
+    held_by_another = chain_lock(directory)
     held_by_another.__enter__()
     with pytest.raises(
-        CheckpointError, match=r"another key rotation holds .*\.rotate-checkpoint\.lock"
+        CheckpointError, match=r"another key rotation or restore acceptance holds .*\.checkpoint-chain\.lock"
     ) as held:
         rotate_signing_key(sqlite.engine, key_path, directory, wait_s=0.3)
     held_by_another.__exit__(None, None, None)
-    assert "pid" in str(held.value) and "另一次密钥轮换正持有锁文件" in held.value.message_zh
+    assert "pid" in str(held.value) and "另一次密钥轮换或恢复确认正持有锁文件" in held.value.message_zh
     assert CheckpointSigner.load_or_create(key_path).key_id == key.key_id
     assert not list(directory.glob("checkpoint-*"))
-    assert not (directory / ".rotate-checkpoint.lock").exists()
+    assert not (directory / ".checkpoint-chain.lock").exists()

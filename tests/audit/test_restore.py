@@ -15,8 +15,10 @@ from audit import (
     AuditLog,
     CheckpointError,
     CheckpointSigner,
+    RestoreAlreadyAccepted,
     RestoreRefused,
     accept_restore,
+    chain_lock,
     checkpoint_history,
     consistency,
     inclusion_proofs,
@@ -157,8 +159,11 @@ def test_restored_events_no_checkpoint_covers_are_refused(sqlite: Store, tmp_pat
 def test_nothing_to_accept_is_refused(sqlite: Store, tmp_path: Path) -> None:
     key_path, directory, _ = _restored(sqlite, tmp_path)
     _accept(sqlite, key_path, directory)
-    with pytest.raises(RestoreRefused, match="nothing to accept"):
+    with pytest.raises(
+        RestoreAlreadyAccepted, match="nothing to accept: the restore was accepted already"
+    ) as done:
         _accept(sqlite, key_path, directory)
+    assert done.value.record_file.endswith("-e1-restore.json") and done.value.record.epoch == 1
 
 
 def test_a_restored_log_that_is_itself_broken_is_not_laundered(sqlite: Store, tmp_path: Path) -> None:
@@ -306,3 +311,24 @@ def test_a_second_restore_opens_a_second_epoch_and_both_are_reported(sqlite: Sto
     assert report.ok, report.summary()
     lost = [(r.restore["lost_from"], r.restore["lost_to"]) for r in report.restores if r.restore]
     assert lost == [(4, 7), (2, 9)]
+
+
+def test_a_restore_waits_for_a_key_rotation_and_is_refused_naming_the_lock(
+    sqlite: Store, tmp_path: Path
+) -> None:
+    """Accepting a restore and rotating the key both change the chain: a restore record beside a handover
+    made from the same latest checkpoint is a fork. One lock serves both; held, the restore writes nothing."""
+    key_path, directory, _ = _restored(sqlite, tmp_path)
+    signer = CheckpointSigner.load_or_create(key_path)
+    shown = plan_restore(sqlite.engine, directory, signer.public_key)
+    before = {p.name for p in directory.iterdir()}
+    with chain_lock(directory), pytest.raises(CheckpointError) as held:  # a rotation in progress
+        accept_restore(sqlite.engine, signer, directory, REASON, shown, wait_s=0.3)
+    assert "another key rotation or restore acceptance holds" in str(held.value)
+    assert ".checkpoint-chain.lock" in str(held.value) and "nothing was written" in str(held.value)
+    assert "另一次密钥轮换或恢复确认正持有锁文件" in held.value.message_zh
+    assert {p.name for p in directory.iterdir()} == before
+    accept_restore(sqlite.engine, signer, directory, REASON, shown)  # once it is released
+    with pytest.raises(RestoreAlreadyAccepted, match=r"another run accepted this restore meanwhile"):
+        accept_restore(sqlite.engine, signer, directory, REASON, shown)
+    assert len(list(directory.glob("*-restore.json"))) == 1
