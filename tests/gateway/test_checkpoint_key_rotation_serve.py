@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from audit import CheckpointSigner
@@ -64,3 +65,36 @@ def test_serve_after_rotation_signs_with_the_new_key(stack: Stack) -> None:
 
     verified = stack.cli("audit", "verify", check=False)
     assert verified.returncode == 0, (verified.stdout, verified.stderr)
+
+
+def test_an_archive_signed_before_a_rotation_verifies_over_http_after_it(stack: Stack) -> None:
+    """`GET /supervision/archives/{id}/verify` checks the manifest against the key chain of the checkpoint
+    directory: an archive the retired key signed while in office verifies after the gateway restarted with
+    the new key (checked against the key file's key only, it was refused as signed by another key)."""
+    served = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page=1, page_size=1)
+    assert served.status_code == 200, served.text
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))  # this month (Beijing): partial
+
+    def api(method: str, path: str, **kwargs: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {stack.token('auditor')}"}
+        url = f"{stack.base_url}/api/v1/supervision{path}"
+        return httpx.request(method, url, headers=headers, timeout=60.0, **kwargs)  # type: ignore[arg-type]
+
+    made = api("POST", "/archives", json={"month": month})
+    assert made.status_code == 201, made.text
+    archive_id = made.json()["manifest_file"].removesuffix(".manifest.json")
+    manifest = json.loads((stack.data_dir / "archives" / made.json()["manifest_file"]).read_text())
+    key_path = stack.data_dir / "keys" / "audit-checkpoint-ed25519.pem"
+    signed_by = CheckpointSigner.load_or_create(key_path).key_id
+    assert manifest["key_id"] == signed_by
+
+    stop(stack.gateway)
+    stack.cli("keys", "rotate-checkpoint")
+    stack.gateway = None
+    stack.start_gateway()
+    assert CheckpointSigner.load_or_create(key_path).key_id != signed_by  # the archive's key is retired
+
+    verdict = api("GET", f"/archives/{archive_id}/verify")
+    assert verdict.status_code == 200, verdict.text
+    body = verdict.json()
+    assert body["ok"] is True and body["checked"] == made.json()["count"], body
