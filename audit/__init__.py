@@ -150,7 +150,14 @@ from audit.query import (
     served_from_dataset,
 )
 from audit.reports import GroupBy, access_report
-from audit.restore import RestoreAlreadyAccepted, RestorePlan, RestoreRefused, accept_restore, plan_restore
+from audit.restore import (
+    RestoreAlreadyAccepted,
+    RestorePlan,
+    RestoreRefused,
+    accept_restore,
+    accepted_restores,
+    plan_restore,
+)
 from audit.tables import install_immutability_sql, metadata, postgres_writer_role_sql
 from audit.verify import VerificationReport, verify_log
 from audit.workdays import HolidayFileError, WorkCalendar, work_calendar
@@ -220,6 +227,7 @@ __all__ = [
     "VerificationReport",
     "WorkCalendar",
     "accept_restore",
+    "accepted_restores",
     "access_report",
     "access_seqs_for_person",
     "access_seqs_for_subjects",

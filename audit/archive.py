@@ -28,7 +28,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from audit import merkle
 from audit.anchor import AnchorError, latest_anchor, pruned_through
 from audit.canonical import canonical_json
-from audit.checkpoints import CheckpointError, CheckpointSigner, KeyChain, check_in_office
+from audit.checkpoints import Checkpoint, CheckpointError, CheckpointSigner, KeyChain, check_in_office
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
@@ -109,6 +109,9 @@ class ArchiveVerification:
     readable: bool = True
     unreadable_file: str | None = None
     problem_zh: str | None = None
+    # The restore record whose accepted restore gave up events of this archive: not compared with the live
+    # log, and not a sign of tampering.
+    given_up_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,7 @@ class ArchiveVerification:
             "problem": self.problem,
             "problem_zh": self.problem_zh,
             "readable": self.readable,
+            **({"given_up_by": self.given_up_by} if self.given_up_by else {}),
         }
 
 
@@ -545,8 +549,14 @@ def verify_archive(
     engine: Engine | None = None,
     *,
     on_event: EventSink | None = None,
+    restores: Sequence[tuple[Checkpoint, str]] = (),
 ) -> ArchiveVerification:
     """Verify an archive (signature, file digest, every leaf and link, range root; the live log if given).
+
+    ``restores`` (:attr:`audit.checkpoints.CheckpointHistory.restores`, with their files): an archive made
+    before an accepted restore that holds events it gave up is the lost log's evidence, not comparable with
+    the live log (which re-uses those numbers); against the live log it is reported as such, naming the
+    restore record, instead of as a gap or as events that differ.
 
     Streams the events file (bounded memory); ``on_event(seq, prev_hash, entry_hash, leaf_hash)`` sees each
     re-derived event as it passes (trust what it saw only if the result is ok). Problems are reported,
@@ -607,10 +617,36 @@ def verify_archive(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return _failed(checked, (f"archive unreadable ({type(exc).__name__})", "归档文件已损坏，无法解析"))
     if engine is not None:
+        lost = _given_up(manifest, restores)
+        if lost is not None:
+            en, zh, record_file = lost
+            return ArchiveVerification(False, checked, en, problem_zh=zh, given_up_by=record_file)
         problem = _against_log(engine, manifest, keys, manifest_sha256(manifest_path))
         if problem is not None:
             return _failed(checked, problem)
     return ArchiveVerification(True, checked)
+
+
+def _given_up(
+    manifest: dict[str, Any], restores: Sequence[tuple[Checkpoint, str]]
+) -> tuple[str, str, str] | None:
+    """Why ``manifest`` cannot be compared with the live log: it was signed before an accepted restore
+    that gave up some of its events (the first such restore; ``None`` when none did)."""
+    made, last = parse_timestamp(manifest["created_at"]), int(manifest["last_seq"])
+    for record, name in restores:
+        kept = int((record.restore or {})["lost_from"])
+        if made < record.timestamp and last > kept:
+            first = max(int(manifest["first_seq"]), kept + 1)
+            return (
+                f"events {first}..{last} of this archive were given up by the restore accepted in {name} "
+                f"(epoch {record.epoch}): the archive is the lost log's evidence (its files and signature "
+                "verify without the live log), and the live log re-uses those numbers, so it is not compared",
+                f"本归档中的事件 #{first}..#{last} 已因接受的数据库恢复（恢复记录 {name}，恢复纪元 "
+                f"{record.epoch}）而丢失：该归档是丢失日志的证据（不连数据库校验时其文件与签名可以核对），"
+                "数据库日志已重新使用这些序号，因此不与之比对",
+                name,
+            )
+    return None
 
 
 def _unreadable(path: Path, exc: OSError) -> ArchiveVerification:

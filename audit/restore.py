@@ -188,6 +188,16 @@ def accept_restore(
     return record
 
 
+def accepted_restores(
+    directory: Path | None, public_key: Ed25519PublicKey
+) -> tuple[tuple[Checkpoint, str], ...]:
+    """The verified restore records in ``directory`` with their files (none for no or a missing directory);
+    raises :class:`CheckpointError` for a history that does not verify."""
+    if directory is None or not Path(directory).is_dir() or not checkpoints.has_restores(Path(directory)):
+        return ()
+    return checkpoint_history(Path(directory), public_key).restores
+
+
 def _log_size(engine: Engine) -> int:
     try:
         with engine.connect() as conn:

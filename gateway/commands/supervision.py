@@ -1271,7 +1271,7 @@ def archive_verify(
     in the checkpoint directory from the given (or configured) key.
 
     Exit 1 if any archive does not verify, 2 if a file cannot be read (nothing verified), 0 otherwise."""
-    from audit import AuditUnavailable, CheckpointError, key_chain, verify_archive
+    from audit import AuditUnavailable, CheckpointError, accepted_restores, key_chain, verify_archive
     from gateway.commands._offline import (
         database_lost,
         load_checkpoint_key,
@@ -1294,8 +1294,10 @@ def archive_verify(
         )
     else:
         key = load_checkpoint_key(key_path, subject=subject)
+    directory = checkpoints or settings.effective_checkpoint_dir
     try:
-        keys = key_chain(checkpoints or settings.effective_checkpoint_dir, key)
+        keys = key_chain(directory, key)
+        restores = accepted_restores(directory, key) if against_db else ()
     except CheckpointError as exc:
         typer.echo(
             f"归档未校验：密钥交接无法验证：{exc.described_zh}。请保留现场并报告。\n"
@@ -1314,7 +1316,7 @@ def archive_verify(
     for manifest in manifests:
         label = f"{manifest.name}: " if len(manifests) > 1 else ""
         try:
-            verdict = verify_archive(manifest, keys, engine)
+            verdict = verify_archive(manifest, keys, engine, restores=restores)
         except AuditUnavailable:
             database_lost(settings)
         if not verdict.readable:
@@ -1329,6 +1331,14 @@ def archive_verify(
                 err=True,
             )
             worst = max(worst, 2) if worst != 1 else 1
+            failed.append(str(manifest))
+        elif verdict.given_up_by is not None:  # an accepted restore's lost events: reported, not tampering
+            typer.echo(
+                f"{label}归档未与数据库比对：{verdict.problem_zh}。\n"
+                f"{label}archive not compared with the live log: {verdict.problem}",
+                err=True,
+            )
+            worst = 1
             failed.append(str(manifest))
         elif not verdict.ok:
             typer.echo(

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import csv
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -2059,7 +2060,12 @@ async def verify_archive(
     manifest = archive_dir(runtime) / f"{archive_id}.manifest.json"
     with supervision_errors():
         keys = await asyncio.to_thread(_key_chain, runtime)
-    verdict = await asyncio.to_thread(audit.verify_archive, manifest, keys, runtime.engine)
+        restores = await asyncio.to_thread(
+            audit.accepted_restores, runtime.settings.effective_checkpoint_dir, _public_key(runtime)
+        )
+    verdict = await asyncio.to_thread(
+        functools.partial(audit.verify_archive, manifest, keys, runtime.engine, restores=restores)
+    )
     # The stored archive id (checked against the list above), never other path text; the verdict's code.
     await _audit(
         runtime,

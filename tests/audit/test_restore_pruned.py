@@ -14,6 +14,7 @@ import pytest
 from audit import (
     CheckpointSigner,
     accept_restore,
+    accepted_restores,
     plan_restore,
     verify_archive,
     verify_archived_prefix,
@@ -94,26 +95,37 @@ def test_a_restore_around_a_prune_verifies_and_the_log_can_be_pruned_again(
     assert pruned == 21 and len(after) == 2, after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: verify_archive compares an archive of events an accepted restore gave up with the "
-    "live log and reports a gap or 'events differ' (reads as tampering) instead of naming the restore",
-)
 def test_an_archive_of_events_a_restore_gave_up_is_named_as_the_lost_logs(
     world: World, tmp_path: Path
 ) -> None:
     """The nightly backup is taken in March; March is archived next morning, with events made after the
     backup; then the disk fails and the backup is restored. The archive is the lost log's evidence: its
-    files and signature verify alone, but against the live log it should say which restore gave its events
-    up, not that the log has a gap or differs."""
+    files and signature verify alone; against the live log it says which restore gave its events up.
+    Before, that comparison reported a gap ('live log cannot supply the archived tree'), or once the
+    restored log had grown past its range 'live log's events differ from the archived ones' (as if
+    tampered with)."""
     db, backup = tmp_path / "gateway.db", tmp_path / "backup.db"
     _copy(db, backup)
+    after_backup = MAR + timedelta(days=5)
     world.log.append_many(
-        make_event(i, occurred_at=MAR + timedelta(days=5, minutes=i)) for i in range(30, 34)
+        make_event(i, occurred_at=after_backup + timedelta(minutes=i)) for i in range(30, 34)
     )
     lost_archive = world.archive("2026-03")
     _restore_and_accept(world, backup, db)
     keys = key_chain(world.checkpoints, world.signer.public_key)
     assert verify_archive(lost_archive, keys).ok  # the files and the signature
-    against_log = verify_archive(lost_archive, keys, world.engine)
-    assert against_log.ok or "restore" in (against_log.problem or ""), against_log.problem
+    restores = accepted_restores(world.checkpoints, world.signer.public_key)
+    (record_file,) = [name for _, name in restores]
+    against_log = verify_archive(lost_archive, keys, world.engine, restores=restores)
+    assert not against_log.ok and against_log.checked == 10  # events 22..31
+    assert against_log.given_up_by == record_file
+    assert against_log.problem is not None and against_log.problem_zh is not None
+    assert against_log.problem.startswith(
+        f"events 28..31 of this archive were given up by the restore accepted in {record_file} (epoch 1)"
+    )
+    assert f"本归档中的事件 #28..#31 已因接受的数据库恢复（恢复记录 {record_file}" in against_log.problem_zh
+    # Archives made before the backup, or of the restored log, are compared with the live log as before.
+    next_day = after_backup + timedelta(days=1)
+    world.log.append_many(make_event(i, occurred_at=next_day + timedelta(minutes=i)) for i in range(50, 60))
+    again = world.archive("2026-03")
+    assert again != lost_archive and verify_archive(again, keys, world.engine, restores=restores).ok

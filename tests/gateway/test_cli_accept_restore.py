@@ -190,3 +190,45 @@ def test_refusals_leave_the_checkpoint_directory_as_it_was(
         1,
     )
     assert details["reason"] == REASON
+
+
+def test_archive_verify_against_the_db_names_the_restore_that_gave_an_archives_events_up(
+    tmp_path: Path,
+) -> None:
+    """March archived after the nightly backup, then the backup restored and accepted: `supervise
+    archive-verify --against-db` says which restore gave the archive's events up (exit 1), instead of a gap
+    in the live log; without --against-db the archive (the lost log's evidence) verifies."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from audit import AuditLog
+    from tests.audit.helpers import make_event
+    from tests.gateway.test_checkpoint_key_rotation_archives import _archive
+
+    data_dir, db = tmp_path / "var", tmp_path / "var" / "gateway.db"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    march = datetime(2020, 3, 10, 2, 0, tzinfo=UTC)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    AuditLog(engine).append_many(make_event(i, occurred_at=march + timedelta(minutes=i)) for i in range(5))
+    engine.dispose()
+    assert _run(data_dir, "audit", "checkpoint").exit_code == 0
+    shutil.copyfile(db, tmp_path / "backup.db")
+    engine = sa.create_engine(f"sqlite:///{db}")
+    next_day = march + timedelta(days=1)
+    AuditLog(engine).append_many(
+        [make_event(i, occurred_at=next_day + timedelta(minutes=i)) for i in range(5, 8)]
+    )
+    engine.dispose()
+    manifest = _archive(data_dir, "2020-03")
+    assert _run(data_dir, "audit", "checkpoint").exit_code == 0
+    restored = _put_back(f"sqlite:///{db}", f"sqlite:///{tmp_path / 'backup.db'}")
+    assert _accept(data_dir, restored, "--yes").exit_code == 0
+
+    alone = _run(data_dir, "supervise", "archive-verify", str(manifest))
+    assert alone.exit_code == 0, (alone.stdout, alone.stderr)
+    against = _run(data_dir, "supervise", "archive-verify", str(manifest), "--against-db")
+    assert against.exit_code == 1, (against.stdout, against.stderr)
+    said = against.stdout + against.stderr
+    assert "of this archive were given up by the restore accepted in checkpoint-" in said, said
+    assert "已因接受的数据库恢复" in said and "cannot supply" not in said and "已被改动" not in said
