@@ -1183,13 +1183,16 @@ def _record_missing_restore_act(engine: Any, directory: Path, accepted: RestoreA
     the record could not write it (the database failed just then) — so it is written now, under the chain
     lock (the signing run writes it under the same lock, so it is never written twice). Exit 0 when it was
     missing and is now recorded; otherwise exit 1, nothing written."""
-    from audit import chain_lock
+    from audit import CheckpointError, chain_lock
 
-    with chain_lock(directory):
-        found = _restore_act_found(engine, accepted.record)
-        if found is not False:
-            _not_accepted(accepted.described_zh, str(accepted))
-        actor = _record_restore(engine, accepted.record, late=True)
+    try:
+        with chain_lock(directory):
+            found = _restore_act_found(engine, accepted.record)
+            if found is not False:
+                _not_accepted(accepted.described_zh, str(accepted))
+            actor = _record_restore(engine, accepted.record, late=True)
+    except CheckpointError as exc:  # the lock is held (a rotation, or a run killed holding it)
+        _not_accepted(exc.described_zh, str(exc))
     name, epoch = accepted.record_file, accepted.record.epoch
     typer.echo(
         f"恢复早已接受（恢复记录 {name}，恢复纪元 {epoch}），未再次签名；"

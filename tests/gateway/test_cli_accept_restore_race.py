@@ -142,3 +142,20 @@ def test_a_restore_record_left_without_its_event_is_recorded_by_running_the_comm
     assert _files(checkpoints) == signed
     verified = _run(data_dir, "audit", "verify", "--quiet", database_url=restored)
     assert verified.exit_code == 0, (verified.stdout, verified.stderr)
+
+
+def test_a_re_run_while_the_chain_lock_is_held_is_refused_naming_it(
+    tmp_path: Path, live_and_snapshot: tuple[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-running to record a missing event takes the chain lock too; held (a rotation), it is refused
+    naming the lock file, not a traceback."""
+    import audit
+
+    data_dir, restored = _behind(tmp_path, *live_and_snapshot)
+    assert _accept(data_dir, restored, "--yes").exit_code == 0
+    real = audit.chain_lock
+    monkeypatch.setattr(audit, "chain_lock", lambda directory, wait_s=0.0: real(directory, 0.3))
+    with real(data_dir / "checkpoints"):  # a rotation in progress
+        held = _accept(data_dir, restored, "--yes")
+    assert held.exit_code == 1, (held.stdout, held.stderr, held.exception)
+    assert "another key rotation or restore acceptance holds" in held.stderr and "未接受恢复" in held.stderr
