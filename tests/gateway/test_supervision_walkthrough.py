@@ -188,6 +188,10 @@ def test_incident_verify_prints_the_incident_and_what_was_checked(
     assert checked["evidence_events_verified"] == len(shown["evidence"])
     assert checked["signed_checkpoint_has_root"] is True  # registering the complaint signed that root
     assert "证据事件" in out.stderr and "evidence events verified" in out.stderr
+    # And the signature of the checkpoint that records the root, here, with the configured key.
+    assert (
+        "该检查点的签名已在本机用密钥 ed25519:" in out.stderr and "its signature verified here" in out.stderr
+    )
 
 
 # -- 6. names where the gateway knows them; Chinese first -------------------------------------------
@@ -491,10 +495,14 @@ def test_proofs_say_in_words_what_was_checked_here(stack: Stack, traffic: dict[s
     assert json.loads(out.stdout)["seq"] == 2
     zh, en = out.stderr.strip().splitlines()
     assert zh.startswith(f"已在本地校验：第 2 号事件包含在树大小 {new} 的日志中（根哈希 "), zh
+    # The CLI runs with the gateway's configuration here, so it checks the checkpoint's signature itself.
     assert re.search(
-        r"；与 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d（北京时间）签发的签名检查点记载的根哈希相同。$", zh
+        r"；与 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d（北京时间）签发的签名检查点记载的根哈希相同。"
+        r"该检查点的签名已在本机用密钥 ed25519:[0-9a-f]+ 核验。$",
+        zh,
     ), zh
     assert en.startswith(f"verified here: event 2 is in the log of tree size {new}"), en
+    assert re.search(r"; its signature verified here \(key ed25519:[0-9a-f]+\)$", en), en
 
     out = stack.cli("supervise", "consistency", "--old", str(old), "--new", str(new), *url)
     assert json.loads(out.stdout)["old_size"] == old
