@@ -936,10 +936,11 @@ def _signing_inputs(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     previous, keys = _signable(directory, signer)
-    return directory, previous, _log_size(engine), keys
+    return directory, previous, log_size(engine), keys
 
 
-def _log_size(engine: Engine) -> int:
+def log_size(engine: Engine) -> int:
+    """How many events the log holds (its largest seq); :class:`AuditUnavailable` when it cannot be read."""
     try:
         with engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
@@ -1158,7 +1159,7 @@ def rotate_signing_key(
         previous, keys = _signable(directory, old)
         if before_signing is not None:
             before_signing(old)
-        acc = _advance(engine, keys, previous, _log_size(engine))
+        acc = _advance(engine, keys, previous, log_size(engine))
         handover = {"from": _encode_public_key(old.public_key), "to": _encode_public_key(new.public_key)}
         when = datetime.now(UTC)
         tmp = new._write_temporary(key_path)

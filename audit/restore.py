@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import checkpoints, merkle
 from audit.anchor import latest_anchor
 from audit.checkpoints import Checkpoint, CheckpointError, CheckpointSigner, checkpoint_history
 from audit.log import AuditIntegrityError, AuditUnavailable, iter_leaf_hashes
-from audit.tables import audit_events
 from audit.verify import PROBLEMS, verify_log
 
 #: The longest reason kept in a restore record (the gateway's own limit for typed reasons is lower).
@@ -89,7 +88,7 @@ def plan_restore(engine: Engine, directory: Path, public_key: Ed25519PublicKey) 
             "检查点目录中没有签名检查点，没有需要接受的恢复",
         )
     lost, lost_file = latest
-    size = _log_size(engine)
+    size = checkpoints.log_size(engine)
     if size >= lost.tree_size and lost.epoch and history.restores:
         record, record_file = history.restores[-1]
         raise RestoreAlreadyAccepted(
@@ -196,14 +195,6 @@ def accepted_restores(
     if directory is None or not Path(directory).is_dir() or not checkpoints.has_restores(Path(directory)):
         return ()
     return checkpoint_history(Path(directory), public_key).restores
-
-
-def _log_size(engine: Engine) -> int:
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
-    except SQLAlchemyError as exc:
-        raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from None
 
 
 def _restored_prefix(
