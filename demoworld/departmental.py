@@ -478,15 +478,25 @@ def dropping_protocol(collections: Sequence[str]) -> type[H11Protocol]:
 
     An ASGI app cannot do that (uvicorn answers 500 when the app fails before responding), so the fault
     lives in the HTTP protocol. Requests on loopback arrive with their request line in the first chunk,
-    which is all this inspects."""
+    which is all this inspects.
+
+    The close is a half-close (FIN) that then reads and discards the rest of the request until the client
+    closes: closing outright while a POST body is still arriving makes the kernel answer that body with a
+    reset, and the client sees "connection reset" or "disconnected" by timing."""
     lines = tuple(f"{verb} /{name}".encode() for verb in ("GET", "HEAD", "POST") for name in collections)
 
     class DroppingH11Protocol(H11Protocol):
         DATA_REQUEST_LINES = lines
+        LINGER_SECONDS = 5.0
+        dropping = False
 
         def data_received(self, data: bytes) -> None:
+            if self.dropping:
+                return  # the rest of a dropped request: read and discarded
             if data.startswith(self.DATA_REQUEST_LINES):
-                self.transport.close()
+                self.dropping = True
+                self.transport.write_eof()
+                self.loop.call_later(self.LINGER_SECONDS, self.transport.close)
                 return
             super().data_received(data)
 
