@@ -31,12 +31,14 @@ from audit.archive import (
 )
 from audit.canonical import canonical_json
 from audit.checkpoints import (
+    ChainBusy,
     Checkpoint,
     CheckpointError,
     CheckpointHistory,
     CheckpointSigner,
     KeyAlreadyRotated,
     KeyChain,
+    KeyRetired,
     chain_lock,
     checkpoint_history,
     extend_checkpoint,
@@ -185,6 +187,7 @@ __all__ = [
     "CaseHasJurisdiction",
     "CaseNotFound",
     "CaseOutsideScope",
+    "ChainBusy",
     "Checkpoint",
     "CheckpointError",
     "CheckpointHistory",
@@ -207,6 +210,7 @@ __all__ = [
     "InvalidProofError",
     "KeyAlreadyRotated",
     "KeyChain",
+    "KeyRetired",
     "MonthlyReport",
     "Outcome",
     "PrefixVerification",

@@ -88,6 +88,16 @@ class KeyAlreadyRotated(CheckpointError):
     another run on this one): nothing was rotated, and rotating again would fork the chain of keys."""
 
 
+class KeyRetired(CheckpointError):
+    """The key asked to sign was handed over to a newer one (``keys rotate-checkpoint``, maybe on another
+    host): what it signs now every verifier refuses. The key file in use must be replaced by the new one."""
+
+
+class ChainBusy(CheckpointError):
+    """Another process holds the checkpoint chain's lock (:func:`chain_lock`): nothing was written; the
+    same act succeeds once that change (a rotation, a restore acceptance, a checkpoint) has finished."""
+
+
 def key_id_for(public_key: Ed25519PublicKey) -> str:
     """A short, stable id for a public key: ``ed25519:`` + first 16 hex of SHA-256 of the raw key."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -909,11 +919,11 @@ def check_in_office(directory: Path | None, signer: CheckpointSigner) -> KeyChai
 def _refuse_retired(keys: KeyChain, signer: CheckpointSigner) -> None:
     retired = keys.retired_at(signer.key_id)
     if retired is not None:
-        raise CheckpointError(
+        raise KeyRetired(
             f"the checkpoint key {signer.key_id} was retired by a handover at tree size {retired}; "
-            "copy the new key file from the host that rotated it, then restart",
+            "copy the new key file (GRASSROOTS_CHECKPOINT_KEY_PATH) here from the host that rotated it",
             f"检查点密钥 {signer.key_id} 已在树大小 {retired} 处交接给新密钥，不再签发；"
-            "请从执行轮换的主机复制新的密钥文件，然后重启",
+            "请从执行轮换的主机把新的密钥文件（GRASSROOTS_CHECKPOINT_KEY_PATH）复制到本机",
         )
 
 
@@ -960,8 +970,21 @@ def _extend(
     the keys it was verified with."""
     previous, keys = latest
     acc = _advance(engine, keys, previous, size, since)
-    checkpoint = signer.sign(size, acc.root(), epoch=0 if previous is None else previous.epoch)
-    _store(directory, checkpoint)
+    epoch = 0 if previous is None else previous.epoch
+    # The root took a walk of the log to compute (seconds, at millions of events): a rotation or a restore
+    # acceptance may have changed the chain meanwhile, and a checkpoint signed by a key handed over since,
+    # or in an epoch a restore has closed, is one every verifier refuses. Checked again, and stored, where
+    # neither can happen; the lock is held for a directory listing and one file write.
+    with chain_lock(directory, STORE_LOCK_WAIT_S):
+        latest_now, _ = _signable(directory, signer)  # KeyRetired if handed over meanwhile
+        if latest_now is not None and latest_now.epoch != epoch:
+            raise CheckpointError(
+                f"a restore was accepted (epoch {latest_now.epoch}) while this checkpoint was computed; "
+                "nothing was signed",
+                f"计算本检查点期间已接受了一次恢复（恢复纪元 {latest_now.epoch}），未签发",
+            )
+        checkpoint = signer.sign(size, acc.root(), epoch=epoch)
+        _store(directory, checkpoint)
     return checkpoint, acc
 
 
@@ -1033,11 +1056,14 @@ def _store(directory: Path, checkpoint: Checkpoint) -> None:
 
 
 #: The lock file held in the checkpoint directory while the checkpoint chain is changed (a key rotation or an
-#: accepted restore); never a checkpoint's name.
+#: accepted restore) or extended (a checkpoint stored); never a checkpoint's name.
 CHAIN_LOCK: Final = ".checkpoint-chain.lock"
 #: How long a change of the chain waits for another one to finish (a rotation walks the whole log once:
 #: ~24 s at ten million events, measured in :func:`extend_checkpoint`) before it is refused, naming the lock.
 CHAIN_LOCK_WAIT_S: Final = 300.0
+#: How long storing a checkpoint waits for the lock: past a rotation's walk of a large log, short enough
+#: for a request (``POST /api/v1/supervision/checkpoints``); a periodic round refused tries again next time.
+STORE_LOCK_WAIT_S: Final = 30.0
 
 
 @contextlib.contextmanager
@@ -1046,7 +1072,8 @@ def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[N
     open a new epoch with a restore record — among every host sharing it: two such changes at once would
     both pass the check of the latest checkpoint and write two handovers from one key, or two restore
     records for one epoch (or a handover beside a restore), a fork every verifier refuses. Whoever holds it
-    reads the latest checkpoint again before writing.
+    reads the latest checkpoint again before writing. Storing an ordinary checkpoint takes it too, briefly,
+    so one is never signed by a key a rotation retires, or in an epoch a restore closes, at the same moment.
 
     A lock file made with ``O_CREAT | O_EXCL``, not ``flock``: exclusive creation is atomic on a local file
     system and on NFSv3 and later (open(2)), the usual way a directory is shared between hosts, and needs no
@@ -1083,18 +1110,19 @@ def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[N
                 path.unlink()
 
 
-def _chain_lock_held(path: Path) -> CheckpointError:
+def _chain_lock_held(path: Path) -> ChainBusy:
     try:
         holder = json.loads(path.read_bytes())
         who = f"{holder['host']}, pid {holder['pid']}, since {holder['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         who = "unreadable"
-    return CheckpointError(
-        f"another key rotation or restore acceptance holds {path} ({who}); nothing was written. Run again "
-        "once it has finished. If none is running (one was killed), run `grassroots audit verify`, then "
-        "remove that file",
-        f"另一次密钥轮换或恢复确认正持有锁文件 {path}（{who}），本次未写入任何内容；请等它完成后重新运行。"
-        "如确认没有轮换或恢复确认在进行（上一次被强行中止），请先运行 grassroots audit verify，再删除该文件",
+    return ChainBusy(
+        f"another key rotation, restore acceptance or checkpoint write holds {path} ({who}); nothing was "
+        "written. Run again once it has finished. If none is running (one was killed), run "
+        "`grassroots audit verify`, then remove that file",
+        f"另一次密钥轮换、恢复确认或检查点写入正持有锁文件 {path}（{who}），本次未写入任何内容；"
+        "请等它完成后重新运行。如确认没有这些操作在进行（上一次被强行中止），"
+        "请先运行 grassroots audit verify，再删除该文件",
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from opentelemetry import metrics
 
-from audit import CheckpointError
+from audit import ChainBusy, CheckpointError, KeyRetired
 from audit.log import AuditUnavailable
 
 #: The failure kinds (a metric attribute and the ``failure`` of ``/readyz``), a closed set.
@@ -37,6 +37,10 @@ DISK_FULL: Final = "disk_full"
 CHECKPOINT_UNVERIFIABLE: Final = "checkpoint_unverifiable"
 LOG_MISMATCH: Final = "log_mismatch"
 AUDIT_STORE_UNAVAILABLE: Final = "audit_store_unavailable"
+#: The key file here holds a key a rotation handed over (on another host): copy the new one here.
+KEY_RETIRED: Final = "key_retired"
+#: The checkpoint chain's lock was held past the wait (a rotation of a large log, or a holder killed).
+CHAIN_BUSY: Final = "chain_busy"
 OTHER: Final = "error"
 
 #: Without a good round for this many intervals the proof is reported stale even if no round failed
@@ -48,6 +52,10 @@ def failure_kind(exc: BaseException) -> str:
     """The kind of a failed checkpoint round (not of loading the key: that is :data:`KEY_UNAVAILABLE`)."""
     if isinstance(exc, OSError):
         return DISK_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else DIRECTORY_UNWRITABLE
+    if isinstance(exc, KeyRetired):
+        return KEY_RETIRED
+    if isinstance(exc, ChainBusy):
+        return CHAIN_BUSY
     if isinstance(exc, CheckpointError):
         # A CheckpointError naming a file: the latest checkpoint there does not read or verify; else the
         # log no longer extends the signed checkpoint (the refusal that is the tamper alarm).

@@ -1010,7 +1010,14 @@ def audit_checkpoint() -> None:
 
     Like `POST /api/v1/supervision/checkpoints` it is recorded as an `audit.checkpoint_written` event,
     naming who ran it as the operating system says (cli:<user>@<host>)."""
-    from audit import AuditUnavailable, CheckpointError, CheckpointSigner, write_checkpoint
+    from audit import (
+        AuditUnavailable,
+        ChainBusy,
+        CheckpointError,
+        CheckpointSigner,
+        KeyRetired,
+        write_checkpoint,
+    )
     from gateway.db import make_engine
 
     settings = _settings()
@@ -1022,6 +1029,9 @@ def audit_checkpoint() -> None:
     try:
         signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)
         cp = write_checkpoint(engine, signer, settings.effective_checkpoint_dir)
+    except (ChainBusy, KeyRetired) as exc:  # each says what to do: wait, or copy the new key here
+        typer.echo(f"未签发检查点：{exc.described_zh}。\nno checkpoint written: {exc}", err=True)
+        raise typer.Exit(1) from None
     except CheckpointError as exc:
         typer.echo(
             f"未签发检查点：{exc.described_zh}。请先运行 grassroots audit verify 查明原因。\n"

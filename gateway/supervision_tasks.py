@@ -52,10 +52,12 @@ from audit import (
     ArchiveError,
     ArchiveResult,
     AuditLog,
+    ChainBusy,
     CheckpointError,
     CheckpointSigner,
     DayCount,
     Deadlines,
+    KeyRetired,
     WorkCalendar,
     archive_month,
     extend_checkpoint_if_grown,
@@ -199,6 +201,16 @@ def checkpoint_round(
             if signed_at is None:  # the first round of this process: read when it was signed
                 latest = latest_checkpoint(directory, signer.public_key)
                 signed_at = None if latest is None else latest.timestamp
+    except ChainBusy as exc:  # a rotation or a restore acceptance under way: nothing signed, try next round
+        health.failed(datetime.now(UTC), failure_kind(exc))
+        _log.warning("periodic audit checkpoint not written: %s", exc)
+        return signer, since
+    except KeyRetired as exc:
+        # Handed over meanwhile: the next round loads the key file again (a rotation on this host has
+        # put the new key there; on another host, the operator copies it here).
+        health.failed(datetime.now(UTC), failure_kind(exc))
+        _log.error("periodic audit checkpoint refused: %s", exc)
+        return None, None
     except CheckpointError as exc:
         # Refusing to sign is the alarm: the log no longer extends the last signed checkpoint.
         health.failed(datetime.now(UTC), failure_kind(exc))
@@ -370,19 +382,20 @@ def archive_closed_months(
 
 async def archive_loop(runtime: Runtime, interval_s: float) -> None:
     """Every ``interval_s`` (the first round soon after start), archive the closed months not yet archived."""
-    signer = await asyncio.to_thread(signer_for, runtime)
     directory = archive_dir(runtime)
     await asyncio.sleep(min(interval_s, FIRST_ARCHIVE_DELAY_S))
     while True:
         try:
+            # Read each round: a key rotated on this host is used from the next round on (the retired key
+            # archives nothing), and a key file unreadable for a while is not the end of the task.
+            signer = await asyncio.to_thread(signer_for, runtime)
             written = await asyncio.to_thread(
-                lambda: archive_closed_months(
-                    runtime.engine,
-                    signer,
-                    directory,
-                    datetime.now(UTC),
-                    checkpoint_dir=runtime.settings.effective_checkpoint_dir,
-                )
+                archive_closed_months,
+                runtime.engine,
+                signer,
+                directory,
+                datetime.now(UTC),
+                checkpoint_dir=runtime.settings.effective_checkpoint_dir,
             )
             for result in written or ():
                 _log.info(

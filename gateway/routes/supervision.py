@@ -190,6 +190,22 @@ def supervision_errors() -> Iterator[None]:
             code="anchor_invalid",
             status_code=409,
         ) from None
+    except audit.ChainBusy:  # never the lock file's path or holder: an operator reads those on the host
+        raise GatewayError(
+            "无法签发检查点：另一次密钥轮换、恢复确认或检查点写入正在进行，本次未写入任何内容，请稍后重试。",
+            "Checkpoint not written: another key rotation, restore acceptance or checkpoint write is in "
+            "progress; nothing was written. Try again shortly.",
+            code="checkpoint_chain_busy",
+            status_code=503,
+            headers={"Retry-After": "30"},
+        ) from None
+    except audit.KeyRetired as exc:
+        raise GatewayError(
+            f"无法签发检查点：{exc.message_zh}。",
+            f"Checkpoint not written: {exc}.",
+            code="checkpoint_key_retired",
+            status_code=409,
+        ) from None
     except CheckpointError as exc:
         raise GatewayError(
             "无法签发检查点：日志与上一个签名检查点不一致，请立即运行 grassroots audit verify。",

@@ -242,11 +242,70 @@ def test_a_rotation_left_holding_the_lock_is_named_and_nothing_is_rotated(
     held_by_another = chain_lock(directory)
     held_by_another.__enter__()
     with pytest.raises(
-        CheckpointError, match=r"another key rotation or restore acceptance holds .*\.checkpoint-chain\.lock"
+        CheckpointError,
+        match=r"another key rotation, restore acceptance or checkpoint write holds .*"
+        r"\.checkpoint-chain\.lock",
     ) as held:
         rotate_signing_key(sqlite.engine, key_path, directory, wait_s=0.3)
     held_by_another.__exit__(None, None, None)
-    assert "pid" in str(held.value) and "另一次密钥轮换或恢复确认正持有锁文件" in held.value.message_zh
+    assert (
+        "pid" in str(held.value)
+        and "另一次密钥轮换、恢复确认或检查点写入正持有锁文件" in held.value.message_zh
+    )
     assert CheckpointSigner.load_or_create(key_path).key_id == key.key_id
     assert not list(directory.glob("checkpoint-*"))
     assert not (directory / ".checkpoint-chain.lock").exists()
+
+
+def test_a_rotation_while_a_checkpoint_is_computed_leaves_no_checkpoint_past_the_handover(
+    sqlite: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A periodic checkpoint reads the chain, walks the log (seconds, at millions of events), then signs.
+    A rotation landing in that walk used to be followed by a checkpoint the retired key signed past its
+    handover, which every verifier refuses. Storing now re-reads the chain under the chain lock: the late
+    checkpoint is refused (KeyRetired), nothing is stored, and the log still verifies."""
+    from audit import KeyRetired, checkpoints
+
+    log = AuditLog(sqlite.engine)
+    key_path, directory = tmp_path / "keys" / "checkpoint.pem", tmp_path / "checkpoints"
+    log.append_many([make_event(i) for i in range(5)])
+    old = CheckpointSigner.load_or_create(key_path)
+    write_checkpoint(sqlite.engine, old, directory)
+    log.append_many([make_event(i) for i in range(5, 8)])
+    real, rotated = checkpoints._advance, []
+
+    def walk_during_which_a_rotation_lands(*args: object, **kwargs: object) -> object:
+        walked = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not rotated:  # another operator's rotation, between the walk and the signature
+            rotated.append(None)  # (the rotation walks the log too)
+            rotated.append(rotate_signing_key(sqlite.engine, key_path, directory, wait_s=1.0))
+        return walked
+
+    monkeypatch.setattr(checkpoints, "_advance", walk_during_which_a_rotation_lands)
+    before = sorted(p.name for p in directory.glob("checkpoint-*"))
+    log.append_many([make_event(8)])
+    with pytest.raises(KeyRetired, match="retired by a handover at tree size 9"):
+        write_checkpoint(sqlite.engine, old, directory)
+    monkeypatch.undo()
+    after = sorted(p.name for p in directory.glob("checkpoint-*"))
+    assert [n for n in after if n not in before and not n.endswith("-handover.json")] == []
+    assert not (directory / ".checkpoint-chain.lock").exists()
+    for pinned in (old.public_key, rotated[1][1].public_key):
+        report = verify_log(sqlite.engine, directory, pinned)
+        assert report.ok, report.summary()
+
+
+def test_storing_a_checkpoint_while_the_chain_is_locked_waits_then_writes_nothing(
+    sqlite: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit import ChainBusy, checkpoints
+
+    log = AuditLog(sqlite.engine)
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    log.append_many([make_event(i) for i in range(3)])
+    monkeypatch.setattr(checkpoints, "STORE_LOCK_WAIT_S", 0.3)
+    with chain_lock(directory), pytest.raises(ChainBusy, match="nothing was written"):  # a rotation
+        write_checkpoint(sqlite.engine, CheckpointSigner.generate(), directory)
+    assert not list(directory.glob("checkpoint-*"))
+    assert write_checkpoint(sqlite.engine, CheckpointSigner.generate(), directory).tree_size == 3

@@ -324,9 +324,9 @@ def test_a_restore_waits_for_a_key_rotation_and_is_refused_naming_the_lock(
     before = {p.name for p in directory.iterdir()}
     with chain_lock(directory), pytest.raises(CheckpointError) as held:  # a rotation in progress
         accept_restore(sqlite.engine, signer, directory, REASON, shown, wait_s=0.3)
-    assert "another key rotation or restore acceptance holds" in str(held.value)
+    assert "another key rotation, restore acceptance or checkpoint write holds" in str(held.value)
     assert ".checkpoint-chain.lock" in str(held.value) and "nothing was written" in str(held.value)
-    assert "另一次密钥轮换或恢复确认正持有锁文件" in held.value.message_zh
+    assert "另一次密钥轮换、恢复确认或检查点写入正持有锁文件" in held.value.message_zh
     assert {p.name for p in directory.iterdir()} == before
     accept_restore(sqlite.engine, signer, directory, REASON, shown)  # once it is released
     with pytest.raises(RestoreAlreadyAccepted, match=r"another run accepted this restore meanwhile"):

@@ -186,7 +186,7 @@ def test_a_gateway_still_on_the_retired_key_archives_nothing(rotated: Rotated) -
     engine = rotated.store.engine
     with pytest.raises(ArchiveError, match="retired by a handover at tree size") as refused:
         archive_month(engine, rotated.old, rotated.archives, "2026-03", checkpoint_dir=rotated.checkpoints)
-    assert "请从执行轮换的主机复制新的密钥文件" in refused.value.message_zh
+    assert "请从执行轮换的主机把新的密钥文件" in refused.value.message_zh
     assert not list(rotated.archives.glob("audit-2026-03-*"))
     written = archive_month(
         engine, rotated.new, rotated.archives, "2026-03", checkpoint_dir=rotated.checkpoints

@@ -24,12 +24,22 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from audit import CheckpointError
+from audit import (
+    AuditLog,
+    ChainBusy,
+    CheckpointError,
+    KeyRetired,
+    chain_lock,
+    checkpoints,
+    rotate_signing_key,
+)
 from gateway.app import create_app
 from gateway.checkpoint_health import (
+    CHAIN_BUSY,
     CHECKPOINT_UNVERIFIABLE,
     DIRECTORY_UNWRITABLE,
     DISK_FULL,
+    KEY_RETIRED,
     KEY_UNAVAILABLE,
     LOG_MISMATCH,
     CheckpointHealth,
@@ -39,6 +49,7 @@ from gateway.db import upgrade
 from gateway.settings import Settings
 from gateway.supervision_tasks import checkpoint_round
 from gateway.wiring import build_runtime, close_runtime
+from tests.audit.helpers import make_event
 
 
 def _until(check: Callable[[], dict[str, Any] | None], rounds: int = 400) -> dict[str, Any]:
@@ -141,7 +152,76 @@ async def test_an_unreadable_key_is_counted_retried_and_recovered_from(tmp_path:
             CheckpointError("events 1..3 no longer match the signed checkpoint; refusing to sign"),
             LOG_MISMATCH,
         ),
+        (KeyRetired("the checkpoint key k was retired by a handover at tree size 3"), KEY_RETIRED),
+        (ChainBusy("another key rotation, restore acceptance or checkpoint write holds x"), CHAIN_BUSY),
     ],
 )
 def test_failure_kinds_are_a_closed_vocabulary(exc: BaseException, kind: str) -> None:
     assert failure_kind(exc) == kind
+
+
+async def test_a_round_after_a_rotation_here_signs_with_the_new_key_and_a_held_lock_is_chain_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serving process loaded its checkpoint key once: after `keys rotate-checkpoint` on its host every
+    round was refused ("retired by a handover") until a restart. The round after the refusal now reads the
+    key file again. A round that finds the chain locked past the wait (a rotation of a large log) writes
+    nothing, says ``chain_busy`` and keeps its accumulator (no full walk next time)."""
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    settings = Settings(data_dir=tmp_path / "var", database_url=url, dev_idp_enabled=True)
+    runtime = build_runtime(settings)
+    directory, key_path = settings.effective_checkpoint_dir, settings.effective_checkpoint_key_path
+    try:
+        health = CheckpointHealth(300.0)
+        runtime.checkpoint_health = health
+        log = AuditLog(runtime.engine)
+        log.append_many([make_event(i) for i in range(3)])
+        signer, since = checkpoint_round(runtime, None, None)
+        assert signer is not None and since is not None and since.size == checkpoints.log_size(runtime.engine)
+        old = signer.key_id
+
+        _, new, _ = rotate_signing_key(runtime.engine, key_path, directory)
+        log.append_many([make_event(i) for i in range(3, 5)])
+        signer, since = checkpoint_round(runtime, signer, since)
+        assert (signer, since) == (None, None)
+        assert health.view(datetime.now(UTC))["failure"] == KEY_RETIRED
+        signer, since = checkpoint_round(runtime, signer, since)
+        assert signer is not None and signer.key_id == new.key_id != old and since is not None
+        assert health.view(datetime.now(UTC))["status"] == "ok"
+
+        log.append_many([make_event(5)])
+        monkeypatch.setattr(checkpoints, "STORE_LOCK_WAIT_S", 0.2)
+        kept = since
+        with chain_lock(directory):  # another host rotating a large log
+            signer, since = checkpoint_round(runtime, signer, since)
+        assert since is kept and health.view(datetime.now(UTC))["failure"] == CHAIN_BUSY
+        signer, since = checkpoint_round(runtime, signer, since)
+        assert (
+            since is not None
+            and since.size == checkpoints.log_size(runtime.engine)
+            and health.view(datetime.now(UTC))["status"] == "ok"
+        )
+    finally:
+        await close_runtime(runtime)
+
+
+def test_the_api_says_a_busy_chain_is_worth_retrying_and_a_retired_key_what_to_copy() -> None:
+    """``POST /api/v1/supervision/checkpoints`` answered every refusal as "the log no longer matches the
+    signed checkpoint, run audit verify now" (409), the tamper alarm, also for a rotation in progress."""
+    from gateway.errors import GatewayError
+    from gateway.routes.supervision import supervision_errors
+
+    busy = ChainBusy("another key rotation, restore acceptance or checkpoint write holds /srv/cp/.lock (h)")
+    with pytest.raises(GatewayError) as refused, supervision_errors():
+        raise busy
+    assert (refused.value.status_code, refused.value.code) == (503, "checkpoint_chain_busy")
+    assert refused.value.headers == {"Retry-After": "30"}
+    assert "/srv/cp" not in refused.value.message_zh + refused.value.message_en  # no host path leaves
+    retired = KeyRetired(
+        "the checkpoint key k was retired by a handover at tree size 3", "检查点密钥 k 已交接"
+    )
+    with pytest.raises(GatewayError) as refused, supervision_errors():
+        raise retired
+    assert (refused.value.status_code, refused.value.code) == (409, "checkpoint_key_retired")
+    assert refused.value.message_zh.startswith("无法签发检查点：检查点密钥 k 已交接")

@@ -158,4 +158,5 @@ def test_a_re_run_while_the_chain_lock_is_held_is_refused_naming_it(
     with real(data_dir / "checkpoints"):  # a rotation in progress
         held = _accept(data_dir, restored, "--yes")
     assert held.exit_code == 1, (held.stdout, held.stderr, held.exception)
-    assert "another key rotation or restore acceptance holds" in held.stderr and "未接受恢复" in held.stderr
+    assert "another key rotation, restore acceptance or checkpoint write holds" in held.stderr
+    assert "未接受恢复" in held.stderr
