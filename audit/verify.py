@@ -64,7 +64,7 @@ from audit.checkpoints import (
 )
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
-from audit.query import beijing_clock
+from audit.query import EventQuery, beijing_clock, iter_events
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 
 DEFAULT_CHUNK: Final = 5_000
@@ -789,6 +789,7 @@ def verify_log(
     # lost log's up to the restored size, the restored log's since), never against the lost log's tail.
     restored: list[Checkpoint] = []
     restores: tuple[Checkpoint, ...] = ()
+    restore_files: tuple[str, ...] = ()
     if checkpoint_dir is not None and public_key is not None:
         try:
             if has_restores(checkpoint_dir):
@@ -796,6 +797,7 @@ def verify_log(
                 found = history.latest
                 restored = [cp for cp, _ in history.current]
                 restores = tuple(cp for cp, _ in history.restores)
+                restore_files = tuple(name for _, name in history.restores)
             else:
                 found = latest_checkpoint_file(checkpoint_dir, public_key)
         except CheckpointError as exc:
@@ -921,6 +923,7 @@ def verify_log(
         )
     except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+    notes += _unrecorded_restores(engine, restores, restore_files)
     return VerificationReport(
         True,
         walker.checked,
@@ -932,3 +935,41 @@ def verify_log(
         notes_zh=tuple(zh for zh, _ in notes),
         restores=restores,
     )
+
+
+def restore_event_found(engine: Engine, record: Checkpoint) -> bool | None:
+    """Whether the log holds the ``audit.restore_accepted`` event of restore record ``record``'s epoch,
+    among the events after the restored size (the only place it can be); ``None`` when those were pruned
+    (cannot tell). :class:`AuditUnavailable` when the log cannot be read."""
+    anchor = latest_anchor(engine)
+    if anchor is not None and anchor.pruned_through > record.tree_size:
+        return None
+    try:
+        return any(
+            event.seq > record.tree_size and event.details.get("epoch") == record.epoch
+            for event in iter_events(engine, EventQuery(kind="audit.restore_accepted"))
+        )
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
+
+
+def _unrecorded_restores(
+    engine: Engine, restores: tuple[Checkpoint, ...], files: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """A note per accepted restore whose ``audit.restore_accepted`` event the log lacks (the run that signed
+    the record could not write it): the record is signed evidence of the restore, so the log still
+    verifies, but the log itself should say it too, and re-running the command writes it."""
+    notes = []
+    for record, name in zip(restores, files, strict=True):
+        if restore_event_found(engine, record) is False:
+            notes.append(
+                (
+                    f"恢复记录 {name}（恢复纪元 {record.epoch}）在审计日志中没有对应的 "
+                    "audit.restore_accepted 事件（接受恢复时未能写入）；"
+                    "再次运行 grassroots audit accept-restore 即可补记。",
+                    f"the restore record {name} (epoch {record.epoch}) has no audit.restore_accepted event "
+                    "in the audit log (it could not be written when the restore was accepted); run "
+                    "`grassroots audit accept-restore` again to record it",
+                )
+            )
+    return notes

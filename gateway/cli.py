@@ -1194,10 +1194,11 @@ def _record_missing_restore_act(engine: Any, directory: Path, accepted: RestoreA
     lock (the signing run writes it under the same lock, so it is never written twice). Exit 0 when it was
     missing and is now recorded; otherwise exit 1, nothing written."""
     from audit import CheckpointError, chain_lock
+    from audit.verify import restore_event_found
 
     try:
         with chain_lock(directory):
-            found = _restore_act_found(engine, accepted.record)
+            found = restore_event_found(engine, accepted.record)
             if found is not False:
                 _not_accepted(accepted.described_zh, str(accepted))
             actor = _record_restore(engine, accepted.record, late=True)
@@ -1212,21 +1213,6 @@ def _record_missing_restore_act(engine: Any, directory: Path, accepted: RestoreA
         f"could not be written then) and is now recorded as {actor}"
     )
     raise typer.Exit(0)
-
-
-def _restore_act_found(engine: Any, record: Checkpoint) -> bool | None:
-    """Whether the log holds the ``audit.restore_accepted`` event of ``record``'s epoch, among the events
-    after the restored size (the only place it can be); ``None`` when those were pruned (cannot tell)."""
-    from audit.anchor import latest_anchor
-    from audit.query import EventQuery, iter_events
-
-    anchor = latest_anchor(engine)
-    if anchor is not None and anchor.pruned_through > record.tree_size:
-        return None
-    return any(
-        event.seq > record.tree_size and event.details.get("epoch") == record.epoch
-        for event in iter_events(engine, EventQuery(kind="audit.restore_accepted"))
-    )
 
 
 def _not_accepted(reason_zh: str, reason_en: str) -> NoReturn:

@@ -122,6 +122,12 @@ def test_a_restore_record_left_without_its_event_is_recorded_by_running_the_comm
     (record,) = [p.name for p in checkpoints.glob("checkpoint-*-e1-restore.json")]
     assert _acts(restored) == []
     signed = _files(checkpoints)
+    # `audit verify` says so on every run (before, only a re-run of accept-restore noticed): the signed
+    # record is the evidence, so the log verifies, with a note saying how to record the event.
+    noted = _run(data_dir, "audit", "verify", database_url=restored)
+    assert noted.exit_code == 0, (noted.stdout, noted.stderr)
+    missing = f"the restore record {record} (epoch 1) has no audit.restore_accepted event in the audit log"
+    assert missing in noted.stdout and "再次运行 grassroots audit accept-restore 即可补记" in noted.stdout
 
     again = _accept(data_dir, restored, "--yes")
     assert again.exit_code == 0, (again.stdout, again.stderr)
@@ -140,8 +146,11 @@ def test_a_restore_record_left_without_its_event_is_recorded_by_running_the_comm
     )
     assert "恢复已被接受过" in third.stderr and len(_acts(restored)) == 1
     assert _files(checkpoints) == signed
-    verified = _run(data_dir, "audit", "verify", "--quiet", database_url=restored)
+    verified = _run(data_dir, "audit", "verify", database_url=restored)
     assert verified.exit_code == 0, (verified.stdout, verified.stderr)
+    assert (
+        "has no audit.restore_accepted event" not in verified.stdout and "accepted restore" in verified.stdout
+    )
 
 
 def test_a_re_run_while_the_chain_lock_is_held_is_refused_naming_it(
