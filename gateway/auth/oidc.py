@@ -604,7 +604,7 @@ class OIDCVerifier:
         # value) and the administrator is told why.
         if isinstance(subject, str) and looks_like_identifier(fold(subject)):
             raise AuthError("personal_data_in_subject")
-        if not _recordable_subject(subject):
+        if not recordable_subject(subject):
             raise AuthError("invalid_token")
         user_id = self._user_id(subject)
 
@@ -944,7 +944,8 @@ def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
     return keys
 
 
-def _recordable_subject(subject: object) -> bool:
+def recordable_subject(subject: object) -> bool:
+    """Whether ``subject`` can be a user id: 1 to 256 characters of UTF-8, none of them unprintable."""
     if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_SUBJECT_CHARS:
         return False
     try:

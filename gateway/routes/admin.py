@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from audit import AuditEvent, Outcome
 from gateway.admin_support import PermissionFirstRoute, Permitted, SignedIn, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
-from gateway.auth.oidc import Principal
+from gateway.auth.oidc import Principal, recordable_subject
 from gateway.auth.sessions import revoke_token, revoke_user_sessions, token_ref
 from gateway.errors import InvalidRequest
 from gateway.routes.grants import ReasonBody, checked_reason
@@ -110,6 +110,14 @@ def checked_user_id(user_id: str) -> str:
             f"The user id must be 1 to {_USER_ID_MAX} characters: give the user's identifier (sub) at the "
             "identity provider (for a user of a provider in GRASSROOTS_OIDC_ISSUERS, 'issuer#sub': the "
             "user_id GET /api/v1/me shows).",
+            code="invalid_user_id",
+        )
+    if not recordable_subject(user_id):  # no token names such a user; and it would reach the audit log
+        raise InvalidRequest(
+            "用户标识中含有控制字符、换行或不可见的格式字符，本次未办理。"
+            "请照 GET /api/v1/me 所示原样填写用户标识。",
+            "The user id holds a control, line-break or invisible format character; nothing was done. Give "
+            "the user id exactly as GET /api/v1/me shows it.",
             code="invalid_user_id",
         )
     if looks_like_identifier(fold(user_id)):

@@ -197,6 +197,19 @@ def test_a_token_living_longer_than_a_revocation_is_kept_is_refused(stack: Stack
             (422, "personal_data_in_user_id"),
         ),
         (None, "/users/u-someone/revoke-sessions", {"reason": "调离"}, (401, "missing_token")),
+        # an escape (a terminal sequence in an export; a newline matches no route at all) and a bidi override
+        (
+            "platform_admin",
+            "/users/u-x%1B[2K/revoke-sessions",
+            {"reason": "调离"},
+            (422, "invalid_user_id"),
+        ),
+        (
+            "platform_admin",
+            "/users/u-%E2%80%AEnimda/revoke-sessions",
+            {"reason": "调离"},
+            (422, "invalid_user_id"),
+        ),
     ],
 )
 def test_only_the_platform_administrator_revokes_sessions_with_a_reason_and_a_real_user_id(
