@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 
+from gateway.answer_notes import read_note
 from gateway.commands._help import bilingual
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT
 
@@ -335,8 +336,17 @@ def call(
             raise typer.Exit(0)
         raise refused(err)
     if raw:
-        return resp.content
+        body = RawAnswer(resp.content)
+        body.note = read_note(resp.headers)
+        return body
     return resp.json() if resp.content else None
+
+
+class RawAnswer(bytes):
+    """A non-JSON answer's bytes (``ApiCall.raw``), with the note the gateway sent about it, if any
+    (:mod:`gateway.answer_notes`): a renderer that saves the file says the note on the terminal too."""
+
+    note: tuple[str, str] | None = None
 
 
 def show(data: Any) -> None:

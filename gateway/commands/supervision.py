@@ -293,6 +293,9 @@ def _write_to(target: Path) -> Callable[[bytes], None]:
             raise typer.Exit(1) from None
         where = target.resolve()  # the default lands in the current directory: say which one
         typer.echo(f"已写入 {where}（{len(data)} 字节）\nwritten {where} ({len(data)} bytes)")
+        note = getattr(data, "note", None)  # what the file says first (a code naming no division)
+        if note is not None:
+            typer.echo(f"注意：{note[0]}\nnote: {note[1]}")
 
     return write
 

@@ -75,6 +75,7 @@ from gateway.admin_support import (
     supervised_prefix,
     unit_of_work,
 )
+from gateway.answer_notes import note_headers
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
@@ -719,6 +720,8 @@ async def monthly_report(
         if unknown:
             report_data = dataclasses.replace(report_data, scope_note=(unknown["note"], unknown["note_en"]))
     filename = f"audit-report-{label}"
+    # The note inside the file is also a header, so whoever saves the file is told now (the CLI says it).
+    noted = {} if report_data.scope_note is None else note_headers(*report_data.scope_note)
     answer: Response | dict[str, Any]
     if format == "json":
         answer = report_data.to_json()
@@ -726,10 +729,10 @@ async def monthly_report(
         answer = Response(
             audit.render_csv(report_data).encode("utf-8"),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"', **noted},
         )
     elif format == "html":
-        answer = HTMLResponse(audit.render_html(report_data))
+        answer = HTMLResponse(audit.render_html(report_data), headers=noted)
     else:
         # Recorded once the report exists: a PDF that could not be printed (no Chromium, a failed
         # print) left nothing, and the log must not say a report was handed out.
@@ -738,7 +741,7 @@ async def monthly_report(
                 audit.render_html(report_data), runtime.pdf_renders, runtime.settings.pdf_render_wait_s
             ),
             media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'},
+            headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"', **noted},
         )
     await _audit(
         runtime,

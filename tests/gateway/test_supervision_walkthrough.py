@@ -377,6 +377,25 @@ def test_a_monthly_report_for_an_unknown_org_says_so_in_every_format(
     assert hint in note[2] and "Check: org is not a division" in note[2]
     page = api(stack, "GET", "/reports/monthly", "supervisor", params=unknown).text
     assert re.search(f'<p class="note" id="scope-note">[^<]*{hint}', page), page[:2000]
+    # Saved to a file by the CLI, the note is said on the terminal too, not only on opening the file.
+    target = stack.data_dir.parent / "unknown-org-report.csv"
+    saved = stack.cli(
+        "supervise", "monthly", "--month", this_month(), "--org", "310151199000", "--format", "csv",
+        "--out", str(target), "--url", stack.base_url, "--as", "supervisor",
+    )  # fmt: skip
+    lines = saved.stdout.splitlines()
+    assert (
+        lines[1].startswith("written ")
+        and lines[2].startswith("注意：在您的监督范围内没有")
+        and hint in lines[2]
+    )
+    assert lines[3].startswith("note: No ") and "Check: org is not a division" in lines[3], lines
+    assert target.read_bytes().decode("utf-8-sig").count(hint) == 1
+    plain = stack.cli(
+        "supervise", "monthly", "--month", this_month(), "--org", VILLAGE_A, "--format", "csv",
+        "--out", str(target), "--url", stack.base_url, "--as", "supervisor",
+    )  # fmt: skip
+    assert "注意" not in plain.stdout and "note:" not in plain.stdout
     # A known village's month carries no such note.
     known = {"month": this_month(), "org": VILLAGE_A, "format": "json"}
     assert "note" not in api(stack, "GET", "/reports/monthly", "supervisor", params=known).json()
