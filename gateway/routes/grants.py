@@ -169,12 +169,20 @@ def _reminder_json(
     return body
 
 
-def _review_json(review: BreakGlassReview, grant: ScenarioGrant | None) -> dict[str, Any]:
+def _review_json(
+    review: BreakGlassReview,
+    grant: ScenarioGrant | None,
+    org_names: Mapping[str, str],
+    scenario: Scenario | None,
+) -> dict[str, Any]:
+    """A break-glass post-review, with its grant's scenario and organisations named as well as coded: the
+    level above reads 东风村村民委员会 and 低保年度复核, not 310151101201 and DIBAO_REVIEW."""
     return {
         "review_id": review.review_id,
         "grant_id": review.grant_id,
         "invoked_by": review.invoked_by,
         "notify_org": review.notify_org,
+        "notify_org_name": org_names.get(review.notify_org),
         "reason": review.reason,
         "status": review.status,
         "opened_at": review.opened_at.isoformat(),
@@ -182,7 +190,10 @@ def _review_json(review: BreakGlassReview, grant: ScenarioGrant | None) -> dict[
         "closed_at": _iso(review.closed_at),
         "review_note": review.review_note,
         "scenario": grant.scenario if grant else None,
+        "scenario_name": scenario.name_zh if scenario else None,
+        "scenario_name_en": scenario.name_en if scenario else None,
         "org_scope": grant.org_scope if grant else None,
+        "org_name": org_names.get(grant.org_scope) if grant else None,
         "valid_until": _iso(grant.valid_until) if grant else None,
     }
 
@@ -636,7 +647,8 @@ async def break_glass(
         for change in changes:
             uow.record(change)
     orgs = await asyncio.to_thread(division_names, runtime)
-    return {"grant": grant_json(grant, orgs, now), "review": _review_json(review, grant)}
+    scenario = runtime.policy().scenarios.get(grant.scenario)
+    return {"grant": grant_json(grant, orgs, now), "review": _review_json(review, grant, orgs, scenario)}
 
 
 async def _reviews(
@@ -646,11 +658,13 @@ async def _reviews(
 
     def query(session: Session) -> list[dict[str, Any]]:
         service = _service(runtime, session)
+        orgs, scenarios = division_names(runtime), runtime.policy().scenarios
         found = []
         for review in service.repository.reviews(status):
             grant = service.repository.get(review.grant_id)
             if keep(review, grant, service):
-                found.append(_review_json(review, grant))
+                scenario = scenarios.get(grant.scenario) if grant else None
+                found.append(_review_json(review, grant, orgs, scenario))
         return found
 
     return await read_only(runtime, query)
@@ -720,4 +734,6 @@ async def close_break_glass_review(
         review, change = await uow.run(close)
         uow.record(change)
         grant = await uow.run(lambda s: GrantRepository(s).get(review.grant_id))
-    return _review_json(review, grant)
+    orgs = await asyncio.to_thread(division_names, runtime)
+    scenario = runtime.policy().scenarios.get(grant.scenario) if grant else None
+    return _review_json(review, grant, orgs, scenario)

@@ -945,6 +945,21 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
         notices = api(stack, "GET", "/break-glass/notices", who, **claims)
         assert notices.status_code == 200
         assert (review["review_id"] in {n["review_id"] for n in notices.json()["items"]}) is sees, who
+    # Named, not only coded: the level above reads which village broke the glass, in which scenario.
+    (notice,) = [
+        n for n in api(stack, "GET", "/break-glass/notices", "county_officer").json()["items"]
+        if n["review_id"] == review["review_id"]
+    ]  # fmt: skip
+    assert (notice["scenario_name"], notice["scenario_name_en"]) == (
+        "低保年度复核",
+        "Subsistence-allowance annual review",
+    )
+    from demoworld.world import build_world
+
+    names = {d.code: d.name for d in build_world().divisions}
+    assert notice["notify_org_name"] == names[TOWNSHIP_2] and names[TOWNSHIP_2].startswith("堡镇")
+    # a fresh village code is in no directory: its name is null, as in every grant answer
+    assert notice["org_name"] == review["org_name"] == grant["org_name"] == names.get(village)
     assert api(stack, "GET", "/break-glass/notices", "cadre_a").status_code == 403
 
     for who, sees in [("supervisor", True), ("town_supervisor_b", True), ("town_supervisor_a", False)]:

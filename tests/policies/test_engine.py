@@ -206,7 +206,7 @@ def test_reasons_name_the_catalogs_english_names_in_english(engine_for: EngineFa
         "本单位还没有「低保年度复核」查看「居民登记信息」的有效授权。请先提出申请；已提出的，请等待数据所属部门审批。"
     )
     assert refused.message_en == (
-        "Your organisation has no current grant to read \u201cresident information\u201d for "
+        "Your organisation has no current grant to read \u201cresident registration records\u201d for "
         "\u201cSubsistence-allowance annual review\u201d. Apply for one first; if you have, wait for the "
         "department owning the data to approve it."
     )
