@@ -37,6 +37,7 @@ class IllegalTransition(AdmissionError):
         status_zh: str | None = None,
         action_zh: str | None = None,
         possible: Sequence[tuple[str, str]] = (),
+        others: Sequence[tuple[str, str, Sequence[tuple[str, str]]]] = (),
         final: bool = False,
         hint: tuple[str, str] | None = None,
     ) -> None:
@@ -50,6 +51,18 @@ class IllegalTransition(AdmissionError):
             next_en = " Possible now: " + ", ".join(a for a, _ in possible) + "."
         elif final:
             next_zh, next_en = "该状态为最终状态，不能再变更。", " This status is final."
+        elif others:
+            # Nothing the asker's party can do: who can, and what ((party zh, party en, actions) triples).
+            next_zh = (
+                "现在不能由您办理，可以办理的是："
+                + "；".join(f"{pz}——" + "、".join(f"{zh}（{a}）" for a, zh in acts) for pz, _, acts in others)
+                + "。"
+            )
+            next_en = (
+                " Only others can act now: "
+                + "; ".join(f"{pe} may {', '.join(a for a, _ in acts)}" for _, pe, acts in others)
+                + "."
+            )
         elif hint is not None:
             # What the caller (who may hold none of the possible actions) can do instead.
             next_zh, next_en = hint[0], f" {hint[1]}"

@@ -43,7 +43,7 @@ from admission.model import (
     SystemStatus,
     refuse_personal_data,
 )
-from admission.statemachine import TERMINAL, Action, offered_actions, transition
+from admission.statemachine import TERMINAL, Action, Party, offered_actions, others_actions, transition
 from admission.tables import ClientRow, RegistryVersionRow, ReviewRow, SystemRow
 from admission.tokens import credential_generation
 
@@ -687,6 +687,12 @@ class AdmissionService:
                 possible=offered_actions(
                     current.status,
                     under_review=current.status is SystemStatus.SUBMITTED or current.renewal_open,
+                    party=Party.DEPARTMENT,
+                ),
+                others=others_actions(
+                    current.status,
+                    under_review=current.status is SystemStatus.SUBMITTED or current.renewal_open,
+                    party=Party.DEPARTMENT,
                 ),
                 final=current.status in TERMINAL,
             )

@@ -92,16 +92,68 @@ def allowed_actions(status: SystemStatus) -> tuple[Action, ...]:
 _VOTES = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES})
 
 
-def offered_actions(status: SystemStatus, *, under_review: bool) -> tuple[tuple[str, str], ...]:
-    """What a person may do from ``status``, as (action, Chinese label) pairs for a refusal to name.
+class Party(StrEnum):
+    """Who takes an action: a refusal offers the asker only her own party's actions (a department admin
+    told "possible now: suspend" runs it and is refused again: only the supervisors suspend)."""
+
+    DEPARTMENT = "department"
+    REVIEWERS = "reviewers"
+    SUPERVISORS = "supervisors"
+
+
+PARTY_OF: Mapping[Action, Party] = MappingProxyType(
+    {
+        Action.SUBMIT: Party.DEPARTMENT,
+        Action.WITHDRAW: Party.DEPARTMENT,
+        Action.REVISE: Party.DEPARTMENT,
+        Action.RECERTIFY: Party.DEPARTMENT,
+        Action.APPROVE: Party.REVIEWERS,
+        Action.REJECT: Party.REVIEWERS,
+        Action.REQUEST_CHANGES: Party.REVIEWERS,
+        Action.SUSPEND: Party.SUPERVISORS,
+        Action.REINSTATE: Party.SUPERVISORS,
+        Action.REVOKE: Party.SUPERVISORS,
+    }
+)
+
+PARTY_LABELS: Mapping[Party, tuple[str, str]] = MappingProxyType(
+    {
+        Party.DEPARTMENT: ("申请部门", "its department"),
+        Party.REVIEWERS: ("联审单位", "the reviewing offices"),
+        Party.SUPERVISORS: ("监督部门", "the supervisors"),
+    }
+)
+
+
+def offered_actions(
+    status: SystemStatus, *, under_review: bool, party: Party | None = None
+) -> tuple[tuple[str, str], ...]:
+    """What a person may do from ``status``, as (action, Chinese label) pairs for a refusal to name; with
+    ``party``, only what that party takes.
 
     Never LAPSE (the daily job's, not a person's), and no vote outside a review round: an approved system's
     vote edges exist only while its renewal round is open."""
     return tuple(
         (a.value, ACTION_LABELS_ZH[a])
         for a in allowed_actions(status)
-        if a is not Action.LAPSE and (under_review or a not in _VOTES)
+        if a is not Action.LAPSE
+        and (under_review or a not in _VOTES)
+        and (party is None or PARTY_OF[a] is party)
     )
+
+
+def others_actions(
+    status: SystemStatus, *, under_review: bool, party: Party
+) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
+    """What the other parties may do from ``status``: (party zh, party en, actions) for each that may."""
+    found = []
+    for other in Party:
+        if other is party:
+            continue
+        actions = offered_actions(status, under_review=under_review, party=other)
+        if actions:
+            found.append((*PARTY_LABELS[other], actions))
+    return tuple(found)
 
 
 def transition(status: SystemStatus, action: Action, *, system_id: str | None = None) -> SystemStatus:
@@ -112,9 +164,14 @@ def transition(status: SystemStatus, action: Action, *, system_id: str | None = 
         status_zh = STATUS_LABELS_ZH.get(status) if status in set(SystemStatus) else None
         action_zh = ACTION_LABELS_ZH.get(action) if action in set(Action) else None
         known = status in set(SystemStatus)
+        party = PARTY_OF.get(Action(action)) if action in set(Action) else None
+        under_review = status == SystemStatus.SUBMITTED
         possible = (
-            offered_actions(SystemStatus(status), under_review=status == SystemStatus.SUBMITTED)
-            if known
+            offered_actions(SystemStatus(status), under_review=under_review, party=party) if known else ()
+        )
+        others = (
+            others_actions(SystemStatus(status), under_review=under_review, party=party)
+            if known and party is not None
             else ()
         )
         raise IllegalTransition(
@@ -124,5 +181,6 @@ def transition(status: SystemStatus, action: Action, *, system_id: str | None = 
             status_zh=status_zh,
             action_zh=action_zh,
             possible=possible,
+            others=others,
             final=known and SystemStatus(status) in TERMINAL,
         ) from None

@@ -437,9 +437,8 @@ def test_a_vote_or_an_edit_on_an_approved_system_names_its_actions_not_votes(
     flow.approve_all("health-visits")
     with pytest.raises(IllegalTransition) as info:
         service.update(make_registration(name="改名"), "u-health-admin")
-    assert info.value.message_zh.endswith(
-        "当前可以：暂停（suspend）、撤销（revoke）、重新审核（recertify）。"
-    ), info.value.message_zh
+    # The department's own action only: suspend and revoke are the supervisors'.
+    assert info.value.message_zh.endswith("当前可以：重新审核（recertify）。"), info.value.message_zh
     assert "最终状态" not in info.value.message_zh
     with pytest.raises(IllegalTransition) as info:
         vote(service, "health-visits", "city_operations_centre", "approve")

@@ -79,9 +79,66 @@ def test_message_is_chinese_first_with_labels() -> None:
 
 def test_a_refused_action_names_what_can_be_done_instead() -> None:
     with pytest.raises(IllegalTransition) as info:
-        transition(SystemStatus.SUSPENDED, Action.RECERTIFY, system_id="x-sys")
+        transition(SystemStatus.SUSPENDED, Action.SUSPEND, system_id="x-sys")
     assert info.value.message_zh.endswith("当前可以：恢复（reinstate）、撤销（revoke）。")
     assert info.value.message_en.endswith("Possible now: reinstate, revoke.")
+
+
+@pytest.mark.parametrize(
+    ("status", "asked", "offered_zh", "offered_en"),
+    [
+        # A department admin is offered only what she can run: not "suspend, revoke" (the supervisors'),
+        # nor "approve, reject" (the offices' votes).
+        (
+            SystemStatus.APPROVED,
+            Action.SUBMIT,
+            "当前可以：重新审核（recertify）。",
+            "Possible now: recertify.",
+        ),
+        (SystemStatus.SUBMITTED, Action.SUBMIT, "当前可以：撤回（withdraw）。", "Possible now: withdraw."),
+        (
+            SystemStatus.APPROVED,
+            Action.WITHDRAW,
+            "当前可以：重新审核（recertify）。",
+            "Possible now: recertify.",
+        ),
+        # Nothing of her own: who can, and what.
+        (
+            SystemStatus.SUSPENDED,
+            Action.RECERTIFY,
+            "现在不能由您办理，可以办理的是：监督部门——恢复（reinstate）、撤销（revoke）。",
+            "Only others can act now: the supervisors may reinstate, revoke.",
+        ),
+        # A supervisor suspending a system never approved is not told "possible now: submit".
+        (
+            SystemStatus.DRAFT,
+            Action.SUSPEND,
+            "现在不能由您办理，可以办理的是：申请部门——提交联审（submit）。",
+            "Only others can act now: its department may submit.",
+        ),
+        (
+            SystemStatus.SUBMITTED,
+            Action.SUSPEND,
+            "现在不能由您办理，可以办理的是：申请部门——撤回（withdraw）；"
+            "联审单位——通过（approve）、不予通过（reject）、退回修改（request_changes）。",
+            "Only others can act now: its department may withdraw; "
+            "the reviewing offices may approve, reject, request_changes.",
+        ),
+        (
+            SystemStatus.APPROVED,
+            Action.REINSTATE,
+            "当前可以：暂停（suspend）、撤销（revoke）。",
+            "Possible now: suspend, revoke.",
+        ),
+    ],
+)
+def test_a_refusal_offers_only_the_askers_own_actions(
+    status: SystemStatus, asked: Action, offered_zh: str, offered_en: str
+) -> None:
+    with pytest.raises(IllegalTransition) as info:
+        transition(status, asked, system_id="x-sys")
+    assert info.value.message_zh.endswith(offered_zh), info.value.message_zh
+    assert info.value.message_en.endswith(offered_en), info.value.message_en
 
 
 def test_unknown_action_is_refused_not_crashing() -> None:
