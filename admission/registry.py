@@ -903,15 +903,24 @@ class AdmissionService:
         return {**event, "renewal": renewal}
 
     def lapse_due(self, now: datetime | None = None) -> list[ChangeEvent]:
-        """Lapse every approval that has reached ``approved_until`` (the boundary instant included)."""
+        """Lapse every approval that has reached ``approved_until`` (the boundary instant included).
+
+        An approval that ends while its department's re-certification round is open lapses too (blocked
+        from then on), but the round goes on as the full review a lapsed system needs: the department asked
+        in time, and the offices that have signed it do not sign again (nor must the department recertify
+        once more). A second event, ``admission.renewal_continued``, records that."""
         now = now or self._now()
+        actor = "system:recertification"
         events: list[ChangeEvent] = []
         for system_id in self.repo.due_to_lapse(now):
             reg = self._load(system_id)
-            _, event = self._move(reg, Action.LAPSE, "system:recertification", now, renewal_open=False)
+            lapsed, event = self._move(reg, Action.LAPSE, actor, now, renewal_open=False)
             events.append(
                 {**event, "approved_until": reg.approved_until.isoformat() if reg.approved_until else None}
             )
+            if reg.renewal_open:
+                _, continued = self._move(lapsed, Action.RECERTIFY, actor, now, kind="renewal_continued")
+                events.append({**continued, "round": reg.review_round})
         return events
 
     # -- credentials ---------------------------------------------------------------------------------

@@ -1056,7 +1056,18 @@ async def recertification_reminders(
                 ]
             # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
             ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
-            if reminder.lapsed:
+            if reminder.lapsed and reg.renewal_open:
+                # Its department already asked: the offices still to sign are the ones to act.
+                message_zh = (
+                    f"系统 {reg.system_id} 的准入已于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，现已被阻断，"
+                    "村（社区）无法使用；重新审核已在进行中，尚未表决的审核单位表决同意后即恢复。"
+                )
+                message_en = (
+                    f"The admission of {reg.system_id} lapsed on {ends:%Y-%m-%d %H:%M} (Beijing time); the "
+                    "system is blocked. Its re-certification is under way: it works again once the offices "
+                    "still to vote have approved."
+                )
+            elif reminder.lapsed:
                 message_zh = (
                     f"系统 {reg.system_id} 的准入已于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，现已被阻断，"
                     "村（社区）无法使用；请尽快申请重新审核。"
@@ -1064,6 +1075,15 @@ async def recertification_reminders(
                 message_en = (
                     f"The admission of {reg.system_id} lapsed on {ends:%Y-%m-%d %H:%M} (Beijing time); the "
                     "system is blocked until it is re-certified and approved again."
+                )
+            elif reg.renewal_open:
+                message_zh = (
+                    f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，"
+                    "重新审核已在进行中，请尚未表决的审核单位在到期前表决。"
+                )
+                message_en = (
+                    f"The admission of {reg.system_id} lapses on {ends:%Y-%m-%d %H:%M} (Beijing time); its "
+                    "re-certification is under way: the offices still to vote should vote before then."
                 )
             else:
                 message_zh = (
@@ -1098,11 +1118,18 @@ async def lapse_due(
     request: Request,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    """The lapse job: every approval past its end becomes ``lapsed`` (routing already refuses it by time)."""
+    """The lapse job: every approval past its end becomes ``lapsed`` (routing already refuses it by time);
+    one whose re-certification round was open stays under review in that round (``review_continues``)."""
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         events = service.lapse_due()
-        return {"lapsed": [str(e["system_id"]) for e in events]}, list(events)
+        answer = {
+            "lapsed": [str(e["system_id"]) for e in events if e["kind"] == "admission.lapsed"],
+            "review_continues": [
+                str(e["system_id"]) for e in events if e["kind"] == "admission.renewal_continued"
+            ],
+        }
+        return answer, list(events)
 
     return await _act(runtime, principal, request, work)
 

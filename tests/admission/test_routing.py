@@ -161,6 +161,37 @@ def test_early_recertification_keeps_the_system_routing(
     )
 
 
+def test_an_approval_ending_mid_renewal_lapses_and_the_round_goes_on(
+    flow: Flow, service: AdmissionService, clock: FakeClock
+) -> None:
+    """The department recertified in time and four offices signed; the fifth had not when the approval
+    ended. The daily lapse job closed the round: the four signatures no longer counted and the
+    department had to recertify again. Now the system is blocked (lapsed) and the round goes on: the
+    remaining office's vote approves it."""
+    flow.admit(make_registration())
+    clock.advance(timedelta(days=340))
+    service.recertify("health-visits", "u-health-admin")
+    first, *rest = list(service.review_progress("health-visits").pending)
+    for office in rest:
+        reviewer, department = REVIEWERS[office]
+        service.review("health-visits", office, reviewer, department, "approve", "同意")
+    clock.advance(timedelta(days=30))
+    events = service.lapse_due()
+    assert [(e["kind"], e["before"], e["after"]) for e in events] == [
+        ("admission.lapsed", "approved", "lapsed"),
+        ("admission.renewal_continued", "lapsed", "submitted"),
+    ]
+    reg = service.get("health-visits")
+    assert (reg.status, reg.review_round, reg.renewal_open) == (SystemStatus.SUBMITTED, 2, False)
+    assert not routing_verdict(reg, clock.now).allowed
+    progress = service.review_progress("health-visits")
+    assert progress.pending == (first,) and set(progress.approved_by) == set(rest)
+    reviewer, department = REVIEWERS[first]
+    last = service.review("health-visits", first, reviewer, department, "approve", "同意")
+    assert last["after"] == "approved"
+    assert routing_verdict(service.get("health-visits"), clock.now).allowed
+
+
 def test_recertification_can_end_in_rejection(flow: Flow, service: AdmissionService) -> None:
     flow.admit(make_registration())
     service.recertify("health-visits", "u-health-admin")

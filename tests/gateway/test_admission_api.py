@@ -911,6 +911,34 @@ def test_lapse_by_time_then_recertification(stack: Stack) -> None:
     assert "admission.lapsed" in kinds and "admission.recertification_opened" in kinds
 
 
+def test_an_approval_ending_mid_renewal_keeps_its_round(stack: Stack) -> None:
+    """Recertified in time, the approval ended before every office had voted: the reminder told the
+    department to apply for the re-review it had already opened, and the lapse job closed the round, so
+    the offices that had signed had to sign again. Now the reminder names the round under way, the job
+    answers the system under ``review_continues``, and the last office's vote approves it."""
+    sid, token = _fresh_system_with_token(stack)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))
+    ok(call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_gov_office", json={"vote": "approve"}), 201)
+    set_approved_until(stack, sid, datetime.now(UTC) - timedelta(seconds=1))
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    assert mine["lapsed"] is True and {a["action"] for a in mine["must_act"]} == {"review"}
+    assert "重新审核已在进行中" in mine["message_zh"] and "请尽快申请" not in mine["message_zh"]
+    assert "under way" in mine["message_en"]
+
+    lapsed = json.loads(
+        stack.cli("admission", "lapse-due", "--as", "supervisor", "--url", stack.base_url).stdout
+    )
+    assert sid in lapsed["lapsed"] and sid in lapsed["review_continues"]
+    progress = ok(call(stack, "GET", f"{API}/systems/{sid}/progress", "hb_sysadmin"))
+    assert progress["status"] == "submitted"
+    assert [o["code"] for o in progress["signed"]] == ["district_government_office"]
+    final = approve_all(stack, sid)
+    assert final["outcome"] == "approved"
+    held, _ = _until(lambda: as_system(stack.base_url, token).status_code == 200, 10.0)
+    assert held
+
+
 def test_a_lapsed_provider_is_explained_to_the_village_user_the_data_path_refuses(stack: Stack) -> None:
     """The residents' registry lapsed: the cadre's read was refused with words addressed to its department
     (须重新通过联审后才能访问), and her own ``policy explain`` answered "allowed". The refusal then named
