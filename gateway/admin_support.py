@@ -107,23 +107,31 @@ def checked_org(code: str, name: str = "org_scope") -> str:
         ) from None
 
 
-def supervised_prefix(principal: Principal, org: str | None = None) -> str:
+#: What to change when the code came as ``--org`` (the supervision views'), zh and en.
+_INSTEAD_OF_ORG: Final = (
+    "请去掉单位条件（--org），或改用本辖区内单位的区划代码。",
+    "Leave out the organisation filter (--org), or give the division code of one within your jurisdiction.",
+)
+
+
+def supervised_prefix(
+    principal: Principal, org: str | None = None, *, instead: tuple[str, str] = _INSTEAD_OF_ORG
+) -> str:
     """The significant prefix of the organisation subtree the caller may look at: their own, or the part of
     it ``org`` names; a code outside it is 404 ``outside_scope`` (a code beyond one's reach is not
-    confirmed to be anything), saying what the caller may look at instead. The one check of "whose
-    figures" for every supervision view (least privilege, GB/T 35273-2020 §7.1): a township's
-    supervisor sees her own township's, never a neighbour's."""
+    confirmed to be anything), saying what the caller may look at instead and, in ``instead``, what to
+    change in the request as she typed it (a view that takes no ``--org`` names its own argument). The
+    one check of "whose figures" for every supervision view (least privilege, GB/T 35273-2020 §7.1): a
+    township's supervisor sees her own township's, never a neighbour's."""
     mine = checked_org(principal.org, "org")
     own = grassroots_divisions.significant_prefix(mine)
     wanted = grassroots_divisions.significant_prefix(checked_org(org, "org")) if org else own
     if not wanted.startswith(own):
         # "outside your scope" alone left a township supervisor guessing what she may look at.
         raise NotFound(
-            f"所查询的单位不在您的监督范围内：您只能查看本单位（{mine}）及其下级单位的记录。"
-            "请去掉单位条件（--org），或改用本辖区内单位的区划代码。",
+            f"所查询的单位不在您的监督范围内：您只能查看本单位（{mine}）及其下级单位的记录。{instead[0]}",
             f"The organisation asked for is outside your supervisory scope: you may look at your own "
-            f"organisation ({mine}) and those under it only. Leave out the organisation filter (--org), "
-            "or give the division code of one within your jurisdiction.",
+            f"organisation ({mine}) and those under it only. {instead[1]}",
             code="outside_scope",
         )
     return wanted

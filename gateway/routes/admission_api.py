@@ -1290,7 +1290,15 @@ async def burden_of_village(
     """How many admitted systems reach this village and which fields they demand of it; a village outside
     the caller's organisation is 404 ``outside_scope`` (:func:`supervised_prefix`)."""
     code = _village_code(village_code)
-    supervised_prefix(principal, code)
+    # `admission burden` takes the village as its argument: no --org to leave out.
+    supervised_prefix(
+        principal,
+        code,
+        instead=(
+            "请改用本辖区内村（社区）的 12 位区划代码。",
+            "Give the 12-digit code of a village or community within your jurisdiction.",
+        ),
+    )
     catalog = runtime.catalog
 
     def work(service: AdmissionService) -> dict[str, Any]:
@@ -1332,7 +1340,15 @@ async def burden_report(
     requested = [_village_code(v) for v in village or []]
     scope = supervised_prefix(principal)
     for code in requested:
-        supervised_prefix(principal, code)
+        supervised_prefix(
+            principal,
+            code,
+            instead=(
+                "请去掉村（社区）条件（--village），或改用本辖区内村（社区）的区划代码。",
+                "Leave out the village filter (--village), or give the code of a village or community "
+                "within your jurisdiction.",
+            ),
+        )
     catalog = runtime.catalog
 
     def work(service: AdmissionService) -> dict[str, Any]:

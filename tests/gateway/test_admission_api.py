@@ -1359,15 +1359,17 @@ def test_a_township_supervisor_gets_her_own_townships_burden_figures_only(stack:
     csv_rows = call(stack, "GET", f"{API}/burden/report", "town_supervisor_a", params={"format": "csv"}).text
     assert neighbour_village not in csv_rows and VILLAGE_A in csv_rows
 
-    for path, params in (
-        (f"{API}/burden/report", {"village": neighbour_village}),
-        (f"{API}/burden/report", {"village": [VILLAGE_A, neighbour_village]}),
-        (f"{API}/burden/villages/{neighbour_village}", {}),
+    # What to change names the argument she typed: `admission burden` and `report` take no --org.
+    for path, params, change in (
+        (f"{API}/burden/report", {"village": neighbour_village}, "--village"),
+        (f"{API}/burden/report", {"village": [VILLAGE_A, neighbour_village]}, "--village"),
+        (f"{API}/burden/villages/{neighbour_village}", {}, "12 位区划代码"),
     ):
         refused = call(stack, "GET", path, "town_supervisor_a", params=params)
         assert (refused.status_code, refused.json()["error"]) == (404, "outside_scope"), refused.text
         assert neighbour_village not in refused.text
         assert TOWNSHIP_A in refused.json()["message"]
+        assert change in refused.json()["message"] and "--org" not in refused.text
     assert ok(call(stack, "GET", f"{API}/burden/villages/{VILLAGE_A}", "town_supervisor_a"))["n_systems"] >= 1
     assert (
         neighbour_village
