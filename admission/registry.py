@@ -809,6 +809,20 @@ class AdmissionService:
                 "同一审核人在一轮联审中只能代表一个单位表决。",
                 "One reviewer may vote for only one office in a review round.",
             )
+        if vote is not ReviewVote.APPROVE and not comment.strip():
+            # "comment: a reason is required" left a reviewer unsure which option to add, and whether
+            # her vote had counted.
+            what_zh, what_en = (
+                ("驳回", "A vote to reject")
+                if vote is ReviewVote.REJECT
+                else ("要求修改", "A request for changes")
+            )
+            raise ReasonRequired(
+                "comment",
+                f"{what_zh}须写明理由（--comment），理由会退回申请部门并记入联审记录。本次未表决。",
+                f"{what_en} needs the reasons (--comment); they go back to the department and into the "
+                "review record. Nothing was voted.",
+            )
         if vote is not ReviewVote.APPROVE or comment.strip():
             comment = self._require_reason(comment, "comment")
         now = self._now()

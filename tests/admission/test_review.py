@@ -17,6 +17,7 @@ from admission import (
     ConfigurationError,
     IllegalTransition,
     InvalidRegistration,
+    ReasonRequired,
     RegistrationExists,
     RegistrationNotFound,
     ReviewOffice,
@@ -406,6 +407,22 @@ def test_approvals_of_a_round_that_ended_do_not_show_as_signed(
     assert progress.round_ended and progress.approved_by == ()
     assert progress.pending == tuple(DEFAULT_OFFICES)
     assert progress.votes[0].office == "big_data_centre"  # kept as the record
+
+
+@pytest.mark.parametrize(("v", "what"), [("reject", "驳回"), ("request_changes", "要求修改")])
+def test_a_vote_against_without_a_comment_names_the_option_and_counts_nothing(
+    service: AdmissionService, v: str, what: str
+) -> None:
+    """It said only "comment：须说明理由": which option to add, and whether the vote counted, were left
+    to guess."""
+    service.register(make_registration())
+    service.submit("health-visits", "u-health-admin")
+    with pytest.raises(ReasonRequired) as info:
+        vote(service, "health-visits", "big_data_centre", v, "  ")
+    assert info.value.message_zh.startswith(f"comment：{what}须写明理由（--comment）")
+    assert info.value.message_zh.endswith("本次未表决。")
+    assert "--comment" in info.value.message_en and "Nothing was voted" in info.value.message_en
+    assert service.review_progress("health-visits").votes == ()
 
 
 def test_an_office_voting_again_is_told_how_to_change_its_vote(service: AdmissionService) -> None:

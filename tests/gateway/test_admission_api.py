@@ -265,7 +265,10 @@ def test_changes_requested_rejection_and_resubmission(stack: Stack) -> None:
     ok(call(stack, "POST", f"{API}/systems/{sid}/submit", "hb_sysadmin"))
     no_reason = call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_operations", json={"vote": "reject"})
     assert no_reason.status_code == 422 and no_reason.json()["error"] == "reason_required"
-    assert "须说明理由" in no_reason.json()["message"] and "comment" in no_reason.json()["message_en"]
+    assert (
+        "须写明理由（--comment）" in no_reason.json()["message"]
+        and "--comment" in no_reason.json()["message_en"]
+    )
     rejected = ok(
         call(
             stack,
