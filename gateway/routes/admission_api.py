@@ -340,13 +340,16 @@ def _check_against_catalog(
         dataset, dot, name = ref.partition(".")
         spec = catalog.datasets.get(dataset)
         if dot and spec is not None and name not in spec.fields:
+            # The dataset is a catalogued one; the field name as submitted is not echoed. The catalog's
+            # own field names are: a department that typed residents.nmae learns what it may write.
+            names = sorted(spec.fields)
             raise InvalidRequest(
-                # The dataset is a catalogued one; the field name as submitted is not echoed.
-                f"collects_fields：目录中数据集 {dataset} 没有所填的字段，"
-                "请按数据目录中该数据集的字段名填写。",
-                f"collects_fields: the catalog's dataset {dataset} has no such field; use the field names "
-                "the data catalog lists for it.",
+                f"collects_fields：目录中数据集 {dataset} 没有所填的字段，请按数据目录中该数据集的字段名"
+                f"填写（写作 {dataset}.字段名）：{'、'.join(names)}。",
+                f"collects_fields: the catalog's dataset {dataset} has no such field; use a field name the "
+                f"data catalog lists for it (written {dataset}.FIELD): {', '.join(names)}.",
                 code="invalid_registration",
+                extra={"dataset": dataset, "catalog_fields": names},
             )
     for provided in reg.provides:
         spec = catalog.datasets.get(provided.dataset)

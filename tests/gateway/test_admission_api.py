@@ -634,6 +634,21 @@ def test_field_mapping_levels_are_integers_as_in_the_catalog(stack: Stack) -> No
     assert shown["field_mapping"]["residents.mobile"]["level"] == 3
 
 
+def test_a_misspelt_catalogued_field_is_refused_with_the_fields_the_dataset_has(stack: Stack) -> None:
+    """``--collects residents.nmae`` was refused with "use the field names the data catalog lists" and no
+    list: the department had to find the catalog. Now the dataset's catalogued fields are named (never
+    what was typed)."""
+    typo = registration(new_id("typo"), collects_fields=["residents.nmae"])
+    resp = call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=typo)
+    body = resp.json()
+    assert (resp.status_code, body["error"]) == (422, "invalid_registration"), resp.text
+    catalog = ok(call(stack, "GET", "/api/v1/masking/catalog", "supervisor", params={"dataset": "residents"}))
+    fields = sorted(catalog["datasets"]["residents"]["fields"])
+    assert body["catalog_fields"] == fields and body["dataset"] == "residents"
+    assert "、".join(fields) in body["message"] and ", ".join(fields) in body["message_en"]
+    assert "residents.字段名" in body["message"] and "nmae" not in resp.text
+
+
 def test_a_registration_cannot_take_over_a_catalogued_dataset(stack: Stack) -> None:
     hijack = registration(
         new_id("hijack"), provides=[{"dataset": "residents", "base_url": "http://127.0.0.1:9/", "fields": []}]
