@@ -50,6 +50,8 @@ _NO = {"no", "n", "false", "0", "否"}
 def _checklist(items: list[str] | None) -> dict[str, Any] | None:
     if not items:
         return None
+    from admission.model import BurdenChecklist
+
     answers: dict[str, Any] = {}
     for typed in items:
         # A Chinese input method in full-width mode types ＝ and ｙｅｓ: the same answer (NFKC). The notes
@@ -64,6 +66,8 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
             raise typer.Exit(2)
         if key.strip() == "notes":
             answers["notes"] = re.split("[=＝]", typed, maxsplit=1)[1]
+        elif key.strip() not in BurdenChecklist.QUESTIONS:
+            _unknown_question(key.strip())
         elif value.strip().lower() in _YES | _NO:
             answers[key.strip()] = value.strip().lower() in _YES
         else:
@@ -73,6 +77,28 @@ def _checklist(items: list[str] | None) -> dict[str, Any] | None:
             )
             raise typer.Exit(2)
     return answers
+
+
+def _unknown_question(key: str) -> None:
+    """A misspelt question (forces_checkin) named on the terminal of whoever typed it, with the nearest
+    question and every one the checklist asks: the gateway's refusal names only the questions, never what
+    was typed (it would reach its log and the audit of the refused act). Nothing is sent; exit 2."""
+    from difflib import get_close_matches
+
+    from admission.model import BurdenChecklist
+
+    questions = BurdenChecklist.QUESTIONS
+    near = get_close_matches(key, questions, n=1)
+    guess_zh = f"您是不是要写 {near[0]}？" if near else ""
+    guess_en = f" Did you mean {near[0]}?" if near else ""
+    typer.echo(
+        f"--checklist {key}：减负清单上没有这个问题。{guess_zh}可回答的问题是 "
+        f"{'、'.join(f'{q}（{BurdenChecklist.QUESTIONS_ZH[q]}）' for q in questions)}，以及 notes（说明）。"
+        f"本次未提交。\n--checklist {key}: no such question on the burden checklist.{guess_en} It asks "
+        f"{', '.join(questions)} (and takes notes); nothing was sent.",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 def _declare_lookups(body: dict[str, Any], datasets: list[str]) -> None:

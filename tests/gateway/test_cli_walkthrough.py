@@ -294,6 +294,24 @@ def test_checklist_answers_typed_full_width_are_the_same_answers(gateway: Gatewa
     }
 
 
+def test_a_misspelt_checklist_question_is_named_with_the_nearest_one_before_any_call(
+    gateway: Gateway,
+) -> None:
+    """``--checklist forces_checkin=no`` reached the gateway, which refused it (exit 1) naming the questions
+    but not the one misspelt: the department compared five names by eye. The CLI, on the typist's own
+    terminal, names it and the nearest question, and sends nothing."""
+    result = _cli(
+        "admission", "register", "--system-id", "elderly-care-visits", "--checklist", "forces_checkins=no",
+        "--checklist", "forces_checkin=no", "--url", gateway.url, "--token", "t",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    zh, en = _chinese_then_english(result.stderr)
+    assert zh.startswith("--checklist forces_checkin：减负清单上没有这个问题。您是不是要写 forces_checkins？")
+    assert zh.endswith("本次未提交。") and "offers_complaint_entry（是否提供投诉反馈入口）" in zh
+    assert "Did you mean forces_checkins?" in en and en.endswith("nothing was sent.")
+    assert gateway.received == []
+
+
 @pytest.mark.parametrize(
     ("typed", "sent"),
     [("同意", "approve"), ("驳回", "reject"), ("要求修改", "request_changes"), (" Reject ", "reject")],
