@@ -964,9 +964,16 @@ class AdmissionService:
         now = self._now()
         row = self._client_row(reg, now)
         if row.secret_hash is not None:
+            # "rotate it instead" named no option, nor that the old secret dies with the rotation (a
+            # system admin who only lost her copy needs to know the system's running one stops too).
             raise CredentialConflict(
-                f"系统 {system_id} 已有客户端密钥，请使用轮换。",
-                f"System {system_id} already has a client secret; rotate it instead.",
+                f"系统 {system_id} 已有客户端密钥（只在签发时显示一次，无法再次查看）。如需新密钥，请使用轮换"
+                f"（grassroots admission client-secret {system_id} --rotate；接口：?rotate=true）："
+                "轮换后旧密钥及用它取得的令牌立即失效，须同时更新系统中配置的密钥。",
+                f"System {system_id} already has a client secret (shown once, when issued; it cannot be "
+                "shown again). For a new one, rotate it instead (grassroots admission client-secret "
+                f"{system_id} --rotate; API: ?rotate=true): the old secret and every token obtained with it "
+                "stop working at once, so update the secret the system is configured with too.",
             )
         return self._set_secret(reg, row, actor, now, "credential_issued")
 

@@ -49,8 +49,12 @@ def test_rotation_stops_the_old_secret(service: AdmissionService, admitted: str)
 
 def test_second_issue_is_refused(service: AdmissionService, admitted: str) -> None:
     service.issue_client_secret(admitted, "u-health-admin")
-    with pytest.raises(CredentialError, match="rotate"):
+    with pytest.raises(CredentialError, match="rotate") as info:
         service.issue_client_secret(admitted, "u-health-admin")
+    # It said "请使用轮换" and no more: the option to use, and that the old secret then stops working.
+    assert f"admission client-secret {admitted} --rotate" in info.value.message_zh
+    assert "旧密钥及用它取得的令牌立即失效" in info.value.message_zh
+    assert "--rotate" in info.value.message_en and "stop working at once" in info.value.message_en
 
 
 def test_rotation_without_a_secret_is_refused(service: AdmissionService, admitted: str) -> None:
