@@ -101,6 +101,31 @@ def _unknown_question(key: str) -> None:
     raise typer.Exit(2)
 
 
+def _refuse_unknown_keys(file: Path, loaded: dict[str, Any]) -> None:
+    """A misspelt key of ``--file`` (``colects``) named on the typist's terminal with the nearest key, before
+    any call: the gateway refuses it too, naming only the keys it takes (never what was typed), and left
+    the department comparing eleven names by eye. Exit 2, nothing sent."""
+    from difflib import get_close_matches
+
+    from gateway.registration_keys import REGISTRATION_KEYS, REGISTRATION_VIEW_KEYS
+
+    unknown = [k for k in loaded if k not in REGISTRATION_KEYS and k not in REGISTRATION_VIEW_KEYS]
+    if not unknown:
+        return
+    named_zh, named_en = [], []
+    for key in unknown:
+        near = get_close_matches(key, REGISTRATION_KEYS, n=1)
+        named_zh.append(f"{key}（是不是 {near[0]}？）" if near else key)
+        named_en.append(f"{key} (did you mean {near[0]}?)" if near else key)
+    typer.echo(
+        f"{file} 中有登记没有的项：{'、'.join(named_zh)}。可填写的项是 {'、'.join(REGISTRATION_KEYS)}。"
+        f"本次未提交。\n{file} holds keys a registration does not have: {', '.join(named_en)}. It takes "
+        f"{', '.join(REGISTRATION_KEYS)}; nothing was sent.",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
 def _declare_lookups(body: dict[str, Any], datasets: list[str]) -> None:
     """Declare the record-id lookup of each of ``datasets`` the way the registration payload does: the
     endpoint ``<collection>/lookup`` among the dataset's ``endpoints``, the collection being its first
@@ -145,6 +170,7 @@ def _registration_body(
         if not isinstance(loaded, dict):
             typer.echo(f"{file} 必须是一个 JSON 对象。\n{file} must hold a JSON object", err=True)
             raise typer.Exit(2)
+        _refuse_unknown_keys(file, loaded)
         body.update(loaded)
     provided = None
     if provides:

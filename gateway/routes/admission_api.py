@@ -47,7 +47,6 @@ import audit
 from admission import (
     CLIENT_ASSERTION_TYPE,
     DATASET_ID_PATTERN,
-    EDITABLE_FIELDS,
     REQUIRED_KEYS,
     SYSTEM_ID_PATTERN,
     AdmissionConfig,
@@ -96,6 +95,7 @@ from gateway.openapi_doc import ecma_pattern, other_formats
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
+from gateway.registration_keys import REGISTRATION_KEYS, REGISTRATION_VIEW_KEYS
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
@@ -494,26 +494,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-#: What a registration body may set, and what the registration's own view adds (read back and sent again
-#: whole, those are ignored: the status and filing fields are never taken from the caller).
-_REGISTRATION_KEYS = ("system_id", "department", *EDITABLE_FIELDS)
-_REGISTRATION_VIEW_KEYS = frozenset(
-    {
-        "status",
-        "status_zh",
-        "department_name_zh",
-        "filing_number",
-        "approved_until",
-        "created_by",
-        "review_round",
-        "renewal_open",
-        "concerns",
-        "field_mapping",
-        "credentials",
-    }
-)
-
-
 def _registration_schema(*, draft: bool) -> dict[str, Any]:
     """The registration body in the OpenAPI document (read by hand as JSON, so that a misspelt key is
     refused by :func:`_registration_body` rather than dropped): for a client generated from the document
@@ -581,10 +561,10 @@ async def _registration_body(request: Request) -> dict[str, Any]:
     (``colects``) would otherwise be dropped and the system registered without it. The keys it takes are
     named, never what was typed."""
     body = await _json_object(request)
-    if set(body) - set(_REGISTRATION_KEYS) - _REGISTRATION_VIEW_KEYS:
+    if set(body) - set(REGISTRATION_KEYS) - REGISTRATION_VIEW_KEYS:
         raise InvalidRequest(
-            f"登记内容含有无法识别的项；可填写的项是 {'、'.join(_REGISTRATION_KEYS)}。",
-            f"The registration holds a key it does not define; it takes {', '.join(_REGISTRATION_KEYS)}.",
+            f"登记内容含有无法识别的项；可填写的项是 {'、'.join(REGISTRATION_KEYS)}。",
+            f"The registration holds a key it does not define; it takes {', '.join(REGISTRATION_KEYS)}.",
             code="invalid_registration",
         )
     return body

@@ -277,6 +277,30 @@ def test_a_registration_file_that_is_not_json_says_where(gateway: Gateway, tmp_p
     assert gateway.received == []
 
 
+def test_a_misspelt_key_of_a_registration_file_is_named_before_any_call(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """``"colects"`` in --file went to the gateway, which refused it (exit 1) naming the eleven keys it
+    takes but not the one misspelt. The CLI names it, and the nearest key, on the typist's terminal; the
+    fields of a registration read back whole (status, filing_number) are still taken."""
+    registration = tmp_path / "registration.json"
+    registration.write_text(
+        '{"system_id": "elderly-care-visits", "colects": ["residents.name"], "status": "approved"}',
+        encoding="utf-8",
+    )
+    result = _cli("admission", "register", "--file", str(registration), "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2, result.output
+    zh, en = _chinese_then_english(result.stderr)
+    assert "中有登记没有的项：colects（是不是 collects_fields？）。可填写的项是 system_id、" in zh
+    assert zh.endswith("本次未提交。")
+    assert "colects (did you mean collects_fields?)" in en and en.endswith("nothing was sent.")
+    assert gateway.received == []
+    gateway.answer(200, {})
+    registration.write_text('{"system_id": "elderly-care-visits", "status": "approved"}', encoding="utf-8")
+    result = _cli("admission", "register", "--file", str(registration), "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 0, result.stderr
+
+
 def test_checklist_answers_typed_full_width_are_the_same_answers(gateway: Gateway) -> None:
     """A Chinese input method in full-width mode types ＝ and ｙｅｓ; they were refused as a malformed
     answer. The notes keep their Chinese punctuation."""
