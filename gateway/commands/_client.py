@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import re
 import sys
 import typing
@@ -256,6 +257,18 @@ def json_option(raw: str | None, name: str) -> Any:
         raise typer.Exit(2) from None
 
 
+def _note_empty_variable(env: str) -> None:
+    """`export GRASSROOTS_SYSTEM_TOKEN=$(grassroots admission token --quiet)` with the token refused (the
+    system suspended, a wrong secret) sets the variable empty: "set GRASSROOTS_SYSTEM_TOKEN" alone told
+    her to do what she had just done."""
+    if env in os.environ and not os.environ[env].strip():
+        typer.echo(
+            f"环境变量 {env} 已设置，但是空的：给它赋值的命令可能失败了，请看那条命令的提示。\n"
+            f"{env} is set but empty: the command that set it may have failed; see what it said.",
+            err=True,
+        )
+
+
 def read_secret(given: str | None, *, env: str, what_zh: str, what_en: str) -> str:
     """A secret from its option or ``env`` (``given``), else typed at a terminal without echo, else one
     line of standard input (``… | grassroots admission me``).
@@ -265,11 +278,13 @@ def read_secret(given: str | None, *, env: str, what_zh: str, what_en: str) -> s
     if given:
         return given
     if sys.stdin.isatty():
+        _note_empty_variable(env)
         typed: str = typer.prompt(f"{what_zh} / {what_en}", hide_input=True)
         return typed
     line = sys.stdin.readline().rstrip("\r\n")
     if line:
         return line
+    _note_empty_variable(env)
     typer.echo(
         f"需要{what_zh}：请设置环境变量 {env}，或在终端中运行本命令（届时会提示输入，输入内容不显示）。\n"
         f"the {what_en} is needed: set {env}, or run the command in a terminal (it then asks, without echo)",

@@ -199,6 +199,24 @@ def test_a_secret_with_no_terminal_and_nothing_piped_names_its_variable(
     assert gateway.received == []
 
 
+def test_a_variable_set_empty_by_a_failed_command_is_said_to_be_empty(gateway: Gateway) -> None:
+    """``export GRASSROOTS_SYSTEM_TOKEN=$(grassroots admission token --quiet)`` with the token refused (the
+    system suspended) leaves the variable empty; ``admission me`` then told her only to set it, which she
+    had just done. It now says the variable is empty and that the command setting it may have failed."""
+    result = _cli("admission", "me", "--url", gateway.url, env={"GRASSROOTS_SYSTEM_TOKEN": ""})
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert (
+        lines[0]
+        == "环境变量 GRASSROOTS_SYSTEM_TOKEN 已设置，但是空的：给它赋值的命令可能失败了，请看那条命令的提示。"
+    )
+    assert lines[1].startswith("GRASSROOTS_SYSTEM_TOKEN is set but empty")
+    assert lines[2].startswith("需要系统访问令牌")
+    assert gateway.received == []
+    unset = _cli("admission", "me", "--url", gateway.url)
+    assert "已设置，但是空的" not in unset.stderr
+
+
 def test_a_secret_piped_on_standard_input_is_used_and_not_echoed(gateway: Gateway) -> None:
     gateway.answer(204, None)
     result = runner.invoke(
