@@ -26,6 +26,7 @@ import functools
 import io
 import json
 import os
+import re
 import secrets
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -186,16 +187,32 @@ _NOT_FOUND: Final = (
 )
 
 
-def _not_found() -> NotFound:
+_SYSTEM_ID: Final = re.compile(SYSTEM_ID_PATTERN)
+_NOT_A_SYSTEM_ID: Final = (
+    "系统标识只由小写字母、数字和连字符组成（例如 elderly-care-visits），请核对大小写，不要用下划线或空格。",
+    "A system id holds only lowercase letters, digits and hyphens (e.g. elderly-care-visits): check the "
+    "case, and use no underscores or spaces.",
+)
+
+
+def _not_found(system_id: str) -> NotFound:
     # The same answer as a missing system: a system admin learns nothing about other departments'.
-    # The id comes from the link: it is not echoed (a request may carry anything in its path).
+    # The id comes from the link: it is not echoed (a request may carry anything in its path). One that
+    # cannot be a system id (Elderly-Care-Visits, elderly_care_visits) is said to be so: no system has it,
+    # so that says nothing about any department's systems.
+    if _SYSTEM_ID.fullmatch(system_id) is None:
+        return NotFound(
+            f"{_NOT_FOUND[0]}{_NOT_A_SYSTEM_ID[0]}",
+            f"{_NOT_FOUND[1]} {_NOT_A_SYSTEM_ID[1]}",
+            code="system_not_found",
+        )
     return NotFound(*_NOT_FOUND, code="system_not_found")
 
 
 def _load_visible(service: AdmissionService, principal: Principal, system_id: str) -> SystemRegistration:
     reg = service.repo.get(system_id)
     if reg is None:
-        raise _not_found()
+        raise _not_found(system_id)
     if not _visible(principal, reg):
         # Answered as a missing system; the refused read's audit event names the system (a stored id).
         raise OutOfReach(*_NOT_FOUND, code="system_not_found", target={"system_id": reg.system_id})
@@ -206,7 +223,7 @@ def _load_own(service: AdmissionService, principal: Principal, system_id: str) -
     """A registration the caller administers as their department's system admin (else 404)."""
     reg = service.repo.get(system_id, for_update=True)
     if reg is None or not _is_department_admin(principal, reg):
-        raise _not_found()
+        raise _not_found(system_id)
     return reg
 
 
@@ -1008,7 +1025,7 @@ async def recertify_system(
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         reg = service.repo.get(system_id, for_update=True)
         if reg is None or not (_is_department_admin(principal, reg) or _is_registry_wide(principal)):
-            raise _not_found()
+            raise _not_found(system_id)
         change = service.recertify(system_id, principal.user_id)
         return _progress_view(service, system_id), [change]
 

@@ -543,6 +543,30 @@ def test_an_unknown_system_id_is_not_echoed_back(
     assert typed not in resp.text and "admission list" in resp.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("user", "method", "act"),
+    [
+        ("hb_sysadmin", "GET", ""),
+        ("hb_sysadmin", "POST", "/submit"),
+        ("hb_sysadmin", "POST", "/recertify"),
+        ("rv_big_data", "GET", "/progress"),
+    ],
+)
+def test_an_id_that_cannot_be_a_system_id_is_said_to_be_one(
+    stack: Stack, user: str, method: str, act: str
+) -> None:
+    """Elderly-Care-Visits or elderly_care_visits was answered only "no such system; check the id": the
+    admin compared it letter by letter with the one she registered. An id no system can have now says what
+    a system id looks like (no system has it, so nothing about anyone's systems is told); a well-formed
+    unknown id is answered as before."""
+    for typed, hinted in (("Health-Visits-X", True), ("health_visits_x", True), ("health-visits-x", False)):
+        resp = call(stack, method, f"{API}/systems/{typed}{act}", user)
+        assert (resp.status_code, resp.json()["error"]) == (404, "system_not_found"), resp.text
+        assert ("系统标识只由小写字母、数字和连字符组成" in resp.json()["message"]) is hinted
+        assert ("lowercase letters, digits and hyphens" in resp.json()["message_en"]) is hinted
+        assert typed not in resp.text
+
+
 def test_a_withdrawn_registration_shows_no_office_as_signed(stack: Stack) -> None:
     sid = new_id("hb-withdrawn")
     ok(call(stack, "POST", f"{API}/systems", "hb_sysadmin", json=registration(sid)), 201)
