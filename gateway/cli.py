@@ -965,37 +965,90 @@ def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519Public
     return load_checkpoint_key(key_path, subject=("审计日志", "audit log"))
 
 
-def _refuse_when_the_log_records_a_checkpoint(engine: Any, directory: Path) -> None:
-    """Exit 2, nothing verified, when no signed checkpoint is at ``directory`` but the log itself records
-    that one was signed (``audit.checkpoint_written``, from the API or the command line): the checkpoints
-    were lost, or the setting points elsewhere, and the hash chain alone would pass a rewritten log.
-
-    (Periodic checkpoints are not recorded in the log, so a log may hold none of these and still have had
-    checkpoints: that case can only be warned about.)"""
+def _recorded_signing(engine: Any) -> tuple[int, str] | None:
+    """The latest event recording that a file was signed into the checkpoint directory (its seq and kind):
+    an on-demand checkpoint (``audit.checkpoint_written``), a key handover (``keys.rotated`` with
+    ``"keys": "checkpoint"``) or a restore record (``audit.restore_accepted``). ``None`` when the log
+    records none (periodic checkpoints are not recorded: such a log may still have had checkpoints)."""
     from audit import EventQuery, query_events
+    from audit.query import iter_events
 
-    recorded = query_events(engine, EventQuery(kind="audit.checkpoint_written", limit=1)).items
-    if not recorded:
+    found: list[tuple[int, str]] = []
+    for kind in ("audit.checkpoint_written", "audit.restore_accepted"):
+        found += [(e.seq, e.kind) for e in query_events(engine, EventQuery(kind=kind, limit=1)).items]
+    # Rotations are rare (a key a year, a few masking keys): every one is read to find a handover.
+    rotations = iter_events(engine, EventQuery(kind="keys.rotated"))
+    found += [(e.seq, e.kind) for e in rotations if e.details.get("keys") == "checkpoint"][-1:]
+    return max(found) if found else None
+
+
+def _refuse_when_the_log_records_a_checkpoint(
+    engine: Any, directory: Path, signing: tuple[str, str] | None = None
+) -> None:
+    """Exit 2, nothing verified or signed, when no signed checkpoint is at ``directory`` but the log itself
+    records that one was signed (:func:`_recorded_signing`): the checkpoints were lost, or the setting
+    points elsewhere. Verified, the hash chain alone would pass a rewritten log; signed (``audit
+    checkpoint``, ``keys rotate-checkpoint``), a second chain would start there, and a rotation's handover
+    would be written where no verifier looks, its old key deleted: the real directory's checkpoints would
+    then fail ``audit verify`` as forgeries. ``signing``: what the refused signing command starts its
+    message with (``None``: verifying)."""
+    recorded = _recorded_signing(engine)
+    if recorded is None:
         return
-    seq = recorded[0].seq
+    seq, kind = recorded
     state_zh, state_en = (
         ("中没有签名检查点", "holds no signed checkpoint")
         if directory.is_dir()
         else ("不存在", "does not exist")
     )
+    verifying = signing is None
+    refused = signing or ("审计日志未校验", "audit log NOT verified")
+    done_zh, done_en = (
+        ("尚未校验任何事件", "no events were checked")
+        if verifying
+        else ("未做任何更改", "nothing was changed")
+    )
+    why_zh, why_en = (
+        (
+            "只校验哈希链时，整库重写或恢复旧备份也能通过",
+            "the hash chain alone would pass a rewritten or restored log too",
+        )
+        if verifying
+        else (
+            "在这里签名会另起一条检查点链，原目录中的检查点将无法再验证",
+            "signing here would start a second chain, and the directory's checkpoints would no longer verify",
+        )
+    )
+    option_zh, option_en = ("（或 --checkpoints）", " (or --checkpoints)") if verifying else ("", "")
     typer.echo(
-        f"审计日志未校验：日志记载第 {seq} 号事件签发过检查点（audit.checkpoint_written），但检查点目录 "
-        f"{directory}（GRASSROOTS_CHECKPOINT_DIR）{state_zh}。尚未校验任何事件；请找回该目录，或让 "
-        "GRASSROOTS_CHECKPOINT_DIR（或 --checkpoints）指向它，再重新运行"
-        "（只校验哈希链时，整库重写或恢复旧备份也能通过）。\n"
-        f"audit log NOT verified: the log records a checkpoint being signed (event {seq}, "
-        f"audit.checkpoint_written) but the checkpoint directory {directory} (GRASSROOTS_CHECKPOINT_DIR) "
-        f"{state_en}; no events were checked; restore that directory, or point GRASSROOTS_CHECKPOINT_DIR "
-        "(or --checkpoints) at it, and run again (the hash chain alone would pass a rewritten or restored "
-        "log too)",
+        f"{refused[0]}：日志记载第 {seq} 号事件签发过检查点（{kind}），但检查点目录 "
+        f"{directory}（GRASSROOTS_CHECKPOINT_DIR）{state_zh}。{done_zh}；请找回该目录，或让 "
+        f"GRASSROOTS_CHECKPOINT_DIR{option_zh}指向它，再重新运行（{why_zh}）。\n"
+        f"{refused[1]}: the log records a checkpoint being signed (event {seq}, "
+        f"{kind}) but the checkpoint directory {directory} (GRASSROOTS_CHECKPOINT_DIR) "
+        f"{state_en}; {done_en}; restore that directory, or point GRASSROOTS_CHECKPOINT_DIR"
+        f"{option_en} at it, and run again ({why_en})",
         err=True,
     )
     raise typer.Exit(2)
+
+
+def _refuse_a_lost_checkpoint_directory(settings: Settings, refused: tuple[str, str]) -> None:
+    """:func:`_refuse_when_the_log_records_a_checkpoint` before a command signs into the checkpoint
+    directory (a fresh install, whose log records no signing, goes on: its directory is made now)."""
+    from audit import AuditUnavailable
+    from gateway.db import make_engine
+
+    directory = settings.effective_checkpoint_dir
+    if directory.is_dir() and any(directory.glob("checkpoint-*.json")):
+        return
+    engine = make_engine(settings.effective_database_url)
+    try:
+        _refuse_when_the_log_records_a_checkpoint(engine, directory, refused)
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
 
 
 @audit_app.command(
@@ -1024,6 +1077,7 @@ def audit_checkpoint() -> None:
     # Before the signing key is made (on a first checkpoint): a command that cannot reach a migrated
     # database leaves no key behind (exit 2, creating nothing).
     require_migrated(settings)
+    _refuse_a_lost_checkpoint_directory(settings, ("未签发检查点", "no checkpoint written"))
     require_writable_directory(settings.effective_checkpoint_dir, "GRASSROOTS_CHECKPOINT_DIR")
     engine = make_engine(settings.effective_database_url)
     try:
@@ -1566,6 +1620,7 @@ def keys_rotate_checkpoint() -> None:
     settings = _settings()
     require_migrated(settings)
     key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
+    _refuse_a_lost_checkpoint_directory(settings, ("检查点密钥未轮换", "checkpoint key not rotated"))
     require_writable_directory(directory, "GRASSROOTS_CHECKPOINT_DIR")
     if not key_path.exists():
         typer.echo(

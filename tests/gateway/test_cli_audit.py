@@ -237,6 +237,63 @@ def test_verify_refuses_when_the_log_records_a_checkpoint_that_is_not_there(tmp_
             assert str(directory) in line and "GRASSROOTS_CHECKPOINT_DIR" in line
 
 
+def _cli_elsewhere(tmp_path: Path, directory: Path, *args: str) -> Result:
+    """``_cli`` with GRASSROOTS_CHECKPOINT_DIR pointing at ``directory`` (a typo, a shell without it)."""
+    env = {
+        "GRASSROOTS_TOKEN": "",
+        "GRASSROOTS_URL": "",
+        "GRASSROOTS_DATA_DIR": str(tmp_path),
+        "GRASSROOTS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "GRASSROOTS_CHECKPOINT_DIR": str(directory),
+    }
+    return runner.invoke(grassroots, list(args), env=env)
+
+
+@pytest.mark.parametrize(
+    ("first", "command", "refused_zh", "refused_en"),
+    [
+        (("audit", "checkpoint"), ("audit", "checkpoint"), "未签发检查点", "no checkpoint written"),
+        (
+            ("audit", "checkpoint"),
+            ("keys", "rotate-checkpoint"),
+            "检查点密钥未轮换",
+            "checkpoint key not rotated",
+        ),
+        (
+            ("keys", "rotate-checkpoint"),
+            ("keys", "rotate-checkpoint"),
+            "检查点密钥未轮换",
+            "checkpoint key not rotated",
+        ),
+        (("keys", "rotate-checkpoint"), ("audit", "checkpoint"), "未签发检查点", "no checkpoint written"),
+    ],
+)
+def test_signing_into_a_checkpoint_directory_that_is_not_the_logs_is_refused(
+    tmp_path: Path, first: tuple[str, ...], command: tuple[str, ...], refused_zh: str, refused_en: str
+) -> None:
+    """An operator whose GRASSROOTS_CHECKPOINT_DIR was mistyped (or missing from the shell) ran `keys
+    rotate-checkpoint`: it made the directory, wrote the handover there and deleted the old private key,
+    and from then on `audit verify` with the real directory failed every checkpoint as a forgery (exit 1);
+    `audit checkpoint` likewise started a second chain there. When the log records a signing (a checkpoint,
+    a handover) and the directory holds no checkpoint, both now refuse, exit 2, nothing signed or made."""
+    _log_of(tmp_path, 3)
+    CheckpointSigner.load_or_create(tmp_path / "keys" / "audit-checkpoint-ed25519.pem")
+    assert _cli(tmp_path, *first).exit_code == 0
+    key_before = (tmp_path / "keys" / "audit-checkpoint-ed25519.pem").read_bytes()
+    elsewhere = tmp_path / "mistyped-checkpoints"
+    refused = _cli_elsewhere(tmp_path, elsewhere, *command)
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    ((zh, en),) = _pairs(refused.stderr)
+    assert zh.startswith(f"{refused_zh}：日志记载第 4 号事件签发过检查点") and "未做任何更改" in zh
+    assert en.startswith(f"{refused_en}: the log records a checkpoint being signed (event 4")
+    for line in (zh, en):
+        assert str(elsewhere) in line and "GRASSROOTS_CHECKPOINT_DIR" in line and "--checkpoints" not in line
+    assert not elsewhere.exists()
+    assert (tmp_path / "keys" / "audit-checkpoint-ed25519.pem").read_bytes() == key_before
+    assert _cli(tmp_path, "audit", "verify", "--quiet").exit_code == 0  # the real directory still verifies
+
+
 # -- verifiers never make a checkpoint key ------------------------------------------------------------
 
 
