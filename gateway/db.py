@@ -74,6 +74,20 @@ class DatabaseUnreachable(DatabaseNotMigrated):
     @classmethod
     def at(cls, url: str | URL, reason: str) -> DatabaseUnreachable:
         shown = url_without_credentials(url)
+        if _unencoded_at(url):
+            # ``user:p@ss@host``: the URL is cut at the first "@", so the rest of the password was taken
+            # for the host name (and shown as one). Said as what it is, the password never repeated.
+            return cls(
+                f"无法连接数据库 {shown}（{reason}）：GRASSROOTS_DATABASE_URL 中的密码（或登录角色）"
+                "含有 @ 字符，须按 URL 编码写成 %40（其中的 : / ? # % 也要编码，例如 python3 -c "
+                "'import urllib.parse,getpass; print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'），"
+                "否则 @ 之后的部分会被当作主机名；改好后重试。",
+                f"cannot reach the database at {shown} ({reason}): the password (or login role) in "
+                "GRASSROOTS_DATABASE_URL holds an @, which must be percent-encoded as %40 (and : / ? # % "
+                "too, e.g. python3 -c 'import urllib.parse,getpass; print(urllib.parse.quote("
+                'getpass.getpass(), safe=""))\'), or what follows it is taken for the host name; fix it, '
+                "then try again",
+            )
         if reason == "InsufficientPrivilege":
             # Reached and logged in, but refused a table: the grants the owner gives the gateway's login
             # after each upgrade are missing (new tables, a fresh or restored database). "Check that it is
@@ -104,9 +118,19 @@ def url_without_credentials(url: str | URL) -> str:
         parsed = make_url(url)
     except Exception:
         return "GRASSROOTS_DATABASE_URL"
+    # A password holding an unencoded "@" is cut at its first "@": the rest was parsed as part of the host.
+    host = parsed.host.rpartition("@")[2] if parsed.host else parsed.host
     # Built anew: URL.set() takes None as "leave unchanged".
-    shown = URL.create(parsed.drivername, host=parsed.host, port=parsed.port, database=parsed.database)
+    shown = URL.create(parsed.drivername, host=host, port=parsed.port, database=parsed.database)
     return shown.render_as_string(hide_password=False)
+
+
+def _unencoded_at(url: str | URL) -> bool:
+    """Whether ``url``'s host holds an "@": the user name or password holds one not written as %40."""
+    try:
+        return "@" in (make_url(url).host or "")
+    except Exception:
+        return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

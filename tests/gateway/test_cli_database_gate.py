@@ -135,6 +135,28 @@ def test_an_unreachable_database_is_exit_2_named_without_credentials(
     assert not data_dir.exists()  # no key, no key ring, no checkpoint directory
 
 
+@pytest.mark.parametrize(
+    "command", [["db", "upgrade"], ["serve", "--port", "1"], ["audit", "verify", "--quiet"]]
+)
+def test_a_password_with_an_unencoded_at_sign_is_named_as_such_and_never_shown(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`postgresql+psycopg://gw:p@ss-secret@host/db`: the URL is cut at the first "@", so the message showed
+    the rest of the password as part of the host (`postgresql+psycopg://ss-secret@127.0.0.1:…/gateway`)
+    and told the operator to check that the server runs. It now shows the host alone and says to write the
+    "@" as %40."""
+    port = _closed_port()
+    url = f"postgresql+psycopg://gwlogin7:p@ss-secret@127.0.0.1:{port}/gateway"
+    result = _run(tmp_path / "var", *command, database_url=url)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    shown = f"postgresql+psycopg://127.0.0.1:{port}/gateway"
+    assert zh.startswith(f"无法连接数据库 {shown}（") and "含有 @ 字符" in zh and "%40" in zh
+    assert en.startswith(f"cannot reach the database at {shown} (") and "percent-encoded as %40" in en
+    assert "ss-secret" not in result.stderr and "gwlogin7" not in result.stderr
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("wrong", ["username", "database"])
 def test_a_login_the_server_refuses_is_told_to_check_role_password_and_database(
