@@ -292,7 +292,9 @@ def cannot_hand_on_writer_role(url: str) -> bool:
     """Whether the login role of ``url`` (PostgreSQL) lacks what ``grassroots db upgrade`` needs for the
     audit writer role: creating it when the cluster has none yet (CREATEROLE), and granting it to itself
     (0010) and later to the gateway's login (README SQL), which needs ADMIN OPTION on it (or, before
-    PostgreSQL 16, CREATEROLE). A superuser has both. False when that cannot be told (nothing to add)."""
+    PostgreSQL 16, CREATEROLE). A superuser has both. False when that cannot be told (nothing to add), and
+    for a login that may not create tables in the schema at all (the gateway's login, say): it is not the
+    owner, and "run it as the owner" is what it needs to hear, not the superuser's statements."""
     from audit.tables import WRITER_ROLE
 
     engine = make_engine(url)
@@ -301,7 +303,8 @@ def cannot_hand_on_writer_role(url: str) -> bool:
             row = conn.exec_driver_sql(
                 "SELECT me.rolsuper, me.rolcreaterole, w.oid IS NOT NULL, "
                 "w.oid IS NOT NULL AND pg_has_role(current_user, w.oid, 'MEMBER WITH ADMIN OPTION'), "
-                "current_setting('server_version_num')::int "
+                "current_setting('server_version_num')::int, "
+                "has_schema_privilege(current_schema(), 'CREATE') "
                 "FROM pg_roles me LEFT JOIN pg_roles w ON w.rolname = %(role)s "
                 "WHERE me.rolname = current_user",
                 {"role": WRITER_ROLE},
@@ -310,8 +313,8 @@ def cannot_hand_on_writer_role(url: str) -> bool:
         return False
     finally:
         engine.dispose()
-    superuser, createrole, exists, admin, version = row
-    if superuser:
+    superuser, createrole, exists, admin, version, creates_tables = row
+    if superuser or not creates_tables:
         return False
     if not exists:
         return not createrole

@@ -139,3 +139,32 @@ def test_an_owner_that_is_not_a_superuser_is_told_what_a_superuser_runs_once(
     verified = _cli(tmp_path, as_gateway, "audit", "verify", "--quiet")
     assert verified.returncode == 0, verified.stderr
     assert "audit log intact: 1 events verified" in verified.stdout
+
+
+def test_the_gateways_login_running_the_upgrade_is_told_to_use_the_owners(
+    cluster: tuple[sa.Engine, str], tmp_path: Path
+) -> None:
+    """An operator ran `db upgrade` with the gateway's GRASSROOTS_DATABASE_URL (the one `serve` uses): it
+    was told to have a superuser create the writer role and grant it WITH ADMIN OPTION, which would not
+    have helped (the login may not create tables at all). It is now told to run it with the owner's URL;
+    exit 1, nothing migrated."""
+    admin, base = cluster
+    statements = readme_superuser_block()
+    creates = [s for s in statements if s.startswith((f"CREATE ROLE {_OWNER}", "CREATE DATABASE"))]
+    creates += [s for s in statements if s.startswith(f"CREATE ROLE {_GATEWAY}")]
+    assert len(creates) == 3, statements
+    with admin.connect() as conn:
+        for statement in creates:
+            conn.exec_driver_sql(statement)
+    as_gateway = make_url(base).set(username=_GATEWAY, password=None, database=_DATABASE)
+    refused = _cli(tmp_path, as_gateway.render_as_string(hide_password=False), "db", "upgrade")
+    assert refused.returncode == 1, refused.stderr
+    assert "Traceback" not in refused.stderr
+    zh, en = refused.stderr.splitlines()
+    assert zh.startswith(
+        "数据库迁移未完成（InsufficientPrivilege）：运行 `grassroots db upgrade` 的登录角色须是"
+    )
+    assert "所有者的 GRASSROOTS_DATABASE_URL" in zh and "WITH ADMIN OPTION" not in zh
+    assert "must run as the owner of the schema" in en and "WITH ADMIN OPTION" not in en
+    as_owner = as_gateway.set(username=_OWNER).render_as_string(hide_password=False)
+    assert "database: none" in _cli(tmp_path, as_owner, "db", "current").stdout
