@@ -1507,6 +1507,7 @@ def keys_rotate() -> None:
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
     # leaves no key file behind (exit 2, creating nothing).
     require_migrated(settings)
+    _refuse_a_ring_made_here(settings, masking_keyring_path(settings), ("脱敏数据密钥环", "masking key ring"))
     ring = masking_keys_or_exit(settings)
     before = ring.active_key_id
     new_id = ring.rotate()
@@ -1518,6 +1519,63 @@ def keys_rotate() -> None:
         f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
         f"recorded as {actor}. {en}"
     )
+
+
+def _refuse_a_ring_made_here(
+    settings: Settings, ring: Path, what: tuple[str, str], recorded: int | None = None
+) -> None:
+    """Exit 2, nothing made or recorded, when ``ring`` is not where this command looks: run from another
+    directory (GRASSROOTS_DATA_DIR is relative to it, ``var`` by default) or with another data directory,
+    a rotation made a new ring there (in development a new KEK or HMAC key too), recorded it in the audit
+    log as done, and left the gateways' ring as it was: an operator who then copied the new ring to every
+    host lost the data keys that opened what was masked before. ``recorded``: the seq of the event recording
+    an earlier rotation, whose ring should be there."""
+    if ring.exists():
+        return
+    data_dir = settings.data_dir.resolve()
+    earlier_zh, earlier_en = (
+        (
+            f"审计日志第 {recorded} 号事件记载它已轮换过，"
+            "那次写下的密钥环应在网关的 GRASSROOTS_DATA_DIR 中。",
+            f" The audit log records an earlier rotation (event {recorded}), whose ring belongs in the "
+            "gateway's GRASSROOTS_DATA_DIR.",
+        )
+        if recorded is not None
+        else ("", "")
+    )
+    typer.echo(
+        f"密钥未轮换：{ring.resolve()} 处没有{what[0]}。{earlier_zh}"
+        "网关首次启动时在它的 GRASSROOTS_DATA_DIR 下生成密钥文件，"
+        f"而本命令使用的是 {data_dir}（GRASSROOTS_DATA_DIR 为相对路径时按当前目录解析）；"
+        "在这里轮换只会另建一个网关读不到的新密钥环。请在网关的目录中运行，或把 GRASSROOTS_DATA_DIR 设为网关"
+        "所用的目录（绝对路径），再重试。未做任何更改，也未写入审计日志。\n"
+        f"key not rotated: there is no {what[1]} at {ring.resolve()}.{earlier_en} "
+        "A gateway makes its key files under its GRASSROOTS_DATA_DIR when it first starts, and this command "
+        f"uses {data_dir} (a relative "
+        "GRASSROOTS_DATA_DIR is taken from the current directory); rotating here would only make a new ring "
+        "no gateway reads. Run it in the gateway's directory, or set GRASSROOTS_DATA_DIR to the gateway's "
+        "(an absolute path), and try again. Nothing was changed or recorded",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+def _recorded_audit_ref_rotation(settings: Settings) -> int | None:
+    """The seq of the latest audit-ref key rotation the log records (``keys.rotated``, ``"keys":
+    "audit_ref"``), whose ring must then exist wherever the gateways keep theirs; ``None`` when none."""
+    from audit import AuditUnavailable, EventQuery
+    from audit.query import iter_events
+    from gateway.db import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        rotations = iter_events(engine, EventQuery(kind="keys.rotated"))
+        seqs = [e.seq for e in rotations if e.details.get("keys") == "audit_ref"]
+        return seqs[-1] if seqs else None
+    except AuditUnavailable:
+        database_lost(settings)
+    finally:
+        engine.dispose()
 
 
 def _after_rotation(ring: Path) -> tuple[str, str]:
@@ -1575,8 +1633,16 @@ def keys_rotate_audit_ref(
     from gateway.keys import AuditRefKeysError, audit_ref_keys_path, rotate_audit_refs, save_audit_ref_keys
 
     settings = _settings()
+    dev_hmac = settings.keys_dir / "audit-hmac.key"
     # Before any key is read or made: a rotation that cannot be recorded leaves no key file behind.
     require_migrated(settings)
+    if not audit_ref_keys_path(settings).exists():
+        # Rotated before (the file must be somewhere), or no configured key and no development key made by a
+        # gateway here: this is not the gateway's data directory.
+        recorded = _recorded_audit_ref_rotation(settings)
+        if recorded is not None or (settings.audit_hmac_key is None and not dev_hmac.exists()):
+            what = ("审计引用密钥环", "audit ref key ring")
+            _refuse_a_ring_made_here(settings, audit_ref_keys_path(settings), what, recorded)
     kept = _audit_refs_or_exit(settings).key_ids
     try:
         ring, before, new_id = rotate_audit_refs(settings, key_id)

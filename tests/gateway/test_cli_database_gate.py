@@ -392,6 +392,16 @@ def test_serve_refuses_a_database_older_than_the_latest_signed_checkpoint(
     assert verified.exit_code == 1 and "log_shorter_than_checkpoint" in verified.stderr
 
 
+def _keys_a_gateway_makes(data_dir: Path) -> None:
+    """The development key files a gateway makes on its first start in ``data_dir``."""
+    from gateway.keys import audit_hmac_key, load_masking_keyring
+    from gateway.settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    load_masking_keyring(settings)
+    audit_hmac_key(settings)
+
+
 @pytest.mark.parametrize(
     ("command", "ring"),
     [(["keys", "rotate"], "masking-keyring.json"), (["keys", "rotate-audit-ref"], "audit-ref-keys.json")],
@@ -405,6 +415,7 @@ def test_a_key_rotation_tells_the_operator_to_copy_the_ring_to_every_host(
     how to restart the workers of `serve --workers N` one at a time."""
     data_dir = tmp_path / "var"
     assert _run(data_dir, "db", "upgrade").exit_code == 0
+    _keys_a_gateway_makes(data_dir)
     result = _run(data_dir, *command)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     zh, en = result.stdout.splitlines()
@@ -412,3 +423,40 @@ def test_a_key_rotation_tells_the_operator_to_copy_the_ring_to_every_host(
     assert f"请把 {path} 复制到每台运行网关的主机（同一份文件），再重启所有网关" in zh and "kill -HUP" in zh
     assert f"Copy {path} to every host running the gateway (the same file), then restart every gateway" in en
     assert "kill -HUP" in en
+
+
+@pytest.mark.parametrize(
+    ("command", "ring", "what"),
+    [
+        (["keys", "rotate"], "masking-keyring.json", "masking key ring"),
+        (["keys", "rotate-audit-ref"], "audit-ref-keys.json", "audit ref key ring"),
+    ],
+)
+def test_a_key_rotation_run_outside_the_gateways_data_directory_is_refused(
+    tmp_path: Path, command: list[str], ring: str, what: str
+) -> None:
+    """GRASSROOTS_DATA_DIR defaults to `var` under the current directory: an operator who ran `keys rotate`
+    from the home directory got "rotated: k1 -> k2" and a `keys.rotated` event in the audit log, while a new
+    ring (in development, a new KEK and HMAC key too) was made there and the gateways' ring was untouched;
+    copying that ring to every host, as told, would have lost the keys that open what was masked before.
+    With no ring where the command looks (and, for audit refs, no key a gateway made there), it now refuses,
+    exit 2, naming the absolute path it looked at; nothing is made or recorded."""
+    gateway_dir = tmp_path / "srv" / "var"
+    database = f"sqlite:///{tmp_path / 'gateway.db'}"
+    assert _run(gateway_dir, "db", "upgrade", database_url=database).exit_code == 0
+    _keys_a_gateway_makes(gateway_dir)
+    elsewhere = tmp_path / "home" / "var"
+    result = _run(elsewhere, *command, database_url=database)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"密钥未轮换：{elsewhere / 'keys' / ring} 处没有") and "未写入审计日志" in zh
+    assert en.startswith(f"key not rotated: there is no {what} at {elsewhere / 'keys' / ring}.")
+    assert f"this command uses {elsewhere}" in en and "Nothing was changed or recorded" in en
+    assert not elsewhere.exists()
+    engine = sa.create_engine(database)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_events").scalar() == 0
+    engine.dispose()
+    # In the gateway's directory the same rotation goes through.
+    assert _run(gateway_dir, *command, database_url=database).exit_code == 0

@@ -414,7 +414,12 @@ def test_serve_refuses_a_masking_kek_it_cannot_use_naming_the_setting(tmp_path: 
     result = _run("serve", "--port", "1", env={**env, "GRASSROOTS_MASKING_KEK": passphrase}, cwd=tmp_path)
     _assert_refused_naming(result, "GRASSROOTS_MASKING_KEK", passphrase)
     assert "openssl rand -hex 32" in result.stderr
-    # The first host makes the ring (here: the ring a `keys rotate` writes, under the right KEK) ...
+    # The first host makes the ring (as a gateway does on its first start, under the right KEK) ...
+    from masking import KeyRing, parse_kek
+
+    (tmp_path / "var" / "keys").mkdir(parents=True, exist_ok=True)
+    ring = KeyRing.generate(parse_kek(KEK))
+    (tmp_path / "var" / "keys" / "masking-keyring.json").write_text(ring.to_json())
     assert _run("keys", "rotate", env=env, cwd=tmp_path).returncode == 0
     other = "a7" * 32
     for command in (["serve", "--port", "1", "--workers", "2"], ["keys", "rotate"]):
