@@ -1051,6 +1051,31 @@ def _refuse_a_lost_checkpoint_directory(settings: Settings, refused: tuple[str, 
         engine.dispose()
 
 
+def _refuse_a_new_key_beside_signed_files(settings: Settings) -> None:
+    """Exit 2, no key made, when there is no checkpoint key at GRASSROOTS_CHECKPOINT_KEY_PATH but the
+    checkpoint directory holds files a key signed. ``audit checkpoint`` made a new key at the (mistyped)
+    path, whose checkpoint the chain then refused ("signed by key …, expected …"); the key stayed, and the
+    next ``audit verify`` with the same path read every earlier checkpoint as a forgery (exit 1, a false
+    tamper alarm) where it had said, rightly, that the key was missing (exit 2)."""
+    key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
+    if key_path.exists() or not directory.is_dir():
+        return
+    if not any(any(directory.glob(p)) for p in ("checkpoint-*.json", "prune-anchor-*.json")):
+        return
+    typer.echo(
+        f"未签发检查点：{directory} 中有签名检查点，但找不到签发它们的检查点密钥 {key_path}"
+        "（GRASSROOTS_CHECKPOINT_KEY_PATH）。新生成的密钥签发的检查点接不上原有的检查点链，"
+        "因此没有生成新密钥，未做任何更改；请把签发它们的密钥放到该路径，"
+        "或让 GRASSROOTS_CHECKPOINT_KEY_PATH 指向它，再重新运行。\n"
+        f"no checkpoint written: {directory} holds signed checkpoints but there is no checkpoint key at "
+        f"{key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH); a new key's checkpoint could not join their chain, so "
+        "none was made and nothing was changed; put the key that signed them at that path, or point "
+        "GRASSROOTS_CHECKPOINT_KEY_PATH at it, and run again",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
 @audit_app.command(
     "checkpoint",
     zh="""向检查点目录写入一个签名检查点（树大小、Merkle 根、时间）。
@@ -1079,6 +1104,7 @@ def audit_checkpoint() -> None:
     require_migrated(settings)
     _refuse_a_lost_checkpoint_directory(settings, ("未签发检查点", "no checkpoint written"))
     require_writable_directory(settings.effective_checkpoint_dir, "GRASSROOTS_CHECKPOINT_DIR")
+    _refuse_a_new_key_beside_signed_files(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         signer = CheckpointSigner.load_or_create(settings.effective_checkpoint_key_path)

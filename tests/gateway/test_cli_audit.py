@@ -26,13 +26,14 @@ runner = CliRunner()
 _CJK = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 
-def _cli(tmp_path: Path, *args: str) -> Result:
+def _cli(tmp_path: Path, *args: str, settings: dict[str, str] | None = None) -> Result:
     env = {
         "GRASSROOTS_TOKEN": "",
         "GRASSROOTS_URL": "",
         "GRASSROOTS_DATA_DIR": str(tmp_path),
         "GRASSROOTS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
         "GRASSROOTS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        **(settings or {}),
     }
     return runner.invoke(grassroots, list(args), env=env)
 
@@ -237,18 +238,6 @@ def test_verify_refuses_when_the_log_records_a_checkpoint_that_is_not_there(tmp_
             assert str(directory) in line and "GRASSROOTS_CHECKPOINT_DIR" in line
 
 
-def _cli_elsewhere(tmp_path: Path, directory: Path, *args: str) -> Result:
-    """``_cli`` with GRASSROOTS_CHECKPOINT_DIR pointing at ``directory`` (a typo, a shell without it)."""
-    env = {
-        "GRASSROOTS_TOKEN": "",
-        "GRASSROOTS_URL": "",
-        "GRASSROOTS_DATA_DIR": str(tmp_path),
-        "GRASSROOTS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
-        "GRASSROOTS_CHECKPOINT_DIR": str(directory),
-    }
-    return runner.invoke(grassroots, list(args), env=env)
-
-
 @pytest.mark.parametrize(
     ("first", "command", "refused_zh", "refused_en"),
     [
@@ -281,7 +270,7 @@ def test_signing_into_a_checkpoint_directory_that_is_not_the_logs_is_refused(
     assert _cli(tmp_path, *first).exit_code == 0
     key_before = (tmp_path / "keys" / "audit-checkpoint-ed25519.pem").read_bytes()
     elsewhere = tmp_path / "mistyped-checkpoints"
-    refused = _cli_elsewhere(tmp_path, elsewhere, *command)
+    refused = _cli(tmp_path, *command, settings={"GRASSROOTS_CHECKPOINT_DIR": str(elsewhere)})
     assert refused.exit_code == 2, refused.output
     assert refused.exception is None or isinstance(refused.exception, SystemExit)
     ((zh, en),) = _pairs(refused.stderr)
@@ -375,3 +364,29 @@ def test_a_checkpoint_directory_that_cannot_be_written_is_named_before_anything_
     )
     assert served.exit_code == 2, (served.stdout, served.stderr, served.exception)
     assert f"cannot write to the directory {archives} (GRASSROOTS_AUDIT_ARCHIVE_DIR; " in served.stderr
+
+
+def test_audit_checkpoint_with_a_mistyped_key_path_makes_no_key_and_raises_no_false_alarm(
+    tmp_path: Path,
+) -> None:
+    """With GRASSROOTS_CHECKPOINT_KEY_PATH mistyped, `audit checkpoint` made a new key there, whose
+    checkpoint the chain refused (exit 1); the key stayed, and `audit verify` with the same setting, which
+    had rightly said the key was missing (exit 2), now read every earlier checkpoint as a forgery (exit 1,
+    "verification FAILED"). It now refuses, exit 2, making no key; verify still says the key is missing."""
+    _log_of(tmp_path, 3)
+    assert _cli(tmp_path, "audit", "checkpoint").exit_code == 0
+    mistyped = tmp_path / "keys" / "audit-checkpoint-ed25519.pen"
+    setting = {"GRASSROOTS_CHECKPOINT_KEY_PATH": str(mistyped)}
+    refused = _cli(tmp_path, "audit", "checkpoint", settings=setting)
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    ((zh, en),) = _pairs(refused.stderr)
+    assert zh.startswith(
+        f"未签发检查点：{tmp_path / 'checkpoints'} 中有签名检查点，但找不到签发它们的检查点密钥"
+    )
+    assert f"{mistyped}（GRASSROOTS_CHECKPOINT_KEY_PATH）" in zh and "没有生成新密钥" in zh
+    assert f"no checkpoint key at {mistyped} (GRASSROOTS_CHECKPOINT_KEY_PATH)" in en
+    assert not mistyped.exists()
+    assert len(list((tmp_path / "checkpoints").glob("checkpoint-*.json"))) == 1
+    verified = _cli(tmp_path, "audit", "verify", "--quiet", settings=setting)
+    assert verified.exit_code == 2 and "找不到检查点密钥" in verified.stderr
