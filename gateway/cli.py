@@ -407,7 +407,9 @@ def serve(
         str | None, typer.Option(help=bilingual("监听地址（默认：GRASSROOTS_HOST）", "bind address"))
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help=bilingual("监听端口（默认：GRASSROOTS_PORT）", "port"))
+        int | None,
+        # A port outside 1-65535 is a usage error (exit 2), not the traceback of the port probe's bind().
+        typer.Option(help=bilingual("监听端口（默认：GRASSROOTS_PORT）", "port"), min=1, max=65535),
     ] = None,
     workers: Annotated[
         int,
@@ -1856,14 +1858,18 @@ def demo(
             help=bilingual(
                 f"网关端口（默认：GRASSROOTS_PORT，未设置时为 {DEFAULT_PORT}）",
                 f"gateway port (default: GRASSROOTS_PORT, else {DEFAULT_PORT})",
-            )
+            ),
+            min=1,
+            max=65535,
         ),
     ] = None,
     upstream_port: Annotated[
-        int, typer.Option(help=bilingual("民政登记系统的端口", "civil-affairs registry port"))
+        int,
+        typer.Option(help=bilingual("民政登记系统的端口", "civil-affairs registry port"), min=1, max=65535),
     ] = 8101,
     person_house_port: Annotated[
-        int, typer.Option(help=bilingual("一标三实系统的端口", "person-house registry port"))
+        int,
+        typer.Option(help=bilingual("一标三实系统的端口", "person-house registry port"), min=1, max=65535),
     ] = 8102,
     any_hour: Annotated[
         bool,

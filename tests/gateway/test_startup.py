@@ -672,3 +672,31 @@ def test_demo_reads_the_masking_key_ring_once(tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0, result.output
     assert served == [200]
     assert reads.count("masking") == 1
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "serve --port 99999",
+        "serve --port 0",
+        "demo --port 70000",
+        "demo --upstream-port 0",
+        "demo --person-house-port 65536",
+    ],
+)
+def test_a_port_that_does_not_exist_is_a_usage_error_not_a_traceback(tmp_path: Path, typed: str) -> None:
+    """`serve --port 99999` (a digit too many) ended in the traceback of the port probe's bind():
+    "OverflowError: bind(): port must be 0-65535". It is now refused before anything starts, exit 2, Chinese
+    first, as GRASSROOTS_PORT=99999 already was."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "var"), "GRASSROOTS_DEV_IDP_ENABLED": "true"}
+    option = typed.split()[1]
+    result = CliRunner().invoke(app, typed.split(), env=env)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"命令用法有误：{option} 的取值有误，须为不小于 1、不大于 65535 的整数。")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var").exists()
