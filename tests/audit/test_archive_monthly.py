@@ -203,6 +203,22 @@ def test_an_unreadable_archive_is_told_in_chinese_too(signer: CheckpointSigner, 
     )
 
 
+def test_a_directory_given_as_an_archive_is_told_as_such(signer: CheckpointSigner, tmp_path: Path) -> None:
+    """`archive-verify var/archives` (the directory, not its manifests) was told in Chinese as 没有读取权限或
+    读取出错 (no permission or a read error), in English as "Is a directory": the Chinese reader was sent to
+    check permissions. Both now say it is a directory and to give the manifest files in it."""
+    verdict = verify_archive(tmp_path, KeyChain.pinned(signer.public_key))
+    assert not verdict.readable
+    assert (
+        verdict.problem_zh
+        == f"无法读取 {tmp_path}：这是一个目录，请给出其中的归档清单文件（…/*.manifest.json）"
+    )
+    assert (
+        verdict.problem
+        == f"cannot read {tmp_path}: it is a directory: give the manifest files in it (…/*.manifest.json)"
+    )
+
+
 def _archived_event(i: int, when: datetime) -> Any:
     """What the gateway records for an archive (`record_archive`'s change): the archive's own record."""
     return make_event(
