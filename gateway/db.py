@@ -72,7 +72,9 @@ class DatabaseUnreachable(DatabaseNotMigrated):
     "cannot reach it" and "reached it, schema behind" call for different fixes."""
 
     @classmethod
-    def at(cls, url: str | URL, reason: str) -> DatabaseUnreachable:
+    def at(cls, url: str | URL, reason: str, cause: BaseException | None = None) -> DatabaseUnreachable:
+        """``cause``: the driver's exception, from which what the server or the network said is told in
+        a few words of this code's own (never its text, which names the login role)."""
         shown = url_without_credentials(url)
         if _unencoded_at(url):
             # ``user:p@ss@host``: the URL is cut at the first "@", so the rest of the password was taken
@@ -102,13 +104,67 @@ class DatabaseUnreachable(DatabaseNotMigrated):
                 "creating or restoring the database) the tables' owner grants them to the gateway's login "
                 "role (the GRANT statements in README: PostgreSQL deployment); do that, then try again",
             )
+        said_zh, said_en = _connection_failure(cause)
         return cls(
-            f"无法连接数据库 {shown}（{reason}）：请确认数据库已启动、地址和端口正确、本机可以访问，"
+            f"无法连接数据库 {shown}（{reason}）：{said_zh}请确认数据库已启动、地址和端口正确、本机可以访问，"
             "并核对 GRASSROOTS_DATABASE_URL 中的登录角色、密码和数据库名，然后重试。",
-            f"cannot reach the database at {shown} ({reason}): check that it is running, that host and port "
-            "are right and reachable from here, and the login role, password and database name in "
+            f"cannot reach the database at {shown} ({reason}): {said_en}check that it is running, that host "
+            "and port are right and reachable from here, and the login role, password and database name in "
             "GRASSROOTS_DATABASE_URL, then try again",
         )
+
+
+# What libpq (psycopg) says when a connection fails, as the operator's next step: the server answered
+# that the database or the login does not exist, or nothing answered at all. Matched on libpq's and the
+# server's English words (a localised server falls back to the general advice alone).
+_CONNECTION_FAILURES = (
+    (
+        ('database "', "does not exist"),
+        "服务器答复：该数据库不存在（数据库名写错，或尚未按 README 创建）。",
+        "the server says this database does not exist (a typo in its name, or not created yet); ",
+    ),
+    (
+        ('role "', "does not exist"),
+        "服务器拒绝了登录：该登录角色不存在。",
+        "the server refused the login: no such login role; ",
+    ),
+    (
+        ("authentication failed",),
+        "服务器拒绝了登录：密码不对，或该角色不能用这种方式登录。",
+        "the server refused the login: a wrong password, or this role may not sign in this way; ",
+    ),
+    (
+        ("no pg_hba.conf entry",),
+        "服务器拒绝了登录：其 pg_hba.conf 不允许本机以该角色登录该数据库。",
+        "the server refused the login: its pg_hba.conf does not let this role in from here; ",
+    ),
+    (
+        ("Connection refused",),
+        "该地址和端口上没有数据库在监听（连接被拒绝）。",
+        "nothing listens at that host and port (connection refused); ",
+    ),
+    (
+        ("failed to resolve host",),
+        "找不到该主机名。",
+        "the host name does not resolve; ",
+    ),
+    (
+        ("timeout expired",),
+        "连接超时。",
+        "the connection timed out; ",
+    ),
+)
+
+
+def _connection_failure(cause: BaseException | None) -> tuple[str, str]:
+    """What the failed connection said, in a sentence of each language, or nothing when it is not known."""
+    if cause is None:
+        return "", ""
+    text = str(getattr(cause, "orig", None) or cause)
+    for needles, said_zh, said_en in _CONNECTION_FAILURES:
+        if all(needle in text for needle in needles):
+            return said_zh, said_en
+    return "", ""
 
 
 def url_without_credentials(url: str | URL) -> str:
@@ -228,7 +284,7 @@ def ensure_migrated(engine: Engine, *, warn_if_owner: bool = True) -> None:
         current = current_revision(engine)
     except Exception as exc:  # the database itself is unreachable
         reason = type(getattr(exc, "orig", None) or exc).__name__
-        raise DatabaseUnreachable.at(engine.url, reason) from None
+        raise DatabaseUnreachable.at(engine.url, reason, exc) from None
     if current is not None and ahead_of_code(current, head):
         raise DatabaseNotMigrated.ahead(current, head)
     if current != head:

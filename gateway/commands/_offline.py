@@ -102,7 +102,7 @@ def read_revision(settings: Settings) -> str | None:
     try:
         return current_revision(engine)
     except Exception as exc:  # down, refused login, not a database file: never a traceback
-        database_lost(settings, failure_reason(exc))
+        database_lost(settings, failure_reason(exc), exc)
     finally:
         engine.dispose()
 
@@ -133,7 +133,7 @@ def migrate(settings: Settings) -> None:
         with engine.connect():
             pass
     except Exception as exc:
-        database_lost(settings, failure_reason(exc))
+        database_lost(settings, failure_reason(exc), exc)
     finally:
         engine.dispose()
     try:
@@ -178,12 +178,14 @@ def failure_reason(exc: BaseException) -> str:
     return type(getattr(exc, "orig", None) or exc).__name__
 
 
-def database_lost(settings: Settings, reason: str = "AuditUnavailable") -> NoReturn:
+def database_lost(
+    settings: Settings, reason: str = "AuditUnavailable", cause: BaseException | None = None
+) -> NoReturn:
     """The database went away after :func:`require_migrated` let the command start: the same message,
     exit 2 (nothing verified or changed), instead of the traceback of ``AuditUnavailable``."""
     from gateway.db import DatabaseUnreachable
 
-    typer.echo(str(DatabaseUnreachable.at(settings.effective_database_url, reason)), err=True)
+    typer.echo(str(DatabaseUnreachable.at(settings.effective_database_url, reason, cause)), err=True)
     raise typer.Exit(2)
 
 

@@ -130,6 +130,9 @@ def test_an_unreachable_database_is_exit_2_named_without_credentials(
     assert zh.startswith(f"无法连接数据库 {shown}（OperationalError）：") and "GRASSROOTS_DATABASE_URL" in zh
     assert en.startswith(f"cannot reach the database at {shown} (OperationalError): ")
     assert "GRASSROOTS_DATABASE_URL" in en
+    # What happened, before the general advice: nothing listens there.
+    assert "该地址和端口上没有数据库在监听（连接被拒绝）。请确认" in zh
+    assert "nothing listens at that host and port (connection refused); check" in en
     for secret in ("auditor", "s3cret"):
         assert secret not in result.stderr
     assert not data_dir.exists()  # no key, no key ring, no checkpoint directory
@@ -180,6 +183,16 @@ def test_a_login_the_server_refuses_is_told_to_check_role_password_and_database(
     assert "核对 GRASSROOTS_DATABASE_URL 中的登录角色、密码和数据库名" in zh
     assert "the login role, password and database name in GRASSROOTS_DATABASE_URL" in en
     assert "s3cret" not in result.stderr and (wrong == "database" or typo not in result.stderr)
+    # Which of them the server refused, said first (all of them were named alike, so the operator checked
+    # the server's address too): the login role, or the database.
+    said_zh, said_en = {
+        "username": (
+            "服务器拒绝了登录：该登录角色不存在。",
+            "the server refused the login: no such login role; ",
+        ),
+        "database": ("服务器答复：该数据库不存在", "the server says this database does not exist"),
+    }[wrong]
+    assert said_zh in zh and said_en in en
 
 
 def test_db_current_on_a_fresh_data_directory_says_unmigrated_and_creates_nothing(tmp_path: Path) -> None:
