@@ -201,3 +201,15 @@ def test_a_login_role_that_cannot_become_the_writer_is_refused_at_start(stack: S
         ensure_audit_writer(member)  # the README's setup passes
     finally:
         member.dispose()
+
+
+def test_a_command_run_as_that_role_says_so_chinese_first_without_an_english_log_line(stack: Stack) -> None:
+    """`audit verify` run with a login that may read the tables but is not a member of the writer role:
+    stderr began with an English log line, "the login role cannot become grassroots_audit_writer
+    (ProgrammingError)", before the Chinese-first refusal it duplicated. The reason is now in the refusal."""
+    outsider = {"GRASSROOTS_DATABASE_URL": _as(stack.database_url, _OUTSIDER)}
+    result = stack.cli("audit", "verify", "--quiet", check=False, env_extra=outsider)
+    assert result.returncode == 2, result.stderr
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"数据库登录角色无法以审计写入角色 {WRITER_ROLE} 追加审计事件（") and "GRANT" in zh
+    assert en.startswith(f"the database login role cannot append audit events as {WRITER_ROLE} (")
