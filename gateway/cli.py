@@ -432,6 +432,9 @@ def serve(
     require_migrated(settings)
     _require_production_key_files(settings)
     _require_supervision_directories(settings)
+    # Served with a checkpoint directory that is not the log's (a typo, a new mount), its periodic
+    # checkpoints quietly started a second chain there, one nobody verifies against.
+    _refuse_a_lost_checkpoint_directory(settings, ("网关未启动", "the gateway did not start"))
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
     # Read once: a single-process gateway serves with this ring (passed on below).
@@ -1017,11 +1020,12 @@ def _refuse_when_the_log_records_a_checkpoint(
         )
         if verifying
         else (
-            "在这里签名会另起一条检查点链，原目录中的检查点将无法再验证",
-            "signing here would start a second chain, and the directory's checkpoints would no longer verify",
+            "在这里签名会另起一条检查点链；轮换密钥时，原目录中的检查点还会因此无法验证",
+            "signing here would start a second chain, and a key rotation would leave the directory's "
+            "checkpoints unverifiable",
         )
     )
-    option_zh, option_en = ("（或 --checkpoints）", " (or --checkpoints)") if verifying else ("", "")
+    option_zh, option_en = ("（或 --checkpoints）", " (or --checkpoints)") if verifying else (" ", "")
     typer.echo(
         f"{refused[0]}：日志记载第 {seq} 号事件签发过检查点（{kind}），但检查点目录 "
         f"{directory}（GRASSROOTS_CHECKPOINT_DIR）{state_zh}。{done_zh}；请找回该目录，或让 "

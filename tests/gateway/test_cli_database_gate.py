@@ -473,3 +473,31 @@ def test_a_key_rotation_run_outside_the_gateways_data_directory_is_refused(
     engine.dispose()
     # In the gateway's directory the same rotation goes through.
     assert _run(gateway_dir, *command, database_url=database).exit_code == 0
+
+
+def test_serve_refuses_a_checkpoint_directory_that_is_not_the_logs(tmp_path: Path) -> None:
+    """`serve` with GRASSROOTS_CHECKPOINT_DIR mistyped (or a new, empty mount) started, and its periodic
+    checkpoints quietly began a second chain in the new directory, while the log records checkpoints signed
+    into the real one. It now refuses, exit 2, naming the event and the directory; nothing is made."""
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    assert _run(data_dir, "audit", "checkpoint").exit_code == 0  # signed, and recorded as event 1
+    elsewhere = tmp_path / "mnt" / "checkpoints"
+    env = {
+        "GRASSROOTS_DATA_DIR": str(data_dir),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_DATABASE_URL": None,
+        "GRASSROOTS_CHECKPOINT_DIR": str(elsewhere),
+    }
+    with socket.socket() as taken:  # were it let through, it stops at the port instead of serving
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = runner.invoke(grassroots, ["serve", "--port", str(taken.getsockname()[1])], env=env)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(
+        "网关未启动：日志记载第 1 号事件签发过检查点（audit.checkpoint_written），但检查点目录 "
+    )
+    assert f"{elsewhere}（GRASSROOTS_CHECKPOINT_DIR）不存在" in zh
+    assert en.startswith("the gateway did not start: the log records a checkpoint being signed (event 1")
+    assert not elsewhere.exists()
