@@ -1242,9 +1242,7 @@ def audit_accept_restore(
             signer = CheckpointSigner.load_or_create(key_path)
             plan = plan_restore(engine, directory, signer.public_key)
             typer.echo(_restore_shown(plan, reason))
-            if not yes and not typer.confirm(
-                bilingual("确认接受这次恢复吗？", "Accept this restore?"), default=False
-            ):
+            if not yes and not _confirmed(bilingual("确认接受这次恢复吗？", "Accept this restore?")):
                 _not_accepted("未写入任何内容", "nothing was written")
             record = accept_restore(
                 engine,
@@ -1299,6 +1297,19 @@ def _record_missing_restore_act(engine: Any, directory: Path, accepted: RestoreA
         f"could not be written then) and is now recorded as {actor}"
     )
     raise typer.Exit(0)
+
+
+def _confirmed(question: str) -> bool:
+    """The operator's yes; with no answer to read (a script, a pipe, ssh without a terminal) a refusal that
+    says to add --yes, where Click said only "Aborted!"."""
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        typer.echo("", err=True)
+        _not_accepted(
+            "没有得到确认（没有终端时，例如在脚本中，请加 --yes），未写入任何内容",
+            "no confirmation was read (without a terminal, as in a script, add --yes); nothing was written",
+        )
 
 
 def _not_accepted(reason_zh: str, reason_en: str) -> NoReturn:

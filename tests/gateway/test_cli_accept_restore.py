@@ -169,6 +169,17 @@ def test_refusals_leave_the_checkpoint_directory_as_it_was(
     different = _accept(data_dir, stranger, "--yes")
     assert different.exit_code == 1 and "not a restore of this log" in different.stderr
     assert "不是本日志的备份恢复" in different.stderr
+    # Run from a script without --yes, nothing to read: said so (it was Click's bare "Aborted!").
+    unanswered = _accept(data_dir, restored)
+    assert unanswered.exit_code == 1 and "Aborted!" not in unanswered.stderr
+    assert (
+        "未接受恢复：没有得到确认（没有终端时，例如在脚本中，请加 --yes），未写入任何内容。"
+        in unanswered.stderr
+    )
+    assert (
+        "restore not accepted: no confirmation was read (without a terminal, as in a script, add --yes)"
+        in (unanswered.stderr)
+    )
     assert _files(checkpoints) == before
 
     # The log records nothing of the refusals; accepted, it records the act with no personal data.
