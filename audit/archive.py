@@ -656,7 +656,7 @@ def _unreadable(path: Path, exc: OSError) -> ArchiveVerification:
         reason_en, reason_zh = "no such file", "文件不存在"
     elif isinstance(exc, IsADirectoryError):
         # `archive-verify var/archives`: said as "no permission or a read error" in Chinese, which it is not.
-        reason_en = "it is a directory: give the manifest files in it (…/*.manifest.json)"
+        reason_en = "it is a directory: give the manifest files in it (.../*.manifest.json)"
         reason_zh = "这是一个目录，请给出其中的归档清单文件（…/*.manifest.json）"
     elif isinstance(exc, PermissionError):
         reason_en, reason_zh = exc.strerror or "permission denied", "没有读取权限"

@@ -215,7 +215,7 @@ def test_a_directory_given_as_an_archive_is_told_as_such(signer: CheckpointSigne
     )
     assert (
         verdict.problem
-        == f"cannot read {tmp_path}: it is a directory: give the manifest files in it (…/*.manifest.json)"
+        == f"cannot read {tmp_path}: it is a directory: give the manifest files in it (.../*.manifest.json)"
     )
 
 

@@ -224,7 +224,14 @@ def test_incident_help_says_what_verify_prints() -> None:
 
 @pytest.mark.parametrize(
     ("folder", "reason_zh", "reason_en"),
-    [(False, "文件不存在", "no such file"), (True, "没有读取权限或读取出错", "Is a directory")],
+    [
+        (False, "文件不存在", "no such file"),
+        (
+            True,
+            "这是一个目录，请给出其中的归档清单文件（…/*.manifest.json）",
+            "it is a directory: give the manifest files in it (.../*.manifest.json)",
+        ),
+    ],
 )
 def test_archive_verify_of_an_unreadable_file_prints_the_verdicts_own_reason(
     tmp_path: Path, folder: bool, reason_zh: str, reason_en: str
