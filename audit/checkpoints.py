@@ -1079,9 +1079,11 @@ def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[N
     system and on NFSv3 and later (open(2)), the usual way a directory is shared between hosts, and needs no
     lock daemon; ``flock`` on NFS is emulated with byte-range locks through the lock manager, and on a mount
     without one (``nolock``, ``local_lock=``) it is silently local to each host, so both hosts would hold it.
-    The price: a run killed outright (SIGKILL, power cut) leaves the file; the next one waits ``wait_s``
-    and is refused naming it, who held it and since when (fail closed: an operator checks that no rotation
-    or restore is running, then removes it). The file says host, process and time, never a key.
+    The price: a run killed outright (SIGKILL, power cut) leaves the file. One left by a process of this
+    host that no longer exists (a gateway killed while storing a checkpoint, a rotation killed) is taken
+    over at once (:func:`_take_over_if_dead`); any other, the next run waits ``wait_s`` and is refused naming
+    it, who held it and since when (fail closed: an operator checks that no rotation or restore is running
+    on that host, then removes it). The file says host, process and time, never a key.
     """
     path = Path(directory) / CHAIN_LOCK
     body = canonical_json(
@@ -1098,6 +1100,8 @@ def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[N
             _write_new_file(path, body, mode=0o644)  # O_CREAT | O_EXCL
             break
         except FileExistsError:
+            if _take_over_if_dead(path):
+                continue
             if time.monotonic() >= deadline:
                 raise _chain_lock_held(path) from None
             time.sleep(0.1)
@@ -1108,6 +1112,36 @@ def chain_lock(directory: Path, wait_s: float = CHAIN_LOCK_WAIT_S) -> Iterator[N
         with contextlib.suppress(OSError):
             if path.read_bytes() == body:
                 path.unlink()
+
+
+def _take_over_if_dead(path: Path) -> bool:
+    """Remove the lock file at ``path`` when it names a process of this host that has exited; True if so.
+
+    Only this host's processes can be checked (``kill(pid, 0)``); a reused pid reads as alive, so the
+    file stays (the safe side). The file is renamed aside before it is removed, and put back if what was
+    renamed is not what was judged stale (another waiter took the stale lock over and holds a fresh one)."""
+    try:
+        seen = path.read_bytes()
+        holder = json.loads(seen)
+        if holder["host"] != socket.gethostname() or int(holder["pid"]) == os.getpid():
+            return False
+        os.kill(int(holder["pid"]), 0)
+        return False  # alive (or a reused pid): wait for it
+    except ProcessLookupError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # gone meanwhile (the loop retries), unreadable, or not ours to judge
+    aside = path.with_name(f"{path.name}.{uuid.uuid4().hex}.stale")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return False
+    if aside.read_bytes() != seen:  # a fresh lock was renamed: put it back
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        aside.unlink()
+    return True
 
 
 def _chain_lock_held(path: Path) -> ChainBusy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -309,3 +310,33 @@ def test_storing_a_checkpoint_while_the_chain_is_locked_waits_then_writes_nothin
         write_checkpoint(sqlite.engine, CheckpointSigner.generate(), directory)
     assert not list(directory.glob("checkpoint-*"))
     assert write_checkpoint(sqlite.engine, CheckpointSigner.generate(), directory).tree_size == 3
+
+
+def _lock_file_of(directory: Path, host: str, pid: int) -> Path:
+    path = directory / ".checkpoint-chain.lock"
+    path.write_text(json.dumps({"host": host, "pid": pid, "since": "2026-12-07T00:00:00Z", "nonce": "x"}))
+    return path
+
+
+def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(sqlite: Store, tmp_path: Path) -> None:
+    """A gateway killed (SIGKILL after a stop timed out) while storing a periodic checkpoint left the lock
+    file, and every rotation then waited five minutes and was refused. A lock naming a process of this host
+    that has exited is taken over at once; one of a live process, or of another host, is still waited for."""
+    import socket
+
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    AuditLog(sqlite.engine).append_many([make_event(i) for i in range(3)])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    _lock_file_of(directory, socket.gethostname(), int(dead.stdout))
+    signer = CheckpointSigner.generate()
+    with chain_lock(directory, wait_s=0.3):
+        assert json.loads((directory / ".checkpoint-chain.lock").read_text())["pid"] == os.getpid()
+    assert not list(directory.glob(".checkpoint-chain.lock*"))  # nothing left aside either
+
+    for host, pid in ((socket.gethostname(), os.getppid()), ("another-host", int(dead.stdout))):
+        held = _lock_file_of(directory, host, pid)
+        with pytest.raises(CheckpointError, match="holds"):
+            rotate_signing_key(sqlite.engine, tmp_path / "key.pem", directory, signer, wait_s=0.3)
+        assert held.exists()
+        held.unlink()
