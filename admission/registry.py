@@ -643,8 +643,11 @@ class AdmissionService:
                 continue
             left = reg.approved_until - now
             if reg.status is SystemStatus.LAPSED or reg.approved_until <= now:
+                # Whole days since it ended, counted toward zero: ended 25 hours ago is -1, not
+                # timedelta's floored -2 (ended under a day ago is 0).
+                since = -((-left).days)
                 reminders.append(
-                    RecertificationReminder(reg.system_id, reg.approved_until, left.days, 0, lapsed=True)
+                    RecertificationReminder(reg.system_id, reg.approved_until, since, 0, lapsed=True)
                 )
                 continue
             threshold = next((d for d in windows if left.total_seconds() <= d * 86400), None)

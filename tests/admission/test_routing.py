@@ -240,6 +240,10 @@ def test_reminders_before_lapse(flow: Flow, service: AdmissionService, clock: Fa
     # Once it has ended the system is blocked: the most urgent reminder of all, not none.
     (lapsed,) = service.reminders_due(until)
     assert (lapsed.system_id, lapsed.lapsed, lapsed.threshold_days) == ("health-visits", True, 0)
+    # Days since it ended, counted toward zero: 25 hours ago is one day ago (it read -2), an hour ago none.
+    for after, days in ((timedelta(hours=1), 0), (timedelta(hours=25), -1), (timedelta(days=3, hours=2), -3)):
+        (lapsed,) = service.reminders_due(until + after)
+        assert lapsed.days_left == days, after
 
 
 def test_snapshot_follows_status_changes(flow: Flow, service: AdmissionService, session: Session) -> None:
