@@ -681,22 +681,15 @@ class AdmissionService:
         """Replace the editable fields; only a draft or a registration sent back for changes is editable."""
         current = self._load(registration.system_id)
         if current.status not in (SystemStatus.DRAFT, SystemStatus.CHANGES_REQUESTED):
+            under_review = current.status is SystemStatus.SUBMITTED or current.renewal_open
             raise IllegalTransition(
                 current.status.value,
                 "update",
                 system_id=current.system_id,
                 status_zh=STATUS_LABELS_ZH[current.status],
                 action_zh="修改登记",
-                possible=offered_actions(
-                    current.status,
-                    under_review=current.status is SystemStatus.SUBMITTED or current.renewal_open,
-                    party=Party.DEPARTMENT,
-                ),
-                others=others_actions(
-                    current.status,
-                    under_review=current.status is SystemStatus.SUBMITTED or current.renewal_open,
-                    party=Party.DEPARTMENT,
-                ),
+                possible=offered_actions(current.status, under_review=under_review, party=Party.DEPARTMENT),
+                others=others_actions(current.status, under_review=under_review, party=Party.DEPARTMENT),
                 final=current.status in TERMINAL,
             )
         if registration.department != current.department:

@@ -789,15 +789,15 @@ def verify_log(
     # lost log's up to the restored size, the restored log's since), never against the lost log's tail.
     restored: list[Checkpoint] = []
     restores: tuple[Checkpoint, ...] = ()
-    restore_files: tuple[str, ...] = ()
+    restore_records: tuple[tuple[Checkpoint, str], ...] = ()
     if checkpoint_dir is not None and public_key is not None:
         try:
             if has_restores(checkpoint_dir):
                 history = checkpoint_history(checkpoint_dir, public_key)
                 found = history.latest
                 restored = [cp for cp, _ in history.current]
-                restores = tuple(cp for cp, _ in history.restores)
-                restore_files = tuple(name for _, name in history.restores)
+                restore_records = history.restores
+                restores = tuple(cp for cp, _ in restore_records)
             else:
                 found = latest_checkpoint_file(checkpoint_dir, public_key)
         except CheckpointError as exc:
@@ -923,7 +923,7 @@ def verify_log(
         )
     except read_errors as exc:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
-    notes += _unrecorded_restores(engine, restores, restore_files)
+    notes += _unrecorded_restores(engine, restore_records)
     return VerificationReport(
         True,
         walker.checked,
@@ -954,13 +954,13 @@ def restore_event_found(engine: Engine, record: Checkpoint) -> bool | None:
 
 
 def _unrecorded_restores(
-    engine: Engine, restores: tuple[Checkpoint, ...], files: tuple[str, ...]
+    engine: Engine, records: tuple[tuple[Checkpoint, str], ...]
 ) -> list[tuple[str, str]]:
     """A note per accepted restore whose ``audit.restore_accepted`` event the log lacks (the run that signed
     the record could not write it): the record is signed evidence of the restore, so the log still
     verifies, but the log itself should say it too, and re-running the command writes it."""
     notes = []
-    for record, name in zip(restores, files, strict=True):
+    for record, name in records:
         if restore_event_found(engine, record) is False:
             notes.append(
                 (

@@ -976,15 +976,26 @@ def _recorded_signing(engine: Any) -> tuple[int, str] | None:
     ``"keys": "checkpoint"``) or a restore record (``audit.restore_accepted``). ``None`` when the log
     records none (periodic checkpoints are not recorded: such a log may still have had checkpoints)."""
     from audit import EventQuery, query_events
-    from audit.query import iter_events
 
     found: list[tuple[int, str]] = []
     for kind in ("audit.checkpoint_written", "audit.restore_accepted"):
         found += [(e.seq, e.kind) for e in query_events(engine, EventQuery(kind=kind, limit=1)).items]
-    # Rotations are rare (a key a year, a few masking keys): every one is read to find a handover.
-    rotations = iter_events(engine, EventQuery(kind="keys.rotated"))
-    found += [(e.seq, e.kind) for e in rotations if e.details.get("keys") == "checkpoint"][-1:]
+    handover = _latest_rotation(engine, "checkpoint")
+    if handover is not None:
+        found.append((handover, "keys.rotated"))
     return max(found) if found else None
+
+
+def _latest_rotation(engine: Any, keys: str) -> int | None:
+    """The seq of the latest ``keys.rotated`` event of ``keys`` (``"checkpoint"``, ``"audit_ref"``), or
+    ``None``. Rotations are rare (a key a year, a few masking keys): every one is read."""
+    from audit import EventQuery
+    from audit.query import iter_events
+
+    seqs = [
+        e.seq for e in iter_events(engine, EventQuery(kind="keys.rotated")) if e.details.get("keys") == keys
+    ]
+    return seqs[-1] if seqs else None
 
 
 def _refuse_when_the_log_records_a_checkpoint(
@@ -1606,15 +1617,12 @@ def _refuse_a_ring_made_here(
 def _recorded_audit_ref_rotation(settings: Settings) -> int | None:
     """The seq of the latest audit-ref key rotation the log records (``keys.rotated``, ``"keys":
     "audit_ref"``), whose ring must then exist wherever the gateways keep theirs; ``None`` when none."""
-    from audit import AuditUnavailable, EventQuery
-    from audit.query import iter_events
+    from audit import AuditUnavailable
     from gateway.db import make_engine
 
     engine = make_engine(settings.effective_database_url)
     try:
-        rotations = iter_events(engine, EventQuery(kind="keys.rotated"))
-        seqs = [e.seq for e in rotations if e.details.get("keys") == "audit_ref"]
-        return seqs[-1] if seqs else None
+        return _latest_rotation(engine, "audit_ref")
     except AuditUnavailable:
         database_lost(settings)
     finally:

@@ -326,10 +326,10 @@ def ensure_audit_writer(engine: Engine, *, warn_if_owner: bool = True) -> None:
     except Exception as exc:  # not a member (or the role is missing): SET ROLE is refused
         # Said in the refusal below, not logged: a command's stderr began with this English log line,
         # before the Chinese-first message it duplicated.
-        reason = f"（{type(getattr(exc, 'orig', None) or exc).__name__}）"
+        failure: str | None = type(getattr(exc, "orig", None) or exc).__name__
         able = False
     else:
-        reason = ""
+        failure = None
         if owner and warn_if_owner:
             _log.warning(
                 "the gateway connects as the owner of audit_events: it could drop the append-only "
@@ -338,11 +338,12 @@ def ensure_audit_writer(engine: Engine, *, warn_if_owner: bool = True) -> None:
             )
     if not able:
         raise DatabaseNotMigrated(
-            f"数据库登录角色无法以审计写入角色 {role} 追加审计事件{reason}：请由数据库所有者执行 "
+            f"数据库登录角色无法以审计写入角色 {role} 追加审计事件{f'（{failure}）' if failure else ''}："
+            "请由数据库所有者执行 "
             f"`GRANT {role} TO <网关登录角色>`，并运行 `grassroots db upgrade`"
             "（见 README「PostgreSQL deployment」）。",
             f"the database login role cannot append audit events as {role}"
-            f"{reason.replace('（', ' (').replace('）', ')')}: as the database owner run "
+            f"{f' ({failure})' if failure else ''}: as the database owner run "
             f"`GRANT {role} TO <gateway login role>` and `grassroots db upgrade` (README: PostgreSQL "
             "deployment).",
         )

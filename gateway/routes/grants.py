@@ -173,10 +173,11 @@ def _review_json(
     review: BreakGlassReview,
     grant: ScenarioGrant | None,
     org_names: Mapping[str, str],
-    scenario: Scenario | None,
+    scenarios: ScenarioCatalog,
 ) -> dict[str, Any]:
     """A break-glass post-review, with its grant's scenario and organisations named as well as coded: the
     level above reads 东风村村民委员会 and 低保年度复核, not 310151101201 and DIBAO_REVIEW."""
+    scenario = scenarios.get(grant.scenario) if grant else None
     return {
         "review_id": review.review_id,
         "grant_id": review.grant_id,
@@ -647,8 +648,8 @@ async def break_glass(
         for change in changes:
             uow.record(change)
     orgs = await asyncio.to_thread(division_names, runtime)
-    scenario = runtime.policy().scenarios.get(grant.scenario)
-    return {"grant": grant_json(grant, orgs, now), "review": _review_json(review, grant, orgs, scenario)}
+    review_json = _review_json(review, grant, orgs, runtime.policy().scenarios)
+    return {"grant": grant_json(grant, orgs, now), "review": review_json}
 
 
 async def _reviews(
@@ -663,8 +664,7 @@ async def _reviews(
         for review in service.repository.reviews(status):
             grant = service.repository.get(review.grant_id)
             if keep(review, grant, service):
-                scenario = scenarios.get(grant.scenario) if grant else None
-                found.append(_review_json(review, grant, orgs, scenario))
+                found.append(_review_json(review, grant, orgs, scenarios))
         return found
 
     return await read_only(runtime, query)
@@ -735,5 +735,4 @@ async def close_break_glass_review(
         uow.record(change)
         grant = await uow.run(lambda s: GrantRepository(s).get(review.grant_id))
     orgs = await asyncio.to_thread(division_names, runtime)
-    scenario = runtime.policy().scenarios.get(grant.scenario) if grant else None
-    return _review_json(review, grant, orgs, scenario)
+    return _review_json(review, grant, orgs, runtime.policy().scenarios)
