@@ -258,12 +258,27 @@ class CachedQuotaCounter:
         self.shared = shared
 
     def remember(self, key: QuotaKey, total: int) -> None:
-        """Keep ``total`` (just read or just committed) as the key's count."""
+        """Keep ``total``, the key's count as a commit or a shared hold just returned it."""
         with self._lock:
-            self._cache[key] = (total, time.monotonic())
-            self._cache.move_to_end(key)
-            while len(self._cache) > _MAX_ENTRIES:
-                self._cache.popitem(last=False)
+            self._keep(key, total)
+
+    def _keep(self, key: QuotaKey, total: int) -> None:
+        self._cache[key] = (total, time.monotonic())
+        self._cache.move_to_end(key)
+        while len(self._cache) > _MAX_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def _remember_read(self, key: QuotaKey, value: int, started: float) -> int:
+        """Keep ``value``, read from the database by a read that began at ``started``, unless a total was
+        remembered since it began: that one is at least as new (a commit's total, counted after the read's
+        snapshot), and a slow read put over it would forget records served meanwhile, letting parallel
+        requests serve past the quota. The count now kept."""
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry[1] >= started:
+                return entry[0]
+            self._keep(key, value)
+            return value
 
     def _fresh(self, key: QuotaKey) -> int | None:
         entry = self._cache.get(key)
@@ -275,8 +290,9 @@ class CachedQuotaCounter:
         """Make ``used`` answer from memory for this key (reads the database only when stale)."""
         key = (user_id, scenario, day)
         if self._fresh(key) is None:
+            started = time.monotonic()
             value = await asyncio.to_thread(self._inner.used, user_id, scenario, day)
-            self.remember(key, value)
+            self._remember_read(key, value, started)
 
     def used(self, user_id: str, scenario: str, day: str) -> int:
         """Committed plus held: what a new request must leave room for."""
@@ -284,8 +300,8 @@ class CachedQuotaCounter:
         cached = self._fresh(key)
         if cached is None:
             # Not prefetched (e.g. an administrative dry run): read through, never guess.
-            cached = self._inner.used(user_id, scenario, day)
-            self.remember(key, cached)
+            started = time.monotonic()
+            cached = self._remember_read(key, self._inner.used(user_id, scenario, day), started)
         return cached + self._held.get(key, 0)
 
     async def hold(self, key: QuotaKey, count: int, limit: int) -> QuotaHold | None:

@@ -4,6 +4,7 @@ records its access become durable in one transaction, or neither does. On SQLite
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -211,3 +212,46 @@ def test_shared_holds_are_taken_on_postgresql_only() -> None:
     # SQLite has one gateway process: its holds are in memory (CachedQuotaCounter, shared=False).
     with pytest.raises(ValueError, match="PostgreSQL"):
         SharedHoldWriter(sa.create_engine("sqlite://"))
+
+
+class SlowFirstRead(SqlQuotaCounter):
+    """The real counter whose first read takes its snapshot at once and answers only when let go: a
+    prefetch still on its worker thread while other requests of the same cadre are served and counted."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(sessionmaker(engine))
+        self.snapshot_taken = threading.Event()
+        self.let_go = threading.Event()
+        self._first = True
+
+    def used(self, user_id: str, scenario: str, day: str) -> int:
+        value = super().used(user_id, scenario, day)
+        if self._first:
+            self._first = False
+            self.snapshot_taken.set()
+            assert self.let_go.wait(timeout=30)
+        return value
+
+
+async def test_a_slow_read_never_puts_back_a_count_older_than_a_commit(quota_store: Store) -> None:
+    """One process (the SQLite deployment): a prefetch that read the counter before a parallel request's
+    audit commit counted its page must not overwrite that commit's total when it answers late. It did:
+    the hold was dropped after the commit, the late read put the old count back, and the cadre was
+    served a page past the quota (CI: 15 records served of the last 10)."""
+    engine = quota_store.engine
+    SqlQuotaCounter(sessionmaker(engine)).consume(*KEY, 90)
+    inner = SlowFirstRead(engine)
+    cache = CachedQuotaCounter(inner, ttl_s=60)
+    late = asyncio.create_task(cache.prefetch(*KEY))
+    assert await asyncio.to_thread(inner.snapshot_taken.wait, 30)  # it has read 90
+    hold = await cache.hold(KEY, 5, 100)
+    assert hold is not None
+    with GroupCommitAppender(AuditLog(engine), companion=CountedWithAudit(cache)) as appender:
+        await appender.append(make_event(1), hold.settlement(5))
+    cache.drop(hold)
+    assert cache.used(*KEY) == 95
+    inner.let_go.set()
+    await late
+    assert cache.used(*KEY) == 95  # the commit's total, not the late read's 90
+    assert await cache.hold(KEY, 10, 100) is None  # only 5 are left
+    assert await cache.hold(KEY, 5, 100) is not None
