@@ -36,6 +36,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select, upd
 from sqlalchemy.orm import Session
 
 from audit import merkle
+from audit.checkpoints import log_size
 from audit.events import format_timestamp
 from audit.proofs import inclusion_proofs
 from audit.pseudonym import is_ref
@@ -45,7 +46,6 @@ from audit.tables import (
     IncidentEvidenceRow,
     IncidentRow,
     IncidentStepRow,
-    audit_events,
 )
 from audit.workdays import WorkCalendar, next_working_day, package_calendar
 from grassroots_common.divisions import BOUNDARIES as DIVISION_BOUNDARIES
@@ -576,11 +576,6 @@ def _incident_of(session: Session, complaint: ComplaintRow) -> IncidentRow | Non
     if complaint.incident_id is None:
         return None
     return session.get(IncidentRow, complaint.incident_id)
-
-
-def log_size(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(audit_events.c.seq), 0))).scalar_one())
 
 
 def open_incident(

@@ -60,7 +60,7 @@ from audit import (
     org_prefix,
 )
 from audit.anomaly import RULES as ANOMALY_RULES
-from audit.complaints import log_size
+from audit.checkpoints import log_size
 from audit.events import format_timestamp
 from audit.monthly import ROLE_LABELS_ZH
 from audit.query import beijing_clock
