@@ -12,7 +12,7 @@ from typing import Any
 
 from admission.errors import ConfigurationError
 from admission.model import ReviewOffice
-from grassroots_common.departments import DEPARTMENT_NAMES_ZH
+from grassroots_common.departments import DEPARTMENT_NAMES_EN, DEPARTMENT_NAMES_ZH
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,20 @@ class AdmissionConfig:
     def department_name_zh(self, department: str) -> str | None:
         """:meth:`department_names_zh` for one department; None for a department no table names."""
         return self.department_names_zh().get(department)
+
+    def department_name_en(self, department: str) -> str | None:
+        """The English name :meth:`department_name_zh` has in Chinese (its office's ``name_en``, else the
+        district's table); None for a department no table names."""
+        office = next((o for o in self.offices if o.department == department), None)
+        return office.name_en if office is not None else DEPARTMENT_NAMES_EN.get(department)
+
+    def department_names(self, department: str) -> tuple[str, str]:
+        """(Chinese, English) names of ``department`` for a message; one no table names is its code,
+        marked as such in both."""
+        return (
+            self.department_name_zh(department) or f"部门代码 {department}",
+            self.department_name_en(department) or f"department code {department}",
+        )
 
     def required_offices(self, applying_department: str) -> tuple[ReviewOffice, ...]:
         """Required offices minus those recused because the applicant is their own department."""

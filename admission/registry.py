@@ -778,12 +778,12 @@ class AdmissionService:
         if office_cfg is None:
             raise UnknownOffice(office)
         if reviewer_department == reg.department or office_cfg.department == reg.department:
-            # Chinese readers see the department as the progress view names it (its office, 区民政局, or
-            # the district's table, 区卫健委); one no table names keeps its code, marked as such.
-            name_zh = self.config.department_name_zh(reg.department) or f"部门代码 {reg.department}"
+            # The department as the progress view names it (its office, 区民政局, or the district's
+            # table, 区卫健委); one no table names keeps its code, marked as such.
+            name_zh, name_en = self.config.department_names(reg.department)
             raise SeparationOfDuties(
                 f"审核人不得来自申请部门（{name_zh}），该单位须回避对系统 {system_id} 的审核。",
-                f"A reviewer may not belong to the applying department ({reg.department}); "
+                f"A reviewer may not belong to the applying department ({name_en}); "
                 f"this review of {system_id} must be done by another office.",
             )
         if reviewer_id == reg.created_by:

@@ -11,10 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["DEPARTMENT_NAMES_ZH"]
+__all__ = ["DEPARTMENT_NAMES_EN", "DEPARTMENT_NAMES_ZH"]
 
 DEPARTMENT_NAMES_ZH: Final[Mapping[str, str]] = {
     "civil_affairs": "区民政局",
     "public_security": "区公安分局",
     "health": "区卫健委",
+}
+
+#: The same departments in English, for the English line of a message that names one.
+DEPARTMENT_NAMES_EN: Final[Mapping[str, str]] = {
+    "civil_affairs": "District Civil Affairs Bureau",
+    "public_security": "District Public Security Sub-bureau",
+    "health": "District Health Commission",
 }

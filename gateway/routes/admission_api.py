@@ -640,9 +640,12 @@ async def register_system(
     body = await _registration_body(request)
     _refuse_personal_data_in_text(body)
     if body.setdefault("department", department) != department:
+        name_zh, name_en = admission_config().department_names(department)
         raise Forbidden(
-            f"系统管理员只能为本部门（{department}）登记系统。",
-            f"A system admin registers systems only for their own department ({department}).",
+            f"系统管理员只能为本部门（{name_zh}）登记系统：请删去 department 一项（默认即本部门），"
+            f"或填写 {department}。",
+            f"A system admin registers systems only for their own department ({name_en}): leave "
+            f"department out (it defaults to yours) or write {department}.",
             code="separation_of_duties",
         )
 
@@ -834,9 +837,10 @@ async def review_system(
         # of the configuration has is kept as it is.
         own = admission_config().office(principal.office) if principal.office else None
         own_zh = own.name_zh if own is not None else principal.office or "登录凭证未标明"
+        own_en = own.name_en if own is not None else principal.office or "none in the token"
         raise Forbidden(
             f"审核人只能代表本单位（{own_zh}）表决。",
-            f"A reviewer votes only for their own office ({principal.office or 'none in the token'}).",
+            f"A reviewer votes only for their own office ({own_en}).",
             code="separation_of_duties",
         )
     refuse_personal_data(body.comment, "审核意见", "comment", code="personal_data_in_comment")

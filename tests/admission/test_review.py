@@ -344,14 +344,15 @@ def test_replace_keeps_validation() -> None:
 def test_a_recused_reviewer_is_told_the_department_by_its_chinese_name(
     service: AdmissionService, office: str, reviewer_department: str
 ) -> None:
-    """The Chinese message names the department as the progress view does (区民政局), not by its code; the
-    English one may keep the code."""
+    """Both messages name the department as the progress view does (区民政局, District Civil Affairs
+    Bureau), not by its code (the English one said civil_affairs)."""
     service.register(make_registration("civil-affairs-visits", department="civil_affairs"))
     service.submit("civil-affairs-visits", "u-health-admin")
     with pytest.raises(SeparationOfDuties) as info:
         service.review("civil-affairs-visits", office, "u-mz-9", reviewer_department, "approve", "")
     assert "区民政局" in info.value.message_zh and "civil_affairs" not in info.value.message_zh
-    assert "civil_affairs" in info.value.message_en
+    assert "District Civil Affairs Bureau" in info.value.message_en
+    assert "civil_affairs" not in info.value.message_en
 
 
 def test_a_department_without_an_office_is_named_from_the_district_table() -> None:
@@ -360,6 +361,12 @@ def test_a_department_without_an_office_is_named_from_the_district_table() -> No
     # No reviewing office belongs to health: it was None, and the recusal said 部门代码 health.
     assert config.department_name_zh("health") == "区卫健委"
     assert config.department_name_zh("no_such_department") is None
+    assert config.department_names("health") == ("区卫健委", "District Health Commission")
+    assert config.department_names("civil_affairs") == ("区民政局", "District Civil Affairs Bureau")
+    assert config.department_names("no_such_department") == (
+        "部门代码 no_such_department",
+        "department code no_such_department",
+    )
 
 
 def test_a_reviewer_recused_from_a_department_without_an_office_is_told_its_chinese_name(
@@ -370,7 +377,8 @@ def test_a_reviewer_recused_from_a_department_without_an_office_is_told_its_chin
     with pytest.raises(SeparationOfDuties) as info:
         service.review("health-visits", "big_data_centre", "u-h-9", "health", "approve", "")
     assert "审核人不得来自申请部门（区卫健委）" in info.value.message_zh
-    assert "部门代码" not in info.value.message_zh and "health" in info.value.message_en
+    assert "部门代码" not in info.value.message_zh
+    assert "the applying department (District Health Commission)" in info.value.message_en
 
 
 def test_a_vote_on_a_registration_sent_back_does_not_call_it_final(service: AdmissionService) -> None:

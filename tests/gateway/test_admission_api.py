@@ -1452,12 +1452,35 @@ def test_personal_data_in_a_reason_or_a_comment_is_refused_and_changes_nothing(
     assert after == [*before, "admission.contact_read"]  # that read showed the contact; nothing changed
 
 
-def test_a_vote_for_another_office_names_the_reviewers_own_office_in_chinese(stack: Stack) -> None:
+def test_a_vote_for_another_office_names_the_reviewers_own_office_by_name(stack: Stack) -> None:
     body = {"vote": "approve", "office": "science_technology_commission"}
     resp = call(stack, "POST", f"{API}/systems/health-followup-app/reviews", "rv_big_data", json=body)
     assert (resp.status_code, resp.json()["error"]) == (403, "separation_of_duties"), resp.text
     assert resp.json()["message"] == "审核人只能代表本单位（区大数据中心）表决。"
-    assert resp.json()["message_en"] == "A reviewer votes only for their own office (big_data_centre)."
+    # The English line named the office by its code (big_data_centre).
+    assert (
+        resp.json()["message_en"] == "A reviewer votes only for their own office (District Big Data Centre)."
+    )
+
+
+def test_registering_for_another_department_names_ones_own_and_what_to_write(stack: Stack) -> None:
+    """The refusal named the department by its code in both languages (本部门（health）) and left the
+    system admin to guess the fix."""
+    resp = call(
+        stack,
+        "POST",
+        f"{API}/systems",
+        "hb_sysadmin",
+        json=registration(new_id("dept"), department="civil_affairs"),
+    )
+    assert (resp.status_code, resp.json()["error"]) == (403, "separation_of_duties"), resp.text
+    assert resp.json()["message"] == (
+        "系统管理员只能为本部门（区卫健委）登记系统：请删去 department 一项（默认即本部门），或填写 health。"
+    )
+    assert resp.json()["message_en"] == (
+        "A system admin registers systems only for their own department (District Health Commission): "
+        "leave department out (it defaults to yours) or write health."
+    )
 
 
 def test_a_reviewers_work_list_is_what_waits_on_their_office(stack: Stack) -> None:
