@@ -1246,6 +1246,16 @@ def audit_accept_restore(
             err=True,
         )
         raise typer.Exit(2)
+    if not directory.is_dir():  # mistyped or not mounted: nothing to check the restore against
+        typer.echo(
+            f"未接受恢复：找不到检查点目录 {directory}（GRASSROOTS_CHECKPOINT_DIR）。恢复要与签发过的检查点"
+            "逐一核对；请核对该设置（或挂载该目录）后重新运行。\n"
+            f"restore not accepted: there is no checkpoint directory {directory} "
+            "(GRASSROOTS_CHECKPOINT_DIR); a restore is checked against the checkpoints signed so far: "
+            "correct the setting (or mount the directory) and run again",
+            err=True,
+        )
+        raise typer.Exit(2)
     engine = make_engine(settings.effective_database_url)
     actors: list[str] = []
     try:

@@ -154,6 +154,15 @@ def test_refusals_leave_the_checkpoint_directory_as_it_was(
     missing = _accept(data_dir, restored, "--yes", "--key", str(tmp_path / "elsewhere.pem"))
     assert missing.exit_code == 2 and "找不到检查点签名密钥" in missing.stderr
     assert not (tmp_path / "elsewhere.pem").exists()
+    # Nor without the checkpoint directory (mistyped, not mounted): nothing could be tried, exit 2 naming
+    # the setting to correct (it exited 1, as for a restore refused, and named no setting).
+    checkpoints.rename(tmp_path / "aside")
+    unmounted = _accept(data_dir, restored, "--yes")
+    assert unmounted.exit_code == 2, unmounted.stderr
+    assert f"未接受恢复：找不到检查点目录 {checkpoints}（GRASSROOTS_CHECKPOINT_DIR）" in unmounted.stderr
+    assert f"there is no checkpoint directory {checkpoints} (GRASSROOTS_CHECKPOINT_DIR)" in unmounted.stderr
+    assert not checkpoints.exists()
+    (tmp_path / "aside").rename(checkpoints)
     # A key of one's own signs nothing the checkpoints' key chain would accept.
     other = tmp_path / "other.pem"
     CheckpointSigner.load_or_create(other)
