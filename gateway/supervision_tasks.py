@@ -187,9 +187,12 @@ def checkpoint_round(
             return None, None
     directory = runtime.settings.effective_checkpoint_dir
     try:
+        first = not any(directory.glob("checkpoint-*.json"))
         written = extend_checkpoint_if_grown(runtime.engine, signer, directory, since)
         if written is not None:
             checkpoint, since = written
+            if first:
+                _record_first_checkpoint(runtime.engine, checkpoint)
             signed_at: datetime | None = checkpoint.timestamp
             _log.info(
                 "periodic audit checkpoint written: %d events",
@@ -222,6 +225,22 @@ def checkpoint_round(
         return signer, since
     health.succeeded(datetime.now(UTC), signed_at)
     return signer, since
+
+
+def _record_first_checkpoint(engine: Engine, checkpoint: audit.Checkpoint) -> None:
+    """A chain's first checkpoint, signed by the periodic round, recorded as ``audit.checkpoint_written``
+    (``scheduled``), as an on-demand one is. Later periodic ones are not (one event a round would grow the
+    log forever). Before, a log whose checkpoints were all periodic (the usual deployment) recorded no
+    signing at all, so a mistyped or unmounted GRASSROOTS_CHECKPOINT_DIR looked like a fresh install:
+    ``serve`` started a second chain there and ``keys rotate-checkpoint`` handed the key over into it.
+    With the event on record, those refuse (``_refuse_a_lost_checkpoint_directory``). Not recorded when
+    the log cannot take it (logged): the checkpoint stands, and signing goes on."""
+    details = {"tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash.hex()}
+    change = {"kind": "audit.checkpoint_written", "actor": ARCHIVER, **details, "key_id": checkpoint.key_id}
+    try:
+        AuditLog(engine).append(change_event({**change, "scheduled": True}))
+    except audit.AuditUnavailable:
+        _log.error("the first periodic audit checkpoint was written but the audit log could not record it")
 
 
 async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:

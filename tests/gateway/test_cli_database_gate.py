@@ -475,6 +475,19 @@ def test_a_key_rotation_run_outside_the_gateways_data_directory_is_refused(
     assert _run(gateway_dir, *command, database_url=database).exit_code == 0
 
 
+def _serve_with_checkpoint_dir(data_dir: Path, checkpoint_dir: Path) -> Result:
+    env = {
+        "GRASSROOTS_DATA_DIR": str(data_dir),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_DATABASE_URL": None,
+        "GRASSROOTS_CHECKPOINT_DIR": str(checkpoint_dir),
+    }
+    with socket.socket() as taken:  # were it let through, it stops at the port instead of serving
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        return runner.invoke(grassroots, ["serve", "--port", str(taken.getsockname()[1])], env=env)
+
+
 def test_serve_refuses_a_checkpoint_directory_that_is_not_the_logs(tmp_path: Path) -> None:
     """`serve` with GRASSROOTS_CHECKPOINT_DIR mistyped (or a new, empty mount) started, and its periodic
     checkpoints quietly began a second chain in the new directory, while the log records checkpoints signed
@@ -483,16 +496,7 @@ def test_serve_refuses_a_checkpoint_directory_that_is_not_the_logs(tmp_path: Pat
     assert _run(data_dir, "db", "upgrade").exit_code == 0
     assert _run(data_dir, "audit", "checkpoint").exit_code == 0  # signed, and recorded as event 1
     elsewhere = tmp_path / "mnt" / "checkpoints"
-    env = {
-        "GRASSROOTS_DATA_DIR": str(data_dir),
-        "GRASSROOTS_DEV_IDP_ENABLED": "true",
-        "GRASSROOTS_DATABASE_URL": None,
-        "GRASSROOTS_CHECKPOINT_DIR": str(elsewhere),
-    }
-    with socket.socket() as taken:  # were it let through, it stops at the port instead of serving
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        result = runner.invoke(grassroots, ["serve", "--port", str(taken.getsockname()[1])], env=env)
+    result = _serve_with_checkpoint_dir(data_dir, elsewhere)
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     zh, en = result.stderr.splitlines()
     assert zh.startswith(
@@ -500,4 +504,38 @@ def test_serve_refuses_a_checkpoint_directory_that_is_not_the_logs(tmp_path: Pat
     )
     assert f"{elsewhere}（GRASSROOTS_CHECKPOINT_DIR）不存在" in zh
     assert en.startswith("the gateway did not start: the log records a checkpoint being signed (event 1")
+    assert not elsewhere.exists()
+
+
+async def test_a_log_signed_only_by_periodic_checkpoints_still_refuses_a_mistyped_directory(
+    tmp_path: Path,
+) -> None:
+    """A log whose checkpoints were all written by `serve`'s periodic round (the usual deployment)
+    recorded no signing, so a mistyped GRASSROOTS_CHECKPOINT_DIR looked like a fresh install: `serve`
+    started a second chain there. The chain's first periodic checkpoint is now recorded (once), and the
+    same `serve` refuses."""
+    from audit import EventQuery, query_events
+    from gateway.settings import Settings
+    from gateway.supervision_tasks import checkpoint_round
+    from gateway.wiring import build_runtime, close_runtime
+
+    data_dir = tmp_path / "var"
+    assert _run(data_dir, "db", "upgrade").exit_code == 0
+    runtime = build_runtime(Settings(data_dir=data_dir, dev_idp_enabled=True))
+    try:
+        signer, since = checkpoint_round(runtime, None, None)  # the chain's first: recorded
+        signer, since = checkpoint_round(runtime, signer, since)  # signs that event: not recorded
+        signer, since = checkpoint_round(runtime, signer, since)  # nothing new: nothing signed
+        (event,) = query_events(runtime.engine, EventQuery(kind="audit.checkpoint_written")).items
+    finally:
+        await close_runtime(runtime)
+    assert event.seq == 1 and event.actor == "system" and event.details["scheduled"] is True
+    assert event.details["tree_size"] == 0
+    assert len(list((data_dir / "checkpoints").glob("checkpoint-*.json"))) == 2  # sizes 0 and 1
+    elsewhere = tmp_path / "mnt" / "checkpoints"
+    result = _serve_with_checkpoint_dir(data_dir, elsewhere)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.stderr.startswith(
+        "网关未启动：日志记载第 1 号事件签发过检查点（audit.checkpoint_written），但检查点目录 "
+    )
     assert not elsewhere.exists()
