@@ -1271,9 +1271,12 @@ class GrantService:
                 f"happened and why the data is needed now (got {len(reason.strip())})",
             )
         if not 0 < hours <= BREAK_GLASS_MAX_HOURS:
+            # 0 or a negative number is not "too long": say the range, and what was typed, for either side.
             raise GrantError(
-                f"紧急访问最长 {BREAK_GLASS_MAX_HOURS} 小时。",
-                f"emergency access lasts at most {BREAK_GLASS_MAX_HOURS} hours",
+                f"紧急访问的时长须为 1 至 {BREAK_GLASS_MAX_HOURS} 小时的整数（当前 {hours}），"
+                f"请按需要填写，最长 {BREAK_GLASS_MAX_HOURS} 小时。",
+                f"emergency access lasts from 1 to {BREAK_GLASS_MAX_HOURS} whole hours (got {hours}); ask "
+                f"for what you need, at most {BREAK_GLASS_MAX_HOURS}",
             )
         scope = divisions.normalize(org_scope or actor.org)
         if not divisions.covers(actor.org, scope):

@@ -634,3 +634,18 @@ def test_the_waiting_request_named_to_a_refused_reader_is_one_covering_her_organ
     assert found is not None and found.status is GrantStatus.AWAITING_SECOND_APPROVAL
     service.approve(township, STEWARD_2, T0)
     assert repository.waiting_request(VILLAGE_A1, "DIBAO_REVIEW", "residents") is None
+
+
+@pytest.mark.parametrize("hours", [0, -1, BREAK_GLASS_MAX_HOURS + 1])
+def test_break_glass_hours_out_of_range_says_the_range_not_only_the_maximum(
+    service: GrantService, hours: int
+) -> None:
+    """`--hours 0` answered 紧急访问最长 4 小时 / "lasts at most 4 hours", which 0 is: the cadre could not
+    tell what to type. The refusal names the range and what was typed."""
+    with pytest.raises(GrantError) as refused:
+        service.break_glass(CADRE_A1, "ELDERLY_VISIT", "紧急情况说明", T0, hours=hours)
+    assert f"1 至 {BREAK_GLASS_MAX_HOURS} 小时" in refused.value.message_zh
+    assert f"（当前 {hours}）" in refused.value.message_zh
+    assert f"from 1 to {BREAK_GLASS_MAX_HOURS}" in refused.value.message_en
+    assert f"(got {hours})" in refused.value.message_en
+    assert refused.value.message_en.isascii()
