@@ -399,6 +399,37 @@ def test_a_grid_worker_explains_her_own_request_with_the_grids_her_login_carries
     assert type(quota["detail"]["quota_left"]) is int and quota["detail"]["quota_left"] > 0
 
 
+def test_a_grid_worker_refused_a_dataset_not_kept_by_grid_is_told_so_by_explain_and_decide(
+    stack: Stack,
+) -> None:
+    """grid_a2 reading residents under ELDERLY_VISIT is refused 403 grid_scope_unsupported (the rows carry
+    no grid code, so her scope is not widened to the village); asking why, `policy explain` answered
+    "allowed": true, and the administrator's dry-run `decide` "allowed" with her grid as the row scope."""
+    params = {"scenario": "ELDERLY_VISIT", "page_size": 1}
+    read = api(stack, "GET", "/datasets/residents/records", "grid_a2", params=params)
+    assert read.status_code == 403 and read.json()["error"] == "grid_scope_unsupported"
+    mine = {"dataset": "residents", "scenario": "ELDERLY_VISIT"}
+    explained = api(stack, "GET", "/policy/explain", "grid_a2", params=mine).json()
+    assert explained["allowed"] is False
+    assert explained["failed"]["code"] == "grid_scope_unsupported"
+    assert explained["failed"]["message_zh"] == read.json()["message"]
+    body = {
+        "org": VILLAGE_A,
+        "roles": ["grid_worker"],
+        "grids": [f"{VILLAGE_A}-G03"],
+        "dataset": "residents",
+        "scenario": "ELDERLY_VISIT",
+    }
+    told = api(stack, "POST", "/policy/explain", "platform_admin", body).json()
+    assert told["allowed"] is False and told["failed"]["code"] == "grid_scope_unsupported"
+    decided = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    assert decided["allowed"] is False and decided["code"] == "grid_scope_unsupported"
+    assert decided["obligations"] is None
+    # Her houses, kept by grid, stay allowed and explained as such.
+    houses = {**body, "dataset": "houses", "scenario": "GRID_VISIT"}
+    assert api(stack, "POST", "/policy/decide", "platform_admin", houses).json()["allowed"] is True
+
+
 def test_cli_explain_mine(stack: Stack) -> None:
     out = stack.cli(
         "policy",
