@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
@@ -57,6 +57,7 @@ from gateway.runtime import POLICY_FILES_VERSION, Runtime
 from gateway.time_inputs import Moment
 from grassroots_common.personal_data import personal_data_in
 from policies import (
+    ROLES,
     AccessRequest,
     Check,
     Decision,
@@ -73,6 +74,7 @@ from policies import (
     as_if_active,
     replay,
 )
+from policies.divisions import is_grid
 from policies.reasons import APPLY_AGAIN
 from policies.reasons import reason as _reason
 
@@ -243,7 +245,32 @@ class DecideBody(StrictBody):
     record_count_hint: int | None = Field(None, ge=0)
 
 
+#: A dry run's ``roles`` holding one the platform does not know (``vilage_cadre``): no permission names it,
+#: so it was answered "no_permission" as if that were the person's real standing, not as the typo it is.
+_UNKNOWN_ROLE: Final = (
+    "roles 中有平台不认识的岗位，本次未作判定（请检查拼写；这样的岗位不影响判定，可以去掉）。"
+    "可用的岗位：{roles}。",
+    "roles holds a role the platform does not know; nothing was decided (check the spelling; such a role "
+    "never changes a decision, so it can be left out). The roles are: {roles_en}.",
+)
+#: A dry run's ``grids`` holding a malformed micro-grid code (``310151101201-G1``): it was answered
+#: "grid_scope_invalid ... outside their organisation", sending the administrator to the wrong village.
+_MALFORMED_GRID: Final = (
+    "grids 中有格式不正确的微网格代码，本次未作判定。微网格代码是所在村（居）的 12 位区划代码加 -G 和两位数字"
+    " 01 至 99（例如 310151101201-G03）。",
+    "grids holds a malformed micro-grid code; nothing was decided. A micro-grid code is its village's "
+    "12-digit division code, -G and two digits 01 to 99 (for example 310151101201-G03).",
+)
+
+
 def _access(body: DecideBody) -> AccessRequest:
+    if any(role not in ROLES for role in body.roles):
+        zh, en = _UNKNOWN_ROLE
+        raise InvalidRequest(
+            zh.format(roles="、".join(ROLES)), en.format(roles_en=", ".join(ROLES)), code="unknown_role"
+        )
+    if not all(is_grid(grid) for grid in body.grids):
+        raise InvalidRequest(*_MALFORMED_GRID, code="invalid_grid")
     return AccessRequest(
         subject=Subject(
             user_id=body.user_id,

@@ -190,6 +190,32 @@ def test_decide_for_a_grid_worker_takes_the_grids(
     assert (decision["obligations"] or {}).get("row_scope") == row_scope
 
 
+@pytest.mark.parametrize("path", ["/policy/decide", "/policy/explain"])
+@pytest.mark.parametrize(
+    ("change", "code", "words"),
+    [
+        # A typo of the role was answered no_permission, as if it were the person's real standing.
+        ({"roles": ["vilage_cadre"]}, "unknown_role", "village_cadre"),
+        ({"roles": ["village_cadre", "grid_workr"]}, "unknown_role", "grid_worker"),
+        # A malformed grid code was answered grid_scope_invalid, "outside their organisation".
+        ({"roles": ["grid_worker"], "grids": [f"{VILLAGE_A}-G1"]}, "invalid_grid", "310151101201-G03"),
+        ({"roles": ["grid_worker"], "grids": ["G01"]}, "invalid_grid", "310151101201-G03"),
+    ],
+)
+def test_a_dry_run_with_a_misspelt_role_or_grid_says_so_instead_of_deciding(
+    stack: Stack, path: str, change: dict[str, Any], code: str, words: str
+) -> None:
+    body = {**_subject(VILLAGE_A, "village_cadre"), "dataset": "houses", "scenario": "GRID_VISIT", **change}
+    resp = api(stack, "POST", path, "platform_admin", body)
+    assert resp.status_code == 422, resp.text
+    refused = resp.json()
+    assert refused["error"] == code
+    assert words in refused["message"] and words in refused["message_en"]
+    assert refused["message_en"].isascii()
+    for typed in ("vilage", "grid_workr", '-G1"', '"G01'):
+        assert typed not in resp.text
+
+
 def test_cli_explain_for_a_grid_worker(stack: Stack) -> None:
     args = ["--org", VILLAGE_A, "--role", "grid_worker", "--dataset", "houses", "--scenario", "GRID_VISIT"]
     url = ["--url", stack.base_url, "--as", "platform_admin"]
