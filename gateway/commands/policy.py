@@ -4,6 +4,7 @@ the API."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -150,7 +151,29 @@ def resolve_at(value: str | None, now: datetime | None = None) -> str | None:
     time earlier today could fall before them and answer ``no_active_grant`` instead of what was asked
     about (the hour). Within the next 24 hours every grant active now is still active."""
     match = _TIME_OF_DAY.fullmatch(value or "")
-    if value is None or match is None:
+    if value is None:
+        return value
+    if match is None:
+        # Refused here, before anything is sent: the server's refusal ("须为带时区的时间") never named the
+        # HH:MM form this option also takes, so `--at 2330` or `--at 2026-12-07T23:30` left the
+        # administrator to guess; which clock a time without an offset means cannot be guessed for her.
+        try:
+            text = unicodedata.normalize("NFKC", value).strip().replace("Z", "+00:00")
+            aware = datetime.fromisoformat(text).utcoffset() is not None
+        except ValueError:
+            aware = False
+        if not aware:
+            typer.echo(
+                "--at 须为带时区的时间（例如 2026-12-07T23:30:00+08:00），或北京时间的时刻 HH:MM"
+                "（例如 23:30，指下一次到达该时刻）；不带时区的时间和单独的日期不能用，"
+                "因为无法确定它指哪个时区。"
+                "本次未发出请求。\n"
+                "--at must be a time with its offset (for example 2026-12-07T23:30:00+08:00) or a Beijing "
+                "time of day HH:MM (for example 23:30, its next occurrence); a time without an offset, or a "
+                "day alone, is not taken, since which clock it means cannot be told. Nothing was sent.",
+                err=True,
+            )
+            raise typer.Exit(2)
         return value
     try:
         hour, minute, second = (int(part) for part in match.groups(default="0"))

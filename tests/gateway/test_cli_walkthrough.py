@@ -67,6 +67,27 @@ def test_decide_sends_the_record_count_hint(gateway: Gateway) -> None:
     assert "record_count_hint" not in gateway.received[1].body
 
 
+@pytest.mark.parametrize("typed", ["2026-12-07T23:30", "2026-12-07 23:30:00", "2330", "2026-12-07", "明晚"])
+@pytest.mark.parametrize("command", ["decide", "explain"])
+def test_at_without_an_offset_is_refused_before_sending_naming_both_forms(
+    gateway: Gateway, typed: str, command: str
+) -> None:
+    """`--at 2026-12-07T23:30` (no zone) or `--at 2330` was sent and answered by the server's
+    "须为带时区的时间", which never named the HH:MM form this option also takes. Now refused before anything
+    is sent (exit 2), naming both forms."""
+    args = [a if a != "decide" else command for a in _DECIDE]
+    result = _cli(*args, "--at", typed, "--url", gateway.url, "--token", "t")
+    assert result.exit_code == 2
+    assert gateway.received == []
+    zh, en = result.stderr.strip().split("\n")
+    assert "带时区" in zh and "HH:MM" in zh and "未发出请求" in zh
+    assert "with its offset" in en and "HH:MM" in en and en.isascii()
+    # Full-width digits are read as the server reads them.
+    gateway.answer(200, {"allowed": True, "code": "allowed"})
+    sent = _cli(*args, "--at", "２０２６-12-07T23:30:00+08:00", "--url", gateway.url, "--token", "t")
+    assert sent.exit_code == 0, sent.stderr
+
+
 def test_resolve_at_rolls_over_to_tomorrow_once_the_time_has_passed_today() -> None:
     now = datetime(2026, 11, 22, 23, 45, tzinfo=CHINA_STANDARD_TIME)
     assert resolve_at("23:30", now) == "2026-11-23T23:30:00+08:00"
