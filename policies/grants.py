@@ -50,7 +50,7 @@ from policies.errors import (
 from policies.model import Subject
 from policies.permissions import PermissionModel
 from policies.reasons import outside_fields
-from policies.scenarios import Scenario, ScenarioCatalog
+from policies.scenarios import CHINA_STANDARD_TIME, Scenario, ScenarioCatalog
 from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
 
 __all__ = [
@@ -668,6 +668,31 @@ def _event(
     }
 
 
+def _end_not_after_start(start: datetime, end: datetime, *, started_now: bool) -> GrantError:
+    """``--valid-until 2026-12-01`` with no ``--valid-from`` answered "valid_until must be after
+    valid_from", which the steward had not given: both ends are named, in Beijing time, and where the start
+    came from (the approval itself, when none was given or it had passed)."""
+
+    def beijing(moment: datetime, *, end: bool = False) -> str:
+        local = moment.astimezone(CHINA_STANDARD_TIME)
+        if end and (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0):
+            # The end of a day typed alone (``2026-12-01``): that day's 24:00, not the next day's 00:00.
+            return (local - timedelta(days=1)).strftime("%Y-%m-%d 24:00")
+        return local.strftime("%Y-%m-%d %H:%M")
+
+    until = beijing(end, end=True)
+    since_zh = "，即审批时间" if started_now else ""
+    since_en = ", the approval" if started_now else ""
+    return GrantError(
+        f"授权结束时间（valid_until，北京时间 {until}）必须晚于开始时间（valid_from，北京时间 "
+        f"{beijing(start)}{since_zh}），本次未批准。请把结束时间改到开始时间之后（只填日期的，授权到该日"
+        "北京时间结束时为止），或不填，按场景的有效期。",
+        f"valid_until ({until} Beijing time) must be after valid_from ({beijing(start)} Beijing "
+        f"time{since_en}); nothing was approved. Give an end after the start (a day alone runs through "
+        "that Beijing-time day), or leave it out for the scenario's validity.",
+    )
+
+
 def _too_long(scenario: str, max_days: int) -> GrantWindowError:
     return GrantWindowError(
         "validity_over_maximum",
@@ -951,7 +976,7 @@ class GrantService:
             start = max(valid_from or now, now)
             end = valid_until or start + timedelta(days=spec.default_validity_days)
             if end <= start:
-                raise GrantError("授权结束时间必须晚于开始时间。", "valid_until must be after valid_from")
+                raise _end_not_after_start(start, end, started_now=valid_from is None or valid_from <= now)
             if end - start > timedelta(days=spec.max_validity_days):
                 raise _too_long(spec.code, spec.max_validity_days)
             status = (

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from policies import (
     AccessRequest,
+    GrantError,
     GrantIndex,
     GrantRepository,
     GrantService,
@@ -98,6 +99,30 @@ def test_the_errors_say_the_maximum_and_how_to_proceed(service: GrantService) ->
     with pytest.raises(GrantWindowError) as backdated:
         service.approve(_elderly(service), STEWARD, T0, valid_from=T0 - 30 * DAY)
     assert "valid_from" in backdated.value.message_zh and "Leave valid_from out" in backdated.value.message_en
+
+
+def test_an_end_before_the_start_names_both_in_beijing_time_and_where_the_start_came_from(
+    service: GrantService,
+) -> None:
+    """`grants approve --valid-until 2026-12-01` (a day already past, no --valid-from) answered "valid_until
+    must be after valid_from", naming a valid_from the steward never gave. Both ends are named now, in
+    Beijing time, and a start not given is said to be the approval."""
+    with pytest.raises(GrantError) as past_end:
+        service.approve(_elderly(service), STEWARD, T0, valid_until=T0 - 2 * DAY)
+    zh, en = past_end.value.message_zh, past_end.value.message_en
+    # T0 is 2025-03-03 02:00 UTC: 10:00 in Beijing.
+    assert "2025-03-03 10:00" in zh and "2025-03-01 10:00" in zh and "即审批时间" in zh
+    assert "2025-03-03 10:00" in en and "the approval" in en and en.isascii()
+    with pytest.raises(GrantError) as swapped:
+        service.approve(_elderly(service), STEWARD, T0, valid_from=T0 + 10 * DAY, valid_until=T0 + 5 * DAY)
+    zh, en = swapped.value.message_zh, swapped.value.message_en
+    assert "2025-03-13 10:00" in zh and "2025-03-08 10:00" in zh and "即审批时间" not in zh
+    assert "2025-03-13 10:00" in en and "the approval" not in en
+    # A day typed alone ends at its 24:00 (Beijing), as the steward wrote it, not "the next day 00:00".
+    day_end = datetime(2025, 3, 1, 16, 0, tzinfo=T0.tzinfo)  # 2025-03-02 00:00 in Beijing
+    with pytest.raises(GrantError) as a_day:
+        service.approve(_elderly(service), STEWARD, T0, valid_until=day_end)
+    assert "2025-03-01 24:00" in a_day.value.message_zh and "2025-03-01 24:00" in a_day.value.message_en
 
 
 def test_a_catalog_maximum_above_the_default_is_what_counts(
