@@ -21,6 +21,7 @@ Any unexpected error yields a refusal with reason ``internal_error``: the engine
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -81,6 +82,13 @@ _THEIR_GRIDS_OUTSIDE_ORG = Reason(
     message_en="The micro-grids assigned to this user lie outside their organisation, so no data can be "
     "shown. Their village committee should check the grid assignment.",
 )
+
+
+def reads_only_grids(roles: Iterable[str]) -> bool:
+    """Whether a subject with ``roles`` reads no wider than her assigned micro-grids (a grid worker with no
+    organisation-wide role): her row scope is grids, and a dataset kept without a grid code serves her
+    nothing."""
+    return _ORG_WIDE_READERS.isdisjoint(roles)
 
 
 # "-G01" .. "-G99": the tail of a micro-grid code after its village's 12 digits (divisions._GRID).

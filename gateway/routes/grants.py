@@ -54,6 +54,7 @@ from policies import (
     Subject,
     covers,
 )
+from policies.engine import reads_only_grids
 from policies.errors import ReviewNotFoundError
 from policies.grants import BREAK_GLASS_MAX_HOURS, GRANT_STATUS_ZH
 from policies.scenarios import CHINA_STANDARD_TIME
@@ -93,7 +94,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[str] = ()) -> dict[str, Any]:
+def scenario_json(
+    scenario: Scenario,
+    catalog: ScenarioCatalog,
+    roles: Sequence[str] = (),
+    kept_by_grid: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """``usable_by_me``: the caller's role does this work and, for one who reads only her micro-grids (a
+    grid worker), some dataset of the scenario is kept by grid (``kept_by_grid``): ELDERLY_VISIT reads only
+    ``residents``, which the data path refuses to a grid scope, yet was listed usable by her."""
+    usable = bool(set(roles).intersection(scenario.roles_allowed))
+    if usable and kept_by_grid is not None and reads_only_grids(roles):
+        usable = any(kept_by_grid(name) for name in scenario.datasets)
     sensitive = sorted(
         {
             f"{name}.{f}"
@@ -121,7 +133,7 @@ def scenario_json(scenario: Scenario, catalog: ScenarioCatalog, roles: Sequence[
         "default_validity_days": scenario.default_validity_days,
         "max_validity_days": scenario.max_validity_days,
         "second_approval_fields": sensitive,
-        "usable_by_me": bool(set(roles).intersection(scenario.roles_allowed)),
+        "usable_by_me": usable,
     }
 
 
@@ -231,12 +243,21 @@ def _visible_or_404(service: GrantService, subject: Subject, grant_id: str) -> S
 # -- scenario catalog --------------------------------------------------------------------------------
 
 
+def _kept_by_grid(runtime: Runtime) -> Callable[[str], bool]:
+    def kept(dataset: str) -> bool:
+        view = runtime.dataset(dataset)
+        return view is not None and view.grid_field is not None
+
+    return kept
+
+
 @router.get("/scenarios")
 async def list_scenarios(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """The scenario catalog: purpose, legal basis, exact fields, limits, who may use each."""
     principal = await signed_in(runtime, authorization, "read scenarios")
     catalog = runtime.policy().scenarios
-    return {"items": [scenario_json(s, catalog, principal.roles) for s in catalog]}
+    kept = _kept_by_grid(runtime)
+    return {"items": [scenario_json(s, catalog, principal.roles, kept) for s in catalog]}
 
 
 @router.get("/scenarios/{code}")
@@ -253,7 +274,7 @@ async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader
             "(command line: grassroots grants scenarios) lists them.",
             code="unknown_scenario",
         )
-    return scenario_json(scenario, catalog, principal.roles)
+    return scenario_json(scenario, catalog, principal.roles, _kept_by_grid(runtime))
 
 
 # -- grant lifecycle -----------------------------------------------------------------------------------

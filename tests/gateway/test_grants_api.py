@@ -191,6 +191,20 @@ def test_a_cadre_sees_the_catalog_with_fields_limits_and_legal_basis(stack: Stac
     assert api(stack, "GET", "/scenarios/ELDERLY_VISIT", "cadre_a").json()["code"] == "ELDERLY_VISIT"
 
 
+def test_a_grid_worker_is_not_told_a_scenario_is_usable_when_none_of_its_data_is_kept_by_grid(
+    stack: Stack,
+) -> None:
+    """grid_a1's catalog listed ELDERLY_VISIT "usable_by_me": true (her role is allowed), yet its only
+    dataset, residents, has no grid code and every read answers 403 grid_scope_unsupported."""
+    items = api(stack, "GET", "/scenarios", "grid_a1").json()["items"]
+    usable = {s["code"]: s["usable_by_me"] for s in items}
+    assert usable == {"DIBAO_REVIEW": False, "ELDERLY_VISIT": False, "GRID_VISIT": True}
+    assert api(stack, "GET", "/scenarios/ELDERLY_VISIT", "grid_a1").json()["usable_by_me"] is False
+    # A village cadre reads her whole village: both still usable by her.
+    assert api(stack, "GET", "/scenarios/ELDERLY_VISIT", "cadre_a").json()["usable_by_me"] is True
+    assert api(stack, "GET", "/scenarios/GRID_VISIT", "cadre_a").json()["usable_by_me"] is True
+
+
 @pytest.mark.parametrize(
     ("who", "path", "status", "code"),
     [
