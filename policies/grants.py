@@ -884,8 +884,13 @@ class GrantService:
         scope = divisions.normalize(org_scope)
         if not divisions.covers(actor.org, scope):
             # Delegation only within one's own jurisdiction, never beyond it.
+            # Her own code is named (what she typed is not: it may be anything), so a wrong digit is found.
             raise OutsideJurisdictionError(
-                "只能为本辖区内的组织申请授权。", "you may request grants only within your own jurisdiction"
+                f"只能为本辖区内的组织申请授权。您的单位是 {actor.org}，只能为它及其下辖单位申请；"
+                "所填单位不在其中，本次未提出申请。请核对 --org（org_scope）的区划代码。",
+                "you may request grants only within your own jurisdiction: your organisation is "
+                f"{actor.org}, and the organisation given is neither it nor within it; nothing was "
+                "requested. Check the division code in --org (org_scope).",
             )
         wanted = dict(spec.datasets) if datasets is None else {k: tuple(v) for k, v in datasets.items()}
         if not wanted:

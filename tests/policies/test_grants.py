@@ -649,3 +649,18 @@ def test_break_glass_hours_out_of_range_says_the_range_not_only_the_maximum(
     assert f"from 1 to {BREAK_GLASS_MAX_HOURS}" in refused.value.message_en
     assert f"(got {hours})" in refused.value.message_en
     assert refused.value.message_en.isascii()
+
+
+@pytest.mark.parametrize(("who", "scope"), [(TOWNSHIP_OFFICER_A, TOWNSHIP_B), (CADRE_A1, VILLAGE_A2)])
+def test_a_request_outside_ones_jurisdiction_names_ones_own_organisation(
+    service: GrantService, who: Subject, scope: str
+) -> None:
+    """只能为本辖区内的组织申请授权 alone left an officer who typed a wrong digit guessing which codes she may
+    use; her own organisation's code is named now (not what she typed), and that nothing was requested."""
+    with pytest.raises(SeparationOfDutiesError) as refused:
+        service.request(who, "ELDERLY_VISIT", scope, None, "季度走访", T0)
+    assert refused.value.code == "outside_jurisdiction"
+    zh, en = refused.value.message_zh, refused.value.message_en
+    assert f"您的单位是 {who.org}" in zh and "本次未提出申请" in zh and "--org" in zh
+    assert f"your organisation is {who.org}" in en and "nothing was requested" in en and en.isascii()
+    assert scope not in zh and scope not in en
