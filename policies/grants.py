@@ -892,7 +892,12 @@ class GrantService:
                 f"{actor.org}, and the organisation given is neither it nor within it; nothing was "
                 "requested. Check the division code in --org (org_scope).",
             )
-        wanted = dict(spec.datasets) if datasets is None else {k: tuple(v) for k, v in datasets.items()}
+        # A field listed twice (``id,id``) is asked for once: the steward reads the request as filed.
+        wanted = (
+            dict(spec.datasets)
+            if datasets is None
+            else {k: tuple(dict.fromkeys(v)) for k, v in datasets.items()}
+        )
         if not wanted:
             raise GrantError("申请至少要包含一个数据集。", "a request names at least one dataset")
         # Dataset and field names as typed are never repeated (a mistyped one may be anything, even a

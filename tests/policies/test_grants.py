@@ -664,3 +664,12 @@ def test_a_request_outside_ones_jurisdiction_names_ones_own_organisation(
     assert f"您的单位是 {who.org}" in zh and "本次未提出申请" in zh and "--org" in zh
     assert f"your organisation is {who.org}" in en and "nothing was requested" in en and en.isascii()
     assert scope not in zh and scope not in en
+
+
+def test_a_field_listed_twice_is_requested_once(service: GrantService) -> None:
+    """`--fields id,name,id` was filed as ["id", "name", "id"], so the steward approving it read a request
+    of three fields, one of them twice."""
+    grant, _ = service.request(
+        CADRE_A1, "ELDERLY_VISIT", VILLAGE_A1, {"residents": ["id", "name", "id"]}, "季度走访", T0
+    )
+    assert grant.datasets == {"residents": ("id", "name")}
