@@ -631,6 +631,20 @@ def _proposed_files(
     return permissions, scenarios
 
 
+def _unknown_scenario(catalog: ScenarioCatalog) -> InvalidRequest:
+    """A proposed grant's scenario code the catalog does not have: the codes it has are listed (what was
+    typed is not repeated), as a grant request lists them; "没有这个使用场景。" alone left a steward
+    replaying `--scenario DIBAO_REVEIW` to guess."""
+    codes = [s.code for s in catalog]
+    return InvalidRequest(
+        f"没有这个使用场景，本次未预演。可用的场景：{'、'.join(codes)}"
+        "（grassroots grants scenarios 列出各场景）。",
+        f"There is no such scenario; nothing was replayed. The scenarios are {', '.join(codes)} "
+        "(grassroots grants scenarios lists them).",
+        code="unknown_scenario",
+    )
+
+
 def _proposed_grant(
     body: ReplayBody, session: Session, catalog: ScenarioCatalog, principal: Principal
 ) -> ScenarioGrant | None:
@@ -650,7 +664,7 @@ def _proposed_grant(
         return None
     spec = catalog.get(body.grant.scenario)
     if spec is None:
-        raise InvalidRequest("没有这个使用场景。", "There is no such scenario.", code="unknown_scenario")
+        raise _unknown_scenario(catalog)
     datasets = dict(spec.datasets) if body.grant.datasets is None else body.grant.datasets
     return ScenarioGrant(
         grant_id="proposed",
@@ -726,7 +740,7 @@ def _check_replay_scope(
     if body.grant is not None:
         spec = catalog.get(body.grant.scenario)
         if spec is None:
-            raise InvalidRequest("没有这个使用场景。", "There is no such scenario.", code="unknown_scenario")
+            raise _unknown_scenario(catalog)
         names = list(spec.datasets) if body.grant.datasets is None else list(body.grant.datasets)
         if not department or _owners(catalog, names) != {department}:
             raise Forbidden(

@@ -728,6 +728,11 @@ def test_replay_refusals(stack: Stack, who: str, body: dict[str, Any], status: i
     assert (resp.status_code, resp.json()["error"]) == (status, code)
     if code == "policy_file_invalid":
         assert resp.json()["file"] in ("permissions.csv", "scenarios.toml") and resp.json()["line"] >= 1
+    if code == "unknown_scenario":
+        # "没有这个使用场景。" alone left the steward to guess: the catalog's codes, not what was typed.
+        refused = resp.json()
+        assert "DIBAO_REVIEW" in refused["message"] and "DIBAO_REVIEW" in refused["message_en"]
+        assert "NO_SUCH" not in resp.text
 
 
 def test_cli_replay_and_decide(stack: Stack, recorded: None) -> None:
