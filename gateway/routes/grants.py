@@ -55,7 +55,7 @@ from policies import (
     covers,
 )
 from policies.engine import reads_only_grids
-from policies.errors import ReviewNotFoundError
+from policies.errors import ReviewNotFoundError, SeparationOfDutiesError
 from policies.grants import BREAK_GLASS_MAX_HOURS, GRANT_STATUS_ZH
 from policies.scenarios import CHINA_STANDARD_TIME
 
@@ -352,14 +352,39 @@ async def request_grant(
     scope = checked_org(body.org_scope or principal.org)
     reason = checked_reason(body.reason)
     now = datetime.now(UTC)
+    subject = subject_of(principal)
+
+    def file(session: Session) -> tuple[ScenarioGrant, dict[str, Any]]:
+        service = _service(runtime, session)
+        spec = service.scenarios.get(body.scenario)
+        if spec is not None and reads_only_grids(subject.roles):
+            _refuse_data_beyond_grids(runtime, spec, body.datasets)
+        return service.request(subject, body.scenario, scope, body.datasets, reason, now)
+
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
-        grant, change = await uow.run(
-            lambda s: _service(runtime, s).request(
-                subject_of(principal), body.scenario, scope, body.datasets, reason, now
-            )
-        )
+        grant, change = await uow.run(file)
         uow.record(change)
     return grant_json(grant, await asyncio.to_thread(division_names, runtime), now)
+
+
+def _refuse_data_beyond_grids(
+    runtime: Runtime, spec: Scenario, datasets: Mapping[str, Sequence[str]] | None
+) -> None:
+    """A grid worker reads only her micro-grids, so a dataset kept without a grid code (residents) serves
+    her nothing (403 grid_scope_unsupported on every read); she requested it for her whole village all the
+    same. Refused as a request for data her own role cannot read is ("never more than one holds")."""
+    kept = _kept_by_grid(runtime)
+    names = list(spec.datasets) if datasets is None else list(datasets)
+    beyond = [name for name in names if name in spec.datasets and not kept(name)]
+    if beyond:
+        raise SeparationOfDutiesError(
+            f"网格员只能查看所分配微网格内的数据；「{spec.name_zh}」中的 {'、'.join(beyond)} 未按微网格划分，"
+            "您无法查看，也不能为本单位申请，本次未提出申请。请由村（居）委会干部申请。",
+            "a grid worker reads only her assigned micro-grids; "
+            f"{', '.join(beyond)} of {spec.code} is not kept by micro-grid, so you cannot read it nor "
+            "request it for your organisation; nothing was requested. Ask a village committee cadre to "
+            "request it.",
+        )
 
 
 @router.get("/grants")

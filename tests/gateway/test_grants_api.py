@@ -251,6 +251,11 @@ REQUESTS = [
         for typed in ("核查 110105 19491231 002X", "回电１３８１２３４５６７８", "户主张三，低保复核")
     ),
     ("town_officer", {}, "DIBAO_REVIEW", VILLAGE_A, None, "工单 12345-2026-11-0042 复核", 201, None),
+    # A grid worker reads only her grids: residents (no grid code) serve her nothing, so she may not ask
+    # for them for her whole village; the houses and occupants of GRID_VISIT, kept by grid, she may.
+    ("grid_a1", {}, "ELDERLY_VISIT", VILLAGE_A, None, "走访", 403, "separation_of_duties"),
+    ("grid_a1", {}, "ELDERLY_VISIT", VILLAGE_A, {"residents": ["id"]}, "走访", 403, "separation_of_duties"),
+    ("grid_a1", {}, "GRID_VISIT", VILLAGE_A, None, "网格走访", 201, None),
     # An officer who also audits takes no part in grants (auditor independence).
     (
         "town_officer",
