@@ -154,6 +154,12 @@ def grid_scope_refusal(runtime: Runtime, decision: Decision, dataset: str) -> Re
     return None
 
 
+def as_served(runtime: Runtime, access: AccessRequest, decision: Decision) -> Decision:
+    """``decision`` as the data path would apply it: refused where :func:`grid_scope_refusal` says so."""
+    refused = grid_scope_refusal(runtime, decision, access.dataset)
+    return decision if refused is None else Decision(allowed=False, reasons=(refused,))
+
+
 async def with_grid_scope(
     runtime: Runtime, engine: PolicyEngine, access: AccessRequest, checks: list[Check]
 ) -> list[Check]:
@@ -349,9 +355,7 @@ async def decide(
         not_served = await asyncio.to_thread(_fields_not_served, engine, access, about_caller)
         if not_served is not None:
             decision = Decision(allowed=False, reasons=(not_served[0],))
-    refused = grid_scope_refusal(runtime, decision, access.dataset)
-    if refused is not None:
-        decision = Decision(allowed=False, reasons=(refused,))
+    decision = as_served(runtime, access, decision)
     decision = within_page_limit(decision, body.record_count_hint, max_page_size)
     return {**decision_json(decision, max_page_size), "policy": _policy_state(engine)}
 
@@ -876,7 +880,12 @@ async def replay_policy(
                 if info.owner_department == department
             )
         )
-        report = replay(recorded_requests(session, since, body.limit, mine), current, proposed)
+        report = replay(
+            recorded_requests(session, since, body.limit, mine),
+            current,
+            proposed,
+            served=lambda request, decision: as_served(runtime, request, decision),
+        )
         return {
             "days": body.days,
             "since": since.isoformat(),

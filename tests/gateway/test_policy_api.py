@@ -693,6 +693,23 @@ def test_replay_decides_a_grid_worker_with_the_grids_she_held(stack: Stack) -> N
     assert (lost["before"], lost["after"]) == ("allowed", "no_active_grant")
 
 
+def test_replay_never_lists_a_grid_worker_losing_reads_she_was_never_served(stack: Stack) -> None:
+    """grid_a2's reads of residents (kept without a grid code) are refused grid_scope_unsupported by the
+    data path whatever the grants; replaying the revocation of the ELDERLY_VISIT grant listed her as
+    losing them ("allowed" -> "no_active_grant"), from the policy engine's decision alone."""
+    read = api(stack, "GET", "/datasets/residents/records", "grid_a2", params={"scenario": "ELDERLY_VISIT"})
+    assert (read.status_code, read.json()["error"]) == (403, "grid_scope_unsupported")
+    listed = api(
+        stack, "GET", "/grants", "supervisor", params={"scenario": "ELDERLY_VISIT", "org": VILLAGE_A}
+    )
+    grant_ids = [g["grant_id"] for g in listed.json()["items"] if g["status"] == "approved"]
+    assert grant_ids
+    body = {"days": 1, "revoke_grant_ids": grant_ids}
+    report = api(stack, "POST", "/policy/replay", "platform_admin", body).json()
+    assert user_id(stack, "grid_a2") not in _by_user(report["lost"])
+    assert user_id(stack, "grid_a2") not in _by_user(report["fields_changed"])
+
+
 @pytest.mark.parametrize(
     ("who", "body", "status", "code"),
     [
