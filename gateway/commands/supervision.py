@@ -451,13 +451,24 @@ def who_read_sentences(answer: dict[str, Any]) -> list[str]:
     """What the supervisor tells the resident who called, one line per read, Chinese first: when (Beijing
     time), which organisation and role, for which work, what was read. Names no reader and no resident."""
     accesses = answer.get("accesses") or []
+    total = int(answer.get("total", len(accesses)))
+    if not accesses and total > 0:
+        # An --offset past the last read: the resident's data *was* read; "nobody read it" would be
+        # told to the caller otherwise.
+        return [
+            f"该居民的数据共被查看 {total} 次（只列出获准的查看；被拒绝的尝试见投诉事件），"
+            f"但 --offset {answer.get('offset', 0)} 已超过最后一次，本页没有列出任何一次。"
+            "请去掉 --offset（从最新的一次看起），或改为小于该次数的值。",
+            f"{total} allowed reads of this resident's data (refused attempts are in a complaint's "
+            f"incident), but --offset {answer.get('offset', 0)} is past the last of them, so none is "
+            "shown here. Leave out --offset (newest first), or give one below that number.",
+        ]
     if not accesses:
         return [
             "没有查到该居民的数据被查看的记录（只列出获准的查看；被拒绝的尝试见投诉事件）。",
             "No read of this resident's data was found (allowed reads only; refused attempts are in a "
             "complaint's incident).",
         ]
-    total = int(answer.get("total", len(accesses)))
     first = int(answer.get("offset", 0)) + 1
     last = first + len(accesses) - 1
     shown_zh = shown_en = ""

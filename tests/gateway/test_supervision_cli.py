@@ -395,6 +395,18 @@ def test_who_read_says_how_many_in_all_and_how_to_see_the_earlier_ones() -> None
     assert whole[0] == "该居民的数据共被查看 1 次（只列出获准的查看；被拒绝的尝试见投诉事件）："
 
 
+def test_who_read_past_the_last_read_does_not_say_nobody_read_the_data() -> None:
+    # --offset 5 of 2 reads: the page is empty, but the resident's data was read twice; the hotline
+    # was told "没有查到该居民的数据被查看的记录".
+    from gateway.commands.supervision import who_read_sentences
+
+    said = who_read_sentences({"accesses": [], "count": 0, "total": 2, "limit": 100, "offset": 5})
+    assert said[0].startswith("该居民的数据共被查看 2 次") and "--offset 5 已超过最后一次" in said[0]
+    assert "没有查到" not in said[0]
+    assert said[1].startswith("2 allowed reads") and "Leave out --offset" in said[1]
+    assert said[1].isascii()
+
+
 #: One read as the transparency answer gives it.
 A_READ = {
     "occurred_at_beijing": "2026-12-06 20:06:02",
