@@ -693,6 +693,23 @@ async def monthly_report(
             f"{label} has not begun yet, so there is no report for it; the current month is {this_month}.",
             code="month_not_started",
         )
+    pruned = await asyncio.to_thread(_pruned_note, runtime)
+    holders = [a["archive_id"] for a in (pruned or {}).get("archives", []) if a.get("month") == label]
+    if holders:
+        # The month's events were pruned into archives: counted from the database, the 通报 would read as
+        # a month in which nothing at all was accessed, and be recorded as handed out.
+        raise GatewayError(
+            f"{label} 的审计事件已超过保存期，已从数据库清理（归档于 {'、'.join(holders)}），"
+            "无法再据数据库出具该月通报（否则会显示该月没有任何访问）。"
+            "该月的访问记录以归档文件为准：请用 grassroots supervise archive-verify 核验后查阅。",
+            f"The audit events of {label} were pruned after the retention period (archived in "
+            f"{', '.join(holders)}), so no report can be made for it from the database (it would show no "
+            "access at all that month). The archive is the record of that month: check it with "
+            "grassroots supervise archive-verify and read it there.",
+            code="month_pruned",
+            status_code=410,
+            extra={"archives": holders, "archived_period": pruned},
+        )
     rules, context = await asyncio.to_thread(_anomaly_inputs, runtime, {})
     _, names, departments = _scenario_context(runtime)
     integrity = await asyncio.to_thread(_integrity, runtime)

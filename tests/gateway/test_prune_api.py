@@ -187,6 +187,17 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     seen = api(stack, "POST", "/transparency", "supervisor", json={"id_number": person}).json()
     assert seen["archived_period"]["pruned_through_seq"] == 20
     assert [a["month"] for a in seen["archived_period"]["archives"]] == ["2020-01", "2020-02"]
+    # A pruned month's 通报 would count nothing from the database and read as a month nobody accessed
+    # anything in: refused, naming the archive, and not recorded as handed out.
+    before = stack.last_events(1)[-1]["seq"]
+    for fmt in ("json", "html", "csv"):
+        gone = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2020-01", "format": fmt})
+        assert gone.status_code == 410, gone.text
+        assert gone.json()["error"] == "month_pruned" and gone.json()["archives"] == ["audit-2020-01-1-10"]
+        assert gone.json()["message"].startswith("2020-01 的审计事件已超过保存期，已从数据库清理")
+        assert gone.json()["message_en"].startswith("The audit events of 2020-01 were pruned")
+    after = [e["kind"] for e in stack.last_events(50) if e["seq"] > before]
+    assert "supervision.monthly_report" not in after
     kept = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 21})
     assert kept.status_code == 200, kept.text
     assert api(stack, "GET", "/retention", "auditor").json()["pruned_through_seq"] == 20
