@@ -248,6 +248,11 @@ async def checkpoint_loop(runtime: Runtime, interval_s: float) -> None:
     checks the latest checkpoint against it); later ones read only the events since the last one."""
     signer: CheckpointSigner | None = None
     since: MerkleAccumulator | None = None
+    # The key is loaded (on a new installation, made) at start, as the first round would a whole interval
+    # later: meanwhile every monthly report said the key was missing and asked the operator to restore
+    # it. One that cannot be loaded now is tried again by each round, which says why.
+    with contextlib.suppress(Exception):
+        signer = await asyncio.to_thread(signer_for, runtime)
     while True:
         await asyncio.sleep(interval_s)
         signer, since = await asyncio.to_thread(checkpoint_round, runtime, signer, since)

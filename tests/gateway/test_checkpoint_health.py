@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -46,6 +47,8 @@ from gateway.checkpoint_health import (
     failure_kind,
 )
 from gateway.db import upgrade
+from gateway.routes.supervision import _integrity
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.supervision_tasks import checkpoint_round
 from gateway.wiring import build_runtime, close_runtime
@@ -62,20 +65,26 @@ def _until(check: Callable[[], dict[str, Any] | None], rounds: int = 400) -> dic
     raise AssertionError("condition never reached")
 
 
-def test_readyz_names_a_failing_checkpoint_and_its_recovery_and_stays_ready(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GRASSROOTS_CHECKPOINT_INTERVAL_S", "0.05")
+def _gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval_s: str, **settings: Any) -> TestClient:
+    """A gateway app on a new SQLite database under ``tmp_path`` (its data in ``var``), checkpointing
+    every ``interval_s`` and archiving never."""
+    monkeypatch.setenv("GRASSROOTS_CHECKPOINT_INTERVAL_S", interval_s)
     monkeypatch.setenv("GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S", "0")
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     upgrade(url)
-    secret_dir = tmp_path / "cp-of-village-310151-secret"
-    secret_dir.write_text("not a directory\n")  # nothing can be created in it, root or not
-    settings = Settings(
-        data_dir=tmp_path / "var", database_url=url, dev_idp_enabled=True, checkpoint_dir=secret_dir
+    data_dir = tmp_path / "var"
+    return TestClient(
+        create_app(Settings(data_dir=data_dir, database_url=url, dev_idp_enabled=True, **settings))
     )
 
-    with TestClient(create_app(settings)) as client:
+
+def test_readyz_names_a_failing_checkpoint_and_its_recovery_and_stays_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_dir = tmp_path / "cp-of-village-310151-secret"
+    secret_dir.write_text("not a directory\n")  # nothing can be created in it, root or not
+
+    with _gateway(tmp_path, monkeypatch, "0.05", checkpoint_dir=secret_dir) as client:
 
         def component(status: str) -> dict[str, Any] | None:
             answer = client.get("/readyz")
@@ -94,6 +103,19 @@ def test_readyz_names_a_failing_checkpoint_and_its_recovery_and_stays_ready(
         ok = _until(lambda: component("ok"))
         assert "failure" not in ok and isinstance(ok["latest_checkpoint_age_s"], int)
         assert any(name.startswith("checkpoint-") for name in os.listdir(secret_dir))
+
+
+def test_a_new_gateway_has_its_key_at_once_so_reports_say_no_checkpoint_yet_not_a_missing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new installation (the demo, walked through at once): until the first periodic checkpoint, an
+    # interval in, there was no key, and every monthly report asked the operator to restore it.
+    key = Settings(data_dir=tmp_path / "var").effective_checkpoint_key_path
+    with _gateway(tmp_path, monkeypatch, "3600"):
+        _until(lambda: {} if key.exists() else None)  # loaded on a worker thread as the task starts
+        integrity = _integrity(cast(Runtime, SimpleNamespace(settings=Settings(data_dir=tmp_path / "var"))))
+    assert integrity["checked"] is True and "problem" not in integrity
+    assert integrity["note"] == "本报告生成时尚无签名检查点。"
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
