@@ -14,7 +14,7 @@ import re
 import sys
 import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import typer
 
@@ -84,9 +84,40 @@ def case_id(value: str) -> str:
     if trimmed and not any(c in trimmed for c in "/?#% \t"):
         return trimmed
     raise InvalidValue(
-        "must be the id the complaint's answer gave (C-… or I-…); it is empty or not an id",
+        "must be the id the complaint's answer gave (C-... or I-...); it is empty or not an id",
         "须为登记投诉时返回的编号（C-… 或 I-…），不能为空，也不能含有空格或 / 等符号",
     )
+
+
+#: Per kind of case (its id's letter): English and Chinese name, and the other kind's letter.
+_CASE_KINDS: Final = {"I": ("an incident", "事件", "C"), "C": ("a complaint", "投诉", "I")}
+
+
+def _case_id_of(letter: str, value: str) -> str:
+    """:func:`case_id`, refusing the other kind's id (``C-…`` for an incident, ``I-…`` for a complaint):
+    both are in the complaint's answer, and the other one was answered 404, as if the case did not exist."""
+    trimmed = case_id(value)
+    name, name_zh, other = _CASE_KINDS[letter]
+    other_name, other_zh, _ = _CASE_KINDS[other]
+    if trimmed.upper().startswith(f"{other}-"):
+        field, command = f"{name.split()[1]}_id", other_name.split()[1]
+        raise InvalidValue(
+            f"must be {name} id ({letter}-...); {other}-... is {other_name}'s id, whose {field} names its "
+            f"{name.split()[1]} (grassroots supervise {command} {other}-... shows it)",
+            f"须为{name_zh}编号（{letter}-…）；{other}-… 是{other_zh}编号，"
+            f"该{other_zh}的{name_zh}编号见其 {field}（grassroots supervise {command} {other}-… 可查看）",
+        )
+    return trimmed
+
+
+def incident_case_id(value: str) -> str:
+    """Click callback for an incident id (:func:`_case_id_of`)."""
+    return _case_id_of("I", value)
+
+
+def complaint_case_id(value: str) -> str:
+    """Click callback for a complaint id (:func:`_case_id_of`)."""
+    return _case_id_of("C", value)
 
 
 def month(value: str | None) -> str | None:

@@ -21,7 +21,7 @@ import typer
 
 from gateway.commands._client import ApiCall, api_command, load_settings, refused, show
 from gateway.commands._help import HelpTyper, bilingual
-from gateway.commands._usage import case_id, division_code, month
+from gateway.commands._usage import complaint_case_id, division_code, incident_case_id, month
 
 app = HelpTyper(
     no_args_is_help=True,
@@ -100,8 +100,12 @@ OrgSubtreeOption = Annotated[
         callback=division_code,
     ),
 ]
-IncidentArg = Annotated[str, typer.Argument(help=bilingual("事件编号", "incident id"), callback=case_id)]
-ComplaintArg = Annotated[str, typer.Argument(help=bilingual("投诉编号", "complaint id"), callback=case_id)]
+IncidentArg = Annotated[
+    str, typer.Argument(help=bilingual("事件编号", "incident id"), callback=incident_case_id)
+]
+ComplaintArg = Annotated[
+    str, typer.Argument(help=bilingual("投诉编号", "complaint id"), callback=complaint_case_id)
+]
 LimitOption = Annotated[int, typer.Option(help=bilingual("返回条数（1-500）", "how many (1-500)"))]
 OffsetOption = Annotated[
     int,

@@ -101,6 +101,28 @@ runner = CliRunner()
             "Error: Invalid value for 'complaint_id'",
         ),
         (
+            # The complaint's id where the incident's belongs (both are in the answer to complain): it
+            # was answered 404 未找到该事件, as if the case did not exist.
+            ["supervise", "assign", "C-3ef5277ef9d14aa5", "--to", "核查组"],
+            "命令用法有误：incident_id 的取值有误，须为事件编号（I-…）；"
+            "C-… 是投诉编号，该投诉的事件编号见其 incident_id（grassroots supervise complaint C-… 可查看）",
+            "Error: Invalid value for 'incident_id': must be an incident id (I-...); "
+            "C-... is a complaint's id, whose incident_id names its incident "
+            "(grassroots supervise complaint C-...",
+        ),
+        (
+            ["supervise", "complaint", "I-9d2eec9b69394daf"],
+            "命令用法有误：complaint_id 的取值有误，须为投诉编号（C-…）；"
+            "I-… 是事件编号，该事件的投诉编号见其 complaint_id（grassroots supervise incident I-… 可查看）",
+            "Error: Invalid value for 'complaint_id': must be a complaint id (C-...); "
+            "I-... is an incident's id, whose complaint_id names its complaint",
+        ),
+        (
+            ["supervise", "set-jurisdiction", "i-9d2eec9b69394daf", "--org", "310151103000"],
+            "命令用法有误：complaint_id 的取值有误，须为投诉编号（C-…）",
+            "Error: Invalid value for 'complaint_id'",
+        ),
+        (
             ["grants", "renew", "grt_1", "--stagger-days", "-1"],
             "命令用法有误：--stagger-days 的取值有误，须为不小于 0、不大于 90 的整数。",
             "Error: Invalid value for '--stagger-days'",
