@@ -198,6 +198,22 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
         assert gone.json()["message_en"].startswith("The audit events of 2020-01 were pruned")
     after = [e["kind"] for e in stack.last_events(50) if e["seq"] > before]
     assert "supervision.monthly_report" not in after
+    # So is it in a query, a report and an anomaly run reaching into the pruned months: they counted
+    # nothing there, and read as if nothing had happened then.
+    for path in ("/events", "/reports", "/anomalies"):
+        over = api(stack, "GET", path, "auditor", params={"since": "2020-01-01", "until": "2020-02-29"})
+        assert over.status_code == 200, over.text
+        assert over.json()["archived_period"]["pruned_through_seq"] == 20
+        assert over.json()["pruned_note"].startswith(
+            "日志中第 1 至 20 号事件（2020-01 至 2020-02）已超过保存期"
+        )
+        assert over.json()["pruned_note_en"].startswith(
+            "The log's events 1..20 (2020-01 to 2020-02) were pruned"
+        )
+        unbounded = api(stack, "GET", path, "auditor").json()
+        assert unbounded["archived_period"]["pruned_through_seq"] == 20
+        later = api(stack, "GET", path, "auditor", params={"since": "2020-03-01"}).json()
+        assert "archived_period" not in later and "pruned_note" not in later
     kept = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": 21})
     assert kept.status_code == 200, kept.text
     assert api(stack, "GET", "/retention", "auditor").json()["pruned_through_seq"] == 20
