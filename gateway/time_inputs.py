@@ -132,8 +132,19 @@ UntilTime = Annotated[AwareDatetime, _parser(timedelta(days=1))]
 DueAt = Annotated[AwareDatetime, _parser(timedelta(days=1, seconds=-1))]
 
 
-def checked_range(since: datetime | None, until: datetime | None) -> None:
-    """Refuse a range that can hold nothing (422 ``invalid_time_range``), naming neither value."""
+def checked_range(since: datetime | None, until: datetime | None, now: datetime | None = None) -> None:
+    """Refuse a range that can hold nothing (422 ``invalid_time_range``), naming neither value: a start
+    not before the end, or a start still to come (a year mistyped, 2062 for 2026; answered empty, it read
+    as "nobody read anything then")."""
+    today = (now or datetime.now(CHINA_STANDARD_TIME)).astimezone(CHINA_STANDARD_TIME)
+    if since is not None and since > today:
+        raise InvalidRequest(
+            f"时间范围有误：起始时间（since）晚于现在（今天是 {today:%Y-%m-%d}，北京时间），"
+            "日志中不会有这段时间的事件。请核对年份和日期。",
+            f"Invalid time range: the start (since) is later than now (today is {today:%Y-%m-%d}, Beijing "
+            "time), so no event can lie in it. Check the year and the day.",
+            code="invalid_time_range",
+        )
     if since is not None and until is not None and since >= until:
         raise InvalidRequest(
             "时间范围有误：起始时间（since）不早于截止时间（until），这段时间内不会有任何事件。"
