@@ -250,6 +250,14 @@ def load_checkpoint_key(
 
     try:
         return load_public_key(key_path)
+    except FileNotFoundError:
+        # A mistyped --public-key: the Chinese said "no permission or a read error", which it is not.
+        reason_zh, reason_en = "文件不存在，请核对路径", "no such file: check the path"
+    except IsADirectoryError:
+        reason_zh, reason_en = (
+            "这是一个目录，请给出其中的密钥文件",
+            "it is a directory: give the key file in it",
+        )
     except OSError as exc:
         reason_zh, reason_en = "没有读取权限或读取出错", exc.strerror or type(exc).__name__
     except CheckpointError as exc:

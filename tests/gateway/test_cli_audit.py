@@ -330,6 +330,27 @@ def test_archive_verify_refuses_an_unusable_checkpoint_key_without_a_traceback(t
     assert key_path.read_text() == "not a key\n"
 
 
+@pytest.mark.parametrize(
+    ("where", "zh", "en"),
+    [
+        ("missing.pem", "文件不存在，请核对路径", "no such file: check the path"),
+        ("keys", "这是一个目录，请给出其中的密钥文件", "it is a directory: give the key file in it"),
+    ],
+)
+def test_a_public_key_that_is_not_there_is_said_so_in_chinese_too(
+    tmp_path: Path, where: str, zh: str, en: str
+) -> None:
+    # A mistyped --public-key was 没有读取权限或读取出错 (no permission or a read error) in Chinese.
+    (tmp_path / "keys").mkdir()
+    key = tmp_path / where
+    manifest = tmp_path / "archives" / "audit-2026-10-1-10.manifest.json"
+    refused = _cli(tmp_path, "supervise", "archive-verify", str(manifest), "--public-key", str(key))
+    assert refused.exit_code == 2, refused.output
+    ((said_zh, said_en),) = _pairs(refused.stderr)
+    assert said_zh.startswith(f"归档未校验：检查点密钥 {key}（--public-key）无法使用：{zh}。")
+    assert f"cannot be used: {en};" in said_en and "没有读取权限" not in said_zh
+
+
 def test_a_checkpoint_directory_that_cannot_be_written_is_named_before_anything_is_signed(
     tmp_path: Path,
 ) -> None:
