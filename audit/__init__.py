@@ -112,7 +112,14 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from audit.monthly import MonthlyReport, build_monthly_report, render_csv, render_html, spreadsheet_text
+from audit.monthly import (
+    MonthlyReport,
+    before_the_log,
+    build_monthly_report,
+    render_csv,
+    render_html,
+    spreadsheet_text,
+)
 from audit.proofs import ProofBuilder, consistency, inclusion_proofs
 from audit.prune import (
     PRUNED_KIND,
@@ -242,6 +249,7 @@ __all__ = [
     "archives_for_pruned",
     "assign_incident",
     "assign_jurisdiction",
+    "before_the_log",
     "build_monthly_report",
     "can_prune",
     "canonical_json",

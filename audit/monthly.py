@@ -44,7 +44,7 @@ from audit.query import (
     stored_utc,
 )
 from audit.reports import UNKNOWN, GroupBy, ReportRow, tabulate
-from audit.tables import audit_complaints, audit_incident_steps, audit_incidents
+from audit.tables import audit_complaints, audit_events, audit_incident_steps, audit_incidents
 
 ROLE_LABELS_ZH: Final = {
     "village_cadre": "村（居）委会干部",
@@ -280,6 +280,26 @@ def build_monthly_report(
         org_names={UNKNOWN: UNKNOWN_NAMES_ZH["organisation"], **(org_names or {})},
         department_names={UNKNOWN: UNKNOWN_NAMES_ZH["department"], **(department_names or {})},
         through_day=through_day,
+    )
+
+
+def before_the_log(engine: Engine, month: str) -> tuple[str, str] | None:
+    """For a month that ended before the log's first event (the platform had not started recording): a
+    note saying so, in both languages; else ``None``. An all-zero 通报 for it read as a quiet month.
+    Only for a log never pruned: the months before a pruned log's first kept event are the archives'."""
+    with engine.connect() as conn:
+        oldest = conn.execute(select(func.min(audit_events.c.occurred_at))).scalar_one_or_none()
+    if oldest is None:
+        return None
+    first = stored_utc(oldest)
+    if month_bounds(month)[1] > first:
+        return None
+    day = first.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d")
+    return (
+        f"审计日志从 {day}（北京时间）开始记录，{month} 早于此，本平台在该月还没有任何记录可以统计；"
+        "本通报的零不表示该月数据访问情况已核实。",
+        f"The audit log begins on {day} (Beijing time); {month} is before it, so the platform has no "
+        "record of that month to count: the zeros in this report do not mean the month was checked.",
     )
 
 

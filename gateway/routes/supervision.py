@@ -764,6 +764,11 @@ async def monthly_report(
         unknown = await _unknown_org_note(runtime, org, scope, found)
         if unknown:
             report_data = dataclasses.replace(report_data, scope_note=(unknown["note"], unknown["note_en"]))
+        elif pruned is None:
+            # A month before the platform began recording: its zeros are not a quiet month either.
+            early = await asyncio.to_thread(audit.before_the_log, runtime.engine, label)
+            if early is not None:
+                report_data = dataclasses.replace(report_data, scope_note=early)
     filename = f"audit-report-{label}"
     # The note inside the file is also a header, so whoever saves the file is told now (the CLI says it).
     noted = {} if report_data.scope_note is None else note_headers(*report_data.scope_note)

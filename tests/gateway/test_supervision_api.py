@@ -531,6 +531,18 @@ def test_monthly_report_formats(stack: Stack, readings: dict[str, Any]) -> None:
     future = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2099-01"})
     assert (future.status_code, future.json()["error"]) == (422, "month_not_started")
     assert future.json()["message"].startswith("2099-01 尚未开始") and month in future.json()["message"]
+    # A month before the log's first event was an all-zero 通报 like any quiet month: it says so.
+    early = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": "2020-01", "format": "json"})
+    assert early.status_code == 200, early.text
+    assert early.json()["note"].startswith("审计日志从 ") and "2020-01 早于此" in early.json()["note"]
+    assert (
+        early.json()["note_en"].startswith("The audit log begins on ") and early.json()["note_en"].isascii()
+    )
+    early_csv = api(
+        stack, "GET", "/reports/monthly", "supervisor", params={"month": "2020-01", "format": "csv"}
+    )
+    assert '\r\nnote,,"审计日志从 ' in early_csv.text and "Grassroots-Note" in early_csv.headers
+    assert "note" not in data  # the month it began in counts what it holds
 
 
 def test_the_monthly_report_names_refusals_for_a_dataset_that_names_nothing(stack: Stack) -> None:
