@@ -814,6 +814,11 @@ def recheck_evidence(
     return incident_json(incident, now, _complaint_of(session, incident)), change
 
 
+#: How far ahead a person may set an incident's deadline (``assign --due``): a year, as the due-soon
+#: list looks ahead at most (``due_within_days`` 366).
+MAX_DEADLINE_MOVE: Final = timedelta(days=366)
+
+
 def assign_incident(
     session: Session,
     *,
@@ -838,6 +843,16 @@ def assign_incident(
                 f"新的办结期限已经过去（今天是 {today}，北京时间），请核对年份和日期；期限须晚于现在。",
                 f"The new deadline has already passed (today is {today}, Beijing time); check the year "
                 "and the day: a deadline must lie in the future.",
+            )
+        if due_at > now + MAX_DEADLINE_MOVE:
+            # So is one years away (2099 for 2026): the case would never be overdue, never escalated.
+            today = now.astimezone(CHINA_STANDARD_TIME).date().isoformat()
+            raise InvalidCaseInput(
+                f"新的办结期限在一年以后（今天是 {today}，北京时间），请核对年份和日期；"
+                "办结期限最多延至一年内，到期未办结的事件会列入逾期并提请上级督办。",
+                f"The new deadline is more than a year away (today is {today}, Beijing time); check the "
+                "year and the day: a deadline may be moved up to a year ahead, and a case not closed by it "
+                "is overdue and escalated.",
             )
     before = _aware(incident.due_at)
     moved = due_at is not None and due_at.astimezone(UTC) != before

@@ -395,6 +395,33 @@ def test_a_deadline_moved_on_assignment_is_in_the_case_file_from_what_to_what(sq
         assert get_incident(session, iid, later, scope="")["steps"][-1]["action"] == "assigned"
 
 
+def test_a_deadline_years_away_is_refused_as_the_typo_it_is(sqlite: Store) -> None:
+    """``--due 2099-12-07`` (2026 mistyped) was taken: the case would never be overdue nor escalated."""
+    populate(sqlite)
+    with Session(sqlite.engine) as session:
+        c, _ = _complaint(session, subject_ref=BOB, source="hotline_12345")
+        i, _ = open_incident(session, sqlite.engine, complaint_id=c["complaint_id"], actor="s", now=NOW)
+        iid, due = i["incident_id"], i["due_at"]
+        with pytest.raises(InvalidCaseInput) as refused:
+            assign_incident(
+                session,
+                incident_id=iid,
+                assignee="inspector-3",
+                actor="s2",
+                now=NOW,
+                scope="",
+                due_at=datetime(2099, 12, 7, 15, 59, 59, tzinfo=UTC),
+            )
+        assert refused.value.message_zh.startswith("新的办结期限在一年以后（今天是 ")
+        assert "2099" not in refused.value.message_zh + refused.value.message_en
+        assert refused.value.message_en.isascii()
+        assert get_incident(session, iid, NOW, scope="")["due_at"] == due
+        within = NOW + timedelta(days=365)
+        assign_incident(
+            session, incident_id=iid, assignee="inspector-3", actor="s2", now=NOW, scope="", due_at=within
+        )
+
+
 def test_a_closed_incident_is_reopened_with_fresh_deadlines_and_its_history_kept(sqlite: Store) -> None:
     """12345 重办: the resident disagrees with the answer a month on. The incident goes back to investigation
     with its assignee, the disposition is withdrawn (it is no longer the answer), both clocks start again
