@@ -822,16 +822,27 @@ def _verify_evidence(data: Any, public_key: Path | None) -> ApiCall:
                 },
             }
         )
-        typer.echo(
+        # No evidence (nobody read the complainant's data): "0 条证据事件，均通向根哈希…" said nothing true.
+        checked_zh = (
             f"已在本地校验 {len(checked)} 条证据事件，均通向根哈希 {data['root_hash']}"
-            f"（树大小 {data['tree_size']}）；"
+            if checked
+            else "该事件没有证据事件（审计日志中没有找到涉及该居民的访问），无需校验包含证明；"
+            f"事件的根哈希 {data['root_hash']}"
+        )
+        checked_en = (
+            f"{len(checked)} evidence events verified against root {data['root_hash']}"
+            if checked
+            else f"the incident has no evidence events (no access to the resident was found), so no proof "
+            f"to check; the incident's root {data['root_hash']}"
+        )
+        typer.echo(
+            f"{checked_zh}（树大小 {data['tree_size']}）；"
             + ("有签名检查点记录此根哈希。" if match else "没有列出该大小的签名检查点。")
             + key_zh,
             err=True,
         )
         typer.echo(
-            f"{len(checked)} evidence events verified against root {data['root_hash']} "
-            f"(tree size {data['tree_size']}); "
+            f"{checked_en} (tree size {data['tree_size']}); "
             + ("a signed checkpoint has this root" if match else "no signed checkpoint of that size listed")
             + key_en,
             err=True,

@@ -214,6 +214,20 @@ def test_incident_verify_prints_the_incident_and_the_verdict(gateway: Gateway) -
     ]
 
 
+def test_incident_verify_of_no_evidence_says_there_was_none_to_check(gateway: Gateway) -> None:
+    # A complaint about a resident nobody read: "已在本地校验 0 条证据事件，均通向根哈希…".
+    root = merkle.leaf_hash(b"event 1").hex()
+    incident = {"incident_id": "I-1", "root_hash": root, "tree_size": 1, "evidence": []}
+    gateway.answer(200, {**incident, "items": [{"tree_size": 1, "root_hash": root}]})
+    result = supervise("incident", "I-1", "--verify", url=gateway.url)
+    assert result.exit_code == 0, result.output
+    zh, en = chinese_then_english(result.stderr)
+    assert zh.startswith("该事件没有证据事件（审计日志中没有找到涉及该居民的访问），无需校验包含证明；")
+    assert (
+        "0 条" not in zh and en.startswith("the incident has no evidence events") and "0 evidence" not in en
+    )
+
+
 def test_incident_help_says_what_verify_prints() -> None:
     text = runner.invoke(grassroots, ["supervise", "incident", "--help"], env={"COLUMNS": "200"}).stdout
     assert "prints the incident" in " ".join(text.split())
