@@ -875,8 +875,16 @@ def recheck(
 
     Asks for the complainant's ID number again (without echo, or GRASSROOTS_SUBJECT_ID_NUMBER): it must be
     the complainant's of this incident. Accesses newly found are attached with their proofs."""
-    body = {"id_number": _id_number(), "all_systems": all_systems}
-    return ApiCall("POST", f"{_BASE}/incidents/{incident_id}/recheck", body=body)
+    return _permitted(
+        "review",
+        "重新核查事件证据",
+        "check an incident's evidence again",
+        lambda _: ApiCall(
+            "POST",
+            f"{_BASE}/incidents/{incident_id}/recheck",
+            body={"id_number": _id_number(), "all_systems": all_systems},
+        ),
+    )
 
 
 @app.command(zh="分派事件的承办人（可同时调整办结期限）。")

@@ -165,7 +165,12 @@ def test_no_id_number_and_no_terminal_is_a_usage_error_not_a_getpass_warning(
 
 @pytest.mark.parametrize(
     ("command", "action"),
-    [(["who-read"], "read"), (["complain", "--source", "walk_in", "--summary", "来访反映"], "register")],
+    [
+        (["who-read"], "read"),
+        (["complain", "--source", "walk_in", "--summary", "来访反映"], "register"),
+        # An auditor (no review) re-checking an incident typed the complainant's number, then got 403.
+        (["recheck", "I-9d2eec9b69394daf"], "review"),
+    ],
 )
 def test_a_role_that_may_not_is_refused_before_the_id_number_is_asked_for(
     gateway: Gateway, command: list[str], action: str
