@@ -250,6 +250,30 @@ class CnLandlineRecognizer(_ChinesePatternRecognizer):
         return is_valid_landline(pattern_text)
 
 
+# A local number without its area code (59612345, 5961 2345: how a resident writes a home phone) is taken
+# only right after a word saying it is a phone number: alone, seven or eight digits are as often a count,
+# an amount or a date. Mobiles start with 1 and area codes with 0, so neither is read as one.
+LANDLINE_CUE = r"(?:电话号码|电话|座机号码|座机|固话)"
+_LOCAL_LANDLINE = r"[2-9]\d{2,3}[-\s]?\d{4}(?![0-9])"
+_LOCAL_LANDLINE_PATTERN, _LOCAL_LANDLINE_STDLIB = _after_cue(
+    "cn_landline_local_after_cue", LANDLINE_CUE, _LOCAL_LANDLINE
+)
+
+
+class CnLocalLandlineAfterCueRecognizer(_ChinesePatternRecognizer):
+    """A landline's local number with no area code right after a word naming a phone (家中电话59612345,
+    座机：5961 2345); masked as the landline operator masks it in a landline field (******45)."""
+
+    ENTITY = CN_LANDLINE
+    PATTERNS = (_LOCAL_LANDLINE_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
+        "cn_landline_local_after_cue": _LOCAL_LANDLINE_STDLIB
+    }
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return True
+
+
 class BankCardRecognizer(_ChinesePatternRecognizer):
     ENTITY = BANK_CARD
     PATTERNS = (Pattern("bank_card", r"(?<![0-9A-Za-z])[1-9](?:[-\s]?\d){12,18}(?![0-9A-Za-z])", 0.3),)
@@ -422,6 +446,7 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         CnMobileRecognizer(),
         CnMobileNumeralsRecognizer(),
         CnLandlineRecognizer(),
+        CnLocalLandlineAfterCueRecognizer(),
         EmailRecognizer(),
         CnLicencePlateRecognizer(),
         WeChatIdAfterCueRecognizer(),

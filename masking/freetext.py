@@ -8,7 +8,8 @@ pattern group is only run when a cheap necessary trigger for it occurs in the te
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
 or a numeral beside a digit (a mobile typed as 一三八… or 138一二三四…), an "@", a plate prefix, a name
 cue word or an honorific, a WeChat, passport or residence cue; within the digits, ID numbers and bank
-cards need thirteen, landlines a "0" that follows no digit, and a dotted name its dot. A text with none
+cards need thirteen, landlines a "0" that follows no digit (one without its area code 电话、座机 or 固话),
+and a dotted name its dot. A text with none
 of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
 `scan_with_engine`) give the same findings at the default threshold (tested); the bench compares the two.
 
@@ -78,6 +79,11 @@ def _residence_cue(text: str) -> bool:
     return "住" in text or "址" in text or "现居" in text
 
 
+def _phone_cue(text: str) -> bool:
+    # A local landline (no area code) is taken only after 电话、座机 or 固话.
+    return "电话" in text or "座机" in text or "固话" in text
+
+
 def _dwelling_cue(text: str) -> bool:
     # A dwelling's number has a unit (单元) or a room (室) in it.
     return "单元" in text or "室" in text
@@ -112,6 +118,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_landline": "landline",
     "cn_landline_compact": "landline",
     "cn_landline_grouped": "landline",
+    "cn_landline_local_after_cue": "phone_cue",
     "cn_name_dotted": "dotted",
 }
 _LANGUAGE = "zh"
@@ -320,6 +327,7 @@ class FreeTextScanner:
             "dwelling": _dwelling_cue,
             "long_digits": _LONG_DIGIT_RUN.search,
             "landline": _LANDLINE_START.search,
+            "phone_cue": _phone_cue,
             "dotted": re.compile(_recognizers.NAME_DOT).search,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.

@@ -219,6 +219,8 @@ _TOKENS = [
     *("110102199101010078", "13812345678", "138-1234-5678", "0571-87654321"),
     # landlines in brackets or groups, and a name joined by an interpunct: each has a trigger of its own
     *("(", ")", "021", "5961 2345", "·", "阿依古丽", "买买提"),
+    # a local landline after a word naming a phone
+    *("座机", "固话", "59612345", "5961234"),
     *("6222021234567890128", "91110000600037341L"),
     *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
     *("微信", "微信号", "护照", "护照号", "wang_jg88", "E12345678", "EA1234567"),
@@ -330,6 +332,14 @@ WRITTEN_AS_PEOPLE_WRITE = [
     # landlines with the local number in groups
     ("座机 021 5961 2345", "座机 021-******45"),
     ("电话0571-8888-8888。", "电话0571-******88。"),
+    # a home phone written without its area code, after a word naming a phone: once served in clear
+    ("家中电话59612345", "家中电话******45"),
+    ("座机：5961 2345，白天无人", "座机：******45，白天无人"),
+    ("固话5961234", "固话*****34"),
+    ("联系电话是59612345转801", "联系电话是******45转801"),
+    # not after such a word, or not a local number: as written
+    ("承包土地59612345平方米", "承包土地59612345平方米"),
+    ("电话595881234567", "电话595881234567"),
 ]
 
 #: Mobiles typed in Chinese numerals, as hotline and village clerks write a number read out to them:
