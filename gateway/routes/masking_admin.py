@@ -88,6 +88,7 @@ from masking.errors import (
     StewardshipForbiddenError,
     UnknownDatasetError,
     UnknownProfileError,
+    unknown_name,
 )
 from masking.rules import rules_document
 from masking.stewardship import (
@@ -284,6 +285,8 @@ async def propose(
 ) -> dict[str, Any]:
     """Propose a change; it takes effect only when another authorised person approves it."""
     reason = _checked_text(body.reason, "变更理由", "reason", required=True)
+    if body.kind is ProposalKind.RULE_UPSERT:
+        _check_rule_selectors(runtime, body.payload.get("rule"))
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         proposal, change = await uow.run(
@@ -295,6 +298,36 @@ async def propose(
         )
         uow.record(change)
     return proposal.as_dict()
+
+
+def _check_rule_selectors(runtime: Runtime, rule: object) -> None:
+    """A rule's roles and scenarios must be codes the policy serves: a misspelt one (village_cadr) makes a
+    rule that never matches, so a stricter rule written for that reader silently leaves the next,
+    looser one in force. The rest of the rule is checked by the library."""
+    if not isinstance(rule, dict):
+        return
+    scenarios = runtime.policy().scenarios
+    known = {
+        "scenarios": ("场景代码", "scenario code", "unknown_scenario", sorted(s.code for s in scenarios)),
+        "roles": (
+            "岗位代码",
+            "role code",
+            "unknown_role",
+            sorted({role for s in scenarios for role in s.roles_allowed}),
+        ),
+    }
+    for key, (what_zh, what_en, code, codes) in known.items():
+        values = rule.get(key)
+        if not isinstance(values, list):
+            continue
+        typed = next((v for v in values if isinstance(v, str) and v != "*" and v not in codes), None)
+        if typed is not None:
+            zh, en = unknown_name(what_zh, what_en, typed, codes)
+            raise InvalidRequest(
+                f"提议的规则中 {key}：{zh}。这样的规则永远不会生效，本次未提出。",
+                f"proposed rule, {key}: {en}. Such a rule would never apply; nothing was proposed.",
+                code=code,
+            )
 
 
 @router.post("/proposals/{proposal_id}/approve")

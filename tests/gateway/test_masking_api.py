@@ -361,6 +361,26 @@ def test_a_rule_change_is_dry_run_first_and_approved_by_a_platform_admin(stack: 
             422,
             "personal_data_in_reason",
         ),
+        # a misspelt role or scenario code makes a rule that never applies: a stricter rule for that
+        # reader would silently leave the looser one in force (was accepted, 201)
+        (
+            {
+                "kind": "rule_upsert",
+                "payload": {"rule": {**RULE_MOBILE, "id": "x.mobile", "roles": ["village_cadr"]}},
+                "reason": "r",
+            },
+            422,
+            "unknown_role",
+        ),
+        (
+            {
+                "kind": "rule_upsert",
+                "payload": {"rule": {**RULE_MOBILE, "id": "x.mobile", "scenarios": ["DIBAO_REVEIW"]}},
+                "reason": "r",
+            },
+            422,
+            "unknown_scenario",
+        ),
         ({"kind": "tag_add", "payload": {"tag": "独居老人"}, "reason": " "}, 422, "missing_reason"),
         ({"kind": "no_such_kind", "payload": {}, "reason": "r"}, 422, "invalid_request"),
     ],
@@ -369,6 +389,15 @@ def test_invalid_proposals_are_refused_with_a_reason(
     stack: Stack, payload: dict[str, Any], status: int, code: str
 ) -> None:
     refused(api(stack, "POST", "/proposals", "ca_steward", body=payload), status, code)
+
+
+def test_a_rule_for_served_roles_and_scenarios_is_proposed_and_their_typos_are_named(stack: Stack) -> None:
+    rule = {**RULE_MOBILE, "id": "x.mobile", "roles": ["village_cadre"], "scenarios": ["DIBAO_REVIEW"]}
+    proposal_id = propose(stack, "ca_steward", "rule_upsert", {"rule": rule})
+    ok(api(stack, "POST", f"/proposals/{proposal_id}/reject", "ca_steward", body={}))  # withdrawn
+    typo = {"kind": "rule_upsert", "payload": {"rule": {**rule, "roles": ["village_cadr"]}}, "reason": "r"}
+    body = refused(api(stack, "POST", "/proposals", "ca_steward", body=typo), 422, "unknown_role")
+    assert "是否指 village_cadre" in body["message"] and "did you mean village_cadre" in body["message_en"]
 
 
 def test_cadres_cannot_propose_and_nobody_approves_twice(stack: Stack) -> None:
