@@ -70,6 +70,14 @@ class OperatorUnavailableError(OperatorError):
     """The operator cannot be bound in this context (no key ring, no scanner); the plan redacts instead."""
 
 
+#: A parameter's type as a steward reads it in Chinese (the English line names the Python type).
+_KIND_ZH: dict[type, str] = {
+    int: "整数（不加引号）",
+    str: "文字（加引号）",
+    bool: "true 或 false（不加引号）",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Param:
     kind: type[str] | type[int] | type[bool]
@@ -110,20 +118,20 @@ class Operator(ABC):
             value = raw.get(pname, spec.default)
             if type(value) is not spec.kind:  # bool is an int subclass: compare exact types
                 raise OperatorError(
-                    f"算子 {self.name} 的参数 {pname} 类型应为 {spec.kind.__name__}",
+                    f"算子 {self.name} 的参数 {pname} 类型应为{_KIND_ZH[spec.kind]}",
                     f"operator {self.name}: parameter {pname} must be of type {spec.kind.__name__}",
                 )
             assert isinstance(value, str | int | bool)
             if spec.choices and value not in spec.choices:
                 raise OperatorError(
-                    f"算子 {self.name} 的参数 {pname} 取值无效",
+                    f"算子 {self.name} 的参数 {pname} 取值无效，可选：{'、'.join(map(str, spec.choices))}",
                     f"operator {self.name}: parameter {pname} must be one of {list(spec.choices)}",
                 )
             too_low = spec.minimum is not None and isinstance(value, int) and value < spec.minimum
             too_high = spec.maximum is not None and isinstance(value, int) and value > spec.maximum
             if too_low or too_high:
                 raise OperatorError(
-                    f"算子 {self.name} 的参数 {pname} 超出范围",
+                    f"算子 {self.name} 的参数 {pname} 超出范围，应在 {spec.minimum} 到 {spec.maximum} 之间",
                     f"operator {self.name}: {pname} must be in [{spec.minimum}, {spec.maximum}]",
                 )
             out[pname] = value

@@ -196,7 +196,8 @@ def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> Mas
 
     extra = set(raw) - _RULE_KEYS
     if extra:
-        raise fail("含有未知键", f"unknown keys: {', '.join(sorted(extra))}")
+        # Named in both languages, with the key meant (param -> params): the Chinese line is read first.
+        raise fail(*unknown_name("键", "key", sorted(extra)[0], sorted(_RULE_KEYS)))
     profile = raw.get("profile")
     if profile not in profiles:
         raise fail(*unknown_name("脱敏方案", "profile", profile, sorted(profiles)))
@@ -217,7 +218,7 @@ def _rule(source: str, index: int, raw: object, profiles: frozenset[str]) -> Mas
             else frozenset(Level)
         )
     except ValueError as exc:
-        raise fail("分级无效", str(exc)) from None
+        raise fail("分级无效：一般数据为 1–4 级，更高的写 important 或 core", str(exc)) from None
     semantic_types: frozenset[SemanticType] | None = None
     if "semantic_types" in raw:
         values = _list(raw, "semantic_types", fail)

@@ -351,6 +351,30 @@ def test_rule_validation_errors_name_file_and_rule(
     assert exc.value.message_zh
 
 
+#: What the Chinese line says, which a steward reads first: it once said only 含有未知键, 超出范围,
+#: 取值无效 or 类型应为 int, while the English line named the key, the range or the valid values.
+RULE_ERRORS_ZH = [
+    ("params = { keep_first = 3 }", "param = { keep_first = 3 }", "未知的键 param；是否指 params？"),
+    ("keep_first = 3", "keep_first = 9", "超出范围，应在 0 到 3 之间"),
+    ("keep_first = 3", 'keep_first = "3"', "类型应为整数（不加引号）"),
+    ('operator = "mobile"', 'operator = "address"', None),
+    ('roles = ["village_cadre"]', "levels = [9]", "一般数据为 1–4 级，更高的写 important 或 core"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "says"), RULE_ERRORS_ZH)
+def test_rule_validation_errors_say_in_chinese_what_is_wrong(
+    tmp_path: Path, old: str, new: str, says: str | None
+) -> None:
+    text = RULE.replace(old, new, 1)
+    if says is None:  # an address rule whose level is misspelt
+        text = text.replace("params = { keep_first = 3 }", 'params = { level = "vilage" }')
+        says = "取值无效，可选：province、city、county、township、village"
+    with pytest.raises(RulesError) as exc:
+        load_rules(_write(tmp_path, RULES_HEAD + text))
+    assert says in exc.value.message_zh
+
+
 def test_duplicate_rule_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="duplicate"):
         load_rules(_write(tmp_path, RULES_HEAD + RULE + RULE))
