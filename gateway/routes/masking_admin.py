@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from audit import (
@@ -592,6 +592,13 @@ class UnmaskBody(StrictBody):
     key_id: str | None = Field(None, max_length=32)
     context: str | None = Field(None, max_length=128, json_schema_extra={"pattern": ecma_pattern(_CONTEXT)})
 
+    @field_validator("value")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        # Copied from a terminal or a table, a value often brings a space or a line break along: read as
+        # part of it, an envelope was taken for an FF1 pseudonym and answered "name the key id".
+        return value.strip()
+
 
 def _unmask_event(
     runtime: Runtime,
@@ -705,6 +712,15 @@ async def unmask(
                 "只有数据所属部门的数据管理员才能还原该数据集的脱敏数据。",
                 "Only a data steward of the department that owns this dataset may unmask its values.",
                 code="not_owning_department",
+            )
+        )
+    if not body.value:
+        await refuse(
+            InvalidRequest(
+                "请填写要还原的值：数据接口返回的 aes_gcm 密文（以 enc: 开头）或身份证号假名。",
+                "value is required: the aes_gcm envelope (starting enc:) or the ID-number pseudonym the "
+                "data API returned.",
+                code="missing_value",
             )
         )
     if is_dry_run_value(body.value):

@@ -619,6 +619,21 @@ def test_unmask_needs_the_permission_and_a_purpose_and_every_attempt_is_audited(
     ]
 
 
+def test_an_envelope_copied_with_spaces_around_it_is_unmasked_and_an_empty_value_is_named(
+    stack: Stack,
+) -> None:
+    """A value pasted with a line break or spaces around it was taken for an FF1 pseudonym (422
+    missing_key_id: name the key id), and an empty one too; the value is now read trimmed, and an empty
+    one is refused as missing."""
+    ask = {"dataset": "residents", "field": "id_number", "purpose": "核对"}
+    opened = ok(api(stack, "POST", "/unmask", "ca_steward", body={**ask, "value": f" {_envelope(stack)}\n"}))
+    assert opened["value"] == SAMPLE["id_number"]
+    body = refused(
+        api(stack, "POST", "/unmask", "ca_steward", body={**ask, "value": " "}), 422, "missing_value"
+    )
+    assert "请填写要还原的值" in body["message"]
+
+
 def test_a_long_remarks_envelope_is_unmasked_whole(stack: Stack) -> None:
     """A remark of 700 Chinese characters, served as an envelope, was over unmask's 1,024-character cap on
     the value (422: no steward could ever open it); the cap is now far past any registry's free text."""
