@@ -79,7 +79,7 @@ from masking import (
     open_envelope,
     plan_masking,
 )
-from masking.catalog import DatasetSpec, catalog_document
+from masking.catalog import DatasetSpec, catalog_document, field_code_meant
 from masking.dlp import scan_response
 from masking.errors import (
     MaskingError,
@@ -490,6 +490,7 @@ def _dry_run(
     # A name not in the catalog is planned as it would be served (redacted), but a steward who typed a
     # field's title (姓名) or a typo (mobil) is testing nothing: say so, and name the field meant.
     notes = [_uncatalogued_note(spec, name) for name in dict.fromkeys(fields) if name not in spec.fields]
+    notes += [_unused_exemption_note(spec, name, fields) for name in body.exemptions if name not in fields]
     if body.sample is not None:
         notes += [
             _fallback_note(plan, d, body.sample[d.field]) for d in plan.decisions if _tells(d, body.sample)
@@ -550,12 +551,25 @@ def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
     meant = spec.field_meant(name)
     zh = f"字段 {name} 不在数据集 {spec.name} 的目录中，按未编目字段处理（整体隐藏为 ***），未试到任何规则"
     en = f"field {name} is not in the catalog of {spec.name}: redacted as uncatalogued (***), no rule tried"
+    return _field_note(name, meant, zh, en)
+
+
+def _field_note(name: str, meant: str | None, zh: str, en: str) -> dict[str, Any]:
     return {
         "field": name,
         "did_you_mean": meant,
         "message_zh": zh + (f"。是否指 {meant}？" if meant else "。"),
         "message_en": en + (f". Did you mean {meant}?" if meant else "."),
     }
+
+
+def _unused_exemption_note(spec: DatasetSpec, name: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """An exemption for a field the dry-run does not try (a typo, idnumber=aes_gcm) changes nothing: the
+    plan shows the rule's operator, and a steward reading it would think the exemption was tried."""
+    meant = field_code_meant(name, fields) or spec.field_meant(name)
+    zh = f"例外（exemption）所指的字段 {name} 不在本次试运行的字段中，未使用，计划中仍是规则的算子"
+    en = f"the exemption for field {name} was not used: {name} is not among the fields tried, rules apply"
+    return _field_note(name, meant, zh, en)
 
 
 # -- unmask ----------------------------------------------------------------------------------------

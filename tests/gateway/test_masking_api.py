@@ -477,6 +477,23 @@ def test_dry_run_of_a_name_not_in_the_catalog_says_so_and_names_the_field_meant(
     )
 
 
+def test_dry_run_says_an_exemption_for_a_field_it_does_not_try_was_not_used(stack: Stack) -> None:
+    """--exempt idnumber=aes_gcm (a typo) was dropped without a word: the plan showed cn_id, as if the
+    exemption had been tried and had changed nothing."""
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "fields": ["id_number"], "sample": {"id_number": SAMPLE["id_number"]},
+            "exemptions": {"idnumber": "aes_gcm"}}  # fmt: skip
+    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    assert out["masked"] == {"id_number": "110102************"}
+    (note,) = out["notes"]
+    assert (note["field"], note["did_you_mean"]) == ("idnumber", "id_number")
+    assert note["message_zh"].startswith("例外（exemption）所指的字段 idnumber 不在本次试运行的字段中")
+    fixed = ok(
+        api(stack, "POST", "/dry-run", "ca_steward", body={**body, "exemptions": {"id_number": "aes_gcm"}})
+    )
+    assert "notes" not in fixed and fixed["masked"]["id_number"].startswith("enc:")
+
+
 def test_dry_run_says_which_operator_masked_a_landline_in_the_mobile_field(stack: Stack) -> None:
     """Many elderly residents' 手机 holds the home phone: it is masked as the landline rule would mask it
     (area code and last 2 digits), and the dry-run says so without repeating the number."""
