@@ -287,6 +287,11 @@ async def propose(
     reason = _checked_text(body.reason, "变更理由", "reason", required=True)
     if body.kind is ProposalKind.RULE_UPSERT:
         _check_rule_selectors(runtime, body.payload.get("rule"))
+    tag = body.payload.get("tag")
+    if body.kind is ProposalKind.TAG_ADD and isinstance(tag, str):
+        # A tag is shown in the catalog to every reader and written to the audit log: a resident's name
+        # (户主王建国) is refused as in a reason, not only ID and phone numbers (the library's check).
+        refuse_personal_data(tag, "标签名", "tag", code="personal_data_in_tag")
     now = datetime.now(UTC)
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
         proposal, change = await uow.run(

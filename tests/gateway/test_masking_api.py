@@ -381,6 +381,8 @@ def test_a_rule_change_is_dry_run_first_and_approved_by_a_platform_admin(stack: 
             422,
             "unknown_scenario",
         ),
+        # a name in a tag: shown in the catalog to every reader, and in the audit log (was accepted)
+        ({"kind": "tag_add", "payload": {"tag": "户主王建国"}, "reason": "r"}, 422, "personal_data_in_tag"),
         ({"kind": "tag_add", "payload": {"tag": "独居老人"}, "reason": " "}, 422, "missing_reason"),
         ({"kind": "no_such_kind", "payload": {}, "reason": "r"}, 422, "invalid_request"),
     ],
