@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from grassroots_common.personal_data import personal_data_in
 from masking.errors import CatalogError, UnknownDatasetError, closest_name, unknown_name
 
 __all__ = [
@@ -377,8 +378,18 @@ class _Builder:
         tags = self._str_set(entry, raw)
         unknown = tags - known
         if unknown:
+            # Named in both languages with the declared ones, so the steward sees the typo; a tag typed
+            # with personal data in it (an ID or phone number) is not repeated in the answer.
+            shown = [tag for tag in sorted(unknown) if personal_data_in(tag) is None]
+            declared = sorted(known)
             raise self.fail(
-                entry, "使用了未登记的标签", f"tags not declared under [tags]: {', '.join(sorted(unknown))}"
+                entry,
+                "使用了未登记的标签"
+                + (f" {'、'.join(shown)}" if shown else "")
+                + f"；已登记的标签：{'、'.join(declared) or '无'}",
+                "tags not declared under [tags]"
+                + (f": {', '.join(shown)}" if shown else "")
+                + f"; declared: {', '.join(declared) or 'none'}",
             )
         return tags
 

@@ -102,6 +102,27 @@ def test_validation_errors_name_file_and_entry(tmp_path: Path, old: str, new: st
     assert exc.value.message_zh
 
 
+@pytest.mark.parametrize(
+    ("typed", "named"),
+    [
+        # the Chinese line said only 使用了未登记的标签, without the tag or the declared ones
+        ("身份信", "使用了未登记的标签 身份信；已登记的标签："),
+        # the English line repeated a phone number typed as a tag
+        ("13812345678", "使用了未登记的标签；已登记的标签："),
+    ],
+)
+def test_an_undeclared_tag_is_named_with_the_declared_ones_unless_it_is_personal_data(
+    tmp_path: Path, typed: str, named: str
+) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(GOOD.replace('tags = ["身份信息"]', f'tags = ["{typed}"]', 1), encoding="utf-8")
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(path)
+    assert named in exc.value.message_zh and "身份信息" in exc.value.message_zh
+    assert "declared: " in exc.value.message_en and "身份信息" in exc.value.message_en
+    assert ("13812345678" in exc.value.message_zh + exc.value.message_en) is False
+
+
 def test_missing_file_is_a_catalog_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as exc:
         load_catalog(tmp_path / "absent.toml")
