@@ -596,11 +596,22 @@ _STATUS_ZH = {
 }
 
 
-def _not_pending(proposal_id: str, status: str) -> ProposalConflictError:
+def _not_pending(proposal_id: str, status: str, *, dry_run: bool = False) -> ProposalConflictError:
     label = next((zh for known, zh in _STATUS_ZH.items() if known.value == status), status)
+    if not dry_run:
+        return ProposalConflictError(
+            f"变更申请“{proposal_id}”已办结（{label}），不能再审批",
+            f"proposal {proposal_id!r} is already {status}",
+        )
+    # A dry-run of a decided proposal: what it changed is in force (approved) or never will be.
+    now_zh, now_en = (
+        ("其内容已生效，请去掉 --proposal 试运行现行规则", "drop --proposal to dry-run what is in force")
+        if status == ProposalStatus.APPROVED.value
+        else ("其内容不会生效；如仍需要，请重新提出后再试运行", "propose it again to dry-run it")
+    )
     return ProposalConflictError(
-        f"变更申请“{proposal_id}”已办结（{label}），不能再审批",
-        f"proposal {proposal_id!r} is already {status}",
+        f"变更申请“{proposal_id}”已办结（{label}），只能试运行待审批的申请：{now_zh}",
+        f"proposal {proposal_id!r} is already {status}; only a pending proposal is dry-run: {now_en}",
     )
 
 
@@ -749,7 +760,7 @@ class StewardshipService:
         """The catalog and rules as they would be if this pending proposal were approved (dry-runs)."""
         proposal = self.repository.get(proposal_id)
         if proposal.status is not ProposalStatus.PENDING:
-            raise _not_pending(proposal_id, proposal.status.value)
+            raise _not_pending(proposal_id, proposal.status.value, dry_run=True)
         planned = apply_change(self.effective().documents, proposal.kind, proposal.payload)
         return planned.documents.build("preview")
 

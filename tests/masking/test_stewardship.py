@@ -444,6 +444,20 @@ def test_preview_shows_a_pending_rule_before_anyone_approves_it(
     assert plan_of(in_force.catalog, in_force.rules, "mobile") == {"mobile": "mobile"}
 
 
+def test_a_dry_run_of_a_decided_proposal_says_what_to_do_not_that_it_cannot_be_approved(
+    session: Session, baseline: MaskingDocuments
+) -> None:
+    """dry-run --proposal of a rejected or approved proposal answered 不能再审批 (cannot be approved
+    again), though nobody was approving anything."""
+    svc = service(session, baseline)
+    rejected, _ = svc.propose(STEWARD, "rule_upsert", RULE, "r", NOW)
+    svc.reject(rejected.proposal_id, STEWARD, None, NOW)  # withdrawn by the proposer
+    with pytest.raises(ProposalConflictError) as exc:
+        svc.preview(rejected.proposal_id)
+    assert "不能再审批" not in exc.value.message_zh
+    assert "只能试运行待审批的申请" in exc.value.message_zh and "propose it again" in exc.value.message_en
+
+
 def test_a_proposal_overtaken_by_another_approval_is_a_conflict(
     session: Session, baseline: MaskingDocuments
 ) -> None:
