@@ -394,7 +394,21 @@ def ensure_migrated_url(url: str) -> None:
     """:func:`ensure_migrated` for a database URL, creating nothing on the way: a SQLite file that does not
     exist yet is unmigrated, and is neither created by connecting to it to ask nor given its directory."""
     if missing_sqlite_file(url):
-        raise DatabaseNotMigrated.behind(None, head_revision())
+        # No file at all is also what a command run from another directory sees (GRASSROOTS_DATA_DIR is
+        # relative to it, `var` by default): `db upgrade` there would make a second, empty database.
+        head, where = head_revision(), Path(str(make_url(url).database)).resolve()
+        raise DatabaseNotMigrated(
+            f"数据库尚未迁移到当前版本（现为 无，代码需要 {head}）：数据库文件 {where} 不存在。"
+            "若网关已在运行，说明本命令不在它的运行目录中："
+            "请回到那里（GRASSROOTS_DATA_DIR 相对于当前目录，默认 var），"
+            "或设置与网关相同的 GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL，再重试；"
+            "新部署则先运行 `grassroots db upgrade`。",
+            f"The database schema is at revision none, the code needs {head}: the database file {where} "
+            "does not exist. If a gateway is running, this command is not in its directory: go there "
+            "(GRASSROOTS_DATA_DIR is relative to the current directory, var by default) or set the "
+            "gateway's GRASSROOTS_DATA_DIR / GRASSROOTS_DATABASE_URL, and try again; for a new "
+            "installation, run `grassroots db upgrade` first.",
+        )
     engine = make_engine(url)
     try:
         ensure_migrated(engine, warn_if_owner=False)

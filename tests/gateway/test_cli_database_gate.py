@@ -73,6 +73,19 @@ def test_a_fresh_data_directory_is_refused_and_left_as_it_was(tmp_path: Path, co
     assert not fresh.exists() or list(fresh.rglob("*")) == []
 
 
+def test_a_command_run_outside_the_gateways_directory_names_the_file_it_looked_for(tmp_path: Path) -> None:
+    """`keys rotate` (or `audit verify`) typed in the home directory, with the default data directory
+    `var` under it, answered only "run `grassroots db upgrade`", which would have made a second, empty
+    database there. It now names the file it looked for and says to run it from the gateway's directory."""
+    elsewhere = tmp_path / "home" / "var"
+    result = _run(elsewhere, "keys", "rotate")
+    _assert_refused_as_unmigrated(result, "none")
+    zh, en = result.stderr.splitlines()
+    assert f"数据库文件 {elsewhere / 'gateway.db'} 不存在。若网关已在运行，说明本命令不在它的运行目录中" in zh
+    assert f"the database file {elsewhere / 'gateway.db'} does not exist. If a gateway is running" in en
+    assert not elsewhere.exists()
+
+
 def test_seed_demo_refuses_a_database_behind_the_code_and_seeds_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     data_dir.mkdir()
