@@ -96,6 +96,9 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
         # First-generation numbers (GB 11643-1989, 15 digits, YYMMDD, no check character) are still in
         # old household and benefit records; a 6-6-3 grouping is how they were written.
         Pattern("cn_id_15", r"(?<![0-9])[1-9]\d{5}[ \-]?\d{6}[ \-]?\d{3}(?![0-9])", 0.3),
+        # A disability certificate's number (残疾人证号) is its holder's ID number followed by the kind
+        # (1-7) and the grade (1-4) of disability: twenty characters that hold the whole ID number.
+        Pattern("cn_id_disability_cert", r"(?<![0-9])[1-9]\d{16}[\dXx][1-7][1-4](?![0-9])", 0.3),
     )
     CONTEXT = ("身份证", "身份号码", "证件号", "公民身份")
 
@@ -107,6 +110,8 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:
         number = compact_id_number(pattern_text)
+        if len(number) == 20:  # a disability certificate: the ID number and two digits
+            number = number[:18]
         if len(number) == 15:
             return is_valid_old_id_number(number, known_county=not self._checksum_only)
         if self._checksum_only:

@@ -113,6 +113,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "dwelling": "dwelling",
     "cn_id_18": "long_digits",
     "cn_id_15": "long_digits",
+    "cn_id_disability_cert": "long_digits",
     "cn_id_after_cue": "long_digits",
     "bank_card": "long_digits",
     "cn_landline": "landline",

@@ -221,6 +221,8 @@ _TOKENS = [
     *("(", ")", "021", "5961 2345", "·", "阿依古丽", "买买提"),
     # a local landline after a word naming a phone
     *("座机", "固话", "59612345", "5961234"),
+    # a disability certificate's number: an ID number and two digits
+    *("残疾证号", "42", "11010219570302123442"),
     *("6222021234567890128", "91110000600037341L"),
     *("一三八", "一二三四", "五六七八", "幺", "〇", "二〇二四年"),
     *("微信", "微信号", "护照", "护照号", "wang_jg88", "E12345678", "EA1234567"),
@@ -337,6 +339,12 @@ WRITTEN_AS_PEOPLE_WRITE = [
     ("座机：5961 2345，白天无人", "座机：******45，白天无人"),
     ("固话5961234", "固话*****34"),
     ("联系电话是59612345转801", "联系电话是******45转801"),
+    # a disability certificate's number: its holder's ID number and two digits (kind, grade), once served
+    # in clear, ID number and all
+    ("残疾证号11010219570302123442", "残疾证号***"),
+    ("其子残疾人证11010219570302123442，二级", "其子残疾人证***，二级"),
+    ("编号11010219570302123499", "编号11010219570302123499"),  # no such kind and grade
+    ("订单号20240101123456789012", "订单号20240101123456789012"),  # no ID number in front
     # not after such a word, or not a local number: as written
     ("承包土地59612345平方米", "承包土地59612345平方米"),
     ("电话595881234567", "电话595881234567"),
