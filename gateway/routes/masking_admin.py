@@ -787,8 +787,12 @@ async def unmask(
     if method == "ff1_id" and not body.key_id:
         await refuse(
             InvalidRequest(
-                "还原身份证号假名须指明生成它的密钥编号 key_id。",
-                "Name the key id (key_id) the FF1 pseudonym was made with.",
+                "还原身份证号假名须指明生成它的密钥编号 key_id（命令行：--key-id）。密钥环中的编号："
+                f"{'、'.join(keys.key_ids)}，现用 {keys.active_key_id}；假名是在哪把密钥启用时读取到的，"
+                "就用哪一把。",
+                "Name the key id (key_id; on the command line --key-id) the FF1 pseudonym was made with. "
+                f"Key ids in the ring: {', '.join(keys.key_ids)}, active {keys.active_key_id}; use the one "
+                "that was active when the pseudonym was read.",
                 code="missing_key_id",
             )
         )

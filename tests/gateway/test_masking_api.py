@@ -653,6 +653,17 @@ def test_an_envelope_copied_with_spaces_around_it_is_unmasked_and_an_empty_value
     assert "请填写要还原的值" in body["message"]
 
 
+def test_an_ff1_pseudonym_without_its_key_id_is_refused_naming_the_key_ids_to_choose_from(
+    stack: Stack,
+) -> None:
+    """missing_key_id said only "name the key id": a steward had no way to know which ids exist or which
+    one to try (ids are not secret; the keys are)."""
+    ask = {"value": "110102199003071234", "dataset": "residents", "field": "id_number", "purpose": "核对"}
+    out = refused(api(stack, "POST", "/unmask", "ca_steward", body=ask), 422, "missing_key_id")
+    assert "--key-id" in out["message"] and "密钥环中的编号：k1" in out["message"]
+    assert "Key ids in the ring: k1" in out["message_en"]
+
+
 def test_a_long_remarks_envelope_is_unmasked_whole(stack: Stack) -> None:
     """A remark of 700 Chinese characters, served as an envelope, was over unmask's 1,024-character cap on
     the value (422: no steward could ever open it); the cap is now far past any registry's free text."""
