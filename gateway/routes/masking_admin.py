@@ -466,6 +466,9 @@ def _dry_run_profile(runtime: Runtime, rules: RuleSet, body: DryRunBody) -> tupl
 def _dry_run(
     runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody, profile: str
 ) -> dict[str, Any]:
+    if body.dataset not in catalog.datasets:
+        # A steward's typo (occupant): named with the one meant, as propose-field does.
+        raise UnknownDatasetError(body.dataset, known=sorted(catalog.datasets))
     spec = catalog.dataset(body.dataset)
     fields = tuple(body.fields) if body.fields is not None else tuple(spec.fields)
     try:

@@ -567,6 +567,15 @@ def test_dry_run_refuses_unknown_codes_and_lists_the_valid_ones(
     assert "13812345678" not in resp.text and "nope" not in resp.text.lower()  # what was typed: not echoed
 
 
+def test_dry_run_of_a_misspelt_dataset_names_the_one_meant(stack: Stack) -> None:
+    """dry-run --dataset occupant answered 数据集“occupant”尚未编目分级，暂不能提供, a reader's refusal, with
+    no hint; propose-field named the dataset meant and the catalogued ones."""
+    body = {"dataset": "occupant", "role": "grid_worker", "scenario": "GRID_VISIT", "fields": ["name"]}
+    out = refused(api(stack, "POST", "/dry-run", "ca_steward", body=body), 404, "dataset_not_catalogued")
+    assert "是否指 occupants？" in out["message"] and "residents" in out["message"]
+    assert "did you mean occupants?" in out["message_en"]
+
+
 def test_dry_run_masks_with_the_scenarios_profile_unless_another_is_asked_for(stack: Stack) -> None:
     """As on the data path, the scenario's obligation picks the profile; a steward may try another."""
     body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
