@@ -503,6 +503,8 @@ def _dry_run(
         notes += [
             _fallback_note(plan, d, body.sample[d.field]) for d in plan.decisions if _tells(d, body.sample)
         ]
+        if body.fields is None:  # every field tried: a sample's key that is none of them was dropped
+            notes += [_untried_sample_note(spec, name) for name in body.sample if name not in spec.fields]
     if notes:
         result["notes"] = notes
     if body.sample is not None:
@@ -560,6 +562,14 @@ def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
     zh = f"字段 {name} 不在数据集 {spec.name} 的目录中，按未编目字段处理（整体隐藏为 ***），未试到任何规则"
     en = f"field {name} is not in the catalog of {spec.name}: redacted as uncatalogued (***), no rule tried"
     return _field_note(name, meant, zh, en)
+
+
+def _untried_sample_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
+    """A sample's key that is no field of the dataset (remark in a dataset without one, 姓名 for name) was
+    left out of the masked sample without a word."""
+    zh = f"样例中的 {name} 不是数据集 {spec.name} 目录中的字段，未试运行，不在 masked 中"
+    en = f"the sample's {name} is no field in the catalog of {spec.name}: not tried, left out of masked"
+    return _field_note(name, spec.field_meant(name), zh, en)
 
 
 def _field_note(name: str, meant: str | None, zh: str, en: str) -> dict[str, Any]:

@@ -567,6 +567,22 @@ def test_dry_run_refuses_unknown_codes_and_lists_the_valid_ones(
     assert "13812345678" not in resp.text and "nope" not in resp.text.lower()  # what was typed: not echoed
 
 
+def test_dry_run_says_a_samples_key_that_is_no_field_was_not_tried(stack: Stack) -> None:
+    """With no fields named (every field tried), a sample's 手机号码 (for mobile) was dropped from masked
+    without a word. With fields named, keys not among them are left out quietly, as before."""
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "sample": {"手机号码": "13812345678", "mobile": "13812345678"}}  # fmt: skip
+    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    assert out["masked"] == {"mobile": "138****5678"}
+    (note,) = out["notes"]
+    assert (note["field"], note["did_you_mean"]) == ("手机号码", "mobile")
+    assert note["message_zh"].startswith("样例中的 手机号码 不是数据集 residents 目录中的字段，未试运行")
+    assert "13812345678" not in json.dumps(out["notes"])
+    assert "notes" not in ok(
+        api(stack, "POST", "/dry-run", "ca_steward", body={**body, "fields": ["mobile"]})
+    )
+
+
 def test_dry_run_of_a_misspelt_dataset_names_the_one_meant(stack: Stack) -> None:
     """dry-run --dataset occupant answered 数据集“occupant”尚未编目分级，暂不能提供, a reader's refusal, with
     no hint; propose-field named the dataset meant and the catalogued ones."""
