@@ -368,9 +368,14 @@ def show(data: Any) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+#: What separates a list option's items as people type them: the ASCII comma, and the full-width comma and
+#: the enumeration comma (、) a Chinese input method gives. No field code or tag holds any of them.
+_LIST_SEPARATOR = re.compile("[,，、]")
+
+
 def split_list(value: str) -> list[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]``: a comma-separated option, blanks dropped."""
-    return [item.strip() for item in value.split(",") if item.strip()]
+    """``"a, b,,c"`` (or ``"a，b、c"``) -> ``["a", "b", "c"]``: a comma-separated option, blanks dropped."""
+    return [item.strip() for item in _LIST_SEPARATOR.split(value) if item.strip()]
 
 
 @dataclass(frozen=True)

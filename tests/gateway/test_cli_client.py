@@ -20,7 +20,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from gateway.cli import app as grassroots
-from gateway.commands._client import ApiCall, api_command
+from gateway.commands._client import ApiCall, api_command, split_list
 
 
 @dataclass
@@ -632,3 +632,9 @@ def test_proof_checks_the_checkpoint_signature_here(gateway: Gateway, tmp_path: 
         assert "检查点签名未通过本地校验" in forged.stderr
         assert "the checkpoint's signature does NOT verify here" in forged.stderr
         assert forged.stdout == ""
+
+
+def test_a_list_option_is_split_at_the_commas_a_chinese_input_method_types() -> None:
+    """--tags "自由文本，低保对象" (a full-width comma) was sent as one tag and refused as undeclared."""
+    assert split_list("自由文本，低保对象") == ["自由文本", "低保对象"]
+    assert split_list("name、mobile, address,,") == ["name", "mobile", "address"]
