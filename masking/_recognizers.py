@@ -258,7 +258,7 @@ class CnLandlineRecognizer(_ChinesePatternRecognizer):
 # A local number without its area code (59612345, 5961 2345: how a resident writes a home phone) is taken
 # only right after a word saying it is a phone number: alone, seven or eight digits are as often a count,
 # an amount or a date. Mobiles start with 1 and area codes with 0, so neither is read as one.
-LANDLINE_CUE = r"(?:电话号码|电话|座机号码|座机|固话)"
+LANDLINE_CUE = r"(?:(?:电话|座机|固话)(?:号码|号)?)"
 _LOCAL_LANDLINE = r"[2-9]\d{2,3}[-\s]?\d{4}(?![0-9])"
 _LOCAL_LANDLINE_PATTERN, _LOCAL_LANDLINE_STDLIB = _after_cue(
     "cn_landline_local_after_cue", LANDLINE_CUE, _LOCAL_LANDLINE

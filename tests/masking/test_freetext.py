@@ -338,6 +338,8 @@ WRITTEN_AS_PEOPLE_WRITE = [
     ("家中电话59612345", "家中电话******45"),
     ("座机：5961 2345，白天无人", "座机：******45，白天无人"),
     ("固话5961234", "固话*****34"),
+    ("座机号59612345", "座机号******45"),
+    ("电话号：59612345", "电话号：******45"),
     ("联系电话是59612345转801", "联系电话是******45转801"),
     # a disability certificate's number: its holder's ID number and two digits (kind, grade), once served
     # in clear, ID number and all
