@@ -179,6 +179,13 @@ def _textual(fn: Callable[[str], str]) -> MaskFn:
     return apply
 
 
+def _unread(text: str) -> str:
+    """What a structured operator serves for a value it cannot read: ``***``, but an empty (or blank)
+    value stays empty: there is nothing to hide, and ``***`` told a cadre there was a number on file.
+    Called on the failure path only, so a value that parses costs nothing more."""
+    return REDACTED if text.strip() else ""
+
+
 def _keys(ctx: BindContext, op: str) -> KeyRing:
     if ctx.keys is None:
         raise OperatorUnavailableError(f"算子 {op} 需要密钥环", f"operator {op} needs a key ring")
@@ -282,7 +289,7 @@ class ChineseIdNumber(Operator):
                 return head + "*" * 7 + (t[17].upper() if check else "*")
             if _ID15.fullmatch(t):  # pre-1999 15-digit numbers: 6 region, YYMMDD, 3 sequence
                 return t[:region] + "*" * (6 - region) + (t[6:8] if year else "**") + "*" * 7
-            return REDACTED
+            return _unread(t)
 
         return _textual(mask)
 
@@ -311,7 +318,7 @@ class Mobile(Operator):
             else:
                 m = _MOBILE.fullmatch(text.translate(_SEPARATORS))
                 if m is None:
-                    return REDACTED
+                    return _unread(text)
                 d = m.group(1)
             return d[:first] + stars + (d[11 - last :] if last else "")
 
@@ -358,7 +365,7 @@ class Landline(Operator):
         def mask(text: str) -> str:
             parsed = _parse_landline(text)
             if parsed is None:
-                return REDACTED
+                return _unread(text)
             area, local = parsed
             # The extension is dropped: it can identify a single desk.
             masked = "*" * (len(local) - last) + (local[len(local) - last :] if last else "")
@@ -440,7 +447,7 @@ class Address(Operator):
 
     def bind(self, params: Mapping[str, ParamValue], ctx: BindContext) -> MaskFn:
         level = str(params["level"])
-        return _textual(lambda t: generalise_address(t, level) or REDACTED)
+        return _textual(lambda t: generalise_address(t, level) or _unread(t))
 
 
 _DIGITS_ONLY = re.compile(r"\d{12,19}", re.ASCII)
@@ -460,7 +467,7 @@ class BankCard(Operator):
         def mask(text: str) -> str:
             d = text.translate(_SEPARATORS)
             if not _DIGITS_ONLY.fullmatch(d):
-                return REDACTED
+                return _unread(text)
             return _keep_ends(d, first, last, "*")
 
         return _textual(mask)
@@ -485,7 +492,7 @@ class CreditCode(Operator):
         def mask(text: str) -> str:
             c = uscc.compact(text)
             if not _USCC.fullmatch(c):
-                return REDACTED
+                return _unread(text)
             return _keep_ends(c, first, last, "*")
 
         return _textual(mask)
@@ -551,7 +558,7 @@ class DateGeneralise(Operator):
                 return None
             parsed = _parse_partial_date(value)
             if parsed is None:
-                return REDACTED
+                return _unread(value) if isinstance(value, str) else REDACTED
             d, known = parsed
             # A date known only to the year is shown as its year under either granularity.
             return f"{d.year:04d}-{d.month:02d}" if month and known != "year" else f"{d.year:04d}"

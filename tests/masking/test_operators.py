@@ -22,6 +22,7 @@ from masking import (
 from masking.operators import _ADDRESS as _ADDRESS_PATTERN
 from masking.operators import ADDRESS_LEVELS, OPERATORS, MaskFn, ParamValue, _parse_date, generalise_address
 
+_STRUCTURED = ("cn_id", "mobile", "landline", "address", "bank_card", "credit_code", "date")
 # (operator, params, input, expected)
 TABLE: list[tuple[str, dict[str, ParamValue], object, object]] = [
     ("keep", {}, "abc", "abc"),
@@ -32,6 +33,8 @@ TABLE: list[tuple[str, dict[str, ParamValue], object, object]] = [
     ("partial", {"keep_first": 4, "keep_last": 4}, "abcdef", "ab*def"),
     ("partial", {"keep_last": 4}, "H3305230042", "*******0042"),
     ("partial", {}, "", ""),
+    # an empty value (a resident with no phone on file) stays empty: *** said there was one
+    *((op, {}, blank, "") for op in _STRUCTURED for blank in ("", "  ")),
     ("cn_id", {}, "44011320141005001X", "440113************"),
     ("cn_id", {}, "44011320141005001x", "440113************"),
     ("cn_id", {"keep_region": 2}, "110102199101010078", "11****************"),
