@@ -78,7 +78,7 @@ from gateway.admin_support import (
 from gateway.answer_notes import note_headers
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal
-from gateway.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.errors import Forbidden, GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.openapi_doc import other_formats
@@ -2152,6 +2152,26 @@ class PruneIn(StrictBody):
     through_seq: int | None = Field(None, ge=1, description="must be the last event of an archived month")
 
 
+def _refuse_pruning_below_the_platform(runtime: Runtime, principal: Principal) -> None:
+    """Pruning deletes months of the whole platform's log, every township's reads included: only a
+    supervisor or auditor whose jurisdiction covers the platform's (``GRASSROOTS_PLATFORM_ORG``;
+    nationwide when unset) may do it. A township's supervisor holds the same role and could prune the
+    district's log. Her dry run, which deletes nothing, stays open."""
+    platform = _platform_org(runtime) or "000000000000"
+    own = principal.org or ""
+    if own and org_prefix(platform).startswith(org_prefix(own)):
+        return
+    raise Forbidden(
+        "清理会删除整个平台审计日志中的已归档月份（各乡镇的记录都在其中），只能由辖区覆盖本平台的监督人员或"
+        f"审计人员执行（平台辖区 {platform}）。预演（dry run）不受此限；如需清理，请联系区级监督部门。",
+        "Pruning deletes archived months of the whole platform's audit log (every township's records are in "
+        "it), so only a supervisor or auditor whose jurisdiction covers the platform's may execute it "
+        f"(platform jurisdiction {platform}). The dry run is open to you; to prune, ask the district's "
+        "supervision office.",
+        code="prune_outside_jurisdiction",
+    )
+
+
 @router.post("/audit/prune")
 async def prune_audit_log(
     principal: Annotated[Principal, Depends(Permitted(RESOURCE, "prune"))],
@@ -2189,6 +2209,7 @@ async def prune_audit_log(
             {"would_prune_through_seq": plan.through_seq, "events": plan.events},
         )
         return {"dry_run": True, **plan.to_json()}
+    _refuse_pruning_below_the_platform(runtime, principal)
     try:
         with supervision_errors():
             result = await asyncio.to_thread(

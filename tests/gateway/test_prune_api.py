@@ -154,6 +154,15 @@ def test_archive_prune_verify_walkthrough(stack: Stack) -> None:
     assert refused.status_code == 409
     assert refused.json()["error"] == "prune_refused" and "整月" in refused.json()["message"]
 
+    # A township's supervisor holds the same role, but the log is the whole platform's: she may plan a
+    # prune, not execute it (it went through, deleting every township's records of those months).
+    town = "town_supervisor_a"
+    assert api(stack, "POST", "/audit/prune", town, json={}).json()["would_prune_through_seq"] == 20
+    outside = api(stack, "POST", "/audit/prune", town, json={"dry_run": False})
+    assert (outside.status_code, outside.json()["error"]) == (403, "prune_outside_jurisdiction")
+    assert outside.json()["message"].startswith("清理会删除整个平台审计日志中的已归档月份")
+    assert "ask the district's supervision office" in outside.json()["message_en"]
+
     done = cli(stack, "prune", "--execute")
     assert done["dry_run"] is False and done["pruned_through_seq"] == 20
     assert done["months"] == ["2020-01", "2020-02"]
