@@ -112,6 +112,15 @@ def checked_user_id(user_id: str) -> str:
             "user_id GET /api/v1/me shows).",
             code="invalid_user_id",
         )
+    if user_id != user_id.strip():  # no token's subject has them: revoking it as typed would cut no one off
+        raise InvalidRequest(
+            "用户标识前后有空格，本次未办理：登录凭证中的用户标识不带空格，照此撤销不会让任何人的登录失效。"
+            "请去掉空格，照 GET /api/v1/me 所示的 user_id 原样填写。",
+            "The user id has spaces before or after it; nothing was done: no sign-in token names such a "
+            "user, so revoking it would cut no one off. Remove the spaces and give the user_id exactly as "
+            "GET /api/v1/me shows it.",
+            code="invalid_user_id",
+        )
     if not recordable_subject(user_id):  # no token names such a user; and it would reach the audit log
         raise InvalidRequest(
             "用户标识中含有控制字符、换行或不可见的格式字符，本次未办理。"

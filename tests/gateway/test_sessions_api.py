@@ -210,6 +210,25 @@ def test_a_token_living_longer_than_a_revocation_is_kept_is_refused(stack: Stack
             {"reason": "调离"},
             (422, "invalid_user_id"),
         ),
+        # pasted with a space before or after it: it names no token's user, so it would revoke no one
+        (
+            "platform_admin",
+            "/users/%20u-someone/revoke-sessions",
+            {"reason": "调离"},
+            (422, "invalid_user_id"),
+        ),
+        (
+            "platform_admin",
+            "/users/u-someone%20/revoke-sessions",
+            {"reason": "调离"},
+            (422, "invalid_user_id"),
+        ),
+        (
+            "platform_admin",
+            "/users/u-someone%E3%80%80/revoke-sessions",
+            {"reason": "调离"},
+            (422, "invalid_user_id"),
+        ),
     ],
 )
 def test_only_the_platform_administrator_revokes_sessions_with_a_reason_and_a_real_user_id(
