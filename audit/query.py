@@ -289,6 +289,11 @@ def _fetch(source: Engine | Connection, stmt: Select[Any]) -> list[Any]:
         raise AuditUnavailable(f"audit store unreadable ({type(exc).__name__})") from None
 
 
+def actor_recorded(source: Engine | Connection, actor: str) -> bool:
+    """Whether any event kept in the log has ``actor`` as its actor (one lookup in the actor index)."""
+    return bool(_fetch(source, select(audit_events.c.seq).where(audit_events.c.actor == actor).limit(1)))
+
+
 def events_by_seq(source: Engine | Connection, seqs: Iterable[int]) -> list[EventSummary]:
     """The given events (oldest first); unknown seqs are skipped."""
     wanted = sorted(set(seqs))

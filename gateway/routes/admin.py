@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
-from audit import AuditEvent, Outcome
+from audit import AuditEvent, Outcome, actor_recorded
 from gateway.admin_support import PermissionFirstRoute, Permitted, SignedIn, signed_in, unit_of_work
 from gateway.app import get_runtime, request_id_of
 from gateway.auth.oidc import Principal, recordable_subject
@@ -160,6 +160,9 @@ async def revoke_sessions(
     now = datetime.now(UTC)
     keep_for = runtime.settings.oidc_max_token_lifetime_s + runtime.settings.oidc_leeway_s
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
+        # Revoked all the same (a user may hold a token and not have used it yet); said, so that a user name
+        # or a person's name typed for the user id is noticed rather than taken for a cut-off user.
+        seen = await uow.run(lambda s: actor_recorded(s.connection(), target))
         revoked_before = await uow.run(
             lambda s: revoke_user_sessions(
                 s, target, actor=principal.user_id, reason=reason, now=now, keep_for_s=keep_for
@@ -167,10 +170,28 @@ async def revoke_sessions(
         )
         details = {"user_id": target, "revoked_before": revoked_before.isoformat(), "reason": reason}
         uow.record_event(_sessions_event("auth.sessions_revoked", principal, request, details, now))
+    message = "该用户此前签发的全部登录凭证已撤销，所有网关进程将在一个策略刷新周期内拒绝这些凭证。"
+    message_en = (
+        "Every sign-in token this user was issued before now is revoked; every gateway process refuses them "
+        "within one policy refresh interval."
+    )
+    if not seen:
+        message += _NEVER_SEEN
+        message_en += _NEVER_SEEN_EN
     return {
         "user_id": target,
         "revoked_before": revoked_before.isoformat(),
-        "message": "该用户此前签发的全部登录凭证已撤销，所有网关进程将在一个策略刷新周期内拒绝这些凭证。",
-        "message_en": "Every sign-in token this user was issued before now is revoked; every gateway process "
-        "refuses them within one policy refresh interval.",
+        "seen_in_audit_log": seen,
+        "message": message,
+        "message_en": message_en,
     }
+
+
+_NEVER_SEEN = (
+    "注意：保存期内的审计日志中没有该用户标识的任何请求。请核对所填的是该用户 GET /api/v1/me 所示的 user_id，"
+    "而不是用户名或姓名；如填错，请用正确的用户标识重新撤销。"
+)
+_NEVER_SEEN_EN = (
+    " Note: the audit log kept holds no request by this user id. Check that it is the user_id GET /api/v1/me "
+    "shows for the user, not a user name or a person's name; if it is not, revoke again with the right one."
+)

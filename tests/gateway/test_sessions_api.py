@@ -155,6 +155,8 @@ def test_revoking_a_users_sessions_refuses_their_old_tokens_and_accepts_a_new_si
     assert answer.status_code == 200, answer.text
     revoked_at = time.time()
     assert answer.json()["user_id"] == sub
+    assert answer.json()["seen_in_audit_log"] is True
+    assert "注意" not in answer.json()["message"]
 
     assert _read(stack, phone) == REVOKED
     assert _me(stack.base_url, laptop) == REVOKED
@@ -167,6 +169,27 @@ def test_revoking_a_users_sessions_refuses_their_old_tokens_and_accepts_a_new_si
     assert [
         (e["actor"], e["body"]["details"]["user_id"], e["body"]["details"]["reason"]) for e in revoked
     ] == [(user_id(stack, "platform_admin"), sub, "调离本村，收回权限")]
+
+
+def test_revoking_a_user_id_no_request_ever_came_from_says_so(stack: Stack) -> None:
+    """A platform administrator typed the cadre's user name (``cadre_b``) or her name for her user id: the
+    answer said every token of the user was revoked, and nothing told her that no token names such a user.
+    The revocation is still recorded (a user may hold a token not yet used), and the answer says to check."""
+    typed = f"cadre_{uuid.uuid4().hex[:6]}"
+    answer = _call(
+        stack.base_url,
+        "POST",
+        f"/users/{typed}/revoke-sessions",
+        stack.token("platform_admin"),
+        {"reason": "调离本村，收回权限"},
+    )
+    assert answer.status_code == 200, answer.text
+    said = answer.json()
+    assert said["seen_in_audit_log"] is False
+    assert "没有该用户标识的任何请求" in said["message"]
+    assert "GET /api/v1/me" in said["message"]
+    assert "holds no request by this user id" in said["message_en"]
+    assert said["message_en"].isascii()
 
 
 def test_a_token_living_longer_than_a_revocation_is_kept_is_refused(stack: Stack) -> None:
