@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from gateway.auth.sessions import revoke_token, revoke_user_sessions, token_ref
 from gateway.errors import InvalidRequest
 from gateway.routes.grants import ReasonBody, checked_reason
 from gateway.runtime import Runtime
-from grassroots_common.personal_data import fold, looks_like_identifier
+from grassroots_common.personal_data import fold, looks_like_identifier, personal_data_in
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=PermissionFirstRoute)
 
@@ -130,13 +131,16 @@ def checked_user_id(user_id: str) -> str:
             code="invalid_user_id",
         )
     if looks_like_identifier(fold(user_id)):
-        raise InvalidRequest(
-            "用户标识中含有身份证号或手机号，本次未办理。请填写统一身份认证中的用户标识（sub），不要填写个人信息。",
-            "The user id holds an ID number or a mobile number; nothing was done. Give the user's identifier "
-            "(sub) at the identity provider, not personal data.",
-            code="personal_data_in_user_id",
-        )
+        raise InvalidRequest(*_PERSONAL_DATA_IN_USER_ID, code="personal_data_in_user_id")
     return user_id
+
+
+_PERSONAL_DATA_IN_USER_ID = (
+    "用户标识中含有身份证号或手机号，本次未办理。请填写统一身份认证中的用户标识（sub），不要填写个人信息。",
+    "The user id holds an ID number or a mobile number; nothing was done. Give the user's identifier "
+    "(sub) at the identity provider, not personal data.",
+)
+_NUMBERS_OF_PEOPLE = frozenset({"id_number", "mobile"})
 
 
 # ``:path``: the id of a user of a further provider is "<issuer>#<sub>", whose issuer holds "/" (sent as %2F,
@@ -159,10 +163,14 @@ async def revoke_sessions(
     reason = checked_reason(body.reason)
     now = datetime.now(UTC)
     keep_for = runtime.settings.oidc_max_token_lifetime_s + runtime.settings.oidc_leeway_s
+    # Revoked all the same when unseen (a user may hold a token and not have used it yet); said, so that a
+    # user name or a person's name typed for the user id is noticed rather than taken for a cut-off user.
+    seen = await asyncio.to_thread(actor_recorded, runtime.engine, target)
+    if not seen and personal_data_in(target) in _NUMBERS_OF_PEOPLE:
+        # An ID number with a wrong check character (a typo) or a mobile in numerals is no token's subject
+        # yet, and would reach the audit log as typed; a provider's own numeric sub is revocable once seen.
+        raise InvalidRequest(*_PERSONAL_DATA_IN_USER_ID, code="personal_data_in_user_id")
     async with unit_of_work(runtime, principal, request_id_of(request)) as uow:
-        # Revoked all the same (a user may hold a token and not have used it yet); said, so that a user name
-        # or a person's name typed for the user id is noticed rather than taken for a cut-off user.
-        seen = await uow.run(lambda s: actor_recorded(s.connection(), target))
         revoked_before = await uow.run(
             lambda s: revoke_user_sessions(
                 s, target, actor=principal.user_id, reason=reason, now=now, keep_for_s=keep_for

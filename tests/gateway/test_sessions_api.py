@@ -192,6 +192,24 @@ def test_revoking_a_user_id_no_request_ever_came_from_says_so(stack: Stack) -> N
     assert said["message_en"].isascii()
 
 
+@pytest.mark.parametrize("typed", ["110105194912310025", "一三八一二三四五六七八"])
+def test_a_mistyped_id_number_for_a_user_id_never_reaches_the_audit_log(stack: Stack, typed: str) -> None:
+    """An ID number with one wrong check character (or a mobile in numerals) typed for the user id was
+    revoked as typed and kept, in plain text, in auth.sessions_revoked. Refused now unless a request by that
+    user id is on record (a provider's numeric sub stays revocable once it has been used)."""
+    seq = last_seq(stack)
+    answer = _call(
+        stack.base_url,
+        "POST",
+        f"/users/{typed}/revoke-sessions",
+        stack.token("platform_admin"),
+        {"reason": "调离本村"},
+    )
+    assert (answer.status_code, answer.json()["error"]) == (422, "personal_data_in_user_id")
+    assert typed not in answer.text
+    assert events(stack, "auth.sessions_revoked", seq) == []
+
+
 def test_a_token_living_longer_than_a_revocation_is_kept_is_refused(stack: Stack) -> None:
     """A user's revocation is kept GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S (plus the leeway), then forgotten.
     Nothing checked that tokens live no longer: one issued before the revocation, valid for longer (a
