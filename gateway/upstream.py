@@ -258,7 +258,19 @@ class UpstreamClient:
         (``GatewayError.upstream_failure``). Codes only: nothing the system sent is logged."""
         named_zh, named_en = target.named()
         zh, en = kind.message_zh, kind.message_en
-        if status is not None and kind is UpstreamError:
+        if fault == "redirect":
+            # Configuration, not a passing fault: "retry later" would send the reader round in circles.
+            zh = (
+                f"部门业务系统把请求转向了另一个地址（HTTP {status}），本次未返回任何数据。网关不跟随转向"
+                "（转向会把网关的访问凭证带到别处），重试也不会解决：请联系数据所属部门核对该系统登记的地址。"
+            )
+            en = (
+                f"The departmental system redirected the request elsewhere (HTTP {status}); no data was "
+                "returned. The gateway never follows a redirect (it would carry the gateway's credential "
+                "away), so retrying will not help: ask the department owning the data to check the "
+                "system's registered address."
+            )
+        elif status is not None and kind is UpstreamError:
             zh = (
                 f"部门业务系统出错（HTTP {status}），本次未返回任何数据，"
                 "请稍后重试；如持续出现，请联系数据所属部门。"

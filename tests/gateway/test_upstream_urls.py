@@ -218,6 +218,10 @@ async def test_a_redirect_is_a_bad_answer_and_nothing_follows_it(status: int) ->
             with pytest.raises(GatewayError) as caught:
                 await call
             codes.append(caught.value.code)
+            # Said as what it is (the registered address is wrong), not "failed, retry later".
+            assert f"转向了另一个地址（HTTP {status}）" in caught.value.message_zh
+            assert "重试也不会解决" in caught.value.message_zh and "稍后重试" not in caught.value.message_zh
+            assert "retrying will not help" in caught.value.message_en
     assert codes == ["upstream_bad_response"] * 3
     assert elsewhere == []
 
