@@ -309,6 +309,10 @@ class AuditFacts:
 _QUOTES = frozenset("\"'`“”‘’")
 
 
+#: RFC 6750's b64token: all an access token holds (a JWT: base64url and dots).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
 def _as_typed(header_value: str) -> str:
     """A header's text as typed: the server reads its bytes as Latin-1, so a full-width quote (UTF-8)
     arrives as three characters; read back as UTF-8 where it is."""
@@ -391,6 +395,19 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
     except AuthError as exc:
         if exc.code == "idp_unavailable":
             raise ServiceUnavailable(exc.message_zh, exc.message_en, code=exc.code) from None
+        if exc.code == "malformed_token" and not _B64TOKEN.fullmatch(token):
+            # Checked only once the token failed (no cost to a valid one): a character no token holds,
+            # copied along from a web page or a chat (a no-break or zero-width space, a full-width dot).
+            # "Sign in again" did not help: the new token, pasted the same way, fails the same way.
+            raise _malformed_authorization(
+                "登录凭证格式不对：访问令牌中混入了不属于令牌的字符（例如从网页、文档或聊天软件复制时带上的"
+                "不换行空格、零宽字符、全角符号或换行）。访问令牌只含英文字母、数字和 - _ . 等符号：请重新"
+                "复制令牌本身，按 Authorization: Bearer <访问令牌> 发送。",
+                "The access token holds characters no token has (a no-break or zero-width space, a "
+                "full-width sign or a line break, copied along from a web page, a document or a chat). An "
+                "access token is letters, digits and - _ . only: copy the token itself again and send it as "
+                "Authorization: Bearer <access token>.",
+            ) from None
         refused = Unauthenticated(
             exc.message_zh,
             exc.message_en,

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.auth.oidc import AuthError
 from gateway.errors import InvalidRequest, Unauthenticated
 from gateway.pipeline import (
     DataRequest,
@@ -227,6 +228,33 @@ def test_a_quoted_token_or_bearer_twice_says_exactly_what_to_fix(
     assert "Authorization: Bearer <访问令牌>" in error.message_zh
     assert _JWT not in error.message_zh + error.message_en
     assert 'error="invalid_request"' in (error.headers or {})["WWW-Authenticate"]
+
+
+class _RefusesAsMalformed:
+    async def verify(self, token: str) -> Any:
+        raise AuthError("malformed_token")
+
+
+@pytest.mark.parametrize("stray", ["\u00a0", "\u200b", "\u3000", "\ufeff", "\uff0e"])
+def test_a_token_copied_with_a_character_no_token_holds_says_so_not_sign_in_again(stray: str) -> None:
+    """A token copied from a web page or a chat with a no-break or zero-width space (or a full-width dot)
+    in it was told "登录凭证格式错误，请重新登录": the new token, pasted the same way, failed the same way."""
+    runtime = cast(Any, type("R", (), {"verifier": _RefusesAsMalformed()})())
+    header = f"Bearer {_JWT}{stray}" if stray != "\uff0e" else f"Bearer {_JWT.replace('.', stray, 1)}"
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(runtime, header.encode().decode("latin-1")))
+    error = refused.value
+    assert error.code == "invalid_token"
+    assert "混入了不属于令牌的字符" in error.message_zh and "请重新登录" not in error.message_zh
+    assert "copy the token itself again" in error.message_en and error.message_en.isascii()
+    assert _JWT not in error.message_zh + error.message_en
+
+
+def test_a_truncated_token_is_still_malformed_sign_in_again() -> None:
+    runtime = cast(Any, type("R", (), {"verifier": _RefusesAsMalformed()})())
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(authenticate(runtime, f"Bearer {_JWT[:20]}"))
+    assert refused.value.code == "malformed_token"
 
 
 @pytest.mark.parametrize("scenario", ["低保年度复核", "dibao_review", "DIBAO_REVIEW ", " DIBAO_REVIEW"])
