@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from tests.stack import Stack, stack_fixture
 # verdicts are the tests; how long they take is the benchmarks' business.
 settings.register_profile("grassroots", deadline=None)
 settings.load_profile("grassroots")
+
+# No test reads the working tree's ./var (GRASSROOTS_DATA_DIR's default): after `make demo` it holds the
+# demo's database and keys, and a CLI test that looked for "this machine's checkpoint key" found the demo's
+# and checked a stand-in's checkpoints with it. Each test process gets an empty directory of its own; tests
+# that need a data directory still name theirs.
+os.environ.setdefault("GRASSROOTS_DATA_DIR", tempfile.mkdtemp(prefix="grassroots-tests-"))
 
 # Every process a test starts (the gateway, the registries, the CLI) runs the code of this checkout, not
 # whatever checkout the virtualenv's editable install last pointed at (a second worktree sharing it).

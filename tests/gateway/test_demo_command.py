@@ -215,10 +215,14 @@ def test_on_the_default_address_the_banner_needs_no_export(capsys: pytest.Captur
     from gateway.cli import _print_next_steps
     from gateway.settings import Settings
 
-    _print_next_steps(Settings(host="127.0.0.1", port=8000, public_url=None, dev_idp_enabled=True))
+    _print_next_steps(
+        Settings(host="127.0.0.1", port=8000, public_url=None, dev_idp_enabled=True, data_dir=Path("var"))
+    )
     default = capsys.readouterr().out
     assert "export" not in default and "http://127.0.0.1:8000/docs" in default
-    _print_next_steps(Settings(host="0.0.0.0", port=8300, public_url=None, dev_idp_enabled=True))
+    _print_next_steps(
+        Settings(host="0.0.0.0", port=8300, public_url=None, dev_idp_enabled=True, data_dir=Path("var"))
+    )
     other = capsys.readouterr().out
     assert "  export GRASSROOTS_HOST=0.0.0.0\n  export GRASSROOTS_PORT=8300\n  TOKEN=" in other
 
