@@ -381,7 +381,8 @@ def _refuse_data_beyond_grids(
             f"网格员只能查看所分配微网格内的数据；「{spec.name_zh}」中的 {'、'.join(beyond)} 未按微网格划分，"
             "您无法查看，也不能为本单位申请，本次未提出申请。请由村（居）委会干部申请。",
             "a grid worker reads only her assigned micro-grids; "
-            f"{', '.join(beyond)} of {spec.code} is not kept by micro-grid, so you cannot read it nor "
+            f"{', '.join(beyond)} of \u201c{spec.name_en}\u201d ({spec.code}) is not kept by micro-grid, so "
+            "you cannot read it nor "
             "request it for your organisation; nothing was requested. Ask a village committee cadre to "
             "request it.",
         )
