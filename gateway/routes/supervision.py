@@ -758,7 +758,9 @@ async def monthly_report(
         # have no owning department.
         department_names={**depts, "invalid": "未编目的数据集"},
     )
-    if report_data.totals.total == 0 and not any(report_data.cases.values()):
+    # Cases overdue are counted as they stand now, not in the month: they make no month less empty.
+    month_cases = (n for case, n in report_data.cases.items() if case != "incidents_overdue")
+    if report_data.totals.total == 0 and not any(month_cases):
         # An all-zero 通报 headed with a code of no known division read as a quiet month there.
         found = ("统计到任何数据访问或案件", "data access or case within your supervisory scope was counted")
         unknown = await _unknown_org_note(runtime, org, scope, found)
