@@ -82,6 +82,19 @@ class InvalidSetting(ValueError):
         self.en = en
 
 
+def refuse_blank_path(value: Any) -> Any:
+    """A path setting's value before it is read: an empty one (``GRASSROOTS_CHECKPOINT_DIR=``, a variable
+    left blank in a unit file) is refused. Read as a path it is the current directory, so the gateway
+    started and wrote its signed checkpoints, archives or database wherever it was started from."""
+    if isinstance(value, str) and not value.strip():
+        raise InvalidSetting(
+            "不能为空（空值会被当作当前目录）：请写出路径，或删除该变量（unset）以使用默认值",
+            "must not be empty (an empty value would mean the current directory): write the path, or "
+            "unset the variable for the default",
+        )
+    return value
+
+
 def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_PREFIX) -> ConfigurationError:
     """Turn pydantic's report into one problem per environment variable (``<prefix><FIELD>``).
 
@@ -293,6 +306,17 @@ class Settings(GatewayAddress):
         1.0, ge=0.0, le=1.0, description="fraction of traces recorded when an exporter is configured"
     )
     log_level: str = Field("INFO", description="log level: " + ", ".join(LOG_LEVELS))
+
+    _paths_not_blank = field_validator(
+        "data_dir",
+        "service_key_path",
+        "checkpoint_key_path",
+        "checkpoint_dir",
+        "policy_model_path",
+        "permissions_path",
+        "scenarios_path",
+        mode="before",
+    )(refuse_blank_path)
 
     @field_validator("oidc_algorithms")
     @classmethod

@@ -129,6 +129,15 @@ class SupervisionSettings(BaseSettings):
         "default: the demo world's district in development, none otherwise (then only a nationwide scope)",
     )
 
+    @field_validator(
+        "audit_archive_dir", "anomaly_rules_path", "holidays_file", "division_names_file", mode="before"
+    )
+    @classmethod
+    def _path_not_blank(cls, value: Any) -> Any:
+        from gateway.settings import refuse_blank_path
+
+        return refuse_blank_path(value)
+
     @field_validator("platform_org")
     @classmethod
     def _division_code(cls, value: str | None) -> str | None:

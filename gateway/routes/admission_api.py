@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session
 
@@ -98,7 +98,7 @@ from gateway.pipeline import record_audit
 from gateway.refusal_bursts import CLIENT_SOURCE
 from gateway.registration_keys import REGISTRATION_KEYS, REGISTRATION_VIEW_KEYS
 from gateway.runtime import Runtime
-from gateway.settings import RunMode, Settings, tls_or_loopback
+from gateway.settings import RunMode, Settings, refuse_blank_path, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
 from grassroots_common.divisions import VILLAGE_CODE
 from masking import Catalog, SemanticType
@@ -130,6 +130,10 @@ class AdmissionSettings(BaseSettings):
     )
     villages_file: Path | None = Field(
         None, description="village/community codes of the district, one per line (burden report)"
+    )
+
+    _paths_not_blank = field_validator("config_path", "token_key_path", "villages_file", mode="before")(
+        refuse_blank_path
     )
 
 

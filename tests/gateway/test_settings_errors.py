@@ -365,3 +365,34 @@ def test_serve_refuses_a_holidays_file_it_cannot_read_as_a_schedule(tmp_path: Pa
     assert zh.startswith(f"节假日文件 {holidays} 的 [2027] 只能有 holidays 和 workdays")
     assert en.startswith(f"[2027] in the holidays file {holidays} takes holidays and workdays only")
     assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "GRASSROOTS_DATA_DIR",
+        "GRASSROOTS_CHECKPOINT_DIR",
+        "GRASSROOTS_CHECKPOINT_KEY_PATH",
+        "GRASSROOTS_SERVICE_KEY_PATH",
+        "GRASSROOTS_SCENARIOS_PATH",
+        "GRASSROOTS_AUDIT_ARCHIVE_DIR",
+        "GRASSROOTS_ANOMALY_RULES_PATH",
+        "GRASSROOTS_ADMISSION_TOKEN_KEY_PATH",
+        "GRASSROOTS_ADMISSION_VILLAGES_FILE",
+    ],
+)
+def test_serve_refuses_a_path_setting_left_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """An empty path (``GRASSROOTS_CHECKPOINT_DIR=``, a line of a unit file left blank) is the current
+    directory: the gateway started and wrote its signed checkpoints or archives wherever it was started
+    from, or named ``.`` as "the file" it could not read. Refused now, naming the variable and saying to
+    unset it."""
+    monkeypatch.chdir(tmp_path)
+    result = _serve(tmp_path, **{variable: " "})
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    chinese, english = result.stderr.split("configuration error; fix these environment variables")
+    zh = "不能为空（空值会被当作当前目录）：请写出路径，或删除该变量（unset）以使用默认值"
+    assert f"{variable}：{zh}" in chinese
+    assert f"{variable}: must not be empty (an empty value would mean the current directory)" in english
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, here or under var/
