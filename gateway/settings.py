@@ -27,6 +27,32 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE")
 
 
+_MAKE_KEY = (
+    "生成：openssl genpkey -algorithm ed25519 -out 文件 && chmod 600 文件",
+    "make one: openssl genpkey -algorithm ed25519 -out FILE && chmod 600 FILE",
+)
+#: The paths production needs set (made under GRASSROOTS_DATA_DIR in development): what each names.
+_PRODUCTION_PATHS = (
+    (
+        "service_key_path",
+        f"网关调用部门系统时签名所用的 Ed25519 私钥文件的路径（{_MAKE_KEY[0]}）",
+        f"the path of the Ed25519 private key the gateway signs its calls to departmental systems with "
+        f"({_MAKE_KEY[1]})",
+    ),
+    (
+        "checkpoint_key_path",
+        f"签署审计检查点的 Ed25519 私钥文件的路径，放在数据库主机之外（{_MAKE_KEY[0]}）",
+        f"the path of the Ed25519 private key signing audit checkpoints, kept off the database host "
+        f"({_MAKE_KEY[1]})",
+    ),
+    (
+        "checkpoint_dir",
+        "存放签名审计检查点的目录（只追加，例如 /var/lib/grassroots/checkpoints）",
+        "the append-only directory for signed audit checkpoints (e.g. /var/lib/grassroots/checkpoints)",
+    ),
+)
+
+
 class RunMode(StrEnum):
     development = "development"
     production = "production"
@@ -599,19 +625,28 @@ class Settings(GatewayAddress):
                 problems.append(
                     SettingProblem(
                         variable,
-                        "生产模式下必须设为真实密钥（现在未设置或是占位值）",
-                        "must be set to a real secret in production mode (it is unset or a placeholder)",
+                        "生产模式下必须设为真实密钥（现在未设置或是占位值）："
+                        "写入 openssl rand -hex 32 的输出",
+                        "must be set to a real secret in production mode (it is unset or a placeholder): "
+                        "write what openssl rand -hex 32 prints",
                     )
                 )
             elif name == "audit_hmac_key" and len(value.get_secret_value()) < 32:
                 problems.append(
-                    SettingProblem(variable, "至少需要 32 个字符", "must be at least 32 characters")
+                    SettingProblem(
+                        variable,
+                        "至少需要 32 个字符：写入 openssl rand -hex 32 的输出",
+                        "must be at least 32 characters: write what openssl rand -hex 32 prints",
+                    )
                 )
-        for name in ("service_key_path", "checkpoint_key_path", "checkpoint_dir"):
+        # Each with what to write: the message alone must tell a new operator what the setting is.
+        for name, zh, en in _PRODUCTION_PATHS:
             if getattr(self, name) is None:
                 problems.append(
                     SettingProblem(
-                        f"GRASSROOTS_{name.upper()}", "生产模式下必须设置", "is required in production mode"
+                        f"GRASSROOTS_{name.upper()}",
+                        f"生产模式下必须设置：{zh}",
+                        f"is required in production mode: {en}",
                     )
                 )
         if problems:

@@ -215,6 +215,19 @@ def test_production_guards_name_every_variable_in_chinese_then_english_never_the
     for name in ("SERVICE_KEY_PATH", "CHECKPOINT_KEY_PATH", "CHECKPOINT_DIR"):
         assert f"GRASSROOTS_{name}：生产模式下必须设置" in chinese
         assert f"GRASSROOTS_{name}: is required in production mode" in english
+    # Each says what to write, not only that something is missing.
+    assert "GRASSROOTS_AUDIT_HMAC_KEY：至少需要 32 个字符：写入 openssl rand -hex 32 的输出" in chinese
+    assert (
+        "GRASSROOTS_MASKING_KEK: must be set to a real secret in production mode (it is unset or a "
+        "placeholder): write what openssl rand -hex 32 prints" in english
+    )
+    make_key = "openssl genpkey -algorithm ed25519 -out FILE && chmod 600 FILE"
+    for name in ("SERVICE_KEY_PATH", "CHECKPOINT_KEY_PATH"):
+        assert f"GRASSROOTS_{name}：生产模式下必须设置：" in chinese and "Ed25519 私钥文件的路径" in chinese
+        line = next(line for line in english.splitlines() if f"GRASSROOTS_{name}:" in line)
+        assert "the path of the Ed25519 private key" in line and make_key in line
+    assert "GRASSROOTS_CHECKPOINT_DIR：生产模式下必须设置：存放签名审计检查点的目录" in chinese
+    assert "GRASSROOTS_CHECKPOINT_DIR: is required in production mode: the append-only directory" in english
     assert SECRET not in result.stderr and "changeme" not in result.stderr
     assert "Traceback" not in result.stderr
 
