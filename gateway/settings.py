@@ -421,6 +421,33 @@ class Settings(GatewayAddress):
             )
         return entries
 
+    @field_validator("oidc_audience")
+    @classmethod
+    def _audience_given(cls, value: str) -> str:
+        # Empty, the verifier could not be built: the gateway stopped at start-up with a traceback.
+        if not value.strip():
+            raise InvalidSetting(
+                "不能为空：写入身份提供方签发的登录凭证中的受众（aud），或删除该变量以使用默认值 "
+                "grassroots-gateway",
+                "must not be empty: write the audience (aud) the identity provider puts in its tokens, or "
+                "unset the variable for the default grassroots-gateway",
+            )
+        return value.strip()
+
+    @field_validator("audit_hmac_key_id")
+    @classmethod
+    def _usable_key_id(cls, value: str) -> str:
+        # Written into every audit ref as "<id>:<mac>"; another form stopped every command that opened the
+        # audit refs with a traceback.
+        from audit.pseudonym import KEY_ID_PATTERN
+
+        if KEY_ID_PATTERN.fullmatch(value) is None:
+            raise InvalidSetting(
+                "须为 1 到 16 个英文字母、数字、“_”或“-”，例如 k1（不设置即为 k1）",
+                "must be 1 to 16 ASCII letters, digits, '_' or '-', e.g. k1 (unset: k1)",
+            )
+        return value
+
     @field_validator("masking_kek")
     @classmethod
     def _usable_kek(cls, value: SecretStr | None) -> SecretStr | None:

@@ -175,6 +175,17 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_PUBLIC_URL：须为以 https:// 或 http:// 开头的完整地址",
             "GRASSROOTS_PUBLIC_URL: must be a full URL starting with https:// or http://",
         ),
+        # Both stopped serve with a traceback (the verifier, the audit refs) instead of naming the variable.
+        (
+            {"GRASSROOTS_OIDC_AUDIENCE": " "},
+            "GRASSROOTS_OIDC_AUDIENCE：不能为空：写入身份提供方签发的登录凭证中的受众（aud）",
+            "GRASSROOTS_OIDC_AUDIENCE: must not be empty: write the audience (aud)",
+        ),
+        (
+            {"GRASSROOTS_AUDIT_HMAC_KEY_ID": "key 2027/01"},
+            "GRASSROOTS_AUDIT_HMAC_KEY_ID：须为 1 到 16 个英文字母、数字、“_”或“-”，例如 k1",
+            "GRASSROOTS_AUDIT_HMAC_KEY_ID: must be 1 to 16 ASCII letters, digits, '_' or '-', e.g. k1",
+        ),
         (
             {"GRASSROOTS_ADMISSION_TOKEN_TTL_S": "5"},  # the admission area's (prefix GRASSROOTS_ADMISSION_)
             "GRASSROOTS_ADMISSION_TOKEN_TTL_S：不能小于 30",
