@@ -172,6 +172,21 @@ class GatewayAddress(BaseSettings):
     host: str = Field(DEFAULT_HOST, description="address `grassroots serve` listens on")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port `grassroots serve` listens on")
 
+    @field_validator("host")
+    @classmethod
+    def _host_given(cls, value: str) -> str:
+        # Empty, uvicorn bound every interface (0.0.0.0 and ::): a variable left blank for "the default"
+        # put the gateway on the network instead of loopback.
+        if not value.strip():
+            raise InvalidSetting(
+                f"不能为空（空值会监听本机所有网卡）：写入监听地址，例如 {DEFAULT_HOST}（只在本机）或 "
+                f"0.0.0.0（所有网卡），或删除该变量以使用默认值 {DEFAULT_HOST}",
+                f"must not be empty (empty would listen on every interface): write the address to listen "
+                f"on, e.g. {DEFAULT_HOST} (this host only) or 0.0.0.0 (every interface), or unset the "
+                f"variable for the default {DEFAULT_HOST}",
+            )
+        return value.strip()
+
     @property
     def local_url(self) -> str:
         """The base URL a client on this host reaches the gateway at (a wildcard bind is reached on

@@ -175,6 +175,11 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_PUBLIC_URL：须为以 https:// 或 http:// 开头的完整地址",
             "GRASSROOTS_PUBLIC_URL: must be a full URL starting with https:// or http://",
         ),
+        (
+            {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
+            "GRASSROOTS_HOST：不能为空（空值会监听本机所有网卡）：写入监听地址，例如 127.0.0.1",
+            "GRASSROOTS_HOST: must not be empty (empty would listen on every interface)",
+        ),
         # Both stopped serve with a traceback (the verifier, the audit refs) instead of naming the variable.
         (
             {"GRASSROOTS_OIDC_AUDIENCE": " "},
