@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from gateway.validation_hints import validation_hint
@@ -51,6 +51,14 @@ _PRODUCTION_PATHS = (
         "the append-only directory for signed audit checkpoints (e.g. /var/lib/grassroots/checkpoints)",
     ),
 )
+
+
+#: What each URL setting looks like, in the words that refuse one without a scheme.
+_URL_EXAMPLES = {
+    "oidc_issuer": "https://idp.example.gov.cn/realms/county",
+    "public_url": "https://gateway.example.gov.cn",
+    "otel_endpoint": "http://collector:4318",
+}
 
 
 class RunMode(StrEnum):
@@ -482,17 +490,19 @@ class Settings(GatewayAddress):
             ) from None
         return value
 
-    @field_validator("oidc_issuer", "public_url")
+    @field_validator("oidc_issuer", "public_url", "otel_endpoint")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Without a scheme the issuer's discovery request can never be made: the gateway started, then
-        # answered every signed-in request 503 idp_unavailable.
+        # answered every signed-in request 503 idp_unavailable. An OTLP endpoint without one exported
+        # nothing, without a word at start.
         if value is None or not value.strip():
             return None
         if _http_url_or_none(value) is None:
+            example = _URL_EXAMPLES[str(info.field_name)]
             raise InvalidSetting(
-                "须为以 https:// 或 http:// 开头的完整地址，例如 https://idp.example.gov.cn/realms/county",
-                "must be a full URL starting with https:// or http://, e.g. https://idp.example.gov.cn/realms/county",
+                f"须为以 https:// 或 http:// 开头的完整地址，例如 {example}",
+                f"must be a full URL starting with https:// or http://, e.g. {example}",
             )
         return value.strip()
 

@@ -171,9 +171,19 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_OIDC_ISSUER: must be a full URL starting with https:// or http://",
         ),
         (
-            {"GRASSROOTS_PUBLIC_URL": "gateway.county.gov.cn:8000"},
-            "GRASSROOTS_PUBLIC_URL：须为以 https:// 或 http:// 开头的完整地址",
-            "GRASSROOTS_PUBLIC_URL: must be a full URL starting with https:// or http://",
+            {"GRASSROOTS_PUBLIC_URL": "gateway.county.gov.cn:8000"},  # its own example, not an IdP's
+            "GRASSROOTS_PUBLIC_URL：须为以 https:// 或 http:// 开头的完整地址，例如 https://gateway.example.gov.cn\n",
+            "GRASSROOTS_PUBLIC_URL: must be a full URL starting with https:// or http://, e.g. "
+            "https://gateway.example.gov.cn\n",
+        ),
+        (
+            {
+                "GRASSROOTS_OTEL_EXPORTER": "otlp",
+                "GRASSROOTS_OTEL_ENDPOINT": "collector:4318",
+            },  # exported nothing
+            "GRASSROOTS_OTEL_ENDPOINT：须为以 https:// 或 http:// 开头的完整地址，例如 http://collector:4318",
+            "GRASSROOTS_OTEL_ENDPOINT: must be a full URL starting with https:// or http://, e.g. "
+            "http://collector:4318",
         ),
         (
             {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
