@@ -411,7 +411,7 @@ class Settings(GatewayAddress):
                     "with no other key",
                 )
             issuer, audience = entry["issuer"], entry.get("audience")
-            if not isinstance(issuer, str) or _http_url_or_none(issuer) is None:
+            if not isinstance(issuer, str) or http_url_or_none(issuer) is None:
                 raise InvalidSetting(
                     f"第 {place} 个身份提供方的 issuer 须为以 https:// 或 http:// 开头的完整地址",
                     f"identity provider #{place}: issuer must be a full URL starting with https:// or "
@@ -498,7 +498,7 @@ class Settings(GatewayAddress):
         # nothing, without a word at start.
         if value is None or not value.strip():
             return None
-        if _http_url_or_none(value) is None:
+        if http_url_or_none(value) is None:
             example = _URL_EXAMPLES[str(info.field_name)]
             raise InvalidSetting(
                 f"须为以 https:// 或 http:// 开头的完整地址，例如 {example}",
@@ -746,7 +746,7 @@ class Settings(GatewayAddress):
         return self.checkpoint_dir or self.data_dir / "checkpoints"
 
 
-def _http_url_or_none(value: str) -> str | None:
+def http_url_or_none(value: str) -> str | None:
     """``value`` stripped when it is a full http(s) URL (a scheme and a host), else None."""
     from urllib.parse import urlsplit
 

@@ -85,6 +85,20 @@ def _resolve_url(ctx: typer.Context, param: typer.CallbackParam, value: str | No
     # name: Typer carries its own copy of Click's ParameterSource.)
     source = ctx.get_parameter_source(param.name or "url")
     if value and source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+        # Without a scheme ("127.0.0.1:8000") the call failed as "cannot reach the gateway, check it is
+        # running": refused here, before anything is sent, saying what to write (never the value: it may
+        # carry a password).
+        from gateway.settings import http_url_or_none
+
+        if http_url_or_none(value) is None:
+            given = "GRASSROOTS_URL" if source.name == "ENVIRONMENT" else "--url"
+            typer.echo(
+                f"{given} 须为以 http:// 或 https:// 开头的完整网关地址，例如 {DEFAULT_URL}。\n"
+                f"{given} must be the gateway's full URL starting with http:// or https://, "
+                f"e.g. {DEFAULT_URL}",
+                err=True,
+            )
+            raise typer.Exit(2)
         return value
     return default_url()
 

@@ -442,6 +442,24 @@ def test_url_and_grassroots_url_take_precedence_over_the_port(gateway: Gateway, 
     assert len(gateway.received) == 1
 
 
+@pytest.mark.parametrize("via", ["--url", "GRASSROOTS_URL"])
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "gateway.county.gov.cn", "ftp://127.0.0.1:8000"])
+def test_a_url_without_http_is_refused_saying_what_to_write(gateway: Gateway, via: str, url: str) -> None:
+    """Without a scheme the call failed as "cannot reach the gateway (UnsupportedProtocol): check it is
+    running", exit 3, while the gateway ran: now exit 2 before anything is sent, naming where the URL came
+    from and what to write (never the value: a URL may carry a password)."""
+    if via == "--url":
+        result = _run("fetch", "a1", "--token", "t", "--url", url)
+    else:
+        result = _run("fetch", "a1", "--token", "t", env={"GRASSROOTS_URL": url})
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"{via} 须为以 http:// 或 https:// 开头的完整网关地址，例如 http://127.0.0.1:8000。\n"
+        f"{via} must be the gateway's full URL starting with http:// or https://, e.g. http://127.0.0.1:8000\n"
+    )
+    assert gateway.received == []
+
+
 def test_a_port_that_is_not_a_number_is_named_not_a_traceback(gateway: Gateway) -> None:
     result = _run("fetch", "a1", "--token", "t", env={"GRASSROOTS_PORT": "eighty"})
     assert result.exit_code == 2
