@@ -2,7 +2,8 @@
 
 The tables are written by hand; these checks keep them from drifting: every field of every settings model
 (the gateway's, the supervision area's, the admission area's) has a row under its environment variable with
-the model's default, every environment variable a CLI option reads is named, and every command is listed.
+the model's default, every environment variable a CLI option reads is named, every variable a row names is
+read by the product, and every command is listed.
 """
 
 from __future__ import annotations
@@ -110,3 +111,16 @@ def test_every_command_is_in_the_command_line_table() -> None:
         elif path[0] in ("db", "audit", "keys"):  # the offline groups: each command has its row
             assert f"{path[0]} {path[1]}" in section, path
     assert "both departmental registries" in section  # `demo` starts the person-house registry too
+
+
+def test_every_variable_the_tables_name_is_read_by_the_product() -> None:
+    """The other way round: a row left behind when a setting is removed or renamed would have an operator set
+    a variable nothing reads. Each row's variable is a settings field, a CLI option's environment variable,
+    or read by name from the environment (``GRASSROOTS_SUBJECT_ID_NUMBER``, never an argument)."""
+    read = {f"{prefix}{name.upper()}" for model, prefix in _MODELS for name in model.model_fields}
+    for _, command in _commands(typer.main.get_command(grassroots)):
+        for param in getattr(command, "params", []):
+            read.update([param.envvar] if isinstance(param.envvar, str) else param.envvar or [])
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "gateway").rglob("*.py"))
+    stale = sorted(v for v in _rows(_section("Configuration")) if v not in read and f'"{v}"' not in source)
+    assert stale == [], f"README Configuration names variables nothing reads: {stale}"
