@@ -158,8 +158,24 @@ def configuration_error(exc: ValidationError | SettingsError, prefix: str = ENV_
     for error in exc.errors(include_url=False, include_input=False):
         field = str(error["loc"][0]) if error["loc"] else "*"
         zh, en = _explain(error)
+        unit = next((u for suffix, u in _UNITS.items() if field.endswith(suffix)), None)
+        if unit is not None and error["type"] in ("int_parsing", "float_parsing"):
+            # "300s", "1d", "15天", "1MB": the unit is in the name, the value is the number alone.
+            zh, en = (
+                f"{zh}，以{unit[0]}计，不带单位（例如 {unit[2]}）",
+                f"{en}, in {unit[1]} without a unit (e.g. {unit[2]})",
+            )
         problems.append(SettingProblem(f"{prefix}{field.upper()}", zh, en))
     return ConfigurationError(*problems)
+
+
+#: A setting's unit, by its name's ending: (Chinese, English, an example of the number alone).
+_UNITS = {
+    "_s": ("秒", "seconds", "300"),
+    "_days": ("天", "days", "15"),
+    "_years": ("年", "years", "3"),
+    "_bytes": ("字节", "bytes", "1048576"),
+}
 
 
 def _explain(error: Any) -> tuple[str, str]:

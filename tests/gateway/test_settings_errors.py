@@ -185,6 +185,32 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_OTEL_ENDPOINT: must be a full URL starting with https:// or http://, e.g. "
             "http://collector:4318",
         ),
+        # A number with its unit: the unit is in the variable's name, the value is the number alone.
+        (
+            {"GRASSROOTS_CHECKPOINT_INTERVAL_S": "300s"},
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S：须为数字，以秒计，不带单位（例如 300）",
+            "GRASSROOTS_CHECKPOINT_INTERVAL_S: must be a number, in seconds without a unit (e.g. 300)",
+        ),
+        (
+            {"GRASSROOTS_COMPLAINT_DUE_DAYS": "15天"},
+            "GRASSROOTS_COMPLAINT_DUE_DAYS：须为整数，以天计，不带单位（例如 15）",
+            "GRASSROOTS_COMPLAINT_DUE_DAYS: must be a whole number, in days without a unit (e.g. 15)",
+        ),
+        (
+            {"GRASSROOTS_MAX_BODY_BYTES": "1MB"},
+            "GRASSROOTS_MAX_BODY_BYTES：须为整数，以字节计，不带单位（例如 1048576）",
+            "GRASSROOTS_MAX_BODY_BYTES: must be a whole number, in bytes without a unit (e.g. 1048576)",
+        ),
+        (
+            {"GRASSROOTS_ADMISSION_TOKEN_TTL_S": "5m"},
+            "GRASSROOTS_ADMISSION_TOKEN_TTL_S：须为整数，以秒计，不带单位（例如 300）",
+            "GRASSROOTS_ADMISSION_TOKEN_TTL_S: must be a whole number, in seconds without a unit (e.g. 300)",
+        ),
+        (
+            {"GRASSROOTS_PORT": "8000s"},  # no unit in the name: the plain words
+            "GRASSROOTS_PORT：须为整数\n",
+            "GRASSROOTS_PORT: must be a whole number\n",
+        ),
         (
             {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
             "GRASSROOTS_HOST：不能为空（空值会监听本机所有网卡）：写入监听地址，例如 127.0.0.1",
