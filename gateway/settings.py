@@ -323,7 +323,8 @@ class Settings(GatewayAddress):
     )
 
     # Data path.
-    max_page_size: int = 100
+    # At least 1: a page size of 0 or less was refused in the words of GRASSROOTS_KANON_MIN_RECORDS.
+    max_page_size: int = Field(100, ge=1, description="largest page_size a request may ask for")
     upstream_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
     upstream_connect_timeout_s: float = Field(2.0, gt=0, allow_inf_nan=False)
     # Monthly report as PDF: each render is a headless Chromium of a few hundred MB and seconds of CPU, so

@@ -212,6 +212,11 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_PORT: must be a whole number\n",
         ),
         (
+            {"GRASSROOTS_MAX_PAGE_SIZE": "0"},  # was named as a GRASSROOTS_KANON_MIN_RECORDS problem
+            "GRASSROOTS_MAX_PAGE_SIZE：不能小于 1\n",
+            "GRASSROOTS_MAX_PAGE_SIZE: must be at least 1\n",
+        ),
+        (
             {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
             "GRASSROOTS_HOST：不能为空（空值会监听本机所有网卡）：写入监听地址，例如 127.0.0.1",
             "GRASSROOTS_HOST: must not be empty (empty would listen on every interface)",
