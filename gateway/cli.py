@@ -139,6 +139,7 @@ def _check_policy_files(settings: Settings) -> None:
         load_permissions(settings.policy_model_path, settings.permissions_path)
         load_scenarios(settings.scenarios_path)
     except PolicyFileError as exc:
+        _refuse_an_unreadable_policy_file(settings, exc)
         typer.echo(
             "策略文件有误，网关未启动（GRASSROOTS_POLICY_MODEL_PATH、GRASSROOTS_PERMISSIONS_PATH、"
             f"GRASSROOTS_SCENARIOS_PATH）：\n  {exc.path}:{exc.line}: {exc.message_zh}\n"
@@ -147,6 +148,40 @@ def _check_policy_files(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(2) from None
+
+
+def _refuse_an_unreadable_policy_file(settings: Settings, exc: Exception) -> None:
+    """A policy file a setting names that cannot be read at all (missing, a directory, not UTF-8): named by
+    its one variable, with the reason in both languages, as the data files are. It was "a policy file is
+    wrong" naming all three variables, with the exception's class name (FileNotFoundError) as the reason."""
+    from policies import PolicyFileError
+
+    cause = exc.__cause__
+    if not isinstance(exc, PolicyFileError) or exc.line != 0:
+        return
+    if not isinstance(cause, (OSError, UnicodeDecodeError)):
+        return
+    named = {
+        "GRASSROOTS_POLICY_MODEL_PATH": settings.policy_model_path,
+        "GRASSROOTS_PERMISSIONS_PATH": settings.permissions_path,
+        "GRASSROOTS_SCENARIOS_PATH": settings.scenarios_path,
+    }
+    variable = next((v for v, path in named.items() if path is not None and str(path) == exc.path), None)
+    if variable is None:
+        return
+    if isinstance(cause, UnicodeDecodeError):
+        zh, en = "不是 UTF-8 编码的文本", "not UTF-8 text"
+    else:
+        zh = en = cause.strerror or type(cause).__name__
+    typer.echo(
+        f"无法读取 {variable} 指定的策略文件 {exc.path}（{zh}）：请核对路径（相对路径从当前目录算起）和权限，"
+        "或不设置该变量以使用随附的文件，然后重试。\n"
+        f"cannot read the policy file {exc.path} that {variable} names ({en}): check the path (a relative "
+        "one starts from the current directory) and its permissions, or unset the variable for the shipped "
+        "file, and try again",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 def _require_configured_files() -> None:

@@ -339,8 +339,7 @@ def test_dev_token_with_a_bad_setting_is_a_message_not_a_traceback() -> None:
 @pytest.mark.parametrize(
     ("variable", "content", "zh", "en"),
     [
-        ("GRASSROOTS_SCENARIOS_PATH", None, "无法读取场景目录文件", "cannot read scenario catalog"),
-        ("GRASSROOTS_PERMISSIONS_PATH", None, "无法读取", "cannot read permissions"),
+        # A file that cannot be read at all: test_serve_names_the_one_policy_file_setting_it_cannot_read.
         (
             "GRASSROOTS_PERMISSIONS_PATH",
             "p, cadre, residents, verfy\n",
@@ -466,3 +465,20 @@ def test_serve_refuses_a_path_setting_left_empty(
     assert f"{variable}：{zh}" in chinese
     assert f"{variable}: must not be empty (an empty value would mean the current directory)" in english
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, here or under var/
+
+
+@pytest.mark.parametrize(
+    "variable", ["GRASSROOTS_POLICY_MODEL_PATH", "GRASSROOTS_PERMISSIONS_PATH", "GRASSROOTS_SCENARIOS_PATH"]
+)
+def test_serve_names_the_one_policy_file_setting_it_cannot_read(tmp_path: Path, variable: str) -> None:
+    """It said "a policy file is wrong (GRASSROOTS_POLICY_MODEL_PATH, GRASSROOTS_PERMISSIONS_PATH,
+    GRASSROOTS_SCENARIOS_PATH)" and "FileNotFoundError": now the one variable and the reason, Chinese
+    first."""
+    missing = tmp_path / "no-such-file"
+    result = _serve(tmp_path, **{variable: str(missing)})
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()
+    assert zh.startswith(f"无法读取 {variable} 指定的策略文件 {missing}（No such file or directory）：")
+    assert en.startswith(f"cannot read the policy file {missing} that {variable} names (No such file")
+    assert "FileNotFoundError" not in result.stderr
+    assert not (tmp_path / "var").exists()
