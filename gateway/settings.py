@@ -461,6 +461,20 @@ class Settings(GatewayAddress):
             )
         return entries
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_given(cls, value: str | None) -> str | None:
+        # Empty (a unit file's "GRASSROOTS_DATABASE_URL=$PG_URL" with PG_URL unset) was taken as unset: the
+        # gateway ran on a new SQLite file under GRASSROOTS_DATA_DIR instead of the PostgreSQL database.
+        if value is not None and not value.strip():
+            raise InvalidSetting(
+                "不能为空：写入数据库地址，例如 postgresql+psycopg://user@host/db，或删除该变量以使用 "
+                "GRASSROOTS_DATA_DIR 下的 SQLite 文件",
+                "must not be empty: write the database URL, e.g. postgresql+psycopg://user@host/db, or unset "
+                "the variable for the SQLite file under GRASSROOTS_DATA_DIR",
+            )
+        return value
+
     @field_validator("oidc_audience")
     @classmethod
     def _audience_given(cls, value: str) -> str:

@@ -217,6 +217,11 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_MAX_PAGE_SIZE: must be at least 1\n",
         ),
         (
+            {"GRASSROOTS_DATABASE_URL": ""},  # ran on a new SQLite file instead of the database meant
+            "GRASSROOTS_DATABASE_URL：不能为空：写入数据库地址，例如 postgresql+psycopg://user@host/db",
+            "GRASSROOTS_DATABASE_URL: must not be empty: write the database URL",
+        ),
+        (
             {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
             "GRASSROOTS_HOST：不能为空（空值会监听本机所有网卡）：写入监听地址，例如 127.0.0.1",
             "GRASSROOTS_HOST: must not be empty (empty would listen on every interface)",
