@@ -30,7 +30,7 @@ from gateway.commands._offline import (
     require_migrated,
     require_writable_directory,
 )
-from gateway.commands._usage import BilingualGroup
+from gateway.commands._usage import BilingualGroup, audit_ref_key_id
 from gateway.commands.supervision import DryRunOption, ThroughMonthOption, ThroughSeqOption
 from gateway.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigurationError, Settings
 
@@ -1711,6 +1711,7 @@ def keys_rotate_audit_ref(
         str | None,
         typer.Option(
             "--key-id",
+            callback=audit_ref_key_id,
             help=bilingual(
                 "新密钥的编号（默认：k<n+1>），不能与已保留的密钥重复",
                 "id of the new key (default: k<n+1>); never one already kept",

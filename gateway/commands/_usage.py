@@ -75,6 +75,20 @@ def division_code(value: str | None) -> str | None:
     )
 
 
+def audit_ref_key_id(value: str | None) -> str | None:
+    """Click callback for ``keys rotate-audit-ref --key-id``: the shape every audit ref's key id has
+    (audit.pseudonym.KEY_ID_PATTERN). Refused as a usage error (exit 2) before the database or a key is
+    opened; it was exit 1, after both."""
+    from audit.pseudonym import KEY_ID_PATTERN
+
+    if value is None or KEY_ID_PATTERN.fullmatch(value) is not None:
+        return value
+    raise InvalidValue(
+        "must be 1 to 16 ASCII letters, digits, _ or -, such as k2",
+        "须为 1 到 16 个英文字母、数字、“_”或“-”，例如 k2",
+    )
+
+
 def case_id(value: str) -> str:
     """Click callback for a complaint or incident id, trimmed of the spaces a paste brings. An empty one
     (a shell variable left unset: ``"$INC"`` after a failed ``complain``) or one holding a space or a

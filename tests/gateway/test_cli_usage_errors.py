@@ -128,6 +128,12 @@ runner = CliRunner()
             "Error: Invalid value for '--stagger-days'",
         ),
         (
+            # Was exit 1, after the database and the key ring were opened (and, in development, made).
+            ["keys", "rotate-audit-ref", "--key-id", "2027/01"],
+            "命令用法有误：--key-id 的取值有误，须为 1 到 16 个英文字母、数字、“_”或“-”，例如 k2。",
+            "Error: Invalid value for '--key-id': must be 1 to 16 ASCII letters, digits, _ or -",
+        ),
+        (
             ["grants", "reminders", "--within-days", "0"],
             "命令用法有误：--within-days 的取值有误，须为不小于 1、不大于 365 的整数。",
             "Error: Invalid value for '--within-days'",
