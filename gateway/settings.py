@@ -655,6 +655,28 @@ class Settings(GatewayAddress):
         )
 
     @model_validator(mode="after")
+    def _usable_development_hmac_key(self) -> Settings:
+        """Outside production (whose guards ask for 32 characters) a GRASSROOTS_AUDIT_HMAC_KEY set shorter
+        than an audit ref key can be (16 bytes: audit.pseudonym.MIN_KEY_BYTES), empty included, stopped
+        serve with a Python traceback when the audit refs were opened."""
+        from audit.pseudonym import MIN_KEY_BYTES
+
+        key = self.audit_hmac_key
+        if self.mode is RunMode.production or key is None:
+            return self
+        if len(key.get_secret_value().encode()) >= MIN_KEY_BYTES:
+            return self
+        raise ConfigurationError(
+            SettingProblem(
+                "GRASSROOTS_AUDIT_HMAC_KEY",
+                f"至少需要 {MIN_KEY_BYTES} 个字符（生产模式下至少 32 个）：写入 openssl rand -hex 32 的输出，"
+                "或在开发环境中删除该变量（由网关生成）",
+                f"must be at least {MIN_KEY_BYTES} characters (32 in production mode): write what openssl "
+                "rand -hex 32 prints, or in development unset the variable (the gateway makes one)",
+            )
+        )
+
+    @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         if self.mode is not RunMode.production:
             return self

@@ -222,6 +222,11 @@ def _serve(tmp_path: Path, **env: str) -> Result:
             "GRASSROOTS_DATABASE_URL: must not be empty: write the database URL",
         ),
         (
+            {"GRASSROOTS_AUDIT_HMAC_KEY": ""},  # development: a Python traceback when the refs were opened
+            "GRASSROOTS_AUDIT_HMAC_KEY：至少需要 16 个字符（生产模式下至少 32 个）：写入 openssl",
+            "GRASSROOTS_AUDIT_HMAC_KEY: must be at least 16 characters (32 in production mode)",
+        ),
+        (
             {"GRASSROOTS_HOST": ""},  # uvicorn bound every interface (0.0.0.0 and ::), not loopback
             "GRASSROOTS_HOST：不能为空（空值会监听本机所有网卡）：写入监听地址，例如 127.0.0.1",
             "GRASSROOTS_HOST: must not be empty (empty would listen on every interface)",
