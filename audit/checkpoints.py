@@ -139,6 +139,10 @@ class Checkpoint:
         """Where in the history of the log this checkpoint stands: (epoch, tree size), ordered."""
         return self.epoch, self.tree_size
 
+    def event_details(self) -> dict[str, Any]:
+        """What the ``audit.checkpoint_written`` event records of this checkpoint (no signature)."""
+        return {"tree_size": self.tree_size, "root_hash": self.root_hash.hex(), "key_id": self.key_id}
+
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "origin": ORIGIN,
@@ -947,6 +951,16 @@ def _signing_inputs(
     directory.mkdir(parents=True, exist_ok=True)
     previous, keys = _signable(directory, signer)
     return directory, previous, log_size(engine), keys
+
+
+def holds_checkpoints(directory: Path) -> bool:
+    """Whether ``directory`` exists and holds a checkpoint file (a listing only: nothing is verified)."""
+    return directory.is_dir() and any(directory.glob("checkpoint-*.json"))
+
+
+def holds_signed_files(directory: Path) -> bool:
+    """Whether ``directory`` holds a file a checkpoint key signed: a checkpoint or a prune anchor."""
+    return holds_checkpoints(directory) or any(directory.glob("prune-anchor-*.json"))
 
 
 def log_size(engine: Engine) -> int:

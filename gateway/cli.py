@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestoreAlreadyAccepted, RestorePlan
     from masking import KeyRing
+    from policies import PolicyFileError
 
 app = HelpTyper(
     help=bilingual(
@@ -150,16 +151,12 @@ def _check_policy_files(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
-def _refuse_an_unreadable_policy_file(settings: Settings, exc: Exception) -> None:
+def _refuse_an_unreadable_policy_file(settings: Settings, exc: PolicyFileError) -> None:
     """A policy file a setting names that cannot be read at all (missing, a directory, not UTF-8): named by
     its one variable, with the reason in both languages, as the data files are. It was "a policy file is
     wrong" naming all three variables, with the exception's class name (FileNotFoundError) as the reason."""
-    from policies import PolicyFileError
-
     cause = exc.__cause__
-    if not isinstance(exc, PolicyFileError) or exc.line != 0:
-        return
-    if not isinstance(cause, (OSError, UnicodeDecodeError)):
+    if exc.line != 0 or not isinstance(cause, (OSError, UnicodeDecodeError)):
         return
     named = {
         "GRASSROOTS_POLICY_MODEL_PATH": settings.policy_model_path,
@@ -881,6 +878,7 @@ def audit_verify(
     key is unreadable, or missing while signed checkpoints exist, or when no signed checkpoint is found
     although the log records one being signed (a log not checked against them must not read as verified)."""
     from audit import AuditUnavailable, verify_log
+    from audit.checkpoints import holds_checkpoints
     from gateway.db import make_engine
 
     settings = _settings()
@@ -906,7 +904,7 @@ def audit_verify(
 
     use_checkpoints = public_key is not None and directory.is_dir()
     try:
-        if not (directory.is_dir() and any(directory.glob("checkpoint-*.json"))):
+        if not holds_checkpoints(directory):
             _refuse_when_the_log_records_a_checkpoint(engine, directory)
         report = verify_log(
             engine,
@@ -991,11 +989,10 @@ def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519Public
     signed checkpoints or prune anchors, would otherwise yield "intact" from the hash chain alone, which a
     rewritten or restored log also passes. Never creates a key: a new one could not verify the old files.
     """
+    from audit.checkpoints import holds_signed_files
+
     if not key_path.exists():
-        signed = directory.is_dir() and any(
-            any(directory.glob(pattern)) for pattern in ("checkpoint-*.json", "prune-anchor-*.json")
-        )
-        if not signed:
+        if not holds_signed_files(directory):
             return None
         missing_checkpoint_key(
             key_path,
@@ -1007,9 +1004,9 @@ def _checkpoint_key_for_verify(key_path: Path, directory: Path) -> Ed25519Public
 
 def _recorded_signing(engine: Any) -> tuple[int, str] | None:
     """The latest event recording that a file was signed into the checkpoint directory (its seq and kind):
-    an on-demand checkpoint (``audit.checkpoint_written``), a key handover (``keys.rotated`` with
-    ``"keys": "checkpoint"``) or a restore record (``audit.restore_accepted``). ``None`` when the log
-    records none (periodic checkpoints are not recorded: such a log may still have had checkpoints)."""
+    a checkpoint (``audit.checkpoint_written``: every on-demand one, and the first periodic one of a chain),
+    a key handover (``keys.rotated`` with ``"keys": "checkpoint"``) or a restore record
+    (``audit.restore_accepted``). ``None`` when the log records none (a fresh install)."""
     from audit import EventQuery, query_events
 
     found: list[tuple[int, str]] = []
@@ -1089,10 +1086,11 @@ def _refuse_a_lost_checkpoint_directory(settings: Settings, refused: tuple[str, 
     """:func:`_refuse_when_the_log_records_a_checkpoint` before a command signs into the checkpoint
     directory (a fresh install, whose log records no signing, goes on: its directory is made now)."""
     from audit import AuditUnavailable
+    from audit.checkpoints import holds_checkpoints
     from gateway.db import make_engine
 
     directory = settings.effective_checkpoint_dir
-    if directory.is_dir() and any(directory.glob("checkpoint-*.json")):
+    if holds_checkpoints(directory):
         return
     engine = make_engine(settings.effective_database_url)
     try:
@@ -1109,10 +1107,10 @@ def _refuse_a_new_key_beside_signed_files(settings: Settings) -> None:
     path, whose checkpoint the chain then refused ("signed by key …, expected …"); the key stayed, and the
     next ``audit verify`` with the same path read every earlier checkpoint as a forgery (exit 1, a false
     tamper alarm) where it had said, rightly, that the key was missing (exit 2)."""
+    from audit.checkpoints import holds_signed_files
+
     key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
-    if key_path.exists() or not directory.is_dir():
-        return
-    if not any(any(directory.glob(p)) for p in ("checkpoint-*.json", "prune-anchor-*.json")):
+    if key_path.exists() or not holds_signed_files(directory):
         return
     typer.echo(
         f"未签发检查点：{directory} 中有签名检查点，但找不到签发它们的检查点密钥 {key_path}"
@@ -1179,7 +1177,7 @@ def audit_checkpoint() -> None:
         actor = record_offline_act(
             engine,
             "audit.checkpoint_written",
-            {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "key_id": cp.key_id},
+            cp.event_details(),
         )
     except AuditUnavailable:
         typer.echo(

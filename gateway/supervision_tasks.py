@@ -66,6 +66,7 @@ from audit import (
     work_calendar,
 )
 from audit.archive import month_has_ended, month_seq_range
+from audit.checkpoints import holds_checkpoints
 from audit.merkle import MerkleAccumulator
 from audit.query import beijing_month, stored_utc
 from audit.tables import ArchiveRow, audit_events
@@ -196,7 +197,7 @@ def checkpoint_round(
             return None, None
     directory = runtime.settings.effective_checkpoint_dir
     try:
-        first = not any(directory.glob("checkpoint-*.json"))
+        first = not holds_checkpoints(directory)
         written = extend_checkpoint_if_grown(runtime.engine, signer, directory, since)
         if written is not None:
             checkpoint, since = written
@@ -244,8 +245,7 @@ def _record_first_checkpoint(engine: Engine, checkpoint: audit.Checkpoint) -> No
     ``serve`` started a second chain there and ``keys rotate-checkpoint`` handed the key over into it.
     With the event on record, those refuse (``_refuse_a_lost_checkpoint_directory``). Not recorded when
     the log cannot take it (logged): the checkpoint stands, and signing goes on."""
-    details = {"tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash.hex()}
-    change = {"kind": "audit.checkpoint_written", "actor": ARCHIVER, **details, "key_id": checkpoint.key_id}
+    change = {"kind": "audit.checkpoint_written", "actor": ARCHIVER, **checkpoint.event_details()}
     try:
         AuditLog(engine).append(change_event({**change, "scheduled": True}))
     except audit.AuditUnavailable:

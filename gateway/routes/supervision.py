@@ -1873,7 +1873,7 @@ async def write_checkpoint(
         principal,
         request,
         "audit.checkpoint_written",
-        {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "key_id": cp.key_id},
+        cp.event_details(),
     )
     return cp.to_json()
 
