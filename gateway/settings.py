@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -23,6 +23,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 #: Values that betray an unconfigured secret; refused outside development mode.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "placeholder"})
+# A key of random bytes written as hex or base64 (openssl rand -hex 32: 64 characters drawn from 16) has
+# fewer than this many distinct characters with a probability below 10^-20; a typed one ("aaaa…",
+# "0000…", "abab…") has.
+_WEAK_SECRET_DISTINCT: Final = 8
+
+
+def patterned_secret(value: str) -> bool:
+    """True for a secret typed by hand rather than drawn at random: few distinct characters, or one short
+    run repeated ("0123456789abcdef" four times). Such a key passes a length check and guards nothing."""
+    text = value.strip()
+    if len(set(text)) < _WEAK_SECRET_DISTINCT:
+        return True
+    # A string is a repetition of a shorter unit exactly when it occurs in itself doubled, off its ends.
+    return len(text) > 1 and (text + text).find(text, 1) < len(text)
 #: The levels uvicorn and the standard library both know (TRACE is uvicorn's, below DEBUG).
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE")
 
@@ -734,6 +748,17 @@ class Settings(GatewayAddress):
                         "写入 openssl rand -hex 32 的输出",
                         "must be set to a real secret in production mode (it is unset or a placeholder): "
                         "write what openssl rand -hex 32 prints",
+                    )
+                )
+            elif patterned_secret(value.get_secret_value()):
+                problems.append(
+                    SettingProblem(
+                        variable,
+                        "生产模式下不能使用有规律的弱密钥（字符种类太少或由一段重复而成），"
+                        "这样的密钥容易被猜中：写入 openssl rand -hex 32 的输出",
+                        "must not be a patterned value in production mode (too few distinct characters, "
+                        "or one run repeated), which is easy to guess: write what openssl rand -hex 32 "
+                        "prints",
                     )
                 )
             elif name == "audit_hmac_key" and len(value.get_secret_value()) < 32:

@@ -15,7 +15,9 @@ from gateway.settings import LOG_LEVELS, ConfigurationError, Settings
 
 runner = CliRunner()
 SECRET = "do-not-print-this-value"  # 23 characters: too short for production
-STRONG = "x" * 40
+#: As openssl rand -hex 20 prints: a patterned value ("x" * 40) is refused in production.
+STRONG = "1553bb053a421bd8060bf16536a293d7b2ec353c"
+STRONG_KEK = "0af83d4723f812406a9ac81e4f93140e1de435425a63184533cc20dd89a4b9bb"
 
 
 def _serve(tmp_path: Path, **env: str) -> Result:
@@ -262,6 +264,47 @@ def test_serve_names_the_variable_what_is_wrong_and_what_is_allowed(
     assert not (tmp_path / "var").exists()  # refused before anything was created
 
 
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 64,  # one character
+        "0" * 64,  # the hex of 32 zero bytes
+        "0123456789abcdef" * 4,  # one run repeated: 16 distinct characters, still guessable
+        "abcabcabcabcabcabcabcabcabcabcabcabc",
+        "ababababababababababababababababababababababababababababab1",  # few distinct characters
+    ],
+)
+def test_production_refuses_a_patterned_secret_never_printing_it(tmp_path: Path, weak: str) -> None:
+    """A hand-typed key ("aaaa…", "0000…") passed the placeholder and length checks: an audit HMAC key or a
+    masking KEK anyone can guess would pseudonymise and encrypt residents' data for nothing."""
+    result = _serve(
+        tmp_path,
+        GRASSROOTS_MODE="production",
+        GRASSROOTS_DEV_IDP_ENABLED="false",
+        GRASSROOTS_AUDIT_HMAC_KEY=weak,
+        GRASSROOTS_MASKING_KEK=weak if len(weak) == 64 else STRONG_KEK,
+    )
+    assert result.exit_code == 2
+    chinese, english = result.stderr.split("configuration error; fix these environment variables")
+    assert "GRASSROOTS_AUDIT_HMAC_KEY：生产模式下不能使用有规律的弱密钥" in chinese
+    assert "GRASSROOTS_AUDIT_HMAC_KEY: must not be a patterned value in production mode" in english
+    assert "openssl rand -hex 32" in english
+    assert ("GRASSROOTS_MASKING_KEK: must not be a patterned value" in english) == (len(weak) == 64)
+    assert weak not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_production_takes_a_random_secret(tmp_path: Path) -> None:
+    result = _serve(
+        tmp_path,
+        GRASSROOTS_MODE="production",
+        GRASSROOTS_DEV_IDP_ENABLED="false",
+        GRASSROOTS_AUDIT_HMAC_KEY=STRONG,
+        GRASSROOTS_MASKING_KEK=STRONG_KEK,
+    )
+    assert "patterned" not in result.stderr and "弱密钥" not in result.stderr
+    assert "GRASSROOTS_AUDIT_HMAC_KEY" not in result.stderr and "GRASSROOTS_MASKING_KEK" not in result.stderr
+
+
 def test_production_guards_name_every_variable_in_chinese_then_english_never_the_secret(
     tmp_path: Path,
 ) -> None:
@@ -330,7 +373,10 @@ def test_settings_refuse_an_unknown_log_level(level: str) -> None:
 def test_a_configuration_error_says_each_problem_in_both_languages() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings(
-            mode="production", oidc_issuer="https://idp.example", audit_hmac_key=STRONG, masking_kek="5e" * 32
+            mode="production",
+            oidc_issuer="https://idp.example",
+            audit_hmac_key=STRONG,
+            masking_kek=STRONG_KEK,
         )  # type: ignore[arg-type]
     message = caught.value.bilingual()
     zh, en = message.split("configuration error")

@@ -26,9 +26,10 @@ from gateway.schema import all_metadata
 from gateway.settings import ConfigurationError, Settings
 from tests.stack import REPO, free_port, postgres_base_url, throwaway_postgres
 
-STRONG = "x" * 40
+#: As openssl rand -hex 20 prints: a patterned value ("x" * 40) is refused in production.
+STRONG = "1553bb053a421bd8060bf16536a293d7b2ec353c"
 #: A key-encryption key of the form GRASSROOTS_MASKING_KEK takes (32 bytes, hex).
-KEK = "5e" * 32
+KEK = "0af83d4723f812406a9ac81e4f93140e1de435425a63184533cc20dd89a4b9bb"
 
 
 def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -421,7 +422,7 @@ def test_serve_refuses_a_masking_kek_it_cannot_use_naming_the_setting(tmp_path: 
     ring = KeyRing.generate(parse_kek(KEK))
     (tmp_path / "var" / "keys" / "masking-keyring.json").write_text(ring.to_json())
     assert _run("keys", "rotate", env=env, cwd=tmp_path).returncode == 0
-    other = "a7" * 32
+    other = "9a953d01296c697b092544c92874fae6612e9bec735885d046e02ce1a7d9851b"
     for command in (["serve", "--port", "1", "--workers", "2"], ["keys", "rotate"]):
         wrong = _run(*command, env={**env, "GRASSROOTS_MASKING_KEK": other}, cwd=tmp_path)
         _assert_refused_naming(wrong, "GRASSROOTS_MASKING_KEK", other, KEK)

@@ -282,8 +282,8 @@ def test_a_provider_named_twice_or_a_jurisdiction_in_the_wrong_place_is_refused(
 def test_production_takes_further_providers_over_https_only() -> None:
     secrets: dict[str, Any] = {
         "mode": "production",
-        "audit_hmac_key": "x" * 40,
-        "masking_kek": "5e" * 32,
+        "audit_hmac_key": "1553bb053a421bd8060bf16536a293d7b2ec353c",
+        "masking_kek": "0af83d4723f812406a9ac81e4f93140e1de435425a63184533cc20dd89a4b9bb",
         "service_key_path": Path("/k/s.pem"),
         "checkpoint_key_path": Path("/k/c.pem"),
         "checkpoint_dir": Path("/k/cp"),
