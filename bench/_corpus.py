@@ -7,8 +7,11 @@ unified social credit codes (GB 32100), e-mail addresses, licence plates and nam
 Two texts in five also hold a remark clause of masking.corpus.remark_part (house numbers in digits or
 Chinese numerals, with or without a residence word; WeChat ids; names before what the person did, with or
 without a cue word; or a look-alike of one of them), drawn from a stream of its own so the rest of the
-corpus is the same for a seed; with them, about 38 % of the texts carry no personal data. Labels are
-(entity type, exact surface text).
+corpus is the same for a seed; one text in four a clause of masking.corpus.birth_part (a resident's birth
+date after or before a birth cue word, in digits, numerals or full-width, with or without the day; or a
+visit date, a deadline, a review year or a cue in another clause, which are no one's birth date), from a
+third stream. With them, about 31 % of the texts carry no personal data. Labels are (entity type, exact
+surface text).
 
 The identifier, name and card generators are masking.corpus's (the recognizer tests' corpus), called with
 this corpus's regions and without space-separated mobiles; landlines, plates and the plain notes are its own.
@@ -65,6 +68,7 @@ def _plain(rng: random.Random) -> str:
 def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]]]]:
     rng = random.Random(seed)
     remarks = random.Random(f"remarks-{seed}")
+    births = random.Random(f"births-{seed}")
     docs: list[tuple[str, list[tuple[str, str]]]] = []
     for _ in range(n):
         parts: list[str] = [_plain(rng)]
@@ -108,6 +112,10 @@ def corpus(n: int, seed: int = 20250601) -> list[tuple[str, list[tuple[str, str]
         if remarks.random() < 0.4:
             part, part_labels = corpus_values.remark_part(remarks)
             parts.insert(remarks.randint(0, len(parts)), part)
+            labels.extend(part_labels)
+        if births.random() < 0.25:
+            part, part_labels = corpus_values.birth_part(births)
+            parts.insert(births.randint(0, len(parts)), part)
             labels.extend(part_labels)
         docs.append(("，".join(parts) + rng.choice(("。", "，已核实。", "；需回访。")), labels))
     return docs

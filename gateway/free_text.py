@@ -6,8 +6,9 @@ The libraries refuse the number and e-mail shapes, mobiles in Chinese numerals, 
 numbers and house numbers after their cue words themselves (``grassroots_common.personal_data``, whose
 shapes the response scanner is built from); here the free-text scanner the responses are masked with adds
 what only it finds: a name after a cue word ("户主张三", "联系人：李四") or with an honorific ("王先生"),
-and licence plates. A bare name with nothing around it cannot be told from ordinary words; the message
-asks people not to write names at all.
+licence plates, and a birth date tied to a birth cue word ("出生于1948年3月12日", "1948年3月12日出生").
+A bare name with nothing around it cannot be told from ordinary words; the message asks people not to
+write names at all.
 
 Typed text is held to a stricter test than responses are: the scanner takes a name after a cue word only
 where a punctuation mark or the end follows (a masked response must keep its ordinary words), while a note
@@ -57,6 +58,7 @@ _SCANNER_KINDS = {
     "CN_WECHAT_ID": "wechat_id",
     "PASSPORT": "passport",
     "CN_ADDRESS_DETAIL": "address",
+    "CN_BIRTH_DATE": "birth_date",
 }
 
 

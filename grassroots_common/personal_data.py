@@ -144,6 +144,7 @@ KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
     "wechat_id": ("微信号", "a WeChat id"),
     "passport": ("护照号", "a passport number"),
     "address": ("门牌号等详细地址", "a house number or other address detail"),
+    "birth_date": ("出生日期", "a date of birth"),
 }
 
 
@@ -169,7 +170,7 @@ def personal_data_in(text: str) -> str | None:
     For text people type. ID numbers (18 or 15 digits) are refused whatever their check character, and a
     16-19 digit number only when it passes the Luhn check card numbers carry; a mobile also in Chinese
     numerals; a WeChat id, a passport number or a house number after the word that says what it is.
-    Names and licence plates are the free-text scanner's (the gateway adds them).
+    Names, licence plates and birth dates are the free-text scanner's (the gateway adds them).
     """
     folded = fold(text)
     if _ID_18.search(folded) or _ID_15.search(folded):

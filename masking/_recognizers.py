@@ -34,6 +34,7 @@ from grassroots_common.personal_data import PASSPORT as PASSPORT_NUMBER
 from masking.detectors import (
     ALL_COMPOUND_SURNAMES,
     SINGLE_SURNAMES,
+    birth_date_parts,
     id_checksum_ok,
     is_plausible_id_number,
     is_valid_bank_card,
@@ -57,6 +58,7 @@ CN_LICENCE_PLATE = "CN_LICENCE_PLATE"
 CN_WECHAT_ID = "CN_WECHAT_ID"
 PASSPORT = "PASSPORT"
 CN_ADDRESS_DETAIL = "CN_ADDRESS_DETAIL"
+CN_BIRTH_DATE = "CN_BIRTH_DATE"
 PERSON = "PERSON"
 
 
@@ -279,6 +281,71 @@ class CnLocalLandlineAfterCueRecognizer(_ChinesePatternRecognizer):
         return True
 
 
+# A birth date is personal information (GB/T 35273-2020 Annex A; PIPL art. 4), and the masking profiles
+# never show one whole: standard shows the year, strict and pseudonymised an age band. In a remark a date
+# is a birth date only where a word saying so stands right before it (出生于、生于、生日、出生日期、
+# 出生年月、生辰…, then at most a colon, 是/为 or a space, and 农历/公历) or right after it (…出生、…生、
+# …生人、…生日):
+# a visit date, a deadline or a review year (2024年3月5日走访、2023年度低保复核), or a date whose cue is in
+# another clause, stays as written. Dates are read as people write them: 1948年3月12日, 1956-07-08,
+# 1950.1.2, 19480312 (after a cue word only), two-digit years (48年3月), Chinese numerals
+# (一九四八年三月十二日, 腊月初八), with or without the day, and a month and day with no year (生日：3月12日).
+_CN_DIGIT = "〇零一二三四五六七八九"
+_YEAR = rf"(?:(?<![0-9])(?:1[89]|20)\d{{2}}|(?<![{_CN_DIGIT}])[一二][{_CN_DIGIT}]{{3}})"
+_SHORT_YEAR = rf"(?:(?<![0-9])\d{{2}}|(?<![{_CN_DIGIT}])[{_CN_DIGIT}]{{2}})"
+_MONTH = r"(?:1[0-2]|0?[1-9]|十[一二]?|[一二三四五六七八九]|正|腊|冬)"
+_ONE_TO_NINE = "一二三四五六七八九"
+_DAY_IN_NUMERALS = (
+    rf"(?:三十一?|二十[{_ONE_TO_NINE}]?|十[{_ONE_TO_NINE}]?|廿[{_ONE_TO_NINE}]?|卅|初[{_ONE_TO_NINE}十]"
+    rf"|[{_ONE_TO_NINE}])"
+)
+# A day in digits or numerals, 日 or 号 after it or not (出生于1948年3月12，: the day is hidden all the same).
+_DAY = (
+    rf"(?:(?:[12]\d|3[01]|0?[1-9])(?![0-9])(?:\s?[日号])?"
+    rf"|{_DAY_IN_NUMERALS}(?![{_CN_DIGIT}十])(?:\s?[日号])?)"
+)
+_DATE_IN_WORDS = rf"(?:{_YEAR}|{_SHORT_YEAR})\s?年\s?{_MONTH}\s?月(?:\s?{_DAY})?"
+_MONTH_AND_DAY = rf"(?<![0-9{_CN_DIGIT}十年])(?<!年\s){_MONTH}\s?月\s?{_DAY}"
+_DATE_IN_DIGITS = (
+    r"(?<![0-9.\-/])(?:1[89]|20)\d{2}[-./](?:1[0-2]|0?[1-9])(?:[-./](?:[12]\d|3[01]|0?[1-9]))?"
+    r"(?![0-9]|[-./]\d)"
+)
+_DATE_COMPACT = r"(?<![0-9])(?:1[89]|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])?(?![0-9])"
+#: Words right before a birth date (longest first: 出生日期 is read whole, not as 出生).
+BIRTH_CUE = r"(?:出生日期|出生年月日|出生年月|出生时间|出生于|出生在|出生|生于|生日|生辰|诞生于)"
+#: Words right after one: 出生 (not 出生地、出生证、出生医学证明、出生登记、出生人口、出生率), 生日,
+#: and 生 alone or as 生人、生的、生于 (not 生效、生病、生活…).
+AFTER_BIRTH = r"(?:出生(?![地证医登率]|人口)|生日|生(?:人|的|于|(?![\u4e00-\u9fff])))"
+_CALENDAR = r"(?:农历|阴历|旧历|公历|阳历)?\s?"
+_BIRTH_BEFORE_PATTERN, _BIRTH_BEFORE_STDLIB = _after_cue(
+    "birth_date_after_cue",
+    BIRTH_CUE,
+    rf"(?:{_DATE_IN_WORDS}|{_MONTH_AND_DAY}|{_DATE_IN_DIGITS}|{_DATE_COMPACT})",
+    between=_CALENDAR,
+)
+
+
+class CnBirthDateRecognizer(_ChinesePatternRecognizer):
+    """A resident's birth date in a remark, tied to a word saying it is one right before or after it
+    (该户主出生于1948年3月12日、生日：1956-07-08、出生日期 1950.1.2、1948年3月12日出生、于一九四八年三月十二日
+    出生); the verdict is that it is a calendar date (no 13月, no 2月30日)."""
+
+    ENTITY = CN_BIRTH_DATE
+    PATTERNS = (
+        _BIRTH_BEFORE_PATTERN,
+        Pattern(
+            "birth_date_before_cue",
+            rf"(?:{_DATE_IN_WORDS}|{_MONTH_AND_DAY}|{_DATE_IN_DIGITS})(?=\s?{AFTER_BIRTH})",
+            0.8,
+        ),
+    )
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"birth_date_after_cue": _BIRTH_BEFORE_STDLIB}
+    CONTEXT = ("出生", "生日", "生于")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return birth_date_parts(pattern_text) is not None
+
+
 class BankCardRecognizer(_ChinesePatternRecognizer):
     ENTITY = BANK_CARD
     PATTERNS = (Pattern("bank_card", r"(?<![0-9A-Za-z])[1-9](?:[-\s]?\d){12,18}(?![0-9A-Za-z])", 0.3),)
@@ -457,6 +524,7 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         WeChatIdAfterCueRecognizer(),
         PassportAfterCueRecognizer(),
         AddressDetailAfterCueRecognizer(),
+        CnBirthDateRecognizer(),
         ChineseNameRecognizer(),
     ]
 

@@ -1,7 +1,8 @@
 """A generated, labelled corpus of Chinese free text with personal data, and scoring against it.
 
 The same corpus serves the recognizer tests (precision and recall per entity type; goal >= 0.99 recall
-for ID numbers and mobiles, issue 4) and the benchmark that compares `FreeTextScanner.scan` with a stock
+for ID numbers and mobiles, issue 4; three texts in ten also hold a birth date or a date that is none,
+`birth_part`) and the benchmark that compares `FreeTextScanner.scan` with a stock
 presidio `AnalyzerEngine` holding the same recognizers (`FreeTextScanner.scan_with_engine`): both are
 scored by `score` on `labelled_corpus(n, seed)` in the same run. Deterministic per seed.
 
@@ -23,9 +24,11 @@ from stdnum.iso7064 import mod_11_2
 
 __all__ = [
     "CUES",
+    "DATE_STYLES",
     "LabelledText",
     "Score",
     "bank_card",
+    "birth_part",
     "credit_code",
     "id_number",
     "labelled_corpus",
@@ -202,11 +205,78 @@ def remark_part(rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
     ), []
 
 
+# -- birth dates in remarks, and the dates that are not one ---------------------------------------------
+
+_FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def _year_in_numerals(year: int) -> str:
+    """一九四八: a year is read digit by digit (〇 for zero)."""
+    return "".join("〇一二三四五六七八九"[int(d)] for d in str(year))
+
+
+#: How remarks write a date (year, month, day): in digits with 年月日 or - . /, in Chinese numerals, to the
+#: month only, with a two-digit year, in full-width digits, and (after a cue word only) as 19480312.
+DATE_STYLES: tuple[Callable[[int, int, int], str], ...] = (
+    lambda y, m, d: f"{y}年{m}月{d}日",
+    lambda y, m, d: f"{y}-{m:02d}-{d:02d}",
+    lambda y, m, d: f"{y}.{m}.{d}",
+    lambda y, m, d: f"{_year_in_numerals(y)}年{count_in_numerals(m)}月{count_in_numerals(d)}日",
+    lambda y, m, d: f"{y}年{m}月",
+    lambda y, m, d: f"{y % 100:02d}年{m}月{d}日",
+    lambda y, m, d: f"{y}年{m}月{d}日".translate(_FULL_WIDTH),
+    lambda y, m, d: f"{y}/{m}/{d}",
+    lambda y, m, d: f"{y}{m:02d}{d:02d}",
+)
+
+
+def _written_date(rng: random.Random, year: int, month: int, day: int, *, cued: bool) -> str:
+    """A date as remarks write it; ``cued`` (a word before it) also allows the compact 19480312."""
+    return DATE_STYLES[rng.randrange(len(DATE_STYLES) if cued else len(DATE_STYLES) - 1)](year, month, day)
+
+
+def birth_part(rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    """One clause of a remark with a resident's birth date and its label, tied to a word saying it is one,
+    before it (出生于、生于、生日：、出生日期、出生年月：) or after it (…出生、…生、…生人), in digits, Chinese
+    numerals or full-width digits, with or without the day; or a month and day after 生日. Half the clauses
+    are dates that are no one's birth date: a visit, a deadline, a review year, a certificate issued, a rule
+    taking effect, or a birth cue in another clause."""
+    year, month, day = rng.randint(1935, 2023), rng.randint(1, 12), rng.randint(1, 28)
+    kind = rng.randrange(8)
+    if kind == 0 or kind == 1:
+        v = _written_date(rng, year, month, day, cued=True)
+        cue = rng.choice(
+            ("出生于", "生于", "生日：", "出生日期：", "出生日期 ", "出生年月：", "该户主出生于")
+        )
+        return f"{cue}{v}", [("CN_BIRTH_DATE", v)]
+    if kind == 2 or kind == 3:
+        v = _written_date(rng, year, month, day, cued=False)
+        after = rng.choice(("出生", "出生", "生", "生人"))
+        return f"{rng.choice(('', '户主', '其子', '于'))}{v}{after}", [("CN_BIRTH_DATE", v)]
+    if kind == 4:
+        v = f"{month}月{day}日"
+        return f"生日{rng.choice(('：', '是', ''))}{v}", [("CN_BIRTH_DATE", v)]
+    visit = rng.randint(2015, 2025)
+    return rng.choice(
+        (
+            f"{visit}年{month}月{day}日走访",
+            f"请于{visit}年{month}月{day}日前补齐材料",
+            f"{visit}年度低保复核",
+            f"出生于本村，{visit}年{month}月{day}日入户核查",
+            f"{visit}年{month}月{day}日出生证明已办理",
+            f"自{visit}年{month}月{day}日起生效",
+            f"户主{year}年生，{visit}-{month:02d}-{day:02d}回访",
+            f"生日慰问于{visit}年{month}月{day}日开展",
+        )
+    ), []
+
+
 def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
     """`n` texts as (text, [(entity type, exact surface)]) pairs; the same seed gives the same corpus."""
     rng = random.Random(seed)
     # Remark clauses come from a stream of their own: the identifiers above are the same for a seed.
     remarks = random.Random(f"remarks-{seed}")
+    births = random.Random(f"births-{seed}")
     docs = []
     for _ in range(n):
         parts: list[str] = []
@@ -244,6 +314,10 @@ def labelled_corpus(n: int, seed: int = 20250601) -> list[LabelledText]:
         if remarks.random() < 0.5:
             part, part_labels = remark_part(remarks)
             parts.insert(remarks.randint(0, len(parts)), part)
+            labels.extend(part_labels)
+        if births.random() < 0.3:
+            part, part_labels = birth_part(births)
+            parts.insert(births.randint(0, len(parts)), part)
             labels.extend(part_labels)
         docs.append(("，".join(parts) + rng.choice(["。", "，已核实。", "；需回访。"]), labels))
     return docs

@@ -20,6 +20,7 @@ __all__ = [
     "ALL_COMPOUND_SURNAMES",
     "COMPOUND_SURNAMES",
     "SINGLE_SURNAMES",
+    "birth_date_parts",
     "id_checksum_ok",
     "is_plausible_id_number",
     "is_valid_bank_card",
@@ -134,6 +135,68 @@ def is_valid_landline(text: str) -> bool:
     if digits.startswith(("010", "02")):
         return len(digits) == 11
     return digits[1] in "3456789" and len(digits) in (11, 12)
+
+
+# A date as people write it: its parts in digits or as said in Chinese (三月十二日, 一九四八年, 腊月初八).
+_DATE_PART = re.compile(r"[0-9]+|[〇零一二三四五六七八九十廿卅初正腊冬]+")
+_NUMERAL_VALUES = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"零": 0}
+_MONTH_NAMES = {"正": 1, "冬": 11, "腊": 12}
+
+
+def _part_value(part: str) -> int | None:
+    """A part's number: 12, 十二, 二十三, 廿三, 初八, 一九四八 (read digit by digit), 腊 (12)."""
+    if part.isascii():
+        return int(part)
+    if part in _MONTH_NAMES:
+        return _MONTH_NAMES[part]
+    part = part.removeprefix("初")
+    tens = {"廿": 20, "卅": 30}.get(part[:1])
+    if tens is not None:
+        rest = part[1:]
+        if rest and rest not in _NUMERAL_VALUES:
+            return None
+        return tens + (_NUMERAL_VALUES[rest] if rest else 0)
+    if "十" in part:
+        high, _, low = part.partition("十")
+        if len(high) > 1 or len(low) > 1 or not {high, low} <= {*_NUMERAL_VALUES, ""}:
+            return None
+        return (_NUMERAL_VALUES[high] if high else 1) * 10 + (_NUMERAL_VALUES[low] if low else 0)
+    if not all(c in _NUMERAL_VALUES for c in part):
+        return None
+    return int("".join(str(_NUMERAL_VALUES[c]) for c in part))
+
+
+def birth_date_parts(text: str) -> tuple[int | None, int, int | None] | None:
+    """(year, month, day) of a date written in a remark (1948年3月12日, 1956-07-08, 19480312, 一九四八年
+    三月十二日, 48年3月, 3月12日, 腊月初八), year or day None where the text leaves it out; None when it is
+    no calendar date (month 13, 2月30日). A four-digit year is one a living resident was born in or
+    after 1880; a two-digit one, as written."""
+    compact = text.strip()
+    if compact.isascii() and compact.isdigit():
+        if len(compact) not in (6, 8):
+            return None
+        parts = [compact[:4], compact[4:6], *([compact[6:]] if len(compact) == 8 else [])]
+        has_year = True
+    else:
+        parts = _DATE_PART.findall(text)
+        # A year is written first and is the part before 年 (or a four-digit number before - . /).
+        has_year = "年" in text or (bool(parts) and len(parts[0]) == 4)
+    # A year and a month, perhaps a day; with no year, a month and a day (a month alone says nothing).
+    if not (2 <= len(parts) <= 3 if has_year else len(parts) == 2):
+        return None
+    numbers = [_part_value(p) for p in parts]
+    year = numbers.pop(0) if has_year else None
+    month, day = numbers[0], (numbers[1] if len(numbers) == 2 else None)
+    if month is None or (len(numbers) == 2 and day is None) or (has_year and year is None):
+        return None
+    if year is not None and len(parts[0]) == 4 and not 1880 <= year <= 2099:
+        return None
+    try:
+        # A year given in two digits, or none: 2000, a leap year, so 2月29日 stands.
+        dt.date(year if year is not None and year >= 1000 else 2000, month, day or 1)
+    except ValueError:
+        return None
+    return year, month, day
 
 
 # Surnames: every single-character surname of the 百家姓 (in its order), then those of the 2020 census

@@ -7,11 +7,12 @@ explanation objects, the blank zh pipeline that contributes no entities: no NER 
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
 or a numeral beside a digit (a mobile typed as 一三八… or 138一二三四…), an "@", a plate prefix, a name
-cue word or an honorific, a WeChat, passport or residence cue; within the digits, ID numbers and bank
-cards need thirteen, landlines a "0" that follows no digit (one without its area code 电话、座机 or 固话),
-and a dotted name its dot. A text with none
-of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine` (`analyzer_engine()`,
-`scan_with_engine`) give the same findings at the default threshold (tested); the bench compares the two.
+cue word or an honorific, a WeChat, passport or residence cue, a 生 (every birth cue word holds
+one: 出生、生于、生日、…生人); within the digits, ID numbers and bank cards need thirteen, landlines a
+"0" that follows no digit (one without its area code 电话、座机 or 固话), and a dotted name its dot. A
+text with none of them costs one search. The same recognizers inside a stock presidio `AnalyzerEngine`
+(`analyzer_engine()`, `scan_with_engine`) give the same findings at the default threshold (tested); the
+bench compares the two.
 
 presidio and spaCy are imported on first use, so `import masking` stays fast.
 """
@@ -40,6 +41,7 @@ ENTITY_TYPES: tuple[str, ...] = (
     "CN_WECHAT_ID",
     "PASSPORT",
     "CN_ADDRESS_DETAIL",
+    "CN_BIRTH_DATE",
     "PERSON",
 )
 # When two findings overlap with equal scores, the earlier type in ENTITY_TYPES wins: an ID number
@@ -84,6 +86,11 @@ def _phone_cue(text: str) -> bool:
     return "电话" in text or "座机" in text or "固话" in text
 
 
+def _birth_cue(text: str) -> bool:
+    # Every word that makes a date a birth date (出生、生于、生日、生辰、…生、…生人) holds 生.
+    return "生" in text
+
+
 def _dwelling_cue(text: str) -> bool:
     # A dwelling's number has a unit (单元) or a room (室) in it.
     return "单元" in text or "室" in text
@@ -97,6 +104,7 @@ _TRIGGER_KINDS: dict[str, str] = {
     "CN_LANDLINE": "digits",
     "EMAIL_ADDRESS": "at",
     "CN_LICENCE_PLATE": "plate",
+    "CN_BIRTH_DATE": "birth",
 }
 # Patterns whose trigger is not their entity's, or is narrower than it: an ID number (15 or 18 digits,
 # after a cue 14 to 19) and a bank card (13 to 19) hold thirteen digits with at most single separators,
@@ -239,6 +247,27 @@ def _mask_passport(text: str) -> str:
     return text[:letters] + "*" * (len(text) - letters)
 
 
+#: The year of a date as written: four digits or numerals first, or two before 年 (48年, 四八年).
+_WRITTEN_YEAR = re.compile(
+    f"(?:[0-9]{{4}}|[{NUMERALS}]{{4}})(?![0-9{NUMERALS}])|(?:[0-9]{{2}}|[{NUMERALS}]{{2}})(?=\\s?年)"
+)
+#: A month's or a day's number as written (3, 03, 三, 十二, 二十三, 廿三, 初八, 正, 腊, 冬).
+_MONTH_OR_DAY = re.compile(f"[0-9{NUMERALS}十廿卅初正腊冬]+")
+
+
+def _mask_birth_date(text: str) -> str:
+    """A birth date masked as the standard profile's birth_date rule masks the field (``date``, granularity
+    year: only the year is shown): the year stays, in digits as that rule writes it (一九四八 -> 1948), the
+    month and the day are each "**" whatever their length, and the words and separators stay, so the
+    sentence still reads: 1948年3月12日 -> 1948年**月**日, 1956-07-08 -> 1956-**-**, 19480312 -> 1948****,
+    生日：3月12日 -> 生日：**月**日."""
+    if text.isascii() and text.isdigit():
+        return text[:4] + "*" * (len(text) - 4)
+    year = _WRITTEN_YEAR.match(text)
+    kept = numerals_to_digits(year.group()) if year else ""
+    return kept + _MONTH_OR_DAY.sub("**", text[year.end() if year else 0 :])
+
+
 def _mask_plate(text: str) -> str:
     return text[:2] + "*" * (len(text) - 2)
 
@@ -298,6 +327,8 @@ class FreeTextScanner:
             first += "住址现"
         if "dwelling" in kinds:
             first += "单室"
+        if "birth" in kinds:
+            first += "生"
         digits = bool(kinds & _ASCII_DIGIT_KINDS)  # every one of them holds a digit run
         self._prefilter = _any_of(
             (f"[{first}]", bool(first)),
@@ -326,6 +357,7 @@ class FreeTextScanner:
             "passport": lambda text: "护照" in text,
             "residence": _residence_cue,
             "dwelling": _dwelling_cue,
+            "birth": _birth_cue,
             "long_digits": _LONG_DIGIT_RUN.search,
             "landline": _LANDLINE_START.search,
             "phone_cue": _phone_cue,
@@ -362,6 +394,7 @@ class FreeTextScanner:
         self._maskers["CN_WECHAT_ID"] = _hidden_whole
         self._maskers["PASSPORT"] = _mask_passport
         self._maskers["CN_ADDRESS_DETAIL"] = _hidden_whole
+        self._maskers["CN_BIRTH_DATE"] = _mask_birth_date
 
     @property
     def entities(self) -> tuple[str, ...]:

@@ -336,6 +336,40 @@ def test_personal_data_sent_as_a_number_or_an_objects_key_in_a_kept_field_is_cau
     }
 
 
+def test_a_birth_date_in_a_remark_or_a_kept_field_is_shown_to_the_year_as_the_birth_date_field_is(
+    stack: Stack, impostor: Impostor
+) -> None:
+    """A resident's birth date written into the registry's remark (该户主出生于1948年3月12日) reached the
+    cadre whole, though the birth_date field shows only the year: the remark is now masked to the year by
+    the freetext rule, and the same in a field the plan keeps as it is (低保状态) by the response DLP, raised
+    as catalog drift. A visit date in the same remark stays."""
+    impostor.answer = json_answer(
+        {
+            "items": [
+                record("R00000001", remark="该户主出生于1948年3月12日，独居，2024年3月5日走访"),
+                record("R00000002", remark="于一九五〇年一月二日出生", dibao_status="在保，生日：1956-07-08"),
+            ],
+            "total": 2,
+            "next_page": None,
+        }
+    )
+    resp = stack.get(stack.records_url, "cadre_a", scenario="DIBAO_REVIEW", page_size=5)
+    assert resp.status_code == 200, resp.text
+    items = resp.json()["items"]
+    assert [item["remark"] for item in items] == [
+        "该户主出生于1948年**月**日，独居，2024年3月5日走访",
+        "于1950年**月**日出生",
+    ]
+    assert items[1]["dibao_status"] == "在保，生日：1956-**-**"
+    for written in ("3月12日", "一月二日", "07-08"):
+        assert written not in resp.text
+    details = json.loads(stack.last_events(1)[0]["body"])["details"]
+    assert "catalog_drift" in details["alerts"]
+    assert {(d["field"], d["entity_type"]) for d in details["catalog_drift"]} == {
+        ("dibao_status", "CN_BIRTH_DATE")
+    }
+
+
 def test_fields_the_grant_does_not_name_are_dropped_whatever_the_system_sends(
     stack: Stack, impostor: Impostor
 ) -> None:

@@ -24,6 +24,10 @@ TYPED = [
     ("村民郭春刚称已搬走", "person"),
     ("户主王某，其子李某称", None),
     ("村民陆续领取，居民强烈要求", None),
+    # a birth date tied to a birth cue word; a visit date or a review year is none
+    ("户主出生于1948年3月12日，申请高龄补贴", "birth_date"),
+    ("于一九四八年三月十二日出生", "birth_date"),
+    ("2024年3月5日走访，2023年度低保复核", None),
 ]
 
 
@@ -33,12 +37,28 @@ def test_kind_of_personal_data_in_typed_text(text: str, kind: str | None) -> Non
 
 
 @pytest.mark.parametrize(
-    ("text", "value"), [("微信号：wang_jg88", "wang_jg88"), ("护照E12345678", "E12345678")]
+    ("text", "value"),
+    [
+        ("微信号：wang_jg88", "wang_jg88"),
+        ("护照E12345678", "E12345678"),
+        ("户主出生于1948年3月12日", "3月12日"),
+    ],
 )
 def test_refusal_names_the_kind_and_not_the_value(text: str, value: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         refuse_personal_data(text, "事由", "reason", code="personal_data_in_reason")
     assert value not in str(refused.value.__dict__)
+
+
+def test_a_birth_date_in_typed_text_is_refused_naming_a_birth_date() -> None:
+    """A note holding a resident's birth date was kept in the audit log as typed; it is refused as the
+    response scan masks it, the message saying what to take out (出生日期) and not the date."""
+    with pytest.raises(InvalidRequest) as refused:
+        refuse_personal_data("核实户主出生于1948年3月12日", "事由", "reason", code="personal_data_in_reason")
+    error = refused.value
+    assert error.extra == {"personal_data_kind": "birth_date"}
+    assert "事由中含有出生日期" in error.message_zh and "a date of birth" in error.message_en
+    assert "1948" not in error.message_zh + error.message_en
 
 
 def test_work_order_numbers_are_not_taken_for_bank_cards() -> None:

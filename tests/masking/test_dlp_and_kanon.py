@@ -56,6 +56,30 @@ def test_personal_data_in_unclassified_fields_is_masked_and_raised(scanner: Free
     assert "13812345678" not in repr(alerts)
 
 
+def test_a_birth_date_in_an_unclassified_field_is_masked_to_the_year_and_raised(
+    scanner: FreeTextScanner,
+) -> None:
+    """A birth date written into a field nobody classified as personal (catalog drift) reached the reader
+    whole, though the birth_date field shows only the year; now masked as in a remark and counted."""
+    catalog: Catalog = parse_catalog(CATALOG)
+    records: list[dict[str, object]] = [
+        {"id": "r1", "note": "户主出生于1948年3月12日，独居"},
+        {"id": "r2", "note": "生日：1956-07-08", "extra": {"出生日期": "一九五〇年一月二日出生"}},
+        {"id": "r3", "note": "2024年3月5日走访，2023年度低保复核"},
+    ]
+    masked, alerts = scan_response(catalog, "d", records, scanner)
+    assert [r["note"] for r in masked] == [
+        "户主出生于1948年**月**日，独居",
+        "生日：1956-**-**",
+        "2024年3月5日走访，2023年度低保复核",
+    ]
+    assert masked[1]["extra"] == {"出生日期": "1950年**月**日出生"}
+    assert alerts == [
+        DriftAlert("d", "extra", "CN_BIRTH_DATE", 1),
+        DriftAlert("d", "note", "CN_BIRTH_DATE", 2),
+    ]
+
+
 @pytest.mark.parametrize(
     ("value", "shown", "entity"),
     [

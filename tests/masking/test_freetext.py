@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_2
 
-from masking import FreeTextScanner
-from masking.corpus import labelled_corpus, score
+from masking import FreeTextScanner, mask_value
+from masking.corpus import DATE_STYLES, labelled_corpus, score
 from masking.detectors import (
     ALL_COMPOUND_SURNAMES,
     SINGLE_SURNAMES,
@@ -23,6 +23,7 @@ from masking.detectors import (
     is_valid_credit_code,
     is_valid_id_number,
 )
+from masking.freetext import ENTITY_TYPES
 
 NUMBERS = json.loads(Path("/work/shared/vectors/cn_numbers.json").read_text(encoding="utf-8"))
 
@@ -138,6 +139,11 @@ def test_recall_and_precision_on_a_generated_corpus(scanner: FreeTextScanner) ->
         assert metrics[entity].recall >= 0.99, entity
     for entity in ("CN_ADDRESS_DETAIL", "CN_WECHAT_ID", "PERSON"):
         assert metrics[entity].precision >= 0.99, entity
+    # Birth dates (masking.corpus.birth_part) after or before a birth cue word, in digits, numerals or
+    # full-width, with or without the day; visit dates, deadlines, review years, certificates and a cue in
+    # another clause are not taken for one.
+    assert metrics["CN_BIRTH_DATE"].recall >= 0.99
+    assert metrics["CN_BIRTH_DATE"].precision >= 0.99
 
 
 def test_fast_path_finds_what_the_stock_analyzer_engine_finds(scanner: FreeTextScanner) -> None:
@@ -255,6 +261,10 @@ _TOKENS = [
         "反映",
         "称",
     ),
+    # birth dates and the dates that are not one: cue words before and after, dates in digits and numerals
+    *("出生于", "生于", "生日", "出生日期", "出生年月", "出生", "生", "生人", "生效", "出生证", "走访"),
+    *("1948年3月12日", "1956-07-08", "1950.1.2", "19480312", "一九四八年", "三月", "十二日", "腊月", "初八"),
+    *("48年", "3月", "12日", "年", "月", "日", "农历", "2024年3月5日", "２０２４年"),
 ]
 
 
@@ -461,9 +471,57 @@ NAMES_BEFORE_WHAT_THEY_DID = [
 ]
 
 
+#: A resident's birth date in a remark, once served in clear though the structured birth_date field shows
+#: only the year (standard profile, ``date`` granularity year): masked to the year, in digits as that rule
+#: writes it, month and day "**" whatever their length, the words and separators kept. Only a date tied to
+#: a birth cue word right before or after it; visit dates, deadlines, review years, a date whose cue is in
+#: another clause and an ID number (its own type) stay as they are.
+BIRTH_DATES = [
+    ("该户主出生于1948年3月12日，独居", "该户主出生于1948年**月**日，独居"),
+    ("生日：1956-07-08", "生日：1956-**-**"),
+    ("出生日期 1950.1.2", "出生日期 1950.**.**"),
+    ("1948年3月12日出生", "1948年**月**日出生"),
+    ("于一九四八年三月十二日出生", "于1948年**月**日出生"),
+    ("出生年月：1948.03，户主", "出生年月：1948.**，户主"),
+    ("出生年月：一九五〇年十二月", "出生年月：1950年**月"),
+    ("其子2010年5月出生，在外上学", "其子2010年**月出生，在外上学"),
+    ("出生日期：19480312", "出生日期：1948****"),
+    ("生于1956/7/8，独居", "生于1956/**/**，独居"),
+    ("男，48年3月12日生，独居", "男，48年**月**日生，独居"),
+    ("户主1948年3月12日生人", "户主1948年**月**日生人"),
+    ("出生于1948年3月12，独居", "出生于1948年**月**，独居"),  # the day without 日 is hidden too
+    ("生日是农历腊月初八", "生日是农历**月**"),
+    ("生日：3月12日，子女每年回来", "生日：**月**日，子女每年回来"),
+    ("3月12日生日", "**月**日生日"),
+    ("生辰：一九四八年二月二十九日", "生辰：1948年**月**日"),
+    # full-width digits, folded as for every other type
+    ("出生日期：１９４８年３月１２日", "出生日期：1948年**月**日"),
+    ("生日１９５６－０７－０８", "生日1956-**-**"),
+    # next to an ID number: each is masked as its own type
+    ("身份证号310110194803120017，出生于1948年3月12日", "身份证号310110************，出生于1948年**月**日"),
+    ("出生日期1948-03-12，身份证110102199101010078", "出生日期1948-**-**，身份证110102************"),
+    # not a birth date: no cue, a cue in another clause or far away, a year alone, or no calendar date
+    ("2024年3月5日走访，情况属实", "2024年3月5日走访，情况属实"),
+    ("请于2024年3月31日前补齐材料", "请于2024年3月31日前补齐材料"),
+    ("2023年度低保复核", "2023年度低保复核"),
+    ("出生于农村，2024年3月5日走访", "出生于农村，2024年3月5日走访"),
+    ("户主1948年生，2024年3月5日走访", "户主1948年生，2024年3月5日走访"),
+    ("出生于1948年3月12日，2024年3月5日走访", "出生于1948年**月**日，2024年3月5日走访"),
+    ("2024年3月5日出生证明已办理", "2024年3月5日出生证明已办理"),
+    ("自2024年1月1日生效", "自2024年1月1日生效"),
+    ("2024年3月5日生病住院", "2024年3月5日生病住院"),
+    ("生日慰问于2024年3月5日开展", "生日慰问于2024年3月5日开展"),
+    ("2024年3月出生人口统计", "2024年3月出生人口统计"),
+    ("出生日期1948年13月1日，生日2月30日", "出生日期1948年13月1日，生日2月30日"),
+    ("身份证号310110194803120017出生", "身份证号310110************出生"),
+    ("出生日期310110194803120017", "出生日期310110************"),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     MASKING
+    + BIRTH_DATES
     + WRITTEN_AS_PEOPLE_WRITE
     + MOBILES_IN_NUMERALS
     + AFTER_WECHAT_OR_PASSPORT_CUE
@@ -479,6 +537,34 @@ def test_detected_spans_are_masked_with_the_same_operators(
     assert scanner.mask(text) == masked
     # The stock analyzer engine reads the text the same way.
     assert scanner.scan_with_engine(text) == scanner.scan(text)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.dates(dt.date(1900, 1, 1), dt.date(2023, 12, 31)),
+    st.sampled_from([0, 1, 2, 3, 6, 7]),  # masking.corpus.DATE_STYLES with the day
+    st.sampled_from(["出生于{d}，独居", "生日：{d}", "出生日期 {d}", "{d}出生", "户主{d}生，", "生于{d}"]),
+)
+def test_a_birth_date_in_a_remark_shows_what_the_structured_field_shows(
+    scanner: FreeTextScanner, day: dt.date, style: int, template: str
+) -> None:
+    """Whatever the date and however it is written, the remark keeps the year the standard profile's
+    birth_date rule shows (``date``, granularity year) and nothing of the month or the day."""
+    text = template.format(d=DATE_STYLES[style](day.year, day.month, day.day))
+    shown = mask_value("date", day.isoformat(), granularity="year")
+    assert shown == str(day.year)
+    masked_date = {1: f"{shown}-**-**", 2: f"{shown}.**.**", 7: f"{shown}/**/**"}.get(
+        style, f"{shown}年**月**日"
+    )
+    assert scanner.mask(text) == template.format(d=masked_date)
+    assert [f.entity_type for f in scanner.scan(text)] == ["CN_BIRTH_DATE"]
+
+
+def test_birth_dates_are_a_type_of_their_own() -> None:
+    assert "CN_BIRTH_DATE" in ENTITY_TYPES
+    only = FreeTextScanner(entities=["CN_BIRTH_DATE"])
+    assert only.entities == ("CN_BIRTH_DATE",)
+    assert only.mask("电话13812345678，出生于1948年3月12日") == "电话13812345678，出生于1948年**月**日"
 
 
 def test_import_of_masking_does_not_import_presidio() -> None:
