@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import pickle
 import socket
 import time
@@ -247,6 +248,36 @@ NAMED_LOG_FORMAT: Final = "%(asctime)s %(levelprefix)s [%(process)d] %(name)s: %
 _DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S%z"
 
 
+#: The parts of a request's ASGI scope its client wrote: the address (a record id is a path segment, and
+#: people type ID numbers into it) and the query string.
+_CLIENT_WRITTEN: Final = ("path", "raw_path", "query_string")
+
+
+def _target_hidden(message: Any) -> Any:
+    if not isinstance(message, dict) or not any(message.get(key) for key in _CLIENT_WRITTEN):
+        return message
+    return {
+        key: f"<{len(value)} chars>" if key in _CLIENT_WRITTEN and value else value
+        for key, value in message.items()
+    }
+
+
+class RequestTargetHidden(logging.Filter):
+    """Keeps the address and query string a client sent out of uvicorn's TRACE lines.
+
+    At TRACE uvicorn logs every request's ASGI scope and messages (``uvicorn.asgi``: "ASGI [4] Started
+    scope={...}"). It puts placeholders for headers and bodies, but printed the path and the query string
+    verbatim: an ID number opened as a record id or passed as a parameter went into the log (house style,
+    habit 4). They become placeholders too, with their length; the rest of the line stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_target_hidden(arg) for arg in record.args)
+        else:
+            record.args = _target_hidden(record.args)
+        return True
+
+
 def log_config(level: str) -> dict[str, Any]:
     """The logging set-up ``serve`` (and every worker it starts) applies: uvicorn's own, with the time and
     the process id on every line, and a handler for the product's loggers too.
@@ -264,6 +295,8 @@ def log_config(level: str) -> dict[str, Any]:
     config["formatters"]["named"] = {**default, "fmt": NAMED_LOG_FORMAT}
     config["handlers"]["named"] = {**config["handlers"]["default"], "formatter": "named"}
     config["root"] = {"handlers": ["named"], "level": "WARNING"}
+    config.setdefault("filters", {})["request_target_hidden"] = {"()": RequestTargetHidden}
+    config["loggers"]["uvicorn.asgi"] = {"filters": ["request_target_hidden"]}
     numeric = TRACE_LOG_LEVEL if level.upper() == "TRACE" else level.upper()
     for name in _PRODUCT_LOGGERS:
         config["loggers"][name] = {"level": numeric}

@@ -5,6 +5,9 @@
 - An unexpected exception whose message carries an ID number answers the usual 500 and leaves neither the
   message nor a traceback in the logs (uvicorn would otherwise log "Exception in ASGI application"), nor
   in a span; database errors do not print bound values.
+- At the most verbose level (GRASSROOTS_LOG_LEVEL=TRACE), what a client put in the address (a record id
+  in the path, query parameters) and its headers (a token) stay out of the log: uvicorn's TRACE lines log
+  every request's ASGI scope, path and query string included.
 - 4xx answers name what to fix without echoing the value sent: validation errors (dict keys), unknown
   scenario, dataset, system, anomaly rule or setting, envelope version and key id.
 """
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +34,11 @@ from demoworld.world import build_world
 from gateway.app import _request_ids, create_app
 from gateway.db import make_engine
 from gateway.errors import GatewayError
+from gateway.launch import start_gateway, stop
 from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
 from tests.ports import free_port
-from tests.stack import Stack
+from tests.stack import REPO, Stack
 from tests.uvicorn_thread import uvicorn_thread
 
 WORLD = build_world()
@@ -164,6 +171,42 @@ def test_an_unhandled_exception_answers_500_and_logs_only_its_type(
     assert all(r.exc_info is None and FAKE_ID not in r.getMessage() for r in caplog.records)
     assert "unhandled error: RuntimeError" in caplog.text  # the type is still logged
     assert "unhandled error: ValueError" in caplog.text
+
+
+def test_the_trace_log_keeps_no_address_or_token_a_client_sent(tmp_path: Path) -> None:
+    """``serve`` at TRACE, the most verbose level the README offers: uvicorn logs each request's ASGI scope
+    and messages. It hid bodies and headers but not the path and query string, so a record id (an ID
+    number typed into the address), a query parameter or a mistyped path landed in the log verbatim."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+        "GRASSROOTS_DEV_IDP_ENABLED": "true",
+        "GRASSROOTS_CHECKPOINT_INTERVAL_S": "0",
+        "GRASSROOTS_LOG_LEVEL": "TRACE",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "db", "upgrade"], env=env, cwd=tmp_path, check=True, timeout=120
+    )
+    port, log = free_port(), tmp_path / "serve.log"
+    gateway = start_gateway(port=port, env=env, cwd=tmp_path, stderr=log, stdout=log)
+    token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLW9mLWEtdG9rZW4"
+    try:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": f"probe {PHONE}"}
+        for path in (
+            f"/api/v1/datasets/residents/records/{FAKE_ID}?scenario=DIBAO_REVIEW",
+            f"/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&{PHONE}=1&page_size={FAKE_ID}",
+            f"/api/v1/no-such-page/{FAKE_ID}",
+        ):
+            assert httpx.get(base + path, headers=headers, timeout=30).status_code >= 400
+    finally:
+        stop(gateway)
+    text = log.read_text(encoding="utf-8")
+    assert "ASGI [1] Started scope=" in text  # the level still logs each request, its address as a length:
+    assert f"'path': '<{len('/api/v1/datasets/residents/records/' + FAKE_ID)} chars>'" in text
+    for secret in (FAKE_ID, PHONE, token, token.split(".")[1], token.split(".")[2]):
+        assert secret not in text, text
 
 
 def test_a_failed_span_names_the_exception_type_only() -> None:
