@@ -15,8 +15,10 @@ PolicyError
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from policies.model import Decision
@@ -33,7 +35,45 @@ __all__ = [
     "ReviewNotFoundError",
     "SeparationOfDutiesError",
     "UnknownScenarioError",
+    "is_plain_name",
+    "shown",
+    "shown_all",
+    "shown_all_zh",
+    "shown_zh",
 ]
+
+# A name in a policy file (a role, a resource, an action, a key, a dataset, field or scenario code) is
+# letters, digits and a few separators, and holds no long run of digits. What a file has where a name
+# belongs is shown in an error only when it is one: errors go into API answers and log lines, and a file
+# pasted by mistake (a list of residents as permissions.csv) would otherwise put an ID number, a mobile or a
+# name there (house style, habit 4). The file and the line still say where to look.
+_SHOWABLE: Final = re.compile(r"(?!.*\d{5})[A-Za-z_][A-Za-z0-9_.:*/-]{0,63}")
+_NOT_SHOWN_ZH: Final = "（此处不是名称，不予显示）"
+_NOT_SHOWN: Final = "(not a name; not shown)"
+
+
+def is_plain_name(value: object) -> bool:
+    """True when ``value`` may be shown in an error (see above)."""
+    return isinstance(value, str) and _SHOWABLE.fullmatch(value) is not None
+
+
+def shown(value: object) -> str:
+    """``value`` quoted for an English error message when it is a plain name, else a note that it is not."""
+    return repr(value) if is_plain_name(value) else _NOT_SHOWN
+
+
+def shown_zh(value: object) -> str:
+    """:func:`shown` for the Chinese message."""
+    return repr(value) if is_plain_name(value) else _NOT_SHOWN_ZH
+
+
+def shown_all(values: Iterable[object]) -> str:
+    """A list of values as :func:`shown` shows each, in the form ``['a', 'b']``."""
+    return "[" + ", ".join(shown(v) for v in values) + "]"
+
+
+def shown_all_zh(values: Iterable[object]) -> str:
+    return "[" + ", ".join(shown_zh(v) for v in values) + "]"
 
 
 class PolicyError(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 
 import casbin
 
-from policies.errors import PolicyFileError
+from policies.errors import PolicyFileError, is_plain_name, shown, shown_zh
 from policies.model import ROLES
 
 __all__ = [
@@ -136,7 +136,10 @@ def _parse_model(path: Path) -> _ModelSpec:
         if line.startswith("["):
             if not line.endswith("]"):
                 raise PolicyFileError(
-                    path, lineno, f"节标题 {line!r} 缺少右方括号", f"unterminated section header {line!r}"
+                    path,
+                    lineno,
+                    f"节标题 {shown_zh(line)} 缺少右方括号",
+                    f"unterminated section header {shown(line)}",
                 )
             name = line[1:-1].strip()
             if name not in _SECTIONS:
@@ -160,14 +163,17 @@ def _parse_model(path: Path) -> _ModelSpec:
         match = _KEY.match(key)
         if not sep or match is None:
             raise PolicyFileError(
-                path, lineno, f"应为「键 = 值」，实际为 {line!r}", f"expected 'key = value', got {line!r}"
+                path,
+                lineno,
+                f"应为「键 = 值」，实际为 {shown_zh(line)}",
+                f"expected 'key = value', got {shown(line)}",
             )
         if match.group(1) != _SECTIONS[section]:
             raise PolicyFileError(
                 path,
                 lineno,
-                f"键 {key!r} 不属于 [{section}]（应以 {_SECTIONS[section]} 开头）",
-                f"key {key!r} does not belong in [{section}] (expected {_SECTIONS[section]}…)",
+                f"键 {shown_zh(key)} 不属于 [{section}]（应以 {_SECTIONS[section]} 开头）",
+                f"key {shown(key)} does not belong in [{section}] (expected {_SECTIONS[section]}…)",
             )
         if not value:
             raise PolicyFileError(path, lineno, f"{key} 的值为空", f"{key} has an empty value")
@@ -182,19 +188,22 @@ def _parse_model(path: Path) -> _ModelSpec:
                         raise PolicyFileError(
                             path,
                             lineno,
-                            f"角色定义只能写 '_'，实际为 {tok!r}",
-                            f"role definition takes '_' only, got {tok!r}",
+                            f"角色定义只能写 '_'，实际为 {shown_zh(tok)}",
+                            f"role definition takes '_' only, got {shown(tok)}",
                         )
                 elif _IDENT.match(tok) is None:
                     raise PolicyFileError(
-                        path, lineno, f"属性名 {tok!r} 不合法", f"bad attribute name {tok!r}"
+                        path, lineno, f"属性名 {shown_zh(tok)} 不合法", f"bad attribute name {shown(tok)}"
                     )
             if len(set(tokens)) != len(tokens) and section != "role_definition":
                 raise PolicyFileError(path, lineno, f"{key} 中有重复的属性", f"{key} repeats an attribute")
             definitions[key] = (lineno, tokens)
         elif section == "policy_effect" and value not in _EFFECTS:
             raise PolicyFileError(
-                path, lineno, f"不支持的策略效果 {value!r}", f"unsupported policy effect {value!r}"
+                path,
+                lineno,
+                f"不支持的策略效果 {shown_zh(value)}",
+                f"unsupported policy effect {shown(value)}",
             )
     for name in _REQUIRED_SECTIONS:
         if name not in seen_sections:
@@ -213,6 +222,13 @@ def _section_of(key: str) -> str:
     return next(name for name, letter in _SECTIONS.items() if letter == key[0])
 
 
+def _bare(name: str, suffix: str = "", *, zh: bool = False) -> str:
+    """A matcher's word as written (``r.act``, ``g()``) when it is a plain name; else not shown."""
+    if is_plain_name(name):
+        return name + suffix
+    return shown_zh(name) if zh else shown(name)
+
+
 def _check_matcher(
     path: Path, lineno: int, matcher: str, definitions: dict[str, tuple[int, list[str]]]
 ) -> None:
@@ -227,27 +243,30 @@ def _check_matcher(
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"匹配器引用了未定义的 {head}{attr}",
-                    f"matcher refers to undefined {head}{attr}",
+                    f"匹配器引用了未定义的 {_bare(head + attr, zh=True)}",
+                    f"matcher refers to undefined {_bare(head + attr)}",
                 )
             if attr[1:] not in owner[1] and not (head[0] == "p" and attr == ".eft"):
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"匹配器引用了未定义的属性 {head}{attr}",
-                    f"matcher refers to undefined attribute {head}{attr}",
+                    f"匹配器引用了未定义的属性 {_bare(head + attr, zh=True)}",
+                    f"matcher refers to undefined attribute {_bare(head + attr)}",
                 )
         elif call is not None:
             if head not in roles and head not in _MATCHER_FUNCTIONS:
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"匹配器调用了未知的函数 {head}()",
-                    f"matcher calls unknown function {head}()",
+                    f"匹配器调用了未知的函数 {_bare(head, '()', zh=True)}",
+                    f"matcher calls unknown function {_bare(head, '()')}",
                 )
         elif head not in _MATCHER_WORDS:
             raise PolicyFileError(
-                path, lineno, f"匹配器中有未知的词 {head!r}", f"matcher has unknown word {head!r}"
+                path,
+                lineno,
+                f"匹配器中有未知的词 {shown_zh(head)}",
+                f"matcher has unknown word {shown(head)}",
             )
     if matcher.count("(") != matcher.count(")"):
         raise PolicyFileError(path, lineno, "匹配器的括号不配对", "matcher has unbalanced parentheses")
@@ -278,8 +297,8 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
             raise PolicyFileError(
                 path,
                 lineno,
-                f"未知的规则类型 {ptype!r}（应为 p 或 g）",
-                f"unknown rule type {ptype!r} (expected p or g)",
+                f"未知的规则类型 {shown_zh(ptype)}（应为 p 或 g）",
+                f"unknown rule type {shown(ptype)} (expected p or g)",
             )
         if len(values) != len(definition[1]):
             raise PolicyFileError(
@@ -298,22 +317,22 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"未知的资源 {resource!r}；可用的资源类型有 {sorted(RESOURCE_KINDS)}",
-                    f"unknown resource {resource!r}; kinds are {sorted(RESOURCE_KINDS)}",
+                    f"未知的资源 {shown_zh(resource)}；可用的资源类型有 {sorted(RESOURCE_KINDS)}",
+                    f"unknown resource {shown(resource)}; kinds are {sorted(RESOURCE_KINDS)}",
                 )
             if (rmatch.group("kind") == "dataset") != (rmatch.group("name") is not None):
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"资源 {resource!r}：只有 dataset:<名称> 可以带名称",
-                    f"resource {resource!r}: only dataset:<name> takes a name",
+                    f"资源 {shown_zh(resource)}：只有 dataset:<名称> 可以带名称",
+                    f"resource {shown(resource)}: only dataset:<name> takes a name",
                 )
             if action not in ACTIONS:
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"未知的操作 {action!r}；可用的操作有 {sorted(ACTIONS)}",
-                    f"unknown action {action!r}; actions are {sorted(ACTIONS)}",
+                    f"未知的操作 {shown_zh(action)}；可用的操作有 {sorted(ACTIONS)}",
+                    f"unknown action {shown(action)}; actions are {sorted(ACTIONS)}",
                 )
         else:
             member, parent = values[0], values[1]
@@ -324,8 +343,8 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"岗位继承经过 {member!r} 形成了循环",
-                    f"role inheritance cycle through {member!r}",
+                    f"岗位继承经过 {shown_zh(member)} 形成了循环",
+                    f"role inheritance cycle through {shown(member)}",
                 )
         key = (ptype, *values)
         if key in seen:
@@ -341,7 +360,7 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
 
 def _check_role(path: Path, lineno: int, role: str) -> None:
     if role not in ROLES:
-        raise PolicyFileError(path, lineno, f"未知的岗位 {role!r}", f"unknown role {role!r}")
+        raise PolicyFileError(path, lineno, f"未知的岗位 {shown_zh(role)}", f"unknown role {shown(role)}")
 
 
 def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:

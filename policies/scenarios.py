@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from policies.errors import PolicyFileError
+from policies.errors import PolicyFileError, is_plain_name, shown, shown_all, shown_all_zh, shown_zh
 from policies.model import ROLES
 
 __all__ = [
@@ -38,6 +38,7 @@ CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_QUOTED = re.compile(r"'([^']*)'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,11 @@ def _parse(path: Path) -> _CatalogState:
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         line = int(found.group(1)) if found else 0
-        raise PolicyFileError(path, line, f"TOML 语法错误：{exc}", f"TOML syntax: {exc}") from exc
+        # tomllib quotes what it found ("Cannot declare ('datasets', '…') twice"): shown only when a name.
+        said = str(exc)
+        said_zh = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 1 else shown_zh(m[1]), said)
+        said = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 1 else shown(m[1]), said)
+        raise PolicyFileError(path, line, f"TOML 语法错误：{said_zh}", f"TOML syntax: {said}") from exc
     except RecursionError:
         # Arrays or tables nested past the parser's recursion limit (``a = [[[...]]]``): no catalog
         # looks like that, and a policy replay reads proposed files from a request body.
@@ -141,14 +146,14 @@ def _parse(path: Path) -> _CatalogState:
         raise PolicyFileError(
             path,
             0,
-            f"未知的顶层表 {sorted(unknown_top)}",
-            f"unknown top-level table(s) {sorted(unknown_top)}",
+            f"未知的顶层表 {shown_all_zh(sorted(unknown_top))}",
+            f"unknown top-level table(s) {shown_all(sorted(unknown_top))}",
         )
     datasets: dict[str, DatasetInfo] = {}
     for name, table in _table(path, doc, "datasets").items():
         header = f"datasets.{name}"
         if _NAME.match(name) is None or not isinstance(table, dict):
-            raise fail(header, None, f"数据集名称 {name!r} 不合法", f"bad dataset name {name!r}")
+            raise fail(header, None, f"数据集名称 {shown_zh(name)} 不合法", f"bad dataset name {shown(name)}")
         _expect_keys(
             fail,
             header,
@@ -164,8 +169,8 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 "second_approval_fields",
-                f"不是 {name} 的字段：{sorted(extra)}",
-                f"not fields of {name}: {sorted(extra)}",
+                f"不是 {_header_zh(header)} 的字段：{shown_all_zh(sorted(extra))}",
+                f"not fields of {_header(header)}: {shown_all(sorted(extra))}",
             )
         datasets[name] = DatasetInfo(
             name=name,
@@ -183,8 +188,8 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 None,
-                f"场景代码 {code!r} 不合法（应为大写字母、数字和下划线，如 DIBAO_REVIEW）",
-                f"bad scenario code {code!r} (UPPER_SNAKE_CASE)",
+                f"场景代码 {shown_zh(code)} 不合法（应为大写字母、数字和下划线，如 DIBAO_REVIEW）",
+                f"bad scenario code {shown(code)} (UPPER_SNAKE_CASE)",
             )
         _expect_keys(
             fail,
@@ -215,7 +220,10 @@ def _parse(path: Path) -> _CatalogState:
             info = datasets.get(ds_name)
             if info is None:
                 raise fail(
-                    f"{header}.datasets", ds_name, f"未知的数据集 {ds_name!r}", f"unknown dataset {ds_name!r}"
+                    f"{header}.datasets",
+                    ds_name,
+                    f"未知的数据集 {shown_zh(ds_name)}",
+                    f"unknown dataset {shown(ds_name)}",
                 )
             wanted = _str_tuple(fail, f"{header}.datasets", ds_table, ds_name)
             if not wanted or len(set(wanted)) != len(wanted):
@@ -230,8 +238,8 @@ def _parse(path: Path) -> _CatalogState:
                 raise fail(
                     f"{header}.datasets",
                     ds_name,
-                    f"{ds_name} 没有字段 {unknown}",
-                    f"{ds_name} has no field(s) {unknown}",
+                    f"{ds_name} 没有字段 {shown_all_zh(unknown)}",
+                    f"{ds_name} has no field(s) {shown_all(unknown)}",
                 )
             ds[ds_name] = wanted
         roles = _str_tuple(fail, header, table, "roles_allowed")
@@ -240,8 +248,8 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 "roles_allowed",
-                f"未知的岗位 {bad_roles}" if bad_roles else "没有列出任何岗位",
-                f"unknown role(s) {bad_roles}" if bad_roles else "no roles",
+                f"未知的岗位 {shown_all_zh(bad_roles)}" if bad_roles else "没有列出任何岗位",
+                f"unknown role(s) {shown_all(bad_roles)}" if bad_roles else "no roles",
             )
         hours = table["hours_allowed"]
         if (
@@ -301,6 +309,16 @@ def _table(path: Path, doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _header(header: str) -> str:
+    """A table's header as an error names it (``[scenarios.DIBAO_REVIEW]``) when its name is a plain name:
+    a code the pattern takes may still be a mobile with a letter in front (``policies.errors.shown``)."""
+    return f"[{header}]" if is_plain_name(header) else shown(header)
+
+
+def _header_zh(header: str) -> str:
+    return f"[{header}]" if is_plain_name(header) else shown_zh(header)
+
+
 def _expect_keys(
     fail: _Fail,
     header: str,
@@ -313,12 +331,14 @@ def _expect_keys(
         raise fail(
             header,
             unknown[0],
-            f"[{header}] 中有未知的键 {unknown[0]!r}",
-            f"unknown key {unknown[0]!r} in [{header}]",
+            f"{_header_zh(header)} 中有未知的键 {shown_zh(unknown[0])}",
+            f"unknown key {shown(unknown[0])} in {_header(header)}",
         )
     missing = sorted(required - set(table))
     if missing:
-        raise fail(header, None, f"[{header}] 缺少 {missing}", f"[{header}] is missing {missing}")
+        raise fail(
+            header, None, f"{_header_zh(header)} 缺少 {missing}", f"{_header(header)} is missing {missing}"
+        )
 
 
 def _str(fail: _Fail, header: str, table: dict[str, Any], key: str) -> str:

@@ -9,7 +9,8 @@
   in the path, query parameters) and its headers (a token) stay out of the log: uvicorn's TRACE lines log
   every request's ASGI scope, path and query string included.
 - 4xx answers name what to fix without echoing the value sent: validation errors (dict keys), unknown
-  scenario, dataset, system, anomaly rule or setting, envelope version and key id.
+  scenario, dataset, system, anomaly rule or setting, envelope version and key id, and what a proposed
+  policy file holds where a name belongs (a resident list pasted as permissions.csv, say).
 """
 
 from __future__ import annotations
@@ -355,6 +356,49 @@ def test_a_bad_anomaly_setting_says_which_part_is_wrong(stack: Stack, setting: s
     resp = call(stack, "GET", "/api/v1/supervision/anomalies", "supervisor", params={"setting": setting})
     body = assert_no_echo(resp, 422, "bad_rule")
     assert says in body["message"], body["message"]
+
+
+_MODEL = (REPO / "policies" / "model.conf").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "proposed",
+    [
+        {"permissions": f"{FAKE_ID},{PHONE},张三\n"},  # a resident list pasted as the permissions
+        {"permissions": f"p, {FAKE_ID}, audit, read\n"},
+        {"permissions": f"p, village_cadre, dataset:{PHONE}x, read\n"},
+        {"permissions": f"p, village_cadre, {PHONE}, read\n"},
+        {"permissions": f"p, village_cadre, dataset:residents, {PHONE}\n"},
+        {"permissions": f"g, village_cadre, r{PHONE}\n"},
+        {"model": _MODEL.replace("r = sub, obj, act", f"张三 {FAKE_ID} {PHONE}")},
+        {"model": _MODEL.replace("r = sub, obj, act", f"r{PHONE} = sub, obj, act")},
+        {"model": _MODEL.replace("r = sub, obj, act", f"r = sub, obj, {PHONE}")},
+        {"model": _MODEL.replace("[request_definition]", f"[request_definition {FAKE_ID}")},
+        {"model": _MODEL.replace("p.eft == allow", f"p.eft == allow{PHONE}")},
+        {"model": _MODEL.replace("r.act == p.act", f"r.act == p.act && x{PHONE}")},
+        {"scenarios": f'[datasets."{FAKE_ID}"]\nname_zh = "x"\n'},
+        {"scenarios": f'[scenarios.S{PHONE}]\nname_zh = "x"\n'},
+        {"scenarios": f"[scenarios.DIBAO_REVIEW]\nx{PHONE} = 1\n"},
+    ],
+)
+def test_a_proposed_policy_file_is_not_echoed(stack: Stack, proposed: dict[str, str]) -> None:
+    """The answer names the file and the line (and the allowed names), never what stands there: a value
+    that is not a plain name (a role, a resource, an action, a key) is not shown."""
+    resp = call(stack, "POST", "/api/v1/policy/replay", "platform_admin", json={"days": 1, **proposed})
+    body = assert_no_echo(resp, 422, "policy_file_invalid", FAKE_ID, PHONE, "张三")
+    assert body["line"] >= 0 and body["file"].split(".")[0] in proposed
+
+
+def test_a_mistyped_name_in_a_proposed_policy_file_is_still_named(stack: Stack) -> None:
+    resp = call(
+        stack,
+        "POST",
+        "/api/v1/policy/replay",
+        "platform_admin",
+        json={"days": 1, "permissions": "p, village_cadre, dataset:residents, verfy\n"},
+    )
+    body = assert_no_echo(resp, 422, "policy_file_invalid")
+    assert "'verfy'" in body["message"] and "'verfy'" in body["message_en"]
 
 
 def test_unknown_admission_system_is_not_echoed(stack: Stack) -> None:
