@@ -10,6 +10,7 @@ order, in one ``send``. A close flushes first, so nothing written is ever droppe
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import pickle
@@ -251,24 +252,45 @@ _DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S%z"
 #: The parts of a request's ASGI scope its client wrote: the address (a record id is a path segment, and
 #: people type ID numbers into it) and the query string.
 _CLIENT_WRITTEN: Final = ("path", "raw_path", "query_string")
+#: What stands for a client "address" that is none: uvicorn's proxy-header handling takes the
+#: X-Forwarded-For value of a trusted proxy's request (127.0.0.1 by default) as the client, unchecked.
+_NOT_AN_ADDRESS: Final = "<not an address>"
+
+
+def _address(host: object) -> object:
+    try:
+        ipaddress.ip_address(str(host))
+    except ValueError:
+        return _NOT_AN_ADDRESS
+    return host
 
 
 def _target_hidden(message: Any) -> Any:
-    if not isinstance(message, dict) or not any(message.get(key) for key in _CLIENT_WRITTEN):
+    """A logged ASGI scope or message with what its client wrote as placeholders (see below)."""
+    if isinstance(message, str) and message.endswith(" - ASGI"):  # "<client host>:<port> - ASGI"
+        host, _, port = message.removesuffix(" - ASGI").rpartition(":")
+        return f"{_address(host)}:{port} - ASGI"
+    if not isinstance(message, dict):
         return message
-    return {
+    hidden = {
         key: f"<{len(value)} chars>" if key in _CLIENT_WRITTEN and value else value
         for key, value in message.items()
     }
+    client = message.get("client")
+    if isinstance(client, tuple | list) and client:
+        hidden["client"] = (_address(client[0]), *client[1:])
+    return hidden
 
 
 class RequestTargetHidden(logging.Filter):
-    """Keeps the address and query string a client sent out of uvicorn's TRACE lines.
+    """Keeps what a client wrote out of uvicorn's TRACE lines.
 
-    At TRACE uvicorn logs every request's ASGI scope and messages (``uvicorn.asgi``: "ASGI [4] Started
-    scope={...}"). It puts placeholders for headers and bodies, but printed the path and the query string
-    verbatim: an ID number opened as a record id or passed as a parameter went into the log (house style,
-    habit 4). They become placeholders too, with their length; the rest of the line stays."""
+    At TRACE uvicorn logs every request's ASGI scope and messages (``uvicorn.asgi``: "127.0.0.1:52784 -
+    ASGI [4] Started scope={...}"). It puts placeholders for headers and bodies, but printed the path and
+    the query string verbatim: an ID number opened as a record id or passed as a parameter went into the log
+    (house style, habit 4). They become placeholders too, with their length; and a client "address" that
+    is not an IP address (an X-Forwarded-For value, taken unchecked from a trusted proxy) is not shown.
+    The rest of the line stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

@@ -8,6 +8,10 @@
 - At the most verbose level (GRASSROOTS_LOG_LEVEL=TRACE), what a client put in the address (a record id
   in the path, query parameters) and its headers (a token) stay out of the log: uvicorn's TRACE lines log
   every request's ASGI scope, path and query string included.
+- The whole surface at once, as an attacker or a careless user would try it: personal data planted in
+  every place a client writes (path, query, headers, a malformed Authorization, request bodies) and tokens
+  valid, expired, tampered and of another issuer reach no log line (TRACE), span (console exporter), error
+  answer or audit event.
 - 4xx answers name what to fix without echoing the value sent: validation errors (dict keys), unknown
   scenario, dataset, system, anomaly rule or setting, envelope version and key id, and what a proposed
   policy file holds where a name belongs (a resident list pasted as permissions.csv, say).
@@ -39,7 +43,7 @@ from gateway.launch import start_gateway, stop
 from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
 from tests.ports import free_port
-from tests.stack import REPO, Stack
+from tests.stack import REPO, Stack, stack_fixture
 from tests.uvicorn_thread import uvicorn_thread
 
 WORLD = build_world()
@@ -208,6 +212,121 @@ def test_the_trace_log_keeps_no_address_or_token_a_client_sent(tmp_path: Path) -
     assert f"'path': '<{len('/api/v1/datasets/residents/records/' + FAKE_ID)} chars>'" in text
     for secret in (FAKE_ID, PHONE, token, token.split(".")[1], token.split(".")[2]):
         assert secret not in text, text
+
+
+CARD = "6222020000000000018"  # a bank card number (Luhn-valid)
+NAME = "慕容秋水"
+ADDRESS = "东风村3组12号"
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path, Path]]:
+    """A stack whose gateway logs at TRACE to one file and prints its spans (console exporter) to another."""
+    root = tmp_path_factory.mktemp("watched")
+    out, err = root / "gateway-stdout.txt", root / "gateway-stderr.txt"
+    extra = {"GRASSROOTS_LOG_LEVEL": "TRACE", "GRASSROOTS_OTEL_EXPORTER": "console"}
+    gen = stack_fixture("sqlite", tmp_path_factory, extra, gateway_output=out, gateway_errors=err)
+    stack = next(gen)
+    try:
+        yield stack, out, err
+    finally:
+        gen.close()
+
+
+def _foreign_token(stack: Stack, **claims: Any) -> str:
+    """A well-formed token signed by a key the gateway does not know, for an issuer it does not trust."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = int(time.time())
+    body = {"iss": "https://idp.elsewhere.example", "aud": "grassroots-gateway", "sub": "u-x", "iat": now}
+    return jwt.encode(
+        {**body, "exp": now + 600, **claims},
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": "elsewhere-1", "typ": "at+jwt"},
+    )
+
+
+def test_nothing_a_client_planted_reaches_a_log_span_error_or_audit_event(
+    watched: tuple[Stack, Path, Path],
+) -> None:
+    stack, out, err = watched
+    before = last_seq(stack)
+    planted = f"{NAME} 身份证{FAKE_ID} 手机{PHONE} 银行卡{CARD} 住{ADDRESS}"
+    valid = stack.token("cadre_a")
+    tampered = valid[:-6] + ("AAAAAA" if not valid.endswith("AAAAAA") else "BBBBBB")
+    tokens = [valid, tampered, stack.expired_token("cadre_a"), _foreign_token(stack, sub=FAKE_ID)]
+    headers = {
+        "User-Agent": f"probe/1.0 {FAKE_ID}",
+        "X-Request-Id": FAKE_ID,
+        "X-Forwarded-For": PHONE,
+        "Referer": f"http://portal.example/?id={FAKE_ID}&card={CARD}",
+        "X-Resident": f"{PHONE};{CARD}",
+        "Cookie": f"sid={FAKE_ID}",
+    }
+    reads = [
+        f"/api/v1/datasets/residents/records/{FAKE_ID}?scenario=DIBAO_REVIEW",
+        f"/api/v1/datasets/residents/records/{CARD}?scenario=DIBAO_REVIEW",
+        f"/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size={CARD}&{PHONE}={NAME}",
+        f"/api/v1/datasets/residents/records?scenario={FAKE_ID}&scenario=DIBAO_REVIEW",
+        f"/api/v1/datasets/{PHONE}/records?scenario=DIBAO_REVIEW",
+        f"/api/v1/grants/{CARD}",
+        f"/api/v1/supervision/events?actor={PHONE}&org={CARD}",
+        f"/api/v1/no-such-page/{NAME}/{FAKE_ID}",
+    ]
+    authorizations = [
+        *(f"Bearer {token}" for token in tokens),
+        f"Bearer {FAKE_ID}",
+        f"Bearer {FAKE_ID}.{PHONE}.{CARD}",
+        "Basic " + base64.b64encode(f"{FAKE_ID}:{PHONE}".encode()).decode(),
+    ]
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=stack.base_url, timeout=60.0) as client:
+        for path in reads:
+            for authorization in authorizations:
+                answers.append(client.get(path, headers={**headers, "Authorization": authorization}))
+        bodies = [
+            ("cadre_b", "/api/v1/grants", {"scenario": "ELDERLY_VISIT", "reason": planted}),
+            ("cadre_b", "/api/v1/grants", {"scenario": "ELDERLY_VISIT", "reason": "走访", PHONE: FAKE_ID}),
+            ("supervisor", "/api/v1/supervision/complaints", {"source": "walk_in", "id_number": CARD}),
+            ("supervisor", "/api/v1/supervision/complaints", {"source": PHONE, "id_number": FAKE_ID}),
+            ("platform_admin", f"/api/v1/users/{FAKE_ID}/revoke-sessions", {"reason": "调离"}),
+            ("platform_admin", "/api/v1/users/u-nosuch/revoke-sessions", {"reason": planted}),
+            ("platform_admin", "/api/v1/policy/replay", {"permissions": planted}),
+            (
+                "ca_steward",
+                "/api/v1/masking/unmask",
+                {"value": FAKE_ID, "dataset": "residents", "field": CARD},
+            ),
+        ]
+        for user, path, body in bodies:
+            auth = {"Authorization": f"Bearer {stack.token(user)}"}
+            answers.append(client.post(path, json=body, headers={**headers, **auth}))
+    # Stopped (this module's only user of the stack): its shutdown exports every span still batched.
+    stop(stack.gateway)
+    for answer in answers:
+        assert answer.status_code >= 400, (answer.request.url, answer.text)
+        assert answer.headers["x-request-id"] != FAKE_ID  # the gateway makes its own request ids
+    with stack.engine.connect() as conn:
+        events = conn.execute(
+            sa.text("SELECT body FROM audit_events WHERE seq > :s"), {"s": before}
+        ).scalars()
+        audit = "\n".join(str(body) for body in events)
+    captured = {
+        "log": err.read_text(encoding="utf-8"),
+        "spans": out.read_text(encoding="utf-8"),
+        "answers": "\n".join(f"{a.headers}\n{a.text}" for a in answers),
+        "audit events": audit,
+    }
+    assert "ASGI [" in captured["log"] and '"name": "data_request"' in captured["spans"]
+    assert "data.read" in captured["audit events"]  # the scan sees what was recorded
+    secrets = [FAKE_ID, PHONE, CARD, NAME, ADDRESS]
+    for token in tokens:
+        secrets += [token, *token.split(".")[1:]]
+    for where, text in captured.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret[:24]}… in the {where}"
 
 
 def test_a_failed_span_names_the_exception_type_only() -> None:
