@@ -839,11 +839,16 @@ def list_checkpoints(directory: Path, public_key: Ed25519PublicKey) -> list[Chec
     After an accepted restore, the checkpoints of the events it gave up are left out (they describe a log
     that no longer exists; :func:`checkpoint_history` has them as ``lost``).
     """
+    return [cp for cp, _ in list_checkpoint_files(directory, public_key)]
+
+
+def list_checkpoint_files(directory: Path, public_key: Ed25519PublicKey) -> list[tuple[Checkpoint, str]]:
+    """:func:`list_checkpoints`, each with the name of its file (what a person can find and compare)."""
     files = _checkpoint_files(Path(directory))
     if not any(_named_epoch(path) for _, _, path in files):
         chain = _chain_of(public_key, files)
-        return [_read_checkpoint(path, size, chain) for size, _, path in files]
-    return [cp for cp, _ in checkpoint_history(directory, public_key).current]
+        return [(_read_checkpoint(path, size, chain), path.name) for size, _, path in files]
+    return list(checkpoint_history(directory, public_key).current)
 
 
 def write_checkpoint(engine: Engine, signer: CheckpointSigner, directory: Path) -> Checkpoint:

@@ -60,10 +60,11 @@ from audit.checkpoints import (
     has_restores,
     key_chain,
     latest_checkpoint_file,
+    list_checkpoint_files,
     list_checkpoints,
 )
 from audit.events import format_timestamp, parse_timestamp
-from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash
+from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash, iter_leaf_hashes
 from audit.query import EventQuery, beijing_clock, iter_events
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 
@@ -149,6 +150,11 @@ class VerificationReport:
     notes_zh: tuple[str, ...] = ()
     # Accepted restores (:mod:`audit.restore`), oldest first: said with every verdict, never silent.
     restores: tuple[Checkpoint, ...] = ()
+    # On ``checkpoint_root_mismatch``: the events among which one was changed, inserted, removed or moved
+    # (first, last), between the last signed checkpoint the log still reproduces (named in
+    # ``confirmed_by``, ``None`` when there is none) and the first it does not (``checkpoint_file``).
+    rewritten_range: tuple[int, int] | None = None
+    confirmed_by: str | None = None
 
     def describe(self) -> str:
         """One line for a terminal: what passed, or the first bad entry and why."""
@@ -272,7 +278,9 @@ class VerificationReport:
                     f"({code}); no events were checked",
                 )
             ]
-        if self.first_bad_seq is not None:
+        if code == "checkpoint_root_mismatch" and self.rewritten_range is not None:
+            head = self._rewrite_head(meaning_zh, meaning_en)
+        elif self.first_bad_seq is not None:
             head = (
                 f"审计日志已被破坏：第 #{self.first_bad_seq} 条事件校验失败：{meaning_zh}（{code}）。",
                 f"audit log BROKEN at event #{self.first_bad_seq}: {code}: {meaning_en}",
@@ -314,6 +322,33 @@ class VerificationReport:
             )
         return pairs
 
+    def _rewrite_head(self, meaning_zh: str, meaning_en: str) -> tuple[str, str]:
+        """Where a history rewrite lies: a checkpoint pins only its root, so what can be said is the range
+        between the last signed checkpoint the log reproduces and the first it does not, both named."""
+        assert self.rewritten_range is not None
+        first, last = self.rewritten_range
+        failing = f" {self.checkpoint_file}" if self.checkpoint_file else ""
+        if first == last:
+            where_zh, where_en = f"第 #{first} 号事件被改动或替换", f"event #{first} was changed or replaced"
+            span_en = f"event #{first}"
+        else:
+            where_zh = f"第 #{first}..#{last} 号事件中有事件被改动、插入、删除或调换"
+            where_en = f"an event among #{first}..#{last} was changed, inserted, removed or moved"
+            span_en = f"events #{first}..#{last}"
+        zh = (
+            f"审计日志已被破坏：{meaning_zh}（{self.problem}）：前 {last} 条事件算得的 Merkle 根"
+            f"与签名检查点{failing}（树大小 {last}）记载的不符，{where_zh}，且其后的哈希被重新计算"
+        )
+        en = (
+            f"audit log BROKEN in {span_en}: {self.problem}: {meaning_en}: the Merkle root of the first "
+            f"{last} events differs from the one signed in checkpoint{failing} (tree size {last}); "
+            f"{where_en}, and the hashes after it recomputed"
+        )
+        if self.confirmed_by is not None:
+            zh += f"；前 {first - 1} 条事件与签名检查点 {self.confirmed_by} 一致"
+            en += f"; the first {first - 1} events match signed checkpoint {self.confirmed_by}"
+        return zh + "。", en
+
 
 class _VerificationFailedError(Exception):
     def __init__(
@@ -327,6 +362,8 @@ class _VerificationFailedError(Exception):
         found_zh: str | None = None,
         file: str | None = None,
         file_size: int | None = None,
+        rewritten_range: tuple[int, int] | None = None,
+        confirmed_by: str | None = None,
     ) -> None:
         super().__init__(problem)
         self.seq = seq
@@ -337,6 +374,8 @@ class _VerificationFailedError(Exception):
         self.found_zh = found_zh
         self.file = file
         self.file_size = file_size
+        self.rewritten_range = rewritten_range
+        self.confirmed_by = confirmed_by
 
     @classmethod
     def checkpoint_invalid(cls, exc: CheckpointError) -> _VerificationFailedError:
@@ -363,6 +402,10 @@ class _VerificationFailedError(Exception):
         checkpoints_given: bool,
         restores: tuple[Checkpoint, ...] = (),
     ) -> VerificationReport:
+        if self.rewritten_range is not None:
+            # Only the events up to the last checkpoint the log reproduces are verified: the rewritten
+            # ones passed every chain check, their hashes having been recomputed.
+            checked = self.rewritten_range[0] - 1
         return VerificationReport(
             False,
             checked,
@@ -380,6 +423,8 @@ class _VerificationFailedError(Exception):
             checkpoint_file_size=self.file_size,
             notes_zh=tuple(zh for zh, _ in notes),
             restores=restores,
+            rewritten_range=self.rewritten_range,
+            confirmed_by=self.confirmed_by,
         )
 
 
@@ -912,6 +957,8 @@ def verify_log(
                 found_zh=f"{orphans} 个",
             )
     except _VerificationFailedError as failure:
+        if failure.problem == "checkpoint_root_mismatch" and checkpoint_dir is not None and public_key:
+            failure = _narrowed(engine, failure, checkpoint_dir, public_key, anchor)
         return failure.report(
             walker.checked,
             checkpoint,
@@ -935,6 +982,58 @@ def verify_log(
         notes_zh=tuple(zh for zh, _ in notes),
         restores=restores,
     )
+
+
+def _narrowed(
+    engine: Engine,
+    failure: _VerificationFailedError,
+    directory: Path,
+    key: Ed25519PublicKey,
+    anchor: PruneAnchor | None,
+) -> _VerificationFailedError:
+    """A root mismatch at the latest checkpoint, narrowed to the events between the last signed checkpoint
+    the log reproduces and the first it does not (the walk checks the latest only, which is enough to
+    detect a rewrite but would name the latest's last event as the bad one, and every event before it as
+    verified). Read again from the stored leaf hashes, which the walk has just checked against the bodies;
+    only on this failure, so an intact log costs nothing more. The failure as found when no checkpoint in
+    the directory narrows it."""
+    cut = 0 if anchor is None else anchor.pruned_through
+    bad_size = failure.seq
+    if bad_size is None or bad_size <= cut:
+        return failure
+    try:
+        signed = [
+            (cp, name) for cp, name in list_checkpoint_files(directory, key) if cut < cp.tree_size <= bad_size
+        ]
+    except CheckpointError:
+        return failure
+    signed.sort(key=lambda found: found[0].tree_size)
+    acc = merkle.MerkleAccumulator() if anchor is None else anchor.resume()
+    confirmed: str | None = None
+    confirmed_size = cut
+    at = 0
+    try:
+        for leaf in iter_leaf_hashes(engine, cut + 1, bad_size):
+            acc.append(leaf)
+            while at < len(signed) and signed[at][0].tree_size == acc.size:
+                cp, name = signed[at]
+                at += 1
+                root = acc.root()
+                if root != cp.root_hash:
+                    return _VerificationFailedError(
+                        cp.tree_size,
+                        "checkpoint_root_mismatch",
+                        cp.root_hash.hex(),
+                        root.hex(),
+                        file=name,
+                        file_size=cp.tree_size,
+                        rewritten_range=(confirmed_size + 1, cp.tree_size),
+                        confirmed_by=confirmed,
+                    )
+                confirmed, confirmed_size = name, cp.tree_size
+    except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error):
+        pass  # the rewrite is reported as the walk found it
+    return failure
 
 
 def restore_event_found(engine: Engine, record: Checkpoint) -> bool | None:

@@ -237,6 +237,53 @@ def test_history_rewrites_are_detected(
         assert verify_log(store.engine).ok
 
 
+NARROWED: list[tuple[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]], tuple[int, int], int]] = [
+    # (what, change, the events the report says hold the rewrite, how many it says are verified)
+    ("edited after the last but one", lambda ev: [*ev[:11], forged(ev[11])], (11, N), 10),
+    ("edited between the first two", lambda ev: [*ev[:5], forged(ev[5]), *ev[6:]], (5, 8), 4),
+    ("edited before the first", lambda ev: [*ev[:2], forged(ev[2]), *ev[3:]], (1, 4), 0),
+    ("reordered across two", lambda ev: swap(ev, 2, 9), (1, 4), 0),
+    ("the one event between two", lambda ev: [*ev[:8], forged(ev[8]), *ev[9:]], (9, 9), 8),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "span", "verified"), NARROWED, ids=[r[0] for r in NARROWED])
+def test_a_rewrite_is_placed_between_the_signed_checkpoints_around_it(
+    store: Store,
+    signer: CheckpointSigner,
+    tmp_path: Path,
+    name: str,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    span: tuple[int, int],
+    verified: int,
+) -> None:
+    """A rewrite with every hash recomputed passes the chain; only a signed root catches it, and a root
+    pins its whole prefix. The report must not name the latest checkpoint's last event as the bad one
+    and every event before it as verified: it names the events between the last checkpoint the log
+    still reproduces and the first it does not, and both files."""
+    log = AuditLog(store.engine)
+    for size in (4, 8, 9, 10, N):
+        log.append_many([make_event(i) for i in range(log.size(), size)])
+        write_checkpoint(store.engine, signer, tmp_path)
+    drop_triggers(store.engine)
+    rewrite(store, change, recompute=True)
+
+    report = check(store, signer, tmp_path)
+    assert (report.ok, report.problem) == (False, "checkpoint_root_mismatch"), report.describe()
+    # the old report: "BROKEN at event #12", "11 events verified before the problem was found"
+    assert (report.checked, report.first_bad_seq) == (verified, span[1]), report.describe()
+    assert report.rewritten_range == span
+    files = {int(p.name.split("-")[1]): p.name for p in tmp_path.glob("checkpoint-*.json")}
+    assert report.checkpoint_file == files[span[1]]
+    assert report.confirmed_by == (files[span[0] - 1] if span[0] > 1 else None)
+    text = "\n".join(f"{zh}\n{en}" for zh, en in report.summary())
+    first, last = span
+    where = f"#{first}" if first == last else f"#{first}..#{last}"
+    assert f"第 {where} 号事件" in text and f"BROKEN in event{'' if first == last else 's'} {where}" in text
+    assert files[last] in text and (first == 1 or files[first - 1] in text)
+    assert "BROKEN at event" not in text  # not the latest checkpoint's last event as the bad one
+
+
 def test_event_appended_behind_the_heads_back_is_detected(
     store: Store, signer: CheckpointSigner, tmp_path: Path
 ) -> None:
