@@ -568,18 +568,24 @@ def detect_anomalies(
     until: datetime | None = None,
     org: str | None = None,
     only: Iterable[str] | None = None,
+    unattributed: bool = False,
 ) -> list[Finding]:
     """Read the access events and refused administrative acts in ``[since, until)`` (optionally one
-    organisation subtree) and evaluate."""
-    return evaluate(_evaluated_events(engine, org, since, until), rules, context, only=only)
+    organisation subtree, with the events no organisation is charged with when ``unattributed``, as
+    :class:`~audit.query.EventQuery` says) and evaluate."""
+    return evaluate(_evaluated_events(engine, org, since, until, unattributed), rules, context, only=only)
 
 
 def _evaluated_events(
-    engine: Engine, org: str | None, since: datetime | None, until: datetime | None
+    engine: Engine, org: str | None, since: datetime | None, until: datetime | None, unattributed: bool
 ) -> Iterator[EventSummary]:
     """The events the rules read, oldest first: data accesses and refused administrative acts."""
     return heapq.merge(
-        iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=since, until=until)),
-        iter_events(engine, EventQuery(org=org, kind=ADMIN_REFUSED_KIND, since=since, until=until)),
+        *(
+            iter_events(
+                engine, EventQuery(org=org, unattributed=unattributed, kind=kind, since=since, until=until)
+            )
+            for kind in (ACCESS_KIND_PREFIX, ADMIN_REFUSED_KIND)
+        ),
         key=lambda e: e.seq,
     )

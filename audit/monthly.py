@@ -235,10 +235,17 @@ def build_monthly_report(
     reason_names: Mapping[str, str] | None = None,
     org_names: Mapping[str, str] | None = None,
     department_names: Mapping[str, str] | None = None,
+    unattributed: bool = False,
 ) -> MonthlyReport:
+    """The month's figures for ``org``'s subtree; ``unattributed`` adds the events no organisation is
+    charged with (counted under ``(unknown)``, 未能确定所属单位), as :class:`~audit.query.EventQuery` says."""
     start, end = month_bounds(month)
     made_at = (now or datetime.now(UTC)).astimezone(UTC)
-    events = list(iter_events(engine, EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=start, until=end)))
+
+    def scoped(kind: str) -> EventQuery:
+        return EventQuery(org=org, unattributed=unattributed, kind=kind, since=start, until=end)
+
+    events = list(iter_events(engine, scoped(ACCESS_KIND_PREFIX)))
     totals = ReportRow("total")
     days: dict[str, ReportRow] = {}
     # A month still running gets a row per day through today (Beijing time) only.
@@ -256,7 +263,7 @@ def build_monthly_report(
         days.setdefault(day, ReportRow(day)).add(e)
         if e.outcome == Outcome.REFUSED.value:
             reasons[e.reason or "unknown"] += 1
-    refused_acts = iter_events(engine, EventQuery(org=org, kind=ADMIN_REFUSED_KIND, since=start, until=end))
+    refused_acts = iter_events(engine, scoped(ADMIN_REFUSED_KIND))
     findings = evaluate([*events, *refused_acts], rules, context)
     per_rule = {rule: 0 for rule in RULES}
     for f in findings:

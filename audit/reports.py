@@ -110,12 +110,15 @@ def access_report(
     org: str | None = None,
     org_digits: int = 12,
     dataset_departments: Mapping[str, str] | None = None,
+    unattributed: bool = False,
 ) -> dict[str, Any]:
-    """The report as plain JSON: ``{"group_by", "rows": [...], "totals": {...}}``."""
+    """The report as plain JSON: ``{"group_by", "rows": [...], "totals": {...}}``. ``unattributed`` adds,
+    to an ``org`` subtree, the accesses no organisation is charged with (their rows keyed ``(unknown)``),
+    as :class:`~audit.query.EventQuery` says."""
     grouping = GroupBy(group_by)
     if org is not None:
         org_prefix(org)
-    query = EventQuery(org=org, kind=ACCESS_KIND_PREFIX, since=since, until=until)
+    query = EventQuery(org=org, unattributed=unattributed, kind=ACCESS_KIND_PREFIX, since=since, until=until)
     events = list(iter_events(engine, query))
     rows = tabulate(events, grouping, org_digits=org_digits, dataset_departments=dataset_departments)
     totals = ReportRow("total")

@@ -631,6 +631,7 @@ async def report(
         org=_org_arg(scope),
         org_digits=org_level,
         dataset_departments=departments,
+        unattributed=_with_unattributed(runtime, scope),
     )
     await _audit(
         runtime, principal, request, "supervision.report_viewed", {"group_by": group_by, "org": scope}
@@ -682,6 +683,7 @@ async def anomalies(
             until=until,
             org=_org_arg(scope),
             only=rule,
+            unattributed=_with_unattributed(runtime, scope),
         )
     await _audit(
         runtime, principal, request, "supervision.anomalies_viewed", {"org": scope, "findings": len(findings)}
@@ -749,6 +751,7 @@ async def monthly_report(
         rules,
         context,
         org=_org_arg(scope),
+        unattributed=_with_unattributed(runtime, scope),
         dataset_departments=departments,
         scenario_names=names,
         integrity=integrity,
