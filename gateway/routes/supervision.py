@@ -149,6 +149,23 @@ REFUSAL_REASONS_ZH: Mapping[str, str] = {
     "system_suspended": "部门系统准入已暂停",
     "system_revoked": "部门系统准入已撤销",
     "system_lapsed": "部门系统准入已到期",
+    # Sign-in refusals (gateway.auth.oidc.AuthErrorCode, and the two the gateway adds): their requests are
+    # charged to no organisation and counted in the reports of the platform's own jurisdiction.
+    "missing_token": "未携带登录凭证",
+    "session_revoked": "登录已退出或已被撤销",
+    "invalid_token": "登录凭证无效",
+    "expired_token": "登录凭证已过期",
+    "token_not_yet_valid": "登录凭证尚未生效",
+    "wrong_audience": "登录凭证不是签发给本网关的",
+    "wrong_issuer": "登录凭证的签发方不受信任",
+    "unsupported_algorithm": "登录凭证的签名算法不被接受",
+    "unknown_key": "登录凭证的签名密钥未知",
+    "malformed_token": "登录凭证格式有误",
+    "insufficient_claims": "登录凭证缺少必要信息",
+    "personal_data_in_subject": "登录凭证的用户标识含个人信息",
+    "org_outside_issuer": "所属组织不在签发方的辖区内",
+    "token_lifetime_too_long": "登录凭证有效期过长",
+    "idp_unavailable": "统一身份认证服务暂不可用",
 }
 
 

@@ -805,6 +805,32 @@ def test_reports_count_the_accesses_the_events_list_shows_the_district(stack: St
     assert "(unknown)" not in {row["key"] for row in village["by_org"]}
 
 
+def test_every_sign_in_refusal_is_named_for_the_monthly_report() -> None:
+    """The 通报 names each refusal reason in Chinese beside its code; a request refused at sign-in is
+    recorded with its sign-in code (missing_token, session_revoked, or one of AuthErrorCode)."""
+    from typing import get_args
+
+    from gateway.auth.oidc import AuthErrorCode
+    from gateway.routes.supervision import REFUSAL_REASONS_ZH
+
+    unnamed = {*get_args(AuthErrorCode), "missing_token", "session_revoked"} - set(REFUSAL_REASONS_ZH)
+    assert not unnamed
+
+
+def test_monthly_report_names_a_sign_in_refusal(stack: Stack) -> None:
+    """The district's 通报 counts a request without a token (charged to no organisation): its refusal
+    reason is named like every other, 未携带登录凭证（missing_token）, not as the bare code."""
+    anonymous = httpx.get(stack.records_url, params={"scenario": "DIBAO_REVIEW"}, timeout=30.0)
+    assert anonymous.status_code == 401
+    month = datetime.now(timezone(timedelta(hours=8))).strftime("%Y-%m")
+    html = api(stack, "GET", "/reports/monthly", "supervisor", params={"month": month}).text
+    assert "未携带登录凭证（missing_token）" in html
+    csv_text = api(
+        stack, "GET", "/reports/monthly", "supervisor", params={"month": month, "format": "csv"}
+    ).text
+    assert "refusal_reason,missing_token,未携带登录凭证," in csv_text
+
+
 # -- the departmental systems' record-id lookup: attempts at records no allowed read ever served ---------
 
 #: 新建村: no identity of the demo sits there, so in this module nobody is ever served its residents.
