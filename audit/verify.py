@@ -41,11 +41,12 @@ from __future__ import annotations
 import hashlib
 import json
 import json.scanner
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
@@ -63,7 +64,7 @@ from audit.checkpoints import (
     list_checkpoint_files,
     list_checkpoints,
 )
-from audit.events import format_timestamp, parse_timestamp
+from audit.events import format_timestamp, looks_like_personal_data, parse_timestamp
 from audit.log import CHAIN_DOMAIN, GENESIS_HASH, AuditUnavailable, chain_hash, iter_leaf_hashes
 from audit.query import EventQuery, beijing_clock, iter_events
 from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
@@ -71,6 +72,9 @@ from audit.tables import HEAD_ID, audit_events, audit_head, audit_subject_refs
 DEFAULT_CHUNK: Final = 5_000
 _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 _TEXT_COLUMNS: Final = ("kind", "outcome", "actor", "actor_org", "scenario", "dataset")
+# What a query column of an event may be shown as in a verdict: codes, ids and times (see _shown).
+_SHOWABLE: Final = re.compile(r"[A-Za-z0-9_.:@/#+ -]{0,256}")
+_ID_LIKE: Final = re.compile(r"[0-9]{15}")  # an ID number, even one with a wrong check character
 
 # What each problem code means, for a person: (Chinese, English).
 PROBLEMS: Final[dict[str, tuple[str, str]]] = {
@@ -450,9 +454,28 @@ def _hexed_zh(value: object) -> str | None:
     return "空值" if value is None else "非二进制值"
 
 
-def _shown(column: str, value: object) -> str:
-    """``column=value`` as JSON (``null``, ``"text"``), never a Python repr."""
-    return f"{column}={json.dumps(value, ensure_ascii=False, default=str)}"
+def _shown(column: str, value: object) -> tuple[str, str]:
+    """``column=value`` as JSON (``null``, ``"text"``), never a Python repr; (English, Chinese).
+
+    Only a value shaped like what an event holds in that column (codes, ids, times: ASCII, no ID or
+    mobile number) is shown: a column edited behind the gateway's back may hold anything, a resident's
+    name or ID number among them, and the verdict is printed, pasted into reports and forwarded. Any other
+    value is described by its length, never shown."""
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if value is None or (
+        isinstance(value, str)
+        and _SHOWABLE.fullmatch(value)
+        and not looks_like_personal_data(value)
+        and not _ID_LIKE.search(value)
+    ):
+        text = f"{column}={json.dumps(value)}"
+        return text, text
+    size = len(value) if isinstance(value, str) else len(str(value))
+    return (
+        f"{column}: a value of {size} characters that no event holds (not shown: it may be personal data)",
+        f"{column}：一个 {size} 个字符、不可能出自事件的值（可能含个人信息，不予显示）",
+    )
 
 
 def _as_bytes(value: object) -> bytes:
@@ -597,14 +620,10 @@ class _Walker:
         for column in _TEXT_COLUMNS:
             stored = getattr(row, column)
             if stored != doc[column]:
-                raise _VerificationFailedError(
-                    seq, "column_mismatch", _shown(column, doc[column]), _shown(column, stored)
-                )
+                self._column_mismatch(seq, column, doc[column], stored)
         when = parse_timestamp(doc["occurred_at"])
         if not _stored_time_matches(row.occurred_at, when):
-            raise _VerificationFailedError(
-                seq, "column_mismatch", f"occurred_at={when.isoformat()}", f"occurred_at={row.occurred_at}"
-            )
+            self._column_mismatch(seq, "occurred_at", when.isoformat(), row.occurred_at)
         wanted = set(doc["subject_refs"])
         if refs != wanted:
             raise _VerificationFailedError(
@@ -625,6 +644,13 @@ class _Walker:
                     raise _VerificationFailedError(
                         seq, "checkpoint_root_mismatch", expected_root.hex(), root.hex()
                     )
+
+    @staticmethod
+    def _column_mismatch(seq: int, column: str, expected: object, found: object) -> NoReturn:
+        (expected_en, expected_zh), (found_en, found_zh) = _shown(column, expected), _shown(column, found)
+        raise _VerificationFailedError(
+            seq, "column_mismatch", expected_en, found_en, expected_zh=expected_zh, found_zh=found_zh
+        )
 
 
 class _StoredRow(NamedTuple):

@@ -431,6 +431,36 @@ def test_a_query_column_set_where_the_event_has_none_is_reported_without_a_pytho
     _assert_told_chinese_first(report)
 
 
+PERSONAL_VALUES = [
+    ("actor", "张三"),
+    ("actor", "110101199003071233"),  # a resident ID number
+    ("actor", "110101199003071234"),  # one with a wrong check digit: still shown nowhere
+    ("actor_org", "13800138000"),  # a mobile number
+    ("scenario", "王五 13800138000"),
+    ("occurred_at", "李四"),
+]
+
+
+@pytest.mark.parametrize(("column", "value"), PERSONAL_VALUES)
+def test_a_query_column_edited_to_personal_data_is_reported_without_it(
+    sqlite: Store, signer: CheckpointSigner, tmp_path: Path, column: str, value: str
+) -> None:
+    """The verdict is printed, pasted into reports and forwarded: what an edited column holds is shown
+    only when it is shaped like what an event holds there (a code, an id, a time), never a name or an
+    ID or mobile number someone wrote into the database."""
+    build(sqlite, signer, tmp_path)
+    execute(sqlite, f"UPDATE audit_events SET {column} = :v WHERE seq = 3", v=value)  # noqa: S608 -- fixed names
+    report = check(sqlite, signer, tmp_path)
+    assert (report.ok, report.problem, report.first_bad_seq) == (False, "column_mismatch", 3)
+    text = "\n".join(f"{zh}\n{en}" for zh, en in _assert_told_chinese_first(report)) + report.describe()
+    for part in value.split():
+        assert part not in text
+    assert (
+        f"{column}: a value of {len(value)} characters" in text
+        and f"{column}：一个 {len(value)} 个字符" in text
+    )
+
+
 def test_a_tampered_checkpoint_is_named_with_what_does_not_verify(
     sqlite: Store, signer: CheckpointSigner, tmp_path: Path
 ) -> None:
