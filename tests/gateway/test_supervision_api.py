@@ -10,11 +10,13 @@ whose answers contained that resident, and the refused attempt at her record, ea
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -444,6 +446,75 @@ def test_transparency_pages_newest_first(stack: Stack, readings: dict[str, Any])
     assert (past["accesses"], past["total"]) == ([], total)
     too_many = api(stack, "POST", "/transparency", "supervisor", json=body, params={"limit": 501})
     assert too_many.status_code == 422 and body["id_number"] not in too_many.text
+
+
+def readme_outsider_check() -> str:
+    """The README's "Checking them without the gateway's code" script (its one ``python`` block)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 1, "README: one python block, the outsider's check"
+    return str(blocks[0])
+
+
+def test_the_readme_outsider_check_verifies_real_proofs(stack: Stack, tmp_path: Path) -> None:
+    """The README says a supervisory office can check a checkpoint and the proofs without this code: its
+    script (hashlib and cryptography only, run as its own process, nothing of ours imported) passes the
+    proofs the API hands out, signed with the key the operator exports, and refuses altered ones."""
+    from cryptography.hazmat.primitives import serialization
+
+    script = tmp_path / "check.py"
+    script.write_text(readme_outsider_check(), encoding="utf-8")
+    key = serialization.load_pem_private_key(
+        (stack.data_dir / "keys" / "audit-checkpoint-ed25519.pem").read_bytes(), password=None
+    )
+    public = tmp_path / "checkpoint.pub.pem"  # openssl pkey -in ... -pubout
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    assert api(stack, "POST", "/checkpoints", "auditor").status_code == 201
+    read_as(stack, "cadre_a", page=1, page_size=2)
+    assert api(stack, "POST", "/checkpoints", "auditor").status_code == 201
+    consistency = api(stack, "GET", "/proofs/consistency", "auditor").json()
+    (tmp_path / "consistency.json").write_text(json.dumps(consistency), encoding="utf-8")
+
+    def outsider(inclusion: dict[str, Any], name: str = "inclusion.json") -> subprocess.CompletedProcess[str]:
+        (tmp_path / name).write_text(json.dumps(inclusion), encoding="utf-8")
+        return subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                str(script),
+                str(public),
+                str(tmp_path / name),
+                str(tmp_path / "consistency.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+
+    size = consistency["new_size"]
+    for seq in sorted({1, 2, 3, size // 2, size}):
+        inclusion = api(stack, "GET", "/proofs/inclusion", "auditor", params={"seq": seq}).json()
+        done = outsider(inclusion)
+        assert done.returncode == 0, (seq, done.stdout, done.stderr)
+        assert f"event {seq} is in the signed log of" in done.stdout
+    # Altered: a leaf, a proof node, the signed time; the consistency proof.
+    leaf = {**inclusion, "leaf_hash": "00" * 32}
+    node = {**inclusion, "proof": ["00" * 32, *inclusion["proof"][1:]]}
+    timed = {
+        **inclusion,
+        "checkpoint": {**inclusion["checkpoint"], "timestamp": "2026-01-01T00:00:00.000000Z"},
+    }
+    for altered in (leaf, node, timed):
+        assert outsider(altered, "altered.json").returncode != 0
+    consistency["proof"] = ["00" * 32, *consistency["proof"][1:]]
+    (tmp_path / "consistency.json").write_text(json.dumps(consistency), encoding="utf-8")
+    assert outsider(inclusion).returncode != 0
 
 
 def test_inclusion_and_consistency_proofs(stack: Stack, readings: dict[str, Any]) -> None:
