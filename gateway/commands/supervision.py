@@ -1008,12 +1008,15 @@ def proof(
 ) -> ApiCall:
     """Inclusion proof of one event (checked locally before it is printed), and the signature of the
     checkpoint that records its root (checked here too, with the checkpoint key)."""
-    params = {"seq": seq, "tree_size": tree_size}
+    return _checked_proof("inclusion", {"seq": seq, "tree_size": tree_size}, _check_inclusion, public_key)
+
+
+def _checked_proof(
+    kind: str, params: dict[str, Any], check: Callable[[Any, Path | None], None], public_key: Path | None
+) -> ApiCall:
+    """Ask for a proof; ``check`` verifies it here (with ``public_key``) before anything is printed."""
     return ApiCall(
-        "GET",
-        f"{_BASE}/proofs/inclusion",
-        params=params,
-        render=lambda data: _check_inclusion(data, public_key),
+        "GET", f"{_BASE}/proofs/{kind}", params=params, render=lambda data: check(data, public_key)
     )
 
 
@@ -1131,13 +1134,17 @@ def consistency(
             )
         ),
     ] = None,
+    public_key: _PublicKeyOption = None,
 ) -> ApiCall:
-    """Consistency proof between two tree sizes (checked locally before it is printed)."""
-    params = {"old": old, "new": new}
-    return ApiCall("GET", f"{_BASE}/proofs/consistency", params=params, render=_check_consistency)
+    """Consistency proof between two tree sizes (checked locally before it is printed), and the signatures
+    of the checkpoints that record both roots (checked here too, with the checkpoint key)."""
+    return _checked_proof("consistency", {"old": old, "new": new}, _check_consistency, public_key)
 
 
-def _check_consistency(data: Any) -> None:
+def _check_consistency(data: Any, public_key: Path | None) -> None:
+    """The proof, then each end against the signed checkpoint the answer attaches for it: a proof between
+    two roots the server chose says nothing about the signed history unless both are the signed roots
+    (a server that rewrote its log can prove its new log consistent with itself)."""
     from audit import InvalidProofError, verify_consistency
 
     try:
@@ -1150,13 +1157,36 @@ def _check_consistency(data: Any) -> None:
         )
     except InvalidProofError as exc:
         _proof_refused("consistency", exc)
-    show(data)
     old, new = data["old_size"], data["new_size"]
+    ends = [
+        (old, data["old_root"], data.get("old_checkpoint")),
+        (new, data["new_root"], data.get("new_checkpoint")),
+    ]
+    for size, root, checkpoint in ends:
+        if checkpoint is not None and (
+            checkpoint.get("tree_size") != size or checkpoint.get("root_hash") != root
+        ):
+            signed = checkpoint.get("root_hash")
+            typer.echo(
+                f"证明未通过本地校验：树大小 {size} 的签名检查点记载的根哈希为 {signed}，"
+                f"而证明用的是 {root}。请立即运行 grassroots audit verify 并保留现场。\n"
+                f"the consistency proof does NOT verify: the signed checkpoint of tree size {size} records "
+                f"root {signed}, the proof uses {root}; run grassroots audit verify now",
+                err=True,
+            )
+            raise typer.Exit(1)
+    said = []
+    for size, root, checkpoint in ends:  # exit 1 from _signature_here when a signature does not verify
+        signed_zh, signed_en = _signed_with(checkpoint, size, root)
+        key_zh, key_en = _signature_here(checkpoint, size, root, public_key)
+        said.append((f"  树大小 {size}：{signed_zh}{key_zh}", f"  tree size {size}: {signed_en}{key_en}"))
+    show(data)
     typer.echo(
         f"已在本地校验：树大小 {new} 的日志包含树大小 {old} 的日志原样不变，"
         f"其间只追加了 {new - old} 条事件。\n"
-        f"verified here: the log of tree size {new} holds the log of tree size {old} unchanged, with "
-        f"{new - old} event{'s' if new - old != 1 else ''} appended",
+        + "\n".join(zh for zh, _ in said)
+        + f"\nverified here: the log of tree size {new} holds the log of tree size {old} unchanged, with "
+        f"{new - old} event{'s' if new - old != 1 else ''} appended\n" + "\n".join(en for _, en in said),
         err=True,
     )
 

@@ -652,6 +652,67 @@ def test_proof_checks_the_checkpoint_signature_here(gateway: Gateway, tmp_path: 
         assert forged.stdout == ""
 
 
+def _signed_consistency(
+    signer: Any, events: list[bytes], signed: list[bytes] | None = None
+) -> dict[str, Any]:
+    """The gateway's answer to ``supervise consistency`` between the logs of 1 and 2 events ``events``, the
+    proof right for them; the attached checkpoints sign the roots of ``signed`` (default: the same events)."""
+    from audit.merkle import consistency_proof, leaf_hash, merkle_root
+
+    leaves = [leaf_hash(e) for e in events]
+    truth = [leaf_hash(e) for e in signed or events]
+    return {
+        "old_size": 1,
+        "new_size": 2,
+        "old_root": merkle_root(leaves[:1]).hex(),
+        "new_root": merkle_root(leaves).hex(),
+        "proof": [p.hex() for p in consistency_proof(leaves, 1)],
+        "old_checkpoint": signer.sign(1, merkle_root(truth[:1])).to_json(),
+        "new_checkpoint": signer.sign(2, merkle_root(truth)).to_json(),
+    }
+
+
+def test_consistency_checks_both_ends_against_the_signed_checkpoints(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """A consistency proof between two roots the server chose proves nothing about the signed history: a
+    server that rewrote its log proves the new log consistent with itself. Each end must be the root its
+    signed checkpoint records, and the signatures are checked here. The old CLI checked the proof alone
+    and printed "verified here: the log of tree size 2 holds the log of tree size 1 unchanged", exit 0."""
+    from audit import CheckpointSigner
+
+    signer = CheckpointSigner.generate()
+    env = {"GRASSROOTS_DATA_DIR": str(tmp_path / "no-such-data-dir")}
+    key = _public_pem(signer, tmp_path / "checkpoint.pub.pem")
+    command = ["supervise", "consistency", "--public-key", str(key), "--url", gateway.url, "--token", "t"]
+
+    gateway.answer(200, _signed_consistency(signer, [b"event 1", b"event 2"]))
+    good = runner.invoke(grassroots, command, env=env)
+    assert good.exit_code == 0, good.stderr
+    assert good.stderr.count(f"该检查点的签名已在本机用密钥 {signer.key_id} 核验。") == 2
+    assert good.stderr.count(f"its signature verified here (key {signer.key_id})") == 2
+
+    # Event 1 rewritten and the proof computed over the rewritten log; the signed checkpoints are genuine.
+    gateway.answer(
+        200, _signed_consistency(signer, [b"event 1 rewritten", b"event 2"], [b"event 1", b"event 2"])
+    )
+    rewritten = runner.invoke(grassroots, command, env=env)
+    assert rewritten.exit_code == 1, rewritten.stderr
+    assert "证明未通过本地校验：树大小 1 的签名检查点记载的根哈希为" in rewritten.stderr
+    assert "the consistency proof does NOT verify: the signed checkpoint of tree size 1" in rewritten.stderr
+    assert rewritten.stdout == ""
+
+    # ... and the checkpoints' roots edited to match: their signatures do not verify.
+    answer = _signed_consistency(signer, [b"event 1 rewritten", b"event 2"], [b"event 1", b"event 2"])
+    answer["old_checkpoint"]["root_hash"], answer["new_checkpoint"]["root_hash"] = (
+        answer["old_root"],
+        answer["new_root"],
+    )
+    gateway.answer(200, answer)
+    edited = runner.invoke(grassroots, command, env=env)
+    assert edited.exit_code == 1 and "检查点签名未通过本地校验" in edited.stderr and edited.stdout == ""
+
+
 def test_a_list_option_is_split_at_the_commas_a_chinese_input_method_types() -> None:
     """--tags "自由文本，低保对象" (a full-width comma) was sent as one tag and refused as undeclared."""
     assert split_list("自由文本，低保对象") == ["自由文本", "低保对象"]

@@ -525,11 +525,17 @@ def test_proofs_say_in_words_what_was_checked_here(stack: Stack, traffic: dict[s
 
     out = stack.cli("supervise", "consistency", "--old", str(old), "--new", str(new), *url)
     assert json.loads(out.stdout)["old_size"] == old
-    zh, en = out.stderr.strip().splitlines()
+    zh, *zh_ends, en, en_end_old, en_end_new = out.stderr.strip().splitlines()
     assert zh == (
         f"已在本地校验：树大小 {new} 的日志包含树大小 {old} 的日志原样不变，其间只追加了 {new - old} 条事件。"
     )
+    # Each end against its signed checkpoint, whose signature is checked here too.
+    assert [line.split("：")[0] for line in zh_ends] == [f"  树大小 {old}", f"  树大小 {new}"]
+    assert all("该检查点的签名已在本机用密钥 ed25519:" in line for line in zh_ends), zh_ends
     assert en.startswith(f"verified here: the log of tree size {new} holds the log of tree size {old}")
+    assert en_end_old.startswith(f"  tree size {old}: the signed checkpoint of ")
+    assert en_end_new.startswith(f"  tree size {new}: the signed checkpoint of ")
+    assert "its signature verified here" in en_end_old + en_end_new
 
     swapped = api(stack, "GET", "/proofs/consistency", "auditor", params={"old": new, "new": old})
     assert (swapped.status_code, swapped.json()["error"]) == (422, "bad_sizes")
