@@ -1034,7 +1034,8 @@ def _check_inclusion(data: Any, public_key: Path | None) -> None:
     except InvalidProofError as exc:
         _proof_refused("inclusion", exc)
     seq, size, root = data["seq"], data["tree_size"], data["root_hash"]
-    signed_zh, signed_en = _signed_with(data.get("checkpoint"), size, root)
+    _refuse_another_signed_root(data.get("checkpoint"), size, root, "inclusion")
+    signed_zh, signed_en = _signed_with(data.get("checkpoint"))
     key_zh, key_en = _signature_here(data.get("checkpoint"), size, root, public_key)
     show(data)
     typer.echo(
@@ -1044,29 +1045,41 @@ def _check_inclusion(data: Any, public_key: Path | None) -> None:
     )
 
 
-def _signed_with(checkpoint: dict[str, Any] | None, size: int, root: str) -> tuple[str, str]:
-    """Whether a signed checkpoint of that size records the root the proof leads to, in words."""
+def _refuse_another_signed_root(checkpoint: dict[str, Any] | None, size: int, root: str, kind: str) -> None:
+    """Exit 1 when the signed checkpoint attached for ``size`` records another root than the proof's: the
+    proof then holds for a log the checkpoint does not sign (a rewritten one), and nothing is verified."""
+    if checkpoint is None or (checkpoint.get("tree_size") == size and checkpoint.get("root_hash") == root):
+        return
+    signed = checkpoint.get("root_hash")
+    typer.echo(
+        f"证明未通过本地校验：树大小 {size} 的签名检查点记载的根哈希为 {signed}，"
+        f"而证明用的是 {root}。请立即运行 grassroots audit verify 并保留现场。\n"
+        f"the {kind} proof does NOT verify: the signed checkpoint of tree size {size} records root "
+        f"{signed}, the proof uses {root}; run grassroots audit verify now",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def _signed_with(checkpoint: dict[str, Any] | None) -> tuple[str, str]:
+    """That a signed checkpoint records the root the proof leads to (the caller has refused one recording
+    another, :func:`_refuse_another_signed_root`), or that there is none of that size, in words."""
     if checkpoint is None:
         return (
             "该树大小没有签名检查点，可用 grassroots supervise checkpoint 签发后再取证明。",
             "no signed checkpoint has that tree size; sign one (grassroots supervise checkpoint) and ask "
             "again",
         )
-    if checkpoint.get("tree_size") == size and checkpoint.get("root_hash") == root:
-        from datetime import datetime
+    from datetime import datetime
 
-        from audit.query import beijing_clock
+    from audit.query import beijing_clock
 
-        stamp = str(checkpoint.get("timestamp"))
-        with contextlib.suppress(ValueError):
-            stamp = beijing_clock(datetime.fromisoformat(stamp.replace("Z", "+00:00"))) + "（北京时间）"
-        return (
-            f"与 {stamp}签发的签名检查点记载的根哈希相同。",
-            f"the signed checkpoint of {checkpoint.get('timestamp')} records the same root",
-        )
+    stamp = str(checkpoint.get("timestamp"))
+    with contextlib.suppress(ValueError):
+        stamp = beijing_clock(datetime.fromisoformat(stamp.replace("Z", "+00:00"))) + "（北京时间）"
     return (
-        "与所附签名检查点记载的根哈希不同，请立即运行 grassroots audit verify 并保留现场。",
-        "the attached signed checkpoint records another root: run grassroots audit verify now",
+        f"与 {stamp}签发的签名检查点记载的根哈希相同。",
+        f"the signed checkpoint of {checkpoint.get('timestamp')} records the same root",
     )
 
 
@@ -1163,21 +1176,10 @@ def _check_consistency(data: Any, public_key: Path | None) -> None:
         (new, data["new_root"], data.get("new_checkpoint")),
     ]
     for size, root, checkpoint in ends:
-        if checkpoint is not None and (
-            checkpoint.get("tree_size") != size or checkpoint.get("root_hash") != root
-        ):
-            signed = checkpoint.get("root_hash")
-            typer.echo(
-                f"证明未通过本地校验：树大小 {size} 的签名检查点记载的根哈希为 {signed}，"
-                f"而证明用的是 {root}。请立即运行 grassroots audit verify 并保留现场。\n"
-                f"the consistency proof does NOT verify: the signed checkpoint of tree size {size} records "
-                f"root {signed}, the proof uses {root}; run grassroots audit verify now",
-                err=True,
-            )
-            raise typer.Exit(1)
+        _refuse_another_signed_root(checkpoint, size, root, "consistency")
     said = []
     for size, root, checkpoint in ends:  # exit 1 from _signature_here when a signature does not verify
-        signed_zh, signed_en = _signed_with(checkpoint, size, root)
+        signed_zh, signed_en = _signed_with(checkpoint)
         key_zh, key_en = _signature_here(checkpoint, size, root, public_key)
         said.append((f"  树大小 {size}：{signed_zh}{key_zh}", f"  tree size {size}: {signed_en}{key_en}"))
     show(data)

@@ -652,6 +652,33 @@ def test_proof_checks_the_checkpoint_signature_here(gateway: Gateway, tmp_path: 
         assert forged.stdout == ""
 
 
+def test_proof_refuses_a_checkpoint_recording_another_root(gateway: Gateway, tmp_path: Path) -> None:
+    """The proof leads to the root of a rewritten log; the signed checkpoint attached (genuine, its
+    signature good) records the original root. The old CLI printed "已在本地校验：第 1 号事件包含在…"
+    with "与所附签名检查点记载的根哈希不同" after it, and exit 0: a script or a hurried reader took it as
+    verified. It is refused, exit 1, nothing printed as verified."""
+    from audit import CheckpointSigner
+    from audit.merkle import leaf_hash
+
+    signer = CheckpointSigner.generate()
+    answer = _signed_inclusion(signer, b"event 1 rewritten")
+    answer["checkpoint"] = signer.sign(1, leaf_hash(b"event 1")).to_json()  # the genuine signed root
+    gateway.answer(200, answer)
+    key = _public_pem(signer, tmp_path / "checkpoint.pub.pem")
+    result = runner.invoke(
+        grassroots,
+        ["supervise", "proof", "1", "--public-key", str(key), "--url", gateway.url, "--token", "t"],
+        env={"GRASSROOTS_DATA_DIR": str(tmp_path / "no-such-data-dir")},
+    )
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("证明未通过本地校验：树大小 1 的签名检查点记载的根哈希为 ")
+    assert (
+        "the inclusion proof does NOT verify: the signed checkpoint of tree size 1 records root"
+        in result.stderr
+    )
+    assert "已在本地校验" not in result.stderr and result.stdout == ""
+
+
 def _signed_consistency(
     signer: Any, events: list[bytes], signed: list[bytes] | None = None
 ) -> dict[str, Any]:
