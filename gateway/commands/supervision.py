@@ -804,9 +804,10 @@ def _verify_evidence(data: Any, public_key: Path | None) -> ApiCall:
 
     def summarise(signed: Any) -> None:
         size, root = data["tree_size"], data["root_hash"]
-        recording = next(
-            (c for c in signed["items"] if c["tree_size"] == size and c["root_hash"] == root), None
-        )
+        of_size = [c for c in signed["items"] if c["tree_size"] == size]
+        recording = next((c for c in of_size if c["root_hash"] == root), None)
+        if recording is None and of_size:  # signed, with another root: the evidence is of a rewritten log
+            _refuse_another_signed_root(of_size[0], size, root, "inclusion")
         match = recording is not None
         key_zh, key_en = _signature_here(recording, size, root, public_key)
         # The incident on stdout (JSON, as without --verify, plus what was checked here); the verdict in

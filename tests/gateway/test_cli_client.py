@@ -679,6 +679,49 @@ def test_proof_refuses_a_checkpoint_recording_another_root(gateway: Gateway, tmp
     assert "已在本地校验" not in result.stderr and result.stdout == ""
 
 
+def test_incident_verify_refuses_evidence_of_a_root_its_checkpoint_does_not_sign(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """The evidence leads to the incident's root, but the signed checkpoint of that tree size records
+    another: the evidence is of a rewritten log. The old CLI said "没有列出该大小的签名检查点" (there is
+    one) and exited 0."""
+    from audit import CheckpointSigner
+    from audit.merkle import leaf_hash
+
+    signer = CheckpointSigner.generate()
+    leaf = leaf_hash(b"event 1 rewritten")
+    # One answer for both requests: the incident (its evidence), then GET /checkpoints (its items).
+    gateway.answer(
+        200,
+        {
+            "root_hash": leaf.hex(),
+            "tree_size": 1,
+            "evidence": [{"seq": 1, "leaf_hash": leaf.hex(), "proof": []}],
+            "items": [signer.sign(1, leaf_hash(b"event 1")).to_json()],
+        },
+    )
+    key = _public_pem(signer, tmp_path / "checkpoint.pub.pem")
+    result = runner.invoke(
+        grassroots,
+        [
+            "supervise",
+            "incident",
+            "I-1",
+            "--verify",
+            "--public-key",
+            str(key),
+            "--url",
+            gateway.url,
+            "--token",
+            "t",
+        ],
+        env={"GRASSROOTS_DATA_DIR": str(tmp_path / "no-such-data-dir")},
+    )
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("证明未通过本地校验：树大小 1 的签名检查点记载的根哈希为 ")
+    assert "没有列出该大小的签名检查点" not in result.stderr and result.stdout == ""
+
+
 def _signed_consistency(
     signer: Any, events: list[bytes], signed: list[bytes] | None = None
 ) -> dict[str, Any]:
