@@ -953,12 +953,19 @@ def verify_log(
             )
         longest = max(stops, default=0)
         if longest > head_seq:
+            # Named, so the auditor can compare the file with the database: which signed checkpoint says so.
+            named = checkpoint is not None and checkpoint.tree_size == longest and checkpoint_file
+            by_en, by_zh = (
+                (f" (signed checkpoint {checkpoint_file})", f"（签名检查点 {checkpoint_file}）")
+                if named
+                else ("", "")
+            )
             raise _VerificationFailedError(
                 head_seq + 1,
                 "log_shorter_than_checkpoint",
-                f"at least {longest} events",
+                f"at least {longest} events{by_en}",
                 f"{head_seq} events",
-                expected_zh=f"至少 {longest} 条事件",
+                expected_zh=f"至少 {longest} 条事件{by_zh}",
                 found_zh=f"{head_seq} 条事件",
             )
         if checkpoint is not None and checkpoint.tree_size == 0 and checkpoint.root_hash != merkle.EMPTY_ROOT:

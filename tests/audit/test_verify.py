@@ -325,6 +325,11 @@ def test_restored_older_sqlite_snapshot_is_detected(tmp_path: Path, signer: Chec
 
     report = verify_log(restored.engine, checkpoints, signer.public_key)
     assert (report.ok, report.problem, report.first_bad_seq) == (False, "log_shorter_than_checkpoint", 6)
+    # Which signed checkpoint says the log was longer, by its file: what the auditor compares the
+    # database with (the old report said only "at least 12 events").
+    (signed,) = [p.name for p in checkpoints.glob("checkpoint-*.json")]
+    assert report.expected == f"at least {N} events (signed checkpoint {signed})"
+    assert report.expected_zh == f"至少 {N} 条事件（签名检查点 {signed}）"
     assert verify_log(restored.engine).ok  # the snapshot itself is a consistent log
 
     # Writing on after the restore makes the log long enough again, but its root cannot match.
