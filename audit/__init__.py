@@ -91,7 +91,7 @@ from audit.complaints import (
     reopen_incident,
     verify_incident_evidence,
 )
-from audit.events import AuditEvent, Outcome, looks_like_personal_data
+from audit.events import ANONYMOUS_ACTOR, AuditEvent, Outcome, looks_like_personal_data
 from audit.log import (
     AppendReceipt,
     AuditIntegrityError,
@@ -173,6 +173,7 @@ from audit.verify import VerificationReport, verify_log
 from audit.workdays import HolidayFileError, WorkCalendar, work_calendar
 
 __all__ = [
+    "ANONYMOUS_ACTOR",
     "CHINA_STANDARD_TIME",
     "DEFAULT_RETENTION_YEARS",
     "PRUNED_KIND",

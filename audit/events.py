@@ -34,6 +34,10 @@ _MAX_TEXT = 256
 _TOKENS = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}(?:\n[A-Za-z0-9_.:@/-]{1,128})*")
 _REFS = re.compile(r"[A-Za-z0-9_-]{1,16}:[0-9a-f]{64}(?:\n[A-Za-z0-9_-]{1,16}:[0-9a-f]{64})*")
 
+#: The actor of a request no valid token identified (none, expired, forged): who sent it is not known, so
+#: it is nobody's access and no user to count (reports, the monthly 通报), whatever the number of senders.
+ANONYMOUS_ACTOR: Final = "anonymous"
+
 
 class Outcome(StrEnum):
     """What happened: a decision (``allowed``/``refused``) or the result of an act (``ok``/``error``)."""

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine
 
-from audit.events import Outcome
+from audit.events import ANONYMOUS_ACTOR, Outcome
 from audit.query import ACCESS_KIND_PREFIX, EventQuery, EventSummary, iter_events, org_prefix
 
 UNKNOWN: Final = "(unknown)"
@@ -50,7 +50,8 @@ class ReportRow:
             self.refused += 1
         else:
             self.errors += 1
-        self.users.add(event.actor)
+        if event.actor != ANONYMOUS_ACTOR:  # no token identified the sender: not a user
+            self.users.add(event.actor)
 
     def to_json(self) -> dict[str, Any]:
         return {

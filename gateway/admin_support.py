@@ -52,7 +52,7 @@ from admission.errors import (
     RegistrationNotFound,
     SeparationOfDuties,
 )
-from audit import AuditEvent, AuditLog, AuditUnavailable, Outcome
+from audit import ANONYMOUS_ACTOR, AuditEvent, AuditLog, AuditUnavailable, Outcome
 from gateway.app import REQUEST_ID, GatewayApp, get_runtime
 from gateway.auth.oidc import Principal
 from gateway.changes import change_event
@@ -346,7 +346,7 @@ async def record_refusal(
     event = AuditEvent(
         kind="admin.refused" if principal is not None else "auth.refused",
         outcome=Outcome.REFUSED,
-        actor=principal.user_id if principal is not None else "anonymous",
+        actor=principal.user_id if principal is not None else ANONYMOUS_ACTOR,
         actor_org=principal.org if principal is not None else None,
         actor_roles=tuple(principal.roles) if principal is not None else (),
         reason=error.code,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from admission import DATASET_ID_PATTERN
-from audit import SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome, packed_ref
+from audit import ANONYMOUS_ACTOR, SUBJECT_REF_LINKS, AuditEvent, AuditUnavailable, Outcome, packed_ref
 from gateway.auth.oidc import AuthError, Principal
 from gateway.errors import (
     AuditLogUnavailable,
@@ -1077,7 +1077,7 @@ def _build_event(
     return AuditEvent(
         kind=request.kind,
         outcome=outcome,
-        actor=principal.user_id if principal else "anonymous",
+        actor=principal.user_id if principal else ANONYMOUS_ACTOR,
         actor_org=principal.org if principal else None,
         actor_roles=tuple(principal.roles) if principal else (),
         # Only codes the gateway knows are recorded: a well-formed code that names nothing is still
@@ -1105,7 +1105,7 @@ def _minimal_event(
     minimal = AuditEvent(
         kind=request.kind,
         outcome=Outcome.ERROR,
-        actor=principal.user_id if principal else "anonymous",
+        actor=principal.user_id if principal else ANONYMOUS_ACTOR,
         actor_org=principal.org if principal else None,
         actor_roles=tuple(principal.roles) if principal else (),
         dataset=request.dataset if runtime.dataset(request.dataset) is not None else "invalid",

@@ -29,7 +29,15 @@ from admission import (
     load_status_snapshot,
     registry_version,
 )
-from audit import AuditEvent, GroupCommitAppender, Outcome, Pseudonymizer, PseudonymRing, normalise_id_number
+from audit import (
+    ANONYMOUS_ACTOR,
+    AuditEvent,
+    GroupCommitAppender,
+    Outcome,
+    Pseudonymizer,
+    PseudonymRing,
+    normalise_id_number,
+)
 from gateway.auth.oidc import Principal, TrustedIssuers
 from gateway.auth.sessions import SESSIONS_VERSION, RevokedSessions, load_revoked_sessions
 from gateway.checkpoint_health import CheckpointHealth
@@ -295,7 +303,7 @@ class Runtime:
                 event = AuditEvent(
                     kind=BURST_KIND,
                     outcome=Outcome.REFUSED,
-                    actor="anonymous",
+                    actor=ANONYMOUS_ACTOR,
                     reason=TooManyRefusals.code,
                     details=summary.details(),
                     occurred_at=self.refusal_bursts.clock(),

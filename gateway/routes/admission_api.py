@@ -1582,7 +1582,7 @@ async def _audit_system(
         AuditEvent(
             kind=kind,
             outcome=outcome,
-            actor=f"system:{system_id}" if system_id else "anonymous",
+            actor=f"system:{system_id}" if system_id else audit.ANONYMOUS_ACTOR,
             reason=reason,
             request_id=request_id_of(request),
             details={"route": request.url.path, **details},

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from audit import (
+    ANONYMOUS_ACTOR,
     AuditLog,
     MonthlyReport,
     Outcome,
@@ -283,3 +284,34 @@ def test_a_month_still_running_shows_days_through_today_only_and_says_so(sqlite:
     assert len(ended.daily_rows) == 30 and ended.through_day is None
     assert 'id="in-progress"' not in render_html(ended)
     assert ended.to_json()["in_progress"] is False
+
+
+def test_requests_no_token_identified_are_counted_but_are_no_user(sqlite: Store) -> None:
+    """Requests without a valid token are recorded with the actor ``anonymous``: they are accesses
+    (refused) to count, but not a user. The 通报 counted them as one more "涉及用户数", however many
+    people sent them (the district's page said 4 users where 3 signed-in users had read)."""
+    AuditLog(sqlite.engine).append_many(
+        [
+            make_event(1, occurred_at=DAY_1, actor="u-1", actor_org="310151101201"),
+            make_event(2, occurred_at=DAY_1, actor="u-2", actor_org="310151101201"),
+            *(
+                make_event(
+                    3 + i,
+                    occurred_at=DAY_2,
+                    actor=ANONYMOUS_ACTOR,
+                    actor_org=None,
+                    outcome=Outcome.REFUSED,
+                    reason="missing_token",
+                )
+                for i in range(3)
+            ),
+        ]
+    )
+    report = _report(sqlite).to_json()
+    assert (report["totals"]["total"], report["totals"]["refused"]) == (5, 3)
+    assert report["totals"]["distinct_users"] == 2
+    by_org = {row["key"]: row for row in report["by_org"]}
+    assert (by_org["(unknown)"]["refused"], by_org["(unknown)"]["distinct_users"]) == (3, 0)
+    assert {day["day"]: day["distinct_users"] for day in report["daily"]}["2026-11-04"] == 0
+    rows = {(r["section"], r["key"].lstrip("\t")): r for r in _rows(render_csv(_report(sqlite)))}
+    assert rows[("organisation", "(unknown)")]["users"] == "0"
