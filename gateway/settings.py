@@ -37,6 +37,8 @@ def patterned_secret(value: str) -> bool:
         return True
     # A string is a repetition of a shorter unit exactly when it occurs in itself doubled, off its ends.
     return len(text) > 1 and (text + text).find(text, 1) < len(text)
+
+
 #: The levels uvicorn and the standard library both know (TRACE is uvicorn's, below DEBUG).
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE")
 
