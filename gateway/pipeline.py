@@ -565,18 +565,6 @@ def pushdown_scope(row_scope: Sequence[str]) -> tuple[tuple[str, ...], tuple[str
     return tuple(dict.fromkeys(divisions)), grids
 
 
-def check_grid_scope(dataset: DatasetView, obligations: Obligations) -> None:
-    """A grid worker's scope is micro-grids; a dataset whose rows carry no grid code cannot be cut to
-    them, so it is refused rather than widened to the village (GB/T 35273-2020 §5.2 minimum necessary)."""
-    if dataset.grid_field is None and any(is_grid(code) for code in obligations.row_scope):
-        raise Forbidden(
-            "该数据集未按微网格划分，网格员只能查看所分配网格内的数据，请改用按网格划分的数据集。",
-            "This dataset is not kept by micro-grid; a grid worker reads only the grids assigned to them: "
-            "use a dataset kept by grid.",
-            code="grid_scope_unsupported",
-        )
-
-
 def recheck_scope(
     records: Iterable[Mapping[str, Any]],
     row_scope: Sequence[str],
@@ -950,7 +938,6 @@ async def _authorized_path(
     if request.record_id is None:
         check_page_size(request, obligations, runtime.settings.max_page_size)
 
-    check_grid_scope(dataset, obligations)
     target = runtime.route(request.dataset, now)  # raises if the providing system is not admitted
     await hold_quota(runtime, principal, request, facts, now)
     assert facts.hold is not None

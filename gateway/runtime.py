@@ -212,7 +212,9 @@ class Runtime:
             # Sign-outs and revoked users: a database that cannot say which are in force stops the start
             # (fail closed) rather than serving tokens that were revoked.
             self._revoked: RevokedSessions = load_revoked_sessions(session, now)
-        self._policy = PolicyEngine(permissions, scenarios, grants, quotas=self.quotas)
+        self._policy = PolicyEngine(
+            permissions, scenarios, grants, quotas=self.quotas, kept_by_grid=self.kept_by_grid
+        )
         self._refresher: asyncio.Task[None] | None = None
         self.last_refresh = time.monotonic()
         self.refusal_bursts = RefusalBursts(
@@ -436,6 +438,12 @@ class Runtime:
 
     def dataset(self, name: str) -> DatasetView | None:
         return self._masking.datasets.get(name)
+
+    def kept_by_grid(self, name: str) -> bool:
+        """Whether ``name``'s rows carry a micro-grid code, in the catalog in force now: the policy engine
+        refuses a grid worker any other dataset (``grid_scope_unsupported``)."""
+        view = self._masking.datasets.get(name)
+        return view is not None and view.grid_field is not None
 
     def route(self, dataset: str, now: datetime) -> UpstreamTarget:
         """The admitted system that provides ``dataset``; refuses (naming the system) when not admitted."""

@@ -10,7 +10,9 @@ Checks, in order, the first failure deciding the reason (``reasons.DENIAL_ORDER`
 7. the requested fields are within that grant (PIPL art. 6, GB/T 35273-2020 §5.2 minimum necessary);
 8. per-request cap and daily quota;
 9. a subject who reads no wider than a micro-grid (a grid worker) has grids assigned, within their
-   organisation; with none assigned they read nothing (never the whole village).
+   organisation; with none assigned they read nothing (never the whole village); and the dataset is kept
+   by micro-grid (its rows carry a grid code, told by the caller's ``kept_by_grid``): one that is not
+   cannot be cut to her grids, so it is refused rather than widened to the village.
 
 An allowed decision's obligations restrict rows to the caller's own organisation (which the matching
 grant covers, so it is the intersection of the two) or, for a grid worker, to the micro-grids assigned
@@ -21,7 +23,7 @@ Any unexpected error yields a refusal with reason ``internal_error``: the engine
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -160,12 +162,18 @@ class PolicyEngine:
         scenarios: ScenarioCatalog,
         grants: GrantIndex,
         quotas: QuotaCounter | None = None,
+        kept_by_grid: Callable[[str], bool] | None = None,
     ) -> None:
+        """``kept_by_grid(dataset)``: whether the dataset's rows carry a micro-grid code (the catalog
+        knows, and stewards may change it, so it is asked at each decision). A grid worker is refused a
+        dataset that is not (check 9). None: nobody told the engine, which then leaves that check to its
+        caller."""
         self.permissions = permissions
         self.scenarios = scenarios
         # Replaced wholesale by refresh_grants; a decision reads the reference once.
         self.grants = grants
         self.quotas = quotas
+        self.kept_by_grid = kept_by_grid
         self._allowed_reasons: dict[tuple[int, str, str], Reason] = {}
 
     # -- public API ----------------------------------------------------------------------------
@@ -218,6 +226,7 @@ class PolicyEngine:
             scenarios if scenarios is not None else self.scenarios,
             grants if grants is not None else self.grants,
             quotas=None,
+            kept_by_grid=self.kept_by_grid,
         )
 
     def reloaded(self, actor: str = "system") -> tuple[PolicyEngine, dict[str, Any]]:
@@ -229,7 +238,10 @@ class PolicyEngine:
         """
         files = PolicyFiles(self.permissions.model_path, self.permissions.policy_path, self.scenarios.path)
         change = policy_change(self.permissions, self.scenarios, files, actor)
-        return PolicyEngine(files.permissions, files.scenarios, self.grants, self.quotas), change
+        engine = PolicyEngine(
+            files.permissions, files.scenarios, self.grants, self.quotas, kept_by_grid=self.kept_by_grid
+        )
+        return engine, change
 
     @property
     def digests(self) -> dict[str, str]:
@@ -446,6 +458,10 @@ class PolicyEngine:
             else:
                 why = _NO_GRIDS_ASSIGNED_TO_THEM if third else _NO_GRIDS_ASSIGNED
             if (d := refuse("grid_scope", why)) is not None:
+                return d
+        elif row_scope[0] != org and self.kept_by_grid is not None and not self.kept_by_grid(req.dataset):
+            # Her scope is grids; rows without a grid code cannot be cut to them (GB/T 35273-2020 §5.2).
+            if (d := refuse("grid_scope", reason("grid_scope_unsupported"))) is not None:
                 return d
         elif trail is not None and row_scope[0] != org:
             trail.passed(

@@ -25,6 +25,7 @@ DENIAL_ORDER: Final[tuple[str, ...]] = (
     "no_active_grant",
     "field_not_granted",
     "quota_exceeded",
+    "grid_scope_unsupported",
 )
 
 _TEXT: Final[dict[str, tuple[str, str]]] = {
@@ -91,6 +92,12 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "too_many_records": (
         "「{scenario}」每次最多查看 {limit} 条，请分页查看。",
         "\u201c{scenario}\u201d allows at most {limit} records per request; read page by page.",
+    ),
+    # Names nobody (a grid worker is told, and so is an administrator asking about one).
+    "grid_scope_unsupported": (
+        "该数据集未按微网格划分，网格员只能查看所分配网格内的数据，请改用按网格划分的数据集。",
+        "This dataset is not kept by micro-grid; a grid worker reads only the grids assigned to them: "
+        "use a dataset kept by grid.",
     ),
     "internal_error": (
         "系统暂时无法判断您的权限，为安全起见本次不予查看。请稍后再试或联系管理员。",

@@ -11,7 +11,7 @@ never makes an earlier refusal look allowed); to preview a grant not yet approve
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -57,23 +57,12 @@ def _fields(decision: Decision) -> tuple[str, ...]:
     return decision.obligations.fields if decision.obligations is not None else ()
 
 
-def replay(
-    requests: Iterable[AccessRequest],
-    current: PolicyEngine,
-    proposed: PolicyEngine,
-    *,
-    served: Callable[[AccessRequest, Decision], Decision] | None = None,
-) -> ReplayReport:
-    """``served``: what the caller's data path makes of a decision beyond the policy, applied to both
-    sides (the gateway refuses a grid worker a dataset not kept by micro-grid after the policy allowed
-    it: without it, a replayed revocation listed her as losing reads she was never served)."""
+def replay(requests: Iterable[AccessRequest], current: PolicyEngine, proposed: PolicyEngine) -> ReplayReport:
     total = 0
     grouped: Counter[tuple[str, str, str, str, str, str, str, tuple[str, ...], tuple[str, ...]]] = Counter()
     for req in requests:
         total += 1
         before, after = current.decide(req), proposed.decide(req)
-        if served is not None:
-            before, after = served(req, before), served(req, after)
         fb, fa = _fields(before), _fields(after)
         if before.allowed == after.allowed and fb == fa:
             continue

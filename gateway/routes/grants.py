@@ -243,20 +243,12 @@ def _visible_or_404(service: GrantService, subject: Subject, grant_id: str) -> S
 # -- scenario catalog --------------------------------------------------------------------------------
 
 
-def _kept_by_grid(runtime: Runtime) -> Callable[[str], bool]:
-    def kept(dataset: str) -> bool:
-        view = runtime.dataset(dataset)
-        return view is not None and view.grid_field is not None
-
-    return kept
-
-
 @router.get("/scenarios")
 async def list_scenarios(runtime: RuntimeDep, authorization: AuthHeader = None) -> dict[str, Any]:
     """The scenario catalog: purpose, legal basis, exact fields, limits, who may use each."""
     principal = await signed_in(runtime, authorization, "read scenarios")
     catalog = runtime.policy().scenarios
-    kept = _kept_by_grid(runtime)
+    kept = runtime.kept_by_grid
     return {"items": [scenario_json(s, catalog, principal.roles, kept) for s in catalog]}
 
 
@@ -274,7 +266,7 @@ async def get_scenario(code: str, runtime: RuntimeDep, authorization: AuthHeader
             "(command line: grassroots grants scenarios) lists them.",
             code="unknown_scenario",
         )
-    return scenario_json(scenario, catalog, principal.roles, _kept_by_grid(runtime))
+    return scenario_json(scenario, catalog, principal.roles, runtime.kept_by_grid)
 
 
 # -- grant lifecycle -----------------------------------------------------------------------------------
@@ -373,7 +365,7 @@ def _refuse_data_beyond_grids(
     """A grid worker reads only her micro-grids, so a dataset kept without a grid code (residents) serves
     her nothing (403 grid_scope_unsupported on every read); she requested it for her whole village all the
     same. Refused as a request for data her own role cannot read is ("never more than one holds")."""
-    kept = _kept_by_grid(runtime)
+    kept = runtime.kept_by_grid
     names = list(spec.datasets) if datasets is None else list(datasets)
     beyond = [name for name in names if name in spec.datasets and not kept(name)]
     if beyond:

@@ -46,7 +46,6 @@ from gateway.auth.oidc import Principal
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.pipeline import (
     UNKNOWN_DATASET,
-    check_grid_scope,
     check_within_page_limit,
     record_audit,
     subject_of,
@@ -137,46 +136,6 @@ def with_provider(runtime: Runtime, dataset: str, checks: list[Check], now: date
             Check("system", False, refused.message_zh, refused.message_en, {"reason": refused.code}),
         ]
     return checks
-
-
-def grid_scope_refusal(runtime: Runtime, decision: Decision, dataset: str) -> Reason | None:
-    """The data path's ``grid_scope_unsupported`` for an allowed ``decision``, or None: a grid worker's
-    scope is micro-grids, and a dataset whose rows carry no grid code (``residents``) is refused to it
-    (:func:`gateway.pipeline.check_grid_scope`) after the policy allowed it. ``explain`` and ``decide``
-    answered "allowed" there, so the worker asking why she is refused was told she is not."""
-    view = runtime.dataset(dataset)
-    if not decision.allowed or decision.obligations is None or view is None:
-        return None
-    try:
-        check_grid_scope(view, decision.obligations)
-    except GatewayError as refused:
-        return Reason(refused.code, refused.message_zh, refused.message_en)
-    return None
-
-
-def as_served(runtime: Runtime, access: AccessRequest, decision: Decision) -> Decision:
-    """``decision`` as the data path would apply it: refused where :func:`grid_scope_refusal` says so."""
-    refused = grid_scope_refusal(runtime, decision, access.dataset)
-    return decision if refused is None else Decision(allowed=False, reasons=(refused,))
-
-
-async def with_grid_scope(
-    runtime: Runtime, engine: PolicyEngine, access: AccessRequest, checks: list[Check]
-) -> list[Check]:
-    """``checks`` with the passed ``grid_scope`` check failed when every check passed but the data path
-    would still refuse the subject's micro-grids on this dataset (:func:`grid_scope_refusal`)."""
-    if not all(c.passed for c in checks):
-        return checks
-    decision = await asyncio.to_thread(engine.decide, access)
-    refused = grid_scope_refusal(runtime, decision, access.dataset)
-    if refused is None:
-        return checks
-    failed = [c for c in checks if c.code == "grid_scope"]
-    detail = {**(failed[0].detail if failed else {}), "reason": refused.code}
-    told = Check("grid_scope", False, refused.message_zh, refused.message_en, detail)
-    if not failed:
-        return [*checks, told]
-    return [told if c.code == "grid_scope" else c for c in checks]
 
 
 def explanation_json(checks: list[Check]) -> dict[str, Any]:
@@ -355,7 +314,6 @@ async def decide(
         not_served = await asyncio.to_thread(_fields_not_served, engine, access, about_caller)
         if not_served is not None:
             decision = Decision(allowed=False, reasons=(not_served[0],))
-    decision = as_served(runtime, access, decision)
     decision = within_page_limit(decision, body.record_count_hint, max_page_size)
     return {**decision_json(decision, max_page_size), "policy": _policy_state(engine)}
 
@@ -378,7 +336,6 @@ async def explain(
     checks = await _waiting_request_told(runtime, access, checks, third_person=not about_caller)
     if access.fields and all(c.passed for c in checks):
         checks = await asyncio.to_thread(_fields_as_served, engine, access, checks, about_caller)
-    checks = await with_grid_scope(runtime, engine, access, checks)
     checks = with_provider(runtime, access.dataset, checks, access.now)
     if body.record_count_hint is not None and all(c.passed for c in checks):
         # The platform's page limit is the gateway's, not the engine's: checked here as ``decide`` does,
@@ -440,7 +397,6 @@ async def explain_mine(
     if wanted and all(c.passed for c in checks):
         checks = await asyncio.to_thread(_fields_as_served, runtime.policy(), access, checks)
     checks = await _waiting_request_told(runtime, access, checks)
-    checks = await with_grid_scope(runtime, runtime.policy(), access, checks)
     return explanation_json(with_provider(runtime, dataset, checks, access.now))
 
 
@@ -880,12 +836,7 @@ async def replay_policy(
                 if info.owner_department == department
             )
         )
-        report = replay(
-            recorded_requests(session, since, body.limit, mine),
-            current,
-            proposed,
-            served=lambda request, decision: as_served(runtime, request, decision),
-        )
+        report = replay(recorded_requests(session, since, body.limit, mine), current, proposed)
         return {
             "days": body.days,
             "since": since.isoformat(),

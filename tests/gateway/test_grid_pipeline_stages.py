@@ -1,5 +1,6 @@
 """The data path's grid parts alone: the scope pushed down to a registry, the re-check of the rows it
-returns by micro-grid, and the refusal of a dataset that is not kept by grid."""
+returns by micro-grid, and which datasets the catalog keeps by grid (the refusal of the others to a grid
+worker is the policy engine's: tests/policies/test_grid_scope.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import Forbidden
-from gateway.pipeline import check_grid_scope, pushdown_scope, recheck_scope, record_subject_refs
+from gateway.pipeline import pushdown_scope, recheck_scope, record_subject_refs
 from gateway.runtime import dataset_view
 from masking import load_catalog
-from policies import Obligations
 
 A, B = "310151101201", "310151101202"
 TOWN = "310151101000"
@@ -72,32 +71,6 @@ def test_recheck_keeps_exactly_the_rows_of_the_assigned_grids(assigned: set[int]
     kept, dropped = recheck_scope(records, scope, "village_code", "grid_code")
     assert [r["grid_code"] for r in kept] == [f"{A}-G{n:02d}" for n in rows if n in assigned]
     assert dropped == sum(1 for n in rows if n not in assigned)
-
-
-def _obligations(*row_scope: str) -> Obligations:
-    return Obligations(row_scope, ("id",), "standard", 50, None, "g-1")
-
-
-@pytest.mark.parametrize(
-    ("dataset", "row_scope", "refused"),
-    [
-        ("residents", (A1,), True),  # kept by village only: a grid worker is refused, not widened
-        ("residents", (A,), False),
-        ("houses", (A1,), False),
-        ("occupants", (A1, A2), False),
-    ],
-)
-def test_check_grid_scope(dataset: str, row_scope: tuple[str, ...], refused: bool) -> None:
-    view = dataset_view(CATALOG.dataset(dataset))
-    assert view is not None
-    if refused:
-        with pytest.raises(Forbidden) as error:
-            check_grid_scope(view, _obligations(*row_scope))
-        assert error.value.code == "grid_scope_unsupported"
-        # The English says what to do, as the Chinese does (请改用按网格划分的数据集).
-        assert error.value.message_en.endswith("use a dataset kept by grid.")
-    else:
-        check_grid_scope(view, _obligations(*row_scope))
 
 
 @pytest.mark.parametrize(

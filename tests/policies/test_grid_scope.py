@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies import AccessRequest, PolicyEngine, Subject, covers
+from policies import AccessRequest, GrantIndex, PolicyEngine, Subject, covers
 from policies.divisions import grid_village, is_grid
 
 from .conftest import CADRE_A1, T0, TOWNSHIP_A, VILLAGE_A1, VILLAGE_A2, make_grant
@@ -161,3 +161,64 @@ def test_grids_do_not_widen_what_the_grant_refuses(engine_for: EngineFactory) ->
 def test_subject_repr_names_grids_only_when_assigned() -> None:
     assert "grids" not in repr(CADRE_A1)
     assert G01 in repr(_grid_worker(G01))
+
+
+# --- a dataset not kept by micro-grid ------------------------------------------------------------------
+
+ELDERLY = make_grant("g-elderly-a1", "ELDERLY_VISIT", VILLAGE_A1, ("id", "name", "village_code"))
+GRID_KEPT = frozenset({"houses", "occupants"})
+
+
+def _kept(dataset: str) -> bool:
+    return dataset in GRID_KEPT
+
+
+def _told(engine: PolicyEngine) -> PolicyEngine:
+    return PolicyEngine(
+        engine.permissions, engine.scenarios, GrantIndex((ELDERLY, GRANT)), kept_by_grid=_kept
+    )
+
+
+KEPT_BY_GRID = [
+    # (case, subject, dataset, scenario, expected: None allowed, else the refusal's code)
+    ("a grid worker, residents (kept by village only)", _grid_worker(G01), "residents", "ELDERLY_VISIT",
+     "grid_scope_unsupported"),
+    ("a grid worker, houses (kept by grid)", _grid_worker(G01), "houses", "GRID_VISIT", None),
+    ("a village cadre, residents: her whole village", CADRE_A1, "residents", "ELDERLY_VISIT", None),
+    ("a cadre who also works a grid, residents", _grid_worker(G01, roles=BOTH), "residents", "ELDERLY_VISIT",
+     None),
+    ("a grid worker without grids: unassigned comes first", _grid_worker(), "residents", "ELDERLY_VISIT",
+     "grid_scope_unassigned"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "subject", "dataset", "scenario", "expected"), KEPT_BY_GRID, ids=[r[0] for r in KEPT_BY_GRID]
+)
+def test_a_grid_worker_is_refused_a_dataset_not_kept_by_grid(
+    engine_for: EngineFactory, case: str, subject: Subject, dataset: str, scenario: str, expected: str | None
+) -> None:
+    """Her scope is grids; rows without a grid code cannot be cut to them, so the read is refused, never
+    widened to the village (GB/T 35273-2020 §5.2). The engine decides it, so decide, explain, a dry run
+    and a replay all say what the data path does (they used to say "allowed" where it refused)."""
+    engine = _told(engine_for())
+    request = AccessRequest(subject, "read", dataset, scenario, None, T0)
+    for judge in (engine, engine.what_if(), engine.reloaded()[0]):
+        decision = judge.decide(request)
+        assert decision.code == (expected or "allowed"), (case, decision)
+        failed = [c for c in judge.explain(request) if not c.passed]
+        if expected is None:
+            assert decision.allowed and not failed
+        else:
+            assert [(c.code, c.detail["reason"]) for c in failed] == [("grid_scope", expected)]
+    if expected == "grid_scope_unsupported":
+        why = engine.decide(request).reasons[0]
+        assert why.message_zh.startswith("该数据集未按微网格划分")
+        assert why.message_en.endswith("use a dataset kept by grid.")
+
+
+def test_an_engine_not_told_which_datasets_are_kept_by_grid_leaves_that_check_to_its_caller(
+    engine_for: EngineFactory,
+) -> None:
+    request = AccessRequest(_grid_worker(G01), "read", "residents", "ELDERLY_VISIT", None, T0)
+    assert engine_for(ELDERLY).decide(request).allowed
