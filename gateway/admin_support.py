@@ -291,13 +291,63 @@ class PermissionFirstRoute(APIRoute):
         permitted = self.caller_check()
         if permitted is None:
             return handler
+        taken = self.query_names()
+        words = getattr(self.endpoint, _OWN_WORDS, None) or _unknown_query_words(taken)
 
         async def permission_first(request: Request) -> Response:
             request.scope[_PERMITTED_PRINCIPAL] = await permitted.check(request)
+            if not taken.issuperset(request.query_params.keys()):
+                # After the caller check (an anonymous caller is answered 401 and recorded whatever the
+                # query holds), before anything is done: FastAPI ignores a parameter the endpoint does not
+                # declare, so a misspelt one (old_size= for first=) was answered for the defaults.
+                raise InvalidRequest(*words, code="unknown_parameter")
             response: Response = await handler(request)
             return response
 
         return permission_first
+
+    def query_names(self) -> frozenset[str]:
+        """The query parameters the endpoint and its dependencies declare, by the names a caller writes."""
+        names: set[str] = set()
+        pending = [self.dependant]
+        while pending:
+            dependant = pending.pop()
+            names.update(param.alias for param in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        return frozenset(names)
+
+
+#: An endpoint's own words for a query parameter it does not take (:func:`own_words_for_unknown_query`).
+_OWN_WORDS = "_grassroots_unknown_query_words"
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def own_words_for_unknown_query(zh: str, en: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Give an endpoint its own refusal of a query parameter it does not take, in place of the generic
+    one (:meth:`PermissionFirstRoute.get_route_handler`), where more can be said of why."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, _OWN_WORDS, (zh, en))
+        return endpoint
+
+    return mark
+
+
+def _unknown_query_words(taken: frozenset[str]) -> tuple[str, str]:
+    """The refusal names what the endpoint takes, never what was sent (a typed value may be anything)."""
+    if not taken:
+        return (
+            "本接口不接受任何查询参数，本次未作处理。请去掉问号（?）及其后的内容后重试。",
+            "This endpoint takes no query parameters; nothing was done. Remove the ? and what follows it, "
+            "and retry.",
+        )
+    listed = sorted(taken)
+    return (
+        f"查询参数中有本接口不接受的参数，本次未作处理。本接口只接受 {'、'.join(listed)}；"
+        "请核对参数名的拼写，去掉其他参数后重试。",
+        f"The query has a parameter this endpoint does not take; nothing was done. It takes only "
+        f"{', '.join(listed)}: check the spelling of the names, remove the others and retry.",
+    )
 
 
 def asked_for(scope: Scope) -> str:

@@ -39,6 +39,7 @@ from gateway.admin_support import (
     StrictBody,
     checked_org,
     library_error,
+    own_words_for_unknown_query,
     unit_of_work,
 )
 from gateway.app import REQUEST_ID, get_runtime, request_id_of
@@ -351,8 +352,7 @@ async def explain(
     return explanation_json(checks)
 
 
-#: The query ``GET /policy/explain`` reads; anything else is refused (:data:`_EXPLAIN_MINE_UNKNOWN`).
-_EXPLAIN_MINE_PARAMS = frozenset({"dataset", "scenario", "fields", "at"})
+#: ``GET /policy/explain``'s refusal of a query parameter it does not take (dataset, scenario, fields, at).
 _EXPLAIN_MINE_UNKNOWN = (
     "查询参数中有本接口不接受的参数，本次未作解释。本接口只接受 dataset、scenario、fields、at，"
     "解释的是您本人以自己的单位和岗位查看数据；为其他单位或岗位解释须由管理员办理。请去掉其他参数后重试。",
@@ -363,9 +363,9 @@ _EXPLAIN_MINE_UNKNOWN = (
 
 
 @router.get("/policy/explain")
+@own_words_for_unknown_query(*_EXPLAIN_MINE_UNKNOWN)
 async def explain_mine(
     principal: Annotated[Principal, Depends(SignedIn("explain policies"))],
-    request: Request,
     runtime: RuntimeDep,
     dataset: Annotated[str, Query(max_length=64)],
     scenario: Annotated[str, Query(max_length=64)],
@@ -379,8 +379,6 @@ async def explain_mine(
     Signed in first: an anonymous caller is answered 401 (and recorded) whatever the query holds. Another
     parameter is refused (422 ``unknown_parameter``, never named): ``org=`` of the neighbouring
     village, ignored, answered "allowed" about the caller's own village, which read as a yes to it."""
-    if not _EXPLAIN_MINE_PARAMS.issuperset(request.query_params.keys()):
-        raise InvalidRequest(*_EXPLAIN_MINE_UNKNOWN, code="unknown_parameter")
     wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
     access = AccessRequest(
         subject=subject_of(principal),

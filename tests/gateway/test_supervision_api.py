@@ -556,6 +556,29 @@ def test_inclusion_and_consistency_proofs(stack: Stack, readings: dict[str, Any]
     assert too_big.status_code == 404 and "超过了日志现有的" in too_big.json()["message"]
 
 
+def test_a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored(stack: Stack) -> None:
+    """An auditor asking for the proof between 40 and 36 under names the endpoint does not take (old_size,
+    new_size for old, new) was answered the default proof, between the two latest checkpoints, as if that
+    were what she asked: FastAPI ignores an undeclared parameter. Refused now, naming what is taken and
+    never what was sent; the caller is checked first, and a correct query is answered as before."""
+    wrong = api(stack, "GET", "/proofs/consistency", "auditor", params={"old_size": 40, "new_size": 36})
+    assert wrong.status_code == 422, wrong.text
+    body = wrong.json()
+    assert body["error"] == "unknown_parameter"
+    assert "本接口只接受 new、old" in body["message"] and "It takes only new, old" in body["message_en"]
+    assert "old_size" not in wrong.text and "new_size" not in wrong.text
+    # An endpoint that takes no query says so.
+    none = api(stack, "GET", "/checkpoints", "auditor", params={"since": "2026-01-01"})
+    assert none.status_code == 422 and none.json()["error"] == "unknown_parameter"
+    assert "本接口不接受任何查询参数" in none.json()["message"]
+    # The caller first: anonymous is 401 whatever the query holds; a refused role is 403.
+    anonymous = httpx.get(f"{stack.base_url}{BASE}/proofs/consistency", params={"old_size": 1}, timeout=60)
+    assert anonymous.status_code == 401
+    cadre = api(stack, "GET", "/proofs/consistency", "cadre_a", params={"old_size": 1})
+    assert cadre.status_code == 403
+    assert api(stack, "GET", "/checkpoints", "auditor").status_code == 200
+
+
 def test_periodic_checkpoints_are_written(stack: Stack) -> None:
     directory = stack.data_dir / "checkpoints"
     before = len(list(directory.glob("checkpoint-*.json"))) if directory.exists() else 0
