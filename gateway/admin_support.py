@@ -73,7 +73,13 @@ from grassroots_common.divisions import DIVISION_CODE
 from grassroots_common.personal_data import fold, looks_like_identifier
 from masking.errors import MaskingError, UnknownDatasetError
 from policies import divisions
-from policies.errors import GrantError, GrantNotFoundError, InvalidTransitionError, SeparationOfDutiesError
+from policies.errors import (
+    GrantError,
+    GrantNotFoundError,
+    InvalidTransitionError,
+    RequestAlreadyWaitingError,
+    SeparationOfDutiesError,
+)
 
 _log = logging.getLogger("gateway.admin")
 T = TypeVar("T")
@@ -459,7 +465,14 @@ async def refused_reads(runtime: Runtime, principal: Principal) -> AsyncIterator
 
 
 #: The request conflicts with the present state (HTTP 409): it may succeed once that state has changed.
-_CONFLICTS = (InvalidTransitionError, IllegalTransition, RegistrationExists, AlreadyVoted, AdmissionConflict)
+_CONFLICTS = (
+    InvalidTransitionError,
+    RequestAlreadyWaitingError,
+    IllegalTransition,
+    RegistrationExists,
+    AlreadyVoted,
+    AdmissionConflict,
+)
 
 
 def library_error(exc: Exception) -> GatewayError | None:
@@ -480,6 +493,8 @@ def library_error(exc: Exception) -> GatewayError | None:
         str(getattr(exc, "message_en", "")) or "The request cannot be carried out.",
         code=str(code),
         status_code=status,
+        # The request already waiting, by its id, as the data path's refusal names it.
+        extra={"pending_grant": exc.pending_grant} if isinstance(exc, RequestAlreadyWaitingError) else None,
     )
 
 
@@ -550,9 +565,20 @@ async def unit_of_work(
         # Not a 5xx (the gateway failed, not the act). A 404's id matched nothing the caller may see: what
         # was typed is not recorded.
         if principal is not None and 400 <= refused.status_code < 500:
-            target = None if refused.status_code == 404 else _TARGET.get()
+            target = _refused_target(refused)
             await record_refusal(runtime, principal, _ASKED.get() or "unknown", refused, target)
         raise
+
+
+def _refused_target(refused: GatewayError) -> Mapping[str, str] | None:
+    """What a refused act's event names: the ids of its path (none for a 404: what was typed matched
+    nothing the caller may see), and the request a duplicate was refused for (``pending_grant``)."""
+    if refused.status_code == 404:
+        return None
+    pending = refused.extra.get("pending_grant")
+    if not isinstance(pending, str):
+        return _TARGET.get()
+    return {**(_TARGET.get() or {}), "pending_grant": pending}
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ PolicyError
     ├── GrantNotFoundError
     │   └── ReviewNotFoundError    a break-glass post-review, not a grant
     ├── InvalidTransitionError
+    ├── RequestAlreadyWaitingError an identical request still waits for a steward (names it)
     ├── GrantWindowError           a validity window longer than the scenario allows, or backdated
     └── SeparationOfDutiesError
         └── OutsideJurisdictionError   an organisation outside the actor's own jurisdiction
@@ -32,6 +33,7 @@ __all__ = [
     "PolicyError",
     "PolicyFileError",
     "PolicyRefused",
+    "RequestAlreadyWaitingError",
     "ReviewNotFoundError",
     "SeparationOfDutiesError",
     "UnknownScenarioError",
@@ -124,6 +126,17 @@ class ReviewNotFoundError(GrantNotFoundError):
 
 class InvalidTransitionError(GrantError):
     code = "invalid_transition"
+
+
+class RequestAlreadyWaitingError(GrantError):
+    """A request identical in substance to one that still waits for a steward (``requested`` or
+    ``awaiting_second_approval``): nothing is filed, and ``pending_grant`` names the one that waits."""
+
+    code = "request_already_waiting"
+
+    def __init__(self, pending_grant: str, message_zh: str, message_en: str) -> None:
+        self.pending_grant = pending_grant
+        super().__init__(message_zh, message_en)
 
 
 class GrantWindowError(GrantError):

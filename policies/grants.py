@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Integer, String, Text, cast, func, literal_column, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,15 +43,16 @@ from policies.errors import (
     GrantWindowError,
     InvalidTransitionError,
     OutsideJurisdictionError,
+    RequestAlreadyWaitingError,
     ReviewNotFoundError,
     SeparationOfDutiesError,
     UnknownScenarioError,
 )
 from policies.model import Subject
 from policies.permissions import PermissionModel
-from policies.reasons import outside_fields
+from policies.reasons import outside_fields, request_already_waiting
 from policies.scenarios import CHINA_STANDARD_TIME, Scenario, ScenarioCatalog
-from policies.tables import BreakGlassReviewRow, GrantRow, PolicyVersionRow
+from policies.tables import WAITING_FOR_STEWARD, BreakGlassReviewRow, GrantRow, PolicyVersionRow
 
 __all__ = [
     "BACKDATE_ALLOWANCE",
@@ -65,6 +66,7 @@ __all__ = [
     "RenewalReminder",
     "ScenarioGrant",
     "epoch_us",
+    "request_key",
 ]
 
 _log = logging.getLogger(__name__)
@@ -104,6 +106,11 @@ GRANT_STATUS_ZH: dict[GrantStatus, str] = {
     GrantStatus.EXPIRED: "已过期",
     GrantStatus.RENEWED: "已续期",
 }
+
+
+#: Waiting for a steward: filed and not yet decided (the first approval of a grant touching the most
+#: sensitive fields leaves it waiting for the second). Every other status is decided: approved, or ended.
+WAITING: Final = (GrantStatus.REQUESTED, GrantStatus.AWAITING_SECOND_APPROVAL)
 
 
 def _refused_in_status(
@@ -208,6 +215,23 @@ def _freeze(datasets: Mapping[str, Iterable[str]]) -> Mapping[str, tuple[str, ..
     return MappingProxyType({k: tuple(v) for k, v in datasets.items()})
 
 
+def _asked_for(grant: ScenarioGrant) -> tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """What a request asks for, whoever filed it and whatever its reason says: the scenario (the purpose),
+    the organisation, and each dataset with its fields, in no particular order and each named once. Two
+    requests asking for the same are one request twice; a steward would approve the same grant twice.
+    (A request carries no validity window or volume: the steward sets the window when approving, the
+    scenario the volume.)"""
+    datasets = tuple(sorted((name, tuple(sorted(set(fields)))) for name, fields in grant.datasets.items()))
+    return grant.scenario, grant.org_scope, datasets
+
+
+def request_key(grant: ScenarioGrant) -> str:
+    """``_asked_for`` as a fixed-length key (``policy_grants.request_key``, unique among waiting requests)."""
+    scenario, org_scope, datasets = _asked_for(grant)
+    text = json.dumps([scenario, org_scope, datasets], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _from_row(row: Any, datasets: Mapping[str, tuple[str, ...]] | None = None) -> ScenarioGrant:
     """``row``: a ``GrantRow`` or a plain result row with the same column names."""
     return ScenarioGrant(
@@ -288,7 +312,7 @@ class GrantRepository:
         for a steward (``requested`` or ``awaiting_second_approval``), or None. One indexed query over the
         scopes that cover ``org`` (its ancestors: at most six codes), not a scan of every request."""
         c = GrantRow.__table__.c
-        waiting = (GrantStatus.REQUESTED.value, GrantStatus.AWAITING_SECOND_APPROVAL.value)
+        waiting = [s.value for s in WAITING]
         stmt = (
             select(GrantRow)
             .where(
@@ -303,6 +327,56 @@ class GrantRepository:
         )
         found = (_from_row(r) for r in self.session.scalars(stmt))
         return next((g for g in found if dataset in g.datasets), None)
+
+    def identical_waiting(self, grant: ScenarioGrant) -> ScenarioGrant | None:
+        """The earliest filed grant still waiting for a steward that asks for what ``grant`` asks for
+        (``_asked_for``), or None: a request, or a renewal waiting for its second approval. One indexed
+        query over the few waiting grants of one organisation and scenario."""
+        c = GrantRow.__table__.c
+        stmt = (
+            select(GrantRow)
+            .where(
+                # ``status || ''``: as in waiting_request, the org_scope index rather than every waiting one.
+                c.status.concat("").in_([s.value for s in WAITING]),
+                c.scenario == grant.scenario,
+                c.org_scope == grant.org_scope,
+            )
+            .order_by(GrantRow.created_at, GrantRow.grant_id)
+        )
+        asked = _asked_for(grant)
+        for row in self.session.scalars(stmt):
+            try:
+                waiting = _from_row(row)
+                same = _asked_for(waiting) == asked
+            except (AttributeError, TypeError, ValueError):
+                # A row whose field lists cannot be read asks for nothing this request could repeat.
+                _log.error("grant %s skipped: unreadable datasets", row.grant_id)
+                continue
+            if same:
+                return waiting
+        return None
+
+    def add_request(self, grant: ScenarioGrant) -> bool:
+        """Insert a newly filed request with its ``request_key``; False, with nothing inserted, when an
+        identical request already waits. The unique partial index decides, so the check and the insert are
+        one statement: on PostgreSQL a concurrent identical insert waits for this one's transaction and is
+        then skipped (and the other way round); on SQLite writers are serialised anyway."""
+        row = GrantRow(grant_id=grant.grant_id)
+        _apply(row, grant)
+        values = {attr.key: getattr(row, attr.key) for attr in GrantRow.__mapper__.column_attrs}
+        values["request_key"] = request_key(grant)
+        stmt = (
+            self._insert(GrantRow)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[GrantRow.request_key], index_where=WAITING_FOR_STEWARD)
+            .returning(GrantRow.grant_id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has ``ON CONFLICT`` (both SQLite's and PostgreSQL's)."""
+        dialect = self.session.get_bind().dialect.name
+        return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
     def for_index(self, now: datetime, keep_days: int = 30) -> list[ScenarioGrant]:
         """Grants the index needs: approved ones, plus recently ended ones (so a refusal can say
@@ -372,10 +446,8 @@ class GrantRepository:
 
     def bump_policy_version(self, now: datetime, name: str = GRANTS_VERSION) -> int:
         """Atomically increment the version row (insert-or-increment), in the caller's transaction."""
-        dialect = self.session.get_bind().dialect.name
-        insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = (
-            insert_fn(PolicyVersionRow)
+            self._insert(PolicyVersionRow)
             .values(name=name, version=1, updated_at=now)
             .on_conflict_do_update(
                 index_elements=[PolicyVersionRow.name],
@@ -950,7 +1022,29 @@ class GrantService:
             created_at=now,
             updated_at=now,
         )
-        return grant, self._finish("grant.requested", actor, None, grant, now)
+        # A second try only when an identical request was filed meanwhile and decided before it could be
+        # named (then this one is a new request again).
+        for _ in range(2):
+            self._refuse_if_already_waiting(grant)
+            if self.repository.add_request(grant):
+                return grant, _event("grant.requested", actor.user_id, grant.grant_id, None, grant, now)
+        raise InvalidTransitionError(
+            "相同的授权申请刚刚也被提出并已办理，本次未提出申请。"
+            "请用 grassroots grants list 查看它的结果，再决定是否重新申请。",
+            "an identical request was filed and decided just now, so nothing was requested: see its outcome "
+            "with grassroots grants list before requesting again",
+        )
+
+    def _refuse_if_already_waiting(self, grant: ScenarioGrant) -> None:
+        """Refuse a request identical to one still waiting for a steward (a request of the same
+        organisation, or a renewal waiting for its second approval), naming that one, as a refused read
+        does (``policies.reasons.request_waiting``): the stewards would otherwise decide it twice."""
+        waiting = self.repository.identical_waiting(grant)
+        if waiting is None:
+            return
+        second = waiting.status is GrantStatus.AWAITING_SECOND_APPROVAL
+        zh, en = request_already_waiting(waiting.grant_id, second_approval=second)
+        raise RequestAlreadyWaitingError(waiting.grant_id, zh, en)
 
     def approve(
         self,

@@ -11,7 +11,15 @@ from typing import Final
 
 from policies.model import Reason
 
-__all__ = ["APPLY_AGAIN", "CODES", "DENIAL_ORDER", "outside_fields", "reason", "request_waiting"]
+__all__ = [
+    "APPLY_AGAIN",
+    "CODES",
+    "DENIAL_ORDER",
+    "outside_fields",
+    "reason",
+    "request_already_waiting",
+    "request_waiting",
+]
 
 # The order in which PolicyEngine.decide checks; the first failure is the decision's reason.
 DENIAL_ORDER: Final[tuple[str, ...]] = (
@@ -223,6 +231,31 @@ def request_waiting(code: str, grant_id: str, *, second_approval: bool, third_pe
         message_zh=zh.format(earlier=earlier[0], grant_id=grant_id, step=step[0]),
         message_en=en.format(earlier=earlier[1], grant_id=grant_id, step=step[1]),
     )
+
+
+# A request filed again while an identical one waits (POST /grants, 409 request_already_waiting): the
+# same facts as the read's refusal above (which request, that the owning department's steward decides it,
+# do not apply again), and what the cadre can do instead. There is no withdrawal of a request: a steward
+# rejecting it is the only way to close one before its decision.
+_ALREADY_WAITING: Final = (
+    "相同的授权申请 {grant_id} 已提出（同一场景、单位、数据集和字段），正在{step}"
+    "（由数据所属部门的数据管理员办理），批准后即可查看；无需重复申请，本次未提出申请。"
+    "请等待审批结果；如需修改该申请，请联系数据管理员驳回 {grant_id} 后重新申请"
+    "（申请不能自行撤回）。申请其他字段或其他单位的，可以直接提出。",
+    "An identical request {grant_id} (the same scenario, organisation, datasets and fields) has been filed "
+    "and is waiting for {step} of the department owning the data; it can be read once approved. Do not "
+    "apply again: nothing was requested. Wait for the decision; to change that request, ask the data "
+    "steward to reject {grant_id}, then request anew (a request cannot be withdrawn). A request for other "
+    "fields or another organisation can be filed as it is.",
+)
+
+
+def request_already_waiting(grant_id: str, *, second_approval: bool) -> tuple[str, str]:
+    """Why a request identical to ``grant_id``, which waits for a steward (``second_approval``: for the
+    second of two), is not filed (Chinese, English)."""
+    step = _SECOND_STEP if second_approval else _FIRST_STEP
+    zh, en = _ALREADY_WAITING
+    return zh.format(grant_id=grant_id, step=step[0]), en.format(grant_id=grant_id, step=step[1])
 
 
 def outside_fields(outside: Sequence[str], catalogued: Sequence[str]) -> tuple[str, str]:

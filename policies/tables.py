@@ -4,13 +4,15 @@ Alembic migrations over ``metadata``; tests may ``metadata.create_all`` a throwa
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, literal_column
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from grassroots_common.sqltypes import UTCDateTime
 
 __all__ = [
+    "WAITING_FOR_STEWARD",
     "Base",
     "BreakGlassReviewRow",
     "GrantRow",
@@ -18,6 +20,7 @@ __all__ = [
     "QuotaUsageRow",
     "UTCDateTime",
     "metadata",
+    "waiting_request_index",
 ]
 
 
@@ -50,11 +53,34 @@ class GrantRow(Base):
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
     # Why it was rejected or revoked (``reason`` keeps why it was requested).
     decision_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # What a request asks for (``policies.grants.request_key``: scenario, organisation, datasets and their
+    # fields), set when a request is filed and never changed; NULL for renewals, break-glass grants and
+    # rows from before revision 0015. Unique among the requests still waiting (the index below).
+    request_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_policy_grants_status_until", "status", "valid_until"),
         Index("ix_policy_grants_org_scope", "org_scope"),
     )
+
+
+#: The grants still waiting for a steward: requests, and grants awaiting their second approval. Literal
+#: values, not bind parameters, so that an insert's ``ON CONFLICT ... WHERE`` repeating this condition is
+#: seen (by SQLite and PostgreSQL alike) to name the partial index below.
+WAITING_FOR_STEWARD: Final = GrantRow.__table__.c.status.in_(
+    [literal_column("'requested'"), literal_column("'awaiting_second_approval'")]
+)
+
+#: At most one waiting request per ``request_key``: two identical requests sent at the same moment cannot
+#: both be filed, whatever the isolation level (PostgreSQL makes the second insert wait for the first's
+#: commit, then skip it: ``GrantRepository.add_request``). Leaves the waiting state with the request.
+waiting_request_index: Final = Index(
+    "ux_policy_grants_waiting_request",
+    GrantRow.__table__.c.request_key,
+    unique=True,
+    sqlite_where=WAITING_FOR_STEWARD,
+    postgresql_where=WAITING_FOR_STEWARD,
+)
 
 
 class PolicyVersionRow(Base):

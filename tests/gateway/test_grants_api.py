@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,8 @@ def test_who_may_request_what(
 
 def test_sensitive_grant_needs_two_different_stewards_and_each_step_is_audited(stack: Stack) -> None:
     before = last_seq(stack)
-    grant_id = _request(stack, "town_officer", "DIBAO_REVIEW", VILLAGE_A)
+    # A village of its own: the request for VILLAGE_A in REQUESTS still waits (an identical one is refused).
+    grant_id = _request(stack, "town_officer", "DIBAO_REVIEW", fresh_village(), org_code=TOWNSHIP_2)
     steps = [
         ("town_officer", {}, 403, "no_permission"),
         ("auditor", {}, 403, "no_permission"),
@@ -339,7 +341,7 @@ def test_sensitive_grant_needs_two_different_stewards_and_each_step_is_audited(s
 )
 def test_nobody_approves_their_own_request(stack: Stack, roles: list[str], status: int, code: str) -> None:
     claims = {"roles": roles}
-    grant_id = _request(stack, "ca_steward", "ELDERLY_VISIT", VILLAGE_A, **claims)
+    grant_id = _request(stack, "ca_steward", "ELDERLY_VISIT", fresh_village(), **claims)
     resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", **claims)
     assert (resp.status_code, resp.json()["error"]) == (status, code)
     other = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward2")
@@ -347,13 +349,15 @@ def test_nobody_approves_their_own_request(stack: Stack, roles: list[str], statu
 
 
 def test_a_steward_who_also_audits_may_not_approve(stack: Stack) -> None:
-    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, org_code=village)
     resp = api(stack, "POST", f"/grants/{grant_id}/approve", "ca_steward", roles=["data_steward", "auditor"])
     assert (resp.status_code, resp.json()["error"]) == (403, "separation_of_duties")
 
 
 def test_reject_needs_a_reason_and_is_final(stack: Stack) -> None:
-    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    village = fresh_village()
+    grant_id = _request(stack, "cadre_c", "ELDERLY_VISIT", village, org_code=village)
     assert api(stack, "POST", f"/grants/{grant_id}/reject", "ca_steward", {"reason": ""}).status_code == 422
     before = last_seq(stack)
     resp = api(stack, "POST", f"/grants/{grant_id}/reject", "ca_steward", {"reason": "材料不全"})
@@ -457,7 +461,7 @@ def test_a_revocation_made_by_another_process_is_seen_within_a_second(stack: Sta
 
 def test_renew_many_at_once_with_staggered_expiry(stack: Stack) -> None:
     ids = [_approved(stack, fresh_village(), "ELDERLY_VISIT") for _ in range(3)]
-    sensitive = _request(stack, "town_officer", "DIBAO_REVIEW", VILLAGE_B)
+    sensitive = _request(stack, "town_officer", "DIBAO_REVIEW", fresh_village(), org_code=TOWNSHIP_2)
     api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward")
     assert api(stack, "POST", f"/grants/{sensitive}/approve", "ca_steward2").json()["status"] == "approved"
     assert api(stack, "POST", "/grants/renew", "cadre_c", {"grant_ids": ids}).status_code == 403
@@ -526,9 +530,11 @@ def test_the_grant_list_pages_newest_first(stack: Stack) -> None:
     """Past ``limit`` the older grants could not be reached at all (the newest were cut, no offset). The
     village may hold grants of earlier runs on a shared database: the pages are checked against each other."""
     village = fresh_village()
+    # Three requests waiting at once, so for three different field lists (identical ones are one request).
+    fields = NON_SENSITIVE["residents"]
     ids = [
-        _request(stack, "cadre_c", "ELDERLY_VISIT", village, NON_SENSITIVE, org_code=village)
-        for _ in range(3)
+        _request(stack, "cadre_c", "ELDERLY_VISIT", village, {"residents": fields[: n + 1]}, org_code=village)
+        for n in range(3)
     ]
 
     def page(offset: int | None, limit: int = 2) -> dict[str, Any]:
@@ -628,6 +634,96 @@ def test_a_cadre_whose_grant_was_revoked_and_who_applied_again_is_not_told_to_ap
         "批准后即可查看；无需重复申请。"
     )
     assert failed["message_en"].startswith("The earlier grant was revoked. ")
+
+
+# -- a request identical to one still waiting ----------------------------------------------------------------
+
+
+def _filed_for(stack: Stack, village: str) -> list[str]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT grant_id FROM policy_grants WHERE org_scope = :o ORDER BY created_at"),
+            {"o": village},
+        )
+        return [str(r[0]) for r in rows]
+
+
+def test_a_request_identical_to_one_waiting_is_refused_naming_it(stack: Stack) -> None:
+    """A cadre (or her township) filing the same request again while the first waited had both stored: the
+    stewards saw two identical requests to approve, while her refused read said 无需重复申请. Now 409
+    ``request_already_waiting`` naming the one that waits, nothing stored, the refusal recorded; a request
+    for other fields is filed, and so is the same one once the first is decided."""
+    village = fresh_village()
+    waiting = _request(stack, "cadre_c", "DIBAO_REVIEW", village, NON_SENSITIVE, org_code=village)
+    before = last_seq(stack)
+    # The same fields in another order, one twice, another reason: the same request.
+    again = {
+        "scenario": "DIBAO_REVIEW",
+        "org_scope": village,
+        "reason": "再次申请核对名单",
+        "datasets": {"residents": ["village_code", "name", "id", "name"]},
+    }
+    for who, claims in (("cadre_c", {"org_code": village}), ("town_officer", {"org_code": TOWNSHIP_2})):
+        resp = api(stack, "POST", "/grants", who, again, **claims)
+        body = resp.json()
+        assert (resp.status_code, body["error"], body.get("pending_grant")) == (
+            409,
+            "request_already_waiting",
+            waiting,
+        ), body
+        assert body["message"].startswith(
+            f"相同的授权申请 {waiting} 已提出（同一场景、单位、数据集和字段），"
+        )
+        assert "正在等待审批（由数据所属部门的数据管理员办理）" in body["message"]
+        assert "无需重复申请，本次未提出申请" in body["message"] and f"驳回 {waiting}" in body["message"]
+        assert (
+            body["message_en"].startswith(f"An identical request {waiting} ") and body["message_en"].isascii()
+        )
+        assert "nothing was requested" in body["message_en"]
+        assert set(body) == {"error", "message", "message_en", "request_id", "pending_grant"}
+    assert _filed_for(stack, village) == [waiting]  # nothing stored
+    assert events(stack, "grant.", before) == []
+    refusals = events(stack, "admin.", before)
+    assert [(e["kind"], e["body"]["reason"]) for e in refusals] == [
+        ("admin.refused", "request_already_waiting")
+    ] * 2
+    assert refusals[0]["body"]["details"] == {"permission": "request grants", "pending_grant": waiting}
+    assert "再次申请核对名单" not in str(refusals)  # never the body
+
+    other_fields = _request(
+        stack, "cadre_c", "DIBAO_REVIEW", village, {"residents": ["id", "name"]}, org_code=village
+    )
+    api(stack, "POST", f"/grants/{waiting}/reject", "ca_steward", {"reason": "请缩小字段范围"})
+    anew = _request(stack, "cadre_c", "DIBAO_REVIEW", village, NON_SENSITIVE, org_code=village)
+    assert _filed_for(stack, village) == [waiting, other_fields, anew]
+
+
+def test_two_identical_requests_sent_at_once_file_one(stack: Stack) -> None:
+    """Sent at the same moment (a double click, a retry), each checked before the other was stored: both were
+    filed. The unique index over waiting requests lets one through; the others are refused naming it."""
+    village = fresh_village()
+    body = {"scenario": "DIBAO_REVIEW", "org_scope": village, "reason": "核对名单", "datasets": NON_SENSITIVE}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda _: api(stack, "POST", "/grants", "cadre_c", body, org_code=village), range(4))
+        )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text for a in answers]
+    (filed,) = [a.json()["grant_id"] for a in answers if a.status_code == 201]
+    assert {a.json()["pending_grant"] for a in answers if a.status_code == 409} == {filed}
+    assert _filed_for(stack, village) == [filed]
+
+
+def test_a_renewal_is_not_refused_as_a_duplicate(stack: Stack) -> None:
+    """A grant in force is not a request waiting: her organisation may ask for it again (its successor), and
+    the steward's renewal of the grant goes through beside that request."""
+    village = fresh_village()
+    grant_id = _approved(stack, village)
+    asked_again = _request(stack, "cadre_c", "DIBAO_REVIEW", village, NON_SENSITIVE, org_code=village)
+    resp = api(stack, "POST", "/grants/renew", "ca_steward2", {"grant_ids": [grant_id]})
+    assert resp.status_code == 200, resp.text
+    (renewed,) = resp.json()["renewed"]
+    assert renewed["renewed_from"] == grant_id and renewed["status"] == "approved"
+    assert api(stack, "GET", f"/grants/{asked_again}", "ca_steward").json()["status"] == "requested"
 
 
 def _waiting_words(grant_id: str, step: str = "等待审批", earlier: str = "") -> str:
@@ -759,7 +855,8 @@ def test_a_steward_reads_which_village_asks_beside_its_code(stack: Stack) -> Non
     name = build_world().division(VILLAGE_A).name
     assert name == "东风村村民委员会"
     soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A)
+    # Narrowed: REQUESTS' request of cadre_a for all of ELDERLY_VISIT still waits (one identical is refused).
+    grant_id = _request(stack, "cadre_a", "ELDERLY_VISIT", VILLAGE_A, NON_SENSITIVE)
     listed = api(stack, "GET", "/grants", "ca_steward", params={"status": "requested", "org": VILLAGE_A})
     item = next(g for g in listed.json()["items"] if g["grant_id"] == grant_id)
     assert (item["org_scope"], item["org_name"]) == (VILLAGE_A, name)
@@ -1007,6 +1104,39 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
 # -- the CLI is a client of the same API --------------------------------------------------------------------
 
 
+def test_cli_refuses_a_request_already_waiting_chinese_first(stack: Stack) -> None:
+    url = ["--url", stack.base_url]
+    asked = [
+        "--scenario",
+        "ELDERLY_VISIT",
+        "--org",
+        VILLAGE_B,
+        "--reason",
+        "季度走访",
+        "--dataset",
+        "residents",
+    ]
+    first = stack.cli(
+        "grants", "request", "--as", "town_officer", *url, *asked, "--fields", "village_code,birth_date"
+    )
+    waiting = json.loads(first.stdout)["grant_id"]
+    again = stack.cli(
+        "grants",
+        "request",
+        "--as",
+        "town_officer",
+        *url,
+        *asked,
+        "--fields",
+        "birth_date，village_code",
+        check=False,
+    )
+    assert again.returncode == 1 and again.stdout == ""
+    zh, en = again.stderr.strip().split("\n")
+    assert zh.startswith(f"request_already_waiting: 相同的授权申请 {waiting} 已提出")
+    assert en.startswith(f"An identical request {waiting} ") and en.isascii()
+
+
 def test_cli_request_approve_and_list(stack: Stack) -> None:
     url = ["--url", stack.base_url]
     out = stack.cli(
@@ -1021,6 +1151,11 @@ def test_cli_request_approve_and_list(stack: Stack) -> None:
         VILLAGE_A,
         "--reason",
         "季度走访",
+        # Narrowed: REQUESTS' request of cadre_a for all of ELDERLY_VISIT still waits.
+        "--dataset",
+        "residents",
+        "--fields",
+        "id,name,birth_date",
     )
     grant_id = json.loads(out.stdout)["grant_id"]
     approved = stack.cli("grants", "approve", grant_id, "--as", "ca_steward", *url)

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.gateway.test_admission_api import API, REVIEWER_OF, call, new_id, ok, registration
-from tests.gateway.test_grants_api import VILLAGE_A, _request, api, events, last_seq, policy_files, user_id
+from tests.gateway.test_grants_api import (
+    _request,
+    api,
+    events,
+    fresh_village,
+    last_seq,
+    policy_files,
+    user_id,
+)
 from tests.stack import Stack, stack_fixture
 
 OWN_REQUEST = {"roles": ["data_steward", "county_officer"]}  # a steward who may request grants too
@@ -27,7 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _own_request(stack: Stack) -> str:
-    return _request(stack, "ca_steward", "ELDERLY_VISIT", VILLAGE_A, **OWN_REQUEST)
+    # A village of its own each time: a request identical to one still waiting would be refused.
+    return _request(stack, "ca_steward", "ELDERLY_VISIT", fresh_village(), **OWN_REQUEST)
 
 
 def _status(stack: Stack, grant_id: str) -> str:

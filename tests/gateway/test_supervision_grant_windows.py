@@ -53,7 +53,8 @@ def _grants(runtime: _Runtime) -> dict[str, str]:
             return service.request(who, scenario, scope, None, "季度工作", T0)[0].grant_id
 
         ids["requested"] = ask("ELDERLY_VISIT", CADRE, VILLAGE)
-        ids["awaiting_second_approval"] = ask("DIBAO_REVIEW", OFFICER, TOWNSHIP)
+        # For the village: the township's identical request would be refused while this one waits.
+        ids["awaiting_second_approval"] = ask("DIBAO_REVIEW", OFFICER, VILLAGE)
         service.approve(ids["awaiting_second_approval"], STEWARD, T0 + DAY)
         ids["rejected"] = ask("ELDERLY_VISIT", OFFICER, TOWNSHIP)
         service.reject(ids["rejected"], STEWARD, "已有村级授权", T0 + DAY)

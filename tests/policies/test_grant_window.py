@@ -91,13 +91,15 @@ def test_an_approved_window_is_bounded_and_starts_no_earlier_than_the_approval(
 
 
 def test_the_errors_say_the_maximum_and_how_to_proceed(service: GrantService) -> None:
+    # One request throughout: a refused approval leaves it waiting, for the steward to approve again.
+    grant_id = _elderly(service)
     with pytest.raises(GrantWindowError) as too_long:
-        service.approve(_elderly(service), STEWARD, T0, valid_until=T0 + 365 * DAY)
+        service.approve(grant_id, STEWARD, T0, valid_until=T0 + 365 * DAY)
     assert "180" in too_long.value.message_zh and "180" in too_long.value.message_en
     assert "续期" in too_long.value.message_zh and "renew" in too_long.value.message_en
     assert "max_validity_days" in too_long.value.message_en
     with pytest.raises(GrantWindowError) as backdated:
-        service.approve(_elderly(service), STEWARD, T0, valid_from=T0 - 30 * DAY)
+        service.approve(grant_id, STEWARD, T0, valid_from=T0 - 30 * DAY)
     assert "valid_from" in backdated.value.message_zh and "Leave valid_from out" in backdated.value.message_en
 
 
@@ -107,21 +109,22 @@ def test_an_end_before_the_start_names_both_in_beijing_time_and_where_the_start_
     """`grants approve --valid-until 2026-12-01` (a day already past, no --valid-from) answered "valid_until
     must be after valid_from", naming a valid_from the steward never gave. Both ends are named now, in
     Beijing time, and a start not given is said to be the approval."""
+    grant_id = _elderly(service)  # each refused approval leaves it waiting
     with pytest.raises(GrantError) as past_end:
-        service.approve(_elderly(service), STEWARD, T0, valid_until=T0 - 2 * DAY)
+        service.approve(grant_id, STEWARD, T0, valid_until=T0 - 2 * DAY)
     zh, en = past_end.value.message_zh, past_end.value.message_en
     # T0 is 2025-03-03 02:00 UTC: 10:00 in Beijing.
     assert "2025-03-03 10:00" in zh and "2025-03-01 10:00" in zh and "即审批时间" in zh
     assert "2025-03-03 10:00" in en and "the approval" in en and en.isascii()
     with pytest.raises(GrantError) as swapped:
-        service.approve(_elderly(service), STEWARD, T0, valid_from=T0 + 10 * DAY, valid_until=T0 + 5 * DAY)
+        service.approve(grant_id, STEWARD, T0, valid_from=T0 + 10 * DAY, valid_until=T0 + 5 * DAY)
     zh, en = swapped.value.message_zh, swapped.value.message_en
     assert "2025-03-13 10:00" in zh and "2025-03-08 10:00" in zh and "即审批时间" not in zh
     assert "2025-03-13 10:00" in en and "the approval" not in en
     # A day typed alone ends at its 24:00 (Beijing), as the steward wrote it, not "the next day 00:00".
     day_end = datetime(2025, 3, 1, 16, 0, tzinfo=T0.tzinfo)  # 2025-03-02 00:00 in Beijing
     with pytest.raises(GrantError) as a_day:
-        service.approve(_elderly(service), STEWARD, T0, valid_until=day_end)
+        service.approve(grant_id, STEWARD, T0, valid_until=day_end)
     assert "2025-03-01 24:00" in a_day.value.message_zh and "2025-03-01 24:00" in a_day.value.message_en
 
 
@@ -136,9 +139,11 @@ def test_a_catalog_maximum_above_the_default_is_what_counts(
         encoding="utf-8",
     )
     service = GrantService(GrantRepository(session), load_scenarios(path), permissions)
+    grant_id = _dibao(service)
     with pytest.raises(GrantWindowError, match="120 days"):
-        service.approve(_dibao(service), STEWARD, T0, valid_until=T0 + 121 * DAY)
-    first, _ = service.approve(_dibao(service), STEWARD, T0, valid_until=T0 + 120 * DAY)
+        service.approve(grant_id, STEWARD, T0, valid_until=T0 + 121 * DAY)
+    # The refused approval left the request waiting: approved now within the maximum.
+    first, _ = service.approve(grant_id, STEWARD, T0, valid_until=T0 + 120 * DAY)
     assert first.valid_until == T0 + 120 * DAY
     service.approve(first.grant_id, STEWARD_2, T0)
     with pytest.raises(GrantWindowError, match="validity_days at most 120"):
