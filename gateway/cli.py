@@ -618,11 +618,14 @@ def unrestricted_issuer_warning(settings: Settings) -> str | None:
 def masking_keys_or_exit(settings: Settings) -> KeyRing:
     """The masking key ring (made on first use in development), or exit 2 naming GRASSROOTS_MASKING_KEK:
     a KEK that does not open the ring (another host's, or changed since) ended in a traceback."""
-    from gateway.keys import load_masking_keyring, masking_keyring_path
+    from gateway.keys import KeyFileError, load_masking_keyring, masking_keyring_path
     from masking import KeyRingError
 
     try:
         return load_masking_keyring(settings)
+    except KeyFileError as exc:  # the development KEK file: lost, unreadable, open to others, not a key
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     except KeyRingError as exc:
         path = masking_keyring_path(settings)
         typer.echo(
@@ -717,11 +720,10 @@ def _load_keys_or_exit(settings: Settings) -> KeyRing:
     message naming its setting and the file, exit 2, instead of a traceback from the CLI or a worker.
     Returns the masking key ring, read once here and passed on."""
     from audit import CheckpointError, CheckpointSigner
-    from gateway.keys import audit_hmac_key
     from gateway.routes.admission_api import system_token_key_path
     from gateway.upstream import load_or_create_ed25519
 
-    audit_hmac_key(settings)
+    # The audit-ref key (in development audit-hmac.key) was read by `serve` just before, with its ring.
     ring = masking_keys_or_exit(settings)
     token_key = system_token_key_path(settings)
     loaders: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
@@ -1687,11 +1689,11 @@ def _after_rotation(ring: Path) -> tuple[str, str]:
 
 def _audit_refs_or_exit(settings: Settings) -> PseudonymRing:
     """The audit-ref key ring, or exit 2 with why it cannot be used (Chinese, then English; no key)."""
-    from gateway.keys import AuditRefKeysError, load_audit_refs
+    from gateway.keys import KeyFileError, load_audit_refs
 
     try:
         return load_audit_refs(settings)
-    except AuditRefKeysError as exc:
+    except KeyFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
 
@@ -1725,7 +1727,7 @@ def keys_rotate_audit_ref(
     gateways to pick it up. Recorded as `keys.rotated` ("keys": "audit_ref") naming
     cli:<user>@<host>.
     """
-    from gateway.keys import AuditRefKeysError, audit_ref_keys_path, rotate_audit_refs, save_audit_ref_keys
+    from gateway.keys import KeyFileError, audit_ref_keys_path, rotate_audit_refs, save_audit_ref_keys
 
     settings = _settings()
     dev_hmac = settings.keys_dir / "audit-hmac.key"
@@ -1741,7 +1743,7 @@ def keys_rotate_audit_ref(
     kept = _audit_refs_or_exit(settings).key_ids
     try:
         ring, before, new_id = rotate_audit_refs(settings, key_id)
-    except AuditRefKeysError as exc:
+    except KeyFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     # Key ids only, never a key.
@@ -1981,6 +1983,8 @@ def demo(
     ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
     # Read once: the seed seals the registries' API keys with it and the gateway below serves with it.
     masking_keys = masking_keys_or_exit(settings)
+    # A key file that cannot be used (or, lost, must not be made afresh): a message, not a traceback.
+    audit_refs = _audit_refs_or_exit(settings)
     # Both registries require the API key their department issued to the gateway (stored by the seed as
     # each system's outbound credential, the way the admission API stores one).
     prepared = prepare_demo(
@@ -2027,7 +2031,7 @@ def demo(
         from gateway.app import create_app
 
         uvicorn.run(
-            functools.partial(create_app, keys=masking_keys),
+            functools.partial(create_app, keys=masking_keys, audit_refs=audit_refs),
             factory=True,
             host=settings.host,
             port=port,

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +26,65 @@ if TYPE_CHECKING:
     from masking import KeyRing
 
 
-def _read_or_create(path: Path, nbytes: int = 32) -> bytes:
+class KeyFileError(Exception):
+    """A key file the gateway reads cannot be used (or must not be made); ``str()`` is Chinese then English,
+    naming the file and what to do, never its content."""
+
+    def __init__(self, message_zh: str, message_en: str) -> None:
+        super().__init__(f"{message_zh}\n{message_en}")
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+
+def _read_key_file(path: Path, nbytes: int) -> bytes:
+    """The key in ``path`` (hex), refusing one others may read (as the Ed25519 key files are refused), one
+    that cannot be read and one that is not ``nbytes`` bytes of hex: each was a traceback, and a too-open
+    file was used as it was."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise KeyFileError(
+            f"密钥文件 {path} 无法读取（{reason}）：请让运行网关的用户可读它（权限 600）后重试",
+            f"the key file {path} cannot be read ({reason}): make it readable by the user the gateway runs "
+            "as (mode 600) and try again",
+        ) from None
+    if mode & 0o077:
+        raise KeyFileError(
+            f"密钥文件 {path} 的权限为 {mode:o}，本机其他用户也能读取，请改为 600（chmod 600 {path}）后重试",
+            f"the key file {path} has mode {mode:o}, readable by other users of this host; restrict it to "
+            f"600 (chmod 600 {path}) and try again",
+        )
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != nbytes:
+        raise KeyFileError(
+            f"密钥文件 {path} 的内容不是 {nbytes} 字节的十六进制密钥（文件被截断或改动过）："
+            "请从备份恢复该文件后重试",
+            f"the key file {path} does not hold a {nbytes}-byte hex key (truncated or edited): restore it "
+            "from a backup and try again",
+        )
+    return key
+
+
+def _read_or_create(path: Path, nbytes: int = 32, *, needed_by: tuple[str, str] | None = None) -> bytes:
+    """The development key in ``path``, made on first use. ``needed_by``: why a missing file must not be
+    made afresh (what was written under the lost key, Chinese and English)."""
     if path.exists():
-        return bytes.fromhex(path.read_text().strip())
+        return _read_key_file(path, nbytes)
+    if needed_by is not None:
+        zh, en = needed_by
+        raise KeyFileError(
+            f"密钥文件 {path} 不存在，但{zh}：新生成的密钥打不开、也查不到以前用原密钥写下的内容。"
+            "请从备份恢复该文件（或在网关的目录中运行，GRASSROOTS_DATA_DIR 相对于当前目录）后重试；"
+            "未生成新密钥",
+            f"the key file {path} does not exist, but {en}: a new key would neither open nor find what the "
+            "old one wrote. Restore the file from a backup (or run in the gateway's directory: "
+            "GRASSROOTS_DATA_DIR is relative to the current one) and try again; no new key was made",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_bytes(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -36,24 +93,80 @@ def _read_or_create(path: Path, nbytes: int = 32) -> bytes:
     return value
 
 
-def _secret(settings: Settings, configured: SecretStr | None, dev_file: str) -> bytes:
+def _secret(
+    settings: Settings,
+    configured: SecretStr | None,
+    dev_file: str,
+    needed_by: tuple[str, str] | None = None,
+) -> bytes:
     if configured is not None:
         return configured.get_secret_value().encode()
     if settings.mode is RunMode.production:  # Settings already refuses this; defence in depth.
         raise RuntimeError("secret not configured in production mode")
-    return _read_or_create(settings.keys_dir / dev_file)
+    return _read_or_create(settings.keys_dir / dev_file, needed_by=needed_by)
+
+
+def _refs_written_under(settings: Settings, key_id: str) -> bool:
+    """Whether the audit log already names residents by refs under ``key_id`` (``<key id>:<hex>``, the
+    primary key of ``audit_subject_refs``, so one index range). Creates no database on the way."""
+    from sqlalchemy import inspect, select
+
+    from audit.tables import AuditSubjectRefRow
+    from gateway.db import make_engine, missing_sqlite_file
+
+    url = settings.effective_database_url
+    if missing_sqlite_file(url):
+        return False
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table(AuditSubjectRefRow.__tablename__):
+            return False
+        ref = AuditSubjectRefRow.subject_ref
+        # ';' follows ':' in ASCII: every ref of this key id and nothing else.
+        query = select(ref).where(ref >= f"{key_id}:", ref < f"{key_id};").limit(1)
+        with engine.connect() as connection:
+            return connection.execute(query).first() is not None
+    finally:
+        engine.dispose()
 
 
 def audit_hmac_key(settings: Settings) -> bytes:
-    return _secret(settings, settings.audit_hmac_key, "audit-hmac.key")
+    """The configured audit-ref key; in development ``audit-hmac.key``, made on first use but never again
+    once the log names residents under its key id: a fresh key under the same id would make every earlier
+    access unfindable (complaints, transparency) and the id name two keys for good."""
+    needed_by: tuple[str, str] | None = None
+    if (
+        settings.audit_hmac_key is None
+        and not (settings.keys_dir / "audit-hmac.key").exists()
+        and _refs_written_under(settings, settings.audit_hmac_key_id)
+    ):
+        key_id = settings.audit_hmac_key_id
+        needed_by = (
+            f"审计日志中已有用它（密钥编号 {key_id}）写下的居民引用",
+            f"the audit log already names residents by refs under it (key id {key_id})",
+        )
+    return _secret(settings, settings.audit_hmac_key, "audit-hmac.key", needed_by)
 
 
 def masking_kek(settings: Settings) -> bytes:
+    """The key-encryption key; in development ``masking-kek.key``, made on first use but never while a ring
+    wrapped under it is there: a new KEK opens neither ring, and said only "set GRASSROOTS_MASKING_KEK"."""
     from masking import parse_kek
 
     if settings.masking_kek is not None:
         return parse_kek(settings.masking_kek.get_secret_value())
-    return _secret(settings, None, "masking-kek.key")
+    wrapped = [p.name for p in (masking_keyring_path(settings), audit_ref_keys_path(settings)) if p.exists()]
+    needed_by = (
+        (
+            f"用它加密保存的密钥环 {'、'.join(wrapped)} 还在"
+            "（网关若以 GRASSROOTS_MASKING_KEK 配置主密钥，请在本命令的环境中设置同一值）",
+            f"the key rings wrapped under it are there ({', '.join(wrapped)}; if the gateway has "
+            "GRASSROOTS_MASKING_KEK set, set the same value for this command)",
+        )
+        if wrapped
+        else None
+    )
+    return _secret(settings, None, "masking-kek.key", needed_by)
 
 
 def masking_keyring_path(settings: Settings) -> Path:
@@ -99,13 +212,8 @@ _AUDIT_REF_FORMAT = "grassroots-audit-ref-keys/1"
 _AUDIT_REF_AAD = b"grassroots-audit-ref-key\x00"
 
 
-class AuditRefKeysError(Exception):
+class AuditRefKeysError(KeyFileError):
     """The audit-ref key ring cannot be used or changed as asked; ``str()`` is Chinese then English."""
-
-    def __init__(self, message_zh: str, message_en: str) -> None:
-        super().__init__(f"{message_zh}\n{message_en}")
-        self.message_zh = message_zh
-        self.message_en = message_en
 
 
 @dataclass(frozen=True)
