@@ -1600,18 +1600,19 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import masking_keyring_path, save_masking_keyring
+    from gateway.keys import key_ring_lock, masking_keyring_path, save_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
     # leaves no key file behind (exit 2, creating nothing).
     require_migrated(settings)
     _refuse_a_ring_made_here(settings, masking_keyring_path(settings), ("脱敏数据密钥环", "masking key ring"))
-    ring = masking_keys_or_exit(settings)
-    before = ring.active_key_id
-    new_id = ring.rotate()
-    actor = _record_rotation(settings, {"before": before, "after": new_id})
-    save_masking_keyring(settings, ring)
+    with key_ring_lock(settings):  # read, record and save in turn with any other rotation here
+        ring = masking_keys_or_exit(settings)
+        before = ring.active_key_id
+        new_id = ring.rotate()
+        actor = _record_rotation(settings, {"before": before, "after": new_id})
+        save_masking_keyring(settings, ring)
     zh, en = _after_rotation(masking_keyring_path(settings))
     typer.echo(
         f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。{zh}\n"
@@ -1727,7 +1728,13 @@ def keys_rotate_audit_ref(
     gateways to pick it up. Recorded as `keys.rotated` ("keys": "audit_ref") naming
     cli:<user>@<host>.
     """
-    from gateway.keys import KeyFileError, audit_ref_keys_path, rotate_audit_refs, save_audit_ref_keys
+    from gateway.keys import (
+        KeyFileError,
+        audit_ref_keys_path,
+        key_ring_lock,
+        rotate_audit_refs,
+        save_audit_ref_keys,
+    )
 
     settings = _settings()
     dev_hmac = settings.keys_dir / "audit-hmac.key"
@@ -1740,16 +1747,17 @@ def keys_rotate_audit_ref(
         if recorded is not None or (settings.audit_hmac_key is None and not dev_hmac.exists()):
             what = ("审计引用密钥环", "audit ref key ring")
             _refuse_a_ring_made_here(settings, audit_ref_keys_path(settings), what, recorded)
-    kept = _audit_refs_or_exit(settings).key_ids
-    try:
-        ring, before, new_id = rotate_audit_refs(settings, key_id)
-    except KeyFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    # Key ids only, never a key.
-    details = {"keys": "audit_ref", "before": before, "after": new_id, "kept": [new_id, *kept]}
-    actor = _record_rotation(settings, details)
-    save_audit_ref_keys(settings, ring)
+    with key_ring_lock(settings):  # read, record and save in turn with any other rotation here
+        kept = _audit_refs_or_exit(settings).key_ids
+        try:
+            ring, before, new_id = rotate_audit_refs(settings, key_id)
+        except KeyFileError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        # Key ids only, never a key.
+        details = {"keys": "audit_ref", "before": before, "after": new_id, "kept": [new_id, *kept]}
+        actor = _record_rotation(settings, details)
+        save_audit_ref_keys(settings, ring)
     zh, en = _after_rotation(audit_ref_keys_path(settings))
     typer.echo(
         f"审计引用密钥已轮换：{before} -> {new_id}（旧密钥仅用于查询：{'、'.join(kept)}），"

@@ -7,11 +7,14 @@ Key material is never printed or logged.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,9 +194,28 @@ def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:
     _write_owner_only(masking_keyring_path(settings), ring.to_json())
 
 
+@contextmanager
+def key_ring_lock(settings: Settings) -> Iterator[None]:
+    """Hold the key rings of this data directory from the moment one is read until the rotated one is saved.
+
+    Two `keys rotate` (or `rotate-audit-ref`) run at once (two terminals, a retried script) each read the
+    same ring, added a different key under the same new id, recorded the same "k7 -> k8", and the later save
+    overwrote the earlier: one recorded key was gone, with whatever a gateway restarted in between had
+    masked under it. Taken in turn now, the second reads the first's ring and adds the next key. ``flock``
+    on a file beside the rings: the rings are files of this host (README "Keys"), and the lock goes with
+    the process that held it, however it ended."""
+    settings.keys_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.keys_dir / ".key-rings.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _write_owner_only(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
