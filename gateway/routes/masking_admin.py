@@ -63,6 +63,7 @@ from masking import (
     DryRunValueError,
     FallbackDecision,
     FieldDecision,
+    KeyRing,
     Level,
     MaskingPlan,
     RuleSet,
@@ -680,6 +681,24 @@ async def _served_from(runtime: Runtime, id_number: str, dataset: str) -> bool:
         raise AuditLogUnavailable() from None
 
 
+async def _ff1_key_that_served(
+    runtime: Runtime, keys: KeyRing, body: UnmaskBody, tried: str, capability: Unmask
+) -> str | None:
+    """The other key of the ring (dataset-scoped, newest first) under which the FF1 pseudonym decodes to a
+    number the dataset served, if one does: the key the pseudonym was made with. Nothing is revealed; the
+    caller refuses either way."""
+    for other in reversed(keys.key_ids):
+        if other == tried or not keys.is_scoped(other):
+            continue
+        try:
+            candidate = ff1_id_reveal(body.value, keys, key_id=other, dataset=body.dataset, unmask=capability)
+        except MaskingError:
+            continue
+        if await _served_from(runtime, candidate, body.dataset):
+            return other
+    return None
+
+
 async def _append(runtime: Runtime, event: AuditEvent) -> int:
     try:
         receipt = await runtime.appender.append(event)
@@ -904,6 +923,19 @@ async def unmask(
     if reversal_error is not None:
         await failed(reversal_error, Outcome.ERROR)
     if method == "ff1_id" and not await _served_from(runtime, clear, body.dataset):
+        made_with = await _ff1_key_that_served(runtime, keys, body, key_id, capability)
+        if made_with is not None:
+            # The pseudonym is this dataset's, under another key of the ring: after a rotation the key
+            # named is most often the active one, not the one active when the value was read. Said so,
+            # rather than "not issued for this dataset", which sent the steward to another department.
+            wrong_key = InvalidRequest(
+                f"该身份证号假名不是用密钥 {key_id} 生成的，而是用 {made_with}："
+                f"请把 key_id（命令行 --key-id）改为 {made_with} 后重试。本次未还原任何内容。",
+                f"This ID-number pseudonym was not made with key {key_id} but with {made_with}: set key_id "
+                f"(on the command line --key-id) to {made_with} and try again. Nothing was unmasked.",
+                code="wrong_key_id",
+            )
+            await failed(wrong_key, Outcome.REFUSED)
         # FF1 has no integrity check: under another dataset's key the pseudonym decodes to an unrelated
         # well-formed number. Every response that carried a real pseudonym was audited with its residents'
         # refs before it was sent, so a number this dataset never served was not issued for it: the
