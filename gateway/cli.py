@@ -619,12 +619,27 @@ def masking_keys_or_exit(settings: Settings) -> KeyRing:
     """The masking key ring (made on first use in development), or exit 2 naming GRASSROOTS_MASKING_KEK:
     a KEK that does not open the ring (another host's, or changed since) ended in a traceback."""
     from gateway.keys import KeyFileError, load_masking_keyring, masking_keyring_path
-    from masking import KeyRingError
+    from masking import KeyRingError, KeyRingMalformed
 
     try:
         return load_masking_keyring(settings)
     except KeyFileError as exc:  # the development KEK file: lost, unreadable, open to others, not a key
         typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except KeyRingMalformed:
+        # No KEK opens a truncated or edited file: "set GRASSROOTS_MASKING_KEK" sent the operator after the
+        # wrong thing. Not to be replaced by a new ring either: that one opens nothing masked before.
+        path = masking_keyring_path(settings)
+        typer.echo(
+            f"无法使用脱敏数据密钥环 {path}：文件不是本版本能读取的密钥环"
+            "（被截断、改动过，或由更新版本写入）。请从备份恢复该文件（各主机用同一份），然后重试；"
+            "不要删除它另建新密钥环，新密钥环打不开以前脱敏的数据。\n"
+            f"cannot use the masking key ring {path}: the file is not a key ring this release reads "
+            "(truncated, edited, or written by a newer release). Restore it from a backup (every host: the "
+            "same copy) and try again; do not delete it for a new ring, which would open nothing masked "
+            "before",
+            err=True,
+        )
         raise typer.Exit(2) from None
     except KeyRingError as exc:
         path = masking_keyring_path(settings)

@@ -118,6 +118,13 @@ class KeyRingError(MaskingError):
     code = "key_ring_error"
 
 
+class KeyRingMalformed(KeyRingError):
+    """The key ring document is not one this release reads (truncated, edited, or a newer format): no KEK
+    would open it, so asking for another KEK is the wrong advice."""
+
+    code = "key_ring_malformed"
+
+
 class UnscopedKeyError(KeyRingError):
     """The key predates dataset binding: the FF1 pseudonyms it made are bound to no dataset."""
 

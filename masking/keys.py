@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from masking.errors import KeyRingError, UnscopedKeyError
+from masking.errors import KeyRingError, KeyRingMalformed, UnscopedKeyError
 
 __all__ = ["DRY_RUN_KEY_ID", "KeyPurpose", "KeyRing", "parse_kek", "read_kek"]
 
@@ -143,7 +143,7 @@ class KeyRing:
                 for k in doc["keys"]
             ]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            raise KeyRingError("密钥环文件格式无效", "key ring document is malformed") from None
+            raise KeyRingMalformed("密钥环文件格式无效", "key ring document is malformed") from None
         return cls(kek, keys)
 
     def to_json(self) -> str:

@@ -4,6 +4,7 @@ and a file that cannot be used is a message naming it (exit 2), never a tracebac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,31 @@ def test_a_key_file_that_cannot_be_used_is_named_not_a_traceback(
     assert stderr.splitlines()[0].startswith(f"密钥文件 {key_file} {zh}")
     assert en in stderr
     assert content not in stderr
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[:100],  # truncated (a copy interrupted, a full disk)
+        lambda text: text.replace("grassroots-masking-keyring/v2", "grassroots-masking-keyring/v9"),
+    ],
+)
+def test_a_damaged_masking_key_ring_is_to_be_restored_not_blamed_on_the_kek(
+    tmp_path: Path, damage: Callable[[str], str]
+) -> None:
+    settings = _gateway_dir(tmp_path)
+    load_masking_keyring(settings)
+    ring_file = settings.keys_dir / "masking-keyring.json"
+    ring_file.write_text(damage(ring_file.read_text()))
+    before = ring_file.read_text()
+    result = CliRunner().invoke(
+        grassroots, ["keys", "rotate"], env={**ENV, "GRASSROOTS_DATA_DIR": str(settings.data_dir)}
+    )
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()[:2]
+    # It said "set GRASSROOTS_MASKING_KEK to the value the ring was made with": no KEK opens this file.
+    assert "GRASSROOTS_MASKING_KEK" not in result.stderr
+    assert zh.startswith(f"无法使用脱敏数据密钥环 {ring_file}：文件不是本版本能读取的密钥环")
+    assert "从备份恢复" in zh
+    assert "Restore it from a backup" in en
+    assert ring_file.read_text() == before
