@@ -467,6 +467,8 @@ def serve(
     # Served with a checkpoint directory that is not the log's (a typo, a new mount), its periodic
     # checkpoints quietly started a second chain there, one nobody verifies against.
     _refuse_a_lost_checkpoint_directory(settings, ("网关未启动", "the gateway did not start"))
+    # In development the key is made on first start, never beside checkpoints another key signed.
+    _refuse_a_new_key_beside_signed_files(settings, ("网关未启动", "the gateway did not start"))
     # A ring that cannot say which key made a ref is a message here (exit 2), not a traceback in a worker.
     # Last: in development, reading the ring makes its key files, which a refused start must not leave.
     # Read once: a single-process gateway serves with this ring (passed on below).
@@ -1118,23 +1120,26 @@ def _refuse_a_lost_checkpoint_directory(settings: Settings, refused: tuple[str, 
         engine.dispose()
 
 
-def _refuse_a_new_key_beside_signed_files(settings: Settings) -> None:
+def _refuse_a_new_key_beside_signed_files(
+    settings: Settings, refused: tuple[str, str] = ("未签发检查点", "no checkpoint written")
+) -> None:
     """Exit 2, no key made, when there is no checkpoint key at GRASSROOTS_CHECKPOINT_KEY_PATH but the
     checkpoint directory holds files a key signed. ``audit checkpoint`` made a new key at the (mistyped)
     path, whose checkpoint the chain then refused ("signed by key …, expected …"); the key stayed, and the
     next ``audit verify`` with the same path read every earlier checkpoint as a forgery (exit 1, a false
-    tamper alarm) where it had said, rightly, that the key was missing (exit 2)."""
+    tamper alarm) where it had said, rightly, that the key was missing (exit 2). ``serve`` and ``demo``
+    did the same in development (a deleted or not restored key file), until they asked here first."""
     from audit.checkpoints import holds_signed_files
 
     key_path, directory = settings.effective_checkpoint_key_path, settings.effective_checkpoint_dir
     if key_path.exists() or not holds_signed_files(directory):
         return
     typer.echo(
-        f"未签发检查点：{directory} 中有签名检查点，但找不到签发它们的检查点密钥 {key_path}"
+        f"{refused[0]}：{directory} 中有签名检查点，但找不到签发它们的检查点密钥 {key_path}"
         "（GRASSROOTS_CHECKPOINT_KEY_PATH）。新生成的密钥签发的检查点接不上原有的检查点链，"
         "因此没有生成新密钥，未做任何更改；请把签发它们的密钥放到该路径，"
         "或让 GRASSROOTS_CHECKPOINT_KEY_PATH 指向它，再重新运行。\n"
-        f"no checkpoint written: {directory} holds signed checkpoints but there is no checkpoint key at "
+        f"{refused[1]}: {directory} holds signed checkpoints but there is no checkpoint key at "
         f"{key_path} (GRASSROOTS_CHECKPOINT_KEY_PATH); a new key's checkpoint could not join their chain, so "
         "none was made and nothing was changed; put the key that signed them at that path, or point "
         "GRASSROOTS_CHECKPOINT_KEY_PATH at it, and run again",
@@ -2002,6 +2007,7 @@ def demo(
     if any_hour:
         settings = _all_day_catalog(settings)
     migrate(settings)
+    _refuse_a_new_key_beside_signed_files(settings, ("演示未启动", "the demo did not start"))
     url = settings.effective_database_url
     ports = {CIVIL_AFFAIRS_SYSTEM: upstream_port, PERSON_HOUSE_SYSTEM: person_house_port}
     # Read once: the seed seals the registries' API keys with it and the gateway below serves with it.

@@ -4,6 +4,7 @@ and a file that cannot be used is a message naming it (exit 2), never a tracebac
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,7 +54,12 @@ def _gateway_dir(tmp_path: Path) -> Settings:
 
 def _serve(settings: Settings) -> tuple[int, str]:
     env = {**ENV, "GRASSROOTS_DATA_DIR": str(settings.data_dir)}
-    result = CliRunner().invoke(grassroots, ["serve", "--port", "1"], env=env)
+    # On a port already taken: a gateway that got past the key checks stops at the port probe, not serving.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(grassroots, ["serve", "--port", port], env=env)
     assert "Traceback" not in result.stdout + result.stderr
     return result.exit_code, result.stderr
 
@@ -155,3 +161,20 @@ def test_a_damaged_masking_key_ring_is_to_be_restored_not_blamed_on_the_kek(
     assert "从备份恢复" in zh
     assert "Restore it from a backup" in en
     assert ring_file.read_text() == before
+
+
+def test_serve_makes_no_new_checkpoint_key_beside_checkpoints_the_lost_one_signed(tmp_path: Path) -> None:
+    settings = _gateway_dir(tmp_path)
+    env = {**ENV, "GRASSROOTS_DATA_DIR": str(settings.data_dir)}
+    signed = CliRunner().invoke(grassroots, ["audit", "checkpoint"], env=env)
+    assert signed.exit_code == 0, (signed.stdout, signed.stderr, signed.exception)
+    key_file = settings.effective_checkpoint_key_path
+    key_file.unlink()
+    # serve made a new key in development: its checkpoints joined no chain, and `audit verify` then read
+    # every earlier checkpoint as a forgery ("signed by key …, expected …"), a false tamper alarm.
+    exit_code, stderr = _serve(settings)
+    assert exit_code == 2
+    zh, en = stderr.splitlines()[:2]
+    assert zh.startswith(f"网关未启动：{settings.effective_checkpoint_dir} 中有签名检查点")
+    assert en.startswith("the gateway did not start:") and "put the key that signed them at that path" in en
+    assert not key_file.exists()
