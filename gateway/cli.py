@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -1620,14 +1621,14 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import key_ring_lock, masking_keyring_path, save_masking_keyring
+    from gateway.keys import masking_keyring_path, save_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
     # leaves no key file behind (exit 2, creating nothing).
     require_migrated(settings)
     _refuse_a_ring_made_here(settings, masking_keyring_path(settings), ("脱敏数据密钥环", "masking key ring"))
-    with key_ring_lock(settings):  # read, record and save in turn with any other rotation here
+    with _key_rings_locked(settings):  # read, record and save in turn with any other rotation here
         ring = masking_keys_or_exit(settings)
         before = ring.active_key_id
         new_id = ring.rotate()
@@ -1639,6 +1640,20 @@ def keys_rotate() -> None:
         f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
         f"recorded as {actor}. {en}"
     )
+
+
+def _key_rings_locked(settings: Settings) -> contextlib.ExitStack:
+    """``gateway.keys.key_ring_lock`` held, or exit 2 saying why it cannot be (the key directory not
+    writable), before anything is read or recorded."""
+    from gateway.keys import KeyFileError, key_ring_lock
+
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(key_ring_lock(settings))
+    except KeyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    return held
 
 
 def _refuse_a_ring_made_here(
@@ -1751,7 +1766,6 @@ def keys_rotate_audit_ref(
     from gateway.keys import (
         KeyFileError,
         audit_ref_keys_path,
-        key_ring_lock,
         rotate_audit_refs,
         save_audit_ref_keys,
     )
@@ -1767,7 +1781,7 @@ def keys_rotate_audit_ref(
         if recorded is not None or (settings.audit_hmac_key is None and not dev_hmac.exists()):
             what = ("审计引用密钥环", "audit ref key ring")
             _refuse_a_ring_made_here(settings, audit_ref_keys_path(settings), what, recorded)
-    with key_ring_lock(settings):  # read, record and save in turn with any other rotation here
+    with _key_rings_locked(settings):  # read, record and save in turn with any other rotation here
         kept = _audit_refs_or_exit(settings).key_ids
         try:
             ring, before, new_id = rotate_audit_refs(settings, key_id)

@@ -204,8 +204,22 @@ def key_ring_lock(settings: Settings) -> Iterator[None]:
     masked under it. Taken in turn now, the second reads the first's ring and adds the next key. ``flock``
     on a file beside the rings: the rings are files of this host (README "Keys"), and the lock goes with
     the process that held it, however it ended."""
-    settings.keys_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.keys_dir / ".key-rings.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = settings.keys_dir / ".key-rings.lock"
+    try:
+        settings.keys_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        # Before anything is read or recorded: a rotation that could not save its ring would otherwise be
+        # recorded as done (and was a traceback).
+        reason = exc.strerror or type(exc).__name__
+        raise KeyFileError(
+            f"密钥未轮换：无法在密钥目录 {settings.keys_dir} 中写入（{reason}）。"
+            "请让运行本命令的用户可写该目录（网关的 GRASSROOTS_DATA_DIR 下的 keys）后重试；"
+            "未做任何更改，也未写入审计日志",
+            f"key not rotated: cannot write in the key directory {settings.keys_dir} ({reason}). Make it "
+            "writable by the user running this command (keys under the gateway's GRASSROOTS_DATA_DIR) and "
+            "try again; nothing was changed or recorded",
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

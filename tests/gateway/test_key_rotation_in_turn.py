@@ -20,6 +20,27 @@ from gateway.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Each rotation command, the ring file it writes, and the "keys" of its keys.rotated event.
+ROTATIONS = pytest.mark.parametrize(
+    ("command", "ring_file", "keys"),
+    [
+        ("rotate", "masking-keyring.json", None),
+        ("rotate-audit-ref", "audit-ref-keys.json", "audit_ref"),
+    ],
+)
+
+
+def _gateway_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """A migrated data directory with the key files a gateway's first start makes; and its database."""
+    data_dir = tmp_path / "var"
+    database = data_dir / "gateway.db"
+    upgrade(f"sqlite:///{database}")
+    settings = Settings(data_dir=data_dir)
+    load_masking_keyring(settings)
+    load_audit_refs(settings)
+    return data_dir, database
+
+
 def _rotated(database: Path, keys: str | None) -> list[tuple[str, str]]:
     """(before, after) of every ``keys.rotated`` event of that kind, in log order."""
     with sqlite3.connect(database) as db:
@@ -32,22 +53,11 @@ def _rotated(database: Path, keys: str | None) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("command", "ring_file", "keys"),
-    [
-        ("rotate", "masking-keyring.json", None),
-        ("rotate-audit-ref", "audit-ref-keys.json", "audit_ref"),
-    ],
-)
+@ROTATIONS
 def test_two_rotations_at_once_each_add_their_own_key(
     tmp_path: Path, command: str, ring_file: str, keys: str | None
 ) -> None:
-    data_dir = tmp_path / "var"
-    database = data_dir / "gateway.db"
-    upgrade(f"sqlite:///{database}")
-    settings = Settings(data_dir=data_dir)
-    load_masking_keyring(settings)  # the key files a gateway's first start makes
-    load_audit_refs(settings)
+    data_dir, database = _gateway_dir(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
     env |= {"GRASSROOTS_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     # Hold the log's write lock while both start, so that both are past reading the ring and waiting to
@@ -76,3 +86,27 @@ def test_two_rotations_at_once_each_add_their_own_key(
     ids = [key["key_id"] for key in stored["keys"]]
     assert ids[-2:] == ["k2", "k3"]
     assert [p.name for p in (data_dir / "keys").iterdir() if p.name.endswith(".tmp")] == []
+
+
+@ROTATIONS
+def test_a_rotation_that_cannot_write_its_ring_is_neither_done_nor_recorded(
+    tmp_path: Path, command: str, ring_file: str, keys: str | None
+) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as grassroots
+
+    data_dir, database = _gateway_dir(tmp_path)
+    ring = data_dir / "keys" / ring_file
+    before = ring.read_text() if ring.exists() else None
+    # What a key directory the operator cannot write into does (chmod, a read-only mount), for any user:
+    # the rotation was recorded in the log, then its save was a traceback, the ring as it was.
+    (data_dir / "keys" / ".key-rings.lock").mkdir()
+    env = {"GRASSROOTS_DATA_DIR": str(data_dir), "GRASSROOTS_DATABASE_URL": None, "GRASSROOTS_MODE": None}
+    result = CliRunner().invoke(grassroots, ["keys", command], env=env)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()[:2]
+    assert zh.startswith(f"密钥未轮换：无法在密钥目录 {data_dir / 'keys'} 中写入") and "未写入审计日志" in zh
+    assert en.startswith("key not rotated: cannot write in the key directory") and "nothing was" in en
+    assert _rotated(database, keys) == []
+    assert (ring.read_text() if ring.exists() else None) == before
