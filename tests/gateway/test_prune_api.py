@@ -27,6 +27,9 @@ from gateway.db import make_engine, upgrade
 from tests.audit.helpers import make_event
 from tests.stack import REPO, Stack, free_port, postgres_base_url, stop, throwaway_postgres
 
+#: tests.audit.helpers.PSEUDONYMIZER's key.
+AUDIT_REF_KEY = "test-key-for-audit-refs-0123456789"
+
 BASE = "/api/v1/supervision"
 JAN_2020 = datetime(2020, 1, 10, 2, 0, tzinfo=UTC)
 FEB_2020 = datetime(2020, 2, 10, 2, 0, tzinfo=UTC)
@@ -72,6 +75,9 @@ def gateway_on(backend: str, data_dir: Path, url: str, login_url: str | None = N
         # The walk-through archives months itself: the scheduled archiver (its first round a minute after
         # start) would archive them first on a slow host and refuse the test's own requests as repeats.
         "GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S": "0",
+        # The key the seeded events' subject refs were made with (tests.audit.helpers.PSEUDONYMIZER, id
+        # k1): a gateway refuses to make a new k1 beside refs a lost one wrote (gateway.keys).
+        "GRASSROOTS_AUDIT_HMAC_KEY": AUDIT_REF_KEY,
     }
     s = Stack(backend, data_dir, url, env, port, free_port())
     try:
