@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from admission import _divisions
 from admission.errors import InvalidRegistration, MissingRegistrationFields
-from grassroots_common.personal_data import KIND_NAMES, personal_data_in
+from grassroots_common.personal_data import KIND_NAMES, identity_number_in, personal_data_in
 
 
 class SystemStatus(StrEnum):
@@ -324,14 +324,32 @@ class SystemRegistration:
 def refuse_personal_data(field_name: str, text: str) -> str:
     """``text``, or :class:`InvalidRegistration` naming the kind of personal data it holds (never the
     value): what is typed into the registry is read by every reviewing office and kept (PIPL Art. 51)."""
-    kind = personal_data_in(text)
+    return _refused_if_any(
+        field_name,
+        text,
+        personal_data_in(text),
+        "请不要填写身份证号、手机号等个人信息",
+        "leave out ID and phone numbers and other personal data",
+    )
+
+
+def refuse_identity_numbers(field_name: str, text: str) -> str:
+    """``text``, or :class:`InvalidRegistration` when it holds an ID or bank card number (never the value):
+    the contact is a person to call about the system, so a name and a work phone belong there and are shown
+    to the reviewing offices; an ID or card number never does (PIPL Art. 6, minimum necessary)."""
+    return _refused_if_any(
+        field_name,
+        text,
+        identity_number_in(text),
+        "联系人只需填写姓名和工作电话（或电子邮箱），不要填写身份证号、银行卡号",
+        "a contact needs a name and a work phone (or e-mail), never an ID or bank card number",
+    )
+
+
+def _refused_if_any(field_name: str, text: str, kind: str | None, advice_zh: str, advice_en: str) -> str:
     if kind is not None:
         what_zh, what_en = KIND_NAMES[kind]
-        raise InvalidRegistration(
-            field_name,
-            f"含有{what_zh}，请不要填写身份证号、手机号等个人信息",
-            f"holds {what_en}; leave out ID and phone numbers and other personal data",
-        )
+        raise InvalidRegistration(field_name, f"含有{what_zh}，{advice_zh}", f"holds {what_en}; {advice_en}")
     return text
 
 
@@ -419,7 +437,7 @@ def registration_from_mapping(data: Mapping[str, Any], *, created_by: str) -> Sy
         collects_fields=_strs("collects_fields"),
         provides=tuple(provides),
         security_level=level,
-        contact=_str("contact"),
+        contact=refuse_identity_numbers("contact", _str("contact")),
         checklist=BurdenChecklist.from_mapping(checklist),
         created_by=created_by,
     )

@@ -164,6 +164,24 @@ def is_mobile_in_numerals(candidate: str) -> bool:
     return _NUMERAL.search(candidate) is not None
 
 
+def identity_number_in(text: str) -> str | None:
+    """``"id_number"`` or ``"bank_card"`` when ``text`` holds one (as :func:`personal_data_in` finds them),
+    else None: for a field where a name and a phone number belong (a contact person) but a number that
+    identifies someone, or opens her account, never does."""
+    folded = fold(text)
+    if _has_id_number(folded):
+        return "id_number"
+    return "bank_card" if _has_card_number(folded) else None
+
+
+def _has_id_number(folded: str) -> bool:
+    return bool(_ID_18.search(folded) or _ID_15.search(folded))
+
+
+def _has_card_number(folded: str) -> bool:
+    return any(_luhn(re.sub(r"[ \-]", "", m.group(0))) for m in _CARD.finditer(folded))
+
+
 def personal_data_in(text: str) -> str | None:
     """The kind of personal data ``text`` holds (a key of :data:`KIND_NAMES`), or None.
 
@@ -173,13 +191,13 @@ def personal_data_in(text: str) -> str | None:
     Names, licence plates and birth dates are the free-text scanner's (the gateway adds them).
     """
     folded = fold(text)
-    if _ID_18.search(folded) or _ID_15.search(folded):
+    if _has_id_number(folded):
         return "id_number"
     if _MOBILE.search(folded) or any(
         is_mobile_in_numerals(m.group(0)) for m in _MOBILE_NUMERALS.finditer(folded)
     ):
         return "mobile"
-    if any(_luhn(re.sub(r"[ \-]", "", m.group(0))) for m in _CARD.finditer(folded)):
+    if _has_card_number(folded):
         return "bank_card"
     if _LANDLINE.search(folded):
         return "landline"

@@ -207,6 +207,29 @@ def test_personal_data_in_the_registration_text_is_refused(
         assert secret not in info.value.message_zh + info.value.message_en
 
 
+@pytest.mark.parametrize(
+    ("contact", "kind"),
+    [
+        ("张三 110105194912310021", "身份证号"),
+        ("李四，13812345678，卡号 6222 0212 3456 7890 128", "银行卡号"),  # the card, not the phone
+    ],
+)
+def test_a_contact_holding_an_id_or_card_number_is_refused(contact: str, kind: str) -> None:
+    """The contact (a person to call about the system) is shown to every reviewing office: a name and a
+    work phone belong there, and were taken with an ID or bank card number beside them."""
+    with pytest.raises(InvalidRegistration) as info:
+        registration_from_mapping({**PAYLOAD, "contact": contact}, created_by="u-1")
+    assert info.value.field == "contact" and kind in info.value.message_zh
+    assert "姓名和工作电话" in info.value.message_zh and "a name and a work phone" in info.value.message_en
+    for digits in ("110105194912310021", "6222", "13812345678"):
+        assert digits not in info.value.message_zh + info.value.message_en
+
+
+@pytest.mark.parametrize("contact", ["张三 13812345678", "王科长 021-69612345", "care@example.test", "李四"])
+def test_a_contact_with_a_name_and_a_work_phone_is_taken(contact: str) -> None:
+    assert registration_from_mapping({**PAYLOAD, "contact": contact}, created_by="u-1").contact == contact
+
+
 def test_default_offices_follow_the_district_plan() -> None:
     config = load_admission_config()
     assert [o.name_zh for o in config.offices] == [
