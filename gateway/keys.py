@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -93,6 +93,8 @@ def _read_or_create(path: Path, nbytes: int = 32, *, needed_by: tuple[str, str] 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value.hex())
+        _synced(fh)
+    _sync_directory(path.parent)
     return value
 
 
@@ -228,12 +230,32 @@ def key_ring_lock(settings: Settings) -> Iterator[None]:
 
 
 def _write_owner_only(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` durably: the new file is on disk before it takes the name, and the
+    rename is on disk before this returns. Without the syncs a power cut after a rotation could leave a key
+    ring empty under its name (the rename reached the disk, the data not yet), and every value masked or
+    pseudonymised under its keys could never be opened again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+        _synced(fh)
     os.replace(tmp, path)
+    _sync_directory(path.parent)
+
+
+def _synced(fh: IO[str]) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a new or renamed entry of ``directory`` durable (POSIX: fsync of the directory itself)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # -- the audit-ref key ring -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and a file that cannot be used is a message naming it (exit 2), never a tracebac
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +179,36 @@ def test_serve_makes_no_new_checkpoint_key_beside_checkpoints_the_lost_one_signe
     assert zh.startswith(f"网关未启动：{settings.effective_checkpoint_dir} 中有签名检查点")
     assert en.startswith("the gateway did not start:") and "put the key that signed them at that path" in en
     assert not key_file.exists()
+
+
+def test_key_files_and_rings_reach_the_disk_before_they_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key file or ring written without fsync can be empty under its name after a power cut (the rename
+    or the new entry reached the disk, the data not yet): every value masked or pseudonymised under it would
+    be lost. Each file is synced before it takes its name, and its directory after."""
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        steps.append(f"sync {target.name if target.is_file() else 'dir'}")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        steps.append(f"rename {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    settings = Settings(data_dir=tmp_path / "var")
+    audit_hmac_key(settings)
+    assert steps == ["sync audit-hmac.key", "sync dir"]
+    steps.clear()
+    load_masking_keyring(settings)  # makes the KEK, then the ring
+    assert steps[:2] == ["sync masking-kek.key", "sync dir"]
+    ring = steps[2:]
+    assert ring[0].startswith("sync .masking-keyring.json.") and ring[1:] == [
+        "rename masking-keyring.json",
+        "sync dir",
+    ]
