@@ -40,8 +40,6 @@ __all__ = [
     "is_plain_name",
     "shown",
     "shown_all",
-    "shown_all_zh",
-    "shown_zh",
 ]
 
 # A name in a policy file (a role, a resource, an action, a key, a dataset, field or scenario code) is
@@ -59,23 +57,17 @@ def is_plain_name(value: object) -> bool:
     return isinstance(value, str) and _SHOWABLE.fullmatch(value) is not None
 
 
-def shown(value: object) -> str:
-    """``value`` quoted for an English error message when it is a plain name, else a note that it is not."""
-    return repr(value) if is_plain_name(value) else _NOT_SHOWN
+def shown(value: object, *, zh: bool = False) -> str:
+    """``value`` quoted for an error message when it is a plain name, else a note (in Chinese when ``zh``)
+    that it is not."""
+    if is_plain_name(value):
+        return repr(value)
+    return _NOT_SHOWN_ZH if zh else _NOT_SHOWN
 
 
-def shown_zh(value: object) -> str:
-    """:func:`shown` for the Chinese message."""
-    return repr(value) if is_plain_name(value) else _NOT_SHOWN_ZH
-
-
-def shown_all(values: Iterable[object]) -> str:
+def shown_all(values: Iterable[object], *, zh: bool = False) -> str:
     """A list of values as :func:`shown` shows each, in the form ``['a', 'b']``."""
-    return "[" + ", ".join(shown(v) for v in values) + "]"
-
-
-def shown_all_zh(values: Iterable[object]) -> str:
-    return "[" + ", ".join(shown_zh(v) for v in values) + "]"
+    return "[" + ", ".join(shown(v, zh=zh) for v in values) + "]"
 
 
 class PolicyError(Exception):

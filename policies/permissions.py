@@ -21,7 +21,7 @@ from typing import Any
 
 import casbin
 
-from policies.errors import PolicyFileError, is_plain_name, shown, shown_zh
+from policies.errors import PolicyFileError, is_plain_name, shown
 from policies.model import ROLES
 
 __all__ = [
@@ -138,7 +138,7 @@ def _parse_model(path: Path) -> _ModelSpec:
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"节标题 {shown_zh(line)} 缺少右方括号",
+                    f"节标题 {shown(line, zh=True)} 缺少右方括号",
                     f"unterminated section header {shown(line)}",
                 )
             name = line[1:-1].strip()
@@ -165,14 +165,14 @@ def _parse_model(path: Path) -> _ModelSpec:
             raise PolicyFileError(
                 path,
                 lineno,
-                f"应为「键 = 值」，实际为 {shown_zh(line)}",
+                f"应为「键 = 值」，实际为 {shown(line, zh=True)}",
                 f"expected 'key = value', got {shown(line)}",
             )
         if match.group(1) != _SECTIONS[section]:
             raise PolicyFileError(
                 path,
                 lineno,
-                f"键 {shown_zh(key)} 不属于 [{section}]（应以 {_SECTIONS[section]} 开头）",
+                f"键 {shown(key, zh=True)} 不属于 [{section}]（应以 {_SECTIONS[section]} 开头）",
                 f"key {shown(key)} does not belong in [{section}] (expected {_SECTIONS[section]}…)",
             )
         if not value:
@@ -188,12 +188,15 @@ def _parse_model(path: Path) -> _ModelSpec:
                         raise PolicyFileError(
                             path,
                             lineno,
-                            f"角色定义只能写 '_'，实际为 {shown_zh(tok)}",
+                            f"角色定义只能写 '_'，实际为 {shown(tok, zh=True)}",
                             f"role definition takes '_' only, got {shown(tok)}",
                         )
                 elif _IDENT.match(tok) is None:
                     raise PolicyFileError(
-                        path, lineno, f"属性名 {shown_zh(tok)} 不合法", f"bad attribute name {shown(tok)}"
+                        path,
+                        lineno,
+                        f"属性名 {shown(tok, zh=True)} 不合法",
+                        f"bad attribute name {shown(tok)}",
                     )
             if len(set(tokens)) != len(tokens) and section != "role_definition":
                 raise PolicyFileError(path, lineno, f"{key} 中有重复的属性", f"{key} repeats an attribute")
@@ -202,7 +205,7 @@ def _parse_model(path: Path) -> _ModelSpec:
             raise PolicyFileError(
                 path,
                 lineno,
-                f"不支持的策略效果 {shown_zh(value)}",
+                f"不支持的策略效果 {shown(value, zh=True)}",
                 f"unsupported policy effect {shown(value)}",
             )
     for name in _REQUIRED_SECTIONS:
@@ -226,7 +229,7 @@ def _bare(name: str, suffix: str = "", *, zh: bool = False) -> str:
     """A matcher's word as written (``r.act``, ``g()``) when it is a plain name; else not shown."""
     if is_plain_name(name):
         return name + suffix
-    return shown_zh(name) if zh else shown(name)
+    return shown(name, zh=zh)
 
 
 def _check_matcher(
@@ -265,7 +268,7 @@ def _check_matcher(
             raise PolicyFileError(
                 path,
                 lineno,
-                f"匹配器中有未知的词 {shown_zh(head)}",
+                f"匹配器中有未知的词 {shown(head, zh=True)}",
                 f"matcher has unknown word {shown(head)}",
             )
     if matcher.count("(") != matcher.count(")"):
@@ -297,7 +300,7 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
             raise PolicyFileError(
                 path,
                 lineno,
-                f"未知的规则类型 {shown_zh(ptype)}（应为 p 或 g）",
+                f"未知的规则类型 {shown(ptype, zh=True)}（应为 p 或 g）",
                 f"unknown rule type {shown(ptype)} (expected p or g)",
             )
         if len(values) != len(definition[1]):
@@ -317,21 +320,21 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"未知的资源 {shown_zh(resource)}；可用的资源类型有 {sorted(RESOURCE_KINDS)}",
+                    f"未知的资源 {shown(resource, zh=True)}；可用的资源类型有 {sorted(RESOURCE_KINDS)}",
                     f"unknown resource {shown(resource)}; kinds are {sorted(RESOURCE_KINDS)}",
                 )
             if (rmatch.group("kind") == "dataset") != (rmatch.group("name") is not None):
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"资源 {shown_zh(resource)}：只有 dataset:<名称> 可以带名称",
+                    f"资源 {shown(resource, zh=True)}：只有 dataset:<名称> 可以带名称",
                     f"resource {shown(resource)}: only dataset:<name> takes a name",
                 )
             if action not in ACTIONS:
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"未知的操作 {shown_zh(action)}；可用的操作有 {sorted(ACTIONS)}",
+                    f"未知的操作 {shown(action, zh=True)}；可用的操作有 {sorted(ACTIONS)}",
                     f"unknown action {shown(action)}; actions are {sorted(ACTIONS)}",
                 )
         else:
@@ -343,7 +346,7 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
                 raise PolicyFileError(
                     path,
                     lineno,
-                    f"岗位继承经过 {shown_zh(member)} 形成了循环",
+                    f"岗位继承经过 {shown(member, zh=True)} 形成了循环",
                     f"role inheritance cycle through {shown(member)}",
                 )
         key = (ptype, *values)
@@ -360,7 +363,9 @@ def _parse_policy(path: Path, spec: _ModelSpec) -> tuple[tuple[PermissionRule, .
 
 def _check_role(path: Path, lineno: int, role: str) -> None:
     if role not in ROLES:
-        raise PolicyFileError(path, lineno, f"未知的岗位 {shown_zh(role)}", f"unknown role {shown(role)}")
+        raise PolicyFileError(
+            path, lineno, f"未知的岗位 {shown(role, zh=True)}", f"unknown role {shown(role)}"
+        )
 
 
 def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from policies.errors import PolicyFileError, is_plain_name, shown, shown_all, shown_all_zh, shown_zh
+from policies.errors import PolicyFileError, is_plain_name, shown, shown_all
 from policies.model import ROLES
 
 __all__ = [
@@ -128,7 +128,7 @@ def _parse(path: Path) -> _CatalogState:
         line = int(found.group(1)) if found else 0
         # tomllib quotes what it found ("Cannot declare ('datasets', '…') twice"): shown only when a name.
         said = str(exc)
-        said_zh = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 1 else shown_zh(m[1]), said)
+        said_zh = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 1 else shown(m[1], zh=True), said)
         said = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 1 else shown(m[1]), said)
         raise PolicyFileError(path, line, f"TOML 语法错误：{said_zh}", f"TOML syntax: {said}") from exc
     except RecursionError:
@@ -146,14 +146,16 @@ def _parse(path: Path) -> _CatalogState:
         raise PolicyFileError(
             path,
             0,
-            f"未知的顶层表 {shown_all_zh(sorted(unknown_top))}",
+            f"未知的顶层表 {shown_all(sorted(unknown_top), zh=True)}",
             f"unknown top-level table(s) {shown_all(sorted(unknown_top))}",
         )
     datasets: dict[str, DatasetInfo] = {}
     for name, table in _table(path, doc, "datasets").items():
         header = f"datasets.{name}"
         if _NAME.match(name) is None or not isinstance(table, dict):
-            raise fail(header, None, f"数据集名称 {shown_zh(name)} 不合法", f"bad dataset name {shown(name)}")
+            raise fail(
+                header, None, f"数据集名称 {shown(name, zh=True)} 不合法", f"bad dataset name {shown(name)}"
+            )
         _expect_keys(
             fail,
             header,
@@ -169,7 +171,7 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 "second_approval_fields",
-                f"不是 {_header_zh(header)} 的字段：{shown_all_zh(sorted(extra))}",
+                f"不是 {_header(header, zh=True)} 的字段：{shown_all(sorted(extra), zh=True)}",
                 f"not fields of {_header(header)}: {shown_all(sorted(extra))}",
             )
         datasets[name] = DatasetInfo(
@@ -188,7 +190,7 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 None,
-                f"场景代码 {shown_zh(code)} 不合法（应为大写字母、数字和下划线，如 DIBAO_REVIEW）",
+                f"场景代码 {shown(code, zh=True)} 不合法（应为大写字母、数字和下划线，如 DIBAO_REVIEW）",
                 f"bad scenario code {shown(code)} (UPPER_SNAKE_CASE)",
             )
         _expect_keys(
@@ -222,7 +224,7 @@ def _parse(path: Path) -> _CatalogState:
                 raise fail(
                     f"{header}.datasets",
                     ds_name,
-                    f"未知的数据集 {shown_zh(ds_name)}",
+                    f"未知的数据集 {shown(ds_name, zh=True)}",
                     f"unknown dataset {shown(ds_name)}",
                 )
             wanted = _str_tuple(fail, f"{header}.datasets", ds_table, ds_name)
@@ -238,7 +240,7 @@ def _parse(path: Path) -> _CatalogState:
                 raise fail(
                     f"{header}.datasets",
                     ds_name,
-                    f"{ds_name} 没有字段 {shown_all_zh(unknown)}",
+                    f"{ds_name} 没有字段 {shown_all(unknown, zh=True)}",
                     f"{ds_name} has no field(s) {shown_all(unknown)}",
                 )
             ds[ds_name] = wanted
@@ -248,7 +250,7 @@ def _parse(path: Path) -> _CatalogState:
             raise fail(
                 header,
                 "roles_allowed",
-                f"未知的岗位 {shown_all_zh(bad_roles)}" if bad_roles else "没有列出任何岗位",
+                f"未知的岗位 {shown_all(bad_roles, zh=True)}" if bad_roles else "没有列出任何岗位",
                 f"unknown role(s) {shown_all(bad_roles)}" if bad_roles else "no roles",
             )
         hours = table["hours_allowed"]
@@ -309,14 +311,10 @@ def _table(path: Path, doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _header(header: str) -> str:
+def _header(header: str, *, zh: bool = False) -> str:
     """A table's header as an error names it (``[scenarios.DIBAO_REVIEW]``) when its name is a plain name:
     a code the pattern takes may still be a mobile with a letter in front (``policies.errors.shown``)."""
-    return f"[{header}]" if is_plain_name(header) else shown(header)
-
-
-def _header_zh(header: str) -> str:
-    return f"[{header}]" if is_plain_name(header) else shown_zh(header)
+    return f"[{header}]" if is_plain_name(header) else shown(header, zh=zh)
 
 
 def _expect_keys(
@@ -331,13 +329,16 @@ def _expect_keys(
         raise fail(
             header,
             unknown[0],
-            f"{_header_zh(header)} 中有未知的键 {shown_zh(unknown[0])}",
+            f"{_header(header, zh=True)} 中有未知的键 {shown(unknown[0], zh=True)}",
             f"unknown key {shown(unknown[0])} in {_header(header)}",
         )
     missing = sorted(required - set(table))
     if missing:
         raise fail(
-            header, None, f"{_header_zh(header)} 缺少 {missing}", f"{_header(header)} is missing {missing}"
+            header,
+            None,
+            f"{_header(header, zh=True)} 缺少 {missing}",
+            f"{_header(header)} is missing {missing}",
         )
 
 
