@@ -46,6 +46,7 @@ from audit.events import format_timestamp, parse_timestamp
 from audit.log import GENESIS_HASH, chain_hash, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
 from audit.tables import ArchiveRow, audit_archives, audit_events
+from grassroots_common.files import fsync_directory
 
 ARCHIVE_ORIGIN: Final = "grassroots-audit-archive"
 FORMAT_VERSION: Final = 1
@@ -335,16 +336,8 @@ def _write_new_file(directory: Path, name: str, write: Callable[[BinaryIO], _W])
         os.link(tmp, directory / name)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return written
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _recover_leftovers(
@@ -408,8 +401,8 @@ def _recover_leftovers(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         for path in leftovers:
             os.rename(path, aside / f"{path.name}.{stamp}")
-        _fsync_directory(aside)
-        _fsync_directory(directory)
+        fsync_directory(aside)
+        fsync_directory(directory)
     return None
 
 

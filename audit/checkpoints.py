@@ -46,6 +46,7 @@ from audit.canonical import canonical_json
 from audit.events import format_timestamp, parse_timestamp
 from audit.log import AuditIntegrityError, AuditUnavailable, iter_leaf_hashes
 from audit.tables import audit_events
+from grassroots_common.files import fsync_directory
 
 ORIGIN: Final = "grassroots-audit-log"
 FORMAT_VERSION: Final = 1
@@ -417,11 +418,7 @@ def _write_new_file(path: Path, data: bytes, *, mode: int) -> None:
 
 def _fsync_directory(directory: Path) -> None:
     with contextlib.suppress(OSError):  # not every platform lets a directory be opened for fsync
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(directory)
 
 
 def _checkpoint_files(directory: Path) -> list[tuple[int, str, Path]]:

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING
 from pydantic import SecretStr
 
 from gateway.settings import RunMode, Settings
+from grassroots_common.files import fsync_directory
 
 if TYPE_CHECKING:
     from audit import PseudonymRing
@@ -94,7 +95,7 @@ def _read_or_create(path: Path, nbytes: int = 32, *, needed_by: tuple[str, str] 
     with os.fdopen(fd, "w") as fh:
         fh.write(value.hex())
         _synced(fh)
-    _sync_directory(path.parent)
+    fsync_directory(path.parent)
     return value
 
 
@@ -241,21 +242,12 @@ def _write_owner_only(path: Path, text: str) -> None:
         fh.write(text)
         _synced(fh)
     os.replace(tmp, path)
-    _sync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _synced(fh: IO[str]) -> None:
     fh.flush()
     os.fsync(fh.fileno())
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a new or renamed entry of ``directory`` durable (POSIX: fsync of the directory itself)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- the audit-ref key ring -------------------------------------------------------------------------
