@@ -72,6 +72,7 @@ from audit.query import beijing_month, stored_utc
 from audit.tables import ArchiveRow, audit_events
 from gateway.changes import change_event
 from gateway.checkpoint_health import KEY_UNAVAILABLE, failure_kind
+from gateway.settings import refuse_blank_path
 from policies.divisions import normalize
 
 if TYPE_CHECKING:
@@ -130,14 +131,9 @@ class SupervisionSettings(BaseSettings):
         "default: the demo world's district in development, none otherwise (then only a nationwide scope)",
     )
 
-    @field_validator(
+    _paths_not_blank = field_validator(
         "audit_archive_dir", "anomaly_rules_path", "holidays_file", "division_names_file", mode="before"
-    )
-    @classmethod
-    def _path_not_blank(cls, value: Any) -> Any:
-        from gateway.settings import refuse_blank_path
-
-        return refuse_blank_path(value)
+    )(refuse_blank_path)
 
     @field_validator("platform_org")
     @classmethod
