@@ -57,6 +57,7 @@ from audit.events import AuditEvent, Outcome, format_timestamp
 from audit.log import GENESIS_HASH, AuditLog, iter_leaf_hashes
 from audit.query import CHINA_STANDARD_TIME, beijing_month, month_bounds, stored_utc
 from audit.tables import audit_archives, audit_events, audit_prune_anchors, audit_subject_refs
+from grassroots_common.files import fsync_directory
 
 PRUNED_KIND: Final = "supervision.events_pruned"
 
@@ -332,7 +333,9 @@ def plan_prune(
 
 
 def _write_external(path: Path, data: bytes) -> None:
-    """Write a new file durably and never over an existing one (temporary file, fsync, hard link)."""
+    """Write a new file durably and never over an existing one (temporary file, fsync, hard link), and sync
+    its directory: the anchor's name must be on disk before any event is deleted, or a power cut could
+    leave a pruned database whose anchor outside it is gone."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -344,6 +347,7 @@ def _write_external(path: Path, data: bytes) -> None:
         os.link(tmp, path)
     finally:
         tmp.unlink()
+    fsync_directory(path.parent)
 
 
 #: Why a login role that may not delete events cannot prune (English, Chinese): what to run instead.

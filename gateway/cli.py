@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestoreAlreadyAccepted, RestorePlan
+    from gateway.keys import StagedKeyFile
     from masking import KeyRing
     from policies import PolicyFileError
 
@@ -1621,7 +1622,7 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import masking_keyring_path, save_masking_keyring
+    from gateway.keys import masking_keyring_path, stage_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
@@ -1632,14 +1633,57 @@ def keys_rotate() -> None:
         ring = masking_keys_or_exit(settings)
         before = ring.active_key_id
         new_id = ring.rotate()
-        actor = _record_rotation(settings, {"before": before, "after": new_id})
-        save_masking_keyring(settings, ring)
+        staged = _staged_or_exit(stage_masking_keyring, settings, ring)
+        actor = _recorded_then_in_place(staged, settings, {"before": before, "after": new_id})
     zh, en = _after_rotation(masking_keyring_path(settings))
     typer.echo(
         f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。{zh}\n"
         f"masking data key rotated: {before} -> {new_id} (older keys are decrypt-only); "
         f"recorded as {actor}. {en}"
     )
+
+
+_Ring = TypeVar("_Ring")
+
+
+def _staged_or_exit(
+    stage: Callable[[Settings, _Ring], StagedKeyFile], settings: Settings, ring: _Ring
+) -> StagedKeyFile:
+    """The rotated ring staged beside its file (``gateway.keys.stage_*``), or exit 1 saying why it cannot
+    be written (no space, a quota), before the rotation is recorded: the log must never name a key that
+    is not kept."""
+    from gateway.keys import KeyFileError
+
+    try:
+        return stage(settings, ring)
+    except KeyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+def _recorded_then_in_place(staged: StagedKeyFile, settings: Settings, details: dict[str, Any]) -> str:
+    """Record the rotation (``keys.rotated``), then put its staged ring in place; the actor recorded. A
+    rotation that cannot be recorded drops the staged ring (exit 2, nothing changed)."""
+    try:
+        actor = _record_rotation(settings, details)
+    except BaseException:
+        staged.discard()
+        raise
+    try:
+        staged.put_in_place()
+    except OSError as exc:
+        # Recorded, and the new ring is whole on disk beside the old one: one rename puts it in place.
+        reason = exc.strerror or type(exc).__name__
+        typer.echo(
+            f"轮换已写入审计日志，但新的密钥环未能替换 {staged.path}（{reason}）。新密钥环已完整写入 "
+            f"{staged.staged}：请将其改名为 {staged.path.name}（mv）后重启网关，不要再次轮换\n"
+            f"the rotation is recorded, but the new key ring could not replace {staged.path} ({reason}). It "
+            f"is whole in {staged.staged}: rename it to {staged.path.name} (mv) and restart gateways; do not "
+            "rotate again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return actor
 
 
 def _key_rings_locked(settings: Settings) -> contextlib.ExitStack:
@@ -1767,7 +1811,7 @@ def keys_rotate_audit_ref(
         KeyFileError,
         audit_ref_keys_path,
         rotate_audit_refs,
-        save_audit_ref_keys,
+        stage_audit_ref_keys,
     )
 
     settings = _settings()
@@ -1790,8 +1834,8 @@ def keys_rotate_audit_ref(
             raise typer.Exit(1) from None
         # Key ids only, never a key.
         details = {"keys": "audit_ref", "before": before, "after": new_id, "kept": [new_id, *kept]}
-        actor = _record_rotation(settings, details)
-        save_audit_ref_keys(settings, ring)
+        staged = _staged_or_exit(stage_audit_ref_keys, settings, ring)
+        actor = _recorded_then_in_place(staged, settings, details)
     zh, en = _after_rotation(audit_ref_keys_path(settings))
     typer.echo(
         f"审计引用密钥已轮换：{before} -> {new_id}（旧密钥仅用于查询：{'、'.join(kept)}），"

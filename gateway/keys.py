@@ -194,7 +194,12 @@ def load_masking_keyring(settings: Settings) -> KeyRing:
 
 def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:
     """Write atomically: the ring holds only wrapped keys, but keep it owner-only all the same."""
-    _write_owner_only(masking_keyring_path(settings), ring.to_json())
+    stage_masking_keyring(settings, ring).put_in_place()
+
+
+def stage_masking_keyring(settings: Settings, ring: KeyRing) -> StagedKeyFile:
+    """The ring written and synced beside its file, not yet in place (see :class:`StagedKeyFile`)."""
+    return _stage_owner_only(masking_keyring_path(settings), ring.to_json())
 
 
 @contextmanager
@@ -230,19 +235,55 @@ def key_ring_lock(settings: Settings) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _write_owner_only(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` durably: the new file is on disk before it takes the name, and the
-    rename is on disk before this returns. Without the syncs a power cut after a rotation could leave a key
-    ring empty under its name (the rename reached the disk, the data not yet), and every value masked or
-    pseudonymised under its keys could never be opened again."""
+class StagedKeyFile:
+    """A key file's new content, written and synced under a temporary name beside it, not yet in place.
+
+    A rotation stages its ring first, records itself in the audit log, and only then puts the ring in
+    place (:meth:`put_in_place`); a ring that cannot be written (disk full, quota) is known before anything
+    is recorded, so the log never names a rotation whose key is not kept (a "k7 -> k8" with no k8). If the
+    recording fails, :meth:`discard` drops the staged file and the ring stays as it was."""
+
+    def __init__(self, path: Path, staged: Path) -> None:
+        self.path = path
+        self.staged = staged
+
+    def put_in_place(self) -> None:
+        """Rename the staged file over the key file and sync the directory: the rename is on disk before
+        this returns. Without the syncs a power cut after a rotation could leave a ring empty under its
+        name (the rename reached the disk, the data not yet), and every value masked or pseudonymised under
+        its keys could never be opened again."""
+        os.replace(self.staged, self.path)
+        fsync_directory(self.path.parent)
+
+    def discard(self) -> None:
+        self.staged.unlink(missing_ok=True)
+
+
+def _stage_owner_only(path: Path, text: str) -> StagedKeyFile:
+    """``text`` written owner-only and synced under a temporary name beside ``path``; a file that cannot be
+    written whole (no space, a quota, a read-only disk) is removed and refused as :class:`KeyFileError`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        _synced(fh)
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            _synced(fh)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or type(exc).__name__
+        raise KeyFileError(
+            f"无法写入密钥文件 {path}（{reason}），未做任何更改，也未写入审计日志；"
+            "请腾出该磁盘的空间（或解除配额、只读限制）后重试",
+            f"cannot write the key file {path} ({reason}); nothing was changed or recorded. Free space on "
+            "that disk (or lift the quota or read-only mount) and try again",
+        ) from None
+    return StagedKeyFile(path, tmp)
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` durably (:func:`_stage_owner_only`, then put in place)."""
+    _stage_owner_only(path, text).put_in_place()
 
 
 def _synced(fh: IO[str]) -> None:
@@ -399,9 +440,9 @@ def next_audit_ref_key_id(kept: tuple[str, ...]) -> str:
 def rotate_audit_refs(
     settings: Settings, new_id: str | None = None, *, now: datetime | None = None
 ) -> tuple[AuditRefKeys, str, str]:
-    """A ring with a fresh active key added (not saved: :func:`save_audit_ref_keys` once the rotation is
-    recorded), the key id it replaces and the new id. Refuses a new id that is already kept (any kept key,
-    active or retired) or not of the ref key-id shape."""
+    """A ring with a fresh active key added (not saved: :func:`stage_audit_ref_keys` before the rotation is
+    recorded, put in place after), the key id it replaces and the new id. Refuses a new id that is already
+    kept (any kept key, active or retired) or not of the ref key-id shape."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from audit.pseudonym import KEY_ID_PATTERN
@@ -433,4 +474,9 @@ def rotate_audit_refs(
 
 def save_audit_ref_keys(settings: Settings, keys: AuditRefKeys) -> None:
     """Write atomically, owner-only: the keys are wrapped, but the file is a key file all the same."""
-    _write_owner_only(audit_ref_keys_path(settings), keys.to_json())
+    stage_audit_ref_keys(settings, keys).put_in_place()
+
+
+def stage_audit_ref_keys(settings: Settings, keys: AuditRefKeys) -> StagedKeyFile:
+    """The ring written and synced beside its file, not yet in place (see :class:`StagedKeyFile`)."""
+    return _stage_owner_only(audit_ref_keys_path(settings), keys.to_json())

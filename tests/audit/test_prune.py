@@ -163,6 +163,44 @@ def test_prune_then_verify_passes_and_roots_and_proofs_are_unchanged(world: Worl
     assert archives_for_pruned(world.engine)["pruned_through_seq"] == 21  # type: ignore[index]
 
 
+def test_the_anchor_file_and_its_name_are_on_disk_before_any_event_is_deleted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The external anchor is what lets a pruned log still be verified: its data was synced before it was
+    linked into place, but not its directory, so after a power cut the database could be pruned with the
+    anchor's name lost. The directory is synced after the link, and both before the first DELETE."""
+    import os
+
+    steps: list[str] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if target == world.checkpoints:
+            steps.append("sync checkpoint dir")
+        real_fsync(fd)
+
+    def link(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kw: object) -> None:
+        if Path(dst).parent == world.checkpoints:
+            steps.append("link anchor")
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+
+    def delete_seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE") and "audit_events" in statement:
+            steps.append("delete events")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    sa.event.listen(world.engine, "before_cursor_execute", delete_seen)
+    world.archive("2026-01")
+    world.archive("2026-02")
+    steps.clear()
+    world.prune()
+    # (The checkpoint the prune writes first is linked and synced before the anchor.)
+    until_deleted = steps[: steps.index("delete events") + 1]
+    assert until_deleted[-3:] == ["link anchor", "sync checkpoint dir", "delete events"], steps
+
+
 def test_pruning_again_extends_the_anchor_chain(world: World) -> None:
     world.archive("2026-01")
     first = world.prune()

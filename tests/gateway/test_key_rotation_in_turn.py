@@ -110,3 +110,46 @@ def test_a_rotation_that_cannot_write_its_ring_is_neither_done_nor_recorded(
     assert en.startswith("key not rotated: cannot write in the key directory") and "nothing was" in en
     assert _rotated(database, keys) == []
     assert (ring.read_text() if ring.exists() else None) == before
+
+
+@ROTATIONS
+def test_a_rotation_whose_ring_cannot_reach_the_disk_is_neither_done_nor_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, ring_file: str, keys: str | None
+) -> None:
+    """A full disk (or a quota) met while saving the rotated ring: the rotation was recorded first, then the
+    save was a traceback, leaving a "k1 -> k2" in the log that can never be undone and no k2 kept. The ring
+    is now written and synced before the rotation is recorded, so a ring that cannot be written is known
+    first: exit 1, nothing recorded, the ring as it was, no temporary file left."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as grassroots
+
+    data_dir, database = _gateway_dir(tmp_path)
+    ring = data_dir / "keys" / ring_file
+    before = ring.read_text() if ring.exists() else None
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        # Where a full disk surfaces for a file whose blocks the kernel allocates late (ext4, xfs).
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(f".{ring_file}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    env = {"GRASSROOTS_DATA_DIR": str(data_dir), "GRASSROOTS_DATABASE_URL": None, "GRASSROOTS_MODE": None}
+    result = CliRunner().invoke(grassroots, ["keys", command], env=env)
+    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
+    zh, en = result.stderr.splitlines()[:2]
+    assert zh.startswith(f"无法写入密钥文件 {ring}（No space left on device）") and "未写入审计日志" in zh
+    assert en.startswith(f"cannot write the key file {ring} (No space left on device)")
+    assert "nothing was changed or recorded" in en
+    assert _rotated(database, keys) == []
+    assert (ring.read_text() if ring.exists() else None) == before
+    assert [p.name for p in (data_dir / "keys").iterdir() if p.name.endswith(".tmp")] == []
+    # Space freed: the same command rotates and records once.
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    result = CliRunner().invoke(grassroots, ["keys", command], env=env)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert _rotated(database, keys) == [("k1", "k2")]
