@@ -49,6 +49,7 @@ from audit.tables import (
 )
 from audit.workdays import WorkCalendar, next_working_day, package_calendar
 from grassroots_common.divisions import BOUNDARIES as DIVISION_BOUNDARIES
+from grassroots_common.divisions import ROOT as ROOT_OFFICE
 from grassroots_common.personal_data import KIND_NAMES, personal_data_in
 
 MAX_TEXT: Final = 1000
@@ -94,6 +95,9 @@ class Deadlines:
     incident_days: int = 30
     unit: DayCount = DayCount.CALENDAR
     calendar: WorkCalendar = field(default_factory=default_calendar)
+    #: Days the office a case is escalated to (督办) has to see it closed before it goes one level further
+    #: up: by default as long as the first office had to answer the complainant.
+    escalation_days: int = 15
 
     def complaint_due(self, received: datetime) -> datetime:
         """When the complainant must have an answer: see :func:`period_end`."""
@@ -102,6 +106,11 @@ class Deadlines:
     def incident_due(self, opened: datetime) -> datetime:
         """When the incident must be closed: see :func:`period_end`."""
         return period_end(opened, self.incident_days, self.unit, self.calendar)
+
+    def escalation_due(self, escalated: datetime) -> datetime:
+        """When the office an overdue case was escalated to at ``escalated`` must have seen it closed, or
+        it is escalated one level further: see :func:`period_end`."""
+        return period_end(escalated, self.escalation_days, self.unit, self.calendar)
 
     def estimated(self, start: datetime, due: datetime) -> bool:
         """See :func:`period_estimated`."""
@@ -446,18 +455,50 @@ def _estimate(name: str, estimated: bool | None) -> dict[str, Any]:
 
 
 def _escalation(incident: IncidentRow | None) -> dict[str, Any]:
-    """Whether the case was escalated (督办) to the office above, to which, when; with a sentence."""
+    """Whether the case was escalated (督办), to which office it is escalated now, at which level (1: the
+    office above the holder, 2: the one above that, …), when, and by when that office must see it closed
+    before it goes one level further up; with a sentence."""
     if incident is None or incident.escalated_to is None:
-        return {"escalated": False, "escalated_to": None, **_times("escalated_at", None)}
+        return {
+            "escalated": False,
+            "escalated_to": None,
+            "escalation_level": 0,
+            **_times("escalated_at", None),
+            **_times("escalation_due_at", None),
+        }
+    to = incident.escalated_to
+    level = incident.escalation_level or 1
     at = _aware(incident.escalated_at) if incident.escalated_at is not None else None
+    due = _aware(incident.escalation_due_at) if incident.escalation_due_at is not None else None
     day = beijing_clock(at)[:10] if at is not None else ""
+    tier, tier_zh = office_tier(to)
+    if level == 1:
+        zh = f"该事件逾期未办结，已于 {day} 提请上级监督机构（{to}）督办"
+        en = f"overdue, escalated on {day} to the supervisory office above ({to}) for oversight"
+    else:
+        zh = (
+            f"该事件逾期未办结，督办期限届满仍未办结，已于 {day} 逐级提请{tier_zh}监督机构（{to}）督办"
+            f"（第 {level} 级督办）"
+        )
+        en = (
+            f"overdue and still open when the office above's period ran out: escalated on {day} one level "
+            f"further, to the {tier} supervisory office ({to}) for oversight (escalation level {level})"
+        )
+    if superior_office(to) is None:
+        zh += "；已督办至全国层面，不再逐级上提"
+        en += "; it has reached the national level and goes no further"
+    elif due is not None:
+        due_day = beijing_clock(due)[:10]
+        zh += f"；督办期限 {due_day}（北京时间），届时仍未办结的，提请再上一级督办"
+        en += f"; if not closed by the end of {due_day} (Beijing time), it is escalated one level further"
     return {
         "escalated": True,
-        "escalated_to": incident.escalated_to,
+        "escalated_to": to,
+        "escalation_level": level,
         **_times("escalated_at", at),
-        "escalation_message": f"该事件逾期未办结，已于 {day} 提请上级监督机构（{incident.escalated_to}）督办",
-        "escalation_message_en": f"overdue, escalated on {day} to the supervisory office above "
-        f"({incident.escalated_to}) for oversight",
+        **_times("escalation_due_at", due),
+        "escalation_message": zh,
+        "escalation_message_en": en,
     }
 
 
@@ -1148,6 +1189,23 @@ def superior_office(org: str) -> str | None:
     return prefix[:above].ljust(12, "0")
 
 
+#: The tiers of office a case climbs through, by the length of the office's significant division-code
+#: prefix: (code, Chinese name).
+OFFICE_TIERS: Final[dict[int, tuple[str, str]]] = {
+    0: ("national", "全国层面"),
+    2: ("province", "省级"),
+    4: ("city", "市级"),
+    6: ("county", "县级"),
+    9: ("township", "乡镇级"),
+    12: ("village", "村级"),
+}
+
+
+def office_tier(org: str) -> tuple[str, str]:
+    """The tier of the office ``org`` (a division code): ``("city", "市级")`` for ``310100000000``."""
+    return OFFICE_TIERS[len(org_prefix(org))]
+
+
 def _late_condition(now: datetime) -> ColumnElement[bool]:
     """SQL over incidents alone: not closed, and its closing deadline or its complaint's answer deadline
     has passed (:func:`overdue_condition`, without the join: usable in an UPDATE's WHERE)."""
@@ -1161,15 +1219,19 @@ def _late_condition(now: datetime) -> ColumnElement[bool]:
 
 
 def incidents_to_escalate(session: Session, now: datetime, *, limit: int = 500) -> list[str]:
-    """The overdue incidents (:func:`overdue_condition`) not yet escalated and held by a known office below
-    the national level, oldest deadline first: what :func:`escalate_incident` is to be asked about."""
+    """The overdue incidents (:func:`overdue_condition`) held by a known office below the national level
+    and either not yet escalated, or escalated to an office below the national level whose period
+    (``escalation_due_at``) has run out: what :func:`escalate_incident` is to be asked about, oldest
+    deadline first."""
+    not_yet = IncidentRow.escalated_to.is_(None)
+    further = and_(IncidentRow.escalated_to != ROOT_OFFICE, IncidentRow.escalation_due_at < now)
     stmt = (
         select(IncidentRow.incident_id)
         .where(
             _late_condition(now),
-            IncidentRow.escalated_to.is_(None),
+            or_(not_yet, further),
             IncidentRow.org.is_not(None),
-            IncidentRow.org != "000000000000",
+            IncidentRow.org != ROOT_OFFICE,
         )
         .order_by(IncidentRow.due_at, IncidentRow.incident_id)
         .limit(limit)
@@ -1178,36 +1240,50 @@ def incidents_to_escalate(session: Session, now: datetime, *, limit: int = 500) 
 
 
 def escalate_incident(
-    session: Session, *, incident_id: str, now: datetime, actor: str = ESCALATOR
+    session: Session,
+    *,
+    incident_id: str,
+    now: datetime,
+    actor: str = ESCALATOR,
+    deadlines: Deadlines = Deadlines(),
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """督办: an overdue incident is escalated to the office one level above the one holding it
-    (:func:`superior_office`), which then finds it in its 督办 list (``list_incidents(escalated=True)``)
-    and oversees it — the closed loop's "逾期督办" (the district's supervision plan: 对基层举报反映的违规
-    情况及时督促整改). Recorded as an ``escalated`` step (its note ``"<from> → <to>"``) and the returned
-    change (``supervision.incident_escalated``, with the deadlines missed), which the caller appends to the
-    log in the same transaction.
+    """督办, one level at a time: an overdue incident is escalated to the office one level above the one
+    holding it (:func:`superior_office`), which then finds it in its 督办 list
+    (``list_incidents(escalated=True)``) and oversees it — the closed loop's "逾期督办" (the district's
+    supervision plan: 对基层举报反映的违规情况及时督促整改). That office has its own period to see it closed
+    (``deadlines.escalation_due``, ``escalation_due_at``); a case still open and overdue after it is
+    escalated one level further (township → county/district → city → province → the national level,
+    never past it), leaving the 督办 list of the office it was with for that of the office above.
+    Each is recorded as an ``escalated`` step (its note ``"<from> → <to>"``) and the returned change
+    (``supervision.incident_escalated``, with the level, the office's tier, the deadlines missed and the
+    new period), which the caller appends to the log in the same transaction.
 
-    Once per overdue round, whoever asks and however many ask at once: the row is claimed by one UPDATE
-    whose WHERE holds "still overdue, still not escalated" (PostgreSQL re-checks it on the row another
-    transaction just changed; SQLite's units of work run one at a time), so of several gateway processes
-    exactly one escalates and the others get None. None too when the case is no longer overdue, is held
-    at the national level or by no known office. Reopening clears the escalation (new clocks, new round)."""
-    incident = session.get(IncidentRow, incident_id)
+    Once per level, whoever asks and however many ask at once: the row is claimed by one UPDATE whose
+    WHERE holds "still overdue, still with the office it was with (and, above the holder, that office's
+    period run out)" (PostgreSQL re-checks it on the row another transaction just changed; SQLite's units
+    of work run one at a time), so of several gateway processes exactly one escalates and the others get
+    None. None too when the case is not due to go up, is held or escalated at the national level or held by
+    no known office. Closing stops the climb; reopening clears the escalation (new clocks, new round)."""
+    incident = session.get(IncidentRow, incident_id, populate_existing=True)
     if incident is None or incident.org is None:
         return None
-    above = superior_office(incident.org)
+    held = incident.escalated_to or incident.org
+    above = superior_office(held)
     if above is None:
         return None
-    held = incident.org
+    if incident.escalated_to is None:
+        level = 1
+        still_with = [IncidentRow.escalated_to.is_(None), IncidentRow.org == held]
+    else:
+        level = (incident.escalation_level or 1) + 1
+        still_with = [IncidentRow.escalated_to == held, IncidentRow.escalation_due_at < now]
+    previous_due = incident.escalation_due_at
+    # The national level has none: nothing is above it.
+    due = deadlines.escalation_due(now) if superior_office(above) is not None else None
     claimed = session.execute(
         update(IncidentRow)
-        .where(
-            IncidentRow.incident_id == incident_id,
-            IncidentRow.escalated_to.is_(None),
-            IncidentRow.org == held,
-            _late_condition(now),
-        )
-        .values(escalated_to=above, escalated_at=now)
+        .where(IncidentRow.incident_id == incident_id, *still_with, _late_condition(now))
+        .values(escalated_to=above, escalated_at=now, escalation_due_at=due, escalation_level=level)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
@@ -1216,10 +1292,15 @@ def escalate_incident(
     complaint = _complaint_of(session, incident)
     out = incident_json(incident, now, complaint)
     change = _moved(session, incident, ESCALATED, "supervision.incident_escalated", actor, now, held, above)
+    change["escalation_level"] = level
+    change["org_level"] = office_tier(above)[0]
     change["missed"] = [
         {"deadline": m["deadline"], "due_at": m["due_at"], "days_overdue": m["days_overdue"]}
         for m in out["overdue_deadlines"]
     ]
+    if level > 1 and previous_due is not None:
+        change["previous_escalation_due_at"] = _ts(_aware(previous_due))
+    change["escalation_due_at"] = _ts(due)
     return out, change
 
 
@@ -1259,6 +1340,8 @@ def reopen_incident(
     # The clocks start afresh: an escalation was of the earlier round (it stays in the steps and the log).
     incident.escalated_to = None
     incident.escalated_at = None
+    incident.escalation_due_at = None
+    incident.escalation_level = None
     _step(session, incident_id, "reopened", actor, now, text)
     session.flush()
     change = {

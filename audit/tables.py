@@ -199,6 +199,11 @@ class IncidentRow(AuditBase):
     # (migration 0014; NULL: not escalated). Cleared when the case is reopened (its clocks start afresh).
     escalated_to: Mapped[str | None] = mapped_column(String(12), index=True)
     escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # 督办 climbs one level at a time: how many levels above the holder ``escalated_to`` is (1: the office
+    # just above), and by when that office must see the case closed before it goes one level further
+    # (migration 0016; both NULL: not escalated; the period NULL too at the national level: none is above).
+    escalation_level: Mapped[int | None] = mapped_column(Integer)
+    escalation_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IncidentEvidenceRow(AuditBase):

@@ -20,9 +20,11 @@ PostgreSQL advisory lock, or a file lock beside the archives on SQLite, whose pr
 and re-reads the archive index under it, so a month archived by another process is never archived again.
 
 The escalation task (督办) escalates every overdue incident not yet escalated to the office one level above
-the one holding it, every ``GRASSROOTS_ESCALATION_INTERVAL_S`` seconds (default 600):
-:func:`escalate_overdue`, each case in a transaction of its own with its audit event; several processes
-may run it at once (one conditional UPDATE claims a case, so it is escalated and recorded once).
+the one holding it, and one whose office above let its own period (``GRASSROOTS_ESCALATION_DUE_DAYS``,
+default 15) run out one level further, up to the national level, every
+``GRASSROOTS_ESCALATION_INTERVAL_S`` seconds (default 600): :func:`escalate_overdue`, each case in a
+transaction of its own with its audit event; several processes may run it at once (one conditional UPDATE
+claims a case, so it is escalated and recorded once per level).
 
 Settings live here rather than in ``gateway.settings`` so the supervision area stays self-contained;
 they read the same ``GRASSROOTS_`` environment.
@@ -103,9 +105,10 @@ class SupervisionSettings(BaseSettings):
     incident_due_days: int = Field(30, ge=1, description="days to close an incident")
     deadline_days: DayCount = Field(
         DayCount.CALENDAR,
-        description="how the two periods are counted: calendar_days (自然日; a last day that is a weekend "
-        "day off or a statutory holiday moves to the next working day, Civil Code Art. 203) or working_days "
-        "(工作日; holidays skipped, the State Council's adjusted working days counted)",
+        description="how the periods (complaint, incident, escalation) are counted: calendar_days (自然日; "
+        "a last day that is a weekend day off or a statutory holiday moves to the next working day, Civil "
+        "Code Art. 203) or working_days (工作日; holidays skipped, the State Council's adjusted working days "
+        "counted)",
     )
     holidays_file: Path | None = Field(
         None,
@@ -117,6 +120,12 @@ class SupervisionSettings(BaseSettings):
         ge=0,
         allow_inf_nan=False,
         description="seconds between rounds escalating (督办) overdue incidents to the office above; 0: off",
+    )
+    escalation_due_days: int = Field(
+        15,
+        ge=1,
+        description="days the office an overdue incident is escalated to has to see it closed before it is "
+        "escalated one level further up (counted as the other periods are, GRASSROOTS_DEADLINE_DAYS)",
     )
     division_names_file: Path | None = Field(
         None,
@@ -170,6 +179,7 @@ def deadlines_of(settings: SupervisionSettings) -> Deadlines:
         incident_days=settings.incident_due_days,
         unit=settings.deadline_days,
         calendar=_calendar(path, changed),
+        escalation_days=settings.escalation_due_days,
     )
 
 
@@ -439,13 +449,17 @@ async def archive_loop(runtime: Runtime, interval_s: float) -> None:
 # -- escalating overdue incidents (督办) ----------------------------------------------------------------
 
 
-def escalate_overdue(engine: Engine, now: datetime) -> list[dict[str, Any]]:
-    """One round: every overdue incident not yet escalated goes to the office above the one holding it
-    (:func:`audit.escalate_incident`), each in a transaction of its own with its
-    ``supervision.incident_escalated`` event (actor ``system``, ``scheduled: true``), committed together.
-    Several gateway processes may run it at once: each case is claimed by one conditional UPDATE, so it is
-    escalated, stepped and audited once (the others' claims change nothing and record nothing).
-    Returns the changes this process made."""
+def escalate_overdue(
+    engine: Engine, now: datetime, deadlines: Deadlines | None = None
+) -> list[dict[str, Any]]:
+    """One round: every overdue incident not yet escalated goes to the office above the one holding it,
+    and every one whose office above let its period (``deadlines``' escalation days) run out with the case
+    still open and overdue goes one level further up (:func:`audit.escalate_incident`), each in a
+    transaction of its own with its ``supervision.incident_escalated`` event (actor ``system``,
+    ``scheduled: true``), committed together. Several gateway processes may run it at once: each case is
+    claimed by one conditional UPDATE, so it is escalated, stepped and audited once per level (the others'
+    claims change nothing and record nothing). Returns the changes this process made."""
+    days = deadlines if deadlines is not None else Deadlines()
     with Session(engine) as session:
         candidates = audit.incidents_to_escalate(session, now)
     made = []
@@ -453,7 +467,9 @@ def escalate_overdue(engine: Engine, now: datetime) -> list[dict[str, Any]]:
         with Session(engine) as session:
             if engine.dialect.name == "sqlite":
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")  # never upgrade a read lock
-            done = audit.escalate_incident(session, incident_id=incident_id, now=now, actor=ARCHIVER)
+            done = audit.escalate_incident(
+                session, incident_id=incident_id, now=now, actor=ARCHIVER, deadlines=days
+            )
             if done is None:
                 session.rollback()
                 continue
@@ -465,16 +481,34 @@ def escalate_overdue(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     return made
 
 
+def escalation_round(engine: Engine, now: datetime, settings: SupervisionSettings) -> list[dict[str, Any]]:
+    """One periodic round on the configured periods, read afresh (an operator's new holiday file counts
+    from the next round). A holiday file that cannot be read escalates nothing this round (logged, as
+    registering a complaint is refused then): a period counted without it could be wrong either way."""
+    try:
+        deadlines = deadlines_of(settings)
+    except audit.HolidayFileError as exc:
+        _log.error("overdue incidents not escalated this round: holidays file unreadable: %s", exc.message_en)
+        return []
+    return escalate_overdue(engine, now, deadlines)
+
+
 async def escalation_loop(runtime: Runtime, interval_s: float) -> None:
     """Every ``interval_s`` (the first round soon after start), escalate the overdue incidents."""
     await asyncio.sleep(min(interval_s, FIRST_ARCHIVE_DELAY_S))
     while True:
         try:
-            made = await asyncio.to_thread(escalate_overdue, runtime.engine, datetime.now(UTC))
+            made = await asyncio.to_thread(
+                escalation_round, runtime.engine, datetime.now(UTC), SupervisionSettings()
+            )
             for change in made:
                 _log.info(
                     "overdue incident escalated",
-                    extra={"incident_id": change["incident_id"], "org": change["org"]},
+                    extra={
+                        "incident_id": change["incident_id"],
+                        "org": change["org"],
+                        "escalation_level": change["escalation_level"],
+                    },
                 )
         except Exception as exc:
             _log.error("periodic escalation of overdue incidents failed: %s", type(exc).__name__)

@@ -1262,9 +1262,13 @@ def test_an_overdue_case_is_escalated_once_to_the_office_above_which_lists_it(st
             "complaint_id": out["complaint_id"],
             "from_org": TOWN_A,
             "org": DISTRICT,
+            "escalation_level": 1,
+            "org_level": "county",
             "missed": [
                 {"deadline": "complaint_answer", "due_at": "2026-12-02T15:59:59.000000Z", "days_overdue": 1}
             ],
+            # The district's own period: 15 days from Thursday 3 December, to the end of Friday the 18th.
+            "escalation_due_at": "2026-12-18T15:59:59.000000Z",
         }
         assert (out["escalated"], out["escalated_to"]) == (True, DISTRICT)
         assert out["escalation_message"].startswith("该事件逾期未办结，已于 2026-12-03 提请上级监督机构")
@@ -1316,3 +1320,137 @@ def test_a_case_not_late_or_held_nationally_is_not_escalated(sqlite: Store) -> N
         assert escalate_incident(session, incident_id=national, now=late) is None
         assert escalate_incident(session, incident_id=town_case, now=NOW) is None  # not late yet
         assert get_incident(session, town_case, NOW, scope="")["escalated"] is False
+
+
+CITY, PROVINCE, NATIONAL = "310100000000", "310000000000", "000000000000"
+#: The district's, city's and province's period to see an escalated case closed: 5 days, counted as the
+#: other periods are (calendar days; a last day that is a rest day gives way to the next working day).
+FIVE_DAYS = Deadlines(escalation_days=5)
+
+
+def _at(day: str) -> datetime:
+    """10:00 Beijing time on ``day`` of December 2026."""
+    return datetime.fromisoformat(f"2026-12-{day}T02:00:00+00:00")
+
+
+def test_escalation_climbs_one_level_each_time_the_office_above_lets_its_period_run_out(store: Store) -> None:
+    """Before: a case escalated to the district that the district also let run overdue sat there for ever.
+    Now the office it went to has its own period; when that runs out with the case still open and overdue
+    it goes one level further (district → city → province → the national level, never past it), each
+    climb a step and a change naming from, to and the level, and the case is in the 督办 list of the office
+    it is now with, no longer in the one below's."""
+
+    def escalated_list(scope: str, now: datetime) -> list[str]:
+        listed = [x["incident_id"] for x in list_incidents(session, now, scope=scope, escalated=True)]
+        assert count_incidents(session, now, scope=scope, escalated=True) == len(listed)
+        return listed
+
+    def escalate(now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert incidents_to_escalate(session, now) == [case]
+        done = escalate_incident(session, incident_id=case, now=now, deadlines=FIVE_DAYS)
+        assert done is not None
+        assert escalate_incident(session, incident_id=case, now=now, deadlines=FIVE_DAYS) is None  # once
+        session.commit()
+        return done
+
+    with Session(store.engine) as session:
+        _, case = _case_of(session, store, TOWN_A)
+        session.commit()
+        out, change = escalate(_at("03"))
+        assert (out["escalated_to"], out["escalation_level"], change["org_level"]) == (DISTRICT, 1, "county")
+        assert out["escalation_due_at"] == "2026-12-08T15:59:59.000000Z"  # 5 days from Thursday the 3rd
+        assert out["escalation_message"].endswith(
+            "；督办期限 2026-12-08（北京时间），届时仍未办结的，提请再上一级督办"
+        )
+
+        # The district's period runs to the end of Tuesday the 8th: not a level further before it ends.
+        before_end = datetime(2026, 12, 8, 15, 0, tzinfo=UTC)
+        assert incidents_to_escalate(session, before_end) == []
+        assert escalate_incident(session, incident_id=case, now=before_end, deadlines=FIVE_DAYS) is None
+
+        out, change = escalate(_at("09"))
+        assert change == {
+            "kind": "supervision.incident_escalated",
+            "actor": "system",
+            "incident_id": case,
+            "complaint_id": out["complaint_id"],
+            "from_org": DISTRICT,
+            "org": CITY,
+            "escalation_level": 2,
+            "org_level": "city",
+            "missed": [
+                {"deadline": "complaint_answer", "due_at": "2026-12-02T15:59:59.000000Z", "days_overdue": 7}
+            ],
+            "previous_escalation_due_at": "2026-12-08T15:59:59.000000Z",
+            "escalation_due_at": "2026-12-14T15:59:59.000000Z",
+        }
+        assert out["escalation_message"].startswith(
+            "该事件逾期未办结，督办期限届满仍未办结，已于 2026-12-09 逐级提请市级监督机构（310100000000）"
+            "督办（第 2 级督办）"
+        )
+        assert "escalation level 2" in out["escalation_message_en"] and out["escalation_message_en"].isascii()
+        # Now with the city: in its 督办 list (and those above it), no longer in the district's.
+        assert escalated_list("310151", _at("09")) == []
+        assert escalated_list("3101", _at("09")) == [case]
+        assert escalated_list("31", _at("09")) == [case]
+        assert escalated_list("", _at("09")) == [case]
+
+        # The province's period from Tuesday the 15th ends on Sunday the 20th, a rest day: Monday the 21st.
+        out, change = escalate(_at("15"))
+        assert (change["from_org"], change["org"], change["escalation_level"]) == (CITY, PROVINCE, 3)
+        assert out["escalation_due_at"] == "2026-12-21T15:59:59.000000Z"
+        assert escalated_list("3101", _at("15")) == [] and escalated_list("31", _at("15")) == [case]
+
+        out, change = escalate(_at("22"))
+        assert (change["from_org"], change["org"], change["escalation_level"]) == (PROVINCE, NATIONAL, 4)
+        assert (change["org_level"], change["escalation_due_at"], out["escalation_due_at"]) == (
+            "national",
+            None,
+            None,
+        )
+        assert out["escalation_message"].endswith("；已督办至全国层面，不再逐级上提")
+        assert escalated_list("31", _at("22")) == [] and escalated_list("", _at("22")) == [case]
+        never = datetime(2027, 6, 1, tzinfo=UTC)  # never past the national level
+        assert incidents_to_escalate(session, never) == []
+        assert escalate_incident(session, incident_id=case, now=never, deadlines=FIVE_DAYS) is None
+
+        steps = get_incident(session, case, never, scope="")["steps"]
+        assert [s["note"] for s in steps if s["action"] == "escalated"] == [
+            f"{TOWN_A} → {DISTRICT}",
+            f"{DISTRICT} → {CITY}",
+            f"{CITY} → {PROVINCE}",
+            f"{PROVINCE} → {NATIONAL}",
+        ]
+    # The district's month: one case escalated to it, one it let go on up to the city.
+    report = build_monthly_report(store.engine, "2026-12", load_anomaly_rules(), org=DISTRICT, now=never)
+    assert (report.cases["cases_escalated_in"], report.cases["cases_escalated_up"]) == (1, 1)
+
+
+def test_closing_stops_the_climb_and_reopening_starts_over_from_the_holder(store: Store) -> None:
+    with Session(store.engine) as session:
+        _, case = _case_of(session, store, TOWN_A)
+        assert escalate_incident(session, incident_id=case, now=_at("03"), deadlines=FIVE_DAYS) is not None
+        assign_incident(
+            session, incident_id=case, assignee="区纪委", actor="d", now=_at("04"), scope="310151"
+        )
+        dispose_incident(
+            session, incident_id=case, disposition="unsubstantiated", note="每次访问均在授权场景内",
+            actor="d", now=_at("05"), scope="310151",
+        )  # fmt: skip
+        session.commit()
+        assert incidents_to_escalate(session, _at("09")) == []  # closed: the district's period is moot
+        assert escalate_incident(session, incident_id=case, now=_at("09"), deadlines=FIVE_DAYS) is None
+        reopened, _ = reopen_incident(
+            session, incident_id=case, scope="", reason="居民对答复有异议", actor="d", now=_at("09")
+        )
+        assert (reopened["escalated"], reopened["escalation_level"], reopened["escalation_due_at"]) == (
+            False,
+            0,
+            None,
+        )
+        session.commit()
+        # Late again after the new clocks: the round starts over, at the office above the holder.
+        late = datetime(2027, 1, 10, tzinfo=UTC)
+        done = escalate_incident(session, incident_id=case, now=late, deadlines=FIVE_DAYS)
+        assert done is not None
+        assert (done[1]["from_org"], done[1]["org"], done[1]["escalation_level"]) == (TOWN_A, DISTRICT, 1)

@@ -110,3 +110,37 @@ def test_an_overdue_township_case_is_escalated_to_the_district_and_said_so_every
     assert shown.stderr.index("提请上级") < shown.stderr.index("escalated on")  # Chinese first
     listed = stack.cli("supervise", "incidents", "--escalated", "--as", "supervisor", "--url", stack.base_url)
     assert [i["incident_id"] for i in json.loads(listed.stdout)["items"]] == [incident_id]
+
+    # The district lets its own period run out too (set in the database, as time would): the periodic task
+    # takes the case one level further, to the city, and it leaves the district's 督办 list.
+    city = DISTRICT[:4].ljust(12, "0")
+    with stack.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE audit_incidents SET escalation_due_at = :due WHERE incident_id = :i"),
+            {"due": datetime.now(UTC) - timedelta(minutes=1), "i": incident_id},
+        )
+    waited_until = time.monotonic() + ESCALATION_WAIT_S
+    while (seen := api(stack, "GET", f"/incidents/{incident_id}", "supervisor").json())[
+        "escalated_to"
+    ] != city:
+        assert time.monotonic() < waited_until, "the periodic task did not escalate the case a level further"
+        time.sleep(0.2)
+    assert seen["escalation_level"] == 2 and seen["steps"][-1]["note"] == f"{DISTRICT} → {city}"
+    assert "（第 2 级督办）" in seen["escalation_message"]
+    assert api(stack, "GET", "/incidents", "supervisor", params={"escalated": "true"}).json()["items"] == []
+    national = api(stack, "GET", "/incidents", "national_supervisor", params={"escalated": "true"}).json()
+    assert [(i["incident_id"], i["escalated_to"]) for i in national["items"]] == [(incident_id, city)]
+    with stack.engine.connect() as conn:
+        bodies = conn.execute(
+            sa.text(
+                "SELECT body FROM audit_events WHERE kind = 'supervision.incident_escalated' ORDER BY seq"
+            )
+        ).scalars()
+        climbed = [json.loads(b)["details"] for b in bodies][1:]
+    assert [(e["from_org"], e["org"], e["escalation_level"], e["org_level"]) for e in climbed] == [
+        (DISTRICT, city, 2, "city")
+    ]
+    shown = stack.cli(
+        "supervise", "complaint", complaint_id, "--as", "town_supervisor_a", "--url", stack.base_url
+    )
+    assert "逐级提请市级监督机构（" in shown.stderr and "escalation level 2" in shown.stderr

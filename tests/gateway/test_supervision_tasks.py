@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from audit import (
@@ -37,9 +38,12 @@ from audit import checkpoints as checkpoints_module
 from audit.tables import audit_events
 from gateway.supervision_tasks import (
     ARCHIVE_SETTLE,
+    SupervisionSettings,
     archive_closed_months,
     archiving_lock,
+    deadlines_of,
     escalate_overdue,
+    escalation_round,
     months_to_archive,
 )
 from tests.audit.conftest import (  # noqa: F401 - fixtures
@@ -288,14 +292,9 @@ def _overdue_cases(store: Store, n: int) -> list[str]:  # noqa: F811
     return ids
 
 
-def test_gateway_processes_escalating_together_escalate_each_overdue_case_exactly_once(
-    store: Store,  # noqa: F811
-) -> None:
-    """Several gateway processes run the periodic escalation at the same moment (four engines, as four
-    processes have): each overdue case is escalated once — one step, one ``supervision.incident_escalated``
-    event — and the next rounds change nothing. On PostgreSQL the claims race for real (READ COMMITTED:
-    every process reads the same candidates, then updates them)."""
-    cases = _overdue_cases(store, 6)
+def _escalating_together(store: Store, now: datetime) -> list[dict[str, Any]]:  # noqa: F811
+    """A round of the periodic escalation run at the same moment by four gateway processes (four engines,
+    as four processes have); the changes they made, all together."""
     engines = [_engine_of_another_process(store) for _ in range(4)]
     start = threading.Barrier(len(engines))
     made: list[list[dict[str, Any]]] = []
@@ -304,7 +303,7 @@ def test_gateway_processes_escalating_together_escalate_each_overdue_case_exactl
     def tick(engine: sa.Engine) -> None:
         start.wait()
         try:
-            made.append(escalate_overdue(engine, NOW))
+            made.append(escalate_overdue(engine, now))
         except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
             failures.append(exc)
 
@@ -313,24 +312,105 @@ def test_gateway_processes_escalating_together_escalate_each_overdue_case_exactl
         t.start()
     for t in threads:
         t.join()
+    for engine in engines:
+        engine.dispose()
     assert failures == []
-    assert sorted(c["incident_id"] for round_ in made for c in round_) == sorted(cases)
+    return [change for round_ in made for change in round_]
+
+
+def _escalations(store: Store) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:  # noqa: F811
+    """The ``escalated`` steps (incident, note) and the ``supervision.incident_escalated`` events' details."""
     with store.engine.connect() as conn:
         steps = conn.execute(
-            sa.text("SELECT incident_id, note FROM audit_incident_steps WHERE action = 'escalated'")
+            sa.text(
+                "SELECT incident_id, note FROM audit_incident_steps"
+                " WHERE action = 'escalated' ORDER BY step_id"
+            )
         ).all()
         bodies = conn.execute(
-            sa.text("SELECT body FROM audit_events WHERE kind = 'supervision.incident_escalated'")
+            sa.text(
+                "SELECT body FROM audit_events WHERE kind = 'supervision.incident_escalated' ORDER BY seq"
+            )
         ).scalars()
-        events = [json.loads(b)["details"] for b in bodies]
+        return [(i, n) for i, n in steps], [json.loads(b)["details"] for b in bodies]
+
+
+def test_gateway_processes_escalating_together_escalate_each_overdue_case_exactly_once(
+    store: Store,  # noqa: F811
+) -> None:
+    """Several gateway processes run the periodic escalation at the same moment: each overdue case is
+    escalated once — one step, one ``supervision.incident_escalated`` event — and the next rounds change
+    nothing. On PostgreSQL the claims race for real (READ COMMITTED: every process reads the same
+    candidates, then updates them)."""
+    cases = _overdue_cases(store, 6)
+    made = _escalating_together(store, NOW)
+    assert sorted(c["incident_id"] for c in made) == sorted(cases)
+    steps, events = _escalations(store)
     assert sorted(i for i, _ in steps) == sorted(cases)
     assert sorted(e["incident_id"] for e in events) == sorted(cases)
     assert all(e["scheduled"] is True and e["org"] == "310151000000" for e in events)
     assert {note for _, note in steps} == {"310151101000 → 310151000000", "310151102000 → 310151000000"}
-    assert escalate_overdue(store.engine, NOW + timedelta(days=1)) == []
+    assert escalate_overdue(store.engine, NOW + timedelta(days=1)) == []  # the district's period runs
     with Session(store.engine) as session:
         listed = list_incidents(session, NOW, scope="310151", escalated=True, limit=100)
         assert sorted(x["incident_id"] for x in listed) == sorted(cases)
     assert verify_log(store.engine).ok  # every escalation appended in its own transaction, chained
-    for engine in engines:
-        engine.dispose()
+
+
+def test_gateway_processes_escalating_together_take_each_case_one_level_further_exactly_once(
+    store: Store,  # noqa: F811
+) -> None:
+    """Before, a case the district let run past its own period stayed with the district for ever. Now
+    the next round takes it to the city — and with four processes racing on the climb, each case goes up
+    once: one more step, one more event (level 2), none to the province in the same round."""
+    cases = _overdue_cases(store, 4)
+    assert len(escalate_overdue(store.engine, NOW)) == 4  # to the district, its period to 7 December
+    assert escalate_overdue(store.engine, datetime(2026, 12, 7, 15, 0, tzinfo=UTC)) == []
+    made = _escalating_together(store, NOW + timedelta(days=18))
+    assert sorted(c["incident_id"] for c in made) == sorted(cases)
+    steps, events = _escalations(store)
+    assert sorted(i for i, note in steps if note == "310151000000 → 310100000000") == sorted(cases)
+    assert len(steps) == 8 and len(events) == 8
+    climbed = [e for e in events if e["escalation_level"] == 2]
+    assert sorted(e["incident_id"] for e in climbed) == sorted(cases)
+    assert all(
+        (e["from_org"], e["org"], e["org_level"], e["scheduled"])
+        == ("310151000000", "310100000000", "city", True)
+        for e in climbed
+    )
+    with Session(store.engine) as session:
+        later = NOW + timedelta(days=18)
+        assert list_incidents(session, later, scope="310151", escalated=True, limit=100) == []
+        listed = list_incidents(session, later, scope="3101", escalated=True, limit=100)
+        assert sorted(x["incident_id"] for x in listed) == sorted(cases)
+        assert {x["escalation_level"] for x in listed} == {2}
+    assert verify_log(store.engine).ok
+
+
+def test_the_escalation_period_is_a_setting_counted_as_the_others_and_a_bad_holiday_file_stops_a_round(
+    sqlite: Store,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRASSROOTS_ESCALATION_DUE_DAYS", "5")
+    monkeypatch.setenv("GRASSROOTS_DEADLINE_DAYS", "working_days")
+    settings = SupervisionSettings()
+    days = deadlines_of(settings)
+    assert (days.escalation_days, days.unit.value) == (5, "working_days")
+    # Five working days from Friday 20 November: Monday 23 to Friday 27.
+    assert days.escalation_due(NOW) == datetime(2026, 11, 27, 15, 59, 59, tzinfo=UTC)
+    monkeypatch.setenv("GRASSROOTS_ESCALATION_DUE_DAYS", "0")
+    with pytest.raises(ValidationError):
+        SupervisionSettings()
+    monkeypatch.delenv("GRASSROOTS_ESCALATION_DUE_DAYS")
+    assert SupervisionSettings().escalation_due_days == 15
+    monkeypatch.setenv("GRASSROOTS_ESCALATION_DUE_DAYS", "5")
+
+    _overdue_cases(sqlite, 1)
+    spoilt = tmp_path / "holidays.toml"
+    spoilt.write_text("[2027\n", encoding="utf-8")
+    monkeypatch.setenv("GRASSROOTS_HOLIDAYS_FILE", str(spoilt))
+    assert escalation_round(sqlite.engine, NOW, SupervisionSettings()) == []  # nothing counted on guesses
+    monkeypatch.delenv("GRASSROOTS_HOLIDAYS_FILE")
+    made = escalation_round(sqlite.engine, NOW, SupervisionSettings())
+    assert [c["escalation_due_at"] for c in made] == ["2026-11-27T15:59:59.000000Z"]
