@@ -2,6 +2,13 @@
 spikes count refused administrative acts (``admin.refused``) too: a steward trying again and again to
 approve her own requests is an attempt as much as a refused read is.
 
+A request no valid token identified is recorded with the actor ``anonymous``
+(:data:`audit.events.ANONYMOUS_ACTOR`): many unknown senders, no user. No rule counts such requests as
+one user's. The refusal-spike rule counts them on their own, per window, as a finding about no one
+(``unauthenticated``): a supervisor learns that requests without a valid token were refused in numbers,
+and where to look (the ``auth.`` events: failed sign-ins, and the refusals the gateway counts per source
+address once one sends too many), not that some user was probing.
+
 Six rules, each parameterised (defaults in ``audit/data/anomaly_rules.toml``): refusal spikes, off-hours
 reading, bulk reading, attempts outside jurisdiction, one resident read by many users, reading with no
 active grant. They are deliberately simple, explainable counts over fixed windows — a supervisor must be
@@ -26,7 +33,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine
 
-from audit.events import Outcome, format_timestamp
+from audit.events import ANONYMOUS_ACTOR, Outcome, format_timestamp
 from audit.pseudonym import SUBJECT_REF_LINKS, PseudonymRing
 from audit.query import (
     ACCESS_KIND_PREFIX,
@@ -118,6 +125,8 @@ class Finding:
     #: The organisation the actor read from in the finding's latest event: a user id alone tells the
     #: supervisor reading the 通报 nothing about where to look.
     actor_org: str | None = None
+    #: About requests no valid token identified (``actor`` None): nobody's, whoever sent them.
+    unauthenticated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +137,7 @@ class Finding:
             "seqs": list(self.seqs),
             "actor": self.actor,
             "actor_org": self.actor_org,
+            "unauthenticated": self.unauthenticated,
             "subject_ref": self.subject_ref,
             "window_start": format_timestamp(self.window_start) if self.window_start else None,
             "window_end": format_timestamp(self.window_end) if self.window_end else None,
@@ -283,29 +293,64 @@ def _in_window(hour: int, start: int, end: int) -> bool:
     return hour >= start or hour < end
 
 
+def _user(event: EventSummary) -> str | None:
+    """Whose act the event is: its actor, or None for a request no valid token identified (any sender)."""
+    return None if event.actor == ANONYMOUS_ACTOR else event.actor
+
+
 def refusal_spikes(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
-    groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
+    """Per user and window, the refusals past both thresholds. The refusals of requests no valid token
+    identified are grouped per window on their own, never as a user's (:func:`_unauthenticated`)."""
+    groups: dict[tuple[str | None, datetime, datetime], list[EventSummary]] = defaultdict(list)
     for e in events:
-        groups[(e.actor, *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
+        groups[(_user(e), *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
     findings = []
     for (actor, start, end), group in sorted(groups.items(), key=lambda item: item[0][1:]):
         refused = [e.seq for e in group if e.outcome == Outcome.REFUSED.value]
         ratio = len(refused) / len(group)
-        if len(refused) >= s["min_refusals"] and ratio >= s["min_ratio"]:
-            findings.append(
-                Finding(
-                    "refusal_spike",
-                    "high",
-                    f"同一用户在 {s['window_minutes']} 分钟内被拒绝 {len(refused)} 次（占 {ratio:.0%}）",
-                    f"{len(refused)} refusals for one user within {s['window_minutes']} min ({ratio:.0%})",
-                    tuple(refused),
-                    actor=actor,
-                    window_start=start,
-                    window_end=end,
-                    metrics={"refusals": len(refused), "accesses": len(group), "ratio": round(ratio, 3)},
-                )
+        if len(refused) < s["min_refusals"] or ratio < s["min_ratio"]:
+            continue
+        metrics = {"refusals": len(refused), "accesses": len(group), "ratio": round(ratio, 3)}
+        if actor is None:
+            findings.append(_unauthenticated(tuple(refused), s["window_minutes"], start, end, metrics))
+            continue
+        findings.append(
+            Finding(
+                "refusal_spike",
+                "high",
+                f"同一用户在 {s['window_minutes']} 分钟内被拒绝 {len(refused)} 次（占 {ratio:.0%}）",
+                f"{len(refused)} refusals for one user within {s['window_minutes']} min ({ratio:.0%})",
+                tuple(refused),
+                actor=actor,
+                window_start=start,
+                window_end=end,
+                metrics=metrics,
             )
+        )
     return findings
+
+
+def _unauthenticated(
+    seqs: tuple[int, ...], minutes: int, start: datetime, end: datetime, metrics: Mapping[str, int | float]
+) -> Finding:
+    """A window's refusals of requests without a valid token: attributed to no one (whoever sent them is
+    not known, and they may be many), said so, and pointing to where the senders are counted. Medium:
+    nothing was served, and there is no user to ask; the sources are the gateway's ``auth.`` events."""
+    n = len(seqs)
+    return Finding(
+        "refusal_spike",
+        "medium",
+        f"{minutes} 分钟内有 {n} 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户；"
+        "登录失败及按来源地址汇总的拒绝可用 grassroots supervise events --kind auth. 查看）",
+        f"{n} refusals of requests without a valid token within {minutes} min (senders not "
+        "authenticated: attributed to no user; failed sign-ins and the refusals counted per source address "
+        "are listed by grassroots supervise events --kind auth.)",
+        seqs,
+        window_start=start,
+        window_end=end,
+        metrics=metrics,
+        unauthenticated=True,
+    )
 
 
 def off_hours(
@@ -314,7 +359,7 @@ def off_hours(
     by_actor: dict[str, list[EventSummary]] = defaultdict(list)
     for e in events:
         if e.outcome != Outcome.ALLOWED.value and not (
-            s["include_refused"] and e.outcome == Outcome.REFUSED.value
+            s["include_refused"] and e.outcome == Outcome.REFUSED.value and _user(e) is not None
         ):
             continue
         hour = _local_hour(e.occurred_at)
@@ -370,7 +415,8 @@ def outside_jurisdiction(events: Sequence[EventSummary], s: Mapping[str, Any]) -
     reasons = set(s["reasons"])
     groups: dict[tuple[str, datetime, datetime], list[EventSummary]] = defaultdict(list)
     for e in events:
-        refused = e.outcome == Outcome.REFUSED.value and e.reason in reasons
+        # A request without a valid token is nobody's attempt (refusal_spike counts those on their own).
+        refused = e.outcome == Outcome.REFUSED.value and e.reason in reasons and _user(e) is not None
         alerts = e.details.get("alerts") if isinstance(e.details, Mapping) else None
         scope_alert = (
             s["count_scope_violation_alerts"]

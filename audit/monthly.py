@@ -595,8 +595,10 @@ def _org_chart_label(code: str, names: Mapping[str, str]) -> str:
 
 
 def _finding_subject(finding: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
-    """Whom a finding is about: a user id with the organisation they read from (named where known), or the
-    resident's ref."""
+    """Whom a finding is about: a user id with the organisation they read from (named where known), the
+    resident's ref, or requests no valid token identified (nobody's)."""
+    if finding.get("unauthenticated"):
+        return "未持有效登录凭证的请求（不归属于任何用户）"
     actor, org = finding.get("actor"), finding.get("actor_org")
     if actor and org:
         return f"{actor}（{org_names.get(org) or org}）"

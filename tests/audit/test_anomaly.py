@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from audit import (
+    ANONYMOUS_ACTOR,
     SUBJECT_REF_LINKS,
     AnomalyContext,
     AnomalyRulesError,
@@ -203,6 +204,67 @@ def test_a_finding_about_a_user_names_the_organisation_they_read_from(sqlite: St
     assert "<td>u-prober（星桥村村民委员会）</td>" in render_html(report)
     unnamed = build_monthly_report(sqlite.engine, "2026-11", RULES, CONTEXT, now=DAY)
     assert "<td>u-prober（310151102201）</td>" in render_html(unnamed)
+
+
+def anonymous(minutes: float, reason: str = "missing_token") -> AuditEvent:
+    """A data request refused for want of a valid token, as the gateway records it: actor ``anonymous``
+    (whoever sent it), charged to no organisation."""
+    return replace(
+        access(minutes, actor=ANONYMOUS_ACTOR, outcome=Outcome.REFUSED, reason=reason), actor_org=None
+    )
+
+
+def test_refusals_without_a_valid_token_are_no_users_and_are_reported_as_such(sqlite: Store) -> None:
+    """Requests without a valid token (actor ``anonymous``: many unknown senders) were grouped as one
+    actor, and their refusals reported as 同一用户在 60 分钟内被拒绝 12 次 / "refusals for one user", about a
+    user called anonymous. Now they are a finding of their own about no user, saying whose they are not
+    and where the senders are counted; a user's own refusals in the same hour are still hers alone, and
+    the monthly page names no user for them."""
+    load(sqlite, BACKGROUND)
+    unknown = load(
+        sqlite, [anonymous(100 + i, "expired_token" if i % 3 else "missing_token") for i in range(12)]
+    )
+    prober = load(sqlite, [access(100.5 + i, actor="u-prober", outcome=Outcome.REFUSED) for i in range(12)])
+    findings = detect_anomalies(sqlite.engine, RULES, CONTEXT)
+    assert [(f.rule, f.actor, f.unauthenticated, list(f.seqs)) for f in findings] == [
+        ("refusal_spike", None, True, unknown),
+        ("refusal_spike", "u-prober", False, prober),
+    ]
+    nobody = findings[0]
+    assert "同一用户" not in nobody.summary_zh and "one user" not in nobody.summary_en
+    assert nobody.summary_zh.startswith(
+        "60 分钟内有 12 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户"
+    )
+    assert "supervise events --kind auth." in nobody.summary_zh and nobody.summary_en.isascii()
+    assert (nobody.actor_org, nobody.severity, dict(nobody.metrics)) == (
+        None,
+        "medium",
+        {"refusals": 12, "accesses": 12, "ratio": 1.0},
+    )
+    shown = nobody.to_json()
+    assert (shown["actor"], shown["unauthenticated"]) == (None, True)
+    assert findings[1].to_json()["unauthenticated"] is False
+
+    report = build_monthly_report(sqlite.engine, "2026-11", RULES, CONTEXT, unattributed=True, now=DAY)
+    assert [(f["actor"], f["unauthenticated"]) for f in report.findings] == [
+        (None, True),
+        ("u-prober", False),
+    ]
+    page = render_html(report)
+    assert "<td>未持有效登录凭证的请求（不归属于任何用户）</td>" in page and "<td>anonymous" not in page
+
+
+def test_no_rule_counts_requests_without_a_valid_token_as_a_users(sqlite: Store) -> None:
+    """Refused at night and for a reason the jurisdiction rule counts, they still are nobody's reading or
+    attempt: with refusals counted at night and the sign-in codes among the jurisdiction rule's reasons,
+    neither rule names ``anonymous``; only the refusal spike counts them, as nobody's."""
+    load(sqlite, BACKGROUND)
+    load(sqlite, [anonymous(13 * 60 + 30 + i) for i in range(12)])  # 23:30 Beijing time on
+    rules = RULES.with_overrides(
+        {"off_hours.include_refused": True, "outside_jurisdiction.reasons": "not_found,missing_token"}
+    )
+    findings = detect_anomalies(sqlite.engine, rules, CONTEXT)
+    assert [(f.rule, f.actor) for f in findings] == [("refusal_spike", None)]
 
 
 def test_the_monthly_report_counts_refused_acts_in_its_refusal_spikes(sqlite: Store) -> None:

@@ -887,7 +887,19 @@ def test_reports_count_the_accesses_the_events_list_shows_the_district(stack: St
         },
     )
     assert findings.status_code == 200, findings.text
-    assert "anonymous" in {f.get("actor") for f in findings.json()["findings"]}
+    # Requests without a valid token are nobody's: never a user called "anonymous" refused again and again
+    # (同一用户…被拒绝), but a finding about no user, as the CLI says it too.
+    found = findings.json()["findings"]
+    assert "anonymous" not in {f["actor"] for f in found}
+    seq = next(e["seq"] for e in listed if e["request_id"] == anonymous.headers["x-request-id"])
+    (nobodys,) = [f for f in found if seq in f["seqs"]]
+    assert (nobodys["actor"], nobodys["actor_org"], nobodys["unauthenticated"]) == (None, None, True)
+    assert "不归属于任何用户" in nobodys["summary_zh"] and "同一用户" not in nobodys["summary_zh"]
+    said = stack.cli(
+        "supervise", "anomalies", "--rule", "refusal_spike", "--set", "refusal_spike.min_refusals=1",
+        "--set", "refusal_spike.min_ratio=0", "--as", "supervisor", "--url", stack.base_url,
+    )  # fmt: skip
+    assert [f for f in json.loads(said.stdout)["findings"] if seq in f["seqs"]] == [nobodys]
 
     village = api(
         stack,
