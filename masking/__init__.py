@@ -50,6 +50,7 @@ from masking.operators import (
 from masking.plan import (
     FallbackDecision,
     FieldDecision,
+    ItemDecision,
     MaskingPlan,
     mask_record,
     mask_records,
@@ -82,6 +83,7 @@ __all__ = [
     "FieldSpec",
     "Finding",
     "FreeTextScanner",
+    "ItemDecision",
     "KAnonymityResult",
     "KeyRing",
     "KeyRingError",

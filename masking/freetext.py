@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grassroots_common.personal_data import NUMERALS, numerals_to_digits
-from masking.operators import BindContext, get_operator
+from masking.catalog import SemanticType
+from masking.operators import BindContext, MaskFn, ParamValue, TextMasker, get_operator
 
-__all__ = ["ENTITY_TYPES", "Finding", "FreeTextScanner"]
+__all__ = ["ENTITY_TYPES", "ITEM_SEMANTIC_TYPES", "OWN_OPERATORS", "Finding", "FreeTextScanner"]
 
 ENTITY_TYPES: tuple[str, ...] = (
     "CN_ID_NUMBER",
@@ -50,6 +51,34 @@ ENTITY_TYPES: tuple[str, ...] = (
 # them); an all-digit 18-character card number passes the GB 32100 check one time in 31 and is still
 # more likely a card.
 _PRIORITY = {name: len(ENTITY_TYPES) - i for i, name in enumerate(ENTITY_TYPES)}
+
+#: The semantic type of a catalogued field whose values are of each kind the scanner finds: a masking plan
+#: masks an item found in free text no more visibly than its profile masks a field of that type
+#: (`masking.items`). A WeChat id and a passport number have no field type: the scanner's masking stands.
+ITEM_SEMANTIC_TYPES: dict[str, SemanticType] = {
+    "CN_ID_NUMBER": SemanticType.ID_NUMBER,
+    "CN_MOBILE": SemanticType.MOBILE,
+    "BANK_CARD": SemanticType.BANK_CARD,
+    "CN_CREDIT_CODE": SemanticType.CREDIT_CODE,
+    "CN_LANDLINE": SemanticType.LANDLINE,
+    "EMAIL_ADDRESS": SemanticType.EMAIL,
+    "CN_LICENCE_PLATE": SemanticType.LICENCE_PLATE,
+    "CN_ADDRESS_DETAIL": SemanticType.ADDRESS,
+    "CN_BIRTH_DATE": SemanticType.BIRTH_DATE,
+    "PERSON": SemanticType.PERSON_NAME,
+}
+
+#: The scanner's own masking of each kind that a registered operator does (operator, parameters); the other
+#: kinds are masked by the functions below (an e-mail's first letter and domain, a plate's first two
+#: characters, a birth date's year, a WeChat id or a house number hidden whole, a passport's letters).
+OWN_OPERATORS: dict[str, tuple[str, Mapping[str, ParamValue]]] = {
+    "CN_ID_NUMBER": ("cn_id", {"keep_region": 6}),
+    "CN_CREDIT_CODE": ("credit_code", {}),
+    "BANK_CARD": ("bank_card", {}),
+    "CN_MOBILE": ("mobile", {}),
+    "CN_LANDLINE": ("landline", {}),
+    "PERSON": ("name", {}),
+}
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 # Necessary conditions, one per pattern group. Every digit-based pattern (ID, credit code, card,
@@ -230,6 +259,16 @@ def _digits_first(fn: Callable[[object], object]) -> Callable[[object], object]:
     return lambda text: fn(numerals_to_digits(str(text)))
 
 
+#: How an item of a kind is read before an operator masks it, whichever operator that is (the scanner's
+#: own or the one a plan gives the kind): an ID number without its separators, a mobile in digits.
+_READ_AS: dict[str, Callable[[MaskFn], MaskFn]] = {"CN_ID_NUMBER": _compacted, "CN_MOBILE": _digits_first}
+
+
+def _item_masker(entity: str, fn: MaskFn) -> Callable[[str], str]:
+    read_as = _READ_AS.get(entity)
+    return _as_text(fn if read_as is None else read_as(fn))
+
+
 def _mask_email(text: str) -> str:
     local, _, domain = text.partition("@")
     return f"{local[:1]}***@{domain}"
@@ -379,16 +418,10 @@ class FreeTextScanner:
             operator = get_operator(name)
             return operator.bind(operator.resolve_params(params), ctx)
 
-        self._maskers: dict[str, Callable[[str], str]] = {}
-        for entity, fn in (
-            ("CN_ID_NUMBER", _compacted(op("cn_id", keep_region=6))),
-            ("CN_CREDIT_CODE", op("credit_code")),
-            ("BANK_CARD", op("bank_card")),
-            ("CN_MOBILE", _digits_first(op("mobile"))),
-            ("CN_LANDLINE", op("landline")),
-            ("PERSON", op("name")),
-        ):
-            self._maskers[entity] = _as_text(fn)
+        self._maskers: dict[str, Callable[[str], str]] = {
+            entity: _item_masker(entity, op(name, **params))
+            for entity, (name, params) in OWN_OPERATORS.items()
+        }
         self._maskers["EMAIL_ADDRESS"] = _mask_email
         self._maskers["CN_LICENCE_PLATE"] = _mask_plate
         self._maskers["CN_WECHAT_ID"] = _hidden_whole
@@ -452,25 +485,45 @@ class FreeTextScanner:
         """`text` with every finding replaced by its type's masking operator."""
         return self.scan_and_mask(text)[0]
 
-    def scan_and_mask(self, text: str) -> tuple[str, list[Finding]]:
-        """The masked text and the findings it was masked for (one scan, one fold)."""
+    def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
+        """This scanner masking the kinds in ``maskers`` (entity type -> bound operator) with those
+        operators instead of its own (a masking plan's, `masking.items`); each item is read as the
+        scanner reads it (an ID number compacted, a mobile in digits). No override: the scanner itself."""
+        if not maskers:
+            return self
+        unknown = set(maskers) - set(ENTITY_TYPES)
+        if unknown:
+            raise ValueError(f"unknown entity types: {sorted(unknown)}")
+        return _MaskedBy(self, maskers)
+
+    def scan_and_mask(
+        self, text: str, maskers: Mapping[str, Callable[[str], str]] | None = None
+    ) -> tuple[str, list[Finding]]:
+        """The masked text and the findings it was masked for (one scan, one fold); ``maskers`` (all of
+        the scanner's own, some replaced: see `masked_by`) when given."""
         folded = fold(text)
         findings = self._scan_folded(folded)
         if not findings:
             return text, findings
-        return self._masked(text, folded, findings), findings
+        return self._masked(text, folded, findings, maskers or self._maskers), findings
 
     def mask_findings(self, text: str, findings: Sequence[Finding]) -> str:
         """`text` with the given non-overlapping, ordered findings (from `scan` or `scan_with_engine`)
         replaced by their type's masking operator."""
-        return self._masked(text, fold(text), findings)
+        return self._masked(text, fold(text), findings, self._maskers)
 
-    def _masked(self, text: str, folded: str, findings: Sequence[Finding]) -> str:
+    def _masked(
+        self,
+        text: str,
+        folded: str,
+        findings: Sequence[Finding],
+        maskers: Mapping[str, Callable[[str], str]],
+    ) -> str:
         out: list[str] = []
         pos = 0
         for f in findings:
             out.append(text[pos : f.start])
-            out.append(self._maskers[f.entity_type](folded[f.start : f.end]))
+            out.append(maskers[f.entity_type](folded[f.start : f.end]))
             pos = f.end
         out.append(text[pos:])
         return "".join(out)
@@ -497,6 +550,26 @@ class FreeTextScanner:
 
     def __repr__(self) -> str:
         return f"FreeTextScanner(entities={list(self._entities)}, min_score={self.min_score})"
+
+
+class _MaskedBy:
+    """A scanner whose masking of some kinds is a plan's (`FreeTextScanner.masked_by`)."""
+
+    __slots__ = ("_maskers", "_overrides", "_scanner")
+
+    def __init__(self, scanner: FreeTextScanner, overrides: Mapping[str, MaskFn]) -> None:
+        self._scanner = scanner
+        self._overrides = dict(overrides)
+        self._maskers = {
+            **scanner._maskers,
+            **{entity: _item_masker(entity, fn) for entity, fn in overrides.items()},
+        }
+
+    def mask(self, text: str) -> str:
+        return self._scanner.scan_and_mask(text, self._maskers)[0]
+
+    def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
+        return self._scanner.masked_by({**self._overrides, **maskers})
 
 
 def _any_of(*alternatives: tuple[str, bool]) -> re.Pattern[str] | None:

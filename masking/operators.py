@@ -65,6 +65,11 @@ class TextMasker(Protocol):
 
     def mask(self, text: str) -> str: ...
 
+    def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
+        """The scanner masking the kinds it finds that ``maskers`` names (entity type, e.g. CN_MOBILE)
+        with those operators instead of its own: how a plan's profile reaches the items of free text."""
+        ...
+
 
 class OperatorUnavailableError(OperatorError):
     """The operator cannot be bound in this context (no key ring, no scanner); the plan redacts instead."""

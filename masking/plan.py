@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from masking.catalog import Catalog, Level, SemanticType, max_level
 from masking.errors import OperatorError, UnknownProfileError
+from masking.items import RANDOMISED_OPERATORS, ItemDecision, plan_items
 from masking.keys import KeyRing
 from masking.operators import (
     REDACTED,
@@ -30,6 +31,7 @@ from masking.rules import RuleSet
 __all__ = [
     "FallbackDecision",
     "FieldDecision",
+    "ItemDecision",
     "MaskingPlan",
     "mask_record",
     "mask_records",
@@ -39,7 +41,11 @@ __all__ = [
 
 #: Operators whose answer is a pure function of the value and costly enough to compute once per page:
 #: the free-text scan (a page of one village's residents repeats remarks such as 「退役军人」). Keyed
-#: and randomised operators are never memoised (an envelope's fresh nonce must stay fresh).
+#: and randomised operators are never memoised (an envelope's fresh nonce must stay fresh), nor is a
+#: free-text field an item of which such an operator masks (`masking.items`: the profile's rule for the
+#: item's type). What else decides a free-text value's masking (profile, role, scenario, the rules and
+#: catalog, the key ring) is fixed for the plan, and the memo lives for one `mask_records` call on one
+#: plan, so the value alone is its key.
 _PAGE_MEMO_OPERATORS: frozenset[str] = frozenset({"freetext"})
 
 
@@ -70,6 +76,8 @@ class FieldDecision:
     params: Mapping[str, ParamValue]
     source: str  # "rule:<id>", "exemption", "default:keep", "fail-closed:<reason>"
     fallback: FallbackDecision | None = None
+    #: For a `freetext` field: how each kind of personal data found in it is masked (`masking.items`).
+    items: tuple[ItemDecision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,12 @@ class MaskingPlan:
         protected = frozenset(d.field for d in self.decisions if _protected(d))
         object.__setattr__(self, "_protected", protected)
         object.__setattr__(self, "_scanned", tuple(n for n, _ in self._ops if n not in protected))
-        memo = frozenset(d.field for d in self.decisions if d.operator in _PAGE_MEMO_OPERATORS)
+        memo = frozenset(
+            d.field
+            for d in self.decisions
+            if d.operator in _PAGE_MEMO_OPERATORS
+            and not any(i.operator in RANDOMISED_OPERATORS for i in d.items)
+        )
         object.__setattr__(self, "_page_memo", memo)
 
     @property
@@ -159,6 +172,8 @@ def _explained(d: FieldDecision) -> dict[str, object]:
             "when_en": f"a landline, not a mobile, is masked by the landline rule {rule};"
             " a value that is neither is redacted",
         }
+    if d.items:
+        out["items"] = [i.explained() for i in d.items]
     return out
 
 
@@ -259,6 +274,17 @@ def plan_masking(
             else:
                 op_name, params, source = "keep", {}, "default:keep"
         ctx = BindContext(dataset=dataset, field=name, keys=keys, scanner=scanner, as_of=as_of)
+        items: tuple[ItemDecision, ...] = ()
+        if op_name == "freetext" and scanner is not None:
+            # Each item found is masked as this profile masks a field of its type, never more visibly than
+            # the scanner's own masking (masking.items).
+            item_ctx = BindContext(dataset=dataset, field=name, keys=keys, as_of=as_of)
+            items, maskers = plan_items(
+                catalog, rules, profile=profile, level=fspec.level, role=role, scenario=scenario, ctx=item_ctx
+            )
+            ctx = BindContext(
+                dataset=dataset, field=name, keys=keys, scanner=scanner.masked_by(maskers), as_of=as_of
+            )
         try:
             op = get_operator(op_name)
             resolved = op.resolve_params(params)
@@ -283,7 +309,9 @@ def plan_masking(
         if op_name == "mobile":
             fallback, fn = _with_landline_fallback(rules, fn, ctx, profile, fspec.level, role, scenario)
         decisions.append(
-            FieldDecision(name, fspec.level, fspec.semantic_type.value, op_name, resolved, source, fallback)
+            FieldDecision(
+                name, fspec.level, fspec.semantic_type.value, op_name, resolved, source, fallback, items
+            )
         )
         ops.append((name, fn))
         if with_subject is not None:

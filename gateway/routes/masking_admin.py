@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,7 @@ from masking import (
     DryRunValueError,
     FallbackDecision,
     FieldDecision,
+    FreeTextScanner,
     KeyRing,
     Level,
     MaskingPlan,
@@ -504,6 +506,8 @@ def _dry_run(
         notes += [
             _fallback_note(plan, d, body.sample[d.field]) for d in plan.decisions if _tells(d, body.sample)
         ]
+        if runtime.scanner is not None:
+            notes += _items_notes(plan, body.sample, runtime.scanner)
         if body.fields is None:  # every field tried: a sample's key that is none of them was dropped
             notes += [_untried_sample_note(spec, name) for name in body.sample if name not in spec.fields]
     if notes:
@@ -556,6 +560,42 @@ def _fallback_note(plan: MaskingPlan, decision: FieldDecision, value: object) ->
         "message_zh": zh,
         "message_en": en,
     }
+
+
+def _items_notes(plan: MaskingPlan, sample: dict[str, Any], scanner: FreeTextScanner) -> list[dict[str, Any]]:
+    """What the personal data found in the sample's free text got, by kind (masking.items): the profile's
+    rule for a field of that type, or the scanner's own masking where that rule would show more. Counts and
+    kinds only: the values are the sample's, perhaps a real resident's."""
+    notes: list[dict[str, Any]] = []
+    for d in plan.decisions:
+        value = sample.get(d.field)
+        if not d.items or not isinstance(value, str):
+            continue
+        found = Counter(f.entity_type for f in scanner.scan(value))
+        if not found:
+            continue
+        items = [
+            {"entity_type": i.entity_type, "count": found[i.entity_type], "operator": i.operator,
+             "source": i.source}
+            for i in d.items
+            if i.entity_type in found
+        ]  # fmt: skip
+        zh = "；".join(
+            f"{i['entity_type']} {i['count']} 处按 {i['source']}（算子 {i['operator']}）" for i in items
+        )
+        en = "; ".join(
+            f"{i['count']} {i['entity_type']} by {i['source']} (operator {i['operator']})" for i in items
+        )
+        message_zh = (
+            f"样例中字段 {d.field} 的自由文本里找到的个人信息：{zh}。"
+            "scanner 表示按扫描器自身的脱敏（该方案对此类字段的规则显示得不比它少，或没有此类字段）。"
+        )
+        message_en = (
+            f"personal data found in the sample's {d.field}: {en}. scanner: the scanner's own masking"
+            " (the profile's rule for such a field shows no less, or there is no such field)."
+        )
+        notes.append({"field": d.field, "items": items, "message_zh": message_zh, "message_en": message_en})
+    return notes
 
 
 def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:

@@ -528,6 +528,32 @@ def test_dry_run_says_which_operator_masked_a_landline_in_the_mobile_field(stack
     assert mobile["masked"] == {"mobile": "138****5678"} and "notes" not in mobile
 
 
+def test_dry_run_says_what_the_personal_data_found_in_free_text_got(stack: Stack) -> None:
+    """Items found in a remark are masked as the profile masks a field of their type (standard.email hides
+    the domain the scanner showed): the plan lists what each kind gets, and a note says which kinds the
+    sample held and how each was masked, by count, never by value."""
+    remark = "联系人电话13912345678，邮箱zhang.san@example.com"
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
+            "fields": ["remark"], "sample": {"remark": remark}}  # fmt: skip
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = ok(resp)
+    assert out["masked"] == {"remark": "联系人电话139****5678，邮箱z" + "*" * 20}
+    (entry,) = out["plan"]
+    items = {i["entity_type"]: i for i in entry["items"]}
+    assert (items["EMAIL_ADDRESS"]["operator"], items["EMAIL_ADDRESS"]["source"]) == (
+        "partial",
+        "rule:standard.email",
+    )
+    (note,) = out["notes"]
+    assert note["field"] == "remark"
+    assert note["items"] == [
+        {"entity_type": "CN_MOBILE", "count": 1, "operator": "mobile", "source": "rule:standard.mobile"},
+        {"entity_type": "EMAIL_ADDRESS", "count": 1, "operator": "partial", "source": "rule:standard.email"},
+    ]
+    assert note["message_zh"].startswith("样例中字段 remark 的自由文本里找到的个人信息：CN_MOBILE 1 处按")
+    assert "13912345678" not in resp.text and "example.com" not in resp.text
+
+
 def resp_has_no_store(resp: httpx.Response) -> bool:
     return resp.headers.get("cache-control") == "no-store"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ from masking.catalog import SemanticType
 from masking.dlp import scan_response
 from masking.errors import DryRunValueError
 from masking.kanon import guard_release, ladder_for, smallest_class
-from masking.operators import TextMasker
+from masking.operators import MaskFn, TextMasker
 from masking.reversible import DRY_RUN_MARKER, ff1_id_reveal, hmac_pseudonym, is_dry_run_value
 
 # (semantic type, masked value, value after each step of its ladder)
@@ -114,6 +115,9 @@ class _Finder:
 
     def mask(self, text: str) -> str:
         return text
+
+    def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
+        return self
 
 
 def _cadre_plan(

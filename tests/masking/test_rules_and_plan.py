@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from masking import (
     REDACTED,
     Catalog,
+    Finding,
     FreeTextScanner,
     KeyRing,
     Level,
@@ -443,9 +445,12 @@ def test_mask_records_is_mask_record_over_the_page_and_scans_repeated_free_text_
     scanned: list[str] = []
 
     class Counting(FreeTextScanner):
-        def mask(self, text: str) -> str:
+        # What the plan's free-text operator calls (with the profile's operators for the items it finds).
+        def scan_and_mask(
+            self, text: str, maskers: Mapping[str, Callable[[str], str]] | None = None
+        ) -> tuple[str, list[Finding]]:
             scanned.append(text)
-            return super().mask(text)
+            return super().scan_and_mask(text, maskers)
 
     counting = plan_masking(
         catalog, rules, dataset="residents", fields=["id", "remark"], role="village_cadre", scenario="s",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from masking.errors import (
     closest_name,
     unknown_name,
 )
+from masking.operators import MaskFn, TextMasker
 from masking.stewardship import (
     MaskingDocuments,
     MaskingRepository,
@@ -64,6 +65,9 @@ def service(session: Session, baseline: MaskingDocuments) -> StewardshipService:
 class _Scanner:
     def mask(self, text: str) -> str:
         return text
+
+    def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
+        return self
 
 
 def plan_of(catalog: Catalog, rules: RuleSet, *fields: str) -> dict[str, str]:
