@@ -22,7 +22,7 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -489,6 +489,10 @@ def _dry_run(
         )
     except UnknownProfileError as exc:
         raise InvalidRequest(exc.message_zh, exc.message_en, code=exc.code) from None
+    # A field name is typed text and could be anything (a resident's name or ID number pasted by mistake):
+    # the answer names only catalogued fields. One that is not is referred to by its position among the
+    # fields (1-based), as policies.errors.shown does for what is not a name.
+    unknown = _positions(fields, spec)
     result: dict[str, Any] = {
         "dataset": body.dataset,
         "role": body.role,
@@ -496,12 +500,17 @@ def _dry_run(
         "profile": profile,
         "level": plan.level.document_value,
         "level_label_zh": plan.level.label_zh,
-        "plan": plan.explain(),
+        "plan": [_unnamed(entry, unknown) for entry in plan.explain()],
     }
     # A name not in the catalog is planned as it would be served (redacted), but a steward who typed a
     # field's title (姓名) or a typo (mobil) is testing nothing: say so, and name the field meant.
-    notes = [_uncatalogued_note(spec, name) for name in dict.fromkeys(fields) if name not in spec.fields]
-    notes += [_unused_exemption_note(spec, name, fields) for name in body.exemptions if name not in fields]
+    notes = [_uncatalogued_note(spec, "fields", name, at, len(unknown)) for name, at in unknown.items()]
+    exempted = _positions(tuple(body.exemptions), spec)
+    notes += [
+        _unused_exemption_note(spec, name, fields, exempted.get(name))
+        for name in body.exemptions
+        if name not in fields
+    ]
     if body.sample is not None:
         notes += [
             _fallback_note(plan, d, body.sample[d.field]) for d in plan.decisions if _tells(d, body.sample)
@@ -509,11 +518,16 @@ def _dry_run(
         if runtime.scanner is not None:
             notes += _items_notes(plan, body.sample, runtime.scanner)
         if body.fields is None:  # every field tried: a sample's key that is none of them was dropped
-            notes += [_untried_sample_note(spec, name) for name in body.sample if name not in spec.fields]
+            untried = _positions(tuple(body.sample), spec)
+            notes += [
+                _uncatalogued_note(spec, "sample", name, at, len(untried)) for name, at in untried.items()
+            ]
     if notes:
         result["notes"] = notes
     if body.sample is not None:
-        masked = [mask_record(body.sample, plan)]
+        # An uncatalogued field is redacted (***) as the data path would serve it, under its typed name:
+        # left out of the masked sample (the notes say so, by position).
+        masked = [{k: v for k, v in mask_record(body.sample, plan).items() if k not in unknown}]
         drift: list[dict[str, Any]] = []
         if runtime.scanner is not None:
             masked, alerts = scan_response(
@@ -562,6 +576,37 @@ def _fallback_note(plan: MaskingPlan, decision: FieldDecision, value: object) ->
     }
 
 
+def _positions(names: tuple[str, ...], spec: DatasetSpec) -> dict[str, int]:
+    """Each of ``names`` not in the catalog of ``spec``, with the (1-based) position it is first given at."""
+    out: dict[str, int] = {}
+    for at, name in enumerate(names, 1):
+        if name not in spec.fields:
+            out.setdefault(name, at)
+    return out
+
+
+def _unnamed(entry: dict[str, object], unknown: Mapping[str, int]) -> dict[str, object]:
+    """A plan entry, an uncatalogued field's by its position among the fields instead of its name."""
+    name = entry["field"]
+    if not isinstance(name, str) or name not in unknown:
+        return entry
+    return {**entry, "field": None, "position": unknown[name], "position_in": "fields"}
+
+
+def _catalog_hint(spec: DatasetSpec) -> tuple[str, str]:
+    """Where a steward finds the catalogued names (a typed name not among them is not shown back)."""
+    return (
+        f"目录中的字段名见 grassroots masking catalog --dataset {spec.name}"
+        f"（GET /api/v1/masking/catalog?dataset={spec.name}）",
+        f"the catalogued field names are listed by grassroots masking catalog --dataset {spec.name}"
+        f" (GET /api/v1/masking/catalog?dataset={spec.name})",
+    )
+
+
+_NOT_SHOWN_ZH = "（不是目录中的字段名，不予显示）"
+_NOT_SHOWN_EN = "(not a catalogued field name; not shown)"
+
+
 def _items_notes(plan: MaskingPlan, sample: dict[str, Any], scanner: FreeTextScanner) -> list[dict[str, Any]]:
     """What the personal data found in the sample's free text got, by kind (masking.items): the profile's
     rule for a field of that type, or the scanner's own masking where that rule would show more. Counts and
@@ -598,37 +643,79 @@ def _items_notes(plan: MaskingPlan, sample: dict[str, Any], scanner: FreeTextSca
     return notes
 
 
-def _uncatalogued_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
-    meant = spec.field_meant(name)
-    zh = f"字段 {name} 不在数据集 {spec.name} 的目录中，按未编目字段处理（整体隐藏为 ***），未试到任何规则"
-    en = f"field {name} is not in the catalog of {spec.name}: redacted as uncatalogued (***), no rule tried"
-    return _field_note(name, meant, zh, en)
+#: A name given where a catalogued field belongs, by where it was given: (how the note refers to it, what
+#: became of it), in Chinese and in English. The sample's keys are noted only when every field is tried:
+#: a key that is none of them (remark in a dataset without one, 姓名 for name) was left out without a word.
+_UNCATALOGUED: dict[str, tuple[str, str, str, str]] = {
+    "fields": (
+        "fields 中第 {at} 个字段名",
+        "按未编目字段处理（整体隐藏为 ***，不列入 masked），未试到任何规则",
+        "field name number {at} in fields",
+        "redacted as uncatalogued (***, left out of masked), no rule tried",
+    ),
+    "sample": (
+        "样例中第 {at} 个键",
+        "未试运行，不在 masked 中",
+        "the sample's key number {at}",
+        "not tried, left out of masked",
+    ),
+}
 
 
-def _untried_sample_note(spec: DatasetSpec, name: str) -> dict[str, Any]:
-    """A sample's key that is no field of the dataset (remark in a dataset without one, 姓名 for name) was
-    left out of the masked sample without a word."""
-    zh = f"样例中的 {name} 不是数据集 {spec.name} 目录中的字段，未试运行，不在 masked 中"
-    en = f"the sample's {name} is no field in the catalog of {spec.name}: not tried, left out of masked"
-    return _field_note(name, spec.field_meant(name), zh, en)
+def _uncatalogued_note(spec: DatasetSpec, where: str, name: str, at: int, count: int) -> dict[str, Any]:
+    which_zh, done_zh, which_en, done_en = _UNCATALOGUED[where]
+    zh = (
+        f"{which_zh.format(at=at)}{_NOT_SHOWN_ZH}不在数据集 {spec.name} 的目录中（本次共 {count} 个），"
+        + done_zh
+    )
+    en = (
+        f"{which_en.format(at=at)} {_NOT_SHOWN_EN} is not in the catalog of {spec.name} ({count} in all): "
+        + done_en
+    )
+    return _field_note(spec, where, at, spec.field_meant(name), zh, en)
 
 
-def _field_note(name: str, meant: str | None, zh: str, en: str) -> dict[str, Any]:
+def _field_note(
+    spec: DatasetSpec, where: str, at: int, meant: str | None, zh: str, en: str
+) -> dict[str, Any]:
+    """A note on a name that is not catalogued: never the name, its position in ``where`` (fields, sample
+    or exemptions) instead, the field it most likely means and where the catalogued names are."""
+    hint_zh, hint_en = _catalog_hint(spec)
     return {
-        "field": name,
+        "field": None,
+        "position": at,
+        "position_in": where,
         "did_you_mean": meant,
-        "message_zh": zh + (f"。是否指 {meant}？" if meant else "。"),
-        "message_en": en + (f". Did you mean {meant}?" if meant else "."),
+        "message_zh": zh + (f"。是否指 {meant}？" if meant else "。") + hint_zh + "。",
+        "message_en": en + (f". Did you mean {meant}? " if meant else ". ") + hint_en.capitalize() + ".",
     }
 
 
-def _unused_exemption_note(spec: DatasetSpec, name: str, fields: tuple[str, ...]) -> dict[str, Any]:
+def _unused_exemption_note(
+    spec: DatasetSpec, name: str, fields: tuple[str, ...], at: int | None
+) -> dict[str, Any]:
     """An exemption for a field the dry-run does not try (a typo, idnumber=aes_gcm) changes nothing: the
-    plan shows the rule's operator, and a steward reading it would think the exemption was tried."""
+    plan shows the rule's operator, and a steward reading it would think the exemption was tried. A
+    catalogued field is named; anything else by its position among the exemptions (``at``)."""
     meant = field_code_meant(name, fields) or spec.field_meant(name)
-    zh = f"例外（exemption）所指的字段 {name} 不在本次试运行的字段中，未使用，计划中仍是规则的算子"
-    en = f"the exemption for field {name} was not used: {name} is not among the fields tried, rules apply"
-    return _field_note(name, meant, zh, en)
+    if at is None:
+        zh = f"例外（exemption）所指的字段 {name} 不在本次试运行的字段中，未使用，计划中仍是规则的算子"
+        en = f"the exemption for field {name} was not used: {name} is not among the fields tried, rules apply"
+        return {
+            "field": name,
+            "did_you_mean": meant,
+            "message_zh": zh + (f"。是否指 {meant}？" if meant else "。"),
+            "message_en": en + (f". Did you mean {meant}?" if meant else "."),
+        }
+    zh = (
+        f"例外（exemption）中第 {at} 项所指的字段名{_NOT_SHOWN_ZH}不在数据集 {spec.name} 的目录中，"
+        "也不在本次试运行的字段中，未使用，计划中仍是规则的算子"
+    )
+    en = (
+        f"exemption number {at} {_NOT_SHOWN_EN} names no field in the catalog of {spec.name} and none of"
+        " the fields tried: not used, rules apply"
+    )
+    return _field_note(spec, "exemptions", at, meant, zh, en)
 
 
 # -- unmask ----------------------------------------------------------------------------------------

@@ -458,22 +458,40 @@ def test_dry_run_returns_the_plan_and_the_masked_sample(stack: Stack) -> None:
     assert out["level"] == 4 and resp_has_no_store(api(stack, "POST", "/dry-run", "ca_steward", body=body))
 
 
-def test_dry_run_of_a_name_not_in_the_catalog_says_so_and_names_the_field_meant(stack: Stack) -> None:
+def test_dry_run_of_a_name_not_in_the_catalog_says_so_by_position_and_names_the_field_meant(
+    stack: Stack,
+) -> None:
+    """A field name is typed text: a resident's name or ID number pasted where a field belongs was echoed
+    back in the plan, the notes and the masked sample. Now only catalogued names are shown; the others are
+    referred to by their position among the fields, with the field meant and where the names are listed."""
+    pasted = "310210195703021234"
     body = {
         "dataset": "residents",
         "role": "village_cadre",
         "scenario": "DIBAO_REVIEW",
-        "fields": ["姓名", "mobil", "mobile", "zzz"],
-        "sample": {"姓名": "欧阳娜娜", "mobil": "13812345678", "mobile": "13812345678"},
+        "fields": ["姓名", "mobiel", "mobile", "欧阳娜娜", pasted],
+        "sample": {"姓名": "欧阳娜娜", "mobiel": "13812345678", "mobile": "13812345678", pasted: "x"},
     }
-    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
-    assert out["masked"] == {"姓名": "***", "mobil": "***", "mobile": "138****5678"}
-    notes = {n["field"]: n for n in out["notes"]}
-    assert set(notes) == {"姓名", "mobil", "zzz"}
-    assert notes["姓名"]["did_you_mean"] == "name" and notes["mobil"]["did_you_mean"] == "mobile"
-    assert notes["zzz"]["did_you_mean"] is None
-    assert notes["姓名"]["message_zh"].startswith("字段 姓名 不在数据集 residents 的目录中")
-    assert "是否指 name？" in notes["姓名"]["message_zh"]
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = ok(resp)
+    for typed in ("姓名", "mobiel", "欧阳娜娜", pasted):
+        assert typed not in resp.text, typed
+    assert out["masked"] == {"mobile": "138****5678"}
+    notes = {n["position"]: n for n in out["notes"]}
+    assert set(notes) == {1, 2, 4, 5}
+    assert {n["field"] for n in out["notes"]} == {None}
+    assert {n["position_in"] for n in out["notes"]} == {"fields"}
+    assert notes[1]["did_you_mean"] == "name" and notes[2]["did_you_mean"] == "mobile"
+    assert notes[5]["did_you_mean"] is None
+    assert notes[1]["message_zh"].startswith(
+        "fields 中第 1 个字段名（不是目录中的字段名，不予显示）不在数据集 residents 的目录中（本次共 4 个）"
+    )
+    assert "是否指 name？" in notes[1]["message_zh"]
+    assert "grassroots masking catalog --dataset residents" in notes[5]["message_zh"]
+    assert "(not a catalogued field name; not shown)" in notes[5]["message_en"]
+    plan = {entry["position"]: entry for entry in out["plan"] if entry["field"] is None}
+    assert set(plan) == {1, 2, 4, 5}
+    assert plan[4]["source"] == "fail-closed:not-catalogued" and plan[4]["operator"] == "redact"
     assert "notes" not in ok(
         api(stack, "POST", "/dry-run", "ca_steward", body={**body, "fields": ["mobile"]})
     )
@@ -485,11 +503,21 @@ def test_dry_run_says_an_exemption_for_a_field_it_does_not_try_was_not_used(stac
     body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
             "fields": ["id_number"], "sample": {"id_number": SAMPLE["id_number"]},
             "exemptions": {"idnumber": "aes_gcm"}}  # fmt: skip
-    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = ok(resp)
     assert out["masked"] == {"id_number": "110102************"}
     (note,) = out["notes"]
-    assert (note["field"], note["did_you_mean"]) == ("idnumber", "id_number")
-    assert note["message_zh"].startswith("例外（exemption）所指的字段 idnumber 不在本次试运行的字段中")
+    assert (note["field"], note["position"], note["position_in"], note["did_you_mean"]) == (
+        None,
+        1,
+        "exemptions",
+        "id_number",
+    )
+    assert note["message_zh"].startswith("例外（exemption）中第 1 项所指的字段名（不是目录中的字段名")
+    assert "idnumber" not in resp.text  # not a catalogued name: not shown
+    named = ok(api(stack, "POST", "/dry-run", "ca_steward", body={**body, "exemptions": {"name": "keep"}}))
+    (note,) = named["notes"]  # a catalogued field not tried is named
+    assert note["message_zh"].startswith("例外（exemption）所指的字段 name 不在本次试运行的字段中")
     fixed = ok(
         api(stack, "POST", "/dry-run", "ca_steward", body={**body, "exemptions": {"id_number": "aes_gcm"}})
     )
@@ -598,12 +626,18 @@ def test_dry_run_says_a_samples_key_that_is_no_field_was_not_tried(stack: Stack)
     without a word. With fields named, keys not among them are left out quietly, as before."""
     body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW",
             "sample": {"手机号码": "13812345678", "mobile": "13812345678"}}  # fmt: skip
-    out = ok(api(stack, "POST", "/dry-run", "ca_steward", body=body))
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = ok(resp)
     assert out["masked"] == {"mobile": "138****5678"}
     (note,) = out["notes"]
-    assert (note["field"], note["did_you_mean"]) == ("手机号码", "mobile")
-    assert note["message_zh"].startswith("样例中的 手机号码 不是数据集 residents 目录中的字段，未试运行")
-    assert "13812345678" not in json.dumps(out["notes"])
+    assert (note["field"], note["position"], note["position_in"], note["did_you_mean"]) == (
+        None,
+        1,
+        "sample",
+        "mobile",
+    )
+    assert note["message_zh"].startswith("样例中第 1 个键（不是目录中的字段名，不予显示）不在数据集")
+    assert "13812345678" not in resp.text and "手机号码" not in resp.text
     assert "notes" not in ok(
         api(stack, "POST", "/dry-run", "ca_steward", body={**body, "fields": ["mobile"]})
     )
