@@ -562,9 +562,30 @@ class OIDCVerifier:
         except ExpiredTokenError as error:
             raise AuthError("expired_token") from error
         except MissingClaimError as error:
+            # Claim names only (RFC 9068 §2.2 requires them); a provider leaving one out refuses every token
+            # it issues, and the user's "sign in again" cannot help: the operator must be told which.
+            _log.warning(
+                "identity provider %s: access token without the claim(s) %s that RFC 9068 requires; token "
+                "refused (invalid_token): configure the provider to issue them",
+                self.issuer,
+                error.claim,
+            )
             raise AuthError("invalid_token") from error
         except InvalidClaimError as error:
             code = _invalid_claim_code(error.claim, claims)
+            if code == "wrong_audience":
+                # A provider not told about this gateway names its own default audience (Keycloak's
+                # "account", a client id): every token of it is refused and signing in again cannot help.
+                # The audiences are the provider's client ids, never personal data; shown escaped, cut.
+                _log.warning(
+                    "identity provider %s: access token for audience %s, not %r (GRASSROOTS_OIDC_AUDIENCE); "
+                    "token refused (wrong_audience): if this provider's tokens are meant for this gateway, "
+                    "have it put %r in their aud (an audience mapper), or set GRASSROOTS_OIDC_AUDIENCE",
+                    self.issuer,
+                    _shown_audiences(claims.get("aud")),
+                    self.audience,
+                    self.audience,
+                )
             if code == "token_not_yet_valid":
                 # The provider's clock ahead of the gateway's (RFC 7519 §4.1.5/§4.1.6): beyond the leeway a
                 # token stamped later than issued would escape a revocation of its user (gateway.auth.
@@ -610,7 +631,9 @@ class OIDCVerifier:
 
         org = _division_code_claim(claims, mapping.org)
         if org is None:
-            raise AuthError("insufficient_claims")
+            raise self._insufficient(
+                claims, mapping.org, "the user's organisation as a 12-digit division code"
+            )
         if self._org_prefixes is not None and not org.startswith(self._org_prefixes):
             # A division code is no personal data; the operator needs it to tell a user filed under the
             # wrong organisation from a provider vouching for another district. Never the token.
@@ -624,13 +647,13 @@ class OIDCVerifier:
 
         roles = _lookup(claims, mapping.roles)
         if not isinstance(roles, list) or not all(_recordable_role(r) for r in roles):
-            raise AuthError("insufficient_claims")
+            raise self._insufficient(claims, mapping.roles, "a JSON list of role codes (ASCII, no spaces)")
 
         username = _lookup(claims, mapping.username)
         if username is None:
             username = subject
         elif not isinstance(username, str) or not username:
-            raise AuthError("insufficient_claims")
+            raise self._insufficient(claims, mapping.username, "text")
 
         # The identity provider is authoritative for grid assignments: a malformed claim refuses the
         # token rather than being ignored (ignoring it would widen a grid worker to the whole village).
@@ -638,7 +661,7 @@ class OIDCVerifier:
         if grids is None:
             grids = []
         elif not isinstance(grids, list) or not all(isinstance(g, str) and is_grid(g) for g in grids):
-            raise AuthError("insufficient_claims")
+            raise self._insufficient(claims, mapping.grids, "a JSON list of micro-grid codes")
 
         jti = claims.get("jti")
         return Principal(
@@ -646,13 +669,39 @@ class OIDCVerifier:
             username=username,
             org=org,
             roles=tuple(roles),
-            department=_optional_str(claims, mapping.department),
-            office=_optional_str(claims, mapping.office),
+            department=self._optional_str(claims, mapping.department),
+            office=self._optional_str(claims, mapping.office),
             # A sign-out names the token by its jti (gateway.auth.sessions), which is unique within its
             # issuer only (RFC 7519 §4.1.7: the relying party on several issuers keeps them apart).
             token_id=self.user_id_prefix + jti if isinstance(jti, str) and jti else None,
             grids=tuple(sorted(set(grids))),
         )
+
+    def _insufficient(self, claims: Mapping[str, Any], name: str, wanted: str) -> AuthError:
+        """The refusal of a token whose claim ``name`` the gateway needs is missing or not ``wanted``.
+
+        The user is told to contact the administrator; the administrator learns from the log which claim of
+        which provider, by its name, never its value (a provider issuing no ``org_code`` or a Keycloak
+        keeping roles under ``realm_access.roles`` refuses every sign-in, and nothing else said which)."""
+        state = "missing" if _lookup(claims, name) is None else "not " + wanted
+        _log.warning(
+            "identity provider %s: access token claim %r is %s; token refused (insufficient_claims): have "
+            "the provider issue %r as %s (README: Connecting your identity provider)",
+            self.issuer,
+            name,
+            state,
+            name,
+            wanted,
+        )
+        return AuthError("insufficient_claims")
+
+    def _optional_str(self, claims: Mapping[str, Any], name: str) -> str | None:
+        value = _lookup(claims, name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._insufficient(claims, name, "text")
+        return value or None
 
     def _user_id(self, subject: str) -> str:
         """The user id of ``subject`` (already checked: recordable, no ID number or mobile): qualified by the
@@ -692,12 +741,25 @@ class OIDCVerifier:
     # -- keys ------------------------------------------------------------------------------------
 
     async def _find_key(self, kid: str | None, alg: str) -> Key:
-        await self._ensure_keys()
+        fetched = await self._ensure_keys()
         generation = self._generation
         key = self._select_key(kid, alg)
         if key is None:
-            await self._refresh_for_unknown_key(generation)
+            fetched = await self._refresh_for_unknown_key(generation) or fetched
             key = self._select_key(kid, alg)
+            if key is None and fetched:
+                # Said once per refetch (so at most once per jwks_refresh_min_interval_s, whatever a flood of
+                # forged kids does), naming the key ids the provider publishes, never the token's own: a
+                # provider signing with a key it does not publish (a jwks_uri of another realm, a new key
+                # used before it is published) refuses every sign-in, and "sign in again" cannot help.
+                _log.warning(
+                    "identity provider %s: an access token names a signing key that is not in the key set "
+                    "just fetched from %s (key ids: %s); token refused (unknown_key). If every sign-in is "
+                    "refused so, the provider signs with a key its jwks_uri does not publish",
+                    self.issuer,
+                    self._jwks_uri,
+                    ", ".join(sorted(ascii(k.kid)[:66] for k in self._keys or [])) or "none",
+                )
         if key is None:
             raise AuthError("unknown_key")
         return key
@@ -711,19 +773,20 @@ class OIDCVerifier:
         candidates = [k for k in keys if k.key_type == _KEY_TYPE_OF_ALGORITHM[alg]]
         return candidates[0] if len(candidates) == 1 else None
 
-    async def _ensure_keys(self) -> None:
+    async def _ensure_keys(self) -> bool:
+        """Fetch the key set if none is held or it is stale; whether this request fetched it."""
         if self._keys is not None and not self._keys_stale():
-            return
+            return False
         generation = self._generation
         async with self._lock:
             if self._generation != generation:
                 # Another request fetched while this one waited: use its result, good or bad.
                 if self._keys is None:
                     raise AuthError("idp_unavailable")
-                return
+                return False
             if self._keys is not None and self._last_attempt_failed() and not self._attempt_allowed():
                 # After a failed refresh, retry only as often as unknown kids may (the rate limit).
-                return
+                return False
             try:
                 await self._fetch_keys()
             except AuthError:
@@ -731,14 +794,19 @@ class OIDCVerifier:
                     raise
                 # A stale key set beats refusing everyone while the provider is briefly down.
                 _log.warning("identity provider %s: key set refresh failed; keeping cached keys", self.issuer)
+                return False
+            return True
 
-    async def _refresh_for_unknown_key(self, generation: int) -> None:
+    async def _refresh_for_unknown_key(self, generation: int) -> bool:
+        """Refetch the key set unless another request just did or the rate limit forbids; whether this one
+        fetched."""
         async with self._lock:
             if self._generation != generation:
-                return
+                return False
             if not self._attempt_allowed():
-                return
+                return False
             await self._fetch_keys()
+            return True
 
     def _keys_stale(self) -> bool:
         fetched = self._keys_fetched_at
@@ -757,10 +825,19 @@ class OIDCVerifier:
         try:
             jwks_uri = await self._discover()
             document = await self._get_json(jwks_uri)
-            keys = _import_signing_keys(document)
+            keys = signing_keys(document)
             if keys is None:
                 _log.warning("identity provider %s: key set at %s is not a JWKS", self.issuer, jwks_uri)
                 raise AuthError("idp_unavailable")
+            if not usable_keys(keys, self._algorithms):
+                # Every token would be refused unknown_key: say why once per fetch.
+                _log.warning(
+                    "identity provider %s: key set at %s holds no signing key for the accepted algorithms "
+                    "(%s, GRASSROOTS_OIDC_ALGORITHMS); every token is refused (unknown_key)",
+                    self.issuer,
+                    jwks_uri,
+                    ", ".join(sorted(self._algorithms)),
+                )
             self._keys = keys
             self._keys_generation += 1
             self._keys_fetched_at = attempted_at
@@ -920,7 +997,9 @@ def _check_compact(token: object) -> None:
         raise AuthError("malformed_token")
 
 
-def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
+def signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
+    """The public signing keys of a JWK Set document, as the verifier uses them (a key it cannot use is
+    left out); ``None`` when the document is no JWK Set."""
     entries = document.get("keys")
     if not isinstance(entries, list):
         return None
@@ -942,6 +1021,13 @@ def _import_signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
             key = JWKRegistry.import_key(key.as_dict(private=False))
         keys.append(key)
     return keys
+
+
+def usable_keys(keys: Sequence[Key], algorithms: Sequence[str] | frozenset[str]) -> list[Key]:
+    """Those of ``keys`` whose type fits one of ``algorithms`` (RFC 8725 §3.1: a key verifies only
+    algorithms of its own type)."""
+    types = {_KEY_TYPE_OF_ALGORITHM[alg] for alg in algorithms if alg in _KEY_TYPE_OF_ALGORITHM}
+    return [key for key in keys if key.key_type in types]
 
 
 def recordable_subject(subject: object) -> bool:
@@ -981,13 +1067,12 @@ def _division_code_claim(claims: Mapping[str, Any], name: str) -> str | None:
     return org
 
 
-def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
-    value = _lookup(claims, name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise AuthError("insufficient_claims")
-    return value or None
+def _shown_audiences(aud: object) -> str:
+    """A token's ``aud`` for the operator's log: each audience escaped (no control character reaches the
+    log) and cut to 64 characters, at most five of them."""
+    names = aud if isinstance(aud, list) else [aud]
+    shown = [ascii(name[:64]) if isinstance(name, str) else type(name).__name__ for name in names[:5]]
+    return ", ".join(shown) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _whole_seconds(value: object) -> int | None:

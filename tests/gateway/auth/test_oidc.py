@@ -538,6 +538,92 @@ async def test_a_provider_clock_ahead_beyond_the_leeway_is_refused_and_logged_wi
     assert token not in line and token.split(".")[1] not in line
 
 
+@pytest.mark.parametrize(
+    ("overrides", "code", "said"),
+    [
+        # what a provider not yet set up for the gateway issues (Keycloak: aud "account", roles under
+        # realm_access.roles, no org_code): every sign-in refused, the user told to sign in again or to
+        # contact the administrator, and the administrator's log said nothing of which claim
+        ({"org_code": None}, "insufficient_claims", "claim 'org_code' is missing"),
+        ({"org_code": "3101"}, "insufficient_claims", "claim 'org_code' is not the user's organisation as a"),
+        (
+            {"roles": None, "realm_access": {"roles": ["village_cadre"]}},
+            "insufficient_claims",
+            "claim 'roles' is missing",
+        ),
+        ({"roles": "village_cadre"}, "insufficient_claims", "claim 'roles' is not a JSON list of role codes"),
+        ({"department": ["x"]}, "insufficient_claims", "claim 'department' is not text"),
+        ({"grids": "G01"}, "insufficient_claims", "claim 'grids' is not a JSON list of micro-grid codes"),
+        ({"aud": "account"}, "wrong_audience", "for audience 'account', not 'grassroots-gateway'"),
+        ({"aud": ["account", "x\ny"]}, "wrong_audience", "for audience 'account', 'x\\ny', not"),
+        ({"exp": None, "iat": None}, "invalid_token", "without the claim(s) exp,iat that RFC 9068 requires"),
+    ],
+)
+async def test_a_claim_the_provider_gets_wrong_is_named_in_the_log_never_its_value(
+    overrides: dict[str, Any],
+    code: AuthErrorCode,
+    said: str,
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    verifier = make_verifier(clock=lambda: NOW)
+    token = mint(keys.ec, _claims(tenant.issuer, **overrides))
+    caplog.set_level(logging.WARNING, logger="gateway.auth.oidc")
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+    assert caught.value.code == code
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.auth.oidc"]
+    assert line.startswith(f"identity provider {tenant.issuer}: ") and said in line, line
+    assert not any(part in line for part in token.split(".")), line
+    assert "3101'" not in line and "village_cadre" not in line and "G01" not in line
+
+
+async def test_an_unknown_signing_key_is_logged_once_per_refetch_with_the_keys_the_provider_publishes(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider signing with a key its jwks_uri does not publish (another realm's key set, a key used
+    before it is published) had every sign-in refused unknown_key ("sign in again") and the log silent. Now
+    each refetch that still finds no such key says so, naming the key ids published, never the token's
+    (anyone may write one): a flood of forged kids refetches, and logs, once per interval."""
+    monotonic = FakeClock(1000.0)
+    verifier = make_verifier(jwks_refresh_min_interval_s=30, monotonic=monotonic)
+    caplog.set_level(logging.WARNING, logger="gateway.auth.oidc")
+    for n in range(20):
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(
+                mint(SigningKey(f"forged-{n}", "RS256", keys.rsa.private), _claims(tenant.issuer))
+            )
+        assert caught.value.code == "unknown_key"
+    monotonic.advance(30)
+    with pytest.raises(AuthError):
+        await verifier.verify(
+            mint(SigningKey("forged-late", "RS256", keys.rsa.private), _claims(tenant.issuer))
+        )
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.auth.oidc"]
+    assert len(lines) == 2 and tenant.requests(tenant.jwks_path) == 2, lines
+    for line in lines:
+        assert "not in the key set just fetched from" in line and tenant.jwks_path in line, line
+        assert "'ec-1', 'ed-1', 'rsa-1', 'rsa-pss-1'" in line and "forged" not in line, line
+
+
+async def test_a_key_set_with_no_key_for_the_accepted_algorithms_is_logged(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant.publish_keys(keys.ec)
+    verifier = make_verifier(algorithms=("RS256", "PS256"))
+    caplog.set_level(logging.WARNING, logger="gateway.auth.oidc")
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(mint(keys.rsa, _claims(tenant.issuer)))
+    assert caught.value.code == "unknown_key"
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.auth.oidc"]
+    assert any("holds no signing key for the accepted algorithms (PS256, RS256" in line for line in lines), (
+        lines
+    )
+
+
 async def test_a_start_time_that_is_no_number_is_an_invalid_token_not_a_clock(
     tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
 ) -> None:
