@@ -328,11 +328,12 @@ def _served_here(settings: Settings, issuer: str) -> bool:
 
 
 def _check_identity_provider(settings: Settings) -> None:
-    """Ask the configured identity provider for its discovery document once before starting, as the gateway
-    will at the first sign-in (OpenID Connect Discovery 1.0 §4).
+    """Ask the configured identity provider for its discovery document and key set once before starting, as
+    the gateway will at the first sign-in (OpenID Connect Discovery 1.0 §4).
 
     Started without it, the gateway said nothing until the first signed-in request, which then answered 503
-    idp_unavailable. A provider that cannot be reached, or answers something else, is a warning: the gateway
+    idp_unavailable; so did one whose key set could not be fetched, or held no key of the accepted algorithms
+    (401 unknown_key). A provider that cannot be reached, or answers something else, is a warning: the gateway
     starts and refuses sign-ins (fail closed) until the provider answers, as it would if the provider went
     down later. A document naming another issuer is refused (exit 2): the gateway would refuse every token
     for as long as GRASSROOTS_OIDC_ISSUER says something else (§4.3).
@@ -348,50 +349,91 @@ def _check_identity_provider(settings: Settings) -> None:
 
 
 def _check_one_identity_provider(settings: Settings, issuer: str, variable: str) -> None:
-    import httpx
-
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    try:
-        if _served_here(settings, issuer):
-            from gateway.wiring import dev_identity_provider
+    if _served_here(settings, issuer):
+        from gateway.wiring import dev_identity_provider
 
-            document: Any = {"issuer": dev_identity_provider(settings).issuer, "jwks_uri": url}
-        else:
-            response = httpx.get(
-                url, timeout=5.0, follow_redirects=False, headers={"Accept": "application/json"}
-            )
-            document = response.json() if response.status_code == 200 else None
-    except httpx.HTTPError as exc:
-        problem = ("无法连接", f"cannot be reached ({type(exc).__name__})")
-    except ValueError:
-        problem = ("返回的不是 JSON", "did not answer JSON")
-    else:
-        if not isinstance(document, dict):
-            problem = (f"返回 HTTP {response.status_code}", f"answered HTTP {response.status_code}")
-        elif document.get("issuer") != issuer:
-            named = str(document.get("issuer"))[:200]
-            typer.echo(
-                f"身份提供方的发现文档 {url} 写明的签发者是 {named}，与 {variable}（{issuer}）"
-                f"不一致，网关会拒绝其签发的所有令牌：请把 {variable} 中的地址设为与之完全相同的值"
-                "（包括末尾的 /），然后重试。\n"
-                f"the identity provider's discovery document {url} names the issuer {named}, not "
-                f"{variable} ({issuer}), so the gateway would refuse every token it issues: set the "
-                f"address in {variable} to exactly that value (a trailing / included), and try again",
-                err=True,
-            )
-            raise typer.Exit(2)
-        elif not isinstance(document.get("jwks_uri"), str):
+        _refuse_another_issuer(dev_identity_provider(settings).issuer, issuer, variable, url)
+        return
+    document, problem = _fetch_idp_document(url)
+    if document is not None:
+        _refuse_another_issuer(document.get("issuer"), issuer, variable, url)
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
             problem = ("发现文档中没有 jwks_uri", "its discovery document names no jwks_uri")
         else:
-            return
+            # The key set too, as the first sign-in fetches it: a jwks_uri answering 404, or a key set with
+            # no key of the accepted algorithms, refused every sign-in while the start said nothing.
+            url = jwks_uri
+            problem = _key_set_problem(settings, jwks_uri)
+    if problem is None:
+        return
     typer.echo(
-        f"警告：身份提供方 {url}（{variable}）{problem[0]}。网关照常启动，但在它恢复之前，"
-        "它签发的登录凭证都会被拒绝（503 idp_unavailable）：请检查该地址是否正确、本机能否访问。\n"
+        f"警告：身份提供方 {url}（{variable}）{problem[0]}。网关照常启动，但在此问题解决之前，"
+        "它签发的登录凭证都会被拒绝（503 idp_unavailable 或 401 unknown_key）：请检查该地址是否正确、"
+        "本机能否访问。\n"
         f"warning: the identity provider at {url} ({variable}) {problem[1]}. The gateway starts, "
-        "but refuses every request signed in through it (503 idp_unavailable) until it answers: check the "
-        "address and that this host can reach it.",
+        "but refuses every request signed in through it (503 idp_unavailable or 401 unknown_key) until "
+        "this is fixed: check the address and that this host can reach it.",
         err=True,
     )
+
+
+def _fetch_idp_document(url: str) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """GET one of the identity provider's JSON documents as the verifier does (no redirect, 5 s): the
+    document, or what went wrong (Chinese, English)."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=5.0, follow_redirects=False, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        return None, ("无法连接", f"cannot be reached ({type(exc).__name__})")
+    if response.status_code != 200:
+        return None, (f"返回 HTTP {response.status_code}", f"answered HTTP {response.status_code}")
+    try:
+        document = response.json()
+    except ValueError:
+        return None, ("返回的不是 JSON", "did not answer JSON")
+    if not isinstance(document, dict):
+        return None, ("返回的不是 JSON 对象", "did not answer a JSON object")
+    return document, None
+
+
+def _refuse_another_issuer(named: object, issuer: str, variable: str, url: str) -> None:
+    """Exit 2 when the discovery document names another issuer than configured (Discovery 1.0 §4.3)."""
+    if named == issuer:
+        return
+    shown = str(named)[:200]
+    typer.echo(
+        f"身份提供方的发现文档 {url} 写明的签发者是 {shown}，与 {variable}（{issuer}）"
+        f"不一致，网关会拒绝其签发的所有令牌：请把 {variable} 中的地址设为与之完全相同的值"
+        "（包括末尾的 /），然后重试。\n"
+        f"the identity provider's discovery document {url} names the issuer {shown}, not "
+        f"{variable} ({issuer}), so the gateway would refuse every token it issues: set the "
+        f"address in {variable} to exactly that value (a trailing / included), and try again",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+def _key_set_problem(settings: Settings, jwks_uri: str) -> tuple[str, str] | None:
+    """What keeps the key set at ``jwks_uri`` from verifying any token, as the verifier reads it."""
+    from gateway.auth.oidc import signing_keys, usable_keys
+
+    document, problem = _fetch_idp_document(jwks_uri)
+    if document is None:
+        return problem
+    keys = signing_keys(document)
+    if keys is None:
+        return ("返回的不是 JWK 密钥集（没有 keys 列表）", "is not a JWK Set (no keys list)")
+    if not usable_keys(keys, settings.oidc_algorithms):
+        accepted = "、".join(settings.oidc_algorithms)
+        return (
+            f"的密钥集中没有可用于所接受签名算法（{accepted}，GRASSROOTS_OIDC_ALGORITHMS）的签名密钥",
+            f"holds no signing key for the accepted algorithms ({', '.join(settings.oidc_algorithms)}, "
+            "GRASSROOTS_OIDC_ALGORITHMS)",
+        )
+    return None
 
 
 @db_app.command(

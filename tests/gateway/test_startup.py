@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -498,6 +499,102 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
     )
     assert en.startswith(f"warning: the identity provider at {issuer}/.well-known/openid-configuration")
     assert "503 idp_unavailable" in en
+
+
+class _Provider(http.server.BaseHTTPRequestHandler):
+    """Providers under one address, one per first path segment: each publishes its discovery document, and
+    at ``certs`` ``key_sets[name]`` (``None``: 404)."""
+
+    key_sets: ClassVar[dict[str, object]] = {}
+
+    def do_GET(self) -> None:
+        name, _, rest = self.path.strip("/").partition("/")
+        base = f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+        if rest == ".well-known/openid-configuration":
+            body: object = {"issuer": base, "jwks_uri": base + "/certs"}
+        elif rest == "certs" and self.key_sets.get(name) is not None:
+            body = self.key_sets[name]
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_serve_warns_at_start_when_the_providers_key_set_cannot_verify_a_token(tmp_path: Path) -> None:
+    """The start asked for the discovery document only: a jwks_uri answering 404 (every sign-in 503
+    idp_unavailable) or a key set holding no key of the accepted algorithms (every sign-in 401 unknown_key,
+    whose "sign in again" cannot help) started without a word. Now each is a warning naming the key set's
+    address; a provider whose key set is fine is not named."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    from gateway.launch import start_gateway, stop
+
+    ec_key = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), as_dict=True)
+    _Provider.key_sets = {
+        "gone": None,
+        "empty": {"keys": []},
+        "wrongtype": {"keys": [{**ec_key, "kid": "ec-1"}]},  # EC, where only RS256 is accepted below
+        "fine": {"keys": [{**ec_key, "kid": "ec-1"}]},
+    }
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    env, _ = _production_env(tmp_path)
+    listed = [{"issuer": f"{base}/{name}", "jurisdiction": ["310151101"]} for name in ("gone", "empty")]
+    log = tmp_path / "serve.log"
+    try:
+        for issuer, algorithms in ((f"{base}/wrongtype", ["RS256"]), (f"{base}/fine", ["ES256"])):
+            started = {
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                **env,
+                "GRASSROOTS_OIDC_ISSUER": issuer,
+                "GRASSROOTS_OIDC_ISSUERS": json.dumps(listed),
+                "GRASSROOTS_OIDC_ALGORITHMS": json.dumps(algorithms),
+            }
+            stop(start_gateway(port=free_port(), env=started, cwd=tmp_path, stderr=log))
+            listed = []
+    finally:
+        server.shutdown()
+    written = log.read_text(encoding="utf-8")
+    lines = written.splitlines()
+    for name, en, zh in (
+        ("gone", "answered HTTP 404", "返回 HTTP 404"),
+        (
+            "empty",
+            "holds no signing key for the accepted algorithms (RS256",
+            "的密钥集中没有可用于所接受签名算法",
+        ),
+        (
+            "wrongtype",
+            "holds no signing key for the accepted algorithms (RS256",
+            "的密钥集中没有可用于所接受签名算法",
+        ),
+    ):
+        variable = "GRASSROOTS_OIDC_ISSUER" if name == "wrongtype" else "GRASSROOTS_OIDC_ISSUERS"
+        at = next(
+            i for i, line in enumerate(lines) if line.startswith(f"警告：身份提供方 {base}/{name}/certs")
+        )
+        assert lines[at].startswith(f"警告：身份提供方 {base}/{name}/certs（{variable}）{zh}"), lines[at]
+        assert lines[at + 1].startswith(
+            f"warning: the identity provider at {base}/{name}/certs ({variable}) {en}"
+        )
+        assert "401 unknown_key" in lines[at + 1]
+    # (production also warns of its unrestricted jurisdiction, naming it: not about its keys)
+    assert not any(
+        line.startswith(
+            ("警告：身份提供方 " + base + "/fine", f"warning: the identity provider at {base}/fine")
+        )
+        for line in lines
+    ), written
 
 
 def test_serve_does_not_warn_about_the_development_idp_it_serves_itself(tmp_path: Path) -> None:
