@@ -573,6 +573,17 @@ class OIDCVerifier:
             raise AuthError("invalid_token") from error
         except InvalidClaimError as error:
             code = _invalid_claim_code(error.claim, claims)
+            if code == "wrong_issuer":
+                # Signed by this provider's key, yet naming another issuer: a provider known by two addresses
+                # (Keycloak answers discovery with the host it was asked on, and stamps tokens with the one
+                # the user signed in through). Every sign-in is refused; the operator needs both names.
+                _log.warning(
+                    "identity provider %s: access token signed by its key names the issuer %s; token refused "
+                    "(wrong_issuer): give the provider one public address (its hostname setting) so that "
+                    "its tokens and its discovery document name the same issuer",
+                    self.issuer,
+                    _shown_audiences(claims.get("iss")),
+                )
             if code == "wrong_audience":
                 # A provider not told about this gateway names its own default audience (Keycloak's
                 # "account", a client id): every token of it is refused and signing in again cannot help.
@@ -1068,8 +1079,8 @@ def _division_code_claim(claims: Mapping[str, Any], name: str) -> str | None:
 
 
 def _shown_audiences(aud: object) -> str:
-    """A token's ``aud`` for the operator's log: each audience escaped (no control character reaches the
-    log) and cut to 64 characters, at most five of them."""
+    """A token's ``aud`` (or ``iss``) for the operator's log: each value escaped (no control character
+    reaches the log) and cut to 64 characters, at most five of them."""
     names = aud if isinstance(aud, list) else [aud]
     shown = [ascii(name[:64]) if isinstance(name, str) else type(name).__name__ for name in names[:5]]
     return ", ".join(shown) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

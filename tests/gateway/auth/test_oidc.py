@@ -557,6 +557,12 @@ async def test_a_provider_clock_ahead_beyond_the_leeway_is_refused_and_logged_wi
         ({"aud": "account"}, "wrong_audience", "for audience 'account', not 'grassroots-gateway'"),
         ({"aud": ["account", "x\ny"]}, "wrong_audience", "for audience 'account', 'x\\ny', not"),
         ({"exp": None, "iat": None}, "invalid_token", "without the claim(s) exp,iat that RFC 9068 requires"),
+        # a provider known by two addresses: tokens stamped with the one users sign in through
+        (
+            {"iss": "https://sso.example.gov.cn/realms/x"},
+            "wrong_issuer",
+            "signed by its key names the issuer 'https://sso.example.gov.cn/realms/x'",
+        ),
     ],
 )
 async def test_a_claim_the_provider_gets_wrong_is_named_in_the_log_never_its_value(
