@@ -361,6 +361,15 @@ def _check_one_identity_provider(settings: Settings, issuer: str, variable: str)
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str):
             problem = ("发现文档中没有 jwks_uri", "its discovery document names no jwks_uri")
+        elif issuer.startswith("https://") and not jwks_uri.startswith("https://"):
+            # The verifier refuses it (Discovery 1.0 §7.2: keys over plain http could be replaced on the way),
+            # so every sign-in answered 503 idp_unavailable, "try again later", and the start said nothing.
+            problem = (
+                f"的发现文档所写的密钥集地址 {jwks_uri[:200]} 不是 https 地址，"
+                "网关不会经明文获取验证令牌的密钥",
+                f"names a key set without TLS ({jwks_uri[:200]}), from which the gateway will not fetch the "
+                "keys tokens are checked against: have the provider announce its https:// jwks_uri",
+            )
         else:
             # The key set too, as the first sign-in fetches it: a jwks_uri answering 404, or a key set with
             # no key of the accepted algorithms, refused every sign-in while the start said nothing.

@@ -597,6 +597,58 @@ def test_serve_warns_at_start_when_the_providers_key_set_cannot_verify_a_token(t
     ), written
 
 
+class _PlainKeySetDiscovery(http.server.BaseHTTPRequestHandler):
+    """An https provider whose discovery document names its key set at a plain http address."""
+
+    def do_GET(self) -> None:
+        base = f"https://127.0.0.1:{self.server.server_address[1]}/realms/county"
+        body = {"issuer": base, "jwks_uri": f"http://127.0.0.1:{self.server.server_address[1]}/certs"}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_serve_warns_at_start_when_an_https_provider_names_a_plain_http_key_set(tmp_path: Path) -> None:
+    """The verifier refuses a key set over plain http for an https issuer, so every sign-in answered 503
+    idp_unavailable ("try again later"); the start said nothing. Now it warns, naming the discovery document
+    and the key set's address."""
+    from gateway.launch import start_gateway, stop
+    from tests.gateway.test_upstream_tls import _self_signed
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PlainKeySetDiscovery)
+    server.socket = _self_signed(tmp_path).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    issuer = f"https://127.0.0.1:{server.server_address[1]}/realms/county"
+    env, _ = _production_env(tmp_path)
+    log = tmp_path / "serve.log"
+    started = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        **env,
+        "GRASSROOTS_OIDC_ISSUER": issuer,
+        "SSL_CERT_FILE": str(tmp_path / "cert.pem"),  # the provider's certificate, trusted by this host
+    }
+    try:
+        stop(start_gateway(port=free_port(), env=started, cwd=tmp_path, stderr=log))
+    finally:
+        server.shutdown()
+    lines = log.read_text(encoding="utf-8").splitlines()
+    discovery = f"{issuer}/.well-known/openid-configuration"
+    plain = f"http://127.0.0.1:{server.server_address[1]}/certs"
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"警告：身份提供方 {discovery}"))
+    assert f"（GRASSROOTS_OIDC_ISSUER）的发现文档所写的密钥集地址 {plain} 不是 https 地址" in lines[at], (
+        lines[at]
+    )
+    assert lines[at + 1].startswith(
+        f"warning: the identity provider at {discovery} (GRASSROOTS_OIDC_ISSUER) names a key set without TLS "
+        f"({plain})"
+    ), lines[at + 1]
+
+
 def test_serve_does_not_warn_about_the_development_idp_it_serves_itself(tmp_path: Path) -> None:
     """GRASSROOTS_OIDC_ISSUER naming this gateway's own development IdP (by another name for loopback): the
     start-time check asked it before anything listened and warned that it could not be reached, which was
