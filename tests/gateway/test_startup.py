@@ -430,20 +430,26 @@ def test_serve_refuses_a_masking_kek_it_cannot_use_naming_the_setting(tmp_path: 
         assert "masking-keyring.json" in wrong.stderr
 
 
-class _Discovery(http.server.BaseHTTPRequestHandler):
+class _JSONHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in identity provider's answers: JSON, nothing logged."""
+
+    def answer(self, body: object) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Discovery(_JSONHandler):
     """An identity provider's discovery document that names ``document_issuer`` (a trailing / added)."""
 
     document_issuer = ""
 
     def do_GET(self) -> None:
-        body = json.dumps({"issuer": self.document_issuer, "jwks_uri": self.document_issuer + "certs"})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer({"issuer": self.document_issuer, "jwks_uri": self.document_issuer + "certs"})
 
 
 def test_serve_refuses_an_issuer_its_provider_does_not_name(tmp_path: Path) -> None:
@@ -501,7 +507,7 @@ def test_serve_warns_at_start_when_the_identity_provider_cannot_be_reached(tmp_p
     assert "503 idp_unavailable" in en
 
 
-class _Provider(http.server.BaseHTTPRequestHandler):
+class _Provider(_JSONHandler):
     """Providers under one address, one per first path segment: each publishes its discovery document, and
     at ``certs`` ``key_sets[name]`` (``None``: 404)."""
 
@@ -518,13 +524,7 @@ class _Provider(http.server.BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(json.dumps(body).encode())
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(body)
 
 
 def test_serve_warns_at_start_when_the_providers_key_set_cannot_verify_a_token(tmp_path: Path) -> None:
@@ -597,19 +597,12 @@ def test_serve_warns_at_start_when_the_providers_key_set_cannot_verify_a_token(t
     ), written
 
 
-class _PlainKeySetDiscovery(http.server.BaseHTTPRequestHandler):
+class _PlainKeySetDiscovery(_JSONHandler):
     """An https provider whose discovery document names its key set at a plain http address."""
 
     def do_GET(self) -> None:
         base = f"https://127.0.0.1:{self.server.server_address[1]}/realms/county"
-        body = {"issuer": base, "jwks_uri": f"http://127.0.0.1:{self.server.server_address[1]}/certs"}
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(json.dumps(body).encode())
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer({"issuer": base, "jwks_uri": f"http://127.0.0.1:{self.server.server_address[1]}/certs"})
 
 
 def test_serve_warns_at_start_when_an_https_provider_names_a_plain_http_key_set(tmp_path: Path) -> None:
