@@ -408,12 +408,21 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def _write_new_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Create ``path`` (never over another file), write ``data`` whole and fsync it. A write that fails
+    (disk full, a file-size limit) removes the file it created: an empty chain lock left behind named no
+    process, so every later round waited and was refused (``chain_busy``) long after the disk had room."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
+        rest = memoryview(data)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -340,3 +340,42 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(sqlite: Store,
             rotate_signing_key(sqlite.engine, tmp_path / "key.pem", directory, signer, wait_s=0.3)
         assert held.exists()
         held.unlink()
+
+
+_WRITES_REFUSED = """
+import resource, signal, sys
+from pathlib import Path
+from audit import CheckpointSigner, merkle
+from audit.checkpoints import _store, chain_lock
+directory = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # every write now fails (EFBIG)
+for step in ("lock", "store"):
+    try:
+        if step == "lock":
+            with chain_lock(directory, wait_s=0.3):
+                pass
+        else:
+            _store(directory, CheckpointSigner.generate().sign(0, merkle.EMPTY_ROOT, epoch=0))
+    except OSError as exc:
+        print(step, exc.errno)
+"""
+
+
+def test_a_write_that_fails_for_want_of_space_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """The disk filled while a periodic round took the chain lock: the lock file was created, its body
+    could not be written, and the empty file stayed. It named no process, so it was never taken over:
+    every later round waited 30 s and failed ``chain_busy`` long after the disk had room again, until an
+    operator removed it. A write that fails now removes the file it created (the lock, a checkpoint's
+    temporary file), so the next round, once there is room, goes on by itself."""
+    import errno
+
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    refused = subprocess.run(
+        [sys.executable, "-c", _WRITES_REFUSED, str(directory)], capture_output=True, text=True, check=True
+    )
+    assert refused.stdout.split() == ["lock", str(errno.EFBIG), "store", str(errno.EFBIG)]
+    assert not list(directory.iterdir())  # neither an empty lock nor a temporary checkpoint file
+    with chain_lock(directory, wait_s=0.3):  # the disk has room again: taken at once
+        pass
