@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ CHAIN_DOMAIN: Final = b"grassroots-audit-chain-v1\x00"
 SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 _SQLITE_CONFIGURED: Final = "_grassroots_audit_sqlite_durability"
 _WRITER_ROLE_ATTR: Final = "_grassroots_audit_writer_role"
+#: Where a pooled SQLite connection notes the database file it opened (its connection record's ``info``).
+_SQLITE_FILE: Final = "grassroots_sqlite_file"
 _LEAF_PREFIX: Final = b"\x00"  # RFC 6962 §2.1 leaf domain (as audit.merkle.leaf_hash)
 _sha256 = hashlib.sha256
 # The leaf domain already hashed in: each leaf hash copies this state instead of making a new one.
@@ -185,13 +188,48 @@ def checkpoint_wal(dbapi_connection: Any) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _sqlite_durability(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_durability(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
     finally:
         cursor.close()
+    _note_sqlite_file(dbapi_connection, record.info)
+
+
+class DatabaseFileReplaced(OSError):
+    """The SQLite database file a connection opened is no longer the file at its path (removed, or another
+    moved over it, e.g. a backup restored under a running gateway): what it commits goes to a file nobody
+    will read again, so it commits nothing (:func:`sqlite_file_replaced`)."""
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _note_sqlite_file(dbapi_connection: Any, info: dict[Any, Any]) -> None:
+    """Note which file ``dbapi_connection`` opened (path and device/inode), for a file database."""
+    for _seq, name, path in dbapi_connection.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path:
+            info[_SQLITE_FILE] = (path, _file_identity(path))
+
+
+def sqlite_file_replaced(connection: Any) -> bool:
+    """Whether the database file a pooled SQLite ``connection`` opened has since been removed from its path
+    or replaced there. Such a connection still reads and writes the old file (an open file outlives its
+    name): the events it appends would be lost when the process ends, and served requests with them."""
+    info = connection.info
+    noted = info.get(_SQLITE_FILE)
+    if noted is None:  # opened before the connect hook was installed: the file it has now
+        _note_sqlite_file(connection.driver_connection, info)
+        return False
+    path, identity = noted
+    return bool(_file_identity(path) != identity)
 
 
 def configure_sqlite_durability(engine: Engine) -> None:
@@ -403,6 +441,8 @@ class AuditLog:
                     if not pinned:
                         cursor.execute("PRAGMA synchronous=FULL")
                     cursor.execute("BEGIN IMMEDIATE")
+                    if sqlite_file_replaced(raw):
+                        raise DatabaseFileReplaced("the database file was removed or replaced")
                     receipts = self._write(cursor, prepared)
                 elif self._pipelined:
                     # Reading the head syncs the pipeline once; the inserts, the head move and (without a
@@ -441,6 +481,14 @@ class AuditLog:
             finally:
                 cursor.close()
         except (self._driver_error, SQLAlchemyError, OSError) as exc:
+            if isinstance(exc, DatabaseFileReplaced):
+                # Every pooled connection holds the old file: all are dropped, the next ones open the
+                # file now at the path (or, with none there, fail: nothing is appended).
+                logger.error(
+                    "the SQLite database file was removed or replaced under the running gateway; "
+                    "nothing was appended to the old one, its connections are reopened"
+                )
+                self._engine.dispose()
             if pinned:
                 # The session may be gone (server restart, network): never hand it out again; the next
                 # batch takes a fresh connection.
@@ -478,6 +526,11 @@ class AuditLog:
         prepared = [prepare(e) for e in events]
         if not prepared:
             return []
+        if self._sqlite and sqlite_file_replaced(conn.connection):
+            # The caller's change would commit into the old file with its event: neither is written (the
+            # caller rolls back; its connection, returned, is not handed out again).
+            self._engine.dispose()
+            raise _database_failure(DatabaseFileReplaced("the database file was removed or replaced"))
         try:
             # The caller's driver connection, so the rows join the caller's transaction.
             cursor = conn.connection.cursor()

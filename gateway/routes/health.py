@@ -1,9 +1,10 @@
 """Liveness and readiness.
 
 ``/healthz`` (liveness): the process answers. ``/readyz`` (readiness, for a load balancer or an
-orchestrator): this process can serve right now — its database answers and its policy and registry state
-is fresh (the same staleness guard that refuses data requests, fail closed). A process that is alive but
-not ready should be taken out of rotation, not restarted.
+orchestrator): this process can serve right now — its database answers (on SQLite: the migrated file at
+its path, not one removed or replaced under the process) and its policy and registry state is fresh (the
+same staleness guard that refuses data requests, fail closed). A process that is alive but not ready
+should be taken out of rotation, not restarted.
 
 ``/readyz`` also says how the periodic signed audit checkpoint is doing (``audit_checkpoints``: state,
 failure kind, ages; :mod:`gateway.checkpoint_health`). A failing checkpoint leaves the process ready:
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import Engine, text
 
+from audit import DatabaseFileReplaced, sqlite_file_replaced
 from gateway.app import get_runtime
 from gateway.errors import ServiceUnavailable
 from gateway.runtime import Runtime
@@ -35,8 +37,22 @@ async def healthz() -> dict[str, Any]:
 
 
 def _ping(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return
+    for _ in range(2):
+        with engine.connect() as conn:
+            # A file removed or replaced under the process is still open, and answers; no audit event can
+            # be committed to it. Its connections are dropped and a fresh one asked: the file now there.
+            if sqlite_file_replaced(conn.connection):
+                conn.invalidate()
+                engine.dispose()
+                continue
+            # The version table: an empty file SQLite made in the place of a removed one answers SELECT 1.
+            conn.execute(text("SELECT 1 FROM alembic_version"))
+            return
+    raise DatabaseFileReplaced("the database file was removed or replaced")
 
 
 @router.get("/readyz")

@@ -351,3 +351,44 @@ async def test_many_tasks_awaiting_in_turn_keep_one_gapless_chain(sqlite: Store)
     for i, receipt in receipts.items():
         assert log.read(receipt.seq)[0] == make_event(i)
     assert verify_log(sqlite.engine).ok
+
+
+def test_a_database_file_moved_away_under_the_appender_gets_no_event(sqlite: Store) -> None:
+    """An operator moved the SQLite file away (or restored a backup over it with ``mv``) under a running
+    gateway. Its connections kept the old file open and the group commit went on appending to it: requests
+    were served, and their events went into a file no longer at the path, lost when the process stopped.
+    Now an append finds the file at the path is not the one it opened: refused (AuditUnavailable, the
+    request 503), the connections dropped; once the right file is there, events go into it again."""
+    path = Path(sqlite.url.removeprefix("sqlite:///"))
+    aside, restored = path.with_name("aside.db"), path.with_name("restored.db")
+    with GroupCommitAppender(AuditLog(sqlite.engine)) as appender:
+        appender.submit(make_event(0)).result(timeout=10)
+        path.rename(aside)
+        with pytest.raises(AuditUnavailable, match="DatabaseFileReplaced"):
+            appender.submit(make_event(1)).result(timeout=10)
+        aside.rename(path)  # put back: served again, by itself
+        appender.submit(make_event(1)).result(timeout=10)
+        # A copy moved over it (a backup restored with mv): not the file the connections opened either.
+        shutil.copyfile(path, restored)
+        restored.rename(path)
+        with pytest.raises(AuditUnavailable, match="DatabaseFileReplaced"):
+            appender.submit(make_event(2)).result(timeout=10)
+        appender.submit(make_event(2)).result(timeout=10)
+    with sqlite3.connect(path) as conn:  # every event acknowledged is in the file at the path
+        assert conn.execute("SELECT count(*) FROM audit_events").fetchone() == (3,)
+
+
+def test_an_administrative_change_is_not_committed_into_a_file_moved_away(sqlite: Store) -> None:
+    """The same for a change recorded in its caller's transaction (a grant approved, a case assigned): it
+    and its event went into the old file. Now refused, nothing written; the file back, it commits."""
+    path = Path(sqlite.url.removeprefix("sqlite:///"))
+    log = AuditLog(sqlite.engine)
+    log.append(make_event(0))
+    path.rename(path.with_name("aside.db"))
+    with sqlite.engine.connect() as conn, pytest.raises(AuditUnavailable, match="DatabaseFileReplaced"):
+        log.append_within(conn, [make_event(1)])
+    path.with_name("aside.db").rename(path)
+    with sqlite.engine.begin() as conn:
+        log.append_within(conn, [make_event(1)])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_events").fetchone() == (2,)

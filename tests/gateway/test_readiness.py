@@ -39,6 +39,24 @@ def test_a_process_with_its_database_is_ready(tmp_path: Path) -> None:
         assert ready.json() == {"status": "ready", "audit_checkpoints": {"status": "off"}}
 
 
+def test_a_sqlite_file_moved_away_under_the_process_is_not_ready(tmp_path: Path) -> None:
+    """The SQLite file moved away (or a backup moved over it) under a running gateway: ``SELECT 1`` on the
+    connections still holding the old file answered, and /readyz said ready while every event went into
+    that old file. Now not ready, 503 database_unavailable, until the file is back; then ready by itself."""
+    path = tmp_path / "gateway.db"
+    for client in _client(tmp_path, f"sqlite:///{path}"):
+        assert client.get("/readyz").status_code == 200
+        path.rename(tmp_path / "aside.db")
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "database_unavailable"
+        assert str(tmp_path) not in answer.text
+        # None there: SQLite makes an empty file in its place, which answers SELECT 1 but is not migrated.
+        assert client.get("/readyz").status_code == 503
+        (tmp_path / "aside.db").rename(path)
+        assert client.get("/readyz").status_code == 200
+
+
 @pytest.mark.postgres
 def test_a_process_whose_database_is_gone_is_alive_but_not_ready(tmp_path: Path) -> None:
     base = postgres_base_url()
