@@ -180,6 +180,15 @@ SQLITE_PRAGMAS: Final = (
     "PRAGMA wal_autocheckpoint=16384",
 )
 
+#: How long an append on PostgreSQL waits for a lock (the head row, a table an operator locked) before it
+#: is refused (``lock_timeout``), as SQLite's ``busy_timeout`` above: without it a lock held for an hour
+#: held every request waiting for its audit event an hour, answered by nothing but the client's timeout.
+PG_LOCK_TIMEOUT_MS = 10_000
+
+
+def _pg_lock_timeout(*, local: bool) -> str:
+    return f"SET {'LOCAL ' if local else ''}lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}"
+
 
 def checkpoint_wal(dbapi_connection: Any) -> tuple[int, int, int]:
     """One PASSIVE WAL checkpoint on a sqlite3 connection: copies what it can into the database file
@@ -426,7 +435,7 @@ class AuditLog:
         try:
             if raw is None:
                 raw = self._engine.raw_connection()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, self._driver_error) as exc:  # a refused connect comes unwrapped
             raise _database_failure(exc) from None
         try:
             cursor = raw.cursor()
@@ -453,6 +462,7 @@ class AuditLog:
                     with driver.pipeline():
                         if not pinned:
                             cursor.execute("SET LOCAL synchronous_commit = on")
+                            cursor.execute(_pg_lock_timeout(local=True))
                         receipts = self._write(cursor, prepared, pipelined=True)
                         if within is not None:
                             self._leave_writer_role(cursor)
@@ -462,6 +472,7 @@ class AuditLog:
                 else:
                     if not pinned:
                         cursor.execute("SET LOCAL synchronous_commit = on")
+                        cursor.execute(_pg_lock_timeout(local=True))
                     receipts = self._write(cursor, prepared)
                     if within is not None:
                         self._leave_writer_role(cursor)
@@ -514,6 +525,7 @@ class AuditLog:
             cursor.execute("PRAGMA synchronous=FULL")
         else:
             cursor.execute("SET synchronous_commit = on")
+            cursor.execute(_pg_lock_timeout(local=False))
             raw.commit()
 
     def append_within(self, conn: Connection, events: Iterable[AuditEvent]) -> list[AppendReceipt]:
@@ -535,6 +547,8 @@ class AuditLog:
             # The caller's driver connection, so the rows join the caller's transaction.
             cursor = conn.connection.cursor()
             try:
+                if not self._sqlite:
+                    cursor.execute(_pg_lock_timeout(local=True))
                 receipts = self._write(cursor, prepared)
                 self._leave_writer_role(cursor)
                 return receipts

@@ -116,3 +116,33 @@ def test_with_use_writer_role_every_append_path_inserts_as_the_writer(postgres_s
     assert inserted_by == {1: WRITER_ROLE, 2: WRITER_ROLE, 3: WRITER_ROLE, 4: WRITER_ROLE}
     assert companion.seen == [login] and after == login
     assert verify_log(engine).ok
+
+
+def test_an_append_behind_a_lock_held_for_long_is_refused_not_left_waiting(
+    postgres_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone held a lock on the log for a long time (an operator's ``LOCK TABLE``, a stuck session):
+    every request waited for its audit event as long, answered only by its client's timeout, while SQLite
+    refused after its busy timeout. Now an append waits at most ``PG_LOCK_TIMEOUT_MS`` and is refused
+    (AuditUnavailable: the request gets 503), on the group-commit thread and in a caller's transaction;
+    once the lock is let go, appends go on by themselves."""
+    import time
+
+    from audit import AuditUnavailable
+    from audit import log as audit_log
+
+    monkeypatch.setattr(audit_log, "PG_LOCK_TIMEOUT_MS", 300)
+    log = AuditLog(postgres_store.engine)
+    with GroupCommitAppender(log) as appender:
+        appender.submit(make_event(0)).result(timeout=10)
+        with postgres_store.engine.connect() as holder:
+            holder.exec_driver_sql("LOCK TABLE audit_head IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with pytest.raises(AuditUnavailable):
+                appender.submit(make_event(1)).result(timeout=20)
+            with pytest.raises(AuditUnavailable), postgres_store.engine.begin() as conn:
+                log.append_within(conn, [make_event(1)])
+            assert time.monotonic() - started < 10
+            holder.rollback()
+        appender.submit(make_event(1)).result(timeout=10)
+    assert verify_log(postgres_store.engine).checked == 2
