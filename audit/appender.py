@@ -166,6 +166,8 @@ class GroupCommitAppender:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._companion = companion
+        #: When the latest batch failed (``time.monotonic()``); None once a batch has committed since.
+        self._failed_at: float | None = None
         if wal_checkpoint_s is not None and wal_checkpoint_s < 0:
             raise ValueError("wal_checkpoint_s must not be negative")
         self._checkpointer = (
@@ -240,6 +242,12 @@ class GroupCommitAppender:
                 self._queue.put(_STOP)
         if thread is not None:
             thread.join(timeout)
+
+    @property
+    def failed_at(self) -> float | None:
+        """When the latest batch failed to commit (``time.monotonic()``), or None when the latest one
+        committed (or none was tried yet): readiness tells a load balancer the log is not taking events."""
+        return self._failed_at
 
     def __enter__(self) -> GroupCommitAppender:
         self.start()
@@ -333,6 +341,7 @@ class GroupCommitAppender:
             logger.error("audit group commit failed: %s", type(exc).__name__)
             detail = f"audit append failed ({type(exc).__name__})"
         else:
+            self._failed_at = None
             if written:
                 assert companion is not None
                 try:
@@ -341,6 +350,7 @@ class GroupCommitAppender:
                     logger.error("audit companion after-commit step failed: %s", type(exc).__name__)
             self._resolve(batch, outcomes)
             return
+        self._failed_at = time.monotonic()
         # One instance per caller: a shared exception's traceback would be rewritten by each.
         self._resolve(batch, [AuditUnavailable(detail) for _ in batch])
 

@@ -62,6 +62,11 @@ _log = logging.getLogger("gateway.runtime")
 #: Seconds between two log lines about the same run of failed policy/registry refreshes.
 _REFRESH_FAILURE_REPEAT_S = 60.0
 
+#: How long after the audit log's latest failed commit (none committed since) ``/readyz`` says not ready.
+#: While requests keep coming each failure renews it; with none (a load balancer has taken the process out)
+#: it lapses, the process says ready again and the next request tries the log: no restart is needed.
+AUDIT_FAILURE_NOT_READY_S = 10.0
+
 #: The version row a policy-file reload bumps; every process polls it and re-reads its files.
 POLICY_FILES_VERSION = "policy_files"
 #: The catalog tag that, on a ``category`` field, marks the row's micro-grid code.
@@ -371,6 +376,18 @@ class Runtime:
                 "授权策略暂时无法更新，为安全起见本次请求已拒绝，请稍后重试。",
                 "Access policy could not be refreshed; the request was refused for safety. Retry later.",
                 code="policy_stale",
+            )
+
+    def check_audit_log(self) -> None:
+        """Raise 503 ``audit_unavailable`` (readiness) while the audit log's latest commit failed, within
+        ``AUDIT_FAILURE_NOT_READY_S``: every request this process takes is refused until it commits."""
+        failed_at = self.appender.failed_at
+        if failed_at is not None and time.monotonic() - failed_at < AUDIT_FAILURE_NOT_READY_S:
+            raise ServiceUnavailable(
+                "访问记录暂时无法写入，本进程暂不能处理请求（处理了也只能拒绝），请稍后重试。",
+                "The access log cannot be written right now; this process cannot serve requests now "
+                "(it would refuse them). Retry later.",
+                code="audit_unavailable",
             )
 
     def check_session(self, principal: Principal) -> None:

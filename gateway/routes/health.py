@@ -2,9 +2,10 @@
 
 ``/healthz`` (liveness): the process answers. ``/readyz`` (readiness, for a load balancer or an
 orchestrator): this process can serve right now — its database answers (on SQLite: the migrated file at
-its path, not one removed or replaced under the process) and its policy and registry state is fresh (the
-same staleness guard that refuses data requests, fail closed). A process that is alive but not ready
-should be taken out of rotation, not restarted.
+its path, not one removed or replaced under the process), its policy and registry state is fresh (the
+same staleness guard that refuses data requests, fail closed), and its audit log took the latest events
+(a failed commit, with none since, makes it not ready for ``AUDIT_FAILURE_NOT_READY_S``). A process that is
+alive but not ready should be taken out of rotation, not restarted.
 
 ``/readyz`` also says how the periodic signed audit checkpoint is doing (``audit_checkpoints``: state,
 failure kind, ages; :mod:`gateway.checkpoint_health`). A failing checkpoint leaves the process ready:
@@ -67,4 +68,5 @@ async def readyz(runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str,
             code="database_unavailable",
         ) from None
     runtime.check_fresh()  # 503 policy_stale when the policy and registry state could not be refreshed
+    runtime.check_audit_log()  # 503 audit_unavailable while the audit log's latest commit failed
     return {"status": "ready", "audit_checkpoints": runtime.checkpoint_health.view(datetime.now(UTC))}

@@ -5,6 +5,7 @@ so a load balancer takes it out of rotation instead of sending it requests that 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,48 @@ def test_a_sqlite_file_moved_away_under_the_process_is_not_ready(tmp_path: Path)
         assert client.get("/readyz").status_code == 503
         (tmp_path / "aside.db").rename(path)
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_process_whose_audit_log_cannot_commit_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit log stopped taking events (disk full, a read-only database, a lock held for long): every
+    request got 503 audit_unavailable, yet /readyz said ready and a load balancer kept sending it traffic.
+    Now not ready while the latest commit failed; ready again by itself once one commits, or once the
+    failure is older than the window (no traffic to try the log with: the next request does)."""
+    import time
+
+    from gateway import runtime
+
+    path = tmp_path / "gateway.db"
+    records = "/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW"
+    for client in _client(tmp_path, f"sqlite:///{path}"):
+        assert client.get(records).status_code == 401  # refused without a token, and recorded
+        with sqlite3.connect(path) as db:  # the database now refuses every new event
+            db.execute(
+                "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'no room'); END"
+            )
+        answer = client.get(records)
+        assert answer.status_code == 503 and answer.json()["error"] == "audit_unavailable"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"] == "audit_unavailable"
+        assert ready.json()["message"].startswith("访问记录暂时无法写入")
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER refuse_events")
+        assert client.get(records).status_code == 401  # recorded again
+        assert client.get("/readyz").status_code == 200
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'no room'); END"
+            )
+        monkeypatch.setattr(runtime, "AUDIT_FAILURE_NOT_READY_S", 0.2)
+        assert client.get(records).status_code == 503
+        assert client.get("/readyz").status_code == 503
+        time.sleep(0.3)
+        assert client.get("/readyz").status_code == 200  # let the next request try the log
 
 
 @pytest.mark.postgres
