@@ -100,6 +100,43 @@ def test_a_process_whose_audit_log_cannot_commit_is_not_ready(
         assert client.get("/readyz").status_code == 200  # let the next request try the log
 
 
+_BUMP_GRANTS = (
+    "INSERT INTO policy_versions (name, version, updated_at) VALUES ('grants', 1, '2026-01-01 00:00:00')"
+    " ON CONFLICT (name) DO UPDATE SET version = version + 1"
+)
+
+
+def test_a_grant_row_that_cannot_be_read_refuses_everything_not_an_old_grant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What README (Scenario grants and policy) says of a re-read that fails on state kept in the database:
+    the last state for at most ten intervals (5 s at least), then 503 policy_stale and /readyz says so, until
+    the row reads again; then ready by itself."""
+    import time
+
+    monkeypatch.setenv("GRASSROOTS_POLICY_REFRESH_INTERVAL_S", "0.05")
+    path = tmp_path / "gateway.db"
+    for client in _client(tmp_path, f"sqlite:///{path}"):
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "INSERT INTO policy_grants (grant_id, scenario, org_scope, datasets, valid_from,"
+                " valid_until, status, requested_by, reason, created_at, updated_at, break_glass) VALUES"
+                " ('grt_x', 'DIBAO_REVIEW', '310151101201', '{not json', '2026-01-01 00:00:00',"
+                " '2027-01-01 00:00:00', 'approved', 'u', 'r', '2026-01-01', '2026-01-01', 0)"
+            )
+            db.execute(_BUMP_GRANTS)
+        deadline = time.monotonic() + 15
+        while client.get("/readyz").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stale = client.get("/readyz")
+        assert stale.status_code == 503 and stale.json()["error"] == "policy_stale"
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE policy_grants SET datasets = '{}' WHERE grant_id = 'grt_x'")
+            db.execute(_BUMP_GRANTS)
+        time.sleep(0.5)
+        assert client.get("/readyz").status_code == 200
+
+
 @pytest.mark.postgres
 def test_a_process_whose_database_is_gone_is_alive_but_not_ready(tmp_path: Path) -> None:
     base = postgres_base_url()
