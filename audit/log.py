@@ -222,10 +222,10 @@ def _file_identity(path: str) -> tuple[int, int] | None:
 
 
 def _note_sqlite_file(dbapi_connection: Any, info: dict[Any, Any]) -> None:
-    """Note which file ``dbapi_connection`` opened (path and device/inode), for a file database."""
-    for _seq, name, path in dbapi_connection.execute("PRAGMA database_list").fetchall():
-        if name == "main" and path:
-            info[_SQLITE_FILE] = (path, _file_identity(path))
+    """Note which file ``dbapi_connection`` opened (path and device/inode; an empty path: in memory)."""
+    rows = dbapi_connection.execute("PRAGMA database_list").fetchall()
+    path = next((file for _seq, name, file in rows if name == "main"), "") or ""
+    info[_SQLITE_FILE] = (path, _file_identity(path) if path else None)
 
 
 def sqlite_file_replaced(connection: Any) -> bool:
@@ -238,7 +238,7 @@ def sqlite_file_replaced(connection: Any) -> bool:
         _note_sqlite_file(connection.driver_connection, info)
         return False
     path, identity = noted
-    return bool(_file_identity(path) != identity)
+    return bool(path) and _file_identity(path) != identity
 
 
 def configure_sqlite_durability(engine: Engine) -> None:
