@@ -429,10 +429,13 @@ class GrantRepository:
         return [_from_row(r) for r in self.session.scalars(stmt)]
 
     def expiring_between(self, start: datetime, end: datetime) -> list[ScenarioGrant]:
+        """Approved grants lapsing in ``(start, end]`` that can be renewed: a break-glass grant cannot (it
+        lasts hours and ends by itself; its post-review is the supervisor's), so it is never one."""
         stmt = (
             select(GrantRow)
             .where(
                 GrantRow.status == GrantStatus.APPROVED.value,
+                GrantRow.break_glass.is_(False),
                 GrantRow.valid_until > start,
                 GrantRow.valid_until <= end,
             )
@@ -1351,7 +1354,8 @@ class GrantService:
         return grant, successor
 
     def reminders(self, now: datetime, within_days: int = 14) -> list[RenewalReminder]:
-        """Approved grants lapsing within ``within_days``, each naming who must act."""
+        """Approved grants lapsing within ``within_days``, each naming who must act: a renewal, so never a
+        break-glass grant, which cannot be renewed."""
         out = []
         for grant in self.repository.expiring_between(now, now + timedelta(days=within_days)):
             assert grant.valid_until is not None

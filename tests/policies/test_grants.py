@@ -479,6 +479,19 @@ def test_break_glass_is_immediate_short_noticed_and_reviewed(service: GrantServi
         service.close_review(review.review_id, SUPERVISOR, "again", T0)
 
 
+def test_a_break_glass_grant_is_no_renewal_reminder(service: GrantService) -> None:
+    """The walk-through: after `grants break-glass`, the steward's `grants reminders` listed the
+    emergency grant as one she must act on ("must_act": data_steward, days_left 0), though renewing it
+    is refused (紧急访问授权不能续期). Only a grant that can be renewed is a reminder."""
+    ordinary = _elderly(service)
+    service.approve(ordinary, STEWARD, T0)
+    later = T0 + timedelta(days=175)
+    bg, _, _ = service.break_glass(CADRE_A2, "ELDERLY_VISIT", "独居老人失联，需紧急联系", later, hours=2)
+    assert [r.grant_id for r in service.reminders(later, within_days=14)] == [ordinary]
+    with pytest.raises(InvalidTransitionError):
+        service.renew([bg.grant_id], STEWARD, later)
+
+
 BREAK_GLASS_REFUSALS: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ("no reason", {"reason": "  "}, GrantError),
     ("too long", {"hours": BREAK_GLASS_MAX_HOURS + 1}, GrantError),
