@@ -113,7 +113,19 @@ class GrantNotFoundError(GrantError):
 
 
 class ReviewNotFoundError(GrantNotFoundError):
+    """No break-glass post-review by that id within the caller's reach: one of another township answers
+    the same (no 403 confirming it exists). The words say where the reviews one may close are listed,
+    never the id typed."""
+
     code = "review_not_found"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "找不到该复核事项，或它不在您的监督范围内，本次未办理。请核对复核编号（以 bgr_ 开头）："
+            "您可办理的紧急访问复核事项见 grassroots grants reviews（GET /api/v1/break-glass/reviews）。",
+            "No such post-review within your reach; nothing was done. Check its id (it begins with bgr_): "
+            "grassroots grants reviews (GET /api/v1/break-glass/reviews) lists the reviews you may close.",
+        )
 
 
 class InvalidTransitionError(GrantError):

@@ -1479,7 +1479,7 @@ class GrantService:
         self._require(actor, "break_glass", "close_review")
         review = self.repository.get_review(review_id)
         if review is None:
-            raise ReviewNotFoundError("找不到该复核事项。", "review not found")
+            raise ReviewNotFoundError()
         if review.status != "open":
             raise InvalidTransitionError("该复核事项已关闭。", "review already closed")
         if actor.user_id == review.invoked_by:

@@ -767,7 +767,7 @@ async def close_break_glass_review(
                 review, service.repository.get(review.grant_id), service
             ):
                 # Another township's review answers as one that does not exist (no 403 confirming it).
-                raise ReviewNotFoundError("找不到该复核事项。", "review not found")
+                raise ReviewNotFoundError()
             return service.close_review(review_id, subject_of(principal), note, now)
 
         review, change = await uow.run(close)

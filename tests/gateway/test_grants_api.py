@@ -1093,6 +1093,13 @@ def test_break_glass_notice_to_the_level_above_and_a_post_review(stack: Stack) -
         assert (resp.status_code, resp.json()["error"]) == (status, code), who
     missing = api(stack, "POST", "/break-glass/reviews/bgr_nope/close", "supervisor", {"note": "已核实"})
     assert (missing.status_code, missing.json()["error"]) == (404, "review_not_found")
+    # Where to look, the same words for another township's review (nothing tells the two apart).
+    assert "grassroots grants reviews" in missing.json()["message"]
+    elsewhere = api(stack, "POST", close, "town_supervisor_a", {"note": "已核实"}).json()
+    assert (elsewhere["message"], elsewhere["message_en"]) == (
+        missing.json()["message"],
+        missing.json()["message_en"],
+    )
     closed = api(stack, "POST", close, "supervisor", {"note": "已核实，转移安置属实"})
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert api(stack, "POST", close, "supervisor", {"note": "再次"}).status_code == 409

@@ -23,6 +23,7 @@ from policies import (
     InvalidTransitionError,
     PermissionModel,
     PolicyEngine,
+    ReviewNotFoundError,
     ScenarioCatalog,
     SeparationOfDutiesError,
     Subject,
@@ -490,6 +491,18 @@ def test_a_break_glass_grant_is_no_renewal_reminder(service: GrantService) -> No
     assert [r.grant_id for r in service.reminders(later, within_days=14)] == [ordinary]
     with pytest.raises(InvalidTransitionError):
         service.renew([bg.grant_id], STEWARD, later)
+
+
+def test_closing_a_review_that_is_not_there_says_where_the_reviews_are(service: GrantService) -> None:
+    """The walk-through's `grants close-review bgr_... --as supervisor`, pasted as written, answered
+    review_not_found: 找不到该复核事项。 / review not found, which left the supervisor nothing to do. It
+    now says to check the id and where the reviews she may close are listed, never repeating the id."""
+    with pytest.raises(ReviewNotFoundError) as refused:
+        service.close_review("bgr_...", SUPERVISOR, "已核实", T0)
+    assert refused.value.code == "review_not_found"
+    assert "grassroots grants reviews" in refused.value.message_zh
+    assert "grassroots grants reviews" in refused.value.message_en
+    assert "bgr_..." not in refused.value.message_zh + refused.value.message_en
 
 
 BREAK_GLASS_REFUSALS: list[tuple[str, dict[str, Any], type[Exception]]] = [
