@@ -300,6 +300,11 @@ async def decide(
     describes, as ``POST /policy/explain`` is: "该用户"/"this user", unless that subject is the caller."""
     engine, access = runtime.policy(), _access(body)
     max_page_size = runtime.settings.max_page_size
+    if uncatalogued(runtime, access.dataset) is not None:
+        # What the data path answers (404 unknown_dataset) and ``explain`` says, not "this user's role may
+        # not read 「未编目的数据集」, ask their administrator": a typo is no permission matter.
+        refused = Decision(allowed=False, reasons=(Reason("unknown_dataset", *UNKNOWN_DATASET),))
+        return {**decision_json(refused, max_page_size), "policy": _policy_state(engine)}
     about_caller = access.subject == subject_of(principal)
     decision = await asyncio.to_thread(engine.decide, access)
     if not decision.allowed and not about_caller:

@@ -409,6 +409,11 @@ def test_explain_says_what_the_data_path_says_of_a_misspelt_dataset(stack: Stack
     for failed in (mine, theirs):
         assert failed["code"] == "unknown_dataset", failed
         assert failed["message_zh"] == read.json()["message"]
+    # decide dry-runs the data path, so it says the same: it answered no_permission, "该用户的岗位没有查看
+    # 「未编目的数据集」的权限…可联系其上级管理员", sending the administrator after a role for a typo.
+    decided = api(stack, "POST", "/policy/decide", "platform_admin", body).json()
+    assert (decided["allowed"], decided["code"], decided["obligations"]) == (False, "unknown_dataset", None)
+    assert decided["reasons"][0]["message_zh"] == read.json()["message"]
 
 
 def test_a_grid_worker_explains_her_own_request_with_the_grids_her_login_carries(stack: Stack) -> None:
