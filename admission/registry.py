@@ -767,11 +767,21 @@ class AdmissionService:
                 action_zh="联审表决",
                 final=reg.status in TERMINAL,
                 hint=(
-                    "它现在不在联审中，没有需要表决的内容；申请部门提交联审（或发起重新审核）后，"
-                    "它会出现在您的待办中（admission list --awaiting-me）。",
-                    "It is not under review, so there is nothing to vote on; once its department submits it "
-                    "(or opens a re-certification), it appears in your work list "
-                    "(admission list --awaiting-me).",
+                    (
+                        "它已被监督部门暂停，其重新审核随之暂停，本轮已作的表决仍然有效；监督部门恢复它后，"
+                        "它会回到您的待办中（admission list --awaiting-me）。",
+                        "It is suspended by the supervisors, and its re-certification is paused with it (the "
+                        "votes cast stand); once they reinstate it, it is back in your work list "
+                        "(admission list --awaiting-me).",
+                    )
+                    if reg.status is SystemStatus.SUSPENDED and reg.renewal_open
+                    else (
+                        "它现在不在联审中，没有需要表决的内容；申请部门提交联审（或发起重新审核）后，"
+                        "它会出现在您的待办中（admission list --awaiting-me）。",
+                        "It is not under review, so there is nothing to vote on; once its department submits "
+                        "it (or opens a re-certification), it appears in your work list "
+                        "(admission list --awaiting-me).",
+                    )
                 ),
             )
         office_cfg = self.config.office(office)
@@ -876,16 +886,26 @@ class AdmissionService:
     # -- supervision and re-certification ------------------------------------------------------------
 
     def suspend(self, system_id: str, actor: str, reason: str) -> ChangeEvent:
+        """Suspend an approved system. A renewal round in progress is paused, not closed: no office votes
+        while the system is suspended, and the round (its signatures) resumes when it is reinstated."""
         reason = self._require_reason(reason)
         reg = self._load(system_id)
-        _, event = self._move(reg, Action.SUSPEND, actor, self._now(), renewal_open=False)
-        return {**event, "reason": reason}
+        _, event = self._move(reg, Action.SUSPEND, actor, self._now())
+        return {**event, "reason": reason, "renewal": reg.renewal_open}
 
-    def reinstate(self, system_id: str, actor: str, reason: str) -> ChangeEvent:
+    def reinstate(self, system_id: str, actor: str, reason: str) -> list[ChangeEvent]:
+        """Lift a suspension: the events, the reinstatement first. A renewal round paused by the suspension
+        resumes with the signatures it had. An approval that ended while the system was suspended lapses at
+        once (blocked; never approved past its end), and a renewal round paused then goes on as the full
+        review a lapsed system needs, as in :meth:`lapse_due`."""
         reason = self._require_reason(reason)
         reg = self._load(system_id)
-        _, event = self._move(reg, Action.REINSTATE, actor, self._now())
-        return {**event, "reason": reason}
+        now = self._now()
+        reinstated, event = self._move(reg, Action.REINSTATE, actor, now)
+        events = [{**event, "reason": reason, "renewal": reinstated.renewal_open}]
+        if reinstated.approved_until is None or reinstated.approved_until <= now:
+            events += self._lapse(reinstated, actor, now)
+        return events
 
     def revoke(self, system_id: str, actor: str, reason: str) -> ChangeEvent:
         """Revocation is final; the system's client credentials and stored outbound credential go with it."""
@@ -900,6 +920,9 @@ class AdmissionService:
         """Open a re-certification round. An approved system keeps routing while it is re-reviewed; a lapsed
         one goes back to full review and stays blocked until approved."""
         reg = self._load(system_id)
+        # The state machine first: a suspended system's paused renewal round is not "already under way"
+        # for its department, which can do nothing until the supervisors lift the suspension.
+        transition(reg.status, Action.RECERTIFY, system_id=system_id)
         if reg.renewal_open:
             raise AdmissionConflict(
                 f"系统 {system_id} 的重新审核已在进行中。",
@@ -923,14 +946,16 @@ class AdmissionService:
         actor = "system:recertification"
         events: list[ChangeEvent] = []
         for system_id in self.repo.due_to_lapse(now):
-            reg = self._load(system_id)
-            lapsed, event = self._move(reg, Action.LAPSE, actor, now, renewal_open=False)
-            events.append(
-                {**event, "approved_until": reg.approved_until.isoformat() if reg.approved_until else None}
-            )
-            if reg.renewal_open:
-                _, continued = self._move(lapsed, Action.RECERTIFY, actor, now, kind="renewal_continued")
-                events.append({**continued, "round": reg.review_round})
+            events += self._lapse(self._load(system_id), actor, now)
+        return events
+
+    def _lapse(self, reg: SystemRegistration, actor: str, now: datetime) -> list[ChangeEvent]:
+        """Lapse an approved system whose approval has ended; an open renewal round goes on."""
+        lapsed, event = self._move(reg, Action.LAPSE, actor, now, renewal_open=False)
+        events = [{**event, "approved_until": reg.approved_until.isoformat() if reg.approved_until else None}]
+        if reg.renewal_open:
+            _, continued = self._move(lapsed, Action.RECERTIFY, actor, now, kind="renewal_continued")
+            events.append({**continued, "round": reg.review_round})
         return events
 
     # -- credentials ---------------------------------------------------------------------------------

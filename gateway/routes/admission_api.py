@@ -962,18 +962,66 @@ async def _supervise(
 
     def work(service: AdmissionService) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
         _load_visible(service, principal, system_id)  # an unknown id is not echoed back
-        method = {"suspend": service.suspend, "reinstate": service.reinstate, "revoke": service.revoke}[
-            action
-        ]
-        change = method(system_id, principal.user_id, body.reason)
+        changes: list[Mapping[str, Any]]
+        if action == "reinstate":
+            changes = list(service.reinstate(system_id, principal.user_id, body.reason))
+        else:
+            method = {"suspend": service.suspend, "revoke": service.revoke}[action]
+            changes = [method(system_id, principal.user_id, body.reason)]
         reg = service.get(system_id)
-        return {
+        answer: dict[str, Any] = {
             "system_id": system_id,
             "status": reg.status.value,
             "status_zh": STATUS_LABELS_ZH[reg.status],
-        }, [change]
+        }
+        if action == "reinstate":
+            answer.update(_reinstated_view(reg, changes))
+        return answer, changes
 
     return await _act(runtime, principal, request, work)
+
+
+def _reinstated_view(reg: SystemRegistration, changes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a reinstatement left to do: an approval that ended during the suspension has lapsed (and a
+    renewal round paused by it goes on as a full review); a paused round that had not run out resumes."""
+    kinds = {str(c["kind"]) for c in changes}
+    lapsed = "admission.lapsed" in kinds
+    continues = "admission.renewal_continued" in kinds or reg.renewal_open
+    view: dict[str, Any] = {"lapsed": lapsed, "review_continues": continues}
+    until = reg.approved_until
+    ends = f"{until.astimezone(CHINA_STANDARD_TIME):%Y-%m-%d %H:%M}" if until else "?"
+    if lapsed:
+        zh = f"准入已于 {ends}（北京时间）到期，系统现已到期失效并被阻断；"
+        en = f"Its approval ended on {ends} (Beijing time): it has lapsed and is blocked. "
+        if continues:
+            zh += (
+                "暂停前已开始的重新审核继续进行，已表决同意的审核单位无须再表决，"
+                "其余单位表决同意后即恢复使用。"
+            )
+            en += (
+                "The re-certification begun before the suspension goes on: the offices that approved need "
+                "not vote again; it works again once the others approve."
+            )
+        else:
+            zh += (
+                "须由其所属部门的系统管理员发起重新审核（admission recertify），各审核单位同意后即恢复使用。"
+            )
+            en += (
+                "Its department's system admin opens a re-certification (admission recertify); it works "
+                "again once every office approves."
+            )
+    elif continues:
+        zh = (
+            "暂停前已开始的重新审核继续进行：已表决同意的审核单位无须再表决，其余单位请在准入到期"
+            f"（{ends}，北京时间）前表决。"
+        )
+        en = (
+            "The re-certification begun before the suspension resumes: the offices that approved need not "
+            f"vote again; the others should vote before the approval ends ({ends}, Beijing time)."
+        )
+    else:
+        return view
+    return {**view, "message_zh": zh, "message_en": en}
 
 
 @router.post(f"{_PREFIX}/systems/{{system_id}}/suspend")

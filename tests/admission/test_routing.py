@@ -120,9 +120,86 @@ def test_a_suspension_outlives_the_approval(flow: Flow, service: AdmissionServic
     with pytest.raises(IllegalTransition):
         service.recertify("health-visits", "u-health-admin")
     clock.now = until + timedelta(days=2)
-    service.reinstate("health-visits", "u-sup", "核查完毕，未发现问题")
-    assert [e["before"] for e in service.lapse_due(clock.now)] == ["approved"]
+    events = service.reinstate("health-visits", "u-sup", "核查完毕，未发现问题")
+    # Reinstated past its end, it lapses at once: never "approved" with an approval that has ended.
+    assert [(e["kind"], e["after"]) for e in events] == [
+        ("admission.reinstated", "approved"),
+        ("admission.lapsed", "lapsed"),
+    ]
     assert service.get("health-visits").status is SystemStatus.LAPSED
+    assert service.lapse_due(clock.now) == []
+    (reminder,) = service.reminders_due(clock.now)
+    assert reminder.lapsed
+    assert service.recertify("health-visits", "u-health-admin")["after"] == "submitted"
+
+
+def _renewal_signed_by_all_but_one(flow: Flow, service: AdmissionService, clock: FakeClock) -> str:
+    """Admitted, re-certified in time and signed by every office but one, which is returned."""
+    flow.admit(make_registration())
+    clock.advance(timedelta(days=340))
+    service.recertify("health-visits", "u-health-admin")
+    first, *rest = list(service.review_progress("health-visits").pending)
+    for office in rest:
+        reviewer, department = REVIEWERS[office]
+        service.review("health-visits", office, reviewer, department, "approve", "同意")
+    return first
+
+
+def test_a_renewal_round_paused_by_a_suspension_resumes_on_reinstatement(
+    flow: Flow, service: AdmissionService, clock: FakeClock
+) -> None:
+    """Suspending a system mid-renewal closed its round: reinstated, it showed no renewal under way and its
+    department had to recertify again, so the offices that had signed signed again. Now the round is
+    paused while the system is suspended (no vote, no recertify) and resumes with its signatures."""
+    last_office = _renewal_signed_by_all_but_one(flow, service, clock)
+    until = service.get("health-visits").approved_until
+    service.suspend("health-visits", "u-sup", "投诉核查")
+    reviewer, department = REVIEWERS[last_office]
+    with pytest.raises(IllegalTransition) as refused:
+        service.review("health-visits", last_office, reviewer, department, "approve", "同意")
+    assert "暂停" in refused.value.message_zh and "reinstate" in refused.value.message_en
+    with pytest.raises(IllegalTransition):
+        service.recertify("health-visits", "u-health-admin")
+
+    (event,) = service.reinstate("health-visits", "u-sup", "核查完毕")
+    assert (event["after"], event["renewal"]) == ("approved", True)
+    reg = service.get("health-visits")
+    assert (reg.status, reg.review_round, reg.renewal_open, reg.approved_until) == (
+        SystemStatus.APPROVED,
+        2,
+        True,
+        until,
+    )
+    assert service.review_progress("health-visits").pending == (last_office,)
+    last = service.review("health-visits", last_office, reviewer, department, "approve", "同意")
+    assert last["kind"] == "admission.recertified"
+    assert service.get("health-visits").approved_until == clock.now + timedelta(days=365)
+
+
+def test_an_approval_ending_during_a_suspension_lapses_on_reinstatement_and_its_round_goes_on(
+    flow: Flow, service: AdmissionService, clock: FakeClock
+) -> None:
+    """Suspended mid-renewal and reinstated after the approval's end, the system came back "approved" past
+    its end with no round open. Now it lapses as it is reinstated (blocked) and the paused round goes on
+    as the full review a lapsed system needs: the last office's vote approves it."""
+    last_office = _renewal_signed_by_all_but_one(flow, service, clock)
+    service.suspend("health-visits", "u-sup", "投诉核查")
+    clock.advance(timedelta(days=30))
+    assert service.lapse_due() == []
+    events = service.reinstate("health-visits", "u-sup", "核查完毕")
+    assert [(e["kind"], e["before"], e["after"]) for e in events] == [
+        ("admission.reinstated", "suspended", "approved"),
+        ("admission.lapsed", "approved", "lapsed"),
+        ("admission.renewal_continued", "lapsed", "submitted"),
+    ]
+    reg = service.get("health-visits")
+    assert (reg.status, reg.review_round) == (SystemStatus.SUBMITTED, 2)
+    assert not routing_verdict(reg, clock.now).allowed
+    assert service.review_progress("health-visits").pending == (last_office,)
+    reviewer, department = REVIEWERS[last_office]
+    last = service.review("health-visits", last_office, reviewer, department, "approve", "同意")
+    assert last["after"] == "approved"
+    assert routing_verdict(service.get("health-visits"), clock.now).allowed
 
 
 def test_lapsed_system_is_blocked_until_fully_re_reviewed(
@@ -168,13 +245,8 @@ def test_an_approval_ending_mid_renewal_lapses_and_the_round_goes_on(
     ended. The daily lapse job closed the round: the four signatures no longer counted and the
     department had to recertify again. Now the system is blocked (lapsed) and the round goes on: the
     remaining office's vote approves it."""
-    flow.admit(make_registration())
-    clock.advance(timedelta(days=340))
-    service.recertify("health-visits", "u-health-admin")
-    first, *rest = list(service.review_progress("health-visits").pending)
-    for office in rest:
-        reviewer, department = REVIEWERS[office]
-        service.review("health-visits", office, reviewer, department, "approve", "同意")
+    first = _renewal_signed_by_all_but_one(flow, service, clock)
+    rest = set(service.review_progress("health-visits").approved_by)
     clock.advance(timedelta(days=30))
     events = service.lapse_due()
     assert [(e["kind"], e["before"], e["after"]) for e in events] == [

@@ -981,6 +981,33 @@ def test_an_approval_ending_mid_renewal_keeps_its_round(stack: Stack) -> None:
     assert held
 
 
+def test_a_renewal_round_survives_a_suspension_that_outlives_the_approval(stack: Stack) -> None:
+    """Suspended mid-renewal, the system lost its round; reinstated after its approval's end it came back
+    "approved" past that end, no round open and nobody told. Now the round is paused while it is
+    suspended (out of the offices' work lists), and the reinstatement lapses the ended approval, goes on
+    with the round and says so; the offices that signed do not sign again."""
+    sid, token = _fresh_system_with_token(stack)
+    ok(call(stack, "POST", f"{API}/systems/{sid}/recertify", "hb_sysadmin"))
+    ok(call(stack, "POST", f"{API}/systems/{sid}/reviews", "rv_gov_office", json={"vote": "approve"}), 201)
+    reason(stack, sid, "suspend")
+    listed = ok(call(stack, "GET", f"{API}/systems", "rv_services", params={"awaiting_my_review": "true"}))
+    assert sid not in {s["system_id"] for s in listed["systems"]}
+    set_approved_until(stack, sid, datetime.now(UTC) - timedelta(seconds=1))
+
+    answer = reason(stack, sid, "reinstate")
+    assert (answer["status"], answer["lapsed"], answer["review_continues"]) == ("submitted", True, True)
+    assert "已到期失效" in answer["message_zh"] and "need not vote again" in answer["message_en"]
+    _assert_blocked(stack, token, sid, "system_not_approved")
+    progress = ok(call(stack, "GET", f"{API}/systems/{sid}/progress", "hb_sysadmin"))
+    assert [o["code"] for o in progress["signed"]] == ["district_government_office"]
+    listed = ok(call(stack, "GET", f"{API}/systems", "rv_services", params={"awaiting_my_review": "true"}))
+    assert sid in {s["system_id"] for s in listed["systems"]}
+    kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
+    assert kinds[-3:] == ["admission.reinstated", "admission.lapsed", "admission.renewal_continued"]
+    assert approve_all(stack, sid)["outcome"] == "approved"
+    assert _until(lambda: as_system(stack.base_url, token).status_code == 200, 10.0)[0]
+
+
 def test_a_lapsed_provider_is_explained_to_the_village_user_the_data_path_refuses(stack: Stack) -> None:
     """The residents' registry lapsed: the cadre's read was refused with words addressed to its department
     (须重新通过联审后才能访问), and her own ``policy explain`` answered "allowed". The refusal then named
