@@ -634,13 +634,18 @@ class AdmissionService:
         """Approved systems whose approval ends within the largest reminder window, each with the tightest
         threshold it has crossed (the caller sends one reminder per threshold), and — first, the most
         urgent — systems whose approval has ended (lapsed by time or marked lapsed): blocked until their
-        department recertifies them and the offices approve again."""
+        department recertifies them and the offices approve again. A lapsed system whose review goes on
+        (``submitted`` after the lapse job continued its renewal round, or after its department recertified
+        it) stays listed until the offices have approved it: it is still blocked."""
         now = now or self._now()
         reminders: list[RecertificationReminder] = []
         windows = sorted(self.config.reminder_days_before)
-        for reg in self.repo.list_systems([SystemStatus.LAPSED, SystemStatus.APPROVED]):
+        statuses = [SystemStatus.LAPSED, SystemStatus.APPROVED, SystemStatus.SUBMITTED]
+        for reg in self.repo.list_systems(statuses):
             if reg.approved_until is None:
                 continue
+            if reg.status is SystemStatus.SUBMITTED and reg.approved_until > now:
+                continue  # in review, but not past an approval's end (a first review has none)
             left = reg.approved_until - now
             if reg.status is SystemStatus.LAPSED or reg.approved_until <= now:
                 # Whole days since it ended, counted toward zero: ended 25 hours ago is -1, not

@@ -1101,7 +1101,9 @@ async def recertification_reminders(
             reg = service.get(reminder.system_id)
             if not _visible(principal, reg):
                 continue
-            if reg.renewal_open:
+            # A round under way: a renewal of an approved system, or the review of a lapsed one.
+            under_review = reg.renewal_open or reg.status is SystemStatus.SUBMITTED
+            if under_review:
                 pending = service.review_progress(reg.system_id).pending
                 must_act = [
                     {"role": "admission_reviewer", "office": office, "action": "review"} for office in pending
@@ -1112,7 +1114,7 @@ async def recertification_reminders(
                 ]
             # The officials who read this keep Beijing time: 17:00 UTC is already the next day there.
             ends = reminder.approved_until.astimezone(CHINA_STANDARD_TIME)
-            if reminder.lapsed and reg.renewal_open:
+            if reminder.lapsed and under_review:
                 # Its department already asked: the offices still to sign are the ones to act.
                 message_zh = (
                     f"系统 {reg.system_id} 的准入已于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，现已被阻断，"
@@ -1132,7 +1134,7 @@ async def recertification_reminders(
                     f"The admission of {reg.system_id} lapsed on {ends:%Y-%m-%d %H:%M} (Beijing time); the "
                     "system is blocked until it is re-certified and approved again."
                 )
-            elif reg.renewal_open:
+            elif under_review:
                 message_zh = (
                     f"系统 {reg.system_id} 的准入将于 {ends:%Y-%m-%d %H:%M}（北京时间）到期，"
                     "重新审核已在进行中，请尚未表决的审核单位在到期前表决。"

@@ -258,10 +258,13 @@ def test_an_approval_ending_mid_renewal_lapses_and_the_round_goes_on(
     assert not routing_verdict(reg, clock.now).allowed
     progress = service.review_progress("health-visits")
     assert progress.pending == (first,) and set(progress.approved_by) == set(rest)
+    # Still blocked, still the most urgent reminder (it vanished from the list once the job had run).
+    assert [(r.system_id, r.lapsed) for r in service.reminders_due()] == [("health-visits", True)]
     reviewer, department = REVIEWERS[first]
     last = service.review("health-visits", first, reviewer, department, "approve", "同意")
     assert last["after"] == "approved"
     assert routing_verdict(service.get("health-visits"), clock.now).allowed
+    assert service.reminders_due() == []
 
 
 def test_recertification_can_end_in_rejection(flow: Flow, service: AdmissionService) -> None:

@@ -975,6 +975,13 @@ def test_an_approval_ending_mid_renewal_keeps_its_round(stack: Stack) -> None:
     progress = ok(call(stack, "GET", f"{API}/systems/{sid}/progress", "hb_sysadmin"))
     assert progress["status"] == "submitted"
     assert [o["code"] for o in progress["signed"]] == ["district_government_office"]
+    # After the job the system is still blocked: the reminder still names the offices still to vote (it
+    # vanished from the reminders once the job had run).
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    assert mine["lapsed"] is True and {a["action"] for a in mine["must_act"]} == {"review"}
+    assert "district_government_office" not in {a["office"] for a in mine["must_act"]}
+    assert "重新审核已在进行中" in mine["message_zh"]
     final = approve_all(stack, sid)
     assert final["outcome"] == "approved"
     held, _ = _until(lambda: as_system(stack.base_url, token).status_code == 200, 10.0)
@@ -1002,6 +1009,9 @@ def test_a_renewal_round_survives_a_suspension_that_outlives_the_approval(stack:
     assert [o["code"] for o in progress["signed"]] == ["district_government_office"]
     listed = ok(call(stack, "GET", f"{API}/systems", "rv_services", params={"awaiting_my_review": "true"}))
     assert sid in {s["system_id"] for s in listed["systems"]}
+    reminders = ok(call(stack, "GET", f"{API}/reminders", "hb_sysadmin"))["reminders"]
+    mine = next(r for r in reminders if r["system_id"] == sid)
+    assert mine["lapsed"] is True and {a["action"] for a in mine["must_act"]} == {"review"}
     kinds = [k for k, b in audit_kinds(stack) if b.get("details", {}).get("system_id") == sid]
     assert kinds[-3:] == ["admission.reinstated", "admission.lapsed", "admission.renewal_continued"]
     assert approve_all(stack, sid)["outcome"] == "approved"
