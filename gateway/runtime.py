@@ -537,7 +537,14 @@ class Runtime:
         counted in a metric naming dataset and field (never a value) so the steward can classify it."""
         if self.scanner is None:
             return []
-        alerts = scan_fields_in_place(dataset, records, plan.scanned_fields, self.scanner)
+        alerts = scan_fields_in_place(
+            dataset,
+            records,
+            plan.scanned_fields,
+            self.scanner,
+            scanners=plan.dlp_scanners,
+            unmemoised=plan.dlp_unmemoised,
+        )
         for alert in alerts:
             self.telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})
         return [

@@ -8,6 +8,11 @@ so the gateway can append an audit event, count a metric and the steward can cla
 `freetext` operator, which already scanned it — and uncatalogued fields, redacted) are not scanned
 again: pass `protected=plan.protected_fields`.
 
+What is found is masked as the plan's profile masks it in a free-text field at the scanned field's level
+(`scanners=plan.dlp_scanners`, bound once with the plan; `masking.items`): an ID number that drifted into an
+unclassified field is shown no more than in its own field or in a remark. Without `scanners`, the scanner's
+own masking.
+
 Cost: a value is scanned once per call even when it repeats (a page of one village's residents
 carries the same division code twenty times), and the scanner itself returns at once for a value
 without a digit, "@", plate prefix or name cue (`FreeTextScanner.scan`).
@@ -56,6 +61,8 @@ def scan_response(
     scanner: Scanner,
     *,
     protected: Collection[str] | None = None,
+    scanners: Mapping[str, Scanner] | None = None,
+    unmemoised: Collection[str] = (),
 ) -> tuple[list[dict[str, object]], list[DriftAlert]]:
     """Scan and mask `records` (already masked by their plan); returns the records and drift alerts.
 
@@ -63,6 +70,7 @@ def scan_response(
     `protected` is the set of fields not to scan; the gateway passes `MaskingPlan.protected_fields`
     so DLP and masking agree on the plan actually applied. Without it, the catalog's level-3+ fields
     of `dataset` are protected. Records come back as new dicts; unscanned values are the same objects.
+    `scanners` and `unmemoised` as for `scan_fields_in_place`.
     """
     if protected is None:
         spec = catalog.dataset(dataset)
@@ -71,44 +79,63 @@ def scan_response(
         protected = frozenset(protected)
     out = [dict(record) for record in records]
     fields = dict.fromkeys(name for record in out for name in record if name not in protected)
-    return out, scan_fields_in_place(dataset, out, tuple(fields), scanner)
+    return out, scan_fields_in_place(
+        dataset, out, tuple(fields), scanner, scanners=scanners, unmemoised=unmemoised
+    )
 
 
 def scan_fields_in_place(
-    dataset: str, records: Sequence[dict[str, object]], fields: Sequence[str], scanner: Scanner
+    dataset: str,
+    records: Sequence[dict[str, object]],
+    fields: Sequence[str],
+    scanner: Scanner,
+    *,
+    scanners: Mapping[str, Scanner] | None = None,
+    unmemoised: Collection[str] = (),
 ) -> list[DriftAlert]:
     """Scan and mask `fields` of `records` in place (the records are the caller's own: the gateway's, fresh
     from `mask_records`, with `fields=plan.scanned_fields`); returns the drift alerts. `scan_response` is
-    this over copies, with every unprotected field."""
+    this over copies, with every unprotected field.
+
+    `scanners` (`plan.dlp_scanners`) gives the scanner of a field, masking its findings as the plan's profile
+    does; a field it does not name gets `scanner`. A value repeated in a field is scanned once, except in
+    the `unmemoised` fields (`plan.dlp_unmemoised`: a finding sealed with a fresh nonce each time)."""
     counts: Counter[tuple[str, str]] = Counter()
-    memo: _Memo = {}
+    memos: dict[int, _Memo] = {}
     for name in fields:
+        field_scanner = scanner if scanners is None else scanners.get(name, scanner)
+        # One memo per scanner: fields masked alike share what was found (a division code in two fields).
+        memo = None if name in unmemoised else memos.setdefault(id(field_scanner), {})
         for record in records:
             value = record.get(name)
             if value is None:
                 continue
             if type(value) is str:
-                record[name] = _scan_text(value, name, scanner, counts, memo)
+                record[name] = _scan_text(value, name, field_scanner, counts, memo)
             elif isinstance(value, str | list | tuple | dict | int | float) and not isinstance(value, bool):
-                record[name] = _scan_value(value, name, scanner, counts, memo)
+                record[name] = _scan_value(value, name, field_scanner, counts, memo)
     return [
         DriftAlert(dataset=dataset, field=field, entity_type=entity, count=n)
         for (field, entity), n in sorted(counts.items())
     ]
 
 
-def _scan_text(text: str, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo) -> str:
-    hit = memo.get(text)
+def _scan_text(
+    text: str, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo | None
+) -> str:
+    hit = None if memo is None else memo.get(text)
     if hit is None:
         masked, findings = scanner.scan_and_mask(text)
-        hit = memo[text] = (masked, tuple(f.entity_type for f in findings))
+        hit = (masked, tuple(f.entity_type for f in findings))
+        if memo is not None:
+            memo[text] = hit
     for entity in hit[1]:
         counts[(field, entity)] += 1
     return hit[0]
 
 
 def _scan_value(
-    value: object, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo
+    value: object, field: str, scanner: Scanner, counts: Counter[tuple[str, str]], memo: _Memo | None
 ) -> object:
     if isinstance(value, str):
         return _scan_text(value, field, scanner, counts, memo)

@@ -568,6 +568,9 @@ class _MaskedBy:
     def mask(self, text: str) -> str:
         return self._scanner.scan_and_mask(text, self._maskers)[0]
 
+    def scan_and_mask(self, text: str) -> tuple[str, list[Finding]]:
+        return self._scanner.scan_and_mask(text, self._maskers)
+
     def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
         return self._scanner.masked_by({**self._overrides, **maskers})
 

@@ -15,6 +15,9 @@ level 3+ type no rule covers (as its field would be) and a type any field of whi
 data. The level a type's rule is matched at is the free-text field's, or the highest level the catalog gives
 a field of that type if higher (就高从严, GB/T 43697-2024): an ID number in a level-3 remark is matched as
 level 4, as the ID number field is.
+
+Response DLP masks what it finds in a field the plan does not protect the same way, as in a free-text field at
+that field's level (`FieldDecision.dlp`, `MaskingPlan.dlp_scanners`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Protocol
@@ -39,6 +39,7 @@ __all__ = [
     "OPERATORS",
     "REDACTED",
     "BindContext",
+    "FoundItem",
     "MaskFn",
     "Operator",
     "OperatorUnavailableError",
@@ -60,10 +61,22 @@ MaskFn = Callable[[object], object]
 SubjectMaskFn = Callable[[object, bytes | None], object]
 
 
+class FoundItem(Protocol):
+    """An item of personal data a scanner found (`masking.freetext.Finding` fits): its kind only."""
+
+    @property
+    def entity_type(self) -> str: ...
+
+
 class TextMasker(Protocol):
-    """What the `freetext` operator needs from a scanner (`masking.freetext.FreeTextScanner` fits)."""
+    """What the `freetext` operator and response DLP need from a scanner (`masking.freetext.FreeTextScanner`
+    fits)."""
 
     def mask(self, text: str) -> str: ...
+
+    def scan_and_mask(self, text: str) -> tuple[str, Sequence[FoundItem]]:
+        """The masked text and what was found in it (response DLP counts the kinds as drift)."""
+        ...
 
     def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
         """The scanner masking the kinds it finds that ``maskers`` names (entity type, e.g. CN_MOBILE)

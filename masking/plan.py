@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from masking.catalog import Catalog, Level, SemanticType, max_level
 from masking.errors import OperatorError, UnknownProfileError
@@ -78,6 +78,9 @@ class FieldDecision:
     fallback: FallbackDecision | None = None
     #: For a `freetext` field: how each kind of personal data found in it is masked (`masking.items`).
     items: tuple[ItemDecision, ...] = ()
+    #: For a field response DLP scans (`MaskingPlan.scanned_fields`): how each kind of personal data it
+    #: finds there is masked, as in a free-text field at this field's level (`masking.items`).
+    dlp: tuple[ItemDecision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class MaskingPlan:
     _ops: tuple[tuple[str, MaskFn], ...]
     #: The fields whose operator seals the record's subject into the value (`aes_gcm`: enc:v3:), and how.
     _subject_ops: tuple[tuple[str, SubjectMaskFn], ...] = ()
+    #: The scanner response DLP masks each scanned field's findings with: the profile's, at its level.
+    _dlp: tuple[tuple[str, TextMasker], ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -99,6 +104,8 @@ class MaskingPlan:
     _protected: frozenset[str] = field(init=False, repr=False, compare=False)
     _scanned: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _page_memo: frozenset[str] = field(init=False, repr=False, compare=False)
+    _dlp_scanners: Mapping[str, TextMasker] = field(init=False, repr=False, compare=False)
+    _dlp_unmemoised: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Asked for on every response (DLP); a plan is immutable, so it is worked out once.
@@ -112,6 +119,11 @@ class MaskingPlan:
             and not any(i.operator in RANDOMISED_OPERATORS for i in d.items)
         )
         object.__setattr__(self, "_page_memo", memo)
+        object.__setattr__(self, "_dlp_scanners", dict(self._dlp))
+        unmemoised = frozenset(
+            d.field for d in self.decisions if any(i.operator in RANDOMISED_OPERATORS for i in d.dlp)
+        )
+        object.__setattr__(self, "_dlp_unmemoised", unmemoised)
 
     @property
     def names_subjects(self) -> bool:
@@ -131,6 +143,19 @@ class MaskingPlan:
         """The plan's fields that response DLP scans (the complement of `protected_fields`), in plan
         order: the only fields of a record from `mask_record` that can hold unmasked text."""
         return self._scanned
+
+    @property
+    def dlp_scanners(self) -> Mapping[str, TextMasker]:
+        """For each of `scanned_fields` (when the plan was built with a scanner): the scanner that masks
+        what response DLP finds there as this profile masks a field of the item's type (`FieldDecision.dlp`),
+        bound once with the plan."""
+        return self._dlp_scanners
+
+    @property
+    def dlp_unmemoised(self) -> frozenset[str]:
+        """Scanned fields a finding in which is sealed by a randomised operator (`aes_gcm`): response DLP
+        masks each of their values afresh, so each envelope has its own nonce."""
+        return self._dlp_unmemoised
 
     def decision(self, field: str) -> FieldDecision:
         for d in self.decisions:
@@ -174,6 +199,8 @@ def _explained(d: FieldDecision) -> dict[str, object]:
         }
     if d.items:
         out["items"] = [i.explained() for i in d.items]
+    if d.dlp:
+        out["dlp_items"] = [i.explained() for i in d.dlp]
     return out
 
 
@@ -316,6 +343,19 @@ def plan_masking(
         ops.append((name, fn))
         if with_subject is not None:
             subject_ops.append((name, with_subject))
+    dlp: list[tuple[str, TextMasker]] = []
+    if scanner is not None:
+        for at, d in enumerate(decisions):
+            if d.level is None or _protected(d):
+                continue
+            # Response DLP scans this field: what it finds is masked as in a free-text field at this
+            # field's level (the item's type lifted to its highest catalogued level), decided once here.
+            dlp_ctx = BindContext(dataset=dataset, field=d.field, keys=keys, as_of=as_of)
+            found, maskers = plan_items(
+                catalog, rules, profile=profile, level=d.level, role=role, scenario=scenario, ctx=dlp_ctx
+            )
+            decisions[at] = replace(d, dlp=found)
+            dlp.append((d.field, scanner.masked_by(maskers)))
     level = max_level(catalog.level_of(dataset, n) for n in seen)
     return MaskingPlan(
         dataset=dataset,
@@ -326,6 +366,7 @@ def plan_masking(
         decisions=tuple(decisions),
         _ops=tuple(ops),
         _subject_ops=tuple(subject_ops),
+        _dlp=tuple(dlp),
     )
 
 

@@ -531,12 +531,28 @@ def _dry_run(
         drift: list[dict[str, Any]] = []
         if runtime.scanner is not None:
             masked, alerts = scan_response(
-                catalog, body.dataset, masked, runtime.scanner, protected=plan.protected_fields
+                catalog,
+                body.dataset,
+                masked,
+                runtime.scanner,
+                protected=plan.protected_fields,
+                scanners=plan.dlp_scanners,
+                unmemoised=plan.dlp_unmemoised,
             )
-            drift = [{"field": a.field, "entity_type": a.entity_type, "count": a.count} for a in alerts]
+            drift = [_drift_entry(plan, a.field, a.entity_type, a.count) for a in alerts]
         result["masked"] = masked[0]
         result["drift"] = drift
     return result
+
+
+def _drift_entry(plan: MaskingPlan, field: str, entity_type: str, count: int) -> dict[str, Any]:
+    """A drift finding of the masked sample, with how response DLP masked it (the plan's `dlp_items` for
+    the field: the profile's rule for an item of that type, or the scanner's own masking). No values."""
+    entry: dict[str, Any] = {"field": field, "entity_type": entity_type, "count": count}
+    for item in plan.decision(field).dlp:
+        if item.entity_type == entity_type:
+            entry.update(operator=item.operator, source=item.source)
+    return entry
 
 
 def _tells(decision: FieldDecision, sample: dict[str, Any]) -> bool:

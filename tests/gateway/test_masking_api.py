@@ -582,6 +582,29 @@ def test_dry_run_says_what_the_personal_data_found_in_free_text_got(stack: Stack
     assert "13912345678" not in resp.text and "example.com" not in resp.text
 
 
+def test_dry_run_says_what_response_dlp_gave_what_it_found_in_an_unclassified_field(stack: Stack) -> None:
+    """Personal data in a level-1 field (catalog drift) is masked as the profile masks it in free text at
+    that level: under strict a mobile is hidden, as in the mobile field, not shown as 139****5678. The
+    plan lists what DLP's findings get in the field, and the drift list says, by kind and count, how each
+    was masked."""
+    body = {"dataset": "residents", "role": "village_cadre", "scenario": "DIBAO_REVIEW", "profile": "strict",
+            "fields": ["village_code"], "sample": {"village_code": "电话13912345678"}}  # fmt: skip
+    resp = api(stack, "POST", "/dry-run", "ca_steward", body=body)
+    out = ok(resp)
+    assert out["masked"] == {"village_code": "电话***"}
+    (entry,) = out["plan"]
+    items = {i["entity_type"]: i for i in entry["dlp_items"]}
+    assert (items["CN_MOBILE"]["operator"], items["CN_MOBILE"]["source"]) == (
+        "redact",
+        "rule:strict.other_personal",
+    )
+    assert out["drift"] == [
+        {"field": "village_code", "entity_type": "CN_MOBILE", "count": 1, "operator": "redact",
+         "source": "rule:strict.other_personal"},
+    ]  # fmt: skip
+    assert "13912345678" not in resp.text
+
+
 def resp_has_no_store(resp: httpx.Response) -> bool:
     return resp.headers.get("cache-control") == "no-store"
 
