@@ -68,6 +68,7 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
         role=role,
         scenario=request.scenario,
         profile=obligations.masking_profile,
+        now=now,
     )
 
     def dlp() -> object:

@@ -985,6 +985,7 @@ async def _authorized_path(
             role=acting_role(principal.roles, runtime.policy().scenarios.get(request.scenario)),
             scenario=request.scenario,
             profile=obligations.masking_profile,
+            now=now,
         )
         masked = mask(projected, plan, record_subject_refs(dataset, kept, facts.subject_refs))
         drift = runtime.scan_free_text(request.dataset, masked, plan)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -56,7 +56,7 @@ from masking.stewardship import EffectiveMasking, MaskingDocuments, load_effecti
 from policies import GrantIndex, GrantRepository, PolicyEngine, PolicyFileError
 from policies.permissions import PermissionModel
 from policies.quotas import SqlQuotaCounter
-from policies.scenarios import ScenarioCatalog
+from policies.scenarios import CHINA_STANDARD_TIME, ScenarioCatalog
 
 _log = logging.getLogger("gateway.runtime")
 #: Seconds between two log lines about the same run of failed policy/registry refreshes.
@@ -120,6 +120,41 @@ def dataset_view(spec: DatasetSpec) -> DatasetView | None:
     return DatasetView(spec=spec, org_field=org_field, subject_field=subject, grid_field=grid)
 
 
+_PlanKey = tuple[str, tuple[str, ...], str, str, str]
+
+#: The most plans one masking state keeps for a day (distinct datasets x field sets x roles x scenarios x
+#: profiles); past it, a plan is built for its request and not kept.
+_PLANS_KEPT = 4096
+
+
+class _PlanCache:
+    """The masking plans of one masking state, for one local day (China Standard Time). A plan is bound to
+    the day it is built for (``age_bucket`` counts ages as of it, for a birth-date field or one found in
+    free text), so a plan of yesterday is never served today: the first plan built for a new day drops the
+    old day's. A request still in flight from the day before (it started before midnight) gets its plan
+    built and not kept. One attribute holds the day and its plans, so a reader sees the two together."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: tuple[date, dict[_PlanKey, MaskingPlan]] | None = None
+
+    def get(self, day: date, key: _PlanKey) -> MaskingPlan | None:
+        held = self._held
+        if held is None or held[0] != day:
+            return None
+        return held[1].get(key)
+
+    def put(self, day: date, key: _PlanKey, plan: MaskingPlan) -> None:
+        held = self._held
+        if held is None or held[0] < day:
+            held = self._held = (day, {})
+        elif held[0] > day:
+            return
+        if len(held[1]) < _PLANS_KEPT:
+            held[1][key] = plan
+
+
 @dataclass(frozen=True)
 class _MaskingState:
     """The effective catalog and rules (baseline + approved changes) and everything derived from them;
@@ -127,7 +162,7 @@ class _MaskingState:
 
     effective: EffectiveMasking
     datasets: Mapping[str, DatasetView | None]
-    plans: dict[tuple[str, tuple[str, ...], str, str, str], MaskingPlan]
+    plans: _PlanCache
 
 
 @dataclass(frozen=True)
@@ -437,7 +472,7 @@ class Runtime:
                 ", ".join(effective.skipped),
             )
         datasets = {name: dataset_view(spec) for name, spec in effective.catalog.datasets.items()}
-        return _MaskingState(effective=effective, datasets=datasets, plans={})
+        return _MaskingState(effective=effective, datasets=datasets, plans=_PlanCache())
 
     @property
     def masking(self) -> EffectiveMasking:
@@ -506,13 +541,16 @@ class Runtime:
         return self._routes.snapshot.verdict(system_id, now)
 
     def masking_plan(
-        self, *, dataset: str, fields: tuple[str, ...], role: str, scenario: str, profile: str
+        self, *, dataset: str, fields: tuple[str, ...], role: str, scenario: str, profile: str, now: datetime
     ) -> MaskingPlan:
-        """Plans are pure functions of their inputs, so each distinct one is built once per masking state
-        (the cache lives in the state object, so a catalog or rules change empties it)."""
+        """Plans are pure functions of their inputs and the day (``now``, the request's time: an age band
+        is the age on the local day the data is read), so each distinct one is built once per masking state
+        and day (the cache lives in the state object, so a catalog or rules change empties it; a new day
+        starts it afresh)."""
         state = self._masking
+        day = now.astimezone(CHINA_STANDARD_TIME).date()
         key = (dataset, fields, role, scenario, profile)
-        plan = state.plans.get(key)
+        plan = state.plans.get(day, key)
         if plan is None:
             plan = plan_masking(
                 state.effective.catalog,
@@ -524,9 +562,9 @@ class Runtime:
                 profile=profile,
                 keys=self.keys,
                 scanner=self.scanner,
+                as_of=day,
             )
-            if len(state.plans) < 4096:
-                state.plans[key] = plan
+            state.plans.put(day, key, plan)
         return plan
 
     def scan_free_text(
