@@ -101,6 +101,7 @@ from masking.stewardship import (
     Steward,
     StewardshipService,
 )
+from policies.scenarios import CHINA_STANDARD_TIME
 
 router = APIRouter(prefix="/api/v1/masking", tags=["masking"], route_class=PermissionFirstRoute)
 
@@ -416,7 +417,8 @@ async def dry_run(
         catalog, rules = runtime.catalog, runtime.rules
         based_on = f"effective:{runtime.masking.version}"
     profile, source = _dry_run_profile(runtime, rules, body)
-    result = _mapped(lambda: _dry_run(runtime, catalog, rules, body, profile))
+    now = datetime.now(UTC)
+    result = _mapped(lambda: _dry_run(runtime, catalog, rules, body, profile, now))
     result["profile_source"] = source
     result["based_on"] = based_on
     # The sample may be real personal data typed in by the steward: never cached anywhere.
@@ -467,7 +469,7 @@ def _dry_run_profile(runtime: Runtime, rules: RuleSet, body: DryRunBody) -> tupl
 
 
 def _dry_run(
-    runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody, profile: str
+    runtime: Runtime, catalog: Catalog, rules: RuleSet, body: DryRunBody, profile: str, now: datetime
 ) -> dict[str, Any]:
     if body.dataset not in catalog.datasets:
         # A steward's typo (occupant): named with the one meant, as propose-field does.
@@ -486,6 +488,9 @@ def _dry_run(
             exemptions=body.exemptions,
             keys=runtime.keys.for_dry_run() if runtime.keys is not None else None,
             scanner=runtime.scanner,
+            # The local day, as the data path's plans (Runtime.masking_plan): an age band is the age on
+            # the day in Beijing, not on the UTC date (a day behind until 08:00).
+            as_of=now.astimezone(CHINA_STANDARD_TIME).date(),
         )
     except UnknownProfileError as exc:
         raise InvalidRequest(exc.message_zh, exc.message_en, code=exc.code) from None

@@ -57,3 +57,31 @@ async def test_an_age_band_is_the_age_on_the_day_of_the_request_not_the_day_the_
         assert again is first
     finally:
         await close_runtime(runtime)
+
+
+async def test_a_dry_run_bands_ages_on_the_day_in_beijing(tmp_path: Path) -> None:
+    """The dry run built its plan as of the process's date (UTC on a server): between 00:00 and 08:00 in
+    Beijing it banded ages a day behind what the data path serves. It now takes the local day too."""
+    from gateway.routes.masking_admin import DryRunBody, _dry_run
+
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    runtime = build_runtime(Settings(data_dir=tmp_path / "var", database_url=url, dev_idp_enabled=True))
+    try:
+        body = DryRunBody(
+            dataset="residents",
+            role="village_cadre",
+            scenario="DIBAO_REVIEW",
+            fields=["id", "birth_date"],
+            sample=RESIDENT,
+        )
+
+        def band(now: datetime) -> object:
+            result = _dry_run(runtime, runtime.catalog, runtime.rules, body, "strict", now)
+            return result["masked"]["birth_date"]
+
+        assert band(datetime(2030, 6, 1, 12, 0, tzinfo=UTC)) == "40-49"
+        # 00:30 on 2 June in Beijing, still 1 June in UTC: the resident is 50, as the data path says.
+        assert band(datetime(2030, 6, 1, 16, 30, tzinfo=UTC)) == "50-59"
+    finally:
+        await close_runtime(runtime)
