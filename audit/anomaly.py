@@ -335,16 +335,21 @@ def _unauthenticated(
 ) -> Finding:
     """A window's refusals of requests without a valid token: attributed to no one (whoever sent them is
     not known, and they may be many), said so, and pointing to where the senders are counted. Medium:
-    nothing was served, and there is no user to ask; the sources are the gateway's ``auth.`` events."""
+    nothing was served, and there is no user to ask. The requests themselves are the events of actor
+    ``anonymous`` (each with its refusal code); the sources, once past the flood allowance, the gateway's
+    ``auth.refused_burst`` events. Pointing at ``auth.`` alone sent a supervisor to an empty list: the
+    refused data requests are recorded as ``data.`` events, not ``auth.`` ones."""
     n = len(seqs)
     return Finding(
         "refusal_spike",
         "medium",
         f"{minutes} 分钟内有 {n} 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户；"
-        "登录失败及按来源地址汇总的拒绝可用 grassroots supervise events --kind auth. 查看）",
+        "这些请求可用 grassroots supervise events --actor anonymous --outcome refused 查看，"
+        "按来源地址汇总的拒绝可用 grassroots supervise events --kind auth. 查看）",
         f"{n} refusals of requests without a valid token within {minutes} min (senders not "
-        "authenticated: attributed to no user; failed sign-ins and the refusals counted per source address "
-        "are listed by grassroots supervise events --kind auth.)",
+        "authenticated: attributed to no user; grassroots supervise events --actor anonymous --outcome "
+        "refused lists these requests, and grassroots supervise events --kind auth. the refusals counted "
+        "per source address)",
         seqs,
         window_start=start,
         window_end=end,

@@ -62,8 +62,9 @@ from audit import (
 from audit.anomaly import RULES as ANOMALY_RULES
 from audit.checkpoints import log_size
 from audit.events import format_timestamp
-from audit.monthly import ROLE_LABELS_ZH
+from audit.monthly import ROLE_LABELS_ZH, UNKNOWN_NAMES_ZH
 from audit.query import beijing_clock
+from audit.reports import UNKNOWN
 from audit.workdays import HolidayFileError
 from gateway.admin_support import (
     ORG_SCHEMA,
@@ -664,11 +665,12 @@ async def report(
 
 
 def _row_names(runtime: Runtime, group_by: str) -> Mapping[str, str]:
+    """Each row's name, the ``(unknown)`` row's too, in the 通报's words (it was named nothing, null)."""
     if group_by == "org":
-        return division_names(runtime)
+        return {UNKNOWN: UNKNOWN_NAMES_ZH["organisation"], **division_names(runtime)}
     if group_by == "department":
-        return department_names()
-    return _scenario_context(runtime)[1]
+        return {UNKNOWN: UNKNOWN_NAMES_ZH["department"], **department_names()}
+    return {UNKNOWN: UNKNOWN_NAMES_ZH["scenario"], **_scenario_context(runtime)[1]}
 
 
 @router.get("/anomalies")

@@ -236,6 +236,9 @@ def test_refusals_without_a_valid_token_are_no_users_and_are_reported_as_such(sq
         "60 分钟内有 12 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户"
     )
     assert "supervise events --kind auth." in nobody.summary_zh and nobody.summary_en.isascii()
+    # and the command that lists these very requests (auth. holds only sign-ins and per-address bursts)
+    assert "supervise events --actor anonymous --outcome refused" in nobody.summary_zh
+    assert "supervise events --actor anonymous --outcome refused" in nobody.summary_en
     assert (nobody.actor_org, nobody.severity, dict(nobody.metrics)) == (
         None,
         "medium",

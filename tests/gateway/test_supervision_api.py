@@ -874,7 +874,8 @@ def test_reports_count_the_accesses_the_events_list_shows_the_district(stack: St
 
     report = api(stack, "GET", "/reports", "supervisor", params={"since": month_start.isoformat()}).json()
     assert report["totals"]["refused"] == len(listed)
-    assert "(unknown)" in {row["key"] for row in report["rows"]}
+    # named as the 通报 names it (it was "name": null)
+    assert {row["key"]: row["name"] for row in report["rows"]}["(unknown)"] == "未能确定所属单位"
 
     findings = api(
         stack,
@@ -900,6 +901,12 @@ def test_reports_count_the_accesses_the_events_list_shows_the_district(stack: St
         "--set", "refusal_spike.min_ratio=0", "--as", "supervisor", "--url", stack.base_url,
     )  # fmt: skip
     assert [f for f in json.loads(said.stdout)["findings"] if seq in f["seqs"]] == [nobodys]
+    # The finding says how to list these requests; pasted, that command lists this one (the auth. events
+    # it used to point at alone hold no refused data request).
+    command = "grassroots supervise events --actor anonymous --outcome refused"
+    assert command in nobodys["summary_zh"] and command in nobodys["summary_en"]
+    these = stack.cli(*command.split()[1:], "--limit", "500", "--as", "supervisor", "--url", stack.base_url)
+    assert seq in {e["seq"] for e in json.loads(these.stdout)["items"]}
 
     village = api(
         stack,
