@@ -89,29 +89,26 @@ def audit_ref_key_id(value: str | None) -> str | None:
     )
 
 
-def case_id(value: str) -> str:
-    """Click callback for a complaint or incident id, trimmed of the spaces a paste brings. An empty one
-    (a shell variable left unset: ``"$INC"`` after a failed ``complain``) or one holding a space or a
-    character with a meaning in a URL (``/ ? # %``) made another URL, answered 404 ``no_route``
-    (页面或接口不存在), which said nothing of the id."""
-    trimmed = value.strip()
-    if trimmed and not any(c in trimmed for c in "/?#% \t"):
-        return trimmed
-    raise InvalidValue(
-        "must be the id the complaint's answer gave (C-... or I-...); it is empty or not an id",
-        "须为登记投诉时返回的编号（C-… 或 I-…），不能为空，也不能含有空格或 / 等符号",
-    )
-
-
 #: Per kind of case (its id's letter): English and Chinese name, and the other kind's letter.
 _CASE_KINDS: Final = {"I": ("an incident", "事件", "C"), "C": ("a complaint", "投诉", "I")}
 
 
 def _case_id_of(letter: str, value: str) -> str:
-    """:func:`case_id`, refusing the other kind's id (``C-…`` for an incident, ``I-…`` for a complaint):
-    both are in the complaint's answer, and the other one was answered 404, as if the case did not exist."""
-    trimmed = case_id(value)
+    """A complaint or incident id, trimmed of the spaces a paste brings. An empty one (a shell variable
+    left unset: ``"$INC"`` after a failed ``complain``) or one holding a space or a character with a
+    meaning in a URL (``/ ? # %``) made another URL, answered 404 ``no_route`` (页面或接口不存在), which
+    said nothing of the id; refused, naming the kind of id the command takes (it named both, C-… or I-…,
+    to a command that refuses the other). The other kind's id (``C-…`` for an incident, ``I-…`` for a
+    complaint) is refused too: both are in the complaint's answer, and the other one was answered 404, as
+    if the case did not exist."""
+    trimmed = value.strip()
     name, name_zh, other = _CASE_KINDS[letter]
+    if not trimmed or any(c in trimmed for c in "/?#% \t"):
+        raise InvalidValue(
+            f"must be the {name.split()[1]} id the complaint's answer gave ({letter}-...); "
+            "it is empty or not an id",
+            f"须为登记投诉时返回的{name_zh}编号（{letter}-…），不能为空，也不能含有空格或 / 等符号",
+        )
     other_name, other_zh, _ = _CASE_KINDS[other]
     if trimmed.upper().startswith(f"{other}-"):
         field, command = f"{name.split()[1]}_id", other_name.split()[1]

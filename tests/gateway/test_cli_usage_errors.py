@@ -92,12 +92,14 @@ runner = CliRunner()
             # "$INC" left empty by a complaint that failed: the call went to /incidents//assign and came
             # back 404 no_route (页面或接口不存在), which said nothing of the id.
             ["supervise", "assign", "", "--to", "核查组"],
-            "命令用法有误：incident_id 的取值有误，须为登记投诉时返回的编号（C-… 或 I-…），不能为空",
-            "Error: Invalid value for 'incident_id'",
+            # and it named C-… or I-…, although this command refuses a C-…
+            "命令用法有误：incident_id 的取值有误，须为登记投诉时返回的事件编号（I-…），不能为空",
+            "Error: Invalid value for 'incident_id': must be the incident id the complaint's answer gave "
+            "(I-...)",
         ),
         (
             ["supervise", "complaint", "C-1/../x"],
-            "命令用法有误：complaint_id 的取值有误，须为登记投诉时返回的编号",
+            "命令用法有误：complaint_id 的取值有误，须为登记投诉时返回的投诉编号（C-…）",
             "Error: Invalid value for 'complaint_id'",
         ),
         (
