@@ -6,7 +6,10 @@ Walked over the real command tree, so a command added later is checked too."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.commands._help import has_chinese, split_bilingual, width
+from tests.stack import REPO
 
 runner = CliRunner()
 
@@ -156,6 +160,37 @@ def test_a_notes_line_follows_the_help_chinese_then_english() -> None:
     assert vote.split("\n  --comment ")[0].splitlines()[-1].strip() == "[必填 required]", vote
     token = runner.invoke(app, ["supervise", "events", "--help"]).stdout.split("--token")[1]
     assert "[环境变量 env var: GRASSROOTS_TOKEN]" in token.split("\n  --as ")[0]
+
+
+def _printed(*args: str) -> str:
+    """``grassroots ARGS --help`` as an operator's 80-column terminal shows it: the real command, in its own
+    process (Click's test runner lays help out two columns wider than a terminal does)."""
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args, "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_the_readme_help_excerpt_is_what_the_commands_print() -> None:
+    """README "Command line" shows a command list and two options as ``--help`` prints them; the excerpt had
+    ``--stagger-days`` wrapped two columns wider than the help ever is, so an operator comparing saw other
+    lines. Each entry of the excerpt must be found, line for line, in the real help."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Command line\n") :]
+    block = section.split("```\n", 2)[1]
+    commands, options = block.split("\n\n选项 / Options:")
+    assert commands.split("命令 / Commands:\n")[1] + "\n" in _printed()
+    shown = _printed("grants", "renew")
+    entries = re.split(r"\n(?=  --)", options.split("\n", 1)[1].rstrip("\n"))
+    assert len(entries) == 2
+    for entry in entries:
+        assert entry + "\n" in shown, entry
 
 
 def _option_help(path: tuple[str, ...], option: str) -> str:
