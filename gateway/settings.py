@@ -31,12 +31,13 @@ _WEAK_SECRET_DISTINCT: Final = 8
 
 def patterned_secret(value: str) -> bool:
     """True for a secret typed by hand rather than drawn at random: few distinct characters, or one short
-    run repeated ("0123456789abcdef" four times). Such a key passes a length check and guards nothing."""
+    run repeated ("0123456789abcdef" four times, or a run typed over and over until the length was reached,
+    its last copy cut short). Such a key passes a length check and guards nothing."""
     text = value.strip()
     if len(set(text)) < _WEAK_SECRET_DISTINCT:
         return True
-    # A string is a repetition of a shorter unit exactly when it occurs in itself doubled, off its ends.
-    return len(text) > 1 and (text + text).find(text, 1) < len(text)
+    # One run at least twice over: the text shifted by the run's length is the text less that run.
+    return any(text[period:] == text[:-period] for period in range(1, len(text) // 2 + 1))
 
 
 #: The levels uvicorn and the standard library both know (TRACE is uvicorn's, below DEBUG).

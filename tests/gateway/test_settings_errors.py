@@ -271,6 +271,8 @@ def test_serve_names_the_variable_what_is_wrong_and_what_is_allowed(
         "0" * 64,  # the hex of 32 zero bytes
         "0123456789abcdef" * 4,  # one run repeated: 16 distinct characters, still guessable
         "abcabcabcabcabcabcabcabcabcabcabcabc",
+        ("0123456789abcde" * 5)[:64],  # a run typed until 64 hex digits: its last copy cut short
+        "CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME",  # a placeholder repeated to pass the length check
         "ababababababababababababababababababababababababababababab1",  # few distinct characters
     ],
 )
