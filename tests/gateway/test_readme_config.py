@@ -9,6 +9,7 @@ read by the product, and every command is listed.
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from typing import Any
 
@@ -124,3 +125,21 @@ def test_every_variable_the_tables_name_is_read_by_the_product() -> None:
     source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "gateway").rglob("*.py"))
     stale = sorted(v for v in _rows(_section("Configuration")) if v not in read and f'"{v}"' not in source)
     assert stale == [], f"README Configuration names variables nothing reads: {stale}"
+
+
+def test_every_client_command_is_named_as_reading_the_client_variables() -> None:
+    """README says "the client commands (…) read these"; `sessions` and `logout` take `--token` /
+    GRASSROOTS_TOKEN and `--url` / GRASSROOTS_URL like the others, but were not named, so an operator could
+    not tell they do."""
+    section = _section("Configuration")
+    sentence = section[section.index("The client commands (") :].split(")", 1)[0]
+    named = set(re.findall(r"`([^`]+)`", sentence))
+    top = typer.main.get_command(grassroots)
+    clients = set()
+    for path, command in _commands(top):
+        envvars = {p.envvar for p in getattr(command, "params", []) if isinstance(p.envvar, str)}
+        if "GRASSROOTS_TOKEN" in envvars:
+            clients.add(path[0] if path[0] != "audit" else f"audit {path[1]}")
+    assert {"grants", "sessions", "logout"} <= clients
+    missing = sorted(c for c in clients if c not in named and c.removeprefix("audit ") not in named)
+    assert missing == [], f"README Configuration does not name the client commands {missing}"
