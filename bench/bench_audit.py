@@ -8,7 +8,7 @@
   the peer). Ten pairs alternate which side runs first, each side starting on a flushed disk with the other
   side's database removed; paired ratios are reported. The same pair
   on PostgreSQL (``synchronous_commit=on``, psycopg ``executemany`` for the peer) when one is reachable
-  (GRASSROOTS_TEST_POSTGRES_URL, else 127.0.0.1:5432/test), in a throwaway database.
+  (GRASSROOTS_BENCH_POSTGRES_URL, as the scale-out figures), in a throwaway database.
 * Verification: ``audit.verify_log`` over a generated, valid log (quick 200k, full 2M events) against
   reading the same rows and hashing each body once (goal ≥ 2M events/min).
 * Complaint lookup: ``audit.access_seqs_for_person`` for one resident on a store of 10M events — the reads
@@ -56,6 +56,7 @@ from audit.tables import audit_events, audit_subject_refs
 from bench._audit_rows import PSEUDONYMIZER, bulk_load, check_rows, refs_of, resident_refs
 from bench._measure import log, percentile
 from bench.figures import Figure
+from bench.stack import postgres_base_url
 
 TASKS = 128
 _COLUMNS = (
@@ -283,10 +284,9 @@ def append_figures_sqlite(quick: bool, tmp: Path, pool: Sequence[str]) -> Figure
 
 
 def _postgres_base() -> str | None:
-    url = (
-        os.environ.get("GRASSROOTS_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    parsed = make_url(url)
+    """The server the other PostgreSQL figures use (GRASSROOTS_BENCH_POSTGRES_URL, README "Performance"),
+    or None when it cannot be reached."""
+    parsed = make_url(postgres_base_url())
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
