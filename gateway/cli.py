@@ -1694,6 +1694,62 @@ def keys_rotate() -> None:
     )
 
 
+@keys_app.command(
+    "replace-lost-ring",
+    zh="""在脱敏数据密钥环确已丢失且无任何副本时，新建一个密钥环。
+
+    仅当本主机没有密钥环时可用。旧密钥加密的内容（FF1 化名、AES-GCM 密文、出站凭据）从此无法打开，
+    同一居民的化名也会改变：出站凭据需重新设置。
+    记为 `keys.rotated` 审计事件（"lost_ring": true），操作者为 cli:<用户>@<主机>。
+    请先确认备份和其他网关主机上都没有 masking-keyring.json。""",
+)
+def keys_replace_lost_ring() -> None:
+    """Make a new masking key ring when the old one is lost and no copy exists anywhere.
+
+    Only where this host has no ring. What the old keys sealed (FF1 pseudonyms, AES-GCM envelopes, outbound
+    credentials) can no longer be opened and residents get new pseudonyms; set outbound credentials again.
+    Recorded as `keys.rotated` ("lost_ring": true) naming cli:<user>@<host>. First make sure no backup and
+    no other gateway host holds masking-keyring.json."""
+    from gateway.keys import (
+        KeyFileError,
+        load_masking_keyring,
+        masking_kek,
+        masking_keyring_path,
+        stage_masking_keyring,
+    )
+    from masking import KeyRing
+
+    settings = _settings()
+    require_migrated(settings)
+    path = masking_keyring_path(settings)
+    with _key_rings_locked(settings):
+        if path.exists():
+            typer.echo(
+                f"密钥环 {path} 存在，无需新建：轮换请用 grassroots keys rotate。未做任何更改\n"
+                f"the key ring {path} exists, nothing to replace: to rotate, use grassroots keys rotate. "
+                "Nothing was changed",
+                err=True,
+            )
+            raise typer.Exit(2)
+        try:
+            kek = masking_kek(settings)
+        except KeyFileError as exc:  # the development KEK file lost beside the audit-ref ring, unreadable, …
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        ring = KeyRing.generate(kek)
+        staged = _staged_or_exit(stage_masking_keyring, settings, ring)
+        details = {"before": None, "after": ring.active_key_id, "lost_ring": True}
+        actor = _recorded_then_in_place(staged, settings, details)
+        load_masking_keyring(settings)  # opens what was written
+    zh, en = _after_rotation(path)
+    typer.echo(
+        f"已新建脱敏数据密钥环（启用密钥 {ring.active_key_id}），审计记录的操作者为 {actor}；旧密钥加密的内容"
+        f"无法再打开，出站凭据需重新设置。{zh}\n"
+        f"new masking key ring made (active key {ring.active_key_id}); recorded as {actor}. What the lost "
+        f"keys sealed can no longer be opened; set outbound credentials again. {en}"
+    )
+
+
 _Ring = TypeVar("_Ring")
 
 

@@ -179,17 +179,91 @@ def masking_keyring_path(settings: Settings) -> Path:
     return settings.keys_dir / "masking-keyring.json"
 
 
-def load_masking_keyring(settings: Settings) -> KeyRing:
-    """The data-key ring (wrapped under the KEK), created with one active key on first use."""
+def load_masking_keyring(settings: Settings, *, replacing_a_lost_ring: bool = False) -> KeyRing:
+    """The data-key ring (wrapped under the KEK), created with one active key on first use, but never
+    while the database shows this deployment already masks under a ring (:func:`_ring_in_use`): a host
+    whose copy was not made (or was lost) would otherwise mask under keys of its own, so the same resident
+    got other pseudonyms there and nothing it sealed could be opened elsewhere, or what was sealed before
+    by it. ``replacing_a_lost_ring``: ``keys replace-lost-ring``, the operator's deliberate choice."""
     from masking import KeyRing
 
     kek = masking_kek(settings)
     path = masking_keyring_path(settings)
     if path.exists():
         return KeyRing.from_json(kek, path.read_text())
+    if not replacing_a_lost_ring:
+        in_use = _ring_in_use(settings)
+        if in_use is not None:
+            zh, en = in_use
+            raise KeyFileError(
+                f"脱敏数据密钥环 {path} 不存在，但本部署已在使用密钥环（{zh}）：在这里新建的密钥环打不开以前"
+                "加密的内容，同一居民也会得到不同的化名。请从备份或另一台网关主机把 masking-keyring.json "
+                f"复制到 {path}（各主机用同一份）后重试；确已无任何副本时，运行 grassroots keys "
+                "replace-lost-ring（记入审计日志）。未生成新密钥环",
+                f"the masking key ring {path} does not exist, but this deployment already masks under one "
+                f"({en}): a ring made here would open nothing sealed before and give residents other "
+                "pseudonyms. Copy masking-keyring.json from a backup or another gateway host to "
+                f"{path} (the same file on every host) and try again; if no copy exists anywhere, run "
+                "grassroots keys replace-lost-ring (recorded in the audit log). No new ring was made",
+            )
     ring = KeyRing.generate(kek)
     save_masking_keyring(settings, ring)
     return ring
+
+
+def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
+    """Why the database shows a masking key ring was in use (Chinese, English), or ``None``: data served
+    (an allowed ``data.*`` event: masked under the ring's keys), an outbound credential sealed under it, or
+    a recorded rotation of it. Creates no database on the way."""
+    from sqlalchemy import inspect, select
+
+    from admission.tables import SystemRow
+    from audit.tables import AuditEventRow
+    from gateway.db import make_engine, missing_sqlite_file
+
+    url = settings.effective_database_url
+    if missing_sqlite_file(url):
+        return None
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            if AuditEventRow.__tablename__ in tables:
+                events = AuditEventRow.__table__.c
+                served = connection.execute(
+                    select(events.seq)
+                    .where(events.kind.startswith("data."), events.outcome == "allowed")
+                    .order_by(events.seq)
+                    .limit(1)
+                ).scalar()
+                if served is not None:
+                    return (
+                        f"审计日志第 {served} 号事件起已按它脱敏提供数据",
+                        f"data masked under it was served from audit event {served} on",
+                    )
+                for seq, body in connection.execute(
+                    select(events.seq, events.body).where(events.kind == "keys.rotated").order_by(events.seq)
+                ):
+                    if "keys" not in json.loads(body).get("details", {}):  # masking keys: no "keys" detail
+                        return (
+                            f"审计日志第 {seq} 号事件记载它已轮换过",
+                            f"audit event {seq} records a rotation of it",
+                        )
+            if SystemRow.__tablename__ in tables:
+                systems = SystemRow.__table__.c
+                sealed = connection.execute(
+                    select(systems.system_id)
+                    .where(systems.outbound_credential_ciphertext.is_not(None))
+                    .limit(1)
+                ).scalar()
+                if sealed is not None:
+                    return (
+                        "已有部门系统的出站凭据用它加密保存",
+                        "a system's outbound credential is sealed under it",
+                    )
+        return None
+    finally:
+        engine.dispose()
 
 
 def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:

@@ -44,6 +44,7 @@ OFFLINE_DATABASE_COMMANDS = [
     ["keys", "rotate"],
     ["keys", "rotate-audit-ref"],
     ["keys", "rotate-checkpoint"],
+    ["keys", "replace-lost-ring"],
     ["supervise", "prefix-verify"],
 ]
 

@@ -33,6 +33,7 @@ def _gateway_dir(tmp_path: Path) -> Settings:
     upgrade(f"sqlite:///{data_dir / 'gateway.db'}")
     settings = Settings(data_dir=data_dir)
     refs = load_audit_refs(settings)  # makes audit-hmac.key, as a gateway's first start does
+    load_masking_keyring(settings)  # and the masking KEK and ring, before anything is served
     engine = make_engine(settings.effective_database_url)
     try:
         AuditLog(engine).append(
