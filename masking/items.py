@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from masking.catalog import Catalog, Level, SemanticType
 from masking.errors import OperatorError
 from masking.freetext import ENTITY_TYPES, ITEM_SEMANTIC_TYPES, OWN_OPERATORS
-from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, get_operator
+from masking.operators import REDACTED, BindContext, MaskFn, ParamValue, SubjectMaskFn, get_operator
 from masking.rules import RuleSet
 
 __all__ = ["RANDOMISED_OPERATORS", "ItemDecision", "plan_items"]
@@ -103,11 +103,13 @@ def plan_items(
     role: str,
     scenario: str,
     ctx: BindContext,
-) -> tuple[tuple[ItemDecision, ...], dict[str, MaskFn]]:
-    """The decision for every kind the scanner finds in a free-text field at ``level``, and the bound
-    operators of the kinds not masked by the scanner's own (for `FreeTextScanner.masked_by`)."""
+) -> tuple[tuple[ItemDecision, ...], dict[str, MaskFn], dict[str, SubjectMaskFn]]:
+    """The decision for every kind the scanner finds in a free-text field at ``level``, the bound
+    operators of the kinds not masked by the scanner's own (for `FreeTextScanner.masked_by`), and, for the
+    kinds whose operator names the record's resident (`aes_gcm`: enc:v3:), those operators bound for her."""
     decisions: list[ItemDecision] = []
     maskers: dict[str, MaskFn] = {}
+    sealers: dict[str, SubjectMaskFn] = {}
     for entity in ENTITY_TYPES:
         decision = _decide(catalog, rules, entity, profile=profile, level=level, role=role, scenario=scenario)
         if decision.operator != SCANNER:
@@ -115,6 +117,9 @@ def plan_items(
                 op = get_operator(decision.operator)
                 resolved = op.resolve_params(decision.params)
                 maskers[entity] = op.bind(resolved, ctx)
+                sealer = op.bind_for_subject(resolved, ctx)
+                if sealer is not None:
+                    sealers[entity] = sealer
                 decision = replace(decision, params=resolved)
             except OperatorError:
                 # Only a keyed operator can fail here (no key ring): the item is hidden, never shown.
@@ -129,7 +134,7 @@ def plan_items(
                 )
                 maskers[entity] = _hidden
         decisions.append(decision)
-    return tuple(decisions), maskers
+    return tuple(decisions), maskers, sealers
 
 
 def _hidden(_value: object) -> object:

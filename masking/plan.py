@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from masking.catalog import Catalog, Level, SemanticType, max_level
 from masking.errors import OperatorError, UnknownProfileError
@@ -20,6 +21,7 @@ from masking.operators import (
     REDACTED,
     BindContext,
     MaskFn,
+    Operator,
     ParamValue,
     SubjectMaskFn,
     TextMasker,
@@ -302,11 +304,12 @@ def plan_masking(
                 op_name, params, source = "keep", {}, "default:keep"
         ctx = BindContext(dataset=dataset, field=name, keys=keys, scanner=scanner, as_of=as_of)
         items: tuple[ItemDecision, ...] = ()
+        sealers: dict[str, SubjectMaskFn] = {}
         if op_name == "freetext" and scanner is not None:
             # Each item found is masked as this profile masks a field of its type, never more visibly than
             # the scanner's own masking (masking.items).
             item_ctx = BindContext(dataset=dataset, field=name, keys=keys, as_of=as_of)
-            items, maskers = plan_items(
+            items, maskers, sealers = plan_items(
                 catalog, rules, profile=profile, level=fspec.level, role=role, scenario=scenario, ctx=item_ctx
             )
             ctx = BindContext(
@@ -317,6 +320,8 @@ def plan_masking(
             resolved = op.resolve_params(params)
             fn = op.bind(resolved, ctx)
             with_subject = op.bind_for_subject(resolved, ctx)
+            if sealers and scanner is not None:
+                with_subject = _sealing_items(op, resolved, ctx, scanner, maskers, sealers)
         except OperatorError:
             # Only keyed/scanner operators can fail here (parameters were checked at load):
             # without their dependency the value is hidden rather than shown.
@@ -351,7 +356,9 @@ def plan_masking(
             # Response DLP scans this field: what it finds is masked as in a free-text field at this
             # field's level (the item's type lifted to its highest catalogued level), decided once here.
             dlp_ctx = BindContext(dataset=dataset, field=d.field, keys=keys, as_of=as_of)
-            found, maskers = plan_items(
+            # (A finding sealed by aes_gcm here names nobody, enc:v2:: response DLP masks per value, with no
+            # record's resident at hand.)
+            found, maskers, _ = plan_items(
                 catalog, rules, profile=profile, level=d.level, role=role, scenario=scenario, ctx=dlp_ctx
             )
             decisions[at] = replace(d, dlp=found)
@@ -368,6 +375,30 @@ def plan_masking(
         _subject_ops=tuple(subject_ops),
         _dlp=tuple(dlp),
     )
+
+
+def _sealing_items(
+    op: Operator,
+    params: Mapping[str, ParamValue],
+    ctx: BindContext,
+    scanner: TextMasker,
+    maskers: Mapping[str, MaskFn],
+    sealers: Mapping[str, SubjectMaskFn],
+) -> SubjectMaskFn:
+    """A free-text field some of whose items are sealed (`aes_gcm`), each sealed with the record's resident
+    (enc:v3:) as an envelope of any other field of the record is: whoever unmasks one is recorded as having
+    read her data (masking.reversible). A record naming nobody gets enc:v2:, as without subjects."""
+
+    def apply(value: object, subject: bytes | None) -> object:
+        theirs = {entity: partial(_sealed, sealer, subject=subject) for entity, sealer in sealers.items()}
+        masker = scanner.masked_by({**maskers, **theirs})
+        return op.bind(params, replace(ctx, scanner=masker))(value)
+
+    return apply
+
+
+def _sealed(sealer: SubjectMaskFn, value: object, *, subject: bytes | None) -> object:
+    return sealer(value, subject)
 
 
 def _with_landline_fallback(

@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from masking import Catalog, FreeTextScanner, KeyRing, RuleSet, mask_record, mask_records, plan_masking
+from masking import (
+    Catalog,
+    FreeTextScanner,
+    KeyRing,
+    RuleSet,
+    Unmask,
+    mask_record,
+    mask_records,
+    open_envelope,
+    plan_masking,
+)
 from masking.rules import packaged_rules_document, rules_from_document
 from tests.masking.conftest import AS_OF
 
@@ -198,6 +208,34 @@ def test_a_remark_whose_items_are_sealed_is_not_memoised_per_page(
     page = [{"remark": f"身份证号{ID_NUMBER}"}] * 2
     first, second = (str(r["remark"]) for r in mask_records(page, plan))
     assert first.startswith("身份证号enc:") and second.startswith("身份证号enc:") and first != second
+
+
+def test_an_envelope_in_a_remark_is_sealed_with_the_records_resident(
+    catalog: Catalog, scanner: FreeTextScanner, keys: KeyRing
+) -> None:
+    """A mobile in a remark sealed by aes_gcm was enc:v2: although the record names its resident, as the
+    mobile field's envelope (enc:v3:) does: a steward unmasking it was not recorded as having read her data
+    (masking.unmask_revealed), and she never saw it in her transparency list. Now it is sealed with her."""
+    rules = with_profile("sealed", FREE_TEXT, rule("mobile", "aes_gcm"))
+    plan = plan_masking(
+        catalog, rules, dataset="residents", fields=["remark"], role="village_cadre", scenario="s",
+        profile="sealed", scanner=scanner, keys=keys, as_of=AS_OF,
+    )  # fmt: skip
+    assert plan.names_subjects
+    page: list[dict[str, object]] = [
+        {"remark": f"联系人电话{MOBILE}"},
+        {"remark": f"电话{MOBILE}"},
+        {"remark": None},
+    ]
+    subject = b"a1" + bytes([7] * 32)
+    sealed, anonymous, empty = mask_records(page, plan, [subject, None, subject])
+    envelope = str(sealed["remark"]).removeprefix("联系人电话")
+    assert envelope.startswith("enc:v3:") and str(anonymous["remark"]).startswith("电话enc:v2:")
+    assert empty == {"remark": None}
+    unmask = Unmask(actor="steward-1", purpose="dispute", audit_event_id="7")
+    opened = open_envelope(envelope, keys, dataset="residents", context="residents.remark", unmask=unmask)
+    assert (opened.value, opened.subject) == (MOBILE, subject)
+    assert str(mask_records(page[:1], plan)[0]["remark"]).startswith("联系人电话enc:v2:")  # a dry-run: nobody
 
 
 def test_the_plan_explains_what_each_kind_of_item_gets(
