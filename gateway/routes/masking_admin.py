@@ -619,7 +619,7 @@ def _catalog_hint(spec: DatasetSpec) -> tuple[str, str]:
     return (
         f"目录中的字段名见 grassroots masking catalog --dataset {spec.name}"
         f"（GET /api/v1/masking/catalog?dataset={spec.name}）",
-        f"the catalogued field names are listed by grassroots masking catalog --dataset {spec.name}"
+        f"The catalogued field names are listed by grassroots masking catalog --dataset {spec.name}"
         f" (GET /api/v1/masking/catalog?dataset={spec.name})",
     )
 
@@ -708,7 +708,7 @@ def _field_note(
         "position_in": where,
         "did_you_mean": meant,
         "message_zh": zh + (f"。是否指 {meant}？" if meant else "。") + hint_zh + "。",
-        "message_en": en + (f". Did you mean {meant}? " if meant else ". ") + hint_en.capitalize() + ".",
+        "message_en": en + (f". Did you mean {meant}? " if meant else ". ") + hint_en + ".",
     }
 
 
@@ -718,8 +718,9 @@ def _unused_exemption_note(
     """An exemption for a field the dry-run does not try (a typo, idnumber=aes_gcm) changes nothing: the
     plan shows the rule's operator, and a steward reading it would think the exemption was tried. A
     catalogued field is named; anything else by its position among the exemptions (``at``)."""
-    meant = field_code_meant(name, fields) or spec.field_meant(name)
+    meant = field_code_meant(name, fields)
     if at is None:
+        # A catalogued field: what it might mean is a field tried, never itself ("是否指 name？").
         zh = f"例外（exemption）所指的字段 {name} 不在本次试运行的字段中，未使用，计划中仍是规则的算子"
         en = f"the exemption for field {name} was not used: {name} is not among the fields tried, rules apply"
         return {
@@ -736,7 +737,7 @@ def _unused_exemption_note(
         f"exemption number {at} {_NOT_SHOWN_EN} names no field in the catalog of {spec.name} and none of"
         " the fields tried: not used, rules apply"
     )
-    return _field_note(spec, "exemptions", at, meant, zh, en)
+    return _field_note(spec, "exemptions", at, meant or spec.field_meant(name), zh, en)
 
 
 # -- unmask ----------------------------------------------------------------------------------------

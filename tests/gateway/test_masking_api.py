@@ -514,10 +514,18 @@ def test_dry_run_says_an_exemption_for_a_field_it_does_not_try_was_not_used(stac
         "id_number",
     )
     assert note["message_zh"].startswith("例外（exemption）中第 1 项所指的字段名（不是目录中的字段名")
+    # the HTTP method stays as written in English too (it was lowercased: "(get /api/v1/masking/...)")
+    assert note["message_en"].endswith(
+        "The catalogued field names are listed by grassroots masking catalog --dataset residents"
+        " (GET /api/v1/masking/catalog?dataset=residents)."
+    )
     assert "idnumber" not in resp.text  # not a catalogued name: not shown
     named = ok(api(stack, "POST", "/dry-run", "ca_steward", body={**body, "exemptions": {"name": "keep"}}))
-    (note,) = named["notes"]  # a catalogued field not tried is named
-    assert note["message_zh"].startswith("例外（exemption）所指的字段 name 不在本次试运行的字段中")
+    (note,) = named["notes"]  # a catalogued field not tried is named, and not offered as what was meant
+    assert note["message_zh"] == (
+        "例外（exemption）所指的字段 name 不在本次试运行的字段中，未使用，计划中仍是规则的算子。"
+    )
+    assert note["did_you_mean"] is None and "Did you mean" not in note["message_en"]
     fixed = ok(
         api(stack, "POST", "/dry-run", "ca_steward", body={**body, "exemptions": {"id_number": "aes_gcm"}})
     )
