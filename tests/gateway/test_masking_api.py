@@ -1092,6 +1092,38 @@ def test_a_stewards_unmask_of_a_residents_mobile_is_in_her_transparency_list_and
         eventually(lambda: not any(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
 
 
+def test_unmasking_a_mobile_sealed_in_a_remark_names_the_resident_of_its_record(stack: Stack) -> None:
+    """Under a rule serving mobiles as aes_gcm, the mobiles found in remarks (联系人电话…) were enc:v2:
+    envelopes naming nobody: a steward unmasking one wrote only ``masking.unmask``, and the resident never
+    saw it in her "who read my data" list. Now they are sealed with the record's resident, as the mobile
+    field's envelope is, and unmasking one writes ``masking.unmask_revealed`` naming her."""
+    from demoworld.world import build_world
+
+    admin = token_of(stack, "pa_admin", ["platform_admin"])
+    changed(stack, "ca_steward", "rule_upsert", {"rule": {**RULE_MOBILE, "operator": "aes_gcm"}}, admin)
+    try:
+        eventually(lambda: all(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+        sealed = re.compile(r"enc:v[0-9]:[A-Za-z0-9_:-]+")
+        record, envelope = next(
+            (r, m.group(0)) for r in records(stack, "cadre_a") if (m := sealed.search(str(r["remark"] or "")))
+        )
+        assert envelope.startswith("enc:v3:")
+        resident = {r.id: r for r in build_world().residents}[record["id"]]
+        ask = {"value": envelope, "dataset": "residents", "field": "remark", "purpose": "核实紧急联系人"}
+        out = ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))
+        assert out["value"] in (resident.remark or "")
+        [revealed] = [
+            e
+            for e in events_of(stack, "masking.unmask_revealed")
+            if e["body"]["details"]["authorised_by_event"] == out["audit_event_seq"]
+        ]
+        assert revealed["body"]["fields"] == ["remark"] and len(revealed["body"]["subject_refs"]) == 1
+        assert revealed["seq"] in [a["seq"] for a in _transparency(stack, resident.id_number)]
+    finally:
+        changed(stack, "ca_steward", "rule_upsert", {"rule": RULE_MOBILE}, admin)
+        eventually(lambda: not any(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+
+
 def test_a_pseudonym_from_a_key_older_than_dataset_binding_is_refused_for_everyone(stack: Stack) -> None:
     """A gateway still holding a ring from before dataset binding (format v1, keys unmarked): the FF1
     pseudonyms its key made belong to no dataset, so nobody unmasks them, the owner neither; each attempt
