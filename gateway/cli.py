@@ -1080,26 +1080,15 @@ def _recorded_signing(engine: Any) -> tuple[int, str] | None:
     a key handover (``keys.rotated`` with ``"keys": "checkpoint"``) or a restore record
     (``audit.restore_accepted``). ``None`` when the log records none (a fresh install)."""
     from audit import EventQuery, query_events
+    from gateway.keys import latest_rotation
 
     found: list[tuple[int, str]] = []
     for kind in ("audit.checkpoint_written", "audit.restore_accepted"):
         found += [(e.seq, e.kind) for e in query_events(engine, EventQuery(kind=kind, limit=1)).items]
-    handover = _latest_rotation(engine, "checkpoint")
+    handover = latest_rotation(engine, "checkpoint")
     if handover is not None:
         found.append((handover, "keys.rotated"))
     return max(found) if found else None
-
-
-def _latest_rotation(engine: Any, keys: str) -> int | None:
-    """The seq of the latest ``keys.rotated`` event of ``keys`` (``"checkpoint"``, ``"audit_ref"``), or
-    ``None``. Rotations are rare (a key a year, a few masking keys): every one is read."""
-    from audit import EventQuery
-    from audit.query import iter_events
-
-    seqs = [
-        e.seq for e in iter_events(engine, EventQuery(kind="keys.rotated")) if e.details.get("keys") == keys
-    ]
-    return seqs[-1] if seqs else None
 
 
 def _refuse_when_the_log_records_a_checkpoint(
@@ -1851,10 +1840,11 @@ def _recorded_audit_ref_rotation(settings: Settings) -> int | None:
     "audit_ref"``), whose ring must then exist wherever the gateways keep theirs; ``None`` when none."""
     from audit import AuditUnavailable
     from gateway.db import make_engine
+    from gateway.keys import latest_rotation
 
     engine = make_engine(settings.effective_database_url)
     try:
-        return _latest_rotation(engine, "audit_ref")
+        return latest_rotation(engine, "audit_ref")
     except AuditUnavailable:
         database_lost(settings)
     finally:

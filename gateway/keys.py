@@ -26,6 +26,8 @@ from gateway.settings import RunMode, Settings
 from grassroots_common.files import fsync_directory
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from audit import PseudonymRing
     from masking import KeyRing
 
@@ -112,28 +114,57 @@ def _secret(
     return _read_or_create(settings.keys_dir / dev_file, needed_by=needed_by)
 
 
-def _refs_written_under(settings: Settings, key_id: str) -> bool:
-    """Whether the audit log already names residents by refs under ``key_id`` (``<key id>:<hex>``, the
-    primary key of ``audit_subject_refs``, so one index range). Creates no database on the way."""
-    from sqlalchemy import inspect, select
-
-    from audit.tables import AuditSubjectRefRow
+@contextmanager
+def _existing_database(settings: Settings) -> Iterator[Engine | None]:
+    """An engine on the gateway's database, or ``None`` where there is no
+    database file yet: whether a key is in use is read, and no database is created on the way."""
     from gateway.db import make_engine, missing_sqlite_file
 
     url = settings.effective_database_url
     if missing_sqlite_file(url):
-        return False
+        yield None
+        return
     engine = make_engine(url)
     try:
-        if not inspect(engine).has_table(AuditSubjectRefRow.__tablename__):
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(engine).get_table_names())
+
+
+def _refs_written_under(settings: Settings, key_id: str) -> bool:
+    """Whether the audit log already names residents by refs under ``key_id`` (``<key id>:<hex>``, the
+    primary key of ``audit_subject_refs``, so one index range). Creates no database on the way."""
+    from sqlalchemy import select
+
+    from audit.tables import AuditSubjectRefRow
+
+    with _existing_database(settings) as engine:
+        if engine is None or AuditSubjectRefRow.__tablename__ not in _tables(engine):
             return False
         ref = AuditSubjectRefRow.subject_ref
         # ';' follows ':' in ASCII: every ref of this key id and nothing else.
         query = select(ref).where(ref >= f"{key_id}:", ref < f"{key_id};").limit(1)
         with engine.connect() as connection:
             return connection.execute(query).first() is not None
-    finally:
-        engine.dispose()
+
+
+def latest_rotation(engine: Engine, keys: str | None) -> int | None:
+    """The seq of the latest ``keys.rotated`` event of ``keys`` (``"checkpoint"``, ``"audit_ref"``; ``None``:
+    the masking data keys, whose events carry no ``keys``), or ``None``. Rotations are rare (a key a year,
+    a few masking keys): every one is read."""
+    from audit import EventQuery
+    from audit.query import iter_events
+
+    seqs = [
+        e.seq for e in iter_events(engine, EventQuery(kind="keys.rotated")) if e.details.get("keys") == keys
+    ]
+    return seqs[-1] if seqs else None
 
 
 def audit_hmac_key(settings: Settings) -> bytes:
@@ -213,57 +244,51 @@ def load_masking_keyring(settings: Settings, *, replacing_a_lost_ring: bool = Fa
 
 def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
     """Why the database shows a masking key ring was in use (Chinese, English), or ``None``: data served
-    (an allowed ``data.*`` event: masked under the ring's keys), an outbound credential sealed under it, or
-    a recorded rotation of it. Creates no database on the way."""
-    from sqlalchemy import inspect, select
+    (an allowed ``data.*`` event: masked under the ring's keys), a recorded rotation of it, or an outbound
+    credential sealed under it. Creates no database on the way."""
+    from sqlalchemy import select
 
     from admission.tables import SystemRow
     from audit.tables import AuditEventRow
-    from gateway.db import make_engine, missing_sqlite_file
 
-    url = settings.effective_database_url
-    if missing_sqlite_file(url):
-        return None
-    engine = make_engine(url)
-    try:
-        tables = set(inspect(engine).get_table_names())
-        with engine.connect() as connection:
-            if AuditEventRow.__tablename__ in tables:
-                events = AuditEventRow.__table__.c
+    with _existing_database(settings) as engine:
+        if engine is None:
+            return None
+        tables = _tables(engine)
+        if AuditEventRow.__tablename__ in tables:
+            events = AuditEventRow.__table__.c
+            with engine.connect() as connection:
                 served = connection.execute(
                     select(events.seq)
                     .where(events.kind.startswith("data."), events.outcome == "allowed")
                     .order_by(events.seq)
                     .limit(1)
                 ).scalar()
-                if served is not None:
-                    return (
-                        f"审计日志第 {served} 号事件起已按它脱敏提供数据",
-                        f"data masked under it was served from audit event {served} on",
-                    )
-                for seq, body in connection.execute(
-                    select(events.seq, events.body).where(events.kind == "keys.rotated").order_by(events.seq)
-                ):
-                    if "keys" not in json.loads(body).get("details", {}):  # masking keys: no "keys" detail
-                        return (
-                            f"审计日志第 {seq} 号事件记载它已轮换过",
-                            f"audit event {seq} records a rotation of it",
-                        )
-            if SystemRow.__tablename__ in tables:
-                systems = SystemRow.__table__.c
+            if served is not None:
+                return (
+                    f"审计日志第 {served} 号事件起已按它脱敏提供数据",
+                    f"data masked under it was served from audit event {served} on",
+                )
+            rotated = latest_rotation(engine, None)
+            if rotated is not None:
+                return (
+                    f"审计日志第 {rotated} 号事件记载它已轮换过",
+                    f"audit event {rotated} records a rotation of it",
+                )
+        if SystemRow.__tablename__ in tables:
+            systems = SystemRow.__table__.c
+            with engine.connect() as connection:
                 sealed = connection.execute(
                     select(systems.system_id)
                     .where(systems.outbound_credential_ciphertext.is_not(None))
                     .limit(1)
                 ).scalar()
-                if sealed is not None:
-                    return (
-                        "已有部门系统的出站凭据用它加密保存",
-                        "a system's outbound credential is sealed under it",
-                    )
+            if sealed is not None:
+                return (
+                    "已有部门系统的出站凭据用它加密保存",
+                    "a system's outbound credential is sealed under it",
+                )
         return None
-    finally:
-        engine.dispose()
 
 
 def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:
