@@ -280,6 +280,16 @@ class Settings(GatewayAddress):
         description="the longest access-token lifetime the IdP issues: how long a user's revoked sessions "
         "are remembered (`revoke-sessions`); at least the IdP's access-token lifetime",
     )
+    # How long a fetched key set of the identity providers is trusted before it is fetched again (a key a
+    # provider removed stops being accepted then). Unset: as long as each provider's caching headers say
+    # (Cache-Control max-age), 5 minutes when they say nothing; bounded either way (gateway.auth.oidc).
+    oidc_jwks_lifetime_s: int | None = Field(
+        None,
+        ge=60,
+        le=3600,
+        description="how long a provider's fetched key set is used before it is fetched again, 60 to "
+        "3600 s; unset: as its Cache-Control max-age says (60 to 3600 s, 300 when it says nothing)",
+    )
     # Which organisations each trusted issuer may vouch for: issuer URL -> division codes, kept as the
     # prefixes every code within them starts with (grassroots_common.divisions.significant_prefix). Empty:
     # the issuer is trusted for any organisation (a single-IdP deployment as before; production `serve`

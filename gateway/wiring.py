@@ -68,6 +68,7 @@ def build_runtime(
                     org_prefixes=trust.org_prefixes,
                     max_lifetime_s=settings.oidc_max_token_lifetime_s,
                     qualify_subjects=trust.qualifies_subjects,
+                    jwks_lifetime_s=settings.oidc_jwks_lifetime_s,
                 )
                 for trust in settings.trusted_issuers
             ]

@@ -15,6 +15,8 @@ Rules implemented here, by source:
   plain ``JWT`` access tokens still work).
 * OpenID Connect Discovery 1.0 §4.3: the discovered ``issuer`` must equal the configured issuer.
 * RFC 6750 §3: errors carry what a ``WWW-Authenticate`` challenge needs.
+* RFC 9111 §4.2.1: a fetched key set lives as long as the provider's ``Cache-Control: max-age`` (less any
+  ``Age``) or ``Expires`` says, bounded (:func:`key_set_lifetime`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import datetime
+import email.utils
 import hashlib
 import json
 import logging
@@ -63,6 +67,7 @@ __all__ = [
     "OIDCVerifier",
     "Principal",
     "TrustedIssuers",
+    "key_set_lifetime",
 ]
 
 _log = logging.getLogger(__name__)
@@ -182,6 +187,18 @@ _MAX_TOKEN_CHARS = 16 * 1024
 # in count and age, and dropped whenever the key set changes.
 _VERIFIED_CACHE_SIZE = 10_000
 _VERIFIED_CACHE_TTL_S = 60.0
+# How long a fetched key set is trusted (RFC 9111 §4.2.1: the provider's max-age), bounded. At least a
+# minute: a provider answering no-store or max-age=0 is not asked again for every token. At most an hour:
+# a key it withdrew (after a compromise) stops being trusted within the hour whatever it says. Five minutes
+# when it says nothing: removal takes effect within minutes, at one small GET per provider and process.
+JWKS_MIN_LIFETIME_S = 60.0
+JWKS_MAX_LIFETIME_S = 3600.0
+JWKS_DEFAULT_LIFETIME_S = 300.0
+# Past its lifetime, while every refetch fails (the provider down or unreachable), the last good key set is
+# kept this much longer, each failed attempt logged, rather than refusing every sign-in at the first failed
+# GET; after that, tokens are refused idp_unavailable until the provider answers: a key set nobody could
+# confirm for over an hour may hold a key the provider withdrew meanwhile (fail closed).
+JWKS_STALE_GRACE_S = 3600.0
 # Discovery documents and key sets are small; a bigger answer is a misbehaving or hostile endpoint.
 _MAX_DOCUMENT_BYTES = 512 * 1024
 # 统计用区划代码: twelve ASCII digits (re.ASCII so that other scripts' digits do not pass).
@@ -297,14 +314,67 @@ def _normalise_type(value: str) -> str:
     return lowered.removeprefix("application/")
 
 
+_MAX_AGE = re.compile(r"[0-9]+", re.ASCII)
+
+
+def key_set_lifetime(headers: httpx.Headers, *, now: float) -> float | None:
+    """How long a key set answered with ``headers`` stays fresh, in seconds, before any bound; ``None`` when
+    the provider said nothing about it.
+
+    RFC 9111 §4.2.1: ``Cache-Control: max-age`` if present, else ``Expires`` minus ``Date`` (or minus
+    ``now``, wall time, without one); §4.2.3: less the ``Age`` a cache in between has added. ``no-store``
+    and ``no-cache`` say the set may not be reused unchecked (0); so does a malformed freshness (§4.2.1:
+    "consider ... invalid freshness information ... to be stale"). The caller bounds the result.
+    """
+    directives: dict[str, list[str]] = {}
+    # Several Cache-Control lines arrive joined by ", " (httpx), as RFC 9110 §5.3 combines them.
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            directives.setdefault(name.strip().lower(), []).append(value.strip().strip('"'))
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    lifetime: float | None = None
+    if "max-age" in directives:
+        values = set(directives["max-age"])
+        value = values.pop() if len(values) == 1 else ""
+        lifetime = float(value) if _MAX_AGE.fullmatch(value) else 0.0
+    elif "expires" in headers:
+        expires = _http_date(headers["expires"])
+        date = _http_date(headers["date"]) if "date" in headers else now
+        lifetime = 0.0 if expires is None or date is None else expires - date
+    if lifetime is None:
+        return None
+    age = headers.get("age", "").strip()
+    if _MAX_AGE.fullmatch(age):
+        lifetime -= float(age)
+    return max(lifetime, 0.0)
+
+
+def _http_date(value: str) -> float | None:
+    """An HTTP-date (RFC 9110 §5.6.7) as a POSIX time; ``None`` when it is none."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
 class OIDCVerifier:
     """Verify access tokens issued by one OpenID Connect provider for one audience.
 
     Keys come from the provider's discovery document and JWKS. They are cached; a token naming an unknown
     ``kid`` triggers at most one refetch per ``jwks_refresh_min_interval_s`` (concurrent requests share a
     single fetch), so a flood of forged ``kid`` values cannot turn the gateway against the provider.
-    The key set is also refreshed once it is older than ``discovery_ttl_s`` so that a key the provider
-    withdrew stops being trusted.
+    The key set is also refetched once older than its lifetime, so that a key the provider withdrew (after
+    a compromise) stops being trusted: the lifetime the provider's caching headers give the key set
+    (:func:`key_set_lifetime`; ``JWKS_DEFAULT_LIFETIME_S`` when they give none), or ``jwks_lifetime_s``
+    when set, bounded to ``JWKS_MIN_LIFETIME_S``..``JWKS_MAX_LIFETIME_S``. A refetch that fails keeps the
+    last good set (logged) for ``jwks_stale_grace_s`` past its lifetime; after that, tokens are refused
+    ``idp_unavailable`` until a refetch succeeds. The discovery document is asked again every
+    ``discovery_ttl_s``.
 
     ``org_prefixes`` is the issuer's jurisdiction: the division-code prefixes (``"310151"`` for a county,
     ``""`` for the whole country) an organisation it asserts must start with; ``None`` trusts it for any
@@ -342,6 +412,8 @@ class OIDCVerifier:
         jwks_refresh_min_interval_s: float = 30.0,
         http_timeout_s: float = 5.0,
         discovery_ttl_s: float = 3600.0,
+        jwks_lifetime_s: float | None = None,
+        jwks_stale_grace_s: float = JWKS_STALE_GRACE_S,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -362,6 +434,10 @@ class OIDCVerifier:
             raise ValueError("leeway_s must not be negative")
         if max_lifetime_s is not None and max_lifetime_s <= 0:
             raise ValueError("max_lifetime_s must be positive")
+        if jwks_lifetime_s is not None and not jwks_lifetime_s > 0:
+            raise ValueError("jwks_lifetime_s must be positive")
+        if not jwks_stale_grace_s >= 0:
+            raise ValueError("jwks_stale_grace_s must not be negative")
         if qualify_subjects and "#" in issuer:
             raise ValueError("an issuer whose subjects are qualified must have no fragment ('#')")
         if org_prefixes is not None and (
@@ -390,6 +466,8 @@ class OIDCVerifier:
         self._refresh_interval_s = jwks_refresh_min_interval_s
         self._http_timeout_s = http_timeout_s
         self._discovery_ttl_s = discovery_ttl_s
+        self._jwks_lifetime_s = jwks_lifetime_s
+        self._jwks_stale_grace_s = jwks_stale_grace_s
         self._clock = clock
         self._monotonic = monotonic
         # strict_check_header=False: providers add unregistered header parameters (for example
@@ -413,6 +491,8 @@ class OIDCVerifier:
         self._keys: list[Key] | None = None
         self._keys_generation = 0
         self._keys_fetched_at: float | None = None
+        # How long the key set held stays fresh from _keys_fetched_at (set at each fetch).
+        self._keys_lifetime_s = JWKS_DEFAULT_LIFETIME_S
         self._last_attempt_at: float | None = None
         # Bumped after every fetch attempt; lets a request that waited on the lock see that another
         # request already fetched for it.
@@ -794,19 +874,57 @@ class OIDCVerifier:
                 # Another request fetched while this one waited: use its result, good or bad.
                 if self._keys is None:
                     raise AuthError("idp_unavailable")
+                self._refuse_past_grace()
                 return False
             if self._keys is not None and self._last_attempt_failed() and not self._attempt_allowed():
                 # After a failed refresh, retry only as often as unknown kids may (the rate limit).
+                self._refuse_past_grace()
                 return False
             try:
                 await self._fetch_keys()
             except AuthError:
                 if self._keys is None:
                     raise
-                # A stale key set beats refusing everyone while the provider is briefly down.
-                _log.warning("identity provider %s: key set refresh failed; keeping cached keys", self.issuer)
+                self._keep_stale_keys()
                 return False
             return True
+
+    def _keep_stale_keys(self) -> None:
+        """After a failed refresh: keep the last good key set within the grace (a stale set beats refusing
+        everyone while the provider is briefly down), saying so; past it, refuse (and say that)."""
+        age = self._monotonic() - (self._keys_fetched_at or 0.0)
+        left = self._keys_lifetime_s + self._jwks_stale_grace_s - age
+        if left <= 0:
+            _log.error(
+                "identity provider %s: key set refresh failed, and the key set held was fetched %d s ago "
+                "(lifetime %d s, then %d s of grace): it is no longer trusted; every token is refused "
+                "(idp_unavailable) until the provider's key set can be fetched again",
+                self.issuer,
+                age,
+                self._keys_lifetime_s,
+                self._jwks_stale_grace_s,
+            )
+            raise AuthError("idp_unavailable")
+        _log.warning(
+            "identity provider %s: key set refresh failed; keeping the key set fetched %d s ago (lifetime "
+            "%d s) for at most %d s more, then refusing every token (idp_unavailable) until a refresh "
+            "succeeds",
+            self.issuer,
+            age,
+            self._keys_lifetime_s,
+            left,
+        )
+
+    def _refuse_past_grace(self) -> None:
+        """Refuse (idp_unavailable) while the key set held is past its lifetime and the grace, and every
+        refresh since has failed; said in the log by the failed refresh itself (_keep_stale_keys)."""
+        fetched = self._keys_fetched_at
+        if (
+            fetched is not None
+            and self._last_attempt_failed()
+            and self._monotonic() - fetched >= self._keys_lifetime_s + self._jwks_stale_grace_s
+        ):
+            raise AuthError("idp_unavailable")
 
     async def _refresh_for_unknown_key(self, generation: int) -> bool:
         """Refetch the key set unless another request just did or the rate limit forbids; whether this one
@@ -821,7 +939,7 @@ class OIDCVerifier:
 
     def _keys_stale(self) -> bool:
         fetched = self._keys_fetched_at
-        return fetched is None or self._monotonic() - fetched >= self._discovery_ttl_s
+        return fetched is None or self._monotonic() - fetched >= self._keys_lifetime_s
 
     def _last_attempt_failed(self) -> bool:
         return self._last_attempt_at != self._keys_fetched_at
@@ -835,7 +953,7 @@ class OIDCVerifier:
         attempted_at = self._monotonic()
         try:
             jwks_uri = await self._discover()
-            document = await self._get_json(jwks_uri)
+            document, headers = await self._get(jwks_uri)
             keys = signing_keys(document)
             if keys is None:
                 _log.warning("identity provider %s: key set at %s is not a JWKS", self.issuer, jwks_uri)
@@ -852,9 +970,19 @@ class OIDCVerifier:
             self._keys = keys
             self._keys_generation += 1
             self._keys_fetched_at = attempted_at
+            self._keys_lifetime_s = self._lifetime_of(headers)
         finally:
             self._last_attempt_at = attempted_at
             self._generation += 1
+
+    def _lifetime_of(self, headers: httpx.Headers) -> float:
+        """The lifetime of a key set answered with ``headers``: the setting if given, else what the provider
+        says (its default when it says nothing), within the bounds."""
+        lifetime = self._jwks_lifetime_s
+        if lifetime is None:
+            said = key_set_lifetime(headers, now=self._clock())
+            lifetime = JWKS_DEFAULT_LIFETIME_S if said is None else said
+        return min(max(lifetime, JWKS_MIN_LIFETIME_S), JWKS_MAX_LIFETIME_S)
 
     async def _discover(self) -> str:
         if (
@@ -894,6 +1022,10 @@ class OIDCVerifier:
         return jwks_uri
 
     async def _get_json(self, url: str) -> dict[str, Any]:
+        return (await self._get(url))[0]
+
+    async def _get(self, url: str) -> tuple[dict[str, Any], httpx.Headers]:
+        """The JSON object ``url`` answers, and the answer's headers."""
         try:
             # httpx's timeout bounds each wait for a byte, not the whole answer: a provider (or whatever
             # answers at its address) trickling its key set a byte at a time held the key lock, and with
@@ -904,6 +1036,7 @@ class OIDCVerifier:
                         "identity provider %s: GET %s answered %d", self.issuer, url, response.status_code
                     )
                     raise AuthError("idp_unavailable")
+                headers = response.headers
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -924,7 +1057,7 @@ class OIDCVerifier:
         if not isinstance(document, dict):
             _log.warning("identity provider %s: GET %s did not answer a JSON object", self.issuer, url)
             raise AuthError("idp_unavailable")
-        return document
+        return document, headers
 
 
 class TrustedIssuers:

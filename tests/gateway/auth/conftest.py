@@ -171,6 +171,13 @@ class Tenant:
         else:
             self._write(path + ".status", str(status).encode())
 
+    def set_headers(self, path: str, headers: Mapping[str, str] | None) -> None:
+        """Further headers the provider answers ``path`` with (``Cache-Control``...); ``None``: none."""
+        if headers is None:
+            (self.dir.parent / (path.lstrip("/") + ".headers")).unlink(missing_ok=True)
+        else:
+            self._write(path + ".headers", json.dumps(dict(headers)).encode())
+
     def requests(self, path: str) -> int:
         counts = httpx.get(f"{self._base_url}/_requests", timeout=5).json()
         return int(counts.get(path, 0))

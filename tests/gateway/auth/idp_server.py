@@ -6,7 +6,8 @@ writing files (atomically, with os.replace). Every directory under the root is o
 
 * ``GET /_requests`` answers ``{path: count}`` for every path served so far (rate-limit tests).
 * A sidecar file ``<file>.delay`` holds seconds to wait before answering (timeout tests);
-  ``<file>.status`` holds an HTTP status to answer instead of the file (outage tests).
+  ``<file>.status`` holds an HTTP status to answer instead of the file (outage tests);
+  ``<file>.headers`` holds a JSON object of further response headers (``Cache-Control``, ``Age``...).
 
 Usage: ``python idp_server.py ROOT``; prints the port on the first line of stdout, and exits when its
 stdin closes, so it never outlives the test run that started it.
@@ -18,8 +19,10 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 _counts: dict[str, int] = {}
@@ -27,7 +30,10 @@ _counts_lock = threading.Lock()
 
 
 class _Handler(SimpleHTTPRequestHandler):
+    _extra_headers: Mapping[str, str] = MappingProxyType({})
+
     def do_GET(self) -> None:
+        self._extra_headers = {}
         path = self.path.split("?", 1)[0]
         if path == "/_requests":
             with _counts_lock:
@@ -44,7 +50,15 @@ class _Handler(SimpleHTTPRequestHandler):
         if status.is_file():
             self._answer(int(status.read_text()), b'{"error": "simulated outage"}')
             return
+        headers = target.with_name(target.name + ".headers")
+        if headers.is_file():
+            self._extra_headers = json.loads(headers.read_text())
         super().do_GET()
+
+    def end_headers(self) -> None:
+        for name, value in self._extra_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
 
     def _answer(self, status: int, body: bytes) -> None:
         self.send_response(status)

@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.auth.oidc import AuthError, AuthErrorCode, ClaimMapping, OIDCVerifier, Principal
+from gateway.auth.oidc import (
+    AuthError,
+    AuthErrorCode,
+    ClaimMapping,
+    OIDCVerifier,
+    Principal,
+    key_set_lifetime,
+)
 from tests.gateway.auth.conftest import (
     AUDIENCE,
     VILLAGE,
@@ -860,7 +867,9 @@ async def test_key_set_older_than_its_ttl_is_refreshed_and_withdrawn_keys_stop_w
     tenant: Tenant, keys: Keys, make_verifier: VerifierFactory
 ) -> None:
     monotonic = FakeClock(1000.0)
-    verifier = make_verifier(discovery_ttl_s=600, jwks_refresh_min_interval_s=3600, monotonic=monotonic)
+    verifier = make_verifier(
+        discovery_ttl_s=600, jwks_lifetime_s=600, jwks_refresh_min_interval_s=3600, monotonic=monotonic
+    )
     token = mint(keys.rsa, claims_for(tenant.issuer))
     await verifier.verify(token)
     tenant.publish_keys(keys.ec)
@@ -887,6 +896,115 @@ async def test_cached_keys_keep_working_while_the_provider_is_down(
     with pytest.raises(AuthError) as caught:
         await verifier.verify(mint(keys.rsa_next, claims_for(tenant.issuer)))
     assert caught.value.code == "idp_unavailable"
+
+
+_HTTP_DATE = "Mon, 07 Dec 2026 13:00:00 GMT"
+_TEN_MINUTES_LATER = "Mon, 07 Dec 2026 13:10:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "options", "lifetime"),
+    [
+        ({}, {}, 300),  # the provider says nothing: five minutes
+        ({"Cache-Control": "public, max-age=120"}, {}, 120),
+        ({"Cache-Control": "max-age=400", "Age": "100"}, {}, 300),  # a cache in between held it 100 s
+        ({"Cache-Control": "max-age=5"}, {}, 60),  # at least a minute
+        ({"Cache-Control": "no-store"}, {}, 60),
+        ({"Cache-Control": "max-age=86400"}, {}, 3600),  # at most an hour
+        ({"Cache-Control": "max-age=120"}, {"jwks_lifetime_s": 900}, 900),  # GRASSROOTS_OIDC_JWKS_LIFETIME_S
+    ],
+)
+async def test_a_key_the_provider_removed_is_refused_once_its_key_sets_lifetime_is_over(
+    tenant: Tenant,
+    keys: Keys,
+    make_verifier: VerifierFactory,
+    headers: dict[str, str],
+    options: dict[str, Any],
+    lifetime: int,
+) -> None:
+    """A key the provider removed from its key set (after a compromise) was trusted for up to an hour: the
+    set fetched was kept that long whatever the provider said. It now lives as long as the provider's
+    caching headers say (Cache-Control max-age, less Age; or Expires), five minutes when they say nothing, at
+    least a minute and at most an hour, or as long as the setting says; then it is fetched again, and a
+    token signed by the removed key is refused."""
+    monotonic = FakeClock(1000.0)
+    tenant.set_headers(tenant.jwks_path, headers)
+    verifier = make_verifier(jwks_refresh_min_interval_s=30, monotonic=monotonic, **options)
+    token = mint(keys.rsa, claims_for(tenant.issuer))
+    assert (await verifier.verify(token)).org == VILLAGE
+    tenant.publish_keys(keys.rsa_next, keys.ec)  # rsa-1 (and rsa-pss-1, the same key) removed
+
+    monotonic.advance(lifetime - 1)
+    assert (await verifier.verify(token)).org == VILLAGE
+    assert tenant.requests(tenant.jwks_path) == 1
+    monotonic.advance(1)
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(token)
+    assert caught.value.code == "unknown_key"
+    assert (await verifier.verify(mint(keys.rsa_next, claims_for(tenant.issuer)))).org == VILLAGE
+    assert tenant.requests(tenant.jwks_path) == 2  # the key set refetched once, not per token
+
+
+async def test_a_failed_refetch_keeps_the_last_key_set_for_a_bounded_grace_and_says_so(
+    tenant: Tenant, keys: Keys, make_verifier: VerifierFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider unreachable when the key set's lifetime is over: the last good set is kept for the grace
+    (each failed refetch logged, at most once per refetch interval), never dropped at the first failed GET;
+    past the grace tokens are refused idp_unavailable (a set nobody could confirm for that long may hold a
+    withdrawn key), and once the provider answers again they are accepted."""
+    monotonic = FakeClock(1000.0)
+    tenant.set_headers(tenant.jwks_path, {"Cache-Control": "max-age=120"})
+    verifier = make_verifier(jwks_refresh_min_interval_s=30, jwks_stale_grace_s=600, monotonic=monotonic)
+    caplog.set_level(logging.WARNING, logger="gateway.auth.oidc")
+    token = mint(keys.rsa, claims_for(tenant.issuer))
+    await verifier.verify(token)
+    tenant.set_status(tenant.jwks_path, 503)
+
+    monotonic.advance(120)
+    for _ in range(3):
+        assert (await verifier.verify(token)).org == VILLAGE
+    kept = [r for r in caplog.records if "keeping the key set fetched 120 s ago" in r.getMessage()]
+    assert len(kept) == 1 and kept[0].levelno == logging.WARNING
+    assert "(lifetime 120 s) for at most 600 s more" in kept[0].getMessage()
+    monotonic.advance(599)
+    assert (await verifier.verify(token)).org == VILLAGE
+    for step in (1, 0, 30, 0):  # past the grace; the next refetch allowed fails too and says so
+        monotonic.advance(step)
+        with pytest.raises(AuthError) as caught:
+            await verifier.verify(token)
+        assert caught.value.code == "idp_unavailable"
+    said = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(said) == 1, said
+    assert "fetched 750 s ago (lifetime 120 s, then 600 s of grace)" in said[0].getMessage()
+    assert "is no longer trusted" in said[0].getMessage()
+    assert not any(part in r.getMessage() for r in caplog.records for part in token.split("."))
+
+    tenant.set_status(tenant.jwks_path, None)
+    monotonic.advance(30)
+    assert (await verifier.verify(token)).org == VILLAGE
+
+
+@pytest.mark.parametrize(
+    ("headers", "lifetime"),
+    [
+        ({}, None),
+        ({"Cache-Control": "public, max-age=300, must-revalidate"}, 300.0),
+        ({"Cache-Control": 'max-age="300"'}, 300.0),
+        ({"Cache-Control": "max-age=300", "Age": "500"}, 0.0),
+        ({"Cache-Control": "max-age=soon"}, 0.0),  # invalid freshness: stale (RFC 9111 §4.2.1)
+        ({"Cache-Control": "max-age=300, max-age=60"}, 0.0),  # conflicting: invalid
+        ({"Cache-Control": "no-cache, max-age=300"}, 0.0),
+        ({"Date": _HTTP_DATE, "Expires": _TEN_MINUTES_LATER}, 600.0),
+        ({"Expires": _TEN_MINUTES_LATER}, 600.0),  # no Date: from the gateway's clock
+        ({"Cache-Control": "max-age=120", "Expires": _TEN_MINUTES_LATER}, 120.0),  # max-age first
+        ({"Expires": "0"}, 0.0),  # already expired (RFC 9111 §5.3)
+    ],
+)
+def test_the_key_sets_lifetime_is_read_from_the_caching_headers(
+    headers: dict[str, str], lifetime: float | None
+) -> None:
+    now = 1_796_648_400.0  # _HTTP_DATE
+    assert key_set_lifetime(httpx.Headers(headers), now=now) == lifetime
 
 
 def _closed_port() -> int:
