@@ -2146,6 +2146,9 @@ def demo(
     settings = _settings()
     port = settings.port
     _check_area_settings()
+    # The development IdP turned off and no provider named: refused here, as `serve` refuses it, rather
+    # than seeding, printing a banner and failing with a traceback when the gateway starts.
+    _check_startup_settings(settings)
     if settings.mode.value != "development":
         typer.echo("`grassroots demo` runs only in development mode", err=True)
         raise typer.Exit(2)
@@ -2302,8 +2305,17 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _dev_tokens_accepted(settings: Settings) -> bool:
+    """Whether tokens of ``dev-token`` and ``--as`` are accepted by the gateway ``settings`` describe: the
+    development IdP is on and is the issuer trusted (its tokens name GRASSROOTS_OIDC_ISSUER when that is
+    set, checked against that provider's keys, not the development IdP's)."""
+    issuer = settings.primary_oidc_issuer
+    return issuer is not None and _served_here(settings, issuer)
+
+
 def _print_next_steps(settings: Settings) -> None:
     base = settings.effective_public_url
+    dev_tokens = _dev_tokens_accepted(settings)
     # dev-token and the client commands find the gateway (and the issuer its tokens must name) through
     # GRASSROOTS_HOST/GRASSROOTS_PORT: another terminal needs them when they are not the defaults, or every
     # token answers 401 wrong_issuer and every client command calls 127.0.0.1:8000.
@@ -2316,12 +2328,19 @@ def _print_next_steps(settings: Settings) -> None:
         )
         if value != default
     ]
-    if exports:
+    if exports and dev_tokens:
         exports.insert(
             0,
             "  # 网关不在默认地址上：先在新终端中设置以下变量（否则令牌会被拒绝：401 wrong_issuer）\n"
             "  # the gateway is not on the default address: set these first (else tokens answer 401 "
             "wrong_issuer)\n",
+        )
+    elif exports:
+        exports.insert(
+            0,
+            "  # 网关不在默认地址上：grassroots 的客户端命令要先设置以下变量才会连到它\n"
+            "  # the gateway is not on the default address: grassroots client commands need these to reach "
+            "it\n",
         )
     # The offline commands (`audit verify` below, `audit checkpoint`, `keys rotate`) open the database and
     # keys under GRASSROOTS_DATA_DIR: another terminal without it finds no database at ./var and is told
@@ -2332,6 +2351,30 @@ def _print_next_steps(settings: Settings) -> None:
             "  # the data directory is not the default var: audit verify, keys rotate and others need it\n"
             f"  export GRASSROOTS_DATA_DIR={shlex.quote(str(settings.data_dir.resolve()))}\n"
         )
+    if dev_tokens:
+        sign_in = f"""  TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+    "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
+  # a grid worker sees only the houses of the micro-grids assigned to them
+  TOKEN=$(.venv/bin/grassroots dev-token grid_a1)
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+    "{base}/api/v1/datasets/houses/records?scenario=GRID_VISIT&page_size=5"
+  .venv/bin/grassroots dev-users          # every demo identity
+"""
+    else:
+        # The development IdP is off (GRASSROOTS_DEV_IDP_ENABLED=false) or another provider is trusted:
+        # a dev-token or --as token would be refused (401 wrong_issuer or unknown_key), and the demo
+        # identities exist only there. Only a token of a trusted provider works.
+        trusted = ", ".join(trust.issuer for trust in settings.trusted_issuers)
+        sign_in = f"""  # 内置的开发用身份提供方未启用（或未被信任）：dev-token 和 --as 的令牌在此会被拒绝。
+  # 请在网关信任的身份提供方（{trusted}）登录，取得本演示区域（崇明区 310151…）用户的访问令牌。
+  # the built-in identity provider is off (or not the one trusted): tokens of dev-token and --as are
+  # refused here. Sign in at the identity provider the gateway trusts ({trusted}) as a user of the
+  # demo's area (崇明区, 310151…) and use its access token:
+  read -r TOKEN          # 粘贴访问令牌后按回车 / paste the access token, then Enter
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+    "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
+"""
     typer.echo(
         f"""
 基层数据网关演示已启动 · Grassroots Data Gateway demo is running
@@ -2340,15 +2383,7 @@ def _print_next_steps(settings: Settings) -> None:
   127.0.0.1, reached only through the gateway
 
 Try, in another terminal:
-{"".join(exports)}  TOKEN=$(.venv/bin/grassroots dev-token cadre_a)
-  curl -s -H "Authorization: Bearer $TOKEN" \\
-    "{base}/api/v1/datasets/residents/records?scenario=DIBAO_REVIEW&page_size=5"
-  # a grid worker sees only the houses of the micro-grids assigned to them
-  TOKEN=$(.venv/bin/grassroots dev-token grid_a1)
-  curl -s -H "Authorization: Bearer $TOKEN" \\
-    "{base}/api/v1/datasets/houses/records?scenario=GRID_VISIT&page_size=5"
-  .venv/bin/grassroots dev-users          # every demo identity
-  .venv/bin/grassroots audit verify       # check the tamper-evident log
+{"".join(exports)}{sign_in}  .venv/bin/grassroots audit verify       # check the tamper-evident log
 
 Press Ctrl+C to stop.
 """

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -225,6 +226,65 @@ def test_on_the_default_address_the_banner_needs_no_export(capsys: pytest.Captur
     )
     other = capsys.readouterr().out
     assert "  export GRASSROOTS_HOST=0.0.0.0\n  export GRASSROOTS_PORT=8300\n  TOKEN=" in other
+
+
+@pytest.mark.parametrize(
+    "settings_given",
+    [
+        {"dev_idp_enabled": False, "oidc_issuer": "https://idp.example.gov.cn/realms/chongming"},
+        # On, but another provider is the one trusted: dev-token's tokens name it, signed with a key it
+        # does not publish (401 unknown_key).
+        {"dev_idp_enabled": True, "oidc_issuer": "https://idp.example.gov.cn/realms/chongming"},
+    ],
+    ids=["dev-idp-off", "another-issuer-trusted"],
+)
+def test_with_the_built_in_identity_provider_not_trusted_the_banner_suggests_no_dev_token(
+    settings_given: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`GRASSROOTS_DEV_IDP_ENABLED=false GRASSROOTS_OIDC_ISSUER=… grassroots demo` printed
+    `TOKEN=$(.venv/bin/grassroots dev-token cadre_a)` and the grid worker's and dev-users lines: every token
+    so made is refused by this gateway. The banner now says to sign in at the provider it trusts, naming it,
+    and suggests only commands that work there."""
+    from gateway.cli import _print_next_steps
+    from gateway.settings import Settings
+
+    _print_next_steps(Settings(port=8300, public_url=None, data_dir=Path("var"), **settings_given))
+    steps = capsys.readouterr().out.split("Try, in another terminal:\n", 1)[1]
+    commands = [
+        line.strip() for line in steps.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
+    assert not any("dev-token" in line or "dev-users" in line or "--as" in line for line in commands), (
+        commands
+    )
+    assert "wrong_issuer" not in steps  # said of dev-token's tokens only
+    assert "https://idp.example.gov.cn/realms/chongming" in steps
+    assert "dev-token 和 --as 的令牌在此会被拒绝" in steps and "tokens of dev-token and --as are" in steps
+    assert commands[:3] == [
+        "export GRASSROOTS_PORT=8300",
+        "read -r TOKEN          # 粘贴访问令牌后按回车 / paste the access token, then Enter",
+        'curl -s -H "Authorization: Bearer $TOKEN" \\',
+    ]
+    assert "grassroots audit verify" in commands[-2] and commands[-1] == "Press Ctrl+C to stop."
+
+
+def test_a_demo_with_the_built_in_identity_provider_off_and_no_other_is_refused_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    """With GRASSROOTS_DEV_IDP_ENABLED=false and no GRASSROOTS_OIDC_ISSUER the demo migrated, seeded and
+    printed its banner, then failed with a traceback. Refused first, as `serve` refuses it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRASSROOTS_DATA_DIR": str(tmp_path / "var"),
+           "GRASSROOTS_DEV_IDP_ENABLED": "false"}  # fmt: skip
+    for name in ("GRASSROOTS_DATABASE_URL", "GRASSROOTS_OIDC_ISSUER", "GRASSROOTS_OIDC_ISSUERS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--port", str(free_port()), "--upstream-port",
+         str(free_port()), "--person-house-port", str(free_port())],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("未配置身份提供方：请设置 GRASSROOTS_OIDC_ISSUER")
+    assert "Traceback" not in done.stderr and "demo is running" not in done.stdout
+    assert not (tmp_path / "var" / "gateway.db").exists()
 
 
 def test_with_another_data_directory_the_banner_exports_it_for_audit_verify(
