@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import mul
 
@@ -42,6 +43,7 @@ __all__ = [
     "Unmask",
     "decrypt_envelope",
     "encrypt_envelope",
+    "envelope_context_among",
     "envelope_names_dataset",
     "ff1_id_cipher",
     "ff1_id_cipher_for",
@@ -427,3 +429,26 @@ def open_envelope(
     if size == 0 or len(plain) < 1 + size:
         raise UnmaskError("密文格式无效", "envelope subject is malformed")
     return OpenedEnvelope(plain[1 + size :].decode(), plain[1 : 1 + size])
+
+
+def envelope_context_among(
+    envelope: str, keys: KeyRing, *, dataset: str, contexts: Iterable[str], unmask: Unmask
+) -> str | None:
+    """The first of ``contexts`` under which ``envelope`` opens for ``dataset``, or ``None``; never the value.
+
+    The envelope carries its context only in the associated data (authenticated, not readable), so an
+    envelope opened under the wrong context fails its tag exactly as a tampered one does. A steward who
+    names the field the value looked like (``mobile``) rather than the one it was served in (``remark``,
+    for an item found in free text) is told which context holds without being handed what it holds: the
+    caller asks again under that context, as a new, audited request. Needs an `Unmask`, as opening does.
+    """
+    if not isinstance(unmask, Unmask):
+        # Checked here: each failed opening below is taken for "not this context".
+        raise UnmaskError("缺少还原授权", "an Unmask capability is required")
+    for context in contexts:
+        try:
+            open_envelope(envelope, keys, dataset=dataset, context=context, unmask=unmask)
+        except UnmaskError:
+            continue
+        return context
+    return None

@@ -74,6 +74,7 @@ from masking import (
     Unmask,
     UnmaskError,
     UnscopedKeyError,
+    envelope_context_among,
     envelope_names_dataset,
     ff1_id_reveal,
     get_operator,
@@ -848,6 +849,21 @@ async def _ff1_key_that_served(
     return None
 
 
+def _field_served_in(runtime: Runtime, keys: KeyRing, body: UnmaskBody, capability: Unmask) -> str | None:
+    """The other catalogued field of the dataset whose (default) context the envelope opens under, if one
+    does: the field it was served in. Nothing is revealed; the caller refuses either way."""
+    spec = runtime.catalog.datasets.get(body.dataset)
+    others = [name for name in (spec.fields if spec is not None else {}) if name != body.field]
+    context = envelope_context_among(
+        body.value,
+        keys,
+        dataset=body.dataset,
+        contexts=[f"{body.dataset}.{name}" for name in others],
+        unmask=capability,
+    )
+    return None if context is None else context.split(".", 1)[1]
+
+
 async def _append(runtime: Runtime, event: AuditEvent) -> int:
     try:
         receipt = await runtime.appender.append(event)
@@ -1039,7 +1055,7 @@ async def unmask(
     )
     capability = Unmask(actor=principal.user_id, purpose=purpose, audit_event_id=str(seq))
 
-    async def failed(error: GatewayError, outcome: Outcome) -> NoReturn:
+    async def failed(error: GatewayError, outcome: Outcome, **details: str) -> NoReturn:
         # Say in the log that the authorised unmask produced nothing (the event above says "allowed").
         event = _unmask_event(
             runtime,
@@ -1049,7 +1065,7 @@ async def unmask(
             outcome=outcome,
             reason=error.code,
             request_id=request_id,
-            details={"authorised_by_event": seq},
+            details={"authorised_by_event": seq, **details},
         )
         await _append(runtime, event)
         raise error
@@ -1069,6 +1085,25 @@ async def unmask(
             clear = ff1_id_reveal(body.value, keys, key_id=key_id, dataset=body.dataset, unmask=capability)
     except MaskingError as exc:
         reversal_error = GatewayError(exc.message_zh, exc.message_en, code=exc.code, status_code=422)
+    if reversal_error is not None and method == "aes_gcm" and body.context is None:
+        served_in = _field_served_in(runtime, keys, body, capability)
+        if served_in is not None:
+            # The envelope is this dataset's, bound to another of its fields: most often an item found in
+            # a free-text field (a mobile in a remark) asked for under the field it looked like. Said so,
+            # rather than "tampered", naming the field to ask under; its value is not handed out (nor is
+            # its resident named: no unmask_revealed for a request that revealed nothing).
+            served_spec = runtime.catalog.field(body.dataset, served_in)
+            named_zh = (
+                f"{served_spec.title}（{served_in}）" if served_spec and served_spec.title else served_in
+            )
+            wrong_field = InvalidRequest(
+                f"该密文是在字段 {named_zh} 中返回的，不属于字段 {body.field}：请把 field（命令行 --field）"
+                f"改为 {served_in} 后重试。本次未还原任何内容。",
+                f"This envelope was served in field {served_in}, not {body.field}: set field (on the command "
+                f"line --field) to {served_in} and try again. Nothing was unmasked.",
+                code="wrong_field",
+            )
+            await failed(wrong_field, Outcome.REFUSED, served_in_field=served_in)
     if reversal_error is not None:
         await failed(reversal_error, Outcome.ERROR)
     if method == "ff1_id" and not await _served_from(runtime, clear, body.dataset):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -917,8 +918,9 @@ def test_unmask_appends_its_audit_event_before_answering(stack: Stack) -> None:
         failed["outcome"] == "error"
         and failed["body"]["details"]["authorised_by_event"] > out["audit_event_seq"]
     )
-    moved = {**ask, "field": "mobile"}  # the envelope is bound to residents.id_number
-    refused(api(stack, "POST", "/unmask", "ca_steward", body=moved), 422, "unmask_refused")
+    moved = {**ask, "field": "mobile"}  # the envelope is bound to residents.id_number: the answer says so
+    wrong = refused(api(stack, "POST", "/unmask", "ca_steward", body=moved), 422, "wrong_field")
+    assert "--field）改为 id_number" in wrong["message"] and SAMPLE["id_number"] not in json.dumps(wrong)
     assert details["context"] == "residents.id_number"
     # Asking for the mobile while opening the ID number with its context would record the wrong field.
     disguised = {**moved, "context": "residents.id_number"}
@@ -1099,14 +1101,7 @@ def test_unmasking_a_mobile_sealed_in_a_remark_names_the_resident_of_its_record(
     field's envelope is, and unmasking one writes ``masking.unmask_revealed`` naming her."""
     from demoworld.world import build_world
 
-    admin = token_of(stack, "pa_admin", ["platform_admin"])
-    changed(stack, "ca_steward", "rule_upsert", {"rule": {**RULE_MOBILE, "operator": "aes_gcm"}}, admin)
-    try:
-        eventually(lambda: all(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
-        sealed = re.compile(r"enc:v[0-9]:[A-Za-z0-9_:-]+")
-        record, envelope = next(
-            (r, m.group(0)) for r in records(stack, "cadre_a") if (m := sealed.search(str(r["remark"] or "")))
-        )
+    with _mobile_sealed_in_a_remark(stack) as (record, envelope):
         assert envelope.startswith("enc:v3:")
         resident = {r.id: r for r in build_world().residents}[record["id"]]
         ask = {"value": envelope, "dataset": "residents", "field": "remark", "purpose": "核实紧急联系人"}
@@ -1119,9 +1114,79 @@ def test_unmasking_a_mobile_sealed_in_a_remark_names_the_resident_of_its_record(
         ]
         assert revealed["body"]["fields"] == ["remark"] and len(revealed["body"]["subject_refs"]) == 1
         assert revealed["seq"] in [a["seq"] for a in _transparency(stack, resident.id_number)]
+
+
+@contextmanager
+def _mobile_sealed_in_a_remark(stack: Stack) -> Iterator[tuple[dict[str, Any], str]]:
+    """Under a rule serving mobiles as aes_gcm (the packaged rule restored afterwards): a record cadre_a is
+    served whose remark holds a mobile, and that mobile's envelope as found in the remark."""
+    admin = token_of(stack, "pa_admin", ["platform_admin"])
+    changed(stack, "ca_steward", "rule_upsert", {"rule": {**RULE_MOBILE, "operator": "aes_gcm"}}, admin)
+    try:
+        eventually(lambda: all(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+        sealed = re.compile(r"enc:v[0-9]:[A-Za-z0-9_:-]+")
+        yield next(
+            (r, m.group(0)) for r in records(stack, "cadre_a") if (m := sealed.search(str(r["remark"] or "")))
+        )
     finally:
         changed(stack, "ca_steward", "rule_upsert", {"rule": RULE_MOBILE}, admin)
         eventually(lambda: not any(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+
+
+def test_an_envelope_asked_for_under_another_field_of_its_dataset_names_the_field_it_was_served_in(
+    stack: Stack,
+) -> None:
+    """A mobile found in a remark, served as an envelope, and asked for as what it looks like
+    (``--field mobile``) was refused unmask_refused: 密文校验失败（被篡改…）, words that suggest tampering, as
+    the envelope is bound to the field it was served in. Now the gateway tries the dataset's other fields and
+    says which one to name (422 wrong_field), handing out nothing and naming nobody (no unmask_revealed);
+    the attempt is audited as before (masking.unmask, then masking.unmask_failed). Both ways round: the
+    mobile field's own envelope asked for as a remark names the mobile field. A tampered envelope opens
+    under no field and is still unmask_refused."""
+    from demoworld.world import build_world
+
+    with _mobile_sealed_in_a_remark(stack) as (record, in_remark):
+        resident = {r.id: r for r in build_world().residents}[record["id"]]
+        in_mobile = str(record["mobile"])
+        tampered = in_remark[:-2] + ("A" if in_remark[-2] != "A" else "B") + in_remark[-1]
+        cases = [
+            (in_remark, "mobile", "remark", "备注（remark）"),
+            (in_mobile, "remark", "mobile", "手机号码（mobile）"),
+        ]
+        seen = {kind: len(events_of(stack, kind)) for kind in
+                ("masking.unmask", "masking.unmask_failed", "masking.unmask_revealed")}  # fmt: skip
+        for envelope, asked, served_in, named in cases:
+            ask = {"value": envelope, "dataset": "residents", "field": asked, "purpose": "核实紧急联系人"}
+            resp = api(stack, "POST", "/unmask", "ca_steward", body=ask)
+            out = refused(resp, 422, "wrong_field")
+            assert out["message"] == (
+                f"该密文是在字段 {named} 中返回的，不属于字段 {asked}：请把 field（命令行 --field）改为 "
+                f"{served_in} 后重试。本次未还原任何内容。"
+            )
+            assert out["message_en"] == (
+                f"This envelope was served in field {served_in}, not {asked}: set field (on the command "
+                f"line --field) to {served_in} and try again. Nothing was unmasked."
+            )
+            assert resident.mobile not in resp.text and "被篡改" not in resp.text
+        refused(
+            api(stack, "POST", "/unmask", "ca_steward", body={**ask, "value": tampered, "field": "mobile"}),
+            422,
+            "unmask_refused",
+        )
+        new = {kind: events_of(stack, kind)[n:] for kind, n in seen.items()}
+        assert new["masking.unmask_revealed"] == []
+        assert [(e["outcome"], e["body"]["reason"]) for e in new["masking.unmask"]] == [
+            ("allowed", "unmask")
+        ] * 3
+        assert [
+            (e["outcome"], e["body"]["reason"], e["body"]["details"].get("served_in_field"))
+            for e in new["masking.unmask_failed"]
+        ] == [("refused", "wrong_field", "remark"), ("refused", "wrong_field", "mobile"),
+              ("error", "unmask_refused", None)]  # fmt: skip
+        assert not any(resident.mobile in json.dumps(e["body"]) for events in new.values() for e in events)
+
+        ask = {"value": in_remark, "dataset": "residents", "field": "remark", "purpose": "核实紧急联系人"}
+        assert ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))["value"] in (resident.remark or "")
 
 
 def test_a_pseudonym_from_a_key_older_than_dataset_binding_is_refused_for_everyone(stack: Stack) -> None:

@@ -31,6 +31,7 @@ from masking.operators import OperatorUnavailableError
 from masking.reversible import (
     decrypt_envelope,
     encrypt_envelope,
+    envelope_context_among,
     ff1_id_cipher,
     ff1_id_pseudonym,
     ff1_id_reveal,
@@ -494,6 +495,28 @@ def test_an_envelope_sealed_with_its_resident_names_her_to_whoever_opens_it(keys
         open_envelope(env, keys, dataset="occupants", context="residents.mobile", unmask=UNMASK)
     with pytest.raises(ValueError, match="subject"):
         encrypt_envelope("x", keys, dataset="d", context="d.f", subject=b"")
+
+
+def test_the_context_an_envelope_opens_under_is_found_among_others_without_its_value(keys: KeyRing) -> None:
+    """A mobile sealed in a remark and asked for as a mobile fails its tag as a tampered one does; which of
+    the dataset's contexts it opens under is found, and only that is returned."""
+    subject = b"a1" + bytes(range(32))
+    env = encrypt_envelope(
+        "13812345678", keys, dataset="residents", context="residents.remark", subject=subject
+    )
+    contexts = ["residents.name", "residents.mobile", "residents.remark", "residents.address"]
+    found = envelope_context_among(env, keys, dataset="residents", contexts=contexts, unmask=UNMASK)
+    assert found == "residents.remark"
+    assert (
+        envelope_context_among(env, keys, dataset="residents", contexts=contexts[:2], unmask=UNMASK) is None
+    )
+    assert envelope_context_among(env, keys, dataset="occupants", contexts=contexts, unmask=UNMASK) is None
+    tampered = env[:-2] + ("A" if env[-2] != "A" else "B") + env[-1]
+    assert (
+        envelope_context_among(tampered, keys, dataset="residents", contexts=contexts, unmask=UNMASK) is None
+    )
+    with pytest.raises(UnmaskError):
+        envelope_context_among(env, keys, dataset="residents", contexts=contexts, unmask=None)  # type: ignore[arg-type]
 
 
 def test_an_envelope_is_bound_to_its_dataset_even_with_a_rules_context(keys: KeyRing) -> None:
