@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import tomllib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -56,6 +56,9 @@ RULES: Final = (
     "no_active_grant",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=CHINA_STANDARD_TIME)
+#: How many source addresses a refusal spike names: enough to block the senders of a flood, few enough
+#: to read in one line.
+TOP_SOURCES: Final = 3
 
 
 class AnomalyRulesError(ValueError):
@@ -127,6 +130,9 @@ class Finding:
     actor_org: str | None = None
     #: About requests no valid token identified (``actor`` None): nobody's, whoever sent them.
     unauthenticated: bool = False
+    #: A refusal spike's most frequent source addresses, with how many of its refusals each sent (at most
+    #: :data:`TOP_SOURCES`, most first): what a supervisor can have blocked. Empty for the other rules.
+    sources: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +148,7 @@ class Finding:
             "window_start": format_timestamp(self.window_start) if self.window_start else None,
             "window_end": format_timestamp(self.window_end) if self.window_end else None,
             "metrics": dict(self.metrics),
+            "sources": [{"source": source, "refusals": n} for source, n in self.sources],
         }
 
 
@@ -298,21 +305,33 @@ def _user(event: EventSummary) -> str | None:
     return None if event.actor == ANONYMOUS_ACTOR else event.actor
 
 
+def _top_sources(refused: Sequence[EventSummary]) -> tuple[tuple[str, int], ...]:
+    """The :data:`TOP_SOURCES` sources that sent most of ``refused``, with their counts (most first, then by
+    address); events without a source (written before sources were recorded) are not counted."""
+    counts = Counter(e.source for e in refused if e.source is not None)
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_SOURCES])
+
+
 def refusal_spikes(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list[Finding]:
     """Per user and window, the refusals past both thresholds. The refusals of requests no valid token
-    identified are grouped per window on their own, never as a user's (:func:`_unauthenticated`)."""
+    identified are grouped per window on their own, never as a user's (:func:`_unauthenticated`). Each
+    finding names the sources most of its refusals came from (:func:`_top_sources`)."""
     groups: dict[tuple[str | None, datetime, datetime], list[EventSummary]] = defaultdict(list)
     for e in events:
         groups[(_user(e), *_bucket(e.occurred_at, s["window_minutes"]))].append(e)
     findings = []
     for (actor, start, end), group in sorted(groups.items(), key=lambda item: item[0][1:]):
-        refused = [e.seq for e in group if e.outcome == Outcome.REFUSED.value]
+        refused_events = [e for e in group if e.outcome == Outcome.REFUSED.value]
+        refused = [e.seq for e in refused_events]
         ratio = len(refused) / len(group)
         if len(refused) < s["min_refusals"] or ratio < s["min_ratio"]:
             continue
         metrics = {"refusals": len(refused), "accesses": len(group), "ratio": round(ratio, 3)}
+        sources = _top_sources(refused_events)
         if actor is None:
-            findings.append(_unauthenticated(tuple(refused), s["window_minutes"], start, end, metrics))
+            findings.append(
+                _unauthenticated(tuple(refused), s["window_minutes"], start, end, metrics, sources)
+            )
             continue
         findings.append(
             Finding(
@@ -325,36 +344,52 @@ def refusal_spikes(events: Sequence[EventSummary], s: Mapping[str, Any]) -> list
                 window_start=start,
                 window_end=end,
                 metrics=metrics,
+                sources=sources,
             )
         )
     return findings
 
 
 def _unauthenticated(
-    seqs: tuple[int, ...], minutes: int, start: datetime, end: datetime, metrics: Mapping[str, int | float]
+    seqs: tuple[int, ...],
+    minutes: int,
+    start: datetime,
+    end: datetime,
+    metrics: Mapping[str, int | float],
+    sources: tuple[tuple[str, int], ...] = (),
 ) -> Finding:
     """A window's refusals of requests without a valid token: attributed to no one (whoever sent them is
-    not known, and they may be many), said so, and pointing to where the senders are counted. Medium:
-    nothing was served, and there is no user to ask. The requests themselves are the events of actor
-    ``anonymous`` (each with its refusal code); the sources, once past the flood allowance, the gateway's
+    not known, and they may be many), said so, naming the addresses most of them came from (what a
+    supervisor can have blocked), and pointing to where the requests are listed. Medium: nothing was
+    served, and there is no user to ask. The requests themselves are the events of actor ``anonymous``
+    (each with its refusal code and source); the sources past the flood allowance, the gateway's
     ``auth.refused_burst`` events. Pointing at ``auth.`` alone sent a supervisor to an empty list: the
     refused data requests are recorded as ``data.`` events, not ``auth.`` ones."""
     n = len(seqs)
+    if sources:
+        from_zh = "主要来源地址：" + "、".join(f"{source}（{count} 次）" for source, count in sources) + "；"
+        from_en = "mostly from " + ", ".join(f"{source} ({count})" for source, count in sources) + "; "
+        by_source_zh = f"，某一地址的请求可用 grassroots supervise events --source {sources[0][0]} 查看"
+        by_source_en = f", grassroots supervise events --source {sources[0][0]} those from one address"
+    else:
+        from_zh = from_en = by_source_zh = by_source_en = ""
     return Finding(
         "refusal_spike",
         "medium",
-        f"{minutes} 分钟内有 {n} 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户；"
-        "这些请求可用 grassroots supervise events --actor anonymous --outcome refused 查看，"
+        f"{minutes} 分钟内有 {n} 次未持有效登录凭证的请求被拒绝（发送方未经认证，不归属于任何用户；{from_zh}"
+        "这些请求可用 grassroots supervise events --actor anonymous --outcome refused 查看"
+        f"{by_source_zh}，"
         "按来源地址汇总的拒绝可用 grassroots supervise events --kind auth. 查看）",
         f"{n} refusals of requests without a valid token within {minutes} min (senders not "
-        "authenticated: attributed to no user; grassroots supervise events --actor anonymous --outcome "
-        "refused lists these requests, and grassroots supervise events --kind auth. the refusals counted "
-        "per source address)",
+        f"authenticated: attributed to no user; {from_en}grassroots supervise events --actor anonymous "
+        f"--outcome refused lists these requests{by_source_en}, and grassroots supervise events --kind auth. "
+        "the refusals counted per source address)",
         seqs,
         window_start=start,
         window_end=end,
         metrics=metrics,
         unauthenticated=True,
+        sources=sources,
     )
 
 

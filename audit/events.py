@@ -11,6 +11,7 @@ The body (:meth:`AuditEvent.to_body`) is what gets hashed, in RFC 8785 canonical
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,10 @@ _MAX_TEXT = 256
 _TOKENS = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}(?:\n[A-Za-z0-9_.:@/-]{1,128})*")
 _REFS = re.compile(r"[A-Za-z0-9_-]{1,16}:[0-9a-f]{64}(?:\n[A-Za-z0-9_-]{1,16}:[0-9a-f]{64})*")
 
+#: What stands for a request's source that is no single address: a word of the gateway's own (``unknown``:
+#: no address could be read; ``other-sources``: many addresses counted together).
+_SOURCE_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
 #: The actor of a request no valid token identified (none, expired, forged): who sent it is not known, so
 #: it is nobody's access and no user to count (reports, the monthly 通报), whatever the number of senders.
 ANONYMOUS_ACTOR: Final = "anonymous"
@@ -53,6 +58,22 @@ def looks_like_personal_data(text: str) -> bool:
     in one piece or in its usual groups: the tripwire every event's text passes (see
     ``grassroots_common.personal_data``; text people type is checked more broadly before it gets here)."""
     return looks_like_identifier(text)
+
+
+def is_source(value: object) -> bool:
+    """True when ``value`` is an event's ``source`` as written: an IP address or an address block (an IPv6
+    client's /64) in its one canonical spelling, so that a query for it finds every event it is in, or a
+    lower-case word standing for none (``unknown``). Never a name, a header's text or anything else a
+    client wrote: nothing that could be personal data."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return False
+    if _SOURCE_WORD.fullmatch(value):
+        return True
+    try:
+        parsed: object = ipaddress.ip_network(value) if "/" in value else ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return str(parsed) == value
 
 
 def _checked_text(
@@ -145,6 +166,13 @@ class AuditEvent:
     ``subject_refs`` and ``record_refs`` must already be :class:`audit.pseudonym.Pseudonymizer` refs;
     ``details`` is free JSON for the act (e.g. a grant id, a policy version) and must not carry personal
     data — strings that look like an ID number or a mobile number are refused.
+
+    ``source`` is where the request that caused the event came from, as the gateway resolved it (the
+    client address, a trusted proxy's ``X-Forwarded-For`` only; see :func:`is_source`), or None for an event
+    no request caused (and for every event written before it was recorded). It is the actor's side of the
+    event, like ``actor`` and ``actor_org``, and kept in the clear for the same reason: a supervisor must
+    be able to act on it (have an address blocked). Absent from the body when None, so the bodies written
+    before it existed are, byte for byte, what their events encode to.
     """
 
     kind: str
@@ -163,6 +191,7 @@ class AuditEvent:
     request_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if not self._valid_at_once():
@@ -210,6 +239,7 @@ class AuditEvent:
             and isinstance(self.occurred_at, datetime)
             and self.occurred_at.utcoffset() is not None
             and isinstance(self.details, Mapping)
+            and (self.source is None or is_source(self.source))
         )
 
     def _validate(self) -> None:
@@ -245,10 +275,13 @@ class AuditEvent:
             raise ValueError("occurred_at must be a timezone-aware datetime")
         if not isinstance(self.details, Mapping):
             raise ValueError("details must be a mapping")
+        if self.source is not None and not is_source(self.source):
+            raise ValueError("source must be an IP address, an address block or a word such as unknown")
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON object that is canonicalised (RFC 8785) and hashed into the chain and Merkle tree."""
-        return {
+        """The JSON object that is canonicalised (RFC 8785) and hashed into the chain and Merkle tree;
+        ``source`` only when the event has one (see the class docstring)."""
+        body: dict[str, Any] = {
             "v": BODY_VERSION,
             "kind": self.kind,
             "outcome": self.outcome.value,
@@ -267,6 +300,9 @@ class AuditEvent:
             "details": _thawed(self.details),
             "occurred_at": format_timestamp(self.occurred_at),
         }
+        if self.source is not None:
+            body["source"] = self.source
+        return body
 
     def canonical_body(self) -> bytes:
         """``canonical_json(self.to_body())`` (RFC 8785), computed without the generic checks where the
@@ -296,6 +332,7 @@ class AuditEvent:
             request_id=body["request_id"],
             details=body["details"],
             occurred_at=parse_timestamp(body["occurred_at"]),
+            source=body.get("source"),
         )
 
 
@@ -338,10 +375,11 @@ def canonical_text_and_time(event: AuditEvent) -> tuple[str, str]:
 
     Written out field by field, which is what RFC 8785 gives for this object: keys in UTF-16 order
     (§3.2.3; all ASCII here), no whitespace, integers as plain digits (§3.2.2.3, bounded by validation).
-    Every string but ``actor`` and ``details`` already matched an ASCII token pattern in
-    ``__post_init__``, so it needs no escaping (§3.2.2.2); ``actor`` goes through the JSON string
-    encoder and ``details`` through :func:`audit.canonical.encode_plain`, or — for what only the
-    reference encoder handles (lone surrogates, floats) — the whole body through ``canonical_json``.
+    Every string but ``actor`` and ``details`` already matched an ASCII token pattern (``source``: an
+    address, :func:`is_source`) in ``__post_init__``, so it needs no escaping (§3.2.2.2); ``actor`` goes
+    through the JSON string encoder and ``details`` through :func:`audit.canonical.encode_plain`, or — for
+    what only the reference encoder handles (lone surrogates, floats) — the whole body through
+    ``canonical_json``.
     A property test holds this to ``canonical_json(event.to_body())``.
     """
     stamp = _body_stamp(event.occurred_at)
@@ -363,6 +401,7 @@ def canonical_text_and_time(event: AuditEvent) -> tuple[str, str]:
     reason = "null" if (x := event.reason) is None else f'"{x}"'
     request_id = "null" if (x := event.request_id) is None else f'"{x}"'
     scenario = "null" if (x := event.scenario) is None else f'"{x}"'
+    source = "" if (x := event.source) is None else f',"source":"{x}"'
     trace_id = "null" if (x := event.trace_id) is None else f'"{x}"'
     roles = f'"{_SEP.join(t)}"' if (t := event.actor_roles) else ""
     fields = f'"{_SEP.join(t)}"' if (t := event.fields) else ""
@@ -372,7 +411,7 @@ def canonical_text_and_time(event: AuditEvent) -> tuple[str, str]:
         f'{{"actor":{_json_string(actor)},"actor_org":{org},"actor_roles":[{roles}],"dataset":{dataset},'
         f'"details":{details_text},"fields":[{fields}],"kind":"{event.kind}","occurred_at":"{stamp}",'
         f'"outcome":"{event.outcome._value_}","reason":{reason},"record_count":{event.record_count:d},'
-        f'"record_refs":[{record_refs}],"request_id":{request_id},"scenario":{scenario},'
+        f'"record_refs":[{record_refs}],"request_id":{request_id},"scenario":{scenario}{source},'
         f'"subject_refs":[{subject_refs}],"trace_id":{trace_id},"v":{BODY_VERSION:d}}}'
     )
     return text, stamp

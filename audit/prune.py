@@ -396,8 +396,10 @@ def prune(
     actor_org: str | None = None,
     actor_roles: tuple[str, ...] = (),
     request_id: str | None = None,
+    source: str | None = None,
 ) -> PruneResult:
-    """Prune what :func:`plan_prune` allows; raises :class:`PruneRefused` (nothing changed) otherwise."""
+    """Prune what :func:`plan_prune` allows; raises :class:`PruneRefused` (nothing changed) otherwise.
+    ``source``: where the request to prune came from, for its event (None: no request, the CLI)."""
     when = (now or datetime.now(UTC)).astimezone(UTC)
     keys = key_chain(checkpoint_dir, signer.public_key)
     plan = plan_prune(
@@ -487,6 +489,7 @@ def prune(
         request_id=request_id,
         details={k: v for k, v in change.items() if k not in ("kind", "actor")},
         occurred_at=when,
+        source=source,
     )
     try:
         with engine.begin() as conn:

@@ -20,13 +20,14 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit.events import Outcome, format_timestamp
+from audit.events import Outcome, format_timestamp, is_source
 from audit.log import AuditUnavailable
 from audit.pseudonym import is_ref
 from audit.tables import (
     UNSERVED_RECORD_READ,
     audit_events,
     audit_subject_refs,
+    event_source,
     requested_record_ref,
 )
 from grassroots_common.divisions import significant_prefix
@@ -123,7 +124,9 @@ class EventQuery:
     it ends with ``.`` (``data.``); ``before`` is the keyset cursor (results are newest first).
     ``unattributed`` adds, to an ``org`` subtree, the events no organisation is charged with (a token no
     organisation can be read from, a key rotation, a departmental system's own calls): the platform's
-    own, for the supervisors of the jurisdiction the platform serves.
+    own, for the supervisors of the jurisdiction the platform serves. ``source`` matches an event's source
+    exactly (an address in its canonical spelling, an IPv6 /64 block, or ``unknown``: see
+    :func:`audit.events.is_source`), the events no request caused and those older than sources never.
     """
 
     org: str | None = None
@@ -137,10 +140,13 @@ class EventQuery:
     before: int | None = None
     limit: int = 100
     unattributed: bool = False
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.org is not None:
             org_prefix(self.org)
+        if self.source is not None and not is_source(self.source):
+            raise ValueError("source must be an IP address, an IPv6 /64 block or unknown")
         if self.outcome is not None:
             Outcome(self.outcome)
         if not 1 <= self.limit <= MAX_PAGE:
@@ -171,6 +177,8 @@ class EventSummary:
     request_id: str | None
     trace_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Where the request came from (None: no request caused it, or it predates sources).
+    source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +193,7 @@ class EventSummary:
             "actor": self.actor,
             "actor_org": self.actor_org,
             "actor_roles": list(self.actor_roles),
+            "source": self.source,
             "scenario": self.scenario,
             "dataset": self.dataset,
             "fields": list(self.fields),
@@ -222,6 +231,7 @@ def summary_of(seq: int, body_text: str) -> EventSummary:
         request_id=body["request_id"],
         trace_id=body["trace_id"],
         details=body["details"],
+        source=body.get("source"),
     )
 
 
@@ -237,6 +247,8 @@ def _filtered(q: EventQuery, columns: Sequence[Any]) -> Select[Any]:
         value = getattr(q, name)
         if value is not None:
             stmt = stmt.where(getattr(c, name) == value)
+    if q.source is not None:
+        stmt = stmt.where(event_source(c.body) == q.source)
     if q.kind is not None:
         if q.kind.endswith("."):
             stmt = stmt.where(c.kind.startswith(q.kind, autoescape=True))

@@ -95,16 +95,52 @@ class requested_record_ref(FunctionElement[str]):  # noqa: N801 -- an SQL functi
     name = "requested_record_ref"
 
 
+def _sqlite_body_member(element: FunctionElement[str], path: str, compiler: SQLCompiler, **kw: Any) -> str:
+    """``path`` of the body ``element`` is applied to, NULL for a body that is not JSON (never an error)."""
+    body = compiler.process(element.clauses, **kw)
+    return f"CASE WHEN json_valid({body}) THEN json_extract({body}, '{path}') END"
+
+
 @compiles(requested_record_ref, "sqlite")
 def _requested_record_ref_sqlite(element: requested_record_ref, compiler: SQLCompiler, **kw: Any) -> str:
-    body = compiler.process(element.clauses, **kw)
-    return f"CASE WHEN json_valid({body}) THEN json_extract({body}, '$.details.requested_record_ref') END"
+    return _sqlite_body_member(element, "$.details.requested_record_ref", compiler, **kw)
 
 
 @compiles(requested_record_ref, "postgresql")
 def _requested_record_ref_postgresql(element: requested_record_ref, compiler: SQLCompiler, **kw: Any) -> str:
     body = compiler.process(element.clauses, **kw)
     return f'substring({body}, \'"requested_record_ref":"([^"]*)"\')'
+
+
+class event_source(FunctionElement[str]):  # noqa: N801 -- an SQL function, named like one
+    """The top-level ``source`` of a stored body (where the request came from, see
+    :class:`audit.events.AuditEvent`), NULL when the body has none (events no request caused, and those
+    written before sources were recorded).
+
+    Read from the body, not from a column: sources are filtered on together with an indexed column or a
+    time range, and a column of its own would take a migration (see the README). Never raises, as
+    :class:`requested_record_ref`: on SQLite a body that is not JSON gives NULL; on PostgreSQL the text is
+    matched, since a ``jsonb`` cast refuses a body holding ``\\u0000``. A body's ``details`` may hold a
+    ``source`` of its own (a complaint's channel) and comes first in RFC 8785 order, so the match is
+    anchored at the end of the body, whose last members are fixed: ``source`` (when present) directly
+    before ``subject_refs`` (refs, no ``]`` or quote inside), ``trace_id`` (a token or null) and ``v``.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "event_source"
+
+
+@compiles(event_source, "sqlite")
+def _event_source_sqlite(element: event_source, compiler: SQLCompiler, **kw: Any) -> str:
+    return _sqlite_body_member(element, "$.source", compiler, **kw)
+
+
+@compiles(event_source, "postgresql")
+def _event_source_postgresql(element: event_source, compiler: SQLCompiler, **kw: Any) -> str:
+    body = compiler.process(element.clauses, **kw)
+    tail = r'"source":"([^"]*)","subject_refs":\[[^]]*\],"trace_id":(?:null|"[^"]*"),"v":[0-9]+\}$'
+    return f"substring({body}, '{tail}')"
 
 
 #: The events that can carry a ``requested_record_ref``: single-record reads that were not served. Literal

@@ -65,8 +65,8 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.openapi_doc import ecma_pattern, operation_id
-from gateway.pipeline import authenticate, record_audit, refusal_details
-from gateway.refusal_bursts import CLIENT_SOURCE
+from gateway.pipeline import authenticate, record_audit, refusal_details, with_request_source
+from gateway.refusal_bursts import request_source
 from gateway.runtime import Runtime
 from grassroots_common import divisions as grassroots_divisions
 from grassroots_common.divisions import DIVISION_CODE
@@ -383,7 +383,7 @@ async def signed_in(runtime: Runtime, authorization: str | None, permission: str
     try:
         return await authenticate(runtime, authorization)
     except Unauthenticated as refused:
-        runtime.refuse_flood(CLIENT_SOURCE.get(), refused, "auth.refused")
+        runtime.refuse_flood(request_source(), refused, "auth.refused")
         await record_refusal(runtime, None, permission, refused)
         raise
 
@@ -592,14 +592,18 @@ async def _transaction(
         with domain_errors():
             yield uow
         events = [
-            change_event(
-                change,
-                actor_org=principal.org if principal else None,
-                actor_roles=principal.roles if principal else (),
-                request_id=request_id,
-            )
-            for change in uow.changes
-        ] + uow.events
+            with_request_source(event)
+            for event in [
+                change_event(
+                    change,
+                    actor_org=principal.org if principal else None,
+                    actor_roles=principal.roles if principal else (),
+                    request_id=request_id,
+                )
+                for change in uow.changes
+            ]
+            + uow.events
+        ]
         await asyncio.to_thread(_append_in_session, session, events)
         await asyncio.to_thread(session.commit)
     except BaseException:

@@ -36,7 +36,7 @@ from gateway.errors import (
     where_raised,
 )
 from gateway.quotas import QuotaHold, QuotaUnavailable
-from gateway.refusal_bursts import CLIENT_SOURCE
+from gateway.refusal_bursts import request_source
 from gateway.runtime import DatasetView, Runtime
 from gateway.upstream import RECORD_ID_PATTERN, UpstreamTarget
 from masking import KAnonymityResult, MaskingPlan, mask_records
@@ -730,14 +730,26 @@ class EventUnencodable(AuditLogUnavailable):
     """The event itself cannot be encoded (a value RFC 8785 JSON cannot carry): nothing was written."""
 
 
+def with_request_source(event: AuditEvent) -> AuditEvent:
+    """``event`` with the source of the request being served (:func:`gateway.refusal_bursts.request_source`)
+    when it has none of its own: every event a request causes says where the request came from, whichever
+    code built it. Outside a request (a background task) it is left as it is."""
+    source = request_source()
+    if event.source is not None or source is None:
+        return event
+    return replace(event, source=source)
+
+
 async def record_audit(
     runtime: Runtime, event: AuditEvent, count: tuple[QuotaKey, int] | None = None
 ) -> None:
     """Stages 7 and 8: append the event and wait until it is durably committed, with ``count`` (the
-    records served, added to the caller's daily quota) in the same transaction; fail closed with 503."""
+    records served, added to the caller's daily quota) in the same transaction; fail closed with 503.
+    The event records the request's source (:func:`with_request_source`)."""
     started = time.perf_counter()
     try:
         try:
+            event = with_request_source(event)
             pending = runtime.appender.append(event, count)  # encodes (RFC 8785) now, or raises
         except (ValueError, TypeError):
             _log.error("the audit event cannot be encoded (%s); refusing the request", where_raised())
@@ -838,7 +850,7 @@ async def _run(
     if isinstance(failure, Unauthenticated):
         # No valid token: past the address's allowance this is counted, not recorded (429, no data).
         try:
-            runtime.refuse_flood(CLIENT_SOURCE.get(), failure, request.kind)
+            runtime.refuse_flood(request_source(), failure, request.kind)
         except GatewayError as busy:
             runtime.telemetry.requests.add(1, {"dataset": "invalid", "outcome": busy.code})
             raise
@@ -1081,6 +1093,7 @@ def _build_event(
         request_id=request.request_id,
         details=details,
         occurred_at=now,
+        source=request_source(),
     )
 
 
@@ -1099,6 +1112,7 @@ def _minimal_event(
         dataset=request.dataset if runtime.dataset(request.dataset) is not None else "invalid",
         reason="audit_event_unbuildable",
         occurred_at=now,
+        source=request_source(),
     )
     try:
         return replace(minimal, trace_id=trace_id, request_id=request.request_id)

@@ -55,29 +55,60 @@ UNKNOWN_ORG = "unknown"
 #: Refusals whose token claimed an organisation past the first :data:`MAX_CLAIMED_ORGS` of the window.
 OTHER_ORGS = "other"
 
-#: The current request's source (:func:`source_of`), set with its request id (``gateway.app``).
-CLIENT_SOURCE: ContextVar[str] = ContextVar("grassroots_client_source", default=UNKNOWN_SOURCE)
+#: The current request's source (:func:`source_of`), set with its request id (``gateway.app``); None
+#: outside a request (a background task's events come from no address).
+CLIENT_SOURCE: ContextVar[str | None] = ContextVar("grassroots_client_source", default=None)
+
+
+def request_source() -> str | None:
+    """The source of the request being served, None outside one: what every audit event the request
+    causes records as its ``source`` (``gateway.pipeline.with_request_source``), and what the flood
+    allowance counts it under."""
+    return CLIENT_SOURCE.get()
 
 
 def source_of(scope: Mapping[str, Any]) -> str:
     """The client address of an ASGI request, as the gateway sees it: uvicorn's ``client``, which its
     proxy-header handling has already replaced by ``X-Forwarded-For`` when, and only when, the peer is a
-    trusted proxy (``FORWARDED_ALLOW_IPS``, by default 127.0.0.1). An IPv6 client is counted by its
-    /64, the block one end site holds (RFC 6177) and can draw fresh addresses from at will; anything that
-    is not an IP address is counted as ``unknown``, never recorded as given."""
+    trusted proxy (``FORWARDED_ALLOW_IPS``, by default 127.0.0.1 and ::1). An IPv6 client is counted by
+    its /64, the block one end site holds (RFC 6177) and can draw fresh addresses from at will; anything
+    that is not an IP address is counted as ``unknown``, never recorded as given."""
     client = scope.get("client")
     host = client[0] if client else None
     if not isinstance(host, str):
         return UNKNOWN_SOURCE
+    return _address_source(host) or UNKNOWN_SOURCE
+
+
+def _address_source(text: str) -> str | None:
+    """``text`` as a source if it is an IP address (an IPv6 one as its /64), else None."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return UNKNOWN_SOURCE
+        return None
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def source_asked(text: str) -> str | None:
+    """A source as a supervisor types it, in the spelling events record (:func:`source_of`), or None when it
+    is none: an IPv4 address; an IPv6 address (its /64: ``2001:db8::1`` finds ``2001:db8::/64``) or /64
+    block; ``unknown``; ``other-sources`` (the flood counter's shared allowance)."""
+    text = text.strip()
+    if text in (UNKNOWN_SOURCE, OVERFLOW_SOURCE):
+        return text
+    if "/" not in text:
+        return _address_source(text)
+    try:
+        block = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if isinstance(block, ipaddress.IPv6Network) and block.prefixlen == 64:
+        return str(block)
+    return None
 
 
 class TooManyRefusals(GatewayError):

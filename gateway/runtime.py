@@ -44,7 +44,7 @@ from gateway.checkpoint_health import CheckpointHealth
 from gateway.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthenticated
 from gateway.outbound import OutboundCredentialCache
 from gateway.quotas import CachedQuotaCounter, CountedWithAudit, SharedHoldWriter
-from gateway.refusal_bursts import BURST_KIND, RefusalBursts, TooManyRefusals
+from gateway.refusal_bursts import BURST_KIND, UNKNOWN_SOURCE, RefusalBursts, TooManyRefusals
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from gateway.upstream import LOOKUP_SUFFIX, UpstreamClient, UpstreamTarget
@@ -327,12 +327,13 @@ class Runtime:
                 await self._refresher
         await self.upstream.close()
 
-    def refuse_flood(self, source: str, refused: GatewayError, door: str) -> None:
+    def refuse_flood(self, source: str | None, refused: GatewayError, door: str) -> None:
         """For a request refused for want of a valid token (``refused``), before its event is recorded:
-        raise 429 instead when ``source`` is past its allowance for the window; it is then counted into
-        the source's ``auth.refused_burst`` summary and recorded by that (gateway.refusal_bursts)."""
+        raise 429 instead when ``source`` (None: ``unknown``) is past its allowance for the window; it is
+        then counted into the source's ``auth.refused_burst`` summary and recorded by that
+        (gateway.refusal_bursts)."""
         claimed = refused.claimed_org if isinstance(refused, Unauthenticated) else None
-        retry_after_s = self.refusal_bursts.admit(source, refused.code, door, claimed)
+        retry_after_s = self.refusal_bursts.admit(source or UNKNOWN_SOURCE, refused.code, door, claimed)
         if retry_after_s is not None:
             raise TooManyRefusals(retry_after_s) from None
 
@@ -349,6 +350,8 @@ class Runtime:
                     reason=TooManyRefusals.code,
                     details=summary.details(),
                     occurred_at=self.refusal_bursts.clock(),
+                    # Written by a background task, on no request's behalf: the source it sums up.
+                    source=summary.source,
                 )
                 await self.appender.append(event)
             except Exception as exc:

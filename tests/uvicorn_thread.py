@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from gateway.serving import CoalescingHttpToolsProtocol
+
 
 @dataclass
 class RunningServer:
@@ -37,3 +39,17 @@ def uvicorn_thread(config: uvicorn.Config, start_timeout_s: float = 20.0) -> Ite
         yield running
     finally:
         running.stop()
+
+
+def loopback_config(app: object, port: int, **options: object) -> uvicorn.Config:
+    """``app`` on 127.0.0.1:``port`` as ``serve`` runs it (its HTTP protocol; uvicorn's proxy-header handling
+    on, trusting ``FORWARDED_ALLOW_IPS`` unless ``forwarded_allow_ips`` is given), quietly."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        loop="asyncio",
+        http=CoalescingHttpToolsProtocol,
+        **options,  # type: ignore[arg-type]
+    )

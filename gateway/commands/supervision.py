@@ -137,6 +137,15 @@ def events(
             )
         ),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help=bilingual(
+                "请求来源地址：IP 地址（IPv6 按其 /64 网段），或 unknown",
+                "where the requests came from: an IP address (IPv6: its /64 block), or unknown",
+            )
+        ),
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     before: Annotated[
@@ -149,6 +158,7 @@ def events(
     params = {
         "org": org,
         "actor": actor,
+        "source": source,
         "scenario": scenario,
         "dataset": dataset,
         "outcome": outcome,

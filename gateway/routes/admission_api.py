@@ -95,7 +95,7 @@ from gateway.free_text import refuse_personal_data
 from gateway.openapi_doc import ecma_pattern, other_formats
 from gateway.outbound import open_outbound_credential, seal_outbound_credential
 from gateway.pipeline import record_audit
-from gateway.refusal_bursts import CLIENT_SOURCE
+from gateway.refusal_bursts import request_source
 from gateway.registration_keys import REGISTRATION_KEYS, REGISTRATION_VIEW_KEYS
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings, refuse_blank_path, tls_or_loopback
@@ -1858,7 +1858,7 @@ async def authenticate_system(runtime: Runtime, authorization: str | None, reque
     except GatewayError as exc:
         if system_id is None and isinstance(exc, Unauthenticated):
             # No valid system token: counted past the address's allowance (gateway.refusal_bursts).
-            runtime.refuse_flood(CLIENT_SOURCE.get(), exc, "system.call")
+            runtime.refuse_flood(request_source(), exc, "system.call")
         await _audit_system(runtime, "system.call", Outcome.REFUSED, system_id, exc.code, request)
         raise
     await _audit_system(runtime, "system.call", Outcome.ALLOWED, system_id, "allowed", request)

@@ -55,6 +55,7 @@ from gateway.errors import (
 )
 from gateway.free_text import NOT_BLANK, TEXT_MAX, refuse_personal_data, text_schema
 from gateway.openapi_doc import ecma_pattern
+from gateway.pipeline import with_request_source
 from gateway.runtime import Runtime
 from masking import (
     OPERATORS,
@@ -866,7 +867,7 @@ def _field_served_in(runtime: Runtime, keys: KeyRing, body: UnmaskBody, capabili
 
 async def _append(runtime: Runtime, event: AuditEvent) -> int:
     try:
-        receipt = await runtime.appender.append(event)
+        receipt = await runtime.appender.append(with_request_source(event))
     except AuditUnavailable:
         raise AuditLogUnavailable() from None
     return receipt.seq

@@ -83,6 +83,7 @@ from gateway.errors import Forbidden, GatewayError, InvalidRequest, NotFound, Se
 from gateway.evidence import PersonRecords, find_person_records
 from gateway.free_text import refuse_personal_data
 from gateway.openapi_doc import other_formats
+from gateway.refusal_bursts import request_source, source_asked
 from gateway.routes.admission_api import department_names
 from gateway.runtime import Runtime
 from gateway.settings import RunMode
@@ -505,11 +506,19 @@ async def list_events(
     until: UntilQuery = None,
     before: Annotated[int | None, Query(ge=1, le=SEQ_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    source: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="where the requests came from: an IP address (IPv6: its /64 block), or unknown",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Events of the caller's organisation subtree, newest first; ``next_before`` pages on."""
     scope = _scope(principal, org)
     checked_range(since, until)
     query = EventQuery(
+        source=_source_arg(source),
         org=_org_arg(scope),
         unattributed=_with_unattributed(runtime, scope),
         actor=actor,
@@ -532,10 +541,34 @@ async def list_events(
         unknown_org = org is not None and not await asyncio.to_thread(_divides_known, runtime, scope)
         answer.update(
             _nothing_found(
-                runtime, scenario=scenario, dataset=dataset, kind=kind, actor=actor, unknown_org=unknown_org
+                runtime,
+                scenario=scenario,
+                dataset=dataset,
+                kind=kind,
+                actor=actor,
+                unknown_org=unknown_org,
+                source=source is not None,
             )
         )
     return answer
+
+
+def _source_arg(source: str | None) -> str | None:
+    """The ``source`` filter in the spelling events record it (an IPv6 address as its /64); 422 for what is
+    no address, never repeating it (a name or a number typed into the wrong box)."""
+    if source is None:
+        return None
+    asked = source_asked(source)
+    if asked is None:
+        raise InvalidRequest(
+            "source 须为请求来源的 IP 地址（例如 203.0.113.7；IPv6 地址按其所在的 /64 网段查找，"
+            "例如 2001:db8::1 或 2001:db8::/64），或 unknown（未能读出地址的请求）。本次未查询。",
+            "source must be the IP address requests came from (e.g. 203.0.113.7; an IPv6 address is looked "
+            "up by its /64 block, e.g. 2001:db8::1 or 2001:db8::/64), or unknown (requests whose address "
+            "could not be read). Nothing was queried.",
+            code="invalid_source",
+        )
+    return asked
 
 
 #: The hint for an ``org`` filter that names none of the platform's divisions (a digit typed wrong).
@@ -574,6 +607,7 @@ def _nothing_found(
     kind: str | None,
     actor: str | None,
     unknown_org: bool = False,
+    source: bool = False,
 ) -> dict[str, str]:
     """Why an events query may have found nothing, for the filters that look mistyped: an empty list alone
     reads as "nobody did anything" (a scenario typo, ``--kind data`` for the family ``data.``, a login name
@@ -611,6 +645,18 @@ def _nothing_found(
             (
                 "actor 须为用户编号（即事件中的 actor，例如 u-5b77c574d1），不是登录名或姓名",
                 "actor is a user id (an event's actor, e.g. u-5b77c574d1), not a login name or a name",
+            )
+        )
+    if source:
+        hints.append(
+            (
+                "source 只见于由请求引起的事件（后台任务的事件没有来源地址），"
+                "且只见于网关开始记录来源地址之后写入的事件；"
+                "经反向代理转发的请求记录的是代理转发的客户端地址，前提是代理的地址已列入 "
+                "FORWARDED_ALLOW_IPS",
+                "source is found only on events a request caused (a background task's have none), written "
+                "since the gateway records sources; a request through a reverse proxy is recorded under the "
+                "client address the proxy forwarded, provided the proxy is listed in FORWARDED_ALLOW_IPS",
             )
         )
     zh = "在您的监督范围内没有符合条件的事件。"
@@ -2250,6 +2296,7 @@ async def prune_audit_log(
                     actor_org=principal.org,
                     actor_roles=tuple(principal.roles),
                     request_id=request_id_of(request),
+                    source=request_source(),
                 )
             )
     except GatewayError as exc:

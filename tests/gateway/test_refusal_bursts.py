@@ -19,10 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from gateway.app import create_app
-from gateway.db import upgrade
 from gateway.refusal_bursts import (
     MAX_CLAIMED_ORGS,
     OTHER_ORGS,
@@ -33,11 +31,10 @@ from gateway.refusal_bursts import (
     source_of,
 )
 from gateway.runtime import Runtime
-from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.settings import Settings
 from gateway.wiring import dev_identity_provider
-from tests.ports import free_port
-from tests.uvicorn_thread import uvicorn_thread
+from tests.gateway.conftest import loopback_settings
+from tests.uvicorn_thread import loopback_config, uvicorn_thread
 
 LIMIT = 3
 WINDOW_S = 60.0
@@ -79,35 +76,17 @@ class Gateway:
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     """The real app under uvicorn (lifespan, middleware, the protocol `serve` uses) on a migrated SQLite
     database; clients reach it over loopback, the address uvicorn trusts for X-Forwarded-For by default."""
-    monkeypatch.setenv("GRASSROOTS_CHECKPOINT_INTERVAL_S", "0")
-    monkeypatch.setenv("GRASSROOTS_AUDIT_ARCHIVE_INTERVAL_S", "0")
-    url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    upgrade(url)
-    port = free_port()
-    settings = Settings(
-        data_dir=tmp_path / "var",
-        database_url=url,
-        dev_idp_enabled=True,
-        host="127.0.0.1",
-        port=port,
-        auth_refusal_burst=LIMIT,
-        auth_refusal_window_s=WINDOW_S,
+    settings = loopback_settings(
+        tmp_path, monkeypatch, auth_refusal_burst=LIMIT, auth_refusal_window_s=WINDOW_S
     )
+    url, port = settings.database_url, settings.port
     app = create_app(settings)
 
     @app.post("/test/write-bursts")
     async def write_bursts() -> None:
         await app.state.runtime.write_refusal_bursts()
 
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        loop="asyncio",
-        http=CoalescingHttpToolsProtocol,
-    )
-    with uvicorn_thread(config, start_timeout_s=60) as running:
+    with uvicorn_thread(loopback_config(app, port), start_timeout_s=60) as running:
         clock = FakeClock()
         app.state.runtime.refusal_bursts.clock = clock
         engine = sa.create_engine(url)
@@ -188,6 +167,8 @@ def test_a_flood_is_recorded_up_to_the_allowance_then_answered_429_and_summed_up
     )
     details = summary["details"]
     assert details["source"] == "127.0.0.1"
+    # and as the event's own source, where `supervise events --source` finds it beside the refusals
+    assert summary["source"] == "127.0.0.1"
     assert details["count"] == len(over)
     assert details["recorded_individually"] == LIMIT
     assert details["codes"] == {"invalid_token": 1, "malformed_token": 1, "missing_token": 2}
