@@ -42,3 +42,9 @@ def change_event(
         details=details,
         occurred_at=datetime.now(UTC),
     )
+
+
+def offline_change_event(kind: str, actor: str, details: Mapping[str, Any]) -> AuditEvent:
+    """The audit event of an act done on the server's command line: ``actor`` as the operating system says
+    (``cli:<OS user>@<host>``, see ``gateway.cli.offline_actor``), role ``operator``, ``via: cli``."""
+    return change_event({"kind": kind, "actor": actor, "via": "cli", **details}, actor_roles=("operator",))

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit import Checkpoint, CheckpointSigner, PseudonymRing, RestoreAlreadyAccepted, RestorePlan
-    from gateway.keys import StagedKeyFile
+    from gateway.keys import RingIdentity, StagedKeyFile
     from masking import KeyRing
     from policies import PolicyFileError
 
@@ -529,7 +529,7 @@ def serve(
     # Every key a worker loads at start, loaded here first (and, in development, made once before the
     # workers could race to make it): one that cannot be used is a message naming its setting, exit 2.
     # The masking key ring read here is the one a single-process gateway serves with (passed on below).
-    keys = _load_keys_or_exit(settings)
+    keys, made = _load_keys_or_exit(settings)
     _refuse_log_behind_checkpoints(settings)
     for warning in (unbound_ff1_key_warning(keys), unrestricted_issuer_warning(settings)):
         if warning is not None:
@@ -583,6 +583,10 @@ def serve(
         typer.echo(_cannot_listen(bind_host, bind_port, exc), err=True)
         raise typer.Exit(2) from None
     _check_identity_provider(settings.model_copy(update={"host": bind_host, "port": bind_port}))
+    # Last, just before serving: the first start on a database records its masking key ring (of two hosts
+    # starting at once, one; the other exits 2 here, its new ring removed). A start refused for any reason
+    # above records nothing (nor appends to a log restored from an older backup).
+    _record_masking_ring_or_exit(settings, keys, made=made)
     if workers == 1:
         # In this process: the app is given the key rings checked above rather than reading them again.
         # Worker processes (spawned, below) each read them once for themselves.
@@ -670,14 +674,44 @@ def unrestricted_issuer_warning(settings: Settings) -> str | None:
     )
 
 
-def masking_keys_or_exit(settings: Settings) -> KeyRing:
-    """The masking key ring (made on first use in development), or exit 2 naming GRASSROOTS_MASKING_KEK:
-    a KEK that does not open the ring (another host's, or changed since) ended in a traceback."""
-    from gateway.keys import KeyFileError, load_masking_keyring, masking_keyring_path
+def masking_keys_or_exit(settings: Settings, *, record: bool = True) -> KeyRing:
+    """The masking key ring (made on first use), or exit 2 naming GRASSROOTS_MASKING_KEK: a KEK that does
+    not open the ring (another host's, or changed since) ended in a traceback. Also exit 2 for a ring that
+    is not the one the database records (another deployment's, a copy from before a rotation, one made here
+    while another host made the recorded one): it masked residents under other keys than the other hosts,
+    and nothing noticed until an unmask failed. Where the database records none yet, this ring is recorded
+    (``record``; ``keys rotate`` records the rotated ring instead)."""
+    return _opened_masking_keys_or_exit(settings, offline_actor() if record else None)[0]
+
+
+def _record_masking_ring_or_exit(settings: Settings, ring: KeyRing, *, made: bool) -> None:
+    """Record ``ring`` as the one in use where the database records none yet (exit 2 when another host's
+    was recorded since it was checked): ``serve`` does so only once the database is known not to be an
+    older copy of the log (a start must not append to a log that forked from what was signed)."""
+    from audit import AuditUnavailable
+    from gateway.keys import KeyFileError, settle_masking_ring
+
+    try:
+        settle_masking_ring(settings, ring, made=made, record_as=offline_actor())
+    except AuditUnavailable:
+        database_lost(settings)
+    except KeyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _opened_masking_keys_or_exit(settings: Settings, record_as: str | None) -> tuple[KeyRing, bool]:
+    """:func:`masking_keys_or_exit`, and whether the ring was made here; recorded as ``record_as``."""
+    from audit import AuditUnavailable
+    from gateway.keys import KeyFileError, masking_keyring_path, open_masking_keyring, settle_masking_ring
     from masking import KeyRingError, KeyRingMalformed
 
     try:
-        return load_masking_keyring(settings)
+        ring, made = open_masking_keyring(settings)
+        settle_masking_ring(settings, ring, made=made, record_as=record_as)
+        return ring, made
+    except AuditUnavailable:
+        database_lost(settings)
     except KeyFileError as exc:  # the development KEK file: lost, unreadable, open to others, not a key
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -784,17 +818,18 @@ def _owner_only(load: Callable[[Path], object]) -> Callable[[Path], object]:
     return checked
 
 
-def _load_keys_or_exit(settings: Settings) -> KeyRing:
+def _load_keys_or_exit(settings: Settings) -> tuple[KeyRing, bool]:
     """Load every key the gateway reads when it starts, making the missing ones in development, so that a
     key file that cannot be used (not a PEM Ed25519 key, unreadable, a checkpoint key others may read) is a
     message naming its setting and the file, exit 2, instead of a traceback from the CLI or a worker.
-    Returns the masking key ring, read once here and passed on."""
+    Returns the masking key ring, read once here and passed on (checked against the database, not yet
+    recorded: :func:`_record_masking_ring_or_exit`), and whether it was made here."""
     from audit import CheckpointError, CheckpointSigner
     from gateway.routes.admission_api import system_token_key_path
     from gateway.upstream import load_or_create_ed25519
 
     # The audit-ref key (in development audit-hmac.key) was read by `serve` just before, with its ring.
-    ring = masking_keys_or_exit(settings)
+    ring, made = _opened_masking_keys_or_exit(settings, record_as=None)
     token_key = system_token_key_path(settings)
     loaders: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
         (
@@ -841,7 +876,7 @@ def _load_keys_or_exit(settings: Settings) -> KeyRing:
         from gateway.wiring import dev_identity_provider
 
         dev_identity_provider(settings).jwks()
-    return ring
+    return ring, made
 
 
 @app.command("dev-users", zh="列出演示用户（用户名、岗位、所属单位区划代码）。")
@@ -1610,12 +1645,10 @@ def record_offline_act(engine: Any, kind: str, details: Mapping[str, Any]) -> st
     """Append the audit event of an act done on the server's command line (actor :func:`offline_actor`,
     role ``operator``, ``via: cli``) and return the actor it names; raises ``AuditUnavailable``."""
     from audit import AuditLog
-    from gateway.changes import change_event
+    from gateway.changes import offline_change_event
 
     actor = offline_actor()
-    AuditLog(engine).append(
-        change_event({"kind": kind, "actor": actor, "via": "cli", **details}, actor_roles=("operator",))
-    )
+    AuditLog(engine).append(offline_change_event(kind, actor, details))
     return actor
 
 
@@ -1636,18 +1669,32 @@ def offline_actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
-def _record_rotation(settings: Settings, details: Mapping[str, Any]) -> str:
+def _record_rotation(
+    settings: Settings,
+    details: Mapping[str, Any],
+    ring: tuple[RingIdentity | None, RingIdentity] | None = None,
+) -> str:
     """Record a key rotation (``keys.rotated``) before the new key is saved, returning the actor named: a
     rotation nobody can account for must not happen (fail closed). Exit 2 when the log cannot be written;
-    the caller has saved nothing yet, so nothing is rotated."""
+    the caller has saved nothing yet, so nothing is rotated. ``ring``: a masking rotation's ring before
+    (``None``: a lost one replaced) and after, recorded with it as the ring in use
+    (:func:`gateway.keys.record_masking_rotation`); exit 2 when another host rotated the ring meanwhile."""
     from audit import AuditUnavailable
     from gateway.db import make_engine
+    from gateway.keys import KeyFileError, record_masking_rotation
 
     engine = make_engine(settings.effective_database_url)
     try:
-        return record_offline_act(engine, "keys.rotated", details)
+        if ring is None:
+            return record_offline_act(engine, "keys.rotated", details)
+        actor = offline_actor()
+        record_masking_rotation(engine, details, actor=actor, before=ring[0], after=ring[1])
+        return actor
     except AuditUnavailable:
         database_lost(settings)
+    except KeyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
 
@@ -1662,7 +1709,7 @@ def keys_rotate() -> None:
     """Add a new active masking data key; older keys stay, decrypt-only. Restart gateways to pick it up.
 
     The audit event names who ran it as the operating system says (cli:<user>@<host>)."""
-    from gateway.keys import masking_keyring_path, stage_masking_keyring
+    from gateway.keys import RingIdentity, masking_keyring_path, stage_masking_keyring
 
     settings = _settings()
     # Before the key ring (in development, the KEK too) is read or made: a rotation that cannot be recorded
@@ -1670,11 +1717,13 @@ def keys_rotate() -> None:
     require_migrated(settings)
     _refuse_a_ring_made_here(settings, masking_keyring_path(settings), ("脱敏数据密钥环", "masking key ring"))
     with _key_rings_locked(settings):  # read, record and save in turn with any other rotation here
-        ring = masking_keys_or_exit(settings)
-        before = ring.active_key_id
+        ring = masking_keys_or_exit(settings, record=False)  # the rotation records the ring it makes
+        before, identity = ring.active_key_id, RingIdentity.of(ring)
         new_id = ring.rotate()
         staged = _staged_or_exit(stage_masking_keyring, settings, ring)
-        actor = _recorded_then_in_place(staged, settings, {"before": before, "after": new_id})
+        actor = _recorded_then_in_place(
+            staged, settings, {"before": before, "after": new_id}, ring=(identity, RingIdentity.of(ring))
+        )
     zh, en = _after_rotation(masking_keyring_path(settings))
     typer.echo(
         f"数据密钥已轮换：{before} -> {new_id}（旧密钥仅用于解密），审计记录的操作者为 {actor}。{zh}\n"
@@ -1701,6 +1750,7 @@ def keys_replace_lost_ring() -> None:
     no other gateway host holds masking-keyring.json."""
     from gateway.keys import (
         KeyFileError,
+        RingIdentity,
         load_masking_keyring,
         masking_kek,
         masking_keyring_path,
@@ -1728,7 +1778,7 @@ def keys_replace_lost_ring() -> None:
         ring = KeyRing.generate(kek)
         staged = _staged_or_exit(stage_masking_keyring, settings, ring)
         details = {"before": None, "after": ring.active_key_id, "lost_ring": True}
-        actor = _recorded_then_in_place(staged, settings, details)
+        actor = _recorded_then_in_place(staged, settings, details, ring=(None, RingIdentity.of(ring)))
         load_masking_keyring(settings)  # opens what was written
     zh, en = _after_rotation(path)
     typer.echo(
@@ -1757,11 +1807,17 @@ def _staged_or_exit(
         raise typer.Exit(1) from None
 
 
-def _recorded_then_in_place(staged: StagedKeyFile, settings: Settings, details: dict[str, Any]) -> str:
-    """Record the rotation (``keys.rotated``), then put its staged ring in place; the actor recorded. A
-    rotation that cannot be recorded drops the staged ring (exit 2, nothing changed)."""
+def _recorded_then_in_place(
+    staged: StagedKeyFile,
+    settings: Settings,
+    details: dict[str, Any],
+    ring: tuple[RingIdentity | None, RingIdentity] | None = None,
+) -> str:
+    """Record the rotation (``keys.rotated``; a masking ring's with ``ring``, see :func:`_record_rotation`),
+    then put its staged ring in place; the actor recorded. A rotation that cannot be recorded drops the
+    staged ring (exit 2, nothing changed)."""
     try:
-        actor = _record_rotation(settings, details)
+        actor = _record_rotation(settings, details, ring)
     except BaseException:
         staged.discard()
         raise

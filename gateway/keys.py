@@ -8,12 +8,13 @@ Key material is never printed or logged.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from gateway.settings import RunMode, Settings
 from grassroots_common.files import fsync_directory
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
     from audit import PseudonymRing
     from masking import KeyRing
@@ -215,13 +216,22 @@ def load_masking_keyring(settings: Settings, *, replacing_a_lost_ring: bool = Fa
     while the database shows this deployment already masks under a ring (:func:`_ring_in_use`): a host
     whose copy was not made (or was lost) would otherwise mask under keys of its own, so the same resident
     got other pseudonyms there and nothing it sealed could be opened elsewhere, or what was sealed before
-    by it. ``replacing_a_lost_ring``: ``keys replace-lost-ring``, the operator's deliberate choice."""
+    by it. ``replacing_a_lost_ring``: ``keys replace-lost-ring``, the operator's deliberate choice.
+
+    Whether the ring is the one the database records is :func:`settle_masking_ring`'s to say."""
+    return open_masking_keyring(settings, replacing_a_lost_ring=replacing_a_lost_ring)[0]
+
+
+def open_masking_keyring(settings: Settings, *, replacing_a_lost_ring: bool = False) -> tuple[KeyRing, bool]:
+    """:func:`load_masking_keyring`, and whether this call made the ring (it was not there). Two processes
+    of one host making it at once agree on one: the file is linked into place only where none is, and the
+    slower one reads the faster one's."""
     from masking import KeyRing
 
     kek = masking_kek(settings)
     path = masking_keyring_path(settings)
     if path.exists():
-        return KeyRing.from_json(kek, path.read_text())
+        return KeyRing.from_json(kek, path.read_text()), False
     if not replacing_a_lost_ring:
         in_use = _ring_in_use(settings)
         if in_use is not None:
@@ -238,8 +248,9 @@ def load_masking_keyring(settings: Settings, *, replacing_a_lost_ring: bool = Fa
                 "grassroots keys replace-lost-ring (recorded in the audit log). No new ring was made",
             )
     ring = KeyRing.generate(kek)
-    save_masking_keyring(settings, ring)
-    return ring
+    if stage_masking_keyring(settings, ring).put_in_place_if_absent():
+        return ring, True
+    return KeyRing.from_json(kek, path.read_text()), False
 
 
 def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
@@ -275,6 +286,13 @@ def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
                     f"审计日志第 {rotated} 号事件记载它已轮换过",
                     f"audit event {rotated} records a rotation of it",
                 )
+            with engine.connect() as connection:
+                recorded = _recorded_ring(connection)
+            if recorded.identity is not None:
+                return (
+                    f"审计日志第 {recorded.seq} 号事件记载了它（由 {recorded.actor} 记录）",
+                    f"audit event {recorded.seq} records it (recorded by {recorded.actor})",
+                )
         if SystemRow.__tablename__ in tables:
             systems = SystemRow.__table__.c
             with engine.connect() as connection:
@@ -289,6 +307,279 @@ def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
                     "a system's outbound credential is sealed under it",
                 )
         return None
+
+
+# -- which masking key ring the database records ----------------------------------------------------
+#
+# Every host of a deployment must mask under the same ring (the same resident, the same pseudonym; what one
+# host sealed, every host opens). The ring is a file each host keeps; the database, which they share, says
+# which ring it is: a ``keys.ring_recorded`` audit event holding the ring's identity (:class:`RingIdentity`),
+# appended by the first start on the database and again, in the same transaction, by each rotation. The
+# latest such event is the ring in use. A start whose ring is not it is refused.
+
+#: The audit event recording which masking key ring the deployment uses.
+RING_RECORDED = "keys.ring_recorded"
+# One PostgreSQL advisory lock for every reader-then-recorder of the ring (they are per database).
+_RING_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"grassroots-masking-ring-identity").digest()[:8], "big", signed=True
+)
+
+
+@dataclass(frozen=True)
+class RingIdentity:
+    """Which keys a masking key ring holds, as the database records it: the active key id and each key's
+    fingerprint (:meth:`masking.KeyRing.fingerprint`, an HMAC of a fixed label under the key), never a key
+    or anything a key could be found from. Per key rather than one digest of the ring, so a refusal can say
+    which key is missing (a copy from before a rotation) or not this deployment's (another one's ring).
+    Independent of the KEK: a ring rewrapped under a new KEK is the same ring."""
+
+    active: str
+    fingerprints: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, ring: KeyRing) -> RingIdentity:
+        return cls(ring.active_key_id, tuple(sorted((kid, ring.fingerprint(kid)) for kid in ring.key_ids)))
+
+    def to_json(self) -> dict[str, object]:
+        return {"active": self.active, "keys": dict(self.fingerprints)}
+
+    @classmethod
+    def from_json(cls, doc: object) -> RingIdentity:
+        """The identity an event records; one that cannot be read is an identity no ring has (fail closed:
+        every ring is refused until it is looked into)."""
+        if isinstance(doc, dict):
+            active, keys = doc.get("active"), doc.get("keys")
+            if isinstance(active, str) and isinstance(keys, dict):
+                return cls(active, tuple(sorted((str(k), str(v)) for k, v in keys.items())))
+        return cls("", ())
+
+
+@dataclass(frozen=True)
+class RecordedRing:
+    """What the audit log says of the masking key ring in use: the identity of the latest
+    ``keys.ring_recorded`` event (``None``: none yet, or a masking rotation recorded after it by a release
+    that did not record identities), that event's seq and actor, and the key id the latest masking rotation
+    made active, with its seq."""
+
+    identity: RingIdentity | None = None
+    seq: int | None = None
+    actor: str | None = None
+    rotated_to: str | None = None
+    rotated_seq: int | None = None
+
+
+def _recorded_ring(connection: Connection) -> RecordedRing:
+    """Read :class:`RecordedRing` (rings are recorded and rotated rarely: every such event is read)."""
+    from sqlalchemy import select
+
+    from audit.tables import audit_events
+
+    c = audit_events.c
+    query = select(c.seq, c.body).where(c.kind.in_((RING_RECORDED, "keys.rotated"))).order_by(c.seq)
+    recorded = RecordedRing()
+    for seq, body in connection.execute(query):
+        event = json.loads(body)
+        details = event.get("details") or {}
+        if event["kind"] == RING_RECORDED:
+            recorded = RecordedRing(
+                RingIdentity.from_json(details.get("ring")),
+                seq,
+                event["actor"],
+                recorded.rotated_to,
+                recorded.rotated_seq,
+            )
+        elif details.get("keys") is None:  # a masking rotation (the other rings' carry "keys")
+            after = details.get("after")
+            recorded = RecordedRing(None, None, None, after if isinstance(after, str) else None, seq)
+    return recorded
+
+
+@contextmanager
+def _ring_records_locked(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which the recorded ring is read and, when so decided, a new one appended, one at a
+    time across every process and host of the database: of two starting at once on a database that records
+    no ring, the second reads what the first appended (insert-if-absent), and of two rotations of the same
+    ring the second sees that the first changed it. SQLite: its write lock, taken at BEGIN (the audit
+    append needs it anyway); PostgreSQL: a transaction-level advisory lock (which needs no privilege on the
+    audit tables), taken before the read. Raises ``AuditUnavailable`` when the database fails."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from audit import AuditUnavailable
+
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RING_LOCK_KEY})
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(f"masking ring record unavailable ({type(exc).__name__})") from None
+
+
+def settle_masking_ring(settings: Settings, ring: KeyRing, *, made: bool, record_as: str | None) -> None:
+    """Refuse (:class:`KeyFileError`) a masking key ring that is not the one the database records: other
+    keys (another deployment's ring, or one made on this host while another host made the recorded one) or
+    fewer (a copy from before ``keys rotate``); where none is recorded, one lacking the key the latest
+    recorded rotation made active. Where none is recorded, record this one (``keys.ring_recorded``) as
+    ``record_as`` (the actor, ``cli:<OS user>@<host>``; ``None``: check only): the first start on a
+    database (or, on a database in use before identities were recorded, the first start after the
+    upgrade, whose ring the older checks vouched for). ``made``: the caller made the ring just now;
+    refused, it is removed again, so the next start does not find it. Nothing to check against where
+    there is no migrated database yet.
+
+    Raises ``AuditUnavailable`` when the database cannot be read or written."""
+    from audit import AuditLog
+    from audit.tables import audit_events
+    from gateway.changes import offline_change_event
+
+    identity = RingIdentity.of(ring)
+    with _existing_database(settings) as engine:
+        if engine is None or audit_events.name not in _tables(engine):
+            return
+        with _ring_records_locked(engine) as connection:
+            recorded = _recorded_ring(connection)
+            refusal = _ring_refusal(settings, identity, recorded, made=made)
+            if refusal is None and recorded.identity is None and record_as is not None:
+                details = {"ring": identity.to_json(), "reason": "first_start"}
+                AuditLog(engine).append_within(
+                    connection, [offline_change_event(RING_RECORDED, record_as, details)]
+                )
+    if refusal is not None:
+        if made:
+            _remove_ring_made_here(settings, ring)
+        raise refusal
+
+
+def record_masking_rotation(
+    engine: Engine,
+    details: Mapping[str, object],
+    *,
+    actor: str,
+    before: RingIdentity | None,
+    after: RingIdentity,
+) -> None:
+    """Record a masking rotation (``keys.rotated`` with ``details``) and the ring it makes the one in use
+    (``keys.ring_recorded``) in one transaction: the log never names a rotation without the ring after it.
+    ``before``: the ring rotated, which must still be the one recorded (or none be recorded): a host that
+    rotated its copy while another host rotated theirs is refused (:class:`KeyFileError`), nothing recorded,
+    instead of leaving two rings each recorded once. ``None``: ``keys replace-lost-ring``, whatever was
+    recorded. Raises ``AuditUnavailable`` when the log cannot be written."""
+    from audit import AuditLog
+    from gateway.changes import offline_change_event
+
+    with _ring_records_locked(engine) as connection:
+        recorded = _recorded_ring(connection)
+        if before is not None and recorded.identity is not None and recorded.identity != before:
+            raise KeyFileError(
+                f"数据密钥未轮换：数据库记载的脱敏数据密钥环（审计日志第 {recorded.seq} 号事件，由 "
+                f"{recorded.actor} 记录）已不是本主机轮换前的那一份，可能另一台主机刚刚轮换过。"
+                f"请从 {recorded.actor} 所在的主机复制 masking-keyring.json 到本主机后再决定是否轮换。"
+                "未做任何更改，也未写入审计日志",
+                f"masking data key not rotated: the masking key ring the database records (audit event "
+                f"{recorded.seq}, recorded by {recorded.actor}) is no longer the one this host rotated, "
+                f"probably rotated on another host just now. Copy masking-keyring.json from the host of "
+                f"{recorded.actor} to this host, then decide whether to rotate. Nothing was changed or "
+                "recorded",
+            )
+        ring_details = {"ring": after.to_json(), "reason": "lost_ring" if before is None else "rotated"}
+        AuditLog(engine).append_within(
+            connection,
+            [
+                offline_change_event("keys.rotated", actor, details),
+                offline_change_event(RING_RECORDED, actor, ring_details),
+            ],
+        )
+
+
+def _ring_refusal(
+    settings: Settings, identity: RingIdentity, recorded: RecordedRing, *, made: bool
+) -> KeyFileError | None:
+    """Why the ring ``identity`` is not the one ``recorded`` (Chinese, English), or ``None``."""
+    path = masking_keyring_path(settings)
+    have = dict(identity.fingerprints)
+    if recorded.identity is None:
+        stale = recorded.rotated_to
+        if stale is None or stale in have:
+            return None
+        return KeyFileError(
+            f"脱敏数据密钥环 {path} 中没有密钥 {stale}，而审计日志第 {recorded.rotated_seq} 号事件记载"
+            f"数据密钥已轮换为 {stale}：这是轮换之前的旧副本，用它服务会按旧密钥脱敏，"
+            "也打不开新密钥加密的内容。请从运行 grassroots keys rotate 的主机"
+            "复制当前的 masking-keyring.json 到这里后重试。未做任何更改",
+            f"the masking key ring {path} lacks key {stale}, which audit event {recorded.rotated_seq} "
+            "records the masking data key rotated to: it is a copy from before that rotation, which would "
+            "mask under the old key and open nothing sealed under the new one. Copy the current "
+            "masking-keyring.json from the host that ran grassroots keys rotate to here and try again. "
+            "Nothing was changed",
+        )
+    if identity == recorded.identity:
+        return None
+    where_zh = f"审计日志第 {recorded.seq} 号事件（由 {recorded.actor} 记录）"
+    where_en = f"audit event {recorded.seq} (recorded by {recorded.actor})"
+    if made:
+        return KeyFileError(
+            f"另一台网关主机先在本数据库上启动，{where_zh}已记载它的脱敏数据密钥环为本部署所用："
+            f"本主机刚生成的密钥环 {path} 已删除（与它不同，用它服务会给同一居民另一套化名）。"
+            f"请从 {recorded.actor} 所在的主机把 masking-keyring.json 复制到 {path}（各主机用同一份）后重试。"
+            "网关未启动",
+            f"another gateway host started first on this database, and {where_en} records its masking key "
+            f"ring as the deployment's: the ring just made here, {path}, was removed (serving with it would "
+            f"give residents other pseudonyms). Copy masking-keyring.json from the host of {recorded.actor} "
+            f"to {path} (the same file on every host) and try again. Nothing was changed",
+        )
+    want = dict(recorded.identity.fingerprints)
+    foreign = sorted(k for k in have if want.get(k) != have[k])
+    missing = sorted(k for k in want if k not in have)
+    if foreign:
+        return KeyFileError(
+            f"脱敏数据密钥环 {path} 不是本部署的密钥环：其中的密钥 {'、'.join(foreign)} 与{where_zh}"
+            "记载的不同（另一个部署的密钥环，或另行生成的）。用它服务会给同一居民另一套化名，"
+            f"也打不开本部署加密的内容。请从 {recorded.actor} 所在的主机或本部署的备份"
+            f"把 masking-keyring.json 复制到 {path} 后重试。未做任何更改",
+            f"the masking key ring {path} is not this deployment's: its keys {', '.join(foreign)} differ "
+            f"from what {where_en} records (another deployment's ring, or one made apart). Serving with it "
+            "would give residents other pseudonyms and open nothing this deployment sealed. Copy "
+            f"masking-keyring.json from the host of {recorded.actor} or this deployment's backup to {path} "
+            "and try again. Nothing was changed",
+        )
+    if missing:
+        return KeyFileError(
+            f"脱敏数据密钥环 {path} 中没有{where_zh}记载的密钥 {'、'.join(missing)}："
+            "这是 grassroots keys rotate 之前的旧副本，用它服务会按旧密钥脱敏，也打不开新密钥加密的内容。"
+            f"请从 {recorded.actor} 所在的主机复制当前的 masking-keyring.json 到 {path} 后重试。未做任何更改",
+            f"the masking key ring {path} lacks the keys {', '.join(missing)} that {where_en} records: it is "
+            "a copy from before grassroots keys rotate, which would mask under the old key and open nothing "
+            f"sealed under the new one. Copy the current masking-keyring.json from the host of "
+            f"{recorded.actor} to {path} and try again. Nothing was changed",
+        )
+    # The same keys, another one active: not a ring any rotation wrote.
+    return KeyFileError(
+        f"脱敏数据密钥环 {path} 的启用密钥为 {identity.active}，而{where_zh}记载的是 "
+        f"{recorded.identity.active}：该文件被改动过。请从 {recorded.actor} 所在的主机"
+        f"复制 masking-keyring.json 到 {path} 后重试。未做任何更改",
+        f"the masking key ring {path} has {identity.active} active, but {where_en} records "
+        f"{recorded.identity.active}: the file was edited. Copy masking-keyring.json from the host of "
+        f"{recorded.actor} to {path} and try again. Nothing was changed",
+    )
+
+
+def _remove_ring_made_here(settings: Settings, ring: KeyRing) -> None:
+    """Remove the ring this process made and the database refused, if the file still holds it (another
+    process of this host may have put another in its place since)."""
+    path = masking_keyring_path(settings)
+    try:
+        if path.read_text() == ring.to_json():
+            path.unlink()
+            fsync_directory(path.parent)
+    except FileNotFoundError:
+        pass
 
 
 def save_masking_keyring(settings: Settings, ring: KeyRing) -> None:
@@ -353,6 +644,25 @@ class StagedKeyFile:
         its keys could never be opened again."""
         os.replace(self.staged, self.path)
         fsync_directory(self.path.parent)
+
+    def put_in_place_if_absent(self) -> bool:
+        """Link the staged file in as the key file unless one is there already (then drop it: False). The
+        link either makes the name or fails, so of two processes making the file at once one wins and the
+        other reads the winner's, where a rename would have let the second overwrite the first."""
+        try:
+            os.link(self.staged, self.path)
+        except FileExistsError:
+            self.discard()
+            return False
+        except OSError:  # a file system without hard links: renamed, as before
+            if self.path.exists():
+                self.discard()
+                return False
+            self.put_in_place()
+            return True
+        self.discard()
+        fsync_directory(self.path.parent)
+        return True
 
     def discard(self) -> None:
         self.staged.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from gateway.auth.devidp import DevIdentityProvider
 from gateway.auth.oidc import OIDCVerifier, TrustedIssuers
 from gateway.db import ensure_migrated, make_engine
 from gateway.free_text import free_text_scanner
-from gateway.keys import load_audit_refs, load_masking_keyring
+from gateway.keys import load_audit_refs, load_masking_keyring, settle_masking_ring
 from gateway.runtime import Runtime
 from gateway.settings import RunMode, Settings
 from gateway.telemetry import setup_telemetry
@@ -49,6 +49,12 @@ def build_runtime(
     reads each ring file once; else they are read here."""
     engine = make_engine(settings.effective_database_url)
     ensure_migrated(engine)
+    if keys is None:  # before anything is started that a refused ring would leave running
+        try:
+            keys = _masking_keyring(settings)
+        except BaseException:
+            engine.dispose()
+            raise
     telemetry = setup_telemetry(settings.otel_exporter, settings.otel_endpoint, settings.otel_sample_ratio)
     appender = GroupCommitAppender(AuditLog(engine))
     appender.start()
@@ -87,9 +93,19 @@ def build_runtime(
         rules=load_rules(),
         permissions=load_permissions(settings.policy_model_path, settings.permissions_path),
         scenarios=load_scenarios(settings.scenarios_path),
-        keys=keys if keys is not None else load_masking_keyring(settings),
+        keys=keys,
         scanner=scanner,
     )
+
+
+def _masking_keyring(settings: Settings) -> KeyRing:
+    """The masking key ring a worker reads at its start (``serve --workers N``, each restart after
+    ``kill -HUP`` too), refused (``KeyFileError``) when it is not the ring the database records: a host
+    whose ring was not copied again after ``keys rotate`` elsewhere would otherwise restart its workers
+    on the old one. ``serve`` recorded the ring (where none was) before any worker started."""
+    ring = load_masking_keyring(settings)
+    settle_masking_ring(settings, ring, made=False, record_as=None)
+    return ring
 
 
 async def close_runtime(runtime: Runtime) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -45,6 +47,9 @@ _FORMATS = ("grassroots-masking-keyring/v1", _FORMAT)
 _SCOPE_MARK = "dataset"
 #: The key id of a dry-run's throwaway key; keyed operators mark what it makes (``ps:dryrun:…``).
 DRY_RUN_KEY_ID = "dryrun"
+# What a key's fingerprint is the HMAC of (with the key id after the NUL): no operator MACs anything under
+# the data key itself (each derives its subkey by HKDF), so the fingerprint is no value any of them makes.
+_FINGERPRINT_LABEL = b"grassroots-masking-keyring/fingerprint/v1\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,16 @@ class KeyRing:
 
     def status(self, key_id: str) -> str:
         return self._get(key_id).status
+
+    def fingerprint(self, key_id: str) -> str:
+        """What says which data key ``key_id`` is without revealing it: HMAC-SHA256 under the unwrapped key of
+        a fixed label and the key id, the first 16 bytes in hex. The same key under any KEK gives the same
+        fingerprint (a ring rewrapped is the same ring); another key, or the same bytes under another id,
+        gives another. A PRF output under a 256-bit key: it tells nothing of the key, nor of any subkey."""
+        digest = hmac.new(
+            self._unwrap(self._get(key_id)), _FINGERPRINT_LABEL + key_id.encode(), hashlib.sha256
+        )
+        return digest.digest()[:16].hex()
 
     def is_scoped(self, key_id: str) -> bool:
         """True when the key derives FF1 subkeys per dataset (it never made an unbound pseudonym)."""
