@@ -27,9 +27,10 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
 
-KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,16}")
+from grassroots_common.keyids import KEY_ID_PATTERN, MIN_KEY_BYTES
+
 REF_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,16}:[0-9a-f]{64}")
-MIN_KEY_BYTES: Final = 16
+
 #: The ``details`` key under which an access event carries :meth:`PseudonymRing.links` of its residents.
 SUBJECT_REF_LINKS: Final = "subject_ref_links"
 

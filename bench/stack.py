@@ -125,8 +125,8 @@ class Stack:
 
     def token(self, username: str, ttl_s: int = 3600) -> str:
         """An access token for a demo user, from the development IdP's key (as a browser would get)."""
+        from gateway.auth.devusers import dev_identity_provider
         from gateway.settings import Settings
-        from gateway.wiring import dev_identity_provider
 
         settings = Settings(
             data_dir=self.data_dir, dev_idp_enabled=True, port=self.gateway_port, host="127.0.0.1"

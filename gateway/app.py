@@ -625,6 +625,7 @@ def create_app(
     """Build the app. Nothing connects until the lifespan starts. `keys`: the masking key ring, `audit_refs`:
     the audit-ref key ring, when the caller (``serve``, ``demo``) has read them already; otherwise the
     lifespan reads them."""
+    from gateway.auth.devusers import dev_identity_provider
     from gateway.db import DatabaseNotMigrated
     from gateway.routes import (
         admin,
@@ -636,7 +637,7 @@ def create_app(
         policy,
         supervision,
     )
-    from gateway.wiring import build_runtime, close_runtime, dev_identity_provider
+    from gateway.wiring import build_runtime, close_runtime
 
     settings = settings or Settings()
 
@@ -678,7 +679,7 @@ def create_app(
         app.include_router(router)
     app.api_routes = tuple(r for router in routers for r in router.routes if isinstance(r, APIRoute))
     if settings.dev_idp_enabled:
-        from gateway.auth.devidp import router as dev_idp_router
+        from gateway.auth.devidp_http import router as dev_idp_router
 
         idp = dev_identity_provider(settings)
         # Its signing key is made now, not at the first sign-in: `dev-token` and `--as` sign with this file

@@ -351,7 +351,7 @@ def _check_identity_provider(settings: Settings) -> None:
 def _check_one_identity_provider(settings: Settings, issuer: str, variable: str) -> None:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     if _served_here(settings, issuer):
-        from gateway.wiring import dev_identity_provider
+        from gateway.auth.devusers import dev_identity_provider
 
         _refuse_another_issuer(dev_identity_provider(settings).issuer, issuer, variable, url)
         return
@@ -873,7 +873,7 @@ def _load_keys_or_exit(settings: Settings) -> tuple[KeyRing, bool]:
         )
         raise typer.Exit(2)
     if settings.dev_idp_enabled:
-        from gateway.wiring import dev_identity_provider
+        from gateway.auth.devusers import dev_identity_provider
 
         dev_identity_provider(settings).jwks()
     return ring, made
@@ -884,7 +884,7 @@ def dev_users(
     as_json: Annotated[bool, typer.Option("--json", help=bilingual("以 JSON 输出", "print JSON"))] = False,
 ) -> None:
     """The demo identities (username, role, organisation code)."""
-    from gateway.wiring import dev_users as load
+    from gateway.auth.devusers import dev_users as load
 
     users = load()
     if as_json:
@@ -934,7 +934,7 @@ def dev_token(
 
     After `grassroots demo --port 8300`, export GRASSROOTS_PORT=8300 first (else: 401 wrong_issuer)."""
     from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
-    from gateway.wiring import dev_identity_provider
+    from gateway.auth.devusers import dev_identity_provider
 
     settings = _settings()
     if not settings.dev_idp_enabled:

@@ -854,7 +854,7 @@ def rotate_audit_refs(
     kept (any kept key, active or retired) or not of the ref key-id shape."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from audit.pseudonym import KEY_ID_PATTERN
+    from grassroots_common.keyids import KEY_ID_PATTERN
 
     ring = load_audit_refs(settings)  # refuses a ring that cannot be read before anything is added
     new_id = new_id if new_id is not None else next_audit_ref_key_id(ring.key_ids)

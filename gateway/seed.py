@@ -59,7 +59,7 @@ def gateway_credentials_file(data_dir: Path, system_id: str) -> Path:
 
 
 def _identities() -> dict[str, Mapping[str, Any]]:
-    from gateway.wiring import dev_users
+    from gateway.auth.devusers import dev_users
 
     return {user["username"]: user for user in dev_users()}
 

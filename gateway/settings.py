@@ -416,7 +416,7 @@ class Settings(GatewayAddress):
     def _asymmetric_algorithms_only(cls, value: list[str]) -> list[str]:
         # RFC 8725 §3.1/§3.2: "none" and symmetric (HMAC) algorithms are never acceptable for access
         # tokens; refused here, at start-up, rather than by the verifier inside the running app.
-        from gateway.auth.oidc import ASYMMETRIC_ALGORITHMS
+        from gateway.auth.algorithms import ASYMMETRIC_ALGORITHMS
 
         allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
         refused = sorted(set(value) - ASYMMETRIC_ALGORITHMS)
@@ -520,7 +520,7 @@ class Settings(GatewayAddress):
     def _usable_key_id(cls, value: str) -> str:
         # Written into every audit ref as "<id>:<mac>"; another form stopped every command that opened the
         # audit refs with a traceback.
-        from audit.pseudonym import KEY_ID_PATTERN
+        from grassroots_common.keyids import KEY_ID_PATTERN
 
         if KEY_ID_PATTERN.fullmatch(value) is None:
             raise InvalidSetting(
@@ -684,9 +684,9 @@ class Settings(GatewayAddress):
     @model_validator(mode="after")
     def _usable_development_hmac_key(self) -> Settings:
         """Outside production (whose guards ask for 32 characters) a GRASSROOTS_AUDIT_HMAC_KEY set shorter
-        than an audit ref key can be (16 bytes: audit.pseudonym.MIN_KEY_BYTES), empty included, stopped
-        serve with a Python traceback when the audit refs were opened."""
-        from audit.pseudonym import MIN_KEY_BYTES
+        than an audit ref key can be (16 bytes: grassroots_common.keyids.MIN_KEY_BYTES), empty included,
+        stopped serve with a Python traceback when the audit refs were opened."""
+        from grassroots_common.keyids import MIN_KEY_BYTES
 
         key = self.audit_hmac_key
         if self.mode is RunMode.production or key is None:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from typing import Any
 
 from audit import AuditLog, GroupCommitAppender, PseudonymRing
-from gateway.auth.devidp import DevIdentityProvider
 from gateway.auth.oidc import OIDCVerifier, TrustedIssuers
 from gateway.db import ensure_migrated, make_engine
 from gateway.free_text import free_text_scanner
@@ -21,24 +18,6 @@ from policies.permissions import load_permissions
 from policies.scenarios import load_scenarios
 
 _log = logging.getLogger("gateway.wiring")
-
-
-def dev_users() -> list[dict[str, Any]]:
-    """The demo identities (only ever used by the development IdP)."""
-    from demoworld.world import build_identities
-
-    return [asdict(identity) for identity in build_identities()]
-
-
-def dev_identity_provider(settings: Settings) -> DevIdentityProvider:
-    return DevIdentityProvider(
-        settings.effective_oidc_issuer,
-        settings.keys_dir / "dev-idp-signing.pem",
-        dev_users(),
-        production=settings.mode is RunMode.production,
-        # Never longer than the gateway accepts (GRASSROOTS_OIDC_MAX_TOKEN_LIFETIME_S).
-        token_ttl_s=min(3600, settings.oidc_max_token_lifetime_s),
-    )
 
 
 def build_runtime(

@@ -86,8 +86,8 @@ class Stack:
         )
 
     def token(self, username: str, **kwargs: Any) -> str:
+        from gateway.auth.devusers import dev_identity_provider
         from gateway.settings import Settings
-        from gateway.wiring import dev_identity_provider
 
         settings = Settings(
             data_dir=self.data_dir, dev_idp_enabled=True, port=self.gateway_port, host="127.0.0.1"
@@ -249,8 +249,8 @@ def scenarios_at_any_hour(path: Path) -> Path:
 def _public_jwk(stack: Stack) -> Any:
     from joserfc.jwk import KeySet
 
+    from gateway.auth.devusers import dev_identity_provider
     from gateway.settings import Settings
-    from gateway.wiring import dev_identity_provider
 
     settings = Settings(
         data_dir=stack.data_dir, dev_idp_enabled=True, port=stack.gateway_port, host="127.0.0.1"

@@ -55,6 +55,8 @@ from joserfc.errors import (
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jwt import JWTClaimsRegistry
 
+from gateway.auth.algorithms import ASYMMETRIC_ALGORITHMS
+from gateway.auth.algorithms import KEY_TYPE_OF_ALGORITHM as _KEY_TYPE_OF_ALGORITHM
 from grassroots_common.divisions import is_division_code
 from grassroots_common.personal_data import fold, looks_like_identifier
 from policies.divisions import is_grid
@@ -88,23 +90,6 @@ AuthErrorCode = Literal[
     "idp_unavailable",
 ]
 
-# RFC 8725 §3.1: the only algorithms this resource server will ever consider, whatever it is configured
-# with. All are public-key signatures, so knowing the verification key never lets anyone sign.
-_KEY_TYPE_OF_ALGORITHM: Mapping[str, str] = {
-    "RS256": "RSA",
-    "RS384": "RSA",
-    "RS512": "RSA",
-    "PS256": "RSA",
-    "PS384": "RSA",
-    "PS512": "RSA",
-    "ES256": "EC",
-    "ES384": "EC",
-    "ES512": "EC",
-    "EdDSA": "OKP",
-    "Ed25519": "OKP",
-    "Ed448": "OKP",
-}
-ASYMMETRIC_ALGORITHMS: frozenset[str] = frozenset(_KEY_TYPE_OF_ALGORITHM)
 
 _MESSAGES: Mapping[AuthErrorCode, tuple[str, str]] = {
     "invalid_token": (

@@ -218,7 +218,7 @@ def _token(token: str | None, as_user: str | None) -> str:
         return cleaned
     if as_user:
         from gateway.auth.devidp import DevIdentityProviderForbiddenError, UnknownDevUserError
-        from gateway.wiring import dev_identity_provider
+        from gateway.auth.devusers import dev_identity_provider
 
         settings = load_settings()
         if not settings.dev_idp_enabled:

@@ -79,7 +79,7 @@ def audit_ref_key_id(value: str | None) -> str | None:
     """Click callback for ``keys rotate-audit-ref --key-id``: the shape every audit ref's key id has
     (audit.pseudonym.KEY_ID_PATTERN). Refused as a usage error (exit 2) before the database or a key is
     opened; it was exit 1, after both."""
-    from audit.pseudonym import KEY_ID_PATTERN
+    from grassroots_common.keyids import KEY_ID_PATTERN
 
     if value is None or KEY_ID_PATTERN.fullmatch(value) is not None:
         return value

@@ -14,7 +14,6 @@ import typer
 from gateway.commands._client import ApiCall, ScenarioOption, api_command, read_file_text, split_list
 from gateway.commands._help import HelpTyper, bilingual
 from gateway.commands._usage import division_code
-from policies.scenarios import CHINA_STANDARD_TIME
 
 app = HelpTyper(
     no_args_is_help=True,
@@ -185,6 +184,8 @@ def resolve_at(value: str | None, now: datetime | None = None) -> str | None:
             err=True,
         )
         raise typer.Exit(2) from None
+    from policies.scenarios import CHINA_STANDARD_TIME  # here: `policies` brings the policy engine
+
     local_now = (now or datetime.now(UTC)).astimezone(CHINA_STANDARD_TIME)
     moment = datetime.combine(local_now.date(), of_day, tzinfo=CHINA_STANDARD_TIME)
     if moment <= local_now:

@@ -485,8 +485,8 @@ def test_commands_declaring_the_url_option_themselves_follow_the_port_too(gatewa
 def _development_env(gateway: Gateway, tmp_path: Path) -> dict[str, str]:
     """Development mode, the gateway found at the stand-in's address (so `--as` mints for it), and the
     development IdP's key made in its data directory, as a gateway makes it when it starts."""
+    from gateway.auth.devusers import dev_identity_provider
     from gateway.settings import Settings
-    from gateway.wiring import dev_identity_provider
 
     dev_identity_provider(Settings(data_dir=tmp_path / "var", dev_idp_enabled=True)).jwks()  # type: ignore[call-arg]
     return {

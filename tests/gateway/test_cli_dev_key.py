@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gateway.auth.devusers import dev_identity_provider
 from gateway.cli import app as grassroots
 from gateway.settings import Settings
-from gateway.wiring import dev_identity_provider
 
 runner = CliRunner()
 

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.app import create_app
+from gateway.auth.devusers import dev_identity_provider
 from gateway.refusal_bursts import (
     MAX_CLAIMED_ORGS,
     OTHER_ORGS,
@@ -32,7 +33,6 @@ from gateway.refusal_bursts import (
 )
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.wiring import dev_identity_provider
 from tests.gateway.conftest import loopback_settings
 from tests.uvicorn_thread import loopback_config, uvicorn_thread
 

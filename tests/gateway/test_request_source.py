@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from audit import verify_log
 from gateway.app import create_app
+from gateway.auth.devusers import dev_identity_provider
 from gateway.cli import app as grassroots
 from gateway.refusal_bursts import source_asked
 from gateway.settings import Settings
-from gateway.wiring import dev_identity_provider
 from tests.gateway.conftest import loopback_settings
 from tests.uvicorn_thread import loopback_config, uvicorn_thread
 

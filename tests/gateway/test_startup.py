@@ -205,8 +205,8 @@ def test_dev_token_refuses_unknown_users_and_production_mode(tmp_path: Path) -> 
     # No gateway has made its development-IdP key here yet: refused, no key of its own made.
     assert _run("dev-token", "cadre_a", env=env, cwd=tmp_path).returncode == 2
     assert not (tmp_path / "var").exists()
+    from gateway.auth.devusers import dev_identity_provider
     from gateway.settings import Settings
-    from gateway.wiring import dev_identity_provider
 
     dev_identity_provider(Settings(data_dir=tmp_path / "var", dev_idp_enabled=True)).jwks()  # type: ignore[call-arg]
     ok = _run("dev-token", "cadre_a", env=env, cwd=tmp_path)

@@ -30,8 +30,8 @@ from gateway.auth.devidp import (
     DevIdentityProvider,
     DevIdentityProviderForbiddenError,
     UnknownDevUserError,
-    router,
 )
+from gateway.auth.devidp_http import router
 from gateway.auth.oidc import AuthError, OIDCVerifier, Principal
 from gateway.settings import Settings
 
