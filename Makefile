@@ -20,11 +20,12 @@ demo: setup
 	$(BIN)/grassroots demo $(if $(ANY_HOUR),--any-hour)
 
 ## Everything CI runs: static checks, then the whole test suite (PostgreSQL tests need
-## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI). Two worker processes: much of
-## the suite waits on the gateway and registry processes it starts. --dist loadfile keeps each test file on
-## one worker, so a module-scoped stack is started once, not once per worker.
+## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI). Three worker processes on two
+## cores: much of the suite waits on the gateway, registry and command-line processes it starts, and a third
+## worker fills that idle time. --dist loadfile keeps each test file on one worker, so a module-scoped stack
+## is started once, not once per worker.
 test: setup check browser
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile
 
 ## Headless Chromium and a Chinese font for the report page tests, and poppler's pdftotext to read the
 ## printed report back (Debian's packages; idempotent). The font is checked on its own: Debian's chromium
