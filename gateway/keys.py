@@ -155,10 +155,10 @@ def _refs_written_under(settings: Settings, key_id: str) -> bool:
             return connection.execute(query).first() is not None
 
 
-def latest_rotation(engine: Engine, keys: str | None) -> int | None:
-    """The seq of the latest ``keys.rotated`` event of ``keys`` (``"checkpoint"``, ``"audit_ref"``; ``None``:
-    the masking data keys, whose events carry no ``keys``), or ``None``. Rotations are rare (a key a year,
-    a few masking keys): every one is read."""
+def latest_rotation(engine: Engine, keys: str) -> int | None:
+    """The seq of the latest ``keys.rotated`` event of ``keys`` (``"checkpoint"``, ``"audit_ref"``), or
+    ``None``. Rotations are rare (a key a year, a few masking keys): every one is read. The masking data
+    keys' rotations (no ``keys``) are read with the ring records (:func:`_recorded_ring`)."""
     from audit import EventQuery
     from audit.query import iter_events
 
@@ -280,14 +280,14 @@ def _ring_in_use(settings: Settings) -> tuple[str, str] | None:
                     f"审计日志第 {served} 号事件起已按它脱敏提供数据",
                     f"data masked under it was served from audit event {served} on",
                 )
-            rotated = latest_rotation(engine, None)
+            with engine.connect() as connection:
+                recorded = _recorded_ring(connection)
+            rotated = recorded.rotated_seq
             if rotated is not None:
                 return (
                     f"审计日志第 {rotated} 号事件记载它已轮换过",
                     f"audit event {rotated} records a rotation of it",
                 )
-            with engine.connect() as connection:
-                recorded = _recorded_ring(connection)
             if recorded.identity is not None:
                 return (
                     f"审计日志第 {recorded.seq} 号事件记载了它（由 {recorded.actor} 记录）",

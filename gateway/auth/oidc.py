@@ -55,8 +55,7 @@ from joserfc.errors import (
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jwt import JWTClaimsRegistry
 
-from gateway.auth.algorithms import ASYMMETRIC_ALGORITHMS
-from gateway.auth.algorithms import KEY_TYPE_OF_ALGORITHM as _KEY_TYPE_OF_ALGORITHM
+from gateway.auth.algorithms import ASYMMETRIC_ALGORITHMS, KEY_TYPE_OF_ALGORITHM
 from grassroots_common.divisions import is_division_code
 from grassroots_common.personal_data import fold, looks_like_identifier
 from policies.divisions import is_grid
@@ -846,7 +845,7 @@ class OIDCVerifier:
             return next((k for k in keys if k.kid == kid), None)
         # A provider with a single signing key may omit "kid" (RFC 7515 §4.1.4 makes it optional);
         # only then is the one key of the algorithm's type unambiguous.
-        candidates = [k for k in keys if k.key_type == _KEY_TYPE_OF_ALGORITHM[alg]]
+        candidates = [k for k in keys if k.key_type == KEY_TYPE_OF_ALGORITHM[alg]]
         return candidates[0] if len(candidates) == 1 else None
 
     async def _ensure_keys(self) -> bool:
@@ -1155,7 +1154,7 @@ def signing_keys(document: Mapping[str, Any]) -> list[Key] | None:
 def usable_keys(keys: Sequence[Key], algorithms: Sequence[str] | frozenset[str]) -> list[Key]:
     """Those of ``keys`` whose type fits one of ``algorithms`` (RFC 8725 §3.1: a key verifies only
     algorithms of its own type)."""
-    types = {_KEY_TYPE_OF_ALGORITHM[alg] for alg in algorithms if alg in _KEY_TYPE_OF_ALGORITHM}
+    types = {KEY_TYPE_OF_ALGORITHM[alg] for alg in algorithms if alg in KEY_TYPE_OF_ALGORITHM}
     return [key for key in keys if key.key_type in types]
 
 
