@@ -87,7 +87,7 @@ def _typed_name() -> re.Pattern[str]:
     contact verb, before a person's context. Built from the scanner's own pieces (its cue words, its
     surnames less those that are everyday words after a cue, its separators), so the two agree on what a
     name looks like; the given name never holds a function word (的、了、是…) or 某 (王某 names nobody)."""
-    from masking import _recognizers as names
+    from masking import recognizers as names
 
     cues = sorted({*names.LEFT_CUES, *_CASE_CUES, *_CONTACT_VERBS}, key=len, reverse=True)
     not_names = sorted({*names.NOT_NAMES, *names.LEFT_CUES, *_CASE_CUES}, key=len, reverse=True)

@@ -16,7 +16,7 @@ one piece or in the usual groups, so that timestamps, counts and codes are never
 The shapes that only a word before them makes personal data (a WeChat id after 微信号/vx, a passport
 number after 护照号, a house number after 家住/住址) and mobiles written in Chinese numerals are defined
 here once, as regular-expression text: :func:`personal_data_in` refuses them in typed text, and the
-response scanner's recognizers (``masking._recognizers``) are built from the same text to mask them in
+response scanner's recognizers (``masking.recognizers``) are built from the same text to mask them in
 remarks, so what a cadre never sees in a remark is also never typed into a kept text.
 """
 
@@ -46,7 +46,7 @@ _BOUNDARY_R = r"(?![0-9A-Za-z])"
 _ID_GROUPED = re.compile(_BOUNDARY_L + r"[1-9]\d{5}[ \-]?\d{8}[ \-]?\d{3}[0-9Xx]" + _BOUNDARY_R)
 _MOBILE_GROUPED = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9]\d[ \-]?\d{4}[ \-]?\d{4}" + _BOUNDARY_R)
 
-# -- shapes shared with the response scanner (masking._recognizers builds its recognizers from these) ---
+# -- shapes shared with the response scanner (masking.recognizers builds its recognizers from these) ---
 
 #: Digits written as Chinese numerals, as hotline and village clerks type a number read out on the phone
 #: (一三八一二三四五六七八, 幺三八…: 幺 is how 1 is said in numbers, 两 how 2 sometimes is; 〇 and 零 are 0).

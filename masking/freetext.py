@@ -1,8 +1,8 @@
-"""Free-text PII detection and masking on presidio with Chinese recognizers.
+"""Free-text PII detection and masking with Chinese recognizers, measured against presidio.
 
-`FreeTextScanner.scan` applies the patterns of the presidio recognizers of `masking._recognizers`
-itself, with presidio's scoring rule (pattern score; 1.0 when `validate_result` says valid, dropped
-when it says invalid) but without presidio's per-call machinery (the `regex` module with a timeout,
+`FreeTextScanner.scan` applies the patterns of the recognizers of `masking.recognizers` itself, with
+presidio's scoring rule (pattern score; 1.0 when `validate_result` says valid, dropped when it says
+invalid) but without presidio's per-call machinery (the `regex` module with a timeout,
 explanation objects, the blank zh pipeline that contributes no entities: no NER model, issue 4). A
 pattern group is only run when a cheap necessary trigger for it occurs in the text: six digits (with
 at most single separators between them: every digit-based pattern needs that), six Chinese numerals
@@ -14,20 +14,31 @@ text with none of them costs one search. The same recognizers inside a stock pre
 (`analyzer_engine()`, `scan_with_engine`) give the same findings at the default threshold (tested); the
 bench compares the two.
 
-presidio and spaCy are imported on first use, so `import masking` stays fast.
+The scanner itself never imports presidio or spaCy (about a second of CPU at every gateway start); they
+are imported only for the reference engine (`masking._presidio`), on first use.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grassroots_common.personal_data import NUMERALS, numerals_to_digits
 from masking.catalog import SemanticType
 from masking.operators import BindContext, MaskFn, ParamValue, TextMasker, get_operator
+from masking.recognizers import (
+    FLAGS,
+    HONORIFICS,
+    LEFT_CUES,
+    NAME_DOT,
+    PERSON,
+    Recognizer,
+    build_recognizers,
+    compact_id_number,
+)
 
 __all__ = ["ENTITY_TYPES", "ITEM_SEMANTIC_TYPES", "OWN_OPERATORS", "Finding", "FreeTextScanner"]
 
@@ -199,7 +210,7 @@ _Candidate = tuple[str, int, int, float]
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    """One presidio pattern, compiled for the standard `re` module."""
+    """One recognizer pattern, compiled for the standard `re` module."""
 
     entity: str
     trigger: str
@@ -208,20 +219,37 @@ class _Rule:
     score: float
     validate: Callable[[str], bool | None] | None
 
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        """The spans of what this rule finds in ``text``, as presidio's pattern finds them."""
+        if self.group == 0:
+            return (m.span() for m in self.regex.finditer(text))
+        return _values_after_cues(self.regex, self.group, text)
 
-def _compile_rules(recognizers: list[Any], flags: int) -> list[_Rule]:
-    from presidio_analyzer import PatternRecognizer
 
-    from masking._recognizers import PERSON
+def _values_after_cues(regex: re.Pattern[str], group: int | str, text: str) -> Iterator[tuple[int, int]]:
+    """The values of a pattern whose standard-`re` form consumes the cue before its value (``STDLIB``),
+    found as presidio finds them through the lookbehind: values do not overlap one another, but a cue may
+    lie inside the previous value. ``finditer`` would resume after that value and lose the next one with
+    its cue: in "VX号110102199101010078V信wang_jg88" the first WeChat candidate is the ID number and the
+    V, and the id after V信 was served in clear. So each search resumes one character after the last
+    match's start, and a value that begins inside the last one taken is passed over."""
+    taken_end = 0
+    pos = 0
+    while (m := regex.search(text, pos)) is not None:
+        start, end = m.span(group)
+        if start >= taken_end:
+            yield start, end
+            taken_end = end
+        pos = m.start() + 1
 
+
+def _compile_rules(recognizers: Sequence[Recognizer], flags: int) -> list[_Rule]:
     rules: list[_Rule] = []
     for recognizer in recognizers:
-        entity = recognizer.supported_entities[0]
-        overridden = type(recognizer).validate_result is not PatternRecognizer.validate_result
-        if type(recognizer).invalidate_result is not PatternRecognizer.invalidate_result:
-            raise TypeError(f"{type(recognizer).__name__}: invalidate_result is not supported here")
-        stdlib = getattr(recognizer, "STDLIB", {})
-        for pattern in recognizer.patterns:
+        entity = recognizer.ENTITY
+        overridden = recognizer.has_verdict()
+        stdlib = recognizer.STDLIB
+        for pattern in recognizer.PATTERNS:
             regex, group = stdlib.get(pattern.name, (pattern.regex, 0))
             if pattern.name in _PATTERN_TRIGGERS:
                 trigger = _PATTERN_TRIGGERS[pattern.name]
@@ -248,8 +276,6 @@ def _as_text(fn: Callable[[object], object]) -> Callable[[str], str]:
 
 def _compacted(fn: Callable[[object], object]) -> Callable[[object], object]:
     """``fn`` on an ID number as found in text (perhaps in groups), its separators taken out first."""
-    from masking._recognizers import compact_id_number
-
     return lambda text: fn(compact_id_number(str(text)))
 
 
@@ -326,20 +352,16 @@ class FreeTextScanner:
         min_score: float = 0.5,
         checksum_only_ids: bool = False,
     ) -> None:
-        from masking import _recognizers  # lazy: presidio + spaCy import takes ~1 s
-
         wanted = set(entities) if entities is not None else set(ENTITY_TYPES)
         unknown = wanted - set(ENTITY_TYPES)
         if unknown:
             raise ValueError(f"unknown entity types: {sorted(unknown)}")
         self.min_score = min_score
-        self._recognizers: list[Any] = [
-            r
-            for r in _recognizers.build_recognizers(checksum_only_ids=checksum_only_ids)
-            if r.supported_entities[0] in wanted
+        self._recognizers: list[Recognizer] = [
+            r for r in build_recognizers(checksum_only_ids=checksum_only_ids) if r.ENTITY in wanted
         ]
-        self._entities = list(dict.fromkeys(r.supported_entities[0] for r in self._recognizers))
-        self._rules = _compile_rules(self._recognizers, _recognizers.FLAGS)
+        self._entities = list(dict.fromkeys(r.ENTITY for r in self._recognizers))
+        self._rules = _compile_rules(self._recognizers, FLAGS)
         kinds = {rule.trigger for rule in self._rules}
         # A necessary condition per rule group, each tested once per text: names need a whole cue word
         # before them (户主、联系人…) or an honorific after (同志、先生…). The prefilter in front of them is
@@ -347,17 +369,17 @@ class FreeTextScanner:
         # character class finds fastest; a text without any has nothing to find. Digits are tested as the
         # digit-run trigger itself, not a first digit: record ids, codes and dates (response DLP scans
         # them all) have digits but rarely six in a row.
-        cue = re.compile("|".join(map(re.escape, _recognizers.LEFT_CUES)))
-        honorific = re.compile("|".join(map(re.escape, _recognizers.HONORIFICS)))
+        cue = re.compile("|".join(map(re.escape, LEFT_CUES)))
+        honorific = re.compile("|".join(map(re.escape, HONORIFICS)))
         first = ""
         if "at" in kinds:
             first += "@"
         if "plate" in kinds:
             first += _PROVINCES
         if "cue" in kinds or "dotted" in kinds:
-            first += "".join(sorted({word[0] for word in _recognizers.LEFT_CUES}))
+            first += "".join(sorted({word[0] for word in LEFT_CUES}))
         if "honorific" in kinds:
-            first += "".join(sorted({word[0] for word in _recognizers.HONORIFICS}))
+            first += "".join(sorted({word[0] for word in HONORIFICS}))
         if "wechat" in kinds:
             first += "微"
         if "passport" in kinds:
@@ -400,7 +422,7 @@ class FreeTextScanner:
             "long_digits": _LONG_DIGIT_RUN.search,
             "landline": _LANDLINE_START.search,
             "phone_cue": _phone_cue,
-            "dotted": re.compile(_recognizers.NAME_DOT).search,
+            "dotted": re.compile(NAME_DOT).search,
         }
         # Rules grouped by trigger (in first-seen order), so each trigger is tested once per text.
         grouped: dict[str, list[_Rule]] = {}
@@ -410,6 +432,7 @@ class FreeTextScanner:
         self._ascii_groups = [
             (triggers[kind], tuple(rules)) for kind, rules in grouped.items() if kind in _ASCII_KINDS
         ]
+        self._presidio: list[Any] | None = None
         self._analyzer: Any = None
         self._analyzer_lock = threading.Lock()
         ctx = BindContext()
@@ -434,8 +457,16 @@ class FreeTextScanner:
         return tuple(self._entities)
 
     def recognizers(self) -> list[Any]:
-        """The presidio recognizer objects (to register in another `AnalyzerEngine`)."""
-        return list(self._recognizers)
+        """The presidio recognizer objects (to register in another `AnalyzerEngine`); imports presidio."""
+        with self._analyzer_lock:
+            return list(self._presidio_recognizers())
+
+    def _presidio_recognizers(self) -> list[Any]:
+        if self._presidio is None:
+            from masking import _presidio
+
+            self._presidio = [_presidio.presidio_recognizer(r) for r in self._recognizers]
+        return self._presidio
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings, in text order (spans of ``text``; the text is read folded)."""
@@ -465,8 +496,7 @@ class FreeTextScanner:
                 continue
             for rule in rules:
                 priority = _PRIORITY[rule.entity]
-                for m in rule.regex.finditer(text):
-                    span = m.span(rule.group)
+                for span in rule.spans(text):
                     start, end = span
                     if start == end or certain.get(span, 0) >= priority:
                         continue
@@ -532,16 +562,14 @@ class FreeTextScanner:
         """A stock presidio `AnalyzerEngine` on `spacy.blank("zh")` with exactly these recognizers."""
         with self._analyzer_lock:
             if self._analyzer is None:
-                from masking import _recognizers
+                from masking import _presidio
 
-                self._analyzer = _recognizers.build_analyzer(self._recognizers)
+                self._analyzer = _presidio.build_analyzer(self._presidio_recognizers())
             return self._analyzer
 
     def scan_with_engine(self, text: str) -> list[Finding]:
         """The same scan through presidio's full `AnalyzerEngine.analyze` (NLP pipeline, context
         enhancement, de-duplication); the reference the fast path is measured against."""
-        from masking._recognizers import FLAGS
-
         results = self.analyzer_engine().analyze(
             text=fold(text), language=_LANGUAGE, entities=self._entities, regex_flags=FLAGS
         )

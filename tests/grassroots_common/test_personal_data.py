@@ -102,7 +102,7 @@ def test_typed_text_after_a_cue_or_in_numerals(text: str, kind: str | None) -> N
 def test_the_scanner_is_built_from_the_same_shapes() -> None:
     """One implementation: the recognizers' patterns are this module's text, not a copy of it."""
     from grassroots_common import personal_data as shapes
-    from masking import _recognizers as recognizers
+    from masking import recognizers
 
     patterns = {
         p.name: p.regex

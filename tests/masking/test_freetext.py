@@ -576,6 +576,38 @@ def test_import_of_masking_does_not_import_presidio() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_gateway_scans_without_importing_presidio() -> None:
+    """presidio and spaCy cost about a second of CPU to import; a gateway process (its app, its runtime,
+    a scanner that masks) never needs them, only the reference engine does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.app, gateway.wiring\n"
+        "from masking.freetext import FreeTextScanner\n"
+        "scanner = FreeTextScanner()\n"
+        "assert scanner.mask('户主王伟，电话13812345678') == '户主王*，电话138****5678'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('presidio_analyzer', 'spacy')))\n"
+        "scanner.analyzer_engine()\n"
+        "print('presidio_analyzer' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"]
+
+
+def test_a_cue_inside_the_previous_value_still_finds_its_value(scanner: FreeTextScanner) -> None:
+    # The fast path's form of a cued pattern consumes its cue; resuming after the last match (finditer)
+    # lost a cue lying inside it. Here the first WeChat candidate is the ID number and the V of V信, and
+    # the WeChat id after V信 was served in clear, where presidio's lookbehind found it.
+    text = "VX号110102199101010078V信wang_jg88"
+    assert [(f.entity_type, f.start, f.end) for f in scanner.scan(text)] == [
+        ("CN_ID_NUMBER", 3, 21),
+        ("CN_WECHAT_ID", 23, 32),
+    ]
+    assert scanner.scan(text) == scanner.scan_with_engine(text)
+    assert scanner.mask(text).endswith("V信***")
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [

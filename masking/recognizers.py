@@ -1,18 +1,18 @@
-"""Presidio recognizers for Chinese personal data, and the blank-pipeline NLP engine.
+"""Recognizers for Chinese personal data: patterns, context words and verdicts, presidio-free.
 
-Imported lazily by `masking.freetext` (presidio and spaCy take about a second to import). Each
-recognizer is a small `PatternRecognizer` subclass with class-level patterns and a `validate_result`
-hook that asks python-stdnum (or Luhn) for the verdict, as presidio's own recognizers do.
+Each recognizer is a small class with class-level patterns and a `validate_result` hook that asks
+python-stdnum (or Luhn) for the verdict, the shape of presidio's `PatternRecognizer`. The fast scanner
+(`masking.freetext.FreeTextScanner.scan`) compiles them for the standard `re` module; `masking._presidio`
+wraps the same objects as presidio recognizers for a stock `AnalyzerEngine`, the reference the fast path
+is measured against. Nothing here imports presidio or spaCy: they take about a second of CPU to import,
+which every gateway process paid at start for recognizers it never ran through presidio.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
-
-import spacy
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import SpacyNlpEngine
+from dataclasses import dataclass
+from typing import ClassVar
 
 from grassroots_common.personal_data import (
     ADDRESS_DETAIL,
@@ -62,26 +62,48 @@ CN_BIRTH_DATE = "CN_BIRTH_DATE"
 PERSON = "PERSON"
 
 
-class _ChinesePatternRecognizer(PatternRecognizer):
-    ENTITY: str = ""
-    PATTERNS: tuple[Pattern, ...] = ()
-    CONTEXT: tuple[str, ...] = ()
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A named regular expression and the score of a match (presidio's `Pattern`: name, regex, score)."""
+
+    name: str
+    regex: str
+    score: float
+
+
+class Recognizer:
+    """One entity type's patterns, context words and verdict.
+
+    ``regex`` of a pattern is written for presidio's engine (the `regex` module, which allows a
+    variable-width lookbehind); ``STDLIB`` gives the standard-`re` form where that one does not compile.
+    """
+
+    ENTITY: ClassVar[str] = ""
+    PATTERNS: ClassVar[tuple[Pattern, ...]] = ()
+    CONTEXT: ClassVar[tuple[str, ...]] = ()
     # Pattern name -> (regex for the standard `re` module, group holding the entity) where presidio's
     # pattern needs the `regex` module; the others compile under `re` as they are (group 0).
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {}
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=self.ENTITY,
-            name=type(self).__name__,
-            supported_language=LANGUAGE,
-            patterns=[Pattern(p.name, p.regex, p.score) for p in self.PATTERNS],
-            context=list(self.CONTEXT),
-            global_regex_flags=FLAGS,
-        )
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        return self.PATTERNS
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        """True: the match is the entity (score 1.0); False: it is not (dropped); None: no verdict (the
+        pattern's score stands). As presidio's `PatternRecognizer.validate_result`."""
+        return None
+
+    @classmethod
+    def has_verdict(cls) -> bool:
+        return cls.validate_result is not Recognizer.validate_result
 
 
-class CnIdNumberRecognizer(_ChinesePatternRecognizer):
+class CnIdNumberRecognizer(Recognizer):
     """GB 11643-1999 resident ID numbers (and 15-digit ones of GB 11643-1989); the verdict is
     python-stdnum's `cn.ric.is_valid` for 18 digits, a real birth date and known county for 15."""
 
@@ -108,7 +130,6 @@ class CnIdNumberRecognizer(_ChinesePatternRecognizer):
         # checksum_only accepts numbers whose check character is right even when stdnum does not know
         # the county code (e.g. synthetic data); the default agrees with python-stdnum exactly.
         self._checksum_only = checksum_only
-        super().__init__()
 
     def validate_result(self, pattern_text: str) -> bool:
         number = compact_id_number(pattern_text)
@@ -157,7 +178,7 @@ _CUED_ID_PATTERN, _CUED_ID_STDLIB = _after_cue(
 )
 
 
-class CnIdNumberAfterCueRecognizer(_ChinesePatternRecognizer):
+class CnIdNumberAfterCueRecognizer(Recognizer):
     """An ID number right after a word naming one (身份证、证件号码…), valid or not (see ``ID_CUES``)."""
 
     ENTITY = CN_ID_NUMBER
@@ -179,7 +200,7 @@ _ADDRESS_PATTERN, _ADDRESS_STDLIB = _after_cue(
 )
 
 
-class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
+class WeChatIdAfterCueRecognizer(Recognizer):
     """A WeChat id right after a word naming one (微信号：wang_jg88, 微信 zhangsan-1990, vx：wang_jg88), or
     typed onto vx/wx (加vxwang88), and WeChat's own ids (wxid_…), which need no cue."""
 
@@ -192,7 +213,7 @@ class WeChatIdAfterCueRecognizer(_ChinesePatternRecognizer):
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"wechat_after_cue": _WECHAT_STDLIB}
 
 
-class PassportAfterCueRecognizer(_ChinesePatternRecognizer):
+class PassportAfterCueRecognizer(Recognizer):
     """A passport number right after a word naming one (护照号：E12345678, 护照EA1234567)."""
 
     ENTITY = PASSPORT
@@ -200,7 +221,7 @@ class PassportAfterCueRecognizer(_ChinesePatternRecognizer):
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"passport_after_cue": _PASSPORT_STDLIB}
 
 
-class AddressDetailAfterCueRecognizer(_ChinesePatternRecognizer):
+class AddressDetailAfterCueRecognizer(Recognizer):
     """The numbered part of where someone lives, after a word saying so (住3号楼2单元501室, 家住幸福路
     88弄12号, 住址：东风村3组12号, 住三号楼二单元五零一室, 住在十二栋): the house number, not the road,
     village or group before it; and a dwelling's number with no such word (3号楼2单元501室, 二单元五零一)."""
@@ -215,7 +236,7 @@ def compact_id_number(text: str) -> str:
     return text.replace(" ", "").replace("-", "")
 
 
-class CnMobileRecognizer(_ChinesePatternRecognizer):
+class CnMobileRecognizer(Recognizer):
     ENTITY = CN_MOBILE
     PATTERNS = (
         Pattern("cn_mobile", r"(?<![0-9])(?:(?:\+|00)?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?![0-9])", 0.5),
@@ -226,7 +247,7 @@ class CnMobileRecognizer(_ChinesePatternRecognizer):
         return is_valid_mobile(pattern_text)
 
 
-class CnMobileNumeralsRecognizer(_ChinesePatternRecognizer):
+class CnMobileNumeralsRecognizer(Recognizer):
     """A mobile number written in Chinese numerals, or digits and numerals mixed (一三八一二三四五六七八,
     幺三八…, 138一二三四5678, 1三8…; ``grassroots_common.personal_data.MOBILE_IN_NUMERALS``). One in
     digits only is the digit recognizer's; the verdict is the digit mobile's."""
@@ -239,7 +260,7 @@ class CnMobileNumeralsRecognizer(_ChinesePatternRecognizer):
         return is_mobile_in_numerals(pattern_text) and is_valid_mobile(numerals_to_digits(pattern_text))
 
 
-class CnLandlineRecognizer(_ChinesePatternRecognizer):
+class CnLandlineRecognizer(Recognizer):
     ENTITY = CN_LANDLINE
     PATTERNS = (
         Pattern("cn_landline", r"(?<![0-9])(?:[(（]0\d{2,3}[)）][-\s]?|0\d{2,3}-)\d{7,8}(?![0-9])", 0.6),
@@ -267,7 +288,7 @@ _LOCAL_LANDLINE_PATTERN, _LOCAL_LANDLINE_STDLIB = _after_cue(
 )
 
 
-class CnLocalLandlineAfterCueRecognizer(_ChinesePatternRecognizer):
+class CnLocalLandlineAfterCueRecognizer(Recognizer):
     """A landline's local number with no area code right after a word naming a phone (家中电话59612345,
     座机：5961 2345); masked as the landline operator masks it in a landline field (******45)."""
 
@@ -325,7 +346,7 @@ _BIRTH_BEFORE_PATTERN, _BIRTH_BEFORE_STDLIB = _after_cue(
 )
 
 
-class CnBirthDateRecognizer(_ChinesePatternRecognizer):
+class CnBirthDateRecognizer(Recognizer):
     """A resident's birth date in a remark, tied to a word saying it is one right before or after it
     (该户主出生于1948年3月12日、生日：1956-07-08、出生日期 1950.1.2、1948年3月12日出生、于一九四八年三月十二日
     出生); the verdict is that it is a calendar date (no 13月, no 2月30日)."""
@@ -346,7 +367,7 @@ class CnBirthDateRecognizer(_ChinesePatternRecognizer):
         return birth_date_parts(pattern_text) is not None
 
 
-class BankCardRecognizer(_ChinesePatternRecognizer):
+class BankCardRecognizer(Recognizer):
     ENTITY = BANK_CARD
     PATTERNS = (Pattern("bank_card", r"(?<![0-9A-Za-z])[1-9](?:[-\s]?\d){12,18}(?![0-9A-Za-z])", 0.3),)
     CONTEXT = ("银行卡", "卡号", "账号", "账户")
@@ -355,7 +376,7 @@ class BankCardRecognizer(_ChinesePatternRecognizer):
         return is_valid_bank_card(pattern_text)
 
 
-class CnCreditCodeRecognizer(_ChinesePatternRecognizer):
+class CnCreditCodeRecognizer(Recognizer):
     """GB 32100-2015 unified social credit codes; verdict from python-stdnum `cn.uscc.is_valid`."""
 
     ENTITY = CN_CREDIT_CODE
@@ -372,7 +393,7 @@ class CnCreditCodeRecognizer(_ChinesePatternRecognizer):
         return is_valid_credit_code(pattern_text)
 
 
-class EmailRecognizer(_ChinesePatternRecognizer):
+class EmailRecognizer(Recognizer):
     ENTITY = EMAIL_ADDRESS
     PATTERNS = (
         Pattern(
@@ -387,7 +408,7 @@ class EmailRecognizer(_ChinesePatternRecognizer):
 _PROVINCE_ABBR = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 
 
-class CnLicencePlateRecognizer(_ChinesePatternRecognizer):
+class CnLicencePlateRecognizer(Recognizer):
     """GA 36-2018 plates: province abbreviation, issuing-office letter, 5 characters (6 for new energy)."""
 
     ENTITY = CN_LICENCE_PLATE
@@ -485,7 +506,7 @@ _DOTTED_NAME = (
 )
 
 
-class ChineseNameRecognizer(_ChinesePatternRecognizer):
+class ChineseNameRecognizer(Recognizer):
     """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人、
     其子…) before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
 
@@ -509,7 +530,7 @@ class ChineseNameRecognizer(_ChinesePatternRecognizer):
     CONTEXT = ("姓名", "户主", "联系人")
 
 
-def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecognizer]:
+def build_recognizers(*, checksum_only_ids: bool = False) -> list[Recognizer]:
     return [
         CnIdNumberRecognizer(checksum_only=checksum_only_ids),
         CnIdNumberAfterCueRecognizer(),
@@ -527,25 +548,3 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[PatternRecogni
         CnBirthDateRecognizer(),
         ChineseNameRecognizer(),
     ]
-
-
-class BlankChineseNlpEngine(SpacyNlpEngine):
-    """presidio's spaCy engine around `spacy.blank("zh")`: character segmentation, no model download,
-    no NER (all detection is done by the recognizers above)."""
-
-    def __init__(self) -> None:
-        super().__init__(models=[{"lang_code": LANGUAGE, "model_name": "blank:zh"}])
-
-    def load(self) -> None:
-        # presidio declares `nlp` as None until loaded; this is its loaded shape.
-        self.nlp = {LANGUAGE: spacy.blank(LANGUAGE)}  # type: ignore[assignment]
-
-
-def build_analyzer(recognizers: list[PatternRecognizer]) -> Any:
-    """A stock presidio `AnalyzerEngine` over the blank Chinese pipeline with exactly these recognizers."""
-    engine = BlankChineseNlpEngine()
-    engine.load()
-    registry = RecognizerRegistry(
-        recognizers=list(recognizers), supported_languages=[LANGUAGE], global_regex_flags=FLAGS
-    )
-    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
