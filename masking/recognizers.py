@@ -84,6 +84,11 @@ class Recognizer:
     # Pattern name -> (regex for the standard `re` module, group holding the entity) where presidio's
     # pattern needs the `regex` module; the others compile under `re` as they are (group 0).
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {}
+    # Of those, the patterns whose lookbehind holds a place of variable length between the cue and the
+    # value, so that one cue reaches past a value to the next (家住…十二栋对面三号楼): the standard-`re`
+    # form finds the first only. Pattern name -> the value's own regex: where another value follows the
+    # first, the fast path runs presidio's own pattern (the `regex` module) on the text.
+    REACHING: ClassVar[dict[str, str]] = {}
 
     @property
     def name(self) -> str:
@@ -229,6 +234,7 @@ class AddressDetailAfterCueRecognizer(Recognizer):
     ENTITY = CN_ADDRESS_DETAIL
     PATTERNS = (_ADDRESS_PATTERN, Pattern("dwelling", DWELLING, 0.6))
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"address_after_cue": _ADDRESS_STDLIB}
+    REACHING: ClassVar[dict[str, str]] = {"address_after_cue": ADDRESS_DETAIL}
 
 
 def compact_id_number(text: str) -> str:
