@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,11 @@ settings.load_profile("grassroots")
 # demo's database and keys, and a CLI test that looked for "this machine's checkpoint key" found the demo's
 # and checked a stand-in's checkpoints with it. Each test process gets an empty directory of its own; tests
 # that need a data directory still name theirs.
-os.environ.setdefault("GRASSROOTS_DATA_DIR", tempfile.mkdtemp(prefix="grassroots-tests-"))
+# Removed when the test process ends, so a run leaves no directory behind in /tmp.
+if "GRASSROOTS_DATA_DIR" not in os.environ:
+    _DATA_DIR = tempfile.mkdtemp(prefix="grassroots-tests-")
+    os.environ["GRASSROOTS_DATA_DIR"] = _DATA_DIR
+    atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 
 # Every process a test starts (the gateway, the registries, the CLI) runs the code of this checkout, not
 # whatever checkout the virtualenv's editable install last pointed at (a second worktree sharing it).
