@@ -341,3 +341,77 @@ def test_a_ring_is_made_where_the_file_system_has_no_hard_links(
     ring, made = open_masking_keyring(host)
     assert made and masking_keyring_path(host).read_text() == ring.to_json()
     assert [p.name for p in host.keys_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# One host's start, as a process of its own: make the ring, wait until the other host has made its own
+# (a file each writes when done), then record it. Prints "won" or the refusal's Chinese message.
+_RACER = """
+import sys, time
+from pathlib import Path
+from pydantic import SecretStr
+from gateway.keys import KeyFileError, open_masking_keyring, settle_masking_ring
+from gateway.settings import Settings
+
+data_dir, database, kek, mine, theirs, actor = sys.argv[1:]
+host = Settings(data_dir=Path(data_dir), database_url=database, masking_kek=SecretStr(kek))
+ring, made = open_masking_keyring(host)
+Path(mine).touch()
+deadline = time.monotonic() + 60
+while not Path(theirs).exists():
+    if time.monotonic() > deadline:
+        sys.exit("the other host never made its ring")
+    time.sleep(0.001)
+try:
+    settle_masking_ring(host, ring, made=made, record_as=actor)
+except KeyFileError as exc:
+    print(exc.message_zh)
+else:
+    print("won" if made else "not made")
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_host_processes_starting_at_once_agree_on_one_ring(
+    tmp_path: Path, database: str, attempt: int
+) -> None:
+    """The race above between processes, not threads: SQLite's locks are the file system's between
+    processes (BEGIN IMMEDIATE), and PostgreSQL's advisory lock is held by each process's own session."""
+    import subprocess
+    import sys
+
+    hosts = {name: _host(tmp_path, name, database) for name in ("host-a", "host-b")}
+    made = {name: tmp_path / f"{name}.made" for name in hosts}
+    other = {"host-a": "host-b", "host-b": "host-a"}
+    racers = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _RACER,
+                str(host.data_dir),
+                database,
+                KEK,
+                str(made[name]),
+                str(made[other[name]]),
+                f"cli:operator@{name}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, host in hosts.items()
+    }
+    said = {}
+    for name, racer in racers.items():
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err
+        said[name] = out.strip()
+
+    (winner,) = [name for name, words in said.items() if words == "won"]
+    loser = other[winner]
+    assert said[loser].startswith("另一台网关主机先在本数据库上启动"), said[loser]
+    (recorded,) = _recorded(database)
+    assert recorded["actor"] == f"cli:operator@{winner}"
+    ring = KeyRing.from_json(bytes.fromhex(KEK), masking_keyring_path(hosts[winner]).read_text())
+    assert RingIdentity.from_json(recorded["details"]["ring"]) == RingIdentity.of(ring)  # type: ignore[index]
+    assert not masking_keyring_path(hosts[loser]).exists()
