@@ -73,7 +73,7 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
 
     def dlp() -> object:
         # On fresh copies of the masked page, as the data path scans mask's own dicts in place.
-        return runtime.scan_free_text(request.dataset, [dict(r) for r in masked], plan)
+        return runtime.scan_free_text(request.dataset, [dict(r) for r in masked], plan, sealed)
 
     def copies() -> object:
         return [dict(r) for r in masked]
@@ -89,9 +89,10 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
 
     refs()
     # One resident ref per record, as the data path seals them into enc:v3: envelopes (when the plan has any).
-    sealed = pipeline.record_subject_refs(dataset, kept, facts.subject_refs)
+    refs_of_records = pipeline.record_subject_refs(dataset, kept, facts.subject_refs)
+    sealed = pipeline.sealed_subjects(plan, refs_of_records)
     masked = pipeline.mask(projected, plan, sealed)
-    runtime.scan_free_text(request.dataset, masked, plan)
+    runtime.scan_free_text(request.dataset, masked, plan, sealed)
     facts.details.update(grant_id=obligations.grant_id, masking_profile=obligations.masking_profile)
 
     def build() -> Any:
@@ -99,7 +100,9 @@ async def _measure(stack: Stack, calls: int) -> dict[str, float]:
 
     event = build()
     stages: dict[str, Callable[[], object]] = {
-        "mask (structured + free text)": lambda: pipeline.mask(projected, plan, sealed),
+        "mask (structured + free text)": lambda: pipeline.mask(
+            projected, plan, pipeline.sealed_subjects(plan, refs_of_records)
+        ),
         "response DLP (less copying the page)": dlp,
         "  the page copies alone": copies,
         "re-identification guard": lambda: runtime.reidentification_guard(request.dataset, masked),

@@ -611,17 +611,24 @@ def project_fields(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) 
     return [{name: record[name] for name in wanted if name in record} for record in records]
 
 
+def sealed_subjects(plan: MaskingPlan, subject_refs: Sequence[str | None]) -> list[bytes | None] | None:
+    """What stage 6 seals into a record's values, one per record (None where it names no resident), given
+    ``subject_refs`` (`record_subject_refs`); None when ``plan`` seals no resident into anything (no
+    ``aes_gcm``: the usual plan, nothing computed)."""
+    if not plan.names_subjects:
+        return None
+    return [None if r is None else packed_ref(r) for r in subject_refs]
+
+
 def mask(
-    records: Iterable[Mapping[str, Any]], plan: MaskingPlan, subject_refs: Sequence[str | None]
+    records: Iterable[Mapping[str, Any]], plan: MaskingPlan, subjects: Sequence[bytes | None] | None
 ) -> list[dict[str, Any]]:
     """Stage 6: desensitise every value by its classification (masking rules, fail closed).
 
-    ``subject_refs``, one per record (None where it names no resident), are sealed into the values of
-    fields whose operator names the record's resident (an ``aes_gcm`` envelope, enc:v3:), so that
-    unmasking one later is recorded as a read of her data (README "Unmask")."""
-    if not plan.names_subjects:
-        return mask_records(records, plan)
-    return mask_records(records, plan, [None if r is None else packed_ref(r) for r in subject_refs])
+    ``subjects`` (`sealed_subjects`) are sealed into the values of fields whose operator names the record's
+    resident (an ``aes_gcm`` envelope, enc:v3:), so that unmasking one later is recorded as a read of her
+    data (README "Unmask"); response DLP seals its findings with them too (`Runtime.scan_free_text`)."""
+    return mask_records(records, plan, subjects)
 
 
 def record_subject_refs(
@@ -999,8 +1006,9 @@ async def _authorized_path(
             profile=obligations.masking_profile,
             now=now,
         )
-        masked = mask(projected, plan, record_subject_refs(dataset, kept, facts.subject_refs))
-        drift = runtime.scan_free_text(request.dataset, masked, plan)
+        subjects = sealed_subjects(plan, record_subject_refs(dataset, kept, facts.subject_refs))
+        masked = mask(projected, plan, subjects)
+        drift = runtime.scan_free_text(request.dataset, masked, plan, subjects)
         if drift:
             facts.alerts.append("catalog_drift")
             facts.details["catalog_drift"] = drift

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -571,11 +571,17 @@ class Runtime:
         return plan
 
     def scan_free_text(
-        self, dataset: str, records: list[dict[str, Any]], plan: MaskingPlan
+        self,
+        dataset: str,
+        records: list[dict[str, Any]],
+        plan: MaskingPlan,
+        subjects: Sequence[bytes | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Response DLP over ``records`` as ``mask_records`` returned them for ``plan`` (the caller's own
-        dicts, scanned and masked in place): the fields the plan does not protect. Each drift alert is
-        counted in a metric naming dataset and field (never a value) so the steward can classify it."""
+        dicts, scanned and masked in place): the fields the plan does not protect. ``subjects``, as masking
+        was given them, seal a finding sealed by ``aes_gcm`` with its record's resident (enc:v3:). Each
+        drift alert is counted in a metric naming dataset and field (never a value) so the steward can
+        classify it."""
         if self.scanner is None:
             return []
         alerts = scan_fields_in_place(
@@ -585,6 +591,8 @@ class Runtime:
             self.scanner,
             scanners=plan.dlp_scanners,
             unmemoised=plan.dlp_unmemoised,
+            sealers=plan.dlp_sealers,
+            subjects=subjects,
         )
         for alert in alerts:
             self.telemetry.catalog_drift.add(alert.count, {"dataset": alert.dataset, "field": alert.field})

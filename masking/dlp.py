@@ -11,7 +11,10 @@ again: pass `protected=plan.protected_fields`.
 What is found is masked as the plan's profile masks it in a free-text field at the scanned field's level
 (`scanners=plan.dlp_scanners`, bound once with the plan; `masking.items`): an ID number that drifted into an
 unclassified field is shown no more than in its own field or in a remark. Without `scanners`, the scanner's
-own masking.
+own masking. A finding sealed by `aes_gcm` is sealed with the resident of its record (enc:v3:), as a field's
+envelope and an item of a remark are, when the caller gives each record's resident (`subjects`, with
+`sealers=plan.dlp_sealers`): whoever unmasks it is recorded as having read her data. Without them (a dry-run)
+it names nobody (enc:v2:).
 
 Cost: a value is scanned once per call even when it repeats (a page of one village's residents
 carries the same division code twenty times), and the scanner itself returns at once for a value
@@ -21,7 +24,7 @@ without a digit, "@", plate prefix or name cue (`FreeTextScanner.scan`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,6 +95,8 @@ def scan_fields_in_place(
     *,
     scanners: Mapping[str, Scanner] | None = None,
     unmemoised: Collection[str] = (),
+    sealers: Mapping[str, Callable[[bytes | None], Scanner]] | None = None,
+    subjects: Sequence[bytes | None] | None = None,
 ) -> list[DriftAlert]:
     """Scan and mask `fields` of `records` in place (the records are the caller's own: the gateway's, fresh
     from `mask_records`, with `fields=plan.scanned_fields`); returns the drift alerts. `scan_response` is
@@ -99,10 +104,25 @@ def scan_fields_in_place(
 
     `scanners` (`plan.dlp_scanners`) gives the scanner of a field, masking its findings as the plan's profile
     does; a field it does not name gets `scanner`. A value repeated in a field is scanned once, except in
-    the `unmemoised` fields (`plan.dlp_unmemoised`: a finding sealed with a fresh nonce each time)."""
+    the `unmemoised` fields (`plan.dlp_unmemoised`: a finding sealed with a fresh nonce each time).
+
+    `subjects`, one per record (None for a record naming nobody), are sealed into what the `sealers`
+    (`plan.dlp_sealers`) seal in their fields: a finding sealed by `aes_gcm` names the record's resident
+    (enc:v3:), so that unmasking it is recorded as a read of her data. Without them, `scanners` seal it
+    naming nobody (enc:v2:)."""
+    if subjects is not None and len(subjects) != len(records):
+        raise ValueError(f"{len(subjects)} subjects for {len(records)} records")
     counts: Counter[tuple[str, str]] = Counter()
     memos: dict[int, _Memo] = {}
     for name in fields:
+        seal = None if subjects is None or not sealers else sealers.get(name)
+        if seal is not None:
+            # Each record's findings sealed with its own resident, each envelope with a fresh nonce.
+            for record, subject in zip(records, subjects or (), strict=True):
+                value = record.get(name)
+                if value is not None:
+                    record[name] = _scan_value(value, name, seal(subject), counts, None)
+            continue
         field_scanner = scanner if scanners is None else scanners.get(name, scanner)
         # One memo per scanner: fields masked alike share what was found (a division code in two fields).
         memo = None if name in unmemoised else memos.setdefault(id(field_scanner), {})

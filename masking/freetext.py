@@ -309,6 +309,9 @@ def _digits_first(fn: Callable[[object], object]) -> Callable[[object], object]:
 _READ_AS: dict[str, Callable[[MaskFn], MaskFn]] = {"CN_ID_NUMBER": _compacted, "CN_MOBILE": _digits_first}
 
 
+_ENTITY_TYPES: frozenset[str] = frozenset(ENTITY_TYPES)
+
+
 def _item_masker(entity: str, fn: MaskFn) -> Callable[[str], str]:
     read_as = _READ_AS.get(entity)
     return _as_text(fn if read_as is None else read_as(fn))
@@ -604,11 +607,16 @@ class _MaskedBy:
 
     __slots__ = ("_maskers", "_overrides", "_scanner")
 
-    def __init__(self, scanner: FreeTextScanner, overrides: Mapping[str, MaskFn]) -> None:
+    def __init__(
+        self, scanner: FreeTextScanner, overrides: Mapping[str, MaskFn], over: _MaskedBy | None = None
+    ) -> None:
         self._scanner = scanner
-        self._overrides = dict(overrides)
-        self._maskers = {
-            **scanner._maskers,
+        # Over another's (``over``): only ``overrides`` are new, the rest is taken as that one read it.
+        self._overrides: dict[str, MaskFn] = (
+            dict(overrides) if over is None else {**over._overrides, **overrides}
+        )
+        self._maskers: dict[str, Callable[[str], str]] = {
+            **(scanner._maskers if over is None else over._maskers),
             **{entity: _item_masker(entity, fn) for entity, fn in overrides.items()},
         }
 
@@ -619,7 +627,13 @@ class _MaskedBy:
         return self._scanner.scan_and_mask(text, self._maskers)
 
     def masked_by(self, maskers: Mapping[str, MaskFn]) -> TextMasker:
-        return self._scanner.masked_by({**self._overrides, **maskers})
+        # The plan's scanner for one record's resident (masking.plan: its sealed kinds over the plan's), built
+        # per record: the kinds already read are not read again.
+        if not maskers:
+            return self
+        if not maskers.keys() <= _ENTITY_TYPES:
+            return self._scanner.masked_by({**self._overrides, **maskers})  # raises, naming the unknown
+        return _MaskedBy(self._scanner, maskers, over=self)
 
 
 def _any_of(*alternatives: tuple[str, bool]) -> re.Pattern[str] | None:

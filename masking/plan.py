@@ -9,7 +9,7 @@ no rule covers, or an operator that cannot be bound here (no key ring, no scanne
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -35,6 +35,7 @@ __all__ = [
     "FieldDecision",
     "ItemDecision",
     "MaskingPlan",
+    "SubjectScanner",
     "mask_record",
     "mask_records",
     "plan_masking",
@@ -49,6 +50,11 @@ __all__ = [
 #: catalog, the key ring) is fixed for the plan, and the memo lives for one `mask_records` call on one
 #: plan, so the value alone is its key.
 _PAGE_MEMO_OPERATORS: frozenset[str] = frozenset({"freetext"})
+
+
+#: A scanner for one record's resident (None: a record naming nobody): response DLP's in a field a finding in
+#: which is sealed by `aes_gcm` (`MaskingPlan.dlp_sealers`).
+SubjectScanner = Callable[[bytes | None], TextMasker]
 
 
 def _redact(_value: object) -> object:
@@ -98,6 +104,8 @@ class MaskingPlan:
     _subject_ops: tuple[tuple[str, SubjectMaskFn], ...] = ()
     #: The scanner response DLP masks each scanned field's findings with: the profile's, at its level.
     _dlp: tuple[tuple[str, TextMasker], ...] = ()
+    #: The scanned fields a finding in which is sealed (`aes_gcm`), and their scanner for a record's subject.
+    _dlp_sealing: tuple[tuple[str, SubjectScanner], ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -108,6 +116,7 @@ class MaskingPlan:
     _page_memo: frozenset[str] = field(init=False, repr=False, compare=False)
     _dlp_scanners: Mapping[str, TextMasker] = field(init=False, repr=False, compare=False)
     _dlp_unmemoised: frozenset[str] = field(init=False, repr=False, compare=False)
+    _dlp_sealers: Mapping[str, SubjectScanner] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Asked for on every response (DLP); a plan is immutable, so it is worked out once.
@@ -126,11 +135,13 @@ class MaskingPlan:
             d.field for d in self.decisions if any(i.operator in RANDOMISED_OPERATORS for i in d.dlp)
         )
         object.__setattr__(self, "_dlp_unmemoised", unmemoised)
+        object.__setattr__(self, "_dlp_sealers", dict(self._dlp_sealing))
 
     @property
     def names_subjects(self) -> bool:
-        """Whether `mask_records` seals each record's subject into some field (given the subjects)."""
-        return bool(self._subject_ops)
+        """Whether masking seals each record's subject into some value (given the subjects): a field's, by
+        `mask_records`, or a finding of response DLP's (`dlp_sealers`)."""
+        return bool(self._subject_ops or self._dlp_sealing)
 
     @property
     def protected_fields(self) -> frozenset[str]:
@@ -158,6 +169,13 @@ class MaskingPlan:
         """Scanned fields a finding in which is sealed by a randomised operator (`aes_gcm`): response DLP
         masks each of their values afresh, so each envelope has its own nonce."""
         return self._dlp_unmemoised
+
+    @property
+    def dlp_sealers(self) -> Mapping[str, SubjectScanner]:
+        """For each scanned field a finding in which is sealed by `aes_gcm`: its DLP scanner for a record's
+        resident, sealing those findings with her (enc:v3:) as a field's envelope is; for None (a record
+        naming nobody) the same as `dlp_scanners` (enc:v2:)."""
+        return self._dlp_sealers
 
     def decision(self, field: str) -> FieldDecision:
         for d in self.decisions:
@@ -349,6 +367,7 @@ def plan_masking(
         if with_subject is not None:
             subject_ops.append((name, with_subject))
     dlp: list[tuple[str, TextMasker]] = []
+    dlp_sealing: list[tuple[str, SubjectScanner]] = []
     if scanner is not None:
         for at, d in enumerate(decisions):
             if d.level is None or _protected(d):
@@ -356,13 +375,15 @@ def plan_masking(
             # Response DLP scans this field: what it finds is masked as in a free-text field at this
             # field's level (the item's type lifted to its highest catalogued level), decided once here.
             dlp_ctx = BindContext(dataset=dataset, field=d.field, keys=keys, as_of=as_of)
-            # (A finding sealed by aes_gcm here names nobody, enc:v2:: response DLP masks per value, with no
-            # record's resident at hand.)
-            found, maskers, _ = plan_items(
+            found, maskers, sealers = plan_items(
                 catalog, rules, profile=profile, level=d.level, role=role, scenario=scenario, ctx=dlp_ctx
             )
             decisions[at] = replace(d, dlp=found)
-            dlp.append((d.field, scanner.masked_by(maskers)))
+            dlp_scanner = scanner.masked_by(maskers)
+            dlp.append((d.field, dlp_scanner))
+            if sealers:
+                # A finding sealed by aes_gcm names the record's resident, as an item of a remark does.
+                dlp_sealing.append((d.field, partial(_sealing_scanner, dlp_scanner, sealers)))
     level = max_level(catalog.level_of(dataset, n) for n in seen)
     return MaskingPlan(
         dataset=dataset,
@@ -374,6 +395,7 @@ def plan_masking(
         _ops=tuple(ops),
         _subject_ops=tuple(subject_ops),
         _dlp=tuple(dlp),
+        _dlp_sealing=tuple(dlp_sealing),
     )
 
 
@@ -389,12 +411,22 @@ def _sealing_items(
     (enc:v3:) as an envelope of any other field of the record is: whoever unmasks one is recorded as having
     read her data (masking.reversible). A record naming nobody gets enc:v2:, as without subjects."""
 
+    planned = scanner.masked_by(maskers)
+
     def apply(value: object, subject: bytes | None) -> object:
-        theirs = {entity: partial(_sealed, sealer, subject=subject) for entity, sealer in sealers.items()}
-        masker = scanner.masked_by({**maskers, **theirs})
+        masker = _sealing_scanner(planned, sealers, subject)
         return op.bind(params, replace(ctx, scanner=masker))(value)
 
     return apply
+
+
+def _sealing_scanner(
+    scanner: TextMasker, sealers: Mapping[str, SubjectMaskFn], subject: bytes | None
+) -> TextMasker:
+    """``scanner`` (the plan's) sealing the kinds ``sealers`` seals with ``subject`` (enc:v3:; None: enc:v2:):
+    the scanner of one record, in a free-text field or under response DLP."""
+    theirs = {entity: partial(_sealed, sealer, subject=subject) for entity, sealer in sealers.items()}
+    return scanner.masked_by(theirs)
 
 
 def _sealed(sealer: SubjectMaskFn, value: object, *, subject: bytes | None) -> object:

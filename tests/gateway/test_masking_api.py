@@ -1099,21 +1099,33 @@ def test_unmasking_a_mobile_sealed_in_a_remark_names_the_resident_of_its_record(
     envelopes naming nobody: a steward unmasking one wrote only ``masking.unmask``, and the resident never
     saw it in her "who read my data" list. Now they are sealed with the record's resident, as the mobile
     field's envelope is, and unmasking one writes ``masking.unmask_revealed`` naming her."""
-    from demoworld.world import build_world
-
     with _mobile_sealed_in_a_remark(stack) as (record, envelope):
         assert envelope.startswith("enc:v3:")
-        resident = {r.id: r for r in build_world().residents}[record["id"]]
-        ask = {"value": envelope, "dataset": "residents", "field": "remark", "purpose": "核实紧急联系人"}
-        out = ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))
-        assert out["value"] in (resident.remark or "")
-        [revealed] = [
-            e
-            for e in events_of(stack, "masking.unmask_revealed")
-            if e["body"]["details"]["authorised_by_event"] == out["audit_event_seq"]
-        ]
-        assert revealed["body"]["fields"] == ["remark"] and len(revealed["body"]["subject_refs"]) == 1
-        assert revealed["seq"] in [a["seq"] for a in _transparency(stack, resident.id_number)]
+        _unmasked_as_remark_names_the_resident(stack, record, envelope)
+
+
+def _unmasked_as_remark_names_the_resident(stack: Stack, record: dict[str, Any], envelope: str) -> None:
+    """A steward unmasking ``envelope`` as field remark gets what it sealed of ``record``'s remark, and
+    ``masking.unmask_revealed`` names the record's resident (one ref, never the value): it is in her
+    transparency list ("who read my data", ``supervise who-read``) and in no neighbour's."""
+    from demoworld.world import build_world
+
+    world = {r.id: r for r in build_world().residents}
+    resident = world[record["id"]]
+    ask = {"value": envelope, "dataset": "residents", "field": "remark", "purpose": "核实紧急联系人"}
+    out = ok(api(stack, "POST", "/unmask", "ca_steward", body=ask))
+    assert out["value"] in (resident.remark or "")
+    [revealed] = [
+        e
+        for e in events_of(stack, "masking.unmask_revealed")
+        if e["body"]["details"]["authorised_by_event"] == out["audit_event_seq"]
+    ]
+    assert revealed["body"]["fields"] == ["remark"] and len(revealed["body"]["subject_refs"]) == 1
+    assert out["value"] not in json.dumps(revealed["body"])
+    [entry] = [a for a in _transparency(stack, resident.id_number) if a["seq"] == revealed["seq"]]
+    assert (entry["kind"], entry["roles"]) == ("masking.unmask_revealed", ["data_steward"])
+    neighbour = next(r for r in world.values() if r.id != resident.id)
+    assert revealed["seq"] not in [a["seq"] for a in _transparency(stack, neighbour.id_number)]
 
 
 @contextmanager
@@ -1131,6 +1143,36 @@ def _mobile_sealed_in_a_remark(stack: Stack) -> Iterator[tuple[dict[str, Any], s
     finally:
         changed(stack, "ca_steward", "rule_upsert", {"rule": RULE_MOBILE}, admin)
         eventually(lambda: not any(str(r["mobile"]).startswith("enc:") for r in records(stack, "cadre_a")))
+
+
+def test_unmasking_a_mobile_sealed_by_response_dlp_names_the_resident_of_its_record(stack: Stack) -> None:
+    """Remarks declared non-personal (level 2: catalog drift) are no longer masked by their rule but scanned
+    by response DLP, which masks a mobile it finds there as the profile masks mobiles. Under a rule serving
+    them as aes_gcm that envelope was enc:v2:, naming nobody, although the record names its resident and the
+    mobile field's envelope beside it names her: a steward unmasking it (as the field it was served in) wrote
+    only ``masking.unmask``, and the resident never saw it in her "who read my data" list. Now response DLP
+    seals it with the record's resident, and unmasking it writes ``masking.unmask_revealed`` naming her."""
+    from demoworld.world import user_id_for
+
+    def remark_scanned_by_dlp() -> bool:
+        records(stack, "cadre_a")
+        mine = [e for e in events_of(stack, "data.list") if e["actor"] == user_id_for("cadre_a")]
+        drift = mine[-1]["body"]["details"].get("catalog_drift", [])
+        return ("remark", "CN_MOBILE") in [(d["field"], d["entity_type"]) for d in drift]
+
+    remark = {"dataset": "residents", "field": "remark"}
+    changed(stack, "ca_steward", "field_classification", {**remark, "level": 2, "semantic_type": "other"},
+            "ca_steward2")  # fmt: skip
+    try:
+        eventually(remark_scanned_by_dlp)
+        with _mobile_sealed_in_a_remark(stack) as (record, envelope):
+            assert remark_scanned_by_dlp()  # the envelope is response DLP's, not the freetext operator's
+            assert envelope.startswith("enc:v3:") and str(record["mobile"]).startswith("enc:v3:")
+            _unmasked_as_remark_names_the_resident(stack, record, envelope)
+    finally:
+        changed(stack, "ca_steward2", "field_classification",
+                {**remark, "level": 3, "semantic_type": "free_text"}, "ca_steward")  # fmt: skip
+        eventually(lambda: not remark_scanned_by_dlp())
 
 
 def test_an_envelope_asked_for_under_another_field_of_its_dataset_names_the_field_it_was_served_in(

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from masking import Catalog, FreeTextScanner, KeyRing, MaskingPlan, RuleSet, mask_records, plan_masking
+from masking import (
+    Catalog,
+    FreeTextScanner,
+    KeyRing,
+    MaskingPlan,
+    RuleSet,
+    Unmask,
+    mask_records,
+    open_envelope,
+    plan_masking,
+)
 from masking.dlp import DriftAlert, scan_fields_in_place, scan_response
 from tests.masking.conftest import AS_OF
 from tests.masking.test_freetext_items import ID_NUMBER, MOBILE, rule, with_profile
@@ -34,11 +44,14 @@ def plan_for(
 
 
 def served(
-    plan: MaskingPlan, scanner: FreeTextScanner, records: list[dict[str, Any]]
+    plan: MaskingPlan,
+    scanner: FreeTextScanner,
+    records: list[dict[str, Any]],
+    subjects: list[bytes | None] | None = None,
 ) -> tuple[list[dict[str, object]], list[DriftAlert]]:
     """What the data path serves: the page masked by the plan, then response DLP over it (the gateway's
-    `Runtime.scan_free_text`)."""
-    masked = mask_records(records, plan)
+    `Runtime.scan_free_text`), each given the records' residents when there are some."""
+    masked = mask_records(records, plan, subjects)
     alerts = scan_fields_in_place(
         "residents",
         masked,
@@ -46,6 +59,8 @@ def served(
         scanner,
         scanners=plan.dlp_scanners,
         unmemoised=plan.dlp_unmemoised,
+        sealers=plan.dlp_sealers,
+        subjects=subjects,
     )
     return masked, alerts
 
@@ -105,6 +120,49 @@ def test_a_finding_sealed_by_dlp_gets_a_fresh_envelope_each_time(
     page = [{"village_code": f"身份证号{ID_NUMBER}"} for _ in range(2)]
     first, second = (str(r["village_code"]) for r in served(plan, scanner, page)[0])
     assert first.startswith("身份证号enc:") and second.startswith("身份证号enc:") and first != second
+
+
+def test_a_finding_sealed_by_dlp_is_sealed_with_the_records_resident(
+    catalog: Catalog, scanner: FreeTextScanner, keys: KeyRing
+) -> None:
+    """A mobile that drifted into an unprotected field, sealed by aes_gcm, was enc:v2: although the record
+    names its resident, as the mobile field's envelope beside it (enc:v3:) and a mobile in a remark do: a
+    steward unmasking it was not recorded as having read her data (masking.unmask_revealed), and she never
+    saw it in her transparency list. Now it is sealed with her; a record naming nobody, and a page served
+    without residents (a dry-run), still get enc:v2:. Each envelope has its own nonce."""
+    rules = with_profile("sealed", rule("mobile", "aes_gcm"))
+    plan = plan_for(catalog, rules, scanner, ("village_code", "mobile"), "sealed", keys=keys)
+    assert plan.names_subjects and set(plan.dlp_sealers) == {"village_code"}
+    drifted = f"电话{MOBILE}"
+    page: list[dict[str, Any]] = [
+        {"village_code": drifted, "mobile": MOBILE},
+        {"village_code": drifted, "mobile": MOBILE},
+        {"village_code": drifted, "mobile": MOBILE},
+        {"village_code": None, "mobile": None},
+    ]
+    her, neighbour = b"a1" + bytes([7] * 32), b"a1" + bytes([9] * 32)
+    out, alerts = served(plan, scanner, page, [her, neighbour, None, her])
+    found = [str(r["village_code"]).removeprefix("电话") for r in out[:3]]
+    assert [f[:7] for f in found] == ["enc:v3:", "enc:v3:", "enc:v2:"] and len(set(found)) == 3
+    assert [str(r["mobile"])[:7] for r in out[:3]] == ["enc:v3:", "enc:v3:", "enc:v2:"]
+    assert out[3] == {"village_code": None, "mobile": None}
+    assert [(a.field, a.entity_type, a.count) for a in alerts] == [("village_code", "CN_MOBILE", 3)]
+    unmask = Unmask(actor="steward-1", purpose="dispute", audit_event_id="7")
+    for envelope, subject in zip(found, (her, neighbour, None), strict=True):
+        opened = open_envelope(envelope, keys, dataset="residents", context="residents.village_code",
+                               unmask=unmask)  # fmt: skip
+        assert (opened.value, opened.subject) == (MOBILE, subject)
+    dry_run, _ = served(plan, scanner, page[:1])
+    assert str(dry_run[0]["village_code"]).startswith("电话enc:v2:")
+
+
+def test_a_page_without_a_sealing_rule_is_served_alike_with_or_without_residents(
+    catalog: Catalog, rules: RuleSet, scanner: FreeTextScanner
+) -> None:
+    plan = plan_for(catalog, rules, scanner, ("village_code", "mobile"), "standard")
+    assert not plan.names_subjects and plan.dlp_sealers == {}
+    page: list[dict[str, Any]] = [{"village_code": DRIFTED, "mobile": MOBILE}]
+    assert served(plan, scanner, page, [b"a1" + bytes(32)]) == served(plan, scanner, page)
 
 
 def test_the_plan_says_what_dlp_findings_get_in_each_scanned_field(

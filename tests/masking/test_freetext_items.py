@@ -261,3 +261,18 @@ def test_the_plan_explains_what_each_kind_of_item_gets(
     )
     assert (items["CN_BIRTH_DATE"]["operator"], items["CN_BIRTH_DATE"]["source"]) == ("freetext", "scanner")
     assert "items" not in mobile
+
+
+def test_a_scanner_masked_by_over_another_masks_as_one_masked_by_both(scanner: FreeTextScanner) -> None:
+    """The plan's scanner for one record (its sealed kinds over the plan's, masking.plan) is built from the
+    plan's without reading its kinds again; it masks as one scanner given both, the later kind winning, and
+    an unknown kind is still refused."""
+    text = f"电话{MOBILE}，身份证号{ID_NUMBER}，邮箱zhang.san@example.com"
+    plans = {"CN_MOBILE": lambda v: f"<m:{v}>", "EMAIL_ADDRESS": lambda v: "<e>"}
+    record = {"CN_MOBILE": lambda v: f"<r:{v}>", "CN_ID_NUMBER": lambda v: f"<i:{v}>"}
+    over = scanner.masked_by(plans).masked_by(record)
+    assert over.mask(text) == scanner.masked_by({**plans, **record}).mask(text)
+    assert over.mask(text) == f"电话<r:{MOBILE}>，身份证号<i:{ID_NUMBER}>，邮箱<e>"
+    assert scanner.masked_by(plans).mask(text) == f"电话<m:{MOBILE}>，身份证号310210************，邮箱<e>"
+    with pytest.raises(ValueError, match="NOT_A_KIND"):
+        scanner.masked_by(plans).masked_by({"NOT_A_KIND": str})
