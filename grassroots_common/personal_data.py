@@ -104,9 +104,14 @@ ADDRESS_PLACE: Final = r"(?:[^\d\s，。；：:,;.!！?？、（()）于在已�
 # (住3号楼三天) is not taken into it; only the room after a unit may go without (二单元五零一).
 _UNIT = r"(?:号楼|号院|号|栋|幢|单元|室|弄|层|楼)"
 _IN_NUMERALS = r"[〇零一二两三四五六七八九十]{1,5}"
+# A number without its unit (幸福路88号501) ends the digits it is part of: a run of digits right after a house
+# number is another number (家住幸福路88弄12号13812345678: a mobile), not more of the address, which it
+# swallowed, and the address then lost to the mobile it overlapped and was served in clear. A detail ends
+# where no digit follows its last digit, or after a unit (12号 before 138…); never before 组 (3组 is a place).
 ADDRESS_DETAIL: Final = (
     rf"(?:\d{{1,3}}-\d{{1,3}}-\d{{1,4}}|(?:\d{{1,5}}|{_IN_NUMERALS}){_UNIT}"
-    rf"(?:-?\d{{1,5}}{_UNIT}?|{_IN_NUMERALS}{_UNIT}|(?<=单元){_IN_NUMERALS})*)(?![\d组])"
+    rf"(?:-?\d{{1,5}}(?:{_UNIT}|(?!\d))|{_IN_NUMERALS}{_UNIT}|(?<=单元){_IN_NUMERALS})*)"
+    r"(?:(?<=\d)(?![\d组])|(?<!\d)(?!组))"
 )
 # A dwelling's number says where a household lives without any word before it: a unit and the room in it
 # (2单元501室, 二单元五零一), or a building and a room (3号楼501室), in digits or numerals. A building, a

@@ -649,3 +649,20 @@ def test_one_residence_cue_reaches_every_house_number_after_it(
     # was served in clear.
     assert scanner.mask(text) == masked
     assert scanner.scan(text) == scanner.scan_with_engine(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("家住幸福路88弄12号13812345678", "家住幸福路***138****5678"),
+        ("住址：东风村3组12号13812345678", "住址：东风村3组***138****5678"),
+        ("家住幸福路88号501", "家住幸福路***"),
+    ],
+)
+def test_a_house_number_with_a_mobile_glued_after_it_is_masked_too(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # The house number took the mobile's digits into it (12号 then 13812, 34567, 8 as numbers without a
+    # unit), overlapped the mobile, lost to it, and was served in clear.
+    assert scanner.mask(text) == masked
+    assert scanner.scan(text) == scanner.scan_with_engine(text)
