@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import regex as regex_module  # presidio's regex engine, for the patterns `re` cannot write (REACHING)
 
@@ -643,9 +643,17 @@ def _any_of(*alternatives: tuple[str, bool]) -> re.Pattern[str] | None:
     return re.compile("|".join(wanted)) if wanted else None
 
 
+#: Kinds of which the part outside a finding taken before it is still hidden (a house number: hidden whole,
+#: taken without a verdict). One in numerals with a mobile typed straight after it (住二十九栋一单元一一零一
+#: 159 2939 0229) reads on into the mobile's first digits, a room number without its unit; the mobile wins
+#: the overlap, and the house number was served in clear.
+_TRIMMED_WHEN_OVERLAPPED: Final = frozenset({"CN_ADDRESS_DETAIL"})
+
+
 def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
     """The findings taken from ``raw``: by score, then type priority, then length, each candidate that
-    overlaps none already taken; in text order."""
+    overlaps none already taken (or, of the kinds in ``_TRIMMED_WHEN_OVERLAPPED``, its part before or
+    after those it overlaps); in text order."""
     candidates = [c for c in raw if c[3] >= min_score]
     if len(candidates) > 1:
         # The common case (an ID number and a name in one remark): no two overlap, and every one is taken
@@ -655,8 +663,17 @@ def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
             candidates.sort(key=_rank)
             taken: list[_Candidate] = []
             for c in candidates:
-                if all(c[2] <= t[1] or c[1] >= t[2] for t in taken):
+                overlapped = [t for t in taken if c[1] < t[2] and t[1] < c[2]]
+                if not overlapped:
                     taken.append(c)
+                elif c[0] in _TRIMMED_WHEN_OVERLAPPED:
+                    entity, start, end, score = c
+                    first = min(t[1] for t in overlapped)
+                    last = max(t[2] for t in overlapped)
+                    # The parts outside every finding it overlaps: before the first, after the last.
+                    for part in ((start, first), (last, end)):
+                        if part[1] > part[0] and all(part[1] <= t[1] or part[0] >= t[2] for t in taken):
+                            taken.append((entity, *part, score))
             candidates = sorted(taken, key=_start)
     return [Finding(*c) for c in candidates]
 

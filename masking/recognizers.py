@@ -484,9 +484,11 @@ _SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # After a name in a remark, the words of where or how the person is (其女王燕在外务工、户主张伟已去世、
 # 现居…、于2019年…、住3组、系退役军人、患病、就读于…、独居、代办、和其妻…、均已…) end it as surely as
 # punctuation does. Not 都: it ends transliterated names (阿不都).
+# Any character that is not a Chinese one ends a name as a comma does: a slash, a bar, a quotation mark, a
+# dash, an exclamation or question mark (联系人：王国海/13812345678, 户主王伟|低保 were served in clear).
 _RIGHT_CUES = (
-    r"[，。、；：:,;.\s（()）在已现于住系患和与及均病称]|$|电话|手机|身份证|联系|家中|家里|户口|同志|先生"
-    r"|女士|老人|\d|就读|务工|打工|上学|工作|独居|代办|代为|代领"
+    r"[^\u4e00-\u9fff]|[在已现于住系患和与及或均病称家]|$|电话|手机|身份证|联系|户口|同志|先生"
+    r"|女士|老人|就读|务工|打工|上学|工作|独居|代办|代为|代领|微信|邮箱|卡号|银行卡|账号"
 )
 _NOT_A_NAME = rf"(?!{'|'.join(sorted(NOT_NAMES, key=len, reverse=True))})"
 _NAME = rf"{_NOT_A_NAME}{_SURNAME}{_GIVEN}{{1,2}}"

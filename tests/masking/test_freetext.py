@@ -666,3 +666,40 @@ def test_a_house_number_with_a_mobile_glued_after_it_is_masked_too(
     # unit), overlapped the mobile, lost to it, and was served in clear.
     assert scanner.mask(text) == masked
     assert scanner.scan(text) == scanner.scan_with_engine(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("家住二十九栋一单元一一零一159 2939 0229", "家住***159****0229"),
+        ("住十栋四单元一七零三156-4965-8776", "住***156****8776"),
+    ],
+)
+def test_a_house_number_overlapped_by_a_mobile_keeps_its_own_part_hidden(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # The room in numerals reads on into the mobile's first digits (a number without its unit); the mobile
+    # wins the overlap, and the house number was dropped whole and served in clear.
+    assert scanner.mask(text) == masked
+    assert scanner.scan(text) == scanner.scan_with_engine(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("联系人：王国海/13812345678", "联系人：王**/138****5678"),
+        ("户主王伟|低保", "户主王*|低保"),
+        ("户主王伟！", "户主王*！"),
+        ("户主王伟-电话", "户主王*-电话"),
+        ("户主李强微信wang88", "户主李*微信***"),
+        ("其子徐华英卡号6222", "其子徐**卡号6222"),
+        ("联系人张伟或其子李强", "联系人张*或其子李*"),
+        ("联系人陈玉春家住28幢2单元1603", "联系人陈**家住***"),
+    ],
+)
+def test_a_name_ends_at_any_character_that_is_not_chinese(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # Only the comma, the full stop and a few others ended a name after its cue: a slash, a bar, an
+    # exclamation mark or a dash left it in clear, as did a word naming another contact (微信、卡号).
+    assert scanner.mask(text) == masked
