@@ -65,6 +65,13 @@ _COLUMNS = (
 )
 
 
+def source_of(i: int) -> str:
+    """Where the ``i``-th request came from, as the gateway records it (every request's events carry one):
+    3,000 clients, one in four an IPv6 one (its /64)."""
+    k = i % 3_000
+    return f"2001:db8:{k:x}:1::/64" if k % 4 == 0 else f"10.20.{k // 250}.{k % 250 + 1}"
+
+
 def make_events(n: int, pool: Sequence[str]) -> list[AuditEvent]:
     base = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)
     out = []
@@ -86,6 +93,7 @@ def make_events(n: int, pool: Sequence[str]) -> list[AuditEvent]:
                 reason="allowed" if refs else "no_active_grant",
                 trace_id=f"{i:032x}",
                 request_id=f"req-{i}",
+                source=source_of(i),
                 occurred_at=base + timedelta(milliseconds=i),
             )
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,3 +100,33 @@ def refs_for(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in events
         for ref in dict.fromkeys(json.loads(row["body"])["subject_refs"])
     ]
+
+
+@contextmanager
+def statements_run(engine: sa.Engine | type[sa.Engine]) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement ``engine`` sends to the database while in the block, with its parameters, as the
+    driver received them: the queries a function really builds, to ask the database how it runs them.
+    ``sa.Engine`` itself: every engine's, such as those of an app served in this process."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def query_plan(engine: sa.Engine, statement: str, parameters: Any) -> str:
+    """How the database runs ``statement`` with ``parameters``: SQLite's EXPLAIN QUERY PLAN, or
+    PostgreSQL's EXPLAIN with sequential scans priced out (a test's table is small enough that a scan
+    would be cheapest: the question is whether an index *can* answer it)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+            return "\n".join(str(row[0]) for row in rows)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        return "\n".join(str(row[-1]) for row in rows)

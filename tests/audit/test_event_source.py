@@ -2,9 +2,10 @@
 
 Recorded in the clear beside the actor, in the RFC 8785 body only when there is one: the bodies written
 before sources existed encode, byte for byte, as they were hashed, and verify as before. Supervisor queries
-find an event by its source on SQLite and PostgreSQL alike (read from the body: no column, no migration),
-never by a ``source`` that an act's ``details`` carry (a complaint's channel), and the refusal-spike rule
-names the addresses most refusals came from.
+find an event by its source on SQLite and PostgreSQL alike (read from the body: no column, which the
+append-only table could not fill in for old events), never by a ``source`` that an act's ``details`` carry
+(a complaint's channel), through an expression index on that body member, newest first; and the
+refusal-spike rule names the addresses most refusals came from.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import timedelta
 import pytest
 import rfc8785
 import sqlalchemy as sa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit import (
@@ -30,9 +31,11 @@ from audit import (
     query_events,
 )
 from audit.events import canonical_text_and_time, is_source
+from audit.query import org_prefix
+from audit.tables import event_source, event_source_index
 from audit.verify import verify_log
 from tests.audit.conftest import Store
-from tests.audit.helpers import T0, make_event
+from tests.audit.helpers import T0, make_event, query_plan, statements_run
 
 RULES = load_anomaly_rules()
 
@@ -155,8 +158,103 @@ def test_events_are_found_by_their_source_and_only_theirs(
 
 
 def test_the_source_filter_reads_the_body_not_a_column(store: Store) -> None:
-    """No migration: the filter is an expression over the stored body (see audit.tables.event_source)."""
+    """The filter is an expression over the stored body (see audit.tables.event_source): the events table
+    is append-only, and a column could not be filled in for the events written before it."""
     assert "source" not in {c["name"] for c in sa.inspect(store.engine).get_columns("audit_events")}
+
+
+_KEY_TEXT = st.sampled_from(["source", "subject_refs", "trace_id", "v", "a"])
+_VALUE_TEXT = st.text(alphabet='"source:,[]{}\\/ab', max_size=40) | st.sampled_from(
+    ['"source":"203.0.113.7","subject_refs":[]', '","subject_refs":[', '"source":"', "}"]
+)
+_DETAILS = st.recursive(
+    st.dictionaries(_KEY_TEXT, _VALUE_TEXT | st.integers(0, 9), max_size=3),
+    lambda inner: st.dictionaries(_KEY_TEXT, inner | _VALUE_TEXT, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=_SOURCES, details=_DETAILS, refs=st.integers(0, 3), trace=st.booleans())
+def test_the_database_reads_the_source_the_body_has_and_no_other(
+    store: Store, source: str | None, details: dict[str, object], refs: int, trace: bool
+) -> None:
+    """The expression the filter and its index are built on gives the body's own top-level ``source`` (or
+    NULL), whatever ``details`` hold: keys named ``source`` or ``subject_refs`` at any depth, values that
+    spell ``"source":"`` or a body's tail. On PostgreSQL it takes the text apart rather than parse it."""
+    event = make_event(refs, source=source, details=details, trace_id=f"{refs:032x}" if trace else None)
+    text = canonical_text_and_time(event)[0]
+    with store.engine.connect() as conn:
+        read = conn.execute(sa.select(event_source(sa.literal(text, sa.Text)))).scalar_one()
+    assert read == json.loads(text).get("source") == source
+
+
+def _log_of_many_sources(store: Store) -> list[AuditEvent]:
+    """Events from IPv4 and IPv6 clients, and without a source, of two districts and none (unattributed),
+    allowed and refused, with a complaint's ``details.source`` among them; appended, and returned in order."""
+    events = []
+    for i in range(120):
+        source = [None, "203.0.113.7", "2001:db8:1:2::/64", "198.51.100.9", "192.0.2.1"][i % 5]
+        org = [None, "310151101201", "310152102203"][i % 3]
+        details = {"source": "203.0.113.7", "subject_ref": "x"} if i % 7 == 0 else {"page": i}
+        events.append(
+            make_event(
+                i,
+                actor="anonymous" if org is None else f"u-{i % 4}",
+                actor_org=org,
+                source=source,
+                details=details,
+            )
+        )
+    AuditLog(store.engine).append_many(events)
+    return events
+
+
+#: The queries GET /api/v1/supervision/events builds for a ``source`` (gateway.routes.supervision: the
+#: caller's scope as ``org``, a scope covering the platform's jurisdiction with its unattributed events, the
+#: default page of 100), alone and with the other filters a supervisor pairs it with.
+_API_QUERIES = {
+    "national supervisor": dict(),
+    "district supervisor": dict(org="310151000000", unattributed=True),
+    "village supervisor": dict(org="310151101201"),
+    "refused only": dict(org="310151000000", unattributed=True, outcome="refused"),
+    "next page": dict(org="310151000000", unattributed=True, before=60),
+    "a day": dict(since=T0, until=T0 + timedelta(days=1)),
+    "one actor": dict(actor="u-1"),
+}
+
+
+@pytest.mark.parametrize("source", ["203.0.113.7", "2001:db8:1:2::/64"])
+@pytest.mark.parametrize("name", list(_API_QUERIES))
+def test_a_source_is_one_backward_range_of_the_source_index(store: Store, source: str, name: str) -> None:
+    """At national scale a filter by source alone must not read the whole log: the very statement
+    :func:`audit.query_events` sends is answered from ``ix_audit_events_source_seq``, in ``seq`` order (no
+    sort), and finds exactly the events whose body has that source, newest first."""
+    events = _log_of_many_sources(store)
+    q = EventQuery(source=source, limit=100, **_API_QUERIES[name])  # type: ignore[arg-type]
+    with statements_run(store.engine) as sent:
+        page = query_events(store.engine, q)
+    expected = [
+        seq
+        for seq, e in reversed(list(enumerate(events, start=1)))
+        if e.source == source
+        and (
+            q.org is None
+            or (e.actor_org is not None and e.actor_org.startswith(org_prefix(q.org)))
+            or (q.unattributed and e.actor_org is None)
+        )
+        and q.outcome in (None, e.outcome)
+        and q.actor in (None, e.actor)
+        and (q.before is None or seq < q.before)
+    ]
+    assert expected and [e.seq for e in page.items] == expected[: q.limit]
+    ((statement, parameters),) = sent
+    plan = query_plan(store.engine, statement, parameters)
+    assert event_source_index.name in plan, plan
+    if store.dialect == "sqlite":
+        assert "TEMP B-TREE" not in plan, plan  # the index gives the order: no sort
+    else:
+        assert "Index Scan Backward" in plan and "Sort" not in plan, plan
 
 
 def _refused(seconds: int, source: str | None, actor: str = ANONYMOUS_ACTOR) -> AuditEvent:

@@ -23,11 +23,13 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from audit import verify_log
+from audit.tables import event_source_index
 from gateway.app import create_app
 from gateway.auth.devusers import dev_identity_provider
 from gateway.cli import app as grassroots
 from gateway.refusal_bursts import source_asked
 from gateway.settings import Settings
+from tests.audit.helpers import query_plan, statements_run
 from tests.gateway.conftest import loopback_settings
 from tests.uvicorn_thread import loopback_config, uvicorn_thread
 
@@ -137,8 +139,14 @@ def test_each_requests_events_record_the_address_it_came_from(behind_a_proxy: Ga
         )
         return said.exit_code, said.stdout
 
-    code, out = events("--source", "203.0.113.7")
+    with statements_run(sa.Engine) as sent:
+        code, out = events("--source", "203.0.113.7")
     assert code == 0, out
+    # The query the route built (the supervisor's district, its unattributed events, the page size) is
+    # answered from the source index, in log order, not by reading every event's body.
+    [(statement, parameters)] = [(q, p) for q, p in sent if "'$.source'" in q]
+    plan = query_plan(gw.engine, statement, parameters)
+    assert event_source_index.name in plan and "TEMP B-TREE" not in plan, plan
     listed = json.loads(out)["items"]
     assert [(e["request_id"], e["source"]) for e in listed] == [
         (forged.headers["x-request-id"], "203.0.113.7"),
