@@ -23,9 +23,11 @@ demo: setup
 ## GRASSROOTS_TEST_POSTGRES_URL; they are skipped without it outside CI). Three worker processes on two
 ## cores: much of the suite waits on the gateway, registry and command-line processes it starts, and a third
 ## worker fills that idle time. --dist loadfile keeps each test file on one worker, so a module-scoped stack
-## is started once, not once per worker.
+## is started once, not once per worker. Bytecode is cached even where the environment says not to
+## (PYTHONDONTWRITEBYTECODE): the suite starts many Python processes (gateways, registries, the CLI), and each
+## compiled the gateway's own modules from source again (0.3-0.4 s of CPU per process).
 test: setup check browser
-	$(BIN)/pytest -n 3 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n 3 --dist loadfile
 
 ## Headless Chromium and a Chinese font for the report page tests, and poppler's pdftotext to read the
 ## printed report back (Debian's packages; idempotent). The font is checked on its own: Debian's chromium
