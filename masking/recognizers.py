@@ -341,8 +341,12 @@ _DATE_COMPACT = r"(?<![0-9])(?:1[89]|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3
 #: Words right before a birth date (longest first: 出生日期 is read whole, not as 出生).
 BIRTH_CUE = r"(?:出生日期|出生年月日|出生年月|出生时间|出生于|出生在|出生|生于|生日|生辰|诞生于)"
 #: Words right after one: 出生 (not 出生地、出生证、出生医学证明、出生登记、出生人口、出生率), 生日,
-#: and 生 alone or as 生人、生的、生于 (not 生效、生病、生活…).
-AFTER_BIRTH = r"(?:出生(?![地证医登率]|人口)|生日|生(?:人|的|于|(?![\u4e00-\u9fff])))"
+#: and 生 alone or as 生人、生的、生于 (not 生效、生病、生活…) or before a conjunction or another item's word
+#: (1974年生手机…, typed without a comma).
+AFTER_BIRTH = (
+    r"(?:出生(?![地证医登率]|人口)|生日|生(?:人|的|于|(?![\u4e00-\u9fff])"
+    r"|(?=电话|手机|微信|身份证|证件|车牌|护照|联系|户主|[和或与及])))"
+)
 _CALENDAR = r"(?:农历|阴历|旧历|公历|阳历)?\s?"
 _BIRTH_BEFORE_PATTERN, _BIRTH_BEFORE_STDLIB = _after_cue(
     "birth_date_after_cue",
@@ -514,6 +518,11 @@ _DOTTED_NAME = (
 )
 
 
+# A name before an honorific starts a clause, or follows a conjunction or a contact word typed straight
+# before it (或覃军建同志、电话马军华先生): after any other Chinese character where it starts is not known.
+_BEFORE_HONORED_NAME = r"(?:(?<![\u4e00-\u9fff])|(?<=[或和与及、])|(?<=电话|手机|微信|联系))"
+
+
 class ChineseNameRecognizer(Recognizer):
     """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人、
     其子…) before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
@@ -524,7 +533,7 @@ class ChineseNameRecognizer(Recognizer):
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
-            rf"(?<![\u4e00-\u9fff]){_NAME}(?={'|'.join(HONORIFICS)})",
+            rf"{_BEFORE_HONORED_NAME}{_NAME}(?={'|'.join(HONORIFICS)})",
             0.7,
         ),
     )

@@ -762,3 +762,22 @@ def test_no_item_glued_to_another_is_served_whole(scanner: FreeTextScanner, rng:
             assert value.replace("-", "").replace(" ", "") not in masked.replace(" ", ""), (text, masked)
         else:
             assert value not in masked, (kind, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("联系人张伟或覃军建同志", "联系人张*或覃**同志"),
+        ("电话马军华先生", "电话马**先生"),
+        ("户主1974.2.27生手机13812345678", "户主1974.**.**生手机138****5678"),
+        ("于1962年8月21日生和其子王伟", "于1962年**月**日生和其子王*"),
+        ("2020年生效", "2020年生效"),
+    ],
+)
+def test_a_name_before_an_honorific_or_a_birth_date_typed_without_a_comma(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # A name before 同志/先生/女士 was taken only at the start of a clause, and a date before 生 only when no
+    # Chinese character followed: after 或 or 电话, and before 手机 or 和, both were served in clear.
+    assert scanner.mask(text) == masked
+    assert scanner.scan(text) == scanner.scan_with_engine(text)
