@@ -123,9 +123,48 @@ def _head_too_large_response() -> bytes:
     )
 
 
+def _invalid_request_body() -> bytes:
+    return json.dumps(
+        {
+            "error": "invalid_http_request",
+            "message": "请求不符合 HTTP 格式，无法读取：例如请求行或请求头中有回车、换行等控制字符，"
+            "或链接中有未编码的空格。请检查调用方式，链接中的特殊字符须按 URL 编码（如空格写作 %20）。",
+            "message_en": "The request is not valid HTTP and could not be read: for example a control "
+            "character such as CR or LF in the request line or a header, or an unencoded space in the link. "
+            "Check how the request is made; special characters in the link must be URL-encoded (a space as "
+            "%20).",
+            "request_id": None,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+_INVALID_REQUEST_BODY: Final = _invalid_request_body()
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol writing through :class:`_CoalescingTransport`, with a request's head
-    capped at :data:`MAX_REQUEST_HEAD_BYTES` (431 and the connection closed beyond it)."""
+    capped at :data:`MAX_REQUEST_HEAD_BYTES` (431 and the connection closed beyond it), and a request the
+    parser cannot read answered 400 in the product's error shape, not uvicorn's plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request httptools refuses (a CR or LF inside the request line or a header,
+        a space in the target, …) was ``Invalid HTTP request received.`` as text/plain, the one error of the
+        gateway a client could not read as JSON, nor a village user in Chinese. The same status, headers
+        and close, with the product's body; what the client sent is not repeated."""
+        content = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(_INVALID_REQUEST_BODY)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                _INVALID_REQUEST_BODY,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     _head_open = False
     _head_bytes = 0

@@ -127,3 +127,24 @@ async def test_heads_under_the_cap_and_bodies_of_any_chunking_are_served_as_befo
     large = b"GET /a HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * (MAX_REQUEST_HEAD_BYTES - 1024) + b"\r\n\r\n"
     answer = await _exchange(CoalescingHttpToolsProtocol, large + REQUESTS, chunk=4096)
     assert answer.count(b"HTTP/1.1 200 OK") == 5 and b"431" not in answer
+
+
+async def test_a_request_the_parser_cannot_read_is_answered_400_in_the_products_shape() -> None:
+    # uvicorn answered these with "Invalid HTTP request received." as text/plain: the one error a client
+    # could not read as JSON, nor a village user in Chinese.
+    for bad in (
+        b"GET /a HTTP/1.1\r\nHost: t\r\nX-Note: one\rtwo\r\n\r\n",  # a bare CR inside a header
+        b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n",  # an unencoded space in the target
+        b"GET /a\x00 HTTP/1.1\r\nHost: t\r\n\r\n",
+    ):
+        stock = await _exchange(HttpToolsProtocol, bad)
+        assert stock.startswith(b"HTTP/1.1 400 ") and b"text/plain" in stock, stock
+        answer = await _exchange(CoalescingHttpToolsProtocol, bad)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert b"content-type: application/json" in head and b"connection: close" in head
+        assert int(re.search(rb"content-length: (\d+)", head).group(1)) == len(body)  # type: ignore[union-attr]
+        error = json.loads(body)
+        assert error["error"] == "invalid_http_request" and error["request_id"] is None
+        assert error["message"].startswith("请求不符合 HTTP 格式") and "URL-encoded" in error["message_en"]
+        assert "two" not in error["message"] + error["message_en"]
