@@ -16,6 +16,7 @@ import logging
 import pickle
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -102,44 +103,37 @@ MAX_REQUEST_HEAD_BYTES: Final = 64 * 1024
 _LINGER_S: Final = 2.0
 
 
-def _head_too_large_response() -> bytes:
-    """431 (RFC 6585 §5) in the product's one error shape, Chinese first; the connection is closed."""
+def _error_response(
+    status: bytes, error: str, message: str, message_en: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> bytes:
+    """An error answered below the application (no request was read, so no request id), in the product's
+    one error shape, Chinese first; the connection is closed."""
     body = json.dumps(
-        {
-            "error": "request_header_too_large",
-            "message": f"请求头过大：请求行与请求头合计最多 {MAX_REQUEST_HEAD_BYTES // 1024} KiB，"
-            "请检查是否误把数据放进了请求头或链接。",
-            "message_en": f"Request head too large: the request line and headers may take at most "
-            f"{MAX_REQUEST_HEAD_BYTES // 1024} KiB; check that no data was put into a header or the link.",
-            "request_id": None,
-        },
+        {"error": error, "message": message, "message_en": message_en, "request_id": None},
         ensure_ascii=False,
     ).encode()
-    return (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n" + body
+    return b"".join(
+        [
+            b"HTTP/1.1 " + status + b"\r\n",
+            *(name + b": " + value + b"\r\n" for name, value in headers),
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
     )
 
 
-def _invalid_request_body() -> bytes:
-    return json.dumps(
-        {
-            "error": "invalid_http_request",
-            "message": "请求不符合 HTTP 格式，无法读取：例如请求行或请求头中有回车、换行等控制字符，"
-            "或链接中有未编码的空格。请检查调用方式，链接中的特殊字符须按 URL 编码（如空格写作 %20）。",
-            "message_en": "The request is not valid HTTP and could not be read: for example a control "
-            "character such as CR or LF in the request line or a header, or an unencoded space in the link. "
-            "Check how the request is made; special characters in the link must be URL-encoded (a space as "
-            "%20).",
-            "request_id": None,
-        },
-        ensure_ascii=False,
-    ).encode()
-
-
-_INVALID_REQUEST_BODY: Final = _invalid_request_body()
+def _head_too_large_response() -> bytes:
+    """431 (RFC 6585 §5)."""
+    return _error_response(
+        b"431 Request Header Fields Too Large",
+        "request_header_too_large",
+        f"请求头过大：请求行与请求头合计最多 {MAX_REQUEST_HEAD_BYTES // 1024} KiB，"
+        "请检查是否误把数据放进了请求头或链接。",
+        f"Request head too large: the request line and headers may take at most "
+        f"{MAX_REQUEST_HEAD_BYTES // 1024} KiB; check that no data was put into a header or the link.",
+    )
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -152,18 +146,18 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         a space in the target, …) was ``Invalid HTTP request received.`` as text/plain, the one error of the
         gateway a client could not read as JSON, nor a village user in Chinese. The same status, headers
         and close, with the product's body; what the client sent is not repeated."""
-        content = [b"HTTP/1.1 400 Bad Request\r\n"]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(_INVALID_REQUEST_BODY)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n\r\n",
-                _INVALID_REQUEST_BODY,
-            ]
+        self.transport.write(
+            _error_response(
+                b"400 Bad Request",
+                "invalid_http_request",
+                "请求不符合 HTTP 格式，无法读取：例如请求行或请求头中有回车、换行等控制字符，"
+                "或链接中有未编码的空格。请检查调用方式，链接中的特殊字符须按 URL 编码（如空格写作 %20）。",
+                "The request is not valid HTTP and could not be read: for example a control character such "
+                "as CR or LF in the request line or a header, or an unencoded space in the link. Check how "
+                "the request is made; special characters in the link must be URL-encoded (a space as %20).",
+                self.server_state.default_headers,
+            )
         )
-        self.transport.write(b"".join(content))
         self.transport.close()
 
     _head_open = False
