@@ -670,10 +670,11 @@ def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
                     entity, start, end, score = c
                     first = min(t[1] for t in overlapped)
                     last = max(t[2] for t in overlapped)
-                    # The parts outside every finding it overlaps: before the first, after the last.
-                    for part in ((start, first), (last, end)):
-                        if part[1] > part[0] and all(part[1] <= t[1] or part[0] >= t[2] for t in taken):
-                            taken.append((entity, *part, score))
+                    # The parts outside every finding it overlaps: before the first, after the last. No
+                    # other finding taken meets them (one that did would overlap the candidate).
+                    for part_start, part_end in ((start, first), (last, end)):
+                        if part_end > part_start:
+                            taken.append((entity, part_start, part_end, score))
             candidates = sorted(taken, key=_start)
     return [Finding(*c) for c in candidates]
 
