@@ -67,19 +67,27 @@ CUE_SEP: Final = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # identity document number is sensitive personal information). Cues are written in Chinese (微信号, V信)
 # and, as people type them, in Latin letters (vx, wx, weixin, wechat, any case): a Latin cue is a word of
 # its own (not inside "wxyz") followed by a colon or 号 (vx：wang_jg88, VX号 wang_jg88), since a Latin
-# word after a space ("wechat channel") is more often English than an id.
+# word after a space ("wechat channel") is more often English than an id. A digit may come right before
+# it: a number typed straight before the cue (…101663vx:zhaomin1506) once left the id in clear.
 _LATIN_WECHAT = (
-    r"(?<![A-Za-z0-9])(?:[VvWw][Xx]|[Ww][Ee][Ii][Xx][Ii][Nn]|[Ww][Ee][Cc][Hh][Aa][Tt])"
+    r"(?<![A-Za-z])(?:[VvWw][Xx]|[Ww][Ee][Ii][Xx][Ii][Nn]|[Ww][Ee][Cc][Hh][Aa][Tt])"
     r"(?:(?:号码|账号|号|\s?[Ii][Dd])\s*[:：]?|\s*[:：])"
 )
 WECHAT_CUE: Final = rf"(?:微信号码|微信账号|微信号|微信[Ii][Dd]|微信|(?<![A-Za-z])[Vv]信号?|{_LATIN_WECHAT})"
 #: A WeChat id is 6-20 letters, digits, "_" or "-"; ids set long ago or typed as a phone number start with
-#: a digit (a mobile after the cue is a mobile).
-WECHAT_ID: Final = r"[A-Za-z0-9][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+#: a digit (a mobile after the cue is a mobile). It ends where those characters end, or before a hyphen
+#: where the run is no single id (longer than 20: 微信 lihua1690-627349831485292963, a card typed after it
+#: with a hyphen, was served whole); the longest id that fits is taken. A longer run with no hyphen to end
+#: an id at (the id and a number typed together: 微信号：liu580440113200609066751) is taken whole: the id
+#: is in it, and the numbers in it are found and masked as what they are.
+_WECHAT_ID_END = r"(?:(?![-_A-Za-z0-9])|(?=-[A-Za-z0-9]))"
+WECHAT_ID: Final = (
+    rf"[A-Za-z0-9](?:[-_A-Za-z0-9]{{5,19}}{_WECHAT_ID_END}|[-_A-Za-z0-9]{{20,}}(?![-_A-Za-z0-9]))"
+)
 #: vx or wx typed straight onto the id (加vxwang88): the id starts with a letter, so a model number (WX2000)
 #: is not taken; nor is WeChat's own form (wxid_…), which is :data:`WECHAT_OWN_ID` whole.
 WECHAT_GLUED_CUE: Final = r"(?<![A-Za-z0-9])[VvWw][Xx]"
-WECHAT_GLUED_ID: Final = r"(?![Ii][Dd]_)[A-Za-z][-_A-Za-z0-9]{5,19}(?![-_A-Za-z0-9])"
+WECHAT_GLUED_ID: Final = rf"(?![Ii][Dd]_)[A-Za-z][-_A-Za-z0-9]{{5,19}}{_WECHAT_ID_END}"
 #: The id WeChat gives an account that never chose one, wxid_ and 6-20 letters and digits: it says what it
 #: is without any cue.
 WECHAT_OWN_ID: Final = r"(?<![-_A-Za-z0-9])wxid_[A-Za-z0-9]{6,20}(?![-_A-Za-z0-9])"

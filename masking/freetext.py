@@ -646,8 +646,16 @@ def _any_of(*alternatives: tuple[str, bool]) -> re.Pattern[str] | None:
 #: Kinds of which the part outside a finding taken before it is still hidden (a house number: hidden whole,
 #: taken without a verdict). One in numerals with a mobile typed straight after it (住二十九栋一单元一一零一
 #: 159 2939 0229) reads on into the mobile's first digits, a room number without its unit; the mobile wins
-#: the overlap, and the house number was served in clear.
-_TRIMMED_WHEN_OVERLAPPED: Final = frozenset({"CN_ADDRESS_DETAIL"})
+#: the overlap, and the house number was served in clear. So were a WeChat id whose last digits read on
+#: into a spaced mobile (vx:chen-li145 9133 0110…) and an e-mail address typed straight after a number
+#: (13027409009user486@example.com, 440113…-user708@example.com: its local part takes the digits). Which
+#: parts are kept: a house number's on both sides; a WeChat id's before (it starts at its cue, what reads on
+#: is another item's), an e-mail address's after (its domain ends it, what reads in is another item's).
+_TRIMMED_WHEN_OVERLAPPED: Final = {
+    "CN_ADDRESS_DETAIL": (True, True),
+    "CN_WECHAT_ID": (True, False),
+    "EMAIL_ADDRESS": (False, True),
+}
 
 
 def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
@@ -668,13 +676,15 @@ def _resolve(raw: list[_Candidate], min_score: float) -> list[Finding]:
                     taken.append(c)
                 elif c[0] in _TRIMMED_WHEN_OVERLAPPED:
                     entity, start, end, score = c
+                    before, after = _TRIMMED_WHEN_OVERLAPPED[entity]
                     first = min(t[1] for t in overlapped)
                     last = max(t[2] for t in overlapped)
                     # The parts outside every finding it overlaps: before the first, after the last. No
                     # other finding taken meets them (one that did would overlap the candidate).
-                    for part_start, part_end in ((start, first), (last, end)):
-                        if part_end > part_start:
-                            taken.append((entity, part_start, part_end, score))
+                    if before and first > start:
+                        taken.append((entity, start, first, score))
+                    if after and end > last:
+                        taken.append((entity, last, end, score))
             candidates = sorted(taken, key=_start)
     return [Finding(*c) for c in candidates]
 

@@ -308,6 +308,39 @@ class CnLocalLandlineAfterCueRecognizer(Recognizer):
         return True
 
 
+# Cue words before a name: roles in a household or a case, and kin terms as written in remarks
+# (其子高慧、其妻…, 紧急联系人：桂秀珍).
+LEFT_CUES: tuple[str, ...] = (
+    "户主", "姓名", "联系人", "申请人", "村民", "居民", "本人", "家属", "配偶", "丈夫", "妻子", "父亲",
+    "母亲", "儿子", "女儿", "孙子", "孙女", "老人", "监护人", "经办人", "代办人", "委托人", "患者",
+    "租户", "亲属", "邻居", "低保户", "困难户", "代理人", "负责人", "网格员",
+    "其子", "其女", "其妻", "其夫", "其父", "其母", "其兄", "其弟", "其姐", "其妹", "其孙", "儿媳", "女婿",
+    # who a resident is in village work: 老党员孙德胜、退役军人王海、五保户李根、其老伴陈桂兰
+    "党员", "退役军人", "五保户", "残疾人", "老伴",
+    # more kin, as remarks name who helps or stands in: 外孙王浩、其侄子马超代办、哥哥张强、弟弟张勇
+    "外孙", "侄子", "侄女", "外甥", "哥哥", "弟弟", "姐姐", "妹妹",
+    # kin of the person just named: 户主王伟之妻李娜
+    "之妻", "之夫", "之子", "之女", "之父", "之母",
+)  # fmt: skip
+#: Words that begin the next item of a remark typed straight after a name or a date (户主林玉梅本人电话…、
+#: 村民高秀强地址…、其子王强户主李伟、1981.3.1生本人…): a cue word of a name, a dwelling, a contact or a
+#: document. Longest first, so that an alternation reads 联系人 before 联系.
+NEXT_ITEM_WORDS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            *LEFT_CUES,
+            *("地址", "住址", "家住", "现住", "户籍", "户口", "电话", "手机", "座机", "联系", "微信"),
+            *("邮箱", "卡号", "银行卡", "账号", "身份证", "证件", "车牌", "护照"),
+            # the person's own facts, as household records list them (户主王小明性别男、其子陈强年龄12岁)
+            *("出生", "生日", "生于", "年龄", "性别", "民族", "籍贯", "学历", "文化程度", "职业"),
+            *("现年", "今年", "去年"),
+        },
+        key=lambda word: (-len(word), word),
+    )
+)
+_NEXT_ITEM = "|".join(NEXT_ITEM_WORDS)
+
+
 # A birth date is personal information (GB/T 35273-2020 Annex A; PIPL art. 4), and the masking profiles
 # never show one whole: standard shows the year, strict and pseudonymised an age band. In a remark a date
 # is a birth date only where a word saying so stands right before it (出生于、生于、生日、出生日期、
@@ -345,7 +378,7 @@ BIRTH_CUE = r"(?:出生日期|出生年月日|出生年月|出生时间|出生�
 #: (1974年生手机…, typed without a comma).
 AFTER_BIRTH = (
     r"(?:出生(?![地证医登率]|人口)|生日|生(?:人|的|于|(?![\u4e00-\u9fff])"
-    r"|(?=电话|手机|微信|身份证|证件|车牌|护照|联系|户主|[和或与及])))"
+    rf"|(?={_NEXT_ITEM}|[和或与及])))"
 )
 _CALENDAR = r"(?:农历|阴历|旧历|公历|阳历)?\s?"
 _BIRTH_BEFORE_PATTERN, _BIRTH_BEFORE_STDLIB = _after_cue(
@@ -470,18 +503,6 @@ NOT_NAMES: tuple[str, ...] = (
     "服务", "平安", "文明", "谈话", "明确", "明显", "能否", "应当", "时候",
     "向村", "向社区", "向街道", "向镇",
 )  # fmt: skip
-# Cue words before a name: roles in a household or a case, and kin terms as written in remarks
-# (其子高慧、其妻…, 紧急联系人：桂秀珍).
-LEFT_CUES: tuple[str, ...] = (
-    "户主", "姓名", "联系人", "申请人", "村民", "居民", "本人", "家属", "配偶", "丈夫", "妻子", "父亲",
-    "母亲", "儿子", "女儿", "孙子", "孙女", "老人", "监护人", "经办人", "代办人", "委托人", "患者",
-    "租户", "亲属", "邻居", "低保户", "困难户", "代理人", "负责人", "网格员",
-    "其子", "其女", "其妻", "其夫", "其父", "其母", "其兄", "其弟", "其姐", "其妹", "其孙", "儿媳", "女婿",
-    # who a resident is in village work: 老党员孙德胜、退役军人王海、五保户李根、其老伴陈桂兰
-    "党员", "退役军人", "五保户", "残疾人", "老伴",
-    # more kin, as remarks name who helps or stands in: 外孙王浩、其侄子马超代办、哥哥张强、弟弟张勇
-    "外孙", "侄子", "侄女", "外甥", "哥哥", "弟弟", "姐姐", "妹妹",
-)  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
 _SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
@@ -490,12 +511,17 @@ _SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # punctuation does. Not 都: it ends transliterated names (阿不都).
 # Any character that is not a Chinese one ends a name as a comma does: a slash, a bar, a quotation mark, a
 # dash, an exclamation or question mark (联系人：王国海/13812345678, 户主王伟|低保 were served in clear).
+# The word of the next item ends it too (户主林玉梅本人…、村民高秀强地址…、其子王强户主…, which were served
+# in clear), as does 之 (户主王伟之妻…). Not the function words (的、是、有…): after a cue word, a word that
+# begins with a surname's character is followed by them as often as a name is (村民文化的…、户主王伟的…).
+_CUE_WORDS = rf"同志|先生|女士|就读|务工|打工|上学|工作|独居|代办|代为|代领|{_NEXT_ITEM}"
 _RIGHT_CUES = (
-    r"[^\u4e00-\u9fff]|[在已现于住系患和与及或均病称家]|$|电话|手机|身份证|联系|户口|同志|先生"
-    r"|女士|老人|就读|务工|打工|上学|工作|独居|代办|代为|代领|微信|邮箱|卡号|银行卡|账号"
+    r"[^\u4e00-\u9fff]|[在已现于住系患和与及或均病称家之]|$"
+    rf"|{_CUE_WORDS}"
 )
 _NOT_A_NAME = rf"(?!{'|'.join(sorted(NOT_NAMES, key=len, reverse=True))})"
-_NAME = rf"{_NOT_A_NAME}{_SURNAME}{_GIVEN}{{1,2}}"
+# A second given character never begins a word that ends a name: 户主王伟出生于… names 王伟, not 王伟出.
+_NAME = rf"{_NOT_A_NAME}{_SURNAME}{_GIVEN}(?:(?!{_CUE_WORDS}){_GIVEN})?"
 # What a person said or did in the matter (邻居王秀英反映…、村民郭春刚称…、申请、领取…) ends a name too, but
 # only a full one: a single surname and two characters, or a compound surname and one or two. A surname
 # character and one more before such a verb is as often a word as a two-character name (村民年前申请、

@@ -635,6 +635,55 @@ def test_a_mistyped_id_number_in_a_remark_is_masked_without_a_cue(scanner: FreeT
     assert found == [("CN_ID_NUMBER", "110101199003071237")]
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("村民高秀强地址13855654431", "村民高**地址138****4431"),
+        ("户主林玉梅本人0832-16415061", "户主林**本人0832-******61"),
+        ("其子王强户主李伟", "其子王*户主李*"),
+        ("户主王伟之妻李娜", "户主王*之妻李*"),
+        ("户主王小明性别男，年龄65岁", "户主王**性别男，年龄65岁"),
+        # the second given character never begins the word that ends the name
+        ("户主王伟出生于1960年3月1日", "户主王*出生于1960年**月**日"),
+        ("户主王伟联系电话13812345678", "户主王*联系电话138****5678"),
+        ("户主王伟现住幸福村", "户主王*现住幸福村"),
+        # a date before 生 and the next item's word
+        ("电话1981.3.1生本人", "电话1981.**.**生本人"),
+        ("于1978-12-27生其子林桂秀", "于1978-**-**生其子林**"),
+        ("2020年生效", "2020年生效"),
+    ],
+)
+def test_a_name_or_a_birth_date_ends_at_the_next_items_word(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # Household records type the next item straight after a name (本人、地址、户主、性别…): the name was
+    # served in clear, as was a birth date before 生 and a cue word.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # a WeChat id whose digits read on into a spaced mobile: the mobile won, the id was dropped
+        ("vx:chen-li145 9133 0110", "vx:***145****0110"),
+        # an e-mail address typed straight after a number takes its digits into the local part
+        ("13027409009user486@example.com", "130****9009u***@example.com"),
+        ("110102199101010078-user708@example.com", "110102************-***@example.com"),
+        # a WeChat id with a number after a hyphen: the run was no id (over 20 characters), nothing found
+        ("微信 lihua1690-6222021234567890128", "微信 ***-622202*********0128"),
+        # ... or with no hyphen: the run is hidden whole
+        ("微信号：liu580110102199101010078", "微信号：***"),
+        # a Latin cue right after a digit
+        ("123456vx:zhaomin1506", "123456vx:***"),
+        ("微信 zhangsan-1990", "微信 ***"),
+    ],
+)
+def test_a_wechat_id_or_an_email_glued_to_a_number_is_hidden(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
 def _masked_from_the_stock_engines_findings(scanner: FreeTextScanner, text: str, masked: str) -> None:
     """``text`` masks as ``masked``, and the fast path finds exactly what the stock presidio engine finds."""
     assert scanner.mask(text) == masked
@@ -712,6 +761,12 @@ def test_a_name_ends_at_any_character_that_is_not_chinese(
 # Items as remarks hold them, each with the cue it is written after ("" where none is needed), joined by
 # what clerks type between them. Every item's value must be gone from the masked text.
 _JOINTS = (
+    # the next item's word typed straight after a value: names before it were served in clear
+    "本人",
+    "地址",
+    "户主",
+    "住址",
+    "性别",
     " ",
     "，",
     "、",
