@@ -412,7 +412,16 @@ class CnBirthDateRecognizer(Recognizer):
 
 class BankCardRecognizer(Recognizer):
     ENTITY = BANK_CARD
-    PATTERNS = (Pattern("bank_card", r"(?<![0-9A-Za-z])[1-9](?:[-\s]?\d){12,18}(?![0-9A-Za-z])", 0.3),)
+    # Card numbers are written whole, in groups whose first is four digits or more (6222 0212 3456 7890 128,
+    # 622202 1234567890123), or digit by digit: a lone digit before a space and a number (…2002/8/3 6222…)
+    # does not start a candidate, which failed its check and hid the card after it from the search.
+    PATTERNS = (
+        Pattern(
+            "bank_card",
+            r"(?<![0-9A-Za-z])[1-9](?:\d{3}(?:[-\s]?\d){9,15}|(?:[-\s]\d){12,18})(?![0-9A-Za-z])",
+            0.3,
+        ),
+    )
     CONTEXT = ("银行卡", "卡号", "账号", "账户")
 
     def validate_result(self, pattern_text: str) -> bool:

@@ -684,6 +684,24 @@ def test_a_wechat_id_or_an_email_glued_to_a_number_is_hidden(
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("于2002/8/3 6222021234567894", "于2002/8/3 622202******7894"),
+        ("第3 6222021234567894", "第3 622202******7894"),
+        # written in groups of four, or digit by digit, it is still a card
+        ("卡号6222 0212 3456 7890 128", "卡号622202*********0128"),
+        ("卡号 6 2 2 2 0 2 1 2 3 4 5 6 7 8 9 4", "卡号 622202******7894"),
+    ],
+)
+def test_a_card_after_a_lone_digit_and_a_space_is_masked(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # The lone digit started a card candidate of the digit, the space and the card, which failed the
+    # check; the search went on after it, and the card was served in clear.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
 def _masked_from_the_stock_engines_findings(scanner: FreeTextScanner, text: str, masked: str) -> None:
     """``text`` masks as ``masked``, and the fast path finds exactly what the stock presidio engine finds."""
     assert scanner.mask(text) == masked
