@@ -511,6 +511,9 @@ NOT_NAMES: tuple[str, ...] = (
     "房管", "水务", "银行", "门卫", "楼长", "房东", "党支部", "干部", "公众", "宣传", "公开", "解释", "管理",
     "服务", "平安", "文明", "谈话", "明确", "明显", "能否", "应当", "时候",
     "向村", "向社区", "向街道", "向镇",
+    # who, before 同志/先生/女士, is a kind of person and not a name (感谢广大同志、年轻同志、诸位女士)
+    "广大", "年轻", "年青", "年长", "年老", "年迈", "单身", "诸位", "包村", "海外", "华侨", "战友", "空巢",
+    "劳模", "爱心",
 )  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
@@ -553,9 +556,21 @@ _DOTTED_NAME = (
 )
 
 
-# A name before an honorific starts a clause, or follows a conjunction or a contact word typed straight
-# before it (或覃军建同志、电话马军华先生): after any other Chinese character where it starts is not known.
-_BEFORE_HONORED_NAME = r"(?:(?<![\u4e00-\u9fff])|(?<=[或和与及、])|(?<=电话|手机|微信|联系))"
+# A name before an honorific starts a clause, or follows a conjunction, a contact word typed straight
+# before it (或覃军建同志、电话马军华先生), or what a case note does to or with the person: the verbs and
+# prepositions of reaching, visiting, thanking or acting for someone (已通知王伟先生、慰问王建国同志、
+# 感谢李娜女士、请王伟先生到村委会、由王伟同志代领、经李娜女士同意, which were served in clear). After any
+# other Chinese character where the name starts is not known. Each lookbehind holds words of one length
+# (the standard `re` of the fast path takes no other).
+_HONOURED_AFTER_ONE = "或和与及、请由经给对向让叫找被把将跟同替为帮陪"
+_HONOURED_AFTER_TWO = (
+    "电话", "手机", "微信", "联系", "通知", "告知", "告诉", "转告", "感谢", "谢谢", "慰问", "看望", "探望",
+    "走访", "拜访", "回访", "约谈", "询问", "答复", "陪同", "帮助", "协助", "委托", "邀请", "致电", "提醒",
+    "督促", "动员", "劝导", "接待", "照顾", "护送", "接送", "指导", "表扬", "转交", "交给", "送给", "发给",
+)  # fmt: skip
+_BEFORE_HONORED_NAME = (
+    rf"(?:(?<![\u4e00-\u9fff])|(?<=[{_HONOURED_AFTER_ONE}])|(?<={'|'.join(_HONOURED_AFTER_TWO)}))"
+)
 
 
 class ChineseNameRecognizer(Recognizer):

@@ -702,6 +702,30 @@ def test_a_card_after_a_lone_digit_and_a_space_is_masked(
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("已通知王伟先生", "已通知王*先生"),
+        ("慰问王建国同志", "慰问王**同志"),
+        ("感谢李娜女士", "感谢李*女士"),
+        ("请王伟先生到村委会", "请王*先生到村委会"),
+        ("由王伟同志代领", "由王*同志代领"),
+        ("经李娜女士同意", "经李*女士同意"),
+        ("已电话通知欧阳娜娜女士", "已电话通知欧阳**女士"),
+        # kinds of people, not names, before an honorific: at the start of a clause or after such a verb
+        ("感谢广大同志", "感谢广大同志"),
+        ("年轻同志", "年轻同志"),
+        ("诸位女士", "诸位女士"),
+    ],
+)
+def test_a_name_before_an_honorific_after_what_a_case_note_does(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # A name before 先生/女士/同志 was taken only at the start of a clause or after a conjunction or a
+    # contact word: after the verb of a case note (通知、慰问、感谢、请、由、经…) it was served in clear.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
 def _masked_from_the_stock_engines_findings(scanner: FreeTextScanner, text: str, masked: str) -> None:
     """``text`` masks as ``masked``, and the fast path finds exactly what the stock presidio engine finds."""
     assert scanner.mask(text) == masked
