@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -22,6 +23,16 @@ from gateway.commands._help import has_chinese, split_bilingual, width
 from tests.stack import REPO
 
 runner = CliRunner()
+#: The command tree, built once: typer builds it again on every ``runner.invoke`` (0.05 s, most of what a
+#: ``--help`` costs), and this module reads the help of every command several times.
+_TREE = typer.main.get_command(app)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_command_tree() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", lambda _app: _TREE)
+        yield
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -30,12 +41,12 @@ def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, .
         yield from _commands(sub, (*path, name))
 
 
-COMMANDS = list(_commands(typer.main.get_command(app)))
+COMMANDS = list(_commands(_TREE))
 
 
 def _flags(path: tuple[str, ...]) -> list[Any]:
     """The boolean options of the command at ``path`` (typer builds them on its own copy of Click)."""
-    command: Any = typer.main.get_command(app)
+    command: Any = _TREE
     for name in path:
         command = command.commands[name]
     return [p for p in command.params if p.param_type_name == "option" and getattr(p, "is_flag", False)]
@@ -69,7 +80,7 @@ def test_no_commands_help_shows_docstring_markup(path: tuple[str, ...]) -> None:
 
 
 def _command(path: tuple[str, ...]) -> Any:
-    command: Any = typer.main.get_command(app)
+    command: Any = _TREE
     for name in path:
         command = command.commands[name]
     return command
@@ -194,7 +205,7 @@ def test_the_readme_help_excerpt_is_what_the_commands_print() -> None:
 
 
 def _option_help(path: tuple[str, ...], option: str) -> str:
-    command: Any = typer.main.get_command(app)
+    command: Any = _TREE
     for name in path:
         command = command.commands[name]
     (param,) = [p for p in command.params if option in getattr(p, "opts", ())]
