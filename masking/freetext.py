@@ -171,7 +171,15 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_landline_grouped": "landline",
     "cn_landline_local_after_cue": "phone_cue",
     "cn_name_dotted": "dotted",
+    "cn_name_honorific": "honorific",
+    "cn_name_person_after": "person_after",
 }
+#: What every match of PERSON_AFTER holds (本人, 夫妇, a bracket, 男 or 女 before no Chinese character), found
+#: from one character class: PERSON_AFTER itself, with its optional comma before the sex, is tried at every
+#: character of a text and costs seven times as much.
+_PERSON_AFTER_TRIGGER = re.compile(
+    r"[本夫（(男女](?:(?<=本)人|(?<=夫)妇|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
+)
 _LANGUAGE = "zh"
 #: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
 #: an interpunct), and those of them that are digit runs.
@@ -271,7 +279,7 @@ def _compile_rules(recognizers: Sequence[Recognizer], flags: int) -> list[_Rule]
             if pattern.name in _PATTERN_TRIGGERS:
                 trigger = _PATTERN_TRIGGERS[pattern.name]
             elif entity == PERSON:
-                trigger = "honorific" if pattern.name == "cn_name_honorific" else "cue"
+                trigger = "cue"
             else:
                 trigger = _TRIGGER_KINDS[entity]
             rules.append(
@@ -402,6 +410,8 @@ class FreeTextScanner:
             first += "".join(sorted({word[0] for word in LEFT_CUES}))
         if "honorific" in kinds:
             first += "".join(sorted({word[0] for word in HONORIFICS}))
+        if "person_after" in kinds:  # 本人、夫妇, a role in brackets, the sex (PERSON_AFTER)
+            first += "本夫（(男女"
         if "wechat" in kinds:
             first += "微"
         if "passport" in kinds:
@@ -434,6 +444,7 @@ class FreeTextScanner:
             "at": lambda text: "@" in text,
             "plate": _PLATE.search,
             "honorific": honorific.search,
+            "person_after": _PERSON_AFTER_TRIGGER.search,
             "cue": cue.search,
             "numerals": _numerals,
             "wechat": _wechat_cue,

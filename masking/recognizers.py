@@ -321,6 +321,10 @@ LEFT_CUES: tuple[str, ...] = (
     "外孙", "侄子", "侄女", "外甥", "哥哥", "弟弟", "姐姐", "妹妹",
     # kin of the person just named: 户主王伟之妻李娜
     "之妻", "之夫", "之子", "之女", "之父", "之母",
+    # who a person is in a payment, a case or a benefit: 户名：王小明、持卡人李秀英、投诉人王强来电
+    "户名", "持卡人", "开户人", "收款人", "领款人", "领取人", "签收人", "受益人", "当事人", "投诉人",
+    "举报人", "来访人", "来电人", "反映人", "求助人", "赡养人", "抚养人", "扶养人", "承包人", "救助对象",
+    "帮扶对象", "低保对象", "监测对象", "服务对象", "特困人员",
 )  # fmt: skip
 #: Words that begin the next item of a remark typed straight after a name or a date (户主林玉梅本人电话…、
 #: 村民高秀强地址…、其子王强户主李伟、1981.3.1生本人…): a cue word of a name, a dwelling, a contact or a
@@ -514,6 +518,8 @@ NOT_NAMES: tuple[str, ...] = (
     # who, before 同志/先生/女士, is a kind of person and not a name (感谢广大同志、年轻同志、诸位女士)
     "广大", "年轻", "年青", "年长", "年老", "年迈", "单身", "诸位", "包村", "海外", "华侨", "战友", "空巢",
     "劳模", "爱心",
+    # a form's field before the sex (性别 女)
+    "性别",
 )  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)
@@ -573,6 +579,14 @@ _BEFORE_HONORED_NAME = (
 )
 
 
+# What after a name says a person is meant as surely as an honorific does (已与张建国本人核实、张建国、李秀英
+# 夫妇、张三丰（户主），男、王秀英，女，汉族): 本人, 夫妇, a role in brackets, or the sex written as household
+# records write it.
+# A cue word is no name before them (居民本人同意、村民同志).
+_NOT_A_CUE = rf"(?!{_LEFT_CUES})"
+PERSON_AFTER = rf"本人|夫妇|[（(](?:{_LEFT_CUES})[）)]|[，,、\s]?[男女](?![\u4e00-\u9fff])"
+
+
 class ChineseNameRecognizer(Recognizer):
     """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人、
     其子…) before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
@@ -583,9 +597,10 @@ class ChineseNameRecognizer(Recognizer):
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
-            rf"{_BEFORE_HONORED_NAME}{_NAME}(?={'|'.join(HONORIFICS)})",
+            rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={'|'.join(HONORIFICS)})",
             0.7,
         ),
+        Pattern("cn_name_person_after", rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={PERSON_AFTER})", 0.7),
     )
     # The left-cue lookbehind has variable width, which presidio's `regex` engine allows and the
     # standard `re` does not: the fast path consumes the cue instead and takes group "v". The two find

@@ -266,6 +266,8 @@ _TOKENS = [
     *("出生于", "生于", "生日", "出生日期", "出生年月", "出生", "生", "生人", "生效", "出生证", "走访"),
     *("1948年3月12日", "1956-07-08", "1950.1.2", "19480312", "一九四八年", "三月", "十二日", "腊月", "初八"),
     *("48年", "3月", "12日", "年", "月", "日", "农历", "2024年3月5日", "２０２４年"),
+    # what ends a name or says a person is meant, and the verbs of a case note before an honorific
+    *("地址", "性别", "之妻", "本人", "夫妇", "男", "女", "户名", "持卡人", "通知", "感谢", "由", "广大"),
 ]
 
 
@@ -723,6 +725,33 @@ def test_a_name_before_an_honorific_after_what_a_case_note_does(
 ) -> None:
     # A name before 先生/女士/同志 was taken only at the start of a clause or after a conjunction or a
     # contact word: after the verb of a case note (通知、慰问、感谢、请、由、经…) it was served in clear.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # who a person is in a payment, a case or a benefit
+        ("户名：王小明 卡号：6222021234567894", "户名：王** 卡号：622202******7894"),
+        ("持卡人王小明", "持卡人王**"),
+        ("投诉人王小明来电", "投诉人王**来电"),
+        ("赡养人：王小明（儿子）", "赡养人：王**（儿子）"),
+        ("救助对象李秀英", "救助对象李**"),
+        # what after a name says a person is meant: 本人, 夫妇, a role in brackets, the sex
+        ("已与张建国本人核实", "已与张**本人核实"),
+        ("张建国、李秀英夫妇均已七十岁", "张建国、李**夫妇均已七十岁"),
+        ("张三丰（户主），男，汉族", "张**（户主），男，汉族"),
+        ("王秀英，女，汉族，小学文化", "王**，女，汉族，小学文化"),
+        # and what stays: a cue word, a form's field, words
+        ("居民本人同意", "居民本人同意"),
+        ("户主本人签字", "户主本人签字"),
+        ("性别 女", "性别 女"),
+        ("妇女，男女平等", "妇女，男女平等"),
+    ],
+)
+def test_a_name_in_a_payment_or_a_household_record(scanner: FreeTextScanner, text: str, masked: str) -> None:
+    # Payment records name the card holder after 户名/持卡人/收款人, case notes the complainant after
+    # 投诉人, and household records write the sex or the role right after a name: all were served in clear.
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
