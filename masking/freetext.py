@@ -173,6 +173,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_name_dotted": "dotted",
     "cn_name_honorific": "honorific",
     "cn_name_person_after": "person_after",
+    "cn_name_before_contact": "contact_after",
 }
 #: What every match of PERSON_AFTER holds (本人, 夫妇, a bracket, 男 or 女 before no Chinese character), found
 #: from one character class: PERSON_AFTER itself, with its optional comma before the sex, is tried at every
@@ -180,6 +181,9 @@ _PATTERN_TRIGGERS: dict[str, str] = {
 _PERSON_AFTER_TRIGGER = re.compile(
     r"[本夫（(男女](?:(?<=本)人|(?<=夫)妇|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
 )
+#: What every match of CONTACT_AHEAD starts with: a phone's or an ID document's word, a mobile's first
+#: digits (after +86 or not), an ID number's region and century.
+_CONTACT_TRIGGER = re.compile(r"联系|电话|手机|身份证|座机|(?:\+?86[-\s]?)?1[3-9]\d|[1-9]\d{5}(?:18|19|20)")
 _LANGUAGE = "zh"
 #: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
 #: an interpunct), and those of them that are digit runs.
@@ -412,6 +416,8 @@ class FreeTextScanner:
             first += "".join(sorted({word[0] for word in HONORIFICS}))
         if "person_after" in kinds:  # 本人、夫妇, a role in brackets, the sex (PERSON_AFTER)
             first += "本夫（(男女"
+        if "contact_after" in kinds:  # a name needs a Chinese character, the digits are the digit run's
+            first += "联电手身座"
         if "wechat" in kinds:
             first += "微"
         if "passport" in kinds:
@@ -445,6 +451,7 @@ class FreeTextScanner:
             "plate": _PLATE.search,
             "honorific": honorific.search,
             "person_after": _PERSON_AFTER_TRIGGER.search,
+            "contact_after": _CONTACT_TRIGGER.search,
             "cue": cue.search,
             "numerals": _numerals,
             "wechat": _wechat_cue,

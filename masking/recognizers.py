@@ -538,8 +538,9 @@ _RIGHT_CUES = (
     rf"|{_CUE_WORDS}"
 )
 _NOT_A_NAME = rf"(?!{'|'.join(sorted(NOT_NAMES, key=len, reverse=True))})"
-# A second given character never begins a word that ends a name: 户主王伟出生于… names 王伟, not 王伟出.
-_NAME = rf"{_NOT_A_NAME}{_SURNAME}{_GIVEN}(?:(?!{_CUE_WORDS}){_GIVEN})?"
+# A given character never begins a word that ends a name: 户主王伟出生于… names 王伟, not 王伟出, and
+# 同时电话138… names nobody (时 is a surname, 电话 no given name).
+_NAME = rf"{_NOT_A_NAME}{_SURNAME}(?!{_CUE_WORDS}){_GIVEN}(?:(?!{_CUE_WORDS}){_GIVEN})?"
 # What a person said or did in the matter (邻居王秀英反映…、村民郭春刚称…、申请、领取…) ends a name too, but
 # only a full one: a single surname and two characters, or a compound surname and one or two. A surname
 # character and one more before such a verb is as often a word as a two-character name (村民年前申请、
@@ -574,17 +575,37 @@ _HONOURED_AFTER_TWO = (
     "走访", "拜访", "回访", "约谈", "询问", "答复", "陪同", "帮助", "协助", "委托", "邀请", "致电", "提醒",
     "督促", "动员", "劝导", "接待", "照顾", "护送", "接送", "指导", "表扬", "转交", "交给", "送给", "发给",
 )  # fmt: skip
+# (A two-character word's last character is tested first: it fails at most positions at once.)
+_HONOURED_TWO_LAST = "".join(sorted({word[-1] for word in _HONOURED_AFTER_TWO}))
 _BEFORE_HONORED_NAME = (
-    rf"(?:(?<![\u4e00-\u9fff])|(?<=[{_HONOURED_AFTER_ONE}])|(?<={'|'.join(_HONOURED_AFTER_TWO)}))"
+    rf"(?:(?<![\u4e00-\u9fff])|(?<=[{_HONOURED_AFTER_ONE}])"
+    rf"|(?<=[{_HONOURED_TWO_LAST}])(?<={'|'.join(_HONOURED_AFTER_TWO)}))"
 )
 
 
 # What after a name says a person is meant as surely as an honorific does (已与张建国本人核实、张建国、李秀英
 # 夫妇、张三丰（户主），男、王秀英，女，汉族): 本人, 夫妇, a role in brackets, or the sex written as household
 # records write it.
-# A cue word is no name before them (居民本人同意、村民同志).
-_NOT_A_CUE = rf"(?!{_LEFT_CUES})"
+# A cue word is no name before them (居民本人同意、村民同志), nor a surname and a form of address (王老太，
+# 身份证号码…; 陈阿婆本人).
+_NOT_A_CUE = (
+    rf"(?!{_LEFT_CUES}|{_SURNAME}(?:老太|老汉|阿婆|阿公|阿姨|阿伯|大爷|大妈|大娘|大伯|大叔|奶奶|爷爷|婆婆))"
+)
+# The first character of a surname, tested first: these patterns' other tests (the contexts, the words
+# that are no names) are long alternations, which every other position of a text then skips.
+_SURNAME_START = (
+    "(?=["
+    + "".join(sorted({*(SINGLE_SURNAMES - _NOT_A_SURNAME_HERE), *(s[0] for s in ALL_COMPOUND_SURNAMES)}))
+    + "])"
+)
 PERSON_AFTER = rf"本人|夫妇|[（(](?:{_LEFT_CUES})[）)]|[，,、\s]?[男女](?![\u4e00-\u9fff])"
+# A contact item typed right after a name ties the two together (王小明13812345678、王小明 身份证…、
+# 王小明电话…、王小明（110102…）): a mobile, an ID number, or the word of a phone or an ID document, after at
+# most a space and a comma or a colon, or in brackets. In the honorific's contexts.
+CONTACT_AHEAD = (
+    r"(?:联系电话|联系方式|电话|手机|身份证|座机|(?:\+?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?![0-9])"
+    r"|[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9]))"
+)
 
 
 class ChineseNameRecognizer(Recognizer):
@@ -597,10 +618,20 @@ class ChineseNameRecognizer(Recognizer):
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
-            rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={'|'.join(HONORIFICS)})",
+            rf"{_SURNAME_START}{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={'|'.join(HONORIFICS)})",
             0.7,
         ),
-        Pattern("cn_name_person_after", rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={PERSON_AFTER})", 0.7),
+        Pattern(
+            "cn_name_person_after",
+            rf"{_SURNAME_START}{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={PERSON_AFTER})",
+            0.7,
+        ),
+        Pattern(
+            "cn_name_before_contact",
+            rf"{_SURNAME_START}{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?<![村庄镇乡屯寨组])"
+            rf"(?=\s?[，,：:]?\s?{CONTACT_AHEAD}|[（(]{CONTACT_AHEAD})",
+            0.7,
+        ),
     )
     # The left-cue lookbehind has variable width, which presidio's `regex` engine allows and the
     # standard `re` does not: the fast path consumes the cue instead and takes group "v". The two find

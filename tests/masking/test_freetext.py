@@ -268,6 +268,7 @@ _TOKENS = [
     *("48年", "3月", "12日", "年", "月", "日", "农历", "2024年3月5日", "２０２４年"),
     # what ends a name or says a person is meant, and the verbs of a case note before an honorific
     *("地址", "性别", "之妻", "本人", "夫妇", "男", "女", "户名", "持卡人", "通知", "感谢", "由", "广大"),
+    *("王小明", "同时", "联系电话", "庄村"),
 ]
 
 
@@ -752,6 +753,32 @@ def test_a_name_before_an_honorific_after_what_a_case_note_does(
 def test_a_name_in_a_payment_or_a_household_record(scanner: FreeTextScanner, text: str, masked: str) -> None:
     # Payment records name the card holder after 户名/持卡人/收款人, case notes the complainant after
     # 投诉人, and household records write the sex or the role right after a name: all were served in clear.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("王小明13812345678", "王**138****5678"),
+        ("王小明 13812345678", "王** 138****5678"),
+        ("王小明，13812345678", "王**，138****5678"),
+        ("王小明（110102199003071236）", "王**（110102************）"),
+        ("王小明 身份证110102199003071236", "王** 身份证110102************"),
+        ("王小明联系电话：13812345678", "王**联系电话：138****5678"),
+        ("已联系王小明13812345678", "已联系王**138****5678"),
+        # what stays: a phone's or a place's word, a cue word, words
+        ("咨询电话13812345678", "咨询电话138****5678"),
+        ("村委会电话13812345678", "村委会电话138****5678"),
+        ("王庄村电话13812345678", "王庄村电话138****5678"),
+        ("本人电话13812345678", "本人电话138****5678"),
+        ("同时电话13812345678", "同时电话138****5678"),
+    ],
+)
+def test_a_name_typed_right_before_a_phone_or_an_id_number(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # A mobile or an ID number typed straight after a name ties the name to it: with no cue word before
+    # the name, it was served in clear beside the masked number.
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
