@@ -91,7 +91,9 @@ WECHAT_GLUED_ID: Final = rf"(?![Ii][Dd]_)[A-Za-z][-_A-Za-z0-9]{{5,19}}{_WECHAT_I
 #: The id WeChat gives an account that never chose one, wxid_ and 6-20 letters and digits: it says what it
 #: is without any cue.
 WECHAT_OWN_ID: Final = r"(?<![-_A-Za-z0-9])wxid_[A-Za-z0-9]{6,20}(?![-_A-Za-z0-9])"
-PASSPORT_CUE: Final = r"(?:护照号码|护照号|护照)"
+#: A passport, or the travel permits residents of the mainland, Hong Kong, Macao and Taiwan hold, whose
+#: numbers have the passport's shape (港澳通行证C12345678, 回乡证H12345678, 台胞证…).
+PASSPORT_CUE: Final = r"(?:(?:护照|(?:往来)?港澳(?:台)?通行证|台湾通行证|通行证|回乡证|台胞证)(?:号码|号)?)"
 #: Chinese passports are a letter or two then 7-8 digits (E12345678, EA1234567, G12345678); other
 #: countries' are of the same kind. A letter first keeps dates and counts after the cue (护照 2024…) out.
 PASSPORT: Final = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
@@ -102,7 +104,8 @@ PASSPORT: Final = r"[A-Za-z]{1,2}[0-9]{6,9}(?![0-9A-Za-z])"
 # text (3组12号门前路灯损坏) is a place, not a person's address. The detail is the numbered part (楼、栋、
 # 单元、室、号、弄…, or 3-2-501); what precedes it, down to a village group, is the coarse part and stays.
 RESIDENCE_CUE: Final = (
-    r"(?:家庭住址|家庭地址|户籍地址|联系地址|现住址|住址|地址|家住|现住|现居住|现居|居住在|居住于|居住|住在|住于"
+    r"(?:家庭住址|家庭地址|户籍地址|联系地址|现住址|住址|地址|家住|现住地|现住|现居住地|居住地址|居住地|现居住|现居"
+    r"|居住在|居住于|居住|住在|住于"
     r"|住(?![院房宿建户]))"
 )
 #: A place name between the cue and the detail: no punctuation or function word, digits only as a group.
@@ -155,7 +158,7 @@ KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
     "person": ("姓名", "a name"),
     "licence_plate": ("车牌号", "a licence plate"),
     "wechat_id": ("微信号", "a WeChat id"),
-    "passport": ("护照号", "a passport number"),
+    "passport": ("护照号或通行证号", "a passport or travel permit number"),
     "address": ("门牌号等详细地址", "a house number or other address detail"),
     "birth_date": ("出生日期", "a date of birth"),
 }

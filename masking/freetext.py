@@ -119,6 +119,11 @@ def _wechat_cue(text: str) -> bool:
     return "微信" in text or _LATIN_WECHAT_CUE.search(text) is not None
 
 
+def _passport_cue(text: str) -> bool:
+    # Every word of PASSPORT_CUE holds one of these.
+    return "护照" in text or "通行证" in text or "回乡证" in text or "台胞证" in text
+
+
 def _residence_cue(text: str) -> bool:
     return "住" in text or "址" in text or "现居" in text
 
@@ -421,7 +426,7 @@ class FreeTextScanner:
         if "wechat" in kinds:
             first += "微"
         if "passport" in kinds:
-            first += "护"
+            first += "护通回台"
         if "residence" in kinds:
             first += "住址现"
         if "dwelling" in kinds:
@@ -455,7 +460,7 @@ class FreeTextScanner:
             "cue": cue.search,
             "numerals": _numerals,
             "wechat": _wechat_cue,
-            "passport": lambda text: "护照" in text,
+            "passport": _passport_cue,
             "residence": _residence_cue,
             "dwelling": _dwelling_cue,
             "birth": _birth_cue,

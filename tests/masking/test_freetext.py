@@ -269,6 +269,7 @@ _TOKENS = [
     # what ends a name or says a person is meant, and the verbs of a case note before an honorific
     *("地址", "性别", "之妻", "本人", "夫妇", "男", "女", "户名", "持卡人", "通知", "感谢", "由", "广大"),
     *("王小明", "同时", "联系电话", "庄村"),
+    *("港澳通行证", "回乡证", "C12345678", "现居住地", "居住地"),
 ]
 
 
@@ -779,6 +780,26 @@ def test_a_name_typed_right_before_a_phone_or_an_id_number(
 ) -> None:
     # A mobile or an ID number typed straight after a name ties the name to it: with no cue word before
     # the name, it was served in clear beside the masked number.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("港澳通行证C12345678", "港澳通行证C********"),
+        ("往来港澳通行证号码：C12345678", "往来港澳通行证号码：C********"),
+        ("回乡证H12345678", "回乡证H********"),
+        ("通行证已办理", "通行证已办理"),
+        ("现居住地：幸福小区5栋", "现居住地：幸福小区***"),
+        ("居住地：东风村3组12号", "居住地：东风村3组***"),
+        ("居住地派出所", "居住地派出所"),
+    ],
+)
+def test_a_travel_permit_number_and_a_house_number_after_where_one_lives(
+    scanner: FreeTextScanner, text: str, masked: str
+) -> None:
+    # A travel permit's number has a passport's shape, and 现居住地 says where someone lives as 住址 does:
+    # both were served in clear.
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
