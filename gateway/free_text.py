@@ -56,6 +56,7 @@ _SCANNER_KINDS = {
     "BANK_CARD": "bank_card",
     "EMAIL_ADDRESS": "email",
     "CN_WECHAT_ID": "wechat_id",
+    "CN_QQ_NUMBER": "qq_number",
     "PASSPORT": "passport",
     "CN_ADDRESS_DETAIL": "address",
     "CN_BIRTH_DATE": "birth_date",

@@ -91,6 +91,11 @@ WECHAT_GLUED_ID: Final = rf"(?![Ii][Dd]_)[A-Za-z][-_A-Za-z0-9]{{5,19}}{_WECHAT_I
 #: The id WeChat gives an account that never chose one, wxid_ and 6-20 letters and digits: it says what it
 #: is without any cue.
 WECHAT_OWN_ID: Final = r"(?<![-_A-Za-z0-9])wxid_[A-Za-z0-9]{6,20}(?![-_A-Za-z0-9])"
+#: A QQ number (Tencent's other messaging account, as common in older records as a WeChat id is now):
+#: 5-11 digits, never starting with 0, right after QQ or 扣扣 (QQ：123456789, QQ号12345678); a QQ group's
+#: number (QQ群…) and a QQ mailbox (…@qq.com) are not taken.
+QQ_CUE: Final = r"(?:(?<![A-Za-z0-9@.])[Qq]{2}(?![A-Za-z.])(?:号码|号)?|扣扣号?)"
+QQ_NUMBER: Final = r"[1-9]\d{4,10}(?![0-9])"
 #: A passport, or the travel permits residents of the mainland, Hong Kong, Macao and Taiwan hold, whose
 #: numbers have the passport's shape (港澳通行证C12345678, 回乡证H12345678, 台胞证…).
 PASSPORT_CUE: Final = r"(?:(?:护照|(?:往来)?港澳(?:台)?通行证|台湾通行证|通行证|回乡证|台胞证)(?:号码|号)?)"
@@ -142,6 +147,7 @@ _AFTER_CUE: Final = (
         re.compile(rf"{WECHAT_CUE}{CUE_SEP}{WECHAT_ID}|{WECHAT_OWN_ID}|{WECHAT_GLUED_CUE}{WECHAT_GLUED_ID}"),
     ),
     ("passport", re.compile(rf"{PASSPORT_CUE}{CUE_SEP}{PASSPORT}")),
+    ("qq_number", re.compile(rf"{QQ_CUE}{CUE_SEP}{QQ_NUMBER}")),
     ("address", re.compile(rf"{RESIDENCE_CUE}{CUE_SEP}{ADDRESS_PLACE}{ADDRESS_DETAIL}|{DWELLING}")),
 )
 
@@ -158,6 +164,7 @@ KIND_NAMES: Final[dict[str, tuple[str, str]]] = {
     "person": ("姓名", "a name"),
     "licence_plate": ("车牌号", "a licence plate"),
     "wechat_id": ("微信号", "a WeChat id"),
+    "qq_number": ("QQ号", "a QQ number"),
     "passport": ("护照号或通行证号", "a passport or travel permit number"),
     "address": ("门牌号等详细地址", "a house number or other address detail"),
     "birth_date": ("出生日期", "a date of birth"),

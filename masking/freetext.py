@@ -53,6 +53,7 @@ ENTITY_TYPES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
     "CN_LICENCE_PLATE",
     "CN_WECHAT_ID",
+    "CN_QQ_NUMBER",
     "PASSPORT",
     "CN_ADDRESS_DETAIL",
     "CN_BIRTH_DATE",
@@ -119,6 +120,10 @@ def _wechat_cue(text: str) -> bool:
     return "微信" in text or _LATIN_WECHAT_CUE.search(text) is not None
 
 
+# QQ or 扣扣 (QQ_CUE), QQ in any case.
+_QQ_CUE = re.compile(r"[Qq]{2}|扣扣")
+
+
 def _passport_cue(text: str) -> bool:
     # Every word of PASSPORT_CUE holds one of these.
     return "护照" in text or "通行证" in text or "回乡证" in text or "台胞证" in text
@@ -165,6 +170,7 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "address_after_cue": "residence",
     "wechat_glued": "wechat",
     "wechat_own_id": "wechat",
+    "qq_after_cue": "qq",
     "dwelling": "dwelling",
     "cn_id_18": "long_digits",
     "cn_id_15": "long_digits",
@@ -193,7 +199,7 @@ _LANGUAGE = "zh"
 #: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
 #: an interpunct), and those of them that are digit runs.
 _ASCII_DIGIT_KINDS = frozenset({"digits", "long_digits", "landline"})
-_ASCII_KINDS = _ASCII_DIGIT_KINDS | {"at", "wechat"}
+_ASCII_KINDS = _ASCII_DIGIT_KINDS | {"at", "wechat", "qq"}
 
 # Text is scanned as it reads, one character for one so that spans stay those of the original: full-width
 # forms (U+FF01-U+FF5E: "１３８１２３４５６７８") and the ideographic space become ASCII, as NFKC would make
@@ -427,6 +433,8 @@ class FreeTextScanner:
             first += "微"
         if "passport" in kinds:
             first += "护通回台"
+        if "qq" in kinds:
+            first += "扣"
         if "residence" in kinds:
             first += "住址现"
         if "dwelling" in kinds:
@@ -437,6 +445,7 @@ class FreeTextScanner:
         self._prefilter = _any_of(
             (f"[{first}]", bool(first)),
             (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),  # the Latin cues (vx、wx、V信、weixin、wechat)
+            ("[Qq]{2}", "qq" in kinds),
             (_DIGIT_RUN.pattern, digits),
             # Numerals as the run itself, as for digits: 一 and 二 alone are everywhere.
             (_NUMERAL_RUN.pattern, "numerals" in kinds),
@@ -445,11 +454,16 @@ class FreeTextScanner:
         # ASCII triggers: "@", a Latin WeChat cue, a digit run. The rest need Chinese characters (cues,
         # numerals, plate prefixes) or the interpunct of a dotted name.
         self._ascii_prefilter = _any_of(
-            ("@", "at" in kinds), (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), (_DIGIT_RUN.pattern, digits)
+            ("@", "at" in kinds),
+            (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
+            ("[Qq]{2}", "qq" in kinds),
+            (_DIGIT_RUN.pattern, digits),
         )
         # ASCII letters and digits alone (a record id such as R075f2e45): no "@", and a digit run has no
         # separator to hold, so it is six digits in a row, which the regex engine finds several times faster.
-        self._alnum_prefilter = _any_of((_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), ("[0-9]{6}", digits))
+        self._alnum_prefilter = _any_of(
+            (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), ("[Qq]{2}", "qq" in kinds), ("[0-9]{6}", digits)
+        )
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
             "at": lambda text: "@" in text,
@@ -461,6 +475,7 @@ class FreeTextScanner:
             "numerals": _numerals,
             "wechat": _wechat_cue,
             "passport": _passport_cue,
+            "qq": _QQ_CUE.search,
             "residence": _residence_cue,
             "dwelling": _dwelling_cue,
             "birth": _birth_cue,
@@ -493,6 +508,7 @@ class FreeTextScanner:
         self._maskers["EMAIL_ADDRESS"] = _mask_email
         self._maskers["CN_LICENCE_PLATE"] = _mask_plate
         self._maskers["CN_WECHAT_ID"] = _hidden_whole
+        self._maskers["CN_QQ_NUMBER"] = _hidden_whole
         self._maskers["PASSPORT"] = _mask_passport
         self._maskers["CN_ADDRESS_DETAIL"] = _hidden_whole
         self._maskers["CN_BIRTH_DATE"] = _mask_birth_date

@@ -21,6 +21,8 @@ from grassroots_common.personal_data import (
     DWELLING,
     MOBILE_IN_NUMERALS,
     PASSPORT_CUE,
+    QQ_CUE,
+    QQ_NUMBER,
     RESIDENCE_CUE,
     WECHAT_CUE,
     WECHAT_GLUED_CUE,
@@ -56,6 +58,7 @@ CN_CREDIT_CODE = "CN_CREDIT_CODE"
 EMAIL_ADDRESS = "EMAIL_ADDRESS"
 CN_LICENCE_PLATE = "CN_LICENCE_PLATE"
 CN_WECHAT_ID = "CN_WECHAT_ID"
+CN_QQ_NUMBER = "CN_QQ_NUMBER"
 PASSPORT = "PASSPORT"
 CN_ADDRESS_DETAIL = "CN_ADDRESS_DETAIL"
 CN_BIRTH_DATE = "CN_BIRTH_DATE"
@@ -200,6 +203,7 @@ class CnIdNumberAfterCueRecognizer(Recognizer):
 
 _WECHAT_PATTERN, _WECHAT_STDLIB = _after_cue("wechat_after_cue", WECHAT_CUE, WECHAT_ID)
 _PASSPORT_PATTERN, _PASSPORT_STDLIB = _after_cue("passport_after_cue", PASSPORT_CUE, PASSPORT_NUMBER)
+_QQ_PATTERN, _QQ_STDLIB = _after_cue("qq_after_cue", QQ_CUE, QQ_NUMBER)
 _ADDRESS_PATTERN, _ADDRESS_STDLIB = _after_cue(
     "address_after_cue", RESIDENCE_CUE, ADDRESS_DETAIL, between=ADDRESS_PLACE
 )
@@ -216,6 +220,14 @@ class WeChatIdAfterCueRecognizer(Recognizer):
         Pattern("wechat_own_id", WECHAT_OWN_ID, 0.85),
     )
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"wechat_after_cue": _WECHAT_STDLIB}
+
+
+class QQNumberAfterCueRecognizer(Recognizer):
+    """A QQ number right after QQ or 扣扣 (QQ：123456789, QQ号12345678, 扣扣 87654321)."""
+
+    ENTITY = CN_QQ_NUMBER
+    PATTERNS = (_QQ_PATTERN,)
+    STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {"qq_after_cue": _QQ_STDLIB}
 
 
 class PassportAfterCueRecognizer(Recognizer):
@@ -656,6 +668,7 @@ def build_recognizers(*, checksum_only_ids: bool = False) -> list[Recognizer]:
         EmailRecognizer(),
         CnLicencePlateRecognizer(),
         WeChatIdAfterCueRecognizer(),
+        QQNumberAfterCueRecognizer(),
         PassportAfterCueRecognizer(),
         AddressDetailAfterCueRecognizer(),
         CnBirthDateRecognizer(),

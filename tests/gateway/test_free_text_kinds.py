@@ -28,6 +28,10 @@ TYPED = [
     ("户主出生于1948年3月12日，申请高龄补贴", "birth_date"),
     ("于一九四八年三月十二日出生", "birth_date"),
     ("2024年3月5日走访，2023年度低保复核", None),
+    # a QQ number or a travel permit's after its cue; a QQ group's number is no one's account
+    ("投诉人QQ：123456789", "qq_number"),
+    ("QQ群：123456789已建", None),
+    ("港澳通行证C12345678已核", "passport"),
 ]
 
 

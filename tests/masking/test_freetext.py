@@ -270,6 +270,7 @@ _TOKENS = [
     *("地址", "性别", "之妻", "本人", "夫妇", "男", "女", "户名", "持卡人", "通知", "感谢", "由", "广大"),
     *("王小明", "同时", "联系电话", "庄村"),
     *("港澳通行证", "回乡证", "C12345678", "现居住地", "居住地"),
+    *("QQ", "qq", "QQ号", "扣扣", "群", "12345678", "@qq.com"),
 ]
 
 
@@ -800,6 +801,27 @@ def test_a_travel_permit_number_and_a_house_number_after_where_one_lives(
 ) -> None:
     # A travel permit's number has a passport's shape, and 现居住地 says where someone lives as 住址 does:
     # both were served in clear.
+    _masked_from_the_stock_engines_findings(scanner, text, masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("QQ：123456789", "QQ：***"),
+        ("QQ号12345678", "QQ号***"),
+        ("qq 87654321", "qq ***"),
+        ("QQ12345678", "QQ***"),
+        ("扣扣号：1234567", "扣扣号：***"),
+        ("联系人王伟 QQ:12345678 电话13812345678", "联系人王* QQ:*** 电话138****5678"),
+        # a group's number, a mailbox, a word holding QQ, a number starting with 0
+        ("QQ群：123456789", "QQ群：123456789"),
+        ("邮箱12345@qq.com", "邮箱1***@qq.com"),
+        ("FAQQ12345678", "FAQQ12345678"),
+        ("QQ 0123456", "QQ 0123456"),
+    ],
+)
+def test_a_qq_number_after_its_cue_is_hidden(scanner: FreeTextScanner, text: str, masked: str) -> None:
+    # A QQ number is an account that reaches its owner, as a WeChat id is: it was not looked for at all.
     _masked_from_the_stock_engines_findings(scanner, text, masked)
 
 
