@@ -124,6 +124,11 @@ def _wechat_cue(text: str) -> bool:
 _QQ_CUE = re.compile(r"[Qq]{2}|扣扣")
 
 
+def _qq_cue(text: str) -> bool:
+    # Most texts hold no Q at all: two substring tests settle them faster than the search does.
+    return ("Q" in text or "q" in text or "扣扣" in text) and _QQ_CUE.search(text) is not None
+
+
 def _passport_cue(text: str) -> bool:
     # Every word of PASSPORT_CUE holds one of these.
     return "护照" in text or "通行证" in text or "回乡证" in text or "台胞证" in text
@@ -192,9 +197,9 @@ _PATTERN_TRIGGERS: dict[str, str] = {
 _PERSON_AFTER_TRIGGER = re.compile(
     r"[本夫（(男女](?:(?<=本)人|(?<=夫)妇|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
 )
-#: What every match of CONTACT_AHEAD starts with: a phone's or an ID document's word, a mobile's first
-#: digits (after +86 or not), an ID number's region and century.
-_CONTACT_TRIGGER = re.compile(r"联系|电话|手机|身份证|座机|(?:\+?86[-\s]?)?1[3-9]\d|[1-9]\d{5}(?:18|19|20)")
+#: What every match of CONTACT_AHEAD holds: a phone's or an ID document's word, a mobile's first digits
+#: (after +86 or not), an ID number's region and century.
+_CONTACT_TRIGGER = re.compile(r"联系|电话|手机|身份证|座机|1[3-9]\d|[1-9]\d{5}(?:18|19|20)")
 _LANGUAGE = "zh"
 #: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
 #: an interpunct), and those of them that are digit runs.
@@ -475,7 +480,7 @@ class FreeTextScanner:
             "numerals": _numerals,
             "wechat": _wechat_cue,
             "passport": _passport_cue,
-            "qq": _QQ_CUE.search,
+            "qq": _qq_cue,
             "residence": _residence_cue,
             "dwelling": _dwelling_cue,
             "birth": _birth_cue,
