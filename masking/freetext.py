@@ -191,11 +191,11 @@ _PATTERN_TRIGGERS: dict[str, str] = {
     "cn_name_person_after": "person_after",
     "cn_name_before_contact": "contact_after",
 }
-#: What every match of PERSON_AFTER holds (本人, 夫妇, a bracket, 男 or 女 before no Chinese character), found
-#: from one character class: PERSON_AFTER itself, with its optional comma before the sex, is tried at every
-#: character of a text and costs seven times as much.
+#: What every match of PERSON_AFTER holds (本人, 夫妇, 之 and a kin word, a bracket, 男 or 女 before no
+#: Chinese character), found from one character class: PERSON_AFTER itself, with its optional comma before
+#: the sex, is tried at every character of a text and costs seven times as much.
 _PERSON_AFTER_TRIGGER = re.compile(
-    r"[本夫（(男女](?:(?<=本)人|(?<=夫)妇|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
+    r"[本夫之（(男女](?:(?<=本)人|(?<=夫)妇|(?<=之)[妻夫子女父母]|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
 )
 #: What every match of CONTACT_AHEAD holds: a phone's or an ID document's word, a mobile's first digits
 #: (after +86 or not), an ID number's region and century.
@@ -431,7 +431,7 @@ class FreeTextScanner:
         if "honorific" in kinds:
             first += "".join(sorted({word[0] for word in HONORIFICS}))
         if "person_after" in kinds:  # 本人、夫妇, a role in brackets, the sex (PERSON_AFTER)
-            first += "本夫（(男女"
+            first += "本夫之（(男女"
         if "contact_after" in kinds:  # a name needs a Chinese character, the digits are the digit run's
             first += "联电手身座"
         if "wechat" in kinds:

@@ -337,6 +337,9 @@ LEFT_CUES: tuple[str, ...] = (
     "户名", "持卡人", "开户人", "收款人", "领款人", "领取人", "签收人", "受益人", "当事人", "投诉人",
     "举报人", "来访人", "来电人", "反映人", "求助人", "赡养人", "抚养人", "扶养人", "承包人", "救助对象",
     "帮扶对象", "低保对象", "监测对象", "服务对象", "特困人员",
+    # who signs, vouches for or checks a record: 证明人：李强、审核人：王芳
+    "证明人", "见证人", "担保人", "介绍人", "推荐人", "申报人", "填表人", "填报人", "调查人", "核查人",
+    "审核人", "审批人", "复核人", "记录人",
 )  # fmt: skip
 #: Words that begin the next item of a remark typed straight after a name or a date (户主林玉梅本人电话…、
 #: 村民高秀强地址…、其子王强户主李伟、1981.3.1生本人…): a cue word of a name, a dwelling, a contact or a
@@ -586,6 +589,7 @@ _HONOURED_AFTER_TWO = (
     "电话", "手机", "微信", "联系", "通知", "告知", "告诉", "转告", "感谢", "谢谢", "慰问", "看望", "探望",
     "走访", "拜访", "回访", "约谈", "询问", "答复", "陪同", "帮助", "协助", "委托", "邀请", "致电", "提醒",
     "督促", "动员", "劝导", "接待", "照顾", "护送", "接送", "指导", "表扬", "转交", "交给", "送给", "发给",
+    "证明", "同意", "推荐", "批准", "认定", "确认", "核实", "表彰", "任命", "聘请",
 )  # fmt: skip
 # (A two-character word's last character is tested first: it fails at most positions at once.)
 _HONOURED_TWO_LAST = "".join(sorted({word[-1] for word in _HONOURED_AFTER_TWO}))
@@ -596,8 +600,8 @@ _BEFORE_HONORED_NAME = (
 
 
 # What after a name says a person is meant as surely as an honorific does (已与张建国本人核实、张建国、李秀英
-# 夫妇、张三丰（户主），男、王秀英，女，汉族): 本人, 夫妇, a role in brackets, or the sex written as household
-# records write it.
+# 夫妇、张三丰（户主），男、王秀英，女，汉族、王小明之女王丽代领): 本人, 夫妇, 之 and a kin word, a role in
+# brackets, or the sex written as household records write it.
 # A cue word is no name before them (居民本人同意、村民同志), nor a surname and a form of address (王老太，
 # 身份证号码…; 陈阿婆本人).
 _NOT_A_CUE = (
@@ -610,7 +614,7 @@ _SURNAME_START = (
     + "".join(sorted({*(SINGLE_SURNAMES - _NOT_A_SURNAME_HERE), *(s[0] for s in ALL_COMPOUND_SURNAMES)}))
     + "])"
 )
-PERSON_AFTER = rf"本人|夫妇|[（(](?:{_LEFT_CUES})[）)]|[，,、\s]?[男女](?![\u4e00-\u9fff])"
+PERSON_AFTER = rf"本人|夫妇|之[妻夫子女父母]|[（(](?:{_LEFT_CUES})[）)]|[，,、\s]?[男女](?![\u4e00-\u9fff])"
 # A contact item typed right after a name ties the two together (王小明13812345678、王小明 身份证…、
 # 王小明电话…、王小明（110102…）): a mobile, an ID number, or the word of a phone or an ID document, after at
 # most a space and a comma or a colon, or in brackets. In the honorific's contexts.
