@@ -11,10 +11,10 @@ A bare name with nothing around it cannot be told from ordinary words; the messa
 write names at all.
 
 Typed text is held to a stricter test than responses are: the scanner takes a name after a cue word only
-where a punctuation mark or the end follows (a masked response must keep its ordinary words), while a note
-or a summary also names a person where what follows is what a person does in a case ("居民王小明来访询问")
-or where a verb of contacting someone comes first ("已联系王小明本人"). Refusing such a text costs its writer
-a rewording; accepting it leaves a name in the audit log for years (PIPL Art. 51).
+where a punctuation mark, the end or the next item's word follows (a masked response must keep its ordinary
+words), while a note or a summary also names a person where what follows is what a person does in a case
+("居民王小明来访询问") or where a verb of contacting someone comes first ("已联系王小明本人"). Refusing such a
+text costs its writer a rewording; accepting it leaves a name in the audit log for years (PIPL Art. 51).
 """
 
 from __future__ import annotations

@@ -614,6 +614,8 @@ _SURNAME_START = (
     + "".join(sorted({*(SINGLE_SURNAMES - _NOT_A_SURNAME_HERE), *(s[0] for s in ALL_COMPOUND_SURNAMES)}))
     + "])"
 )
+#: A name in the honorific's contexts, the patterns below add what must follow it.
+_NAME_IN_CONTEXT = rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}"
 PERSON_AFTER = rf"本人|夫妇|之[妻夫子女父母]|[（(](?:{_LEFT_CUES})[）)]|[，,、\s]?[男女](?![\u4e00-\u9fff])"
 # A contact item typed right after a name ties the two together (王小明13812345678、王小明 身份证…、
 # 王小明电话…、王小明（110102…）): a mobile, an ID number, or the word of a phone or an ID document, after at
@@ -634,19 +636,19 @@ class ChineseNameRecognizer(Recognizer):
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
-            rf"{_SURNAME_START}{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={'|'.join(HONORIFICS)})",
+            rf"{_SURNAME_START}{_NAME_IN_CONTEXT}(?={'|'.join(HONORIFICS)})",
             0.7,
         ),
         Pattern(
             "cn_name_person_after",
-            rf"{_SURNAME_START}{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?={PERSON_AFTER})",
+            rf"{_SURNAME_START}{_NAME_IN_CONTEXT}(?={PERSON_AFTER})",
             0.7,
         ),
         Pattern(
             "cn_name_before_contact",
             # (the contact within reach of a name's end first: most positions fail it at once)
             rf"{_SURNAME_START}(?=[\u4e00-\u9fff]{{2,4}}[\s，,：:（(]{{0,3}}[联电手身座1-9+])"
-            rf"{_BEFORE_HONORED_NAME}{_NOT_A_CUE}{_NAME}(?<![村庄镇乡屯寨组])"
+            rf"{_NAME_IN_CONTEXT}(?<![村庄镇乡屯寨组])"
             rf"(?=\s?[，,：:]?\s?{CONTACT_AHEAD}|[（(]{CONTACT_AHEAD})",
             0.7,
         ),
