@@ -535,6 +535,8 @@ NOT_NAMES: tuple[str, ...] = (
     "劳模", "爱心",
     # a form's field before the sex (性别 女)
     "性别",
+    # what a payment or a benefit record says after its cue words (持卡人须知、申报人申报、受益人范围、年度)
+    "须知", "申报", "范围", "金额", "养老", "公示", "年审", "季度", "年度",
 )  # fmt: skip
 HONORIFICS: tuple[str, ...] = ("同志", "先生", "女士", "老人家", "大爷", "大妈", "阿姨")
 _LEFT_CUES = "|".join(LEFT_CUES)

@@ -757,6 +757,8 @@ def test_a_name_before_an_honorific_after_what_a_case_note_does(
         ("王秀英，女，汉族，小学文化", "王**，女，汉族，小学文化"),
         # and what stays: a cue word, a form's field, words
         ("居民本人同意", "居民本人同意"),
+        ("持卡人须知", "持卡人须知"),
+        ("申报人申报。", "申报人申报。"),
         ("户主本人签字", "户主本人签字"),
         ("性别 女", "性别 女"),
         ("妇女，男女平等", "妇女，男女平等"),
