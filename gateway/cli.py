@@ -115,7 +115,7 @@ def _check_area_settings() -> None:
     from pydantic import ValidationError
     from pydantic_settings import BaseSettings, SettingsError
 
-    from gateway.routes.admission_api import AdmissionSettings
+    from gateway.admission_settings import AdmissionSettings
     from gateway.settings import configuration_error
     from gateway.supervision_tasks import SupervisionSettings
 
@@ -187,7 +187,7 @@ def _require_configured_files() -> None:
     """Each data file a setting names must be there and readable before the gateway starts: read only when
     first asked for, a missing one answered every anomaly query, monthly report or burden view with 500
     internal_error (logged as FileNotFoundError) while the gateway looked healthy."""
-    from gateway.routes.admission_api import AdmissionSettings
+    from gateway.admission_settings import AdmissionSettings
     from gateway.supervision_tasks import SupervisionSettings
 
     area, admission = SupervisionSettings(), AdmissionSettings()
@@ -231,7 +231,7 @@ def _require_production_key_files(settings: Settings) -> None:
     Made silently, a mistyped path gave the gateway a new service key (refused by every departmental system)
     or a new checkpoint key (checkpoints no verifier with the real key accepts, a second host's differing
     from the first's). The path is named, never the key."""
-    from gateway.routes.admission_api import system_token_key_path
+    from gateway.admission_settings import system_token_key_path
 
     if settings.mode.value != "production":
         return
@@ -825,7 +825,7 @@ def _load_keys_or_exit(settings: Settings) -> tuple[KeyRing, bool]:
     Returns the masking key ring, read once here and passed on (checked against the database, not yet
     recorded: :func:`_record_masking_ring_or_exit`), and whether it was made here."""
     from audit import CheckpointError, CheckpointSigner
-    from gateway.routes.admission_api import system_token_key_path
+    from gateway.admission_settings import system_token_key_path
     from gateway.upstream import load_or_create_ed25519
 
     # The audit-ref key (in development audit-hmac.key) was read by `serve` just before, with its ring.

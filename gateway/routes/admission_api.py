@@ -40,8 +40,7 @@ from urllib.parse import parse_qsl, unquote
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
 from sqlalchemy.orm import Session
 
 import audit
@@ -81,6 +80,7 @@ from gateway.admin_support import (
     supervised_prefix,
     unit_of_work,
 )
+from gateway.admission_settings import AdmissionSettings, admission_settings, system_token_key_path
 from gateway.app import get_runtime, json_nested_too_deep, request_id_of
 from gateway.auth.oidc import Principal
 from gateway.errors import (
@@ -98,7 +98,7 @@ from gateway.pipeline import record_audit
 from gateway.refusal_bursts import request_source
 from gateway.registration_keys import REGISTRATION_KEYS, REGISTRATION_VIEW_KEYS
 from gateway.runtime import Runtime
-from gateway.settings import RunMode, Settings, refuse_blank_path, tls_or_loopback
+from gateway.settings import RunMode, tls_or_loopback
 from gateway.upstream import load_or_create_ed25519
 from grassroots_common.divisions import VILLAGE_CODE
 from masking import Catalog, SemanticType
@@ -116,36 +116,6 @@ T = TypeVar("T")
 _PREFIX = "/api/v1/admission"
 #: Roles that see every registration; a system admin sees only their own department's.
 _REGISTRY_WIDE_ROLES = frozenset({"admission_reviewer", "supervisor", "auditor", "platform_admin"})
-
-
-class AdmissionSettings(BaseSettings):
-    """Admission-specific configuration (environment prefix ``GRASSROOTS_ADMISSION_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_ADMISSION_", extra="ignore")
-
-    config_path: Path | None = Field(None, description="reviewing offices and periods (offices.toml)")
-    token_ttl_s: int = Field(300, ge=30, le=3600, description="lifetime of system access tokens")
-    token_key_path: Path | None = Field(
-        None, description="Ed25519 key signing system access tokens (default <data_dir>/keys/...)"
-    )
-    villages_file: Path | None = Field(
-        None, description="village/community codes of the district, one per line (burden report)"
-    )
-
-    _paths_not_blank = field_validator("config_path", "token_key_path", "villages_file", mode="before")(
-        refuse_blank_path
-    )
-
-
-@lru_cache(maxsize=1)
-def admission_settings() -> AdmissionSettings:
-    return AdmissionSettings()
-
-
-def system_token_key_path(settings: Settings) -> Path:
-    """The key signing system access tokens: ``GRASSROOTS_ADMISSION_TOKEN_KEY_PATH``, or the data
-    directory's ``keys/system-token-ed25519.pem``."""
-    return admission_settings().token_key_path or settings.keys_dir / "system-token-ed25519.pem"
 
 
 @lru_cache(maxsize=1)
