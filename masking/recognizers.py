@@ -584,8 +584,9 @@ _DOTTED_NAME = (
 # before it (或覃军建同志、电话马军华先生), or what a case note does to or with the person: the verbs and
 # prepositions of reaching, visiting, thanking or acting for someone (已通知王伟先生、慰问王建国同志、
 # 感谢李娜女士、请王伟先生到村委会、由王伟同志代领、经李娜女士同意, which were served in clear). After any
-# other Chinese character where the name starts is not known. Each lookbehind holds words of one length
-# (the standard `re` of the fast path takes no other).
+# other Chinese character where the name starts is not known, nor after a digit, where a unit follows
+# (2017年翻修，座机…: 年 is a surname). Each lookbehind holds words of one length (the standard `re` of
+# the fast path takes no other).
 _HONOURED_AFTER_ONE = "或和与及、请由经给对向让叫找被把将跟同替为帮陪"
 _HONOURED_AFTER_TWO = (
     "电话", "手机", "微信", "联系", "通知", "告知", "告诉", "转告", "感谢", "谢谢", "慰问", "看望", "探望",
@@ -596,7 +597,7 @@ _HONOURED_AFTER_TWO = (
 # (A two-character word's last character is tested first: it fails at most positions at once.)
 _HONOURED_TWO_LAST = "".join(sorted({word[-1] for word in _HONOURED_AFTER_TWO}))
 _BEFORE_HONORED_NAME = (
-    rf"(?:(?<![\u4e00-\u9fff])|(?<=[{_HONOURED_AFTER_ONE}])"
+    rf"(?:(?<![\u4e00-\u9fff0-9])|(?<=[{_HONOURED_AFTER_ONE}])"
     rf"|(?<=[{_HONOURED_TWO_LAST}])(?<={'|'.join(_HONOURED_AFTER_TWO)}))"
 )
 

@@ -786,6 +786,8 @@ def test_a_name_in_a_payment_or_a_household_record(scanner: FreeTextScanner, tex
         ("王庄村电话13812345678", "王庄村电话138****5678"),
         ("本人电话13812345678", "本人电话138****5678"),
         ("同时电话13812345678", "同时电话138****5678"),
+        # after a digit a unit follows, not a name (年 is a surname)
+        ("2023年翻修，座机0571-36387576", "2023年翻修，座机0571-******76"),
     ],
 )
 def test_a_name_typed_right_before_a_phone_or_an_id_number(
