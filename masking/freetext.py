@@ -120,13 +120,13 @@ def _wechat_cue(text: str) -> bool:
     return "微信" in text or _LATIN_WECHAT_CUE.search(text) is not None
 
 
-# QQ or 扣扣 (QQ_CUE), QQ in any case.
-_QQ_CUE = re.compile(r"[Qq]{2}|扣扣")
+# The Latin form of a QQ cue (QQ_CUE), in any case; the other is 扣扣.
+_LATIN_QQ_CUE = re.compile(r"[Qq]{2}")
 
 
 def _qq_cue(text: str) -> bool:
-    # Most texts hold no Q at all: two substring tests settle them faster than the search does.
-    return ("Q" in text or "q" in text or "扣扣" in text) and _QQ_CUE.search(text) is not None
+    # Most texts hold no Q at all: substring tests settle them faster than the search does.
+    return "扣扣" in text or (("Q" in text or "q" in text) and _LATIN_QQ_CUE.search(text) is not None)
 
 
 def _passport_cue(text: str) -> bool:
@@ -194,12 +194,15 @@ _PATTERN_TRIGGERS: dict[str, str] = {
 #: What every match of PERSON_AFTER holds (本人, 夫妇, 之 and a kin word, a bracket, 男 or 女 before no
 #: Chinese character), found from one character class: PERSON_AFTER itself, with its optional comma before
 #: the sex, is tried at every character of a text and costs seven times as much.
+_PERSON_AFTER_FIRST = "本夫之（(男女"
 _PERSON_AFTER_TRIGGER = re.compile(
-    r"[本夫之（(男女](?:(?<=本)人|(?<=夫)妇|(?<=之)[妻夫子女父母]|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
+    rf"[{_PERSON_AFTER_FIRST}]"
+    r"(?:(?<=本)人|(?<=夫)妇|(?<=之)[妻夫子女父母]|(?<=[（(])|(?<=[男女])(?![\u4e00-\u9fff]))"
 )
 #: What every match of CONTACT_AHEAD holds: a phone's or an ID document's word, a mobile's first digits
 #: (after +86 or not), an ID number's region and century.
-_CONTACT_TRIGGER = re.compile(r"联系|电话|手机|身份证|座机|1[3-9]\d|[1-9]\d{5}(?:18|19|20)")
+_CONTACT_WORDS = ("联系", "电话", "手机", "身份证", "座机")
+_CONTACT_TRIGGER = re.compile("|".join(_CONTACT_WORDS) + r"|1[3-9]\d|[1-9]\d{5}(?:18|19|20)")
 _LANGUAGE = "zh"
 #: The trigger kinds a text of ASCII characters alone can meet (the others need a Chinese character or
 #: an interpunct), and those of them that are digit runs.
@@ -431,9 +434,9 @@ class FreeTextScanner:
         if "honorific" in kinds:
             first += "".join(sorted({word[0] for word in HONORIFICS}))
         if "person_after" in kinds:  # 本人、夫妇, a role in brackets, the sex (PERSON_AFTER)
-            first += "本夫之（(男女"
-        if "contact_after" in kinds:  # a name needs a Chinese character, the digits are the digit run's
-            first += "联电手身座"
+            first += _PERSON_AFTER_FIRST
+        if "contact_after" in kinds:  # a contact's word; the digits are the digit run's
+            first += "".join(word[0] for word in _CONTACT_WORDS)
         if "wechat" in kinds:
             first += "微"
         if "passport" in kinds:
@@ -450,24 +453,26 @@ class FreeTextScanner:
         self._prefilter = _any_of(
             (f"[{first}]", bool(first)),
             (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),  # the Latin cues (vx、wx、V信、weixin、wechat)
-            ("[Qq]{2}", "qq" in kinds),
+            (_LATIN_QQ_CUE.pattern, "qq" in kinds),
             (_DIGIT_RUN.pattern, digits),
             # Numerals as the run itself, as for digits: 一 and 二 alone are everywhere.
             (_NUMERAL_RUN.pattern, "numerals" in kinds),
         )
         # An ASCII text (a record id, a code, a number: most of what response DLP reads) can hold only the
-        # ASCII triggers: "@", a Latin WeChat cue, a digit run. The rest need Chinese characters (cues,
+        # ASCII triggers: "@", a Latin WeChat or QQ cue, a digit run. The rest need Chinese characters (cues,
         # numerals, plate prefixes) or the interpunct of a dotted name.
         self._ascii_prefilter = _any_of(
             ("@", "at" in kinds),
             (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
-            ("[Qq]{2}", "qq" in kinds),
+            (_LATIN_QQ_CUE.pattern, "qq" in kinds),
             (_DIGIT_RUN.pattern, digits),
         )
         # ASCII letters and digits alone (a record id such as R075f2e45): no "@", and a digit run has no
         # separator to hold, so it is six digits in a row, which the regex engine finds several times faster.
         self._alnum_prefilter = _any_of(
-            (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds), ("[Qq]{2}", "qq" in kinds), ("[0-9]{6}", digits)
+            (_LATIN_WECHAT_CUE.pattern, "wechat" in kinds),
+            (_LATIN_QQ_CUE.pattern, "qq" in kinds),
+            ("[0-9]{6}", digits),
         )
         triggers: dict[str, Callable[[str], object]] = {
             "digits": _DIGIT_RUN.search,
