@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test check lint types imports unit bench bench-quick clean browser
+.PHONY: setup demo test check lint types imports unit bench bench-quick clean browser lock
 
-$(STAMP): pyproject.toml
+# The releases installed are constraints.txt's (what CI ran), not whatever is newest the day of the clone.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -55,14 +56,27 @@ unit: setup
 ## Benchmarks side by side with their peers (direct, nginx, other clients): writes BENCHMARKS.md and
 ## bench/results.json. Installs what only they need (bench/requirements.txt; nginx from Debian if missing).
 bench: setup
-	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r bench/requirements.txt
 	$(BIN)/python -c 'from bench.stack import ensure_nginx; ensure_nginx()'
 	$(BIN)/python -m bench
 
 bench-quick: setup
-	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r bench/requirements.txt
 	$(BIN)/python -c 'from bench.stack import ensure_nginx; ensure_nginx()'
 	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## Refresh constraints.txt: the newest releases pyproject.toml and bench/requirements.txt admit, resolved in a
+## throwaway venv (.lock-venv, removed after). Run `make test` and the benchmarks on the result before
+## committing it: a new release of a dependency lands as a reviewed change, never by surprise in a fresh clone.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' -r bench/requirements.txt
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
+	@echo "constraints.txt refreshed; run make test before committing it (git diff constraints.txt: what changed)"
