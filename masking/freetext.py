@@ -407,9 +407,10 @@ def _mask_plate(text: str) -> str:
 #: 在保) recur in every record: the same short text is scanned again and again, and a scan finding nothing
 #: still tests every cue the text's characters may begin (5-9 µs for such a remark). What a scan finds
 #: depends on the text alone (the scanner is not changed once built), so a text remembered clean is
-#: answered at once. Only texts in which nothing was found are kept, each at most 128 characters (a phrase,
-#: a code; a long note is rarely typed twice), at most 4,096 of them (under 2 MB); when full, the memory
-#: starts again empty.
+#: answered at once. Only texts read in full in which nothing was found are kept (not those the prefilter
+#: passes over: a record id, unique in each record, would crowd the phrases out), each at most 128
+#: characters (a phrase, a code; a long note is rarely typed twice), at most 4,096 of them (under 2 MB);
+#: when full, the memory starts again empty.
 CLEAN_TEXTS_KEPT: Final = 4096
 CLEAN_TEXT_MAX_CHARS: Final = 128
 
@@ -574,14 +575,19 @@ class FreeTextScanner:
         """Non-overlapping findings, in text order (spans of ``text``; the text is read folded)."""
         if text in self._clean:
             return []
-        findings = self._scan_folded(fold(text))
+        folded = fold(text)
+        groups = self._groups_to_read(folded)
+        if groups is None:
+            return []
+        findings = self._read(folded, groups)
         if not findings:
             self._remember_clean(text)
         return findings
 
     def _remember_clean(self, text: str) -> None:
-        """Remember a short text in which nothing was found, so that it is not scanned again (see
-        ``CLEAN_TEXTS_KEPT``)."""
+        """Remember a short text read in full in which nothing was found, so that it is not read again (see
+        ``CLEAN_TEXTS_KEPT``). A text the prefilter passes over (a record id, a word with no cue) costs less
+        than remembering it, and is not."""
         if len(text) <= CLEAN_TEXT_MAX_CHARS:
             clean = self._clean
             if len(clean) >= CLEAN_TEXTS_KEPT:
@@ -589,15 +595,25 @@ class FreeTextScanner:
             clean[text] = None
 
     def _scan_folded(self, text: str) -> list[Finding]:
+        groups = self._groups_to_read(text)
+        return [] if groups is None else self._read(text, groups)
+
+    def _groups_to_read(self, text: str) -> list[tuple[Callable[[str], object], tuple[_Rule, ...]]] | None:
+        """The rule groups a (folded) text is read with; None when the prefilter shows it holds nothing."""
         if not text:
-            return []
+            return None
         if text.isascii():
             groups = self._ascii_groups
             prefilter = self._alnum_prefilter if text.isalnum() else self._ascii_prefilter
         else:
             prefilter, groups = self._prefilter, self._groups
         if prefilter is None or prefilter.search(text) is None:
-            return []
+            return None
+        return groups
+
+    def _read(
+        self, text: str, groups: list[tuple[Callable[[str], object], tuple[_Rule, ...]]]
+    ) -> list[Finding]:
         # Candidates as plain (entity, start, end, score) tuples: most are never taken, and only those
         # taken become Findings (in _resolve).
         raw: list[_Candidate] = []
@@ -650,7 +666,10 @@ class FreeTextScanner:
         if text in self._clean:
             return text, []
         folded = fold(text)
-        findings = self._scan_folded(folded)
+        groups = self._groups_to_read(folded)
+        if groups is None:
+            return text, []
+        findings = self._read(folded, groups)
         if not findings:
             self._remember_clean(text)
             return text, findings

@@ -7,6 +7,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1003,18 +1004,18 @@ def test_a_name_before_an_honorific_or_a_birth_date_typed_without_a_comma(
 
 
 class _CountingScans:
-    """A fresh scanner whose full scans (past its memory of clean texts) are counted."""
+    """A fresh scanner whose full reads (past its memory of clean texts and its prefilter) are counted."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.scanner = FreeTextScanner()
         self.scans = 0
-        full_scan = self.scanner._scan_folded
+        full_read = self.scanner._read
 
-        def counted(text: str) -> list[Finding]:
+        def counted(text: str, groups: Any) -> list[Finding]:
             self.scans += 1
-            return full_scan(text)
+            return full_read(text, groups)
 
-        monkeypatch.setattr(self.scanner, "_scan_folded", counted)
+        monkeypatch.setattr(self.scanner, "_read", counted)
 
 
 def test_a_set_phrase_found_clean_is_answered_again_without_a_scan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1058,6 +1059,19 @@ def test_a_long_text_and_texts_past_the_limit_are_scanned_again(monkeypatch: pyt
     assert counting.scans == CLEAN_TEXTS_KEPT + 1
     counting.scanner.scan(first)
     assert counting.scans == CLEAN_TEXTS_KEPT + 2
+
+
+def test_a_text_the_prefilter_passes_over_is_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Record ids, unique in each record, would crowd the set phrases out of the memory.
+    counting = _CountingScans(monkeypatch)
+    for n in range(CLEAN_TEXTS_KEPT + 10):
+        assert counting.scanner.scan_and_mask(f"R{n:04x}") == (f"R{n:04x}", [])
+    assert counting.scans == 0
+    counting.scanner.scan("独居老人，网格员每周走访")
+    for n in range(CLEAN_TEXTS_KEPT + 10):
+        counting.scanner.scan(f"R{n:04x}")
+    counting.scanner.scan("独居老人，网格员每周走访")
+    assert counting.scans == 1
 
 
 def test_what_a_scanner_finds_cannot_be_changed_once_built(scanner: FreeTextScanner) -> None:
