@@ -91,9 +91,12 @@ def _typed_name() -> re.Pattern[str]:
     from masking import recognizers as names
 
     cues = sorted({*names.LEFT_CUES, *_CASE_CUES, *_CONTACT_VERBS}, key=len, reverse=True)
-    not_names = sorted({*names.NOT_NAMES, *names.LEFT_CUES, *_CASE_CUES}, key=len, reverse=True)
+    not_names = sorted(
+        {*names.NOT_NAMES, *names.TIME_WORDS, *names.LEFT_CUES, *_CASE_CUES}, key=lambda w: (-len(w), w)
+    )
     given = r"(?:(?![的了是在和与及或等人户家说到把被为有无已未要会对从向也都还就将其该此某])[\u4e00-\u9fff])"
-    follows = "|".join(map(re.escape, _PERSON_FOLLOWS))
+    # When the person did it, as the scanner reads it too (投诉人王伟今日来电): names.TIME_WORDS.
+    follows = "|".join(map(re.escape, (*_PERSON_FOLLOWS, *names.TIME_WORDS)))
     name = rf"(?!{'|'.join(map(re.escape, not_names))})(?:{names._SURNAME}){given}{{1,2}}"
     after = rf"(?=[，。、；：:,;.!！?？\s（()）]|$|\d|{follows})"
     after_cue = rf"(?:{'|'.join(map(re.escape, cues))}){names._SEP}{name}{after}"

@@ -421,6 +421,8 @@ class FreeTextScanner:
     `min_score` drops weak findings (presidio scores; validated identifiers score 1.0).
     `checksum_only_ids=True` also flags 18-digit numbers whose check character is right but whose
     county code python-stdnum does not know (useful on synthetic data); the default agrees with stdnum.
+    `clean_texts_kept`: how many short texts found clean it remembers (``CLEAN_TEXTS_KEPT``); 0 reads every
+    text in full (the benchmark against the stock engine, which remembers nothing).
     """
 
     def __init__(
@@ -429,6 +431,7 @@ class FreeTextScanner:
         entities: Iterable[str] | None = None,
         min_score: float = 0.5,
         checksum_only_ids: bool = False,
+        clean_texts_kept: int = CLEAN_TEXTS_KEPT,
     ) -> None:
         wanted = set(entities) if entities is not None else set(ENTITY_TYPES)
         unknown = wanted - set(ENTITY_TYPES)
@@ -528,6 +531,7 @@ class FreeTextScanner:
             (triggers[kind], tuple(rules)) for kind, rules in grouped.items() if kind in _ASCII_KINDS
         ]
         self._clean: dict[str, None] = {}
+        self._clean_kept = clean_texts_kept
         self._presidio: list[Any] | None = None
         self._analyzer: Any = None
         self._analyzer_lock = threading.Lock()
@@ -588,9 +592,9 @@ class FreeTextScanner:
         """Remember a short text read in full in which nothing was found, so that it is not read again (see
         ``CLEAN_TEXTS_KEPT``). A text the prefilter passes over (a record id, a word with no cue) costs less
         than remembering it, and is not."""
-        if len(text) <= CLEAN_TEXT_MAX_CHARS:
+        if len(text) <= CLEAN_TEXT_MAX_CHARS and self._clean_kept > 0:
             clean = self._clean
-            if len(clean) >= CLEAN_TEXTS_KEPT:
+            if len(clean) >= self._clean_kept:
                 clean.clear()
             clean[text] = None
 

@@ -549,12 +549,24 @@ _SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # The word of the next item ends it too (户主林玉梅本人…、村民高秀强地址…、其子王强户主…, which were served
 # in clear), as does 之 (户主王伟之妻…). Not the function words (的、是、有…): after a cue word, a word that
 # begins with a surname's character is followed by them as often as a name is (村民文化的…、户主王伟的…).
+# When a person did what the note says, and how often, typed straight after the name (户主王伟今日外出、
+# 村民李峰下午到村委会、村民刘成多次来电、其子王小红今天到村委会办理: nine in ten such names were served in
+# clear), end it too. None of them is taken for a name itself (户主上午已到、户主年底已搬走). They end a
+# name without keeping a given character from beginning one (监护人王明天 is still a name; 户主王伟正在家
+# masks 王伟正, a character too many, nothing too few), and 刚刚 is none of them: it is a given name
+# (代办人王刚刚). In the frequent words of a Chinese dictionary that begin with a surname's character, after a
+# cue word, as many are taken before these as before 在 or 本人 (1,702, 1,699 and 1,702 of 2,000).
+TIME_WORDS: tuple[str, ...] = (
+    "今日", "今天", "昨日", "昨天", "前日", "前天", "明日", "明天", "近日", "近期", "近来", "最近", "日前",
+    "目前", "当日", "当天", "上午", "下午", "中午", "晚上", "早上", "凌晨", "傍晚", "本月", "上月", "本周",
+    "上周", "年初", "年底", "月初", "月底", "多次", "一直", "长期", "曾经", "仍然", "已经", "正在",
+)  # fmt: skip
 _CUE_WORDS = rf"同志|先生|女士|就读|务工|打工|上学|工作|独居|代办|代为|代领|{_NEXT_ITEM}"
 _RIGHT_CUES = (
     r"[^\u4e00-\u9fff]|[在已现于住系患和与及或均病称家之]|$"
-    rf"|{_CUE_WORDS}"
+    rf"|{_CUE_WORDS}|{'|'.join(TIME_WORDS)}"
 )
-_NOT_A_NAME = rf"(?!{'|'.join(sorted(NOT_NAMES, key=len, reverse=True))})"
+_NOT_A_NAME = rf"(?!{'|'.join(sorted({*NOT_NAMES, *TIME_WORDS}, key=lambda word: (-len(word), word)))})"
 # A given character never begins a word that ends a name: 户主王伟出生于… names 王伟, not 王伟出, and
 # 同时电话138… names nobody (时 is a surname, 电话 no given name).
 _NAME = rf"{_NOT_A_NAME}{_SURNAME}(?!{_CUE_WORDS}){_GIVEN}(?:(?!{_CUE_WORDS}){_GIVEN})?"

@@ -32,6 +32,10 @@ TYPED = [
     ("投诉人QQ：123456789", "qq_number"),
     ("QQ群：123456789已建", None),
     ("港澳通行证C12345678已核", "passport"),
+    # a name before when the person did it (今日、下午、多次…); such a word is no name itself
+    ("投诉人王伟今日来电", "person"),
+    ("群众李娜下午来访", "person"),
+    ("户主上午已到村委会，年底已搬走", None),
 ]
 
 
