@@ -562,9 +562,11 @@ TIME_WORDS: tuple[str, ...] = (
     "上周", "年初", "年底", "月初", "月底", "多次", "一直", "长期", "曾经", "仍然", "已经", "正在",
 )  # fmt: skip
 _CUE_WORDS = rf"同志|先生|女士|就读|务工|打工|上学|工作|独居|代办|代为|代领|{_NEXT_ITEM}"
+# A count of households or people ends a list of names (户主王伟、李娜、张强三户已走访、王伟和李娜两人).
+_COUNT = "[一二三四五六七八九十两几][户人家口名位个]"
 _RIGHT_CUES = (
     r"[^\u4e00-\u9fff]|[在已现于住系患和与及或均病称家之]|$"
-    rf"|{_CUE_WORDS}|{'|'.join(TIME_WORDS)}"
+    rf"|{_CUE_WORDS}|{'|'.join(TIME_WORDS)}|{_COUNT}"
 )
 _NOT_A_NAME = rf"(?!{'|'.join(sorted({*NOT_NAMES, *TIME_WORDS}, key=lambda word: (-len(word), word)))})"
 # A given character never begins a word that ends a name: 户主王伟出生于… names 王伟, not 王伟出, and
@@ -641,6 +643,18 @@ CONTACT_AHEAD = (
 )
 
 
+# The names after the first in a list after a cue word (走访户主王伟、李娜、张强; 联系人王伟和李娜; 其子王强、
+# 王刚均在外务工): the first is the cue's, and each one after a 、 or a conjunction is a name as surely,
+# ending where a name after a cue ends. Only the enumeration comma and 和/与/及/或 join: after a comma a new
+# clause begins as often as a name (户主王伟，家中三口人). A cue word is no name there, and ends the list
+# (户主王伟和孙女同住).
+# In the frequent words of a Chinese dictionary that begin with a surname's character, as many are taken
+# in a list as right after a cue word (1,702 of 2,000 both).
+_LIST_JOINT = "[、和与及或]"
+_LISTED_NAME = rf"(?!{_LEFT_CUES}){_NAME}(?={_RIGHT_CUES})"
+_NAMES_BEFORE = rf"(?:{_LEFT_CUES}){_SEP}{_NAME}(?:{_LIST_JOINT}(?!{_LEFT_CUES}){_NAME}){{0,8}}{_LIST_JOINT}"
+
+
 class ChineseNameRecognizer(Recognizer):
     """Person names: a dictionary surname + 1-2 characters, anchored by a context cue (户主、联系人、
     其子…) before it, or an honorific (同志、先生…) after it. The blank zh pipeline has no NER model."""
@@ -649,6 +663,7 @@ class ChineseNameRecognizer(Recognizer):
     PATTERNS = (
         Pattern("cn_name_left_cue", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_AFTER_CUE}", 0.85),
         Pattern("cn_name_dotted", rf"(?<=(?:{_LEFT_CUES}){_SEP}){_DOTTED_NAME}", 0.85),
+        Pattern("cn_name_listed", rf"(?<={_NAMES_BEFORE}){_LISTED_NAME}", 0.85),
         Pattern(
             "cn_name_honorific",
             rf"{_SURNAME_START}{_NAME_IN_CONTEXT}(?={'|'.join(HONORIFICS)})",
@@ -674,7 +689,13 @@ class ChineseNameRecognizer(Recognizer):
     STDLIB: ClassVar[dict[str, tuple[str, int | str]]] = {
         "cn_name_left_cue": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_AFTER_CUE})", "v"),
         "cn_name_dotted": (rf"(?:{_LEFT_CUES}){_SEP}(?P<v>{_DOTTED_NAME})", "v"),
+        # The first listed name after the cue's own; where another follows, presidio's pattern (REACHING).
+        "cn_name_listed": (
+            rf"(?:{_LEFT_CUES}){_SEP}{_NAME}{_LIST_JOINT}(?P<v>{_LISTED_NAME})",
+            "v",
+        ),
     }
+    REACHING: ClassVar[dict[str, str]] = {"cn_name_listed": rf"{_LIST_JOINT}{_LISTED_NAME}"}
     CONTEXT = ("姓名", "户主", "联系人")
 
 
