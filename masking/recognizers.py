@@ -554,8 +554,8 @@ _SEP = r"(?:[:：是为叫\s]|\s*[:：]\s*)?"
 # clear), end it too. None of them is taken for a name itself (户主上午已到、户主年底已搬走). They end a
 # name without keeping a given character from beginning one (监护人王明天 is still a name; 户主王伟正在家
 # masks 王伟正, a character too many, nothing too few), and 刚刚 is none of them: it is a given name
-# (代办人王刚刚). In the frequent words of a Chinese dictionary that begin with a surname's character, after a
-# cue word, as many are taken before these as before 在 or 本人 (1,702, 1,699 and 1,702 of 2,000).
+# (代办人王刚刚). Of the 2,000 most frequent words of a Chinese dictionary (jieba's) that begin with a
+# surname's character, after a cue word, as many are taken before each of these as before 在 or 本人: 1,702.
 TIME_WORDS: tuple[str, ...] = (
     "今日", "今天", "昨日", "昨天", "前日", "前天", "明日", "明天", "近日", "近期", "近来", "最近", "日前",
     "目前", "当日", "当天", "上午", "下午", "中午", "晚上", "早上", "凌晨", "傍晚", "本月", "上月", "本周",
@@ -648,8 +648,7 @@ CONTACT_AHEAD = (
 # ending where a name after a cue ends. Only the enumeration comma and 和/与/及/或 join: after a comma a new
 # clause begins as often as a name (户主王伟，家中三口人). A cue word is no name there, and ends the list
 # (户主王伟和孙女同住).
-# In the frequent words of a Chinese dictionary that begin with a surname's character, as many are taken
-# in a list as right after a cue word (1,702 of 2,000 both).
+# Of the same 2,000 dictionary words, as many are taken in a list as right after a cue word (1,702).
 _LIST_JOINT = "[、和与及或]"
 _LISTED_NAME = rf"(?!{_LEFT_CUES}){_NAME}(?={_RIGHT_CUES})"
 _NAMES_BEFORE = rf"(?:{_LEFT_CUES}){_SEP}{_NAME}(?:{_LIST_JOINT}(?!{_LEFT_CUES}){_NAME}){{0,8}}{_LIST_JOINT}"
