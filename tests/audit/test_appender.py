@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -218,13 +219,24 @@ def _until_checkpointed(log: CheckpointSpy) -> None:
 
 
 def _events_in_main_file(store: Store, tmp: Path) -> int:
-    """Events readable from the database file alone, without its WAL (what a checkpoint has copied)."""
-    copy = tmp / "main-file-only.db"
-    shutil.copyfile(str(store.engine.url.database), copy)
-    with sqlite3.connect(copy) as con:
-        if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'").fetchone()[0] == 0:
-            return 0  # not even the schema has been copied yet
-        return int(con.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+    """Events readable from the database file alone, without its WAL (what a checkpoint has copied).
+
+    The appender's idle checkpoint may be writing the file while it is copied: a torn copy ("database disk
+    image is malformed") is taken again, as a reader of a file being written would."""
+    for attempt in range(100):
+        copy = tmp / f"main-file-only-{attempt}.db"
+        shutil.copyfile(str(store.engine.url.database), copy)
+        try:
+            with closing(sqlite3.connect(copy)) as con:
+                tables = "SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'"
+                if con.execute(tables).fetchone()[0] == 0:
+                    return 0  # not even the schema has been copied yet
+                return int(con.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+        except sqlite3.DatabaseError:
+            time.sleep(0.01)
+        finally:
+            copy.unlink()
+    raise AssertionError("the database file was being written every time it was copied")
 
 
 @pytest.mark.parametrize("interval", [0.0, None])
