@@ -301,6 +301,10 @@ def _values_after_cues(regex: re.Pattern[str], group: int | str, text: str) -> I
         pos = m.start() + 1
 
 
+#: A scanner's rules grouped by their trigger, each trigger tested once per text.
+_Groups = list[tuple[Callable[[str], object], tuple[_Rule, ...]]]
+
+
 def _compile_rules(recognizers: Sequence[Recognizer], flags: int) -> list[_Rule]:
     rules: list[_Rule] = []
     for recognizer in recognizers:
@@ -526,8 +530,8 @@ class FreeTextScanner:
         grouped: dict[str, list[_Rule]] = {}
         for rule in self._rules:
             grouped.setdefault(rule.trigger, []).append(rule)
-        self._groups = [(triggers[kind], tuple(rules)) for kind, rules in grouped.items()]
-        self._ascii_groups = [
+        self._groups: _Groups = [(triggers[kind], tuple(rules)) for kind, rules in grouped.items()]
+        self._ascii_groups: _Groups = [
             (triggers[kind], tuple(rules)) for kind, rules in grouped.items() if kind in _ASCII_KINDS
         ]
         self._clean: dict[str, None] = {}
@@ -577,16 +581,22 @@ class FreeTextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings, in text order (spans of ``text``; the text is read folded)."""
+        return self._folded_and_found(text)[1]
+
+    def _folded_and_found(self, text: str) -> tuple[str, list[Finding]]:
+        """``text`` folded and its findings: answered at once for a text remembered clean, and a text read
+        in full with nothing found is remembered (``CLEAN_TEXTS_KEPT``). With no findings, the first is
+        ``text`` itself whenever it was not read."""
         if text in self._clean:
-            return []
+            return text, []
         folded = fold(text)
         groups = self._groups_to_read(folded)
         if groups is None:
-            return []
+            return folded, []
         findings = self._read(folded, groups)
         if not findings:
             self._remember_clean(text)
-        return findings
+        return folded, findings
 
     def _remember_clean(self, text: str) -> None:
         """Remember a short text read in full in which nothing was found, so that it is not read again (see
@@ -598,11 +608,7 @@ class FreeTextScanner:
                 clean.clear()
             clean[text] = None
 
-    def _scan_folded(self, text: str) -> list[Finding]:
-        groups = self._groups_to_read(text)
-        return [] if groups is None else self._read(text, groups)
-
-    def _groups_to_read(self, text: str) -> list[tuple[Callable[[str], object], tuple[_Rule, ...]]] | None:
+    def _groups_to_read(self, text: str) -> _Groups | None:
         """The rule groups a (folded) text is read with; None when the prefilter shows it holds nothing."""
         if not text:
             return None
@@ -615,9 +621,7 @@ class FreeTextScanner:
             return None
         return groups
 
-    def _read(
-        self, text: str, groups: list[tuple[Callable[[str], object], tuple[_Rule, ...]]]
-    ) -> list[Finding]:
+    def _read(self, text: str, groups: _Groups) -> list[Finding]:
         # Candidates as plain (entity, start, end, score) tuples: most are never taken, and only those
         # taken become Findings (in _resolve).
         raw: list[_Candidate] = []
@@ -667,15 +671,8 @@ class FreeTextScanner:
     ) -> tuple[str, list[Finding]]:
         """The masked text and the findings it was masked for (one scan, one fold); ``maskers`` (all of
         the scanner's own, some replaced: see `masked_by`) when given."""
-        if text in self._clean:
-            return text, []
-        folded = fold(text)
-        groups = self._groups_to_read(folded)
-        if groups is None:
-            return text, []
-        findings = self._read(folded, groups)
+        folded, findings = self._folded_and_found(text)
         if not findings:
-            self._remember_clean(text)
             return text, findings
         return self._masked(text, folded, findings, maskers or self._maskers), findings
 
